@@ -1,0 +1,205 @@
+#pragma once
+// The configuration of SPEC section 2, parsed from TOML (config.cpp). Secrets are resolved from
+// the environment at load time (`password_env = "VAR"`) and held here in memory only; they must
+// never be logged.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sb::config {
+
+using std::chrono::milliseconds;
+
+struct Server {
+  std::string listen = "127.0.0.1:8080";  // host:port
+  std::string host = "127.0.0.1";         // split from listen
+  std::uint16_t port = 8080;
+  std::size_t max_body_bytes = 1048576;
+};
+
+struct Storage {
+  std::string path = "var/switchboard.db";
+};
+
+struct Redis {
+  std::string url = "redis://127.0.0.1:6379/0";
+  // Parsed from url:
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  int db = 0;
+  std::string password;  // from the url's userinfo, if any
+  std::string prefix = "sb";
+};
+
+struct Api {
+  std::vector<std::string> tokens;
+};
+
+struct Matching {
+  std::string default_region = "US";  // ISO 3166-1 alpha-2
+};
+
+// One [[routing.rules]] entry. Unset conditions are nullopt / empty.
+struct RuleWhen {
+  std::optional<std::string> channel;
+  std::optional<std::string> account;
+  std::optional<std::string> kind;
+  std::optional<std::string> customer_tier;
+  std::optional<std::string> customer_tag;
+  std::optional<std::string> subject_matches;  // regex source, ECMAScript, case-insensitive
+  std::optional<std::string> text_matches;
+  std::vector<std::string> call_status;        // any of
+  std::optional<bool> is_new_customer;
+  std::vector<std::string> flags;              // extension: any of the interaction's flags
+};
+
+struct Rule {
+  std::string name;
+  std::string queue;
+  std::string priority = "normal";  // urgent | high | normal | low
+  bool override_sticky = false;     // issue 3: wins over the conversation's sticky queue
+  RuleWhen when;
+  int line = 0;                     // where it was declared, for messages
+};
+
+struct Routing {
+  std::string default_queue = "general";
+  milliseconds claim_timeout{5 * 60 * 1000};
+  int max_deliveries = 5;
+  std::vector<Rule> rules;
+};
+
+struct Agent {
+  std::string id;
+  std::string token;
+  std::vector<std::string> queues;
+};
+
+// --- channels -------------------------------------------------------------------------------
+
+struct Imap {
+  std::string name;
+  std::string host;
+  std::uint16_t port = 993;
+  std::string tls = "implicit";  // implicit | starttls | none
+  std::string ca_file;           // optional extra CA bundle for private servers
+  std::string username;
+  std::string auth = "password";  // password | xoauth2
+  std::string password;           // resolved secret
+  std::string token;              // resolved xoauth2 token (token / token_env)
+  std::string token_file;         // xoauth2 token file, re-read on each login (rotation)
+  std::vector<std::string> mailboxes{"INBOX"};
+  milliseconds poll_interval{30000};
+  std::string after = "keep";  // keep | seen | move:Folder
+};
+
+struct Smtp {
+  std::string name;
+  std::string for_account;  // `for`
+  std::string host;
+  std::uint16_t port = 465;
+  std::string tls = "implicit";
+  std::string ca_file;
+  std::string username;
+  std::string password;
+  std::string from;
+};
+
+struct Twilio {
+  std::string name;
+  std::string auth_token;
+  std::string public_url;
+};
+
+struct Telnyx {
+  std::string name;
+  std::string public_key;  // base64 Ed25519 public key
+};
+
+struct CallWebhook {
+  std::string name;
+  std::string secret;
+};
+
+struct Mastodon {
+  std::string name;
+  std::string base_url;
+  std::string access_token;
+  milliseconds poll_interval{30000};
+};
+
+struct X {
+  std::string name;
+  std::string base_url = "https://api.x.com";
+  std::string bearer_token;
+  std::string user_id;
+  milliseconds poll_interval{60000};
+};
+
+struct Meta {
+  std::string name;
+  std::string app_secret;
+  std::string verify_token;
+  std::string access_token;
+  std::string base_url = "https://graph.facebook.com/v19.0";
+};
+
+struct Telegram {
+  std::string name;
+  std::string base_url = "https://api.telegram.org";
+  std::string bot_token;
+};
+
+struct Channels {
+  std::vector<Imap> imap;
+  std::vector<Smtp> smtp;
+  std::vector<Twilio> twilio;
+  std::vector<Telnyx> telnyx;
+  std::vector<CallWebhook> call_webhook;
+  std::vector<Mastodon> mastodon;
+  std::vector<X> x;
+  std::vector<Meta> meta;
+  std::vector<Telegram> telegram;
+};
+
+struct Config {
+  std::string source_path;  // empty when built-in defaults are used
+  Server server;
+  Storage storage;
+  Redis redis;
+  Api api;
+  Matching matching;
+  Routing routing;
+  std::vector<Agent> agents;
+  Channels channels;
+};
+
+// One problem found in a config file, reported as `PATH:LINE: message`.
+struct Problem {
+  std::string path;
+  int line = 0;  // 0 when the problem has no single line
+  std::string message;
+  std::string to_string() const;
+};
+
+struct LoadResult {
+  std::optional<Config> config;  // set only when there are no problems
+  std::vector<Problem> problems;
+};
+
+// Parses and validates a TOML file. Reports every problem found, not only the first: unknown
+// keys, wrong types, missing required keys, bad durations, bad regexes, duplicate channel
+// names, unset secret environment variables, tls = "none" to a non-loopback host, ...
+LoadResult load_file(const std::string& path);
+LoadResult load_string(std::string_view toml, const std::string& path_for_messages);
+
+// SPEC section 1: --config, else $SWITCHBOARD_CONFIG, else ./switchboard.toml if it exists,
+// else "" (built-in defaults).
+std::string resolve_path(const std::optional<std::string>& flag);
+
+// The built-in defaults (SPEC section 1).
+Config defaults();
+
+}  // namespace sb::config

@@ -1,0 +1,60 @@
+#pragma once
+// The normalised interaction: what every channel produces and what the pipeline stores.
+// SPEC section 5 is the JSON form of `Interaction`; `Inbound` is what a channel hands in,
+// before storage assigns ids, customer, conversation and route.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sb {
+
+// An identity in canonical form (SPEC section 5): type is email | phone | mastodon | x |
+// messenger | instagram | telegram | whatsapp; value is canonical (lower-cased email, E.164
+// phone, user@domain, platform user id). `name` and `handle` are display data only.
+struct Identity {
+  std::string type;
+  std::string value;
+  std::string name;
+  std::string handle;
+};
+
+struct Attachment {
+  std::string filename;
+  std::string content_type;
+  std::int64_t size = 0;
+};
+
+// Call status vocabulary of SPEC section 3.
+struct CallInfo {
+  std::string status;     // queued | initiated | ringing | in-progress | completed | busy |
+                          // no-answer | failed | canceled | voicemail | unknown
+  std::string direction;  // inbound | outbound
+  std::int64_t duration_s = -1;  // -1: not known yet
+  std::string recording_url;
+};
+
+// What a channel hands to the pipeline. All strings are valid UTF-8.
+struct Inbound {
+  std::string channel;  // email | voice | mastodon | x | messenger | instagram | whatsapp | telegram | api
+  std::string account;  // the configured channel name (for the ingest API: the `source`)
+  std::string kind;     // email | call | mention | direct_message | comment | message
+  std::string direction = "inbound";
+  std::string external_id;      // dedupe key within (channel, account)
+  std::optional<Identity> from;  // canonical; nullopt for withheld callers (never matched)
+  std::vector<Identity> to;
+  std::string subject;
+  std::string text;
+  std::int64_t occurred_at_ms = 0;  // Unix ms; 0 means "use received_at"
+  std::string in_reply_to;          // external id of the parent, when known
+  // Threading: conversation keys to look up (first hit wins), and keys that will point to this
+  // interaction's conversation afterwards. Keys are opaque strings such as
+  // "api:web-form:order-7" or "email:support:<abc@example.com>".
+  std::vector<std::string> thread_lookup;
+  std::vector<std::string> thread_record;
+  std::optional<CallInfo> call;
+  std::vector<Attachment> attachments;
+  std::vector<std::string> flags;  // auto_reply | bounce | bulk | malformed | ...
+};
+
+}  // namespace sb
