@@ -1,0 +1,57 @@
+#pragma once
+// The one door into durable storage for every channel (SPEC "a 2xx means committed",
+// DESIGN-NOTES invariants 1-3). A channel hands in normalised interactions; the writer thread
+// stores them in one transaction together with the cursor update, then calls `done`.
+//
+//   raw payload -> channel parser -> Inbound -> Pipeline::submit -> [writer thread:
+//   dedupe -> customer match -> conversation -> rules -> interaction row + outbox row + cursor]
+//   -> COMMIT -> done(outcomes) -> relay -> Redis
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/interaction.hpp"
+
+namespace sb {
+
+struct IngestOutcome {
+  std::string id;              // interaction id (the existing one for a duplicate)
+  bool duplicate = false;      // (channel, account, external_id) was already stored
+  std::string error;           // non-empty: this item was not stored (the rest of the batch was)
+};
+
+// A poller's position (IMAP last UID, Mastodon since_id, Telegram offset, ...), keyed by
+// (account, scope); scope is channel-defined, e.g. "INBOX" or "mentions".
+struct CursorUpdate {
+  std::string account;
+  std::string scope;
+  std::string value;
+};
+
+// A call event folds into one interaction per (channel, account, external_id = provider call id).
+// See channels/voice.
+struct CallEventInput {
+  Inbound call;               // kind "call"; call->status is the event's status
+  std::int64_t order_key = 0;  // provider sequence number or event time, to order events
+};
+
+class Pipeline {
+ public:
+  using Done = std::function<void(std::vector<IngestOutcome>)>;
+  virtual ~Pipeline() = default;
+
+  // Stores `items` (deduplicated) and applies `cursor`, all in one transaction. `done` runs on
+  // the writer thread after COMMIT (or after a failed transaction, with every outcome's error
+  // set); keep it short: post to your own executor.
+  virtual void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) = 0;
+
+  // Folds a call event into its call's interaction (created on first event); queues the call
+  // once, when its status becomes final. Same `done` contract, one outcome.
+  virtual void submit_call_event(CallEventInput event, Done done) = 0;
+
+  // The committed cursor value, if any. Thread-safe; reads its own connection.
+  virtual std::optional<std::string> cursor(const std::string& account, const std::string& scope) = 0;
+};
+
+}  // namespace sb
