@@ -1,0 +1,124 @@
+#include "daemon/app.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+#include <future>
+
+#include "channels/api/ingest.hpp"
+#include "core/log.hpp"
+
+namespace sb {
+namespace asio = boost::asio;
+
+// Channel state that must outlive the routes that reference it.
+struct App::Channels {
+  api::IngestRoutes ingest;
+};
+
+App::App(config::Config cfg) : cfg_(std::move(cfg)) {
+  writer_ = std::make_unique<storage::Writer>(cfg_.storage.path);
+  store_ = std::make_unique<storage::Store>(*writer_, Rules::compile(cfg_.routing));
+  std::vector<std::string> queues = store_->rules()->queues();
+  for (const auto& a : cfg_.agents) {
+    for (const auto& q : a.queues) {
+      if (std::find(queues.begin(), queues.end(), q) == queues.end()) {
+        queues.push_back(q);
+      }
+    }
+  }
+  relay_ = std::make_unique<Relay>(cfg_.redis, *writer_, queues);
+  writer_->on_commit([r = relay_.get()] { r->wake(); });
+
+  channels_ = std::make_unique<Channels>(Channels{
+      api::IngestRoutes{*store_, metrics_, cfg_.api.tokens, cfg_.matching.default_region}});
+  api::add_routes(router_, channels_->ingest);
+  add_ops_routes();
+
+  http::ServerOptions opts;
+  opts.host = cfg_.server.host;
+  opts.port = cfg_.server.port;
+  opts.max_body_bytes = cfg_.server.max_body_bytes;
+  server_ = std::make_unique<http::Server>(io_, opts, router_, metrics_);
+
+  metrics_.gauge("switchboard_outbox_pending",
+                 "Committed interactions not yet projected into Redis.",
+                 [r = relay_.get()]() -> std::vector<std::pair<Labels, double>> {
+                   return {{{}, static_cast<double>(r->pending())}};
+                 });
+}
+
+App::~App() { stop(); }
+
+void App::start() {
+  server_->start();
+  writer_->start();
+  relay_->start();
+  io_thread_ = std::thread([this] {
+    auto guard = asio::make_work_guard(io_);
+    io_.run();
+  });
+  started_ = true;
+  logger("daemon")->info("[daemon] listening on http://{}:{}, database {}, redis {}:{} prefix {}",
+                         cfg_.server.host, port(), cfg_.storage.path, cfg_.redis.host,
+                         cfg_.redis.port, cfg_.redis.prefix);
+}
+
+void App::stop() {
+  if (!started_ || stopped_) {
+    return;
+  }
+  stopped_ = true;
+  auto log = logger("daemon");
+  log->info("[daemon] stopping: no new connections; finishing requests in flight");
+  server_->stop();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (server_->active() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  io_.stop();
+  if (io_thread_.joinable()) {
+    io_thread_.join();
+  }
+  // Everything answered is committed; hand what the writer still holds to the database, then
+  // let the relay flush the outbox into Redis before the writer goes.
+  log->info("[daemon] flushing the outbox ({} pending)", relay_->pending());
+  relay_->stop(std::chrono::seconds(5));
+  writer_->stop();
+  log->info("[daemon] stopped");
+}
+
+std::vector<std::string> App::reload(const config::Config& fresh) {
+  std::shared_ptr<const Rules> rules;
+  try {
+    rules = Rules::compile(fresh.routing);
+  } catch (const std::exception& e) {
+    return {std::string("routing rules: ") + e.what()};
+  }
+  store_->set_rules(std::move(rules));
+  logger("daemon")->info("[daemon] reloaded {} routing rules", fresh.routing.rules.size());
+  return {};
+}
+
+void App::add_ops_routes() {
+  router_.add("GET", "/healthz", [](http::Request&) -> asio::awaitable<http::Response> {
+    co_return http::json(200, R"({"status":"ok"})");
+  });
+  router_.add("GET", "/readyz", [this](http::Request&) -> asio::awaitable<http::Response> {
+    if (!writer_->healthy()) {
+      co_return http::error(503, "database_unavailable",
+                            "the database is not writable (" + cfg_.storage.path + ")");
+    }
+    if (!relay_->redis_ok()) {
+      co_return http::error(503, "redis_unavailable",
+                            "redis is not answering: " + relay_->redis_error() +
+                                "; ingest continues and the outbox holds the work");
+    }
+    co_return http::json(200, R"({"status":"ready"})");
+  });
+  router_.add("GET", "/metrics", [this](http::Request&) -> asio::awaitable<http::Response> {
+    co_return http::Response{200, "text/plain; version=0.0.4", metrics_.render(), {}};
+  });
+}
+
+}  // namespace sb

@@ -1,0 +1,61 @@
+#pragma once
+// The daemon's wiring: builds every component from a Config, starts them in order and stops
+// them in reverse (STYLE 7). Shared by main.cpp and the integration tests, which run a whole
+// daemon in-process against a real redis-server.
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <thread>
+
+#include "config/config.hpp"
+#include "http/metrics.hpp"
+#include "http/router.hpp"
+#include "http/server.hpp"
+#include "relay/relay.hpp"
+#include "storage/store.hpp"
+#include "storage/writer.hpp"
+
+namespace sb {
+
+class App {
+ public:
+  // Opens and migrates the database; throws std::exception with a one-line reason on failure.
+  explicit App(config::Config cfg);
+  ~App();
+
+  // Binds the listener (throws when it cannot) and starts the writer, relay and io thread.
+  void start();
+  // SIGTERM path: stop accepting, let requests in flight finish (bounded), flush the outbox to
+  // Redis (bounded), stop the writer. Idempotent.
+  void stop();
+
+  // SIGHUP path: swaps rules and agents atomically; on a bad config returns the problems and
+  // keeps the old ones.
+  std::vector<std::string> reload(const config::Config& fresh);
+
+  std::uint16_t port() const { return server_->port(); }
+  boost::asio::io_context& io() { return io_; }
+  storage::Store& store() { return *store_; }
+  storage::Writer& writer() { return *writer_; }
+  Relay& relay() { return *relay_; }
+  Metrics& metrics() { return metrics_; }
+  const config::Config& config() const { return cfg_; }
+
+ private:
+  void add_ops_routes();
+
+  config::Config cfg_;
+  boost::asio::io_context io_{1};
+  Metrics metrics_;
+  http::Router router_;
+  std::unique_ptr<storage::Writer> writer_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<Relay> relay_;
+  std::unique_ptr<http::Server> server_;
+  struct Channels;
+  std::unique_ptr<Channels> channels_;
+  std::thread io_thread_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace sb

@@ -1,0 +1,14 @@
+#pragma once
+#include <string>
+
+#include "config/config.hpp"
+
+namespace sb {
+
+// `switchboard run`: runs until SIGTERM/SIGINT; returns the exit status.
+int run_daemon(const config::Config& cfg);
+// `switchboard customers import FILE` and `switchboard customers show QUERY`.
+int import_customers(const config::Config& cfg, const std::string& file);
+int show_customer(const config::Config& cfg, const std::string& query);
+
+}  // namespace sb

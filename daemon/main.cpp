@@ -1,0 +1,195 @@
+// switchboard: the command line (SPEC section 1). Parses arguments, loads the config, and hands
+// over to App (run), config::load_file (check-config) or the customer commands.
+#include <csignal>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "core/log.hpp"
+#include "daemon/app.hpp"
+#include "daemon/commands.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(switchboard — one inbox for email, calls and social media
+
+Usage:
+  switchboard run [--config PATH]                      run the daemon in the foreground
+  switchboard check-config [--config PATH]             validate a config file
+  switchboard customers import [--config PATH] FILE    import customers (CSV or .jsonl)
+  switchboard customers show [--config PATH] QUERY     show a customer and their timeline
+  switchboard --version
+
+Config: --config PATH, else $SWITCHBOARD_CONFIG, else ./switchboard.toml, else built-in
+defaults (listen 127.0.0.1:8080, database ./var/switchboard.db, redis://127.0.0.1:6379/0).
+A commented example: config/switchboard.example.toml. Run `switchboard COMMAND --help` for
+details of one command. Log level: SWITCHBOARD_LOG=debug|info|warn|error.
+)";
+
+constexpr const char* kRunHelp = R"(switchboard run [--config PATH]
+
+Runs the daemon in the foreground, logging to stderr. It serves the HTTP API (ingest, webhooks,
+agents, /healthz, /readyz, /metrics), polls the configured channels, stores every interaction in
+SQLite and projects it into Redis Streams.
+
+Signals: SIGTERM/SIGINT stop taking work, finish requests in flight, flush the outbox to Redis
+and exit 0. SIGHUP re-reads the config file and swaps routing rules and agents; a bad file is
+rejected (its problems are logged) and the old rules stay in force.
+)";
+
+constexpr const char* kCheckHelp = R"(switchboard check-config [--config PATH]
+
+Validates the config file and prints each problem as PATH:LINE: message. Exit status 0 when
+valid, 1 when not. Secrets given as *_env must be set in the environment.
+)";
+
+constexpr const char* kImportHelp = R"(switchboard customers import [--config PATH] FILE
+
+Imports customers from CSV (header row: external_id,name,email,phone,tier,tags,mastodon,x,
+telegram; several values in one cell separated by ';') or JSON Lines (FILE ending in .jsonl:
+{"external_id":"c-1","name":"Ann Lee","emails":[...],"phones":[...],"handles":{"x":[...]},
+"tier":"vip","tags":["b2b"]}). Upserts by external_id. Prints inserted / updated / rejected
+counts and each rejected line with its number and reason; progress goes to stderr.
+Phones without +country use matching.default_region. Exit 1 when any line was rejected.
+)";
+
+constexpr const char* kShowHelp = R"(switchboard customers show [--config PATH] QUERY
+
+Finds a customer by customer id, external id, email, phone or handle (@user@domain for
+Mastodon, @name for X/Telegram) and prints the record, its identities and its interaction
+timeline, newest first.
+)";
+
+struct Args {
+  std::optional<std::string> config;
+  std::vector<std::string> positional;
+  bool help = false;
+  std::string error;
+};
+
+Args parse(int argc, char** argv, int from) {
+  Args a;
+  for (int i = from; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s == "--help" || s == "-h") {
+      a.help = true;
+    } else if (s == "--config" || s == "-c") {
+      if (i + 1 >= argc) {
+        a.error = "--config needs a PATH";
+        return a;
+      }
+      a.config = argv[++i];
+    } else if (s.starts_with("--config=")) {
+      a.config = s.substr(9);
+    } else if (s.starts_with("-") && s != "-") {
+      a.error = "unknown option " + s;
+      return a;
+    } else {
+      a.positional.push_back(s);
+    }
+  }
+  return a;
+}
+
+// Loads the config or prints its problems; nullopt means "exit 1".
+std::optional<sb::config::Config> load(const Args& a) {
+  std::string path = sb::config::resolve_path(a.config);
+  if (path.empty()) {
+    return sb::config::defaults();
+  }
+  auto r = sb::config::load_file(path);
+  if (!r.config) {
+    for (const auto& p : r.problems) {
+      std::cerr << p.to_string() << "\n";
+    }
+    std::cerr << "switchboard: " << path << " is invalid (" << r.problems.size()
+              << " problem" << (r.problems.size() == 1 ? "" : "s") << ")\n";
+    return std::nullopt;
+  }
+  return r.config;
+}
+
+int usage_error(const std::string& msg, const char* help) {
+  std::cerr << "switchboard: " << msg << "\n\n" << help;
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (const char* lvl = std::getenv("SWITCHBOARD_LOG")) {
+    sb::set_log_level(lvl);
+  }
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  std::string cmd = argv[1];
+  if (cmd == "--version" || cmd == "version") {
+    std::cout << "switchboard " << SWITCHBOARD_VERSION << "\n";
+    return 0;
+  }
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  try {
+    if (cmd == "run" || cmd == "check-config") {
+      const char* help = cmd == "run" ? kRunHelp : kCheckHelp;
+      Args a = parse(argc, argv, 2);
+      if (a.help) {
+        std::cout << help;
+        return 0;
+      }
+      if (!a.error.empty() || !a.positional.empty()) {
+        return usage_error(a.error.empty() ? "unexpected argument " + a.positional[0] : a.error,
+                           help);
+      }
+      auto cfg = load(a);
+      if (!cfg) {
+        return 1;
+      }
+      if (cmd == "check-config") {
+        std::string path = sb::config::resolve_path(a.config);
+        std::cout << (path.empty() ? "built-in defaults" : path) << ": ok\n";
+        return 0;
+      }
+      return sb::run_daemon(*cfg);
+    }
+    if (cmd == "customers") {
+      std::string sub = argc > 2 ? argv[2] : "";
+      if (sub != "import" && sub != "show") {
+        if (sub == "--help" || sub == "-h") {
+          std::cout << kImportHelp << "\n" << kShowHelp;
+          return 0;
+        }
+        return usage_error("customers needs a subcommand: import or show", kUsage);
+      }
+      const char* help = sub == "import" ? kImportHelp : kShowHelp;
+      Args a = parse(argc, argv, 3);
+      if (a.help) {
+        std::cout << help;
+        return 0;
+      }
+      if (!a.error.empty() || a.positional.size() != 1) {
+        return usage_error(a.error.empty() ? (sub == "import" ? "give exactly one FILE"
+                                                              : "give exactly one QUERY")
+                                           : a.error,
+                           help);
+      }
+      auto cfg = load(a);
+      if (!cfg) {
+        return 1;
+      }
+      return sub == "import" ? sb::import_customers(*cfg, a.positional[0])
+                             : sb::show_customer(*cfg, a.positional[0]);
+    }
+    return usage_error("unknown command " + cmd, kUsage);
+  } catch (const std::exception& e) {
+    std::cerr << "switchboard: " << e.what() << "\n";
+    return 1;
+  }
+}

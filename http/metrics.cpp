@@ -1,0 +1,130 @@
+#include "http/metrics.hpp"
+
+#include <cstdio>
+
+namespace sb {
+
+std::string render_labels(const Labels& labels) {
+  if (labels.empty()) {
+    return "";
+  }
+  std::string out = "{";
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    if (i) {
+      out += ',';
+    }
+    out += labels[i].first;
+    out += "=\"";
+    for (char c : labels[i].second) {
+      if (c == '\\' || c == '"') {
+        out += '\\';
+        out += c;
+      } else if (c == '\n') {
+        out += "\\n";
+      } else {
+        out += c;
+      }
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+Metrics::Metrics() {
+  describe("switchboard_interactions_total", "counter",
+           "Interactions stored, by channel and account (duplicates excluded).");
+  describe("switchboard_duplicates_total", "counter",
+           "Deliveries recognised as already stored and answered without a new interaction.");
+  describe("switchboard_channel_errors_total", "counter",
+           "Failures of a channel account: bad signatures, provider errors, parse failures.");
+  describe("switchboard_http_requests_total", "counter", "HTTP requests by route and status code.");
+  histograms_["switchboard_ingest_seconds"] = std::make_unique<Histogram>(
+      std::vector<double>{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
+  describe("switchboard_ingest_seconds", "histogram",
+           "Time from receipt of an ingest or webhook request to the durable commit of its data.");
+}
+
+void Metrics::describe(const std::string& name, const std::string& type, const std::string& help) {
+  std::lock_guard lock(mu_);
+  auto& f = families_[name];
+  f.type = type;
+  f.help = help;
+}
+
+std::atomic<std::uint64_t>& Metrics::counter(const std::string& name, const Labels& labels) {
+  std::lock_guard lock(mu_);
+  auto& f = families_[name];
+  if (f.type.empty()) {
+    f.type = "counter";
+  }
+  auto& s = f.series[render_labels(labels)];
+  if (!s) {
+    s = std::make_unique<std::atomic<std::uint64_t>>(0);
+  }
+  return *s;
+}
+
+void Metrics::observe(const std::string& name, double seconds) {
+  Histogram* h;
+  {
+    std::lock_guard lock(mu_);
+    auto it = histograms_.find(name);
+    if (it == histograms_.end()) {
+      return;
+    }
+    h = it->second.get();
+  }
+  for (std::size_t i = 0; i < h->bounds.size(); ++i) {
+    if (seconds <= h->bounds[i]) {
+      h->buckets[i].fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  h->count.fetch_add(1, std::memory_order_relaxed);
+  h->sum_us.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+}
+
+void Metrics::gauge(const std::string& name, const std::string& help, GaugeFn fn) {
+  std::lock_guard lock(mu_);
+  gauges_[name] = {help, std::move(fn)};
+}
+
+std::string Metrics::render() const {
+  std::string out;
+  std::map<std::string, std::pair<std::string, GaugeFn>> gauges;
+  {
+    std::lock_guard lock(mu_);
+    gauges = gauges_;
+    for (const auto& [name, f] : families_) {
+      out += "# HELP " + name + " " + f.help + "\n# TYPE " + name + " " + f.type + "\n";
+      if (auto h = histograms_.find(name); h != histograms_.end()) {
+        const auto& hist = *h->second;
+        char buf[64];
+        for (std::size_t i = 0; i < hist.bounds.size(); ++i) {
+          std::snprintf(buf, sizeof buf, "%g", hist.bounds[i]);
+          out += name + "_bucket{le=\"" + buf + "\"} " + std::to_string(hist.buckets[i].load()) +
+                 "\n";
+        }
+        out += name + "_bucket{le=\"+Inf\"} " + std::to_string(hist.count.load()) + "\n";
+        std::snprintf(buf, sizeof buf, "%.6f", static_cast<double>(hist.sum_us.load()) / 1e6);
+        out += name + "_sum " + buf + "\n";
+        out += name + "_count " + std::to_string(hist.count.load()) + "\n";
+        continue;
+      }
+      for (const auto& [labels, v] : f.series) {
+        out += name + labels + " " + std::to_string(v->load()) + "\n";
+      }
+    }
+  }
+  for (const auto& [name, g] : gauges) {
+    out += "# HELP " + name + " " + g.first + "\n# TYPE " + name + " gauge\n";
+    for (const auto& [labels, v] : g.second()) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.17g", v);
+      out += name + render_labels(labels) + " " + buf + "\n";
+    }
+  }
+  return out;
+}
+
+}  // namespace sb

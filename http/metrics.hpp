@@ -1,0 +1,54 @@
+#pragma once
+// A small Prometheus registry: labelled counters, one histogram family, and gauges read at
+// scrape time. Counter lookups are by the full series name under a mutex; callers on hot paths
+// keep the returned pointer (series live as long as the registry).
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace sb {
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+class Metrics {
+ public:
+  Metrics();
+  std::atomic<std::uint64_t>& counter(const std::string& name, const Labels& labels = {});
+  void inc(const std::string& name, const Labels& labels = {}, std::uint64_t n = 1) {
+    counter(name, labels).fetch_add(n, std::memory_order_relaxed);
+  }
+  // Histogram of seconds; buckets fixed at construction of the family.
+  void observe(const std::string& name, double seconds);
+  // A gauge family evaluated at scrape time: returns (labels, value) samples.
+  using GaugeFn = std::function<std::vector<std::pair<Labels, double>>()>;
+  void gauge(const std::string& name, const std::string& help, GaugeFn fn);
+  void describe(const std::string& name, const std::string& type, const std::string& help);
+
+  std::string render() const;  // text exposition format 0.0.4
+
+ private:
+  struct Family {
+    std::string type, help;
+    std::map<std::string, std::unique_ptr<std::atomic<std::uint64_t>>> series;  // key: {labels}
+  };
+  struct Histogram {
+    std::vector<double> bounds;
+    std::vector<std::atomic<std::uint64_t>> buckets;
+    std::atomic<std::uint64_t> count{0};
+    std::atomic<std::uint64_t> sum_us{0};
+    explicit Histogram(std::vector<double> b) : bounds(std::move(b)), buckets(bounds.size()) {}
+  };
+  mutable std::mutex mu_;
+  std::map<std::string, Family> families_;
+  std::map<std::string, std::unique_ptr<Histogram>> histograms_;
+  std::map<std::string, std::pair<std::string, GaugeFn>> gauges_;
+};
+
+std::string render_labels(const Labels& labels);
+
+}  // namespace sb

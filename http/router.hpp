@@ -1,0 +1,66 @@
+#pragma once
+// Routes and the request/response types handlers see. Kept free of Beast so that handlers
+// (channels, agents, ops) compile fast; http/server.cpp is the only Beast user.
+#include <boost/asio/awaitable.hpp>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sb::http {
+
+struct Request {
+  std::string_view method;  // "GET", "POST", ...
+  std::string_view target;  // path + query, as received
+  std::string_view path;
+  std::string_view query;   // without '?'
+  std::string_view body;
+  std::function<std::string_view(std::string_view)> header;  // case-insensitive, "" if absent
+  std::map<std::string, std::string> params;                 // {name} segments of the route
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// SPEC section 3: every error is {"error":{"code":"<snake_case>","message":"<sentence>"}}.
+Response error(int status, std::string_view code, std::string_view message);
+Response json(int status, std::string body);
+
+using Handler = std::function<boost::asio::awaitable<Response>(Request&)>;
+
+class Router {
+ public:
+  // pattern: "/v1/agent/interactions/{id}/ack"; `{name}` matches one non-empty segment.
+  // `label` names the route in metrics (the pattern itself by default).
+  void add(std::string method, std::string pattern, Handler h);
+
+  struct Match {
+    const Handler* handler = nullptr;
+    std::string label;      // for metrics: the pattern, or "unmatched"
+    bool path_known = false;  // the path matched some route, but not with this method (405)
+  };
+  Match find(std::string_view method, std::string_view path,
+             std::map<std::string, std::string>& params) const;
+
+ private:
+  struct Route {
+    std::string method;
+    std::string pattern;
+    std::vector<std::string> segments;
+    Handler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+// Authorization: Bearer <token> -> token, "" when absent or malformed.
+std::string_view bearer_token(const Request& r);
+// Constant-time comparison (CRYPTO_memcmp) of a presented secret with a known one.
+bool secret_equals(std::string_view presented, std::string_view known);
+
+}  // namespace sb::http

@@ -1,0 +1,201 @@
+#include "http/server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <atomic>
+#include <set>
+
+#include "core/log.hpp"
+
+namespace sb::http {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using asio::ip::tcp;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+struct Server::Impl : std::enable_shared_from_this<Impl> {
+  asio::io_context& io;
+  ServerOptions opts;
+  const Router& router;
+  Metrics& metrics;
+  tcp::acceptor acceptor;
+  bool stopping = false;
+  std::atomic<std::size_t> active{0};
+  std::set<beast::tcp_stream*> idle;  // connections waiting for their next request
+
+  Impl(asio::io_context& io, ServerOptions o, const Router& r, Metrics& m)
+      : io(io), opts(std::move(o)), router(r), metrics(m), acceptor(io) {}
+
+  asio::awaitable<void> accept_loop() {
+    auto self = shared_from_this();
+    for (;;) {
+      auto [ec, sock] = co_await acceptor.async_accept(use_tuple);
+      if (ec) {
+        if (stopping || ec == asio::error::operation_aborted) {
+          co_return;
+        }
+        // EMFILE and friends: log, breathe, go on; one bad accept never ends the server.
+        logger("http")->warn("[http] accept failed: {}", ec.message());
+        asio::steady_timer t(io, std::chrono::milliseconds(50));
+        co_await t.async_wait(use_tuple);
+        continue;
+      }
+      sock.set_option(tcp::no_delay(true));
+      asio::co_spawn(io, session(std::move(sock)), [](std::exception_ptr e) {
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            logger("http")->error("[http] connection ended by exception: {}", ex.what());
+          }
+        }
+      });
+    }
+  }
+
+  void count(const std::string& route, int status) {
+    metrics.inc("switchboard_http_requests_total", {{"route", route}, {"code", std::to_string(status)}});
+  }
+
+  asio::awaitable<void> write(beast::tcp_stream& stream, Response res, unsigned version,
+                              bool keep_alive, bool& ok) {
+    bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(res.status), version};
+    out.set(bhttp::field::server, "switchboard");
+    out.set(bhttp::field::content_type, res.content_type);
+    for (auto& [k, v] : res.headers) {
+      out.set(k, v);
+    }
+    out.body() = std::move(res.body);
+    out.keep_alive(keep_alive);
+    out.prepare_payload();
+    stream.expires_after(opts.request_timeout);
+    auto [ec, n] = co_await bhttp::async_write(stream, out, use_tuple);
+    ok = !ec;
+  }
+
+  asio::awaitable<void> session(tcp::socket sock) {
+    auto self = shared_from_this();
+    ++active;
+    beast::tcp_stream stream(std::move(sock));
+    beast::flat_buffer buffer;
+    for (;;) {
+      if (stopping) {
+        break;
+      }
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.body_limit(opts.max_body_bytes);
+      parser.header_limit(32 * 1024);
+      // A keep-alive connection may sit idle; once bytes arrive the whole request must come
+      // within request_timeout. Beast's timeout covers the whole read, so use the longer one.
+      stream.expires_after(buffer.size() ? opts.request_timeout : opts.idle_timeout);
+      idle.insert(&stream);
+      auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
+      idle.erase(&stream);
+      if (ec) {
+        if (ec == bhttp::error::body_limit) {
+          auto res = error(413, "body_too_large",
+                           "the request body is larger than server.max_body_bytes (" +
+                               std::to_string(opts.max_body_bytes) + " bytes)");
+          count("unmatched", 413);
+          bool ok;
+          co_await write(stream, std::move(res), 11, false, ok);
+        } else if (ec != bhttp::error::end_of_stream && ec != asio::error::eof &&
+                   ec != beast::error::timeout && ec != asio::error::operation_aborted &&
+                   ec != asio::error::connection_reset && ec != bhttp::error::partial_message) {
+          auto res = error(400, "bad_request", "malformed HTTP request: " + ec.message());
+          count("unmatched", 400);
+          bool ok;
+          co_await write(stream, std::move(res), 11, false, ok);
+        }
+        break;
+      }
+      auto& req = parser.get();
+      Request r;
+      auto method = req.method_string();
+      auto target = req.target();
+      r.method = std::string_view(method.data(), method.size());
+      r.target = std::string_view(target.data(), target.size());
+      auto q = r.target.find('?');
+      r.path = r.target.substr(0, q);
+      r.query = q == std::string_view::npos ? std::string_view() : r.target.substr(q + 1);
+      r.body = req.body();  // std::string
+      r.header = [&req](std::string_view name) -> std::string_view {
+        auto it = req.find(name);
+        if (it == req.end()) {
+          return {};
+        }
+        auto v = it->value();
+        return std::string_view(v.data(), v.size());
+      };
+      auto m = router.find(r.method, r.path, r.params);
+      Response res;
+      if (!m.handler) {
+        res = m.path_known ? error(405, "method_not_allowed",
+                                   std::string(r.method) + " is not allowed on " + m.label)
+                           : error(404, "not_found", "no route for " + std::string(r.path));
+      } else {
+        try {
+          res = co_await (*m.handler)(r);
+        } catch (const std::exception& e) {
+          logger("http")->error("[http] {} {} failed: {}", r.method, m.label, e.what());
+          res = error(500, "internal_error", "the request failed unexpectedly; see the daemon log");
+        }
+      }
+      count(m.label, res.status);
+      bool keep_alive = req.keep_alive() && !stopping;
+      bool ok = false;
+      co_await write(stream, std::move(res), req.version(), keep_alive, ok);
+      if (!ok || !keep_alive) {
+        break;
+      }
+    }
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    --active;
+  }
+};
+
+Server::Server(asio::io_context& io, ServerOptions opts, const Router& router, Metrics& metrics)
+    : impl_(std::make_shared<Impl>(io, std::move(opts), router, metrics)) {}
+
+Server::~Server() = default;
+
+void Server::start() {
+  auto& a = impl_->acceptor;
+  tcp::endpoint ep(asio::ip::make_address(impl_->opts.host), impl_->opts.port);
+  a.open(ep.protocol());
+  a.set_option(asio::socket_base::reuse_address(true));
+  a.bind(ep);
+  a.listen(asio::socket_base::max_listen_connections);
+  asio::co_spawn(impl_->io, impl_->accept_loop(), [](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        logger("http")->error("[http] accept loop ended by exception: {}", ex.what());
+      }
+    }
+  });
+}
+
+std::uint16_t Server::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+void Server::stop() {
+  asio::post(impl_->io, [impl = impl_] {
+    impl->stopping = true;
+    beast::error_code ec;
+    impl->acceptor.close(ec);
+    for (auto* s : impl->idle) {
+      s->cancel();
+    }
+  });
+}
+
+std::size_t Server::active() const { return impl_->active; }
+
+}  // namespace sb::http

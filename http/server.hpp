@@ -1,0 +1,41 @@
+#pragma once
+// The HTTP/1.1 server: Beast on C++20 coroutines, one io_context. Keep-alive, a deadline on
+// every read and write, a body cap (413), the SPEC error shape for everything it rejects itself,
+// and a request counter per route and status code.
+#include <boost/asio/io_context.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "http/metrics.hpp"
+#include "http/router.hpp"
+
+namespace sb::http {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0: pick a free port (tests)
+  std::size_t max_body_bytes = 1048576;
+  std::chrono::seconds idle_timeout{60};    // keep-alive connection with no request
+  std::chrono::seconds request_timeout{30};  // to receive one whole request
+};
+
+class Server {
+ public:
+  Server(boost::asio::io_context& io, ServerOptions opts, const Router& router, Metrics& metrics);
+  ~Server();
+
+  // Binds and starts accepting; throws std::system_error when the address cannot be bound.
+  void start();
+  std::uint16_t port() const;  // the bound port
+  // Stops accepting and closes idle keep-alive connections; requests in flight finish and are
+  // answered. `active()` reaches 0 when every connection has ended.
+  void stop();
+  std::size_t active() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace sb::http

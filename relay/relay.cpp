@@ -1,0 +1,291 @@
+#include "relay/relay.hpp"
+
+#include <hiredis/hiredis.h>
+
+#include "core/log.hpp"
+#include "routing/rules.hpp"
+#include "storage/sqlite.hpp"
+
+namespace sb {
+namespace {
+
+constexpr int kBatch = 512;
+constexpr const char* kMarkerTtl = "604800";  // 7 days: far longer than any replay window
+
+// Atomically: skip if this operation was already projected, else XADD; a stream created by
+// this XADD gets the `agents` group at id 0 so its first entry is claimable (a queue first
+// named by a transfer, say).
+constexpr const char* kScript = R"lua(
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+if fresh then redis.pcall('XGROUP', 'CREATE', KEYS[1], 'agents', '0') end
+return id
+)lua";
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+}  // namespace
+
+struct Relay::Conn {
+  redisContext* ctx = nullptr;
+  std::string sha;
+  ~Conn() { close(); }
+  void close() {
+    if (ctx) {
+      redisFree(ctx);
+      ctx = nullptr;
+    }
+  }
+  Reply cmd(std::initializer_list<std::string_view> args) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (auto a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    return Reply(static_cast<redisReply*>(
+        redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data())));
+  }
+};
+
+const char* Relay::script() { return kScript; }
+
+Relay::Relay(const config::Redis& redis, storage::Writer& writer, std::vector<std::string> queues)
+    : cfg_(redis), writer_(writer), queues_(std::move(queues)) {}
+
+Relay::~Relay() { stop(std::chrono::milliseconds(0)); }
+
+void Relay::start() { thread_ = std::thread([this] { loop(); }); }
+
+void Relay::stop(std::chrono::milliseconds flush_deadline) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) {
+      return;
+    }
+    stopping_ = true;
+    flush_until_ = std::chrono::steady_clock::now() + flush_deadline;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void Relay::wake() {
+  {
+    std::lock_guard lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_one();
+}
+
+std::string Relay::redis_error() const {
+  std::lock_guard lock(err_mu_);
+  return redis_error_;
+}
+
+void Relay::set_error(const std::string& e) {
+  {
+    std::lock_guard lock(err_mu_);
+    redis_error_ = e;
+  }
+  if (redis_ok_.exchange(false)) {
+    logger("relay")->warn("[redis {}:{}] unavailable: {}; ingest continues, outbox holds the work",
+                          cfg_.host, cfg_.port, e);
+  }
+}
+
+void Relay::loop() {
+  Conn conn;
+  auto backoff = std::chrono::milliseconds(100);
+  for (;;) {
+    bool stopping;
+    {
+      std::lock_guard lock(mu_);
+      stopping = stopping_;
+    }
+    if (stopping && std::chrono::steady_clock::now() >= flush_until_) {
+      return;
+    }
+    if (!conn.ctx) {
+      timeval tv{2, 0};
+      conn.ctx = redisConnectWithTimeout(cfg_.host.c_str(), cfg_.port, tv);
+      bool ok = conn.ctx && !conn.ctx->err;
+      if (ok) {
+        redisSetTimeout(conn.ctx, timeval{5, 0});
+        if (!cfg_.password.empty()) {
+          auto r = conn.cmd({"AUTH", cfg_.password});
+          ok = r && r->type != REDIS_REPLY_ERROR;
+        }
+        if (ok && cfg_.db != 0) {
+          auto r = conn.cmd({"SELECT", std::to_string(cfg_.db)});
+          ok = r && r->type != REDIS_REPLY_ERROR;
+        }
+        if (ok) {
+          auto r = conn.cmd({"SCRIPT", "LOAD", kScript});
+          ok = r && r->type == REDIS_REPLY_STRING;
+          if (ok) {
+            conn.sha.assign(r->str, r->len);
+          }
+        }
+        // Consumer groups at start (SPEC section 4), from id 0 so nothing already in a stream
+        // is skipped. BUSYGROUP (exists) is fine.
+        for (const auto& q : queues_) {
+          for (const char* p : kPriorities) {
+            if (!ok) {
+              break;
+            }
+            auto key = cfg_.prefix + ":q:" + q + ":" + p;
+            auto r = conn.cmd({"XGROUP", "CREATE", key, "agents", "0", "MKSTREAM"});
+            ok = r && (r->type != REDIS_REPLY_ERROR ||
+                       std::string_view(r->str, r->len).starts_with("BUSYGROUP"));
+          }
+        }
+      }
+      if (!ok) {
+        set_error(conn.ctx && conn.ctx->err ? conn.ctx->errstr : "handshake failed");
+        conn.close();
+        if (stopping) {
+          return;  // no Redis to flush to; the outbox keeps the rows for the next start
+        }
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, backoff, [&] { return stopping_; });
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+        continue;
+      }
+      backoff = std::chrono::milliseconds(100);
+      if (!redis_ok_.exchange(true)) {
+        logger("relay")->info("[redis {}:{}] connected", cfg_.host, cfg_.port);
+      }
+    }
+    bool more = false;
+    try {
+      auto before = delivered_.load();
+      if (!pass(conn)) {
+        conn.close();
+        continue;
+      }
+      more = delivered_.load() - before >= static_cast<std::uint64_t>(kBatch);
+    } catch (const std::exception& e) {
+      logger("relay")->error("[relay] outbox read failed: {}", e.what());
+    }
+    if (stopping && !more) {
+      return;  // flushed
+    }
+    if (!more) {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return woken_ || stopping_; });
+      woken_ = false;
+    }
+  }
+}
+
+bool Relay::pass(Conn& c) {
+  static thread_local std::unique_ptr<storage::Db> db;
+  static thread_local std::unique_ptr<storage::Stmt> select;
+  static thread_local std::unique_ptr<storage::Stmt> count;
+  if (!db) {
+    db = std::make_unique<storage::Db>(writer_.path(), true);
+    select = std::make_unique<storage::Stmt>(db->prepare(
+        "SELECT o.seq, o.op_id, o.queue, o.priority, i.id, i.conversation_id, "
+        "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload FROM outbox o "
+        "JOIN interactions i ON i.id = o.interaction_id WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2"));
+    count = std::make_unique<storage::Stmt>(
+        db->prepare("SELECT count(*) FROM outbox WHERE seq > ?1"));
+  }
+  struct Row {
+    std::int64_t seq;
+    std::string op_id, queue, priority, id, conv, cust, channel, kind, payload;
+  };
+  std::vector<Row> rows;
+  db->exec("BEGIN");  // one read snapshot for the batch and the count
+  select->bind(1, watermark_).bind(2, kBatch);
+  while (select->step()) {
+    rows.push_back(Row{select->int64(0), select->text(1), select->text(2), select->text(3),
+                       select->text(4), select->text(5), select->text(6), select->text(7),
+                       select->text(8), select->text(9)});
+  }
+  select->reset();
+  count->bind(1, watermark_);
+  count->step();
+  pending_ = count->int64(0);
+  count->reset();
+  db->exec("COMMIT");
+  if (rows.empty()) {
+    auto r = c.cmd({"PING"});  // keeps /readyz honest while idle
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+      set_error(c.ctx->err ? c.ctx->errstr : "PING failed");
+      return false;
+    }
+    return true;
+  }
+
+  for (const auto& r : rows) {
+    std::string stream = cfg_.prefix + ":q:" + r.queue + ":" + r.priority;
+    std::string marker = cfg_.prefix + ":relayed:" + r.op_id;
+    const char* argv[] = {"EVALSHA", c.sha.c_str(), "2", stream.c_str(), marker.c_str(),
+                          kMarkerTtl, "interaction_id", r.id.c_str(), "conversation_id",
+                          r.conv.c_str(), "customer_id", r.cust.c_str(), "channel",
+                          r.channel.c_str(), "kind", r.kind.c_str(), "priority",
+                          r.priority.c_str(), "payload", r.payload.c_str()};
+    size_t lens[std::size(argv)];
+    for (size_t i = 0; i < std::size(argv); ++i) {
+      lens[i] = std::strlen(argv[i]);
+    }
+    lens[19] = r.payload.size();
+    redisAppendCommandArgv(c.ctx, static_cast<int>(std::size(argv)), argv, lens);
+  }
+  std::int64_t done_upto = watermark_;
+  std::vector<std::string> touched;
+  bool failed = false;
+  for (const auto& r : rows) {
+    void* raw = nullptr;
+    if (redisGetReply(c.ctx, &raw) != REDIS_OK) {
+      set_error(c.ctx->errstr);
+      return false;
+    }
+    Reply reply(static_cast<redisReply*>(raw));
+    if (failed) {
+      continue;  // drain the pipeline; rows after a failure are retried next pass
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+      std::string err(reply->str, reply->len);
+      if (err.starts_with("NOSCRIPT")) {
+        set_error("script cache flushed; reloading");
+      } else {
+        logger("relay")->error("[relay] XADD of interaction {} to {}:{} failed: {}", r.id,
+                               r.queue, r.priority, err);
+        set_error(err);
+      }
+      failed = true;
+      continue;
+    }
+    done_upto = r.seq;
+    ++delivered_;
+    if (std::find(touched.begin(), touched.end(), r.queue) == touched.end()) {
+      touched.push_back(r.queue);
+    }
+  }
+  if (done_upto > watermark_) {
+    watermark_ = done_upto;
+    pending_ = std::max<std::int64_t>(0, pending_ - static_cast<std::int64_t>(rows.size()));
+    writer_.submit(storage::Job{[upto = done_upto](storage::Db& wdb) {
+                                  auto st = wdb.prepare("DELETE FROM outbox WHERE seq <= ?1");
+                                  st.bind(1, upto).run();
+                                },
+                                nullptr});
+  }
+  if (on_delivered_) {
+    for (const auto& q : touched) {
+      on_delivered_(q);
+    }
+  }
+  return !failed;
+}
+
+}  // namespace sb

@@ -1,0 +1,92 @@
+#include "routing/rules.hpp"
+
+#include <algorithm>
+
+namespace sb {
+
+bool is_priority(std::string_view p) {
+  return std::find(std::begin(kPriorities), std::end(kPriorities), p) != std::end(kPriorities);
+}
+
+std::shared_ptr<const Rules> Rules::compile(const config::Routing& routing) {
+  auto r = std::make_shared<Rules>();
+  r->default_queue_ = routing.default_queue;
+  constexpr auto flags = std::regex::ECMAScript | std::regex::icase | std::regex::optimize;
+  for (const auto& rule : routing.rules) {
+    Compiled c{rule, std::nullopt, std::nullopt};
+    if (rule.when.subject_matches) {
+      c.subject_re.emplace(*rule.when.subject_matches, flags);
+    }
+    if (rule.when.text_matches) {
+      c.text_re.emplace(*rule.when.text_matches, flags);
+    }
+    r->rules_.push_back(std::move(c));
+  }
+  return r;
+}
+
+bool Rules::matches(const Compiled& c, const RuleSubject& s) {
+  const auto& w = c.rule.when;
+  const Inbound& in = s.interaction;
+  if (w.channel && *w.channel != in.channel) {
+    return false;
+  }
+  if (w.account && *w.account != in.account) {
+    return false;
+  }
+  if (w.kind && *w.kind != in.kind) {
+    return false;
+  }
+  if (w.customer_tier && *w.customer_tier != s.customer_tier) {
+    return false;
+  }
+  if (w.customer_tag && std::find(s.customer_tags.begin(), s.customer_tags.end(),
+                                  *w.customer_tag) == s.customer_tags.end()) {
+    return false;
+  }
+  if (w.is_new_customer && *w.is_new_customer != s.is_new_customer) {
+    return false;
+  }
+  if (!w.call_status.empty()) {
+    if (!in.call || std::find(w.call_status.begin(), w.call_status.end(), in.call->status) ==
+                        w.call_status.end()) {
+      return false;
+    }
+  }
+  if (!w.flags.empty()) {
+    bool any = std::any_of(w.flags.begin(), w.flags.end(), [&](const std::string& f) {
+      return std::find(in.flags.begin(), in.flags.end(), f) != in.flags.end();
+    });
+    if (!any) {
+      return false;
+    }
+  }
+  if (c.subject_re && !std::regex_search(in.subject, *c.subject_re)) {
+    return false;
+  }
+  if (c.text_re && !std::regex_search(in.text, *c.text_re)) {
+    return false;
+  }
+  return true;
+}
+
+Route Rules::decide(const RuleSubject& s) const {
+  for (const auto& c : rules_) {
+    if (matches(c, s)) {
+      return Route{c.rule.queue, c.rule.priority, c.rule.name, c.rule.override_sticky};
+    }
+  }
+  return Route{default_queue_, "normal", "", false};
+}
+
+std::vector<std::string> Rules::queues() const {
+  std::vector<std::string> q{default_queue_};
+  for (const auto& c : rules_) {
+    if (std::find(q.begin(), q.end(), c.rule.queue) == q.end()) {
+      q.push_back(c.rule.queue);
+    }
+  }
+  return q;
+}
+
+}  // namespace sb

@@ -1,0 +1,55 @@
+#pragma once
+// Routing rules (SPEC section 2, [[routing.rules]]): first match wins, in file order; no match
+// goes to routing.default_queue at priority "normal". Regexes are compiled once, at load; a set
+// of rules is immutable and swapped whole on SIGHUP (std::shared_ptr<const Rules>).
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "core/interaction.hpp"
+
+namespace sb {
+
+struct RuleSubject {
+  const Inbound& interaction;
+  std::string_view customer_tier;
+  const std::vector<std::string>& customer_tags;
+  bool is_new_customer = false;
+};
+
+struct Route {
+  std::string queue;
+  std::string priority;
+  std::string rule;  // the matching rule's name, "" for the default
+  bool override_sticky = false;
+};
+
+class Rules {
+ public:
+  // Throws std::regex_error on a bad regex (config validation reports it before this).
+  static std::shared_ptr<const Rules> compile(const config::Routing& routing);
+
+  Route decide(const RuleSubject& s) const;
+  const std::string& default_queue() const { return default_queue_; }
+  // Every queue a rule can route to, and the default: the streams created at start-up.
+  std::vector<std::string> queues() const;
+
+ private:
+  struct Compiled {
+    config::Rule rule;
+    std::optional<std::regex> subject_re;
+    std::optional<std::regex> text_re;
+  };
+  static bool matches(const Compiled& c, const RuleSubject& s);
+
+  std::string default_queue_;
+  std::vector<Compiled> rules_;
+};
+
+// The order of priorities, most urgent first, as used for stream names.
+inline constexpr const char* kPriorities[] = {"urgent", "high", "normal", "low"};
+bool is_priority(std::string_view p);
+
+}  // namespace sb

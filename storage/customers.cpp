@@ -1,0 +1,132 @@
+#include "storage/customers.hpp"
+
+#include <boost/json.hpp>
+
+#include "core/ids.hpp"
+#include "core/time.hpp"
+
+namespace sb::storage {
+
+CustomerImporter::CustomerImporter(Db& db)
+    : db_(db),
+      find_ext_(db.prepare("SELECT id FROM customers WHERE external_id = ?1")),
+      insert_(db.prepare("INSERT INTO customers(id, external_id, name, tier, tags, created_at, "
+                         "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)")),
+      update_(db.prepare("UPDATE customers SET name=?2, tier=?3, tags=?4, updated_at=?5 "
+                         "WHERE id=?1")),
+      find_identity_(db.prepare("SELECT customer_id FROM identities WHERE type=?1 AND value=?2")),
+      insert_identity_(db.prepare(
+          "INSERT INTO identities(type, value, customer_id, handle) VALUES (?1, ?2, ?3, ?4)")) {}
+
+void CustomerImporter::begin() { db_.exec("BEGIN IMMEDIATE"); }
+void CustomerImporter::commit() { db_.exec("COMMIT"); }
+
+CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std::string& error) {
+  std::int64_t now = now_ms();
+  boost::json::array tags;
+  for (const auto& t : rec.tags) {
+    tags.emplace_back(t);
+  }
+  std::string tags_json = boost::json::serialize(tags);
+  db_.exec("SAVEPOINT rec");
+  try {
+    std::string id;
+    find_ext_.bind_static(1, rec.external_id);
+    if (find_ext_.step()) {
+      id = find_ext_.text(0);
+    }
+    find_ext_.reset();
+    bool existed = !id.empty();
+    if (existed) {
+      update_.bind_static(1, id).bind_static(2, rec.name).bind_static(3, rec.tier);
+      update_.bind_static(4, tags_json).bind(5, now).run();
+    } else {
+      id = new_ulid();
+      insert_.bind_static(1, id).bind_static(2, rec.external_id).bind_static(3, rec.name);
+      insert_.bind_static(4, rec.tier).bind_static(5, tags_json).bind(6, now).run();
+    }
+    for (const auto& ident : rec.identities) {
+      find_identity_.bind_static(1, ident.type).bind_static(2, ident.value);
+      std::string owner;
+      if (find_identity_.step()) {
+        owner = find_identity_.text(0);
+      }
+      find_identity_.reset();
+      if (owner.empty()) {
+        insert_identity_.bind_static(1, ident.type).bind_static(2, ident.value);
+        insert_identity_.bind_static(3, id).bind_static(4, ident.handle).run();
+      } else if (owner != id) {
+        // Identities are unique: two customers sharing one is impossible by construction.
+        std::string other = owner;
+        auto ext = db_.prepare("SELECT coalesce(external_id, id) FROM customers WHERE id=?1");
+        ext.bind(1, owner);
+        if (ext.step()) {
+          other = ext.text(0);
+        }
+        error = ident.type + " \"" + ident.value + "\" already belongs to customer " + other;
+        db_.exec("ROLLBACK TO rec");
+        db_.exec("RELEASE rec");
+        return Result::rejected;
+      }
+    }
+    db_.exec("RELEASE rec");
+    return existed ? Result::updated : Result::inserted;
+  } catch (const std::exception& e) {
+    error = e.what();
+    db_.exec("ROLLBACK TO rec");
+    db_.exec("RELEASE rec");
+    return Result::rejected;
+  }
+}
+
+std::optional<CustomerView> load_customer(Db& db, const std::string& id) {
+  auto st = db.prepare(
+      "SELECT id, coalesce(external_id, ''), name, tier, tags, created_at FROM customers "
+      "WHERE id = ?1");
+  st.bind(1, id);
+  if (!st.step()) {
+    return std::nullopt;
+  }
+  CustomerView v{st.text(0), st.text(1), st.text(2), st.text(3), st.text(4), st.int64(5), {}};
+  auto ids = db.prepare(
+      "SELECT type, value, handle FROM identities WHERE customer_id = ?1 ORDER BY type, value");
+  ids.bind(1, id);
+  while (ids.step()) {
+    v.identities.push_back(Identity{ids.text(0), ids.text(1), "", ids.text(2)});
+  }
+  return v;
+}
+
+std::optional<std::string> find_customer_id(Db& db, const std::string& type,
+                                            const std::string& value) {
+  auto st = db.prepare("SELECT customer_id FROM identities WHERE type=?1 AND value=?2");
+  st.bind(1, type).bind(2, value);
+  if (st.step()) {
+    return st.text(0);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> find_customer_by_external_id(Db& db, const std::string& external_id) {
+  auto st = db.prepare("SELECT id FROM customers WHERE external_id = ?1");
+  st.bind(1, external_id);
+  if (st.step()) {
+    return st.text(0);
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> customer_timeline(Db& db, const std::string& customer_id, int limit,
+                                           const std::string& before) {
+  auto st = db.prepare(
+      "SELECT payload FROM interactions WHERE customer_id = ?1 AND (?2 = '' OR id < ?2) "
+      "ORDER BY id DESC LIMIT ?3");
+  st.bind(1, customer_id).bind(2, before).bind(3, limit);
+  std::vector<std::string> out;
+  while (st.step()) {
+    out.push_back(st.text(0));
+  }
+  return out;
+}
+
+}  // namespace sb::storage

@@ -1,0 +1,49 @@
+#pragma once
+// Customer records outside the interaction path: bulk upsert for `customers import`, and the
+// read side for `customers show` and the customer API.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/interaction.hpp"
+#include "storage/sqlite.hpp"
+
+namespace sb::storage {
+
+struct CustomerUpsert {
+  std::string external_id, name, tier;
+  std::vector<std::string> tags;
+  std::vector<Identity> identities;
+};
+
+// Upserts by external_id, each record in its own SAVEPOINT inside a caller-driven transaction:
+// a record whose identity already belongs to another customer is rejected whole.
+class CustomerImporter {
+ public:
+  enum class Result { inserted, updated, rejected };
+  explicit CustomerImporter(Db& db);
+  void begin();
+  void commit();
+  Result upsert(const CustomerUpsert& rec, std::string& error);
+
+ private:
+  Db& db_;
+  Stmt find_ext_, insert_, update_, find_identity_, insert_identity_;
+};
+
+struct CustomerView {
+  std::string id, external_id, name, tier, tags_json;
+  std::int64_t created_at = 0;
+  std::vector<Identity> identities;
+};
+
+// Finds a customer by id, external id, or any identity (already canonical).
+std::optional<CustomerView> load_customer(Db& db, const std::string& id);
+std::optional<std::string> find_customer_id(Db& db, const std::string& type,
+                                            const std::string& value);
+std::optional<std::string> find_customer_by_external_id(Db& db, const std::string& external_id);
+// Newest first; payload JSON texts. `before`: an interaction id (exclusive), "" for the newest.
+std::vector<std::string> customer_timeline(Db& db, const std::string& customer_id, int limit,
+                                           const std::string& before);
+
+}  // namespace sb::storage

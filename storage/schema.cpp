@@ -1,0 +1,141 @@
+#include "storage/schema.hpp"
+
+#include <string>
+#include <vector>
+
+namespace sb::storage {
+namespace {
+
+// Each entry upgrades version i to i+1. Never edit a released entry: add a new one.
+const std::vector<const char*> kMigrations = {
+    // 0 -> 1: the spine.
+    R"sql(
+CREATE TABLE customers(
+  id TEXT PRIMARY KEY,
+  external_id TEXT UNIQUE,
+  name TEXT NOT NULL DEFAULT '',
+  tier TEXT NOT NULL DEFAULT '',
+  tags TEXT NOT NULL DEFAULT '[]',       -- JSON array of strings
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- (type, canonical value) is the primary key: two customers sharing an identity is impossible.
+CREATE TABLE identities(
+  type TEXT NOT NULL,
+  value TEXT NOT NULL,
+  customer_id TEXT NOT NULL,
+  handle TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY(type, value)
+) WITHOUT ROWID;
+CREATE INDEX identities_by_customer ON identities(customer_id);
+
+CREATE TABLE conversations(
+  id TEXT PRIMARY KEY,
+  customer_id TEXT,
+  channel TEXT NOT NULL,
+  account TEXT NOT NULL,
+  subject TEXT NOT NULL DEFAULT '',
+  queue TEXT NOT NULL DEFAULT '',        -- where it was last routed: sticky routing
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Opaque threading keys ("api:web-form:order-7", "email:support:<id@host>") -> conversation.
+CREATE TABLE conversation_keys(
+  key TEXT PRIMARY KEY,
+  conversation_id TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE interactions(
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  channel TEXT NOT NULL,
+  account TEXT NOT NULL,
+  external_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  direction TEXT NOT NULL,
+  conversation_id TEXT,
+  customer_id TEXT,
+  queue TEXT NOT NULL DEFAULT '',
+  priority TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL DEFAULT 'stored',  -- stored | queued | claimed | done | dead | pending_call
+  order_key INTEGER NOT NULL DEFAULT 0,  -- calls: order of the last folded event
+  occurred_at INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  payload TEXT NOT NULL,                 -- the interaction JSON of SPEC section 5
+  UNIQUE(channel, account, external_id)  -- dedupe
+);
+CREATE INDEX interactions_by_customer ON interactions(customer_id, id);
+CREATE INDEX interactions_by_conversation ON interactions(conversation_id, id);
+
+-- What happened to an interaction after it arrived: claims, replies, transfers, finishes.
+CREATE TABLE events(
+  seq INTEGER PRIMARY KEY,
+  interaction_id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  type TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_by_interaction ON events(interaction_id, seq);
+
+-- Written in the interaction's transaction; the relay projects each row into Redis once
+-- (DESIGN-NOTES invariant 3). op_id keys the idempotency marker in Redis.
+CREATE TABLE outbox(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the relay keeps a watermark
+  op_id TEXT NOT NULL UNIQUE,
+  interaction_id TEXT NOT NULL,
+  queue TEXT NOT NULL,
+  priority TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+
+-- Poller positions, advanced in the same transaction as the data they cover (invariant 2).
+CREATE TABLE cursors(
+  account TEXT NOT NULL,
+  scope TEXT NOT NULL,
+  value TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY(account, scope)
+) WITHOUT ROWID;
+)sql",
+};
+
+int read_version(Db& db) {
+  db.exec("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)");
+  auto st = db.prepare("SELECT version FROM schema_version");
+  if (st.step()) {
+    return static_cast<int>(st.int64(0));
+  }
+  st.reset();
+  db.exec("INSERT INTO schema_version(version) VALUES (0)");
+  return 0;
+}
+
+}  // namespace
+
+int current_schema_version() { return static_cast<int>(kMigrations.size()); }
+
+void migrate(Db& db) {
+  int v = read_version(db);
+  if (v > current_schema_version()) {
+    throw Error(0, "database " + db.path() + " has schema version " + std::to_string(v) +
+                       ", newer than this switchboard understands (" +
+                       std::to_string(current_schema_version()) +
+                       "); use a newer switchboard binary or another database file");
+  }
+  for (; v < current_schema_version(); ++v) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec(kMigrations[static_cast<std::size_t>(v)]);
+      db.exec("UPDATE schema_version SET version = " + std::to_string(v + 1));
+      db.exec("COMMIT");
+    } catch (...) {
+      db.exec("ROLLBACK");
+      throw;
+    }
+  }
+}
+
+}  // namespace sb::storage

@@ -1,0 +1,127 @@
+#include "storage/sqlite.hpp"
+
+#include <filesystem>
+
+#include <sqlite3.h>
+
+namespace sb::storage {
+namespace {
+
+[[noreturn]] void fail(sqlite3* db, int rc, std::string_view what) {
+  throw Error(rc, std::string(what) + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+}
+
+}  // namespace
+
+Stmt::Stmt(sqlite3* db, std::string_view sql) : db_(db) {
+  int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &s_, nullptr);
+  if (rc != SQLITE_OK) {
+    fail(db, rc, "prepare \"" + std::string(sql.substr(0, 60)) + "\"");
+  }
+}
+
+Stmt::~Stmt() { sqlite3_finalize(s_); }
+
+Stmt& Stmt::operator=(Stmt&& o) noexcept {
+  if (this != &o) {
+    sqlite3_finalize(s_);
+    db_ = o.db_;
+    s_ = o.s_;
+    o.s_ = nullptr;
+  }
+  return *this;
+}
+
+Stmt& Stmt::bind(int i, std::string_view v) {
+  sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Stmt& Stmt::bind_static(int i, std::string_view v) {
+  sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  return *this;
+}
+Stmt& Stmt::bind(int i, std::int64_t v) {
+  sqlite3_bind_int64(s_, i, v);
+  return *this;
+}
+Stmt& Stmt::bind_null(int i) {
+  sqlite3_bind_null(s_, i);
+  return *this;
+}
+
+bool Stmt::step() {
+  int rc = sqlite3_step(s_);
+  if (rc == SQLITE_ROW) {
+    return true;
+  }
+  if (rc == SQLITE_DONE) {
+    return false;
+  }
+  std::string sql = sqlite3_sql(s_) ? sqlite3_sql(s_) : "";
+  sqlite3_reset(s_);
+  fail(db_, rc, "step \"" + sql.substr(0, 60) + "\"");
+}
+
+void Stmt::reset() {
+  sqlite3_reset(s_);
+  sqlite3_clear_bindings(s_);
+}
+
+std::int64_t Stmt::int64(int col) const { return sqlite3_column_int64(s_, col); }
+bool Stmt::is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+std::string_view Stmt::text_view(int col) const {
+  auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
+  return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col)))
+           : std::string_view();
+}
+std::string Stmt::text(int col) const { return std::string(text_view(col)); }
+
+Db::Db(const std::string& path, bool readonly) : path_(path) {
+  int flags = SQLITE_OPEN_NOMUTEX;
+  if (readonly) {
+    flags |= SQLITE_OPEN_READONLY;
+  } else {
+    flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    auto parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(parent, ec);
+    }
+  }
+  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw Error(rc, "cannot open database " + path + ": " + msg);
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  if (!readonly) {
+    // WAL: readers never block the writer. synchronous=NORMAL in WAL survives a process crash
+    // (kill -9), which is what "a 2xx means committed" needs; only an OS crash or power loss
+    // may lose the last transactions (DESIGN-NOTES invariant 1).
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=NORMAL");
+  }
+  exec("PRAGMA temp_store=MEMORY");
+  exec("PRAGMA cache_size=-32768");  // 32 MiB page cache per connection
+}
+
+Db::~Db() { sqlite3_close_v2(db_); }
+
+void Db::exec(std::string_view sql) {
+  char* err = nullptr;
+  std::string s(sql);
+  int rc = sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    throw Error(rc, msg);
+  }
+}
+
+std::int64_t Db::changes() const { return sqlite3_changes64(db_); }
+std::int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+
+}  // namespace sb::storage

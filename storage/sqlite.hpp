@@ -1,0 +1,78 @@
+#pragma once
+// A thin RAII layer over the SQLite C API: one connection, prepared statements kept for the
+// connection's life. Errors throw sb::storage::Error; the writer turns them into per-job
+// failures (a job runs inside a SAVEPOINT, so one failing job never spoils its batch).
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace sb::storage {
+
+struct Error : std::runtime_error {
+  int code;
+  Error(int c, const std::string& what) : std::runtime_error(what), code(c) {}
+};
+
+class Stmt {
+ public:
+  Stmt() = default;
+  Stmt(sqlite3* db, std::string_view sql);
+  ~Stmt();
+  Stmt(Stmt&& o) noexcept : db_(o.db_), s_(o.s_) { o.s_ = nullptr; }
+  Stmt& operator=(Stmt&& o) noexcept;
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  // Binds by 1-based index. Strings are copied (SQLITE_TRANSIENT) unless bind_static is used.
+  Stmt& bind(int i, std::string_view v);
+  Stmt& bind(int i, std::int64_t v);
+  Stmt& bind(int i, int v) { return bind(i, static_cast<std::int64_t>(v)); }
+  Stmt& bind_null(int i);
+  // Binds a string that outlives the statement's next reset().
+  Stmt& bind_static(int i, std::string_view v);
+
+  bool step();  // true: a row is ready; false: done. Throws on error.
+  void reset();  // resets and clears bindings
+  void run() {  // step to completion and reset
+    while (step()) {
+    }
+    reset();
+  }
+
+  std::int64_t int64(int col) const;
+  std::string text(int col) const;
+  std::string_view text_view(int col) const;  // valid until the next step/reset
+  bool is_null(int col) const;
+
+ private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* s_ = nullptr;
+};
+
+class Db {
+ public:
+  // Opens (creating parent directories and the file when `create`), sets WAL,
+  // synchronous=NORMAL, busy_timeout, foreign keys off (the writer keeps references right).
+  explicit Db(const std::string& path, bool readonly = false);
+  ~Db();
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  void exec(std::string_view sql);
+  Stmt prepare(std::string_view sql) { return Stmt(db_, sql); }
+  std::int64_t changes() const;
+  std::int64_t last_insert_rowid() const;
+  sqlite3* raw() { return db_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::string path_;
+};
+
+}  // namespace sb::storage

@@ -1,0 +1,382 @@
+// The data path of one interaction, top to bottom. Everything here runs on the writer thread,
+// inside the group-committed transaction (storage/writer.cpp), so a request is answered only
+// after the COMMIT that holds its rows.
+#include "storage/store.hpp"
+
+#include <boost/json.hpp>
+
+#include "core/ids.hpp"
+#include "core/log.hpp"
+#include "core/time.hpp"
+#include "storage/interaction_json.hpp"
+
+namespace sb::storage {
+namespace json = boost::json;
+
+struct Store::Statements {
+  explicit Statements(Db& db)
+      : find_dup(db.prepare(
+            "SELECT id, order_key, payload, state FROM interactions "
+            "WHERE channel=?1 AND account=?2 AND external_id=?3")),
+        find_identity(db.prepare("SELECT customer_id FROM identities WHERE type=?1 AND value=?2")),
+        get_customer(db.prepare("SELECT name, tier, tags FROM customers WHERE id=?1")),
+        insert_customer(db.prepare(
+            "INSERT INTO customers(id, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)")),
+        insert_identity(db.prepare(
+            "INSERT OR IGNORE INTO identities(type, value, customer_id, handle) "
+            "VALUES (?1, ?2, ?3, ?4)")),
+        find_conv_key(db.prepare(
+            "SELECT c.id, c.queue FROM conversation_keys k JOIN conversations c "
+            "ON c.id = k.conversation_id WHERE k.key = ?1")),
+        insert_conv(db.prepare(
+            "INSERT INTO conversations(id, customer_id, channel, account, subject, queue, "
+            "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?6)")),
+        insert_conv_key(db.prepare(
+            "INSERT OR IGNORE INTO conversation_keys(key, conversation_id) VALUES (?1, ?2)")),
+        route_conv(db.prepare("UPDATE conversations SET queue=?2, updated_at=?3 WHERE id=?1")),
+        insert_interaction(db.prepare(
+            "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+            "conversation_id, customer_id, queue, priority, state, order_key, occurred_at, "
+            "received_at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+            "?13, ?14, ?15)")),
+        update_call(db.prepare(
+            "UPDATE interactions SET queue=?2, priority=?3, state=?4, order_key=?5, payload=?6 "
+            "WHERE id=?1")),
+        insert_outbox(db.prepare(
+            "INSERT INTO outbox(op_id, interaction_id, queue, priority, created_at) "
+            "VALUES (?1, ?2, ?3, ?4, ?5)")),
+        upsert_cursor(db.prepare(
+            "INSERT INTO cursors(account, scope, value, updated_at) VALUES (?1, ?2, ?3, ?4) "
+            "ON CONFLICT(account, scope) DO UPDATE SET value=excluded.value, "
+            "updated_at=excluded.updated_at")) {}
+
+  Stmt find_dup, find_identity, get_customer, insert_customer, insert_identity, find_conv_key,
+      insert_conv, insert_conv_key, route_conv, insert_interaction, update_call, insert_outbox,
+      upsert_cursor;
+};
+
+namespace {
+
+struct CustomerMatch {
+  std::string id, name, tier;
+  std::vector<std::string> tags;
+  bool is_new = false;
+};
+
+struct Conversation {
+  std::string id;
+  std::string queue;  // sticky queue, "" when never routed
+  bool existing = false;
+};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+std::optional<std::string> lookup_identity(Store::Statements& st, std::string_view type,
+                                           std::string_view value) {
+  st.find_identity.bind_static(1, type).bind_static(2, value);
+  std::optional<std::string> id;
+  if (st.find_identity.step()) {
+    id = st.find_identity.text(0);
+  }
+  st.find_identity.reset();
+  return id;
+}
+
+// Exact match on the canonical identity. Platforms whose stable id is not what people write
+// down (x, telegram, instagram) also match a customer imported with the handle only
+// ("<type>_handle" identities, see routing/identity.hpp); the id is then attached to that
+// customer so the next match is exact. Unknown senders get a new customer.
+CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::int64_t now) {
+  CustomerMatch m;
+  auto id = lookup_identity(st, from.type, from.value);
+  if (!id && !from.handle.empty()) {
+    std::string handle = lower(from.handle);
+    if (!handle.empty() && handle[0] == '@') {
+      handle.erase(0, 1);
+    }
+    id = lookup_identity(st, from.type + "_handle", handle);
+    if (id) {
+      st.insert_identity.bind_static(1, from.type).bind_static(2, from.value).bind(3, *id);
+      st.insert_identity.bind_static(4, from.handle).run();
+    }
+  }
+  if (id) {
+    m.id = std::move(*id);
+    st.get_customer.bind_static(1, m.id);
+    if (st.get_customer.step()) {
+      m.name = st.get_customer.text(0);
+      m.tier = st.get_customer.text(1);
+      auto tags = st.get_customer.text_view(2);
+      if (tags.size() > 2) {
+        for (const auto& t : json::parse(tags).as_array()) {
+          m.tags.emplace_back(t.as_string());
+        }
+      }
+    }
+    st.get_customer.reset();
+    return m;
+  }
+  m.id = new_ulid();
+  m.name = from.name;
+  m.is_new = true;
+  st.insert_customer.bind_static(1, m.id).bind_static(2, m.name).bind(3, now).run();
+  st.insert_identity.bind_static(1, from.type).bind_static(2, from.value).bind_static(3, m.id);
+  st.insert_identity.bind_static(4, from.handle).run();
+  return m;
+}
+
+// First thread_lookup key that names a conversation wins; otherwise a new conversation. Every
+// thread_record key then points at it, so later messages of the thread find it.
+Conversation thread(Store::Statements& st, const Inbound& in, const std::string& customer_id,
+                    std::int64_t now) {
+  Conversation c;
+  for (const auto& key : in.thread_lookup) {
+    st.find_conv_key.bind_static(1, key);
+    if (st.find_conv_key.step()) {
+      c.id = st.find_conv_key.text(0);
+      c.queue = st.find_conv_key.text(1);
+      c.existing = true;
+    }
+    st.find_conv_key.reset();
+    if (c.existing) {
+      break;
+    }
+  }
+  if (!c.existing) {
+    c.id = new_ulid();
+    st.insert_conv.bind_static(1, c.id);
+    if (customer_id.empty()) {
+      st.insert_conv.bind_null(2);
+    } else {
+      st.insert_conv.bind_static(2, customer_id);
+    }
+    st.insert_conv.bind_static(3, in.channel).bind_static(4, in.account);
+    st.insert_conv.bind_static(5, in.subject).bind(6, now).run();
+  }
+  for (const auto& key : in.thread_record) {
+    st.insert_conv_key.bind_static(1, key).bind_static(2, c.id).run();
+  }
+  return c;
+}
+
+// Rules decide queue and priority; a conversation already routed somewhere stays there
+// (sticky) unless the matching rule says override_sticky.
+Route route(const Rules& rules, const Inbound& in, const CustomerMatch& cust,
+            const Conversation& conv) {
+  Route r = rules.decide(RuleSubject{in, cust.tier, cust.tags, cust.is_new});
+  if (conv.existing && !conv.queue.empty() && !r.override_sticky) {
+    r.queue = conv.queue;
+  }
+  return r;
+}
+
+void enqueue(Store::Statements& st, const std::string& op_id, const std::string& interaction_id,
+             const Route& r, const std::string& conversation_id, std::int64_t now) {
+  st.insert_outbox.bind_static(1, op_id).bind_static(2, interaction_id);
+  st.insert_outbox.bind_static(3, r.queue).bind_static(4, r.priority).bind(5, now).run();
+  st.route_conv.bind_static(1, conversation_id).bind_static(2, r.queue).bind(3, now).run();
+}
+
+struct Stored {
+  IngestOutcome outcome;
+  std::string payload;
+};
+
+// Stores one new interaction (not a duplicate). `queue_now` false: kept out of the queues (an
+// unfinished call), routed later.
+Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, bool queue_now,
+                 std::int64_t order_key, std::int64_t now) {
+  CustomerMatch cust;
+  if (in.from) {
+    cust = match_customer(st, *in.from, now);
+  }
+  Conversation conv = thread(st, in, cust.id, now);
+  Route r = route(rules, in, cust, conv);
+
+  StoredMeta meta{new_ulid(), conv.id, cust.id, cust.name, cust.tier, cust.is_new, now,
+                  queue_now ? r.queue : "", queue_now ? r.priority : ""};
+  std::string payload = json::serialize(interaction_json(in, meta));
+  auto& ins = st.insert_interaction;
+  ins.bind_static(1, meta.id).bind_static(2, in.channel).bind_static(3, in.account);
+  ins.bind_static(4, in.external_id).bind_static(5, in.kind).bind_static(6, in.direction);
+  ins.bind_static(7, conv.id);
+  if (cust.id.empty()) {
+    ins.bind_null(8);
+  } else {
+    ins.bind_static(8, cust.id);
+  }
+  ins.bind_static(9, meta.queue).bind_static(10, meta.priority);
+  ins.bind_static(11, queue_now ? "queued" : "pending_call").bind(12, order_key);
+  ins.bind(13, in.occurred_at_ms ? in.occurred_at_ms : now).bind(14, now);
+  ins.bind_static(15, payload).run();
+  if (queue_now) {
+    enqueue(st, meta.id, meta.id, r, conv.id, now);
+  }
+  return Stored{IngestOutcome{meta.id, false, ""}, std::move(payload)};
+}
+
+std::optional<IngestOutcome> find_duplicate(Store::Statements& st, const Inbound& in) {
+  st.find_dup.bind_static(1, in.channel).bind_static(2, in.account).bind_static(3, in.external_id);
+  std::optional<IngestOutcome> out;
+  if (st.find_dup.step()) {
+    out = IngestOutcome{st.find_dup.text(0), true, ""};
+  }
+  st.find_dup.reset();
+  return out;
+}
+
+}  // namespace
+
+Store::Store(Writer& writer, std::shared_ptr<const Rules> rules)
+    : writer_(writer), rules_(std::move(rules)) {}
+
+Store::~Store() = default;
+
+Store::Statements& Store::statements(Db& db) {
+  if (!st_) {
+    st_ = std::make_unique<Statements>(db);
+  }
+  return *st_;
+}
+
+void Store::set_rules(std::shared_ptr<const Rules> rules) {
+  std::lock_guard lock(rules_mu_);
+  rules_ = std::move(rules);
+}
+
+std::shared_ptr<const Rules> Store::rules() const {
+  std::lock_guard lock(rules_mu_);
+  return rules_;
+}
+
+void Store::submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) {
+  auto outcomes = std::make_shared<std::vector<IngestOutcome>>();
+  auto batch = std::make_shared<std::vector<Inbound>>(std::move(items));
+  writer_.submit(Job{
+      [this, batch, outcomes, cursor = std::move(cursor)](Db& db) {
+        auto& st = statements(db);
+        auto rules = this->rules();
+        std::int64_t now = now_ms();
+        outcomes->clear();
+        outcomes->reserve(batch->size());
+        for (const auto& in : *batch) {
+          if (auto dup = find_duplicate(st, in)) {
+            outcomes->push_back(std::move(*dup));
+          } else {
+            outcomes->push_back(store_new(st, *rules, in, true, 0, now).outcome);
+          }
+        }
+        if (cursor) {
+          st.upsert_cursor.bind_static(1, cursor->account).bind_static(2, cursor->scope);
+          st.upsert_cursor.bind_static(3, cursor->value).bind(4, now).run();
+        }
+      },
+      [batch, outcomes, done = std::move(done)](const std::string& error) {
+        if (!error.empty()) {
+          outcomes->assign(batch->size(), IngestOutcome{"", false, error});
+        }
+        done(std::move(*outcomes));
+      }});
+}
+
+void Store::submit_call_event(CallEventInput ev, Done done) {
+  auto outcome = std::make_shared<IngestOutcome>();
+  auto event = std::make_shared<CallEventInput>(std::move(ev));
+  writer_.submit(Job{
+      [this, event, outcome](Db& db) {
+        if (!call_folder_ || !event->call.call) {
+          throw Error(0, "call events are not enabled");
+        }
+        auto& st = statements(db);
+        auto rules = this->rules();
+        std::int64_t now = now_ms();
+        const Inbound& in = event->call;
+        st.find_dup.bind_static(1, in.channel).bind_static(2, in.account);
+        st.find_dup.bind_static(3, in.external_id);
+        if (!st.find_dup.step()) {
+          st.find_dup.reset();
+          CallFold f = call_folder_(std::nullopt, 0, *in.call, event->order_key);
+          Inbound first = in;
+          first.call = f.merged;
+          *outcome = store_new(st, *rules, first, f.became_final, f.order_key, now).outcome;
+          return;
+        }
+        std::string id = st.find_dup.text(0);
+        std::int64_t stored_order = st.find_dup.int64(1);
+        json::object payload = json::parse(st.find_dup.text_view(2)).as_object();
+        std::string state = st.find_dup.text(3);
+        st.find_dup.reset();
+        *outcome = IngestOutcome{id, true, ""};
+
+        CallInfo stored;
+        if (auto* c = payload.if_contains("call"); c && c->is_object()) {
+          const auto& co = c->as_object();
+          stored.status = json::value_to<std::string>(co.at("status"));
+          stored.direction = json::value_to<std::string>(co.at("direction"));
+          if (auto* d = co.if_contains("duration_s")) {
+            stored.duration_s = d->to_number<std::int64_t>();
+          }
+          if (auto* r = co.if_contains("recording_url")) {
+            stored.recording_url = json::value_to<std::string>(*r);
+          }
+        }
+        CallFold f = call_folder_(stored, stored_order, *in.call, event->order_key);
+        if (!f.changed) {
+          return;  // a duplicate or stale delivery: nothing changes
+        }
+        outcome->duplicate = false;
+        payload["call"] = call_json(f.merged);
+        std::string queue = json::value_to<std::string>(payload["queue"]);
+        std::string priority = json::value_to<std::string>(payload["priority"]);
+        bool queue_now = f.became_final && state == "pending_call";
+        if (queue_now) {
+          // The final status decides the rules (SPEC: "queued once, when it ends").
+          Inbound routed = in;
+          routed.call = f.merged;
+          CustomerMatch cust;
+          if (auto* c = payload.if_contains("customer"); c && c->is_object()) {
+            cust.id = json::value_to<std::string>(c->as_object().at("id"));
+            cust.tier = json::value_to<std::string>(c->as_object().at("tier"));
+            cust.is_new = c->as_object().at("is_new").as_bool();
+          }
+          Conversation conv{json::value_to<std::string>(payload["conversation_id"]), "", false};
+          Route r = route(*rules, routed, cust, conv);
+          queue = r.queue;
+          priority = r.priority;
+          payload["queue"] = queue;
+          payload["priority"] = priority;
+          enqueue(st, id, id, r, conv.id, now);
+          state = "queued";
+        }
+        std::string text = json::serialize(payload);
+        st.update_call.bind_static(1, id).bind_static(2, queue).bind_static(3, priority);
+        st.update_call.bind_static(4, state).bind(5, f.order_key).bind_static(6, text).run();
+      },
+      [outcome, done = std::move(done)](const std::string& error) {
+        if (!error.empty()) {
+          *outcome = IngestOutcome{"", false, error};
+        }
+        done({*outcome});
+      }});
+}
+
+std::optional<std::string> Store::cursor(const std::string& account, const std::string& scope) {
+  std::lock_guard lock(read_mu_);
+  if (!read_db_) {
+    read_db_ = std::make_unique<Db>(writer_.path(), true);
+  }
+  auto st = read_db_->prepare("SELECT value FROM cursors WHERE account=?1 AND scope=?2");
+  st.bind(1, account).bind(2, scope);
+  if (st.step()) {
+    return st.text(0);
+  }
+  return std::nullopt;
+}
+
+}  // namespace sb::storage

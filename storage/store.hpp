@@ -1,0 +1,54 @@
+#pragma once
+// The Pipeline implementation: the whole data path of one interaction, in store.cpp, top to
+// bottom: dedupe -> customer match -> conversation -> rules -> interaction row + outbox row
+// (+ cursor) in the writer's group-committed transaction.
+#include <memory>
+#include <mutex>
+
+#include "routing/rules.hpp"
+#include "storage/pipeline.hpp"
+#include "storage/writer.hpp"
+
+namespace sb::storage {
+
+// How a call event merges into the stored call (channels/voice provides the real one).
+struct CallFold {
+  CallInfo merged;
+  std::int64_t order_key = 0;
+  bool changed = false;       // anything to write
+  bool became_final = false;  // the call ended with this event: queue it now
+};
+using CallFolder = std::function<CallFold(const std::optional<CallInfo>& stored,
+                                          std::int64_t stored_order, const CallInfo& event,
+                                          std::int64_t event_order)>;
+
+class Store final : public Pipeline {
+ public:
+  Store(Writer& writer, std::shared_ptr<const Rules> rules);
+  ~Store() override;
+
+  void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) override;
+  void submit_call_event(CallEventInput event, Done done) override;
+  std::optional<std::string> cursor(const std::string& account, const std::string& scope) override;
+
+  void set_rules(std::shared_ptr<const Rules> rules);  // SIGHUP: swapped whole
+  std::shared_ptr<const Rules> rules() const;
+  void set_call_folder(CallFolder f) { call_folder_ = std::move(f); }
+
+  Writer& writer() { return writer_; }
+
+  struct Statements;  // prepared statements of the data path (store.cpp)
+
+ private:
+  Statements& statements(Db& db);  // writer thread only; prepared on first use
+
+  Writer& writer_;
+  mutable std::mutex rules_mu_;
+  std::shared_ptr<const Rules> rules_;
+  CallFolder call_folder_;
+  std::unique_ptr<Statements> st_;  // writer thread only
+  std::mutex read_mu_;
+  std::unique_ptr<Db> read_db_;
+};
+
+}  // namespace sb::storage

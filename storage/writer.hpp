@@ -1,0 +1,66 @@
+#pragma once
+// The single writer thread with group commit (DESIGN-NOTES "Group commit"). Requests hand it
+// jobs; it drains everything waiting, runs the jobs in one BEGIN IMMEDIATE ... COMMIT (each in
+// its own SAVEPOINT so a failing job is undone alone), then calls every job's `done`. At 20,000
+// requests/s that is a few hundred jobs per commit instead of 20,000 commits.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "storage/sqlite.hpp"
+
+namespace sb::storage {
+
+struct Job {
+  // Runs on the writer thread inside the batch transaction. Throw to undo this job only.
+  std::function<void(Db&)> run;
+  // Runs on the writer thread once the outcome is known: error is "" when the job's changes are
+  // committed, else what went wrong (the job's own exception, or a failed COMMIT).
+  std::function<void(const std::string& error)> done;
+};
+
+class Writer {
+ public:
+  // Opens (and migrates) the database at `path`; throws Error when it cannot.
+  explicit Writer(const std::string& path);
+  ~Writer();  // stop()s
+
+  void start();
+  // Runs every job already submitted, then ends the thread. Jobs submitted afterwards fail.
+  void stop();
+
+  void submit(Job job);
+
+  // Called on the writer thread after each successful COMMIT (the relay's wake-up).
+  void on_commit(std::function<void()> fn) { on_commit_ = std::move(fn); }
+
+  bool healthy() const { return healthy_.load(); }  // false after a failed COMMIT, until one works
+  std::uint64_t commits() const { return commits_.load(); }
+  std::uint64_t jobs_done() const { return jobs_done_.load(); }
+  std::size_t backlog() const;
+
+  const std::string& path() const { return db_.path(); }
+
+ private:
+  void loop();
+  void run_batch(std::vector<Job>& batch);
+
+  Db db_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Job> queue_;
+  bool stopping_ = false;
+  bool started_ = false;
+  std::thread thread_;
+  std::function<void()> on_commit_;
+  std::atomic<bool> healthy_{true};
+  std::atomic<std::uint64_t> commits_{0};
+  std::atomic<std::uint64_t> jobs_done_{0};
+};
+
+}  // namespace sb::storage

@@ -1,0 +1,235 @@
+// The spine end to end: POST /v1/interactions -> SQLite -> outbox -> Redis Stream, with a real
+// redis-server and the whole daemon in-process.
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+#include <future>
+#include <thread>
+
+#include "daemon/app.hpp"
+#include "storage/sqlite.hpp"
+#include "tests/support/harness.hpp"
+
+using namespace sb;
+using namespace sb::test;
+namespace json = boost::json;
+
+namespace {
+
+const char* kAnn = R"({"source":"web-form","external_id":"f-123","kind":"message",
+ "from":{"email":" Ann@Example.com ","name":"Ann Lee"},
+ "subject":"Order 7 is late","text":"Hello","occurred_at":"2026-01-02T03:04:05Z",
+ "thread_key":"order-7"})";
+
+long long count_rows(const std::string& db_path, const std::string& sql) {
+  storage::Db db(db_path, true);
+  auto st = db.prepare(sql);
+  st.step();
+  return st.int64(0);
+}
+
+struct Fixture {
+  TempDir dir;
+  RedisServer redis;
+  std::unique_ptr<App> app;
+  std::unique_ptr<HttpClient> http;
+  explicit Fixture(std::function<void(config::Config&)> tweak = nullptr) {
+    auto cfg = test_config(dir, redis.port());
+    if (tweak) {
+      tweak(cfg);
+    }
+    app = std::make_unique<App>(cfg);
+    app->start();
+    http = std::make_unique<HttpClient>(app->port());
+  }
+  std::string db() const { return dir.file("switchboard.db"); }
+};
+
+}  // namespace
+
+TEST_CASE("an ingested interaction lands in its stream with the customer matched") {
+  Fixture f;
+  auto r = f.http->post_json("/v1/interactions", kAnn, "test-token");
+  CHECK(r.status == 202);
+  auto body = json::parse(r.body).as_object();
+  CHECK(body.at("duplicate").as_bool() == false);
+  std::string id(body.at("id").as_string());
+
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 1; }));
+  auto entries = f.redis.xrange("sb:q:general:normal");
+  auto& e = entries.at(0);
+  CHECK(e["interaction_id"] == id);
+  CHECK(e["channel"] == "api");
+  CHECK(e["kind"] == "message");
+  CHECK(e["priority"] == "normal");
+  CHECK(!e["conversation_id"].empty());
+  CHECK(!e["customer_id"].empty());
+  auto payload = json::parse(e["payload"]).as_object();
+  CHECK(payload.at("id").as_string() == id);
+  CHECK(payload.at("account").as_string() == "web-form");
+  CHECK(payload.at("from").at("value").as_string() == "ann@example.com");
+  CHECK(payload.at("customer").at("is_new").as_bool() == true);
+  CHECK(payload.at("customer").at("id").as_string() == e["customer_id"]);
+  CHECK(payload.at("occurred_at").as_string() == "2026-01-02T03:04:05Z");
+  CHECK(payload.at("queue").as_string() == "general");
+
+  // The consumer group exists (created at start, MKSTREAM).
+  CHECK(f.redis.cmd({"XINFO", "GROUPS", "sb:q:general:normal"}).find("agents") != std::string::npos);
+
+  // Same customer, same thread: matched, not new; same conversation.
+  std::string second = R"({"source":"web-form","external_id":"f-124","from":{"email":"ann@example.com"},
+    "text":"Any news?","thread_key":"order-7"})";
+  CHECK(f.http->post_json("/v1/interactions", second, "test-token").status == 202);
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 2; }));
+  auto e2 = f.redis.xrange("sb:q:general:normal").at(1);
+  CHECK(e2["customer_id"] == e["customer_id"]);
+  CHECK(e2["conversation_id"] == e["conversation_id"]);
+  CHECK(json::parse(e2["payload"]).at("customer").at("is_new").as_bool() == false);
+}
+
+TEST_CASE("the same (source, external_id) ten times concurrently: one interaction, one entry") {
+  Fixture f;
+  std::vector<std::future<HttpResponse>> calls;
+  for (int i = 0; i < 10; ++i) {
+    calls.push_back(std::async(std::launch::async, [&] {
+      HttpClient c(f.app->port());
+      return c.post_json("/v1/interactions", kAnn, "test-token");
+    }));
+  }
+  int created = 0, dups = 0;
+  std::set<std::string> ids;
+  for (auto& c : calls) {
+    auto r = c.get();
+    auto o = json::parse(r.body).as_object();
+    ids.insert(std::string(o.at("id").as_string()));
+    if (r.status == 202 && !o.at("duplicate").as_bool()) {
+      ++created;
+    } else if (r.status == 200 && o.at("duplicate").as_bool()) {
+      ++dups;
+    }
+  }
+  CHECK(created == 1);
+  CHECK(dups == 9);
+  CHECK(ids.size() == 1);
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // nothing more may arrive
+  CHECK(f.redis.xlen("sb:q:general:normal") == 1);
+  CHECK(count_rows(f.db(), "SELECT count(*) FROM interactions") == 1);
+}
+
+TEST_CASE("bad requests get the right status, a message naming the problem, and store nothing") {
+  Fixture f;
+  struct Case {
+    std::string name, body, token;
+    int status;
+    std::string code, message_part;
+  };
+  std::string big(2 * 1024 * 1024, 'a');
+  std::vector<Case> cases = {
+      {"invalid JSON", R"({"source":"web","external_id":)", "test-token", 400, "invalid_json",
+       "not valid JSON"},
+      {"not an object", R"([1,2])", "test-token", 400, "invalid_json", "JSON object"},
+      {"wrong type", R"({"source":"web","external_id":7,"from":{"email":"a@b.c"}})", "test-token",
+       400, "invalid_field", "\"external_id\" must be a string"},
+      {"no from", R"({"source":"web","external_id":"x1","text":"hi"})", "test-token", 400,
+       "invalid_field", "\"from\" is required"},
+      {"empty from", R"({"source":"web","external_id":"x1","from":{}})", "test-token", 400,
+       "invalid_field", "\"from\" must hold email, phone"},
+      {"bad email", R"({"source":"web","external_id":"x1","from":{"email":"nobody"}})",
+       "test-token", 400, "invalid_field", "from.email"},
+      {"bad time", R"({"source":"web","external_id":"x1","from":{"email":"a@b.co"},"occurred_at":"yesterday"})",
+       "test-token", 400, "invalid_field", "occurred_at"},
+      {"invalid UTF-8", "{\"source\":\"web\",\"external_id\":\"x1\",\"from\":{\"email\":\"a@b.co\"},\"text\":\"\xff\xfe\"}",
+       "test-token", 400, "invalid_json", "not valid JSON"},
+      {"2 MB body", R"({"source":"web","external_id":"x1","text":")" + big + "\"}", "test-token",
+       413, "body_too_large", "max_body_bytes"},
+      {"no token", kAnn, "", 401, "unauthorized", "missing Authorization"},
+      {"wrong token", kAnn, "nope", 401, "unauthorized", "unknown api token"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.name);
+    HttpClient client(f.app->port());
+    auto r = client.post_json("/v1/interactions", c.body, c.token);
+    CHECK(r.status == c.status);
+    auto err = json::parse(r.body).at("error").as_object();
+    CHECK(err.at("code").as_string() == c.code);
+    CHECK(std::string(err.at("message").as_string()).find(c.message_part) != std::string::npos);
+  }
+  CHECK(count_rows(f.db(), "SELECT count(*) FROM interactions") == 0);
+  CHECK(count_rows(f.db(), "SELECT count(*) FROM customers") == 0);
+  // And the daemon keeps serving.
+  CHECK(f.http->post_json("/v1/interactions", kAnn, "test-token").status == 202);
+  CHECK(f.http->request("GET", "/healthz").status == 200);
+}
+
+TEST_CASE("Redis down: ingest keeps answering 2xx, /readyz says 503, then everything arrives once") {
+  Fixture f;
+  REQUIRE(eventually([&] { return f.http->request("GET", "/readyz").status == 200; }));
+  f.redis.stop();
+  REQUIRE(eventually([&] { return f.http->request("GET", "/readyz").status == 503; }));
+  auto ready = f.http->request("GET", "/readyz");
+  CHECK(json::parse(ready.body).at("error").at("code").as_string() == "redis_unavailable");
+  for (int i = 0; i < 50; ++i) {
+    std::string body = R"({"source":"web","external_id":"d-)" + std::to_string(i) +
+                       R"(","from":{"phone":"+14155550100"},"text":"hi"})";
+    CHECK(f.http->post_json("/v1/interactions", body, "test-token").status == 202);
+  }
+  auto metrics = f.http->request("GET", "/metrics").body;
+  CHECK(metrics.find("switchboard_outbox_pending 50") != std::string::npos);
+  f.redis.start();  // empty: the relay must recreate groups and deliver everything
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 50; }, std::chrono::seconds(15)));
+  REQUIRE(eventually([&] { return f.http->request("GET", "/readyz").status == 200; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(f.redis.xlen("sb:q:general:normal") == 50);
+}
+
+TEST_CASE("the relay's Lua script adds an operation once, even when replayed") {
+  RedisServer redis;
+  std::string sha = redis.cmd({"SCRIPT", "LOAD", Relay::script()});
+  auto add = [&] {
+    return redis.cmd({"EVALSHA", sha, "2", "sb:q:x:normal", "sb:relayed:op1", "60",
+                      "interaction_id", "op1", "payload", "{}"});
+  };
+  CHECK(add() != "0");
+  CHECK(add() == "0");  // a replay after a crash between XADD and the outbox delete
+  CHECK(redis.xlen("sb:q:x:normal") == 1);
+  // A stream first created by the script gets the consumer group.
+  CHECK(redis.cmd({"XINFO", "GROUPS", "sb:q:x:normal"}).find("agents") != std::string::npos);
+}
+
+TEST_CASE("rules route by tier and text; SIGHUP-style reload swaps them; bad rules keep the old") {
+  Fixture f([](config::Config& c) {
+    config::Rule billing;
+    billing.name = "billing";
+    billing.queue = "billing";
+    billing.priority = "high";
+    billing.when.text_matches = "refund|chargeback";
+    c.routing.rules.push_back(billing);
+  });
+  auto post = [&](const std::string& id, const std::string& text) {
+    return f.http->post_json("/v1/interactions",
+                             R"({"source":"web","external_id":")" + id +
+                                 R"(","from":{"email":"z@example.com"},"text":")" + text + "\"}",
+                             "test-token");
+  };
+  CHECK(post("r1", "I want a REFUND").status == 202);
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:billing:high") == 1; }));
+
+  auto fresh = f.app->config();
+  fresh.routing.rules.clear();
+  config::Rule urgent;
+  urgent.name = "urgent";
+  urgent.queue = "general";
+  urgent.priority = "urgent";
+  urgent.when.text_matches = "down";
+  fresh.routing.rules.push_back(urgent);
+  CHECK(f.app->reload(fresh).empty());
+  CHECK(post("r2", "site is down").status == 202);
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:urgent") == 1; }));
+
+  auto broken = fresh;
+  broken.routing.rules[0].when.text_matches = "(unclosed";
+  CHECK(!f.app->reload(broken).empty());
+  CHECK(post("r3", "still down").status == 202);  // the old rules stay in force
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:urgent") == 2; }));
+}
