@@ -1,0 +1,280 @@
+#include "routing/customer_file_record.hpp"
+
+#include <array>
+
+#include <boost/json/value.hpp>
+
+#include "routing/identity.hpp"
+
+namespace sb {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() &&
+         (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+// A value as it appears in an error message: quoted, shortened, control bytes replaced, so a
+// hostile file cannot smuggle terminal escapes into the import report.
+std::string quoted(std::string_view v) {
+  std::string out = "\"";
+  const std::size_t limit = 60;
+  for (std::size_t i = 0; i < v.size() && i < limit; ++i) {
+    const auto c = static_cast<unsigned char>(v[i]);
+    out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
+  }
+  if (v.size() > limit) {
+    out += "...";
+  }
+  out += '"';
+  return out;
+}
+
+// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. CSV cells are
+// checked here; boost::json already checks JSON strings.
+bool valid_utf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    const unsigned char c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    std::size_t n = 0;
+    unsigned char lo = 0x80;
+    unsigned char hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      lo = c == 0xE0 ? 0xA0 : 0x80;
+      hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      lo = c == 0xF0 ? 0x90 : 0x80;
+      hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else {
+      return false;
+    }
+    if (static_cast<std::size_t>(end - p) <= n || p[1] < lo || p[1] > hi) {
+      return false;
+    }
+    for (std::size_t i = 2; i <= n; ++i) {
+      if (p[i] < 0x80 || p[i] > 0xBF) {
+        return false;
+      }
+    }
+    p += n + 1;
+  }
+  return true;
+}
+
+// JSON Lines "handles" keys and the identity type each holds.
+constexpr std::array<std::string_view, 6> kHandleTypes = {"mastodon",  "x",         "telegram",
+                                                          "instagram", "messenger", "whatsapp"};
+
+}  // namespace
+
+std::string RecordBuilder::lower_trimmed(std::string_view s) {
+  std::string out(trim(s));
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c - 'A' + 'a');
+    }
+  }
+  return out;
+}
+
+void RecordBuilder::start() {
+  rec_ = CustomerRecord{};
+  error_.clear();
+}
+
+void RecordBuilder::fail(std::string error) {
+  if (error_.empty()) {
+    error_ = std::move(error);
+  }
+}
+
+void RecordBuilder::finish(ParsedLine& out) {
+  if (ok() && rec_.external_id.empty()) {
+    fail("external_id is missing or empty");
+  }
+  if (ok()) {
+    out.record = std::move(rec_);
+  } else {
+    out.error = std::move(error_);
+  }
+}
+
+void RecordBuilder::add_identity(std::string_view column, std::string_view type,
+                                 std::string_view raw) {
+  raw = trim(raw);
+  if (raw.empty()) {
+    return;
+  }
+  Canonical c = canonicalize(type, raw, region_);
+  if (c.withheld()) {
+    fail(std::string(column) + " " + quoted(raw) + ": a withheld caller id, not a phone number");
+    return;
+  }
+  if (!c.ok()) {
+    fail(std::string(column) + " " + quoted(raw) + ": " + c.error);
+    return;
+  }
+  for (const Identity& have : rec_.identities) {
+    if (have.type == c.type && have.value == c.value) {
+      return;
+    }
+  }
+  Identity id;
+  id.type = std::move(c.type);
+  id.value = std::move(c.value);
+  rec_.identities.push_back(std::move(id));
+}
+
+void RecordBuilder::add_tag(std::string_view raw) {
+  raw = trim(raw);
+  if (raw.empty()) {
+    return;
+  }
+  for (const std::string& t : rec_.tags) {
+    if (t == raw) {
+      return;
+    }
+  }
+  rec_.tags.emplace_back(raw);
+}
+
+void RecordBuilder::csv_cell(std::string_view column, std::string_view identity_type,
+                             std::string_view cell) {
+  if (!valid_utf8(cell)) {
+    fail(std::string(column) + ": invalid UTF-8");
+    return;
+  }
+  if (column == "external_id") {
+    rec_.external_id = trim(cell);
+  } else if (column == "name") {
+    rec_.name = trim(cell);
+  } else if (column == "tier") {
+    rec_.tier = trim(cell);
+  } else {
+    // tags and identity columns: several values separated by ';'.
+    while (!cell.empty() && ok()) {
+      const auto semi = cell.find(';');
+      const std::string_view part = cell.substr(0, semi);
+      if (identity_type.empty()) {
+        add_tag(part);
+      } else {
+        add_identity(column, identity_type, part);
+      }
+      cell = semi == std::string_view::npos ? std::string_view() : cell.substr(semi + 1);
+    }
+  }
+}
+
+bool RecordBuilder::json_string(std::string_view field, const boost::json::value& v,
+                                std::string& out) {
+  if (v.is_null()) {
+    return true;
+  }
+  if (!v.is_string()) {
+    fail(std::string(field) + ": expected a string");
+    return false;
+  }
+  out = trim(std::string_view(v.get_string()));
+  return true;
+}
+
+void RecordBuilder::json_list(std::string_view field, std::string_view identity_type,
+                              const boost::json::value& v) {
+  if (v.is_null()) {
+    return;
+  }
+  if (!v.is_array()) {
+    fail(std::string(field) + ": expected an array of strings");
+    return;
+  }
+  for (const boost::json::value& item : v.get_array()) {
+    if (!item.is_string()) {
+      fail(std::string(field) + ": expected an array of strings");
+      return;
+    }
+    const std::string_view s = item.get_string();
+    if (identity_type.empty()) {
+      add_tag(s);
+    } else {
+      add_identity(field, identity_type, s);
+    }
+    if (!ok()) {
+      return;
+    }
+  }
+}
+
+void RecordBuilder::json_object(const boost::json::value& v) {
+  if (!v.is_object()) {
+    fail("expected a JSON object");
+    return;
+  }
+  for (const auto& kv : v.get_object()) {
+    const std::string_view key = kv.key();
+    const boost::json::value& val = kv.value();
+    if (key == "external_id") {
+      if (!val.is_string()) {
+        fail("external_id: expected a string");
+      } else {
+        json_string(key, val, rec_.external_id);
+      }
+    } else if (key == "name") {
+      json_string(key, val, rec_.name);
+    } else if (key == "tier") {
+      json_string(key, val, rec_.tier);
+    } else if (key == "emails") {
+      json_list(key, "email", val);
+    } else if (key == "phones") {
+      json_list(key, "phone", val);
+    } else if (key == "tags") {
+      json_list(key, "", val);
+    } else if (key == "handles") {
+      if (val.is_null()) {
+        continue;
+      }
+      if (!val.is_object()) {
+        fail("handles: expected an object of arrays");
+        return;
+      }
+      for (const auto& h : val.get_object()) {
+        const std::string_view platform = h.key();
+        const std::string field = "handles." + std::string(platform);
+        bool known = false;
+        for (std::string_view t : kHandleTypes) {
+          known = known || t == platform;
+        }
+        if (!known) {
+          fail("unknown field " + quoted(field));
+          return;
+        }
+        json_list(field, platform, h.value());
+        if (!ok()) {
+          return;
+        }
+      }
+    } else {
+      fail("unknown field " + quoted(key));
+    }
+    if (!ok()) {
+      return;
+    }
+  }
+}
+
+}  // namespace sb

@@ -1,0 +1,65 @@
+#pragma once
+// Canonical identities (SPEC section 5): the one place that decides how a raw address, number
+// or handle becomes the (type, value) pair that customer matching compares byte for byte.
+// Pure functions, no I/O, thread-safe; libphonenumber stays inside identity.cpp.
+//
+// Types and canonical values:
+//   email      trimmed, lower-cased `local@domain`
+//   phone      E.164 (`+14155550100`) via libphonenumber, national forms read in the default
+//              region; withheld callers ("anonymous", "+266696687", ...) are `withheld`
+//   whatsapp   E.164; a WhatsApp wa_id is digits without '+', always international
+//   mastodon   `user@domain`, both lower-cased (Mastodon matches usernames case-insensitively)
+//   x, telegram, messenger, instagram
+//              the platform's stable numeric user id (digits)
+//   x_handle, telegram_handle, instagram_handle
+//              a username, lower-cased, without '@'. Handles are NOT ids: people rename
+//              themselves and the platforms recycle names. They exist because customer files
+//              and the ingest API carry usernames ("annlee", "@annlee"), not ids. So
+//              canonicalize("x", "annlee") yields type `x_handle`, and a channel that sees a
+//              post by user id 123 with username "AnnLee" should look up both `x`:"123" and
+//              `x_handle`:"annlee" (and then add the id to the customer it found).
+//   messenger has no public usernames in webhooks (page-scoped ids only), so only digits.
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/interaction.hpp"
+
+namespace sb {
+
+struct Canonical {
+  enum class Status { ok, withheld, invalid };
+  Status status = Status::invalid;
+  std::string type;   // canonical type; may differ from the requested one (x -> x_handle)
+  std::string value;  // canonical value when ok
+  std::string error;  // why it is invalid, e.g. "not a valid phone number (too short)"
+
+  bool ok() const { return status == Status::ok; }
+  bool withheld() const { return status == Status::withheld; }
+  // The identity to store or match; nullopt unless ok().
+  std::optional<Identity> identity() const;
+};
+
+// Canonicalises `raw` as identity `type` (one of the types above). `default_region` is the
+// ISO 3166 region for phone numbers written without a country code (config
+// matching.default_region, e.g. "US"); an empty or unknown region makes such numbers invalid.
+// An unknown type is invalid.
+Canonical canonicalize(std::string_view type, std::string_view raw,
+                       std::string_view default_region);
+
+// Same, with the instance domain a bare Mastodon `@user` belongs to (the configured channel's
+// host, e.g. "mastodon.example"); without it a bare username is invalid.
+Canonical canonicalize(std::string_view type, std::string_view raw, std::string_view default_region,
+                       std::string_view mastodon_domain);
+
+// True for the caller ids that telephony providers send when the number is hidden: empty,
+// "anonymous", "restricted", "unknown", "private", "withheld", "unavailable", "blocked", SIP
+// anonymous URIs, and Twilio's keypad spellings such as "+266696687" (A-N-O-N-Y-M-O-U-S).
+// A withheld caller is never matched and never creates a customer.
+bool is_withheld_number(std::string_view raw);
+
+// Building blocks, exposed for callers that know the type already. nullopt when invalid.
+std::optional<std::string> canonical_email(std::string_view raw);
+std::optional<std::string> canonical_phone(std::string_view raw, std::string_view default_region);
+
+}  // namespace sb

@@ -1,0 +1,146 @@
+#include <doctest/doctest.h>
+
+#include "routing/identity.hpp"
+
+namespace {
+
+// "type:value" of an ok result, "withheld", or "invalid: <error>": one string to compare.
+std::string canon(std::string_view type, std::string_view raw, std::string_view region = "US",
+                  std::string_view mastodon_domain = {}) {
+  const sb::Canonical c = sb::canonicalize(type, raw, region, mastodon_domain);
+  if (c.withheld()) {
+    return "withheld";
+  }
+  if (!c.ok()) {
+    return "invalid: " + c.error;
+  }
+  return c.type + ":" + c.value;
+}
+
+}  // namespace
+
+TEST_CASE("email: trimmed and lower-cased") {
+  CHECK(canon("email", "ann@example.com") == "email:ann@example.com");
+  CHECK(canon("email", "  Ann.Lee@Example.COM \t") == "email:ann.lee@example.com");
+  CHECK(canon("email", "mailto:ann@example.com") == "email:ann@example.com");
+  CHECK(canon("email", "ann+tag@sub.example.co.uk") == "email:ann+tag@sub.example.co.uk");
+  // Non-ASCII passes through unchanged (only ASCII is case-folded).
+  CHECK(canon("email", "J\xC3\xBCrgen@Example.de") == "email:j\xC3\xBCrgen@example.de");
+}
+
+TEST_CASE("email: anything but a raw address is refused") {
+  for (const char* bad : {"", "ann", "@example.com", "ann@", "ann@@example.com", "a@b@c.com",
+                          "Ann Lee <ann@example.com>", "<ann@example.com>", "ann @example.com",
+                          "ann@example.com, bob@example.com", "ann@.example.com",
+                          "ann@example..com", "ann@example.com.", "a\x01@example.com"}) {
+    CAPTURE(std::string(bad));
+    CHECK(canon("email", bad) == "invalid: not a valid email address");
+  }
+  CHECK_FALSE(sb::canonical_email(std::string(65, 'a') + "@example.com"));
+  CHECK(sb::canonical_email("BOB@EXAMPLE.COM") == "bob@example.com");
+}
+
+TEST_CASE("phone: national and international forms with a US default") {
+  CHECK(canon("phone", "+14155550100") == "phone:+14155550100");
+  CHECK(canon("phone", "+1 (415) 555-0100") == "phone:+14155550100");
+  CHECK(canon("phone", "(415) 555-0100") == "phone:+14155550100");
+  CHECK(canon("phone", "415.555.0100") == "phone:+14155550100");
+  CHECK(canon("phone", "1-415-555-0100") == "phone:+14155550100");
+  CHECK(canon("phone", "011 44 20 7946 0958") == "phone:+442079460958");  // US exit code
+  CHECK(canon("phone", "tel:+1-415-555-0100") == "phone:+14155550100");
+  CHECK(canon("phone", "+1 415 555 0100 ext. 12") == "phone:+14155550100");
+  CHECK(canon("phone", "+44 20 7946 0958") == "phone:+442079460958");
+}
+
+TEST_CASE("phone: national forms read in GB and DE") {
+  CHECK(canon("phone", "020 7946 0958", "GB") == "phone:+442079460958");
+  CHECK(canon("phone", "07700 900123", "GB") == "phone:+447700900123");
+  CHECK(canon("phone", "00 1 415 555 0100", "GB") == "phone:+14155550100");
+  CHECK(canon("phone", "030 1234567", "DE") == "phone:+49301234567");
+  CHECK(canon("phone", "+49 (0)30 1234567", "DE") == "phone:+49301234567");
+  CHECK(canon("phone", "0151 23456789", "DE") == "phone:+4915123456789");
+  // The same digits mean different numbers in different regions.
+  CHECK(canon("phone", "(415) 555-0100", "GB") != canon("phone", "(415) 555-0100", "US"));
+}
+
+TEST_CASE("phone: garbage, wrong lengths and missing regions are invalid") {
+  CHECK(canon("phone", "12ab").rfind("invalid: not a valid phone number", 0) == 0);
+  CHECK(canon("phone", "hello").rfind("invalid: not a valid phone number", 0) == 0);
+  CHECK(canon("phone", "555-0100") ==
+        "invalid: not a valid phone number (a local number without area code)");
+  CHECK(canon("phone", "+1 415 555 01000") == "invalid: not a valid phone number (too long)");
+  CHECK(canon("phone", "+1 415 55") == "invalid: not a valid phone number (too short)");
+  CHECK(canon("phone", "+999 123456789").rfind("invalid: not a valid phone number", 0) == 0);
+  // No default region: only international forms work.
+  CHECK(canon("phone", "(415) 555-0100", "") ==
+        "invalid: not a valid phone number (unknown country code, or no country code and no "
+        "default region)");
+  CHECK(canon("phone", "+14155550100", "") == "phone:+14155550100");
+  CHECK(sb::canonical_phone("0044 20 7946 0958", "GB") == "+442079460958");
+  CHECK_FALSE(sb::canonical_phone("anonymous", "US"));
+}
+
+TEST_CASE("phone: withheld callers are a distinct result") {
+  for (const char* w :
+       {"", "  ", "anonymous", "Anonymous", "RESTRICTED", "unknown", "private", "withheld",
+        "unavailable", "blocked", "+266696687", "266696687", "+7378742833", "+8656696", "+2562533",
+        "+86282452253", "sip:anonymous@anonymous.invalid", "anonymous@anonymous.invalid"}) {
+    CAPTURE(std::string(w));
+    CHECK(sb::is_withheld_number(w));
+    CHECK(canon("phone", w) == "withheld");
+    CHECK_FALSE(sb::canonicalize("phone", w, "US").identity());
+  }
+  for (const char* real : {"+14155550100", "+2666966870", "266696688", "anonymously"}) {
+    CAPTURE(std::string(real));
+    CHECK_FALSE(sb::is_withheld_number(real));
+  }
+}
+
+TEST_CASE("whatsapp: wa_id digits are international whatever the default region") {
+  CHECK(canon("whatsapp", "16505551234", "GB") == "whatsapp:+16505551234");
+  CHECK(canon("whatsapp", "447700900123", "US") == "whatsapp:+447700900123");
+  CHECK(canon("whatsapp", "+49 151 23456789", "US") == "whatsapp:+4915123456789");
+  CHECK(canon("whatsapp", "12ab").rfind("invalid: not a valid phone number", 0) == 0);
+}
+
+TEST_CASE("mastodon: every written form becomes user@domain") {
+  CHECK(canon("mastodon", "@ann@social.example") == "mastodon:ann@social.example");
+  CHECK(canon("mastodon", "ann@social.example") == "mastodon:ann@social.example");
+  CHECK(canon("mastodon", " @Ann_Lee@Social.Example ") == "mastodon:ann_lee@social.example");
+  CHECK(canon("mastodon", "acct:ann@social.example") == "mastodon:ann@social.example");
+  CHECK(canon("mastodon", "https://social.example/@Ann") == "mastodon:ann@social.example");
+  CHECK(canon("mastodon", "@ann", "US", "mastodon.example") == "mastodon:ann@mastodon.example");
+  CHECK(canon("mastodon", "ann", "US", "https://Mastodon.example/") ==
+        "mastodon:ann@mastodon.example");
+  // A bare username needs the instance domain.
+  CHECK(canon("mastodon", "@ann").rfind("invalid: not a Mastodon address", 0) == 0);
+  for (const char* bad : {"", "@", "ann@", "@ann@", "a b@social.example", "ann@social.example@x",
+                          "ann@bad_host", "https://social.example/ann"}) {
+    CAPTURE(std::string(bad));
+    CHECK(canon("mastodon", bad).rfind("invalid: ", 0) == 0);
+  }
+}
+
+TEST_CASE("x, telegram, instagram: digits are ids, anything else a handle") {
+  CHECK(canon("x", "2244994945") == "x:2244994945");
+  CHECK(canon("x", "annlee") == "x_handle:annlee");
+  CHECK(canon("x", "@AnnLee") == "x_handle:annlee");
+  CHECK(canon("x_handle", "@AnnLee") == "x_handle:annlee");
+  CHECK(canon("telegram", "123456789") == "telegram:123456789");
+  CHECK(canon("telegram", "@Ann_Lee") == "telegram_handle:ann_lee");
+  CHECK(canon("instagram", "ann.lee") == "instagram_handle:ann.lee");
+  CHECK(canon("instagram", "17841400000000000") == "instagram:17841400000000000");
+  CHECK(canon("x", "ann.lee") == "invalid: not a valid username");  // '.' is not allowed on X
+  CHECK(canon("x", "ann lee") == "invalid: not a valid username");
+  CHECK(canon("x", "@") == "invalid: not a valid username");
+  CHECK(canon("messenger", "6543210987654321") == "messenger:6543210987654321");
+  CHECK(canon("messenger", "annlee") == "invalid: not a valid user id (expected digits)");
+}
+
+TEST_CASE("unknown types are invalid, and identity() carries the canonical pair") {
+  CHECK(canon("fax", "123") == "invalid: unknown identity type");
+  const auto id = sb::canonicalize("email", "Ann@Example.com", "US").identity();
+  REQUIRE(id);
+  CHECK(id->type == "email");
+  CHECK(id->value == "ann@example.com");
+}
