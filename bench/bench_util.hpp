@@ -1,0 +1,59 @@
+#pragma once
+// Shared by the benchmark programs: a daemon started as a child process with a temporary
+// config, its memory, and a table printer.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace sb::bench {
+
+// VmRSS and VmHWM (peak) of a process, in MiB.
+inline std::pair<double, double> rss_mib(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  double rss = 0, hwm = 0;
+  while (std::getline(in, line)) {
+    if (line.starts_with("VmRSS:")) {
+      rss = std::stod(line.substr(6)) / 1024.0;
+    } else if (line.starts_with("VmHWM:")) {
+      hwm = std::stod(line.substr(6)) / 1024.0;
+    }
+  }
+  return {rss, hwm};
+}
+
+inline double percentile(std::vector<double>& v, double p) {
+  if (v.empty()) {
+    return 0;
+  }
+  auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+  return v[k];
+}
+
+struct Table {
+  std::vector<std::pair<std::string, std::string>> rows;
+  void add(std::string k, std::string v) { rows.emplace_back(std::move(k), std::move(v)); }
+  void print(const std::string& title) const {
+    std::size_t w = 0;
+    for (auto& r : rows) {
+      w = std::max(w, r.first.size());
+    }
+    std::printf("\n%s\n", title.c_str());
+    std::printf("%s\n", std::string(title.size(), '-').c_str());
+    for (auto& r : rows) {
+      std::printf("%-*s  %s\n", static_cast<int>(w), r.first.c_str(), r.second.c_str());
+    }
+    std::fflush(stdout);
+  }
+};
+
+inline std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+}  // namespace sb::bench
