@@ -29,6 +29,7 @@ struct Redis {
   std::string host = "127.0.0.1";
   std::uint16_t port = 6379;
   int db = 0;
+  std::string username;  // from the url's userinfo, if any (Redis 6 ACL user)
   std::string password;  // from the url's userinfo, if any
   std::string prefix = "sb";
 };

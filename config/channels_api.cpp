@@ -1,0 +1,69 @@
+// Telephony webhooks (Twilio, Telnyx, generic PBX) and social APIs (Mastodon, X, Meta,
+// Telegram).
+#include "config/channels_common.hpp"
+#include "config/validate.hpp"
+
+namespace sb::config::detail {
+
+void read_twilio(TableReader& r, ChannelNames& names, Twilio& out) {
+  names.read(r, "twilio", out.name);
+  r.secret("auth_token", out.auth_token);
+  read_url(r, "public_url", out.public_url, true);
+  r.finish();
+}
+
+void read_telnyx(TableReader& r, ChannelNames& names, Telnyx& out) {
+  names.read(r, "telnyx", out.name);
+  if (r.str("public_key", out.public_key, true)) {
+    // Telnyx shows the account's Ed25519 public key base64-encoded in the portal; a raw
+    // Ed25519 key is exactly 32 bytes.
+    const auto key = decode_base64(out.public_key);
+    if (!key || key->size() != 32) {
+      r.ctx().add(r.line_of_key("public_key"),
+                  "channels.telnyx.public_key must be a base64 Ed25519 public key (32 bytes)");
+    }
+  }
+  r.finish();
+}
+
+void read_call_webhook(TableReader& r, ChannelNames& names, CallWebhook& out) {
+  names.read(r, "call_webhook", out.name);
+  r.secret("secret", out.secret);
+  r.finish();
+}
+
+void read_mastodon(TableReader& r, ChannelNames& names, Mastodon& out) {
+  names.read(r, "mastodon", out.name);
+  read_url(r, "base_url", out.base_url, true);
+  r.secret("access_token", out.access_token);
+  r.duration("poll_interval", out.poll_interval);
+  r.finish();
+}
+
+void read_x(TableReader& r, ChannelNames& names, X& out) {
+  names.read(r, "x", out.name);
+  read_url(r, "base_url", out.base_url, false);
+  r.secret("bearer_token", out.bearer_token);
+  r.str("user_id", out.user_id, true);
+  r.duration("poll_interval", out.poll_interval);
+  r.finish();
+}
+
+void read_meta(TableReader& r, ChannelNames& names, Meta& out) {
+  names.read(r, "meta", out.name);
+  r.secret("app_secret", out.app_secret);
+  // The verify token is only compared with hub.verify_token, but it is still a shared secret.
+  r.secret("verify_token", out.verify_token);
+  r.secret("access_token", out.access_token);
+  read_url(r, "base_url", out.base_url, false);
+  r.finish();
+}
+
+void read_telegram(TableReader& r, ChannelNames& names, Telegram& out) {
+  names.read(r, "telegram", out.name);
+  read_url(r, "base_url", out.base_url, false);
+  r.secret("bot_token", out.bot_token);
+  r.finish();
+}
+
+}  // namespace sb::config::detail

@@ -1,0 +1,88 @@
+// The public face of the config layer: load, resolve the path, defaults, problem text.
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "config/reader.hpp"
+#include "config/sections.hpp"
+
+namespace sb::config {
+
+std::string Problem::to_string() const {
+  if (line > 0) {
+    return path + ":" + std::to_string(line) + ": " + message;
+  }
+  return path + ": " + message;
+}
+
+Config defaults() {
+  return Config{};
+}
+
+LoadResult load_string(std::string_view toml_text, const std::string& path_for_messages) {
+  detail::Context ctx{path_for_messages, {}};
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, std::string_view(path_for_messages));
+  } catch (const toml::parse_error& e) {
+    // A syntax error stops the parser, so it is the one problem of this file.
+    ctx.add(static_cast<int>(e.source().begin.line), std::string(e.description()));
+    return LoadResult{std::nullopt, std::move(ctx.problems)};
+  }
+
+  Config config = defaults();
+  config.source_path = path_for_messages;
+  detail::TableReader r(ctx, root, "");
+  detail::read_server(r, config.server);
+  detail::read_storage(r, config.storage);
+  detail::read_redis(r, config.redis);
+  detail::read_api(r, config.api);
+  detail::read_matching(r, config.matching);
+  detail::read_routing(r, config.routing);
+  detail::read_agents(r, config.agents);
+  detail::read_channels(r, config.channels);
+  r.finish();
+
+  if (!ctx.problems.empty()) {
+    // Sections are read in a fixed order; present the problems in file order.
+    std::stable_sort(ctx.problems.begin(), ctx.problems.end(),
+                     [](const Problem& a, const Problem& b) { return a.line < b.line; });
+    return LoadResult{std::nullopt, std::move(ctx.problems)};
+  }
+  return LoadResult{std::move(config), {}};
+}
+
+LoadResult load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    return LoadResult{
+        std::nullopt,
+        {Problem{path, 0, std::string("cannot read the file: ") + std::strerror(err)}}};
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return load_string(text.str(), path);
+}
+
+std::string resolve_path(const std::optional<std::string>& flag) {
+  if (flag) {
+    return *flag;
+  }
+  if (const char* env = std::getenv("SWITCHBOARD_CONFIG"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  std::error_code ec;
+  if (std::filesystem::is_regular_file("switchboard.toml", ec)) {
+    return "switchboard.toml";
+  }
+  return "";
+}
+
+}  // namespace sb::config

@@ -1,0 +1,284 @@
+#include "config/reader.hpp"
+
+#include <cstdlib>
+
+#include "core/time.hpp"
+
+namespace sb::config::detail {
+
+int line_of(const toml::node& node) {
+  return static_cast<int>(node.source().begin.line);
+}
+
+int line_of(const toml::key& key) {
+  return static_cast<int>(key.source().begin.line);
+}
+
+TableReader::TableReader(Context& ctx, const toml::table& table, std::string prefix)
+    : ctx_(ctx), table_(table), prefix_(std::move(prefix)) {}
+
+std::string TableReader::dotted(std::string_view key) const {
+  if (prefix_.empty()) {
+    return std::string(key);
+  }
+  return prefix_ + "." + std::string(key);
+}
+
+int TableReader::line_of_key(std::string_view key) const {
+  if (const toml::node* node = table_.get(key)) {
+    return line_of(*node);
+  }
+  return line();
+}
+
+const toml::node* TableReader::get(std::string_view key) {
+  known_.emplace(key);
+  return table_.get(key);
+}
+
+void TableReader::wrong_type(const toml::node& node, std::string_view key, std::string_view what) {
+  ctx_.add(line_of(node), dotted(key) + " must be " + std::string(what));
+}
+
+void TableReader::missing(std::string_view key, std::string_view alternative) {
+  std::string message = "missing required key \"" + dotted(key) + "\"";
+  if (!alternative.empty()) {
+    message += " (or " + std::string(alternative) + ")";
+  }
+  ctx_.add(line(), std::move(message));
+}
+
+bool TableReader::str(std::string_view key, std::string& out, bool required) {
+  const toml::node* node = get(key);
+  if (node == nullptr) {
+    if (required) {
+      missing(key);
+    }
+    return false;
+  }
+  if (!node->is_string()) {
+    wrong_type(*node, key, "a string");
+    return false;
+  }
+  out = node->as_string()->get();
+  if (required && out.empty()) {
+    ctx_.add(line_of(*node), dotted(key) + " must not be empty");
+    return false;
+  }
+  return true;
+}
+
+bool TableReader::str(std::string_view key, std::optional<std::string>& out) {
+  std::string value;
+  if (!str(key, value)) {
+    return false;
+  }
+  out = std::move(value);
+  return true;
+}
+
+bool TableReader::integer(std::string_view key, std::int64_t& out, std::int64_t min,
+                          std::int64_t max, bool required) {
+  const toml::node* node = get(key);
+  if (node == nullptr) {
+    if (required) {
+      missing(key);
+    }
+    return false;
+  }
+  if (!node->is_integer()) {
+    wrong_type(*node, key, "an integer");
+    return false;
+  }
+  const std::int64_t value = node->as_integer()->get();
+  if (value < min || value > max) {
+    ctx_.add(line_of(*node), dotted(key) + " must be between " + std::to_string(min) + " and " +
+                                 std::to_string(max) + " (got " + std::to_string(value) + ")");
+    return false;
+  }
+  out = value;
+  return true;
+}
+
+bool TableReader::port(std::string_view key, std::uint16_t& out) {
+  std::int64_t value = 0;
+  if (!integer(key, value, 1, 65535)) {
+    return false;
+  }
+  out = static_cast<std::uint16_t>(value);
+  return true;
+}
+
+bool TableReader::boolean(std::string_view key, bool& out) {
+  const toml::node* node = get(key);
+  if (node == nullptr) {
+    return false;
+  }
+  if (!node->is_boolean()) {
+    wrong_type(*node, key, "a boolean (true or false)");
+    return false;
+  }
+  out = node->as_boolean()->get();
+  return true;
+}
+
+bool TableReader::boolean(std::string_view key, std::optional<bool>& out) {
+  bool value = false;
+  if (!boolean(key, value)) {
+    return false;
+  }
+  out = value;
+  return true;
+}
+
+bool TableReader::strings(std::string_view key, std::vector<std::string>& out, bool required,
+                          bool non_empty) {
+  const toml::node* node = get(key);
+  if (node == nullptr) {
+    if (required) {
+      missing(key);
+    }
+    return false;
+  }
+  const toml::array* array = node->as_array();
+  // toml++ calls an empty array non-homogeneous; it is a valid (empty) list of strings.
+  if (array == nullptr || (!array->empty() && !array->is_homogeneous(toml::node_type::string))) {
+    wrong_type(*node, key, "a list of strings");
+    return false;
+  }
+  if (non_empty && array->empty()) {
+    ctx_.add(line_of(*node), dotted(key) + " must not be empty");
+    return false;
+  }
+  std::vector<std::string> values;
+  for (const toml::node& item : *array) {
+    values.push_back(item.as_string()->get());
+  }
+  out = std::move(values);
+  return true;
+}
+
+bool TableReader::duration(std::string_view key, std::chrono::milliseconds& out) {
+  const toml::node* node = get(key);
+  if (node == nullptr) {
+    return false;
+  }
+  if (!node->is_string()) {
+    wrong_type(*node, key, "a duration string such as \"500ms\", \"30s\", \"5m\" or \"1h\"");
+    return false;
+  }
+  const std::string& text = node->as_string()->get();
+  const auto parsed = sb::parse_duration(text);
+  if (!parsed) {
+    ctx_.add(line_of(*node), dotted(key) + ": invalid duration \"" + text +
+                                 "\" (use a number and ms, s, m or h, e.g. \"30s\")");
+    return false;
+  }
+  if (parsed->count() <= 0) {
+    ctx_.add(line_of(*node), dotted(key) + " must be greater than zero");
+    return false;
+  }
+  out = *parsed;
+  return true;
+}
+
+bool TableReader::one_of(std::string_view key, std::string& out,
+                         std::initializer_list<std::string_view> allowed) {
+  std::string value;
+  if (!str(key, value)) {
+    return false;
+  }
+  std::string list;
+  for (std::string_view a : allowed) {
+    if (a == value) {
+      out = std::move(value);
+      return true;
+    }
+    list += list.empty() ? "" : ", ";
+    list += a;
+  }
+  ctx_.add(line_of_key(key), dotted(key) + " must be one of " + list + " (got \"" + value + "\")");
+  return false;
+}
+
+bool TableReader::secret(std::string_view key, std::string& out, bool required) {
+  const std::string env_key = std::string(key) + "_env";
+  const toml::node* inline_node = get(key);
+  const toml::node* env_node = get(env_key);
+  if (inline_node != nullptr && env_node != nullptr) {
+    ctx_.add(line_of(*env_node), "give only one of " + dotted(key) + " and " + dotted(env_key));
+    return false;
+  }
+  if (inline_node != nullptr) {
+    if (!inline_node->is_string()) {
+      wrong_type(*inline_node, key, "a string");
+      return false;
+    }
+    const std::string& value = inline_node->as_string()->get();
+    if (value.empty()) {
+      ctx_.add(line_of(*inline_node), dotted(key) + " must not be empty");
+      return false;
+    }
+    out = value;
+    return true;
+  }
+  if (env_node != nullptr) {
+    if (!env_node->is_string() || env_node->as_string()->get().empty()) {
+      wrong_type(*env_node, env_key, "the name of an environment variable");
+      return false;
+    }
+    const std::string& var = env_node->as_string()->get();
+    const char* value = std::getenv(var.c_str());
+    if (value == nullptr || *value == '\0') {
+      // Name the variable, never a value: this line is printed by check-config and logged.
+      ctx_.add(line_of(*env_node), "environment variable " + var + " (from " + dotted(env_key) +
+                                       ") is not set or empty");
+      return false;
+    }
+    out = value;
+    return true;
+  }
+  if (required) {
+    missing(key, env_key);
+  }
+  return false;
+}
+
+const toml::table* TableReader::table(std::string_view key) {
+  const toml::node* node = get(key);
+  if (node == nullptr) {
+    return nullptr;
+  }
+  if (!node->is_table()) {
+    wrong_type(*node, key, "a table ([" + dotted(key) + "])");
+    return nullptr;
+  }
+  return node->as_table();
+}
+
+std::vector<const toml::table*> TableReader::tables(std::string_view key) {
+  std::vector<const toml::table*> out;
+  const toml::node* node = get(key);
+  if (node == nullptr) {
+    return out;
+  }
+  const toml::array* array = node->as_array();
+  if (array == nullptr || (!array->empty() && !array->is_homogeneous(toml::node_type::table))) {
+    wrong_type(*node, key, "a list of tables ([[" + dotted(key) + "]])");
+    return out;
+  }
+  for (const toml::node& item : *array) {
+    out.push_back(item.as_table());
+  }
+  return out;
+}
+
+void TableReader::finish() {
+  for (auto&& [key, node] : table_) {
+    if (known_.find(key.str()) == known_.end()) {
+      ctx_.add(line_of(key), "unknown key \"" + dotted(key.str()) + "\"");
+    }
+  }
+}
+
+}  // namespace sb::config::detail

@@ -1,0 +1,159 @@
+// [server], [storage], [redis], [api], [matching] and [[agents]].
+#include <algorithm>
+#include <cctype>
+#include <limits>
+#include <map>
+
+#include "config/reader.hpp"
+#include "config/sections.hpp"
+#include "config/validate.hpp"
+
+namespace sb::config::detail {
+
+void read_server(TableReader& root, Server& out) {
+  const toml::table* table = root.table("server");
+  if (table == nullptr) {
+    return;
+  }
+  TableReader r(root.ctx(), *table, "server");
+  std::string listen;
+  if (r.str("listen", listen)) {
+    if (auto hp = split_host_port(listen)) {
+      out.listen = listen;
+      out.host = hp->host;
+      out.port = hp->port;
+    } else {
+      r.ctx().add(
+          r.line_of_key("listen"),
+          "server.listen must be host:port, e.g. \"127.0.0.1:8080\" (got \"" + listen + "\")");
+    }
+  }
+  std::int64_t max_body = 0;
+  if (r.integer("max_body_bytes", max_body, 1, std::numeric_limits<std::int64_t>::max())) {
+    out.max_body_bytes = static_cast<std::size_t>(max_body);
+  }
+  r.finish();
+}
+
+void read_storage(TableReader& root, Storage& out) {
+  const toml::table* table = root.table("storage");
+  if (table == nullptr) {
+    return;
+  }
+  TableReader r(root.ctx(), *table, "storage");
+  std::string path;
+  if (r.str("path", path)) {
+    if (path.empty()) {
+      r.ctx().add(r.line_of_key("path"), "storage.path must not be empty");
+    } else {
+      out.path = path;
+    }
+  }
+  r.finish();
+}
+
+void read_redis(TableReader& root, Redis& out) {
+  const toml::table* table = root.table("redis");
+  if (table == nullptr) {
+    return;
+  }
+  TableReader r(root.ctx(), *table, "redis");
+  std::string url;
+  if (r.str("url", url)) {
+    if (auto reason = parse_redis_url(url, out)) {
+      r.ctx().add(r.line_of_key("url"),
+                  "redis.url " + *reason + "; expected redis://[[user]:password@]host[:port][/db]");
+    }
+  }
+  std::string prefix;
+  if (r.str("prefix", prefix)) {
+    if (is_simple_name(prefix)) {
+      out.prefix = prefix;
+    } else {
+      r.ctx().add(r.line_of_key("prefix"),
+                  "redis.prefix must be letters, digits, '.', '_' or '-' (got \"" + prefix + "\")");
+    }
+  }
+  r.finish();
+}
+
+void read_api(TableReader& root, Api& out) {
+  const toml::table* table = root.table("api");
+  if (table == nullptr) {
+    return;
+  }
+  TableReader r(root.ctx(), *table, "api");
+  std::vector<std::string> tokens;
+  if (r.strings("tokens", tokens)) {
+    if (std::find(tokens.begin(), tokens.end(), std::string()) != tokens.end()) {
+      r.ctx().add(r.line_of_key("tokens"), "api.tokens must not contain an empty token");
+    }
+    out.tokens = std::move(tokens);
+  }
+  r.finish();
+}
+
+void read_matching(TableReader& root, Matching& out) {
+  const toml::table* table = root.table("matching");
+  if (table == nullptr) {
+    return;
+  }
+  TableReader r(root.ctx(), *table, "matching");
+  std::string region;
+  if (r.str("default_region", region)) {
+    const bool ok = region.size() == 2 && std::isupper(static_cast<unsigned char>(region[0])) &&
+                    std::isupper(static_cast<unsigned char>(region[1]));
+    if (ok) {
+      out.default_region = region;
+    } else {
+      r.ctx().add(r.line_of_key("default_region"),
+                  "matching.default_region must be a two-letter country code such as \"US\" (got "
+                  "\"" +
+                      region + "\")");
+    }
+  }
+  r.finish();
+}
+
+void read_agents(TableReader& root, std::vector<Agent>& out) {
+  struct Seen {
+    std::string id;
+    int line;
+  };
+  std::map<std::string, Seen> ids;     // id -> first declaration
+  std::map<std::string, Seen> tokens;  // token -> agent holding it (never printed)
+  for (const toml::table* table : root.tables("agents")) {
+    TableReader r(root.ctx(), *table, "agents");
+    Agent agent;
+    const bool has_id = r.str("id", agent.id, true);
+    const bool has_token = r.secret("token", agent.token);
+    if (r.strings("queues", agent.queues, true, true)) {
+      for (const std::string& queue : agent.queues) {
+        if (!is_simple_name(queue)) {
+          r.ctx().add(r.line_of_key("queues"), "agents.queues: invalid queue name \"" + queue +
+                                                   "\" (letters, digits, '.', '_' or '-')");
+        }
+      }
+    }
+    r.finish();
+    if (has_id) {
+      auto [it, fresh] = ids.emplace(agent.id, Seen{agent.id, r.line_of_key("id")});
+      if (!fresh) {
+        r.ctx().add(r.line_of_key("id"), "duplicate agent id \"" + agent.id + "\" (first at line " +
+                                             std::to_string(it->second.line) + ")");
+      }
+    }
+    if (has_token) {
+      const int line = r.has("token") ? r.line_of_key("token") : r.line_of_key("token_env");
+      auto [it, fresh] = tokens.emplace(agent.token, Seen{agent.id, line});
+      if (!fresh) {
+        r.ctx().add(line, "agent \"" + agent.id + "\" has the same token as agent \"" +
+                              it->second.id + "\" (line " + std::to_string(it->second.line) +
+                              "); agent tokens must be unique");
+      }
+    }
+    out.push_back(std::move(agent));
+  }
+}
+
+}  // namespace sb::config::detail

@@ -1,0 +1,237 @@
+// Problems in [[channels.*]]: names, TLS, secrets, URLs and keys.
+#include <doctest/doctest.h>
+
+#include "config/config.hpp"
+#include "tests/config/helpers.hpp"
+
+using namespace sb::config;
+using namespace sb::config::test;
+using namespace std::chrono_literals;
+
+TEST_CASE("imap: defaults, required keys and secrets from the environment") {
+  ScopedEnv env("SBTEST_IMAP_PW", "pw-from-env");
+  const Config c = load_ok(R"(
+[[channels.imap]]
+name = "support"
+host = "imap.example.com"
+username = "support@example.com"
+password_env = "SBTEST_IMAP_PW"
+)");
+  const Imap& imap = c.channels.imap.at(0);
+  CHECK(imap.password == "pw-from-env");
+  CHECK(imap.port == 993);
+  CHECK(imap.tls == "implicit");
+  CHECK(imap.auth == "password");
+  CHECK(imap.mailboxes == std::vector<std::string>{"INBOX"});
+  CHECK(imap.poll_interval == 30s);
+  CHECK(imap.after == "keep");
+
+  CHECK(problems_of("[[channels.imap]]\nname = \"support\"\n") ==
+        std::vector<std::string>{
+            "t.toml:1: missing required key \"channels.imap.host\"",
+            "t.toml:1: missing required key \"channels.imap.username\"",
+            "t.toml:1: missing required key \"channels.imap.password\" (or password_env)",
+        });
+}
+
+TEST_CASE("an unset or empty environment variable is named, the secret never is") {
+  ScopedEnv unset("SBTEST_NOT_SET", nullptr);
+  ScopedEnv empty("SBTEST_EMPTY", "");
+  const auto problems = problems_of(R"(
+[[channels.imap]]
+name = "support"
+host = "imap.example.com"
+username = "support@example.com"
+password_env = "SBTEST_NOT_SET"
+
+[[channels.telegram]]
+name = "tg"
+bot_token_env = "SBTEST_EMPTY"
+)");
+  CHECK(problems == std::vector<std::string>{
+                        "t.toml:5: environment variable SBTEST_NOT_SET (from "
+                        "channels.imap.password_env) is not set or empty",
+                        "t.toml:9: environment variable SBTEST_EMPTY (from "
+                        "channels.telegram.bot_token_env) is not set or empty",
+                    });
+  CHECK(
+      problem_of("[[channels.call_webhook]]\nname = \"p\"\nsecret = \"s\"\nsecret_env = \"V\"\n") ==
+      "t.toml:4: give only one of channels.call_webhook.secret and "
+      "channels.call_webhook.secret_env");
+  CHECK(problem_of("[[channels.call_webhook]]\nname = \"p\"\nsecret = \"\"\n") ==
+        "t.toml:3: channels.call_webhook.secret must not be empty");
+}
+
+TEST_CASE("imap with auth = xoauth2 takes a token, token_env or token_file") {
+  ScopedEnv env("SBTEST_OAUTH", "ya29.token");
+  const Config c = load_ok(R"(
+[[channels.imap]]
+name = "gmail"
+host = "imap.gmail.com"
+username = "support@example.com"
+auth = "xoauth2"
+token_env = "SBTEST_OAUTH"
+)");
+  CHECK(c.channels.imap.at(0).token == "ya29.token");
+  CHECK(c.channels.imap.at(0).password.empty());
+  CHECK(load_ok(R"(
+[[channels.imap]]
+name = "gmail"
+host = "imap.gmail.com"
+username = "support@example.com"
+auth = "xoauth2"
+token_file = "/run/secrets/token"
+)")
+            .channels.imap.at(0)
+            .token_file == "/run/secrets/token");
+  CHECK(problem_of(R"(
+[[channels.imap]]
+name = "gmail"
+host = "imap.gmail.com"
+username = "support@example.com"
+auth = "xoauth2"
+)") == "t.toml:5: channels.imap with auth = \"xoauth2\" needs token, token_env or token_file");
+}
+
+TEST_CASE("imap: tls, plaintext only to loopback, after, port defaults") {
+  const char* head = "[[channels.imap]]\nname = \"s\"\nusername = \"u\"\npassword = \"p\"\n";
+  auto with = [&](const std::string& tail) { return std::string(head) + tail; };
+
+  CHECK(problem_of(with("host = \"imap.example.com\"\ntls = \"ssl\"\n")) ==
+        "t.toml:6: channels.imap.tls must be one of implicit, starttls, none (got \"ssl\")");
+  CHECK(problem_of(with("host = \"imap.example.com\"\ntls = \"none\"\n")) ==
+        "t.toml:6: channels.imap.tls = \"none\" is allowed only to a loopback host (127.0.0.0/8, "
+        "::1, localhost), not \"imap.example.com\"");
+  for (const char* host : {"127.0.0.1", "127.3.2.1", "::1", "localhost", "LOCALHOST"}) {
+    CAPTURE(host);
+    const Config c = load_ok(with("host = \"" + std::string(host) + "\"\ntls = \"none\"\n"));
+    CHECK(c.channels.imap.at(0).port == 143);
+  }
+  CHECK(load_ok(with("host = \"h\"\ntls = \"starttls\"\n")).channels.imap.at(0).port == 143);
+  CHECK(load_ok(with("host = \"h\"\nport = 10993\n")).channels.imap.at(0).port == 10993);
+  CHECK(problem_of(with("host = \"h\"\nport = 70000\n")) ==
+        "t.toml:6: channels.imap.port must be between 1 and 65535 (got 70000)");
+
+  CHECK(load_ok(with("host = \"h\"\nafter = \"move:Processed\"\n")).channels.imap.at(0).after ==
+        "move:Processed");
+  CHECK(load_ok(with("host = \"h\"\nafter = \"seen\"\n")).channels.imap.at(0).after == "seen");
+  CHECK(problem_of(with("host = \"h\"\nafter = \"delete\"\n")) ==
+        "t.toml:6: channels.imap.after must be keep, seen or move:<Folder> (got \"delete\")");
+  CHECK(problem_of(with("host = \"h\"\nafter = \"move:\"\n"))
+            .rfind("t.toml:6: channels.imap.after", 0) == 0);
+}
+
+TEST_CASE("smtp: `for` must name an imap account, ports by tls") {
+  const char* imap =
+      "[[channels.imap]]\nname = \"support\"\nhost = \"h\"\nusername = \"u\"\npassword = \"p\"\n";
+  const Config c = load_ok(std::string(imap) + R"(
+[[channels.smtp]]
+name = "support-out"
+for = "support"
+host = "smtp.example.com"
+tls = "starttls"
+from = "Support <support@example.com>"
+)");
+  CHECK(c.channels.smtp.at(0).for_account == "support");
+  CHECK(c.channels.smtp.at(0).port == 587);
+
+  CHECK(problem_of(std::string(imap) + R"(
+[[channels.smtp]]
+name = "out"
+for = "sales"
+host = "smtp.example.com"
+from = "x@example.com"
+)") == "t.toml:9: channels.smtp.for names no [[channels.imap]] account: \"sales\"");
+
+  // A username without a password is a mistake; no username means no AUTH (a local relay).
+  CHECK(problem_of(std::string(imap) + R"(
+[[channels.smtp]]
+name = "out"
+for = "support"
+host = "127.0.0.1"
+tls = "none"
+username = "u"
+from = "x@example.com"
+)") == "t.toml:7: missing required key \"channels.smtp.password\" (or password_env)");
+  CHECK(problem_of(std::string(imap) + R"(
+[[channels.smtp]]
+name = "out"
+for = "support"
+host = "smtp.example.com"
+tls = "none"
+from = "x@example.com"
+)")
+            .rfind("t.toml:11: channels.smtp.tls = \"none\" is allowed only to a loopback host",
+                   0) == 0);
+}
+
+TEST_CASE("channel names are unique across all kinds") {
+  ScopedEnv env("SBTEST_TW", "tw");
+  CHECK(problems_of(R"(
+[[channels.call_webhook]]
+name = "voice"
+secret = "s"
+
+[[channels.twilio]]
+name = "voice"
+auth_token_env = "SBTEST_TW"
+public_url = "https://hooks.example.com"
+
+[[channels.call_webhook]]
+name = "voice"
+secret = "t"
+)") == std::vector<std::string>{
+           "t.toml:6: duplicate channel name \"voice\" (already used by channels.call_webhook at "
+           "line 2); names must be unique across all channels",
+           "t.toml:11: duplicate channel name \"voice\" (already used by channels.call_webhook "
+           "at line 2); names must be unique across all channels",
+       });
+  CHECK(problem_of("[[channels.call_webhook]]\nname = \"a/b\"\nsecret = \"s\"\n") ==
+        "t.toml:2: channels.call_webhook.name must be letters, digits, '.', '_' or '-' (got "
+        "\"a/b\")");
+}
+
+TEST_CASE("telnyx public_key must be base64 of 32 bytes") {
+  const Config c = load_ok(
+      "[[channels.telnyx]]\nname = \"t\"\npublic_key = "
+      "\"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"\n");
+  CHECK(c.channels.telnyx.at(0).public_key == "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+  const std::string expected =
+      "t.toml:3: channels.telnyx.public_key must be a base64 Ed25519 public key (32 bytes)";
+  CHECK(problem_of("[[channels.telnyx]]\nname = \"t\"\npublic_key = \"c2hvcnQ=\"\n") == expected);
+  CHECK(problem_of("[[channels.telnyx]]\nname = \"t\"\npublic_key = \"not base64!\"\n") ==
+        expected);
+}
+
+TEST_CASE("API channels: URLs, required keys, trailing slashes") {
+  CHECK(problems_of(R"(
+[[channels.mastodon]]
+name = "m"
+base_url = "mastodon.example"
+access_token = "t"
+
+[[channels.x]]
+name = "x"
+bearer_token = "b"
+)") == std::vector<std::string>{
+           "t.toml:3: channels.mastodon.base_url must be an http:// or https:// URL (got "
+           "\"mastodon.example\")",
+           "t.toml:6: missing required key \"channels.x.user_id\"",
+       });
+  const Config c = load_ok(R"(
+[[channels.telegram]]
+name = "tg"
+base_url = "http://127.0.0.1:9999/"
+bot_token = "123:abc"
+
+[[channels.meta]]
+name = "meta"
+app_secret = "a"
+verify_token = "v"
+access_token = "t"
+)");
+  CHECK(c.channels.telegram.at(0).base_url == "http://127.0.0.1:9999");
+  CHECK(c.channels.meta.at(0).base_url == "https://graph.facebook.com/v19.0");
+  CHECK(problem_of("[[channels.twilio]]\nname = \"v\"\nauth_token = \"a\"\n") ==
+        "t.toml:1: missing required key \"channels.twilio.public_url\"");
+}

@@ -1,0 +1,271 @@
+// Loading whole files: defaults, the shipped example, the SPEC sample, path resolution.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "config/config.hpp"
+#include "tests/config/helpers.hpp"
+
+using namespace sb::config;
+using namespace sb::config::test;
+using namespace std::chrono_literals;
+
+TEST_CASE("defaults are those of SPEC section 1") {
+  const Config c = defaults();
+  CHECK(c.source_path.empty());
+  CHECK(c.server.listen == "127.0.0.1:8080");
+  CHECK(c.server.host == "127.0.0.1");
+  CHECK(c.server.port == 8080);
+  CHECK(c.server.max_body_bytes == 1048576);
+  CHECK(c.storage.path == "var/switchboard.db");
+  CHECK(c.redis.url == "redis://127.0.0.1:6379/0");
+  CHECK(c.redis.host == "127.0.0.1");
+  CHECK(c.redis.port == 6379);
+  CHECK(c.redis.db == 0);
+  CHECK(c.redis.prefix == "sb");
+  CHECK(c.routing.default_queue == "general");
+  CHECK(c.routing.claim_timeout == 5min);
+  CHECK(c.routing.max_deliveries == 5);
+  CHECK(c.routing.rules.empty());
+  CHECK(c.agents.empty());
+}
+
+TEST_CASE("an empty file gives the defaults") {
+  const Config c = load_ok("");
+  CHECK(c.source_path == "t.toml");
+  CHECK(c.server.port == 8080);
+  CHECK(c.routing.default_queue == "general");
+}
+
+TEST_CASE("the example config loads with zero problems and no environment") {
+  const std::string path = std::string(SB_SOURCE_DIR) + "/config/switchboard.example.toml";
+  const LoadResult result = load_file(path);
+  for (const Problem& p : result.problems) {
+    FAIL_CHECK(p.to_string());
+  }
+  REQUIRE(result.config);
+  const Config& c = *result.config;
+  CHECK(c.server.listen == "127.0.0.1:8080");
+  CHECK(c.storage.path == "var/switchboard.db");
+  CHECK(c.redis.url == "redis://127.0.0.1:6379/0");
+  CHECK(c.api.tokens == std::vector<std::string>{"dev-ingest-token"});
+  CHECK(c.routing.default_queue == "general");
+  REQUIRE(c.routing.rules.size() == 3);
+  CHECK(c.routing.rules[0].queue == "vip");
+  CHECK(c.routing.rules[0].priority == "high");
+  CHECK(c.routing.rules[0].when.customer_tier == "vip");
+  CHECK(c.routing.rules[1].queue == "billing");
+  CHECK(c.routing.rules[1].when.text_matches == "refund|chargeback");
+  CHECK(c.routing.rules[2].queue == "callbacks");
+  CHECK(c.routing.rules[2].when.call_status ==
+        std::vector<std::string>{"no-answer", "busy", "voicemail"});
+  REQUIRE(c.agents.size() == 2);
+  CHECK(c.agents[0].id == "alice");
+  CHECK(c.agents[0].queues == std::vector<std::string>{"general", "vip"});
+  CHECK(c.agents[1].id == "bob");
+  CHECK(c.agents[1].queues == std::vector<std::string>{"general", "billing", "callbacks"});
+  REQUIRE(c.channels.call_webhook.size() == 1);
+  CHECK(c.channels.call_webhook[0].name == "pbx");
+  CHECK(c.channels.call_webhook[0].secret == "dev-pbx-secret");
+  CHECK(c.channels.imap.empty());
+}
+
+TEST_CASE("the SPEC section 2 sample loads once its environment is set") {
+  ScopedEnv e1("SUPPORT_IMAP_PASSWORD", "imap-pw");
+  ScopedEnv e2("SUPPORT_SMTP_PASSWORD", "smtp-pw");
+  ScopedEnv e3("TWILIO_AUTH_TOKEN", "tw");
+  ScopedEnv e4("PBX_WEBHOOK_SECRET", "pbx");
+  ScopedEnv e5("MASTODON_TOKEN", "masto");
+  ScopedEnv e6("X_TOKEN", "xt");
+  ScopedEnv e7("META_APP_SECRET", "meta-app");
+  ScopedEnv e8("META_TOKEN", "meta-at");
+  ScopedEnv e9("TELEGRAM_TOKEN", "tg");
+  const Config c = load_ok(R"(
+[server]
+listen = "127.0.0.1:8080"
+max_body_bytes = 1048576
+
+[storage]
+path = "var/switchboard.db"
+
+[redis]
+url = "redis://127.0.0.1:6379/0"
+prefix = "sb"
+
+[api]
+tokens = ["ingest-token-1"]
+
+[matching]
+default_region = "US"
+
+[routing]
+default_queue = "general"
+claim_timeout = "5m"
+max_deliveries = 5
+
+[[routing.rules]]
+name = "vip customers"
+queue = "vip"
+priority = "high"
+[routing.rules.when]
+customer_tier = "vip"
+
+[[agents]]
+id = "alice"
+token = "alice-token"
+queues = ["general", "vip"]
+
+[[channels.imap]]
+name = "support"
+host = "imap.example.com"
+port = 993
+tls = "implicit"
+username = "support@example.com"
+password_env = "SUPPORT_IMAP_PASSWORD"
+mailboxes = ["INBOX"]
+poll_interval = "30s"
+after = "keep"
+
+[[channels.smtp]]
+name = "support-out"
+for = "support"
+host = "smtp.example.com"
+port = 465
+tls = "implicit"
+username = "support@example.com"
+password_env = "SUPPORT_SMTP_PASSWORD"
+from = "Support <support@example.com>"
+
+[[channels.twilio]]
+name = "voice"
+auth_token_env = "TWILIO_AUTH_TOKEN"
+public_url = "https://hooks.example.com/"
+
+[[channels.telnyx]]
+name = "voice-eu"
+public_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+[[channels.call_webhook]]
+name = "pbx"
+secret_env = "PBX_WEBHOOK_SECRET"
+
+[[channels.mastodon]]
+name = "social"
+base_url = "https://mastodon.example"
+access_token_env = "MASTODON_TOKEN"
+poll_interval = "30s"
+
+[[channels.x]]
+name = "x"
+base_url = "https://api.x.com"
+bearer_token_env = "X_TOKEN"
+user_id = "2244994945"
+poll_interval = "60s"
+
+[[channels.meta]]
+name = "meta"
+app_secret_env = "META_APP_SECRET"
+verify_token = "hub-verify"
+access_token_env = "META_TOKEN"
+base_url = "https://graph.facebook.com/v19.0"
+
+[[channels.telegram]]
+name = "tg"
+base_url = "https://api.telegram.org"
+bot_token_env = "TELEGRAM_TOKEN"
+)");
+  CHECK(c.routing.rules.at(0).line == 23);
+  const Imap& imap = c.channels.imap.at(0);
+  CHECK(imap.password == "imap-pw");
+  CHECK(imap.poll_interval == 30s);
+  CHECK(imap.mailboxes == std::vector<std::string>{"INBOX"});
+  CHECK(c.channels.smtp.at(0).for_account == "support");
+  CHECK(c.channels.smtp.at(0).password == "smtp-pw");
+  CHECK(c.channels.twilio.at(0).auth_token == "tw");
+  // The trailing '/' is dropped: the signature base is public_url + "/webhooks/...".
+  CHECK(c.channels.twilio.at(0).public_url == "https://hooks.example.com");
+  CHECK(c.channels.call_webhook.at(0).secret == "pbx");
+  CHECK(c.channels.mastodon.at(0).access_token == "masto");
+  CHECK(c.channels.x.at(0).bearer_token == "xt");
+  CHECK(c.channels.x.at(0).poll_interval == 60s);
+  CHECK(c.channels.meta.at(0).app_secret == "meta-app");
+  CHECK(c.channels.meta.at(0).verify_token == "hub-verify");
+  CHECK(c.channels.meta.at(0).access_token == "meta-at");
+  CHECK(c.channels.telegram.at(0).bot_token == "tg");
+}
+
+TEST_CASE("server.listen and redis.url are split into their parts") {
+  const Config c = load_ok(R"(
+[server]
+listen = "[::1]:9090"
+[redis]
+url = "redis://app:s3cret@redis.internal:6380/3"
+)");
+  CHECK(c.server.host == "::1");
+  CHECK(c.server.port == 9090);
+  CHECK(c.redis.host == "redis.internal");
+  CHECK(c.redis.port == 6380);
+  CHECK(c.redis.db == 3);
+  CHECK(c.redis.username == "app");
+  CHECK(c.redis.password == "s3cret");
+
+  const Config d = load_ok("redis.url = \"redis://:pw@localhost\"\n");
+  CHECK(d.redis.host == "localhost");
+  CHECK(d.redis.port == 6379);
+  CHECK(d.redis.db == 0);
+  CHECK(d.redis.username.empty());
+  CHECK(d.redis.password == "pw");
+}
+
+TEST_CASE("Problem::to_string is PATH:LINE: message, or PATH: message without a line") {
+  CHECK(Problem{"a.toml", 7, "boom"}.to_string() == "a.toml:7: boom");
+  CHECK(Problem{"a.toml", 0, "boom"}.to_string() == "a.toml: boom");
+}
+
+TEST_CASE("an unreadable file is one problem without a line") {
+  const LoadResult r = load_file("/nonexistent/switchboard.toml");
+  CHECK_FALSE(r.config);
+  REQUIRE(r.problems.size() == 1);
+  CHECK(r.problems[0].to_string() ==
+        "/nonexistent/switchboard.toml: cannot read the file: No such file or directory");
+}
+
+TEST_CASE("load_file names the file in its problems") {
+  const auto dir = std::filesystem::temp_directory_path() / ("sb_cfg_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "bad.toml").string();
+  std::ofstream(path) << "[server]\nlisten = 8080\n";
+  const LoadResult r = load_file(path);
+  REQUIRE(r.problems.size() == 1);
+  CHECK(r.problems[0].to_string() == path + ":2: server.listen must be a string");
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("resolve_path: flag > $SWITCHBOARD_CONFIG > ./switchboard.toml > defaults") {
+  const auto old_cwd = std::filesystem::current_path();
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("sb_resolve_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::current_path(dir);
+
+  {
+    ScopedEnv env("SWITCHBOARD_CONFIG", nullptr);
+    CHECK(resolve_path(std::nullopt) == "");  // nothing anywhere: built-in defaults
+    std::ofstream("switchboard.toml") << "";
+    CHECK(resolve_path(std::nullopt) == "switchboard.toml");
+  }
+  {
+    ScopedEnv env("SWITCHBOARD_CONFIG", "/etc/switchboard/env.toml");
+    CHECK(resolve_path(std::nullopt) == "/etc/switchboard/env.toml");
+    CHECK(resolve_path(std::string("flag.toml")) == "flag.toml");
+  }
+  {
+    ScopedEnv env("SWITCHBOARD_CONFIG", "");  // set but empty counts as unset
+    CHECK(resolve_path(std::nullopt) == "switchboard.toml");
+  }
+
+  std::filesystem::current_path(old_cwd);
+  std::filesystem::remove_all(dir);
+}

@@ -1,0 +1,237 @@
+// Problems in the core sections: each kind with its line and exact message, and several at once.
+#include <doctest/doctest.h>
+
+#include "config/config.hpp"
+#include "tests/config/helpers.hpp"
+
+using namespace sb::config;
+using namespace sb::config::test;
+using namespace std::chrono_literals;
+
+TEST_CASE("a TOML syntax error is one problem with its line") {
+  const std::string p = problem_of(R"(
+[server]
+listen = "127.0.0.1:8080"
+max_body_bytes =
+)");
+  CHECK(p.rfind("t.toml:3: ", 0) == 0);
+}
+
+TEST_CASE("unknown keys are named by their full dotted path, at any level") {
+  CHECK(problem_of(R"(
+[[routing.rules]]
+queue = "vip"
+[routing.rules.when]
+colour = "red"
+)") == "t.toml:4: unknown key \"routing.rules.when.colour\"");
+  CHECK(problem_of("listen = \"x\"\n") == "t.toml:1: unknown key \"listen\"");
+  CHECK(problem_of("[servr]\nlisten = \"127.0.0.1:1\"\n") == "t.toml:1: unknown key \"servr\"");
+  CHECK(problem_of("[[channels.slack]]\nname = \"s\"\n") ==
+        "t.toml:1: unknown key \"channels.slack\"");
+  CHECK(problem_of("[server]\nlisten = \"127.0.0.1:1\"\nmax_body = 3\n") ==
+        "t.toml:3: unknown key \"server.max_body\"");
+}
+
+TEST_CASE("wrong types name the key and the expected type") {
+  CHECK(problem_of("[server]\nmax_body_bytes = \"1MB\"\n") ==
+        "t.toml:2: server.max_body_bytes must be an integer");
+  CHECK(problem_of("[server]\nlisten = 8080\n") == "t.toml:2: server.listen must be a string");
+  CHECK(problem_of("[api]\ntokens = \"one\"\n") ==
+        "t.toml:2: api.tokens must be a list of strings");
+  CHECK(problem_of("[api]\ntokens = [\"a\", 2]\n") ==
+        "t.toml:2: api.tokens must be a list of strings");
+  CHECK(problem_of("server = 1\n") == "t.toml:1: server must be a table ([server])");
+  CHECK(problem_of("[agents]\nid = \"a\"\n") ==
+        "t.toml:1: agents must be a list of tables ([[agents]])");
+  CHECK(problem_of(R"(
+[[routing.rules]]
+queue = "q"
+when.is_new_customer = "yes"
+)") == "t.toml:3: routing.rules.when.is_new_customer must be a boolean (true or false)");
+  CHECK(problem_of("[routing]\nmax_deliveries = 0\n") ==
+        "t.toml:2: routing.max_deliveries must be between 1 and 1000 (got 0)");
+}
+
+TEST_CASE("missing required keys are reported at their table's line") {
+  CHECK(problem_of(R"(
+[routing]
+default_queue = "general"
+
+[[routing.rules]]
+name = "no queue"
+)") == "t.toml:4: missing required key \"routing.rules.queue\"");
+  const auto problems = problems_of("[[agents]]\nqueues = []\n");
+  CHECK(problems == std::vector<std::string>{
+                        "t.toml:1: missing required key \"agents.id\"",
+                        "t.toml:1: missing required key \"agents.token\" (or token_env)",
+                        "t.toml:2: agents.queues must not be empty",
+                    });
+  CHECK(problem_of("[[agents]]\nid = \"a\"\ntoken = \"t\"\n") ==
+        "t.toml:1: missing required key \"agents.queues\"");
+}
+
+TEST_CASE("durations") {
+  const Config c = load_ok(R"(
+[routing]
+claim_timeout = "90s"
+[[channels.mastodon]]
+name = "m"
+base_url = "https://m.example"
+access_token = "t"
+poll_interval = "500ms"
+)");
+  CHECK(c.routing.claim_timeout == 90s);
+  CHECK(c.channels.mastodon.at(0).poll_interval == 500ms);
+  CHECK(load_ok("routing.claim_timeout = \"1h\"\n").routing.claim_timeout == 1h);
+  CHECK(problem_of("[routing]\nclaim_timeout = \"5 minutes\"\n") ==
+        "t.toml:2: routing.claim_timeout: invalid duration \"5 minutes\" (use a number and ms, s, "
+        "m or h, e.g. \"30s\")");
+  CHECK(problem_of("[routing]\nclaim_timeout = 300\n") ==
+        "t.toml:2: routing.claim_timeout must be a duration string such as \"500ms\", \"30s\", "
+        "\"5m\" or \"1h\"");
+  CHECK(problem_of("[routing]\nclaim_timeout = \"0s\"\n") ==
+        "t.toml:2: routing.claim_timeout must be greater than zero");
+}
+
+TEST_CASE("rules: priority, regexes, call statuses, vocabularies, line") {
+  const Config c = load_ok(R"(
+[[routing.rules]]
+name = "a"
+queue = "vip"
+priority = "urgent"
+override_sticky = true
+[routing.rules.when]
+subject_matches = "^re:"
+flags = ["auto_reply"]
+is_new_customer = false
+
+[[routing.rules]]
+queue = "general"
+)");
+  REQUIRE(c.routing.rules.size() == 2);
+  CHECK(c.routing.rules[0].line == 1);
+  CHECK(c.routing.rules[0].priority == "urgent");
+  CHECK(c.routing.rules[0].override_sticky);
+  CHECK(c.routing.rules[0].when.flags == std::vector<std::string>{"auto_reply"});
+  CHECK(c.routing.rules[0].when.is_new_customer == false);
+  CHECK(c.routing.rules[1].line == 11);
+  CHECK(c.routing.rules[1].priority == "normal");
+  CHECK(c.routing.rules[1].name == "rule at line 11");
+
+  CHECK(problem_of("[[routing.rules]]\nqueue = \"q\"\npriority = \"hgih\"\n") ==
+        "t.toml:3: routing.rules.priority must be one of urgent, high, normal, low (got "
+        "\"hgih\")");
+
+  const std::string bad_regex =
+      problem_of("[[routing.rules]]\nqueue = \"q\"\nwhen.text_matches = \"refund(\"\n");
+  CHECK(bad_regex.rfind("t.toml:3: routing.rules.when.text_matches: invalid regex \"refund(\": ",
+                        0) == 0);
+  CHECK(bad_regex.size() > std::string("t.toml:3: routing.rules.when.text_matches: invalid regex "
+                                       "\"refund(\": ")
+                               .size());  // the regex library's reason follows
+  CHECK(problem_of("[[routing.rules]]\nqueue = \"q\"\nwhen.subject_matches = \"[a-\"\n")
+            .rfind("t.toml:3: routing.rules.when.subject_matches: invalid regex", 0) == 0);
+
+  CHECK(problem_of("[[routing.rules]]\nqueue = \"q\"\nwhen.call_status = [\"missed\"]\n") ==
+        "t.toml:3: routing.rules.when.call_status: unknown call status \"missed\" (one of queued, "
+        "initiated, ringing, in-progress, completed, busy, no-answer, failed, canceled, "
+        "voicemail, unknown)");
+  CHECK(problem_of("[[routing.rules]]\nqueue = \"q\"\nwhen.channel = \"emial\"\n")
+            .rfind("t.toml:3: routing.rules.when.channel must be one of email, voice,", 0) == 0);
+  CHECK(problem_of("[[routing.rules]]\nqueue = \"a:b\"\n") ==
+        "t.toml:2: routing.rules.queue: invalid queue name \"a:b\" (letters, digits, '.', '_' or "
+        "'-')");
+}
+
+TEST_CASE("agents: duplicate ids and tokens, tokens from the environment") {
+  CHECK(problems_of(R"(
+[[agents]]
+id = "alice"
+token = "same"
+queues = ["general"]
+
+[[agents]]
+id = "alice"
+token = "same"
+queues = ["general"]
+)") == std::vector<std::string>{
+           "t.toml:7: duplicate agent id \"alice\" (first at line 2)",
+           "t.toml:8: agent \"alice\" has the same token as agent \"alice\" (line 3); agent "
+           "tokens must be unique",
+       });
+
+  ScopedEnv env("SBTEST_BOB_TOKEN", "bob-secret");
+  const Config c = load_ok(R"(
+[[agents]]
+id = "bob"
+token_env = "SBTEST_BOB_TOKEN"
+queues = ["billing"]
+)");
+  CHECK(c.agents.at(0).token == "bob-secret");
+}
+
+TEST_CASE("api tokens must not be empty") {
+  CHECK(problem_of("[api]\ntokens = [\"ok\", \"\"]\n") ==
+        "t.toml:2: api.tokens must not contain an empty token");
+}
+
+TEST_CASE("server.listen must be host:port") {
+  CHECK(problem_of("[server]\nlisten = \"8080\"\n") ==
+        "t.toml:2: server.listen must be host:port, e.g. \"127.0.0.1:8080\" (got \"8080\")");
+  CHECK(problem_of("[server]\nlisten = \"127.0.0.1:99999\"\n")
+            .rfind("t.toml:2: server.listen must be host:port", 0) == 0);
+  CHECK(problem_of("[server]\nlisten = \"::1:8080\"\n")
+            .rfind("t.toml:2: server.listen must be host:port", 0) == 0);
+}
+
+TEST_CASE("redis.url problems never echo the url, which may hold a password") {
+  const std::string expected_tail = "; expected redis://[[user]:password@]host[:port][/db]";
+  CHECK(problem_of("[redis]\nurl = \"http://127.0.0.1:6379\"\n") ==
+        "t.toml:2: redis.url must use the redis:// scheme" + expected_tail);
+  CHECK(problem_of("[redis]\nurl = \"redis://127.0.0.1:6379/x\"\n") ==
+        "t.toml:2: redis.url has an invalid database number (the path must be /<number>)" +
+            expected_tail);
+  CHECK(problem_of("[redis]\nurl = \"redis://127.0.0.1:notaport\"\n")
+            .rfind("t.toml:2: redis.url", 0) == 0);
+  const std::string p = problem_of("[redis]\nurl = \"redis://admin@10.0.0.1:6379\"\n");
+  CHECK(p.find("has a user but no password") != std::string::npos);
+  const std::string q = problem_of("[redis]\nurl = \"rediss://u:hunter2@h\"\n");
+  CHECK(q.find("hunter2") == std::string::npos);
+}
+
+TEST_CASE("every problem of a file is reported together, in file order") {
+  const auto problems = problems_of(R"(
+[server]
+listen = "nope"
+max_body_bytes = "big"
+
+[routing]
+claim_timeout = "soon"
+
+[[routing.rules]]
+queue = "vip"
+priority = "top"
+when.text_matches = "("
+when.colour = "red"
+
+[[agents]]
+id = "a"
+queues = ["general"]
+
+[[channels.call_webhook]]
+name = "pbx"
+secret_env = "SBTEST_SURELY_UNSET_VAR"
+)");
+  REQUIRE(problems.size() == 8);
+  CHECK(problems[0] ==
+        "t.toml:2: server.listen must be host:port, e.g. \"127.0.0.1:8080\" (got \"nope\")");
+  CHECK(problems[1] == "t.toml:3: server.max_body_bytes must be an integer");
+  CHECK(problems[2].rfind("t.toml:6: routing.claim_timeout: invalid duration", 0) == 0);
+  CHECK(problems[3].rfind("t.toml:10: routing.rules.priority must be one of", 0) == 0);
+  CHECK(problems[4].rfind("t.toml:11: routing.rules.when.text_matches: invalid regex", 0) == 0);
+  CHECK(problems[5] == "t.toml:12: unknown key \"routing.rules.when.colour\"");
+  CHECK(problems[6] == "t.toml:14: missing required key \"agents.token\" (or token_env)");
+  CHECK(problems[7] ==
+        "t.toml:20: environment variable SBTEST_SURELY_UNSET_VAR (from "
+        "channels.call_webhook.secret_env) is not set or empty");
+}
