@@ -2,6 +2,8 @@
 
 #include <array>
 #include <string>
+#include <unordered_map>
+#include <utility>
 
 #include <phonenumbers/phonenumber.pb.h>
 #include <phonenumbers/phonenumberutil.h>
@@ -123,9 +125,11 @@ const char* phone_reason(PhoneNumberUtil::ValidationResult r) {
   }
 }
 
+}  // namespace
+
 // E.164 or an error text; `region` "" means "international only".
-bool phone_to_e164(std::string_view raw, std::string_view region, std::string& out,
-                   std::string& error) {
+bool detail::phone_to_e164(std::string_view raw, std::string_view region, std::string& out,
+                           std::string& error) {
   const PhoneNumberUtil& util = *PhoneNumberUtil::GetInstance();
   PhoneNumber number;
   const std::string region_code = region.empty() ? std::string("ZZ") : std::string(region);
@@ -144,6 +148,84 @@ bool phone_to_e164(std::string_view raw, std::string_view region, std::string& o
   return true;
 }
 
+namespace {
+
+using detail::phone_to_e164;
+
+// libphonenumber's Parse spends most of its time in ICU regular expressions (several µs per
+// number). The same callers come back again and again, so each thread remembers its recent
+// results: a bounded map, emptied when full, so memory stays small and no lock is taken.
+struct PhoneMemo {
+  static constexpr std::size_t max_entries = 8192;
+  std::unordered_map<std::string, std::pair<bool, std::string>> results;  // ok, e164 or error
+};
+
+// Fast path for the commonest input, a North American number: "+1 415 555 0100",
+// "+14155550100", or with the US default "(415) 555-0100" / "1-415-555-0100". Parse gives the
+// same answer for these by its own rules: after dropping punctuation, the '+1' or the US
+// national prefix '1' is the country code, US national_prefix_for_parsing ("1") cannot match
+// an area code (NANP area codes start with 2-9), nothing else can be an extension or an IDD
+// (US: "011"), and 10 digits is the NANP possible length. tests/identity checks the two paths
+// agree. Anything else returns false and goes through libphonenumber.
+bool nanp_fast_path(std::string_view raw, std::string_view region, std::string& out) {
+  char digits[16];
+  std::size_t n = 0;
+  bool plus = false;
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    const char c = raw[i];
+    if (is_digit(c)) {
+      if (n == sizeof digits) {
+        return false;
+      }
+      digits[n++] = c;
+    } else if (c == '+' && i == 0) {
+      plus = true;
+    } else if (c != ' ' && c != '-' && c != '.' && c != '(' && c != ')') {
+      return false;
+    }
+  }
+  std::size_t start = 0;
+  if (plus || n == 11) {
+    if (n != 11 || digits[0] != '1') {
+      return false;
+    }
+    if (!plus && region != "US") {
+      return false;
+    }
+    start = 1;
+  } else if (n != 10 || region != "US") {
+    return false;
+  }
+  if (digits[start] < '2') {
+    return false;
+  }
+  out.assign("+1");
+  out.append(digits + start, 10);
+  return true;
+}
+
+bool phone_to_e164_memo(std::string_view raw, std::string_view region, std::string& out,
+                        std::string& error) {
+  if (nanp_fast_path(raw, region, out)) {
+    return true;
+  }
+  thread_local PhoneMemo memo;
+  std::string key;
+  key.reserve(region.size() + 1 + raw.size());
+  key.append(region).push_back('\x1f');
+  key.append(raw);
+  if (auto it = memo.results.find(key); it != memo.results.end()) {
+    (it->second.first ? out : error) = it->second.second;
+    return it->second.first;
+  }
+  const bool good = phone_to_e164(raw, region, out, error);
+  if (memo.results.size() >= PhoneMemo::max_entries) {
+    memo.results.clear();
+  }
+  memo.results.emplace(std::move(key), std::make_pair(good, good ? out : error));
+  return good;
+}
+
 Canonical canonical_phone_identity(std::string_view type, std::string_view raw,
                                    std::string_view region) {
   raw = trim(raw);
@@ -152,7 +234,7 @@ Canonical canonical_phone_identity(std::string_view type, std::string_view raw,
   }
   std::string e164;
   std::string error;
-  if (!phone_to_e164(raw, region, e164, error)) {
+  if (!phone_to_e164_memo(raw, region, e164, error)) {
     return invalid(type, std::move(error));
   }
   return ok(type, std::move(e164));
@@ -170,7 +252,7 @@ Canonical canonical_whatsapp(std::string_view raw) {
   international.append(raw);
   std::string e164;
   std::string error;
-  if (!phone_to_e164(international, "", e164, error)) {
+  if (!phone_to_e164_memo(international, "", e164, error)) {
     return invalid("whatsapp", std::move(error));
   }
   return ok("whatsapp", std::move(e164));
