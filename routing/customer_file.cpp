@@ -68,10 +68,13 @@ struct CustomerFileReader::Impl {
   csv::CsvRecord csv_rec;
   std::vector<std::size_t> columns;
 
-  // JSONL: the current line, and a parser whose memory is reused from line to line.
+  // JSONL: the current line, and a parser whose memory is reused from line to line: each
+  // line's value lives in `json_buffer` (a fresh monotonic_resource per line; reusing one
+  // across release() calls would double its next block size every line).
   std::size_t line_no = 0;
   std::string line;
-  boost::json::monotonic_resource json_memory{64 * 1024};
+  bool line_too_long = false;
+  std::array<unsigned char, 16 * 1024> json_buffer;
   boost::json::parser json_parser;
 
   bool read_header(std::string& error);
@@ -157,19 +160,16 @@ bool CustomerFileReader::Impl::read_line() {
   }
   line.clear();
   ++line_no;
-  bool too_long = false;
+  line_too_long = false;
   for (int c = src->get(); c != csv::ByteSource::eof && c != '\n'; c = src->get()) {
     if (line.size() < csv::CsvReader::max_record_bytes) {
       line.push_back(static_cast<char>(c));
     } else {
-      too_long = true;
+      line_too_long = true;
     }
   }
   if (!line.empty() && line.back() == '\r') {
     line.pop_back();
-  }
-  if (too_long) {
-    line = "\x01";  // not JSON; reported below as too long
   }
   return true;
 }
@@ -184,22 +184,26 @@ std::optional<ParsedLine> CustomerFileReader::Impl::next_jsonl() {
     }
     ParsedLine out;
     out.line_no = line_no;
-    if (line == "\x01") {
+    if (line_too_long) {
       out.error = "line longer than 1 MiB";
       return out;
     }
-    json_memory.release();
-    json_parser.reset(&json_memory);
+    boost::json::monotonic_resource memory(json_buffer.data(), json_buffer.size());
+    json_parser.reset(&memory);
     boost::system::error_code ec;
     json_parser.write(line.data(), line.size(), ec);
     if (ec) {
       // boost::json rejects invalid UTF-8 by default, so this also covers encoding errors.
       out.error = "invalid JSON: " + ec.message();
+      json_parser.reset();
       return out;
     }
-    const boost::json::value v = json_parser.release();
-    builder.start();
-    builder.json_object(v);
+    {
+      const boost::json::value v = json_parser.release();
+      builder.start();
+      builder.json_object(v);
+    }
+    json_parser.reset();  // drop every reference to `memory` before it goes
     builder.finish(out);
     return out;
   }

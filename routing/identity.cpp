@@ -1,80 +1,13 @@
 #include "routing/identity.hpp"
 
-#include <array>
 #include <string>
 
-#include <phonenumbers/phonenumber.pb.h>
-#include <phonenumbers/phonenumberutil.h>
+#include "routing/identity_internal.hpp"
 
 namespace sb {
 namespace {
 
-using i18n::phonenumbers::PhoneNumber;
-using i18n::phonenumbers::PhoneNumberUtil;
-
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
-}
-bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
-bool is_alnum(char c) {
-  return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-char to_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && is_space(s.back())) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
-// ASCII-only lower-casing: non-ASCII UTF-8 bytes pass through untouched, so the result stays
-// valid UTF-8 and the rule is the same on every locale.
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    c = to_lower(c);
-  }
-  return out;
-}
-
-bool starts_with_nocase(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    if (to_lower(s[i]) != prefix[i]) {
-      return false;
-    }
-  }
-  return true;
-}
-
-bool all_digits(std::string_view s) {
-  if (s.empty()) {
-    return false;
-  }
-  for (char c : s) {
-    if (!is_digit(c)) {
-      return false;
-    }
-  }
-  return true;
-}
-
-Canonical ok(std::string_view type, std::string value) {
-  return Canonical{Canonical::Status::ok, std::string(type), std::move(value), {}};
-}
-Canonical invalid(std::string_view type, std::string error) {
-  return Canonical{Canonical::Status::invalid, std::string(type), {}, std::move(error)};
-}
+using namespace identity_detail;
 
 // A hostname as it appears after '@' in an email or fediverse address: no empty labels.
 bool plausible_domain(std::string_view d) {
@@ -83,97 +16,6 @@ bool plausible_domain(std::string_view d) {
     return false;
   }
   return true;
-}
-
-// ---- phone ----------------------------------------------------------------------------------
-
-// Why IsPossibleNumber and not IsValidNumber: the runtime is Debian's libphonenumber 8.12
-// (metadata from 2022) and will stay that old for the life of the release. IsValidNumber
-// rejects numbers from ranges allocated after that (new mobile prefixes appear every month),
-// and a customer whose real number is rejected can never be matched. IsPossibleNumber checks
-// the country code and the lengths used in that country, which catches typos and garbage
-// ("12ab", a missing digit) without depending on fresh range data. It also accepts fictional
-// numbers such as +1 415 555 0100, which tests and demos rely on.
-const char* phone_reason(PhoneNumberUtil::ErrorType e) {
-  switch (e) {
-    case PhoneNumberUtil::INVALID_COUNTRY_CODE_ERROR:
-      return "unknown country code, or no country code and no default region";
-    case PhoneNumberUtil::TOO_SHORT_AFTER_IDD:
-    case PhoneNumberUtil::TOO_SHORT_NSN:
-      return "too short";
-    case PhoneNumberUtil::TOO_LONG_NSN:
-      return "too long";
-    default:
-      return "not a number";
-  }
-}
-
-const char* phone_reason(PhoneNumberUtil::ValidationResult r) {
-  switch (r) {
-    case PhoneNumberUtil::IS_POSSIBLE_LOCAL_ONLY:
-      return "a local number without area code";
-    case PhoneNumberUtil::INVALID_COUNTRY_CODE:
-      return "unknown country code";
-    case PhoneNumberUtil::TOO_SHORT:
-      return "too short";
-    case PhoneNumberUtil::TOO_LONG:
-      return "too long";
-    default:
-      return "wrong length for its country";
-  }
-}
-
-// E.164 or an error text; `region` "" means "international only".
-bool phone_to_e164(std::string_view raw, std::string_view region, std::string& out,
-                   std::string& error) {
-  const PhoneNumberUtil& util = *PhoneNumberUtil::GetInstance();
-  PhoneNumber number;
-  const std::string region_code = region.empty() ? std::string("ZZ") : std::string(region);
-  const auto parsed = util.Parse(std::string(raw), region_code, &number);
-  if (parsed != PhoneNumberUtil::NO_PARSING_ERROR) {
-    error = std::string("not a valid phone number (") + phone_reason(parsed) + ")";
-    return false;
-  }
-  const auto possible = util.IsPossibleNumberWithReason(number);
-  if (possible != PhoneNumberUtil::IS_POSSIBLE) {
-    error = std::string("not a valid phone number (") + phone_reason(possible) + ")";
-    return false;
-  }
-  // E.164 drops any extension ("ext. 12"): the line, not the desk, identifies the caller.
-  util.Format(number, PhoneNumberUtil::E164, &out);
-  return true;
-}
-
-Canonical canonical_phone_identity(std::string_view type, std::string_view raw,
-                                   std::string_view region) {
-  raw = trim(raw);
-  if (is_withheld_number(raw)) {
-    return Canonical{Canonical::Status::withheld, std::string(type), {}, "withheld number"};
-  }
-  std::string e164;
-  std::string error;
-  if (!phone_to_e164(raw, region, e164, error)) {
-    return invalid(type, std::move(error));
-  }
-  return ok(type, std::move(e164));
-}
-
-// WhatsApp Cloud API sends the sender as `wa_id`, the full international number in digits
-// without '+' (e.g. "16505551234"); the default region must not apply to it.
-// https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components (contacts.wa_id)
-Canonical canonical_whatsapp(std::string_view raw) {
-  raw = trim(raw);
-  std::string international;
-  if (!raw.empty() && is_digit(raw.front())) {
-    international = "+";
-  }
-  international.append(raw);
-  std::string e164;
-  std::string error;
-  if (!phone_to_e164(international, "", e164, error)) {
-    return invalid("whatsapp", std::move(error));
-  }
-  return ok("whatsapp", std::move(e164));
 }
 
 // ---- mastodon -------------------------------------------------------------------------------
@@ -306,16 +148,6 @@ Canonical canonical_platform(std::string_view type, std::string_view raw) {
   return canonical_handle(std::string(type) + "_handle", s);
 }
 
-constexpr std::array<std::string_view, 7> kWithheldWords = {
-    "anonymous", "restricted", "unknown", "private", "withheld", "unavailable", "blocked"};
-
-// Twilio (and some carriers) put the caller-id-blocked reason into `From` spelled on a phone
-// keypad: ANONYMOUS, RESTRICTED, UNKNOWN, BLOCKED, UNAVAILABLE. They are sentinels, not
-// subscriber numbers (only +86282452253 even has a possible length, and no Chengdu line has
-// a 7-digit subscriber part), so treating them as withheld cannot hide a real caller.
-constexpr std::array<std::string_view, 5> kWithheldKeypad = {"266696687", "7378742833", "8656696",
-                                                             "2562533", "86282452253"};
-
 }  // namespace
 
 std::optional<Identity> Canonical::identity() const {
@@ -326,41 +158,6 @@ std::optional<Identity> Canonical::identity() const {
   id.type = type;
   id.value = value;
   return id;
-}
-
-bool is_withheld_number(std::string_view raw) {
-  std::string_view s = trim(raw);
-  if (s.empty()) {
-    return true;
-  }
-  for (std::string_view prefix : {std::string_view("tel:"), std::string_view("sip:")}) {
-    if (starts_with_nocase(s, prefix)) {
-      s.remove_prefix(prefix.size());
-    }
-  }
-  // RFC 3323 section 4.1.1.3: a withheld SIP From is "anonymous@anonymous.invalid".
-  if (starts_with_nocase(s, "anonymous@")) {
-    return true;
-  }
-  if (s.size() > 12) {  // longer than "+86282452253" and every word above
-    return false;
-  }
-  const std::string l = lower(s);
-  for (std::string_view w : kWithheldWords) {
-    if (l == w) {
-      return true;
-    }
-  }
-  std::string_view digits = l;
-  if (!digits.empty() && digits.front() == '+') {
-    digits.remove_prefix(1);
-  }
-  for (std::string_view k : kWithheldKeypad) {
-    if (digits == k) {
-      return true;
-    }
-  }
-  return false;
 }
 
 std::optional<std::string> canonical_email(std::string_view raw) {
@@ -403,14 +200,6 @@ std::optional<std::string> canonical_email(std::string_view raw) {
   // The SPEC canonical form is the lower-cased address. RFC 5321 lets a server treat the local
   // part case-sensitively, but no real provider does, and matching must not split Ann@ / ann@.
   return lower(s);
-}
-
-std::optional<std::string> canonical_phone(std::string_view raw, std::string_view default_region) {
-  Canonical c = canonical_phone_identity("phone", raw, default_region);
-  if (!c.ok()) {
-    return std::nullopt;
-  }
-  return std::move(c.value);
 }
 
 Canonical canonicalize(std::string_view type, std::string_view raw,

@@ -62,4 +62,10 @@ bool is_withheld_number(std::string_view raw);
 std::optional<std::string> canonical_email(std::string_view raw);
 std::optional<std::string> canonical_phone(std::string_view raw, std::string_view default_region);
 
+namespace detail {
+// libphonenumber alone (no fast path, no memo): tests compare the fast path against it.
+bool phone_to_e164(std::string_view raw, std::string_view region, std::string& out,
+                   std::string& error);
+}  // namespace detail
+
 }  // namespace sb

@@ -220,3 +220,17 @@ TEST_CASE("open: reads a file, picks the format by extension, reports progress")
   std::filesystem::remove(csv_path);
   std::filesystem::remove(jsonl_path);
 }
+
+TEST_CASE("oversized records are rejected without losing the lines after them") {
+  const std::string huge(1100 * 1024, 'a');
+  const auto jsonl =
+      parse_all("{\"external_id\":\"" + huge + "\"}\n{\"external_id\":\"c-2\"}\n", Format::jsonl);
+  REQUIRE(jsonl.size() == 2);
+  CHECK(jsonl[0] == "1: line longer than 1 MiB");
+  CHECK(jsonl[1] == "2: c-2 |  |  | |");
+
+  const auto csv = parse_all("external_id,name\nc-1," + huge + "\nc-2,Bo\n", Format::csv);
+  REQUIRE(csv.size() == 2);
+  CHECK(csv[0] == "2: record longer than 1 MiB (an unclosed quote?)");
+  CHECK(csv[1] == "3: c-2 | Bo |  | |");
+}

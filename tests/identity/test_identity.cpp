@@ -1,3 +1,5 @@
+#include <cstdint>
+
 #include <doctest/doctest.h>
 
 #include "routing/identity.hpp"
@@ -143,4 +145,40 @@ TEST_CASE("unknown types are invalid, and identity() carries the canonical pair"
   REQUIRE(id);
   CHECK(id->type == "email");
   CHECK(id->value == "ann@example.com");
+}
+
+TEST_CASE("phone: the North American fast path agrees with libphonenumber") {
+  // Shapes around the fast path's edges: 9-12 digits, any first digit, a '+' or not, random
+  // punctuation, four default regions. Deterministic, so a failure reproduces.
+  std::uint32_t seed = 12345;
+  auto rnd = [&](std::uint32_t n) {
+    seed = seed * 1664525u + 1013904223u;
+    return (seed >> 8) % n;
+  };
+  const char* regions[] = {"US", "CA", "GB", ""};
+  const char punct[] = {' ', '-', '.', '(', ')'};
+  int fast_shaped = 0;
+  for (int i = 0; i < 4000; ++i) {
+    std::string raw = rnd(3) == 0 ? "+" : "";
+    const int digits = 9 + static_cast<int>(rnd(4));
+    for (int d = 0; d < digits; ++d) {
+      if (rnd(4) == 0) {
+        raw.push_back(punct[rnd(5)]);
+      }
+      raw.push_back(static_cast<char>('0' + (d == 0 && rnd(2) ? 1 : rnd(10))));
+    }
+    const std::string region = regions[rnd(4)];
+    std::string expected;
+    std::string error;
+    const bool good = sb::detail::phone_to_e164(raw, region, expected, error);
+    const auto got = sb::canonical_phone(raw, region);
+    CAPTURE(raw);
+    CAPTURE(region);
+    CHECK(got.has_value() == good);
+    if (good && got) {
+      CHECK(*got == expected);
+      fast_shaped += expected.rfind("+1", 0) == 0 ? 1 : 0;
+    }
+  }
+  CHECK(fast_shaped > 500);  // the generator really exercised North American numbers
 }

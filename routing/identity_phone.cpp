@@ -1,0 +1,244 @@
+// Phone numbers and WhatsApp ids to E.164 (libphonenumber), and withheld caller ids.
+#include <array>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include <phonenumbers/phonenumber.pb.h>
+#include <phonenumbers/phonenumberutil.h>
+
+#include "routing/identity_internal.hpp"
+
+namespace sb {
+namespace {
+
+using i18n::phonenumbers::PhoneNumber;
+using i18n::phonenumbers::PhoneNumberUtil;
+using namespace identity_detail;
+
+// Why IsPossibleNumber and not IsValidNumber: the runtime is Debian's libphonenumber 8.12
+// (metadata from 2022) and will stay that old for the life of the release. IsValidNumber
+// rejects numbers from ranges allocated after that (new mobile prefixes appear every month),
+// and a customer whose real number is rejected can never be matched. IsPossibleNumber checks
+// the country code and the lengths used in that country, which catches typos and garbage
+// ("12ab", a missing digit) without depending on fresh range data. It also accepts fictional
+// numbers such as +1 415 555 0100, which tests and demos rely on.
+const char* phone_reason(PhoneNumberUtil::ErrorType e) {
+  switch (e) {
+    case PhoneNumberUtil::INVALID_COUNTRY_CODE_ERROR:
+      return "unknown country code, or no country code and no default region";
+    case PhoneNumberUtil::TOO_SHORT_AFTER_IDD:
+    case PhoneNumberUtil::TOO_SHORT_NSN:
+      return "too short";
+    case PhoneNumberUtil::TOO_LONG_NSN:
+      return "too long";
+    default:
+      return "not a number";
+  }
+}
+
+const char* phone_reason(PhoneNumberUtil::ValidationResult r) {
+  switch (r) {
+    case PhoneNumberUtil::IS_POSSIBLE_LOCAL_ONLY:
+      return "a local number without area code";
+    case PhoneNumberUtil::INVALID_COUNTRY_CODE:
+      return "unknown country code";
+    case PhoneNumberUtil::TOO_SHORT:
+      return "too short";
+    case PhoneNumberUtil::TOO_LONG:
+      return "too long";
+    default:
+      return "wrong length for its country";
+  }
+}
+
+constexpr std::array<std::string_view, 7> kWithheldWords = {
+    "anonymous", "restricted", "unknown", "private", "withheld", "unavailable", "blocked"};
+
+// Twilio (and some carriers) put the caller-id-blocked reason into `From` spelled on a phone
+// keypad: ANONYMOUS, RESTRICTED, UNKNOWN, BLOCKED, UNAVAILABLE. They are sentinels, not
+// subscriber numbers (only +86282452253 even has a possible length, and no Chengdu line has
+// a 7-digit subscriber part), so treating them as withheld cannot hide a real caller.
+constexpr std::array<std::string_view, 5> kWithheldKeypad = {"266696687", "7378742833", "8656696",
+                                                             "2562533", "86282452253"};
+
+}  // namespace
+
+// E.164 or an error text; `region` "" means "international only".
+bool detail::phone_to_e164(std::string_view raw, std::string_view region, std::string& out,
+                           std::string& error) {
+  const PhoneNumberUtil& util = *PhoneNumberUtil::GetInstance();
+  PhoneNumber number;
+  const std::string region_code = region.empty() ? std::string("ZZ") : std::string(region);
+  const auto parsed = util.Parse(std::string(raw), region_code, &number);
+  if (parsed != PhoneNumberUtil::NO_PARSING_ERROR) {
+    error = std::string("not a valid phone number (") + phone_reason(parsed) + ")";
+    return false;
+  }
+  const auto possible = util.IsPossibleNumberWithReason(number);
+  if (possible != PhoneNumberUtil::IS_POSSIBLE) {
+    error = std::string("not a valid phone number (") + phone_reason(possible) + ")";
+    return false;
+  }
+  // E.164 drops any extension ("ext. 12"): the line, not the desk, identifies the caller.
+  util.Format(number, PhoneNumberUtil::E164, &out);
+  return true;
+}
+
+namespace {
+
+// libphonenumber's Parse spends most of its time in ICU regular expressions (several µs per
+// number). The same callers come back again and again, so each thread remembers its recent
+// results: a bounded map, emptied when full, so memory stays small and no lock is taken.
+struct PhoneMemo {
+  static constexpr std::size_t max_entries = 8192;
+  std::unordered_map<std::string, std::pair<bool, std::string>> results;  // ok, e164 or error
+};
+
+// Fast path for the commonest input, a North American number: "+1 415 555 0100",
+// "+14155550100", or with the US default "(415) 555-0100" / "1-415-555-0100". Parse gives the
+// same answer for these by its own rules: after dropping punctuation, the '+1' or the US
+// national prefix '1' is the country code, US national_prefix_for_parsing ("1") cannot match
+// an area code (NANP area codes start with 2-9), nothing else can be an extension or an IDD
+// (US: "011"), and 10 digits is the NANP possible length. tests/identity checks the two paths
+// agree. Anything else returns false and goes through libphonenumber.
+bool nanp_fast_path(std::string_view raw, std::string_view region, std::string& out) {
+  char digits[16];
+  std::size_t n = 0;
+  bool plus = false;
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    const char c = raw[i];
+    if (is_digit(c)) {
+      if (n == sizeof digits) {
+        return false;
+      }
+      digits[n++] = c;
+    } else if (c == '+' && i == 0) {
+      plus = true;
+    } else if (c != ' ' && c != '-' && c != '.' && c != '(' && c != ')') {
+      return false;
+    }
+  }
+  std::size_t start = 0;
+  if (plus || n == 11) {
+    if (n != 11 || digits[0] != '1') {
+      return false;
+    }
+    if (!plus && region != "US") {
+      return false;
+    }
+    start = 1;
+  } else if (n != 10 || region != "US") {
+    return false;
+  }
+  if (digits[start] < '2') {
+    return false;
+  }
+  out.assign("+1");
+  out.append(digits + start, 10);
+  return true;
+}
+
+bool phone_to_e164_memo(std::string_view raw, std::string_view region, std::string& out,
+                        std::string& error) {
+  if (nanp_fast_path(raw, region, out)) {
+    return true;
+  }
+  thread_local PhoneMemo memo;
+  std::string key;
+  key.reserve(region.size() + 1 + raw.size());
+  key.append(region).push_back('\x1f');
+  key.append(raw);
+  if (auto it = memo.results.find(key); it != memo.results.end()) {
+    (it->second.first ? out : error) = it->second.second;
+    return it->second.first;
+  }
+  const bool good = detail::phone_to_e164(raw, region, out, error);
+  if (memo.results.size() >= PhoneMemo::max_entries) {
+    memo.results.clear();
+  }
+  memo.results.emplace(std::move(key), std::make_pair(good, good ? out : error));
+  return good;
+}
+
+}  // namespace
+
+namespace identity_detail {
+
+Canonical canonical_phone_identity(std::string_view type, std::string_view raw,
+                                   std::string_view region) {
+  raw = trim(raw);
+  if (is_withheld_number(raw)) {
+    return Canonical{Canonical::Status::withheld, std::string(type), {}, "withheld number"};
+  }
+  std::string e164;
+  std::string error;
+  if (!phone_to_e164_memo(raw, region, e164, error)) {
+    return invalid(type, std::move(error));
+  }
+  return ok(type, std::move(e164));
+}
+
+// WhatsApp Cloud API sends the sender as `wa_id`, the full international number in digits
+// without '+' (e.g. "16505551234"); the default region must not apply to it.
+// https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components (contacts.wa_id)
+Canonical canonical_whatsapp(std::string_view raw) {
+  raw = trim(raw);
+  std::string international;
+  if (!raw.empty() && is_digit(raw.front())) {
+    international = "+";
+  }
+  international.append(raw);
+  std::string e164;
+  std::string error;
+  if (!phone_to_e164_memo(international, "", e164, error)) {
+    return invalid("whatsapp", std::move(error));
+  }
+  return ok("whatsapp", std::move(e164));
+}
+}  // namespace identity_detail
+
+bool is_withheld_number(std::string_view raw) {
+  std::string_view s = trim(raw);
+  if (s.empty()) {
+    return true;
+  }
+  for (std::string_view prefix : {std::string_view("tel:"), std::string_view("sip:")}) {
+    if (starts_with_nocase(s, prefix)) {
+      s.remove_prefix(prefix.size());
+    }
+  }
+  // RFC 3323 section 4.1.1.3: a withheld SIP From is "anonymous@anonymous.invalid".
+  if (starts_with_nocase(s, "anonymous@")) {
+    return true;
+  }
+  if (s.size() > 12) {  // longer than "+86282452253" and every word above
+    return false;
+  }
+  const std::string l = lower(s);
+  for (std::string_view w : kWithheldWords) {
+    if (l == w) {
+      return true;
+    }
+  }
+  std::string_view digits = l;
+  if (!digits.empty() && digits.front() == '+') {
+    digits.remove_prefix(1);
+  }
+  for (std::string_view k : kWithheldKeypad) {
+    if (digits == k) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::optional<std::string> canonical_phone(std::string_view raw, std::string_view default_region) {
+  Canonical c = canonical_phone_identity("phone", raw, default_region);
+  if (!c.ok()) {
+    return std::nullopt;
+  }
+  return std::move(c.value);
+}
+
+}  // namespace sb
