@@ -41,10 +41,18 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   opts.max_body_bytes = cfg_.server.max_body_bytes;
   server_ = std::make_unique<http::Server>(io_, opts, router_, metrics_);
 
+  // Counted at scrape time from the database (its own read connection, used on the io thread
+  // only), so the number is right while Redis is down, which is when it matters.
   metrics_.gauge("switchboard_outbox_pending",
                  "Committed interactions not yet projected into Redis.",
-                 [r = relay_.get()]() -> std::vector<std::pair<Labels, double>> {
-                   return {{{}, static_cast<double>(r->pending())}};
+                 [this, db = std::shared_ptr<storage::Db>()]() mutable
+                 -> std::vector<std::pair<Labels, double>> {
+                   if (!db) {
+                     db = std::make_shared<storage::Db>(cfg_.storage.path, true);
+                   }
+                   auto st = db->prepare("SELECT count(*) FROM outbox");
+                   st.step();
+                   return {{{}, static_cast<double>(st.int64(0))}};
                  });
 }
 

@@ -131,7 +131,7 @@ TEST_CASE("check-config names a broken regex with its line; the binary refuses b
   std::ifstream in(dir.file("out.log"));
   std::string out((std::istreambuf_iterator<char>(in)), {});
   CAPTURE(out);
-  CHECK(out.find(cfg + ":10:") != std::string::npos);
+  CHECK(out.find(cfg + ":13:") != std::string::npos);  // the text_matches line
   CHECK(out.find("text_matches") != std::string::npos);
 
   Process run({switchboard_binary(), "run", "--config", cfg}, dir.file("run.log"));
