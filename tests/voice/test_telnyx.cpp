@@ -2,43 +2,16 @@
 // and sign like Telnyx does: base64(Ed25519("{timestamp}|{raw body}")).
 #include <doctest/doctest.h>
 
-#include <memory>
-
-#include <openssl/evp.h>
-
 #include "channels/voice/signatures.hpp"
 #include "channels/voice/telnyx.hpp"
 #include "helpers.hpp"
 
 using namespace sb::voice;
 using sb::voice::test::kCanon;
+using sb::voice::test::KeyPair;
 using sb::voice::test::Request;
 
 namespace {
-
-struct KeyPair {
-  std::shared_ptr<EVP_PKEY> key;
-  std::string public_b64;
-
-  KeyPair() : key(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"), EVP_PKEY_free) {
-    REQUIRE(key);
-    unsigned char raw[32];
-    std::size_t len = sizeof raw;
-    REQUIRE(EVP_PKEY_get_raw_public_key(key.get(), raw, &len) == 1);
-    public_b64 = base64_encode({reinterpret_cast<char*>(raw), len});
-  }
-
-  std::string sign(std::string_view message) const {
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-    unsigned char sig[64];
-    std::size_t len = sizeof sig;
-    REQUIRE(EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) == 1);
-    REQUIRE(EVP_DigestSign(ctx.get(), sig, &len,
-                           reinterpret_cast<const unsigned char*>(message.data()),
-                           message.size()) == 1);
-    return base64_encode({reinterpret_cast<char*>(sig), len});
-  }
-};
 
 const KeyPair& telnyx_key() {
   static const KeyPair k;
