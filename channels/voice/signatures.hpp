@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "channels/voice/crypto.hpp"
 #include "channels/voice/form.hpp"
 
 namespace sb::voice {
@@ -24,15 +25,6 @@ struct SignatureCheck {
   std::string message;
   bool ok() const { return status == 0; }
 };
-
-// --- primitives ----------------------------------------------------------------------------
-bool constant_time_equal(std::string_view a, std::string_view b);  // lengths are not secret
-std::string base64_encode(std::string_view bytes);
-std::optional<std::string> base64_decode(std::string_view text);  // strict, padding optional
-std::string hex_lower(std::string_view bytes);
-std::string sha256_hex(std::string_view data);
-std::string hmac_sha1_base64(std::string_view key, std::string_view data);
-std::string hmac_sha256_hex(std::string_view key, std::string_view data);
 
 // --- Twilio (https://www.twilio.com/docs/usage/webhooks/webhooks-security) -------------------
 // base64(HMAC-SHA1(auth token, url + for each name in sorted order, each of its distinct values
