@@ -6,8 +6,8 @@
 
 namespace sb::voice {
 
-bool constant_time_equal(std::string_view a, std::string_view b);  // CRYPTO_memcmp; lengths
-                                                                   // are not secret
+// CRYPTO_memcmp; a length mismatch returns early (lengths are not secret).
+bool constant_time_equal(std::string_view a, std::string_view b);
 std::string base64_encode(std::string_view bytes);
 std::optional<std::string> base64_decode(std::string_view text);  // strict, padding optional
 std::string hex_lower(std::string_view bytes);
