@@ -1,0 +1,45 @@
+#pragma once
+// One call, one interaction: the fold the storage writer applies when a call event arrives
+// for a call it already stores (SPEC section 3: "events may arrive twice and out of order").
+//
+// Rules, each chosen so that the result does not depend on delivery order where possible:
+//  - Status only moves forward: queued < initiated < ringing < in-progress < final states
+//    (completed, busy, no-answer, failed, canceled, voicemail, unknown). A late `ringing`
+//    after `completed` changes nothing.
+//  - Between two final states the one with the higher order_key wins (ties keep the stored
+//    one). `unknown` is our own placeholder for calls closed after 4 hours without a final
+//    event, so any provider final status replaces it, and it never replaces one.
+//  - An event with an empty status ("no status change", e.g. Telnyx call.recording.saved)
+//    only contributes its other fields.
+//  - duration_s is the largest value seen (a call's duration only grows, and a ringing event
+//    may carry 0), so it fills in whenever it arrives, from any event, in any order.
+//  - recording_url and direction fill in when still empty; the first one stored stays.
+//  - The same event delivered twice changes nothing.
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "core/interaction.hpp"
+
+namespace sb::voice {
+
+bool is_final(std::string_view status);
+// 0 queued, 1 initiated, 2 ringing, 3 in-progress, 4 final; -1 for "" and unknown words.
+int status_rank(std::string_view status);
+
+struct StoredCall {
+  CallInfo info;
+  std::int64_t order_key = 0;  // order key of the event that set info.status
+};
+
+struct FoldResult {
+  StoredCall call;            // what to store now
+  bool changed = false;       // differs from what was stored (write it)
+  bool became_final = false;  // status is final now and was not before: queue the call now
+};
+
+// `stored` is nullopt for the first event of a call.
+FoldResult fold_call(const std::optional<StoredCall>& stored, const CallInfo& event,
+                     std::int64_t order_key);
+
+}  // namespace sb::voice

@@ -1,0 +1,284 @@
+#include "channels/voice/twilio.hpp"
+
+#include <array>
+#include <cctype>
+#include <charconv>
+
+#include <boost/json.hpp>
+
+#include "channels/voice/caller.hpp"
+#include "channels/voice/signatures.hpp"
+#include "core/time.hpp"
+
+namespace sb::voice {
+
+namespace {
+
+std::optional<std::int64_t> parse_uint(std::string_view s) {
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || p != s.data() + s.size() || v < 0) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::int64_t days_from_civil(int y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return static_cast<std::int64_t>(era) * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+// Splits on spaces (runs of them count as one).
+std::vector<std::string_view> words(std::string_view s) {
+  std::vector<std::string_view> out;
+  while (!s.empty()) {
+    std::size_t start = s.find_first_not_of(' ');
+    if (start == std::string_view::npos) {
+      break;
+    }
+    s.remove_prefix(start);
+    std::size_t end = s.find(' ');
+    out.push_back(s.substr(0, end));
+    s = end == std::string_view::npos ? std::string_view{} : s.substr(end);
+  }
+  return out;
+}
+
+std::string_view direction_of(std::string_view twilio) {
+  if (twilio == "inbound" || twilio == "trunking-originating") {
+    return "inbound";
+  }
+  if (twilio.substr(0, 8) == "outbound" || twilio == "trunking-terminating") {
+    return "outbound";
+  }
+  return "";
+}
+
+std::string status_of(std::string_view call_status, std::string_view answered_by) {
+  static constexpr std::array<std::string_view, 9> kKnown = {
+      "queued", "initiated", "ringing", "in-progress", "completed",
+      "busy",   "no-answer", "failed",  "canceled"};
+  bool known = false;
+  for (auto k : kKnown) {
+    known |= k == call_status;
+  }
+  if (!known) {
+    return "";
+  }
+  if (call_status == "completed" && answered_by.substr(0, 8) == "machine_") {
+    return "voicemail";
+  }
+  return std::string(call_status);
+}
+
+WebhookResult bad_field(std::string message) {
+  return webhook_error(400, "invalid_payload", std::move(message));
+}
+
+}  // namespace
+
+std::optional<std::int64_t> parse_rfc2822(std::string_view s) {
+  std::string text(s);
+  for (char& c : text) {
+    if (c == ',' || c == '\t') {
+      c = ' ';
+    }
+  }
+  auto w = words(text);
+  std::size_t i = 0;
+  if (!w.empty() && !w[0].empty() && std::isalpha(static_cast<unsigned char>(w[0][0]))) {
+    ++i;  // day name
+  }
+  if (w.size() < i + 5) {
+    return std::nullopt;
+  }
+  static constexpr std::array<std::string_view, 12> kMonths = {
+      "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
+  auto day = parse_uint(w[i]);
+  std::string mon(w[i + 1].substr(0, 3));
+  for (char& c : mon) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  unsigned month = 0;
+  for (unsigned m = 0; m < 12; ++m) {
+    if (kMonths[m] == mon) {
+      month = m + 1;
+    }
+  }
+  auto year = parse_uint(w[i + 2]);
+  std::string_view clock = w[i + 3];
+  std::string_view zone = w[i + 4];
+  if (!day || !year || month == 0 || *day < 1 || *day > 31) {
+    return std::nullopt;
+  }
+  std::int64_t y = *year < 50 ? *year + 2000 : (*year < 1000 ? *year + 1900 : *year);
+  std::optional<std::int64_t> hh, mm, ss = 0;
+  std::size_t c1 = clock.find(':');
+  std::size_t c2 = c1 == std::string_view::npos ? c1 : clock.find(':', c1 + 1);
+  if (c1 == std::string_view::npos) {
+    return std::nullopt;
+  }
+  hh = parse_uint(clock.substr(0, c1));
+  if (c2 == std::string_view::npos) {
+    mm = parse_uint(clock.substr(c1 + 1));
+  } else {
+    mm = parse_uint(clock.substr(c1 + 1, c2 - c1 - 1));
+    ss = parse_uint(clock.substr(c2 + 1));
+  }
+  if (!hh || !mm || !ss || *hh > 23 || *mm > 59 || *ss > 60) {
+    return std::nullopt;
+  }
+  std::int64_t offset_min = 0;
+  if ((zone[0] == '+' || zone[0] == '-') && zone.size() == 5) {
+    auto hhmm = parse_uint(zone.substr(1));
+    if (!hhmm) {
+      return std::nullopt;
+    }
+    offset_min = (*hhmm / 100) * 60 + *hhmm % 100;
+    if (zone[0] == '-') {
+      offset_min = -offset_min;
+    }
+  } else {
+    // RFC 2822 section 4.3 obsolete zone names, still seen in the wild.
+    static constexpr std::array<std::pair<std::string_view, int>, 12> kZones = {{{"UT", 0},
+                                                                                 {"UTC", 0},
+                                                                                 {"GMT", 0},
+                                                                                 {"Z", 0},
+                                                                                 {"EST", -5},
+                                                                                 {"EDT", -4},
+                                                                                 {"CST", -6},
+                                                                                 {"CDT", -5},
+                                                                                 {"MST", -7},
+                                                                                 {"MDT", -6},
+                                                                                 {"PST", -8},
+                                                                                 {"PDT", -7}}};
+    bool found = false;
+    for (const auto& [name, hours] : kZones) {
+      if (zone == name) {
+        offset_min = hours * 60;
+        found = true;
+      }
+    }
+    if (!found) {
+      return std::nullopt;
+    }
+  }
+  std::int64_t days = days_from_civil(static_cast<int>(y), month, static_cast<unsigned>(*day));
+  std::int64_t secs = days * 86400 + *hh * 3600 + *mm * 60 + *ss - offset_min * 60;
+  return secs * 1000;
+}
+
+WebhookResult twilio_event(const config::Twilio& cfg, const FormParams& params,
+                           std::string_view default_region, const PhoneCanonicalizer& canon) {
+  auto get = [&](std::string_view name) { return form_get(params, name).value_or(""); };
+  std::string_view call_sid = get("CallSid");
+  if (call_sid.empty()) {
+    return bad_field("CallSid is missing");
+  }
+  CallEventInput ev;
+  Inbound& in = ev.call;
+  in.channel = "voice";
+  in.kind = "call";
+  in.account = cfg.name;
+  in.external_id = std::string(call_sid);
+
+  CallInfo call;
+  call.status = status_of(get("CallStatus"), get("AnsweredBy"));
+  call.direction = std::string(direction_of(get("Direction")));
+  if (auto d = form_get(params, "CallDuration"); d && !d->empty()) {
+    auto secs = parse_uint(*d);
+    if (!secs) {
+      return bad_field("CallDuration is not a whole number of seconds");
+    }
+    call.duration_s = *secs;
+  }
+  call.recording_url = std::string(get("RecordingUrl"));
+
+  std::optional<std::int64_t> sequence;
+  if (auto s = form_get(params, "SequenceNumber"); s && !s->empty()) {
+    sequence = parse_uint(*s);
+    if (!sequence) {
+      return bad_field("SequenceNumber is not a whole number");
+    }
+  }
+  if (auto t = form_get(params, "Timestamp"); t && !t->empty()) {
+    auto ms = parse_rfc2822(*t);
+    if (!ms) {
+      ms = parse_rfc3339(*t);
+    }
+    if (!ms) {
+      return bad_field("Timestamp is not an RFC 2822 date");
+    }
+    in.occurred_at_ms = *ms;
+  }
+  ev.order_key = sequence ? *sequence : in.occurred_at_ms;
+
+  // From/To are the parties of this call leg; Caller/Called are older synonyms.
+  std::string_view from = get("From").empty() ? get("Caller") : get("From");
+  std::string_view to = get("To").empty() ? get("Called") : get("To");
+  if (!call.direction.empty()) {
+    in.direction = call.direction;
+  }
+  set_parties(in, from, to, call.direction, default_region, canon);
+  in.call = std::move(call);
+
+  WebhookResult r;
+  r.event = std::move(ev);
+  r.response_content_type = "text/xml";
+  r.response_body = std::string(kTwimlEmptyResponse);
+  return r;
+}
+
+WebhookResult handle_twilio(const config::Twilio& cfg, const WebhookRequest& req,
+                            std::string_view default_region, const PhoneCanonicalizer& canon) {
+  if (req.method != "POST") {
+    return webhook_error(405, "method_not_allowed", "Twilio webhooks must be POST requests");
+  }
+  if (cfg.public_url.empty()) {
+    return webhook_error(500, "channel_misconfigured", "public_url is not set for this channel");
+  }
+  // The URL Twilio called: public_url (without its trailing slash) + path + query.
+  std::string_view base = cfg.public_url;
+  while (!base.empty() && base.back() == '/') {
+    base.remove_suffix(1);
+  }
+  std::string url = std::string(base) + std::string(req.target);
+  std::string_view signature = req.header ? req.header("X-Twilio-Signature") : std::string_view{};
+  std::string type = media_type(req.content_type);
+
+  FormParams params;
+  if (type == "application/x-www-form-urlencoded") {
+    params = parse_form(req.body);
+    if (auto check = verify_twilio_form(cfg.auth_token, url, params, signature); !check.ok()) {
+      return webhook_error(check.status, check.code, check.message);
+    }
+  } else if (type == "application/json") {
+    if (auto check = verify_twilio_body(cfg.auth_token, url, req.body, signature); !check.ok()) {
+      return webhook_error(check.status, check.code, check.message);
+    }
+    // The same parameter names, as a flat JSON object.
+    boost::system::error_code ec;
+    boost::json::value doc = boost::json::parse(req.body, ec);
+    if (ec || !doc.is_object()) {
+      return webhook_error(400, "invalid_json", "the body is not a JSON object");
+    }
+    for (const auto& [k, v] : doc.get_object()) {
+      if (v.is_string()) {
+        params.emplace_back(k, v.get_string());
+      } else if (v.is_number() || v.is_bool()) {
+        params.emplace_back(k, boost::json::serialize(v));
+      }
+    }
+  } else {
+    return webhook_error(415, "unsupported_media_type",
+                         "Twilio webhooks must be application/x-www-form-urlencoded "
+                         "(or application/json with bodySHA256)");
+  }
+  return twilio_event(cfg, params, default_region, canon);
+}
+
+}  // namespace sb::voice

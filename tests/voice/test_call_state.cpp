@@ -1,0 +1,206 @@
+// The call-state fold: what the storage writer does with each event of a call.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "channels/voice/call_state.hpp"
+
+using namespace sb::voice;
+using sb::CallInfo;
+
+namespace {
+
+CallInfo info(std::string status, std::int64_t duration = -1, std::string recording = "",
+              std::string direction = "inbound") {
+  CallInfo c;
+  c.status = std::move(status);
+  c.duration_s = duration;
+  c.recording_url = std::move(recording);
+  c.direction = std::move(direction);
+  return c;
+}
+
+struct Event {
+  CallInfo call;
+  std::int64_t order_key;
+};
+
+struct Outcome {
+  std::optional<StoredCall> stored;
+  int writes = 0;
+  int queued = 0;  // how many times the call became final
+};
+
+Outcome apply(const std::vector<Event>& events) {
+  Outcome o;
+  for (const auto& e : events) {
+    FoldResult r = fold_call(o.stored, e.call, e.order_key);
+    if (r.changed) {
+      ++o.writes;
+      o.stored = r.call;
+    }
+    if (r.became_final) {
+      ++o.queued;
+    }
+  }
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("is_final and ranks") {
+  for (auto s : {"completed", "busy", "no-answer", "failed", "canceled", "voicemail", "unknown"}) {
+    CAPTURE(s);
+    CHECK(is_final(s));
+  }
+  for (auto s : {"queued", "initiated", "ringing", "in-progress", "", "bogus"}) {
+    CAPTURE(s);
+    CHECK_FALSE(is_final(s));
+  }
+  CHECK(status_rank("queued") < status_rank("initiated"));
+  CHECK(status_rank("initiated") < status_rank("ringing"));
+  CHECK(status_rank("ringing") < status_rank("in-progress"));
+  CHECK(status_rank("in-progress") < status_rank("completed"));
+  CHECK(status_rank("") == -1);
+}
+
+TEST_CASE("fold: in order") {
+  auto r = fold_call(std::nullopt, info("ringing"), 1);
+  CHECK(r.changed);
+  CHECK_FALSE(r.became_final);
+  CHECK(r.call.info.status == "ringing");
+  CHECK(r.call.order_key == 1);
+  r = fold_call(r.call, info("in-progress"), 2);
+  CHECK(r.changed);
+  CHECK_FALSE(r.became_final);
+  r = fold_call(r.call, info("completed", 42), 3);
+  CHECK(r.changed);
+  CHECK(r.became_final);
+  CHECK(r.call.info.status == "completed");
+  CHECK(r.call.info.duration_s == 42);
+  CHECK(r.call.order_key == 3);
+}
+
+TEST_CASE("fold: reverse order, each twice: one call, completed, right duration, queued once") {
+  Event ringing{info("ringing", 0), 1}, answered{info("in-progress"), 2},
+      completed{info("completed", 42), 3};
+  Outcome o = apply({completed, completed, answered, answered, ringing, ringing});
+  REQUIRE(o.stored);
+  CHECK(o.stored->info.status == "completed");
+  CHECK(o.stored->info.duration_s == 42);
+  CHECK(o.queued == 1);
+  CHECK(o.writes == 1);  // the late and duplicate events changed nothing
+}
+
+TEST_CASE("fold: every delivery order of ringing, answered, completed twice each") {
+  std::vector<int> order = {0, 0, 1, 1, 2, 2};
+  std::vector<Event> events = {{info("ringing", 0), 1},
+                               {info("in-progress"), 2},
+                               {info("completed", 42, "https://rec/1"), 3}};
+  int permutations = 0;
+  do {
+    std::vector<Event> seq;
+    for (int i : order) {
+      seq.push_back(events[static_cast<std::size_t>(i)]);
+    }
+    Outcome o = apply(seq);
+    REQUIRE(o.stored);
+    CHECK(o.stored->info.status == "completed");
+    CHECK(o.stored->info.duration_s == 42);
+    CHECK(o.stored->info.recording_url == "https://rec/1");
+    CHECK(o.stored->order_key == 3);
+    CHECK(o.queued == 1);
+    ++permutations;
+  } while (std::next_permutation(order.begin(), order.end()));
+  CHECK(permutations == 90);
+}
+
+TEST_CASE("fold: a duplicate changes nothing") {
+  auto first = fold_call(std::nullopt, info("completed", 42), 3);
+  auto again = fold_call(first.call, info("completed", 42), 3);
+  CHECK_FALSE(again.changed);
+  CHECK_FALSE(again.became_final);
+}
+
+TEST_CASE("fold: a late state never goes back") {
+  auto done = fold_call(std::nullopt, info("no-answer", 0), 5).call;
+  for (auto s : {"queued", "initiated", "ringing", "in-progress"}) {
+    CAPTURE(s);
+    auto r = fold_call(done, info(s), 9);  // even with a higher order key
+    CHECK_FALSE(r.changed);
+    CHECK(r.call.info.status == "no-answer");
+  }
+}
+
+TEST_CASE("fold: between two final states the higher order_key wins") {
+  auto a = fold_call(std::nullopt, info("no-answer"), 5).call;
+  auto r = fold_call(a, info("completed"), 7);
+  CHECK(r.changed);
+  CHECK_FALSE(r.became_final);  // already final: not queued again
+  CHECK(r.call.info.status == "completed");
+  CHECK(r.call.order_key == 7);
+
+  auto b = fold_call(std::nullopt, info("completed"), 7).call;
+  r = fold_call(b, info("no-answer"), 5);
+  CHECK_FALSE(r.changed);
+  CHECK(r.call.info.status == "completed");
+
+  r = fold_call(b, info("busy"), 7);  // a tie keeps what is stored
+  CHECK_FALSE(r.changed);
+}
+
+TEST_CASE("fold: `unknown` (closed after 4 hours) yields to a real final status") {
+  auto closed = fold_call(fold_call(std::nullopt, info("ringing"), 1).call, info("unknown"), 1);
+  CHECK(closed.became_final);
+  auto r = fold_call(closed.call, info("completed", 30), 0);
+  CHECK(r.changed);
+  CHECK_FALSE(r.became_final);
+  CHECK(r.call.info.status == "completed");
+  auto done = fold_call(std::nullopt, info("busy"), 1).call;
+  r = fold_call(done, info("unknown"), 99);
+  CHECK_FALSE(r.changed);
+  CHECK(r.call.info.status == "busy");
+}
+
+TEST_CASE("fold: fields fill in whenever they arrive") {
+  SUBCASE("recording after hangup") {
+    auto done = fold_call(std::nullopt, info("completed", 42), 3).call;
+    auto r = fold_call(done, info("", -1, "https://rec/1", ""), 4);
+    CHECK(r.changed);
+    CHECK_FALSE(r.became_final);
+    CHECK(r.call.info.status == "completed");
+    CHECK(r.call.info.recording_url == "https://rec/1");
+    CHECK(r.call.order_key == 3);  // the key of the event that set the status
+    // The first recording stays.
+    CHECK_FALSE(fold_call(r.call, info("", -1, "https://rec/2", ""), 5).changed);
+  }
+  SUBCASE("recording first: no status yet") {
+    auto r = fold_call(std::nullopt, info("", -1, "https://rec/1", ""), 4);
+    CHECK(r.changed);
+    CHECK_FALSE(r.became_final);
+    CHECK(r.call.info.status == "");
+    r = fold_call(r.call, info("ringing"), 1);  // an earlier event, delivered later
+    CHECK(r.call.info.status == "ringing");
+    CHECK(r.call.info.recording_url == "https://rec/1");
+  }
+  SUBCASE("duration from an earlier event delivered later") {
+    auto done = fold_call(std::nullopt, info("completed"), 3).call;
+    auto r = fold_call(done, info("in-progress", 42), 2);
+    CHECK(r.changed);
+    CHECK(r.call.info.status == "completed");
+    CHECK(r.call.info.duration_s == 42);
+  }
+  SUBCASE("direction from the first event that knows it") {
+    auto hangup = fold_call(std::nullopt, info("completed", 10, "", ""), 3).call;
+    auto r = fold_call(hangup, info("initiated", -1, "", "outbound"), 1);
+    CHECK(r.changed);
+    CHECK(r.call.info.direction == "outbound");
+    CHECK(r.call.info.status == "completed");
+  }
+  SUBCASE("an unknown status word is not stored") {
+    auto r = fold_call(std::nullopt, info("bogus"), 1);
+    CHECK(r.call.info.status == "");
+    CHECK_FALSE(r.became_final);
+  }
+}

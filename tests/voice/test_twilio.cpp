@@ -1,0 +1,318 @@
+// The Twilio route end to end, without sockets: a form post as Twilio sends it.
+#include <doctest/doctest.h>
+
+#include "channels/voice/signatures.hpp"
+#include "channels/voice/twilio.hpp"
+#include "helpers.hpp"
+
+using namespace sb::voice;
+using sb::voice::test::kCanon;
+using sb::voice::test::Request;
+
+namespace {
+
+sb::config::Twilio config(std::string public_url = "https://mycompany.com") {
+  sb::config::Twilio c;
+  c.name = "voice";
+  c.auth_token = "12345";
+  c.public_url = std::move(public_url);
+  return c;
+}
+
+std::string encode(std::string_view s) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else if (c == ' ') {
+      out.push_back('+');
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+// A form post signed the way Twilio signs it, for https://mycompany.com + target.
+Request signed_post(const FormParams& params, std::string target = "/webhooks/twilio/voice") {
+  Request r;
+  r.target = std::move(target);
+  r.content_type = "application/x-www-form-urlencoded; charset=UTF-8";
+  for (const auto& [k, v] : params) {
+    r.body += (r.body.empty() ? "" : "&") + encode(k) + "=" + encode(v);
+  }
+  r.with("X-Twilio-Signature",
+         twilio_signature("12345", "https://mycompany.com" + r.target, params));
+  return r;
+}
+
+FormParams status_callback(std::string status) {
+  return {{"CallSid", "CA0001"},
+          {"AccountSid", "AC1"},
+          {"From", "+14155550100"},
+          {"To", "+14155550199"},
+          {"Direction", "inbound"},
+          {"CallStatus", std::move(status)},
+          {"SequenceNumber", "2"},
+          {"Timestamp", "Tue, 11 Feb 2025 21:26:28 +0000"},
+          {"CallbackSource", "call-progress-events"}};
+}
+
+WebhookResult run(const Request& r, const sb::config::Twilio& c = config()) {
+  return handle_twilio(c, r.view(), "US", kCanon);
+}
+
+}  // namespace
+
+TEST_CASE("twilio route: the published vector, posted as a form") {
+  // Body in the wire order Twilio uses; signature from the helper libraries' tests.
+  Request r;
+  r.target = "/myapp.php?foo=1&bar=2";
+  r.content_type = "application/x-www-form-urlencoded";
+  r.body =
+      "CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309"
+      "&To=%2B18005551212";
+  r.with("X-Twilio-Signature", "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+  for (std::string url :
+       {"https://mycompany.com", "https://mycompany.com/", "https://mycompany.com:443"}) {
+    CAPTURE(url);
+    auto res = run(r, config(url));
+    REQUIRE(res.status == 200);
+    REQUIRE(res.event.has_value());
+    CHECK(res.event->call.external_id == "CA1234567890ABCDE");
+    CHECK(res.event->call.from->value == "+14158675309");
+    CHECK(res.response_content_type == "text/xml");
+    CHECK(res.response_body == R"(<?xml version="1.0" encoding="UTF-8"?><Response/>)");
+  }
+  SUBCASE("the :443 variant signature too") {
+    r.with("X-Twilio-Signature", "kvajT1Ptam85bY51eRf/AJRuM3w=");
+    CHECK(run(r).status == 200);
+  }
+}
+
+TEST_CASE("twilio route: a status callback becomes a call event") {
+  auto res = run(signed_post(status_callback("completed")));
+  REQUIRE(res.status == 200);
+  REQUIRE(res.event);
+  const auto& in = res.event->call;
+  CHECK(in.channel == "voice");
+  CHECK(in.kind == "call");
+  CHECK(in.account == "voice");
+  CHECK(in.direction == "inbound");
+  CHECK(in.external_id == "CA0001");
+  REQUIRE(in.from);
+  CHECK(in.from->type == "phone");
+  CHECK(in.from->value == "+14155550100");
+  REQUIRE(in.to.size() == 1);
+  CHECK(in.to[0].value == "+14155550199");
+  CHECK(in.occurred_at_ms == 1739309188000);
+  CHECK(res.event->order_key == 2);  // SequenceNumber wins over Timestamp
+  REQUIRE(in.call);
+  CHECK(in.call->status == "completed");
+  CHECK(in.call->direction == "inbound");
+  CHECK(in.call->duration_s == -1);
+}
+
+TEST_CASE("twilio route: fields") {
+  SUBCASE("duration and recording") {
+    auto p = status_callback("completed");
+    p.push_back({"CallDuration", "42"});
+    p.push_back({"RecordingUrl", "https://api.twilio.com/rec/RE1"});
+    auto res = run(signed_post(p));
+    REQUIRE(res.event);
+    CHECK(res.event->call.call->duration_s == 42);
+    CHECK(res.event->call.call->recording_url == "https://api.twilio.com/rec/RE1");
+  }
+  SUBCASE("order_key falls back to Timestamp, then 0") {
+    FormParams p = {{"CallSid", "CA1"},
+                    {"CallStatus", "ringing"},
+                    {"Timestamp", "Tue, 11 Feb 2025 16:26:28 -0500"}};
+    auto res = run(signed_post(p));
+    REQUIRE(res.event);
+    CHECK(res.event->order_key == 1739309188000);
+    res = run(signed_post({{"CallSid", "CA1"}, {"CallStatus", "ringing"}}));
+    REQUIRE(res.event);
+    CHECK(res.event->order_key == 0);
+    CHECK(res.event->call.occurred_at_ms == 0);
+  }
+  SUBCASE("a recording status callback carries no status change") {
+    auto res = run(signed_post({{"CallSid", "CA1"},
+                                {"RecordingSid", "RE1"},
+                                {"RecordingStatus", "completed"},
+                                {"RecordingUrl", "https://api.twilio.com/rec/RE1"}}));
+    REQUIRE(res.event);
+    CHECK(res.event->call.call->status == "");
+    CHECK(res.event->call.call->recording_url == "https://api.twilio.com/rec/RE1");
+  }
+  SUBCASE("outbound calls: the customer is To") {
+    auto p = status_callback("no-answer");
+    p[4].second = "outbound-api";
+    auto res = run(signed_post(p));
+    REQUIRE(res.event);
+    CHECK(res.event->call.direction == "outbound");
+    CHECK(res.event->call.from->value == "+14155550199");
+    CHECK(res.event->call.to[0].value == "+14155550100");
+  }
+  SUBCASE("national numbers use the default region") {
+    auto p = status_callback("ringing");
+    p[2].second = "(415) 555-0100";
+    auto res = run(signed_post(p));
+    REQUIRE(res.event);
+    CHECK(res.event->call.from->value == "+14155550100");
+  }
+}
+
+TEST_CASE("twilio route: withheld callers yield the call without a caller") {
+  for (std::string from : {"+266696687", "266696687", "anonymous", "Anonymous", "RESTRICTED",
+                           "unknown", "private", "", "sip:anonymous@anonymous.invalid"}) {
+    CAPTURE(from);
+    auto p = status_callback("ringing");
+    p[2].second = from;
+    auto res = run(signed_post(p));
+    REQUIRE(res.status == 200);
+    REQUIRE(res.event);
+    CHECK_FALSE(res.event->call.from.has_value());
+    CHECK(res.event->call.external_id == "CA0001");
+  }
+}
+
+TEST_CASE("twilio route: CallStatus, AnsweredBy and Direction mapping") {
+  struct Row {
+    std::string call_status, answered_by, expected;
+  };
+  for (const Row& row :
+       std::initializer_list<Row>{{"queued", "", "queued"},
+                                  {"initiated", "", "initiated"},
+                                  {"ringing", "", "ringing"},
+                                  {"in-progress", "", "in-progress"},
+                                  {"completed", "", "completed"},
+                                  {"busy", "", "busy"},
+                                  {"no-answer", "", "no-answer"},
+                                  {"failed", "", "failed"},
+                                  {"canceled", "", "canceled"},
+                                  {"completed", "human", "completed"},
+                                  {"completed", "machine_start", "voicemail"},
+                                  {"completed", "machine_end_beep", "voicemail"},
+                                  {"completed", "machine_end_silence", "voicemail"},
+                                  {"completed", "machine_end_other", "voicemail"},
+                                  {"in-progress", "machine_start", "in-progress"},
+                                  {"some-new-status", "", ""}}) {
+    CAPTURE(row.call_status);
+    CAPTURE(row.answered_by);
+    auto p = status_callback(row.call_status);
+    if (!row.answered_by.empty()) {
+      p.push_back({"AnsweredBy", row.answered_by});
+    }
+    auto res = run(signed_post(p));
+    REQUIRE(res.event);
+    CHECK(res.event->call.call->status == row.expected);
+  }
+  for (auto [twilio, ours] : std::initializer_list<std::pair<std::string, std::string>>{
+           {"inbound", "inbound"},
+           {"outbound-api", "outbound"},
+           {"outbound-dial", "outbound"},
+           {"trunking-originating", "inbound"},
+           {"trunking-terminating", "outbound"},
+           {"", ""}}) {
+    CAPTURE(twilio);
+    auto p = status_callback("ringing");
+    p[4].second = twilio;
+    auto res = run(signed_post(p));
+    REQUIRE(res.event);
+    CHECK(res.event->call.call->direction == ours);
+  }
+}
+
+TEST_CASE("twilio route: rejections store nothing") {
+  SUBCASE("missing signature: 401") {
+    auto r = signed_post(status_callback("completed"));
+    r.headers.clear();
+    auto res = run(r);
+    CHECK(res.status == 401);
+    CHECK(res.error_code == "missing_signature");
+    CHECK_FALSE(res.event);
+  }
+  SUBCASE("forged signature: 403") {
+    auto r = signed_post(status_callback("completed"));
+    r.body += "&CallDuration=9999";  // changed after signing
+    auto res = run(r);
+    CHECK(res.status == 403);
+    CHECK(res.error_code == "bad_signature");
+    CHECK_FALSE(res.event);
+  }
+  SUBCASE("signed for another URL: 403") {
+    auto r = signed_post(status_callback("completed"));
+    r.target = "/webhooks/twilio/other";
+    CHECK(run(r).status == 403);
+  }
+  SUBCASE("another auth token: 403") {
+    auto c = config();
+    c.auth_token = "other";
+    CHECK(run(signed_post(status_callback("completed")), c).status == 403);
+  }
+  SUBCASE("wrong content type: 415") {
+    auto r = signed_post(status_callback("completed"));
+    r.content_type = "text/plain";
+    auto res = run(r);
+    CHECK(res.status == 415);
+    CHECK(res.error_code == "unsupported_media_type");
+    CHECK_FALSE(res.event);
+  }
+  SUBCASE("not POST: 405") {
+    auto r = signed_post(status_callback("completed"));
+    r.method = "GET";
+    CHECK(run(r).status == 405);
+  }
+  SUBCASE("signed but no CallSid: 400 naming the field") {
+    auto res = run(signed_post({{"CallStatus", "completed"}}));
+    CHECK(res.status == 400);
+    CHECK(res.error_message.find("CallSid") != std::string::npos);
+    CHECK_FALSE(res.event);
+  }
+  SUBCASE("signed but a bad CallDuration: 400 naming the field") {
+    auto p = status_callback("completed");
+    p.push_back({"CallDuration", "forty"});
+    auto res = run(signed_post(p));
+    CHECK(res.status == 400);
+    CHECK(res.error_message.find("CallDuration") != std::string::npos);
+  }
+  SUBCASE("signed but a bad Timestamp: 400 naming the field") {
+    auto p = status_callback("completed");
+    p[7].second = "yesterday";
+    auto res = run(signed_post(p));
+    CHECK(res.status == 400);
+    CHECK(res.error_message.find("Timestamp") != std::string::npos);
+  }
+}
+
+TEST_CASE("twilio route: JSON body with bodySHA256") {
+  std::string body =
+      R"({"CallSid":"CA9","CallStatus":"busy","From":"+14155550100","SequenceNumber":3})";
+  Request r;
+  r.target = "/webhooks/twilio/voice?bodySHA256=" + sha256_hex(body);
+  r.content_type = "application/json";
+  r.body = body;
+  r.with("X-Twilio-Signature", twilio_signature("12345", "https://mycompany.com" + r.target, {}));
+  auto res = run(r);
+  REQUIRE(res.status == 200);
+  REQUIRE(res.event);
+  CHECK(res.event->call.external_id == "CA9");
+  CHECK(res.event->call.call->status == "busy");
+  CHECK(res.event->order_key == 3);
+  r.body = R"({"CallSid":"CA9","CallStatus":"completed","From":"+14155550100"})";
+  CHECK(run(r).status == 403);
+}
+
+TEST_CASE("RFC 2822 dates") {
+  CHECK(parse_rfc2822("Tue, 11 Feb 2025 21:26:28 +0000") == 1739309188000);
+  CHECK(parse_rfc2822("11 Feb 2025 21:26:28 GMT") == 1739309188000);
+  CHECK(parse_rfc2822("Tue, 11 Feb 2025 16:26:28 -0500") == 1739309188000);
+  CHECK(parse_rfc2822("Tue, 11 Feb 2025 13:26:28 PST") == 1739309188000);
+  CHECK(parse_rfc2822("Tue, 11 Feb 2025 21:26 +0000") == 1739309160000);
+  CHECK_FALSE(parse_rfc2822("Tue, 11 Foo 2025 21:26:28 +0000"));
+  CHECK_FALSE(parse_rfc2822("2025-02-11T21:26:28Z"));
+  CHECK_FALSE(parse_rfc2822(""));
+}
