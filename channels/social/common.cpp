@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
 
 namespace sb::social {
 
@@ -77,6 +78,28 @@ std::string ascii_lower(std::string_view s) {
     if (c >= 'A' && c <= 'Z') {
       c = static_cast<char>(c - 'A' + 'a');
     }
+  }
+  return out;
+}
+
+std::optional<BaseUrl> parse_base_url(std::string_view url) {
+  auto parsed = boost::urls::parse_absolute_uri(url);
+  if (!parsed || !parsed->has_authority()) {
+    return std::nullopt;
+  }
+  BaseUrl out;
+  out.scheme = ascii_lower(parsed->scheme());
+  if (out.scheme != "http" && out.scheme != "https") {
+    return std::nullopt;
+  }
+  out.host = ascii_lower(parsed->host());
+  if (out.host.empty()) {
+    return std::nullopt;
+  }
+  out.port = parsed->has_port() ? parsed->port_number() : (out.scheme == "https" ? 443 : 80);
+  out.path = parsed->encoded_path();
+  while (!out.path.empty() && out.path.back() == '/') {
+    out.path.pop_back();
   }
   return out;
 }

@@ -50,6 +50,16 @@ bool id_less(std::string_view a, std::string_view b);
 // ASCII lower-casing (identities are compared byte-wise after this).
 std::string ascii_lower(std::string_view s);
 
+// A channel's base_url split up, for the HTTP client and for Mastodon's instance domain.
+// `path` has no trailing '/', so `path + target` is the request target.
+struct BaseUrl {
+  std::string scheme;  // http | https
+  std::string host;    // lower-cased, no port
+  std::uint16_t port = 0;
+  std::string path;
+};
+std::optional<BaseUrl> parse_base_url(std::string_view url);
+
 // A JSON error body of SPEC section 3: {"error":{"code":...,"message":...}}.
 std::string error_body(std::string_view code, std::string_view message);
 
