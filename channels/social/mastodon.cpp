@@ -16,9 +16,9 @@ std::string mastodon_notifications_target(std::string_view min_id, int limit) {
   // types[] is sent percent-encoded ("types%5B%5D"): Rails reads both, and the encoded form is
   // what URL libraries produce, so a fake or proxy sees one spelling.
   std::string t = "/api/v1/notifications?types%5B%5D=mention&limit=" + std::to_string(limit);
-  if (!min_id.empty()) {
-    t += "&min_id=" + std::string(min_id);
-  }
+  // Without min_id Mastodon answers the *newest* page, and paging forward from it would skip
+  // everything older: a first start (no cursor yet) reads the whole history from min_id=0.
+  t += "&min_id=" + (min_id.empty() ? std::string("0") : std::string(min_id));
   return t;
 }
 

@@ -20,7 +20,7 @@
 
 namespace sb::social {
 
-inline constexpr int kMastodonPageLimit = 40;  // the API's maximum for notifications
+inline constexpr int kMastodonPageLimit = 40;  // the API default (maximum 80)
 
 struct MastodonPage {
   bool ok = false;
@@ -30,7 +30,8 @@ struct MastodonPage {
   std::size_t notifications = 0;  // notifications in the page, of every type
 };
 
-// "/api/v1/notifications?types[]=mention&limit=40[&min_id=...]" (append to base_url's path).
+// "/api/v1/notifications?types[]=mention&limit=40&min_id=<cursor or 0>" (append to base_url's
+// path). An empty cursor reads from the beginning (min_id=0), oldest first.
 std::string mastodon_notifications_target(std::string_view min_id, int limit = kMastodonPageLimit);
 
 // The instance's domain from base_url ("mastodon.example"), for local accounts' identities.

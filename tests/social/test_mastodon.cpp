@@ -118,7 +118,8 @@ TEST_CASE("Mastodon instance domain and base URL") {
   CHECK(u->port == 8081);
   CHECK(u->path == "/prefix");
   CHECK_FALSE(parse_base_url("ftp://x"));
-  CHECK(mastodon_notifications_target("") == "/api/v1/notifications?types%5B%5D=mention&limit=40");
+  CHECK(mastodon_notifications_target("") ==
+        "/api/v1/notifications?types%5B%5D=mention&limit=40&min_id=0");
   CHECK(mastodon_notifications_target("34975861", 40) ==
         "/api/v1/notifications?types%5B%5D=mention&limit=40&min_id=34975861");
 }
