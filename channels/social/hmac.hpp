@@ -1,0 +1,15 @@
+#pragma once
+// HMAC-SHA256 and a constant-time comparison, for webhook signatures (DESIGN-NOTES invariant 5:
+// every signature a constant-time compare).
+#include <string>
+#include <string_view>
+
+namespace sb::social {
+
+// Lower-case hex of HMAC-SHA256(key, data), via OpenSSL 3 EVP_MAC.
+std::string hmac_sha256_hex(std::string_view key, std::string_view data);
+
+// Compares two strings in time that depends only on their lengths (CRYPTO_memcmp).
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+}  // namespace sb::social

@@ -1,0 +1,175 @@
+#include "channels/social/mastodon.hpp"
+
+#include <algorithm>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "channels/social/html_text.hpp"
+#include "core/time.hpp"
+
+namespace sb::social {
+
+namespace json = boost::json;
+
+std::string mastodon_notifications_target(std::string_view min_id, int limit) {
+  // types[] is sent percent-encoded ("types%5B%5D"): Rails reads both, and the encoded form is
+  // what URL libraries produce, so a fake or proxy sees one spelling.
+  std::string t = "/api/v1/notifications?types%5B%5D=mention&limit=" + std::to_string(limit);
+  // Without min_id Mastodon answers the *newest* page, and paging forward from it would skip
+  // everything older: a first start (no cursor yet) reads the whole history from min_id=0.
+  t += "&min_id=" + (min_id.empty() ? std::string("0") : std::string(min_id));
+  return t;
+}
+
+std::string mastodon_instance_domain(std::string_view base_url) {
+  auto url = parse_base_url(base_url);
+  return url ? url->host : std::string();
+}
+
+namespace {
+
+std::optional<Inbound> mention_to_inbound(const config::Mastodon& cfg, std::string_view domain,
+                                          const json::object& status) {
+  const json::object* account = obj_at(status, "account");
+  std::string status_id = str_at(status, "id");
+  if (account == nullptr || status_id.empty()) {
+    return std::nullopt;
+  }
+  std::string acct = str_at(*account, "acct");
+  if (acct.empty()) {
+    return std::nullopt;
+  }
+  Inbound in;
+  in.channel = "mastodon";
+  in.account = cfg.name;
+  std::string visibility = str_at(status, "visibility");
+  in.kind = visibility == "direct" ? "direct_message" : "mention";
+  in.external_id = status_id;
+  // acct is "user" for accounts of this instance and "user@domain" for remote ones; the
+  // canonical identity is always user@domain.
+  std::string value = acct.find('@') == std::string::npos ? acct + "@" + std::string(domain) : acct;
+  in.from = Identity{"mastodon", ascii_lower(value), str_at(*account, "display_name"), "@" + acct};
+
+  const json::array* mentions = arr_at(status, "mentions");
+  MentionResolver resolve = [mentions](std::string_view href) -> std::optional<std::string> {
+    if (mentions == nullptr) {
+      return std::nullopt;
+    }
+    for (const json::value& m : *mentions) {
+      const json::object* mo = m.if_object();
+      if (mo != nullptr && str_at(*mo, "url") == href) {
+        return str_at(*mo, "acct");
+      }
+    }
+    return std::nullopt;
+  };
+  in.text = html_to_text(str_at(status, "content"), resolve);
+  std::string spoiler = str_at(status, "spoiler_text");
+  if (!spoiler.empty()) {
+    in.subject = spoiler;  // the content warning reads like a subject line
+  }
+  if (auto at = parse_rfc3339(str_at(status, "created_at"))) {
+    in.occurred_at_ms = *at;
+  }
+  if (const json::array* media = arr_at(status, "media_attachments")) {
+    for (const json::value& mv : *media) {
+      if (const json::object* m = mv.if_object()) {
+        std::string url = str_at(*m, "url");
+        std::string name = url.substr(url.find_last_of('/') + 1);
+        in.attachments.push_back(Attachment{name, str_at(*m, "type"), 0});
+      }
+    }
+  }
+  std::string parent = str_at(status, "in_reply_to_id");
+  if (!parent.empty()) {
+    in.in_reply_to = parent;
+    in.thread_lookup.push_back("mastodon:" + cfg.name + ":" + parent);
+  }
+  in.thread_record.push_back("mastodon:" + cfg.name + ":" + status_id);
+  in.flags.push_back("visibility:" + (visibility.empty() ? std::string("public") : visibility));
+  return in;
+}
+
+}  // namespace
+
+MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body) {
+  MastodonPage page;
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec || !root.is_array()) {
+    page.error = "the notifications response is not a JSON array";
+    return page;
+  }
+  std::string domain = mastodon_instance_domain(cfg.base_url);
+  std::vector<std::pair<std::string, Inbound>> found;  // notification id, item
+  for (const json::value& v : root.get_array()) {
+    const json::object* n = v.if_object();
+    if (n == nullptr) {
+      continue;
+    }
+    std::string id = str_at(*n, "id");
+    if (id.empty()) {
+      continue;
+    }
+    ++page.notifications;
+    if (page.newest_id.empty() || id_less(page.newest_id, id)) {
+      page.newest_id = id;
+    }
+    // Other types still move the cursor (an old server may ignore types[]); a mention whose
+    // status was deleted meanwhile arrives with status null and is skipped.
+    const json::object* status = obj_at(*n, "status");
+    if (str_at(*n, "type") != "mention" || status == nullptr) {
+      continue;
+    }
+    if (auto in = mention_to_inbound(cfg, domain, *status)) {
+      found.emplace_back(id, std::move(*in));
+    }
+  }
+  std::stable_sort(found.begin(), found.end(),
+                   [](const auto& a, const auto& b) { return id_less(a.first, b.first); });
+  for (auto& [id, in] : found) {
+    page.items.push_back(std::move(in));
+  }
+  page.ok = true;
+  return page;
+}
+
+std::string mastodon_visibility(const Inbound& in) {
+  for (const std::string& f : in.flags) {
+    if (f.rfind("visibility:", 0) == 0) {
+      return f.substr(11);
+    }
+  }
+  return in.kind == "direct_message" ? "direct" : "public";
+}
+
+HttpRequestSpec mastodon_reply(const config::Mastodon& cfg, const MastodonReply& reply) {
+  std::string acct = reply.acct;
+  if (!acct.empty() && acct.front() == '@') {
+    acct.erase(0, 1);
+  }
+  json::object body;
+  body["status"] = "@" + acct + " " + reply.text;
+  body["in_reply_to_id"] = reply.in_reply_to_id;
+  body["visibility"] = reply.visibility.empty() ? "public" : reply.visibility;
+  HttpRequestSpec r;
+  r.method = "POST";
+  r.target = "/api/v1/statuses";
+  r.content_type = "application/json";
+  r.body = json::serialize(body);
+  r.headers.emplace_back("Authorization", "Bearer " + cfg.access_token);
+  r.headers.emplace_back("Idempotency-Key", reply.idempotency_key);
+  return r;
+}
+
+std::string parse_mastodon_status_id(std::string_view body) {
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec || !root.is_object()) {
+    return {};
+  }
+  return str_at(root.get_object(), "id");
+}
+
+}  // namespace sb::social

@@ -1,0 +1,62 @@
+#pragma once
+// Mastodon: mention notifications in, threaded replies out (issue 6; docs.joinmastodon.org
+// methods/notifications and methods/statuses).
+//
+// Polling protocol, for the poller built on this: the cursor is the newest committed
+// notification id. Ask `mastodon_notifications_target(cursor)` (min_id = cursor): Mastodon then
+// returns the page of notifications *immediately newer* than min_id (newest first inside the
+// page). parse_mastodon_notifications returns them oldest first with the page's newest id;
+// submit items + cursor in one transaction, then ask again with the new cursor until a page
+// comes back with fewer than `limit` notifications (caught up). No gap, no duplicate, oldest
+// first; a crash replays one page and dedupe absorbs it. Pace with rate_pacing.hpp.
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "channels/social/common.hpp"
+#include "config/config.hpp"
+#include "core/interaction.hpp"
+
+namespace sb::social {
+
+inline constexpr int kMastodonPageLimit = 40;  // the API default (maximum 80)
+
+struct MastodonPage {
+  bool ok = false;
+  std::string error;              // when !ok: why the body was rejected
+  std::vector<Inbound> items;     // mentions and direct messages, oldest first
+  std::string newest_id;          // highest notification id in the page (any type): the new cursor
+  std::size_t notifications = 0;  // notifications in the page, of every type
+};
+
+// "/api/v1/notifications?types[]=mention&limit=40&min_id=<cursor or 0>" (append to base_url's
+// path). An empty cursor reads from the beginning (min_id=0), oldest first.
+std::string mastodon_notifications_target(std::string_view min_id, int limit = kMastodonPageLimit);
+
+// The instance's domain from base_url ("mastodon.example"), for local accounts' identities.
+std::string mastodon_instance_domain(std::string_view base_url);
+
+// Parses a GET /api/v1/notifications response body.
+MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body);
+
+// The visibility of the mention an interaction came from (kept in its flags as
+// "visibility:<v>"), which a reply must repeat; "direct" for direct messages, else "public".
+std::string mastodon_visibility(const Inbound& in);
+
+struct MastodonReply {
+  std::string acct;             // the customer's acct, "user" or "user@domain" (no leading @)
+  std::string text;             // the agent's answer
+  std::string in_reply_to_id;   // the customer's status id (the interaction's external_id)
+  std::string visibility;       // same as the mention's
+  std::string idempotency_key;  // the outbound interaction id: a retried POST never posts twice
+};
+
+// POST /api/v1/statuses with status = "@acct text", in_reply_to_id, visibility, and the
+// Idempotency-Key header (Mastodon keeps keys for one hour).
+HttpRequestSpec mastodon_reply(const config::Mastodon& cfg, const MastodonReply& reply);
+
+// The new status id of a successful reply (the outbound interaction's external id).
+std::string parse_mastodon_status_id(std::string_view body);
+
+}  // namespace sb::social

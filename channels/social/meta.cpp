@@ -1,0 +1,361 @@
+#include "channels/social/meta.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/url/parse.hpp>
+
+#include "channels/social/hmac.hpp"
+
+namespace sb::social {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view kJson = "application/json";
+
+MetaResult fail(int status, std::string_view code, std::string_view message) {
+  MetaResult r;
+  r.status = status;
+  r.error_code = code;
+  r.error_message = message;
+  r.response_body = error_body(code, message);
+  r.content_type = kJson;
+  return r;
+}
+
+// GET verification (Meta "Getting Started > Verification Requests"): Meta sends hub.mode,
+// hub.verify_token and hub.challenge and expects the challenge echoed back with 200.
+MetaResult verify_subscription(const config::Meta& cfg, std::string_view target) {
+  auto url = boost::urls::parse_origin_form(target);
+  if (!url) {
+    return fail(400, "bad_request", "the request target is not a valid URL");
+  }
+  std::string mode, token, challenge;
+  for (auto param : url->params()) {
+    if (param.key == "hub.mode") {
+      mode = param.value;
+    } else if (param.key == "hub.verify_token") {
+      token = param.value;
+    } else if (param.key == "hub.challenge") {
+      challenge = param.value;
+    }
+  }
+  if (mode != "subscribe" || cfg.verify_token.empty() ||
+      !constant_time_equal(token, cfg.verify_token)) {
+    return fail(403, "verification_failed", "hub.mode or hub.verify_token does not match");
+  }
+  MetaResult r;
+  r.status = 200;
+  r.response_body = challenge;
+  r.content_type = "text/plain";
+  return r;
+}
+
+// Meta attachment types are coarse (image, video, audio, file, ...); map them to a MIME family so
+// the interaction's attachment list stays meaningful.
+std::string mime_for_messenger_type(std::string_view type) {
+  if (type == "image" || type == "video" || type == "audio") {
+    return std::string(type) + "/*";
+  }
+  return "application/octet-stream";
+}
+
+// Messenger (`object: page`) and Instagram (`object: instagram`) share the messaging[] shape
+// (Messenger Platform "messages" webhook reference; Instagram Platform webhook examples).
+void parse_messaging(const config::Meta& cfg, std::string_view channel, const json::object& entry,
+                     MetaResult& out) {
+  const json::array* messaging = arr_at(entry, "messaging");
+  if (messaging == nullptr) {
+    return;  // `standby` (handover protocol) and `changes` (comments, ...) are not messages
+  }
+  for (const json::value& ev_value : *messaging) {
+    const json::object* ev = ev_value.if_object();
+    const json::object* msg = ev == nullptr ? nullptr : obj_at(*ev, "message");
+    // read, delivery, reaction, postback, optin, ... events carry no `message`.
+    if (msg == nullptr) {
+      continue;
+    }
+    // Echoes are our own page's sends (message_echoes); Instagram also reports deletions.
+    if (bool_at(*msg, "is_echo") || bool_at(*msg, "is_deleted")) {
+      continue;
+    }
+    const json::object* sender = obj_at(*ev, "sender");
+    const json::object* recipient = obj_at(*ev, "recipient");
+    std::string sender_id = sender == nullptr ? "" : str_at(*sender, "id");
+    std::string page_id = recipient == nullptr ? str_at(entry, "id") : str_at(*recipient, "id");
+    std::string mid = str_at(*msg, "mid");
+    if (sender_id.empty() || mid.empty()) {
+      continue;
+    }
+    Inbound in;
+    in.channel = channel;
+    in.account = cfg.name;
+    in.kind = "direct_message";
+    in.external_id = mid;
+    in.from = Identity{std::string(channel), sender_id, "", ""};
+    in.to.push_back(Identity{std::string(channel), page_id, "", ""});
+    in.text = str_at(*msg, "text");
+    in.occurred_at_ms = int_at(*ev, "timestamp").value_or(0);
+    if (const json::object* reply_to = obj_at(*msg, "reply_to")) {
+      in.in_reply_to = str_at(*reply_to, "mid");
+    }
+    if (const json::array* atts = arr_at(*msg, "attachments")) {
+      std::string placeholder;
+      for (const json::value& a : *atts) {
+        if (const json::object* att = a.if_object()) {
+          std::string type = str_at(*att, "type");
+          in.attachments.push_back(Attachment{"", mime_for_messenger_type(type), 0});
+          placeholder += (placeholder.empty() ? "[" : " [") + type + "]";
+        }
+      }
+      if (in.text.empty()) {
+        in.text = placeholder;
+      }
+    }
+    if (in.text.empty() && bool_at(*msg, "is_unsupported")) {
+      in.text = "[unsupported message]";
+    }
+    std::string key = std::string(channel) + ":" + cfg.name + ":" + page_id + ":" + sender_id;
+    in.thread_lookup.push_back(key);
+    in.thread_record.push_back(key);
+    out.items.push_back(std::move(in));
+  }
+}
+
+std::string whatsapp_text(const json::object& m, std::string_view type, Inbound& in) {
+  if (type == "text") {
+    const json::object* t = obj_at(m, "text");
+    return t == nullptr ? "" : str_at(*t, "body");
+  }
+  // Media messages carry an id to fetch the bytes with later (GET /{media-id}), a MIME type, for
+  // documents a filename, and an optional caption (WhatsApp "messages" webhook reference).
+  if (type == "image" || type == "audio" || type == "video" || type == "document" ||
+      type == "sticker") {
+    const json::object* media = obj_at(m, type);
+    std::string text = "[" + std::string(type) + "]";
+    if (media != nullptr) {
+      std::string filename = str_at(*media, "filename");
+      if (filename.empty()) {
+        filename = str_at(*media, "id");  // the media id: what a later download needs
+      }
+      in.attachments.push_back(Attachment{filename, str_at(*media, "mime_type"), 0});
+      std::string caption = str_at(*media, "caption");
+      if (!caption.empty()) {
+        text += " " + caption;
+      }
+    }
+    return text;
+  }
+  if (type == "location") {
+    const json::object* loc = obj_at(m, "location");
+    std::string text = "[location]";
+    if (loc != nullptr) {
+      for (std::string_view k : {"name", "address"}) {
+        std::string v = str_at(*loc, k);
+        if (!v.empty()) {
+          text += " " + v;
+        }
+      }
+      if (const json::value* lat = loc->if_contains("latitude")) {
+        if (const json::value* lon = loc->if_contains("longitude")) {
+          if (lat->is_number() && lon->is_number()) {
+            text += " (" + std::to_string(lat->to_number<double>()) + ", " +
+                    std::to_string(lon->to_number<double>()) + ")";
+          }
+        }
+      }
+    }
+    return text;
+  }
+  if (type == "button") {  // quick-reply button of a template message
+    const json::object* b = obj_at(m, "button");
+    return b == nullptr ? "[button]" : str_at(*b, "text");
+  }
+  if (type == "interactive") {
+    if (const json::object* i = obj_at(m, "interactive")) {
+      for (std::string_view k : {"button_reply", "list_reply"}) {
+        if (const json::object* r = obj_at(*i, k)) {
+          return str_at(*r, "title");
+        }
+      }
+    }
+    return "[interactive]";
+  }
+  return "[" + std::string(type.empty() ? "unsupported" : type) + "]";
+}
+
+// WhatsApp Cloud API: entry[].changes[] with field "messages"; value holds metadata, contacts,
+// messages (from customers) and statuses (of our sends).
+void parse_whatsapp(const config::Meta& cfg, const json::object& entry, MetaResult& out,
+                    const PhoneCanonicaliser& phone, std::string_view region) {
+  const json::array* changes = arr_at(entry, "changes");
+  if (changes == nullptr) {
+    return;
+  }
+  for (const json::value& c : *changes) {
+    const json::object* change = c.if_object();
+    const json::object* value = change == nullptr ? nullptr : obj_at(*change, "value");
+    if (value == nullptr) {
+      continue;
+    }
+    const json::object* meta = obj_at(*value, "metadata");
+    std::string phone_number_id = meta == nullptr ? "" : str_at(*meta, "phone_number_id");
+    std::string display_number = meta == nullptr ? "" : str_at(*meta, "display_phone_number");
+    const json::array* contacts = arr_at(*value, "contacts");
+    auto name_of = [&](const std::string& wa_id) -> std::string {
+      if (contacts == nullptr) {
+        return {};
+      }
+      for (const json::value& cv : *contacts) {
+        const json::object* contact = cv.if_object();
+        if (contact != nullptr && str_at(*contact, "wa_id") == wa_id) {
+          const json::object* profile = obj_at(*contact, "profile");
+          return profile == nullptr ? "" : str_at(*profile, "name");
+        }
+      }
+      return {};
+    };
+    if (const json::array* messages = arr_at(*value, "messages")) {
+      for (const json::value& mv : *messages) {
+        const json::object* m = mv.if_object();
+        if (m == nullptr) {
+          continue;
+        }
+        std::string type = str_at(*m, "type");
+        std::string wa_id = str_at(*m, "from");
+        std::string id = str_at(*m, "id");
+        // Reactions point at an existing message and "system" messages report number changes:
+        // neither is something a customer wrote to us.
+        if (wa_id.empty() || id.empty() || type == "reaction" || type == "system") {
+          continue;
+        }
+        Inbound in;
+        in.channel = "whatsapp";
+        in.account = cfg.name;
+        in.kind = "direct_message";
+        in.external_id = id;
+        // wa_id is the sender's phone number without "+": E.164 once the "+" is back, which is
+        // what matches the customer's phone across channels.
+        std::string raw = "+" + wa_id;
+        std::optional<std::string> e164 = phone ? phone(raw, region) : std::optional(raw);
+        in.from = Identity{"whatsapp", e164.value_or(raw), name_of(wa_id), ""};
+        if (!e164) {
+          in.flags.push_back("malformed");
+        }
+        if (!display_number.empty()) {
+          in.to.push_back(Identity{"whatsapp", "+" + display_number, "", ""});
+        }
+        in.text = whatsapp_text(*m, type, in);
+        in.occurred_at_ms = int_at(*m, "timestamp").value_or(0) * 1000;
+        if (const json::object* ctx = obj_at(*m, "context")) {
+          in.in_reply_to = str_at(*ctx, "id");
+        }
+        std::string key = "whatsapp:" + cfg.name + ":" + phone_number_id + ":" + wa_id;
+        in.thread_lookup.push_back(key);
+        in.thread_record.push_back(key);
+        out.items.push_back(std::move(in));
+      }
+    }
+    if (const json::array* statuses = arr_at(*value, "statuses")) {
+      for (const json::value& sv : *statuses) {
+        const json::object* s = sv.if_object();
+        if (s == nullptr) {
+          continue;
+        }
+        SendStatus st;
+        st.channel = "whatsapp";
+        st.external_id = str_at(*s, "id");
+        st.status = str_at(*s, "status");
+        st.recipient_id = str_at(*s, "recipient_id");
+        st.occurred_at_ms = int_at(*s, "timestamp").value_or(0) * 1000;
+        if (const json::array* errors = arr_at(*s, "errors"); errors && !errors->empty()) {
+          if (const json::object* e = errors->front().if_object()) {
+            st.error_title = str_at(*e, "title");
+            st.error_message = str_at(*e, "message");
+            if (const json::object* data = obj_at(*e, "error_data");
+                data != nullptr && st.error_message.empty()) {
+              st.error_message = str_at(*data, "details");
+            }
+          }
+        }
+        if (!st.external_id.empty() && !st.status.empty()) {
+          out.statuses.push_back(std::move(st));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool meta_signature_valid(std::string_view app_secret, std::string_view body,
+                          std::string_view header_value) {
+  constexpr std::string_view prefix = "sha256=";
+  if (app_secret.empty() || header_value.substr(0, prefix.size()) != prefix) {
+    return false;
+  }
+  std::string given = ascii_lower(header_value.substr(prefix.size()));
+  std::string expected = hmac_sha256_hex(app_secret, body);
+  return !expected.empty() && constant_time_equal(given, expected);
+}
+
+bool parse_meta_payload(const config::Meta& cfg, std::string_view body, MetaResult& out,
+                        const PhoneCanonicaliser& phone, std::string_view default_region,
+                        std::string& error) {
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec || !root.is_object()) {
+    error = "the body is not a JSON object";
+    return false;
+  }
+  const json::object& obj = root.get_object();
+  std::string object = str_at(obj, "object");
+  const json::array* entries = arr_at(obj, "entry");
+  if (entries == nullptr) {
+    return true;  // nothing to do; an unknown shape must not make Meta retry forever
+  }
+  for (const json::value& ev : *entries) {
+    const json::object* entry = ev.if_object();
+    if (entry == nullptr) {
+      continue;
+    }
+    if (object == "page") {
+      parse_messaging(cfg, "messenger", *entry, out);
+    } else if (object == "instagram") {
+      parse_messaging(cfg, "instagram", *entry, out);
+    } else if (object == "whatsapp_business_account") {
+      parse_whatsapp(cfg, *entry, out, phone, default_region);
+    }
+  }
+  return true;
+}
+
+MetaResult handle_meta(const config::Meta& cfg, std::string_view method, std::string_view target,
+                       std::string_view body, const HeaderLookup& header,
+                       const PhoneCanonicaliser& phone, std::string_view default_region) {
+  if (method == "GET") {
+    return verify_subscription(cfg, target);
+  }
+  if (method != "POST") {
+    return fail(405, "method_not_allowed", "only GET and POST are accepted");
+  }
+  // The signature covers the raw bytes exactly as sent: verify before parsing anything.
+  std::optional<std::string> signature = header ? header("X-Hub-Signature-256") : std::nullopt;
+  if (!signature || signature->empty()) {
+    return fail(401, "missing_signature", "the X-Hub-Signature-256 header is missing");
+  }
+  if (!meta_signature_valid(cfg.app_secret, body, *signature)) {
+    return fail(403, "bad_signature", "the X-Hub-Signature-256 signature does not match");
+  }
+  MetaResult r;
+  std::string error;
+  if (!parse_meta_payload(cfg, body, r, phone, default_region, error)) {
+    return fail(400, "invalid_json", error);
+  }
+  r.status = 200;
+  r.response_body = R"({"status":"ok"})";
+  r.content_type = kJson;
+  return r;
+}
+
+}  // namespace sb::social

@@ -1,0 +1,44 @@
+#pragma once
+// Replies through Meta: the Messenger/Instagram Send API and the WhatsApp Cloud API messages
+// endpoint. Builds the request, and classifies the provider's answer into a send state.
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "channels/social/common.hpp"
+#include "config/config.hpp"
+
+namespace sb::social {
+
+// The outcome of a send attempt, for the outbound interaction's send state.
+struct SendOutcome {
+  bool ok = false;
+  bool retryable = false;           // try again later with the same request
+  std::string provider_message_id;  // message_id / wamid, matched by later status webhooks
+  std::string error_message;        // the provider's message, e.g. the 24-hour window error
+};
+
+// Messenger or Instagram: POST {base_url}/me/messages with messaging_type RESPONSE (a reply
+// inside the 24-hour standard messaging window). `recipient_id` is the PSID / IGSID.
+HttpRequestSpec meta_send_message(const config::Meta& cfg, std::string_view recipient_id,
+                                  std::string_view text);
+
+// WhatsApp: POST {base_url}/{phone_number_id}/messages. `to` is the customer's number (with or
+// without "+"); `reply_to_wamid`, when set, quotes the customer's message (context.message_id).
+HttpRequestSpec whatsapp_send_message(const config::Meta& cfg, std::string_view phone_number_id,
+                                      std::string_view to, std::string_view text,
+                                      std::string_view reply_to_wamid = "");
+
+// Classifies an HTTP status and body of either endpoint. Graph API errors are
+// {"error":{"message","type","code","error_subcode","is_transient"}}; 429/5xx, is_transient and
+// the throttling codes (4, 17, 32, 613, 80007, 130429) are retryable, everything else is final.
+SendOutcome parse_meta_send_response(int http_status, std::string_view body);
+
+// "whatsapp:<account>:<phone_number_id>:<wa_id>" or "messenger|instagram:<account>:<page>:<user>"
+// (the thread keys meta.cpp records) split back into their parts, for the sender.
+struct MetaThreadKey {
+  std::string channel, account, business_id, user_id;
+};
+std::optional<MetaThreadKey> parse_meta_thread_key(std::string_view key);
+
+}  // namespace sb::social

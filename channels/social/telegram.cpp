@@ -1,0 +1,271 @@
+#include "channels/social/telegram.hpp"
+
+#include <charconv>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+namespace sb::social {
+
+namespace json = boost::json;
+
+namespace {
+
+std::string bot_path(const config::Telegram& cfg, std::string_view method) {
+  return "/bot" + cfg.bot_token + "/" + std::string(method);
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && ascii_lower(a) == ascii_lower(b);
+}
+
+std::int64_t id_of(const json::object* o) {
+  return o == nullptr ? 0 : int_at(*o, "id").value_or(0);
+}
+
+// Does this group message address the bot?
+bool addresses_bot(const json::object& msg, std::string_view text, const json::array* entities,
+                   const TelegramBot& bot) {
+  if (const json::object* parent = obj_at(msg, "reply_to_message")) {
+    if (bot.id != 0 && id_of(obj_at(*parent, "from")) == bot.id) {
+      return true;
+    }
+  }
+  if (entities == nullptr) {
+    return false;
+  }
+  std::string at_bot = "@" + bot.username;
+  for (const json::value& ev : *entities) {
+    const json::object* e = ev.if_object();
+    if (e == nullptr) {
+      continue;
+    }
+    std::string type = str_at(*e, "type");
+    if (type == "text_mention") {
+      if (bot.id != 0 && id_of(obj_at(*e, "user")) == bot.id) {
+        return true;
+      }
+      continue;
+    }
+    if ((type != "mention" && type != "bot_command") || bot.username.empty()) {
+      continue;
+    }
+    auto offset = static_cast<std::size_t>(int_at(*e, "offset").value_or(0));
+    auto length = static_cast<std::size_t>(int_at(*e, "length").value_or(0));
+    std::size_t begin = utf16_to_byte_offset(text, offset);
+    std::size_t end = utf16_to_byte_offset(text, offset + length);
+    std::string_view word = text.substr(begin, end - begin);
+    if (type == "mention" && iequals(word, at_bot)) {
+      return true;
+    }
+    if (type == "bot_command" && word.size() > at_bot.size() &&
+        iequals(word.substr(word.size() - at_bot.size()), at_bot)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Media messages: a placeholder plus what the attachment list can hold.
+std::string media_text(const json::object& msg, Inbound& in) {
+  static constexpr std::string_view kinds[] = {"photo", "document", "video",     "audio",
+                                               "voice", "sticker",  "video_note"};
+  for (std::string_view kind : kinds) {
+    const json::value* v = msg.if_contains(kind);
+    if (v == nullptr) {
+      continue;
+    }
+    // photo is an array of sizes (largest last); the others are one object.
+    const json::object* file = v->if_object();
+    if (const json::array* sizes = v->if_array(); sizes != nullptr && !sizes->empty()) {
+      file = sizes->back().if_object();
+    }
+    if (file != nullptr) {
+      std::string name = str_at(*file, "file_name");
+      if (name.empty()) {
+        name = str_at(*file, "file_id");  // what a later getFile needs
+      }
+      std::string mime = str_at(*file, "mime_type");
+      if (mime.empty() && kind == "photo") {
+        mime = "image/jpeg";  // Telegram re-encodes photos as JPEG
+      }
+      in.attachments.push_back(Attachment{name, mime, int_at(*file, "file_size").value_or(0)});
+    }
+    return "[" + std::string(kind) + "]";
+  }
+  return {};
+}
+
+}  // namespace
+
+std::size_t utf16_to_byte_offset(std::string_view s, std::size_t units) {
+  std::size_t i = 0;
+  std::size_t counted = 0;
+  while (i < s.size() && counted < units) {
+    auto c = static_cast<unsigned char>(s[i]);
+    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : 4;
+    counted += len == 4 ? 2 : 1;  // code points above U+FFFF are surrogate pairs in UTF-16
+    i += len;
+  }
+  return std::min(i, s.size());
+}
+
+HttpRequestSpec telegram_get_me(const config::Telegram& cfg) {
+  return HttpRequestSpec{"GET", bot_path(cfg, "getMe"), "", "", {}};
+}
+
+std::optional<TelegramBot> parse_telegram_get_me(std::string_view body) {
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec || !root.is_object() || !bool_at(root.get_object(), "ok")) {
+    return std::nullopt;
+  }
+  const json::object* result = obj_at(root.get_object(), "result");
+  if (result == nullptr) {
+    return std::nullopt;
+  }
+  return TelegramBot{int_at(*result, "id").value_or(0), str_at(*result, "username")};
+}
+
+HttpRequestSpec telegram_get_updates(const config::Telegram& cfg,
+                                     std::optional<std::int64_t> offset, int timeout_s) {
+  std::string target = bot_path(cfg, "getUpdates") + "?timeout=" + std::to_string(timeout_s) +
+                       "&allowed_updates=%5B%22message%22%5D";
+  if (offset) {
+    target += "&offset=" + std::to_string(*offset);
+  }
+  return HttpRequestSpec{"GET", target, "", "", {}};
+}
+
+std::optional<TelegramError> parse_telegram_error(std::string_view body) {
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec || !root.is_object()) {
+    return TelegramError{0, "the response is not a JSON object", std::nullopt};
+  }
+  const json::object& o = root.get_object();
+  if (bool_at(o, "ok")) {
+    return std::nullopt;
+  }
+  TelegramError e;
+  e.error_code = static_cast<int>(int_at(o, "error_code").value_or(0));
+  e.description = str_at(o, "description");
+  if (const json::object* params = obj_at(o, "parameters")) {
+    if (auto s = int_at(*params, "retry_after")) {
+      e.retry_after = std::chrono::seconds(*s);
+    }
+  }
+  return e;
+}
+
+TelegramUpdates parse_telegram_updates(const config::Telegram& cfg, const TelegramBot& bot,
+                                       std::string_view body) {
+  TelegramUpdates out;
+  if (auto err = parse_telegram_error(body)) {
+    out.error = std::move(err);
+    return out;
+  }
+  json::value root = json::parse(body);  // valid: parse_telegram_error checked it
+  const json::array* result = arr_at(root.get_object(), "result");
+  if (result == nullptr) {
+    out.error = TelegramError{0, "the response has no result array", std::nullopt};
+    return out;
+  }
+  for (const json::value& uv : *result) {
+    const json::object* update = uv.if_object();
+    if (update == nullptr) {
+      continue;
+    }
+    if (auto uid = int_at(*update, "update_id")) {
+      out.next_offset = std::max(out.next_offset.value_or(0), *uid + 1);
+    }
+    // Only new messages; edited_message, channel_post, callback_query, ... are skipped.
+    const json::object* msg = obj_at(*update, "message");
+    if (msg == nullptr) {
+      continue;
+    }
+    const json::object* from = obj_at(*msg, "from");
+    const json::object* chat = obj_at(*msg, "chat");
+    if (from == nullptr || chat == nullptr || bool_at(*from, "is_bot")) {
+      continue;
+    }
+    std::string chat_type = str_at(*chat, "type");
+    std::string text = str_at(*msg, "text");
+    const json::array* entities = arr_at(*msg, "entities");
+    if (!msg->contains("text")) {
+      text = str_at(*msg, "caption");
+      entities = arr_at(*msg, "caption_entities");
+    }
+    std::string kind;
+    if (chat_type == "private") {
+      kind = "direct_message";
+    } else if ((chat_type == "group" || chat_type == "supergroup") &&
+               addresses_bot(*msg, text, entities, bot)) {
+      kind = "mention";
+    } else {
+      continue;
+    }
+    std::string chat_id = str_at(*chat, "id");
+    Inbound in;
+    in.channel = "telegram";
+    in.account = cfg.name;
+    in.kind = kind;
+    in.external_id = chat_id + ":" + str_at(*msg, "message_id");
+    std::string name = str_at(*from, "first_name");
+    std::string last = str_at(*from, "last_name");
+    if (!last.empty()) {
+      name += (name.empty() ? "" : " ") + last;
+    }
+    in.from = Identity{"telegram", str_at(*from, "id"), name, str_at(*from, "username")};
+    std::string placeholder = media_text(*msg, in);
+    in.text = placeholder.empty() ? text : (text.empty() ? placeholder : placeholder + " " + text);
+    in.occurred_at_ms = int_at(*msg, "date").value_or(0) * 1000;
+    if (const json::object* parent = obj_at(*msg, "reply_to_message")) {
+      in.in_reply_to = chat_id + ":" + str_at(*parent, "message_id");
+    }
+    std::string key = "telegram:" + cfg.name + ":chat:" + chat_id;
+    in.thread_lookup.push_back(key);
+    in.thread_record.push_back(key);
+    out.items.push_back(std::move(in));
+  }
+  out.ok = true;
+  return out;
+}
+
+std::optional<TelegramMessageRef> parse_telegram_external_id(std::string_view external_id) {
+  std::size_t colon = external_id.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return std::nullopt;
+  }
+  TelegramMessageRef ref;
+  ref.chat_id = external_id.substr(0, colon);
+  std::string_view mid = external_id.substr(colon + 1);
+  auto [p, ec] = std::from_chars(mid.data(), mid.data() + mid.size(), ref.message_id);
+  if (ec != std::errc{} || p != mid.data() + mid.size()) {
+    return std::nullopt;
+  }
+  return ref;
+}
+
+HttpRequestSpec telegram_send_message(const config::Telegram& cfg, std::string_view chat_id,
+                                      std::string_view text,
+                                      std::optional<std::int64_t> reply_to_message_id) {
+  json::object body;
+  // chat_id as a number when it is one (it always is for chats we received from).
+  std::int64_t numeric = 0;
+  auto [p, ec] = std::from_chars(chat_id.data(), chat_id.data() + chat_id.size(), numeric);
+  if (ec == std::errc{} && p == chat_id.data() + chat_id.size()) {
+    body["chat_id"] = numeric;
+  } else {
+    body["chat_id"] = chat_id;
+  }
+  body["text"] = text;
+  if (reply_to_message_id) {
+    body["reply_to_message_id"] = *reply_to_message_id;
+    body["allow_sending_without_reply"] = true;
+  }
+  return HttpRequestSpec{
+      "POST", bot_path(cfg, "sendMessage"), "application/json", json::serialize(body), {}};
+}
+
+}  // namespace sb::social

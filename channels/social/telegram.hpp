@@ -1,0 +1,76 @@
+#pragma once
+// Telegram Bot API: getUpdates long polling in, sendMessage replies out (issue 6;
+// core.telegram.org/bots/api). The cursor is getUpdates' `offset` = last committed update_id + 1,
+// stored with the interactions it covers; asking with that offset also confirms (drops) the
+// earlier updates on Telegram's side, so a crash before the commit replays them.
+//
+// Requests carry the bot token in the path (/bot<token>/...): never log a Telegram target.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "channels/social/common.hpp"
+#include "config/config.hpp"
+#include "core/interaction.hpp"
+
+namespace sb::social {
+
+// Who the bot is (getMe), to recognise mentions of it and replies to it.
+struct TelegramBot {
+  std::int64_t id = 0;
+  std::string username;  // without '@'
+};
+
+// A Bot API answer with "ok": false.
+struct TelegramError {
+  int error_code = 0;
+  std::string description;
+  std::optional<std::chrono::seconds> retry_after;  // parameters.retry_after (429)
+};
+
+struct TelegramUpdates {
+  bool ok = false;
+  std::optional<TelegramError> error;  // set when the API said ok:false (or the body is bad)
+  std::vector<Inbound> items;
+  // max(update_id) + 1 over every update in the response, including ignored ones; nullopt when
+  // there were none (keep the cursor).
+  std::optional<std::int64_t> next_offset;
+};
+
+HttpRequestSpec telegram_get_me(const config::Telegram& cfg);
+std::optional<TelegramBot> parse_telegram_get_me(std::string_view body);
+
+// GET /bot<token>/getUpdates?offset=..&timeout=..&allowed_updates=["message"].
+HttpRequestSpec telegram_get_updates(const config::Telegram& cfg,
+                                     std::optional<std::int64_t> offset, int timeout_s = 25);
+
+// Private chats are direct messages; group and supergroup messages are mentions when they
+// mention the bot (@username, a text_mention of the bot, /command@username) or reply to it;
+// everything else is skipped (but still advances next_offset).
+TelegramUpdates parse_telegram_updates(const config::Telegram& cfg, const TelegramBot& bot,
+                                       std::string_view body);
+
+// Any Bot API response's error, when ok is false.
+std::optional<TelegramError> parse_telegram_error(std::string_view body);
+
+// external_id "<chat_id>:<message_id>" split back for a reply.
+struct TelegramMessageRef {
+  std::string chat_id;
+  std::int64_t message_id = 0;
+};
+std::optional<TelegramMessageRef> parse_telegram_external_id(std::string_view external_id);
+
+// POST /bot<token>/sendMessage {"chat_id", "text", "reply_to_message_id"}; with
+// allow_sending_without_reply so a deleted original does not fail the answer.
+HttpRequestSpec telegram_send_message(const config::Telegram& cfg, std::string_view chat_id,
+                                      std::string_view text,
+                                      std::optional<std::int64_t> reply_to_message_id);
+
+// Byte offset in UTF-8 `s` of UTF-16 code unit offset `units` (Telegram entity offsets and
+// lengths count UTF-16 units); s.size() when beyond the end.
+std::size_t utf16_to_byte_offset(std::string_view s, std::size_t units);
+
+}  // namespace sb::social

@@ -1,0 +1,216 @@
+#include "channels/social/x.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "core/time.hpp"
+
+namespace sb::social {
+
+namespace json = boost::json;
+
+std::string x_mentions_target(const config::X& cfg, std::string_view since_id,
+                              std::string_view pagination_token) {
+  // referenced_tweets gives the parent tweet id (in_reply_to); user.fields default to
+  // id, name, username, which is all we need from includes.users.
+  std::string t = "/2/users/" + cfg.user_id +
+                  "/mentions?max_results=100&expansions=author_id"
+                  "&tweet.fields=created_at,conversation_id,in_reply_to_user_id,referenced_tweets";
+  if (!since_id.empty()) {
+    t += "&since_id=" + std::string(since_id);
+  }
+  if (!pagination_token.empty()) {
+    t += "&pagination_token=" + std::string(pagination_token);
+  }
+  return t;
+}
+
+XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body) {
+  XMentionsPage page;
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec || !root.is_object()) {
+    page.error = "the mentions response is not a JSON object";
+    return page;
+  }
+  const json::object& obj = root.get_object();
+  if (const json::object* meta = obj_at(obj, "meta")) {
+    page.newest_id = str_at(*meta, "newest_id");
+    page.oldest_id = str_at(*meta, "oldest_id");
+    page.next_token = str_at(*meta, "next_token");
+    page.result_count = static_cast<int>(int_at(*meta, "result_count").value_or(0));
+  }
+  const json::array* users = nullptr;
+  if (const json::object* includes = obj_at(obj, "includes")) {
+    users = arr_at(*includes, "users");
+  }
+  auto user_of = [users](const std::string& id) -> const json::object* {
+    if (users == nullptr) {
+      return nullptr;
+    }
+    for (const json::value& u : *users) {
+      const json::object* uo = u.if_object();
+      if (uo != nullptr && str_at(*uo, "id") == id) {
+        return uo;
+      }
+    }
+    return nullptr;
+  };
+  if (const json::array* data = arr_at(obj, "data")) {
+    for (const json::value& tv : *data) {
+      const json::object* t = tv.if_object();
+      if (t == nullptr) {
+        continue;
+      }
+      std::string id = str_at(*t, "id");
+      std::string author = str_at(*t, "author_id");
+      if (id.empty() || author.empty()) {
+        continue;
+      }
+      Inbound in;
+      in.channel = "x";
+      in.account = cfg.name;
+      in.kind = "mention";
+      in.external_id = id;
+      Identity from{"x", author, "", ""};
+      if (const json::object* u = user_of(author)) {
+        from.name = str_at(*u, "name");
+        from.handle = str_at(*u, "username");
+      }
+      in.from = std::move(from);
+      in.text = str_at(*t, "text");
+      if (auto at = parse_rfc3339(str_at(*t, "created_at"))) {
+        in.occurred_at_ms = *at;
+      }
+      if (const json::array* refs = arr_at(*t, "referenced_tweets")) {
+        for (const json::value& rv : *refs) {
+          const json::object* r = rv.if_object();
+          if (r != nullptr && str_at(*r, "type") == "replied_to") {
+            in.in_reply_to = str_at(*r, "id");
+          }
+        }
+      }
+      std::string conversation = str_at(*t, "conversation_id");
+      if (conversation.empty()) {
+        conversation = id;  // a tweet that starts a conversation is its own conversation id
+      }
+      std::string key = "x:" + cfg.name + ":conv:" + conversation;
+      in.thread_lookup.push_back(key);
+      in.thread_record.push_back(key);
+      page.items.push_back(std::move(in));
+    }
+  }
+  std::stable_sort(page.items.begin(), page.items.end(), [](const Inbound& a, const Inbound& b) {
+    return id_less(a.external_id, b.external_id);
+  });
+  page.ok = true;
+  return page;
+}
+
+XError classify_x_response(int http_status, std::string_view body, const HeaderLookup& header) {
+  XError e;
+  if (http_status >= 200 && http_status < 300) {
+    return e;
+  }
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  std::string type;
+  if (!ec && root.is_object()) {
+    const json::object& o = root.get_object();
+    e.title = str_at(o, "title");
+    e.detail = str_at(o, "detail");
+    type = str_at(o, "type");
+  }
+  if (header) {
+    if (auto reset = header("x-rate-limit-reset")) {
+      std::int64_t secs = 0;
+      auto [p, err] = std::from_chars(reset->data(), reset->data() + reset->size(), secs);
+      if (err == std::errc{} && p == reset->data() + reset->size()) {
+        e.reset = Clock::time_point(std::chrono::seconds(secs));
+      }
+    }
+  }
+  constexpr std::string_view capped = "/problems/usage-capped";
+  if (type.size() >= capped.size() &&
+      type.compare(type.size() - capped.size(), capped.size(), capped) == 0) {
+    e.kind = XError::Kind::usage_capped;  // arrives as a 429 too: check it first
+  } else if (http_status == 429) {
+    e.kind = XError::Kind::rate_limited;
+  } else if (http_status == 401 || http_status == 403) {
+    e.kind = XError::Kind::unauthorized;
+  } else if (http_status >= 500 || http_status == 0) {
+    e.kind = XError::Kind::server;
+  } else {
+    e.kind = XError::Kind::other;
+  }
+  if (e.title.empty()) {
+    e.title = "HTTP " + std::to_string(http_status);
+  }
+  return e;
+}
+
+std::string XMentionsPager::next_target(const config::X& cfg) const {
+  return x_mentions_target(cfg, since_id_, next_token_);
+}
+
+bool XMentionsPager::add(XMentionsPage page) {
+  if (done_) {
+    return true;
+  }
+  if (newest_id_.empty()) {
+    newest_id_ = page.newest_id;  // the first page holds the newest tweets
+  }
+  count_ += page.items.size();
+  next_token_ = page.next_token;
+  pages_.push_back(std::move(page.items));
+  done_ = next_token_.empty() || count_ >= max_items_;
+  return done_;
+}
+
+std::vector<Inbound> XMentionsPager::take_items() {
+  std::vector<Inbound> out;
+  out.reserve(count_);
+  for (auto it = pages_.rbegin(); it != pages_.rend(); ++it) {
+    for (Inbound& in : *it) {
+      out.push_back(std::move(in));
+    }
+  }
+  pages_.clear();
+  return out;
+}
+
+std::optional<std::string> XMentionsPager::cursor() const {
+  if (newest_id_.empty() || (!since_id_.empty() && !id_less(since_id_, newest_id_))) {
+    return std::nullopt;
+  }
+  return newest_id_;
+}
+
+HttpRequestSpec x_reply(const config::X& cfg, std::string_view text,
+                        std::string_view in_reply_to_tweet_id) {
+  json::object body;
+  body["text"] = text;
+  body["reply"] = json::object{{"in_reply_to_tweet_id", in_reply_to_tweet_id}};
+  HttpRequestSpec r;
+  r.method = "POST";
+  r.target = "/2/tweets";
+  r.content_type = "application/json";
+  r.body = json::serialize(body);
+  r.headers.emplace_back("Authorization", "Bearer " + cfg.bearer_token);
+  return r;
+}
+
+std::string parse_x_tweet_id(std::string_view body) {
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec || !root.is_object()) {
+    return {};
+  }
+  const json::object* data = obj_at(root.get_object(), "data");
+  return data == nullptr ? "" : str_at(*data, "id");
+}
+
+}  // namespace sb::social

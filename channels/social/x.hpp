@@ -1,0 +1,89 @@
+#pragma once
+// X (API v2): mentions timeline in, threaded replies out (issue 6; docs.x.com
+// "GET /2/users/:id/mentions", "POST /2/tweets", "Rate limits", "Usage caps").
+//
+// Polling protocol: the cursor is the newest committed tweet id. The first page is asked with
+// since_id = cursor; further pages add pagination_token = meta.next_token. X pages newest first,
+// so committing a page's newest_id before the older pages are in would lose them after a crash.
+// XMentionsPager therefore gathers a whole backlog (at most 800 tweets: the endpoint's reach) and
+// hands it over oldest first with the new cursor, for one transaction.
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "channels/social/common.hpp"
+#include "channels/social/rate_pacing.hpp"
+#include "config/config.hpp"
+#include "core/interaction.hpp"
+
+namespace sb::social {
+
+struct XMentionsPage {
+  bool ok = false;
+  std::string error;
+  std::vector<Inbound> items;  // oldest first within the page
+  std::string newest_id;       // meta.newest_id
+  std::string oldest_id;       // meta.oldest_id
+  std::string next_token;      // meta.next_token: more (older) results exist
+  int result_count = 0;
+};
+
+// "/2/users/{id}/mentions?max_results=100&expansions=author_id&tweet.fields=...[&since_id=]
+// [&pagination_token=]".
+std::string x_mentions_target(const config::X& cfg, std::string_view since_id,
+                              std::string_view pagination_token);
+
+// Parses a 200 response of the mentions endpoint.
+XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body);
+
+// A non-2xx answer, classified for the poller and the sender.
+struct XError {
+  enum class Kind { none, rate_limited, usage_capped, unauthorized, server, other };
+  Kind kind = Kind::none;
+  std::optional<Clock::time_point> reset;  // x-rate-limit-reset, when given
+  std::string title;
+  std::string detail;
+  // 429 and 5xx are worth retrying later; a usage cap, bad credentials and 4xx are not (a usage
+  // cap lasts until the billing period ends: pause the account and say so).
+  bool retryable() const { return kind == Kind::rate_limited || kind == Kind::server; }
+};
+
+// Reads the status, the problem body ({"title","detail","type": ".../problems/usage-capped"})
+// and the x-rate-limit-reset header (Unix seconds).
+XError classify_x_response(int http_status, std::string_view body, const HeaderLookup& header);
+
+// Gathers the pages of one poll (see the file comment).
+class XMentionsPager {
+ public:
+  explicit XMentionsPager(std::string since_id, std::size_t max_items = 800)
+      : since_id_(std::move(since_id)), max_items_(max_items) {}
+
+  // The target of the next request.
+  std::string next_target(const config::X& cfg) const;
+  // Adds one parsed page; returns true when the backlog is complete.
+  bool add(XMentionsPage page);
+  bool done() const { return done_; }
+  // The gathered items oldest first, and the cursor to commit with them (nullopt: unchanged).
+  std::vector<Inbound> take_items();
+  std::optional<std::string> cursor() const;
+
+ private:
+  std::string since_id_;
+  std::size_t max_items_;
+  std::string next_token_;
+  std::string newest_id_;
+  std::vector<std::vector<Inbound>> pages_;  // newest page first
+  std::size_t count_ = 0;
+  bool done_ = false;
+};
+
+// POST /2/tweets {"text": ..., "reply": {"in_reply_to_tweet_id": ...}}.
+HttpRequestSpec x_reply(const config::X& cfg, std::string_view text,
+                        std::string_view in_reply_to_tweet_id);
+
+// The new tweet's id from a 201 response ({"data":{"id":...,"text":...}}).
+std::string parse_x_tweet_id(std::string_view body);
+
+}  // namespace sb::social

@@ -1,0 +1,63 @@
+#pragma once
+// A fake Mastodon server for tests and benchmarks (issue 6 "Fakes ... replay the documented
+// behaviours"): GET /api/v1/notifications with min_id / since_id / max_id paging, Link headers and
+// X-RateLimit-* headers, 429 when the window's budget is spent, and POST /api/v1/statuses
+// honouring Idempotency-Key. Listens on a free loopback port on its own thread; one request per
+// connection (it answers with Connection: close).
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace sb::test {
+
+class FakeMastodon {
+ public:
+  struct Mention {
+    std::int64_t notification_id = 0;
+    std::int64_t status_id = 0;
+    std::string acct;
+    std::string html;
+    std::string visibility = "public";
+    std::string in_reply_to_id;
+  };
+  struct Posted {
+    std::string id;
+    std::string status;
+    std::string in_reply_to_id;
+    std::string visibility;
+    std::string idempotency_key;
+  };
+  struct Stats {
+    int requests = 0;
+    int rejected_429 = 0;
+    int notification_requests = 0;
+  };
+
+  explicit FakeMastodon(std::string token = "test-token", int window_limit = 300,
+                        std::chrono::milliseconds window = std::chrono::minutes(5));
+  ~FakeMastodon();
+  FakeMastodon(const FakeMastodon&) = delete;
+  FakeMastodon& operator=(const FakeMastodon&) = delete;
+
+  void start();  // binds 127.0.0.1:0 and serves on a thread
+  void stop();   // closes everything and joins; idempotent
+  std::uint16_t port() const;
+  std::string base_url() const;  // "http://127.0.0.1:<port>"
+
+  // Adds a mention from `acct` ("user" local, or "user@domain"); returns its status id.
+  std::string add_mention(const std::string& acct, const std::string& text,
+                          const std::string& visibility = "public",
+                          const std::string& in_reply_to_id = "");
+  void fail_next_posts(int n);  // the next n POST /api/v1/statuses answer 503 (nothing posted)
+  std::vector<Posted> posted() const;
+  Stats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sb::test

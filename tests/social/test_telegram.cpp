@@ -1,0 +1,150 @@
+// Telegram: getUpdates parsing (private, group mention, reply to bot, ignored), offsets, 429,
+// sendMessage body.
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "channels/social/telegram.hpp"
+
+using namespace sb::social;
+
+namespace {
+
+sb::config::Telegram tg_cfg() {
+  sb::config::Telegram cfg;
+  cfg.name = "tg";
+  cfg.bot_token = "123456:ABC-DEF";
+  return cfg;
+}
+
+const TelegramBot kBot{5000000001, "SupportBot"};
+
+// Update objects as in core.telegram.org/bots/api#update and #message.
+const std::string kUpdates = R"({"ok":true,"result":[
+  {"update_id":900001,"message":{"message_id":11,
+    "from":{"id":111,"is_bot":false,"first_name":"Ann","last_name":"Lee","username":"annlee","language_code":"en"},
+    "chat":{"id":111,"first_name":"Ann","last_name":"Lee","username":"annlee","type":"private"},
+    "date":1700000000,"text":"Hello, my order is late"}},
+  {"update_id":900002,"message":{"message_id":12,
+    "from":{"id":222,"is_bot":false,"first_name":"Bob","username":"bob"},
+    "chat":{"id":-1001234567890,"title":"Customers","type":"supergroup"},
+    "date":1700000001,"text":"just chatting"}},
+  {"update_id":900003,"message":{"message_id":13,
+    "from":{"id":222,"is_bot":false,"first_name":"Bob","username":"bob"},
+    "chat":{"id":-1001234567890,"title":"Customers","type":"supergroup"},
+    "date":1700000002,"text":"\ud83d\ude00 @supportbot can you help?",
+    "entities":[{"offset":3,"length":11,"type":"mention"}]}},
+  {"update_id":900004,"message":{"message_id":14,
+    "from":{"id":333,"is_bot":false,"first_name":"Cy"},
+    "chat":{"id":-42,"title":"Old group","type":"group"},
+    "date":1700000003,"text":"thanks!",
+    "reply_to_message":{"message_id":10,"from":{"id":5000000001,"is_bot":true,"first_name":"Support","username":"SupportBot"},
+      "chat":{"id":-42,"type":"group"},"date":1699999999,"text":"How can I help?"}}},
+  {"update_id":900005,"edited_message":{"message_id":11,
+    "from":{"id":111,"is_bot":false,"first_name":"Ann"},
+    "chat":{"id":111,"type":"private"},"date":1700000000,"edit_date":1700000100,"text":"edited"}},
+  {"update_id":900006,"message":{"message_id":15,
+    "from":{"id":222,"is_bot":false,"first_name":"Bob"},
+    "chat":{"id":-1001234567890,"type":"supergroup"},"date":1700000004,
+    "text":"@otherbot hello","entities":[{"offset":0,"length":9,"type":"mention"}]}},
+  {"update_id":900007,"message":{"message_id":16,
+    "from":{"id":111,"is_bot":false,"first_name":"Ann","username":"annlee"},
+    "chat":{"id":111,"type":"private"},"date":1700000005,
+    "photo":[{"file_id":"small","file_size":100,"width":90,"height":90},
+             {"file_id":"AgACAgQAAxkBAAIB","file_size":54321,"width":800,"height":600}],
+    "caption":"the damage"}}
+]})";
+
+}  // namespace
+
+TEST_CASE("Telegram getUpdates: private DMs, group mentions, replies to the bot") {
+  auto u = parse_telegram_updates(tg_cfg(), kBot, kUpdates);
+  REQUIRE(u.ok);
+  CHECK(u.next_offset == 900008);  // ignored updates advance the cursor too
+  REQUIRE(u.items.size() == 4);
+
+  const auto& dm = u.items[0];
+  CHECK(dm.channel == "telegram");
+  CHECK(dm.kind == "direct_message");
+  CHECK(dm.external_id == "111:11");
+  REQUIRE(dm.from);
+  CHECK(dm.from->type == "telegram");
+  CHECK(dm.from->value == "111");
+  CHECK(dm.from->handle == "annlee");
+  CHECK(dm.from->name == "Ann Lee");
+  CHECK(dm.text == "Hello, my order is late");
+  CHECK(dm.occurred_at_ms == 1700000000000);
+  CHECK(dm.thread_record == std::vector<std::string>{"telegram:tg:chat:111"});
+
+  const auto& mention = u.items[1];  // the emoji before it is two UTF-16 units
+  CHECK(mention.kind == "mention");
+  CHECK(mention.external_id == "-1001234567890:13");
+  CHECK(mention.thread_lookup == std::vector<std::string>{"telegram:tg:chat:-1001234567890"});
+
+  const auto& reply = u.items[2];
+  CHECK(reply.kind == "mention");
+  CHECK(reply.external_id == "-42:14");
+  CHECK(reply.in_reply_to == "-42:10");
+
+  const auto& photo = u.items[3];
+  CHECK(photo.text == "[photo] the damage");
+  REQUIRE(photo.attachments.size() == 1);
+  CHECK(photo.attachments[0].filename == "AgACAgQAAxkBAAIB");
+  CHECK(photo.attachments[0].size == 54321);
+}
+
+TEST_CASE("Telegram: empty result keeps the cursor; 429 carries retry_after") {
+  auto empty = parse_telegram_updates(tg_cfg(), kBot, R"({"ok":true,"result":[]})");
+  CHECK(empty.ok);
+  CHECK_FALSE(empty.next_offset);
+
+  auto limited = parse_telegram_updates(
+      tg_cfg(), kBot,
+      R"({"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}})");
+  CHECK_FALSE(limited.ok);
+  REQUIRE(limited.error);
+  CHECK(limited.error->error_code == 429);
+  CHECK(limited.error->retry_after == std::chrono::seconds(7));
+
+  auto conflict = parse_telegram_error(
+      R"({"ok":false,"error_code":409,"description":"Conflict: terminated by other getUpdates request"})");
+  REQUIRE(conflict);
+  CHECK(conflict->error_code == 409);
+  CHECK_FALSE(conflict->retry_after);
+}
+
+TEST_CASE("Telegram requests: getMe, getUpdates offset, sendMessage threaded") {
+  auto cfg = tg_cfg();
+  auto me = parse_telegram_get_me(
+      R"({"ok":true,"result":{"id":5000000001,"is_bot":true,"first_name":"Support","username":"SupportBot"}})");
+  REQUIRE(me);
+  CHECK(me->id == 5000000001);
+  CHECK(me->username == "SupportBot");
+  CHECK(telegram_get_me(cfg).target == "/bot123456:ABC-DEF/getMe");
+
+  auto poll = telegram_get_updates(cfg, 900008);
+  CHECK(
+      poll.target ==
+      "/bot123456:ABC-DEF/getUpdates?timeout=25&allowed_updates=%5B%22message%22%5D&offset=900008");
+
+  auto ref = parse_telegram_external_id("-1001234567890:13");
+  REQUIRE(ref);
+  CHECK(ref->chat_id == "-1001234567890");
+  CHECK(ref->message_id == 13);
+  CHECK_FALSE(parse_telegram_external_id("nope"));
+
+  auto send = telegram_send_message(cfg, ref->chat_id, "On it!", ref->message_id);
+  CHECK(send.method == "POST");
+  CHECK(send.target == "/bot123456:ABC-DEF/sendMessage");
+  CHECK(
+      send.body ==
+      R"({"chat_id":-1001234567890,"text":"On it!","reply_to_message_id":13,"allow_sending_without_reply":true})");
+}
+
+TEST_CASE("UTF-16 offsets map to UTF-8 bytes") {
+  std::string s = "\xF0\x9F\x98\x80 \xC3\xA9@x";  // emoji (2 units), space, e-acute, @x
+  CHECK(utf16_to_byte_offset(s, 0) == 0);
+  CHECK(utf16_to_byte_offset(s, 2) == 4);
+  CHECK(utf16_to_byte_offset(s, 4) == 7);
+  CHECK(utf16_to_byte_offset(s, 100) == s.size());
+}

@@ -1,0 +1,151 @@
+// X: mentions pages, backlog gathering, errors (429 reset, usage cap), reply body.
+#include <map>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "channels/social/x.hpp"
+
+using namespace sb::social;
+
+namespace {
+
+sb::config::X x_cfg() {
+  sb::config::X cfg;
+  cfg.name = "x";
+  cfg.user_id = "2244994945";
+  cfg.bearer_token = "x-token";
+  return cfg;
+}
+
+// The shape of the "GET /2/users/:id/mentions" response example (data, includes.users, meta).
+const std::string kPage1 = R"({
+  "data": [
+    {"author_id": "2244994945", "conversation_id": "1375152449595338752",
+     "created_at": "2021-03-25T18:44:06.000Z", "edit_history_tweet_ids": ["1375152598945312768"],
+     "id": "1375152598945312768", "in_reply_to_user_id": "2244994945",
+     "referenced_tweets": [{"type": "replied_to", "id": "1375152449595338752"}],
+     "text": "@TwitterDev Thank you for the feedback!"},
+    {"author_id": "199566737", "conversation_id": "1375152449595338752",
+     "created_at": "2021-03-25T18:43:30.000Z", "edit_history_tweet_ids": ["1375152449595338752"],
+     "id": "1375152449595338752", "text": "@TwitterDev please help with my order"}
+  ],
+  "includes": {"users": [
+    {"id": "2244994945", "name": "Twitter Dev", "username": "TwitterDev"},
+    {"id": "199566737", "name": "Ann Lee", "username": "AnnLee"}
+  ]},
+  "meta": {"newest_id": "1375152598945312768", "oldest_id": "1375152449595338752",
+           "result_count": 2, "next_token": "7140dibdnow9c7btw3w29grvxfcgvpb9n9coehpk7xz5i"}
+})";
+
+const std::string kPage2 = R"({
+  "data": [{"author_id": "199566737", "conversation_id": "1375000000000000000",
+            "created_at": "2021-03-24T10:00:00.000Z", "id": "1375000000000000000",
+            "text": "@TwitterDev first"}],
+  "includes": {"users": [{"id": "199566737", "name": "Ann Lee", "username": "AnnLee"}]},
+  "meta": {"newest_id": "1375000000000000000", "oldest_id": "1375000000000000000",
+           "result_count": 1, "previous_token": "77qp8"}
+})";
+
+HeaderLookup hdrs(std::map<std::string, std::string> h) {
+  return [h = std::move(h)](std::string_view n) -> std::optional<std::string> {
+    auto it = h.find(std::string(n));
+    return it == h.end() ? std::nullopt : std::optional(it->second);
+  };
+}
+
+}  // namespace
+
+TEST_CASE("X mentions page: identities, handles, conversation threads, pagination") {
+  auto page = parse_x_mentions(x_cfg(), kPage1);
+  REQUIRE(page.ok);
+  CHECK(page.result_count == 2);
+  CHECK(page.next_token == "7140dibdnow9c7btw3w29grvxfcgvpb9n9coehpk7xz5i");
+  CHECK(page.newest_id == "1375152598945312768");
+  REQUIRE(page.items.size() == 2);
+  const auto& older = page.items[0];
+  CHECK(older.external_id == "1375152449595338752");
+  CHECK(older.kind == "mention");
+  CHECK(older.channel == "x");
+  REQUIRE(older.from);
+  CHECK(older.from->type == "x");
+  CHECK(older.from->value == "199566737");
+  CHECK(older.from->handle == "AnnLee");
+  CHECK(older.from->name == "Ann Lee");
+  CHECK(older.thread_record == std::vector<std::string>{"x:x:conv:1375152449595338752"});
+  CHECK(older.occurred_at_ms == 1616697810000);
+  const auto& newer = page.items[1];
+  CHECK(newer.in_reply_to == "1375152449595338752");
+  CHECK(newer.thread_lookup == older.thread_record);
+
+  auto empty = parse_x_mentions(x_cfg(), R"({"meta":{"result_count":0}})");
+  CHECK(empty.ok);
+  CHECK(empty.items.empty());
+  CHECK_FALSE(parse_x_mentions(x_cfg(), "[]").ok);
+}
+
+TEST_CASE("X pager: follows next_token, hands the backlog over oldest first with one cursor") {
+  auto cfg = x_cfg();
+  XMentionsPager pager("1374000000000000000");
+  CHECK(pager.next_target(cfg) ==
+        "/2/users/2244994945/mentions?max_results=100&expansions=author_id&tweet.fields="
+        "created_at,conversation_id,in_reply_to_user_id,referenced_tweets"
+        "&since_id=1374000000000000000");
+  CHECK_FALSE(pager.add(parse_x_mentions(cfg, kPage1)));
+  CHECK(pager.next_target(cfg).find(
+            "&pagination_token=7140dibdnow9c7btw3w29grvxfcgvpb9n9coehpk7xz5i") !=
+        std::string::npos);
+  CHECK(pager.add(parse_x_mentions(cfg, kPage2)));
+  CHECK(pager.cursor() == "1375152598945312768");
+  auto items = pager.take_items();
+  REQUIRE(items.size() == 3);
+  CHECK(items[0].external_id == "1375000000000000000");
+  CHECK(items[1].external_id == "1375152449595338752");
+  CHECK(items[2].external_id == "1375152598945312768");
+
+  // Nothing new: the cursor stays.
+  XMentionsPager idle("1375152598945312768");
+  CHECK(idle.add(parse_x_mentions(cfg, R"({"meta":{"result_count":0}})")));
+  CHECK_FALSE(idle.cursor());
+}
+
+TEST_CASE("X errors: 429 with reset, usage cap, unauthorized, 5xx") {
+  auto limited = classify_x_response(
+      429,
+      R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})",
+      hdrs({{"x-rate-limit-reset", "1700000000"}, {"x-rate-limit-remaining", "0"}}));
+  CHECK(limited.kind == XError::Kind::rate_limited);
+  CHECK(limited.retryable());
+  REQUIRE(limited.reset);
+  CHECK(
+      std::chrono::duration_cast<std::chrono::seconds>(limited.reset->time_since_epoch()).count() ==
+      1700000000);
+
+  auto capped = classify_x_response(
+      429,
+      R"({"account_id":1234,"product_name":"standard-basic","title":"UsageCapExceeded","period":"Monthly","scope":"Product","detail":"Usage cap exceeded: Monthly product cap","type":"https://api.twitter.com/2/problems/usage-capped"})",
+      hdrs({}));
+  CHECK(capped.kind == XError::Kind::usage_capped);
+  CHECK_FALSE(capped.retryable());
+  CHECK(capped.detail == "Usage cap exceeded: Monthly product cap");
+
+  auto unauthorized = classify_x_response(
+      401, R"({"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"})",
+      hdrs({}));
+  CHECK(unauthorized.kind == XError::Kind::unauthorized);
+  CHECK_FALSE(unauthorized.retryable());
+  CHECK(classify_x_response(503, "", hdrs({})).retryable());
+  CHECK(classify_x_response(200, "{}", hdrs({})).kind == XError::Kind::none);
+}
+
+TEST_CASE("X reply body is threaded") {
+  auto r = x_reply(x_cfg(), "Sorry to hear that, we're on it", "1375152449595338752");
+  CHECK(r.method == "POST");
+  CHECK(r.target == "/2/tweets");
+  CHECK(
+      r.body ==
+      R"({"text":"Sorry to hear that, we're on it","reply":{"in_reply_to_tweet_id":"1375152449595338752"}})");
+  CHECK(r.headers[0].second == "Bearer x-token");
+  CHECK(parse_x_tweet_id(R"({"data":{"id":"1445880548472328192","text":"hi"}})") ==
+        "1445880548472328192");
+}
