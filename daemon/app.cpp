@@ -1,11 +1,16 @@
 #include "daemon/app.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <future>
 
 #include "channels/api/ingest.hpp"
+#include "channels/voice/routes.hpp"
 #include "core/log.hpp"
 
 namespace sb {
@@ -14,6 +19,7 @@ namespace asio = boost::asio;
 // Channel state that must outlive the routes that reference it.
 struct App::Channels {
   api::IngestRoutes ingest;
+  voice::VoiceRoutes voice;
 };
 
 App::App(config::Config cfg) : cfg_(std::move(cfg)) {
@@ -30,9 +36,12 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   relay_ = std::make_unique<Relay>(cfg_.redis, *writer_, queues);
   writer_->on_commit([r = relay_.get()] { r->wake(); });
 
+  store_->set_call_folder(voice::call_folder());
   channels_ = std::make_unique<Channels>(Channels{
-      api::IngestRoutes{*store_, metrics_, cfg_.api.tokens, cfg_.matching.default_region}});
+      api::IngestRoutes{*store_, metrics_, cfg_.api.tokens, cfg_.matching.default_region},
+      voice::VoiceRoutes{*store_, metrics_, cfg_.channels, cfg_.matching.default_region}});
   api::add_routes(router_, channels_->ingest);
+  voice::add_routes(router_, channels_->voice);
   add_ops_routes();
 
   http::ServerOptions opts;
@@ -58,6 +67,33 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
 
 App::~App() { stop(); }
 
+// A call with no final event within 4 hours is closed as "unknown" and queued (issue 5): the
+// provider may never send the hangup. Checked every minute on the io_context.
+void App::sweep_stale_calls() {
+  asio::co_spawn(
+      io_,
+      [this]() -> asio::awaitable<void> {
+        asio::steady_timer timer(io_);
+        for (;;) {
+          timer.expires_after(std::chrono::minutes(1));
+          auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+          if (ec) {
+            co_return;
+          }
+          store_->close_stale_calls(4 * 3600 * 1000, [](int n) {
+            if (n > 0) {
+              logger("voice")->info("[voice] closed {} calls with no final event as unknown", n);
+            }
+          });
+        }
+      },
+      [](std::exception_ptr e) {
+        if (e) {
+          logger("daemon")->error("[daemon] stale-call sweep ended by an exception");
+        }
+      });
+}
+
 void App::start() {
   server_->start();
   writer_->start();
@@ -66,6 +102,7 @@ void App::start() {
     auto guard = asio::make_work_guard(io_);
     io_.run();
   });
+  sweep_stale_calls();
   started_ = true;
   logger("daemon")->info("[daemon] listening on http://{}:{}, database {}, redis {}:{} prefix {}",
                          cfg_.server.host, port(), cfg_.storage.path, cfg_.redis.host,

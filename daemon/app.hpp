@@ -42,6 +42,7 @@ class App {
 
  private:
   void add_ops_routes();
+  void sweep_stale_calls();
 
   config::Config cfg_;
   boost::asio::io_context io_{1};

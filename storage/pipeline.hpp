@@ -19,6 +19,7 @@ struct IngestOutcome {
   std::string id;              // interaction id (the existing one for a duplicate)
   bool duplicate = false;      // (channel, account, external_id) was already stored
   std::string error;           // non-empty: this item was not stored (the rest of the batch was)
+  bool created = false;        // a new interaction row was written (calls: the first event)
 };
 
 // A poller's position (IMAP last UID, Mastodon since_id, Telegram offset, ...), keyed by

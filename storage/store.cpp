@@ -218,7 +218,7 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   if (queue_now) {
     enqueue(st, meta.id, meta.id, r, conv.id, now);
   }
-  return Stored{IngestOutcome{meta.id, false, ""}, std::move(payload)};
+  return Stored{IngestOutcome{meta.id, false, "", true}, std::move(payload)};
 }
 
 std::optional<IngestOutcome> find_duplicate(Store::Statements& st, const Inbound& in) {
@@ -285,84 +285,117 @@ void Store::submit(std::vector<Inbound> items, std::optional<CursorUpdate> curso
       }});
 }
 
+// Folds one call event into the call's interaction (created on the first event). The call is
+// queued once: when its status first becomes final; that final status is what rules see.
+IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t order_key) {
+  if (!call_folder_ || !in.call) {
+    throw Error(0, "call events are not enabled");
+  }
+  auto& st = statements(db);
+  auto rules = this->rules();
+  std::int64_t now = now_ms();
+  st.find_dup.bind_static(1, in.channel).bind_static(2, in.account);
+  st.find_dup.bind_static(3, in.external_id);
+  if (!st.find_dup.step()) {
+    st.find_dup.reset();
+    CallFold f = call_folder_(std::nullopt, 0, *in.call, order_key);
+    Inbound first = in;
+    first.call = f.merged;
+    return store_new(st, *rules, first, f.became_final, f.order_key, now).outcome;
+  }
+  std::string id = st.find_dup.text(0);
+  std::int64_t stored_order = st.find_dup.int64(1);
+  json::object payload = json::parse(st.find_dup.text_view(2)).as_object();
+  std::string state = st.find_dup.text(3);
+  st.find_dup.reset();
+
+  CallInfo stored;
+  if (auto* c = payload.if_contains("call"); c && c->is_object()) {
+    const auto& co = c->as_object();
+    stored.status = json::value_to<std::string>(co.at("status"));
+    stored.direction = json::value_to<std::string>(co.at("direction"));
+    if (auto* d = co.if_contains("duration_s")) {
+      stored.duration_s = d->to_number<std::int64_t>();
+    }
+    if (auto* r = co.if_contains("recording_url")) {
+      stored.recording_url = json::value_to<std::string>(*r);
+    }
+  }
+  CallFold f = call_folder_(stored, stored_order, *in.call, order_key);
+  if (!f.changed) {
+    return IngestOutcome{id, true, "", false};  // a duplicate or stale delivery
+  }
+  payload["call"] = call_json(f.merged);
+  std::string queue = json::value_to<std::string>(payload["queue"]);
+  std::string priority = json::value_to<std::string>(payload["priority"]);
+  if (f.became_final && state == "pending_call") {
+    Inbound routed = in;
+    routed.call = f.merged;
+    CustomerMatch cust;
+    if (auto* c = payload.if_contains("customer"); c && c->is_object()) {
+      const auto& co = c->as_object();
+      cust.id = json::value_to<std::string>(co.at("id"));
+      cust.tier = json::value_to<std::string>(co.at("tier"));
+      cust.is_new = co.at("is_new").as_bool();
+    }
+    Conversation conv{json::value_to<std::string>(payload["conversation_id"]), "", false};
+    Route r = route(*rules, routed, cust, conv);
+    queue = r.queue;
+    priority = r.priority;
+    payload["queue"] = queue;
+    payload["priority"] = priority;
+    enqueue(st, id, id, r, conv.id, now);
+    state = "queued";
+  }
+  std::string text = json::serialize(payload);
+  st.update_call.bind_static(1, id).bind_static(2, queue).bind_static(3, priority);
+  st.update_call.bind_static(4, state).bind(5, f.order_key).bind_static(6, text).run();
+  return IngestOutcome{id, false, "", false};
+}
+
 void Store::submit_call_event(CallEventInput ev, Done done) {
   auto outcome = std::make_shared<IngestOutcome>();
   auto event = std::make_shared<CallEventInput>(std::move(ev));
-  writer_.submit(Job{
-      [this, event, outcome](Db& db) {
-        if (!call_folder_ || !event->call.call) {
-          throw Error(0, "call events are not enabled");
-        }
-        auto& st = statements(db);
-        auto rules = this->rules();
-        std::int64_t now = now_ms();
-        const Inbound& in = event->call;
-        st.find_dup.bind_static(1, in.channel).bind_static(2, in.account);
-        st.find_dup.bind_static(3, in.external_id);
-        if (!st.find_dup.step()) {
-          st.find_dup.reset();
-          CallFold f = call_folder_(std::nullopt, 0, *in.call, event->order_key);
-          Inbound first = in;
-          first.call = f.merged;
-          *outcome = store_new(st, *rules, first, f.became_final, f.order_key, now).outcome;
-          return;
-        }
-        std::string id = st.find_dup.text(0);
-        std::int64_t stored_order = st.find_dup.int64(1);
-        json::object payload = json::parse(st.find_dup.text_view(2)).as_object();
-        std::string state = st.find_dup.text(3);
-        st.find_dup.reset();
-        *outcome = IngestOutcome{id, true, ""};
+  writer_.submit(Job{[this, event, outcome](Db& db) {
+                       *outcome = apply_call_event(db, event->call, event->order_key);
+                     },
+                     [outcome, done = std::move(done)](const std::string& error) {
+                       if (!error.empty()) {
+                         *outcome = IngestOutcome{"", false, error, false};
+                       }
+                       done({*outcome});
+                     }});
+}
 
-        CallInfo stored;
-        if (auto* c = payload.if_contains("call"); c && c->is_object()) {
-          const auto& co = c->as_object();
-          stored.status = json::value_to<std::string>(co.at("status"));
-          stored.direction = json::value_to<std::string>(co.at("direction"));
-          if (auto* d = co.if_contains("duration_s")) {
-            stored.duration_s = d->to_number<std::int64_t>();
-          }
-          if (auto* r = co.if_contains("recording_url")) {
-            stored.recording_url = json::value_to<std::string>(*r);
+void Store::close_stale_calls(std::int64_t older_than_ms, std::function<void(int)> done) {
+  auto closed = std::make_shared<int>(0);
+  writer_.submit(Job{
+      [this, older_than_ms, closed](Db& db) {
+        std::vector<std::pair<Inbound, std::int64_t>> stale;
+        {
+          auto q = db.prepare(
+              "SELECT channel, account, external_id, order_key FROM interactions "
+              "WHERE state = 'pending_call' AND received_at < ?1 LIMIT 1000");
+          q.bind(1, now_ms() - older_than_ms);
+          while (q.step()) {
+            Inbound in;
+            in.channel = q.text(0);
+            in.account = q.text(1);
+            in.external_id = q.text(2);
+            in.kind = "call";
+            in.call = CallInfo{"unknown", "", -1, ""};
+            stale.emplace_back(std::move(in), q.int64(3));
           }
         }
-        CallFold f = call_folder_(stored, stored_order, *in.call, event->order_key);
-        if (!f.changed) {
-          return;  // a duplicate or stale delivery: nothing changes
+        for (const auto& [in, order] : stale) {
+          apply_call_event(db, in, order);
+          ++*closed;
         }
-        outcome->duplicate = false;
-        payload["call"] = call_json(f.merged);
-        std::string queue = json::value_to<std::string>(payload["queue"]);
-        std::string priority = json::value_to<std::string>(payload["priority"]);
-        bool queue_now = f.became_final && state == "pending_call";
-        if (queue_now) {
-          // The final status decides the rules (SPEC: "queued once, when it ends").
-          Inbound routed = in;
-          routed.call = f.merged;
-          CustomerMatch cust;
-          if (auto* c = payload.if_contains("customer"); c && c->is_object()) {
-            cust.id = json::value_to<std::string>(c->as_object().at("id"));
-            cust.tier = json::value_to<std::string>(c->as_object().at("tier"));
-            cust.is_new = c->as_object().at("is_new").as_bool();
-          }
-          Conversation conv{json::value_to<std::string>(payload["conversation_id"]), "", false};
-          Route r = route(*rules, routed, cust, conv);
-          queue = r.queue;
-          priority = r.priority;
-          payload["queue"] = queue;
-          payload["priority"] = priority;
-          enqueue(st, id, id, r, conv.id, now);
-          state = "queued";
-        }
-        std::string text = json::serialize(payload);
-        st.update_call.bind_static(1, id).bind_static(2, queue).bind_static(3, priority);
-        st.update_call.bind_static(4, state).bind(5, f.order_key).bind_static(6, text).run();
       },
-      [outcome, done = std::move(done)](const std::string& error) {
-        if (!error.empty()) {
-          *outcome = IngestOutcome{"", false, error};
+      [closed, done = std::move(done)](const std::string& error) {
+        if (done) {
+          done(error.empty() ? *closed : -1);
         }
-        done({*outcome});
       }});
 }
 

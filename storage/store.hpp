@@ -31,6 +31,10 @@ class Store final : public Pipeline {
   void submit_call_event(CallEventInput event, Done done) override;
   std::optional<std::string> cursor(const std::string& account, const std::string& scope) override;
 
+  // Closes calls that got no final event within `older_than_ms` as status "unknown" and queues
+  // them (SPEC/issue 5: 4 hours). `done(n)` runs on the writer thread with the count (-1: error).
+  void close_stale_calls(std::int64_t older_than_ms, std::function<void(int)> done = nullptr);
+
   void set_rules(std::shared_ptr<const Rules> rules);  // SIGHUP: swapped whole
   std::shared_ptr<const Rules> rules() const;
   void set_call_folder(CallFolder f) { call_folder_ = std::move(f); }
@@ -41,6 +45,7 @@ class Store final : public Pipeline {
 
  private:
   Statements& statements(Db& db);  // writer thread only; prepared on first use
+  IngestOutcome apply_call_event(Db& db, const Inbound& in, std::int64_t order_key);
 
   Writer& writer_;
   mutable std::mutex rules_mu_;

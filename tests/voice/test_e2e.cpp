@@ -1,0 +1,154 @@
+// Telephony end to end: signed webhooks into a whole daemon with a real redis-server.
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+#include <thread>
+
+#include "channels/voice/form.hpp"
+#include "channels/voice/signatures.hpp"
+#include "core/time.hpp"
+#include "daemon/app.hpp"
+#include "storage/sqlite.hpp"
+#include "tests/support/harness.hpp"
+
+using namespace sb;
+using namespace sb::test;
+namespace json = boost::json;
+
+namespace {
+
+struct VoiceDaemon {
+  TempDir dir;
+  RedisServer redis;
+  std::unique_ptr<App> app;
+  std::unique_ptr<HttpClient> http;
+  VoiceDaemon() {
+    auto cfg = test_config(dir, redis.port());
+    cfg.channels.call_webhook.push_back({"pbx", "pbx-secret"});
+    cfg.channels.twilio.push_back({"voice", "12345", "https://hooks.example.com"});
+    config::Rule missed;
+    missed.name = "missed calls";
+    missed.queue = "callbacks";
+    missed.priority = "high";
+    missed.when.call_status = {"no-answer", "busy", "voicemail"};
+    cfg.routing.rules.push_back(missed);
+    app = std::make_unique<App>(cfg);
+    app->start();
+    http = std::make_unique<HttpClient>(app->port());
+  }
+  HttpResponse pbx(const std::string& body, std::int64_t t = now_ms() / 1000,
+                   const std::string& secret = "pbx-secret") {
+    return http->request("POST", "/webhooks/calls/pbx", body,
+                         {{"Content-Type", "application/json"},
+                          {"X-Switchboard-Signature", voice::pbx_signature_header(secret, t, body)}});
+  }
+  long long rows(const std::string& sql) {
+    storage::Db db(dir.file("switchboard.db"), true);
+    auto st = db.prepare(sql);
+    st.step();
+    return st.int64(0);
+  }
+};
+
+std::string pbx_event(const std::string& event, const std::string& at, int duration = 0,
+                      const std::string& from = "+14155550100") {
+  return R"({"event":")" + event + R"(","call_id":"call-1","from":")" + from +
+         R"(","to":"+14155550199","direction":"inbound","occurred_at":")" + at +
+         R"(","duration_s":)" + std::to_string(duration) + "}";
+}
+
+}  // namespace
+
+TEST_CASE("voice: ringing, answered, completed in reverse order and twice each: one call, queued once") {
+  VoiceDaemon d;
+  std::vector<std::string> events = {pbx_event("completed", "2026-01-02T03:05:00Z", 42),
+                                     pbx_event("answered", "2026-01-02T03:04:18Z"),
+                                     pbx_event("ringing", "2026-01-02T03:04:05Z")};
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& e : events) {
+      CHECK(d.pbx(e).status == 200);
+    }
+  }
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+  auto payload = json::parse(d.redis.xrange("sb:q:general:normal").at(0)["payload"]).as_object();
+  CHECK(payload.at("kind").as_string() == "call");
+  CHECK(payload.at("channel").as_string() == "voice");
+  CHECK(payload.at("call").at("status").as_string() == "completed");
+  CHECK(payload.at("call").at("duration_s").as_int64() == 42);
+  CHECK(payload.at("from").at("value").as_string() == "+14155550100");
+}
+
+TEST_CASE("voice: a no-answer call from a known customer's national number is matched and routed") {
+  VoiceDaemon d;
+  auto r = d.http->post_json("/v1/interactions",
+                             R"({"source":"crm","external_id":"c1","from":{"phone":"+14155550123","name":"Ann"},"text":"hi"})",
+                             "test-token");
+  REQUIRE(r.status == 202);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  std::string customer = d.redis.xrange("sb:q:general:normal").at(0)["customer_id"];
+
+  CHECK(d.pbx(pbx_event("ringing", "2026-01-02T03:04:05Z", 0, "(415) 555-0123")).status == 200);
+  CHECK(d.redis.xlen("sb:q:callbacks:high") <= 0);  // not queued before it ends
+  CHECK(d.pbx(pbx_event("missed", "2026-01-02T03:04:35Z", 0, "(415) 555-0123")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:callbacks:high") == 1; }));
+  auto e = d.redis.xrange("sb:q:callbacks:high").at(0);
+  CHECK(e["customer_id"] == customer);
+  auto payload = json::parse(e["payload"]).as_object();
+  CHECK(payload.at("call").at("status").as_string() == "no-answer");
+  CHECK(payload.at("customer").at("is_new").as_bool() == false);
+}
+
+TEST_CASE("voice: forged, missing and stale signatures are refused, stored nowhere, and counted") {
+  VoiceDaemon d;
+  auto body = pbx_event("ringing", "2026-01-02T03:04:05Z");
+  auto forged = d.pbx(body, now_ms() / 1000, "wrong-secret");
+  CHECK(forged.status == 403);
+  CHECK(json::parse(forged.body).at("error").at("code").as_string() == "bad_signature");
+  auto stale = d.pbx(body, now_ms() / 1000 - 301);
+  CHECK(stale.status == 403);
+  CHECK(json::parse(stale.body).at("error").at("code").as_string() == "stale_timestamp");
+  auto missing = d.http->request("POST", "/webhooks/calls/pbx", body, {{"Content-Type", "application/json"}});
+  CHECK(missing.status == 401);
+  auto twilio = d.http->request("POST", "/webhooks/twilio/voice", "CallSid=CA1&CallStatus=ringing",
+                                {{"Content-Type", "application/x-www-form-urlencoded"},
+                                 {"X-Twilio-Signature", "bm90IGEgc2lnbmF0dXJl"}});
+  CHECK(twilio.status == 403);
+  auto wrong_type = d.http->request("POST", "/webhooks/calls/pbx", body, {{"Content-Type", "text/plain"}});
+  CHECK(wrong_type.status == 415);
+  CHECK(d.http->request("POST", "/webhooks/calls/nope", body, {}).status == 404);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 0);
+  auto metrics = d.http->request("GET", "/metrics").body;
+  CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="voice",account="pbx"} 4)") != std::string::npos);
+  CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="voice",account="voice"} 1)") != std::string::npos);
+}
+
+TEST_CASE("voice: a signed Twilio status callback is stored, a withheld caller makes no customer") {
+  VoiceDaemon d;
+  std::vector<std::pair<std::string, std::string>> params = {
+      {"CallSid", "CA42"}, {"CallStatus", "no-answer"}, {"From", "anonymous"},
+      {"To", "+14155550199"}, {"Direction", "inbound"}, {"SequenceNumber", "2"}};
+  std::string body;
+  for (auto& [k, v] : params) {
+    std::string value = v;  // form encoding: a literal '+' must be sent as %2B
+    for (auto pos = value.find('+'); pos != std::string::npos; pos = value.find('+', pos)) {
+      value.replace(pos, 1, "%2B");
+    }
+    body += (body.empty() ? "" : "&") + k + "=" + value;
+  }
+  std::string sig = voice::twilio_signature("12345", "https://hooks.example.com/webhooks/twilio/voice", params);
+  auto r = d.http->request("POST", "/webhooks/twilio/voice", body,
+                           {{"Content-Type", "application/x-www-form-urlencoded"},
+                            {"X-Twilio-Signature", sig}});
+  CAPTURE(r.body);
+  CHECK(r.status == 200);
+  CHECK(r.headers["content-type"].find("text/xml") != std::string::npos);
+  CHECK(r.body.find("<Response/>") != std::string::npos);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:callbacks:high") == 1; }));
+  auto payload = json::parse(d.redis.xrange("sb:q:callbacks:high").at(0)["payload"]).as_object();
+  CHECK(payload.at("customer").is_null());
+  CHECK(payload.at("from").is_null());
+  CHECK(d.rows("SELECT count(*) FROM customers") == 0);
+}
