@@ -102,6 +102,13 @@ int main(int argc, char** argv) {
   double e2e_s = std::chrono::duration<double>(clk::now() - t0).count();
   long long in_redis = redis.xlen("sb:q:general:normal");
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
+  auto metric = [&](const std::string& text, const std::string& name) {
+    auto p = text.find("\n" + name + " ");
+    return p == std::string::npos ? 0.0 : std::stod(text.substr(p + name.size() + 2));
+  };
+  auto metrics = test::HttpClient(port).request("GET", "/metrics").body;
+  double commits = metric(metrics, "switchboard_writer_commits_total");
+  double jobs = metric(metrics, "switchboard_writer_jobs_total");
   daemon.kill(SIGTERM);
   daemon.wait();
 
@@ -115,6 +122,7 @@ int main(int argc, char** argv) {
   t.add("latency p50", bench::fmt("%.2f ms", bench::percentile(lat_ms, 0.50)));
   t.add("latency p99", bench::fmt("%.2f ms", bench::percentile(lat_ms, 0.99)));
   t.add("latency max", bench::fmt("%.2f ms", bench::percentile(lat_ms, 1.0)));
+  t.add("writer commits", bench::fmt("%.0f", commits) + bench::fmt(" (%.1f jobs each)", commits ? jobs / commits : 0));
   t.add("daemon RSS (end / peak)", bench::fmt("%.0f MiB", rss) + " / " + bench::fmt("%.0f MiB", hwm));
   t.print("bench_ingest: POST /v1/interactions -> SQLite -> Redis");
   return in_redis == total - errors && errors == 0 ? 0 : 1;

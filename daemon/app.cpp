@@ -50,6 +50,15 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   opts.max_body_bytes = cfg_.server.max_body_bytes;
   server_ = std::make_unique<http::Server>(io_, opts, router_, metrics_);
 
+  metrics_.gauge("switchboard_writer_commits_total",
+                 "Transactions committed by the writer (group commit: many requests each).",
+                 [w = writer_.get()]() -> std::vector<std::pair<Labels, double>> {
+                   return {{{}, static_cast<double>(w->commits())}};
+                 });
+  metrics_.gauge("switchboard_writer_jobs_total", "Jobs (requests, relay marks) run by the writer.",
+                 [w = writer_.get()]() -> std::vector<std::pair<Labels, double>> {
+                   return {{{}, static_cast<double>(w->jobs_done())}};
+                 });
   // Counted at scrape time from the database (its own read connection, used on the io thread
   // only), so the number is right while Redis is down, which is when it matters.
   metrics_.gauge("switchboard_outbox_pending",
@@ -99,6 +108,7 @@ void App::start() {
   writer_->start();
   relay_->start();
   io_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "sb-io");
     auto guard = asio::make_work_guard(io_);
     io_.run();
   });

@@ -1,6 +1,7 @@
 #include "relay/relay.hpp"
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 
 #include "core/log.hpp"
 #include "routing/rules.hpp"
@@ -59,7 +60,12 @@ Relay::Relay(const config::Redis& redis, storage::Writer& writer, std::vector<st
 
 Relay::~Relay() { stop(std::chrono::milliseconds(0)); }
 
-void Relay::start() { thread_ = std::thread([this] { loop(); }); }
+void Relay::start() {
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "sb-relay");
+    loop();
+  });
+}
 
 void Relay::stop(std::chrono::milliseconds flush_deadline) {
   {
@@ -181,6 +187,9 @@ void Relay::loop() {
       std::unique_lock lock(mu_);
       cv_.wait_for(lock, std::chrono::seconds(1), [&] { return woken_ || stopping_; });
       woken_ = false;
+      // Let a few more commits gather: one pass per ~2 ms under load instead of one per commit.
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }
 }

@@ -8,8 +8,29 @@
 #include <memory>
 
 #include "storage/pipeline.hpp"
+#include "storage/writer.hpp"
 
 namespace sb {
+
+namespace detail {
+// Runs `fn` on `ex`: batched with the other completions of the same writer batch into one post
+// (one wake-up of the io thread per commit instead of one per request).
+template <typename Executor>
+void complete_on(const Executor& ex, std::function<void()> fn) {
+  auto flush = [ex](std::vector<std::function<void()>> fns) {
+    boost::asio::post(ex, [fns = std::move(fns)]() {
+      for (const auto& f : fns) {
+        f();
+      }
+    });
+  };
+  // Keyed by the executor's context: all coroutines of one io_context share one post.
+  const void* key = &boost::asio::query(ex, boost::asio::execution::context);
+  if (!storage::Writer::defer(key, flush, fn)) {  // not on the writer thread
+    boost::asio::post(ex, std::move(fn));
+  }
+}
+}  // namespace detail
 
 template <typename Token>
 auto async_submit(Pipeline& p, std::vector<Inbound> items, std::optional<CursorUpdate> cursor,
@@ -19,7 +40,7 @@ auto async_submit(Pipeline& p, std::vector<Inbound> items, std::optional<CursorU
         auto ex = boost::asio::get_associated_executor(handler);
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
         p.submit(std::move(items), std::move(cursor), [h, ex](std::vector<IngestOutcome> out) {
-          boost::asio::post(ex, [h, out = std::move(out)]() mutable { (*h)(std::move(out)); });
+          detail::complete_on(ex, [h, out = std::move(out)]() mutable { (*h)(std::move(out)); });
         });
       },
       token, std::move(items), std::move(cursor));
@@ -32,7 +53,7 @@ auto async_submit_call(Pipeline& p, CallEventInput ev, Token&& token) {
         auto ex = boost::asio::get_associated_executor(handler);
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
         p.submit_call_event(std::move(ev), [h, ex](std::vector<IngestOutcome> out) {
-          boost::asio::post(ex, [h, out = std::move(out)]() mutable { (*h)(std::move(out)); });
+          detail::complete_on(ex, [h, out = std::move(out)]() mutable { (*h)(std::move(out)); });
         });
       },
       token, std::move(ev));

@@ -1,5 +1,7 @@
 #include "storage/writer.hpp"
 
+#include <pthread.h>
+
 #include "core/log.hpp"
 #include "storage/schema.hpp"
 
@@ -10,7 +12,36 @@ namespace {
 constexpr std::size_t kMaxBatch = 4096;
 }  // namespace
 
-Writer::Writer(const std::string& path) : db_(path) { migrate(db_); }
+namespace {
+struct Deferred {
+  Writer::Flush flush;
+  std::vector<std::function<void()>> fns;
+};
+// Set while a batch's done callbacks run on the writer thread.
+thread_local std::vector<std::pair<const void*, Deferred>>* deferred = nullptr;
+}  // namespace
+
+bool Writer::defer(const void* key, Flush flush, std::function<void()> fn) {
+  if (!deferred) {
+    return false;
+  }
+  for (auto& [k, d] : *deferred) {
+    if (k == key) {
+      d.fns.push_back(std::move(fn));
+      return true;
+    }
+  }
+  deferred->push_back({key, Deferred{std::move(flush), {}}});
+  deferred->back().second.fns.push_back(std::move(fn));
+  return true;
+}
+
+Writer::Writer(const std::string& path) : db_(path) {
+  migrate(db_);
+  // Checkpoints copy the WAL into the database file and fsync it: slow on some disks. They run
+  // on their own thread and connection (checkpoint_loop) so that commits never wait for them.
+  db_.exec("PRAGMA wal_autocheckpoint=0");
+}
 
 Writer::~Writer() { stop(); }
 
@@ -20,7 +51,14 @@ void Writer::start() {
     return;
   }
   started_ = true;
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "sb-writer");
+    loop();
+  });
+  checkpointer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "sb-checkpoint");
+    checkpoint_loop();
+  });
 }
 
 void Writer::stop() {
@@ -31,6 +69,9 @@ void Writer::stop() {
   cv_.notify_all();
   if (thread_.joinable()) {
     thread_.join();
+  }
+  if (checkpointer_.joinable()) {
+    checkpointer_.join();
   }
   // Jobs that raced with stop() (or a writer never started) are failed, never dropped silently.
   std::vector<Job> left;
@@ -50,7 +91,11 @@ void Writer::submit(Job job) {
     std::lock_guard lock(mu_);
     if (!(stopping_ && !thread_.joinable())) {
       queue_.push_back(std::move(job));
-      cv_.notify_one();
+      // A busy writer drains the queue before it waits again: waking it costs a futex call per
+      // request for nothing.
+      if (idle_) {
+        cv_.notify_one();
+      }
       return;
     }
   }
@@ -69,7 +114,9 @@ void Writer::loop() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
+      idle_ = true;
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      idle_ = false;
       if (queue_.empty()) {
         return;  // stopping and drained
       }
@@ -87,22 +134,27 @@ void Writer::loop() {
 }
 
 void Writer::run_batch(std::vector<Job>& batch) {
+  static thread_local Stmt begin = db_.prepare("BEGIN IMMEDIATE");
+  static thread_local Stmt commit = db_.prepare("COMMIT");
+  static thread_local Stmt savepoint = db_.prepare("SAVEPOINT job");
+  static thread_local Stmt release = db_.prepare("RELEASE job");
+  static thread_local Stmt rollback_to = db_.prepare("ROLLBACK TO job");
   std::vector<std::string> errors(batch.size());
   std::string commit_error;
   try {
-    db_.exec("BEGIN IMMEDIATE");
+    begin.run();
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      db_.exec("SAVEPOINT job");
+      savepoint.run();
       try {
         batch[i].run(db_);
-        db_.exec("RELEASE job");
+        release.run();
       } catch (const std::exception& e) {
         errors[i] = e.what();
-        db_.exec("ROLLBACK TO job");
-        db_.exec("RELEASE job");
+        rollback_to.run();
+        release.run();
       }
     }
-    db_.exec("COMMIT");
+    commit.run();
     healthy_ = true;
     ++commits_;
   } catch (const std::exception& e) {
@@ -116,14 +168,43 @@ void Writer::run_batch(std::vector<Job>& batch) {
       logger("storage")->error("[writer] transaction failed: {}", commit_error);
     }
   }
+  std::vector<std::pair<const void*, Deferred>> handover;
+  deferred = &handover;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (batch[i].done) {
       batch[i].done(commit_error.empty() ? errors[i] : commit_error);
     }
   }
+  deferred = nullptr;
+  for (auto& [key, d] : handover) {
+    d.flush(std::move(d.fns));
+  }
   jobs_done_ += batch.size();
   if (commit_error.empty() && on_commit_) {
     on_commit_();
+  }
+}
+
+void Writer::checkpoint_loop() {
+  Db db(db_.path());
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      if (cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; })) {
+        break;
+      }
+    }
+    try {
+      // PASSIVE: copies what no reader still needs, never blocks the writer or readers.
+      db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+    } catch (const std::exception& e) {
+      logger("storage")->warn("[checkpoint] {}", e.what());
+    }
+  }
+  try {
+    db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+  } catch (...) {
+    // Best effort at shutdown; the WAL is replayed on the next open anyway.
   }
 }
 

@@ -39,6 +39,12 @@ class Writer {
   // Called on the writer thread after each successful COMMIT (the relay's wake-up).
   void on_commit(std::function<void()> fn) { on_commit_ = std::move(fn); }
 
+  // Completions that must run elsewhere (an io_context) are handed over once per batch rather
+  // than once per job: `defer` queues fn under `key` while a batch's done callbacks run, and
+  // `flush(key, fns)` is called once per key afterwards. Outside a batch it returns false.
+  using Flush = std::function<void(std::vector<std::function<void()>>)>;
+  static bool defer(const void* key, Flush flush, std::function<void()> fn);
+
   bool healthy() const { return healthy_.load(); }  // false after a failed COMMIT, until one works
   std::uint64_t commits() const { return commits_.load(); }
   std::uint64_t jobs_done() const { return jobs_done_.load(); }
@@ -49,6 +55,7 @@ class Writer {
  private:
   void loop();
   void run_batch(std::vector<Job>& batch);
+  void checkpoint_loop();
 
   Db db_;
   mutable std::mutex mu_;
@@ -56,7 +63,9 @@ class Writer {
   std::vector<Job> queue_;
   bool stopping_ = false;
   bool started_ = false;
+  bool idle_ = false;  // the writer thread is waiting: only then does submit() wake it
   std::thread thread_;
+  std::thread checkpointer_;
   std::function<void()> on_commit_;
   std::atomic<bool> healthy_{true};
   std::atomic<std::uint64_t> commits_{0};
