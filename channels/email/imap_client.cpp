@@ -1,5 +1,14 @@
 #include "channels/email/imap_client.hpp"
 
+// GCC 12 reports -Wmismatched-new-delete inside Asio's awaitable frame allocator for some
+// coroutines; the frame is allocated and freed by the same awaitable_frame_base operators
+// (a known false positive, GCC PR 109224).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+#include "channels/email/imap_utf7.hpp"
+
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
@@ -209,11 +218,20 @@ asio::awaitable<error_code> Client::handshake() {
 }
 
 asio::awaitable<error_code> Client::connect() {
+  // The resolver is not the socket, so the watchdog cannot reach it: a timer of its own
+  // cancels a DNS lookup that hangs.
   asio::ip::tcp::resolver resolver(stream_.get_executor());
+  asio::steady_timer resolve_deadline(stream_.get_executor(), options_.connect_timeout);
+  resolve_deadline.async_wait([&resolver](error_code ec) {
+    if (!ec) {
+      resolver.cancel();
+    }
+  });
   auto [rec, endpoints] =
       co_await resolver.async_resolve(options_.host, std::to_string(options_.port), use_tuple);
+  resolve_deadline.cancel();
   if (rec) {
-    co_return rec;
+    co_return rec == asio::error::operation_aborted ? error_code(asio::error::timed_out) : rec;
   }
   if (options_.tls == TlsMode::none) {
     for (const auto& e : endpoints) {
@@ -310,9 +328,10 @@ asio::awaitable<error_code> Client::login() {
 }
 
 asio::awaitable<result<MailboxStatus>> Client::select(std::string_view mailbox, bool read_only) {
-  auto name = quoted(mailbox);
+  auto encoded = encode_mailbox_name(mailbox);
+  auto name = encoded ? quoted(*encoded) : std::nullopt;
   if (!name) {
-    co_return make_error_code(errc::capability_missing);
+    co_return make_error_code(errc::bad_command);  // not valid UTF-8
   }
   mailbox_ = {};
   auto r = co_await command((read_only ? "EXAMINE " : "SELECT ") + *name);

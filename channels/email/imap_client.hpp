@@ -69,7 +69,8 @@ class Client {
   boost::asio::awaitable<boost::system::error_code> connect();
   // AUTHENTICATE PLAIN (with SASL-IR when offered), else LOGIN.
   boost::asio::awaitable<boost::system::error_code> login();
-  // SELECT (read_only: EXAMINE). UIDVALIDITY is required: its absence is a protocol error.
+  // SELECT (read_only: EXAMINE) of a UTF-8 mailbox name, sent in modified UTF-7. UIDVALIDITY
+  // is required: its absence is a protocol error.
   boost::asio::awaitable<boost::system::result<MailboxStatus>> select(std::string_view mailbox,
                                                                       bool read_only = false);
   // UID SEARCH UID after+1:*, then UID FETCH (UID BODY.PEEK[] RFC822.SIZE) of at most

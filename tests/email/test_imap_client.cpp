@@ -174,6 +174,21 @@ TEST_CASE("IDLE returns on new mail, and quietly when its period ends") {
   });
 }
 
+TEST_CASE("a UTF-8 folder name is selected in modified UTF-7") {
+  Dovecot dv;
+  dv.doveadm("mailbox create -u alice 'Entwürfe'");
+  dv.deliver(message(3), "Entwürfe");
+  auto ctx = tls_context(dv);
+  run_bounded([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    Client c(ex, ctx, options(dv, TlsMode::none));
+    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_FALSE(co_await c.login());
+    auto box = co_await c.select("Entwürfe");
+    REQUIRE(box.has_value());
+    CHECK(box->exists == 1);
+  });
+}
+
 TEST_CASE("UIDVALIDITY change is visible on the next SELECT") {
   Dovecot dv;
   dv.deliver(message(1));
