@@ -24,6 +24,7 @@
 namespace sb::email::imap {
 
 enum class TlsMode { implicit, starttls, none };
+enum class AuthMode { password, xoauth2 };
 
 struct ClientOptions {
   std::string host;
@@ -31,6 +32,10 @@ struct ClientOptions {
   TlsMode tls = TlsMode::implicit;
   std::string username;
   std::string password;  // never logged
+  AuthMode auth = AuthMode::password;
+  // XOAUTH2 bearer token (Gmail, Microsoft 365). The caller reads it from the environment or its
+  // file before each connect, so a rotated token is picked up on the next session.
+  std::string access_token;  // never logged
   std::chrono::milliseconds connect_timeout{15000};
   std::chrono::milliseconds io_timeout{60000};  // each read or write of a command exchange
   ParserLimits limits;
@@ -67,7 +72,8 @@ class Client {
   // TCP connect, greeting, TLS (implicit or STARTTLS, the latter discarding anything buffered
   // before the handshake), CAPABILITY.
   boost::asio::awaitable<boost::system::error_code> connect();
-  // AUTHENTICATE PLAIN (with SASL-IR when offered), else LOGIN.
+  // AuthMode::password: AUTHENTICATE PLAIN (with SASL-IR when offered), else LOGIN.
+  // AuthMode::xoauth2: AUTHENTICATE XOAUTH2 (requires AUTH=XOAUTH2).
   boost::asio::awaitable<boost::system::error_code> login();
   // SELECT (read_only: EXAMINE) of a UTF-8 mailbox name, sent in modified UTF-7. UIDVALIDITY
   // is required: its absence is a protocol error.
@@ -95,10 +101,11 @@ class Client {
   boost::asio::awaitable<boost::system::result<Response>> read_response(
       std::chrono::milliseconds timeout, bool soft = false);
   boost::asio::awaitable<boost::system::error_code> write(std::string data);
-  // Sends "<tag> text", collects untagged responses until the tagged one; a "+" continuation
-  // is answered once with `continuation` (AUTHENTICATE without SASL-IR).
-  boost::asio::awaitable<boost::system::result<responses>> command(std::string text,
-                                                                   std::string continuation = {});
+  // Sends "<tag> text", collects untagged responses until the tagged one; each "+"
+  // continuation is answered with the next of `answers` (SASL steps), a protocol error when
+  // none is left.
+  boost::asio::awaitable<boost::system::result<responses>> command(
+      std::string text, std::vector<std::string> answers = {});
   boost::asio::awaitable<boost::system::error_code> refresh_capabilities();
   boost::asio::awaitable<boost::system::error_code> handshake();
   void note(const Response& r);  // EXISTS, UIDVALIDITY, UIDNEXT, CAPABILITY wherever they come

@@ -2,6 +2,7 @@
 // literal over the size cap. A scripted server on a loopback port plays them.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -14,6 +15,8 @@
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <istream>
+#include <optional>
+#include <vector>
 
 #include "channels/email/imap_client.hpp"
 #include "channels/email/imap_utf7.hpp"
@@ -132,4 +135,135 @@ TEST_CASE("modified UTF-7 mailbox names (RFC 3501 5.1.3)") {
   CHECK(encode_mailbox_name("A&B") == "A&-B");
   CHECK(encode_mailbox_name("😀") == "&2D3eAA-");
   CHECK_FALSE(encode_mailbox_name("\xff").has_value());
+}
+
+namespace {
+
+// Plays the SASL exchange: records every line the client sends; `accept` decides the outcome.
+// On rejection it sends the XOAUTH2-style error challenge and waits for the empty answer.
+asio::awaitable<void> auth_server(asio::ip::tcp::acceptor& acceptor, std::string caps, bool accept,
+                                  std::vector<std::string>& lines) {
+  auto [aec, sock] = co_await acceptor.async_accept(use_tuple);
+  if (aec) {
+    co_return;
+  }
+  asio::streambuf in;
+  auto send = [&](std::string s) -> asio::awaitable<void> {
+    co_await asio::async_write(sock, asio::buffer(s), use_tuple);
+  };
+  auto read_line = [&]() -> asio::awaitable<std::optional<std::string>> {
+    auto [ec, n] = co_await asio::async_read_until(sock, in, "\r\n", use_tuple);
+    if (ec) {
+      co_return std::nullopt;
+    }
+    std::istream is(&in);
+    std::string line;
+    std::getline(is, line);
+    line.pop_back();  // '\r'
+    lines.push_back(line);
+    co_return line;
+  };
+  co_await send("* OK [CAPABILITY " + caps + "] ready\r\n");
+  while (auto line = co_await read_line()) {
+    std::string tag = line->substr(0, line->find(' '));
+    if (line->find("AUTHENTICATE") == std::string::npos) {
+      co_await send("* CAPABILITY IMAP4rev1 IDLE\r\n" + tag + " OK done\r\n");
+      continue;
+    }
+    bool has_ir = std::count(line->begin(), line->end(), ' ') == 3;
+    if (!has_ir) {
+      co_await send("+ \r\n");
+      if (!co_await read_line()) {
+        co_return;
+      }
+    }
+    if (accept) {
+      co_await send(tag + " OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n");
+    } else {
+      co_await send("+ eyJzdGF0dXMiOiI0MDEifQ==\r\n");
+      if (!co_await read_line()) {
+        co_return;
+      }
+      co_await send(tag + " NO [AUTHENTICATIONFAILED] Invalid credentials\r\n");
+    }
+  }
+}
+
+boost::system::error_code login_against(std::string caps, bool accept, AuthMode mode,
+                                        std::vector<std::string>& lines) {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  asio::co_spawn(io, auth_server(acceptor, caps, accept, lines), asio::detached);
+  asio::ssl::context ctx(asio::ssl::context::tls_client);
+  ClientOptions o;
+  o.host = "127.0.0.1";
+  o.port = acceptor.local_endpoint().port();
+  o.tls = TlsMode::none;
+  o.username = "u@x";
+  o.password = "p w";
+  o.auth = mode;
+  o.access_token = "tok";
+  o.io_timeout = 2s;
+  boost::system::error_code out;
+  bool done = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        Client c(io.get_executor(), ctx, o);
+        REQUIRE_FALSE(co_await c.connect());
+        out = co_await c.login();
+        done = true;
+      },
+      [](std::exception_ptr e) {
+        if (e) {
+          std::rethrow_exception(e);
+        }
+      });
+  io.run_for(10s);
+  REQUIRE(done);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("XOAUTH2 with SASL-IR sends the bearer token in the initial response") {
+  std::vector<std::string> lines;
+  auto ec = login_against("IMAP4rev1 SASL-IR AUTH=XOAUTH2", true, AuthMode::xoauth2, lines);
+  CHECK_FALSE(ec);
+  REQUIRE_FALSE(lines.empty());
+  CHECK(lines[0] == "sb1 AUTHENTICATE XOAUTH2 dXNlcj11QHgBYXV0aD1CZWFyZXIgdG9rAQE=");
+}
+
+TEST_CASE("XOAUTH2 rejected: the error challenge gets an empty line, then auth_failed") {
+  std::vector<std::string> lines;
+  auto ec = login_against("IMAP4rev1 AUTH=XOAUTH2", false, AuthMode::xoauth2, lines);
+  CHECK(ec == make_error_code(errc::auth_failed));
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[0] == "sb1 AUTHENTICATE XOAUTH2");
+  CHECK(lines[1] == "dXNlcj11QHgBYXV0aD1CZWFyZXIgdG9rAQE=");
+  CHECK(lines[2].empty());
+}
+
+TEST_CASE("XOAUTH2 not offered: capability_missing, nothing sent") {
+  std::vector<std::string> lines;
+  auto ec = login_against("IMAP4rev1 AUTH=PLAIN", true, AuthMode::xoauth2, lines);
+  CHECK(ec == make_error_code(errc::capability_missing));
+  CHECK(lines.empty());
+}
+
+TEST_CASE("PLAIN without SASL-IR answers the continuation") {
+  std::vector<std::string> lines;
+  auto ec = login_against("IMAP4rev1 AUTH=PLAIN", true, AuthMode::password, lines);
+  CHECK_FALSE(ec);
+  REQUIRE(lines.size() >= 2);
+  CHECK(lines[0] == "sb1 AUTHENTICATE PLAIN");
+  CHECK(lines[1] == "AHVAeABwIHc=");
+}
+
+TEST_CASE("no AUTH=PLAIN: LOGIN with quoted arguments") {
+  std::vector<std::string> lines;
+  auto ec = login_against("IMAP4rev1", true, AuthMode::password, lines);
+  CHECK_FALSE(ec);
+  REQUIRE_FALSE(lines.empty());
+  CHECK(lines[0] == "sb1 LOGIN \"u@x\" \"p w\"");
 }
