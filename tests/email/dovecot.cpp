@@ -128,6 +128,17 @@ void Dovecot::start() {
   if (root) {
     run("chown -R 65534:65534 " + dir_);
   }
+  launch();
+  // Create the Maildir so SELECT INBOX works before the first delivery.
+  doveadm("mailbox status -u alice messages INBOX");
+}
+
+Dovecot::~Dovecot() {
+  stop();
+}
+
+void Dovecot::launch() {
+  bool root = ::geteuid() == 0;
   pid_ = ::fork();
   if (pid_ == 0) {
     std::string cfg = dir_ + "/dovecot.conf";
@@ -152,12 +163,14 @@ void Dovecot::start() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  // Create the Maildir so SELECT INBOX works before the first delivery.
-  doveadm("mailbox status -u alice messages INBOX");
 }
 
-Dovecot::~Dovecot() {
-  stop();
+void Dovecot::restart() {
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  launch();
 }
 
 void Dovecot::stop() {

@@ -23,6 +23,8 @@ class Dovecot {
   static constexpr const char* user = "alice";
   static constexpr const char* password = "s3cret pass\"word";
 
+  // Stops the server (SIGTERM, waits) and starts it again on the same ports and Maildir.
+  void restart();
   void deliver(const std::string& raw, const std::string& mailbox = "INBOX");
   void set_uidvalidity(std::uint32_t v, const std::string& mailbox = "INBOX");
   std::string doveadm(const std::string& args);  // runs doveadm as the Dovecot user, returns stdout
@@ -30,6 +32,7 @@ class Dovecot {
  private:
   void start();
   void stop();
+  void launch();  // fork/exec the master and wait for both listeners
   std::string run_as_prefix() const;
   std::string dir_;
   std::uint16_t imap_port_ = 0;

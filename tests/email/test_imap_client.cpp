@@ -174,6 +174,41 @@ TEST_CASE("IDLE returns on new mail, and quietly when its period ends") {
   });
 }
 
+TEST_CASE("Dovecot restarted mid-session: retryable error, a new session continues") {
+  Dovecot dv;
+  for (int i = 1; i <= 3; ++i) {
+    dv.deliver(message(i));
+  }
+  auto ctx = tls_context(dv);
+  run_bounded([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    Client c(ex, ctx, options(dv, TlsMode::none));
+    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_FALSE(co_await c.login());
+    REQUIRE((co_await c.select("INBOX")).has_value());
+    auto first = co_await c.fetch_new(0, 1);
+    REQUIRE(first.has_value());
+    REQUIRE(first->messages.size() == 1);
+    std::uint64_t last = first->messages.back().uid;
+
+    // A restart alone may leave running imap processes serving their sessions; kicking the
+    // user first makes the cut certain, as a crash would.
+    dv.doveadm("kick alice");
+    dv.restart();
+    auto broken = co_await c.fetch_new(last, 10);
+    REQUIRE_FALSE(broken.has_value());
+    CHECK(retryable(broken.error()));
+
+    Client again(ex, ctx, options(dv, TlsMode::none));
+    REQUIRE_FALSE(co_await again.connect());
+    REQUIRE_FALSE(co_await again.login());
+    REQUIRE((co_await again.select("INBOX")).has_value());
+    auto rest = co_await again.fetch_new(last, 10);
+    REQUIRE(rest.has_value());
+    REQUIRE(rest->messages.size() == 2);  // nothing skipped, nothing repeated
+    CHECK(rest->messages[0].uid == last + 1);
+  });
+}
+
 TEST_CASE("a UTF-8 folder name is selected in modified UTF-7") {
   Dovecot dv;
   dv.doveadm("mailbox create -u alice 'Entwürfe'");
