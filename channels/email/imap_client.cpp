@@ -1,0 +1,486 @@
+#include "channels/email/imap_client.hpp"
+
+// GCC 12 reports -Wmismatched-new-delete inside Asio's awaitable frame allocator for some
+// coroutines; the frame is allocated and freed by the same awaitable_frame_base operators, so
+// the warning is a false positive of GCC 12's coroutine support.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+#include "channels/email/imap_utf7.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+namespace sb::email::imap {
+namespace asio = boost::asio;
+using boost::system::error_code;
+using boost::system::result;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::string base64(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3), '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+// A quoted string when the bytes allow (RFC 3501 quoted: 7-bit, no CR/LF/NUL); else empty.
+std::optional<std::string> quoted(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (u == 0 || u == '\r' || u == '\n' || u >= 0x80) {
+      return std::nullopt;
+    }
+    if (c == '"' || c == '\\') {
+      out += '\\';
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+// "1,2,3,7,9,10" -> "1:3,7,9:10" keeps the command short for large batches.
+std::string uid_set(const std::vector<std::uint64_t>& uids) {
+  std::string out;
+  for (std::size_t i = 0; i < uids.size();) {
+    std::size_t j = i;
+    while (j + 1 < uids.size() && uids[j + 1] == uids[j] + 1) {
+      ++j;
+    }
+    if (!out.empty()) {
+      out += ',';
+    }
+    out += std::to_string(uids[i]);
+    if (j > i) {
+      out += ':' + std::to_string(uids[j]);
+    }
+    i = j + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+Client::Client(asio::any_io_executor ex, asio::ssl::context& tls, ClientOptions options)
+    : options_(std::move(options)), stream_(ex, tls), deadline_(ex), parser_(options_.limits) {}
+
+bool Client::has_capability(std::string_view cap) const {
+  return std::find(caps_.begin(), caps_.end(), cap) != caps_.end();
+}
+
+std::string Client::next_tag() {
+  return "sb" + std::to_string(++tag_counter_);
+}
+
+void Client::close() {
+  error_code ignored;
+  deadline_.cancel();
+  stream_.next_layer().close(ignored);
+}
+
+// Every socket operation runs under a watchdog timer. Hard expiry closes the socket (the
+// session is unusable after a half-read response); soft expiry only cancels the pending read,
+// which IDLE uses to end its wait and send DONE on the same connection.
+void Client::arm(std::chrono::milliseconds timeout, bool soft) {
+  timed_out_ = false;
+  std::uint64_t gen = ++deadline_gen_;
+  deadline_.expires_after(timeout);
+  deadline_.async_wait([this, soft, gen](error_code ec) {
+    if (ec || gen != deadline_gen_) {
+      return;  // cancelled: the operation finished in time (the Client may be gone)
+    }
+    timed_out_ = true;
+    error_code ignored;
+    if (soft) {
+      stream_.next_layer().cancel(ignored);
+    } else {
+      stream_.next_layer().close(ignored);
+    }
+  });
+}
+
+void Client::disarm() {
+  ++deadline_gen_;
+  deadline_.cancel();
+}
+
+asio::awaitable<result<Response>> Client::read_response(std::chrono::milliseconds timeout,
+                                                        bool soft) {
+  while (true) {
+    if (auto r = parser_.next()) {
+      co_return std::move(*r);
+    }
+    if (parser_.error()) {
+      co_return make_error_code(errc::protocol);
+    }
+    arm(timeout, soft);
+    auto buf = asio::buffer(read_buf_);
+    auto [ec, n] = tls_active_ ? co_await stream_.async_read_some(buf, use_tuple)
+                               : co_await stream_.next_layer().async_read_some(buf, use_tuple);
+    disarm();
+    if (timed_out_) {
+      ec = asio::error::timed_out;
+    }
+    if (ec) {
+      co_return ec;
+    }
+    parser_.feed(std::string_view(read_buf_.data(), n));
+  }
+}
+
+asio::awaitable<error_code> Client::write(std::string data) {
+  arm(options_.io_timeout, false);
+  auto [ec, n] =
+      tls_active_ ? co_await asio::async_write(stream_, asio::buffer(data), use_tuple)
+                  : co_await asio::async_write(stream_.next_layer(), asio::buffer(data), use_tuple);
+  disarm();
+  co_return timed_out_ ? error_code(asio::error::timed_out) : ec;
+}
+
+void Client::note(const Response& r) {
+  if (r.name == "EXISTS" && r.number) {
+    mailbox_.exists = *r.number;
+  } else if (r.code == "UIDVALIDITY" && !r.code_args.empty()) {
+    mailbox_.uidvalidity = r.code_args[0].number;
+  } else if (r.code == "UIDNEXT" && !r.code_args.empty()) {
+    mailbox_.uidnext = r.code_args[0].number;
+  }
+  if (auto c = capabilities(r); !c.empty()) {
+    caps_ = std::move(c);
+  }
+}
+
+asio::awaitable<result<Client::responses>> Client::command(std::string text,
+                                                           std::vector<std::string> answers) {
+  std::string tag = next_tag();
+  if (auto ec = co_await write(tag + " " + text + "\r\n")) {
+    co_return ec;
+  }
+  responses untagged;
+  bool bye = false;
+  std::size_t next_answer = 0;
+  while (true) {
+    auto r = co_await read_response(options_.io_timeout);
+    if (!r) {
+      co_return bye ? make_error_code(errc::server_bye) : r.error();
+    }
+    note(*r);
+    if (r->type == ResponseType::continuation) {
+      if (next_answer == answers.size()) {
+        co_return make_error_code(errc::protocol);
+      }
+      if (auto ec = co_await write(std::move(answers[next_answer++]) + "\r\n")) {
+        co_return ec;
+      }
+      continue;
+    }
+    if (r->type == ResponseType::tagged) {
+      if (r->tag != tag) {
+        co_return make_error_code(errc::protocol);
+      }
+      if (r->name == "OK") {
+        co_return untagged;
+      }
+      co_return make_error_code(r->name == "NO" ? errc::rejected : errc::bad_command);
+    }
+    bye = bye || r->name == "BYE";
+    untagged.push_back(std::move(*r));
+  }
+}
+
+asio::awaitable<error_code> Client::handshake() {
+  // SNI plus RFC 6125 host name check; a mismatch fails the handshake.
+  SSL_set_tlsext_host_name(stream_.native_handle(), options_.host.c_str());
+  stream_.set_verify_mode(asio::ssl::verify_peer);
+  stream_.set_verify_callback(asio::ssl::host_name_verification(options_.host));
+  arm(options_.io_timeout, false);
+  auto [ec] = co_await stream_.async_handshake(asio::ssl::stream_base::client, use_tuple);
+  disarm();
+  if (timed_out_) {
+    ec = asio::error::timed_out;
+  }
+  tls_active_ = !ec;
+  co_return ec;
+}
+
+asio::awaitable<error_code> Client::connect() {
+  // The resolver is not the socket, so the watchdog cannot reach it: a timer of its own
+  // cancels a DNS lookup that hangs.
+  asio::ip::tcp::resolver resolver(stream_.get_executor());
+  asio::steady_timer resolve_deadline(stream_.get_executor(), options_.connect_timeout);
+  resolve_deadline.async_wait([&resolver](error_code ec) {
+    if (!ec) {
+      resolver.cancel();
+    }
+  });
+  auto [rec, endpoints] =
+      co_await resolver.async_resolve(options_.host, std::to_string(options_.port), use_tuple);
+  resolve_deadline.cancel();
+  if (rec) {
+    co_return rec == asio::error::operation_aborted ? error_code(asio::error::timed_out) : rec;
+  }
+  if (options_.tls == TlsMode::none) {
+    for (const auto& e : endpoints) {
+      if (!e.endpoint().address().is_loopback()) {
+        co_return make_error_code(errc::tls_required);
+      }
+    }
+  }
+  arm(options_.connect_timeout, false);
+  auto [cec, ep] = co_await asio::async_connect(stream_.next_layer(), endpoints, use_tuple);
+  disarm();
+  if (timed_out_) {
+    cec = asio::error::timed_out;
+  }
+  if (cec) {
+    co_return cec;
+  }
+  if (options_.tls == TlsMode::implicit) {
+    if (auto ec = co_await handshake()) {
+      co_return ec;
+    }
+  }
+  auto greeting = co_await read_response(options_.io_timeout);
+  if (!greeting) {
+    co_return greeting.error();
+  }
+  if (greeting->name == "BYE") {
+    co_return make_error_code(errc::server_bye);
+  }
+  if (greeting->type != ResponseType::untagged || !greeting->is_status()) {
+    co_return make_error_code(errc::protocol);
+  }
+  note(*greeting);
+  if (options_.tls == TlsMode::starttls) {
+    if (caps_.empty()) {
+      if (auto ec = co_await refresh_capabilities()) {
+        co_return ec;
+      }
+    }
+    if (!has_capability("STARTTLS")) {
+      co_return make_error_code(errc::capability_missing);
+    }
+    auto r = co_await command("STARTTLS");
+    if (!r) {
+      co_return r.error();
+    }
+    // Anything the server sent after its OK but before the handshake could be injected by a
+    // man in the middle (CVE-2011-0411 class): drop it, and forget the pre-TLS capabilities.
+    parser_.reset();
+    caps_.clear();
+    if (auto ec = co_await handshake()) {
+      co_return ec;
+    }
+  }
+  if (caps_.empty()) {
+    co_return co_await refresh_capabilities();
+  }
+  co_return error_code{};
+}
+
+asio::awaitable<error_code> Client::refresh_capabilities() {
+  auto r = co_await command("CAPABILITY");
+  co_return r ? error_code{} : r.error();
+}
+
+asio::awaitable<error_code> Client::login() {
+  result<responses> r = make_error_code(errc::capability_missing);
+  if (options_.auth == AuthMode::xoauth2) {
+    if (!has_capability("AUTH=XOAUTH2")) {
+      co_return make_error_code(errc::capability_missing);
+    }
+    // https://developers.google.com/gmail/imap/xoauth2-protocol: on a bad token the server
+    // sends a "+ <base64 JSON>" challenge and expects an empty line before its tagged NO.
+    std::string ir = base64("user=" + options_.username +
+                            "\x01"
+                            "auth=Bearer " +
+                            options_.access_token + "\x01\x01");
+    // (The answers are built outside the co_await: GCC 12 rejects initializer lists there.)
+    std::vector<std::string> answers;
+    std::string cmd = "AUTHENTICATE XOAUTH2";
+    if (has_capability("SASL-IR")) {
+      cmd += " " + ir;
+    } else {
+      answers.push_back(ir);
+    }
+    answers.emplace_back();
+    r = co_await command(std::move(cmd), std::move(answers));
+  } else if (has_capability("AUTH=PLAIN")) {
+    // RFC 4616: authzid NUL authcid NUL passwd; RFC 4959 SASL-IR sends it with the command.
+    std::string ir = base64(std::string(1, '\0') + options_.username + '\0' + options_.password);
+    if (has_capability("SASL-IR")) {
+      r = co_await command("AUTHENTICATE PLAIN " + ir);
+    } else {
+      std::vector<std::string> answers;
+      answers.push_back(ir);
+      r = co_await command("AUTHENTICATE PLAIN", std::move(answers));
+    }
+  } else if (!has_capability("LOGINDISABLED")) {
+    auto user = quoted(options_.username);
+    auto pass = quoted(options_.password);
+    if (!user || !pass) {
+      co_return make_error_code(errc::capability_missing);  // would need a literal
+    }
+    r = co_await command("LOGIN " + *user + " " + *pass);
+  }
+  if (!r) {
+    auto ec = r.error();
+    co_return ec == errc::rejected ? make_error_code(errc::auth_failed) : ec;
+  }
+  // Capabilities change after login; Dovecot sends them in the tagged OK, others do not.
+  if (!has_capability("IMAP4REV1") || !has_capability("IDLE")) {
+    caps_.clear();
+    co_return co_await refresh_capabilities();
+  }
+  co_return error_code{};
+}
+
+asio::awaitable<result<MailboxStatus>> Client::select(std::string_view mailbox, bool read_only) {
+  auto encoded = encode_mailbox_name(mailbox);
+  auto name = encoded ? quoted(*encoded) : std::nullopt;
+  if (!name) {
+    co_return make_error_code(errc::bad_command);  // not valid UTF-8
+  }
+  mailbox_ = {};
+  auto r = co_await command((read_only ? "EXAMINE " : "SELECT ") + *name);
+  if (!r) {
+    co_return r.error();
+  }
+  if (mailbox_.uidvalidity == 0) {
+    co_return make_error_code(errc::protocol);  // RFC 3501 requires UIDVALIDITY in SELECT
+  }
+  co_return mailbox_;
+}
+
+asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
+                                                      std::size_t max_messages) {
+  FetchBatch batch;
+  auto search = co_await command("UID SEARCH UID " + std::to_string(after_uid + 1) + ":*");
+  if (!search) {
+    co_return search.error();
+  }
+  std::vector<std::uint64_t> uids;
+  for (const auto& r : *search) {
+    if (r.name != "SEARCH") {
+      continue;
+    }
+    for (const auto& v : r.data) {
+      if (v.kind == Value::Kind::number && v.number > after_uid) {
+        uids.push_back(v.number);
+      }
+    }
+  }
+  std::sort(uids.begin(), uids.end());
+  uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
+  if (uids.empty()) {
+    co_return batch;
+  }
+  if (max_messages > 0 && uids.size() > max_messages) {
+    uids.resize(max_messages);
+    batch.more = true;
+  }
+  auto fetched = co_await command("UID FETCH " + uid_set(uids) + " (UID RFC822.SIZE BODY.PEEK[])");
+  if (!fetched) {
+    co_return fetched.error();
+  }
+  for (auto& r : *fetched) {
+    auto f = as_fetch(r);
+    // FETCH responses carrying only FLAGS (another client changed them) have no body.
+    if (f && f->uid && f->body && *f->uid > after_uid) {
+      batch.messages.push_back(
+          {*f->uid, f->rfc822_size.value_or(f->body->size()), std::move(*f->body)});
+    }
+  }
+  std::sort(batch.messages.begin(), batch.messages.end(),
+            [](const auto& a, const auto& b) { return a.uid < b.uid; });
+  co_return batch;
+}
+
+asio::awaitable<result<IdleResult>> Client::idle(std::chrono::milliseconds max_wait,
+                                                 std::function<void()> on_started) {
+  if (!has_capability("IDLE")) {
+    co_return make_error_code(errc::capability_missing);
+  }
+  std::string tag = next_tag();
+  if (auto ec = co_await write(tag + " IDLE\r\n")) {
+    co_return ec;
+  }
+  bool new_mail = false;
+  while (true) {  // until the "+ idling" continuation
+    auto r = co_await read_response(options_.io_timeout);
+    if (!r) {
+      co_return r.error();
+    }
+    note(*r);
+    if (r->type == ResponseType::continuation) {
+      break;
+    }
+    if (r->type == ResponseType::tagged) {
+      co_return make_error_code(r->name == "NO" ? errc::rejected : errc::bad_command);
+    }
+    new_mail = new_mail || r->name == "EXISTS";
+  }
+  if (on_started) {
+    on_started();
+  }
+  auto until = std::chrono::steady_clock::now() + max_wait;
+  while (!new_mail) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      break;
+    }
+    auto r = co_await read_response(left, /*soft=*/true);
+    if (!r) {
+      if (r.error() == asio::error::timed_out) {
+        break;  // our own IDLE period is over; the connection is fine
+      }
+      co_return r.error();
+    }
+    note(*r);
+    if (r->name == "BYE") {
+      co_return make_error_code(errc::server_bye);
+    }
+    new_mail = r->name == "EXISTS";
+  }
+  if (auto ec = co_await write("DONE\r\n")) {
+    co_return ec;
+  }
+  while (true) {
+    auto r = co_await read_response(options_.io_timeout);
+    if (!r) {
+      co_return r.error();
+    }
+    note(*r);
+    if (r->type == ResponseType::tagged && r->tag == tag) {
+      if (r->name != "OK") {
+        co_return make_error_code(r->name == "NO" ? errc::rejected : errc::bad_command);
+      }
+      co_return new_mail ? IdleResult::new_mail : IdleResult::quiet;
+    }
+    new_mail = new_mail || r->name == "EXISTS";
+  }
+}
+
+asio::awaitable<error_code> Client::logout() {
+  auto r = co_await command("LOGOUT");
+  close();
+  co_return r ? error_code{} : r.error();
+}
+
+}  // namespace sb::email::imap

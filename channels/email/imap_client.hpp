@@ -1,0 +1,129 @@
+#pragma once
+// One IMAP session on Asio + OpenSSL, written as C++20 coroutines with errors as values.
+// It knows the protocol steps the poller needs: connect (implicit TLS, STARTTLS or plain to
+// loopback), authenticate, SELECT, fetch new UIDs in batches with BODY.PEEK[] (never sets
+// \Seen), IDLE. Every read and write has a deadline. The poller loop, cursor storage and
+// reconnect back-off are the caller's (see the report in the branch history).
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/system/result.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "channels/email/imap_error.hpp"
+#include "channels/email/imap_parser.hpp"
+
+namespace sb::email::imap {
+
+enum class TlsMode { implicit, starttls, none };
+enum class AuthMode { password, xoauth2 };
+
+struct ClientOptions {
+  std::string host;
+  std::uint16_t port = 993;
+  TlsMode tls = TlsMode::implicit;
+  std::string username;
+  std::string password;  // never logged
+  AuthMode auth = AuthMode::password;
+  // XOAUTH2 bearer token (Gmail, Microsoft 365). The caller reads it from the environment or its
+  // file before each connect, so a rotated token is picked up on the next session.
+  std::string access_token;  // never logged
+  std::chrono::milliseconds connect_timeout{15000};
+  std::chrono::milliseconds io_timeout{60000};  // each read or write of a command exchange
+  ParserLimits limits;
+};
+
+struct MailboxStatus {
+  std::uint64_t uidvalidity = 0;
+  std::uint64_t uidnext = 0;  // 0 when the server did not say
+  std::uint64_t exists = 0;
+};
+
+struct FetchedMessage {
+  std::uint64_t uid = 0;
+  std::uint64_t size = 0;  // RFC822.SIZE
+  std::string raw;
+};
+
+enum class IdleResult { new_mail, quiet };  // EXISTS seen / the wait ran out
+
+struct FetchBatch {
+  std::vector<FetchedMessage> messages;  // ascending UID, every UID > the `after_uid` given
+  bool more = false;                     // further new UIDs exist beyond this batch
+};
+
+// The context must be set up by the caller: ssl::context::tls_client, verify_peer,
+// set_default_verify_paths() and/or load_verify_file(ca_file). The client adds SNI and host
+// name verification for `options.host`; a mismatch fails the handshake.
+class Client {
+ public:
+  Client(boost::asio::any_io_executor ex, boost::asio::ssl::context& tls, ClientOptions options);
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // TCP connect, greeting, TLS (implicit or STARTTLS, the latter discarding anything buffered
+  // before the handshake), CAPABILITY.
+  boost::asio::awaitable<boost::system::error_code> connect();
+  // AuthMode::password: AUTHENTICATE PLAIN (with SASL-IR when offered), else LOGIN.
+  // AuthMode::xoauth2: AUTHENTICATE XOAUTH2 (requires AUTH=XOAUTH2).
+  boost::asio::awaitable<boost::system::error_code> login();
+  // SELECT (read_only: EXAMINE) of a UTF-8 mailbox name, sent in modified UTF-7. UIDVALIDITY
+  // is required: its absence is a protocol error.
+  boost::asio::awaitable<boost::system::result<MailboxStatus>> select(std::string_view mailbox,
+                                                                      bool read_only = false);
+  // UID SEARCH UID after+1:*, then UID FETCH (UID BODY.PEEK[] RFC822.SIZE) of at most
+  // `max_messages` of them. UIDs <= after_uid are dropped ("n:*" always matches the highest
+  // message, RFC 3501 6.4.8).
+  boost::asio::awaitable<boost::system::result<FetchBatch>> fetch_new(std::uint64_t after_uid,
+                                                                      std::size_t max_messages);
+  // IDLE (RFC 2177) until the server reports EXISTS or `max_wait` passes (callers re-issue at
+  // least every 10 minutes, under the servers' 30-minute timeout).
+  // `on_started` runs once the server accepted IDLE (tests use it to deliver mail).
+  boost::asio::awaitable<boost::system::result<IdleResult>> idle(
+      std::chrono::milliseconds max_wait, std::function<void()> on_started = {});
+  boost::asio::awaitable<boost::system::error_code> logout();
+  void close();
+
+  bool has_capability(std::string_view cap) const;
+  const std::vector<std::string>& capability_list() const { return caps_; }
+  const MailboxStatus& mailbox() const { return mailbox_; }
+
+ private:
+  using responses = std::vector<Response>;
+  boost::asio::awaitable<boost::system::result<Response>> read_response(
+      std::chrono::milliseconds timeout, bool soft = false);
+  boost::asio::awaitable<boost::system::error_code> write(std::string data);
+  // Sends "<tag> text", collects untagged responses until the tagged one; each "+"
+  // continuation is answered with the next of `answers` (SASL steps), a protocol error when
+  // none is left.
+  boost::asio::awaitable<boost::system::result<responses>> command(
+      std::string text, std::vector<std::string> answers = {});
+  boost::asio::awaitable<boost::system::error_code> refresh_capabilities();
+  boost::asio::awaitable<boost::system::error_code> handshake();
+  void note(const Response& r);  // EXISTS, UIDVALIDITY, UIDNEXT, CAPABILITY wherever they come
+  void arm(std::chrono::milliseconds timeout, bool soft);
+  void disarm();
+  std::string next_tag();
+
+  ClientOptions options_;
+  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream_;
+  boost::asio::steady_timer deadline_;
+  bool tls_active_ = false;
+  bool timed_out_ = false;
+  std::uint64_t deadline_gen_ = 0;
+  std::vector<char> read_buf_ = std::vector<char>(64 * 1024);
+  ResponseParser parser_;
+  std::vector<std::string> caps_;
+  MailboxStatus mailbox_;
+  std::uint64_t tag_counter_ = 0;
+};
+
+}  // namespace sb::email::imap

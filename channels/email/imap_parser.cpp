@@ -1,0 +1,461 @@
+#include "channels/email/imap_parser.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace sb::email::imap {
+namespace {
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  return out;
+}
+
+bool all_digits(std::string_view s) {
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+}
+
+// Recursive descent over one framed response. Framing already guaranteed that each literal's
+// bytes are present, so a disagreement here is a protocol error, not "need more".
+class cursor {
+ public:
+  cursor(std::string_view s, const ParserLimits& limits) : s_(s), limits_(limits) {}
+
+  std::optional<std::string> error;
+
+  bool eol() const { return pos_ >= s_.size() || s_[pos_] == '\r' || s_[pos_] == '\n'; }
+  bool peek(char c) const { return pos_ < s_.size() && s_[pos_] == c; }
+  void skip_sp() {
+    while (peek(' ')) {
+      ++pos_;
+    }
+  }
+  void advance() { ++pos_; }
+
+  std::string rest_of_line() {
+    std::size_t e = pos_;
+    while (e < s_.size() && s_[e] != '\r' && s_[e] != '\n') {
+      ++e;
+    }
+    std::string out(s_.substr(pos_, e - pos_));
+    pos_ = e;
+    return out;
+  }
+
+  // atom, including bracketed section text: BODY[HEADER.FIELDS (FROM TO)]<0>
+  std::optional<std::string> atom(bool in_code) {
+    std::size_t b = pos_;
+    int brackets = 0;
+    while (pos_ < s_.size()) {
+      char c = s_[pos_];
+      if (c == '\r' || c == '\n') {
+        break;
+      }
+      if (brackets > 0) {
+        if (c == '[') {
+          if (++brackets > limits_.max_depth) {
+            return fail("nesting too deep");
+          }
+        } else if (c == ']') {
+          --brackets;
+        }
+        ++pos_;
+        continue;
+      }
+      if (c == ' ' || c == '(' || c == ')' || c == '"' || (in_code && c == ']')) {
+        break;
+      }
+      if (c == '[') {
+        ++brackets;
+      }
+      ++pos_;
+    }
+    if (pos_ == b) {
+      return fail("expected an atom");
+    }
+    return std::string(s_.substr(b, pos_ - b));
+  }
+
+  std::optional<Value> value(int depth, bool in_code) {
+    if (pos_ >= s_.size()) {
+      return fail("unexpected end of response");
+    }
+    char c = s_[pos_];
+    if (c == '(') {
+      if (depth + 1 > limits_.max_depth) {
+        return fail("nesting too deep");
+      }
+      ++pos_;
+      Value list;
+      list.kind = Value::Kind::list;
+      while (true) {
+        skip_sp();
+        if (peek(')')) {
+          ++pos_;
+          return list;
+        }
+        if (eol()) {
+          return fail("unterminated list");
+        }
+        auto v = value(depth + 1, in_code);
+        if (!v) {
+          return std::nullopt;
+        }
+        list.items.push_back(std::move(*v));
+      }
+    }
+    if (c == '"') {
+      return quoted();
+    }
+    if (c == '{' || (c == '~' && pos_ + 1 < s_.size() && s_[pos_ + 1] == '{')) {
+      return literal();
+    }
+    auto a = atom(in_code);
+    if (!a) {
+      return std::nullopt;
+    }
+    Value v;
+    if (upper(*a) == "NIL") {
+      v.kind = Value::Kind::nil;
+    } else if (all_digits(*a) && a->size() <= 19) {
+      v.kind = Value::Kind::number;
+      v.number = std::stoull(*a);
+    } else {
+      v.kind = Value::Kind::atom;
+    }
+    v.text = std::move(*a);
+    return v;
+  }
+
+ private:
+  std::optional<Value> quoted() {
+    ++pos_;
+    Value v;
+    v.kind = Value::Kind::string;
+    while (pos_ < s_.size()) {
+      char c = s_[pos_++];
+      if (c == '"') {
+        return v;
+      }
+      if (c == '\r' || c == '\n') {
+        break;
+      }
+      if (c == '\\' && pos_ < s_.size()) {
+        c = s_[pos_++];
+      }
+      v.text += c;
+    }
+    return fail("unterminated quoted string");
+  }
+
+  std::optional<Value> literal() {
+    if (s_[pos_] == '~') {
+      ++pos_;
+    }
+    std::size_t close = s_.find('}', pos_);
+    if (close == std::string_view::npos) {
+      return fail("bad literal");
+    }
+    std::string_view count = s_.substr(pos_ + 1, close - pos_ - 1);
+    if (!count.empty() && count.back() == '+') {
+      count.remove_suffix(1);
+    }
+    if (!all_digits(count) || count.size() > 19) {
+      return fail("bad literal length");
+    }
+    std::size_t n = std::stoull(std::string(count));
+    pos_ = close + 1;
+    if (peek('\r')) {
+      ++pos_;
+    }
+    if (!peek('\n')) {
+      return fail("literal not at end of line");
+    }
+    ++pos_;
+    if (n > s_.size() - pos_) {
+      return fail("literal longer than framed");
+    }
+    Value v;
+    v.kind = Value::Kind::string;
+    v.text = std::string(s_.substr(pos_, n));
+    pos_ += n;
+    return v;
+  }
+
+  template <typename T = Value>
+  std::nullopt_t fail(const char* message) {
+    if (!error) {
+      error = message;
+    }
+    return std::nullopt;
+  }
+
+  std::string_view s_;
+  const ParserLimits& limits_;
+  std::size_t pos_ = 0;
+};
+
+bool status_name(const std::string& n) {
+  return n == "OK" || n == "NO" || n == "BAD" || n == "PREAUTH" || n == "BYE";
+}
+
+// resp-text = ["[" resp-text-code "]" SP] text
+bool resp_text(cursor& c, Response& r) {
+  c.skip_sp();
+  if (c.peek('[')) {
+    c.advance();
+    auto code = c.atom(true);
+    if (!code) {
+      return false;
+    }
+    r.code = upper(*code);
+    while (true) {
+      c.skip_sp();
+      if (c.peek(']')) {
+        c.advance();
+        break;
+      }
+      if (c.eol()) {
+        c.error = "unterminated response code";
+        return false;
+      }
+      auto v = c.value(1, true);
+      if (!v) {
+        return false;
+      }
+      r.code_args.push_back(std::move(*v));
+    }
+    c.skip_sp();
+  }
+  r.text = c.rest_of_line();
+  return true;
+}
+
+std::optional<Response> parse_response(std::string_view s, const ParserLimits& limits,
+                                       std::string& error) {
+  cursor c(s, limits);
+  Response r;
+  auto failed = [&]() -> std::optional<Response> {
+    error = c.error.value_or("malformed response");
+    return std::nullopt;
+  };
+  if (c.peek('+')) {
+    r.type = ResponseType::continuation;
+    c.advance();
+    if (c.peek(' ')) {
+      c.advance();
+    }
+    r.text = c.rest_of_line();
+    return r;
+  }
+  if (c.peek('*')) {
+    r.type = ResponseType::untagged;
+    c.advance();
+  } else {
+    r.type = ResponseType::tagged;
+    auto tag = c.atom(false);
+    if (!tag) {
+      return failed();
+    }
+    r.tag = std::move(*tag);
+  }
+  if (!c.peek(' ')) {
+    c.error = "expected a space";
+    return failed();
+  }
+  c.skip_sp();
+  auto first = c.atom(false);
+  if (!first) {
+    return failed();
+  }
+  if (r.type == ResponseType::untagged && all_digits(*first) && first->size() <= 19) {
+    r.number = std::stoull(*first);
+    c.skip_sp();
+    auto name = c.atom(false);
+    if (!name) {
+      return failed();
+    }
+    r.name = upper(*name);
+  } else {
+    r.name = upper(*first);
+  }
+  if (status_name(r.name)) {
+    if (!resp_text(c, r)) {
+      return failed();
+    }
+    return r;
+  }
+  if (r.type == ResponseType::tagged) {
+    c.error = "tagged response without status";
+    return failed();
+  }
+  while (true) {
+    c.skip_sp();
+    if (c.eol()) {
+      break;
+    }
+    auto v = c.value(0, false);
+    if (!v) {
+      return failed();
+    }
+    r.data.push_back(std::move(*v));
+  }
+  return r;
+}
+
+}  // namespace
+
+bool Value::is_atom(std::string_view upper_name) const {
+  return (kind == Kind::atom || kind == Kind::number) && upper(text) == upper_name;
+}
+
+bool Response::is_status() const {
+  return status_name(name);
+}
+
+std::optional<FetchData> as_fetch(const Response& r) {
+  if (r.type != ResponseType::untagged || r.name != "FETCH" || !r.number || r.data.empty() ||
+      r.data[0].kind != Value::Kind::list) {
+    return std::nullopt;
+  }
+  FetchData f;
+  f.seq = *r.number;
+  const auto& items = r.data[0].items;
+  for (std::size_t i = 0; i + 1 < items.size(); i += 2) {
+    std::string key = upper(items[i].text);
+    const Value& v = items[i + 1];
+    if (key == "UID" && v.kind == Value::Kind::number) {
+      f.uid = v.number;
+    } else if (key == "RFC822.SIZE" && v.kind == Value::Kind::number) {
+      f.rfc822_size = v.number;
+    } else if (key == "FLAGS" && v.kind == Value::Kind::list) {
+      std::vector<std::string> flags;
+      for (const auto& x : v.items) {
+        flags.push_back(x.text);
+      }
+      f.flags = std::move(flags);
+    } else if (key == "INTERNALDATE") {
+      f.internal_date = v.text;
+    } else if (key == "BODY[]" || key == "BINARY[]" || key == "RFC822" ||
+               key.rfind("BODY[]<", 0) == 0) {
+      f.body = v.kind == Value::Kind::nil ? std::string() : v.text;
+    }
+  }
+  return f;
+}
+
+std::vector<std::string> capabilities(const Response& r) {
+  std::vector<std::string> out;
+  const auto& src = r.code == "CAPABILITY" ? r.code_args : r.data;
+  if (r.code == "CAPABILITY" || r.name == "CAPABILITY") {
+    for (const auto& v : src) {
+      out.push_back(upper(v.text));
+    }
+  }
+  return out;
+}
+
+ResponseParser::ResponseParser(ParserLimits limits) : limits_(limits) {}
+
+void ResponseParser::feed(std::string_view bytes) {
+  if (!error_) {
+    buf_.append(bytes);
+  }
+}
+
+void ResponseParser::reset() {
+  buf_.clear();
+  start_ = scan_ = line_start_ = literal_left_ = text_bytes_ = end_ = 0;
+  error_.reset();
+}
+
+void ResponseParser::fail(std::string message) {
+  error_ = std::move(message);
+  buf_.clear();
+  start_ = scan_ = line_start_ = literal_left_ = text_bytes_ = end_ = 0;
+}
+
+bool ResponseParser::frame() {
+  while (scan_ < buf_.size()) {
+    if (literal_left_ > 0) {
+      std::size_t take = std::min(literal_left_, buf_.size() - scan_);
+      scan_ += take;
+      literal_left_ -= take;
+      if (literal_left_ > 0) {
+        return false;
+      }
+      line_start_ = scan_;
+      continue;
+    }
+    std::size_t lf = buf_.find('\n', scan_);
+    std::size_t upto = lf == std::string::npos ? buf_.size() : lf + 1;
+    text_bytes_ += upto - scan_;
+    scan_ = upto;
+    if (text_bytes_ > limits_.max_line) {
+      fail("response line longer than " + std::to_string(limits_.max_line) + " bytes");
+      return false;
+    }
+    if (lf == std::string::npos) {
+      return false;
+    }
+    // A line ending in {n} or {n+} (or ~{n}) announces n bytes of literal before the response
+    // continues (RFC 3501 4.3, RFC 7888).
+    std::size_t e = lf;
+    if (e > line_start_ && buf_[e - 1] == '\r') {
+      --e;
+    }
+    if (e > line_start_ && buf_[e - 1] == '}') {
+      std::size_t open = buf_.rfind('{', e - 1);
+      if (open != std::string::npos && open >= line_start_) {
+        std::string_view count(buf_.data() + open + 1, e - 1 - open - 1);
+        if (!count.empty() && count.back() == '+') {
+          count.remove_suffix(1);
+        }
+        if (all_digits(count)) {
+          if (count.size() > 19 || std::stoull(std::string(count)) > limits_.max_literal) {
+            fail("literal larger than " + std::to_string(limits_.max_literal) + " bytes");
+            return false;
+          }
+          literal_left_ = std::stoull(std::string(count));
+          line_start_ = scan_;
+          continue;
+        }
+      }
+    }
+    end_ = scan_;
+    return true;
+  }
+  return false;
+}
+
+std::optional<Response> ResponseParser::next() {
+  if (error_ || !frame()) {
+    return std::nullopt;
+  }
+  std::string message;
+  auto r = parse_response(std::string_view(buf_).substr(start_, end_ - start_), limits_, message);
+  start_ = end_;
+  line_start_ = start_;
+  text_bytes_ = 0;
+  // Compact once the consumed prefix dominates, keeping appends amortised O(1).
+  if (start_ == buf_.size()) {
+    buf_.clear();
+    start_ = scan_ = line_start_ = end_ = 0;
+  } else if (start_ > (64u << 10) && start_ > buf_.size() / 2) {
+    buf_.erase(0, start_);
+    scan_ -= start_;
+    line_start_ -= start_;
+    end_ -= start_;
+    start_ = 0;
+  }
+  if (!r) {
+    fail(message);
+    return std::nullopt;
+  }
+  return r;
+}
+
+}  // namespace sb::email::imap

@@ -1,0 +1,473 @@
+#include "channels/email/mime.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <optional>
+
+#include "channels/email/charset.hpp"
+#include "channels/email/gmime_util.hpp"
+#include "channels/email/html_text.hpp"
+#include "channels/email/rfc2047.hpp"
+
+namespace sb::email {
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::string trim(std::string_view s) {
+  auto ws = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  while (!s.empty() && ws(s.front())) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && ws(s.back())) {
+    s.remove_suffix(1);
+  }
+  return std::string(s);
+}
+
+void note(ParsedEmail& out, std::string_view problem) {
+  out.malformed = true;
+  if (std::find(out.problems.begin(), out.problems.end(), problem) == out.problems.end()) {
+    out.problems.emplace_back(problem);
+  }
+}
+
+// Structural problems GMime reports while parsing; duplicated headers, 8-bit headers and bad
+// address lists are everyday mail, not damage, and are not counted.
+void on_parser_warning(gint64, GMimeParserWarning code, const gchar*, gpointer user) {
+  auto& out = *static_cast<ParsedEmail*>(user);
+  switch (code) {
+    case GMIME_WARN_MALFORMED_MULTIPART:
+      note(out, "multipart-without-parts");
+      break;
+    case GMIME_WARN_TRUNCATED_MESSAGE:
+      note(out, "truncated-message");
+      break;
+    case GMIME_WARN_MALFORMED_MESSAGE:
+      note(out, "malformed-message");
+      break;
+    case GMIME_WARN_INVALID_CONTENT_TYPE:
+      note(out, "invalid-content-type");
+      break;
+    case GMIME_CRIT_INVALID_HEADER_NAME:
+      note(out, "invalid-header-name");
+      break;
+    case GMIME_CRIT_CONFLICTING_HEADER:
+    case GMIME_CRIT_CONFLICTING_PARAMETER:
+      note(out, "conflicting-header");
+      break;
+    case GMIME_CRIT_MULTIPART_WITHOUT_BOUNDARY:
+      note(out, "multipart-without-boundary");
+      break;
+    case GMIME_CRIT_NESTING_OVERFLOW:
+      note(out, "nesting-too-deep");
+      break;
+    case GMIME_WARN_PART_WITHOUT_CONTENT:
+    case GMIME_CRIT_PART_WITHOUT_HEADERS_OR_CONTENT:
+      note(out, "part-without-content");
+      break;
+    default:
+      break;
+  }
+}
+
+// The raw value of a header, unfolded (RFC 5322 2.2.3: CRLF followed by WSP is removed).
+std::optional<std::string> raw_header(GMimeObject* obj, const char* name) {
+  GMimeHeaderList* list = g_mime_object_get_header_list(obj);
+  GMimeHeader* h = list == nullptr ? nullptr : g_mime_header_list_get_header(list, name);
+  if (h == nullptr) {
+    return std::nullopt;
+  }
+  const char* v = g_mime_header_get_raw_value(h);
+  std::string out;
+  for (const char* p = v == nullptr ? "" : v; *p != '\0'; ++p) {
+    if (*p != '\r' && *p != '\n') {
+      out += *p;
+    }
+  }
+  return trim(out);
+}
+
+// Outlook writes display names as "'Jane Doe'"; the quotes are not part of the name.
+std::string clean_name(std::string name) {
+  name = trim(name);
+  if (name.size() >= 2 && name.front() == '\'' && name.back() == '\'') {
+    name = trim(name.substr(1, name.size() - 2));
+  }
+  return name;
+}
+
+void collect_addresses(InternetAddressList* list, std::vector<Address>& out) {
+  int n = internet_address_list_length(list);
+  for (int i = 0; i < n; ++i) {
+    InternetAddress* ia = internet_address_list_get_address(list, i);
+    if (INTERNET_ADDRESS_IS_GROUP(ia)) {
+      collect_addresses(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia)), out);
+      continue;
+    }
+    Address a;
+    const char* addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
+    const char* name = internet_address_get_name(ia);
+    a.email = sanitize_utf8(addr == nullptr ? "" : addr);
+    a.name = sanitize_utf8(clean_name(name == nullptr ? "" : name));
+    if (!a.email.empty() || !a.name.empty()) {
+      out.push_back(std::move(a));
+    }
+  }
+}
+
+std::vector<Address> parse_addresses(GMimeObject* msg, const char* header,
+                                     GMimeParserOptions* options) {
+  std::vector<Address> out;
+  auto raw = raw_header(msg, header);
+  if (!raw || raw->empty()) {
+    return out;
+  }
+  std::string decoded = predecode_address_header(*raw);
+  gobject_ptr<InternetAddressList> list(internet_address_list_parse(options, decoded.c_str()));
+  if (list) {
+    collect_addresses(list.get(), out);
+  }
+  return out;
+}
+
+std::vector<std::string> parse_ids(GMimeObject* msg, const char* header,
+                                   GMimeParserOptions* options) {
+  std::vector<std::string> out;
+  auto raw = raw_header(msg, header);
+  if (!raw || raw->empty()) {
+    return out;
+  }
+  GMimeReferences* refs = g_mime_references_parse(options, raw->c_str());
+  if (refs == nullptr) {
+    return out;
+  }
+  int n = g_mime_references_length(refs);
+  for (int i = 0; i < n; ++i) {
+    const char* id = g_mime_references_get_message_id(refs, i);
+    if (id != nullptr && *id != '\0') {
+      std::string bracketed = "<" + sanitize_utf8(id) + ">";
+      if (std::find(out.begin(), out.end(), bracketed) == out.end()) {
+        out.push_back(std::move(bracketed));
+      }
+    }
+  }
+  g_mime_references_free(refs);
+  return out;
+}
+
+std::string normalise_newlines(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\r') {
+      out += '\n';
+      if (i + 1 < s.size() && s[i + 1] == '\n') {
+        ++i;
+      }
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+struct walker {
+  ParsedEmail& out;
+  const ParseLimits& limits;
+  std::string plain;
+  std::string html;
+  bool plain_more = false;
+  bool html_more = false;
+
+  // Reads at most `cap` decoded bytes of a leaf part, streaming through GMime's transfer
+  // decoder so that a 50 MB part never sits in memory twice.
+  std::string read_decoded(GMimePart* part, std::size_t cap, bool& more) {
+    std::string data;
+    GMimeDataWrapper* w = g_mime_part_get_content(part);
+    if (w == nullptr) {
+      return data;
+    }
+    GMimeStream* src = g_mime_data_wrapper_get_stream(w);
+    if (src == nullptr) {
+      return data;
+    }
+    g_mime_stream_reset(src);
+    gobject_ptr<GMimeStream> filtered(g_mime_stream_filter_new(src));
+    GMimeContentEncoding enc = g_mime_data_wrapper_get_encoding(w);
+    if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
+        enc == GMIME_CONTENT_ENCODING_UUENCODE) {
+      gobject_ptr<GMimeFilter> f(g_mime_filter_basic_new(enc, FALSE));
+      g_mime_stream_filter_add(GMIME_STREAM_FILTER(filtered.get()), f.get());
+    }
+    std::array<char, 16384> buf;
+    while (data.size() <= cap) {
+      gssize n = g_mime_stream_read(filtered.get(), buf.data(), buf.size());
+      if (n <= 0) {
+        break;
+      }
+      data.append(buf.data(), static_cast<std::size_t>(n));
+    }
+    if (data.size() > cap) {
+      more = true;
+      data.resize(cap);
+    }
+    return data;
+  }
+
+  void add_attachment(GMimeObject* obj, std::string filename, std::int64_t size) {
+    const GMimeContentType* ct = g_mime_object_get_content_type(obj);
+    char* mime = ct == nullptr
+                     ? nullptr
+                     : g_mime_content_type_get_mime_type(const_cast<GMimeContentType*>(ct));
+    out.attachments.push_back({sanitize_utf8(filename),
+                               lower(mime == nullptr ? "application/octet-stream" : mime), size});
+    g_free(mime);
+  }
+
+  void leaf(GMimePart* part) {
+    GMimeObject* obj = GMIME_OBJECT(part);
+    if (auto cte = raw_header(obj, "Content-Transfer-Encoding"); cte && !cte->empty()) {
+      if (g_mime_content_encoding_from_string(cte->c_str()) == GMIME_CONTENT_ENCODING_DEFAULT) {
+        note(out, "bogus-transfer-encoding");  // GMime then passes the bytes through as-is
+      }
+    }
+    GMimeContentType* ct = g_mime_object_get_content_type(obj);
+    GMimeContentDisposition* disp = g_mime_object_get_content_disposition(obj);
+    const char* fname = g_mime_part_get_filename(part);
+    bool attachment =
+        (disp != nullptr && g_mime_content_disposition_is_attachment(disp)) || fname != nullptr;
+    if (g_mime_content_type_is_type(ct, "message", "delivery-status")) {
+      out.bounce = true;
+    }
+    bool is_plain = g_mime_content_type_is_type(ct, "text", "plain");
+    bool is_html = g_mime_content_type_is_type(ct, "text", "html");
+    if (!attachment && (is_plain || is_html)) {
+      std::string& target = is_plain ? plain : html;
+      bool& more = is_plain ? plain_more : html_more;
+      // HTML shrinks when rendered, so it may read more raw bytes than the text cap.
+      std::size_t budget = (is_plain ? limits.max_text_bytes : limits.max_text_bytes * 4);
+      if (target.size() >= budget) {
+        more = true;
+        return;
+      }
+      std::string bytes = read_decoded(part, budget - target.size(), more);
+      const char* charset = g_mime_content_type_get_parameter(ct, "charset");
+      std::string text = normalise_newlines(to_utf8(bytes, charset == nullptr ? "" : charset));
+      if (!target.empty() && !text.empty()) {
+        target += '\n';
+      }
+      target += text;
+      return;
+    }
+    std::int64_t size = 0;
+    if (GMimeDataWrapper* w = g_mime_part_get_content(part); w != nullptr) {
+      gobject_ptr<GMimeStream> counter(g_mime_stream_null_new());
+      gssize n = g_mime_data_wrapper_write_to_stream(w, counter.get());
+      size = n < 0 ? 0 : n;
+    }
+    add_attachment(obj, fname == nullptr ? "" : fname, size);
+  }
+
+  void walk(GMimeObject* obj, int depth) {
+    if (obj == nullptr) {
+      return;
+    }
+    if (depth > limits.max_depth) {
+      note(out, "nesting-too-deep");  // deeper structure is not looked into
+      return;
+    }
+    if (GMIME_IS_MULTIPART(obj)) {
+      GMimeMultipart* mp = GMIME_MULTIPART(obj);
+      GMimeContentType* ct = g_mime_object_get_content_type(obj);
+      if (g_mime_content_type_is_type(ct, "multipart", "report")) {
+        const char* rt = g_mime_content_type_get_parameter(ct, "report-type");
+        if (rt != nullptr && lower(rt) == "delivery-status") {
+          out.bounce = true;
+        }
+      }
+      int n = g_mime_multipart_get_count(mp);
+      if (n == 0) {
+        // Boundary missing or never used: GMime keeps the body as the prologue; it is the only
+        // text there is.
+        note(out, "multipart-without-parts");
+        if (const char* pro = g_mime_multipart_get_prologue(mp); pro != nullptr) {
+          plain += normalise_newlines(to_utf8(pro, ""));
+        }
+      }
+      for (int i = 0; i < n; ++i) {
+        walk(g_mime_multipart_get_part(mp, i), depth + 1);
+      }
+      return;
+    }
+    if (GMIME_IS_MESSAGE_PART(obj)) {
+      // A forwarded or bounced message: an attachment, its text is not the customer's.
+      GMimeMessage* inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+      std::int64_t size = 0;
+      std::string name;
+      if (inner != nullptr) {
+        gobject_ptr<GMimeStream> counter(g_mime_stream_null_new());
+        gssize n = g_mime_object_write_to_stream(GMIME_OBJECT(inner), nullptr, counter.get());
+        size = n < 0 ? 0 : n;
+        const char* subject = g_mime_message_get_subject(inner);
+        name = subject == nullptr ? "message.eml" : std::string(subject) + ".eml";
+      }
+      add_attachment(obj, name, size);
+      return;
+    }
+    if (GMIME_IS_PART(obj)) {
+      leaf(GMIME_PART(obj));
+    }
+  }
+};
+
+bool has_header(GMimeObject* obj, const char* name) {
+  return raw_header(obj, name).has_value();
+}
+
+void detect_flags(GMimeObject* msg, ParsedEmail& out) {
+  auto token = [](std::string v) {
+    v = lower(trim(v));
+    if (auto cut = v.find_first_of(";( "); cut != std::string::npos) {
+      v.resize(cut);
+    }
+    return v;
+  };
+  // RFC 3834: Auto-Submitted other than "no" is machine-sent; X-Autoreply / X-Autorespond are
+  // the older vacation-program headers.
+  if (auto v = raw_header(msg, "Auto-Submitted"); v && !token(*v).empty() && token(*v) != "no") {
+    out.auto_reply = true;
+  }
+  for (const char* h : {"X-Autoreply", "X-Autorespond"}) {
+    if (auto v = raw_header(msg, h); v && token(*v) != "no") {
+      out.auto_reply = true;
+    }
+  }
+  if (auto v = raw_header(msg, "Precedence")) {
+    std::string p = token(*v);
+    if (p == "bulk" || p == "junk" || p == "list") {
+      out.bulk = true;
+    } else if (p == "auto_reply") {
+      out.auto_reply = true;
+    }
+  }
+  // Decision: List-Id (RFC 2919) and List-Unsubscribe (RFC 2369) are only added by list
+  // managers and bulk senders, so they mark `bulk` too; the flag feeds rules, it drops nothing.
+  if (has_header(msg, "List-Id") || has_header(msg, "List-Unsubscribe")) {
+    out.bulk = true;
+  }
+  std::string local = lower(out.from.email.substr(0, out.from.email.find('@')));
+  if (local == "mailer-daemon" || local == "postmaster") {
+    out.bounce = true;
+  }
+}
+
+std::string hex_sha256(std::string_view data) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md.data(), &len, EVP_sha256(), nullptr);
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += digits[md[i] >> 4];
+    out += digits[md[i] & 0xF];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string synthetic_message_id(std::string_view raw) {
+  return "<" + hex_sha256(raw) + "@switchboard.invalid>";
+}
+
+ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits) {
+  ensure_gmime_initialised();
+  ParsedEmail out;
+  if (raw.find('\0') != std::string_view::npos) {
+    note(out, "nul-bytes");
+  }
+  parser_options_ptr options(g_mime_parser_options_new());
+  const char* fallback[] = {"utf-8", "windows-1252", nullptr};
+  g_mime_parser_options_set_fallback_charsets(options.get(), fallback);
+  g_mime_parser_options_set_warning_callback(options.get(), on_parser_warning, &out);
+
+  // g_mime_stream_mem copies the buffer once; with persist-stream (the default) parts refer to
+  // ranges of it instead of copying their content again.
+  gobject_ptr<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(raw.data(), raw.size()));
+  gobject_ptr<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
+  g_mime_parser_set_format(parser.get(), GMIME_FORMAT_MESSAGE);
+  gobject_ptr<GMimeMessage> message(g_mime_parser_construct_message(parser.get(), options.get()));
+
+  GMimeObject* msg = message ? GMIME_OBJECT(message.get()) : nullptr;
+  GMimeHeaderList* headers = msg == nullptr ? nullptr : g_mime_object_get_header_list(msg);
+  if (msg == nullptr || headers == nullptr || g_mime_header_list_get_count(headers) == 0) {
+    note(out, "no-headers");
+  }
+  if (msg == nullptr) {
+    // Nothing GMime recognises as a message: keep the bytes as text.
+    std::string text = normalise_newlines(to_utf8(raw.substr(0, limits.max_text_bytes), ""));
+    out.truncated = raw.size() > limits.max_text_bytes;
+    out.text = std::string(utf8_prefix(text, limits.max_text_bytes));
+    out.message_id = synthetic_message_id(raw);
+    out.synthetic_message_id = true;
+    return out;
+  }
+
+  const char* mid = g_mime_message_get_message_id(message.get());
+  if (mid != nullptr && *mid != '\0') {
+    out.message_id = "<" + sanitize_utf8(mid) + ">";
+  } else {
+    out.message_id = synthetic_message_id(raw);
+    out.synthetic_message_id = true;
+  }
+  if (auto s = raw_header(msg, "Subject")) {
+    out.subject = trim(decode_rfc2047(*s));
+  }
+  if (auto from = parse_addresses(msg, "From", options.get()); !from.empty()) {
+    out.from = from.front();
+  }
+  out.to = parse_addresses(msg, "To", options.get());
+  out.cc = parse_addresses(msg, "Cc", options.get());
+  if (GDateTime* date = g_mime_message_get_date(message.get()); date != nullptr) {
+    out.date_ms = g_date_time_to_unix(date) * 1000 + g_date_time_get_microsecond(date) / 1000;
+  }
+  if (auto irt = parse_ids(msg, "In-Reply-To", options.get()); !irt.empty()) {
+    out.in_reply_to = irt.front();
+  }
+  out.references = parse_ids(msg, "References", options.get());
+  detect_flags(msg, out);
+
+  walker w{out, limits, {}, {}};
+  w.walk(g_mime_message_get_mime_part(message.get()), 0);
+  std::string text;
+  bool more = false;
+  if (!w.plain.empty()) {
+    text = std::move(w.plain);
+    more = w.plain_more;
+  } else if (!w.html.empty()) {
+    text = html_to_text(w.html);
+    more = w.html_more;
+  }
+  if (text.size() > limits.max_text_bytes) {
+    text = std::string(utf8_prefix(text, limits.max_text_bytes));
+    more = true;
+  }
+  // Leading blank lines and trailing whitespace carry nothing; inner layout is kept.
+  std::size_t first = text.find_first_not_of("\n");
+  std::size_t last = text.find_last_not_of(" \t\n");
+  text = first == std::string::npos ? std::string() : text.substr(first, last - first + 1);
+  out.text = sanitize_utf8(text);
+  out.truncated = more;
+  return out;
+}
+
+}  // namespace sb::email

@@ -1,0 +1,51 @@
+#pragma once
+// One raw RFC 5322 message -> the fields an interaction needs, with GMime 3 doing the MIME
+// structure. Never throws and never fails: whatever cannot be read is flagged `malformed`
+// and the rest is returned, so one broken message never stops a mailbox (issue 4).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/interaction.hpp"
+
+namespace sb::email {
+
+struct Address {
+  std::string email;  // as written (case kept); empty for a group or an unparseable entry
+  std::string name;   // display name, decoded
+};
+
+struct ParseLimits {
+  std::size_t max_text_bytes = 1 << 20;  // UTF-8 bytes of `text`; more sets `truncated`
+  int max_depth = 32;                    // MIME nesting; deeper parts are opaque, `malformed`
+};
+
+struct ParsedEmail {
+  std::string message_id;  // "<id@host>"; synthetic "<sha256-hex@switchboard.invalid>" if none
+  bool synthetic_message_id = false;
+  std::string subject;
+  Address from;
+  std::vector<Address> to;
+  std::vector<Address> cc;
+  std::int64_t date_ms = 0;             // 0 when absent or unparseable
+  std::string in_reply_to;              // "<id>" of the first In-Reply-To id, or empty
+  std::vector<std::string> references;  // "<id>" each, oldest first, as in the header
+  std::string text;                     // text/plain when present, else the HTML as text
+  bool truncated = false;
+  std::vector<sb::Attachment> attachments;
+  bool auto_reply = false;
+  bool bounce = false;
+  bool bulk = false;
+  bool malformed = false;
+  std::vector<std::string> problems;  // why `malformed`, for the log ("nul-bytes", ...)
+};
+
+ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits = {});
+
+// "<" + hex SHA-256 of the raw bytes + "@switchboard.invalid>": stable across re-fetches, so a
+// message without Message-ID still dedupes.
+std::string synthetic_message_id(std::string_view raw);
+
+}  // namespace sb::email

@@ -1,0 +1,214 @@
+#include "channels/email/threading.hpp"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+namespace sb::email {
+namespace {
+
+std::string lower_ascii(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+sb::Identity identity(const Address& a) {
+  return {"email", lower_ascii(a.email), a.name, {}};
+}
+
+bool token_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_';
+}
+
+}  // namespace
+
+std::string make_message_id(std::string_view conversation_id, std::string_view domain) {
+  std::array<unsigned char, 8> rnd{};
+  RAND_bytes(rnd.data(), static_cast<int>(rnd.size()));
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string r;
+  for (unsigned char b : rnd) {
+    r += digits[b >> 4];
+    r += digits[b & 0xF];
+  }
+  return "<sb." + std::string(conversation_id) + "." + r + "@" + std::string(domain) + ">";
+}
+
+std::optional<std::string> conversation_from_message_id(std::string_view id) {
+  if (!id.empty() && id.front() == '<') {
+    id.remove_prefix(1);
+  }
+  if (!id.empty() && id.back() == '>') {
+    id.remove_suffix(1);
+  }
+  if (id.substr(0, 3) != "sb.") {
+    return std::nullopt;
+  }
+  id.remove_prefix(3);
+  std::size_t dot = id.find('.');
+  std::size_t at = id.find('@');
+  if (dot == std::string_view::npos || at == std::string_view::npos || dot == 0 || at < dot + 2) {
+    return std::nullopt;
+  }
+  std::string_view conv = id.substr(0, dot);
+  if (!std::all_of(conv.begin(), conv.end(), token_char)) {
+    return std::nullopt;
+  }
+  return std::string(conv);
+}
+
+sb::Inbound to_inbound(const ParsedEmail& email, std::string_view account,
+                       std::string_view /*mailbox*/) {
+  sb::Inbound in;
+  in.channel = "email";
+  in.account = std::string(account);
+  in.kind = "email";
+  in.external_id = email.message_id;
+  if (!email.from.email.empty()) {
+    in.from = identity(email.from);
+  }
+  for (const auto* list : {&email.to, &email.cc}) {
+    for (const auto& a : *list) {
+      if (!a.email.empty()) {
+        in.to.push_back(identity(a));
+      }
+    }
+  }
+  in.subject = email.subject;
+  in.text = email.text;
+  in.occurred_at_ms = email.date_ms;
+  in.in_reply_to = email.in_reply_to;
+
+  std::vector<std::string> ids;
+  if (!email.in_reply_to.empty()) {
+    ids.push_back(email.in_reply_to);
+  }
+  for (auto it = email.references.rbegin(); it != email.references.rend(); ++it) {
+    if (std::find(ids.begin(), ids.end(), *it) == ids.end()) {
+      ids.push_back(*it);
+    }
+  }
+  std::string prefix = "email:" + std::string(account) + ":";
+  for (const auto& id : ids) {
+    if (auto conv = conversation_from_message_id(id)) {
+      in.thread_lookup.push_back("conv:" + *conv);
+    }
+    in.thread_lookup.push_back(prefix + id);
+  }
+  in.thread_record.push_back(prefix + email.message_id);
+  in.attachments = email.attachments;
+  if (email.auto_reply) {
+    in.flags.emplace_back("auto_reply");
+  }
+  if (email.bounce) {
+    in.flags.emplace_back("bounce");
+  }
+  if (email.bulk) {
+    in.flags.emplace_back("bulk");
+  }
+  if (email.malformed) {
+    in.flags.emplace_back("malformed");
+  }
+  if (email.truncated) {
+    in.flags.emplace_back("truncated");
+  }
+  return in;
+}
+
+std::string normalize_subject(std::string_view subject) {
+  // Prefixes compared case-insensitively (ASCII); each must be followed by ':' or '：',
+  // optionally with a counter such as "[2]" or "(2)" in between.
+  static constexpr std::array<std::string_view, 20> prefixes{"re",
+                                                             "fwd",
+                                                             "fw",
+                                                             "aw",
+                                                             "wg",
+                                                             "sv",
+                                                             "vs",
+                                                             "antw",
+                                                             "rif",
+                                                             "tr",
+                                                             "ref",
+                                                             "r\xC3\xA9"
+                                                             "f",
+                                                             "res",
+                                                             "odp",
+                                                             "\xE5\x9B\x9E\xE5\xA4\x8D" /*回复*/,
+                                                             "\xE7\xAD\x94\xE5\xA4\x8D" /*答复*/,
+                                                             "\xE5\x9B\x9E\xE8\xA6\x86" /*回覆*/,
+                                                             "\xE8\xBD\xAC\xE5\x8F\x91" /*转发*/,
+                                                             "\xE8\xBD\x89\xE5\xAF\x84" /*轉寄*/,
+                                                             "r\xC3\x89"
+                                                             "f"};
+  std::string s(subject);
+  auto ltrim = [&] {
+    std::size_t i = 0;
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) {
+      ++i;
+    }
+    s.erase(0, i);
+  };
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    ltrim();
+    if (!s.empty() && s[0] == '[') {
+      if (auto close = s.find(']'); close != std::string::npos) {
+        s.erase(0, close + 1);
+        changed = true;
+        continue;
+      }
+    }
+    std::string low = lower_ascii(s.substr(0, 16));
+    for (std::string_view p : prefixes) {
+      if (low.compare(0, p.size(), p) != 0) {
+        continue;
+      }
+      std::size_t i = p.size();
+      if (i < s.size() && (s[i] == '[' || s[i] == '(')) {  // "Re[2]:" / "Re(2):"
+        char close = s[i] == '[' ? ']' : ')';
+        std::size_t j = i + 1;
+        while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j])) != 0) {
+          ++j;
+        }
+        if (j < s.size() && s[j] == close && j > i + 1) {
+          i = j + 1;
+        }
+      }
+      while (i < s.size() && s[i] == ' ') {
+        ++i;
+      }
+      std::size_t colon = 0;
+      if (i < s.size() && s[i] == ':') {
+        colon = 1;
+      } else if (s.compare(i, 3, "\xEF\xBC\x9A") == 0) {  // full-width colon
+        colon = 3;
+      }
+      if (colon > 0) {
+        s.erase(0, i + colon);
+        changed = true;
+        break;
+      }
+    }
+  }
+  std::string out;
+  bool space = false;
+  for (char c : s) {
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) {
+      out += ' ';
+      space = false;
+    }
+    out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+}  // namespace sb::email

@@ -1,0 +1,33 @@
+#pragma once
+// From a parsed email to the pipeline's `Inbound`, and the threading keys that tie replies
+// to conversations: Message-IDs we send carry the conversation id, and every In-Reply-To /
+// References id is looked up both as such a token and as a stored message's id.
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "channels/email/mime.hpp"
+#include "core/interaction.hpp"
+
+namespace sb::email {
+
+// channel "email", kind "email", external_id = Message-ID, from = lower-cased email identity,
+// to = To and Cc, flags from the parse. thread_lookup, most recent first: for In-Reply-To and
+// then References from the last to the first, "conv:<id>" when the id is one of ours, then
+// "email:<account>:<msg-id>". thread_record: "email:<account>:<own Message-ID>".
+// `mailbox` is not part of any key: a message moved between folders is still one message.
+sb::Inbound to_inbound(const ParsedEmail& email, std::string_view account,
+                       std::string_view mailbox);
+
+// "<sb.<conversation_id>.<16 random hex>@<domain>>" for messages we send.
+std::string make_message_id(std::string_view conversation_id, std::string_view domain);
+
+// The conversation id of a Message-ID made by make_message_id (brackets optional).
+std::optional<std::string> conversation_from_message_id(std::string_view message_id);
+
+// For the subject fallback: strips reply/forward prefixes (Re, Fwd, Fw, AW, WG, SV, VS, Antw,
+// RIF, TR, Réf, Ref, 回复, 答复, 回覆, 转发, 轉寄, also "Re[2]:" and full-width colons) and
+// [tags] repeatedly from the front, collapses whitespace and lower-cases ASCII.
+std::string normalize_subject(std::string_view subject);
+
+}  // namespace sb::email

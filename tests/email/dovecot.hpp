@@ -1,0 +1,41 @@
+#pragma once
+// A real Dovecot for tests: started unprivileged on free loopback ports with a passwd-file user
+// and a Maildir, stopped (and its directory removed) by the destructor.
+//
+// Privileges: when the tests run as root (CI), Dovecot and doveadm are exec'ed through
+// `setpriv --reuid=65534 --regid=65534 --clear-groups` so everything runs as `nobody`; a
+// non-root Dovecot cannot switch users, so default_internal_user, default_login_user and the
+// userdb uid are all that one account, and login/anvil/stats chroots are disabled.
+#include <sys/types.h>
+#include <cstdint>
+#include <string>
+
+class Dovecot {
+ public:
+  Dovecot();
+  ~Dovecot();
+  Dovecot(const Dovecot&) = delete;
+  Dovecot& operator=(const Dovecot&) = delete;
+
+  std::uint16_t imap_port() const { return imap_port_; }      // plain, offers STARTTLS
+  std::uint16_t imaps_port() const { return imaps_port_; }    // implicit TLS
+  std::string ca_file() const { return dir_ + "/cert.pem"; }  // self-signed, SAN DNS:localhost
+  static constexpr const char* user = "alice";
+  static constexpr const char* password = "s3cret pass\"word";
+
+  // Stops the server (SIGTERM, waits) and starts it again on the same ports and Maildir.
+  void restart();
+  void deliver(const std::string& raw, const std::string& mailbox = "INBOX");
+  void set_uidvalidity(std::uint32_t v, const std::string& mailbox = "INBOX");
+  std::string doveadm(const std::string& args);  // runs doveadm as the Dovecot user, returns stdout
+
+ private:
+  void start();
+  void stop();
+  void launch();  // fork/exec the master and wait for both listeners
+  std::string run_as_prefix() const;
+  std::string dir_;
+  std::uint16_t imap_port_ = 0;
+  std::uint16_t imaps_port_ = 0;
+  pid_t pid_ = -1;
+};

@@ -1,0 +1,101 @@
+// Generated hostile inputs: size, nesting, missing Message-ID, odd dates.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "channels/email/charset.hpp"
+#include "channels/email/mime.hpp"
+
+using sb::email::parse_email;
+
+TEST_CASE("50 MB message: text capped and flagged, attachment size counted, still parses") {
+  std::string raw =
+      "From: big@example.com\r\nTo: support@example.com\r\nSubject: big\r\n"
+      "Message-ID: <big@example.com>\r\nMIME-Version: 1.0\r\n"
+      "Content-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\n"
+      "Content-Type: text/plain; charset=utf-8\r\n\r\n";
+  std::string line = "Grüße — 中文 line of customer text that goes on and on.\r\n";
+  while (raw.size() < 25u * 1024 * 1024) {
+    raw += line;
+  }
+  raw +=
+      "--B\r\nContent-Type: application/octet-stream; name=\"blob.bin\"\r\n"
+      "Content-Transfer-Encoding: base64\r\n\r\n";
+  std::string b64 = std::string(76, 'A') + "\r\n";  // 57 zero bytes per line
+  std::size_t lines = 0;
+  while (raw.size() < 50u * 1024 * 1024) {
+    raw += b64;
+    ++lines;
+  }
+  raw += "--B--\r\n";
+  auto m = parse_email(raw);
+  CHECK(m.subject == "big");
+  CHECK(m.truncated);
+  CHECK(m.text.size() <= (1u << 20));
+  CHECK(m.text.size() > 900u * 1024);       // CRLF -> LF shrinks what was read
+  CHECK(sb::email::is_valid_utf8(m.text));  // cut on a character boundary
+  REQUIRE(m.attachments.size() == 1);
+  CHECK(m.attachments[0].size == static_cast<std::int64_t>(lines * 57));
+  CHECK_FALSE(m.malformed);
+}
+
+TEST_CASE("100-level nesting: flagged malformed, outer text kept, no crash") {
+  std::string raw =
+      "From: deep@example.com\r\nSubject: deep\r\nMessage-ID: <deep@x>\r\n"
+      "MIME-Version: 1.0\r\n";
+  std::string tail;
+  for (int i = 0; i < 100; ++i) {
+    raw += "Content-Type: multipart/mixed; boundary=\"b" + std::to_string(i) + "\"\r\n\r\n--b" +
+           std::to_string(i) + "\r\n";
+    if (i == 0) {
+      // a readable first part at the top
+      raw += "Content-Type: text/plain\r\n\r\nouter words\r\n--b0\r\n";
+    }
+    tail = "\r\n--b" + std::to_string(i) + "--\r\n" + tail;
+  }
+  raw += "Content-Type: text/plain\r\n\r\ninnermost\r\n" + tail;
+  auto m = parse_email(raw);
+  CHECK(m.malformed);
+  CHECK(m.subject == "deep");
+  CHECK(m.text.rfind("outer words", 0) == 0);
+  CHECK(m.text.find("innermost") == std::string::npos);  // beyond the depth cap: opaque
+}
+
+TEST_CASE("missing Message-ID: stable synthetic id from the raw bytes") {
+  std::string a = "From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n";
+  std::string b = "From: a@example.com\r\nSubject: x\r\n\r\nbody!\r\n";
+  auto ma = parse_email(a);
+  CHECK(ma.synthetic_message_id);
+  CHECK(ma.message_id == parse_email(a).message_id);
+  CHECK(ma.message_id != parse_email(b).message_id);
+  CHECK(ma.message_id.rfind('<', 0) == 0);
+  CHECK(ma.message_id.find("@switchboard.invalid>") != std::string::npos);
+}
+
+TEST_CASE("unparseable Date gives 0; valid one gives Unix ms") {
+  CHECK(parse_email("From: a@b.c\r\nDate: someday soon\r\n\r\nx").date_ms == 0);
+  CHECK(parse_email("From: a@b.c\r\nDate: Thu, 01 Jan 1970 00:00:01 +0000\r\n\r\nx").date_ms ==
+        1000);
+}
+
+TEST_CASE("flags from headers") {
+  auto flags = [](const std::string& headers) {
+    return parse_email("From: a@example.com\r\n" + headers + "\r\nbody");
+  };
+  CHECK(flags("Auto-Submitted: auto-generated\r\n").auto_reply);
+  CHECK_FALSE(flags("Auto-Submitted: no\r\n").auto_reply);
+  CHECK(flags("X-Autorespond: vacation\r\n").auto_reply);
+  CHECK(flags("Precedence: junk\r\n").bulk);
+  CHECK(flags("Precedence: Bulk\r\n").bulk);
+  CHECK(flags("List-Unsubscribe: <mailto:u@example.com>\r\n").bulk);
+  CHECK_FALSE(flags("Precedence: normal\r\n").bulk);
+  CHECK(parse_email("From: postmaster@example.com\r\n\r\nx").bounce);
+  CHECK_FALSE(parse_email("From: a@example.com\r\n\r\nx").bounce);
+}
+
+TEST_CASE("text/plain with an invalid UTF-8 label still yields valid UTF-8") {
+  auto m =
+      parse_email("From: a@b.c\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nok \xff\xfe end");
+  CHECK(sb::email::is_valid_utf8(m.text));
+  CHECK(m.text == "ok \xEF\xBF\xBD\xEF\xBF\xBD end");
+}

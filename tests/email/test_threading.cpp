@@ -1,0 +1,60 @@
+#include <doctest/doctest.h>
+
+#include "channels/email/mime.hpp"
+#include "channels/email/threading.hpp"
+
+using namespace sb::email;
+
+TEST_CASE("make_message_id carries the conversation id, and it comes back out") {
+  std::string id = make_message_id("01HZX3J7Q8R9S0T1V2W3X4Y5Z6", "support.example.com");
+  CHECK(id.rfind("<sb.01HZX3J7Q8R9S0T1V2W3X4Y5Z6.", 0) == 0);
+  CHECK(id.find("@support.example.com>") != std::string::npos);
+  CHECK(id != make_message_id("01HZX3J7Q8R9S0T1V2W3X4Y5Z6", "support.example.com"));
+  CHECK(conversation_from_message_id(id) == "01HZX3J7Q8R9S0T1V2W3X4Y5Z6");
+  CHECK(conversation_from_message_id("sb.abc.123@x") == "abc");
+  CHECK_FALSE(conversation_from_message_id("<abc@example.com>").has_value());
+  CHECK_FALSE(conversation_from_message_id("<sb.@x>").has_value());
+  CHECK_FALSE(conversation_from_message_id("<sb.a b.1@x>").has_value());
+}
+
+TEST_CASE("to_inbound: identities, keys most recent first, flags") {
+  std::string ours = make_message_id("CONV1", "example.com");
+  std::string raw =
+      "From: \"Ann Lee\" <Ann.Lee@Example.COM>\r\nTo: Support <support@example.com>\r\n"
+      "Cc: boss@example.com\r\nSubject: Re: order\r\nMessage-ID: <m3@example.com>\r\n"
+      "In-Reply-To: " +
+      ours + "\r\nReferences: <m1@example.com> " + ours +
+      "\r\nDate: Thu, 01 Jan 1970 00:00:02 +0000\r\nAuto-Submitted: auto-replied\r\n"
+      "\r\nthanks\r\n";
+  auto in = to_inbound(parse_email(raw), "support", "INBOX");
+  CHECK(in.channel == "email");
+  CHECK(in.kind == "email");
+  CHECK(in.account == "support");
+  CHECK(in.external_id == "<m3@example.com>");
+  REQUIRE(in.from.has_value());
+  CHECK(in.from->type == "email");
+  CHECK(in.from->value == "ann.lee@example.com");
+  CHECK(in.from->name == "Ann Lee");
+  REQUIRE(in.to.size() == 2);
+  CHECK(in.to[1].value == "boss@example.com");
+  CHECK(in.subject == "Re: order");
+  CHECK(in.text == "thanks");
+  CHECK(in.occurred_at_ms == 2000);
+  CHECK(in.in_reply_to == ours);
+  std::vector<std::string> expected{"conv:CONV1", "email:support:" + ours,
+                                    "email:support:<m1@example.com>"};
+  CHECK(in.thread_lookup == expected);
+  CHECK(in.thread_record == std::vector<std::string>{"email:support:<m3@example.com>"});
+  CHECK(in.flags == std::vector<std::string>{"auto_reply"});
+}
+
+TEST_CASE("normalize_subject strips reply and forward prefixes in many languages") {
+  CHECK(normalize_subject("Re: RE: Fwd: Order 7") == "order 7");
+  CHECK(normalize_subject("AW: WG: Bestellung") == "bestellung");
+  CHECK(normalize_subject("SV: Re[2]: Hej") == "hej");
+  CHECK(normalize_subject("回复: 答复：订单") == "订单");
+  CHECK(normalize_subject("Réf : facture") == "facture");
+  CHECK(normalize_subject("[Ticket#12] Re: late   delivery ") == "late delivery");
+  CHECK(normalize_subject("Rebate offer") == "rebate offer");  // "Re" without colon stays
+  CHECK(normalize_subject("FW: fw: fwd:") == "");
+}
