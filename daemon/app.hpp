@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "config/config.hpp"
+#include "core/sender.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
@@ -38,6 +39,9 @@ class App {
   storage::Writer& writer() { return *writer_; }
   Relay& relay() { return *relay_; }
   Metrics& metrics() { return metrics_; }
+  // Channels that can answer register here while the App is built; the agents' reply route
+  // looks senders up by (channel, account).
+  SenderRegistry& senders() { return senders_; }
   const config::Config& config() const { return cfg_; }
 
  private:
@@ -47,6 +51,7 @@ class App {
   config::Config cfg_;
   boost::asio::io_context io_{1};
   Metrics metrics_;
+  SenderRegistry senders_;
   http::Router router_;
   std::unique_ptr<storage::Writer> writer_;
   std::unique_ptr<storage::Store> store_;

@@ -1,0 +1,69 @@
+#pragma once
+// The seam between the agent `reply` route and the channels that can answer.
+//
+// The agents layer stores an outbound interaction and a durable send job in one transaction,
+// then hands the job to the Sender registered for the (channel, account) of the interaction
+// being answered. The Sender talks to the provider (SMTP, Mastodon, X, Meta, Telegram) and
+// reports one SendResult; the agents layer records it on the interaction (`pending`, `sent`,
+// `failed`) and retries `retry` results with back-off. A job may be handed over more than
+// once (a crash between the send and the commit of its result): senders pass `id` to the
+// provider as an idempotency key where the provider has one.
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+
+namespace sb {
+
+struct OutboundMessage {
+  std::string id;               // the outbound interaction id (idempotency key)
+  std::string channel;          // channel of the conversation (email, mastodon, x, ...)
+  std::string account;          // configured channel name
+  std::string conversation_id;
+  std::string text;             // the agent's answer, plain UTF-8
+  std::string parent_json;      // the interaction being answered, as SPEC section 5 JSON
+  std::string thread_json;      // optional: channel-specific threading data (e.g. References)
+};
+
+struct SendResult {
+  enum class Status { sent, retry, failed };
+  Status status = Status::failed;
+  std::string provider_id;  // the provider's id of what was sent (Message-ID, status id, ...)
+  std::string error;        // provider's message for retry/failed
+  std::chrono::milliseconds retry_after{0};  // provider-requested delay for `retry` (0: default)
+
+  static SendResult sent(std::string provider_id) {
+    return {Status::sent, std::move(provider_id), {}, {}};
+  }
+  static SendResult retry(std::string error, std::chrono::milliseconds after = {}) {
+    return {Status::retry, {}, std::move(error), after};
+  }
+  static SendResult failed(std::string error) { return {Status::failed, {}, std::move(error), {}}; }
+};
+
+class Sender {
+ public:
+  using Done = std::function<void(SendResult)>;
+  virtual ~Sender() = default;
+  // Starts one send; `done` is called exactly once, on any thread.
+  virtual void send(OutboundMessage message, Done done) = 0;
+};
+
+// Senders by (channel, account). Filled while the daemon starts; read-only afterwards.
+class SenderRegistry {
+ public:
+  void add(const std::string& channel, const std::string& account, std::shared_ptr<Sender> s) {
+    senders_[{channel, account}] = std::move(s);
+  }
+  Sender* find(const std::string& channel, const std::string& account) const {
+    auto it = senders_.find({channel, account});
+    return it == senders_.end() ? nullptr : it->second.get();
+  }
+
+ private:
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<Sender>> senders_;
+};
+
+}  // namespace sb
