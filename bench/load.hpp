@@ -1,0 +1,125 @@
+#pragma once
+// Shared by the HTTP benchmarks: a daemon started as a child process with a temporary config,
+// and a closed-loop load generator (N keep-alive clients, each sending its next request as soon
+// as the previous answer arrived).
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <signal.h>
+
+#include "tests/support/harness.hpp"
+
+namespace sb::bench {
+
+namespace bhttp = boost::beast::http;
+using Request = bhttp::request<bhttp::string_body>;
+
+// A switchboard process on a free port with `extra` appended to a minimal config.
+struct Daemon {
+  test::TempDir& dir;
+  test::RedisServer& redis;
+  std::uint16_t port = test::free_port();
+  std::unique_ptr<test::Process> proc;
+
+  Daemon(test::TempDir& d, test::RedisServer& r, const std::string& extra = "",
+         const std::string& db = "")
+      : dir(d), redis(r) {
+    std::string cfg = dir.file("bench.toml");
+    std::ofstream(cfg) << "[server]\nlisten = \"127.0.0.1:" << port << "\"\n"
+                       << "[storage]\npath = \"" << (db.empty() ? dir.file("bench.db") : db)
+                       << "\"\n"
+                       << "[redis]\nurl = \"" << redis.url() << "\"\n"
+                       << "[api]\ntokens = [\"bench\"]\n"
+                       << extra;
+    proc = std::make_unique<test::Process>(
+        std::vector<std::string>{test::switchboard_binary(), "run", "--config", cfg},
+        dir.file("daemon.log"), std::map<std::string, std::string>{{"SWITCHBOARD_LOG", "warn"}});
+    if (!test::eventually([&] {
+          try {
+            return test::HttpClient(port).request("GET", "/readyz").status == 200;
+          } catch (...) {
+            return false;
+          }
+        })) {
+      std::cerr << "daemon did not become ready; see " << dir.file("daemon.log") << "\n";
+      std::exit(1);
+    }
+  }
+  ~Daemon() { stop(); }
+  void stop() {
+    if (proc) {
+      proc->kill(SIGTERM);
+      proc->wait();
+      proc.reset();
+    }
+  }
+  int pid() const { return proc->pid(); }
+  double metric(const std::string& name) const {
+    auto text = test::HttpClient(port).request("GET", "/metrics").body;
+    auto p = text.find("\n" + name + " ");
+    return p == std::string::npos ? 0.0 : std::stod(text.substr(p + name.size() + 2));
+  }
+};
+
+struct LoadResult {
+  std::vector<double> latency_ms;
+  int errors = 0;  // transport errors and unexpected statuses
+  double seconds = 0;
+};
+
+// Sends `total` requests made by `make(i)` over `clients` keep-alive connections; a response
+// other than `expect` counts as an error.
+inline LoadResult run_load(std::uint16_t port, int total, int clients,
+                           const std::function<Request(int)>& make, int expect) {
+  namespace asio = boost::asio;
+  namespace beast = boost::beast;
+  asio::io_context io(1);
+  LoadResult r;
+  r.latency_ms.reserve(static_cast<std::size_t>(total));
+  int next = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  auto worker = [&]() -> asio::awaitable<void> {
+    beast::tcp_stream s(io);
+    co_await s.async_connect(
+        asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), asio::use_awaitable);
+    beast::flat_buffer buf;
+    while (next < total) {
+      Request req = make(next++);
+      req.set(bhttp::field::host, "127.0.0.1");
+      req.prepare_payload();
+      auto start = std::chrono::steady_clock::now();
+      auto [ew, nw] = co_await bhttp::async_write(s, req, asio::as_tuple(asio::use_awaitable));
+      bhttp::response<bhttp::string_body> res;
+      auto [er, nr] = co_await bhttp::async_read(s, buf, res, asio::as_tuple(asio::use_awaitable));
+      if (ew || er) {
+        ++r.errors;
+        co_return;
+      }
+      if (res.result_int() != expect) {
+        if (++r.errors <= 3) {
+          std::cerr << "unexpected " << res.result_int() << ": " << res.body() << "\n";
+        }
+      }
+      r.latency_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count());
+    }
+  };
+  for (int c = 0; c < clients; ++c) {
+    asio::co_spawn(io, worker(), asio::detached);
+  }
+  io.run();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace sb::bench
