@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
+#include <sstream>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,22 @@ inline std::pair<double, double> rss_mib(int pid) {
     }
   }
   return {rss, hwm};
+}
+
+// CPU seconds (user + system) a process has used so far.
+inline double cpu_seconds(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto p = stat.rfind(')');  // the command name may hold spaces
+  std::istringstream rest(stat.substr(p + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14 || i == 15) {  // utime, stime
+      ticks += std::stod(field);
+    }
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 inline double percentile(std::vector<double>& v, double p) {

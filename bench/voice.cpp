@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
     bodies[static_cast<std::size_t>(i)] = {body, voice::twilio_signature(token, url, params)};
   }
 
+  double cpu0 = bench::cpu_seconds(daemon.pid());
   auto t0 = std::chrono::steady_clock::now();
   auto load = bench::run_load(daemon.port, total, clients, [&](int i) {
     auto& [body, sig] = bodies[static_cast<std::size_t>(i)];
@@ -72,6 +73,7 @@ int main(int argc, char** argv) {
   double e2e_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   long long queued = redis.xlen("sb:q:general:normal");
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
+  double cpu_us = (bench::cpu_seconds(daemon.pid()) - cpu0) * 1e6 / total;
   daemon.stop();
 
   auto& lat = load.latency_ms;
@@ -82,6 +84,7 @@ int main(int argc, char** argv) {
   t.add("calls queued in Redis", std::to_string(queued) + " (each once, when it ended)");
   t.add("callback throughput", bench::fmt("%.0f /s (signed, verified, committed)", total / load.seconds));
   t.add("end-to-end", bench::fmt("%.1f s until every call was in Redis", e2e_s));
+  t.add("daemon CPU per callback", bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", cpu_us));
   t.add("latency p50", bench::fmt("%.2f ms", bench::percentile(lat, 0.50)));
   t.add("latency p99", bench::fmt("%.2f ms", bench::percentile(lat, 0.99)));
   t.add("daemon RSS (end / peak)", bench::fmt("%.0f MiB", rss) + " / " + bench::fmt("%.0f MiB", hwm));
