@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <array>
 #include <atomic>
 #include <set>
 
@@ -83,6 +84,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     ++active;
     beast::tcp_stream stream(std::move(sock));
     beast::flat_buffer buffer;
+    bool linger = false;  // we answered before reading the whole request (413, 400)
     for (;;) {
       if (stopping) {
         break;
@@ -104,6 +106,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
           count("unmatched", 413);
           bool ok;
           co_await write(stream, std::move(res), 11, false, ok);
+          linger = true;
         } else if (ec != bhttp::error::end_of_stream && ec != asio::error::eof &&
                    ec != beast::error::timeout && ec != asio::error::operation_aborted &&
                    ec != asio::error::connection_reset && ec != bhttp::error::partial_message) {
@@ -111,6 +114,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
           count("unmatched", 400);
           bool ok;
           co_await write(stream, std::move(res), 11, false, ok);
+          linger = true;
         }
         break;
       }
@@ -156,6 +160,21 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     }
     beast::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    if (linger) {
+      // Lingering close (as nginx does): the client may still be sending the body we refused.
+      // Closing now would make the kernel answer its data with RST, and most clients then lose
+      // our 413 unread. Read and drop what still comes, bounded in time and bytes.
+      stream.expires_after(std::chrono::seconds(2));
+      std::array<char, 16 * 1024> sink;
+      std::size_t drained = 0;
+      while (drained < 16 * 1024 * 1024) {
+        auto [rec, got] = co_await stream.async_read_some(asio::buffer(sink), use_tuple);
+        if (rec) {
+          break;
+        }
+        drained += got;
+      }
+    }
     --active;
   }
 };

@@ -67,6 +67,7 @@ void Writer::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  stop_cv_.notify_all();
   if (thread_.joinable()) {
     thread_.join();
   }
@@ -190,7 +191,7 @@ void Writer::checkpoint_loop() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      if (cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; })) {
+      if (stop_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; })) {
         break;
       }
     }

@@ -59,7 +59,8 @@ class Writer {
 
   Db db_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;       // the writer thread waits here, and only it: notify_one
+  std::condition_variable stop_cv_;  // the checkpoint thread waits here for stop()
   std::vector<Job> queue_;
   bool stopping_ = false;
   bool started_ = false;
