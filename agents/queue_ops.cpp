@@ -169,7 +169,8 @@ QueueStats to_stats(const RValue& v) {
 
 asio::awaitable<QueueStats> QueueOps::stats(const std::string& queue) {
   std::vector<std::string> args{kReleasedConsumer};
-  RValue v = co_await async_eval(redis_, kStats, stat_keys(queue), std::move(args),
+  auto keys = stat_keys(queue);
+  RValue v = co_await async_eval(redis_, kStats, std::move(keys), std::move(args),
                                  asio::use_awaitable);
   co_return to_stats(v);
 }

@@ -20,7 +20,8 @@ std::string format_ms(std::int64_t unix_ms) {
 }
 
 asio::awaitable<std::string> write(storage::Writer& w, std::function<void(storage::Db&)> fn) {
-  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::string)>(
+  // Not a coroutine: async_initiate with use_awaitable already returns the awaitable.
+  return asio::async_initiate<decltype(asio::use_awaitable), void(std::string)>(
       [&w](auto handler, std::function<void(storage::Db&)> fn) {
         auto ex = asio::get_associated_executor(handler);
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
@@ -179,7 +180,8 @@ asio::awaitable<std::string> Records::reply(const InteractionRow& parent, const 
                                             const std::string& outbound_id,
                                             const std::string& payload) {
   std::int64_t at = now_ms();
-  co_return co_await write(writer_, [=](storage::Db& db) {
+  // (GCC 12: a lambda temporary inside a co_await expression is destroyed twice; name it.)
+  std::function<void(storage::Db&)> job = [=](storage::Db& db) {
     auto ins = db.prepare(
         "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
         "conversation_id, customer_id, queue, priority, state, occurred_at, received_at, payload) "
@@ -203,7 +205,8 @@ asio::awaitable<std::string> Records::reply(const InteractionRow& parent, const 
     send.bind(5, at).run();
     json::object d{{"outbound_id", outbound_id}};
     insert_event(db, parent.id, at, actor, "reply", json::serialize(d));
-  });
+  };
+  co_return co_await write(writer_, std::move(job));
 }
 
 void Records::send_result(const std::string& iid, const std::string& state, std::int64_t attempts,

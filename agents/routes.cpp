@@ -155,7 +155,13 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
   const auto& agent = *auth.agent;
   const std::string id = r.params["id"];
   bool ack = std::string_view(what) == "ack";
-  auto f = ack ? co_await ops_.ack(id, agent.id) : co_await ops_.release(id, agent.id);
+  // (GCC 12 miscompiles co_await inside ?:, hence the if.)
+  FinishResult f;
+  if (ack) {
+    f = co_await ops_.ack(id, agent.id);
+  } else {
+    f = co_await ops_.release(id, agent.id);
+  }
   if (!f.error.empty()) {
     co_return http::error(503, "redis_unavailable", std::string("cannot ") + what + ": " + f.error);
   }
@@ -299,7 +305,8 @@ Service::Awaitable Service::reply(http::Request& r) {
   o["occurred_at"] = format_rfc3339(now);
   o["received_at"] = format_rfc3339(now);
   o["in_reply_to"] = parent->external_id;
-  auto e = co_await records_.reply(*parent, agent.id, out_id, json::serialize(o));
+  std::string out_payload = json::serialize(o);
+  auto e = co_await records_.reply(*parent, agent.id, out_id, out_payload);
   if (!e.empty()) {
     co_return http::error(503, "database_unavailable", "the reply was not stored: " + e);
   }
