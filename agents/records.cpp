@@ -122,11 +122,28 @@ std::optional<std::int64_t> Records::next_send_at() {
 }
 
 namespace {
+// Statements of the writer thread, prepared once per connection (claims and acks come by the
+// thousand per second).
+struct WriterStatements {
+  storage::Db* db = nullptr;
+  storage::Stmt insert_event, set_state;
+  static WriterStatements& of(storage::Db& db) {
+    static thread_local WriterStatements s;
+    if (s.db != &db) {
+      s.insert_event = db.prepare(
+          "INSERT INTO events(interaction_id, at, actor, type, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
+      s.set_state = db.prepare("UPDATE interactions SET state=?2 WHERE id=?1");
+      s.db = &db;
+    }
+    return s;
+  }
+};
+
 void insert_event(storage::Db& db, const std::string& iid, std::int64_t at,
                   const std::string& actor, const std::string& type, const std::string& detail) {
-  auto st = db.prepare(
-      "INSERT INTO events(interaction_id, at, actor, type, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
-  st.bind(1, iid).bind(2, at).bind(3, actor).bind(4, type).bind(5, detail).run();
+  auto& st = WriterStatements::of(db).insert_event;
+  st.bind_static(1, iid).bind(2, at).bind_static(3, actor).bind_static(4, type);
+  st.bind_static(5, detail).run();
 }
 
 std::function<void(const std::string&)> log_failure(std::string what) {
@@ -144,8 +161,8 @@ void Records::event(const std::string& iid, const std::string& actor, const std:
   writer_.submit(storage::Job{[=](storage::Db& db) {
                                 insert_event(db, iid, at, actor, type, detail);
                                 if (!state.empty()) {
-                                  auto st = db.prepare("UPDATE interactions SET state=?2 WHERE id=?1");
-                                  st.bind(1, iid).bind(2, state).run();
+                                  auto& st = WriterStatements::of(db).set_state;
+                                  st.bind_static(1, iid).bind_static(2, state).run();
                                 }
                               },
                               log_failure(type + " of " + iid)});

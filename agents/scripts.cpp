@@ -27,22 +27,23 @@ end
 // KEYS: the queue's streams urgent, high, normal, low; dead-letter stream; held hash.
 // ARGV: consumer, claim_timeout ms, max_deliveries.
 // Per priority, most urgent first: entries idle past claim_timeout (timed out, or released)
-// come first because they are the oldest; an entry delivered max_deliveries times that timed
-// out again goes to the dead-letter stream instead. Then the next new entry (XREADGROUP >).
+// come first because they are the oldest (XPENDING IDLE + XCLAIM: XAUTOCLAIM's effect without
+// its COUNT*10 scan limit); an entry delivered max_deliveries times that timed out again goes
+// to the dead-letter stream instead. Then the next new entry (XREADGROUP >).
 // Returns {found, stream, entry id, deliveries, fields, {dead-lettered interaction ids}}.
 constexpr const char* kClaimBody = R"lua(
 local consumer, idle, maxd = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local dead = {}
 for i = 1, 4 do
   local key = KEYS[i]
-  local cursor = '0-0'
-  repeat
-    local r = redis.call('XAUTOCLAIM', key, 'agents', consumer, idle, cursor, 'COUNT', 1)
-    cursor = r[1]
-    local e = r[2][1]
+  -- The oldest entry idle past claim_timeout, found by XPENDING's IDLE filter (one pass over
+  -- the pending list in C) and taken with XCLAIM, which counts the delivery.
+  for _ = 1, 100 do
+    local p = redis.call('XPENDING', key, 'agents', 'IDLE', idle, '-', '+', 1)
+    if not p[1] then break end
+    local e = redis.call('XCLAIM', key, 'agents', consumer, idle, p[1][1])[1]
     if e and e[2] then
-      local p = redis.call('XPENDING', key, 'agents', e[1], e[1], 1)
-      local n = p[1][4]
+      local n = p[1][4] + 1
       local iid = field(e[2], 'interaction_id')
       if n > maxd then
         local f = e[2]
@@ -57,8 +58,10 @@ for i = 1, 4 do
         redis.call('HSET', KEYS[6], iid, key .. ' ' .. e[1])
         return {1, key, e[1], n, e[2], dead}
       end
+    else
+      redis.call('XACK', key, 'agents', p[1][1])  -- deleted behind our back: drop it
     end
-  until cursor == '0-0'
+  end
   local r = redis.call('XREADGROUP', 'GROUP', 'agents', consumer, 'COUNT', 1, 'STREAMS', key, '>')
   if r and r[1] and r[1][2][1] then
     local e = r[1][2][1]
