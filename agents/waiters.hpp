@@ -1,8 +1,8 @@
 #pragma once
 // Long-poll claims waiting for work, per queue; io thread only. A waiting claim sleeps on a
 // timer, so it holds no thread. When the relay delivers to a queue (or an item is released or
-// transferred into it), one waiter is woken; a woken waiter that got an item wakes the next
-// (a chain, so one delivery does not start 50 claim scripts of which 49 find nothing).
+// transferred into it), one waiter is woken; a woken waiter that got an item wakes two more
+// (a fan-out, so one delivery does not start 50 claim scripts of which 49 find nothing).
 // The generation counter closes the race between an empty claim and going to sleep: a
 // delivery in between bumps it, and the claimer tries again instead of sleeping.
 #include <boost/asio/awaitable.hpp>
