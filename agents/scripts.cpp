@@ -166,11 +166,17 @@ out[5] = redis.call('XLEN', KEYS[5])
 return out
 )lua";
 
+// KEYS: streams that must have the `agents` group (BUSYGROUP when they do is fine).
+constexpr const char* kEnsureGroupsBody = R"lua(
+for i = 1, #KEYS do redis.pcall('XGROUP', 'CREATE', KEYS[i], 'agents', '0', 'MKSTREAM') end
+return #KEYS
+)lua";
+
 }  // namespace
 
 std::vector<std::string> lua_scripts() {
   return {std::string(kHelpers) + kClaimBody, std::string(kHelpers) + kFinishBody,
-          std::string(kHelpers) + kTransferBody, kStatsBody};
+          std::string(kHelpers) + kTransferBody, kStatsBody, kEnsureGroupsBody};
 }
 
 }  // namespace sb::agents

@@ -14,7 +14,7 @@
 
 namespace sb::agents {
 
-enum Script { kClaim = 0, kFinish = 1, kTransfer = 2, kStats = 3 };
+enum Script { kClaim = 0, kFinish = 1, kTransfer = 2, kStats = 3, kEnsureGroups = 4 };
 
 // In Script order, for RedisExec.
 std::vector<std::string> lua_scripts();

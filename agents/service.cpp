@@ -62,18 +62,34 @@ void Service::shutdown() {
   sends_.stop();
 }
 
-void Service::stop() {
-  relay_.on_delivered(nullptr);
-  redis_.stop();
-}
+// The relay's on_delivered hook stays set: the relay thread has ended (App::stop) before this
+// Service is destroyed, and resetting it here would race with a call in progress.
+void Service::stop() { redis_.stop(); }
 
 void Service::reload(const std::vector<config::Agent>& agents) {
-  std::lock_guard lock(agents_mu_);
-  agents_ = agents;
-  std::lock_guard qlock(queues_mu_);
-  for (const auto& a : agents) {
-    queues_.insert(a.queues.begin(), a.queues.end());
+  std::vector<std::string> streams;
+  {
+    std::lock_guard lock(agents_mu_);
+    agents_ = agents;
+    std::lock_guard qlock(queues_mu_);
+    for (const auto& a : agents) {
+      for (const auto& q : a.queues) {
+        if (queues_.insert(q).second) {
+          for (const char* p : kPriorities) {
+            streams.push_back(ops_.stream(q, p));
+          }
+        }
+      }
+    }
   }
+  if (!streams.empty()) {  // a queue first named by the reload: its consumer groups
+    redis_.eval(kEnsureGroups, std::move(streams), {}, [](RValue v) {
+      if (v.is_error()) {
+        logger("agents")->warn("[agents] creating consumer groups failed: {}", v.str);
+      }
+    });
+  }
+  logger("agents")->info("[agents] reloaded {} agents", agents.size());
 }
 
 std::vector<std::string> Service::known_queues() {

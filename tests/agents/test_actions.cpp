@@ -109,3 +109,14 @@ TEST_CASE("transfer: to another queue and priority, once even if retried; the co
   CHECK(claimed_id(d.claim("bob-token", "billing")) == next);
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='transfer'") == 1);
 }
+
+TEST_CASE("SIGHUP reload: new agents and queues take effect, removed tokens stop working") {
+  AgentDaemon d;
+  auto fresh = test_config(d.dir, d.redis.port());
+  fresh.agents = {{"carol", "carol-token", {"escalations"}}};
+  CHECK(d.app->reload(fresh).empty());
+  CHECK(d.claim("alice-token", "general").status == 401);
+  REQUIRE(eventually([&] { return d.claim("carol-token", "escalations").status == 204; }));
+  CHECK(d.redis.cmd({"XINFO", "GROUPS", "sb:q:escalations:urgent"}).find("agents") !=
+        std::string::npos);
+}
