@@ -63,6 +63,25 @@ std::string id_body(const std::string& id, const char* status) {
 
 }  // namespace
 
+// Authenticates the agent and parses the JSON body: the common start of the POST routes.
+Service::Call Service::agent_call(const http::Request& r) const {
+  Call c;
+  auto auth = agent_auth(r);
+  if (!auth.agent) {
+    c.denied = std::move(auth.denied);
+    return c;
+  }
+  c.agent = std::move(*auth.agent);
+  std::string err;
+  auto body = body_object(r.body, err);
+  if (!body) {
+    c.denied = http::error(400, "invalid_json", err);
+    return c;
+  }
+  c.body = std::move(*body);
+  return c;
+}
+
 http::Response Service::not_held(const std::string& id, const std::string& agent,
                                  const FinishResult& f) {
   if (!records_.find(id)) {
@@ -80,16 +99,12 @@ http::Response Service::not_held(const std::string& id, const std::string& agent
 }
 
 Service::Awaitable Service::claim(http::Request& r) {
-  auto auth = agent_auth(r);
-  if (!auth.agent) {
-    co_return *auth.denied;
+  auto call = agent_call(r);
+  if (call.denied) {
+    co_return *call.denied;
   }
-  const auto& agent = *auth.agent;
-  std::string err;
-  auto body = body_object(r.body, err);
-  if (!body) {
-    co_return http::error(400, "invalid_json", err);
-  }
+  const auto& agent = call.agent;
+  auto* body = &call.body;
   auto* qv = body->if_contains("queue");
   if (!qv || !qv->is_string() || qv->as_string().empty()) {
     co_return http::error(400, "invalid_field", "field \"queue\" (a queue name) is required");
@@ -183,17 +198,13 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
 }
 
 Service::Awaitable Service::transfer(http::Request& r) {
-  auto auth = agent_auth(r);
-  if (!auth.agent) {
-    co_return *auth.denied;
+  auto call = agent_call(r);
+  if (call.denied) {
+    co_return *call.denied;
   }
-  const auto& agent = *auth.agent;
+  const auto& agent = call.agent;
+  auto* body = &call.body;
   const std::string id = r.params["id"];
-  std::string err;
-  auto body = body_object(r.body, err);
-  if (!body) {
-    co_return http::error(400, "invalid_json", err);
-  }
   auto* qv = body->if_contains("queue");
   if (!qv || !qv->is_string() || !valid_queue_name(qv->as_string())) {
     co_return http::error(400, "invalid_field",
@@ -243,17 +254,13 @@ Service::Awaitable Service::transfer(http::Request& r) {
 }
 
 Service::Awaitable Service::reply(http::Request& r) {
-  auto auth = agent_auth(r);
-  if (!auth.agent) {
-    co_return *auth.denied;
+  auto call = agent_call(r);
+  if (call.denied) {
+    co_return *call.denied;
   }
-  const auto& agent = *auth.agent;
+  const auto& agent = call.agent;
+  auto* body = &call.body;
   const std::string id = r.params["id"];
-  std::string err;
-  auto body = body_object(r.body, err);
-  if (!body) {
-    co_return http::error(400, "invalid_json", err);
-  }
   auto* tv = body->if_contains("text");
   if (!tv || !tv->is_string() || tv->as_string().empty()) {
     co_return http::error(400, "invalid_field", "field \"text\" (the answer) is required");

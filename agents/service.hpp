@@ -6,6 +6,7 @@
 // database writes go to the writer; a long-poll claim is a coroutine asleep on a timer.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/json/object.hpp>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -52,6 +53,12 @@ class Service {
     std::optional<Response> denied;
   };
   Auth agent_auth(const http::Request& r) const;
+  struct Call {
+    config::Agent agent;
+    boost::json::object body;
+    std::optional<Response> denied;  // 401 or 400: answer this
+  };
+  Call agent_call(const http::Request& r) const;
   bool reader_auth(const http::Request& r) const;  // agent or [api] token
 
   Awaitable claim(http::Request& r);
