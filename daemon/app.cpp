@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 #include <future>
 
+#include "agents/service.hpp"
 #include "channels/api/ingest.hpp"
 #include "channels/voice/routes.hpp"
 #include "core/log.hpp"
@@ -35,6 +36,8 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   }
   relay_ = std::make_unique<Relay>(cfg_.redis, *writer_, queues);
   writer_->on_commit([r = relay_.get()] { r->wake(); });
+  agents_ = std::make_unique<agents::Service>(io_, cfg_, *writer_, *relay_, metrics_, senders_,
+                                              queues);
 
   store_->set_call_folder(voice::call_folder());
   channels_ = std::make_unique<Channels>(Channels{
@@ -42,6 +45,7 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
       voice::VoiceRoutes{*store_, metrics_, cfg_.channels, cfg_.matching.default_region}});
   api::add_routes(router_, channels_->ingest);
   voice::add_routes(router_, channels_->voice);
+  agents_->add_routes(router_);
   add_ops_routes();
 
   http::ServerOptions opts;
@@ -107,6 +111,7 @@ void App::start() {
   server_->start();
   writer_->start();
   relay_->start();
+  agents_->start();
   io_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "sb-io");
     auto guard = asio::make_work_guard(io_);
@@ -127,6 +132,7 @@ void App::stop() {
   auto log = logger("daemon");
   log->info("[daemon] stopping: no new connections; finishing requests in flight");
   server_->stop();
+  agents_->shutdown();  // waiting claims answer 204 now
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (server_->active() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -135,6 +141,7 @@ void App::stop() {
   if (io_thread_.joinable()) {
     io_thread_.join();
   }
+  agents_->stop();
   // Everything answered is committed; hand what the writer still holds to the database, then
   // let the relay flush the outbox into Redis before the writer goes.
   log->info("[daemon] flushing the outbox ({} pending)", relay_->pending());
@@ -151,6 +158,7 @@ std::vector<std::string> App::reload(const config::Config& fresh) {
     return {std::string("routing rules: ") + e.what()};
   }
   store_->set_rules(std::move(rules));
+  agents_->reload(fresh.agents);
   logger("daemon")->info("[daemon] reloaded {} routing rules", fresh.routing.rules.size());
   return {};
 }

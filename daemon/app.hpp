@@ -17,6 +17,10 @@
 
 namespace sb {
 
+namespace agents {
+class Service;
+}
+
 class App {
  public:
   // Opens and migrates the database; throws std::exception with a one-line reason on failure.
@@ -56,6 +60,7 @@ class App {
   std::unique_ptr<storage::Writer> writer_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<Relay> relay_;
+  std::unique_ptr<agents::Service> agents_;  // issue 3: agent API, customer API, replies
   std::unique_ptr<http::Server> server_;
   struct Channels;
   std::unique_ptr<Channels> channels_;

@@ -100,6 +100,24 @@ CREATE TABLE cursors(
   PRIMARY KEY(account, scope)
 ) WITHOUT ROWID;
 )sql",
+    // 1 -> 2: agent replies (issue 3). One row per outbound interaction handed to a channel
+    // Sender: the durable outbound queue, written in the reply's transaction.
+    R"sql(
+CREATE TABLE sends(
+  interaction_id TEXT PRIMARY KEY,       -- the outbound interaction
+  parent_id TEXT NOT NULL,               -- the interaction being answered
+  channel TEXT NOT NULL,
+  account TEXT NOT NULL,
+  state TEXT NOT NULL DEFAULT 'pending', -- pending | sent | failed
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL,      -- Unix ms
+  last_error TEXT NOT NULL DEFAULT '',
+  provider_id TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sends_due ON sends(state, next_attempt_at);
+)sql",
 };
 
 int read_version(Db& db) {

@@ -1,0 +1,106 @@
+// GET /v1/customers/{id} and GET /v1/customers/{id}/interactions (SPEC section 3 "Agents").
+// Authorised by any agent token or any [api] token (the read APIs). The timeline is newest
+// first with cursor pagination: `before` is the id of the last interaction of the previous
+// page, and `next_before` in the answer is the cursor for the next page (null at the end).
+// Each interaction carries its `events` (claim, release, transfer, reply, finish: who, when)
+// and, for replies, the `send` state.
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+#include "agents/service.hpp"
+#include "storage/customers.hpp"
+
+namespace sb::agents {
+namespace json = boost::json;
+
+namespace {
+constexpr int kDefaultLimit = 50;
+constexpr int kMaxLimit = 200;
+}  // namespace
+
+Service::Awaitable Service::customer(http::Request& r) {
+  if (!reader_auth(r)) {
+    co_return http::error(401, "unauthorized", "an agent or API token is required");
+  }
+  const std::string id = r.params["id"];
+  auto c = storage::load_customer(records_.db(), id);
+  if (!c) {
+    co_return http::error(404, "not_found", "no customer has the id " + id);
+  }
+  json::array identities;
+  for (const auto& i : c->identities) {
+    json::object o{{"type", i.type}, {"value", i.value}};
+    if (!i.handle.empty()) {
+      o["handle"] = i.handle;
+    }
+    identities.push_back(std::move(o));
+  }
+  json::error_code ec;
+  auto tags = json::parse(c->tags_json, ec);
+  json::object out{{"id", c->id},
+                   {"external_id", c->external_id.empty() ? json::value(nullptr)
+                                                          : json::value(c->external_id)},
+                   {"name", c->name},
+                   {"tier", c->tier},
+                   {"tags", ec ? json::value(json::array{}) : tags},
+                   {"created_at", format_ms(c->created_at)},
+                   {"identities", std::move(identities)}};
+  co_return http::json(200, json::serialize(out));
+}
+
+Service::Awaitable Service::timeline(http::Request& r) {
+  if (!reader_auth(r)) {
+    co_return http::error(401, "unauthorized", "an agent or API token is required");
+  }
+  const std::string id = r.params["id"];
+  int limit = kDefaultLimit;
+  std::string before;
+  std::string target = "?" + std::string(r.query);
+  auto u = boost::urls::parse_uri_reference(target);
+  if (!u) {
+    co_return http::error(400, "invalid_query", "the query string is malformed");
+  }
+  for (auto p : u->params()) {
+    if (p.key == "limit") {
+      try {
+        std::size_t used = 0;
+        limit = std::stoi(p.value, &used);
+        if (used != p.value.size()) {
+          throw std::invalid_argument("trailing");
+        }
+      } catch (const std::exception&) {
+        limit = -1;
+      }
+      if (limit < 1 || limit > kMaxLimit) {
+        co_return http::error(400, "invalid_query",
+                              "limit must be an integer from 1 to " + std::to_string(kMaxLimit));
+      }
+    } else if (p.key == "before") {
+      before = p.value;
+    }
+  }
+  if (!storage::load_customer(records_.db(), id)) {
+    co_return http::error(404, "not_found", "no customer has the id " + id);
+  }
+  auto payloads = storage::customer_timeline(records_.db(), id, limit, before);
+  std::string body = "{\"customer_id\":" + json::serialize(json::value(id)) + ",\"interactions\":[";
+  std::string last;
+  for (std::size_t i = 0; i < payloads.size(); ++i) {
+    auto decorated = records_.decorate(payloads[i]);
+    body += (i ? "," : "") + decorated;
+    json::error_code ec;
+    auto v = json::parse(payloads[i], ec);
+    if (!ec && v.is_object() && v.as_object().contains("id")) {
+      last = json::value_to<std::string>(v.as_object().at("id"));
+    }
+  }
+  body += "],\"next_before\":";
+  body += static_cast<int>(payloads.size()) == limit && !last.empty()
+              ? json::serialize(json::value(last))
+              : std::string("null");
+  body += "}";
+  co_return http::json(200, std::move(body));
+}
+
+}  // namespace sb::agents

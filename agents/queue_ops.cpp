@@ -1,0 +1,182 @@
+#include "agents/queue_ops.hpp"
+
+#include <boost/asio/use_awaitable.hpp>
+
+#include "agents/scripts.hpp"
+#include "routing/rules.hpp"
+
+namespace sb::agents {
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr const char* kTransferMarkerTtl = "3600";
+
+std::string field(const RValue& fields, std::string_view name) {
+  for (std::size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+    if (fields.elements[i].str == name) {
+      return fields.elements[i + 1].str;
+    }
+  }
+  return {};
+}
+
+FinishResult to_finish(const RValue& v) {
+  FinishResult r;
+  if (v.is_error() || v.type != RValue::Type::array) {
+    r.error = v.is_error() ? v.str : "unexpected reply from redis";
+    return r;
+  }
+  switch (v.int_at(0)) {
+    case 1:
+      r.status = Hold::held;
+      break;
+    case 2:
+      r.status = Hold::repeated;
+      r.new_entry_id = v.str_at(1);
+      break;
+    case -1:
+      r.status = Hold::other;
+      r.holder = v.str_at(1);
+      break;
+    default:
+      r.status = Hold::not_held;
+  }
+  return r;
+}
+
+}  // namespace
+
+std::int64_t entry_ms(const std::string& id) {
+  try {
+    return std::stoll(id.substr(0, id.find('-')));
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+QueueOps::QueueOps(RedisExec& redis, std::string prefix, std::chrono::milliseconds claim_timeout,
+                   int max_deliveries)
+    : redis_(redis),
+      prefix_(std::move(prefix)),
+      claim_timeout_(claim_timeout),
+      max_deliveries_(max_deliveries) {}
+
+asio::awaitable<ClaimResult> QueueOps::claim(const std::string& queue, const std::string& agent) {
+  std::vector<std::string> keys;
+  for (const char* p : kPriorities) {
+    keys.push_back(stream(queue, p));
+  }
+  keys.push_back(dead_stream(queue));
+  keys.push_back(prefix_ + ":held");
+  // (GCC: no braced lists inside co_await expressions.)
+  std::vector<std::string> args{agent, std::to_string(claim_timeout_.count()),
+                                std::to_string(max_deliveries_)};
+  RValue v = co_await async_eval(redis_, kClaim, std::move(keys), std::move(args),
+                                 asio::use_awaitable);
+  ClaimResult r;
+  if (v.is_error() || v.type != RValue::Type::array) {
+    r.error = v.is_error() ? v.str : "unexpected reply from redis";
+    co_return r;
+  }
+  for (const auto& d : v.at(5).elements) {
+    r.dead.push_back(d.str);
+  }
+  r.found = v.int_at(0) == 1;
+  if (r.found) {
+    r.stream = v.str_at(1);
+    r.entry_id = v.str_at(2);
+    r.deliveries = v.int_at(3);
+    r.interaction_id = field(v.at(4), "interaction_id");
+    r.priority = field(v.at(4), "priority");
+    r.payload = field(v.at(4), "payload");
+  }
+  co_return r;
+}
+
+asio::awaitable<FinishResult> QueueOps::finish(const std::string& interaction_id,
+                                               const std::string& agent, const char* mode) {
+  // Released entries look as if delivered one claim_timeout (plus a margin) ago.
+  auto idle = std::to_string(claim_timeout_.count() + 1000);
+  std::vector<std::string> keys{prefix_ + ":held"};
+  std::vector<std::string> args{interaction_id, agent, mode, idle, kReleasedConsumer};
+  RValue v = co_await async_eval(redis_, kFinish, std::move(keys), std::move(args),
+                                 asio::use_awaitable);
+  auto r = to_finish(v);
+  if (r.status == Hold::held) {
+    r.stream = v.str_at(1);
+    r.entry_id = v.str_at(2);
+  }
+  co_return r;
+}
+
+asio::awaitable<FinishResult> QueueOps::ack(const std::string& id, const std::string& agent) {
+  co_return co_await finish(id, agent, "ack");
+}
+
+asio::awaitable<FinishResult> QueueOps::release(const std::string& id, const std::string& agent) {
+  co_return co_await finish(id, agent, "release");
+}
+
+asio::awaitable<FinishResult> QueueOps::holds(const std::string& id, const std::string& agent) {
+  co_return co_await finish(id, agent, "check");
+}
+
+asio::awaitable<FinishResult> QueueOps::transfer(const std::string& id, const std::string& agent,
+                                                 const std::string& queue,
+                                                 const std::string& priority,
+                                                 const std::string& payload) {
+  auto target = stream(queue, priority);
+  std::vector<std::string> keys{prefix_ + ":held", target, prefix_ + ":transferred:" + id};
+  std::vector<std::string> args{id, agent, priority, payload, agent + " " + target,
+                                kTransferMarkerTtl};
+  RValue v = co_await async_eval(redis_, kTransfer, std::move(keys), std::move(args),
+                                 asio::use_awaitable);
+  auto r = to_finish(v);
+  if (r.status == Hold::held) {
+    r.new_entry_id = v.str_at(1);
+    r.stream = v.str_at(2);
+  }
+  co_return r;
+}
+
+std::vector<std::string> QueueOps::stat_keys(const std::string& queue) const {
+  std::vector<std::string> keys;
+  for (const char* p : kPriorities) {
+    keys.push_back(stream(queue, p));
+  }
+  keys.push_back(dead_stream(queue));
+  return keys;
+}
+
+namespace {
+QueueStats to_stats(const RValue& v) {
+  QueueStats s;
+  if (v.is_error() || v.type != RValue::Type::array) {
+    s.error = v.is_error() ? v.str : "unexpected reply from redis";
+    return s;
+  }
+  for (std::size_t i = 0; i < 4; ++i) {
+    const auto& p = v.at(i);
+    s.by_priority[i].waiting = p.int_at(0);
+    s.by_priority[i].claimed = p.int_at(1);
+    s.by_priority[i].oldest_ms = p.str_at(2).empty() ? -1 : entry_ms(p.str_at(2));
+  }
+  s.dead = v.int_at(4);
+  return s;
+}
+}  // namespace
+
+asio::awaitable<QueueStats> QueueOps::stats(const std::string& queue) {
+  std::vector<std::string> args{kReleasedConsumer};
+  auto keys = stat_keys(queue);
+  RValue v = co_await async_eval(redis_, kStats, std::move(keys), std::move(args),
+                                 asio::use_awaitable);
+  co_return to_stats(v);
+}
+
+QueueStats QueueOps::stats_sync(const std::string& queue) {
+  return to_stats(redis_.eval_sync(kStats, stat_keys(queue), {kReleasedConsumer}));
+}
+
+}  // namespace sb::agents

@@ -1,0 +1,87 @@
+#pragma once
+// The queue operations of one agent request, as awaitables over RedisExec and the scripts of
+// scripts.cpp. Errors are values: `error` is non-empty when Redis failed (the caller answers
+// 503); ownership outcomes are in `status`.
+#include <array>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "agents/redis_exec.hpp"
+
+namespace sb::agents {
+
+struct ClaimResult {
+  std::string error;
+  bool found = false;
+  std::string stream, entry_id, interaction_id, priority, payload;
+  std::int64_t deliveries = 0;
+  std::vector<std::string> dead;  // interaction ids dead-lettered on the way
+};
+
+// held: done; not_held: nobody holds it; other: `holder` holds it; repeated: a retried
+// transfer that already happened.
+enum class Hold { held, not_held, other, repeated };
+
+struct FinishResult {
+  std::string error;
+  Hold status = Hold::not_held;
+  std::string holder;
+  std::string stream, entry_id;  // the old entry
+  std::string new_entry_id;      // transfer
+};
+
+struct PriorityStats {
+  std::int64_t waiting = 0, claimed = 0;
+  std::int64_t oldest_ms = -1;  // Unix ms of the oldest waiting entry, -1 when none
+};
+struct QueueStats {
+  std::string error;
+  std::array<PriorityStats, 4> by_priority;  // urgent, high, normal, low
+  std::int64_t dead = 0;
+};
+
+class QueueOps {
+ public:
+  QueueOps(RedisExec& redis, std::string prefix, std::chrono::milliseconds claim_timeout,
+           int max_deliveries);
+
+  boost::asio::awaitable<ClaimResult> claim(const std::string& queue, const std::string& agent);
+  boost::asio::awaitable<FinishResult> ack(const std::string& interaction_id,
+                                           const std::string& agent);
+  boost::asio::awaitable<FinishResult> release(const std::string& interaction_id,
+                                               const std::string& agent);
+  boost::asio::awaitable<FinishResult> transfer(const std::string& interaction_id,
+                                                const std::string& agent,
+                                                const std::string& queue,
+                                                const std::string& priority,
+                                                const std::string& payload);
+  // Whether `agent` holds the entry of `interaction_id` (for reply).
+  boost::asio::awaitable<FinishResult> holds(const std::string& interaction_id,
+                                             const std::string& agent);
+  boost::asio::awaitable<QueueStats> stats(const std::string& queue);
+  QueueStats stats_sync(const std::string& queue);  // scrape-time gauges (blocks briefly)
+
+  std::string stream(const std::string& queue, const std::string& priority) const {
+    return prefix_ + ":q:" + queue + ":" + priority;
+  }
+  std::string dead_stream(const std::string& queue) const { return prefix_ + ":dead:" + queue; }
+  std::chrono::milliseconds claim_timeout() const { return claim_timeout_; }
+
+ private:
+  boost::asio::awaitable<FinishResult> finish(const std::string& interaction_id,
+                                              const std::string& agent, const char* mode);
+  std::vector<std::string> stat_keys(const std::string& queue) const;
+
+  RedisExec& redis_;
+  std::string prefix_;
+  std::chrono::milliseconds claim_timeout_;
+  int max_deliveries_;
+};
+
+// Parses the millisecond part of a stream entry id ("1700000000000-0").
+std::int64_t entry_ms(const std::string& id);
+
+}  // namespace sb::agents

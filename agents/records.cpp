@@ -1,0 +1,249 @@
+#include "agents/records.hpp"
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+
+#include "core/log.hpp"
+#include "core/time.hpp"
+#include "storage/async_pipeline.hpp"
+
+namespace sb::agents {
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+std::string format_ms(std::int64_t unix_ms) {
+  auto s = format_rfc3339(unix_ms);  // "...:05Z"
+  char frac[8];
+  std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(((unix_ms % 1000) + 1000) % 1000));
+  return s.substr(0, s.size() - 1) + frac;
+}
+
+asio::awaitable<std::string> write(storage::Writer& w, std::function<void(storage::Db&)> fn) {
+  // Not a coroutine: async_initiate with use_awaitable already returns the awaitable.
+  return asio::async_initiate<decltype(asio::use_awaitable), void(std::string)>(
+      [&w](auto handler, std::function<void(storage::Db&)> fn) {
+        auto ex = asio::get_associated_executor(handler);
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        w.submit(storage::Job{std::move(fn), [h, ex](const std::string& err) {
+                                detail::complete_on(ex, [h, err] { (*h)(err); });
+                              }});
+      },
+      asio::use_awaitable, std::move(fn));
+}
+
+Records::Records(storage::Writer& writer, const std::string& path)
+    : writer_(writer), read_(path, true) {}
+
+std::optional<InteractionRow> Records::find(const std::string& id) {
+  auto st = read_.prepare(
+      "SELECT id, channel, account, kind, direction, external_id, coalesce(conversation_id,''), "
+      "coalesce(customer_id,''), queue, priority, state, payload FROM interactions WHERE id=?1");
+  st.bind(1, id);
+  if (!st.step()) {
+    return std::nullopt;
+  }
+  return InteractionRow{st.text(0), st.text(1), st.text(2), st.text(3),  st.text(4),  st.text(5),
+                        st.text(6), st.text(7), st.text(8), st.text(9), st.text(10), st.text(11)};
+}
+
+std::string Records::decorate(const std::string& payload) {
+  json::error_code ec;
+  auto v = json::parse(payload, ec);
+  if (ec || !v.is_object()) {
+    return payload;
+  }
+  auto& o = v.as_object();
+  auto* idv = o.if_contains("id");
+  if (!idv || !idv->is_string()) {
+    return payload;
+  }
+  std::string id(idv->as_string());
+  auto ev = read_.prepare(
+      "SELECT at, actor, type, detail FROM events WHERE interaction_id=?1 ORDER BY seq");
+  ev.bind(1, id);
+  json::array events;
+  while (ev.step()) {
+    json::object e{{"at", format_ms(ev.int64(0))}, {"actor", ev.text(1)}, {"type", ev.text(2)}};
+    auto d = json::parse(ev.text_view(3), ec);
+    if (!ec && d.is_object() && !d.as_object().empty()) {
+      e["detail"] = std::move(d);
+    }
+    events.push_back(std::move(e));
+  }
+  o["events"] = std::move(events);
+  auto sd = read_.prepare(
+      "SELECT state, attempts, last_error, provider_id, next_attempt_at, updated_at FROM sends "
+      "WHERE interaction_id=?1");
+  sd.bind(1, id);
+  if (sd.step()) {
+    json::object s{{"state", sd.text(0)}, {"attempts", sd.int64(1)}};
+    s["error"] = sd.text(2).empty() ? json::value(nullptr) : json::value(sd.text(2));
+    s["provider_id"] = sd.text(3).empty() ? json::value(nullptr) : json::value(sd.text(3));
+    if (sd.text(0) == "pending") {
+      s["next_attempt_at"] = format_ms(sd.int64(4));
+    }
+    s["updated_at"] = format_ms(sd.int64(5));
+    o["send"] = std::move(s);
+  }
+  return json::serialize(v);
+}
+
+std::vector<SendJob> Records::due_sends(std::int64_t now, int limit) {
+  auto st = read_.prepare(
+      "SELECT s.interaction_id, s.parent_id, s.channel, s.account, "
+      "coalesce(i.conversation_id,''), i.payload, coalesce(p.payload,''), s.attempts "
+      "FROM sends s JOIN interactions i ON i.id = s.interaction_id "
+      "LEFT JOIN interactions p ON p.id = s.parent_id "
+      "WHERE s.state = 'pending' AND s.next_attempt_at <= ?1 ORDER BY s.next_attempt_at LIMIT ?2");
+  st.bind(1, now).bind(2, limit);
+  std::vector<SendJob> out;
+  while (st.step()) {
+    SendJob j{st.text(0), st.text(1), st.text(2), st.text(3), st.text(4), "", st.text(6),
+              st.int64(7)};
+    json::error_code ec;
+    auto v = json::parse(st.text_view(5), ec);
+    if (!ec && v.is_object()) {
+      if (auto* t = v.as_object().if_contains("text"); t && t->is_string()) {
+        j.text = t->as_string();
+      }
+    }
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+std::optional<std::int64_t> Records::next_send_at() {
+  auto st = read_.prepare("SELECT min(next_attempt_at) FROM sends WHERE state = 'pending'");
+  if (st.step() && !st.is_null(0)) {
+    return st.int64(0);
+  }
+  return std::nullopt;
+}
+
+namespace {
+// Statements of the writer thread, prepared once per connection (claims and acks come by the
+// thousand per second).
+struct WriterStatements {
+  storage::Db* db = nullptr;
+  storage::Stmt insert_event, set_state;
+  static WriterStatements& of(storage::Db& db) {
+    static thread_local WriterStatements s;
+    if (s.db != &db) {
+      s.insert_event = db.prepare(
+          "INSERT INTO events(interaction_id, at, actor, type, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
+      s.set_state = db.prepare("UPDATE interactions SET state=?2 WHERE id=?1");
+      s.db = &db;
+    }
+    return s;
+  }
+};
+
+void insert_event(storage::Db& db, const std::string& iid, std::int64_t at,
+                  const std::string& actor, const std::string& type, const std::string& detail) {
+  auto& st = WriterStatements::of(db).insert_event;
+  st.bind_static(1, iid).bind(2, at).bind_static(3, actor).bind_static(4, type);
+  st.bind_static(5, detail).run();
+}
+
+std::function<void(const std::string&)> log_failure(std::string what) {
+  return [what = std::move(what)](const std::string& err) {
+    if (!err.empty()) {
+      logger("agents")->error("[agents] recording {} failed: {}", what, err);
+    }
+  };
+}
+}  // namespace
+
+void Records::event(const std::string& iid, const std::string& actor, const std::string& type,
+                    const std::string& detail, const std::string& state) {
+  std::int64_t at = now_ms();
+  writer_.submit(storage::Job{[=](storage::Db& db) {
+                                insert_event(db, iid, at, actor, type, detail);
+                                if (!state.empty()) {
+                                  auto& st = WriterStatements::of(db).set_state;
+                                  st.bind_static(1, iid).bind_static(2, state).run();
+                                }
+                              },
+                              log_failure(type + " of " + iid)});
+}
+
+void Records::dead_lettered(const std::string& iid, const std::string& queue) {
+  json::object d{{"queue", queue}};
+  event(iid, "switchboard", "dead_letter", json::serialize(d), "dead");
+}
+
+void Records::transferred(const InteractionRow& row, const std::string& actor,
+                          const std::string& queue, const std::string& priority,
+                          const std::string& payload) {
+  std::int64_t at = now_ms();
+  json::object d{{"from_queue", row.queue}, {"from_priority", row.priority},
+                 {"queue", queue}, {"priority", priority}};
+  std::string detail = json::serialize(d);
+  writer_.submit(storage::Job{
+      [=, iid = row.id, conv = row.conversation_id](storage::Db& db) {
+        auto st = db.prepare(
+            "UPDATE interactions SET queue=?2, priority=?3, payload=?4, state='queued' WHERE id=?1");
+        st.bind(1, iid).bind(2, queue).bind(3, priority).bind(4, payload).run();
+        // Sticky routing: the conversation's next interaction follows it to the new queue.
+        auto cv = db.prepare("UPDATE conversations SET queue=?2, updated_at=?3 WHERE id=?1");
+        cv.bind(1, conv).bind(2, queue).bind(3, at).run();
+        insert_event(db, iid, at, actor, "transfer", detail);
+      },
+      log_failure("transfer of " + row.id)});
+}
+
+asio::awaitable<std::string> Records::reply(const InteractionRow& parent, const std::string& actor,
+                                            const std::string& outbound_id,
+                                            const std::string& payload) {
+  std::int64_t at = now_ms();
+  // (GCC 12: a lambda temporary inside a co_await expression is destroyed twice; name it.)
+  std::function<void(storage::Db&)> job = [=](storage::Db& db) {
+    auto ins = db.prepare(
+        "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+        "conversation_id, customer_id, queue, priority, state, occurred_at, received_at, payload) "
+        "VALUES (?1, ?2, ?3, ?1, ?4, 'outbound', ?5, ?6, '', '', 'outbound', ?7, ?7, ?8)");
+    ins.bind(1, outbound_id).bind(2, parent.channel).bind(3, parent.account).bind(4, parent.kind);
+    if (parent.conversation_id.empty()) {
+      ins.bind_null(5);
+    } else {
+      ins.bind(5, parent.conversation_id);
+    }
+    if (parent.customer_id.empty()) {
+      ins.bind_null(6);
+    } else {
+      ins.bind(6, parent.customer_id);
+    }
+    ins.bind(7, at).bind(8, payload).run();
+    auto send = db.prepare(
+        "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
+        "next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)");
+    send.bind(1, outbound_id).bind(2, parent.id).bind(3, parent.channel).bind(4, parent.account);
+    send.bind(5, at).run();
+    json::object d{{"outbound_id", outbound_id}};
+    insert_event(db, parent.id, at, actor, "reply", json::serialize(d));
+  };
+  co_return co_await write(writer_, std::move(job));
+}
+
+void Records::send_result(const std::string& iid, const std::string& state, std::int64_t attempts,
+                          std::int64_t next_at, const std::string& error,
+                          const std::string& provider_id, std::function<void()> done) {
+  std::int64_t at = now_ms();
+  writer_.submit(storage::Job{
+      [=](storage::Db& db) {
+        auto st = db.prepare(
+            "UPDATE sends SET state=?2, attempts=?3, next_attempt_at=?4, last_error=?5, "
+            "provider_id=?6, updated_at=?7 WHERE interaction_id=?1");
+        st.bind(1, iid).bind(2, state).bind(3, attempts).bind(4, next_at).bind(5, error);
+        st.bind(6, provider_id).bind(7, at).run();
+      },
+      [iid, done = std::move(done)](const std::string& err) {
+        if (!err.empty()) {
+          logger("agents")->error("[agents] recording the send result of {} failed: {}", iid, err);
+        }
+        done();
+      }});
+}
+
+}  // namespace sb::agents

@@ -1,0 +1,71 @@
+#pragma once
+// What the agent API reads from and writes to the database. Writes go through the single
+// writer (events, interaction state, transfers, replies with their send job); reads use a
+// read connection of their own, on the io thread (WAL readers never block the writer).
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "storage/sqlite.hpp"
+#include "storage/writer.hpp"
+
+namespace sb::agents {
+
+struct InteractionRow {
+  std::string id, channel, account, kind, direction, external_id, conversation_id, customer_id,
+      queue, priority, state, payload;
+};
+
+struct SendJob {
+  std::string interaction_id, parent_id, channel, account, conversation_id, text, parent_payload;
+  std::int64_t attempts = 0;
+};
+
+// Runs `fn` on the writer thread in its group-committed transaction; resumes the awaiting
+// coroutine once committed with "" or the error.
+boost::asio::awaitable<std::string> write(storage::Writer& w, std::function<void(storage::Db&)> fn);
+
+class Records {
+ public:
+  Records(storage::Writer& writer, const std::string& path);
+
+  // io thread only
+  std::optional<InteractionRow> find(const std::string& id);
+  // The interaction JSON with its events and (outbound) send state merged in.
+  std::string decorate(const std::string& payload);
+  std::vector<SendJob> due_sends(std::int64_t now, int limit);
+  std::optional<std::int64_t> next_send_at();
+
+  // Fire-and-forget (the queue state in Redis is the truth; this is the record): an event on
+  // the interaction and, when `state` is not empty, its new state.
+  void event(const std::string& interaction_id, const std::string& actor,
+             const std::string& type, const std::string& detail_json,
+             const std::string& state = "");
+  void dead_lettered(const std::string& interaction_id, const std::string& queue);
+  // Transfer: new queue/priority/payload on the interaction, the conversation's sticky queue
+  // follows, and the event.
+  void transferred(const InteractionRow& row, const std::string& actor, const std::string& queue,
+                   const std::string& priority, const std::string& payload);
+  // Reply: the outbound interaction, its send job and the event on the parent, in one
+  // transaction. Returns "" once committed, else the error.
+  boost::asio::awaitable<std::string> reply(const InteractionRow& parent, const std::string& actor,
+                                            const std::string& outbound_id,
+                                            const std::string& outbound_payload);
+  // The result of one send attempt; `done` runs on the writer thread after the commit.
+  void send_result(const std::string& interaction_id, const std::string& state,
+                   std::int64_t attempts, std::int64_t next_attempt_at, const std::string& error,
+                   const std::string& provider_id, std::function<void()> done);
+
+  storage::Db& db() { return read_; }
+
+ private:
+  storage::Writer& writer_;
+  storage::Db read_;
+};
+
+std::string format_ms(std::int64_t unix_ms);  // RFC 3339 with milliseconds
+
+}  // namespace sb::agents

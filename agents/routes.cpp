@@ -1,0 +1,377 @@
+// The agent routes of SPEC section 3 "Agents": claim (long-poll), ack, release, transfer,
+// reply, and GET /v1/queues.
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+
+#include "agents/scripts.hpp"
+#include "agents/service.hpp"
+#include "core/ids.hpp"
+#include "core/log.hpp"
+#include "core/time.hpp"
+#include "routing/rules.hpp"
+
+namespace sb::agents {
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::int64_t kMaxWaitMs = 30'000;
+constexpr std::size_t kMaxReplyBytes = 64 * 1024;
+
+// Parses a JSON object body; an empty body is an empty object.
+std::optional<json::object> body_object(std::string_view body, std::string& error) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return json::object{};
+  }
+  json::error_code ec;
+  auto v = json::parse(body, ec);
+  if (ec) {
+    error = "the body is not valid JSON: " + ec.message();
+    return std::nullopt;
+  }
+  if (!v.is_object()) {
+    error = "the body must be a JSON object";
+    return std::nullopt;
+  }
+  return std::move(v.as_object());
+}
+
+bool valid_queue_name(std::string_view q) {
+  if (q.empty() || q.size() > 64) {
+    return false;
+  }
+  for (char c : q) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) {
+    out += (out.empty() ? "" : ", ") + s;
+  }
+  return out;
+}
+
+std::string id_body(const std::string& id, const char* status) {
+  return json::serialize(json::object{{"id", id}, {"status", status}});
+}
+
+}  // namespace
+
+// Authenticates the agent and parses the JSON body: the common start of the POST routes.
+Service::Call Service::agent_call(const http::Request& r) const {
+  Call c;
+  auto auth = agent_auth(r);
+  if (!auth.agent) {
+    c.denied = std::move(auth.denied);
+    return c;
+  }
+  c.agent = std::move(*auth.agent);
+  std::string err;
+  auto body = body_object(r.body, err);
+  if (!body) {
+    c.denied = http::error(400, "invalid_json", err);
+    return c;
+  }
+  c.body = std::move(*body);
+  return c;
+}
+
+http::Response Service::not_held(const std::string& id, const std::string& agent,
+                                 const FinishResult& f) {
+  if (!records_.find(id)) {
+    return http::error(404, "not_found", "no interaction has the id " + id);
+  }
+  std::string msg = "interaction " + id + " is not held by agent " + agent;
+  if (f.status == Hold::other && f.holder == kReleasedConsumer) {
+    msg += ": it was released and waits in its queue";
+  } else if (f.status == Hold::other) {
+    msg += ": agent " + f.holder + " holds it";
+  } else {
+    msg += ": claim it first (it is waiting, finished, or its claim timed out)";
+  }
+  return http::error(409, "not_held", msg);
+}
+
+Service::Awaitable Service::claim(http::Request& r) {
+  auto call = agent_call(r);
+  if (call.denied) {
+    co_return *call.denied;
+  }
+  const auto& agent = call.agent;
+  auto* body = &call.body;
+  auto* qv = body->if_contains("queue");
+  if (!qv || !qv->is_string() || qv->as_string().empty()) {
+    co_return http::error(400, "invalid_field", "field \"queue\" (a queue name) is required");
+  }
+  std::string queue(qv->as_string());
+  std::int64_t wait_ms = 0;
+  if (auto* w = body->if_contains("wait_ms"); w && !w->is_null()) {
+    if (!w->is_int64() && !w->is_uint64()) {
+      co_return http::error(400, "invalid_field", "field \"wait_ms\" must be an integer (ms)");
+    }
+    wait_ms = w->is_int64() ? w->as_int64() : kMaxWaitMs;
+    if (wait_ms < 0) {
+      co_return http::error(400, "invalid_field", "field \"wait_ms\" must not be negative");
+    }
+    wait_ms = std::min(wait_ms, kMaxWaitMs);  // SPEC: max 30000
+  }
+  if (std::find(agent.queues.begin(), agent.queues.end(), queue) == agent.queues.end()) {
+    co_return http::error(403, "forbidden",
+                          "agent " + agent.id + " may not claim from queue \"" + queue +
+                              "\"; its queues are: " + join(agent.queues));
+  }
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  bool woken = false;
+  for (;;) {
+    auto generation = waiters_.generation(queue);
+    auto c = co_await ops_.claim(queue, agent.id);
+    if (!c.error.empty()) {
+      co_return http::error(503, "redis_unavailable", "cannot claim: " + c.error);
+    }
+    for (const auto& id : c.dead) {
+      logger("agents")->warn("[agents:{}] interaction {} timed out max_deliveries times: moved to {}",
+                             queue, id, ops_.dead_stream(queue));
+      records_.dead_lettered(id, queue);
+    }
+    if (c.found) {
+      if (woken) {
+        // Pass the wake-up on to two more: a relay batch of n items reaches n waiting agents
+        // in about log2(n) rounds instead of n.
+        waiters_.notify(queue);
+        waiters_.notify(queue);
+      }
+      json::object d{{"queue", queue}, {"priority", c.priority}, {"deliveries", c.deliveries}};
+      records_.event(c.interaction_id, agent.id, "claim", json::serialize(d), "claimed");
+      json::object delivery{{"stream", c.stream},
+                            {"entry_id", c.entry_id},
+                            {"deliveries", c.deliveries}};
+      co_return http::json(200, "{\"interaction\":" + c.payload +
+                                    ",\"delivery\":" + json::serialize(delivery) + "}");
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (stopping_ || now >= until) {
+      co_return http::Response{204, "application/json", "", {}};
+    }
+    if (generation != waiters_.generation(queue)) {
+      continue;  // work arrived while the claim ran
+    }
+    woken = co_await waiters_.wait(queue, std::min(until, now + tick_));
+  }
+}
+
+Service::Awaitable Service::finish(http::Request& r, const char* what) {
+  auto auth = agent_auth(r);
+  if (!auth.agent) {
+    co_return *auth.denied;
+  }
+  const auto& agent = *auth.agent;
+  const std::string id = r.params["id"];
+  bool ack = std::string_view(what) == "ack";
+  // (GCC 12 miscompiles co_await inside ?:, hence the if.)
+  FinishResult f;
+  if (ack) {
+    f = co_await ops_.ack(id, agent.id);
+  } else {
+    f = co_await ops_.release(id, agent.id);
+  }
+  if (!f.error.empty()) {
+    co_return http::error(503, "redis_unavailable", std::string("cannot ") + what + ": " + f.error);
+  }
+  if (f.status != Hold::held) {
+    co_return not_held(id, agent.id, f);
+  }
+  auto queue = queue_of_stream(f.stream);
+  json::object d{{"queue", queue}};
+  if (ack) {
+    records_.event(id, agent.id, "finish", json::serialize(d), "done");
+    co_return http::json(200, id_body(id, "done"));
+  }
+  records_.event(id, agent.id, "release", json::serialize(d), "queued");
+  waiters_.notify(queue);
+  co_return http::json(200, id_body(id, "released"));
+}
+
+Service::Awaitable Service::transfer(http::Request& r) {
+  auto call = agent_call(r);
+  if (call.denied) {
+    co_return *call.denied;
+  }
+  const auto& agent = call.agent;
+  auto* body = &call.body;
+  const std::string id = r.params["id"];
+  auto* qv = body->if_contains("queue");
+  if (!qv || !qv->is_string() || !valid_queue_name(qv->as_string())) {
+    co_return http::error(400, "invalid_field",
+                          "field \"queue\" is required: a queue name of letters, digits, '-', "
+                          "'_' or '.' (at most 64)");
+  }
+  std::string queue(qv->as_string());
+  auto row = records_.find(id);
+  if (!row) {
+    co_return http::error(404, "not_found", "no interaction has the id " + id);
+  }
+  std::string priority = row->priority.empty() ? "normal" : row->priority;
+  if (auto* pv = body->if_contains("priority"); pv && !pv->is_null()) {
+    if (!pv->is_string() || !is_priority(pv->as_string())) {
+      co_return http::error(400, "invalid_field",
+                            "field \"priority\" must be one of urgent, high, normal, low");
+    }
+    priority = pv->as_string();
+  }
+  json::error_code ec;
+  auto payload = json::parse(row->payload, ec);
+  if (!ec && payload.is_object()) {
+    payload.as_object()["queue"] = queue;
+    payload.as_object()["priority"] = priority;
+  }
+  auto new_payload = ec ? row->payload : json::serialize(payload);
+  auto f = co_await ops_.transfer(id, agent.id, queue, priority, new_payload);
+  if (!f.error.empty()) {
+    co_return http::error(503, "redis_unavailable", "cannot transfer: " + f.error);
+  }
+  if (f.status == Hold::not_held || f.status == Hold::other) {
+    co_return not_held(id, agent.id, f);
+  }
+  if (f.status == Hold::held) {
+    {
+      std::lock_guard lock(queues_mu_);
+      queues_.insert(queue);
+    }
+    records_.transferred(*row, agent.id, queue, priority, new_payload);
+    waiters_.notify(queue);
+  }
+  co_return http::json(200, json::serialize(json::object{{"id", id},
+                                                         {"status", "transferred"},
+                                                         {"queue", queue},
+                                                         {"priority", priority},
+                                                         {"entry_id", f.new_entry_id}}));
+}
+
+Service::Awaitable Service::reply(http::Request& r) {
+  auto call = agent_call(r);
+  if (call.denied) {
+    co_return *call.denied;
+  }
+  const auto& agent = call.agent;
+  auto* body = &call.body;
+  const std::string id = r.params["id"];
+  auto* tv = body->if_contains("text");
+  if (!tv || !tv->is_string() || tv->as_string().empty()) {
+    co_return http::error(400, "invalid_field", "field \"text\" (the answer) is required");
+  }
+  if (tv->as_string().size() > kMaxReplyBytes) {
+    co_return http::error(400, "invalid_field", "field \"text\" is longer than 65536 bytes");
+  }
+  auto parent = records_.find(id);
+  if (!parent) {
+    co_return http::error(404, "not_found", "no interaction has the id " + id);
+  }
+  auto f = co_await ops_.holds(id, agent.id);
+  if (!f.error.empty()) {
+    co_return http::error(503, "redis_unavailable", "cannot check the claim: " + f.error);
+  }
+  if (f.status != Hold::held) {
+    co_return not_held(id, agent.id, f);
+  }
+  if (!senders_.find(parent->channel, parent->account)) {
+    co_return http::error(422, "no_sender",
+                          "replies through channel \"" + parent->channel + "\" (account \"" +
+                              parent->account +
+                              "\") are not supported yet: no sender is configured for it");
+  }
+  json::object parent_json;
+  json::error_code pec;
+  if (auto pv = json::parse(parent->payload, pec); !pec && pv.is_object()) {
+    parent_json = pv.as_object();
+  }
+  std::string out_id = new_ulid();
+  std::int64_t now = now_ms();
+  json::object o{{"id", out_id},
+                 {"channel", parent->channel},
+                 {"account", parent->account},
+                 {"kind", parent->kind},
+                 {"direction", "outbound"},
+                 {"external_id", out_id},
+                 {"conversation_id", parent->conversation_id},
+                 {"agent", agent.id}};
+  if (auto* c = parent_json.if_contains("customer")) {
+    o["customer"] = *c;
+  }
+  json::array to;
+  if (auto* from = parent_json.if_contains("from"); from && from->is_object()) {
+    to.push_back(*from);
+  }
+  o["to"] = std::move(to);
+  if (auto* s = parent_json.if_contains("subject")) {
+    o["subject"] = *s;
+  }
+  o["text"] = tv->as_string();
+  o["occurred_at"] = format_rfc3339(now);
+  o["received_at"] = format_rfc3339(now);
+  o["in_reply_to"] = parent->external_id;
+  std::string out_payload = json::serialize(o);
+  auto e = co_await records_.reply(*parent, agent.id, out_id, out_payload);
+  if (!e.empty()) {
+    co_return http::error(503, "database_unavailable", "the reply was not stored: " + e);
+  }
+  sends_.kick();
+  co_return http::json(202, json::serialize(json::object{
+                                {"id", out_id}, {"in_reply_to", id}, {"send", {{"state", "pending"}}}}));
+}
+
+Service::Awaitable Service::queues(http::Request& r) {
+  if (!reader_auth(r)) {
+    co_return http::error(401, "unauthorized", "an agent or API token is required");
+  }
+  json::array out;
+  auto now = now_ms();
+  for (const auto& q : known_queues()) {
+    auto s = co_await ops_.stats(q);
+    if (!s.error.empty()) {
+      co_return http::error(503, "redis_unavailable", "cannot read the queues: " + s.error);
+    }
+    std::int64_t depth = 0, claimed = 0, oldest = -1;
+    json::object by;
+    for (int i = 0; i < 4; ++i) {
+      const auto& p = s.by_priority[i];
+      depth += p.waiting;
+      claimed += p.claimed;
+      if (p.oldest_ms >= 0 && (oldest < 0 || p.oldest_ms < oldest)) {
+        oldest = p.oldest_ms;
+      }
+      by[kPriorities[i]] = {{"depth", p.waiting}, {"claimed", p.claimed}};
+    }
+    out.push_back(json::object{
+        {"queue", q},
+        {"depth", depth},
+        {"claimed", claimed},
+        {"oldest_waiting_s", oldest < 0 ? 0.0 : static_cast<double>(now - oldest) / 1000.0},
+        {"dead_letters", s.dead},
+        {"priorities", std::move(by)}});
+  }
+  co_return http::json(200, json::serialize(json::object{{"queues", std::move(out)}}));
+}
+
+void Service::add_routes(http::Router& router) {
+  router.add("POST", "/v1/agent/claim", [this](http::Request& r) { return claim(r); });
+  router.add("POST", "/v1/agent/interactions/{id}/ack",
+             [this](http::Request& r) { return finish(r, "ack"); });
+  router.add("POST", "/v1/agent/interactions/{id}/release",
+             [this](http::Request& r) { return finish(r, "release"); });
+  router.add("POST", "/v1/agent/interactions/{id}/transfer",
+             [this](http::Request& r) { return transfer(r); });
+  router.add("POST", "/v1/agent/interactions/{id}/reply",
+             [this](http::Request& r) { return reply(r); });
+  router.add("GET", "/v1/queues", [this](http::Request& r) { return queues(r); });
+  router.add("GET", "/v1/customers/{id}", [this](http::Request& r) { return customer(r); });
+  router.add("GET", "/v1/customers/{id}/interactions",
+             [this](http::Request& r) { return timeline(r); });
+}
+
+}  // namespace sb::agents

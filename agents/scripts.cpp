@@ -1,0 +1,182 @@
+#include "agents/scripts.hpp"
+
+namespace sb::agents {
+namespace {
+
+// Shared helpers, prepended to the scripts that need them.
+constexpr const char* kHelpers = R"lua(
+local function field(f, name)
+  for i = 1, #f, 2 do if f[i] == name then return f[i + 1] end end
+  return ''
+end
+-- The entry held under `iid` (hash value "<stream> <id>"): key, id, pending info or nil.
+local function holder(held, iid)
+  local v = redis.call('HGET', held, iid)
+  if not v then return nil end
+  local sp = string.find(v, ' ', 1, true)
+  local key, id = string.sub(v, 1, sp - 1), string.sub(v, sp + 1)
+  local p = redis.call('XPENDING', key, 'agents', id, id, 1)
+  if #p == 0 then
+    redis.call('HDEL', held, iid)  -- acknowledged by someone else (a plain Redis client)
+    return nil
+  end
+  return key, id, p[1]
+end
+)lua";
+
+// KEYS: the queue's streams urgent, high, normal, low; dead-letter stream; held hash.
+// ARGV: consumer, claim_timeout ms, max_deliveries.
+// Per priority, most urgent first: entries idle past claim_timeout (timed out, or released)
+// come first because they are the oldest (XPENDING IDLE + XCLAIM: XAUTOCLAIM's effect without
+// its COUNT*10 scan limit); an entry delivered max_deliveries times that timed out again goes
+// to the dead-letter stream instead. Then the next new entry (XREADGROUP >).
+// Returns {found, stream, entry id, deliveries, fields, {dead-lettered interaction ids}}.
+constexpr const char* kClaimBody = R"lua(
+local consumer, idle, maxd = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local dead = {}
+for i = 1, 4 do
+  local key = KEYS[i]
+  -- The oldest entry idle past claim_timeout, found by XPENDING's IDLE filter (one pass over
+  -- the pending list in C) and taken with XCLAIM, which counts the delivery.
+  for _ = 1, 100 do
+    local p = redis.call('XPENDING', key, 'agents', 'IDLE', idle, '-', '+', 1)
+    if not p[1] then break end
+    local e = redis.call('XCLAIM', key, 'agents', consumer, idle, p[1][1])[1]
+    if e and e[2] then
+      local n = p[1][4] + 1
+      local iid = field(e[2], 'interaction_id')
+      if n > maxd then
+        local f = e[2]
+        f[#f + 1] = 'dead_from'; f[#f + 1] = key
+        f[#f + 1] = 'deliveries'; f[#f + 1] = tostring(n - 1)
+        redis.call('XADD', KEYS[5], '*', unpack(f))
+        redis.call('XACK', key, 'agents', e[1])
+        redis.call('XDEL', key, e[1])
+        redis.call('HDEL', KEYS[6], iid)
+        dead[#dead + 1] = iid
+      else
+        redis.call('HSET', KEYS[6], iid, key .. ' ' .. e[1])
+        return {1, key, e[1], n, e[2], dead}
+      end
+    else
+      redis.call('XACK', key, 'agents', p[1][1])  -- deleted behind our back: drop it
+    end
+  end
+  local r = redis.call('XREADGROUP', 'GROUP', 'agents', consumer, 'COUNT', 1, 'STREAMS', key, '>')
+  if r and r[1] and r[1][2][1] then
+    local e = r[1][2][1]
+    redis.call('HSET', KEYS[6], field(e[2], 'interaction_id'), key .. ' ' .. e[1])
+    return {1, key, e[1], 1, e[2], dead}
+  end
+end
+return {0, '', '', 0, {}, dead}
+)lua";
+
+// KEYS: held hash. ARGV: interaction id, consumer, mode (ack | release | check), release idle
+// ms, the released pseudo-consumer.
+// Returns {1, stream, entry id} done; {0} not held by anyone; {-1, holder} held by another.
+// ack: XACK + XDEL, so the stream holds exactly the waiting and the held entries.
+// release: to `_released` with a long idle time and the delivery count it had before this
+// delivery (a release is not a failed delivery), so the next claim takes it at once.
+constexpr const char* kFinishBody = R"lua(
+local key, id, p = holder(KEYS[1], ARGV[1])
+if not key then return {0} end
+if p[2] ~= ARGV[2] then return {-1, p[2]} end
+if ARGV[3] == 'check' then return {1, key, id} end
+if ARGV[3] == 'ack' then
+  redis.call('XACK', key, 'agents', id)
+  redis.call('XDEL', key, id)
+else
+  redis.call('XCLAIM', key, 'agents', ARGV[5], 0, id, 'IDLE', ARGV[4],
+             'RETRYCOUNT', math.max(p[4] - 1, 0), 'JUSTID')
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return {1, key, id}
+)lua";
+
+// KEYS: held hash, target stream, marker. ARGV: interaction id, consumer, target priority,
+// new payload, marker value ("<consumer> <stream>"), marker ttl s.
+// Re-adds the entry's fields (priority and payload updated) to the target stream and
+// acknowledges the old entry, atomically. A retry of a transfer that already happened (same
+// agent, same target, entry not held by anyone since) answers {2, new id} and adds nothing.
+constexpr const char* kTransferBody = R"lua(
+local key, id, p = holder(KEYS[1], ARGV[1])
+if not key then
+  local m = redis.call('GET', KEYS[3])
+  if m then
+    local sp = string.find(m, '|', 1, true)
+    if string.sub(m, 1, sp - 1) == ARGV[5] then return {2, string.sub(m, sp + 1)} end
+  end
+  return {0}
+end
+if p[2] ~= ARGV[2] then return {-1, p[2]} end
+local e = redis.call('XRANGE', key, id, id)
+if not e[1] then return {0} end
+local f = e[1][2]
+for i = 1, #f, 2 do
+  if f[i] == 'priority' then f[i + 1] = ARGV[3] end
+  if f[i] == 'payload' then f[i + 1] = ARGV[4] end
+end
+local fresh = redis.call('EXISTS', KEYS[2]) == 0
+local nid = redis.call('XADD', KEYS[2], '*', unpack(f))
+if fresh then redis.pcall('XGROUP', 'CREATE', KEYS[2], 'agents', '0') end
+redis.call('XACK', key, 'agents', id)
+redis.call('XDEL', key, id)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[5] .. '|' .. nid, 'EX', ARGV[6])
+return {1, nid, key}
+)lua";
+
+// KEYS: the queue's four streams, then its dead-letter stream.
+// Returns per priority {waiting, claimed, oldest waiting entry id or ''} and the dead count.
+// waiting = not yet delivered to the group (lag) + released; claimed = pending - released.
+constexpr const char* kStatsBody = R"lua(
+local out = {}
+for i = 1, 4 do
+  local key = KEYS[i]
+  local waiting, claimed, oldest = 0, 0, ''
+  if redis.call('EXISTS', key) == 1 then
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+      local t = {}
+      for j = 1, #g, 2 do t[g[j]] = g[j + 1] end
+      if t['name'] == 'agents' then
+        local last = t['last-delivered-id']
+        local lag = t['lag']
+        if not lag then
+          lag = #redis.call('XRANGE', key, '(' .. last, '+')
+        end
+        local released = 0
+        for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', key, 'agents')) do
+          if c[2] == ARGV[1] then released = c[4] end
+        end
+        waiting = lag + released
+        claimed = t['pending'] - released
+        local r = redis.call('XRANGE', key, '(' .. last, '+', 'COUNT', 1)
+        if r[1] then oldest = r[1][1] end
+        if released > 0 then
+          local rp = redis.call('XPENDING', key, 'agents', '-', '+', 1, ARGV[1])
+          if rp[1] then oldest = rp[1][1] end  -- older than anything not yet delivered
+        end
+      end
+    end
+  end
+  out[i] = {waiting, claimed, oldest}
+end
+out[5] = redis.call('XLEN', KEYS[5])
+return out
+)lua";
+
+// KEYS: streams that must have the `agents` group (BUSYGROUP when they do is fine).
+constexpr const char* kEnsureGroupsBody = R"lua(
+for i = 1, #KEYS do redis.pcall('XGROUP', 'CREATE', KEYS[i], 'agents', '0', 'MKSTREAM') end
+return #KEYS
+)lua";
+
+}  // namespace
+
+std::vector<std::string> lua_scripts() {
+  return {std::string(kHelpers) + kClaimBody, std::string(kHelpers) + kFinishBody,
+          std::string(kHelpers) + kTransferBody, kStatsBody, kEnsureGroupsBody};
+}
+
+}  // namespace sb::agents

@@ -1,0 +1,24 @@
+#pragma once
+// The Lua scripts behind the agent operations. Each multi-step operation is one script, so it
+// is atomic in Redis: 50 agents claiming at once can never take the same entry, and an entry is
+// never both transferred and acknowledged.
+//
+// Bookkeeping beside the SPEC keys: `{prefix}:held` is a hash interaction id -> "<stream> <entry
+// id>" of the entries handed out by `claim`, so that ack/release/transfer can find an entry by
+// interaction id. Who holds an entry is always read from the consumer group's pending list
+// (XPENDING), the same truth a plain Redis client sees; the hash is only an index.
+// A released entry is XCLAIMed to the pseudo-consumer `_released` with an idle time past
+// claim_timeout, so the next claim's XPENDING IDLE / XCLAIM takes it at once, in its original position.
+#include <string>
+#include <vector>
+
+namespace sb::agents {
+
+enum Script { kClaim = 0, kFinish = 1, kTransfer = 2, kStats = 3, kEnsureGroups = 4 };
+
+// In Script order, for RedisExec.
+std::vector<std::string> lua_scripts();
+
+inline constexpr const char* kReleasedConsumer = "_released";
+
+}  // namespace sb::agents

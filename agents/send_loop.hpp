@@ -1,0 +1,48 @@
+#pragma once
+// The durable outbound queue of agent replies: a loop on the io thread hands due `sends` rows
+// to the Sender registered for their (channel, account), records each result through the
+// writer, and retries `retry` results with exponential back-off (the provider's retry_after
+// when given) up to a maximum number of attempts. Rows still pending after a restart are
+// picked up again on start; a send interrupted by a crash is handed over again (senders use
+// the outbound id as an idempotency key where the provider has one).
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "agents/records.hpp"
+#include "core/sender.hpp"
+
+namespace sb::agents {
+
+struct SendPolicy {
+  std::chrono::milliseconds first_backoff{1000};
+  std::chrono::milliseconds max_backoff{5 * 60 * 1000};
+  int max_attempts = 8;
+};
+
+class SendLoop {
+ public:
+  SendLoop(boost::asio::io_context& io, Records& records, const SenderRegistry& senders,
+           SendPolicy policy = {});
+  void start();  // spawns the loop on the io_context
+  void kick();   // a new job was committed (any thread)
+  void stop();   // io thread or after the io_context stopped
+
+ private:
+  boost::asio::awaitable<void> run();
+  void dispatch(SendJob job);
+  void finished(const SendJob& job, SendResult r);
+
+  boost::asio::io_context& io_;
+  Records& records_;
+  const SenderRegistry& senders_;
+  SendPolicy policy_;
+  boost::asio::steady_timer timer_;
+  std::set<std::string> in_flight_;  // io thread only
+  bool stopping_ = false;
+};
+
+}  // namespace sb::agents

@@ -1,0 +1,214 @@
+#include "agents/service.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include "agents/scripts.hpp"
+#include "core/log.hpp"
+#include "core/time.hpp"
+#include "routing/rules.hpp"
+
+namespace sb::agents {
+namespace asio = boost::asio;
+
+namespace {
+std::vector<std::vector<std::string>> group_commands(const std::string& prefix,
+                                                     const std::vector<std::string>& queues) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& q : queues) {
+    for (const char* p : kPriorities) {
+      out.push_back({"XGROUP", "CREATE", prefix + ":q:" + q + ":" + p, "agents", "0", "MKSTREAM"});
+    }
+  }
+  return out;
+}
+}  // namespace
+
+Service::Service(asio::io_context& io, const config::Config& cfg, storage::Writer& writer,
+                 Relay& relay, Metrics& metrics, const SenderRegistry& senders,
+                 std::vector<std::string> queues, SendPolicy policy)
+    : io_(io),
+      prefix_(cfg.redis.prefix),
+      api_tokens_(cfg.api.tokens),
+      senders_(senders),
+      agents_(cfg.agents),
+      queues_(queues.begin(), queues.end()),
+      redis_(cfg.redis, lua_scripts(), group_commands(cfg.redis.prefix, queues)),
+      ops_(redis_, cfg.redis.prefix, cfg.routing.claim_timeout, cfg.routing.max_deliveries),
+      records_(writer, cfg.storage.path),
+      sends_(io, records_, senders, policy),
+      relay_(relay) {
+  // A waiting claim looks again at least this often, so an item whose claim timed out is
+  // redelivered to a waiting agent without new work arriving.
+  tick_ = std::clamp(cfg.routing.claim_timeout / 2, std::chrono::milliseconds(50),
+                     std::chrono::milliseconds(1000));
+  relay_.on_delivered([this](const std::string& queue) {
+    asio::post(io_, [this, queue] { waiters_.notify(queue); });
+  });
+  add_gauges(metrics);
+}
+
+Service::~Service() { stop(); }
+
+void Service::start() {
+  redis_.start();
+  sends_.start();
+}
+
+void Service::shutdown() {
+  asio::post(io_, [this] {
+    stopping_ = true;
+    waiters_.wake_all();
+  });
+  sends_.stop();
+}
+
+// The relay's on_delivered hook stays set: the relay thread has ended (App::stop) before this
+// Service is destroyed, and resetting it here would race with a call in progress.
+void Service::stop() { redis_.stop(); }
+
+void Service::reload(const std::vector<config::Agent>& agents) {
+  std::vector<std::string> streams;
+  {
+    std::lock_guard lock(agents_mu_);
+    agents_ = agents;
+    std::lock_guard qlock(queues_mu_);
+    for (const auto& a : agents) {
+      for (const auto& q : a.queues) {
+        if (queues_.insert(q).second) {
+          for (const char* p : kPriorities) {
+            streams.push_back(ops_.stream(q, p));
+          }
+        }
+      }
+    }
+  }
+  if (!streams.empty()) {  // a queue first named by the reload: its consumer groups
+    redis_.eval(kEnsureGroups, std::move(streams), {}, [](RValue v) {
+      if (v.is_error()) {
+        logger("agents")->warn("[agents] creating consumer groups failed: {}", v.str);
+      }
+    });
+  }
+  logger("agents")->info("[agents] reloaded {} agents", agents.size());
+}
+
+std::vector<std::string> Service::known_queues() {
+  std::lock_guard lock(queues_mu_);
+  return {queues_.begin(), queues_.end()};
+}
+
+Service::Auth Service::agent_auth(const http::Request& r) const {
+  auto token = http::bearer_token(r);
+  if (token.empty()) {
+    return {std::nullopt, http::error(401, "unauthorized",
+                                      "an agent token is required: Authorization: Bearer <token>")};
+  }
+  std::lock_guard lock(agents_mu_);
+  const config::Agent* found = nullptr;
+  for (const auto& a : agents_) {  // every token compared, in constant time each
+    if (http::secret_equals(token, a.token)) {
+      found = &a;
+    }
+  }
+  if (!found) {
+    return {std::nullopt, http::error(401, "unauthorized", "the agent token is not valid")};
+  }
+  return {*found, std::nullopt};
+}
+
+bool Service::reader_auth(const http::Request& r) const {
+  auto token = http::bearer_token(r);
+  bool ok = false;
+  for (const auto& t : api_tokens_) {
+    ok = http::secret_equals(token, t) || ok;
+  }
+  return ok || agent_auth(r).agent.has_value();
+}
+
+std::string Service::queue_of_stream(const std::string& stream) const {
+  // "{prefix}:q:{queue}:{priority}"
+  auto head = prefix_ + ":q:";
+  if (!stream.starts_with(head)) {
+    return {};
+  }
+  auto rest = stream.substr(head.size());
+  auto colon = rest.rfind(':');
+  return colon == std::string::npos ? rest : rest.substr(0, colon);
+}
+
+std::vector<std::pair<std::string, QueueStats>> Service::scrape_stats() {
+  std::lock_guard lock(stats_mu_);
+  auto now = std::chrono::steady_clock::now();
+  if (now - stats_at_ > std::chrono::milliseconds(250)) {
+    stats_.clear();
+    for (const auto& q : known_queues()) {
+      stats_.emplace_back(q, ops_.stats_sync(q));
+    }
+    stats_at_ = now;
+  }
+  return stats_;
+}
+
+void Service::add_gauges(Metrics& metrics) {
+  using Samples = std::vector<std::pair<Labels, double>>;
+  metrics.gauge("switchboard_queue_depth", "Items waiting in a queue (not held by an agent).",
+                [this]() -> Samples {
+                  Samples out;
+                  for (const auto& [q, s] : scrape_stats()) {
+                    if (!s.error.empty()) {
+                      continue;
+                    }
+                    for (int i = 0; i < 4; ++i) {  // sum by (queue) for the SPEC's {queue}
+                      out.push_back({{{"queue", q}, {"priority", kPriorities[i]}},
+                                     static_cast<double>(s.by_priority[i].waiting)});
+                    }
+                  }
+                  return out;
+                });
+  metrics.gauge("switchboard_queue_claimed", "Items held by agents, not yet finished.",
+                [this]() -> Samples {
+                  Samples out;
+                  for (const auto& [q, s] : scrape_stats()) {
+                    double n = 0;
+                    for (const auto& p : s.by_priority) {
+                      n += static_cast<double>(p.claimed);
+                    }
+                    if (s.error.empty()) {
+                      out.push_back({{{"queue", q}}, n});
+                    }
+                  }
+                  return out;
+                });
+  metrics.gauge("switchboard_queue_oldest_age_seconds",
+                "Age of the oldest waiting item of a queue (0 when none waits).",
+                [this]() -> Samples {
+                  Samples out;
+                  auto now = now_ms();
+                  for (const auto& [q, s] : scrape_stats()) {
+                    std::int64_t oldest = -1;
+                    for (const auto& p : s.by_priority) {
+                      if (p.oldest_ms >= 0 && (oldest < 0 || p.oldest_ms < oldest)) {
+                        oldest = p.oldest_ms;
+                      }
+                    }
+                    if (s.error.empty()) {
+                      out.push_back({{{"queue", q}},
+                                     oldest < 0 ? 0.0 : static_cast<double>(now - oldest) / 1000.0});
+                    }
+                  }
+                  return out;
+                });
+  metrics.gauge("switchboard_dead_letters_total",
+                "Entries in a queue's dead-letter stream ({prefix}:dead:{queue}).",
+                [this]() -> Samples {
+                  Samples out;
+                  for (const auto& [q, s] : scrape_stats()) {
+                    if (s.error.empty()) {
+                      out.push_back({{{"queue", q}}, static_cast<double>(s.dead)});
+                    }
+                  }
+                  return out;
+                });
+}
+
+}  // namespace sb::agents

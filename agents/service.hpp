@@ -1,0 +1,100 @@
+#pragma once
+// The agents layer as one component of the App: agent authentication, the agent routes, the
+// customer read routes, queue statistics in /metrics, and the reply send loop.
+//
+// Threads: handlers run on the io thread; Redis work goes to RedisExec's thread (pipelined);
+// database writes go to the writer; a long-poll claim is a coroutine asleep on a timer.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/json/object.hpp>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agents/queue_ops.hpp"
+#include "agents/records.hpp"
+#include "agents/redis_exec.hpp"
+#include "agents/send_loop.hpp"
+#include "agents/waiters.hpp"
+#include "config/config.hpp"
+#include "core/sender.hpp"
+#include "http/metrics.hpp"
+#include "http/router.hpp"
+#include "relay/relay.hpp"
+#include "storage/writer.hpp"
+
+namespace sb::agents {
+
+class Service {
+ public:
+  // `queues`: every queue known at start (rules, default, agents); consumer groups are
+  // created for them on connect.
+  Service(boost::asio::io_context& io, const config::Config& cfg, storage::Writer& writer,
+          Relay& relay, Metrics& metrics, const SenderRegistry& senders,
+          std::vector<std::string> queues, SendPolicy policy = {});
+  ~Service();
+
+  void add_routes(http::Router& router);
+  void start();
+  // SIGTERM, first step: waiting claims answer 204 now so that shutdown is not held up.
+  void shutdown();
+  void stop();  // after the io thread has ended
+  void reload(const std::vector<config::Agent>& agents);  // SIGHUP
+
+ private:
+  using Response = http::Response;
+  using Awaitable = boost::asio::awaitable<Response>;
+  struct Auth {
+    std::optional<config::Agent> agent;
+    std::optional<Response> denied;
+  };
+  Auth agent_auth(const http::Request& r) const;
+  struct Call {
+    config::Agent agent;
+    boost::json::object body;
+    std::optional<Response> denied;  // 401 or 400: answer this
+  };
+  Call agent_call(const http::Request& r) const;
+  bool reader_auth(const http::Request& r) const;  // agent or [api] token
+
+  Awaitable claim(http::Request& r);
+  Awaitable finish(http::Request& r, const char* what);  // ack | release
+  Awaitable transfer(http::Request& r);
+  Awaitable reply(http::Request& r);
+  Awaitable queues(http::Request& r);
+  Awaitable customer(http::Request& r);
+  Awaitable timeline(http::Request& r);
+  // 404 when the interaction does not exist, else 409 naming who holds it.
+  Response not_held(const std::string& id, const std::string& agent, const FinishResult& f);
+  std::string queue_of_stream(const std::string& stream) const;
+  void add_gauges(Metrics& metrics);
+  std::vector<std::string> known_queues();
+
+  boost::asio::io_context& io_;
+  std::string prefix_;
+  std::vector<std::string> api_tokens_;
+  const SenderRegistry& senders_;
+  mutable std::mutex agents_mu_;
+  std::vector<config::Agent> agents_;
+  std::mutex queues_mu_;
+  std::set<std::string> queues_;
+  RedisExec redis_;
+  QueueOps ops_;
+  Records records_;
+  Waiters waiters_;  // io thread only
+  SendLoop sends_;
+  Relay& relay_;
+  bool stopping_ = false;  // io thread only
+  std::chrono::milliseconds tick_;
+  // Scrape-time queue statistics, shared by the gauge families of one scrape.
+  std::mutex stats_mu_;
+  std::chrono::steady_clock::time_point stats_at_{};
+  std::vector<std::pair<std::string, QueueStats>> stats_;
+  std::vector<std::pair<std::string, QueueStats>> scrape_stats();
+};
+
+}  // namespace sb::agents

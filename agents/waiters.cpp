@@ -1,0 +1,58 @@
+#include "agents/waiters.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace sb::agents {
+namespace asio = boost::asio;
+
+void Waiters::notify(const std::string& queue) {
+  ++generation_[queue];
+  auto it = slots_.find(queue);
+  if (it == slots_.end()) {
+    return;
+  }
+  while (!it->second.empty()) {
+    auto slot = it->second.front();
+    it->second.pop_front();
+    if (!slot->woken) {
+      slot->woken = true;
+      slot->timer->cancel();
+      return;
+    }
+  }
+}
+
+void Waiters::wake_all() {
+  for (auto& [q, list] : slots_) {
+    for (auto& s : list) {
+      s->woken = true;
+      s->timer->cancel();
+    }
+    list.clear();
+  }
+}
+
+std::size_t Waiters::waiting(const std::string& queue) const {
+  auto it = slots_.find(queue);
+  return it == slots_.end() ? 0 : it->second.size();
+}
+
+asio::awaitable<bool> Waiters::wait(const std::string& queue,
+                                    std::chrono::steady_clock::time_point until) {
+  auto ex = co_await asio::this_coro::executor;
+  auto slot = std::make_shared<Slot>();
+  slot->timer = std::make_unique<asio::steady_timer>(ex, until);
+  auto& list = slots_[queue];
+  list.push_back(slot);
+  co_await slot->timer->async_wait(asio::as_tuple(asio::use_awaitable));
+  if (!slot->woken) {
+    // Timed out (or cancelled without a notify): leave the list.
+    auto& l = slots_[queue];
+    l.remove(slot);
+  }
+  co_return slot->woken;
+}
+
+}  // namespace sb::agents

@@ -1,0 +1,40 @@
+#pragma once
+// Long-poll claims waiting for work, per queue; io thread only. A waiting claim sleeps on a
+// timer, so it holds no thread. When the relay delivers to a queue (or an item is released or
+// transferred into it), one waiter is woken; a woken waiter that got an item wakes two more
+// (a fan-out, so one delivery does not start 50 claim scripts of which 49 find nothing).
+// The generation counter closes the race between an empty claim and going to sleep: a
+// delivery in between bumps it, and the claimer tries again instead of sleeping.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace sb::agents {
+
+class Waiters {
+ public:
+  std::uint64_t generation(const std::string& queue) { return generation_[queue]; }
+  // Work arrived in `queue`: bump its generation and wake one waiter.
+  void notify(const std::string& queue);
+  // Sleeps until notified or `until`; true when notified.
+  boost::asio::awaitable<bool> wait(const std::string& queue,
+                                    std::chrono::steady_clock::time_point until);
+  void wake_all();  // shutdown: every waiter returns now
+  std::size_t waiting(const std::string& queue) const;
+
+ private:
+  struct Slot {
+    std::unique_ptr<boost::asio::steady_timer> timer;
+    bool woken = false;
+  };
+  std::map<std::string, std::list<std::shared_ptr<Slot>>> slots_;
+  std::map<std::string, std::uint64_t> generation_;
+};
+
+}  // namespace sb::agents

@@ -1,0 +1,264 @@
+// bench/agents: 50 simulated agents claim and finish work on one queue of a real daemon
+// process. Phase 1: a backlog is waiting (claim latency with work waiting, cycles/s). Phase 2:
+// ingest runs at a fixed rate (5,000/s by default) while the agents long-poll, claim and ack;
+// measures cycles/s and the time from each POST /v1/interactions to the claim that got it.
+//
+//   build/bench/bench_agents [--backlog N] [--rate N] [--seconds N] [--agents N]
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <signal.h>
+#include <unordered_map>
+
+#include "bench/bench_util.hpp"
+#include "tests/support/harness.hpp"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using namespace sb;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+struct Conn {
+  beast::tcp_stream s;
+  beast::flat_buffer buf;
+  explicit Conn(asio::io_context& io) : s(io) {}
+};
+
+asio::awaitable<std::pair<int, std::string>> call(Conn& c, const std::string& target,
+                                                  const std::string& token,
+                                                  const std::string& body) {
+  http::request<http::string_body> req{http::verb::post, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.set(http::field::authorization, "Bearer " + token);
+  req.set(http::field::content_type, "application/json");
+  req.body() = body;
+  req.prepare_payload();
+  auto [ew, nw] = co_await http::async_write(c.s, req, asio::as_tuple(asio::use_awaitable));
+  http::response<http::string_body> res;
+  auto [er, nr] = co_await http::async_read(c.s, c.buf, res, asio::as_tuple(asio::use_awaitable));
+  if (ew || er) {
+    co_return std::pair<int, std::string>{-1, ""};
+  }
+  co_return std::pair<int, std::string>{res.result_int(), std::move(res.body())};
+}
+
+std::string field(const std::string& body, const std::string& name) {
+  auto key = "\"" + name + "\":\"";
+  auto p = body.find(key);
+  if (p == std::string::npos) {
+    return {};
+  }
+  p += key.size();
+  return body.substr(p, body.find('"', p) - p);
+}
+
+double ms_since(clk::time_point t) {
+  return std::chrono::duration<double, std::milli>(clk::now() - t).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int backlog = 20000, rate = 5000, seconds = 10, agents = 50;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    int v = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--backlog")) backlog = v;
+    else if (!std::strcmp(argv[i], "--rate")) rate = v;
+    else if (!std::strcmp(argv[i], "--seconds")) seconds = v;
+    else if (!std::strcmp(argv[i], "--agents")) agents = v;
+  }
+  test::TempDir dir;
+  test::RedisServer redis;
+  auto port = test::free_port();
+  std::string cfg = dir.file("bench.toml");
+  {
+    std::ofstream out(cfg);
+    out << "[server]\nlisten = \"127.0.0.1:" << port << "\"\n"
+        << "[storage]\npath = \"" << dir.file("bench.db") << "\"\n"
+        << "[redis]\nurl = \"" << redis.url() << "\"\n"
+        << "[api]\ntokens = [\"bench\"]\n";
+    for (int a = 0; a < agents; ++a) {
+      out << "[[agents]]\nid = \"agent" << a << "\"\ntoken = \"token-" << a
+          << "\"\nqueues = [\"general\"]\n";
+    }
+  }
+  test::Process daemon({test::switchboard_binary(), "run", "--config", cfg},
+                       dir.file("daemon.log"), {{"SWITCHBOARD_LOG", "warn"}});
+  if (!test::eventually([&] {
+        try {
+          return test::HttpClient(port).request("GET", "/readyz").status == 200;
+        } catch (...) {
+          return false;
+        }
+      })) {
+    std::cerr << "daemon did not become ready; see " << dir.file("daemon.log") << "\n";
+    return 1;
+  }
+  auto ep = asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port);
+
+  // Phase 1: a backlog of entries as the relay writes them (SPEC fields, a realistic payload).
+  std::string payload =
+      R"({"id":"item-ID","channel":"api","account":"bench","kind":"message","direction":"inbound",)"
+      R"("external_id":"ID","conversation_id":"c","customer":{"id":"u","name":"Ann Lee","tier":"",)"
+      R"("is_new":false},"from":{"type":"email","value":"ann@example.com"},"to":[],"subject":)"
+      R"("Order late","text":"Hello, my order has not arrived yet.","queue":"general","priority":"normal"})";
+  redis.cmd({"EVAL",
+             "for i = 1, tonumber(ARGV[1]) do redis.call('XADD', KEYS[1], '*', 'interaction_id', "
+             "'item-' .. i, 'conversation_id', 'c', 'customer_id', 'u', 'channel', 'api', 'kind', "
+             "'message', 'priority', 'normal', 'payload', (string.gsub(ARGV[2], 'ID', i))) end",
+             "1", "sb:q:general:normal", std::to_string(backlog), payload});
+
+  asio::io_context io(1);
+  std::vector<double> claim1_ms, claim2_ms, arrival_ms, committed_ms, post_ms;
+  int cycles1 = 0, cycles2 = 0, errors = 0, posted = 0;
+  bool phase2 = false, ingest_done = false;
+  std::unordered_map<std::string, clk::time_point> post_started;  // external id -> POST start
+  std::unordered_map<std::string, clk::time_point> post_done;     // external id -> 202 received
+  clk::time_point p2_start, p2_end;
+
+  auto agent = [&](int a) -> asio::awaitable<void> {
+    Conn c(io);
+    co_await c.s.async_connect(ep, asio::use_awaitable);
+    std::string token = "token-" + std::to_string(a);
+    for (;;) {
+      bool in2 = phase2;
+      auto t = clk::now();
+      auto [st, body] = co_await call(c, "/v1/agent/claim", token,
+                                      in2 ? R"({"queue":"general","wait_ms":1000})"
+                                          : R"({"queue":"general","wait_ms":0})");
+      double ms = ms_since(t);
+      if (st == 204) {
+        if (!in2 && !phase2) {
+          co_return;  // backlog done; phase 2 agents are spawned afresh
+        }
+        if (ingest_done) {
+          co_return;
+        }
+        continue;
+      }
+      if (st != 200) {
+        ++errors;
+        co_return;
+      }
+      auto id = field(body, "id");
+      auto ext = field(body, "external_id");
+      if (in2) {
+        claim2_ms.push_back(ms);
+        if (auto it = post_started.find(ext); it != post_started.end()) {
+          arrival_ms.push_back(ms_since(it->second));
+        }
+        if (auto it = post_done.find(ext); it != post_done.end()) {
+          committed_ms.push_back(ms_since(it->second));  // 0 when the claim beat the 202 back
+        } else {
+          committed_ms.push_back(0);
+        }
+      } else {
+        claim1_ms.push_back(ms);
+      }
+      auto [sa, ba] = co_await call(c, "/v1/agent/interactions/" + id + "/ack", token, "");
+      if (sa != 200) {
+        ++errors;
+      }
+      (in2 ? cycles2 : cycles1)++;
+    }
+  };
+
+  auto t1 = clk::now();
+  for (int a = 0; a < agents; ++a) {
+    asio::co_spawn(io, agent(a), asio::detached);
+  }
+  io.run();
+  double p1_s = std::chrono::duration<double>(clk::now() - t1).count();
+
+  // Phase 2: paced ingest while the agents long-poll.
+  io.restart();
+  phase2 = true;
+  int total = rate * seconds;
+  int next = 0;
+  p2_start = clk::now();
+  auto ingester = [&]() -> asio::awaitable<void> {
+    Conn c(io);
+    co_await c.s.async_connect(ep, asio::use_awaitable);
+    asio::steady_timer timer(io);
+    while (next < total) {
+      int i = next++;
+      auto due = p2_start + std::chrono::microseconds(static_cast<long long>(i) * 1'000'000 / rate);
+      if (due > clk::now()) {
+        timer.expires_at(due);
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      }
+      std::string ext = "p-" + std::to_string(i);
+      auto started = clk::now();
+      post_started[ext] = started;
+      auto [st, body] = co_await call(
+          c, "/v1/interactions", "bench",
+          R"({"source":"bench","external_id":")" + ext + R"(","from":{"email":"c)" +
+              std::to_string(i % 1000) +
+              R"(@example.com"},"subject":"Order late","text":"Hello, my order has not arrived."})");
+      if (st != 202) {
+        ++errors;
+      }
+      post_ms.push_back(ms_since(started));
+      post_done[ext] = clk::now();
+      ++posted;
+    }
+  };
+  for (int c = 0; c < 64; ++c) {
+    asio::co_spawn(io, ingester(), asio::detached);
+  }
+  for (int a = 0; a < agents; ++a) {
+    asio::co_spawn(io, agent(a), asio::detached);
+  }
+  // Stop the agents once everything posted was claimed (or after a grace period).
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer timer(io);
+        auto limit = clk::now() + std::chrono::seconds(seconds + 30);
+        while ((posted < total || cycles2 < posted - errors) && clk::now() < limit) {
+          timer.expires_after(std::chrono::milliseconds(20));
+          co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        p2_end = clk::now();
+        ingest_done = true;
+      },
+      asio::detached);
+  io.run();
+  double p2_s = std::chrono::duration<double>(p2_end - p2_start).count();
+  auto [rss, hwm] = bench::rss_mib(daemon.pid());
+  daemon.kill(SIGTERM);
+  daemon.wait();
+
+  bench::Table t;
+  t.add("agents (keep-alive, one connection each)", std::to_string(agents));
+  t.add("phase 1: backlog claimed + acked", std::to_string(cycles1) + " of " + std::to_string(backlog));
+  t.add("phase 1: claim+ack cycles", bench::fmt("%.0f /s", cycles1 / p1_s));
+  t.add("phase 1: claim p50 (work waiting)", bench::fmt("%.2f ms", bench::percentile(claim1_ms, 0.5)));
+  t.add("phase 1: claim p99 (work waiting)", bench::fmt("%.2f ms", bench::percentile(claim1_ms, 0.99)));
+  t.add("phase 2: ingest rate (target)", bench::fmt("%.0f /s", posted / p2_s) + " (" + std::to_string(rate) + ")");
+  t.add("phase 2: POST /v1/interactions p99", bench::fmt("%.2f ms", bench::percentile(post_ms, 0.99)));
+  t.add("phase 2: claim p99 (long-poll, any wait)", bench::fmt("%.2f ms", bench::percentile(claim2_ms, 0.99)));
+  t.add("phase 2: claimed + acked", std::to_string(cycles2) + " of " + std::to_string(posted));
+  t.add("phase 2: claim+ack cycles", bench::fmt("%.0f /s", cycles2 / p2_s));
+  t.add("phase 2: POST -> claim answered p50", bench::fmt("%.2f ms", bench::percentile(arrival_ms, 0.5)));
+  t.add("phase 2: POST -> claim answered p99", bench::fmt("%.2f ms", bench::percentile(arrival_ms, 0.99)));
+  t.add("phase 2: POST -> claim answered max", bench::fmt("%.2f ms", bench::percentile(arrival_ms, 1.0)));
+  t.add("phase 2: 202 received -> claim answered p50", bench::fmt("%.2f ms", bench::percentile(committed_ms, 0.5)));
+  t.add("phase 2: 202 received -> claim answered p99", bench::fmt("%.2f ms", bench::percentile(committed_ms, 0.99)));
+  t.add("errors", std::to_string(errors));
+  t.add("daemon RSS (end / peak)", bench::fmt("%.0f MiB", rss) + " / " + bench::fmt("%.0f MiB", hwm));
+  t.print("bench_agents: claim + ack with 50 agents (phase 2 with ingest running)");
+  return errors == 0 && cycles1 == backlog && cycles2 == posted ? 0 : 1;
+}

@@ -1,0 +1,92 @@
+#include "tests/agents/fixture.hpp"
+
+#include <doctest/doctest.h>
+
+#include "storage/sqlite.hpp"
+
+namespace sb::test {
+namespace json = boost::json;
+
+AgentDaemon::AgentDaemon(std::function<void(config::Config&)> tweak,
+                         std::function<void(App&)> before_start) {
+  auto cfg = test_config(dir, redis.port());
+  if (tweak) {
+    tweak(cfg);
+  }
+  app = std::make_unique<App>(cfg);
+  if (before_start) {
+    before_start(*app);
+  }
+  app->start();
+  http = std::make_unique<HttpClient>(app->port());
+}
+
+std::string AgentDaemon::ingest(const std::string& external_id, const std::string& subject,
+                                const std::string& email, const std::string& thread_key,
+                                const std::string& source) {
+  json::object o{{"source", source},
+                 {"external_id", external_id},
+                 {"kind", "message"},
+                 {"from", {{"email", email}, {"name", "Ann Lee"}}},
+                 {"subject", subject},
+                 {"text", "Hello about " + subject}};
+  if (!thread_key.empty()) {
+    o["thread_key"] = thread_key;
+  }
+  auto r = http->post_json("/v1/interactions", json::serialize(o), "test-token");
+  REQUIRE(r.status == 202);
+  return std::string(parse(r.body).at("id").as_string());
+}
+
+HttpResponse AgentDaemon::claim(const std::string& token, const std::string& queue, int wait_ms,
+                                HttpClient* client) {
+  json::object o{{"queue", queue}, {"wait_ms", wait_ms}};
+  return (client ? client : http.get())->post_json("/v1/agent/claim", json::serialize(o), token);
+}
+
+HttpResponse AgentDaemon::act(const std::string& token, const std::string& id,
+                              const std::string& action, const std::string& body,
+                              HttpClient* client) {
+  return (client ? client : http.get())
+      ->post_json("/v1/agent/interactions/" + id + "/" + action, body, token);
+}
+
+HttpResponse AgentDaemon::get(const std::string& token, const std::string& target) {
+  std::map<std::string, std::string> h;
+  if (!token.empty()) {
+    h["Authorization"] = "Bearer " + token;
+  }
+  return http->request("GET", target, "", h);
+}
+
+long long AgentDaemon::rows(const std::string& sql) {
+  storage::Db db(dir.file("switchboard.db"), true);
+  auto st = db.prepare(sql);
+  st.step();
+  return st.int64(0);
+}
+
+void AgentDaemon::drained() {
+  bool ok = eventually([&] { return rows("SELECT count(*) FROM outbox") == 0; });
+  REQUIRE_MESSAGE(ok, "outbox rows left: " << rows("SELECT count(*) FROM outbox") << ", general:normal "
+                                           << redis.xlen("sb:q:general:normal"));
+}
+
+json::object parse(const std::string& body) {
+  json::error_code ec;
+  auto v = json::parse(body, ec);
+  REQUIRE_MESSAGE(!ec, "not JSON: " << body);
+  REQUIRE(v.is_object());
+  return v.as_object();
+}
+
+std::string claimed_id(const HttpResponse& r) {
+  REQUIRE_MESSAGE(r.status == 200, "claim answered " << r.status << " " << r.body);
+  return std::string(parse(r.body).at("interaction").at("id").as_string());
+}
+
+std::string error_message(const HttpResponse& r) {
+  return std::string(parse(r.body).at("error").at("message").as_string());
+}
+
+}  // namespace sb::test

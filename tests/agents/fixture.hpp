@@ -1,0 +1,41 @@
+#pragma once
+// A whole daemon in-process with a real redis-server, and helpers to speak the agent API.
+#include <boost/json.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "daemon/app.hpp"
+#include "tests/support/harness.hpp"
+
+namespace sb::test {
+
+struct AgentDaemon {
+  TempDir dir;
+  RedisServer redis;
+  std::unique_ptr<App> app;
+  std::unique_ptr<HttpClient> http;
+  // `tweak` edits the config; `before_start` runs between building and starting the App
+  // (registering fake senders).
+  explicit AgentDaemon(std::function<void(config::Config&)> tweak = nullptr,
+                       std::function<void(App&)> before_start = nullptr);
+
+  // POST /v1/interactions; returns the interaction id.
+  std::string ingest(const std::string& external_id, const std::string& subject,
+                     const std::string& email = "ann@example.com",
+                     const std::string& thread_key = "", const std::string& source = "web-form");
+  HttpResponse claim(const std::string& token, const std::string& queue, int wait_ms = 0,
+                     HttpClient* client = nullptr);
+  HttpResponse act(const std::string& token, const std::string& id, const std::string& action,
+                   const std::string& body = "{}", HttpClient* client = nullptr);
+  HttpResponse get(const std::string& token, const std::string& target);
+  long long rows(const std::string& sql);
+  // Waits until the relay projected everything committed into Redis.
+  void drained();
+};
+
+boost::json::object parse(const std::string& body);
+std::string claimed_id(const HttpResponse& r);  // interaction.id of a 200 claim
+std::string error_message(const HttpResponse& r);
+
+}  // namespace sb::test

@@ -1,0 +1,122 @@
+// Acceptance 5 of issue 3 (401/403/409/404 with clear messages), release, and transfer with
+// its sticky conversation.
+#include <doctest/doctest.h>
+
+#include "tests/agents/fixture.hpp"
+
+using namespace sb;
+using namespace sb::test;
+
+TEST_CASE("wrong token 401, other queue 403, not held 409, unknown id 404: each says why") {
+  AgentDaemon d;
+  std::string id = d.ingest("a-1", "access control");
+  d.drained();
+
+  auto none = d.http->post_json("/v1/agent/claim", R"({"queue":"general"})", "");
+  CHECK(none.status == 401);
+  CHECK(error_message(none).find("token") != std::string::npos);
+  auto wrong = d.claim("ingest-token", "general");
+  CHECK(wrong.status == 401);
+  CHECK(error_message(wrong) == "the agent token is not valid");
+  CHECK(d.claim("test-token", "general").status == 401);  // an API token is not an agent's
+
+  auto other = d.claim("alice-token", "billing");
+  CHECK(other.status == 403);
+  CHECK(error_message(other) ==
+        "agent alice may not claim from queue \"billing\"; its queues are: general, vip");
+
+  auto bad = d.http->post_json("/v1/agent/claim", R"({"wait_ms":10})", "alice-token");
+  CHECK(bad.status == 400);
+  CHECK(error_message(bad).find("queue") != std::string::npos);
+
+  // Not claimed yet: 409.
+  auto early = d.act("bob-token", id, "ack");
+  CHECK(early.status == 409);
+  CHECK(error_message(early).find("not held by agent bob") != std::string::npos);
+
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  for (const char* action : {"ack", "release", "transfer", "reply"}) {
+    auto r = d.act("bob-token", id, action, R"({"queue":"billing","text":"hi"})");
+    CHECK_MESSAGE(r.status == 409, action);
+    CHECK(error_message(r) == "interaction " + id + " is not held by agent bob: agent alice holds it");
+  }
+  auto unknown = d.act("alice-token", "01NOSUCHINTERACTION0000000", "ack");
+  CHECK(unknown.status == 404);
+  CHECK(error_message(unknown) == "no interaction has the id 01NOSUCHINTERACTION0000000");
+  CHECK(d.act("alice-token", "01NOSUCHINTERACTION0000000", "transfer", R"({"queue":"x"})").status ==
+        404);
+
+  CHECK(d.act("alice-token", id, "ack").status == 200);
+  auto twice = d.act("alice-token", id, "ack");
+  CHECK(twice.status == 409);
+  CHECK(d.get("", "/v1/queues").status == 401);
+  CHECK(d.get("test-token", "/v1/queues").status == 200);  // read APIs: API tokens too
+}
+
+TEST_CASE("release: back to its queue at once, for someone else, in its place") {
+  AgentDaemon d;
+  std::string first = d.ingest("r-1", "first");
+  std::string second = d.ingest("r-2", "second");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == first);
+  auto rel = d.act("alice-token", first, "release");
+  CHECK(rel.status == 200);
+  CHECK(d.act("alice-token", first, "ack").status == 409);  // not hers any more
+  // The released item is the oldest: it comes before `second`.
+  auto again = d.claim("bob-token", "general");
+  CHECK(claimed_id(again) == first);
+  CHECK(parse(again.body).at("delivery").at("deliveries").as_int64() == 1);  // not a failure
+  CHECK(claimed_id(d.claim("bob-token", "general")) == second);
+  CHECK(d.act("bob-token", first, "ack").status == 200);
+  CHECK(d.act("bob-token", second, "ack").status == 200);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 0);
+}
+
+TEST_CASE("transfer: to another queue and priority, once even if retried; the conversation follows") {
+  AgentDaemon d;
+  std::string id = d.ingest("t-1", "my invoice is wrong", "ann@example.com", "case-9");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  auto bad = d.act("alice-token", id, "transfer", R"({"queue":"billing","priority":"asap"})");
+  CHECK(bad.status == 400);
+  CHECK(error_message(bad).find("priority") != std::string::npos);
+
+  auto t = d.act("alice-token", id, "transfer", R"({"queue":"billing","priority":"high"})");
+  REQUIRE(t.status == 200);
+  auto retry = d.act("alice-token", id, "transfer", R"({"queue":"billing","priority":"high"})");
+  CHECK(retry.status == 200);  // the answer was lost, say: nothing is added twice
+  CHECK(d.redis.xlen("sb:q:billing:high") == 1);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 0);
+  auto entry = d.redis.xrange("sb:q:billing:high").at(0);
+  CHECK(entry["interaction_id"] == id);
+  CHECK(entry["priority"] == "high");
+  auto payload = parse(entry["payload"]);
+  CHECK(payload.at("queue").as_string() == "billing");
+  CHECK(payload.at("priority").as_string() == "high");
+
+  CHECK(d.claim("alice-token", "general").status == 204);
+  auto got = d.claim("bob-token", "billing");
+  CHECK(claimed_id(got) == id);
+  CHECK(parse(got.body).at("interaction").at("queue").as_string() == "billing");
+  CHECK(d.act("bob-token", id, "ack").status == 200);
+
+  // Sticky: the next message of the conversation goes to billing, where it was transferred.
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM conversations WHERE queue='billing'") == 1;
+  }));
+  std::string next = d.ingest("t-2", "still wrong", "ann@example.com", "case-9");
+  d.drained();
+  CHECK(claimed_id(d.claim("bob-token", "billing")) == next);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='transfer'") == 1);
+}
+
+TEST_CASE("SIGHUP reload: new agents and queues take effect, removed tokens stop working") {
+  AgentDaemon d;
+  auto fresh = test_config(d.dir, d.redis.port());
+  fresh.agents = {{"carol", "carol-token", {"escalations"}}};
+  CHECK(d.app->reload(fresh).empty());
+  CHECK(d.claim("alice-token", "general").status == 401);
+  REQUIRE(eventually([&] { return d.claim("carol-token", "escalations").status == 204; }));
+  CHECK(d.redis.cmd({"XINFO", "GROUPS", "sb:q:escalations:urgent"}).find("agents") !=
+        std::string::npos);
+}

@@ -1,0 +1,58 @@
+// Acceptance 3 of issue 3: an agent that claims and vanishes; the item comes back after
+// claim_timeout to another agent; after max_deliveries it is in the dead-letter stream.
+#include <doctest/doctest.h>
+
+#include <thread>
+
+#include "tests/agents/fixture.hpp"
+
+using namespace sb;
+using namespace sb::test;
+
+TEST_CASE("a vanished agent's item is redelivered after claim_timeout, then dead-lettered") {
+  AgentDaemon d([](config::Config& c) {
+    c.routing.claim_timeout = std::chrono::milliseconds(400);
+    c.routing.max_deliveries = 2;
+  });
+  std::string id = d.ingest("lost-1", "nobody finishes me");
+  d.drained();
+
+  // Delivery 1: alice claims and vanishes.
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  CHECK(d.claim("bob-token", "general").status == 204);  // held: not handed out twice
+
+  // Delivery 2: bob is waiting and gets it once alice's claim times out.
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = d.claim("bob-token", "general", 5000);
+  auto waited = std::chrono::steady_clock::now() - t0;
+  CHECK(claimed_id(r) == id);
+  CHECK(parse(r.body).at("delivery").at("deliveries").as_int64() == 2);
+  CHECK(waited >= std::chrono::milliseconds(250));
+  CHECK(waited < std::chrono::milliseconds(2500));
+  // alice no longer holds it: her ack is refused, naming the holder.
+  auto late = d.act("alice-token", id, "ack");
+  CHECK(late.status == 409);
+  CHECK(error_message(late).find("bob") != std::string::npos);
+
+  // bob vanishes too: max_deliveries (2) reached, so it goes to the dead letters instead of a
+  // third delivery.
+  auto third = d.claim("alice-token", "general", 1500);
+  CHECK(third.status == 204);
+  REQUIRE(d.redis.xlen("sb:dead:general") == 1);
+  auto dead = d.redis.xrange("sb:dead:general").at(0);
+  CHECK(dead["interaction_id"] == id);
+  CHECK(dead["dead_from"] == "sb:q:general:normal");
+  CHECK(dead["deliveries"] == "2");
+  CHECK(!dead["payload"].empty());
+  CHECK(d.redis.xlen("sb:q:general:normal") == 0);
+
+  auto metrics = d.http->request("GET", "/metrics").body;
+  CHECK(metrics.find("switchboard_dead_letters_total{queue=\"general\"} 1") != std::string::npos);
+  CHECK(metrics.find("switchboard_queue_claimed{queue=\"general\"} 0") != std::string::npos);
+  // Recorded on the interaction.
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM interactions WHERE state='dead'") == 1;
+  }));
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim'") == 2);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='dead_letter'") == 1);
+}

@@ -1,0 +1,128 @@
+// Acceptance 6 of issue 3 and reply: the customer timeline shows the inbound message, the
+// claim, the reply (with its send state after a retry) and the finish, in order.
+#include <doctest/doctest.h>
+
+#include <atomic>
+
+#include "core/sender.hpp"
+#include "tests/agents/fixture.hpp"
+
+using namespace sb;
+using namespace sb::test;
+namespace json = boost::json;
+
+namespace {
+// Stands in for a provider: the first send fails with a retryable error, later ones succeed.
+struct FlakySender : Sender {
+  std::atomic<int> calls{0};
+  std::string last_text, last_id;
+  void send(OutboundMessage m, Done done) override {
+    int n = ++calls;
+    last_text = m.text;
+    last_id = m.id;
+    if (n == 1) {
+      done(SendResult::retry("503 Service Unavailable", std::chrono::milliseconds(400)));
+    } else {
+      done(SendResult::sent("provider-" + m.id));
+    }
+  }
+};
+}  // namespace
+
+TEST_CASE("timeline: inbound, claim, reply (sent after one retry), finish, in order") {
+  auto sender = std::make_shared<FlakySender>();
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", sender); });
+  std::string id = d.ingest("tl-1", "Order 7 is late", "ann@example.com", "order-7");
+  d.drained();
+  auto c = d.claim("alice-token", "general");
+  REQUIRE(claimed_id(c) == id);
+  std::string customer(parse(c.body).at("interaction").at("customer").at("id").as_string());
+
+  auto bad = d.act("alice-token", id, "reply", R"({"text":""})");
+  CHECK(bad.status == 400);
+  auto rep = d.act("alice-token", id, "reply", R"({"text":"It ships today."})");
+  REQUIRE(rep.status == 202);
+  std::string out_id(parse(rep.body).at("id").as_string());
+  // Between the attempts the failure is visible: pending, with the provider's error.
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM sends WHERE state='pending' AND attempts=1 AND "
+                  "last_error='503 Service Unavailable'") == 1;
+  }));
+  REQUIRE(eventually([&] { return sender->calls == 2; }));
+  CHECK(sender->last_text == "It ships today.");
+  CHECK(sender->last_id == out_id);
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM sends WHERE state='sent' AND attempts=2") == 1;
+  }));
+  CHECK(d.act("alice-token", id, "ack").status == 200);
+
+  auto cust = d.get("alice-token", "/v1/customers/" + customer);
+  REQUIRE(cust.status == 200);
+  auto cj = parse(cust.body);
+  CHECK(cj.at("identities").at(0).at("value").as_string() == "ann@example.com");
+  CHECK(d.get("alice-token", "/v1/customers/nobody").status == 404);
+
+  json::object tl;
+  REQUIRE(eventually([&] {
+    auto r = d.get("alice-token", "/v1/customers/" + customer + "/interactions");
+    tl = parse(r.body);
+    auto& items = tl.at("interactions").as_array();
+    return items.size() == 2 && items[1].at("events").as_array().size() == 3;
+  }));
+  auto& items = tl.at("interactions").as_array();
+  // Newest first: the reply, then the inbound message.
+  auto& reply = items[0].as_object();
+  auto& inbound = items[1].as_object();
+  CHECK(reply.at("id").as_string() == out_id);
+  CHECK(reply.at("direction").as_string() == "outbound");
+  CHECK(reply.at("conversation_id") == inbound.at("conversation_id"));
+  CHECK(reply.at("text").as_string() == "It ships today.");
+  CHECK(reply.at("send").at("state").as_string() == "sent");
+  CHECK(reply.at("send").at("attempts").as_int64() == 2);
+  CHECK(reply.at("send").at("provider_id").as_string() == "provider-" + out_id);
+  CHECK(reply.at("send").at("error").is_null());
+  auto& ev = inbound.at("events").as_array();
+  CHECK(ev[0].at("type").as_string() == "claim");
+  CHECK(ev[1].at("type").as_string() == "reply");
+  CHECK(ev[2].at("type").as_string() == "finish");
+  for (const auto& e : ev) {
+    CHECK(e.at("actor").as_string() == "alice");
+  }
+  // In order in time: received <= claim <= reply <= finish (RFC 3339 ms strings sort).
+  std::string received(inbound.at("received_at").as_string());
+  std::string t_claim(ev[0].at("at").as_string()), t_reply(ev[1].at("at").as_string()),
+      t_finish(ev[2].at("at").as_string());
+  CHECK(received.substr(0, 19) <= t_claim.substr(0, 19));
+  CHECK(t_claim <= t_reply);
+  CHECK(t_reply <= t_finish);
+  CHECK(ev[1].at("detail").at("outbound_id").as_string() == out_id);
+}
+
+TEST_CASE("reply: a channel without a sender is 422; the timeline pages newest first") {
+  AgentDaemon d;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(d.ingest("p-" + std::to_string(i), "page " + std::to_string(i)));
+  }
+  d.drained();
+  auto c = d.claim("alice-token", "general");
+  std::string id = claimed_id(c);
+  auto r = d.act("alice-token", id, "reply", R"({"text":"hello"})");
+  CHECK(r.status == 422);
+  CHECK(error_message(r).find("\"api\"") != std::string::npos);
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE direction='outbound'") == 0);
+
+  std::string customer(parse(c.body).at("interaction").at("customer").at("id").as_string());
+  auto base = "/v1/customers/" + customer + "/interactions";
+  auto p1 = parse(d.get("bob-token", base + "?limit=2").body);
+  REQUIRE(p1.at("interactions").as_array().size() == 2);
+  CHECK(p1.at("interactions").at(0).at("id").as_string() == ids[2]);
+  CHECK(p1.at("interactions").at(1).at("id").as_string() == ids[1]);
+  std::string cursor(p1.at("next_before").as_string());
+  auto p2 = parse(d.get("bob-token", base + "?limit=2&before=" + cursor).body);
+  REQUIRE(p2.at("interactions").as_array().size() == 1);
+  CHECK(p2.at("interactions").at(0).at("id").as_string() == ids[0]);
+  CHECK(p2.at("next_before").is_null());
+  CHECK(d.get("bob-token", base + "?limit=0").status == 400);
+  CHECK(d.get("", base).status == 401);
+}
