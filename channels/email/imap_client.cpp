@@ -477,6 +477,42 @@ asio::awaitable<result<IdleResult>> Client::idle(std::chrono::milliseconds max_w
   }
 }
 
+asio::awaitable<error_code> Client::mark_seen(const std::vector<std::uint64_t>& uids) {
+  if (uids.empty()) {
+    co_return error_code{};
+  }
+  auto r = co_await command("UID STORE " + uid_set(uids) + " +FLAGS.SILENT (\\Seen)");
+  co_return r ? error_code{} : r.error();
+}
+
+asio::awaitable<error_code> Client::move(const std::vector<std::uint64_t>& uids,
+                                         std::string_view folder) {
+  auto encoded = encode_mailbox_name(folder);
+  auto name = encoded ? quoted(*encoded) : std::nullopt;
+  if (!name) {
+    co_return make_error_code(errc::bad_command);
+  }
+  if (uids.empty()) {
+    co_return error_code{};
+  }
+  std::string set = uid_set(uids);
+  if (has_capability("MOVE")) {
+    auto r = co_await command("UID MOVE " + set + " " + *name);
+    co_return r ? error_code{} : r.error();
+  }
+  if (auto r = co_await command("UID COPY " + set + " " + *name); !r) {
+    co_return r.error();
+  }
+  if (auto r = co_await command("UID STORE " + set + " +FLAGS.SILENT (\\Deleted)"); !r) {
+    co_return r.error();
+  }
+  if (!has_capability("UIDPLUS")) {
+    co_return error_code{};
+  }
+  auto r = co_await command("UID EXPUNGE " + set);
+  co_return r ? error_code{} : r.error();
+}
+
 asio::awaitable<error_code> Client::logout() {
   auto r = co_await command("LOGOUT");
   close();
