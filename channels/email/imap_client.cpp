@@ -8,6 +8,7 @@
 #endif
 
 #include "channels/email/imap_utf7.hpp"
+#include "channels/email/base64.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -28,15 +29,6 @@ using boost::system::result;
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3), '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
 
 // A quoted string when the bytes allow (RFC 3501 quoted: 7-bit, no CR/LF/NUL); else empty.
 std::optional<std::string> quoted(std::string_view s) {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -79,8 +80,11 @@ struct Poller::State {
 
   asio::awaitable<void> run(Mailbox& m);
   asio::awaitable<error_code> session(Mailbox& m);
-  asio::awaitable<error_code> store_batch(Mailbox& m, imap::Client& c, imap::FetchBatch& batch,
-                                          std::uint64_t uidvalidity, std::uint64_t& last);
+  struct InFlight;
+  std::shared_ptr<InFlight> parse_batch(Mailbox& m, imap::FetchBatch& batch,
+                                        std::uint64_t uidvalidity);
+  void submit(const Mailbox& m, const std::shared_ptr<InFlight>& f);
+  asio::awaitable<error_code> finish_batch(Mailbox& m, imap::Client& c, InFlight& f);
   void count_error(const Mailbox& m) {
     metrics.inc("switchboard_channel_errors_total",
                 {{"channel", "email"}, {"account", m.account->name}});
@@ -242,9 +246,14 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
             c.has_capability("IDLE") ? ", IDLE" : ", polling");
 
   const milliseconds wait = std::min(a.poll_interval, options.idle_refresh);
+  // One batch is committed by the writer while the next is fetched and parsed; a batch is
+  // submitted only once the previous one is known to be committed, so a failed batch can never
+  // be overtaken by a later cursor.
+  std::shared_ptr<InFlight> inflight;
+  std::uint64_t fetched = last;
   while (!stopping) {
-    log->debug("{} fetching after UID {}", m.prefix, last);
-    auto batch = co_await c.fetch_new(last, options.batch);
+    log->debug("{} fetching after UID {}", m.prefix, fetched);
+    auto batch = co_await c.fetch_new(fetched, options.batch);
     if (!batch) {
       co_return batch.error();
     }
@@ -253,12 +262,24 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
       co_return make_error_code(boost::system::errc::state_not_recoverable);
     }
     if (!batch->messages.empty()) {
-      if (auto ec = co_await store_batch(m, c, *batch, status->uidvalidity, last)) {
-        co_return ec;
+      fetched = std::max(fetched, batch->messages.back().uid);
+      auto next = parse_batch(m, *batch, status->uidvalidity);
+      if (inflight) {
+        if (auto ec = co_await finish_batch(m, c, *inflight)) {
+          co_return ec;
+        }
       }
+      inflight = std::move(next);
+      submit(m, inflight);
       if (batch->more) {
         continue;
       }
+    }
+    if (inflight) {
+      if (auto ec = co_await finish_batch(m, c, *inflight)) {
+        co_return ec;
+      }
+      inflight.reset();
     }
     if (stopping) {
       break;
@@ -277,15 +298,24 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   co_return error_code{};
 }
 
-// Parse, store with the cursor in one transaction, then (committed) apply `after`.
-asio::awaitable<error_code> Poller::State::store_batch(Mailbox& m, imap::Client& c,
-                                                      imap::FetchBatch& batch,
-                                                      std::uint64_t uidvalidity,
-                                                      std::uint64_t& last) {
+// A batch handed to the writer: its outcomes arrive on the io thread and wake the waiter.
+struct Poller::State::InFlight {
+  explicit InFlight(asio::io_context& io) : timer(io, asio::steady_timer::time_point::max()) {}
+  asio::steady_timer timer;
+  bool done = false;
+  std::vector<IngestOutcome> outcomes;
+  std::vector<std::uint64_t> uids;
+  std::vector<Inbound> items;
+  std::optional<CursorUpdate> cursor;
+};
+
+std::shared_ptr<Poller::State::InFlight> Poller::State::parse_batch(Mailbox& m,
+                                                                   imap::FetchBatch& batch,
+                                                                   std::uint64_t uidvalidity) {
   auto log = logger("email");
   const auto& a = *m.account;
-  std::vector<Inbound> items;
-  std::vector<std::uint64_t> uids;
+  auto f = std::make_shared<InFlight>(io);
+  auto& items = f->items;
   items.reserve(batch.messages.size());
   for (auto& msg : batch.messages) {
     ParsedEmail parsed = parse_email(msg.raw);
@@ -297,18 +327,36 @@ asio::awaitable<error_code> Poller::State::store_batch(Mailbox& m, imap::Client&
       log->warn("{} UID {} is malformed ({}); stored with flag malformed", m.prefix, msg.uid, why);
     }
     items.push_back(to_inbound(parsed, a.name, m.name));
-    uids.push_back(msg.uid);
+    f->uids.push_back(msg.uid);
     msg.raw.clear();
     msg.raw.shrink_to_fit();
   }
-  std::uint64_t next_last = std::max(last, uids.back());
-  CursorUpdate cursor{a.name, m.name, format_cursor({uidvalidity, next_last})};
-  log->debug("{} submitting UIDs {}..{}", m.prefix, uids.front(), uids.back());
-  auto outcomes = co_await async_submit(pipeline, std::move(items), std::move(cursor),
-                                        asio::use_awaitable);
+  f->cursor = CursorUpdate{a.name, m.name, format_cursor({uidvalidity, f->uids.back()})};
+  return f;
+}
+
+// Stores the batch with its cursor in one transaction; finish_batch awaits the commit.
+void Poller::State::submit(const Mailbox& m, const std::shared_ptr<InFlight>& f) {
+  logger("email")->debug("{} submitting UIDs {}..{}", m.prefix, f->uids.front(), f->uids.back());
+  async_submit(pipeline, std::move(f->items), std::move(f->cursor),
+               asio::bind_executor(io, [f](std::vector<IngestOutcome> out) {
+                 f->outcomes = std::move(out);
+                 f->done = true;
+                 f->timer.cancel();
+               }));
+}
+
+// Awaits the commit of a batch, then (committed) applies `after`.
+asio::awaitable<error_code> Poller::State::finish_batch(Mailbox& m, imap::Client& c, InFlight& f) {
+  auto log = logger("email");
+  const auto& a = *m.account;
+  while (!f.done) {
+    co_await f.timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  const auto& uids = f.uids;
   std::size_t stored = 0;
   std::size_t dups = 0;
-  for (const auto& o : outcomes) {
+  for (const auto& o : f.outcomes) {
     if (!o.error.empty()) {
       // The transaction rolled back: neither messages nor cursor moved. Fetch again later.
       log->error("{} storing UIDs {}..{} failed: {}", m.prefix, uids.front(), uids.back(),
@@ -318,7 +366,6 @@ asio::awaitable<error_code> Poller::State::store_batch(Mailbox& m, imap::Client&
     stored += o.created ? 1 : 0;
     dups += o.duplicate ? 1 : 0;
   }
-  last = next_last;
   Labels labels{{"channel", "email"}, {"account", a.name}};
   metrics.inc("switchboard_interactions_total", labels, stored);
   metrics.inc("switchboard_duplicates_total", labels, dups);

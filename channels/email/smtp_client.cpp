@@ -1,4 +1,5 @@
 #include "channels/email/smtp_client.hpp"
+#include "channels/email/base64.hpp"
 
 // GCC 12 false positive inside Asio's awaitable frame allocator (see imap_client.cpp).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -27,15 +28,6 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t max_reply = 64 * 1024;  // a server's reply, all lines together
-
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3), '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
 
 struct Reply {
   int code = 0;

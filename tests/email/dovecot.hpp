@@ -12,6 +12,9 @@
 #include <string>
 #include <vector>
 
+// A TCP connect to 127.0.0.1:port succeeds.
+bool port_open(std::uint16_t port);
+
 class Dovecot {
  public:
   Dovecot();
