@@ -152,3 +152,30 @@ TEST_CASE("after = move:Processed moves exactly the stored messages") {
   CHECK(d.dovecot.doveadm("mailbox status -u alice messages INBOX").find("messages=0") !=
         std::string::npos);
 }
+
+TEST_CASE("an account whose server is down never delays the others; its failures are counted") {
+  EmailDaemon d;
+  config::Imap broken = d.cfg.channels.imap.at(0);
+  broken.name = "broken";
+  broken.port = free_port();  // nothing listens there
+  d.cfg.channels.imap.insert(d.cfg.channels.imap.begin(), broken);
+  config::Imap second = d.cfg.channels.imap.back();
+  second.name = "sales";
+  second.mailboxes = {"Sales"};
+  d.cfg.channels.imap.push_back(second);
+  d.dovecot.doveadm("mailbox create -u alice Sales");
+  d.dovecot.deliver(test_email(1, 1));
+  d.dovecot.deliver(test_email(2, 2), "Sales");
+  d.start();
+  REQUIRE(eventually([&] { return d.queued() >= 2; }, 10s));
+  auto ps = d.payloads();
+  std::set<std::string> accounts;
+  for (const auto& p : ps) {
+    accounts.insert(std::string(p.at("account").as_string()));
+  }
+  CHECK(accounts == std::set<std::string>{"support", "sales"});
+  REQUIRE(eventually([&] {
+    return d.metrics().find(R"(switchboard_channel_errors_total{channel="email",account="broken"})") !=
+           std::string::npos;
+  }, 10s));
+}
