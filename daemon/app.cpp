@@ -11,6 +11,7 @@
 
 #include "agents/service.hpp"
 #include "channels/api/ingest.hpp"
+#include "channels/email/channel.hpp"
 #include "channels/voice/routes.hpp"
 #include "core/log.hpp"
 
@@ -43,6 +44,7 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   channels_ = std::make_unique<Channels>(Channels{
       api::IngestRoutes{*store_, metrics_, cfg_.api.tokens, cfg_.matching.default_region},
       voice::VoiceRoutes{*store_, metrics_, cfg_.channels, cfg_.matching.default_region}});
+  email_ = std::make_unique<email::EmailChannel>(io_, *store_, metrics_, cfg_.channels, senders_);
   api::add_routes(router_, channels_->ingest);
   voice::add_routes(router_, channels_->voice);
   agents_->add_routes(router_);
@@ -118,6 +120,7 @@ void App::start() {
     io_.run();
   });
   sweep_stale_calls();
+  email_->start();
   started_ = true;
   logger("daemon")->info("[daemon] listening on http://{}:{}, database {}, redis {}:{} prefix {}",
                          cfg_.server.host, port(), cfg_.storage.path, cfg_.redis.host,
@@ -133,6 +136,7 @@ void App::stop() {
   log->info("[daemon] stopping: no new connections; finishing requests in flight");
   server_->stop();
   agents_->shutdown();  // waiting claims answer 204 now
+  email_->stop();  // mailbox loops end; nothing more is submitted
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (server_->active() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -16,6 +16,9 @@
 #include "storage/writer.hpp"
 
 namespace sb {
+namespace email {
+class EmailChannel;
+}
 
 namespace agents {
 class Service;
@@ -64,6 +67,7 @@ class App {
   std::unique_ptr<http::Server> server_;
   struct Channels;
   std::unique_ptr<Channels> channels_;
+  std::unique_ptr<email::EmailChannel> email_;
   std::thread io_thread_;
   bool started_ = false;
   bool stopped_ = false;

@@ -8,6 +8,7 @@
 #endif
 
 #include "channels/email/imap_utf7.hpp"
+#include "channels/email/base64.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -28,15 +29,6 @@ using boost::system::result;
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3), '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
 
 // A quoted string when the bytes allow (RFC 3501 quoted: 7-bit, no CR/LF/NUL); else empty.
 std::optional<std::string> quoted(std::string_view s) {
@@ -475,6 +467,42 @@ asio::awaitable<result<IdleResult>> Client::idle(std::chrono::milliseconds max_w
     }
     new_mail = new_mail || r->name == "EXISTS";
   }
+}
+
+asio::awaitable<error_code> Client::mark_seen(const std::vector<std::uint64_t>& uids) {
+  if (uids.empty()) {
+    co_return error_code{};
+  }
+  auto r = co_await command("UID STORE " + uid_set(uids) + " +FLAGS.SILENT (\\Seen)");
+  co_return r ? error_code{} : r.error();
+}
+
+asio::awaitable<error_code> Client::move(const std::vector<std::uint64_t>& uids,
+                                         std::string_view folder) {
+  auto encoded = encode_mailbox_name(folder);
+  auto name = encoded ? quoted(*encoded) : std::nullopt;
+  if (!name) {
+    co_return make_error_code(errc::bad_command);
+  }
+  if (uids.empty()) {
+    co_return error_code{};
+  }
+  std::string set = uid_set(uids);
+  if (has_capability("MOVE")) {
+    auto r = co_await command("UID MOVE " + set + " " + *name);
+    co_return r ? error_code{} : r.error();
+  }
+  if (auto r = co_await command("UID COPY " + set + " " + *name); !r) {
+    co_return r.error();
+  }
+  if (auto r = co_await command("UID STORE " + set + " +FLAGS.SILENT (\\Deleted)"); !r) {
+    co_return r.error();
+  }
+  if (!has_capability("UIDPLUS")) {
+    co_return error_code{};
+  }
+  auto r = co_await command("UID EXPUNGE " + set);
+  co_return r ? error_code{} : r.error();
 }
 
 asio::awaitable<error_code> Client::logout() {

@@ -89,6 +89,13 @@ class Client {
   // `on_started` runs once the server accepted IDLE (tests use it to deliver mail).
   boost::asio::awaitable<boost::system::result<IdleResult>> idle(
       std::chrono::milliseconds max_wait, std::function<void()> on_started = {});
+  // After the commit of a batch (`after = seen | move:Folder`): UID STORE +FLAGS.SILENT (\Seen);
+  // UID MOVE when offered (RFC 6851), else UID COPY + \Deleted + UID EXPUNGE (RFC 4315) of
+  // exactly those UIDs. Without UIDPLUS the copies stay flagged \Deleted but are not expunged:
+  // a plain EXPUNGE would also remove messages other clients flagged.
+  boost::asio::awaitable<boost::system::error_code> mark_seen(const std::vector<std::uint64_t>& uids);
+  boost::asio::awaitable<boost::system::error_code> move(const std::vector<std::uint64_t>& uids,
+                                                         std::string_view folder);
   boost::asio::awaitable<boost::system::error_code> logout();
   void close();
 

@@ -32,16 +32,6 @@ std::uint16_t free_port() {
   return ntohs(a.sin_port);
 }
 
-bool port_open(std::uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  ::close(fd);
-  return ok;
-}
 
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
@@ -65,6 +55,17 @@ std::string run(const std::string& cmd) {
 }
 
 }  // namespace
+
+bool port_open(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
 
 std::string Dovecot::run_as_prefix() const {
   return ::geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
@@ -173,6 +174,65 @@ void Dovecot::restart() {
   launch();
 }
 
+namespace {
+// Direct and indirect children of `root`, from /proc/<pid>/stat (field 4 is the parent pid).
+std::vector<pid_t> descendants(pid_t root) {
+  std::vector<std::pair<pid_t, pid_t>> all;  // (pid, ppid)
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    std::ifstream f(e.path() / "stat");
+    std::string stat;
+    std::getline(f, stat);
+    auto close_paren = stat.rfind(')');
+    if (close_paren == std::string::npos) {
+      continue;
+    }
+    char state = 0;
+    int ppid = 0;
+    if (std::sscanf(stat.c_str() + close_paren + 1, " %c %d", &state, &ppid) == 2) {
+      all.emplace_back(std::stoi(name), ppid);
+    }
+  }
+  std::vector<pid_t> out{root};
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    for (auto [pid, ppid] : all) {
+      if (ppid == out[i]) {
+        out.push_back(pid);
+      }
+    }
+  }
+  out.erase(out.begin());
+  return out;
+}
+}  // namespace
+
+void Dovecot::kill_and_restart(const std::function<void()>& while_down) {
+  auto children = descendants(pid_);
+  ::kill(pid_, SIGKILL);
+  for (pid_t p : children) {
+    ::kill(p, SIGKILL);
+  }
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  // The children were reparented to init (or a subreaper); wait until they are really gone so
+  // the listeners are free again.
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (pid_t p : children) {
+    while (::kill(p, 0) == 0 && std::chrono::steady_clock::now() < until) {
+      ::waitpid(p, &status, WNOHANG);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  if (while_down) {
+    while_down();
+  }
+  launch();
+}
+
 void Dovecot::stop() {
   if (pid_ > 0) {
     ::kill(pid_, SIGTERM);
@@ -202,4 +262,27 @@ void Dovecot::deliver(const std::string& raw, const std::string& mailbox) {
 
 void Dovecot::set_uidvalidity(std::uint32_t v, const std::string& mailbox) {
   doveadm("mailbox update -u alice --uid-validity " + std::to_string(v) + " '" + mailbox + "'");
+}
+
+void Dovecot::deliver_many(const std::vector<std::string>& raws) {
+  namespace fs = std::filesystem;
+  std::string maildir = dir_ + "/home/alice/Maildir";
+  fs::create_directories(maildir + "/tmp");
+  fs::create_directories(maildir + "/new");
+  static int batch = 0;
+  ++batch;
+  for (std::size_t i = 0; i < raws.size(); ++i) {
+    // Maildir: write in tmp/, then rename into new/ so Dovecot never sees a partial file.
+    std::string name = std::to_string(1700000000 + batch) + ".M" + std::to_string(i) + "P" +
+                       std::to_string(::getpid()) + ".sbtest";
+    write_file(maildir + "/tmp/" + name, raws[i]);
+    fs::rename(maildir + "/tmp/" + name, maildir + "/new/" + name);
+  }
+  if (::geteuid() == 0) {
+    run("chown -R 65534:65534 " + maildir);
+  }
+}
+
+void Dovecot::kick() {
+  doveadm("kick alice");
 }

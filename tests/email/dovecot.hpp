@@ -8,7 +8,12 @@
 // userdb uid are all that one account, and login/anvil/stats chroots are disabled.
 #include <sys/types.h>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
+
+// A TCP connect to 127.0.0.1:port succeeds.
+bool port_open(std::uint16_t port);
 
 class Dovecot {
  public:
@@ -25,7 +30,16 @@ class Dovecot {
 
   // Stops the server (SIGTERM, waits) and starts it again on the same ports and Maildir.
   void restart();
+  // SIGKILL to the master and every process it started (imap, imap-login, auth, ...), found by
+  // parent pid in /proc: connections die mid-response with no BYE. Then starts it again.
+  // `while_down` runs after the kill, before the new start.
+  void kill_and_restart(const std::function<void()>& while_down = {});
   void deliver(const std::string& raw, const std::string& mailbox = "INBOX");
+  // Many messages at once, written straight into the Maildir's new/ (one doveadm call per
+  // message would take minutes for thousands); Dovecot assigns UIDs when it next looks.
+  void deliver_many(const std::vector<std::string>& raws);
+  // Closes every IMAP connection of the user (doveadm kick): a dropped connection.
+  void kick();
   void set_uidvalidity(std::uint32_t v, const std::string& mailbox = "INBOX");
   std::string doveadm(const std::string& args);  // runs doveadm as the Dovecot user, returns stdout
 

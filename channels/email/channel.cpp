@@ -1,0 +1,34 @@
+#include "channels/email/channel.hpp"
+
+#include "channels/email/smtp.hpp"
+#include "core/log.hpp"
+
+namespace sb::email {
+
+EmailChannel::EmailChannel(boost::asio::io_context& io, Pipeline& pipeline, Metrics& metrics,
+                           const config::Channels& channels, SenderRegistry& senders,
+                           PollerOptions options) {
+  if (!channels.imap.empty()) {
+    poller_ = std::make_unique<Poller>(io, pipeline, metrics, channels.imap, options);
+  }
+  // `for` names the imap account a smtp account answers for (config validation checks it).
+  for (const auto& s : channels.smtp) {
+    senders.add("email", s.for_account, std::make_shared<SmtpSender>(io.get_executor(), s));
+    logger("email")->info("[email:{}] replies go out through smtp {} ({}:{})", s.for_account,
+                          s.name, s.host, s.port);
+  }
+}
+
+void EmailChannel::start() {
+  if (poller_) {
+    poller_->start();
+  }
+}
+
+void EmailChannel::stop() {
+  if (poller_) {
+    poller_->stop();
+  }
+}
+
+}  // namespace sb::email

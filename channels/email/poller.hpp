@@ -1,0 +1,63 @@
+#pragma once
+// The IMAP side of the email channel at run time: one coroutine per (account, mailbox) on the
+// App's io_context. Each one connects, reads the committed cursor "uidvalidity:last_uid",
+// fetches new UIDs in batches, stores each batch through Pipeline::submit together with the
+// new cursor (one transaction, DESIGN-NOTES invariant 2), applies `after` only once that commit
+// is done, then waits in IDLE (or polls). A changed UIDVALIDITY re-reads the whole mailbox: the
+// external_id of an email is its Message-ID (a hash of the raw bytes when it has none), so the
+// store's UNIQUE(channel, account, external_id) drops what was already stored.
+//
+// Failures (network, server, storage) end the session; it reconnects after a jittered
+// exponential back-off. Mailboxes never wait on each other: every one has its own connection.
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "http/metrics.hpp"
+#include "storage/pipeline.hpp"
+
+namespace sb::email {
+
+struct PollerOptions {
+  std::size_t batch = 200;                              // messages per UID FETCH
+  std::chrono::milliseconds idle_refresh{10 * 60 * 1000};  // IDLE re-issued at least this often
+  std::chrono::milliseconds min_backoff{500};
+  std::chrono::milliseconds max_backoff{5 * 60 * 1000};
+  std::chrono::milliseconds io_timeout{60000};
+};
+
+// "uidvalidity:last_uid" <-> numbers; nullopt for anything else (treated as no cursor).
+struct Cursor {
+  std::uint64_t uidvalidity = 0;
+  std::uint64_t last_uid = 0;
+};
+std::optional<Cursor> parse_cursor(const std::string& value);
+std::string format_cursor(const Cursor& c);
+
+class Poller {
+ public:
+  Poller(boost::asio::io_context& io, Pipeline& pipeline, Metrics& metrics,
+         std::vector<config::Imap> accounts, PollerOptions options = {});
+  ~Poller();
+  Poller(const Poller&) = delete;
+  Poller& operator=(const Poller&) = delete;
+
+  // Spawns one coroutine per (account, mailbox). Call once the io_context runs (or is about to).
+  void start();
+  // Closes every connection and cancels every wait, then waits (bounded) until the coroutines
+  // have ended: after stop() returns nothing more is submitted. Call from outside the io thread.
+  void stop();
+
+  struct Mailbox;  // one (account, mailbox) loop's state, in poller.cpp
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace sb::email

@@ -1,0 +1,255 @@
+#include "channels/email/smtp.hpp"
+
+// GCC 12 false positive inside Asio's awaitable frame allocator (see imap_client.cpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/json.hpp>
+#include <algorithm>
+#include <cctype>
+
+#include "channels/email/gmime_util.hpp"
+#include "channels/email/smtp_client.hpp"
+#include "channels/email/threading.hpp"
+#include "core/log.hpp"
+#include "core/time.hpp"
+
+namespace sb::email {
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+struct Mailbox {
+  std::string name;
+  std::string address;
+};
+
+// "Support <support@example.com>" or a bare address, parsed by GMime (quoted names, RFC 2047).
+std::optional<Mailbox> parse_mailbox(const std::string& text) {
+  ensure_gmime_initialised();
+  gobject_ptr<InternetAddressList> list(internet_address_list_parse(nullptr, text.c_str()));
+  if (!list || internet_address_list_length(list.get()) < 1) {
+    return std::nullopt;
+  }
+  InternetAddress* ia = internet_address_list_get_address(list.get(), 0);
+  if (!INTERNET_ADDRESS_IS_MAILBOX(ia)) {
+    return std::nullopt;
+  }
+  const char* addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
+  const char* name = internet_address_get_name(ia);
+  if (addr == nullptr || std::string_view(addr).find('@') == std::string_view::npos) {
+    return std::nullopt;
+  }
+  return Mailbox{name != nullptr ? name : "", addr};
+}
+
+std::string str(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
+std::optional<Mailbox> identity(const json::value* v) {
+  if (v == nullptr || !v->is_object()) {
+    return std::nullopt;
+  }
+  const auto& o = v->as_object();
+  if (str(o, "type") != "email" || str(o, "value").empty()) {
+    return std::nullopt;
+  }
+  return Mailbox{str(o, "name"), str(o, "value")};
+}
+
+bool starts_with_re(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
+    s.remove_prefix(1);
+  }
+  return s.size() >= 3 && std::tolower(static_cast<unsigned char>(s[0])) == 'r' &&
+         std::tolower(static_cast<unsigned char>(s[1])) == 'e' && s[2] == ':';
+}
+
+// Our ids and real Message-IDs only; synthetic ids of id-less messages mean nothing to others.
+bool referable(const std::string& id) {
+  return id.size() > 2 && id.front() == '<' && id.back() == '>' &&
+         id.find("@switchboard.invalid>") == std::string::npos;
+}
+
+std::string token(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_') {
+      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+  }
+  return out;
+}
+
+void add_address(InternetAddressList* list, const Mailbox& m) {
+  gobject_ptr<InternetAddress> ia(internet_address_mailbox_new(m.name.c_str(), m.address.c_str()));
+  internet_address_list_add(list, ia.get());
+}
+
+}  // namespace
+
+std::vector<std::string> reply_thread_keys(std::string_view imap_account,
+                                           std::string_view message_id) {
+  return {"email:" + std::string(imap_account) + ":" + std::string(message_id)};
+}
+
+BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, std::int64_t now) {
+  BuiltReply out;
+  auto from = parse_mailbox(account.from.empty() ? account.username : account.from);
+  if (!from) {
+    out.error = "smtp account " + account.name + ": `from` is not an email address";
+    return out;
+  }
+  json::object parent;
+  try {
+    parent = json::parse(m.parent_json).as_object();
+  } catch (const std::exception& e) {
+    out.error = std::string("parent_json is not a JSON object: ") + e.what();
+    return out;
+  }
+  bool parent_outbound = str(parent, "direction") == "outbound";
+  std::optional<Mailbox> to;
+  if (!parent_outbound) {
+    to = identity(parent.if_contains("from"));
+  } else if (auto* t = parent.if_contains("to"); t && t->is_array() && !t->as_array().empty()) {
+    to = identity(&t->as_array().front());
+  }
+  if (!to) {
+    out.error = "the interaction being answered has no email address to reply to";
+    return out;
+  }
+
+  std::string parent_id = str(parent, "external_id");
+  std::vector<std::string> refs;
+  if (!m.thread_json.empty()) {
+    try {
+      auto tj = json::parse(m.thread_json);
+      if (auto* r = tj.as_object().if_contains("references"); r && r->is_array()) {
+        for (const auto& v : r->as_array()) {
+          if (v.is_string() && referable(std::string(v.as_string()))) {
+            refs.emplace_back(v.as_string());
+          }
+        }
+      }
+    } catch (const std::exception&) {
+      // thread_json is optional help; without it the parent's own ids are used below.
+    }
+  }
+  if (refs.empty() && referable(str(parent, "in_reply_to"))) {
+    refs.push_back(str(parent, "in_reply_to"));
+  }
+  if (referable(parent_id) && (refs.empty() || refs.back() != parent_id)) {
+    refs.push_back(parent_id);
+  }
+
+  std::string domain = from->address.substr(from->address.rfind('@') + 1);
+  std::string tok = token(m.id);
+  out.message_id = tok.empty() ? make_message_id(m.conversation_id, domain)
+                               : "<sb." + m.conversation_id + "." + tok + "@" + domain + ">";
+  out.mail_from = from->address;
+  out.rcpt_to = to->address;
+
+  ensure_gmime_initialised();
+  gobject_ptr<GMimeMessage> msg(g_mime_message_new(TRUE));
+  add_address(g_mime_message_get_from(msg.get()), *from);
+  add_address(g_mime_message_get_to(msg.get()), *to);
+  std::string subject = str(parent, "subject");
+  subject = starts_with_re(subject) ? subject : "Re: " + subject;
+  g_mime_message_set_subject(msg.get(), subject.c_str(), "utf-8");  // RFC 2047 when not ASCII
+  GDateTime* date = g_date_time_new_from_unix_utc(now / 1000);
+  g_mime_message_set_date(msg.get(), date);
+  g_date_time_unref(date);
+  std::string bare_id = out.message_id.substr(1, out.message_id.size() - 2);
+  g_mime_message_set_message_id(msg.get(), bare_id.c_str());
+  auto* obj = GMIME_OBJECT(msg.get());
+  if (referable(parent_id)) {
+    g_mime_object_set_header(obj, "In-Reply-To", parent_id.c_str(), nullptr);
+  }
+  if (!refs.empty()) {
+    std::string joined;
+    for (const auto& r : refs) {
+      joined += (joined.empty() ? "" : " ") + r;
+    }
+    g_mime_object_set_header(obj, "References", joined.c_str(), nullptr);
+  }
+
+  // The body is set as bytes with an explicit charset: g_mime_text_part_set_text would pick
+  // the "best" charset (iso-8859-1 for Latin text), and we promise UTF-8.
+  gobject_ptr<GMimeTextPart> part(g_mime_text_part_new_with_subtype("plain"));
+  gobject_ptr<GMimeStream> mem(g_mime_stream_mem_new_with_buffer(m.text.data(), m.text.size()));
+  gobject_ptr<GMimeDataWrapper> content(
+      g_mime_data_wrapper_new_with_stream(mem.get(), GMIME_CONTENT_ENCODING_DEFAULT));
+  g_mime_part_set_content(GMIME_PART(part.get()), content.get());
+  bool ascii = std::all_of(m.text.begin(), m.text.end(),
+                           [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  g_mime_object_set_content_type_parameter(GMIME_OBJECT(part.get()), "charset",
+                                           ascii ? "us-ascii" : "utf-8");
+  g_mime_part_set_content_encoding(GMIME_PART(part.get()), ascii
+                                                               ? GMIME_CONTENT_ENCODING_7BIT
+                                                               : GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
+  g_mime_message_set_mime_part(msg.get(), GMIME_OBJECT(part.get()));
+  g_mime_object_set_header(obj, "MIME-Version", "1.0", nullptr);
+
+  GMimeFormatOptions* fo = g_mime_format_options_clone(nullptr);
+  g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_DOS);
+  char* text = g_mime_object_to_string(obj, fo);
+  out.data = text != nullptr ? text : "";
+  g_free(text);
+  g_mime_format_options_free(fo);
+  return out;
+}
+
+SmtpSender::SmtpSender(asio::any_io_executor ex, config::Smtp account)
+    : ex_(std::move(ex)), account_(std::move(account)),
+      tls_(std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client)) {
+  tls_->set_verify_mode(asio::ssl::verify_peer);
+  tls_->set_default_verify_paths();
+  if (!account_.ca_file.empty()) {
+    tls_->load_verify_file(account_.ca_file);
+  }
+}
+
+void SmtpSender::send(OutboundMessage message, Done done) {
+  BuiltReply reply = build_reply(account_, message, now_ms());
+  std::string prefix = "[email:" + account_.for_account + "]";
+  if (!reply.error.empty()) {
+    logger("email")->warn("{} reply {} not sent: {}", prefix, message.id, reply.error);
+    done(SendResult::failed(reply.error));
+    return;
+  }
+  smtp::Options o{account_.host, account_.port, account_.tls, account_.username,
+                  account_.password};
+  o.helo_name = reply.mail_from.substr(reply.mail_from.rfind('@') + 1);
+  smtp::Envelope env{reply.mail_from, {reply.rcpt_to}, std::move(reply.data)};
+  auto shared_done = std::make_shared<Done>(std::move(done));
+  asio::co_spawn(
+      ex_,
+      [tls = tls_, o = std::move(o), env = std::move(env), id = reply.message_id, prefix,
+       via = account_.name, outbound = message.id, shared_done]() -> asio::awaitable<void> {
+        auto r = co_await smtp::send(co_await asio::this_coro::executor, *tls, o, env);
+        auto log = logger("email");
+        if (r.status == smtp::Outcome::Status::sent) {
+          log->info("{} reply {} sent via smtp {} as {}", prefix, outbound, via, id);
+          (*shared_done)(SendResult::sent(id));
+        } else if (r.status == smtp::Outcome::Status::temporary) {
+          log->warn("{} reply {} via smtp {} deferred: {}", prefix, outbound, via, r.error);
+          (*shared_done)(SendResult::retry(r.error));
+        } else {
+          log->warn("{} reply {} via smtp {} failed: {}", prefix, outbound, via, r.error);
+          (*shared_done)(SendResult::failed(r.error));
+        }
+      },
+      [shared_done, prefix](std::exception_ptr e) {
+        if (e) {
+          logger("email")->error("{} smtp send ended by an exception", prefix);
+          (*shared_done)(SendResult::retry("internal error while sending"));
+        }
+      });
+}
+
+}  // namespace sb::email

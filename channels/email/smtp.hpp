@@ -1,0 +1,59 @@
+#pragma once
+// Replies by email: the sb::Sender of one [[channels.smtp]] account, registered under
+// ("email", <its `for` imap account>), so the reply route finds it from the interaction being
+// answered. The reply is built with GMime (RFC 2047 headers, UTF-8 quoted-printable body) and
+// handed to smtp::send.
+//
+// Threading: the Message-ID we send is "<sb.<conversation_id>.<outbound id>@<from domain>>";
+// the inbound side (threading.cpp) turns an In-Reply-To / References naming such an id into the
+// lookup key "conv:<conversation_id>", which the store resolves to that conversation, so the
+// customer's answer lands in the same conversation even though our sent message is not in the
+// mailbox. The id is derived from the outbound interaction id, so a send retried after a crash
+// carries the same Message-ID. reply_thread_keys() gives the keys an outbound interaction
+// should record, for stores that keep sent messages too.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+#include "core/sender.hpp"
+
+namespace sb::email {
+
+struct BuiltReply {
+  std::string error;       // non-empty: cannot be built (permanent)
+  std::string message_id;  // "<...>"
+  std::string mail_from;   // envelope sender (bare address)
+  std::string rcpt_to;     // envelope recipient (bare address)
+  std::string data;        // the RFC 5322 message, CRLF line ends
+};
+
+// From (the account's `from`), To (the customer: the sender of the parent, or its first
+// recipient when the parent is outbound), Subject "Re: <parent subject>" (one "Re:" only),
+// In-Reply-To (parent Message-ID), References (thread_json {"references": [...]} or the
+// parent's In-Reply-To, then the parent's Message-ID), Message-ID, Date, MIME-Version,
+// text/plain; charset=utf-8.
+BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& message,
+                       std::int64_t now_ms);
+
+// "email:<imap account>:<message id>": the thread_record of an outbound interaction.
+std::vector<std::string> reply_thread_keys(std::string_view imap_account,
+                                           std::string_view message_id);
+
+class SmtpSender : public Sender {
+ public:
+  // Throws at start-up when ca_file cannot be read.
+  SmtpSender(boost::asio::any_io_executor ex, config::Smtp account);
+  void send(OutboundMessage message, Done done) override;
+
+ private:
+  boost::asio::any_io_executor ex_;
+  config::Smtp account_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;
+};
+
+}  // namespace sb::email

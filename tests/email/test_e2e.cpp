@@ -1,0 +1,181 @@
+// Acceptance 1-4 of issue 4 and a dropped connection: Dovecot -> poller -> SQLite -> Redis.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <thread>
+
+#include "tests/email/email_daemon.hpp"
+
+using namespace sb;
+using namespace sb::test;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::vector<std::string> numbered(int from, int to, int senders = 50) {
+  std::vector<std::string> raws;
+  for (int i = from; i < to; ++i) {
+    raws.push_back(test_email(i, i % senders));
+  }
+  return raws;
+}
+
+}  // namespace
+
+TEST_CASE("500 messages over implicit TLS: each once in Redis with subject, sender, text and customer; a restart adds nothing") {
+  EmailDaemon d("implicit");
+  d.dovecot.deliver_many(numbered(0, 500));
+  d.start();
+  REQUIRE(eventually([&] { return d.queued() >= 500; }, 60s));
+  std::map<std::string, std::string> customer_of_sender;
+  std::set<std::string> seen;
+  for (const auto& p : d.payloads()) {
+    std::string id(p.at("external_id").as_string());
+    int i = std::stoi(id.substr(5));  // "<msg-N@example.com>"
+    CHECK(seen.insert(id).second);
+    CHECK(p.at("channel").as_string() == "email");
+    CHECK(p.at("account").as_string() == "support");
+    CHECK(p.at("subject").as_string() == "Order " + std::to_string(i) + " is late \xc3\xbc");
+    CHECK(p.at("text").as_string().find("where is order " + std::to_string(i) + "?") !=
+          std::string::npos);
+    std::string sender = "customer" + std::to_string(i % 50) + "@example.com";
+    CHECK(p.at("from").at("value").as_string() == sender);
+    std::string customer(p.at("customer").at("id").as_string());
+    CHECK(!customer.empty());
+    auto [it, fresh] = customer_of_sender.emplace(sender, customer);
+    CHECK(it->second == customer);  // one customer per sender
+  }
+  CHECK(seen.size() == 500);
+  CHECK(customer_of_sender.size() == 50);
+  CHECK(d.rows("SELECT count(*) FROM cursors WHERE account='support' AND scope='INBOX'") == 1);
+
+  d.stop();
+  d.start();
+  // One more message after the restart proves the poller ran through the mailbox again.
+  d.dovecot.deliver(test_email(500, 7));
+  REQUIRE(eventually([&] { return d.queued() >= 501; }, 30s));
+  std::this_thread::sleep_for(300ms);
+  CHECK(d.queued() == 501);
+  CHECK(d.distinct_queued() == 501);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 501);
+}
+
+TEST_CASE("UIDVALIDITY changed: the mailbox is read again, nothing is stored twice, new mail still arrives") {
+  EmailDaemon d;
+  d.dovecot.deliver_many(numbered(0, 20));
+  d.start();
+  REQUIRE(eventually([&] { return d.queued() >= 20; }, 30s));
+  d.dovecot.set_uidvalidity(777);
+  d.dovecot.kick();  // the next session selects the mailbox and sees the new UIDVALIDITY
+  d.dovecot.deliver(test_email(20, 3));
+  REQUIRE(eventually([&] { return d.queued() >= 21; }, 30s));
+  REQUIRE(eventually([&] {
+    return d.metrics().find(R"(switchboard_duplicates_total{channel="email",account="support"} 20)") !=
+           std::string::npos;
+  }, 30s));
+  CHECK(d.queued() == 21);
+  CHECK(d.distinct_queued() == 21);
+  CHECK(d.rows("SELECT count(*) FROM cursors WHERE value LIKE '777:%'") == 1);
+}
+
+TEST_CASE("Dovecot killed mid-sync and restarted: every message arrives exactly once") {
+  EmailDaemon d;
+  d.dovecot.deliver_many(numbered(0, 3000));
+  d.start();
+  REQUIRE(eventually([&] { return d.rows("SELECT count(*) FROM interactions") > 0; }, 30s));
+  long long at_restart = d.rows("SELECT count(*) FROM interactions");
+  long long at_kill = 0;
+  d.dovecot.kill_and_restart([&] { at_kill = d.rows("SELECT count(*) FROM interactions"); });
+  MESSAGE("stored when Dovecot was killed: between " << at_restart << " and " << at_kill);
+  CHECK(at_kill < 3000);  // the kill really came in the middle of the sync
+  REQUIRE(eventually([&] { return d.queued() >= 3000; }, 90s));
+  std::this_thread::sleep_for(300ms);
+  CHECK(d.queued() == 3000);
+  CHECK(d.distinct_queued() == 3000);
+  CHECK(d.metrics().find(R"(switchboard_channel_errors_total{channel="email",account="support"})") !=
+        std::string::npos);
+}
+
+TEST_CASE("a malformed message between two good ones: all three stored, the bad one flagged, mail keeps flowing") {
+  EmailDaemon d;
+  d.start();
+  d.dovecot.deliver(test_email(1, 1));
+  // No header/body separator, a NUL byte, a multipart without its boundary, bogus encoding.
+  std::string bad = "From: Broken <broken@example.com>\r\nSubject: broken\r\nMessage-ID: <bad@x>\r\n"
+                    "Content-Type: multipart/mixed\r\nContent-Transfer-Encoding: x-bogus\r\n";
+  bad += std::string("garbage \0 with a NUL\r\n--nowhere\r\n", 33);
+  d.dovecot.deliver(bad);
+  d.dovecot.deliver(test_email(2, 2));
+  REQUIRE(eventually([&] { return d.queued() >= 3; }, 30s));
+  auto ps = d.payloads();
+  REQUIRE(ps.size() == 3);
+  CHECK(ps[0].at("external_id").as_string() == "<msg-1@example.com>");
+  CHECK(ps[1].at("from").at("value").as_string() == "broken@example.com");
+  auto flags = ps[1].at("flags").as_array();
+  CHECK(std::find(flags.begin(), flags.end(), json::value("malformed")) != flags.end());
+  CHECK(ps[2].at("external_id").as_string() == "<msg-2@example.com>");
+  CHECK(ps[2].at("flags").as_array().empty());
+}
+
+TEST_CASE("a dropped connection reconnects and later mail arrives; after = seen flags only what was stored") {
+  EmailDaemon d("starttls", "seen");
+  d.dovecot.deliver(test_email(1, 1));
+  d.start();
+  REQUIRE(eventually([&] { return d.queued() >= 1; }, 30s));
+  REQUIRE(eventually([&] {
+    return d.dovecot.doveadm("search -u alice mailbox INBOX SEEN").find_first_not_of(" \n") !=
+           std::string::npos;
+  }, 10s));
+  d.dovecot.kick();
+  d.dovecot.deliver(test_email(2, 2));
+  REQUIRE(eventually([&] { return d.queued() >= 2; }, 30s));
+  CHECK(d.queued() == 2);
+  CHECK(d.metrics().find(R"(switchboard_channel_errors_total{channel="email",account="support"} )") !=
+        std::string::npos);
+  REQUIRE(eventually([&] {
+    auto out = d.dovecot.doveadm("search -u alice mailbox INBOX SEEN");
+    return std::count(out.begin(), out.end(), '\n') == 2;
+  }, 10s));
+}
+
+TEST_CASE("after = move:Processed moves exactly the stored messages") {
+  EmailDaemon d("none", "move:Processed");
+  d.dovecot.doveadm("mailbox create -u alice Processed");
+  d.dovecot.deliver_many(numbered(0, 5));
+  d.start();
+  REQUIRE(eventually([&] { return d.queued() >= 5; }, 30s));
+  REQUIRE(eventually([&] {
+    return d.dovecot.doveadm("mailbox status -u alice messages Processed").find("messages=5") !=
+           std::string::npos;
+  }, 10s));
+  CHECK(d.dovecot.doveadm("mailbox status -u alice messages INBOX").find("messages=0") !=
+        std::string::npos);
+}
+
+TEST_CASE("an account whose server is down never delays the others; its failures are counted") {
+  EmailDaemon d;
+  config::Imap broken = d.cfg.channels.imap.at(0);
+  broken.name = "broken";
+  broken.port = free_port();  // nothing listens there
+  d.cfg.channels.imap.insert(d.cfg.channels.imap.begin(), broken);
+  config::Imap second = d.cfg.channels.imap.back();
+  second.name = "sales";
+  second.mailboxes = {"Sales"};
+  d.cfg.channels.imap.push_back(second);
+  d.dovecot.doveadm("mailbox create -u alice Sales");
+  d.dovecot.deliver(test_email(1, 1));
+  d.dovecot.deliver(test_email(2, 2), "Sales");
+  d.start();
+  REQUIRE(eventually([&] { return d.queued() >= 2; }, 10s));
+  auto ps = d.payloads();
+  std::set<std::string> accounts;
+  for (const auto& p : ps) {
+    accounts.insert(std::string(p.at("account").as_string()));
+  }
+  CHECK(accounts == std::set<std::string>{"support", "sales"});
+  REQUIRE(eventually([&] {
+    return d.metrics().find(R"(switchboard_channel_errors_total{channel="email",account="broken"})") !=
+           std::string::npos;
+  }, 10s));
+}

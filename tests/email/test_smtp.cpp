@@ -1,0 +1,187 @@
+// SMTP replies (acceptance 5 without the HTTP route): the Sender registered by the daemon sends
+// through a local aiosmtpd server; the customer's answer to it, delivered into Dovecot, lands
+// in the same conversation.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <filesystem>
+#include <thread>
+#include <fstream>
+#include <future>
+#include <sstream>
+
+#include "channels/email/mime.hpp"
+#include "channels/email/smtp.hpp"
+#include "channels/email/smtp_client.hpp"
+#include "core/time.hpp"
+#include "tests/email/email_daemon.hpp"
+
+using namespace sb;
+using namespace sb::test;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// aiosmtpd on a free port; with `tls`, STARTTLS + AUTH are required (certificate for localhost).
+struct SmtpServer {
+  TempDir dir;
+  std::uint16_t port = free_port();
+  std::unique_ptr<Process> proc;
+  explicit SmtpServer(bool tls) {
+    std::filesystem::create_directories(dir.file("out"));
+    std::vector<std::string> argv{"/usr/bin/python3", SB_SMTP_SERVER, std::to_string(port),
+                                  dir.file("out")};
+    if (tls) {
+      std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + dir.file("key.pem") +
+                        " -out " + dir.file("cert.pem") +
+                        " -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost "
+                        "2>/dev/null";
+      REQUIRE(std::system(cmd.c_str()) == 0);
+      argv.push_back(dir.file("cert.pem"));
+      argv.push_back(dir.file("key.pem"));
+    }
+    proc = std::make_unique<Process>(argv, dir.file("smtp.log"));
+    REQUIRE(eventually([&] { return port_open(port); }, 15s));
+  }
+  std::string message(int n) { return slurp(dir.file("out/" + std::to_string(n) + ".eml")); }
+  std::string envelope(int n) { return slurp(dir.file("out/" + std::to_string(n) + ".env")); }
+  bool has(int n) { return std::filesystem::exists(dir.file("out/" + std::to_string(n) + ".eml")); }
+};
+
+SendResult send_and_wait(Sender& s, OutboundMessage m) {
+  auto p = std::make_shared<std::promise<SendResult>>();
+  auto f = p->get_future();
+  s.send(std::move(m), [p](SendResult r) { p->set_value(std::move(r)); });
+  REQUIRE(f.wait_for(30s) == std::future_status::ready);
+  return f.get();
+}
+
+config::Smtp smtp_account(std::uint16_t port, const std::string& tls, const std::string& ca) {
+  config::Smtp s;
+  s.name = "support-out";
+  s.for_account = "support";
+  s.host = tls == "none" ? "127.0.0.1" : "localhost";
+  s.port = port;
+  s.tls = tls;
+  s.ca_file = ca;
+  if (tls != "none") {
+    s.username = "agent";
+    s.password = "p4ss";
+  }
+  s.from = "Support Team <support@example.com>";
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("a reply goes out over STARTTLS with threading headers; the customer's answer joins the conversation") {
+  SmtpServer smtp(true);
+  EmailDaemon d;
+  d.cfg.channels.smtp.push_back(smtp_account(smtp.port, "starttls", smtp.dir.file("cert.pem")));
+  d.start();
+  d.dovecot.deliver(
+      "From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\nSubject: "
+      "=?UTF-8?B?V28gaXN0IG1laW5lIEJlc3RlbGx1bmc/IMOcYmVyZsOkbGxpZw==?=\r\n"
+      "Message-ID: <first@customer.example>\r\nReferences: <older@customer.example>\r\n"
+      "In-Reply-To: <older@customer.example>\r\nDate: Fri, 02 Jan 2026 03:04:05 +0000\r\n\r\n"
+      "Where is my order?\r\n");
+  REQUIRE(eventually([&] { return d.queued() >= 1; }, 30s));
+  auto parent = d.payloads().at(0);
+  std::string conv(parent.at("conversation_id").as_string());
+  std::string subject(parent.at("subject").as_string());
+  CHECK(subject == "Wo ist meine Bestellung? \xc3\x9c" "berf\xc3\xa4llig");
+
+  Sender* sender = d.app->senders().find("email", "support");
+  REQUIRE(sender != nullptr);
+  OutboundMessage m{"01JTESTREPLY00000000000000", "email", "support", conv,
+                    "Hallo Ann,\n.\n.a line starting with a dot\nGr\xc3\xbc\xc3\x9f" "e, Support",
+                    json::serialize(parent), ""};
+  auto r = send_and_wait(*sender, m);
+  REQUIRE(r.status == SendResult::Status::sent);
+  CHECK(r.provider_id.rfind("<sb." + conv + ".", 0) == 0);
+  REQUIRE(smtp.has(1));
+  CHECK(smtp.envelope(1) == "support@example.com\nann@example.com\n");
+
+  std::string raw = smtp.message(1);
+  std::string head = raw.substr(0, raw.find("\r\n\r\n"));
+  CHECK(std::all_of(head.begin(), head.end(), [](char c) { return (c & 0x80) == 0; }));
+  CHECK(head.find("MIME-Version: 1.0") != std::string::npos);
+  CHECK(head.find("Content-Type: text/plain; charset=utf-8") != std::string::npos);
+  CHECK((head.rfind("Date: ", 0) == 0 || head.find("\nDate: ") != std::string::npos));
+  auto sent = email::parse_email(raw);
+  CHECK_FALSE(sent.malformed);
+  CHECK(sent.subject == "Re: " + subject);
+  CHECK(sent.from.email == "support@example.com");
+  CHECK(sent.from.name == "Support Team");
+  REQUIRE(sent.to.size() == 1);
+  CHECK(sent.to[0].email == "ann@example.com");
+  CHECK(sent.to[0].name == "Ann Lee");
+  CHECK(sent.message_id == r.provider_id);
+  CHECK(sent.in_reply_to == "<first@customer.example>");
+  CHECK(sent.references ==
+        std::vector<std::string>{"<older@customer.example>", "<first@customer.example>"});
+  CHECK(sent.text.find("\n.a line starting with a dot\n") != std::string::npos);
+  CHECK(sent.text.find("Gr\xc3\xbc\xc3\x9f" "e, Support") != std::string::npos);
+  CHECK(sent.date_ms > 0);
+
+  // The customer answers our reply only (no References, a new subject): the conversation token
+  // in our Message-ID is what threads it.
+  d.dovecot.deliver("From: ann@example.com\r\nTo: support@example.com\r\nSubject: one more thing\r\n"
+                    "Message-ID: <second@customer.example>\r\nIn-Reply-To: " +
+                    r.provider_id + "\r\n\r\nAlso, the colour is wrong.\r\n");
+  REQUIRE(eventually([&] { return d.queued() >= 2; }, 30s));
+  auto answer = d.payloads().at(1);
+  CHECK(answer.at("external_id").as_string() == "<second@customer.example>");
+  CHECK(answer.at("conversation_id").as_string() == conv);
+  // A stranger's unrelated mail starts a conversation of its own.
+  d.dovecot.deliver(test_email(9, 9));
+  REQUIRE(eventually([&] { return d.queued() >= 3; }, 30s));
+  CHECK(d.payloads().at(2).at("conversation_id").as_string() != conv);
+}
+
+TEST_CASE("SMTP 4xx is retried later, 5xx fails with the server's text, no address fails at once") {
+  SmtpServer smtp(false);
+  boost::asio::io_context io;
+  email::SmtpSender sender(io.get_executor(), smtp_account(smtp.port, "none", ""));
+  auto work = boost::asio::make_work_guard(io);
+  std::thread t([&] { io.run(); });
+  auto parent = [](const std::string& addr) {
+    return R"({"direction":"inbound","external_id":"<p@x.example>","subject":"Re: hi","from":{"type":"email","value":")" +
+           addr + R"("}})";
+  };
+  auto temp = send_and_wait(sender, {"01A", "email", "support", "c1", "hi", parent("tempfail@x.example"), ""});
+  CHECK(temp.status == SendResult::Status::retry);
+  CHECK(temp.error.find("451") != std::string::npos);
+  auto perm = send_and_wait(sender, {"01B", "email", "support", "c1", "hi", parent("reject@x.example"), ""});
+  CHECK(perm.status == SendResult::Status::failed);
+  CHECK(perm.error.find("550 5.1.1 no such user here") != std::string::npos);
+  auto none = send_and_wait(sender, {"01C", "email", "support", "c1", "hi",
+                                     R"({"direction":"inbound","from":{"type":"phone","value":"+1"}})", ""});
+  CHECK(none.status == SendResult::Status::failed);
+  auto ok = send_and_wait(sender, {"01D", "email", "support", "c1", "hi", parent("bob@x.example"), ""});
+  CHECK(ok.status == SendResult::Status::sent);
+  REQUIRE(smtp.has(1));
+  CHECK(smtp.message(1).find("Subject: Re: hi\r\n") != std::string::npos);  // no "Re: Re:"
+  work.reset();
+  io.stop();
+  t.join();
+}
+
+TEST_CASE("dot-stuffing and line ends") {
+  CHECK(email::smtp::dot_stuff(".a\n..b\r\nc.\rd") == "..a\r\n...b\r\nc.\r\nd\r\n");
+  CHECK(email::smtp::dot_stuff("") == "");
+}
