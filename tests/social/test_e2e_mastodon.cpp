@@ -13,7 +13,7 @@ config::Mastodon mastodon(const FakeMastodon& fake, std::chrono::milliseconds in
 }
 }  // namespace
 
-TEST_CASE("mastodon: 500 mentions accumulated while stopped arrive once each, in order, without a 429; a restart adds nothing; a new one arrives within a poll interval") {
+TEST_CASE("mastodon: 500 mentions accumulated while stopped arrive once each, in order, without a 429, a restart adds nothing, a new one arrives within a poll interval") {
   FakeMastodon fake;  // the documented limit: 300 requests per 5 minutes
   fake.start();
   std::vector<std::string> ids;
@@ -60,7 +60,7 @@ TEST_CASE("mastodon: 500 mentions accumulated while stopped arrive once each, in
         std::string::npos);
 }
 
-TEST_CASE("mastodon: a reply is threaded with the right @acct, visibility and Idempotency-Key; a 503 is a retry and the same id posts once") {
+TEST_CASE("mastodon: a reply is threaded with the right @acct, visibility and Idempotency-Key, a 503 is a retry and the same id posts once") {
   FakeMastodon fake;
   fake.start();
   std::string remote = fake.add_mention("ann@remote.example", "where is my order?", "unlisted");

@@ -82,7 +82,7 @@ TEST_CASE("meta: verification, wrong signature 403 and nothing stored, echoes ig
   CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="meta",account="meta"} 3)") != std::string::npos);
 }
 
-TEST_CASE("meta: replies go through the Send API and WhatsApp messages; the 24-hour window error fails with the provider's message") {
+TEST_CASE("meta: replies go through the Send API and WhatsApp messages, the 24-hour window error fails with the provider's message") {
   MetaDaemon d;
   REQUIRE(d.post(messenger("m_9", "help")).status == 200);
   REQUIRE(d.post(whatsapp("16505551234", "wamid.ABC2", "hi")).status == 200);

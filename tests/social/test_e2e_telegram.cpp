@@ -7,7 +7,7 @@
 using namespace sb;
 using namespace sb::test;
 
-TEST_CASE("telegram: after a restart no update is processed twice; 429 retry_after is honoured; a reply carries reply_to_message_id") {
+TEST_CASE("telegram: after a restart no update is processed twice, 429 retry_after is honoured, a reply carries reply_to_message_id") {
   FakeTelegram tg;
   tg.start();
   tg.add_private_message(501, "Ann", "hi");

@@ -8,7 +8,7 @@
 using namespace sb;
 using namespace sb::test;
 
-TEST_CASE("x: a backlog of 300 mentions across pages arrives once each with the right handles; the reply is threaded") {
+TEST_CASE("x: a backlog of 300 mentions across pages arrives once each with the right handles, the reply is threaded") {
   FakeX fake("2244994945");
   fake.start();
   std::vector<std::string> ids;
