@@ -5,9 +5,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <cstdlib>
+
 #include "core/http_client.hpp"
 #include "tests/social/fakes/fake_http.hpp"
 #include "tests/social/fakes/fake_mastodon.hpp"
+#include "tests/support/harness.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -85,4 +88,39 @@ TEST_CASE("http client: deadlines, refused connections and TLS failures are valu
   CHECK(!out[1].error.empty());
   CHECK(out[2].status == 0);
   CHECK(out[2].error == "not an http(s) URL");
+}
+
+// TLS against `openssl s_server` with a throwaway certificate for "localhost": trusted through
+// SSL_CERT_FILE (which set_default_verify_paths reads), the name must match, and an untrusted
+// certificate is refused.
+TEST_CASE("http client: https verifies the certificate chain and the host name") {
+  TempDir dir;
+  std::string cert = dir.file("cert.pem"), key = dir.file("key.pem");
+  std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+                    "-addext subjectAltName=DNS:localhost -keyout " + key + " -out " + cert +
+                    " >/dev/null 2>&1";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  auto port = std::to_string(free_port());
+  Process server({"openssl", "s_server", "-accept", port, "-cert", cert, "-key", key, "-www", "-quiet"},
+                 dir.file("s_server.log"));
+  net::HttpRequest probe;
+  probe.url = "http://127.0.0.1:" + port + "/";
+  probe.timeout = std::chrono::milliseconds(300);
+  REQUIRE(eventually([&] { return !run({probe})[0].error.starts_with("connecting"); }));
+
+  net::HttpRequest good, wrong_name;
+  good.url = "https://localhost:" + port + "/";
+  wrong_name.url = "https://127.0.0.1:" + port + "/";  // the certificate names localhost only
+  ::setenv("SSL_CERT_FILE", cert.c_str(), 1);
+  auto trusted = run({good, wrong_name});
+  ::unsetenv("SSL_CERT_FILE");
+  CAPTURE(trusted[0].error);
+  CHECK(trusted[0].status == 200);
+  CHECK(trusted[0].body.find("s_server") != std::string::npos);
+  CHECK(trusted[1].status == 0);
+  CHECK(trusted[1].error.find("TLS handshake") != std::string::npos);
+
+  auto untrusted = run({good});  // the system store does not know this certificate
+  CHECK(untrusted[0].status == 0);
+  CHECK(untrusted[0].error.find("TLS handshake") != std::string::npos);
 }
