@@ -116,3 +116,19 @@ TEST_CASE("mastodon: a revoked token is logged, counted and backed off without s
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   CHECK(bad.stats().requests <= 2);
 }
+
+TEST_CASE("mastodon: a budget smaller than the backlog is paced from X-RateLimit-Remaining/-Reset, never run into a 429") {
+  FakeMastodon fake("test-token", 5, std::chrono::milliseconds(1500));  // 5 requests per 1.5 s
+  fake.start();
+  for (int i = 0; i < 700; ++i) {  // 9 pages of 80
+    fake.add_mention("user" + std::to_string(i % 11), "q" + std::to_string(i));
+  }
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, std::chrono::milliseconds(5000)));
+  auto t0 = std::chrono::steady_clock::now();
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 700; }, std::chrono::seconds(15)));
+  CHECK(std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(1500));  // it did wait
+  CHECK(fake.stats().rejected_429 == 0);
+  CHECK(fake.stats().notification_requests == 9);
+}
