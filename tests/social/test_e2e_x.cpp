@@ -62,3 +62,20 @@ TEST_CASE("x: a usage cap pauses the account with a metric instead of retrying")
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   CHECK(fake.mention_requests() == 0);  // the cap is answered before the endpoint counts
 }
+
+TEST_CASE("x: a 429 mid-backlog waits for x-rate-limit-reset and resumes without losing a page") {
+  FakeX fake("42");
+  fake.start();
+  for (int i = 0; i < 150; ++i) {
+    fake.add_mention("7", "pat", "hi " + std::to_string(i));
+  }
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(config::X{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)});
+  fake.rate_limit_next_page();
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 150; }, std::chrono::seconds(10)));
+  CHECK(fake.rejected_429() == 1);
+  CHECK(fake.mention_requests() >= 2);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 150);
+  CHECK(d.metrics().find(R"(switchboard_social_rate_limited_total{channel="x",account="x"} 1)") != std::string::npos);
+}

@@ -1,6 +1,7 @@
 #include "tests/social/fakes/fake_x.hpp"
 
 #include <algorithm>
+#include <utility>
 #include <boost/json.hpp>
 
 namespace sb::test {
@@ -24,6 +25,11 @@ std::string FakeX::add_mention(const std::string& author_id, const std::string& 
   }
   tweets_.push_back(t);
   return std::to_string(t.id);
+}
+
+void FakeX::rate_limit_next_page() {
+  std::lock_guard lock(mu_);
+  limit_next_ = true;
 }
 
 void FakeX::set_usage_capped(bool on) {
@@ -64,6 +70,18 @@ Res FakeX::handle(const FakeHttpServer::Request& r) {
                    (window_start_ + std::chrono::minutes(15)).time_since_epoch())
                    .count();
   Res res;
+  if (limit_next_ && r.query.count("pagination_token") > 0) {
+    limit_next_ = false;
+    ++rejected_;
+    res = {429, R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})"};
+    res.headers.emplace_back("x-rate-limit-limit", std::to_string(window_limit_));
+    res.headers.emplace_back("x-rate-limit-remaining", "0");
+    res.headers.emplace_back("x-rate-limit-reset",
+                             std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                (now + std::chrono::seconds(1)).time_since_epoch())
+                                                .count()));
+    return res;
+  }
   if (window_used_ >= window_limit_) {
     ++rejected_;
     res = {429, R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})"};

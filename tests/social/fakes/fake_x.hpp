@@ -26,6 +26,9 @@ class FakeX {
   std::string add_mention(const std::string& author_id, const std::string& username,
                           const std::string& text, const std::string& conversation_id = "");
   void set_usage_capped(bool on);
+  // The next request for a further page (with pagination_token) answers 429 with
+  // x-rate-limit-reset 1 s ahead.
+  void rate_limit_next_page();
   std::vector<Posted> posted() const;
   int mention_requests() const;
   int rejected_429() const;
@@ -44,6 +47,7 @@ class FakeX {
   long long next_id_ = 1460323737035677698LL;
   std::vector<Posted> posted_;
   bool capped_ = false;
+  bool limit_next_ = false;
   int mention_requests_ = 0, rejected_ = 0, window_used_ = 0;
   std::chrono::system_clock::time_point window_start_{};
   FakeHttpServer server_;
