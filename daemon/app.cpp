@@ -12,6 +12,7 @@
 #include "agents/service.hpp"
 #include "channels/api/ingest.hpp"
 #include "channels/email/channel.hpp"
+#include "channels/social/channels.hpp"
 #include "channels/voice/routes.hpp"
 #include "core/log.hpp"
 
@@ -22,6 +23,7 @@ namespace asio = boost::asio;
 struct App::Channels {
   api::IngestRoutes ingest;
   voice::VoiceRoutes voice;
+  std::unique_ptr<social::SocialChannels> social = nullptr;
 };
 
 App::App(config::Config cfg) : cfg_(std::move(cfg)) {
@@ -48,6 +50,9 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   api::add_routes(router_, channels_->ingest);
   voice::add_routes(router_, channels_->voice);
   agents_->add_routes(router_);
+  channels_->social = std::make_unique<social::SocialChannels>(io_, *store_, metrics_, cfg_);
+  channels_->social->add_routes(router_);
+  channels_->social->register_senders(senders_);
   add_ops_routes();
 
   http::ServerOptions opts;
@@ -121,6 +126,7 @@ void App::start() {
   });
   sweep_stale_calls();
   email_->start();
+  channels_->social->start();
   started_ = true;
   logger("daemon")->info("[daemon] listening on http://{}:{}, database {}, redis {}:{} prefix {}",
                          cfg_.server.host, port(), cfg_.storage.path, cfg_.redis.host,
@@ -141,6 +147,7 @@ void App::stop() {
   while (server_->active() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  channels_->social->stop();
   io_.stop();
   if (io_thread_.joinable()) {
     io_thread_.join();

@@ -109,6 +109,14 @@ CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::i
       st.insert_identity.bind_static(4, from.handle).run();
     }
   }
+  // A WhatsApp sender's id is an E.164 number: the same person as a customer's phone (issue 6).
+  if (!id && from.type == "whatsapp") {
+    id = lookup_identity(st, "phone", from.value);
+    if (id) {
+      st.insert_identity.bind_static(1, from.type).bind_static(2, from.value).bind(3, *id);
+      st.insert_identity.bind_static(4, from.handle).run();
+    }
+  }
   if (id) {
     m.id = std::move(*id);
     st.get_customer.bind_static(1, m.id);

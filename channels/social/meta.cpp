@@ -250,6 +250,10 @@ void parse_whatsapp(const config::Meta& cfg, const json::object& entry, MetaResu
         if (const json::object* ctx = obj_at(*m, "context")) {
           in.in_reply_to = str_at(*ctx, "id");
         }
+        // The number that received it: a reply goes out from the same one (meta_send.hpp).
+        if (!phone_number_id.empty()) {
+          in.flags.push_back("phone_number_id:" + phone_number_id);
+        }
         std::string key = "whatsapp:" + cfg.name + ":" + phone_number_id + ":" + wa_id;
         in.thread_lookup.push_back(key);
         in.thread_record.push_back(key);

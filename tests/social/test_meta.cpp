@@ -285,14 +285,16 @@ TEST_CASE("WhatsApp text message: phone identity, contact name, thread per chat"
   CHECK(in.text == "Does it come in another color?");
   CHECK(in.occurred_at_ms == 1749416383000);
   CHECK(in.thread_record == std::vector<std::string>{"whatsapp:meta:106540352242922:16505551234"});
-  CHECK(in.flags.empty());
+  // The receiving number, which a reply must be sent from.
+  CHECK(in.flags == std::vector<std::string>{"phone_number_id:106540352242922"});
 
   // A canonicaliser that rejects the number: kept (raw) but flagged.
   auto rejected = post_signed(
       body, [](std::string_view, std::string_view) { return std::optional<std::string>{}; });
   REQUIRE(rejected.items.size() == 1);
   CHECK(rejected.items[0].from->value == "+16505551234");
-  CHECK(rejected.items[0].flags == std::vector<std::string>{"malformed"});
+  CHECK(rejected.items[0].flags ==
+        std::vector<std::string>{"malformed", "phone_number_id:106540352242922"});
 }
 
 TEST_CASE("WhatsApp media and location become placeholder text plus metadata") {

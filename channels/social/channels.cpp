@@ -1,0 +1,125 @@
+#include "channels/social/channels.hpp"
+
+#include <boost/asio/use_awaitable.hpp>
+
+#include "channels/social/meta.hpp"
+#include "channels/social/pollers.hpp"
+#include "channels/social/senders.hpp"
+#include "core/log.hpp"
+#include "routing/identity.hpp"
+
+namespace sb::social {
+
+namespace asio = boost::asio;
+
+SocialChannels::SocialChannels(asio::io_context& io, Pipeline& pipeline, Metrics& metrics,
+                               const config::Config& cfg, SocialOptions options)
+    : http_(std::make_unique<net::HttpClient>(io.get_executor())),
+      rt_{io.get_executor(), pipeline, metrics, *http_, cfg.matching.default_region},
+      channels_(cfg.channels),
+      options_(options) {
+  for (const auto& c : channels_.mastodon) {
+    pollers_.push_back(make_mastodon_poller(rt_, c));
+  }
+  for (const auto& c : channels_.x) {
+    pollers_.push_back(make_x_poller(rt_, c));
+  }
+  for (const auto& c : channels_.telegram) {
+    pollers_.push_back(make_telegram_poller(rt_, c, options_.telegram_long_poll_s));
+  }
+  if (!rt_.paused.empty()) {
+    metrics.gauge("switchboard_social_paused",
+                  "1 while a social account is paused (X usage cap reached), else 0.",
+                  [this]() -> std::vector<std::pair<Labels, double>> {
+                    std::vector<std::pair<Labels, double>> out;
+                    for (const auto& [labels, flag] : rt_.paused) {
+                      out.emplace_back(labels, flag->load() ? 1.0 : 0.0);
+                    }
+                    return out;
+                  });
+  }
+}
+
+SocialChannels::~SocialChannels() { stop(); }
+
+void SocialChannels::register_senders(SenderRegistry& senders) {
+  for (const auto& c : channels_.mastodon) {
+    senders.add("mastodon", c.name, make_mastodon_sender(rt_, c));
+  }
+  for (const auto& c : channels_.x) {
+    senders.add("x", c.name, make_x_sender(rt_, c));
+  }
+  for (const auto& c : channels_.telegram) {
+    senders.add("telegram", c.name, make_telegram_sender(rt_, c));
+  }
+  for (const auto& c : channels_.meta) {
+    auto s = make_meta_sender(rt_, c);
+    for (const char* ch : {"messenger", "instagram", "whatsapp"}) {
+      senders.add(ch, c.name, s);
+    }
+  }
+}
+
+void SocialChannels::start() {
+  for (const auto& p : pollers_) {
+    logger("social")->info("[{}:{}] polling", p->channel(), p->account());
+    spawn_poller(rt_, p, stopped_);
+  }
+}
+
+void SocialChannels::stop() { stopped_->store(true); }
+
+void SocialChannels::add_routes(http::Router& router) {
+  auto serve = [this](http::Request& r) -> asio::awaitable<http::Response> {
+    const std::string& name = r.params["name"];
+    const config::Meta* cfg = nullptr;
+    for (const auto& c : channels_.meta) {
+      if (c.name == name) {
+        cfg = &c;
+      }
+    }
+    if (cfg == nullptr) {
+      co_return http::error(404, "unknown_channel",
+                            "no [[channels.meta]] is named \"" + name + "\"");
+    }
+    auto phone = [](std::string_view raw, std::string_view region) -> std::optional<std::string> {
+      auto c = canonicalize("phone", raw, region);
+      return c.ok() ? std::optional<std::string>(c.value) : std::nullopt;
+    };
+    HeaderLookup header = [&r](std::string_view n) -> std::optional<std::string> {
+      auto v = r.header(n);
+      return v.empty() ? std::nullopt : std::optional<std::string>(v);
+    };
+    // The signature is checked over the raw body inside handle_meta before anything is parsed.
+    MetaResult res = handle_meta(*cfg, r.method, r.target, r.body, header, phone, rt_.default_region);
+    Labels labels{{"channel", "meta"}, {"account", name}};
+    if (res.status >= 400) {
+      rt_.metrics.inc("switchboard_channel_errors_total", labels);
+      logger("social")->warn("[meta:{}] rejected webhook: {} {}", name, res.status,
+                             res.error_message);
+      co_return http::error(res.status, res.error_code, res.error_message);
+    }
+    if (!res.items.empty()) {
+      // Meta retries anything but 200: answer only after the commit (a 2xx means committed).
+      std::optional<CursorUpdate> none;
+      std::string err = co_await store_batch(rt_, "meta", name, res.items, none);
+      if (!err.empty()) {
+        co_return http::error(503, "storage_unavailable", "the messages could not be stored: " + err);
+      }
+    }
+    for (const auto& s : res.statuses) {
+      // TODO(issue 6): update the send state of our outbound message once the agents' send
+      // queue (another branch) exposes a hook; until then the status is logged and counted.
+      rt_.metrics.inc("switchboard_social_send_statuses_total",
+                      {{"channel", s.channel}, {"account", name}, {"status", s.status}});
+      logger("social")->info("[meta:{}] {} message {} is {}{}", name, s.channel, s.external_id,
+                             s.status, s.error_message.empty() ? "" : ": " + s.error_message);
+    }
+    co_return http::Response{res.status, res.content_type.empty() ? "application/json" : res.content_type,
+                             std::move(res.response_body), {}};
+  };
+  router.add("GET", "/webhooks/meta/{name}", serve);
+  router.add("POST", "/webhooks/meta/{name}", serve);
+}
+
+}  // namespace sb::social

@@ -1,0 +1,43 @@
+#pragma once
+// The social channels at run time, built from [[channels.mastodon|x|meta|telegram]]: a poller per
+// polling account, a Sender per (channel, account), and the Meta webhook routes
+// (GET/POST /webhooks/meta/{name}). App owns one SocialChannels and calls start() once its io
+// thread runs and stop() before it stops the io_context.
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "channels/social/runtime.hpp"
+#include "config/config.hpp"
+#include "core/sender.hpp"
+#include "http/router.hpp"
+
+namespace sb::social {
+
+struct SocialOptions {
+  int telegram_long_poll_s = 25;  // tests shorten it
+};
+
+class SocialChannels {
+ public:
+  SocialChannels(boost::asio::io_context& io, Pipeline& pipeline, Metrics& metrics,
+                 const config::Config& cfg, SocialOptions options = {});
+  ~SocialChannels();
+
+  void add_routes(http::Router& router);
+  void register_senders(SenderRegistry& senders);
+  void start();  // spawns the pollers on the io_context
+  void stop();   // pollers end at their next wake-up; nothing more is submitted after io stops
+
+ private:
+  std::unique_ptr<net::HttpClient> http_;
+  Runtime rt_;
+  config::Channels channels_;
+  SocialOptions options_;
+  std::vector<std::shared_ptr<Poller>> pollers_;
+  std::shared_ptr<std::atomic<bool>> stopped_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+}  // namespace sb::social

@@ -1,0 +1,116 @@
+// Mastodon mentions poller: see mastodon.hpp for the cursor protocol and rate_pacing.hpp for
+// the pacing rules this follows.
+#include "channels/social/mastodon.hpp"
+#include "channels/social/pollers.hpp"
+#include "channels/social/rate_pacing.hpp"
+#include "core/log.hpp"
+
+namespace sb::social {
+
+namespace asio = boost::asio;
+using std::chrono::milliseconds;
+
+namespace {
+
+// Mastodon's per-page maximum: a 10,000-mention backlog is 125 requests, well inside one
+// 300-request window.
+constexpr int kPage = 80;
+
+class MastodonPoller final : public Poller {
+ public:
+  MastodonPoller(Runtime& rt, config::Mastodon cfg)
+      : rt_(rt), cfg_(std::move(cfg)), key_("mastodon:" + cfg_.name),
+        window_(300, std::chrono::minutes(5)) {}
+
+  const char* channel() const override { return "mastodon"; }
+  const std::string& account() const override { return cfg_.name; }
+
+  asio::awaitable<PollResult> poll_once() override {
+    if (!loaded_) {
+      cursor_ = rt_.pipeline.cursor(key_, "mentions").value_or("");
+      loaded_ = true;
+    }
+    auto log = logger("social");
+    int stored = 0;
+    for (;;) {
+      milliseconds delay = pace();
+      co_await sleep_for(rt_.ex, delay);
+      HttpRequestSpec spec{"GET", mastodon_notifications_target(cursor_, kPage), "", "", {}};
+      spec.headers.emplace_back("Authorization", "Bearer " + cfg_.access_token);
+      window_.record(Clock::now());
+      net::HttpRequest req = to_request(cfg_.base_url, spec);
+      net::HttpResponse res = co_await rt_.http.request(std::move(req));
+      RateLimitInfo rl = parse_rate_limit_iso(lookup_in(res));
+      if (rl.remaining && rl.reset) {
+        remaining_ = *rl.remaining;
+        reset_ = *rl.reset;
+      }
+      if (res.status == 429) {
+        // Spent anyway (another client on the same token, or a smaller limit than documented):
+        // wait for the reset the server names, never hammer.
+        remaining_ = 0;
+        if (!rl.reset) {
+          reset_ = Clock::now() + std::chrono::minutes(5);
+        }
+        rt_.metrics.inc("switchboard_social_rate_limited_total",
+                        {{"channel", "mastodon"}, {"account", cfg_.name}});
+        log->warn("[mastodon:{}] rate limited (429); waiting for the window to reset", cfg_.name);
+        continue;
+      }
+      if (res.status != 200) {
+        co_return PollResult::failed(res.status == 0 ? res.error
+                                                     : "HTTP " + std::to_string(res.status) +
+                                                           ": " + res.body.substr(0, 200));
+      }
+      MastodonPage page = parse_mastodon_notifications(cfg_, res.body);
+      if (!page.ok) {
+        co_return PollResult::failed(page.error);
+      }
+      if (!page.newest_id.empty()) {
+        std::size_t n = page.items.size();
+        std::optional<CursorUpdate> cu = CursorUpdate{key_, "mentions", page.newest_id};
+        std::string err = co_await store_batch(rt_, "mastodon", cfg_.name, page.items, cu);
+        if (!err.empty()) {
+          co_return PollResult::failed("storing mentions: " + err);
+        }
+        cursor_ = page.newest_id;
+        stored += static_cast<int>(n);
+      }
+      if (page.notifications < static_cast<std::size_t>(kPage)) {
+        break;  // caught up
+      }
+    }
+    if (stored > 0) {
+      log->info("[mastodon:{}] stored {} mentions; cursor {}", cfg_.name, stored, cursor_);
+    }
+    co_return PollResult::again_in(cfg_.poll_interval);
+  }
+
+ private:
+  // The larger of the server's view (remaining budget to the reset) and our own window log.
+  milliseconds pace() {
+    auto now = Clock::now();
+    milliseconds d = window_.delay(now);
+    if (remaining_ >= 0) {
+      d = std::max(d, next_delay(remaining_, reset_, now));
+    }
+    return d;
+  }
+
+  Runtime& rt_;
+  config::Mastodon cfg_;
+  std::string key_;
+  bool loaded_ = false;
+  std::string cursor_;
+  RequestWindow window_;
+  int remaining_ = -1;  // unknown until the first response
+  Clock::time_point reset_{};
+};
+
+}  // namespace
+
+std::shared_ptr<Poller> make_mastodon_poller(Runtime& rt, config::Mastodon cfg) {
+  return std::make_shared<MastodonPoller>(rt, std::move(cfg));
+}
+
+}  // namespace sb::social

@@ -1,0 +1,111 @@
+#include "channels/social/runtime.hpp"
+
+#include <random>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "core/log.hpp"
+#include "storage/async_pipeline.hpp"
+
+namespace sb::social {
+
+namespace asio = boost::asio;
+using std::chrono::milliseconds;
+
+asio::awaitable<void> sleep_for(asio::any_io_executor ex, milliseconds d) {
+  if (d.count() <= 0) {
+    co_return;
+  }
+  asio::steady_timer t(ex, d);
+  co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+net::HttpRequest to_request(const std::string& base_url, const HttpRequestSpec& spec) {
+  net::HttpRequest r;
+  r.method = spec.method.empty() ? "GET" : spec.method;
+  std::string base = base_url;
+  while (!base.empty() && base.back() == '/') {
+    base.pop_back();
+  }
+  r.url = base + spec.target;
+  r.headers = spec.headers;
+  r.content_type = spec.content_type;
+  r.body = spec.body;
+  return r;
+}
+
+HeaderLookup lookup_in(const net::HttpResponse& r) {
+  return [&r](std::string_view name) { return r.header(name); };
+}
+
+asio::awaitable<std::string> store_batch(Runtime& rt, const char* channel,
+                                         const std::string& account, std::vector<Inbound>& items,
+                                         std::optional<CursorUpdate>& cursor) {
+  if (items.empty() && !cursor) {
+    co_return std::string();
+  }
+  // Built outside the co_await expression: GCC 12 mishandles temporaries that live across a
+  // suspension point inside one full expression.
+  auto op = async_submit(rt.pipeline, std::move(items), std::move(cursor), asio::use_awaitable);
+  auto out = co_await std::move(op);
+  Labels labels{{"channel", channel}, {"account", account}};
+  std::uint64_t created = 0;
+  std::uint64_t dups = 0;
+  for (const auto& o : out) {
+    if (!o.error.empty()) {
+      co_return o.error;  // the whole transaction rolled back: the cursor did not move
+    }
+    (o.duplicate ? dups : created) += 1;
+  }
+  if (created > 0) {
+    rt.metrics.inc("switchboard_interactions_total", labels, created);
+  }
+  if (dups > 0) {
+    rt.metrics.inc("switchboard_duplicates_total", labels, dups);
+  }
+  co_return std::string();
+}
+
+void spawn_poller(Runtime& rt, std::shared_ptr<Poller> p, std::shared_ptr<std::atomic<bool>> stopped) {
+  asio::co_spawn(
+      rt.ex,
+      [&rt, p, stopped]() -> asio::awaitable<void> {
+        auto log = logger("social");
+        Labels labels{{"channel", p->channel()}, {"account", p->account()}};
+        std::mt19937 rng(std::random_device{}());
+        milliseconds backoff{1000};
+        const milliseconds max_backoff{5 * 60 * 1000};
+        while (!stopped->load()) {
+          PollResult r = co_await p->poll_once();
+          rt.metrics.inc("switchboard_social_polls_total", labels);
+          milliseconds wait = r.next;
+          if (r.ok) {
+            backoff = milliseconds(1000);
+          } else {
+            rt.metrics.inc("switchboard_channel_errors_total", labels);
+            // Jitter (+-25 %) keeps accounts that failed together from retrying in lockstep.
+            std::uniform_real_distribution<double> jitter(0.75, 1.25);
+            wait = milliseconds(static_cast<long long>(backoff.count() * jitter(rng)));
+            log->warn("[{}:{}] poll failed: {}; retrying in {} ms", p->channel(), p->account(),
+                      r.error, wait.count());
+            backoff = std::min(backoff * 2, max_backoff);
+          }
+          co_await sleep_for(rt.ex, wait);
+        }
+      },
+      [p](std::exception_ptr e) {
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            logger("social")->error("[{}:{}] poller ended by an exception: {}", p->channel(),
+                                    p->account(), ex.what());
+          }
+        }
+      });
+}
+
+}  // namespace sb::social

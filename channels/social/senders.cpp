@@ -1,0 +1,275 @@
+#include "channels/social/senders.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/json/parse.hpp>
+
+#include "channels/social/mastodon.hpp"
+#include "channels/social/meta_send.hpp"
+#include "channels/social/rate_pacing.hpp"
+#include "channels/social/telegram.hpp"
+#include "channels/social/x.hpp"
+#include "core/log.hpp"
+
+namespace sb::social {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using std::chrono::milliseconds;
+
+namespace {
+
+// What a sender needs from the parent interaction's JSON (SPEC section 5).
+struct Parent {
+  std::string channel, external_id, from_value, from_handle;
+  std::vector<std::string> flags;
+};
+
+std::optional<Parent> parse_parent(std::string_view parent_json) {
+  boost::system::error_code ec;
+  json::value v = json::parse(parent_json, ec);
+  if (ec || !v.is_object()) {
+    return std::nullopt;
+  }
+  const json::object& o = v.get_object();
+  Parent p;
+  p.channel = str_at(o, "channel");
+  p.external_id = str_at(o, "external_id");
+  if (const json::object* from = obj_at(o, "from")) {
+    p.from_value = str_at(*from, "value");
+    p.from_handle = str_at(*from, "handle");
+  }
+  if (const json::array* flags = arr_at(o, "flags")) {
+    for (const json::value& f : *flags) {
+      if (f.is_string()) {
+        p.flags.emplace_back(f.get_string());
+      }
+    }
+  }
+  if (p.external_id.empty()) {
+    return std::nullopt;
+  }
+  return p;
+}
+
+std::string flag_value(const Parent& p, std::string_view prefix) {
+  for (const auto& f : p.flags) {
+    if (f.size() > prefix.size() && f.compare(0, prefix.size(), prefix) == 0) {
+      return f.substr(prefix.size());
+    }
+  }
+  return {};
+}
+
+// Runs `attempt` on the io executor and reports its result exactly once.
+template <typename Fn>
+void run_send(Runtime& rt, const char* channel, const std::string& account, Sender::Done done,
+              Fn attempt) {
+  asio::co_spawn(
+      rt.ex,
+      [&rt, attempt = std::move(attempt), channel, account]() mutable -> asio::awaitable<SendResult> {
+        SendResult r = co_await attempt();
+        if (r.status != SendResult::Status::sent) {
+          rt.metrics.inc("switchboard_social_send_errors_total",
+                         {{"channel", channel}, {"account", account}});
+          logger("social")->warn("[{}:{}] reply {}: {}", channel, account,
+                                 r.status == SendResult::Status::retry ? "will be retried"
+                                                                       : "failed",
+                                 r.error);
+        }
+        co_return r;
+      },
+      [done = std::move(done)](std::exception_ptr e, SendResult r) {
+        done(e ? SendResult::retry("sender ended by an exception") : std::move(r));
+      });
+}
+
+// The common classification for providers without a richer error body.
+SendResult classify(const net::HttpResponse& res, std::string provider_message,
+                    milliseconds retry_after = {}) {
+  if (res.status == 0) {
+    return SendResult::retry(res.error);
+  }
+  if (provider_message.empty()) {
+    provider_message = "HTTP " + std::to_string(res.status);
+  }
+  if (res.status == 429 || res.status >= 500) {
+    return SendResult::retry(std::move(provider_message), retry_after);
+  }
+  return SendResult::failed(std::move(provider_message));
+}
+
+class MastodonSender final : public Sender {
+ public:
+  MastodonSender(Runtime& rt, config::Mastodon cfg) : rt_(rt), cfg_(std::move(cfg)) {}
+  void send(OutboundMessage m, Done done) override {
+    run_send(rt_, "mastodon", cfg_.name, std::move(done),
+             [this, m = std::move(m)]() -> asio::awaitable<SendResult> {
+               auto p = parse_parent(m.parent_json);
+               if (!p) {
+                 co_return SendResult::failed("the answered interaction has no external id");
+               }
+               MastodonReply reply;
+               // from.handle is "@acct" as the instance showed it; the value is user@domain.
+               reply.acct = p->from_handle.empty() ? p->from_value : p->from_handle;
+               reply.text = m.text;
+               reply.in_reply_to_id = p->external_id;
+               reply.visibility = flag_value(*p, "visibility:");
+               if (reply.visibility.empty()) {
+                 reply.visibility = "public";
+               }
+               reply.idempotency_key = m.id;
+               net::HttpRequest req = to_request(cfg_.base_url, mastodon_reply(cfg_, reply));
+               auto res = co_await rt_.http.request(std::move(req));
+               if (res.status >= 200 && res.status < 300) {
+                 co_return SendResult::sent(parse_mastodon_status_id(res.body));
+               }
+               milliseconds after{};
+               if (res.status == 429) {
+                 auto rl = parse_rate_limit_iso(lookup_in(res));
+                 if (rl.reset) {
+                   after = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(*rl.reset - Clock::now()));
+                 }
+               }
+               std::string msg;
+               boost::system::error_code ec;
+               json::value v = json::parse(res.body, ec);
+               if (!ec && v.is_object()) {
+                 msg = str_at(v.get_object(), "error");
+               }
+               co_return classify(res, msg, after);
+             });
+  }
+
+ private:
+  Runtime& rt_;
+  config::Mastodon cfg_;
+};
+
+class XSender final : public Sender {
+ public:
+  XSender(Runtime& rt, config::X cfg) : rt_(rt), cfg_(std::move(cfg)) {}
+  void send(OutboundMessage m, Done done) override {
+    run_send(rt_, "x", cfg_.name, std::move(done),
+             [this, m = std::move(m)]() -> asio::awaitable<SendResult> {
+               auto p = parse_parent(m.parent_json);
+               if (!p) {
+                 co_return SendResult::failed("the answered interaction has no external id");
+               }
+               net::HttpRequest req = to_request(cfg_.base_url, x_reply(cfg_, m.text, p->external_id));
+               auto res = co_await rt_.http.request(std::move(req));
+               if (res.status >= 200 && res.status < 300) {
+                 co_return SendResult::sent(parse_x_tweet_id(res.body));
+               }
+               if (res.status == 0) {
+                 co_return SendResult::retry(res.error);
+               }
+               XError e = classify_x_response(res.status, res.body, lookup_in(res));
+               std::string msg = e.title + (e.detail.empty() ? "" : ": " + e.detail);
+               if (e.retryable()) {
+                 milliseconds after{};
+                 if (e.reset) {
+                   after = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(*e.reset - Clock::now()));
+                 }
+                 co_return SendResult::retry(msg, after);
+               }
+               co_return SendResult::failed(msg);
+             });
+  }
+
+ private:
+  Runtime& rt_;
+  config::X cfg_;
+};
+
+class TelegramSender final : public Sender {
+ public:
+  TelegramSender(Runtime& rt, config::Telegram cfg) : rt_(rt), cfg_(std::move(cfg)) {}
+  void send(OutboundMessage m, Done done) override {
+    run_send(rt_, "telegram", cfg_.name, std::move(done),
+             [this, m = std::move(m)]() -> asio::awaitable<SendResult> {
+               auto p = parse_parent(m.parent_json);
+               auto ref = p ? parse_telegram_external_id(p->external_id) : std::nullopt;
+               if (!ref) {
+                 co_return SendResult::failed("the answered interaction has no Telegram message id");
+               }
+               net::HttpRequest req = to_request(
+                   cfg_.base_url, telegram_send_message(cfg_, ref->chat_id, m.text, ref->message_id));
+               auto res = co_await rt_.http.request(std::move(req));
+               auto err = res.status == 0 ? std::nullopt : parse_telegram_error(res.body);
+               if (res.status == 200 && !err) {
+                 boost::system::error_code ec;
+                 json::value v = json::parse(res.body, ec);
+                 const json::object* result = ec || !v.is_object() ? nullptr : obj_at(v.get_object(), "result");
+                 auto id = result == nullptr ? std::nullopt : int_at(*result, "message_id");
+                 co_return SendResult::sent(ref->chat_id + ":" + (id ? std::to_string(*id) : ""));
+               }
+               milliseconds after{};
+               if (err && err->retry_after) {
+                 after = *err->retry_after;
+               }
+               co_return classify(res, err ? err->description : "", after);
+             });
+  }
+
+ private:
+  Runtime& rt_;
+  config::Telegram cfg_;
+};
+
+class MetaSender final : public Sender {
+ public:
+  MetaSender(Runtime& rt, config::Meta cfg) : rt_(rt), cfg_(std::move(cfg)) {}
+  void send(OutboundMessage m, Done done) override {
+    run_send(rt_, "meta", cfg_.name, std::move(done),
+             [this, m = std::move(m)]() -> asio::awaitable<SendResult> {
+               auto p = parse_parent(m.parent_json);
+               if (!p || p->from_value.empty()) {
+                 co_return SendResult::failed("the answered interaction has no sender to answer");
+               }
+               HttpRequestSpec spec;
+               if (p->channel == "whatsapp") {
+                 std::string phone_number_id = flag_value(*p, "phone_number_id:");
+                 if (phone_number_id.empty()) {
+                   co_return SendResult::failed("the WhatsApp message names no phone_number_id");
+                 }
+                 spec = whatsapp_send_message(cfg_, phone_number_id, p->from_value, m.text,
+                                              p->external_id);
+               } else {
+                 spec = meta_send_message(cfg_, p->from_value, m.text);
+               }
+               net::HttpRequest req = to_request(cfg_.base_url, spec);
+               auto res = co_await rt_.http.request(std::move(req));
+               SendOutcome o = parse_meta_send_response(res.status, res.body);
+               if (o.ok) {
+                 co_return SendResult::sent(o.provider_message_id);
+               }
+               if (res.status == 0) {
+                 o.error_message = res.error;
+               }
+               co_return o.retryable ? SendResult::retry(o.error_message)
+                                     : SendResult::failed(o.error_message);
+             });
+  }
+
+ private:
+  Runtime& rt_;
+  config::Meta cfg_;
+};
+
+}  // namespace
+
+std::shared_ptr<Sender> make_mastodon_sender(Runtime& rt, config::Mastodon cfg) {
+  return std::make_shared<MastodonSender>(rt, std::move(cfg));
+}
+std::shared_ptr<Sender> make_x_sender(Runtime& rt, config::X cfg) {
+  return std::make_shared<XSender>(rt, std::move(cfg));
+}
+std::shared_ptr<Sender> make_telegram_sender(Runtime& rt, config::Telegram cfg) {
+  return std::make_shared<TelegramSender>(rt, std::move(cfg));
+}
+std::shared_ptr<Sender> make_meta_sender(Runtime& rt, config::Meta cfg) {
+  return std::make_shared<MetaSender>(rt, std::move(cfg));
+}
+
+}  // namespace sb::social

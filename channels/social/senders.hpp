@@ -1,0 +1,26 @@
+#pragma once
+// Agent replies back to the platforms (core/sender.hpp): one Sender per (channel, account).
+// The parent interaction (OutboundMessage::parent_json) says what is answered: its external_id
+// is the platform message to thread under, its `from` the customer.
+//
+// Results: 2xx -> sent(provider id); 429 / 5xx / network -> retry (with the provider's delay
+// when it names one); other 4xx -> failed with the provider's message.
+#include <memory>
+
+#include "channels/social/runtime.hpp"
+#include "config/config.hpp"
+#include "core/sender.hpp"
+
+namespace sb::social {
+
+// POST /api/v1/statuses: "@acct text", in_reply_to_id, the mention's visibility, and
+// Idempotency-Key = the outbound interaction id.
+std::shared_ptr<Sender> make_mastodon_sender(Runtime& rt, config::Mastodon cfg);
+// POST /2/tweets with reply.in_reply_to_tweet_id.
+std::shared_ptr<Sender> make_x_sender(Runtime& rt, config::X cfg);
+// sendMessage with reply_to_message_id.
+std::shared_ptr<Sender> make_telegram_sender(Runtime& rt, config::Telegram cfg);
+// Messenger / Instagram Send API, or WhatsApp Cloud API messages (by the parent's channel).
+std::shared_ptr<Sender> make_meta_sender(Runtime& rt, config::Meta cfg);
+
+}  // namespace sb::social

@@ -1,0 +1,104 @@
+// Telegram getUpdates long polling: see telegram.hpp for the offset protocol.
+#include <charconv>
+
+#include "channels/social/pollers.hpp"
+#include "channels/social/telegram.hpp"
+#include "core/log.hpp"
+
+namespace sb::social {
+
+namespace asio = boost::asio;
+using std::chrono::milliseconds;
+
+namespace {
+
+class TelegramPoller final : public Poller {
+ public:
+  TelegramPoller(Runtime& rt, config::Telegram cfg, int long_poll_s)
+      : rt_(rt), cfg_(std::move(cfg)), key_("telegram:" + cfg_.name), long_poll_s_(long_poll_s) {}
+
+  const char* channel() const override { return "telegram"; }
+  const std::string& account() const override { return cfg_.name; }
+
+  asio::awaitable<PollResult> poll_once() override {
+    auto log = logger("social");
+    if (!loaded_) {
+      if (auto v = rt_.pipeline.cursor(key_, "offset")) {
+        std::int64_t o = 0;
+        if (std::from_chars(v->data(), v->data() + v->size(), o).ec == std::errc{}) {
+          offset_ = o;
+        }
+      }
+      loaded_ = true;
+    }
+    if (!bot_) {
+      // getMe names the bot, to tell group messages that mention it from the rest.
+      net::HttpRequest me = to_request(cfg_.base_url, telegram_get_me(cfg_));
+      net::HttpResponse res = co_await rt_.http.request(std::move(me));
+      auto bot = res.status == 200 ? parse_telegram_get_me(res.body) : std::nullopt;
+      if (!bot) {
+        co_return PollResult::failed(what_failed("getMe", res));
+      }
+      bot_ = *bot;
+      log->info("[telegram:{}] polling as @{}", cfg_.name, bot_->username);
+    }
+    net::HttpRequest req =
+        to_request(cfg_.base_url, telegram_get_updates(cfg_, offset_, long_poll_s_));
+    req.timeout = std::chrono::seconds(long_poll_s_ + 15);  // the server holds the request
+    net::HttpResponse res = co_await rt_.http.request(std::move(req));
+    if (res.status == 0) {
+      co_return PollResult::failed(res.error);
+    }
+    TelegramUpdates up = parse_telegram_updates(cfg_, *bot_, res.body);
+    if (up.error) {
+      if (up.error->retry_after) {
+        rt_.metrics.inc("switchboard_social_rate_limited_total",
+                        {{"channel", "telegram"}, {"account", cfg_.name}});
+        log->warn("[telegram:{}] rate limited; retrying after {} s", cfg_.name,
+                  up.error->retry_after->count());
+        co_return PollResult::again_in(*up.error->retry_after);
+      }
+      co_return PollResult::failed(what_failed("getUpdates", res));
+    }
+    if (up.next_offset) {
+      std::size_t n = up.items.size();
+      std::optional<CursorUpdate> cu = CursorUpdate{key_, "offset", std::to_string(*up.next_offset)};
+      std::string err = co_await store_batch(rt_, "telegram", cfg_.name, up.items, cu);
+      if (!err.empty()) {
+        co_return PollResult::failed("storing updates: " + err);
+      }
+      offset_ = *up.next_offset;  // confirms the stored updates on Telegram's side next time
+      if (n > 0) {
+        log->info("[telegram:{}] stored {} messages; offset {}", cfg_.name, n, offset_.value());
+      }
+    }
+    co_return PollResult::again_in(milliseconds(0));  // the long poll itself is the wait
+  }
+
+ private:
+  // Never the URL: it carries the bot token.
+  std::string what_failed(const char* method, const net::HttpResponse& res) const {
+    if (res.status == 0) {
+      return std::string(method) + ": " + res.error;
+    }
+    auto e = parse_telegram_error(res.body);
+    return std::string(method) + ": HTTP " + std::to_string(res.status) +
+           (e ? " " + e->description : "");
+  }
+
+  Runtime& rt_;
+  config::Telegram cfg_;
+  std::string key_;
+  int long_poll_s_;
+  bool loaded_ = false;
+  std::optional<std::int64_t> offset_;
+  std::optional<TelegramBot> bot_;
+};
+
+}  // namespace
+
+std::shared_ptr<Poller> make_telegram_poller(Runtime& rt, config::Telegram cfg, int long_poll_s) {
+  return std::make_shared<TelegramPoller>(rt, std::move(cfg), long_poll_s);
+}
+
+}  // namespace sb::social

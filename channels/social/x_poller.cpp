@@ -1,0 +1,128 @@
+// X mentions poller: see x.hpp for why a backlog is gathered whole before it is stored.
+#include <charconv>
+
+#include "channels/social/pollers.hpp"
+#include "channels/social/rate_pacing.hpp"
+#include "channels/social/x.hpp"
+#include "core/log.hpp"
+
+namespace sb::social {
+
+namespace asio = boost::asio;
+using std::chrono::milliseconds;
+
+namespace {
+
+class XPoller final : public Poller {
+ public:
+  XPoller(Runtime& rt, config::X cfg) : rt_(rt), cfg_(std::move(cfg)), key_("x:" + cfg_.name) {
+    rt_.paused.emplace_back(Labels{{"channel", "x"}, {"account", cfg_.name}}, paused_);
+  }
+
+  const char* channel() const override { return "x"; }
+  const std::string& account() const override { return cfg_.name; }
+
+  asio::awaitable<PollResult> poll_once() override {
+    if (!loaded_) {
+      cursor_ = rt_.pipeline.cursor(key_, "mentions").value_or("");
+      loaded_ = true;
+    }
+    auto log = logger("social");
+    XMentionsPager pager(cursor_);
+    while (!pager.done()) {
+      HttpRequestSpec spec{"GET", pager.next_target(cfg_), "", "", {}};
+      spec.headers.emplace_back("Authorization", "Bearer " + cfg_.bearer_token);
+      net::HttpRequest req = to_request(cfg_.base_url, spec);
+      net::HttpResponse res = co_await rt_.http.request(std::move(req));
+      if (res.status == 0) {
+        co_return PollResult::failed(res.error);
+      }
+      XError e = classify_x_response(res.status, res.body, lookup_in(res));
+      if (e.kind == XError::Kind::rate_limited) {
+        // Keep the pages gathered so far and ask for the same page again after the reset.
+        auto wait = e.reset ? std::chrono::ceil<milliseconds>(*e.reset - Clock::now()) +
+                                  milliseconds(1000)
+                            : milliseconds(60'000);
+        wait = std::max(wait, milliseconds(1000));
+        rt_.metrics.inc("switchboard_social_rate_limited_total",
+                        {{"channel", "x"}, {"account", cfg_.name}});
+        log->warn("[x:{}] rate limited (429); waiting {} s for x-rate-limit-reset", cfg_.name,
+                  wait.count() / 1000);
+        co_await sleep_for(rt_.ex, wait);
+        continue;
+      }
+      if (e.kind == XError::Kind::usage_capped) {
+        // The monthly cap lasts until the billing period ends: retrying only burns requests.
+        paused_->store(true);
+        log->error("[x:{}] usage cap reached ({}); account paused, next check in 1 hour",
+                   cfg_.name, e.detail.empty() ? e.title : e.detail);
+        co_return PollResult::again_in(std::chrono::hours(1));
+      }
+      if (e.kind != XError::Kind::none) {
+        co_return PollResult::failed("HTTP " + std::to_string(res.status) + ": " + e.title +
+                                     (e.detail.empty() ? "" : " (" + e.detail + ")"));
+      }
+      paused_->store(false);
+      XMentionsPage page = parse_x_mentions(cfg_, res.body);
+      if (!page.ok) {
+        co_return PollResult::failed(page.error);
+      }
+      pager.add(std::move(page));
+      milliseconds delay = pace(res);
+      co_await sleep_for(rt_.ex, delay);
+    }
+    auto cursor = pager.cursor();
+    auto items = pager.take_items();
+    std::size_t n = items.size();
+    std::optional<CursorUpdate> cu;
+    if (cursor) {
+      cu = CursorUpdate{key_, "mentions", *cursor};
+    }
+    std::string err = co_await store_batch(rt_, "x", cfg_.name, items, cu);
+    if (!err.empty()) {
+      co_return PollResult::failed("storing mentions: " + err);
+    }
+    if (cursor) {
+      cursor_ = *cursor;
+    }
+    if (n > 0) {
+      log->info("[x:{}] stored {} mentions; cursor {}", cfg_.name, n, cursor_);
+    }
+    co_return PollResult::again_in(cfg_.poll_interval);
+  }
+
+ private:
+  // x-rate-limit-remaining / -reset (Unix seconds) with the same rule as Mastodon's pacing.
+  static milliseconds pace(const net::HttpResponse& res) {
+    auto rem = res.header("x-rate-limit-remaining");
+    auto reset = res.header("x-rate-limit-reset");
+    if (!rem || !reset) {
+      return milliseconds(0);
+    }
+    int remaining = 0;
+    long long secs = 0;
+    if (std::from_chars(rem->data(), rem->data() + rem->size(), remaining).ec != std::errc{} ||
+        std::from_chars(reset->data(), reset->data() + reset->size(), secs).ec != std::errc{}) {
+      return milliseconds(0);
+    }
+    PacingPolicy policy;
+    policy.reserve = 2;  // X windows are small (e.g. 10 or 180 per 15 min)
+    return next_delay(remaining, Clock::time_point(std::chrono::seconds(secs)), Clock::now(),
+                      policy);
+  }
+
+  Runtime& rt_;
+  config::X cfg_;
+  std::string key_;
+  bool loaded_ = false;
+  std::string cursor_;
+  std::shared_ptr<std::atomic<bool>> paused_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+}  // namespace
+
+std::shared_ptr<Poller> make_x_poller(Runtime& rt, config::X cfg) {
+  return std::make_shared<XPoller>(rt, std::move(cfg));
+}
+
+}  // namespace sb::social

@@ -1,0 +1,228 @@
+#include "core/http_client.hpp"
+
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <variant>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/url/parse.hpp>
+
+namespace sb::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::optional<std::string> HttpResponse::header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (k.size() == name.size() &&
+        std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+          return a == static_cast<char>(std::tolower(static_cast<unsigned char>(b)));
+        })) {
+      return v;
+    }
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+struct Origin {
+  bool tls = false;
+  std::string host;
+  std::string port;
+  std::string key() const { return (tls ? "https://" : "http://") + host + ":" + port; }
+};
+
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+struct Conn {
+  std::variant<beast::tcp_stream, TlsStream> stream;
+  beast::flat_buffer buffer;
+  beast::tcp_stream& lowest() {
+    if (auto* p = std::get_if<beast::tcp_stream>(&stream)) {
+      return *p;
+    }
+    return beast::get_lowest_layer(std::get<TlsStream>(stream));
+  }
+};
+
+}  // namespace
+
+struct HttpClient::Impl {
+  asio::any_io_executor ex;
+  HttpClientOptions options;
+  asio::ssl::context tls{asio::ssl::context::tls_client};
+  std::map<std::string, std::vector<std::unique_ptr<Conn>>> idle;  // origin key -> connections
+
+  Impl(asio::any_io_executor e, HttpClientOptions o) : ex(std::move(e)), options(std::move(o)) {
+    tls.set_default_verify_paths();
+    tls.set_verify_mode(asio::ssl::verify_peer);
+  }
+
+  // Opens a connection: resolve (under a deadline of its own: the resolver has no expiry),
+  // connect, and for https the TLS handshake with SNI and host name verification.
+  asio::awaitable<std::unique_ptr<Conn>> connect(const Origin& o, std::string& error) {
+    tcp::resolver resolver(ex);
+    asio::steady_timer timer(ex, options.connect_timeout);
+    auto raced = co_await (resolver.async_resolve(o.host, o.port, use_tuple) ||
+                           timer.async_wait(use_tuple));
+    if (raced.index() == 1) {
+      error = "resolving " + o.host + " timed out";
+      co_return nullptr;
+    }
+    auto [rec, endpoints] = std::get<0>(raced);
+    if (rec) {
+      error = "resolving " + o.host + ": " + rec.message();
+      co_return nullptr;
+    }
+    std::unique_ptr<Conn> c;
+    if (o.tls) {
+      c.reset(new Conn{TlsStream(ex, tls), {}});
+    } else {
+      c.reset(new Conn{beast::tcp_stream(ex), {}});
+    }
+    c->lowest().expires_after(options.connect_timeout);
+    auto [cec, ep] = co_await c->lowest().async_connect(endpoints, use_tuple);
+    if (cec) {
+      error = "connecting to " + o.host + ":" + o.port + ": " + cec.message();
+      co_return nullptr;
+    }
+    if (auto* s = std::get_if<TlsStream>(&c->stream)) {
+      // SNI: servers with several certificates pick one by the name sent here.
+      if (!SSL_set_tlsext_host_name(s->native_handle(), o.host.c_str())) {
+        error = "TLS: cannot set SNI for " + o.host;
+        co_return nullptr;
+      }
+      s->set_verify_callback(asio::ssl::host_name_verification(o.host));
+      auto [hec] = co_await s->async_handshake(asio::ssl::stream_base::client, use_tuple);
+      if (hec) {
+        error = "TLS handshake with " + o.host + ": " + hec.message();
+        co_return nullptr;
+      }
+    }
+    co_return c;
+  }
+
+  template <typename Stream>
+  static asio::awaitable<boost::system::error_code> exchange(
+      Stream& s, Conn& c, http::request<http::string_body>& req,
+      http::response_parser<http::string_body>& parser) {
+    auto [wec, wn] = co_await http::async_write(s, req, use_tuple);
+    if (wec) {
+      co_return wec;
+    }
+    auto [rec, rn] = co_await http::async_read(s, c.buffer, parser, use_tuple);
+    co_return rec;
+  }
+};
+
+HttpClient::HttpClient(asio::any_io_executor ex, HttpClientOptions options)
+    : impl_(std::make_unique<Impl>(std::move(ex), std::move(options))) {}
+
+HttpClient::~HttpClient() = default;
+
+asio::awaitable<HttpResponse> HttpClient::request(HttpRequest r) {
+  HttpResponse out;
+  auto url = boost::urls::parse_absolute_uri(r.url);
+  if (!url || (url->scheme() != "http" && url->scheme() != "https") || url->host().empty()) {
+    out.error = "not an http(s) URL";
+    co_return out;
+  }
+  Origin o;
+  o.tls = url->scheme() == "https";
+  o.host = url->host();
+  o.port = url->has_port() ? std::string(url->port()) : (o.tls ? "443" : "80");
+  std::string target = url->encoded_path().empty() ? "/" : std::string(url->encoded_path());
+  if (url->has_query()) {
+    target += "?" + std::string(url->encoded_query());
+  }
+
+  http::request<http::string_body> req{http::string_to_verb(r.method), target, 11};
+  req.set(http::field::host, o.host);
+  req.set(http::field::user_agent, impl_->options.user_agent);
+  for (const auto& [k, v] : r.headers) {
+    req.set(k, v);
+  }
+  if (!r.body.empty() || r.method == "POST" || r.method == "PUT") {
+    if (!r.content_type.empty()) {
+      req.set(http::field::content_type, r.content_type);
+    }
+    req.body() = std::move(r.body);
+    req.prepare_payload();
+  }
+  req.keep_alive(true);
+  auto timeout = r.timeout.count() > 0 ? r.timeout : impl_->options.timeout;
+
+  // A pooled connection may have been closed by the server while idle; that shows as an error
+  // before any response byte arrives, and the request is then sent once more on a fresh
+  // connection (the common browser rule). A fresh connection's failure is final.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::unique_ptr<Conn> c;
+    bool reused = false;
+    auto& pool = impl_->idle[o.key()];
+    if (!pool.empty()) {
+      c = std::move(pool.back());
+      pool.pop_back();
+      reused = true;
+    } else {
+      c = co_await impl_->connect(o, out.error);
+      if (!c) {
+        co_return out;
+      }
+    }
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(impl_->options.max_body_bytes);
+    c->lowest().expires_after(timeout);
+    boost::system::error_code ec;
+    if (auto* s = std::get_if<TlsStream>(&c->stream)) {
+      ec = co_await Impl::exchange(*s, *c, req, parser);
+    } else {
+      ec = co_await Impl::exchange(std::get<beast::tcp_stream>(c->stream), *c, req, parser);
+    }
+    if (ec) {
+      if (reused && !parser.got_some()) {
+        continue;
+      }
+      out.error = ec == beast::error::timeout ? "request to " + o.host + " timed out"
+                                              : o.host + ": " + ec.message();
+      co_return out;
+    }
+    auto res = parser.release();
+    out.status = static_cast<int>(res.result_int());
+    for (const auto& f : res) {
+      std::string name(f.name_string());
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      out.headers.emplace_back(std::move(name), std::string(f.value()));
+    }
+    out.body = std::move(res.body());
+    if (res.keep_alive() && pool.size() < impl_->options.max_idle_per_origin) {
+      c->lowest().expires_never();
+      pool.push_back(std::move(c));
+    }
+    co_return out;
+  }
+  out.error = o.host + ": the connection was closed";
+  co_return out;
+}
+
+}  // namespace sb::net

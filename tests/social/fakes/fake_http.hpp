@@ -1,0 +1,60 @@
+#pragma once
+// A tiny HTTP/1.1 server for provider fakes (X, Telegram, Meta Graph): keep-alive, one handler
+// called under the fake's own lock, on a thread of its own, on a free loopback port. A handler
+// may answer `hold` to be asked again 20 ms later (long polling) until it answers.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sb::test {
+
+class FakeHttpServer {
+ public:
+  struct Request {
+    std::string method;
+    std::string target;
+    std::string path;
+    std::map<std::string, std::string> query;    // decoded
+    std::map<std::string, std::string> headers;  // lower-cased names
+    std::string body;
+  };
+  struct Response {
+    int status = 200;
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string content_type = "application/json; charset=utf-8";
+    bool hold = false;
+    Response() = default;
+    Response(int s, std::string b) : status(s), body(std::move(b)) {}
+    static Response held() {  // long polling: ask the handler again in 20 ms
+      Response r;
+      r.hold = true;
+      return r;
+    }
+  };
+  // `waited`: how long this request has been held so far.
+  using Handler = std::function<Response(const Request&, std::chrono::milliseconds waited)>;
+
+  explicit FakeHttpServer(Handler handler);
+  ~FakeHttpServer();
+  FakeHttpServer(const FakeHttpServer&) = delete;
+  FakeHttpServer& operator=(const FakeHttpServer&) = delete;
+
+  void start();
+  void stop();  // idempotent
+  std::uint16_t port() const;
+  std::string base_url() const;
+  int requests() const;
+  int connections() const;  // accepted so far
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sb::test

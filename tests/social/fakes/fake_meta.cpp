@@ -1,0 +1,51 @@
+#include "tests/social/fakes/fake_meta.hpp"
+
+#include <boost/json.hpp>
+
+namespace sb::test {
+
+namespace json = boost::json;
+using Res = FakeHttpServer::Response;
+
+FakeMetaGraph::FakeMetaGraph(std::string token)
+    : token_(std::move(token)),
+      server_([this](const FakeHttpServer::Request& r, std::chrono::milliseconds) -> Res {
+        std::lock_guard lock(mu_);
+        auto auth = r.headers.find("authorization");
+        if (auth == r.headers.end() || auth->second != "Bearer " + token_) {
+          return {401, R"({"error":{"message":"Invalid OAuth access token.","type":"OAuthException","code":190}})"};
+        }
+        if (r.method != "POST" || r.path.size() < 10 || r.path.substr(r.path.size() - 9) != "/messages") {
+          return {404, R"({"error":{"message":"Unknown path","type":"OAuthException","code":803}})"};
+        }
+        bool whatsapp = r.path != "/me/messages";
+        if (std::exchange(outside_window_, false)) {
+          if (whatsapp) {
+            return {400, R"({"error":{"message":"(#131047) Re-engagement message","type":"OAuthException","code":131047,"error_data":{"messaging_product":"whatsapp","details":"Message failed to send because more than 24 hours have passed since the customer last replied to this number."}}})"};
+          }
+          return {400, R"({"error":{"message":"(#10) This message is sent outside of allowed window.","type":"OAuthException","code":10,"error_subcode":2018278}})"};
+        }
+        sent_.push_back({r.path, r.body});
+        std::string id = std::to_string(next_++);
+        json::value v = json::parse(r.body);
+        if (whatsapp) {
+          return {200, json::serialize(json::object{
+                           {"messaging_product", "whatsapp"},
+                           {"contacts", json::array{json::object{{"input", v.at("to")}, {"wa_id", v.at("to")}}}},
+                           {"messages", json::array{json::object{{"id", "wamid.out" + id}}}}})};
+        }
+        return {200, json::serialize(json::object{{"recipient_id", v.at("recipient").at("id")},
+                                                  {"message_id", "m_out" + id}})};
+      }) {}
+
+void FakeMetaGraph::outside_window_next() {
+  std::lock_guard lock(mu_);
+  outside_window_ = true;
+}
+
+std::vector<FakeMetaGraph::Sent> FakeMetaGraph::sent() const {
+  std::lock_guard lock(mu_);
+  return sent_;
+}
+
+}  // namespace sb::test

@@ -1,0 +1,50 @@
+#pragma once
+// A fake Telegram Bot API (core.telegram.org/bots/api): /bot<token>/getMe, getUpdates long
+// polling (offset confirms and drops earlier updates; held until an update arrives or `timeout`
+// seconds pass), sendMessage recording reply_to_message_id, and a 429 with
+// parameters.retry_after on demand.
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "tests/social/fakes/fake_http.hpp"
+
+namespace sb::test {
+
+class FakeTelegram {
+ public:
+  struct Sent {
+    std::string chat_id, text;
+    long long reply_to_message_id = 0;
+  };
+  explicit FakeTelegram(std::string token = "123:tg-token", std::string bot_username = "support_bot");
+  void start() { server_.start(); }
+  void stop() { server_.stop(); }
+  std::string base_url() const { return server_.base_url(); }
+
+  // A private message from user `user_id`; returns its message_id.
+  long long add_private_message(long long user_id, const std::string& first_name,
+                                const std::string& text);
+  void rate_limit_next(int retry_after_s);  // the next getUpdates answers 429
+  std::vector<Sent> sent() const;
+  int get_updates_requests() const;
+  long long confirmed_offset() const;  // highest offset a getUpdates asked with
+
+ private:
+  FakeHttpServer::Response handle(const FakeHttpServer::Request& r, std::chrono::milliseconds waited);
+  struct Update {
+    long long update_id;
+    std::string json;
+  };
+  std::string token_, username_;
+  mutable std::mutex mu_;
+  std::vector<Update> updates_;
+  long long next_update_ = 500000000, next_message_ = 1;
+  std::vector<Sent> sent_;
+  int retry_after_ = 0;
+  int get_updates_ = 0;
+  long long confirmed_ = 0;
+  FakeHttpServer server_;
+};
+
+}  // namespace sb::test

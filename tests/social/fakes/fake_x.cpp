@@ -1,0 +1,155 @@
+#include "tests/social/fakes/fake_x.hpp"
+
+#include <algorithm>
+#include <utility>
+#include <boost/json.hpp>
+
+namespace sb::test {
+
+namespace json = boost::json;
+using Res = FakeHttpServer::Response;
+
+FakeX::FakeX(std::string user_id, std::string token, int window_limit)
+    : user_id_(std::move(user_id)), token_(std::move(token)), window_limit_(window_limit),
+      server_([this](const FakeHttpServer::Request& r, std::chrono::milliseconds) {
+        std::lock_guard lock(mu_);
+        return handle(r);
+      }) {}
+
+std::string FakeX::add_mention(const std::string& author_id, const std::string& username,
+                               const std::string& text, const std::string& conversation_id) {
+  std::lock_guard lock(mu_);
+  Tweet t{++next_id_, author_id, username, text, conversation_id};
+  if (t.conversation_id.empty()) {
+    t.conversation_id = std::to_string(t.id);
+  }
+  tweets_.push_back(t);
+  return std::to_string(t.id);
+}
+
+void FakeX::rate_limit_next_page() {
+  std::lock_guard lock(mu_);
+  limit_next_ = true;
+}
+
+void FakeX::set_usage_capped(bool on) {
+  std::lock_guard lock(mu_);
+  capped_ = on;
+}
+
+std::vector<FakeX::Posted> FakeX::posted() const {
+  std::lock_guard lock(mu_);
+  return posted_;
+}
+
+int FakeX::mention_requests() const {
+  std::lock_guard lock(mu_);
+  return mention_requests_;
+}
+
+int FakeX::rejected_429() const {
+  std::lock_guard lock(mu_);
+  return rejected_;
+}
+
+Res FakeX::handle(const FakeHttpServer::Request& r) {
+  auto auth = r.headers.find("authorization");
+  if (auth == r.headers.end() || auth->second != "Bearer " + token_) {
+    return {401, R"({"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"})"};
+  }
+  if (capped_) {
+    return {429, R"({"title":"UsageCapExceeded","detail":"Usage cap exceeded: Monthly product cap","type":"https://api.twitter.com/2/problems/usage-capped","period":"Monthly","scope":"Product"})"};
+  }
+  // A 15-minute window per endpoint family, reported the documented way.
+  auto now = std::chrono::system_clock::now();
+  if (window_used_ == 0 || now >= window_start_ + std::chrono::minutes(15)) {
+    window_start_ = now;
+    window_used_ = 0;
+  }
+  auto reset = std::chrono::duration_cast<std::chrono::seconds>(
+                   (window_start_ + std::chrono::minutes(15)).time_since_epoch())
+                   .count();
+  Res res;
+  if (limit_next_ && r.query.count("pagination_token") > 0) {
+    limit_next_ = false;
+    ++rejected_;
+    res = {429, R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})"};
+    res.headers.emplace_back("x-rate-limit-limit", std::to_string(window_limit_));
+    res.headers.emplace_back("x-rate-limit-remaining", "0");
+    res.headers.emplace_back("x-rate-limit-reset",
+                             std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                (now + std::chrono::seconds(1)).time_since_epoch())
+                                                .count()));
+    return res;
+  }
+  if (window_used_ >= window_limit_) {
+    ++rejected_;
+    res = {429, R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})"};
+  } else {
+    ++window_used_;
+    if (r.method == "GET" && r.path == "/2/users/" + user_id_ + "/mentions") {
+      res = mentions(r);
+    } else if (r.method == "POST" && r.path == "/2/tweets") {
+      json::value v = json::parse(r.body);
+      Posted p{std::to_string(++next_id_), std::string(v.at("text").as_string()), ""};
+      if (auto* reply = v.as_object().if_contains("reply")) {
+        p.in_reply_to_tweet_id = std::string(reply->at("in_reply_to_tweet_id").as_string());
+      }
+      posted_.push_back(p);
+      res = {201, json::serialize(json::object{{"data", json::object{{"id", p.id}, {"text", p.text}}}})};
+    } else {
+      res = {404, R"({"title":"Not Found Error","type":"https://api.twitter.com/2/problems/resource-not-found"})"};
+    }
+  }
+  res.headers.emplace_back("x-rate-limit-limit", std::to_string(window_limit_));
+  res.headers.emplace_back("x-rate-limit-remaining", std::to_string(std::max(0, window_limit_ - window_used_)));
+  res.headers.emplace_back("x-rate-limit-reset", std::to_string(reset));
+  return res;
+}
+
+Res FakeX::mentions(const FakeHttpServer::Request& r) {
+  ++mention_requests_;
+  auto q = [&](const char* k) -> std::string {
+    auto it = r.query.find(k);
+    return it == r.query.end() ? "" : it->second;
+  };
+  long long since = q("since_id").empty() ? 0 : std::stoll(q("since_id"));
+  std::size_t max = q("max_results").empty() ? 10 : std::stoul(q("max_results"));
+  // The pagination token is opaque to clients; here it encodes "older than this id".
+  long long before = q("pagination_token").empty() ? 0 : std::stoll(q("pagination_token").substr(1));
+  std::vector<const Tweet*> range;
+  for (auto it = tweets_.rbegin(); it != tweets_.rend(); ++it) {  // newest first
+    if (it->id <= since || (before != 0 && it->id >= before)) {
+      continue;
+    }
+    range.push_back(&*it);
+  }
+  bool more = range.size() > max;
+  if (more) {
+    range.resize(max);
+  }
+  json::object meta{{"result_count", range.size()}};
+  if (range.empty()) {
+    return {200, json::serialize(json::object{{"meta", meta}})};
+  }
+  json::array data;
+  json::array users;
+  for (const Tweet* t : range) {
+    data.push_back(json::object{{"id", std::to_string(t->id)},
+                                {"text", t->text},
+                                {"author_id", t->author_id},
+                                {"conversation_id", t->conversation_id},
+                                {"created_at", "2026-01-02T03:04:05.000Z"},
+                                {"edit_history_tweet_ids", json::array{std::to_string(t->id)}}});
+    users.push_back(json::object{{"id", t->author_id}, {"name", t->username}, {"username", t->username}});
+  }
+  meta["newest_id"] = std::to_string(range.front()->id);
+  meta["oldest_id"] = std::to_string(range.back()->id);
+  if (more) {
+    meta["next_token"] = "b" + std::to_string(range.back()->id);
+  }
+  return {200, json::serialize(json::object{
+                   {"data", data}, {"includes", json::object{{"users", users}}}, {"meta", meta}})};
+}
+
+}  // namespace sb::test

@@ -1,0 +1,56 @@
+#pragma once
+// A fake X API v2 (docs.x.com): GET /2/users/{id}/mentions newest first with since_id,
+// max_results and pagination_token / meta.next_token; includes.users for author_id; rate-limit
+// headers (x-rate-limit-limit / -remaining / -reset in Unix seconds) and 429 past the window's
+// budget; a usage-cap switch answering the documented usage-capped problem; POST /2/tweets.
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "tests/social/fakes/fake_http.hpp"
+
+namespace sb::test {
+
+class FakeX {
+ public:
+  struct Posted {
+    std::string id, text, in_reply_to_tweet_id;
+  };
+  FakeX(std::string user_id, std::string token = "x-token", int window_limit = 180);
+  void start() { server_.start(); }
+  void stop() { server_.stop(); }
+  std::string base_url() const { return server_.base_url(); }
+
+  // Adds a mention from user `author_id` (@username); returns the tweet id.
+  std::string add_mention(const std::string& author_id, const std::string& username,
+                          const std::string& text, const std::string& conversation_id = "");
+  void set_usage_capped(bool on);
+  // The next request for a further page (with pagination_token) answers 429 with
+  // x-rate-limit-reset 1 s ahead.
+  void rate_limit_next_page();
+  std::vector<Posted> posted() const;
+  int mention_requests() const;
+  int rejected_429() const;
+
+ private:
+  FakeHttpServer::Response handle(const FakeHttpServer::Request& r);
+  FakeHttpServer::Response mentions(const FakeHttpServer::Request& r);
+  struct Tweet {
+    long long id;
+    std::string author_id, username, text, conversation_id;
+  };
+  std::string user_id_, token_;
+  int window_limit_;
+  mutable std::mutex mu_;
+  std::vector<Tweet> tweets_;  // ascending ids
+  long long next_id_ = 1460323737035677698LL;
+  std::vector<Posted> posted_;
+  bool capped_ = false;
+  bool limit_next_ = false;
+  int mention_requests_ = 0, rejected_ = 0, window_used_ = 0;
+  std::chrono::system_clock::time_point window_start_{};
+  FakeHttpServer server_;
+};
+
+}  // namespace sb::test

@@ -1,0 +1,134 @@
+// Mastodon end to end (issue 6 acceptance 1-3): backlog, restart, new mention, threaded reply.
+#include <doctest/doctest.h>
+
+#include "tests/social/e2e.hpp"
+#include "tests/social/fakes/fake_mastodon.hpp"
+
+using namespace sb;
+using namespace sb::test;
+
+namespace {
+config::Mastodon mastodon(const FakeMastodon& fake, std::chrono::milliseconds interval) {
+  return config::Mastodon{"social", fake.base_url(), "test-token", interval};
+}
+}  // namespace
+
+TEST_CASE("mastodon: 500 mentions accumulated while stopped arrive once each, in order, without a 429, a restart adds nothing, a new one arrives within a poll interval") {
+  FakeMastodon fake;  // the documented limit: 300 requests per 5 minutes
+  fake.start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 500; ++i) {
+    ids.push_back(fake.add_mention(i % 5 == 0 ? "ann@remote.example" : "user" + std::to_string(i % 7),
+                                   "question " + std::to_string(i), i % 9 == 0 ? "direct" : "public"));
+  }
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, std::chrono::milliseconds(1000)));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") >= 500; }, std::chrono::seconds(30)));
+  auto q = d.queued();
+  REQUIRE(q.size() == 500);
+  for (std::size_t i = 0; i < q.size(); ++i) {
+    CHECK(str(q[i].at("external_id")) == ids[i]);
+  }
+  CHECK(str(q[0].at("from").at("value")) == "ann@remote.example");
+  CHECK(str(q[1].at("from").at("value")) == "user1@127.0.0.1");
+  CHECK(str(q[1].at("from").at("handle")) == "@user1");
+  CHECK(str(q[1].at("text")) == "@support question 1");
+  CHECK(str(q[0].at("kind")) == "direct_message");
+  CHECK(str(q[1].at("kind")) == "mention");
+  CHECK(fake.stats().rejected_429 == 0);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 500);
+
+  // Restart: the cursor came back from the database, nothing is stored twice.
+  d.stop();
+  d.start();
+  int requests = fake.stats().notification_requests;
+  REQUIRE(eventually([&] { return fake.stats().notification_requests > requests; }));
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 500);
+
+  // A new mention arrives within one poll interval (1 s) plus the commit and relay.
+  auto added = std::chrono::steady_clock::now();
+  std::string fresh = fake.add_mention("bob@remote.example", "are you there?");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 501; }, std::chrono::seconds(3)));
+  CHECK(std::chrono::steady_clock::now() - added < std::chrono::milliseconds(1500));
+  CHECK(str(d.queued().back().at("external_id")) == fresh);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 501);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 501);
+  CHECK(fake.stats().rejected_429 == 0);
+  CHECK(d.metrics().find(R"(switchboard_interactions_total{channel="mastodon",account="social"} 1)") !=
+        std::string::npos);
+}
+
+TEST_CASE("mastodon: a reply is threaded with the right @acct, visibility and Idempotency-Key, a 503 is a retry and the same id posts once") {
+  FakeMastodon fake;
+  fake.start();
+  std::string remote = fake.add_mention("ann@remote.example", "where is my order?", "unlisted");
+  std::string local = fake.add_mention("carl", "psst", "direct");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, std::chrono::milliseconds(200)));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  auto q = d.queued();
+
+  fake.fail_next_posts(1);
+  auto first = d.send("mastodon", "social", reply_to(q[0], "01JOUT0001", "It ships today."));
+  CHECK(first.status == SendResult::Status::retry);
+  CHECK(fake.posted().empty());
+  auto again = d.send("mastodon", "social", reply_to(q[0], "01JOUT0001", "It ships today."));
+  REQUIRE(again.status == SendResult::Status::sent);
+  auto third = d.send("mastodon", "social", reply_to(q[0], "01JOUT0001", "It ships today."));
+  CHECK(third.status == SendResult::Status::sent);
+  CHECK(third.provider_id == again.provider_id);
+  auto posted = fake.posted();
+  REQUIRE(posted.size() == 1);
+  CHECK(posted[0].status == "@ann@remote.example It ships today.");
+  CHECK(posted[0].in_reply_to_id == remote);
+  CHECK(posted[0].visibility == "unlisted");
+  CHECK(posted[0].idempotency_key == "01JOUT0001");
+
+  auto dm = d.send("mastodon", "social", reply_to(q[1], "01JOUT0002", "Sure."));
+  REQUIRE(dm.status == SendResult::Status::sent);
+  posted = fake.posted();
+  REQUIRE(posted.size() == 2);
+  CHECK(posted[1].status == "@carl Sure.");
+  CHECK(posted[1].in_reply_to_id == local);
+  CHECK(posted[1].visibility == "direct");
+}
+
+TEST_CASE("mastodon: a revoked token is logged, counted and backed off without stopping another account") {
+  FakeMastodon good;
+  FakeMastodon bad("other-token");
+  good.start();
+  bad.start();
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(bad, std::chrono::milliseconds(100)));
+  d.cfg.channels.mastodon.back().name = "broken";
+  d.cfg.channels.mastodon.push_back(mastodon(good, std::chrono::milliseconds(100)));
+  d.start();
+  good.add_mention("ann@remote.example", "hello");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  REQUIRE(eventually([&] {
+    return d.metrics().find(R"(switchboard_channel_errors_total{channel="mastodon",account="broken"})") !=
+           std::string::npos;
+  }));
+  // Backed off: one failure, then a wait of about a second, not a tight loop.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(bad.stats().requests <= 2);
+}
+
+TEST_CASE("mastodon: a budget smaller than the backlog is paced from X-RateLimit-Remaining/-Reset, never run into a 429") {
+  FakeMastodon fake("test-token", 5, std::chrono::milliseconds(1500));  // 5 requests per 1.5 s
+  fake.start();
+  for (int i = 0; i < 700; ++i) {  // 9 pages of 80
+    fake.add_mention("user" + std::to_string(i % 11), "q" + std::to_string(i));
+  }
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, std::chrono::milliseconds(5000)));
+  auto t0 = std::chrono::steady_clock::now();
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 700; }, std::chrono::seconds(15)));
+  CHECK(std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(1500));  // it did wait
+  CHECK(fake.stats().rejected_429 == 0);
+  CHECK(fake.stats().notification_requests == 9);
+}

@@ -1,0 +1,111 @@
+// Meta webhooks end to end (issue 6 acceptance 5) and the Send API replies.
+#include <doctest/doctest.h>
+
+#include "channels/social/hmac.hpp"
+#include "tests/social/e2e.hpp"
+#include "tests/social/fakes/fake_meta.hpp"
+
+using namespace sb;
+using namespace sb::test;
+
+namespace {
+
+struct MetaDaemon : SocialDaemon {
+  FakeMetaGraph graph;
+  MetaDaemon() {
+    graph.start();
+    cfg.channels.meta.push_back(config::Meta{"meta", "app-secret", "verify-me", "meta-token", graph.base_url()});
+    start();
+  }
+  HttpResponse post(const std::string& body, const std::string& secret = "app-secret") {
+    return http->request("POST", "/webhooks/meta/meta", body,
+                         {{"Content-Type", "application/json"},
+                          {"X-Hub-Signature-256", "sha256=" + social::hmac_sha256_hex(secret, body)}});
+  }
+};
+
+std::string messenger(const std::string& mid, const std::string& text, bool echo = false) {
+  std::string sender = echo ? "PAGE_ID" : "PSID_1";
+  std::string recipient = echo ? "PSID_1" : "PAGE_ID";
+  return R"({"object":"page","entry":[{"id":"PAGE_ID","time":1767322800000,"messaging":[{"sender":{"id":")" +
+         sender + R"("},"recipient":{"id":")" + recipient +
+         R"("},"timestamp":1767322800000,"message":{"mid":")" + mid + R"(","text":")" + text + "\"" +
+         (echo ? R"(,"is_echo":true,"app_id":1517776481860111)" : "") + "}}]}]}";
+}
+
+std::string whatsapp(const std::string& wa_id, const std::string& wamid, const std::string& text) {
+  return R"({"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":")" +
+         wa_id + R"("}],"messages":[{"from":")" + wa_id + R"(","id":")" + wamid +
+         R"(","timestamp":"1767322800","text":{"body":")" + text + R"("},"type":"text"}]}}]}]})";
+}
+
+}  // namespace
+
+TEST_CASE("meta: verification, wrong signature 403 and nothing stored, echoes ignored, WhatsApp matched by phone") {
+  MetaDaemon d;
+  auto ok = d.http->request("GET", "/webhooks/meta/meta?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444");
+  CHECK(ok.status == 200);
+  CHECK(ok.body == "1158201444");
+  auto bad = d.http->request("GET", "/webhooks/meta/meta?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1");
+  CHECK(bad.status == 403);
+  CHECK(d.http->request("GET", "/webhooks/meta/other?hub.mode=subscribe").status == 404);
+
+  auto forged = d.post(messenger("m_1", "hello"), "wrong-secret");
+  CHECK(forged.status == 403);
+  CHECK(boost::json::parse(forged.body).at("error").at("code").is_string());
+  auto unsigned_post = d.http->request("POST", "/webhooks/meta/meta", messenger("m_1", "hello"),
+                                       {{"Content-Type", "application/json"}});
+  CHECK(unsigned_post.status >= 400);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 0);
+
+  CHECK(d.post(messenger("m_echo", "our own answer", true)).status == 200);
+  CHECK(d.post(messenger("m_1", "hello")).status == 200);
+  CHECK(d.post(messenger("m_1", "hello")).status == 200);  // Meta's retry: deduplicated
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
+
+  // A customer known by phone (through the ingest API) writes on WhatsApp.
+  auto r = d.http->post_json("/v1/interactions",
+                             R"({"source":"crm","external_id":"c1","from":{"phone":"+16505551234","name":"Sheena"},"text":"order"})",
+                             "test-token");
+  REQUIRE(r.status == 202);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  std::string customer = str(d.queued()[1].at("customer").at("id"));
+  CHECK(d.post(whatsapp("16505551234", "wamid.ABC1", "Does it come in blue?")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; }));
+  auto wa = d.queued()[2];
+  CHECK(str(wa.at("channel")) == "whatsapp");
+  CHECK(str(wa.at("from").at("value")) == "+16505551234");
+  CHECK(str(wa.at("customer").at("id")) == customer);
+  CHECK(wa.at("customer").at("is_new").as_bool() == false);
+
+  auto metrics = d.metrics();
+  CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="meta",account="meta"} 3)") != std::string::npos);
+}
+
+TEST_CASE("meta: replies go through the Send API and WhatsApp messages, the 24-hour window error fails with the provider's message") {
+  MetaDaemon d;
+  REQUIRE(d.post(messenger("m_9", "help")).status == 200);
+  REQUIRE(d.post(whatsapp("16505551234", "wamid.ABC2", "hi")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  auto q = d.queued();
+
+  auto m = d.send("messenger", "meta", reply_to(q[0], "01JMOUT1", "On it."));
+  REQUIRE(m.status == SendResult::Status::sent);
+  auto w = d.send("whatsapp", "meta", reply_to(q[1], "01JMOUT2", "Hello!"));
+  REQUIRE(w.status == SendResult::Status::sent);
+  CHECK(w.provider_id.rfind("wamid.", 0) == 0);
+  auto sent = d.graph.sent();
+  REQUIRE(sent.size() == 2);
+  CHECK(sent[0].path == "/me/messages");
+  auto mb = boost::json::parse(sent[0].body);
+  CHECK(str(mb.at("recipient").at("id")) == "PSID_1");
+  CHECK(str(mb.at("messaging_type")) == "RESPONSE");
+  CHECK(sent[1].path == "/106540352242922/messages");
+  auto wb = boost::json::parse(sent[1].body);
+  CHECK(str(wb.at("context").at("message_id")) == "wamid.ABC2");
+
+  d.graph.outside_window_next();
+  auto late = d.send("whatsapp", "meta", reply_to(q[1], "01JMOUT3", "Sorry for the wait"));
+  CHECK(late.status == SendResult::Status::failed);
+  CHECK(late.error.find("24 hours") != std::string::npos);
+}

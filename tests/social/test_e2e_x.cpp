@@ -1,0 +1,81 @@
+// X end to end (issue 6 acceptance 4): a backlog across pages, handles, a threaded reply, the
+// usage cap.
+#include <doctest/doctest.h>
+
+#include "tests/social/e2e.hpp"
+#include "tests/social/fakes/fake_x.hpp"
+
+using namespace sb;
+using namespace sb::test;
+
+TEST_CASE("x: a backlog of 300 mentions across pages arrives once each with the right handles, the reply is threaded") {
+  FakeX fake("2244994945");
+  fake.start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 300; ++i) {
+    int u = i % 3;
+    ids.push_back(fake.add_mention("10" + std::to_string(u), "fan" + std::to_string(u),
+                                   "@support hello " + std::to_string(i)));
+  }
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(
+      config::X{"x", fake.base_url(), "x-token", "2244994945", std::chrono::milliseconds(200)});
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") >= 300; }, std::chrono::seconds(20)));
+  auto q = d.queued();
+  REQUIRE(q.size() == 300);
+  for (std::size_t i = 0; i < q.size(); ++i) {
+    CHECK(str(q[i].at("external_id")) == ids[i]);
+    int u = static_cast<int>(i % 3);
+    CHECK(str(q[i].at("from").at("value")) == "10" + std::to_string(u));
+    CHECK(str(q[i].at("from").at("handle")) == "fan" + std::to_string(u));
+  }
+  CHECK(fake.rejected_429() == 0);
+
+  // Polls after the backlog ask since the stored newest_id and add nothing.
+  int requests = fake.mention_requests();
+  REQUIRE(eventually([&] { return fake.mention_requests() >= requests + 2; }));
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 300);
+  std::string fresh = fake.add_mention("104", "newfan", "@support one more");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 301; }));
+  CHECK(str(d.queued().back().at("external_id")) == fresh);
+
+  auto r = d.send("x", "x", reply_to(q[7], "01JXOUT1", "Thanks!"));
+  REQUIRE(r.status == SendResult::Status::sent);
+  auto posted = fake.posted();
+  REQUIRE(posted.size() == 1);
+  CHECK(posted[0].in_reply_to_tweet_id == ids[7]);
+  CHECK(posted[0].text == "Thanks!");
+  CHECK(r.provider_id == posted[0].id);
+}
+
+TEST_CASE("x: a usage cap pauses the account with a metric instead of retrying") {
+  FakeX fake("42");
+  fake.start();
+  fake.set_usage_capped(true);
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(config::X{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(50)});
+  d.start();
+  REQUIRE(eventually([&] {
+    return d.metrics().find(R"(switchboard_social_paused{channel="x",account="x"} 1)") != std::string::npos;
+  }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(fake.mention_requests() == 0);  // the cap is answered before the endpoint counts
+}
+
+TEST_CASE("x: a 429 mid-backlog waits for x-rate-limit-reset and resumes without losing a page") {
+  FakeX fake("42");
+  fake.start();
+  for (int i = 0; i < 150; ++i) {
+    fake.add_mention("7", "pat", "hi " + std::to_string(i));
+  }
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(config::X{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)});
+  fake.rate_limit_next_page();
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 150; }, std::chrono::seconds(10)));
+  CHECK(fake.rejected_429() == 1);
+  CHECK(fake.mention_requests() >= 2);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 150);
+  CHECK(d.metrics().find(R"(switchboard_social_rate_limited_total{channel="x",account="x"} 1)") != std::string::npos);
+}
