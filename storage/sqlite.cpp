@@ -78,6 +78,14 @@ std::string_view Stmt::text_view(int col) const {
 std::string Stmt::text(int col) const { return std::string(text_view(col)); }
 
 Db::Db(const std::string& path, bool readonly) : path_(path) {
+  // Before the first connection: no memory statistics (they take a global mutex on every
+  // allocation SQLite makes; the SQLite docs list this among the speed-ups). Ignored when the
+  // library was initialised already.
+  static const bool configured = [] {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    return true;
+  }();
+  (void)configured;
   int flags = SQLITE_OPEN_NOMUTEX;
   if (readonly) {
     flags |= SQLITE_OPEN_READONLY;

@@ -382,6 +382,7 @@ void Store::close_stale_calls(std::int64_t older_than_ms, std::function<void(int
   auto closed = std::make_shared<int>(0);
   writer_.submit(Job{
       [this, older_than_ms, closed](Db& db) {
+        *closed = 0;  // a job may run twice (Writer::run_batch)
         std::vector<std::pair<Inbound, std::int64_t>> stale;
         {
           auto q = db.prepare(

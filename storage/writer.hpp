@@ -18,6 +18,9 @@ namespace sb::storage {
 
 struct Job {
   // Runs on the writer thread inside the batch transaction. Throw to undo this job only.
+  // May run twice: when another job of the batch throws, the batch is rolled back and run again
+  // with a savepoint around each job (see Writer::run_batch). So `run` must start from scratch
+  // each time: clear or assign what it fills in memory, never accumulate.
   std::function<void(Db&)> run;
   // Runs on the writer thread once the outcome is known: error is "" when the job's changes are
   // committed, else what went wrong (the job's own exception, or a failed COMMIT).
@@ -48,6 +51,8 @@ class Writer {
   bool healthy() const { return healthy_.load(); }  // false after a failed COMMIT, until one works
   std::uint64_t commits() const { return commits_.load(); }
   std::uint64_t jobs_done() const { return jobs_done_.load(); }
+  // Batches run a second time, with a savepoint per job, because one of their jobs failed.
+  std::uint64_t reruns() const { return reruns_.load(); }
   std::size_t backlog() const;
 
   const std::string& path() const { return db_.path(); }
@@ -55,6 +60,7 @@ class Writer {
  private:
   void loop();
   void run_batch(std::vector<Job>& batch);
+  bool run_jobs(std::vector<Job>& batch, std::vector<std::string>& errors, bool isolate);
   void checkpoint_loop();
 
   Db db_;
@@ -71,6 +77,7 @@ class Writer {
   std::atomic<bool> healthy_{true};
   std::atomic<std::uint64_t> commits_{0};
   std::atomic<std::uint64_t> jobs_done_{0};
+  std::atomic<std::uint64_t> reruns_{0};
 };
 
 }  // namespace sb::storage

@@ -1,0 +1,98 @@
+// The group-commit writer: many jobs share one transaction, each is answered after the commit
+// that holds it, and a failing job undoes only its own changes.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <future>
+#include <stdexcept>
+
+#include "storage/sqlite.hpp"
+#include "storage/writer.hpp"
+#include "tests/support/harness.hpp"
+
+using namespace sb;
+using storage::Db;
+using storage::Job;
+using storage::Writer;
+
+namespace {
+long long count(const std::string& path, const std::string& sql) {
+  Db db(path, true);
+  auto st = db.prepare(sql);
+  st.step();
+  return st.int64(0);
+}
+Job insert(int v, std::function<void(const std::string&)> done) {
+  return Job{[v](Db& db) {
+               auto st = db.prepare("INSERT INTO t(v) VALUES (?1)");
+               st.bind(1, v).run();
+             },
+             std::move(done)};
+}
+}  // namespace
+
+TEST_CASE("jobs submitted together share one transaction and are answered after its commit") {
+  test::TempDir dir;
+  std::string path = dir.file("w.db");
+  Writer w(path);
+  {
+    Db db(path);
+    db.exec("CREATE TABLE t(v INTEGER)");
+  }
+  std::atomic<int> visible_at_done{0};
+  std::vector<std::promise<std::string>> answers(100);
+  for (int i = 0; i < 100; ++i) {
+    // Queued before the writer starts: they run as one batch.
+    w.submit(insert(i, [&, i](const std::string& err) {
+      // The commit is done: another connection sees this job's row.
+      if (count(path, "SELECT count(*) FROM t WHERE v=" + std::to_string(i)) == 1) {
+        ++visible_at_done;
+      }
+      answers[static_cast<std::size_t>(i)].set_value(err);
+    }));
+  }
+  w.start();
+  for (auto& a : answers) {
+    CHECK(a.get_future().get() == "");
+  }
+  CHECK(visible_at_done == 100);
+  CHECK(w.commits() == 1);
+  CHECK(w.reruns() == 0);
+  w.stop();
+}
+
+TEST_CASE("a failing job is undone alone; the batch is run again and the others commit") {
+  test::TempDir dir;
+  std::string path = dir.file("w.db");
+  Writer w(path);
+  {
+    Db db(path);
+    db.exec("CREATE TABLE t(v INTEGER)");
+  }
+  std::vector<std::promise<std::string>> answers(3);
+  auto answer = [&](int i) {
+    return [&, i](const std::string& err) { answers[static_cast<std::size_t>(i)].set_value(err); };
+  };
+  int runs_of_first = 0;
+  w.submit(Job{[&](Db& db) {
+                 ++runs_of_first;  // runs again in the isolated pass
+                 db.exec("INSERT INTO t(v) VALUES (1)");
+               },
+               answer(0)});
+  w.submit(Job{[](Db& db) {
+                 db.exec("INSERT INTO t(v) VALUES (2)");  // undone with its job
+                 throw std::runtime_error("job 2 refuses");
+               },
+               answer(1)});
+  w.submit(insert(3, answer(2)));
+  w.start();
+  CHECK(answers[0].get_future().get() == "");
+  CHECK(answers[1].get_future().get() == "job 2 refuses");
+  CHECK(answers[2].get_future().get() == "");
+  CHECK(count(path, "SELECT count(*) FROM t") == 2);
+  CHECK(count(path, "SELECT count(*) FROM t WHERE v=2") == 0);
+  CHECK(count(path, "SELECT count(*) FROM t WHERE v=1") == 1);  // not twice
+  CHECK(runs_of_first == 2);
+  CHECK(w.reruns() == 1);
+  w.stop();
+}
