@@ -72,7 +72,7 @@ TEST_CASE("release: back to its queue at once, for someone else, in its place") 
   CHECK(d.redis.xlen("sb:q:general:normal") == 0);
 }
 
-TEST_CASE("transfer: to another queue and priority, once even if retried; the conversation follows") {
+TEST_CASE("transfer: to another queue and priority, once even if retried, and the conversation follows") {
   AgentDaemon d;
   std::string id = d.ingest("t-1", "my invoice is wrong", "ann@example.com", "case-9");
   d.drained();
