@@ -8,18 +8,7 @@ using namespace sb;
 using namespace sb::test;
 
 namespace {
-boost::json::object general(AgentDaemon& d) {
-  auto r = d.get("alice-token", "/v1/queues");
-  REQUIRE(r.status == 200);
-  auto body = parse(r.body);
-  for (const auto& q : body.at("queues").as_array()) {
-    if (q.at("queue").as_string() == "general") {
-      return q.as_object();
-    }
-  }
-  FAIL("no general queue in " << r.body);
-  return {};
-}
+boost::json::object general(AgentDaemon& d) { return d.queue_stats("general"); }
 }  // namespace
 
 TEST_CASE("redis-cli as a consumer: XREADGROUP sees the SPEC fields, its XACK shows in /v1/queues") {
