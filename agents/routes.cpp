@@ -351,7 +351,9 @@ Service::Awaitable Service::queues(http::Request& r) {
         {"queue", q},
         {"depth", depth},
         {"claimed", claimed},
-        {"oldest_waiting_s", oldest < 0 ? 0.0 : static_cast<double>(now - oldest) / 1000.0},
+        // Integers: Boost.JSON writes doubles as "1.5E0", which some clients choke on.
+        {"oldest_waiting_s", oldest < 0 ? 0 : (now - oldest) / 1000},
+        {"oldest_waiting_ms", oldest < 0 ? 0 : now - oldest},
         {"dead_letters", s.dead},
         {"priorities", std::move(by)}});
   }

@@ -2,6 +2,8 @@
 // SPEC section 4 fields, and its XACK is honoured by the daemon's queue counts.
 #include <doctest/doctest.h>
 
+#include <thread>
+
 #include "tests/agents/fixture.hpp"
 
 using namespace sb;
@@ -17,6 +19,9 @@ TEST_CASE("redis-cli as a consumer: XREADGROUP sees the SPEC fields, its XACK sh
   std::string other = d.ingest("cli-2", "and me through the API");
   d.drained();
   CHECK(general(d).at("depth").as_int64() == 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  CHECK(general(d).at("oldest_waiting_ms").as_int64() >= 150);
+  CHECK(general(d).at("oldest_waiting_ms").as_int64() < 60'000);
 
   auto read = d.redis.cmd({"XREADGROUP", "GROUP", "agents", "bob", "COUNT", "1", "STREAMS",
                            "sb:q:general:normal", ">"});
