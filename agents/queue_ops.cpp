@@ -168,7 +168,7 @@ QueueStats to_stats(const RValue& v) {
 }  // namespace
 
 asio::awaitable<QueueStats> QueueOps::stats(const std::string& queue) {
-  std::vector<std::string> args{kReleasedConsumer};
+  std::vector<std::string> args{std::to_string(claim_timeout_.count())};
   auto keys = stat_keys(queue);
   RValue v = co_await async_eval(redis_, kStats, std::move(keys), std::move(args),
                                  asio::use_awaitable);
@@ -176,7 +176,8 @@ asio::awaitable<QueueStats> QueueOps::stats(const std::string& queue) {
 }
 
 QueueStats QueueOps::stats_sync(const std::string& queue) {
-  return to_stats(redis_.eval_sync(kStats, stat_keys(queue), {kReleasedConsumer}));
+  return to_stats(
+      redis_.eval_sync(kStats, stat_keys(queue), {std::to_string(claim_timeout_.count())}));
 }
 
 }  // namespace sb::agents

@@ -1,6 +1,7 @@
 #include "agents/records.hpp"
 
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
@@ -32,8 +33,8 @@ asio::awaitable<std::string> write(storage::Writer& w, std::function<void(storag
       asio::use_awaitable, std::move(fn));
 }
 
-Records::Records(storage::Writer& writer, const std::string& path)
-    : writer_(writer), read_(path, true) {}
+Records::Records(asio::io_context& io, storage::Writer& writer, const std::string& path)
+    : io_(io), writer_(writer), read_(path, true) {}
 
 std::optional<InteractionRow> Records::find(const std::string& id) {
   auto st = read_.prepare(
@@ -157,15 +158,29 @@ std::function<void(const std::string&)> log_failure(std::string what) {
 
 void Records::event(const std::string& iid, const std::string& actor, const std::string& type,
                     const std::string& detail, const std::string& state) {
-  std::int64_t at = now_ms();
-  writer_.submit(storage::Job{[=](storage::Db& db) {
-                                insert_event(db, iid, at, actor, type, detail);
-                                if (!state.empty()) {
-                                  auto& st = WriterStatements::of(db).set_state;
-                                  st.bind_static(1, iid).bind_static(2, state).run();
-                                }
-                              },
-                              log_failure(type + " of " + iid)});
+  pending_.push_back(Pending{iid, actor, type, detail, state, now_ms()});
+  if (pending_.size() == 1) {
+    asio::post(io_, [this] { flush(); });
+  }
+}
+
+void Records::flush() {
+  if (pending_.empty()) {
+    return;
+  }
+  auto events = std::make_shared<std::vector<Pending>>(std::move(pending_));
+  pending_.clear();
+  writer_.submit(storage::Job{
+      [events](storage::Db& db) {
+        auto& st = WriterStatements::of(db);
+        for (const auto& e : *events) {
+          insert_event(db, e.iid, e.at, e.actor, e.type, e.detail);
+          if (!e.state.empty()) {
+            st.set_state.bind_static(1, e.iid).bind_static(2, e.state).run();
+          }
+        }
+      },
+      log_failure(std::to_string(events->size()) + " agent events")});
 }
 
 void Records::dead_lettered(const std::string& iid, const std::string& queue) {
@@ -180,6 +195,7 @@ void Records::transferred(const InteractionRow& row, const std::string& actor,
   json::object d{{"from_queue", row.queue}, {"from_priority", row.priority},
                  {"queue", queue}, {"priority", priority}};
   std::string detail = json::serialize(d);
+  flush();
   writer_.submit(storage::Job{
       [=, iid = row.id, conv = row.conversation_id](storage::Db& db) {
         auto st = db.prepare(
@@ -197,6 +213,7 @@ asio::awaitable<std::string> Records::reply(const InteractionRow& parent, const 
                                             const std::string& outbound_id,
                                             const std::string& payload) {
   std::int64_t at = now_ms();
+  flush();
   // (GCC 12: a lambda temporary inside a co_await expression is destroyed twice; name it.)
   std::function<void(storage::Db&)> job = [=](storage::Db& db) {
     auto ins = db.prepare(

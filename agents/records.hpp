@@ -3,6 +3,7 @@
 // writer (events, interaction state, transfers, replies with their send job); reads use a
 // read connection of their own, on the io thread (WAL readers never block the writer).
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -30,7 +31,7 @@ boost::asio::awaitable<std::string> write(storage::Writer& w, std::function<void
 
 class Records {
  public:
-  Records(storage::Writer& writer, const std::string& path);
+  Records(boost::asio::io_context& io, storage::Writer& writer, const std::string& path);
 
   // io thread only
   std::optional<InteractionRow> find(const std::string& id);
@@ -40,7 +41,10 @@ class Records {
   std::optional<std::int64_t> next_send_at();
 
   // Fire-and-forget (the queue state in Redis is the truth; this is the record): an event on
-  // the interaction and, when `state` is not empty, its new state.
+  // the interaction and, when `state` is not empty, its new state. io thread only: events are
+  // gathered and handed to the writer as one job per io turn (thousands of claims and acks a
+  // second cost a few jobs, not thousands); jobs submitted directly flush them first, so the
+  // events keep their order.
   void event(const std::string& interaction_id, const std::string& actor,
              const std::string& type, const std::string& detail_json,
              const std::string& state = "");
@@ -60,10 +64,19 @@ class Records {
                    const std::string& provider_id, std::function<void()> done);
 
   storage::Db& db() { return read_; }
+  void flush_now() { flush(); }  // io thread, or once it has ended
 
  private:
+  struct Pending {
+    std::string iid, actor, type, detail, state;
+    std::int64_t at;
+  };
+  void flush();
+
+  boost::asio::io_context& io_;
   storage::Writer& writer_;
   storage::Db read_;
+  std::vector<Pending> pending_;  // io thread only
 };
 
 std::string format_ms(std::int64_t unix_ms);  // RFC 3339 with milliseconds

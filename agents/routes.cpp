@@ -151,7 +151,12 @@ Service::Awaitable Service::claim(http::Request& r) {
       json::object delivery{{"stream", c.stream},
                             {"entry_id", c.entry_id},
                             {"deliveries", c.deliveries}};
-      co_return http::json(200, "{\"interaction\":" + c.payload +
+      // The payload is the relay's interaction JSON; an entry added by another producer may
+      // carry something else, which is passed on as a string rather than breaking the answer.
+      std::string interaction = c.payload.starts_with('{') && c.payload.ends_with('}')
+                                    ? c.payload
+                                    : json::serialize(json::value(c.payload));
+      co_return http::json(200, "{\"interaction\":" + interaction +
                                     ",\"delivery\":" + json::serialize(delivery) + "}");
     }
     auto now = std::chrono::steady_clock::now();
@@ -351,7 +356,9 @@ Service::Awaitable Service::queues(http::Request& r) {
         {"queue", q},
         {"depth", depth},
         {"claimed", claimed},
-        {"oldest_waiting_s", oldest < 0 ? 0.0 : static_cast<double>(now - oldest) / 1000.0},
+        // Integers: Boost.JSON writes doubles as "1.5E0", which some clients choke on.
+        {"oldest_waiting_s", oldest < 0 ? 0 : (now - oldest) / 1000},
+        {"oldest_waiting_ms", oldest < 0 ? 0 : now - oldest},
         {"dead_letters", s.dead},
         {"priorities", std::move(by)}});
   }

@@ -127,9 +127,10 @@ redis.call('SET', KEYS[3], ARGV[5] .. '|' .. nid, 'EX', ARGV[6])
 return {1, nid, key}
 )lua";
 
-// KEYS: the queue's four streams, then its dead-letter stream.
+// KEYS: the queue's four streams, then its dead-letter stream. ARGV: claim_timeout ms.
 // Returns per priority {waiting, claimed, oldest waiting entry id or ''} and the dead count.
-// waiting = not yet delivered to the group (lag) + released; claimed = pending - released.
+// waiting = not yet delivered to the group (lag) + pending entries idle past claim_timeout
+// (timed out or released: the next claim takes them); claimed = the other pending entries.
 constexpr const char* kStatsBody = R"lua(
 local out = {}
 for i = 1, 4 do
@@ -145,18 +146,12 @@ for i = 1, 4 do
         if not lag then
           lag = #redis.call('XRANGE', key, '(' .. last, '+')
         end
-        local released = 0
-        for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', key, 'agents')) do
-          if c[2] == ARGV[1] then released = c[4] end
-        end
-        waiting = lag + released
-        claimed = t['pending'] - released
+        local expired = redis.call('XPENDING', key, 'agents', 'IDLE', ARGV[1], '-', '+', 10000)
+        waiting = lag + #expired
+        claimed = t['pending'] - #expired
         local r = redis.call('XRANGE', key, '(' .. last, '+', 'COUNT', 1)
         if r[1] then oldest = r[1][1] end
-        if released > 0 then
-          local rp = redis.call('XPENDING', key, 'agents', '-', '+', 1, ARGV[1])
-          if rp[1] then oldest = rp[1][1] end  -- older than anything not yet delivered
-        end
+        if expired[1] then oldest = expired[1][1] end  -- older than anything not yet delivered
       end
     end
   end

@@ -34,7 +34,7 @@ Service::Service(asio::io_context& io, const config::Config& cfg, storage::Write
       queues_(queues.begin(), queues.end()),
       redis_(cfg.redis, lua_scripts(), group_commands(cfg.redis.prefix, queues)),
       ops_(redis_, cfg.redis.prefix, cfg.routing.claim_timeout, cfg.routing.max_deliveries),
-      records_(writer, cfg.storage.path),
+      records_(io, writer, cfg.storage.path),
       sends_(io, records_, senders, policy),
       relay_(relay) {
   // A waiting claim looks again at least this often, so an item whose claim timed out is
@@ -64,7 +64,10 @@ void Service::shutdown() {
 
 // The relay's on_delivered hook stays set: the relay thread has ended (App::stop) before this
 // Service is destroyed, and resetting it here would race with a call in progress.
-void Service::stop() { redis_.stop(); }
+void Service::stop() {
+  redis_.stop();
+  records_.flush_now();  // the io thread has ended: events it had not handed over yet
+}
 
 void Service::reload(const std::vector<config::Agent>& agents) {
   std::vector<std::string> streams;

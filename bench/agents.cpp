@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
   bool phase2 = false, ingest_done = false;
   std::unordered_map<std::string, clk::time_point> post_started;  // external id -> POST start
   std::unordered_map<std::string, clk::time_point> post_done;     // external id -> 202 received
-  clk::time_point p2_start, p2_end;
+  clk::time_point p2_start, p2_end, ingest_end;
 
   auto agent = [&](int a) -> asio::awaitable<void> {
     Conn c(io);
@@ -212,7 +212,9 @@ int main(int argc, char** argv) {
       }
       post_ms.push_back(ms_since(started));
       post_done[ext] = clk::now();
-      ++posted;
+      if (++posted == total) {
+        ingest_end = clk::now();
+      }
     }
   };
   for (int c = 0; c < 64; ++c) {
@@ -247,11 +249,13 @@ int main(int argc, char** argv) {
   t.add("phase 1: claim+ack cycles", bench::fmt("%.0f /s", cycles1 / p1_s));
   t.add("phase 1: claim p50 (work waiting)", bench::fmt("%.2f ms", bench::percentile(claim1_ms, 0.5)));
   t.add("phase 1: claim p99 (work waiting)", bench::fmt("%.2f ms", bench::percentile(claim1_ms, 0.99)));
-  t.add("phase 2: ingest rate (target)", bench::fmt("%.0f /s", posted / p2_s) + " (" + std::to_string(rate) + ")");
+  double ingest_s = std::chrono::duration<double>(ingest_end - p2_start).count();
+  t.add("phase 2: ingest rate achieved (target)",
+        bench::fmt("%.0f /s", posted / ingest_s) + " (" + std::to_string(rate) + ")");
   t.add("phase 2: POST /v1/interactions p99", bench::fmt("%.2f ms", bench::percentile(post_ms, 0.99)));
   t.add("phase 2: claim p99 (long-poll, any wait)", bench::fmt("%.2f ms", bench::percentile(claim2_ms, 0.99)));
   t.add("phase 2: claimed + acked", std::to_string(cycles2) + " of " + std::to_string(posted));
-  t.add("phase 2: claim+ack cycles", bench::fmt("%.0f /s", cycles2 / p2_s));
+  t.add("phase 2: claim+ack cycles (until all done)", bench::fmt("%.0f /s", cycles2 / p2_s));
   t.add("phase 2: POST -> claim answered p50", bench::fmt("%.2f ms", bench::percentile(arrival_ms, 0.5)));
   t.add("phase 2: POST -> claim answered p99", bench::fmt("%.2f ms", bench::percentile(arrival_ms, 0.99)));
   t.add("phase 2: POST -> claim answered max", bench::fmt("%.2f ms", bench::percentile(arrival_ms, 1.0)));

@@ -66,6 +66,19 @@ long long AgentDaemon::rows(const std::string& sql) {
   return st.int64(0);
 }
 
+json::object AgentDaemon::queue_stats(const std::string& queue) {
+  auto r = get("alice-token", "/v1/queues");
+  REQUIRE(r.status == 200);
+  auto body = parse(r.body);
+  for (const auto& q : body.at("queues").as_array()) {
+    if (q.at("queue").as_string() == queue) {
+      return q.as_object();
+    }
+  }
+  FAIL("no queue " << queue << " in " << r.body);
+  return {};
+}
+
 void AgentDaemon::drained() {
   bool ok = eventually([&] { return rows("SELECT count(*) FROM outbox") == 0; });
   REQUIRE_MESSAGE(ok, "outbox rows left: " << rows("SELECT count(*) FROM outbox") << ", general:normal "

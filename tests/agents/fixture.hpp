@@ -30,6 +30,8 @@ struct AgentDaemon {
                    const std::string& body = "{}", HttpClient* client = nullptr);
   HttpResponse get(const std::string& token, const std::string& target);
   long long rows(const std::string& sql);
+  // The entry of `queue` in GET /v1/queues.
+  boost::json::object queue_stats(const std::string& queue);
   // Waits until the relay projected everything committed into Redis.
   void drained();
 };

@@ -59,8 +59,12 @@ TEST_CASE("release: back to its queue at once, for someone else, in its place") 
   std::string second = d.ingest("r-2", "second");
   d.drained();
   CHECK(claimed_id(d.claim("alice-token", "general")) == first);
+  CHECK(d.queue_stats("general").at("claimed").as_int64() == 1);
   auto rel = d.act("alice-token", first, "release");
   CHECK(rel.status == 200);
+  auto stats = d.queue_stats("general");  // released: waiting again, nobody holds it
+  CHECK(stats.at("depth").as_int64() == 2);
+  CHECK(stats.at("claimed").as_int64() == 0);
   CHECK(d.act("alice-token", first, "ack").status == 409);  // not hers any more
   // The released item is the oldest: it comes before `second`.
   auto again = d.claim("bob-token", "general");
@@ -72,7 +76,7 @@ TEST_CASE("release: back to its queue at once, for someone else, in its place") 
   CHECK(d.redis.xlen("sb:q:general:normal") == 0);
 }
 
-TEST_CASE("transfer: to another queue and priority, once even if retried; the conversation follows") {
+TEST_CASE("transfer: to another queue and priority, once even if retried, and the conversation follows") {
   AgentDaemon d;
   std::string id = d.ingest("t-1", "my invoice is wrong", "ann@example.com", "case-9");
   d.drained();

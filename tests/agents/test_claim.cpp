@@ -31,7 +31,7 @@ void priority_rules(config::Config& c) {
 }
 }  // namespace
 
-TEST_CASE("two agents, two queues: each sees its own; urgent > high > normal > low, oldest first") {
+TEST_CASE("two agents, two queues: each sees its own, and urgent > high > normal > low, oldest first") {
   AgentDaemon d(priority_rules);
   // alice works general and vip; bob general and billing.
   std::vector<std::string> ids;
@@ -64,7 +64,7 @@ TEST_CASE("two agents, two queues: each sees its own; urgent > high > normal > l
   CHECK(d.claim("alice-token", "general").status == 204);
 }
 
-TEST_CASE("a waiting claim is answered as soon as work arrives; 204 after wait_ms") {
+TEST_CASE("a waiting claim is answered as soon as work arrives, and 204 after wait_ms") {
   AgentDaemon d;
   auto t0 = std::chrono::steady_clock::now();
   auto r = d.claim("alice-token", "general", 300);

@@ -20,6 +20,7 @@ TEST_CASE("a vanished agent's item is redelivered after claim_timeout, then dead
   // Delivery 1: alice claims and vanishes.
   CHECK(claimed_id(d.claim("alice-token", "general")) == id);
   CHECK(d.claim("bob-token", "general").status == 204);  // held: not handed out twice
+  CHECK(d.queue_stats("general").at("claimed").as_int64() == 1);
 
   // Delivery 2: bob is waiting and gets it once alice's claim times out.
   auto t0 = std::chrono::steady_clock::now();
@@ -34,7 +35,10 @@ TEST_CASE("a vanished agent's item is redelivered after claim_timeout, then dead
   CHECK(late.status == 409);
   CHECK(error_message(late).find("bob") != std::string::npos);
 
-  // bob vanishes too: max_deliveries (2) reached, so it goes to the dead letters instead of a
+  // bob vanishes too. Past claim_timeout the item counts as waiting again.
+  REQUIRE(eventually([&] { return d.queue_stats("general").at("depth").as_int64() == 1; }));
+  CHECK(d.queue_stats("general").at("claimed").as_int64() == 0);
+  // max_deliveries (2) reached, so it goes to the dead letters instead of a
   // third delivery.
   auto third = d.claim("alice-token", "general", 1500);
   CHECK(third.status == 204);

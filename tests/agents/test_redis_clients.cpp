@@ -2,24 +2,15 @@
 // SPEC section 4 fields, and its XACK is honoured by the daemon's queue counts.
 #include <doctest/doctest.h>
 
+#include <thread>
+
 #include "tests/agents/fixture.hpp"
 
 using namespace sb;
 using namespace sb::test;
 
 namespace {
-boost::json::object general(AgentDaemon& d) {
-  auto r = d.get("alice-token", "/v1/queues");
-  REQUIRE(r.status == 200);
-  auto body = parse(r.body);
-  for (const auto& q : body.at("queues").as_array()) {
-    if (q.at("queue").as_string() == "general") {
-      return q.as_object();
-    }
-  }
-  FAIL("no general queue in " << r.body);
-  return {};
-}
+boost::json::object general(AgentDaemon& d) { return d.queue_stats("general"); }
 }  // namespace
 
 TEST_CASE("redis-cli as a consumer: XREADGROUP sees the SPEC fields, its XACK shows in /v1/queues") {
@@ -28,6 +19,9 @@ TEST_CASE("redis-cli as a consumer: XREADGROUP sees the SPEC fields, its XACK sh
   std::string other = d.ingest("cli-2", "and me through the API");
   d.drained();
   CHECK(general(d).at("depth").as_int64() == 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  CHECK(general(d).at("oldest_waiting_ms").as_int64() >= 150);
+  CHECK(general(d).at("oldest_waiting_ms").as_int64() < 60'000);
 
   auto read = d.redis.cmd({"XREADGROUP", "GROUP", "agents", "bob", "COUNT", "1", "STREAMS",
                            "sb:q:general:normal", ">"});

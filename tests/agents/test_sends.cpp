@@ -79,7 +79,7 @@ TEST_CASE("a reply accepted before a restart is sent after it") {
   CHECK(counting->sent == 1);
 }
 
-TEST_CASE("redis down: claims answer 503 naming redis; back when it returns") {
+TEST_CASE("redis down: claims answer 503 naming redis, and back when it returns") {
   AgentDaemon d;
   d.redis.stop();
   auto r = d.claim("alice-token", "general");

@@ -98,7 +98,7 @@ TEST_CASE("timeline: inbound, claim, reply (sent after one retry), finish, in or
   CHECK(ev[1].at("detail").at("outbound_id").as_string() == out_id);
 }
 
-TEST_CASE("reply: a channel without a sender is 422; the timeline pages newest first") {
+TEST_CASE("reply: a channel without a sender is 422, and the timeline pages newest first") {
   AgentDaemon d;
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) {
