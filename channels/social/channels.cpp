@@ -63,11 +63,11 @@ void SocialChannels::register_senders(SenderRegistry& senders) {
 void SocialChannels::start() {
   for (const auto& p : pollers_) {
     logger("social")->info("[{}:{}] polling", p->channel(), p->account());
-    spawn_poller(rt_, p, stopped_);
+    spawn_poller(rt_, p, rt_.stopped);
   }
 }
 
-void SocialChannels::stop() { stopped_->store(true); }
+void SocialChannels::stop() { rt_.stopped->store(true); }
 
 void SocialChannels::add_routes(http::Router& router) {
   auto serve = [this](http::Request& r) -> asio::awaitable<http::Response> {

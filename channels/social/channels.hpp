@@ -37,7 +37,6 @@ class SocialChannels {
   config::Channels channels_;
   SocialOptions options_;
   std::vector<std::shared_ptr<Poller>> pollers_;
-  std::shared_ptr<std::atomic<bool>> stopped_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace sb::social

@@ -28,6 +28,9 @@ struct Runtime {
   std::string default_region;
   // Accounts that can be paused (X usage cap), read by the switchboard_social_paused gauge.
   std::vector<std::pair<Labels, std::shared_ptr<std::atomic<bool>>>> paused = {};
+  // Set by SocialChannels::stop(): pollers end, and senders answer `retry` at once instead of
+  // starting work the stopping io_context would never finish.
+  std::shared_ptr<std::atomic<bool>> stopped = std::make_shared<std::atomic<bool>>(false);
 };
 
 // A finished poll round: when to poll again (ok), or why it failed (the runner backs off).

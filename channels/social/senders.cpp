@@ -65,6 +65,10 @@ std::string flag_value(const Parent& p, std::string_view prefix) {
 template <typename Fn>
 void run_send(Runtime& rt, const char* channel, const std::string& account, Sender::Done done,
               Fn attempt) {
+  if (rt.stopped->load()) {
+    done(SendResult::retry("the daemon is shutting down"));
+    return;
+  }
   asio::co_spawn(
       rt.ex,
       [&rt, attempt = std::move(attempt), channel, account]() mutable -> asio::awaitable<SendResult> {

@@ -94,6 +94,12 @@ TEST_CASE("mastodon: a reply is threaded with the right @acct, visibility and Id
   CHECK(posted[1].status == "@carl Sure.");
   CHECK(posted[1].in_reply_to_id == local);
   CHECK(posted[1].visibility == "direct");
+
+  // After stop() nothing more goes out: the job stays with the agents' queue for a retry.
+  d.app->stop();
+  auto late = d.send("mastodon", "social", reply_to(q[1], "01JOUT0003", "Later."));
+  CHECK(late.status == SendResult::Status::retry);
+  CHECK(fake.posted().size() == 2);
 }
 
 TEST_CASE("mastodon: a revoked token is logged, counted and backed off without stopping another account") {
