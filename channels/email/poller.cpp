@@ -175,6 +175,10 @@ void Poller::start() {
 }
 
 void Poller::stop() {
+  if (stopped_) {
+    return;  // the destructor after an explicit stop: the io_context may not run any more
+  }
+  stopped_ = true;
   auto s = state_;
   asio::post(s->io, [s] {
     s->stopping = true;

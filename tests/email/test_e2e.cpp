@@ -23,7 +23,7 @@ std::vector<std::string> numbered(int from, int to, int senders = 50) {
 
 }  // namespace
 
-TEST_CASE("500 messages over implicit TLS: each once in Redis with subject, sender, text and customer; a restart adds nothing") {
+TEST_CASE("500 messages over implicit TLS: each once in Redis with subject, sender, text and customer - a restart adds nothing") {
   EmailDaemon d("implicit");
   d.dovecot.deliver_many(numbered(0, 500));
   d.start();
@@ -118,7 +118,7 @@ TEST_CASE("a malformed message between two good ones: all three stored, the bad 
   CHECK(ps[2].at("flags").as_array().empty());
 }
 
-TEST_CASE("a dropped connection reconnects and later mail arrives; after = seen flags only what was stored") {
+TEST_CASE("a dropped connection reconnects and later mail arrives - after = seen flags only what was stored") {
   EmailDaemon d("starttls", "seen");
   d.dovecot.deliver(test_email(1, 1));
   d.start();
@@ -153,7 +153,7 @@ TEST_CASE("after = move:Processed moves exactly the stored messages") {
         std::string::npos);
 }
 
-TEST_CASE("an account whose server is down never delays the others; its failures are counted") {
+TEST_CASE("an account whose server is down never delays the others - its failures are counted") {
   EmailDaemon d;
   config::Imap broken = d.cfg.channels.imap.at(0);
   broken.name = "broken";
