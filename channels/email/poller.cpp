@@ -13,6 +13,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <charconv>
 #include <condition_variable>
@@ -77,12 +78,18 @@ struct Poller::State {
   std::condition_variable cv;
   int running = 0;  // guarded by mu
   std::mt19937_64 rng{std::random_device{}()};
+  // MIME parsing runs here, off the io thread, while the next batch is read. Declared last:
+  // destroyed (joined) first, before the mailboxes its jobs read.
+  asio::thread_pool parsers{2};
 
   asio::awaitable<void> run(Mailbox& m);
   asio::awaitable<error_code> session(Mailbox& m);
   struct InFlight;
-  std::shared_ptr<InFlight> parse_batch(Mailbox& m, imap::FetchBatch& batch,
+  std::shared_ptr<InFlight> start_parse(Mailbox& m, imap::FetchBatch& batch,
                                         std::uint64_t uidvalidity);
+  asio::awaitable<error_code> advance(Mailbox& m, imap::Client& c,
+                                      std::shared_ptr<InFlight>& parsing,
+                                      std::shared_ptr<InFlight>& inflight);
   void submit(const Mailbox& m, const std::shared_ptr<InFlight>& f);
   asio::awaitable<error_code> finish_batch(Mailbox& m, imap::Client& c, InFlight& f);
   void count_error(const Mailbox& m) {
@@ -250,9 +257,11 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
             c.has_capability("IDLE") ? ", IDLE" : ", polling");
 
   const milliseconds wait = std::min(a.poll_interval, options.idle_refresh);
-  // One batch is committed by the writer while the next is fetched and parsed; a batch is
-  // submitted only once the previous one is known to be committed, so a failed batch can never
-  // be overtaken by a later cursor.
+  // A three-stage pipeline: batch N+1 is read from the server while batch N is parsed on the
+  // parser pool and batch N-1 is committed by the writer. A batch is submitted only once the
+  // previous one is known to be committed, so a failed batch is never overtaken by a later
+  // cursor.
+  std::shared_ptr<InFlight> parsing;
   std::shared_ptr<InFlight> inflight;
   std::uint64_t fetched = last;
   while (!stopping) {
@@ -267,16 +276,19 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
     }
     if (!batch->messages.empty()) {
       fetched = std::max(fetched, batch->messages.back().uid);
-      auto next = parse_batch(m, *batch, status->uidvalidity);
-      if (inflight) {
-        if (auto ec = co_await finish_batch(m, c, *inflight)) {
+      if (parsing) {
+        if (auto ec = co_await advance(m, c, parsing, inflight)) {
           co_return ec;
         }
       }
-      inflight = std::move(next);
-      submit(m, inflight);
+      parsing = start_parse(m, *batch, status->uidvalidity);
       if (batch->more) {
         continue;
+      }
+    }
+    if (parsing) {
+      if (auto ec = co_await advance(m, c, parsing, inflight)) {
+        co_return ec;
       }
     }
     if (inflight) {
@@ -303,9 +315,13 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
 }
 
 // A batch handed to the writer: its outcomes arrive on the io thread and wake the waiter.
+// Both events arrive on the io thread and cancel the timer; waiters re-check the flags, so an
+// event that comes before the wait is never lost.
 struct Poller::State::InFlight {
   explicit InFlight(asio::io_context& io) : timer(io, asio::steady_timer::time_point::max()) {}
   asio::steady_timer timer;
+  std::vector<imap::FetchedMessage> raw;
+  bool parsed = false;
   bool done = false;
   std::vector<IngestOutcome> outcomes;
   std::vector<std::uint64_t> uids;
@@ -313,30 +329,54 @@ struct Poller::State::InFlight {
   std::optional<CursorUpdate> cursor;
 };
 
-std::shared_ptr<Poller::State::InFlight> Poller::State::parse_batch(Mailbox& m,
+// Parses the batch on the parser pool; `parsed` is set on the io thread when it is done.
+std::shared_ptr<Poller::State::InFlight> Poller::State::start_parse(Mailbox& m,
                                                                    imap::FetchBatch& batch,
                                                                    std::uint64_t uidvalidity) {
-  auto log = logger("email");
-  const auto& a = *m.account;
   auto f = std::make_shared<InFlight>(io);
-  auto& items = f->items;
-  items.reserve(batch.messages.size());
-  for (auto& msg : batch.messages) {
-    ParsedEmail parsed = parse_email(msg.raw);
-    if (parsed.malformed) {
-      std::string why;
-      for (const auto& p : parsed.problems) {
-        why += (why.empty() ? "" : ", ") + p;
+  f->raw = std::move(batch.messages);
+  asio::post(parsers, [this, &m, f, uidvalidity] {
+    auto log = logger("email");
+    const auto& a = *m.account;
+    f->items.reserve(f->raw.size());
+    for (auto& msg : f->raw) {
+      ParsedEmail parsed = parse_email(msg.raw);
+      if (parsed.malformed) {
+        std::string why;
+        for (const auto& p : parsed.problems) {
+          why += (why.empty() ? "" : ", ") + p;
+        }
+        log->warn("{} UID {} is malformed ({}); stored with flag malformed", m.prefix, msg.uid,
+                  why);
       }
-      log->warn("{} UID {} is malformed ({}); stored with flag malformed", m.prefix, msg.uid, why);
+      f->items.push_back(to_inbound(parsed, a.name, m.name));
+      f->uids.push_back(msg.uid);
     }
-    items.push_back(to_inbound(parsed, a.name, m.name));
-    f->uids.push_back(msg.uid);
-    msg.raw.clear();
-    msg.raw.shrink_to_fit();
-  }
-  f->cursor = CursorUpdate{a.name, m.name, format_cursor({uidvalidity, f->uids.back()})};
+    f->raw.clear();
+    f->cursor = CursorUpdate{a.name, m.name, format_cursor({uidvalidity, f->uids.back()})};
+    asio::post(io, [f] {
+      f->parsed = true;
+      f->timer.cancel();
+    });
+  });
   return f;
+}
+
+// Waits for `parsing` to be parsed and `inflight` to be committed, then submits `parsing`.
+asio::awaitable<error_code> Poller::State::advance(Mailbox& m, imap::Client& c,
+                                                   std::shared_ptr<InFlight>& parsing,
+                                                   std::shared_ptr<InFlight>& inflight) {
+  while (!parsing->parsed) {
+    co_await parsing->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  if (inflight) {
+    if (auto ec = co_await finish_batch(m, c, *inflight)) {
+      co_return ec;
+    }
+  }
+  inflight = std::move(parsing);
+  submit(m, inflight);
+  co_return error_code{};
 }
 
 // Stores the batch with its cursor in one transaction; finish_batch awaits the commit.
