@@ -15,15 +15,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <charconv>
 #include <condition_variable>
-#include <fstream>
 #include <mutex>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include "channels/email/imap_client.hpp"
+#include "channels/email/poller_support.hpp"
 #include "channels/email/mime.hpp"
 #include "channels/email/threading.hpp"
 #include "core/log.hpp"
@@ -33,26 +31,6 @@ namespace sb::email {
 namespace asio = boost::asio;
 using boost::system::error_code;
 using std::chrono::milliseconds;
-
-std::optional<Cursor> parse_cursor(const std::string& value) {
-  auto colon = value.find(':');
-  if (colon == std::string::npos) {
-    return std::nullopt;
-  }
-  Cursor c;
-  const char* b = value.data();
-  auto r1 = std::from_chars(b, b + colon, c.uidvalidity);
-  auto r2 = std::from_chars(b + colon + 1, b + value.size(), c.last_uid);
-  if (r1.ec != std::errc{} || r1.ptr != b + colon || r2.ec != std::errc{} ||
-      r2.ptr != b + value.size() || c.uidvalidity == 0) {
-    return std::nullopt;
-  }
-  return c;
-}
-
-std::string format_cursor(const Cursor& c) {
-  return std::to_string(c.uidvalidity) + ":" + std::to_string(c.last_uid);
-}
 
 struct Poller::Mailbox {
   const config::Imap* account = nullptr;
@@ -105,36 +83,6 @@ struct Poller::State {
   }
 };
 
-namespace {
-
-imap::ClientOptions client_options(const config::Imap& a, const PollerOptions& o) {
-  imap::ClientOptions opts;
-  opts.host = a.host;
-  opts.port = a.port;
-  opts.tls = a.tls == "none"       ? imap::TlsMode::none
-             : a.tls == "starttls" ? imap::TlsMode::starttls
-                                   : imap::TlsMode::implicit;
-  opts.username = a.username;
-  opts.password = a.password;
-  opts.io_timeout = o.io_timeout;
-  if (a.auth == "xoauth2") {
-    opts.auth = imap::AuthMode::xoauth2;
-    opts.access_token = a.token;
-    if (!a.token_file.empty()) {  // re-read on every connect: the token may have been rotated
-      std::ifstream f(a.token_file);
-      std::stringstream ss;
-      ss << f.rdbuf();
-      std::string t = ss.str();
-      while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) {
-        t.pop_back();
-      }
-      opts.access_token = t;
-    }
-  }
-  return opts;
-}
-
-}  // namespace
 
 Poller::Poller(asio::io_context& io, Pipeline& pipeline, Metrics& metrics,
                std::vector<config::Imap> accounts, PollerOptions options)
@@ -222,7 +170,7 @@ asio::awaitable<void> Poller::State::run(Mailbox& m) {
 asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   auto log = logger("email");
   const auto& a = *m.account;
-  imap::Client c(io.get_executor(), *m.tls, client_options(a, options));
+  imap::Client c(io.get_executor(), *m.tls, account_options(a, options.io_timeout));
   m.client = &c;
   struct Release {
     Mailbox& m;
