@@ -214,13 +214,29 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   std::uint64_t fetched = last;
   while (!stopping) {
     log->debug("{} fetching after UID {}", m.prefix, fetched);
-    auto batch = co_await c.fetch_new(fetched, options.batch);
+    // Below the UIDNEXT of SELECT, UID ranges need no UID SEARCH (which would list every
+    // remaining UID again for each batch); past it, SEARCH finds what arrived since.
+    // (Two statements, not `?:` with a co_await in each arm: GCC 12 mis-destroys those.)
+    bool ranged = status->uidnext > fetched + 1 + options.batch;
+    boost::system::result<imap::FetchBatch> batch = imap::FetchBatch{};
+    if (ranged) {
+      batch = co_await c.fetch_range(fetched + 1, fetched + options.batch);
+    } else {
+      batch = co_await c.fetch_new(fetched, options.batch);
+    }
     if (!batch) {
       co_return batch.error();
     }
     if (c.mailbox().uidvalidity != status->uidvalidity) {
       // The server announced a new UIDVALIDITY mid-session: start over with a fresh SELECT.
       co_return make_error_code(boost::system::errc::state_not_recoverable);
+    }
+    if (ranged) {
+      fetched += options.batch;  // a range whose messages were all expunged still moves on
+      batch->more = true;
+      if (batch->messages.empty()) {
+        continue;
+      }
     }
     if (!batch->messages.empty()) {
       fetched = std::max(fetched, batch->messages.back().uid);
