@@ -403,6 +403,29 @@ asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
   co_return batch;
 }
 
+asio::awaitable<result<FetchBatch>> Client::fetch_range(std::uint64_t lo, std::uint64_t hi) {
+  FetchBatch batch;
+  if (lo == 0 || hi < lo) {
+    co_return batch;
+  }
+  std::string cmd = "UID FETCH " + std::to_string(lo) + ":" + std::to_string(hi) +
+                    " (UID RFC822.SIZE BODY.PEEK[])";
+  auto fetched = co_await command(std::move(cmd));
+  if (!fetched) {
+    co_return fetched.error();
+  }
+  for (auto& r : *fetched) {
+    auto f = as_fetch(r);
+    if (f && f->uid && f->body && *f->uid >= lo && *f->uid <= hi) {
+      std::uint64_t size = f->rfc822_size.value_or(f->body->size());
+      batch.messages.push_back({*f->uid, size, std::move(*f->body)});
+    }
+  }
+  std::sort(batch.messages.begin(), batch.messages.end(),
+            [](const auto& a, const auto& b) { return a.uid < b.uid; });
+  co_return batch;
+}
+
 asio::awaitable<result<IdleResult>> Client::idle(std::chrono::milliseconds max_wait,
                                                  std::function<void()> on_started) {
   if (!has_capability("IDLE")) {

@@ -84,6 +84,10 @@ class Client {
   // message, RFC 3501 6.4.8).
   boost::asio::awaitable<boost::system::result<FetchBatch>> fetch_new(std::uint64_t after_uid,
                                                                       std::size_t max_messages);
+  // UID FETCH lo:hi (UID BODY.PEEK[] RFC822.SIZE) without a SEARCH first: for the initial
+  // sync of a large mailbox, read range by range below UIDNEXT (missing UIDs return nothing).
+  boost::asio::awaitable<boost::system::result<FetchBatch>> fetch_range(std::uint64_t lo,
+                                                                        std::uint64_t hi);
   // IDLE (RFC 2177) until the server reports EXISTS or `max_wait` passes (callers re-issue at
   // least every 10 minutes, under the servers' 30-minute timeout).
   // `on_started` runs once the server accepted IDLE (tests use it to deliver mail).

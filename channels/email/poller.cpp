@@ -13,16 +13,15 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <charconv>
 #include <condition_variable>
-#include <fstream>
 #include <mutex>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include "channels/email/imap_client.hpp"
+#include "channels/email/poller_support.hpp"
 #include "channels/email/mime.hpp"
 #include "channels/email/threading.hpp"
 #include "core/log.hpp"
@@ -32,26 +31,6 @@ namespace sb::email {
 namespace asio = boost::asio;
 using boost::system::error_code;
 using std::chrono::milliseconds;
-
-std::optional<Cursor> parse_cursor(const std::string& value) {
-  auto colon = value.find(':');
-  if (colon == std::string::npos) {
-    return std::nullopt;
-  }
-  Cursor c;
-  const char* b = value.data();
-  auto r1 = std::from_chars(b, b + colon, c.uidvalidity);
-  auto r2 = std::from_chars(b + colon + 1, b + value.size(), c.last_uid);
-  if (r1.ec != std::errc{} || r1.ptr != b + colon || r2.ec != std::errc{} ||
-      r2.ptr != b + value.size() || c.uidvalidity == 0) {
-    return std::nullopt;
-  }
-  return c;
-}
-
-std::string format_cursor(const Cursor& c) {
-  return std::to_string(c.uidvalidity) + ":" + std::to_string(c.last_uid);
-}
 
 struct Poller::Mailbox {
   const config::Imap* account = nullptr;
@@ -77,12 +56,18 @@ struct Poller::State {
   std::condition_variable cv;
   int running = 0;  // guarded by mu
   std::mt19937_64 rng{std::random_device{}()};
+  // MIME parsing runs here, off the io thread, while the next batch is read. Declared last:
+  // destroyed (joined) first, before the mailboxes its jobs read.
+  asio::thread_pool parsers{2};
 
   asio::awaitable<void> run(Mailbox& m);
   asio::awaitable<error_code> session(Mailbox& m);
   struct InFlight;
-  std::shared_ptr<InFlight> parse_batch(Mailbox& m, imap::FetchBatch& batch,
+  std::shared_ptr<InFlight> start_parse(Mailbox& m, imap::FetchBatch& batch,
                                         std::uint64_t uidvalidity);
+  asio::awaitable<error_code> advance(Mailbox& m, imap::Client& c,
+                                      std::shared_ptr<InFlight>& parsing,
+                                      std::shared_ptr<InFlight>& inflight);
   void submit(const Mailbox& m, const std::shared_ptr<InFlight>& f);
   asio::awaitable<error_code> finish_batch(Mailbox& m, imap::Client& c, InFlight& f);
   void count_error(const Mailbox& m) {
@@ -98,36 +83,6 @@ struct Poller::State {
   }
 };
 
-namespace {
-
-imap::ClientOptions client_options(const config::Imap& a, const PollerOptions& o) {
-  imap::ClientOptions opts;
-  opts.host = a.host;
-  opts.port = a.port;
-  opts.tls = a.tls == "none"       ? imap::TlsMode::none
-             : a.tls == "starttls" ? imap::TlsMode::starttls
-                                   : imap::TlsMode::implicit;
-  opts.username = a.username;
-  opts.password = a.password;
-  opts.io_timeout = o.io_timeout;
-  if (a.auth == "xoauth2") {
-    opts.auth = imap::AuthMode::xoauth2;
-    opts.access_token = a.token;
-    if (!a.token_file.empty()) {  // re-read on every connect: the token may have been rotated
-      std::ifstream f(a.token_file);
-      std::stringstream ss;
-      ss << f.rdbuf();
-      std::string t = ss.str();
-      while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) {
-        t.pop_back();
-      }
-      opts.access_token = t;
-    }
-  }
-  return opts;
-}
-
-}  // namespace
 
 Poller::Poller(asio::io_context& io, Pipeline& pipeline, Metrics& metrics,
                std::vector<config::Imap> accounts, PollerOptions options)
@@ -175,6 +130,10 @@ void Poller::start() {
 }
 
 void Poller::stop() {
+  if (stopped_) {
+    return;  // the destructor after an explicit stop: the io_context may not run any more
+  }
+  stopped_ = true;
   auto s = state_;
   asio::post(s->io, [s] {
     s->stopping = true;
@@ -211,7 +170,7 @@ asio::awaitable<void> Poller::State::run(Mailbox& m) {
 asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   auto log = logger("email");
   const auto& a = *m.account;
-  imap::Client c(io.get_executor(), *m.tls, client_options(a, options));
+  imap::Client c(io.get_executor(), *m.tls, account_options(a, options.io_timeout));
   m.client = &c;
   struct Release {
     Mailbox& m;
@@ -246,14 +205,25 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
             c.has_capability("IDLE") ? ", IDLE" : ", polling");
 
   const milliseconds wait = std::min(a.poll_interval, options.idle_refresh);
-  // One batch is committed by the writer while the next is fetched and parsed; a batch is
-  // submitted only once the previous one is known to be committed, so a failed batch can never
-  // be overtaken by a later cursor.
+  // A three-stage pipeline: batch N+1 is read from the server while batch N is parsed on the
+  // parser pool and batch N-1 is committed by the writer. A batch is submitted only once the
+  // previous one is known to be committed, so a failed batch is never overtaken by a later
+  // cursor.
+  std::shared_ptr<InFlight> parsing;
   std::shared_ptr<InFlight> inflight;
   std::uint64_t fetched = last;
   while (!stopping) {
     log->debug("{} fetching after UID {}", m.prefix, fetched);
-    auto batch = co_await c.fetch_new(fetched, options.batch);
+    // Below the UIDNEXT of SELECT, UID ranges need no UID SEARCH (which would list every
+    // remaining UID again for each batch); past it, SEARCH finds what arrived since.
+    // (Two statements, not `?:` with a co_await in each arm: GCC 12 mis-destroys those.)
+    bool ranged = status->uidnext > fetched + 1 + options.batch;
+    boost::system::result<imap::FetchBatch> batch = imap::FetchBatch{};
+    if (ranged) {
+      batch = co_await c.fetch_range(fetched + 1, fetched + options.batch);
+    } else {
+      batch = co_await c.fetch_new(fetched, options.batch);
+    }
     if (!batch) {
       co_return batch.error();
     }
@@ -261,18 +231,28 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
       // The server announced a new UIDVALIDITY mid-session: start over with a fresh SELECT.
       co_return make_error_code(boost::system::errc::state_not_recoverable);
     }
+    if (ranged) {
+      fetched += options.batch;  // a range whose messages were all expunged still moves on
+      batch->more = true;
+      if (batch->messages.empty()) {
+        continue;
+      }
+    }
     if (!batch->messages.empty()) {
       fetched = std::max(fetched, batch->messages.back().uid);
-      auto next = parse_batch(m, *batch, status->uidvalidity);
-      if (inflight) {
-        if (auto ec = co_await finish_batch(m, c, *inflight)) {
+      if (parsing) {
+        if (auto ec = co_await advance(m, c, parsing, inflight)) {
           co_return ec;
         }
       }
-      inflight = std::move(next);
-      submit(m, inflight);
+      parsing = start_parse(m, *batch, status->uidvalidity);
       if (batch->more) {
         continue;
+      }
+    }
+    if (parsing) {
+      if (auto ec = co_await advance(m, c, parsing, inflight)) {
+        co_return ec;
       }
     }
     if (inflight) {
@@ -299,9 +279,13 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
 }
 
 // A batch handed to the writer: its outcomes arrive on the io thread and wake the waiter.
+// Both events arrive on the io thread and cancel the timer; waiters re-check the flags, so an
+// event that comes before the wait is never lost.
 struct Poller::State::InFlight {
   explicit InFlight(asio::io_context& io) : timer(io, asio::steady_timer::time_point::max()) {}
   asio::steady_timer timer;
+  std::vector<imap::FetchedMessage> raw;
+  bool parsed = false;
   bool done = false;
   std::vector<IngestOutcome> outcomes;
   std::vector<std::uint64_t> uids;
@@ -309,30 +293,54 @@ struct Poller::State::InFlight {
   std::optional<CursorUpdate> cursor;
 };
 
-std::shared_ptr<Poller::State::InFlight> Poller::State::parse_batch(Mailbox& m,
+// Parses the batch on the parser pool; `parsed` is set on the io thread when it is done.
+std::shared_ptr<Poller::State::InFlight> Poller::State::start_parse(Mailbox& m,
                                                                    imap::FetchBatch& batch,
                                                                    std::uint64_t uidvalidity) {
-  auto log = logger("email");
-  const auto& a = *m.account;
   auto f = std::make_shared<InFlight>(io);
-  auto& items = f->items;
-  items.reserve(batch.messages.size());
-  for (auto& msg : batch.messages) {
-    ParsedEmail parsed = parse_email(msg.raw);
-    if (parsed.malformed) {
-      std::string why;
-      for (const auto& p : parsed.problems) {
-        why += (why.empty() ? "" : ", ") + p;
+  f->raw = std::move(batch.messages);
+  asio::post(parsers, [this, &m, f, uidvalidity] {
+    auto log = logger("email");
+    const auto& a = *m.account;
+    f->items.reserve(f->raw.size());
+    for (auto& msg : f->raw) {
+      ParsedEmail parsed = parse_email(msg.raw);
+      if (parsed.malformed) {
+        std::string why;
+        for (const auto& p : parsed.problems) {
+          why += (why.empty() ? "" : ", ") + p;
+        }
+        log->warn("{} UID {} is malformed ({}); stored with flag malformed", m.prefix, msg.uid,
+                  why);
       }
-      log->warn("{} UID {} is malformed ({}); stored with flag malformed", m.prefix, msg.uid, why);
+      f->items.push_back(to_inbound(parsed, a.name, m.name));
+      f->uids.push_back(msg.uid);
     }
-    items.push_back(to_inbound(parsed, a.name, m.name));
-    f->uids.push_back(msg.uid);
-    msg.raw.clear();
-    msg.raw.shrink_to_fit();
-  }
-  f->cursor = CursorUpdate{a.name, m.name, format_cursor({uidvalidity, f->uids.back()})};
+    f->raw.clear();
+    f->cursor = CursorUpdate{a.name, m.name, format_cursor({uidvalidity, f->uids.back()})};
+    asio::post(io, [f] {
+      f->parsed = true;
+      f->timer.cancel();
+    });
+  });
   return f;
+}
+
+// Waits for `parsing` to be parsed and `inflight` to be committed, then submits `parsing`.
+asio::awaitable<error_code> Poller::State::advance(Mailbox& m, imap::Client& c,
+                                                   std::shared_ptr<InFlight>& parsing,
+                                                   std::shared_ptr<InFlight>& inflight) {
+  while (!parsing->parsed) {
+    co_await parsing->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  if (inflight) {
+    if (auto ec = co_await finish_batch(m, c, *inflight)) {
+      co_return ec;
+    }
+  }
+  inflight = std::move(parsing);
+  submit(m, inflight);
+  co_return error_code{};
 }
 
 // Stores the batch with its cursor in one transaction; finish_batch awaits the commit.

@@ -58,6 +58,7 @@ class Poller {
  private:
   struct State;
   std::shared_ptr<State> state_;
+  bool stopped_ = false;
 };
 
 }  // namespace sb::email

@@ -71,7 +71,7 @@ std::string Dovecot::run_as_prefix() const {
   return ::geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
 }
 
-Dovecot::Dovecot() {
+Dovecot::Dovecot(std::string extra_conf) : extra_conf_(std::move(extra_conf)) {
   try {
     start();
   } catch (...) {
@@ -124,7 +124,7 @@ void Dovecot::start() {
       "\n  }\n  inet_listener imaps {\n    address = 127.0.0.1\n    port = " +
       std::to_string(imaps_port_) +
       "\n    ssl = yes\n  }\n}\n"
-      "service anvil {\n  chroot =\n}\nservice stats {\n  chroot =\n}\n";
+      "service anvil {\n  chroot =\n}\nservice stats {\n  chroot =\n}\n" + extra_conf_ + "\n";
   write_file(dir_ + "/dovecot.conf", conf);
   if (root) {
     run("chown -R 65534:65534 " + dir_);

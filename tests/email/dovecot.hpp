@@ -17,7 +17,8 @@ bool port_open(std::uint16_t port);
 
 class Dovecot {
  public:
-  Dovecot();
+  // `extra_conf`: more dovecot.conf lines (e.g. an imap_capability without IDLE).
+  explicit Dovecot(std::string extra_conf = "");
   ~Dovecot();
   Dovecot(const Dovecot&) = delete;
   Dovecot& operator=(const Dovecot&) = delete;
@@ -48,6 +49,7 @@ class Dovecot {
   void stop();
   void launch();  // fork/exec the master and wait for both listeners
   std::string run_as_prefix() const;
+  std::string extra_conf_;
   std::string dir_;
   std::uint16_t imap_port_ = 0;
   std::uint16_t imaps_port_ = 0;

@@ -33,7 +33,9 @@ struct EmailDaemon {
   std::unique_ptr<App> app;
 
   // tls: "none" (plain), "implicit" (993-style) or "starttls".
-  explicit EmailDaemon(const std::string& tls = "none", const std::string& after = "keep") {
+  explicit EmailDaemon(const std::string& tls = "none", const std::string& after = "keep",
+                       const std::string& dovecot_conf = "")
+      : dovecot(dovecot_conf) {
     if (const char* lvl = std::getenv("SB_TEST_LOG")) {  // e.g. SB_TEST_LOG=debug
       set_log_level(lvl);
     }

@@ -4,6 +4,10 @@
 #include <map>
 #include <thread>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include "channels/email/imap_client.hpp"
 #include "tests/email/email_daemon.hpp"
 
 using namespace sb;
@@ -23,7 +27,7 @@ std::vector<std::string> numbered(int from, int to, int senders = 50) {
 
 }  // namespace
 
-TEST_CASE("500 messages over implicit TLS: each once in Redis with subject, sender, text and customer; a restart adds nothing") {
+TEST_CASE("500 messages over implicit TLS: each once in Redis with subject, sender, text and customer - a restart adds nothing") {
   EmailDaemon d("implicit");
   d.dovecot.deliver_many(numbered(0, 500));
   d.start();
@@ -118,7 +122,7 @@ TEST_CASE("a malformed message between two good ones: all three stored, the bad 
   CHECK(ps[2].at("flags").as_array().empty());
 }
 
-TEST_CASE("a dropped connection reconnects and later mail arrives; after = seen flags only what was stored") {
+TEST_CASE("a dropped connection reconnects and later mail arrives - after = seen flags only what was stored") {
   EmailDaemon d("starttls", "seen");
   d.dovecot.deliver(test_email(1, 1));
   d.start();
@@ -153,7 +157,7 @@ TEST_CASE("after = move:Processed moves exactly the stored messages") {
         std::string::npos);
 }
 
-TEST_CASE("an account whose server is down never delays the others; its failures are counted") {
+TEST_CASE("an account whose server is down never delays the others - its failures are counted") {
   EmailDaemon d;
   config::Imap broken = d.cfg.channels.imap.at(0);
   broken.name = "broken";
@@ -178,4 +182,34 @@ TEST_CASE("an account whose server is down never delays the others; its failures
     return d.metrics().find(R"(switchboard_channel_errors_total{channel="email",account="broken"})") !=
            std::string::npos;
   }, 10s));
+}
+
+TEST_CASE("a server without IDLE is polled at poll_interval") {
+  EmailDaemon d("none", "keep",
+                "protocol imap {\n  imap_capability = IMAP4rev1 SASL-IR LITERAL+ UIDPLUS MOVE\n}");
+  d.cfg.channels.imap.at(0).poll_interval = std::chrono::milliseconds(300);
+  {  // the server really does not offer IDLE after login
+    boost::asio::io_context io;
+    boost::asio::ssl::context tls(boost::asio::ssl::context::tls_client);
+    email::imap::Client c(io.get_executor(), tls,
+                          {"127.0.0.1", d.dovecot.imap_port(), email::imap::TlsMode::none,
+                           Dovecot::user, Dovecot::password});
+    bool idle = true;
+    boost::asio::co_spawn(io, [&]() -> boost::asio::awaitable<void> {
+      REQUIRE_FALSE(co_await c.connect());
+      REQUIRE_FALSE(co_await c.login());
+      idle = c.has_capability("IDLE");
+      c.close();
+    }, boost::asio::detached);
+    io.run_for(10s);
+    REQUIRE_FALSE(idle);
+  }
+  d.dovecot.deliver(test_email(1, 1));
+  d.start();
+  REQUIRE(eventually([&] { return d.queued() >= 1; }, 10s));
+  auto t0 = std::chrono::steady_clock::now();
+  d.dovecot.deliver(test_email(2, 2));
+  REQUIRE(eventually([&] { return d.queued() >= 2; }, 10s));
+  CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+  CHECK(d.queued() == 2);
 }

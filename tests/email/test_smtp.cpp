@@ -88,7 +88,7 @@ config::Smtp smtp_account(std::uint16_t port, const std::string& tls, const std:
 
 }  // namespace
 
-TEST_CASE("a reply goes out over STARTTLS with threading headers; the customer's answer joins the conversation") {
+TEST_CASE("a reply goes out over STARTTLS with threading headers - the customer's answer joins the conversation") {
   SmtpServer smtp(true);
   EmailDaemon d;
   d.cfg.channels.smtp.push_back(smtp_account(smtp.port, "starttls", smtp.dir.file("cert.pem")));
