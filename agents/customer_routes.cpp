@@ -19,6 +19,46 @@ constexpr int kDefaultLimit = 50;
 constexpr int kMaxLimit = 200;
 }  // namespace
 
+// GET /v1/interactions/{id}/attachments/{n}: the bytes of attachment n (its position in the
+// interaction's "attachments" list), when the channel kept them ("stored": true).
+Service::Awaitable Service::attachment(http::Request& r) {
+  if (!reader_auth(r)) {
+    co_return http::error(401, "unauthorized", "an agent or API token is required");
+  }
+  const std::string id = r.params["id"];
+  const std::string n = r.params["n"];
+  if (n.empty() || n.size() > 6 || n.find_first_not_of("0123456789") != std::string::npos) {
+    co_return http::error(400, "invalid_field", "the attachment number must be 0, 1, 2, ...");
+  }
+  auto st = records_.db().prepare(
+      "SELECT filename, content_type, data FROM attachments WHERE interaction_id=?1 AND idx=?2");
+  st.bind(1, id).bind(2, static_cast<std::int64_t>(std::stoll(n)));
+  if (!st.step()) {
+    co_return http::error(404, "not_found",
+                          "interaction " + id + " has no stored attachment number " + n +
+                              " (unknown interaction, no such attachment, or over the size cap)");
+  }
+  std::string filename = st.text(0);
+  std::string type = st.text(1);
+  http::Response res{200, type.empty() ? "application/octet-stream" : type, st.text(2), {}};
+  // RFC 6266: the UTF-8 name percent-encoded in filename*, and a plain ASCII fallback.
+  std::string ascii, encoded;
+  for (unsigned char c : filename) {
+    bool plain = std::isalnum(c) || c == '.' || c == '-' || c == '_';
+    ascii += (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? static_cast<char>(c) : '_';
+    if (plain) {
+      encoded += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      encoded += buf;
+    }
+  }
+  res.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + ascii +
+                                                      "\"; filename*=UTF-8''" + encoded);
+  co_return res;
+}
+
 Service::Awaitable Service::customer(http::Request& r) {
   if (!reader_auth(r)) {
     co_return http::error(401, "unauthorized", "an agent or API token is required");

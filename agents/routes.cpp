@@ -379,6 +379,8 @@ void Service::add_routes(http::Router& router) {
   router.add("GET", "/v1/customers/{id}", [this](http::Request& r) { return customer(r); });
   router.add("GET", "/v1/customers/{id}/interactions",
              [this](http::Request& r) { return timeline(r); });
+  router.add("GET", "/v1/interactions/{id}/attachments/{n}",
+             [this](http::Request& r) { return attachment(r); });
 }
 
 }  // namespace sb::agents

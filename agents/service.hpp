@@ -68,6 +68,7 @@ class Service {
   Awaitable queues(http::Request& r);
   Awaitable customer(http::Request& r);
   Awaitable timeline(http::Request& r);
+  Awaitable attachment(http::Request& r);
   // 404 when the interaction does not exist, else 409 naming who holds it.
   Response not_held(const std::string& id, const std::string& agent, const FinishResult& f);
   std::string queue_of_stream(const std::string& stream) const;

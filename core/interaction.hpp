@@ -23,6 +23,10 @@ struct Attachment {
   std::string filename;
   std::string content_type;
   std::int64_t size = 0;
+  // The decoded bytes, when the channel kept them (within its size caps): stored beside the
+  // interaction and served to agents by GET /v1/interactions/{id}/attachments/{n}.
+  bool stored = false;
+  std::string data;
 };
 
 // Call status vocabulary of SPEC section 3.

@@ -80,8 +80,10 @@ json::object interaction_json(const Inbound& in, const StoredMeta& m) {
   }
   json::array atts;
   for (const auto& a : in.attachments) {
-    atts.push_back(json::object{
-        {"filename", a.filename}, {"content_type", a.content_type}, {"size", a.size}});
+    atts.push_back(json::object{{"filename", a.filename},
+                                {"content_type", a.content_type},
+                                {"size", a.size},
+                                {"stored", a.stored}});
   }
   o["attachments"] = std::move(atts);
   json::array flags;

@@ -123,6 +123,17 @@ CREATE INDEX sends_due ON sends(state, next_attempt_at);
     R"sql(
 CREATE INDEX sends_by_provider ON sends(channel, account, provider_id);
 )sql",
+    // 3 -> 4: attachment bytes a channel kept (email, within its caps), for agents to fetch.
+    R"sql(
+CREATE TABLE attachments(
+  interaction_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,                  -- position in the interaction's "attachments" list
+  filename TEXT NOT NULL,
+  content_type TEXT NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY(interaction_id, idx)
+) WITHOUT ROWID;
+)sql",
 };
 
 int read_version(Db& db) {

@@ -30,6 +30,7 @@ class Stmt {
 
   // Binds by 1-based index. Strings are copied (SQLITE_TRANSIENT) unless bind_static is used.
   Stmt& bind(int i, std::string_view v);
+  Stmt& bind_blob(int i, std::string_view bytes);
   Stmt& bind(int i, std::int64_t v);
   Stmt& bind(int i, int v) { return bind(i, static_cast<std::int64_t>(v)); }
   Stmt& bind_null(int i);

@@ -51,11 +51,14 @@ struct Store::Statements {
         upsert_cursor(db.prepare(
             "INSERT INTO cursors(account, scope, value, updated_at) VALUES (?1, ?2, ?3, ?4) "
             "ON CONFLICT(account, scope) DO UPDATE SET value=excluded.value, "
-            "updated_at=excluded.updated_at")) {}
+            "updated_at=excluded.updated_at")),
+        insert_attachment(db.prepare(
+            "INSERT INTO attachments(interaction_id, idx, filename, content_type, data) "
+            "VALUES (?1, ?2, ?3, ?4, ?5)")) {}
 
   Stmt find_dup, find_identity, get_customer, insert_customer, insert_identity, find_conv_key,
       insert_conv, insert_conv_key, route_conv, insert_interaction, update_call, insert_outbox,
-      upsert_cursor;
+      upsert_cursor, insert_attachment;
 };
 
 namespace {
@@ -226,6 +229,14 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   ins.bind_static(11, queue_now ? "queued" : "pending_call").bind(12, order_key);
   ins.bind(13, in.occurred_at_ms ? in.occurred_at_ms : now).bind(14, now);
   ins.bind_static(15, payload).run();
+  for (std::size_t i = 0; i < in.attachments.size(); ++i) {
+    const auto& a = in.attachments[i];
+    if (a.stored) {
+      st.insert_attachment.bind_static(1, meta.id).bind(2, static_cast<std::int64_t>(i));
+      st.insert_attachment.bind_static(3, a.filename).bind_static(4, a.content_type);
+      st.insert_attachment.bind_blob(5, a.data).run();
+    }
+  }
   if (queue_now) {
     enqueue(st, meta.id, meta.id, r, conv.id, now);
   }

@@ -187,6 +187,7 @@ struct walker {
   std::string html;
   bool plain_more = false;
   bool html_more = false;
+  std::size_t kept = 0;  // attachment bytes kept so far
 
   // Reads at most `cap` decoded bytes of a leaf part, streaming through GMime's transfer
   // decoder so that a 50 MB part never sits in memory twice.
@@ -223,13 +224,15 @@ struct walker {
     return data;
   }
 
-  void add_attachment(GMimeObject* obj, std::string filename, std::int64_t size) {
+  void add_attachment(GMimeObject* obj, std::string filename, std::int64_t size,
+                      std::string data = {}, bool stored = false) {
     const GMimeContentType* ct = g_mime_object_get_content_type(obj);
     char* mime = ct == nullptr
                      ? nullptr
                      : g_mime_content_type_get_mime_type(const_cast<GMimeContentType*>(ct));
     out.attachments.push_back({sanitize_utf8(filename),
-                               lower(mime == nullptr ? "application/octet-stream" : mime), size});
+                               lower(mime == nullptr ? "application/octet-stream" : mime), size,
+                               stored, std::move(data)});
     g_free(mime);
   }
 
@@ -266,6 +269,17 @@ struct walker {
         target += '\n';
       }
       target += text;
+      return;
+    }
+    // Keep the bytes for agents when they fit the caps; otherwise only count them.
+    std::size_t budget = std::min(limits.max_attachment_bytes,
+                                  limits.max_attachments_total - std::min(limits.max_attachments_total, kept));
+    bool more = false;
+    std::string data = budget > 0 ? read_decoded(part, budget, more) : std::string();
+    if (budget > 0 && !more) {
+      kept += data.size();
+      auto size = static_cast<std::int64_t>(data.size());
+      add_attachment(obj, fname == nullptr ? "" : fname, size, std::move(data), true);
       return;
     }
     std::int64_t size = 0;

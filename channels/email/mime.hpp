@@ -20,6 +20,10 @@ struct Address {
 struct ParseLimits {
   std::size_t max_text_bytes = 1 << 20;  // UTF-8 bytes of `text`; more sets `truncated`
   int max_depth = 32;                    // MIME nesting; deeper parts are opaque, `malformed`
+  // Attachment bytes kept for agents: each at most this, and all of one message together at
+  // most max_attachments_total; larger ones are listed (name, type, size) with stored=false.
+  std::size_t max_attachment_bytes = 10 << 20;
+  std::size_t max_attachments_total = 25 << 20;
 };
 
 struct ParsedEmail {

@@ -7,6 +7,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
+#include "channels/email/base64.hpp"
 #include "channels/email/imap_client.hpp"
 #include "tests/email/email_daemon.hpp"
 
@@ -212,4 +213,53 @@ TEST_CASE("a server without IDLE is polled at poll_interval") {
   REQUIRE(eventually([&] { return d.queued() >= 2; }, 10s));
   CHECK(std::chrono::steady_clock::now() - t0 < 3s);
   CHECK(d.queued() == 2);
+}
+
+namespace {
+std::string lines(const std::string& b64) {  // 76 characters a line (RFC 2045)
+  std::string out;
+  for (std::size_t i = 0; i < b64.size(); i += 76) {
+    out += b64.substr(i, 76) + "\r\n";
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("attachments: their bytes are kept and served to agents - the name, type and size are in the interaction") {
+  EmailDaemon d;
+  d.start();
+  // A PDF-ish binary part (base64) with a UTF-8 file name (RFC 2231), and a text part.
+  std::string bytes;
+  for (int i = 0; i < 3000; ++i) {
+    bytes += static_cast<char>(i * 7 % 256);
+  }
+  std::string raw =
+      "From: Ann <ann@example.com>\r\nTo: support@example.com\r\nSubject: invoice\r\n"
+      "Message-ID: <att-1@example.com>\r\nMIME-Version: 1.0\r\n"
+      "Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+      "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease see the invoice.\r\n"
+      "--b1\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+      "Content-Disposition: attachment; filename*=UTF-8''Rechnung%20M%C3%A4rz.pdf\r\n\r\n" +
+      lines(email::base64(bytes)) + "--b1--\r\n";
+  d.dovecot.deliver(raw);
+  REQUIRE(eventually([&] { return d.queued() >= 1; }, 30s));
+  auto p = d.payloads().at(0);
+  auto atts = p.at("attachments").as_array();
+  REQUIRE(atts.size() == 1);
+  CHECK(atts[0].at("filename").as_string() == "Rechnung M\xc3\xa4rz.pdf");
+  CHECK(atts[0].at("content_type").as_string() == "application/pdf");
+  CHECK(atts[0].at("size").as_int64() == 3000);
+  CHECK(atts[0].at("stored").as_bool());
+  std::string id(p.at("id").as_string());
+  HttpClient http(d.app->port());
+  auto got = http.request("GET", "/v1/interactions/" + id + "/attachments/0", "",
+                          {{"Authorization", "Bearer alice-token"}});
+  CHECK(got.status == 200);
+  CHECK(got.body == bytes);
+  CHECK(got.headers["content-type"] == "application/pdf");
+  CHECK(got.headers["content-disposition"].find("filename*=UTF-8''Rechnung%20M%C3%A4rz.pdf") !=
+        std::string::npos);
+  CHECK(http.request("GET", "/v1/interactions/" + id + "/attachments/1", "",
+                     {{"Authorization", "Bearer alice-token"}}).status == 404);
+  CHECK(http.request("GET", "/v1/interactions/" + id + "/attachments/0").status == 401);
 }

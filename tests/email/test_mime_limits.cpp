@@ -36,7 +36,29 @@ TEST_CASE("50 MB message: text capped and flagged, attachment size counted, stil
   CHECK(sb::email::is_valid_utf8(m.text));  // cut on a character boundary
   REQUIRE(m.attachments.size() == 1);
   CHECK(m.attachments[0].size == static_cast<std::int64_t>(lines * 57));
+  CHECK_FALSE(m.attachments[0].stored);  // over max_attachment_bytes: listed, bytes not kept
+  CHECK(m.attachments[0].data.empty());
   CHECK_FALSE(m.malformed);
+}
+
+TEST_CASE("attachment caps: bytes kept up to the per-message total, the rest listed only") {
+  std::string raw =
+      "From: a@example.com\r\nSubject: two\r\nMessage-ID: <two@example.com>\r\n"
+      "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n";
+  for (const char* name : {"one.txt", "two.txt"}) {
+    raw += std::string("--B\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; "
+                       "filename=\"") + name + "\"\r\n\r\n" + std::string(600, 'x') + "\r\n";
+  }
+  raw += "--B--\r\n";
+  sb::email::ParseLimits limits;
+  limits.max_attachments_total = 1000;
+  auto m = parse_email(raw, limits);
+  REQUIRE(m.attachments.size() == 2);
+  CHECK(m.attachments[0].stored);
+  CHECK(m.attachments[0].data.size() == static_cast<std::size_t>(m.attachments[0].size));
+  CHECK(m.attachments[0].data.starts_with("xxxx"));
+  CHECK_FALSE(m.attachments[1].stored);
+  CHECK(m.attachments[1].size == m.attachments[0].size);
 }
 
 TEST_CASE("100-level nesting: flagged malformed, outer text kept, no crash") {
