@@ -40,12 +40,14 @@ struct SendResult {
   std::vector<std::string> thread_keys;
 
   static SendResult sent(std::string provider_id) {
-    return {Status::sent, std::move(provider_id), {}, {}};
+    return {Status::sent, std::move(provider_id), {}, {}, {}};
   }
   static SendResult retry(std::string error, std::chrono::milliseconds after = {}) {
-    return {Status::retry, {}, std::move(error), after};
+    return {Status::retry, {}, std::move(error), after, {}};
   }
-  static SendResult failed(std::string error) { return {Status::failed, {}, std::move(error), {}}; }
+  static SendResult failed(std::string error) {
+    return {Status::failed, {}, std::move(error), {}, {}};
+  }
 };
 
 class Sender {
