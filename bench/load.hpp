@@ -104,7 +104,7 @@ inline LoadResult run_load(std::uint16_t port, int total, int clients,
         ++r.errors;
         co_return;
       }
-      if (res.result_int() != expect) {
+      if (static_cast<int>(res.result_int()) != expect) {
         if (++r.errors <= 3) {
           std::cerr << "unexpected " << res.result_int() << ": " << res.body() << "\n";
         }

@@ -88,6 +88,7 @@ case "${1:-}" in
     ;;
   bench)
     deps; build
+    cmake --build --preset release --target benches
     shift
     for b in build/bench/bench_*; do "$b" "$@"; done
     ;;

@@ -47,6 +47,19 @@ auto async_submit(Pipeline& p, std::vector<Inbound> items, std::optional<CursorU
 }
 
 template <typename Token>
+auto async_submit_statuses(Pipeline& p, std::vector<ProviderStatus> statuses, Token&& token) {
+  return boost::asio::async_initiate<Token, void(std::vector<IngestOutcome>)>(
+      [&p](auto handler, std::vector<ProviderStatus> statuses) {
+        auto ex = boost::asio::get_associated_executor(handler);
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        p.submit_provider_statuses(std::move(statuses), [h, ex](std::vector<IngestOutcome> out) {
+          detail::complete_on(ex, [h, out = std::move(out)]() mutable { (*h)(std::move(out)); });
+        });
+      },
+      token, std::move(statuses));
+}
+
+template <typename Token>
 auto async_submit_call(Pipeline& p, CallEventInput ev, Token&& token) {
   return boost::asio::async_initiate<Token, void(std::vector<IngestOutcome>)>(
       [&p](auto handler, CallEventInput ev) {

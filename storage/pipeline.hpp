@@ -30,6 +30,17 @@ struct CursorUpdate {
   std::string value;
 };
 
+// A provider's report on one of our outbound messages (WhatsApp `statuses[]`): matched to the
+// send by (channel, account, provider_id), the id the provider gave when we sent it.
+struct ProviderStatus {
+  std::string channel;
+  std::string account;
+  std::string provider_id;
+  std::string status;  // provider vocabulary: sent | delivered | read | failed
+  std::string error;   // the provider's message, for failed
+  std::int64_t at_ms = 0;
+};
+
 // A call event folds into one interaction per (channel, account, external_id = provider call id).
 // See channels/voice.
 struct CallEventInput {
@@ -50,6 +61,12 @@ class Pipeline {
   // Folds a call event into its call's interaction (created on first event); queues the call
   // once, when its status becomes final. Same `done` contract, one outcome.
   virtual void submit_call_event(CallEventInput event, Done done) = 0;
+
+  // Applies provider reports to the sends they name: `failed` makes the send failed with the
+  // provider's message; every report is an event on the outbound interaction (its timeline shows
+  // delivered / read). One outcome per report: id = the outbound interaction, or an error
+  // "unknown message" when no send has that provider id.
+  virtual void submit_provider_statuses(std::vector<ProviderStatus> statuses, Done done) = 0;
 
   // The committed cursor value, if any. Thread-safe; reads its own connection.
   virtual std::optional<std::string> cursor(const std::string& account, const std::string& scope) = 0;

@@ -118,6 +118,11 @@ CREATE TABLE sends(
 ) WITHOUT ROWID;
 CREATE INDEX sends_due ON sends(state, next_attempt_at);
 )sql",
+    // 2 -> 3: provider reports on sent messages (WhatsApp statuses[]) find their send by the
+    // provider's message id.
+    R"sql(
+CREATE INDEX sends_by_provider ON sends(channel, account, provider_id);
+)sql",
 };
 
 int read_version(Db& db) {

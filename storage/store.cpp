@@ -378,6 +378,48 @@ void Store::submit_call_event(CallEventInput ev, Done done) {
                      }});
 }
 
+void Store::submit_provider_statuses(std::vector<ProviderStatus> statuses, Done done) {
+  auto outcomes = std::make_shared<std::vector<IngestOutcome>>();
+  auto items = std::make_shared<std::vector<ProviderStatus>>(std::move(statuses));
+  writer_.submit(Job{
+      [items, outcomes](Db& db) {
+        outcomes->clear();  // a job may run twice (Writer::run_batch)
+        auto find = db.prepare(
+            "SELECT interaction_id FROM sends WHERE channel=?1 AND account=?2 AND provider_id=?3");
+        auto fail = db.prepare(
+            "UPDATE sends SET state='failed', last_error=?2, updated_at=?3 WHERE interaction_id=?1");
+        auto event = db.prepare(
+            "INSERT INTO events(interaction_id, at, actor, type, detail) "
+            "VALUES (?1, ?2, ?3, 'provider_status', ?4)");
+        for (const auto& s : *items) {
+          find.bind(1, s.channel).bind(2, s.account).bind(3, s.provider_id);
+          if (!find.step()) {
+            find.reset();
+            outcomes->push_back(IngestOutcome{"", false, "unknown message " + s.provider_id});
+            continue;
+          }
+          std::string iid = find.text(0);
+          find.reset();
+          std::int64_t at = s.at_ms ? s.at_ms : now_ms();
+          if (s.status == "failed") {
+            fail.bind(1, iid).bind(2, s.error.empty() ? "failed" : s.error).bind(3, at).run();
+          }
+          json::object detail{{"status", s.status}};
+          if (!s.error.empty()) {
+            detail["error"] = s.error;
+          }
+          event.bind(1, iid).bind(2, at).bind(3, s.channel).bind(4, json::serialize(detail)).run();
+          outcomes->push_back(IngestOutcome{iid, false, ""});
+        }
+      },
+      [items, outcomes, done = std::move(done)](const std::string& error) {
+        if (!error.empty()) {
+          outcomes->assign(items->size(), IngestOutcome{"", false, error});
+        }
+        done(std::move(*outcomes));
+      }});
+}
+
 void Store::close_stale_calls(std::int64_t older_than_ms, std::function<void(int)> done) {
   auto closed = std::make_shared<int>(0);
   writer_.submit(Job{

@@ -29,6 +29,7 @@ class Store final : public Pipeline {
 
   void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) override;
   void submit_call_event(CallEventInput event, Done done) override;
+  void submit_provider_statuses(std::vector<ProviderStatus> statuses, Done done) override;
   std::optional<std::string> cursor(const std::string& account, const std::string& scope) override;
 
   // Closes calls that got no final event within `older_than_ms` as status "unknown" and queues

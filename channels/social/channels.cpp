@@ -5,6 +5,7 @@
 #include "channels/social/meta.hpp"
 #include "channels/social/pollers.hpp"
 #include "channels/social/senders.hpp"
+#include "storage/async_pipeline.hpp"
 #include "core/log.hpp"
 #include "routing/identity.hpp"
 
@@ -107,13 +108,29 @@ void SocialChannels::add_routes(http::Router& router) {
         co_return http::error(503, "storage_unavailable", "the messages could not be stored: " + err);
       }
     }
-    for (const auto& s : res.statuses) {
-      // TODO(issue 6): update the send state of our outbound message once the agents' send
-      // queue (another branch) exposes a hook; until then the status is logged and counted.
-      rt_.metrics.inc("switchboard_social_send_statuses_total",
-                      {{"channel", s.channel}, {"account", name}, {"status", s.status}});
-      logger("social")->info("[meta:{}] {} message {} is {}{}", name, s.channel, s.external_id,
-                             s.status, s.error_message.empty() ? "" : ": " + s.error_message);
+    if (!res.statuses.empty()) {
+      // WhatsApp reports on our own messages: the send state and the outbound interaction's
+      // timeline follow. Also committed before the 2xx.
+      std::vector<ProviderStatus> reports;
+      for (const auto& s : res.statuses) {
+        rt_.metrics.inc("switchboard_social_send_statuses_total",
+                        {{"channel", s.channel}, {"account", name}, {"status", s.status}});
+        logger("social")->info("[meta:{}] {} message {} is {}{}", name, s.channel, s.external_id,
+                               s.status, s.error_message.empty() ? "" : ": " + s.error_message);
+        reports.push_back(ProviderStatus{s.channel, name, s.external_id, s.status,
+                                         s.error_message, s.occurred_at_ms});
+      }
+      auto op = async_submit_statuses(rt_.pipeline, std::move(reports), asio::use_awaitable);
+      auto out = co_await std::move(op);
+      for (const auto& o : out) {
+        if (!o.error.empty() && o.error.starts_with("unknown message")) {
+          continue;  // not sent by us (or by another system on the same number)
+        }
+        if (!o.error.empty()) {
+          co_return http::error(503, "storage_unavailable",
+                                "the message statuses could not be stored: " + o.error);
+        }
+      }
     }
     co_return http::Response{res.status, res.content_type.empty() ? "application/json" : res.content_type,
                              std::move(res.response_body), {}};

@@ -109,3 +109,36 @@ TEST_CASE("meta: replies go through the Send API and WhatsApp messages, the 24-h
   CHECK(late.status == SendResult::Status::failed);
   CHECK(late.error.find("24 hours") != std::string::npos);
 }
+
+TEST_CASE("meta: WhatsApp statuses update the send state of our reply and show in its timeline") {
+  MetaDaemon d;
+  // What the agents' reply route leaves behind once the WhatsApp sender answered with its wamid.
+  {
+    storage::Db db(d.cfg.storage.path);
+    db.exec(
+        "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
+        "next_attempt_at, provider_id, created_at, updated_at) VALUES "
+        "('OUT1', 'IN1', 'whatsapp', 'meta', 'sent', 1, 0, 'wamid.SENT1', 1, 1), "
+        "('OUT2', 'IN2', 'whatsapp', 'meta', 'sent', 1, 0, 'wamid.SENT2', 1, 1)");
+  }
+  const std::string body = R"({"object":"whatsapp_business_account","entry":[{"id":"WABA",
+    "changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
+    "metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+    "statuses":[
+      {"id":"wamid.SENT1","status":"delivered","timestamp":"1750263773","recipient_id":"16505551234"},
+      {"id":"wamid.SENT2","status":"failed","timestamp":"1750263774","recipient_id":"16505551234",
+       "errors":[{"code":131047,"title":"Re-engagement message","message":"Re-engagement message",
+       "error_data":{"details":"Message failed to send because more than 24 hours have passed since the customer last replied to this number."}}]},
+      {"id":"wamid.NOT_OURS","status":"read","timestamp":"1750263775","recipient_id":"16505551234"}
+    ]}}]}]})";
+  auto r = d.post(body);
+  CHECK(r.status == 200);
+  // Answered after the commit: the states are there already.
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id='OUT1' AND state='sent'") == 1);
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id='OUT2' AND state='failed' "
+               "AND last_error LIKE '%Re-engagement%'") == 1);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE interaction_id='OUT1' AND type='provider_status' "
+               "AND detail LIKE '%delivered%'") == 1);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='provider_status'") == 2);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 0);
+}
