@@ -245,7 +245,8 @@ asio::awaitable<std::string> Records::reply(const InteractionRow& parent, const 
 
 void Records::send_result(const std::string& iid, const std::string& state, std::int64_t attempts,
                           std::int64_t next_at, const std::string& error,
-                          const std::string& provider_id, std::function<void()> done) {
+                          const std::string& provider_id, std::vector<std::string> thread_keys,
+                          std::function<void()> done) {
   std::int64_t at = now_ms();
   writer_.submit(storage::Job{
       [=](storage::Db& db) {
@@ -254,6 +255,12 @@ void Records::send_result(const std::string& iid, const std::string& state, std:
             "provider_id=?6, updated_at=?7 WHERE interaction_id=?1");
         st.bind(1, iid).bind(2, state).bind(3, attempts).bind(4, next_at).bind(5, error);
         st.bind(6, provider_id).bind(7, at).run();
+        for (const auto& key : thread_keys) {
+          auto k = db.prepare(
+              "INSERT OR IGNORE INTO conversation_keys(key, conversation_id) SELECT ?1, "
+              "conversation_id FROM interactions WHERE id=?2 AND conversation_id IS NOT NULL");
+          k.bind(1, key).bind(2, iid).run();
+        }
       },
       [iid, done = std::move(done)](const std::string& err) {
         if (!err.empty()) {

@@ -107,7 +107,7 @@ void SendLoop::finished(const SendJob& job, SendResult r) {
               r.provider_id);
   }
   records_.send_result(job.interaction_id, state, attempts, next, r.error, r.provider_id,
-                       [this, id = job.interaction_id] {
+                       std::move(r.thread_keys), [this, id = job.interaction_id] {
                          asio::post(io_, [this, id] {
                            in_flight_.erase(id);
                            timer_.cancel();

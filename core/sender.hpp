@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace sb {
 
@@ -33,14 +34,20 @@ struct SendResult {
   std::string provider_id;  // the provider's id of what was sent (Message-ID, status id, ...)
   std::string error;        // provider's message for retry/failed
   std::chrono::milliseconds retry_after{0};  // provider-requested delay for `retry` (0: default)
+  // For `sent`: conversation keys (storage conversation_keys, the channel's thread_lookup
+  // format) naming what was sent, so that the customer's answer to it joins the conversation
+  // (e.g. "mastodon:<account>:<status id>"). Recorded with the result.
+  std::vector<std::string> thread_keys;
 
   static SendResult sent(std::string provider_id) {
-    return {Status::sent, std::move(provider_id), {}, {}};
+    return {Status::sent, std::move(provider_id), {}, {}, {}};
   }
   static SendResult retry(std::string error, std::chrono::milliseconds after = {}) {
-    return {Status::retry, {}, std::move(error), after};
+    return {Status::retry, {}, std::move(error), after, {}};
   }
-  static SendResult failed(std::string error) { return {Status::failed, {}, std::move(error), {}}; }
+  static SendResult failed(std::string error) {
+    return {Status::failed, {}, std::move(error), {}, {}};
+  }
 };
 
 class Sender {

@@ -230,12 +230,15 @@ void SmtpSender::send(OutboundMessage message, Done done) {
   asio::co_spawn(
       ex_,
       [tls = tls_, o = std::move(o), env = std::move(env), id = reply.message_id, prefix,
-       via = account_.name, outbound = message.id, shared_done]() -> asio::awaitable<void> {
+       via = account_.name, outbound = message.id, imap = account_.for_account,
+       shared_done]() -> asio::awaitable<void> {
         auto r = co_await smtp::send(co_await asio::this_coro::executor, *tls, o, env);
         auto log = logger("email");
         if (r.status == smtp::Outcome::Status::sent) {
           log->info("{} reply {} sent via smtp {} as {}", prefix, outbound, via, id);
-          (*shared_done)(SendResult::sent(id));
+          auto sent = SendResult::sent(id);
+          sent.thread_keys = reply_thread_keys(imap, id);
+          (*shared_done)(std::move(sent));
         } else if (r.status == smtp::Outcome::Status::temporary) {
           log->warn("{} reply {} via smtp {} deferred: {}", prefix, outbound, via, r.error);
           (*shared_done)(SendResult::retry(r.error));

@@ -126,7 +126,13 @@ class MastodonSender final : public Sender {
                net::HttpRequest req = to_request(cfg_.base_url, mastodon_reply(cfg_, reply));
                auto res = co_await rt_.http.request(std::move(req));
                if (res.status >= 200 && res.status < 300) {
-                 co_return SendResult::sent(parse_mastodon_status_id(res.body));
+                 // The customer's answer names our status in in_reply_to_id; the poller looks
+                 // it up as this key (mastodon.cpp), so record it for the conversation.
+                 auto sent = SendResult::sent(parse_mastodon_status_id(res.body));
+                 if (!sent.provider_id.empty()) {
+                   sent.thread_keys.push_back("mastodon:" + cfg_.name + ":" + sent.provider_id);
+                 }
+                 co_return sent;
                }
                milliseconds after{};
                if (res.status == 429) {

@@ -21,6 +21,7 @@
 #include "channels/email/smtp_client.hpp"
 #include "core/time.hpp"
 #include "tests/email/email_daemon.hpp"
+#include "tests/email/smtp_server.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -28,39 +29,6 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// aiosmtpd on a free port; with `tls`, STARTTLS + AUTH are required (certificate for localhost).
-struct SmtpServer {
-  TempDir dir;
-  std::uint16_t port = free_port();
-  std::unique_ptr<Process> proc;
-  explicit SmtpServer(bool tls) {
-    std::filesystem::create_directories(dir.file("out"));
-    std::vector<std::string> argv{"/usr/bin/python3", SB_SMTP_SERVER, std::to_string(port),
-                                  dir.file("out")};
-    if (tls) {
-      std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + dir.file("key.pem") +
-                        " -out " + dir.file("cert.pem") +
-                        " -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost "
-                        "2>/dev/null";
-      REQUIRE(std::system(cmd.c_str()) == 0);
-      argv.push_back(dir.file("cert.pem"));
-      argv.push_back(dir.file("key.pem"));
-    }
-    proc = std::make_unique<Process>(argv, dir.file("smtp.log"));
-    REQUIRE(eventually([&] { return port_open(port); }, 15s));
-  }
-  std::string message(int n) { return slurp(dir.file("out/" + std::to_string(n) + ".eml")); }
-  std::string envelope(int n) { return slurp(dir.file("out/" + std::to_string(n) + ".env")); }
-  bool has(int n) { return std::filesystem::exists(dir.file("out/" + std::to_string(n) + ".eml")); }
-};
 
 SendResult send_and_wait(Sender& s, OutboundMessage m) {
   auto p = std::make_shared<std::promise<SendResult>>();

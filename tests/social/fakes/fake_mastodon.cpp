@@ -41,6 +41,7 @@ struct FakeMastodon::Impl {
   std::vector<Posted> posts;
   std::map<std::string, std::size_t> by_key;  // Idempotency-Key -> index in posts
   int fail_posts = 0;
+  std::vector<std::string> post_keys;  // Idempotency-Key of every POST, failed ones too
   Stats stats;
   Clock::time_point window_start{};
   int window_used = 0;
@@ -219,6 +220,7 @@ struct FakeMastodon::Impl {
   }
 
   http::response<http::string_body> post_status(const http::request<http::string_body>& req) {
+    post_keys.emplace_back(req["Idempotency-Key"]);
     if (fail_posts > 0) {
       --fail_posts;
       return reply(http::status::service_unavailable, R"({"error":"Service unavailable"})");
@@ -320,6 +322,11 @@ void FakeMastodon::fail_next_posts(int n) {
 std::vector<FakeMastodon::Posted> FakeMastodon::posted() const {
   std::lock_guard lock(impl_->mu);
   return impl_->posts;
+}
+
+std::vector<std::string> FakeMastodon::post_attempt_keys() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->post_keys;
 }
 
 FakeMastodon::Stats FakeMastodon::stats() const {

@@ -53,6 +53,8 @@ class FakeMastodon {
                           const std::string& in_reply_to_id = "");
   void fail_next_posts(int n);  // the next n POST /api/v1/statuses answer 503 (nothing posted)
   std::vector<Posted> posted() const;
+  // The Idempotency-Key of every POST /api/v1/statuses in arrival order, answered 503 or not.
+  std::vector<std::string> post_attempt_keys() const;
   Stats stats() const;
 
  private:

@@ -1,0 +1,100 @@
+// Issue 4 acceptance 5 through the agent API: a customer's mail delivered into Dovecot is
+// claimed over HTTP, answered with POST .../reply, sent by the durable send queue through SMTP
+// (aiosmtpd) with threading headers, and the customer's answer joins the same conversation.
+#include <doctest/doctest.h>
+
+#include "channels/email/mime.hpp"
+#include "tests/email/email_daemon.hpp"
+#include "tests/email/smtp_server.hpp"
+#include "tests/integration/agent_api.hpp"
+
+using namespace sb;
+using namespace sb::test;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+TEST_CASE("email: claim and reply over HTTP - SMTP gets a threaded Re: reply, the send state becomes sent, the answer joins the conversation, the timeline is in order") {
+  SmtpServer smtp(false);
+  EmailDaemon d;
+  config::Smtp out;
+  out.name = "support-out";
+  out.for_account = "support";
+  out.host = "127.0.0.1";
+  out.port = smtp.port;
+  out.tls = "none";
+  out.from = "Support Team <support@example.com>";
+  d.cfg.channels.smtp.push_back(out);
+  d.start();
+  d.dovecot.deliver(
+      "From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\n"
+      "Subject: Where is order 42?\r\nMessage-ID: <first@customer.example>\r\n"
+      "References: <older@customer.example>\r\nIn-Reply-To: <older@customer.example>\r\n"
+      "Date: Fri, 02 Jan 2026 03:04:05 +0000\r\n\r\nIt was due on Monday.\r\n");
+
+  AgentClient alice(d.app->port(), "alice-token");
+  auto in = alice.claim("general");
+  std::string id = s(in.at("id"));
+  CHECK(s(in.at("channel")) == "email");
+  CHECK(s(in.at("external_id")) == "<first@customer.example>");
+  std::string conv = s(in.at("conversation_id"));
+  std::string customer = s(in.at("customer").at("id"));
+  REQUIRE(!conv.empty());
+  REQUIRE(!customer.empty());
+
+  std::string out_id = alice.reply(id, "Hello Ann,\nit ships today.\nSupport");
+  REQUIRE(eventually([&] { return smtp.has(1); }, 15s));
+  CHECK(smtp.envelope(1) == "support@example.com\nann@example.com\n");
+  auto sent = email::parse_email(smtp.message(1));
+  CHECK_FALSE(sent.malformed);
+  CHECK(sent.from.email == "support@example.com");
+  CHECK(sent.from.name == "Support Team");
+  REQUIRE(sent.to.size() == 1);
+  CHECK(sent.to[0].email == "ann@example.com");
+  CHECK(sent.subject == "Re: Where is order 42?");
+  CHECK(sent.in_reply_to == "<first@customer.example>");
+  CHECK(sent.references ==
+        std::vector<std::string>{"<older@customer.example>", "<first@customer.example>"});
+  CHECK(sent.message_id.rfind("<sb." + conv + ".", 0) == 0);
+  CHECK(sent.text.find("it ships today.") != std::string::npos);
+
+  // The send state on the outbound interaction, as an agent sees it.
+  auto reply = alice.outbound_when(customer, out_id, "sent");
+  CHECK(s(reply.at("direction")) == "outbound");
+  CHECK(s(reply.at("conversation_id")) == conv);
+  CHECK(s(reply.at("send").at("provider_id")) == sent.message_id);
+  CHECK(reply.at("send").at("attempts").as_int64() == 1);
+  CHECK(alice.act(id, "ack").status == 200);
+  CHECK_FALSE(smtp.has(2));  // sent once
+
+  // The customer answers our reply (In-Reply-To our Message-ID, a new subject).
+  d.dovecot.deliver("From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\n"
+                    "Subject: and the colour\r\nMessage-ID: <second@customer.example>\r\n"
+                    "In-Reply-To: " + sent.message_id + "\r\n\r\nAlso, the colour is wrong.\r\n");
+  auto answer = alice.claim("general");
+  CHECK(s(answer.at("external_id")) == "<second@customer.example>");
+  CHECK(s(answer.at("conversation_id")) == conv);
+  CHECK(s(answer.at("customer").at("id")) == customer);
+
+  // Timeline, newest first: the answer, our reply, the first mail with claim, reply, finish.
+  auto tl = alice.timeline(customer);
+  REQUIRE(tl.size() == 3);
+  CHECK(s(tl[0].at("id")) == s(answer.at("id")));
+  CHECK(s(tl[1].at("id")) == out_id);
+  CHECK(s(tl[2].at("id")) == id);
+  for (const auto& i : tl) {
+    CHECK(s(i.at("conversation_id")) == conv);
+  }
+  const auto& first = tl[2].as_object();
+  CHECK(s(first.at("direction")) == "inbound");
+  const auto& ev = first.at("events").as_array();
+  REQUIRE(ev.size() == 3);
+  CHECK(s(ev[0].at("type")) == "claim");
+  CHECK(s(ev[1].at("type")) == "reply");
+  CHECK(s(ev[2].at("type")) == "finish");
+  CHECK(s(ev[1].at("detail").at("outbound_id")) == out_id);
+  std::string received = s(first.at("received_at"));
+  CHECK(received.substr(0, 19) <= s(ev[0].at("at")).substr(0, 19));
+  CHECK(s(ev[0].at("at")) <= s(ev[1].at("at")));
+  CHECK(s(ev[1].at("at")) <= s(ev[2].at("at")));
+  CHECK(s(ev[1].at("at")) <= s(tl[1].at("send").at("updated_at")));
+}
