@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "bench/bench_util.hpp"
+#include "bench/load.hpp"
 #include "tests/support/harness.hpp"
 
 namespace asio = boost::asio;
@@ -81,31 +82,13 @@ int main(int argc, char** argv) {
   }
   test::TempDir dir;
   test::RedisServer redis;
-  auto port = test::free_port();
-  std::string cfg = dir.file("bench.toml");
-  {
-    std::ofstream out(cfg);
-    out << "[server]\nlisten = \"127.0.0.1:" << port << "\"\n"
-        << "[storage]\npath = \"" << dir.file("bench.db") << "\"\n"
-        << "[redis]\nurl = \"" << redis.url() << "\"\n"
-        << "[api]\ntokens = [\"bench\"]\n";
-    for (int a = 0; a < agents; ++a) {
-      out << "[[agents]]\nid = \"agent" << a << "\"\ntoken = \"token-" << a
-          << "\"\nqueues = [\"general\"]\n";
-    }
+  std::string agent_config;
+  for (int a = 0; a < agents; ++a) {
+    agent_config += "[[agents]]\nid = \"agent" + std::to_string(a) + "\"\ntoken = \"token-" +
+                    std::to_string(a) + "\"\nqueues = [\"general\"]\n";
   }
-  test::Process daemon({test::switchboard_binary(), "run", "--config", cfg},
-                       dir.file("daemon.log"), {{"SWITCHBOARD_LOG", "warn"}});
-  if (!test::eventually([&] {
-        try {
-          return test::HttpClient(port).request("GET", "/readyz").status == 200;
-        } catch (...) {
-          return false;
-        }
-      })) {
-    std::cerr << "daemon did not become ready; see " << dir.file("daemon.log") << "\n";
-    return 1;
-  }
+  bench::Daemon daemon(dir, redis, agent_config);
+  auto port = daemon.port;
   auto ep = asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port);
 
   // Phase 1: a backlog of entries as the relay writes them (SPEC fields, a realistic payload).
@@ -240,8 +223,7 @@ int main(int argc, char** argv) {
   io.run();
   double p2_s = std::chrono::duration<double>(p2_end - p2_start).count();
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
-  daemon.kill(SIGTERM);
-  daemon.wait();
+  daemon.stop();
 
   bench::Table t;
   t.add("agents (keep-alive, one connection each)", std::to_string(agents));
