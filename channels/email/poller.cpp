@@ -313,7 +313,7 @@ std::shared_ptr<Poller::State::InFlight> Poller::State::start_parse(Mailbox& m,
         log->warn("{} UID {} is malformed ({}); stored with flag malformed", m.prefix, msg.uid,
                   why);
       }
-      f->items.push_back(to_inbound(parsed, a.name, m.name));
+      f->items.push_back(to_inbound(std::move(parsed), a.name, m.name));
       f->uids.push_back(msg.uid);
     }
     f->raw.clear();

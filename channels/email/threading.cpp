@@ -61,7 +61,7 @@ std::optional<std::string> conversation_from_message_id(std::string_view id) {
   return std::string(conv);
 }
 
-sb::Inbound to_inbound(const ParsedEmail& email, std::string_view account,
+sb::Inbound to_inbound(ParsedEmail email, std::string_view account,
                        std::string_view /*mailbox*/) {
   sb::Inbound in;
   in.channel = "email";
@@ -100,7 +100,7 @@ sb::Inbound to_inbound(const ParsedEmail& email, std::string_view account,
     in.thread_lookup.push_back(prefix + id);
   }
   in.thread_record.push_back(prefix + email.message_id);
-  in.attachments = email.attachments;
+  in.attachments = std::move(email.attachments);
   if (email.auto_reply) {
     in.flags.emplace_back("auto_reply");
   }

@@ -16,8 +16,8 @@ namespace sb::email {
 // then References from the last to the first, "conv:<id>" when the id is one of ours, then
 // "email:<account>:<msg-id>". thread_record: "email:<account>:<own Message-ID>".
 // `mailbox` is not part of any key: a message moved between folders is still one message.
-sb::Inbound to_inbound(const ParsedEmail& email, std::string_view account,
-                       std::string_view mailbox);
+// Taken by value: the attachments (their bytes up to 25 MiB) move into the Inbound.
+sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_view mailbox);
 
 // "<sb.<conversation_id>.<16 random hex>@<domain>>" for messages we send.
 std::string make_message_id(std::string_view conversation_id, std::string_view domain);
