@@ -54,8 +54,8 @@ Service::Awaitable Service::attachment(http::Request& r) {
       encoded += buf;
     }
   }
-  res.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + ascii +
-                                                      "\"; filename*=UTF-8''" + encoded);
+  res.headers.emplace_back("Content-Disposition",
+                           "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded);
   co_return res;
 }
 
@@ -78,14 +78,14 @@ Service::Awaitable Service::customer(http::Request& r) {
   }
   json::error_code ec;
   auto tags = json::parse(c->tags_json, ec);
-  json::object out{{"id", c->id},
-                   {"external_id", c->external_id.empty() ? json::value(nullptr)
-                                                          : json::value(c->external_id)},
-                   {"name", c->name},
-                   {"tier", c->tier},
-                   {"tags", ec ? json::value(json::array{}) : tags},
-                   {"created_at", format_ms(c->created_at)},
-                   {"identities", std::move(identities)}};
+  json::object out{
+      {"id", c->id},
+      {"external_id", c->external_id.empty() ? json::value(nullptr) : json::value(c->external_id)},
+      {"name", c->name},
+      {"tier", c->tier},
+      {"tags", ec ? json::value(json::array{}) : tags},
+      {"created_at", format_ms(c->created_at)},
+      {"identities", std::move(identities)}};
   co_return http::json(200, json::serialize(out));
 }
 

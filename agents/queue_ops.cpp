@@ -72,8 +72,8 @@ asio::awaitable<ClaimResult> QueueOps::claim(const std::string& queue, const std
   // (GCC: no braced lists inside co_await expressions.)
   std::vector<std::string> args{agent, std::to_string(claim_timeout_.count()),
                                 std::to_string(max_deliveries_)};
-  RValue v = co_await async_eval(redis_, kClaim, std::move(keys), std::move(args),
-                                 asio::use_awaitable);
+  RValue v =
+      co_await async_eval(redis_, kClaim, std::move(keys), std::move(args), asio::use_awaitable);
   ClaimResult r;
   if (v.is_error() || v.type != RValue::Type::array) {
     r.error = v.is_error() ? v.str : "unexpected reply from redis";
@@ -100,8 +100,8 @@ asio::awaitable<FinishResult> QueueOps::finish(const std::string& interaction_id
   auto idle = std::to_string(claim_timeout_.count() + 1000);
   std::vector<std::string> keys{prefix_ + ":held"};
   std::vector<std::string> args{interaction_id, agent, mode, idle, kReleasedConsumer};
-  RValue v = co_await async_eval(redis_, kFinish, std::move(keys), std::move(args),
-                                 asio::use_awaitable);
+  RValue v =
+      co_await async_eval(redis_, kFinish, std::move(keys), std::move(args), asio::use_awaitable);
   auto r = to_finish(v);
   if (r.status == Hold::held) {
     r.stream = v.str_at(1);
@@ -128,10 +128,10 @@ asio::awaitable<FinishResult> QueueOps::transfer(const std::string& id, const st
                                                  const std::string& payload) {
   auto target = stream(queue, priority);
   std::vector<std::string> keys{prefix_ + ":held", target, prefix_ + ":transferred:" + id};
-  std::vector<std::string> args{id, agent, priority, payload, agent + " " + target,
-                                kTransferMarkerTtl};
-  RValue v = co_await async_eval(redis_, kTransfer, std::move(keys), std::move(args),
-                                 asio::use_awaitable);
+  std::vector<std::string> args{
+      id, agent, priority, payload, agent + " " + target, kTransferMarkerTtl};
+  RValue v =
+      co_await async_eval(redis_, kTransfer, std::move(keys), std::move(args), asio::use_awaitable);
   auto r = to_finish(v);
   if (r.status == Hold::held) {
     r.new_entry_id = v.str_at(1);
@@ -170,8 +170,8 @@ QueueStats to_stats(const RValue& v) {
 asio::awaitable<QueueStats> QueueOps::stats(const std::string& queue) {
   std::vector<std::string> args{std::to_string(claim_timeout_.count())};
   auto keys = stat_keys(queue);
-  RValue v = co_await async_eval(redis_, kStats, std::move(keys), std::move(args),
-                                 asio::use_awaitable);
+  RValue v =
+      co_await async_eval(redis_, kStats, std::move(keys), std::move(args), asio::use_awaitable);
   co_return to_stats(v);
 }
 

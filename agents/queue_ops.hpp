@@ -54,8 +54,7 @@ class QueueOps {
   boost::asio::awaitable<FinishResult> release(const std::string& interaction_id,
                                                const std::string& agent);
   boost::asio::awaitable<FinishResult> transfer(const std::string& interaction_id,
-                                                const std::string& agent,
-                                                const std::string& queue,
+                                                const std::string& agent, const std::string& queue,
                                                 const std::string& priority,
                                                 const std::string& payload);
   // Whether `agent` holds the entry of `interaction_id` (for reply).

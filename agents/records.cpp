@@ -44,7 +44,7 @@ std::optional<InteractionRow> Records::find(const std::string& id) {
   if (!st.step()) {
     return std::nullopt;
   }
-  return InteractionRow{st.text(0), st.text(1), st.text(2), st.text(3),  st.text(4),  st.text(5),
+  return InteractionRow{st.text(0), st.text(1), st.text(2), st.text(3), st.text(4),  st.text(5),
                         st.text(6), st.text(7), st.text(8), st.text(9), st.text(10), st.text(11)};
 }
 
@@ -100,8 +100,8 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit) {
   st.bind(1, now).bind(2, limit);
   std::vector<SendJob> out;
   while (st.step()) {
-    SendJob j{st.text(0), st.text(1), st.text(2), st.text(3), st.text(4), "", st.text(6),
-              st.int64(7)};
+    SendJob j{st.text(0), st.text(1), st.text(2), st.text(3),
+              st.text(4), "",         st.text(6), st.int64(7)};
     json::error_code ec;
     auto v = json::parse(st.text_view(5), ec);
     if (!ec && v.is_object()) {
@@ -132,7 +132,8 @@ struct WriterStatements {
     static thread_local WriterStatements s;
     if (s.db != &db) {
       s.insert_event = db.prepare(
-          "INSERT INTO events(interaction_id, at, actor, type, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
+          "INSERT INTO events(interaction_id, at, actor, type, detail) VALUES (?1, ?2, ?3, ?4, "
+          "?5)");
       s.set_state = db.prepare("UPDATE interactions SET state=?2 WHERE id=?1");
       s.db = &db;
     }
@@ -170,17 +171,17 @@ void Records::flush() {
   }
   auto events = std::make_shared<std::vector<Pending>>(std::move(pending_));
   pending_.clear();
-  writer_.submit(storage::Job{
-      [events](storage::Db& db) {
-        auto& st = WriterStatements::of(db);
-        for (const auto& e : *events) {
-          insert_event(db, e.iid, e.at, e.actor, e.type, e.detail);
-          if (!e.state.empty()) {
-            st.set_state.bind_static(1, e.iid).bind_static(2, e.state).run();
-          }
-        }
-      },
-      log_failure(std::to_string(events->size()) + " agent events")});
+  writer_.submit(
+      storage::Job{[events](storage::Db& db) {
+                     auto& st = WriterStatements::of(db);
+                     for (const auto& e : *events) {
+                       insert_event(db, e.iid, e.at, e.actor, e.type, e.detail);
+                       if (!e.state.empty()) {
+                         st.set_state.bind_static(1, e.iid).bind_static(2, e.state).run();
+                       }
+                     }
+                   },
+                   log_failure(std::to_string(events->size()) + " agent events")});
 }
 
 void Records::dead_lettered(const std::string& iid, const std::string& queue) {
@@ -192,14 +193,17 @@ void Records::transferred(const InteractionRow& row, const std::string& actor,
                           const std::string& queue, const std::string& priority,
                           const std::string& payload) {
   std::int64_t at = now_ms();
-  json::object d{{"from_queue", row.queue}, {"from_priority", row.priority},
-                 {"queue", queue}, {"priority", priority}};
+  json::object d{{"from_queue", row.queue},
+                 {"from_priority", row.priority},
+                 {"queue", queue},
+                 {"priority", priority}};
   std::string detail = json::serialize(d);
   flush();
   writer_.submit(storage::Job{
       [=, iid = row.id, conv = row.conversation_id](storage::Db& db) {
         auto st = db.prepare(
-            "UPDATE interactions SET queue=?2, priority=?3, payload=?4, state='queued' WHERE id=?1");
+            "UPDATE interactions SET queue=?2, priority=?3, payload=?4, state='queued' WHERE "
+            "id=?1");
         st.bind(1, iid).bind(2, queue).bind(3, priority).bind(4, payload).run();
         // Sticky routing: the conversation's next interaction follows it to the new queue.
         auto cv = db.prepare("UPDATE conversations SET queue=?2, updated_at=?3 WHERE id=?1");
@@ -234,7 +238,8 @@ asio::awaitable<std::string> Records::reply(const InteractionRow& parent, const 
     ins.bind(7, at).bind(8, payload).run();
     auto send = db.prepare(
         "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
-        "next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)");
+        "next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, "
+        "?5)");
     send.bind(1, outbound_id).bind(2, parent.id).bind(3, parent.channel).bind(4, parent.account);
     send.bind(5, at).run();
     json::object d{{"outbound_id", outbound_id}};

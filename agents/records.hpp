@@ -45,9 +45,8 @@ class Records {
   // gathered and handed to the writer as one job per io turn (thousands of claims and acks a
   // second cost a few jobs, not thousands); jobs submitted directly flush them first, so the
   // events keep their order.
-  void event(const std::string& interaction_id, const std::string& actor,
-             const std::string& type, const std::string& detail_json,
-             const std::string& state = "");
+  void event(const std::string& interaction_id, const std::string& actor, const std::string& type,
+             const std::string& detail_json, const std::string& state = "");
   void dead_lettered(const std::string& interaction_id, const std::string& queue);
   // Transfer: new queue/priority/payload on the interaction, the conversation's sticky queue
   // follows, and the event.

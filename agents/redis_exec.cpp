@@ -84,7 +84,9 @@ RedisExec::RedisExec(const config::Redis& cfg, std::vector<std::string> scripts,
                      std::vector<std::vector<std::string>> init)
     : cfg_(cfg), scripts_(std::move(scripts)), init_(std::move(init)) {}
 
-RedisExec::~RedisExec() { stop(); }
+RedisExec::~RedisExec() {
+  stop();
+}
 
 void RedisExec::start() {
   thread_ = std::thread([this] {
@@ -186,8 +188,7 @@ void RedisExec::loop() {
         std::string err = conn.ctx && conn.ctx->err ? conn.ctx->errstr : "handshake failed";
         conn.close();
         if (!reported) {
-          logger("agents")->warn("[agents redis {}:{}] unavailable: {}", cfg_.host, cfg_.port,
-                                 err);
+          logger("agents")->warn("[agents redis {}:{}] unavailable: {}", cfg_.host, cfg_.port, err);
           reported = true;
         }
         for (auto& j : batch) {
@@ -225,8 +226,8 @@ void RedisExec::loop() {
       void* raw = nullptr;
       if (lost || redisGetReply(conn.ctx, &raw) != REDIS_OK) {
         if (!lost) {
-          logger("agents")->warn("[agents redis {}:{}] connection lost: {}", cfg_.host,
-                                 cfg_.port, conn.ctx->errstr);
+          logger("agents")->warn("[agents redis {}:{}] connection lost: {}", cfg_.host, cfg_.port,
+                                 conn.ctx->errstr);
         }
         lost = true;
         j.cb(error_value("redis is unavailable: connection lost"));

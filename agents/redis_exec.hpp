@@ -76,8 +76,7 @@ template <typename Token>
 auto async_eval(RedisExec& r, int script, std::vector<std::string> keys,
                 std::vector<std::string> args, Token&& token) {
   return boost::asio::async_initiate<Token, void(RValue)>(
-      [&r](auto handler, int script, std::vector<std::string> keys,
-           std::vector<std::string> args) {
+      [&r](auto handler, int script, std::vector<std::string> keys, std::vector<std::string> args) {
         auto ex = boost::asio::get_associated_executor(handler);
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
         r.eval(script, std::move(keys), std::move(args), [h, ex](RValue v) {

@@ -135,8 +135,9 @@ Service::Awaitable Service::claim(http::Request& r) {
       co_return http::error(503, "redis_unavailable", "cannot claim: " + c.error);
     }
     for (const auto& id : c.dead) {
-      logger("agents")->warn("[agents:{}] interaction {} timed out max_deliveries times: moved to {}",
-                             queue, id, ops_.dead_stream(queue));
+      logger("agents")->warn(
+          "[agents:{}] interaction {} timed out max_deliveries times: moved to {}", queue, id,
+          ops_.dead_stream(queue));
       records_.dead_lettered(id, queue);
     }
     if (c.found) {
@@ -148,9 +149,8 @@ Service::Awaitable Service::claim(http::Request& r) {
       }
       json::object d{{"queue", queue}, {"priority", c.priority}, {"deliveries", c.deliveries}};
       records_.event(c.interaction_id, agent.id, "claim", json::serialize(d), "claimed");
-      json::object delivery{{"stream", c.stream},
-                            {"entry_id", c.entry_id},
-                            {"deliveries", c.deliveries}};
+      json::object delivery{
+          {"stream", c.stream}, {"entry_id", c.entry_id}, {"deliveries", c.deliveries}};
       // The payload is the relay's interaction JSON; an entry added by another producer may
       // carry something else, which is passed on as a string rather than breaking the answer.
       std::string interaction = c.payload.starts_with('{') && c.payload.ends_with('}')
@@ -326,8 +326,9 @@ Service::Awaitable Service::reply(http::Request& r) {
     co_return http::error(503, "database_unavailable", "the reply was not stored: " + e);
   }
   sends_.kick();
-  co_return http::json(202, json::serialize(json::object{
-                                {"id", out_id}, {"in_reply_to", id}, {"send", {{"state", "pending"}}}}));
+  co_return http::json(202,
+                       json::serialize(json::object{
+                           {"id", out_id}, {"in_reply_to", id}, {"send", {{"state", "pending"}}}}));
 }
 
 Service::Awaitable Service::queues(http::Request& r) {
@@ -352,15 +353,15 @@ Service::Awaitable Service::queues(http::Request& r) {
       }
       by[kPriorities[i]] = {{"depth", p.waiting}, {"claimed", p.claimed}};
     }
-    out.push_back(json::object{
-        {"queue", q},
-        {"depth", depth},
-        {"claimed", claimed},
-        // Integers: Boost.JSON writes doubles as "1.5E0", which some clients choke on.
-        {"oldest_waiting_s", oldest < 0 ? 0 : (now - oldest) / 1000},
-        {"oldest_waiting_ms", oldest < 0 ? 0 : now - oldest},
-        {"dead_letters", s.dead},
-        {"priorities", std::move(by)}});
+    out.push_back(
+        json::object{{"queue", q},
+                     {"depth", depth},
+                     {"claimed", claimed},
+                     // Integers: Boost.JSON writes doubles as "1.5E0", which some clients choke on.
+                     {"oldest_waiting_s", oldest < 0 ? 0 : (now - oldest) / 1000},
+                     {"oldest_waiting_ms", oldest < 0 ? 0 : now - oldest},
+                     {"dead_letters", s.dead},
+                     {"priorities", std::move(by)}});
   }
   co_return http::json(200, json::serialize(json::object{{"queues", std::move(out)}}));
 }

@@ -8,7 +8,8 @@
 // interaction id. Who holds an entry is always read from the consumer group's pending list
 // (XPENDING), the same truth a plain Redis client sees; the hash is only an index.
 // A released entry is XCLAIMed to the pseudo-consumer `_released` with an idle time past
-// claim_timeout, so the next claim's XPENDING IDLE / XCLAIM takes it at once, in its original position.
+// claim_timeout, so the next claim's XPENDING IDLE / XCLAIM takes it at once, in its original
+// position.
 #include <string>
 #include <vector>
 

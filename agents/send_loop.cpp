@@ -96,8 +96,8 @@ void SendLoop::finished(const SendJob& job, SendResult r) {
     }
     state = "pending";
     next = now_ms() + backoff.count();
-    log->warn("[{}:{}] reply {} attempt {} failed, retrying in {} ms: {}", job.channel,
-              job.account, job.interaction_id, attempts, backoff.count(), r.error);
+    log->warn("[{}:{}] reply {} attempt {} failed, retrying in {} ms: {}", job.channel, job.account,
+              job.interaction_id, attempts, backoff.count(), r.error);
   } else if (r.status != SendResult::Status::sent) {
     state = "failed";
     log->error("[{}:{}] reply {} failed after {} attempts: {}", job.channel, job.account,

@@ -47,7 +47,9 @@ Service::Service(asio::io_context& io, const config::Config& cfg, storage::Write
   add_gauges(metrics);
 }
 
-Service::~Service() { stop(); }
+Service::~Service() {
+  stop();
+}
 
 void Service::start() {
   redis_.start();
@@ -182,25 +184,25 @@ void Service::add_gauges(Metrics& metrics) {
                   }
                   return out;
                 });
-  metrics.gauge("switchboard_queue_oldest_age_seconds",
-                "Age of the oldest waiting item of a queue (0 when none waits).",
-                [this]() -> Samples {
-                  Samples out;
-                  auto now = now_ms();
-                  for (const auto& [q, s] : scrape_stats()) {
-                    std::int64_t oldest = -1;
-                    for (const auto& p : s.by_priority) {
-                      if (p.oldest_ms >= 0 && (oldest < 0 || p.oldest_ms < oldest)) {
-                        oldest = p.oldest_ms;
-                      }
-                    }
-                    if (s.error.empty()) {
-                      out.push_back({{{"queue", q}},
-                                     oldest < 0 ? 0.0 : static_cast<double>(now - oldest) / 1000.0});
-                    }
-                  }
-                  return out;
-                });
+  metrics.gauge(
+      "switchboard_queue_oldest_age_seconds",
+      "Age of the oldest waiting item of a queue (0 when none waits).", [this]() -> Samples {
+        Samples out;
+        auto now = now_ms();
+        for (const auto& [q, s] : scrape_stats()) {
+          std::int64_t oldest = -1;
+          for (const auto& p : s.by_priority) {
+            if (p.oldest_ms >= 0 && (oldest < 0 || p.oldest_ms < oldest)) {
+              oldest = p.oldest_ms;
+            }
+          }
+          if (s.error.empty()) {
+            out.push_back(
+                {{{"queue", q}}, oldest < 0 ? 0.0 : static_cast<double>(now - oldest) / 1000.0});
+          }
+        }
+        return out;
+      });
   metrics.gauge("switchboard_dead_letters_total",
                 "Entries in a queue's dead-letter stream ({prefix}:dead:{queue}).",
                 [this]() -> Samples {

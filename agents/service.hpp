@@ -42,7 +42,7 @@ class Service {
   void start();
   // SIGTERM, first step: waiting claims answer 204 now so that shutdown is not held up.
   void shutdown();
-  void stop();  // after the io thread has ended
+  void stop();                                            // after the io thread has ended
   void reload(const std::vector<config::Agent>& agents);  // SIGHUP
 
  private:

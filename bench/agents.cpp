@@ -4,6 +4,7 @@
 // measures cycles/s and the time from each POST /v1/interactions to the claim that got it.
 //
 //   build/bench/bench_agents [--backlog N] [--rate N] [--seconds N] [--agents N]
+#include <signal.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -16,7 +17,6 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
-#include <signal.h>
 #include <unordered_map>
 
 #include "bench/bench_util.hpp"
@@ -75,10 +75,14 @@ int main(int argc, char** argv) {
   int backlog = 20000, rate = 5000, seconds = 10, agents = 50;
   for (int i = 1; i + 1 < argc; i += 2) {
     int v = std::atoi(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--backlog")) backlog = v;
-    else if (!std::strcmp(argv[i], "--rate")) rate = v;
-    else if (!std::strcmp(argv[i], "--seconds")) seconds = v;
-    else if (!std::strcmp(argv[i], "--agents")) agents = v;
+    if (!std::strcmp(argv[i], "--backlog"))
+      backlog = v;
+    else if (!std::strcmp(argv[i], "--rate"))
+      rate = v;
+    else if (!std::strcmp(argv[i], "--seconds"))
+      seconds = v;
+    else if (!std::strcmp(argv[i], "--agents"))
+      agents = v;
   }
   test::TempDir dir;
   test::RedisServer redis;
@@ -118,9 +122,9 @@ int main(int argc, char** argv) {
     for (;;) {
       bool in2 = phase2;
       auto t = clk::now();
-      auto [st, body] = co_await call(c, "/v1/agent/claim", token,
-                                      in2 ? R"({"queue":"general","wait_ms":1000})"
-                                          : R"({"queue":"general","wait_ms":0})");
+      auto [st, body] = co_await call(
+          c, "/v1/agent/claim", token,
+          in2 ? R"({"queue":"general","wait_ms":1000})" : R"({"queue":"general","wait_ms":0})");
       double ms = ms_since(t);
       if (st == 204) {
         if (!in2 && !phase2) {
@@ -227,24 +231,35 @@ int main(int argc, char** argv) {
 
   bench::Table t;
   t.add("agents (keep-alive, one connection each)", std::to_string(agents));
-  t.add("phase 1: backlog claimed + acked", std::to_string(cycles1) + " of " + std::to_string(backlog));
+  t.add("phase 1: backlog claimed + acked",
+        std::to_string(cycles1) + " of " + std::to_string(backlog));
   t.add("phase 1: claim+ack cycles", bench::fmt("%.0f /s", cycles1 / p1_s));
-  t.add("phase 1: claim p50 (work waiting)", bench::fmt("%.2f ms", bench::percentile(claim1_ms, 0.5)));
-  t.add("phase 1: claim p99 (work waiting)", bench::fmt("%.2f ms", bench::percentile(claim1_ms, 0.99)));
+  t.add("phase 1: claim p50 (work waiting)",
+        bench::fmt("%.2f ms", bench::percentile(claim1_ms, 0.5)));
+  t.add("phase 1: claim p99 (work waiting)",
+        bench::fmt("%.2f ms", bench::percentile(claim1_ms, 0.99)));
   double ingest_s = std::chrono::duration<double>(ingest_end - p2_start).count();
   t.add("phase 2: ingest rate achieved (target)",
         bench::fmt("%.0f /s", posted / ingest_s) + " (" + std::to_string(rate) + ")");
-  t.add("phase 2: POST /v1/interactions p99", bench::fmt("%.2f ms", bench::percentile(post_ms, 0.99)));
-  t.add("phase 2: claim p99 (long-poll, any wait)", bench::fmt("%.2f ms", bench::percentile(claim2_ms, 0.99)));
+  t.add("phase 2: POST /v1/interactions p99",
+        bench::fmt("%.2f ms", bench::percentile(post_ms, 0.99)));
+  t.add("phase 2: claim p99 (long-poll, any wait)",
+        bench::fmt("%.2f ms", bench::percentile(claim2_ms, 0.99)));
   t.add("phase 2: claimed + acked", std::to_string(cycles2) + " of " + std::to_string(posted));
   t.add("phase 2: claim+ack cycles (until all done)", bench::fmt("%.0f /s", cycles2 / p2_s));
-  t.add("phase 2: POST -> claim answered p50", bench::fmt("%.2f ms", bench::percentile(arrival_ms, 0.5)));
-  t.add("phase 2: POST -> claim answered p99", bench::fmt("%.2f ms", bench::percentile(arrival_ms, 0.99)));
-  t.add("phase 2: POST -> claim answered max", bench::fmt("%.2f ms", bench::percentile(arrival_ms, 1.0)));
-  t.add("phase 2: 202 received -> claim answered p50", bench::fmt("%.2f ms", bench::percentile(committed_ms, 0.5)));
-  t.add("phase 2: 202 received -> claim answered p99", bench::fmt("%.2f ms", bench::percentile(committed_ms, 0.99)));
+  t.add("phase 2: POST -> claim answered p50",
+        bench::fmt("%.2f ms", bench::percentile(arrival_ms, 0.5)));
+  t.add("phase 2: POST -> claim answered p99",
+        bench::fmt("%.2f ms", bench::percentile(arrival_ms, 0.99)));
+  t.add("phase 2: POST -> claim answered max",
+        bench::fmt("%.2f ms", bench::percentile(arrival_ms, 1.0)));
+  t.add("phase 2: 202 received -> claim answered p50",
+        bench::fmt("%.2f ms", bench::percentile(committed_ms, 0.5)));
+  t.add("phase 2: 202 received -> claim answered p99",
+        bench::fmt("%.2f ms", bench::percentile(committed_ms, 0.99)));
   t.add("errors", std::to_string(errors));
-  t.add("daemon RSS (end / peak)", bench::fmt("%.0f MiB", rss) + " / " + bench::fmt("%.0f MiB", hwm));
+  t.add("daemon RSS (end / peak)",
+        bench::fmt("%.0f MiB", rss) + " / " + bench::fmt("%.0f MiB", hwm));
   t.print("bench_agents: claim + ack with 50 agents (phase 2 with ingest running)");
   return errors == 0 && cycles1 == backlog && cycles2 == posted ? 0 : 1;
 }

@@ -1,12 +1,12 @@
 #pragma once
 // Shared by the benchmark programs: a daemon started as a child process with a temporary
 // config, its memory, and a table printer.
+#include <unistd.h>
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <sstream>
-#include <unistd.h>
 #include <string>
 #include <vector>
 

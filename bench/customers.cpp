@@ -8,9 +8,9 @@
 // the sender's identity (routing/identity) and look the customer up through the identities
 // primary key, then read the customer row. It is timed here in-process on the imported file,
 // with statements prepared once, as the writer holds them.
+#include <time.h>
 #include <cstring>
 #include <random>
-#include <time.h>
 
 #include "bench/bench_util.hpp"
 #include "bench/load.hpp"
@@ -26,7 +26,9 @@ double thread_cpu_s() {
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
-std::string email_of(int i) { return "Customer" + std::to_string(i) + "@Example.com"; }
+std::string email_of(int i) {
+  return "Customer" + std::to_string(i) + "@Example.com";
+}
 // Distinct, valid North American numbers: area code from a list, then 7 digits.
 std::string phone_of(int i) {
   static const char* areas[] = {"415", "212", "312", "617", "646", "718", "303", "206"};
@@ -119,15 +121,19 @@ int main(int argc, char** argv) {
   bench::Daemon daemon(dir, redis, "[matching]\ndefault_region = \"US\"\n", db_path);
   auto [rss_idle, hwm_idle] = bench::rss_mib(daemon.pid());
   constexpr int kPosts = 20000;
-  auto load = bench::run_load(daemon.port, kPosts, 16, [n](int i) {
-    bench::Request req{bench::bhttp::verb::post, "/v1/interactions", 11};
-    req.set(bench::bhttp::field::authorization, "Bearer bench");
-    req.set(bench::bhttp::field::content_type, "application/json");
-    int who = static_cast<int>((static_cast<long long>(i) * 7919) % n);
-    req.body() = R"({"source":"bench","external_id":"m-)" + std::to_string(i) +
-                 R"(","from":{"phone":")" + phone_of(who) + R"("},"text":"where is my order?"})";
-    return req;
-  }, 202);
+  auto load = bench::run_load(
+      daemon.port, kPosts, 16,
+      [n](int i) {
+        bench::Request req{bench::bhttp::verb::post, "/v1/interactions", 11};
+        req.set(bench::bhttp::field::authorization, "Bearer bench");
+        req.set(bench::bhttp::field::content_type, "application/json");
+        int who = static_cast<int>((static_cast<long long>(i) * 7919) % n);
+        req.body() = R"({"source":"bench","external_id":"m-)" + std::to_string(i) +
+                     R"(","from":{"phone":")" + phone_of(who) +
+                     R"("},"text":"where is my order?"})";
+        return req;
+      },
+      202);
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
   daemon.stop();
   long long customers_after = 0;
@@ -140,14 +146,16 @@ int main(int argc, char** argv) {
 
   bench::Table t;
   t.add("customers imported", std::to_string(n) + " (CSV, email + phone each)");
-  t.add("import time", bench::fmt("%.1f s", import_s) + bench::fmt(" (%.0f records/s)", n / import_s));
+  t.add("import time",
+        bench::fmt("%.1f s", import_s) + bench::fmt(" (%.0f records/s)", n / import_s));
   t.add("match, mean CPU", bench::fmt("%.2f us", match_cpu_us) + " (canonicalise + lookup + row)");
-  t.add("match, mean wall", bench::fmt("%.2f us", match_us) +
-                                bench::fmt(" (of which canonicalise %.2f us)", canon_us));
+  t.add("match, mean wall",
+        bench::fmt("%.2f us", match_us) + bench::fmt(" (of which canonicalise %.2f us)", canon_us));
   t.add("match, p99", bench::fmt("%.2f us", match_p99_us));
   t.add("match misses", std::to_string(misses));
   t.add("daemon RSS idle (1M loaded)", bench::fmt("%.0f MiB", rss_idle));
-  t.add("daemon RSS after 20k posts", bench::fmt("%.0f MiB", rss) + bench::fmt(" (peak %.0f MiB)", hwm));
+  t.add("daemon RSS after 20k posts",
+        bench::fmt("%.0f MiB", rss) + bench::fmt(" (peak %.0f MiB)", hwm));
   t.add("posts errors", std::to_string(load.errors));
   t.add("new customers created", std::to_string(customers_after - n) + " (all senders known)");
   t.print("bench_customers: import, match, memory");

@@ -35,7 +35,8 @@ std::string message(int i) {
          "@example.com>\r\nTo: support@example.com\r\nSubject: Order " + std::to_string(i) +
          " \xe2\x80\x94 wo ist es?\r\nMessage-ID: <bench-" + std::to_string(i) +
          "@example.com>\r\nDate: Fri, 02 Jan 2026 03:04:05 +0000\r\nMIME-Version: 1.0\r\n"
-         "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body;
+         "Content-Type: text/plain; charset=utf-8\r\n\r\n" +
+         body;
 }
 
 double seconds_since(clk::time_point t) {
@@ -71,13 +72,14 @@ int main(int argc, char** argv) {
       << "FSync no\n\nIMAPAccount bench\nHost localhost\nPort " << dovecot.imaps_port()
       << "\nUser alice\nPassCmd \"cat " << dir.file("pass") << "\"\nSSLType IMAPS\n"
       << "CertificateFile " << dovecot.ca_file() << "\n\nIMAPStore remote\nAccount bench\n\n"
-      << "MaildirStore local\nPath " << dir.file("maildir/") << "\nInbox " << dir.file("maildir/INBOX")
+      << "MaildirStore local\nPath " << dir.file("maildir/") << "\nInbox "
+      << dir.file("maildir/INBOX")
       << "\n\nChannel bench\nFar :remote:INBOX\nNear :local:INBOX\nSync Pull\nCreate Near\n"
       << "SyncState *\n";
   std::filesystem::create_directories(dir.file("maildir"));
   auto t_mbsync = clk::now();
-  std::string cmd = "mbsync -q -c " + dir.file("mbsyncrc") + " bench > " + dir.file("mbsync.log") +
-                    " 2>&1";
+  std::string cmd =
+      "mbsync -q -c " + dir.file("mbsyncrc") + " bench > " + dir.file("mbsync.log") + " 2>&1";
   int rc = std::system(cmd.c_str());
   double mbsync_s = seconds_since(t_mbsync);
   if (rc != 0) {
@@ -101,16 +103,18 @@ int main(int argc, char** argv) {
   app.start();
   double stored_s = 0;  // all committed to SQLite (the relay to Redis follows)
   storage::Db db(dir.file("switchboard.db"), true);
-  if (!test::eventually([&] {
-        if (stored_s == 0) {
-          auto st = db.prepare("SELECT count(*) FROM interactions");
-          st.step();
-          if (st.int64(0) >= total) {
-            stored_s = seconds_since(t_sync);
-          }
-        }
-        return redis.xlen("sb:q:general:normal") >= total;
-      }, std::chrono::minutes(10))) {
+  if (!test::eventually(
+          [&] {
+            if (stored_s == 0) {
+              auto st = db.prepare("SELECT count(*) FROM interactions");
+              st.step();
+              if (st.int64(0) >= total) {
+                stored_s = seconds_since(t_sync);
+              }
+            }
+            return redis.xlen("sb:q:general:normal") >= total;
+          },
+          std::chrono::minutes(10))) {
     std::cerr << "the daemon did not sync the mailbox within 10 minutes\n";
     return 1;
   }
@@ -135,13 +139,18 @@ int main(int argc, char** argv) {
 
   bench::Table t;
   t.add("messages", std::to_string(total));
-  t.add("switchboard: IMAP -> SQLite -> Redis", bench::fmt("%.2f s", sync_s) + bench::fmt(" (%.0f msg/s)", total / sync_s));
+  t.add("switchboard: IMAP -> SQLite -> Redis",
+        bench::fmt("%.2f s", sync_s) + bench::fmt(" (%.0f msg/s)", total / sync_s));
   t.add("switchboard: IMAP -> SQLite (committed)", bench::fmt("%.2f s", stored_s));
-  t.add("mbsync: IMAP -> Maildir (FSync no)", bench::fmt("%.2f s", mbsync_s) + bench::fmt(" (%.0f msg/s)", total / mbsync_s));
+  t.add("mbsync: IMAP -> Maildir (FSync no)",
+        bench::fmt("%.2f s", mbsync_s) + bench::fmt(" (%.0f msg/s)", total / mbsync_s));
   t.add("switchboard / mbsync time", bench::fmt("%.2f", sync_s / mbsync_s));
-  t.add("IDLE latency, saved -> Redis, median", bench::fmt("%.0f ms", bench::percentile(from_saved, 0.5)));
-  t.add("IDLE latency, saved -> Redis, max", bench::fmt("%.0f ms", bench::percentile(from_saved, 1.0)));
-  t.add("IDLE latency incl. doveadm save, median", bench::fmt("%.0f ms", bench::percentile(from_start, 0.5)));
+  t.add("IDLE latency, saved -> Redis, median",
+        bench::fmt("%.0f ms", bench::percentile(from_saved, 0.5)));
+  t.add("IDLE latency, saved -> Redis, max",
+        bench::fmt("%.0f ms", bench::percentile(from_saved, 1.0)));
+  t.add("IDLE latency incl. doveadm save, median",
+        bench::fmt("%.0f ms", bench::percentile(from_start, 0.5)));
   t.add("rounds", std::to_string(idle_rounds));
   t.print("bench_imap: initial sync and IDLE delivery (target: <= mbsync, median <= 1000 ms)");
   return 0;

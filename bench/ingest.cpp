@@ -26,18 +26,21 @@ int main(int argc, char** argv) {
   double cpu0 = bench::cpu_seconds(daemon.pid());
   double self0 = bench::cpu_seconds(getpid());
   auto t0 = std::chrono::steady_clock::now();
-  auto load = bench::run_load(daemon.port, total, clients, [](int i) {
-    // Even: one of 1,000 returning customers; odd: a new customer every time.
-    std::string from = i % 2 == 0 ? "known" + std::to_string(i % 1000) + "@example.com"
-                                   : "new" + std::to_string(i) + "@example.net";
-    bench::Request req{bench::bhttp::verb::post, "/v1/interactions", 11};
-    req.set(bench::bhttp::field::authorization, "Bearer bench");
-    req.set(bench::bhttp::field::content_type, "application/json");
-    req.body() = R"({"source":"bench","external_id":"b-)" + std::to_string(i) +
-                 R"(","from":{"email":")" + from +
-                 R"("},"subject":"Order late","text":"Hello, my order has not arrived yet."})";
-    return req;
-  }, 202);
+  auto load = bench::run_load(
+      daemon.port, total, clients,
+      [](int i) {
+        // Even: one of 1,000 returning customers; odd: a new customer every time.
+        std::string from = i % 2 == 0 ? "known" + std::to_string(i % 1000) + "@example.com"
+                                      : "new" + std::to_string(i) + "@example.net";
+        bench::Request req{bench::bhttp::verb::post, "/v1/interactions", 11};
+        req.set(bench::bhttp::field::authorization, "Bearer bench");
+        req.set(bench::bhttp::field::content_type, "application/json");
+        req.body() = R"({"source":"bench","external_id":"b-)" + std::to_string(i) +
+                     R"(","from":{"email":")" + from +
+                     R"("},"subject":"Order late","text":"Hello, my order has not arrived yet."})";
+        return req;
+      },
+      202);
   int errors = load.errors;
   test::eventually([&] { return redis.xlen("sb:q:general:normal") >= total - errors; },
                    std::chrono::seconds(120));
@@ -58,14 +61,16 @@ int main(int argc, char** argv) {
   t.add("in Redis at the end", std::to_string(in_redis));
   t.add("HTTP throughput", bench::fmt("%.0f /s", total / load.seconds));
   t.add("end-to-end throughput", bench::fmt("%.0f /s (committed and in Redis)", in_redis / e2e_s));
-  t.add("daemon CPU per interaction", bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", cpu_us));
+  t.add("daemon CPU per interaction",
+        bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", cpu_us));
   t.add("load generator CPU per request", bench::fmt("%.1f us (same machine)", client_us));
   t.add("latency p50", bench::fmt("%.2f ms", bench::percentile(lat, 0.50)));
   t.add("latency p99", bench::fmt("%.2f ms", bench::percentile(lat, 0.99)));
   t.add("latency max", bench::fmt("%.2f ms", bench::percentile(lat, 1.0)));
   t.add("writer commits", bench::fmt("%.0f", commits) +
                               bench::fmt(" (%.1f jobs each)", commits ? jobs / commits : 0));
-  t.add("daemon RSS (end / peak)", bench::fmt("%.0f MiB", rss) + " / " + bench::fmt("%.0f MiB", hwm));
+  t.add("daemon RSS (end / peak)",
+        bench::fmt("%.0f MiB", rss) + " / " + bench::fmt("%.0f MiB", hwm));
   t.print("bench_ingest: POST /v1/interactions -> SQLite -> Redis");
   return in_redis == total - errors && errors == 0 ? 0 : 1;
 }

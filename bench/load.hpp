@@ -2,6 +2,7 @@
 // Shared by the HTTP benchmarks: a daemon started as a child process with a temporary config,
 // and a closed-loop load generator (N keep-alive clients, each sending its next request as soon
 // as the previous answer arrived).
+#include <signal.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -14,7 +15,6 @@
 #include <functional>
 #include <iostream>
 #include <memory>
-#include <signal.h>
 
 #include "tests/support/harness.hpp"
 
@@ -89,8 +89,8 @@ inline LoadResult run_load(std::uint16_t port, int total, int clients,
   auto t0 = std::chrono::steady_clock::now();
   auto worker = [&]() -> asio::awaitable<void> {
     beast::tcp_stream s(io);
-    co_await s.async_connect(
-        asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), asio::use_awaitable);
+    co_await s.async_connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                             asio::use_awaitable);
     beast::flat_buffer buf;
     while (next < total) {
       Request req = make(next++);

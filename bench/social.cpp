@@ -3,6 +3,7 @@
 // posted by 64 keep-alive clients, end to end (committed, then in Redis).
 //
 //   build/bench/bench_social [--mentions N] [--events N] [--per-post N] [--clients N]
+#include <signal.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -14,7 +15,6 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
-#include <signal.h>
 
 #include "bench/bench_util.hpp"
 #include "channels/social/hmac.hpp"
@@ -34,13 +34,14 @@ namespace {
 std::string messenger_post(int first, int n) {
   std::string events;
   for (int i = first; i < first + n; ++i) {
-    events += (i == first ? "" : ",") + std::string(R"({"sender":{"id":"PSID_)") +
-              std::to_string(i % 2000) +
-              R"("},"recipient":{"id":"PAGE_ID"},"timestamp":1767322800000,"message":{"mid":"m_bench_)" +
-              std::to_string(i) + R"(","text":"Hello, where is my order?"}})";
+    events +=
+        (i == first ? "" : ",") + std::string(R"({"sender":{"id":"PSID_)") +
+        std::to_string(i % 2000) +
+        R"("},"recipient":{"id":"PAGE_ID"},"timestamp":1767322800000,"message":{"mid":"m_bench_)" +
+        std::to_string(i) + R"(","text":"Hello, where is my order?"}})";
   }
-  return R"({"object":"page","entry":[{"id":"PAGE_ID","time":1767322800000,"messaging":[)" + events +
-         "]}]}";
+  return R"({"object":"page","entry":[{"id":"PAGE_ID","time":1767322800000,"messaging":[)" +
+         events + "]}]}";
 }
 
 }  // namespace
@@ -84,8 +85,8 @@ int main(int argc, char** argv) {
                         {"META_VERIFY", "v"},
                         {"META_TOKEN", "t"}});
   const std::string stream = "sb:q:general:normal";
-  bool caught_up = test::eventually([&] { return redis.xlen(stream) >= mentions; },
-                                    std::chrono::seconds(120));
+  bool caught_up =
+      test::eventually([&] { return redis.xlen(stream) >= mentions; }, std::chrono::seconds(120));
   double backlog_s = std::chrono::duration<double>(clk::now() - t0).count();
   auto stats = fake.stats();
   if (!caught_up) {
@@ -149,14 +150,14 @@ int main(int argc, char** argv) {
   t.add("requests to the fake", std::to_string(stats.requests) + " (limit 300 / 5 min)");
   t.add("429 answers", std::to_string(stats.rejected_429));
   t.add("meta events posted", std::to_string(events) + " signed, " + std::to_string(per_post) +
-                                 " per POST, " + std::to_string(clients) + " clients");
+                                  " per POST, " + std::to_string(clients) + " clients");
   t.add("errors (non-200)", std::to_string(errors));
   t.add("webhook throughput", bench::fmt("%.0f events/s (answered after commit)", events / http_s));
   t.add("end to end", bench::fmt("%.0f events/s (in Redis)", in_redis / e2e_s));
   t.add("latency p50 / p99", bench::fmt("%.2f ms", bench::percentile(lat_ms, 0.50)) + " / " +
-                                  bench::fmt("%.2f ms", bench::percentile(lat_ms, 0.99)));
+                                 bench::fmt("%.2f ms", bench::percentile(lat_ms, 0.99)));
   t.print("bench_social: Mastodon backlog and signed Meta webhooks");
-  bool ok = caught_up && backlog_s < 60 && stats.rejected_429 == 0 && errors == 0 &&
-            in_redis == events;
+  bool ok =
+      caught_up && backlog_s < 60 && stats.rejected_429 == 0 && errors == 0 && in_redis == events;
   return ok ? 0 : 1;
 }

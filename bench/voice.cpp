@@ -28,8 +28,8 @@ int main(int argc, char** argv) {
   test::RedisServer redis;
   bench::Daemon daemon(dir, redis,
                        "[matching]\ndefault_region = \"US\"\n"
-                       "[[channels.twilio]]\nname = \"voice\"\nauth_token = \"" + token +
-                           "\"\npublic_url = \"https://hooks.example.com\"\n");
+                       "[[channels.twilio]]\nname = \"voice\"\nauth_token = \"" +
+                           token + "\"\npublic_url = \"https://hooks.example.com\"\n");
 
   // Requests are built (and signed) before the clock starts: the client's HMAC is not the
   // daemon's cost.
@@ -38,15 +38,14 @@ int main(int argc, char** argv) {
   std::vector<std::pair<std::string, std::string>> bodies(static_cast<std::size_t>(total));
   for (int i = 0; i < total; ++i) {
     int call = i / 3, step = i % 3;
-    voice::FormParams params = {
-        {"AccountSid", "ACbench"},
-        {"CallSid", "CA" + std::to_string(call)},
-        {"CallStatus", statuses[step]},
-        {"From", "+1415555" + std::to_string(1000 + call % 9000)},
-        {"To", "+14155550199"},
-        {"Direction", "inbound"},
-        {"SequenceNumber", std::to_string(step)},
-        {"CallDuration", step == 2 ? "42" : "0"}};
+    voice::FormParams params = {{"AccountSid", "ACbench"},
+                                {"CallSid", "CA" + std::to_string(call)},
+                                {"CallStatus", statuses[step]},
+                                {"From", "+1415555" + std::to_string(1000 + call % 9000)},
+                                {"To", "+14155550199"},
+                                {"Direction", "inbound"},
+                                {"SequenceNumber", std::to_string(step)},
+                                {"CallDuration", step == 2 ? "42" : "0"}};
     std::string body;
     for (auto& [k, v] : params) {
       std::string value = v;
@@ -60,14 +59,17 @@ int main(int argc, char** argv) {
 
   double cpu0 = bench::cpu_seconds(daemon.pid());
   auto t0 = std::chrono::steady_clock::now();
-  auto load = bench::run_load(daemon.port, total, clients, [&](int i) {
-    auto& [body, sig] = bodies[static_cast<std::size_t>(i)];
-    bench::Request req{bench::bhttp::verb::post, "/webhooks/twilio/voice", 11};
-    req.set(bench::bhttp::field::content_type, "application/x-www-form-urlencoded");
-    req.set("X-Twilio-Signature", sig);
-    req.body() = body;
-    return req;
-  }, 200);
+  auto load = bench::run_load(
+      daemon.port, total, clients,
+      [&](int i) {
+        auto& [body, sig] = bodies[static_cast<std::size_t>(i)];
+        bench::Request req{bench::bhttp::verb::post, "/webhooks/twilio/voice", 11};
+        req.set(bench::bhttp::field::content_type, "application/x-www-form-urlencoded");
+        req.set("X-Twilio-Signature", sig);
+        req.body() = body;
+        return req;
+      },
+      200);
   test::eventually([&] { return redis.xlen("sb:q:general:normal") >= calls; },
                    std::chrono::seconds(120));
   double e2e_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -82,12 +84,15 @@ int main(int argc, char** argv) {
   t.add("calls x events", std::to_string(calls) + " x 3 = " + std::to_string(total) + " callbacks");
   t.add("errors (non-200)", std::to_string(load.errors));
   t.add("calls queued in Redis", std::to_string(queued) + " (each once, when it ended)");
-  t.add("callback throughput", bench::fmt("%.0f /s (signed, verified, committed)", total / load.seconds));
+  t.add("callback throughput",
+        bench::fmt("%.0f /s (signed, verified, committed)", total / load.seconds));
   t.add("end-to-end", bench::fmt("%.1f s until every call was in Redis", e2e_s));
-  t.add("daemon CPU per callback", bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", cpu_us));
+  t.add("daemon CPU per callback",
+        bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", cpu_us));
   t.add("latency p50", bench::fmt("%.2f ms", bench::percentile(lat, 0.50)));
   t.add("latency p99", bench::fmt("%.2f ms", bench::percentile(lat, 0.99)));
-  t.add("daemon RSS (end / peak)", bench::fmt("%.0f MiB", rss) + " / " + bench::fmt("%.0f MiB", hwm));
+  t.add("daemon RSS (end / peak)",
+        bench::fmt("%.0f MiB", rss) + " / " + bench::fmt("%.0f MiB", hwm));
   t.print("bench_voice: Twilio status callbacks -> SQLite -> Redis");
   return queued == calls && load.errors == 0 ? 0 : 1;
 }

@@ -33,8 +33,7 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 std::optional<std::string> HttpResponse::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
-    if (k.size() == name.size() &&
-        std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+    if (k.size() == name.size() && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
           return a == static_cast<char>(std::tolower(static_cast<unsigned char>(b)));
         })) {
       return v;
@@ -83,8 +82,8 @@ struct HttpClient::Impl {
   asio::awaitable<std::unique_ptr<Conn>> connect(const Origin& o, std::string& error) {
     tcp::resolver resolver(ex);
     asio::steady_timer timer(ex, options.connect_timeout);
-    auto raced = co_await (resolver.async_resolve(o.host, o.port, use_tuple) ||
-                           timer.async_wait(use_tuple));
+    auto raced =
+        co_await (resolver.async_resolve(o.host, o.port, use_tuple) || timer.async_wait(use_tuple));
     if (raced.index() == 1) {
       error = "resolving " + o.host + " timed out";
       co_return nullptr;

@@ -31,20 +31,21 @@ struct Attachment {
 
 // Call status vocabulary of SPEC section 3.
 struct CallInfo {
-  std::string status;     // queued | initiated | ringing | in-progress | completed | busy |
-                          // no-answer | failed | canceled | voicemail | unknown
-  std::string direction;  // inbound | outbound
+  std::string status;            // queued | initiated | ringing | in-progress | completed | busy |
+                                 // no-answer | failed | canceled | voicemail | unknown
+  std::string direction;         // inbound | outbound
   std::int64_t duration_s = -1;  // -1: not known yet
   std::string recording_url;
 };
 
 // What a channel hands to the pipeline. All strings are valid UTF-8.
 struct Inbound {
-  std::string channel;  // email | voice | mastodon | x | messenger | instagram | whatsapp | telegram | api
+  std::string
+      channel;  // email | voice | mastodon | x | messenger | instagram | whatsapp | telegram | api
   std::string account;  // the configured channel name (for the ingest API: the `source`)
   std::string kind;     // email | call | mention | direct_message | comment | message
   std::string direction = "inbound";
-  std::string external_id;      // dedupe key within (channel, account)
+  std::string external_id;       // dedupe key within (channel, account)
   std::optional<Identity> from;  // canonical; nullopt for withheld callers (never matched)
   std::vector<Identity> to;
   std::string subject;

@@ -19,13 +19,13 @@
 namespace sb {
 
 struct OutboundMessage {
-  std::string id;               // the outbound interaction id (idempotency key)
-  std::string channel;          // channel of the conversation (email, mastodon, x, ...)
-  std::string account;          // configured channel name
+  std::string id;       // the outbound interaction id (idempotency key)
+  std::string channel;  // channel of the conversation (email, mastodon, x, ...)
+  std::string account;  // configured channel name
   std::string conversation_id;
-  std::string text;             // the agent's answer, plain UTF-8
-  std::string parent_json;      // the interaction being answered, as SPEC section 5 JSON
-  std::string thread_json;      // optional: channel-specific threading data (e.g. References)
+  std::string text;         // the agent's answer, plain UTF-8
+  std::string parent_json;  // the interaction being answered, as SPEC section 5 JSON
+  std::string thread_json;  // optional: channel-specific threading data (e.g. References)
 };
 
 struct SendResult {

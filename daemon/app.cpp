@@ -3,9 +3,9 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <future>
 
@@ -39,13 +39,13 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   }
   relay_ = std::make_unique<Relay>(cfg_.redis, *writer_, queues);
   writer_->on_commit([r = relay_.get()] { r->wake(); });
-  agents_ = std::make_unique<agents::Service>(io_, cfg_, *writer_, *relay_, metrics_, senders_,
-                                              queues);
+  agents_ =
+      std::make_unique<agents::Service>(io_, cfg_, *writer_, *relay_, metrics_, senders_, queues);
 
   store_->set_call_folder(voice::call_folder());
-  channels_ = std::make_unique<Channels>(Channels{
-      api::IngestRoutes{*store_, metrics_, cfg_.api.tokens, cfg_.matching.default_region},
-      voice::VoiceRoutes{*store_, metrics_, cfg_.channels, cfg_.matching.default_region}});
+  channels_ = std::make_unique<Channels>(
+      Channels{api::IngestRoutes{*store_, metrics_, cfg_.api.tokens, cfg_.matching.default_region},
+               voice::VoiceRoutes{*store_, metrics_, cfg_.channels, cfg_.matching.default_region}});
   email_ = std::make_unique<email::EmailChannel>(io_, *store_, metrics_, cfg_.channels, senders_);
   api::add_routes(router_, channels_->ingest);
   voice::add_routes(router_, channels_->voice);
@@ -72,20 +72,22 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
                  });
   // Counted at scrape time from the database (its own read connection, used on the io thread
   // only), so the number is right while Redis is down, which is when it matters.
-  metrics_.gauge("switchboard_outbox_pending",
-                 "Committed interactions not yet projected into Redis.",
-                 [this, db = std::shared_ptr<storage::Db>()]() mutable
-                 -> std::vector<std::pair<Labels, double>> {
-                   if (!db) {
-                     db = std::make_shared<storage::Db>(cfg_.storage.path, true);
-                   }
-                   auto st = db->prepare("SELECT count(*) FROM outbox");
-                   st.step();
-                   return {{{}, static_cast<double>(st.int64(0))}};
-                 });
+  metrics_.gauge(
+      "switchboard_outbox_pending", "Committed interactions not yet projected into Redis.",
+      [this,
+       db = std::shared_ptr<storage::Db>()]() mutable -> std::vector<std::pair<Labels, double>> {
+        if (!db) {
+          db = std::make_shared<storage::Db>(cfg_.storage.path, true);
+        }
+        auto st = db->prepare("SELECT count(*) FROM outbox");
+        st.step();
+        return {{{}, static_cast<double>(st.int64(0))}};
+      });
 }
 
-App::~App() { stop(); }
+App::~App() {
+  stop();
+}
 
 // A call with no final event within 4 hours is closed as "unknown" and queued (issue 5): the
 // provider may never send the hangup. Checked every minute on the io_context.
@@ -142,7 +144,7 @@ void App::stop() {
   log->info("[daemon] stopping: no new connections; finishing requests in flight");
   server_->stop();
   agents_->shutdown();  // waiting claims answer 204 now
-  email_->stop();  // mailbox loops end; nothing more is submitted
+  email_->stop();       // mailbox loops end; nothing more is submitted
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (server_->active() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

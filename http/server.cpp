@@ -1,13 +1,13 @@
 #include "http/server.hpp"
 
+#include <array>
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <array>
-#include <atomic>
 #include <set>
 
 #include "core/log.hpp"
@@ -60,7 +60,8 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void count(const std::string& route, int status) {
-    metrics.inc("switchboard_http_requests_total", {{"route", route}, {"code", std::to_string(status)}});
+    metrics.inc("switchboard_http_requests_total",
+                {{"route", route}, {"code", std::to_string(status)}});
   }
 
   asio::awaitable<void> write(beast::tcp_stream& stream, Response res, unsigned version,
@@ -202,7 +203,9 @@ void Server::start() {
   });
 }
 
-std::uint16_t Server::port() const { return impl_->acceptor.local_endpoint().port(); }
+std::uint16_t Server::port() const {
+  return impl_->acceptor.local_endpoint().port();
+}
 
 void Server::stop() {
   asio::post(impl_->io, [impl = impl_] {
@@ -215,6 +218,8 @@ void Server::stop() {
   });
 }
 
-std::size_t Server::active() const { return impl_->active; }
+std::size_t Server::active() const {
+  return impl_->active;
+}
 
 }  // namespace sb::http

@@ -2,8 +2,8 @@
 // Awaiting the writer from a coroutine on the io_context: the request's coroutine suspends
 // until the COMMIT holding its data is done, then resumes on its own executor. This is what
 // makes "a 2xx means committed" hold without blocking the io thread.
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <memory>
 

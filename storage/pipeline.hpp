@@ -16,10 +16,10 @@
 namespace sb {
 
 struct IngestOutcome {
-  std::string id;              // interaction id (the existing one for a duplicate)
-  bool duplicate = false;      // (channel, account, external_id) was already stored
-  std::string error;           // non-empty: this item was not stored (the rest of the batch was)
-  bool created = false;        // a new interaction row was written (calls: the first event)
+  std::string id;          // interaction id (the existing one for a duplicate)
+  bool duplicate = false;  // (channel, account, external_id) was already stored
+  std::string error;       // non-empty: this item was not stored (the rest of the batch was)
+  bool created = false;    // a new interaction row was written (calls: the first event)
 };
 
 // A poller's position (IMAP last UID, Mastodon since_id, Telegram offset, ...), keyed by
@@ -44,7 +44,7 @@ struct ProviderStatus {
 // A call event folds into one interaction per (channel, account, external_id = provider call id).
 // See channels/voice.
 struct CallEventInput {
-  Inbound call;               // kind "call"; call->status is the event's status
+  Inbound call;                // kind "call"; call->status is the event's status
   std::int64_t order_key = 0;  // provider sequence number or event time, to order events
 };
 
@@ -56,7 +56,8 @@ class Pipeline {
   // Stores `items` (deduplicated) and applies `cursor`, all in one transaction. `done` runs on
   // the writer thread after COMMIT (or after a failed transaction, with every outcome's error
   // set); keep it short: post to your own executor.
-  virtual void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) = 0;
+  virtual void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor,
+                      Done done) = 0;
 
   // Folds a call event into its call's interaction (created on first event); queues the call
   // once, when its status becomes final. Same `done` contract, one outcome.
@@ -69,7 +70,8 @@ class Pipeline {
   virtual void submit_provider_statuses(std::vector<ProviderStatus> statuses, Done done) = 0;
 
   // The committed cursor value, if any. Thread-safe; reads its own connection.
-  virtual std::optional<std::string> cursor(const std::string& account, const std::string& scope) = 0;
+  virtual std::optional<std::string> cursor(const std::string& account,
+                                            const std::string& scope) = 0;
 };
 
 }  // namespace sb

@@ -149,7 +149,9 @@ int read_version(Db& db) {
 
 }  // namespace
 
-int current_schema_version() { return static_cast<int>(kMigrations.size()); }
+int current_schema_version() {
+  return static_cast<int>(kMigrations.size());
+}
 
 void migrate(Db& db) {
   int v = read_version(db);

@@ -21,7 +21,9 @@ Stmt::Stmt(sqlite3* db, std::string_view sql) : db_(db) {
   }
 }
 
-Stmt::~Stmt() { sqlite3_finalize(s_); }
+Stmt::~Stmt() {
+  sqlite3_finalize(s_);
+}
 
 Stmt& Stmt::operator=(Stmt&& o) noexcept {
   if (this != &o) {
@@ -73,14 +75,20 @@ void Stmt::reset() {
   sqlite3_clear_bindings(s_);
 }
 
-std::int64_t Stmt::int64(int col) const { return sqlite3_column_int64(s_, col); }
-bool Stmt::is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+std::int64_t Stmt::int64(int col) const {
+  return sqlite3_column_int64(s_, col);
+}
+bool Stmt::is_null(int col) const {
+  return sqlite3_column_type(s_, col) == SQLITE_NULL;
+}
 std::string_view Stmt::text_view(int col) const {
   auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
   return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col)))
            : std::string_view();
 }
-std::string Stmt::text(int col) const { return std::string(text_view(col)); }
+std::string Stmt::text(int col) const {
+  return std::string(text_view(col));
+}
 
 Db::Db(const std::string& path, bool readonly) : path_(path) {
   // Before the first connection: no memory statistics (they take a global mutex on every
@@ -121,7 +129,9 @@ Db::Db(const std::string& path, bool readonly) : path_(path) {
   exec("PRAGMA cache_size=-32768");  // 32 MiB page cache per connection
 }
 
-Db::~Db() { sqlite3_close_v2(db_); }
+Db::~Db() {
+  sqlite3_close_v2(db_);
+}
 
 void Db::exec(std::string_view sql) {
   char* err = nullptr;
@@ -134,7 +144,11 @@ void Db::exec(std::string_view sql) {
   }
 }
 
-std::int64_t Db::changes() const { return sqlite3_changes64(db_); }
-std::int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+std::int64_t Db::changes() const {
+  return sqlite3_changes64(db_);
+}
+std::int64_t Db::last_insert_rowid() const {
+  return sqlite3_last_insert_rowid(db_);
+}
 
 }  // namespace sb::storage

@@ -37,9 +37,9 @@ class Stmt {
   // Binds a string that outlives the statement's next reset().
   Stmt& bind_static(int i, std::string_view v);
 
-  bool step();  // true: a row is ready; false: done. Throws on error.
+  bool step();   // true: a row is ready; false: done. Throws on error.
   void reset();  // resets and clears bindings
-  void run() {  // step to completion and reset
+  void run() {   // step to completion and reset
     while (step()) {
     }
     reset();

@@ -15,22 +15,21 @@ namespace json = boost::json;
 
 struct Store::Statements {
   explicit Statements(Db& db)
-      : find_dup(db.prepare(
-            "SELECT id, order_key, payload, state FROM interactions "
-            "WHERE channel=?1 AND account=?2 AND external_id=?3")),
+      : find_dup(db.prepare("SELECT id, order_key, payload, state FROM interactions "
+                            "WHERE channel=?1 AND account=?2 AND external_id=?3")),
         find_identity(db.prepare("SELECT customer_id FROM identities WHERE type=?1 AND value=?2")),
         get_customer(db.prepare("SELECT name, tier, tags FROM customers WHERE id=?1")),
         insert_customer(db.prepare(
             "INSERT INTO customers(id, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)")),
-        insert_identity(db.prepare(
-            "INSERT OR IGNORE INTO identities(type, value, customer_id, handle) "
-            "VALUES (?1, ?2, ?3, ?4)")),
+        insert_identity(
+            db.prepare("INSERT OR IGNORE INTO identities(type, value, customer_id, handle) "
+                       "VALUES (?1, ?2, ?3, ?4)")),
         // "conv:<id>" names a conversation directly (the token in Message-IDs we send).
-        find_conv_key(db.prepare(
-            "SELECT c.id, c.queue FROM conversation_keys k JOIN conversations c "
-            "ON c.id = k.conversation_id WHERE k.key = ?1 "
-            "UNION ALL SELECT id, queue FROM conversations "
-            "WHERE substr(?1, 1, 5) = 'conv:' AND id = substr(?1, 6)")),
+        find_conv_key(
+            db.prepare("SELECT c.id, c.queue FROM conversation_keys k JOIN conversations c "
+                       "ON c.id = k.conversation_id WHERE k.key = ?1 "
+                       "UNION ALL SELECT id, queue FROM conversations "
+                       "WHERE substr(?1, 1, 5) = 'conv:' AND id = substr(?1, 6)")),
         insert_conv(db.prepare(
             "INSERT INTO conversations(id, customer_id, channel, account, subject, queue, "
             "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?6)")),
@@ -45,16 +44,16 @@ struct Store::Statements {
         update_call(db.prepare(
             "UPDATE interactions SET queue=?2, priority=?3, state=?4, order_key=?5, payload=?6 "
             "WHERE id=?1")),
-        insert_outbox(db.prepare(
-            "INSERT INTO outbox(op_id, interaction_id, queue, priority, created_at) "
-            "VALUES (?1, ?2, ?3, ?4, ?5)")),
+        insert_outbox(
+            db.prepare("INSERT INTO outbox(op_id, interaction_id, queue, priority, created_at) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5)")),
         upsert_cursor(db.prepare(
             "INSERT INTO cursors(account, scope, value, updated_at) VALUES (?1, ?2, ?3, ?4) "
             "ON CONFLICT(account, scope) DO UPDATE SET value=excluded.value, "
             "updated_at=excluded.updated_at")),
-        insert_attachment(db.prepare(
-            "INSERT INTO attachments(interaction_id, idx, filename, content_type, data) "
-            "VALUES (?1, ?2, ?3, ?4, ?5)")) {}
+        insert_attachment(
+            db.prepare("INSERT INTO attachments(interaction_id, idx, filename, content_type, data) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5)")) {}
 
   Stmt find_dup, find_identity, get_customer, insert_customer, insert_identity, find_conv_key,
       insert_conv, insert_conv_key, route_conv, insert_interaction, update_call, insert_outbox,
@@ -213,8 +212,15 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   Conversation conv = thread(st, in, cust.id, now);
   Route r = route(rules, in, cust, conv);
 
-  StoredMeta meta{new_ulid(), conv.id, cust.id, cust.name, cust.tier, cust.is_new, now,
-                  queue_now ? r.queue : "", queue_now ? r.priority : ""};
+  StoredMeta meta{new_ulid(),
+                  conv.id,
+                  cust.id,
+                  cust.name,
+                  cust.tier,
+                  cust.is_new,
+                  now,
+                  queue_now ? r.queue : "",
+                  queue_now ? r.priority : ""};
   std::string payload = json::serialize(interaction_json(in, meta));
   auto& ins = st.insert_interaction;
   ins.bind_static(1, meta.id).bind_static(2, in.channel).bind_static(3, in.account);
@@ -280,31 +286,31 @@ std::shared_ptr<const Rules> Store::rules() const {
 void Store::submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) {
   auto outcomes = std::make_shared<std::vector<IngestOutcome>>();
   auto batch = std::make_shared<std::vector<Inbound>>(std::move(items));
-  writer_.submit(Job{
-      [this, batch, outcomes, cursor = std::move(cursor)](Db& db) {
-        auto& st = statements(db);
-        auto rules = this->rules();
-        std::int64_t now = now_ms();
-        outcomes->clear();
-        outcomes->reserve(batch->size());
-        for (const auto& in : *batch) {
-          if (auto dup = find_duplicate(st, in)) {
-            outcomes->push_back(std::move(*dup));
-          } else {
-            outcomes->push_back(store_new(st, *rules, in, true, 0, now).outcome);
-          }
-        }
-        if (cursor) {
-          st.upsert_cursor.bind_static(1, cursor->account).bind_static(2, cursor->scope);
-          st.upsert_cursor.bind_static(3, cursor->value).bind(4, now).run();
-        }
-      },
-      [batch, outcomes, done = std::move(done)](const std::string& error) {
-        if (!error.empty()) {
-          outcomes->assign(batch->size(), IngestOutcome{"", false, error});
-        }
-        done(std::move(*outcomes));
-      }});
+  writer_.submit(
+      Job{[this, batch, outcomes, cursor = std::move(cursor)](Db& db) {
+            auto& st = statements(db);
+            auto rules = this->rules();
+            std::int64_t now = now_ms();
+            outcomes->clear();
+            outcomes->reserve(batch->size());
+            for (const auto& in : *batch) {
+              if (auto dup = find_duplicate(st, in)) {
+                outcomes->push_back(std::move(*dup));
+              } else {
+                outcomes->push_back(store_new(st, *rules, in, true, 0, now).outcome);
+              }
+            }
+            if (cursor) {
+              st.upsert_cursor.bind_static(1, cursor->account).bind_static(2, cursor->scope);
+              st.upsert_cursor.bind_static(3, cursor->value).bind(4, now).run();
+            }
+          },
+          [batch, outcomes, done = std::move(done)](const std::string& error) {
+            if (!error.empty()) {
+              outcomes->assign(batch->size(), IngestOutcome{"", false, error});
+            }
+            done(std::move(*outcomes));
+          }});
 }
 
 // Folds one call event into the call's interaction (created on the first event). The call is
@@ -398,7 +404,8 @@ void Store::submit_provider_statuses(std::vector<ProviderStatus> statuses, Done 
         auto find = db.prepare(
             "SELECT interaction_id FROM sends WHERE channel=?1 AND account=?2 AND provider_id=?3");
         auto fail = db.prepare(
-            "UPDATE sends SET state='failed', last_error=?2, updated_at=?3 WHERE interaction_id=?1");
+            "UPDATE sends SET state='failed', last_error=?2, updated_at=?3 WHERE "
+            "interaction_id=?1");
         auto event = db.prepare(
             "INSERT INTO events(interaction_id, at, actor, type, detail) "
             "VALUES (?1, ?2, ?3, 'provider_status', ?4)");
@@ -433,35 +440,34 @@ void Store::submit_provider_statuses(std::vector<ProviderStatus> statuses, Done 
 
 void Store::close_stale_calls(std::int64_t older_than_ms, std::function<void(int)> done) {
   auto closed = std::make_shared<int>(0);
-  writer_.submit(Job{
-      [this, older_than_ms, closed](Db& db) {
-        *closed = 0;  // a job may run twice (Writer::run_batch)
-        std::vector<std::pair<Inbound, std::int64_t>> stale;
-        {
-          auto q = db.prepare(
-              "SELECT channel, account, external_id, order_key FROM interactions "
-              "WHERE state = 'pending_call' AND received_at < ?1 LIMIT 1000");
-          q.bind(1, now_ms() - older_than_ms);
-          while (q.step()) {
-            Inbound in;
-            in.channel = q.text(0);
-            in.account = q.text(1);
-            in.external_id = q.text(2);
-            in.kind = "call";
-            in.call = CallInfo{"unknown", "", -1, ""};
-            stale.emplace_back(std::move(in), q.int64(3));
-          }
-        }
-        for (const auto& [in, order] : stale) {
-          apply_call_event(db, in, order);
-          ++*closed;
-        }
-      },
-      [closed, done = std::move(done)](const std::string& error) {
-        if (done) {
-          done(error.empty() ? *closed : -1);
-        }
-      }});
+  writer_.submit(Job{[this, older_than_ms, closed](Db& db) {
+                       *closed = 0;  // a job may run twice (Writer::run_batch)
+                       std::vector<std::pair<Inbound, std::int64_t>> stale;
+                       {
+                         auto q = db.prepare(
+                             "SELECT channel, account, external_id, order_key FROM interactions "
+                             "WHERE state = 'pending_call' AND received_at < ?1 LIMIT 1000");
+                         q.bind(1, now_ms() - older_than_ms);
+                         while (q.step()) {
+                           Inbound in;
+                           in.channel = q.text(0);
+                           in.account = q.text(1);
+                           in.external_id = q.text(2);
+                           in.kind = "call";
+                           in.call = CallInfo{"unknown", "", -1, ""};
+                           stale.emplace_back(std::move(in), q.int64(3));
+                         }
+                       }
+                       for (const auto& [in, order] : stale) {
+                         apply_call_event(db, in, order);
+                         ++*closed;
+                       }
+                     },
+                     [closed, done = std::move(done)](const std::string& error) {
+                       if (done) {
+                         done(error.empty() ? *closed : -1);
+                       }
+                     }});
 }
 
 std::optional<std::string> Store::cursor(const std::string& account, const std::string& scope) {

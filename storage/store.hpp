@@ -18,9 +18,9 @@ struct CallFold {
   bool changed = false;       // anything to write
   bool became_final = false;  // the call ended with this event: queue it now
 };
-using CallFolder = std::function<CallFold(const std::optional<CallInfo>& stored,
-                                          std::int64_t stored_order, const CallInfo& event,
-                                          std::int64_t event_order)>;
+using CallFolder =
+    std::function<CallFold(const std::optional<CallInfo>& stored, std::int64_t stored_order,
+                           const CallInfo& event, std::int64_t event_order)>;
 
 class Store final : public Pipeline {
  public:

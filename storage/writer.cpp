@@ -43,7 +43,9 @@ Writer::Writer(const std::string& path) : db_(path) {
   db_.exec("PRAGMA wal_autocheckpoint=0");
 }
 
-Writer::~Writer() { stop(); }
+Writer::~Writer() {
+  stop();
+}
 
 void Writer::start() {
   std::lock_guard lock(mu_);

@@ -7,8 +7,8 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
 
-#include "channels/email/imap_utf7.hpp"
 #include "channels/email/base64.hpp"
+#include "channels/email/imap_utf7.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/ssl.h>

@@ -97,7 +97,8 @@ class Client {
   // UID MOVE when offered (RFC 6851), else UID COPY + \Deleted + UID EXPUNGE (RFC 4315) of
   // exactly those UIDs. Without UIDPLUS the copies stay flagged \Deleted but are not expunged:
   // a plain EXPUNGE would also remove messages other clients flagged.
-  boost::asio::awaitable<boost::system::error_code> mark_seen(const std::vector<std::uint64_t>& uids);
+  boost::asio::awaitable<boost::system::error_code> mark_seen(
+      const std::vector<std::uint64_t>& uids);
   boost::asio::awaitable<boost::system::error_code> move(const std::vector<std::uint64_t>& uids,
                                                          std::string_view folder);
   boost::asio::awaitable<boost::system::error_code> logout();

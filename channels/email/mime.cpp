@@ -272,8 +272,9 @@ struct walker {
       return;
     }
     // Keep the bytes for agents when they fit the caps; otherwise only count them.
-    std::size_t budget = std::min(limits.max_attachment_bytes,
-                                  limits.max_attachments_total - std::min(limits.max_attachments_total, kept));
+    std::size_t budget =
+        std::min(limits.max_attachment_bytes,
+                 limits.max_attachments_total - std::min(limits.max_attachments_total, kept));
     bool more = false;
     std::string data = budget > 0 ? read_decoded(part, budget, more) : std::string();
     if (budget > 0 && !more) {

@@ -21,8 +21,8 @@
 #include <thread>
 
 #include "channels/email/imap_client.hpp"
-#include "channels/email/poller_support.hpp"
 #include "channels/email/mime.hpp"
+#include "channels/email/poller_support.hpp"
 #include "channels/email/threading.hpp"
 #include "core/log.hpp"
 #include "storage/async_pipeline.hpp"
@@ -83,7 +83,6 @@ struct Poller::State {
   }
 };
 
-
 Poller::Poller(asio::io_context& io, Pipeline& pipeline, Metrics& metrics,
                std::vector<config::Imap> accounts, PollerOptions options)
     : state_(std::make_shared<State>(io, pipeline, metrics, std::move(accounts), options)) {
@@ -105,7 +104,9 @@ Poller::Poller(asio::io_context& io, Pipeline& pipeline, Metrics& metrics,
   }
 }
 
-Poller::~Poller() { stop(); }
+Poller::~Poller() {
+  stop();
+}
 
 void Poller::start() {
   auto s = state_;
@@ -159,8 +160,7 @@ asio::awaitable<void> Poller::State::run(Mailbox& m) {
     }
     count_error(m);
     milliseconds delay = backoff(m.failures++);
-    log->warn("{} session ended: {}; reconnecting in {} ms", m.prefix, ec.message(),
-              delay.count());
+    log->warn("{} session ended: {}; reconnecting in {} ms", m.prefix, ec.message(), delay.count());
     m.timer->expires_after(delay);
     co_await m.timer->async_wait(asio::as_tuple(asio::use_awaitable));
   }
@@ -196,9 +196,10 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   } else if (cur) {
     // RFC 3501 2.3.1.1: the old UIDs mean nothing now. Everything is read again; what was
     // already stored comes back as duplicates of its Message-ID and is dropped by the store.
-    log->warn("{} UIDVALIDITY changed from {} to {}: re-reading the mailbox, deduplicating by "
-              "Message-ID",
-              m.prefix, cur->uidvalidity, status->uidvalidity);
+    log->warn(
+        "{} UIDVALIDITY changed from {} to {}: re-reading the mailbox, deduplicating by "
+        "Message-ID",
+        m.prefix, cur->uidvalidity, status->uidvalidity);
   }
   log->info("{} selected (UIDVALIDITY {}, {} messages), new mail after UID {}{}", m.prefix,
             status->uidvalidity, status->exists, last,
@@ -295,8 +296,8 @@ struct Poller::State::InFlight {
 
 // Parses the batch on the parser pool; `parsed` is set on the io thread when it is done.
 std::shared_ptr<Poller::State::InFlight> Poller::State::start_parse(Mailbox& m,
-                                                                   imap::FetchBatch& batch,
-                                                                   std::uint64_t uidvalidity) {
+                                                                    imap::FetchBatch& batch,
+                                                                    std::uint64_t uidvalidity) {
   auto f = std::make_shared<InFlight>(io);
   f->raw = std::move(batch.messages);
   asio::post(parsers, [this, &m, f, uidvalidity] {
@@ -367,8 +368,7 @@ asio::awaitable<error_code> Poller::State::finish_batch(Mailbox& m, imap::Client
   for (const auto& o : f.outcomes) {
     if (!o.error.empty()) {
       // The transaction rolled back: neither messages nor cursor moved. Fetch again later.
-      log->error("{} storing UIDs {}..{} failed: {}", m.prefix, uids.front(), uids.back(),
-                 o.error);
+      log->error("{} storing UIDs {}..{} failed: {}", m.prefix, uids.front(), uids.back(), o.error);
       co_return make_error_code(boost::system::errc::io_error);
     }
     stored += o.created ? 1 : 0;

@@ -9,6 +9,7 @@ namespace sb::email {
 
 // Host, port, TLS mode, credentials; for auth = "xoauth2" with token_file the file is read now
 // (on every connect), so a rotated token is picked up by the next session.
-imap::ClientOptions account_options(const config::Imap& account, std::chrono::milliseconds io_timeout);
+imap::ClientOptions account_options(const config::Imap& account,
+                                    std::chrono::milliseconds io_timeout);
 
 }  // namespace sb::email

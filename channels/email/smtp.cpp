@@ -5,9 +5,9 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/json.hpp>
-#include <algorithm>
 #include <cctype>
 
 #include "channels/email/gmime_util.hpp"
@@ -189,9 +189,9 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
                            [](char c) { return static_cast<unsigned char>(c) < 0x80; });
   g_mime_object_set_content_type_parameter(GMIME_OBJECT(part.get()), "charset",
                                            ascii ? "us-ascii" : "utf-8");
-  g_mime_part_set_content_encoding(GMIME_PART(part.get()), ascii
-                                                               ? GMIME_CONTENT_ENCODING_7BIT
-                                                               : GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
+  g_mime_part_set_content_encoding(
+      GMIME_PART(part.get()),
+      ascii ? GMIME_CONTENT_ENCODING_7BIT : GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
   g_mime_message_set_mime_part(msg.get(), GMIME_OBJECT(part.get()));
   g_mime_object_set_header(obj, "MIME-Version", "1.0", nullptr);
 
@@ -205,7 +205,8 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
 }
 
 SmtpSender::SmtpSender(asio::any_io_executor ex, config::Smtp account)
-    : ex_(std::move(ex)), account_(std::move(account)),
+    : ex_(std::move(ex)),
+      account_(std::move(account)),
       tls_(std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client)) {
   tls_->set_verify_mode(asio::ssl::verify_peer);
   tls_->set_default_verify_paths();
@@ -222,8 +223,7 @@ void SmtpSender::send(OutboundMessage message, Done done) {
     done(SendResult::failed(reply.error));
     return;
   }
-  smtp::Options o{account_.host, account_.port, account_.tls, account_.username,
-                  account_.password};
+  smtp::Options o{account_.host, account_.port, account_.tls, account_.username, account_.password};
   o.helo_name = reply.mail_from.substr(reply.mail_from.rfind('@') + 1);
   smtp::Envelope env{reply.mail_from, {reply.rcpt_to}, std::move(reply.data)};
   auto shared_done = std::make_shared<Done>(std::move(done));

@@ -73,9 +73,9 @@ class Session {
 
   asio::awaitable<error_code> write(std::string_view data) {
     arm();
-    auto [ec, n] = tls_ ? co_await asio::async_write(stream_, asio::buffer(data), use_tuple)
-                        : co_await asio::async_write(stream_.next_layer(), asio::buffer(data),
-                                                     use_tuple);
+    auto [ec, n] =
+        tls_ ? co_await asio::async_write(stream_, asio::buffer(data), use_tuple)
+             : co_await asio::async_write(stream_.next_layer(), asio::buffer(data), use_tuple);
     disarm();
     co_return timed_out_ ? asio::error::timed_out : ec;
   }
@@ -86,9 +86,9 @@ class Session {
     while (true) {
       arm();
       auto dyn = asio::dynamic_buffer(buf_, max_reply);
-      auto [ec, n] = tls_ ? co_await asio::async_read_until(stream_, dyn, "\r\n", use_tuple)
-                          : co_await asio::async_read_until(stream_.next_layer(), dyn, "\r\n",
-                                                            use_tuple);
+      auto [ec, n] =
+          tls_ ? co_await asio::async_read_until(stream_, dyn, "\r\n", use_tuple)
+               : co_await asio::async_read_until(stream_.next_layer(), dyn, "\r\n", use_tuple);
       disarm();
       if (timed_out_) {
         co_return asio::error::timed_out;
@@ -168,9 +168,9 @@ Outcome network(const error_code& ec, std::string_view step) {
 
 bool has_keyword(const Reply& ehlo, std::string_view kw) {
   for (const auto& l : ehlo.lines) {
-    if (l.size() >= kw.size() &&
-        std::equal(kw.begin(), kw.end(), l.begin(),
-                   [](char a, char b) { return std::toupper(a) == std::toupper(b); })) {
+    if (l.size() >= kw.size() && std::equal(kw.begin(), kw.end(), l.begin(), [](char a, char b) {
+          return std::toupper(a) == std::toupper(b);
+        })) {
       return true;
     }
   }

@@ -61,8 +61,7 @@ std::optional<std::string> conversation_from_message_id(std::string_view id) {
   return std::string(conv);
 }
 
-sb::Inbound to_inbound(ParsedEmail email, std::string_view account,
-                       std::string_view /*mailbox*/) {
+sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_view /*mailbox*/) {
   sb::Inbound in;
   in.channel = "email";
   in.account = std::string(account);

@@ -5,9 +5,9 @@
 #include "channels/social/meta.hpp"
 #include "channels/social/pollers.hpp"
 #include "channels/social/senders.hpp"
-#include "storage/async_pipeline.hpp"
 #include "core/log.hpp"
 #include "routing/identity.hpp"
+#include "storage/async_pipeline.hpp"
 
 namespace sb::social {
 
@@ -41,7 +41,9 @@ SocialChannels::SocialChannels(asio::io_context& io, Pipeline& pipeline, Metrics
   }
 }
 
-SocialChannels::~SocialChannels() { stop(); }
+SocialChannels::~SocialChannels() {
+  stop();
+}
 
 void SocialChannels::register_senders(SenderRegistry& senders) {
   for (const auto& c : channels_.mastodon) {
@@ -68,7 +70,9 @@ void SocialChannels::start() {
   }
 }
 
-void SocialChannels::stop() { rt_.stopped->store(true); }
+void SocialChannels::stop() {
+  rt_.stopped->store(true);
+}
 
 void SocialChannels::add_routes(http::Router& router) {
   auto serve = [this](http::Request& r) -> asio::awaitable<http::Response> {
@@ -92,7 +96,8 @@ void SocialChannels::add_routes(http::Router& router) {
       return v.empty() ? std::nullopt : std::optional<std::string>(v);
     };
     // The signature is checked over the raw body inside handle_meta before anything is parsed.
-    MetaResult res = handle_meta(*cfg, r.method, r.target, r.body, header, phone, rt_.default_region);
+    MetaResult res =
+        handle_meta(*cfg, r.method, r.target, r.body, header, phone, rt_.default_region);
     Labels labels{{"channel", "meta"}, {"account", name}};
     if (res.status >= 400) {
       rt_.metrics.inc("switchboard_channel_errors_total", labels);
@@ -105,7 +110,8 @@ void SocialChannels::add_routes(http::Router& router) {
       std::optional<CursorUpdate> none;
       std::string err = co_await store_batch(rt_, "meta", name, res.items, none);
       if (!err.empty()) {
-        co_return http::error(503, "storage_unavailable", "the messages could not be stored: " + err);
+        co_return http::error(503, "storage_unavailable",
+                              "the messages could not be stored: " + err);
       }
     }
     if (!res.statuses.empty()) {
@@ -117,8 +123,8 @@ void SocialChannels::add_routes(http::Router& router) {
                         {{"channel", s.channel}, {"account", name}, {"status", s.status}});
         logger("social")->info("[meta:{}] {} message {} is {}{}", name, s.channel, s.external_id,
                                s.status, s.error_message.empty() ? "" : ": " + s.error_message);
-        reports.push_back(ProviderStatus{s.channel, name, s.external_id, s.status,
-                                         s.error_message, s.occurred_at_ms});
+        reports.push_back(ProviderStatus{s.channel, name, s.external_id, s.status, s.error_message,
+                                         s.occurred_at_ms});
       }
       auto op = async_submit_statuses(rt_.pipeline, std::move(reports), asio::use_awaitable);
       auto out = co_await std::move(op);
@@ -132,8 +138,10 @@ void SocialChannels::add_routes(http::Router& router) {
         }
       }
     }
-    co_return http::Response{res.status, res.content_type.empty() ? "application/json" : res.content_type,
-                             std::move(res.response_body), {}};
+    co_return http::Response{res.status,
+                             res.content_type.empty() ? "application/json" : res.content_type,
+                             std::move(res.response_body),
+                             {}};
   };
   router.add("GET", "/webhooks/meta/{name}", serve);
   router.add("POST", "/webhooks/meta/{name}", serve);

@@ -19,7 +19,9 @@ constexpr int kPage = 80;
 class MastodonPoller final : public Poller {
  public:
   MastodonPoller(Runtime& rt, config::Mastodon cfg)
-      : rt_(rt), cfg_(std::move(cfg)), key_("mastodon:" + cfg_.name),
+      : rt_(rt),
+        cfg_(std::move(cfg)),
+        key_("mastodon:" + cfg_.name),
         window_(300, std::chrono::minutes(5)) {}
 
   const char* channel() const override { return "mastodon"; }
@@ -59,8 +61,8 @@ class MastodonPoller final : public Poller {
       }
       if (res.status != 200) {
         co_return PollResult::failed(res.status == 0 ? res.error
-                                                     : "HTTP " + std::to_string(res.status) +
-                                                           ": " + res.body.substr(0, 200));
+                                                     : "HTTP " + std::to_string(res.status) + ": " +
+                                                           res.body.substr(0, 200));
       }
       MastodonPage page = parse_mastodon_notifications(cfg_, res.body);
       if (!page.ok) {

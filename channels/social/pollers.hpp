@@ -18,6 +18,7 @@ std::shared_ptr<Poller> make_x_poller(Runtime& rt, config::X cfg);
 
 // getUpdates long polling with offset = last committed update_id + 1; 429 honours retry_after.
 // `long_poll_s` is Telegram's `timeout` (25 s in production).
-std::shared_ptr<Poller> make_telegram_poller(Runtime& rt, config::Telegram cfg, int long_poll_s = 25);
+std::shared_ptr<Poller> make_telegram_poller(Runtime& rt, config::Telegram cfg,
+                                             int long_poll_s = 25);
 
 }  // namespace sb::social

@@ -69,7 +69,8 @@ asio::awaitable<std::string> store_batch(Runtime& rt, const char* channel,
   co_return std::string();
 }
 
-void spawn_poller(Runtime& rt, std::shared_ptr<Poller> p, std::shared_ptr<std::atomic<bool>> stopped) {
+void spawn_poller(Runtime& rt, std::shared_ptr<Poller> p,
+                  std::shared_ptr<std::atomic<bool>> stopped) {
   asio::co_spawn(
       rt.ex,
       [&rt, p, stopped]() -> asio::awaitable<void> {

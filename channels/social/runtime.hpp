@@ -45,7 +45,7 @@ struct PollResult {
 class Poller {
  public:
   virtual ~Poller() = default;
-  virtual const char* channel() const = 0;      // "mastodon", "x", "telegram"
+  virtual const char* channel() const = 0;  // "mastodon", "x", "telegram"
   virtual const std::string& account() const = 0;
   // Fetches until caught up, storing each batch with its cursor in one transaction.
   virtual boost::asio::awaitable<PollResult> poll_once() = 0;
@@ -53,10 +53,12 @@ class Poller {
 
 // Runs `p` forever on rt.ex: poll, wait, poll; after a failure log, count, and wait with jittered
 // exponential back-off (1 s doubling to 5 min). `stopped` ends the loop at its next wake-up.
-void spawn_poller(Runtime& rt, std::shared_ptr<Poller> p, std::shared_ptr<std::atomic<bool>> stopped);
+void spawn_poller(Runtime& rt, std::shared_ptr<Poller> p,
+                  std::shared_ptr<std::atomic<bool>> stopped);
 
 // co_await sleep_for(ex, d): a timer wait that never throws.
-boost::asio::awaitable<void> sleep_for(boost::asio::any_io_executor ex, std::chrono::milliseconds d);
+boost::asio::awaitable<void> sleep_for(boost::asio::any_io_executor ex,
+                                       std::chrono::milliseconds d);
 
 // base_url + spec.target as a client request (base_url's path prefix kept).
 net::HttpRequest to_request(const std::string& base_url, const HttpRequestSpec& spec);

@@ -71,15 +71,15 @@ void run_send(Runtime& rt, const char* channel, const std::string& account, Send
   }
   asio::co_spawn(
       rt.ex,
-      [&rt, attempt = std::move(attempt), channel, account]() mutable -> asio::awaitable<SendResult> {
+      [&rt, attempt = std::move(attempt), channel,
+       account]() mutable -> asio::awaitable<SendResult> {
         SendResult r = co_await attempt();
         if (r.status != SendResult::Status::sent) {
           rt.metrics.inc("switchboard_social_send_errors_total",
                          {{"channel", channel}, {"account", account}});
-          logger("social")->warn("[{}:{}] reply {}: {}", channel, account,
-                                 r.status == SendResult::Status::retry ? "will be retried"
-                                                                       : "failed",
-                                 r.error);
+          logger("social")->warn(
+              "[{}:{}] reply {}: {}", channel, account,
+              r.status == SendResult::Status::retry ? "will be retried" : "failed", r.error);
         }
         co_return r;
       },
@@ -138,7 +138,8 @@ class MastodonSender final : public Sender {
                if (res.status == 429) {
                  auto rl = parse_rate_limit_iso(lookup_in(res));
                  if (rl.reset) {
-                   after = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(*rl.reset - Clock::now()));
+                   after = std::max(milliseconds(0),
+                                    std::chrono::ceil<milliseconds>(*rl.reset - Clock::now()));
                  }
                }
                std::string msg;
@@ -166,7 +167,8 @@ class XSender final : public Sender {
                if (!p) {
                  co_return SendResult::failed("the answered interaction has no external id");
                }
-               net::HttpRequest req = to_request(cfg_.base_url, x_reply(cfg_, m.text, p->external_id));
+               net::HttpRequest req =
+                   to_request(cfg_.base_url, x_reply(cfg_, m.text, p->external_id));
                auto res = co_await rt_.http.request(std::move(req));
                if (res.status >= 200 && res.status < 300) {
                  co_return SendResult::sent(parse_x_tweet_id(res.body));
@@ -179,7 +181,8 @@ class XSender final : public Sender {
                if (e.retryable()) {
                  milliseconds after{};
                  if (e.reset) {
-                   after = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(*e.reset - Clock::now()));
+                   after = std::max(milliseconds(0),
+                                    std::chrono::ceil<milliseconds>(*e.reset - Clock::now()));
                  }
                  co_return SendResult::retry(msg, after);
                }
@@ -196,30 +199,32 @@ class TelegramSender final : public Sender {
  public:
   TelegramSender(Runtime& rt, config::Telegram cfg) : rt_(rt), cfg_(std::move(cfg)) {}
   void send(OutboundMessage m, Done done) override {
-    run_send(rt_, "telegram", cfg_.name, std::move(done),
-             [this, m = std::move(m)]() -> asio::awaitable<SendResult> {
-               auto p = parse_parent(m.parent_json);
-               auto ref = p ? parse_telegram_external_id(p->external_id) : std::nullopt;
-               if (!ref) {
-                 co_return SendResult::failed("the answered interaction has no Telegram message id");
-               }
-               net::HttpRequest req = to_request(
-                   cfg_.base_url, telegram_send_message(cfg_, ref->chat_id, m.text, ref->message_id));
-               auto res = co_await rt_.http.request(std::move(req));
-               auto err = res.status == 0 ? std::nullopt : parse_telegram_error(res.body);
-               if (res.status == 200 && !err) {
-                 boost::system::error_code ec;
-                 json::value v = json::parse(res.body, ec);
-                 const json::object* result = ec || !v.is_object() ? nullptr : obj_at(v.get_object(), "result");
-                 auto id = result == nullptr ? std::nullopt : int_at(*result, "message_id");
-                 co_return SendResult::sent(ref->chat_id + ":" + (id ? std::to_string(*id) : ""));
-               }
-               milliseconds after{};
-               if (err && err->retry_after) {
-                 after = *err->retry_after;
-               }
-               co_return classify(res, err ? err->description : "", after);
-             });
+    run_send(
+        rt_, "telegram", cfg_.name, std::move(done),
+        [this, m = std::move(m)]() -> asio::awaitable<SendResult> {
+          auto p = parse_parent(m.parent_json);
+          auto ref = p ? parse_telegram_external_id(p->external_id) : std::nullopt;
+          if (!ref) {
+            co_return SendResult::failed("the answered interaction has no Telegram message id");
+          }
+          net::HttpRequest req = to_request(
+              cfg_.base_url, telegram_send_message(cfg_, ref->chat_id, m.text, ref->message_id));
+          auto res = co_await rt_.http.request(std::move(req));
+          auto err = res.status == 0 ? std::nullopt : parse_telegram_error(res.body);
+          if (res.status == 200 && !err) {
+            boost::system::error_code ec;
+            json::value v = json::parse(res.body, ec);
+            const json::object* result =
+                ec || !v.is_object() ? nullptr : obj_at(v.get_object(), "result");
+            auto id = result == nullptr ? std::nullopt : int_at(*result, "message_id");
+            co_return SendResult::sent(ref->chat_id + ":" + (id ? std::to_string(*id) : ""));
+          }
+          milliseconds after{};
+          if (err && err->retry_after) {
+            after = *err->retry_after;
+          }
+          co_return classify(res, err ? err->description : "", after);
+        });
   }
 
  private:

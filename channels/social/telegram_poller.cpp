@@ -62,7 +62,8 @@ class TelegramPoller final : public Poller {
     }
     if (up.next_offset) {
       std::size_t n = up.items.size();
-      std::optional<CursorUpdate> cu = CursorUpdate{key_, "offset", std::to_string(*up.next_offset)};
+      std::optional<CursorUpdate> cu =
+          CursorUpdate{key_, "offset", std::to_string(*up.next_offset)};
       std::string err = co_await store_batch(rt_, "telegram", cfg_.name, up.items, cu);
       if (!err.empty()) {
         co_return PollResult::failed("storing updates: " + err);

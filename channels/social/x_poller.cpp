@@ -40,9 +40,9 @@ class XPoller final : public Poller {
       XError e = classify_x_response(res.status, res.body, lookup_in(res));
       if (e.kind == XError::Kind::rate_limited) {
         // Keep the pages gathered so far and ask for the same page again after the reset.
-        auto wait = e.reset ? std::chrono::ceil<milliseconds>(*e.reset - Clock::now()) +
-                                  milliseconds(1000)
-                            : milliseconds(60'000);
+        auto wait =
+            e.reset ? std::chrono::ceil<milliseconds>(*e.reset - Clock::now()) + milliseconds(1000)
+                    : milliseconds(60'000);
         wait = std::max(wait, milliseconds(1000));
         rt_.metrics.inc("switchboard_social_rate_limited_total",
                         {{"channel", "x"}, {"account", cfg_.name}});
@@ -54,8 +54,8 @@ class XPoller final : public Poller {
       if (e.kind == XError::Kind::usage_capped) {
         // The monthly cap lasts until the billing period ends: retrying only burns requests.
         paused_->store(true);
-        log->error("[x:{}] usage cap reached ({}); account paused, next check in 1 hour",
-                   cfg_.name, e.detail.empty() ? e.title : e.detail);
+        log->error("[x:{}] usage cap reached ({}); account paused, next check in 1 hour", cfg_.name,
+                   e.detail.empty() ? e.title : e.detail);
         co_return PollResult::again_in(std::chrono::hours(1));
       }
       if (e.kind != XError::Kind::none) {

@@ -24,12 +24,9 @@ AgentDaemon::AgentDaemon(std::function<void(config::Config&)> tweak,
 std::string AgentDaemon::ingest(const std::string& external_id, const std::string& subject,
                                 const std::string& email, const std::string& thread_key,
                                 const std::string& source) {
-  json::object o{{"source", source},
-                 {"external_id", external_id},
-                 {"kind", "message"},
-                 {"from", {{"email", email}, {"name", "Ann Lee"}}},
-                 {"subject", subject},
-                 {"text", "Hello about " + subject}};
+  json::object o{{"source", source},   {"external_id", external_id},
+                 {"kind", "message"},  {"from", {{"email", email}, {"name", "Ann Lee"}}},
+                 {"subject", subject}, {"text", "Hello about " + subject}};
   if (!thread_key.empty()) {
     o["thread_key"] = thread_key;
   }
@@ -81,7 +78,8 @@ json::object AgentDaemon::queue_stats(const std::string& queue) {
 
 void AgentDaemon::drained() {
   bool ok = eventually([&] { return rows("SELECT count(*) FROM outbox") == 0; });
-  REQUIRE_MESSAGE(ok, "outbox rows left: " << rows("SELECT count(*) FROM outbox") << ", general:normal "
+  REQUIRE_MESSAGE(ok, "outbox rows left: " << rows("SELECT count(*) FROM outbox")
+                                           << ", general:normal "
                                            << redis.xlen("sb:q:general:normal"));
 }
 

@@ -38,7 +38,8 @@ TEST_CASE("wrong token 401, other queue 403, not held 409, unknown id 404: each 
   for (const char* action : {"ack", "release", "transfer", "reply"}) {
     auto r = d.act("bob-token", id, action, R"({"queue":"billing","text":"hi"})");
     CHECK_MESSAGE(r.status == 409, action);
-    CHECK(error_message(r) == "interaction " + id + " is not held by agent bob: agent alice holds it");
+    CHECK(error_message(r) ==
+          "interaction " + id + " is not held by agent bob: agent alice holds it");
   }
   auto unknown = d.act("alice-token", "01NOSUCHINTERACTION0000000", "ack");
   CHECK(unknown.status == 404);
@@ -76,7 +77,8 @@ TEST_CASE("release: back to its queue at once, for someone else, in its place") 
   CHECK(d.redis.xlen("sb:q:general:normal") == 0);
 }
 
-TEST_CASE("transfer: to another queue and priority, once even if retried, and the conversation follows") {
+TEST_CASE(
+    "transfer: to another queue and priority, once even if retried, and the conversation follows") {
   AgentDaemon d;
   std::string id = d.ingest("t-1", "my invoice is wrong", "ann@example.com", "case-9");
   d.drained();
@@ -105,9 +107,8 @@ TEST_CASE("transfer: to another queue and priority, once even if retried, and th
   CHECK(d.act("bob-token", id, "ack").status == 200);
 
   // Sticky: the next message of the conversation goes to billing, where it was transferred.
-  REQUIRE(eventually([&] {
-    return d.rows("SELECT count(*) FROM conversations WHERE queue='billing'") == 1;
-  }));
+  REQUIRE(eventually(
+      [&] { return d.rows("SELECT count(*) FROM conversations WHERE queue='billing'") == 1; }));
   std::string next = d.ingest("t-2", "still wrong", "ann@example.com", "case-9");
   d.drained();
   CHECK(claimed_id(d.claim("bob-token", "billing")) == next);

@@ -31,7 +31,8 @@ void priority_rules(config::Config& c) {
 }
 }  // namespace
 
-TEST_CASE("two agents, two queues: each sees its own, and urgent > high > normal > low, oldest first") {
+TEST_CASE(
+    "two agents, two queues: each sees its own, and urgent > high > normal > low, oldest first") {
   AgentDaemon d(priority_rules);
   // alice works general and vip; bob general and billing.
   std::vector<std::string> ids;
@@ -144,7 +145,7 @@ TEST_CASE("50 agents claiming one queue of 10,000 items: each item exactly once,
   CHECK(errors == 0);
   CHECK(seen.size() == kItems);
   std::set<std::string> distinct(seen.begin(), seen.end());
-  CHECK(distinct.size() == kItems);  // none twice
+  CHECK(distinct.size() == kItems);                 // none twice
   CHECK(d.redis.xlen("sb:q:general:normal") == 0);  // none left: acknowledged and deleted
   CHECK(d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents"}).starts_with("[0,"));
 }

@@ -54,9 +54,8 @@ TEST_CASE("a vanished agent's item is redelivered after claim_timeout, then dead
   CHECK(metrics.find("switchboard_dead_letters_total{queue=\"general\"} 1") != std::string::npos);
   CHECK(metrics.find("switchboard_queue_claimed{queue=\"general\"} 0") != std::string::npos);
   // Recorded on the interaction.
-  REQUIRE(eventually([&] {
-    return d.rows("SELECT count(*) FROM interactions WHERE state='dead'") == 1;
-  }));
+  REQUIRE(eventually(
+      [&] { return d.rows("SELECT count(*) FROM interactions WHERE state='dead'") == 1; }));
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim'") == 2);
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='dead_letter'") == 1);
 }

@@ -10,10 +10,13 @@ using namespace sb;
 using namespace sb::test;
 
 namespace {
-boost::json::object general(AgentDaemon& d) { return d.queue_stats("general"); }
+boost::json::object general(AgentDaemon& d) {
+  return d.queue_stats("general");
+}
 }  // namespace
 
-TEST_CASE("redis-cli as a consumer: XREADGROUP sees the SPEC fields, its XACK shows in /v1/queues") {
+TEST_CASE(
+    "redis-cli as a consumer: XREADGROUP sees the SPEC fields, its XACK shows in /v1/queues") {
   AgentDaemon d;
   std::string id = d.ingest("cli-1", "read me with redis-cli");
   std::string other = d.ingest("cli-2", "and me through the API");

@@ -49,8 +49,9 @@ TEST_CASE("a permanently failed send is recorded as failed with the provider's e
   });
   auto out = reply_to_first(d);
   REQUIRE(eventually([&] {
-    return d.rows("SELECT count(*) FROM sends WHERE state='failed' AND attempts=1 AND "
-                  "last_error='400 recipient blocked the account'") == 1;
+    return d.rows(
+               "SELECT count(*) FROM sends WHERE state='failed' AND attempts=1 AND "
+               "last_error='400 recipient blocked the account'") == 1;
   }));
   CHECK(d.rows("SELECT count(*) FROM interactions WHERE direction='outbound'") == 1);
 }

@@ -45,15 +45,15 @@ TEST_CASE("timeline: inbound, claim, reply (sent after one retry), finish, in or
   std::string out_id(parse(rep.body).at("id").as_string());
   // Between the attempts the failure is visible: pending, with the provider's error.
   REQUIRE(eventually([&] {
-    return d.rows("SELECT count(*) FROM sends WHERE state='pending' AND attempts=1 AND "
-                  "last_error='503 Service Unavailable'") == 1;
+    return d.rows(
+               "SELECT count(*) FROM sends WHERE state='pending' AND attempts=1 AND "
+               "last_error='503 Service Unavailable'") == 1;
   }));
   REQUIRE(eventually([&] { return sender->calls == 2; }));
   CHECK(sender->last_text == "It ships today.");
   CHECK(sender->last_id == out_id);
-  REQUIRE(eventually([&] {
-    return d.rows("SELECT count(*) FROM sends WHERE state='sent' AND attempts=2") == 1;
-  }));
+  REQUIRE(eventually(
+      [&] { return d.rows("SELECT count(*) FROM sends WHERE state='sent' AND attempts=2") == 1; }));
   CHECK(d.act("alice-token", id, "ack").status == 200);
 
   auto cust = d.get("alice-token", "/v1/customers/" + customer);

@@ -32,7 +32,6 @@ std::uint16_t free_port() {
   return ntohs(a.sin_port);
 }
 
-
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
@@ -124,7 +123,8 @@ void Dovecot::start() {
       "\n  }\n  inet_listener imaps {\n    address = 127.0.0.1\n    port = " +
       std::to_string(imaps_port_) +
       "\n    ssl = yes\n  }\n}\n"
-      "service anvil {\n  chroot =\n}\nservice stats {\n  chroot =\n}\n" + extra_conf_ + "\n";
+      "service anvil {\n  chroot =\n}\nservice stats {\n  chroot =\n}\n" +
+      extra_conf_ + "\n";
   write_file(dir_ + "/dovecot.conf", conf);
   if (root) {
     run("chown -R 65534:65534 " + dir_);

@@ -22,7 +22,8 @@ inline std::string test_email(int i, int sender, const std::string& extra_header
          std::to_string(i) + " is late \xc3\xbc\r\nMessage-ID: <msg-" + std::to_string(i) +
          "@example.com>\r\nDate: Fri, 02 Jan 2026 03:04:05 +0000\r\n" + extra_headers +
          "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello, where is "
-         "order " + std::to_string(i) + "?\r\n";
+         "order " +
+         std::to_string(i) + "?\r\n";
 }
 
 struct EmailDaemon {

@@ -28,7 +28,9 @@ std::vector<std::string> numbered(int from, int to, int senders = 50) {
 
 }  // namespace
 
-TEST_CASE("500 messages over implicit TLS: each once in Redis with subject, sender, text and customer - a restart adds nothing") {
+TEST_CASE(
+    "500 messages over implicit TLS: each once in Redis with subject, sender, text and customer - "
+    "a restart adds nothing") {
   EmailDaemon d("implicit");
   d.dovecot.deliver_many(numbered(0, 500));
   d.start();
@@ -66,7 +68,9 @@ TEST_CASE("500 messages over implicit TLS: each once in Redis with subject, send
   CHECK(d.rows("SELECT count(*) FROM interactions") == 501);
 }
 
-TEST_CASE("UIDVALIDITY changed: the mailbox is read again, nothing is stored twice, new mail still arrives") {
+TEST_CASE(
+    "UIDVALIDITY changed: the mailbox is read again, nothing is stored twice, new mail still "
+    "arrives") {
   EmailDaemon d;
   d.dovecot.deliver_many(numbered(0, 20));
   d.start();
@@ -75,10 +79,13 @@ TEST_CASE("UIDVALIDITY changed: the mailbox is read again, nothing is stored twi
   d.dovecot.kick();  // the next session selects the mailbox and sees the new UIDVALIDITY
   d.dovecot.deliver(test_email(20, 3));
   REQUIRE(eventually([&] { return d.queued() >= 21; }, 30s));
-  REQUIRE(eventually([&] {
-    return d.metrics().find(R"(switchboard_duplicates_total{channel="email",account="support"} 20)") !=
-           std::string::npos;
-  }, 30s));
+  REQUIRE(eventually(
+      [&] {
+        return d.metrics().find(
+                   R"(switchboard_duplicates_total{channel="email",account="support"} 20)") !=
+               std::string::npos;
+      },
+      30s));
   CHECK(d.queued() == 21);
   CHECK(d.distinct_queued() == 21);
   CHECK(d.rows("SELECT count(*) FROM cursors WHERE value LIKE '777:%'") == 1);
@@ -98,17 +105,21 @@ TEST_CASE("Dovecot killed mid-sync and restarted: every message arrives exactly 
   std::this_thread::sleep_for(300ms);
   CHECK(d.queued() == 3000);
   CHECK(d.distinct_queued() == 3000);
-  CHECK(d.metrics().find(R"(switchboard_channel_errors_total{channel="email",account="support"})") !=
-        std::string::npos);
+  CHECK(
+      d.metrics().find(R"(switchboard_channel_errors_total{channel="email",account="support"})") !=
+      std::string::npos);
 }
 
-TEST_CASE("a malformed message between two good ones: all three stored, the bad one flagged, mail keeps flowing") {
+TEST_CASE(
+    "a malformed message between two good ones: all three stored, the bad one flagged, mail keeps "
+    "flowing") {
   EmailDaemon d;
   d.start();
   d.dovecot.deliver(test_email(1, 1));
   // No header/body separator, a NUL byte, a multipart without its boundary, bogus encoding.
-  std::string bad = "From: Broken <broken@example.com>\r\nSubject: broken\r\nMessage-ID: <bad@x>\r\n"
-                    "Content-Type: multipart/mixed\r\nContent-Transfer-Encoding: x-bogus\r\n";
+  std::string bad =
+      "From: Broken <broken@example.com>\r\nSubject: broken\r\nMessage-ID: <bad@x>\r\n"
+      "Content-Type: multipart/mixed\r\nContent-Transfer-Encoding: x-bogus\r\n";
   bad += std::string("garbage \0 with a NUL\r\n--nowhere\r\n", 33);
   d.dovecot.deliver(bad);
   d.dovecot.deliver(test_email(2, 2));
@@ -123,25 +134,32 @@ TEST_CASE("a malformed message between two good ones: all three stored, the bad 
   CHECK(ps[2].at("flags").as_array().empty());
 }
 
-TEST_CASE("a dropped connection reconnects and later mail arrives - after = seen flags only what was stored") {
+TEST_CASE(
+    "a dropped connection reconnects and later mail arrives - after = seen flags only what was "
+    "stored") {
   EmailDaemon d("starttls", "seen");
   d.dovecot.deliver(test_email(1, 1));
   d.start();
   REQUIRE(eventually([&] { return d.queued() >= 1; }, 30s));
-  REQUIRE(eventually([&] {
-    return d.dovecot.doveadm("search -u alice mailbox INBOX SEEN").find_first_not_of(" \n") !=
-           std::string::npos;
-  }, 10s));
+  REQUIRE(eventually(
+      [&] {
+        return d.dovecot.doveadm("search -u alice mailbox INBOX SEEN").find_first_not_of(" \n") !=
+               std::string::npos;
+      },
+      10s));
   d.dovecot.kick();
   d.dovecot.deliver(test_email(2, 2));
   REQUIRE(eventually([&] { return d.queued() >= 2; }, 30s));
   CHECK(d.queued() == 2);
-  CHECK(d.metrics().find(R"(switchboard_channel_errors_total{channel="email",account="support"} )") !=
-        std::string::npos);
-  REQUIRE(eventually([&] {
-    auto out = d.dovecot.doveadm("search -u alice mailbox INBOX SEEN");
-    return std::count(out.begin(), out.end(), '\n') == 2;
-  }, 10s));
+  CHECK(
+      d.metrics().find(R"(switchboard_channel_errors_total{channel="email",account="support"} )") !=
+      std::string::npos);
+  REQUIRE(eventually(
+      [&] {
+        auto out = d.dovecot.doveadm("search -u alice mailbox INBOX SEEN");
+        return std::count(out.begin(), out.end(), '\n') == 2;
+      },
+      10s));
 }
 
 TEST_CASE("after = move:Processed moves exactly the stored messages") {
@@ -150,10 +168,12 @@ TEST_CASE("after = move:Processed moves exactly the stored messages") {
   d.dovecot.deliver_many(numbered(0, 5));
   d.start();
   REQUIRE(eventually([&] { return d.queued() >= 5; }, 30s));
-  REQUIRE(eventually([&] {
-    return d.dovecot.doveadm("mailbox status -u alice messages Processed").find("messages=5") !=
-           std::string::npos;
-  }, 10s));
+  REQUIRE(eventually(
+      [&] {
+        return d.dovecot.doveadm("mailbox status -u alice messages Processed").find("messages=5") !=
+               std::string::npos;
+      },
+      10s));
   CHECK(d.dovecot.doveadm("mailbox status -u alice messages INBOX").find("messages=0") !=
         std::string::npos);
 }
@@ -179,10 +199,13 @@ TEST_CASE("an account whose server is down never delays the others - its failure
     accounts.insert(std::string(p.at("account").as_string()));
   }
   CHECK(accounts == std::set<std::string>{"support", "sales"});
-  REQUIRE(eventually([&] {
-    return d.metrics().find(R"(switchboard_channel_errors_total{channel="email",account="broken"})") !=
-           std::string::npos;
-  }, 10s));
+  REQUIRE(eventually(
+      [&] {
+        return d.metrics().find(
+                   R"(switchboard_channel_errors_total{channel="email",account="broken"})") !=
+               std::string::npos;
+      },
+      10s));
 }
 
 TEST_CASE("a server without IDLE is polled at poll_interval") {
@@ -196,12 +219,15 @@ TEST_CASE("a server without IDLE is polled at poll_interval") {
                           {"127.0.0.1", d.dovecot.imap_port(), email::imap::TlsMode::none,
                            Dovecot::user, Dovecot::password});
     bool idle = true;
-    boost::asio::co_spawn(io, [&]() -> boost::asio::awaitable<void> {
-      REQUIRE_FALSE(co_await c.connect());
-      REQUIRE_FALSE(co_await c.login());
-      idle = c.has_capability("IDLE");
-      c.close();
-    }, boost::asio::detached);
+    boost::asio::co_spawn(
+        io,
+        [&]() -> boost::asio::awaitable<void> {
+          REQUIRE_FALSE(co_await c.connect());
+          REQUIRE_FALSE(co_await c.login());
+          idle = c.has_capability("IDLE");
+          c.close();
+        },
+        boost::asio::detached);
     io.run_for(10s);
     REQUIRE_FALSE(idle);
   }
@@ -225,7 +251,9 @@ std::string lines(const std::string& b64) {  // 76 characters a line (RFC 2045)
 }
 }  // namespace
 
-TEST_CASE("attachments: their bytes are kept and served to agents - the name, type and size are in the interaction") {
+TEST_CASE(
+    "attachments: their bytes are kept and served to agents - the name, type and size are in the "
+    "interaction") {
   EmailDaemon d;
   d.start();
   // A PDF-ish binary part (base64) with a UTF-8 file name (RFC 2231), and a text part.
@@ -260,6 +288,7 @@ TEST_CASE("attachments: their bytes are kept and served to agents - the name, ty
   CHECK(got.headers["content-disposition"].find("filename*=UTF-8''Rechnung%20M%C3%A4rz.pdf") !=
         std::string::npos);
   CHECK(http.request("GET", "/v1/interactions/" + id + "/attachments/1", "",
-                     {{"Authorization", "Bearer alice-token"}}).status == 404);
+                     {{"Authorization", "Bearer alice-token"}})
+            .status == 404);
   CHECK(http.request("GET", "/v1/interactions/" + id + "/attachments/0").status == 401);
 }

@@ -46,8 +46,10 @@ TEST_CASE("attachment caps: bytes kept up to the per-message total, the rest lis
       "From: a@example.com\r\nSubject: two\r\nMessage-ID: <two@example.com>\r\n"
       "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n";
   for (const char* name : {"one.txt", "two.txt"}) {
-    raw += std::string("--B\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; "
-                       "filename=\"") + name + "\"\r\n\r\n" + std::string(600, 'x') + "\r\n";
+    raw += std::string(
+               "--B\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; "
+               "filename=\"") +
+           name + "\"\r\n\r\n" + std::string(600, 'x') + "\r\n";
   }
   raw += "--B--\r\n";
   sb::email::ParseLimits limits;

@@ -11,10 +11,10 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <filesystem>
-#include <thread>
 #include <fstream>
 #include <future>
 #include <sstream>
+#include <thread>
 
 #include "channels/email/mime.hpp"
 #include "channels/email/smtp.hpp"
@@ -56,7 +56,9 @@ config::Smtp smtp_account(std::uint16_t port, const std::string& tls, const std:
 
 }  // namespace
 
-TEST_CASE("a reply goes out over STARTTLS with threading headers - the customer's answer joins the conversation") {
+TEST_CASE(
+    "a reply goes out over STARTTLS with threading headers - the customer's answer joins the "
+    "conversation") {
   SmtpServer smtp(true);
   EmailDaemon d;
   d.cfg.channels.smtp.push_back(smtp_account(smtp.port, "starttls", smtp.dir.file("cert.pem")));
@@ -71,13 +73,20 @@ TEST_CASE("a reply goes out over STARTTLS with threading headers - the customer'
   auto parent = d.payloads().at(0);
   std::string conv(parent.at("conversation_id").as_string());
   std::string subject(parent.at("subject").as_string());
-  CHECK(subject == "Wo ist meine Bestellung? \xc3\x9c" "berf\xc3\xa4llig");
+  CHECK(subject ==
+        "Wo ist meine Bestellung? \xc3\x9c"
+        "berf\xc3\xa4llig");
 
   Sender* sender = d.app->senders().find("email", "support");
   REQUIRE(sender != nullptr);
-  OutboundMessage m{"01JTESTREPLY00000000000000", "email", "support", conv,
-                    "Hallo Ann,\n.\n.a line starting with a dot\nGr\xc3\xbc\xc3\x9f" "e, Support",
-                    json::serialize(parent), ""};
+  OutboundMessage m{"01JTESTREPLY00000000000000",
+                    "email",
+                    "support",
+                    conv,
+                    "Hallo Ann,\n.\n.a line starting with a dot\nGr\xc3\xbc\xc3\x9f"
+                    "e, Support",
+                    json::serialize(parent),
+                    ""};
   auto r = send_and_wait(*sender, m);
   REQUIRE(r.status == SendResult::Status::sent);
   CHECK(r.provider_id.rfind("<sb." + conv + ".", 0) == 0);
@@ -103,14 +112,16 @@ TEST_CASE("a reply goes out over STARTTLS with threading headers - the customer'
   CHECK(sent.references ==
         std::vector<std::string>{"<older@customer.example>", "<first@customer.example>"});
   CHECK(sent.text.find("\n.a line starting with a dot\n") != std::string::npos);
-  CHECK(sent.text.find("Gr\xc3\xbc\xc3\x9f" "e, Support") != std::string::npos);
+  CHECK(sent.text.find("Gr\xc3\xbc\xc3\x9f"
+                       "e, Support") != std::string::npos);
   CHECK(sent.date_ms > 0);
 
   // The customer answers our reply only (no References, a new subject): the conversation token
   // in our Message-ID is what threads it.
-  d.dovecot.deliver("From: ann@example.com\r\nTo: support@example.com\r\nSubject: one more thing\r\n"
-                    "Message-ID: <second@customer.example>\r\nIn-Reply-To: " +
-                    r.provider_id + "\r\n\r\nAlso, the colour is wrong.\r\n");
+  d.dovecot.deliver(
+      "From: ann@example.com\r\nTo: support@example.com\r\nSubject: one more thing\r\n"
+      "Message-ID: <second@customer.example>\r\nIn-Reply-To: " +
+      r.provider_id + "\r\n\r\nAlso, the colour is wrong.\r\n");
   REQUIRE(eventually([&] { return d.queued() >= 2; }, 30s));
   auto answer = d.payloads().at(1);
   CHECK(answer.at("external_id").as_string() == "<second@customer.example>");
@@ -131,16 +142,20 @@ TEST_CASE("SMTP 4xx is retried later, 5xx fails with the server's text, no addre
     return R"({"direction":"inbound","external_id":"<p@x.example>","subject":"Re: hi","from":{"type":"email","value":")" +
            addr + R"("}})";
   };
-  auto temp = send_and_wait(sender, {"01A", "email", "support", "c1", "hi", parent("tempfail@x.example"), ""});
+  auto temp = send_and_wait(
+      sender, {"01A", "email", "support", "c1", "hi", parent("tempfail@x.example"), ""});
   CHECK(temp.status == SendResult::Status::retry);
   CHECK(temp.error.find("451") != std::string::npos);
-  auto perm = send_and_wait(sender, {"01B", "email", "support", "c1", "hi", parent("reject@x.example"), ""});
+  auto perm = send_and_wait(
+      sender, {"01B", "email", "support", "c1", "hi", parent("reject@x.example"), ""});
   CHECK(perm.status == SendResult::Status::failed);
   CHECK(perm.error.find("550 5.1.1 no such user here") != std::string::npos);
-  auto none = send_and_wait(sender, {"01C", "email", "support", "c1", "hi",
-                                     R"({"direction":"inbound","from":{"type":"phone","value":"+1"}})", ""});
+  auto none = send_and_wait(
+      sender, {"01C", "email", "support", "c1", "hi",
+               R"({"direction":"inbound","from":{"type":"phone","value":"+1"}})", ""});
   CHECK(none.status == SendResult::Status::failed);
-  auto ok = send_and_wait(sender, {"01D", "email", "support", "c1", "hi", parent("bob@x.example"), ""});
+  auto ok =
+      send_and_wait(sender, {"01D", "email", "support", "c1", "hi", parent("bob@x.example"), ""});
   CHECK(ok.status == SendResult::Status::sent);
   REQUIRE(smtp.has(1));
   CHECK(smtp.message(1).find("Subject: Re: hi\r\n") != std::string::npos);  // no "Re: Re:"

@@ -12,7 +12,9 @@ json::object parse_object(const std::string& body) {
   return v.as_object();
 }
 
-std::string s(const json::value& v) { return v.is_string() ? std::string(v.as_string()) : ""; }
+std::string s(const json::value& v) {
+  return v.is_string() ? std::string(v.as_string()) : "";
+}
 
 json::object AgentClient::claim(const std::string& queue, int wait_ms) {
   json::object o{{"queue", queue}, {"wait_ms", wait_ms}};
@@ -21,7 +23,8 @@ json::object AgentClient::claim(const std::string& queue, int wait_ms) {
   return parse_object(r.body).at("interaction").as_object();
 }
 
-HttpResponse AgentClient::act(const std::string& id, const std::string& action, const std::string& body) {
+HttpResponse AgentClient::act(const std::string& id, const std::string& action,
+                              const std::string& body) {
   return http.post_json("/v1/agent/interactions/" + id + "/" + action, body, token);
 }
 
@@ -41,8 +44,8 @@ json::array AgentClient::timeline(const std::string& customer_id) {
 }
 
 json::object AgentClient::outbound_when(const std::string& customer_id, const std::string& id,
-                                  const std::string& state, int attempts,
-                                  std::chrono::milliseconds limit) {
+                                        const std::string& state, int attempts,
+                                        std::chrono::milliseconds limit) {
   json::object found;
   bool ok = eventually(
       [&] {

@@ -17,7 +17,8 @@ struct AgentClient {
   // POST /v1/agent/claim (waits up to wait_ms); REQUIREs a 200 and returns the interaction.
   boost::json::object claim(const std::string& queue, int wait_ms = 5000);
   // POST /v1/agent/interactions/{id}/<action>.
-  HttpResponse act(const std::string& id, const std::string& action, const std::string& body = "{}");
+  HttpResponse act(const std::string& id, const std::string& action,
+                   const std::string& body = "{}");
   // POST .../reply with `text`; REQUIREs a 202 and returns the outbound interaction id.
   std::string reply(const std::string& id, const std::string& text);
   // The customer's interactions, newest first.

@@ -13,7 +13,9 @@ using namespace sb::test;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-TEST_CASE("email: claim and reply over HTTP - SMTP gets a threaded Re: reply, the send state becomes sent, the answer joins the conversation, the timeline is in order") {
+TEST_CASE(
+    "email: claim and reply over HTTP - SMTP gets a threaded Re: reply, the send state becomes "
+    "sent, the answer joins the conversation, the timeline is in order") {
   SmtpServer smtp(false);
   EmailDaemon d;
   config::Smtp out;
@@ -67,9 +69,11 @@ TEST_CASE("email: claim and reply over HTTP - SMTP gets a threaded Re: reply, th
   CHECK_FALSE(smtp.has(2));  // sent once
 
   // The customer answers our reply (In-Reply-To our Message-ID, a new subject).
-  d.dovecot.deliver("From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\n"
-                    "Subject: and the colour\r\nMessage-ID: <second@customer.example>\r\n"
-                    "In-Reply-To: " + sent.message_id + "\r\n\r\nAlso, the colour is wrong.\r\n");
+  d.dovecot.deliver(
+      "From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\n"
+      "Subject: and the colour\r\nMessage-ID: <second@customer.example>\r\n"
+      "In-Reply-To: " +
+      sent.message_id + "\r\n\r\nAlso, the colour is wrong.\r\n");
   auto answer = alice.claim("general");
   CHECK(s(answer.at("external_id")) == "<second@customer.example>");
   CHECK(s(answer.at("conversation_id")) == conv);

@@ -14,12 +14,15 @@ using namespace sb::test;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-TEST_CASE("mastodon: a reply over HTTP is posted once after a 503 with the outbound id as Idempotency-Key, threaded, and the answer joins the conversation") {
+TEST_CASE(
+    "mastodon: a reply over HTTP is posted once after a 503 with the outbound id as "
+    "Idempotency-Key, threaded, and the answer joins the conversation") {
   FakeMastodon fake;
   fake.start();
   std::string status = fake.add_mention("ann@remote.example", "where is my order?", "unlisted");
   SocialDaemon d;
-  d.cfg.channels.mastodon.push_back(config::Mastodon{"social", fake.base_url(), "test-token", 200ms});
+  d.cfg.channels.mastodon.push_back(
+      config::Mastodon{"social", fake.base_url(), "test-token", 200ms});
   d.start();
 
   AgentClient alice(d.app->port(), "alice-token");
@@ -60,7 +63,8 @@ TEST_CASE("mastodon: a reply over HTTP is posted once after a 503 with the outbo
   CHECK(d.rows("SELECT count(*) FROM sends WHERE state='sent'") == 1);
 }
 
-TEST_CASE("telegram: a reply over HTTP carries reply_to_message_id and the send state becomes sent") {
+TEST_CASE(
+    "telegram: a reply over HTTP carries reply_to_message_id and the send state becomes sent") {
   FakeTelegram tg;
   tg.start();
   long long mid = tg.add_private_message(501, "Ann", "are you there?");

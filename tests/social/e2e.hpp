@@ -56,7 +56,8 @@ struct SocialDaemon {
   }
 };
 
-inline OutboundMessage reply_to(const boost::json::object& parent, std::string id, std::string text) {
+inline OutboundMessage reply_to(const boost::json::object& parent, std::string id,
+                                std::string text) {
   OutboundMessage m;
   m.id = std::move(id);
   m.channel = std::string(parent.at("channel").as_string());
@@ -67,6 +68,8 @@ inline OutboundMessage reply_to(const boost::json::object& parent, std::string i
   return m;
 }
 
-inline std::string str(const boost::json::value& v) { return std::string(v.as_string()); }
+inline std::string str(const boost::json::value& v) {
+  return std::string(v.as_string());
+}
 
 }  // namespace sb::test

@@ -13,18 +13,22 @@ config::Mastodon mastodon(const FakeMastodon& fake, std::chrono::milliseconds in
 }
 }  // namespace
 
-TEST_CASE("mastodon: 500 mentions accumulated while stopped arrive once each, in order, without a 429, a restart adds nothing, a new one arrives within a poll interval") {
+TEST_CASE(
+    "mastodon: 500 mentions accumulated while stopped arrive once each, in order, without a 429, a "
+    "restart adds nothing, a new one arrives within a poll interval") {
   FakeMastodon fake;  // the documented limit: 300 requests per 5 minutes
   fake.start();
   std::vector<std::string> ids;
   for (int i = 0; i < 500; ++i) {
-    ids.push_back(fake.add_mention(i % 5 == 0 ? "ann@remote.example" : "user" + std::to_string(i % 7),
-                                   "question " + std::to_string(i), i % 9 == 0 ? "direct" : "public"));
+    ids.push_back(
+        fake.add_mention(i % 5 == 0 ? "ann@remote.example" : "user" + std::to_string(i % 7),
+                         "question " + std::to_string(i), i % 9 == 0 ? "direct" : "public"));
   }
   SocialDaemon d;
   d.cfg.channels.mastodon.push_back(mastodon(fake, std::chrono::milliseconds(1000)));
   d.start();
-  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") >= 500; }, std::chrono::seconds(30)));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") >= 500; },
+                     std::chrono::seconds(30)));
   auto q = d.queued();
   REQUIRE(q.size() == 500);
   for (std::size_t i = 0; i < q.size(); ++i) {
@@ -49,18 +53,22 @@ TEST_CASE("mastodon: 500 mentions accumulated while stopped arrive once each, in
   // A new mention arrives within one poll interval (1 s) plus the commit and relay.
   auto added = std::chrono::steady_clock::now();
   std::string fresh = fake.add_mention("bob@remote.example", "are you there?");
-  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 501; }, std::chrono::seconds(3)));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 501; },
+                     std::chrono::seconds(3)));
   CHECK(std::chrono::steady_clock::now() - added < std::chrono::milliseconds(1500));
   CHECK(str(d.queued().back().at("external_id")) == fresh);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   CHECK(d.rows("SELECT count(*) FROM interactions") == 501);
   CHECK(d.redis.xlen("sb:q:general:normal") == 501);
   CHECK(fake.stats().rejected_429 == 0);
-  CHECK(d.metrics().find(R"(switchboard_interactions_total{channel="mastodon",account="social"} 1)") !=
+  CHECK(d.metrics().find(
+            R"(switchboard_interactions_total{channel="mastodon",account="social"} 1)") !=
         std::string::npos);
 }
 
-TEST_CASE("mastodon: a reply is threaded with the right @acct, visibility and Idempotency-Key, a 503 is a retry and the same id posts once") {
+TEST_CASE(
+    "mastodon: a reply is threaded with the right @acct, visibility and Idempotency-Key, a 503 is "
+    "a retry and the same id posts once") {
   FakeMastodon fake;
   fake.start();
   std::string remote = fake.add_mention("ann@remote.example", "where is my order?", "unlisted");
@@ -102,7 +110,9 @@ TEST_CASE("mastodon: a reply is threaded with the right @acct, visibility and Id
   CHECK(fake.posted().size() == 2);
 }
 
-TEST_CASE("mastodon: a revoked token is logged, counted and backed off without stopping another account") {
+TEST_CASE(
+    "mastodon: a revoked token is logged, counted and backed off without stopping another "
+    "account") {
   FakeMastodon good;
   FakeMastodon bad("other-token");
   good.start();
@@ -115,7 +125,8 @@ TEST_CASE("mastodon: a revoked token is logged, counted and backed off without s
   good.add_mention("ann@remote.example", "hello");
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
   REQUIRE(eventually([&] {
-    return d.metrics().find(R"(switchboard_channel_errors_total{channel="mastodon",account="broken"})") !=
+    return d.metrics().find(
+               R"(switchboard_channel_errors_total{channel="mastodon",account="broken"})") !=
            std::string::npos;
   }));
   // Backed off: one failure, then a wait of about a second, not a tight loop.
@@ -123,7 +134,9 @@ TEST_CASE("mastodon: a revoked token is logged, counted and backed off without s
   CHECK(bad.stats().requests <= 2);
 }
 
-TEST_CASE("mastodon: a budget smaller than the backlog is paced from X-RateLimit-Remaining/-Reset, never run into a 429") {
+TEST_CASE(
+    "mastodon: a budget smaller than the backlog is paced from X-RateLimit-Remaining/-Reset, never "
+    "run into a 429") {
   FakeMastodon fake("test-token", 5, std::chrono::milliseconds(1500));  // 5 requests per 1.5 s
   fake.start();
   for (int i = 0; i < 700; ++i) {  // 9 pages of 80
@@ -133,7 +146,8 @@ TEST_CASE("mastodon: a budget smaller than the backlog is paced from X-RateLimit
   d.cfg.channels.mastodon.push_back(mastodon(fake, std::chrono::milliseconds(5000)));
   auto t0 = std::chrono::steady_clock::now();
   d.start();
-  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 700; }, std::chrono::seconds(15)));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 700; },
+                     std::chrono::seconds(15)));
   CHECK(std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(1500));  // it did wait
   CHECK(fake.stats().rejected_429 == 0);
   CHECK(fake.stats().notification_requests == 9);

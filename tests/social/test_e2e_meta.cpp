@@ -14,13 +14,15 @@ struct MetaDaemon : SocialDaemon {
   FakeMetaGraph graph;
   MetaDaemon() {
     graph.start();
-    cfg.channels.meta.push_back(config::Meta{"meta", "app-secret", "verify-me", "meta-token", graph.base_url()});
+    cfg.channels.meta.push_back(
+        config::Meta{"meta", "app-secret", "verify-me", "meta-token", graph.base_url()});
     start();
   }
   HttpResponse post(const std::string& body, const std::string& secret = "app-secret") {
-    return http->request("POST", "/webhooks/meta/meta", body,
-                         {{"Content-Type", "application/json"},
-                          {"X-Hub-Signature-256", "sha256=" + social::hmac_sha256_hex(secret, body)}});
+    return http->request(
+        "POST", "/webhooks/meta/meta", body,
+        {{"Content-Type", "application/json"},
+         {"X-Hub-Signature-256", "sha256=" + social::hmac_sha256_hex(secret, body)}});
   }
 };
 
@@ -29,8 +31,8 @@ std::string messenger(const std::string& mid, const std::string& text, bool echo
   std::string recipient = echo ? "PSID_1" : "PAGE_ID";
   return R"({"object":"page","entry":[{"id":"PAGE_ID","time":1767322800000,"messaging":[{"sender":{"id":")" +
          sender + R"("},"recipient":{"id":")" + recipient +
-         R"("},"timestamp":1767322800000,"message":{"mid":")" + mid + R"(","text":")" + text + "\"" +
-         (echo ? R"(,"is_echo":true,"app_id":1517776481860111)" : "") + "}}]}]}";
+         R"("},"timestamp":1767322800000,"message":{"mid":")" + mid + R"(","text":")" + text +
+         "\"" + (echo ? R"(,"is_echo":true,"app_id":1517776481860111)" : "") + "}}]}]}";
 }
 
 std::string whatsapp(const std::string& wa_id, const std::string& wamid, const std::string& text) {
@@ -41,12 +43,17 @@ std::string whatsapp(const std::string& wa_id, const std::string& wamid, const s
 
 }  // namespace
 
-TEST_CASE("meta: verification, wrong signature 403 and nothing stored, echoes ignored, WhatsApp matched by phone") {
+TEST_CASE(
+    "meta: verification, wrong signature 403 and nothing stored, echoes ignored, WhatsApp matched "
+    "by phone") {
   MetaDaemon d;
-  auto ok = d.http->request("GET", "/webhooks/meta/meta?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444");
+  auto ok = d.http->request(
+      "GET",
+      "/webhooks/meta/meta?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444");
   CHECK(ok.status == 200);
   CHECK(ok.body == "1158201444");
-  auto bad = d.http->request("GET", "/webhooks/meta/meta?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1");
+  auto bad = d.http->request(
+      "GET", "/webhooks/meta/meta?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1");
   CHECK(bad.status == 403);
   CHECK(d.http->request("GET", "/webhooks/meta/other?hub.mode=subscribe").status == 404);
 
@@ -64,9 +71,10 @@ TEST_CASE("meta: verification, wrong signature 403 and nothing stored, echoes ig
   CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
 
   // A customer known by phone (through the ingest API) writes on WhatsApp.
-  auto r = d.http->post_json("/v1/interactions",
-                             R"({"source":"crm","external_id":"c1","from":{"phone":"+16505551234","name":"Sheena"},"text":"order"})",
-                             "test-token");
+  auto r = d.http->post_json(
+      "/v1/interactions",
+      R"({"source":"crm","external_id":"c1","from":{"phone":"+16505551234","name":"Sheena"},"text":"order"})",
+      "test-token");
   REQUIRE(r.status == 202);
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
   std::string customer = str(d.queued()[1].at("customer").at("id"));
@@ -79,10 +87,13 @@ TEST_CASE("meta: verification, wrong signature 403 and nothing stored, echoes ig
   CHECK(wa.at("customer").at("is_new").as_bool() == false);
 
   auto metrics = d.metrics();
-  CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="meta",account="meta"} 3)") != std::string::npos);
+  CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="meta",account="meta"} 3)") !=
+        std::string::npos);
 }
 
-TEST_CASE("meta: replies go through the Send API and WhatsApp messages, the 24-hour window error fails with the provider's message") {
+TEST_CASE(
+    "meta: replies go through the Send API and WhatsApp messages, the 24-hour window error fails "
+    "with the provider's message") {
   MetaDaemon d;
   REQUIRE(d.post(messenger("m_9", "help")).status == 200);
   REQUIRE(d.post(whatsapp("16505551234", "wamid.ABC2", "hi")).status == 200);

@@ -7,7 +7,9 @@
 using namespace sb;
 using namespace sb::test;
 
-TEST_CASE("telegram: after a restart no update is processed twice, 429 retry_after is honoured, a reply carries reply_to_message_id") {
+TEST_CASE(
+    "telegram: after a restart no update is processed twice, 429 retry_after is honoured, a reply "
+    "carries reply_to_message_id") {
   FakeTelegram tg;
   tg.start();
   tg.add_private_message(501, "Ann", "hi");
@@ -18,7 +20,8 @@ TEST_CASE("telegram: after a restart no update is processed twice, 429 retry_aft
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
   // Long polling: a message sent while the request is held arrives at once.
   long long mid = tg.add_private_message(501, "Ann", "are you there?");
-  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; }, std::chrono::seconds(3)));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; },
+                     std::chrono::seconds(3)));
 
   d.stop();
   tg.add_private_message(503, "Cy", "while you were away");
@@ -33,7 +36,8 @@ TEST_CASE("telegram: after a restart no update is processed twice, 429 retry_aft
   CHECK(str(q[2].at("external_id")) == "501:" + std::to_string(mid));
   CHECK(str(q[2].at("kind")) == "direct_message");
   CHECK(str(q[2].at("from").at("value")) == "501");
-  CHECK(d.metrics().find(R"(switchboard_social_rate_limited_total{channel="telegram",account="tg"} 1)") !=
+  CHECK(d.metrics().find(
+            R"(switchboard_social_rate_limited_total{channel="telegram",account="tg"} 1)") !=
         std::string::npos);
 
   auto r = d.send("telegram", "tg", reply_to(q[2], "01JTOUT1", "Yes, here."));

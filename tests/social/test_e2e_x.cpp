@@ -8,7 +8,9 @@
 using namespace sb;
 using namespace sb::test;
 
-TEST_CASE("x: a backlog of 300 mentions across pages arrives once each with the right handles, the reply is threaded") {
+TEST_CASE(
+    "x: a backlog of 300 mentions across pages arrives once each with the right handles, the reply "
+    "is threaded") {
   FakeX fake("2244994945");
   fake.start();
   std::vector<std::string> ids;
@@ -21,7 +23,8 @@ TEST_CASE("x: a backlog of 300 mentions across pages arrives once each with the 
   d.cfg.channels.x.push_back(
       config::X{"x", fake.base_url(), "x-token", "2244994945", std::chrono::milliseconds(200)});
   d.start();
-  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") >= 300; }, std::chrono::seconds(20)));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") >= 300; },
+                     std::chrono::seconds(20)));
   auto q = d.queued();
   REQUIRE(q.size() == 300);
   for (std::size_t i = 0; i < q.size(); ++i) {
@@ -54,10 +57,12 @@ TEST_CASE("x: a usage cap pauses the account with a metric instead of retrying")
   fake.start();
   fake.set_usage_capped(true);
   SocialDaemon d;
-  d.cfg.channels.x.push_back(config::X{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(50)});
+  d.cfg.channels.x.push_back(
+      config::X{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(50)});
   d.start();
   REQUIRE(eventually([&] {
-    return d.metrics().find(R"(switchboard_social_paused{channel="x",account="x"} 1)") != std::string::npos;
+    return d.metrics().find(R"(switchboard_social_paused{channel="x",account="x"} 1)") !=
+           std::string::npos;
   }));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   CHECK(fake.mention_requests() == 0);  // the cap is answered before the endpoint counts
@@ -70,12 +75,15 @@ TEST_CASE("x: a 429 mid-backlog waits for x-rate-limit-reset and resumes without
     fake.add_mention("7", "pat", "hi " + std::to_string(i));
   }
   SocialDaemon d;
-  d.cfg.channels.x.push_back(config::X{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)});
+  d.cfg.channels.x.push_back(
+      config::X{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)});
   fake.rate_limit_next_page();
   d.start();
-  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 150; }, std::chrono::seconds(10)));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 150; },
+                     std::chrono::seconds(10)));
   CHECK(fake.rejected_429() == 1);
   CHECK(fake.mention_requests() >= 2);
   CHECK(d.rows("SELECT count(*) FROM interactions") == 150);
-  CHECK(d.metrics().find(R"(switchboard_social_rate_limited_total{channel="x",account="x"} 1)") != std::string::npos);
+  CHECK(d.metrics().find(R"(switchboard_social_rate_limited_total{channel="x",account="x"} 1)") !=
+        std::string::npos);
 }

@@ -37,7 +37,8 @@ std::vector<net::HttpResponse> run(std::vector<net::HttpRequest> reqs) {
 
 TEST_CASE("http client: keep-alive connections are reused, headers and bodies come back") {
   FakeHttpServer server([](const FakeHttpServer::Request& r, std::chrono::milliseconds) {
-    FakeHttpServer::Response res{200, "{\"path\":\"" + r.path + "\",\"q\":\"" + r.query.at("a") + "\"}"};
+    FakeHttpServer::Response res{200,
+                                 "{\"path\":\"" + r.path + "\",\"q\":\"" + r.query.at("a") + "\"}"};
     res.headers.emplace_back("X-RateLimit-Remaining", "299");
     return res;
   });
@@ -96,13 +97,15 @@ TEST_CASE("http client: deadlines, refused connections and TLS failures are valu
 TEST_CASE("http client: https verifies the certificate chain and the host name") {
   TempDir dir;
   std::string cert = dir.file("cert.pem"), key = dir.file("key.pem");
-  std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-                    "-addext subjectAltName=DNS:localhost -keyout " + key + " -out " + cert +
-                    " >/dev/null 2>&1";
+  std::string cmd =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+      "-addext subjectAltName=DNS:localhost -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
   REQUIRE(std::system(cmd.c_str()) == 0);
   auto port = std::to_string(free_port());
-  Process server({"openssl", "s_server", "-accept", port, "-cert", cert, "-key", key, "-www", "-quiet"},
-                 dir.file("s_server.log"));
+  Process server(
+      {"openssl", "s_server", "-accept", port, "-cert", cert, "-key", key, "-www", "-quiet"},
+      dir.file("s_server.log"));
   net::HttpRequest probe;
   probe.url = "http://127.0.0.1:" + port + "/";
   probe.timeout = std::chrono::milliseconds(300);

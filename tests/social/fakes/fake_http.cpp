@@ -103,7 +103,9 @@ FakeHttpServer::FakeHttpServer(Handler handler) : impl_(std::make_unique<Impl>()
   impl_->handler = std::move(handler);
 }
 
-FakeHttpServer::~FakeHttpServer() { stop(); }
+FakeHttpServer::~FakeHttpServer() {
+  stop();
+}
 
 void FakeHttpServer::start() {
   tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
@@ -129,16 +131,22 @@ void FakeHttpServer::stop() {
   impl_->thread.join();
 }
 
-std::uint16_t FakeHttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+std::uint16_t FakeHttpServer::port() const {
+  return impl_->acceptor.local_endpoint().port();
+}
 
 std::string FakeHttpServer::base_url() const {
   return "http://127.0.0.1:" + std::to_string(port());
 }
 
-int FakeHttpServer::requests() const { return impl_->count.load(); }
+int FakeHttpServer::requests() const {
+  return impl_->count.load();
+}
 
 }  // namespace sb::test
 
 namespace sb::test {
-int FakeHttpServer::connections() const { return impl_->accepted.load(); }
+int FakeHttpServer::connections() const {
+  return impl_->accepted.load();
+}
 }  // namespace sb::test

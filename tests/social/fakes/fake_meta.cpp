@@ -13,17 +13,25 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
         std::lock_guard lock(mu_);
         auto auth = r.headers.find("authorization");
         if (auth == r.headers.end() || auth->second != "Bearer " + token_) {
-          return {401, R"({"error":{"message":"Invalid OAuth access token.","type":"OAuthException","code":190}})"};
+          return {
+              401,
+              R"({"error":{"message":"Invalid OAuth access token.","type":"OAuthException","code":190}})"};
         }
-        if (r.method != "POST" || r.path.size() < 10 || r.path.substr(r.path.size() - 9) != "/messages") {
-          return {404, R"({"error":{"message":"Unknown path","type":"OAuthException","code":803}})"};
+        if (r.method != "POST" || r.path.size() < 10 ||
+            r.path.substr(r.path.size() - 9) != "/messages") {
+          return {404,
+                  R"({"error":{"message":"Unknown path","type":"OAuthException","code":803}})"};
         }
         bool whatsapp = r.path != "/me/messages";
         if (std::exchange(outside_window_, false)) {
           if (whatsapp) {
-            return {400, R"({"error":{"message":"(#131047) Re-engagement message","type":"OAuthException","code":131047,"error_data":{"messaging_product":"whatsapp","details":"Message failed to send because more than 24 hours have passed since the customer last replied to this number."}}})"};
+            return {
+                400,
+                R"({"error":{"message":"(#131047) Re-engagement message","type":"OAuthException","code":131047,"error_data":{"messaging_product":"whatsapp","details":"Message failed to send because more than 24 hours have passed since the customer last replied to this number."}}})"};
           }
-          return {400, R"({"error":{"message":"(#10) This message is sent outside of allowed window.","type":"OAuthException","code":10,"error_subcode":2018278}})"};
+          return {
+              400,
+              R"({"error":{"message":"(#10) This message is sent outside of allowed window.","type":"OAuthException","code":10,"error_subcode":2018278}})"};
         }
         sent_.push_back({r.path, r.body});
         std::string id = std::to_string(next_++);
@@ -31,7 +39,8 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
         if (whatsapp) {
           return {200, json::serialize(json::object{
                            {"messaging_product", "whatsapp"},
-                           {"contacts", json::array{json::object{{"input", v.at("to")}, {"wa_id", v.at("to")}}}},
+                           {"contacts", json::array{json::object{{"input", v.at("to")},
+                                                                 {"wa_id", v.at("to")}}}},
                            {"messages", json::array{json::object{{"id", "wamid.out" + id}}}}})};
         }
         return {200, json::serialize(json::object{{"recipient_id", v.at("recipient").at("id")},

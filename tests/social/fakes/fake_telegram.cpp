@@ -9,7 +9,8 @@ namespace json = boost::json;
 using Res = FakeHttpServer::Response;
 
 FakeTelegram::FakeTelegram(std::string token, std::string bot_username)
-    : token_(std::move(token)), username_(std::move(bot_username)),
+    : token_(std::move(token)),
+      username_(std::move(bot_username)),
       server_([this](const FakeHttpServer::Request& r, std::chrono::milliseconds waited) {
         std::lock_guard lock(mu_);
         return handle(r, waited);
@@ -19,9 +20,11 @@ long long FakeTelegram::add_private_message(long long user_id, const std::string
                                             const std::string& text) {
   std::lock_guard lock(mu_);
   long long mid = next_message_++;
-  json::object from{{"id", user_id}, {"is_bot", false}, {"first_name", first_name}, {"language_code", "en"}};
+  json::object from{
+      {"id", user_id}, {"is_bot", false}, {"first_name", first_name}, {"language_code", "en"}};
   json::object chat{{"id", user_id}, {"first_name", first_name}, {"type", "private"}};
-  json::object msg{{"message_id", mid}, {"from", from}, {"chat", chat}, {"date", 1767322800}, {"text", text}};
+  json::object msg{
+      {"message_id", mid}, {"from", from}, {"chat", chat}, {"date", 1767322800}, {"text", text}};
   long long uid = ++next_update_;
   updates_.push_back({uid, json::serialize(json::object{{"update_id", uid}, {"message", msg}})});
   return mid;
@@ -54,18 +57,21 @@ Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::millisec
   }
   std::string method = r.path.substr(prefix.size());
   if (method == "getMe") {
-    return {200, json::serialize(json::object{
-                     {"ok", true},
-                     {"result", json::object{{"id", 7000001}, {"is_bot", true},
-                                             {"first_name", "Support"}, {"username", username_}}}})};
+    return {200, json::serialize(json::object{{"ok", true},
+                                              {"result", json::object{{"id", 7000001},
+                                                                      {"is_bot", true},
+                                                                      {"first_name", "Support"},
+                                                                      {"username", username_}}}})};
   }
   if (method == "getUpdates") {
     if (waited.count() == 0) {
       ++get_updates_;
       if (retry_after_ > 0) {
         int s = std::exchange(retry_after_, 0);
-        return {429, R"({"ok":false,"error_code":429,"description":"Too Many Requests: retry after )" +
-                         std::to_string(s) + R"(","parameters":{"retry_after":)" + std::to_string(s) + "}}"};
+        return {429,
+                R"({"ok":false,"error_code":429,"description":"Too Many Requests: retry after )" +
+                    std::to_string(s) + R"(","parameters":{"retry_after":)" + std::to_string(s) +
+                    "}}"};
       }
     }
     long long offset = r.query.count("offset") ? std::stoll(r.query.at("offset")) : 0;
@@ -90,8 +96,9 @@ Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::millisec
     json::value v = json::parse(r.body);
     const auto& o = v.as_object();
     Sent s;
-    s.chat_id = o.at("chat_id").is_string() ? std::string(o.at("chat_id").as_string())
-                                            : std::to_string(o.at("chat_id").to_number<long long>());
+    s.chat_id = o.at("chat_id").is_string()
+                    ? std::string(o.at("chat_id").as_string())
+                    : std::to_string(o.at("chat_id").to_number<long long>());
     s.text = std::string(o.at("text").as_string());
     if (auto* rp = o.if_contains("reply_parameters")) {
       s.reply_to_message_id = rp->at("message_id").to_number<long long>();
@@ -102,8 +109,8 @@ Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::millisec
     long long mid = next_message_++;
     return {200, json::serialize(json::object{
                      {"ok", true},
-                     {"result", json::object{{"message_id", mid}, {"date", 1767322800},
-                                             {"text", s.text}}}})};
+                     {"result",
+                      json::object{{"message_id", mid}, {"date", 1767322800}, {"text", s.text}}}})};
   }
   return {404, R"({"ok":false,"error_code":404,"description":"Not Found"})"};
 }

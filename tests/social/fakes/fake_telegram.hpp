@@ -17,7 +17,8 @@ class FakeTelegram {
     std::string chat_id, text;
     long long reply_to_message_id = 0;
   };
-  explicit FakeTelegram(std::string token = "123:tg-token", std::string bot_username = "support_bot");
+  explicit FakeTelegram(std::string token = "123:tg-token",
+                        std::string bot_username = "support_bot");
   void start() { server_.start(); }
   void stop() { server_.stop(); }
   std::string base_url() const { return server_.base_url(); }
@@ -31,7 +32,8 @@ class FakeTelegram {
   long long confirmed_offset() const;  // highest offset a getUpdates asked with
 
  private:
-  FakeHttpServer::Response handle(const FakeHttpServer::Request& r, std::chrono::milliseconds waited);
+  FakeHttpServer::Response handle(const FakeHttpServer::Request& r,
+                                  std::chrono::milliseconds waited);
   struct Update {
     long long update_id;
     std::string json;

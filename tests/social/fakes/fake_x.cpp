@@ -1,8 +1,8 @@
 #include "tests/social/fakes/fake_x.hpp"
 
 #include <algorithm>
-#include <utility>
 #include <boost/json.hpp>
+#include <utility>
 
 namespace sb::test {
 
@@ -10,7 +10,9 @@ namespace json = boost::json;
 using Res = FakeHttpServer::Response;
 
 FakeX::FakeX(std::string user_id, std::string token, int window_limit)
-    : user_id_(std::move(user_id)), token_(std::move(token)), window_limit_(window_limit),
+    : user_id_(std::move(user_id)),
+      token_(std::move(token)),
+      window_limit_(window_limit),
       server_([this](const FakeHttpServer::Request& r, std::chrono::milliseconds) {
         std::lock_guard lock(mu_);
         return handle(r);
@@ -55,10 +57,14 @@ int FakeX::rejected_429() const {
 Res FakeX::handle(const FakeHttpServer::Request& r) {
   auto auth = r.headers.find("authorization");
   if (auth == r.headers.end() || auth->second != "Bearer " + token_) {
-    return {401, R"({"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"})"};
+    return {
+        401,
+        R"({"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"})"};
   }
   if (capped_) {
-    return {429, R"({"title":"UsageCapExceeded","detail":"Usage cap exceeded: Monthly product cap","type":"https://api.twitter.com/2/problems/usage-capped","period":"Monthly","scope":"Product"})"};
+    return {
+        429,
+        R"({"title":"UsageCapExceeded","detail":"Usage cap exceeded: Monthly product cap","type":"https://api.twitter.com/2/problems/usage-capped","period":"Monthly","scope":"Product"})"};
   }
   // A 15-minute window per endpoint family, reported the documented way.
   auto now = std::chrono::system_clock::now();
@@ -73,7 +79,9 @@ Res FakeX::handle(const FakeHttpServer::Request& r) {
   if (limit_next_ && r.query.count("pagination_token") > 0) {
     limit_next_ = false;
     ++rejected_;
-    res = {429, R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})"};
+    res = {
+        429,
+        R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})"};
     res.headers.emplace_back("x-rate-limit-limit", std::to_string(window_limit_));
     res.headers.emplace_back("x-rate-limit-remaining", "0");
     res.headers.emplace_back("x-rate-limit-reset",
@@ -84,7 +92,9 @@ Res FakeX::handle(const FakeHttpServer::Request& r) {
   }
   if (window_used_ >= window_limit_) {
     ++rejected_;
-    res = {429, R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})"};
+    res = {
+        429,
+        R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})"};
   } else {
     ++window_used_;
     if (r.method == "GET" && r.path == "/2/users/" + user_id_ + "/mentions") {
@@ -96,13 +106,17 @@ Res FakeX::handle(const FakeHttpServer::Request& r) {
         p.in_reply_to_tweet_id = std::string(reply->at("in_reply_to_tweet_id").as_string());
       }
       posted_.push_back(p);
-      res = {201, json::serialize(json::object{{"data", json::object{{"id", p.id}, {"text", p.text}}}})};
+      res = {201,
+             json::serialize(json::object{{"data", json::object{{"id", p.id}, {"text", p.text}}}})};
     } else {
-      res = {404, R"({"title":"Not Found Error","type":"https://api.twitter.com/2/problems/resource-not-found"})"};
+      res = {
+          404,
+          R"({"title":"Not Found Error","type":"https://api.twitter.com/2/problems/resource-not-found"})"};
     }
   }
   res.headers.emplace_back("x-rate-limit-limit", std::to_string(window_limit_));
-  res.headers.emplace_back("x-rate-limit-remaining", std::to_string(std::max(0, window_limit_ - window_used_)));
+  res.headers.emplace_back("x-rate-limit-remaining",
+                           std::to_string(std::max(0, window_limit_ - window_used_)));
   res.headers.emplace_back("x-rate-limit-reset", std::to_string(reset));
   return res;
 }
@@ -116,7 +130,8 @@ Res FakeX::mentions(const FakeHttpServer::Request& r) {
   long long since = q("since_id").empty() ? 0 : std::stoll(q("since_id"));
   std::size_t max = q("max_results").empty() ? 10 : std::stoul(q("max_results"));
   // The pagination token is opaque to clients; here it encodes "older than this id".
-  long long before = q("pagination_token").empty() ? 0 : std::stoll(q("pagination_token").substr(1));
+  long long before =
+      q("pagination_token").empty() ? 0 : std::stoll(q("pagination_token").substr(1));
   std::vector<const Tweet*> range;
   for (auto it = tweets_.rbegin(); it != tweets_.rend(); ++it) {  // newest first
     if (it->id <= since || (before != 0 && it->id >= before)) {
@@ -141,7 +156,8 @@ Res FakeX::mentions(const FakeHttpServer::Request& r) {
                                 {"conversation_id", t->conversation_id},
                                 {"created_at", "2026-01-02T03:04:05.000Z"},
                                 {"edit_history_tweet_ids", json::array{std::to_string(t->id)}}});
-    users.push_back(json::object{{"id", t->author_id}, {"name", t->username}, {"username", t->username}});
+    users.push_back(
+        json::object{{"id", t->author_id}, {"name", t->username}, {"username", t->username}});
   }
   meta["newest_id"] = std::to_string(range.front()->id);
   meta["oldest_id"] = std::to_string(range.back()->id);
