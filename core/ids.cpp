@@ -22,22 +22,23 @@ UlidState& state() {
   return s;
 }
 
+// Crockford base32 of the 48-bit time then the 80 random bits, 5 bits a character (ULID spec).
 std::string encode(std::int64_t ms, const std::array<std::uint8_t, 10>& r) {
   std::string out(26, '0');
-  auto t = static_cast<std::uint64_t>(ms);
-  for (int i = 9; i >= 0; --i) {
-    out[i] = kAlphabet[t & 31];
-    t >>= 5;
-  }
-  // 80 random bits -> 16 characters of 5 bits.
-  int bit = 0;
-  for (int i = 0; i < 16; ++i) {
-    int v = 0;
-    for (int b = 0; b < 5; ++b, ++bit) {
-      v = (v << 1) | ((r[bit / 8] >> (7 - bit % 8)) & 1);
+  auto put = [&](int end, std::uint64_t v, int chars) {
+    for (int i = end; i > end - chars; --i) {
+      out[static_cast<std::size_t>(i)] = kAlphabet[v & 31];
+      v >>= 5;
     }
-    out[10 + i] = kAlphabet[v];
+  };
+  std::uint64_t hi = 0, lo = 0;  // 40 bits each
+  for (int i = 0; i < 5; ++i) {
+    hi = hi << 8 | r[static_cast<std::size_t>(i)];
+    lo = lo << 8 | r[static_cast<std::size_t>(i + 5)];
   }
+  put(9, static_cast<std::uint64_t>(ms), 10);
+  put(17, hi, 8);
+  put(25, lo, 8);
   return out;
 }
 

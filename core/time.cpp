@@ -12,14 +12,37 @@ std::int64_t now_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+// Civil date from days since 1970-01-01 (Howard Hinnant's civil_from_days). Written out rather
+// than gmtime_r + snprintf: every stored interaction formats two of these on the writer thread.
 std::string format_rfc3339(std::int64_t unix_ms) {
-  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-  return buf;
+  std::int64_t secs = unix_ms >= 0 ? unix_ms / 1000 : (unix_ms - 999) / 1000;
+  std::int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
+  auto sod = static_cast<int>(secs - days * 86400);
+  std::int64_t z = days + 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+  std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2);
+  if (y < 0 || y > 9999) {
+    return "0000-01-01T00:00:00Z";  // outside RFC 3339's four-digit years
+  }
+  char b[21] = "0000-00-00T00:00:00Z";
+  auto put2 = [&](int at, unsigned v) {
+    b[at] = static_cast<char>('0' + v / 10);
+    b[at + 1] = static_cast<char>('0' + v % 10);
+  };
+  put2(0, static_cast<unsigned>(y / 100));
+  put2(2, static_cast<unsigned>(y % 100));
+  put2(5, m);
+  put2(8, d);
+  put2(11, static_cast<unsigned>(sod / 3600));
+  put2(14, static_cast<unsigned>(sod / 60 % 60));
+  put2(17, static_cast<unsigned>(sod % 60));
+  return std::string(b, 20);
 }
 
 namespace {

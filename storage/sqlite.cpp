@@ -70,6 +70,12 @@ bool Stmt::step() {
   fail(db_, rc, "step \"" + sql.substr(0, 60) + "\"");
 }
 
+void Stmt::run() {
+  while (step()) {
+  }
+  reset();
+}
+
 void Stmt::reset() {
   sqlite3_reset(s_);
   sqlite3_clear_bindings(s_);

@@ -39,11 +39,7 @@ class Stmt {
 
   bool step();   // true: a row is ready; false: done. Throws on error.
   void reset();  // resets and clears bindings
-  void run() {   // step to completion and reset
-    while (step()) {
-    }
-    reset();
-  }
+  void run();    // step to completion and reset
 
   std::int64_t int64(int col) const;
   std::string text(int col) const;

@@ -32,7 +32,7 @@ struct Store::Statements {
                        "WHERE substr(?1, 1, 5) = 'conv:' AND id = substr(?1, 6)")),
         insert_conv(db.prepare(
             "INSERT INTO conversations(id, customer_id, channel, account, subject, queue, "
-            "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?6)")),
+            "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6, ?6)")),
         insert_conv_key(db.prepare(
             "INSERT OR IGNORE INTO conversation_keys(key, conversation_id) VALUES (?1, ?2)")),
         route_conv(db.prepare("UPDATE conversations SET queue=?2, updated_at=?3 WHERE id=?1")),
@@ -144,10 +144,10 @@ CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::i
   return m;
 }
 
-// First thread_lookup key that names a conversation wins; otherwise a new conversation. Every
-// thread_record key then points at it, so later messages of the thread find it.
-Conversation thread(Store::Statements& st, const Inbound& in, const std::string& customer_id,
-                    std::int64_t now) {
+// First thread_lookup key that names a conversation wins; otherwise a new conversation, which
+// open_conversation inserts once its queue is known. Every thread_record key then points at it,
+// so later messages of the thread find it.
+Conversation thread(Store::Statements& st, const Inbound& in) {
   Conversation c;
   for (const auto& key : in.thread_lookup) {
     st.find_conv_key.bind_static(1, key);
@@ -163,19 +163,23 @@ Conversation thread(Store::Statements& st, const Inbound& in, const std::string&
   }
   if (!c.existing) {
     c.id = new_ulid();
-    st.insert_conv.bind_static(1, c.id);
-    if (customer_id.empty()) {
-      st.insert_conv.bind_null(2);
-    } else {
-      st.insert_conv.bind_static(2, customer_id);
-    }
-    st.insert_conv.bind_static(3, in.channel).bind_static(4, in.account);
-    st.insert_conv.bind_static(5, in.subject).bind(6, now).run();
   }
   for (const auto& key : in.thread_record) {
     st.insert_conv_key.bind_static(1, key).bind_static(2, c.id).run();
   }
   return c;
+}
+
+void open_conversation(Store::Statements& st, const Inbound& in, const Conversation& c,
+                       const std::string& customer_id, const std::string& queue, std::int64_t now) {
+  st.insert_conv.bind_static(1, c.id);
+  if (customer_id.empty()) {
+    st.insert_conv.bind_null(2);
+  } else {
+    st.insert_conv.bind_static(2, customer_id);
+  }
+  st.insert_conv.bind_static(3, in.channel).bind_static(4, in.account);
+  st.insert_conv.bind_static(5, in.subject).bind(6, now).bind_static(7, queue).run();
 }
 
 // Rules decide queue and priority; a conversation already routed somewhere stays there
@@ -189,11 +193,15 @@ Route route(const Rules& rules, const Inbound& in, const CustomerMatch& cust,
   return r;
 }
 
+// Queues an interaction (the relay projects the outbox row into Redis) and remembers the queue
+// on an existing conversation for sticky routing; a new one was inserted with it.
 void enqueue(Store::Statements& st, const std::string& op_id, const std::string& interaction_id,
-             const Route& r, const std::string& conversation_id, std::int64_t now) {
+             const Route& r, const Conversation& conv, std::int64_t now) {
   st.insert_outbox.bind_static(1, op_id).bind_static(2, interaction_id);
   st.insert_outbox.bind_static(3, r.queue).bind_static(4, r.priority).bind(5, now).run();
-  st.route_conv.bind_static(1, conversation_id).bind_static(2, r.queue).bind(3, now).run();
+  if (conv.existing) {
+    st.route_conv.bind_static(1, conv.id).bind_static(2, r.queue).bind(3, now).run();
+  }
 }
 
 struct Stored {
@@ -209,8 +217,11 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   if (in.from) {
     cust = match_customer(st, *in.from, now);
   }
-  Conversation conv = thread(st, in, cust.id, now);
+  Conversation conv = thread(st, in);
   Route r = route(rules, in, cust, conv);
+  if (!conv.existing) {
+    open_conversation(st, in, conv, cust.id, queue_now ? r.queue : "", now);
+  }
 
   StoredMeta meta{new_ulid(),
                   conv.id,
@@ -221,7 +232,7 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
                   now,
                   queue_now ? r.queue : "",
                   queue_now ? r.priority : ""};
-  std::string payload = json::serialize(interaction_json(in, meta));
+  std::string payload = interaction_json(in, meta);
   auto& ins = st.insert_interaction;
   ins.bind_static(1, meta.id).bind_static(2, in.channel).bind_static(3, in.account);
   ins.bind_static(4, in.external_id).bind_static(5, in.kind).bind_static(6, in.direction);
@@ -244,7 +255,7 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
     }
   }
   if (queue_now) {
-    enqueue(st, meta.id, meta.id, r, conv.id, now);
+    enqueue(st, meta.id, meta.id, r, conv, now);
   }
   return Stored{IngestOutcome{meta.id, false, "", true}, std::move(payload)};
 }
@@ -372,7 +383,8 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     priority = r.priority;
     payload["queue"] = queue;
     payload["priority"] = priority;
-    enqueue(st, id, id, r, conv.id, now);
+    conv.existing = true;  // stored with the call's first event; now it learns its queue
+    enqueue(st, id, id, r, conv, now);
     state = "queued";
   }
   std::string text = json::serialize(payload);
