@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   bench::Daemon daemon(dir, redis);
 
   double cpu0 = bench::cpu_seconds(daemon.pid());
+  int redis_pid = bench::redis_pid(redis);
+  double redis0 = bench::cpu_seconds(redis_pid);
   double self0 = bench::cpu_seconds(getpid());
   auto t0 = std::chrono::steady_clock::now();
   auto load = bench::run_load(
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
   double client_us = (bench::cpu_seconds(getpid()) - self0) * 1e6 / total;
   double cpu_us = (bench::cpu_seconds(daemon.pid()) - cpu0) * 1e6 / total;
+  double redis_us = (bench::cpu_seconds(redis_pid) - redis0) * 1e6 / total;
   double commits = daemon.metric("switchboard_writer_commits_total");
   double jobs = daemon.metric("switchboard_writer_jobs_total");
   daemon.stop();
@@ -63,6 +66,7 @@ int main(int argc, char** argv) {
   t.add("end-to-end throughput", bench::fmt("%.0f /s (committed and in Redis)", in_redis / e2e_s));
   t.add("daemon CPU per interaction",
         bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", cpu_us));
+  t.add("redis-server CPU per interaction", bench::fmt("%.1f us", redis_us));
   t.add("load generator CPU per request", bench::fmt("%.1f us (same machine)", client_us));
   t.add("latency p50", bench::fmt("%.2f ms", bench::percentile(lat, 0.50)));
   t.add("latency p99", bench::fmt("%.2f ms", bench::percentile(lat, 0.99)));

@@ -70,6 +70,13 @@ struct Daemon {
   }
 };
 
+// The redis-server's process id, from INFO (for its CPU time).
+inline int redis_pid(test::RedisServer& redis) {
+  std::string info = redis.cmd({"INFO", "server"});
+  auto at = info.find("process_id:");
+  return at == std::string::npos ? 0 : std::atoi(info.c_str() + at + 11);
+}
+
 struct LoadResult {
   std::vector<double> latency_ms;
   int errors = 0;  // transport errors and unexpected statuses

@@ -58,6 +58,8 @@ int main(int argc, char** argv) {
   }
 
   double cpu0 = bench::cpu_seconds(daemon.pid());
+  int redis_pid = bench::redis_pid(redis);
+  double redis0 = bench::cpu_seconds(redis_pid);
   auto t0 = std::chrono::steady_clock::now();
   auto load = bench::run_load(
       daemon.port, total, clients,
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
   long long queued = redis.xlen("sb:q:general:normal");
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
   double cpu_us = (bench::cpu_seconds(daemon.pid()) - cpu0) * 1e6 / total;
+  double redis_us = (bench::cpu_seconds(redis_pid) - redis0) * 1e6 / total;
   daemon.stop();
 
   auto& lat = load.latency_ms;
@@ -89,6 +92,7 @@ int main(int argc, char** argv) {
   t.add("end-to-end", bench::fmt("%.1f s until every call was in Redis", e2e_s));
   t.add("daemon CPU per callback",
         bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", cpu_us));
+  t.add("redis-server CPU per callback", bench::fmt("%.1f us", redis_us));
   t.add("latency p50", bench::fmt("%.2f ms", bench::percentile(lat, 0.50)));
   t.add("latency p99", bench::fmt("%.2f ms", bench::percentile(lat, 0.99)));
   t.add("daemon RSS (end / peak)",

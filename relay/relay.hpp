@@ -3,8 +3,9 @@
 // It reads the outbox through its own read connection, sends a batch of EVALSHA calls in one
 // write (pipelining), reads the replies in one pass, then asks the writer to delete the rows.
 // The Lua script sets a per-operation marker and XADDs atomically, so a replay after a crash
-// between XADD and the delete adds nothing. While Redis is down it retries with back-off and
-// ingest is unaffected: the outbox simply grows.
+// between XADD and the delete adds nothing; once the delete is committed the marker is
+// unlinked (it would otherwise hold Redis memory for its 7-day TTL). While Redis is down it retries
+// with back-off and ingest is unaffected: the outbox simply grows.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -36,13 +37,15 @@ class Relay {
   // Called on the relay thread after entries were added to a queue's streams (claim wake-ups).
   void on_delivered(std::function<void(const std::string& queue)> fn) { on_delivered_ = fn; }
 
-  // The Lua script, exposed for tests. KEYS: stream, marker. ARGV: marker ttl, field/values.
+  // The Lua script, exposed for tests. KEYS: stream, marker per row. ARGV: marker ttl, then
+  // the 14 entry field/values per row. Returns {rows done, error of the first failed row}.
   static const char* script();
 
  private:
   struct Conn;
   void loop();
   bool pass(Conn& c);  // one batch; false when Redis failed
+  bool unlink_markers(Conn& c);
   void set_error(const std::string& e);
 
   config::Redis cfg_;
@@ -57,6 +60,8 @@ class Relay {
   std::chrono::steady_clock::time_point flush_until_;
   std::thread thread_;
   std::int64_t watermark_ = 0;  // highest outbox seq delivered (relay thread only)
+  std::mutex unlink_mu_;
+  std::vector<std::string> unlink_;  // markers of operations whose outbox rows are deleted
 
   std::atomic<bool> redis_ok_{false};
   std::atomic<std::int64_t> pending_{0};

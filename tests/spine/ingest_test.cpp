@@ -75,10 +75,12 @@ TEST_CASE("an ingested interaction lands in its stream with the customer matched
   CHECK(payload.at("queue").as_string() == "general");
 
   // The consumer group exists (created at start, MKSTREAM).
-  CHECK(f.redis.cmd({"XINFO", "GROUPS", "sb:q:general:normal"}).find("agents") != std::string::npos);
+  CHECK(f.redis.cmd({"XINFO", "GROUPS", "sb:q:general:normal"}).find("agents") !=
+        std::string::npos);
 
   // Same customer, same thread: matched, not new; same conversation.
-  std::string second = R"({"source":"web-form","external_id":"f-124","from":{"email":"ann@example.com"},
+  std::string second =
+      R"({"source":"web-form","external_id":"f-124","from":{"email":"ann@example.com"},
     "text":"Any news?","thread_key":"order-7"})";
   CHECK(f.http->post_json("/v1/interactions", second, "test-token").status == 202);
   REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 2; }));
@@ -86,6 +88,14 @@ TEST_CASE("an ingested interaction lands in its stream with the customer matched
   CHECK(e2["customer_id"] == e["customer_id"]);
   CHECK(e2["conversation_id"] == e["conversation_id"]);
   CHECK(json::parse(e2["payload"]).at("customer").at("is_new").as_bool() == false);
+
+  // Once the outbox rows are deleted, the relay drops their once-only markers: Redis does not
+  // keep a key per interaction for the marker's TTL.
+  CHECK(eventually(
+      [&] {
+        return f.redis.cmd({"KEYS", "sb:relayed:*"}) == "[]";
+      },
+      std::chrono::seconds(5)));
 }
 
 TEST_CASE("the same (source, external_id) ten times concurrently: one interaction, one entry") {
@@ -138,9 +148,12 @@ TEST_CASE("bad requests get the right status, a message naming the problem, and 
        "invalid_field", "\"from\" must hold email, phone"},
       {"bad email", R"({"source":"web","external_id":"x1","from":{"email":"nobody"}})",
        "test-token", 400, "invalid_field", "from.email"},
-      {"bad time", R"({"source":"web","external_id":"x1","from":{"email":"a@b.co"},"occurred_at":"yesterday"})",
+      {"bad time",
+       R"({"source":"web","external_id":"x1","from":{"email":"a@b.co"},"occurred_at":"yesterday"})",
        "test-token", 400, "invalid_field", "occurred_at"},
-      {"invalid UTF-8", "{\"source\":\"web\",\"external_id\":\"x1\",\"from\":{\"email\":\"a@b.co\"},\"text\":\"\xff\xfe\"}",
+      {"invalid UTF-8",
+       "{\"source\":\"web\",\"external_id\":\"x1\",\"from\":{\"email\":\"a@b.co\"},\"text\":"
+       "\"\xff\xfe\"}",
        "test-token", 400, "invalid_json", "not valid JSON"},
       {"2 MB body", R"({"source":"web","external_id":"x1","text":")" + big + "\"}", "test-token",
        413, "body_too_large", "max_body_bytes"},
@@ -163,7 +176,8 @@ TEST_CASE("bad requests get the right status, a message naming the problem, and 
   CHECK(f.http->request("GET", "/healthz").status == 200);
 }
 
-TEST_CASE("Redis down: ingest keeps answering 2xx, /readyz says 503, then everything arrives once") {
+TEST_CASE(
+    "Redis down: ingest keeps answering 2xx, /readyz says 503, then everything arrives once") {
   Fixture f;
   REQUIRE(eventually([&] { return f.http->request("GET", "/readyz").status == 200; }));
   f.redis.stop();
@@ -178,24 +192,71 @@ TEST_CASE("Redis down: ingest keeps answering 2xx, /readyz says 503, then everyt
   auto metrics = f.http->request("GET", "/metrics").body;
   CHECK(metrics.find("switchboard_outbox_pending 50") != std::string::npos);
   f.redis.start();  // empty: the relay must recreate groups and deliver everything
-  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 50; }, std::chrono::seconds(15)));
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 50; },
+                     std::chrono::seconds(15)));
   REQUIRE(eventually([&] { return f.http->request("GET", "/readyz").status == 200; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   CHECK(f.redis.xlen("sb:q:general:normal") == 50);
 }
 
+namespace {
+// One row as the relay passes it: KEYS stream + marker, 14 entry values.
+std::vector<std::string> relay_row(const std::string& stream, const std::string& op) {
+  return {stream, "sb:relayed:" + op};
+}
+std::vector<std::string> relay_fields(const std::string& op) {
+  return {"interaction_id", op,        "conversation_id", "c",
+          "customer_id",    "",        "channel",         "api",
+          "kind",           "message", "priority",        "normal",
+          "payload",        "{}"};
+}
+std::string relay_call(RedisServer& redis, const std::string& sha,
+                       const std::vector<std::pair<std::string, std::string>>& rows) {
+  std::vector<std::string> args{"EVALSHA", sha, std::to_string(rows.size() * 2)};
+  for (const auto& [stream, op] : rows) {
+    for (auto& k : relay_row(stream, op)) {
+      args.push_back(k);
+    }
+  }
+  args.push_back("60");
+  for (const auto& [stream, op] : rows) {
+    for (auto& f : relay_fields(op)) {
+      args.push_back(f);
+    }
+  }
+  return redis.cmd(args);
+}
+}  // namespace
+
 TEST_CASE("the relay's Lua script adds an operation once, even when replayed") {
   RedisServer redis;
   std::string sha = redis.cmd({"SCRIPT", "LOAD", Relay::script()});
-  auto add = [&] {
-    return redis.cmd({"EVALSHA", sha, "2", "sb:q:x:normal", "sb:relayed:op1", "60",
-                      "interaction_id", "op1", "payload", "{}"});
-  };
-  CHECK(add() != "0");
-  CHECK(add() == "0");  // a replay after a crash between XADD and the outbox delete
+  auto add = [&] { return relay_call(redis, sha, {{"sb:q:x:normal", "op1"}}); };
+  CHECK(add().find("1") != std::string::npos);
+  CHECK(redis.xlen("sb:q:x:normal") == 1);
+  add();  // a replay after a crash between XADD and the outbox delete
   CHECK(redis.xlen("sb:q:x:normal") == 1);
   // A stream first created by the script gets the consumer group.
   CHECK(redis.cmd({"XINFO", "GROUPS", "sb:q:x:normal"}).find("agents") != std::string::npos);
+  auto entry = redis.xrange("sb:q:x:normal").at(0);
+  CHECK(entry["interaction_id"] == "op1");
+  CHECK(entry["payload"] == "{}");
+}
+
+TEST_CASE("the relay's Lua script stops at a failing XADD and a retry adds the rest once") {
+  RedisServer redis;
+  std::string sha = redis.cmd({"SCRIPT", "LOAD", Relay::script()});
+  redis.cmd({"SET", "sb:q:broken:normal", "not a stream"});
+  std::vector<std::pair<std::string, std::string>> rows{
+      {"sb:q:x:normal", "a"}, {"sb:q:broken:normal", "b"}, {"sb:q:x:normal", "c"}};
+  std::string reply = relay_call(redis, sha, rows);
+  CHECK(reply.find("WRONGTYPE") != std::string::npos);  // {1, "WRONGTYPE ..."}
+  CHECK(redis.xlen("sb:q:x:normal") == 1);              // a only; c not attempted
+  CHECK(redis.cmd({"EXISTS", "sb:relayed:b"}) == "0");  // b's marker dropped: retry adds it
+  redis.cmd({"DEL", "sb:q:broken:normal"});
+  relay_call(redis, sha, rows);
+  CHECK(redis.xlen("sb:q:x:normal") == 2);  // c added, a not again
+  CHECK(redis.xlen("sb:q:broken:normal") == 1);
 }
 
 TEST_CASE("rules route by text, a reload swaps them, a bad reload keeps the old ones") {
