@@ -15,6 +15,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <sstream>
 
 #include "tests/support/harness.hpp"
 
@@ -40,16 +41,29 @@ struct Daemon {
                        << "[redis]\nurl = \"" << redis.url() << "\"\n"
                        << "[api]\ntokens = [\"bench\"]\n"
                        << extra;
+    // SB_BENCH_WRAP runs the daemon under a tool, to profile it under the benchmark's load:
+    // SB_BENCH_WRAP="valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out"
+    std::vector<std::string> argv;
+    const char* wrap = std::getenv("SB_BENCH_WRAP");
+    for (std::istringstream words(wrap ? wrap : ""); !words.eof();) {
+      std::string w;
+      if (words >> w) {
+        argv.push_back(w);
+      }
+    }
+    argv.insert(argv.end(), {test::switchboard_binary(), "run", "--config", cfg});
     proc = std::make_unique<test::Process>(
-        std::vector<std::string>{test::switchboard_binary(), "run", "--config", cfg},
-        dir.file("daemon.log"), std::map<std::string, std::string>{{"SWITCHBOARD_LOG", "warn"}});
-    if (!test::eventually([&] {
-          try {
-            return test::HttpClient(port).request("GET", "/readyz").status == 200;
-          } catch (...) {
-            return false;
-          }
-        })) {
+        argv, dir.file("daemon.log"),
+        std::map<std::string, std::string>{{"SWITCHBOARD_LOG", "warn"}});
+    if (!test::eventually(
+            [&] {
+              try {
+                return test::HttpClient(port).request("GET", "/readyz").status == 200;
+              } catch (...) {
+                return false;
+              }
+            },
+            std::chrono::seconds(wrap ? 60 : 10))) {
       std::cerr << "daemon did not become ready; see " << dir.file("daemon.log") << "\n";
       std::exit(1);
     }
