@@ -65,16 +65,22 @@ struct Fields {
   }
 };
 
-ParsedIngest fail(std::string message) { return ParsedIngest{std::nullopt, "invalid_field", std::move(message)}; }
+ParsedIngest fail(std::string message) {
+  return ParsedIngest{std::nullopt, "invalid_field", std::move(message)};
+}
 
 }  // namespace
 
 ParsedIngest parse_ingest(std::string_view body, std::string_view default_region) {
   json::error_code ec;
-  // Boost.JSON rejects invalid UTF-8 in strings, so everything stored is valid UTF-8.
-  json::value v = json::parse(body, ec);
+  // Boost.JSON rejects invalid UTF-8 in strings, so everything stored is valid UTF-8. The parsed
+  // tree lives in a stack buffer (heap only past 4 KiB): one request, no per-node allocations.
+  unsigned char scratch[4096];
+  json::monotonic_resource mr(scratch, sizeof scratch);
+  json::value v = json::parse(body, ec, &mr);
   if (ec) {
-    return ParsedIngest{std::nullopt, "invalid_json", "the body is not valid JSON: " + ec.message()};
+    return ParsedIngest{std::nullopt, "invalid_json",
+                        "the body is not valid JSON: " + ec.message()};
   }
   if (!v.is_object()) {
     return ParsedIngest{std::nullopt, "invalid_json", "the body must be a JSON object"};
@@ -100,7 +106,8 @@ ParsedIngest parse_ingest(std::string_view body, std::string_view default_region
     return fail("field \"external_id\" is required");
   }
   if (!one_of(kind, kKinds)) {
-    return fail("field \"kind\" must be one of email, call, mention, direct_message, comment, message");
+    return fail(
+        "field \"kind\" must be one of email, call, mention, direct_message, comment, message");
   }
   in.kind = kind;
   if (!occurred.empty()) {
@@ -147,8 +154,9 @@ ParsedIngest parse_ingest(std::string_view body, std::string_view default_region
     id = Identity{c.type, c.value, name, ""};
   } else if (!platform.empty() || !handle.empty()) {
     if (!one_of(platform, kPlatforms)) {
-      return fail("field \"from.platform\" must be one of mastodon, x, messenger, instagram, "
-                  "telegram, whatsapp");
+      return fail(
+          "field \"from.platform\" must be one of mastodon, x, messenger, instagram, "
+          "telegram, whatsapp");
     }
     if (handle.empty()) {
       return fail("field \"from.handle\" is required with from.platform");
@@ -166,46 +174,49 @@ ParsedIngest parse_ingest(std::string_view body, std::string_view default_region
 }
 
 void add_routes(http::Router& router, IngestRoutes& d) {
-  router.add("POST", "/v1/interactions", [&d](http::Request& r) -> boost::asio::awaitable<http::Response> {
-    auto start = std::chrono::steady_clock::now();
-    auto token = http::bearer_token(r);
-    if (token.empty()) {
-      co_return http::error(401, "unauthorized", "missing Authorization: Bearer <api token>");
-    }
-    bool known = false;
-    for (const auto& t : d.tokens) {
-      known |= http::secret_equals(token, t);
-    }
-    if (!known) {
-      co_return http::error(401, "unauthorized", "unknown api token");
-    }
-    auto ct = r.header("content-type");
-    if (!ct.empty() && ct.find("json") == std::string_view::npos) {
-      co_return http::error(415, "unsupported_media_type",
-                            "Content-Type must be application/json, not " + std::string(ct));
-    }
-    auto parsed = parse_ingest(r.body, d.default_region);
-    if (!parsed.inbound) {
-      co_return http::error(400, parsed.error_code, parsed.error);
-    }
-    std::string account = parsed.inbound->account;
-    std::vector<Inbound> items;
-    items.push_back(std::move(*parsed.inbound));
-    auto out = co_await async_submit(d.pipeline, std::move(items), std::nullopt,
-                                     boost::asio::use_awaitable);
-    const auto& o = out.at(0);
-    if (!o.error.empty()) {
-      co_return http::error(503, "storage_unavailable",
-                            "the interaction could not be stored: " + o.error);
-    }
-    d.metrics.observe("switchboard_ingest_seconds",
-                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    Labels labels{{"channel", "api"}, {"account", account}};
-    d.metrics.inc(o.duplicate ? "switchboard_duplicates_total" : "switchboard_interactions_total",
-                  labels);
-    json::object body{{"id", o.id}, {"duplicate", o.duplicate}};
-    co_return http::json(o.duplicate ? 200 : 202, json::serialize(body));
-  });
+  router.add(
+      "POST", "/v1/interactions", [&d](http::Request& r) -> boost::asio::awaitable<http::Response> {
+        auto start = std::chrono::steady_clock::now();
+        auto token = http::bearer_token(r);
+        if (token.empty()) {
+          co_return http::error(401, "unauthorized", "missing Authorization: Bearer <api token>");
+        }
+        bool known = false;
+        for (const auto& t : d.tokens) {
+          known |= http::secret_equals(token, t);
+        }
+        if (!known) {
+          co_return http::error(401, "unauthorized", "unknown api token");
+        }
+        auto ct = r.header("content-type");
+        if (!ct.empty() && ct.find("json") == std::string_view::npos) {
+          co_return http::error(415, "unsupported_media_type",
+                                "Content-Type must be application/json, not " + std::string(ct));
+        }
+        auto parsed = parse_ingest(r.body, d.default_region);
+        if (!parsed.inbound) {
+          co_return http::error(400, parsed.error_code, parsed.error);
+        }
+        std::string account = parsed.inbound->account;
+        std::vector<Inbound> items;
+        items.push_back(std::move(*parsed.inbound));
+        auto out = co_await async_submit(d.pipeline, std::move(items), std::nullopt,
+                                         boost::asio::use_awaitable);
+        const auto& o = out.at(0);
+        if (!o.error.empty()) {
+          co_return http::error(503, "storage_unavailable",
+                                "the interaction could not be stored: " + o.error);
+        }
+        d.metrics.observe(
+            "switchboard_ingest_seconds",
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        Labels labels{{"channel", "api"}, {"account", account}};
+        d.metrics.inc(
+            o.duplicate ? "switchboard_duplicates_total" : "switchboard_interactions_total",
+            labels);
+        json::object body{{"id", o.id}, {"duplicate", o.duplicate}};
+        co_return http::json(o.duplicate ? 200 : 202, json::serialize(body));
+      });
 }
 
 }  // namespace sb::api
