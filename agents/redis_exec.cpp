@@ -6,6 +6,7 @@
 #include <future>
 
 #include "core/log.hpp"
+#include "core/resp.hpp"
 
 namespace sb::agents {
 namespace {
@@ -205,20 +206,19 @@ void RedisExec::loop() {
       }
       reported = false;
     }
+    std::string cmd;
     for (const auto& j : batch) {
-      std::vector<const char*> argv;
-      std::vector<size_t> lens;
-      std::string nkeys = std::to_string(j.keys.size());
-      const std::string& sha = conn.shas.at(static_cast<size_t>(j.script));
-      argv = {"EVALSHA", sha.data(), nkeys.data()};
-      lens = {7, sha.size(), nkeys.size()};
+      cmd.clear();
+      resp::array(cmd, 3 + j.keys.size() + j.args.size());
+      resp::bulk(cmd, "EVALSHA");
+      resp::bulk(cmd, conn.shas.at(static_cast<size_t>(j.script)));
+      resp::bulk(cmd, std::to_string(j.keys.size()));
       for (const auto* list : {&j.keys, &j.args}) {
         for (const auto& a : *list) {
-          argv.push_back(a.data());
-          lens.push_back(a.size());
+          resp::bulk(cmd, a);
         }
       }
-      redisAppendCommandArgv(conn.ctx, static_cast<int>(argv.size()), argv.data(), lens.data());
+      redisAppendFormattedCommand(conn.ctx, cmd.data(), cmd.size());
     }
     std::deque<Job> retry;
     bool lost = false;

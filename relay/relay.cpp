@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include "core/log.hpp"
+#include "core/resp.hpp"
 #include "routing/rules.hpp"
 #include "storage/sqlite.hpp"
 
@@ -46,20 +47,6 @@ for i = 0, #KEYS / 2 - 1 do
 end
 return {#KEYS / 2, ''}
 )lua";
-
-// RESP (the Redis protocol): an array header and bulk strings.
-void resp_array(std::string& out, std::size_t n) {
-  out += '*';
-  out += std::to_string(n);
-  out += "\r\n";
-}
-void resp_bulk(std::string& out, std::string_view v) {
-  out += '$';
-  out += std::to_string(v.size());
-  out += "\r\n";
-  out += v;
-  out += "\r\n";
-}
 
 struct ReplyDeleter {
   void operator()(redisReply* r) const { freeReplyObject(r); }
@@ -298,12 +285,12 @@ bool Relay::pass(Conn& c) {
     }
     std::string cmd;
     cmd.reserve(keys.size() + fields.size() + 128);
-    resp_array(cmd, 3 + 2 * in_chunk + 1 + kFields * in_chunk);
-    resp_bulk(cmd, "EVALSHA");
-    resp_bulk(cmd, c.sha);
-    resp_bulk(cmd, std::to_string(2 * in_chunk));
+    resp::array(cmd, 3 + 2 * in_chunk + 1 + kFields * in_chunk);
+    resp::bulk(cmd, "EVALSHA");
+    resp::bulk(cmd, c.sha);
+    resp::bulk(cmd, std::to_string(2 * in_chunk));
     cmd += keys;
-    resp_bulk(cmd, kMarkerTtl);
+    resp::bulk(cmd, kMarkerTtl);
     cmd += fields;
     commands.push_back(std::move(cmd));
     keys.clear();
@@ -314,15 +301,15 @@ bool Relay::pass(Conn& c) {
   select->bind(1, watermark_).bind(2, kBatch);
   while (select->step()) {
     Row r{select->int64(0), select->text(1), select->text(2), select->text(3), select->text(4)};
-    resp_bulk(keys, cfg_.prefix + ":q:" + r.queue + ":" + r.priority);
-    resp_bulk(keys, cfg_.prefix + ":relayed:" + r.op_id);
+    resp::bulk(keys, cfg_.prefix + ":q:" + r.queue + ":" + r.priority);
+    resp::bulk(keys, cfg_.prefix + ":relayed:" + r.op_id);
     static constexpr std::string_view kNames[] = {
         "interaction_id", "conversation_id", "customer_id", "channel",
         "kind",           "priority",        "payload"};
     static constexpr int kColumns[] = {4, 5, 6, 7, 8, 3, 9};
     for (int f = 0; f < kFields / 2; ++f) {
-      resp_bulk(fields, kNames[f]);
-      resp_bulk(fields, select->text_view(kColumns[f]));
+      resp::bulk(fields, kNames[f]);
+      resp::bulk(fields, select->text_view(kColumns[f]));
     }
     rows.push_back(std::move(r));
     if (++in_chunk == kPerScript) {
