@@ -3,6 +3,8 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 
+#include <optional>
+
 #include "core/log.hpp"
 #include "core/resp.hpp"
 #include "routing/rules.hpp"
@@ -20,9 +22,9 @@ constexpr int kFields = 14;     // stream entry: 7 field/value pairs (SPEC secti
 
 // Projects up to kPerScript outbox rows. KEYS: stream, marker, stream, marker, ...; ARGV: the
 // marker TTL, then kFields entry values per row. For each row, atomically: skip if its operation
-// was already projected (the marker, keyed by op_id), else XADD; a stream created by this XADD
-// gets the `agents` group at id 0 so its first entry is claimable (a queue first named by a
-// transfer, say). Stops at the first XADD that fails (WRONGTYPE, OOM) and drops that row's
+// was already projected (the marker, keyed by the interaction id), else XADD; a stream created by
+// this XADD gets the `agents` group at id 0 so its first entry is claimable (a queue first named by
+// a transfer, say). Stops at the first XADD that fails (WRONGTYPE, OOM) and drops that row's
 // marker, so a retry adds it; returns {rows done, error}. Rows already done in a failed call
 // are skipped by their markers when the relay retries them.
 constexpr const char* kScript = R"lua(
@@ -262,7 +264,7 @@ bool Relay::pass(Conn& c) {
   if (!db) {
     db = std::make_unique<storage::Db>(writer_.path(), true);
     select = std::make_unique<storage::Stmt>(db->prepare(
-        "SELECT o.seq, o.op_id, o.queue, o.priority, i.id, i.conversation_id, "
+        "SELECT o.seq, o.interaction_id, o.queue, o.priority, i.id, i.conversation_id, "
         "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload FROM outbox o "
         "JOIN interactions i ON i.id = o.interaction_id WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2"));
     count =
@@ -273,7 +275,7 @@ bool Relay::pass(Conn& c) {
   // ~10k instructions a row. Each command covers up to kPerScript rows.
   struct Row {
     std::int64_t seq;
-    std::string op_id, queue, priority, id;
+    std::string op_id, queue, priority, id;  // op_id: the interaction id
   };
   std::vector<Row> rows;
   std::vector<std::string> commands;
@@ -393,8 +395,13 @@ bool Relay::pass(Conn& c) {
       }
     }
     writer_.submit(storage::Job{[upto = done_upto](storage::Db& wdb) {
-                                  auto st = wdb.prepare("DELETE FROM outbox WHERE seq <= ?1");
-                                  st.bind(1, upto).run();
+                                  static thread_local storage::Db* prepared_for = nullptr;
+                                  static thread_local std::optional<storage::Stmt> del;
+                                  if (prepared_for != &wdb) {
+                                    del.emplace(wdb.prepare("DELETE FROM outbox WHERE seq <= ?1"));
+                                    prepared_for = &wdb;
+                                  }
+                                  del->bind(1, upto).run();
                                 },
                                 [this, markers](const std::string& error) {
                                   if (error.empty()) {

@@ -1,5 +1,6 @@
 #include "storage/schema.hpp"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -134,6 +135,23 @@ CREATE TABLE attachments(
   PRIMARY KEY(interaction_id, idx)
 ) WITHOUT ROWID;
 )sql",
+    // 4 -> 5: the outbox without op_id. It always equalled interaction_id, and its UNIQUE index
+    // cost an index insert, a conflict check and an index delete per interaction. The table
+    // only holds rows not yet in Redis, so the copy is small; AUTOINCREMENT stays (the relay's
+    // watermark needs seq never reused).
+    R"sql(
+CREATE TABLE outbox_v5(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  interaction_id TEXT NOT NULL,          -- also keys the relay's once-only marker in Redis
+  queue TEXT NOT NULL,
+  priority TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+INSERT INTO outbox_v5(seq, interaction_id, queue, priority, created_at)
+  SELECT seq, interaction_id, queue, priority, created_at FROM outbox ORDER BY seq;
+DROP TABLE outbox;
+ALTER TABLE outbox_v5 RENAME TO outbox;
+)sql",
 };
 
 int read_version(Db& db) {
@@ -153,7 +171,7 @@ int current_schema_version() {
   return static_cast<int>(kMigrations.size());
 }
 
-void migrate(Db& db) {
+void migrate(Db& db, int target) {
   int v = read_version(db);
   if (v > current_schema_version()) {
     throw Error(0, "database " + db.path() + " has schema version " + std::to_string(v) +
@@ -161,7 +179,7 @@ void migrate(Db& db) {
                        std::to_string(current_schema_version()) +
                        "); use a newer switchboard binary or another database file");
   }
-  for (; v < current_schema_version(); ++v) {
+  for (; v < std::min(target, current_schema_version()); ++v) {
     db.exec("BEGIN IMMEDIATE");
     try {
       db.exec(kMigrations[static_cast<std::size_t>(v)]);

@@ -44,9 +44,8 @@ struct Store::Statements {
         update_call(db.prepare(
             "UPDATE interactions SET queue=?2, priority=?3, state=?4, order_key=?5, payload=?6 "
             "WHERE id=?1")),
-        insert_outbox(
-            db.prepare("INSERT INTO outbox(op_id, interaction_id, queue, priority, created_at) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5)")),
+        insert_outbox(db.prepare("INSERT INTO outbox(interaction_id, queue, priority, created_at) "
+                                 "VALUES (?1, ?2, ?3, ?4)")),
         upsert_cursor(db.prepare(
             "INSERT INTO cursors(account, scope, value, updated_at) VALUES (?1, ?2, ?3, ?4) "
             "ON CONFLICT(account, scope) DO UPDATE SET value=excluded.value, "
@@ -195,10 +194,10 @@ Route route(const Rules& rules, const Inbound& in, const CustomerMatch& cust,
 
 // Queues an interaction (the relay projects the outbox row into Redis) and remembers the queue
 // on an existing conversation for sticky routing; a new one was inserted with it.
-void enqueue(Store::Statements& st, const std::string& op_id, const std::string& interaction_id,
-             const Route& r, const Conversation& conv, std::int64_t now) {
-  st.insert_outbox.bind_static(1, op_id).bind_static(2, interaction_id);
-  st.insert_outbox.bind_static(3, r.queue).bind_static(4, r.priority).bind(5, now).run();
+void enqueue(Store::Statements& st, const std::string& interaction_id, const Route& r,
+             const Conversation& conv, std::int64_t now) {
+  st.insert_outbox.bind_static(1, interaction_id).bind_static(2, r.queue);
+  st.insert_outbox.bind_static(3, r.priority).bind(4, now).run();
   if (conv.existing) {
     st.route_conv.bind_static(1, conv.id).bind_static(2, r.queue).bind(3, now).run();
   }
@@ -255,7 +254,7 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
     }
   }
   if (queue_now) {
-    enqueue(st, meta.id, meta.id, r, conv, now);
+    enqueue(st, meta.id, r, conv, now);
   }
   return Stored{IngestOutcome{meta.id, false, "", true}, std::move(payload)};
 }
@@ -344,7 +343,10 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   }
   std::string id = st.find_dup.text(0);
   std::int64_t stored_order = st.find_dup.int64(1);
-  json::object payload = json::parse(st.find_dup.text_view(2)).as_object();
+  // Parsed into a stack buffer: a call's payload is rewritten on every one of its events.
+  unsigned char scratch[8192];
+  json::monotonic_resource mr(scratch, sizeof scratch);
+  json::object payload = json::parse(st.find_dup.text_view(2), &mr).as_object();
   std::string state = st.find_dup.text(3);
   st.find_dup.reset();
 
@@ -384,7 +386,7 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     payload["queue"] = queue;
     payload["priority"] = priority;
     conv.existing = true;  // stored with the call's first event; now it learns its queue
-    enqueue(st, id, id, r, conv, now);
+    enqueue(st, id, r, conv, now);
     state = "queued";
   }
   std::string text = json::serialize(payload);
