@@ -82,13 +82,29 @@ Service::Call Service::agent_call(const http::Request& r) const {
   return c;
 }
 
+void Service::remember_finished(const std::string& id, const std::string& agent) {
+  if (finished_.insert_or_assign(id, agent).second) {
+    finished_order_.push_back(id);
+  }
+  if (finished_order_.size() > 4096) {
+    finished_.erase(finished_order_.front());
+    finished_order_.pop_front();
+  }
+}
+
 http::Response Service::not_held(const std::string& id, const std::string& agent,
                                  const FinishResult& f) {
-  if (!records_.find(id)) {
+  auto row = records_.find(id);
+  if (!row) {
     return http::error(404, "not_found", "no interaction has the id " + id);
   }
   std::string msg = "interaction " + id + " is not held by agent " + agent;
-  if (f.status == Hold::other && f.holder == kReleasedConsumer) {
+  auto done = finished_.find(id);
+  if (f.status == Hold::not_held && done != finished_.end()) {
+    msg += ": agent " + done->second + " finished it";
+  } else if (f.status == Hold::not_held && row->state == "done") {
+    msg += ": it is finished";
+  } else if (f.status == Hold::other && f.holder == kReleasedConsumer) {
     msg += ": it was released and waits in its queue";
   } else if (f.status == Hold::other) {
     msg += ": agent " + f.holder + " holds it";
@@ -195,6 +211,7 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
   json::object d{{"queue", queue}};
   if (ack) {
     records_.event(id, agent.id, "finish", json::serialize(d), "done");
+    remember_finished(id, agent.id);
     co_return http::json(200, id_body(id, "done"));
   }
   records_.event(id, agent.id, "release", json::serialize(d), "queued");

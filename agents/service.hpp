@@ -8,11 +8,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/json/object.hpp>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "agents/queue_ops.hpp"
@@ -87,6 +89,11 @@ class Service {
   QueueOps ops_;
   Records records_;
   Waiters waiters_;  // io thread only
+  // The last few thousand acks (interaction id -> agent), io thread only: a retried ack is told
+  // the item is finished even before the event reaches the database.
+  std::unordered_map<std::string, std::string> finished_;
+  std::deque<std::string> finished_order_;
+  void remember_finished(const std::string& id, const std::string& agent);
   SendLoop sends_;
   Relay& relay_;
   bool stopping_ = false;  // io thread only

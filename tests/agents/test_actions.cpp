@@ -50,6 +50,8 @@ TEST_CASE("wrong token 401, other queue 403, not held 409, unknown id 404: each 
   CHECK(d.act("alice-token", id, "ack").status == 200);
   auto twice = d.act("alice-token", id, "ack");
   CHECK(twice.status == 409);
+  CHECK(error_message(twice) ==
+        "interaction " + id + " is not held by agent alice: agent alice finished it");
   CHECK(d.get("", "/v1/queues").status == 401);
   CHECK(d.get("test-token", "/v1/queues").status == 200);  // read APIs: API tokens too
 }
