@@ -162,12 +162,16 @@ int main(int argc, char** argv) {
     }
   };
 
+  int redis_pid = bench::redis_pid(redis);
+  double daemon_cpu0 = bench::cpu_seconds(daemon.pid()), redis_cpu0 = bench::cpu_seconds(redis_pid);
   auto t1 = clk::now();
   for (int a = 0; a < agents; ++a) {
     asio::co_spawn(io, agent(a), asio::detached);
   }
   io.run();
   double p1_s = std::chrono::duration<double>(clk::now() - t1).count();
+  double daemon_us1 = (bench::cpu_seconds(daemon.pid()) - daemon_cpu0) * 1e6 / std::max(cycles1, 1);
+  double redis_us1 = (bench::cpu_seconds(redis_pid) - redis_cpu0) * 1e6 / std::max(cycles1, 1);
 
   // Phase 2: paced ingest while the agents long-poll.
   io.restart();
@@ -234,6 +238,8 @@ int main(int argc, char** argv) {
   t.add("phase 1: backlog claimed + acked",
         std::to_string(cycles1) + " of " + std::to_string(backlog));
   t.add("phase 1: claim+ack cycles", bench::fmt("%.0f /s", cycles1 / p1_s));
+  t.add("phase 1: daemon / redis-server CPU per cycle",
+        bench::fmt("%.1f us", daemon_us1) + bench::fmt(" / %.1f us", redis_us1));
   t.add("phase 1: claim p50 (work waiting)",
         bench::fmt("%.2f ms", bench::percentile(claim1_ms, 0.5)));
   t.add("phase 1: claim p99 (work waiting)",
