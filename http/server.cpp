@@ -77,8 +77,13 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     head += ' ';
     auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(res.status));
     head.append(reason.data(), reason.size());
-    head += "\r\nServer: switchboard\r\nContent-Type: ";
-    head += res.content_type;
+    // RFC 9110 section 8.6: no Content-Length (and no body) with 1xx, 204 and 304.
+    bool bodiless = res.status < 200 || res.status == 204 || res.status == 304;
+    head += "\r\nServer: switchboard";
+    if (!bodiless && !res.content_type.empty()) {
+      head += "\r\nContent-Type: ";
+      head += res.content_type;
+    }
     for (const auto& [k, v] : res.headers) {
       if (k.find_first_of("\r\n:") != std::string::npos ||
           v.find_first_of("\r\n") != std::string::npos) {
@@ -89,8 +94,12 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       head += ": ";
       head += v;
     }
-    head += "\r\nContent-Length: ";
-    head += std::to_string(res.body.size());
+    if (bodiless) {
+      res.body.clear();
+    } else {
+      head += "\r\nContent-Length: ";
+      head += std::to_string(res.body.size());
+    }
     if (!keep_alive) {
       head += "\r\nConnection: close";
     } else if (version == 10) {
