@@ -121,19 +121,16 @@ int main(int argc, char** argv) {
   bench::Daemon daemon(dir, redis, "[matching]\ndefault_region = \"US\"\n", db_path);
   auto [rss_idle, hwm_idle] = bench::rss_mib(daemon.pid());
   constexpr int kPosts = 20000;
-  auto load = bench::run_load(
-      daemon.port, kPosts, 16,
-      [n](int i) {
-        bench::Request req{bench::bhttp::verb::post, "/v1/interactions", 11};
-        req.set(bench::bhttp::field::authorization, "Bearer bench");
-        req.set(bench::bhttp::field::content_type, "application/json");
-        int who = static_cast<int>((static_cast<long long>(i) * 7919) % n);
-        req.body() = R"({"source":"bench","external_id":"m-)" + std::to_string(i) +
-                     R"(","from":{"phone":")" + phone_of(who) +
-                     R"("},"text":"where is my order?"})";
-        return req;
-      },
-      202);
+  auto wire = bench::prepare_requests(kPosts, [n](int i) {
+    bench::Request req{bench::bhttp::verb::post, "/v1/interactions", 11};
+    req.set(bench::bhttp::field::authorization, "Bearer bench");
+    req.set(bench::bhttp::field::content_type, "application/json");
+    int who = static_cast<int>((static_cast<long long>(i) * 7919) % n);
+    req.body() = R"({"source":"bench","external_id":"m-)" + std::to_string(i) +
+                 R"(","from":{"phone":")" + phone_of(who) + R"("},"text":"where is my order?"})";
+    return req;
+  });
+  auto load = bench::run_load(daemon.port, wire, 16, 202);
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
   daemon.stop();
   long long customers_after = 0;

@@ -23,26 +23,24 @@ int main(int argc, char** argv) {
   test::RedisServer redis;
   bench::Daemon daemon(dir, redis);
 
+  auto wire = bench::prepare_requests(total, [](int i) {
+    // Even: one of 1,000 returning customers; odd: a new customer every time.
+    std::string from = i % 2 == 0 ? "known" + std::to_string(i % 1000) + "@example.com"
+                                  : "new" + std::to_string(i) + "@example.net";
+    bench::Request req{bench::bhttp::verb::post, "/v1/interactions", 11};
+    req.set(bench::bhttp::field::authorization, "Bearer bench");
+    req.set(bench::bhttp::field::content_type, "application/json");
+    req.body() = R"({"source":"bench","external_id":"b-)" + std::to_string(i) +
+                 R"(","from":{"email":")" + from +
+                 R"("},"subject":"Order late","text":"Hello, my order has not arrived yet."})";
+    return req;
+  });
   double cpu0 = bench::cpu_seconds(daemon.pid());
   int redis_pid = bench::redis_pid(redis);
   double redis0 = bench::cpu_seconds(redis_pid);
   double self0 = bench::cpu_seconds(getpid());
   auto t0 = std::chrono::steady_clock::now();
-  auto load = bench::run_load(
-      daemon.port, total, clients,
-      [](int i) {
-        // Even: one of 1,000 returning customers; odd: a new customer every time.
-        std::string from = i % 2 == 0 ? "known" + std::to_string(i % 1000) + "@example.com"
-                                      : "new" + std::to_string(i) + "@example.net";
-        bench::Request req{bench::bhttp::verb::post, "/v1/interactions", 11};
-        req.set(bench::bhttp::field::authorization, "Bearer bench");
-        req.set(bench::bhttp::field::content_type, "application/json");
-        req.body() = R"({"source":"bench","external_id":"b-)" + std::to_string(i) +
-                     R"(","from":{"email":")" + from +
-                     R"("},"subject":"Order late","text":"Hello, my order has not arrived yet."})";
-        return req;
-      },
-      202);
+  auto load = bench::run_load(daemon.port, wire, clients, 202);
   int errors = load.errors;
   test::eventually([&] { return redis.xlen("sb:q:general:normal") >= total - errors; },
                    std::chrono::seconds(120));

@@ -57,21 +57,20 @@ int main(int argc, char** argv) {
     bodies[static_cast<std::size_t>(i)] = {body, voice::twilio_signature(token, url, params)};
   }
 
+  auto wire = bench::prepare_requests(total, [&](int i) {
+    auto& [body, sig] = bodies[static_cast<std::size_t>(i)];
+    bench::Request req{bench::bhttp::verb::post, "/webhooks/twilio/voice", 11};
+    req.set(bench::bhttp::field::content_type, "application/x-www-form-urlencoded");
+    req.set("X-Twilio-Signature", sig);
+    req.body() = body;
+    return req;
+  });
   double cpu0 = bench::cpu_seconds(daemon.pid());
   int redis_pid = bench::redis_pid(redis);
   double redis0 = bench::cpu_seconds(redis_pid);
+  double self0 = bench::cpu_seconds(getpid());
   auto t0 = std::chrono::steady_clock::now();
-  auto load = bench::run_load(
-      daemon.port, total, clients,
-      [&](int i) {
-        auto& [body, sig] = bodies[static_cast<std::size_t>(i)];
-        bench::Request req{bench::bhttp::verb::post, "/webhooks/twilio/voice", 11};
-        req.set(bench::bhttp::field::content_type, "application/x-www-form-urlencoded");
-        req.set("X-Twilio-Signature", sig);
-        req.body() = body;
-        return req;
-      },
-      200);
+  auto load = bench::run_load(daemon.port, wire, clients, 200);
   test::eventually([&] { return redis.xlen("sb:q:general:normal") >= calls; },
                    std::chrono::seconds(120));
   double e2e_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -79,6 +78,7 @@ int main(int argc, char** argv) {
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
   double cpu_us = (bench::cpu_seconds(daemon.pid()) - cpu0) * 1e6 / total;
   double redis_us = (bench::cpu_seconds(redis_pid) - redis0) * 1e6 / total;
+  double client_us = (bench::cpu_seconds(getpid()) - self0) * 1e6 / total;
   daemon.stop();
 
   auto& lat = load.latency_ms;
@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
   t.add("daemon CPU per callback",
         bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", cpu_us));
   t.add("redis-server CPU per callback", bench::fmt("%.1f us", redis_us));
+  t.add("load generator CPU per request", bench::fmt("%.1f us (same machine)", client_us));
   t.add("latency p50", bench::fmt("%.2f ms", bench::percentile(lat, 0.50)));
   t.add("latency p99", bench::fmt("%.2f ms", bench::percentile(lat, 0.99)));
   t.add("daemon RSS (end / peak)",
