@@ -182,7 +182,7 @@ int main(int argc, char** argv) {
   dovecot.deliver_many(raws);
   dovecot.doveadm("mailbox status -u alice messages INBOX");  // Dovecot indexes new/ once, untimed
   std::ofstream(dir.file("pass")) << Dovecot::password;
-  set_log_level("warn");
+  set_log_level(std::getenv("SB_BENCH_LOG") ? std::getenv("SB_BENCH_LOG") : "warn");
 
   // The Maildir goes to tmpfs (/dev/shm) unless --maildir-root says otherwise. On ext4, creating
   // a file skips every inode freed in the last minutes (ext4 find_inode_bit/recently_deleted):
