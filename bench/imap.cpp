@@ -16,10 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <iterator>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <thread>
 
 #include "bench/bench_util.hpp"
@@ -98,26 +96,22 @@ MbsyncRun run_mbsync(const test::TempDir& dir, const std::string& maildir_root,
   return run;
 }
 
-// CPU seconds used so far by this process's threads, summed by thread name (sb-writer, sb-io,
-// sb-relay, sb-email-parse, ...).
-std::map<std::string, double> thread_cpu() {
-  std::map<std::string, double> out;
+// Per thread name (sb-writer, sb-io, sb-relay, sb-email-parse, ...) of this process, summed:
+// seconds on a CPU and seconds runnable but waiting for one (/proc schedstat). The wait shows
+// how much the other load on the machine held each stage back.
+struct ThreadTimes {
+  double on_cpu = 0;
+  double waiting = 0;
+};
+std::map<std::string, ThreadTimes> thread_times() {
+  std::map<std::string, ThreadTimes> out;
   for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream in(t.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto open = stat.find('('), close = stat.rfind(')');
-    if (open == std::string::npos || close == std::string::npos) {
-      continue;
-    }
-    std::istringstream rest(stat.substr(close + 2));
-    std::string field;
-    double ticks = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14 || i == 15) {  // utime, stime
-        ticks += std::stod(field);
-      }
-    }
-    out[stat.substr(open + 1, close - open - 1)] += ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+    std::string name;
+    std::getline(std::ifstream(t.path() / "comm"), name);
+    double run_ns = 0, wait_ns = 0;  // schedstat: on CPU, waiting on a run queue, slices
+    std::ifstream(t.path() / "schedstat") >> run_ns >> wait_ns;
+    out[name].on_cpu += run_ns / 1e9;
+    out[name].waiting += wait_ns / 1e9;
   }
   return out;
 }
@@ -129,7 +123,7 @@ struct SyncRun {
   double stored_s = 0;  // everything committed to SQLite (the relay to Redis follows)
   double redis_s = 0;   // everything in the Redis stream
   double cpu_s = 0;     // CPU of this process (the daemon's threads) during the sync
-  std::map<std::string, double> threads;  // the same by thread name
+  std::map<std::string, ThreadTimes> threads;  // by thread name
 };
 
 // The whole daemon in-process with a fresh database and a fresh redis-server, from start() until
@@ -150,7 +144,7 @@ bool run_switchboard(SyncRun& run, const Dovecot& dovecot, int total) {
   run.app = std::make_unique<App>(cfg);
   storage::Db db(run.dir->file("switchboard.db"), true);
   double cpu0 = bench::cpu_seconds(getpid());
-  auto threads0 = thread_cpu();
+  auto threads0 = thread_times();
   auto t = clk::now();
   run.app->start();
   // Polled every 10 ms with cheap queries: the probe itself must not compete for the 2 cores.
@@ -166,9 +160,10 @@ bool run_switchboard(SyncRun& run, const Dovecot& dovecot, int total) {
     if (run.stored_s != 0 && run.redis->xlen("sb:q:general:normal") >= total) {
       run.redis_s = seconds_since(t);
       run.cpu_s = bench::cpu_seconds(getpid()) - cpu0;
-      run.threads = thread_cpu();
+      run.threads = thread_times();
       for (const auto& [name, s] : threads0) {
-        run.threads[name] -= s;
+        run.threads[name].on_cpu -= s.on_cpu;
+        run.threads[name].waiting -= s.waiting;
       }
       return true;
     }
@@ -244,7 +239,7 @@ int main(int argc, char** argv) {
   // (fresh Maildir; fresh database and redis-server), so a burst of load from other processes
   // on the machine hits both sides alike and the medians compare.
   std::vector<double> mb, mb_cpu, sb_redis, sb_stored, sb_cpu;
-  std::map<std::string, std::vector<double>> sb_threads;
+  std::map<std::string, std::vector<double>> sb_threads, sb_waits;
   SyncRun last;
   for (int r = 1; r <= rounds; ++r) {
     MbsyncRun mr = run_mbsync(dir, maildirs.path, dovecot, r);
@@ -264,7 +259,8 @@ int main(int argc, char** argv) {
     sb_stored.push_back(last.stored_s);
     sb_cpu.push_back(last.cpu_s);
     for (const auto& [name, s] : last.threads) {
-      sb_threads[name].push_back(s);
+      sb_threads[name].push_back(s.on_cpu);
+      sb_waits[name].push_back(s.waiting);
     }
     std::cerr << bench::fmt("round %.0f: ", r) << bench::fmt("mbsync %.2f s, ", m)
               << bench::fmt("switchboard %.2f s\n", last.redis_s);
@@ -303,8 +299,9 @@ int main(int argc, char** argv) {
         bench::fmt("%.2f s", median(sb_stored)));
   t.add("switchboard: CPU (all daemon threads), median", bench::fmt("%.2f s", median(sb_cpu)));
   for (const auto& [name, v] : sb_threads) {
-    if (median(v) >= 0.01) {  // the bench's own main thread polls; it shows as bench_imap
-      t.add("  CPU of thread " + name + ", median", bench::fmt("%.2f s", median(v)));
+    if (median(v) >= 0.01 && name != "bench_imap") {  // the bench's main thread: its polling
+      t.add("  thread " + name + ": on CPU / waiting for one, median",
+            bench::fmt("%.2f s / ", median(v)) + bench::fmt("%.2f s", median(sb_waits[name])));
     }
   }
   t.add("mbsync: Maildir in", maildir_root);
