@@ -129,6 +129,8 @@ struct SyncRun {
 // The whole daemon in-process with a fresh database and a fresh redis-server, from start() until
 // all `total` messages are in the Redis stream. The App is left running (IDLE uses the last one).
 bool run_switchboard(SyncRun& run, const Dovecot& dovecot, int total) {
+  run.stored_s = run.redis_s = run.cpu_s = 0;
+  run.threads.clear();
   run.dir = std::make_unique<test::TempDir>();
   run.redis = std::make_unique<test::RedisServer>();
   auto cfg = test::test_config(*run.dir, run.redis->port());
