@@ -8,7 +8,6 @@
 #endif
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -16,7 +15,6 @@
 #include "channels/email/poller.hpp"
 #include "channels/email/threading.hpp"
 #include "core/log.hpp"
-#include "storage/async_pipeline.hpp"
 
 namespace sb::email {
 namespace asio = boost::asio;
@@ -44,9 +42,12 @@ BatchChain::BatchChain(asio::io_context& io, asio::thread_pool& parsers, Pipelin
 void BatchChain::add(std::vector<imap::FetchedMessage> messages) {
   auto b = std::make_shared<Batch>();
   b->raw = std::move(messages);
-  queue_.push_back(b);
-  // The parse job holds the chain: its result is posted back even if the session has ended
-  // by then (and is then dropped by pump()).
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(b);
+  }
+  // The parse job holds the chain: its result arrives even if the session has ended by then
+  // (and is then dropped by pump()).
   asio::post(parsers_, [self = shared_from_this(), b] {
     thread_local bool named = false;
     if (!named) {
@@ -71,17 +72,21 @@ void BatchChain::add(std::vector<imap::FetchedMessage> messages) {
     }
     b->raw.clear();
     b->raw.shrink_to_fit();
-    asio::post(self->io_, [self, b] { self->parsed(b); });
+    self->parsed(b);
   });
 }
 
 void BatchChain::parsed(const std::shared_ptr<Batch>& b) {
-  b->parsed = true;
-  pump();
-  wake_.cancel();
+  {
+    std::lock_guard lock(mu_);
+    b->parsed = true;
+    pump();
+  }
+  wake();
 }
 
-// Submits the oldest batch when it is parsed and nothing is at the writer.
+// Submits the oldest batch when it is parsed and nothing is at the writer. Called with mu_ held,
+// and submits with it held, so that once close() has returned nothing more is submitted.
 void BatchChain::pump() {
   if (closed_ || failed_ || at_writer_ || queue_.empty() || !queue_.front()->parsed) {
     return;
@@ -90,44 +95,71 @@ void BatchChain::pump() {
   at_writer_ = true;
   logger("email")->debug("{} submitting UIDs {}..{}", prefix_, b->uids.front(), b->uids.back());
   CursorUpdate cursor{account_.name, mailbox_, format_cursor({uidvalidity_, b->uids.back()})};
-  async_submit(pipeline_, std::move(b->items), std::move(cursor),
-               asio::bind_executor(io_, [self = shared_from_this(), b](auto outcomes) {
-                 self->committed(b, std::move(outcomes));
-               }));
+  // `done` runs on the writer thread right after the COMMIT (Pipeline contract): it only
+  // counts, logs and hands over the next batch, which the writer then finds queued.
+  pipeline_.submit(std::move(b->items), std::move(cursor),
+                   [self = shared_from_this(), b](std::vector<IngestOutcome> outcomes) {
+                     self->committed(b, std::move(outcomes));
+                   });
 }
 
 void BatchChain::committed(const std::shared_ptr<Batch>& b, std::vector<IngestOutcome> outcomes) {
   auto log = logger("email");
-  at_writer_ = false;
-  queue_.pop_front();
   std::size_t stored = 0;
   std::size_t dups = 0;
+  std::string error;
   for (const auto& o : outcomes) {
     if (!o.error.empty()) {
-      // The transaction rolled back: neither messages nor cursor moved. Fetched again by the
-      // next session; nothing later is submitted, so the cursor cannot skip these UIDs.
-      log->error("{} storing UIDs {}..{} failed: {}", prefix_, b->uids.front(), b->uids.back(),
-                 o.error);
-      failed_ = make_error_code(boost::system::errc::io_error);
-      wake_.cancel();
-      return;
+      error = o.error;
+      break;
     }
     stored += o.created ? 1 : 0;
     dups += o.duplicate ? 1 : 0;
   }
-  Labels labels{{"channel", "email"}, {"account", account_.name}};
-  metrics_.inc("switchboard_interactions_total", labels, stored);
-  metrics_.inc("switchboard_duplicates_total", labels, dups);
-  log->info("{} stored UIDs {}..{}: {} new, {} duplicates", prefix_, b->uids.front(),
-            b->uids.back(), stored, dups);
-  if (account_.after != "keep" && !closed_) {
-    committed_.push_back(std::move(b->uids));
+  {
+    // Everything that reads the account or the metrics happens before at_writer_ is cleared:
+    // the session may end (and the Poller go away) as soon as it sees it cleared.
+    std::lock_guard lock(mu_);
+    if (!error.empty()) {
+      // The transaction rolled back: neither messages nor cursor moved. Fetched again by the
+      // next session; nothing later is submitted, so the cursor cannot skip these UIDs.
+      log->error("{} storing UIDs {}..{} failed: {}", prefix_, b->uids.front(), b->uids.back(),
+                 error);
+      failed_ = make_error_code(boost::system::errc::io_error);
+    } else {
+      Labels labels{{"channel", "email"}, {"account", account_.name}};
+      metrics_.inc("switchboard_interactions_total", labels, stored);
+      metrics_.inc("switchboard_duplicates_total", labels, dups);
+      log->info("{} stored UIDs {}..{}: {} new, {} duplicates", prefix_, b->uids.front(),
+                b->uids.back(), stored, dups);
+      if (account_.after != "keep" && !closed_) {
+        committed_.push_back(b->uids);
+      }
+    }
+    at_writer_ = false;
+    queue_.pop_front();
+    pump();
   }
-  pump();
-  wake_.cancel();
+  wake();
+}
+
+std::size_t BatchChain::pending() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+bool BatchChain::at_writer() const {
+  std::lock_guard lock(mu_);
+  return at_writer_;
+}
+
+boost::system::error_code BatchChain::failed() const {
+  std::lock_guard lock(mu_);
+  return failed_;
 }
 
 std::vector<std::vector<std::uint64_t>> BatchChain::take_committed() {
+  std::lock_guard lock(mu_);
   return std::exchange(committed_, {});
 }
 
@@ -135,9 +167,18 @@ asio::awaitable<void> BatchChain::wait() {
   co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
+// The timer belongs to the io thread: cancel it there. A wake posted while the session is not
+// waiting is harmless: the session checks the state before it waits again.
+void BatchChain::wake() {
+  asio::post(io_, [self = shared_from_this()] { self->wake_.cancel(); });
+}
+
 void BatchChain::close() {
-  closed_ = true;
-  wake_.cancel();
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+  }
+  wake();
 }
 
 }  // namespace sb::email

@@ -11,8 +11,12 @@
 // After a failed commit nothing more is submitted; the session ends and the next one starts
 // again from the committed cursor.
 //
-// All state is touched on the io thread only (parse results and commit outcomes are posted
-// there). The session bounds memory by waiting while `pending()` is at its limit.
+// The hand-over happens on whichever thread completes the second condition: the parser thread
+// that finished the batch, or the writer thread in the previous batch's commit callback. The
+// writer then finds the next batch queued when it finishes a commit and goes on without
+// sleeping; with a hop through the io thread in between, every batch waited twice for a CPU
+// when the machine was busy (two wake-ups per batch). The state is guarded by a mutex; the
+// session on the io thread is woken by a post.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -21,6 +25,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -43,23 +48,24 @@ class BatchChain : public std::enable_shared_from_this<BatchChain> {
   // in order once parsed and once every earlier batch has committed.
   void add(std::vector<imap::FetchedMessage> messages);
   // Batches added and not yet committed (parsing, parsed, or at the writer).
-  std::size_t pending() const { return queue_.size(); }
+  std::size_t pending() const;
   // A batch has been submitted and its commit outcome has not arrived yet.
-  bool at_writer() const { return at_writer_; }
+  bool at_writer() const;
   // Set when a commit failed (nothing after it was or will be submitted).
-  boost::system::error_code failed() const { return failed_; }
+  boost::system::error_code failed() const;
   // The UIDs of each batch committed since the last call, in order (for `after`).
   std::vector<std::vector<std::uint64_t>> take_committed();
-  // Suspends until the next parse result, commit outcome or wake().
+  // io thread: suspends until the next parse result, commit outcome or wake().
   boost::asio::awaitable<void> wait();
-  void wake() { wake_.cancel(); }
+  // Any thread.
+  void wake();
   // The session is over: nothing more is submitted (a batch already at the writer finishes).
   void close();
 
  private:
   struct Batch;
   void parsed(const std::shared_ptr<Batch>& b);
-  void pump();
+  void pump();  // with mu_ held
   void committed(const std::shared_ptr<Batch>& b, std::vector<IngestOutcome> outcomes);
 
   boost::asio::io_context& io_;
@@ -70,7 +76,10 @@ class BatchChain : public std::enable_shared_from_this<BatchChain> {
   std::string mailbox_;
   std::string prefix_;
   std::uint64_t uidvalidity_;
-  boost::asio::steady_timer wake_;
+  boost::asio::steady_timer wake_;  // io thread only
+  // Guards everything below. Recursive: a Pipeline may run `done` inside submit() (a stopped
+  // writer fails the job at once), and pump() submits with the lock held.
+  mutable std::recursive_mutex mu_;
   std::deque<std::shared_ptr<Batch>> queue_;  // UID order; front() is the next to commit
   bool at_writer_ = false;                    // queue_.front() has been submitted
   bool closed_ = false;

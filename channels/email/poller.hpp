@@ -3,7 +3,8 @@
 // App's io_context. Each one connects, reads the committed cursor "uidvalidity:last_uid",
 // fetches new UIDs in batches, stores each batch through Pipeline::submit together with the
 // new cursor (one transaction, DESIGN-NOTES invariant 2), applies `after` only once that commit
-// is done, then waits in IDLE (or polls). A changed UIDVALIDITY re-reads the whole mailbox: the
+// is done, then waits in IDLE (or polls). Fetching, MIME parsing and storing overlap (see
+// batch_chain.hpp). A changed UIDVALIDITY re-reads the whole mailbox: the
 // external_id of an email is its Message-ID (a hash of the raw bytes when it has none), so the
 // store's UNIQUE(channel, account, external_id) drops what was already stored.
 //

@@ -159,3 +159,14 @@ TEST_CASE("batch chain: a failed commit stops the chain; the cursor stays with t
   CHECK(f.count("SELECT count(*) FROM interactions") == 40);
   CHECK_FALSE(f.chain->at_writer());
 }
+
+TEST_CASE("batch chain: a store that fails a batch inside submit() (writer stopped) ends it") {
+  ChainFixture f;
+  f.writer.stop();  // jobs submitted from now on fail at once, inside submit()
+  f.add_batches();
+  f.run_until([&] { return static_cast<bool>(f.chain->failed()); });
+  REQUIRE(f.chain->failed());
+  CHECK(f.recording.recorded() == std::vector<std::string>{"7:44"});
+  CHECK_FALSE(f.chain->at_writer());
+  CHECK_FALSE(f.store.cursor("support", "INBOX"));
+}
