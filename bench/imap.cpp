@@ -297,8 +297,7 @@ int main(int argc, char** argv) {
   t.add("switchboard: IMAP -> SQLite -> Redis, rounds", list(sb_redis) + " s");
   t.add("switchboard: IMAP -> SQLite -> Redis, median",
         bench::fmt("%.2f s", sync_med) + bench::fmt(" (%.0f msg/s)", total / sync_med));
-  t.add("switchboard: IMAP -> SQLite (committed), median",
-        bench::fmt("%.2f s", median(sb_stored)));
+  t.add("switchboard: IMAP -> SQLite (committed), median", bench::fmt("%.2f s", median(sb_stored)));
   t.add("switchboard: CPU (all daemon threads), median", bench::fmt("%.2f s", median(sb_cpu)));
   for (const auto& [name, v] : sb_threads) {
     if (median(v) >= 0.01 && name != "bench_imap") {  // the bench's main thread: its polling

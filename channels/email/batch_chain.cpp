@@ -64,8 +64,8 @@ void BatchChain::add(std::vector<imap::FetchedMessage> messages) {
         for (const auto& p : parsed.problems) {
           why += (why.empty() ? "" : ", ") + p;
         }
-        log->warn("{} UID {} is malformed ({}); stored with flag malformed", self->prefix_,
-                  msg.uid, why);
+        log->warn("{} UID {} is malformed ({}); stored with flag malformed", self->prefix_, msg.uid,
+                  why);
       }
       b->items.push_back(to_inbound(std::move(parsed), self->account_.name, self->mailbox_));
       b->uids.push_back(msg.uid);

@@ -41,8 +41,8 @@ class BatchChain : public std::enable_shared_from_this<BatchChain> {
   // `account` and `metrics` must outlive the chain's last posted handler (the Poller's State
   // owns them and joins the pool first).
   BatchChain(boost::asio::io_context& io, boost::asio::thread_pool& parsers, Pipeline& pipeline,
-             Metrics& metrics, const config::Imap& account, std::string mailbox,
-             std::string prefix, std::uint64_t uidvalidity);
+             Metrics& metrics, const config::Imap& account, std::string mailbox, std::string prefix,
+             std::uint64_t uidvalidity);
 
   // Takes a fetched batch (ascending UIDs, not empty): parsed on the pool right away, submitted
   // in order once parsed and once every earlier batch has committed.

@@ -25,7 +25,7 @@
 namespace sb::email {
 
 struct PollerOptions {
-  std::size_t batch = 200;                                 // messages per UID FETCH
+  std::size_t batch = 200;                // messages per UID FETCH
   std::size_t max_batches_in_flight = 3;  // fetched and not yet committed, per mailbox
   std::chrono::milliseconds idle_refresh{10 * 60 * 1000};  // IDLE re-issued at least this often
   std::chrono::milliseconds min_backoff{500};

@@ -28,8 +28,7 @@ class Recording : public Pipeline {
  public:
   Recording(storage::Writer& w, storage::Store& s) : writer_(w), store_(s) {}
 
-  void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor,
-              Done done) override {
+  void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) override {
     {
       std::lock_guard lock(mu_);
       overlap = overlap || outstanding_ > 0;
