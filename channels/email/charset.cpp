@@ -6,6 +6,8 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <cstdint>
+#include <cstring>
 #include <utility>
 
 namespace sb::email {
@@ -68,7 +70,7 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 36> aliases{
 
 // Length of the valid UTF-8 sequence at s[i], or 0 when invalid (RFC 3629: no overlongs, no
 // surrogates, nothing above U+10FFFF).
-std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+inline std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
   auto cont = [&](std::size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
   unsigned char c = b(0);
@@ -97,6 +99,33 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
     return 4;
   }
   return 0;
+}
+
+// Offset of the first invalid UTF-8 sequence, or s.size() when there is none. Mail text is
+// mostly ASCII: eight bytes at a time are checked for a high bit before any decoding (this
+// was a third of the MIME parsing time when it went byte by byte).
+std::size_t first_invalid_utf8(std::string_view s) {
+  constexpr std::uint64_t high_bits = 0x8080808080808080ULL;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    while (i + 8 <= s.size()) {
+      std::uint64_t word;
+      std::memcpy(&word, s.data() + i, 8);
+      if ((word & high_bits) != 0) {
+        break;
+      }
+      i += 8;
+    }
+    if (i == s.size()) {
+      break;
+    }
+    std::size_t n = utf8_sequence(s, i);
+    if (n == 0) {
+      return i;
+    }
+    i += n;
+  }
+  return s.size();
 }
 
 // iconv loop that never fails: undecodable bytes become U+FFFD and decoding goes on.
@@ -162,20 +191,18 @@ std::string iconv_charset(std::string_view label) {
 }
 
 bool is_valid_utf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    std::size_t n = utf8_sequence(s, i);
-    if (n == 0) {
-      return false;
-    }
-    i += n;
-  }
-  return true;
+  return first_invalid_utf8(s) == s.size();
 }
 
 std::string sanitize_utf8(std::string_view s) {
+  std::size_t bad = first_invalid_utf8(s);
+  if (bad == s.size()) {
+    return std::string(s);
+  }
   std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size();) {
+  out.reserve(s.size() + 8);
+  out.append(s.substr(0, bad));
+  for (std::size_t i = bad; i < s.size();) {
     std::size_t n = utf8_sequence(s, i);
     if (n == 0) {
       out.append(replacement);
@@ -203,13 +230,20 @@ std::string to_utf8(std::string_view bytes, std::string_view charset, bool* repl
   bool rep = false;
   std::string out;
   std::string from = iconv_charset(charset);
-  if (from == "UTF-8") {
-    rep = !is_valid_utf8(bytes);
+  if (from == "UTF-8" || (from.empty() && is_valid_utf8(bytes))) {
+    // Declared UTF-8 (invalid sequences replaced), or undeclared and valid UTF-8: the result
+    // is valid by construction, no second check needed.
+    rep = from == "UTF-8" && !is_valid_utf8(bytes);
     out = rep ? sanitize_utf8(bytes) : std::string(bytes);
-  } else if (!from.empty() && convert(bytes, from, out, rep)) {
+    if (replaced != nullptr) {
+      *replaced = rep;
+    }
+    return out;
+  }
+  if (!from.empty() && convert(bytes, from, out, rep)) {
     // converted
   } else if (is_valid_utf8(bytes)) {
-    out = std::string(bytes);  // undeclared or unknown charset, and it is UTF-8
+    out = std::string(bytes);  // unknown charset, and it is UTF-8
   } else {
     convert(bytes, "WINDOWS-1252", out, rep);  // the de-facto default of 8-bit mail
   }

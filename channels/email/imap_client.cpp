@@ -391,7 +391,7 @@ asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
     co_return fetched.error();
   }
   for (auto& r : *fetched) {
-    auto f = as_fetch(r);
+    auto f = as_fetch(std::move(r));
     // FETCH responses carrying only FLAGS (another client changed them) have no body.
     if (f && f->uid && f->body && *f->uid > after_uid) {
       batch.messages.push_back(
@@ -415,7 +415,7 @@ asio::awaitable<result<FetchBatch>> Client::fetch_range(std::uint64_t lo, std::u
     co_return fetched.error();
   }
   for (auto& r : *fetched) {
-    auto f = as_fetch(r);
+    auto f = as_fetch(std::move(r));
     if (f && f->uid && f->body && *f->uid >= lo && *f->uid <= hi) {
       std::uint64_t size = f->rfc822_size.value_or(f->body->size());
       batch.messages.push_back({*f->uid, size, std::move(*f->body)});

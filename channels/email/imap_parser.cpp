@@ -316,7 +316,10 @@ bool Response::is_status() const {
   return status_name(name);
 }
 
-std::optional<FetchData> as_fetch(const Response& r) {
+namespace {
+
+// `take_body`: the caller owns `r` (an rvalue): the body is moved out instead of copied.
+std::optional<FetchData> fetch_data(const Response& r, bool take_body) {
   if (r.type != ResponseType::untagged || r.name != "FETCH" || !r.number || r.data.empty() ||
       r.data[0].kind != Value::Kind::list) {
     return std::nullopt;
@@ -341,10 +344,26 @@ std::optional<FetchData> as_fetch(const Response& r) {
       f.internal_date = v.text;
     } else if (key == "BODY[]" || key == "BINARY[]" || key == "RFC822" ||
                key.rfind("BODY[]<", 0) == 0) {
-      f.body = v.kind == Value::Kind::nil ? std::string() : v.text;
+      if (v.kind == Value::Kind::nil) {
+        f.body = std::string();
+      } else if (take_body) {
+        f.body = std::move(const_cast<Value&>(v).text);
+      } else {
+        f.body = v.text;
+      }
     }
   }
   return f;
+}
+
+}  // namespace
+
+std::optional<FetchData> as_fetch(const Response& r) {
+  return fetch_data(r, false);
+}
+
+std::optional<FetchData> as_fetch(Response&& r) {
+  return fetch_data(r, true);
 }
 
 std::vector<std::string> capabilities(const Response& r) {

@@ -50,6 +50,7 @@ struct FetchData {
   std::optional<std::string> internal_date;
 };
 std::optional<FetchData> as_fetch(const Response& r);
+std::optional<FetchData> as_fetch(Response&& r);  // moves the body out instead of copying it
 
 // Capability names from "* CAPABILITY ..." or "[CAPABILITY ...]", upper-cased.
 std::vector<std::string> capabilities(const Response& r);

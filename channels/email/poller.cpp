@@ -20,12 +20,10 @@
 #include <random>
 #include <thread>
 
+#include "channels/email/batch_chain.hpp"
 #include "channels/email/imap_client.hpp"
-#include "channels/email/mime.hpp"
 #include "channels/email/poller_support.hpp"
-#include "channels/email/threading.hpp"
 #include "core/log.hpp"
-#include "storage/async_pipeline.hpp"
 
 namespace sb::email {
 namespace asio = boost::asio;
@@ -38,6 +36,7 @@ struct Poller::Mailbox {
   std::string prefix;  // "[email:support] INBOX:" for log lines
   std::unique_ptr<asio::ssl::context> tls;
   imap::Client* client = nullptr;  // the live session, closed by stop()
+  BatchChain* chain = nullptr;     // its batches, woken by stop()
   std::unique_ptr<asio::steady_timer> timer;
   int failures = 0;
 };
@@ -56,20 +55,17 @@ struct Poller::State {
   std::condition_variable cv;
   int running = 0;  // guarded by mu
   std::mt19937_64 rng{std::random_device{}()};
-  // MIME parsing runs here, off the io thread, while the next batch is read. Declared last:
-  // destroyed (joined) first, before the mailboxes its jobs read.
+  // MIME parsing runs here, off the io thread, while the next batch is read; two batches at
+  // once. Declared last: destroyed (joined) first, before the mailboxes its jobs read.
   asio::thread_pool parsers{2};
 
   asio::awaitable<void> run(Mailbox& m);
   asio::awaitable<error_code> session(Mailbox& m);
-  struct InFlight;
-  std::shared_ptr<InFlight> start_parse(Mailbox& m, imap::FetchBatch& batch,
-                                        std::uint64_t uidvalidity);
-  asio::awaitable<error_code> advance(Mailbox& m, imap::Client& c,
-                                      std::shared_ptr<InFlight>& parsing,
-                                      std::shared_ptr<InFlight>& inflight);
-  void submit(const Mailbox& m, const std::shared_ptr<InFlight>& f);
-  asio::awaitable<error_code> finish_batch(Mailbox& m, imap::Client& c, InFlight& f);
+  asio::awaitable<error_code> sync(Mailbox& m, imap::Client& c, BatchChain& chain,
+                                   const imap::MailboxStatus& status, std::uint64_t last);
+  asio::awaitable<error_code> drain(Mailbox& m, imap::Client& c, BatchChain& chain,
+                                    std::size_t limit);
+  asio::awaitable<void> apply_after(Mailbox& m, imap::Client& c, BatchChain& chain);
   void count_error(const Mailbox& m) {
     metrics.inc("switchboard_channel_errors_total",
                 {{"channel", "email"}, {"account", m.account->name}});
@@ -142,6 +138,9 @@ void Poller::stop() {
       if (m->client != nullptr) {
         m->client->close();
       }
+      if (m->chain != nullptr) {
+        m->chain->wake();
+      }
       m->timer->cancel();
     }
   });
@@ -205,20 +204,41 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
             status->uidvalidity, status->exists, last,
             c.has_capability("IDLE") ? ", IDLE" : ", polling");
 
+  // Fetching runs ahead of parsing and storing (see batch_chain.hpp) by at most
+  // max_batches_in_flight batches: the memory bound of a session.
+  auto chain = std::make_shared<BatchChain>(io, parsers, pipeline, metrics, a, m.name, m.prefix,
+                                            status->uidvalidity);
+  m.chain = chain.get();
+  struct Forget {
+    Mailbox& m;
+    ~Forget() { m.chain = nullptr; }
+  } forget{m};
+  error_code ec = co_await sync(m, c, *chain, *status, last);
+  // Nothing more is submitted; a batch already at the writer is awaited, so the next session
+  // reads a cursor that no commit of this one can still move.
+  chain->close();
+  while (chain->at_writer()) {
+    co_await chain->wait();
+  }
+  co_return ec;
+}
+
+// Fetches everything after `last`, then waits for new mail (IDLE or polling), until an error
+// or stop().
+asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, BatchChain& chain,
+                                                const imap::MailboxStatus& status,
+                                                std::uint64_t last) {
+  auto log = logger("email");
+  const auto& a = *m.account;
   const milliseconds wait = std::min(a.poll_interval, options.idle_refresh);
-  // A three-stage pipeline: batch N+1 is read from the server while batch N is parsed on the
-  // parser pool and batch N-1 is committed by the writer. A batch is submitted only once the
-  // previous one is known to be committed, so a failed batch is never overtaken by a later
-  // cursor.
-  std::shared_ptr<InFlight> parsing;
-  std::shared_ptr<InFlight> inflight;
+  const std::size_t in_flight = std::max<std::size_t>(1, options.max_batches_in_flight);
   std::uint64_t fetched = last;
   while (!stopping) {
     log->debug("{} fetching after UID {}", m.prefix, fetched);
     // Below the UIDNEXT of SELECT, UID ranges need no UID SEARCH (which would list every
     // remaining UID again for each batch); past it, SEARCH finds what arrived since.
     // (Two statements, not `?:` with a co_await in each arm: GCC 12 mis-destroys those.)
-    bool ranged = status->uidnext > fetched + 1 + options.batch;
+    bool ranged = status.uidnext > fetched + 1 + options.batch;
     boost::system::result<imap::FetchBatch> batch = imap::FetchBatch{};
     if (ranged) {
       batch = co_await c.fetch_range(fetched + 1, fetched + options.batch);
@@ -228,39 +248,27 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
     if (!batch) {
       co_return batch.error();
     }
-    if (c.mailbox().uidvalidity != status->uidvalidity) {
+    if (c.mailbox().uidvalidity != status.uidvalidity) {
       // The server announced a new UIDVALIDITY mid-session: start over with a fresh SELECT.
       co_return make_error_code(boost::system::errc::state_not_recoverable);
     }
     if (ranged) {
       fetched += options.batch;  // a range whose messages were all expunged still moves on
       batch->more = true;
-      if (batch->messages.empty()) {
-        continue;
-      }
     }
     if (!batch->messages.empty()) {
       fetched = std::max(fetched, batch->messages.back().uid);
-      if (parsing) {
-        if (auto ec = co_await advance(m, c, parsing, inflight)) {
-          co_return ec;
-        }
-      }
-      parsing = start_parse(m, *batch, status->uidvalidity);
-      if (batch->more) {
-        continue;
-      }
+      chain.add(std::move(batch->messages));
     }
-    if (parsing) {
-      if (auto ec = co_await advance(m, c, parsing, inflight)) {
+    if (batch->more) {
+      if (auto ec = co_await drain(m, c, chain, in_flight - 1)) {
         co_return ec;
       }
+      continue;
     }
-    if (inflight) {
-      if (auto ec = co_await finish_batch(m, c, *inflight)) {
-        co_return ec;
-      }
-      inflight.reset();
+    // Caught up: everything committed (and `after` applied) before waiting for new mail.
+    if (auto ec = co_await drain(m, c, chain, 0)) {
+      co_return ec;
     }
     if (stopping) {
       break;
@@ -279,124 +287,44 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   co_return error_code{};
 }
 
-// A batch handed to the writer: its outcomes arrive on the io thread and wake the waiter.
-// Both events arrive on the io thread and cancel the timer; waiters re-check the flags, so an
-// event that comes before the wait is never lost.
-struct Poller::State::InFlight {
-  explicit InFlight(asio::io_context& io) : timer(io, asio::steady_timer::time_point::max()) {}
-  asio::steady_timer timer;
-  std::vector<imap::FetchedMessage> raw;
-  bool parsed = false;
-  bool done = false;
-  std::vector<IngestOutcome> outcomes;
-  std::vector<std::uint64_t> uids;
-  std::vector<Inbound> items;
-  std::optional<CursorUpdate> cursor;
-};
-
-// Parses the batch on the parser pool; `parsed` is set on the io thread when it is done.
-std::shared_ptr<Poller::State::InFlight> Poller::State::start_parse(Mailbox& m,
-                                                                    imap::FetchBatch& batch,
-                                                                    std::uint64_t uidvalidity) {
-  auto f = std::make_shared<InFlight>(io);
-  f->raw = std::move(batch.messages);
-  asio::post(parsers, [this, &m, f, uidvalidity] {
-    auto log = logger("email");
-    const auto& a = *m.account;
-    f->items.reserve(f->raw.size());
-    for (auto& msg : f->raw) {
-      ParsedEmail parsed = parse_email(msg.raw);
-      if (parsed.malformed) {
-        std::string why;
-        for (const auto& p : parsed.problems) {
-          why += (why.empty() ? "" : ", ") + p;
-        }
-        log->warn("{} UID {} is malformed ({}); stored with flag malformed", m.prefix, msg.uid,
-                  why);
-      }
-      f->items.push_back(to_inbound(std::move(parsed), a.name, m.name));
-      f->uids.push_back(msg.uid);
-    }
-    f->raw.clear();
-    f->cursor = CursorUpdate{a.name, m.name, format_cursor({uidvalidity, f->uids.back()})};
-    asio::post(io, [f] {
-      f->parsed = true;
-      f->timer.cancel();
-    });
-  });
-  return f;
-}
-
-// Waits for `parsing` to be parsed and `inflight` to be committed, then submits `parsing`.
-asio::awaitable<error_code> Poller::State::advance(Mailbox& m, imap::Client& c,
-                                                   std::shared_ptr<InFlight>& parsing,
-                                                   std::shared_ptr<InFlight>& inflight) {
-  while (!parsing->parsed) {
-    co_await parsing->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-  }
-  if (inflight) {
-    if (auto ec = co_await finish_batch(m, c, *inflight)) {
+// Waits until at most `limit` batches are pending, applying `after` to each committed batch on
+// the way (the connection is idle here: no command is in progress).
+asio::awaitable<error_code> Poller::State::drain(Mailbox& m, imap::Client& c, BatchChain& chain,
+                                                 std::size_t limit) {
+  while (true) {
+    co_await apply_after(m, c, chain);
+    if (auto ec = chain.failed()) {
       co_return ec;
     }
+    if (chain.pending() <= limit || stopping) {
+      co_return error_code{};
+    }
+    co_await chain.wait();
   }
-  inflight = std::move(parsing);
-  submit(m, inflight);
-  co_return error_code{};
 }
 
-// Stores the batch with its cursor in one transaction; finish_batch awaits the commit.
-void Poller::State::submit(const Mailbox& m, const std::shared_ptr<InFlight>& f) {
-  logger("email")->debug("{} submitting UIDs {}..{}", m.prefix, f->uids.front(), f->uids.back());
-  async_submit(pipeline, std::move(f->items), std::move(f->cursor),
-               asio::bind_executor(io, [f](std::vector<IngestOutcome> out) {
-                 f->outcomes = std::move(out);
-                 f->done = true;
-                 f->timer.cancel();
-               }));
-}
-
-// Awaits the commit of a batch, then (committed) applies `after`.
-asio::awaitable<error_code> Poller::State::finish_batch(Mailbox& m, imap::Client& c, InFlight& f) {
+// `after = seen | move:Folder`, only for batches whose commit is done: a crash before this point
+// leaves the messages unread/in place, and they are already stored, so nothing is lost. A
+// failure here is logged and counted, not fatal: the messages are stored.
+asio::awaitable<void> Poller::State::apply_after(Mailbox& m, imap::Client& c, BatchChain& chain) {
   auto log = logger("email");
   const auto& a = *m.account;
-  while (!f.done) {
-    co_await f.timer.async_wait(asio::as_tuple(asio::use_awaitable));
-  }
-  const auto& uids = f.uids;
-  std::size_t stored = 0;
-  std::size_t dups = 0;
-  for (const auto& o : f.outcomes) {
-    if (!o.error.empty()) {
-      // The transaction rolled back: neither messages nor cursor moved. Fetch again later.
-      log->error("{} storing UIDs {}..{} failed: {}", m.prefix, uids.front(), uids.back(), o.error);
-      co_return make_error_code(boost::system::errc::io_error);
-    }
-    stored += o.created ? 1 : 0;
-    dups += o.duplicate ? 1 : 0;
-  }
-  Labels labels{{"channel", "email"}, {"account", a.name}};
-  metrics.inc("switchboard_interactions_total", labels, stored);
-  metrics.inc("switchboard_duplicates_total", labels, dups);
-  log->info("{} stored UIDs {}..{}: {} new, {} duplicates", m.prefix, uids.front(), uids.back(),
-            stored, dups);
-
-  // Only now, with the commit done, may the server-side state change: a crash before this
-  // point leaves the messages unread/in place, and they are already stored, so nothing is lost.
-  if (a.after == "seen") {
-    if (auto ec = co_await c.mark_seen(uids)) {
-      count_error(m);
-      log->warn("{} marking UIDs {}..{} \\Seen failed: {}", m.prefix, uids.front(), uids.back(),
-                ec.message());
-    }
-  } else if (a.after.rfind("move:", 0) == 0) {
-    std::string folder = a.after.substr(5);
-    if (auto ec = co_await c.move(uids, folder)) {
-      count_error(m);
-      log->warn("{} moving UIDs {}..{} to {} failed: {}", m.prefix, uids.front(), uids.back(),
-                folder, ec.message());
+  for (const auto& uids : chain.take_committed()) {
+    if (a.after == "seen") {
+      if (auto ec = co_await c.mark_seen(uids)) {
+        count_error(m);
+        log->warn("{} marking UIDs {}..{} \\Seen failed: {}", m.prefix, uids.front(), uids.back(),
+                  ec.message());
+      }
+    } else if (a.after.rfind("move:", 0) == 0) {
+      std::string folder = a.after.substr(5);
+      if (auto ec = co_await c.move(uids, folder)) {
+        count_error(m);
+        log->warn("{} moving UIDs {}..{} to {} failed: {}", m.prefix, uids.front(), uids.back(),
+                  folder, ec.message());
+      }
     }
   }
-  co_return error_code{};
 }
 
 }  // namespace sb::email

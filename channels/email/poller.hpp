@@ -3,7 +3,8 @@
 // App's io_context. Each one connects, reads the committed cursor "uidvalidity:last_uid",
 // fetches new UIDs in batches, stores each batch through Pipeline::submit together with the
 // new cursor (one transaction, DESIGN-NOTES invariant 2), applies `after` only once that commit
-// is done, then waits in IDLE (or polls). A changed UIDVALIDITY re-reads the whole mailbox: the
+// is done, then waits in IDLE (or polls). Fetching, MIME parsing and storing overlap (see
+// batch_chain.hpp). A changed UIDVALIDITY re-reads the whole mailbox: the
 // external_id of an email is its Message-ID (a hash of the raw bytes when it has none), so the
 // store's UNIQUE(channel, account, external_id) drops what was already stored.
 //
@@ -24,7 +25,8 @@
 namespace sb::email {
 
 struct PollerOptions {
-  std::size_t batch = 200;                                 // messages per UID FETCH
+  std::size_t batch = 200;                // messages per UID FETCH
+  std::size_t max_batches_in_flight = 3;  // fetched and not yet committed, per mailbox
   std::chrono::milliseconds idle_refresh{10 * 60 * 1000};  // IDLE re-issued at least this often
   std::chrono::milliseconds min_backoff{500};
   std::chrono::milliseconds max_backoff{5 * 60 * 1000};

@@ -77,8 +77,8 @@ sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_
       }
     }
   }
-  in.subject = email.subject;
-  in.text = email.text;
+  in.subject = std::move(email.subject);
+  in.text = std::move(email.text);
   in.occurred_at_ms = email.date_ms;
   in.in_reply_to = email.in_reply_to;
 

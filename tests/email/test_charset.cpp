@@ -38,6 +38,29 @@ TEST_CASE("utf8 validation and sanitising") {
   CHECK(utf8_prefix("中文", 4) == "中");
 }
 
+// The validator skips eight ASCII bytes at a time: a bad byte must be found wherever it sits
+// relative to those words, including in the tail shorter than a word.
+TEST_CASE("utf8 validation finds a bad byte at every offset of a long ASCII run") {
+  const std::string ascii(37, 'a');
+  for (std::size_t pos = 0; pos <= ascii.size(); ++pos) {
+    CAPTURE(pos);
+    std::string good = ascii;
+    good.insert(pos, "\xE2\x82\xAC");  // U+20AC, valid
+    CHECK(is_valid_utf8(good));
+    CHECK(sanitize_utf8(good) == good);
+    for (std::string bad : {"\xFF", "\xC3", "\xE2\x82", "\xED\xA0\x80"}) {
+      std::string s = ascii;
+      s.insert(pos, bad);
+      CHECK_FALSE(is_valid_utf8(s));
+      std::string clean = sanitize_utf8(s);
+      CHECK(is_valid_utf8(clean));
+      CHECK(clean.substr(0, pos) == ascii.substr(0, pos));
+      CHECK(clean.substr(pos, 3) == "\xEF\xBF\xBD");
+      CHECK(to_utf8(s, "utf-8") == clean);
+    }
+  }
+}
+
 TEST_CASE("RFC 2047 decoding") {
   CHECK(decode_rfc2047("=?UTF-8?Q?Caf=C3=A9_au_lait?=") == "Café au lait");
   CHECK(decode_rfc2047("=?utf-8?b?w6k=?= =?utf-8?b?w6k=?=") ==

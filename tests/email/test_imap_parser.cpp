@@ -280,4 +280,9 @@ TEST_CASE("large literal fed in pieces is framed in linear time") {
   REQUIRE(rs.size() == 2);
   CHECK(as_fetch(rs[0])->body->size() == body.size());
   CHECK(rs[1].tag == "a5");
+  // From an rvalue the body is moved out, not copied: same bytes, same other fields.
+  auto moved = as_fetch(std::move(rs[0]));
+  REQUIRE(moved);
+  CHECK(moved->uid == 5u);
+  CHECK(*moved->body == body);
 }

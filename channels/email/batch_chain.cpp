@@ -1,0 +1,184 @@
+#include "channels/email/batch_chain.hpp"
+
+#include <pthread.h>
+
+// GCC 12 false positive inside Asio's awaitable frame allocator (see imap_client.cpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "channels/email/mime.hpp"
+#include "channels/email/poller.hpp"
+#include "channels/email/threading.hpp"
+#include "core/log.hpp"
+
+namespace sb::email {
+namespace asio = boost::asio;
+
+struct BatchChain::Batch {
+  std::vector<imap::FetchedMessage> raw;  // until parsed
+  std::vector<std::uint64_t> uids;
+  std::vector<Inbound> items;
+  bool parsed = false;
+};
+
+BatchChain::BatchChain(asio::io_context& io, asio::thread_pool& parsers, Pipeline& pipeline,
+                       Metrics& metrics, const config::Imap& account, std::string mailbox,
+                       std::string prefix, std::uint64_t uidvalidity)
+    : io_(io),
+      parsers_(parsers),
+      pipeline_(pipeline),
+      metrics_(metrics),
+      account_(account),
+      mailbox_(std::move(mailbox)),
+      prefix_(std::move(prefix)),
+      uidvalidity_(uidvalidity),
+      wake_(io, asio::steady_timer::time_point::max()) {}
+
+void BatchChain::add(std::vector<imap::FetchedMessage> messages) {
+  auto b = std::make_shared<Batch>();
+  b->raw = std::move(messages);
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(b);
+  }
+  // The parse job holds the chain: its result arrives even if the session has ended by then
+  // (and is then dropped by pump()).
+  asio::post(parsers_, [self = shared_from_this(), b] {
+    thread_local bool named = false;
+    if (!named) {
+      pthread_setname_np(pthread_self(), "sb-email-parse");  // for top -H, perf, bench_imap
+      named = true;
+    }
+    auto log = logger("email");
+    b->items.reserve(b->raw.size());
+    b->uids.reserve(b->raw.size());
+    for (auto& msg : b->raw) {
+      ParsedEmail parsed = parse_email(msg.raw);
+      if (parsed.malformed) {
+        std::string why;
+        for (const auto& p : parsed.problems) {
+          why += (why.empty() ? "" : ", ") + p;
+        }
+        log->warn("{} UID {} is malformed ({}); stored with flag malformed", self->prefix_, msg.uid,
+                  why);
+      }
+      b->items.push_back(to_inbound(std::move(parsed), self->account_.name, self->mailbox_));
+      b->uids.push_back(msg.uid);
+    }
+    b->raw.clear();
+    b->raw.shrink_to_fit();
+    self->parsed(b);
+  });
+}
+
+void BatchChain::parsed(const std::shared_ptr<Batch>& b) {
+  {
+    std::lock_guard lock(mu_);
+    b->parsed = true;
+    pump();
+  }
+  wake();
+}
+
+// Submits the oldest batch when it is parsed and nothing is at the writer. Called with mu_ held,
+// and submits with it held, so that once close() has returned nothing more is submitted.
+void BatchChain::pump() {
+  if (closed_ || failed_ || at_writer_ || queue_.empty() || !queue_.front()->parsed) {
+    return;
+  }
+  auto b = queue_.front();
+  at_writer_ = true;
+  logger("email")->debug("{} submitting UIDs {}..{}", prefix_, b->uids.front(), b->uids.back());
+  CursorUpdate cursor{account_.name, mailbox_, format_cursor({uidvalidity_, b->uids.back()})};
+  // `done` runs on the writer thread right after the COMMIT (Pipeline contract): it only
+  // counts, logs and hands over the next batch, which the writer then finds queued.
+  pipeline_.submit(std::move(b->items), std::move(cursor),
+                   [self = shared_from_this(), b](std::vector<IngestOutcome> outcomes) {
+                     self->committed(b, std::move(outcomes));
+                   });
+}
+
+void BatchChain::committed(const std::shared_ptr<Batch>& b, std::vector<IngestOutcome> outcomes) {
+  auto log = logger("email");
+  std::size_t stored = 0;
+  std::size_t dups = 0;
+  std::string error;
+  for (const auto& o : outcomes) {
+    if (!o.error.empty()) {
+      error = o.error;
+      break;
+    }
+    stored += o.created ? 1 : 0;
+    dups += o.duplicate ? 1 : 0;
+  }
+  {
+    // Everything that reads the account or the metrics happens before at_writer_ is cleared:
+    // the session may end (and the Poller go away) as soon as it sees it cleared.
+    std::lock_guard lock(mu_);
+    if (!error.empty()) {
+      // The transaction rolled back: neither messages nor cursor moved. Fetched again by the
+      // next session; nothing later is submitted, so the cursor cannot skip these UIDs.
+      log->error("{} storing UIDs {}..{} failed: {}", prefix_, b->uids.front(), b->uids.back(),
+                 error);
+      failed_ = make_error_code(boost::system::errc::io_error);
+    } else {
+      Labels labels{{"channel", "email"}, {"account", account_.name}};
+      metrics_.inc("switchboard_interactions_total", labels, stored);
+      metrics_.inc("switchboard_duplicates_total", labels, dups);
+      log->info("{} stored UIDs {}..{}: {} new, {} duplicates", prefix_, b->uids.front(),
+                b->uids.back(), stored, dups);
+      if (account_.after != "keep" && !closed_) {
+        committed_.push_back(b->uids);
+      }
+    }
+    at_writer_ = false;
+    queue_.pop_front();
+    pump();
+  }
+  wake();
+}
+
+std::size_t BatchChain::pending() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+bool BatchChain::at_writer() const {
+  std::lock_guard lock(mu_);
+  return at_writer_;
+}
+
+boost::system::error_code BatchChain::failed() const {
+  std::lock_guard lock(mu_);
+  return failed_;
+}
+
+std::vector<std::vector<std::uint64_t>> BatchChain::take_committed() {
+  std::lock_guard lock(mu_);
+  return std::exchange(committed_, {});
+}
+
+asio::awaitable<void> BatchChain::wait() {
+  co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+// The timer belongs to the io thread: cancel it there. A wake posted while the session is not
+// waiting is harmless: the session checks the state before it waits again.
+void BatchChain::wake() {
+  asio::post(io_, [self = shared_from_this()] { self->wake_.cancel(); });
+}
+
+void BatchChain::close() {
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+  }
+  wake();
+}
+
+}  // namespace sb::email

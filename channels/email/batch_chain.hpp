@@ -1,0 +1,90 @@
+#pragma once
+// The batches of one mailbox session on their way from the IMAP connection to the store.
+//
+//   fetch (session coroutine) -> parse (parser pool, two batches at once) -> submit -> commit
+//
+// Every stage runs as soon as its input is ready, not at the pace of the fetch loop: a batch is
+// handed to the parser pool the moment it is read, and submitted the moment it is parsed and
+// the batch before it has committed. Submission stays strictly in UID order, one batch at the
+// writer at a time, so a failed batch is never overtaken by a later cursor (DESIGN-NOTES
+// invariant 2: each batch carries the cursor of its last UID, stored in its own transaction).
+// After a failed commit nothing more is submitted; the session ends and the next one starts
+// again from the committed cursor.
+//
+// The hand-over happens on whichever thread completes the second condition: the parser thread
+// that finished the batch, or the writer thread in the previous batch's commit callback. The
+// writer then finds the next batch queued when it finishes a commit and goes on without
+// sleeping; with a hop through the io thread in between, every batch waited twice for a CPU
+// when the machine was busy (two wake-ups per batch). The state is guarded by a mutex; the
+// session on the io thread is woken by a post.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "channels/email/imap_client.hpp"
+#include "config/config.hpp"
+#include "http/metrics.hpp"
+#include "storage/pipeline.hpp"
+
+namespace sb::email {
+
+class BatchChain : public std::enable_shared_from_this<BatchChain> {
+ public:
+  // `account` and `metrics` must outlive the chain's last posted handler (the Poller's State
+  // owns them and joins the pool first).
+  BatchChain(boost::asio::io_context& io, boost::asio::thread_pool& parsers, Pipeline& pipeline,
+             Metrics& metrics, const config::Imap& account, std::string mailbox, std::string prefix,
+             std::uint64_t uidvalidity);
+
+  // Takes a fetched batch (ascending UIDs, not empty): parsed on the pool right away, submitted
+  // in order once parsed and once every earlier batch has committed.
+  void add(std::vector<imap::FetchedMessage> messages);
+  // Batches added and not yet committed (parsing, parsed, or at the writer).
+  std::size_t pending() const;
+  // A batch has been submitted and its commit outcome has not arrived yet.
+  bool at_writer() const;
+  // Set when a commit failed (nothing after it was or will be submitted).
+  boost::system::error_code failed() const;
+  // The UIDs of each batch committed since the last call, in order (for `after`).
+  std::vector<std::vector<std::uint64_t>> take_committed();
+  // io thread: suspends until the next parse result, commit outcome or wake().
+  boost::asio::awaitable<void> wait();
+  // Any thread.
+  void wake();
+  // The session is over: nothing more is submitted (a batch already at the writer finishes).
+  void close();
+
+ private:
+  struct Batch;
+  void parsed(const std::shared_ptr<Batch>& b);
+  void pump();  // with mu_ held
+  void committed(const std::shared_ptr<Batch>& b, std::vector<IngestOutcome> outcomes);
+
+  boost::asio::io_context& io_;
+  boost::asio::thread_pool& parsers_;
+  Pipeline& pipeline_;
+  Metrics& metrics_;
+  const config::Imap& account_;
+  std::string mailbox_;
+  std::string prefix_;
+  std::uint64_t uidvalidity_;
+  boost::asio::steady_timer wake_;  // io thread only
+  // Guards everything below. Recursive: a Pipeline may run `done` inside submit() (a stopped
+  // writer fails the job at once), and pump() submits with the lock held.
+  mutable std::recursive_mutex mu_;
+  std::deque<std::shared_ptr<Batch>> queue_;  // UID order; front() is the next to commit
+  bool at_writer_ = false;                    // queue_.front() has been submitted
+  bool closed_ = false;
+  boost::system::error_code failed_;
+  std::vector<std::vector<std::uint64_t>> committed_;
+};
+
+}  // namespace sb::email

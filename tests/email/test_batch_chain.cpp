@@ -1,0 +1,171 @@
+// BatchChain against a real Writer + Store on a temporary database, without a server: batches
+// reach the store one at a time, in UID order, each with the cursor of its last UID; when a
+// commit fails (the database is full) nothing after it is submitted and the cursor stays at the
+// last committed batch (DESIGN-NOTES invariant 2).
+#include <doctest/doctest.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <mutex>
+
+#include "channels/email/batch_chain.hpp"
+#include "storage/sqlite.hpp"
+#include "storage/store.hpp"
+#include "storage/writer.hpp"
+#include "tests/email/email_daemon.hpp"
+
+using namespace sb;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Hands every submission to the real store and records what it saw. `fill_at`: before that
+// submission (1-based), the writer's connection is limited to the pages it has, so the
+// submission's inserts fail with SQLITE_FULL, as on a full disk.
+class Recording : public Pipeline {
+ public:
+  Recording(storage::Writer& w, storage::Store& s) : writer_(w), store_(s) {}
+
+  void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) override {
+    {
+      std::lock_guard lock(mu_);
+      overlap = overlap || outstanding_ > 0;
+      ++outstanding_;
+      cursors.push_back(cursor ? cursor->value : "");
+      if (cursors.size() == fill_at) {
+        writer_.submit({[](storage::Db& db) { db.exec("PRAGMA max_page_count = 1"); }, {}});
+      }
+    }
+    store_.submit(std::move(items), std::move(cursor),
+                  [this, done = std::move(done)](std::vector<IngestOutcome> out) {
+                    {
+                      std::lock_guard lock(mu_);
+                      --outstanding_;
+                    }
+                    done(std::move(out));
+                  });
+  }
+  void submit_call_event(CallEventInput e, Done d) override {
+    store_.submit_call_event(std::move(e), std::move(d));
+  }
+  void submit_provider_statuses(std::vector<ProviderStatus> s, Done d) override {
+    store_.submit_provider_statuses(std::move(s), std::move(d));
+  }
+  std::optional<std::string> cursor(const std::string& a, const std::string& s) override {
+    return store_.cursor(a, s);
+  }
+
+  std::vector<std::string> recorded() {
+    std::lock_guard lock(mu_);
+    return cursors;
+  }
+
+  std::size_t fill_at = 0;
+  bool overlap = false;  // a submission while another was outstanding
+
+ private:
+  storage::Writer& writer_;
+  storage::Store& store_;
+  std::mutex mu_;
+  int outstanding_ = 0;
+  std::vector<std::string> cursors;
+};
+
+struct ChainFixture {
+  test::TempDir dir;
+  storage::Writer writer{dir.file("switchboard.db")};
+  storage::Store store{writer, Rules::compile(config::defaults().routing)};
+  Recording recording{writer, store};
+  Metrics metrics;
+  config::Imap account;
+  boost::asio::io_context io;
+  // Parse results and commit outcomes are posted to `io` from other threads: keep it running.
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
+  boost::asio::thread_pool parsers{2};
+  std::shared_ptr<email::BatchChain> chain;
+
+  ChainFixture() {
+    account.name = "support";
+    writer.start();
+    chain = std::make_shared<email::BatchChain>(io, parsers, recording, metrics, account, "INBOX",
+                                                "[email:support] INBOX:", 7);
+  }
+  ~ChainFixture() {
+    parsers.join();
+    writer.stop();
+  }
+  // Five batches of 40 messages, UIDs 1..200 with every tenth UID missing (expunged).
+  void add_batches() {
+    std::uint64_t uid = 0;
+    for (int b = 0; b < 5; ++b) {
+      std::vector<email::imap::FetchedMessage> batch;
+      while (batch.size() < 40) {
+        if (++uid % 10 == 0) {
+          continue;
+        }
+        std::string raw = test::test_email(static_cast<int>(uid), static_cast<int>(uid % 7));
+        batch.push_back({uid, raw.size(), raw});
+      }
+      chain->add(std::move(batch));
+    }
+  }
+  void run_until(const std::function<bool()>& done) {
+    auto until = std::chrono::steady_clock::now() + 30s;
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      io.run_one_for(50ms);
+    }
+  }
+  std::int64_t count(const std::string& sql) {
+    storage::Db db(dir.file("switchboard.db"), true);
+    auto st = db.prepare(sql);
+    st.step();
+    return st.int64(0);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("batch chain: batches are stored one at a time, in UID order, each with its cursor") {
+  ChainFixture f;
+  f.add_batches();
+  CHECK(f.chain->pending() == 5);
+  f.run_until([&] { return f.chain->pending() == 0; });
+  REQUIRE(f.chain->pending() == 0);
+  CHECK_FALSE(f.chain->failed());
+  CHECK_FALSE(f.recording.overlap);
+  // 40 UIDs per batch out of each 44 (every tenth missing): 1..44, 45..88, ...
+  CHECK(f.recording.recorded() ==
+        std::vector<std::string>{"7:44", "7:88", "7:133", "7:177", "7:222"});
+  CHECK(f.store.cursor("support", "INBOX") == "7:222");
+  CHECK(f.count("SELECT count(*) FROM interactions") == 200);
+}
+
+TEST_CASE("batch chain: a failed commit stops the chain; the cursor stays with the stored data") {
+  ChainFixture f;
+  f.recording.fill_at = 2;
+  f.add_batches();
+  f.run_until([&] { return static_cast<bool>(f.chain->failed()); });
+  REQUIRE(f.chain->failed());
+  // Later batches finish parsing after the failure; none of them may be submitted.
+  auto settle = std::chrono::steady_clock::now() + 500ms;
+  while (std::chrono::steady_clock::now() < settle) {
+    f.io.run_one_for(20ms);
+  }
+  CHECK(f.recording.recorded() == std::vector<std::string>{"7:44", "7:88"});
+  CHECK(f.store.cursor("support", "INBOX") == "7:44");
+  CHECK(f.count("SELECT count(*) FROM interactions") == 40);
+  CHECK_FALSE(f.chain->at_writer());
+}
+
+TEST_CASE("batch chain: a store that fails a batch inside submit() (writer stopped) ends it") {
+  ChainFixture f;
+  f.writer.stop();  // jobs submitted from now on fail at once, inside submit()
+  f.add_batches();
+  f.run_until([&] { return static_cast<bool>(f.chain->failed()); });
+  REQUIRE(f.chain->failed());
+  CHECK(f.recording.recorded() == std::vector<std::string>{"7:44"});
+  CHECK_FALSE(f.chain->at_writer());
+  CHECK_FALSE(f.store.cursor("support", "INBOX"));
+}
