@@ -1,5 +1,7 @@
 #include "storage/writer.hpp"
 
+#include <sqlite3.h>
+
 #include <pthread.h>
 
 #include "core/log.hpp"
@@ -158,6 +160,11 @@ bool Writer::run_jobs(std::vector<Job>& batch, std::vector<std::string>& errors,
       release.run();
     } catch (const std::exception& e) {
       errors[i] = e.what();
+      if (sqlite3_get_autocommit(db_.raw())) {
+        // SQLite rolled the whole transaction back itself (SQLITE_FULL, SQLITE_IOERR, ...):
+        // there is no savepoint to return to, and the batch fails with this job's error.
+        throw;
+      }
       rollback_to.run();
       release.run();
     }

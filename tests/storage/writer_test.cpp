@@ -96,3 +96,37 @@ TEST_CASE("a failing job is undone alone; the batch is run again and the others 
   CHECK(w.reruns() == 1);
   w.stop();
 }
+
+TEST_CASE("a full disk fails the whole batch with SQLite's own error; nothing is half-stored") {
+  test::TempDir dir;
+  std::string path = dir.file("w.db");
+  Writer w(path);
+  {
+    Db db(path);
+    db.exec("CREATE TABLE t(v INTEGER, pad TEXT)");
+  }
+  std::vector<std::promise<std::string>> answers(3);
+  auto answer = [&](int i) {
+    return [&, i](const std::string& err) { answers[static_cast<std::size_t>(i)].set_value(err); };
+  };
+  // The file may not grow: the big insert fails with SQLITE_FULL, and SQLite then rolls the
+  // whole transaction back itself (no savepoint is left to return to).
+  w.submit(Job{[](Db& db) { db.exec("PRAGMA max_page_count = 1"); }, nullptr});
+  w.submit(insert(1, answer(0)));
+  w.submit(Job{[](Db& db) { db.exec("INSERT INTO t(v, pad) VALUES (2, zeroblob(100000))"); },
+               answer(1)});
+  w.submit(insert(3, answer(2)));
+  w.start();
+  for (auto& a : answers) {
+    std::string err = a.get_future().get();
+    CHECK_MESSAGE(err.find("full") != std::string::npos, err);  // "database or disk is full"
+  }
+  CHECK(count(path, "SELECT count(*) FROM t") == 0);
+  // Room again: the writer carries on.
+  std::promise<std::string> after;
+  w.submit(Job{[](Db& db) { db.exec("PRAGMA max_page_count = 1073741823"); }, nullptr});
+  w.submit(insert(4, [&](const std::string& err) { after.set_value(err); }));
+  CHECK(after.get_future().get() == "");
+  CHECK(count(path, "SELECT count(*) FROM t") == 1);
+  w.stop();
+}
