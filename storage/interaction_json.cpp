@@ -115,17 +115,10 @@ void call(std::string& out, const CallInfo& c) {
 
 }  // namespace
 
-json::object call_json(const CallInfo& c) {
-  json::object o;
-  o["status"] = c.status;
-  o["direction"] = c.direction;
-  if (c.duration_s >= 0) {
-    o["duration_s"] = c.duration_s;
-  }
-  if (!c.recording_url.empty()) {
-    o["recording_url"] = c.recording_url;
-  }
-  return o;
+std::string call_text(const CallInfo& c) {
+  std::string out;
+  call(out, c);
+  return out;
 }
 
 std::string interaction_json(const Inbound& in, const StoredMeta& m) {

@@ -21,8 +21,8 @@ struct StoredMeta {
 
 // The payload text (serialised JSON) of a new interaction.
 std::string interaction_json(const Inbound& in, const StoredMeta& m);
-// A call's "call" object, for folding a later call event into a stored payload.
-boost::json::object call_json(const CallInfo& c);
+// The "call" object as JSON text, as interaction_json writes it.
+std::string call_text(const CallInfo& c);
 // Appends `s` as a JSON string (quoted and escaped as RFC 8259 section 7 requires).
 void append_json_string(std::string& out, std::string_view s);
 

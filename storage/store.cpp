@@ -8,6 +8,7 @@
 #include "core/ids.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
+#include "storage/call_payload.hpp"
 #include "storage/interaction_json.hpp"
 
 namespace sb::storage {
@@ -343,53 +344,37 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   }
   std::string id = st.find_dup.text(0);
   std::int64_t stored_order = st.find_dup.int64(1);
-  // Parsed into a stack buffer: a call's payload is rewritten on every one of its events.
-  unsigned char scratch[8192];
-  json::monotonic_resource mr(scratch, sizeof scratch);
-  json::object payload = json::parse(st.find_dup.text_view(2), &mr).as_object();
+  std::string stored_payload = st.find_dup.text(2);
   std::string state = st.find_dup.text(3);
   st.find_dup.reset();
-
-  CallInfo stored;
-  if (auto* c = payload.if_contains("call"); c && c->is_object()) {
-    const auto& co = c->as_object();
-    stored.status = json::value_to<std::string>(co.at("status"));
-    stored.direction = json::value_to<std::string>(co.at("direction"));
-    if (auto* d = co.if_contains("duration_s")) {
-      stored.duration_s = d->to_number<std::int64_t>();
-    }
-    if (auto* r = co.if_contains("recording_url")) {
-      stored.recording_url = json::value_to<std::string>(*r);
-    }
+  auto stored = read_call_payload(stored_payload);
+  if (!stored) {
+    throw Error(0, "the stored payload of call interaction " + id + " has no readable \"call\"");
   }
-  CallFold f = call_folder_(stored, stored_order, *in.call, order_key);
+  CallFold f = call_folder_(stored->call, stored_order, *in.call, order_key);
   if (!f.changed) {
     return IngestOutcome{id, true, "", false};  // a duplicate or stale delivery
   }
-  payload["call"] = call_json(f.merged);
-  std::string queue = json::value_to<std::string>(payload["queue"]);
-  std::string priority = json::value_to<std::string>(payload["priority"]);
-  if (f.became_final && state == "pending_call") {
+  std::string queue = stored->queue, priority = stored->priority;
+  bool routed_now = f.became_final && state == "pending_call";
+  if (routed_now) {
     Inbound routed = in;
     routed.call = f.merged;
     CustomerMatch cust;
-    if (auto* c = payload.if_contains("customer"); c && c->is_object()) {
-      const auto& co = c->as_object();
-      cust.id = json::value_to<std::string>(co.at("id"));
-      cust.tier = json::value_to<std::string>(co.at("tier"));
-      cust.is_new = co.at("is_new").as_bool();
-    }
-    Conversation conv{json::value_to<std::string>(payload["conversation_id"]), "", false};
+    cust.id = stored->customer_id;
+    cust.tier = stored->customer_tier;
+    cust.is_new = stored->customer_is_new;
+    Conversation conv{stored->conversation_id, "", false};
     Route r = route(*rules, routed, cust, conv);
     queue = r.queue;
     priority = r.priority;
-    payload["queue"] = queue;
-    payload["priority"] = priority;
     conv.existing = true;  // stored with the call's first event; now it learns its queue
     enqueue(st, id, r, conv, now);
     state = "queued";
   }
-  std::string text = json::serialize(payload);
+  std::string text =
+      rewrite_call_payload(stored_payload, *stored, f.merged, routed_now ? &queue : nullptr,
+                           routed_now ? &priority : nullptr);
   st.update_call.bind_static(1, id).bind_static(2, queue).bind_static(3, priority);
   st.update_call.bind_static(4, state).bind(5, f.order_key).bind_static(6, text).run();
   return IngestOutcome{id, false, "", false};

@@ -10,6 +10,7 @@
 
 #include "core/ids.hpp"
 #include "core/time.hpp"
+#include "storage/call_payload.hpp"
 #include "storage/interaction_json.hpp"
 
 using namespace sb;
@@ -118,4 +119,61 @@ TEST_CASE("append_json_string matches boost::json's serialiser byte for byte") {
   std::string out;
   storage::append_json_string(out, all);
   CHECK(out == json::serialize(json::string(all)));
+}
+
+TEST_CASE("a stored call's payload is read and rewritten in place, other bytes untouched") {
+  Inbound in;
+  in.channel = "voice";
+  in.account = "pbx";
+  in.kind = "call";
+  in.external_id = "CA1";
+  in.from = Identity{"phone", "+14155550100", "", ""};
+  // Text that looks like the keys being replaced must survive as it is.
+  in.subject = R"(a "call":{"status":"x"} and ,"queue":"evil" 日本)";
+  in.call = CallInfo{"ringing", "inbound", -1, ""};
+  storage::StoredMeta meta{"01J00000000000000000000000",
+                           "conv-1",
+                           "cust-1",
+                           "Ann",
+                           "gold",
+                           false,
+                           1700000000000,
+                           "",
+                           ""};
+  std::string stored = storage::interaction_json(in, meta);
+  auto where = storage::read_call_payload(stored);
+  REQUIRE(where);
+  CHECK(where->call.status == "ringing");
+  CHECK(where->call.duration_s == -1);
+  CHECK(where->queue.empty());
+  CHECK(where->conversation_id == "conv-1");
+  CHECK(where->customer_id == "cust-1");
+  CHECK(where->customer_tier == "gold");
+
+  CallInfo done{"completed", "inbound", 42, "https://example.com/rec.mp3"};
+  std::string queue = "callbacks", priority = "high";
+  std::string next = storage::rewrite_call_payload(stored, *where, done, &queue, &priority);
+  auto v = json::parse(next).as_object();
+  CHECK(v.at("call").at("status") == "completed");
+  CHECK(v.at("call").at("duration_s") == 42);
+  CHECK(v.at("call").at("recording_url") == "https://example.com/rec.mp3");
+  CHECK(v.at("queue") == "callbacks");
+  CHECK(v.at("priority") == "high");
+  CHECK(v.at("subject").as_string() == in.subject);
+  // The same as building it from scratch with the new values.
+  in.call = done;
+  meta.queue = queue;
+  meta.priority = priority;
+  CHECK(next == storage::interaction_json(in, meta));
+
+  // Without a routing change only "call" moves; a payload without "call" is refused.
+  auto again = storage::read_call_payload(next);
+  REQUIRE(again);
+  CHECK(again->queue == "callbacks");
+  std::string only_call = storage::rewrite_call_payload(
+      next, *again, CallInfo{"busy", "inbound", 0, ""}, nullptr, nullptr);
+  CHECK(json::parse(only_call).at("queue") == "callbacks");
+  CHECK(json::parse(only_call).at("call").at("status") == "busy");
+  CHECK_FALSE(storage::read_call_payload(R"({"id":"x","queue":"","priority":""})"));
+  CHECK_FALSE(storage::read_call_payload("not json"));
 }

@@ -38,9 +38,10 @@ struct VoiceDaemon {
   }
   HttpResponse pbx(const std::string& body, std::int64_t t = now_ms() / 1000,
                    const std::string& secret = "pbx-secret") {
-    return http->request("POST", "/webhooks/calls/pbx", body,
-                         {{"Content-Type", "application/json"},
-                          {"X-Switchboard-Signature", voice::pbx_signature_header(secret, t, body)}});
+    return http->request(
+        "POST", "/webhooks/calls/pbx", body,
+        {{"Content-Type", "application/json"},
+         {"X-Switchboard-Signature", voice::pbx_signature_header(secret, t, body)}});
   }
   long long rows(const std::string& sql) {
     storage::Db db(dir.file("switchboard.db"), true);
@@ -59,7 +60,8 @@ std::string pbx_event(const std::string& event, const std::string& at, int durat
 
 }  // namespace
 
-TEST_CASE("voice: ringing, answered, completed in reverse order and twice each: one call, queued once") {
+TEST_CASE(
+    "voice: ringing, answered, completed in reverse order and twice each: one call, queued once") {
   VoiceDaemon d;
   std::vector<std::string> events = {pbx_event("completed", "2026-01-02T03:05:00Z", 42),
                                      pbx_event("answered", "2026-01-02T03:04:18Z"),
@@ -79,13 +81,16 @@ TEST_CASE("voice: ringing, answered, completed in reverse order and twice each: 
   CHECK(payload.at("call").at("status").as_string() == "completed");
   CHECK(payload.at("call").at("duration_s").as_int64() == 42);
   CHECK(payload.at("from").at("value").as_string() == "+14155550100");
+  CHECK(payload.at("queue").as_string() == "general");
+  CHECK(payload.at("priority").as_string() == "normal");
 }
 
 TEST_CASE("voice: a no-answer call from a known customer's national number is matched and routed") {
   VoiceDaemon d;
-  auto r = d.http->post_json("/v1/interactions",
-                             R"({"source":"crm","external_id":"c1","from":{"phone":"+14155550123","name":"Ann"},"text":"hi"})",
-                             "test-token");
+  auto r = d.http->post_json(
+      "/v1/interactions",
+      R"({"source":"crm","external_id":"c1","from":{"phone":"+14155550123","name":"Ann"},"text":"hi"})",
+      "test-token");
   REQUIRE(r.status == 202);
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
   std::string customer = d.redis.xrange("sb:q:general:normal").at(0)["customer_id"];
@@ -99,6 +104,8 @@ TEST_CASE("voice: a no-answer call from a known customer's national number is ma
   auto payload = json::parse(e["payload"]).as_object();
   CHECK(payload.at("call").at("status").as_string() == "no-answer");
   CHECK(payload.at("customer").at("is_new").as_bool() == false);
+  CHECK(payload.at("queue").as_string() == "callbacks");  // the payload says where it went
+  CHECK(payload.at("priority").as_string() == "high");
 }
 
 TEST_CASE("voice: forged, missing and stale signatures are refused, stored nowhere, and counted") {
@@ -110,26 +117,30 @@ TEST_CASE("voice: forged, missing and stale signatures are refused, stored nowhe
   auto stale = d.pbx(body, now_ms() / 1000 - 301);
   CHECK(stale.status == 403);
   CHECK(json::parse(stale.body).at("error").at("code").as_string() == "stale_timestamp");
-  auto missing = d.http->request("POST", "/webhooks/calls/pbx", body, {{"Content-Type", "application/json"}});
+  auto missing =
+      d.http->request("POST", "/webhooks/calls/pbx", body, {{"Content-Type", "application/json"}});
   CHECK(missing.status == 401);
   auto twilio = d.http->request("POST", "/webhooks/twilio/voice", "CallSid=CA1&CallStatus=ringing",
                                 {{"Content-Type", "application/x-www-form-urlencoded"},
                                  {"X-Twilio-Signature", "bm90IGEgc2lnbmF0dXJl"}});
   CHECK(twilio.status == 403);
-  auto wrong_type = d.http->request("POST", "/webhooks/calls/pbx", body, {{"Content-Type", "text/plain"}});
+  auto wrong_type =
+      d.http->request("POST", "/webhooks/calls/pbx", body, {{"Content-Type", "text/plain"}});
   CHECK(wrong_type.status == 415);
   CHECK(d.http->request("POST", "/webhooks/calls/nope", body, {}).status == 404);
   CHECK(d.rows("SELECT count(*) FROM interactions") == 0);
   auto metrics = d.http->request("GET", "/metrics").body;
-  CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="voice",account="pbx"} 4)") != std::string::npos);
-  CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="voice",account="voice"} 1)") != std::string::npos);
+  CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="voice",account="pbx"} 4)") !=
+        std::string::npos);
+  CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="voice",account="voice"} 1)") !=
+        std::string::npos);
 }
 
 TEST_CASE("voice: a signed Twilio status callback is stored, a withheld caller makes no customer") {
   VoiceDaemon d;
   std::vector<std::pair<std::string, std::string>> params = {
-      {"CallSid", "CA42"}, {"CallStatus", "no-answer"}, {"From", "anonymous"},
-      {"To", "+14155550199"}, {"Direction", "inbound"}, {"SequenceNumber", "2"}};
+      {"CallSid", "CA42"},    {"CallStatus", "no-answer"}, {"From", "anonymous"},
+      {"To", "+14155550199"}, {"Direction", "inbound"},    {"SequenceNumber", "2"}};
   std::string body;
   for (auto& [k, v] : params) {
     std::string value = v;  // form encoding: a literal '+' must be sent as %2B
@@ -138,10 +149,11 @@ TEST_CASE("voice: a signed Twilio status callback is stored, a withheld caller m
     }
     body += (body.empty() ? "" : "&") + k + "=" + value;
   }
-  std::string sig = voice::twilio_signature("12345", "https://hooks.example.com/webhooks/twilio/voice", params);
-  auto r = d.http->request("POST", "/webhooks/twilio/voice", body,
-                           {{"Content-Type", "application/x-www-form-urlencoded"},
-                            {"X-Twilio-Signature", sig}});
+  std::string sig =
+      voice::twilio_signature("12345", "https://hooks.example.com/webhooks/twilio/voice", params);
+  auto r = d.http->request(
+      "POST", "/webhooks/twilio/voice", body,
+      {{"Content-Type", "application/x-www-form-urlencoded"}, {"X-Twilio-Signature", sig}});
   CAPTURE(r.body);
   CHECK(r.status == 200);
   CHECK(r.headers["content-type"].find("text/xml") != std::string::npos);

@@ -1,0 +1,160 @@
+#include "storage/call_payload.hpp"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "storage/interaction_json.hpp"
+
+namespace sb::storage {
+namespace od = simdjson::ondemand;
+
+namespace {
+
+bool get_string(od::value v, std::string& out) {
+  std::string_view s;
+  if (v.get_string().get(s)) {
+    return false;
+  }
+  out.assign(s);
+  return true;
+}
+
+// Where `raw` (a view into `base`) lies in it.
+CallPayload::Range range_of(const char* base, std::string_view raw) {
+  return {static_cast<std::size_t>(raw.data() - base), raw.size()};
+}
+
+bool read_call(std::string_view raw, CallInfo& out) {
+  thread_local od::parser parser;  // not the outer document's: that one is still being read
+  simdjson::padded_string text(raw);
+  od::document doc;
+  od::object o;
+  if (parser.iterate(text).get(doc) || doc.get_object().get(o)) {
+    return false;
+  }
+  for (auto field : o) {
+    std::string_view key;
+    od::value v;
+    if (field.unescaped_key().get(key) || field.value().get(v)) {
+      return false;
+    }
+    if (key == "status") {
+      get_string(v, out.status);
+    } else if (key == "direction") {
+      get_string(v, out.direction);
+    } else if (key == "duration_s") {
+      std::int64_t d;
+      if (!v.get_int64().get(d)) {
+        out.duration_s = d;
+      }
+    } else if (key == "recording_url") {
+      get_string(v, out.recording_url);
+    }
+  }
+  return !out.status.empty();
+}
+
+}  // namespace
+
+std::optional<CallPayload> read_call_payload(std::string_view payload) {
+  thread_local od::parser parser;
+  simdjson::padded_string text(payload);
+  const char* base = text.data();
+  od::document doc;
+  od::object top;
+  if (parser.iterate(text).get(doc) || doc.get_object().get(top)) {
+    return std::nullopt;
+  }
+  CallPayload p;
+  bool has_call = false, has_queue = false, has_priority = false;
+  for (auto field : top) {
+    std::string_view key, raw;
+    od::value v;
+    if (field.unescaped_key().get(key) || field.value().get(v)) {
+      return std::nullopt;
+    }
+    if (key == "call") {
+      od::object call;
+      if (v.get_object().get(call) || call.raw_json().get(raw) || !read_call(raw, p.call)) {
+        return std::nullopt;
+      }
+      p.call_range = range_of(base, raw);
+      has_call = true;
+    } else if (key == "queue" || key == "priority") {
+      // The raw token (quotes included) is what gets replaced; the value is a plain string.
+      raw = v.raw_json_token();
+      if (!get_string(v, key == "queue" ? p.queue : p.priority)) {
+        return std::nullopt;
+      }
+      while (!raw.empty() && raw.back() != '"') {
+        raw.remove_suffix(1);  // raw_json_token may carry trailing whitespace
+      }
+      (key == "queue" ? p.queue_range : p.priority_range) = range_of(base, raw);
+      (key == "queue" ? has_queue : has_priority) = true;
+    } else if (key == "conversation_id") {
+      get_string(v, p.conversation_id);
+    } else if (key == "customer") {
+      od::object c;
+      if (!v.get_object().get(c)) {
+        for (auto cf : c) {
+          std::string_view ck;
+          od::value cv;
+          if (cf.unescaped_key().get(ck) || cf.value().get(cv)) {
+            return std::nullopt;
+          }
+          if (ck == "id") {
+            get_string(cv, p.customer_id);
+          } else if (ck == "tier") {
+            get_string(cv, p.customer_tier);
+          } else if (ck == "is_new") {
+            bool b = false;
+            if (!cv.get_bool().get(b)) {
+              p.customer_is_new = b;
+            }
+          }
+        }
+      }
+    }
+  }
+  if (!has_call || !has_queue || !has_priority) {
+    return std::nullopt;
+  }
+  return p;
+}
+
+std::string rewrite_call_payload(std::string_view payload, const CallPayload& where,
+                                 const CallInfo& call, const std::string* queue,
+                                 const std::string* priority) {
+  struct Edit {
+    CallPayload::Range range;
+    std::string text;
+  };
+  std::vector<Edit> edits;
+  edits.push_back({where.call_range, call_text(call)});
+  if (queue) {
+    std::string q;
+    append_json_string(q, *queue);
+    edits.push_back({where.queue_range, std::move(q)});
+  }
+  if (priority) {
+    std::string p;
+    append_json_string(p, *priority);
+    edits.push_back({where.priority_range, std::move(p)});
+  }
+  std::sort(edits.begin(), edits.end(),
+            [](const Edit& a, const Edit& b) { return a.range.at < b.range.at; });
+  std::string out;
+  out.reserve(payload.size() + 64);
+  std::size_t pos = 0;
+  for (const auto& e : edits) {
+    out.append(payload.substr(pos, e.range.at - pos));
+    out += e.text;
+    pos = e.range.at + e.range.size;
+  }
+  out.append(payload.substr(pos));
+  return out;
+}
+
+}  // namespace sb::storage
