@@ -229,7 +229,11 @@ bool Relay::unlink_markers(Conn& c) {
   std::vector<std::string> keys;
   {
     std::lock_guard lock(unlink_mu_);
-    keys.swap(unlink_);
+    auto durable = writer_.durable_commits();
+    while (!unlink_.empty() && unlink_.front().first <= durable) {
+      keys.push_back(std::move(unlink_.front().second));
+      unlink_.pop_front();
+    }
   }
   std::size_t commands = 0;
   std::vector<const char*> argv;
@@ -385,9 +389,9 @@ bool Relay::pass(Conn& c) {
   if (done_upto > watermark_) {
     watermark_ = done_upto;
     pending_ = std::max<std::int64_t>(0, pending_ - static_cast<std::int64_t>(rows.size()));
-    // Once the delete is committed no replay can reach these operations: their markers go (on
-    // the next pass) instead of filling Redis for the TTL. A crash before that leaves them to
-    // expire.
+    // Once the delete is on disk no replay can reach these operations, not even after a power
+    // loss: their markers go then (on a pass after the next full checkpoint) instead of filling
+    // Redis for the TTL. A crash before that leaves them to expire.
     auto markers = std::make_shared<std::vector<std::string>>();
     for (const auto& r : rows) {
       if (r.seq <= done_upto) {
@@ -405,8 +409,11 @@ bool Relay::pass(Conn& c) {
                                 },
                                 [this, markers](const std::string& error) {
                                   if (error.empty()) {
+                                    auto commit = writer_.commits();  // this one, or later
                                     std::lock_guard lock(unlink_mu_);
-                                    unlink_.insert(unlink_.end(), markers->begin(), markers->end());
+                                    for (auto& m : *markers) {
+                                      unlink_.emplace_back(commit, std::move(m));
+                                    }
                                   }
                                 }});
   }

@@ -3,12 +3,13 @@
 // It reads the outbox through its own read connection, sends a batch of EVALSHA calls in one
 // write (pipelining), reads the replies in one pass, then asks the writer to delete the rows.
 // The Lua script sets a per-operation marker and XADDs atomically, so a replay after a crash
-// between XADD and the delete adds nothing; once the delete is committed the marker is
-// unlinked (it would otherwise hold Redis memory for its 7-day TTL). While Redis is down it retries
+// between XADD and the delete adds nothing; once the delete is on disk the marker is unlinked
+// (it would otherwise hold Redis memory for its 7-day TTL). While Redis is down it retries
 // with back-off and ingest is unaffected: the outbox simply grows.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -61,7 +62,9 @@ class Relay {
   std::thread thread_;
   std::int64_t watermark_ = 0;  // highest outbox seq delivered (relay thread only)
   std::mutex unlink_mu_;
-  std::vector<std::string> unlink_;  // markers of operations whose outbox rows are deleted
+  // Markers of operations whose outbox rows are deleted, with the writer's commit count at that
+  // delete: a marker goes once that commit is durable (Writer::durable_commits).
+  std::deque<std::pair<std::uint64_t, std::string>> unlink_;
 
   std::atomic<bool> redis_ok_{false};
   std::atomic<std::int64_t> pending_{0};

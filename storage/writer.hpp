@@ -50,6 +50,9 @@ class Writer {
 
   bool healthy() const { return healthy_.load(); }  // false after a failed COMMIT, until one works
   std::uint64_t commits() const { return commits_.load(); }
+  // Commits known to be on disk (synchronous=NORMAL syncs at checkpoints): the first this many
+  // survive an OS crash or power loss, not only a process crash.
+  std::uint64_t durable_commits() const { return durable_commits_.load(); }
   std::uint64_t jobs_done() const { return jobs_done_.load(); }
   // Batches run a second time, with a savepoint per job, because one of their jobs failed.
   std::uint64_t reruns() const { return reruns_.load(); }
@@ -76,6 +79,7 @@ class Writer {
   std::function<void()> on_commit_;
   std::atomic<bool> healthy_{true};
   std::atomic<std::uint64_t> commits_{0};
+  std::atomic<std::uint64_t> durable_commits_{0};
   std::atomic<std::uint64_t> jobs_done_{0};
   std::atomic<std::uint64_t> reruns_{0};
 };

@@ -130,3 +130,24 @@ TEST_CASE("a full disk fails the whole batch with SQLite's own error; nothing is
   CHECK(count(path, "SELECT count(*) FROM t") == 1);
   w.stop();
 }
+
+TEST_CASE("commits count as durable once a checkpoint has copied them into the database file") {
+  test::TempDir dir;
+  std::string path = dir.file("w.db");
+  Writer w(path);
+  {
+    Db db(path);
+    db.exec("CREATE TABLE t(v INTEGER)");
+  }
+  w.start();
+  std::promise<std::string> done;
+  w.submit(insert(1, [&](const std::string& err) { done.set_value(err); }));
+  CHECK(done.get_future().get() == "");
+  auto committed = w.commits();
+  CHECK(committed >= 1);
+  // The checkpoint thread runs every 500 ms; nothing blocks it here.
+  CHECK(
+      test::eventually([&] { return w.durable_commits() >= committed; }, std::chrono::seconds(5)));
+  CHECK(w.durable_commits() <= w.commits());
+  w.stop();
+}
