@@ -175,5 +175,18 @@ TEST_CASE("a stored call's payload is read and rewritten in place, other bytes u
   CHECK(json::parse(only_call).at("queue") == "callbacks");
   CHECK(json::parse(only_call).at("call").at("status") == "busy");
   CHECK_FALSE(storage::read_call_payload(R"({"id":"x","queue":"","priority":""})"));
+
+  // A withheld caller: no customer, no from.
+  Inbound withheld;
+  withheld.channel = "voice";
+  withheld.kind = "call";
+  withheld.call = CallInfo{"ringing", "inbound", -1, ""};
+  storage::StoredMeta none{"01J00000000000000000000002", "conv-2", "", "", "", false, 1, "", ""};
+  std::string anon = storage::interaction_json(withheld, none);
+  auto w = storage::read_call_payload(anon);
+  REQUIRE(w);
+  CHECK(w->customer_id.empty());
+  CHECK(w->conversation_id == "conv-2");
+  CHECK(w->call.status == "ringing");
   CHECK_FALSE(storage::read_call_payload("not json"));
 }
