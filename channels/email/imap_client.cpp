@@ -146,7 +146,11 @@ asio::awaitable<error_code> Client::write(std::string data) {
 
 void Client::note(const Response& r) {
   if (r.name == "EXISTS" && r.number) {
+    // Only growth means new mail (some servers repeat EXISTS unchanged); EXPUNGE shrinks it.
+    exists_since_search_ = exists_since_search_ || *r.number > mailbox_.exists;
     mailbox_.exists = *r.number;
+  } else if (r.name == "EXPUNGE" && r.number && mailbox_.exists > 0) {
+    --mailbox_.exists;
   } else if (r.code == "UIDVALIDITY" && !r.code_args.empty()) {
     mailbox_.uidvalidity = r.code_args[0].number;
   } else if (r.code == "UIDNEXT" && !r.code_args.empty()) {
@@ -362,6 +366,7 @@ asio::awaitable<result<MailboxStatus>> Client::select(std::string_view mailbox, 
 asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
                                                       std::size_t max_messages) {
   FetchBatch batch;
+  exists_since_search_ = false;  // an EXISTS from here on may be mail this search misses
   auto search = co_await command("UID SEARCH UID " + std::to_string(after_uid + 1) + ":*");
   if (!search) {
     co_return search.error();
@@ -430,6 +435,16 @@ asio::awaitable<result<IdleResult>> Client::idle(std::chrono::milliseconds max_w
                                                  std::function<void()> on_started) {
   if (!has_capability("IDLE")) {
     co_return make_error_code(errc::capability_missing);
+  }
+  // An EXISTS that came with an earlier response (unsolicited, RFC 3501 section 7) is not
+  // repeated when IDLE starts: mail delivered while the last UID SEARCH ran would otherwise wait
+  // out the whole IDLE period.
+  if (exists_since_search_) {
+    exists_since_search_ = false;
+    if (on_started) {
+      on_started();
+    }
+    co_return IdleResult::new_mail;
   }
   std::string tag = next_tag();
   if (auto ec = co_await write(tag + " IDLE\r\n")) {

@@ -129,6 +129,7 @@ class Client {
   boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream_;
   boost::asio::steady_timer deadline_;
   bool tls_active_ = false;
+  bool exists_since_search_ = false;  // an EXISTS arrived since the last UID SEARCH began
   bool timed_out_ = false;
   std::uint64_t deadline_gen_ = 0;
   std::vector<char> read_buf_ = std::vector<char>(64 * 1024);

@@ -174,6 +174,32 @@ TEST_CASE("IDLE returns on new mail, and quietly when its period ends") {
   });
 }
 
+TEST_CASE("mail announced in an earlier response (not in IDLE) ends the next IDLE at once") {
+  Dovecot dv;
+  auto ctx = tls_context(dv);
+  run_bounded([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    Client c(ex, ctx, options(dv, TlsMode::none));
+    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_FALSE(co_await c.login());
+    REQUIRE((co_await c.select("INBOX")).has_value());
+    auto none = co_await c.fetch_new(0, 10);
+    REQUIRE(none.has_value());
+    CHECK(none->messages.empty());
+    // Delivered after the search: Dovecot reports "* 1 EXISTS" with the next command's answer,
+    // and not again when IDLE starts.
+    dv.deliver(message(8));
+    REQUIRE((co_await c.fetch_range(100, 200)).has_value());
+    auto start = std::chrono::steady_clock::now();
+    auto woke = co_await c.idle(5s);
+    REQUIRE(woke.has_value());
+    CHECK(*woke == IdleResult::new_mail);
+    CHECK(std::chrono::steady_clock::now() - start < 1s);
+    auto b = co_await c.fetch_new(0, 10);
+    REQUIRE(b.has_value());
+    REQUIRE(b->messages.size() == 1);
+  });
+}
+
 TEST_CASE("Dovecot restarted mid-session: retryable error, a new session continues") {
   Dovecot dv;
   for (int i = 1; i <= 3; ++i) {
