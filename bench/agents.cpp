@@ -162,16 +162,14 @@ int main(int argc, char** argv) {
     }
   };
 
-  int redis_pid = bench::redis_pid(redis);
-  double daemon_cpu0 = bench::cpu_seconds(daemon.pid()), redis_cpu0 = bench::cpu_seconds(redis_pid);
+  bench::CpuUse cpu1(daemon.pid(), redis);
   auto t1 = clk::now();
   for (int a = 0; a < agents; ++a) {
     asio::co_spawn(io, agent(a), asio::detached);
   }
   io.run();
   double p1_s = std::chrono::duration<double>(clk::now() - t1).count();
-  double daemon_us1 = (bench::cpu_seconds(daemon.pid()) - daemon_cpu0) * 1e6 / std::max(cycles1, 1);
-  double redis_us1 = (bench::cpu_seconds(redis_pid) - redis_cpu0) * 1e6 / std::max(cycles1, 1);
+  auto used1 = cpu1.per(cycles1);
 
   // Phase 2: paced ingest while the agents long-poll.
   io.restart();
@@ -239,7 +237,7 @@ int main(int argc, char** argv) {
         std::to_string(cycles1) + " of " + std::to_string(backlog));
   t.add("phase 1: claim+ack cycles", bench::fmt("%.0f /s", cycles1 / p1_s));
   t.add("phase 1: daemon / redis-server CPU per cycle",
-        bench::fmt("%.1f us", daemon_us1) + bench::fmt(" / %.1f us", redis_us1));
+        bench::fmt("%.1f us", used1.daemon_us) + bench::fmt(" / %.1f us", used1.redis_us));
   t.add("phase 1: claim p50 (work waiting)",
         bench::fmt("%.2f ms", bench::percentile(claim1_ms, 0.5)));
   t.add("phase 1: claim p99 (work waiting)",

@@ -35,10 +35,7 @@ int main(int argc, char** argv) {
                  R"("},"subject":"Order late","text":"Hello, my order has not arrived yet."})";
     return req;
   });
-  double cpu0 = bench::cpu_seconds(daemon.pid());
-  int redis_pid = bench::redis_pid(redis);
-  double redis0 = bench::cpu_seconds(redis_pid);
-  double self0 = bench::cpu_seconds(getpid());
+  bench::CpuUse cpu(daemon.pid(), redis);
   auto t0 = std::chrono::steady_clock::now();
   auto load = bench::run_load(daemon.port, wire, clients, 202);
   int errors = load.errors;
@@ -47,9 +44,7 @@ int main(int argc, char** argv) {
   double e2e_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   long long in_redis = redis.xlen("sb:q:general:normal");
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
-  double client_us = (bench::cpu_seconds(getpid()) - self0) * 1e6 / total;
-  double cpu_us = (bench::cpu_seconds(daemon.pid()) - cpu0) * 1e6 / total;
-  double redis_us = (bench::cpu_seconds(redis_pid) - redis0) * 1e6 / total;
+  auto used = cpu.per(total);
   double commits = daemon.metric("switchboard_writer_commits_total");
   double jobs = daemon.metric("switchboard_writer_jobs_total");
   daemon.stop();
@@ -63,9 +58,9 @@ int main(int argc, char** argv) {
   t.add("HTTP throughput", bench::fmt("%.0f /s", total / load.seconds));
   t.add("end-to-end throughput", bench::fmt("%.0f /s (committed and in Redis)", in_redis / e2e_s));
   t.add("daemon CPU per interaction",
-        bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", cpu_us));
-  t.add("redis-server CPU per interaction", bench::fmt("%.1f us", redis_us));
-  t.add("load generator CPU per request", bench::fmt("%.1f us (same machine)", client_us));
+        bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", used.daemon_us));
+  t.add("redis-server CPU per interaction", bench::fmt("%.1f us", used.redis_us));
+  t.add("load generator CPU per request", bench::fmt("%.1f us (same machine)", used.self_us));
   t.add("latency p50", bench::fmt("%.2f ms", bench::percentile(lat, 0.50)));
   t.add("latency p99", bench::fmt("%.2f ms", bench::percentile(lat, 0.99)));
   t.add("latency max", bench::fmt("%.2f ms", bench::percentile(lat, 1.0)));

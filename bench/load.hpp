@@ -18,6 +18,7 @@
 #include <memory>
 #include <sstream>
 
+#include "bench/bench_util.hpp"
 #include "tests/support/harness.hpp"
 
 namespace sb::bench {
@@ -85,12 +86,36 @@ struct Daemon {
   }
 };
 
-// The redis-server's process id, from INFO (for its CPU time).
-inline int redis_pid(test::RedisServer& redis) {
-  std::string info = redis.cmd({"INFO", "server"});
-  auto at = info.find("process_id:");
-  return at == std::string::npos ? 0 : std::atoi(info.c_str() + at + 11);
-}
+// CPU time used by the daemon, its redis-server and this process (the load generator) from
+// construction on, per unit of work.
+class CpuUse {
+ public:
+  struct PerUnit {
+    double daemon_us, redis_us, self_us;
+  };
+  CpuUse(int daemon_pid, test::RedisServer& redis)
+      : daemon_(daemon_pid),
+        redis_(redis_pid(redis)),
+        self_(getpid()),
+        daemon0_(cpu_seconds(daemon_)),
+        redis0_(cpu_seconds(redis_)),
+        self0_(cpu_seconds(self_)) {}
+  PerUnit per(int units) const {
+    double n = std::max(units, 1) / 1e6;
+    return {(cpu_seconds(daemon_) - daemon0_) / n, (cpu_seconds(redis_) - redis0_) / n,
+            (cpu_seconds(self_) - self0_) / n};
+  }
+
+ private:
+  // The redis-server's process id, from INFO.
+  static int redis_pid(test::RedisServer& redis) {
+    std::string info = redis.cmd({"INFO", "server"});
+    auto at = info.find("process_id:");
+    return at == std::string::npos ? 0 : std::atoi(info.c_str() + at + 11);
+  }
+  int daemon_, redis_, self_;
+  double daemon0_, redis0_, self0_;
+};
 
 struct LoadResult {
   std::vector<double> latency_ms;

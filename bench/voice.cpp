@@ -65,10 +65,7 @@ int main(int argc, char** argv) {
     req.body() = body;
     return req;
   });
-  double cpu0 = bench::cpu_seconds(daemon.pid());
-  int redis_pid = bench::redis_pid(redis);
-  double redis0 = bench::cpu_seconds(redis_pid);
-  double self0 = bench::cpu_seconds(getpid());
+  bench::CpuUse cpu(daemon.pid(), redis);
   auto t0 = std::chrono::steady_clock::now();
   auto load = bench::run_load(daemon.port, wire, clients, 200);
   test::eventually([&] { return redis.xlen("sb:q:general:normal") >= calls; },
@@ -76,9 +73,7 @@ int main(int argc, char** argv) {
   double e2e_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   long long queued = redis.xlen("sb:q:general:normal");
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
-  double cpu_us = (bench::cpu_seconds(daemon.pid()) - cpu0) * 1e6 / total;
-  double redis_us = (bench::cpu_seconds(redis_pid) - redis0) * 1e6 / total;
-  double client_us = (bench::cpu_seconds(getpid()) - self0) * 1e6 / total;
+  auto used = cpu.per(total);
   daemon.stop();
 
   auto& lat = load.latency_ms;
@@ -91,9 +86,9 @@ int main(int argc, char** argv) {
         bench::fmt("%.0f /s (signed, verified, committed)", total / load.seconds));
   t.add("end-to-end", bench::fmt("%.1f s until every call was in Redis", e2e_s));
   t.add("daemon CPU per callback",
-        bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", cpu_us));
-  t.add("redis-server CPU per callback", bench::fmt("%.1f us", redis_us));
-  t.add("load generator CPU per request", bench::fmt("%.1f us (same machine)", client_us));
+        bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", used.daemon_us));
+  t.add("redis-server CPU per callback", bench::fmt("%.1f us", used.redis_us));
+  t.add("load generator CPU per request", bench::fmt("%.1f us (same machine)", used.self_us));
   t.add("latency p50", bench::fmt("%.2f ms", bench::percentile(lat, 0.50)));
   t.add("latency p99", bench::fmt("%.2f ms", bench::percentile(lat, 0.99)));
   t.add("daemon RSS (end / peak)",

@@ -236,19 +236,16 @@ bool Relay::unlink_markers(Conn& c) {
     }
   }
   std::size_t commands = 0;
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
+  std::string cmd;
   for (std::size_t from = 0; from < keys.size(); from += 512, ++commands) {
-    argv.assign({"UNLINK"});
-    for (std::size_t k = from; k < std::min(keys.size(), from + 512); ++k) {
-      argv.push_back(keys[k].c_str());
+    std::size_t to = std::min(keys.size(), from + 512);
+    cmd.clear();
+    resp::array(cmd, 1 + to - from);
+    resp::bulk(cmd, "UNLINK");
+    for (std::size_t k = from; k < to; ++k) {
+      resp::bulk(cmd, keys[k]);
     }
-    lens.resize(argv.size());
-    lens[0] = 6;
-    for (std::size_t i = 1; i < argv.size(); ++i) {
-      lens[i] = keys[from + i - 1].size();
-    }
-    redisAppendCommandArgv(c.ctx, static_cast<int>(argv.size()), argv.data(), lens.data());
+    redisAppendFormattedCommand(c.ctx, cmd.data(), cmd.size());
   }
   for (std::size_t i = 0; i < commands; ++i) {
     void* raw = nullptr;
@@ -268,7 +265,7 @@ bool Relay::pass(Conn& c) {
   if (!db) {
     db = std::make_unique<storage::Db>(writer_.path(), true);
     select = std::make_unique<storage::Stmt>(db->prepare(
-        "SELECT o.seq, o.interaction_id, o.queue, o.priority, i.id, i.conversation_id, "
+        "SELECT o.seq, i.id, o.queue, o.priority, i.conversation_id, "
         "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload FROM outbox o "
         "JOIN interactions i ON i.id = o.interaction_id WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2"));
     count =
@@ -279,7 +276,7 @@ bool Relay::pass(Conn& c) {
   // ~10k instructions a row. Each command covers up to kPerScript rows.
   struct Row {
     std::int64_t seq;
-    std::string op_id, queue, priority, id;  // op_id: the interaction id
+    std::string id, queue, priority;  // the interaction id also keys its once-only marker
   };
   std::vector<Row> rows;
   std::vector<std::string> commands;
@@ -306,13 +303,13 @@ bool Relay::pass(Conn& c) {
   db->exec("BEGIN");  // one read snapshot for the batch and the count
   select->bind(1, watermark_).bind(2, kBatch);
   while (select->step()) {
-    Row r{select->int64(0), select->text(1), select->text(2), select->text(3), select->text(4)};
+    Row r{select->int64(0), select->text(1), select->text(2), select->text(3)};
     resp::bulk(keys, cfg_.prefix + ":q:" + r.queue + ":" + r.priority);
-    resp::bulk(keys, cfg_.prefix + ":relayed:" + r.op_id);
+    resp::bulk(keys, cfg_.prefix + ":relayed:" + r.id);
     static constexpr std::string_view kNames[] = {
         "interaction_id", "conversation_id", "customer_id", "channel",
         "kind",           "priority",        "payload"};
-    static constexpr int kColumns[] = {4, 5, 6, 7, 8, 3, 9};
+    static constexpr int kColumns[] = {1, 4, 5, 6, 7, 3, 8};
     for (int f = 0; f < kFields / 2; ++f) {
       resp::bulk(fields, kNames[f]);
       resp::bulk(fields, select->text_view(kColumns[f]));
@@ -395,7 +392,7 @@ bool Relay::pass(Conn& c) {
     auto markers = std::make_shared<std::vector<std::string>>();
     for (const auto& r : rows) {
       if (r.seq <= done_upto) {
-        markers->push_back(cfg_.prefix + ":relayed:" + r.op_id);
+        markers->push_back(cfg_.prefix + ":relayed:" + r.id);
       }
     }
     writer_.submit(storage::Job{[upto = done_upto](storage::Db& wdb) {

@@ -1,12 +1,10 @@
 #include "storage/interaction_json.hpp"
 
-#include <boost/json.hpp>
 #include <charconv>
 
 #include "core/time.hpp"
 
 namespace sb::storage {
-namespace json = boost::json;
 
 // The payload is written straight into a string, in boost::json's output form, because every
 // stored interaction builds one on the single writer thread: building a json::object (a hashed

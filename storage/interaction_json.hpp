@@ -1,7 +1,9 @@
 #pragma once
 // The interaction JSON of SPEC section 5, built once when an interaction is stored and kept in
 // interactions.payload; the Redis `payload` field and the API answers are that text.
-#include <boost/json/object.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
 
 #include "core/interaction.hpp"
 
