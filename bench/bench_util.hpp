@@ -4,8 +4,10 @@
 #include <unistd.h>
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -27,9 +29,10 @@ inline std::pair<double, double> rss_mib(int pid) {
   return {rss, hwm};
 }
 
-// CPU seconds (user + system) a process has used so far.
-inline double cpu_seconds(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+// CPU seconds (user + system) a process (or one of its threads) has used so far.
+inline double cpu_seconds(int pid, int tid = 0) {
+  std::ifstream in("/proc/" + std::to_string(pid) +
+                   (tid ? "/task/" + std::to_string(tid) : std::string()) + "/stat");
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto p = stat.rfind(')');  // the command name may hold spaces
   std::istringstream rest(stat.substr(p + 2));
@@ -41,6 +44,24 @@ inline double cpu_seconds(int pid) {
     }
   }
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// CPU seconds per thread name of a process (threads of one name summed): where its time goes.
+inline std::map<std::string, double> thread_cpu_seconds(int pid) {
+  std::map<std::string, double> out;
+  std::error_code ec;
+  auto dir = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(dir, ec)) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto open = stat.find('('), close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) {
+      continue;
+    }
+    auto tid = std::stoi(task.path().filename().string());
+    out[stat.substr(open + 1, close - open - 1)] += cpu_seconds(pid, tid);
+  }
+  return out;
 }
 
 inline double percentile(std::vector<double>& v, double p) {

@@ -4,6 +4,7 @@
 // its own SAVEPOINT so a failing job is undone alone), then calls every job's `done`. At 20,000
 // requests/s that is a few hundred jobs per commit instead of 20,000 commits.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -74,6 +75,8 @@ class Writer {
   bool stopping_ = false;
   bool started_ = false;
   bool idle_ = false;  // the writer thread is waiting: only then does submit() wake it
+  bool lingering_ = false;  // it waits for more jobs to join a small batch (see loop())
+  std::chrono::steady_clock::time_point last_commit_{};  // writer thread only
   std::thread thread_;
   std::thread checkpointer_;
   std::function<void()> on_commit_;
