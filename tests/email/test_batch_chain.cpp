@@ -6,8 +6,10 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
+#include <future>
 #include <mutex>
 
 #include "channels/email/batch_chain.hpp"
@@ -129,8 +131,16 @@ struct ChainFixture {
 
 TEST_CASE("batch chain: batches are stored one at a time, in UID order, each with its cursor") {
   ChainFixture f;
+  // Both parser threads wait at a gate until all five batches are queued: otherwise the first
+  // batch can be parsed and committed while the test still builds the others.
+  std::promise<void> open;
+  std::shared_future<void> gate = open.get_future().share();
+  for (int i = 0; i < 2; ++i) {
+    boost::asio::post(f.parsers, [gate] { gate.wait(); });
+  }
   f.add_batches();
   CHECK(f.chain->pending() == 5);
+  open.set_value();
   f.run_until([&] { return f.chain->pending() == 0; });
   REQUIRE(f.chain->pending() == 0);
   CHECK_FALSE(f.chain->failed());
