@@ -1,15 +1,28 @@
 #include "agents/redis_exec.hpp"
 
 #include <hiredis/hiredis.h>
-#include <pthread.h>
+#include <openssl/evp.h>
 
-#include <future>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include "core/log.hpp"
 #include "core/resp.hpp"
 
 namespace sb::agents {
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
 namespace {
+
+// A reply with no progress for this long counts as a lost connection (a hung or stopped Redis).
+constexpr auto kReplyTimeout = std::chrono::seconds(5);
+constexpr auto kConnectTimeout = std::chrono::seconds(2);
 
 RValue convert(const redisReply* r) {
   RValue v;
@@ -29,6 +42,7 @@ RValue convert(const redisReply* r) {
       break;
     case REDIS_REPLY_ARRAY:
       v.type = RValue::Type::array;
+      v.elements.reserve(r->elements);
       for (size_t i = 0; i < r->elements; ++i) {
         v.elements.push_back(convert(r->element[i]));
       }
@@ -46,6 +60,27 @@ RValue error_value(std::string message) {
   return v;
 }
 
+// The hash Redis gives a script (SCRIPT LOAD's answer, EVALSHA's argument): SHA-1, lowercase hex.
+std::string script_sha(const std::string& source) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(source.data(), source.size(), md, &len, EVP_sha1(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 15];
+  }
+  return out;
+}
+
+void format(std::string& out, const std::vector<std::string>& argv) {
+  resp::array(out, argv.size());
+  for (const auto& a : argv) {
+    resp::bulk(out, a);
+  }
+}
+
 }  // namespace
 
 const RValue& RValue::at(std::size_t i) const {
@@ -53,202 +88,378 @@ const RValue& RValue::at(std::size_t i) const {
   return i < elements.size() ? elements[i] : nil;
 }
 
-struct RedisExec::Conn {
+// The blocking connection of eval_sync.
+struct RedisExec::SyncConn {
   redisContext* ctx = nullptr;
-  std::vector<std::string> shas;
-  ~Conn() { close(); }
-  void close() {
+  ~SyncConn() {
     if (ctx) {
       redisFree(ctx);
-      ctx = nullptr;
     }
   }
   RValue cmd(const std::vector<std::string>& args) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const auto& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    auto* r = static_cast<redisReply*>(
-        redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    if (!r) {
+    std::string wire;
+    format(wire, args);
+    if (redisAppendFormattedCommand(ctx, wire.data(), wire.size()) != REDIS_OK) {
       return error_value(ctx->errstr);
     }
-    RValue v = convert(r);
-    freeReplyObject(r);
+    void* raw = nullptr;
+    if (redisGetReply(ctx, &raw) != REDIS_OK || !raw) {
+      return error_value(std::string("redis is unavailable: ") + ctx->errstr);
+    }
+    RValue v = convert(static_cast<redisReply*>(raw));
+    freeReplyObject(raw);
     return v;
   }
 };
 
-RedisExec::RedisExec(const config::Redis& cfg, std::vector<std::string> scripts,
-                     std::vector<std::vector<std::string>> init)
-    : cfg_(cfg), scripts_(std::move(scripts)), init_(std::move(init)) {}
+RedisExec::RedisExec(asio::io_context& io, const config::Redis& cfg,
+                     std::vector<std::string> scripts, std::vector<std::vector<std::string>> init)
+    : io_(io),
+      cfg_(cfg),
+      scripts_(std::move(scripts)),
+      init_(std::move(init)),
+      sock_(io),
+      watchdog_(io),
+      reader_(redisReaderCreate(), redisReaderFree) {
+  for (const auto& s : scripts_) {
+    shas_.push_back(script_sha(s));
+  }
+}
 
 RedisExec::~RedisExec() {
   stop();
 }
 
 void RedisExec::start() {
-  thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "sb-agents-redis");
-    loop();
+  asio::post(io_, [this] {
+    if (state_ == State::idle && !stopped_) {
+      connect();
+    }
+    watchdog();
   });
 }
 
 void RedisExec::stop() {
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) {
-      return;
-    }
-    stopping_ = true;
+  if (stopped_) {
+    return;
   }
-  cv_.notify_all();
-  if (thread_.joinable()) {
-    thread_.join();
-  }
-  std::deque<Job> left;
-  {
-    std::lock_guard lock(mu_);
-    left.swap(jobs_);
-  }
-  for (auto& j : left) {
-    j.cb(error_value("switchboard is stopping"));
-  }
+  stopped_ = true;
+  boost::system::error_code ignored;
+  sock_.close(ignored);
+  watchdog_.cancel();
+  fail_all("switchboard is stopping");
 }
 
 void RedisExec::eval(int script, std::vector<std::string> keys, std::vector<std::string> args,
                      Callback cb) {
-  {
-    std::lock_guard lock(mu_);
-    if (!stopping_) {
-      jobs_.push_back(Job{script, std::move(keys), std::move(args), std::move(cb)});
-      cv_.notify_one();
+  // Inline on the io thread (every agent route); posted there from any other (a reload).
+  asio::dispatch(io_, [this, c = Call{script, std::move(keys), std::move(args),
+                                      std::move(cb)}]() mutable { submit(std::move(c)); });
+}
+
+void RedisExec::submit(Call c) {
+  if (stopped_) {
+    c.cb(error_value("switchboard is stopping"));
+    return;
+  }
+  switch (state_) {
+    case State::ready:
+      append(c);
+      in_flight_.push_back(std::move(c));
+      if (!flush_posted_) {  // one write for everything issued in this turn of the io loop
+        flush_posted_ = true;
+        asio::post(io_, [this] {
+          flush_posted_ = false;
+          flush();
+        });
+      }
       return;
+    case State::connecting:
+      waiting_.push_back(std::move(c));
+      return;
+    case State::idle:
+      if (Clock::now() < retry_at_) {  // down a moment ago: answer at once, retry later
+        c.cb(error_value("redis is unavailable: " + last_error_));
+        return;
+      }
+      waiting_.push_back(std::move(c));
+      connect();
+      return;
+  }
+}
+
+void RedisExec::append(const Call& c) {
+  if (in_flight_.empty()) {
+    progress_ = Clock::now();
+  }
+  if (c.script < 0) {
+    format(out_, c.args);
+    return;
+  }
+  resp::array(out_, 3 + c.keys.size() + c.args.size());
+  resp::bulk(out_, "EVALSHA");
+  resp::bulk(out_, shas_.at(static_cast<std::size_t>(c.script)));
+  resp::bulk(out_, std::to_string(c.keys.size()));
+  for (const auto* list : {&c.keys, &c.args}) {
+    for (const auto& a : *list) {
+      resp::bulk(out_, a);
     }
   }
-  cb(error_value("switchboard is stopping"));
+}
+
+void RedisExec::connect() {
+  state_ = State::connecting;
+  auto gen = ++generation_;
+  asio::co_spawn(
+      io_,
+      [this, gen]() -> asio::awaitable<void> {
+        std::string why;
+        asio::ip::tcp::resolver resolver(io_);
+        auto [er, endpoints] = co_await resolver.async_resolve(cfg_.host, std::to_string(cfg_.port),
+                                                               asio::as_tuple(asio::use_awaitable));
+        if (!er) {
+          asio::steady_timer timeout(io_, kConnectTimeout);
+          timeout.async_wait([this, gen](boost::system::error_code ec) {
+            if (!ec && gen == generation_ && state_ == State::connecting) {
+              boost::system::error_code ignored;
+              sock_.close(ignored);
+            }
+          });
+          auto [ec, ep] =
+              co_await asio::async_connect(sock_, endpoints, asio::as_tuple(asio::use_awaitable));
+          timeout.cancel();
+          if (gen != generation_ || stopped_) {
+            co_return;
+          }
+          if (ec) {
+            why = ec == asio::error::operation_aborted ? "connect timed out" : ec.message();
+          }
+        } else {
+          why = er.message();
+        }
+        if (gen != generation_ || stopped_) {
+          co_return;
+        }
+        if (!why.empty()) {
+          boost::system::error_code ignored;
+          sock_.close(ignored);
+          state_ = State::idle;
+          last_error_ = why;
+          retry_at_ = Clock::now() + backoff_;
+          backoff_ = std::min(backoff_ * 2, std::chrono::milliseconds(2000));
+          if (!reported_) {
+            logger("agents")->warn("[agents redis {}:{}] unavailable: {}", cfg_.host, cfg_.port,
+                                   why);
+            reported_ = true;
+          }
+          fail_all("redis is unavailable: " + why);
+          co_return;
+        }
+        sock_.set_option(asio::ip::tcp::no_delay(true));
+        reader_.reset(redisReaderCreate());
+        state_ = State::ready;
+        backoff_ = std::chrono::milliseconds(100);
+        if (reported_) {
+          logger("agents")->info("[agents redis {}:{}] connected", cfg_.host, cfg_.port);
+          reported_ = false;
+        }
+        // The set-up and the calls that waited go out in one write, in this order.
+        auto setup = [this](std::vector<std::string> argv, bool must_succeed) {
+          Call c{-1, {}, std::move(argv), nullptr};
+          std::string what = c.args.at(0);
+          c.cb = [this, what, must_succeed](RValue v) {
+            if (v.is_error() && must_succeed && !stopped_) {
+              lost(what + " failed: " + v.str);
+            }
+          };
+          append(c);
+          in_flight_.push_back(std::move(c));
+        };
+        if (!cfg_.password.empty()) {
+          setup({"AUTH", cfg_.password}, true);
+        }
+        if (cfg_.db != 0) {
+          setup({"SELECT", std::to_string(cfg_.db)}, true);
+        }
+        for (const auto& s : scripts_) {
+          setup({"SCRIPT", "LOAD", s}, true);
+        }
+        for (const auto& cmd : init_) {
+          setup(cmd, false);  // XGROUP CREATE ... MKSTREAM: BUSYGROUP when it exists is fine
+        }
+        auto waiting = std::move(waiting_);
+        waiting_.clear();
+        for (auto& c : waiting) {
+          append(c);
+          in_flight_.push_back(std::move(c));
+        }
+        flush();
+        co_await read_loop(gen);
+      },
+      asio::detached);
+}
+
+void RedisExec::flush() {
+  if (writing_ || out_.empty() || state_ != State::ready) {
+    return;
+  }
+  writing_ = true;
+  auto buf = std::make_shared<std::string>(std::move(out_));
+  out_.clear();
+  asio::async_write(sock_, asio::buffer(*buf),
+                    [this, buf, gen = generation_](boost::system::error_code ec, std::size_t) {
+                      if (gen != generation_) {
+                        return;  // a connection since replaced
+                      }
+                      writing_ = false;
+                      if (ec) {
+                        lost(ec.message());
+                        return;
+                      }
+                      flush();
+                    });
+}
+
+asio::awaitable<void> RedisExec::read_loop(std::uint64_t gen) {
+  char buf[16384];
+  for (;;) {
+    auto [ec, n] =
+        co_await sock_.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+    if (gen != generation_) {
+      co_return;
+    }
+    if (ec) {
+      lost(ec == asio::error::eof ? "closed by redis" : ec.message());
+      co_return;
+    }
+    if (redisReaderFeed(reader_.get(), buf, n) != REDIS_OK) {
+      lost("unreadable reply");
+      co_return;
+    }
+    for (;;) {
+      void* raw = nullptr;
+      if (redisReaderGetReply(reader_.get(), &raw) != REDIS_OK) {
+        lost("unreadable reply");
+        co_return;
+      }
+      if (!raw) {
+        break;
+      }
+      RValue v = convert(static_cast<redisReply*>(raw));
+      freeReplyObject(raw);
+      on_reply(std::move(v));
+      if (gen != generation_) {
+        co_return;  // the reply ended the connection (a failed AUTH)
+      }
+    }
+  }
+}
+
+void RedisExec::on_reply(RValue v) {
+  if (in_flight_.empty()) {
+    lost("a reply nobody asked for");
+    return;
+  }
+  Call c = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  progress_ = Clock::now();
+  if (c.script >= 0 && v.is_error() && v.str.starts_with("NOSCRIPT")) {
+    // SCRIPT FLUSH behind our back: load it again and run the call again.
+    submit(Call{
+        -1, {}, {"SCRIPT", "LOAD", scripts_.at(static_cast<std::size_t>(c.script))}, [](RValue) {
+        }});
+    submit(std::move(c));
+    return;
+  }
+  if (c.cb) {
+    c.cb(std::move(v));
+  }
+}
+
+void RedisExec::lost(const std::string& why) {
+  if (state_ == State::ready) {
+    logger("agents")->warn("[agents redis {}:{}] connection lost: {}", cfg_.host, cfg_.port, why);
+  }
+  ++generation_;
+  boost::system::error_code ignored;
+  sock_.close(ignored);
+  state_ = State::idle;
+  writing_ = false;
+  out_.clear();
+  last_error_ = why;
+  retry_at_ = Clock::now();  // the next call reconnects at once
+  fail_all("redis is unavailable: connection lost (" + why + ")");
+}
+
+void RedisExec::fail_all(const std::string& why) {
+  std::deque<Call> calls = std::move(in_flight_);
+  in_flight_.clear();
+  for (auto& c : waiting_) {
+    calls.push_back(std::move(c));
+  }
+  waiting_.clear();
+  for (auto& c : calls) {
+    if (c.cb) {
+      c.cb(error_value(why));
+    }
+  }
+}
+
+void RedisExec::watchdog() {
+  watchdog_.expires_after(std::chrono::seconds(1));
+  watchdog_.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopped_) {
+      return;
+    }
+    if (state_ == State::ready && !in_flight_.empty() && Clock::now() - progress_ > kReplyTimeout) {
+      lost("no reply within 5 s");
+    }
+    watchdog();
+  });
 }
 
 RValue RedisExec::eval_sync(int script, std::vector<std::string> keys,
                             std::vector<std::string> args, std::chrono::milliseconds timeout) {
-  auto p = std::make_shared<std::promise<RValue>>();
-  auto f = p->get_future();
-  eval(script, std::move(keys), std::move(args), [p](RValue v) { p->set_value(std::move(v)); });
-  if (f.wait_for(timeout) != std::future_status::ready) {
-    return error_value("redis did not answer within " + std::to_string(timeout.count()) + " ms");
-  }
-  return f.get();
-}
-
-bool RedisExec::connect(Conn& c) {
-  timeval tv{2, 0};
-  c.ctx = redisConnectWithTimeout(cfg_.host.c_str(), cfg_.port, tv);
-  if (!c.ctx || c.ctx->err) {
-    return false;
-  }
-  redisSetTimeout(c.ctx, timeval{5, 0});
-  if (!cfg_.password.empty() && c.cmd({"AUTH", cfg_.password}).is_error()) {
-    return false;
-  }
-  if (cfg_.db != 0 && c.cmd({"SELECT", std::to_string(cfg_.db)}).is_error()) {
-    return false;
-  }
-  c.shas.clear();
-  for (const auto& s : scripts_) {
-    auto v = c.cmd({"SCRIPT", "LOAD", s});
-    if (v.type != RValue::Type::string) {
-      logger("agents")->error("[agents] loading a Lua script failed: {}", v.str);
-      return false;
+  std::lock_guard lock(sync_mu_);
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  if (!sync_ || !sync_->ctx || sync_->ctx->err) {
+    sync_ = std::make_unique<SyncConn>();
+    sync_->ctx = redisConnectWithTimeout(cfg_.host.c_str(), cfg_.port, tv);
+    if (!sync_->ctx || sync_->ctx->err) {
+      std::string err = sync_->ctx ? sync_->ctx->errstr : "out of memory";
+      sync_.reset();
+      return error_value("redis is unavailable: " + err);
     }
-    c.shas.push_back(v.str);
-  }
-  for (const auto& cmd : init_) {
-    c.cmd(cmd);  // XGROUP CREATE ... MKSTREAM: BUSYGROUP when it exists, which is fine
-  }
-  return c.ctx->err == 0;
-}
-
-void RedisExec::loop() {
-  Conn conn;
-  auto backoff = std::chrono::milliseconds(100);
-  bool reported = false;
-  for (;;) {
-    std::deque<Job> batch;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-      if (stopping_) {
-        return;
+    redisSetTimeout(sync_->ctx, tv);
+    if (!cfg_.password.empty()) {
+      if (auto v = sync_->cmd({"AUTH", cfg_.password}); v.is_error()) {
+        sync_.reset();
+        return v;
       }
-      batch.swap(jobs_);
     }
-    if (!conn.ctx) {
-      if (!connect(conn)) {
-        std::string err = conn.ctx && conn.ctx->err ? conn.ctx->errstr : "handshake failed";
-        conn.close();
-        if (!reported) {
-          logger("agents")->warn("[agents redis {}:{}] unavailable: {}", cfg_.host, cfg_.port, err);
-          reported = true;
-        }
-        for (auto& j : batch) {
-          j.cb(error_value("redis is unavailable: " + err));
-        }
-        std::unique_lock lock(mu_);
-        cv_.wait_for(lock, backoff, [&] { return stopping_; });
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
-        continue;
-      }
-      backoff = std::chrono::milliseconds(100);
-      if (reported) {
-        logger("agents")->info("[agents redis {}:{}] connected", cfg_.host, cfg_.port);
-      }
-      reported = false;
-    }
-    std::string cmd;
-    for (const auto& j : batch) {
-      cmd.clear();
-      resp::array(cmd, 3 + j.keys.size() + j.args.size());
-      resp::bulk(cmd, "EVALSHA");
-      resp::bulk(cmd, conn.shas.at(static_cast<size_t>(j.script)));
-      resp::bulk(cmd, std::to_string(j.keys.size()));
-      for (const auto* list : {&j.keys, &j.args}) {
-        for (const auto& a : *list) {
-          resp::bulk(cmd, a);
-        }
-      }
-      redisAppendFormattedCommand(conn.ctx, cmd.data(), cmd.size());
-    }
-    std::deque<Job> retry;
-    bool lost = false;
-    for (auto& j : batch) {
-      void* raw = nullptr;
-      if (lost || redisGetReply(conn.ctx, &raw) != REDIS_OK) {
-        if (!lost) {
-          logger("agents")->warn("[agents redis {}:{}] connection lost: {}", cfg_.host, cfg_.port,
-                                 conn.ctx->errstr);
-        }
-        lost = true;
-        j.cb(error_value("redis is unavailable: connection lost"));
-        continue;
-      }
-      RValue v = convert(static_cast<redisReply*>(raw));
-      freeReplyObject(raw);
-      if (v.is_error() && v.str.starts_with("NOSCRIPT")) {
-        retry.push_back(std::move(j));  // SCRIPT FLUSH behind our back: reload and run again
-        continue;
-      }
-      j.cb(std::move(v));
-    }
-    if (lost || !retry.empty()) {
-      conn.close();  // the next batch reconnects and loads the scripts again
-      std::lock_guard lock(mu_);
-      for (auto it = retry.rbegin(); it != retry.rend(); ++it) {
-        jobs_.push_front(std::move(*it));
+    if (cfg_.db != 0) {
+      if (auto v = sync_->cmd({"SELECT", std::to_string(cfg_.db)}); v.is_error()) {
+        sync_.reset();
+        return v;
       }
     }
   }
+  const auto& source = scripts_.at(static_cast<std::size_t>(script));
+  std::vector<std::string> argv{"EVALSHA", shas_.at(static_cast<std::size_t>(script)),
+                                std::to_string(keys.size())};
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  RValue v = sync_->cmd(argv);
+  if (v.is_error() && v.str.starts_with("NOSCRIPT")) {
+    argv[0] = "EVAL";
+    argv[1] = source;
+    v = sync_->cmd(argv);
+  }
+  if (sync_->ctx->err) {
+    sync_.reset();  // timed out or lost: a fresh connection next time
+  }
+  return v;
 }
 
 }  // namespace sb::agents

@@ -1,23 +1,34 @@
 #pragma once
-// The agents' own Redis connection, on its own thread (the relay keeps its connection). Work
-// arrives as EVALSHA jobs from the io thread; the thread drains everything queued, sends it in
-// one write and reads the replies in one pass (pipelining), so 50 agents claiming at once cost
-// one round trip, not fifty. Replies are copied into RValue and handed to the job's callback on
-// this thread; callers post them back to their executor (see async_eval).
+// The agents' own Redis connection (the relay keeps its own), driven by the io thread: the agent
+// routes run there, so a claim's EVALSHA is written, and its reply read and handed back, with no
+// thread in between. Commands issued in the same turn of the io loop go out in one write and
+// their replies come back in order (pipelining), so 50 agents claiming at once cost one round
+// trip, not fifty. An earlier version ran the connection on its own thread: each call then cost
+// two cross-thread wake-ups, which on two cores queued behind other threads and made up much of
+// a claim's latency under load.
+//
+// Script hashes are computed here (SHA-1 of the source, as Redis does), so a (re)connect sends
+// SCRIPT LOAD and the waiting EVALSHAs in the same write. eval_sync (the /metrics gauges, called
+// on the io thread while it serves /metrics) uses a second, blocking connection of its own.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <condition_variable>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "config/config.hpp"
+
+struct redisReader;
 
 namespace sb::agents {
 
@@ -39,36 +50,61 @@ class RedisExec {
   using Callback = std::function<void(RValue)>;
   // `scripts`: Lua sources, loaded at every (re)connect and run by index. `init`: commands run
   // after connecting (consumer groups); their errors are ignored.
-  RedisExec(const config::Redis& cfg, std::vector<std::string> scripts,
+  RedisExec(boost::asio::io_context& io, const config::Redis& cfg, std::vector<std::string> scripts,
             std::vector<std::vector<std::string>> init);
   ~RedisExec();
 
-  void start();
-  void stop();  // fails the jobs still queued with an error value
+  void start();  // connects (on the io thread)
+  // Fails the calls in flight with an error value. Called once the io thread has ended.
+  void stop();
 
+  // From any thread; `cb` runs on the io thread.
   void eval(int script, std::vector<std::string> keys, std::vector<std::string> args, Callback cb);
-  // Blocks the caller (for scrape-time gauges); an error value after `timeout`.
+  // Blocks the caller (for scrape-time gauges) on its own connection; an error value after
+  // `timeout`.
   RValue eval_sync(int script, std::vector<std::string> keys, std::vector<std::string> args,
                    std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
  private:
-  struct Job {
-    int script;
+  struct Call {
+    int script = -1;  // -1: a connection set-up command, already in `out_`
     std::vector<std::string> keys, args;
     Callback cb;
   };
-  struct Conn;
-  void loop();
-  bool connect(Conn& c);
+  struct SyncConn;
+  void submit(Call c);
+  void append(const Call& c);
+  void connect();
+  void flush();
+  boost::asio::awaitable<void> read_loop(std::uint64_t generation);
+  void on_reply(RValue v);
+  void lost(const std::string& why);
+  void fail_all(const std::string& why);
+  void watchdog();
 
+  boost::asio::io_context& io_;
   config::Redis cfg_;
-  std::vector<std::string> scripts_;
+  std::vector<std::string> scripts_, shas_;
   std::vector<std::vector<std::string>> init_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;
-  bool stopping_ = false;
-  std::thread thread_;
+
+  // io thread only.
+  enum class State { idle, connecting, ready } state_ = State::idle;
+  boost::asio::ip::tcp::socket sock_;
+  boost::asio::steady_timer watchdog_;
+  std::uint64_t generation_ = 0;   // bumped at every (re)connect: stale read loops end
+  std::deque<Call> waiting_;       // issued while connecting
+  std::deque<Call> in_flight_;     // written (or in `out_`), replies pending, in order
+  std::string out_, writing_buf_;  // to write; being written
+  bool writing_ = false, flush_posted_ = false, stopped_ = false;
+  std::chrono::steady_clock::time_point progress_;  // last reply, or when in_flight_ filled
+  std::chrono::steady_clock::time_point retry_at_;  // no new connect before (back-off)
+  std::chrono::milliseconds backoff_{100};
+  bool reported_ = false;  // "unavailable" logged, "connected" is due when it comes back
+  std::string last_error_;
+  std::unique_ptr<redisReader, void (*)(redisReader*)> reader_;
+
+  std::mutex sync_mu_;
+  std::unique_ptr<SyncConn> sync_;
 };
 
 // Runs a script and completes on the executor of the awaiting coroutine.

@@ -32,7 +32,7 @@ Service::Service(asio::io_context& io, const config::Config& cfg, storage::Write
       senders_(senders),
       agents_(cfg.agents),
       queues_(queues.begin(), queues.end()),
-      redis_(cfg.redis, lua_scripts(), group_commands(cfg.redis.prefix, queues)),
+      redis_(io, cfg.redis, lua_scripts(), group_commands(cfg.redis.prefix, queues)),
       ops_(redis_, cfg.redis.prefix, cfg.routing.claim_timeout, cfg.routing.max_deliveries),
       records_(io, writer, cfg.storage.path),
       sends_(io, records_, senders, policy),

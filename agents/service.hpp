@@ -2,7 +2,7 @@
 // The agents layer as one component of the App: agent authentication, the agent routes, the
 // customer read routes, queue statistics in /metrics, and the reply send loop.
 //
-// Threads: handlers run on the io thread; Redis work goes to RedisExec's thread (pipelined);
+// Threads: handlers run on the io thread, and so does RedisExec's connection (pipelined);
 // database writes go to the writer; a long-poll claim is a coroutine asleep on a timer.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>

@@ -9,10 +9,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstring>
@@ -186,7 +186,7 @@ int main(int argc, char** argv) {
   };
 
   bench::CpuUse cpu1(daemon.pid(), redis);
-  redis.cmd({"CONFIG","RESETSTAT"});
+  redis.cmd({"CONFIG", "RESETSTAT"});
   auto t1 = clk::now();
   for (int a = 0; a < agents; ++a) {
     asio::co_spawn(io, agent(a), asio::detached);
@@ -195,7 +195,8 @@ int main(int argc, char** argv) {
   double p1_s = std::chrono::duration<double>(clk::now() - t1).count();
   auto used1 = cpu1.per(cycles1);
   auto threads1 = cpu1.threads(cycles1);
-  if (std::getenv("SB_STATS")) std::cerr << redis.cmd({"INFO","commandstats"}) << "\n";
+  if (std::getenv("SB_STATS"))
+    std::cerr << redis.cmd({"INFO", "commandstats"}) << "\n";
 
   // Phase 2: paced ingest while the agents long-poll.
   io.restart();

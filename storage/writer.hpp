@@ -74,7 +74,7 @@ class Writer {
   std::vector<Job> queue_;
   bool stopping_ = false;
   bool started_ = false;
-  bool idle_ = false;  // the writer thread is waiting: only then does submit() wake it
+  bool idle_ = false;       // the writer thread is waiting: only then does submit() wake it
   bool lingering_ = false;  // it waits for more jobs to join a small batch (see loop())
   std::chrono::steady_clock::time_point last_commit_{};  // writer thread only
   std::thread thread_;

@@ -57,3 +57,41 @@ TEST_CASE(
   CHECK(d.act("alice-token", other, "ack").status == 200);
   CHECK(general(d).at("claimed").as_int64() == 0);
 }
+
+// The agents' connection lives on the daemon's io thread (agents/redis_exec.cpp); these are the
+// ways Redis can pull it out from under a claim.
+TEST_CASE("SCRIPT FLUSH behind the daemon's back: claims load the scripts again and go on") {
+  AgentDaemon d;
+  std::string id = d.ingest("flush-1", "claimed after a SCRIPT FLUSH");
+  d.drained();
+  CHECK(d.redis.cmd({"SCRIPT", "FLUSH"}) == "OK");
+  auto r = d.claim("alice-token", "general");
+  REQUIRE(r.status == 200);
+  CHECK(claimed_id(r) == id);
+  CHECK(d.act("alice-token", id, "ack").status == 200);
+}
+
+TEST_CASE("redis closes the agents' connection (CLIENT KILL): the next claims reconnect") {
+  AgentDaemon d;
+  std::string id = d.ingest("kill-1", "claimed after CLIENT KILL");
+  d.drained();
+  CHECK(d.claim("alice-token", "nobody-s-queue").status == 403);
+  CHECK(d.claim("alice-token", "general", 0).status == 200);  // the connection is up and used
+  CHECK(d.act("alice-token", id, "release").status == 200);
+  CHECK(d.redis.cmd({"CLIENT", "KILL", "TYPE", "normal"}) != "0");
+  // A claim racing the close may see it (503 naming redis); a later one reconnects.
+  int unavailable = 0;
+  std::string got;
+  REQUIRE(eventually([&] {
+    auto r = d.claim("alice-token", "general");
+    if (r.status == 503) {
+      ++unavailable;
+      CHECK(error_message(r).find("redis") != std::string::npos);
+      return false;
+    }
+    got = r.status == 200 ? claimed_id(r) : "";
+    return true;
+  }));
+  CHECK(got == id);
+  CHECK(unavailable <= 1);
+}
