@@ -1,7 +1,10 @@
 // bench/agents: 50 simulated agents claim and finish work on one queue of a real daemon
-// process. Phase 1: a backlog is waiting (claim latency with work waiting, cycles/s). Phase 2:
-// ingest runs at a fixed rate (5,000/s by default) while the agents long-poll, claim and ack;
-// measures cycles/s and the time from each POST /v1/interactions to the claim that got it.
+// process (issue 3's targets).
+//   Phase 1: a backlog is waiting, no ingest: cycles/s and claim latency with work waiting.
+//   Phase 2: ingest runs at a fixed rate (5,000/s by default) while the agents long-poll, claim
+//            and ack: the time from each POST /v1/interactions to the claim that got it.
+//   Phase 3: the same ingest, with a backlog waiting too: claim+ack cycles/s while ingest runs
+//            (in phase 2 the agents can only go as fast as work arrives) and claim latency.
 //
 //   build/bench/bench_agents [--backlog N] [--rate N] [--seconds N] [--agents N]
 #include <signal.h>
@@ -117,43 +120,50 @@ int main(int argc, char** argv) {
   auto port = daemon.port;
   auto ep = asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port);
 
-  // Phase 1: a backlog of entries as the relay writes them (SPEC fields, a realistic payload).
+  // A backlog: entries as the relay writes them (SPEC fields, a realistic payload).
   std::string payload =
-      R"({"id":"item-ID","channel":"api","account":"bench","kind":"message","direction":"inbound",)"
+      R"({"id":"ID","channel":"api","account":"bench","kind":"message","direction":"inbound",)"
       R"("external_id":"ID","conversation_id":"c","customer":{"id":"u","name":"Ann Lee","tier":"",)"
       R"("is_new":false},"from":{"type":"email","value":"ann@example.com"},"to":[],"subject":)"
       R"("Order late","text":"Hello, my order has not arrived yet.","queue":"general","priority":"normal"})";
-  redis.cmd({"EVAL",
-             "for i = 1, tonumber(ARGV[1]) do redis.call('XADD', KEYS[1], '*', 'interaction_id', "
-             "'item-' .. i, 'conversation_id', 'c', 'customer_id', 'u', 'channel', 'api', 'kind', "
-             "'message', 'priority', 'normal', 'payload', (string.gsub(ARGV[2], 'ID', i))) end",
-             "1", "sb:q:general:normal", std::to_string(backlog), payload});
+  auto add_backlog = [&](const std::string& prefix) {
+    redis.cmd({"EVAL",
+               "for i = 1, tonumber(ARGV[1]) do redis.call('XADD', KEYS[1], '*', 'interaction_id', "
+               "ARGV[3] .. i, 'conversation_id', 'c', 'customer_id', 'u', 'channel', 'api', "
+               "'kind', 'message', 'priority', 'normal', 'payload', "
+               "(string.gsub(ARGV[2], 'ID', ARGV[3] .. i))) end",
+               "1", "sb:q:general:normal", std::to_string(backlog), payload, prefix});
+  };
 
+  struct Phase {
+    std::vector<double> claim_ms, arrival_ms, committed_ms, post_ms;
+    int cycles = 0, cycles_while_ingest = 0, posted = 0, total = 0;
+    double seconds = 0, ingest_s = 0;
+    bench::CpuUse::PerUnit cpu{};
+    std::string threads;
+    double commits = 0, jobs = 0;
+  };
   asio::io_context io(1);
-  std::vector<double> claim1_ms, claim2_ms, arrival_ms, committed_ms, post_ms;
-  int cycles1 = 0, cycles2 = 0, errors = 0, posted = 0;
-  bool phase2 = false, ingest_done = false;
+  int errors = 0;
+  Phase* cur = nullptr;
+  bool long_poll = false, done = false;
   std::unordered_map<std::string, clk::time_point> post_started;  // external id -> POST start
   std::unordered_map<std::string, clk::time_point> post_done;     // external id -> 202 received
-  clk::time_point p2_start, p2_end, ingest_end;
 
   auto agent = [&](int a) -> asio::awaitable<void> {
     Conn c(io);
     co_await c.s.async_connect(ep, asio::use_awaitable);
     c.s.set_option(asio::ip::tcp::no_delay(true));
     std::string token = "token-" + std::to_string(a);
+    Phase& ph = *cur;
     for (;;) {
-      bool in2 = phase2;
       auto t = clk::now();
-      auto [st, body] = co_await call(
-          c, "/v1/agent/claim", token,
-          in2 ? R"({"queue":"general","wait_ms":1000})" : R"({"queue":"general","wait_ms":0})");
+      auto [st, body] = co_await call(c, "/v1/agent/claim", token,
+                                      long_poll ? R"({"queue":"general","wait_ms":1000})"
+                                                : R"({"queue":"general","wait_ms":0})");
       double ms = ms_since(t);
       if (st == 204) {
-        if (!in2 && !phase2) {
-          co_return;  // backlog done; phase 2 agents are spawned afresh
-        }
-        if (ingest_done) {
+        if (!long_poll || done) {
           co_return;
         }
         continue;
@@ -164,149 +174,156 @@ int main(int argc, char** argv) {
       }
       auto id = field(body, "id");
       auto ext = field(body, "external_id");
-      if (in2) {
-        claim2_ms.push_back(ms);
-        if (auto it = post_started.find(ext); it != post_started.end()) {
-          arrival_ms.push_back(ms_since(it->second));
-        }
-        if (auto it = post_done.find(ext); it != post_done.end()) {
-          committed_ms.push_back(ms_since(it->second));  // 0 when the claim beat the 202 back
-        } else {
-          committed_ms.push_back(0);
-        }
-      } else {
-        claim1_ms.push_back(ms);
+      ph.claim_ms.push_back(ms);
+      if (auto it = post_started.find(ext); it != post_started.end()) {
+        ph.arrival_ms.push_back(ms_since(it->second));
+        auto d = post_done.find(ext);  // none yet when the claim beat the 202 back: 0
+        ph.committed_ms.push_back(d == post_done.end() ? 0.0 : ms_since(d->second));
       }
       auto [sa, ba] = co_await call(c, "/v1/agent/interactions/" + id + "/ack", token, "");
       if (sa != 200) {
         ++errors;
       }
-      (in2 ? cycles2 : cycles1)++;
-    }
-  };
-
-  bench::CpuUse cpu1(daemon.pid(), redis);
-  redis.cmd({"CONFIG", "RESETSTAT"});
-  auto t1 = clk::now();
-  for (int a = 0; a < agents; ++a) {
-    asio::co_spawn(io, agent(a), asio::detached);
-  }
-  io.run();
-  double p1_s = std::chrono::duration<double>(clk::now() - t1).count();
-  auto used1 = cpu1.per(cycles1);
-  auto threads1 = cpu1.threads(cycles1);
-  if (std::getenv("SB_STATS"))
-    std::cerr << redis.cmd({"INFO", "commandstats"}) << "\n";
-
-  // Phase 2: paced ingest while the agents long-poll.
-  io.restart();
-  phase2 = true;
-  int total = rate * seconds;
-  int next = 0;
-  bench::CpuUse cpu2(daemon.pid(), redis);
-  double commits0 = daemon.metric("switchboard_writer_commits_total");
-  double jobs0 = daemon.metric("switchboard_writer_jobs_total");
-  p2_start = clk::now();
-  auto ingester = [&]() -> asio::awaitable<void> {
-    Conn c(io);
-    co_await c.s.async_connect(ep, asio::use_awaitable);
-    c.s.set_option(asio::ip::tcp::no_delay(true));
-    asio::steady_timer timer(io);
-    while (next < total) {
-      int i = next++;
-      auto due = p2_start + std::chrono::microseconds(static_cast<long long>(i) * 1'000'000 / rate);
-      if (due > clk::now()) {
-        timer.expires_at(due);
-        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-      }
-      std::string ext = "p-" + std::to_string(i);
-      auto started = clk::now();
-      post_started[ext] = started;
-      auto [st, body] = co_await call(
-          c, "/v1/interactions", "bench",
-          R"({"source":"bench","external_id":")" + ext + R"(","from":{"email":"c)" +
-              std::to_string(i % 1000) +
-              R"(@example.com"},"subject":"Order late","text":"Hello, my order has not arrived."})");
-      if (st != 202) {
-        ++errors;
-      }
-      post_ms.push_back(ms_since(started));
-      post_done[ext] = clk::now();
-      if (++posted == total) {
-        ingest_end = clk::now();
+      ++ph.cycles;
+      if (ph.posted < ph.total) {
+        ++ph.cycles_while_ingest;
       }
     }
   };
-  for (int c = 0; c < 64; ++c) {
-    asio::co_spawn(io, ingester(), asio::detached);
-  }
-  for (int a = 0; a < agents; ++a) {
-    asio::co_spawn(io, agent(a), asio::detached);
-  }
-  // Stop the agents once everything posted was claimed (or after a grace period).
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        asio::steady_timer timer(io);
-        auto limit = clk::now() + std::chrono::seconds(seconds + 30);
-        while ((posted < total || cycles2 < posted - errors) && clk::now() < limit) {
-          timer.expires_after(std::chrono::milliseconds(20));
+
+  // Runs the agents (and, with `ingest`, a paced ingest of rate * seconds interactions over 64
+  // connections) until the queue is empty and everything posted was claimed.
+  auto run = [&](Phase& ph, bool ingest, const std::string& ext_prefix) {
+    io.restart();
+    cur = &ph;
+    long_poll = ingest;
+    done = false;
+    ph.total = ingest ? rate * seconds : 0;
+    int next = 0;
+    bench::CpuUse cpu(daemon.pid(), redis);
+    double commits0 = daemon.metric("switchboard_writer_commits_total");
+    double jobs0 = daemon.metric("switchboard_writer_jobs_total");
+    auto start = clk::now();
+    clk::time_point ingest_end = start, end = start;
+    auto ingester = [&]() -> asio::awaitable<void> {
+      Conn c(io);
+      co_await c.s.async_connect(ep, asio::use_awaitable);
+      c.s.set_option(asio::ip::tcp::no_delay(true));
+      asio::steady_timer timer(io);
+      while (next < ph.total) {
+        int i = next++;
+        auto due = start + std::chrono::microseconds(static_cast<long long>(i) * 1'000'000 / rate);
+        if (due > clk::now()) {
+          timer.expires_at(due);
           co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
         }
-        p2_end = clk::now();
-        ingest_done = true;
-      },
-      asio::detached);
-  io.run();
-  double p2_s = std::chrono::duration<double>(p2_end - p2_start).count();
-  auto used2 = cpu2.per(cycles2);
-  auto threads2 = cpu2.threads(cycles2);
-  double commits2 = daemon.metric("switchboard_writer_commits_total") - commits0;
-  double jobs2 = daemon.metric("switchboard_writer_jobs_total") - jobs0;
+        std::string ext = ext_prefix + std::to_string(i);
+        auto started = clk::now();
+        post_started[ext] = started;
+        auto [st, body] = co_await call(
+            c, "/v1/interactions", "bench",
+            R"({"source":"bench","external_id":")" + ext + R"(","from":{"email":"c)" +
+                std::to_string(i % 1000) +
+                R"(@example.com"},"subject":"Order late","text":"Hello, my order has not arrived."})");
+        if (st != 202) {
+          ++errors;
+        }
+        ph.post_ms.push_back(ms_since(started));
+        post_done[ext] = clk::now();
+        if (++ph.posted == ph.total) {
+          ingest_end = clk::now();
+        }
+      }
+    };
+    if (ingest) {
+      for (int c = 0; c < 64; ++c) {
+        asio::co_spawn(io, ingester(), asio::detached);
+      }
+      // Stop the long-polling agents once everything posted was claimed (or after a grace
+      // period); the backlog, if any, is claimed too by then (it came first).
+      asio::co_spawn(
+          io,
+          [&]() -> asio::awaitable<void> {
+            asio::steady_timer timer(io);
+            auto limit = clk::now() + std::chrono::seconds(seconds + 60);
+            while ((ph.posted < ph.total || static_cast<int>(ph.arrival_ms.size()) < ph.posted) &&
+                   clk::now() < limit) {
+              timer.expires_after(std::chrono::milliseconds(20));
+              co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+            }
+            end = clk::now();
+            done = true;
+          },
+          asio::detached);
+    }
+    for (int a = 0; a < agents; ++a) {
+      asio::co_spawn(io, agent(a), asio::detached);
+    }
+    io.run();
+    if (!ingest) {
+      end = clk::now();
+    }
+    ph.seconds = std::chrono::duration<double>(end - start).count();
+    ph.ingest_s = std::chrono::duration<double>(ingest_end - start).count();
+    ph.cpu = cpu.per(ph.cycles);
+    ph.threads = cpu.threads(ph.cycles);
+    ph.commits = daemon.metric("switchboard_writer_commits_total") - commits0;
+    ph.jobs = daemon.metric("switchboard_writer_jobs_total") - jobs0;
+  };
+
+  Phase p1, p2, p3;
+  add_backlog("item-");
+  run(p1, false, "");
+  run(p2, true, "p2-");
+  add_backlog("p3-item-");
+  run(p3, true, "p3-");
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
   daemon.stop();
 
+  auto cpu_line = [](const Phase& ph) {
+    return bench::fmt("%.1f us", ph.cpu.daemon_us) + bench::fmt(" / %.1f us", ph.cpu.redis_us) +
+           bench::fmt(" / %.1f us", ph.cpu.self_us);
+  };
+  auto ms = [](std::vector<double>& v, double p) {
+    return bench::fmt("%.2f ms", bench::percentile(v, p));
+  };
   bench::Table t;
   t.add("agents (keep-alive, one connection each)", std::to_string(agents));
-  t.add("phase 1: backlog claimed + acked",
-        std::to_string(cycles1) + " of " + std::to_string(backlog));
-  t.add("phase 1: claim+ack cycles", bench::fmt("%.0f /s", cycles1 / p1_s));
-  t.add("phase 1: CPU per cycle: daemon / redis-server / this load generator",
-        bench::fmt("%.1f us", used1.daemon_us) + bench::fmt(" / %.1f us", used1.redis_us) +
-            bench::fmt(" / %.1f us", used1.self_us));
-  t.add("phase 1: daemon CPU per cycle by thread", threads1);
-  t.add("phase 1: claim p50 (work waiting)",
-        bench::fmt("%.2f ms", bench::percentile(claim1_ms, 0.5)));
-  t.add("phase 1: claim p99 (work waiting)",
-        bench::fmt("%.2f ms", bench::percentile(claim1_ms, 0.99)));
-  double ingest_s = std::chrono::duration<double>(ingest_end - p2_start).count();
-  t.add("phase 2: ingest rate achieved (target)",
-        bench::fmt("%.0f /s", posted / ingest_s) + " (" + std::to_string(rate) + ")");
-  t.add("phase 2: POST /v1/interactions p99",
-        bench::fmt("%.2f ms", bench::percentile(post_ms, 0.99)));
-  t.add("phase 2: claim p99 (long-poll, any wait)",
-        bench::fmt("%.2f ms", bench::percentile(claim2_ms, 0.99)));
-  t.add("phase 2: claimed + acked", std::to_string(cycles2) + " of " + std::to_string(posted));
-  t.add("phase 2: claim+ack cycles (until all done)", bench::fmt("%.0f /s", cycles2 / p2_s));
-  t.add("phase 2: CPU per item (ingest + cycle): daemon / redis-server / load generator",
-        bench::fmt("%.1f us", used2.daemon_us) + bench::fmt(" / %.1f us", used2.redis_us) +
-            bench::fmt(" / %.1f us", used2.self_us));
-  t.add("phase 2: daemon CPU per item by thread", threads2);
-  t.add("phase 2: database commits / jobs per commit",
-        bench::fmt("%.0f", commits2) + bench::fmt(" / %.1f", jobs2 / std::max(commits2, 1.0)));
-  t.add("phase 2: POST -> claim answered p50",
-        bench::fmt("%.2f ms", bench::percentile(arrival_ms, 0.5)));
-  t.add("phase 2: POST -> claim answered p99",
-        bench::fmt("%.2f ms", bench::percentile(arrival_ms, 0.99)));
-  t.add("phase 2: POST -> claim answered max",
-        bench::fmt("%.2f ms", bench::percentile(arrival_ms, 1.0)));
-  t.add("phase 2: 202 received -> claim answered p50",
-        bench::fmt("%.2f ms", bench::percentile(committed_ms, 0.5)));
-  t.add("phase 2: 202 received -> claim answered p99",
-        bench::fmt("%.2f ms", bench::percentile(committed_ms, 0.99)));
+  t.add("phase 1 (backlog, no ingest): claimed + acked",
+        std::to_string(p1.cycles) + " of " + std::to_string(backlog));
+  t.add("phase 1: claim+ack cycles", bench::fmt("%.0f /s", p1.cycles / p1.seconds));
+  t.add("phase 1: claim p50 / p99 (work waiting)",
+        ms(p1.claim_ms, 0.5) + " / " + ms(p1.claim_ms, 0.99));
+  t.add("phase 1: CPU per cycle: daemon / redis-server / load generator", cpu_line(p1));
+  t.add("phase 1: daemon CPU per cycle by thread", p1.threads);
+  t.add("phase 2 (ingest, agents keep up): ingest rate (target)",
+        bench::fmt("%.0f /s", p2.posted / p2.ingest_s) + " (" + std::to_string(rate) + ")");
+  t.add("phase 2: claimed + acked", std::to_string(p2.cycles) + " of " + std::to_string(p2.posted));
+  t.add("phase 2: POST /v1/interactions p99", ms(p2.post_ms, 0.99));
+  t.add("phase 2: POST -> claim answered p50 / p99 / max",
+        ms(p2.arrival_ms, 0.5) + " / " + ms(p2.arrival_ms, 0.99) + " / " + ms(p2.arrival_ms, 1.0));
+  t.add("phase 2: 202 received -> claim answered p50 / p99",
+        ms(p2.committed_ms, 0.5) + " / " + ms(p2.committed_ms, 0.99));
+  t.add("phase 2: CPU per item (ingest + cycle): daemon / redis / load gen", cpu_line(p2));
+  t.add("phase 2: daemon CPU per item by thread", p2.threads);
+  t.add(
+      "phase 2: database commits / jobs per commit",
+      bench::fmt("%.0f", p2.commits) + bench::fmt(" / %.1f", p2.jobs / std::max(p2.commits, 1.0)));
+  t.add("phase 3 (backlog + ingest): ingest rate (target)",
+        bench::fmt("%.0f /s", p3.posted / p3.ingest_s) + " (" + std::to_string(rate) + ")");
+  t.add("phase 3: claim+ack cycles while ingest runs",
+        bench::fmt("%.0f /s", p3.cycles_while_ingest / p3.ingest_s));
+  t.add("phase 3: claim p50 / p99 (work waiting)",
+        ms(p3.claim_ms, 0.5) + " / " + ms(p3.claim_ms, 0.99));
+  t.add("phase 3: POST /v1/interactions p99", ms(p3.post_ms, 0.99));
+  t.add("phase 3: claimed + acked",
+        std::to_string(p3.cycles) + " of " + std::to_string(backlog + p3.posted));
   t.add("errors", std::to_string(errors));
   t.add("daemon RSS (end / peak)",
         bench::fmt("%.0f MiB", rss) + " / " + bench::fmt("%.0f MiB", hwm));
-  t.print("bench_agents: claim + ack with 50 agents (phase 2 with ingest running)");
-  return errors == 0 && cycles1 == backlog && cycles2 == posted ? 0 : 1;
+  t.print("bench_agents: claim + ack with " + std::to_string(agents) + " agents");
+  return errors == 0 && p1.cycles == backlog && p2.cycles == p2.posted &&
+                 p3.cycles == backlog + p3.posted
+             ? 0
+             : 1;
 }

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   long long in_redis = redis.xlen("sb:q:general:normal");
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
   auto used = cpu.per(total);
+  auto threads = cpu.threads(total);
   double commits = daemon.metric("switchboard_writer_commits_total");
   double jobs = daemon.metric("switchboard_writer_jobs_total");
   daemon.stop();
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
   t.add("end-to-end throughput", bench::fmt("%.0f /s (committed and in Redis)", in_redis / e2e_s));
   t.add("daemon CPU per interaction",
         bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", used.daemon_us));
+  t.add("daemon CPU per interaction by thread", threads);
   t.add("redis-server CPU per interaction", bench::fmt("%.1f us", used.redis_us));
   t.add("load generator CPU per request", bench::fmt("%.1f us (same machine)", used.self_us));
   t.add("latency p50", bench::fmt("%.2f ms", bench::percentile(lat, 0.50)));

@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
   long long queued = redis.xlen("sb:q:general:normal");
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
   auto used = cpu.per(total);
+  auto threads = cpu.threads(total);
   daemon.stop();
 
   auto& lat = load.latency_ms;
@@ -87,6 +88,7 @@ int main(int argc, char** argv) {
   t.add("end-to-end", bench::fmt("%.1f s until every call was in Redis", e2e_s));
   t.add("daemon CPU per callback",
         bench::fmt("%.1f us (all threads; the machine's limit is 2 cores)", used.daemon_us));
+  t.add("daemon CPU per callback by thread", threads);
   t.add("redis-server CPU per callback", bench::fmt("%.1f us", used.redis_us));
   t.add("load generator CPU per request", bench::fmt("%.1f us (same machine)", used.self_us));
   t.add("latency p50", bench::fmt("%.2f ms", bench::percentile(lat, 0.50)));
