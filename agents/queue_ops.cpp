@@ -1,5 +1,6 @@
 #include "agents/queue_ops.hpp"
 
+#include <algorithm>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "agents/scripts.hpp"
@@ -60,7 +61,9 @@ QueueOps::QueueOps(RedisExec& redis, std::string prefix, std::chrono::millisecon
     : redis_(redis),
       prefix_(std::move(prefix)),
       claim_timeout_(claim_timeout),
-      max_deliveries_(max_deliveries) {}
+      max_deliveries_(max_deliveries),
+      sweep_every_(std::clamp(claim_timeout / 10, std::chrono::milliseconds(10),
+                              std::chrono::milliseconds(100))) {}
 
 asio::awaitable<ClaimResult> QueueOps::claim(const std::string& queue, const std::string& agent) {
   std::vector<std::string> keys;
@@ -70,8 +73,14 @@ asio::awaitable<ClaimResult> QueueOps::claim(const std::string& queue, const std
   keys.push_back(dead_stream(queue));
   keys.push_back(prefix_ + ":held");
   // (GCC: no braced lists inside co_await expressions.)
+  auto now = std::chrono::steady_clock::now();
+  auto& next = next_sweep_[queue];
+  bool sweep = now >= next;
+  if (sweep) {
+    next = now + sweep_every_;
+  }
   std::vector<std::string> args{agent, std::to_string(claim_timeout_.count()),
-                                std::to_string(max_deliveries_)};
+                                std::to_string(max_deliveries_), sweep ? "1" : "0"};
   RValue v =
       co_await async_eval(redis_, kClaim, std::move(keys), std::move(args), asio::use_awaitable);
   ClaimResult r;
@@ -115,7 +124,15 @@ asio::awaitable<FinishResult> QueueOps::ack(const std::string& id, const std::st
 }
 
 asio::awaitable<FinishResult> QueueOps::release(const std::string& id, const std::string& agent) {
-  co_return co_await finish(id, agent, "release");
+  auto r = co_await finish(id, agent, "release");
+  if (r.status == Hold::held) {
+    // "{prefix}:q:{queue}:{priority}": the next claim from that queue takes it at once.
+    auto from = prefix_.size() + 3, to = r.stream.rfind(':');
+    if (r.stream.size() > from && to != std::string::npos && to > from) {
+      next_sweep_[r.stream.substr(from, to - from)] = {};
+    }
+  }
+  co_return r;
 }
 
 asio::awaitable<FinishResult> QueueOps::holds(const std::string& id, const std::string& agent) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "agents/redis_exec.hpp"
@@ -78,6 +79,11 @@ class QueueOps {
   std::string prefix_;
   std::chrono::milliseconds claim_timeout_;
   int max_deliveries_;
+  // When a claim next looks for entries idle past claim_timeout (released or timed out), per
+  // queue. Looking costs an XPENDING per non-empty stream, and a timeout is seconds long: once
+  // per sweep_every_ is enough; a release makes the next claim look at once. io thread only.
+  std::chrono::milliseconds sweep_every_;
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> next_sweep_;
 };
 
 // Parses the millisecond part of a stream entry id ("1700000000000-0").

@@ -25,14 +25,16 @@ end
 )lua";
 
 // KEYS: the queue's streams urgent, high, normal, low; dead-letter stream; held hash.
-// ARGV: consumer, claim_timeout ms, max_deliveries.
+// ARGV: consumer, claim_timeout ms, max_deliveries, sweep ("1": look for idle entries first).
 // Per priority, most urgent first: entries idle past claim_timeout (timed out, or released)
 // come first because they are the oldest (XPENDING IDLE + XCLAIM: XAUTOCLAIM's effect without
 // its COUNT*10 scan limit); an entry delivered max_deliveries times that timed out again goes
-// to the dead-letter stream instead. Then the next new entry (XREADGROUP >).
+// to the dead-letter stream instead. Then the next new entry (XREADGROUP >). The search for idle
+// entries runs only when ARGV[4] is "1" (QueueOps asks for it every claim_timeout/10, at most
+// 100 ms apart, and right after a release): a timed-out entry may wait that much longer.
 // Returns {found, stream, entry id, deliveries, fields, {dead-lettered interaction ids}}.
 constexpr const char* kClaimBody = R"lua(
-local consumer, idle, maxd = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local consumer, idle, maxd, sweep = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
 local dead = {}
 for i = 1, 4 do
   local key = KEYS[i]
@@ -41,7 +43,7 @@ for i = 1, 4 do
   if redis.call('XLEN', key) > 0 then
     -- The oldest entry idle past claim_timeout, found by XPENDING's IDLE filter (one pass over
     -- the pending list in C) and taken with XCLAIM, which counts the delivery.
-    for _ = 1, 100 do
+    for _ = 1, sweep and 100 or 0 do
       local p = redis.call('XPENDING', key, 'agents', 'IDLE', idle, '-', '+', 1)
       if not p[1] then break end
       local e = redis.call('XCLAIM', key, 'agents', consumer, idle, p[1][1])[1]
