@@ -1,7 +1,6 @@
 #pragma once
 // Shared by the benchmark programs: a daemon started as a child process with a temporary
 // config, its memory, and a table printer.
-#include <openssl/evp.h>
 #include <unistd.h>
 #include <algorithm>
 #include <chrono>
@@ -75,25 +74,6 @@ inline double percentile(std::vector<double>& v, double p) {
   return v[k];
 }
 
-// Wall time of a fixed single-threaded CPU task (SHA-256 over 16 MiB), median of five. The same
-// binary measured on this virtual machine ran up to twice as slow at some hours as at others (the
-// host's load, invisible from inside: no steal time is reported); this number, printed under
-// every table, tells which kind of hour a run had.
-inline double speed_probe_ms() {
-  std::vector<unsigned char> data(16 << 20, 0x5a);
-  std::vector<double> runs;
-  for (int i = 0; i < 5; ++i) {
-    auto t = std::chrono::steady_clock::now();
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-    runs.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count());
-  }
-  std::sort(runs.begin(), runs.end());
-  return runs[2];
-}
-
 struct Table {
   std::vector<std::pair<std::string, std::string>> rows;
   void add(std::string k, std::string v) { rows.emplace_back(std::move(k), std::move(v)); }
@@ -107,8 +87,6 @@ struct Table {
     for (auto& r : rows) {
       std::printf("%-*s  %s\n", static_cast<int>(w), r.first.c_str(), r.second.c_str());
     }
-    std::printf("%-*s  %.1f ms (SHA-256 of 16 MiB; lower is a faster hour)\n", static_cast<int>(w),
-                "machine speed probe", speed_probe_ms());
     std::fflush(stdout);
   }
 };
