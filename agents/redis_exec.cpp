@@ -241,35 +241,19 @@ void RedisExec::connect() {
           co_return;
         }
         if (!why.empty()) {
-          boost::system::error_code ignored;
-          sock_.close(ignored);
-          state_ = State::idle;
-          last_error_ = why;
-          retry_at_ = Clock::now() + backoff_;
-          backoff_ = std::min(backoff_ * 2, std::chrono::milliseconds(2000));
-          if (!reported_) {
-            logger("agents")->warn("[agents redis {}:{}] unavailable: {}", cfg_.host, cfg_.port,
-                                   why);
-            reported_ = true;
-          }
-          fail_all("redis is unavailable: " + why);
+          unavailable(why);
           co_return;
         }
         sock_.set_option(asio::ip::tcp::no_delay(true));
         reader_.reset(redisReaderCreate());
         state_ = State::ready;
-        backoff_ = std::chrono::milliseconds(100);
-        if (reported_) {
-          logger("agents")->info("[agents redis {}:{}] connected", cfg_.host, cfg_.port);
-          reported_ = false;
-        }
         // The set-up and the calls that waited go out in one write, in this order.
         auto setup = [this](std::vector<std::string> argv, bool must_succeed) {
           Call c{-1, {}, std::move(argv), nullptr};
           std::string what = c.args.at(0);
           c.cb = [this, what, must_succeed](RValue v) {
             if (v.is_error() && must_succeed && !stopped_) {
-              lost(what + " failed: " + v.str);
+              unavailable(what + " failed: " + v.str);  // a wrong password, say
             }
           };
           append(c);
@@ -287,6 +271,21 @@ void RedisExec::connect() {
         for (const auto& cmd : init_) {
           setup(cmd, false);  // XGROUP CREATE ... MKSTREAM: BUSYGROUP when it exists is fine
         }
+        // Answered once everything before it was accepted: the connection is good.
+        Call ping{-1, {}, {"PING"}, [this](RValue v) {
+                    if (v.is_error()) {
+                      unavailable("PING failed: " + v.str);
+                      return;
+                    }
+                    backoff_ = std::chrono::milliseconds(100);
+                    if (reported_) {
+                      logger("agents")->info("[agents redis {}:{}] connected", cfg_.host,
+                                             cfg_.port);
+                      reported_ = false;
+                    }
+                  }};
+        append(ping);
+        in_flight_.push_back(std::move(ping));
         auto waiting = std::move(waiting_);
         waiting_.clear();
         for (auto& c : waiting) {
@@ -389,6 +388,25 @@ void RedisExec::lost(const std::string& why) {
   last_error_ = why;
   retry_at_ = Clock::now();  // the next call reconnects at once
   fail_all("redis is unavailable: connection lost (" + why + ")");
+}
+
+// Redis cannot be reached or refused the set-up: calls fail at once until a back-off (100 ms,
+// doubling to 2 s) has passed; logged once until it works again.
+void RedisExec::unavailable(const std::string& why) {
+  ++generation_;
+  boost::system::error_code ignored;
+  sock_.close(ignored);
+  state_ = State::idle;
+  writing_ = false;
+  out_.clear();
+  last_error_ = why;
+  retry_at_ = Clock::now() + backoff_;
+  backoff_ = std::min(backoff_ * 2, std::chrono::milliseconds(2000));
+  if (!reported_) {
+    logger("agents")->warn("[agents redis {}:{}] unavailable: {}", cfg_.host, cfg_.port, why);
+    reported_ = true;
+  }
+  fail_all("redis is unavailable: " + why);
 }
 
 void RedisExec::fail_all(const std::string& why) {

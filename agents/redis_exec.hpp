@@ -78,7 +78,8 @@ class RedisExec {
   void flush();
   boost::asio::awaitable<void> read_loop(std::uint64_t generation);
   void on_reply(RValue v);
-  void lost(const std::string& why);
+  void lost(const std::string& why);         // an established connection broke
+  void unavailable(const std::string& why);  // could not connect, or the set-up was refused
   void fail_all(const std::string& why);
   void watchdog();
 

@@ -95,3 +95,15 @@ TEST_CASE("redis closes the agents' connection (CLIENT KILL): the next claims re
   CHECK(got == id);
   CHECK(unavailable <= 1);
 }
+
+TEST_CASE("redis refuses the agents' password: claims answer 503 naming AUTH, not the password") {
+  // This Redis has no password, so AUTH with one fails ("called without any password
+  // configured"), as a wrong password would.
+  AgentDaemon d([](config::Config& c) { c.redis.password = "not-the-password"; });
+  for (int i = 0; i < 3; ++i) {
+    auto r = d.claim("alice-token", "general");
+    CHECK(r.status == 503);
+    CHECK(error_message(r).find("AUTH failed") != std::string::npos);
+    CHECK(r.body.find("not-the-password") == std::string::npos);
+  }
+}
