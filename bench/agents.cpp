@@ -7,7 +7,9 @@
 //            (in phase 2 the agents can only go as fast as work arrives) and claim latency.
 //
 //   build/bench/bench_agents [--backlog N] [--rate N] [--seconds N] [--agents N]
+//   SB_BENCH_REDIS_STATS=1 also prints Redis's INFO commandstats after each phase.
 #include <signal.h>
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -143,6 +145,7 @@ int main(int argc, char** argv) {
     std::string threads;
     double commits = 0, jobs = 0;
   };
+  std::array<Phase, 3> phases;
   asio::io_context io(1);
   int errors = 0;
   Phase* cur = nullptr;
@@ -202,6 +205,7 @@ int main(int argc, char** argv) {
     ph.total = ingest ? rate * seconds : 0;
     int next = 0;
     bench::CpuUse cpu(daemon.pid(), redis);
+    redis.cmd({"CONFIG", "RESETSTAT"});
     double commits0 = daemon.metric("switchboard_writer_commits_total");
     double jobs0 = daemon.metric("switchboard_writer_jobs_total");
     // With ingest, the agents connect and start long-polling 200 ms before the first POST: the
@@ -272,9 +276,15 @@ int main(int argc, char** argv) {
     ph.threads = cpu.threads(ph.cycles);
     ph.commits = daemon.metric("switchboard_writer_commits_total") - commits0;
     ph.jobs = daemon.metric("switchboard_writer_jobs_total") - jobs0;
+    if (std::getenv("SB_BENCH_REDIS_STATS")) {  // Redis commands and their time, per phase
+      std::cerr << "phase " << (&ph - &phases[0]) + 1 << ", " << ph.cycles << " cycles:\n"
+                << redis.cmd({"INFO", "commandstats"}) << "\n";
+    }
   };
 
-  Phase p1, p2, p3;
+  Phase& p1 = phases[0];
+  Phase& p2 = phases[1];
+  Phase& p3 = phases[2];
   add_backlog("item-");
   run(p1, false, "");
   run(p2, true, "p2-");
