@@ -1,6 +1,7 @@
 #include "agents/queue_ops.hpp"
 
 #include <algorithm>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "agents/scripts.hpp"
@@ -66,57 +67,119 @@ QueueOps::QueueOps(RedisExec& redis, std::string prefix, std::chrono::millisecon
                               std::chrono::milliseconds(100))) {}
 
 asio::awaitable<ClaimResult> QueueOps::claim(const std::string& queue, const std::string& agent) {
+  // Not a coroutine: async_initiate with use_awaitable already returns the awaitable. The claim
+  // joins the others of this turn of the io loop for the same queue; the first one schedules
+  // the script run that serves them all (send_claims).
+  return asio::async_initiate<decltype(asio::use_awaitable), void(ClaimResult)>(
+      [this](auto handler, std::string queue, std::string agent) {
+        auto ex = asio::get_associated_executor(handler);
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        auto& batch = claims_[queue];
+        batch.push_back({std::move(agent), [h, ex](ClaimResult r) {
+                           asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+                         }});
+        if (batch.size() == 1) {
+          asio::post(redis_.io(), [this, queue] { send_claims(queue); });
+        }
+      },
+      asio::use_awaitable, queue, agent);
+}
+
+void QueueOps::send_claims(const std::string& queue) {
+  auto batch = std::make_shared<std::vector<PendingClaim>>();
+  batch->swap(claims_[queue]);
+  if (batch->empty()) {
+    return;
+  }
   std::vector<std::string> keys;
   for (const char* p : kPriorities) {
     keys.push_back(stream(queue, p));
   }
   keys.push_back(dead_stream(queue));
   keys.push_back(prefix_ + ":held");
-  // (GCC: no braced lists inside co_await expressions.)
   auto now = std::chrono::steady_clock::now();
   auto& next = next_sweep_[queue];
   bool sweep = now >= next;
   if (sweep) {
     next = now + sweep_every_;
   }
-  std::vector<std::string> args{agent, std::to_string(claim_timeout_.count()),
+  std::vector<std::string> args{std::to_string(claim_timeout_.count()),
                                 std::to_string(max_deliveries_), sweep ? "1" : "0"};
-  RValue v =
-      co_await async_eval(redis_, kClaim, std::move(keys), std::move(args), asio::use_awaitable);
-  ClaimResult r;
-  if (v.is_error() || v.type != RValue::Type::array) {
-    r.error = v.is_error() ? v.str : "unexpected reply from redis";
-    co_return r;
+  for (const auto& c : *batch) {
+    args.push_back(c.agent);
   }
-  for (const auto& d : v.at(5).elements) {
-    r.dead.push_back(d.str);
-  }
-  r.found = v.int_at(0) == 1;
-  if (r.found) {
-    r.stream = v.str_at(1);
-    r.entry_id = v.str_at(2);
-    r.deliveries = v.int_at(3);
-    r.interaction_id = field(v.at(4), "interaction_id");
-    r.priority = field(v.at(4), "priority");
-    r.payload = field(v.at(4), "payload");
-  }
-  co_return r;
+  redis_.eval(kClaim, std::move(keys), std::move(args), [batch](RValue v) {
+    if (v.is_error() || v.type != RValue::Type::array) {
+      for (auto& c : *batch) {
+        ClaimResult r;
+        r.error = v.is_error() ? v.str : "unexpected reply from redis";
+        c.done(std::move(r));
+      }
+      return;
+    }
+    const auto& results = v.at(0);
+    for (std::size_t j = 0; j < batch->size(); ++j) {
+      ClaimResult r;
+      if (j == 0) {
+        for (const auto& d : v.at(1).elements) {
+          r.dead.push_back(d.str);  // reported (logged, recorded) once
+        }
+      }
+      const auto& e = results.at(j);
+      r.found = e.int_at(0) == 1;
+      if (r.found) {
+        r.stream = e.str_at(1);
+        r.entry_id = e.str_at(2);
+        r.deliveries = e.int_at(3);
+        r.interaction_id = field(e.at(4), "interaction_id");
+        r.priority = field(e.at(4), "priority");
+        r.payload = field(e.at(4), "payload");
+      }
+      (*batch)[j].done(std::move(r));
+    }
+  });
 }
 
 asio::awaitable<FinishResult> QueueOps::finish(const std::string& interaction_id,
                                                const std::string& agent, const char* mode) {
-  // Released entries look as if delivered one claim_timeout (plus a margin) ago.
-  auto idle = std::to_string(claim_timeout_.count() + 1000);
-  std::vector<std::string> keys{prefix_ + ":held"};
-  std::vector<std::string> args{interaction_id, agent, mode, idle, kReleasedConsumer};
-  RValue v =
-      co_await async_eval(redis_, kFinish, std::move(keys), std::move(args), asio::use_awaitable);
-  auto r = to_finish(v);
-  if (r.status == Hold::held) {
-    r.stream = v.str_at(1);
-    r.entry_id = v.str_at(2);
+  // Batched per turn of the io loop, as claims are (send_finishes).
+  return asio::async_initiate<decltype(asio::use_awaitable), void(FinishResult)>(
+      [this](auto handler, std::string id, std::string agent, std::string mode) {
+        auto ex = asio::get_associated_executor(handler);
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        finishes_.push_back(
+            {std::move(id), std::move(agent), std::move(mode), [h, ex](FinishResult r) {
+               asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+             }});
+        if (finishes_.size() == 1) {
+          asio::post(redis_.io(), [this] { send_finishes(); });
+        }
+      },
+      asio::use_awaitable, interaction_id, agent, std::string(mode));
+}
+
+void QueueOps::send_finishes() {
+  auto batch = std::make_shared<std::vector<PendingFinish>>();
+  batch->swap(finishes_);
+  if (batch->empty()) {
+    return;
   }
-  co_return r;
+  // Released entries look as if delivered one claim_timeout (plus a margin) ago.
+  std::vector<std::string> args{std::to_string(claim_timeout_.count() + 1000), kReleasedConsumer};
+  for (const auto& f : *batch) {
+    args.insert(args.end(), {f.id, f.agent, f.mode});
+  }
+  redis_.eval(kFinish, {prefix_ + ":held"}, std::move(args), [batch](RValue v) {
+    for (std::size_t j = 0; j < batch->size(); ++j) {
+      const RValue& one = v.type == RValue::Type::array ? v.at(j) : v;
+      auto r = to_finish(one);
+      if (r.status == Hold::held) {
+        r.stream = one.str_at(1);
+        r.entry_id = one.str_at(2);
+      }
+      (*batch)[j].done(std::move(r));
+    }
+  });
 }
 
 asio::awaitable<FinishResult> QueueOps::ack(const std::string& id, const std::string& agent) {

@@ -6,6 +6,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -84,6 +85,20 @@ class QueueOps {
   // per sweep_every_ is enough; a release makes the next claim look at once. io thread only.
   std::chrono::milliseconds sweep_every_;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> next_sweep_;
+  // Claims issued in this turn of the io loop, per queue: one script run serves them all.
+  struct PendingClaim {
+    std::string agent;
+    std::function<void(ClaimResult)> done;
+  };
+  void send_claims(const std::string& queue);
+  std::unordered_map<std::string, std::vector<PendingClaim>> claims_;
+  // Acks, releases and checks issued in this turn of the io loop.
+  struct PendingFinish {
+    std::string id, agent, mode;
+    std::function<void(FinishResult)> done;
+  };
+  void send_finishes();
+  std::vector<PendingFinish> finishes_;
 };
 
 // Parses the millisecond part of a stream entry id ("1700000000000-0").

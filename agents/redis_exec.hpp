@@ -54,6 +54,7 @@ class RedisExec {
             std::vector<std::vector<std::string>> init);
   ~RedisExec();
 
+  boost::asio::io_context& io() { return io_; }
   void start();  // connects (on the io thread)
   // Fails the calls in flight with an error value. Called once the io thread has ended.
   void stop();
