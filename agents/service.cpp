@@ -41,8 +41,8 @@ Service::Service(asio::io_context& io, const config::Config& cfg, storage::Write
   // redelivered to a waiting agent without new work arriving.
   tick_ = std::clamp(cfg.routing.claim_timeout / 2, std::chrono::milliseconds(50),
                      std::chrono::milliseconds(1000));
-  relay_.on_delivered([this](const std::string& queue) {
-    asio::post(io_, [this, queue] { waiters_.notify(queue); });
+  relay_.on_delivered([this](const std::string& queue, std::size_t n) {
+    asio::post(io_, [this, queue, n] { waiters_.notify(queue, n); });
   });
   add_gauges(metrics);
 }

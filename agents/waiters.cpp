@@ -7,19 +7,19 @@
 namespace sb::agents {
 namespace asio = boost::asio;
 
-void Waiters::notify(const std::string& queue) {
+void Waiters::notify(const std::string& queue, std::size_t n) {
   ++generation_[queue];
   auto it = slots_.find(queue);
   if (it == slots_.end()) {
     return;
   }
-  while (!it->second.empty()) {
+  while (n > 0 && !it->second.empty()) {
     auto slot = it->second.front();
     it->second.pop_front();
     if (!slot->woken) {
       slot->woken = true;
       slot->timer->cancel();
-      return;
+      --n;
     }
   }
 }

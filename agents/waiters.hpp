@@ -1,8 +1,8 @@
 #pragma once
 // Long-poll claims waiting for work, per queue; io thread only. A waiting claim sleeps on a
 // timer, so it holds no thread. When the relay delivers to a queue (or an item is released or
-// transferred into it), one waiter is woken; a woken waiter that got an item wakes two more
-// (a fan-out, so one delivery does not start 50 claim scripts of which 49 find nothing).
+// transferred into it), as many waiters as items are woken; a woken waiter that got an item
+// wakes two more (a fan-out, for items a notification did not count, such as timed-out ones).
 // The generation counter closes the race between an empty claim and going to sleep: a
 // delivery in between bumps it, and the claimer tries again instead of sleeping.
 #include <boost/asio/awaitable.hpp>
@@ -20,8 +20,9 @@ namespace sb::agents {
 class Waiters {
  public:
   std::uint64_t generation(const std::string& queue) { return generation_[queue]; }
-  // Work arrived in `queue`: bump its generation and wake one waiter.
-  void notify(const std::string& queue);
+  // `n` items arrived in `queue`: bump its generation and wake up to `n` waiters (their claims
+  // then share one script run, see QueueOps).
+  void notify(const std::string& queue, std::size_t n = 1);
   // Sleeps until notified or `until`; true when notified.
   boost::asio::awaitable<bool> wait(const std::string& queue,
                                     std::chrono::steady_clock::time_point until);

@@ -341,7 +341,7 @@ bool Relay::pass(Conn& c) {
     redisAppendFormattedCommand(c.ctx, cmd.data(), cmd.size());
   }
   std::int64_t done_upto = watermark_;
-  std::vector<std::string> touched;
+  std::vector<std::pair<std::string, std::size_t>> touched;  // queue, entries added
   bool failed = false;
   for (std::size_t from = 0; from < rows.size(); from += kPerScript) {
     std::size_t n = std::min<std::size_t>(kPerScript, rows.size() - from);
@@ -367,8 +367,12 @@ bool Relay::pass(Conn& c) {
     for (std::size_t k = from; k < from + std::min(done, n); ++k) {
       done_upto = rows[k].seq;
       ++delivered_;
-      if (std::find(touched.begin(), touched.end(), rows[k].queue) == touched.end()) {
-        touched.push_back(rows[k].queue);
+      auto t = std::find_if(touched.begin(), touched.end(),
+                            [&](const auto& q) { return q.first == rows[k].queue; });
+      if (t == touched.end()) {
+        touched.emplace_back(rows[k].queue, 1);
+      } else {
+        ++t->second;
       }
     }
     if (done < n) {
@@ -415,8 +419,8 @@ bool Relay::pass(Conn& c) {
                                 }});
   }
   if (on_delivered_) {
-    for (const auto& q : touched) {
-      on_delivered_(q);
+    for (const auto& [q, n] : touched) {
+      on_delivered_(q, n);
     }
   }
   return !failed;

@@ -35,8 +35,10 @@ class Relay {
   std::string redis_error() const;
   std::int64_t pending() const { return pending_.load(); }  // outbox rows not yet in Redis
   std::uint64_t delivered() const { return delivered_.load(); }
-  // Called on the relay thread after entries were added to a queue's streams (claim wake-ups).
-  void on_delivered(std::function<void(const std::string& queue)> fn) { on_delivered_ = fn; }
+  // Called on the relay thread after `n` entries were added to a queue's streams (claim
+  // wake-ups).
+  using Delivered = std::function<void(const std::string& queue, std::size_t n)>;
+  void on_delivered(Delivered fn) { on_delivered_ = std::move(fn); }
 
   // The Lua script, exposed for tests. KEYS: stream, marker per row. ARGV: marker ttl, then
   // the 14 entry field/values per row. Returns {rows done, error of the first failed row}.
@@ -52,7 +54,7 @@ class Relay {
   config::Redis cfg_;
   storage::Writer& writer_;
   std::vector<std::string> queues_;
-  std::function<void(const std::string&)> on_delivered_;
+  Delivered on_delivered_;
 
   std::mutex mu_;
   std::condition_variable cv_;
