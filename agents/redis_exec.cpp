@@ -375,10 +375,8 @@ void RedisExec::on_reply(RValue v) {
   }
 }
 
-void RedisExec::lost(const std::string& why) {
-  if (state_ == State::ready) {
-    logger("agents")->warn("[agents redis {}:{}] connection lost: {}", cfg_.host, cfg_.port, why);
-  }
+// Ends the connection (stale read loops and writes see the new generation and stop).
+void RedisExec::close(const std::string& why, Clock::time_point retry_at) {
   ++generation_;
   boost::system::error_code ignored;
   sock_.close(ignored);
@@ -386,21 +384,21 @@ void RedisExec::lost(const std::string& why) {
   writing_ = false;
   out_.clear();
   last_error_ = why;
-  retry_at_ = Clock::now();  // the next call reconnects at once
+  retry_at_ = retry_at;
+}
+
+void RedisExec::lost(const std::string& why) {
+  if (state_ == State::ready) {
+    logger("agents")->warn("[agents redis {}:{}] connection lost: {}", cfg_.host, cfg_.port, why);
+  }
+  close(why, Clock::now());  // the next call reconnects at once
   fail_all("redis is unavailable: connection lost (" + why + ")");
 }
 
 // Redis cannot be reached or refused the set-up: calls fail at once until a back-off (100 ms,
 // doubling to 2 s) has passed; logged once until it works again.
 void RedisExec::unavailable(const std::string& why) {
-  ++generation_;
-  boost::system::error_code ignored;
-  sock_.close(ignored);
-  state_ = State::idle;
-  writing_ = false;
-  out_.clear();
-  last_error_ = why;
-  retry_at_ = Clock::now() + backoff_;
+  close(why, Clock::now() + backoff_);
   backoff_ = std::min(backoff_ * 2, std::chrono::milliseconds(2000));
   if (!reported_) {
     logger("agents")->warn("[agents redis {}:{}] unavailable: {}", cfg_.host, cfg_.port, why);

@@ -79,6 +79,7 @@ class RedisExec {
   void flush();
   boost::asio::awaitable<void> read_loop(std::uint64_t generation);
   void on_reply(RValue v);
+  void close(const std::string& why, std::chrono::steady_clock::time_point retry_at);
   void lost(const std::string& why);         // an established connection broke
   void unavailable(const std::string& why);  // could not connect, or the set-up was refused
   void fail_all(const std::string& why);
