@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "core/hex.hpp"
 #include "core/log.hpp"
 #include "core/resp.hpp"
 
@@ -65,13 +66,7 @@ std::string script_sha(const std::string& source) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(source.data(), source.size(), md, &len, EVP_sha1(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
+  return hex_lower({reinterpret_cast<const char*>(md), len});
 }
 
 void format(std::string& out, const std::vector<std::string>& argv) {

@@ -12,6 +12,7 @@
 #include "channels/email/gmime_util.hpp"
 #include "channels/email/html_text.hpp"
 #include "channels/email/rfc2047.hpp"
+#include "core/hex.hpp"
 
 namespace sb::email {
 namespace {
@@ -393,13 +394,7 @@ std::string hex_sha256(std::string_view data) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), md.data(), &len, EVP_sha256(), nullptr);
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += digits[md[i] >> 4];
-    out += digits[md[i] & 0xF];
-  }
-  return out;
+  return hex_lower({reinterpret_cast<const char*>(md.data()), len});
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <array>
 #include <cctype>
 
+#include "core/hex.hpp"
+
 namespace sb::email {
 namespace {
 
@@ -29,12 +31,7 @@ bool token_char(char c) {
 std::string make_message_id(std::string_view conversation_id, std::string_view domain) {
   std::array<unsigned char, 8> rnd{};
   RAND_bytes(rnd.data(), static_cast<int>(rnd.size()));
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string r;
-  for (unsigned char b : rnd) {
-    r += digits[b >> 4];
-    r += digits[b & 0xF];
-  }
+  std::string r = hex_lower({reinterpret_cast<const char*>(rnd.data()), rnd.size()});
   return "<sb." + std::string(conversation_id) + "." + r + "@" + std::string(domain) + ">";
 }
 

@@ -8,6 +8,8 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "core/hex.hpp"
+
 namespace sb::social {
 
 namespace {
@@ -56,14 +58,7 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
   if (!hmac.mac(key, data, out.data(), out_len)) {
     return {};
   }
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string result;
-  result.reserve(out_len * 2);
-  for (std::size_t i = 0; i < out_len; ++i) {
-    result.push_back(hex[out[i] >> 4]);
-    result.push_back(hex[out[i] & 0xF]);
-  }
-  return result;
+  return hex_lower({reinterpret_cast<const char*>(out.data()), out_len});
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {

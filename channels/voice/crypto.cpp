@@ -70,17 +70,6 @@ std::optional<std::string> base64_decode(std::string_view in) {
   return out;
 }
 
-std::string hex_lower(std::string_view in) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(in.size() * 2);
-  for (unsigned char c : in) {
-    out.push_back(digits[c >> 4]);
-    out.push_back(digits[c & 0x0f]);
-  }
-  return out;
-}
-
 std::string sha256_hex(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

@@ -4,13 +4,15 @@
 #include <string>
 #include <string_view>
 
+#include "core/hex.hpp"
+
 namespace sb::voice {
 
 // CRYPTO_memcmp; a length mismatch returns early (lengths are not secret).
 bool constant_time_equal(std::string_view a, std::string_view b);
 std::string base64_encode(std::string_view bytes);
 std::optional<std::string> base64_decode(std::string_view text);  // strict, padding optional
-std::string hex_lower(std::string_view bytes);
+using sb::hex_lower;                                              // core/hex.hpp
 std::string sha256_hex(std::string_view data);
 std::string hmac_sha1_base64(std::string_view key, std::string_view data);
 std::string hmac_sha256_hex(std::string_view key, std::string_view data);
