@@ -30,10 +30,9 @@ inline std::pair<double, double> rss_mib(int pid) {
   return {rss, hwm};
 }
 
-// CPU seconds (user + system) a process (or one of its threads) has used so far.
-inline double cpu_seconds(int pid, int tid = 0) {
-  std::ifstream in("/proc/" + std::to_string(pid) +
-                   (tid ? "/task/" + std::to_string(tid) : std::string()) + "/stat");
+// CPU seconds (user + system) a process has used so far.
+inline double cpu_seconds(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto p = stat.rfind(')');  // the command name may hold spaces
   std::istringstream rest(stat.substr(p + 2));
@@ -47,20 +46,24 @@ inline double cpu_seconds(int pid, int tid = 0) {
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-// CPU seconds per thread name of a process (threads of one name summed): where its time goes.
-inline std::map<std::string, double> thread_cpu_seconds(int pid) {
-  std::map<std::string, double> out;
+// Per thread name (sb-writer, sb-io, sb-relay, sb-email-parse, ...) of a process (0: this one),
+// summed: seconds on a CPU and seconds runnable but waiting for one (/proc schedstat). The wait
+// shows how much the other load on the machine held each stage back.
+struct ThreadTimes {
+  double on_cpu = 0;
+  double waiting = 0;
+};
+inline std::map<std::string, ThreadTimes> thread_times(int pid = 0) {
+  std::map<std::string, ThreadTimes> out;
   std::error_code ec;
-  auto dir = "/proc/" + std::to_string(pid) + "/task";
-  for (const auto& task : std::filesystem::directory_iterator(dir, ec)) {
-    std::ifstream in(task.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto open = stat.find('('), close = stat.rfind(')');
-    if (open == std::string::npos || close == std::string::npos) {
-      continue;
-    }
-    auto tid = std::stoi(task.path().filename().string());
-    out[stat.substr(open + 1, close - open - 1)] += cpu_seconds(pid, tid);
+  auto dir = "/proc/" + (pid ? std::to_string(pid) : std::string("self")) + "/task";
+  for (const auto& t : std::filesystem::directory_iterator(dir, ec)) {
+    std::string name;
+    std::getline(std::ifstream(t.path() / "comm"), name);
+    double run_ns = 0, wait_ns = 0;  // schedstat: on CPU, waiting on a run queue, slices
+    std::ifstream(t.path() / "schedstat") >> run_ns >> wait_ns;
+    out[name].on_cpu += run_ns / 1e9;
+    out[name].waiting += wait_ns / 1e9;
   }
   return out;
 }

@@ -96,26 +96,6 @@ MbsyncRun run_mbsync(const test::TempDir& dir, const std::string& maildir_root,
   return run;
 }
 
-// Per thread name (sb-writer, sb-io, sb-relay, sb-email-parse, ...) of this process, summed:
-// seconds on a CPU and seconds runnable but waiting for one (/proc schedstat). The wait shows
-// how much the other load on the machine held each stage back.
-struct ThreadTimes {
-  double on_cpu = 0;
-  double waiting = 0;
-};
-std::map<std::string, ThreadTimes> thread_times() {
-  std::map<std::string, ThreadTimes> out;
-  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::string name;
-    std::getline(std::ifstream(t.path() / "comm"), name);
-    double run_ns = 0, wait_ns = 0;  // schedstat: on CPU, waiting on a run queue, slices
-    std::ifstream(t.path() / "schedstat") >> run_ns >> wait_ns;
-    out[name].on_cpu += run_ns / 1e9;
-    out[name].waiting += wait_ns / 1e9;
-  }
-  return out;
-}
-
 struct SyncRun {
   std::unique_ptr<test::TempDir> dir;  // the daemon's database
   std::unique_ptr<test::RedisServer> redis;
@@ -123,7 +103,7 @@ struct SyncRun {
   double stored_s = 0;  // everything committed to SQLite (the relay to Redis follows)
   double redis_s = 0;   // everything in the Redis stream
   double cpu_s = 0;     // CPU of this process (the daemon's threads) during the sync
-  std::map<std::string, ThreadTimes> threads;  // by thread name
+  std::map<std::string, bench::ThreadTimes> threads;  // by thread name
 };
 
 // The whole daemon in-process with a fresh database and a fresh redis-server, from start() until
@@ -146,7 +126,7 @@ bool run_switchboard(SyncRun& run, const Dovecot& dovecot, int total) {
   run.app = std::make_unique<App>(cfg);
   storage::Db db(run.dir->file("switchboard.db"), true);
   double cpu0 = bench::cpu_seconds(getpid());
-  auto threads0 = thread_times();
+  auto threads0 = bench::thread_times();
   auto t = clk::now();
   run.app->start();
   // Polled every 10 ms with cheap queries: the probe itself must not compete for the 2 cores.
@@ -162,7 +142,7 @@ bool run_switchboard(SyncRun& run, const Dovecot& dovecot, int total) {
     if (run.stored_s != 0 && run.redis->xlen("sb:q:general:normal") >= total) {
       run.redis_s = seconds_since(t);
       run.cpu_s = bench::cpu_seconds(getpid()) - cpu0;
-      run.threads = thread_times();
+      run.threads = bench::thread_times();
       for (const auto& [name, s] : threads0) {
         run.threads[name].on_cpu -= s.on_cpu;
         run.threads[name].waiting -= s.waiting;

@@ -100,7 +100,7 @@ class CpuUse {
         daemon0_(cpu_seconds(daemon_)),
         redis0_(cpu_seconds(redis_)),
         self0_(cpu_seconds(self_)),
-        threads0_(thread_cpu_seconds(daemon_)) {}
+        threads0_(thread_times(daemon_)) {}
   PerUnit per(int units) const {
     double n = std::max(units, 1) / 1e6;
     return {(cpu_seconds(daemon_) - daemon0_) / n, (cpu_seconds(redis_) - redis0_) / n,
@@ -109,9 +109,10 @@ class CpuUse {
   // The daemon's CPU per unit by thread, busiest first: "sb-io 41 us, sb-writer 30 us, ...".
   std::string threads(int units) const {
     std::vector<std::pair<double, std::string>> used;
-    for (const auto& [name, s] : thread_cpu_seconds(daemon_)) {
+    for (const auto& [name, t] : thread_times(daemon_)) {
       auto before = threads0_.find(name);
-      double us = (s - (before == threads0_.end() ? 0 : before->second)) * 1e6 / std::max(units, 1);
+      double s = t.on_cpu - (before == threads0_.end() ? 0 : before->second.on_cpu);
+      double us = s * 1e6 / std::max(units, 1);
       if (us >= 0.5) {
         used.emplace_back(us, name);
       }
@@ -133,7 +134,7 @@ class CpuUse {
   }
   int daemon_, redis_, self_;
   double daemon0_, redis0_, self0_;
-  std::map<std::string, double> threads0_;
+  std::map<std::string, ThreadTimes> threads0_;
 };
 
 struct LoadResult {
