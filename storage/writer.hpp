@@ -30,8 +30,9 @@ struct Job {
 
 class Writer {
  public:
-  // Opens (and migrates) the database at `path`; throws Error when it cannot.
-  explicit Writer(const std::string& path);
+  // Opens (and migrates) the database at `path`; throws Error when it cannot. A checkpoint
+  // starts at the latest when the WAL holds `checkpoint_frames` pages (8192: 32 MiB).
+  explicit Writer(const std::string& path, int checkpoint_frames = 8192);
   ~Writer();  // stop()s
 
   void start();
@@ -66,11 +67,14 @@ class Writer {
   void run_batch(std::vector<Job>& batch);
   bool run_jobs(std::vector<Job>& batch, std::vector<std::string>& errors, bool isolate);
   void checkpoint_loop();
+  void request_checkpoint();   // from the WAL hook: the WAL is long, start one now
+  void catch_up_checkpoint();  // writer thread: copy what the checkpoint thread could not
 
   Db db_;
+  const int checkpoint_frames_;
   mutable std::mutex mu_;
   std::condition_variable cv_;       // the writer thread waits here, and only it: notify_one
-  std::condition_variable stop_cv_;  // the checkpoint thread waits here for stop()
+  std::condition_variable stop_cv_;  // the checkpoint thread waits here (stop, or a long WAL)
   std::vector<Job> queue_;
   bool stopping_ = false;
   bool started_ = false;
@@ -85,6 +89,8 @@ class Writer {
   std::atomic<std::uint64_t> durable_commits_{0};
   std::atomic<std::uint64_t> jobs_done_{0};
   std::atomic<std::uint64_t> reruns_{0};
+  std::atomic<bool> checkpoint_wanted_{false};
+  std::atomic<bool> catch_up_{false};
 };
 
 }  // namespace sb::storage
