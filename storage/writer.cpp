@@ -36,6 +36,8 @@ constexpr std::size_t kLingerJobs = 8;
 // its next BEGIN restarts the WAL, which stays a few tens of MiB, rewritten in place.
 constexpr auto kCheckpointEvery = std::chrono::milliseconds(500);
 constexpr std::int64_t kWalSizeLimit = 64 << 20;  // truncated back to this after a burst
+constexpr int kCheckpointPasses = 6;
+constexpr auto kQuickPass = std::chrono::milliseconds(2);
 }  // namespace
 
 namespace {
@@ -305,15 +307,28 @@ void Writer::checkpoint_loop() {
     try {
       // PASSIVE: copies what no reader still needs, never blocks the writer or readers. When it
       // copied the whole WAL, SQLite synced the WAL and then the database file: every commit
-      // made before it started is on disk.
-      std::uint64_t upto = commits_.load();
-      auto st = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
-      if (st.step() && st.int64(0) == 0 && st.int64(1) == st.int64(2)) {
-        durable_commits_ = upto;
+      // made before it started is on disk. Each pass copies what was appended during the one
+      // before; once a pass is quick, little is left, and the writer copies that itself (see
+      // kCheckpointEvery): handing it a whole pass's worth stalled commits for about 10 ms.
+      std::int64_t log = 0;
+      for (int pass = 0; pass < kCheckpointPasses; ++pass) {
+        std::uint64_t upto = commits_.load();
+        auto started = std::chrono::steady_clock::now();
+        auto st = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
+        if (!st.step() || st.int64(0) != 0) {
+          break;  // busy: the writer is catching up already
+        }
+        log = st.int64(1);
+        if (log == st.int64(2)) {
+          durable_commits_ = upto;
+        }
+        if (std::chrono::steady_clock::now() - started < kQuickPass) {
+          break;
+        }
       }
       // Even a complete copy is usually a commit behind by the time the writer begins its next
-      // transaction; the writer copies the rest itself (see kCheckpointEvery).
-      if (st.int64(1) > 0) {
+      // transaction.
+      if (log > 0) {
         catch_up_ = true;
         checkpoint_wanted_ = false;
       }
