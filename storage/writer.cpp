@@ -30,10 +30,11 @@ constexpr std::size_t kLingerJobs = 8;
 // appends. The WAL then grew without end (1 GB after 6 s of bench_writer), every commit extended
 // the file (the kernel allocating page-cache pages and ext4 reserving blocks: ext4_da_write_begin
 // took 16% of bench_writer's CPU, 7% now), readers searched an ever longer wal-index, and
-// durable_commits() stood still until the load stopped. So the checkpoint thread copies
-// the bulk (started every kCheckpointEvery, or as soon as the WAL holds checkpoint_frames), and
-// then the writer copies the few frames appended meanwhile itself, between two transactions;
-// its next BEGIN restarts the WAL, which stays a few tens of MiB, rewritten in place.
+// durable_commits() advanced only when a checkpoint happened to find the writer idle. So the
+// checkpoint thread copies the bulk (started every kCheckpointEvery, or as soon as the WAL holds
+// checkpoint_frames), and then the writer copies the few frames appended meanwhile itself,
+// between two transactions; its next BEGIN restarts the WAL, which stays a few tens of MiB,
+// rewritten in place.
 constexpr auto kCheckpointEvery = std::chrono::milliseconds(500);
 constexpr std::int64_t kWalSizeLimit = 64 << 20;  // truncated back to this after a burst
 constexpr int kCheckpointPasses = 6;
