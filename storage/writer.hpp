@@ -69,6 +69,7 @@ class Writer {
   void checkpoint_loop();
   void request_checkpoint();   // from the WAL hook: the WAL is long, start one now
   void catch_up_checkpoint();  // writer thread: copy what the checkpoint thread could not
+  void advance_durable(std::uint64_t upto);
 
   Db db_;
   const int checkpoint_frames_;
