@@ -92,6 +92,7 @@ class Writer {
   std::atomic<std::uint64_t> reruns_{0};
   std::atomic<bool> checkpoint_wanted_{false};
   std::atomic<bool> catch_up_{false};
+  std::atomic<std::int64_t> wal_frames_{0};  // after the last commit (the WAL hook says)
 };
 
 }  // namespace sb::storage

@@ -170,8 +170,10 @@ TEST_CASE("under sustained writes the WAL is checkpointed and restarted: it does
   std::atomic<int> failed{0};
   std::uintmax_t biggest = 0;
   const std::string wal = path + "-wal";
-  // 8,000 rows of 8 KiB: about 64 MiB through the WAL, never idle.
-  for (int i = 0; i < 8000; ++i) {
+  // 16,000 rows of 8 KiB: about 130 MiB through the WAL, never idle, all of which the old code
+  // kept. Fixed, the largest WAL seen was 3.5-5 MiB, and 5-9 MiB with two copies of this test
+  // running at once.
+  for (int i = 0; i < 16000; ++i) {
     slots.acquire();
     w.submit(Job{[i](Db& db) {
                    auto st = db.prepare("INSERT INTO t(v, pad) VALUES (?1, zeroblob(8192))");
@@ -183,16 +185,19 @@ TEST_CASE("under sustained writes the WAL is checkpointed and restarted: it does
                  }});
     if (i % 100 == 0) {
       std::error_code ec;
-      biggest = std::max(biggest, std::filesystem::file_size(wal, ec));
+      auto size = std::filesystem::file_size(wal, ec);
+      if (!ec) {
+        biggest = std::max(biggest, size);
+      }
     }
   }
   for (int k = 0; k < 64; ++k) {
     slots.acquire();
   }
   CHECK(failed == 0);
-  CHECK(count(path, "SELECT count(*) FROM t") == 8000);
+  CHECK(count(path, "SELECT count(*) FROM t") == 16000);
   MESSAGE("largest WAL seen: " << biggest / 1024 << " KiB");
-  CHECK(biggest < 24u << 20);
+  CHECK(biggest < 32u << 20);
   // Everything committed is in the synced database file once the writer has caught up.
   CHECK(test::eventually([&] { return w.durable_commits() == w.commits(); },
                          std::chrono::seconds(5)));
