@@ -2,10 +2,10 @@
 // process. (Twilio posts a busy account's callbacks from many connections at once; the issue
 // names no client count. With 64, each client waits for its commit and the daemon idles between
 // turns: 19.4-25.1k/s at p99 6-8 ms over seven runs, against 20.3-28.1k/s at p99 11-14 ms over
-// nine with 128, interleaved.) Each call sends ringing, in-progress and completed (a third of the requests each),
-// every one signed with X-Twilio-Signature and checked by the daemon before it parses anything;
-// the completed event queues the call. Prints callback throughput, latency and end-to-end time
-// until every call is in its Redis stream.
+// eleven with 128.) Each call sends ringing, in-progress and completed (a third of the requests
+// each), every one signed with X-Twilio-Signature and checked by the daemon before it parses
+// anything; the completed event queues the call. Prints callback throughput, latency and
+// end-to-end time until every call is in its Redis stream.
 //
 //   build/bench/bench_voice [--calls N] [--clients N]
 #include <cstring>

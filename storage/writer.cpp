@@ -35,9 +35,9 @@ constexpr std::size_t kLingerJobs = 8;
 // checkpoint_frames), and then the writer copies the few frames appended meanwhile itself,
 // between two transactions; its next BEGIN restarts the WAL, which stays a few tens of MiB,
 // rewritten in place. The price: once per checkpoint (every 32 MiB of WAL under load), commits
-// wait for that small copy and its two fsyncs, which dominate: 2-28 ms
-// in bench_writer here (median 14-18), as this disk's fsync time varies with the writes in
-// flight. bench_ingest's p99 stayed at 11-13 ms; a 128 MiB threshold changed nothing measurable.
+// wait for that small copy and its two fsyncs, which dominate: 2-28 ms in bench_writer here
+// (median 14-18), as this disk's fsync time varies with the writes in flight. bench_ingest's
+// p99 stayed at 9-12 ms; a 128 MiB threshold changed nothing measurable.
 constexpr auto kCheckpointEvery = std::chrono::milliseconds(500);
 constexpr std::int64_t kWalSizeLimit = 64 << 20;  // truncated back to this after a burst
 constexpr int kCheckpointPasses = 6;
@@ -92,7 +92,7 @@ void Writer::request_checkpoint() {
   // While the writer still has to catch up, another checkpoint would only collide with it.
   if (!catch_up_.load() && !checkpoint_wanted_.exchange(true)) {
     std::lock_guard lock(mu_);
-    stop_cv_.notify_all();
+    checkpoint_cv_.notify_all();
   }
 }
 
@@ -143,7 +143,7 @@ void Writer::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  stop_cv_.notify_all();
+  checkpoint_cv_.notify_all();
   if (thread_.joinable()) {
     thread_.join();
   }
@@ -309,8 +309,8 @@ void Writer::checkpoint_loop() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      if (stop_cv_.wait_for(lock, kCheckpointEvery,
-                            [&] { return stopping_ || checkpoint_wanted_.load(); }) &&
+      if (checkpoint_cv_.wait_for(lock, kCheckpointEvery,
+                                  [&] { return stopping_ || checkpoint_wanted_.load(); }) &&
           stopping_) {
         break;
       }

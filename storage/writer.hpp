@@ -74,8 +74,8 @@ class Writer {
   Db db_;
   const int checkpoint_frames_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;       // the writer thread waits here, and only it: notify_one
-  std::condition_variable stop_cv_;  // the checkpoint thread waits here (stop, or a long WAL)
+  std::condition_variable cv_;             // the writer thread waits here, and only it: notify_one
+  std::condition_variable checkpoint_cv_;  // the checkpoint thread waits: stop, or a long WAL
   std::vector<Job> queue_;
   bool stopping_ = false;
   bool started_ = false;
