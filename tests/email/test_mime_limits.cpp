@@ -123,3 +123,46 @@ TEST_CASE("text/plain with an invalid UTF-8 label still yields valid UTF-8") {
   CHECK(sb::email::is_valid_utf8(m.text));
   CHECK(m.text == "ok \xEF\xBF\xBD\xEF\xBF\xBD end");
 }
+
+// parse_email reads the top-level entity as a MIME part and the message headers itself; these
+// pin what GMimeMessage did for it.
+TEST_CASE("message headers: the last Message-ID and Date win, as in GMimeMessage") {
+  auto m = parse_email(
+      "Message-ID: <first@x>\r\nDate: Thu, 01 Jan 1970 00:00:01 +0000\r\nFrom: a@b.c\r\n"
+      "Message-ID: <second@x>\r\nDate: Thu, 01 Jan 1970 00:00:02 +0000\r\n\r\nbody\r\n");
+  CHECK(m.message_id == "<second@x>");
+  CHECK(m.date_ms == 2000);
+  CHECK(m.malformed);  // two different single-occurrence headers conflict
+  auto folded = parse_email("Message-Id:\r\n <folded@x>\r\nFrom: a@b.c\r\n\r\nx");
+  CHECK(folded.message_id == "<folded@x>");
+  CHECK_FALSE(folded.synthetic_message_id);
+}
+
+TEST_CASE("repeated trace headers are everyday mail, a repeated Subject or Content-Type conflicts") {
+  auto received = parse_email(
+      "Received: from a by b; Thu, 01 Jan 1970 00:00:01 +0000\r\n"
+      "Received: from c by d; Thu, 01 Jan 1970 00:00:00 +0000\r\n"
+      "X-Spam-Flag: NO\r\nX-Spam-Flag: no\r\nFrom: a@b.c\r\n\r\nbody\r\n");
+  CHECK_FALSE(received.malformed);
+  CHECK(received.text == "body");
+  CHECK(parse_email("From: a@b.c\r\nSubject: one\r\nSubject: two\r\n\r\nx").malformed);
+  CHECK(parse_email("From: a@b.c\r\nContent-Type: text/plain\r\nContent-Type: text/html\r\n\r\nx")
+            .malformed);
+  // Inside a multipart every repeated header with two values is a conflict, as before.
+  CHECK(parse_email("From: a@b.c\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                    "X-Foo: 1\r\nX-Foo: 2\r\n\r\nin\r\n--b--\r\n")
+            .malformed);
+}
+
+TEST_CASE("an mbox From_ line before the headers is skipped; \"From :\" is a header") {
+  auto m = parse_email(
+      "From customer@example.com Thu Jan  1 00:00:00 1970\r\n>From again\r\n"
+      "From: Customer <customer@example.com>\r\nSubject: hello\r\n\r\nbody\r\n");
+  CHECK(m.from.email == "customer@example.com");
+  CHECK(m.subject == "hello");
+  CHECK(m.text == "body");
+  CHECK_FALSE(m.malformed);
+  auto spaced = parse_email("From : a@b.c\r\nSubject: s\r\n\r\nx");
+  CHECK(spaced.from.email == "a@b.c");
+  CHECK_FALSE(spaced.malformed);
+}
