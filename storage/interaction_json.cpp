@@ -2,9 +2,44 @@
 
 #include <charconv>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "core/time.hpp"
 
 namespace sb::storage {
+
+namespace {
+// The index of the first byte at or after `i` that JSON must escape, or s.size(). Text bodies
+// are kilobytes with an escape every line or so: the byte-by-byte test cost about 15
+// instructions per byte, a third of the writer's instructions for bench_imap's mail, and SSE2
+// (every x86-64 CPU has it) tests 16 bytes in about ten.
+std::size_t next_escape(std::string_view s, std::size_t i) {
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  const __m128i control_max = _mm_set1_epi8(0x1f);
+  for (; i + 16 <= s.size(); i += 16) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i));
+    // Unsigned v <= 0x1f exactly when min(v, 0x1f) == v.
+    __m128i hit = _mm_cmpeq_epi8(_mm_min_epu8(v, control_max), v);
+    hit = _mm_or_si128(hit, _mm_cmpeq_epi8(v, quote));
+    hit = _mm_or_si128(hit, _mm_cmpeq_epi8(v, backslash));
+    if (int mask = _mm_movemask_epi8(hit); mask != 0) {
+      return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+    }
+  }
+#endif
+  for (; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == '"' || c == '\\') {
+      return i;
+    }
+  }
+  return s.size();
+}
+}  // namespace
 
 // The payload is written straight into a string, in boost::json's output form, because every
 // stored interaction builds one on the single writer thread: building a json::object (a hashed
@@ -15,11 +50,8 @@ void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out += '"';
   std::size_t run = 0;  // start of the bytes not yet copied
-  for (std::size_t i = 0; i < s.size(); ++i) {
+  for (std::size_t i = next_escape(s, 0); i < s.size(); i = next_escape(s, i + 1)) {
     auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') {
-      continue;
-    }
     out.append(s.data() + run, i - run);
     run = i + 1;
     switch (c) {

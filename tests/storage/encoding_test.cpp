@@ -119,6 +119,20 @@ TEST_CASE("append_json_string matches boost::json's serialiser byte for byte") {
   std::string out;
   storage::append_json_string(out, all);
   CHECK(out == json::serialize(json::string(all)));
+  // Text is scanned 16 bytes at a time: every byte to escape, at every position of a block and
+  // of the shorter tail, next to multibyte UTF-8 and at both ends.
+  for (int c : {0x01, 0x08, 0x0a, 0x1f, int{'"'}, int{'\\'}, 0x20, 0x7f}) {
+    for (std::size_t len : {1u, 15u, 16u, 17u, 31u, 32u, 33u, 40u}) {
+      for (std::size_t at = 0; at < len; ++at) {
+        std::string text(len, 'a');
+        text[at] = static_cast<char>(c);
+        text += "\xc3\xa9";  // é after the block
+        std::string got;
+        storage::append_json_string(got, text);
+        REQUIRE_MESSAGE(got == json::serialize(json::string(text)), "byte ", c, " at ", at, "/", len);
+      }
+    }
+  }
 }
 
 TEST_CASE("a stored call's payload is read and rewritten in place, other bytes untouched") {
