@@ -138,7 +138,8 @@ TEST_CASE("message headers: the last Message-ID and Date win, as in GMimeMessage
   CHECK_FALSE(folded.synthetic_message_id);
 }
 
-TEST_CASE("repeated trace headers are everyday mail, a repeated Subject or Content-Type conflicts") {
+TEST_CASE(
+    "repeated trace headers are everyday mail, a repeated Subject or Content-Type conflicts") {
   auto received = parse_email(
       "Received: from a by b; Thu, 01 Jan 1970 00:00:01 +0000\r\n"
       "Received: from c by d; Thu, 01 Jan 1970 00:00:00 +0000\r\n"

@@ -129,7 +129,8 @@ TEST_CASE("append_json_string matches boost::json's serialiser byte for byte") {
         text += "\xc3\xa9";  // é after the block
         std::string got;
         storage::append_json_string(got, text);
-        REQUIRE_MESSAGE(got == json::serialize(json::string(text)), "byte ", c, " at ", at, "/", len);
+        REQUIRE_MESSAGE(got == json::serialize(json::string(text)), "byte ", c, " at ", at, "/",
+                        len);
       }
     }
   }
