@@ -442,6 +442,20 @@ std::int64_t date_header_ms(GMimeObject* obj) {
   return ms;
 }
 
+// Any header besides the Content-* ones, which describe the body: a GMimeMessage's own list
+// held only those, and without them there is no message header to read.
+bool has_message_header(GMimeObject* obj) {
+  GMimeHeaderList* list = g_mime_object_get_header_list(obj);
+  int n = list == nullptr ? 0 : g_mime_header_list_get_count(list);
+  for (int i = 0; i < n; ++i) {
+    if (g_ascii_strncasecmp(g_mime_header_get_name(g_mime_header_list_get_header_at(list, i)),
+                            "Content-", 8) != 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 bool has_header(GMimeObject* obj, const char* name) {
   return raw_header(obj, name).has_value();
 }
@@ -522,8 +536,7 @@ ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits) {
   gobject_ptr<GMimeObject> top(g_mime_parser_construct_part(parser.get(), options.get()));
 
   GMimeObject* msg = top.get();
-  GMimeHeaderList* headers = msg == nullptr ? nullptr : g_mime_object_get_header_list(msg);
-  if (msg == nullptr || headers == nullptr || g_mime_header_list_get_count(headers) == 0) {
+  if (msg == nullptr || !has_message_header(msg)) {
     note(out, "no-headers");
   }
   if (msg == nullptr) {

@@ -136,6 +136,10 @@ TEST_CASE("message headers: the last Message-ID and Date win, as in GMimeMessage
   auto folded = parse_email("Message-Id:\r\n <folded@x>\r\nFrom: a@b.c\r\n\r\nx");
   CHECK(folded.message_id == "<folded@x>");
   CHECK_FALSE(folded.synthetic_message_id);
+  // Content-* headers describe the body; without any other header there is no message header.
+  auto body_only = parse_email("Content-Type: text/plain; charset=utf-8\r\n\r\nbody\r\n");
+  CHECK(body_only.malformed);
+  CHECK(body_only.text == "body");
 }
 
 TEST_CASE(
