@@ -3,6 +3,9 @@
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
+#include <memory>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -25,33 +28,57 @@ namespace {
 constexpr auto kReplyTimeout = std::chrono::seconds(5);
 constexpr auto kConnectTimeout = std::chrono::seconds(2);
 
-RValue convert(const redisReply* r) {
-  RValue v;
-  switch (r->type) {
-    case REDIS_REPLY_INTEGER:
-      v.type = RValue::Type::integer;
-      v.integer = r->integer;
-      break;
-    case REDIS_REPLY_STRING:
-    case REDIS_REPLY_STATUS:
-      v.type = RValue::Type::string;
-      v.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_ERROR:
-      v.type = RValue::Type::error;
-      v.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_ARRAY:
-      v.type = RValue::Type::array;
-      v.elements.reserve(r->elements);
-      for (size_t i = 0; i < r->elements; ++i) {
-        v.elements.push_back(convert(r->element[i]));
-      }
-      break;
-    default:
-      break;
+// hiredis builds its own reply tree (an allocation per element, every string copied), which we
+// then copied into RValues and freed: about a fifth of the io thread's instructions under
+// bench_agents, whose claim replies carry the whole interaction. Its reader takes functions that
+// build the reply instead (redisReplyObjectFunctions, hiredis's hook for this), so replies are
+// built as RValues directly. A nested value lives in its parent's `elements`, sized by
+// create_array before hiredis reads the children; only the top value is allocated, and hiredis
+// hands it to free_reply (or to us) as a whole.
+RValue* reply_slot(const redisReadTask* task) {
+  if (task->parent == nullptr) {
+    return new RValue;
   }
+  auto* parent = static_cast<RValue*>(task->parent->obj);
+  return &parent->elements[static_cast<std::size_t>(task->idx)];
+}
+
+void* create_string(const redisReadTask* task, char* s, size_t len) {
+  RValue* v = reply_slot(task);
+  v->type = task->type == REDIS_REPLY_ERROR ? RValue::Type::error : RValue::Type::string;
+  v->str.assign(s, len);  // a string, a status or an error text
   return v;
+}
+
+void* create_array(const redisReadTask* task, int elements) {
+  RValue* v = reply_slot(task);
+  v->type = RValue::Type::array;
+  v->elements.resize(static_cast<std::size_t>(std::max(elements, 0)));
+  return v;
+}
+
+void* create_integer(const redisReadTask* task, long long value) {
+  RValue* v = reply_slot(task);
+  v->type = RValue::Type::integer;
+  v->integer = value;
+  return v;
+}
+
+void* create_nil(const redisReadTask* task) {
+  return reply_slot(task);  // RValue's default type is nil
+}
+
+void free_reply(void* reply) {
+  delete static_cast<RValue*>(reply);
+}
+
+redisReplyObjectFunctions kRValueReplies = {create_string, create_array, create_integer, create_nil,
+                                            free_reply};
+
+// Takes a reply built by kRValueReplies.
+RValue take_reply(void* raw) {
+  std::unique_ptr<RValue> owned(static_cast<RValue*>(raw));
+  return std::move(*owned);
 }
 
 RValue error_value(std::string message) {
@@ -101,9 +128,7 @@ struct RedisExec::SyncConn {
     if (redisGetReply(ctx, &raw) != REDIS_OK || !raw) {
       return error_value(std::string("redis is unavailable: ") + ctx->errstr);
     }
-    RValue v = convert(static_cast<redisReply*>(raw));
-    freeReplyObject(raw);
-    return v;
+    return take_reply(raw);
   }
 };
 
@@ -115,7 +140,7 @@ RedisExec::RedisExec(asio::io_context& io, const config::Redis& cfg,
       init_(std::move(init)),
       sock_(io),
       watchdog_(io),
-      reader_(redisReaderCreate(), redisReaderFree) {
+      reader_(redisReaderCreateWithFunctions(&kRValueReplies), redisReaderFree) {
   for (const auto& s : scripts_) {
     shas_.push_back(script_sha(s));
   }
@@ -240,7 +265,7 @@ void RedisExec::connect() {
           co_return;
         }
         sock_.set_option(asio::ip::tcp::no_delay(true));
-        reader_.reset(redisReaderCreate());
+        reader_.reset(redisReaderCreateWithFunctions(&kRValueReplies));
         state_ = State::ready;
         // The set-up and the calls that waited go out in one write, in this order.
         auto setup = [this](std::vector<std::string> argv, bool must_succeed) {
@@ -339,9 +364,7 @@ asio::awaitable<void> RedisExec::read_loop(std::uint64_t gen) {
       if (!raw) {
         break;
       }
-      RValue v = convert(static_cast<redisReply*>(raw));
-      freeReplyObject(raw);
-      on_reply(std::move(v));
+      on_reply(take_reply(raw));
       if (gen != generation_) {
         co_return;  // the reply ended the connection (a failed AUTH)
       }
@@ -442,6 +465,7 @@ RValue RedisExec::eval_sync(int script, std::vector<std::string> keys,
       sync_.reset();
       return error_value("redis is unavailable: " + err);
     }
+    sync_->ctx->reader->fn = &kRValueReplies;  // replies are RValues here too
     redisSetTimeout(sync_->ctx, tv);
     if (!cfg_.password.empty()) {
       if (auto v = sync_->cmd({"AUTH", cfg_.password}); v.is_error()) {

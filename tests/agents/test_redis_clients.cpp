@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "agents/redis_exec.hpp"
 #include "tests/agents/fixture.hpp"
 
 using namespace sb;
@@ -106,4 +107,53 @@ TEST_CASE("redis refuses the agents' password: claims answer 503 naming AUTH, no
     CHECK(error_message(r).find("AUTH failed") != std::string::npos);
     CHECK(r.body.find("not-the-password") == std::string::npos);
   }
+}
+
+// Replies are built as RValues by hiredis's reader itself (agents/redis_exec.cpp): every shape a
+// script can return, nested, on the io-thread connection and on eval_sync's.
+TEST_CASE("every Redis reply shape arrives as the same RValue on both connections") {
+  RedisServer redis;
+  config::Redis cfg;
+  cfg.host = "127.0.0.1";
+  cfg.port = redis.port();
+  const std::string script = R"lua(
+    return {7, 'text', false, {}, {'a', {'b', {3}}}, redis.status_reply('FINE'),
+            redis.error_reply('ERR inner'), string.rep('x', 70000)}
+  )lua";
+  boost::asio::io_context io;
+  agents::RedisExec exec(io, cfg, {script, "return redis.error_reply('ERR top')"}, {});
+  auto check = [](const agents::RValue& v) {
+    REQUIRE(v.type == agents::RValue::Type::array);
+    REQUIRE(v.elements.size() == 8);
+    CHECK(v.int_at(0) == 7);
+    CHECK(v.at(1).type == agents::RValue::Type::string);
+    CHECK(v.str_at(1) == "text");
+    CHECK(v.at(2).type == agents::RValue::Type::nil);  // Lua false: a nil bulk string
+    CHECK(v.at(3).type == agents::RValue::Type::array);
+    CHECK(v.at(3).elements.empty());
+    CHECK(v.at(4).str_at(0) == "a");
+    CHECK(v.at(4).at(1).str_at(0) == "b");
+    CHECK(v.at(4).at(1).at(1).int_at(0) == 3);
+    CHECK(v.str_at(5) == "FINE");
+    CHECK(v.at(6).is_error());
+    CHECK(v.str_at(6) == "ERR inner");
+    CHECK(v.str_at(7) == std::string(70000, 'x'));  // arrives over several reads
+  };
+  std::vector<agents::RValue> got;
+  exec.start();
+  for (int script_index : {0, 1, 0}) {
+    exec.eval(script_index, {}, {}, [&](agents::RValue v) { got.push_back(std::move(v)); });
+  }
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+       got.size() < 3 && std::chrono::steady_clock::now() < until;) {
+    io.run_one_for(std::chrono::milliseconds(100));
+  }
+  REQUIRE(got.size() == 3);
+  check(got[0]);
+  CHECK(got[1].is_error());
+  CHECK(got[1].str.find("ERR top") != std::string::npos);
+  check(got[2]);
+  check(exec.eval_sync(0, {}, {}));
+  CHECK(exec.eval_sync(1, {}, {}).is_error());
+  exec.stop();
 }
