@@ -71,7 +71,7 @@ Service::Call Service::agent_call(const http::Request& r) const {
     c.denied = std::move(auth.denied);
     return c;
   }
-  c.agent = std::move(*auth.agent);
+  c.agent = std::move(auth.agent);
   std::string err;
   auto body = body_object(r.body, err);
   if (!body) {
@@ -119,7 +119,7 @@ Service::Awaitable Service::claim(http::Request& r) {
   if (call.denied) {
     co_return *call.denied;
   }
-  const auto& agent = call.agent;
+  const auto& agent = *call.agent;
   auto* body = &call.body;
   auto* qv = body->if_contains("queue");
   if (!qv || !qv->is_string() || qv->as_string().empty()) {
@@ -224,7 +224,7 @@ Service::Awaitable Service::transfer(http::Request& r) {
   if (call.denied) {
     co_return *call.denied;
   }
-  const auto& agent = call.agent;
+  const auto& agent = *call.agent;
   auto* body = &call.body;
   const std::string id = r.params["id"];
   auto* qv = body->if_contains("queue");
@@ -280,7 +280,7 @@ Service::Awaitable Service::reply(http::Request& r) {
   if (call.denied) {
     co_return *call.denied;
   }
-  const auto& agent = call.agent;
+  const auto& agent = *call.agent;
   auto* body = &call.body;
   const std::string id = r.params["id"];
   auto* tv = body->if_contains("text");

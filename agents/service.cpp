@@ -1,5 +1,7 @@
 #include "agents/service.hpp"
 
+#include <openssl/evp.h>
+
 #include <boost/asio/post.hpp>
 
 #include "agents/scripts.hpp"
@@ -21,6 +23,20 @@ std::vector<std::vector<std::string>> group_commands(const std::string& prefix,
   }
   return out;
 }
+// SHA-256 of an agent token, as raw bytes: the key agents are found by.
+std::string token_digest(std::string_view token) {
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // fetched once
+  thread_local std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(),
+                                                                      EVP_MD_CTX_free);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (sha256 == nullptr || ctx == nullptr || EVP_DigestInit_ex(ctx.get(), sha256, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), token.data(), token.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), md, &len) != 1) {
+    throw std::runtime_error("SHA-256 is unavailable in this OpenSSL");
+  }
+  return {reinterpret_cast<const char*>(md), len};
+}
 }  // namespace
 
 Service::Service(asio::io_context& io, const config::Config& cfg, storage::Writer& writer,
@@ -30,7 +46,7 @@ Service::Service(asio::io_context& io, const config::Config& cfg, storage::Write
       prefix_(cfg.redis.prefix),
       api_tokens_(cfg.api.tokens),
       senders_(senders),
-      agents_(cfg.agents),
+      agents_(agent_table(cfg.agents)),
       queues_(queues.begin(), queues.end()),
       redis_(io, cfg.redis, lua_scripts(), group_commands(cfg.redis.prefix, queues)),
       ops_(redis_, cfg.redis.prefix, cfg.routing.claim_timeout, cfg.routing.max_deliveries),
@@ -74,8 +90,9 @@ void Service::stop() {
 void Service::reload(const std::vector<config::Agent>& agents) {
   std::vector<std::string> streams;
   {
+    auto table = agent_table(agents);
     std::lock_guard lock(agents_mu_);
-    agents_ = agents;
+    agents_ = std::move(table);
     std::lock_guard qlock(queues_mu_);
     for (const auto& a : agents) {
       for (const auto& q : a.queues) {
@@ -102,23 +119,36 @@ std::vector<std::string> Service::known_queues() {
   return {queues_.begin(), queues_.end()};
 }
 
+Service::AgentTable Service::agent_table(const std::vector<config::Agent>& agents) {
+  AgentTable table;
+  for (const auto& a : agents) {
+    table.emplace(token_digest(a.token), std::make_shared<const config::Agent>(a));
+  }
+  return table;
+}
+
+// The token is found by its SHA-256, not compared with every agent's token in turn (4.5k
+// instructions a request with bench_agents' 50 agents, 9% of the io thread, and linear in the
+// team's size). The map's lookup time depends on the digest only, which tells nothing about any
+// token; the match is then confirmed in constant time.
 Service::Auth Service::agent_auth(const http::Request& r) const {
   auto token = http::bearer_token(r);
   if (token.empty()) {
-    return {std::nullopt, http::error(401, "unauthorized",
-                                      "an agent token is required: Authorization: Bearer <token>")};
+    return {nullptr, http::error(401, "unauthorized",
+                                 "an agent token is required: Authorization: Bearer <token>")};
   }
-  std::lock_guard lock(agents_mu_);
-  const config::Agent* found = nullptr;
-  for (const auto& a : agents_) {  // every token compared, in constant time each
-    if (http::secret_equals(token, a.token)) {
-      found = &a;
+  std::string digest = token_digest(token);
+  AgentPtr found;
+  {
+    std::lock_guard lock(agents_mu_);
+    if (auto it = agents_.find(digest); it != agents_.end()) {
+      found = it->second;
     }
   }
-  if (!found) {
-    return {std::nullopt, http::error(401, "unauthorized", "the agent token is not valid")};
+  if (!found || !http::secret_equals(token, found->token)) {
+    return {nullptr, http::error(401, "unauthorized", "the agent token is not valid")};
   }
-  return {*found, std::nullopt};
+  return {std::move(found), std::nullopt};
 }
 
 bool Service::reader_auth(const http::Request& r) const {
@@ -127,7 +157,7 @@ bool Service::reader_auth(const http::Request& r) const {
   for (const auto& t : api_tokens_) {
     ok = http::secret_equals(token, t) || ok;
   }
-  return ok || agent_auth(r).agent.has_value();
+  return ok || agent_auth(r).agent != nullptr;
 }
 
 std::string Service::queue_of_stream(const std::string& stream) const {

@@ -50,13 +50,14 @@ class Service {
  private:
   using Response = http::Response;
   using Awaitable = boost::asio::awaitable<Response>;
+  using AgentPtr = std::shared_ptr<const config::Agent>;  // outlives a reload while in use
   struct Auth {
-    std::optional<config::Agent> agent;
+    AgentPtr agent;  // null: `denied` says why
     std::optional<Response> denied;
   };
   Auth agent_auth(const http::Request& r) const;
   struct Call {
-    config::Agent agent;
+    AgentPtr agent;
     boost::json::object body;
     std::optional<Response> denied;  // 401 or 400: answer this
   };
@@ -81,8 +82,11 @@ class Service {
   std::string prefix_;
   std::vector<std::string> api_tokens_;
   const SenderRegistry& senders_;
+  // Agents by the SHA-256 of their token (see agent_auth); replaced whole by a reload.
+  using AgentTable = std::unordered_map<std::string, AgentPtr>;
+  static AgentTable agent_table(const std::vector<config::Agent>& agents);
   mutable std::mutex agents_mu_;
-  std::vector<config::Agent> agents_;
+  AgentTable agents_;
   std::mutex queues_mu_;
   std::set<std::string> queues_;
   RedisExec redis_;

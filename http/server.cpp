@@ -9,6 +9,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <map>
+#include <mutex>
 #include <set>
 
 #include "core/log.hpp"
@@ -60,9 +62,26 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  // The series of switchboard_http_requests_total, found once per route and status code and
+  // kept: building the labels and looking the series up by its rendered name cost about 4k
+  // instructions a request (7% of the io thread under bench_agents).
+  std::mutex counted_mu;
+  std::map<std::string, std::map<int, std::atomic<std::uint64_t>*>, std::less<>> counted;
+
   void count(const std::string& route, int status) {
-    metrics.inc("switchboard_http_requests_total",
-                {{"route", route}, {"code", std::to_string(status)}});
+    std::atomic<std::uint64_t>* series = nullptr;
+    {
+      std::lock_guard lock(counted_mu);
+      auto& by_status = counted[route];
+      if (auto it = by_status.find(status); it != by_status.end()) {
+        series = it->second;
+      } else {
+        series = by_status[status] =
+            &metrics.counter("switchboard_http_requests_total",
+                             {{"route", route}, {"code", std::to_string(status)}});
+      }
+    }
+    series->fetch_add(1, std::memory_order_relaxed);
   }
 
   // The response head is written by hand and sent with the body in one gather write: Beast's

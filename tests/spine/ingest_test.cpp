@@ -191,6 +191,15 @@ TEST_CASE(
   }
   auto metrics = f.http->request("GET", "/metrics").body;
   CHECK(metrics.find("switchboard_outbox_pending 50") != std::string::npos);
+  // Requests are counted by route and status (the series are kept per route and code).
+  CHECK(f.http->post_json("/v1/interactions", "{", "test-token").status == 400);
+  metrics = f.http->request("GET", "/metrics").body;
+  CHECK(metrics.find(
+            "switchboard_http_requests_total{route=\"/v1/interactions\",code=\"202\"} 50\n") !=
+        std::string::npos);
+  CHECK(metrics.find(
+            "switchboard_http_requests_total{route=\"/v1/interactions\",code=\"400\"} 1\n") !=
+        std::string::npos);
   f.redis.start();  // empty: the relay must recreate groups and deliver everything
   REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 50; },
                      std::chrono::seconds(15)));
