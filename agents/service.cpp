@@ -2,6 +2,9 @@
 
 #include <openssl/evp.h>
 
+#include <memory>
+#include <stdexcept>
+
 #include <boost/asio/post.hpp>
 
 #include "agents/scripts.hpp"
@@ -23,6 +26,7 @@ std::vector<std::vector<std::string>> group_commands(const std::string& prefix,
   }
   return out;
 }
+
 // SHA-256 of an agent token, as raw bytes: the key agents are found by.
 std::string token_digest(std::string_view token) {
   static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // fetched once
