@@ -31,6 +31,29 @@ std::string render_labels(const Labels& labels) {
   return out;
 }
 
+void CounterCache::inc(std::initializer_list<std::string_view> values, std::uint64_t n) {
+  std::string key;
+  for (auto v : values) {
+    key.append(v).push_back('\x1f');
+  }
+  std::atomic<std::uint64_t>* series = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = series_.find(key); it != series_.end()) {
+      series = it->second;
+    } else {
+      Labels labels;
+      std::size_t i = 0;
+      for (auto v : values) {
+        labels.emplace_back(i < label_names_.size() ? label_names_[i] : "", std::string(v));
+        ++i;
+      }
+      series = series_[key] = &metrics_.counter(name_, labels);
+    }
+  }
+  series->fetch_add(n, std::memory_order_relaxed);
+}
+
 Metrics::Metrics() {
   describe("switchboard_interactions_total", "counter",
            "Interactions stored, by channel and account (duplicates excluded).");
@@ -102,8 +125,8 @@ std::string Metrics::render() const {
         char buf[64];
         for (std::size_t i = 0; i < hist.bounds.size(); ++i) {
           std::snprintf(buf, sizeof buf, "%g", hist.bounds[i]);
-          out += name + "_bucket{le=\"" + buf + "\"} " + std::to_string(hist.buckets[i].load()) +
-                 "\n";
+          out +=
+              name + "_bucket{le=\"" + buf + "\"} " + std::to_string(hist.buckets[i].load()) + "\n";
         }
         out += name + "_bucket{le=\"+Inf\"} " + std::to_string(hist.count.load()) + "\n";
         std::snprintf(buf, sizeof buf, "%.6f", static_cast<double>(hist.sum_us.load()) / 1e6);

@@ -174,8 +174,16 @@ ParsedIngest parse_ingest(std::string_view body, std::string_view default_region
 }
 
 void add_routes(http::Router& router, IngestRoutes& d) {
+  struct Counted {
+    explicit Counted(Metrics& m)
+        : stored(m, "switchboard_interactions_total", {"channel", "account"}),
+          duplicates(m, "switchboard_duplicates_total", {"channel", "account"}) {}
+    CounterCache stored, duplicates;  // by account, kept (see CounterCache)
+  };
+  auto counted = std::make_shared<Counted>(d.metrics);
   router.add(
-      "POST", "/v1/interactions", [&d](http::Request& r) -> boost::asio::awaitable<http::Response> {
+      "POST", "/v1/interactions",
+      [&d, counted](http::Request& r) -> boost::asio::awaitable<http::Response> {
         auto start = std::chrono::steady_clock::now();
         auto token = http::bearer_token(r);
         if (token.empty()) {
@@ -210,10 +218,7 @@ void add_routes(http::Router& router, IngestRoutes& d) {
         d.metrics.observe(
             "switchboard_ingest_seconds",
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-        Labels labels{{"channel", "api"}, {"account", account}};
-        d.metrics.inc(
-            o.duplicate ? "switchboard_duplicates_total" : "switchboard_interactions_total",
-            labels);
+        (o.duplicate ? counted->duplicates : counted->stored).inc({"api", account});
         json::object body{{"id", o.id}, {"duplicate", o.duplicate}};
         co_return http::json(o.duplicate ? 200 : 202, json::serialize(body));
       });

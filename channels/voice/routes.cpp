@@ -14,8 +14,8 @@ namespace sb::voice {
 namespace asio = boost::asio;
 
 storage::CallFolder call_folder() {
-  return [](const std::optional<CallInfo>& stored, std::int64_t stored_order,
-            const CallInfo& event, std::int64_t event_order) {
+  return [](const std::optional<CallInfo>& stored, std::int64_t stored_order, const CallInfo& event,
+            std::int64_t event_order) {
     std::optional<StoredCall> s;
     if (stored) {
       s = StoredCall{*stored, stored_order};
@@ -29,6 +29,15 @@ namespace {
 
 using Handle = std::function<WebhookResult(const WebhookRequest&)>;
 
+// The voice channel's counters by account, kept (see CounterCache).
+struct Counted {
+  explicit Counted(Metrics& m)
+      : stored(m, "switchboard_interactions_total", {"channel", "account"}),
+        duplicates(m, "switchboard_duplicates_total", {"channel", "account"}),
+        errors(m, "switchboard_channel_errors_total", {"channel", "account"}) {}
+  CounterCache stored, duplicates, errors;
+};
+
 template <typename Cfg>
 const Cfg* find(const std::vector<Cfg>& list, const std::string& name) {
   for (const auto& c : list) {
@@ -40,15 +49,15 @@ const Cfg* find(const std::vector<Cfg>& list, const std::string& name) {
 }
 
 // The common body of the three routes: verify + parse (provider-specific), then store.
-asio::awaitable<http::Response> serve(VoiceRoutes& d, http::Request& r, const char* provider,
-                                      const std::string& account, const Handle& handle) {
+asio::awaitable<http::Response> serve(VoiceRoutes& d, Counted& counted, http::Request& r,
+                                      const char* provider, const std::string& account,
+                                      const Handle& handle) {
   auto start = std::chrono::steady_clock::now();
-  WebhookRequest req{r.method, r.target, r.header("content-type"), r.body, r.header,
-                     now_ms() / 1000};
+  WebhookRequest req{r.method, r.target, r.header("content-type"),
+                     r.body,   r.header, now_ms() / 1000};
   WebhookResult res = handle(req);
-  Labels labels{{"channel", "voice"}, {"account", account}};
   if (res.status >= 400) {
-    d.metrics.inc("switchboard_channel_errors_total", labels);
+    counted.errors.inc({"voice", account});
     logger("voice")->warn("[{} {}] rejected webhook: {} {}", provider, account, res.status,
                           res.error_message);
     co_return http::error(res.status, res.error_code, res.error_message);
@@ -58,14 +67,16 @@ asio::awaitable<http::Response> serve(VoiceRoutes& d, http::Request& r, const ch
     const auto& o = out.at(0);
     if (!o.error.empty()) {
       // 503 makes the provider retry later; nothing was half-stored (the job rolled back).
-      co_return http::error(503, "storage_unavailable", "the call event could not be stored: " + o.error);
+      co_return http::error(503, "storage_unavailable",
+                            "the call event could not be stored: " + o.error);
     }
-    d.metrics.observe("switchboard_ingest_seconds",
-                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    d.metrics.observe(
+        "switchboard_ingest_seconds",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     if (o.created) {
-      d.metrics.inc("switchboard_interactions_total", labels);
+      counted.stored.inc({"voice", account});
     } else if (o.duplicate) {
-      d.metrics.inc("switchboard_duplicates_total", labels);
+      counted.duplicates.inc({"voice", account});
     }
   }
   co_return http::Response{200, res.response_content_type, std::move(res.response_body), {}};
@@ -79,40 +90,43 @@ asio::awaitable<http::Response> unknown(const char* kind, const std::string& nam
 }  // namespace
 
 void add_routes(http::Router& router, VoiceRoutes& d) {
+  auto counted = std::make_shared<Counted>(d.metrics);
   auto canon = [](std::string_view raw, std::string_view region) -> std::optional<std::string> {
     auto c = canonicalize("phone", raw, region);
     return c.ok() ? std::optional<std::string>(c.value) : std::nullopt;
   };
   router.add("POST", "/webhooks/twilio/{name}",
-             [&d, canon](http::Request& r) -> asio::awaitable<http::Response> {
+             [&d, canon, counted](http::Request& r) -> asio::awaitable<http::Response> {
                const std::string& name = r.params["name"];
                const auto* cfg = find(d.channels.twilio, name);
                if (!cfg) {
                  co_return co_await unknown("twilio", name);
                }
-               co_return co_await serve(d, r, "twilio", name, [&](const WebhookRequest& q) {
-                 return handle_twilio(*cfg, q, d.default_region, canon);
-               });
+               co_return co_await serve(d, *counted, r, "twilio", name,
+                                        [&](const WebhookRequest& q) {
+                                          return handle_twilio(*cfg, q, d.default_region, canon);
+                                        });
              });
   router.add("POST", "/webhooks/telnyx/{name}",
-             [&d, canon](http::Request& r) -> asio::awaitable<http::Response> {
+             [&d, canon, counted](http::Request& r) -> asio::awaitable<http::Response> {
                const std::string& name = r.params["name"];
                const auto* cfg = find(d.channels.telnyx, name);
                if (!cfg) {
                  co_return co_await unknown("telnyx", name);
                }
-               co_return co_await serve(d, r, "telnyx", name, [&](const WebhookRequest& q) {
-                 return handle_telnyx(*cfg, q, d.default_region, canon);
-               });
+               co_return co_await serve(d, *counted, r, "telnyx", name,
+                                        [&](const WebhookRequest& q) {
+                                          return handle_telnyx(*cfg, q, d.default_region, canon);
+                                        });
              });
   router.add("POST", "/webhooks/calls/{name}",
-             [&d, canon](http::Request& r) -> asio::awaitable<http::Response> {
+             [&d, canon, counted](http::Request& r) -> asio::awaitable<http::Response> {
                const std::string& name = r.params["name"];
                const auto* cfg = find(d.channels.call_webhook, name);
                if (!cfg) {
                  co_return co_await unknown("call_webhook", name);
                }
-               co_return co_await serve(d, r, "pbx", name, [&](const WebhookRequest& q) {
+               co_return co_await serve(d, *counted, r, "pbx", name, [&](const WebhookRequest& q) {
                  return handle_pbx(*cfg, q, d.default_region, canon);
                });
              });

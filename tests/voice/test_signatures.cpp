@@ -127,6 +127,27 @@ TEST_CASE("primitives") {
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
+TEST_CASE("HMAC contexts keep their key: the same key again, another one, then the first") {
+  // RFC 2202 test cases 2 and 3 for HMAC-SHA1, RFC 4231 test case 2 for HMAC-SHA256; a context
+  // restarts from the key it holds when the next call brings the same one (crypto.cpp).
+  const std::string jefe1 = base64_encode(std::string(
+      "\xef\xfc\xdf\x6a\xe5\xeb\x2f\xa2\xd2\x74\x16\xd5\xf1\x84\xdf\x9c\x25\x9a\x7c\x79", 20));
+  const std::string aa1 = base64_encode(std::string(
+      "\x12\x5d\x73\x42\xb9\xac\x11\xcd\x91\xa3\x9a\xf4\x8a\xa1\x7b\x4f\x63\xf1\x75\xd3", 20));
+  const std::string dd(50, '\xdd');
+  const std::string aa(20, '\xaa');
+  for (int round = 0; round < 2; ++round) {
+    CHECK(hmac_sha1_base64("Jefe", "what do ya want for nothing?") == jefe1);
+    CHECK(hmac_sha1_base64("Jefe", "what do ya want for nothing?") == jefe1);
+    CHECK(hmac_sha1_base64(aa, dd) == aa1);
+    CHECK(hmac_sha1_base64(aa, dd) == aa1);
+    CHECK(hmac_sha256_hex("Jefe", "what do ya want for nothing?") ==
+          "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  }
+  CHECK(hmac_sha1_base64("", "") == "+9sdGxiqbAgyS31ktx+3Y3BpDh0=");  // empty key and message
+  CHECK(hmac_sha1_base64("", "") == "+9sdGxiqbAgyS31ktx+3Y3BpDh0=");
+}
+
 TEST_CASE("form decoding") {
   auto p = parse_form("a=1+2&b=%2B14155550100&c&=x&d=%zz&e=caf%C3%A9&&a=3");
   REQUIRE(p.size() == 7);
