@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <charconv>
 #include <memory>
-#include <set>
 
 #include <openssl/evp.h>
 
@@ -62,11 +61,17 @@ std::string twilio_signature(std::string_view auth_token, std::string_view url,
                              const FormParams& params) {
   // std::string's operator< compares as unsigned char, i.e. UTF-8 byte order, which is the
   // code point order Python's sorted() uses in the reference implementation.
-  std::set<std::pair<std::string_view, std::string_view>> sorted;
-  for (const auto& [k, v] : params) {
-    sorted.emplace(k, v);
+  // Sorted by key, then value; a repeated identical pair counts once (as the set this was).
+  std::vector<std::pair<std::string_view, std::string_view>> sorted(params.begin(), params.end());
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  std::size_t size = url.size();
+  for (const auto& [k, v] : sorted) {
+    size += k.size() + v.size();
   }
-  std::string data(url);
+  std::string data;
+  data.reserve(size);
+  data.append(url);
   for (const auto& [k, v] : sorted) {
     data.append(k).append(v);
   }

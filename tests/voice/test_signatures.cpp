@@ -159,6 +159,13 @@ TEST_CASE("form decoding") {
   CHECK(p[5].second == "caf\xC3\xA9");
   CHECK(p[6] == std::pair<std::string, std::string>{"a", "3"});
   CHECK(form_get(p, "a") == std::optional<std::string_view>("1 2"));
+  // Escapes cut short at the end, and escapes and '+' back to back.
+  CHECK(form_decode("50%") == "50%");
+  CHECK(form_decode("%4") == "%4");
+  CHECK(form_decode("a%2") == "a%2");
+  CHECK(form_decode("%41%42++%43") == "AB  C");
+  CHECK(form_decode("plain") == "plain");
+  CHECK(form_decode("") == "");
   CHECK(query_param("/x?bodySHA256=ab%63&y=1", "bodySHA256") == std::optional<std::string>("abc"));
   CHECK_FALSE(query_param("/x", "y").has_value());
 }
