@@ -1,13 +1,11 @@
 #include "agents/service.hpp"
 
-#include <openssl/evp.h>
-
-#include <memory>
 #include <stdexcept>
 
 #include <boost/asio/post.hpp>
 
 #include "agents/scripts.hpp"
+#include "core/crypto.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
 #include "routing/rules.hpp"
@@ -29,17 +27,11 @@ std::vector<std::vector<std::string>> group_commands(const std::string& prefix,
 
 // SHA-256 of an agent token, as raw bytes: the key agents are found by.
 std::string token_digest(std::string_view token) {
-  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // fetched once
-  thread_local std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(),
-                                                                      EVP_MD_CTX_free);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (sha256 == nullptr || ctx == nullptr || EVP_DigestInit_ex(ctx.get(), sha256, nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), token.data(), token.size()) != 1 ||
-      EVP_DigestFinal_ex(ctx.get(), md, &len) != 1) {
+  std::string digest = sha256(token);
+  if (digest.empty()) {
     throw std::runtime_error("SHA-256 is unavailable in this OpenSSL");
   }
-  return {reinterpret_cast<const char*>(md), len};
+  return digest;
 }
 }  // namespace
 

@@ -1,7 +1,5 @@
 #include "channels/email/mime.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -12,6 +10,7 @@
 #include "channels/email/gmime_util.hpp"
 #include "channels/email/html_text.hpp"
 #include "channels/email/rfc2047.hpp"
+#include "core/crypto.hpp"
 #include "core/hex.hpp"
 
 namespace sb::email {
@@ -498,10 +497,7 @@ void detect_flags(GMimeObject* msg, ParsedEmail& out) {
 }
 
 std::string hex_sha256(std::string_view data) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md.data(), &len, EVP_sha256(), nullptr);
-  return hex_lower({reinterpret_cast<const char*>(md.data()), len});
+  return hex_lower(sha256(data));
 }
 
 }  // namespace
