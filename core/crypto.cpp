@@ -1,6 +1,7 @@
 #include "core/crypto.hpp"
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
@@ -86,6 +87,10 @@ class Hmac {
 };
 
 }  // namespace
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
 
 std::string sha256(std::string_view data) {
   thread_local Digest d("SHA256");

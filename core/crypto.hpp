@@ -10,6 +10,9 @@
 namespace sb {
 
 std::string sha256(std::string_view data);
+// Compares in time that depends only on the lengths (CRYPTO_memcmp); a length mismatch returns
+// early, as lengths are not secret.
+bool constant_time_equal(std::string_view a, std::string_view b);
 // An HMAC context keeps the last key it was given and, when the next call brings the same one
 // (one account's secret, request after request), restarts from it instead of hashing the key's
 // pads again: 4k instructions a signed callback less. Keys are configured secrets, never a

@@ -4,12 +4,13 @@
 #include <string>
 #include <string_view>
 
+#include "core/crypto.hpp"
+
 namespace sb::social {
 
 // Lower-case hex of HMAC-SHA256(key, data), via OpenSSL 3 EVP_MAC.
 std::string hmac_sha256_hex(std::string_view key, std::string_view data);
 
-// Compares two strings in time that depends only on their lengths (CRYPTO_memcmp).
-bool constant_time_equal(std::string_view a, std::string_view b);
+using sb::constant_time_equal;  // core/crypto.hpp
 
 }  // namespace sb::social

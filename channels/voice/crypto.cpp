@@ -2,7 +2,6 @@
 
 #include <cstdlib>
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "core/crypto.hpp"
@@ -16,10 +15,6 @@ const unsigned char* bytes(std::string_view s) {
 }
 
 }  // namespace
-
-bool constant_time_equal(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
 
 std::string base64_encode(std::string_view in) {
   std::string out(4 * ((in.size() + 2) / 3), '\0');

@@ -4,12 +4,12 @@
 #include <string>
 #include <string_view>
 
+#include "core/crypto.hpp"
 #include "core/hex.hpp"
 
 namespace sb::voice {
 
-// CRYPTO_memcmp; a length mismatch returns early (lengths are not secret).
-bool constant_time_equal(std::string_view a, std::string_view b);
+using sb::constant_time_equal;  // core/crypto.hpp
 std::string base64_encode(std::string_view bytes);
 std::optional<std::string> base64_decode(std::string_view text);  // strict, padding optional
 using sb::hex_lower;                                              // core/hex.hpp
