@@ -4,6 +4,8 @@
 
 #include <sqlite3.h>
 
+#include "storage/page_cache.hpp"
+
 namespace sb::storage {
 namespace {
 
@@ -98,10 +100,12 @@ std::string Stmt::text(int col) const {
 
 Db::Db(const std::string& path, bool readonly) : path_(path) {
   // Before the first connection: no memory statistics (they take a global mutex on every
-  // allocation SQLite makes; the SQLite docs list this among the speed-ups). Ignored when the
-  // library was initialised already.
+  // allocation SQLite makes; the SQLite docs list this among the speed-ups), and the page cache
+  // that skips pointless scans (page_cache.cpp). Both are ignored when the library was
+  // initialised already.
   static const bool configured = [] {
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    install_page_cache();
     return true;
   }();
   (void)configured;
