@@ -54,10 +54,19 @@ asio::awaitable<std::pair<int, std::string>> call(Conn& c, const std::string& ta
   c.out.append("Authorization: Bearer ").append(token).append("\r\n");
   c.out.append("Content-Type: application/json\r\nContent-Length: ");
   c.out.append(std::to_string(body.size())).append("\r\n\r\n").append(body);
-  auto [ew, nw] =
-      co_await asio::async_write(c.s, asio::buffer(c.out), asio::as_tuple(asio::use_awaitable));
-  auto [er, nr] = co_await asio::async_read_until(c.s, asio::dynamic_buffer(c.in), "\r\n\r\n",
-                                                  asio::as_tuple(asio::use_awaitable));
+  // The request in one write(), and the first read() only once the socket is readable: an
+  // asynchronous read tries the empty socket at once, a system call per request for nothing.
+  boost::system::error_code ew, er;
+  std::size_t nr = 0;
+  asio::write(c.s, asio::buffer(c.out), ew);
+  if (!ew && c.in.find("\r\n\r\n") == std::string::npos) {
+    std::tie(er) = co_await c.s.async_wait(asio::ip::tcp::socket::wait_read,
+                                           asio::as_tuple(asio::use_awaitable));
+  }
+  if (!ew && !er) {
+    std::tie(er, nr) = co_await asio::async_read_until(c.s, asio::dynamic_buffer(c.in), "\r\n\r\n",
+                                                       asio::as_tuple(asio::use_awaitable));
+  }
   if (ew || er || c.in.size() < 12) {
     co_return std::pair<int, std::string>{-1, ""};
   }

@@ -176,14 +176,24 @@ inline LoadResult run_load(std::uint16_t port, const std::vector<std::string>& w
     beast::tcp_stream s(io);
     co_await s.async_connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
                              asio::use_awaitable);
+    s.socket().set_option(asio::ip::tcp::no_delay(true));
     beast::flat_buffer buf;
     while (next < total) {
       const std::string& req = wire[static_cast<std::size_t>(next++)];
       auto start = std::chrono::steady_clock::now();
-      auto [ew, nw] =
-          co_await asio::async_write(s, asio::buffer(req), asio::as_tuple(asio::use_awaitable));
+      // As wrk does: the request in one write(), then a read() only once the socket is
+      // readable. An asynchronous read would first try the socket at once and find it empty:
+      // a system call per request for nothing, on the machine the daemon runs on.
+      boost::system::error_code ew, er;
+      asio::write(s.socket(), asio::buffer(req), ew);
       bhttp::response<bhttp::string_body> res;
-      auto [er, nr] = co_await bhttp::async_read(s, buf, res, asio::as_tuple(asio::use_awaitable));
+      if (!ew) {
+        std::tie(er) = co_await s.socket().async_wait(asio::ip::tcp::socket::wait_read,
+                                                      asio::as_tuple(asio::use_awaitable));
+      }
+      if (!ew && !er) {
+        bhttp::read(s.socket(), buf, res, er);  // rarely more than the one read()
+      }
       if (ew || er) {
         ++r.errors;
         co_return;
