@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include "storage/page_cache.hpp"
+#include "storage/wal_batch.hpp"
 
 namespace sb::storage {
 namespace {
@@ -100,12 +101,13 @@ std::string Stmt::text(int col) const {
 
 Db::Db(const std::string& path, bool readonly) : path_(path) {
   // Before the first connection: no memory statistics (they take a global mutex on every
-  // allocation SQLite makes; the SQLite docs list this among the speed-ups), and the page cache
-  // that skips pointless scans (page_cache.cpp). Both are ignored when the library was
-  // initialised already.
+  // allocation SQLite makes; the SQLite docs list this among the speed-ups), the page cache
+  // that skips pointless scans (page_cache.cpp) and the VFS that writes a commit's WAL frames at
+  // once (wal_batch.cpp). The first two are ignored when the library was initialised already.
   static const bool configured = [] {
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     install_page_cache();
+    install_wal_batching();  // initialises SQLite: after every sqlite3_config
     return true;
   }();
   (void)configured;
