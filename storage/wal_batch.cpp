@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 namespace sb::storage {
@@ -27,9 +28,19 @@ namespace {
 // - before anything reads, syncs, sizes, truncates, maps or closes the WAL through this handle,
 //   before a write that does not continue the buffered run (SQLite rewriting a frame of the same
 //   transaction, or the WAL header on a restart), and at 4 MiB;
+// - when the write lock is released (or the database file unlocked, leaving exclusive mode):
+//   frames a transaction spilled before it rolled back go out while no other writer can reuse
+//   their offsets, not later over another writer's commit;
 // - at the database file's shared-memory barrier, which SQLite raises before publishing a new
-//   wal-index header: a second guarantee that published frames are in the file.
-// Only the connection that writes the WAL buffers anything; every other call is forwarded.
+//   wal-index header: a second guarantee that published frames are in the file. The buffer is
+//   empty there by the rules above; were it not, and its write failed, the process aborts
+//   rather than let SQLite publish frames that are not in the file.
+// A write to the bytes just read goes straight through: walRewriteChecksums reads each frame of
+// the transaction back and rewrites its header, the commit frame's last, with no page after it.
+// A WAL is buffered only with powersafe overwrite (the unix VFS's default), without which wal.c
+// pads a commit and may split a frame header at its sync point. Only the connection that writes
+// the WAL buffers anything; every other call is forwarded. A review against wal.c found the
+// rollback and checksum-rewrite cases; tests/storage/wal_batch_test.cpp reproduces both.
 constexpr int kFrameHeader = 24;     // WAL_FRAME_HDRSIZE
 constexpr int kMaxBuffer = 4 << 20;  // the most a buffer holds before it is written
 // The unix VFS writes at most 128 KiB - 1 bytes a call (os_unix.c, seekAndWriteFd:
@@ -46,13 +57,15 @@ struct File {
   sqlite3_file base;   // must be first: SQLite sees this
   sqlite3_file* real;  // the default VFS's file, right after this struct
   bool is_wal;
-  File* db;   // a WAL: the database file it belongs to, while both are open
-  File* wal;  // a database: its open WAL
+  bool batch;  // a WAL whose writes may be buffered
+  File* db;    // a WAL: the database file it belongs to, while both are open
+  File* wal;   // a database: its open WAL
   // A WAL's bytes written by SQLite and not yet passed on: `len` bytes from file offset `off`.
   char* buf;
   int len, cap;
   sqlite3_int64 off;
   sqlite3_int64 commit_data_at;  // where the pending commit frame's page goes; -1: none
+  sqlite3_int64 read_at;         // offset of the last xRead, if no write came since; -1: none
 };
 
 constexpr int kHeaderSize = (sizeof(File) + 7) & ~7;
@@ -89,6 +102,16 @@ int flush(File* f) {
 int wal_write(sqlite3_file* p, const void* data, int amt, sqlite3_int64 off) {
   File* f = of(p);
   n_writes.fetch_add(1, std::memory_order_relaxed);
+  // A write to bytes just read is a read-modify-write (wal.c walRewriteChecksums rewriting a
+  // frame header, the commit frame's last): pass it on now so that its error is the commit's.
+  bool rmw = off == f->read_at;
+  f->read_at = -1;
+  if (!f->batch || rmw) {
+    if (int rc = flush(f)) {
+      return rc;
+    }
+    return io(f)->xWrite(f->real, data, amt, off);
+  }
   if (f->len > 0 && (off != f->off + f->len || f->len + amt > kMaxBuffer || amt > kMaxWrite)) {
     if (int rc = flush(f)) {
       return rc;
@@ -140,6 +163,7 @@ int wal_read(sqlite3_file* p, void* out, int amt, sqlite3_int64 off) {
   if (int rc = flush(f)) {
     return rc;
   }
+  f->read_at = off;
   return io(f)->xRead(f->real, out, amt, off);
 }
 
@@ -214,6 +238,13 @@ int pass_lock(sqlite3_file* p, int level) {
 int pass_unlock(sqlite3_file* p, int level) {
   return io(of(p))->xUnlock(of(p)->real, level);
 }
+int main_unlock(sqlite3_file* p, int level) {  // leaving locking_mode=EXCLUSIVE, among others
+  File* f = of(p);
+  if (f->wal) {
+    flush(f->wal);
+  }
+  return io(f)->xUnlock(f->real, level);
+}
 int pass_check_reserved_lock(sqlite3_file* p, int* out) {
   return io(of(p))->xCheckReservedLock(of(p)->real, out);
 }
@@ -233,12 +264,21 @@ int pass_shm_map(sqlite3_file* p, int page, int size, int extend, void volatile*
 }
 int pass_shm_lock(sqlite3_file* p, int offset, int n, int flags) {
   File* f = of(p);
+  if (f->wal && offset == 0 && (flags & SQLITE_SHM_UNLOCK)) {
+    // WAL_WRITE_LOCK released: what is left (frames of a rolled-back transaction) must reach
+    // the file now, while no other writer can use those offsets, as it would have without us.
+    flush(f->wal);
+  }
   return io(f)->iVersion >= 2 ? io(f)->xShmLock(f->real, offset, n, flags) : SQLITE_IOERR_SHMLOCK;
 }
 void pass_shm_barrier(sqlite3_file* p) {
   File* f = of(p);
   if (f->wal) {
-    flush(f->wal);  // normally empty already (see above); a failure here has no one to tell
+    if (f->wal->len > 0 && flush(f->wal) != SQLITE_OK) {
+      // SQLite is about to publish frames that are not in the file, and cannot be told.
+      sqlite3_log(SQLITE_IOERR_WRITE, "sb-wal-batch: WAL write failed at the shm barrier");
+      std::abort();
+    }
   }
   if (io(f)->iVersion >= 2) {
     io(f)->xShmBarrier(f->real);
@@ -266,7 +306,7 @@ const sqlite3_io_methods kMain = {.iVersion = 3,
                                   .xSync = pass_sync,
                                   .xFileSize = pass_file_size,
                                   .xLock = pass_lock,
-                                  .xUnlock = pass_unlock,
+                                  .xUnlock = main_unlock,
                                   .xCheckReservedLock = pass_check_reserved_lock,
                                   .xFileControl = pass_file_control,
                                   .xSectorSize = pass_sector_size,
@@ -306,6 +346,7 @@ int open_file(sqlite3_vfs*, const char* name, sqlite3_file* p, int flags, int* o
   std::memset(static_cast<void*>(f->real), 0, static_cast<std::size_t>(real_vfs->szOsFile));
   f->is_wal = (flags & SQLITE_OPEN_WAL) != 0;
   f->commit_data_at = -1;
+  f->read_at = -1;
   int rc = real_vfs->xOpen(real_vfs, name, f->real, flags, out_flags);
   if (!f->real->pMethods) {
     f->base.pMethods = nullptr;  // nothing to close
@@ -318,6 +359,10 @@ int open_file(sqlite3_vfs*, const char* name, sqlite3_file* p, int flags, int* o
     if (db && db->pMethods == &kMain) {
       f->db = of(db);
       f->db->wal = f;
+      // Without powersafe overwrite, wal.c pads a commit and may split a frame header at the
+      // sync point (walWriteToLog), which the commit-frame detection does not follow.
+      f->batch =
+          (io(f->db)->xDeviceCharacteristics(f->db->real) & SQLITE_IOCAP_POWERSAFE_OVERWRITE) != 0;
     }
   }
   return rc;
