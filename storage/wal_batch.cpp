@@ -93,7 +93,6 @@ int flush(File* f) {
     n_flushes.fetch_add(1, std::memory_order_relaxed);
   }
   f->len = 0;  // on failure SQLite sees the error and abandons what these frames were for
-  f->commit_data_at = -1;
   return rc;
 }
 
@@ -106,11 +105,20 @@ int wal_write(sqlite3_file* p, const void* data, int amt, sqlite3_int64 off) {
   // frame header, the commit frame's last): pass it on now so that its error is the commit's.
   bool rmw = off == f->read_at;
   f->read_at = -1;
+  // A commit frame's header is followed at once by its page, the commit's last write: that
+  // write flushes, whichever way the header went and whatever was flushed in between.
+  bool commit_data = off == f->commit_data_at;
+  bool commit_header = amt == kFrameHeader && get4(static_cast<const char*>(data) + 4) != 0;
+  f->commit_data_at = -1;
   if (!f->batch || rmw) {
     if (int rc = flush(f)) {
       return rc;
     }
-    return io(f)->xWrite(f->real, data, amt, off);
+    int rc = io(f)->xWrite(f->real, data, amt, off);
+    if (rc == SQLITE_OK && commit_header) {
+      f->commit_data_at = off + kFrameHeader;
+    }
+    return rc;
   }
   if (f->len > 0 && (off != f->off + f->len || f->len + amt > kMaxBuffer || amt > kMaxWrite)) {
     if (int rc = flush(f)) {
@@ -127,7 +135,11 @@ int wal_write(sqlite3_file* p, const void* data, int amt, sqlite3_int64 off) {
       if (int rc = flush(f)) {
         return rc;
       }
-      return io(f)->xWrite(f->real, data, amt, off);
+      int rc = io(f)->xWrite(f->real, data, amt, off);
+      if (rc == SQLITE_OK && commit_header) {
+        f->commit_data_at = off + kFrameHeader;
+      }
+      return rc;
     }
     f->buf = grown;
     f->cap = cap;
@@ -137,10 +149,10 @@ int wal_write(sqlite3_file* p, const void* data, int amt, sqlite3_int64 off) {
   }
   std::memcpy(f->buf + f->len, data, static_cast<std::size_t>(amt));
   f->len += amt;
-  if (off == f->commit_data_at) {
+  if (commit_data) {
     return flush(f);  // the commit frame is complete: the commit's result is this write's
   }
-  if (amt == kFrameHeader && get4(static_cast<const char*>(data) + 4) != 0) {
+  if (commit_header) {
     f->commit_data_at = off + kFrameHeader;
   }
   return SQLITE_OK;
@@ -212,7 +224,9 @@ int wal_fetch(sqlite3_file* p, sqlite3_int64 off, int amt, void** pp) {
 
 int main_close(sqlite3_file* p) {
   File* f = of(p);
-  if (f->wal) {
+  if (f->wal) {  // SQLite closes the WAL first; should it not, the WAL stops buffering
+    flush(f->wal);
+    f->wal->batch = false;
     f->wal->db = nullptr;
   }
   return io(f)->xClose(f->real);
