@@ -98,6 +98,19 @@ int flush(File* f) {
 
 // --- the io methods of a WAL: buffer writes, flush before everything else ---
 
+// What is buffered, then this write, unbuffered. A commit frame's header written so still
+// makes its page flush.
+int write_through(File* f, const void* data, int amt, sqlite3_int64 off, bool commit_header) {
+  if (int rc = flush(f)) {
+    return rc;
+  }
+  int rc = io(f)->xWrite(f->real, data, amt, off);
+  if (rc == SQLITE_OK && commit_header) {
+    f->commit_data_at = off + kFrameHeader;
+  }
+  return rc;
+}
+
 int wal_write(sqlite3_file* p, const void* data, int amt, sqlite3_int64 off) {
   File* f = of(p);
   n_writes.fetch_add(1, std::memory_order_relaxed);
@@ -111,14 +124,7 @@ int wal_write(sqlite3_file* p, const void* data, int amt, sqlite3_int64 off) {
   bool commit_header = amt == kFrameHeader && get4(static_cast<const char*>(data) + 4) != 0;
   f->commit_data_at = -1;
   if (!f->batch || rmw) {
-    if (int rc = flush(f)) {
-      return rc;
-    }
-    int rc = io(f)->xWrite(f->real, data, amt, off);
-    if (rc == SQLITE_OK && commit_header) {
-      f->commit_data_at = off + kFrameHeader;
-    }
-    return rc;
+    return write_through(f, data, amt, off, commit_header);
   }
   if (f->len > 0 && (off != f->off + f->len || f->len + amt > kMaxBuffer || amt > kMaxWrite)) {
     if (int rc = flush(f)) {
@@ -132,14 +138,7 @@ int wal_write(sqlite3_file* p, const void* data, int amt, sqlite3_int64 off) {
     int cap = std::min(kMaxBuffer, std::max({f->cap * 2, f->len + amt, 256 << 10}));
     auto* grown = static_cast<char*>(sqlite3_realloc(f->buf, cap));
     if (!grown) {  // no memory: what is buffered, then this write, unbuffered
-      if (int rc = flush(f)) {
-        return rc;
-      }
-      int rc = io(f)->xWrite(f->real, data, amt, off);
-      if (rc == SQLITE_OK && commit_header) {
-        f->commit_data_at = off + kFrameHeader;
-      }
-      return rc;
+      return write_through(f, data, amt, off, commit_header);
     }
     f->buf = grown;
     f->cap = cap;
@@ -331,25 +330,21 @@ const sqlite3_io_methods kMain = {.iVersion = 3,
                                   .xShmUnmap = pass_shm_unmap,
                                   .xFetch = pass_fetch,
                                   .xUnfetch = pass_unfetch};
-const sqlite3_io_methods kWal = {.iVersion = 3,
-                                 .xClose = wal_close,
-                                 .xRead = wal_read,
-                                 .xWrite = wal_write,
-                                 .xTruncate = wal_truncate,
-                                 .xSync = wal_sync,
-                                 .xFileSize = wal_file_size,
-                                 .xLock = pass_lock,
-                                 .xUnlock = pass_unlock,
-                                 .xCheckReservedLock = pass_check_reserved_lock,
-                                 .xFileControl = wal_file_control,
-                                 .xSectorSize = pass_sector_size,
-                                 .xDeviceCharacteristics = pass_device_characteristics,
-                                 .xShmMap = pass_shm_map,
-                                 .xShmLock = pass_shm_lock,
-                                 .xShmBarrier = pass_shm_barrier,
-                                 .xShmUnmap = pass_shm_unmap,
-                                 .xFetch = wal_fetch,
-                                 .xUnfetch = pass_unfetch};
+// A WAL's: the same, but writes buffered and everything that looks at the file flushing first.
+sqlite3_io_methods wal_methods() {
+  sqlite3_io_methods m = kMain;
+  m.xClose = wal_close;
+  m.xRead = wal_read;
+  m.xWrite = wal_write;
+  m.xTruncate = wal_truncate;
+  m.xSync = wal_sync;
+  m.xFileSize = wal_file_size;
+  m.xUnlock = pass_unlock;  // a WAL file is never locked itself; the database's unlock flushes
+  m.xFileControl = wal_file_control;
+  m.xFetch = wal_fetch;
+  return m;
+}
+const sqlite3_io_methods kWal = wal_methods();
 
 // --- the VFS: opens wrap the default VFS's files; everything else is the default VFS's ---
 

@@ -29,6 +29,24 @@ void insert_pages(Db& db, int from, int n) {
   }
   db.exec("COMMIT");
 }
+// Runs `fn` in a child process; true when it exited with status 0 (an abort is a failure).
+template <typename Fn>
+bool in_child(Fn fn) {
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    bool ok = false;
+    try {
+      ok = fn();
+    } catch (...) {
+      // Never back into the test runner from the child.
+    }
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
 }  // namespace
 
 TEST_CASE("a commit's WAL frames reach the file in a few writes, before COMMIT returns") {
@@ -59,18 +77,13 @@ TEST_CASE("a process that dies right after COMMIT keeps the commit") {
     Db db(path);
     db.exec("CREATE TABLE t(v INTEGER, pad BLOB)");
   }
-  pid_t child = fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
+  REQUIRE(in_child([&] {
     // No close, no checkpoint, no destructors: the WAL holds whatever the commit wrote.
     auto* db = new Db(path);
     db->exec("PRAGMA wal_autocheckpoint=0");
     insert_pages(*db, 0, 200);
-    _exit(0);
-  }
-  int status = 0;
-  REQUIRE(waitpid(child, &status, 0) == child);
-  REQUIRE(WIFEXITED(status));
+    return true;
+  }));
   Db db(path);
   CHECK(count_rows(db) == 200);
 }
@@ -164,47 +177,25 @@ TEST_CASE(
     test::TempDir dir;
     std::string path = dir.file("x.db");
     Db init(":memory:");
-    pid_t child = fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
+    REQUIRE(in_child([&] {  // COMMIT returns, then _exit: no close, no checkpoint
       sqlite3* db = nullptr;
       sqlite3_open(path.c_str(), &db);
-      bool ok = (!exclusive || exec(db, "PRAGMA locking_mode=EXCLUSIVE") == SQLITE_OK) &&
-                exec(db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                     "PRAGMA wal_autocheckpoint=0; CREATE TABLE t(v INTEGER, pad BLOB); "
-                     "PRAGMA cache_size=20") == SQLITE_OK &&
-                exec(db,
-                     "BEGIN; WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c "
-                     "WHERE i<100) INSERT INTO t SELECT i, randomblob(3000) FROM c; "
-                     "UPDATE t SET v=v+1000; COMMIT") == SQLITE_OK;
-      _exit(ok ? 0 : 1);  // COMMIT returned: no close, no checkpoint
-    }
-    int status = 0;
-    REQUIRE(waitpid(child, &status, 0) == child);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
+      return (!exclusive || exec(db, "PRAGMA locking_mode=EXCLUSIVE") == SQLITE_OK) &&
+             exec(db,
+                  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                  "PRAGMA wal_autocheckpoint=0; CREATE TABLE t(v INTEGER, pad BLOB); "
+                  "PRAGMA cache_size=20") == SQLITE_OK &&
+             exec(db,
+                  "BEGIN; WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c "
+                  "WHERE i<100) INSERT INTO t SELECT i, randomblob(3000) FROM c; "
+                  "UPDATE t SET v=v+1000; COMMIT") == SQLITE_OK;
+    }));
     sqlite3* c = open_raw(path, "unix");
     CHECK(scalar(c, "SELECT count(*) FROM t") == 100);
     CHECK(scalar(c, "SELECT min(v) FROM t") == 1001);
     sqlite3_close(c);
   }
 }
-
-namespace {
-// Runs `fn` in a child process; true when it exited with status 0 (an abort is a failure).
-template <typename Fn>
-bool in_child(Fn fn) {
-  pid_t child = fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    _exit(fn() ? 0 : 1);
-  }
-  int status = 0;
-  REQUIRE(waitpid(child, &status, 0) == child);
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-}  // namespace
 
 TEST_CASE("after crash recovery, a one-page commit whose write fails returns the error") {
   // Recovery reads the WAL up to the first invalid frame; a restarted WAL keeps old frames past
