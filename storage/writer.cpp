@@ -277,9 +277,9 @@ void Writer::run_batch(std::vector<Job>& batch) {
       // SQLite 3.40 loses a commit at crash recovery when a savepoint is rolled back past a
       // WAL frame that SQLite rewrote in place, which takes a cache spill inside the savepoint:
       // ROLLBACK TO leaves wal.c's iReCksum behind, and the frames written after it keep zeroed
-      // checksums (found by a randomised run against plain SQLite; tests/storage/writer_test.cpp
-      // reproduces it through this writer). So the isolated pass never spills: its pages stay
-      // in memory until COMMIT. A batch this path reruns is at most kMaxBatch jobs.
+      // checksums (a randomised run found it with plain SQLite; the writer test checks that
+      // this pass runs without spills). So the isolated pass never spills: its pages stay in
+      // memory until COMMIT. A batch this path reruns is at most kMaxBatch jobs.
       db_.exec("PRAGMA cache_spill=OFF");
       begin.run();
       try {
