@@ -56,10 +56,9 @@ std::atomic<bool> fail_next{false};
 struct File {
   sqlite3_file base;   // must be first: SQLite sees this
   sqlite3_file* real;  // the default VFS's file, right after this struct
-  bool is_wal;
-  bool batch;  // a WAL whose writes may be buffered
-  File* db;    // a WAL: the database file it belongs to, while both are open
-  File* wal;   // a database: its open WAL
+  bool batch;          // a WAL whose writes may be buffered
+  File* db;            // a WAL: the database file it belongs to, while both are open
+  File* wal;           // a database: its open WAL
   // A WAL's bytes written by SQLite and not yet passed on: `len` bytes from file offset `off`.
   char* buf;
   int len, cap;
@@ -123,16 +122,14 @@ int wal_write(sqlite3_file* p, const void* data, int amt, sqlite3_int64 off) {
   bool commit_data = off == f->commit_data_at;
   bool commit_header = amt == kFrameHeader && get4(static_cast<const char*>(data) + 4) != 0;
   f->commit_data_at = -1;
-  if (!f->batch || rmw) {
+  // amt > kMaxWrite: not for a WAL (a page is at most 64 KiB); passed on as it came.
+  if (!f->batch || rmw || amt > kMaxWrite) {
     return write_through(f, data, amt, off, commit_header);
   }
-  if (f->len > 0 && (off != f->off + f->len || f->len + amt > kMaxBuffer || amt > kMaxWrite)) {
+  if (f->len > 0 && (off != f->off + f->len || f->len + amt > kMaxBuffer)) {
     if (int rc = flush(f)) {
       return rc;
     }
-  }
-  if (amt > kMaxWrite) {  // not for a WAL (a page is at most 64 KiB); passed on as it came
-    return io(f)->xWrite(f->real, data, amt, off);
   }
   if (f->len + amt > f->cap) {  // f->len + amt <= kMaxBuffer here
     int cap = std::min(kMaxBuffer, std::max({f->cap * 2, f->len + amt, 256 << 10}));
@@ -353,7 +350,7 @@ int open_file(sqlite3_vfs*, const char* name, sqlite3_file* p, int flags, int* o
   std::memset(static_cast<void*>(f), 0, kHeaderSize);
   f->real = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(f) + kHeaderSize);
   std::memset(static_cast<void*>(f->real), 0, static_cast<std::size_t>(real_vfs->szOsFile));
-  f->is_wal = (flags & SQLITE_OPEN_WAL) != 0;
+  bool is_wal = (flags & SQLITE_OPEN_WAL) != 0;
   f->commit_data_at = -1;
   f->read_at = -1;
   int rc = real_vfs->xOpen(real_vfs, name, f->real, flags, out_flags);
@@ -361,8 +358,8 @@ int open_file(sqlite3_vfs*, const char* name, sqlite3_file* p, int flags, int* o
     f->base.pMethods = nullptr;  // nothing to close
     return rc;
   }
-  f->base.pMethods = f->is_wal ? &kWal : &kMain;
-  if (rc == SQLITE_OK && f->is_wal && name) {
+  f->base.pMethods = is_wal ? &kWal : &kMain;
+  if (rc == SQLITE_OK && is_wal && name) {
     // The name SQLite passes for a WAL leads to its database's file (sqlite3.h).
     sqlite3_file* db = sqlite3_database_file_object(name);
     if (db && db->pMethods == &kMain) {
