@@ -143,8 +143,18 @@ Service::Awaitable Service::claim(http::Request& r) {
                               "\"; its queues are: " + join(agent.queues));
   }
   auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
-  bool woken = false;
+  bool woken = false, waited = false;
   for (;;) {
+    if (waited && r.peer_gone && r.peer_gone()) {
+      // The agent's client hung up while it waited (its own timeout was shorter than wait_ms):
+      // nobody would read an item claimed now, and it would sit held until claim_timeout. A
+      // wake-up this claim took goes on to the next waiter. (Checked after a wait only: the
+      // syscall stays off the path of claims answered at once.)
+      if (woken) {
+        waiters_.notify(queue);
+      }
+      co_return http::Response{204, "application/json", "", {}};
+    }
     auto generation = waiters_.generation(queue);
     auto c = co_await ops_.claim(queue, agent.id);
     if (!c.error.empty()) {
@@ -183,6 +193,7 @@ Service::Awaitable Service::claim(http::Request& r) {
       continue;  // work arrived while the claim ran
     }
     woken = co_await waiters_.wait(queue, std::min(until, now + tick_));
+    waited = true;
   }
 }
 

@@ -19,6 +19,9 @@ struct Request {
   std::string_view body;
   std::function<std::string_view(std::string_view)> header;  // case-insensitive, "" if absent
   std::map<std::string, std::string> params;                 // {name} segments of the route
+  // Whether the client has closed its end (or reset) while the handler runs; null when not
+  // known. For long-polls: an answer nobody will read must not take work with it.
+  std::function<bool()> peer_gone;
 };
 
 struct Response {

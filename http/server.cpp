@@ -9,8 +9,11 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <charconv>
 #include <set>
+
+#include <sys/socket.h>
 
 #include "core/log.hpp"
 
@@ -172,6 +175,14 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         }
         auto v = it->value();
         return std::string_view(v.data(), v.size());
+      };
+      // A peek that does not block: 0 bytes means the client sent FIN (HTTP clients close,
+      // they do not half-close, once they stop waiting for an answer); ECONNRESET a reset.
+      // Bytes waiting (a pipelined request) mean it is still there.
+      r.peer_gone = [&stream] {
+        char c;
+        auto n = ::recv(stream.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
       };
       auto m = router.find(r.method, r.path, r.params);
       Response res;

@@ -1,0 +1,57 @@
+// Long-poll claims whose HTTP client went away: an agent's client that gave up before wait_ms
+// (its own read timeout), or a closed laptop. Nobody reads the answer, so the claim must not
+// take an item for it.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+#include <thread>
+
+#include "tests/agents/fixture.hpp"
+
+using namespace sb;
+using namespace sb::test;
+
+namespace {
+// Sends a claim on a connection of its own and closes it without reading the answer.
+void abandoned_claim(std::uint16_t port, const std::string& token, const std::string& queue,
+                     int wait_ms) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  std::string body = R"({"queue":")" + queue + R"(","wait_ms":)" + std::to_string(wait_ms) + "}";
+  std::string req = "POST /v1/agent/claim HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
+                    token + "\r\nContent-Type: application/json\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + body;
+  REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the claim is waiting now
+  ::close(fd);
+}
+}  // namespace
+
+TEST_CASE("a waiting claim whose client hung up takes no item: the next waiting agent gets it") {
+  AgentDaemon d;
+  abandoned_claim(d.app->port(), "alice-token", "general", 20000);
+
+  HttpClient bob(d.app->port());
+  std::string got;
+  std::thread waiter([&] {
+    auto r = d.claim("bob-token", "general", 3000, &bob);
+    got = r.status == 200 ? claimed_id(r) : std::to_string(r.status) + " " + r.body;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // bob waits behind alice
+  std::string id = d.ingest("hung-up-1", "arrives after alice's client hung up");
+  waiter.join();
+  CHECK(got == id);
+  // Nobody else holds it: only bob's claim is on record.
+  REQUIRE(eventually([&] { return d.rows("SELECT count(*) FROM events WHERE type='claim'") >= 1; }));
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim' AND actor='alice'") == 0);
+  CHECK(d.act("bob-token", id, "ack").status == 200);
+}
