@@ -255,9 +255,4 @@ asio::awaitable<QueueStats> QueueOps::stats(const std::string& queue) {
   co_return to_stats(v);
 }
 
-QueueStats QueueOps::stats_sync(const std::string& queue) {
-  return to_stats(
-      redis_.eval_sync(kStats, stat_keys(queue), {std::to_string(claim_timeout_.count())}));
-}
-
 }  // namespace sb::agents

@@ -63,7 +63,6 @@ class QueueOps {
   boost::asio::awaitable<FinishResult> holds(const std::string& interaction_id,
                                              const std::string& agent);
   boost::asio::awaitable<QueueStats> stats(const std::string& queue);
-  QueueStats stats_sync(const std::string& queue);  // scrape-time gauges (blocks briefly)
 
   std::string stream(const std::string& queue, const std::string& priority) const {
     return prefix_ + ":q:" + queue + ":" + priority;

@@ -8,8 +8,8 @@
 // a claim's latency under load.
 //
 // Script hashes are computed here (SHA-1 of the source, as Redis does), so a (re)connect sends
-// SCRIPT LOAD and the waiting EVALSHAs in the same write. eval_sync (the /metrics gauges, called
-// on the io thread while it serves /metrics) uses a second, blocking connection of its own.
+// SCRIPT LOAD and the waiting EVALSHAs in the same write. eval_sync uses a second, blocking
+// connection of its own: never on the io thread, which a hung Redis would then stall.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>

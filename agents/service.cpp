@@ -167,16 +167,28 @@ std::string Service::queue_of_stream(const std::string& stream) const {
   return colon == std::string::npos ? rest : rest.substr(0, colon);
 }
 
+// The gauges are synchronous callbacks; a blocking read from them held the io thread for the
+// whole Redis timeout per queue while Redis hung (SIGSTOP, a stalled host: connections are
+// still accepted), stalling every request. So the scrape reads first, asynchronously.
+asio::awaitable<void> Service::refresh_queue_stats() {
+  std::vector<std::pair<std::string, QueueStats>> fresh;
+  std::string failed;
+  for (const auto& q : known_queues()) {
+    QueueStats s;
+    if (failed.empty()) {
+      s = co_await ops_.stats(q);
+      failed = s.error;
+    } else {
+      s.error = failed;  // Redis failed this scrape already: the other queues are not asked
+    }
+    fresh.emplace_back(q, std::move(s));
+  }
+  std::lock_guard lock(stats_mu_);
+  stats_ = std::move(fresh);
+}
+
 std::vector<std::pair<std::string, QueueStats>> Service::scrape_stats() {
   std::lock_guard lock(stats_mu_);
-  auto now = std::chrono::steady_clock::now();
-  if (now - stats_at_ > std::chrono::milliseconds(250)) {
-    stats_.clear();
-    for (const auto& q : known_queues()) {
-      stats_.emplace_back(q, ops_.stats_sync(q));
-    }
-    stats_at_ = now;
-  }
   return stats_;
 }
 

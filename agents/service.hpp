@@ -46,6 +46,10 @@ class Service {
   void shutdown();
   void stop();                                            // after the io thread has ended
   void reload(const std::vector<config::Agent>& agents);  // SIGHUP
+  // Before a /metrics render: every queue's statistics, read on the io thread's pipelined
+  // connection for the gauges. A hung Redis then delays the scrape, never the io thread, which
+  // serves every request (ingest keeps accepting while Redis is down).
+  boost::asio::awaitable<void> refresh_queue_stats();
 
  private:
   using Response = http::Response;
@@ -102,9 +106,9 @@ class Service {
   Relay& relay_;
   bool stopping_ = false;  // io thread only
   std::chrono::milliseconds tick_;
-  // Scrape-time queue statistics, shared by the gauge families of one scrape.
+  // The queue statistics of the last refresh_queue_stats, shared by the gauge families of a
+  // scrape.
   std::mutex stats_mu_;
-  std::chrono::steady_clock::time_point stats_at_{};
   std::vector<std::pair<std::string, QueueStats>> stats_;
   std::vector<std::pair<std::string, QueueStats>> scrape_stats();
 };

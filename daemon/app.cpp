@@ -193,6 +193,7 @@ void App::add_ops_routes() {
     co_return http::json(200, R"({"status":"ready"})");
   });
   router_.add("GET", "/metrics", [this](http::Request&) -> asio::awaitable<http::Response> {
+    co_await agents_->refresh_queue_stats();  // queue gauges, without blocking the io thread
     co_return http::Response{200, "text/plain; version=0.0.4", metrics_.render(), {}};
   });
 }

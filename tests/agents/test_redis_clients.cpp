@@ -1,5 +1,7 @@
 // Acceptance 4 of issue 3: a plain Redis client in the `agents` group reads entries with the
 // SPEC section 4 fields, and its XACK is honoured by the daemon's queue counts.
+#include <signal.h>
+
 #include <doctest/doctest.h>
 
 #include <thread>
@@ -107,6 +109,31 @@ TEST_CASE("redis refuses the agents' password: claims answer 503 naming AUTH, no
     CHECK(error_message(r).find("AUTH failed") != std::string::npos);
     CHECK(r.body.find("not-the-password") == std::string::npos);
   }
+}
+
+// A hung Redis (SIGSTOP: the kernel still accepts connections, nothing answers) is the worst case
+// for anything that waits for it on the io thread, which serves every HTTP request.
+TEST_CASE("redis hung: a /metrics scrape does not hold up ingest") {
+  AgentDaemon d;
+  std::string info = d.redis.cmd({"INFO", "server"});
+  auto at = info.find("process_id:");
+  REQUIRE(at != std::string::npos);
+  pid_t pid = std::stoi(info.substr(at + 11));
+  REQUIRE(::kill(pid, SIGSTOP) == 0);
+  HttpClient scraper(d.app->port());
+  HttpResponse metrics;
+  std::thread scrape([&] { metrics = scraper.request("GET", "/metrics"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the scrape is under way
+  auto t0 = std::chrono::steady_clock::now();
+  d.ingest("hung-1", "stored while redis hangs");
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - t0);
+  scrape.join();
+  ::kill(pid, SIGCONT);
+  MESSAGE("ingest during the scrape: " << took.count() << " ms");
+  CHECK(took < std::chrono::milliseconds(500));
+  CHECK(metrics.status == 200);
+  CHECK(metrics.body.find("switchboard_outbox_pending") != std::string::npos);
 }
 
 // Replies are built as RValues by hiredis's reader itself (agents/redis_exec.cpp): every shape a
