@@ -83,21 +83,28 @@ void Service::stop() {
   records_.flush_now();  // the io thread has ended: events it had not handed over yet
 }
 
-void Service::reload(const std::vector<config::Agent>& agents) {
+void Service::reload(const std::vector<config::Agent>& agents,
+                     const std::vector<std::string>& rule_queues) {
   std::vector<std::string> streams;
   {
     auto table = agent_table(agents);
     std::lock_guard lock(agents_mu_);
     agents_ = std::move(table);
     std::lock_guard qlock(queues_mu_);
-    for (const auto& a : agents) {
-      for (const auto& q : a.queues) {
-        if (queues_.insert(q).second) {
-          for (const char* p : kPriorities) {
-            streams.push_back(ops_.stream(q, p));
-          }
+    auto add = [&](const std::string& q) {
+      if (queues_.insert(q).second) {
+        for (const char* p : kPriorities) {
+          streams.push_back(ops_.stream(q, p));
         }
       }
+    };
+    for (const auto& a : agents) {
+      for (const auto& q : a.queues) {
+        add(q);
+      }
+    }
+    for (const auto& q : rule_queues) {
+      add(q);
     }
   }
   if (!streams.empty()) {  // a queue first named by the reload: its consumer groups

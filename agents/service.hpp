@@ -45,7 +45,10 @@ class Service {
   // SIGTERM, first step: waiting claims answer 204 now so that shutdown is not held up.
   void shutdown();
   void stop();                                            // after the io thread has ended
-  void reload(const std::vector<config::Agent>& agents);  // SIGHUP
+  // SIGHUP: the agents, and the queues the new rules name (known queues get consumer groups
+  // and statistics).
+  void reload(const std::vector<config::Agent>& agents,
+              const std::vector<std::string>& rule_queues = {});
   // Before a /metrics render: every queue's statistics, read on the io thread's pipelined
   // connection for the gauges. A hung Redis then delays the scrape, never the io thread, which
   // serves every request (ingest keeps accepting while Redis is down).

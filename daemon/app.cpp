@@ -170,8 +170,9 @@ std::vector<std::string> App::reload(const config::Config& fresh) {
   } catch (const std::exception& e) {
     return {std::string("routing rules: ") + e.what()};
   }
+  auto rule_queues = rules->queues();
   store_->set_rules(std::move(rules));
-  agents_->reload(fresh.agents);
+  agents_->reload(fresh.agents, rule_queues);
   logger("daemon")->info("[daemon] reloaded {} routing rules", fresh.routing.rules.size());
   return {};
 }

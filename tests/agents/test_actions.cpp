@@ -127,3 +127,28 @@ TEST_CASE("SIGHUP reload: new agents and queues take effect, removed tokens stop
   CHECK(d.redis.cmd({"XINFO", "GROUPS", "sb:q:escalations:urgent"}).find("agents") !=
         std::string::npos);
 }
+
+TEST_CASE("SIGHUP reload: a queue first named by a new rule is in /v1/queues with its groups") {
+  AgentDaemon d;
+  auto fresh = test_config(d.dir, d.redis.port());
+  config::Rule r;
+  r.name = "escalations";
+  r.queue = "escalations";  // no agent works it (yet): read by a plain Redis client, say
+  r.priority = "urgent";
+  r.when.subject_matches = "^escalate";
+  fresh.routing.rules.push_back(r);
+  REQUIRE(d.app->reload(fresh).empty());
+  // Its consumer groups exist before the first item, as for the queues known at start.
+  REQUIRE(eventually([&] {
+    return d.redis.cmd({"XINFO", "GROUPS", "sb:q:escalations:low"}).find("agents") !=
+           std::string::npos;
+  }));
+  d.ingest("e-1", "escalate: the CEO wrote");
+  d.drained();
+  auto q = d.queue_stats("escalations");
+  CHECK(q.at("depth").as_int64() == 1);
+  CHECK(q.at("priorities").at("urgent").at("depth").as_int64() == 1);
+  auto metrics = d.http->request("GET", "/metrics").body;
+  CHECK(metrics.find("switchboard_queue_depth{queue=\"escalations\",priority=\"urgent\"} 1") !=
+        std::string::npos);
+}
