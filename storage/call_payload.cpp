@@ -34,6 +34,7 @@ bool read_call(std::string_view raw, CallInfo& out) {
   if (parser.iterate(text).get(doc) || doc.get_object().get(o)) {
     return false;
   }
+  bool has_status = false;
   for (auto field : o) {
     std::string_view key;
     od::value v;
@@ -41,7 +42,7 @@ bool read_call(std::string_view raw, CallInfo& out) {
       return false;
     }
     if (key == "status") {
-      get_string(v, out.status);
+      has_status = get_string(v, out.status);
     } else if (key == "direction") {
       get_string(v, out.direction);
     } else if (key == "duration_s") {
@@ -53,7 +54,9 @@ bool read_call(std::string_view raw, CallInfo& out) {
       get_string(v, out.recording_url);
     }
   }
-  return !out.status.empty();
+  // "" is a status too: no event of the call has carried one yet (a recording callback that
+  // arrived first). Such a call must still take its later events and be swept after 4 hours.
+  return has_status;
 }
 
 }  // namespace
