@@ -127,7 +127,10 @@ CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::i
       m.tier = st.get_customer.text(1);
       auto tags = st.get_customer.text_view(2);
       if (tags.size() > 2) {
-        for (const auto& t : json::parse(tags).as_array()) {
+        // Kept in a variable: a range-for over json::parse(...).as_array() would iterate an
+        // array whose value was destroyed at the end of the range expression (before C++23).
+        json::value parsed = json::parse(tags);
+        for (const auto& t : parsed.as_array()) {
           m.tags.emplace_back(t.as_string());
         }
       }

@@ -79,3 +79,40 @@ TEST_CASE("call store: the 4-hour sweep closes a call whose only event carried n
   CHECK(s.text("SELECT json_extract(payload, '$.call.status') FROM interactions "
                "WHERE external_id = 'CA-ring'") == "unknown");
 }
+
+namespace {
+
+// Ann, a customer from the CRM: tier "vip", tag "gold", phone +14155550123.
+void import_ann(CallStore& s) {
+  storage::Db db(s.path);
+  storage::CustomerImporter imp(db);
+  imp.begin();
+  std::string error;
+  storage::CustomerUpsert ann{
+      "crm-1", "Ann", "vip", {"gold", "de"}, {{"phone", "+14155550123", "", ""}}};
+  REQUIRE(imp.upsert(ann, error) == storage::CustomerImporter::Result::inserted);
+  imp.commit();
+}
+
+config::Routing gold_rule() {
+  config::Rule gold;
+  gold.name = "gold customers";
+  gold.queue = "gold";
+  gold.when.customer_tag = "gold";
+  config::Routing routing;
+  routing.rules.push_back(gold);
+  return routing;
+}
+
+}  // namespace
+
+TEST_CASE("call store: a call from a tagged customer carries the customer's name and tier") {
+  CallStore s(gold_rule());
+  import_ann(s);
+  s.start();
+  auto out = s.event("CA-1", "completed", 2, "+14155550123");
+  REQUIRE(out.error.empty());
+  CHECK(s.text("SELECT json_extract(payload, '$.customer.name') FROM interactions") == "Ann");
+  CHECK(s.text("SELECT json_extract(payload, '$.customer.tier') FROM interactions") == "vip");
+  CHECK(s.text("SELECT queue FROM outbox") == "gold");
+}
