@@ -116,3 +116,14 @@ TEST_CASE("call store: a call from a tagged customer carries the customer's name
   CHECK(s.text("SELECT json_extract(payload, '$.customer.tier') FROM interactions") == "vip");
   CHECK(s.text("SELECT queue FROM outbox") == "gold");
 }
+
+// Rules see the customer's tags whether a call ends with its first event or a later one.
+TEST_CASE("call store: a customer_tag rule routes a call that ends with a later event") {
+  CallStore s(gold_rule());
+  import_ann(s);
+  s.start();
+  REQUIRE(s.event("CA-1", "ringing", 0, "+14155550123").error.empty());
+  REQUIRE(s.event("CA-1", "completed", 2, "+14155550123").error.empty());
+  CHECK(s.text("SELECT queue FROM outbox") == "gold");
+  CHECK(s.text("SELECT queue FROM interactions WHERE external_id = 'CA-1'") == "gold");
+}
