@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <vector>
 
 #include "storage/interaction_json.hpp"
@@ -158,6 +159,19 @@ std::string rewrite_call_payload(std::string_view payload, const CallPayload& wh
   }
   out.append(payload.substr(pos));
   return out;
+}
+
+std::string with_caller(std::string_view payload, const Identity& from, const std::string& id,
+                        const std::string& name, const std::string& tier, bool is_new) {
+  StoredMeta m;
+  m.customer_id = id;
+  m.customer_name = name;
+  m.customer_tier = tier;
+  m.customer_is_new = is_new;
+  boost::json::object o = boost::json::parse(payload).as_object();
+  o["from"] = boost::json::parse(identity_text(from));
+  o["customer"] = boost::json::parse(customer_text(m));
+  return boost::json::serialize(o);
 }
 
 }  // namespace sb::storage

@@ -360,8 +360,24 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     throw Error(0, "the stored payload of call interaction " + id + " has no readable \"call\"");
   }
   CallFold f = call_folder_(stored->call, stored_order, *in.call, order_key);
-  if (!f.changed) {
+  // The caller is matched by the first event that names one: a recording callback (no From)
+  // may be the first to arrive. A call from a withheld number never names one.
+  bool caller_now = stored->customer_id.empty() && in.from;
+  if (!f.changed && !caller_now) {
     return IngestOutcome{id, true, "", false};  // a duplicate or stale delivery
+  }
+  if (caller_now) {
+    CustomerMatch cust = match_customer(st, *in.from, now);
+    stored_payload = with_caller(stored_payload, *in.from, cust.id, cust.name, cust.tier,
+                                 cust.is_new);
+    stored = read_call_payload(stored_payload);
+    if (!stored) {
+      throw Error(0, "the payload of call interaction " + id + " lost its \"call\"");
+    }
+    auto set = db.prepare("UPDATE interactions SET customer_id=?2 WHERE id=?1");
+    set.bind_static(1, id).bind_static(2, cust.id).run();
+    auto conv = db.prepare("UPDATE conversations SET customer_id=?2 WHERE id=?1");
+    conv.bind_static(1, stored->conversation_id).bind_static(2, cust.id).run();
   }
   std::string queue = stored->queue, priority = stored->priority;
   bool routed_now = f.became_final && state == "pending_call";

@@ -127,3 +127,16 @@ TEST_CASE("call store: a customer_tag rule routes a call that ends with a later 
   CHECK(s.text("SELECT queue FROM outbox") == "gold");
   CHECK(s.text("SELECT queue FROM interactions WHERE external_id = 'CA-1'") == "gold");
 }
+
+// The caller is known from the first event that names one, not only from the first event.
+TEST_CASE("call store: a caller named only by a later event is matched") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.event("CA-9", "", 0, "", "https://api.twilio.com/rec/RE9").error.empty());
+  REQUIRE(s.event("CA-9", "completed", 3, "+14155550100").error.empty());
+  CHECK(s.event("CA-9", "completed", 3, "+14155550100").duplicate);  // matched once
+  CHECK(s.text("SELECT json_extract(payload, '$.from.value') FROM interactions") ==
+        "+14155550100");
+  CHECK(s.text("SELECT count(*) FROM customers") == "1");
+  CHECK(s.text("SELECT coalesce(customer_id, 'none') FROM interactions") != "none");
+}
