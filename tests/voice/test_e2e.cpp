@@ -221,4 +221,6 @@ TEST_CASE("voice: a call whose first event carries no status still takes its lat
   CHECK(payload.at("call").at("status").as_string() == "completed");
   CHECK(payload.at("call").at("duration_s").as_int64() == 31);
   CHECK(payload.at("call").at("recording_url").as_string() == "https://api.twilio.com/rec/RE1");
+  CHECK(payload.at("from").at("value").as_string() == "+14155550100");  // named by the 2nd
+  CHECK(payload.at("customer").at("is_new").as_bool() == true);
 }
