@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <vector>
 
 #include "storage/interaction_json.hpp"
@@ -34,6 +35,7 @@ bool read_call(std::string_view raw, CallInfo& out) {
   if (parser.iterate(text).get(doc) || doc.get_object().get(o)) {
     return false;
   }
+  bool has_status = false;
   for (auto field : o) {
     std::string_view key;
     od::value v;
@@ -41,7 +43,7 @@ bool read_call(std::string_view raw, CallInfo& out) {
       return false;
     }
     if (key == "status") {
-      get_string(v, out.status);
+      has_status = get_string(v, out.status);
     } else if (key == "direction") {
       get_string(v, out.direction);
     } else if (key == "duration_s") {
@@ -53,7 +55,9 @@ bool read_call(std::string_view raw, CallInfo& out) {
       get_string(v, out.recording_url);
     }
   }
-  return !out.status.empty();
+  // "" is a status too: no event of the call has carried one yet (a recording callback that
+  // arrived first). Such a call must still take its later events and be swept after 4 hours.
+  return has_status;
 }
 
 }  // namespace
@@ -155,6 +159,19 @@ std::string rewrite_call_payload(std::string_view payload, const CallPayload& wh
   }
   out.append(payload.substr(pos));
   return out;
+}
+
+std::string with_caller(std::string_view payload, const Identity& from, const std::string& id,
+                        const std::string& name, const std::string& tier, bool is_new) {
+  StoredMeta m;
+  m.customer_id = id;
+  m.customer_name = name;
+  m.customer_tier = tier;
+  m.customer_is_new = is_new;
+  boost::json::object o = boost::json::parse(payload).as_object();
+  o["from"] = boost::json::parse(identity_text(from));
+  o["customer"] = boost::json::parse(customer_text(m));
+  return boost::json::serialize(o);
 }
 
 }  // namespace sb::storage

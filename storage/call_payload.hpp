@@ -31,4 +31,9 @@ std::string rewrite_call_payload(std::string_view payload, const CallPayload& wh
                                  const CallInfo& call, const std::string* queue,
                                  const std::string* priority);
 
+// The payload with its "from" and "customer" values replaced (a call stored before any event
+// named its caller). Rare: a full parse and serialise.
+std::string with_caller(std::string_view payload, const Identity& from, const std::string& id,
+                        const std::string& name, const std::string& tier, bool is_new);
+
 }  // namespace sb::storage

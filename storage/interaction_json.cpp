@@ -143,7 +143,28 @@ void call(std::string& out, const CallInfo& c) {
   f.close();
 }
 
+void customer(std::string& out, const StoredMeta& m) {
+  Fields c(out);
+  c.str("id", m.customer_id);
+  c.str("name", m.customer_name);
+  c.str("tier", m.customer_tier);
+  c.boolean("is_new", m.customer_is_new);
+  c.close();
+}
+
 }  // namespace
+
+std::string identity_text(const Identity& id) {
+  std::string out;
+  identity(out, id);
+  return out;
+}
+
+std::string customer_text(const StoredMeta& m) {
+  std::string out;
+  customer(out, m);
+  return out;
+}
 
 std::string call_text(const CallInfo& c) {
   std::string out;
@@ -163,12 +184,7 @@ std::string interaction_json(const Inbound& in, const StoredMeta& m) {
   o.str("external_id", in.external_id);
   o.str("conversation_id", m.conversation_id);
   if (!m.customer_id.empty()) {
-    Fields c(o.key("customer"));
-    c.str("id", m.customer_id);
-    c.str("name", m.customer_name);
-    c.str("tier", m.customer_tier);
-    c.boolean("is_new", m.customer_is_new);
-    c.close();
+    customer(o.key("customer"), m);
   } else {
     o.null("customer");
   }

@@ -25,6 +25,10 @@ struct StoredMeta {
 std::string interaction_json(const Inbound& in, const StoredMeta& m);
 // The "call" object as JSON text, as interaction_json writes it.
 std::string call_text(const CallInfo& c);
+// The "from" identity and the "customer" object (from m.customer_*) as interaction_json
+// writes them.
+std::string identity_text(const Identity& id);
+std::string customer_text(const StoredMeta& m);
 // Appends `s` as a JSON string (quoted and escaped as RFC 8259 section 7 requires).
 void append_json_string(std::string& out, std::string_view s);
 

@@ -93,6 +93,25 @@ std::optional<std::string> lookup_identity(Store::Statements& st, std::string_vi
   return id;
 }
 
+// Name, tier and tags of customer m.id, as the rules see them.
+void read_customer(Store::Statements& st, CustomerMatch& m) {
+  st.get_customer.bind_static(1, m.id);
+  if (st.get_customer.step()) {
+    m.name = st.get_customer.text(0);
+    m.tier = st.get_customer.text(1);
+    auto tags = st.get_customer.text_view(2);
+    if (tags.size() > 2) {
+      // Kept in a variable: a range-for over json::parse(...).as_array() would iterate an
+      // array whose value was destroyed at the end of the range expression (before C++23).
+      json::value parsed = json::parse(tags);
+      for (const auto& t : parsed.as_array()) {
+        m.tags.emplace_back(t.as_string());
+      }
+    }
+  }
+  st.get_customer.reset();
+}
+
 // Exact match on the canonical identity. Platforms whose stable id is not what people write
 // down (x, telegram, instagram) also match a customer imported with the handle only
 // ("<type>_handle" identities, see routing/identity.hpp); the id is then attached to that
@@ -121,18 +140,7 @@ CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::i
   }
   if (id) {
     m.id = std::move(*id);
-    st.get_customer.bind_static(1, m.id);
-    if (st.get_customer.step()) {
-      m.name = st.get_customer.text(0);
-      m.tier = st.get_customer.text(1);
-      auto tags = st.get_customer.text_view(2);
-      if (tags.size() > 2) {
-        for (const auto& t : json::parse(tags).as_array()) {
-          m.tags.emplace_back(t.as_string());
-        }
-      }
-    }
-    st.get_customer.reset();
+    read_customer(st, m);
     return m;
   }
   m.id = new_ulid();
@@ -352,8 +360,24 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     throw Error(0, "the stored payload of call interaction " + id + " has no readable \"call\"");
   }
   CallFold f = call_folder_(stored->call, stored_order, *in.call, order_key);
-  if (!f.changed) {
+  // The caller is matched by the first event that names one: a recording callback (no From)
+  // may be the first to arrive. A call from a withheld number never names one.
+  bool caller_now = stored->customer_id.empty() && in.from;
+  if (!f.changed && !caller_now) {
     return IngestOutcome{id, true, "", false};  // a duplicate or stale delivery
+  }
+  if (caller_now) {
+    CustomerMatch cust = match_customer(st, *in.from, now);
+    stored_payload = with_caller(stored_payload, *in.from, cust.id, cust.name, cust.tier,
+                                 cust.is_new);
+    stored = read_call_payload(stored_payload);
+    if (!stored) {
+      throw Error(0, "the payload of call interaction " + id + " lost its \"call\"");
+    }
+    auto set = db.prepare("UPDATE interactions SET customer_id=?2 WHERE id=?1");
+    set.bind_static(1, id).bind_static(2, cust.id).run();
+    auto conv = db.prepare("UPDATE conversations SET customer_id=?2 WHERE id=?1");
+    conv.bind_static(1, stored->conversation_id).bind_static(2, cust.id).run();
   }
   std::string queue = stored->queue, priority = stored->priority;
   bool routed_now = f.became_final && state == "pending_call";
@@ -364,6 +388,9 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     cust.id = stored->customer_id;
     cust.tier = stored->customer_tier;
     cust.is_new = stored->customer_is_new;
+    if (!cust.id.empty()) {
+      read_customer(st, cust);  // the payload has no tags; customer_tag rules need them
+    }
     Conversation conv{stored->conversation_id, "", false};
     Route r = route(*rules, routed, cust, conv);
     queue = r.queue;

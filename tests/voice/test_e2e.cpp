@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
+#include <cctype>
+#include <cstdio>
 #include <thread>
 
 #include "channels/voice/form.hpp"
@@ -163,4 +165,62 @@ TEST_CASE("voice: a signed Twilio status callback is stored, a withheld caller m
   CHECK(payload.at("customer").is_null());
   CHECK(payload.at("from").is_null());
   CHECK(d.rows("SELECT count(*) FROM customers") == 0);
+}
+
+namespace {
+
+// Posts Twilio form parameters signed as Twilio would for this daemon's public_url.
+HttpResponse post_twilio(VoiceDaemon& d,
+                         const std::vector<std::pair<std::string, std::string>>& params) {
+  std::string body;
+  for (const auto& [k, v] : params) {
+    std::string value = v;  // form encoding: '+' and ':' and '/' are sent escaped
+    std::string escaped;
+    for (char c : value) {
+      if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') {
+        escaped.push_back(c);
+      } else {
+        char hex[4];
+        std::snprintf(hex, sizeof hex, "%%%02X", static_cast<unsigned char>(c));
+        escaped += hex;
+      }
+    }
+    body += (body.empty() ? "" : "&") + k + "=" + escaped;
+  }
+  std::string sig =
+      voice::twilio_signature("12345", "https://hooks.example.com/webhooks/twilio/voice", params);
+  return d.http->request(
+      "POST", "/webhooks/twilio/voice", body,
+      {{"Content-Type", "application/x-www-form-urlencoded"}, {"X-Twilio-Signature", sig}});
+}
+
+}  // namespace
+
+// Twilio posts the RecordingStatusCallback and the StatusCallback independently; the recording
+// one (no CallStatus) can be the first request about a call to arrive.
+TEST_CASE("voice: a call whose first event carries no status still takes its later events") {
+  VoiceDaemon d;
+  auto rec = post_twilio(d, {{"CallSid", "CA77"},
+                             {"RecordingSid", "RE1"},
+                             {"RecordingStatus", "completed"},
+                             {"RecordingUrl", "https://api.twilio.com/rec/RE1"}});
+  CAPTURE(rec.body);
+  REQUIRE(rec.status == 200);
+  auto fin = post_twilio(d, {{"CallSid", "CA77"},
+                             {"CallStatus", "completed"},
+                             {"CallDuration", "31"},
+                             {"From", "+14155550100"},
+                             {"To", "+14155550199"},
+                             {"Direction", "inbound"},
+                             {"SequenceNumber", "3"}});
+  CAPTURE(fin.body);
+  CHECK(fin.status == 200);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto payload = json::parse(d.redis.xrange("sb:q:general:normal").at(0)["payload"]).as_object();
+  CHECK(payload.at("call").at("status").as_string() == "completed");
+  CHECK(payload.at("call").at("duration_s").as_int64() == 31);
+  CHECK(payload.at("call").at("recording_url").as_string() == "https://api.twilio.com/rec/RE1");
+  CHECK(payload.at("from").at("value").as_string() == "+14155550100");  // named by the 2nd
+  CHECK(payload.at("customer").at("is_new").as_bool() == true);
 }

@@ -1,0 +1,142 @@
+// The call fold against a real Writer + Store on a temporary SQLite database, without a server:
+// what the interactions and outbox tables hold after call events and the 4-hour sweep.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "channels/voice/routes.hpp"
+#include "routing/rules.hpp"
+#include "storage/customers.hpp"
+#include "storage/sqlite.hpp"
+#include "storage/store.hpp"
+#include "storage/writer.hpp"
+#include "tests/support/harness.hpp"
+
+using namespace sb;
+
+namespace {
+
+struct CallStore {
+  test::TempDir dir;
+  std::string path = dir.file("calls.db");
+  std::unique_ptr<storage::Writer> writer;
+  std::unique_ptr<storage::Store> store;
+
+  explicit CallStore(config::Routing routing = {}) {
+    writer = std::make_unique<storage::Writer>(path);
+    store = std::make_unique<storage::Store>(*writer, Rules::compile(routing));
+    store->set_call_folder(voice::call_folder());
+  }
+  void start() { writer->start(); }
+
+  IngestOutcome event(const std::string& call_id, const std::string& status,
+                      std::int64_t order_key, const std::string& from = "",
+                      const std::string& recording_url = "") {
+    CallEventInput ev;
+    ev.call.channel = "voice";
+    ev.call.account = "voice";
+    ev.call.kind = "call";
+    ev.call.direction = "inbound";
+    ev.call.external_id = call_id;
+    if (!from.empty()) {
+      ev.call.from = Identity{"phone", from, "", ""};
+    }
+    ev.call.call = CallInfo{status, "inbound", -1, recording_url};
+    ev.order_key = order_key;
+    std::promise<IngestOutcome> p;
+    store->submit_call_event(std::move(ev),
+                             [&](std::vector<IngestOutcome> out) { p.set_value(out.at(0)); });
+    return p.get_future().get();
+  }
+
+  int sweep(std::int64_t older_than_ms) {
+    std::promise<int> p;
+    store->close_stale_calls(older_than_ms, [&](int n) { p.set_value(n); });
+    return p.get_future().get();
+  }
+
+  std::string text(const std::string& sql) {
+    storage::Db db(path, true);
+    auto st = db.prepare(sql);
+    return st.step() ? st.text(0) : "<no row>";
+  }
+};
+
+}  // namespace
+
+TEST_CASE("call store: the 4-hour sweep closes a call whose only event carried no status") {
+  CallStore s;
+  s.start();
+  // A recording callback delivered before (or instead of) any status callback.
+  REQUIRE(s.event("CA-rec", "", 0, "", "https://api.twilio.com/rec/RE1").error.empty());
+  REQUIRE(s.event("CA-ring", "ringing", 1).error.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // both older than "now - 0"
+  CHECK(s.sweep(0) == 2);
+  CHECK(s.text("SELECT count(*) FROM outbox") == "2");
+  CHECK(s.text("SELECT state FROM interactions WHERE external_id = 'CA-rec'") == "queued");
+  CHECK(s.text("SELECT json_extract(payload, '$.call.status') FROM interactions "
+               "WHERE external_id = 'CA-ring'") == "unknown");
+}
+
+namespace {
+
+// Ann, a customer from the CRM: tier "vip", tag "gold", phone +14155550123.
+void import_ann(CallStore& s) {
+  storage::Db db(s.path);
+  storage::CustomerImporter imp(db);
+  imp.begin();
+  std::string error;
+  storage::CustomerUpsert ann{
+      "crm-1", "Ann", "vip", {"gold", "de"}, {{"phone", "+14155550123", "", ""}}};
+  REQUIRE(imp.upsert(ann, error) == storage::CustomerImporter::Result::inserted);
+  imp.commit();
+}
+
+config::Routing gold_rule() {
+  config::Rule gold;
+  gold.name = "gold customers";
+  gold.queue = "gold";
+  gold.when.customer_tag = "gold";
+  config::Routing routing;
+  routing.rules.push_back(gold);
+  return routing;
+}
+
+}  // namespace
+
+TEST_CASE("call store: a call from a tagged customer carries the customer's name and tier") {
+  CallStore s(gold_rule());
+  import_ann(s);
+  s.start();
+  auto out = s.event("CA-1", "completed", 2, "+14155550123");
+  REQUIRE(out.error.empty());
+  CHECK(s.text("SELECT json_extract(payload, '$.customer.name') FROM interactions") == "Ann");
+  CHECK(s.text("SELECT json_extract(payload, '$.customer.tier') FROM interactions") == "vip");
+  CHECK(s.text("SELECT queue FROM outbox") == "gold");
+}
+
+// Rules see the customer's tags whether a call ends with its first event or a later one.
+TEST_CASE("call store: a customer_tag rule routes a call that ends with a later event") {
+  CallStore s(gold_rule());
+  import_ann(s);
+  s.start();
+  REQUIRE(s.event("CA-1", "ringing", 0, "+14155550123").error.empty());
+  REQUIRE(s.event("CA-1", "completed", 2, "+14155550123").error.empty());
+  CHECK(s.text("SELECT queue FROM outbox") == "gold");
+  CHECK(s.text("SELECT queue FROM interactions WHERE external_id = 'CA-1'") == "gold");
+}
+
+// The caller is known from the first event that names one, not only from the first event.
+TEST_CASE("call store: a caller named only by a later event is matched") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.event("CA-9", "", 0, "", "https://api.twilio.com/rec/RE9").error.empty());
+  REQUIRE(s.event("CA-9", "completed", 3, "+14155550100").error.empty());
+  CHECK(s.event("CA-9", "completed", 3, "+14155550100").duplicate);  // matched once
+  CHECK(s.text("SELECT json_extract(payload, '$.from.value') FROM interactions") ==
+        "+14155550100");
+  CHECK(s.text("SELECT count(*) FROM customers") == "1");
+  CHECK(s.text("SELECT coalesce(customer_id, 'none') FROM interactions") != "none");
+}
