@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "core/log.hpp"
+
 namespace sb::storage {
 namespace {
 
@@ -152,6 +154,28 @@ INSERT INTO outbox_v5(seq, interaction_id, queue, priority, created_at)
 DROP TABLE outbox;
 ALTER TABLE outbox_v5 RENAME TO outbox;
 )sql",
+    // 5 -> 6: customers.external_id unique only where it is set. Version 1's UNIQUE constraint
+    // indexed every customer, and the customers an interaction creates have none: one more
+    // B-tree insert per new customer, and pages of NULL entries rewritten into the WAL by every
+    // commit that adds one (2 of a commit's 49 pages under bench_ingest). SQLite cannot drop a
+    // constraint, so the table is copied; the partial index serves `external_id = ?`.
+    R"sql(
+CREATE TABLE customers_v6(
+  id TEXT PRIMARY KEY,
+  external_id TEXT,
+  name TEXT NOT NULL DEFAULT '',
+  tier TEXT NOT NULL DEFAULT '',
+  tags TEXT NOT NULL DEFAULT '[]',       -- JSON array of strings
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO customers_v6(id, external_id, name, tier, tags, created_at, updated_at)
+  SELECT id, external_id, name, tier, tags, created_at, updated_at FROM customers ORDER BY id;
+DROP TABLE customers;
+ALTER TABLE customers_v6 RENAME TO customers;
+CREATE UNIQUE INDEX customers_by_external_id ON customers(external_id)
+  WHERE external_id IS NOT NULL;
+)sql",
 };
 
 int read_version(Db& db) {
@@ -180,6 +204,10 @@ void migrate(Db& db, int target) {
                        "); use a newer switchboard binary or another database file");
   }
   for (; v < std::min(target, current_schema_version()); ++v) {
+    if (v > 0) {  // a new file is simply created; an upgrade may copy a table and take a while
+      logger("storage")->info("[{}] upgrading the database schema from version {} to {}", db.path(),
+                              v, v + 1);
+    }
     db.exec("BEGIN IMMEDIATE");
     try {
       db.exec(kMigrations[static_cast<std::size_t>(v)]);
