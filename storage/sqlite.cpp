@@ -38,25 +38,36 @@ Stmt& Stmt::operator=(Stmt&& o) noexcept {
   return *this;
 }
 
+// A bind that fails changes nothing: on a statement left mid-step (SQLITE_MISUSE) the next
+// step() would go on with the old parameters and return another query's rows. So it throws.
+void Stmt::bound(int rc, int i) {
+  if (rc != SQLITE_OK) {
+    std::string sql = sqlite3_sql(s_) ? sqlite3_sql(s_) : "";
+    throw Error(rc, "bind ?" + std::to_string(i) + " of \"" + sql.substr(0, 60) +
+                        "\": " + sqlite3_errstr(rc));
+  }
+}
+
 Stmt& Stmt::bind_blob(int i, std::string_view bytes) {
-  sqlite3_bind_blob(s_, i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  bound(sqlite3_bind_blob(s_, i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT),
+        i);
   return *this;
 }
 
 Stmt& Stmt::bind(int i, std::string_view v) {
-  sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  bound(sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT), i);
   return *this;
 }
 Stmt& Stmt::bind_static(int i, std::string_view v) {
-  sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  bound(sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC), i);
   return *this;
 }
 Stmt& Stmt::bind(int i, std::int64_t v) {
-  sqlite3_bind_int64(s_, i, v);
+  bound(sqlite3_bind_int64(s_, i, v), i);
   return *this;
 }
 Stmt& Stmt::bind_null(int i) {
-  sqlite3_bind_null(s_, i);
+  bound(sqlite3_bind_null(s_, i), i);
   return *this;
 }
 
@@ -153,6 +164,13 @@ void Db::exec(std::string_view sql) {
     std::string msg = err ? err : sqlite3_errstr(rc);
     sqlite3_free(err);
     throw Error(rc, msg);
+  }
+}
+
+void Db::reset_statements() {
+  for (sqlite3_stmt* s = sqlite3_next_stmt(db_, nullptr); s; s = sqlite3_next_stmt(db_, s)) {
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
   }
 }
 

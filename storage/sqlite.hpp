@@ -47,6 +47,8 @@ class Stmt {
   bool is_null(int col) const;
 
  private:
+  void bound(int rc, int i);  // throws when a bind failed
+
   sqlite3* db_ = nullptr;
   sqlite3_stmt* s_ = nullptr;
 };
@@ -64,6 +66,9 @@ class Db {
   Stmt prepare(std::string_view sql) { return Stmt(db_, sql); }
   std::int64_t changes() const;
   std::int64_t last_insert_rowid() const;
+  // Resets every statement of the connection and clears its parameters: after an exception
+  // (a job that failed between step() and reset()), so that no statement is left mid-step.
+  void reset_statements();
   sqlite3* raw() { return db_; }
   const std::string& path() const { return path_; }
 

@@ -231,6 +231,7 @@ bool Writer::run_jobs(std::vector<Job>& batch, std::vector<std::string>& errors,
       try {
         batch[i].run(db_);
       } catch (const std::exception&) {
+        db_.reset_statements();  // the job may have thrown with one of them mid-step
         return false;
       }
       continue;
@@ -241,6 +242,7 @@ bool Writer::run_jobs(std::vector<Job>& batch, std::vector<std::string>& errors,
       release.run();
     } catch (const std::exception& e) {
       errors[i] = e.what();
+      db_.reset_statements();
       if (sqlite3_get_autocommit(db_.raw())) {
         // SQLite rolled the whole transaction back itself (SQLITE_FULL, SQLITE_IOERR, ...):
         // there is no savepoint to return to, and the batch fails with this job's error.

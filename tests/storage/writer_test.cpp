@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <future>
+#include <optional>
 #include <semaphore>
 #include <stdexcept>
 
@@ -242,4 +243,60 @@ TEST_CASE("the isolated pass runs without cache spills, and spilling is back on 
   CHECK(seen[2] == 0);
   CHECK(seen[3] > 0);
   CHECK(w.reruns() == 1);
+}
+
+TEST_CASE("a bind on a statement left mid-step throws instead of running the old query") {
+  test::TempDir dir;
+  Db db(dir.file("s.db"));
+  db.exec("CREATE TABLE t(v INTEGER); INSERT INTO t VALUES (1), (2), (3)");
+  auto st = db.prepare("SELECT v FROM t WHERE v >= ?1 ORDER BY v");
+  st.bind(1, 1);
+  REQUIRE(st.step());
+  CHECK(st.int64(0) == 1);
+  // SQLite refuses the bind (SQLITE_MISUSE) and keeps the old parameter: a step now would
+  // return 2, a row of the old query.
+  CHECK_THROWS_WITH_AS(st.bind(1, 3), doctest::Contains("bind ?1"), storage::Error);
+  db.reset_statements();
+  st.bind(1, 3);
+  REQUIRE(st.step());
+  CHECK(st.int64(0) == 3);
+  st.reset();
+}
+
+TEST_CASE("a job that throws mid-statement leaves no statement mid-step for the jobs after it") {
+  test::TempDir dir;
+  std::string path = dir.file("w.db");
+  Writer w(path);
+  {
+    Db db(path);
+    db.exec("CREATE TABLE t(v INTEGER); INSERT INTO t VALUES (1), (2), (3)");
+  }
+  // One statement for every job, prepared once, as the store's statements are.
+  std::optional<storage::Stmt> select;
+  auto first_at_least = [&](Db& db, int v) {
+    if (!select) {
+      select.emplace(db.prepare("SELECT v FROM t WHERE v >= ?1 ORDER BY v"));
+    }
+    select->bind(1, v);
+    REQUIRE(select->step());
+    return select->int64(0);
+  };
+  std::vector<std::promise<std::string>> answers(2);
+  std::int64_t seen = 0;
+  w.submit(Job{[&](Db& db) {
+                 first_at_least(db, 1);
+                 throw std::runtime_error("job 1 refuses with its statement mid-step");
+               },
+               [&](const std::string& err) { answers[0].set_value(err); }});
+  w.submit(Job{[&](Db& db) {
+                 seen = first_at_least(db, 3);
+                 select->reset();
+               },
+               [&](const std::string& err) { answers[1].set_value(err); }});
+  w.start();
+  CHECK(answers[0].get_future().get() == "job 1 refuses with its statement mid-step");
+  CHECK(answers[1].get_future().get() == "");
+  CHECK(seen == 3);
+  w.stop();
+  select.reset();  // before the writer's connection closes
 }
