@@ -237,8 +237,12 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
     log->debug("{} fetching after UID {}", m.prefix, fetched);
     // Below the UIDNEXT of SELECT, UID ranges need no UID SEARCH (which would list every
     // remaining UID again for each batch); past it, SEARCH finds what arrived since.
+    // Where UIDs are sparse (Gmail's INBOX, a mailbox that after = move keeps empty) most
+    // ranges come back empty, a round trip each: SEARCH lists only what exists, and is used
+    // then unless the list would be long (every batch lists the rest again).
     // (Two statements, not `?:` with a co_await in each arm: GCC 12 mis-destroys those.)
-    bool ranged = status.uidnext > fetched + 1 + options.batch;
+    bool sparse = status.uidnext - 1 - fetched > 4 * status.exists && status.exists <= 20000;
+    bool ranged = status.uidnext > fetched + 1 + options.batch && !sparse;
     boost::system::result<imap::FetchBatch> batch = imap::FetchBatch{};
     if (ranged) {
       batch = co_await c.fetch_range(fetched + 1, fetched + options.batch);

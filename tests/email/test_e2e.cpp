@@ -292,3 +292,17 @@ TEST_CASE(
             .status == 404);
   CHECK(http.request("GET", "/v1/interactions/" + id + "/attachments/0").status == 401);
 }
+
+TEST_CASE("sparse UIDs (Gmail's INBOX, after = move): the first sync does not walk empty ranges") {
+  EmailDaemon d;
+  d.dovecot.deliver(test_email(1, 1));
+  d.dovecot.doveadm("mailbox update -u alice --min-next-uid 20000000 INBOX");
+  d.dovecot.deliver(test_email(2, 2));
+  auto start = std::chrono::steady_clock::now();
+  d.start();
+  // 200 UIDs a range, one round trip each, were 100,000 empty fetches (15 s on loopback, an
+  // hour to a server 40 ms away) before the second message.
+  REQUIRE(eventually([&] { return d.queued() >= 2; }, 60s));
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  CHECK(d.distinct_queued() == 2);
+}
