@@ -186,7 +186,6 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   if (!status) {
     co_return status.error();
   }
-  m.failures = 0;  // connected and selected: the next failure starts the back-off afresh
   std::uint64_t last = 0;
   auto committed = pipeline.cursor(a.name, m.name);
   auto cur = committed ? parse_cursor(*committed) : std::nullopt;
@@ -274,6 +273,10 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
     if (auto ec = co_await drain(m, c, chain, 0)) {
       co_return ec;
     }
+    // Only now does the next failure start the back-off afresh: a server that accepts the
+    // login and SELECT and then fails every time (throttling, a message it cannot read) would
+    // otherwise be reconnected to twice a second for ever.
+    m.failures = 0;
     if (stopping) {
       break;
     }
