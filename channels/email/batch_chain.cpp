@@ -59,6 +59,12 @@ void BatchChain::add(std::vector<imap::FetchedMessage> messages) {
     b->uids.reserve(b->raw.size());
     for (auto& msg : b->raw) {
       ParsedEmail parsed = parse_email(msg.raw);
+      if (msg.truncated) {  // over the fetch cap: only its first bytes were read
+        parsed.truncated = true;
+        parsed.malformed = true;
+        parsed.problems.push_back("larger than the fetch cap: " + std::to_string(msg.size) +
+                                  " bytes");
+      }
       if (parsed.malformed) {
         std::string why;
         for (const auto& p : parsed.problems) {

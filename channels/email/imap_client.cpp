@@ -68,6 +68,20 @@ std::string uid_set(const std::vector<std::uint64_t>& uids) {
 
 }  // namespace
 
+// A message larger than the parser's literal cap would fail the whole FETCH on every attempt
+// and stop the mailbox for good: ask for at most max_literal bytes of each one (a partial
+// fetch, RFC 3501 6.4.5), and mark the ones that came cut.
+std::string Client::fetch_items() const {
+  return " (UID RFC822.SIZE BODY.PEEK[]<0." + std::to_string(options_.limits.max_literal) + ">)";
+}
+
+FetchedMessage Client::make_fetched(std::uint64_t uid, std::optional<std::uint64_t> size,
+                                    std::string body) const {
+  bool cut = body.size() >= options_.limits.max_literal && size.value_or(0) > body.size();
+  std::uint64_t total = size.value_or(body.size());
+  return {uid, total, std::move(body), cut};
+}
+
 Client::Client(asio::any_io_executor ex, asio::ssl::context& tls, ClientOptions options)
     : options_(std::move(options)), stream_(ex, tls), deadline_(ex), parser_(options_.limits) {}
 
@@ -391,7 +405,7 @@ asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
     uids.resize(max_messages);
     batch.more = true;
   }
-  auto fetched = co_await command("UID FETCH " + uid_set(uids) + " (UID RFC822.SIZE BODY.PEEK[])");
+  auto fetched = co_await command("UID FETCH " + uid_set(uids) + fetch_items());
   if (!fetched) {
     co_return fetched.error();
   }
@@ -399,8 +413,7 @@ asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
     auto f = as_fetch(std::move(r));
     // FETCH responses carrying only FLAGS (another client changed them) have no body.
     if (f && f->uid && f->body && *f->uid > after_uid) {
-      batch.messages.push_back(
-          {*f->uid, f->rfc822_size.value_or(f->body->size()), std::move(*f->body)});
+      batch.messages.push_back(make_fetched(*f->uid, f->rfc822_size, std::move(*f->body)));
     }
   }
   std::sort(batch.messages.begin(), batch.messages.end(),
@@ -413,8 +426,7 @@ asio::awaitable<result<FetchBatch>> Client::fetch_range(std::uint64_t lo, std::u
   if (lo == 0 || hi < lo) {
     co_return batch;
   }
-  std::string cmd = "UID FETCH " + std::to_string(lo) + ":" + std::to_string(hi) +
-                    " (UID RFC822.SIZE BODY.PEEK[])";
+  std::string cmd = "UID FETCH " + std::to_string(lo) + ":" + std::to_string(hi) + fetch_items();
   auto fetched = co_await command(std::move(cmd));
   if (!fetched) {
     co_return fetched.error();
@@ -422,8 +434,7 @@ asio::awaitable<result<FetchBatch>> Client::fetch_range(std::uint64_t lo, std::u
   for (auto& r : *fetched) {
     auto f = as_fetch(std::move(r));
     if (f && f->uid && f->body && *f->uid >= lo && *f->uid <= hi) {
-      std::uint64_t size = f->rfc822_size.value_or(f->body->size());
-      batch.messages.push_back({*f->uid, size, std::move(*f->body)});
+      batch.messages.push_back(make_fetched(*f->uid, f->rfc822_size, std::move(*f->body)));
     }
   }
   std::sort(batch.messages.begin(), batch.messages.end(),

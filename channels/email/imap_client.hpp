@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -51,6 +52,7 @@ struct FetchedMessage {
   std::uint64_t uid = 0;
   std::uint64_t size = 0;  // RFC822.SIZE
   std::string raw;
+  bool truncated = false;  // larger than limits.max_literal: `raw` holds its first bytes only
 };
 
 enum class IdleResult { new_mail, quiet };  // EXISTS seen / the wait ran out
@@ -79,13 +81,14 @@ class Client {
   // is required: its absence is a protocol error.
   boost::asio::awaitable<boost::system::result<MailboxStatus>> select(std::string_view mailbox,
                                                                       bool read_only = false);
-  // UID SEARCH UID after+1:*, then UID FETCH (UID BODY.PEEK[] RFC822.SIZE) of at most
-  // `max_messages` of them. UIDs <= after_uid are dropped ("n:*" always matches the highest
-  // message, RFC 3501 6.4.8).
+  // UID SEARCH UID after+1:*, then UID FETCH (UID BODY.PEEK[]<0.max_literal> RFC822.SIZE) of
+  // at most `max_messages` of them (a larger message comes cut, `truncated`). UIDs <= after_uid
+  // are dropped ("n:*" always matches the highest message, RFC 3501 6.4.8).
   boost::asio::awaitable<boost::system::result<FetchBatch>> fetch_new(std::uint64_t after_uid,
                                                                       std::size_t max_messages);
-  // UID FETCH lo:hi (UID BODY.PEEK[] RFC822.SIZE) without a SEARCH first: for the initial
-  // sync of a large mailbox, read range by range below UIDNEXT (missing UIDs return nothing).
+  // UID FETCH lo:hi (UID BODY.PEEK[]<0.max_literal> RFC822.SIZE) without a SEARCH first: for
+  // the initial sync of a large mailbox, read range by range below UIDNEXT (missing UIDs return
+  // nothing).
   boost::asio::awaitable<boost::system::result<FetchBatch>> fetch_range(std::uint64_t lo,
                                                                         std::uint64_t hi);
   // IDLE (RFC 2177) until the server reports EXISTS or `max_wait` passes (callers re-issue at
@@ -121,6 +124,9 @@ class Client {
   boost::asio::awaitable<boost::system::error_code> refresh_capabilities();
   boost::asio::awaitable<boost::system::error_code> handshake();
   void note(const Response& r);  // EXISTS, UIDVALIDITY, UIDNEXT, CAPABILITY wherever they come
+  std::string fetch_items() const;
+  FetchedMessage make_fetched(std::uint64_t uid, std::optional<std::uint64_t> size,
+                              std::string body) const;
   void arm(std::chrono::milliseconds timeout, bool soft);
   void disarm();
   std::string next_tag();

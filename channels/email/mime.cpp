@@ -415,14 +415,25 @@ GMimeHeader* last_header(GMimeObject* obj, const char* name) {
   return found;
 }
 
-// What g_mime_message_get_message_id() returns: the id without its angle brackets, "" if none.
+// The id of the last Message-ID header without its angle brackets, "" if none. Read from the
+// raw value, unfolded: g_mime_header_get_value() (and so g_mime_message_get_message_id())
+// decodes RFC 2047 encoded words, which RFC 2047 section 5 forbids in a msg-id, and turns
+// "=?utf-8?Q?=0D=0A...?=" into a CR LF that would reach our replies' In-Reply-To.
 std::string message_id_header(GMimeObject* obj) {
   GMimeHeader* h = last_header(obj, "Message-Id");
-  const char* value = h == nullptr ? nullptr : g_mime_header_get_value(h);
-  if (value == nullptr) {
+  const char* raw = h == nullptr ? nullptr : g_mime_header_get_raw_value(h);
+  if (raw == nullptr) {
     return {};
   }
-  char* id = g_mime_utils_decode_message_id(value);
+  std::string value;
+  for (const char* p = raw; *p != '\0'; ++p) {
+    if (*p != '\r' && *p != '\n') {
+      value += *p;
+    }
+  }
+  // 8-bit ids as GMime's header decoding read them: UTF-8 when valid, else windows-1252.
+  value = to_utf8(value, "");
+  char* id = g_mime_utils_decode_message_id(value.c_str());
   std::string out = id == nullptr ? "" : id;
   g_free(id);
   return out;

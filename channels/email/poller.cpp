@@ -186,7 +186,6 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   if (!status) {
     co_return status.error();
   }
-  m.failures = 0;  // connected and selected: the next failure starts the back-off afresh
   std::uint64_t last = 0;
   auto committed = pipeline.cursor(a.name, m.name);
   auto cur = committed ? parse_cursor(*committed) : std::nullopt;
@@ -237,8 +236,12 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
     log->debug("{} fetching after UID {}", m.prefix, fetched);
     // Below the UIDNEXT of SELECT, UID ranges need no UID SEARCH (which would list every
     // remaining UID again for each batch); past it, SEARCH finds what arrived since.
+    // Where UIDs are sparse (Gmail's INBOX, a mailbox that after = move keeps empty) most
+    // ranges come back empty, a round trip each: SEARCH lists only what exists, and is used
+    // then unless the list would be long (every batch lists the rest again).
     // (Two statements, not `?:` with a co_await in each arm: GCC 12 mis-destroys those.)
-    bool ranged = status.uidnext > fetched + 1 + options.batch;
+    bool sparse = status.uidnext - 1 - fetched > 4 * status.exists && status.exists <= 20000;
+    bool ranged = status.uidnext > fetched + 1 + options.batch && !sparse;
     boost::system::result<imap::FetchBatch> batch = imap::FetchBatch{};
     if (ranged) {
       batch = co_await c.fetch_range(fetched + 1, fetched + options.batch);
@@ -270,6 +273,10 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
     if (auto ec = co_await drain(m, c, chain, 0)) {
       co_return ec;
     }
+    // Only now does the next failure start the back-off afresh: a server that accepts the
+    // login and SELECT and then fails every time (throttling, a message it cannot read) would
+    // otherwise be reconnected to twice a second for ever.
+    m.failures = 0;
     if (stopping) {
       break;
     }

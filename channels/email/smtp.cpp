@@ -71,9 +71,17 @@ bool starts_with_re(std::string_view s) {
 }
 
 // Our ids and real Message-IDs only; synthetic ids of id-less messages mean nothing to others.
+// The ids come from the customer's mail and are written into In-Reply-To / References as they
+// are (GMime folds them but keeps a CR or LF inside): a msg-id has no blanks or controls
+// (RFC 5322 3.6.4), and one that does could add header lines or a body to our reply.
 bool referable(const std::string& id) {
+  auto blank_or_control = [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7f;
+  };
   return id.size() > 2 && id.front() == '<' && id.back() == '>' &&
-         id.find("@switchboard.invalid>") == std::string::npos;
+         id.find("@switchboard.invalid>") == std::string::npos &&
+         std::none_of(id.begin(), id.end(), blank_or_control);
 }
 
 std::string token(std::string_view s) {

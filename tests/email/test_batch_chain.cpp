@@ -179,3 +179,19 @@ TEST_CASE("batch chain: a store that fails a batch inside submit() (writer stopp
   CHECK_FALSE(f.chain->at_writer());
   CHECK_FALSE(f.store.cursor("support", "INBOX"));
 }
+
+TEST_CASE("batch chain: a message cut at the fetch cap is stored flagged truncated and malformed") {
+  ChainFixture f;
+  std::string raw = test::test_email(1, 1);
+  std::vector<email::imap::FetchedMessage> batch;
+  batch.push_back({1, raw.size() + 100000, raw.substr(0, raw.size() - 4), true});
+  std::string other = test::test_email(2, 1);
+  batch.push_back({2, other.size(), other});
+  f.chain->add(std::move(batch));
+  f.run_until([&] { return f.chain->pending() == 0; });
+  REQUIRE(f.chain->pending() == 0);
+  CHECK(f.count("SELECT count(*) FROM interactions") == 2);
+  CHECK(f.count("SELECT count(*) FROM interactions WHERE payload LIKE "
+                "'%\"flags\":[\"malformed\",\"truncated\"]%'") == 1);
+  CHECK(f.store.cursor("support", "INBOX") == "7:2");
+}

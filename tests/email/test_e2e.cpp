@@ -292,3 +292,39 @@ TEST_CASE(
             .status == 404);
   CHECK(http.request("GET", "/v1/interactions/" + id + "/attachments/0").status == 401);
 }
+
+TEST_CASE("sparse UIDs (Gmail's INBOX, after = move): the first sync does not walk empty ranges") {
+  EmailDaemon d;
+  d.dovecot.deliver(test_email(1, 1));
+  d.dovecot.doveadm("mailbox update -u alice --min-next-uid 20000000 INBOX");
+  d.dovecot.deliver(test_email(2, 2));
+  auto start = std::chrono::steady_clock::now();
+  d.start();
+  // 200 UIDs a range, one round trip each, were 100,000 empty fetches (15 s on loopback, an
+  // hour to a server 40 ms away) before the second message.
+  REQUIRE(eventually([&] { return d.queued() >= 2; }, 60s));
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  CHECK(d.distinct_queued() == 2);
+}
+
+TEST_CASE("a session that fails after SELECT every time still backs off") {
+  // Dovecot closes the session (BYE) when it cannot read a message file: login and SELECT
+  // succeed, every FETCH fails - as with a server that throttles after login.
+  EmailDaemon d;
+  d.dovecot.deliver(test_email(1, 1));
+  std::string maildir = d.dovecot.ca_file();
+  maildir = maildir.substr(0, maildir.rfind('/')) + "/home/alice/Maildir";
+  REQUIRE(std::system(("grep -rl 'msg-1@example.com' " + maildir + "/new " + maildir +
+                       "/cur | xargs chmod 000")
+                          .c_str()) == 0);
+  d.start();
+  std::this_thread::sleep_for(4s);  // a rate is measured: min back-off 0.5 s, doubling
+  auto m = d.metrics();
+  const std::string key = R"(switchboard_channel_errors_total{channel="email",account="support"} )";
+  auto at = m.find(key);
+  REQUIRE(at != std::string::npos);
+  long errors = std::stol(m.substr(at + key.size()));
+  MESSAGE("failed sessions in 4 s: " << errors);
+  CHECK(errors >= 2);
+  CHECK(errors <= 5);
+}

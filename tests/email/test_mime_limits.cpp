@@ -171,3 +171,15 @@ TEST_CASE("an mbox From_ line before the headers is skipped; \"From :\" is a hea
   CHECK(spaced.from.email == "a@b.c");
   CHECK_FALSE(spaced.malformed);
 }
+
+// RFC 2047 section 5: an encoded word never appears in a msg-id, so none is decoded there; the
+// id is the customer's text and ends up in thread keys and in our replies' In-Reply-To.
+TEST_CASE("an encoded word inside Message-ID is not decoded into CR/LF") {
+  auto m = parse_email(
+      "From: a@b.c\r\nMessage-ID: <x=?utf-8?Q?=0D=0ABcc:_evil@example.org?=@y.example>\r\n"
+      "Subject: s\r\n\r\nbody\r\n");
+  CHECK(m.message_id.find_first_of("\r\n") == std::string::npos);
+  CHECK(m.message_id == "<x=?utf-8?Q?=0D=0ABcc:_evil@example.org?=@y.example>");
+  auto latin1 = parse_email("From: a@b.c\r\nMessage-ID: <caf\xe9@y.example>\r\n\r\nbody\r\n");
+  CHECK(latin1.message_id == "<caf\xc3\xa9@y.example>");  // 8-bit: windows-1252, as before
+}

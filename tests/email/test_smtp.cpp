@@ -168,3 +168,29 @@ TEST_CASE("dot-stuffing and line ends") {
   CHECK(email::smtp::dot_stuff(".a\n..b\r\nc.\rd") == "..a\r\n...b\r\nc.\r\nd\r\n");
   CHECK(email::smtp::dot_stuff("") == "");
 }
+
+TEST_CASE("ids from the customer's mail with CR/LF or blanks never become reply header lines") {
+  // A Message-ID is the customer's text: before it was read from the raw header, an encoded
+  // word in it decoded to CR LF, and rows stored then still carry such ids.
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <support@example.com>";
+  json::object parent{{"direction", "inbound"},
+                      {"subject", "Order 7"},
+                      {"external_id", "<a\r\nBcc: evil@example.org\r\n\r\nForged body@x.example>"},
+                      {"in_reply_to", "<b\r\nReply-To: evil@example.org>"},
+                      {"from", {{"type", "email"}, {"value", "ann@example.com"}}}};
+  OutboundMessage m{"01JTESTREPLY00000000000001", "email", "support", "c1", "Hello Ann",
+                    json::serialize(parent),      ""};
+  auto built = email::build_reply(account, m, 1767323045000);
+  REQUIRE(built.error.empty());
+  std::string head = built.data.substr(0, built.data.find("\r\n\r\n") + 2);
+  CHECK(head.find("\r\nBcc:") == std::string::npos);
+  CHECK(head.find("\r\nReply-To:") == std::string::npos);
+  CHECK(head.find("evil@example.org") == std::string::npos);
+  CHECK(built.data.find("Forged body") == std::string::npos);
+  auto sent = email::parse_email(built.data);
+  CHECK(sent.text == "Hello Ann");
+  CHECK(sent.to.size() == 1);
+}
