@@ -57,6 +57,10 @@ struct Inbound {
   // "api:web-form:order-7" or "email:support:<abc@example.com>".
   std::vector<std::string> thread_lookup;
   std::vector<std::string> thread_record;
+  // The fallback when no thread_lookup key names a conversation: the conversation of the same
+  // customer, channel and account last given this key, if it holds a message from within 14
+  // days of this one. Email sets the subject without Re:/Fwd:/AW:/回复: prefixes; empty: none.
+  std::string subject_key;
   std::optional<CallInfo> call;
   std::vector<Attachment> attachments;
   std::vector<std::string> flags;  // auto_reply | bounce | bulk | malformed | ...

@@ -36,6 +36,14 @@ struct Store::Statements {
             "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6, ?6)")),
         insert_conv_key(db.prepare(
             "INSERT OR IGNORE INTO conversation_keys(key, conversation_id) VALUES (?1, ?2)")),
+        // The subject fallback: the conversation last given the key, if one of its messages
+        // is from within the window around this one's time (by_conversation index).
+        find_subject_conv(db.prepare(
+            "SELECT c.id, c.queue FROM conversation_keys k JOIN conversations c "
+            "ON c.id = k.conversation_id WHERE k.key = ?1 AND EXISTS (SELECT 1 FROM "
+            "interactions i WHERE i.conversation_id = c.id AND i.occurred_at BETWEEN ?2 AND ?3)")),
+        set_conv_key(db.prepare(
+            "INSERT OR REPLACE INTO conversation_keys(key, conversation_id) VALUES (?1, ?2)")),
         route_conv(db.prepare("UPDATE conversations SET queue=?2, updated_at=?3 WHERE id=?1")),
         insert_interaction(db.prepare(
             "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
@@ -56,8 +64,8 @@ struct Store::Statements {
                        "VALUES (?1, ?2, ?3, ?4, ?5)")) {}
 
   Stmt find_dup, find_identity, get_customer, insert_customer, insert_identity, find_conv_key,
-      insert_conv, insert_conv_key, route_conv, insert_interaction, update_call, insert_outbox,
-      upsert_cursor, insert_attachment;
+      insert_conv, insert_conv_key, find_subject_conv, set_conv_key, route_conv, insert_interaction,
+      update_call, insert_outbox, upsert_cursor, insert_attachment;
 };
 
 namespace {
@@ -152,28 +160,50 @@ CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::i
   return m;
 }
 
-// First thread_lookup key that names a conversation wins; otherwise a new conversation, which
-// open_conversation inserts once its queue is known. Every thread_record key then points at it,
-// so later messages of the thread find it.
-Conversation thread(Store::Statements& st, const Inbound& in) {
+// Issue 4: a subject matches only the same customer's conversations, and only when they hold a
+// message from within 14 days of this one (by the messages' own times: an initial sync stores
+// years of mail at once).
+constexpr std::int64_t kSubjectWindowMs = 14LL * 24 * 3600 * 1000;
+
+// First thread_lookup key that names a conversation wins; then the subject fallback; otherwise
+// a new conversation, which open_conversation inserts once its queue is known. Every
+// thread_record key (and the subject key) then points at it, so later messages find it.
+Conversation thread(Store::Statements& st, const Inbound& in, const CustomerMatch& cust,
+                    std::int64_t now) {
   Conversation c;
-  for (const auto& key : in.thread_lookup) {
-    st.find_conv_key.bind_static(1, key);
-    if (st.find_conv_key.step()) {
-      c.id = st.find_conv_key.text(0);
-      c.queue = st.find_conv_key.text(1);
+  auto found = [&](Stmt& q) {
+    if (q.step()) {
+      c.id = q.text(0);
+      c.queue = q.text(1);
       c.existing = true;
     }
-    st.find_conv_key.reset();
+    q.reset();
+  };
+  for (const auto& key : in.thread_lookup) {
+    st.find_conv_key.bind_static(1, key);
+    found(st.find_conv_key);
     if (c.existing) {
       break;
     }
+  }
+  std::string subject_key;
+  if (!in.subject_key.empty() && !cust.id.empty()) {
+    subject_key = "subject:" + in.channel + ":" + in.account + ":" + cust.id + ":" + in.subject_key;
+  }
+  if (!c.existing && !subject_key.empty() && !cust.is_new) {
+    std::int64_t at = in.occurred_at_ms ? in.occurred_at_ms : now;
+    st.find_subject_conv.bind_static(1, subject_key);
+    st.find_subject_conv.bind(2, at - kSubjectWindowMs).bind(3, at + kSubjectWindowMs);
+    found(st.find_subject_conv);
   }
   if (!c.existing) {
     c.id = new_ulid();
   }
   for (const auto& key : in.thread_record) {
     st.insert_conv_key.bind_static(1, key).bind_static(2, c.id).run();
+  }
+  if (!subject_key.empty()) {
+    st.set_conv_key.bind_static(1, subject_key).bind_static(2, c.id).run();
   }
   return c;
 }
@@ -225,7 +255,7 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   if (in.from) {
     cust = match_customer(st, *in.from, now);
   }
-  Conversation conv = thread(st, in);
+  Conversation conv = thread(st, in, cust, now);
   Route r = route(rules, in, cust, conv);
   if (!conv.existing) {
     open_conversation(st, in, conv, cust.id, queue_now ? r.queue : "", now);
@@ -368,8 +398,8 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   }
   if (caller_now) {
     CustomerMatch cust = match_customer(st, *in.from, now);
-    stored_payload = with_caller(stored_payload, *in.from, cust.id, cust.name, cust.tier,
-                                 cust.is_new);
+    stored_payload =
+        with_caller(stored_payload, *in.from, cust.id, cust.name, cust.tier, cust.is_new);
     stored = read_call_payload(stored_payload);
     if (!stored) {
       throw Error(0, "the payload of call interaction " + id + " lost its \"call\"");

@@ -96,6 +96,7 @@ sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_
     in.thread_lookup.push_back(prefix + id);
   }
   in.thread_record.push_back(prefix + email.message_id);
+  in.subject_key = normalize_subject(in.subject);
   in.attachments = std::move(email.attachments);
   if (email.auto_reply) {
     in.flags.emplace_back("auto_reply");

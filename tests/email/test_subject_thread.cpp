@@ -1,0 +1,91 @@
+// The subject fallback of email threading (issue 4): a message that names no known message in
+// In-Reply-To or References joins the conversation its subject (without Re:/Fwd:/AW:/回复:
+// prefixes) was last seen in, only for the same customer and only when that conversation holds
+// a message from within 14 days of this one. Real Writer + Store on a temporary database.
+#include <doctest/doctest.h>
+
+#include <future>
+
+#include "channels/email/mime.hpp"
+#include "channels/email/threading.hpp"
+#include "config/config.hpp"
+#include "routing/rules.hpp"
+#include "storage/sqlite.hpp"
+#include "storage/store.hpp"
+#include "storage/writer.hpp"
+#include "tests/support/harness.hpp"
+
+using namespace sb;
+
+namespace {
+
+struct Fixture {
+  test::TempDir dir;
+  storage::Writer writer{dir.file("switchboard.db")};
+  storage::Store store{writer, Rules::compile(config::defaults().routing)};
+
+  Fixture() { writer.start(); }
+  ~Fixture() { writer.stop(); }
+
+  // Stores one message and returns its conversation id.
+  std::string store_mail(const std::string& from, const std::string& subject, const std::string& id,
+                         const std::string& date, const std::string& in_reply_to = "") {
+    std::string raw = "From: " + from + "\r\nTo: support@example.com\r\nSubject: " + subject +
+                      "\r\nMessage-ID: " + id + "\r\nDate: " + date + "\r\n" +
+                      (in_reply_to.empty() ? "" : "In-Reply-To: " + in_reply_to + "\r\n") +
+                      "\r\nhello\r\n";
+    std::vector<Inbound> items;
+    items.push_back(email::to_inbound(email::parse_email(raw), "support", "INBOX"));
+    std::promise<std::vector<IngestOutcome>> done;
+    store.submit(std::move(items), std::nullopt,
+                 [&](std::vector<IngestOutcome> out) { done.set_value(std::move(out)); });
+    auto out = done.get_future().get();
+    REQUIRE(out.size() == 1);
+    REQUIRE(out[0].error.empty());
+    storage::Db db(dir.file("switchboard.db"), true);
+    auto st = db.prepare("SELECT conversation_id FROM interactions WHERE id = ?1");
+    st.bind(1, out[0].id);
+    REQUIRE(st.step());
+    return st.text(0);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("subject fallback: the same customer's Re: within 14 days joins the conversation") {
+  Fixture f;
+  auto first = f.store_mail("ann@example.com", "Order 7 is late", "<a1@example.com>",
+                            "Mon, 02 Nov 2026 10:00:00 +0000");
+  // No In-Reply-To (a client that drops it, or a new mail typed with the old subject).
+  CHECK(f.store_mail("Ann@Example.com", "RE: AW: Order 7 is late", "<a2@example.com>",
+                     "Fri, 13 Nov 2026 09:00:00 +0000") == first);
+  CHECK(f.store_mail("ann@example.com", "回复: Order 7 is late", "<a3@example.com>",
+                     "Sat, 14 Nov 2026 09:00:00 +0000") == first);
+}
+
+TEST_CASE("subject fallback: another customer, or a gap over 14 days, starts a conversation") {
+  Fixture f;
+  auto ann = f.store_mail("ann@example.com", "Invoice question", "<b1@example.com>",
+                          "Mon, 02 Nov 2026 10:00:00 +0000");
+  auto bob = f.store_mail("bob@example.com", "Re: Invoice question", "<b2@example.com>",
+                          "Tue, 03 Nov 2026 10:00:00 +0000");
+  CHECK(bob != ann);
+  // 15 days after Ann's last message in that conversation: a new one.
+  auto later = f.store_mail("ann@example.com", "Re: Invoice question", "<b3@example.com>",
+                            "Tue, 17 Nov 2026 10:00:01 +0000");
+  CHECK(later != ann);
+  // The subject now leads to the newest conversation; a message from the old one's time
+  // still finds its own thread by In-Reply-To.
+  CHECK(f.store_mail("ann@example.com", "Re: Invoice question", "<b4@example.com>",
+                     "Wed, 18 Nov 2026 10:00:00 +0000") == later);
+  CHECK(f.store_mail("ann@example.com", "Re: Invoice question", "<b5@example.com>",
+                     "Wed, 18 Nov 2026 11:00:00 +0000", "<b1@example.com>") == ann);
+}
+
+TEST_CASE("subject fallback: a message with no subject never joins by subject") {
+  Fixture f;
+  auto first =
+      f.store_mail("ann@example.com", "", "<c1@example.com>", "Mon, 02 Nov 2026 10:00:00 +0000");
+  CHECK(f.store_mail("ann@example.com", "Re:", "<c2@example.com>",
+                     "Mon, 02 Nov 2026 11:00:00 +0000") != first);
+}
