@@ -20,6 +20,12 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using asio::ip::tcp;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kHeaderLimit = 32 * 1024;
+// Beast's parser caps the header and the body, but not a chunk-size line (chunk extensions) or
+// the trailer section: they wait in the read buffer until their CRLF arrives, and an endless one
+// grew the daemon's memory for as long as the client kept sending. A capped buffer bounds them;
+// it holds at most an unfinished header or chunk line plus one read (Beast reads 64 KiB at most).
+constexpr std::size_t kMaxBuffered = kHeaderLimit + 64 * 1024;
 
 struct Server::Impl : std::enable_shared_from_this<Impl> {
   asio::io_context& io;
@@ -120,7 +126,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     auto self = shared_from_this();
     ++active;
     beast::tcp_stream stream(std::move(sock));
-    beast::flat_buffer buffer;
+    beast::flat_buffer buffer(kMaxBuffered);
     bool linger = false;  // we answered before reading the whole request (413, 400)
     for (;;) {
       if (stopping) {
@@ -128,7 +134,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       }
       bhttp::request_parser<bhttp::string_body> parser;
       parser.body_limit(opts.max_body_bytes);
-      parser.header_limit(32 * 1024);
+      parser.header_limit(kHeaderLimit);
       // A keep-alive connection may sit idle; once bytes arrive the whole request must come
       // within request_timeout. Beast's timeout covers the whole read, so use the longer one.
       stream.expires_after(buffer.size() ? opts.request_timeout : opts.idle_timeout);
@@ -147,7 +153,12 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         } else if (ec != bhttp::error::end_of_stream && ec != asio::error::eof &&
                    ec != beast::error::timeout && ec != asio::error::operation_aborted &&
                    ec != asio::error::connection_reset && ec != bhttp::error::partial_message) {
-          auto res = error(400, "bad_request", "malformed HTTP request: " + ec.message());
+          // Only a chunk-size line or a trailer section can fill the buffer (see kMaxBuffered).
+          auto why = ec == bhttp::error::buffer_overflow
+                         ? "chunk extensions or trailers longer than " +
+                               std::to_string(kMaxBuffered) + " bytes"
+                         : ec.message();
+          auto res = error(400, "bad_request", "malformed HTTP request: " + why);
           count("unmatched", 400);
           bool ok;
           co_await write(stream, std::move(res), 11, false, ok);
