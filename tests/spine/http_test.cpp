@@ -121,3 +121,29 @@ TEST_CASE("ingest server: an endless chunk extension is refused, not buffered") 
       std::string(size) + ";note=1\r\n" + body + "\r\n0\r\nX-Trailer: 1\r\n\r\n"));
   CHECK(status_of(ok.read_all(std::chrono::seconds(5))) == 202);
 }
+
+TEST_CASE("ingest: occurred_at with signed or impossible fields is refused, naming the field") {
+  // std::from_chars takes a leading '-': "T-1:-1:-1Z" parsed as a time before midnight.
+  Daemon d;
+  HttpClient http(d.app->port());
+  for (std::string t : {"2026-01-02T-1:00:00Z", "2026-01-02T03:-4:05Z", "2026-01-02T03:04:-5Z",
+                        "2026-01-02T03:04:05+-1:00", "-026-01-02T03:04:05Z",
+                        "2026-02-30T03:04:05Z", "2026-04-31T03:04:05Z"}) {
+    CAPTURE(t);
+    auto r = http.post_json("/v1/interactions",
+                            R"({"source":"web","external_id":"t-)" + t +
+                                R"(","from":{"email":"a@b.co"},"occurred_at":")" + t + "\"}",
+                            "test-token");
+    CHECK(r.status == 400);
+    CHECK(r.body.find("occurred_at") != std::string::npos);
+  }
+  // The edges that are real stay accepted.
+  for (std::string t : {"2028-02-29T23:59:59Z", "2026-12-31T00:00:00.5+14:00"}) {
+    CAPTURE(t);
+    auto r = http.post_json("/v1/interactions",
+                            R"({"source":"web","external_id":"t-)" + t +
+                                R"(","from":{"email":"a@b.co"},"occurred_at":")" + t + "\"}",
+                            "test-token");
+    CHECK(r.status == 202);
+  }
+}
