@@ -69,6 +69,7 @@ Router::Match Router::find(std::string_view method, std::string_view path,
       params = std::move(got);
       return m;
     }
+    m.allow += m.allow.empty() ? r.method : ", " + r.method;
   }
   return m;
 }

@@ -186,10 +186,12 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       };
       auto m = router.find(r.method, r.path, r.params);
       Response res;
-      if (!m.handler) {
-        res = m.path_known ? error(405, "method_not_allowed",
-                                   std::string(r.method) + " is not allowed on " + m.label)
-                           : error(404, "not_found", "no route for " + std::string(r.path));
+      if (!m.handler && m.path_known) {
+        res = error(405, "method_not_allowed",
+                    std::string(r.method) + " is not allowed on " + m.label + "; use " + m.allow);
+        res.headers.emplace_back("Allow", m.allow);  // RFC 9110 section 15.5.6: a MUST
+      } else if (!m.handler) {
+        res = error(404, "not_found", "no route for " + std::string(r.path));
       } else {
         try {
           res = co_await (*m.handler)(r);

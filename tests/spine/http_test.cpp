@@ -147,3 +147,15 @@ TEST_CASE("ingest: occurred_at with signed or impossible fields is refused, nami
     CHECK(r.status == 202);
   }
 }
+
+TEST_CASE("ingest server: a 405 lists the methods the route allows") {
+  // RFC 9110 section 15.5.6: a 405 MUST carry Allow with the resource's methods.
+  Daemon d;
+  HttpClient http(d.app->port());
+  auto r = http.request("GET", "/v1/interactions");
+  CHECK(r.status == 405);
+  CHECK(r.headers["allow"] == "POST");
+  auto p = http.request("DELETE", "/metrics");
+  CHECK(p.status == 405);
+  CHECK(p.headers["allow"] == "GET");
+}
