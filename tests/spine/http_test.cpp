@@ -159,3 +159,18 @@ TEST_CASE("ingest server: a 405 lists the methods the route allows") {
   CHECK(p.status == 405);
   CHECK(p.headers["allow"] == "GET");
 }
+
+TEST_CASE("ingest: a body that is not JSON is refused with what is wrong and where") {
+  // Boost.JSON's own words for invalid UTF-8 are "syntax error", as for a missing value.
+  Daemon d;
+  HttpClient http(d.app->port());
+  auto bad_utf8 = http.post_json(
+      "/v1/interactions",
+      "{\"source\":\"web\",\"external_id\":\"u1\",\"from\":{\"email\":\"a@b.co\"},\"text\":\"ok \xff\"}",
+      "test-token");
+  CHECK(bad_utf8.status == 400);
+  CHECK(bad_utf8.body.find("not valid JSON: invalid UTF-8 at byte offset 72") != std::string::npos);
+  auto syntax = http.post_json("/v1/interactions", R"({"source":"web","external_id":})", "test-token");
+  CHECK(syntax.status == 400);
+  CHECK(syntax.body.find("not valid JSON: syntax error at byte offset 30") != std::string::npos);
+}
