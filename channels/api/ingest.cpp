@@ -78,7 +78,8 @@ std::string json_problem(std::string_view body) {
   json::error_code lenient_ec;
   auto lenient_at = lenient.write(body.data(), body.size(), lenient_ec);
   bool utf8 = !lenient_ec || lenient_at > at;
-  return (utf8 ? std::string("invalid UTF-8") : ec.message()) + " at byte offset " + std::to_string(at);
+  return (utf8 ? std::string("invalid UTF-8") : ec.message()) + " at byte offset " +
+         std::to_string(at);
 }
 
 ParsedIngest fail(std::string message) {

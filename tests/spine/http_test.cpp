@@ -90,9 +90,9 @@ TEST_CASE("ingest server: an endless chunk extension is refused, not buffered") 
   // the client stops or the 60 s idle deadline.
   Daemon d;
   RawConn c(d.app->port());
-  REQUIRE(c.send(
-      "POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
-      "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1;x="));
+  REQUIRE(
+      c.send("POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1;x="));
   std::string block(64 * 1024, 'a');
   std::size_t sent = 0;
   while (sent < 32 * 1024 * 1024 && !c.readable(std::chrono::milliseconds(0))) {
@@ -110,8 +110,8 @@ TEST_CASE("ingest server: an endless chunk extension is refused, not buffered") 
   // The cap is on framing, not on bodies: a chunked body near max_body_bytes, in one chunk with
   // a short extension and a trailer, is stored.
   std::string text(900 * 1024, 'b');
-  std::string body = R"({"source":"web","external_id":"big-1","from":{"email":"a@b.co"},"text":")" +
-                     text + "\"}";
+  std::string body =
+      R"({"source":"web","external_id":"big-1","from":{"email":"a@b.co"},"text":")" + text + "\"}";
   char size[32];
   std::snprintf(size, sizeof size, "%zx", body.size());
   RawConn ok(d.app->port());
@@ -127,8 +127,8 @@ TEST_CASE("ingest: occurred_at with signed or impossible fields is refused, nami
   Daemon d;
   HttpClient http(d.app->port());
   for (std::string t : {"2026-01-02T-1:00:00Z", "2026-01-02T03:-4:05Z", "2026-01-02T03:04:-5Z",
-                        "2026-01-02T03:04:05+-1:00", "-026-01-02T03:04:05Z",
-                        "2026-02-30T03:04:05Z", "2026-04-31T03:04:05Z"}) {
+                        "2026-01-02T03:04:05+-1:00", "-026-01-02T03:04:05Z", "2026-02-30T03:04:05Z",
+                        "2026-04-31T03:04:05Z"}) {
     CAPTURE(t);
     auto r = http.post_json("/v1/interactions",
                             R"({"source":"web","external_id":"t-)" + t +
@@ -164,13 +164,14 @@ TEST_CASE("ingest: a body that is not JSON is refused with what is wrong and whe
   // Boost.JSON's own words for invalid UTF-8 are "syntax error", as for a missing value.
   Daemon d;
   HttpClient http(d.app->port());
-  auto bad_utf8 = http.post_json(
-      "/v1/interactions",
-      "{\"source\":\"web\",\"external_id\":\"u1\",\"from\":{\"email\":\"a@b.co\"},\"text\":\"ok \xff\"}",
-      "test-token");
+  auto bad_utf8 = http.post_json("/v1/interactions",
+                                 "{\"source\":\"web\",\"external_id\":\"u1\",\"from\":{\"email\":"
+                                 "\"a@b.co\"},\"text\":\"ok \xff\"}",
+                                 "test-token");
   CHECK(bad_utf8.status == 400);
   CHECK(bad_utf8.body.find("not valid JSON: invalid UTF-8 at byte offset 72") != std::string::npos);
-  auto syntax = http.post_json("/v1/interactions", R"({"source":"web","external_id":})", "test-token");
+  auto syntax =
+      http.post_json("/v1/interactions", R"({"source":"web","external_id":})", "test-token");
   CHECK(syntax.status == 400);
   CHECK(syntax.body.find("not valid JSON: syntax error at byte offset 30") != std::string::npos);
 }
