@@ -141,6 +141,13 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       idle.insert(&stream);
       auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
       idle.erase(&stream);
+      // RFC 9112 section 6.3: when chunked is not the final transfer coding the body length is
+      // unknown, and the server MUST answer 400 and close. Beast reads such a request as having
+      // no body; what followed would be parsed as the next request (request smuggling).
+      if (!ec && !parser.chunked() &&
+          parser.get().find(bhttp::field::transfer_encoding) != parser.get().end()) {
+        ec = bhttp::error::bad_transfer_encoding;
+      }
       if (ec) {
         if (ec == bhttp::error::body_limit) {
           auto res = error(413, "body_too_large",

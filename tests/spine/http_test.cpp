@@ -175,3 +175,20 @@ TEST_CASE("ingest: a body that is not JSON is refused with what is wrong and whe
   CHECK(syntax.status == 400);
   CHECK(syntax.body.find("not valid JSON: syntax error at byte offset 30") != std::string::npos);
 }
+
+TEST_CASE("ingest server: a request framed by a Transfer-Encoding other than chunked is refused") {
+  // RFC 9112 section 6.3: when chunked is not the final coding the body length is unknown; the
+  // server MUST answer 400 and close. Beast reads such a request as bodiless, so whatever the
+  // client meant as its body was parsed as the next request (here: a smuggled GET).
+  Daemon d;
+  RawConn c(d.app->port());
+  REQUIRE(c.send(
+      "POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+      "Transfer-Encoding: gzip\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto res = c.read_all(std::chrono::seconds(3));
+  CAPTURE(res);
+  CHECK(status_of(res) == 400);
+  CHECK(error_message(res).find("Transfer-Encoding") != std::string::npos);
+  CHECK(res.find("Connection: close") != std::string::npos);
+  CHECK(res.find("\"ok\"") == std::string::npos);  // the GET in the body was not served
+}
