@@ -77,9 +77,10 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
 
   // The response head is written by hand and sent with the body in one gather write: Beast's
   // serializer cost ~15k instructions a response (20% of the io thread under bench_ingest),
-  // for a status line and four headers. Beast still parses every request.
+  // for a status line and four headers. Beast still parses every request. `head_only`: the answer
+  // to a HEAD request, its Content-Length without the content (RFC 9110 section 9.3.2).
   asio::awaitable<void> write(beast::tcp_stream& stream, Response res, unsigned version,
-                              bool keep_alive, bool& ok) {
+                              bool keep_alive, bool& ok, bool head_only = false) {
     std::string head;
     head.reserve(160);
     head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
@@ -116,6 +117,9 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       head += "\r\nConnection: keep-alive";
     }
     head += "\r\n\r\n";
+    if (head_only) {
+      res.body.clear();
+    }
     stream.expires_after(opts.request_timeout);
     std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(res.body)};
     auto [ec, n] = co_await asio::async_write(stream, bufs, use_tuple);
@@ -192,6 +196,10 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         return std::string_view(v.data(), v.size());
       };
       auto m = router.find(r.method, r.path, r.params);
+      bool head = req.method() == bhttp::verb::head;
+      if (head && !m.handler) {
+        m = router.find("GET", r.path, r.params);  // RFC 9110 section 9.3.2: GET without content
+      }
       Response res;
       if (!m.handler && m.path_known) {
         res = error(405, "method_not_allowed",
@@ -210,7 +218,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       count(m.label, res.status);
       bool keep_alive = req.keep_alive() && !stopping;
       bool ok = false;
-      co_await write(stream, std::move(res), req.version(), keep_alive, ok);
+      co_await write(stream, std::move(res), req.version(), keep_alive, ok, head);
       if (!ok || !keep_alive) {
         break;
       }

@@ -182,13 +182,36 @@ TEST_CASE("ingest server: a request framed by a Transfer-Encoding other than chu
   // client meant as its body was parsed as the next request (here: a smuggled GET).
   Daemon d;
   RawConn c(d.app->port());
-  REQUIRE(c.send(
-      "POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
-      "Transfer-Encoding: gzip\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  REQUIRE(
+      c.send("POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+             "Transfer-Encoding: gzip\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
   auto res = c.read_all(std::chrono::seconds(3));
   CAPTURE(res);
   CHECK(status_of(res) == 400);
   CHECK(error_message(res).find("Transfer-Encoding") != std::string::npos);
   CHECK(res.find("Connection: close") != std::string::npos);
   CHECK(res.find("\"ok\"") == std::string::npos);  // the GET in the body was not served
+}
+
+TEST_CASE(
+    "ingest server: HEAD is answered like GET, without a body, and the connection stays usable") {
+  // RFC 9110 section 9.3.2: HEAD is GET without content (uptime monitors probe /healthz so). A
+  // body after a HEAD response is read by the client as the start of the next response.
+  Daemon d;
+  RawConn c(d.app->port());
+  REQUIRE(
+      c.send("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+             "HEAD /v1/interactions HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  auto res = c.read_all(std::chrono::seconds(3));
+  CAPTURE(res);
+  CHECK(status_of(res) == 200);
+  auto second = res.find("\r\n\r\n") + 4;
+  REQUIRE(second < res.size());
+  CHECK(res.compare(second, 9, "HTTP/1.1 ") == 0);
+  CHECK(status_of(res.substr(second)) == 405);  // POST only: still no body
+  auto third = res.find("\r\n\r\n", second) + 4;
+  REQUIRE(third < res.size());
+  CHECK(res.compare(third, 15, "HTTP/1.1 200 OK") == 0);
+  CHECK(res.substr(res.find("\r\n\r\n", third) + 4) == R"({"status":"ok"})");
 }
