@@ -82,6 +82,13 @@ std::string json_problem(std::string_view body) {
          std::to_string(at);
 }
 
+// RFC 9110 section 11.6.1: a 401 MUST carry a challenge naming the scheme.
+http::Response unauthorized(std::string_view message) {
+  auto res = http::error(401, "unauthorized", message);
+  res.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return res;
+}
+
 ParsedIngest fail(std::string message) {
   return ParsedIngest{std::nullopt, "invalid_field", std::move(message)};
 }
@@ -204,14 +211,14 @@ void add_routes(http::Router& router, IngestRoutes& d) {
         auto start = std::chrono::steady_clock::now();
         auto token = http::bearer_token(r);
         if (token.empty()) {
-          co_return http::error(401, "unauthorized", "missing Authorization: Bearer <api token>");
+          co_return unauthorized("missing Authorization: Bearer <api token>");
         }
         bool known = false;
         for (const auto& t : d.tokens) {
           known |= http::secret_equals(token, t);
         }
         if (!known) {
-          co_return http::error(401, "unauthorized", "unknown api token");
+          co_return unauthorized("unknown api token");
         }
         auto ct = r.header("content-type");
         if (!ct.empty() && ct.find("json") == std::string_view::npos) {

@@ -215,3 +215,15 @@ TEST_CASE(
   CHECK(res.compare(third, 15, "HTTP/1.1 200 OK") == 0);
   CHECK(res.substr(res.find("\r\n\r\n", third) + 4) == R"({"status":"ok"})");
 }
+
+TEST_CASE("ingest server: a 401 names the scheme to authenticate with") {
+  // RFC 9110 section 11.6.1: a 401 MUST carry WWW-Authenticate with a challenge.
+  Daemon d;
+  HttpClient http(d.app->port());
+  auto none = http.post_json("/v1/interactions", "{}", "");
+  CHECK(none.status == 401);
+  CHECK(none.headers["www-authenticate"] == "Bearer");
+  auto wrong = http.post_json("/v1/interactions", "{}", "nope");
+  CHECK(wrong.status == 401);
+  CHECK(wrong.headers["www-authenticate"] == "Bearer");
+}
