@@ -227,3 +227,21 @@ TEST_CASE("ingest server: a 401 names the scheme to authenticate with") {
   CHECK(wrong.status == 401);
   CHECK(wrong.headers["www-authenticate"] == "Bearer");
 }
+
+TEST_CASE("ingest server: an error echoing bytes that are not UTF-8 is still UTF-8 JSON") {
+  // SPEC section 3: JSON bodies are UTF-8. A 404 names the path and a 415 the Content-Type, as
+  // sent; Beast lets bytes 0x80-0xFF through in both.
+  Daemon d;
+  RawConn c(d.app->port());
+  REQUIRE(c.send("GET /caf\xc3\xa9/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+                 "Content-Type: text/\xe9t\xe9\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"));
+  auto res = c.read_all(std::chrono::seconds(3));
+  auto first_end = res.find("HTTP/1.1 415");
+  REQUIRE(first_end != std::string::npos);
+  auto not_found = res.substr(0, first_end);
+  auto unsupported = res.substr(first_end);
+  CHECK(status_of(not_found) == 404);
+  CHECK(error_message(not_found) == "no route for /caf\xc3\xa9/\xef\xbf\xbd\xef\xbf\xbd");
+  CHECK(error_message(unsupported).find("text/\xef\xbf\xbdt\xef\xbf\xbd") != std::string::npos);
+}
