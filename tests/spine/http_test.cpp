@@ -126,25 +126,24 @@ TEST_CASE("ingest: occurred_at with signed or impossible fields is refused, nami
   // std::from_chars takes a leading '-': "T-1:-1:-1Z" parsed as a time before midnight.
   Daemon d;
   HttpClient http(d.app->port());
+  auto post = [&](const std::string& t) {
+    return http.post_json("/v1/interactions",
+                          R"({"source":"web","external_id":"t-)" + t +
+                              R"(","from":{"email":"a@b.co"},"occurred_at":")" + t + "\"}",
+                          "test-token");
+  };
   for (std::string t : {"2026-01-02T-1:00:00Z", "2026-01-02T03:-4:05Z", "2026-01-02T03:04:-5Z",
                         "2026-01-02T03:04:05+-1:00", "-026-01-02T03:04:05Z", "2026-02-30T03:04:05Z",
                         "2026-04-31T03:04:05Z"}) {
     CAPTURE(t);
-    auto r = http.post_json("/v1/interactions",
-                            R"({"source":"web","external_id":"t-)" + t +
-                                R"(","from":{"email":"a@b.co"},"occurred_at":")" + t + "\"}",
-                            "test-token");
+    auto r = post(t);
     CHECK(r.status == 400);
     CHECK(r.body.find("occurred_at") != std::string::npos);
   }
   // The edges that are real stay accepted.
   for (std::string t : {"2028-02-29T23:59:59Z", "2026-12-31T00:00:00.5+14:00"}) {
     CAPTURE(t);
-    auto r = http.post_json("/v1/interactions",
-                            R"({"source":"web","external_id":"t-)" + t +
-                                R"(","from":{"email":"a@b.co"},"occurred_at":")" + t + "\"}",
-                            "test-token");
-    CHECK(r.status == 202);
+    CHECK(post(t).status == 202);
   }
 }
 
@@ -233,9 +232,10 @@ TEST_CASE("ingest server: an error echoing bytes that are not UTF-8 is still UTF
   // sent; Beast lets bytes 0x80-0xFF through in both.
   Daemon d;
   RawConn c(d.app->port());
-  REQUIRE(c.send("GET /caf\xc3\xa9/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n"
-                 "POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
-                 "Content-Type: text/\xe9t\xe9\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"));
+  REQUIRE(
+      c.send("GET /caf\xc3\xa9/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n"
+             "POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+             "Content-Type: text/\xe9t\xe9\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"));
   auto res = c.read_all(std::chrono::seconds(3));
   auto first_end = res.find("HTTP/1.1 415");
   REQUIRE(first_end != std::string::npos);
