@@ -1,5 +1,7 @@
 #include "http/server.hpp"
 
+#include <sys/resource.h>
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
@@ -10,7 +12,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <charconv>
-#include <set>
+#include <map>
 
 #include "core/log.hpp"
 
@@ -26,6 +28,9 @@ constexpr std::size_t kHeaderLimit = 32 * 1024;
 // grew the daemon's memory for as long as the client kept sending. A capped buffer bounds them;
 // it holds at most an unfinished header or chunk line plus one read (Beast reads 64 KiB at most).
 constexpr std::size_t kMaxBuffered = kHeaderLimit + 64 * 1024;
+// File descriptors the connection cap leaves to the rest of the daemon: SQLite (database, WAL
+// and shm of each connection), Redis, IMAP and provider connections.
+constexpr std::size_t kReservedFds = 64;
 
 struct Server::Impl : std::enable_shared_from_this<Impl> {
   asio::io_context& io;
@@ -35,7 +40,13 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   tcp::acceptor acceptor;
   bool stopping = false;
   std::atomic<std::size_t> active{0};
-  std::set<beast::tcp_stream*> idle;  // connections waiting for their next request
+  // Connections waiting for (the rest of) their next request, and since when.
+  std::map<beast::tcp_stream*, std::chrono::steady_clock::time_point> idle;
+  // Each connection holds a descriptor until its idle deadline (60 s). Without a cap, a client
+  // holding RLIMIT_NOFILE connections open made every accept fail (EMFILE): nobody else got in.
+  // At the cap, the connection that has waited longest for a request makes room for a new one.
+  std::size_t max_connections = 0;  // set by start(): RLIMIT_NOFILE less kReservedFds
+  bool evicted = false;             // logged once
 
   Impl(asio::io_context& io, ServerOptions o, const Router& r, Metrics& m)
       : io(io), opts(std::move(o)), router(r), metrics(m), acceptor(io) {}
@@ -54,6 +65,9 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         co_await t.async_wait(use_tuple);
         continue;
       }
+      if (active >= max_connections) {
+        evict_longest_idle();
+      }
       sock.set_option(tcp::no_delay(true));
       asio::co_spawn(io, session(std::move(sock)), [](std::exception_ptr e) {
         if (e) {
@@ -65,6 +79,23 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         }
       });
     }
+  }
+
+  void evict_longest_idle() {
+    auto oldest = std::min_element(
+        idle.begin(), idle.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    if (oldest == idle.end()) {
+      return;
+    }
+    if (!evicted) {
+      evicted = true;
+      logger("http")->warn(
+          "[http] {} connections, the cap for this RLIMIT_NOFILE: closing the one "
+          "idle longest for each new one",
+          max_connections);
+    }
+    oldest->first->cancel();
+    idle.erase(oldest);
   }
 
   CounterCache requests{metrics, "switchboard_http_requests_total", {"route", "code"}};
@@ -142,7 +173,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       // A keep-alive connection may sit idle; once bytes arrive the whole request must come
       // within request_timeout. Beast's timeout covers the whole read, so use the longer one.
       stream.expires_after(buffer.size() ? opts.request_timeout : opts.idle_timeout);
-      idle.insert(&stream);
+      idle[&stream] = std::chrono::steady_clock::now();
       auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
       idle.erase(&stream);
       // RFC 9112 section 6.3: when chunked is not the final transfer coding the body length is
@@ -256,6 +287,12 @@ void Server::start() {
   a.set_option(asio::socket_base::reuse_address(true));
   a.bind(ep);
   a.listen(asio::socket_base::max_listen_connections);
+  rlimit fds{};
+  std::size_t limit = 1 << 20;
+  if (getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur != RLIM_INFINITY) {
+    limit = fds.rlim_cur;
+  }
+  impl_->max_connections = limit > 2 * kReservedFds ? limit - kReservedFds : limit / 2;
   asio::co_spawn(impl_->io, impl_->accept_loop(), [](std::exception_ptr e) {
     if (e) {
       try {
@@ -276,7 +313,7 @@ void Server::stop() {
     impl->stopping = true;
     beast::error_code ec;
     impl->acceptor.close(ec);
-    for (auto* s : impl->idle) {
+    for (auto& [s, since] : impl->idle) {
       s->cancel();
     }
   });
