@@ -51,6 +51,12 @@ bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
   if (pos + n > s.size()) {
     return false;
   }
+  // from_chars alone takes a leading '-': "T-1:-1:-1Z" read as a time before midnight.
+  for (std::size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') {
+      return false;
+    }
+  }
   auto [p, ec] = std::from_chars(s.data() + pos, s.data() + pos + n, out);
   return ec == std::errc{} && p == s.data() + pos + n;
 }
@@ -65,6 +71,12 @@ std::int64_t days_from_civil(int y, unsigned m, unsigned d) {
   return static_cast<std::int64_t>(era) * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
+int days_in_month(int y, int m) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+  return m == 2 && leap ? 29 : kDays[m - 1];
+}
+
 }  // namespace
 
 // RFC 3339 section 5.6: date-time = full-date "T" full-time; "t"/"z" and a space separator are
@@ -77,7 +89,7 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view s) {
       !digits(s, 17, 2, sec)) {
     return std::nullopt;
   }
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) {
+  if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60) {
     return std::nullopt;
   }
   std::size_t pos = 19;

@@ -6,8 +6,45 @@
 
 namespace sb::http {
 
+namespace {
+// SPEC section 3: JSON bodies are UTF-8. Error messages echo what the client sent (a path, a
+// header value), and Beast lets bytes 0x80-0xFF through there; Boost.JSON serialises them as
+// they are. Each byte that does not start a valid sequence becomes U+FFFD.
+std::string utf8_or_replaced(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  std::size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = c < 0x80                 ? 1
+                    : c >= 0xC2 && c <= 0xDF ? 2
+                    : c >= 0xE0 && c <= 0xEF ? 3
+                    : c >= 0xF0 && c <= 0xF4 ? 4
+                                             : 0;
+    bool ok = n > 0 && i + n <= s.size();
+    std::uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1F : n == 3 ? c & 0x0F : c & 0x07;
+    for (std::size_t k = 1; ok && k < n; ++k) {
+      auto b = static_cast<unsigned char>(s[i + k]);
+      ok = (b & 0xC0) == 0x80;
+      cp = cp << 6 | (b & 0x3F);
+    }
+    // Overlong three- and four-byte forms, surrogates, and past U+10FFFF are invalid too.
+    ok = ok && !(n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) &&
+         !(n == 4 && (cp < 0x10000 || cp > 0x10FFFF));
+    if (ok) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+}  // namespace
+
 Response error(int status, std::string_view code, std::string_view message) {
-  boost::json::value v = {{"error", {{"code", code}, {"message", message}}}};
+  boost::json::value v = {{"error", {{"code", code}, {"message", utf8_or_replaced(message)}}}};
   return Response{status, "application/json", boost::json::serialize(v), {}};
 }
 
@@ -69,6 +106,7 @@ Router::Match Router::find(std::string_view method, std::string_view path,
       params = std::move(got);
       return m;
     }
+    m.allow += m.allow.empty() ? r.method : ", " + r.method;
   }
   return m;
 }

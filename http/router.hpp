@@ -45,8 +45,9 @@ class Router {
 
   struct Match {
     const Handler* handler = nullptr;
-    std::string label;      // for metrics: the pattern, or "unmatched"
+    std::string label;        // for metrics: the pattern, or "unmatched"
     bool path_known = false;  // the path matched some route, but not with this method (405)
+    std::string allow;        // with path_known: the path's methods, for the 405's Allow
   };
   Match find(std::string_view method, std::string_view path,
              std::map<std::string, std::string>& params) const;

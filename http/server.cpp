@@ -1,5 +1,7 @@
 #include "http/server.hpp"
 
+#include <sys/resource.h>
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
@@ -11,7 +13,7 @@
 #include <boost/beast/http.hpp>
 #include <cerrno>
 #include <charconv>
-#include <set>
+#include <map>
 
 #include <sys/socket.h>
 
@@ -23,6 +25,15 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using asio::ip::tcp;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kHeaderLimit = 32 * 1024;
+// Beast's parser caps the header and the body, but not a chunk-size line (chunk extensions) or
+// the trailer section: they wait in the read buffer until their CRLF arrives, and an endless one
+// grew the daemon's memory for as long as the client kept sending. A capped buffer bounds them;
+// it holds at most an unfinished header or chunk line plus one read (Beast reads 64 KiB at most).
+constexpr std::size_t kMaxBuffered = kHeaderLimit + 64 * 1024;
+// File descriptors the connection cap leaves to the rest of the daemon: SQLite (database, WAL
+// and shm of each connection), Redis, IMAP and provider connections.
+constexpr std::size_t kReservedFds = 64;
 
 struct Server::Impl : std::enable_shared_from_this<Impl> {
   asio::io_context& io;
@@ -32,7 +43,13 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   tcp::acceptor acceptor;
   bool stopping = false;
   std::atomic<std::size_t> active{0};
-  std::set<beast::tcp_stream*> idle;  // connections waiting for their next request
+  // Connections waiting for (the rest of) their next request, and since when.
+  std::map<beast::tcp_stream*, std::chrono::steady_clock::time_point> idle;
+  // Each connection holds a descriptor until its idle deadline (60 s). Without a cap, a client
+  // holding RLIMIT_NOFILE connections open made every accept fail (EMFILE): nobody else got in.
+  // At the cap, the connection that has waited longest for a request makes room for a new one.
+  std::size_t max_connections = 0;  // set by start(): RLIMIT_NOFILE less kReservedFds
+  bool evicted = false;             // logged once
 
   Impl(asio::io_context& io, ServerOptions o, const Router& r, Metrics& m)
       : io(io), opts(std::move(o)), router(r), metrics(m), acceptor(io) {}
@@ -51,6 +68,9 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         co_await t.async_wait(use_tuple);
         continue;
       }
+      if (active >= max_connections) {
+        evict_longest_idle();
+      }
       sock.set_option(tcp::no_delay(true));
       asio::co_spawn(io, session(std::move(sock)), [](std::exception_ptr e) {
         if (e) {
@@ -64,6 +84,23 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  void evict_longest_idle() {
+    auto oldest = std::min_element(
+        idle.begin(), idle.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    if (oldest == idle.end()) {
+      return;
+    }
+    if (!evicted) {
+      evicted = true;
+      logger("http")->warn(
+          "[http] {} connections, the cap for this RLIMIT_NOFILE: closing the one "
+          "idle longest for each new one",
+          max_connections);
+    }
+    oldest->first->cancel();
+    idle.erase(oldest);
+  }
+
   CounterCache requests{metrics, "switchboard_http_requests_total", {"route", "code"}};
 
   void count(const std::string& route, int status) {
@@ -74,9 +111,10 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
 
   // The response head is written by hand and sent with the body in one gather write: Beast's
   // serializer cost ~15k instructions a response (20% of the io thread under bench_ingest),
-  // for a status line and four headers. Beast still parses every request.
+  // for a status line and four headers. Beast still parses every request. `head_only`: the answer
+  // to a HEAD request, its Content-Length without the content (RFC 9110 section 9.3.2).
   asio::awaitable<void> write(beast::tcp_stream& stream, Response res, unsigned version,
-                              bool keep_alive, bool& ok) {
+                              bool keep_alive, bool& ok, bool head_only = false) {
     std::string head;
     head.reserve(160);
     head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
@@ -113,6 +151,9 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       head += "\r\nConnection: keep-alive";
     }
     head += "\r\n\r\n";
+    if (head_only) {
+      res.body.clear();
+    }
     stream.expires_after(opts.request_timeout);
     std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(res.body)};
     auto [ec, n] = co_await asio::async_write(stream, bufs, use_tuple);
@@ -123,7 +164,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     auto self = shared_from_this();
     ++active;
     beast::tcp_stream stream(std::move(sock));
-    beast::flat_buffer buffer;
+    beast::flat_buffer buffer(kMaxBuffered);
     bool linger = false;  // we answered before reading the whole request (413, 400)
     for (;;) {
       if (stopping) {
@@ -131,13 +172,20 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       }
       bhttp::request_parser<bhttp::string_body> parser;
       parser.body_limit(opts.max_body_bytes);
-      parser.header_limit(32 * 1024);
+      parser.header_limit(kHeaderLimit);
       // A keep-alive connection may sit idle; once bytes arrive the whole request must come
       // within request_timeout. Beast's timeout covers the whole read, so use the longer one.
       stream.expires_after(buffer.size() ? opts.request_timeout : opts.idle_timeout);
-      idle.insert(&stream);
+      idle[&stream] = std::chrono::steady_clock::now();
       auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
       idle.erase(&stream);
+      // RFC 9112 section 6.3: when chunked is not the final transfer coding the body length is
+      // unknown, and the server MUST answer 400 and close. Beast reads such a request as having
+      // no body; what followed would be parsed as the next request (request smuggling).
+      if (!ec && !parser.chunked() &&
+          parser.get().find(bhttp::field::transfer_encoding) != parser.get().end()) {
+        ec = bhttp::error::bad_transfer_encoding;
+      }
       if (ec) {
         if (ec == bhttp::error::body_limit) {
           auto res = error(413, "body_too_large",
@@ -150,7 +198,12 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         } else if (ec != bhttp::error::end_of_stream && ec != asio::error::eof &&
                    ec != beast::error::timeout && ec != asio::error::operation_aborted &&
                    ec != asio::error::connection_reset && ec != bhttp::error::partial_message) {
-          auto res = error(400, "bad_request", "malformed HTTP request: " + ec.message());
+          // Only a chunk-size line or a trailer section can fill the buffer (see kMaxBuffered).
+          auto why = ec == bhttp::error::buffer_overflow
+                         ? "chunk extensions or trailers longer than " +
+                               std::to_string(kMaxBuffered) + " bytes"
+                         : ec.message();
+          auto res = error(400, "bad_request", "malformed HTTP request: " + why);
           count("unmatched", 400);
           bool ok;
           co_await write(stream, std::move(res), 11, false, ok);
@@ -185,11 +238,17 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
       };
       auto m = router.find(r.method, r.path, r.params);
+      bool head = req.method() == bhttp::verb::head;
+      if (head && !m.handler) {
+        m = router.find("GET", r.path, r.params);  // RFC 9110 section 9.3.2: GET without content
+      }
       Response res;
-      if (!m.handler) {
-        res = m.path_known ? error(405, "method_not_allowed",
-                                   std::string(r.method) + " is not allowed on " + m.label)
-                           : error(404, "not_found", "no route for " + std::string(r.path));
+      if (!m.handler && m.path_known) {
+        res = error(405, "method_not_allowed",
+                    std::string(r.method) + " is not allowed on " + m.label + "; use " + m.allow);
+        res.headers.emplace_back("Allow", m.allow);  // RFC 9110 section 15.5.6: a MUST
+      } else if (!m.handler) {
+        res = error(404, "not_found", "no route for " + std::string(r.path));
       } else {
         try {
           res = co_await (*m.handler)(r);
@@ -201,7 +260,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       count(m.label, res.status);
       bool keep_alive = req.keep_alive() && !stopping;
       bool ok = false;
-      co_await write(stream, std::move(res), req.version(), keep_alive, ok);
+      co_await write(stream, std::move(res), req.version(), keep_alive, ok, head);
       if (!ok || !keep_alive) {
         break;
       }
@@ -239,6 +298,12 @@ void Server::start() {
   a.set_option(asio::socket_base::reuse_address(true));
   a.bind(ep);
   a.listen(asio::socket_base::max_listen_connections);
+  rlimit fds{};
+  std::size_t limit = 1 << 20;
+  if (getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur != RLIM_INFINITY) {
+    limit = fds.rlim_cur;
+  }
+  impl_->max_connections = limit > 2 * kReservedFds ? limit - kReservedFds : limit / 2;
   asio::co_spawn(impl_->io, impl_->accept_loop(), [](std::exception_ptr e) {
     if (e) {
       try {
@@ -259,7 +324,7 @@ void Server::stop() {
     impl->stopping = true;
     beast::error_code ec;
     impl->acceptor.close(ec);
-    for (auto* s : impl->idle) {
+    for (auto& [s, since] : impl->idle) {
       s->cancel();
     }
   });

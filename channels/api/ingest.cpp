@@ -65,6 +65,30 @@ struct Fields {
   }
 };
 
+// Boost.JSON reports invalid UTF-8 as "syntax error", the same words as a missing brace. On the
+// error path only, parse again to find the byte where it stopped, and once more allowing invalid
+// UTF-8 to tell whether that byte is the problem.
+std::string json_problem(std::string_view body) {
+  json::error_code ec;
+  json::parser strict;
+  auto at = strict.write(body.data(), body.size(), ec);
+  json::parse_options opts;
+  opts.allow_invalid_utf8 = true;
+  json::parser lenient(json::storage_ptr(), opts);
+  json::error_code lenient_ec;
+  auto lenient_at = lenient.write(body.data(), body.size(), lenient_ec);
+  bool utf8 = !lenient_ec || lenient_at > at;
+  return (utf8 ? std::string("invalid UTF-8") : ec.message()) + " at byte offset " +
+         std::to_string(at);
+}
+
+// RFC 9110 section 11.6.1: a 401 MUST carry a challenge naming the scheme.
+http::Response unauthorized(std::string_view message) {
+  auto res = http::error(401, "unauthorized", message);
+  res.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return res;
+}
+
 ParsedIngest fail(std::string message) {
   return ParsedIngest{std::nullopt, "invalid_field", std::move(message)};
 }
@@ -80,7 +104,7 @@ ParsedIngest parse_ingest(std::string_view body, std::string_view default_region
   json::value v = json::parse(body, ec, &mr);
   if (ec) {
     return ParsedIngest{std::nullopt, "invalid_json",
-                        "the body is not valid JSON: " + ec.message()};
+                        "the body is not valid JSON: " + json_problem(body)};
   }
   if (!v.is_object()) {
     return ParsedIngest{std::nullopt, "invalid_json", "the body must be a JSON object"};
@@ -187,14 +211,14 @@ void add_routes(http::Router& router, IngestRoutes& d) {
         auto start = std::chrono::steady_clock::now();
         auto token = http::bearer_token(r);
         if (token.empty()) {
-          co_return http::error(401, "unauthorized", "missing Authorization: Bearer <api token>");
+          co_return unauthorized("missing Authorization: Bearer <api token>");
         }
         bool known = false;
         for (const auto& t : d.tokens) {
           known |= http::secret_equals(token, t);
         }
         if (!known) {
-          co_return http::error(401, "unauthorized", "unknown api token");
+          co_return unauthorized("unknown api token");
         }
         auto ct = r.header("content-type");
         if (!ct.empty() && ct.find("json") == std::string_view::npos) {

@@ -1,7 +1,11 @@
 // The real binary as a process: kill -9 under load loses nothing that was answered 2xx;
 // SIGTERM exits 0 after flushing; check-config reports a broken regex with its line.
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/json.hpp>
@@ -35,6 +39,34 @@ bool healthy(std::uint16_t port) {
   } catch (...) {
     return false;
   }
+}
+
+// A connected loopback socket, or -1.
+int connect_loopback(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// GET /healthz on a new connection, answered 200 within `wait` (HttpClient would wait 60 s).
+bool healthz_within(std::uint16_t port, std::chrono::milliseconds wait) {
+  int fd = connect_loopback(port);
+  std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  char buf[64] = {};
+  pollfd p{fd, POLLIN, 0};
+  bool ok = fd >= 0 &&
+            ::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()) &&
+            ::poll(&p, 1, static_cast<int>(wait.count())) == 1 &&
+            ::recv(fd, buf, sizeof buf - 1, 0) > 12 && std::string_view(buf).substr(9, 3) == "200";
+  ::close(fd);
+  return ok;
 }
 
 }  // namespace
@@ -136,4 +168,30 @@ TEST_CASE("check-config names a broken regex with its line; the binary refuses b
 
   Process run({switchboard_binary(), "run", "--config", cfg}, dir.file("run.log"));
   CHECK(run.wait() == 1);
+}
+
+TEST_CASE("ingest server: connections left idle up to the fd limit do not lock new clients out") {
+  // Every connection costs the daemon a file descriptor until its 60 s idle deadline. With no cap,
+  // a client holding open as many connections as RLIMIT_NOFILE allows made every accept fail with
+  // EMFILE: /healthz, ingest and agents unreachable for as long as it kept them open.
+  TempDir dir;
+  RedisServer redis;
+  auto port = free_port();
+  auto cfg = write_config(dir, port, redis.port());
+  Process daemon({"prlimit", "--nofile=256:256", switchboard_binary(), "run", "--config", cfg},
+                 dir.file("daemon.log"));
+  REQUIRE(eventually([&] { return healthy(port); }));
+  std::vector<int> held;
+  for (int i = 0; i < 400; ++i) {
+    int fd = connect_loopback(port);
+    REQUIRE(fd >= 0);
+    held.push_back(fd);
+  }
+  CHECK(eventually([&] { return healthz_within(port, std::chrono::seconds(2)); },
+                   std::chrono::seconds(10)));
+  for (int fd : held) {
+    ::close(fd);
+  }
+  daemon.kill(SIGTERM);
+  CHECK(daemon.wait() == 0);
 }

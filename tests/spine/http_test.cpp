@@ -1,0 +1,247 @@
+// The HTTP server as a client on a raw socket sees it: framing it must refuse, and the
+// answers it owes while doing so. Bytes go out exactly as written here, which the harness's
+// Beast client would not send.
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+
+#include "daemon/app.hpp"
+#include "tests/support/harness.hpp"
+
+using namespace sb;
+using namespace sb::test;
+namespace json = boost::json;
+
+namespace {
+
+// A blocking loopback connection; every wait is bounded by `wait`.
+class RawConn {
+ public:
+  explicit RawConn(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~RawConn() { ::close(fd_); }
+  // False once the peer closed or reset the connection.
+  bool send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      auto n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) {
+        return false;
+      }
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+  bool readable(std::chrono::milliseconds wait) {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(wait.count())) == 1;
+  }
+  // Everything the server sends until it closes, or until nothing came for `wait`.
+  std::string read_all(std::chrono::milliseconds wait) {
+    std::string out;
+    char buf[16 * 1024];
+    while (readable(wait)) {
+      auto n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        break;
+      }
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+
+ private:
+  int fd_;
+};
+
+struct Daemon {
+  TempDir dir;
+  RedisServer redis;
+  std::unique_ptr<App> app;
+  Daemon() {
+    app = std::make_unique<App>(test_config(dir, redis.port()));
+    app->start();
+  }
+};
+
+int status_of(const std::string& response) {
+  return response.size() > 12 ? std::atoi(response.c_str() + 9) : 0;
+}
+
+std::string error_message(const std::string& response) {
+  auto at = response.find("\r\n\r\n");
+  REQUIRE(at != std::string::npos);
+  return std::string(json::parse(response.substr(at + 4)).at("error").at("message").as_string());
+}
+
+}  // namespace
+
+TEST_CASE("ingest server: an endless chunk extension is refused, not buffered") {
+  // The body cap counts chunk data only; Beast 1.81 puts no limit on a chunk-size line (or on
+  // trailers), so the read buffer must. Without one, this line grows the daemon's memory until
+  // the client stops or the 60 s idle deadline.
+  Daemon d;
+  RawConn c(d.app->port());
+  REQUIRE(
+      c.send("POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1;x="));
+  std::string block(64 * 1024, 'a');
+  std::size_t sent = 0;
+  while (sent < 32 * 1024 * 1024 && !c.readable(std::chrono::milliseconds(0))) {
+    if (!c.send(block)) {
+      break;
+    }
+    sent += block.size();
+  }
+  auto res = c.read_all(std::chrono::seconds(3));
+  CAPTURE(sent);
+  CAPTURE(res.substr(0, 200));
+  CHECK(status_of(res) == 400);
+  CHECK(error_message(res).find("chunk") != std::string::npos);
+
+  // The cap is on framing, not on bodies: a chunked body near max_body_bytes, in one chunk with
+  // a short extension and a trailer, is stored.
+  std::string text(900 * 1024, 'b');
+  std::string body =
+      R"({"source":"web","external_id":"big-1","from":{"email":"a@b.co"},"text":")" + text + "\"}";
+  char size[32];
+  std::snprintf(size, sizeof size, "%zx", body.size());
+  RawConn ok(d.app->port());
+  REQUIRE(ok.send(
+      "POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+      "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+      std::string(size) + ";note=1\r\n" + body + "\r\n0\r\nX-Trailer: 1\r\n\r\n"));
+  CHECK(status_of(ok.read_all(std::chrono::seconds(5))) == 202);
+}
+
+TEST_CASE("ingest: occurred_at with signed or impossible fields is refused, naming the field") {
+  // std::from_chars takes a leading '-': "T-1:-1:-1Z" parsed as a time before midnight.
+  Daemon d;
+  HttpClient http(d.app->port());
+  auto post = [&](const std::string& t) {
+    return http.post_json("/v1/interactions",
+                          R"({"source":"web","external_id":"t-)" + t +
+                              R"(","from":{"email":"a@b.co"},"occurred_at":")" + t + "\"}",
+                          "test-token");
+  };
+  for (std::string t : {"2026-01-02T-1:00:00Z", "2026-01-02T03:-4:05Z", "2026-01-02T03:04:-5Z",
+                        "2026-01-02T03:04:05+-1:00", "-026-01-02T03:04:05Z", "2026-02-30T03:04:05Z",
+                        "2026-04-31T03:04:05Z"}) {
+    CAPTURE(t);
+    auto r = post(t);
+    CHECK(r.status == 400);
+    CHECK(r.body.find("occurred_at") != std::string::npos);
+  }
+  // The edges that are real stay accepted.
+  for (std::string t : {"2028-02-29T23:59:59Z", "2026-12-31T00:00:00.5+14:00"}) {
+    CAPTURE(t);
+    CHECK(post(t).status == 202);
+  }
+}
+
+TEST_CASE("ingest server: a 405 lists the methods the route allows") {
+  // RFC 9110 section 15.5.6: a 405 MUST carry Allow with the resource's methods.
+  Daemon d;
+  HttpClient http(d.app->port());
+  auto r = http.request("GET", "/v1/interactions");
+  CHECK(r.status == 405);
+  CHECK(r.headers["allow"] == "POST");
+  auto p = http.request("DELETE", "/metrics");
+  CHECK(p.status == 405);
+  CHECK(p.headers["allow"] == "GET");
+}
+
+TEST_CASE("ingest: a body that is not JSON is refused with what is wrong and where") {
+  // Boost.JSON's own words for invalid UTF-8 are "syntax error", as for a missing value.
+  Daemon d;
+  HttpClient http(d.app->port());
+  auto bad_utf8 = http.post_json("/v1/interactions",
+                                 "{\"source\":\"web\",\"external_id\":\"u1\",\"from\":{\"email\":"
+                                 "\"a@b.co\"},\"text\":\"ok \xff\"}",
+                                 "test-token");
+  CHECK(bad_utf8.status == 400);
+  CHECK(bad_utf8.body.find("not valid JSON: invalid UTF-8 at byte offset 72") != std::string::npos);
+  auto syntax =
+      http.post_json("/v1/interactions", R"({"source":"web","external_id":})", "test-token");
+  CHECK(syntax.status == 400);
+  CHECK(syntax.body.find("not valid JSON: syntax error at byte offset 30") != std::string::npos);
+}
+
+TEST_CASE("ingest server: a request framed by a Transfer-Encoding other than chunked is refused") {
+  // RFC 9112 section 6.3: when chunked is not the final coding the body length is unknown; the
+  // server MUST answer 400 and close. Beast reads such a request as bodiless, so whatever the
+  // client meant as its body was parsed as the next request (here: a smuggled GET).
+  Daemon d;
+  RawConn c(d.app->port());
+  REQUIRE(
+      c.send("POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+             "Transfer-Encoding: gzip\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto res = c.read_all(std::chrono::seconds(3));
+  CAPTURE(res);
+  CHECK(status_of(res) == 400);
+  CHECK(error_message(res).find("Transfer-Encoding") != std::string::npos);
+  CHECK(res.find("Connection: close") != std::string::npos);
+  CHECK(res.find("\"ok\"") == std::string::npos);  // the GET in the body was not served
+}
+
+TEST_CASE(
+    "ingest server: HEAD is answered like GET, without a body, and the connection stays usable") {
+  // RFC 9110 section 9.3.2: HEAD is GET without content (uptime monitors probe /healthz so). A
+  // body after a HEAD response is read by the client as the start of the next response.
+  Daemon d;
+  RawConn c(d.app->port());
+  REQUIRE(
+      c.send("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+             "HEAD /v1/interactions HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  auto res = c.read_all(std::chrono::seconds(3));
+  CAPTURE(res);
+  CHECK(status_of(res) == 200);
+  auto second = res.find("\r\n\r\n") + 4;
+  REQUIRE(second < res.size());
+  CHECK(res.compare(second, 9, "HTTP/1.1 ") == 0);
+  CHECK(status_of(res.substr(second)) == 405);  // POST only: still no body
+  auto third = res.find("\r\n\r\n", second) + 4;
+  REQUIRE(third < res.size());
+  CHECK(res.compare(third, 15, "HTTP/1.1 200 OK") == 0);
+  CHECK(res.substr(res.find("\r\n\r\n", third) + 4) == R"({"status":"ok"})");
+}
+
+TEST_CASE("ingest server: a 401 names the scheme to authenticate with") {
+  // RFC 9110 section 11.6.1: a 401 MUST carry WWW-Authenticate with a challenge.
+  Daemon d;
+  HttpClient http(d.app->port());
+  auto none = http.post_json("/v1/interactions", "{}", "");
+  CHECK(none.status == 401);
+  CHECK(none.headers["www-authenticate"] == "Bearer");
+  auto wrong = http.post_json("/v1/interactions", "{}", "nope");
+  CHECK(wrong.status == 401);
+  CHECK(wrong.headers["www-authenticate"] == "Bearer");
+}
+
+TEST_CASE("ingest server: an error echoing bytes that are not UTF-8 is still UTF-8 JSON") {
+  // SPEC section 3: JSON bodies are UTF-8. A 404 names the path and a 415 the Content-Type, as
+  // sent; Beast lets bytes 0x80-0xFF through in both.
+  Daemon d;
+  RawConn c(d.app->port());
+  REQUIRE(
+      c.send("GET /caf\xc3\xa9/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n"
+             "POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+             "Content-Type: text/\xe9t\xe9\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"));
+  auto res = c.read_all(std::chrono::seconds(3));
+  auto first_end = res.find("HTTP/1.1 415");
+  REQUIRE(first_end != std::string::npos);
+  auto not_found = res.substr(0, first_end);
+  auto unsupported = res.substr(first_end);
+  CHECK(status_of(not_found) == 404);
+  CHECK(error_message(not_found) == "no route for /caf\xc3\xa9/\xef\xbf\xbd\xef\xbf\xbd");
+  CHECK(error_message(unsupported).find("text/\xef\xbf\xbdt\xef\xbf\xbd") != std::string::npos);
+}
