@@ -23,7 +23,7 @@ constexpr int kMaxLimit = 200;
 // interaction's "attachments" list), when the channel kept them ("stored": true).
 Service::Awaitable Service::attachment(http::Request& r) {
   if (!reader_auth(r)) {
-    co_return http::error(401, "unauthorized", "an agent or API token is required");
+    co_return http::unauthorized("an agent or API token is required");
   }
   const std::string id = r.params["id"];
   const std::string n = r.params["n"];
@@ -61,7 +61,7 @@ Service::Awaitable Service::attachment(http::Request& r) {
 
 Service::Awaitable Service::customer(http::Request& r) {
   if (!reader_auth(r)) {
-    co_return http::error(401, "unauthorized", "an agent or API token is required");
+    co_return http::unauthorized("an agent or API token is required");
   }
   const std::string id = r.params["id"];
   auto c = storage::load_customer(records_.db(), id);
@@ -91,7 +91,7 @@ Service::Awaitable Service::customer(http::Request& r) {
 
 Service::Awaitable Service::timeline(http::Request& r) {
   if (!reader_auth(r)) {
-    co_return http::error(401, "unauthorized", "an agent or API token is required");
+    co_return http::unauthorized("an agent or API token is required");
   }
   const std::string id = r.params["id"];
   int limit = kDefaultLimit;

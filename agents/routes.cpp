@@ -361,7 +361,7 @@ Service::Awaitable Service::reply(http::Request& r) {
 
 Service::Awaitable Service::queues(http::Request& r) {
   if (!reader_auth(r)) {
-    co_return http::error(401, "unauthorized", "an agent or API token is required");
+    co_return http::unauthorized("an agent or API token is required");
   }
   json::array out;
   auto now = now_ms();

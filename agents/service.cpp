@@ -137,8 +137,8 @@ Service::AgentTable Service::agent_table(const std::vector<config::Agent>& agent
 Service::Auth Service::agent_auth(const http::Request& r) const {
   auto token = http::bearer_token(r);
   if (token.empty()) {
-    return {nullptr, http::error(401, "unauthorized",
-                                 "an agent token is required: Authorization: Bearer <token>")};
+    return {nullptr,
+            http::unauthorized("an agent token is required: Authorization: Bearer <token>")};
   }
   std::string digest = token_digest(token);
   AgentPtr found;
@@ -149,7 +149,7 @@ Service::Auth Service::agent_auth(const http::Request& r) const {
     }
   }
   if (!found || !http::secret_equals(token, found->token)) {
-    return {nullptr, http::error(401, "unauthorized", "the agent token is not valid")};
+    return {nullptr, http::unauthorized("the agent token is not valid")};
   }
   return {std::move(found), std::nullopt};
 }

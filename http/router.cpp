@@ -1,8 +1,8 @@
 #include "http/router.hpp"
 
+#include <openssl/crypto.h>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
-#include <openssl/crypto.h>
 
 namespace sb::http {
 
@@ -46,6 +46,13 @@ std::string utf8_or_replaced(std::string_view s) {
 Response error(int status, std::string_view code, std::string_view message) {
   boost::json::value v = {{"error", {{"code", code}, {"message", utf8_or_replaced(message)}}}};
   return Response{status, "application/json", boost::json::serialize(v), {}};
+}
+
+Response unauthorized(std::string_view message) {
+  // RFC 9110 section 11.6.1: a 401 MUST carry a challenge naming the scheme.
+  auto res = error(401, "unauthorized", message);
+  res.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return res;
 }
 
 Response json(int status, std::string body) {

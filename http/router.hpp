@@ -15,7 +15,7 @@ struct Request {
   std::string_view method;  // "GET", "POST", ...
   std::string_view target;  // path + query, as received
   std::string_view path;
-  std::string_view query;   // without '?'
+  std::string_view query;  // without '?'
   std::string_view body;
   std::function<std::string_view(std::string_view)> header;  // case-insensitive, "" if absent
   std::map<std::string, std::string> params;                 // {name} segments of the route
@@ -33,6 +33,8 @@ struct Response {
 
 // SPEC section 3: every error is {"error":{"code":"<snake_case>","message":"<sentence>"}}.
 Response error(int status, std::string_view code, std::string_view message);
+// 401 "unauthorized" with the Bearer challenge: a missing or unknown API or agent token.
+Response unauthorized(std::string_view message);
 Response json(int status, std::string body);
 
 using Handler = std::function<boost::asio::awaitable<Response>(Request&)>;

@@ -14,6 +14,7 @@ TEST_CASE("wrong token 401, other queue 403, not held 409, unknown id 404: each 
 
   auto none = d.http->post_json("/v1/agent/claim", R"({"queue":"general"})", "");
   CHECK(none.status == 401);
+  CHECK(none.headers["www-authenticate"] == "Bearer");  // RFC 9110 section 11.6.1
   CHECK(error_message(none).find("token") != std::string::npos);
   auto wrong = d.claim("ingest-token", "general");
   CHECK(wrong.status == 401);
