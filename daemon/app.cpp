@@ -71,18 +71,21 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
                    return {{{}, static_cast<double>(w->jobs_done())}};
                  });
   // Counted at scrape time from the database (its own read connection, used on the io thread
-  // only), so the number is right while Redis is down, which is when it matters.
-  metrics_.gauge(
-      "switchboard_outbox_pending", "Committed interactions not yet projected into Redis.",
-      [this,
-       db = std::shared_ptr<storage::Db>()]() mutable -> std::vector<std::pair<Labels, double>> {
-        if (!db) {
-          db = std::make_shared<storage::Db>(cfg_.storage.path, true);
-        }
-        auto st = db->prepare("SELECT count(*) FROM outbox");
-        st.step();
-        return {{{}, static_cast<double>(st.int64(0))}};
-      });
+  // only), so the number is right while Redis is down, which is when it matters. The registry
+  // copies its gauge functions at every render, so the connection is held by a shared slot:
+  // a connection held by the lambda itself was opened anew on every scrape.
+  metrics_.gauge("switchboard_outbox_pending",
+                 "Committed interactions not yet projected into Redis.",
+                 [this, slot = std::make_shared<std::unique_ptr<storage::Db>>()]()
+                     -> std::vector<std::pair<Labels, double>> {
+                   auto& db = *slot;
+                   if (!db) {
+                     db = std::make_unique<storage::Db>(cfg_.storage.path, true);
+                   }
+                   auto st = db->prepare("SELECT count(*) FROM outbox");
+                   st.step();
+                   return {{{}, static_cast<double>(st.int64(0))}};
+                 });
 }
 
 App::~App() {

@@ -144,6 +144,7 @@ void Writer::stop() {
   }
   cv_.notify_all();
   checkpoint_cv_.notify_all();
+  // thread_ is joined outside mu_ (the loop takes it); submit() reads joined_, never thread_.
   if (thread_.joinable()) {
     thread_.join();
   }
@@ -154,6 +155,7 @@ void Writer::stop() {
   std::vector<Job> left;
   {
     std::lock_guard lock(mu_);
+    joined_ = true;
     left.swap(queue_);
   }
   for (auto& j : left) {
@@ -166,7 +168,9 @@ void Writer::stop() {
 void Writer::submit(Job job) {
   {
     std::lock_guard lock(mu_);
-    if (!(stopping_ && !thread_.joinable())) {
+    // Queued: before start() (run once started), or while the writer still runs (it drains
+    // them, or stop() fails what is left). Failed at once: stopping and no thread to run it.
+    if (!stopping_ || (started_ && !joined_)) {
       queue_.push_back(std::move(job));
       // A busy writer drains the queue before it waits again: waking it costs a futex call per
       // request for nothing.

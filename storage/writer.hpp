@@ -79,6 +79,7 @@ class Writer {
   std::vector<Job> queue_;
   bool stopping_ = false;
   bool started_ = false;
+  bool joined_ = false;     // the writer thread has ended: submit fails jobs at once (under mu_)
   bool idle_ = false;       // the writer thread is waiting: only then does submit() wake it
   bool lingering_ = false;  // it waits for more jobs to join a small batch (see loop())
   std::chrono::steady_clock::time_point last_commit_{};  // writer thread only
