@@ -44,7 +44,7 @@ class Service {
   void start();
   // SIGTERM, first step: waiting claims answer 204 now so that shutdown is not held up.
   void shutdown();
-  void stop();                                            // after the io thread has ended
+  void stop();  // after the io thread has ended
   // SIGHUP: the agents, and the queues the new rules name (known queues get consumer groups
   // and statistics).
   void reload(const std::vector<config::Agent>& agents,

@@ -27,9 +27,10 @@ void abandoned_claim(std::uint16_t port, const std::string& token, const std::st
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   std::string body = R"({"queue":")" + queue + R"(","wait_ms":)" + std::to_string(wait_ms) + "}";
-  std::string req = "POST /v1/agent/claim HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
-                    token + "\r\nContent-Type: application/json\r\nContent-Length: " +
-                    std::to_string(body.size()) + "\r\n\r\n" + body;
+  std::string req =
+      "POST /v1/agent/claim HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
   REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the claim is waiting now
   ::close(fd);
@@ -51,7 +52,8 @@ TEST_CASE("a waiting claim whose client hung up takes no item: the next waiting 
   waiter.join();
   CHECK(got == id);
   // Nobody else holds it: only bob's claim is on record.
-  REQUIRE(eventually([&] { return d.rows("SELECT count(*) FROM events WHERE type='claim'") >= 1; }));
+  REQUIRE(
+      eventually([&] { return d.rows("SELECT count(*) FROM events WHERE type='claim'") >= 1; }));
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim' AND actor='alice'") == 0);
   CHECK(d.act("bob-token", id, "ack").status == 200);
 }

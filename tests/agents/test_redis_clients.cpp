@@ -126,8 +126,8 @@ TEST_CASE("redis hung: a /metrics scrape does not hold up ingest") {
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the scrape is under way
   auto t0 = std::chrono::steady_clock::now();
   d.ingest("hung-1", "stored while redis hangs");
-  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - t0);
+  auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   scrape.join();
   ::kill(pid, SIGCONT);
   MESSAGE("ingest during the scrape: " << took.count() << " ms");

@@ -31,9 +31,8 @@ struct CallStore {
   }
   void start() { writer->start(); }
 
-  IngestOutcome event(const std::string& call_id, const std::string& status,
-                      std::int64_t order_key, const std::string& from = "",
-                      const std::string& recording_url = "") {
+  IngestOutcome event(const std::string& call_id, const std::string& status, std::int64_t order_key,
+                      const std::string& from = "", const std::string& recording_url = "") {
     CallEventInput ev;
     ev.call.channel = "voice";
     ev.call.account = "voice";
@@ -135,8 +134,7 @@ TEST_CASE("call store: a caller named only by a later event is matched") {
   REQUIRE(s.event("CA-9", "", 0, "", "https://api.twilio.com/rec/RE9").error.empty());
   REQUIRE(s.event("CA-9", "completed", 3, "+14155550100").error.empty());
   CHECK(s.event("CA-9", "completed", 3, "+14155550100").duplicate);  // matched once
-  CHECK(s.text("SELECT json_extract(payload, '$.from.value') FROM interactions") ==
-        "+14155550100");
+  CHECK(s.text("SELECT json_extract(payload, '$.from.value') FROM interactions") == "+14155550100");
   CHECK(s.text("SELECT count(*) FROM customers") == "1");
   CHECK(s.text("SELECT coalesce(customer_id, 'none') FROM interactions") != "none");
 }
