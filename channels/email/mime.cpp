@@ -132,13 +132,8 @@ void on_parser_warning(gint64 offset, GMimeParserWarning code, const gchar* item
   }
 }
 
-// The raw value of a header, unfolded (RFC 5322 2.2.3: CRLF followed by WSP is removed).
-std::optional<std::string> raw_header(GMimeObject* obj, const char* name) {
-  GMimeHeaderList* list = g_mime_object_get_header_list(obj);
-  GMimeHeader* h = list == nullptr ? nullptr : g_mime_header_list_get_header(list, name);
-  if (h == nullptr) {
-    return std::nullopt;
-  }
+// A header's raw value, unfolded (RFC 5322 2.2.3: CRLF followed by WSP is removed).
+std::string unfolded(GMimeHeader* h) {
   const char* v = g_mime_header_get_raw_value(h);
   std::string out;
   for (const char* p = v == nullptr ? "" : v; *p != '\0'; ++p) {
@@ -146,7 +141,17 @@ std::optional<std::string> raw_header(GMimeObject* obj, const char* name) {
       out += *p;
     }
   }
-  return trim(out);
+  return out;
+}
+
+// The raw value of the first header `name`, unfolded and trimmed.
+std::optional<std::string> raw_header(GMimeObject* obj, const char* name) {
+  GMimeHeaderList* list = g_mime_object_get_header_list(obj);
+  GMimeHeader* h = list == nullptr ? nullptr : g_mime_header_list_get_header(list, name);
+  if (h == nullptr) {
+    return std::nullopt;
+  }
+  return trim(unfolded(h));
 }
 
 // Outlook writes display names as "'Jane Doe'"; the quotes are not part of the name.
@@ -421,18 +426,11 @@ GMimeHeader* last_header(GMimeObject* obj, const char* name) {
 // "=?utf-8?Q?=0D=0A...?=" into a CR LF that would reach our replies' In-Reply-To.
 std::string message_id_header(GMimeObject* obj) {
   GMimeHeader* h = last_header(obj, "Message-Id");
-  const char* raw = h == nullptr ? nullptr : g_mime_header_get_raw_value(h);
-  if (raw == nullptr) {
+  if (h == nullptr || g_mime_header_get_raw_value(h) == nullptr) {
     return {};
   }
-  std::string value;
-  for (const char* p = raw; *p != '\0'; ++p) {
-    if (*p != '\r' && *p != '\n') {
-      value += *p;
-    }
-  }
   // 8-bit ids as GMime's header decoding read them: UTF-8 when valid, else windows-1252.
-  value = to_utf8(value, "");
+  std::string value = to_utf8(unfolded(h), "");
   char* id = g_mime_utils_decode_message_id(value.c_str());
   std::string out = id == nullptr ? "" : id;
   g_free(id);
