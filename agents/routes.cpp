@@ -348,6 +348,13 @@ Service::Awaitable Service::reply(http::Request& r) {
   o["occurred_at"] = format_rfc3339(now);
   o["received_at"] = format_rfc3339(now);
   o["in_reply_to"] = parent->external_id;
+  // A channel that keeps a thread's chain (email's References): the parent's chain and the
+  // parent, so a later reply to this reply still names the whole thread.
+  if (auto* refs = parent_json.if_contains("references"); refs && refs->is_array()) {
+    json::array chain = refs->as_array();
+    chain.emplace_back(parent->external_id);
+    o["references"] = std::move(chain);
+  }
   std::string out_payload = json::serialize(o);
   auto e = co_await records_.reply(*parent, agent.id, out_id, out_payload);
   if (!e.empty()) {

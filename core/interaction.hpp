@@ -52,6 +52,9 @@ struct Inbound {
   std::string text;
   std::int64_t occurred_at_ms = 0;  // Unix ms; 0 means "use received_at"
   std::string in_reply_to;          // external id of the parent, when known
+  // Email: the References ids, oldest first, so a reply can carry the whole chain (RFC 5322
+  // 3.6.4). In the payload as "references" when not empty.
+  std::vector<std::string> references;
   // Threading: conversation keys to look up (first hit wins), and keys that will point to this
   // interaction's conversation afterwards. Keys are opaque strings such as
   // "api:web-form:order-7" or "email:support:<abc@example.com>".

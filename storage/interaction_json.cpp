@@ -117,6 +117,17 @@ class Fields {
   bool first_ = true;
 };
 
+void strings(std::string& out, const std::vector<std::string>& values) {
+  out += '[';
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i) {
+      out += ',';
+    }
+    append_json_string(out, values[i]);
+  }
+  out += ']';
+}
+
 void identity(std::string& out, const Identity& id) {
   Fields f(out);
   f.str("type", id.type);
@@ -211,6 +222,9 @@ std::string interaction_json(const Inbound& in, const StoredMeta& m) {
   if (!in.in_reply_to.empty()) {
     o.str("in_reply_to", in.in_reply_to);
   }
+  if (!in.references.empty()) {
+    strings(o.key("references"), in.references);
+  }
   if (in.call) {
     call(o.key("call"), *in.call);
   }
@@ -228,14 +242,7 @@ std::string interaction_json(const Inbound& in, const StoredMeta& m) {
     f.close();
   }
   out += ']';
-  o.key("flags") += '[';
-  for (std::size_t i = 0; i < in.flags.size(); ++i) {
-    if (i) {
-      out += ',';
-    }
-    append_json_string(out, in.flags[i]);
-  }
-  out += ']';
+  strings(o.key("flags"), in.flags);
   o.str("queue", m.queue);
   o.str("priority", m.priority);
   o.close();

@@ -134,19 +134,24 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
 
   std::string parent_id = str(parent, "external_id");
   std::vector<std::string> refs;
-  if (!m.thread_json.empty()) {
-    try {
-      auto tj = json::parse(m.thread_json);
-      if (auto* r = tj.as_object().if_contains("references"); r && r->is_array()) {
-        for (const auto& v : r->as_array()) {
-          if (v.is_string() && referable(std::string(v.as_string()))) {
-            refs.emplace_back(v.as_string());
-          }
+  auto add_references = [&refs](const json::value* r) {
+    if (r && r->is_array()) {
+      for (const auto& v : r->as_array()) {
+        if (v.is_string() && referable(std::string(v.as_string()))) {
+          refs.emplace_back(v.as_string());
         }
       }
-    } catch (const std::exception&) {
-      // thread_json is optional help; without it the parent's own ids are used below.
     }
+  };
+  if (!m.thread_json.empty()) {
+    json::error_code ec;
+    if (auto tj = json::parse(m.thread_json, ec); !ec && tj.is_object()) {
+      add_references(tj.as_object().if_contains("references"));
+    }  // thread_json is optional help; without it the parent's own ids are used below
+  }
+  // RFC 5322 3.6.4: the parent's References, else its In-Reply-To, then the parent's own id.
+  if (refs.empty()) {
+    add_references(parent.if_contains("references"));
   }
   if (refs.empty() && referable(str(parent, "in_reply_to"))) {
     refs.push_back(str(parent, "in_reply_to"));

@@ -34,8 +34,9 @@ struct BuiltReply {
 
 // From (the account's `from`), To (the customer: the sender of the parent, or its first
 // recipient when the parent is outbound), Subject "Re: <parent subject>" (one "Re:" only),
-// In-Reply-To (parent Message-ID), References (thread_json {"references": [...]} or the
-// parent's In-Reply-To, then the parent's Message-ID), Message-ID, Date, MIME-Version,
+// In-Reply-To (parent Message-ID), References (thread_json {"references": [...]}, else the
+// parent's stored "references", else its In-Reply-To; then the parent's Message-ID),
+// Message-ID, Date, MIME-Version,
 // text/plain; charset=utf-8.
 BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& message,
                        std::int64_t now_ms);

@@ -78,6 +78,14 @@ sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_
   in.text = std::move(email.text);
   in.occurred_at_ms = email.date_ms;
   in.in_reply_to = email.in_reply_to;
+  // Kept for our reply's References. A long thread keeps its root and its latest ids, as mail
+  // clients trim (RFC 5322 3.6.4 sets no limit; RFC 5537 3.4.4 trims the same way).
+  constexpr std::size_t kKeptReferences = 20;
+  in.references = email.references;
+  if (in.references.size() > kKeptReferences) {
+    in.references.erase(in.references.begin() + 1,
+                        in.references.end() - static_cast<std::ptrdiff_t>(kKeptReferences - 1));
+  }
 
   std::vector<std::string> ids;
   if (!email.in_reply_to.empty()) {

@@ -66,7 +66,8 @@ TEST_CASE(
   d.dovecot.deliver(
       "From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\nSubject: "
       "=?UTF-8?B?V28gaXN0IG1laW5lIEJlc3RlbGx1bmc/IMOcYmVyZsOkbGxpZw==?=\r\n"
-      "Message-ID: <first@customer.example>\r\nReferences: <older@customer.example>\r\n"
+      "Message-ID: <first@customer.example>\r\n"
+      "References: <root@customer.example> <older@customer.example>\r\n"
       "In-Reply-To: <older@customer.example>\r\nDate: Fri, 02 Jan 2026 03:04:05 +0000\r\n\r\n"
       "Where is my order?\r\n");
   REQUIRE(eventually([&] { return d.queued() >= 1; }, 30s));
@@ -109,8 +110,10 @@ TEST_CASE(
   CHECK(sent.to[0].name == "Ann Lee");
   CHECK(sent.message_id == r.provider_id);
   CHECK(sent.in_reply_to == "<first@customer.example>");
-  CHECK(sent.references ==
-        std::vector<std::string>{"<older@customer.example>", "<first@customer.example>"});
+  // The whole chain (RFC 5322 3.6.4), not only the parent's In-Reply-To and Message-ID.
+  CHECK(sent.references == std::vector<std::string>{"<root@customer.example>",
+                                                    "<older@customer.example>",
+                                                    "<first@customer.example>"});
   CHECK(sent.text.find("\n.a line starting with a dot\n") != std::string::npos);
   CHECK(sent.text.find("Gr\xc3\xbc\xc3\x9f"
                        "e, Support") != std::string::npos);
@@ -193,4 +196,27 @@ TEST_CASE("ids from the customer's mail with CR/LF or blanks never become reply 
   auto sent = email::parse_email(built.data);
   CHECK(sent.text == "Hello Ann");
   CHECK(sent.to.size() == 1);
+}
+
+TEST_CASE("a second reply, to our own reply, still names the whole thread in References") {
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <support@example.com>";
+  // What the agents' reply route stores for our first reply: the parent's chain plus the parent.
+  json::object ours{
+      {"direction", "outbound"},
+      {"subject", "Re: Order 7"},
+      {"external_id", "01JTESTREPLY00000000000002"},
+      {"in_reply_to", "<first@customer.example>"},
+      {"references", json::array{"<root@customer.example>", "<first@customer.example>"}},
+      {"to", json::array{{{"type", "email"}, {"value", "ann@example.com"}}}}};
+  OutboundMessage m{"01JTESTREPLY00000000000003", "email", "support", "c1", "One more thing",
+                    json::serialize(ours),        ""};
+  auto built = email::build_reply(account, m, 1767323045000);
+  REQUIRE(built.error.empty());
+  auto sent = email::parse_email(built.data);
+  CHECK(sent.references ==
+        std::vector<std::string>{"<root@customer.example>", "<first@customer.example>"});
+  CHECK(sent.to.at(0).email == "ann@example.com");
 }

@@ -48,6 +48,27 @@ TEST_CASE("to_inbound: identities, keys most recent first, flags") {
   CHECK(in.flags == std::vector<std::string>{"auto_reply"});
 }
 
+TEST_CASE("to_inbound keeps the References chain for the reply, trimmed to its root and latest") {
+  std::string refs;
+  for (int i = 1; i <= 30; ++i) {
+    refs += " <r" + std::to_string(i) + "@example.com>";
+  }
+  std::string raw =
+      "From: ann@example.com\r\nSubject: x\r\nMessage-ID: <m@example.com>\r\n"
+      "References:" +
+      refs + "\r\n\r\nhi\r\n";
+  auto in = to_inbound(parse_email(raw), "support", "INBOX");
+  REQUIRE(in.references.size() == 20);
+  CHECK(in.references.front() == "<r1@example.com>");  // the thread's root
+  CHECK(in.references[1] == "<r12@example.com>");
+  CHECK(in.references.back() == "<r30@example.com>");
+  CHECK(in.thread_lookup.size() == 30);  // threading still looks at every id
+
+  auto few = to_inbound(
+      parse_email("From: ann@example.com\r\nReferences: <a@x> <b@x>\r\n\r\nhi\r\n"), "s", "I");
+  CHECK(few.references == std::vector<std::string>{"<a@x>", "<b@x>"});
+}
+
 TEST_CASE("normalize_subject strips reply and forward prefixes in many languages") {
   CHECK(normalize_subject("Re: RE: Fwd: Order 7") == "order 7");
   CHECK(normalize_subject("AW: WG: Bestellung") == "bestellung");

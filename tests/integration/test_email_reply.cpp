@@ -30,7 +30,8 @@ TEST_CASE(
   d.dovecot.deliver(
       "From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\n"
       "Subject: Where is order 42?\r\nMessage-ID: <first@customer.example>\r\n"
-      "References: <older@customer.example>\r\nIn-Reply-To: <older@customer.example>\r\n"
+      "References: <root@customer.example> <older@customer.example>\r\n"
+      "In-Reply-To: <older@customer.example>\r\n"
       "Date: Fri, 02 Jan 2026 03:04:05 +0000\r\n\r\nIt was due on Monday.\r\n");
 
   AgentClient alice(d.app->port(), "alice-token");
@@ -54,8 +55,10 @@ TEST_CASE(
   CHECK(sent.to[0].email == "ann@example.com");
   CHECK(sent.subject == "Re: Where is order 42?");
   CHECK(sent.in_reply_to == "<first@customer.example>");
-  CHECK(sent.references ==
-        std::vector<std::string>{"<older@customer.example>", "<first@customer.example>"});
+  // The whole chain (RFC 5322 3.6.4): the parent's References, then the parent.
+  std::vector<std::string> chain{"<root@customer.example>", "<older@customer.example>",
+                                 "<first@customer.example>"};
+  CHECK(sent.references == chain);
   CHECK(sent.message_id.rfind("<sb." + conv + ".", 0) == 0);
   CHECK(sent.text.find("it ships today.") != std::string::npos);
 
@@ -63,6 +66,13 @@ TEST_CASE(
   auto reply = alice.outbound_when(customer, out_id, "sent");
   CHECK(s(reply.at("direction")) == "outbound");
   CHECK(s(reply.at("conversation_id")) == conv);
+  // Kept on our reply too, so a second reply to it still names the thread.
+  REQUIRE(reply.contains("references"));
+  std::vector<std::string> kept;
+  for (const auto& r : reply.at("references").as_array()) {
+    kept.push_back(s(r));
+  }
+  CHECK(kept == chain);
   CHECK(s(reply.at("send").at("provider_id")) == sent.message_id);
   CHECK(reply.at("send").at("attempts").as_int64() == 1);
   CHECK(alice.act(id, "ack").status == 200);
