@@ -99,6 +99,20 @@ std::optional<CallPayload> read_call_payload(std::string_view payload) {
       (key == "queue" ? has_queue : has_priority) = true;
     } else if (key == "conversation_id") {
       get_string(v, p.conversation_id);
+    } else if (key == "from") {
+      od::object f;
+      if (!v.get_object().get(f)) {
+        for (auto ff : f) {
+          std::string_view fk;
+          od::value fv;
+          if (ff.unescaped_key().get(fk) || ff.value().get(fv)) {
+            return std::nullopt;
+          }
+          if (fk == "value") {
+            get_string(fv, p.from_value);
+          }
+        }
+      }
     } else if (key == "customer") {
       od::object c;
       if (!v.get_object().get(c)) {
@@ -162,7 +176,8 @@ std::string rewrite_call_payload(std::string_view payload, const CallPayload& wh
 }
 
 std::string with_caller(std::string_view payload, const Identity& from, const std::string& id,
-                        const std::string& name, const std::string& tier, bool is_new) {
+                        const std::string& name, const std::string& tier, bool is_new,
+                        const std::optional<Identity>& line) {
   StoredMeta m;
   m.customer_id = id;
   m.customer_name = name;
@@ -171,6 +186,9 @@ std::string with_caller(std::string_view payload, const Identity& from, const st
   boost::json::object o = boost::json::parse(payload).as_object();
   o["from"] = boost::json::parse(identity_text(from));
   o["customer"] = boost::json::parse(customer_text(m));
+  if (line) {
+    o["to"] = boost::json::array{boost::json::parse(identity_text(*line))};
+  }
   return boost::json::serialize(o);
 }
 

@@ -176,6 +176,16 @@ ALTER TABLE customers_v6 RENAME TO customers;
 CREATE UNIQUE INDEX customers_by_external_id ON customers(external_id)
   WHERE external_id IS NOT NULL;
 )sql",
+    // 6 -> 7: call_lines, the numbers that were our side of a call (per account): they tell
+    // the direction of call events that do not state it (storage/call_parties.hpp).
+    R"sql(
+CREATE TABLE call_lines(
+  account TEXT NOT NULL,
+  type TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY(account, type, value)
+) WITHOUT ROWID;
+)sql",
 };
 
 int read_version(Db& db) {
