@@ -25,8 +25,8 @@ Parties parties_for(const RawParties& raw, std::string_view direction) {
 
 CallLines::CallLines(Db& db)
     : find_line_(db.prepare("SELECT 1 FROM call_lines WHERE account=?1 AND type=?2 AND value=?3")),
-      insert_line_(db.prepare(
-          "INSERT OR IGNORE INTO call_lines(account, type, value) VALUES (?1, ?2, ?3)")),
+      insert_line_(
+          db.prepare("INSERT OR IGNORE INTO call_lines(account, type, value) VALUES (?1, ?2, ?3)")),
       find_identity_(db.prepare("SELECT 1 FROM identities WHERE type=?1 AND value=?2")) {}
 
 bool CallLines::is_line(const std::string& account, const Identity& id) {

@@ -66,24 +66,24 @@ void Store::close_stale_calls(std::int64_t older_than_ms,
     auto left = std::make_shared<std::size_t>(stale->size());
     for (auto& c : *stale) {
       auto call = std::make_shared<StaleCall>(std::move(c));
-      writer_.submit(Job{
-          [this, call](Db& db) { apply_call_event(db, call->event, call->order_key); },
-          [this, call, result, left, done](const std::string& why) {
-            if (why.empty()) {
-              ++result->closed;
-            } else {
-              sweep_retry_at_[call->id] = now_ms() + kRetryAfterMs;
-              const Inbound& in = call->event;
-              result->failed.push_back(in.account + " " + in.external_id + ": " + why);
-              logger("storage")->error(
-                  "[{}:{}] call {} (interaction {}) has had no final event for 4 hours and "
-                  "cannot be closed: {}; left open, tried again in an hour",
-                  in.channel, in.account, in.external_id, call->id, why);
-            }
-            if (--*left == 0 && done) {
-              done(*result);
-            }
-          }});
+      writer_.submit(
+          Job{[this, call](Db& db) { apply_call_event(db, call->event, call->order_key); },
+              [this, call, result, left, done](const std::string& why) {
+                if (why.empty()) {
+                  ++result->closed;
+                } else {
+                  sweep_retry_at_[call->id] = now_ms() + kRetryAfterMs;
+                  const Inbound& in = call->event;
+                  result->failed.push_back(in.account + " " + in.external_id + ": " + why);
+                  logger("storage")->error(
+                      "[{}:{}] call {} (interaction {}) has had no final event for 4 hours and "
+                      "cannot be closed: {}; left open, tried again in an hour",
+                      in.channel, in.account, in.external_id, call->id, why);
+                }
+                if (--*left == 0 && done) {
+                  done(*result);
+                }
+              }});
     }
   };
   writer_.submit(Job{std::move(find), std::move(close_each)});

@@ -66,7 +66,7 @@ class Store final : public Pipeline {
   mutable std::mutex rules_mu_;
   std::shared_ptr<const Rules> rules_;
   CallFolder call_folder_;
-  std::unique_ptr<Statements> st_;  // writer thread only
+  std::unique_ptr<Statements> st_;    // writer thread only
   std::unique_ptr<CallLines> lines_;  // writer thread only
   // Stale calls the sweep failed to close: interaction id -> when to try again (an hour later,
   // so a bad call costs a log line an hour, not a failing job a minute, and a passing failure

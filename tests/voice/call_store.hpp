@@ -57,8 +57,7 @@ struct CallStore {
 
   storage::StaleSweep sweep_report(std::int64_t older_than_ms) {
     std::promise<storage::StaleSweep> p;
-    store->close_stale_calls(older_than_ms,
-                             [&](const storage::StaleSweep& r) { p.set_value(r); });
+    store->close_stale_calls(older_than_ms, [&](const storage::StaleSweep& r) { p.set_value(r); });
     return p.get_future().get();
   }
   int sweep(std::int64_t older_than_ms) { return sweep_report(older_than_ms).closed; }

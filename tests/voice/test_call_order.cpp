@@ -41,12 +41,11 @@ CallEventInput telnyx(const std::string& type, const std::string& leg, const std
   Request r;
   r.target = "/webhooks/telnyx/voice";
   r.content_type = "application/json";
-  r.body = R"({"data":{"record_type":"event","event_type":")" + type +
-           R"(","id":"e-)" + leg + type + R"(","occurred_at":")" + occurred_at +
-           R"(","payload":{"call_control_id":"v3:)" + leg + R"(","call_leg_id":")" + leg +
-           R"(","call_session_id":"s-)" + leg + R"(","from":")" + from + R"(","to":")" + to +
-           R"(","start_time":"2026-01-02T03:00:00Z")" + (extra.empty() ? "" : "," + extra) +
-           "}}}";
+  r.body = R"({"data":{"record_type":"event","event_type":")" + type + R"(","id":"e-)" + leg +
+           type + R"(","occurred_at":")" + occurred_at + R"(","payload":{"call_control_id":"v3:)" +
+           leg + R"(","call_leg_id":")" + leg + R"(","call_session_id":"s-)" + leg +
+           R"(","from":")" + from + R"(","to":")" + to +
+           R"(","start_time":"2026-01-02T03:00:00Z")" + (extra.empty() ? "" : "," + extra) + "}}}";
   std::string ts = std::to_string(r.now);
   r.with("telnyx-timestamp", ts);
   r.with("telnyx-signature-ed25519", key().sign(ts + "|" + r.body));
@@ -100,8 +99,10 @@ void import_ann(CallStore& s) {
 }
 
 std::string caller_of(CallStore& s, const std::string& leg) {
-  return s.text("SELECT json_extract(payload, '$.from.value') FROM interactions "
-                "WHERE external_id = '" + leg + "'");
+  return s.text(
+      "SELECT json_extract(payload, '$.from.value') FROM interactions "
+      "WHERE external_id = '" +
+      leg + "'");
 }
 
 std::string identities_of(CallStore& s, const std::string& number) {
@@ -119,8 +120,7 @@ TEST_CASE("call order: telnyx outbound call, answered and hangup before initiate
   REQUIRE(s.submit(initiated("leg-1", kOurLine, kAnn, "outgoing")).error.empty());
   CHECK(caller_of(s, "leg-1") == kAnn);
   CHECK(s.text("SELECT json_extract(payload, '$.customer.name') FROM interactions") == "Ann");
-  CHECK(s.text("SELECT json_extract(payload, '$.call.direction') FROM interactions") ==
-        "outbound");
+  CHECK(s.text("SELECT json_extract(payload, '$.call.direction') FROM interactions") == "outbound");
   CHECK(s.text("SELECT json_extract(payload, '$.call.status') FROM interactions") == "completed");
   CHECK(identities_of(s, kOurLine) == "0");  // our own number never becomes a customer
   CHECK(s.text("SELECT count(*) FROM outbox") == "1");
@@ -206,13 +206,13 @@ TEST_CASE("call order: telnyx inbound call, hangup before initiated") {
 TEST_CASE("call order: pbx outbound call, the event stating the direction arrives last") {
   CallStore s;
   s.start();
-  REQUIRE(s.submit(pbx("completed", "pbx-1", kOurLine, kBob, "2026-01-02T03:01:00Z")).error.empty());
+  REQUIRE(
+      s.submit(pbx("completed", "pbx-1", kOurLine, kBob, "2026-01-02T03:01:00Z")).error.empty());
   REQUIRE(s.submit(pbx("answered", "pbx-1", kOurLine, kBob, "2026-01-02T03:00:10Z")).error.empty());
   REQUIRE(s.submit(pbx("ringing", "pbx-1", kOurLine, kBob, "2026-01-02T03:00:00Z", "outbound"))
               .error.empty());
   CHECK(caller_of(s, "pbx-1") == kBob);
-  CHECK(s.text("SELECT json_extract(payload, '$.call.direction') FROM interactions") ==
-        "outbound");
+  CHECK(s.text("SELECT json_extract(payload, '$.call.direction') FROM interactions") == "outbound");
   CHECK(s.text("SELECT i.value FROM identities i JOIN interactions x ON x.customer_id = "
                "i.customer_id") == kBob);
   CHECK(s.text("SELECT count(*) FROM outbox") == "1");
@@ -226,9 +226,12 @@ TEST_CASE("call order: twilio outbound-api callbacks in reverse order") {
   config::Twilio cfg;
   cfg.name = "voice";
   auto twilio = [&](const std::string& status, const std::string& seq) {
-    voice::FormParams p = {{"CallSid", "CA-out"},     {"CallStatus", status},
-                           {"Direction", "outbound-api"}, {"From", kOurLine},
-                           {"To", kBob},              {"SequenceNumber", seq},
+    voice::FormParams p = {{"CallSid", "CA-out"},
+                           {"CallStatus", status},
+                           {"Direction", "outbound-api"},
+                           {"From", kOurLine},
+                           {"To", kBob},
+                           {"SequenceNumber", seq},
                            {"CallDuration", status == "completed" ? "30" : ""}};
     auto res = voice::twilio_event(cfg, p, "US", kCanon);
     REQUIRE(res.event);
