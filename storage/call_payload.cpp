@@ -186,7 +186,7 @@ std::string rewrite_call_payload(std::string_view payload, const CallPayload& wh
 
 std::string with_caller(std::string_view payload, const Identity& from, const std::string& id,
                         const std::string& name, const std::string& tier, bool is_new,
-                        const std::optional<Identity>& line) {
+                        const std::optional<Identity>& line, std::string_view direction) {
   StoredMeta m;
   m.customer_id = id;
   m.customer_name = name;
@@ -197,6 +197,9 @@ std::string with_caller(std::string_view payload, const Identity& from, const st
   o["customer"] = boost::json::parse(customer_text(m));
   if (line) {
     o["to"] = boost::json::array{boost::json::parse(identity_text(*line))};
+  }
+  if (!direction.empty()) {
+    o["direction"] = direction;
   }
   return boost::json::serialize(o);
 }

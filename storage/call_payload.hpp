@@ -32,11 +32,12 @@ std::string rewrite_call_payload(std::string_view payload, const CallPayload& wh
                                  const CallInfo& call, const std::string* queue,
                                  const std::string* priority);
 
-// The payload with its "from" and "customer" values replaced, and "to" when `line` is given (a
-// call stored before any event named its caller, or with a caller taken for the wrong party).
-// Rare: a full parse and serialise.
+// The payload with its "from" and "customer" values replaced, and "to" and "direction" when
+// the direction is known (a call stored before any event named its caller, or with a caller
+// taken for the wrong party). Rare: a full parse and serialise.
 std::string with_caller(std::string_view payload, const Identity& from, const std::string& id,
                         const std::string& name, const std::string& tier, bool is_new,
-                        const std::optional<Identity>& line = std::nullopt);
+                        const std::optional<Identity>& line = std::nullopt,
+                        std::string_view direction = {});
 
 }  // namespace sb::storage

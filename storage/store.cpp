@@ -468,13 +468,15 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     std::string taken_for_caller = stored->customer_is_new ? stored->customer_id : "";
     CustomerMatch cust = match_customer(st, *customer, now);
     stored_payload = with_caller(stored_payload, *customer, cust.id, cust.name, cust.tier,
-                                 cust.is_new, direction.empty() ? std::nullopt : line);
+                                 cust.is_new, direction.empty() ? std::nullopt : line, direction);
     stored = read_call_payload(stored_payload);
     if (!stored) {
       throw Error(0, "the payload of call interaction " + id + " lost its \"call\"");
     }
-    auto set = db.prepare("UPDATE interactions SET customer_id=?2 WHERE id=?1");
-    set.bind_static(1, id).bind_static(2, cust.id).run();
+    auto set = db.prepare(
+        "UPDATE interactions SET customer_id=?2, direction=coalesce(nullif(?3, ''), direction) "
+        "WHERE id=?1");
+    set.bind_static(1, id).bind_static(2, cust.id).bind_static(3, direction).run();
     auto conv = db.prepare("UPDATE conversations SET customer_id=?2 WHERE id=?1");
     conv.bind_static(1, stored->conversation_id).bind_static(2, cust.id).run();
     if (!taken_for_caller.empty() && taken_for_caller != cust.id) {

@@ -148,6 +148,9 @@ TEST_CASE("call order: telnyx outbound call to a new number, initiated last, is 
   REQUIRE(s.submit(initiated("leg-3", kOurLine, kBob, "outgoing")).error.empty());
   CHECK(caller_of(s, "leg-3") == kBob);
   CHECK(identities_of(s, kOurLine) == "0");  // the customer the hangup made of it is gone
+  CHECK(s.text("SELECT direction || ' ' || json_extract(payload, '$.direction') || ' ' || "
+               "json_extract(payload, '$.to[0].value') FROM interactions") ==
+        std::string("outbound outbound ") + kOurLine);
   CHECK(s.text("SELECT count(*) FROM customers") == "1");
   CHECK(s.text("SELECT i.value FROM identities i JOIN interactions x ON x.customer_id = "
                "i.customer_id") == kBob);
