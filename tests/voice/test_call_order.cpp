@@ -12,6 +12,7 @@
 #include "channels/voice/twilio.hpp"
 #include "helpers.hpp"
 #include "storage/customers.hpp"
+#include "storage/schema.hpp"
 
 using namespace sb;
 using sb::voice::test::CallStore;
@@ -246,4 +247,37 @@ TEST_CASE("call order: twilio outbound-api callbacks in reverse order") {
   CHECK(caller_of(s, "CA-out") == kBob);
   CHECK(identities_of(s, kOurLine) == "0");
   CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+}
+
+// An upgraded database knows the lines of the calls it already holds (migration 7), so a
+// directionless event needs no new call.initiated first; an unreadable payload does not stop it.
+TEST_CASE("call order: the upgrade to call_lines learns the lines of stored calls") {
+  sb::test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 6);
+    auto row = [&](const std::string& id, const std::string& direction,
+                   const std::string& payload) {
+      auto st = db.prepare(
+          "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+          "occurred_at, received_at, payload) VALUES (?1, 'voice', 'voice', ?1, 'call', ?2, 1, 1, "
+          "?3)");
+      st.bind(1, id).bind(2, direction).bind(3, payload).run();
+    };
+    // Stated on the first event: "to" is our line.
+    row("c1", "outbound",
+        R"({"direction":"outbound","to":[{"type":"phone","value":"+13125550100"}],)"
+        R"("call":{"status":"completed","direction":"outbound"}})");
+    // First event without a direction (the old code took it for inbound): "to" may be anyone.
+    row("c2", "inbound",
+        R"({"direction":"inbound","to":[{"type":"phone","value":"+14155550177"}],)"
+        R"("call":{"status":"completed","direction":"outbound"}})");
+    row("c3", "inbound", R"({"call": [)");
+    storage::migrate(db);
+  }
+  storage::Db db(path, true);
+  auto st = db.prepare("SELECT group_concat(value) FROM call_lines");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == kOurLine);
 }
