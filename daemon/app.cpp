@@ -105,9 +105,10 @@ void App::sweep_stale_calls() {
           if (ec) {
             co_return;
           }
-          store_->close_stale_calls(4 * 3600 * 1000, [](int n) {
-            if (n > 0) {
-              logger("voice")->info("[voice] closed {} calls with no final event as unknown", n);
+          store_->close_stale_calls(4 * 3600 * 1000, [](const storage::StaleSweep& r) {
+            if (r.closed > 0) {
+              logger("voice")->info("[voice] closed {} calls with no final event as unknown",
+                                    r.closed);
             }
           });
         }

@@ -22,6 +22,25 @@ bool get_string(od::value v, std::string& out) {
   return true;
 }
 
+// Calls f(key, value) for each field of `v` when it is an object (a null "from" or "customer"
+// has none); false when the text is broken.
+template <class F>
+bool each_field(od::value v, F&& f) {
+  od::object o;
+  if (v.get_object().get(o)) {
+    return true;
+  }
+  for (auto field : o) {
+    std::string_view key;
+    od::value value;
+    if (field.unescaped_key().get(key) || field.value().get(value)) {
+      return false;
+    }
+    f(key, value);
+  }
+  return true;
+}
+
 // Where `raw` (a view into `base`) lies in it.
 CallPayload::Range range_of(const char* base, std::string_view raw) {
   return {static_cast<std::size_t>(raw.data() - base), raw.size()};
@@ -99,26 +118,30 @@ std::optional<CallPayload> read_call_payload(std::string_view payload) {
       (key == "queue" ? has_queue : has_priority) = true;
     } else if (key == "conversation_id") {
       get_string(v, p.conversation_id);
+    } else if (key == "from") {
+      bool ok = each_field(v, [&](std::string_view fk, od::value fv) {
+        if (fk == "value") {
+          get_string(fv, p.from_value);
+        }
+      });
+      if (!ok) {
+        return std::nullopt;
+      }
     } else if (key == "customer") {
-      od::object c;
-      if (!v.get_object().get(c)) {
-        for (auto cf : c) {
-          std::string_view ck;
-          od::value cv;
-          if (cf.unescaped_key().get(ck) || cf.value().get(cv)) {
-            return std::nullopt;
-          }
-          if (ck == "id") {
-            get_string(cv, p.customer_id);
-          } else if (ck == "tier") {
-            get_string(cv, p.customer_tier);
-          } else if (ck == "is_new") {
-            bool b = false;
-            if (!cv.get_bool().get(b)) {
-              p.customer_is_new = b;
-            }
+      bool ok = each_field(v, [&](std::string_view ck, od::value cv) {
+        if (ck == "id") {
+          get_string(cv, p.customer_id);
+        } else if (ck == "tier") {
+          get_string(cv, p.customer_tier);
+        } else if (ck == "is_new") {
+          bool b = false;
+          if (!cv.get_bool().get(b)) {
+            p.customer_is_new = b;
           }
         }
+      });
+      if (!ok) {
+        return std::nullopt;
       }
     }
   }
@@ -162,7 +185,8 @@ std::string rewrite_call_payload(std::string_view payload, const CallPayload& wh
 }
 
 std::string with_caller(std::string_view payload, const Identity& from, const std::string& id,
-                        const std::string& name, const std::string& tier, bool is_new) {
+                        const std::string& name, const std::string& tier, bool is_new,
+                        const std::optional<Identity>& line, std::string_view direction) {
   StoredMeta m;
   m.customer_id = id;
   m.customer_name = name;
@@ -171,6 +195,12 @@ std::string with_caller(std::string_view payload, const Identity& from, const st
   boost::json::object o = boost::json::parse(payload).as_object();
   o["from"] = boost::json::parse(identity_text(from));
   o["customer"] = boost::json::parse(customer_text(m));
+  if (line) {
+    o["to"] = boost::json::array{boost::json::parse(identity_text(*line))};
+  }
+  if (!direction.empty()) {
+    o["direction"] = direction;
+  }
   return boost::json::serialize(o);
 }
 

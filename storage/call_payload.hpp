@@ -15,6 +15,7 @@ struct CallPayload {
   CallInfo call;  // as stored
   std::string queue, priority, conversation_id;
   std::string customer_id, customer_tier;
+  std::string from_value;  // "from"."value": the caller's number, "" when none yet
   bool customer_is_new = false;
   // Byte ranges of the raw values in the payload text.
   struct Range {
@@ -31,9 +32,12 @@ std::string rewrite_call_payload(std::string_view payload, const CallPayload& wh
                                  const CallInfo& call, const std::string* queue,
                                  const std::string* priority);
 
-// The payload with its "from" and "customer" values replaced (a call stored before any event
-// named its caller). Rare: a full parse and serialise.
+// The payload with its "from" and "customer" values replaced, and "to" and "direction" when
+// the direction is known (a call stored before any event named its caller, or with a caller
+// taken for the wrong party). Rare: a full parse and serialise.
 std::string with_caller(std::string_view payload, const Identity& from, const std::string& id,
-                        const std::string& name, const std::string& tier, bool is_new);
+                        const std::string& name, const std::string& tier, bool is_new,
+                        const std::optional<Identity>& line = std::nullopt,
+                        std::string_view direction = {});
 
 }  // namespace sb::storage

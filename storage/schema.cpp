@@ -176,6 +176,27 @@ ALTER TABLE customers_v6 RENAME TO customers;
 CREATE UNIQUE INDEX customers_by_external_id ON customers(external_id)
   WHERE external_id IS NOT NULL;
 )sql",
+    // 6 -> 7: call_lines, the numbers that were our side of a call (per account): they tell
+    // the direction of call events that do not state it (storage/call_parties.hpp). Seeded
+    // from the calls stored so far whose "to" is surely ours: the first event stated the
+    // direction (the top-level "direction" is the first event's, and agrees with the call's).
+    // An unreadable payload is passed over, never a failed upgrade.
+    R"sql(
+CREATE TABLE call_lines(
+  account TEXT NOT NULL,
+  type TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY(account, type, value)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO call_lines(account, type, value)
+  SELECT account, json_extract(p, '$.to[0].type'), json_extract(p, '$.to[0].value')
+  FROM (SELECT account, CASE WHEN json_valid(payload) THEN payload END AS p
+        FROM interactions WHERE channel = 'voice' AND kind = 'call')
+  WHERE json_extract(p, '$.to[0].type') IS NOT NULL
+    AND json_extract(p, '$.to[0].value') IS NOT NULL
+    AND json_extract(p, '$.call.direction') <> ''
+    AND json_extract(p, '$.call.direction') = json_extract(p, '$.direction');
+)sql",
 };
 
 int read_version(Db& db) {

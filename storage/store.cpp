@@ -8,6 +8,7 @@
 #include "core/ids.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
+#include "storage/call_parties.hpp"
 #include "storage/call_payload.hpp"
 #include "storage/interaction_json.hpp"
 
@@ -362,6 +363,23 @@ void Store::submit(std::vector<Inbound> items, std::optional<CursorUpdate> curso
           }});
 }
 
+namespace {
+
+// Deletes a customer record no interaction refers to any more (a conversation has a customer
+// only through its interactions, so they tell; interactions_by_customer serves the lookup).
+void drop_if_orphan(Db& db, const std::string& customer_id) {
+  auto used = db.prepare("SELECT 1 FROM interactions WHERE customer_id=?1 LIMIT 1");
+  used.bind_static(1, customer_id);
+  if (used.step()) {
+    return;
+  }
+  used.reset();
+  db.prepare("DELETE FROM identities WHERE customer_id=?1").bind_static(1, customer_id).run();
+  db.prepare("DELETE FROM customers WHERE id=?1").bind_static(1, customer_id).run();
+}
+
+}  // namespace
+
 // Folds one call event into the call's interaction (created on the first event). The call is
 // queued once: when its status first becomes final; that final status is what rules see.
 IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t order_key) {
@@ -369,45 +387,101 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     throw Error(0, "call events are not enabled");
   }
   auto& st = statements(db);
+  if (!lines_) {
+    lines_ = std::make_unique<CallLines>(db);
+  }
   auto rules = this->rules();
   std::int64_t now = now_ms();
   st.find_dup.bind_static(1, in.channel).bind_static(2, in.account);
   st.find_dup.bind_static(3, in.external_id);
-  if (!st.find_dup.step()) {
-    st.find_dup.reset();
-    CallFold f = call_folder_(std::nullopt, 0, *in.call, order_key);
+  bool exists = st.find_dup.step();
+  std::string id, stored_payload, state;
+  std::int64_t stored_order = 0;
+  if (exists) {
+    id = st.find_dup.text(0);
+    stored_order = st.find_dup.int64(1);
+    stored_payload = st.find_dup.text(2);
+    state = st.find_dup.text(3);
+  }
+  st.find_dup.reset();
+  std::optional<CallPayload> stored;
+  if (exists) {
+    stored = read_call_payload(stored_payload);
+    if (!stored) {
+      throw Error(0, "the stored payload of call interaction " + id + " has no readable \"call\"");
+    }
+  }
+  CallFold f = exists ? call_folder_(stored->call, stored_order, *in.call, order_key)
+                      : call_folder_(std::nullopt, 0, *in.call, order_key);
+
+  // Who the customer is (storage/call_parties.hpp): the call's stated direction, else the one
+  // this account's lines tell (stored with the call), else customer records (not stored: a
+  // later event that states the direction may still correct it).
+  RawParties raw = raw_parties(in);
+  std::string direction = f.merged.direction;
+  bool stated = !direction.empty();
+  if (!stated) {
+    Inferred guess = lines_->infer_direction(in.account, raw);
+    direction = guess.direction;
+    if (guess.from_lines) {
+      f.merged.direction = direction;
+      f.changed = true;
+    }
+  }
+  Parties parties = parties_for(raw, direction);
+  bool was_undirected = !exists || stored->call.direction.empty();
+  if (stated && was_undirected && parties.line) {
+    lines_->remember(in.account, *parties.line);
+  }
+  // Unknown direction: a caller is named only once the call ends (as inbound, the common case).
+  bool ended = f.became_final || (exists && state != "pending_call");
+  std::optional<Identity> customer;
+  if (!direction.empty() || ended) {
+    customer = parties.customer;
+  }
+  std::optional<Identity> line = direction.empty() ? raw.to : parties.line;
+
+  if (!exists) {
     Inbound first = in;
     first.call = f.merged;
+    first.from = customer;
+    first.to.clear();
+    if (line) {
+      first.to.push_back(*line);
+    }
+    if (!direction.empty()) {
+      first.direction = direction;
+    }
     return store_new(st, *rules, first, f.became_final, f.order_key, now).outcome;
   }
-  std::string id = st.find_dup.text(0);
-  std::int64_t stored_order = st.find_dup.int64(1);
-  std::string stored_payload = st.find_dup.text(2);
-  std::string state = st.find_dup.text(3);
-  st.find_dup.reset();
-  auto stored = read_call_payload(stored_payload);
-  if (!stored) {
-    throw Error(0, "the stored payload of call interaction " + id + " has no readable \"call\"");
-  }
-  CallFold f = call_folder_(stored->call, stored_order, *in.call, order_key);
-  // The caller is matched by the first event that names one: a recording callback (no From)
-  // may be the first to arrive. A call from a withheld number never names one.
-  bool caller_now = stored->customer_id.empty() && in.from;
+
+  // The caller is matched by the first event that names one (a recording callback, without
+  // From, may be the first to arrive), and replaced when it was taken for an inbound caller
+  // before anything told the direction and the other party proves to be the customer.
+  bool caller_now =
+      customer && (stored->customer_id.empty() ||
+                   (was_undirected && !direction.empty() && stored->from_value != customer->value));
   if (!f.changed && !caller_now) {
     return IngestOutcome{id, true, "", false};  // a duplicate or stale delivery
   }
   if (caller_now) {
-    CustomerMatch cust = match_customer(st, *in.from, now);
-    stored_payload =
-        with_caller(stored_payload, *in.from, cust.id, cust.name, cust.tier, cust.is_new);
+    std::string taken_for_caller = stored->customer_is_new ? stored->customer_id : "";
+    CustomerMatch cust = match_customer(st, *customer, now);
+    stored_payload = with_caller(stored_payload, *customer, cust.id, cust.name, cust.tier,
+                                 cust.is_new, direction.empty() ? std::nullopt : line, direction);
     stored = read_call_payload(stored_payload);
     if (!stored) {
       throw Error(0, "the payload of call interaction " + id + " lost its \"call\"");
     }
-    auto set = db.prepare("UPDATE interactions SET customer_id=?2 WHERE id=?1");
-    set.bind_static(1, id).bind_static(2, cust.id).run();
+    auto set = db.prepare(
+        "UPDATE interactions SET customer_id=?2, direction=coalesce(nullif(?3, ''), direction) "
+        "WHERE id=?1");
+    set.bind_static(1, id).bind_static(2, cust.id).bind_static(3, direction).run();
     auto conv = db.prepare("UPDATE conversations SET customer_id=?2 WHERE id=?1");
     conv.bind_static(1, stored->conversation_id).bind_static(2, cust.id).run();
+    if (!taken_for_caller.empty() && taken_for_caller != cust.id) {
+      drop_if_orphan(db, taken_for_caller);  // our own line, made a customer by this call
+    }
   }
   std::string queue = stored->queue, priority = stored->priority;
   bool routed_now = f.became_final && state == "pending_call";
@@ -492,38 +566,6 @@ void Store::submit_provider_statuses(std::vector<ProviderStatus> statuses, Done 
         }
         done(std::move(*outcomes));
       }});
-}
-
-void Store::close_stale_calls(std::int64_t older_than_ms, std::function<void(int)> done) {
-  auto closed = std::make_shared<int>(0);
-  writer_.submit(Job{[this, older_than_ms, closed](Db& db) {
-                       *closed = 0;  // a job may run twice (Writer::run_batch)
-                       std::vector<std::pair<Inbound, std::int64_t>> stale;
-                       {
-                         auto q = db.prepare(
-                             "SELECT channel, account, external_id, order_key FROM interactions "
-                             "WHERE state = 'pending_call' AND received_at < ?1 LIMIT 1000");
-                         q.bind(1, now_ms() - older_than_ms);
-                         while (q.step()) {
-                           Inbound in;
-                           in.channel = q.text(0);
-                           in.account = q.text(1);
-                           in.external_id = q.text(2);
-                           in.kind = "call";
-                           in.call = CallInfo{"unknown", "", -1, ""};
-                           stale.emplace_back(std::move(in), q.int64(3));
-                         }
-                       }
-                       for (const auto& [in, order] : stale) {
-                         apply_call_event(db, in, order);
-                         ++*closed;
-                       }
-                     },
-                     [closed, done = std::move(done)](const std::string& error) {
-                       if (done) {
-                         done(error.empty() ? *closed : -1);
-                       }
-                     }});
 }
 
 std::optional<std::string> Store::cursor(const std::string& account, const std::string& scope) {

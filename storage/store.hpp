@@ -4,12 +4,17 @@
 // (+ cursor) in the writer's group-committed transaction.
 #include <memory>
 #include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "routing/rules.hpp"
 #include "storage/pipeline.hpp"
 #include "storage/writer.hpp"
 
 namespace sb::storage {
+
+class CallLines;
 
 // How a call event merges into the stored call (channels/voice provides the real one).
 struct CallFold {
@@ -22,6 +27,13 @@ using CallFolder =
     std::function<CallFold(const std::optional<CallInfo>& stored, std::int64_t stored_order,
                            const CallInfo& event, std::int64_t event_order)>;
 
+// What one run of the stale-call sweep did.
+struct StaleSweep {
+  int closed = 0;                   // closed as "unknown" and queued
+  std::vector<std::string> failed;  // "<account> <call id>: <why>", one per call not closed
+  std::string error;                // the sweep found no calls: the lookup itself failed
+};
+
 class Store final : public Pipeline {
  public:
   Store(Writer& writer, std::shared_ptr<const Rules> rules);
@@ -33,8 +45,10 @@ class Store final : public Pipeline {
   std::optional<std::string> cursor(const std::string& account, const std::string& scope) override;
 
   // Closes calls that got no final event within `older_than_ms` as status "unknown" and queues
-  // them (SPEC/issue 5: 4 hours). `done(n)` runs on the writer thread with the count (-1: error).
-  void close_stale_calls(std::int64_t older_than_ms, std::function<void(int)> done = nullptr);
+  // them (SPEC/issue 5: 4 hours), each call in a writer job of its own (storage/call_sweep.cpp).
+  // `done` runs on the writer thread once every call found has been tried.
+  void close_stale_calls(std::int64_t older_than_ms,
+                         std::function<void(const StaleSweep&)> done = nullptr);
 
   void set_rules(std::shared_ptr<const Rules> rules);  // SIGHUP: swapped whole
   std::shared_ptr<const Rules> rules() const;
@@ -52,7 +66,12 @@ class Store final : public Pipeline {
   mutable std::mutex rules_mu_;
   std::shared_ptr<const Rules> rules_;
   CallFolder call_folder_;
-  std::unique_ptr<Statements> st_;  // writer thread only
+  std::unique_ptr<Statements> st_;    // writer thread only
+  std::unique_ptr<CallLines> lines_;  // writer thread only
+  // Stale calls the sweep failed to close: interaction id -> when to try again (an hour later,
+  // so a bad call costs a log line an hour, not a failing job a minute, and a passing failure
+  // such as a full disk heals). Writer thread only.
+  std::unordered_map<std::string, std::int64_t> sweep_retry_at_;
   std::mutex read_mu_;
   std::unique_ptr<Db> read_db_;
 };

@@ -24,8 +24,9 @@ std::optional<Identity> phone_identity(std::string_view raw, std::string_view re
                                        const PhoneCanonicalizer& canon);
 
 // Fills in.from (the customer: From on inbound calls, To on outbound ones) and in.to (our
-// line). `direction` is "inbound", "outbound" or "" (unknown: treated as inbound, the common
-// case for a support line).
+// line). `direction` is "inbound", "outbound" or "" (unknown: in.from = From and in.to = {To}
+// as sent, and CallInfo::direction must stay empty, so that the store settles which party is
+// the customer from the call's other events and the account's lines; storage/call_parties.hpp).
 void set_parties(Inbound& in, std::string_view from, std::string_view to,
                  std::string_view direction, std::string_view region,
                  const PhoneCanonicalizer& canon);

@@ -60,7 +60,7 @@ WebhookResult handle_pbx(const config::CallWebhook& cfg, const WebhookRequest& r
   }
   const boost::json::object& o = doc.get_object();
 
-  std::string_view event, call_id, from, to, direction = "inbound", occurred_text, recording;
+  std::string_view event, call_id, from, to, direction, occurred_text, recording;
   if (json::get_string(o, "event", event) != Field::ok) {
     return bad_field("event is missing or not a string");
   }
@@ -77,8 +77,12 @@ WebhookResult handle_pbx(const config::CallWebhook& cfg, const WebhookRequest& r
   if (json::get_string(o, "to", to) == Field::wrong_type) {
     return bad_field("to is not a string");
   }
-  if (json::get_string(o, "direction", direction) == Field::wrong_type ||
-      (direction != "inbound" && direction != "outbound")) {
+  // Absent: unknown, not inbound. A PBX that states the direction on some events only (the
+  // first) may deliver a later one first; the store settles which party is the customer
+  // (storage/call_parties.hpp), so our own line never becomes the caller of an outbound call.
+  Field has_direction = json::get_string(o, "direction", direction);
+  if (has_direction == Field::wrong_type ||
+      (has_direction == Field::ok && direction != "inbound" && direction != "outbound")) {
     return bad_field("direction must be inbound or outbound");
   }
   std::optional<std::int64_t> occurred_at;
@@ -102,7 +106,9 @@ WebhookResult handle_pbx(const config::CallWebhook& cfg, const WebhookRequest& r
   in.channel = "voice";
   in.kind = "call";
   in.account = cfg.name;
-  in.direction = std::string(direction);
+  if (!direction.empty()) {
+    in.direction = std::string(direction);  // else the Inbound default, inbound
+  }
   in.external_id = std::string(call_id);
   in.occurred_at_ms = occurred_at.value_or(0);
   ev.order_key = occurred_at ? *occurred_at : signed_at * 1000;

@@ -7,7 +7,9 @@
 //    "recording_url":"..."}
 //   X-Switchboard-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>
 //
-// `event` and `call_id` are required; the rest optional (direction defaults to inbound).
+// `event` and `call_id` are required; the rest optional. Without `direction` the call's
+// direction is unknown until an event states it (the store decides the customer then, see
+// storage/call_parties.hpp; a call that never says is taken for inbound).
 // event -> status: ringing -> ringing, answered -> in-progress, completed -> completed,
 // missed -> no-answer, voicemail -> voicemail. order_key: occurred_at in ms, else the
 // signature's t in ms (when the PBX sent the event).

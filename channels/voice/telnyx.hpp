@@ -13,8 +13,12 @@
 //    permanent public_recording_urls when enabled, else recording_urls, which expire after 10
 //    minutes; mp3 before wav). Every other event type is verified and answered 200 but stores
 //    nothing.
-//  - direction: payload.direction incoming -> inbound, outgoing -> outbound (only
-//    call.initiated carries it; other events leave it unknown and the fold keeps the stored one).
+//  - direction: payload.direction incoming -> inbound, outgoing -> outbound. Only call.initiated
+//    carries it (the API reference's call.answered and call.hangup payloads and the SDK models
+//    have from/to but no direction), and it may arrive last or never: the other events go to
+//    the store with an unknown direction and from/to as sent, and the store decides which party
+//    is the customer (storage/call_parties.hpp), never taking our own number for the caller of
+//    an outbound call it can tell.
 //  - order_key and occurred_at: data.occurred_at (RFC 3339), in ms.
 //  - duration_s on call.hangup of an answered call (normal_clearing, time_limit): end_time (or
 //    occurred_at) minus payload.start_time; Telnyx sends no answer time, so this includes the

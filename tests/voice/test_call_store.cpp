@@ -6,7 +6,7 @@
 #include <future>
 #include <thread>
 
-#include "channels/voice/routes.hpp"
+#include "call_store.hpp"
 #include "routing/rules.hpp"
 #include "storage/customers.hpp"
 #include "storage/sqlite.hpp"
@@ -15,55 +15,7 @@
 #include "tests/support/harness.hpp"
 
 using namespace sb;
-
-namespace {
-
-struct CallStore {
-  test::TempDir dir;
-  std::string path = dir.file("calls.db");
-  std::unique_ptr<storage::Writer> writer;
-  std::unique_ptr<storage::Store> store;
-
-  explicit CallStore(config::Routing routing = {}) {
-    writer = std::make_unique<storage::Writer>(path);
-    store = std::make_unique<storage::Store>(*writer, Rules::compile(routing));
-    store->set_call_folder(voice::call_folder());
-  }
-  void start() { writer->start(); }
-
-  IngestOutcome event(const std::string& call_id, const std::string& status, std::int64_t order_key,
-                      const std::string& from = "", const std::string& recording_url = "") {
-    CallEventInput ev;
-    ev.call.channel = "voice";
-    ev.call.account = "voice";
-    ev.call.kind = "call";
-    ev.call.direction = "inbound";
-    ev.call.external_id = call_id;
-    if (!from.empty()) {
-      ev.call.from = Identity{"phone", from, "", ""};
-    }
-    ev.call.call = CallInfo{status, "inbound", -1, recording_url};
-    ev.order_key = order_key;
-    std::promise<IngestOutcome> p;
-    store->submit_call_event(std::move(ev),
-                             [&](std::vector<IngestOutcome> out) { p.set_value(out.at(0)); });
-    return p.get_future().get();
-  }
-
-  int sweep(std::int64_t older_than_ms) {
-    std::promise<int> p;
-    store->close_stale_calls(older_than_ms, [&](int n) { p.set_value(n); });
-    return p.get_future().get();
-  }
-
-  std::string text(const std::string& sql) {
-    storage::Db db(path, true);
-    auto st = db.prepare(sql);
-    return st.step() ? st.text(0) : "<no row>";
-  }
-};
-
-}  // namespace
+using sb::voice::test::CallStore;
 
 TEST_CASE("call store: the 4-hour sweep closes a call whose only event carried no status") {
   CallStore s;

@@ -1,0 +1,68 @@
+#include "storage/call_parties.hpp"
+
+namespace sb::storage {
+
+RawParties raw_parties(const Inbound& in) {
+  RawParties raw;
+  std::optional<Identity> first = in.from;
+  std::optional<Identity> second;
+  if (!in.to.empty()) {
+    second = in.to.front();
+  }
+  // A channel that knew the call was outbound already put the customer (`to`) in from.
+  bool outbound = in.call && in.call->direction == "outbound";
+  raw.from = outbound ? second : first;
+  raw.to = outbound ? first : second;
+  return raw;
+}
+
+Parties parties_for(const RawParties& raw, std::string_view direction) {
+  if (direction == "outbound") {
+    return Parties{raw.to, raw.from};
+  }
+  return Parties{raw.from, raw.to};
+}
+
+CallLines::CallLines(Db& db)
+    : find_line_(db.prepare("SELECT 1 FROM call_lines WHERE account=?1 AND type=?2 AND value=?3")),
+      insert_line_(
+          db.prepare("INSERT OR IGNORE INTO call_lines(account, type, value) VALUES (?1, ?2, ?3)")),
+      find_identity_(db.prepare("SELECT 1 FROM identities WHERE type=?1 AND value=?2")) {}
+
+bool CallLines::is_line(const std::string& account, const Identity& id) {
+  find_line_.bind_static(1, account).bind_static(2, id.type).bind_static(3, id.value);
+  bool found = find_line_.step();
+  find_line_.reset();
+  return found;
+}
+
+bool CallLines::is_customer(const Identity& id) {
+  find_identity_.bind_static(1, id.type).bind_static(2, id.value);
+  bool found = find_identity_.step();
+  find_identity_.reset();
+  return found;
+}
+
+Inferred CallLines::infer_direction(const std::string& account, const RawParties& raw) {
+  bool from_ours = raw.from && is_line(account, *raw.from);
+  bool to_ours = raw.to && is_line(account, *raw.to);
+  if (from_ours != to_ours) {
+    return Inferred{from_ours ? "outbound" : "inbound", true};
+  }
+  if (from_ours) {
+    return {};  // a call between two of our lines: nothing to tell
+  }
+  bool from_known = raw.from && is_customer(*raw.from);
+  bool to_known = raw.to && is_customer(*raw.to);
+  if (from_known != to_known) {
+    return Inferred{to_known ? "outbound" : "inbound", false};
+  }
+  return {};
+}
+
+void CallLines::remember(const std::string& account, const Identity& line) {
+  insert_line_.bind_static(1, account).bind_static(2, line.type).bind_static(3, line.value);
+  insert_line_.run();
+}
+
+}  // namespace sb::storage

@@ -1,0 +1,57 @@
+#pragma once
+// Which party of a call is the customer. The customer is the remote party: `from` of an inbound
+// call, `to` of an outbound one. Providers do not always say which a call is: Telnyx puts
+// `direction` in call.initiated only (call.answered and call.hangup carry from/to but no
+// direction), delivers out of order and may never deliver call.initiated; a PBX may leave it
+// out. A channel hands such an event over with its parties as sent (Inbound::from = `from`,
+// Inbound::to = {`to`}) and an empty CallInfo::direction; the store settles the direction here:
+//  1. the call's own: stated by this event, or by an earlier one of the call (stored);
+//  2. else this account's lines: a number that was our side of an earlier call with a stated
+//     direction (table call_lines) is ours, so the other party is the customer;
+//  3. else the customer records: `to` a known customer and `from` not: outbound; the reverse:
+//     inbound (outbound calls usually go to customers we already know);
+//  4. else nothing. While the call is unfinished its caller waits (no customer record is made
+//     for a number that may be our own); a call that ends this way is taken for inbound, the
+//     common case for a support line, and is corrected if a later event states the direction.
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/interaction.hpp"
+#include "storage/sqlite.hpp"
+
+namespace sb::storage {
+
+// The parties of one event as the provider sent them (from, to), whatever the direction.
+struct RawParties {
+  std::optional<Identity> from, to;
+};
+RawParties raw_parties(const Inbound& in);
+
+// The customer and our line for a known direction ("inbound" or "outbound").
+struct Parties {
+  std::optional<Identity> customer, line;
+};
+Parties parties_for(const RawParties& raw, std::string_view direction);
+
+struct Inferred {
+  std::string direction;    // "inbound", "outbound" or "" (no evidence)
+  bool from_lines = false;  // rule 2 (firm: stored with the call); else rule 3 or none
+};
+
+class CallLines {
+ public:
+  explicit CallLines(Db& db);
+  // Rules 2 and 3 above.
+  Inferred infer_direction(const std::string& account, const RawParties& raw);
+  // Remembers `line` as one of `account`'s numbers.
+  void remember(const std::string& account, const Identity& line);
+
+ private:
+  bool is_line(const std::string& account, const Identity& id);
+  bool is_customer(const Identity& id);
+
+  Stmt find_line_, insert_line_, find_identity_;
+};
+
+}  // namespace sb::storage

@@ -1,0 +1,92 @@
+// The 4-hour sweep (issue 5): a call with no final event within 4 hours is closed as "unknown"
+// and queued. Each stale call is closed by a writer job of its own, so the transaction boundary
+// is the call: when one cannot be closed (its stored payload unreadable, a constraint failing),
+// the writer's isolated pass (a savepoint per job, storage/writer.cpp) undoes that job alone and
+// commits the others; the failure is logged with the call id and the call is tried again an
+// hour later. A single job for all of them failed whole, and the same way every minute.
+#include <memory>
+
+#include "core/log.hpp"
+#include "core/time.hpp"
+#include "storage/store.hpp"
+
+namespace sb::storage {
+
+namespace {
+
+constexpr std::size_t kMaxPerSweep = 1000;
+constexpr std::int64_t kRetryAfterMs = 3600 * 1000;
+
+struct StaleCall {
+  std::string id;  // interaction id
+  Inbound event;   // the "unknown" status event that closes it
+  std::int64_t order_key = 0;
+};
+
+}  // namespace
+
+void Store::close_stale_calls(std::int64_t older_than_ms,
+                              std::function<void(const StaleSweep&)> done) {
+  auto stale = std::make_shared<std::vector<StaleCall>>();
+  auto find = [this, older_than_ms, stale](Db& db) {
+    stale->clear();  // a job may run twice (Writer::run_batch)
+    auto q = db.prepare(
+        "SELECT id, channel, account, external_id, order_key FROM interactions "
+        "WHERE state = 'pending_call' AND received_at < ?1");
+    q.bind(1, now_ms() - older_than_ms);
+    while (stale->size() < kMaxPerSweep && q.step()) {
+      std::string id = q.text(0);
+      if (auto it = sweep_retry_at_.find(id); it != sweep_retry_at_.end()) {
+        if (now_ms() < it->second) {
+          continue;
+        }
+        sweep_retry_at_.erase(it);
+      }
+      StaleCall c;
+      c.id = std::move(id);
+      c.event.channel = q.text(1);
+      c.event.account = q.text(2);
+      c.event.external_id = q.text(3);
+      c.event.kind = "call";
+      c.event.call = CallInfo{"unknown", "", -1, ""};
+      c.order_key = q.int64(4);
+      stale->push_back(std::move(c));
+    }
+  };
+  // Runs on the writer thread after the lookup's commit; the close jobs go to the back of the
+  // queue, each with its own outcome.
+  auto close_each = [this, stale, done = std::move(done)](const std::string& error) {
+    if (!error.empty() || stale->empty()) {
+      if (done) {
+        done(StaleSweep{0, {}, error});
+      }
+      return;
+    }
+    auto result = std::make_shared<StaleSweep>();
+    auto left = std::make_shared<std::size_t>(stale->size());
+    for (auto& c : *stale) {
+      auto call = std::make_shared<StaleCall>(std::move(c));
+      writer_.submit(
+          Job{[this, call](Db& db) { apply_call_event(db, call->event, call->order_key); },
+              [this, call, result, left, done](const std::string& why) {
+                if (why.empty()) {
+                  ++result->closed;
+                } else {
+                  sweep_retry_at_[call->id] = now_ms() + kRetryAfterMs;
+                  const Inbound& in = call->event;
+                  result->failed.push_back(in.account + " " + in.external_id + ": " + why);
+                  logger("storage")->error(
+                      "[{}:{}] call {} (interaction {}) has had no final event for 4 hours and "
+                      "cannot be closed: {}; left open, tried again in an hour",
+                      in.channel, in.account, in.external_id, call->id, why);
+                }
+                if (--*left == 0 && done) {
+                  done(*result);
+                }
+              }});
+    }
+  };
+  writer_.submit(Job{std::move(find), std::move(close_each)});
+}
+
+}  // namespace sb::storage

@@ -1,0 +1,283 @@
+// The customer of a call is its remote party whatever order the provider delivers the events in:
+// for an outbound call Telnyx puts our number in `from` and the customer in `to`, but only
+// call.initiated says `direction` (call.answered and call.hangup do not: Telnyx API reference
+// and SDK models), and Telnyx does not guarantee order. Signed Telnyx payloads go through the
+// real route handler into a real Writer + Store.
+#include <doctest/doctest.h>
+
+#include "call_store.hpp"
+#include "channels/voice/pbx.hpp"
+#include "channels/voice/signatures.hpp"
+#include "channels/voice/telnyx.hpp"
+#include "channels/voice/twilio.hpp"
+#include "helpers.hpp"
+#include "storage/customers.hpp"
+#include "storage/schema.hpp"
+
+using namespace sb;
+using sb::voice::test::CallStore;
+using sb::voice::test::kCanon;
+using sb::voice::test::KeyPair;
+using sb::voice::test::Request;
+
+namespace {
+
+constexpr const char* kOurLine = "+13125550100";
+constexpr const char* kAnn = "+14155550123";  // a customer from the CRM
+constexpr const char* kBob = "+14155550177";  // nobody knows him yet
+
+const KeyPair& key() {
+  static const KeyPair k;
+  return k;
+}
+
+// A Telnyx Call Control event, shaped like the API reference's examples: `direction` only when
+// given (call.initiated).
+CallEventInput telnyx(const std::string& type, const std::string& leg, const std::string& from,
+                      const std::string& to, const std::string& occurred_at,
+                      const std::string& extra = "") {
+  config::Telnyx cfg;
+  cfg.name = "voice";
+  cfg.public_key = key().public_b64;
+  Request r;
+  r.target = "/webhooks/telnyx/voice";
+  r.content_type = "application/json";
+  r.body = R"({"data":{"record_type":"event","event_type":")" + type + R"(","id":"e-)" + leg +
+           type + R"(","occurred_at":")" + occurred_at + R"(","payload":{"call_control_id":"v3:)" +
+           leg + R"(","call_leg_id":")" + leg + R"(","call_session_id":"s-)" + leg +
+           R"(","from":")" + from + R"(","to":")" + to +
+           R"(","start_time":"2026-01-02T03:00:00Z")" + (extra.empty() ? "" : "," + extra) + "}}}";
+  std::string ts = std::to_string(r.now);
+  r.with("telnyx-timestamp", ts);
+  r.with("telnyx-signature-ed25519", key().sign(ts + "|" + r.body));
+  auto res = voice::handle_telnyx(cfg, r.view(), "US", kCanon);
+  REQUIRE(res.status == 200);
+  REQUIRE(res.event);
+  return std::move(*res.event);
+}
+
+CallEventInput initiated(const std::string& leg, const std::string& from, const std::string& to,
+                         const std::string& direction) {
+  return telnyx("call.initiated", leg, from, to, "2026-01-02T03:00:00Z",
+                R"("direction":")" + direction + R"(","state":"bridging")");
+}
+CallEventInput answered(const std::string& leg, const std::string& from, const std::string& to) {
+  return telnyx("call.answered", leg, from, to, "2026-01-02T03:00:10Z");
+}
+CallEventInput hangup(const std::string& leg, const std::string& from, const std::string& to) {
+  return telnyx("call.hangup", leg, from, to, "2026-01-02T03:01:00Z",
+                R"("hangup_cause":"normal_clearing","hangup_source":"callee")");
+}
+
+// A generic PBX event (SPEC section 3), `direction` only when given.
+CallEventInput pbx(const std::string& event, const std::string& call_id, const std::string& from,
+                   const std::string& to, const std::string& occurred_at,
+                   const std::string& direction = "") {
+  config::CallWebhook cfg;
+  cfg.name = "voice";
+  cfg.secret = "pbx-secret";
+  Request r;
+  r.target = "/webhooks/calls/voice";
+  r.content_type = "application/json";
+  r.body = R"({"event":")" + event + R"(","call_id":")" + call_id + R"(","from":")" + from +
+           R"(","to":")" + to + R"(","occurred_at":")" + occurred_at + R"(")" +
+           (direction.empty() ? "" : R"(,"direction":")" + direction + R"(")") + "}";
+  r.with("X-Switchboard-Signature", voice::pbx_signature_header(cfg.secret, r.now, r.body));
+  auto res = voice::handle_pbx(cfg, r.view(), "US", kCanon);
+  REQUIRE(res.status == 200);
+  REQUIRE(res.event);
+  return std::move(*res.event);
+}
+
+void import_ann(CallStore& s) {
+  storage::Db db(s.path);
+  storage::CustomerImporter imp(db);
+  imp.begin();
+  std::string error;
+  storage::CustomerUpsert ann{"crm-1", "Ann", "vip", {}, {{"phone", kAnn, "", ""}}};
+  REQUIRE(imp.upsert(ann, error) == storage::CustomerImporter::Result::inserted);
+  imp.commit();
+}
+
+std::string caller_of(CallStore& s, const std::string& leg) {
+  return s.text(
+      "SELECT json_extract(payload, '$.from.value') FROM interactions "
+      "WHERE external_id = '" +
+      leg + "'");
+}
+
+std::string identities_of(CallStore& s, const std::string& number) {
+  return s.text("SELECT count(*) FROM identities WHERE value = '" + number + "'");
+}
+
+}  // namespace
+
+TEST_CASE("call order: telnyx outbound call, answered and hangup before initiated") {
+  CallStore s;
+  import_ann(s);
+  s.start();
+  REQUIRE(s.submit(answered("leg-1", kOurLine, kAnn)).error.empty());
+  REQUIRE(s.submit(hangup("leg-1", kOurLine, kAnn)).error.empty());
+  REQUIRE(s.submit(initiated("leg-1", kOurLine, kAnn, "outgoing")).error.empty());
+  CHECK(caller_of(s, "leg-1") == kAnn);
+  CHECK(s.text("SELECT json_extract(payload, '$.customer.name') FROM interactions") == "Ann");
+  CHECK(s.text("SELECT json_extract(payload, '$.call.direction') FROM interactions") == "outbound");
+  CHECK(s.text("SELECT json_extract(payload, '$.call.status') FROM interactions") == "completed");
+  CHECK(identities_of(s, kOurLine) == "0");  // our own number never becomes a customer
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+}
+
+TEST_CASE("call order: telnyx outbound call to a new number, answered before initiated") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(answered("leg-2", kOurLine, kBob)).error.empty());
+  REQUIRE(s.submit(initiated("leg-2", kOurLine, kBob, "outgoing")).error.empty());
+  REQUIRE(s.submit(hangup("leg-2", kOurLine, kBob)).error.empty());
+  CHECK(caller_of(s, "leg-2") == kBob);
+  CHECK(identities_of(s, kOurLine) == "0");
+  CHECK(identities_of(s, kBob) == "1");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+}
+
+// The worst order for a number nobody knows: the call ends before anything says its direction.
+// It is taken for an inbound call (the common case) and corrected when call.initiated arrives;
+// the customer record the hangup made of our own number is deleted again.
+TEST_CASE("call order: telnyx outbound call to a new number, initiated last, is corrected") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(hangup("leg-3", kOurLine, kBob)).error.empty());
+  REQUIRE(s.submit(initiated("leg-3", kOurLine, kBob, "outgoing")).error.empty());
+  CHECK(caller_of(s, "leg-3") == kBob);
+  CHECK(identities_of(s, kOurLine) == "0");  // the customer the hangup made of it is gone
+  CHECK(s.text("SELECT direction || ' ' || json_extract(payload, '$.direction') || ' ' || "
+               "json_extract(payload, '$.to[0].value') FROM interactions") ==
+        std::string("outbound outbound ") + kOurLine);
+  CHECK(s.text("SELECT count(*) FROM customers") == "1");
+  CHECK(s.text("SELECT i.value FROM identities i JOIN interactions x ON x.customer_id = "
+               "i.customer_id") == kBob);
+  CHECK(s.text("SELECT i.value FROM identities i JOIN conversations c ON c.customer_id = "
+               "i.customer_id") == kBob);
+}
+
+// call.initiated lost for good: the line is known from an earlier call of the account.
+TEST_CASE("call order: telnyx outbound call whose call.initiated never arrives") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(initiated("leg-4", kOurLine, kAnn, "outgoing")).error.empty());
+  REQUIRE(s.submit(hangup("leg-4", kOurLine, kAnn)).error.empty());
+  REQUIRE(s.submit(answered("leg-5", kOurLine, kBob)).error.empty());
+  REQUIRE(s.submit(hangup("leg-5", kOurLine, kBob)).error.empty());
+  CHECK(caller_of(s, "leg-5") == kBob);
+  CHECK(s.text("SELECT json_extract(payload, '$.call.direction') FROM interactions "
+               "WHERE external_id = 'leg-5'") == "outbound");
+  CHECK(identities_of(s, kOurLine) == "0");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "2");
+}
+
+TEST_CASE("call order: telnyx outbound call to a known customer without call.initiated") {
+  CallStore s;
+  import_ann(s);
+  s.start();
+  REQUIRE(s.submit(answered("leg-6", kOurLine, kAnn)).error.empty());
+  REQUIRE(s.submit(hangup("leg-6", kOurLine, kAnn)).error.empty());
+  CHECK(caller_of(s, "leg-6") == kAnn);
+  CHECK(identities_of(s, kOurLine) == "0");
+}
+
+TEST_CASE("call order: telnyx inbound call whose call.initiated never arrives") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(answered("leg-7", kBob, kOurLine)).error.empty());
+  REQUIRE(s.submit(hangup("leg-7", kBob, kOurLine)).error.empty());
+  CHECK(caller_of(s, "leg-7") == kBob);
+  CHECK(identities_of(s, kOurLine) == "0");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+}
+
+TEST_CASE("call order: telnyx inbound call, hangup before initiated") {
+  CallStore s;
+  import_ann(s);
+  s.start();
+  REQUIRE(s.submit(hangup("leg-8", kAnn, kOurLine)).error.empty());
+  REQUIRE(s.submit(answered("leg-8", kAnn, kOurLine)).error.empty());
+  REQUIRE(s.submit(initiated("leg-8", kAnn, kOurLine, "incoming")).error.empty());
+  CHECK(caller_of(s, "leg-8") == kAnn);
+  CHECK(s.text("SELECT json_extract(payload, '$.call.direction') FROM interactions") == "inbound");
+  CHECK(identities_of(s, kOurLine) == "0");
+}
+
+// A PBX that states the direction on its first event only, delivered last.
+TEST_CASE("call order: pbx outbound call, the event stating the direction arrives last") {
+  CallStore s;
+  s.start();
+  REQUIRE(
+      s.submit(pbx("completed", "pbx-1", kOurLine, kBob, "2026-01-02T03:01:00Z")).error.empty());
+  REQUIRE(s.submit(pbx("answered", "pbx-1", kOurLine, kBob, "2026-01-02T03:00:10Z")).error.empty());
+  REQUIRE(s.submit(pbx("ringing", "pbx-1", kOurLine, kBob, "2026-01-02T03:00:00Z", "outbound"))
+              .error.empty());
+  CHECK(caller_of(s, "pbx-1") == kBob);
+  CHECK(s.text("SELECT json_extract(payload, '$.call.direction') FROM interactions") == "outbound");
+  CHECK(s.text("SELECT i.value FROM identities i JOIN interactions x ON x.customer_id = "
+               "i.customer_id") == kBob);
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+}
+
+// Twilio states Direction on every call request and status callback (outbound-api for a call
+// made through the REST API: From is our number, To the customer), so any order works.
+TEST_CASE("call order: twilio outbound-api callbacks in reverse order") {
+  CallStore s;
+  s.start();
+  config::Twilio cfg;
+  cfg.name = "voice";
+  auto twilio = [&](const std::string& status, const std::string& seq) {
+    voice::FormParams p = {{"CallSid", "CA-out"},
+                           {"CallStatus", status},
+                           {"Direction", "outbound-api"},
+                           {"From", kOurLine},
+                           {"To", kBob},
+                           {"SequenceNumber", seq},
+                           {"CallDuration", status == "completed" ? "30" : ""}};
+    auto res = voice::twilio_event(cfg, p, "US", kCanon);
+    REQUIRE(res.event);
+    return std::move(*res.event);
+  };
+  REQUIRE(s.submit(twilio("completed", "3")).error.empty());
+  REQUIRE(s.submit(twilio("in-progress", "2")).error.empty());
+  REQUIRE(s.submit(twilio("ringing", "1")).error.empty());
+  CHECK(caller_of(s, "CA-out") == kBob);
+  CHECK(identities_of(s, kOurLine) == "0");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+}
+
+// An upgraded database knows the lines of the calls it already holds (migration 7), so a
+// directionless event needs no new call.initiated first; an unreadable payload does not stop it.
+TEST_CASE("call order: the upgrade to call_lines learns the lines of stored calls") {
+  sb::test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 6);
+    auto row = [&](const std::string& id, const std::string& direction,
+                   const std::string& payload) {
+      auto st = db.prepare(
+          "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+          "occurred_at, received_at, payload) VALUES (?1, 'voice', 'voice', ?1, 'call', ?2, 1, 1, "
+          "?3)");
+      st.bind(1, id).bind(2, direction).bind(3, payload).run();
+    };
+    // Stated on the first event: "to" is our line.
+    row("c1", "outbound",
+        R"({"direction":"outbound","to":[{"type":"phone","value":"+13125550100"}],)"
+        R"("call":{"status":"completed","direction":"outbound"}})");
+    // First event without a direction (the old code took it for inbound): "to" may be anyone.
+    row("c2", "inbound",
+        R"({"direction":"inbound","to":[{"type":"phone","value":"+14155550177"}],)"
+        R"("call":{"status":"completed","direction":"outbound"}})");
+    row("c3", "inbound", R"({"call": [)");
+    storage::migrate(db);
+  }
+  storage::Db db(path, true);
+  auto st = db.prepare("SELECT group_concat(value) FROM call_lines");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == kOurLine);
+}
