@@ -114,12 +114,20 @@ http::Response Service::not_held(const std::string& id, const std::string& agent
   return http::error(409, "not_held", msg);
 }
 
+http::Response Service::claim_forbidden(const config::Agent& agent, const std::string& queue) {
+  return http::error(403, "forbidden",
+                     "agent " + agent.id + " may not claim from queue \"" + queue +
+                         "\"; its queues are: " + join(agent.queues));
+}
+
 Service::Awaitable Service::claim(http::Request& r) {
   auto call = agent_call(r);
   if (call.denied) {
     co_return *call.denied;
   }
-  const auto& agent = *call.agent;
+  // Re-read after a reload (recheck): a waiting claim serves the agents configured now.
+  AgentPtr agent = call.agent;
+  std::uint64_t epoch = call.epoch;
   auto* body = &call.body;
   auto* qv = body->if_contains("queue");
   if (!qv || !qv->is_string() || qv->as_string().empty()) {
@@ -137,10 +145,8 @@ Service::Awaitable Service::claim(http::Request& r) {
     }
     wait_ms = std::min(wait_ms, kMaxWaitMs);  // SPEC: max 30000
   }
-  if (std::find(agent.queues.begin(), agent.queues.end(), queue) == agent.queues.end()) {
-    co_return http::error(403, "forbidden",
-                          "agent " + agent.id + " may not claim from queue \"" + queue +
-                              "\"; its queues are: " + join(agent.queues));
+  if (std::find(agent->queues.begin(), agent->queues.end(), queue) == agent->queues.end()) {
+    co_return claim_forbidden(*agent, queue);
   }
   auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   bool woken = false, waited = false;
@@ -155,18 +161,43 @@ Service::Awaitable Service::claim(http::Request& r) {
       }
       co_return http::Response{204, "application/json", "", {}};
     }
+    if (auto denied = recheck(r, agent, epoch, queue)) {
+      co_return *denied;  // a reload removed the agent, changed its token, or took the queue
+    }
     auto generation = waiters_.generation(queue);
-    auto c = co_await ops_.claim(queue, agent.id);
+    const std::string agent_id = agent->id;
+    auto c = co_await ops_.claim(queue, agent_id);
     if (!c.error.empty()) {
       co_return http::error(503, "redis_unavailable", "cannot claim: " + c.error);
     }
-    for (const auto& id : c.dead) {
+    for (const auto& [id, q] : c.dead) {
       logger("agents")->warn(
-          "[agents:{}] interaction {} timed out max_deliveries times: moved to {}", queue, id,
-          ops_.dead_stream(queue));
-      records_.dead_lettered(id, queue);
+          "[agents:{}] interaction {} timed out max_deliveries times: moved to {}", q, id,
+          ops_.dead_stream(q));
+      records_.dead_lettered(id, q);
+    }
+    if (!c.dead.empty()) {
+      ops_.forget_dead(c.dead);
     }
     if (c.found) {
+      // A reload that came while the claim ran: the item is not handed to an agent that is no
+      // longer allowed to take it, but goes back to its queue at once (a release does not
+      // count as a failed delivery).
+      auto denied = recheck(r, agent, epoch, queue);
+      if (denied || agent->id != agent_id) {
+        auto back = co_await ops_.release(c.interaction_id, agent_id);
+        if (!back.error.empty()) {
+          logger("agents")->warn(
+              "[agents:{}] interaction {} claimed by {} across a reload, not handed out; "
+              "giving it back failed ({}): it returns after claim_timeout",
+              queue, c.interaction_id, agent_id, back.error);
+        }
+        waiters_.notify(queue);
+        if (denied) {
+          co_return *denied;
+        }
+        continue;  // the same token now names another agent id: claim for that one
+      }
       if (woken) {
         // Pass the wake-up on to two more: a relay batch of n items reaches n waiting agents
         // in about log2(n) rounds instead of n.
@@ -174,7 +205,7 @@ Service::Awaitable Service::claim(http::Request& r) {
         waiters_.notify(queue);
       }
       json::object d{{"queue", queue}, {"priority", c.priority}, {"deliveries", c.deliveries}};
-      records_.event(c.interaction_id, agent.id, "claim", json::serialize(d), "claimed");
+      records_.event(c.interaction_id, agent_id, "claim", json::serialize(d), "claimed");
       json::object delivery{
           {"stream", c.stream}, {"entry_id", c.entry_id}, {"deliveries", c.deliveries}};
       // The payload is the relay's interaction JSON; an entry added by another producer may
@@ -213,12 +244,20 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
     f = co_await ops_.release(id, agent.id);
   }
   if (!f.error.empty()) {
+    if (ack) {
+      unsure_ack(id, agent.id);
+    }
     co_return http::error(503, "redis_unavailable", std::string("cannot ") + what + ": " + f.error);
   }
-  if (f.status != Hold::held) {
+  std::string queue;
+  if (f.status == Hold::held) {
+    queue = queue_of_stream(f.stream);
+  } else if (ack && f.status == Hold::not_held) {
+    queue = acked_before(id, agent.id);  // a retry of an ack whose reply was lost
+  }
+  if (queue.empty()) {
     co_return not_held(id, agent.id, f);
   }
-  auto queue = queue_of_stream(f.stream);
   json::object d{{"queue", queue}};
   if (ack) {
     records_.event(id, agent.id, "finish", json::serialize(d), "done");
