@@ -32,9 +32,14 @@ bool send_all(int fd, const char* p, std::size_t n) {
   return true;
 }
 
+using Clock = std::chrono::steady_clock;
+
 struct Pair {
   int client = -1, server = -1;
-  bool cutting = false;  // the next bytes from Redis are dropped
+  bool cutting = false;                // the next bytes from Redis are dropped
+  std::chrono::milliseconds delay{0};  // or held back this long
+  Clock::time_point release_at{};      // set by the first byte held back
+  std::string held;
 };
 
 }  // namespace
@@ -61,6 +66,13 @@ ReplyCutter::~ReplyCutter() {
 void ReplyCutter::cut_reply_to(std::string needle) {
   std::lock_guard lock(mu_);
   needle_ = std::move(needle);
+  delay_ = std::chrono::milliseconds(0);
+}
+
+void ReplyCutter::delay_reply_to(std::string needle, std::chrono::milliseconds by) {
+  std::lock_guard lock(mu_);
+  needle_ = std::move(needle);
+  delay_ = by;
 }
 
 void ReplyCutter::run() {
@@ -77,7 +89,20 @@ void ReplyCutter::run() {
       fds.push_back({p.client, POLLIN, 0});
       fds.push_back({p.server, POLLIN, 0});
     }
-    if (::poll(fds.data(), fds.size(), 20) <= 0) {
+    int ready = ::poll(fds.data(), fds.size(), 5);
+    for (std::size_t i = pairs.size(); i-- > 0;) {  // delayed replies that are due
+      auto& p = pairs[i];
+      if (!p.held.empty() && Clock::now() >= p.release_at) {
+        if (!send_all(p.client, p.held.data(), p.held.size())) {
+          drop(i);
+          ready = 0;  // `fds` no longer matches `pairs`
+          continue;
+        }
+        p.held.clear();
+        p.delay = std::chrono::milliseconds(0);
+      }
+    }
+    if (ready <= 0) {
       continue;
     }
     if (fds[0].revents & POLLIN) {
@@ -85,7 +110,10 @@ void ReplyCutter::run() {
       int s = ::socket(AF_INET, SOCK_STREAM, 0);
       auto addr = loopback(redis_port_);
       if (c >= 0 && s >= 0 && ::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-        pairs.push_back({c, s});
+        Pair p;
+        p.client = c;
+        p.server = s;
+        pairs.push_back(std::move(p));
       } else {
         ::close(c);
         ::close(s);
@@ -103,7 +131,11 @@ void ReplyCutter::run() {
         std::lock_guard lock(mu_);
         if (!needle_.empty() && std::string_view(buf, static_cast<std::size_t>(n)).find(needle_) !=
                                     std::string_view::npos) {
-          pairs[i].cutting = true;
+          if (delay_.count() > 0) {
+            pairs[i].delay = delay_;
+          } else {
+            pairs[i].cutting = true;
+          }
           needle_.clear();
         }
       }
@@ -116,7 +148,12 @@ void ReplyCutter::run() {
           drop(i);
           continue;
         }
-        if (!send_all(pairs[i].client, buf, static_cast<std::size_t>(n))) {
+        if (pairs[i].delay.count() > 0) {
+          if (pairs[i].held.empty()) {
+            pairs[i].release_at = Clock::now() + pairs[i].delay;
+          }
+          pairs[i].held.append(buf, static_cast<std::size_t>(n));
+        } else if (!send_all(pairs[i].client, buf, static_cast<std::size_t>(n))) {
           drop(i);
         }
       }

@@ -1,6 +1,7 @@
 // A claim whose reply is lost after Redis ran the script (the connection drops in between): the
 // daemon answers the agent 503, Redis has the entry pending for an agent that was never told.
-// Nothing may be lost, and no record may claim what the agent never received.
+// Nothing may be lost, and no record may claim what the agent never received. The same for an
+// ack's reply, and for a claim's reply that arrives after a reload removed the agent.
 #include <doctest/doctest.h>
 
 #include <memory>
@@ -116,4 +117,33 @@ TEST_CASE("an ack's reply is lost after Redis ran it: the agent's retry is told 
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='finish' AND actor='alice'") == 1);
   // Bob, who never held it, still hears 409.
   CHECK(d.act("bob-token", id, "ack").status == 409);
+}
+
+TEST_CASE("SIGHUP reload while a claim's reply is on its way: the item goes back, not to alice") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, std::chrono::minutes(5), 5));
+  std::string id = d.ingest("slow-reply-1", "claimed by alice just before she is removed");
+  d.drained();
+
+  cutter->delay_reply_to("alice", std::chrono::milliseconds(800));
+  HttpClient client(d.app->port());
+  HttpResponse got;
+  std::thread claim([&] { got = d.claim("alice-token", "general", 0, &client); });
+  // Redis ran the claim: the entry is alice's there, her answer is on its way.
+  REQUIRE(eventually([&] {
+    return d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents"}).find("alice") !=
+           std::string::npos;
+  }));
+  auto fresh = test_config(d.dir, cutter->port());
+  fresh.agents = {{"bob", "bob-token", {"general", "billing"}}};
+  REQUIRE(d.app->reload(fresh).empty());
+  claim.join();
+  CHECK(got.status == 401);
+  // Back in its queue at once, and her claim is not counted as a delivery.
+  auto r = d.claim("bob-token", "general");
+  CHECK(claimed_id(r) == id);
+  CHECK(parse(r.body).at("delivery").at("deliveries").as_int64() == 1);
+  REQUIRE(
+      eventually([&] { return d.rows("SELECT count(*) FROM events WHERE type='claim'") == 1; }));
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim' AND actor='alice'") == 0);
 }
