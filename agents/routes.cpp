@@ -82,13 +82,13 @@ Service::Call Service::agent_call(const http::Request& r) const {
   return c;
 }
 
-void Service::remember_finished(const std::string& id, const std::string& agent) {
-  if (finished_.insert_or_assign(id, agent).second) {
-    finished_order_.push_back(id);
+void Service::Recent::put(const std::string& id, const std::string& agent) {
+  if (by_id.insert_or_assign(id, agent).second) {
+    order.push_back(id);
   }
-  if (finished_order_.size() > 4096) {
-    finished_.erase(finished_order_.front());
-    finished_order_.pop_front();
+  if (order.size() > 4096) {
+    by_id.erase(order.front());
+    order.pop_front();
   }
 }
 
@@ -99,8 +99,8 @@ http::Response Service::not_held(const std::string& id, const std::string& agent
     return http::error(404, "not_found", "no interaction has the id " + id);
   }
   std::string msg = "interaction " + id + " is not held by agent " + agent;
-  auto done = finished_.find(id);
-  if (f.status == Hold::not_held && done != finished_.end()) {
+  auto done = finished_.by_id.find(id);
+  if (f.status == Hold::not_held && done != finished_.by_id.end()) {
     msg += ": agent " + done->second + " finished it";
   } else if (f.status == Hold::not_held && row->state == "done") {
     msg += ": it is finished";
@@ -245,7 +245,7 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
   }
   if (!f.error.empty()) {
     if (ack) {
-      unsure_ack(id, agent.id);
+      unsure_acks_.put(id, agent.id);
     }
     co_return http::error(503, "redis_unavailable", std::string("cannot ") + what + ": " + f.error);
   }
@@ -261,7 +261,7 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
   json::object d{{"queue", queue}};
   if (ack) {
     records_.event(id, agent.id, "finish", json::serialize(d), "done");
-    remember_finished(id, agent.id);
+    finished_.put(id, agent.id);
     co_return http::json(200, id_body(id, "done"));
   }
   records_.event(id, agent.id, "release", json::serialize(d), "queued");

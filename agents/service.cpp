@@ -123,19 +123,10 @@ void Service::reload(const std::vector<config::Agent>& agents,
   logger("agents")->info("[agents] reloaded {} agents", agents.size());
 }
 
-void Service::unsure_ack(const std::string& id, const std::string& agent) {
-  if (unsure_acks_.insert_or_assign(id, agent).second) {
-    unsure_order_.push_back(id);
-  }
-  if (unsure_order_.size() > 4096) {
-    unsure_acks_.erase(unsure_order_.front());
-    unsure_order_.pop_front();
-  }
-}
-
 std::string Service::acked_before(const std::string& id, const std::string& agent) {
-  auto it = unsure_acks_.find(id);
-  if (it == unsure_acks_.end() || it->second != agent || finished_.contains(id)) {
+  auto& unsure = unsure_acks_.by_id;
+  auto it = unsure.find(id);
+  if (it == unsure.end() || it->second != agent || finished_.by_id.contains(id)) {
     return {};
   }
   // Had that ack not run, the item would still be held by this agent, or (its claim timed
@@ -144,7 +135,7 @@ std::string Service::acked_before(const std::string& id, const std::string& agen
   if (!row || row->state != "claimed") {
     return {};
   }
-  unsure_acks_.erase(it);
+  unsure.erase(it);
   return row->queue.empty() ? "unknown" : row->queue;
 }
 

@@ -109,16 +109,18 @@ class Service {
   QueueOps ops_;
   Records records_;
   Waiters waiters_;  // io thread only
-  // The last few thousand acks (interaction id -> agent), io thread only: a retried ack is told
-  // the item is finished even before the event reaches the database.
-  std::unordered_map<std::string, std::string> finished_;
-  std::deque<std::string> finished_order_;
-  void remember_finished(const std::string& id, const std::string& agent);
-  // Acks answered 503 (interaction id -> agent), io thread only: Redis may have run the ack
-  // before the connection dropped, and a retry then finds the item held by nobody.
-  std::unordered_map<std::string, std::string> unsure_acks_;
-  std::deque<std::string> unsure_order_;
-  void unsure_ack(const std::string& id, const std::string& agent);
+  // Interaction id -> agent, the last few thousand put; io thread only.
+  struct Recent {
+    std::unordered_map<std::string, std::string> by_id;
+    std::deque<std::string> order;
+    void put(const std::string& id, const std::string& agent);
+  };
+  // Acks done: a retried ack is told the item is finished even before the event reaches the
+  // database.
+  Recent finished_;
+  // Acks answered 503: Redis may have run the ack before the connection dropped, and a retry
+  // then finds the item held by nobody.
+  Recent unsure_acks_;
   // For an ack of `id` by `agent` that found it held by nobody: its queue when an earlier ack of
   // the same agent was answered 503 and nothing has happened to the item since (still recorded
   // as claimed, nobody else finished it), so that ack did run; else "".
