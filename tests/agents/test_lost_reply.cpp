@@ -26,6 +26,12 @@ std::function<void(config::Config&)> through(std::unique_ptr<ReplyCutter>& cutte
     c.routing.max_deliveries = max_deliveries;
   };
 }
+
+// The interaction's state in the database.
+bool in_state(AgentDaemon& d, const std::string& id, const std::string& state) {
+  return d.rows("SELECT count(*) FROM interactions WHERE id='" + id + "' AND state='" + state +
+                "'") == 1;
+}
 }  // namespace
 
 TEST_CASE("a claim's reply is lost after Redis ran it: 503, no claim recorded, redelivered") {
@@ -46,7 +52,7 @@ TEST_CASE("a claim's reply is lost after Redis ran it: 503, no claim recorded, r
   // claim_timeout (the SPEC's rule for any held item)...
   CHECK(d.claim("alice-token", "general").status == 204);
   // ... and no record says anyone holds it.
-  CHECK(d.rows("SELECT count(*) FROM interactions WHERE id='" + id + "' AND state='claimed'") == 0);
+  CHECK(!in_state(d, id, "claimed"));
 
   // Not lost: after claim_timeout it goes to the next claim, counted as a second delivery.
   auto t0 = std::chrono::steady_clock::now();
@@ -55,10 +61,7 @@ TEST_CASE("a claim's reply is lost after Redis ran it: 503, no claim recorded, r
   CHECK(parse(again.body).at("delivery").at("deliveries").as_int64() == 2);
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(3000));
   // The timeline: one claim, bob's.
-  REQUIRE(eventually([&] {
-    return d.rows("SELECT count(*) FROM interactions WHERE id='" + id + "' AND state='claimed'") ==
-           1;
-  }));
+  REQUIRE(eventually([&] { return in_state(d, id, "claimed"); }));
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim'") == 1);
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim' AND actor='bob'") == 1);
   CHECK(d.act("bob-token", id, "ack").status == 200);
@@ -70,8 +73,7 @@ TEST_CASE("a claim's reply is lost after it dead-lettered an item: the record st
   std::string id = d.ingest("lost-reply-2", "times out, and the news is lost");
   d.drained();
   CHECK(claimed_id(d.claim("alice-token", "general")) == id);  // alice vanishes
-  REQUIRE(eventually(
-      [&] { return d.rows("SELECT count(*) FROM interactions WHERE state='claimed'") == 1; }));
+  REQUIRE(eventually([&] { return in_state(d, id, "claimed"); }));
   std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past claim_timeout
 
   // bob's claim moves it to the dead letters (max_deliveries 1); its reply is lost.
@@ -85,7 +87,7 @@ TEST_CASE("a claim's reply is lost after it dead-lettered an item: the record st
   // Any later claim of a sweep reports it again: the record follows Redis.
   REQUIRE(eventually([&] {
     CHECK(d.claim("bob-token", "general").status == 204);
-    return d.rows("SELECT count(*) FROM interactions WHERE state='dead'") == 1;
+    return in_state(d, id, "dead");
   }));
   // Recorded once, and forgotten in Redis once recorded.
   REQUIRE(eventually([&] { return d.redis.cmd({"HLEN", "sb:dead-unrecorded"}) == "0"; }));
@@ -111,9 +113,7 @@ TEST_CASE("an ack's reply is lost after Redis ran it: the agent's retry is told 
   auto again = d.act("alice-token", id, "ack");
   CHECK(again.status == 200);
   CHECK(parse(again.body).at("status").as_string() == "done");
-  REQUIRE(eventually([&] {
-    return d.rows("SELECT count(*) FROM interactions WHERE id='" + id + "' AND state='done'") == 1;
-  }));
+  REQUIRE(eventually([&] { return in_state(d, id, "done"); }));
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='finish' AND actor='alice'") == 1);
   // Bob, who never held it, still hears 409.
   CHECK(d.act("bob-token", id, "ack").status == 409);
