@@ -93,7 +93,10 @@ TEST_CASE("SIGHUP reload removes an agent: its waiting claim answers 401 at once
   alice.thread.join();
   CHECK(alice.answer.status == 401);
   CHECK(error_message(alice.answer).find("reload") != std::string::npos);
-  CHECK(alice.answered - reloaded < std::chrono::milliseconds(1000));
+  // At once, not after wait_ms (20 s here); the bound leaves room for a loaded machine.
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(alice.answered - reloaded);
+  MESSAGE("waiting claim answered " << took.count() << " ms after the reload");
+  CHECK(took < std::chrono::milliseconds(3000));
   d.drained();
   CHECK(claimed_id(d.claim("bob-token", "general")) == id);
   REQUIRE(
@@ -117,8 +120,8 @@ TEST_CASE("SIGHUP reload changes a token and a queue list: waiting claims answer
   CHECK(alice.answer.status == 403);
   CHECK(error_message(alice.answer).find("vip") != std::string::npos);  // names its queues now
   CHECK(bob.answer.status == 401);
-  CHECK(alice.answered - reloaded < std::chrono::milliseconds(1000));
-  CHECK(bob.answered - reloaded < std::chrono::milliseconds(1000));
+  CHECK(alice.answered - reloaded < std::chrono::milliseconds(3000));
+  CHECK(bob.answered - reloaded < std::chrono::milliseconds(3000));
   d.drained();
   CHECK(d.claim("bob-token", "general").status == 401);
   CHECK(claimed_id(d.claim("bob-new-token", "general")) == id);

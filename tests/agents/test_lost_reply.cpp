@@ -126,7 +126,7 @@ TEST_CASE("SIGHUP reload while a claim's reply is on its way: the item goes back
   std::string id = d.ingest("slow-reply-1", "claimed by alice just before she is removed");
   d.drained();
 
-  cutter->delay_reply_to("alice", std::chrono::milliseconds(800));
+  cutter->delay_reply_to("alice", std::chrono::milliseconds(1500));
   HttpClient client(d.app->port());
   HttpResponse got;
   std::thread claim([&] { got = d.claim("alice-token", "general", 0, &client); });
