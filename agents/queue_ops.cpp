@@ -97,6 +97,7 @@ void QueueOps::send_claims(const std::string& queue) {
   }
   keys.push_back(dead_stream(queue));
   keys.push_back(prefix_ + ":held");
+  keys.push_back(prefix_ + ":dead-unrecorded");
   auto now = std::chrono::steady_clock::now();
   auto& next = next_sweep_[queue];
   bool sweep = now >= next;
@@ -104,7 +105,7 @@ void QueueOps::send_claims(const std::string& queue) {
     next = now + sweep_every_;
   }
   std::vector<std::string> args{std::to_string(claim_timeout_.count()),
-                                std::to_string(max_deliveries_), sweep ? "1" : "0"};
+                                std::to_string(max_deliveries_), sweep ? "1" : "0", queue};
   for (const auto& c : *batch) {
     args.push_back(c.agent);
   }
@@ -120,9 +121,10 @@ void QueueOps::send_claims(const std::string& queue) {
     const auto& results = v.at(0);
     for (std::size_t j = 0; j < batch->size(); ++j) {
       ClaimResult r;
-      if (j == 0) {
-        for (const auto& d : v.at(1).elements) {
-          r.dead.push_back(d.str);  // reported (logged, recorded) once
+      if (j == 0) {  // reported (logged, recorded) once
+        const auto& dead = v.at(1).elements;
+        for (std::size_t i = 0; i + 1 < dead.size(); i += 2) {
+          r.dead.emplace_back(dead[i].str, dead[i + 1].str);
         }
       }
       const auto& e = results.at(j);
@@ -218,6 +220,16 @@ asio::awaitable<FinishResult> QueueOps::transfer(const std::string& id, const st
     r.stream = v.str_at(2);
   }
   co_return r;
+}
+
+void QueueOps::forget_dead(const std::vector<std::pair<std::string, std::string>>& dead) {
+  std::vector<std::string> ids;
+  for (const auto& d : dead) {
+    ids.push_back(d.first);
+  }
+  // Fire and forget: should this fail, the next sweep reports them again, and recording a dead
+  // letter twice changes nothing (Records::dead_lettered).
+  redis_.eval(kForgetDead, {prefix_ + ":dead-unrecorded"}, std::move(ids), [](RValue) {});
 }
 
 std::vector<std::string> QueueOps::stat_keys(const std::string& queue) const {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "agents/redis_exec.hpp"
@@ -20,7 +21,9 @@ struct ClaimResult {
   bool found = false;
   std::string stream, entry_id, interaction_id, priority, payload;
   std::int64_t deliveries = 0;
-  std::vector<std::string> dead;  // interaction ids dead-lettered on the way
+  // Dead letters to record: (interaction id, queue), dead-lettered by this claim or by an
+  // earlier one whose reply was lost. Once recorded, forget_dead(ids).
+  std::vector<std::pair<std::string, std::string>> dead;
 };
 
 // held: done; not_held: nobody holds it; other: `holder` holds it; repeated: a retried
@@ -63,6 +66,8 @@ class QueueOps {
   boost::asio::awaitable<FinishResult> holds(const std::string& interaction_id,
                                              const std::string& agent);
   boost::asio::awaitable<QueueStats> stats(const std::string& queue);
+  // The dead letters of ClaimResult::dead are recorded: not to be reported again.
+  void forget_dead(const std::vector<std::pair<std::string, std::string>>& dead);
 
   std::string stream(const std::string& queue, const std::string& priority) const {
     return prefix_ + ":q:" + queue + ":" + priority;

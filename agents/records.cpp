@@ -127,7 +127,7 @@ namespace {
 // thousand per second).
 struct WriterStatements {
   storage::Db* db = nullptr;
-  storage::Stmt insert_event, set_state;
+  storage::Stmt insert_event, set_state, set_dead;
   static WriterStatements& of(storage::Db& db) {
     static thread_local WriterStatements s;
     if (s.db != &db) {
@@ -135,6 +135,8 @@ struct WriterStatements {
           "INSERT INTO events(interaction_id, at, actor, type, detail) VALUES (?1, ?2, ?3, ?4, "
           "?5)");
       s.set_state = db.prepare("UPDATE interactions SET state=?2 WHERE id=?1");
+      s.set_dead =
+          db.prepare("UPDATE interactions SET state='dead' WHERE id=?1 AND state IS NOT 'dead'");
       s.db = &db;
     }
     return s;
@@ -175,6 +177,14 @@ void Records::flush() {
       storage::Job{[events](storage::Db& db) {
                      auto& st = WriterStatements::of(db);
                      for (const auto& e : *events) {
+                       if (e.type == "dead_letter") {
+                         // Reported again when the claim that reported it lost its reply
+                         // (QueueOps::forget_dead): recorded once.
+                         st.set_dead.bind_static(1, e.iid).run();
+                         if (db.changes() == 0) {
+                           continue;
+                         }
+                       }
                        insert_event(db, e.iid, e.at, e.actor, e.type, e.detail);
                        if (!e.state.empty()) {
                          st.set_state.bind_static(1, e.iid).bind_static(2, e.state).run();

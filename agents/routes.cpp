@@ -1,5 +1,5 @@
-// The agent routes of SPEC section 3 "Agents": claim (long-poll), ack, release, transfer,
-// reply, and GET /v1/queues.
+// The agent routes of SPEC section 3 "Agents": ack, release, transfer, reply, and GET
+// /v1/queues (claim: claim_route.cpp).
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
@@ -16,7 +16,6 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr std::int64_t kMaxWaitMs = 30'000;
 constexpr std::size_t kMaxReplyBytes = 64 * 1024;
 
 // Parses a JSON object body; an empty body is an empty object.
@@ -49,14 +48,6 @@ bool valid_queue_name(std::string_view q) {
   return true;
 }
 
-std::string join(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) {
-    out += (out.empty() ? "" : ", ") + s;
-  }
-  return out;
-}
-
 std::string id_body(const std::string& id, const char* status) {
   return json::serialize(json::object{{"id", id}, {"status", status}});
 }
@@ -82,13 +73,13 @@ Service::Call Service::agent_call(const http::Request& r) const {
   return c;
 }
 
-void Service::remember_finished(const std::string& id, const std::string& agent) {
-  if (finished_.insert_or_assign(id, agent).second) {
-    finished_order_.push_back(id);
+void Service::Recent::put(const std::string& id, const std::string& agent) {
+  if (by_id.insert_or_assign(id, agent).second) {
+    order.push_back(id);
   }
-  if (finished_order_.size() > 4096) {
-    finished_.erase(finished_order_.front());
-    finished_order_.pop_front();
+  if (order.size() > 4096) {
+    by_id.erase(order.front());
+    order.pop_front();
   }
 }
 
@@ -99,8 +90,8 @@ http::Response Service::not_held(const std::string& id, const std::string& agent
     return http::error(404, "not_found", "no interaction has the id " + id);
   }
   std::string msg = "interaction " + id + " is not held by agent " + agent;
-  auto done = finished_.find(id);
-  if (f.status == Hold::not_held && done != finished_.end()) {
+  auto done = finished_.by_id.find(id);
+  if (f.status == Hold::not_held && done != finished_.by_id.end()) {
     msg += ": agent " + done->second + " finished it";
   } else if (f.status == Hold::not_held && row->state == "done") {
     msg += ": it is finished";
@@ -112,89 +103,6 @@ http::Response Service::not_held(const std::string& id, const std::string& agent
     msg += ": claim it first (it is waiting, finished, or its claim timed out)";
   }
   return http::error(409, "not_held", msg);
-}
-
-Service::Awaitable Service::claim(http::Request& r) {
-  auto call = agent_call(r);
-  if (call.denied) {
-    co_return *call.denied;
-  }
-  const auto& agent = *call.agent;
-  auto* body = &call.body;
-  auto* qv = body->if_contains("queue");
-  if (!qv || !qv->is_string() || qv->as_string().empty()) {
-    co_return http::error(400, "invalid_field", "field \"queue\" (a queue name) is required");
-  }
-  std::string queue(qv->as_string());
-  std::int64_t wait_ms = 0;
-  if (auto* w = body->if_contains("wait_ms"); w && !w->is_null()) {
-    if (!w->is_int64() && !w->is_uint64()) {
-      co_return http::error(400, "invalid_field", "field \"wait_ms\" must be an integer (ms)");
-    }
-    wait_ms = w->is_int64() ? w->as_int64() : kMaxWaitMs;
-    if (wait_ms < 0) {
-      co_return http::error(400, "invalid_field", "field \"wait_ms\" must not be negative");
-    }
-    wait_ms = std::min(wait_ms, kMaxWaitMs);  // SPEC: max 30000
-  }
-  if (std::find(agent.queues.begin(), agent.queues.end(), queue) == agent.queues.end()) {
-    co_return http::error(403, "forbidden",
-                          "agent " + agent.id + " may not claim from queue \"" + queue +
-                              "\"; its queues are: " + join(agent.queues));
-  }
-  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
-  bool woken = false, waited = false;
-  for (;;) {
-    if (waited && r.peer_gone && r.peer_gone()) {
-      // The agent's client hung up while it waited (its own timeout was shorter than wait_ms):
-      // nobody would read an item claimed now, and it would sit held until claim_timeout. A
-      // wake-up this claim took goes on to the next waiter. (Checked after a wait only: the
-      // syscall stays off the path of claims answered at once.)
-      if (woken) {
-        waiters_.notify(queue);
-      }
-      co_return http::Response{204, "application/json", "", {}};
-    }
-    auto generation = waiters_.generation(queue);
-    auto c = co_await ops_.claim(queue, agent.id);
-    if (!c.error.empty()) {
-      co_return http::error(503, "redis_unavailable", "cannot claim: " + c.error);
-    }
-    for (const auto& id : c.dead) {
-      logger("agents")->warn(
-          "[agents:{}] interaction {} timed out max_deliveries times: moved to {}", queue, id,
-          ops_.dead_stream(queue));
-      records_.dead_lettered(id, queue);
-    }
-    if (c.found) {
-      if (woken) {
-        // Pass the wake-up on to two more: a relay batch of n items reaches n waiting agents
-        // in about log2(n) rounds instead of n.
-        waiters_.notify(queue);
-        waiters_.notify(queue);
-      }
-      json::object d{{"queue", queue}, {"priority", c.priority}, {"deliveries", c.deliveries}};
-      records_.event(c.interaction_id, agent.id, "claim", json::serialize(d), "claimed");
-      json::object delivery{
-          {"stream", c.stream}, {"entry_id", c.entry_id}, {"deliveries", c.deliveries}};
-      // The payload is the relay's interaction JSON; an entry added by another producer may
-      // carry something else, which is passed on as a string rather than breaking the answer.
-      std::string interaction = c.payload.starts_with('{') && c.payload.ends_with('}')
-                                    ? c.payload
-                                    : json::serialize(json::value(c.payload));
-      co_return http::json(200, "{\"interaction\":" + interaction +
-                                    ",\"delivery\":" + json::serialize(delivery) + "}");
-    }
-    auto now = std::chrono::steady_clock::now();
-    if (stopping_ || now >= until) {
-      co_return http::Response{204, "application/json", "", {}};
-    }
-    if (generation != waiters_.generation(queue)) {
-      continue;  // work arrived while the claim ran
-    }
-    woken = co_await waiters_.wait(queue, std::min(until, now + tick_));
-    waited = true;
-  }
 }
 
 Service::Awaitable Service::finish(http::Request& r, const char* what) {
@@ -213,16 +121,24 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
     f = co_await ops_.release(id, agent.id);
   }
   if (!f.error.empty()) {
+    if (ack) {
+      unsure_acks_.put(id, agent.id);
+    }
     co_return http::error(503, "redis_unavailable", std::string("cannot ") + what + ": " + f.error);
   }
-  if (f.status != Hold::held) {
+  std::string queue;
+  if (f.status == Hold::held) {
+    queue = queue_of_stream(f.stream);
+  } else if (ack && f.status == Hold::not_held) {
+    queue = acked_before(id, agent.id);  // a retry of an ack whose reply was lost
+  }
+  if (queue.empty()) {
     co_return not_held(id, agent.id, f);
   }
-  auto queue = queue_of_stream(f.stream);
   json::object d{{"queue", queue}};
   if (ack) {
     records_.event(id, agent.id, "finish", json::serialize(d), "done");
-    remember_finished(id, agent.id);
+    finished_.put(id, agent.id);
     co_return http::json(200, id_body(id, "done"));
   }
   records_.event(id, agent.id, "release", json::serialize(d), "queued");

@@ -24,21 +24,24 @@ local function holder(held, iid)
 end
 )lua";
 
-// KEYS: the queue's streams urgent, high, normal, low; dead-letter stream; held hash.
-// ARGV: claim_timeout ms, max_deliveries, sweep ("1": look for idle entries first), then one
-// consumer per claim: the claims of one turn of the io loop share one script run (QueueOps),
-// which saves Redis the script's fixed cost (about 4 us quiet, 10-20 us with the machine busy)
-// for all but one of them.
+// KEYS: the queue's streams urgent, high, normal, low; dead-letter stream; held hash; the hash
+// of dead letters not yet recorded ({prefix}:dead-unrecorded).
+// ARGV: claim_timeout ms, max_deliveries, sweep ("1": look for idle entries first), queue name,
+// then one consumer per claim: the claims of one turn of the io loop share one script run
+// (QueueOps), which saves Redis the script's fixed cost (about 4 us quiet, 10-20 us with the
+// machine busy) for all but one of them.
 // Per claim, per priority, most urgent first: entries idle past claim_timeout (timed out, or
 // released) come first because they are the oldest (XPENDING IDLE + XCLAIM: XAUTOCLAIM's effect
 // without its COUNT*10 scan limit); an entry delivered max_deliveries times that timed out again
 // goes to the dead-letter stream instead. Then the next new entry (XREADGROUP >). The search
 // for idle entries runs only when ARGV[3] is "1" (QueueOps asks for it every claim_timeout/10,
 // at most 100 ms apart, and right after a release): a timed-out entry may wait that much longer.
-// Returns {{found, stream, entry id, deliveries, fields} per consumer, {dead-lettered ids}}.
+// Returns {{found, stream, entry id, deliveries, fields} per consumer, dead letters}. The dead
+// letters to record, {id, queue, ...}, are read back from KEYS[7] in sweep runs: this run's, and
+// any whose reply was lost on the way to the daemon (the connection dropped after the script
+// ran). The daemon records them, then removes them (kForgetDead).
 constexpr const char* kClaimBody = R"lua(
 local idle, maxd, sweep = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
-local dead = {}
 local nonempty = {}
 local function claim(consumer)
   for i = 1, 4 do
@@ -65,7 +68,7 @@ local function claim(consumer)
             redis.call('XACK', key, 'agents', e[1])
             redis.call('XDEL', key, e[1])
             redis.call('HDEL', KEYS[6], iid)
-            dead[#dead + 1] = iid
+            redis.call('HSET', KEYS[7], iid, ARGV[4])
           else
             redis.call('HSET', KEYS[6], iid, key .. ' ' .. e[1])
             return {1, key, e[1], n, e[2]}
@@ -87,12 +90,12 @@ local function claim(consumer)
 end
 local out = {}
 local empty = false
-for j = 4, #ARGV do
+for j = 5, #ARGV do
   local r = nil
   if not empty then r = claim(ARGV[j]) end
   if r then out[#out + 1] = r else empty = true; out[#out + 1] = {0} end  -- the rest: nothing
 end
-return {out, dead}
+return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}}
 )lua";
 
 // KEYS: held hash. ARGV: release idle ms, the released pseudo-consumer, then per call
@@ -191,6 +194,11 @@ out[5] = redis.call('XLEN', KEYS[5])
 return out
 )lua";
 
+// KEYS: the hash of dead letters not yet recorded. ARGV: interaction ids now recorded.
+constexpr const char* kForgetDeadBody = R"lua(
+return redis.call('HDEL', KEYS[1], unpack(ARGV))
+)lua";
+
 // KEYS: streams that must have the `agents` group (BUSYGROUP when they do is fine).
 constexpr const char* kEnsureGroupsBody = R"lua(
 for i = 1, #KEYS do redis.pcall('XGROUP', 'CREATE', KEYS[i], 'agents', '0', 'MKSTREAM') end
@@ -200,8 +208,12 @@ return #KEYS
 }  // namespace
 
 std::vector<std::string> lua_scripts() {
-  return {std::string(kHelpers) + kClaimBody, std::string(kHelpers) + kFinishBody,
-          std::string(kHelpers) + kTransferBody, kStatsBody, kEnsureGroupsBody};
+  return {std::string(kHelpers) + kClaimBody,
+          std::string(kHelpers) + kFinishBody,
+          std::string(kHelpers) + kTransferBody,
+          kStatsBody,
+          kEnsureGroupsBody,
+          kForgetDeadBody};
 }
 
 }  // namespace sb::agents

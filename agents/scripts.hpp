@@ -10,12 +10,22 @@
 // A released entry is XCLAIMed to the pseudo-consumer `_released` with an idle time past
 // claim_timeout, so the next claim's XPENDING IDLE / XCLAIM takes it at once, in its original
 // position.
+// `{prefix}:dead-unrecorded` is a hash interaction id -> queue of the entries a claim moved to a
+// dead-letter stream, until the daemon has recorded them on the interaction: the claim's reply,
+// which reports them, can be lost with the connection after the script ran.
 #include <string>
 #include <vector>
 
 namespace sb::agents {
 
-enum Script { kClaim = 0, kFinish = 1, kTransfer = 2, kStats = 3, kEnsureGroups = 4 };
+enum Script {
+  kClaim = 0,
+  kFinish = 1,
+  kTransfer = 2,
+  kStats = 3,
+  kEnsureGroups = 4,
+  kForgetDead = 5
+};
 
 // In Script order, for RedisExec.
 std::vector<std::string> lua_scripts();

@@ -1,5 +1,6 @@
 #include "agents/service.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <boost/asio/post.hpp>
@@ -90,6 +91,7 @@ void Service::reload(const std::vector<config::Agent>& agents,
     auto table = agent_table(agents);
     std::lock_guard lock(agents_mu_);
     agents_ = std::move(table);
+    ++agents_epoch_;
     std::lock_guard qlock(queues_mu_);
     auto add = [&](const std::string& q) {
       if (queues_.insert(q).second) {
@@ -114,7 +116,27 @@ void Service::reload(const std::vector<config::Agent>& agents,
       }
     });
   }
+  // Waiting claims look at the new table now (Service::recheck): an agent removed, or whose
+  // token or queues changed, is answered at once instead of after up to wait_ms, and is handed
+  // nothing more.
+  asio::post(io_, [this] { waiters_.wake_all(); });
   logger("agents")->info("[agents] reloaded {} agents", agents.size());
+}
+
+std::string Service::acked_before(const std::string& id, const std::string& agent) {
+  auto& unsure = unsure_acks_.by_id;
+  auto it = unsure.find(id);
+  if (it == unsure.end() || it->second != agent || finished_.by_id.contains(id)) {
+    return {};
+  }
+  // Had that ack not run, the item would still be held by this agent, or (its claim timed
+  // out) held by another, recorded as claimed by another who finished it, or dead-lettered.
+  auto row = records_.find(id);
+  if (!row || row->state != "claimed") {
+    return {};
+  }
+  unsure.erase(it);
+  return row->queue.empty() ? "unknown" : row->queue;
 }
 
 std::vector<std::string> Service::known_queues() {
@@ -142,16 +164,40 @@ Service::Auth Service::agent_auth(const http::Request& r) const {
   }
   std::string digest = token_digest(token);
   AgentPtr found;
+  std::uint64_t epoch = 0;
   {
     std::lock_guard lock(agents_mu_);
+    epoch = agents_epoch_;
     if (auto it = agents_.find(digest); it != agents_.end()) {
       found = it->second;
     }
   }
   if (!found || !http::secret_equals(token, found->token)) {
-    return {nullptr, http::unauthorized("the agent token is not valid")};
+    return {nullptr, http::unauthorized("the agent token is not valid"), epoch};
   }
-  return {std::move(found), std::nullopt};
+  return {std::move(found), std::nullopt, epoch};
+}
+
+std::optional<http::Response> Service::recheck(const http::Request& r, AgentPtr& agent,
+                                               std::uint64_t& epoch,
+                                               const std::string& queue) const {
+  {
+    std::lock_guard lock(agents_mu_);
+    if (agents_epoch_ == epoch) {
+      return std::nullopt;
+    }
+  }
+  auto auth = agent_auth(r);
+  if (!auth.agent) {
+    return http::unauthorized("the agent token is not valid: agent " + agent->id +
+                              " was removed or given another token by a configuration reload");
+  }
+  agent = std::move(auth.agent);
+  epoch = auth.epoch;
+  if (std::find(agent->queues.begin(), agent->queues.end(), queue) == agent->queues.end()) {
+    return claim_forbidden(*agent, queue);
+  }
+  return std::nullopt;
 }
 
 bool Service::reader_auth(const http::Request& r) const {

@@ -61,14 +61,22 @@ class Service {
   struct Auth {
     AgentPtr agent;  // null: `denied` says why
     std::optional<Response> denied;
+    std::uint64_t epoch = 0;  // the agents table it was found in (see agents_epoch_)
   };
   Auth agent_auth(const http::Request& r) const;
   struct Call {
     AgentPtr agent;
     boost::json::object body;
     std::optional<Response> denied;  // 401 or 400: answer this
+    std::uint64_t epoch = 0;
   };
   Call agent_call(const http::Request& r) const;
+  // For a claim that may have waited across a reload: when the agents table changed since
+  // `epoch`, authenticates `r` again and checks `queue` is still the agent's (updating `agent`
+  // and `epoch`); the 401 or 403 to answer otherwise.
+  std::optional<Response> recheck(const http::Request& r, AgentPtr& agent, std::uint64_t& epoch,
+                                  const std::string& queue) const;
+  static Response claim_forbidden(const config::Agent& agent, const std::string& queue);
   bool reader_auth(const http::Request& r) const;  // agent or [api] token
 
   Awaitable claim(http::Request& r);
@@ -94,17 +102,29 @@ class Service {
   static AgentTable agent_table(const std::vector<config::Agent>& agents);
   mutable std::mutex agents_mu_;
   AgentTable agents_;
+  std::uint64_t agents_epoch_ = 0;  // bumped by every reload, under agents_mu_
   std::mutex queues_mu_;
   std::set<std::string> queues_;
   RedisExec redis_;
   QueueOps ops_;
   Records records_;
   Waiters waiters_;  // io thread only
-  // The last few thousand acks (interaction id -> agent), io thread only: a retried ack is told
-  // the item is finished even before the event reaches the database.
-  std::unordered_map<std::string, std::string> finished_;
-  std::deque<std::string> finished_order_;
-  void remember_finished(const std::string& id, const std::string& agent);
+  // Interaction id -> agent, the last few thousand put; io thread only.
+  struct Recent {
+    std::unordered_map<std::string, std::string> by_id;
+    std::deque<std::string> order;
+    void put(const std::string& id, const std::string& agent);
+  };
+  // Acks done: a retried ack is told the item is finished even before the event reaches the
+  // database.
+  Recent finished_;
+  // Acks answered 503: Redis may have run the ack before the connection dropped, and a retry
+  // then finds the item held by nobody.
+  Recent unsure_acks_;
+  // For an ack of `id` by `agent` that found it held by nobody: its queue when an earlier ack of
+  // the same agent was answered 503 and nothing has happened to the item since (still recorded
+  // as claimed, nobody else finished it), so that ack did run; else "".
+  std::string acked_before(const std::string& id, const std::string& agent);
   SendLoop sends_;
   Relay& relay_;
   bool stopping_ = false;  // io thread only

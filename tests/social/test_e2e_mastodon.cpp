@@ -146,8 +146,11 @@ TEST_CASE(
   d.cfg.channels.mastodon.push_back(mastodon(fake, std::chrono::milliseconds(5000)));
   auto t0 = std::chrono::steady_clock::now();
   d.start();
+  // The pacing is checked by the fake's own window (no 429) and by the lower bound below; the
+  // upper bound only says the test is not stuck (3.6 s in a release build on a busy machine;
+  // it was 15 s, and the test failed once under ASan on a loaded machine).
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 700; },
-                     std::chrono::seconds(15)));
+                     std::chrono::seconds(60)));
   CHECK(std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(1500));  // it did wait
   CHECK(fake.stats().rejected_429 == 0);
   CHECK(fake.stats().notification_requests == 9);

@@ -1,0 +1,145 @@
+// POST /v1/agent/claim of SPEC section 3 "Agents": the most urgent, oldest item of a queue,
+// long-polling up to wait_ms; a reload (SIGHUP) applies to claims that are waiting.
+#include <boost/json.hpp>
+
+#include "agents/service.hpp"
+#include "core/log.hpp"
+
+namespace sb::agents {
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::int64_t kMaxWaitMs = 30'000;
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) {
+    out += (out.empty() ? "" : ", ") + s;
+  }
+  return out;
+}
+
+}  // namespace
+
+http::Response Service::claim_forbidden(const config::Agent& agent, const std::string& queue) {
+  return http::error(403, "forbidden",
+                     "agent " + agent.id + " may not claim from queue \"" + queue +
+                         "\"; its queues are: " + join(agent.queues));
+}
+
+Service::Awaitable Service::claim(http::Request& r) {
+  auto call = agent_call(r);
+  if (call.denied) {
+    co_return *call.denied;
+  }
+  // Re-read after a reload (recheck): a waiting claim serves the agents configured now.
+  AgentPtr agent = call.agent;
+  std::uint64_t epoch = call.epoch;
+  auto* body = &call.body;
+  auto* qv = body->if_contains("queue");
+  if (!qv || !qv->is_string() || qv->as_string().empty()) {
+    co_return http::error(400, "invalid_field", "field \"queue\" (a queue name) is required");
+  }
+  std::string queue(qv->as_string());
+  std::int64_t wait_ms = 0;
+  if (auto* w = body->if_contains("wait_ms"); w && !w->is_null()) {
+    if (!w->is_int64() && !w->is_uint64()) {
+      co_return http::error(400, "invalid_field", "field \"wait_ms\" must be an integer (ms)");
+    }
+    wait_ms = w->is_int64() ? w->as_int64() : kMaxWaitMs;
+    if (wait_ms < 0) {
+      co_return http::error(400, "invalid_field", "field \"wait_ms\" must not be negative");
+    }
+    wait_ms = std::min(wait_ms, kMaxWaitMs);  // SPEC: max 30000
+  }
+  if (std::find(agent->queues.begin(), agent->queues.end(), queue) == agent->queues.end()) {
+    co_return claim_forbidden(*agent, queue);
+  }
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  bool woken = false, waited = false;
+  for (;;) {
+    if (waited && r.peer_gone && r.peer_gone()) {
+      // The agent's client hung up while it waited (its own timeout was shorter than wait_ms):
+      // nobody would read an item claimed now, and it would sit held until claim_timeout. A
+      // wake-up this claim took goes on to the next waiter. (Checked after a wait only: the
+      // syscall stays off the path of claims answered at once.)
+      if (woken) {
+        waiters_.notify(queue);
+      }
+      co_return http::Response{204, "application/json", "", {}};
+    }
+    if (auto denied = recheck(r, agent, epoch, queue)) {
+      co_return *denied;  // a reload removed the agent, changed its token, or took the queue
+    }
+    auto generation = waiters_.generation(queue);
+    const std::string agent_id = agent->id;
+    auto c = co_await ops_.claim(queue, agent_id);
+    if (!c.error.empty()) {
+      // Redis may have run the claim before its reply was lost: that entry comes back to the
+      // queue after claim_timeout, as any unfinished one does. The agent got nothing to hold.
+      auto unavailable =
+          http::error(503, "redis_unavailable",
+                      "cannot claim: " + c.error + "; nothing was handed out, try again");
+      unavailable.headers.emplace_back("Retry-After", "1");
+      co_return unavailable;
+    }
+    for (const auto& [id, q] : c.dead) {
+      logger("agents")->warn(
+          "[agents:{}] interaction {} timed out max_deliveries times: moved to {}", q, id,
+          ops_.dead_stream(q));
+      records_.dead_lettered(id, q);
+    }
+    if (!c.dead.empty()) {
+      ops_.forget_dead(c.dead);
+    }
+    if (c.found) {
+      // A reload that came while the claim ran: the item is not handed to an agent that is no
+      // longer allowed to take it, but goes back to its queue at once (a release does not
+      // count as a failed delivery).
+      auto denied = recheck(r, agent, epoch, queue);
+      if (denied || agent->id != agent_id) {
+        auto back = co_await ops_.release(c.interaction_id, agent_id);
+        if (!back.error.empty()) {
+          logger("agents")->warn(
+              "[agents:{}] interaction {} claimed by {} across a reload, not handed out; "
+              "giving it back failed ({}): it returns after claim_timeout",
+              queue, c.interaction_id, agent_id, back.error);
+        }
+        waiters_.notify(queue);
+        if (denied) {
+          co_return *denied;
+        }
+        continue;  // the same token now names another agent id: claim for that one
+      }
+      if (woken) {
+        // Pass the wake-up on to two more: a relay batch of n items reaches n waiting agents
+        // in about log2(n) rounds instead of n.
+        waiters_.notify(queue);
+        waiters_.notify(queue);
+      }
+      json::object d{{"queue", queue}, {"priority", c.priority}, {"deliveries", c.deliveries}};
+      records_.event(c.interaction_id, agent_id, "claim", json::serialize(d), "claimed");
+      json::object delivery{
+          {"stream", c.stream}, {"entry_id", c.entry_id}, {"deliveries", c.deliveries}};
+      // The payload is the relay's interaction JSON; an entry added by another producer may
+      // carry something else, which is passed on as a string rather than breaking the answer.
+      std::string interaction = c.payload.starts_with('{') && c.payload.ends_with('}')
+                                    ? c.payload
+                                    : json::serialize(json::value(c.payload));
+      co_return http::json(200, "{\"interaction\":" + interaction +
+                                    ",\"delivery\":" + json::serialize(delivery) + "}");
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (stopping_ || now >= until) {
+      co_return http::Response{204, "application/json", "", {}};
+    }
+    if (generation != waiters_.generation(queue)) {
+      continue;  // work arrived while the claim ran
+    }
+    woken = co_await waiters_.wait(queue, std::min(until, now + tick_));
+    waited = true;
+  }
+}
+
+}  // namespace sb::agents

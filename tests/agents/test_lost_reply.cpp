@@ -1,0 +1,150 @@
+// A claim whose reply is lost after Redis ran the script (the connection drops in between): the
+// daemon answers the agent 503, Redis has the entry pending for an agent that was never told.
+// Nothing may be lost, and no record may claim what the agent never received. The same for an
+// ack's reply, and for a claim's reply that arrives after a reload removed the agent.
+#include <doctest/doctest.h>
+
+#include <memory>
+#include <thread>
+
+#include "tests/agents/fixture.hpp"
+#include "tests/agents/reply_cutter.hpp"
+
+using namespace sb;
+using namespace sb::test;
+
+namespace {
+// The daemon's Redis connections go through `cutter`.
+std::function<void(config::Config&)> through(std::unique_ptr<ReplyCutter>& cutter,
+                                             std::chrono::milliseconds claim_timeout,
+                                             int max_deliveries) {
+  return [&cutter, claim_timeout, max_deliveries](config::Config& c) {
+    cutter = std::make_unique<ReplyCutter>(c.redis.port);
+    c.redis.port = cutter->port();
+    c.redis.url = "redis://127.0.0.1:" + std::to_string(cutter->port()) + "/0";
+    c.routing.claim_timeout = claim_timeout;
+    c.routing.max_deliveries = max_deliveries;
+  };
+}
+
+// The interaction's state in the database.
+bool in_state(AgentDaemon& d, const std::string& id, const std::string& state) {
+  return d.rows("SELECT count(*) FROM interactions WHERE id='" + id + "' AND state='" + state +
+                "'") == 1;
+}
+}  // namespace
+
+TEST_CASE("a claim's reply is lost after Redis ran it: 503, no claim recorded, redelivered") {
+  std::unique_ptr<ReplyCutter> cutter;  // outlives the daemon
+  AgentDaemon d(through(cutter, std::chrono::milliseconds(800), 5));
+  std::string id = d.ingest("lost-reply-1", "claimed, but the answer never arrives");
+  d.drained();
+
+  cutter->cut_reply_to("alice");
+  auto r = d.claim("alice-token", "general");
+  REQUIRE(cutter->cut());
+  CHECK(r.status == 503);
+  CHECK(error_message(r).find("redis is unavailable") != std::string::npos);
+  CHECK(error_message(r).find("try again") != std::string::npos);
+  // Redis ran the script: the entry is pending for alice, who was never told.
+  CHECK(d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents"}).find("alice") !=
+        std::string::npos);
+  // Her retry reconnects; the item she was never told about is not redelivered before
+  // claim_timeout (the SPEC's rule for any held item)...
+  CHECK(d.claim("alice-token", "general").status == 204);
+  // ... and no record says anyone holds it.
+  CHECK(!in_state(d, id, "claimed"));
+
+  // Not lost: after claim_timeout it goes to the next claim, counted as a second delivery.
+  auto t0 = std::chrono::steady_clock::now();
+  auto again = d.claim("bob-token", "general", 5000);
+  CHECK(claimed_id(again) == id);
+  CHECK(parse(again.body).at("delivery").at("deliveries").as_int64() == 2);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(3000));
+  // The timeline: one claim, bob's.
+  REQUIRE(eventually([&] { return in_state(d, id, "claimed"); }));
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim'") == 1);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim' AND actor='bob'") == 1);
+  CHECK(d.act("bob-token", id, "ack").status == 200);
+}
+
+TEST_CASE("a claim's reply is lost after it dead-lettered an item: the record still says dead") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, std::chrono::milliseconds(300), 1));
+  std::string id = d.ingest("lost-reply-2", "times out, and the news is lost");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);  // alice vanishes
+  REQUIRE(eventually([&] { return in_state(d, id, "claimed"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past claim_timeout
+
+  // bob's claim moves it to the dead letters (max_deliveries 1); its reply is lost.
+  cutter->cut_reply_to("bob");
+  auto r = d.claim("bob-token", "general");
+  REQUIRE(cutter->cut());
+  CHECK(r.status == 503);
+  CHECK(d.redis.xlen("sb:dead:general") == 1);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 0);
+
+  // Any later claim of a sweep reports it again: the record follows Redis.
+  REQUIRE(eventually([&] {
+    CHECK(d.claim("bob-token", "general").status == 204);
+    return in_state(d, id, "dead");
+  }));
+  // Recorded once, and forgotten in Redis once recorded.
+  REQUIRE(eventually([&] { return d.redis.cmd({"HLEN", "sb:dead-unrecorded"}) == "0"; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  CHECK(d.claim("alice-token", "general").status == 204);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='dead_letter'") == 1);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim'") == 1);
+}
+
+TEST_CASE("an ack's reply is lost after Redis ran it: the agent's retry is told it is done") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, std::chrono::minutes(5), 5));
+  std::string id = d.ingest("lost-reply-3", "finished, but the answer never arrives");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+
+  cutter->cut_reply_to("$3\r\nack\r\n");  // the mode argument of the finish script
+  auto r = d.act("alice-token", id, "ack");
+  REQUIRE(cutter->cut());
+  CHECK(r.status == 503);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 0);  // Redis ran it: finished for good
+  // Her retry (what a 503 asks for) is told it is finished, and the record says so.
+  auto again = d.act("alice-token", id, "ack");
+  CHECK(again.status == 200);
+  CHECK(parse(again.body).at("status").as_string() == "done");
+  REQUIRE(eventually([&] { return in_state(d, id, "done"); }));
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='finish' AND actor='alice'") == 1);
+  // Bob, who never held it, still hears 409.
+  CHECK(d.act("bob-token", id, "ack").status == 409);
+}
+
+TEST_CASE("SIGHUP reload while a claim's reply is on its way: the item goes back, not to alice") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, std::chrono::minutes(5), 5));
+  std::string id = d.ingest("slow-reply-1", "claimed by alice just before she is removed");
+  d.drained();
+
+  cutter->delay_reply_to("alice", std::chrono::milliseconds(1500));
+  HttpClient client(d.app->port());
+  HttpResponse got;
+  std::thread claim([&] { got = d.claim("alice-token", "general", 0, &client); });
+  // Redis ran the claim: the entry is alice's there, her answer is on its way.
+  REQUIRE(eventually([&] {
+    return d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents"}).find("alice") !=
+           std::string::npos;
+  }));
+  auto fresh = test_config(d.dir, cutter->port());
+  fresh.agents = {{"bob", "bob-token", {"general", "billing"}}};
+  REQUIRE(d.app->reload(fresh).empty());
+  claim.join();
+  CHECK(got.status == 401);
+  // Back in its queue at once, and her claim is not counted as a delivery.
+  auto r = d.claim("bob-token", "general");
+  CHECK(claimed_id(r) == id);
+  CHECK(parse(r.body).at("delivery").at("deliveries").as_int64() == 1);
+  REQUIRE(
+      eventually([&] { return d.rows("SELECT count(*) FROM events WHERE type='claim'") == 1; }));
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim' AND actor='alice'") == 0);
+}
