@@ -47,6 +47,9 @@ class BatchChain : public std::enable_shared_from_this<BatchChain> {
   // Takes a fetched batch (ascending UIDs, not empty): parsed on the pool right away, submitted
   // in order once parsed and once every earlier batch has committed.
   void add(std::vector<imap::FetchedMessage> messages);
+  // A batch of one interaction that is already built (the placeholder of a message the server
+  // cannot deliver, see unfetchable.hpp): submitted in order like the others, its cursor `uid`.
+  void add_built(std::uint64_t uid, Inbound item);
   // Batches added and not yet committed (parsing, parsed, or at the writer).
   std::size_t pending() const;
   // A batch has been submitted and its commit outcome has not arrived yet.
