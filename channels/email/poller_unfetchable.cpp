@@ -38,8 +38,13 @@ asio::awaitable<error_code> Poller::State::one_by_one(Mailbox& m, imap::Client& 
         note_fetch_failure(m, c, one.error());
         if (failures.give_up(uid)) {
           give_up(m, chain, uidvalidity, uid);
+          // The connection is gone (Dovecot closes it), the store is not: the placeholder
+          // commits now, and the next session starts after it without the long back-off.
           while (chain.pending() > 0 && !chain.failed() && !stopping) {
             co_await chain.wait();
+          }
+          if (chain.pending() == 0) {
+            m.failures = 0;
           }
         }
         co_return one.error();
