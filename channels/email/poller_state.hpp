@@ -35,7 +35,7 @@ struct Poller::Mailbox {
   BatchChain* chain = nullptr;     // its batches, woken by stop()
   std::unique_ptr<asio::steady_timer> timer;
   int failures = 0;
-  FetchFailures fetch_failures;  // a FETCH that keeps failing, across sessions
+  FetchFailures fetch_failures;                  // a FETCH that keeps failing, across sessions
   std::uint64_t fetch_failures_uidvalidity = 0;  // the UIDs it names are of this UIDVALIDITY
   // Committed UIDs whose `after` could not be applied because their session ended first (it
   // dropped while they were parsed or committed): the next session applies it, if the mailbox

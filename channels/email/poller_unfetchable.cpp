@@ -16,9 +16,10 @@ asio::awaitable<error_code> Poller::State::one_by_one(Mailbox& m, imap::Client& 
   if (!uids) {
     co_return uids.error();
   }
-  logger("email")->warn("{} UIDs {}..{} failed {} times in a row ({}): fetching them one by one",
-                        m.prefix, failures.range_lo(), hi, failures.batch_failures(),
-                        failures.reason());
+  logger("email")->warn(
+      "{} the FETCH of UIDs {}..{} failed {} times in a row ({}): fetching UIDs {}..{} one by one",
+      m.prefix, failures.range_lo(), hi, failures.batch_failures(), failures.reason(), fetched + 1,
+      hi);
   for (std::uint64_t uid : *uids) {
     if (stopping) {
       co_return error_code{};
@@ -71,10 +72,9 @@ void Poller::State::note_fetch_failure(Mailbox& m, const imap::Client& c, error_
   }
   // Dovecot drops the connection in the middle of the literal when a message file is shorter
   // than its recorded size: no BYE, just the end of the stream.
-  std::string error = ec == asio::error::eof ? "the server closed the connection during the FETCH"
-                                             : ec.message();
-  m.fetch_failures.failed(span.lo, span.hi, span.count,
-                          fetch_failure_text(error, c.last_reply()));
+  std::string error =
+      ec == asio::error::eof ? "the server closed the connection during the FETCH" : ec.message();
+  m.fetch_failures.failed(span.lo, span.hi, span.count, fetch_failure_text(error, c.last_reply()));
 }
 
 void Poller::State::give_up(Mailbox& m, BatchChain& chain, std::uint64_t uidvalidity,

@@ -4,8 +4,7 @@
 
 namespace sb::email {
 
-void FetchFailures::failed(std::uint64_t lo, std::uint64_t hi, std::size_t count,
-                           std::string why) {
+void FetchFailures::failed(std::uint64_t lo, std::uint64_t hi, std::size_t count, std::string why) {
   // The same batch again (or one overlapping it: the next session may start its batches a
   // little earlier or later) counts as a repeat; anything else starts a new count. A single UID
   // of the batch being fetched one by one keeps the batch's range.
@@ -50,8 +49,8 @@ sb::Inbound unfetchable_inbound(std::string_view account, std::string_view mailb
   in.kind = "email";
   std::string where = std::string(mailbox) + " UID " + std::to_string(uid) + " (UIDVALIDITY " +
                       std::to_string(uidvalidity) + ")";
-  in.external_id = "<unfetchable." + std::to_string(uidvalidity) + "." + std::to_string(uid) +
-                   "." + std::string(mailbox) + "@switchboard.invalid>";
+  in.external_id = "<unfetchable." + std::to_string(uidvalidity) + "." + std::to_string(uid) + "." +
+                   std::string(mailbox) + "@switchboard.invalid>";
   in.subject = "(message could not be fetched)";
   in.text = "message could not be fetched from the server: " + std::string(why) +
             "\n\nIMAP mailbox " + where +

@@ -62,7 +62,6 @@ std::string fetch_failure_text(const std::string& error, std::string_view server
 // `unfetchable`, the reason in its text, an external id made of mailbox, UIDVALIDITY and UID
 // (stable: a replay after a crash is a duplicate).
 sb::Inbound unfetchable_inbound(std::string_view account, std::string_view mailbox,
-                                std::uint64_t uidvalidity, std::uint64_t uid,
-                                std::string_view why);
+                                std::uint64_t uidvalidity, std::uint64_t uid, std::string_view why);
 
 }  // namespace sb::email

@@ -59,7 +59,7 @@ const std::string unfetchable_metric =
 TEST_CASE(
     "a message Dovecot cannot deliver (its file cut short) becomes a malformed placeholder - the "
     "mail after it flows, a restart stores nothing twice") {
-  EmailDaemon d;
+  EmailDaemon d("none", "seen");
   for (int i = 1; i <= 5; ++i) {
     d.dovecot.deliver(test_email(i, i));
   }
@@ -87,6 +87,13 @@ TEST_CASE(
   // The cursor is past every UID: nothing is fetched again.
   CHECK(d.rows("SELECT count(*) FROM cursors WHERE account='support' AND scope='INBOX' AND "
                "value LIKE '%:5'") == 1);
+
+  // `after` reaches every UID, the placeholder's too (it committed after its session died).
+  auto seen = [&] {
+    auto out = d.dovecot.doveadm("search -u alice mailbox INBOX SEEN");
+    return std::count(out.begin(), out.end(), '\n');
+  };
+  REQUIRE(eventually([&] { return seen() == 5; }, 30s));
 
   d.dovecot.deliver(test_email(6, 6));
   REQUIRE(eventually([&] { return d.queued() >= 6; }, 30s));
@@ -140,8 +147,9 @@ TEST_CASE("fetch failures: a failure that does not repeat never narrows down, no
   CHECK(f.batch_failures() == 1);
 }
 
-TEST_CASE("fetch failures: a batch failing three times goes UID by UID; a UID failing twice alone "
-          "is given up") {
+TEST_CASE(
+    "fetch failures: a batch failing three times goes UID by UID; a UID failing twice alone "
+    "is given up") {
   email::FetchFailures f;
   f.failed(201, 400, 200, "BYE");
   f.failed(201, 400, 200, "BYE");
@@ -167,9 +175,9 @@ TEST_CASE("fetch failures: a batch failing three times goes UID by UID; a UID fa
 }
 
 TEST_CASE("fetch failures: the placeholder names the mailbox, UID and the server's reply") {
-  auto in = email::unfetchable_inbound("support", "INBOX", 7, 42,
-                                       email::fetch_failure_text("server closed the session (BYE)",
-                                                                 "BYE Internal error occurred"));
+  auto in = email::unfetchable_inbound(
+      "support", "INBOX", 7, 42,
+      email::fetch_failure_text("server closed the session (BYE)", "BYE Internal error occurred"));
   CHECK(in.external_id == "<unfetchable.7.42.INBOX@switchboard.invalid>");
   CHECK(in.flags == std::vector<std::string>{"malformed", "unfetchable"});
   CHECK(in.text.find("message could not be fetched from the server: server closed the session "
