@@ -179,6 +179,7 @@ asio::awaitable<result<Client::responses>> Client::command(std::string text,
                                                            std::vector<std::string> answers) {
   std::string tag = next_tag();
   last_reply_.clear();
+  last_reply_code_.clear();
   if (auto ec = co_await write(tag + " " + text + "\r\n")) {
     co_return ec;
   }
@@ -207,12 +208,14 @@ asio::awaitable<result<Client::responses>> Client::command(std::string text,
       if (r->name == "OK") {
         co_return untagged;
       }
-      last_reply_ = r->name + " " + r->text;
+      last_reply_ = r->name + (r->code.empty() ? "" : " [" + r->code + "]") + " " + r->text;
+      last_reply_code_ = r->code;
       co_return make_error_code(r->name == "NO" ? errc::rejected : errc::bad_command);
     }
     if (r->name == "BYE") {
       bye = true;
-      last_reply_ = "BYE " + r->text;
+      last_reply_ = "BYE " + (r->code.empty() ? "" : "[" + r->code + "] ") + r->text;
+      last_reply_code_ = r->code;
     }
     untagged.push_back(std::move(*r));
   }

@@ -126,6 +126,8 @@ class Client {
   // What the server said when the last command failed: the text of its BYE or of the tagged
   // NO / BAD ("FETCH failed: Internal error occurred..."); empty when it said nothing.
   const std::string& last_reply() const { return last_reply_; }
+  // Its response code (RFC 5530), upper-cased: "UNAVAILABLE", "SERVERBUG", ...; may be empty.
+  const std::string& last_reply_code() const { return last_reply_code_; }
 
  private:
   using responses = std::vector<Response>;
@@ -161,6 +163,7 @@ class Client {
   std::uint64_t tag_counter_ = 0;
   FetchSpan last_fetch_;
   std::string last_reply_;
+  std::string last_reply_code_;
 };
 
 }  // namespace sb::email::imap

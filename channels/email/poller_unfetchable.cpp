@@ -70,6 +70,12 @@ void Poller::State::note_fetch_failure(Mailbox& m, const imap::Client& c, error_
   if (span.count == 0 || stopping) {
     return;  // the SEARCH before it failed, or stop() closed the connection
   }
+  // RFC 5530 codes of a temporary state of the server, not of the message (and the THROTTLED
+  // some providers answer with): never a reason to give a message up.
+  const auto& code = c.last_reply_code();
+  if (code == "UNAVAILABLE" || code == "INUSE" || code == "LIMIT" || code == "THROTTLED") {
+    return;
+  }
   // Dovecot drops the connection in the middle of the literal when a message file is shorter
   // than its recorded size: no BYE, just the end of the stream.
   std::string error =
