@@ -56,7 +56,8 @@ class BatchChain : public std::enable_shared_from_this<BatchChain> {
   bool at_writer() const;
   // Set when a commit failed (nothing after it was or will be submitted).
   boost::system::error_code failed() const;
-  // The UIDs of each batch committed since the last call, in order (for `after`).
+  // The UIDs of each batch committed since the last call, in order (for `after`); also those
+  // that committed after close(), which the session hands to the next one.
   std::vector<std::vector<std::uint64_t>> take_committed();
   // io thread: suspends until the next parse result, commit outcome or wake().
   boost::asio::awaitable<void> wait();
