@@ -136,6 +136,26 @@ TEST_CASE(
       30s));
 }
 
+TEST_CASE("two undeliverable messages side by side: both become placeholders, in UID order") {
+  EmailDaemon d;
+  for (int i = 1; i <= 4; ++i) {
+    d.dovecot.deliver(test_email(i, i));
+  }
+  std::filesystem::resize_file(file_with(d.dovecot, "<msg-2@example.com>"), 60);
+  std::filesystem::resize_file(file_with(d.dovecot, "<msg-3@example.com>"), 60);
+  d.start();
+  REQUIRE(eventually([&] { return d.queued() >= 4; }, 60s));
+  auto ps = d.payloads();
+  REQUIRE(ps.size() == 4);
+  CHECK(id_of(ps[0]) == "<msg-1@example.com>");
+  CHECK(has_flag(ps[1], "unfetchable"));
+  CHECK(std::string(ps[1].at("text").as_string()).find("INBOX UID 2") != std::string::npos);
+  CHECK(has_flag(ps[2], "unfetchable"));
+  CHECK(std::string(ps[2].at("text").as_string()).find("INBOX UID 3") != std::string::npos);
+  CHECK(id_of(ps[3]) == "<msg-4@example.com>");
+  CHECK(d.metrics().find(unfetchable_metric + "2") != std::string::npos);
+}
+
 TEST_CASE("fetch failures: a failure that does not repeat never narrows down, nor gives up") {
   email::FetchFailures f;
   f.failed(1, 200, 200, "End of file");  // Dovecot restarted mid-fetch
