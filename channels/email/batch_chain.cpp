@@ -82,6 +82,17 @@ void BatchChain::add(std::vector<imap::FetchedMessage> messages) {
   });
 }
 
+void BatchChain::add_built(std::uint64_t uid, Inbound item) {
+  auto b = std::make_shared<Batch>();
+  b->uids.push_back(uid);
+  b->items.push_back(std::move(item));
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(b);
+  }
+  parsed(b);
+}
+
 void BatchChain::parsed(const std::shared_ptr<Batch>& b) {
   {
     std::lock_guard lock(mu_);
@@ -138,7 +149,8 @@ void BatchChain::committed(const std::shared_ptr<Batch>& b, std::vector<IngestOu
       metrics_.inc("switchboard_duplicates_total", labels, dups);
       log->info("{} stored UIDs {}..{}: {} new, {} duplicates", prefix_, b->uids.front(),
                 b->uids.back(), stored, dups);
-      if (account_.after != "keep" && !closed_) {
+      // Also after close(): the session hands these to the next one (Poller after_backlog).
+      if (account_.after != "keep") {
         committed_.push_back(b->uids);
       }
     }

@@ -47,13 +47,17 @@ class BatchChain : public std::enable_shared_from_this<BatchChain> {
   // Takes a fetched batch (ascending UIDs, not empty): parsed on the pool right away, submitted
   // in order once parsed and once every earlier batch has committed.
   void add(std::vector<imap::FetchedMessage> messages);
+  // A batch of one interaction that is already built (the placeholder of a message the server
+  // cannot deliver, see unfetchable.hpp): submitted in order like the others, its cursor `uid`.
+  void add_built(std::uint64_t uid, Inbound item);
   // Batches added and not yet committed (parsing, parsed, or at the writer).
   std::size_t pending() const;
   // A batch has been submitted and its commit outcome has not arrived yet.
   bool at_writer() const;
   // Set when a commit failed (nothing after it was or will be submitted).
   boost::system::error_code failed() const;
-  // The UIDs of each batch committed since the last call, in order (for `after`).
+  // The UIDs of each batch committed since the last call, in order (for `after`); also those
+  // that committed after close(), which the session hands to the next one.
   std::vector<std::vector<std::uint64_t>> take_committed();
   // io thread: suspends until the next parse result, commit outcome or wake().
   boost::asio::awaitable<void> wait();

@@ -178,6 +178,8 @@ void Client::note(const Response& r) {
 asio::awaitable<result<Client::responses>> Client::command(std::string text,
                                                            std::vector<std::string> answers) {
   std::string tag = next_tag();
+  last_reply_.clear();
+  last_reply_code_.clear();
   if (auto ec = co_await write(tag + " " + text + "\r\n")) {
     co_return ec;
   }
@@ -206,9 +208,15 @@ asio::awaitable<result<Client::responses>> Client::command(std::string text,
       if (r->name == "OK") {
         co_return untagged;
       }
+      last_reply_ = r->name + (r->code.empty() ? "" : " [" + r->code + "]") + " " + r->text;
+      last_reply_code_ = r->code;
       co_return make_error_code(r->name == "NO" ? errc::rejected : errc::bad_command);
     }
-    bye = bye || r->name == "BYE";
+    if (r->name == "BYE") {
+      bye = true;
+      last_reply_ = "BYE " + (r->code.empty() ? "" : "[" + r->code + "] ") + r->text;
+      last_reply_code_ = r->code;
+    }
     untagged.push_back(std::move(*r));
   }
 }
@@ -377,11 +385,10 @@ asio::awaitable<result<MailboxStatus>> Client::select(std::string_view mailbox, 
   co_return mailbox_;
 }
 
-asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
-                                                      std::size_t max_messages) {
-  FetchBatch batch;
-  exists_since_search_ = false;  // an EXISTS from here on may be mail this search misses
-  auto search = co_await command("UID SEARCH UID " + std::to_string(after_uid + 1) + ":*");
+asio::awaitable<result<std::vector<std::uint64_t>>> Client::search_uids(std::uint64_t lo,
+                                                                        std::uint64_t hi) {
+  std::string range = std::to_string(lo) + ":" + (hi == 0 ? "*" : std::to_string(hi));
+  auto search = co_await command("UID SEARCH UID " + range);
   if (!search) {
     co_return search.error();
   }
@@ -391,13 +398,28 @@ asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
       continue;
     }
     for (const auto& v : r.data) {
-      if (v.kind == Value::Kind::number && v.number > after_uid) {
+      // "n:*" always matches the highest message, even below n (RFC 3501 6.4.8).
+      if (v.kind == Value::Kind::number && v.number >= lo && (hi == 0 || v.number <= hi)) {
         uids.push_back(v.number);
       }
     }
   }
   std::sort(uids.begin(), uids.end());
   uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
+  co_return uids;
+}
+
+asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
+                                                      std::size_t max_messages,
+                                                      std::uint64_t up_to) {
+  FetchBatch batch;
+  last_fetch_ = {};
+  exists_since_search_ = false;  // an EXISTS from here on may be mail this search misses
+  auto found = co_await search_uids(after_uid + 1, up_to);
+  if (!found) {
+    co_return found.error();
+  }
+  std::vector<std::uint64_t> uids = std::move(*found);
   if (uids.empty()) {
     co_return batch;
   }
@@ -405,6 +427,7 @@ asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
     uids.resize(max_messages);
     batch.more = true;
   }
+  last_fetch_ = {uids.front(), uids.back(), uids.size()};
   auto fetched = co_await command("UID FETCH " + uid_set(uids) + fetch_items());
   if (!fetched) {
     co_return fetched.error();
@@ -423,9 +446,11 @@ asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
 
 asio::awaitable<result<FetchBatch>> Client::fetch_range(std::uint64_t lo, std::uint64_t hi) {
   FetchBatch batch;
+  last_fetch_ = {};
   if (lo == 0 || hi < lo) {
     co_return batch;
   }
+  last_fetch_ = {lo, hi, static_cast<std::size_t>(hi - lo + 1)};
   std::string cmd = "UID FETCH " + std::to_string(lo) + ":" + std::to_string(hi) + fetch_items();
   auto fetched = co_await command(std::move(cmd));
   if (!fetched) {

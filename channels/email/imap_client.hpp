@@ -84,8 +84,13 @@ class Client {
   // UID SEARCH UID after+1:*, then UID FETCH (UID BODY.PEEK[]<0.max_literal> RFC822.SIZE) of
   // at most `max_messages` of them (a larger message comes cut, `truncated`). UIDs <= after_uid
   // are dropped ("n:*" always matches the highest message, RFC 3501 6.4.8).
+  // `up_to` (not 0): only UIDs up to it are searched.
   boost::asio::awaitable<boost::system::result<FetchBatch>> fetch_new(std::uint64_t after_uid,
-                                                                      std::size_t max_messages);
+                                                                      std::size_t max_messages,
+                                                                      std::uint64_t up_to = 0);
+  // UID SEARCH UID lo:hi (hi 0: "*"): the UIDs that exist in that range, ascending.
+  boost::asio::awaitable<boost::system::result<std::vector<std::uint64_t>>> search_uids(
+      std::uint64_t lo, std::uint64_t hi);
   // UID FETCH lo:hi (UID BODY.PEEK[]<0.max_literal> RFC822.SIZE) without a SEARCH first: for
   // the initial sync of a large mailbox, read range by range below UIDNEXT (missing UIDs return
   // nothing).
@@ -110,6 +115,19 @@ class Client {
   bool has_capability(std::string_view cap) const;
   const std::vector<std::string>& capability_list() const { return caps_; }
   const MailboxStatus& mailbox() const { return mailbox_; }
+  // The UIDs the last UID FETCH named (lowest, highest, how many); count 0 when the last
+  // fetch_new / fetch_range failed before its FETCH was sent (in the SEARCH).
+  struct FetchSpan {
+    std::uint64_t lo = 0;
+    std::uint64_t hi = 0;
+    std::size_t count = 0;
+  };
+  const FetchSpan& last_fetch() const { return last_fetch_; }
+  // What the server said when the last command failed: the text of its BYE or of the tagged
+  // NO / BAD ("FETCH failed: Internal error occurred..."); empty when it said nothing.
+  const std::string& last_reply() const { return last_reply_; }
+  // Its response code (RFC 5530), upper-cased: "UNAVAILABLE", "SERVERBUG", ...; may be empty.
+  const std::string& last_reply_code() const { return last_reply_code_; }
 
  private:
   using responses = std::vector<Response>;
@@ -143,6 +161,9 @@ class Client {
   std::vector<std::string> caps_;
   MailboxStatus mailbox_;
   std::uint64_t tag_counter_ = 0;
+  FetchSpan last_fetch_;
+  std::string last_reply_;
+  std::string last_reply_code_;
 };
 
 }  // namespace sb::email::imap

@@ -22,62 +22,11 @@
 
 #include "channels/email/batch_chain.hpp"
 #include "channels/email/imap_client.hpp"
+#include "channels/email/poller_state.hpp"
 #include "channels/email/poller_support.hpp"
 #include "core/log.hpp"
 
 namespace sb::email {
-namespace asio = boost::asio;
-using boost::system::error_code;
-using std::chrono::milliseconds;
-
-struct Poller::Mailbox {
-  const config::Imap* account = nullptr;
-  std::string name;
-  std::string prefix;  // "[email:support] INBOX:" for log lines
-  std::unique_ptr<asio::ssl::context> tls;
-  imap::Client* client = nullptr;  // the live session, closed by stop()
-  BatchChain* chain = nullptr;     // its batches, woken by stop()
-  std::unique_ptr<asio::steady_timer> timer;
-  int failures = 0;
-};
-
-struct Poller::State {
-  State(asio::io_context& i, Pipeline& p, Metrics& mx, std::vector<config::Imap> a, PollerOptions o)
-      : io(i), pipeline(p), metrics(mx), accounts(std::move(a)), options(o) {}
-  asio::io_context& io;
-  Pipeline& pipeline;
-  Metrics& metrics;
-  std::vector<config::Imap> accounts;
-  PollerOptions options;
-  std::vector<std::unique_ptr<Mailbox>> mailboxes;
-  bool stopping = false;  // io thread only
-  std::mutex mu;
-  std::condition_variable cv;
-  int running = 0;  // guarded by mu
-  std::mt19937_64 rng{std::random_device{}()};
-  // MIME parsing runs here, off the io thread, while the next batch is read; two batches at
-  // once. Declared last: destroyed (joined) first, before the mailboxes its jobs read.
-  asio::thread_pool parsers{2};
-
-  asio::awaitable<void> run(Mailbox& m);
-  asio::awaitable<error_code> session(Mailbox& m);
-  asio::awaitable<error_code> sync(Mailbox& m, imap::Client& c, BatchChain& chain,
-                                   const imap::MailboxStatus& status, std::uint64_t last);
-  asio::awaitable<error_code> drain(Mailbox& m, imap::Client& c, BatchChain& chain,
-                                    std::size_t limit);
-  asio::awaitable<void> apply_after(Mailbox& m, imap::Client& c, BatchChain& chain);
-  void count_error(const Mailbox& m) {
-    metrics.inc("switchboard_channel_errors_total",
-                {{"channel", "email"}, {"account", m.account->name}});
-  }
-  milliseconds backoff(int failures) {
-    auto base = options.min_backoff * (1LL << std::min(failures, 16));
-    base = std::min<milliseconds>(base, options.max_backoff);
-    // Jitter: a random point in [base/2, base], so accounts failing together spread out.
-    std::uniform_int_distribution<long long> d(base.count() / 2, base.count());
-    return milliseconds(d(rng));
-  }
-};
 
 Poller::Poller(asio::io_context& io, Pipeline& pipeline, Metrics& metrics,
                std::vector<config::Imap> accounts, PollerOptions options)
@@ -202,6 +151,20 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   log->info("{} selected (UIDVALIDITY {}, {} messages), new mail after UID {}{}", m.prefix,
             status->uidvalidity, status->exists, last,
             c.has_capability("IDLE") ? ", IDLE" : ", polling");
+  if (m.fetch_failures_uidvalidity != status->uidvalidity) {
+    m.fetch_failures = {};  // its UIDs name other messages now
+    m.fetch_failures_uidvalidity = status->uidvalidity;
+  }
+  if (!m.after_backlog.empty()) {
+    auto backlog = std::exchange(m.after_backlog, {});
+    if (m.after_backlog_uidvalidity == status->uidvalidity) {
+      error_code ec = co_await apply_after(m, c, backlog);
+      if (ec && ec != imap::errc::rejected && ec != imap::errc::bad_command) {
+        m.after_backlog = std::move(backlog);
+        co_return ec;
+      }
+    }
+  }
 
   // Fetching runs ahead of parsing and storing (see batch_chain.hpp) by at most
   // max_batches_in_flight batches: the memory bound of a session.
@@ -219,6 +182,12 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   while (chain->at_writer()) {
     co_await chain->wait();
   }
+  // Batches that committed after the last apply_after of this session get `after` from the
+  // next one (this connection is closed or broken by now).
+  for (auto& uids : chain->take_committed()) {
+    m.after_backlog.insert(m.after_backlog.end(), uids.begin(), uids.end());
+  }
+  m.after_backlog_uidvalidity = status->uidvalidity;
   co_return ec;
 }
 
@@ -232,8 +201,21 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
   const milliseconds wait = std::min(a.poll_interval, options.idle_refresh);
   const std::size_t in_flight = std::max<std::size_t>(1, options.max_batches_in_flight);
   std::uint64_t fetched = last;
+  auto& failures = m.fetch_failures;
   while (!stopping) {
     log->debug("{} fetching after UID {}", m.prefix, fetched);
+    // A batch that failed batch_attempts times is fetched UID by UID (unfetchable.hpp); the
+    // batches before it as usual, up to its first UID.
+    std::uint64_t cap = 0;
+    if (failures.narrowing(fetched)) {
+      if (fetched + 1 >= failures.range_lo()) {
+        if (auto ec = co_await one_by_one(m, c, chain, fetched, in_flight)) {
+          co_return ec;
+        }
+        continue;
+      }
+      cap = failures.range_lo() - 1;
+    }
     // Below the UIDNEXT of SELECT, UID ranges need no UID SEARCH (which would list every
     // remaining UID again for each batch); past it, SEARCH finds what arrived since.
     // Where UIDs are sparse (Gmail's INBOX, a mailbox that after = move keeps empty) most
@@ -242,13 +224,18 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
     // (Two statements, not `?:` with a co_await in each arm: GCC 12 mis-destroys those.)
     bool sparse = status.uidnext - 1 - fetched > 4 * status.exists && status.exists <= 20000;
     bool ranged = status.uidnext > fetched + 1 + options.batch && !sparse;
+    std::uint64_t hi = fetched + options.batch;
+    if (cap != 0) {
+      hi = std::min(hi, cap);
+    }
     boost::system::result<imap::FetchBatch> batch = imap::FetchBatch{};
     if (ranged) {
-      batch = co_await c.fetch_range(fetched + 1, fetched + options.batch);
+      batch = co_await c.fetch_range(fetched + 1, hi);
     } else {
-      batch = co_await c.fetch_new(fetched, options.batch);
+      batch = co_await c.fetch_new(fetched, options.batch, cap);
     }
     if (!batch) {
+      note_fetch_failure(m, c, batch.error());
       co_return batch.error();
     }
     if (c.mailbox().uidvalidity != status.uidvalidity) {
@@ -256,13 +243,17 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
       co_return make_error_code(boost::system::errc::state_not_recoverable);
     }
     if (ranged) {
-      fetched += options.batch;  // a range whose messages were all expunged still moves on
+      fetched = hi;  // a range whose messages were all expunged still moves on
       batch->more = true;
+    } else if (cap != 0 && !batch->more) {
+      fetched = std::max(fetched, cap);  // everything up to the failing batch was listed
     }
+    batch->more = batch->more || cap != 0;
     if (!batch->messages.empty()) {
       fetched = std::max(fetched, batch->messages.back().uid);
       chain.add(std::move(batch->messages));
     }
+    failures.passed(fetched);
     if (batch->more) {
       if (auto ec = co_await drain(m, c, chain, in_flight - 1)) {
         co_return ec;
@@ -312,26 +303,45 @@ asio::awaitable<error_code> Poller::State::drain(Mailbox& m, imap::Client& c, Ba
 
 // `after = seen | move:Folder`, only for batches whose commit is done: a crash before this point
 // leaves the messages unread/in place, and they are already stored, so nothing is lost. A
-// failure here is logged and counted, not fatal: the messages are stored.
+// failure here is logged and counted, not fatal: the messages are stored. When the connection
+// broke, the UIDs wait for the next session (after_backlog).
 asio::awaitable<void> Poller::State::apply_after(Mailbox& m, imap::Client& c, BatchChain& chain) {
-  auto log = logger("email");
-  const auto& a = *m.account;
   for (const auto& uids : chain.take_committed()) {
-    if (a.after == "seen") {
-      if (auto ec = co_await c.mark_seen(uids)) {
-        count_error(m);
-        log->warn("{} marking UIDs {}..{} \\Seen failed: {}", m.prefix, uids.front(), uids.back(),
-                  ec.message());
-      }
-    } else if (a.after.rfind("move:", 0) == 0) {
-      std::string folder = a.after.substr(5);
-      if (auto ec = co_await c.move(uids, folder)) {
-        count_error(m);
-        log->warn("{} moving UIDs {}..{} to {} failed: {}", m.prefix, uids.front(), uids.back(),
-                  folder, ec.message());
-      }
+    error_code ec = co_await apply_after(m, c, uids);
+    // A refusal (NO, BAD) would come again; a broken connection is the next session's turn.
+    if (ec && ec != imap::errc::rejected && ec != imap::errc::bad_command) {
+      m.after_backlog.insert(m.after_backlog.end(), uids.begin(), uids.end());
+      m.after_backlog_uidvalidity = c.mailbox().uidvalidity;
     }
   }
+}
+
+asio::awaitable<error_code> Poller::State::apply_after(Mailbox& m, imap::Client& c,
+                                                       const std::vector<std::uint64_t>& uids) {
+  auto log = logger("email");
+  const auto& a = *m.account;
+  error_code ec;
+  if (uids.empty()) {
+    co_return ec;
+  }
+  if (a.after == "seen") {
+    ec = co_await c.mark_seen(uids);
+    if (ec) {
+      log->warn("{} marking UIDs {}..{} \\Seen failed: {}", m.prefix, uids.front(), uids.back(),
+                ec.message());
+    }
+  } else if (a.after.rfind("move:", 0) == 0) {
+    std::string folder = a.after.substr(5);
+    ec = co_await c.move(uids, folder);
+    if (ec) {
+      log->warn("{} moving UIDs {}..{} to {} failed: {}", m.prefix, uids.front(), uids.back(),
+                folder, ec.message());
+    }
+  }
+  if (ec) {
+    count_error(m);
+  }
+  co_return ec;
 }
 
 }  // namespace sb::email

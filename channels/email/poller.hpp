@@ -10,6 +10,9 @@
 //
 // Failures (network, server, storage) end the session; it reconnects after a jittered
 // exponential back-off. Mailboxes never wait on each other: every one has its own connection.
+// A message the server cannot deliver (every FETCH naming it fails) is narrowed down across
+// sessions and stored as a `malformed` placeholder (unfetchable.hpp); `after` for batches that
+// committed once their session had ended is applied by the next session.
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdint>

@@ -195,3 +195,47 @@ TEST_CASE("batch chain: a message cut at the fetch cap is stored flagged truncat
                 "'%\"flags\":[\"malformed\",\"truncated\"]%'") == 1);
   CHECK(f.store.cursor("support", "INBOX") == "7:2");
 }
+
+TEST_CASE(
+    "batch chain: a batch that commits after its session ended is still handed over for `after`") {
+  // The session drops (fetch error, kick) while a batch is at the writer: the session closes the
+  // chain, waits for that commit, and hands its UIDs to the next session (Poller after_backlog),
+  // which applies `after = seen | move:` to them.
+  ChainFixture f;
+  f.account.after = "seen";
+  std::promise<void> open;
+  std::shared_future<void> gate = open.get_future().share();
+  f.writer.submit({[gate](storage::Db&) { gate.wait(); }, {}});  // holds the writer
+  std::string raw = test::test_email(1, 1);
+  std::vector<email::imap::FetchedMessage> batch;
+  batch.push_back({1, raw.size(), raw});
+  f.chain->add(std::move(batch));
+  f.run_until([&] { return f.chain->at_writer(); });
+  REQUIRE(f.chain->at_writer());
+  f.chain->close();
+  open.set_value();
+  f.run_until([&] { return !f.chain->at_writer(); });
+  REQUIRE_FALSE(f.chain->at_writer());
+  CHECK(f.store.cursor("support", "INBOX") == "7:1");
+  CHECK(f.chain->take_committed() == std::vector<std::vector<std::uint64_t>>{{1}});
+}
+
+TEST_CASE("batch chain: a placeholder is stored in the transaction that moves the cursor past it") {
+  ChainFixture f;
+  std::string raw = test::test_email(1, 1);
+  std::vector<email::imap::FetchedMessage> batch;
+  batch.push_back({1, raw.size(), raw});
+  f.chain->add(std::move(batch));
+  Inbound placeholder;
+  placeholder.channel = "email";
+  placeholder.account = "support";
+  placeholder.kind = "email";
+  placeholder.external_id = "<unfetchable.7.2.INBOX@switchboard.invalid>";
+  placeholder.flags = {"malformed", "unfetchable"};
+  f.chain->add_built(2, placeholder);
+  f.run_until([&] { return f.chain->pending() == 0; });
+  REQUIRE(f.chain->pending() == 0);
+  CHECK(f.recording.recorded() == std::vector<std::string>{"7:1", "7:2"});
+  CHECK(f.count("SELECT count(*) FROM interactions WHERE payload LIKE "
+                "'%\"flags\":[\"malformed\",\"unfetchable\"]%'") == 1);
+}

@@ -66,7 +66,9 @@ asio::awaitable<void> scripted_server(asio::ip::tcp::acceptor& acceptor, std::st
   }
 }
 
-boost::system::result<FetchBatch> fetch_against(std::string fetch_reply, ParserLimits limits) {
+boost::system::result<FetchBatch> fetch_against(std::string fetch_reply, ParserLimits limits,
+                                                std::string* reply = nullptr,
+                                                std::string* reply_code = nullptr) {
   asio::io_context io;
   asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
   asio::co_spawn(io, scripted_server(acceptor, fetch_reply), asio::detached);
@@ -89,6 +91,12 @@ boost::system::result<FetchBatch> fetch_against(std::string fetch_reply, ParserL
         REQUIRE_FALSE(co_await c.login());
         REQUIRE((co_await c.select("INBOX")).has_value());
         out = co_await c.fetch_new(0, 10);
+        if (reply != nullptr) {
+          *reply = c.last_reply();
+          *reply_code = c.last_reply_code();
+        }
+        CHECK(c.last_fetch().lo == 1);
+        CHECK(c.last_fetch().count == 1);
         done = true;
       },
       [](std::exception_ptr e) {
@@ -126,6 +134,28 @@ TEST_CASE("a whole FETCH then a clean close still yields the message") {
   // The tagged OK never came: the batch is not trusted, the caller refetches after reconnect.
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error() == asio::error::eof);
+}
+
+TEST_CASE("a FETCH refused with NO: the server's words and response code are kept") {
+  // Tags: sb1 AUTHENTICATE, sb2 SELECT, sb3 UID SEARCH, sb4 UID FETCH.
+  std::string reply;
+  std::string code;
+  auto r =
+      fetch_against("sb4 NO [UNAVAILABLE] Temporary failure, try later\r\n", {}, &reply, &code);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error() == make_error_code(errc::rejected));
+  CHECK(reply == "NO [UNAVAILABLE] Temporary failure, try later");
+  CHECK(code == "UNAVAILABLE");
+}
+
+TEST_CASE("a FETCH answered with BYE: its text is kept for the log and the placeholder") {
+  std::string reply;
+  std::string code;
+  auto r = fetch_against("* BYE FETCH failed: Internal error occurred.\r\n", {}, &reply, &code);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error() == make_error_code(errc::server_bye));
+  CHECK(reply == "BYE FETCH failed: Internal error occurred.");
+  CHECK(code.empty());
 }
 
 TEST_CASE("modified UTF-7 mailbox names (RFC 3501 5.1.3)") {
