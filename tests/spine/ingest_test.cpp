@@ -256,20 +256,40 @@ TEST_CASE("the relay's Lua script adds an operation once, even when replayed") {
                                                     {"payload", "{}"}});
 }
 
-TEST_CASE("the relay's Lua script stops at a failing XADD and a retry adds the rest once") {
+TEST_CASE("the relay's Lua script refuses a broken stream's rows, adds the others', and a retry "
+          "adds the refused ones once, in order") {
   RedisServer redis;
   std::string sha = redis.cmd({"SCRIPT", "LOAD", Relay::script()});
   redis.cmd({"SET", "sb:q:broken:normal", "not a stream"});
-  std::vector<std::pair<std::string, std::string>> rows{
-      {"sb:q:x:normal", "a"}, {"sb:q:broken:normal", "b"}, {"sb:q:x:normal", "c"}};
+  std::vector<std::pair<std::string, std::string>> rows{{"sb:q:x:normal", "a"},
+                                                        {"sb:q:broken:normal", "b"},
+                                                        {"sb:q:x:normal", "c"},
+                                                        {"sb:q:broken:normal", "d"}};
   std::string reply = relay_call(redis, sha, rows);
-  CHECK(reply.find("WRONGTYPE") != std::string::npos);  // {1, "WRONGTYPE ..."}
-  CHECK(redis.xlen("sb:q:x:normal") == 1);              // a only; c not attempted
+  // {4, "", 1, "WRONGTYPE ...", 3, "WRONGTYPE ..."}: all done, rows 1 and 3 refused.
+  CHECK(reply.starts_with("[4,,1,WRONGTYPE"));
+  CHECK(reply.find(",3,WRONGTYPE") != std::string::npos);
+  CHECK(redis.xlen("sb:q:x:normal") == 2);              // a and c: not held up by b
   CHECK(redis.cmd({"EXISTS", "sb:relayed:b"}) == "0");  // b's marker dropped: retry adds it
+  CHECK(redis.cmd({"EXISTS", "sb:relayed:d"}) == "0");  // d not tried: it must not overtake b
   redis.cmd({"DEL", "sb:q:broken:normal"});
-  relay_call(redis, sha, rows);
-  CHECK(redis.xlen("sb:q:x:normal") == 2);  // c added, a not again
-  CHECK(redis.xlen("sb:q:broken:normal") == 1);
+  CHECK(relay_call(redis, sha, rows) == "[4,]");
+  CHECK(redis.xlen("sb:q:x:normal") == 2);  // a and c not again
+  auto broken = redis.xrange("sb:q:broken:normal");
+  REQUIRE(broken.size() == 2);
+  CHECK(broken[0]["interaction_id"] == "b");
+  CHECK(broken[1]["interaction_id"] == "d");
+}
+
+TEST_CASE("the relay's Lua script stops at a failure of Redis as a whole (OOM)") {
+  RedisServer redis;
+  std::string sha = redis.cmd({"SCRIPT", "LOAD", Relay::script()});
+  redis.cmd({"CONFIG", "SET", "maxmemory", "1"});
+  std::string reply = relay_call(redis, sha, {{"sb:q:x:normal", "a"}, {"sb:q:y:normal", "b"}});
+  CHECK(reply.find("OOM") != std::string::npos);  // an error reply: the relay retries it all
+  redis.cmd({"CONFIG", "SET", "maxmemory", "0"});
+  CHECK(redis.xlen("sb:q:x:normal") == 0);
+  CHECK(redis.xlen("sb:q:y:normal") == 0);
 }
 
 TEST_CASE("rules route by text, a reload swaps them, a bad reload keeps the old ones") {
