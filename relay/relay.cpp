@@ -108,7 +108,15 @@ void Relay::set_error(const std::string& e) {
 
 void Relay::loop() {
   Conn conn;
+  // After a failed handshake or a pass that Redis as a whole failed: 100 ms doubling to 5 s,
+  // reset by a pass that went through. A Redis that takes the handshake but refuses every script
+  // (OOM) is not reconnected to in a tight loop.
   auto backoff = std::chrono::milliseconds(100);
+  auto back_off = [&] {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, backoff, [&] { return stopping_; });
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+  };
   for (;;) {
     bool stopping;
     {
@@ -125,12 +133,9 @@ void Relay::loop() {
         if (stopping) {
           break;  // no Redis to flush to; the outbox keeps the rows for the next start
         }
-        std::unique_lock lock(mu_);
-        cv_.wait_for(lock, backoff, [&] { return stopping_; });
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+        back_off();
         continue;
       }
-      backoff = std::chrono::milliseconds(100);
       if (!redis_ok_.exchange(true)) {
         logger("relay")->info("[redis {}:{}] connected", cfg_.host, cfg_.port);
       }
@@ -152,9 +157,11 @@ void Relay::loop() {
       reader_.reset();  // no read transaction left open; a fresh connection next pass
     }
     if (outcome == Outcome::redis_failed) {
-      conn.close();
+      conn.close();  // reconnect: a new handshake reloads the script (NOSCRIPT), the groups
+      back_off();
       continue;
     }
+    backoff = std::chrono::milliseconds(100);
     if (stopping && outcome != Outcome::more) {
       break;  // flushed (held rows stay in the outbox for the next start)
     }
