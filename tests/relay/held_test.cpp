@@ -65,8 +65,8 @@ long long outbox_rows(const std::string& db_path) {
 
 }  // namespace
 
-TEST_CASE("a stream key that refuses entries holds back only its rows; after the repair they "
-          "arrive once, in order") {
+TEST_CASE("a stream key that refuses entries holds back only its rows, which arrive once and in "
+          "order after the repair") {
   TempDir dir;
   RedisServer redis;
   App app(billing_config(dir, redis.port()));
