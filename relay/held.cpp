@@ -85,10 +85,10 @@ bool Relay::retry(Conn& c, const std::string& stream, Held& h) {
     h.from_seq = b.rows.back().seq + 1;  // more held rows: on with them next loop
     h.retry_at = now;
   } else {
-    logger("relay")->info("[relay] stream {} takes entries again after {} s; its held rows are "
-                          "delivered",
-                          stream,
-                          std::chrono::duration_cast<std::chrono::seconds>(now - h.since).count());
+    logger("relay")->info(
+        "[relay] stream {} takes entries again after {} s; its held rows are "
+        "delivered",
+        stream, std::chrono::duration_cast<std::chrono::seconds>(now - h.since).count());
     held_.erase(stream);
   }
   return whole;

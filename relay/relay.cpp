@@ -244,8 +244,13 @@ void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held) 
     in_chunk = 0;
   };
   while (select.step()) {
-    Row& r = b.rows.emplace_back(Row{select.int64(0), select.text(1), select.text(2),
-                                     select.text(3), {}, Row::Fate::unsent, {}});
+    Row& r = b.rows.emplace_back(Row{select.int64(0),
+                                     select.text(1),
+                                     select.text(2),
+                                     select.text(3),
+                                     {},
+                                     Row::Fate::unsent,
+                                     {}});
     r.stream = cfg_.prefix + ":q:" + r.queue + ":" + r.priority;
     if (!send_held && !held_.empty() && held_.contains(r.stream)) {
       r.fate = Row::Fate::refused;  // waits behind its stream's held rows
@@ -365,8 +370,8 @@ Relay::Outcome Relay::pass(Conn& c) {
       // Its stream refused an earlier row of this batch, then took this one: the key was
       // repaired while the pipelined batch ran (a window of a few ms), and this entry went in
       // ahead of the held one. Treat it as held: the retry finds its marker and skips it.
-      logger("relay")->warn("[relay] interaction {} reached {} ahead of an earlier held one",
-                            r.id, r.stream);
+      logger("relay")->warn("[relay] interaction {} reached {} ahead of an earlier held one", r.id,
+                            r.stream);
       r.fate = Row::Fate::refused;
     }
     if (r.fate == Row::Fate::refused) {
@@ -401,27 +406,27 @@ void Relay::remove(Taken& t) {
   }
   delivered_ += t.markers.size();
   auto markers = std::make_shared<std::vector<std::string>>(std::move(t.markers));
-  writer_.submit(storage::Job{
-      [ranges = std::move(t.ranges)](storage::Db& wdb) {
-        static thread_local storage::Db* prepared_for = nullptr;
-        static thread_local std::optional<storage::Stmt> del;
-        if (prepared_for != &wdb) {
-          del.emplace(wdb.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2"));
-          prepared_for = &wdb;
-        }
-        for (const auto& [from, to] : ranges) {
-          del->bind(1, from).bind(2, to).run();
-        }
-      },
-      [this, markers](const std::string& error) {
-        if (error.empty()) {
-          auto commit = writer_.commits();  // this one, or later
-          std::lock_guard lock(unlink_mu_);
-          for (auto& m : *markers) {
-            unlink_.emplace_back(commit, std::move(m));
-          }
-        }
-      }});
+  writer_.submit(
+      storage::Job{[ranges = std::move(t.ranges)](storage::Db& wdb) {
+                     static thread_local storage::Db* prepared_for = nullptr;
+                     static thread_local std::optional<storage::Stmt> del;
+                     if (prepared_for != &wdb) {
+                       del.emplace(wdb.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2"));
+                       prepared_for = &wdb;
+                     }
+                     for (const auto& [from, to] : ranges) {
+                       del->bind(1, from).bind(2, to).run();
+                     }
+                   },
+                   [this, markers](const std::string& error) {
+                     if (error.empty()) {
+                       auto commit = writer_.commits();  // this one, or later
+                       std::lock_guard lock(unlink_mu_);
+                       for (auto& m : *markers) {
+                         unlink_.emplace_back(commit, std::move(m));
+                       }
+                     }
+                   }});
   if (on_delivered_) {
     for (const auto& [q, n] : t.per_queue) {
       on_delivered_(q, n);

@@ -80,8 +80,8 @@ class Relay {
   enum class Outcome { idle, more, redis_failed };
 
   void loop();
-  bool connect(Conn& c);  // the handshake; false when it failed
-  Outcome pass(Conn& c);  // one batch of new rows
+  bool connect(Conn& c);     // the handshake; false when it failed
+  Outcome pass(Conn& c);     // one batch of new rows
   bool retry_held(Conn& c);  // the held streams whose back-off is over; false when Redis failed
   bool retry(Conn& c, const std::string& stream, Held& h);
   void read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held);
@@ -105,7 +105,7 @@ class Relay {
   std::thread thread_;
   // Relay thread only:
   std::unique_ptr<Reader> reader_;
-  std::int64_t watermark_ = 0;  // every outbox row up to here is in Redis or held
+  std::int64_t watermark_ = 0;        // every outbox row up to here is in Redis or held
   std::map<std::string, Held> held_;  // by stream key
   std::mutex unlink_mu_;
   // Markers of operations whose outbox rows are deleted, with the writer's commit count at that

@@ -37,8 +37,8 @@ config::Config billing_config(const TempDir& dir, std::uint16_t redis_port) {
 std::string post(std::uint16_t port, const std::string& key, const std::string& text) {
   HttpClient c(port);
   auto r = c.post_json("/v1/interactions",
-                       R"({"source":"web","external_id":")" + key + R"(","from":{"email":")" +
-                           key + R"(@example.com"},"text":")" + text + "\"}",
+                       R"({"source":"web","external_id":")" + key + R"(","from":{"email":")" + key +
+                           R"(@example.com"},"text":")" + text + "\"}",
                        "test-token");
   REQUIRE(r.status == 202);
   return std::string(json::parse(r.body).at("id").as_string());
@@ -56,6 +56,14 @@ std::string metrics(std::uint16_t port) {
   return HttpClient(port).request("GET", "/metrics").body;
 }
 
+// /metrics shows `n` rows held for billing's normal stream, within the usual bound.
+bool shows_held(std::uint16_t port, int n) {
+  return eventually([&] {
+    return metrics(port).find("switchboard_relay_held_rows{stream=\"" + kBilling + "\"} " +
+                              std::to_string(n) + "\n") != std::string::npos;
+  });
+}
+
 long long outbox_rows(const std::string& db_path) {
   storage::Db db(db_path, true);
   auto st = db.prepare("SELECT count(*) FROM outbox");
@@ -65,8 +73,9 @@ long long outbox_rows(const std::string& db_path) {
 
 }  // namespace
 
-TEST_CASE("a stream key that refuses entries holds back only its rows, which arrive once and in "
-          "order after the repair") {
+TEST_CASE(
+    "a stream key that refuses entries holds back only its rows, which arrive once and in "
+    "order after the repair") {
   TempDir dir;
   RedisServer redis;
   App app(billing_config(dir, redis.port()));
@@ -83,10 +92,7 @@ TEST_CASE("a stream key that refuses entries holds back only its rows, which arr
   // The other stream flows while billing's rows wait.
   REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == general; }));
   CHECK(redis.cmd({"TYPE", kBilling}) == "string");
-  REQUIRE(eventually([&] {
-    return metrics(port).find("switchboard_relay_held_rows{stream=\"" + kBilling + "\"} 3\n") !=
-           std::string::npos;
-  }));
+  REQUIRE(shows_held(port, 3));
   CHECK(metrics(port).find("switchboard_relay_held_streams 1\n") != std::string::npos);
   // Redis answers: still ready, naming the held stream and why.
   auto ready = HttpClient(port).request("GET", "/readyz");
@@ -102,8 +108,7 @@ TEST_CASE("a stream key that refuses entries holds back only its rows, which arr
   REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == general; }));
 
   redis.cmd({"DEL", kBilling});  // the repair
-  REQUIRE(eventually([&] { return ids_in(redis, kBilling) == billing; },
-                     std::chrono::seconds(10)));
+  REQUIRE(eventually([&] { return ids_in(redis, kBilling) == billing; }, std::chrono::seconds(10)));
   billing.push_back(post(port, "b4", "refund 4"));  // after the release: behind the others
   REQUIRE(eventually([&] { return ids_in(redis, kBilling) == billing; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // nothing more may arrive
@@ -124,8 +129,8 @@ TEST_CASE("held rows survive a restart and arrive exactly once after the repair"
   {
     App app(billing_config(dir, redis.port()));
     app.start();
-    REQUIRE(eventually(
-        [&] { return HttpClient(app.port()).request("GET", "/readyz").status == 200; }));
+    REQUIRE(
+        eventually([&] { return HttpClient(app.port()).request("GET", "/readyz").status == 200; }));
     redis.cmd({"SET", kBilling, "x"});
     for (int i = 0; i < 3; ++i) {
       billing.push_back(post(app.port(), "b" + std::to_string(i), "refund"));
@@ -140,10 +145,7 @@ TEST_CASE("held rows survive a restart and arrive exactly once after the repair"
   App app(billing_config(dir, redis.port()));
   app.start();
   auto port = app.port();
-  REQUIRE(eventually([&] {
-    return metrics(port).find("switchboard_relay_held_rows{stream=\"" + kBilling + "\"} 3\n") !=
-           std::string::npos;
-  }));
+  REQUIRE(shows_held(port, 3));
   CHECK(HttpClient(port).request("GET", "/readyz").status == 200);
   general.push_back(post(port, "g3", "hello"));
   REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == general; }));
@@ -188,10 +190,7 @@ TEST_CASE("kill -9 while rows are held: after the repair each arrives exactly on
     general.push_back(post(port, "g" + std::to_string(i), "hello"));
   }
   REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == general; }));
-  REQUIRE(eventually([&] {
-    return metrics(port).find("switchboard_relay_held_rows{stream=\"" + kBilling + "\"} 20\n") !=
-           std::string::npos;
-  }));
+  REQUIRE(shows_held(port, 20));
   daemon->kill(SIGKILL);
   daemon->wait();
   redis.cmd({"DEL", kBilling});  // repaired while the daemon is down
@@ -207,10 +206,7 @@ TEST_CASE("kill -9 while rows are held: after the repair each arrives exactly on
   for (int i = 0; i < 200; ++i) {
     later.push_back(post(port, "c" + std::to_string(i), "refund"));
   }
-  REQUIRE(eventually([&] {
-    return metrics(port).find("switchboard_relay_held_rows{stream=\"" + kBilling + "\"} 200\n") !=
-           std::string::npos;
-  }));
+  REQUIRE(shows_held(port, 200));
   redis.cmd({"DEL", kBilling});
   REQUIRE(eventually([&] { return redis.xlen(kBilling) > 0; }));
   daemon->kill(SIGKILL);  // somewhere in the retry of the 200 rows

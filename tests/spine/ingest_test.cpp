@@ -256,8 +256,9 @@ TEST_CASE("the relay's Lua script adds an operation once, even when replayed") {
                                                     {"payload", "{}"}});
 }
 
-TEST_CASE("the relay's Lua script refuses a broken stream's rows, adds the others', and a retry "
-          "adds the refused ones once, in order") {
+TEST_CASE(
+    "the relay's Lua script refuses a broken stream's rows, adds the others', and a retry "
+    "adds the refused ones once, in order") {
   RedisServer redis;
   std::string sha = redis.cmd({"SCRIPT", "LOAD", Relay::script()});
   redis.cmd({"SET", "sb:q:broken:normal", "not a stream"});
