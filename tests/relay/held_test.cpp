@@ -196,7 +196,9 @@ TEST_CASE("kill -9 while rows are held: after the repair each arrives exactly on
   redis.cmd({"DEL", kBilling});  // repaired while the daemon is down
   daemon = start();
   REQUIRE(eventually([&] { return ids_in(redis, kBilling) == billing; }));
-  // And once more, mid-delivery of a bigger backlog: kill right after the repair.
+  // Once more with the kill during the retry itself: the key broken again (its old entries
+  // gone with it), 200 rows held, repaired, and the daemon killed as soon as the retry begins
+  // (some of the 200 in Redis, their outbox rows perhaps not yet deleted).
   daemon->kill(SIGKILL);
   daemon->wait();
   redis.cmd({"DEL", kBilling});
@@ -209,7 +211,7 @@ TEST_CASE("kill -9 while rows are held: after the repair each arrives exactly on
   REQUIRE(shows_held(port, 200));
   redis.cmd({"DEL", kBilling});
   REQUIRE(eventually([&] { return redis.xlen(kBilling) > 0; }));
-  daemon->kill(SIGKILL);  // somewhere in the retry of the 200 rows
+  daemon->kill(SIGKILL);
   daemon->wait();
   daemon = start();
   REQUIRE(eventually([&] { return ids_in(redis, kBilling) == later; }));
