@@ -7,29 +7,40 @@
 namespace sb {
 namespace {
 
-// Projects up to kPerScript outbox rows. KEYS: stream, marker, stream, marker, ...; ARGV: the
-// marker TTL, then the kValues entry values of each row, in the order of the field names in the
-// script. The names are constants of the script rather than arguments: Redis copies every
-// argument into a Lua string (lua_pushlstring was 19% of redis-server's CPU under bench_ingest),
-// and half of them were the same seven names. For each row, atomically: skip if its operation
-// was already projected (the marker, keyed by the interaction id), else XADD; a stream created by
-// this XADD gets the `agents` group at id 0 so its first entry is claimable (a queue first named by
-// a transfer, say).
+// Projects up to kPerScript outbox rows. KEYS: the pass's note (below), then stream, marker,
+// stream, marker, ...; ARGV: the marker TTL, then the kValues entry values of each row, in the
+// order of the field names in the script. The names are constants of the script rather than
+// arguments: Redis copies every argument into a Lua string (lua_pushlstring was 19% of
+// redis-server's CPU under bench_ingest), and half of them were the same seven names. For each
+// row, atomically: skip if its operation was already projected (the marker, keyed by the
+// interaction id), else XADD; a stream created by this XADD gets the `agents` group at id 0 so
+// its first entry is claimable (a queue first named by a transfer, say).
 // A failing XADD drops that row's marker, so a retry adds it. Two kinds of failure:
 // - the stream key's own: WRONGTYPE (an operator's SET on the key), or a stream whose last id is
-//   the maximum. That stream refuses this row and every later row of it in the call (they must
-//   not overtake it); the other streams' rows go on. Each refused row is reported.
+//   the maximum. That stream refuses this row and every later row of it (they must not overtake
+//   it); the other streams' rows go on. Each refused row is reported. The refusal is also
+//   written to the note, a hash shared by the calls of one pipelined pass: a later call of the
+//   pass refuses the stream's rows too, even if the key was repaired in between. Unrefused, a
+//   pass costs one EXISTS of the note per call.
 // - anything else (OOM, READONLY, MISCONF...) is Redis's as a whole: stop there.
 // Returns {rows done, error of a Redis-wide failure or '', row index, error, row index, error...}
 // with a pair for each refused row (0-based, in the call). Rows already done in a failed call
 // are skipped by their markers when the relay retries them.
 constexpr const char* kScript = R"lua(
-local ttl = ARGV[1]
+local ttl, note = ARGV[1], KEYS[1]
+local noted = redis.call('EXISTS', note) == 1
 local checked, refused = {}, {}
-local out = {#KEYS / 2, ''}
-for i = 0, #KEYS / 2 - 1 do
-  local stream, marker = KEYS[2 * i + 1], KEYS[2 * i + 2]
-  if refused[stream] then
+local n = (#KEYS - 1) / 2
+local out = {n, ''}
+local function refusal(stream)
+  if refused[stream] == nil then
+    refused[stream] = noted and redis.call('HGET', note, stream) or false
+  end
+  return refused[stream]
+end
+for i = 0, n - 1 do
+  local stream, marker = KEYS[2 * i + 2], KEYS[2 * i + 3]
+  if refusal(stream) then
     out[#out + 1] = i
     out[#out + 1] = refused[stream]
   elseif redis.call('SET', marker, '1', 'NX', 'EX', ttl) then
@@ -49,6 +60,8 @@ for i = 0, #KEYS / 2 - 1 do
         return out
       end
       refused[stream] = r.err
+      redis.pcall('HSET', note, stream, r.err)
+      redis.pcall('PEXPIRE', note, 60000)
       out[#out + 1] = i
       out[#out + 1] = r.err
     elseif fresh then

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <random>
 
 #include "core/log.hpp"
 #include "core/resp.hpp"
@@ -54,7 +55,10 @@ void Relay::Taken::add(const Row& r, bool next_to_last, const std::string& prefi
 }
 
 Relay::Relay(const config::Redis& redis, storage::Writer& writer, std::vector<std::string> queues)
-    : cfg_(redis), writer_(writer), queues_(std::move(queues)) {}
+    : cfg_(redis), writer_(writer), queues_(std::move(queues)) {
+  std::random_device random;  // notes of two daemons (or runs) on one Redis never meet
+  note_prefix_ = cfg_.prefix + ":relay:refused:" + std::to_string(random()) + ":";
+}
 
 Relay::~Relay() {
   stop(std::chrono::milliseconds(0));
@@ -225,16 +229,19 @@ bool Relay::unlink_markers(Conn& c) {
 void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held) {
   std::string keys, fields;
   std::size_t in_chunk = 0;
+  // The pass's note of refused streams, shared by its pipelined calls (see the script).
+  std::string note = note_prefix_ + std::to_string(++passes_);
   auto close_chunk = [&] {
     if (in_chunk == 0) {
       return;
     }
     std::string cmd;
     cmd.reserve(keys.size() + fields.size() + 128);
-    resp::array(cmd, 3 + 2 * in_chunk + 1 + kValues * in_chunk);
+    resp::array(cmd, 3 + 1 + 2 * in_chunk + 1 + kValues * in_chunk);
     resp::bulk(cmd, "EVALSHA");
     resp::bulk(cmd, c.sha);
-    resp::bulk(cmd, std::to_string(2 * in_chunk));
+    resp::bulk(cmd, std::to_string(1 + 2 * in_chunk));
+    resp::bulk(cmd, note);
     cmd += keys;
     resp::bulk(cmd, kMarkerTtl);
     cmd += fields;
@@ -367,9 +374,9 @@ Relay::Outcome Relay::pass(Conn& c) {
       break;
     }
     if (r.fate == Row::Fate::added && held_.contains(r.stream)) {
-      // Its stream refused an earlier row of this batch, then took this one: the key was
-      // repaired while the pipelined batch ran (a window of a few ms), and this entry went in
-      // ahead of the held one. Treat it as held: the retry finds its marker and skips it.
+      // Its stream refused an earlier row of this pass, yet took this one. The pass's note
+      // prevents that (unless it expired mid-pass); hold it all the same, so that the held
+      // rows' count stays right: the retry finds its marker and skips it.
       logger("relay")->warn("[relay] interaction {} reached {} ahead of an earlier held one", r.id,
                             r.stream);
       r.fate = Row::Fate::refused;

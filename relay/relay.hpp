@@ -58,9 +58,9 @@ class Relay {
   using Delivered = std::function<void(const std::string& queue, std::size_t n)>;
   void on_delivered(Delivered fn) { on_delivered_ = std::move(fn); }
 
-  // The Lua script, exposed for tests. KEYS: stream, marker per row. ARGV: marker ttl, then
-  // the 7 entry values per row. Returns {rows done, error of a Redis-wide failure or '', then
-  // row index, error for each row whose stream refused it}.
+  // The Lua script, exposed for tests. KEYS: the pass's note of refused streams, then stream,
+  // marker per row. ARGV: marker ttl, then the 7 entry values per row. Returns {rows done, error of
+  // a Redis-wide failure or '', then row index, error for each row whose stream refused it}.
   static const char* script();
 
  private:
@@ -105,7 +105,9 @@ class Relay {
   std::thread thread_;
   // Relay thread only:
   std::unique_ptr<Reader> reader_;
-  std::int64_t watermark_ = 0;        // every outbox row up to here is in Redis or held
+  std::int64_t watermark_ = 0;  // every outbox row up to here is in Redis or held
+  std::string note_prefix_;     // {prefix}:relay:refused:{random}: (see the script)
+  std::uint64_t passes_ = 0;
   std::map<std::string, Held> held_;  // by stream key
   std::mutex unlink_mu_;
   // Markers of operations whose outbox rows are deleted, with the writer's commit count at that
