@@ -32,17 +32,16 @@ local noted = redis.call('EXISTS', note) == 1
 local checked, refused = {}, {}
 local n = (#KEYS - 1) / 2
 local out = {n, ''}
-local function refusal(stream)
-  if refused[stream] == nil then
-    refused[stream] = noted and redis.call('HGET', note, stream) or false
-  end
-  return refused[stream]
-end
 for i = 0, n - 1 do
   local stream, marker = KEYS[2 * i + 2], KEYS[2 * i + 3]
-  if refusal(stream) then
+  local why = refused[stream]
+  if why == nil and noted then
+    why = redis.call('HGET', note, stream)
+    refused[stream] = why
+  end
+  if why then
     out[#out + 1] = i
-    out[#out + 1] = refused[stream]
+    out[#out + 1] = why
   elseif redis.call('SET', marker, '1', 'NX', 'EX', ttl) then
     local fresh = false
     if not checked[stream] then
