@@ -86,6 +86,21 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
                    st.step();
                    return {{{}, static_cast<double>(st.int64(0))}};
                  });
+  // Rows held back because their stream key refuses entries (WRONGTYPE...); alert on > 0.
+  metrics_.gauge("switchboard_relay_held_streams",
+                 "Streams whose key refuses entries; their outbox rows wait, the others flow.",
+                 [r = relay_.get()]() -> std::vector<std::pair<Labels, double>> {
+                   return {{{}, static_cast<double>(r->held().size())}};
+                 });
+  metrics_.gauge("switchboard_relay_held_rows",
+                 "Outbox rows held back because their stream key refuses entries, by stream.",
+                 [r = relay_.get()]() -> std::vector<std::pair<Labels, double>> {
+                   std::vector<std::pair<Labels, double>> out;
+                   for (const auto& h : r->held()) {
+                     out.push_back({{{"stream", h.stream}}, static_cast<double>(h.rows)});
+                   }
+                   return out;
+                 });
 }
 
 App::~App() {
@@ -195,7 +210,19 @@ void App::add_ops_routes() {
                             "redis is not answering: " + relay_->redis_error() +
                                 "; ingest continues and the outbox holds the work");
     }
-    co_return http::json(200, R"({"status":"ready"})");
+    // One stream key that refuses entries (an operator's SET on it) is not Redis being down:
+    // every other queue flows and the held rows wait safely in the outbox, so taking this
+    // instance out of rotation would help nobody. Stay ready, and name the held streams.
+    auto held = relay_->held();
+    if (held.empty()) {
+      co_return http::json(200, R"({"status":"ready"})");
+    }
+    boost::json::array streams;
+    for (const auto& h : held) {
+      streams.push_back({{"stream", h.stream}, {"rows", h.rows}, {"error", h.error}});
+    }
+    co_return http::json(200, boost::json::serialize(boost::json::object{
+                                  {"status", "ready"}, {"held_streams", std::move(streams)}}));
   });
   router_.add("GET", "/metrics", [this](http::Request&) -> asio::awaitable<http::Response> {
     co_await agents_->refresh_queue_stats();  // queue gauges, without blocking the io thread

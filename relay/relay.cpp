@@ -1,95 +1,64 @@
 #include "relay/relay.hpp"
 
-#include <hiredis/hiredis.h>
 #include <pthread.h>
 
+#include <algorithm>
 #include <optional>
+#include <random>
 
 #include "core/log.hpp"
 #include "core/resp.hpp"
-#include "routing/rules.hpp"
-#include "storage/sqlite.hpp"
+#include "relay/parts.hpp"
+
+// One row's way, top to bottom: pass() reads it from the outbox (read_rows writes its EVALSHA
+// arguments as it reads), send() pipelines the commands and reads each row's fate from the
+// script's reply, then pass() moves the watermark past it and either hands it to remove() (the
+// writer deletes it, its marker goes later) or, when its stream refused it, to hold() (held.cpp).
+// The Lua script that decides a row's fate in Redis is in connect.cpp.
 
 namespace sb {
+using namespace relay_detail;
 namespace {
 
-constexpr int kBatch = 512;
 constexpr const char* kMarkerTtl = "604800";  // 7 days: far longer than any replay window
-
-constexpr int kPerScript = 64;  // entries per EVALSHA: one Lua call amortised, Redis never
-                                // busy for long (~0.3 ms)
-constexpr int kValues = 7;      // stream entry: 7 field/value pairs (SPEC section 4)
-
-// Projects up to kPerScript outbox rows. KEYS: stream, marker, stream, marker, ...; ARGV: the
-// marker TTL, then the kValues entry values of each row, in the order of the field names in the
-// script. The names are constants of the script rather than arguments: Redis copies every
-// argument into a Lua string (lua_pushlstring was 19% of redis-server's CPU under bench_ingest),
-// and half of them were the same seven names. For each row, atomically: skip if its operation
-// was already projected (the marker, keyed by the interaction id), else XADD; a stream created by
-// this XADD gets the `agents` group at id 0 so its first entry is claimable (a queue first named by
-// a transfer, say). Stops at the first XADD that fails (WRONGTYPE, OOM) and drops that row's
-// marker, so a retry adds it; returns {rows done, error}. Rows already done in a failed call
-// are skipped by their markers when the relay retries them.
-constexpr const char* kScript = R"lua(
-local ttl = ARGV[1]
-local checked = {}
-for i = 0, #KEYS / 2 - 1 do
-  local stream, marker = KEYS[2 * i + 1], KEYS[2 * i + 2]
-  if redis.call('SET', marker, '1', 'NX', 'EX', ttl) then
-    local fresh = false
-    if not checked[stream] then
-      checked[stream] = true
-      fresh = redis.call('EXISTS', stream) == 0
-    end
-    local at = 2 + i * 7
-    local r = redis.pcall('XADD', stream, '*', 'interaction_id', ARGV[at],
-      'conversation_id', ARGV[at + 1], 'customer_id', ARGV[at + 2], 'channel', ARGV[at + 3],
-      'kind', ARGV[at + 4], 'priority', ARGV[at + 5], 'payload', ARGV[at + 6])
-    if type(r) == 'table' and r.err then
-      redis.call('DEL', marker)
-      return {i, r.err}
-    end
-    if fresh then redis.pcall('XGROUP', 'CREATE', stream, 'agents', '0') end
-  end
-end
-return {#KEYS / 2, ''}
-)lua";
-
-struct ReplyDeleter {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+constexpr int kValues = 7;                    // stream entry: 7 field/value pairs (SPEC section 4)
 
 }  // namespace
 
-struct Relay::Conn {
-  redisContext* ctx = nullptr;
-  std::string sha;
-  ~Conn() { close(); }
-  void close() {
-    if (ctx) {
-      redisFree(ctx);
-      ctx = nullptr;
-    }
-  }
-  Reply cmd(std::initializer_list<std::string_view> args) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (auto a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    return Reply(static_cast<redisReply*>(
-        redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data())));
-  }
-};
+Relay::Reader::Reader(const std::string& path)
+    : db(path, true),
+      fresh(db.prepare("SELECT o.seq, i.id, o.queue, o.priority, i.conversation_id, "
+                       "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload FROM outbox o "
+                       "JOIN interactions i ON i.id = o.interaction_id "
+                       "WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2")),
+      held(db.prepare("SELECT o.seq, i.id, o.queue, o.priority, i.conversation_id, "
+                      "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload FROM outbox o "
+                      "JOIN interactions i ON i.id = o.interaction_id "
+                      "WHERE o.seq >= ?1 AND o.seq <= ?2 AND o.queue = ?3 AND o.priority = ?4 "
+                      "ORDER BY o.seq LIMIT ?5")),
+      count(db.prepare("SELECT count(*) FROM outbox WHERE seq > ?1")) {}
 
-const char* Relay::script() {
-  return kScript;
+void Relay::Taken::add(const Row& r, bool next_to_last, const std::string& prefix) {
+  if (next_to_last && !ranges.empty()) {
+    ranges.back().second = r.seq;
+  } else {
+    ranges.emplace_back(r.seq, r.seq);
+  }
+  markers.push_back(prefix + ":relayed:" + r.id);
+  auto q = std::find_if(per_queue.begin(), per_queue.end(),
+                        [&](const auto& p) { return p.first == r.queue; });
+  if (q == per_queue.end()) {
+    per_queue.emplace_back(r.queue, 1);
+  } else {
+    ++q->second;
+  }
 }
 
 Relay::Relay(const config::Redis& redis, storage::Writer& writer, std::vector<std::string> queues)
-    : cfg_(redis), writer_(writer), queues_(std::move(queues)) {}
+    : cfg_(redis), writer_(writer), queues_(std::move(queues)) {
+  std::random_device random;  // notes of two daemons (or runs) on one Redis never meet
+  note_prefix_ = cfg_.prefix + ":relay:refused:" + std::to_string(random()) + ":";
+}
 
 Relay::~Relay() {
   stop(std::chrono::milliseconds(0));
@@ -143,7 +112,15 @@ void Relay::set_error(const std::string& e) {
 
 void Relay::loop() {
   Conn conn;
+  // After a failed handshake or a pass that Redis as a whole failed: 100 ms doubling to 5 s,
+  // reset by a pass that went through. A Redis that takes the handshake but refuses every script
+  // (OOM) is not reconnected to in a tight loop.
   auto backoff = std::chrono::milliseconds(100);
+  auto back_off = [&] {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, backoff, [&] { return stopping_; });
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+  };
   for (;;) {
     bool stopping;
     {
@@ -151,82 +128,64 @@ void Relay::loop() {
       stopping = stopping_;
     }
     if (stopping && std::chrono::steady_clock::now() >= flush_until_) {
-      return;
+      break;
     }
     if (!conn.ctx) {
-      timeval tv{2, 0};
-      conn.ctx = redisConnectWithTimeout(cfg_.host.c_str(), cfg_.port, tv);
-      bool ok = conn.ctx && !conn.ctx->err;
-      if (ok) {
-        redisSetTimeout(conn.ctx, timeval{5, 0});
-        if (!cfg_.password.empty()) {
-          auto r = conn.cmd({"AUTH", cfg_.password});
-          ok = r && r->type != REDIS_REPLY_ERROR;
-        }
-        if (ok && cfg_.db != 0) {
-          auto r = conn.cmd({"SELECT", std::to_string(cfg_.db)});
-          ok = r && r->type != REDIS_REPLY_ERROR;
-        }
-        if (ok) {
-          auto r = conn.cmd({"SCRIPT", "LOAD", kScript});
-          ok = r && r->type == REDIS_REPLY_STRING;
-          if (ok) {
-            conn.sha.assign(r->str, r->len);
-          }
-        }
-        // Consumer groups at start (SPEC section 4), from id 0 so nothing already in a stream
-        // is skipped. BUSYGROUP (exists) is fine.
-        for (const auto& q : queues_) {
-          for (const char* p : kPriorities) {
-            if (!ok) {
-              break;
-            }
-            auto key = cfg_.prefix + ":q:" + q + ":" + p;
-            auto r = conn.cmd({"XGROUP", "CREATE", key, "agents", "0", "MKSTREAM"});
-            ok = r && (r->type != REDIS_REPLY_ERROR ||
-                       std::string_view(r->str, r->len).starts_with("BUSYGROUP"));
-          }
-        }
-      }
-      if (!ok) {
+      if (!connect(conn)) {
         set_error(conn.ctx && conn.ctx->err ? conn.ctx->errstr : "handshake failed");
         conn.close();
         if (stopping) {
-          return;  // no Redis to flush to; the outbox keeps the rows for the next start
+          break;  // no Redis to flush to; the outbox keeps the rows for the next start
         }
-        std::unique_lock lock(mu_);
-        cv_.wait_for(lock, backoff, [&] { return stopping_; });
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+        back_off();
         continue;
       }
-      backoff = std::chrono::milliseconds(100);
       if (!redis_ok_.exchange(true)) {
         logger("relay")->info("[redis {}:{}] connected", cfg_.host, cfg_.port);
       }
-    }
-    bool more = false;
-    try {
-      auto before = delivered_.load();
-      if (!pass(conn)) {
-        conn.close();
-        continue;
+      for (auto& [stream, h] : held_) {
+        h.retry_at = std::chrono::steady_clock::now();  // a Redis that came back may be repaired
       }
-      more = delivered_.load() - before >= static_cast<std::uint64_t>(kBatch);
+    }
+    auto outcome = Outcome::idle;
+    try {
+      if (!reader_) {
+        reader_ = std::make_unique<Reader>(writer_.path());
+      }
+      outcome = pass(conn);
+      if (outcome != Outcome::redis_failed && !retry_held(conn)) {
+        outcome = Outcome::redis_failed;
+      }
     } catch (const std::exception& e) {
       logger("relay")->error("[relay] outbox read failed: {}", e.what());
+      reader_.reset();  // no read transaction left open; a fresh connection next pass
     }
-    if (stopping && !more) {
-      return;  // flushed
+    if (outcome == Outcome::redis_failed) {
+      conn.close();  // reconnect: a new handshake reloads the script (NOSCRIPT), the groups
+      back_off();
+      continue;
     }
-    if (!more) {
+    backoff = std::chrono::milliseconds(100);
+    if (stopping && outcome != Outcome::more) {
+      break;  // flushed (held rows stay in the outbox for the next start)
+    }
+    if (outcome != Outcome::more) {
+      // Sleep until woken, for at most 1 s (the idle PING), or until a held stream's retry.
+      auto wait = std::chrono::milliseconds(1000);
+      auto now = std::chrono::steady_clock::now();
+      for (const auto& [stream, h] : held_) {
+        auto until = std::max(h.retry_at - now, std::chrono::steady_clock::duration::zero());
+        wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(until));
+      }
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return woken_ || stopping_; });
+      cv_.wait_for(lock, wait, [&] { return woken_ || stopping_; });
       woken_ = false;
       // Let a few more commits gather: one pass per ~2 ms under load instead of one per commit.
       lock.unlock();
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }
+  reader_.reset();
 }
 
 // UNLINKs the markers of operations whose outbox rows are deleted (pipelined, 512 a command).
@@ -263,169 +222,223 @@ bool Relay::unlink_markers(Conn& c) {
   return true;
 }
 
-bool Relay::pass(Conn& c) {
-  static thread_local std::unique_ptr<storage::Db> db;
-  static thread_local std::unique_ptr<storage::Stmt> select;
-  static thread_local std::unique_ptr<storage::Stmt> count;
-  if (!db) {
-    db = std::make_unique<storage::Db>(writer_.path(), true);
-    select = std::make_unique<storage::Stmt>(db->prepare(
-        "SELECT o.seq, i.id, o.queue, o.priority, i.conversation_id, "
-        "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload FROM outbox o "
-        "JOIN interactions i ON i.id = o.interaction_id WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2"));
-    count =
-        std::make_unique<storage::Stmt>(db->prepare("SELECT count(*) FROM outbox WHERE seq > ?1"));
-  }
-  // The EVALSHA commands are written in Redis's wire format (RESP) while the rows are read, so
-  // the payloads go from SQLite's buffer into the command once; hiredis's argv formatting cost
-  // ~10k instructions a row. Each command covers up to kPerScript rows.
-  struct Row {
-    std::int64_t seq;
-    std::string id, queue, priority;  // the interaction id also keys its once-only marker
-  };
-  std::vector<Row> rows;
-  std::vector<std::string> commands;
+// Steps `select` to its end. Each row's EVALSHA arguments are written in Redis's wire format
+// (RESP) as it is read, so the payload goes from SQLite's buffer into the command once; hiredis's
+// argv formatting cost ~10k instructions a row. A row of a held stream is refused here, unsent,
+// unless `send_held` (its retry).
+void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held) {
   std::string keys, fields;
   std::size_t in_chunk = 0;
+  // The pass's note of refused streams, shared by its pipelined calls (see the script).
+  std::string note = note_prefix_ + std::to_string(++passes_);
   auto close_chunk = [&] {
     if (in_chunk == 0) {
       return;
     }
     std::string cmd;
     cmd.reserve(keys.size() + fields.size() + 128);
-    resp::array(cmd, 3 + 2 * in_chunk + 1 + kValues * in_chunk);
+    resp::array(cmd, 3 + 1 + 2 * in_chunk + 1 + kValues * in_chunk);
     resp::bulk(cmd, "EVALSHA");
     resp::bulk(cmd, c.sha);
-    resp::bulk(cmd, std::to_string(2 * in_chunk));
+    resp::bulk(cmd, std::to_string(1 + 2 * in_chunk));
+    resp::bulk(cmd, note);
     cmd += keys;
     resp::bulk(cmd, kMarkerTtl);
     cmd += fields;
-    commands.push_back(std::move(cmd));
+    b.commands.push_back(std::move(cmd));
     keys.clear();
     fields.clear();
     in_chunk = 0;
   };
-  db->exec("BEGIN");  // one read snapshot for the batch and the count
-  select->bind(1, watermark_).bind(2, kBatch);
-  while (select->step()) {
-    Row r{select->int64(0), select->text(1), select->text(2), select->text(3)};
-    resp::bulk(keys, cfg_.prefix + ":q:" + r.queue + ":" + r.priority);
+  while (select.step()) {
+    Row& r = b.rows.emplace_back(Row{select.int64(0),
+                                     select.text(1),
+                                     select.text(2),
+                                     select.text(3),
+                                     {},
+                                     Row::Fate::unsent,
+                                     {}});
+    r.stream = cfg_.prefix + ":q:" + r.queue + ":" + r.priority;
+    if (!send_held && !held_.empty() && held_.contains(r.stream)) {
+      r.fate = Row::Fate::refused;  // waits behind its stream's held rows
+      continue;
+    }
+    resp::bulk(keys, r.stream);
     resp::bulk(keys, cfg_.prefix + ":relayed:" + r.id);
     // interaction_id, conversation_id, customer_id, channel, kind, priority, payload
     static constexpr int kColumns[kValues] = {1, 4, 5, 6, 7, 3, 8};
     for (int column : kColumns) {
-      resp::bulk(fields, select->text_view(column));
+      resp::bulk(fields, select.text_view(column));
     }
-    rows.push_back(std::move(r));
+    b.sent.push_back(b.rows.size() - 1);
     if (++in_chunk == kPerScript) {
       close_chunk();
     }
   }
   close_chunk();
-  select->reset();
-  count->bind(1, watermark_);
-  count->step();
-  pending_ = count->int64(0);
-  count->reset();
-  db->exec("COMMIT");
-  if (!unlink_markers(c)) {
-    return false;
-  }
-  if (rows.empty()) {
-    auto r = c.cmd({"PING"});  // keeps /readyz honest while idle
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-      set_error(c.ctx->err ? c.ctx->errstr : "PING failed");
-      return false;
-    }
-    return true;
-  }
-  for (const auto& cmd : commands) {  // pipelined; the replies are read in order below
+  select.reset();
+}
+
+// Writes the batch's commands in one go and reads the replies in one pass (pipelining), setting
+// the fate of each row sent. False when Redis failed as a whole (connection lost, script cache
+// flushed, OOM...): the row it failed at and those after it stay unsent.
+bool Relay::send(Conn& c, Batch& b) {
+  for (const auto& cmd : b.commands) {
     redisAppendFormattedCommand(c.ctx, cmd.data(), cmd.size());
   }
-  std::int64_t done_upto = watermark_;
-  std::vector<std::pair<std::string, std::size_t>> touched;  // queue, entries added
-  bool failed = false;
-  for (std::size_t from = 0; from < rows.size(); from += kPerScript) {
-    std::size_t n = std::min<std::size_t>(kPerScript, rows.size() - from);
+  bool whole = true;
+  for (std::size_t from = 0; from < b.sent.size(); from += kPerScript) {
+    std::size_t n = std::min<std::size_t>(kPerScript, b.sent.size() - from);
+    auto row = [&](std::size_t k) -> Row& { return b.rows[b.sent[from + k]]; };
     void* raw = nullptr;
     if (redisGetReply(c.ctx, &raw) != REDIS_OK) {
       set_error(c.ctx->errstr);
       return false;
     }
     Reply reply(static_cast<redisReply*>(raw));
-    if (failed) {
+    if (!whole) {
       continue;  // drain the pipeline; rows after a failure are retried next pass
     }
     std::size_t done = 0;
     std::string err;
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
         reply->element[0]->type == REDIS_REPLY_INTEGER) {
-      done = static_cast<std::size_t>(reply->element[0]->integer);
+      done = std::min(static_cast<std::size_t>(reply->element[0]->integer), n);
       err.assign(reply->element[1]->str ? reply->element[1]->str : "", reply->element[1]->len);
+      for (std::size_t e = 2; e + 1 < reply->elements; e += 2) {  // {row index, error} pairs
+        auto k = static_cast<std::size_t>(reply->element[e]->integer);
+        if (k < n) {
+          row(k).fate = Row::Fate::refused;
+          row(k).error.assign(reply->element[e + 1]->str ? reply->element[e + 1]->str : "",
+                              reply->element[e + 1]->len);
+        }
+      }
     } else {
       err = reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len)
                                              : "unexpected reply to the relay script";
     }
-    for (std::size_t k = from; k < from + std::min(done, n); ++k) {
-      done_upto = rows[k].seq;
-      ++delivered_;
-      auto t = std::find_if(touched.begin(), touched.end(),
-                            [&](const auto& q) { return q.first == rows[k].queue; });
-      if (t == touched.end()) {
-        touched.emplace_back(rows[k].queue, 1);
-      } else {
-        ++t->second;
+    for (std::size_t k = 0; k < done; ++k) {
+      if (row(k).fate == Row::Fate::unsent) {
+        row(k).fate = Row::Fate::added;
       }
     }
     if (done < n) {
       if (err.starts_with("NOSCRIPT")) {
         set_error("script cache flushed; reloading");
       } else {
-        const Row& r = rows[from + std::min(done, n - 1)];
-        logger("relay")->error("[relay] XADD of interaction {} to {}:{} failed: {}", r.id, r.queue,
-                               r.priority, err);
+        const Row& r = row(done);
+        logger("relay")->error("[relay] XADD of interaction {} to {} failed: {}", r.id, r.stream,
+                               err);
         set_error(err);
       }
-      failed = true;
+      whole = false;
     }
   }
-  if (done_upto > watermark_) {
-    watermark_ = done_upto;
-    pending_ = std::max<std::int64_t>(0, pending_ - static_cast<std::int64_t>(rows.size()));
-    // Once the delete is on disk no replay can reach these operations, not even after a power
-    // loss: their markers go then (on a pass after the next full checkpoint) instead of filling
-    // Redis for the TTL. A crash before that leaves them to expire.
-    auto markers = std::make_shared<std::vector<std::string>>();
-    for (const auto& r : rows) {
-      if (r.seq <= done_upto) {
-        markers->push_back(cfg_.prefix + ":relayed:" + r.id);
+  return whole;
+}
+
+// One pass of the common path: the next rows after the watermark, in seq order.
+Relay::Outcome Relay::pass(Conn& c) {
+  Reader& rd = *reader_;
+  Batch b;
+  rd.db.exec("BEGIN");  // one read snapshot for the batch and the count
+  rd.fresh.bind(1, watermark_).bind(2, kBatch);
+  read_rows(c, rd.fresh, b, false);
+  rd.count.bind(1, watermark_);
+  rd.count.step();
+  pending_ = rd.count.int64(0);
+  rd.count.reset();
+  rd.db.exec("COMMIT");
+  if (!unlink_markers(c)) {
+    return Outcome::redis_failed;
+  }
+  if (b.rows.empty()) {
+    auto r = c.cmd({"PING"});  // keeps /readyz honest while idle
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+      set_error(c.ctx->err ? c.ctx->errstr : "PING failed");
+      return Outcome::redis_failed;
+    }
+    return Outcome::idle;
+  }
+  bool whole = b.sent.empty() || send(c, b);
+  // In outbox order, up to the first row Redis as a whole did not take: the watermark moves past
+  // each row; one Redis took leaves the outbox, one its stream refused is held there.
+  Taken taken;
+  bool next_to_last = false;  // the row before was taken too: one delete range for both
+  // Nothing held: every row up to the watermark is in Redis, so the first range may start at
+  // the outbox's beginning and sweeps rows whose earlier delete failed too (one `seq <= upto`).
+  bool sweep = held_.empty();
+  std::int64_t seen = 0;
+  for (Row& r : b.rows) {
+    if (r.fate == Row::Fate::unsent) {
+      break;
+    }
+    if (r.fate == Row::Fate::added && held_.contains(r.stream)) {
+      // Its stream refused an earlier row of this pass, yet took this one. The pass's note
+      // prevents that (unless it expired mid-pass); hold it all the same, so that the held
+      // rows' count stays right: the retry finds its marker and skips it.
+      logger("relay")->warn("[relay] interaction {} reached {} ahead of an earlier held one", r.id,
+                            r.stream);
+      r.fate = Row::Fate::refused;
+    }
+    if (r.fate == Row::Fate::refused) {
+      hold(r);
+      next_to_last = false;
+    } else {
+      taken.add(r, next_to_last, cfg_.prefix);
+      if (sweep && seen == 0) {
+        taken.ranges.front().first = 0;
       }
+      next_to_last = true;
     }
-    writer_.submit(storage::Job{[upto = done_upto](storage::Db& wdb) {
-                                  static thread_local storage::Db* prepared_for = nullptr;
-                                  static thread_local std::optional<storage::Stmt> del;
-                                  if (prepared_for != &wdb) {
-                                    del.emplace(wdb.prepare("DELETE FROM outbox WHERE seq <= ?1"));
-                                    prepared_for = &wdb;
-                                  }
-                                  del->bind(1, upto).run();
-                                },
-                                [this, markers](const std::string& error) {
-                                  if (error.empty()) {
-                                    auto commit = writer_.commits();  // this one, or later
-                                    std::lock_guard lock(unlink_mu_);
-                                    for (auto& m : *markers) {
-                                      unlink_.emplace_back(commit, std::move(m));
-                                    }
-                                  }
-                                }});
+    watermark_ = r.seq;
+    ++seen;
   }
+  pending_ = std::max<std::int64_t>(0, pending_ - seen);
+  remove(taken);
+  publish_held();
+  if (!whole) {
+    return Outcome::redis_failed;
+  }
+  return b.rows.size() == static_cast<std::size_t>(kBatch) ? Outcome::more : Outcome::idle;
+}
+
+// Deletes the taken rows from the outbox (one writer job). Once the delete is on disk no replay
+// can reach these operations, not even after a power loss: their markers go then (on a pass
+// after the next full checkpoint) instead of filling Redis for the TTL. A crash before that
+// leaves them to expire.
+void Relay::remove(Taken& t) {
+  if (t.ranges.empty()) {
+    return;
+  }
+  delivered_ += t.markers.size();
+  auto markers = std::make_shared<std::vector<std::string>>(std::move(t.markers));
+  writer_.submit(
+      storage::Job{[ranges = std::move(t.ranges)](storage::Db& wdb) {
+                     static thread_local storage::Db* prepared_for = nullptr;
+                     static thread_local std::optional<storage::Stmt> del;
+                     if (prepared_for != &wdb) {
+                       del.emplace(wdb.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2"));
+                       prepared_for = &wdb;
+                     }
+                     for (const auto& [from, to] : ranges) {
+                       del->bind(1, from).bind(2, to).run();
+                     }
+                   },
+                   [this, markers](const std::string& error) {
+                     if (error.empty()) {
+                       auto commit = writer_.commits();  // this one, or later
+                       std::lock_guard lock(unlink_mu_);
+                       for (auto& m : *markers) {
+                         unlink_.emplace_back(commit, std::move(m));
+                       }
+                     }
+                   }});
   if (on_delivered_) {
-    for (const auto& [q, n] : touched) {
+    for (const auto& [q, n] : t.per_queue) {
       on_delivered_(q, n);
     }
   }
-  return !failed;
 }
 
 }  // namespace sb

@@ -6,17 +6,26 @@
 // between XADD and the delete adds nothing; once the delete is on disk the marker is unlinked
 // (it would otherwise hold Redis memory for its 7-day TTL). While Redis is down it retries
 // with back-off and ingest is unaffected: the outbox simply grows.
+//
+// One stream key that refuses entries (an operator's `SET sb:q:billing:normal x` makes XADD
+// answer WRONGTYPE) holds back only the rows for that stream (invariant 4): they stay in the
+// outbox, in order, and are retried with back-off while the other streams keep flowing. A
+// failure of Redis as a whole (connection, NOSCRIPT, OOM) still stops and retries everything.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "config/config.hpp"
+#include "storage/sqlite.hpp"
 #include "storage/writer.hpp"
 
 namespace sb {
@@ -27,27 +36,59 @@ class Relay {
   ~Relay();
 
   void start();
-  // Delivers what is committed (for at most `flush_deadline`), then ends the thread.
+  // Delivers what is committed (for at most `flush_deadline`), then ends the thread. Rows of
+  // held streams stay in the outbox for the next start.
   void stop(std::chrono::milliseconds flush_deadline = std::chrono::seconds(5));
   void wake();  // new outbox rows were committed
 
   bool redis_ok() const { return redis_ok_.load(); }
   std::string redis_error() const;
-  std::int64_t pending() const { return pending_.load(); }  // outbox rows not yet in Redis
+  // Outbox rows not yet in Redis (held ones included).
+  std::int64_t pending() const { return pending_.load() + held_rows_.load(); }
   std::uint64_t delivered() const { return delivered_.load(); }
+  // A stream key whose XADD fails while Redis otherwise works: its rows wait in the outbox.
+  struct HeldStream {
+    std::string stream;  // {prefix}:q:{queue}:{priority}
+    std::int64_t rows;   // outbox rows held back for it
+    std::string error;   // Redis's answer to the latest attempt
+  };
+  std::vector<HeldStream> held() const;  // any thread; empty while every stream takes entries
   // Called on the relay thread after `n` entries were added to a queue's streams (claim
   // wake-ups).
   using Delivered = std::function<void(const std::string& queue, std::size_t n)>;
   void on_delivered(Delivered fn) { on_delivered_ = std::move(fn); }
 
-  // The Lua script, exposed for tests. KEYS: stream, marker per row. ARGV: marker ttl, then
-  // the 14 entry field/values per row. Returns {rows done, error of the first failed row}.
+  // The Lua script, exposed for tests. KEYS: the pass's note of refused streams, then stream,
+  // marker per row. ARGV: marker ttl, then the 7 entry values per row. Returns {rows done, error of
+  // a Redis-wide failure or '', then row index, error for each row whose stream refused it}.
   static const char* script();
 
  private:
   struct Conn;
+  struct Reader;
+  struct Row;
+  struct Batch;
+  struct Taken;
+  struct Held {
+    std::string queue, priority;
+    std::int64_t from_seq;  // its first held row: every later row of the stream waits too
+    std::int64_t rows = 0;
+    std::string error;
+    std::chrono::steady_clock::time_point since, retry_at;
+    std::chrono::milliseconds backoff;
+  };
+  enum class Outcome { idle, more, redis_failed };
+
   void loop();
-  bool pass(Conn& c);  // one batch; false when Redis failed
+  bool connect(Conn& c);     // the handshake; false when it failed
+  Outcome pass(Conn& c);     // one batch of new rows
+  bool retry_held(Conn& c);  // the held streams whose back-off is over; false when Redis failed
+  bool retry(Conn& c, const std::string& stream, Held& h);
+  void read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held);
+  bool send(Conn& c, Batch& b);
+  void hold(const Row& r);
+  void remove(Taken& t);
+  void publish_held();
   bool unlink_markers(Conn& c);
   void set_error(const std::string& e);
 
@@ -62,7 +103,12 @@ class Relay {
   bool stopping_ = false;
   std::chrono::steady_clock::time_point flush_until_;
   std::thread thread_;
-  std::int64_t watermark_ = 0;  // highest outbox seq delivered (relay thread only)
+  // Relay thread only:
+  std::unique_ptr<Reader> reader_;
+  std::int64_t watermark_ = 0;  // every outbox row up to here is in Redis or held
+  std::string note_prefix_;     // {prefix}:relay:refused:{random}: (see the script)
+  std::uint64_t passes_ = 0;
+  std::map<std::string, Held> held_;  // by stream key
   std::mutex unlink_mu_;
   // Markers of operations whose outbox rows are deleted, with the writer's commit count at that
   // delete: a marker goes once that commit is durable (Writer::durable_commits).
@@ -70,9 +116,12 @@ class Relay {
 
   std::atomic<bool> redis_ok_{false};
   std::atomic<std::int64_t> pending_{0};
+  std::atomic<std::int64_t> held_rows_{0};
   std::atomic<std::uint64_t> delivered_{0};
   mutable std::mutex err_mu_;
   std::string redis_error_ = "not connected yet";
+  mutable std::mutex held_mu_;
+  std::vector<HeldStream> held_view_;  // what held() answers, published by the relay thread
 };
 
 }  // namespace sb

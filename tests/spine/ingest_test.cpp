@@ -209,17 +209,23 @@ TEST_CASE(
 }
 
 namespace {
-// One row as the relay passes it: KEYS stream + marker; ARGV the 7 entry values, in the order
-// of the field names in the script (interaction_id ... payload).
+// One row as the relay passes it: KEYS stream + marker (after the pass's note, KEYS[1]); ARGV the
+// 7 entry values, in the order of the field names in the script (interaction_id ... payload).
 std::vector<std::string> relay_row(const std::string& stream, const std::string& op) {
   return {stream, "sb:relayed:" + op};
 }
 std::vector<std::string> relay_fields(const std::string& op) {
   return {op, "c", "", "api", "message", "normal", "{}"};
 }
+// One call of the relay's script; each call a pass of its own unless `note` names one.
 std::string relay_call(RedisServer& redis, const std::string& sha,
-                       const std::vector<std::pair<std::string, std::string>>& rows) {
-  std::vector<std::string> args{"EVALSHA", sha, std::to_string(rows.size() * 2)};
+                       const std::vector<std::pair<std::string, std::string>>& rows,
+                       std::string note = "") {
+  static int passes = 0;
+  if (note.empty()) {
+    note = "sb:relay:refused:test:" + std::to_string(++passes);
+  }
+  std::vector<std::string> args{"EVALSHA", sha, std::to_string(1 + rows.size() * 2), note};
   for (const auto& [stream, op] : rows) {
     for (auto& k : relay_row(stream, op)) {
       args.push_back(k);
@@ -256,20 +262,64 @@ TEST_CASE("the relay's Lua script adds an operation once, even when replayed") {
                                                     {"payload", "{}"}});
 }
 
-TEST_CASE("the relay's Lua script stops at a failing XADD and a retry adds the rest once") {
+TEST_CASE(
+    "the relay's Lua script refuses a broken stream's rows, adds the others', and a retry "
+    "adds the refused ones once, in order") {
   RedisServer redis;
   std::string sha = redis.cmd({"SCRIPT", "LOAD", Relay::script()});
   redis.cmd({"SET", "sb:q:broken:normal", "not a stream"});
-  std::vector<std::pair<std::string, std::string>> rows{
-      {"sb:q:x:normal", "a"}, {"sb:q:broken:normal", "b"}, {"sb:q:x:normal", "c"}};
+  std::vector<std::pair<std::string, std::string>> rows{{"sb:q:x:normal", "a"},
+                                                        {"sb:q:broken:normal", "b"},
+                                                        {"sb:q:x:normal", "c"},
+                                                        {"sb:q:broken:normal", "d"}};
   std::string reply = relay_call(redis, sha, rows);
-  CHECK(reply.find("WRONGTYPE") != std::string::npos);  // {1, "WRONGTYPE ..."}
-  CHECK(redis.xlen("sb:q:x:normal") == 1);              // a only; c not attempted
+  // {4, "", 1, "WRONGTYPE ...", 3, "WRONGTYPE ..."}: all done, rows 1 and 3 refused.
+  CHECK(reply.starts_with("[4,,1,WRONGTYPE"));
+  CHECK(reply.find(",3,WRONGTYPE") != std::string::npos);
+  CHECK(redis.xlen("sb:q:x:normal") == 2);              // a and c: not held up by b
   CHECK(redis.cmd({"EXISTS", "sb:relayed:b"}) == "0");  // b's marker dropped: retry adds it
+  CHECK(redis.cmd({"EXISTS", "sb:relayed:d"}) == "0");  // d not tried: it must not overtake b
   redis.cmd({"DEL", "sb:q:broken:normal"});
-  relay_call(redis, sha, rows);
-  CHECK(redis.xlen("sb:q:x:normal") == 2);  // c added, a not again
-  CHECK(redis.xlen("sb:q:broken:normal") == 1);
+  CHECK(relay_call(redis, sha, rows) == "[4,]");
+  CHECK(redis.xlen("sb:q:x:normal") == 2);  // a and c not again
+  auto broken = redis.xrange("sb:q:broken:normal");
+  REQUIRE(broken.size() == 2);
+  CHECK(broken[0]["interaction_id"] == "b");
+  CHECK(broken[1]["interaction_id"] == "d");
+}
+
+TEST_CASE("the relay's Lua script refuses a stream refused earlier in the pass, even repaired") {
+  RedisServer redis;
+  std::string sha = redis.cmd({"SCRIPT", "LOAD", Relay::script()});
+  redis.cmd({"SET", "sb:q:broken:normal", "not a stream"});
+  CHECK(relay_call(redis, sha, {{"sb:q:broken:normal", "a"}}, "pass-1").starts_with("[1,,0,"));
+  // The operator repairs the key while the pass's next call waits in the pipeline: b must not
+  // overtake a, which the relay now holds; c, of another stream, goes in.
+  redis.cmd({"DEL", "sb:q:broken:normal"});
+  auto reply =
+      relay_call(redis, sha, {{"sb:q:broken:normal", "b"}, {"sb:q:x:normal", "c"}}, "pass-1");
+  CHECK(reply.starts_with("[2,,0,WRONGTYPE"));
+  CHECK(redis.xlen("sb:q:broken:normal") == 0);
+  CHECK(redis.xlen("sb:q:x:normal") == 1);
+  CHECK(redis.cmd({"PTTL", "pass-1"}) != "-1");  // the note goes by itself
+  // The retry is a pass of its own: a, then b.
+  CHECK(relay_call(redis, sha, {{"sb:q:broken:normal", "a"}, {"sb:q:broken:normal", "b"}}) ==
+        "[2,]");
+  auto entries = redis.xrange("sb:q:broken:normal");
+  REQUIRE(entries.size() == 2);
+  CHECK(entries[0]["interaction_id"] == "a");
+  CHECK(entries[1]["interaction_id"] == "b");
+}
+
+TEST_CASE("the relay's Lua script stops at a failure of Redis as a whole (OOM)") {
+  RedisServer redis;
+  std::string sha = redis.cmd({"SCRIPT", "LOAD", Relay::script()});
+  redis.cmd({"CONFIG", "SET", "maxmemory", "1"});
+  std::string reply = relay_call(redis, sha, {{"sb:q:x:normal", "a"}, {"sb:q:y:normal", "b"}});
+  CHECK(reply.find("OOM") != std::string::npos);  // an error reply: the relay retries it all
+  redis.cmd({"CONFIG", "SET", "maxmemory", "0"});
+  CHECK(redis.xlen("sb:q:x:normal") == 0);
+  CHECK(redis.xlen("sb:q:y:normal") == 0);
 }
 
 TEST_CASE("rules route by text, a reload swaps them, a bad reload keeps the old ones") {

@@ -1,0 +1,123 @@
+// The relay's Redis side before any row flows: the Lua script that projects rows, and the
+// connection handshake that loads it.
+#include "core/log.hpp"
+#include "relay/parts.hpp"
+#include "routing/rules.hpp"
+
+namespace sb {
+namespace {
+
+// Projects up to kPerScript outbox rows. KEYS: the pass's note (below), then stream, marker,
+// stream, marker, ...; ARGV: the marker TTL, then the kValues entry values of each row, in the
+// order of the field names in the script. The names are constants of the script rather than
+// arguments: Redis copies every argument into a Lua string (lua_pushlstring was 19% of
+// redis-server's CPU under bench_ingest), and half of them were the same seven names. For each
+// row, atomically: skip if its operation was already projected (the marker, keyed by the
+// interaction id), else XADD; a stream created by this XADD gets the `agents` group at id 0 so
+// its first entry is claimable (a queue first named by a transfer, say).
+// A failing XADD drops that row's marker, so a retry adds it. Two kinds of failure:
+// - the stream key's own: WRONGTYPE (an operator's SET on the key), or a stream whose last id is
+//   the maximum. That stream refuses this row and every later row of it (they must not overtake
+//   it); the other streams' rows go on. Each refused row is reported. The refusal is also
+//   written to the note, a hash shared by the calls of one pipelined pass: a later call of the
+//   pass refuses the stream's rows too, even if the key was repaired in between. Unrefused, a
+//   pass costs one EXISTS of the note per call.
+// - anything else (OOM, READONLY, MISCONF...) is Redis's as a whole: stop there.
+// Returns {rows done, error of a Redis-wide failure or '', row index, error, row index, error...}
+// with a pair for each refused row (0-based, in the call). Rows already done in a failed call
+// are skipped by their markers when the relay retries them.
+constexpr const char* kScript = R"lua(
+local ttl, note = ARGV[1], KEYS[1]
+local noted = redis.call('EXISTS', note) == 1
+local checked, refused = {}, {}
+local n = (#KEYS - 1) / 2
+local out = {n, ''}
+for i = 0, n - 1 do
+  local stream, marker = KEYS[2 * i + 2], KEYS[2 * i + 3]
+  local why = refused[stream]
+  if why == nil and noted then
+    why = redis.call('HGET', note, stream)
+    refused[stream] = why
+  end
+  if why then
+    out[#out + 1] = i
+    out[#out + 1] = why
+  elseif redis.call('SET', marker, '1', 'NX', 'EX', ttl) then
+    local fresh = false
+    if not checked[stream] then
+      checked[stream] = true
+      fresh = redis.call('EXISTS', stream) == 0
+    end
+    local at = 2 + i * 7
+    local r = redis.pcall('XADD', stream, '*', 'interaction_id', ARGV[at],
+      'conversation_id', ARGV[at + 1], 'customer_id', ARGV[at + 2], 'channel', ARGV[at + 3],
+      'kind', ARGV[at + 4], 'priority', ARGV[at + 5], 'payload', ARGV[at + 6])
+    if type(r) == 'table' and r.err then
+      redis.call('DEL', marker)
+      if not (r.err:find('^WRONGTYPE') or r.err:find('exhausted the last possible ID', 1, true)) then
+        out[1], out[2] = i, r.err
+        return out
+      end
+      refused[stream] = r.err
+      redis.pcall('HSET', note, stream, r.err)
+      redis.pcall('PEXPIRE', note, 60000)
+      out[#out + 1] = i
+      out[#out + 1] = r.err
+    elseif fresh then
+      redis.pcall('XGROUP', 'CREATE', stream, 'agents', '0')
+    end
+  end
+end
+return out
+)lua";
+
+}  // namespace
+
+const char* Relay::script() {
+  return kScript;
+}
+
+// Connects, authenticates, loads the script and creates the consumer groups. False when any
+// step failed (the caller backs off and tries again).
+bool Relay::connect(Conn& c) {
+  timeval tv{2, 0};
+  c.ctx = redisConnectWithTimeout(cfg_.host.c_str(), cfg_.port, tv);
+  bool ok = c.ctx && !c.ctx->err;
+  if (ok) {
+    redisSetTimeout(c.ctx, timeval{5, 0});
+    if (!cfg_.password.empty()) {
+      auto r = c.cmd({"AUTH", cfg_.password});
+      ok = r && r->type != REDIS_REPLY_ERROR;
+    }
+    if (ok && cfg_.db != 0) {
+      auto r = c.cmd({"SELECT", std::to_string(cfg_.db)});
+      ok = r && r->type != REDIS_REPLY_ERROR;
+    }
+    if (ok) {
+      auto r = c.cmd({"SCRIPT", "LOAD", kScript});
+      ok = r && r->type == REDIS_REPLY_STRING;
+      if (ok) {
+        c.sha.assign(r->str, r->len);
+      }
+    }
+    // Consumer groups at start (SPEC section 4), from id 0 so nothing already in a stream
+    // is skipped. BUSYGROUP (exists) is fine. So is WRONGTYPE: that key is broken, not
+    // Redis; its rows are held when their XADD fails, and the script creates the group
+    // once the key is repaired.
+    for (const auto& q : queues_) {
+      for (const char* p : kPriorities) {
+        if (!ok) {
+          break;
+        }
+        auto key = cfg_.prefix + ":q:" + q + ":" + p;
+        auto r = c.cmd({"XGROUP", "CREATE", key, "agents", "0", "MKSTREAM"});
+        ok = r && (r->type != REDIS_REPLY_ERROR ||
+                   std::string_view(r->str, r->len).starts_with("BUSYGROUP") ||
+                   std::string_view(r->str, r->len).starts_with("WRONGTYPE"));
+      }
+    }
+  }
+  return ok;
+}
+
+}  // namespace sb

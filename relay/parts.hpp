@@ -1,0 +1,93 @@
+#pragma once
+// The relay's private pieces, shared by relay.cpp (the path of a row: outbox -> Redis -> delete)
+// and held.cpp (streams whose key refuses entries). Not for use outside relay/.
+#include <hiredis/hiredis.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "relay/relay.hpp"
+#include "storage/sqlite.hpp"
+
+namespace sb {
+
+namespace relay_detail {
+
+constexpr int kBatch = 512;     // outbox rows read per pass
+constexpr int kPerScript = 64;  // entries per EVALSHA: one Lua call amortised, Redis never
+                                // busy for long (~0.3 ms)
+// Back-off of a held stream: its first retry after 1 s, doubling up to 30 s.
+constexpr std::chrono::milliseconds kFirstRetry{1000};
+constexpr std::chrono::milliseconds kLastRetry{30000};
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+}  // namespace relay_detail
+
+struct Relay::Conn {
+  redisContext* ctx = nullptr;
+  std::string sha;
+  ~Conn() { close(); }
+  void close() {
+    if (ctx) {
+      redisFree(ctx);
+      ctx = nullptr;
+    }
+  }
+  relay_detail::Reply cmd(std::initializer_list<std::string_view> args) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (auto a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    return relay_detail::Reply(static_cast<redisReply*>(
+        redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data())));
+  }
+};
+
+// The relay's read connection to the database (relay thread only).
+struct Relay::Reader {
+  storage::Db db;
+  storage::Stmt fresh;  // the rows after the watermark, in seq order: the common path
+  storage::Stmt held;   // one held stream's rows, from its first held row up to the watermark
+  storage::Stmt count;  // rows after the watermark
+  explicit Reader(const std::string& path);
+};
+
+// One outbox row on its way to its stream.
+struct Relay::Row {
+  std::int64_t seq;
+  std::string id, queue, priority;  // the interaction id also keys its once-only marker
+  std::string stream;               // {prefix}:q:{queue}:{priority}
+  enum class Fate {
+    unsent,   // not tried: Redis as a whole failed first; read again next pass
+    added,    // in its stream (now, or by an earlier attempt: its marker said so)
+    refused,  // its stream refused it, or an earlier row of its stream: held in the outbox
+  } fate = Fate::unsent;
+  std::string error;  // Redis's answer, when refused
+};
+
+// The rows of one pass and the EVALSHA commands that carry those sent (kPerScript rows each).
+struct Relay::Batch {
+  std::vector<Row> rows;          // in seq order
+  std::vector<std::size_t> sent;  // indexes into rows, in the commands' order
+  std::vector<std::string> commands;
+};
+
+// The rows Redis took: deleted from the outbox in one writer job, by seq ranges (the common
+// path's usual case is one range), their markers unlinked once that delete is durable.
+struct Relay::Taken {
+  std::vector<std::pair<std::int64_t, std::int64_t>> ranges;   // inclusive
+  std::vector<std::string> markers;                            // {prefix}:relayed:{id}
+  std::vector<std::pair<std::string, std::size_t>> per_queue;  // entries added, for wake-ups
+  // `next_to_last`: no outbox row lies between the last row taken and this one.
+  void add(const Row& r, bool next_to_last, const std::string& prefix);
+};
+
+}  // namespace sb
