@@ -70,6 +70,11 @@ XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body) {
       if (id.empty() || author.empty()) {
         continue;
       }
+      // Our own posts show up too (a reply in a thread of ours mentions us): they are not a
+      // customer's mention. meta.newest_id still covers them, so the cursor moves past.
+      if (author == cfg.user_id) {
+        continue;
+      }
       Inbound in;
       in.channel = "x";
       in.account = cfg.name;

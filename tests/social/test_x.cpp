@@ -62,7 +62,7 @@ TEST_CASE("X mentions page: identities, handles, conversation threads, paginatio
   CHECK(page.result_count == 2);
   CHECK(page.next_token == "7140dibdnow9c7btw3w29grvxfcgvpb9n9coehpk7xz5i");
   CHECK(page.newest_id == "1375152598945312768");
-  REQUIRE(page.items.size() == 2);
+  REQUIRE(page.items.size() == 1);  // the newer one is @TwitterDev's own post
   const auto& older = page.items[0];
   CHECK(older.external_id == "1375152449595338752");
   CHECK(older.kind == "mention");
@@ -74,9 +74,6 @@ TEST_CASE("X mentions page: identities, handles, conversation threads, paginatio
   CHECK(older.from->name == "Ann Lee");
   CHECK(older.thread_record == std::vector<std::string>{"x:x:conv:1375152449595338752"});
   CHECK(older.occurred_at_ms == 1616697810000);
-  const auto& newer = page.items[1];
-  CHECK(newer.in_reply_to == "1375152449595338752");
-  CHECK(newer.thread_lookup == older.thread_record);
 
   auto empty = parse_x_mentions(x_cfg(), R"({"meta":{"result_count":0}})");
   CHECK(empty.ok);
@@ -98,10 +95,9 @@ TEST_CASE("X pager: follows next_token, hands the backlog over oldest first with
   CHECK(pager.add(parse_x_mentions(cfg, kPage2)));
   CHECK(pager.cursor() == "1375152598945312768");
   auto items = pager.take_items();
-  REQUIRE(items.size() == 3);
+  REQUIRE(items.size() == 2);  // and not our own 1375152598945312768, which the cursor covers
   CHECK(items[0].external_id == "1375000000000000000");
   CHECK(items[1].external_id == "1375152449595338752");
-  CHECK(items[2].external_id == "1375152598945312768");
 
   // Nothing new: the cursor stays.
   XMentionsPager idle("1375152598945312768");
@@ -148,4 +144,19 @@ TEST_CASE("X reply body is threaded") {
   CHECK(r.headers[0].second == "Bearer x-token");
   CHECK(parse_x_tweet_id(R"({"data":{"id":"1445880548472328192","text":"hi"}})") ==
         "1445880548472328192");
+}
+
+TEST_CASE("X mentions: our own posts in the mentions timeline are not customer mentions") {
+  // kPage1 is the documented example: its newest tweet is @TwitterDev's own reply in its
+  // thread ("@TwitterDev Thank you for the feedback!", author_id = the polled user id).
+  auto page = parse_x_mentions(x_cfg(), kPage1);
+  REQUIRE(page.ok);
+  REQUIRE(page.items.size() == 1);
+  CHECK(page.items[0].external_id == "1375152449595338752");
+  CHECK(page.items[0].from->value == "199566737");
+  // The cursor still moves past our own post: it is not fetched again.
+  CHECK(page.newest_id == "1375152598945312768");
+  XMentionsPager pager("1374000000000000000");
+  CHECK(pager.add(parse_x_mentions(x_cfg(), kPage2)));
+  CHECK(pager.cursor() == "1375000000000000000");
 }
