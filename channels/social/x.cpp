@@ -6,6 +6,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "channels/social/html_text.hpp"
 #include "core/time.hpp"
 
 namespace sb::social {
@@ -86,7 +87,9 @@ XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body) {
         from.handle = str_at(*u, "username");
       }
       in.from = std::move(from);
-      in.text = str_at(*t, "text");
+      // X escapes '&', '<' and '>' in post text as HTML entities (every '&', so one decoding
+      // pass restores what the customer wrote).
+      in.text = decode_entities(str_at(*t, "text"));
       if (auto at = parse_rfc3339(str_at(*t, "created_at"))) {
         in.occurred_at_ms = *at;
       }
