@@ -19,7 +19,8 @@ std::string x_mentions_target(const config::X& cfg, std::string_view since_id,
   // id, name, username, which is all we need from includes.users.
   std::string t = "/2/users/" + cfg.user_id +
                   "/mentions?max_results=100&expansions=author_id"
-                  "&tweet.fields=created_at,conversation_id,in_reply_to_user_id,referenced_tweets";
+                  "&tweet.fields=created_at,conversation_id,in_reply_to_user_id,referenced_tweets,"
+                  "note_tweet";
   if (!since_id.empty()) {
     t += "&since_id=" + std::string(since_id);
   }
@@ -89,7 +90,14 @@ XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body) {
       in.from = std::move(from);
       // X escapes '&', '<' and '>' in post text as HTML entities (every '&', so one decoding
       // pass restores what the customer wrote).
-      in.text = decode_entities(str_at(*t, "text"));
+      // Posts longer than 280 characters come truncated in `text`, whole in note_tweet.text.
+      std::string text = str_at(*t, "text");
+      if (const json::object* note = obj_at(*t, "note_tweet")) {
+        if (std::string full = str_at(*note, "text"); !full.empty()) {
+          text = std::move(full);
+        }
+      }
+      in.text = decode_entities(text);
       if (auto at = parse_rfc3339(str_at(*t, "created_at"))) {
         in.occurred_at_ms = *at;
       }

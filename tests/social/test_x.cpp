@@ -86,7 +86,7 @@ TEST_CASE("X pager: follows next_token, hands the backlog over oldest first with
   XMentionsPager pager("1374000000000000000");
   CHECK(pager.next_target(cfg) ==
         "/2/users/2244994945/mentions?max_results=100&expansions=author_id&tweet.fields="
-        "created_at,conversation_id,in_reply_to_user_id,referenced_tweets"
+        "created_at,conversation_id,in_reply_to_user_id,referenced_tweets,note_tweet"
         "&since_id=1374000000000000000");
   CHECK_FALSE(pager.add(parse_x_mentions(cfg, kPage1)));
   CHECK(pager.next_target(cfg).find(
@@ -170,4 +170,17 @@ TEST_CASE("X mentions: text comes HTML-escaped (&amp; &lt; &gt;) and is stored a
              "result_count": 1}})");
   REQUIRE(page.items.size() == 1);
   CHECK(page.items[0].text == "@TwitterDev Q&A: is 3 < 4 && 5 > 4? I typed &lt; literally");
+}
+
+TEST_CASE("X mentions: a long post (note_tweet) is stored whole, not the truncated text") {
+  std::string full(400, 'x');
+  full = "@TwitterDev " + full + " the end";
+  auto page = parse_x_mentions(x_cfg(), R"({
+    "data": [{"author_id": "199566737", "id": "1375152449595338999",
+              "text": "@TwitterDev xxxxxxxxxx… https://t.co/abc",
+              "note_tweet": {"text": ")" + full + R"("}}],
+    "meta": {"newest_id": "1375152449595338999", "result_count": 1}})");
+  REQUIRE(page.items.size() == 1);
+  CHECK(page.items[0].text == full);
+  CHECK(x_mentions_target(x_cfg(), "", "").find("note_tweet") != std::string::npos);
 }
