@@ -113,7 +113,9 @@ XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body) {
       if (conversation.empty()) {
         conversation = id;  // a tweet that starts a conversation is its own conversation id
       }
-      std::string key = "x:" + cfg.name + ":conv:" + conversation;
+      // One conversation per customer in a thread: many customers answer a post of ours, and
+      // all their replies share its conversation_id.
+      std::string key = "x:" + cfg.name + ":conv:" + conversation + ":" + author;
       in.thread_lookup.push_back(key);
       in.thread_record.push_back(key);
       page.items.push_back(std::move(in));

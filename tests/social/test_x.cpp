@@ -72,7 +72,8 @@ TEST_CASE("X mentions page: identities, handles, conversation threads, paginatio
   CHECK(older.from->value == "199566737");
   CHECK(older.from->handle == "AnnLee");
   CHECK(older.from->name == "Ann Lee");
-  CHECK(older.thread_record == std::vector<std::string>{"x:x:conv:1375152449595338752"});
+  CHECK(older.thread_record ==
+        std::vector<std::string>{"x:x:conv:1375152449595338752:199566737"});
   CHECK(older.occurred_at_ms == 1616697810000);
 
   auto empty = parse_x_mentions(x_cfg(), R"({"meta":{"result_count":0}})");
@@ -183,4 +184,22 @@ TEST_CASE("X mentions: a long post (note_tweet) is stored whole, not the truncat
   REQUIRE(page.items.size() == 1);
   CHECK(page.items[0].text == full);
   CHECK(x_mentions_target(x_cfg(), "", "").find("note_tweet") != std::string::npos);
+}
+
+TEST_CASE("X mentions: customers replying in one public thread get a conversation each") {
+  // A brand's post draws replies from many customers: all share its conversation_id. Threading by
+  // conversation_id alone would put Bob's complaint into Ann's conversation.
+  auto page = parse_x_mentions(x_cfg(), R"({
+    "data": [
+      {"author_id": "199566737", "conversation_id": "1375000000000000000",
+       "id": "1375000000000000001", "text": "@TwitterDev my order is late"},
+      {"author_id": "783214", "conversation_id": "1375000000000000000",
+       "id": "1375000000000000002", "text": "@TwitterDev same here, and my refund?"},
+      {"author_id": "199566737", "conversation_id": "1375000000000000000",
+       "id": "1375000000000000003", "text": "@TwitterDev any news?"}],
+    "meta": {"newest_id": "1375000000000000003", "result_count": 3}})");
+  REQUIRE(page.items.size() == 3);
+  CHECK(page.items[0].thread_lookup != page.items[1].thread_lookup);
+  CHECK(page.items[0].thread_record != page.items[1].thread_record);
+  CHECK(page.items[0].thread_lookup == page.items[2].thread_lookup);
 }
