@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include "tests/social/e2e.hpp"
+#include "core/time.hpp"
+#include "tests/social/fakes/fake_http.hpp"
 #include "tests/social/fakes/fake_mastodon.hpp"
 
 using namespace sb;
@@ -151,4 +153,27 @@ TEST_CASE(
   CHECK(std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(1500));  // it did wait
   CHECK(fake.stats().rejected_429 == 0);
   CHECK(fake.stats().notification_requests == 9);
+}
+
+TEST_CASE(
+    "mastodon: a 429 whose X-RateLimit-Reset is already past (server clock behind ours) is not "
+    "retried in a tight loop") {
+  // Mastodon's throttled response names the window's end in the server's clock; a server 30 s
+  // behind ours makes that moment look past here.
+  FakeHttpServer server([](const FakeHttpServer::Request&, std::chrono::milliseconds) {
+    FakeHttpServer::Response r(429, R"({"error":"Too many requests"})");
+    r.headers = {{"X-RateLimit-Limit", "300"},
+                 {"X-RateLimit-Remaining", "0"},
+                 {"X-RateLimit-Reset", format_rfc3339(now_ms() - 20'000)}};
+    return r;
+  });
+  server.start();
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(
+      config::Mastodon{"social", server.base_url(), "test-token", std::chrono::milliseconds(100)});
+  d.start();
+  REQUIRE(eventually([&] { return server.requests() >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  CHECK(server.requests() <= 2);
+  d.stop();
 }

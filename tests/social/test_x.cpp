@@ -196,10 +196,12 @@ TEST_CASE("X mentions: customers replying in one public thread get a conversatio
       {"author_id": "783214", "conversation_id": "1375000000000000000",
        "id": "1375000000000000002", "text": "@TwitterDev same here, and my refund?"},
       {"author_id": "199566737", "conversation_id": "1375000000000000000",
-       "id": "1375000000000000003", "text": "@TwitterDev any news?"}],
+       "id": "1375000000000000003", "text": "@TwitterDev any news?",
+       "referenced_tweets": [{"type": "replied_to", "id": "1375000000000000001"}]}],
     "meta": {"newest_id": "1375000000000000003", "result_count": 3}})");
   REQUIRE(page.items.size() == 3);
   CHECK(page.items[0].thread_lookup != page.items[1].thread_lookup);
   CHECK(page.items[0].thread_record != page.items[1].thread_record);
   CHECK(page.items[0].thread_lookup == page.items[2].thread_lookup);
+  CHECK(page.items[2].in_reply_to == "1375000000000000001");
 }
