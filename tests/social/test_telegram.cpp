@@ -79,7 +79,8 @@ TEST_CASE("Telegram getUpdates: private DMs, group mentions, replies to the bot"
   const auto& mention = u.items[1];  // the emoji before it is two UTF-16 units
   CHECK(mention.kind == "mention");
   CHECK(mention.external_id == "-1001234567890:13");
-  CHECK(mention.thread_lookup == std::vector<std::string>{"telegram:tg:chat:-1001234567890"});
+  CHECK(mention.thread_lookup ==
+        std::vector<std::string>{"telegram:tg:chat:-1001234567890:user:222"});
 
   const auto& reply = u.items[2];
   CHECK(reply.kind == "mention");
