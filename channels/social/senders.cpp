@@ -130,7 +130,8 @@ class MastodonSender final : public Sender {
                  // it up as this key (mastodon.cpp), so record it for the conversation.
                  auto sent = SendResult::sent(parse_mastodon_status_id(res.body));
                  if (!sent.provider_id.empty()) {
-                   sent.thread_keys.push_back("mastodon:" + cfg_.name + ":" + sent.provider_id);
+                   sent.thread_keys.push_back(
+                       mastodon_thread_key(cfg_, sent.provider_id, p->from_value));
                  }
                  co_return sent;
                }

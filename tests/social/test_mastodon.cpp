@@ -71,7 +71,8 @@ TEST_CASE("Mastodon notifications: mentions only, oldest first, cursor = newest 
   CHECK(first.from->handle == "@Haskal@Cybre.Space");
   CHECK(first.text == "@support@mastodon.example hi\nline two\n\nsee https://example.com/a #help");
   CHECK(first.thread_lookup.empty());
-  CHECK(first.thread_record == std::vector<std::string>{"mastodon:social:103186000000000000"});
+  CHECK(first.thread_record ==
+        std::vector<std::string>{"mastodon:social:103186000000000000:haskal@cybre.space"});
   CHECK(first.occurred_at_ms == 1574493599000);
   CHECK(mastodon_visibility(first) == "unlisted");
   REQUIRE(first.attachments.size() == 1);
@@ -83,8 +84,10 @@ TEST_CASE("Mastodon notifications: mentions only, oldest first, cursor = newest 
   CHECK(dm.from->handle == "@zsc");
   CHECK(dm.text == "@support my order & invoice are missing");
   CHECK(dm.in_reply_to == "103186046232936464");
-  CHECK(dm.thread_lookup == std::vector<std::string>{"mastodon:social:103186046232936464"});
-  CHECK(dm.thread_record == std::vector<std::string>{"mastodon:social:103186126728896492"});
+  CHECK(dm.thread_lookup ==
+        std::vector<std::string>{"mastodon:social:103186046232936464:zsc@mastodon.example"});
+  CHECK(dm.thread_record ==
+        std::vector<std::string>{"mastodon:social:103186126728896492:zsc@mastodon.example"});
   CHECK(mastodon_visibility(dm) == "direct");
 }
 
