@@ -1,8 +1,8 @@
 // Mastodon end to end (issue 6 acceptance 1-3): backlog, restart, new mention, threaded reply.
 #include <doctest/doctest.h>
 
-#include "tests/social/e2e.hpp"
 #include "core/time.hpp"
+#include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_http.hpp"
 #include "tests/social/fakes/fake_mastodon.hpp"
 

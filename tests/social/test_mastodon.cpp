@@ -258,7 +258,8 @@ TEST_CASE("RequestWindow: the 301st request waits for the first to leave the win
   CHECK(w.delay(t + 10s) == 0ms);
 }
 
-TEST_CASE("Mastodon: another customer replying in a customer's thread gets a conversation of his own") {
+TEST_CASE(
+    "Mastodon: another customer replying in a customer's thread gets a conversation of his own") {
   // Bob answers Ann's public mention; Mastodon mentions everyone in the thread, us included, so
   // it is a mention notification of ours. Threading by the parent status alone would file it in
   // Ann's conversation, under Ann. Ann's own follow-up still joins hers.

@@ -72,8 +72,7 @@ TEST_CASE("X mentions page: identities, handles, conversation threads, paginatio
   CHECK(older.from->value == "199566737");
   CHECK(older.from->handle == "AnnLee");
   CHECK(older.from->name == "Ann Lee");
-  CHECK(older.thread_record ==
-        std::vector<std::string>{"x:x:conv:1375152449595338752:199566737"});
+  CHECK(older.thread_record == std::vector<std::string>{"x:x:conv:1375152449595338752:199566737"});
   CHECK(older.occurred_at_ms == 1616697810000);
 
   auto empty = parse_x_mentions(x_cfg(), R"({"meta":{"result_count":0}})");
@@ -179,7 +178,8 @@ TEST_CASE("X mentions: a long post (note_tweet) is stored whole, not the truncat
   auto page = parse_x_mentions(x_cfg(), R"({
     "data": [{"author_id": "199566737", "id": "1375152449595338999",
               "text": "@TwitterDev xxxxxxxxxx… https://t.co/abc",
-              "note_tweet": {"text": ")" + full + R"("}}],
+              "note_tweet": {"text": ")" + full +
+                                            R"("}}],
     "meta": {"newest_id": "1375152449595338999", "result_count": 1}})");
   REQUIRE(page.items.size() == 1);
   CHECK(page.items[0].text == full);
