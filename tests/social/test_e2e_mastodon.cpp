@@ -177,3 +177,35 @@ TEST_CASE(
   CHECK(server.requests() <= 2);
   d.stop();
 }
+
+TEST_CASE("mastodon: a 503 with Retry-After is retried no sooner than the server asks") {
+  // An instance in maintenance answers 503 with Retry-After (RFC 9110 delta-seconds): the reply
+  // job must wait that long, not the agents layer's first back-off of a second or so.
+  FakeHttpServer server([](const FakeHttpServer::Request& r, std::chrono::milliseconds) {
+    if (r.method == "GET") {
+      return FakeHttpServer::Response(200, "[]");
+    }
+    FakeHttpServer::Response res(503, R"({"error":"Mastodon is down for maintenance"})");
+    res.headers = {{"Retry-After", "120"}};
+    return res;
+  });
+  server.start();
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(
+      config::Mastodon{"social", server.base_url(), "test-token", std::chrono::milliseconds(1000)});
+  d.start();
+  OutboundMessage m;
+  m.id = "01JOUTRA01";
+  m.channel = "mastodon";
+  m.account = "social";
+  m.text = "On it.";
+  m.parent_json =
+      R"({"channel":"mastodon","account":"social","external_id":"103186126728896492",)"
+      R"("from":{"type":"mastodon","value":"ann@remote.example","handle":"@ann@remote.example"},)"
+      R"("flags":["visibility:public"]})";
+  auto r = d.send("mastodon", "social", m);
+  CHECK(r.status == SendResult::Status::retry);
+  CHECK(r.error == "Mastodon is down for maintenance");
+  CHECK(r.retry_after == std::chrono::seconds(120));
+  d.stop();
+}
