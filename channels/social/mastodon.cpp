@@ -22,6 +22,11 @@ std::string mastodon_notifications_target(std::string_view min_id, int limit) {
   return t;
 }
 
+std::string mastodon_thread_key(const config::Mastodon& cfg, std::string_view status_id,
+                                std::string_view customer) {
+  return "mastodon:" + cfg.name + ":" + std::string(status_id) + ":" + ascii_lower(customer);
+}
+
 std::string mastodon_instance_domain(std::string_view base_url) {
   auto url = parse_base_url(base_url);
   return url ? url->host : std::string();
@@ -84,9 +89,9 @@ std::optional<Inbound> mention_to_inbound(const config::Mastodon& cfg, std::stri
   std::string parent = str_at(status, "in_reply_to_id");
   if (!parent.empty()) {
     in.in_reply_to = parent;
-    in.thread_lookup.push_back("mastodon:" + cfg.name + ":" + parent);
+    in.thread_lookup.push_back(mastodon_thread_key(cfg, parent, in.from->value));
   }
-  in.thread_record.push_back("mastodon:" + cfg.name + ":" + status_id);
+  in.thread_record.push_back(mastodon_thread_key(cfg, status_id, in.from->value));
   in.flags.push_back("visibility:" + (visibility.empty() ? std::string("public") : visibility));
   return in;
 }

@@ -34,6 +34,12 @@ struct MastodonPage {
 // path). An empty cursor reads from the beginning (min_id=0), oldest first.
 std::string mastodon_notifications_target(std::string_view min_id, int limit = kMastodonPageLimit);
 
+// The conversation key of a status in one customer's thread: "mastodon:<account>:<status id>:
+// <customer user@domain>". Public threads are shared: another customer answering in it (which
+// mentions us too) starts a conversation of his own instead of joining this customer's.
+std::string mastodon_thread_key(const config::Mastodon& cfg, std::string_view status_id,
+                                std::string_view customer);
+
 // The instance's domain from base_url ("mastodon.example"), for local accounts' identities.
 std::string mastodon_instance_domain(std::string_view base_url);
 

@@ -50,9 +50,15 @@ class MastodonPoller final : public Poller {
       if (res.status == 429) {
         // Spent anyway (another client on the same token, or a smaller limit than documented):
         // wait for the reset the server names, never hammer.
+        // The reset is the server's clock: one behind ours makes it look past already, and a
+        // 429 may carry Reset without Remaining. A 429 never leads to an immediate retry: without
+        // a reset ahead of us, wait a minute (five without any reset header).
         remaining_ = 0;
-        if (!rl.reset) {
-          reset_ = Clock::now() + std::chrono::minutes(5);
+        auto now = Clock::now();
+        if (rl.reset && *rl.reset > now) {
+          reset_ = *rl.reset;
+        } else {
+          reset_ = now + (rl.reset ? std::chrono::minutes(1) : std::chrono::minutes(5));
         }
         rt_.metrics.inc("switchboard_social_rate_limited_total",
                         {{"channel", "mastodon"}, {"account", cfg_.name}});

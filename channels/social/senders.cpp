@@ -1,5 +1,8 @@
 #include "channels/social/senders.hpp"
 
+#include <algorithm>
+#include <charconv>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/json/parse.hpp>
@@ -88,11 +91,27 @@ void run_send(Runtime& rt, const char* channel, const std::string& account, Send
       });
 }
 
-// The common classification for providers without a richer error body.
+// Retry-After (RFC 9110) in its delta-seconds form, which is what APIs send with a 429 or a 503
+// (the HTTP-date form is ignored); capped at an hour. Zero when absent or malformed.
+milliseconds retry_after_header(const net::HttpResponse& res) {
+  auto v = res.header("Retry-After");
+  long long secs = 0;
+  if (!v || std::from_chars(v->data(), v->data() + v->size(), secs).ptr != v->data() + v->size() ||
+      secs <= 0) {
+    return milliseconds(0);
+  }
+  return std::chrono::seconds(std::min(secs, 3600LL));
+}
+
+// The common classification for providers without a richer error body. A provider-specific
+// `retry_after` wins; else the response's Retry-After header.
 SendResult classify(const net::HttpResponse& res, std::string provider_message,
                     milliseconds retry_after = {}) {
   if (res.status == 0) {
     return SendResult::retry(res.error);
+  }
+  if (retry_after.count() == 0) {
+    retry_after = retry_after_header(res);
   }
   if (provider_message.empty()) {
     provider_message = "HTTP " + std::to_string(res.status);
@@ -130,7 +149,8 @@ class MastodonSender final : public Sender {
                  // it up as this key (mastodon.cpp), so record it for the conversation.
                  auto sent = SendResult::sent(parse_mastodon_status_id(res.body));
                  if (!sent.provider_id.empty()) {
-                   sent.thread_keys.push_back("mastodon:" + cfg_.name + ":" + sent.provider_id);
+                   sent.thread_keys.push_back(
+                       mastodon_thread_key(cfg_, sent.provider_id, p->from_value));
                  }
                  co_return sent;
                }
@@ -262,7 +282,7 @@ class MetaSender final : public Sender {
                if (res.status == 0) {
                  o.error_message = res.error;
                }
-               co_return o.retryable ? SendResult::retry(o.error_message)
+               co_return o.retryable ? SendResult::retry(o.error_message, retry_after_header(res))
                                      : SendResult::failed(o.error_message);
              });
   }

@@ -223,7 +223,11 @@ TelegramUpdates parse_telegram_updates(const config::Telegram& cfg, const Telegr
     if (const json::object* parent = obj_at(*msg, "reply_to_message")) {
       in.in_reply_to = chat_id + ":" + str_at(*parent, "message_id");
     }
+    // A private chat is one customer; a group holds many, each with a conversation of his own.
     std::string key = "telegram:" + cfg.name + ":chat:" + chat_id;
+    if (chat_type != "private") {
+      key += ":user:" + in.from->value;
+    }
     in.thread_lookup.push_back(key);
     in.thread_record.push_back(key);
     out.items.push_back(std::move(in));

@@ -6,6 +6,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "channels/social/html_text.hpp"
 #include "core/time.hpp"
 
 namespace sb::social {
@@ -18,7 +19,8 @@ std::string x_mentions_target(const config::X& cfg, std::string_view since_id,
   // id, name, username, which is all we need from includes.users.
   std::string t = "/2/users/" + cfg.user_id +
                   "/mentions?max_results=100&expansions=author_id"
-                  "&tweet.fields=created_at,conversation_id,in_reply_to_user_id,referenced_tweets";
+                  "&tweet.fields=created_at,conversation_id,in_reply_to_user_id,referenced_tweets,"
+                  "note_tweet";
   if (!since_id.empty()) {
     t += "&since_id=" + std::string(since_id);
   }
@@ -70,6 +72,11 @@ XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body) {
       if (id.empty() || author.empty()) {
         continue;
       }
+      // Our own posts show up too (a reply in a thread of ours mentions us): they are not a
+      // customer's mention. meta.newest_id still covers them, so the cursor moves past.
+      if (author == cfg.user_id) {
+        continue;
+      }
       Inbound in;
       in.channel = "x";
       in.account = cfg.name;
@@ -81,7 +88,16 @@ XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body) {
         from.handle = str_at(*u, "username");
       }
       in.from = std::move(from);
-      in.text = str_at(*t, "text");
+      // X escapes '&', '<' and '>' in post text as HTML entities (every '&', so one decoding
+      // pass restores what the customer wrote).
+      // Posts longer than 280 characters come truncated in `text`, whole in note_tweet.text.
+      std::string text = str_at(*t, "text");
+      if (const json::object* note = obj_at(*t, "note_tweet")) {
+        if (std::string full = str_at(*note, "text"); !full.empty()) {
+          text = std::move(full);
+        }
+      }
+      in.text = decode_entities(text);
       if (auto at = parse_rfc3339(str_at(*t, "created_at"))) {
         in.occurred_at_ms = *at;
       }
@@ -97,7 +113,9 @@ XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body) {
       if (conversation.empty()) {
         conversation = id;  // a tweet that starts a conversation is its own conversation id
       }
-      std::string key = "x:" + cfg.name + ":conv:" + conversation;
+      // One conversation per customer in a thread: many customers answer a post of ours, and
+      // all their replies share its conversation_id.
+      std::string key = "x:" + cfg.name + ":conv:" + conversation + ":" + author;
       in.thread_lookup.push_back(key);
       in.thread_record.push_back(key);
       page.items.push_back(std::move(in));

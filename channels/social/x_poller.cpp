@@ -1,5 +1,7 @@
 // X mentions poller: see x.hpp for why a backlog is gathered whole before it is stored.
+#include <algorithm>
 #include <charconv>
+#include <utility>
 
 #include "channels/social/pollers.hpp"
 #include "channels/social/rate_pacing.hpp"
@@ -30,6 +32,9 @@ class XPoller final : public Poller {
     auto log = logger("social");
     XMentionsPager pager(cursor_);
     while (!pager.done()) {
+      // Paced before each request from the previous response's budget (also across polls), never
+      // between a fetch and the commit of what it fetched.
+      co_await sleep_for(rt_.ex, std::exchange(pace_, milliseconds(0)));
       HttpRequestSpec spec{"GET", pager.next_target(cfg_), "", "", {}};
       spec.headers.emplace_back("Authorization", "Bearer " + cfg_.bearer_token);
       net::HttpRequest req = to_request(cfg_.base_url, spec);
@@ -68,8 +73,7 @@ class XPoller final : public Poller {
         co_return PollResult::failed(page.error);
       }
       pager.add(std::move(page));
-      milliseconds delay = pace(res);
-      co_await sleep_for(rt_.ex, delay);
+      pace_ = pace(res);
     }
     auto cursor = pager.cursor();
     auto items = pager.take_items();
@@ -88,7 +92,7 @@ class XPoller final : public Poller {
     if (n > 0) {
       log->info("[x:{}] stored {} mentions; cursor {}", cfg_.name, n, cursor_);
     }
-    co_return PollResult::again_in(cfg_.poll_interval);
+    co_return PollResult::again_in(std::max(cfg_.poll_interval, std::exchange(pace_, {})));
   }
 
  private:
@@ -116,6 +120,7 @@ class XPoller final : public Poller {
   std::string key_;
   bool loaded_ = false;
   std::string cursor_;
+  milliseconds pace_{0};  // the wait the last response's rate-limit headers ask before the next
   std::shared_ptr<std::atomic<bool>> paused_ = std::make_shared<std::atomic<bool>>(false);
 };
 

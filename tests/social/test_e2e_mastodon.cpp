@@ -1,7 +1,9 @@
 // Mastodon end to end (issue 6 acceptance 1-3): backlog, restart, new mention, threaded reply.
 #include <doctest/doctest.h>
 
+#include "core/time.hpp"
 #include "tests/social/e2e.hpp"
+#include "tests/social/fakes/fake_http.hpp"
 #include "tests/social/fakes/fake_mastodon.hpp"
 
 using namespace sb;
@@ -154,4 +156,59 @@ TEST_CASE(
   CHECK(std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(1500));  // it did wait
   CHECK(fake.stats().rejected_429 == 0);
   CHECK(fake.stats().notification_requests == 9);
+}
+
+TEST_CASE(
+    "mastodon: a 429 whose X-RateLimit-Reset is already past (server clock behind ours) is not "
+    "retried in a tight loop") {
+  // Mastodon's throttled response names the window's end in the server's clock; a server 30 s
+  // behind ours makes that moment look past here.
+  FakeHttpServer server([](const FakeHttpServer::Request&, std::chrono::milliseconds) {
+    FakeHttpServer::Response r(429, R"({"error":"Too many requests"})");
+    r.headers = {{"X-RateLimit-Limit", "300"},
+                 {"X-RateLimit-Remaining", "0"},
+                 {"X-RateLimit-Reset", format_rfc3339(now_ms() - 20'000)}};
+    return r;
+  });
+  server.start();
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(
+      config::Mastodon{"social", server.base_url(), "test-token", std::chrono::milliseconds(100)});
+  d.start();
+  REQUIRE(eventually([&] { return server.requests() >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  CHECK(server.requests() <= 2);
+  d.stop();
+}
+
+TEST_CASE("mastodon: a 503 with Retry-After is retried no sooner than the server asks") {
+  // An instance in maintenance answers 503 with Retry-After (RFC 9110 delta-seconds): the reply
+  // job must wait that long, not the agents layer's first back-off of a second or so.
+  FakeHttpServer server([](const FakeHttpServer::Request& r, std::chrono::milliseconds) {
+    if (r.method == "GET") {
+      return FakeHttpServer::Response(200, "[]");
+    }
+    FakeHttpServer::Response res(503, R"({"error":"Mastodon is down for maintenance"})");
+    res.headers = {{"Retry-After", "120"}};
+    return res;
+  });
+  server.start();
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(
+      config::Mastodon{"social", server.base_url(), "test-token", std::chrono::milliseconds(1000)});
+  d.start();
+  OutboundMessage m;
+  m.id = "01JOUTRA01";
+  m.channel = "mastodon";
+  m.account = "social";
+  m.text = "On it.";
+  m.parent_json =
+      R"({"channel":"mastodon","account":"social","external_id":"103186126728896492",)"
+      R"("from":{"type":"mastodon","value":"ann@remote.example","handle":"@ann@remote.example"},)"
+      R"("flags":["visibility:public"]})";
+  auto r = d.send("mastodon", "social", m);
+  CHECK(r.status == SendResult::Status::retry);
+  CHECK(r.error == "Mastodon is down for maintenance");
+  CHECK(r.retry_after == std::chrono::seconds(120));
+  d.stop();
 }

@@ -87,3 +87,25 @@ TEST_CASE("x: a 429 mid-backlog waits for x-rate-limit-reset and resumes without
   CHECK(d.metrics().find(R"(switchboard_social_rate_limited_total{channel="x",account="x"} 1)") !=
         std::string::npos);
 }
+
+TEST_CASE(
+    "x: mentions already fetched are stored at once even when the window's budget is nearly "
+    "spent; the wait comes before the next request") {
+  // X's small windows (a few requests per 15 minutes) leave x-rate-limit-remaining inside the
+  // pacing reserve after one request: the pause belongs before the next request, not between
+  // the fetch and the commit of what was fetched.
+  FakeX fake("42", "x-token", 3);
+  fake.start();
+  std::string id = fake.add_mention("7", "pat", "@support my order is late");
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(
+      config::X{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)});
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; },
+                     std::chrono::seconds(5)));
+  CHECK(str(d.queued()[0].at("external_id")) == id);
+  // And the pacing still holds: no second request right away, no 429.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(fake.mention_requests() == 1);
+  CHECK(fake.rejected_429() == 0);
+}

@@ -71,7 +71,8 @@ TEST_CASE("Mastodon notifications: mentions only, oldest first, cursor = newest 
   CHECK(first.from->handle == "@Haskal@Cybre.Space");
   CHECK(first.text == "@support@mastodon.example hi\nline two\n\nsee https://example.com/a #help");
   CHECK(first.thread_lookup.empty());
-  CHECK(first.thread_record == std::vector<std::string>{"mastodon:social:103186000000000000"});
+  CHECK(first.thread_record ==
+        std::vector<std::string>{"mastodon:social:103186000000000000:haskal@cybre.space"});
   CHECK(first.occurred_at_ms == 1574493599000);
   CHECK(mastodon_visibility(first) == "unlisted");
   REQUIRE(first.attachments.size() == 1);
@@ -83,8 +84,10 @@ TEST_CASE("Mastodon notifications: mentions only, oldest first, cursor = newest 
   CHECK(dm.from->handle == "@zsc");
   CHECK(dm.text == "@support my order & invoice are missing");
   CHECK(dm.in_reply_to == "103186046232936464");
-  CHECK(dm.thread_lookup == std::vector<std::string>{"mastodon:social:103186046232936464"});
-  CHECK(dm.thread_record == std::vector<std::string>{"mastodon:social:103186126728896492"});
+  CHECK(dm.thread_lookup ==
+        std::vector<std::string>{"mastodon:social:103186046232936464:zsc@mastodon.example"});
+  CHECK(dm.thread_record ==
+        std::vector<std::string>{"mastodon:social:103186126728896492:zsc@mastodon.example"});
   CHECK(mastodon_visibility(dm) == "direct");
 }
 
@@ -253,4 +256,34 @@ TEST_CASE("RequestWindow: the 301st request waits for the first to leave the win
   w.record(t + 2s);
   CHECK(w.delay(t + 2s) == 8000ms);
   CHECK(w.delay(t + 10s) == 0ms);
+}
+
+TEST_CASE(
+    "Mastodon: another customer replying in a customer's thread gets a conversation of his own") {
+  // Bob answers Ann's public mention; Mastodon mentions everyone in the thread, us included, so
+  // it is a mention notification of ours. Threading by the parent status alone would file it in
+  // Ann's conversation, under Ann. Ann's own follow-up still joins hers.
+  auto page = parse_mastodon_notifications(masto_cfg(), R"([
+    {"id":"3","type":"mention","account":{"id":"3","acct":"ann@remote.example"},
+     "status":{"id":"1003","in_reply_to_id":"1002","visibility":"public","content":"<p>any news?</p>",
+       "account":{"id":"3","acct":"ann@remote.example"},"mentions":[]}},
+    {"id":"2","type":"mention","account":{"id":"2","acct":"bob"},
+     "status":{"id":"1002","in_reply_to_id":"1001","visibility":"public","content":"<p>me too</p>",
+       "account":{"id":"2","acct":"bob"},"mentions":[]}},
+    {"id":"1","type":"mention","account":{"id":"3","acct":"ann@remote.example"},
+     "status":{"id":"1001","in_reply_to_id":null,"visibility":"public","content":"<p>help</p>",
+       "account":{"id":"3","acct":"ann@remote.example"},"mentions":[]}}
+  ])");
+  REQUIRE(page.items.size() == 3);
+  const auto& ann = page.items[0];
+  const auto& bob = page.items[1];
+  const auto& ann_again = page.items[2];
+  REQUIRE(bob.thread_lookup.size() == 1);
+  for (const auto& key : ann.thread_record) {
+    CHECK(key != bob.thread_lookup[0]);  // Bob's reply to Ann's status does not find hers
+  }
+  // Ann replying to Bob's status is Ann's thread, not Bob's.
+  for (const auto& key : bob.thread_record) {
+    CHECK(key != ann_again.thread_lookup[0]);
+  }
 }

@@ -79,7 +79,8 @@ TEST_CASE("Telegram getUpdates: private DMs, group mentions, replies to the bot"
   const auto& mention = u.items[1];  // the emoji before it is two UTF-16 units
   CHECK(mention.kind == "mention");
   CHECK(mention.external_id == "-1001234567890:13");
-  CHECK(mention.thread_lookup == std::vector<std::string>{"telegram:tg:chat:-1001234567890"});
+  CHECK(mention.thread_lookup ==
+        std::vector<std::string>{"telegram:tg:chat:-1001234567890:user:222"});
 
   const auto& reply = u.items[2];
   CHECK(reply.kind == "mention");
@@ -147,4 +148,24 @@ TEST_CASE("UTF-16 offsets map to UTF-8 bytes") {
   CHECK(utf16_to_byte_offset(s, 2) == 4);
   CHECK(utf16_to_byte_offset(s, 4) == 7);
   CHECK(utf16_to_byte_offset(s, 100) == s.size());
+}
+
+TEST_CASE("Telegram: two customers mentioning the bot in one group get a conversation each") {
+  // A support group: Ann and Bob both ask the bot. Threading by the chat alone would file Bob's
+  // question in Ann's conversation (and under Ann as the customer).
+  auto u = parse_telegram_updates(tg_cfg(), kBot, R"({"ok":true,"result":[
+    {"update_id":1,"message":{"message_id":20,"from":{"id":111,"is_bot":false,"first_name":"Ann"},
+      "chat":{"id":-1001234567890,"title":"Customers","type":"supergroup"},"date":1700000000,
+      "text":"@SupportBot my parcel?","entities":[{"offset":0,"length":11,"type":"mention"}]}},
+    {"update_id":2,"message":{"message_id":21,"from":{"id":222,"is_bot":false,"first_name":"Bob"},
+      "chat":{"id":-1001234567890,"title":"Customers","type":"supergroup"},"date":1700000001,
+      "text":"@SupportBot my refund?","entities":[{"offset":0,"length":11,"type":"mention"}]}},
+    {"update_id":3,"message":{"message_id":22,"from":{"id":111,"is_bot":false,"first_name":"Ann"},
+      "chat":{"id":-1001234567890,"title":"Customers","type":"supergroup"},"date":1700000002,
+      "text":"@SupportBot any news?","entities":[{"offset":0,"length":11,"type":"mention"}]}}
+  ]})");
+  REQUIRE(u.items.size() == 3);
+  CHECK(u.items[0].thread_lookup != u.items[1].thread_lookup);
+  CHECK(u.items[0].thread_record != u.items[1].thread_record);
+  CHECK(u.items[0].thread_lookup == u.items[2].thread_lookup);  // Ann's follow-up joins hers
 }

@@ -62,7 +62,7 @@ TEST_CASE("X mentions page: identities, handles, conversation threads, paginatio
   CHECK(page.result_count == 2);
   CHECK(page.next_token == "7140dibdnow9c7btw3w29grvxfcgvpb9n9coehpk7xz5i");
   CHECK(page.newest_id == "1375152598945312768");
-  REQUIRE(page.items.size() == 2);
+  REQUIRE(page.items.size() == 1);  // the newer one is @TwitterDev's own post
   const auto& older = page.items[0];
   CHECK(older.external_id == "1375152449595338752");
   CHECK(older.kind == "mention");
@@ -72,11 +72,8 @@ TEST_CASE("X mentions page: identities, handles, conversation threads, paginatio
   CHECK(older.from->value == "199566737");
   CHECK(older.from->handle == "AnnLee");
   CHECK(older.from->name == "Ann Lee");
-  CHECK(older.thread_record == std::vector<std::string>{"x:x:conv:1375152449595338752"});
+  CHECK(older.thread_record == std::vector<std::string>{"x:x:conv:1375152449595338752:199566737"});
   CHECK(older.occurred_at_ms == 1616697810000);
-  const auto& newer = page.items[1];
-  CHECK(newer.in_reply_to == "1375152449595338752");
-  CHECK(newer.thread_lookup == older.thread_record);
 
   auto empty = parse_x_mentions(x_cfg(), R"({"meta":{"result_count":0}})");
   CHECK(empty.ok);
@@ -89,7 +86,7 @@ TEST_CASE("X pager: follows next_token, hands the backlog over oldest first with
   XMentionsPager pager("1374000000000000000");
   CHECK(pager.next_target(cfg) ==
         "/2/users/2244994945/mentions?max_results=100&expansions=author_id&tweet.fields="
-        "created_at,conversation_id,in_reply_to_user_id,referenced_tweets"
+        "created_at,conversation_id,in_reply_to_user_id,referenced_tweets,note_tweet"
         "&since_id=1374000000000000000");
   CHECK_FALSE(pager.add(parse_x_mentions(cfg, kPage1)));
   CHECK(pager.next_target(cfg).find(
@@ -98,10 +95,9 @@ TEST_CASE("X pager: follows next_token, hands the backlog over oldest first with
   CHECK(pager.add(parse_x_mentions(cfg, kPage2)));
   CHECK(pager.cursor() == "1375152598945312768");
   auto items = pager.take_items();
-  REQUIRE(items.size() == 3);
+  REQUIRE(items.size() == 2);  // and not our own 1375152598945312768, which the cursor covers
   CHECK(items[0].external_id == "1375000000000000000");
   CHECK(items[1].external_id == "1375152449595338752");
-  CHECK(items[2].external_id == "1375152598945312768");
 
   // Nothing new: the cursor stays.
   XMentionsPager idle("1375152598945312768");
@@ -148,4 +144,64 @@ TEST_CASE("X reply body is threaded") {
   CHECK(r.headers[0].second == "Bearer x-token");
   CHECK(parse_x_tweet_id(R"({"data":{"id":"1445880548472328192","text":"hi"}})") ==
         "1445880548472328192");
+}
+
+TEST_CASE("X mentions: our own posts in the mentions timeline are not customer mentions") {
+  // kPage1 is the documented example: its newest tweet is @TwitterDev's own reply in its
+  // thread ("@TwitterDev Thank you for the feedback!", author_id = the polled user id).
+  auto page = parse_x_mentions(x_cfg(), kPage1);
+  REQUIRE(page.ok);
+  REQUIRE(page.items.size() == 1);
+  CHECK(page.items[0].external_id == "1375152449595338752");
+  CHECK(page.items[0].from->value == "199566737");
+  // The cursor still moves past our own post: it is not fetched again.
+  CHECK(page.newest_id == "1375152598945312768");
+  XMentionsPager pager("1374000000000000000");
+  CHECK(pager.add(parse_x_mentions(x_cfg(), kPage2)));
+  CHECK(pager.cursor() == "1375000000000000000");
+}
+
+TEST_CASE("X mentions: text comes HTML-escaped (&amp; &lt; &gt;) and is stored as written") {
+  auto page = parse_x_mentions(x_cfg(), R"({
+    "data": [{"author_id": "199566737", "id": "1375152449595338999",
+              "text": "@TwitterDev Q&amp;A: is 3 &lt; 4 &amp;&amp; 5 &gt; 4? I typed &amp;lt; literally"}],
+    "includes": {"users": [{"id": "199566737", "name": "Ann Lee", "username": "AnnLee"}]},
+    "meta": {"newest_id": "1375152449595338999", "oldest_id": "1375152449595338999",
+             "result_count": 1}})");
+  REQUIRE(page.items.size() == 1);
+  CHECK(page.items[0].text == "@TwitterDev Q&A: is 3 < 4 && 5 > 4? I typed &lt; literally");
+}
+
+TEST_CASE("X mentions: a long post (note_tweet) is stored whole, not the truncated text") {
+  std::string full(400, 'x');
+  full = "@TwitterDev " + full + " the end";
+  auto page = parse_x_mentions(x_cfg(), R"({
+    "data": [{"author_id": "199566737", "id": "1375152449595338999",
+              "text": "@TwitterDev xxxxxxxxxx… https://t.co/abc",
+              "note_tweet": {"text": ")" + full +
+                                            R"("}}],
+    "meta": {"newest_id": "1375152449595338999", "result_count": 1}})");
+  REQUIRE(page.items.size() == 1);
+  CHECK(page.items[0].text == full);
+  CHECK(x_mentions_target(x_cfg(), "", "").find("note_tweet") != std::string::npos);
+}
+
+TEST_CASE("X mentions: customers replying in one public thread get a conversation each") {
+  // A brand's post draws replies from many customers: all share its conversation_id. Threading by
+  // conversation_id alone would put Bob's complaint into Ann's conversation.
+  auto page = parse_x_mentions(x_cfg(), R"({
+    "data": [
+      {"author_id": "199566737", "conversation_id": "1375000000000000000",
+       "id": "1375000000000000001", "text": "@TwitterDev my order is late"},
+      {"author_id": "783214", "conversation_id": "1375000000000000000",
+       "id": "1375000000000000002", "text": "@TwitterDev same here, and my refund?"},
+      {"author_id": "199566737", "conversation_id": "1375000000000000000",
+       "id": "1375000000000000003", "text": "@TwitterDev any news?",
+       "referenced_tweets": [{"type": "replied_to", "id": "1375000000000000001"}]}],
+    "meta": {"newest_id": "1375000000000000003", "result_count": 3}})");
+  REQUIRE(page.items.size() == 3);
+  CHECK(page.items[0].thread_lookup != page.items[1].thread_lookup);
+  CHECK(page.items[0].thread_record != page.items[1].thread_record);
+  CHECK(page.items[0].thread_lookup == page.items[2].thread_lookup);
+  CHECK(page.items[2].in_reply_to == "1375000000000000001");
 }
