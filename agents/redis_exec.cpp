@@ -126,7 +126,7 @@ struct RedisExec::SyncConn {
     }
     void* raw = nullptr;
     if (redisGetReply(ctx, &raw) != REDIS_OK || !raw) {
-      return error_value(std::string("redis is unavailable: ") + ctx->errstr);
+      return error_value(kRedisUnavailable + std::string(ctx->errstr));
     }
     return take_reply(raw);
   }
@@ -199,7 +199,7 @@ void RedisExec::submit(Call c) {
       return;
     case State::idle:
       if (Clock::now() < retry_at_) {  // down a moment ago: answer at once, retry later
-        c.cb(error_value("redis is unavailable: " + last_error_));
+        c.cb(error_value(kRedisUnavailable + last_error_));
         return;
       }
       waiting_.push_back(std::move(c));
@@ -410,7 +410,7 @@ void RedisExec::lost(const std::string& why) {
     logger("agents")->warn("[agents redis {}:{}] connection lost: {}", cfg_.host, cfg_.port, why);
   }
   close(why, Clock::now());  // the next call reconnects at once
-  fail_all("redis is unavailable: connection lost (" + why + ")");
+  fail_all(kRedisUnavailable + ("connection lost (" + why + ")"));
 }
 
 // Redis cannot be reached or refused the set-up: calls fail at once until a back-off (100 ms,
@@ -422,7 +422,7 @@ void RedisExec::unavailable(const std::string& why) {
     logger("agents")->warn("[agents redis {}:{}] unavailable: {}", cfg_.host, cfg_.port, why);
     reported_ = true;
   }
-  fail_all("redis is unavailable: " + why);
+  fail_all(kRedisUnavailable + why);
 }
 
 void RedisExec::fail_all(const std::string& why) {
@@ -463,7 +463,7 @@ RValue RedisExec::eval_sync(int script, std::vector<std::string> keys,
     if (!sync_->ctx || sync_->ctx->err) {
       std::string err = sync_->ctx ? sync_->ctx->errstr : "out of memory";
       sync_.reset();
-      return error_value("redis is unavailable: " + err);
+      return error_value(kRedisUnavailable + err);
     }
     sync_->ctx->reader->fn = &kRValueReplies;  // replies are RValues here too
     redisSetTimeout(sync_->ctx, tv);

@@ -32,6 +32,10 @@ struct redisReader;
 
 namespace sb::agents {
 
+// How every error of the connection itself begins (Redis down, the connection lost, a refused
+// password), as opposed to an error Redis answered for one command's keys.
+inline constexpr const char* kRedisUnavailable = "redis is unavailable: ";
+
 struct RValue {
   enum class Type { nil, integer, string, array, error };
   Type type = Type::nil;

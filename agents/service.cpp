@@ -230,9 +230,14 @@ asio::awaitable<void> Service::refresh_queue_stats() {
     QueueStats s;
     if (failed.empty()) {
       s = co_await ops_.stats(q);
-      failed = s.error;
+      // Redis away: the other queues are not asked this scrape (each would wait to fail). An
+      // error of this queue's own keys (WRONGTYPE after an operator's SET) hides this queue's
+      // gauges only.
+      if (s.error.starts_with(kRedisUnavailable)) {
+        failed = s.error;
+      }
     } else {
-      s.error = failed;  // Redis failed this scrape already: the other queues are not asked
+      s.error = failed;
     }
     fresh.emplace_back(q, std::move(s));
   }

@@ -61,6 +61,21 @@ TEST_CASE(
   CHECK(general(d).at("claimed").as_int64() == 0);
 }
 
+TEST_CASE("one queue's broken stream key hides only that queue's gauges in /metrics") {
+  AgentDaemon d;
+  d.ingest("gauge-1", "waits in general");
+  d.drained();
+  // An operator's mistake on billing, the first queue a scrape asks about: its stream becomes a
+  // string, so the stats script fails with WRONGTYPE for billing alone.
+  d.redis.cmd({"DEL", "sb:q:billing:normal"});
+  CHECK(d.redis.cmd({"SET", "sb:q:billing:normal", "x"}) == "OK");
+  auto metrics = d.http->request("GET", "/metrics").body;
+  CHECK(metrics.find("switchboard_queue_depth{queue=\"general\",priority=\"normal\"} 1") !=
+        std::string::npos);
+  CHECK(metrics.find("switchboard_queue_claimed{queue=\"vip\"} 0") != std::string::npos);
+  CHECK(metrics.find("switchboard_queue_depth{queue=\"billing\"") == std::string::npos);
+}
+
 // The agents' connection lives on the daemon's io thread (agents/redis_exec.cpp); these are the
 // ways Redis can pull it out from under a claim.
 TEST_CASE("SCRIPT FLUSH behind the daemon's back: claims load the scripts again and go on") {
