@@ -29,8 +29,8 @@ void Store::close_stale_calls(std::int64_t older_than_ms,
                               std::function<void(const StaleSweep&)> done) {
   auto stale = std::make_shared<std::vector<StaleCall>>();
   auto find = [this, older_than_ms, stale](Db& db) {
-    stale->clear();  // a job may run twice (Writer::run_batch)
-    auto q = db.prepare(
+    stale->clear();       // a job may run twice (Writer::run_batch)
+    auto q = db.prepare(  // served by the partial index interactions_pending_calls
         "SELECT id, channel, account, external_id, order_key FROM interactions "
         "WHERE state = 'pending_call' AND received_at < ?1");
     q.bind(1, now_ms() - older_than_ms);

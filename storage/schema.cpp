@@ -197,6 +197,14 @@ INSERT OR IGNORE INTO call_lines(account, type, value)
     AND json_extract(p, '$.call.direction') <> ''
     AND json_extract(p, '$.call.direction') = json_extract(p, '$.direction');
 )sql",
+    // 7 -> 8: the 4-hour sweep (storage/call_sweep.cpp) runs on the writer every minute and
+    // read the whole interactions table to find the few calls still waiting for a final event:
+    // seconds of a stalled writer with a few million rows. A partial index holds only those
+    // calls, so every other row costs nothing more than evaluating its WHERE.
+    R"sql(
+CREATE INDEX interactions_pending_calls ON interactions(received_at)
+  WHERE state = 'pending_call';
+)sql",
 };
 
 int read_version(Db& db) {

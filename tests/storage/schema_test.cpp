@@ -116,3 +116,15 @@ TEST_CASE("a version-5 file is upgraded: customers keep their rows, external ids
   REQUIRE(plan.step());
   CHECK(plan.text(3).find("customers_by_external_id") != std::string::npos);
 }
+
+TEST_CASE("the 4-hour call sweep finds pending calls through their partial index, not a scan") {
+  test::TempDir dir;
+  storage::Writer writer(dir.file("sb.db"));  // migrates
+  storage::Db db(dir.file("sb.db"));
+  // The sweep's own query (storage/call_sweep.cpp).
+  auto plan = db.prepare(
+      "EXPLAIN QUERY PLAN SELECT id, channel, account, external_id, order_key FROM interactions "
+      "WHERE state = 'pending_call' AND received_at < ?1");
+  REQUIRE(plan.step());
+  CHECK_MESSAGE(plan.text(3).find("interactions_pending_calls") != std::string::npos, plan.text(3));
+}
