@@ -235,10 +235,13 @@ void parse_whatsapp(const config::Meta& cfg, const json::object& entry, MetaResu
         in.kind = "direct_message";
         in.external_id = id;
         // wa_id is the sender's phone number without "+": E.164 once the "+" is back, which is
-        // what matches the customer's phone across channels.
+        // what matches the customer's phone across channels. It is not always that number
+        // written another way: Mexican mobiles keep the "1" after 52 that E.164 dropped (wa_id
+        // 5215512345678 is +525512345678), older Brazilian and Argentinian accounts differ
+        // too. The wa_id is kept as the handle, and a reply goes to it (senders.cpp).
         std::string raw = "+" + wa_id;
         std::optional<std::string> e164 = phone ? phone(raw, region) : std::optional(raw);
-        in.from = Identity{"whatsapp", e164.value_or(raw), name_of(wa_id), ""};
+        in.from = Identity{"whatsapp", e164.value_or(raw), name_of(wa_id), wa_id};
         if (!e164) {
           in.flags.push_back("malformed");
         }

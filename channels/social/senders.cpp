@@ -268,8 +268,9 @@ class MetaSender final : public Sender {
                  if (phone_number_id.empty()) {
                    co_return SendResult::failed("the WhatsApp message names no phone_number_id");
                  }
-                 spec = whatsapp_send_message(cfg_, phone_number_id, p->from_value, m.text,
-                                              p->external_id);
+                 // To the wa_id the message came from (meta.cpp), not the E.164 form.
+                 const std::string& to = p->from_handle.empty() ? p->from_value : p->from_handle;
+                 spec = whatsapp_send_message(cfg_, phone_number_id, to, m.text, p->external_id);
                } else {
                  spec = meta_send_message(cfg_, p->from_value, m.text);
                }

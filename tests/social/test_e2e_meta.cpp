@@ -119,6 +119,18 @@ TEST_CASE(
   auto late = d.send("whatsapp", "meta", reply_to(q[1], "01JMOUT3", "Sorry for the wait"));
   CHECK(late.status == SendResult::Status::failed);
   CHECK(late.error.find("24 hours") != std::string::npos);
+
+  // A Mexican mobile: WhatsApp's id keeps the "1" after 52 that E.164 has dropped since 2019
+  // (wa_id 5215512345678 is +525512345678). The customer is matched by E.164, but the reply
+  // goes to the id WhatsApp gave: the other form may never arrive.
+  REQUIRE(d.post(whatsapp("5215512345678", "wamid.MX1", "hola")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; }));
+  auto mx = d.queued()[2];
+  CHECK(str(mx.at("from").at("value")) == "+525512345678");
+  auto hola = d.send("whatsapp", "meta", reply_to(mx, "01JMOUT4", "Hola"));
+  REQUIRE(hola.status == SendResult::Status::sent);
+  auto to_mx = boost::json::parse(d.graph.sent().back().body);
+  CHECK(str(to_mx.at("to")) == "5215512345678");
 }
 
 TEST_CASE("meta: WhatsApp statuses update the send state of our reply and show in its timeline") {
