@@ -179,11 +179,12 @@ void Records::flush() {
                      for (const auto& e : *events) {
                        if (e.type == "dead_letter") {
                          // Reported again when the claim that reported it lost its reply
-                         // (QueueOps::forget_dead): recorded once.
+                         // (QueueOps::forget_dead): recorded once. set_dead is its state change.
                          st.set_dead.bind_static(1, e.iid).run();
-                         if (db.changes() == 0) {
-                           continue;
+                         if (db.changes() > 0) {
+                           insert_event(db, e.iid, e.at, e.actor, e.type, e.detail);
                          }
+                         continue;
                        }
                        insert_event(db, e.iid, e.at, e.actor, e.type, e.detail);
                        if (!e.state.empty()) {
