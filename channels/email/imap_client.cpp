@@ -186,6 +186,11 @@ asio::awaitable<result<Client::responses>> Client::command(std::string text,
   responses untagged;
   bool bye = false;
   std::size_t next_answer = 0;
+  // The server's last words (a tagged NO/BAD, or BYE): "NO [CODE] text".
+  auto remember = [this](const Response& r) {
+    last_reply_ = r.name + (r.code.empty() ? "" : " [" + r.code + "]") + " " + r.text;
+    last_reply_code_ = r.code;
+  };
   while (true) {
     auto r = co_await read_response(options_.io_timeout);
     if (!r) {
@@ -208,14 +213,12 @@ asio::awaitable<result<Client::responses>> Client::command(std::string text,
       if (r->name == "OK") {
         co_return untagged;
       }
-      last_reply_ = r->name + (r->code.empty() ? "" : " [" + r->code + "]") + " " + r->text;
-      last_reply_code_ = r->code;
+      remember(*r);
       co_return make_error_code(r->name == "NO" ? errc::rejected : errc::bad_command);
     }
     if (r->name == "BYE") {
       bye = true;
-      last_reply_ = "BYE " + (r->code.empty() ? "" : "[" + r->code + "] ") + r->text;
-      last_reply_code_ = r->code;
+      remember(*r);
     }
     untagged.push_back(std::move(*r));
   }

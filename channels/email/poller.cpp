@@ -28,6 +28,16 @@
 
 namespace sb::email {
 
+namespace {
+
+// Whether `after` that failed with `ec` is the next session's to try again: a refusal (NO,
+// BAD) would come again; anything else broke the connection.
+bool after_left_for_next_session(error_code ec) {
+  return ec && ec != imap::errc::rejected && ec != imap::errc::bad_command;
+}
+
+}  // namespace
+
 Poller::Poller(asio::io_context& io, Pipeline& pipeline, Metrics& metrics,
                std::vector<config::Imap> accounts, PollerOptions options)
     : state_(std::make_shared<State>(io, pipeline, metrics, std::move(accounts), options)) {
@@ -159,7 +169,7 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
     auto backlog = std::exchange(m.after_backlog, {});
     if (m.after_backlog_uidvalidity == status->uidvalidity) {
       error_code ec = co_await apply_after(m, c, backlog);
-      if (ec && ec != imap::errc::rejected && ec != imap::errc::bad_command) {
+      if (after_left_for_next_session(ec)) {
         m.after_backlog = std::move(backlog);
         co_return ec;
       }
@@ -308,8 +318,7 @@ asio::awaitable<error_code> Poller::State::drain(Mailbox& m, imap::Client& c, Ba
 asio::awaitable<void> Poller::State::apply_after(Mailbox& m, imap::Client& c, BatchChain& chain) {
   for (const auto& uids : chain.take_committed()) {
     error_code ec = co_await apply_after(m, c, uids);
-    // A refusal (NO, BAD) would come again; a broken connection is the next session's turn.
-    if (ec && ec != imap::errc::rejected && ec != imap::errc::bad_command) {
+    if (after_left_for_next_session(ec)) {
       m.after_backlog.insert(m.after_backlog.end(), uids.begin(), uids.end());
       m.after_backlog_uidvalidity = c.mailbox().uidvalidity;
     }
