@@ -25,9 +25,8 @@ Parties parties_for(const RawParties& raw, std::string_view direction) {
 
 CallLines::CallLines(Db& db)
     : find_line_(db.prepare("SELECT 1 FROM call_lines WHERE account=?1 AND type=?2 AND value=?3")),
-      insert_line_(
-          db.prepare("INSERT OR IGNORE INTO call_lines(account, type, value) VALUES (?1, ?2, ?3)")),
-      find_identity_(db.prepare("SELECT 1 FROM identities WHERE type=?1 AND value=?2")) {}
+      insert_line_(db.prepare(
+          "INSERT OR IGNORE INTO call_lines(account, type, value) VALUES (?1, ?2, ?3)")) {}
 
 bool CallLines::is_line(const std::string& account, const Identity& id) {
   find_line_.bind_static(1, account).bind_static(2, id.type).bind_static(3, id.value);
@@ -36,14 +35,8 @@ bool CallLines::is_line(const std::string& account, const Identity& id) {
   return found;
 }
 
-bool CallLines::is_customer(const Identity& id) {
-  find_identity_.bind_static(1, id.type).bind_static(2, id.value);
-  bool found = find_identity_.step();
-  find_identity_.reset();
-  return found;
-}
-
-Inferred CallLines::infer_direction(const std::string& account, const RawParties& raw) {
+Inferred CallLines::infer_direction(const std::string& account, const RawParties& raw,
+                                    const std::function<bool(const Identity&)>& is_customer) {
   bool from_ours = raw.from && is_line(account, *raw.from);
   bool to_ours = raw.to && is_line(account, *raw.to);
   if (from_ours != to_ours) {

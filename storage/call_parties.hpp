@@ -13,6 +13,7 @@
 //  4. else nothing. While the call is unfinished its caller waits (no customer record is made
 //     for a number that may be our own); a call that ends this way is taken for inbound, the
 //     common case for a support line, and is corrected if a later event states the direction.
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,16 +43,17 @@ struct Inferred {
 class CallLines {
  public:
   explicit CallLines(Db& db);
-  // Rules 2 and 3 above.
-  Inferred infer_direction(const std::string& account, const RawParties& raw);
+  // Rules 2 and 3 above; `is_customer` tells whether an identity belongs to a customer record
+  // (the store's own identity lookup).
+  Inferred infer_direction(const std::string& account, const RawParties& raw,
+                           const std::function<bool(const Identity&)>& is_customer);
   // Remembers `line` as one of `account`'s numbers.
   void remember(const std::string& account, const Identity& line);
 
  private:
   bool is_line(const std::string& account, const Identity& id);
-  bool is_customer(const Identity& id);
 
-  Stmt find_line_, insert_line_, find_identity_;
+  Stmt find_line_, insert_line_;
 };
 
 }  // namespace sb::storage

@@ -421,7 +421,9 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   std::string direction = f.merged.direction;
   bool stated = !direction.empty();
   if (!stated) {
-    Inferred guess = lines_->infer_direction(in.account, raw);
+    Inferred guess = lines_->infer_direction(in.account, raw, [&st](const Identity& id) {
+      return lookup_identity(st, id.type, id.value).has_value();
+    });
     direction = guess.direction;
     if (guess.from_lines) {
       f.merged.direction = direction;
