@@ -33,14 +33,15 @@ void Store::close_stale_calls(std::int64_t older_than_ms,
     auto q = db.prepare(  // served by the partial index interactions_pending_calls
         "SELECT id, channel, account, external_id, order_key FROM interactions "
         "WHERE state = 'pending_call' AND received_at < ?1");
-    q.bind(1, now_ms() - older_than_ms);
+    std::int64_t now = now_ms();
+    q.bind(1, now - older_than_ms);
+    // Calls whose hour is over are tried again; so an entry of a call that a real final event
+    // closed meanwhile goes too, instead of staying for good.
+    std::erase_if(sweep_retry_at_, [now](const auto& e) { return e.second <= now; });
     while (stale->size() < kMaxPerSweep && q.step()) {
       std::string id = q.text(0);
-      if (auto it = sweep_retry_at_.find(id); it != sweep_retry_at_.end()) {
-        if (now_ms() < it->second) {
-          continue;
-        }
-        sweep_retry_at_.erase(it);
+      if (sweep_retry_at_.contains(id)) {
+        continue;  // failed within the hour
       }
       StaleCall c;
       c.id = std::move(id);
