@@ -93,7 +93,7 @@ case "${1:-}" in
     for b in build/bench/bench_*; do "$b" "$@"; done
     ;;
   *)
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
