@@ -279,8 +279,8 @@ void RedisExec::connect() {
           append(c);
           in_flight_.push_back(std::move(c));
         };
-        if (!cfg_.password.empty()) {
-          setup({"AUTH", cfg_.password}, true);
+        if (auto auth = cfg_.auth_command(); !auth.empty()) {
+          setup(std::move(auth), true);
         }
         if (cfg_.db != 0) {
           setup({"SELECT", std::to_string(cfg_.db)}, true);
@@ -467,8 +467,8 @@ RValue RedisExec::eval_sync(int script, std::vector<std::string> keys,
     }
     sync_->ctx->reader->fn = &kRValueReplies;  // replies are RValues here too
     redisSetTimeout(sync_->ctx, tv);
-    if (!cfg_.password.empty()) {
-      if (auto v = sync_->cmd({"AUTH", cfg_.password}); v.is_error()) {
+    if (auto auth = cfg_.auth_command(); !auth.empty()) {
+      if (auto v = sync_->cmd(auth); v.is_error()) {
         sync_.reset();
         return v;
       }

@@ -32,6 +32,18 @@ struct Redis {
   std::string username;  // from the url's userinfo, if any (Redis 6 ACL user)
   std::string password;  // from the url's userinfo, if any
   std::string prefix = "sb";
+
+  // The AUTH of the handshake, empty without a password: `AUTH user password` for an ACL user
+  // (Redis 6), `AUTH password` for the default user.
+  std::vector<std::string> auth_command() const {
+    if (password.empty()) {
+      return {};
+    }
+    if (username.empty()) {
+      return {"AUTH", password};
+    }
+    return {"AUTH", username, password};
+  }
 };
 
 struct Api {
@@ -51,9 +63,9 @@ struct RuleWhen {
   std::optional<std::string> customer_tag;
   std::optional<std::string> subject_matches;  // regex source, ECMAScript, case-insensitive
   std::optional<std::string> text_matches;
-  std::vector<std::string> call_status;        // any of
+  std::vector<std::string> call_status;  // any of
   std::optional<bool> is_new_customer;
-  std::vector<std::string> flags;              // extension: any of the interaction's flags
+  std::vector<std::string> flags;  // extension: any of the interaction's flags
 };
 
 struct Rule {
@@ -62,7 +74,7 @@ struct Rule {
   std::string priority = "normal";  // urgent | high | normal | low
   bool override_sticky = false;     // issue 3: wins over the conversation's sticky queue
   RuleWhen when;
-  int line = 0;                     // where it was declared, for messages
+  int line = 0;  // where it was declared, for messages
 };
 
 struct Routing {

@@ -1,5 +1,6 @@
 #include "http/metrics.hpp"
 
+#include <charconv>
 #include <cstdio>
 
 namespace sb {
@@ -142,9 +143,12 @@ std::string Metrics::render() const {
   for (const auto& [name, g] : gauges) {
     out += "# HELP " + name + " " + g.first + "\n# TYPE " + name + " gauge\n";
     for (const auto& [labels, v] : g.second()) {
+      // Shortest text that reads back as the same double: 18.858, not 18.858000000000001.
       char buf[64];
-      std::snprintf(buf, sizeof buf, "%.17g", v);
-      out += name + render_labels(labels) + " " + buf + "\n";
+      auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+      out += name + render_labels(labels) + " ";
+      out.append(buf, end);
+      out += "\n";
     }
   }
   return out;

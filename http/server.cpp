@@ -294,10 +294,16 @@ Server::~Server() = default;
 void Server::start() {
   auto& a = impl_->acceptor;
   tcp::endpoint ep(asio::ip::make_address(impl_->opts.host), impl_->opts.port);
-  a.open(ep.protocol());
-  a.set_option(asio::socket_base::reuse_address(true));
-  a.bind(ep);
-  a.listen(asio::socket_base::max_listen_connections);
+  // One clear line for the operator (SPEC section 1), not Boost's source location.
+  try {
+    a.open(ep.protocol());
+    a.set_option(asio::socket_base::reuse_address(true));
+    a.bind(ep);
+    a.listen(asio::socket_base::max_listen_connections);
+  } catch (const boost::system::system_error& e) {
+    throw std::runtime_error("cannot listen on " + impl_->opts.host + ":" +
+                             std::to_string(impl_->opts.port) + ": " + e.code().message());
+  }
   rlimit fds{};
   std::size_t limit = 1 << 20;
   if (getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur != RLIM_INFINITY) {

@@ -77,47 +77,69 @@ const char* Relay::script() {
   return kScript;
 }
 
-// Connects, authenticates, loads the script and creates the consumer groups. False when any
-// step failed (the caller backs off and tries again).
-bool Relay::connect(Conn& c) {
+// Connects, authenticates, loads the script and creates the consumer groups. Returns what
+// failed ("" when every step went through); the caller backs off and tries again.
+std::string Relay::connect(Conn& c) {
   timeval tv{2, 0};
   c.ctx = redisConnectWithTimeout(cfg_.host.c_str(), cfg_.port, tv);
-  bool ok = c.ctx && !c.ctx->err;
-  if (ok) {
-    redisSetTimeout(c.ctx, timeval{5, 0});
-    if (!cfg_.password.empty()) {
-      auto r = c.cmd({"AUTH", cfg_.password});
-      ok = r && r->type != REDIS_REPLY_ERROR;
+  if (!c.ctx || c.ctx->err) {
+    return c.ctx ? c.ctx->errstr : "cannot connect";
+  }
+  redisSetTimeout(c.ctx, timeval{5, 0});
+  // The step's error, or "" when Redis answered as `ok` says.
+  auto failed = [&](const std::vector<std::string>& argv, const char* what,
+                    auto ok) -> std::string {
+    std::vector<std::string_view> args(argv.begin(), argv.end());
+    auto r = c.cmd(args);
+    if (!r) {
+      return std::string(what) + ": " + (c.ctx->err ? c.ctx->errstr : "no reply");
     }
-    if (ok && cfg_.db != 0) {
-      auto r = c.cmd({"SELECT", std::to_string(cfg_.db)});
-      ok = r && r->type != REDIS_REPLY_ERROR;
+    if (!ok(*r)) {
+      return std::string(what) + " failed: " +
+             (r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : "unexpected reply");
     }
-    if (ok) {
-      auto r = c.cmd({"SCRIPT", "LOAD", kScript});
-      ok = r && r->type == REDIS_REPLY_STRING;
-      if (ok) {
-        c.sha.assign(r->str, r->len);
-      }
+    return "";
+  };
+  auto not_error = [](const redisReply& r) { return r.type != REDIS_REPLY_ERROR; };
+  if (auto auth = cfg_.auth_command(); !auth.empty()) {
+    if (auto why = failed(auth, "AUTH", not_error); !why.empty()) {
+      return why;
     }
-    // Consumer groups at start (SPEC section 4), from id 0 so nothing already in a stream
-    // is skipped. BUSYGROUP (exists) is fine. So is WRONGTYPE: that key is broken, not
-    // Redis; its rows are held when their XADD fails, and the script creates the group
-    // once the key is repaired.
-    for (const auto& q : queues_) {
-      for (const char* p : kPriorities) {
-        if (!ok) {
-          break;
-        }
-        auto key = cfg_.prefix + ":q:" + q + ":" + p;
-        auto r = c.cmd({"XGROUP", "CREATE", key, "agents", "0", "MKSTREAM"});
-        ok = r && (r->type != REDIS_REPLY_ERROR ||
-                   std::string_view(r->str, r->len).starts_with("BUSYGROUP") ||
-                   std::string_view(r->str, r->len).starts_with("WRONGTYPE"));
+  }
+  if (cfg_.db != 0) {
+    if (auto why = failed({"SELECT", std::to_string(cfg_.db)}, "SELECT", not_error); !why.empty()) {
+      return why;
+    }
+  }
+  {
+    auto r = c.cmd({"SCRIPT", "LOAD", kScript});
+    if (!r || r->type != REDIS_REPLY_STRING) {
+      return std::string("SCRIPT LOAD failed: ") + (!r ? (c.ctx->err ? c.ctx->errstr : "no reply")
+                                                    : r->type == REDIS_REPLY_ERROR
+                                                        ? std::string(r->str, r->len)
+                                                        : "unexpected reply");
+    }
+    c.sha.assign(r->str, r->len);
+  }
+  // Consumer groups at start (SPEC section 4), from id 0 so nothing already in a stream
+  // is skipped. BUSYGROUP (exists) is fine. So is WRONGTYPE: that key is broken, not
+  // Redis; its rows are held when their XADD fails, and the script creates the group
+  // once the key is repaired.
+  auto group_ok = [](const redisReply& r) {
+    std::string_view s(r.str ? r.str : "", r.str ? r.len : 0);
+    return r.type != REDIS_REPLY_ERROR || s.starts_with("BUSYGROUP") || s.starts_with("WRONGTYPE");
+  };
+  for (const auto& q : queues_) {
+    for (const char* p : kPriorities) {
+      auto key = cfg_.prefix + ":q:" + q + ":" + p;
+      if (auto why = failed({"XGROUP", "CREATE", key, "agents", "0", "MKSTREAM"}, "XGROUP CREATE",
+                            group_ok);
+          !why.empty()) {
+        return why;
       }
     }
   }
-  return ok;
+  return "";
 }
 
 }  // namespace sb

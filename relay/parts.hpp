@@ -40,6 +40,9 @@ struct Relay::Conn {
     }
   }
   relay_detail::Reply cmd(std::initializer_list<std::string_view> args) {
+    return cmd(std::vector<std::string_view>(args));
+  }
+  relay_detail::Reply cmd(const std::vector<std::string_view>& args) {
     std::vector<const char*> argv;
     std::vector<size_t> lens;
     for (auto a : args) {

@@ -124,8 +124,8 @@ void Relay::loop() {
       break;
     }
     if (!conn.ctx) {
-      if (!connect(conn)) {
-        set_error(conn.ctx && conn.ctx->err ? conn.ctx->errstr : "handshake failed");
+      if (auto why = connect(conn); !why.empty()) {
+        set_error(why);
         conn.close();
         if (stopping) {
           break;  // no Redis to flush to; the outbox keeps the rows for the next start

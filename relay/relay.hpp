@@ -80,9 +80,9 @@ class Relay {
   enum class Outcome { idle, more, redis_failed };
 
   void loop();
-  bool connect(Conn& c);     // the handshake; false when it failed
-  Outcome pass(Conn& c);     // one batch of new rows
-  bool retry_held(Conn& c);  // the held streams whose back-off is over; false when Redis failed
+  std::string connect(Conn& c);  // the handshake; what failed, "" when it went through
+  Outcome pass(Conn& c);         // one batch of new rows
+  bool retry_held(Conn& c);      // the held streams whose back-off is over; false when Redis failed
   bool retry(Conn& c, const std::string& stream, Held& h);
   void read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held);
   bool send(Conn& c, Batch& b);

@@ -232,8 +232,9 @@ void migrate(Db& db, int target) {
                        std::to_string(current_schema_version()) +
                        "); use a newer switchboard binary or another database file");
   }
+  const bool fresh = v == 0;  // a new file is simply created; an upgrade may take a while
   for (; v < std::min(target, current_schema_version()); ++v) {
-    if (v > 0) {  // a new file is simply created; an upgrade may copy a table and take a while
+    if (!fresh) {
       logger("storage")->info("[{}] upgrading the database schema from version {} to {}", db.path(),
                               v, v + 1);
     }

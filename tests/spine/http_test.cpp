@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 
 #include "daemon/app.hpp"
+#include "http/metrics.hpp"
 #include "tests/support/harness.hpp"
 
 using namespace sb;
@@ -244,4 +245,32 @@ TEST_CASE("ingest server: an error echoing bytes that are not UTF-8 is still UTF
   CHECK(status_of(not_found) == 404);
   CHECK(error_message(not_found) == "no route for /caf\xc3\xa9/\xef\xbf\xbd\xef\xbf\xbd");
   CHECK(error_message(unsupported).find("text/\xef\xbf\xbdt\xef\xbf\xbd") != std::string::npos);
+}
+
+TEST_CASE("ingest server: a listen address in use is one clear line naming it") {
+  Daemon d;
+  TempDir other;
+  auto cfg = test_config(other, d.redis.port());
+  cfg.server.port = d.app->port();
+  cfg.server.listen = "127.0.0.1:" + std::to_string(d.app->port());
+  App second(cfg);
+  std::string what;
+  try {
+    second.start();
+  } catch (const std::exception& e) {
+    what = e.what();
+  }
+  CHECK(what ==
+        "cannot listen on 127.0.0.1:" + std::to_string(d.app->port()) + ": Address already in use");
+}
+
+TEST_CASE("metrics: a gauge's value is written as the shortest text that reads back the same") {
+  Metrics m;
+  m.gauge("sb_test_age_seconds", "An age.", [] {
+    return std::vector<std::pair<Labels, double>>{{{{"queue", "general"}}, 18.858},
+                                                  {{{"queue", "vip"}}, 3.0}};
+  });
+  auto text = m.render();
+  CHECK(text.find("sb_test_age_seconds{queue=\"general\"} 18.858\n") != std::string::npos);
+  CHECK(text.find("sb_test_age_seconds{queue=\"vip\"} 3\n") != std::string::npos);
 }

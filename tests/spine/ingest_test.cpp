@@ -98,6 +98,28 @@ TEST_CASE("an ingested interaction lands in its stream with the customer matched
       std::chrono::seconds(5)));
 }
 
+TEST_CASE("a Redis ACL user in the url is who the relay and the agents authenticate as") {
+  TempDir dir;
+  RedisServer redis;
+  REQUIRE(redis.cmd({"ACL", "SETUSER", "sbuser", "on", ">sb-secret", "~*", "&*", "+@all"}) ==
+          "OK");
+  auto cfg = test_config(dir, redis.port());
+  cfg.redis.url = "redis://sbuser:sb-secret@127.0.0.1:" + std::to_string(redis.port()) + "/0";
+  cfg.redis.username = "sbuser";
+  cfg.redis.password = "sb-secret";
+  App app(cfg);
+  app.start();
+  HttpClient http(app.port());
+  CHECK(http.post_json("/v1/interactions", kAnn, "test-token").status == 202);
+  REQUIRE(eventually([&] { return redis.xlen("sb:q:general:normal") == 1; }));
+  auto claim = http.post_json("/v1/agent/claim", R"({"queue":"general"})", "alice-token");
+  CHECK(claim.status == 200);
+  CHECK(http.request("GET", "/readyz").status == 200);
+  // Both of the daemon's connections are the ACL user's, none the default user's.
+  auto clients = redis.cmd({"CLIENT", "LIST"});
+  CHECK(clients.find("user=sbuser") != std::string::npos);
+}
+
 TEST_CASE("the same (source, external_id) ten times concurrently: one interaction, one entry") {
   Fixture f;
   std::vector<std::future<HttpResponse>> calls;
