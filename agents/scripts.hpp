@@ -24,7 +24,9 @@ enum Script {
   kTransfer = 2,
   kStats = 3,
   kEnsureGroups = 4,
-  kForgetDead = 5
+  kForgetDead = 5,
+  kHeldBy = 6,
+  kTakeBack = 7
 };
 
 // In Script order, for RedisExec.
