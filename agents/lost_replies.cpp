@@ -90,7 +90,11 @@ asio::awaitable<std::string> Service::released_before(const std::string& id,
   }
   unsure.erase(id);  // (`it` may be stale after the co_await)
   auto row = records_.find(id);
-  co_return row && !row->queue.empty() ? row->queue : std::string("unknown");
+  if (!row || row->queue.empty()) {
+    co_return std::string("unknown");
+  }
+  ops_.released_in(row->queue);
+  co_return row->queue;
 }
 
 }  // namespace sb::agents

@@ -200,7 +200,7 @@ asio::awaitable<FinishResult> QueueOps::release(const std::string& id, const std
     // "{prefix}:q:{queue}:{priority}": the next claim from that queue takes it at once.
     auto from = prefix_.size() + 3, to = r.stream.rfind(':');
     if (r.stream.size() > from && to != std::string::npos && to > from) {
-      next_sweep_[r.stream.substr(from, to - from)] = {};
+      released_in(r.stream.substr(from, to - from));
     }
   }
   co_return r;

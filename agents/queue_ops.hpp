@@ -81,6 +81,9 @@ class QueueOps {
   boost::asio::awaitable<FinishResult> holds(const std::string& interaction_id,
                                              const std::string& agent);
   boost::asio::awaitable<QueueStats> stats(const std::string& queue);
+  // The next claim from `queue` looks for released entries at once (a release whose reply was
+  // lost did run).
+  void released_in(const std::string& queue) { next_sweep_[queue] = {}; }
   // The dead letters of ClaimResult::dead are recorded: not to be reported again.
   void forget_dead(const std::vector<std::pair<std::string, std::string>>& dead);
 

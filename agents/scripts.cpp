@@ -115,11 +115,13 @@ local function finish(iid, consumer, mode)
   if mode == 'ack' then
     redis.call('XACK', key, 'agents', id)
     redis.call('XDEL', key, id)
+    redis.call('HDEL', KEYS[1], iid)
   else
+    -- The index stays: a later call on it (a retry whose reply was lost, another agent's) is
+    -- told it waits, held by `_released`, until a claim takes it (and indexes it again).
     redis.call('XCLAIM', key, 'agents', ARGV[2], 0, id, 'IDLE', ARGV[1],
                'RETRYCOUNT', math.max(p[4] - 1, 0), 'JUSTID')
   end
-  redis.call('HDEL', KEYS[1], iid)
   return {1, key, id}
 end
 local out = {}
