@@ -52,8 +52,8 @@ asio::awaitable<ClaimResult> Service::lost_claim(const std::string& queue,
   }
   for (const auto& h : held.entries) {
     auto rec = records_.last_claim(h.interaction_id);
-    if (!rec || (rec->state == "claimed" && rec->actor == agent &&
-                 rec->deliveries == h.deliveries)) {
+    if (!rec ||
+        (rec->state == "claimed" && rec->actor == agent && rec->deliveries == h.deliveries)) {
       continue;  // handed out with an answer (or not one of ours)
     }
     auto c = co_await ops_.take_back(h, agent);

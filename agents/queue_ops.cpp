@@ -206,8 +206,7 @@ asio::awaitable<FinishResult> QueueOps::release(const std::string& id, const std
   co_return r;
 }
 
-asio::awaitable<HeldList> QueueOps::held_by(const std::string& queue,
-                                            const std::string& agent) {
+asio::awaitable<HeldList> QueueOps::held_by(const std::string& queue, const std::string& agent) {
   std::vector<std::string> keys;
   for (const char* p : kPriorities) {
     keys.push_back(stream(queue, p));

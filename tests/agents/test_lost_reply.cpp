@@ -174,8 +174,7 @@ TEST_CASE("a claim's reply is lost: the same agent's retry is handed the entry i
   auto entries = d.redis.xrange("sb:q:general:normal");
   REQUIRE(entries.size() == 3);
   REQUIRE(entries[1]["interaction_id"] == lost);
-  CHECK(pending_of(d, "sb:q:general:normal", "alice").find(entries[1]["_id"]) !=
-        std::string::npos);
+  CHECK(pending_of(d, "sb:q:general:normal", "alice").find(entries[1]["_id"]) != std::string::npos);
 
   // Another agent meanwhile gets the next item, not the one alice's lost claim took.
   CHECK(claimed_id(d.claim("bob-token", "general")) == third);
@@ -188,7 +187,8 @@ TEST_CASE("a claim's reply is lost: the same agent's retry is handed the entry i
   CHECK(delivery.at("deliveries").as_int64() == 1);
   REQUIRE(eventually([&] { return in_state(d, lost, "claimed"); }));
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim' AND actor='alice' AND "
-               "interaction_id='" + lost + "'") == 1);
+               "interaction_id='" +
+               lost + "'") == 1);
   // Once only: her next claim is an ordinary one (the queue is empty now).
   CHECK(d.claim("alice-token", "general").status == 204);
   CHECK(d.act("alice-token", lost, "ack").status == 200);
@@ -214,12 +214,13 @@ TEST_CASE("a lost claim took back the agent's own timed-out item: her retry gets
   auto again = d.claim("alice-token", "general");
   CHECK(claimed_id(again) == id);
   CHECK(parse(again.body).at("delivery").at("deliveries").as_int64() == 2);
-  REQUIRE(eventually(
-      [&] { return d.rows("SELECT count(*) FROM events WHERE type='claim'") == 2; }));
+  REQUIRE(
+      eventually([&] { return d.rows("SELECT count(*) FROM events WHERE type='claim'") == 2; }));
   CHECK(d.act("alice-token", id, "ack").status == 200);
 }
 
-TEST_CASE("a release's reply is lost after Redis ran it: the agent's retry is told it is released") {
+TEST_CASE(
+    "a release's reply is lost after Redis ran it: the agent's retry is told it is released") {
   std::unique_ptr<ReplyCutter> cutter;
   AgentDaemon d(through(cutter, std::chrono::minutes(5), 5));
   std::string id = d.ingest("release-1", "released, but the answer never arrives");
