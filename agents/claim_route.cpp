@@ -74,13 +74,24 @@ Service::Awaitable Service::claim(http::Request& r) {
     }
     auto generation = waiters_.generation(queue);
     const std::string agent_id = agent->id;
-    auto c = co_await ops_.claim(queue, agent_id);
+    ClaimResult c;
+    if (take_unsure_claim(agent_id, queue)) {
+      c = co_await lost_claim(queue, agent_id);  // what an earlier claim's lost reply held
+    }
+    if (c.error.empty() && !c.found) {
+      c = co_await ops_.claim(queue, agent_id);
+    }
     if (!c.error.empty()) {
-      // Redis may have run the claim before its reply was lost: that entry comes back to the
-      // queue after claim_timeout, as any unfinished one does. The agent got nothing to hold.
-      auto unavailable =
-          http::error(503, "redis_unavailable",
-                      "cannot claim: " + c.error + "; nothing was handed out, try again");
+      // Redis may have run the claim before its reply was lost: the entry it took is held by
+      // this agent, and its next claim from this queue is handed that entry (lost_claim). Should
+      // the agent not come back, it returns to the queue after claim_timeout, as any unfinished
+      // one does.
+      claim_unsure(agent_id, queue);
+      auto unavailable = http::error(
+          503, "redis_unavailable",
+          "cannot claim: " + c.error +
+              "; nothing was handed out, try again (an item this claim may have taken goes to "
+              "your next claim from this queue)");
       unavailable.headers.emplace_back("Retry-After", "1");
       co_return unavailable;
     }

@@ -47,6 +47,22 @@ FinishResult to_finish(const RValue& v) {
   return r;
 }
 
+// One consumer's result of the claim script (or of take_back): {found, stream, entry id,
+// deliveries, fields}.
+ClaimResult to_claim(const RValue& e) {
+  ClaimResult r;
+  r.found = e.int_at(0) == 1;
+  if (r.found) {
+    r.stream = e.str_at(1);
+    r.entry_id = e.str_at(2);
+    r.deliveries = e.int_at(3);
+    r.interaction_id = field(e.at(4), "interaction_id");
+    r.priority = field(e.at(4), "priority");
+    r.payload = field(e.at(4), "payload");
+  }
+  return r;
+}
+
 }  // namespace
 
 std::int64_t entry_ms(const std::string& id) {
@@ -120,22 +136,12 @@ void QueueOps::send_claims(const std::string& queue) {
     }
     const auto& results = v.at(0);
     for (std::size_t j = 0; j < batch->size(); ++j) {
-      ClaimResult r;
+      ClaimResult r = to_claim(results.at(j));
       if (j == 0) {  // reported (logged, recorded) once
         const auto& dead = v.at(1).elements;
         for (std::size_t i = 0; i + 1 < dead.size(); i += 2) {
           r.dead.emplace_back(dead[i].str, dead[i + 1].str);
         }
-      }
-      const auto& e = results.at(j);
-      r.found = e.int_at(0) == 1;
-      if (r.found) {
-        r.stream = e.str_at(1);
-        r.entry_id = e.str_at(2);
-        r.deliveries = e.int_at(3);
-        r.interaction_id = field(e.at(4), "interaction_id");
-        r.priority = field(e.at(4), "priority");
-        r.payload = field(e.at(4), "payload");
       }
       (*batch)[j].done(std::move(r));
     }
@@ -194,10 +200,43 @@ asio::awaitable<FinishResult> QueueOps::release(const std::string& id, const std
     // "{prefix}:q:{queue}:{priority}": the next claim from that queue takes it at once.
     auto from = prefix_.size() + 3, to = r.stream.rfind(':');
     if (r.stream.size() > from && to != std::string::npos && to > from) {
-      next_sweep_[r.stream.substr(from, to - from)] = {};
+      released_in(r.stream.substr(from, to - from));
     }
   }
   co_return r;
+}
+
+asio::awaitable<HeldList> QueueOps::held_by(const std::string& queue, const std::string& agent) {
+  std::vector<std::string> keys;
+  for (const char* p : kPriorities) {
+    keys.push_back(stream(queue, p));
+  }
+  // An agent holds a handful at a time; more than this per priority is not a lost claim's doing.
+  std::vector<std::string> args{agent, "100"};
+  RValue v =
+      co_await async_eval(redis_, kHeldBy, std::move(keys), std::move(args), asio::use_awaitable);
+  HeldList out;
+  if (v.is_error() || v.type != RValue::Type::array) {
+    out.error = v.is_error() ? v.str : "unexpected reply from redis";
+    co_return out;
+  }
+  for (const auto& e : v.elements) {
+    out.entries.push_back({e.str_at(0), e.str_at(1), e.str_at(3), e.int_at(2)});
+  }
+  co_return out;
+}
+
+asio::awaitable<ClaimResult> QueueOps::take_back(const HeldEntry& e, const std::string& agent) {
+  std::vector<std::string> keys{e.stream, prefix_ + ":held"};
+  std::vector<std::string> args{e.entry_id, agent, std::to_string(e.deliveries)};
+  RValue v =
+      co_await async_eval(redis_, kTakeBack, std::move(keys), std::move(args), asio::use_awaitable);
+  if (v.is_error() || v.type != RValue::Type::array) {
+    ClaimResult r;
+    r.error = v.is_error() ? v.str : "unexpected reply from redis";
+    co_return r;
+  }
+  co_return to_claim(v);
 }
 
 asio::awaitable<FinishResult> QueueOps::holds(const std::string& id, const std::string& agent) {

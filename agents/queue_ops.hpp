@@ -26,6 +26,16 @@ struct ClaimResult {
   std::vector<std::pair<std::string, std::string>> dead;
 };
 
+// An entry one consumer holds (held_by).
+struct HeldEntry {
+  std::string stream, entry_id, interaction_id;
+  std::int64_t deliveries = 0;
+};
+struct HeldList {
+  std::string error;
+  std::vector<HeldEntry> entries;  // most urgent first, oldest first within a priority
+};
+
 // held: done; not_held: nobody holds it; other: `holder` holds it; repeated: a retried
 // transfer that already happened.
 enum class Hold { held, not_held, other, repeated };
@@ -62,10 +72,18 @@ class QueueOps {
                                                 const std::string& agent, const std::string& queue,
                                                 const std::string& priority,
                                                 const std::string& payload);
+  // The entries `agent` holds in `queue` (after a claim whose reply was lost).
+  boost::asio::awaitable<HeldList> held_by(const std::string& queue, const std::string& agent);
+  // Hands `e` to `agent`'s claim when it still holds it with the same delivery count; found is
+  // false otherwise. Its claim_timeout starts again.
+  boost::asio::awaitable<ClaimResult> take_back(const HeldEntry& e, const std::string& agent);
   // Whether `agent` holds the entry of `interaction_id` (for reply).
   boost::asio::awaitable<FinishResult> holds(const std::string& interaction_id,
                                              const std::string& agent);
   boost::asio::awaitable<QueueStats> stats(const std::string& queue);
+  // The next claim from `queue` looks for released entries at once (a release whose reply was
+  // lost did run).
+  void released_in(const std::string& queue) { next_sweep_[queue] = {}; }
   // The dead letters of ClaimResult::dead are recorded: not to be reported again.
   void forget_dead(const std::vector<std::pair<std::string, std::string>>& dead);
 

@@ -48,6 +48,32 @@ std::optional<InteractionRow> Records::find(const std::string& id) {
                         st.text(6), st.text(7), st.text(8), st.text(9), st.text(10), st.text(11)};
 }
 
+std::optional<LastClaim> Records::last_claim(const std::string& id) {
+  auto st = read_.prepare(
+      "SELECT i.state, coalesce(e.actor,''), coalesce(e.detail,'{}') FROM interactions i LEFT "
+      "JOIN events e ON e.interaction_id = i.id AND e.type = 'claim' WHERE i.id=?1 "
+      "ORDER BY e.seq DESC LIMIT 1");
+  st.bind(1, id);
+  if (!st.step()) {
+    return std::nullopt;
+  }
+  LastClaim c{st.text(0), st.text(1)};
+  json::error_code ec;
+  auto d = json::parse(st.text_view(2), ec);
+  if (!ec && d.is_object()) {
+    if (auto* n = d.as_object().if_contains("deliveries"); n && n->is_int64()) {
+      c.deliveries = n->as_int64();
+    }
+  }
+  return c;
+}
+
+asio::awaitable<std::string> Records::settled() {
+  flush();
+  std::function<void(storage::Db&)> nothing = [](storage::Db&) {};
+  co_return co_await write(writer_, std::move(nothing));
+}
+
 std::string Records::decorate(const std::string& payload) {
   json::error_code ec;
   auto v = json::parse(payload, ec);

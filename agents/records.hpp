@@ -20,6 +20,12 @@ struct InteractionRow {
       queue, priority, state, payload;
 };
 
+// An interaction's state and its latest claim event (actor empty when it was never claimed).
+struct LastClaim {
+  std::string state, actor;
+  std::int64_t deliveries = -1;  // the claim's delivery count
+};
+
 struct SendJob {
   std::string interaction_id, parent_id, channel, account, conversation_id, text, parent_payload;
   std::int64_t attempts = 0;
@@ -37,6 +43,10 @@ class Records {
   std::optional<InteractionRow> find(const std::string& id);
   // The interaction JSON with its events and (outbound) send state merged in.
   std::string decorate(const std::string& payload);
+  std::optional<LastClaim> last_claim(const std::string& id);  // nullopt: no such interaction
+  // Resumes once every event recorded before the call is committed (a barrier: the writer runs
+  // jobs in order), so that reads see them. "" or the error.
+  boost::asio::awaitable<std::string> settled();
   std::vector<SendJob> due_sends(std::int64_t now, int limit);
   std::optional<std::int64_t> next_send_at();
 

@@ -123,6 +123,8 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
   if (!f.error.empty()) {
     if (ack) {
       unsure_acks_.put(id, agent.id);
+    } else {
+      unsure_releases_.put(id, agent.id);
     }
     co_return http::error(503, "redis_unavailable", std::string("cannot ") + what + ": " + f.error);
   }
@@ -131,6 +133,8 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
     queue = queue_of_stream(f.stream);
   } else if (ack && f.status == Hold::not_held) {
     queue = acked_before(id, agent.id);  // a retry of an ack whose reply was lost
+  } else if (!ack && f.status == Hold::other && f.holder == kReleasedConsumer) {
+    queue = co_await released_before(id, agent.id);  // a retry of a lost release reply
   }
   if (queue.empty()) {
     co_return not_held(id, agent.id, f);

@@ -115,11 +115,13 @@ local function finish(iid, consumer, mode)
   if mode == 'ack' then
     redis.call('XACK', key, 'agents', id)
     redis.call('XDEL', key, id)
+    redis.call('HDEL', KEYS[1], iid)
   else
+    -- The index stays: a later call on it (a retry whose reply was lost, another agent's) is
+    -- told it waits, held by `_released`, until a claim takes it (and indexes it again).
     redis.call('XCLAIM', key, 'agents', ARGV[2], 0, id, 'IDLE', ARGV[1],
                'RETRYCOUNT', math.max(p[4] - 1, 0), 'JUSTID')
   end
-  redis.call('HDEL', KEYS[1], iid)
   return {1, key, id}
 end
 local out = {}
@@ -199,6 +201,40 @@ constexpr const char* kForgetDeadBody = R"lua(
 return redis.call('HDEL', KEYS[1], unpack(ARGV))
 )lua";
 
+// After a claim whose reply was lost (the connection dropped after the script ran), the
+// entries one consumer holds in a queue: the lost claim's entry is among them (lost_replies.cpp).
+// KEYS: the queue's streams urgent, high, normal, low. ARGV: consumer, at most this many per
+// stream. Returns {stream, entry id, deliveries, interaction id} per entry, most urgent first,
+// oldest first within a priority.
+constexpr const char* kHeldByBody = R"lua(
+local out = {}
+for i = 1, 4 do
+  local p = redis.pcall('XPENDING', KEYS[i], 'agents', '-', '+', ARGV[2], ARGV[1])
+  if type(p) == 'table' and not p.err then  -- NOGROUP: a stream no claim has used
+    for _, e in ipairs(p) do
+      local x = redis.call('XRANGE', KEYS[i], e[1], e[1])[1]
+      if x then out[#out + 1] = {KEYS[i], e[1], e[4], field(x[2], 'interaction_id')} end
+    end
+  end
+end
+return out
+)lua";
+
+// Hands an entry a lost claim took to the same consumer's next claim. KEYS: its stream, held
+// hash. ARGV: entry id, consumer, deliveries. Only while the consumer still holds it with that
+// delivery count (nothing happened to it since it was listed); its claim_timeout starts again
+// now, when the agent learns of it (XCLAIM with idle 0; JUSTID keeps the delivery count).
+// Returns {0}, or {1, stream, entry id, deliveries, fields} as a claim does.
+constexpr const char* kTakeBackBody = R"lua(
+local p = redis.call('XPENDING', KEYS[1], 'agents', ARGV[1], ARGV[1], 1)[1]
+if not p or p[2] ~= ARGV[2] or p[4] ~= tonumber(ARGV[3]) then return {0} end
+local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]
+if not e then return {0} end
+redis.call('XCLAIM', KEYS[1], 'agents', ARGV[2], 0, ARGV[1], 'JUSTID')
+redis.call('HSET', KEYS[2], field(e[2], 'interaction_id'), KEYS[1] .. ' ' .. ARGV[1])
+return {1, KEYS[1], ARGV[1], p[4], e[2]}
+)lua";
+
 // KEYS: streams that must have the `agents` group (BUSYGROUP when they do is fine).
 constexpr const char* kEnsureGroupsBody = R"lua(
 for i = 1, #KEYS do redis.pcall('XGROUP', 'CREATE', KEYS[i], 'agents', '0', 'MKSTREAM') end
@@ -213,7 +249,9 @@ std::vector<std::string> lua_scripts() {
           std::string(kHelpers) + kTransferBody,
           kStatsBody,
           kEnsureGroupsBody,
-          kForgetDeadBody};
+          kForgetDeadBody,
+          std::string(kHelpers) + kHeldByBody,
+          std::string(kHelpers) + kTakeBackBody};
 }
 
 }  // namespace sb::agents

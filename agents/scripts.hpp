@@ -9,7 +9,10 @@
 // (XPENDING), the same truth a plain Redis client sees; the hash is only an index.
 // A released entry is XCLAIMed to the pseudo-consumer `_released` with an idle time past
 // claim_timeout, so the next claim's XPENDING IDLE / XCLAIM takes it at once, in its original
-// position.
+// position; it stays in the hash, so that a call on it until then is told it was released (a
+// retried release whose reply was lost is answered 200: Service::released_before).
+// A claim whose reply was lost leaves its entry pending for the agent: kHeldBy lists what an
+// agent holds in a queue, kTakeBack hands one to its next claim (Service::lost_claim).
 // `{prefix}:dead-unrecorded` is a hash interaction id -> queue of the entries a claim moved to a
 // dead-letter stream, until the daemon has recorded them on the interaction: the claim's reply,
 // which reports them, can be lost with the connection after the script ran.
@@ -24,7 +27,9 @@ enum Script {
   kTransfer = 2,
   kStats = 3,
   kEnsureGroups = 4,
-  kForgetDead = 5
+  kForgetDead = 5,
+  kHeldBy = 6,
+  kTakeBack = 7
 };
 
 // In Script order, for RedisExec.

@@ -125,6 +125,20 @@ class Service {
   // the same agent was answered 503 and nothing has happened to the item since (still recorded
   // as claimed, nobody else finished it), so that ack did run; else "".
   std::string acked_before(const std::string& id, const std::string& agent);
+  // Claims answered 503 ("<agent>\n<queue>"): Redis may have run the claim before the connection
+  // dropped, and the entry it took waits, held by the agent, for the agent's next claim from that
+  // queue (lost_replies.cpp). Releases answered 503 (id -> agent), like unsure_acks_.
+  Recent unsure_claims_;
+  Recent unsure_releases_;
+  void claim_unsure(const std::string& agent, const std::string& queue);
+  bool take_unsure_claim(const std::string& agent, const std::string& queue);  // and forget it
+  // The entry a lost claim handed to `agent` in `queue`, given to it now; found false when none.
+  boost::asio::awaitable<ClaimResult> lost_claim(const std::string& queue,
+                                                 const std::string& agent);
+  // For a release of `id` by `agent` that found it released: its queue when an earlier release
+  // of the same agent was answered 503 and did run; else "".
+  boost::asio::awaitable<std::string> released_before(const std::string& id,
+                                                      const std::string& agent);
   SendLoop sends_;
   Relay& relay_;
   bool stopping_ = false;  // io thread only

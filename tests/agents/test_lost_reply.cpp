@@ -34,7 +34,7 @@ bool in_state(AgentDaemon& d, const std::string& id, const std::string& state) {
 }
 }  // namespace
 
-TEST_CASE("a claim's reply is lost after Redis ran it: 503, no claim recorded, redelivered") {
+TEST_CASE("a claim's reply is lost and its agent never retries: redelivered after claim_timeout") {
   std::unique_ptr<ReplyCutter> cutter;  // outlives the daemon
   AgentDaemon d(through(cutter, std::chrono::milliseconds(800), 5));
   std::string id = d.ingest("lost-reply-1", "claimed, but the answer never arrives");
@@ -49,9 +49,9 @@ TEST_CASE("a claim's reply is lost after Redis ran it: 503, no claim recorded, r
   // Redis ran the script: the entry is pending for alice, who was never told.
   CHECK(d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents"}).find("alice") !=
         std::string::npos);
-  // Her retry reconnects; the item she was never told about is not redelivered before
-  // claim_timeout (the SPEC's rule for any held item)...
-  CHECK(d.claim("alice-token", "general").status == 204);
+  // alice does not come back. The item she was never told about is not handed to another
+  // before claim_timeout (the SPEC's rule for any held item)...
+  CHECK(d.claim("bob-token", "general").status == 204);
   // ... and no record says anyone holds it.
   CHECK(!in_state(d, id, "claimed"));
 
@@ -147,4 +147,120 @@ TEST_CASE("SIGHUP reload while a claim's reply is on its way: the item goes back
   REQUIRE(
       eventually([&] { return d.rows("SELECT count(*) FROM events WHERE type='claim'") == 1; }));
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim' AND actor='alice'") == 0);
+}
+
+namespace {
+// The entry ids `consumer` holds in `stream` (XPENDING's extended form).
+std::string pending_of(AgentDaemon& d, const std::string& stream, const std::string& consumer) {
+  return d.redis.cmd({"XPENDING", stream, "agents", "-", "+", "10", consumer});
+}
+}  // namespace
+
+TEST_CASE("a claim's reply is lost: the same agent's retry is handed the entry it took") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, std::chrono::minutes(5), 5));
+  std::string held = d.ingest("retry-1", "claimed with an answer");
+  std::string lost = d.ingest("retry-2", "claimed, but the answer never arrives");
+  std::string third = d.ingest("retry-3", "the next one in the queue");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == held);  // she works on this one
+
+  cutter->cut_reply_to("alice");
+  auto r = d.claim("alice-token", "general");
+  REQUIRE(cutter->cut());
+  CHECK(r.status == 503);
+  CHECK(r.headers["retry-after"] == "1");
+  CHECK(error_message(r).find("try again") != std::string::npos);
+  auto entries = d.redis.xrange("sb:q:general:normal");
+  REQUIRE(entries.size() == 3);
+  REQUIRE(entries[1]["interaction_id"] == lost);
+  CHECK(pending_of(d, "sb:q:general:normal", "alice").find(entries[1]["_id"]) != std::string::npos);
+
+  // Another agent meanwhile gets the next item, not the one alice's lost claim took.
+  CHECK(claimed_id(d.claim("bob-token", "general")) == third);
+  // Her retry: the same stream entry, delivered once; not the one she already holds.
+  auto again = d.claim("alice-token", "general");
+  CHECK(claimed_id(again) == lost);
+  auto delivery = parse(again.body).at("delivery").as_object();
+  CHECK(delivery.at("entry_id").as_string() == entries[1]["_id"]);
+  CHECK(delivery.at("stream").as_string() == "sb:q:general:normal");
+  CHECK(delivery.at("deliveries").as_int64() == 1);
+  REQUIRE(eventually([&] { return in_state(d, lost, "claimed"); }));
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim' AND actor='alice' AND "
+               "interaction_id='" +
+               lost + "'") == 1);
+  // Once only: her next claim is an ordinary one (the queue is empty now).
+  CHECK(d.claim("alice-token", "general").status == 204);
+  CHECK(d.act("alice-token", lost, "ack").status == 200);
+  CHECK(d.act("alice-token", held, "ack").status == 200);
+  CHECK(d.act("bob-token", third, "ack").status == 200);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 0);
+}
+
+TEST_CASE("a lost claim took back the agent's own timed-out item: her retry gets it again") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, std::chrono::milliseconds(1000), 5));
+  std::string id = d.ingest("retry-4", "times out, then comes back to the same agent");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  REQUIRE(eventually([&] { return in_state(d, id, "claimed"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past claim_timeout
+
+  // The lost claim redelivers it to alice (a second delivery) while the record still shows her
+  // first claim: the delivery count tells them apart.
+  cutter->cut_reply_to("alice");
+  CHECK(d.claim("alice-token", "general").status == 503);
+  REQUIRE(cutter->cut());
+  auto again = d.claim("alice-token", "general");
+  CHECK(claimed_id(again) == id);
+  CHECK(parse(again.body).at("delivery").at("deliveries").as_int64() == 2);
+  REQUIRE(
+      eventually([&] { return d.rows("SELECT count(*) FROM events WHERE type='claim'") == 2; }));
+  CHECK(d.act("alice-token", id, "ack").status == 200);
+}
+
+TEST_CASE(
+    "a release's reply is lost after Redis ran it: the agent's retry is told it is released") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, std::chrono::minutes(5), 5));
+  std::string id = d.ingest("release-1", "released, but the answer never arrives");
+  std::string other = d.ingest("release-2", "released, then someone else takes it");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  CHECK(claimed_id(d.claim("alice-token", "general")) == other);
+
+  cutter->cut_reply_to("$7\r\nrelease\r\n");  // the mode argument of the finish script
+  auto r = d.act("alice-token", id, "release");
+  REQUIRE(cutter->cut());
+  CHECK(r.status == 503);
+  auto entry = d.redis.xrange("sb:q:general:normal").at(0);
+  REQUIRE(entry["interaction_id"] == id);
+  CHECK(pending_of(d, "sb:q:general:normal", "_released").find(entry["_id"]) !=
+        std::string::npos);  // Redis ran it: released
+  auto again = d.act("alice-token", id, "release");
+  CHECK(again.status == 200);
+  CHECK(parse(again.body).at("status").as_string() == "released");
+  REQUIRE(eventually([&] { return in_state(d, id, "queued"); }));
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='release' AND actor='alice'") == 1);
+  // Bob never held it: 409, and a second retry of hers is no longer a lost reply's.
+  CHECK(d.act("bob-token", id, "release").status == 409);
+  CHECK(d.act("alice-token", id, "release").status == 409);
+  // It waits in its place, its delivery not counted.
+  auto bob = d.claim("bob-token", "general");
+  CHECK(claimed_id(bob) == id);
+  CHECK(parse(bob.body).at("delivery").at("deliveries").as_int64() == 1);
+
+  // Her release of the other is lost too, but bob claims and releases it before she retries:
+  // what her retry finds is bob's release, not hers.
+  cutter->cut_reply_to("$7\r\nrelease\r\n");
+  CHECK(d.act("alice-token", other, "release").status == 503);
+  REQUIRE(cutter->cut());
+  // (A release the daemon did not see is found by the next look for idle entries, <= 100 ms.)
+  HttpResponse taken;
+  REQUIRE(eventually([&] { return (taken = d.claim("bob-token", "general")).status == 200; }));
+  CHECK(claimed_id(taken) == other);
+  CHECK(d.act("bob-token", other, "release").status == 200);
+  auto late = d.act("alice-token", other, "release");
+  CHECK(late.status == 409);
+  CHECK(error_message(late).find("released and waits") != std::string::npos);
 }
