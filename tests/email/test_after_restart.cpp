@@ -1,13 +1,19 @@
 // `after = seen | move:Folder` survives the daemon: a batch commits, then the daemon goes away
-// before `after` reaches the server (here: Dovecot is killed between the commit and `after`,
-// and the whole App destroyed while it is down, as a kill -9 of the daemon would leave it). The
-// committed cursor says `after` is still due; the next daemon on the same database applies it,
-// unless the mailbox's UIDVALIDITY changed meanwhile.
+// before `after` reaches the server. Here Dovecot is killed right after the batch's COMMIT,
+// before the poller hears of it (so its `after` fails on a dead connection), and the whole
+// Poller is destroyed while Dovecot is down, as a kill -9 of the daemon would leave things: the
+// database is all that is left. The committed cursor says `after` is still due; a new Poller on
+// the same database applies it, unless the mailbox's UIDVALIDITY changed meanwhile.
 #include <doctest/doctest.h>
 
-#include <future>
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <thread>
 
+#include "channels/email/poller.hpp"
+#include "storage/store.hpp"
+#include "storage/writer.hpp"
 #include "tests/email/email_daemon.hpp"
 
 using namespace sb;
@@ -16,120 +22,191 @@ using namespace std::chrono_literals;
 
 namespace {
 
-long long messages_in(EmailDaemon& d, const std::string& mailbox) {
-  auto out = d.dovecot.doveadm("mailbox status -u alice messages '" + mailbox + "'");
-  auto at = out.find("messages=");
-  return at == std::string::npos ? -1 : std::stoll(out.substr(at + 9));
-}
-
-long long seen_in(EmailDaemon& d, const std::string& mailbox) {
-  auto out = d.dovecot.doveadm("search -u alice mailbox '" + mailbox + "' SEEN");
-  return std::count(out.begin(), out.end(), '\n');
-}
-
-// Delivers `count` messages to `mailbox` and starts a daemon on a new database whose writer is
-// held from the start, so the first sync's one batch waits at the writer; then kills Dovecot,
-// lets the batch commit, waits until `after` has failed on the dead connection, and destroys the
-// App while Dovecot is still down. Dovecot comes back on the same Maildir; the daemon is not
-// started again.
-void commit_then_lose_the_daemon(EmailDaemon& d, const std::string& mailbox, int count) {
-  for (int i = 0; i < count; ++i) {
-    d.dovecot.deliver(test_email(i, i % 3), mailbox);
+// The real store, except that once armed, the first batch of messages to commit kills Dovecot
+// before its `done` runs: the poller learns of the commit only when the server is gone.
+class KillAfterCommit : public Pipeline {
+ public:
+  KillAfterCommit(storage::Store& s, Dovecot& d) : store_(s), dovecot_(d) {}
+  void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) override {
+    bool messages = !items.empty();
+    store_.submit(std::move(items), std::move(cursor),
+                  [this, messages, done = std::move(done)](std::vector<IngestOutcome> out) {
+                    if (messages && armed.exchange(false)) {
+                      dovecot_.kill();
+                      killed = true;
+                    }
+                    done(std::move(out));
+                  });
   }
-  d.cfg.channels.imap[0].mailboxes = {mailbox};
-  d.app = std::make_unique<App>(d.cfg);
-  std::promise<void> open;
-  std::shared_future<void> gate = open.get_future().share();
-  d.app->writer().submit({[gate](storage::Db&) { gate.wait(); }, {}});  // runs first
-  d.app->start();
-  // A new database: no outbox for the relay to clear, the call sweep waits a minute. The one
-  // job behind the gate is the poller's batch (fetched whole: fewer messages than a batch),
-  // and the session now waits for its commit without touching the connection.
-  REQUIRE(eventually([&] { return d.app->writer().backlog() >= 1; }, 30s));
-  d.dovecot.kill_and_restart([&] {
-    open.set_value();
-    REQUIRE(eventually([&] { return d.rows("SELECT count(*) FROM interactions") == count; }, 30s));
-    // `after` failed on the dead connection (counted), or the session ended: either way the
-    // error is counted only after the commit above.
-    REQUIRE(eventually(
-        [&] {
-          return d.metrics().find(
-                     R"(switchboard_channel_errors_total{channel="email",account="support"})") !=
-                 std::string::npos;
-        },
-        30s));
-    d.stop();  // the App goes away; nothing of it is left but the database
-  });
-}
+  void submit_call_event(CallEventInput e, Done d) override {
+    store_.submit_call_event(std::move(e), std::move(d));
+  }
+  void submit_provider_statuses(std::vector<ProviderStatus> s, Done d) override {
+    store_.submit_provider_statuses(std::move(s), std::move(d));
+  }
+  std::optional<std::string> cursor(const std::string& a, const std::string& s) override {
+    return store_.cursor(a, s);
+  }
+  std::atomic<bool> armed{false};
+  std::atomic<bool> killed{false};
+
+ private:
+  storage::Store& store_;
+  Dovecot& dovecot_;
+};
+
+// Dovecot, the database and a Poller on one io thread; the Poller can be destroyed and made
+// anew on the same database.
+struct Rig {
+  TempDir dir;
+  Dovecot dovecot;
+  storage::Writer writer{dir.file("switchboard.db")};
+  storage::Store store{writer, Rules::compile(config::defaults().routing)};
+  KillAfterCommit pipeline{store, dovecot};
+  Metrics metrics;
+  config::Imap account;
+  boost::asio::io_context io;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
+  std::thread io_thread;
+  std::unique_ptr<email::Poller> poller;
+
+  Rig(const std::string& after, const std::string& mailbox) {
+    if (const char* lvl = std::getenv("SB_TEST_LOG")) {
+      set_log_level(lvl);
+    }
+    account.name = "support";
+    account.tls = "none";
+    account.host = "127.0.0.1";
+    account.port = dovecot.imap_port();
+    account.username = Dovecot::user;
+    account.password = Dovecot::password;
+    account.after = after;
+    account.mailboxes = {mailbox};
+    writer.start();
+    io_thread = std::thread([this] { io.run(); });
+  }
+  ~Rig() {
+    stop();
+    work.reset();
+    io.stop();
+    io_thread.join();
+    writer.stop();
+  }
+  void start() {
+    email::PollerOptions options;
+    options.min_backoff = 50ms;
+    options.max_backoff = 500ms;
+    poller = std::make_unique<email::Poller>(io, pipeline, metrics,
+                                             std::vector<config::Imap>{account}, options);
+    poller->start();
+  }
+  void stop() {
+    if (poller) {
+      poller->stop();
+      poller.reset();
+    }
+  }
+  long long rows(const std::string& sql) {
+    storage::Db db(dir.file("switchboard.db"), true);
+    auto st = db.prepare(sql);
+    st.step();
+    return st.int64(0);
+  }
+  std::string cursor() { return store.cursor("support", account.mailboxes[0]).value_or(""); }
+  long long messages_in(const std::string& mailbox) {
+    auto out = dovecot.doveadm("mailbox status -u alice messages '" + mailbox + "'");
+    auto at = out.find("messages=");
+    return at == std::string::npos ? -1 : std::stoll(out.substr(at + 9));
+  }
+  long long seen_in(const std::string& mailbox) {
+    auto out = dovecot.doveadm("search -u alice mailbox '" + mailbox + "' SEEN");
+    return std::count(out.begin(), out.end(), '\n');
+  }
+  bool no_duplicates() {
+    return metrics.render().find(R"(switchboard_duplicates_total{channel="email",account="support"} )") ==
+               std::string::npos ||
+           metrics.render().find(R"(switchboard_duplicates_total{channel="email",account="support"} 0)") !=
+               std::string::npos;
+  }
+
+  // `count` messages in the mailbox, their batch committed, `after` never applied: Dovecot was
+  // killed right after the COMMIT and the Poller destroyed while it was down. Dovecot is back.
+  void commit_then_lose_the_daemon(int count) {
+    const auto& mailbox = account.mailboxes[0];
+    for (int i = 0; i < count; ++i) {
+      dovecot.deliver(test_email(i, i % 3), mailbox);
+    }
+    pipeline.armed = true;
+    start();
+    REQUIRE(eventually([&] { return pipeline.killed.load(); }, 30s));
+    REQUIRE(rows("SELECT count(*) FROM interactions") == count);
+    stop();
+    dovecot.start_again();
+  }
+};
 
 }  // namespace
 
 TEST_CASE(
     "after = move: a batch committed just before the daemon went away is moved by the next "
     "start, each message stored once") {
-  EmailDaemon d("none", "move:Processed");
-  d.dovecot.doveadm("mailbox create -u alice Processed");
-  commit_then_lose_the_daemon(d, "INBOX", 5);
-  REQUIRE(messages_in(d, "INBOX") == 5);  // `after` never reached the server
-  CHECK(d.rows("SELECT count(*) FROM cursors WHERE value LIKE '%:5:0'") == 1);  // due: 1..5
+  Rig r("move:Processed", "INBOX");
+  r.dovecot.doveadm("mailbox create -u alice Processed");
+  r.commit_then_lose_the_daemon(5);
+  REQUIRE(r.messages_in("INBOX") == 5);  // `after` never reached the server
+  CHECK(r.cursor().ends_with(":5:0"));    // and the cursor says it is due for UIDs 1..5
 
-  d.start();
-  CHECK(eventually([&] { return messages_in(d, "Processed") == 5; }, 30s));
-  CHECK(messages_in(d, "INBOX") == 0);
+  r.start();
+  CHECK(eventually([&] { return r.messages_in("Processed") == 5; }, 30s));
+  CHECK(r.messages_in("INBOX") == 0);
   // Once applied, the cursor says so: a later restart does not apply it again.
-  CHECK(eventually(
-      [&] { return d.rows("SELECT count(*) FROM cursors WHERE value NOT LIKE '%:%:%'") == 1; },
-      10s));
-  d.dovecot.deliver(test_email(5, 1));
-  REQUIRE(eventually([&] { return messages_in(d, "Processed") == 6; }, 30s));
-  CHECK(d.rows("SELECT count(*) FROM interactions") == 6);
-  REQUIRE(eventually([&] { return d.queued() >= 6; }, 10s));
-  CHECK(d.queued() == 6);
-  CHECK(d.distinct_queued() == 6);
+  CHECK(eventually([&] { return r.cursor().ends_with(":5"); }, 10s));
+  r.dovecot.deliver(test_email(5, 1));
+  REQUIRE(eventually([&] { return r.messages_in("Processed") == 6; }, 30s));
+  CHECK(r.rows("SELECT count(*) FROM interactions") == 6);
+  CHECK(r.rows("SELECT count(*) FROM outbox") == 6);
+  CHECK(r.no_duplicates());
 }
 
-TEST_CASE("after = seen: a batch committed just before the daemon went away is flagged \\Seen by "
-          "the next start") {
-  EmailDaemon d("none", "seen");
-  commit_then_lose_the_daemon(d, "INBOX", 3);
-  REQUIRE(seen_in(d, "INBOX") == 0);
-  d.start();
-  CHECK(eventually([&] { return seen_in(d, "INBOX") == 3; }, 30s));
-  CHECK(eventually(
-      [&] { return d.rows("SELECT count(*) FROM cursors WHERE value NOT LIKE '%:%:%'") == 1; },
-      10s));
-  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
-  REQUIRE(eventually([&] { return d.queued() >= 3; }, 10s));
-  CHECK(d.distinct_queued() == 3);
+TEST_CASE(
+    "after = seen: a batch committed just before the daemon went away is flagged \\Seen by the "
+    "next start") {
+  Rig r("seen", "INBOX");
+  r.commit_then_lose_the_daemon(3);
+  REQUIRE(r.seen_in("INBOX") == 0);
+  CHECK(r.cursor().ends_with(":3:0"));
+  r.start();
+  CHECK(eventually([&] { return r.seen_in("INBOX") == 3; }, 30s));
+  CHECK(eventually([&] { return r.cursor().ends_with(":3"); }, 10s));
+  CHECK(r.rows("SELECT count(*) FROM interactions") == 3);
+  CHECK(r.no_duplicates());
 }
 
 TEST_CASE(
     "after = move: UIDVALIDITY changed while the daemon was away - the `after` still due is "
     "dropped, the UIDs' new messages are stored before they move, nothing twice") {
-  EmailDaemon d("none", "move:Processed");
-  d.dovecot.doveadm("mailbox create -u alice Processed");
-  d.dovecot.doveadm("mailbox create -u alice Support");
-  commit_then_lose_the_daemon(d, "Support", 5);
-  REQUIRE(messages_in(d, "Support") == 5);
+  Rig r("move:Processed", "Support");
+  r.dovecot.doveadm("mailbox create -u alice Processed");
+  r.dovecot.doveadm("mailbox create -u alice Support");
+  r.commit_then_lose_the_daemon(5);
+  REQUIRE(r.messages_in("Support") == 5);
+  REQUIRE(r.cursor().ends_with(":5:0"));
   // The mailbox is made anew: UIDs 1..5, the ones `after` is due for, now name five other
   // messages, which were never stored. Moving them by the old UIDs would lose them.
-  d.dovecot.doveadm("mailbox delete -u alice Support");
-  d.dovecot.doveadm("mailbox create -u alice Support");
-  d.dovecot.set_uidvalidity(777, "Support");
+  r.dovecot.doveadm("mailbox delete -u alice Support");
+  r.dovecot.doveadm("mailbox create -u alice Support");
+  r.dovecot.set_uidvalidity(777, "Support");
   for (int i = 10; i < 15; ++i) {
-    d.dovecot.deliver(test_email(i, 2), "Support");
+    r.dovecot.deliver(test_email(i, 2), "Support");
   }
-  REQUIRE(messages_in(d, "Support") == 5);
+  REQUIRE(r.messages_in("Support") == 5);
 
-  d.start();
-  CHECK(eventually([&] { return d.rows("SELECT count(*) FROM interactions") == 10; }, 30s));
-  CHECK(eventually([&] { return messages_in(d, "Processed") == 5; }, 30s));
-  CHECK(messages_in(d, "Support") == 0);
-  CHECK(eventually(
-      [&] { return d.rows("SELECT count(*) FROM cursors WHERE value = '777:5'") == 1; }, 10s));
-  REQUIRE(eventually([&] { return d.queued() >= 10; }, 10s));
-  std::this_thread::sleep_for(300ms);
-  CHECK(d.queued() == 10);
-  CHECK(d.distinct_queued() == 10);
-  CHECK(d.rows("SELECT count(*) FROM interactions WHERE external_id LIKE '<msg-1_@%'") == 5);
+  r.start();
+  CHECK(eventually([&] { return r.rows("SELECT count(*) FROM interactions") == 10; }, 30s));
+  CHECK(eventually([&] { return r.messages_in("Processed") == 5; }, 30s));
+  CHECK(r.messages_in("Support") == 0);
+  CHECK(eventually([&] { return r.cursor() == "777:5"; }, 10s));
+  CHECK(r.rows("SELECT count(*) FROM interactions WHERE external_id LIKE '<msg-1_@%'") == 5);
+  CHECK(r.rows("SELECT count(*) FROM outbox") == 10);
+  CHECK(r.no_duplicates());
 }
