@@ -15,6 +15,7 @@
 #include "storage/store.hpp"
 #include "storage/writer.hpp"
 #include "tests/email/email_daemon.hpp"
+#include "tests/email/store_forwarder.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -24,9 +25,9 @@ namespace {
 
 // The real store, except that once armed, the first batch of messages to commit kills Dovecot
 // before its `done` runs: the poller learns of the commit only when the server is gone.
-class KillAfterCommit : public Pipeline {
+class KillAfterCommit : public StoreForwarder {
  public:
-  KillAfterCommit(storage::Store& s, Dovecot& d) : store_(s), dovecot_(d) {}
+  KillAfterCommit(storage::Store& s, Dovecot& d) : StoreForwarder(s), dovecot_(d) {}
   void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) override {
     bool messages = !items.empty();
     store_.submit(std::move(items), std::move(cursor),
@@ -38,20 +39,10 @@ class KillAfterCommit : public Pipeline {
                     done(std::move(out));
                   });
   }
-  void submit_call_event(CallEventInput e, Done d) override {
-    store_.submit_call_event(std::move(e), std::move(d));
-  }
-  void submit_provider_statuses(std::vector<ProviderStatus> s, Done d) override {
-    store_.submit_provider_statuses(std::move(s), std::move(d));
-  }
-  std::optional<std::string> cursor(const std::string& a, const std::string& s) override {
-    return store_.cursor(a, s);
-  }
   std::atomic<bool> armed{false};
   std::atomic<bool> killed{false};
 
  private:
-  storage::Store& store_;
   Dovecot& dovecot_;
 };
 
@@ -106,12 +97,7 @@ struct Rig {
       poller.reset();
     }
   }
-  long long rows(const std::string& sql) {
-    storage::Db db(dir.file("switchboard.db"), true);
-    auto st = db.prepare(sql);
-    st.step();
-    return st.int64(0);
-  }
+  long long rows(const std::string& sql) { return count_rows(dir.file("switchboard.db"), sql); }
   std::string cursor() { return store.cursor("support", account.mailboxes[0]).value_or(""); }
   long long messages_in(const std::string& mailbox) {
     auto out = dovecot.doveadm("mailbox status -u alice messages '" + mailbox + "'");

@@ -17,6 +17,7 @@
 #include "storage/store.hpp"
 #include "storage/writer.hpp"
 #include "tests/email/email_daemon.hpp"
+#include "tests/email/store_forwarder.hpp"
 
 using namespace sb;
 using namespace std::chrono_literals;
@@ -26,9 +27,9 @@ namespace {
 // Hands every submission to the real store and records what it saw. `fill_at`: before that
 // submission (1-based), the writer's connection is limited to the pages it has, so the
 // submission's inserts fail with SQLITE_FULL, as on a full disk.
-class Recording : public Pipeline {
+class Recording : public test::StoreForwarder {
  public:
-  Recording(storage::Writer& w, storage::Store& s) : writer_(w), store_(s) {}
+  Recording(storage::Writer& w, storage::Store& s) : StoreForwarder(s), writer_(w) {}
 
   void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) override {
     {
@@ -49,15 +50,6 @@ class Recording : public Pipeline {
                     done(std::move(out));
                   });
   }
-  void submit_call_event(CallEventInput e, Done d) override {
-    store_.submit_call_event(std::move(e), std::move(d));
-  }
-  void submit_provider_statuses(std::vector<ProviderStatus> s, Done d) override {
-    store_.submit_provider_statuses(std::move(s), std::move(d));
-  }
-  std::optional<std::string> cursor(const std::string& a, const std::string& s) override {
-    return store_.cursor(a, s);
-  }
 
   std::vector<std::string> recorded() {
     std::lock_guard lock(mu_);
@@ -69,7 +61,6 @@ class Recording : public Pipeline {
 
  private:
   storage::Writer& writer_;
-  storage::Store& store_;
   std::mutex mu_;
   int outstanding_ = 0;
   std::vector<std::string> cursors;
@@ -120,10 +111,7 @@ struct ChainFixture {
     }
   }
   std::int64_t count(const std::string& sql) {
-    storage::Db db(dir.file("switchboard.db"), true);
-    auto st = db.prepare(sql);
-    st.step();
-    return st.int64(0);
+    return test::count_rows(dir.file("switchboard.db"), sql);
   }
 };
 
