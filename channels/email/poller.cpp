@@ -176,8 +176,8 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
 
   // Fetching runs ahead of parsing and storing (see batch_chain.hpp) by at most
   // max_batches_in_flight batches: the memory bound of a session.
-  auto chain = std::make_shared<BatchChain>(io, parsers, pipeline, metrics, a, m.name, m.prefix,
-                                            start);
+  auto chain =
+      std::make_shared<BatchChain>(io, parsers, pipeline, metrics, a, m.name, m.prefix, start);
   if (replace_cursor) {
     chain->replace_stored_cursor();
   }
@@ -214,8 +214,8 @@ asio::awaitable<error_code> Poller::State::apply_due_after(Mailbox& m, imap::Cli
   const auto& a = *m.account;
   const char* when = m.first_session ? "the restart" : "the last session ended";
   if (a.after == "keep") {
-    log->info("{} after = keep now: nothing applied to UIDs {}..{}, committed before {}",
-              m.prefix, start.after_done + 1, start.last_uid, when);
+    log->info("{} after = keep now: nothing applied to UIDs {}..{}, committed before {}", m.prefix,
+              start.after_done + 1, start.last_uid, when);
   } else {
     auto uids = co_await c.search_uids(start.after_done + 1, start.last_uid);
     if (!uids) {
@@ -225,12 +225,13 @@ asio::awaitable<error_code> Poller::State::apply_due_after(Mailbox& m, imap::Cli
         co_return uids.error();
       }
     } else if (uids->empty()) {
-      log->info("{} `after` ({}) was due for UIDs {}..{}, committed before {}: none is left in the "
-                "mailbox",
-                m.prefix, a.after, start.after_done + 1, start.last_uid, when);
+      log->info(
+          "{} `after` ({}) was due for UIDs {}..{}, committed before {}: none is left in the "
+          "mailbox",
+          m.prefix, a.after, start.after_done + 1, start.last_uid, when);
     } else {
-      log->info("{} applying after ({}) to {} messages committed before {} (UIDs {}..{})",
-                m.prefix, a.after, uids->size(), when, uids->front(), uids->back());
+      log->info("{} applying after ({}) to {} messages committed before {} (UIDs {}..{})", m.prefix,
+                a.after, uids->size(), when, uids->front(), uids->back());
       error_code ec = co_await apply_after(m, c, *uids);
       if (after_left_for_next_session(ec)) {
         co_return ec;
