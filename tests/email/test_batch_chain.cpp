@@ -140,7 +140,7 @@ TEST_CASE("batch chain: batches are stored one at a time, in UID order, each wit
   CHECK(f.count("SELECT count(*) FROM interactions") == 200);
 }
 
-TEST_CASE("batch chain: a failed commit stops the chain; the cursor stays with the stored data") {
+TEST_CASE("batch chain: a failed commit stops the chain - the cursor stays with the stored data") {
   ChainFixture f;
   f.recording.fill_at = 2;
   f.add_batches();
@@ -209,7 +209,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "batch chain: `after` settled rides on the next batch's cursor; once caught up it is written "
+    "batch chain: `after` settled rides on the next batch's cursor - once caught up it is written "
     "on its own, and only then") {
   ChainFixture f;
   f.account.after = "move:Done";
