@@ -38,11 +38,14 @@ struct PollerOptions {
 };
 
 // A mailbox's committed position. "uidvalidity:last_uid" when `after` is settled for every
-// committed UID; "uidvalidity:last_uid:after_done" when it is still due for the UIDs
-// after_done+1..last_uid: they committed and their session ended (a crash, a restart, a dropped
-// connection) before `after` was applied. Both parts move in the batch's own transaction, so a
-// crash between a commit and its `after` leaves the cursor saying what is due; the next session
-// applies it after SELECT. parse_cursor: nullopt for anything else (treated as no cursor).
+// committed UID; "uidvalidity:last_uid:after_done" when it is not known to be applied to UIDs
+// after_done+1..last_uid (committed; `after` on its way, or lost with its session: a crash, a
+// restart, a dropped connection). Both parts move in the batch's own transaction, so a crash
+// between a commit and its `after` leaves the cursor saying what is due, and the next session
+// applies it after SELECT to what that UID range still holds: every message in it was stored
+// (invariant 2), and `after` twice is harmless. A later cursor (the next batch's, or one written
+// on its own once caught up) says it is settled. One range, not a list: batches commit, and get
+// `after`, in UID order. parse_cursor: nullopt for anything else (treated as no cursor).
 struct Cursor {
   std::uint64_t uidvalidity = 0;
   std::uint64_t last_uid = 0;
