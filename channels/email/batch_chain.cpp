@@ -7,6 +7,7 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -24,11 +25,14 @@ struct BatchChain::Batch {
   std::vector<std::uint64_t> uids;
   std::vector<Inbound> items;
   bool parsed = false;
+  std::uint64_t after_done = 0;  // what its cursor says (set when submitted)
+  // No messages: only the cursor is written, to record `after` settled (record_after).
+  bool cursor_only = false;
 };
 
 BatchChain::BatchChain(asio::io_context& io, asio::thread_pool& parsers, Pipeline& pipeline,
                        Metrics& metrics, const config::Imap& account, std::string mailbox,
-                       std::string prefix, std::uint64_t uidvalidity)
+                       std::string prefix, Cursor start)
     : io_(io),
       parsers_(parsers),
       pipeline_(pipeline),
@@ -36,8 +40,11 @@ BatchChain::BatchChain(asio::io_context& io, asio::thread_pool& parsers, Pipelin
       account_(account),
       mailbox_(std::move(mailbox)),
       prefix_(std::move(prefix)),
-      uidvalidity_(uidvalidity),
-      wake_(io, asio::steady_timer::time_point::max()) {}
+      uidvalidity_(start.uidvalidity),
+      wake_(io, asio::steady_timer::time_point::max()),
+      last_uid_(start.last_uid),
+      after_done_(start.after_done),
+      stored_after_done_(start.after_done) {}
 
 void BatchChain::add(std::vector<imap::FetchedMessage> messages) {
   auto b = std::make_shared<Batch>();
@@ -110,8 +117,16 @@ void BatchChain::pump() {
   }
   auto b = queue_.front();
   at_writer_ = true;
-  logger("email")->debug("{} submitting UIDs {}..{}", prefix_, b->uids.front(), b->uids.back());
-  CursorUpdate cursor{account_.name, mailbox_, format_cursor({uidvalidity_, b->uids.back()})};
+  if (!b->cursor_only) {
+    logger("email")->debug("{} submitting UIDs {}..{}", prefix_, b->uids.front(), b->uids.back());
+    last_uid_ = b->uids.back();
+  }
+  if (account_.after == "keep") {
+    after_done_ = last_uid_;  // nothing is ever due
+  }
+  b->after_done = std::min(after_done_, last_uid_);
+  CursorUpdate cursor{account_.name, mailbox_,
+                      format_cursor({uidvalidity_, last_uid_, b->after_done})};
   // `done` runs on the writer thread right after the COMMIT (Pipeline contract): it only
   // counts, logs and hands over the next batch, which the writer then finds queued.
   pipeline_.submit(std::move(b->items), std::move(cursor),
@@ -137,7 +152,17 @@ void BatchChain::committed(const std::shared_ptr<Batch>& b, std::vector<IngestOu
     // Everything that reads the account or the metrics happens before at_writer_ is cleared:
     // the session may end (and the Poller go away) as soon as it sees it cleared.
     std::lock_guard lock(mu_);
-    if (!error.empty()) {
+    if (b->cursor_only) {
+      // (A Store reports no outcome for an empty batch, so a failure may pass unseen: then the
+      // stored cursor still says `after` is due for those UIDs, and it is applied once more.)
+      if (!error.empty()) {
+        log->error("{} recording `after` done up to UID {} failed: {}", prefix_, b->after_done,
+                   error);
+        failed_ = make_error_code(boost::system::errc::io_error);
+      } else {
+        stored_after_done_ = b->after_done;
+      }
+    } else if (!error.empty()) {
       // The transaction rolled back: neither messages nor cursor moved. Fetched again by the
       // next session; nothing later is submitted, so the cursor cannot skip these UIDs.
       log->error("{} storing UIDs {}..{} failed: {}", prefix_, b->uids.front(), b->uids.back(),
@@ -149,8 +174,10 @@ void BatchChain::committed(const std::shared_ptr<Batch>& b, std::vector<IngestOu
       metrics_.inc("switchboard_duplicates_total", labels, dups);
       log->info("{} stored UIDs {}..{}: {} new, {} duplicates", prefix_, b->uids.front(),
                 b->uids.back(), stored, dups);
-      // Also after close(): the session hands these to the next one (Poller after_backlog).
-      if (account_.after != "keep") {
+      stored_after_done_ = b->after_done;
+      // After close() the session is gone: its cursor says `after` is due for these UIDs, and
+      // the next session applies it from there.
+      if (account_.after != "keep" && !closed_) {
         committed_.push_back(b->uids);
       }
     }
@@ -179,6 +206,33 @@ boost::system::error_code BatchChain::failed() const {
 std::vector<std::vector<std::uint64_t>> BatchChain::take_committed() {
   std::lock_guard lock(mu_);
   return std::exchange(committed_, {});
+}
+
+void BatchChain::after_applied(std::uint64_t uid) {
+  std::lock_guard lock(mu_);
+  after_done_ = std::max(after_done_, uid);
+}
+
+void BatchChain::replace_stored_cursor() {
+  std::lock_guard lock(mu_);
+  stored_after_done_.reset();
+}
+
+bool BatchChain::record_after() {
+  {
+    std::lock_guard lock(mu_);
+    if (closed_ || failed_ || !queue_.empty() ||
+        stored_after_done_ == std::min(after_done_, last_uid_)) {
+      return false;
+    }
+    auto b = std::make_shared<Batch>();
+    b->parsed = true;
+    b->cursor_only = true;
+    queue_.push_back(b);
+    pump();
+  }
+  wake();
+  return true;
 }
 
 asio::awaitable<void> BatchChain::wait() {

@@ -11,6 +11,11 @@
 // After a failed commit nothing more is submitted; the session ends and the next one starts
 // again from the committed cursor.
 //
+// Each batch's cursor also says up to which UID `after` is settled (poller.hpp, Cursor): the
+// session reports each applied `after` (after_applied), the next batch's cursor carries it, and
+// once the session has caught up, record_after() writes it on its own (a cursor-only
+// transaction through the same queue, so it can never overtake or undo a batch's cursor).
+//
 // The hand-over happens on whichever thread completes the second condition: the parser thread
 // that finished the batch, or the writer thread in the previous batch's commit callback. The
 // writer then finds the next batch queued when it finishes a commit and goes on without
@@ -26,10 +31,12 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "channels/email/imap_client.hpp"
+#include "channels/email/poller.hpp"
 #include "config/config.hpp"
 #include "http/metrics.hpp"
 #include "storage/pipeline.hpp"
@@ -39,10 +46,11 @@ namespace sb::email {
 class BatchChain : public std::enable_shared_from_this<BatchChain> {
  public:
   // `account` and `metrics` must outlive the chain's last posted handler (the Poller's State
-  // owns them and joins the pool first).
+  // owns them and joins the pool first). `start`: the committed cursor this session goes on from
+  // (of the mailbox's current UIDVALIDITY; {uidvalidity} for a mailbox read from the start).
   BatchChain(boost::asio::io_context& io, boost::asio::thread_pool& parsers, Pipeline& pipeline,
              Metrics& metrics, const config::Imap& account, std::string mailbox, std::string prefix,
-             std::uint64_t uidvalidity);
+             Cursor start);
 
   // Takes a fetched batch (ascending UIDs, not empty): parsed on the pool right away, submitted
   // in order once parsed and once every earlier batch has committed.
@@ -56,9 +64,18 @@ class BatchChain : public std::enable_shared_from_this<BatchChain> {
   bool at_writer() const;
   // Set when a commit failed (nothing after it was or will be submitted).
   boost::system::error_code failed() const;
-  // The UIDs of each batch committed since the last call, in order (for `after`); also those
-  // that committed after close(), which the session hands to the next one.
+  // The UIDs of each batch committed since the last call, in order (for `after`).
   std::vector<std::vector<std::uint64_t>> take_committed();
+  // io thread: `after` is settled (applied, or refused by the server) for every UID up to `uid`.
+  // Carried by the next cursor written.
+  void after_applied(std::uint64_t uid);
+  // The stored cursor belongs to another UIDVALIDITY (or says `after` is due for UIDs that mean
+  // nothing now): record_after() writes this session's start cursor even if nothing moved.
+  void replace_stored_cursor();
+  // When nothing is pending and the stored cursor says `after` is due for UIDs it has been
+  // applied to since: queues a cursor-only write saying it is settled, and returns true (wait
+  // for pending() == 0). Otherwise false.
+  bool record_after();
   // io thread: suspends until the next parse result, commit outcome or wake().
   boost::asio::awaitable<void> wait();
   // Any thread.
@@ -89,6 +106,10 @@ class BatchChain : public std::enable_shared_from_this<BatchChain> {
   bool closed_ = false;
   boost::system::error_code failed_;
   std::vector<std::vector<std::uint64_t>> committed_;
+  std::uint64_t last_uid_;    // of the last batch submitted (the cursor the store holds next)
+  std::uint64_t after_done_;  // `after` settled up to this UID (after_applied)
+  // The after_done of the last cursor committed; nullopt: the stored cursor must be replaced.
+  std::optional<std::uint64_t> stored_after_done_;
 };
 
 }  // namespace sb::email

@@ -145,11 +145,12 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   if (!status) {
     co_return status.error();
   }
-  std::uint64_t last = 0;
+  Cursor start{status->uidvalidity};
+  bool replace_cursor = false;
   auto committed = pipeline.cursor(a.name, m.name);
   auto cur = committed ? parse_cursor(*committed) : std::nullopt;
   if (cur && cur->uidvalidity == status->uidvalidity) {
-    last = cur->last_uid;
+    start = *cur;
   } else if (cur) {
     // RFC 3501 2.3.1.1: the old UIDs mean nothing now. Everything is read again; what was
     // already stored comes back as duplicates of its Message-ID and is dropped by the store.
@@ -157,48 +158,89 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
         "{} UIDVALIDITY changed from {} to {}: re-reading the mailbox, deduplicating by "
         "Message-ID",
         m.prefix, cur->uidvalidity, status->uidvalidity);
+    if (cur->after_due()) {
+      // Those UIDs may name other messages now, not yet stored: never apply `after` to them.
+      // The re-read applies it to every message it stores.
+      log->info("{} dropping `after` ({}) still due for UIDs {}..{} of UIDVALIDITY {}", m.prefix,
+                a.after, cur->after_done + 1, cur->last_uid, cur->uidvalidity);
+      replace_cursor = true;
+    }
   }
   log->info("{} selected (UIDVALIDITY {}, {} messages), new mail after UID {}{}", m.prefix,
-            status->uidvalidity, status->exists, last,
+            status->uidvalidity, status->exists, start.last_uid,
             c.has_capability("IDLE") ? ", IDLE" : ", polling");
   if (m.fetch_failures_uidvalidity != status->uidvalidity) {
     m.fetch_failures = {};  // its UIDs name other messages now
     m.fetch_failures_uidvalidity = status->uidvalidity;
   }
-  if (!m.after_backlog.empty()) {
-    auto backlog = std::exchange(m.after_backlog, {});
-    if (m.after_backlog_uidvalidity == status->uidvalidity) {
-      error_code ec = co_await apply_after(m, c, backlog);
-      if (after_left_for_next_session(ec)) {
-        m.after_backlog = std::move(backlog);
-        co_return ec;
-      }
-    }
-  }
 
   // Fetching runs ahead of parsing and storing (see batch_chain.hpp) by at most
   // max_batches_in_flight batches: the memory bound of a session.
-  auto chain = std::make_shared<BatchChain>(io, parsers, pipeline, metrics, a, m.name, m.prefix,
-                                            status->uidvalidity);
+  auto chain =
+      std::make_shared<BatchChain>(io, parsers, pipeline, metrics, a, m.name, m.prefix, start);
+  if (replace_cursor) {
+    chain->replace_stored_cursor();
+  }
   m.chain = chain.get();
   struct Forget {
     Mailbox& m;
     ~Forget() { m.chain = nullptr; }
   } forget{m};
-  error_code ec = co_await sync(m, c, *chain, *status, last);
+  error_code ec = co_await apply_due_after(m, c, *chain, start);
+  m.first_session = false;
+  if (!ec) {
+    ec = co_await sync(m, c, *chain, *status, start.last_uid);
+  }
   // Nothing more is submitted; a batch already at the writer is awaited, so the next session
-  // reads a cursor that no commit of this one can still move.
+  // reads a cursor that no commit of this one can still move. `after` not applied by now is
+  // due in that cursor: the next session applies it.
   chain->close();
   while (chain->at_writer()) {
     co_await chain->wait();
   }
-  // Batches that committed after the last apply_after of this session get `after` from the
-  // next one (this connection is closed or broken by now).
-  for (auto& uids : chain->take_committed()) {
-    m.after_backlog.insert(m.after_backlog.end(), uids.begin(), uids.end());
-  }
-  m.after_backlog_uidvalidity = status->uidvalidity;
   co_return ec;
+}
+
+// `after` that the committed cursor says is due (its session ended between the commit and
+// `after`: a crash, a restart, a dropped connection). Every message in the mailbox up to the
+// cursor's UID has been stored, so `after` goes to whatever the range still holds: a message
+// moved already is not there any more, and \Seen twice is harmless.
+asio::awaitable<error_code> Poller::State::apply_due_after(Mailbox& m, imap::Client& c,
+                                                           BatchChain& chain, const Cursor& start) {
+  if (!start.after_due()) {
+    co_return error_code{};
+  }
+  auto log = logger("email");
+  const auto& a = *m.account;
+  const char* when = m.first_session ? "the restart" : "the last session ended";
+  if (a.after == "keep") {
+    log->info("{} after = keep now: nothing applied to UIDs {}..{}, committed before {}", m.prefix,
+              start.after_done + 1, start.last_uid, when);
+  } else {
+    auto uids = co_await c.search_uids(start.after_done + 1, start.last_uid);
+    if (!uids) {
+      log->warn("{} listing UIDs {}..{} for `after` failed: {}", m.prefix, start.after_done + 1,
+                start.last_uid, uids.error().message());
+      if (after_left_for_next_session(uids.error())) {
+        co_return uids.error();
+      }
+    } else if (uids->empty()) {
+      log->info(
+          "{} `after` ({}) was due for UIDs {}..{}, committed before {}: none is left in the "
+          "mailbox",
+          m.prefix, a.after, start.after_done + 1, start.last_uid, when);
+    } else {
+      log->info("{} applying after ({}) to {} messages committed before {} (UIDs {}..{})", m.prefix,
+                a.after, uids->size(), when, uids->front(), uids->back());
+      error_code ec = co_await apply_after(m, c, *uids);
+      if (after_left_for_next_session(ec)) {
+        co_return ec;
+      }
+    }
+  }
+  // Settled (or refused by the server, which would refuse again): the next cursor says so.
+  chain.after_applied(start.last_uid);
+  co_return error_code{};
 }
 
 // Fetches everything after `last`, then waits for new mail (IDLE or polling), until an error
@@ -270,9 +312,15 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
       }
       continue;
     }
-    // Caught up: everything committed (and `after` applied) before waiting for new mail.
+    // Caught up: everything committed (and `after` applied) before waiting for new mail, and
+    // the cursor updated to say `after` is done, so a restart does not apply it again.
     if (auto ec = co_await drain(m, c, chain, 0)) {
       co_return ec;
+    }
+    if (chain.record_after()) {
+      if (auto ec = co_await drain(m, c, chain, 0)) {
+        co_return ec;
+      }
     }
     // Only now does the next failure start the back-off afresh: a server that accepts the
     // login and SELECT and then fails every time (throttling, a message it cannot read) would
@@ -300,7 +348,9 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
 asio::awaitable<error_code> Poller::State::drain(Mailbox& m, imap::Client& c, BatchChain& chain,
                                                  std::size_t limit) {
   while (true) {
-    co_await apply_after(m, c, chain);
+    if (auto ec = co_await apply_after(m, c, chain)) {
+      co_return ec;
+    }
     if (auto ec = chain.failed()) {
       co_return ec;
     }
@@ -311,18 +361,21 @@ asio::awaitable<error_code> Poller::State::drain(Mailbox& m, imap::Client& c, Ba
   }
 }
 
-// `after = seen | move:Folder`, only for batches whose commit is done: a crash before this point
-// leaves the messages unread/in place, and they are already stored, so nothing is lost. A
-// failure here is logged and counted, not fatal: the messages are stored. When the connection
-// broke, the UIDs wait for the next session (after_backlog).
-asio::awaitable<void> Poller::State::apply_after(Mailbox& m, imap::Client& c, BatchChain& chain) {
+// `after = seen | move:Folder`, only for batches whose commit is done. The cursor committed
+// with them says `after` is due for their UIDs until a later cursor says it is done, so a crash
+// before that point is made good by the next start (apply_due_after). A refusal (NO, BAD) is
+// logged and counted, not fatal: the messages are stored. When the connection broke, the
+// session ends here: this batch and the ones after it stay due in the cursor for the next one.
+asio::awaitable<error_code> Poller::State::apply_after(Mailbox& m, imap::Client& c,
+                                                       BatchChain& chain) {
   for (const auto& uids : chain.take_committed()) {
     error_code ec = co_await apply_after(m, c, uids);
     if (after_left_for_next_session(ec)) {
-      m.after_backlog.insert(m.after_backlog.end(), uids.begin(), uids.end());
-      m.after_backlog_uidvalidity = c.mailbox().uidvalidity;
+      co_return ec;
     }
+    chain.after_applied(uids.back());
   }
+  co_return error_code{};
 }
 
 asio::awaitable<error_code> Poller::State::apply_after(Mailbox& m, imap::Client& c,

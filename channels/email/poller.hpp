@@ -11,8 +11,9 @@
 // Failures (network, server, storage) end the session; it reconnects after a jittered
 // exponential back-off. Mailboxes never wait on each other: every one has its own connection.
 // A message the server cannot deliver (every FETCH naming it fails) is narrowed down across
-// sessions and stored as a `malformed` placeholder (unfetchable.hpp); `after` for batches that
-// committed once their session had ended is applied by the next session.
+// sessions and stored as a `malformed` placeholder (unfetchable.hpp). `after` that is due for
+// committed UIDs when a session ends (it dropped, or the daemon stopped or crashed) is recorded
+// in the cursor (see Cursor) and applied by the next session, in this process or the next one.
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdint>
@@ -36,10 +37,20 @@ struct PollerOptions {
   std::chrono::milliseconds io_timeout{60000};
 };
 
-// "uidvalidity:last_uid" <-> numbers; nullopt for anything else (treated as no cursor).
+// A mailbox's committed position. "uidvalidity:last_uid" when `after` is settled for every
+// committed UID; "uidvalidity:last_uid:after_done" when it is not known to be applied to UIDs
+// after_done+1..last_uid (committed; `after` on its way, or lost with its session: a crash, a
+// restart, a dropped connection). Both parts move in the batch's own transaction, so a crash
+// between a commit and its `after` leaves the cursor saying what is due, and the next session
+// applies it after SELECT to what that UID range still holds: every message in it was stored
+// (invariant 2), and `after` twice is harmless. A later cursor (the next batch's, or one written
+// on its own once caught up) says it is settled. One range, not a list: batches commit, and get
+// `after`, in UID order. parse_cursor: nullopt for anything else (treated as no cursor).
 struct Cursor {
   std::uint64_t uidvalidity = 0;
   std::uint64_t last_uid = 0;
+  std::uint64_t after_done = 0;  // <= last_uid
+  bool after_due() const { return after_done < last_uid; }
 };
 std::optional<Cursor> parse_cursor(const std::string& value);
 std::string format_cursor(const Cursor& c);

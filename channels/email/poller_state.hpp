@@ -37,11 +37,9 @@ struct Poller::Mailbox {
   int failures = 0;
   FetchFailures fetch_failures;                  // a FETCH that keeps failing, across sessions
   std::uint64_t fetch_failures_uidvalidity = 0;  // the UIDs it names are of this UIDVALIDITY
-  // Committed UIDs whose `after` could not be applied because their session ended first (it
-  // dropped while they were parsed or committed): the next session applies it, if the mailbox
-  // still has the same UIDVALIDITY.
-  std::vector<std::uint64_t> after_backlog;
-  std::uint64_t after_backlog_uidvalidity = 0;
+  // `after` still due from an earlier session is not kept here but in the committed cursor
+  // (poller.hpp, Cursor), so that it survives a restart or a crash.
+  bool first_session = true;  // for the log line: due from before the restart, or the drop
 };
 
 struct Poller::State {
@@ -72,7 +70,9 @@ struct Poller::State {
                                          std::uint64_t& fetched, std::size_t in_flight);
   void note_fetch_failure(Mailbox& m, const imap::Client& c, error_code ec);
   void give_up(Mailbox& m, BatchChain& chain, std::uint64_t uidvalidity, std::uint64_t uid);
-  asio::awaitable<void> apply_after(Mailbox& m, imap::Client& c, BatchChain& chain);
+  asio::awaitable<error_code> apply_due_after(Mailbox& m, imap::Client& c, BatchChain& chain,
+                                              const Cursor& start);
+  asio::awaitable<error_code> apply_after(Mailbox& m, imap::Client& c, BatchChain& chain);
   asio::awaitable<error_code> apply_after(Mailbox& m, imap::Client& c,
                                           const std::vector<std::uint64_t>& uids);
   void count_error(const Mailbox& m) {

@@ -9,23 +9,39 @@
 namespace sb::email {
 
 std::optional<Cursor> parse_cursor(const std::string& value) {
-  auto colon = value.find(':');
-  if (colon == std::string::npos) {
+  // Up to three numbers separated by ':'; the third (after_done) is optional.
+  std::uint64_t n[3] = {0, 0, 0};
+  std::size_t count = 0;
+  const char* p = value.data();
+  const char* end = value.data() + value.size();
+  while (count < 3) {
+    auto r = std::from_chars(p, end, n[count]);
+    if (r.ec != std::errc{}) {
+      return std::nullopt;
+    }
+    ++count;
+    p = r.ptr;
+    if (p == end || *p != ':') {
+      break;
+    }
+    ++p;
+  }
+  if (p != end || count < 2 || n[0] == 0) {
     return std::nullopt;
   }
-  Cursor c;
-  const char* b = value.data();
-  auto r1 = std::from_chars(b, b + colon, c.uidvalidity);
-  auto r2 = std::from_chars(b + colon + 1, b + value.size(), c.last_uid);
-  if (r1.ec != std::errc{} || r1.ptr != b + colon || r2.ec != std::errc{} ||
-      r2.ptr != b + value.size() || c.uidvalidity == 0) {
+  Cursor c{n[0], n[1], count == 3 ? n[2] : n[1]};
+  if (c.after_done > c.last_uid) {
     return std::nullopt;
   }
   return c;
 }
 
 std::string format_cursor(const Cursor& c) {
-  return std::to_string(c.uidvalidity) + ":" + std::to_string(c.last_uid);
+  std::string out = std::to_string(c.uidvalidity) + ":" + std::to_string(c.last_uid);
+  if (c.after_due()) {
+    out += ":" + std::to_string(c.after_done);
+  }
+  return out;
 }
 
 imap::ClientOptions account_options(const config::Imap& a, std::chrono::milliseconds io_timeout) {

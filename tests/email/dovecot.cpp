@@ -210,6 +210,18 @@ std::vector<pid_t> descendants(pid_t root) {
 }  // namespace
 
 void Dovecot::kill_and_restart(const std::function<void()>& while_down) {
+  kill();
+  if (while_down) {
+    while_down();
+  }
+  launch();
+}
+
+void Dovecot::start_again() {
+  launch();
+}
+
+void Dovecot::kill() {
   auto children = descendants(pid_);
   ::kill(pid_, SIGKILL);
   for (pid_t p : children) {
@@ -227,10 +239,6 @@ void Dovecot::kill_and_restart(const std::function<void()>& while_down) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   }
-  if (while_down) {
-    while_down();
-  }
-  launch();
 }
 
 void Dovecot::stop() {

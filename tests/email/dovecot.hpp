@@ -35,6 +35,10 @@ class Dovecot {
   // parent pid in /proc: connections die mid-response with no BYE. Then starts it again.
   // `while_down` runs after the kill, before the new start.
   void kill_and_restart(const std::function<void()>& while_down = {});
+  // The two halves of kill_and_restart, for a test that does more while Dovecot is down than
+  // fits in a callback: kill() leaves it down, start_again() starts it on the same Maildir.
+  void kill();
+  void start_again();
   void deliver(const std::string& raw, const std::string& mailbox = "INBOX");
   // Many messages at once, written straight into the Maildir's new/ (one doveadm call per
   // message would take minutes for thousands); Dovecot assigns UIDs when it next looks.

@@ -26,6 +26,14 @@ inline std::string test_email(int i, int sender, const std::string& extra_header
          std::to_string(i) + "?\r\n";
 }
 
+// The first column of the first row of `sql` on the database at `path` (read-only).
+inline long long count_rows(const std::string& path, const std::string& sql) {
+  storage::Db db(path, true);
+  auto st = db.prepare(sql);
+  st.step();
+  return st.int64(0);
+}
+
 struct EmailDaemon {
   TempDir dir;
   RedisServer redis;
@@ -63,12 +71,7 @@ struct EmailDaemon {
       app.reset();
     }
   }
-  long long rows(const std::string& sql) {
-    storage::Db db(dir.file("switchboard.db"), true);
-    auto st = db.prepare(sql);
-    st.step();
-    return st.int64(0);
-  }
+  long long rows(const std::string& sql) { return count_rows(dir.file("switchboard.db"), sql); }
   long long queued() { return redis.xlen("sb:q:general:normal"); }
   std::vector<boost::json::object> payloads() {
     std::vector<boost::json::object> out;

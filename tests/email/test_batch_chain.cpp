@@ -17,6 +17,7 @@
 #include "storage/store.hpp"
 #include "storage/writer.hpp"
 #include "tests/email/email_daemon.hpp"
+#include "tests/email/store_forwarder.hpp"
 
 using namespace sb;
 using namespace std::chrono_literals;
@@ -26,9 +27,9 @@ namespace {
 // Hands every submission to the real store and records what it saw. `fill_at`: before that
 // submission (1-based), the writer's connection is limited to the pages it has, so the
 // submission's inserts fail with SQLITE_FULL, as on a full disk.
-class Recording : public Pipeline {
+class Recording : public test::StoreForwarder {
  public:
-  Recording(storage::Writer& w, storage::Store& s) : writer_(w), store_(s) {}
+  Recording(storage::Writer& w, storage::Store& s) : StoreForwarder(s), writer_(w) {}
 
   void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) override {
     {
@@ -49,15 +50,6 @@ class Recording : public Pipeline {
                     done(std::move(out));
                   });
   }
-  void submit_call_event(CallEventInput e, Done d) override {
-    store_.submit_call_event(std::move(e), std::move(d));
-  }
-  void submit_provider_statuses(std::vector<ProviderStatus> s, Done d) override {
-    store_.submit_provider_statuses(std::move(s), std::move(d));
-  }
-  std::optional<std::string> cursor(const std::string& a, const std::string& s) override {
-    return store_.cursor(a, s);
-  }
 
   std::vector<std::string> recorded() {
     std::lock_guard lock(mu_);
@@ -69,7 +61,6 @@ class Recording : public Pipeline {
 
  private:
   storage::Writer& writer_;
-  storage::Store& store_;
   std::mutex mu_;
   int outstanding_ = 0;
   std::vector<std::string> cursors;
@@ -92,7 +83,7 @@ struct ChainFixture {
     account.name = "support";
     writer.start();
     chain = std::make_shared<email::BatchChain>(io, parsers, recording, metrics, account, "INBOX",
-                                                "[email:support] INBOX:", 7);
+                                                "[email:support] INBOX:", email::Cursor{7});
   }
   ~ChainFixture() {
     parsers.join();
@@ -120,10 +111,7 @@ struct ChainFixture {
     }
   }
   std::int64_t count(const std::string& sql) {
-    storage::Db db(dir.file("switchboard.db"), true);
-    auto st = db.prepare(sql);
-    st.step();
-    return st.int64(0);
+    return test::count_rows(dir.file("switchboard.db"), sql);
   }
 };
 
@@ -152,7 +140,7 @@ TEST_CASE("batch chain: batches are stored one at a time, in UID order, each wit
   CHECK(f.count("SELECT count(*) FROM interactions") == 200);
 }
 
-TEST_CASE("batch chain: a failed commit stops the chain; the cursor stays with the stored data") {
+TEST_CASE("batch chain: a failed commit stops the chain - the cursor stays with the stored data") {
   ChainFixture f;
   f.recording.fill_at = 2;
   f.add_batches();
@@ -197,10 +185,10 @@ TEST_CASE("batch chain: a message cut at the fetch cap is stored flagged truncat
 }
 
 TEST_CASE(
-    "batch chain: a batch that commits after its session ended is still handed over for `after`") {
+    "batch chain: a batch that commits after its session ended leaves `after` due in its cursor") {
   // The session drops (fetch error, kick) while a batch is at the writer: the session closes the
-  // chain, waits for that commit, and hands its UIDs to the next session (Poller after_backlog),
-  // which applies `after = seen | move:` to them.
+  // chain and waits for that commit. Its cursor says `after = seen | move:` is still due for its
+  // UIDs, so the next session (of this process or the next one) applies it.
   ChainFixture f;
   f.account.after = "seen";
   std::promise<void> open;
@@ -216,8 +204,55 @@ TEST_CASE(
   open.set_value();
   f.run_until([&] { return !f.chain->at_writer(); });
   REQUIRE_FALSE(f.chain->at_writer());
-  CHECK(f.store.cursor("support", "INBOX") == "7:1");
-  CHECK(f.chain->take_committed() == std::vector<std::vector<std::uint64_t>>{{1}});
+  CHECK(f.store.cursor("support", "INBOX") == "7:1:0");
+  CHECK(f.chain->take_committed().empty());
+}
+
+TEST_CASE(
+    "batch chain: `after` settled rides on the next batch's cursor - once caught up it is written "
+    "on its own, and only then") {
+  ChainFixture f;
+  f.account.after = "move:Done";
+  auto add = [&](std::uint64_t lo, std::uint64_t hi) {
+    std::vector<email::imap::FetchedMessage> batch;
+    for (std::uint64_t uid = lo; uid <= hi; ++uid) {
+      std::string raw = test::test_email(static_cast<int>(uid), 1);
+      batch.push_back({uid, raw.size(), raw});
+    }
+    f.chain->add(std::move(batch));
+    f.run_until([&] { return f.chain->pending() == 0; });
+    REQUIRE(f.chain->pending() == 0);
+  };
+  add(1, 3);
+  CHECK(f.store.cursor("support", "INBOX") == "7:3:0");  // due for 1..3
+  CHECK(f.chain->take_committed() == std::vector<std::vector<std::uint64_t>>{{1, 2, 3}});
+  f.chain->after_applied(3);
+  add(4, 5);
+  CHECK(f.store.cursor("support", "INBOX") == "7:5:3");  // 1..3 done, due for 4..5
+  CHECK_FALSE(f.chain->record_after());                  // nothing settled since
+  f.chain->after_applied(5);
+  REQUIRE(f.chain->record_after());
+  f.run_until([&] { return f.chain->pending() == 0; });
+  CHECK(f.store.cursor("support", "INBOX") == "7:5");
+  CHECK_FALSE(f.chain->record_after());
+  CHECK(f.recording.recorded() == std::vector<std::string>{"7:3:0", "7:5:3", "7:5"});
+  CHECK(f.count("SELECT count(*) FROM interactions") == 5);
+}
+
+TEST_CASE("cursor: `after` still due is a third part, and an old two-part cursor means none") {
+  using email::Cursor;
+  auto c = email::parse_cursor("7:40");
+  REQUIRE(c);
+  CHECK((c->uidvalidity == 7 && c->last_uid == 40 && c->after_done == 40 && !c->after_due()));
+  c = email::parse_cursor("7:40:25");
+  REQUIRE(c);
+  CHECK((c->last_uid == 40 && c->after_done == 25 && c->after_due()));
+  CHECK(email::format_cursor(*c) == "7:40:25");
+  CHECK(email::format_cursor(Cursor{7, 40, 40}) == "7:40");
+  CHECK(email::format_cursor(Cursor{7}) == "7:0");
+  for (const char* bad : {"7:40:41", "7:40:", "7:40:1:2", "0:40", "7", "x:1", "7:40:y", ""}) {
+    CHECK_MESSAGE(!email::parse_cursor(bad), bad);
+  }
 }
 
 TEST_CASE("batch chain: a placeholder is stored in the transaction that moves the cursor past it") {

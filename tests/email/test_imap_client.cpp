@@ -333,7 +333,7 @@ TEST_CASE("a server that never greets hits the read deadline") {
   CHECK(std::chrono::steady_clock::now() - start < 3s);
 }
 
-TEST_CASE("a message over the literal cap comes cut at the cap; the ones around it still come") {
+TEST_CASE("a message over the literal cap comes cut at the cap - the ones around it still come") {
   Dovecot dv;
   std::string big = message(2) + std::string(20000, 'x') + "\r\n";
   dv.deliver(message(1));

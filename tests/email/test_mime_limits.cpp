@@ -96,7 +96,7 @@ TEST_CASE("missing Message-ID: stable synthetic id from the raw bytes") {
   CHECK(ma.message_id.find("@switchboard.invalid>") != std::string::npos);
 }
 
-TEST_CASE("unparseable Date gives 0; valid one gives Unix ms") {
+TEST_CASE("unparseable Date gives 0, a valid one gives Unix ms") {
   CHECK(parse_email("From: a@b.c\r\nDate: someday soon\r\n\r\nx").date_ms == 0);
   CHECK(parse_email("From: a@b.c\r\nDate: Thu, 01 Jan 1970 00:00:01 +0000\r\n\r\nx").date_ms ==
         1000);
@@ -159,7 +159,7 @@ TEST_CASE(
             .malformed);
 }
 
-TEST_CASE("an mbox From_ line before the headers is skipped; \"From :\" is a header") {
+TEST_CASE("an mbox From_ line before the headers is skipped - \"From :\" is a header") {
   auto m = parse_email(
       "From customer@example.com Thu Jan  1 00:00:00 1970\r\n>From again\r\n"
       "From: Customer <customer@example.com>\r\nSubject: hello\r\n\r\nbody\r\n");

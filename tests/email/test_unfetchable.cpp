@@ -168,7 +168,7 @@ TEST_CASE("fetch failures: a failure that does not repeat never narrows down, no
 }
 
 TEST_CASE(
-    "fetch failures: a batch failing three times goes UID by UID; a UID failing twice alone "
+    "fetch failures: a batch failing three times goes UID by UID - a UID failing twice alone "
     "is given up") {
   email::FetchFailures f;
   f.failed(201, 400, 200, "BYE");
