@@ -90,7 +90,7 @@ TEST_CASE("x: a 429 mid-backlog waits for x-rate-limit-reset and resumes without
 
 TEST_CASE(
     "x: mentions already fetched are stored at once even when the window's budget is nearly "
-    "spent; the wait comes before the next request") {
+    "spent, the wait comes before the next request") {
   // X's small windows (a few requests per 15 minutes) leave x-rate-limit-remaining inside the
   // pacing reserve after one request: the pause belongs before the next request, not between
   // the fetch and the commit of what was fetched.

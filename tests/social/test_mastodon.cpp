@@ -91,7 +91,7 @@ TEST_CASE("Mastodon notifications: mentions only, oldest first, cursor = newest 
   CHECK(mastodon_visibility(dm) == "direct");
 }
 
-TEST_CASE("Mastodon: a non-array body is an error; ids compare as numbers") {
+TEST_CASE("Mastodon: a non-array body is an error, ids compare as numbers") {
   CHECK_FALSE(
       parse_mastodon_notifications(masto_cfg(), R"({"error":"The access token is invalid"})").ok);
   auto page = parse_mastodon_notifications(

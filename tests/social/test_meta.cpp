@@ -199,7 +199,7 @@ TEST_CASE("Messenger attachment-only message gets a placeholder text and attachm
   CHECK(r.items[0].attachments[0].content_type == "image/*");
 }
 
-TEST_CASE("Instagram message is an instagram direct_message; echoes are ignored") {
+TEST_CASE("Instagram message is an instagram direct_message, echoes are ignored") {
   // Instagram Platform webhook examples, messaging payload (Instagram includes echoes in the
   // `messages` field subscription).
   const std::string body = R"([{"ignored":"arrays at the top are not Meta's shape"}])";

@@ -94,7 +94,7 @@ TEST_CASE("Telegram getUpdates: private DMs, group mentions, replies to the bot"
   CHECK(photo.attachments[0].size == 54321);
 }
 
-TEST_CASE("Telegram: empty result keeps the cursor; 429 carries retry_after") {
+TEST_CASE("Telegram: empty result keeps the cursor, 429 carries retry_after") {
   auto empty = parse_telegram_updates(tg_cfg(), kBot, R"({"ok":true,"result":[]})");
   CHECK(empty.ok);
   CHECK_FALSE(empty.next_offset);

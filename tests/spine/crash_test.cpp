@@ -153,7 +153,7 @@ TEST_CASE("kill -9 under load: every interaction answered 2xx is stored and queu
   CHECK(daemon->wait() == 0);
 }
 
-TEST_CASE("check-config names a broken regex with its line; the binary refuses bad configs") {
+TEST_CASE("check-config names a broken regex with its line, the binary refuses bad configs") {
   TempDir dir;
   auto cfg = write_config(dir, free_port(), 6379,
                           "[[routing.rules]]\nname = \"bad\"\nqueue = \"q\"\n"

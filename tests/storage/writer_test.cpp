@@ -66,7 +66,7 @@ TEST_CASE("jobs submitted together share one transaction and are answered after 
   w.stop();
 }
 
-TEST_CASE("a failing job is undone alone; the batch is run again and the others commit") {
+TEST_CASE("a failing job is undone alone, the batch is run again and the others commit") {
   test::TempDir dir;
   std::string path = dir.file("w.db");
   Writer w(path);
@@ -102,7 +102,7 @@ TEST_CASE("a failing job is undone alone; the batch is run again and the others 
   w.stop();
 }
 
-TEST_CASE("a full disk fails the whole batch with SQLite's own error; nothing is half-stored") {
+TEST_CASE("a full disk fails the whole batch with SQLite's own error, nothing is half-stored") {
   test::TempDir dir;
   std::string path = dir.file("w.db");
   Writer w(path);
