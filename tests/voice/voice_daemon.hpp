@@ -1,7 +1,7 @@
 #pragma once
 // A whole daemon in-process with a real redis-server and SQLite, configured with one PBX webhook
-// ("pbx"), one Twilio account ("voice", auth token 12345, public_url https://hooks.example.com)
-// and a "missed calls" rule; plus a poster of Twilio form requests signed as Twilio signs them.
+// ("pbx"), one Twilio account ("voice", auth token 12345, public_url https://hooks.example.com),
+// optionally a Telnyx account ("telnyx"), and a "missed calls" rule; plus a poster of Twilio form requests signed as Twilio signs them.
 // Shared by the end-to-end voice tests.
 #include <cctype>
 #include <cstdio>
@@ -23,10 +23,14 @@ struct VoiceDaemon {
   ::sb::test::RedisServer redis;
   std::unique_ptr<App> app;
   std::unique_ptr<::sb::test::HttpClient> http;
-  VoiceDaemon() {
+  // `telnyx_public_key` (base64 Ed25519) adds a Telnyx account "telnyx".
+  explicit VoiceDaemon(const std::string& telnyx_public_key = "") {
     auto cfg = ::sb::test::test_config(dir, redis.port());
     cfg.channels.call_webhook.push_back({"pbx", "pbx-secret"});
     cfg.channels.twilio.push_back({"voice", "12345", "https://hooks.example.com"});
+    if (!telnyx_public_key.empty()) {
+      cfg.channels.telnyx.push_back({"telnyx", telnyx_public_key});
+    }
     config::Rule missed;
     missed.name = "missed calls";
     missed.queue = "callbacks";
