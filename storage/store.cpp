@@ -521,8 +521,8 @@ void Store::submit_call_event(CallEventInput ev, Done done) {
   auto outcome = std::make_shared<IngestOutcome>();
   auto event = std::make_shared<CallEventInput>(std::move(ev));
   writer_.submit(Job{[this, event, outcome](Db& db) {
-                       *outcome = apply_call_event(db, event->call, event->order_key,
-                                                   event->child_leg);
+                       *outcome =
+                           apply_call_event(db, event->call, event->order_key, event->child_leg);
                      },
                      [outcome, done = std::move(done)](const std::string& error) {
                        if (!error.empty()) {

@@ -23,8 +23,8 @@ bool same(const CallInfo& a, const CallInfo& b) {
 // forward (a leg has one final callback, so two final words do not compete: the first stays);
 // duration and `to` fill in like the call's own.
 void merge_leg(std::vector<CallLeg>& legs, const CallLeg& event) {
-  auto it = std::find_if(legs.begin(), legs.end(),
-                         [&](const CallLeg& l) { return l.id == event.id; });
+  auto it =
+      std::find_if(legs.begin(), legs.end(), [&](const CallLeg& l) { return l.id == event.id; });
   if (it == legs.end()) {
     legs.push_back(event);
     if (status_rank(event.status) < 0) {

@@ -245,9 +245,8 @@ TEST_CASE("fold: child legs are listed by id, their status only moves forward") 
   CHECK(r.call.info.answered_by == "+14155550166");
   CHECK(r.call.info.answered_at_ms == 4000);
   // The same leg event again changes nothing.
-  CHECK_FALSE(
-      fold_call(r.call, leg_event("CA-leg2", "completed", "", "+14155550167", 9000, 10), 0)
-          .changed);
+  CHECK_FALSE(fold_call(r.call, leg_event("CA-leg2", "completed", "", "+14155550167", 9000, 10), 0)
+                  .changed);
   // The parent's own final event still ends the call, legs kept.
   auto end = fold_call(r.call, info("completed", 70), 3);
   CHECK(end.became_final);

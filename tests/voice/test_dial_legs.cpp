@@ -37,19 +37,15 @@ void parent(VoiceDaemon& d, const std::string& status, const std::string& seq,
 
 // A status callback of a child leg that <Dial><Number> created. `from` is the caller ID the
 // leg shows the agent: the customer's number by default, our number with <Dial callerId>.
-void child(VoiceDaemon& d, const std::string& sid, const std::string& to,
-           const std::string& status, const std::string& seq, const std::string& timestamp,
-           const std::string& duration = "", const std::string& from = kAnn) {
-  std::vector<std::pair<std::string, std::string>> p = {{"CallSid", sid},
-                                                        {"ParentCallSid", "CA-parent"},
-                                                        {"CallStatus", status},
-                                                        {"Direction", "outbound-dial"},
-                                                        {"From", from},
-                                                        {"To", to},
-                                                        {"Called", to},
-                                                        {"CallbackSource", "call-progress-events"},
-                                                        {"SequenceNumber", seq},
-                                                        {"Timestamp", timestamp}};
+void child(VoiceDaemon& d, const std::string& sid, const std::string& to, const std::string& status,
+           const std::string& seq, const std::string& timestamp, const std::string& duration = "",
+           const std::string& from = kAnn) {
+  std::vector<std::pair<std::string, std::string>> p = {
+      {"CallSid", sid},        {"ParentCallSid", "CA-parent"},
+      {"CallStatus", status},  {"Direction", "outbound-dial"},
+      {"From", from},          {"To", to},
+      {"Called", to},          {"CallbackSource", "call-progress-events"},
+      {"SequenceNumber", seq}, {"Timestamp", timestamp}};
   if (!duration.empty()) {
     p.emplace_back("CallDuration", duration);
   }

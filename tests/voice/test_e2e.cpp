@@ -136,7 +136,6 @@ TEST_CASE("voice: a signed Twilio status callback is stored, a withheld caller m
   CHECK(d.rows("SELECT count(*) FROM customers") == 0);
 }
 
-
 // Twilio posts the RecordingStatusCallback and the StatusCallback independently; the recording
 // one (no CallStatus) can be the first request about a call to arrive.
 TEST_CASE("voice: a call whose first event carries no status still takes its later events") {

@@ -30,15 +30,14 @@ const KeyPair& key() {
 }
 
 // Posts a Telnyx event shaped like the API reference's examples, signed with key().
-void telnyx(VoiceDaemon& d, const std::string& type, const std::string& leg,
-            const std::string& to, const std::string& occurred_at, const std::string& extra = "") {
-  std::string body = R"({"data":{"record_type":"event","event_type":")" + type +
-                     R"(","id":"e-)" + leg + type + R"(","occurred_at":")" + occurred_at +
-                     R"(","payload":{"call_control_id":"v3:)" + leg + R"(","call_leg_id":")" +
-                     leg + R"(","call_session_id":"s-)" + leg + R"(","connection_id":"7267",)" +
-                     R"("client_state":null,"from":")" + kLine + R"(","to":")" + to +
-                     R"(","start_time":"2026-01-02T03:00:00Z")" + (extra.empty() ? "" : "," + extra) +
-                     "}}}";
+void telnyx(VoiceDaemon& d, const std::string& type, const std::string& leg, const std::string& to,
+            const std::string& occurred_at, const std::string& extra = "") {
+  std::string body =
+      R"({"data":{"record_type":"event","event_type":")" + type + R"(","id":"e-)" + leg + type +
+      R"(","occurred_at":")" + occurred_at + R"(","payload":{"call_control_id":"v3:)" + leg +
+      R"(","call_leg_id":")" + leg + R"(","call_session_id":"s-)" + leg +
+      R"(","connection_id":"7267",)" + R"("client_state":null,"from":")" + kLine + R"(","to":")" +
+      to + R"(","start_time":"2026-01-02T03:00:00Z")" + (extra.empty() ? "" : "," + extra) + "}}}";
   std::string ts = std::to_string(sb::now_ms() / 1000);
   auto r = d.http->request("POST", "/webhooks/telnyx/telnyx", body,
                            {{"Content-Type", "application/json"},
@@ -69,11 +68,11 @@ json::object queued(VoiceDaemon& d, std::size_t i) {
 TEST_CASE("voice telnyx: outbound calls whose answered and hangup come before initiated") {
   VoiceDaemon d(key().public_b64);
   // Ann is a customer (made by the ingest API); our line is nobody's.
-  auto r = d.http->post_json(
-      "/v1/interactions",
-      std::string(R"({"source":"crm","external_id":"c1","from":{"phone":")") + kAnn +
-          R"(","name":"Ann"},"text":"call me"})",
-      "test-token");
+  auto r =
+      d.http->post_json("/v1/interactions",
+                        std::string(R"({"source":"crm","external_id":"c1","from":{"phone":")") +
+                            kAnn + R"(","name":"Ann"},"text":"call me"})",
+                        "test-token");
   REQUIRE(r.status == 202);
   REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
 

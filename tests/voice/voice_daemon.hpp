@@ -1,8 +1,8 @@
 #pragma once
 // A whole daemon in-process with a real redis-server and SQLite, configured with one PBX webhook
 // ("pbx"), one Twilio account ("voice", auth token 12345, public_url https://hooks.example.com),
-// optionally a Telnyx account ("telnyx"), and a "missed calls" rule; plus a poster of Twilio form requests signed as Twilio signs them.
-// Shared by the end-to-end voice tests.
+// optionally a Telnyx account ("telnyx"), and a "missed calls" rule; plus a poster of Twilio form
+// requests signed as Twilio signs them. Shared by the end-to-end voice tests.
 #include <cctype>
 #include <cstdio>
 #include <memory>
