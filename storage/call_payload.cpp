@@ -22,6 +22,14 @@ bool get_string(od::value v, std::string& out) {
   return true;
 }
 
+// Sets `out` when `v` is an integer; leaves it as it was otherwise.
+void get_int(od::value v, std::int64_t& out) {
+  std::int64_t n;
+  if (!v.get_int64().get(n)) {
+    out = n;
+  }
+}
+
 // Calls f(key, value) for each field of `v` when it is an object (a null "from" or "customer"
 // has none); false when the text is broken.
 template <class F>
@@ -66,10 +74,7 @@ bool read_legs(od::value v, std::vector<CallLeg>& out) {
       } else if (k == "status") {
         get_string(lv, leg.status);
       } else if (k == "duration_s") {
-        std::int64_t d;
-        if (!lv.get_int64().get(d)) {
-          leg.duration_s = d;
-        }
+        get_int(lv, leg.duration_s);
       }
     });
     if (!ok || leg.id.empty()) {
@@ -100,19 +105,13 @@ bool read_call(std::string_view raw, CallInfo& out) {
     } else if (key == "direction") {
       get_string(v, out.direction);
     } else if (key == "duration_s") {
-      std::int64_t d;
-      if (!v.get_int64().get(d)) {
-        out.duration_s = d;
-      }
+      get_int(v, out.duration_s);
     } else if (key == "recording_url") {
       get_string(v, out.recording_url);
     } else if (key == "answered_by") {
       get_string(v, out.answered_by);
     } else if (key == "answered_at") {
-      std::int64_t at;
-      if (!v.get_int64().get(at)) {
-        out.answered_at_ms = at;
-      }
+      get_int(v, out.answered_at_ms);
     } else if (key == "legs" && !read_legs(v, out.legs)) {
       return false;
     }
