@@ -29,6 +29,15 @@ struct Attachment {
   std::string data;
 };
 
+// A leg a call set up to reach our side (Twilio <Dial>: a child call with a CallSid of its own).
+// In the payload as "call"."legs": [{"id","to","status","duration_s"}], only when there is one.
+struct CallLeg {
+  std::string id;                // the leg's provider call id
+  std::string to;                // whom it rang: E.164 when a phone number, else as sent (sip:...)
+  std::string status;            // the leg's own status (CallInfo words); "" when none yet
+  std::int64_t duration_s = -1;  // -1: not known yet
+};
+
 // Call status vocabulary of SPEC section 3.
 struct CallInfo {
   std::string status;            // queued | initiated | ringing | in-progress | completed | busy |
@@ -36,6 +45,12 @@ struct CallInfo {
   std::string direction;         // inbound | outbound
   std::int64_t duration_s = -1;  // -1: not known yet
   std::string recording_url;
+  // Who on our side answered (the `to` of the leg that was answered) and when (Unix ms), once
+  // a leg tells; "" and 0 until then. In the payload only when set. (The `{}`s keep aggregate
+  // initialisations of the first four members free of missing-initializer warnings.)
+  std::string answered_by{};
+  std::int64_t answered_at_ms = 0;
+  std::vector<CallLeg> legs{};
 };
 
 // What a channel hands to the pipeline. All strings are valid UTF-8.

@@ -22,6 +22,14 @@ bool get_string(od::value v, std::string& out) {
   return true;
 }
 
+// Sets `out` when `v` is an integer; leaves it as it was otherwise.
+void get_int(od::value v, std::int64_t& out) {
+  std::int64_t n;
+  if (!v.get_int64().get(n)) {
+    out = n;
+  }
+}
+
 // Calls f(key, value) for each field of `v` when it is an object (a null "from" or "customer"
 // has none); false when the text is broken.
 template <class F>
@@ -46,6 +54,37 @@ CallPayload::Range range_of(const char* base, std::string_view raw) {
   return {static_cast<std::size_t>(raw.data() - base), raw.size()};
 }
 
+// "legs": [{"id","to","status","duration_s"}] (child legs of the call, in arrival order).
+bool read_legs(od::value v, std::vector<CallLeg>& out) {
+  od::array legs;
+  if (v.get_array().get(legs)) {
+    return false;
+  }
+  for (auto item : legs) {
+    od::value leg_value;
+    if (item.get(leg_value)) {
+      return false;
+    }
+    CallLeg leg;
+    bool ok = each_field(leg_value, [&](std::string_view k, od::value lv) {
+      if (k == "id") {
+        get_string(lv, leg.id);
+      } else if (k == "to") {
+        get_string(lv, leg.to);
+      } else if (k == "status") {
+        get_string(lv, leg.status);
+      } else if (k == "duration_s") {
+        get_int(lv, leg.duration_s);
+      }
+    });
+    if (!ok || leg.id.empty()) {
+      return false;
+    }
+    out.push_back(std::move(leg));
+  }
+  return true;
+}
+
 bool read_call(std::string_view raw, CallInfo& out) {
   thread_local od::parser parser;  // not the outer document's: that one is still being read
   simdjson::padded_string text(raw);
@@ -66,12 +105,15 @@ bool read_call(std::string_view raw, CallInfo& out) {
     } else if (key == "direction") {
       get_string(v, out.direction);
     } else if (key == "duration_s") {
-      std::int64_t d;
-      if (!v.get_int64().get(d)) {
-        out.duration_s = d;
-      }
+      get_int(v, out.duration_s);
     } else if (key == "recording_url") {
       get_string(v, out.recording_url);
+    } else if (key == "answered_by") {
+      get_string(v, out.answered_by);
+    } else if (key == "answered_at") {
+      get_int(v, out.answered_at_ms);
+    } else if (key == "legs" && !read_legs(v, out.legs)) {
+      return false;
     }
   }
   // "" is a status too: no event of the call has carried one yet (a recording callback that

@@ -151,6 +151,31 @@ void call(std::string& out, const CallInfo& c) {
   if (!c.recording_url.empty()) {
     f.str("recording_url", c.recording_url);
   }
+  if (!c.answered_by.empty()) {
+    f.str("answered_by", c.answered_by);
+  }
+  if (c.answered_at_ms > 0) {
+    f.num("answered_at", c.answered_at_ms);
+  }
+  if (!c.legs.empty()) {
+    std::string& out_legs = f.key("legs");
+    out_legs += '[';
+    for (std::size_t i = 0; i < c.legs.size(); ++i) {
+      if (i) {
+        out_legs += ',';
+      }
+      const CallLeg& leg = c.legs[i];
+      Fields l(out_legs);
+      l.str("id", leg.id);
+      l.str("to", leg.to);
+      l.str("status", leg.status);
+      if (leg.duration_s >= 0) {
+        l.num("duration_s", leg.duration_s);
+      }
+      l.close();
+    }
+    out_legs += ']';
+  }
   f.close();
 }
 

@@ -46,6 +46,10 @@ struct ProviderStatus {
 struct CallEventInput {
   Inbound call;                // kind "call"; call->status is the event's status
   std::int64_t order_key = 0;  // provider sequence number or event time, to order events
+  // An event of a child leg (Twilio <Dial>), folded into its parent's interaction: `call` has
+  // external_id = the parent's call id, no parties, and in call->legs the one leg it is about;
+  // it never names or changes the parent's customer, direction or lines.
+  bool child_leg = false;
 };
 
 class Pipeline {

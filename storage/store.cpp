@@ -382,7 +382,11 @@ void drop_if_orphan(Db& db, const std::string& customer_id) {
 
 // Folds one call event into the call's interaction (created on the first event). The call is
 // queued once: when its status first becomes final; that final status is what rules see.
-IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t order_key) {
+// A child leg's event (CallEventInput::child_leg) folds into its parent's interaction the same
+// way, keyed by the parent's id (so it costs no extra query), but never names the customer,
+// direction or lines of the call: those are the parent's own events' to tell.
+IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t order_key,
+                                      bool child_leg) {
   if (!call_folder_ || !in.call) {
     throw Error(0, "call events are not enabled");
   }
@@ -417,10 +421,10 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   // Who the customer is (storage/call_parties.hpp): the call's stated direction, else the one
   // this account's lines tell (stored with the call), else customer records (not stored: a
   // later event that states the direction may still correct it).
-  RawParties raw = raw_parties(in);
+  RawParties raw = child_leg ? RawParties{} : raw_parties(in);
   std::string direction = f.merged.direction;
-  bool stated = !direction.empty();
-  if (!stated) {
+  bool stated = !direction.empty() && !child_leg;
+  if (direction.empty() && !child_leg) {
     Inferred guess = lines_->infer_direction(in.account, raw, [&st](const Identity& id) {
       return lookup_identity(st, id.type, id.value).has_value();
     });
@@ -438,7 +442,7 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   // Unknown direction: a caller is named only once the call ends (as inbound, the common case).
   bool ended = f.became_final || (exists && state != "pending_call");
   std::optional<Identity> customer;
-  if (!direction.empty() || ended) {
+  if ((!direction.empty() || ended) && !child_leg) {
     customer = parties.customer;
   }
   std::optional<Identity> line = direction.empty() ? raw.to : parties.line;
@@ -517,7 +521,8 @@ void Store::submit_call_event(CallEventInput ev, Done done) {
   auto outcome = std::make_shared<IngestOutcome>();
   auto event = std::make_shared<CallEventInput>(std::move(ev));
   writer_.submit(Job{[this, event, outcome](Db& db) {
-                       *outcome = apply_call_event(db, event->call, event->order_key);
+                       *outcome =
+                           apply_call_event(db, event->call, event->order_key, event->child_leg);
                      },
                      [outcome, done = std::move(done)](const std::string& error) {
                        if (!error.empty()) {

@@ -60,7 +60,8 @@ class Store final : public Pipeline {
 
  private:
   Statements& statements(Db& db);  // writer thread only; prepared on first use
-  IngestOutcome apply_call_event(Db& db, const Inbound& in, std::int64_t order_key);
+  IngestOutcome apply_call_event(Db& db, const Inbound& in, std::int64_t order_key,
+                                 bool child_leg = false);
 
   Writer& writer_;
   mutable std::mutex rules_mu_;

@@ -7,9 +7,52 @@ namespace sb::voice {
 
 namespace {
 
+bool same_legs(const std::vector<CallLeg>& a, const std::vector<CallLeg>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+    return x.id == y.id && x.to == y.to && x.status == y.status && x.duration_s == y.duration_s;
+  });
+}
+
 bool same(const CallInfo& a, const CallInfo& b) {
   return a.status == b.status && a.direction == b.direction && a.duration_s == b.duration_s &&
-         a.recording_url == b.recording_url;
+         a.recording_url == b.recording_url && a.answered_by == b.answered_by &&
+         a.answered_at_ms == b.answered_at_ms && same_legs(a.legs, b.legs);
+}
+
+// A child leg's event into the call's list of legs: matched by id; its status only moves
+// forward (a leg has one final callback, so two final words do not compete: the first stays);
+// duration and `to` fill in like the call's own.
+void merge_leg(std::vector<CallLeg>& legs, const CallLeg& event) {
+  auto it =
+      std::find_if(legs.begin(), legs.end(), [&](const CallLeg& l) { return l.id == event.id; });
+  if (it == legs.end()) {
+    legs.push_back(event);
+    if (status_rank(event.status) < 0) {
+      legs.back().status.clear();
+    }
+    return;
+  }
+  if (status_rank(event.status) > status_rank(it->status)) {
+    it->status = event.status;
+  }
+  it->duration_s = std::max(it->duration_s, event.duration_s);
+  if (it->to.empty()) {
+    it->to = event.to;
+  }
+}
+
+// Who answered: the leg answered first (the earliest known answer time) wins, whatever the
+// delivery order; an answer without a time only fills an empty slot.
+void merge_answer(CallInfo& info, const CallInfo& event) {
+  if (event.answered_by.empty()) {
+    return;
+  }
+  bool earlier = event.answered_at_ms > 0 &&
+                 (info.answered_at_ms == 0 || event.answered_at_ms < info.answered_at_ms);
+  if (info.answered_by.empty() || earlier) {
+    info.answered_by = event.answered_by;
+    info.answered_at_ms = event.answered_at_ms;
+  }
 }
 
 // Whether an incoming status replaces the stored one.
@@ -90,6 +133,10 @@ FoldResult fold_call(const std::optional<StoredCall>& stored, const CallInfo& ev
   if (info.direction.empty()) {
     info.direction = event.direction;
   }
+  for (const auto& leg : event.legs) {
+    merge_leg(info.legs, leg);
+  }
+  merge_answer(info, event);
   r.changed = !same(info, stored->info) || r.call.order_key != stored->order_key;
   r.became_final = is_final(info.status) && !is_final(stored->info.status);
   return r;

@@ -14,6 +14,10 @@
 //  - duration_s is the largest value seen (a call's duration only grows, and a ringing event
 //    may carry 0), so it fills in whenever it arrives, from any event, in any order.
 //  - recording_url and direction fill in when still empty; the first one stored stays.
+//  - Child legs (Twilio <Dial>, channels/voice/twilio.hpp) are listed in `legs` by id, each
+//    with its own status (forward only), duration and `to`; `answered_by`/`answered_at_ms` come
+//    from the leg answered first. A leg never gives the call a final status: the channel passes
+//    a leg's status on to the call only while it is not final.
 //  - The same event delivered twice changes nothing.
 #include <cstdint>
 #include <optional>

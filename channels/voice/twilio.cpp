@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 
+#include "channels/voice/call_state.hpp"
 #include "channels/voice/caller.hpp"
 #include "channels/voice/signatures.hpp"
 #include "core/time.hpp"
@@ -77,6 +78,46 @@ std::string status_of(std::string_view call_status, std::string_view answered_by
 
 WebhookResult bad_field(std::string message) {
   return webhook_error(400, "invalid_payload", std::move(message));
+}
+
+// Turns the event of a <Dial> child leg (ev.call: external_id = the leg's CallSid, `leg` its
+// status, duration and time) into an event of the parent call, as twilio.hpp describes.
+void as_child_leg(CallEventInput& ev, CallInfo leg, std::string_view parent_sid,
+                  std::string_view to, std::string_view region, const PhoneCanonicalizer& canon) {
+  Inbound& in = ev.call;
+  CallLeg entry;
+  entry.id = std::move(in.external_id);
+  if (auto phone = phone_identity(to, region, canon)) {
+    entry.to = std::move(phone->value);
+  } else {
+    entry.to = std::string(to);  // sip:agent@example.com, client:alice: as sent
+  }
+  entry.status = leg.status;
+  entry.duration_s = leg.duration_s;
+
+  CallInfo contribution;
+  if (!is_final(leg.status)) {
+    contribution.status = leg.status;  // ringing / in-progress may move the call forward
+  }
+  // `completed` is only reached by a leg that was answered (an unanswered one ends busy,
+  // no-answer, canceled or failed); a machine that answered ends as voicemail, not here.
+  bool answered = leg.status == "in-progress" || leg.status == "completed";
+  if (answered && !entry.to.empty()) {
+    contribution.answered_by = entry.to;
+    if (in.occurred_at_ms > 0 && leg.status == "in-progress") {
+      contribution.answered_at_ms = in.occurred_at_ms;
+    } else if (in.occurred_at_ms > 0 && leg.duration_s >= 0) {
+      contribution.answered_at_ms = in.occurred_at_ms - leg.duration_s * 1000;
+    }
+  }
+  contribution.legs.push_back(std::move(entry));
+
+  in.external_id = std::string(parent_sid);
+  in.from.reset();
+  in.to.clear();
+  in.call = std::move(contribution);
+  ev.order_key = 0;  // the leg's SequenceNumber counts the leg's callbacks, not the parent's
+  ev.child_leg = true;
 }
 
 }  // namespace
@@ -220,11 +261,16 @@ WebhookResult twilio_event(const config::Twilio& cfg, const FormParams& params,
   // From/To are the parties of this call leg; Caller/Called are older synonyms.
   std::string_view from = get("From").empty() ? get("Caller") : get("From");
   std::string_view to = get("To").empty() ? get("Called") : get("To");
-  if (!call.direction.empty()) {
-    in.direction = call.direction;
+  std::string_view parent = get("ParentCallSid");
+  if (!parent.empty() && get("Direction") == "outbound-dial") {
+    as_child_leg(ev, std::move(call), parent, to, default_region, canon);
+  } else {
+    if (!call.direction.empty()) {
+      in.direction = call.direction;
+    }
+    set_parties(in, from, to, call.direction, default_region, canon);
+    in.call = std::move(call);
   }
-  set_parties(in, from, to, call.direction, default_region, canon);
-  in.call = std::move(call);
 
   WebhookResult r;
   r.event = std::move(ev);

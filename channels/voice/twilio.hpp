@@ -17,6 +17,31 @@
 //  - order_key: SequenceNumber when present (Twilio numbers the status callbacks of a call
 //    from 0), else Timestamp (RFC 2822) in ms, else 0 (the incoming-call request has neither).
 //  - duration_s: CallDuration; recording_url: RecordingUrl.
+//
+// <Dial> child legs (one call, one interaction). When TwiML answers a call with <Dial><Number>
+// (or <Sip>, <Client>), Twilio places a new call to that party: a child leg with a CallSid of
+// its own, ParentCallSid = the CallSid of the call that created it (Twilio's request parameters:
+// "a unique identifier for the call that created this leg", not passed on a call's first leg)
+// and Direction=outbound-dial. Its status callbacks come only when the noun has a
+// statusCallback (<Number statusCallbackEvent> defaults to `completed`; initiated, ringing,
+// answered may be asked for) and carry the leg's own CallStatus, CallDuration, Timestamp and
+// SequenceNumber (numbering the leg's callbacks, unrelated to the parent's). The leg's To/Called
+// is the party dialled (our agent's phone or SIP address); its From is the caller ID <Dial>
+// presented: the original caller's number by default, our own number with <Dial callerId>. Up
+// to ten <Number>s ring at once; the first to answer is connected, the others end canceled or
+// no-answer. So a leg's event is folded into the parent's interaction (external_id =
+// ParentCallSid, CallEventInput::child_leg):
+//  - the leg is listed in call.legs (id, to, status, duration_s); a leg that reached in-progress
+//    or completed gives call.answered_by (its To) and call.answered_at (its in-progress
+//    Timestamp, else its completed Timestamp minus its CallDuration);
+//  - a leg's non-final status (ringing, in-progress) may move the call forward, never back; its
+//    final status (completed, no-answer, busy, canceled, failed) is the leg's alone: only the
+//    parent's own final event ends the call and queues it;
+//  - a leg never names or replaces the call's customer, direction or lines (its From may be
+//    our number, its To is our agent).
+// A leg's event that arrives before any of its parent's creates the parent's interaction (keyed
+// by ParentCallSid), pending and without a customer, which the parent's own events complete. A
+// ParentCallSid with another Direction is not a <Dial> leg and stays a call of its own.
 #include <cstdint>
 #include <optional>
 #include <string_view>

@@ -205,3 +205,42 @@ TEST_CASE("a stored call's payload is read and rewritten in place, other bytes u
   CHECK(w->call.status == "ringing");
   CHECK_FALSE(storage::read_call_payload("not json"));
 }
+
+TEST_CASE("a call's child legs and who answered are written, read back and kept by a rewrite") {
+  Inbound in;
+  in.channel = "voice";
+  in.account = "voice";
+  in.kind = "call";
+  in.external_id = "CA-parent";
+  CallInfo call;
+  call.status = "in-progress";
+  call.direction = "inbound";
+  call.answered_by = "+14155550166";
+  call.answered_at_ms = 1767323055000;
+  call.legs.push_back({"CA-leg2", "sip:bob@example.com", "no-answer", 0});
+  call.legs.push_back({"CA-leg1", "+14155550166", "completed", 40});
+  in.call = call;
+  storage::StoredMeta meta{"01J00000000000000000000003", "conv-3", "", "", "", false, 1, "", ""};
+  std::string stored = storage::interaction_json(in, meta);
+  auto v = json::parse(stored).as_object();
+  CHECK(v.at("call").at("answered_by") == "+14155550166");
+  CHECK(v.at("call").at("answered_at") == 1767323055000);
+  CHECK(v.at("call").at("legs").at(1).at("duration_s") == 40);
+  auto where = storage::read_call_payload(stored);
+  REQUIRE(where);
+  CHECK(where->call.answered_by == "+14155550166");
+  CHECK(where->call.answered_at_ms == 1767323055000);
+  REQUIRE(where->call.legs.size() == 2);
+  CHECK(where->call.legs[0].id == "CA-leg2");
+  CHECK(where->call.legs[0].to == "sip:bob@example.com");
+  CHECK(where->call.legs[0].status == "no-answer");
+  CHECK(where->call.legs[0].duration_s == 0);
+  CHECK(where->call.legs[1].duration_s == 40);
+  // What is read back writes the same bytes again; a call without legs writes none.
+  CHECK(storage::rewrite_call_payload(stored, *where, where->call, nullptr, nullptr) == stored);
+  CHECK(storage::call_text(CallInfo{"ringing", "inbound", -1, ""}).find("legs") ==
+        std::string::npos);
+  // A leg without an id is not a readable payload.
+  CHECK_FALSE(storage::read_call_payload(
+      R"({"call":{"status":"","legs":[{"to":"+1"}]},"queue":"","priority":""})"));
+}

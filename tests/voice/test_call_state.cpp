@@ -204,3 +204,51 @@ TEST_CASE("fold: fields fill in whenever they arrive") {
     CHECK_FALSE(r.became_final);
   }
 }
+
+namespace {
+
+// What channels/voice/twilio.cpp hands over for an event of a <Dial> child leg.
+CallInfo leg_event(std::string id, std::string leg_status, std::string call_status,
+                   std::string answered_by = "", std::int64_t answered_at = 0,
+                   std::int64_t duration = -1) {
+  CallInfo c;
+  c.status = std::move(call_status);
+  c.answered_by = std::move(answered_by);
+  c.answered_at_ms = answered_at;
+  c.legs.push_back({std::move(id), "+14155550166", std::move(leg_status), duration});
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("fold: child legs are listed by id, their status only moves forward") {
+  auto call = fold_call(std::nullopt, info("in-progress"), 0).call;
+  auto r = fold_call(call, leg_event("CA-leg1", "completed", "", "+14155550166", 5000, 40), 0);
+  CHECK(r.changed);
+  CHECK_FALSE(r.became_final);
+  CHECK(r.call.info.status == "in-progress");
+  REQUIRE(r.call.info.legs.size() == 1);
+  CHECK(r.call.info.legs[0].status == "completed");
+  CHECK(r.call.info.legs[0].duration_s == 40);
+  // The leg's ringing, delivered late, goes nowhere; the leg's in-progress gives the exact
+  // answer time, earlier than the estimate.
+  auto late = fold_call(r.call, leg_event("CA-leg1", "ringing", "ringing"), 0);
+  CHECK_FALSE(late.changed);
+  r = fold_call(r.call, leg_event("CA-leg1", "in-progress", "in-progress", "+14155550166", 4000),
+                0);
+  CHECK(r.changed);
+  CHECK(r.call.info.legs[0].status == "completed");
+  CHECK(r.call.info.answered_at_ms == 4000);
+  // A second leg is added; its later answer does not replace the first.
+  r = fold_call(r.call, leg_event("CA-leg2", "completed", "", "+14155550167", 9000, 10), 0);
+  REQUIRE(r.call.info.legs.size() == 2);
+  CHECK(r.call.info.answered_by == "+14155550166");
+  CHECK(r.call.info.answered_at_ms == 4000);
+  // The same leg event again changes nothing.
+  CHECK_FALSE(fold_call(r.call, leg_event("CA-leg2", "completed", "", "+14155550167", 9000, 10), 0)
+                  .changed);
+  // The parent's own final event still ends the call, legs kept.
+  auto end = fold_call(r.call, info("completed", 70), 3);
+  CHECK(end.became_final);
+  CHECK(end.call.info.legs.size() == 2);
+}

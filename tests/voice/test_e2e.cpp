@@ -12,46 +12,15 @@
 #include "daemon/app.hpp"
 #include "storage/sqlite.hpp"
 #include "tests/support/harness.hpp"
+#include "voice_daemon.hpp"
 
 using namespace sb;
 using namespace sb::test;
+using sb::voice::test::post_twilio;
+using sb::voice::test::VoiceDaemon;
 namespace json = boost::json;
 
 namespace {
-
-struct VoiceDaemon {
-  TempDir dir;
-  RedisServer redis;
-  std::unique_ptr<App> app;
-  std::unique_ptr<HttpClient> http;
-  VoiceDaemon() {
-    auto cfg = test_config(dir, redis.port());
-    cfg.channels.call_webhook.push_back({"pbx", "pbx-secret"});
-    cfg.channels.twilio.push_back({"voice", "12345", "https://hooks.example.com"});
-    config::Rule missed;
-    missed.name = "missed calls";
-    missed.queue = "callbacks";
-    missed.priority = "high";
-    missed.when.call_status = {"no-answer", "busy", "voicemail"};
-    cfg.routing.rules.push_back(missed);
-    app = std::make_unique<App>(cfg);
-    app->start();
-    http = std::make_unique<HttpClient>(app->port());
-  }
-  HttpResponse pbx(const std::string& body, std::int64_t t = now_ms() / 1000,
-                   const std::string& secret = "pbx-secret") {
-    return http->request(
-        "POST", "/webhooks/calls/pbx", body,
-        {{"Content-Type", "application/json"},
-         {"X-Switchboard-Signature", voice::pbx_signature_header(secret, t, body)}});
-  }
-  long long rows(const std::string& sql) {
-    storage::Db db(dir.file("switchboard.db"), true);
-    auto st = db.prepare(sql);
-    st.step();
-    return st.int64(0);
-  }
-};
 
 std::string pbx_event(const std::string& event, const std::string& at, int duration = 0,
                       const std::string& from = "+14155550100") {
@@ -166,35 +135,6 @@ TEST_CASE("voice: a signed Twilio status callback is stored, a withheld caller m
   CHECK(payload.at("from").is_null());
   CHECK(d.rows("SELECT count(*) FROM customers") == 0);
 }
-
-namespace {
-
-// Posts Twilio form parameters signed as Twilio would for this daemon's public_url.
-HttpResponse post_twilio(VoiceDaemon& d,
-                         const std::vector<std::pair<std::string, std::string>>& params) {
-  std::string body;
-  for (const auto& [k, v] : params) {
-    std::string value = v;  // form encoding: '+' and ':' and '/' are sent escaped
-    std::string escaped;
-    for (char c : value) {
-      if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') {
-        escaped.push_back(c);
-      } else {
-        char hex[4];
-        std::snprintf(hex, sizeof hex, "%%%02X", static_cast<unsigned char>(c));
-        escaped += hex;
-      }
-    }
-    body += (body.empty() ? "" : "&") + k + "=" + escaped;
-  }
-  std::string sig =
-      voice::twilio_signature("12345", "https://hooks.example.com/webhooks/twilio/voice", params);
-  return d.http->request(
-      "POST", "/webhooks/twilio/voice", body,
-      {{"Content-Type", "application/x-www-form-urlencoded"}, {"X-Twilio-Signature", sig}});
-}
-
-}  // namespace
 
 // Twilio posts the RecordingStatusCallback and the StatusCallback independently; the recording
 // one (no CallStatus) can be the first request about a call to arrive.

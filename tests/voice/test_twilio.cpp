@@ -165,6 +165,71 @@ TEST_CASE("twilio route: fields") {
   }
 }
 
+// A <Dial><Number> child leg: its own CallSid, ParentCallSid, Direction=outbound-dial, the
+// caller's number in From (the default caller ID) and the agent's phone in To.
+FormParams dial_leg(std::string status) {
+  auto p = status_callback(std::move(status));
+  p[0].second = "CA-leg";
+  p[3].second = "+14155550166";
+  p[4].second = "outbound-dial";
+  p.push_back({"ParentCallSid", "CA0001"});
+  return p;
+}
+
+TEST_CASE("twilio route: a <Dial> child leg's event is an event of its parent call") {
+  SUBCASE("answered: the leg moves the call forward and says who answered") {
+    auto res = run(signed_post(dial_leg("in-progress")));
+    REQUIRE(res.event);
+    CHECK(res.event->child_leg);
+    const auto& in = res.event->call;
+    CHECK(in.external_id == "CA0001");
+    CHECK_FALSE(in.from);  // neither the caller ID it showed nor the agent is the customer
+    CHECK(in.to.empty());
+    CHECK(res.event->order_key == 0);
+    REQUIRE(in.call);
+    CHECK(in.call->status == "in-progress");
+    CHECK(in.call->direction == "");
+    CHECK(in.call->answered_by == "+14155550166");
+    CHECK(in.call->answered_at_ms == 1739309188000);
+    REQUIRE(in.call->legs.size() == 1);
+    CHECK(in.call->legs[0].id == "CA-leg");
+    CHECK(in.call->legs[0].to == "+14155550166");
+    CHECK(in.call->legs[0].status == "in-progress");
+  }
+  SUBCASE("a final status is the leg's alone") {
+    for (std::string status : {"completed", "no-answer", "busy", "canceled", "failed"}) {
+      CAPTURE(status);
+      auto p = dial_leg(status);
+      p.push_back({"CallDuration", status == "completed" ? "8" : "0"});
+      auto res = run(signed_post(p));
+      REQUIRE(res.event);
+      CHECK(res.event->call.call->status == "");
+      CHECK(res.event->call.call->legs.at(0).status == status);
+      CHECK(res.event->call.call->answered_by == (status == "completed" ? "+14155550166" : ""));
+      if (status == "completed") {
+        CHECK(res.event->call.call->answered_at_ms == 1739309180000);  // Timestamp - 8 s
+        CHECK(res.event->call.call->legs.at(0).duration_s == 8);
+      }
+    }
+  }
+  SUBCASE("a SIP agent is kept as sent") {
+    auto p = dial_leg("in-progress");
+    p[3].second = "sip:alice@support.sip.twilio.com";
+    auto res = run(signed_post(p));
+    REQUIRE(res.event);
+    CHECK(res.event->call.call->answered_by == "sip:alice@support.sip.twilio.com");
+  }
+  SUBCASE("a ParentCallSid without outbound-dial stays a call of its own") {
+    auto p = status_callback("completed");
+    p.push_back({"ParentCallSid", "CA9999"});
+    auto res = run(signed_post(p));
+    REQUIRE(res.event);
+    CHECK_FALSE(res.event->child_leg);
+    CHECK(res.event->call.external_id == "CA0001");
+    CHECK(res.event->call.call->status == "completed");
+  }
+}
+
 TEST_CASE("twilio route: withheld callers yield the call without a caller") {
   for (std::string from : {"+266696687", "266696687", "anonymous", "Anonymous", "RESTRICTED",
                            "unknown", "private", "", "sip:anonymous@anonymous.invalid"}) {

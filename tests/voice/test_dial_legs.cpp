@@ -1,0 +1,150 @@
+// Twilio <Dial> child legs: one call, one interaction. When an inbound call is answered by
+// <Dial>ing an agent's phone, Twilio creates a child call (its own CallSid, ParentCallSid = the
+// inbound call, Direction=outbound-dial) whose status callbacks (<Number statusCallback>) reach
+// the same webhook. Signed requests into a whole daemon with a real redis-server and SQLite.
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+#include <string>
+#include <thread>
+
+#include "voice_daemon.hpp"
+
+using sb::voice::test::post_twilio;
+using sb::voice::test::VoiceDaemon;
+namespace json = boost::json;
+
+namespace {
+
+constexpr const char* kAnn = "+14155550123";     // the customer who calls
+constexpr const char* kLine = "+13125550100";    // our Twilio number
+constexpr const char* kAgent = "+14155550166";   // the agent's phone, <Dial>led
+constexpr const char* kAgent2 = "+14155550167";  // a second agent rung at the same time
+
+// A status callback of the inbound (parent) call.
+void parent(VoiceDaemon& d, const std::string& status, const std::string& seq,
+            const std::string& duration = "") {
+  std::vector<std::pair<std::string, std::string>> p = {
+      {"CallSid", "CA-parent"}, {"CallStatus", status}, {"Direction", "inbound"},
+      {"From", kAnn},           {"To", kLine},          {"SequenceNumber", seq}};
+  if (!duration.empty()) {
+    p.emplace_back("CallDuration", duration);
+  }
+  auto r = post_twilio(d, p);
+  CAPTURE(r.body);
+  REQUIRE(r.status == 200);
+}
+
+// A status callback of a child leg that <Dial><Number> created. `from` is the caller ID the
+// leg shows the agent: the customer's number by default, our number with <Dial callerId>.
+void child(VoiceDaemon& d, const std::string& sid, const std::string& to, const std::string& status,
+           const std::string& seq, const std::string& timestamp, const std::string& duration = "",
+           const std::string& from = kAnn) {
+  std::vector<std::pair<std::string, std::string>> p = {
+      {"CallSid", sid},        {"ParentCallSid", "CA-parent"},
+      {"CallStatus", status},  {"Direction", "outbound-dial"},
+      {"From", from},          {"To", to},
+      {"Called", to},          {"CallbackSource", "call-progress-events"},
+      {"SequenceNumber", seq}, {"Timestamp", timestamp}};
+  if (!duration.empty()) {
+    p.emplace_back("CallDuration", duration);
+  }
+  auto r = post_twilio(d, p);
+  CAPTURE(r.body);
+  REQUIRE(r.status == 200);
+}
+
+json::object queued_payload(VoiceDaemon& d, const std::string& stream) {
+  return json::parse(d.redis.xrange(stream).at(0)["payload"]).as_object();
+}
+
+std::string call_field(VoiceDaemon& d, const std::string& path) {
+  return d.text("SELECT json_extract(payload, '$.call." + path + "') FROM interactions");
+}
+
+}  // namespace
+
+TEST_CASE("voice dial: a child leg folds into the inbound call, whose caller stays the customer") {
+  VoiceDaemon d;
+  parent(d, "ringing", "0");
+  child(d, "CA-leg1", kAgent, "ringing", "0", "Fri, 02 Jan 2026 03:04:10 +0000");
+  child(d, "CA-leg1", kAgent, "in-progress", "1", "Fri, 02 Jan 2026 03:04:15 +0000");
+  child(d, "CA-leg1", kAgent, "completed", "2", "Fri, 02 Jan 2026 03:04:55 +0000", "40");
+  parent(d, "completed", "1", "55");
+  // A late, repeated child callback changes nothing and queues nothing again.
+  child(d, "CA-leg1", kAgent, "in-progress", "1", "Fri, 02 Jan 2026 03:04:15 +0000");
+
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
+  CHECK(d.text("SELECT external_id FROM interactions") == "CA-parent");
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+  auto payload = queued_payload(d, "sb:q:general:normal");
+  CHECK(payload.at("from").at("value").as_string() == kAnn);
+  CHECK(payload.at("call").at("status").as_string() == "completed");
+  CHECK(payload.at("call").at("duration_s").as_int64() == 55);  // the parent's, not the leg's
+  CHECK(payload.at("call").at("answered_by").as_string() == kAgent);
+  CHECK(payload.at("call").at("answered_at").as_int64() == 1767323055000);  // 03:04:15
+  CHECK(d.rows("SELECT count(*) FROM customers") == 1);
+  CHECK(d.rows(std::string("SELECT count(*) FROM identities WHERE value = '") + kAgent + "'") == 0);
+  CHECK(call_field(d, "legs[0].id") == "CA-leg1");
+  CHECK(call_field(d, "legs[0].to") == kAgent);
+  CHECK(call_field(d, "legs[0].status") == "completed");
+  CHECK(call_field(d, "legs[0].duration_s") == "40");
+  CHECK(call_field(d, "status") == "completed");
+}
+
+// <Dial> with two <Number>s rings both agents; the one who does not pick up gets no-answer (or
+// canceled). Neither leg's end is the call's end: the call is queued by its own final event,
+// with its own status (a no-answer would have sent it to the "missed calls" queue).
+TEST_CASE("voice dial: a child leg's final status never ends, queues or misroutes the call") {
+  VoiceDaemon d;
+  parent(d, "in-progress", "0");
+  child(d, "CA-leg2", kAgent2, "no-answer", "1", "Fri, 02 Jan 2026 03:04:40 +0000", "0");
+  child(d, "CA-leg1", kAgent, "completed", "2", "Fri, 02 Jan 2026 03:05:00 +0000", "20");
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
+  CHECK(d.text("SELECT state FROM interactions") == "pending_call");
+  CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
+  CHECK(call_field(d, "status") == "in-progress");
+  CHECK(call_field(d, "answered_by") == kAgent);  // the completed leg, not the unanswered one
+  CHECK(call_field(d, "answered_at") == "1767323080000");  // 03:05:00 minus the leg's 20 s
+
+  parent(d, "completed", "1", "70");
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(d.redis.xlen("sb:q:callbacks:high") <= 0);
+  auto payload = queued_payload(d, "sb:q:general:normal");
+  CHECK(payload.at("call").at("status").as_string() == "completed");
+  CHECK(payload.at("call").at("legs").as_array().size() == 2);
+  CHECK(call_field(d, "legs[0].status") == "no-answer");  // in arrival order
+  CHECK(call_field(d, "legs[1].status") == "completed");
+}
+
+// The parent's callbacks may come later than its child's (or, when only <Number> has a
+// statusCallback, never): the first child event creates the parent's call, keyed by the parent's
+// CallSid, pending, with no customer yet (the leg's From may be our own number, set by
+// <Dial callerId>) and no final status; the parent's own events then name the caller and end it.
+TEST_CASE("voice dial: child events before any parent event create the parent's call, pending") {
+  VoiceDaemon d;
+  child(d, "CA-leg1", kAgent, "in-progress", "1", "Fri, 02 Jan 2026 03:04:15 +0000", "", kLine);
+  child(d, "CA-leg1", kAgent, "completed", "2", "Fri, 02 Jan 2026 03:04:55 +0000", "40", kLine);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
+  CHECK(d.text("SELECT external_id FROM interactions") == "CA-parent");
+  CHECK(d.text("SELECT state FROM interactions") == "pending_call");
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE customer_id IS NULL") == 1);
+  CHECK(d.rows("SELECT count(*) FROM customers") == 0);
+  CHECK(call_field(d, "status") == "in-progress");
+  CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
+
+  parent(d, "completed", "1", "55");
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto payload = queued_payload(d, "sb:q:general:normal");
+  CHECK(payload.at("from").at("value").as_string() == kAnn);
+  CHECK(payload.at("to").at(0).at("value").as_string() == kLine);
+  CHECK(payload.at("call").at("status").as_string() == "completed");
+  CHECK(payload.at("call").at("direction").as_string() == "inbound");
+  CHECK(payload.at("call").at("answered_by").as_string() == kAgent);
+  CHECK(d.rows("SELECT count(*) FROM customers") == 1);
+  CHECK(d.rows(std::string("SELECT count(*) FROM identities WHERE value = '") + kLine + "'") == 0);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
+}

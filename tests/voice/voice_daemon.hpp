@@ -1,0 +1,88 @@
+#pragma once
+// A whole daemon in-process with a real redis-server and SQLite, configured with one PBX webhook
+// ("pbx"), one Twilio account ("voice", auth token 12345, public_url https://hooks.example.com),
+// optionally a Telnyx account ("telnyx"), and a "missed calls" rule; plus a poster of Twilio form
+// requests signed as Twilio signs them. Shared by the end-to-end voice tests.
+#include <cctype>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "channels/voice/signatures.hpp"
+#include "core/time.hpp"
+#include "daemon/app.hpp"
+#include "storage/sqlite.hpp"
+#include "tests/support/harness.hpp"
+
+namespace sb::voice::test {
+
+struct VoiceDaemon {
+  ::sb::test::TempDir dir;
+  ::sb::test::RedisServer redis;
+  std::unique_ptr<App> app;
+  std::unique_ptr<::sb::test::HttpClient> http;
+  // `telnyx_public_key` (base64 Ed25519) adds a Telnyx account "telnyx".
+  explicit VoiceDaemon(const std::string& telnyx_public_key = "") {
+    auto cfg = ::sb::test::test_config(dir, redis.port());
+    cfg.channels.call_webhook.push_back({"pbx", "pbx-secret"});
+    cfg.channels.twilio.push_back({"voice", "12345", "https://hooks.example.com"});
+    if (!telnyx_public_key.empty()) {
+      cfg.channels.telnyx.push_back({"telnyx", telnyx_public_key});
+    }
+    config::Rule missed;
+    missed.name = "missed calls";
+    missed.queue = "callbacks";
+    missed.priority = "high";
+    missed.when.call_status = {"no-answer", "busy", "voicemail"};
+    cfg.routing.rules.push_back(missed);
+    app = std::make_unique<App>(cfg);
+    app->start();
+    http = std::make_unique<::sb::test::HttpClient>(app->port());
+  }
+  ::sb::test::HttpResponse pbx(const std::string& body, std::int64_t t = now_ms() / 1000,
+                               const std::string& secret = "pbx-secret") {
+    return http->request(
+        "POST", "/webhooks/calls/pbx", body,
+        {{"Content-Type", "application/json"},
+         {"X-Switchboard-Signature", voice::pbx_signature_header(secret, t, body)}});
+  }
+  long long rows(const std::string& sql) {
+    storage::Db db(dir.file("switchboard.db"), true);
+    auto st = db.prepare(sql);
+    st.step();
+    return st.int64(0);
+  }
+  std::string text(const std::string& sql) {
+    storage::Db db(dir.file("switchboard.db"), true);
+    auto st = db.prepare(sql);
+    return st.step() ? st.text(0) : "<no row>";
+  }
+};
+
+// Posts Twilio form parameters signed as Twilio would for this daemon's public_url.
+inline ::sb::test::HttpResponse post_twilio(
+    VoiceDaemon& d, const std::vector<std::pair<std::string, std::string>>& params) {
+  std::string body;
+  for (const auto& [k, v] : params) {
+    std::string escaped;  // form encoding: '+' and ':' and '/' are sent escaped
+    for (char c : v) {
+      if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') {
+        escaped.push_back(c);
+      } else {
+        char hex[4];
+        std::snprintf(hex, sizeof hex, "%%%02X", static_cast<unsigned char>(c));
+        escaped += hex;
+      }
+    }
+    body += (body.empty() ? "" : "&") + k + "=" + escaped;
+  }
+  std::string sig =
+      voice::twilio_signature("12345", "https://hooks.example.com/webhooks/twilio/voice", params);
+  return d.http->request(
+      "POST", "/webhooks/twilio/voice", body,
+      {{"Content-Type", "application/x-www-form-urlencoded"}, {"X-Twilio-Signature", sig}});
+}
+
+}  // namespace sb::voice::test
