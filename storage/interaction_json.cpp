@@ -144,7 +144,11 @@ void identity(std::string& out, const Identity& id) {
 void call(std::string& out, const CallInfo& c) {
   Fields f(out);
   f.str("status", c.status);
-  f.str("direction", c.direction);
+  // Left out while unknown (a PBX that does not say, no line known yet): SPEC section 5 allows
+  // inbound | outbound only. The top-level "direction" is the one routing used.
+  if (!c.direction.empty()) {
+    f.str("direction", c.direction);
+  }
   if (c.duration_s >= 0) {
     f.num("duration_s", c.duration_s);
   }

@@ -222,6 +222,18 @@ TEST_CASE("call order: pbx outbound call, the event stating the direction arrive
   CHECK(s.text("SELECT count(*) FROM outbox") == "1");
 }
 
+// SPEC section 5 allows call.direction inbound | outbound only: a PBX that never says leaves
+// the key out, and the top-level direction is the one routing used.
+TEST_CASE("call order: pbx call that never states its direction has no empty call.direction") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(pbx("missed", "pbx-2", kBob, kOurLine, "2026-01-02T03:00:00Z")).error.empty());
+  CHECK(s.text("SELECT json_type(payload, '$.call.direction') FROM interactions") == "");
+  CHECK(s.text("SELECT json_extract(payload, '$.direction') FROM interactions") == "inbound");
+  CHECK(s.text("SELECT json_extract(payload, '$.call.status') FROM interactions") == "no-answer");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+}
+
 // Twilio states Direction on every call request and status callback (outbound-api for a call
 // made through the REST API: From is our number, To the customer), so any order works.
 TEST_CASE("call order: twilio outbound-api callbacks in reverse order") {
