@@ -14,7 +14,12 @@ CustomerImporter::CustomerImporter(Db& db)
                          "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)")),
       update_(db.prepare("UPDATE customers SET name=?2, tier=?3, tags=?4, updated_at=?5 "
                          "WHERE id=?1")),
+      adopt_(db.prepare("UPDATE customers SET external_id=?2, name=coalesce(nullif(?3, ''), name), "
+                        "tier=?4, tags=?5, updated_at=?6 WHERE id=?1")),
       find_identity_(db.prepare("SELECT customer_id FROM identities WHERE type=?1 AND value=?2")),
+      find_unnamed_owner_(
+          db.prepare("SELECT c.id FROM identities i JOIN customers c ON c.id = i.customer_id "
+                     "WHERE i.type=?1 AND i.value=?2 AND c.external_id IS NULL")),
       insert_identity_(db.prepare(
           "INSERT INTO identities(type, value, customer_id, handle) VALUES (?1, ?2, ?3, ?4)")) {
   // A rejected record is undone with ROLLBACK TO, which SQLite 3.40 gets wrong at crash
@@ -46,10 +51,29 @@ CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std
     }
     find_ext_.reset();
     bool existed = !id.empty();
-    if (existed) {
+    if (!existed) {
+      // A customer that a message created (it has no external_id) and that owns one of the
+      // record's identities is the record's customer: the import names it and keeps its
+      // interactions, rather than refusing the line. Identities of a second such customer are
+      // still refused below (that would take a merge).
+      for (const auto& ident : rec.identities) {
+        find_unnamed_owner_.bind_static(1, ident.type).bind_static(2, ident.value);
+        if (find_unnamed_owner_.step()) {
+          id = find_unnamed_owner_.text(0);
+        }
+        find_unnamed_owner_.reset();
+        if (!id.empty()) {
+          adopt_.bind_static(1, id).bind_static(2, rec.external_id).bind_static(3, rec.name);
+          adopt_.bind_static(4, rec.tier).bind_static(5, tags_json).bind(6, now).run();
+          existed = true;
+          break;
+        }
+      }
+    } else {
       update_.bind_static(1, id).bind_static(2, rec.name).bind_static(3, rec.tier);
       update_.bind_static(4, tags_json).bind(5, now).run();
-    } else {
+    }
+    if (id.empty()) {
       id = new_ulid();
       insert_.bind_static(1, id).bind_static(2, rec.external_id).bind_static(3, rec.name);
       insert_.bind_static(4, rec.tier).bind_static(5, tags_json).bind(6, now).run();

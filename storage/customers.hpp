@@ -16,8 +16,10 @@ struct CustomerUpsert {
   std::vector<Identity> identities;
 };
 
-// Upserts by external_id, each record in its own SAVEPOINT inside a caller-driven transaction:
-// a record whose identity already belongs to another customer is rejected whole.
+// Upserts by external_id, each record in its own SAVEPOINT inside a caller-driven transaction.
+// A new external_id whose identity belongs to a customer a message created (no external_id)
+// names that customer (updated); a record whose identity belongs to another customer is
+// rejected whole.
 class CustomerImporter {
  public:
   enum class Result { inserted, updated, rejected };
@@ -28,7 +30,7 @@ class CustomerImporter {
 
  private:
   Db& db_;
-  Stmt find_ext_, insert_, update_, find_identity_, insert_identity_;
+  Stmt find_ext_, insert_, update_, adopt_, find_identity_, find_unnamed_owner_, insert_identity_;
 };
 
 struct CustomerView {
