@@ -58,7 +58,7 @@ asio::awaitable<http::Response> serve(VoiceRoutes& d, Counted& counted, http::Re
   WebhookResult res = handle(req);
   if (res.status >= 400) {
     counted.errors.inc({"voice", account});
-    logger("voice")->warn("[{} {}] rejected webhook: {} {}", provider, account, res.status,
+    logger("voice")->warn("[{}:{}] rejected webhook: {} {}", provider, account, res.status,
                           res.error_message);
     co_return http::error(res.status, res.error_code, res.error_message);
   }
