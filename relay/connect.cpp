@@ -111,15 +111,15 @@ std::string Relay::connect(Conn& c) {
       return why;
     }
   }
-  {
-    auto r = c.cmd({"SCRIPT", "LOAD", kScript});
-    if (!r || r->type != REDIS_REPLY_STRING) {
-      return std::string("SCRIPT LOAD failed: ") + (!r ? (c.ctx->err ? c.ctx->errstr : "no reply")
-                                                    : r->type == REDIS_REPLY_ERROR
-                                                        ? std::string(r->str, r->len)
-                                                        : "unexpected reply");
+  auto script_sha = [&c](const redisReply& r) {
+    if (r.type != REDIS_REPLY_STRING) {
+      return false;
     }
-    c.sha.assign(r->str, r->len);
+    c.sha.assign(r.str, r.len);
+    return true;
+  };
+  if (auto why = failed({"SCRIPT", "LOAD", kScript}, "SCRIPT LOAD", script_sha); !why.empty()) {
+    return why;
   }
   // Consumer groups at start (SPEC section 4), from id 0 so nothing already in a stream
   // is skipped. BUSYGROUP (exists) is fine. So is WRONGTYPE: that key is broken, not
