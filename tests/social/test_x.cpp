@@ -161,7 +161,7 @@ TEST_CASE("X mentions: our own posts in the mentions timeline are not customer m
   CHECK(pager.cursor() == "1375000000000000000");
 }
 
-TEST_CASE("X mentions: text comes HTML-escaped (&amp, &lt, &gt,) and is stored as written") {
+TEST_CASE("X mentions: text comes with &amp &lt &gt entities and is stored as written") {
   auto page = parse_x_mentions(x_cfg(), R"({
     "data": [{"author_id": "199566737", "id": "1375152449595338999",
               "text": "@TwitterDev Q&amp;A: is 3 &lt; 4 &amp;&amp; 5 &gt; 4? I typed &amp;lt; literally"}],
