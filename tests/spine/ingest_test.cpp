@@ -101,8 +101,7 @@ TEST_CASE("an ingested interaction lands in its stream with the customer matched
 TEST_CASE("a Redis ACL user in the url is who the relay and the agents authenticate as") {
   TempDir dir;
   RedisServer redis;
-  REQUIRE(redis.cmd({"ACL", "SETUSER", "sbuser", "on", ">sb-secret", "~*", "&*", "+@all"}) ==
-          "OK");
+  REQUIRE(redis.cmd({"ACL", "SETUSER", "sbuser", "on", ">sb-secret", "~*", "&*", "+@all"}) == "OK");
   auto cfg = test_config(dir, redis.port());
   cfg.redis.url = "redis://sbuser:sb-secret@127.0.0.1:" + std::to_string(redis.port()) + "/0";
   cfg.redis.username = "sbuser";
