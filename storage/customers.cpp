@@ -1,5 +1,8 @@
 #include "storage/customers.hpp"
 
+#include <optional>
+#include <vector>
+
 #include <boost/json.hpp>
 
 #include "core/ids.hpp"
@@ -16,12 +19,15 @@ CustomerImporter::CustomerImporter(Db& db)
                          "WHERE id=?1")),
       adopt_(db.prepare("UPDATE customers SET external_id=?2, name=coalesce(nullif(?3, ''), name), "
                         "tier=?4, tags=?5, updated_at=?6 WHERE id=?1")),
-      find_identity_(db.prepare("SELECT customer_id FROM identities WHERE type=?1 AND value=?2")),
-      find_unnamed_owner_(
-          db.prepare("SELECT c.id FROM identities i JOIN customers c ON c.id = i.customer_id "
-                     "WHERE i.type=?1 AND i.value=?2 AND c.external_id IS NULL")),
-      insert_identity_(db.prepare(
-          "INSERT INTO identities(type, value, customer_id, handle) VALUES (?1, ?2, ?3, ?4)")) {
+      // The owner of an identity, whether the CRM named it (an external_id; else a message
+      // created it), and how an error names it.
+      find_owner_(db.prepare(
+          "SELECT i.customer_id, c.external_id IS NOT NULL, coalesce(c.external_id, i.customer_id) "
+          "FROM identities i LEFT JOIN customers c ON c.id = i.customer_id "
+          "WHERE i.type=?1 AND i.value=?2")),
+      // OR IGNORE: a record may list one identity twice; any other owner was refused before.
+      insert_identity_(db.prepare("INSERT OR IGNORE INTO identities(type, value, customer_id, "
+                                  "handle) VALUES (?1, ?2, ?3, ?4)")) {
   // A rejected record is undone with ROLLBACK TO, which SQLite 3.40 gets wrong at crash
   // recovery after a cache spill inside the savepoint (see Writer::run_batch). The import's
   // transactions are bounded (the caller commits every 20,000 records): they stay in memory.
@@ -51,52 +57,53 @@ CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std
     }
     find_ext_.reset();
     bool existed = !id.empty();
-    if (!existed) {
+    // Who owns each of the record's identities, looked up once.
+    struct Owner {
+      std::string id, label;
+      bool named = false;
+    };
+    std::vector<std::optional<Owner>> owners;
+    owners.reserve(rec.identities.size());
+    for (const auto& ident : rec.identities) {
+      find_owner_.bind_static(1, ident.type).bind_static(2, ident.value);
+      auto& o = owners.emplace_back();
+      if (find_owner_.step()) {
+        o = Owner{find_owner_.text(0), find_owner_.text(2), find_owner_.int64(1) != 0};
+      }
+      find_owner_.reset();
+    }
+    if (existed) {
+      update_.bind_static(1, id).bind_static(2, rec.name).bind_static(3, rec.tier);
+      update_.bind_static(4, tags_json).bind(5, now).run();
+    } else {
       // A customer that a message created (it has no external_id) and that owns one of the
       // record's identities is the record's customer: the import names it and keeps its
       // interactions, rather than refusing the line. Identities of a second such customer are
       // still refused below (that would take a merge).
-      for (const auto& ident : rec.identities) {
-        find_unnamed_owner_.bind_static(1, ident.type).bind_static(2, ident.value);
-        if (find_unnamed_owner_.step()) {
-          id = find_unnamed_owner_.text(0);
-        }
-        find_unnamed_owner_.reset();
-        if (!id.empty()) {
+      for (const auto& o : owners) {
+        if (o && !o->named) {
+          id = o->id;
           adopt_.bind_static(1, id).bind_static(2, rec.external_id).bind_static(3, rec.name);
           adopt_.bind_static(4, rec.tier).bind_static(5, tags_json).bind(6, now).run();
           existed = true;
           break;
         }
       }
-    } else {
-      update_.bind_static(1, id).bind_static(2, rec.name).bind_static(3, rec.tier);
-      update_.bind_static(4, tags_json).bind(5, now).run();
     }
     if (id.empty()) {
       id = new_ulid();
       insert_.bind_static(1, id).bind_static(2, rec.external_id).bind_static(3, rec.name);
       insert_.bind_static(4, rec.tier).bind_static(5, tags_json).bind(6, now).run();
     }
-    for (const auto& ident : rec.identities) {
-      find_identity_.bind_static(1, ident.type).bind_static(2, ident.value);
-      std::string owner;
-      if (find_identity_.step()) {
-        owner = find_identity_.text(0);
-      }
-      find_identity_.reset();
-      if (owner.empty()) {
+    for (std::size_t k = 0; k < rec.identities.size(); ++k) {
+      const auto& ident = rec.identities[k];
+      const auto& o = owners[k];
+      if (!o) {
         insert_identity_.bind_static(1, ident.type).bind_static(2, ident.value);
         insert_identity_.bind_static(3, id).bind_static(4, ident.handle).run();
-      } else if (owner != id) {
+      } else if (o->id != id) {
         // Identities are unique: two customers sharing one is impossible by construction.
-        std::string other = owner;
-        auto ext = db_.prepare("SELECT coalesce(external_id, id) FROM customers WHERE id=?1");
-        ext.bind(1, owner);
-        if (ext.step()) {
-          other = ext.text(0);
-        }
-        error = ident.type + " \"" + ident.value + "\" already belongs to customer " + other;
+        error = ident.type + " \"" + ident.value + "\" already belongs to customer " + o->label;
         db_.exec("ROLLBACK TO rec");
         db_.exec("RELEASE rec");
         return Result::rejected;

@@ -30,7 +30,7 @@ class CustomerImporter {
 
  private:
   Db& db_;
-  Stmt find_ext_, insert_, update_, adopt_, find_identity_, find_unnamed_owner_, insert_identity_;
+  Stmt find_ext_, insert_, update_, adopt_, find_owner_, insert_identity_;
 };
 
 struct CustomerView {
