@@ -190,6 +190,16 @@ void QueueOps::send_finishes() {
   });
 }
 
+std::string QueueOps::queue_of_stream(const std::string& stream) const {
+  auto head = prefix_ + ":q:";
+  if (!stream.starts_with(head)) {
+    return {};
+  }
+  auto rest = stream.substr(head.size());
+  auto colon = rest.rfind(':');
+  return colon == std::string::npos ? rest : rest.substr(0, colon);
+}
+
 asio::awaitable<FinishResult> QueueOps::ack(const std::string& id, const std::string& agent) {
   co_return co_await finish(id, agent, "ack");
 }
@@ -197,10 +207,9 @@ asio::awaitable<FinishResult> QueueOps::ack(const std::string& id, const std::st
 asio::awaitable<FinishResult> QueueOps::release(const std::string& id, const std::string& agent) {
   auto r = co_await finish(id, agent, "release");
   if (r.status == Hold::held) {
-    // "{prefix}:q:{queue}:{priority}": the next claim from that queue takes it at once.
-    auto from = prefix_.size() + 3, to = r.stream.rfind(':');
-    if (r.stream.size() > from && to != std::string::npos && to > from) {
-      released_in(r.stream.substr(from, to - from));
+    // The next claim from that queue takes it at once.
+    if (auto queue = queue_of_stream(r.stream); !queue.empty()) {
+      released_in(queue);
     }
   }
   co_return r;

@@ -91,6 +91,8 @@ class QueueOps {
     return prefix_ + ":q:" + queue + ":" + priority;
   }
   std::string dead_stream(const std::string& queue) const { return prefix_ + ":dead:" + queue; }
+  // The queue of a stream key "{prefix}:q:{queue}:{priority}"; "" for another key.
+  std::string queue_of_stream(const std::string& stream) const;
   std::chrono::milliseconds claim_timeout() const { return claim_timeout_; }
 
  private:

@@ -130,7 +130,7 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
   }
   std::string queue;
   if (f.status == Hold::held) {
-    queue = queue_of_stream(f.stream);
+    queue = ops_.queue_of_stream(f.stream);
   } else if (ack && f.status == Hold::not_held) {
     queue = acked_before(id, agent.id);  // a retry of an ack whose reply was lost
   } else if (!ack && f.status == Hold::other && f.holder == kReleasedConsumer) {

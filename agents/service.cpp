@@ -40,7 +40,6 @@ Service::Service(asio::io_context& io, const config::Config& cfg, storage::Write
                  Relay& relay, Metrics& metrics, const SenderRegistry& senders,
                  std::vector<std::string> queues, SendPolicy policy)
     : io_(io),
-      prefix_(cfg.redis.prefix),
       api_tokens_(cfg.api.tokens),
       senders_(senders),
       agents_(agent_table(cfg.agents)),
@@ -207,17 +206,6 @@ bool Service::reader_auth(const http::Request& r) const {
     ok = http::secret_equals(token, t) || ok;
   }
   return ok || agent_auth(r).agent != nullptr;
-}
-
-std::string Service::queue_of_stream(const std::string& stream) const {
-  // "{prefix}:q:{queue}:{priority}"
-  auto head = prefix_ + ":q:";
-  if (!stream.starts_with(head)) {
-    return {};
-  }
-  auto rest = stream.substr(head.size());
-  auto colon = rest.rfind(':');
-  return colon == std::string::npos ? rest : rest.substr(0, colon);
 }
 
 // The gauges are synchronous callbacks; a blocking read from them held the io thread for the

@@ -89,12 +89,10 @@ class Service {
   Awaitable attachment(http::Request& r);
   // 404 when the interaction does not exist, else 409 naming who holds it.
   Response not_held(const std::string& id, const std::string& agent, const FinishResult& f);
-  std::string queue_of_stream(const std::string& stream) const;
   void add_gauges(Metrics& metrics);
   std::vector<std::string> known_queues();
 
   boost::asio::io_context& io_;
-  std::string prefix_;
   std::vector<std::string> api_tokens_;
   const SenderRegistry& senders_;
   // Agents by the SHA-256 of their token (see agent_auth); replaced whole by a reload.
