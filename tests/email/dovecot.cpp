@@ -20,7 +20,8 @@
 
 namespace {
 
-std::uint16_t free_port() {
+// harness.hpp has sb::test::free_port, but the email unit tests do not link the harness.
+std::uint16_t dovecot_free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -96,8 +97,8 @@ void Dovecot::start() {
   fs::create_directories(dir_ + "/run");
   fs::create_directories(dir_ + "/state");
   fs::create_directories(dir_ + "/home/alice");
-  imap_port_ = free_port();
-  imaps_port_ = free_port();
+  imap_port_ = dovecot_free_port();
+  imaps_port_ = dovecot_free_port();
   run("openssl req -x509 -newkey rsa:2048 -nodes -keyout " + dir_ + "/key.pem -out " + dir_ +
       "/cert.pem -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null");
   write_file(dir_ + "/passwd", std::string(user) + ":{PLAIN}" + password + ":" +

@@ -1,5 +1,5 @@
 #pragma once
-// The main() of every test executable (each suite's main.cpp includes this once).
+// The main() of every test executable, compiled once (tests/support/doctest_main.cpp).
 //
 // CTest runs one test case per entry (`--test-case=<name>`, from doctest_discover_tests). A
 // name the filter cannot match ran nothing, and doctest then exits 0: five email tests and
