@@ -3,6 +3,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <cctype>
 #include <chrono>
 
 #include "core/time.hpp"
@@ -80,6 +81,25 @@ std::string json_problem(std::string_view body) {
   bool utf8 = !lenient_ec || lenient_at > at;
   return (utf8 ? std::string("invalid UTF-8") : ec.message()) + " at byte offset " +
          std::to_string(at);
+}
+
+// Whether a Content-Type names JSON. Media types are case-insensitive and their parameters are
+// not part of the type (RFC 9110 section 8.3.1): "Application/JSON; charset=UTF-8" is JSON,
+// "text/plain; format=json" is not. Structured "+json" types (RFC 6838) are JSON too, and so are
+// the older text/json and application/x-json some clients still send.
+bool is_json_media_type(std::string_view content_type) {
+  std::string_view s = content_type.substr(0, content_type.find(';'));
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  std::string type(s);
+  for (char& c : type) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return type.ends_with("/json") || type.ends_with("/x-json") || type.ends_with("+json");
 }
 
 ParsedIngest fail(std::string message) {
@@ -213,7 +233,7 @@ void add_routes(http::Router& router, IngestRoutes& d) {
                  co_return http::unauthorized("unknown api token");
                }
                auto ct = r.header("content-type");
-               if (!ct.empty() && ct.find("json") == std::string_view::npos) {
+               if (!ct.empty() && !is_json_media_type(ct)) {
                  co_return http::error(
                      415, "unsupported_media_type",
                      "Content-Type must be application/json, not " + std::string(ct));
