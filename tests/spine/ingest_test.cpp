@@ -176,6 +176,12 @@ TEST_CASE("bad requests get the right status, a message naming the problem, and 
        "{\"source\":\"web\",\"external_id\":\"x1\",\"from\":{\"email\":\"a@b.co\"},\"text\":"
        "\"\xff\xfe\"}",
        "test-token", 400, "invalid_json", "not valid JSON"},
+      {"lone surrogate",
+       R"({"source":"web","external_id":"x1","from":{"email":"a@b.co"},"text":"\ud83d"})",
+       "test-token", 400, "invalid_json", "unpaired UTF-16 surrogate"},
+      {"lone low surrogate",
+       R"({"source":"web","external_id":"x1","from":{"email":"a@b.co"},"text":"\ude00x"})",
+       "test-token", 400, "invalid_json", "unpaired UTF-16 surrogate"},
       {"2 MB body", R"({"source":"web","external_id":"x1","text":")" + big + "\"}", "test-token",
        413, "body_too_large", "max_body_bytes"},
       {"no token", kAnn, "", 401, "unauthorized", "missing Authorization"},
@@ -190,6 +196,14 @@ TEST_CASE("bad requests get the right status, a message naming the problem, and 
     CHECK(err.at("code").as_string() == c.code);
     CHECK(std::string(err.at("message").as_string()).find(c.message_part) != std::string::npos);
   }
+  // A well-formed pair is one character: a later syntax error is not blamed on it. A body cut
+  // inside an escape is a 400, not a failure of the error path itself.
+  auto r = f.http->post_json("/v1/interactions", R"({"source":"web","text":"\ud83d\ude00")",
+                             "test-token");
+  CHECK(r.status == 400);
+  CHECK(r.body.find("surrogate") == std::string::npos);
+  CHECK(f.http->post_json("/v1/interactions", R"({"source":"web","text":"\ud83d\ude)", "test-token")
+            .status == 400);
   CHECK(count_rows(f.db(), "SELECT count(*) FROM interactions") == 0);
   CHECK(count_rows(f.db(), "SELECT count(*) FROM customers") == 0);
   // And the daemon keeps serving.
