@@ -108,17 +108,23 @@ App::~App() {
 }
 
 // A call with no final event within 4 hours is closed as "unknown" and queued (issue 5): the
-// provider may never send the hangup. Checked every minute on the io_context.
+// provider may never send the hangup. Checked every minute on the io_context. Every 10 s, calls
+// held back because they ended before anything told their direction (Store::apply_call_event)
+// are queued once their first event is 30 s old.
 void App::sweep_stale_calls() {
   asio::co_spawn(
       io_,
       [this]() -> asio::awaitable<void> {
         asio::steady_timer timer(io_);
-        for (;;) {
-          timer.expires_after(std::chrono::minutes(1));
+        for (int tick = 1;; ++tick) {
+          timer.expires_after(std::chrono::seconds(10));
           auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
           if (ec) {
             co_return;
+          }
+          store_->release_held_calls(30 * 1000);
+          if (tick % 6 != 0) {
+            continue;
           }
           store_->close_stale_calls(4 * 3600 * 1000, [](const storage::StaleSweep& r) {
             if (r.closed > 0) {

@@ -246,4 +246,10 @@ std::string with_caller(std::string_view payload, const Identity& from, const st
   return boost::json::serialize(o);
 }
 
+std::string with_unmatched_from(std::string_view payload, const Identity& from) {
+  boost::json::object o = boost::json::parse(payload).as_object();
+  o["from"] = boost::json::parse(identity_text(from));
+  return boost::json::serialize(o);
+}
+
 }  // namespace sb::storage

@@ -40,4 +40,8 @@ std::string with_caller(std::string_view payload, const Identity& from, const st
                         const std::optional<Identity>& line = std::nullopt,
                         std::string_view direction = {});
 
+// The payload with "from" set to the caller as sent, without a customer: a call held back
+// because nothing told its direction yet (Store::apply_call_event). Rare: a full parse.
+std::string with_unmatched_from(std::string_view payload, const Identity& from);
+
 }  // namespace sb::storage

@@ -4,10 +4,12 @@
 // the writer's isolated pass (a savepoint per job, storage/writer.cpp) undoes that job alone and
 // commits the others; the failure is logged with the call id and the call is tried again an
 // hour later. A single job for all of them failed whole, and the same way every minute.
+#include <boost/json.hpp>
 #include <memory>
 
 #include "core/log.hpp"
 #include "core/time.hpp"
+#include "storage/call_payload.hpp"
 #include "storage/store.hpp"
 
 namespace sb::storage {
@@ -68,7 +70,9 @@ void Store::close_stale_calls(std::int64_t older_than_ms,
     for (auto& c : *stale) {
       auto call = std::make_shared<StaleCall>(std::move(c));
       writer_.submit(
-          Job{[this, call](Db& db) { apply_call_event(db, call->event, call->order_key); },
+          Job{[this, call](Db& db) {
+                apply_call_event(db, call->event, call->order_key, false, true);  // no hold
+              },
               [this, call, result, left, done](const std::string& why) {
                 if (why.empty()) {
                   ++result->closed;
@@ -88,6 +92,99 @@ void Store::close_stale_calls(std::int64_t older_than_ms,
     }
   };
   writer_.submit(Job{std::move(find), std::move(close_each)});
+}
+
+}  // namespace sb::storage
+
+namespace sb::storage {
+
+namespace {
+
+struct HeldCall {
+  std::string id;
+  Inbound event;  // the call's parties as stored, no status: what releases it
+  std::int64_t order_key = 0;
+};
+
+std::optional<Identity> stored_identity(const boost::json::value* v) {
+  const auto* o = v ? v->if_object() : nullptr;
+  const auto* type = o ? o->if_contains("type") : nullptr;
+  const auto* value = o ? o->if_contains("value") : nullptr;
+  if (!type || !value || !type->is_string() || !value->is_string()) {
+    return std::nullopt;
+  }
+  return Identity{std::string(type->get_string()), std::string(value->get_string()), "", ""};
+}
+
+}  // namespace
+
+void Store::release_held_calls(std::int64_t older_than_ms, std::function<void(int)> done) {
+  auto held = std::make_shared<std::vector<HeldCall>>();
+  auto find = [this, older_than_ms, held](Db& db) {
+    held->clear();        // a job may run twice (Writer::run_batch)
+    auto q = db.prepare(  // served by the partial index interactions_pending_calls
+        "SELECT id, channel, account, external_id, order_key, payload FROM interactions "
+        "WHERE state = 'pending_call' AND received_at <= ?1");
+    q.bind(1, now_ms() - older_than_ms);
+    while (held->size() < kMaxPerSweep && q.step()) {
+      auto stored = read_call_payload(q.text_view(5));
+      // Held: ended (final status) but still pending. An unreadable payload is the 4-hour
+      // sweep's to report.
+      if (!stored || !call_folder_ ||
+          !call_folder_(stored->call, q.int64(4), CallInfo{}, q.int64(4)).final) {
+        continue;
+      }
+      boost::system::error_code ec;
+      auto doc = boost::json::parse(q.text_view(5), ec);
+      const auto* o = ec ? nullptr : doc.if_object();
+      HeldCall c;
+      c.id = q.text(0);
+      c.event.channel = q.text(1);
+      c.event.account = q.text(2);
+      c.event.external_id = q.text(3);
+      c.event.kind = "call";
+      c.event.call = CallInfo{};
+      c.order_key = q.int64(4);
+      if (o) {
+        c.event.from = stored_identity(o->if_contains("from"));
+        const auto* to = o->if_contains("to");
+        if (to && to->is_array() && !to->get_array().empty()) {
+          if (auto line = stored_identity(&to->get_array()[0])) {
+            c.event.to.push_back(std::move(*line));
+          }
+        }
+      }
+      held->push_back(std::move(c));
+    }
+  };
+  auto release_each = [this, held, done = std::move(done)](const std::string& error) {
+    if (!error.empty() || held->empty()) {
+      if (done) {
+        done(0);
+      }
+      return;
+    }
+    auto released = std::make_shared<int>(0);
+    auto left = std::make_shared<std::size_t>(held->size());
+    for (auto& c : *held) {
+      auto call = std::make_shared<HeldCall>(std::move(c));
+      writer_.submit(Job{
+          [this, call](Db& db) { apply_call_event(db, call->event, call->order_key, false, true); },
+          [call, released, left, done](const std::string& why) {
+            if (why.empty()) {
+              ++*released;
+            } else {
+              const Inbound& in = call->event;
+              logger("storage")->error("[{}:{}] held call {} (interaction {}) cannot be queued: {}",
+                                       in.channel, in.account, in.external_id, call->id, why);
+            }
+            if (--*left == 0 && done) {
+              done(*released);
+            }
+          }});
+    }
+  };
+  writer_.submit(Job{std::move(find), std::move(release_each)});
 }
 
 }  // namespace sb::storage

@@ -250,10 +250,12 @@ struct Stored {
 
 // Stores one new interaction (not a duplicate). `queue_now` false: kept out of the queues (an
 // unfinished call), routed later.
+// `match_from` false: `from` is kept in the payload as sent, not matched to a customer (a held
+// call's caller, which may still prove to be our own line).
 Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, bool queue_now,
-                 std::int64_t order_key, std::int64_t now) {
+                 std::int64_t order_key, std::int64_t now, bool match_from = true) {
   CustomerMatch cust;
-  if (in.from) {
+  if (in.from && match_from) {
     cust = match_customer(st, *in.from, now);
   }
   Conversation conv = thread(st, in, cust, now);
@@ -386,7 +388,7 @@ void drop_if_orphan(Db& db, const std::string& customer_id) {
 // way, keyed by the parent's id (so it costs no extra query), but never names the customer,
 // direction or lines of the call: those are the parent's own events' to tell.
 IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t order_key,
-                                      bool child_leg) {
+                                      bool child_leg, bool release) {
   if (!call_folder_ || !in.call) {
     throw Error(0, "call events are not enabled");
   }
@@ -440,7 +442,15 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     lines_->remember(in.account, *parties.line);
   }
   // Unknown direction: a caller is named only once the call ends (as inbound, the common case).
-  bool ended = f.became_final || (exists && state != "pending_call");
+  // A call that ends before anything tells its direction is held back from the queues for a
+  // while: Telnyx states the direction in call.initiated only, delivers out of order, and on an
+  // account whose lines are not learned yet a call.hangup first could not tell our number from
+  // the customer's. Queued at once, an outbound call went out with our own line as its caller,
+  // and the call.initiated that came a moment later corrected the database but not the queue
+  // entry. Held, it waits (its parties kept as sent, no customer) for an event that tells, or
+  // for release_held_calls, which takes it for inbound.
+  bool hold = direction.empty() && !child_leg && !release;
+  bool ended = (f.final && !hold) || (exists && state != "pending_call");
   std::optional<Identity> customer;
   if ((!direction.empty() || ended) && !child_leg) {
     customer = parties.customer;
@@ -450,7 +460,8 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   if (!exists) {
     Inbound first = in;
     first.call = f.merged;
-    first.from = customer;
+    bool held = hold && f.final;
+    first.from = held ? raw.from : customer;
     first.to.clear();
     if (line) {
       first.to.push_back(*line);
@@ -458,7 +469,7 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     if (!direction.empty()) {
       first.direction = direction;
     }
-    return store_new(st, *rules, first, f.became_final, f.order_key, now).outcome;
+    return store_new(st, *rules, first, f.became_final && !hold, f.order_key, now, !held).outcome;
   }
 
   // The caller is matched by the first event that names one (a recording callback, without
@@ -467,8 +478,20 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   bool caller_now =
       customer && (stored->customer_id.empty() ||
                    (was_undirected && !direction.empty() && stored->from_value != customer->value));
-  if (!f.changed && !caller_now) {
+  // A held call keeps its caller as sent, for release_held_calls to name.
+  bool keep_from = hold && f.final && raw.from && stored->from_value.empty();
+  // Ended, no longer held, not queued yet: queue it now (also when this event changes nothing,
+  // as the release of a held call does).
+  bool routed_now = f.final && !hold && !child_leg && state == "pending_call";
+  if (!f.changed && !caller_now && !keep_from && !routed_now) {
     return IngestOutcome{id, true, "", false};  // a duplicate or stale delivery
+  }
+  if (keep_from) {
+    stored_payload = with_unmatched_from(stored_payload, *raw.from);
+    stored = read_call_payload(stored_payload);
+    if (!stored) {
+      throw Error(0, "the payload of call interaction " + id + " lost its \"call\"");
+    }
   }
   if (caller_now) {
     std::string taken_for_caller = stored->customer_is_new ? stored->customer_id : "";
@@ -490,7 +513,6 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     }
   }
   std::string queue = stored->queue, priority = stored->priority;
-  bool routed_now = f.became_final && state == "pending_call";
   if (routed_now) {
     Inbound routed = in;
     routed.call = f.merged;

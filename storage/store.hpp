@@ -22,6 +22,7 @@ struct CallFold {
   std::int64_t order_key = 0;
   bool changed = false;       // anything to write
   bool became_final = false;  // the call ended with this event: queue it now
+  bool final = false;         // the merged status is final (ended now or earlier)
 };
 using CallFolder =
     std::function<CallFold(const std::optional<CallInfo>& stored, std::int64_t stored_order,
@@ -50,6 +51,12 @@ class Store final : public Pipeline {
   void close_stale_calls(std::int64_t older_than_ms,
                          std::function<void(const StaleSweep&)> done = nullptr);
 
+  // Queues the calls held back because they ended before anything told their direction (see
+  // apply_call_event) and whose first event is older than `older_than_ms`: taken for inbound,
+  // the common case for a support line. One writer job per call (storage/call_sweep.cpp);
+  // `done` (writer thread) gets how many were queued.
+  void release_held_calls(std::int64_t older_than_ms, std::function<void(int)> done = nullptr);
+
   void set_rules(std::shared_ptr<const Rules> rules);  // SIGHUP: swapped whole
   std::shared_ptr<const Rules> rules() const;
   void set_call_folder(CallFolder f) { call_folder_ = std::move(f); }
@@ -60,8 +67,9 @@ class Store final : public Pipeline {
 
  private:
   Statements& statements(Db& db);  // writer thread only; prepared on first use
+  // `release`: the hold is over (release_held_calls); the call is queued as it stands.
   IngestOutcome apply_call_event(Db& db, const Inbound& in, std::int64_t order_key,
-                                 bool child_leg = false);
+                                 bool child_leg = false, bool release = false);
 
   Writer& writer_;
   mutable std::mutex rules_mu_;

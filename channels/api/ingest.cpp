@@ -3,6 +3,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <cctype>
+#include <charconv>
 #include <chrono>
 
 #include "core/time.hpp"
@@ -65,6 +67,32 @@ struct Fields {
   }
 };
 
+// The surrogate (D800-DFFF) of a \u escape at `i`, or 0.
+unsigned surrogate_at(std::string_view body, std::size_t i) {
+  if (body.size() < i + 6 || body.substr(i, 2) != "\\u") {
+    return 0;
+  }
+  unsigned v = 0;
+  auto [p, err] = std::from_chars(body.data() + i + 2, body.data() + i + 6, v, 16);
+  return err == std::errc{} && p == body.data() + i + 6 && v >= 0xD800 && v <= 0xDFFF ? v : 0;
+}
+
+// Whether an unpaired surrogate escape stands just before `at`, where parsing stopped. Boost.JSON
+// reports a high surrogate without its low half as "syntax error", which reads as a broken
+// document when the JSON text is well formed: the string holds half of a character.
+bool unpaired_surrogate_near(std::string_view body, std::size_t at) {
+  for (std::size_t i = body.find("\\u"); i != std::string_view::npos && i <= at;
+       i = body.find("\\u", i + 2)) {
+    unsigned v = surrogate_at(body, i);
+    if (v >= 0xD800 && v <= 0xDBFF && surrogate_at(body, i + 6) >= 0xDC00) {
+      i += 6;  // a pair: one character
+    } else if (v != 0 && i + 12 >= at) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Boost.JSON reports invalid UTF-8 as "syntax error", the same words as a missing brace. On the
 // error path only, parse again to find the byte where it stopped, and once more allowing invalid
 // UTF-8 to tell whether that byte is the problem.
@@ -72,6 +100,11 @@ std::string json_problem(std::string_view body) {
   json::error_code ec;
   json::parser strict;
   auto at = strict.write(body.data(), body.size(), ec);
+  if (unpaired_surrogate_near(body, at)) {
+    return "a \\u escape is an unpaired UTF-16 surrogate (\\uD800-\\uDFFF come in high-low "
+           "pairs) at byte offset " +
+           std::to_string(at);
+  }
   json::parse_options opts;
   opts.allow_invalid_utf8 = true;
   json::parser lenient(json::storage_ptr(), opts);
@@ -80,6 +113,25 @@ std::string json_problem(std::string_view body) {
   bool utf8 = !lenient_ec || lenient_at > at;
   return (utf8 ? std::string("invalid UTF-8") : ec.message()) + " at byte offset " +
          std::to_string(at);
+}
+
+// Whether a Content-Type names JSON. Media types are case-insensitive and their parameters are
+// not part of the type (RFC 9110 section 8.3.1): "Application/JSON; charset=UTF-8" is JSON,
+// "text/plain; format=json" is not. Structured "+json" types (RFC 6838) are JSON too, and so are
+// the older text/json and application/x-json some clients still send.
+bool is_json_media_type(std::string_view content_type) {
+  std::string_view s = content_type.substr(0, content_type.find(';'));
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  std::string type(s);
+  for (char& c : type) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return type.ends_with("/json") || type.ends_with("/x-json") || type.ends_with("+json");
 }
 
 ParsedIngest fail(std::string message) {
@@ -213,7 +265,7 @@ void add_routes(http::Router& router, IngestRoutes& d) {
                  co_return http::unauthorized("unknown api token");
                }
                auto ct = r.header("content-type");
-               if (!ct.empty() && ct.find("json") == std::string_view::npos) {
+               if (!ct.empty() && !is_json_media_type(ct)) {
                  co_return http::error(
                      415, "unsupported_media_type",
                      "Content-Type must be application/json, not " + std::string(ct));

@@ -55,6 +55,21 @@ void merge_answer(CallInfo& info, const CallInfo& event) {
   }
 }
 
+// A leg that was answered but whose number came later than its answer (the <Dial> action
+// callback lists the leg without it; the leg's own status callback may bring it before or after)
+// still names who answered, once both are known. No time is known that way.
+void answer_from_legs(CallInfo& info) {
+  if (!info.answered_by.empty()) {
+    return;
+  }
+  for (const auto& leg : info.legs) {
+    if ((leg.status == "in-progress" || leg.status == "completed") && !leg.to.empty()) {
+      info.answered_by = leg.to;
+      return;
+    }
+  }
+}
+
 // Whether an incoming status replaces the stored one.
 bool status_wins(const StoredCall& stored, std::string_view status, std::int64_t order_key) {
   int new_rank = status_rank(status);
@@ -115,6 +130,7 @@ FoldResult fold_call(const std::optional<StoredCall>& stored, const CallInfo& ev
     if (status_rank(event.status) < 0) {
       r.call.info.status.clear();  // unknown words are not stored as a status
     }
+    answer_from_legs(r.call.info);
     r.call.order_key = order_key;
     r.changed = true;
     r.became_final = is_final(r.call.info.status);
@@ -137,6 +153,7 @@ FoldResult fold_call(const std::optional<StoredCall>& stored, const CallInfo& ev
     merge_leg(info.legs, leg);
   }
   merge_answer(info, event);
+  answer_from_legs(info);
   r.changed = !same(info, stored->info) || r.call.order_key != stored->order_key;
   r.became_final = is_final(info.status) && !is_final(stored->info.status);
   return r;

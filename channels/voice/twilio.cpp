@@ -120,6 +120,34 @@ void as_child_leg(CallEventInput& ev, CallInfo leg, std::string_view parent_sid,
   ev.child_leg = true;
 }
 
+// The <Dial> verb's action callback (https://www.twilio.com/docs/voice/twiml/dial#action): a
+// request about the parent call (CallSid, CallStatus, From, To are the parent's) that also tells
+// how the leg it <Dial>led ended: DialCallSid (that leg's CallSid), DialCallStatus (completed:
+// the called party answered and was connected; answered: the same, for a conference; busy,
+// no-answer, failed, canceled) and DialCallDuration. Conferences carry no DialCallSid: nothing to
+// list then. The leg's number is not in the request (To is the parent's), so the leg is listed
+// without `to`; a status callback of the same leg (ParentCallSid) fills it in, and call_state
+// names the answering party once an answered leg has one. An error names the bad field.
+std::optional<std::string> add_dial_leg(CallInfo& call, const FormParams& params) {
+  auto sid = form_get(params, "DialCallSid");
+  if (!sid || sid->empty()) {
+    return std::nullopt;
+  }
+  CallLeg leg;
+  leg.id = std::string(*sid);
+  std::string_view status = form_get(params, "DialCallStatus").value_or("");
+  leg.status = status == "answered" ? "in-progress" : status_of(status, "");
+  if (auto d = form_get(params, "DialCallDuration"); d && !d->empty()) {
+    auto secs = parse_uint(*d);
+    if (!secs) {
+      return "DialCallDuration is not a whole number of seconds";
+    }
+    leg.duration_s = *secs;
+  }
+  call.legs.push_back(std::move(leg));
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<std::int64_t> parse_rfc2822(std::string_view s) {
@@ -265,6 +293,9 @@ WebhookResult twilio_event(const config::Twilio& cfg, const FormParams& params,
   if (!parent.empty() && get("Direction") == "outbound-dial") {
     as_child_leg(ev, std::move(call), parent, to, default_region, canon);
   } else {
+    if (auto error = add_dial_leg(call, params)) {
+      return bad_field(std::move(*error));
+    }
     if (!call.direction.empty()) {
       in.direction = call.direction;
     }

@@ -176,6 +176,12 @@ TEST_CASE("bad requests get the right status, a message naming the problem, and 
        "{\"source\":\"web\",\"external_id\":\"x1\",\"from\":{\"email\":\"a@b.co\"},\"text\":"
        "\"\xff\xfe\"}",
        "test-token", 400, "invalid_json", "not valid JSON"},
+      {"lone surrogate",
+       R"({"source":"web","external_id":"x1","from":{"email":"a@b.co"},"text":"\ud83d"})",
+       "test-token", 400, "invalid_json", "unpaired UTF-16 surrogate"},
+      {"lone low surrogate",
+       R"({"source":"web","external_id":"x1","from":{"email":"a@b.co"},"text":"\ude00x"})",
+       "test-token", 400, "invalid_json", "unpaired UTF-16 surrogate"},
       {"2 MB body", R"({"source":"web","external_id":"x1","text":")" + big + "\"}", "test-token",
        413, "body_too_large", "max_body_bytes"},
       {"no token", kAnn, "", 401, "unauthorized", "missing Authorization"},
@@ -190,11 +196,55 @@ TEST_CASE("bad requests get the right status, a message naming the problem, and 
     CHECK(err.at("code").as_string() == c.code);
     CHECK(std::string(err.at("message").as_string()).find(c.message_part) != std::string::npos);
   }
+  // A well-formed pair is one character: a later syntax error is not blamed on it. A body cut
+  // inside an escape is a 400, not a failure of the error path itself.
+  auto r = f.http->post_json("/v1/interactions", R"({"source":"web","text":"\ud83d\ude00")",
+                             "test-token");
+  CHECK(r.status == 400);
+  CHECK(r.body.find("surrogate") == std::string::npos);
+  CHECK(f.http->post_json("/v1/interactions", R"({"source":"web","text":"\ud83d\ude)", "test-token")
+            .status == 400);
   CHECK(count_rows(f.db(), "SELECT count(*) FROM interactions") == 0);
   CHECK(count_rows(f.db(), "SELECT count(*) FROM customers") == 0);
   // And the daemon keeps serving.
   CHECK(f.http->post_json("/v1/interactions", kAnn, "test-token").status == 202);
   CHECK(f.http->request("GET", "/healthz").status == 200);
+}
+
+// RFC 9110 section 8.3.1: the type and subtype are case-insensitive, and parameters are not part
+// of the type. Before, any Content-Type containing the letters "json" was taken (even as a
+// parameter) and one spelt in capitals was refused.
+TEST_CASE("ingest reads the media type of Content-Type, case-insensitively, without parameters") {
+  Fixture f;
+  struct Case {
+    std::string content_type;
+    int status;
+  };
+  std::vector<Case> cases = {
+      {"application/json", 202},
+      {"Application/JSON; charset=UTF-8", 202},
+      {" application/json ;charset=utf-8", 202},
+      {"application/vnd.example+json", 202},
+      {"text/plain; format=json", 415},
+      {"application/x-www-form-urlencoded; note=json", 415},
+      {"application/x-ndjson", 415},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    CAPTURE(c.content_type);
+    std::string body = R"({"source":"web","external_id":"ct-)" + std::to_string(n++) +
+                       R"(","from":{"email":"ann@example.com"},"text":"hi"})";
+    auto r =
+        f.http->request("POST", "/v1/interactions", body,
+                        {{"Content-Type", c.content_type}, {"Authorization", "Bearer test-token"}});
+    CHECK(r.status == c.status);
+    if (c.status == 415) {
+      auto err = json::parse(r.body).at("error").as_object();
+      CHECK(err.at("code").as_string() == "unsupported_media_type");
+      CHECK(std::string(err.at("message").as_string()).find(c.content_type) != std::string::npos);
+    }
+  }
+  CHECK(count_rows(f.db(), "SELECT count(*) FROM interactions") == 4);
 }
 
 TEST_CASE(

@@ -1,6 +1,7 @@
 #pragma once
 // A real Writer + Store on a temporary SQLite database, without a server (shared by the call
-// store tests): submit call events, run the 4-hour sweep, read back with SQL.
+// store tests): submit call events, run the 4-hour sweep and the release of held calls, read
+// back with SQL.
 #include <future>
 #include <memory>
 #include <string>
@@ -61,6 +62,12 @@ struct CallStore {
     return p.get_future().get();
   }
   int sweep(std::int64_t older_than_ms) { return sweep_report(older_than_ms).closed; }
+  // Queues the calls held because they ended with no direction known (Store::release_held_calls).
+  int release(std::int64_t older_than_ms = 0) {
+    std::promise<int> p;
+    store->release_held_calls(older_than_ms, [&](int n) { p.set_value(n); });
+    return p.get_future().get();
+  }
 
   std::string text(const std::string& sql) {
     storage::Db db(path, true);

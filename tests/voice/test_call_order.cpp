@@ -140,13 +140,15 @@ TEST_CASE("call order: telnyx outbound call to a new number, answered before ini
 }
 
 // The worst order for a number nobody knows: the call ends before anything says its direction.
-// It is taken for an inbound call (the common case) and corrected when call.initiated arrives;
-// the customer record the hangup made of our own number is deleted again.
+// It is held back, no customer made of either number, until call.initiated tells; then queued.
 TEST_CASE("call order: telnyx outbound call to a new number, initiated last, is corrected") {
   CallStore s;
   s.start();
   REQUIRE(s.submit(hangup("leg-3", kOurLine, kBob)).error.empty());
+  CHECK(s.text("SELECT count(*) FROM outbox") == "0");
+  CHECK(s.text("SELECT count(*) FROM customers") == "0");
   REQUIRE(s.submit(initiated("leg-3", kOurLine, kBob, "outgoing")).error.empty());
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");
   CHECK(caller_of(s, "leg-3") == kBob);
   CHECK(identities_of(s, kOurLine) == "0");  // the customer the hangup made of it is gone
   CHECK(s.text("SELECT direction || ' ' || json_extract(payload, '$.direction') || ' ' || "
@@ -189,9 +191,13 @@ TEST_CASE("call order: telnyx inbound call whose call.initiated never arrives") 
   s.start();
   REQUIRE(s.submit(answered("leg-7", kBob, kOurLine)).error.empty());
   REQUIRE(s.submit(hangup("leg-7", kBob, kOurLine)).error.empty());
+  CHECK(s.text("SELECT count(*) FROM outbox") == "0");  // held: nothing tells the direction yet
+  CHECK(s.release() == 1);                              // the hold is over: taken for inbound
   CHECK(caller_of(s, "leg-7") == kBob);
   CHECK(identities_of(s, kOurLine) == "0");
+  CHECK(identities_of(s, kBob) == "1");
   CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+  CHECK(s.release() == 0);
 }
 
 TEST_CASE("call order: telnyx inbound call, hangup before initiated") {
@@ -228,10 +234,25 @@ TEST_CASE("call order: pbx call that never states its direction has no empty cal
   CallStore s;
   s.start();
   REQUIRE(s.submit(pbx("missed", "pbx-2", kBob, kOurLine, "2026-01-02T03:00:00Z")).error.empty());
+  CHECK(s.release() == 1);
   CHECK(s.text("SELECT json_type(payload, '$.call.direction') FROM interactions") == "");
   CHECK(s.text("SELECT json_extract(payload, '$.direction') FROM interactions") == "inbound");
   CHECK(s.text("SELECT json_extract(payload, '$.call.status') FROM interactions") == "no-answer");
   CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+}
+
+// A held call with no caller to name (withheld number) is still queued by the release, once.
+TEST_CASE("call order: a held call from a withheld number is released and queued once") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(pbx("missed", "pbx-3", "anonymous", kOurLine, "2026-01-02T03:00:00Z"))
+              .error.empty());
+  CHECK(s.text("SELECT count(*) FROM outbox") == "0");
+  CHECK(s.release() == 1);
+  CHECK(s.text("SELECT state FROM interactions") == "queued");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+  CHECK(s.release() == 0);
+  CHECK(s.text("SELECT count(*) FROM customers") == "0");
 }
 
 // Twilio states Direction on every call request and status callback (outbound-api for a call

@@ -148,3 +148,88 @@ TEST_CASE("voice dial: child events before any parent event create the parent's 
   CHECK(d.rows(std::string("SELECT count(*) FROM identities WHERE value = '") + kLine + "'") == 0);
   CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
 }
+
+namespace {
+
+// The <Dial action> request (https://www.twilio.com/docs/voice/twiml/dial#action): the parent's
+// CallSid, CallStatus, Direction, From and To, plus how the <Dial>led leg ended. No Timestamp
+// and no SequenceNumber: it is a TwiML request, not a status callback.
+void dial_action(VoiceDaemon& d, const std::string& parent_status, const std::string& leg_sid,
+                 const std::string& dial_status, const std::string& dial_duration) {
+  std::vector<std::pair<std::string, std::string>> p = {{"AccountSid", "AC123"},
+                                                        {"CallSid", "CA-parent"},
+                                                        {"CallStatus", parent_status},
+                                                        {"Direction", "inbound"},
+                                                        {"From", kAnn},
+                                                        {"To", kLine},
+                                                        {"Called", kLine},
+                                                        {"Caller", kAnn},
+                                                        {"DialCallSid", leg_sid},
+                                                        {"DialCallStatus", dial_status},
+                                                        {"DialBridged", "true"}};
+  if (!dial_duration.empty()) {
+    p.emplace_back("DialCallDuration", dial_duration);
+  }
+  auto r = post_twilio(d, p);
+  CAPTURE(r.body);
+  REQUIRE(r.status == 200);
+}
+
+}  // namespace
+
+// Without a statusCallback on <Number>, the action callback is all Twilio tells of the leg.
+TEST_CASE("voice dial: the Dial action callback lists the dialled leg on the parent call") {
+  VoiceDaemon d;
+  parent(d, "ringing", "0");
+  dial_action(d, "in-progress", "CA-leg1", "completed", "40");
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
+  CHECK(d.text("SELECT state FROM interactions") == "pending_call");  // the leg's end is not ours
+  CHECK(call_field(d, "status") == "in-progress");
+  CHECK(call_field(d, "legs[0].id") == "CA-leg1");
+  CHECK(call_field(d, "legs[0].status") == "completed");
+  CHECK(call_field(d, "legs[0].duration_s") == "40");
+  CHECK(call_field(d, "answered_by").empty());  // absent: the action does not say who
+
+  SUBCASE("the leg's own callback, later, names who answered") {
+    child(d, "CA-leg1", kAgent, "completed", "2", "Fri, 02 Jan 2026 03:04:55 +0000", "40");
+    CHECK(call_field(d, "legs[0].to") == kAgent);
+    CHECK(call_field(d, "answered_by") == kAgent);
+    CHECK(call_field(d, "answered_at") == "1767323055000");  // 03:04:55 less the 40 s
+  }
+  SUBCASE("a leg that rang first and was then answered, told by the action only") {
+    // <Number statusCallbackEvent="ringing">: the ringing callback brings the number, the
+    // action callback the answer.
+    child(d, "CA-leg2", kAgent2, "ringing", "0", "Fri, 02 Jan 2026 03:04:10 +0000");
+    dial_action(d, "in-progress", "CA-leg2", "completed", "30");
+    CHECK(call_field(d, "legs[1].to") == kAgent2);
+    CHECK(call_field(d, "legs[1].status") == "completed");
+    CHECK(call_field(d, "answered_by") == kAgent2);
+  }
+  SUBCASE("nobody answered: the leg is listed, the call is not ended by it") {
+    dial_action(d, "in-progress", "CA-leg3", "no-answer", "0");
+    CHECK(call_field(d, "legs[1].status") == "no-answer");
+    CHECK(d.text("SELECT state FROM interactions") == "pending_call");
+  }
+  parent(d, "completed", "1", "55");
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto payload = queued_payload(d, "sb:q:general:normal");
+  CHECK(payload.at("call").at("status").as_string() == "completed");
+  CHECK(payload.at("call").at("legs").at(0).at("id").as_string() == "CA-leg1");
+  CHECK(payload.at("from").at("value").as_string() == kAnn);
+}
+
+TEST_CASE("voice dial: a Dial action callback with a bad DialCallDuration is refused, unstored") {
+  VoiceDaemon d;
+  std::vector<std::pair<std::string, std::string>> p = {{"CallSid", "CA-parent"},
+                                                        {"CallStatus", "in-progress"},
+                                                        {"Direction", "inbound"},
+                                                        {"From", kAnn},
+                                                        {"To", kLine},
+                                                        {"DialCallSid", "CA-leg1"},
+                                                        {"DialCallStatus", "completed"},
+                                                        {"DialCallDuration", "forty"}};
+  auto r = post_twilio(d, p);
+  CHECK(r.status == 400);
+  CHECK(r.body.find("DialCallDuration") != std::string::npos);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 0);
+}

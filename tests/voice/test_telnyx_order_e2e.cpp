@@ -9,7 +9,10 @@
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
+#include <chrono>
+#include <future>
 #include <string>
+#include <thread>
 
 #include "helpers.hpp"
 #include "voice_daemon.hpp"
@@ -101,4 +104,72 @@ TEST_CASE("voice telnyx: outbound calls whose answered and hangup come before in
     CHECK(p.at("call").at("direction").as_string() == "outbound");
   }
   CHECK(d.rows(std::string("SELECT count(*) FROM identities WHERE value = '") + kLine + "'") == 0);
+}
+
+namespace {
+
+int release_held(VoiceDaemon& d) {
+  std::promise<int> p;
+  d.app->store().release_held_calls(0, [&](int n) { p.set_value(n); });
+  return p.get_future().get();
+}
+
+}  // namespace
+
+// A fresh account: no learned lines, and a number nobody knows. A call.hangup that comes before
+// call.initiated cannot tell our line from the customer's; queued at once (as inbound, with our
+// line for its caller) the queue entry stayed wrong when call.initiated corrected the database a
+// moment later. Held back instead, the call is queued once, when something tells.
+TEST_CASE("voice telnyx: a hangup before initiated on a fresh account waits for the direction") {
+  VoiceDaemon d(key().public_b64);
+  hangup(d, "leg-9", kBob);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
+  CHECK(d.text("SELECT state FROM interactions") == "pending_call");
+  CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
+  CHECK(d.rows("SELECT count(*) FROM customers") == 0);  // neither number made a customer yet
+  hangup(d, "leg-9", kBob);                              // Telnyx retries: nothing changes
+  CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
+
+  SUBCASE("call.initiated arrives: an outbound call to Bob, queued once, right") {
+    initiated(d, "leg-9", kBob);
+    REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+    auto p = queued(d, 0);
+    CHECK(p.at("from").at("value").as_string() == kBob);
+    CHECK(p.at("to").at(0).at("value").as_string() == kLine);
+    CHECK(p.at("direction").as_string() == "outbound");
+    CHECK(p.at("call").at("direction").as_string() == "outbound");
+    CHECK(p.at("call").at("status").as_string() == "completed");
+    CHECK(p.at("customer").at("is_new").as_bool());
+    CHECK(release_held(d) == 0);  // nothing left held
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+  }
+  SUBCASE("call.initiated never comes: released after the hold, taken for inbound") {
+    CHECK(release_held(d) == 1);
+    REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+    auto p = queued(d, 0);
+    CHECK(p.at("from").at("value").as_string() == kLine);  // from as sent: no evidence either way
+    CHECK(p.at("to").at(0).at("value").as_string() == kBob);
+    CHECK(p.at("call").at("status").as_string() == "completed");
+    CHECK(d.text("SELECT state FROM interactions") == "queued");
+    CHECK(release_held(d) == 0);
+    // A late call.initiated still corrects the stored call (not the queue entry, already sent).
+    initiated(d, "leg-9", kBob);
+    CHECK(d.text("SELECT json_extract(payload, '$.from.value') FROM interactions") == kBob);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+  }
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
+}
+
+TEST_CASE("voice telnyx: answered then hangup before initiated keep the caller for the release") {
+  VoiceDaemon d(key().public_b64);
+  answered(d, "leg-8", kBob);  // unfinished and undirected: no caller named
+  hangup(d, "leg-8", kBob);    // ended, still undirected: held, parties kept as sent
+  CHECK(d.text("SELECT state FROM interactions") == "pending_call");
+  CHECK(d.text("SELECT json_extract(payload, '$.from.value') FROM interactions") == kLine);
+  CHECK(d.rows("SELECT count(*) FROM customers") == 0);
+  CHECK(release_held(d) == 1);
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  CHECK(queued(d, 0).at("customer").at("id").as_string().size() > 0);
 }

@@ -230,6 +230,44 @@ TEST_CASE("twilio route: a <Dial> child leg's event is an event of its parent ca
   }
 }
 
+// <Dial action>: a request about the parent call that also tells how the dialled leg ended.
+TEST_CASE("twilio route: the Dial action callback lists the dialled leg on the parent") {
+  SUBCASE("DialCallSid, DialCallStatus and DialCallDuration make a leg without a number") {
+    auto p = status_callback("in-progress");
+    p.push_back({"DialCallSid", "CA-leg"});
+    p.push_back({"DialCallStatus", "completed"});
+    p.push_back({"DialCallDuration", "12"});
+    auto res = run(signed_post(p));
+    REQUIRE(res.event);
+    CHECK_FALSE(res.event->child_leg);  // the parent's own event: its status counts
+    CHECK(res.event->call.external_id == "CA0001");
+    CHECK(res.event->call.call->status == "in-progress");
+    REQUIRE(res.event->call.call->legs.size() == 1);
+    CHECK(res.event->call.call->legs[0].id == "CA-leg");
+    CHECK(res.event->call.call->legs[0].to == "");
+    CHECK(res.event->call.call->legs[0].status == "completed");
+    CHECK(res.event->call.call->legs[0].duration_s == 12);
+    CHECK(res.event->call.call->answered_by == "");  // the action does not say who
+  }
+  SUBCASE("answered (a conference word) is in-progress, unknown words no status") {
+    for (auto [word, status] : {std::pair{"answered", "in-progress"}, std::pair{"what", ""}}) {
+      auto p = status_callback("in-progress");
+      p.push_back({"DialCallSid", "CA-leg"});
+      p.push_back({"DialCallStatus", word});
+      auto res = run(signed_post(p));
+      REQUIRE(res.event);
+      CHECK(res.event->call.call->legs.at(0).status == status);
+    }
+  }
+  SUBCASE("a conference dial carries no DialCallSid: no leg") {
+    auto p = status_callback("in-progress");
+    p.push_back({"DialCallStatus", "answered"});
+    auto res = run(signed_post(p));
+    REQUIRE(res.event);
+    CHECK(res.event->call.call->legs.empty());
+  }
+}
+
 TEST_CASE("twilio route: withheld callers yield the call without a caller") {
   for (std::string from : {"+266696687", "266696687", "anonymous", "Anonymous", "RESTRICTED",
                            "unknown", "private", "", "sip:anonymous@anonymous.invalid"}) {
