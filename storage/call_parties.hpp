@@ -11,10 +11,12 @@
 //  3. else the customer records: `to` a known customer and `from` not: outbound; the reverse:
 //     inbound (outbound calls usually go to customers we already know);
 //  4. else nothing. While the call is unfinished its caller waits (no customer record is made
-//     for a number that may be our own); a call that ends this way is held back from the queues
-//     until an event tells, or until Store::release_held_calls (the daemon: 30 s after its first
-//     event) takes it for inbound, the common case for a support line. A later event that states
-//     the direction still corrects the stored call, but no longer its queue entry.
+//     for a number that may be our own); a call that ends this way is taken for inbound, the
+//     common case for a support line; where a later event will state the direction (Telnyx's
+//     call.initiated, CallEventInput::direction_follows) it is first held back from the queues
+//     until an event tells, or until Store::release_held_calls (the daemon: 30 s after its
+//     first event) takes it for inbound. A later event that states the direction still
+//     corrects the stored call, but no longer its queue entry.
 #include <functional>
 #include <optional>
 #include <string>

@@ -71,7 +71,7 @@ void Store::close_stale_calls(std::int64_t older_than_ms,
       auto call = std::make_shared<StaleCall>(std::move(c));
       writer_.submit(
           Job{[this, call](Db& db) {
-                apply_call_event(db, call->event, call->order_key, false, true);  // no hold
+                apply_call_event(db, call->event, call->order_key);  // no hold
               },
               [this, call, result, left, done](const std::string& why) {
                 if (why.empty()) {
@@ -169,7 +169,7 @@ void Store::release_held_calls(std::int64_t older_than_ms, std::function<void(in
     for (auto& c : *held) {
       auto call = std::make_shared<HeldCall>(std::move(c));
       writer_.submit(Job{
-          [this, call](Db& db) { apply_call_event(db, call->event, call->order_key, false, true); },
+          [this, call](Db& db) { apply_call_event(db, call->event, call->order_key); },
           [call, released, left, done](const std::string& why) {
             if (why.empty()) {
               ++*released;

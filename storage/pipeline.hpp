@@ -50,6 +50,11 @@ struct CallEventInput {
   // external_id = the parent's call id, no parties, and in call->legs the one leg it is about;
   // it never names or changes the parent's customer, direction or lines.
   bool child_leg = false;
+  // The provider states the call's direction in another of its events (Telnyx: call.initiated
+  // only), which may come later. Until one does, a call that ends with no other way to tell
+  // its customer from our line is held back from the queues (Store::apply_call_event). False
+  // where nothing later will tell (a PBX that leaves the direction out): taken for inbound.
+  bool direction_follows = false;
 };
 
 class Pipeline {

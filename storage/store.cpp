@@ -388,7 +388,7 @@ void drop_if_orphan(Db& db, const std::string& customer_id) {
 // way, keyed by the parent's id (so it costs no extra query), but never names the customer,
 // direction or lines of the call: those are the parent's own events' to tell.
 IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t order_key,
-                                      bool child_leg, bool release) {
+                                      bool child_leg, bool may_hold) {
   if (!call_folder_ || !in.call) {
     throw Error(0, "call events are not enabled");
   }
@@ -448,8 +448,10 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   // the customer's. Queued at once, an outbound call went out with our own line as its caller,
   // and the call.initiated that came a moment later corrected the database but not the queue
   // entry. Held, it waits (its parties kept as sent, no customer) for an event that tells, or
-  // for release_held_calls, which takes it for inbound.
-  bool hold = direction.empty() && !child_leg && !release;
+  // for release_held_calls, which takes it for inbound. Only where a later event will tell
+  // (`may_hold`, CallEventInput::direction_follows): a PBX that leaves the direction out never
+  // does, and its calls are taken for inbound at once.
+  bool hold = may_hold && direction.empty() && !child_leg;
   bool ended = (f.final && !hold) || (exists && state != "pending_call");
   std::optional<Identity> customer;
   if ((!direction.empty() || ended) && !child_leg) {
@@ -543,8 +545,8 @@ void Store::submit_call_event(CallEventInput ev, Done done) {
   auto outcome = std::make_shared<IngestOutcome>();
   auto event = std::make_shared<CallEventInput>(std::move(ev));
   writer_.submit(Job{[this, event, outcome](Db& db) {
-                       *outcome =
-                           apply_call_event(db, event->call, event->order_key, event->child_leg);
+                       *outcome = apply_call_event(db, event->call, event->order_key,
+                                                   event->child_leg, event->direction_follows);
                      },
                      [outcome, done = std::move(done)](const std::string& error) {
                        if (!error.empty()) {

@@ -67,9 +67,10 @@ class Store final : public Pipeline {
 
  private:
   Statements& statements(Db& db);  // writer thread only; prepared on first use
-  // `release`: the hold is over (release_held_calls); the call is queued as it stands.
+  // `may_hold`: a call that ends undirected may be held back (CallEventInput::direction_follows);
+  // false for the sweeps, which queue a call as it stands.
   IngestOutcome apply_call_event(Db& db, const Inbound& in, std::int64_t order_key,
-                                 bool child_leg = false, bool release = false);
+                                 bool child_leg = false, bool may_hold = false);
 
   Writer& writer_;
   mutable std::mutex rules_mu_;

@@ -156,6 +156,7 @@ WebhookResult handle_telnyx(const config::Telnyx& cfg, const WebhookRequest& req
   if (!call.direction.empty()) {
     in.direction = call.direction;
   }
+  ev.direction_follows = call.direction.empty();  // call.initiated states it, in any order
   set_parties(in, json::string_or_empty(*payload, "from"), json::string_or_empty(*payload, "to"),
               call.direction, default_region, canon);
   in.call = std::move(call);

@@ -45,8 +45,11 @@ TEST_CASE("format_rfc3339 agrees with gmtime_r from 1970 to 9999, leap days incl
 
 TEST_CASE("new ULIDs decode to their time and sort in creation order") {
   std::string prev;
+  // From the last time an id was made on: ids are monotonic per process, so a fixed past time
+  // failed whenever an earlier test in the same run had made one from the clock.
+  const std::int64_t base = ulid_time_ms(new_ulid()) + 1;
   for (int i = 0; i < 5000; ++i) {
-    std::int64_t ms = 1700000000000 + i / 7;  // several in the same millisecond
+    std::int64_t ms = base + i / 7;  // several in the same millisecond
     std::string id = new_ulid(ms);
     REQUIRE(is_ulid(id));
     REQUIRE(ulid_time_ms(id) == ms);

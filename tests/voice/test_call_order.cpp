@@ -229,12 +229,17 @@ TEST_CASE("call order: pbx outbound call, the event stating the direction arrive
 }
 
 // SPEC section 5 allows call.direction inbound | outbound only: a PBX that never says leaves
-// the key out, and the top-level direction is the one routing used.
-TEST_CASE("call order: pbx call that never states its direction has no empty call.direction") {
+// the key out, and the top-level direction is the one routing used. Nothing later will tell
+// the direction either, so the call is not held back: queued at once, taken for inbound.
+TEST_CASE(
+    "call order: pbx call that never states its direction is queued at once, no empty "
+    "call.direction") {
   CallStore s;
   s.start();
   REQUIRE(s.submit(pbx("missed", "pbx-2", kBob, kOurLine, "2026-01-02T03:00:00Z")).error.empty());
-  CHECK(s.release() == 1);
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+  CHECK(s.text("SELECT state FROM interactions") == "queued");
+  CHECK(s.release() == 0);
   CHECK(s.text("SELECT json_type(payload, '$.call.direction') FROM interactions") == "");
   CHECK(s.text("SELECT json_extract(payload, '$.direction') FROM interactions") == "inbound");
   CHECK(s.text("SELECT json_extract(payload, '$.call.status') FROM interactions") == "no-answer");
@@ -245,8 +250,7 @@ TEST_CASE("call order: pbx call that never states its direction has no empty cal
 TEST_CASE("call order: a held call from a withheld number is released and queued once") {
   CallStore s;
   s.start();
-  REQUIRE(s.submit(pbx("missed", "pbx-3", "anonymous", kOurLine, "2026-01-02T03:00:00Z"))
-              .error.empty());
+  REQUIRE(s.submit(hangup("leg-9", "anonymous", kOurLine)).error.empty());
   CHECK(s.text("SELECT count(*) FROM outbox") == "0");
   CHECK(s.release() == 1);
   CHECK(s.text("SELECT state FROM interactions") == "queued");
