@@ -191,14 +191,14 @@ Service::Awaitable Service::transfer(http::Request& r) {
   if (f.status == Hold::not_held || f.status == Hold::other) {
     co_return not_held(id, agent.id, f);
   }
-  if (f.status == Hold::held) {
-    {
-      std::lock_guard lock(queues_mu_);
-      queues_.insert(queue);
-    }
-    records_.transferred(*row, agent.id, queue, priority, new_payload);
-    waiters_.notify(queue);
+  {
+    std::lock_guard lock(queues_mu_);
+    queues_.insert(queue);
   }
+  // Hold::repeated: Redis did this transfer on an earlier attempt whose reply was lost (answered
+  // 503), which recorded nothing; the record follows now, once.
+  records_.transferred(*row, agent.id, queue, priority, new_payload, f.status == Hold::repeated);
+  waiters_.notify(queue);
   co_return http::json(200, json::serialize(json::object{{"id", id},
                                                          {"status", "transferred"},
                                                          {"queue", queue},

@@ -133,18 +133,23 @@ return out
 // new payload, marker value ("<consumer> <stream>"), marker ttl s.
 // Re-adds the entry's fields (priority and payload updated) to the target stream and
 // acknowledges the old entry, atomically. A retry of a transfer that already happened (same
-// agent, same target, entry not held by anyone since) answers {2, new id} and adds nothing.
+// agent, same target) answers {2, new id} and adds nothing: while the new entry waits unclaimed,
+// and also once another agent claimed it from the target queue (the first attempt's reply was
+// lost, so the daemon has yet to record the transfer: the retry records it).
 constexpr const char* kTransferBody = R"lua(
 local key, id, p = holder(KEYS[1], ARGV[1])
-if not key then
+if not key or p[2] ~= ARGV[2] then
   local m = redis.call('GET', KEYS[3])
   if m then
     local sp = string.find(m, '|', 1, true)
-    if string.sub(m, 1, sp - 1) == ARGV[5] then return {2, string.sub(m, sp + 1)} end
+    local nid = string.sub(m, sp + 1)
+    if string.sub(m, 1, sp - 1) == ARGV[5] and (not key or (key == KEYS[2] and id == nid)) then
+      return {2, nid}
+    end
   end
-  return {0}
+  if not key then return {0} end
+  return {-1, p[2]}
 end
-if p[2] ~= ARGV[2] then return {-1, p[2]} end
 local e = redis.call('XRANGE', key, id, id)
 if not e[1] then return {0} end
 local f = e[1][2]
