@@ -49,7 +49,12 @@ local function claim(consumer)
     -- An empty stream has nothing new and nothing held (acks XDEL): one call instead of two
     -- (most queues use one or two of their four priorities). Asked once per run: claims do
     -- not delete entries, and nothing else runs while the script does.
-    if nonempty[i] == nil then nonempty[i] = redis.call('XLEN', key) > 0 end
+    -- A key that is not a stream (an operator's SET: XLEN answers WRONGTYPE) holds nothing to
+    -- claim: the queue's other streams go on, as the relay's rows for them do (relay/held.cpp).
+    if nonempty[i] == nil then
+      local n = redis.pcall('XLEN', key)
+      nonempty[i] = type(n) == 'number' and n > 0
+    end
     if nonempty[i] then
       -- The oldest entry idle past claim_timeout, found by XPENDING's IDLE filter (one pass
       -- over the pending list in C) and taken with XCLAIM, which counts the delivery.
@@ -168,7 +173,8 @@ return {1, nid, key}
 )lua";
 
 // KEYS: the queue's four streams, then its dead-letter stream. ARGV: claim_timeout ms.
-// Returns per priority {waiting, claimed, oldest waiting entry id or ''} and the dead count.
+// Returns per priority {waiting, claimed, oldest waiting entry id or ''} and the dead count; an
+// error naming the key when one of the four is not a stream.
 // waiting = not yet delivered to the group (lag) + pending entries idle past claim_timeout
 // (timed out or released: the next claim takes them); claimed = the other pending entries.
 constexpr const char* kStatsBody = R"lua(
@@ -176,7 +182,12 @@ local out = {}
 for i = 1, 4 do
   local key = KEYS[i]
   local waiting, claimed, oldest = 0, 0, ''
-  if redis.call('EXISTS', key) == 1 then
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'stream' and t ~= 'none' then
+    return redis.error_reply('WRONGTYPE the stream key ' .. key .. ' is not a stream (it holds a ' ..
+                             t .. ')')
+  end
+  if t == 'stream' then
     for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
       local t = {}
       for j = 1, #g, 2 do t[g[j]] = g[j + 1] end
