@@ -191,6 +191,12 @@ Service::Awaitable Service::transfer(http::Request& r) {
   if (f.status == Hold::not_held || f.status == Hold::other) {
     co_return not_held(id, agent.id, f);
   }
+  if (f.status == Hold::refused) {  // Redis works; that one key is broken
+    co_return http::error(503, "queue_unavailable",
+                          "cannot transfer to queue " + queue + ": its stream " +
+                              ops_.stream(queue, priority) + " refuses entries (" + f.refusal +
+                              "); nothing was moved, agent " + agent.id + " still holds " + id);
+  }
   {
     std::lock_guard lock(queues_mu_);
     queues_.insert(queue);

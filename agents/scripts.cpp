@@ -135,7 +135,8 @@ return out
 )lua";
 
 // KEYS: held hash, target stream, marker. ARGV: interaction id, consumer, target priority,
-// new payload, marker value ("<consumer> <stream>"), marker ttl s.
+// new payload, marker value ("<consumer> <stream>"), marker ttl s. {-2, error}: the target
+// stream refused the entry.
 // Re-adds the entry's fields (priority and payload updated) to the target stream and
 // acknowledges the old entry, atomically. A retry of a transfer that already happened (same
 // agent, same target) answers {2, new id} and adds nothing: while the new entry waits unclaimed,
@@ -163,7 +164,9 @@ for i = 1, #f, 2 do
   if f[i] == 'payload' then f[i + 1] = ARGV[4] end
 end
 local fresh = redis.call('EXISTS', KEYS[2]) == 0
-local nid = redis.call('XADD', KEYS[2], '*', unpack(f))
+-- A target key that is not a stream (an operator's SET) refuses the entry: nothing has moved.
+local nid = redis.pcall('XADD', KEYS[2], '*', unpack(f))
+if type(nid) == 'table' and nid.err then return {-2, nid.err} end
 if fresh then redis.pcall('XGROUP', 'CREATE', KEYS[2], 'agents', '0') end
 redis.call('XACK', key, 'agents', id)
 redis.call('XDEL', key, id)

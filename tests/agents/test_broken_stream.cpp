@@ -60,3 +60,25 @@ TEST_CASE("a broken stream key: /v1/queues lists every queue and names the key i
   CHECK(error_message(down).find("redis") != std::string::npos);
   d.redis.start();
 }
+
+TEST_CASE("a transfer into a broken stream key: 503 naming the key, nothing moved, still held") {
+  AgentDaemon d;
+  std::string id = d.ingest("broken-3", "to be moved to billing");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  d.redis.cmd({"DEL", "sb:q:billing:high"});
+  REQUIRE(d.redis.cmd({"SET", "sb:q:billing:high", "x"}) == "OK");
+
+  auto r = d.act("alice-token", id, "transfer", R"({"queue":"billing","priority":"high"})");
+  CHECK(r.status == 503);
+  CHECK(parse(r.body).at("error").at("code").as_string() == "queue_unavailable");
+  std::string message = error_message(r);
+  CHECK_MESSAGE(message.find("sb:q:billing:high") != std::string::npos, message);
+  CHECK_MESSAGE(message.find("nothing was moved") != std::string::npos, message);
+  // Still alice's, in its place: another priority of billing takes it, and she can finish.
+  CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+  auto moved = d.act("alice-token", id, "transfer", R"({"queue":"billing","priority":"normal"})");
+  CHECK(moved.status == 200);
+  CHECK(claimed_id(d.claim("bob-token", "billing")) == id);
+  CHECK(d.act("bob-token", id, "ack").status == 200);
+}
