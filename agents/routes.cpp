@@ -95,6 +95,9 @@ http::Response Service::not_held(const std::string& id, const std::string& agent
     msg += ": agent " + done->second + " finished it";
   } else if (f.status == Hold::not_held && row->state == "done") {
     msg += ": it is finished";
+  } else if (f.status == Hold::not_held && row->state == "dead") {
+    msg += ": its claim timed out max_deliveries times and it was moved to " +
+           ops_.dead_stream(row->queue.empty() ? "?" : row->queue);
   } else if (f.status == Hold::other && f.holder == kReleasedConsumer) {
     msg += ": it was released and waits in its queue";
   } else if (f.status == Hold::other) {
