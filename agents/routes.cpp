@@ -135,7 +135,7 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
   if (f.status == Hold::held) {
     queue = ops_.queue_of_stream(f.stream);
   } else if (ack && f.status == Hold::not_held) {
-    queue = acked_before(id, agent.id);  // a retry of an ack whose reply was lost
+    queue = co_await acked_before(id, agent.id);  // a retry of an ack whose reply was lost
   } else if (!ack && f.status == Hold::other && f.holder == kReleasedConsumer) {
     queue = co_await released_before(id, agent.id);  // a retry of a lost release reply
   }
