@@ -41,6 +41,10 @@ FinishResult to_finish(const RValue& v) {
       r.status = Hold::other;
       r.holder = v.str_at(1);
       break;
+    case -2:
+      r.status = Hold::refused;
+      r.refusal = v.str_at(1);
+      break;
     default:
       r.status = Hold::not_held;
   }

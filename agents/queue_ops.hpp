@@ -37,13 +37,15 @@ struct HeldList {
 };
 
 // held: done; not_held: nobody holds it; other: `holder` holds it; repeated: a retried
-// transfer that already happened.
-enum class Hold { held, not_held, other, repeated };
+// transfer that already happened; refused: the transfer's target stream refused the entry
+// (`refusal` says why), nothing moved.
+enum class Hold { held, not_held, other, repeated, refused };
 
 struct FinishResult {
   std::string error;
   Hold status = Hold::not_held;
   std::string holder;
+  std::string refusal;
   std::string stream, entry_id;  // the old entry
   std::string new_entry_id;      // transfer
 };

@@ -228,7 +228,7 @@ void Records::dead_lettered(const std::string& iid, const std::string& queue) {
 
 void Records::transferred(const InteractionRow& row, const std::string& actor,
                           const std::string& queue, const std::string& priority,
-                          const std::string& payload) {
+                          const std::string& payload, bool retry) {
   std::int64_t at = now_ms();
   json::object d{{"from_queue", row.queue},
                  {"from_priority", row.priority},
@@ -238,10 +238,25 @@ void Records::transferred(const InteractionRow& row, const std::string& actor,
   flush();
   writer_.submit(storage::Job{
       [=, iid = row.id, conv = row.conversation_id](storage::Db& db) {
+        if (retry) {
+          // Recorded already: the first attempt's 200 was lost on its way, not Redis's reply.
+          auto seen = db.prepare(
+              "SELECT count(*) FROM events WHERE interaction_id=?1 AND type='transfer' AND "
+              "actor=?2 AND seq > coalesce((SELECT max(seq) FROM events WHERE interaction_id=?1 "
+              "AND type='claim' AND actor=?2), 0)");
+          seen.bind(1, iid).bind(2, actor);
+          if (seen.step() && seen.int64(0) > 0) {
+            return;
+          }
+        }
+        // Another agent may have claimed it from the new queue before a retry records it: that
+        // claim's state stays.
         auto st = db.prepare(
-            "UPDATE interactions SET queue=?2, priority=?3, payload=?4, state='queued' WHERE "
-            "id=?1");
-        st.bind(1, iid).bind(2, queue).bind(3, priority).bind(4, payload).run();
+            "UPDATE interactions SET queue=?2, priority=?3, payload=?4, state=CASE WHEN ?5 = 0 OR "
+            "coalesce((SELECT actor FROM events WHERE interaction_id=?1 AND type='claim' ORDER BY "
+            "seq DESC LIMIT 1), '') = ?6 THEN 'queued' ELSE state END WHERE id=?1");
+        st.bind(1, iid).bind(2, queue).bind(3, priority).bind(4, payload);
+        st.bind(5, static_cast<std::int64_t>(retry ? 1 : 0)).bind(6, actor).run();
         // Sticky routing: the conversation's next interaction follows it to the new queue.
         auto cv = db.prepare("UPDATE conversations SET queue=?2, updated_at=?3 WHERE id=?1");
         cv.bind(1, conv).bind(2, queue).bind(3, at).run();

@@ -95,6 +95,9 @@ http::Response Service::not_held(const std::string& id, const std::string& agent
     msg += ": agent " + done->second + " finished it";
   } else if (f.status == Hold::not_held && row->state == "done") {
     msg += ": it is finished";
+  } else if (f.status == Hold::not_held && row->state == "dead") {
+    msg += ": its claim timed out max_deliveries times and it was moved to " +
+           ops_.dead_stream(row->queue.empty() ? "?" : row->queue);
   } else if (f.status == Hold::other && f.holder == kReleasedConsumer) {
     msg += ": it was released and waits in its queue";
   } else if (f.status == Hold::other) {
@@ -132,7 +135,7 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
   if (f.status == Hold::held) {
     queue = ops_.queue_of_stream(f.stream);
   } else if (ack && f.status == Hold::not_held) {
-    queue = acked_before(id, agent.id);  // a retry of an ack whose reply was lost
+    queue = co_await acked_before(id, agent.id);  // a retry of an ack whose reply was lost
   } else if (!ack && f.status == Hold::other && f.holder == kReleasedConsumer) {
     queue = co_await released_before(id, agent.id);  // a retry of a lost release reply
   }
@@ -191,14 +194,20 @@ Service::Awaitable Service::transfer(http::Request& r) {
   if (f.status == Hold::not_held || f.status == Hold::other) {
     co_return not_held(id, agent.id, f);
   }
-  if (f.status == Hold::held) {
-    {
-      std::lock_guard lock(queues_mu_);
-      queues_.insert(queue);
-    }
-    records_.transferred(*row, agent.id, queue, priority, new_payload);
-    waiters_.notify(queue);
+  if (f.status == Hold::refused) {  // Redis works; that one key is broken
+    co_return http::error(503, "queue_unavailable",
+                          "cannot transfer to queue " + queue + ": its stream " +
+                              ops_.stream(queue, priority) + " refuses entries (" + f.refusal +
+                              "); nothing was moved, agent " + agent.id + " still holds " + id);
   }
+  {
+    std::lock_guard lock(queues_mu_);
+    queues_.insert(queue);
+  }
+  // Hold::repeated: Redis did this transfer on an earlier attempt whose reply was lost (answered
+  // 503), which recorded nothing; the record follows now, once.
+  records_.transferred(*row, agent.id, queue, priority, new_payload, f.status == Hold::repeated);
+  waiters_.notify(queue);
   co_return http::json(200, json::serialize(json::object{{"id", id},
                                                          {"status", "transferred"},
                                                          {"queue", queue},
@@ -294,6 +303,13 @@ Service::Awaitable Service::queues(http::Request& r) {
   auto now = now_ms();
   for (const auto& q : known_queues()) {
     auto s = co_await ops_.stats(q);
+    if (s.error.find("WRONGTYPE") != std::string::npos) {
+      // This queue's own keys (a stream key an operator overwrote): the others are still
+      // listed (DESIGN-NOTES invariant 4), as in /metrics.
+      out.push_back(
+          json::object{{"queue", q}, {"error", "cannot read queue " + q + ": " + s.error}});
+      continue;
+    }
     if (!s.error.empty()) {
       co_return http::error(503, "redis_unavailable", "cannot read the queues: " + s.error);
     }

@@ -49,7 +49,12 @@ local function claim(consumer)
     -- An empty stream has nothing new and nothing held (acks XDEL): one call instead of two
     -- (most queues use one or two of their four priorities). Asked once per run: claims do
     -- not delete entries, and nothing else runs while the script does.
-    if nonempty[i] == nil then nonempty[i] = redis.call('XLEN', key) > 0 end
+    -- A key that is not a stream (an operator's SET: XLEN answers WRONGTYPE) holds nothing to
+    -- claim: the queue's other streams go on, as the relay's rows for them do (relay/held.cpp).
+    if nonempty[i] == nil then
+      local n = redis.pcall('XLEN', key)
+      nonempty[i] = type(n) == 'number' and n > 0
+    end
     if nonempty[i] then
       -- The oldest entry idle past claim_timeout, found by XPENDING's IDLE filter (one pass
       -- over the pending list in C) and taken with XCLAIM, which counts the delivery.
@@ -130,21 +135,27 @@ return out
 )lua";
 
 // KEYS: held hash, target stream, marker. ARGV: interaction id, consumer, target priority,
-// new payload, marker value ("<consumer> <stream>"), marker ttl s.
+// new payload, marker value ("<consumer> <stream>"), marker ttl s. {-2, error}: the target
+// stream refused the entry.
 // Re-adds the entry's fields (priority and payload updated) to the target stream and
 // acknowledges the old entry, atomically. A retry of a transfer that already happened (same
-// agent, same target, entry not held by anyone since) answers {2, new id} and adds nothing.
+// agent, same target) answers {2, new id} and adds nothing: while the new entry waits unclaimed,
+// and also once another agent claimed it from the target queue (the first attempt's reply was
+// lost, so the daemon has yet to record the transfer: the retry records it).
 constexpr const char* kTransferBody = R"lua(
 local key, id, p = holder(KEYS[1], ARGV[1])
-if not key then
+if not key or p[2] ~= ARGV[2] then
   local m = redis.call('GET', KEYS[3])
   if m then
     local sp = string.find(m, '|', 1, true)
-    if string.sub(m, 1, sp - 1) == ARGV[5] then return {2, string.sub(m, sp + 1)} end
+    local nid = string.sub(m, sp + 1)
+    if string.sub(m, 1, sp - 1) == ARGV[5] and (not key or (key == KEYS[2] and id == nid)) then
+      return {2, nid}
+    end
   end
-  return {0}
+  if not key then return {0} end
+  return {-1, p[2]}
 end
-if p[2] ~= ARGV[2] then return {-1, p[2]} end
 local e = redis.call('XRANGE', key, id, id)
 if not e[1] then return {0} end
 local f = e[1][2]
@@ -153,7 +164,9 @@ for i = 1, #f, 2 do
   if f[i] == 'payload' then f[i + 1] = ARGV[4] end
 end
 local fresh = redis.call('EXISTS', KEYS[2]) == 0
-local nid = redis.call('XADD', KEYS[2], '*', unpack(f))
+-- A target key that is not a stream (an operator's SET) refuses the entry: nothing has moved.
+local nid = redis.pcall('XADD', KEYS[2], '*', unpack(f))
+if type(nid) == 'table' and nid.err then return {-2, nid.err} end
 if fresh then redis.pcall('XGROUP', 'CREATE', KEYS[2], 'agents', '0') end
 redis.call('XACK', key, 'agents', id)
 redis.call('XDEL', key, id)
@@ -163,7 +176,8 @@ return {1, nid, key}
 )lua";
 
 // KEYS: the queue's four streams, then its dead-letter stream. ARGV: claim_timeout ms.
-// Returns per priority {waiting, claimed, oldest waiting entry id or ''} and the dead count.
+// Returns per priority {waiting, claimed, oldest waiting entry id or ''} and the dead count; an
+// error naming the key when one of the four is not a stream.
 // waiting = not yet delivered to the group (lag) + pending entries idle past claim_timeout
 // (timed out or released: the next claim takes them); claimed = the other pending entries.
 constexpr const char* kStatsBody = R"lua(
@@ -171,7 +185,12 @@ local out = {}
 for i = 1, 4 do
   local key = KEYS[i]
   local waiting, claimed, oldest = 0, 0, ''
-  if redis.call('EXISTS', key) == 1 then
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'stream' and t ~= 'none' then
+    return redis.error_reply('WRONGTYPE the stream key ' .. key .. ' is not a stream (it holds a ' ..
+                             t .. ')')
+  end
+  if t == 'stream' then
     for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
       local t = {}
       for j = 1, #g, 2 do t[g[j]] = g[j + 1] end

@@ -122,20 +122,28 @@ void Service::reload(const std::vector<config::Agent>& agents,
   logger("agents")->info("[agents] reloaded {} agents", agents.size());
 }
 
-std::string Service::acked_before(const std::string& id, const std::string& agent) {
+asio::awaitable<std::string> Service::acked_before(const std::string& id,
+                                                   const std::string& agent) {
   auto& unsure = unsure_acks_.by_id;
   auto it = unsure.find(id);
   if (it == unsure.end() || it->second != agent || finished_.by_id.contains(id)) {
-    return {};
+    co_return std::string();
+  }
+  if (auto e = co_await records_.settled(); !e.empty()) {
+    co_return std::string();
   }
   // Had that ack not run, the item would still be held by this agent, or (its claim timed
   // out) held by another, recorded as claimed by another who finished it, or dead-lettered.
   auto row = records_.find(id);
-  if (!row || row->state != "claimed") {
-    return {};
+  if (!row || row->state != "claimed" || finished_.by_id.contains(id)) {
+    co_return std::string();
+  }
+  it = unsure.find(id);  // (`it` may be stale after the co_await)
+  if (it == unsure.end() || it->second != agent) {
+    co_return std::string();  // a concurrent retry took it
   }
   unsure.erase(it);
-  return row->queue.empty() ? "unknown" : row->queue;
+  co_return row->queue.empty() ? std::string("unknown") : row->queue;
 }
 
 std::vector<std::string> Service::known_queues() {

@@ -122,7 +122,9 @@ class Service {
   // For an ack of `id` by `agent` that found it held by nobody: its queue when an earlier ack of
   // the same agent was answered 503 and nothing has happened to the item since (still recorded
   // as claimed, nobody else finished it), so that ack did run; else "".
-  std::string acked_before(const std::string& id, const std::string& agent);
+  // The events recorded before are committed first (Records::settled): the claim's record may
+  // still be on its way to the database.
+  boost::asio::awaitable<std::string> acked_before(const std::string& id, const std::string& agent);
   // Claims answered 503 ("<agent>\n<queue>"): Redis may have run the claim before the connection
   // dropped, and the entry it took waits, held by the agent, for the agent's next claim from that
   // queue (lost_replies.cpp). Releases answered 503 (id -> agent), like unsure_acks_.

@@ -136,6 +136,13 @@ void read_agents(TableReader& root, std::vector<Agent>& out) {
       }
     }
     r.finish();
+    // The agents API parks released items in Redis under this consumer name (agents/scripts.hpp):
+    // an agent of that name would hold every released item, and could ack or answer them.
+    if (has_id && agent.id == "_released") {
+      r.ctx().add(r.line_of_key("id"),
+                  "agent id \"_released\" is reserved: it is the Redis consumer that holds "
+                  "released items");
+    }
     if (has_id) {
       auto [it, fresh] = ids.emplace(agent.id, Seen{agent.id, r.line_of_key("id")});
       if (!fresh) {

@@ -264,3 +264,23 @@ TEST_CASE(
   CHECK(late.status == 409);
   CHECK(error_message(late).find("released and waits") != std::string::npos);
 }
+
+TEST_CASE("an ack's reply is lost while the claim's record is not yet committed: retry is done") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, std::chrono::minutes(5), 5));
+  std::string id = d.ingest("lost-reply-4", "claimed, acked at once, the answer lost");
+  d.drained();
+  // A busy writer (a large ingest batch, a checkpoint): the claim's record waits behind this.
+  d.app->writer().submit(storage::Job{
+      [](storage::Db&) { std::this_thread::sleep_for(std::chrono::milliseconds(1500)); },
+      [](const std::string&) {}});
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  cutter->cut_reply_to("$3\r\nack\r\n");
+  CHECK(d.act("alice-token", id, "ack").status == 503);
+  REQUIRE(cutter->cut());
+  // Her retry: Redis ran the ack. The claim is the daemon's own doing, only not written yet.
+  auto again = d.act("alice-token", id, "ack");
+  CHECK(again.status == 200);
+  REQUIRE(eventually([&] { return in_state(d, id, "done"); }));
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='finish' AND actor='alice'") == 1);
+}

@@ -58,4 +58,9 @@ TEST_CASE("a vanished agent's item is redelivered after claim_timeout, then dead
       [&] { return d.rows("SELECT count(*) FROM interactions WHERE state='dead'") == 1; }));
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim'") == 2);
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='dead_letter'") == 1);
+  // Its last holder's late ack is told where it went, not to claim it (it cannot be claimed).
+  auto gone = d.act("bob-token", id, "ack");
+  CHECK(gone.status == 409);
+  CHECK_MESSAGE(error_message(gone).find("moved to sb:dead:general") != std::string::npos,
+                error_message(gone));
 }

@@ -143,6 +143,20 @@ queue = "general"
         "'-')");
 }
 
+TEST_CASE("agents: the id _released is reserved for released items in Redis") {
+  // An agent of that name would be the holder of every item another agent released: it could
+  // ack, transfer or answer them without claiming them.
+  CHECK(problems_of(R"(
+[[agents]]
+id = "_released"
+token = "t1"
+queues = ["general"]
+)") == std::vector<std::string>{
+           "t.toml:2: agent id \"_released\" is reserved: it is the Redis consumer that holds "
+           "released items",
+       });
+}
+
 TEST_CASE("agents: duplicate ids and tokens, tokens from the environment") {
   CHECK(problems_of(R"(
 [[agents]]
