@@ -27,14 +27,6 @@ std::string write_config(const TempDir& dir, std::uint16_t port, std::uint16_t r
   return path;
 }
 
-bool healthy(std::uint16_t port) {
-  try {
-    return HttpClient(port).request("GET", "/healthz").status == 200;
-  } catch (...) {
-    return false;
-  }
-}
-
 HttpResponse claim(HttpClient& c, const std::string& token, int wait_ms = 0) {
   return c.post_json("/v1/agent/claim",
                      R"({"queue":"general","wait_ms":)" + std::to_string(wait_ms) + "}", token);

@@ -33,14 +33,6 @@ std::string write_config(const TempDir& dir, std::uint16_t port, std::uint16_t r
   return path;
 }
 
-bool healthy(std::uint16_t port) {
-  try {
-    return HttpClient(port).request("GET", "/healthz").status == 200;
-  } catch (...) {
-    return false;
-  }
-}
-
 // A connected loopback socket, or -1.
 int connect_loopback(std::uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -79,7 +79,9 @@ Process::~Process() {
   }
 }
 
-void Process::kill(int sig) { ::kill(pid_, sig); }
+void Process::kill(int sig) {
+  ::kill(pid_, sig);
+}
 
 bool Process::running() {
   if (reaped_) {
@@ -104,14 +106,18 @@ int Process::wait() {
 
 // --- Redis ---------------------------------------------------------------------------------
 
-RedisServer::RedisServer() : port_(free_port()) { start(); }
-RedisServer::~RedisServer() { stop(); }
+RedisServer::RedisServer() : port_(free_port()) {
+  start();
+}
+RedisServer::~RedisServer() {
+  stop();
+}
 
 void RedisServer::start() {
   proc_ = std::make_unique<Process>(
       std::vector<std::string>{"redis-server", "--port", std::to_string(port_), "--bind",
-                               "127.0.0.1", "--dir", dir_.path(), "--save", "",
-                               "--appendonly", "no", "--daemonize", "no"},
+                               "127.0.0.1", "--dir", dir_.path(), "--save", "", "--appendonly",
+                               "no", "--daemonize", "no"},
       dir_.file("redis.log"));
   bool up = eventually([&] { return cmd({"PING"}) == "PONG"; });
   if (!up) {
@@ -223,7 +229,9 @@ struct HttpClient::Impl {
   beast::flat_buffer buffer;
 };
 
-HttpClient::HttpClient(std::uint16_t port) : impl_(std::make_unique<Impl>()) { impl_->port = port; }
+HttpClient::HttpClient(std::uint16_t port) : impl_(std::make_unique<Impl>()) {
+  impl_->port = port;
+}
 HttpClient::~HttpClient() = default;
 
 HttpResponse HttpClient::request(const std::string& method, const std::string& target,
@@ -254,8 +262,8 @@ HttpResponse HttpClient::request(const std::string& method, const std::string& t
     }
     if (ec) {
       impl_->stream.reset();
-      if (attempt == 0 && (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
-                           ec == asio::error::broken_pipe)) {
+      if (attempt == 0 && (ec == http::error::end_of_stream ||
+                           ec == asio::error::connection_reset || ec == asio::error::broken_pipe)) {
         continue;  // the server closed an idle keep-alive connection
       }
       throw std::runtime_error("http " + method + " " + target + ": " + ec.message());
@@ -300,7 +308,8 @@ config::Config test_config(const TempDir& dir, std::uint16_t redis_port) {
   c.redis.host = "127.0.0.1";
   c.redis.port = redis_port;
   c.api.tokens = {"test-token"};
-  c.agents = {{"alice", "alice-token", {"general", "vip"}}, {"bob", "bob-token", {"general", "billing"}}};
+  c.agents = {{"alice", "alice-token", {"general", "vip"}},
+              {"bob", "bob-token", {"general", "billing"}}};
   return c;
 }
 
@@ -315,6 +324,16 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds lim
   return pred();
 }
 
-std::string switchboard_binary() { return SB_BINARY_PATH; }
+bool healthy(std::uint16_t port) {
+  try {
+    return HttpClient(port).request("GET", "/healthz").status == 200;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::string switchboard_binary() {
+  return SB_BINARY_PATH;
+}
 
 }  // namespace sb::test

@@ -95,6 +95,9 @@ config::Config test_config(const TempDir& dir, std::uint16_t redis_port);
 bool eventually(const std::function<bool()>& pred,
                 std::chrono::milliseconds limit = std::chrono::seconds(10));
 
+// Whether a daemon on `port` answers GET /healthz with 200 (false while nothing listens).
+bool healthy(std::uint16_t port);
+
 // The path of the built switchboard binary (for tests that run it as a process).
 std::string switchboard_binary();
 
