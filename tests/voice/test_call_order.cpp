@@ -20,6 +20,9 @@ using sb::voice::test::kCanon;
 using sb::voice::test::KeyPair;
 using sb::voice::test::Request;
 
+// Named per file: the test programs are unity builds (helpers such as kAnn or config() would
+namespace call_order_test {
+
 namespace {
 
 constexpr const char* kOurLine = "+13125550100";
@@ -318,3 +321,5 @@ TEST_CASE("call order: the upgrade to call_lines learns the lines of stored call
   REQUIRE(st.step());
   CHECK(st.text(0) == kOurLine);
 }
+
+}  // namespace call_order_test

@@ -31,6 +31,9 @@ TEST_CASE("call store: the 4-hour sweep closes a call whose only event carried n
                "WHERE external_id = 'CA-ring'") == "unknown");
 }
 
+// Named per file: the test programs are unity builds (helpers such as kAnn or config() would
+namespace call_store_test {
+
 namespace {
 
 // Ann, a customer from the CRM: tier "vip", tag "gold", phone +14155550123.
@@ -90,3 +93,5 @@ TEST_CASE("call store: a caller named only by a later event is matched") {
   CHECK(s.text("SELECT count(*) FROM customers") == "1");
   CHECK(s.text("SELECT coalesce(customer_id, 'none') FROM interactions") != "none");
 }
+
+}  // namespace call_store_test

@@ -14,6 +14,9 @@ using sb::voice::test::post_twilio;
 using sb::voice::test::VoiceDaemon;
 namespace json = boost::json;
 
+// Named per file: the test programs are unity builds (helpers such as kAnn or config() would
+namespace dial_legs_test {
+
 namespace {
 
 constexpr const char* kAnn = "+14155550123";     // the customer who calls
@@ -233,3 +236,5 @@ TEST_CASE("voice dial: a Dial action callback with a bad DialCallDuration is ref
   CHECK(r.body.find("DialCallDuration") != std::string::npos);
   CHECK(d.rows("SELECT count(*) FROM interactions") == 0);
 }
+
+}  // namespace dial_legs_test

@@ -13,6 +13,10 @@ using namespace sb::voice;
 using sb::voice::test::kCanon;
 using sb::voice::test::Request;
 
+// Named per file: the test programs are unity builds (helpers such as kAnn or config() would
+// clash across files in an anonymous namespace).
+namespace pbx_test {
+
 namespace {
 
 const std::string kSecret = "dev-pbx-secret";
@@ -173,3 +177,5 @@ TEST_CASE("pbx route: 400 names the field, 415 for other types") {
   r.content_type = "text/plain";
   CHECK(run(r).status == 415);
 }
+
+}  // namespace pbx_test

@@ -7,6 +7,9 @@
 
 using namespace sb::voice;
 
+// Named per file: the test programs are unity builds (helpers such as kAnn or config() would
+namespace signatures_test {
+
 namespace {
 
 const std::string kToken = "12345";
@@ -169,3 +172,5 @@ TEST_CASE("form decoding") {
   CHECK(query_param("/x?bodySHA256=ab%63&y=1", "bodySHA256") == std::optional<std::string>("abc"));
   CHECK_FALSE(query_param("/x", "y").has_value());
 }
+
+}  // namespace signatures_test

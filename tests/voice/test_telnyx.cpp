@@ -11,6 +11,9 @@ using sb::voice::test::kCanon;
 using sb::voice::test::KeyPair;
 using sb::voice::test::Request;
 
+// Named per file: the test programs are unity builds (helpers such as kAnn or config() would
+namespace telnyx_test {
+
 namespace {
 
 const KeyPair& telnyx_key() {
@@ -226,3 +229,5 @@ TEST_CASE("telnyx route: 415 and 400") {
   CHECK(res.error_message.find("occurred_at") != std::string::npos);
   CHECK_FALSE(res.event);
 }
+
+}  // namespace telnyx_test

@@ -21,6 +21,9 @@ using sb::voice::test::KeyPair;
 using sb::voice::test::VoiceDaemon;
 namespace json = boost::json;
 
+// Named per file: the test programs are unity builds (helpers such as kAnn or config() would
+namespace telnyx_order_e2e_test {
+
 namespace {
 
 constexpr const char* kLine = "+13125550100";  // our Telnyx number
@@ -173,3 +176,5 @@ TEST_CASE("voice telnyx: answered then hangup before initiated keep the caller f
   REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
   CHECK(queued(d, 0).at("customer").at("id").as_string().size() > 0);
 }
+
+}  // namespace telnyx_order_e2e_test

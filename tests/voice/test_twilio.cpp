@@ -9,6 +9,9 @@ using namespace sb::voice;
 using sb::voice::test::kCanon;
 using sb::voice::test::Request;
 
+// Named per file: the test programs are unity builds (helpers such as kAnn or config() would
+namespace twilio_test {
+
 namespace {
 
 sb::config::Twilio config(std::string public_url = "https://mycompany.com") {
@@ -419,3 +422,5 @@ TEST_CASE("RFC 2822 dates") {
   CHECK_FALSE(parse_rfc2822("2025-02-11T21:26:28Z"));
   CHECK_FALSE(parse_rfc2822(""));
 }
+
+}  // namespace twilio_test
