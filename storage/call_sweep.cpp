@@ -14,22 +14,67 @@
 
 namespace sb::storage {
 
+// A call a sweep changes: the event applied to it in a writer job of its own.
+struct Store::SweptCall {
+  std::string id;  // interaction id
+  Inbound event;   // what changes it: the "unknown" status, or its parties with no status
+  std::int64_t order_key = 0;
+};
+
 namespace {
 
 constexpr std::size_t kMaxPerSweep = 1000;
 constexpr std::int64_t kRetryAfterMs = 3600 * 1000;
 
-struct StaleCall {
-  std::string id;  // interaction id
-  Inbound event;   // the "unknown" status event that closes it
-  std::int64_t order_key = 0;
-};
+std::optional<Identity> stored_identity(const boost::json::value* v) {
+  const auto* o = v ? v->if_object() : nullptr;
+  const auto* type = o ? o->if_contains("type") : nullptr;
+  const auto* value = o ? o->if_contains("value") : nullptr;
+  if (!type || !value || !type->is_string() || !value->is_string()) {
+    return std::nullopt;
+  }
+  return Identity{std::string(type->get_string()), std::string(value->get_string()), "", ""};
+}
+
+// A sweep's event for the pending call of the row `q` is on: its columns 1-3 are channel,
+// account and external_id (both sweeps select id, channel, account, external_id, order_key).
+Inbound call_event_of(Stmt& q, CallInfo call) {
+  Inbound in;
+  in.channel = q.text(1);
+  in.account = q.text(2);
+  in.external_id = q.text(3);
+  in.kind = "call";
+  in.call = std::move(call);
+  return in;
+}
 
 }  // namespace
 
+void Store::apply_each(std::vector<SweptCall> calls,
+                       std::function<void(const SweptCall&, const std::string&)> after,
+                       std::function<void()> last) {
+  if (calls.empty()) {
+    last();
+    return;
+  }
+  auto left = std::make_shared<std::size_t>(calls.size());
+  auto each = std::make_shared<decltype(after)>(std::move(after));
+  auto end = std::make_shared<decltype(last)>(std::move(last));
+  for (auto& c : calls) {
+    auto call = std::make_shared<SweptCall>(std::move(c));
+    writer_.submit(Job{[this, call](Db& db) { apply_call_event(db, call->event, call->order_key); },
+                       [call, left, each, end](const std::string& why) {
+                         (*each)(*call, why);
+                         if (--*left == 0) {
+                           (*end)();
+                         }
+                       }});
+  }
+}
+
 void Store::close_stale_calls(std::int64_t older_than_ms,
                               std::function<void(const StaleSweep&)> done) {
-  auto stale = std::make_shared<std::vector<StaleCall>>();
+  auto stale = std::make_shared<std::vector<SweptCall>>();
   auto find = [this, older_than_ms, stale](Db& db) {
     stale->clear();       // a job may run twice (Writer::run_batch)
     auto q = db.prepare(  // served by the partial index interactions_pending_calls
@@ -45,81 +90,46 @@ void Store::close_stale_calls(std::int64_t older_than_ms,
       if (sweep_retry_at_.contains(id)) {
         continue;  // failed within the hour
       }
-      StaleCall c;
-      c.id = std::move(id);
-      c.event.channel = q.text(1);
-      c.event.account = q.text(2);
-      c.event.external_id = q.text(3);
-      c.event.kind = "call";
-      c.event.call = CallInfo{"unknown", "", -1, ""};
-      c.order_key = q.int64(4);
-      stale->push_back(std::move(c));
+      stale->push_back(
+          SweptCall{std::move(id), call_event_of(q, CallInfo{"unknown", "", -1, ""}), q.int64(4)});
     }
   };
   // Runs on the writer thread after the lookup's commit; the close jobs go to the back of the
   // queue, each with its own outcome.
   auto close_each = [this, stale, done = std::move(done)](const std::string& error) {
-    if (!error.empty() || stale->empty()) {
+    if (!error.empty()) {
       if (done) {
         done(StaleSweep{0, {}, error});
       }
       return;
     }
     auto result = std::make_shared<StaleSweep>();
-    auto left = std::make_shared<std::size_t>(stale->size());
-    for (auto& c : *stale) {
-      auto call = std::make_shared<StaleCall>(std::move(c));
-      writer_.submit(
-          Job{[this, call](Db& db) {
-                apply_call_event(db, call->event, call->order_key);  // no hold
-              },
-              [this, call, result, left, done](const std::string& why) {
-                if (why.empty()) {
-                  ++result->closed;
-                } else {
-                  sweep_retry_at_[call->id] = now_ms() + kRetryAfterMs;
-                  const Inbound& in = call->event;
-                  result->failed.push_back(in.account + " " + in.external_id + ": " + why);
-                  logger("storage")->error(
-                      "[{}:{}] call {} (interaction {}) has had no final event for 4 hours and "
-                      "cannot be closed: {}; left open, tried again in an hour",
-                      in.channel, in.account, in.external_id, call->id, why);
-                }
-                if (--*left == 0 && done) {
-                  done(*result);
-                }
-              }});
-    }
+    apply_each(
+        std::move(*stale),
+        [this, result](const SweptCall& call, const std::string& why) {
+          if (why.empty()) {
+            ++result->closed;
+            return;
+          }
+          sweep_retry_at_[call.id] = now_ms() + kRetryAfterMs;
+          const Inbound& in = call.event;
+          result->failed.push_back(in.account + " " + in.external_id + ": " + why);
+          logger("storage")->error(
+              "[{}:{}] call {} (interaction {}) has had no final event for 4 hours and "
+              "cannot be closed: {}; left open, tried again in an hour",
+              in.channel, in.account, in.external_id, call.id, why);
+        },
+        [result, done] {
+          if (done) {
+            done(*result);
+          }
+        });
   };
   writer_.submit(Job{std::move(find), std::move(close_each)});
 }
 
-}  // namespace sb::storage
-
-namespace sb::storage {
-
-namespace {
-
-struct HeldCall {
-  std::string id;
-  Inbound event;  // the call's parties as stored, no status: what releases it
-  std::int64_t order_key = 0;
-};
-
-std::optional<Identity> stored_identity(const boost::json::value* v) {
-  const auto* o = v ? v->if_object() : nullptr;
-  const auto* type = o ? o->if_contains("type") : nullptr;
-  const auto* value = o ? o->if_contains("value") : nullptr;
-  if (!type || !value || !type->is_string() || !value->is_string()) {
-    return std::nullopt;
-  }
-  return Identity{std::string(type->get_string()), std::string(value->get_string()), "", ""};
-}
-
-}  // namespace
-
 void Store::release_held_calls(std::int64_t older_than_ms, std::function<void(int)> done) {
-  auto held = std::make_shared<std::vector<HeldCall>>();
+  auto held = std::make_shared<std::vector<SweptCall>>();
   auto find = [this, older_than_ms, held](Db& db) {
     held->clear();        // a job may run twice (Writer::run_batch)
     auto q = db.prepare(  // served by the partial index interactions_pending_calls
@@ -137,14 +147,7 @@ void Store::release_held_calls(std::int64_t older_than_ms, std::function<void(in
       boost::system::error_code ec;
       auto doc = boost::json::parse(q.text_view(5), ec);
       const auto* o = ec ? nullptr : doc.if_object();
-      HeldCall c;
-      c.id = q.text(0);
-      c.event.channel = q.text(1);
-      c.event.account = q.text(2);
-      c.event.external_id = q.text(3);
-      c.event.kind = "call";
-      c.event.call = CallInfo{};
-      c.order_key = q.int64(4);
+      SweptCall c{q.text(0), call_event_of(q, CallInfo{}), q.int64(4)};
       if (o) {
         c.event.from = stored_identity(o->if_contains("from"));
         const auto* to = o->if_contains("to");
@@ -158,31 +161,29 @@ void Store::release_held_calls(std::int64_t older_than_ms, std::function<void(in
     }
   };
   auto release_each = [this, held, done = std::move(done)](const std::string& error) {
-    if (!error.empty() || held->empty()) {
+    if (!error.empty()) {
       if (done) {
         done(0);
       }
       return;
     }
     auto released = std::make_shared<int>(0);
-    auto left = std::make_shared<std::size_t>(held->size());
-    for (auto& c : *held) {
-      auto call = std::make_shared<HeldCall>(std::move(c));
-      writer_.submit(Job{
-          [this, call](Db& db) { apply_call_event(db, call->event, call->order_key); },
-          [call, released, left, done](const std::string& why) {
-            if (why.empty()) {
-              ++*released;
-            } else {
-              const Inbound& in = call->event;
-              logger("storage")->error("[{}:{}] held call {} (interaction {}) cannot be queued: {}",
-                                       in.channel, in.account, in.external_id, call->id, why);
-            }
-            if (--*left == 0 && done) {
-              done(*released);
-            }
-          }});
-    }
+    apply_each(
+        std::move(*held),
+        [released](const SweptCall& call, const std::string& why) {
+          if (why.empty()) {
+            ++*released;
+            return;
+          }
+          const Inbound& in = call.event;
+          logger("storage")->error("[{}:{}] held call {} (interaction {}) cannot be queued: {}",
+                                   in.channel, in.account, in.external_id, call.id, why);
+        },
+        [released, done] {
+          if (done) {
+            done(*released);
+          }
+        });
   };
   writer_.submit(Job{std::move(find), std::move(release_each)});
 }

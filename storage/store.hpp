@@ -71,6 +71,13 @@ class Store final : public Pipeline {
   // false for the sweeps, which queue a call as it stands.
   IngestOutcome apply_call_event(Db& db, const Inbound& in, std::int64_t order_key,
                                  bool child_leg = false, bool may_hold = false);
+  // The sweeps (call_sweep.cpp): each call's event applied in a writer job of its own (one call,
+  // one transaction: a failure undoes that call alone); `after` runs for each with its error
+  // ("" when applied), `last` once after all of them. Writer thread.
+  struct SweptCall;
+  void apply_each(std::vector<SweptCall> calls,
+                  std::function<void(const SweptCall&, const std::string&)> after,
+                  std::function<void()> last);
 
   Writer& writer_;
   mutable std::mutex rules_mu_;
