@@ -38,11 +38,7 @@ TEST_CASE("kill -9 while items are claimed: the restarted daemon honours the cla
   RedisServer redis;
   auto port = free_port();
   auto cfg = write_config(dir, port, redis.port());
-  auto start = [&] {
-    return std::make_unique<Process>(
-        std::vector<std::string>{switchboard_binary(), "run", "--config", cfg},
-        dir.file("daemon.log"));
-  };
+  auto start = [&] { return daemon_process(dir, cfg); };
   auto daemon = start();
   REQUIRE(eventually([&] { return healthy(port); }));
   std::vector<std::string> ids;

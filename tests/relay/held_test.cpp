@@ -170,9 +170,7 @@ TEST_CASE("kill -9 while rows are held: after the repair each arrives exactly on
                      << "[[routing.rules]]\nname = \"money\"\nqueue = \"billing\"\n"
                      << "[routing.rules.when]\ntext_matches = \"refund\"\n";
   auto start = [&] {
-    auto p = std::make_unique<Process>(
-        std::vector<std::string>{switchboard_binary(), "run", "--config", cfg},
-        dir.file("daemon.log"));
+    auto p = daemon_process(dir, cfg);
     REQUIRE(eventually([&] {
       try {
         return HttpClient(port).request("GET", "/readyz").status == 200;

@@ -68,11 +68,7 @@ TEST_CASE("kill -9 under load: every interaction answered 2xx is stored and queu
   RedisServer redis;
   auto port = free_port();
   auto cfg = write_config(dir, port, redis.port());
-  auto start = [&] {
-    return std::make_unique<Process>(
-        std::vector<std::string>{switchboard_binary(), "run", "--config", cfg},
-        dir.file("daemon.log"));
-  };
+  auto start = [&] { return daemon_process(dir, cfg); };
   auto daemon = start();
   REQUIRE(eventually([&] { return healthy(port); }));
 

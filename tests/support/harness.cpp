@@ -336,4 +336,10 @@ std::string switchboard_binary() {
   return SB_BINARY_PATH;
 }
 
+std::unique_ptr<Process> daemon_process(const TempDir& dir, const std::string& cfg) {
+  return std::make_unique<Process>(
+      std::vector<std::string>{switchboard_binary(), "run", "--config", cfg},
+      dir.file("daemon.log"));
+}
+
 }  // namespace sb::test

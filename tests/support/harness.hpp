@@ -101,4 +101,8 @@ bool healthy(std::uint16_t port);
 // The path of the built switchboard binary (for tests that run it as a process).
 std::string switchboard_binary();
 
+// `switchboard run --config cfg` as a child process, its output in `dir`'s daemon.log (for the
+// tests that kill -9 it and start it again). Returns at once: wait for healthy() or /readyz.
+std::unique_ptr<Process> daemon_process(const TempDir& dir, const std::string& cfg);
+
 }  // namespace sb::test
