@@ -67,6 +67,7 @@ TEST_CASE("http client: a server that closes each connection (Connection: close)
   auto out = run(reqs);
   CHECK(out[0].status == 200);
   CHECK(out[1].status == 200);
+  CHECK(fake.connections() == 2);  // the second request went over a new connection
 }
 
 TEST_CASE("http client: deadlines, refused connections and TLS failures are values") {

@@ -78,10 +78,13 @@ struct FakeHttpServer::Impl {
         res.set(k, v);
       }
       res.body() = std::move(out.body);
-      res.keep_alive(req.keep_alive());
+      bool keep = req.keep_alive() && !out.close;
+      res.keep_alive(keep);
       res.prepare_payload();
       auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
-      if (wec || !req.keep_alive()) {
+      if (wec || !keep) {
+        beast::error_code ignored;
+        stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
         co_return;
       }
     }

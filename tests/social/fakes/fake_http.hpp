@@ -1,7 +1,7 @@
 #pragma once
-// A tiny HTTP/1.1 server for provider fakes (X, Telegram, Meta Graph): keep-alive, one handler
-// called under the fake's own lock, on a thread of its own, on a free loopback port. A handler
-// may answer `hold` to be asked again 20 ms later (long polling) until it answers.
+// A tiny HTTP/1.1 server for provider fakes (Mastodon, X, Telegram, Meta Graph): keep-alive, one
+// handler called under the fake's own lock, on a thread of its own, on a free loopback port. A
+// handler may answer `hold` to be asked again 20 ms later (long polling) until it answers.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -29,6 +29,7 @@ class FakeHttpServer {
     std::vector<std::pair<std::string, std::string>> headers;
     std::string content_type = "application/json; charset=utf-8";
     bool hold = false;
+    bool close = false;  // answer with Connection: close, then close the connection
     Response() = default;
     Response(int s, std::string b) : status(s), body(std::move(b)) {}
     static Response held() {  // long polling: ask the handler again in 20 ms

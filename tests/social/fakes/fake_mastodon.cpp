@@ -4,36 +4,24 @@
 #include <charconv>
 #include <map>
 #include <optional>
-#include <thread>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http.hpp>
 #include <boost/json.hpp>
-#include <boost/url/parse.hpp>
 
 #include "core/time.hpp"
+#include "tests/social/fakes/fake_http.hpp"
 
 namespace sb::test {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace json = boost::json;
-using tcp = asio::ip::tcp;
 using Clock = std::chrono::system_clock;
 
 struct FakeMastodon::Impl {
+  using Request = FakeHttpServer::Request;
+  using Response = FakeHttpServer::Response;
+
   std::string token;
   int window_limit;
   std::chrono::milliseconds window;
-
-  asio::io_context ioc;
-  tcp::acceptor acceptor{ioc};
-  std::thread thread;
-  bool running = false;
 
   mutable std::mutex mu;          // guards everything below
   std::vector<Mention> mentions;  // ascending ids
@@ -45,43 +33,18 @@ struct FakeMastodon::Impl {
   Stats stats;
   Clock::time_point window_start{};
   int window_used = 0;
+  FakeHttpServer server;  // last: destroyed first, so no request outlives the state above
 
   Impl(std::string t, int limit, std::chrono::milliseconds w)
-      : token(std::move(t)), window_limit(limit), window(w) {}
+      : token(std::move(t)),
+        window_limit(limit),
+        window(w),
+        server([this](const Request& r, std::chrono::milliseconds) { return handle(r); }) {}
 
-  void accept() {
-    acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
-      if (ec) {
-        return;  // closed by stop()
-      }
-      serve(std::make_shared<beast::tcp_stream>(std::move(socket)));
-      accept();
-    });
-  }
-
-  void serve(std::shared_ptr<beast::tcp_stream> stream) {
-    auto buffer = std::make_shared<beast::flat_buffer>();
-    auto req = std::make_shared<http::request<http::string_body>>();
-    stream->expires_after(std::chrono::seconds(10));
-    http::async_read(
-        *stream, *buffer, *req, [this, stream, buffer, req](beast::error_code ec, std::size_t) {
-          if (ec) {
-            return;
-          }
-          auto res = std::make_shared<http::response<http::string_body>>(handle(*req));
-          res->keep_alive(false);
-          res->prepare_payload();
-          http::async_write(*stream, *res, [stream, res](beast::error_code, std::size_t) {
-            beast::error_code ignored;
-            stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
-          });
-        });
-  }
-
-  static http::response<http::string_body> reply(http::status status, std::string body) {
-    http::response<http::string_body> res{status, 11};
-    res.set(http::field::content_type, "application/json; charset=utf-8");
-    res.body() = std::move(body);
+  // One request per connection, as the header says (the http client's reconnect test uses it).
+  static Response reply(int status, std::string body) {
+    Response res(status, std::move(body));
+    res.close = true;
     return res;
   }
 
@@ -99,66 +62,69 @@ struct FakeMastodon::Impl {
     return true;
   }
 
-  void rate_headers(http::response<http::string_body>& res) {
+  void rate_headers(Response& res) {
     auto reset_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         (window_start + window).time_since_epoch())
                         .count();
-    res.set("X-RateLimit-Limit", std::to_string(window_limit));
-    res.set("X-RateLimit-Remaining", std::to_string(std::max(0, window_limit - window_used)));
     std::string iso = format_rfc3339(reset_ms);  // "...Z"; Mastodon adds ".000"
     iso.insert(iso.size() - 1, ".000");
-    res.set("X-RateLimit-Reset", iso);
+    res.headers.emplace_back("X-RateLimit-Limit", std::to_string(window_limit));
+    res.headers.emplace_back("X-RateLimit-Remaining",
+                             std::to_string(std::max(0, window_limit - window_used)));
+    res.headers.emplace_back("X-RateLimit-Reset", iso);
   }
 
-  http::response<http::string_body> handle(const http::request<http::string_body>& req) {
+  static std::string header(const Request& r, const std::string& lower_name) {
+    auto it = r.headers.find(lower_name);
+    return it == r.headers.end() ? std::string() : it->second;
+  }
+
+  Response handle(const Request& req) {
     std::lock_guard lock(mu);
     ++stats.requests;
-    if (req[http::field::authorization] != "Bearer " + token) {
-      return reply(http::status::unauthorized, R"({"error":"The access token is invalid"})");
+    if (header(req, "authorization") != "Bearer " + token) {
+      return reply(401, R"({"error":"The access token is invalid"})");
     }
     Clock::time_point now = Clock::now();
     if (!take_budget(now)) {
       ++stats.rejected_429;
-      auto res = reply(http::status::too_many_requests, R"({"error":"Too many requests"})");
+      auto res = reply(429, R"({"error":"Too many requests"})");
       rate_headers(res);
       return res;
     }
-    auto url = boost::urls::parse_origin_form(req.target());
-    if (!url) {
-      return reply(http::status::bad_request, R"({"error":"bad target"})");
+    if (req.path.empty()) {
+      return reply(400, R"({"error":"bad target"})");
     }
-    http::response<http::string_body> res;
-    if (req.method() == http::verb::get && url->path() == "/api/v1/notifications") {
-      res = notifications(*url);
-    } else if (req.method() == http::verb::post && url->path() == "/api/v1/statuses") {
+    Response res;
+    if (req.method == "GET" && req.path == "/api/v1/notifications") {
+      res = notifications(req);
+    } else if (req.method == "POST" && req.path == "/api/v1/statuses") {
       res = post_status(req);
     } else {
-      res = reply(http::status::not_found, R"({"error":"Record not found"})");
+      res = reply(404, R"({"error":"Record not found"})");
     }
     rate_headers(res);
     return res;
   }
 
-  static std::optional<std::int64_t> param(const boost::urls::url_view& url, std::string_view key) {
-    for (auto p : url.params()) {
-      if (p.key == key) {
-        std::int64_t v = 0;
-        auto [ptr, ec] = std::from_chars(p.value.data(), p.value.data() + p.value.size(), v);
-        if (ec == std::errc{}) {
-          return v;
-        }
-      }
+  static std::optional<std::int64_t> param(const Request& r, const std::string& key) {
+    auto it = r.query.find(key);
+    if (it == r.query.end()) {
+      return std::nullopt;
     }
-    return std::nullopt;
+    std::int64_t v = 0;
+    const std::string& s = it->second;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc{} ? std::optional<std::int64_t>(v) : std::nullopt;
   }
 
-  http::response<http::string_body> notifications(const boost::urls::url_view& url) {
+  Response notifications(const Request& req) {
     ++stats.notification_requests;
     auto limit =
-        static_cast<std::size_t>(std::clamp<std::int64_t>(param(url, "limit").value_or(40), 1, 80));
-    auto min_id = param(url, "min_id");
-    auto since_id = param(url, "since_id");
-    auto max_id = param(url, "max_id");
+        static_cast<std::size_t>(std::clamp<std::int64_t>(param(req, "limit").value_or(40), 1, 80));
+    auto min_id = param(req, "min_id");
+    auto since_id = param(req, "since_id");
+    auto max_id = param(req, "max_id");
     std::vector<const Mention*> range;
     for (const Mention& m : mentions) {
       if ((min_id && m.notification_id <= *min_id) ||
@@ -207,25 +173,25 @@ struct FakeMastodon::Impl {
                                  {"account", account},
                                  {"status", status}});
     }
-    auto res = reply(http::status::ok, json::serialize(out));
+    auto res = reply(200, json::serialize(out));
     if (!range.empty()) {
-      std::string base = "http://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()) +
+      std::string base = "http://127.0.0.1:" + std::to_string(server.port()) +
                          "/api/v1/notifications?types%5B%5D=mention&limit=" + std::to_string(limit);
-      res.set(http::field::link,
-              "<" + base + "&max_id=" + std::to_string(range.back()->notification_id) +
-                  ">; rel=\"next\", <" + base +
-                  "&min_id=" + std::to_string(range.front()->notification_id) + ">; rel=\"prev\"");
+      res.headers.emplace_back(
+          "Link", "<" + base + "&max_id=" + std::to_string(range.back()->notification_id) +
+                      ">; rel=\"next\", <" + base + "&min_id=" +
+                      std::to_string(range.front()->notification_id) + ">; rel=\"prev\"");
     }
     return res;
   }
 
-  http::response<http::string_body> post_status(const http::request<http::string_body>& req) {
-    post_keys.emplace_back(req["Idempotency-Key"]);
+  Response post_status(const Request& req) {
+    post_keys.push_back(header(req, "idempotency-key"));
     if (fail_posts > 0) {
       --fail_posts;
-      return reply(http::status::service_unavailable, R"({"error":"Service unavailable"})");
+      return reply(503, R"({"error":"Service unavailable"})");
     }
-    std::string key(req["Idempotency-Key"]);
+    std::string key = header(req, "idempotency-key");
     auto render = [](const Posted& p) {
       return json::serialize(json::object{{"id", p.id},
                                           {"content", p.status},
@@ -234,13 +200,13 @@ struct FakeMastodon::Impl {
     };
     if (!key.empty()) {
       if (auto it = by_key.find(key); it != by_key.end()) {
-        return reply(http::status::ok, render(posts[it->second]));  // the same status again
+        return reply(200, render(posts[it->second]));  // the same status again
       }
     }
     boost::system::error_code ec;
-    json::value body = json::parse(req.body(), ec);
+    json::value body = json::parse(req.body, ec);
     if (ec || !body.is_object()) {
-      return reply(http::status::unprocessable_entity, R"({"error":"Validation failed"})");
+      return reply(422, R"({"error":"Validation failed"})");
     }
     const json::object& o = body.get_object();
     auto s = [&](std::string_view k) -> std::string {
@@ -253,7 +219,7 @@ struct FakeMastodon::Impl {
     if (!key.empty()) {
       by_key[key] = posts.size() - 1;
     }
-    return reply(http::status::ok, render(p));
+    return reply(200, render(p));
   }
 };
 
@@ -265,35 +231,23 @@ FakeMastodon::~FakeMastodon() {
 }
 
 void FakeMastodon::start() {
-  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
-  impl_->acceptor.open(ep.protocol());
-  impl_->acceptor.set_option(asio::socket_base::reuse_address(true));
-  impl_->acceptor.bind(ep);
-  impl_->acceptor.listen();
-  impl_->accept();
-  impl_->running = true;
-  impl_->thread = std::thread([this] { impl_->ioc.run(); });
+  impl_->server.start();
 }
 
 void FakeMastodon::stop() {
-  if (!impl_->running) {
-    return;
-  }
-  impl_->running = false;
-  asio::post(impl_->ioc, [this] {
-    beast::error_code ignored;
-    impl_->acceptor.close(ignored);
-    impl_->ioc.stop();
-  });
-  impl_->thread.join();
+  impl_->server.stop();
 }
 
 std::uint16_t FakeMastodon::port() const {
-  return impl_->acceptor.local_endpoint().port();
+  return impl_->server.port();
 }
 
 std::string FakeMastodon::base_url() const {
-  return "http://127.0.0.1:" + std::to_string(port());
+  return impl_->server.base_url();
+}
+
+int FakeMastodon::connections() const {
+  return impl_->server.connections();
 }
 
 std::string FakeMastodon::add_mention(const std::string& acct, const std::string& text,

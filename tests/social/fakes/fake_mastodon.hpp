@@ -46,6 +46,7 @@ class FakeMastodon {
   void stop();   // closes everything and joins; idempotent
   std::uint16_t port() const;
   std::string base_url() const;  // "http://127.0.0.1:<port>"
+  int connections() const;       // accepted so far (one per request: it answers Connection: close)
 
   // Adds a mention from `acct` ("user" local, or "user@domain"); returns its status id.
   std::string add_mention(const std::string& acct, const std::string& text,
