@@ -123,6 +123,16 @@ void RedisServer::start() {
   if (!up) {
     throw std::runtime_error("redis-server did not start; see " + dir_.file("redis.log"));
   }
+  // A restart (stop, then start) reuses the port: while it was free, another test running in
+  // parallel may have been handed it, and the PING above answered by that test's server. Say so
+  // rather than let the test go on against someone else's Redis.
+  std::string pid = "process_id:" + std::to_string(proc_->pid()) + "\r\n";
+  if (cmd({"INFO", "server"}).find(pid) == std::string::npos) {
+    throw std::runtime_error("port " + std::to_string(port_) +
+                             " is answered by another process than the redis-server started "
+                             "here (taken while this one was stopped?); see " +
+                             dir_.file("redis.log"));
+  }
 }
 
 void RedisServer::stop() {
