@@ -218,9 +218,13 @@ TEST_CASE("a server without IDLE is polled at poll_interval") {
   {  // the server really does not offer IDLE after login
     boost::asio::io_context io;
     boost::asio::ssl::context tls(boost::asio::ssl::context::tls_client);
-    email::imap::Client c(io.get_executor(), tls,
-                          {"127.0.0.1", d.dovecot.imap_port(), email::imap::TlsMode::none,
-                           Dovecot::user, Dovecot::password});
+    email::imap::ClientOptions opts;
+    opts.host = "127.0.0.1";
+    opts.port = d.dovecot.imap_port();
+    opts.tls = email::imap::TlsMode::none;
+    opts.username = Dovecot::user;
+    opts.password = Dovecot::password;
+    email::imap::Client c(io.get_executor(), tls, opts);
     bool idle = true;
     boost::asio::co_spawn(
         io,
