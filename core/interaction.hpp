@@ -26,7 +26,7 @@ struct Attachment {
   // The decoded bytes, when the channel kept them (within its size caps): stored beside the
   // interaction and served to agents by GET /v1/interactions/{id}/attachments/{n}.
   bool stored = false;
-  std::string data;
+  std::string data{};  // (an initializer: brace lists that stop before it need not name it)
 };
 
 // A leg a call set up to reach our side (Twilio <Dial>: a child call with a CallSid of its own).
