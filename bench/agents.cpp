@@ -9,7 +9,8 @@
 //   build/bench/bench_agents [--backlog N] [--rate N] [--seconds N] [--agents N]
 //   SB_BENCH_REDIS_STATS=1 also prints Redis's INFO commandstats after each phase.
 //   SB_BENCH_TRACE=FILE writes every claim as "phase ms-into-phase claim-ms", one per line (the
-//   ms negative where the queue was empty and the claim waited for the item to arrive).
+//   ms negative where the queue was empty and the claim waited for the item to arrive), and
+//   every posted item as "<phase>a ms-into-phase-when-posted POST-to-claim-ms".
 #include <signal.h>
 #include <algorithm>
 #include <array>
@@ -153,6 +154,8 @@ int main(int argc, char** argv) {
     std::vector<double> claim_ms, arrival_ms, committed_ms, post_ms;
     // (ms since the phase began, claim ms; negative: the claim waited for the item to arrive)
     std::vector<std::pair<double, double>> claim_at;
+    std::vector<std::pair<double, double>>
+        arrival_at;                    // (POST sent, ms since the phase began; POST -> claim ms)
     std::vector<double> cycle_end_ms;  // cycles finished while ingest ran, ms since it began
     double starved_ms = 1e300;         // when a claim first found nothing waiting
     int cycles = 0, posted = 0, total = 0, claims = 0;
@@ -201,6 +204,9 @@ int main(int argc, char** argv) {
       bool was_waiting = true;
       if (auto it = post_started.find(ext); it != post_started.end()) {
         ph.arrival_ms.push_back(ms_since(it->second));
+        ph.arrival_at.emplace_back(
+            std::chrono::duration<double, std::milli>(it->second - phase_start).count(),
+            ph.arrival_ms.back());
         auto d = post_done.find(ext);  // none yet when the claim beat the 202 back: 0
         ph.committed_ms.push_back(d == post_done.end() ? 0.0 : ms_since(d->second));
         was_waiting = d != post_done.end() && d->second <= t;
@@ -332,6 +338,9 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < phases.size(); ++i) {
       for (auto [at, ms] : phases[i].claim_at) {  // ms < 0: the claim waited for the item
         out << i + 1 << ' ' << at << ' ' << ms << '\n';
+      }
+      for (auto [at, ms] : phases[i].arrival_at) {  // "<phase>a": POST sent at, POST -> claim
+        out << i + 1 << "a " << at << ' ' << ms << '\n';
       }
     }
   }
