@@ -154,8 +154,8 @@ int main(int argc, char** argv) {
     std::vector<double> claim_ms, arrival_ms, committed_ms, post_ms;
     // (ms since the phase began, claim ms; negative: the claim waited for the item to arrive)
     std::vector<std::pair<double, double>> claim_at;
-    std::vector<std::pair<double, double>>
-        arrival_at;                    // (POST sent, ms since the phase began; POST -> claim ms)
+    // (when the POST was sent, ms since the phase began; POST -> claim ms)
+    std::vector<std::pair<double, double>> arrival_at;
     std::vector<double> cycle_end_ms;  // cycles finished while ingest ran, ms since it began
     double starved_ms = 1e300;         // when a claim first found nothing waiting
     int cycles = 0, posted = 0, total = 0, claims = 0;
