@@ -10,7 +10,8 @@
 //   SB_BENCH_REDIS_STATS=1 also prints Redis's INFO commandstats after each phase.
 //   SB_BENCH_TRACE=FILE writes every claim as "phase ms-into-phase claim-ms", one per line (the
 //   ms negative where the queue was empty and the claim waited for the item to arrive), and
-//   every posted item as "<phase>a ms-into-phase-when-posted POST-to-claim-ms".
+//   every posted item as "<phase>a ms-into-phase-when-posted POST-to-claim-ms"; the daemon's log
+//   (warnings and errors) goes to FILE.daemon.log.
 #include <signal.h>
 #include <algorithm>
 #include <array>
@@ -25,6 +26,7 @@
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <unordered_map>
@@ -346,6 +348,10 @@ int main(int argc, char** argv) {
   }
   auto [rss, hwm] = bench::rss_mib(daemon.pid());
   daemon.stop();
+  if (const char* path = std::getenv("SB_BENCH_TRACE")) {  // and what the daemon logged
+    std::filesystem::copy_file(dir.file("daemon.log"), std::string(path) + ".daemon.log",
+                               std::filesystem::copy_options::overwrite_existing);
+  }
 
   auto cpu_line = [](const Phase& ph) {
     return bench::fmt("%.1f us", ph.cpu.daemon_us) + bench::fmt(" / %.1f us", ph.cpu.redis_us) +
