@@ -1,5 +1,7 @@
 #include "dovecot.hpp"
 
+#include "tests/support/free_port.hpp"
+
 #include <arpa/inet.h>
 #include <grp.h>
 #include <netinet/in.h>
@@ -19,19 +21,6 @@
 #include <thread>
 
 namespace {
-
-// harness.hpp has sb::test::free_port, but the email unit tests do not link the harness.
-std::uint16_t dovecot_free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
@@ -97,8 +86,8 @@ void Dovecot::start() {
   fs::create_directories(dir_ + "/run");
   fs::create_directories(dir_ + "/state");
   fs::create_directories(dir_ + "/home/alice");
-  imap_port_ = dovecot_free_port();
-  imaps_port_ = dovecot_free_port();
+  imap_port_ = sb::test::free_port();
+  imaps_port_ = sb::test::free_port();
   run("openssl req -x509 -newkey rsa:2048 -nodes -keyout " + dir_ + "/key.pem -out " + dir_ +
       "/cert.pem -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null");
   write_file(dir_ + "/passwd", std::string(user) + ":{PLAIN}" + password + ":" +

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "tests/support/free_port.hpp"
 
 namespace sb::test {
 
@@ -23,8 +24,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-std::uint16_t free_port();
 
 // A child process with its stdout/stderr in a log file; killed (SIGKILL) on destruction.
 class Process {
