@@ -335,7 +335,9 @@ int main(int argc, char** argv) {
   run(p2, true, "p2-");
   add_backlog("p3-item-");
   run(p3, true, "p3-");
-  if (const char* path = std::getenv("SB_BENCH_TRACE")) {  // every claim: phase, at, ms
+  auto [rss, hwm] = bench::rss_mib(daemon.pid());
+  daemon.stop();
+  if (const char* path = std::getenv("SB_BENCH_TRACE")) {  // every claim and item, the log
     std::ofstream out(path);
     for (std::size_t i = 0; i < phases.size(); ++i) {
       for (auto [at, ms] : phases[i].claim_at) {  // ms < 0: the claim waited for the item
@@ -345,10 +347,6 @@ int main(int argc, char** argv) {
         out << i + 1 << "a " << at << ' ' << ms << '\n';
       }
     }
-  }
-  auto [rss, hwm] = bench::rss_mib(daemon.pid());
-  daemon.stop();
-  if (const char* path = std::getenv("SB_BENCH_TRACE")) {  // and what the daemon logged
     std::filesystem::copy_file(dir.file("daemon.log"), std::string(path) + ".daemon.log",
                                std::filesystem::copy_options::overwrite_existing);
   }
