@@ -22,6 +22,15 @@ class FakeHttpServer {
     std::map<std::string, std::string> query;    // decoded
     std::map<std::string, std::string> headers;  // lower-cased names
     std::string body;
+    // A header's value (its name lower-cased) or a query parameter's; "" when absent.
+    std::string header(const std::string& name) const { return value_of(headers, name); }
+    std::string param(const std::string& key) const { return value_of(query, key); }
+
+   private:
+    static std::string value_of(const std::map<std::string, std::string>& m, const std::string& k) {
+      auto it = m.find(k);
+      return it == m.end() ? std::string() : it->second;
+    }
   };
   struct Response {
     int status = 200;

@@ -74,15 +74,10 @@ struct FakeMastodon::Impl {
     res.headers.emplace_back("X-RateLimit-Reset", iso);
   }
 
-  static std::string header(const Request& r, const std::string& lower_name) {
-    auto it = r.headers.find(lower_name);
-    return it == r.headers.end() ? std::string() : it->second;
-  }
-
   Response handle(const Request& req) {
     std::lock_guard lock(mu);
     ++stats.requests;
-    if (header(req, "authorization") != "Bearer " + token) {
+    if (req.header("authorization") != "Bearer " + token) {
       return reply(401, R"({"error":"The access token is invalid"})");
     }
     Clock::time_point now = Clock::now();
@@ -107,24 +102,21 @@ struct FakeMastodon::Impl {
     return res;
   }
 
-  static std::optional<std::int64_t> param(const Request& r, const std::string& key) {
-    auto it = r.query.find(key);
-    if (it == r.query.end()) {
-      return std::nullopt;
-    }
+  // A query parameter as a number; nullopt when absent or not a number.
+  static std::optional<std::int64_t> int_param(const Request& r, const std::string& key) {
+    std::string s = r.param(key);
     std::int64_t v = 0;
-    const std::string& s = it->second;
     auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     return ec == std::errc{} ? std::optional<std::int64_t>(v) : std::nullopt;
   }
 
   Response notifications(const Request& req) {
     ++stats.notification_requests;
-    auto limit =
-        static_cast<std::size_t>(std::clamp<std::int64_t>(param(req, "limit").value_or(40), 1, 80));
-    auto min_id = param(req, "min_id");
-    auto since_id = param(req, "since_id");
-    auto max_id = param(req, "max_id");
+    auto limit = static_cast<std::size_t>(
+        std::clamp<std::int64_t>(int_param(req, "limit").value_or(40), 1, 80));
+    auto min_id = int_param(req, "min_id");
+    auto since_id = int_param(req, "since_id");
+    auto max_id = int_param(req, "max_id");
     std::vector<const Mention*> range;
     for (const Mention& m : mentions) {
       if ((min_id && m.notification_id <= *min_id) ||
@@ -186,12 +178,12 @@ struct FakeMastodon::Impl {
   }
 
   Response post_status(const Request& req) {
-    post_keys.push_back(header(req, "idempotency-key"));
+    post_keys.push_back(req.header("idempotency-key"));
     if (fail_posts > 0) {
       --fail_posts;
       return reply(503, R"({"error":"Service unavailable"})");
     }
-    std::string key = header(req, "idempotency-key");
+    std::string key = req.header("idempotency-key");
     auto render = [](const Posted& p) {
       return json::serialize(json::object{{"id", p.id},
                                           {"content", p.status},

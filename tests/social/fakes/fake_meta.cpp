@@ -11,8 +11,7 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
     : token_(std::move(token)),
       server_([this](const FakeHttpServer::Request& r, std::chrono::milliseconds) -> Res {
         std::lock_guard lock(mu_);
-        auto auth = r.headers.find("authorization");
-        if (auth == r.headers.end() || auth->second != "Bearer " + token_) {
+        if (r.header("authorization") != "Bearer " + token_) {
           return {
               401,
               R"({"error":{"message":"Invalid OAuth access token.","type":"OAuthException","code":190}})"};

@@ -55,8 +55,7 @@ int FakeX::rejected_429() const {
 }
 
 Res FakeX::handle(const FakeHttpServer::Request& r) {
-  auto auth = r.headers.find("authorization");
-  if (auth == r.headers.end() || auth->second != "Bearer " + token_) {
+  if (r.header("authorization") != "Bearer " + token_) {
     return {
         401,
         R"({"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"})"};
@@ -123,15 +122,11 @@ Res FakeX::handle(const FakeHttpServer::Request& r) {
 
 Res FakeX::mentions(const FakeHttpServer::Request& r) {
   ++mention_requests_;
-  auto q = [&](const char* k) -> std::string {
-    auto it = r.query.find(k);
-    return it == r.query.end() ? "" : it->second;
-  };
-  long long since = q("since_id").empty() ? 0 : std::stoll(q("since_id"));
-  std::size_t max = q("max_results").empty() ? 10 : std::stoul(q("max_results"));
+  long long since = r.param("since_id").empty() ? 0 : std::stoll(r.param("since_id"));
+  std::size_t max = r.param("max_results").empty() ? 10 : std::stoul(r.param("max_results"));
   // The pagination token is opaque to clients; here it encodes "older than this id".
   long long before =
-      q("pagination_token").empty() ? 0 : std::stoll(q("pagination_token").substr(1));
+      r.param("pagination_token").empty() ? 0 : std::stoll(r.param("pagination_token").substr(1));
   std::vector<const Tweet*> range;
   for (auto it = tweets_.rbegin(); it != tweets_.rend(); ++it) {  // newest first
     if (it->id <= since || (before != 0 && it->id >= before)) {
