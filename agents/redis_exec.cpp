@@ -110,28 +110,6 @@ const RValue& RValue::at(std::size_t i) const {
   return i < elements.size() ? elements[i] : nil;
 }
 
-// The blocking connection of eval_sync.
-struct RedisExec::SyncConn {
-  redisContext* ctx = nullptr;
-  ~SyncConn() {
-    if (ctx) {
-      redisFree(ctx);
-    }
-  }
-  RValue cmd(const std::vector<std::string>& args) {
-    std::string wire;
-    format(wire, args);
-    if (redisAppendFormattedCommand(ctx, wire.data(), wire.size()) != REDIS_OK) {
-      return error_value(ctx->errstr);
-    }
-    void* raw = nullptr;
-    if (redisGetReply(ctx, &raw) != REDIS_OK || !raw) {
-      return error_value(kRedisUnavailable + std::string(ctx->errstr));
-    }
-    return take_reply(raw);
-  }
-};
-
 RedisExec::RedisExec(asio::io_context& io, const config::Redis& cfg,
                      std::vector<std::string> scripts, std::vector<std::vector<std::string>> init)
     : io_(io),
@@ -450,51 +428,6 @@ void RedisExec::watchdog() {
     }
     watchdog();
   });
-}
-
-RValue RedisExec::eval_sync(int script, std::vector<std::string> keys,
-                            std::vector<std::string> args, std::chrono::milliseconds timeout) {
-  std::lock_guard lock(sync_mu_);
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  if (!sync_ || !sync_->ctx || sync_->ctx->err) {
-    sync_ = std::make_unique<SyncConn>();
-    sync_->ctx = redisConnectWithTimeout(cfg_.host.c_str(), cfg_.port, tv);
-    if (!sync_->ctx || sync_->ctx->err) {
-      std::string err = sync_->ctx ? sync_->ctx->errstr : "out of memory";
-      sync_.reset();
-      return error_value(kRedisUnavailable + err);
-    }
-    sync_->ctx->reader->fn = &kRValueReplies;  // replies are RValues here too
-    redisSetTimeout(sync_->ctx, tv);
-    if (auto auth = cfg_.auth_command(); !auth.empty()) {
-      if (auto v = sync_->cmd(auth); v.is_error()) {
-        sync_.reset();
-        return v;
-      }
-    }
-    if (cfg_.db != 0) {
-      if (auto v = sync_->cmd({"SELECT", std::to_string(cfg_.db)}); v.is_error()) {
-        sync_.reset();
-        return v;
-      }
-    }
-  }
-  const auto& source = scripts_.at(static_cast<std::size_t>(script));
-  std::vector<std::string> argv{"EVALSHA", shas_.at(static_cast<std::size_t>(script)),
-                                std::to_string(keys.size())};
-  argv.insert(argv.end(), keys.begin(), keys.end());
-  argv.insert(argv.end(), args.begin(), args.end());
-  RValue v = sync_->cmd(argv);
-  if (v.is_error() && v.str.starts_with("NOSCRIPT")) {
-    argv[0] = "EVAL";
-    argv[1] = source;
-    v = sync_->cmd(argv);
-  }
-  if (sync_->ctx->err) {
-    sync_.reset();  // timed out or lost: a fresh connection next time
-  }
-  return v;
 }
 
 }  // namespace sb::agents

@@ -8,8 +8,7 @@
 // a claim's latency under load.
 //
 // Script hashes are computed here (SHA-1 of the source, as Redis does), so a (re)connect sends
-// SCRIPT LOAD and the waiting EVALSHAs in the same write. eval_sync uses a second, blocking
-// connection of its own: never on the io thread, which a hung Redis would then stall.
+// SCRIPT LOAD and the waiting EVALSHAs in the same write.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -22,7 +21,6 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -65,10 +63,6 @@ class RedisExec {
 
   // From any thread; `cb` runs on the io thread.
   void eval(int script, std::vector<std::string> keys, std::vector<std::string> args, Callback cb);
-  // Blocks the caller (for scrape-time gauges) on its own connection; an error value after
-  // `timeout`.
-  RValue eval_sync(int script, std::vector<std::string> keys, std::vector<std::string> args,
-                   std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
  private:
   struct Call {
@@ -76,7 +70,6 @@ class RedisExec {
     std::vector<std::string> keys, args;
     Callback cb;
   };
-  struct SyncConn;
   void submit(Call c);
   void append(const Call& c);
   void connect();
@@ -109,9 +102,6 @@ class RedisExec {
   bool reported_ = false;  // "unavailable" logged, "connected" is due when it comes back
   std::string last_error_;
   std::unique_ptr<redisReader, void (*)(redisReader*)> reader_;
-
-  std::mutex sync_mu_;
-  std::unique_ptr<SyncConn> sync_;
 };
 
 // Runs a script and completes on the executor of the awaiting coroutine.

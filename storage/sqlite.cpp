@@ -177,8 +177,5 @@ void Db::reset_statements() {
 std::int64_t Db::changes() const {
   return sqlite3_changes64(db_);
 }
-std::int64_t Db::last_insert_rowid() const {
-  return sqlite3_last_insert_rowid(db_);
-}
 
 }  // namespace sb::storage

@@ -65,7 +65,6 @@ class Db {
   void exec(std::string_view sql);
   Stmt prepare(std::string_view sql) { return Stmt(db_, sql); }
   std::int64_t changes() const;
-  std::int64_t last_insert_rowid() const;
   // Resets every statement of the connection and clears its parameters: after an exception
   // (a job that failed between step() and reset()), so that no statement is left mid-step.
   void reset_statements();

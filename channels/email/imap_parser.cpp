@@ -308,10 +308,6 @@ std::optional<Response> parse_response(std::string_view s, const ParserLimits& l
 
 }  // namespace
 
-bool Value::is_atom(std::string_view upper_name) const {
-  return (kind == Kind::atom || kind == Kind::number) && upper(text) == upper_name;
-}
-
 bool Response::is_status() const {
   return status_name(name);
 }

@@ -20,8 +20,6 @@ struct Value {
   std::string text;          // atom (case kept), string bytes (quoted or literal), number digits
   std::uint64_t number = 0;  // Kind::number
   std::vector<Value> items;  // Kind::list
-
-  bool is_atom(std::string_view upper_name) const;  // case-insensitive atom compare
 };
 
 enum class ResponseType { tagged, untagged, continuation };
