@@ -140,13 +140,13 @@ MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::stri
   return page;
 }
 
-std::string mastodon_visibility(const Inbound& in) {
-  for (const std::string& f : in.flags) {
-    if (f.rfind("visibility:", 0) == 0) {
+std::string mastodon_visibility(const std::vector<std::string>& flags, std::string_view kind) {
+  for (const std::string& f : flags) {
+    if (f.size() > 11 && f.rfind("visibility:", 0) == 0) {
       return f.substr(11);
     }
   }
-  return in.kind == "direct_message" ? "direct" : "public";
+  return kind == "direct_message" ? "direct" : "public";
 }
 
 HttpRequestSpec mastodon_reply(const config::Mastodon& cfg, const MastodonReply& reply) {

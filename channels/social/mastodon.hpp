@@ -47,8 +47,9 @@ std::string mastodon_instance_domain(std::string_view base_url);
 MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body);
 
 // The visibility of the mention an interaction came from (kept in its flags as
-// "visibility:<v>"), which a reply must repeat; "direct" for direct messages, else "public".
-std::string mastodon_visibility(const Inbound& in);
+// "visibility:<v>"), which a reply must repeat; without that flag, "direct" for a direct message
+// (never answered in public), else "public".
+std::string mastodon_visibility(const std::vector<std::string>& flags, std::string_view kind);
 
 struct MastodonReply {
   std::string acct;             // the customer's acct, "user" or "user@domain" (no leading @)

@@ -24,7 +24,7 @@ namespace {
 
 // What a sender needs from the parent interaction's JSON (SPEC section 5).
 struct Parent {
-  std::string channel, external_id, from_value, from_handle;
+  std::string channel, kind, external_id, from_value, from_handle;
   std::vector<std::string> flags;
 };
 
@@ -37,6 +37,7 @@ std::optional<Parent> parse_parent(std::string_view parent_json) {
   const json::object& o = v.get_object();
   Parent p;
   p.channel = str_at(o, "channel");
+  p.kind = str_at(o, "kind");
   p.external_id = str_at(o, "external_id");
   if (const json::object* from = obj_at(o, "from")) {
     p.from_value = str_at(*from, "value");
@@ -137,10 +138,7 @@ class MastodonSender final : public Sender {
                reply.acct = p->from_handle.empty() ? p->from_value : p->from_handle;
                reply.text = m.text;
                reply.in_reply_to_id = p->external_id;
-               reply.visibility = flag_value(*p, "visibility:");
-               if (reply.visibility.empty()) {
-                 reply.visibility = "public";
-               }
+               reply.visibility = mastodon_visibility(p->flags, p->kind);
                reply.idempotency_key = m.id;
                net::HttpRequest req = to_request(cfg_.base_url, mastodon_reply(cfg_, reply));
                auto res = co_await rt_.http.request(std::move(req));

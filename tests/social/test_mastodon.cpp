@@ -74,7 +74,7 @@ TEST_CASE("Mastodon notifications: mentions only, oldest first, cursor = newest 
   CHECK(first.thread_record ==
         std::vector<std::string>{"mastodon:social:103186000000000000:haskal@cybre.space"});
   CHECK(first.occurred_at_ms == 1574493599000);
-  CHECK(mastodon_visibility(first) == "unlisted");
+  CHECK(mastodon_visibility(first.flags, first.kind) == "unlisted");
   REQUIRE(first.attachments.size() == 1);
   CHECK(first.attachments[0].filename == "abc.png");
 
@@ -88,7 +88,10 @@ TEST_CASE("Mastodon notifications: mentions only, oldest first, cursor = newest 
         std::vector<std::string>{"mastodon:social:103186046232936464:zsc@mastodon.example"});
   CHECK(dm.thread_record ==
         std::vector<std::string>{"mastodon:social:103186126728896492:zsc@mastodon.example"});
-  CHECK(mastodon_visibility(dm) == "direct");
+  CHECK(mastodon_visibility(dm.flags, dm.kind) == "direct");
+  // An interaction stored without the flag: a direct message is still never answered in public.
+  CHECK(mastodon_visibility({}, "direct_message") == "direct");
+  CHECK(mastodon_visibility({"visibility:"}, "mention") == "public");
 }
 
 TEST_CASE("Mastodon: a non-array body is an error, ids compare as numbers") {
