@@ -1,9 +1,12 @@
 // POST /v1/agent/claim of SPEC section 3 "Agents": the most urgent, oldest item of a queue,
 // long-polling up to wait_ms; a reload (SIGHUP) applies to claims that are waiting.
 #include <boost/json.hpp>
+#include <charconv>
 
 #include "agents/service.hpp"
 #include "core/log.hpp"
+#include "core/stalls.hpp"
+#include "core/time.hpp"
 
 namespace sb::agents {
 namespace json = boost::json;
@@ -18,6 +21,25 @@ std::string join(const std::vector<std::string>& v) {
     out += (out.empty() ? "" : ", ") + s;
   }
   return out;
+}
+
+// A claim that waited, then found a first delivery on its periodic re-check rather than by a
+// wake-up: the item sat in the stream while an agent waited for work. The relay wakes waiting
+// claims for every entry it adds, so this points at a wake-up lost, or at an entry added by
+// another producer (which wakes nobody). Its age comes from the entry id (Redis's clock, so a
+// Redis host whose clock is far off would be counted too).
+void note_missed_wakeup(const std::string& queue, const std::string& agent_id,
+                        const ClaimResult& c) {
+  std::int64_t added_ms = 0;
+  std::from_chars(c.entry_id.data(), c.entry_id.data() + c.entry_id.size(), added_ms);
+  std::int64_t sat = now_ms() - added_ms;
+  if (added_ms > 0 && sat > kStallThreshold.count()) {
+    note_stall(Stall::claim,
+               fmt::format("agent {} waited for work in queue {} while interaction {} sat {} ms "
+                           "in {}; the claim's re-check found it, no wake-up did (entries added "
+                           "by another producer than the relay wake nobody)",
+                           agent_id, queue, c.interaction_id, sat, c.stream));
+  }
 }
 
 }  // namespace
@@ -122,6 +144,9 @@ Service::Awaitable Service::claim(http::Request& r) {
           co_return *denied;
         }
         continue;  // the same token now names another agent id: claim for that one
+      }
+      if (waited && !woken && c.deliveries == 1) {
+        note_missed_wakeup(queue, agent_id, c);
       }
       if (woken) {
         // Pass the wake-up on to two more: a relay batch of n items reaches n waiting agents

@@ -15,6 +15,7 @@
 #include "channels/social/channels.hpp"
 #include "channels/voice/routes.hpp"
 #include "core/log.hpp"
+#include "core/stalls.hpp"
 
 namespace sb {
 namespace asio = boost::asio;
@@ -69,6 +70,22 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   metrics_.gauge("switchboard_writer_jobs_total", "Jobs (requests, relay marks) run by the writer.",
                  [w = writer_.get()]() -> std::vector<std::pair<Labels, double>> {
                    return {{{}, static_cast<double>(w->jobs_done())}};
+                 });
+  metrics_.gauge("switchboard_writer_queue_jobs",
+                 "Jobs waiting for the writer's next transaction (requests wait for their commit).",
+                 [w = writer_.get()]() -> std::vector<std::pair<Labels, double>> {
+                   return {{{}, static_cast<double>(w->backlog())}};
+                 });
+  metrics_.gauge("switchboard_stalls_total",
+                 "Times a stage held work back for over 250 ms, by stage: io (the event loop), "
+                 "writer (a transaction), relay (outbox rows waiting), claim (a waiting claim not "
+                 "woken). Each is logged at warn.",
+                 []() -> std::vector<std::pair<Labels, double>> {
+                   std::vector<std::pair<Labels, double>> out;
+                   for (Stall s : kStalls) {
+                     out.push_back({{{"stage", stall_name(s)}}, static_cast<double>(stalls(s))});
+                   }
+                   return out;
                  });
   // Counted at scrape time from the database (its own read connection, used on the io thread
   // only), so the number is right while Redis is down, which is when it matters. The registry
@@ -141,6 +158,37 @@ void App::sweep_stale_calls() {
       });
 }
 
+// The io thread serves every HTTP request, claim and agents' Redis reply: a handler that blocks
+// it delays all of them. A timer due every 100 ms that fires far later says the loop was held.
+void App::watch_io_loop() {
+  asio::co_spawn(
+      io_,
+      [this]() -> asio::awaitable<void> {
+        asio::steady_timer timer(io_);
+        for (;;) {
+          timer.expires_after(std::chrono::milliseconds(100));
+          auto due = timer.expiry();
+          auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+          if (ec) {
+            co_return;
+          }
+          auto late = std::chrono::steady_clock::now() - due;
+          if (late > kStallThreshold) {
+            note_stall(
+                Stall::io,
+                fmt::format("the io thread's event loop was held for {} ms: HTTP requests, "
+                            "claims and Redis replies waited that long",
+                            std::chrono::duration_cast<std::chrono::milliseconds>(late).count()));
+          }
+        }
+      },
+      [](std::exception_ptr e) {
+        if (e) {
+          logger("daemon")->error("[daemon] io loop watch ended by an exception");
+        }
+      });
+}
+
 void App::start() {
   server_->start();
   writer_->start();
@@ -152,6 +200,7 @@ void App::start() {
     io_.run();
   });
   sweep_stale_calls();
+  watch_io_loop();
   email_->start();
   channels_->social->start();
   started_ = true;

@@ -54,6 +54,7 @@ class App {
  private:
   void add_ops_routes();
   void sweep_stale_calls();
+  void watch_io_loop();
 
   config::Config cfg_;
   boost::asio::io_context io_{1};

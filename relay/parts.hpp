@@ -78,8 +78,9 @@ struct Relay::Row {
 
 // The rows of one pass and the EVALSHA commands that carry those sent (kPerScript rows each).
 struct Relay::Batch {
-  std::vector<Row> rows;          // in seq order
-  std::vector<std::size_t> sent;  // indexes into rows, in the commands' order
+  std::vector<Row> rows;              // in seq order
+  std::int64_t first_created_ms = 0;  // when the first row was written (Unix ms)
+  std::vector<std::size_t> sent;      // indexes into rows, in the commands' order
   std::vector<std::string> commands;
 };
 

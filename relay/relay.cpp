@@ -7,6 +7,8 @@
 #include <random>
 
 #include "core/log.hpp"
+#include "core/stalls.hpp"
+#include "core/time.hpp"
 #include "relay/parts.hpp"
 
 // One row's way, top to bottom: pass() reads it from the outbox (read_rows, in wire.cpp, writes
@@ -21,11 +23,13 @@ using namespace relay_detail;
 Relay::Reader::Reader(const std::string& path)
     : db(path, true),
       fresh(db.prepare("SELECT o.seq, i.id, o.queue, o.priority, i.conversation_id, "
-                       "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload FROM outbox o "
+                       "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload, o.created_at "
+                       "FROM outbox o "
                        "JOIN interactions i ON i.id = o.interaction_id "
                        "WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2")),
       held(db.prepare("SELECT o.seq, i.id, o.queue, o.priority, i.conversation_id, "
-                      "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload FROM outbox o "
+                      "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload, o.created_at "
+                      "FROM outbox o "
                       "JOIN interactions i ON i.id = o.interaction_id "
                       "WHERE o.seq >= ?1 AND o.seq <= ?2 AND o.queue = ?3 AND o.priority = ?4 "
                       "ORDER BY o.seq LIMIT ?5")),
@@ -193,6 +197,17 @@ Relay::Outcome Relay::pass(Conn& c) {
   pending_ = rd.count.int64(0);
   rd.count.reset();
   rd.db.exec("COMMIT");
+  if (!b.rows.empty()) {
+    // Rows are read a few ms after their commit; far later means the relay was held up
+    // (Redis slow or down, the thread starved, a wake-up missed) or the writer's transaction
+    // was long (its own stall says so).
+    auto waited = std::chrono::milliseconds(now_ms() - b.first_created_ms);
+    if (waited > kStallThreshold) {
+      note_stall(Stall::relay, fmt::format("outbox rows read now ({}) were written up to {} ms "
+                                           "ago; agents waited that long for them",
+                                           b.rows.size(), waited.count()));
+    }
+  }
   if (!unlink_markers(c)) {
     return Outcome::redis_failed;
   }

@@ -78,6 +78,9 @@ void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held) 
     in_chunk = 0;
   };
   while (select.step()) {
+    if (b.rows.empty()) {
+      b.first_created_ms = select.int64(9);
+    }
     Row& r = b.rows.emplace_back(Row{select.int64(0),
                                      select.text(1),
                                      select.text(2),

@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "core/log.hpp"
+#include "core/stalls.hpp"
 #include "storage/schema.hpp"
 
 namespace sb::storage {
@@ -216,9 +217,20 @@ void Writer::loop() {
         queue_.erase(queue_.begin(), queue_.begin() + kMaxBatch);
       }
     }
+    auto began = std::chrono::steady_clock::now();
     catch_up_checkpoint();
+    auto caught_up = std::chrono::steady_clock::now();
     run_batch(batch);
     last_commit_ = std::chrono::steady_clock::now();
+    if (last_commit_ - began > kStallThreshold) {
+      using std::chrono::duration_cast, std::chrono::milliseconds;
+      note_stall(
+          Stall::writer,
+          fmt::format("a transaction of {} job(s) took {} ms, {} ms of it copying the WAL's "
+                      "last frames (checkpoint catch-up); its requests waited that long",
+                      batch.size(), duration_cast<milliseconds>(last_commit_ - began).count(),
+                      duration_cast<milliseconds>(caught_up - began).count()));
+    }
     batch.clear();
   }
 }
