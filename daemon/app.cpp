@@ -62,31 +62,34 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   opts.max_body_bytes = cfg_.server.max_body_bytes;
   server_ = std::make_unique<http::Server>(io_, opts, router_, metrics_);
 
-  metrics_.gauge("switchboard_writer_commits_total",
-                 "Transactions committed by the writer (group commit: many requests each).",
-                 [w = writer_.get()]() -> std::vector<std::pair<Labels, double>> {
-                   return {{{}, static_cast<double>(w->commits())}};
-                 });
-  metrics_.gauge("switchboard_writer_jobs_total", "Jobs (requests, relay marks) run by the writer.",
-                 [w = writer_.get()]() -> std::vector<std::pair<Labels, double>> {
-                   return {{{}, static_cast<double>(w->jobs_done())}};
-                 });
+  metrics_.sampled_counter(
+      "switchboard_writer_commits_total",
+      "Transactions committed by the writer (group commit: many requests each).",
+      [w = writer_.get()]() -> std::vector<std::pair<Labels, double>> {
+        return {{{}, static_cast<double>(w->commits())}};
+      });
+  metrics_.sampled_counter("switchboard_writer_jobs_total",
+                           "Jobs (requests, relay marks) run by the writer.",
+                           [w = writer_.get()]() -> std::vector<std::pair<Labels, double>> {
+                             return {{{}, static_cast<double>(w->jobs_done())}};
+                           });
   metrics_.gauge("switchboard_writer_queue_jobs",
                  "Jobs waiting for the writer's next transaction (requests wait for their commit).",
                  [w = writer_.get()]() -> std::vector<std::pair<Labels, double>> {
                    return {{{}, static_cast<double>(w->backlog())}};
                  });
-  metrics_.gauge("switchboard_stalls_total",
-                 "Times a stage held work back for over 250 ms, by stage: io (the event loop), "
-                 "writer (a transaction), relay (outbox rows waiting), claim (a waiting claim not "
-                 "woken). Each is logged at warn.",
-                 []() -> std::vector<std::pair<Labels, double>> {
-                   std::vector<std::pair<Labels, double>> out;
-                   for (Stall s : kStalls) {
-                     out.push_back({{{"stage", stall_name(s)}}, static_cast<double>(stalls(s))});
-                   }
-                   return out;
-                 });
+  metrics_.sampled_counter(
+      "switchboard_stalls_total",
+      "Times a stage held work back for over 250 ms, by stage: io (the event loop), "
+      "writer (a transaction), relay (outbox rows waiting), claim (a waiting claim not "
+      "woken). Each is logged at warn.",
+      []() -> std::vector<std::pair<Labels, double>> {
+        std::vector<std::pair<Labels, double>> out;
+        for (Stall s : kStalls) {
+          out.push_back({{{"stage", stall_name(s)}}, static_cast<double>(stalls(s))});
+        }
+        return out;
+      });
   // Counted at scrape time from the database (its own read connection, used on the io thread
   // only), so the number is right while Redis is down, which is when it matters. The registry
   // copies its gauge functions at every render, so the connection is held by a shared slot:

@@ -110,12 +110,17 @@ void Metrics::observe(const std::string& name, double seconds) {
 
 void Metrics::gauge(const std::string& name, const std::string& help, GaugeFn fn) {
   std::lock_guard lock(mu_);
-  gauges_[name] = {help, std::move(fn)};
+  gauges_[name] = {"gauge", help, std::move(fn)};
+}
+
+void Metrics::sampled_counter(const std::string& name, const std::string& help, GaugeFn fn) {
+  std::lock_guard lock(mu_);
+  gauges_[name] = {"counter", help, std::move(fn)};
 }
 
 std::string Metrics::render() const {
   std::string out;
-  std::map<std::string, std::pair<std::string, GaugeFn>> gauges;
+  std::map<std::string, Sampled> gauges;
   {
     std::lock_guard lock(mu_);
     gauges = gauges_;
@@ -141,8 +146,8 @@ std::string Metrics::render() const {
     }
   }
   for (const auto& [name, g] : gauges) {
-    out += "# HELP " + name + " " + g.first + "\n# TYPE " + name + " gauge\n";
-    for (const auto& [labels, v] : g.second()) {
+    out += "# HELP " + name + " " + g.help + "\n# TYPE " + name + " " + g.type + "\n";
+    for (const auto& [labels, v] : g.fn()) {
       // Shortest text that reads back as the same double: 18.858, not 18.858000000000001.
       char buf[64];
       auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;

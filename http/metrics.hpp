@@ -28,6 +28,9 @@ class Metrics {
   // A gauge family evaluated at scrape time: returns (labels, value) samples.
   using GaugeFn = std::function<std::vector<std::pair<Labels, double>>()>;
   void gauge(const std::string& name, const std::string& help, GaugeFn fn);
+  // The same for a count kept elsewhere that only grows (a `_total`): typed counter, so that
+  // rate() and the exposition format's checkers take it as one.
+  void sampled_counter(const std::string& name, const std::string& help, GaugeFn fn);
   void describe(const std::string& name, const std::string& type, const std::string& help);
 
   std::string render() const;  // text exposition format 0.0.4
@@ -47,7 +50,11 @@ class Metrics {
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;
   std::map<std::string, std::unique_ptr<Histogram>> histograms_;
-  std::map<std::string, std::pair<std::string, GaugeFn>> gauges_;
+  struct Sampled {
+    std::string type, help;
+    GaugeFn fn;
+  };
+  std::map<std::string, Sampled> gauges_;
 };
 
 std::string render_labels(const Labels& labels);

@@ -49,7 +49,11 @@ TEST_CASE("stalls: a long transaction, a held io loop and rows waiting for Redis
     CHECK(metrics.body.find(std::string("switchboard_stalls_total{stage=\"") + stage + "\"}") !=
           std::string::npos);
   }
-  CHECK(metrics.body.find("switchboard_writer_queue_jobs") != std::string::npos);
+  CHECK(metrics.body.find("# TYPE switchboard_writer_queue_jobs gauge") != std::string::npos);
+  // Counts kept elsewhere and read at scrape time are still counters.
+  CHECK(metrics.body.find("# TYPE switchboard_stalls_total counter") != std::string::npos);
+  CHECK(metrics.body.find("# TYPE switchboard_writer_commits_total counter") != std::string::npos);
+  CHECK(metrics.body.find("# TYPE switchboard_writer_jobs_total counter") != std::string::npos);
 }
 
 TEST_CASE(
