@@ -83,7 +83,7 @@ TEST_CASE(
     auto r = d.claim("bob-token", "general", 5000, &agent);
     got = r.status == 200 ? claimed_id(r) : r.body;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // bob waits again
   d.redis.cmd({"XADD", "sb:q:general:normal", "*", "interaction_id", "outside-1", "conversation_id",
                "c", "customer_id", "u", "channel", "api", "kind", "message", "priority", "normal",
                "payload", R"({"id":"outside-1"})"});
