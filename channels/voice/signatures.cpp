@@ -167,10 +167,6 @@ Pkey ed25519_key(std::string_view public_key_base64) {
 
 }  // namespace
 
-bool telnyx_public_key_valid(std::string_view public_key_base64) {
-  return ed25519_key(public_key_base64) != nullptr;
-}
-
 SignatureCheck verify_telnyx(std::string_view public_key_base64, std::string_view signature_b64,
                              std::string_view timestamp, std::string_view body,
                              std::int64_t now_unix_s) {

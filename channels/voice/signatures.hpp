@@ -45,7 +45,6 @@ SignatureCheck verify_twilio_body(std::string_view auth_token, std::string_view 
                                   std::string_view body, std::string_view signature_header);
 
 // --- Telnyx (Ed25519 over "{telnyx-timestamp}|{raw body}") ----------------------------------
-bool telnyx_public_key_valid(std::string_view public_key_base64);  // for config validation
 SignatureCheck verify_telnyx(std::string_view public_key_base64, std::string_view signature_b64,
                              std::string_view timestamp, std::string_view body,
                              std::int64_t now_unix_s);
