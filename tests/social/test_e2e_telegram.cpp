@@ -25,9 +25,17 @@ TEST_CASE(
 
   d.stop();
   tg.add_private_message(503, "Cy", "while you were away");
-  tg.rate_limit_next(1);
+  tg.rate_limit_next(2);
+  auto restarted = std::chrono::steady_clock::now();
   d.start();
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 4; }));
+  // The first getUpdates after the restart got 429 with retry_after 2: the poller waited that
+  // long before it asked again.
+  CHECK(std::chrono::steady_clock::now() - restarted >= std::chrono::milliseconds(1900));
+  CHECK(tg.get_updates_requests() >= 2);
+  // Every update stored is confirmed (the next getUpdates asks from the following id), so
+  // Telegram forgets it: the fake's update ids are 500000001 to 500000004.
+  CHECK(eventually([&] { return tg.confirmed_offset() == 500000005; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   CHECK(d.rows("SELECT count(*) FROM interactions") == 4);
   CHECK(d.rows("SELECT count(DISTINCT external_id) FROM interactions") == 4);
