@@ -105,11 +105,21 @@ TEST_CASE(
   CHECK(posted[1].in_reply_to_id == local);
   CHECK(posted[1].visibility == "direct");
 
+  // A direct message stored without its visibility flag is still answered directly, never in
+  // public.
+  boost::json::object bare = q[1];
+  bare.erase("flags");
+  REQUIRE(d.send("mastodon", "social", reply_to(bare, "01JOUT0004", "Still private.")).status ==
+          SendResult::Status::sent);
+  posted = fake.posted();
+  REQUIRE(posted.size() == 3);
+  CHECK(posted[2].visibility == "direct");
+
   // After stop() nothing more goes out: the job stays with the agents' queue for a retry.
   d.app->stop();
   auto late = d.send("mastodon", "social", reply_to(q[1], "01JOUT0003", "Later."));
   CHECK(late.status == SendResult::Status::retry);
-  CHECK(fake.posted().size() == 2);
+  CHECK(fake.posted().size() == 3);
 }
 
 TEST_CASE(
