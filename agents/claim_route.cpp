@@ -23,7 +23,8 @@ std::string join(const std::vector<std::string>& v) {
   return out;
 }
 
-// A claim that waited, then found a first delivery on its periodic re-check rather than by a
+// A claim that waited, then found a new entry (never delivered: not a redelivery or a released
+// item, whose ids are older than their return) on its periodic re-check rather than by a
 // wake-up: the item sat in the stream while an agent waited for work. The relay wakes waiting
 // claims for every entry it adds, so this points at a wake-up lost, or at an entry added by
 // another producer (which wakes nobody). Its age comes from the entry id (Redis's clock, so a
@@ -145,7 +146,7 @@ Service::Awaitable Service::claim(http::Request& r) {
         }
         continue;  // the same token now names another agent id: claim for that one
       }
-      if (waited && !woken && c.deliveries == 1) {
+      if (waited && !woken && c.fresh) {
         note_missed_wakeup(queue, agent_id, c);
       }
       if (woken) {

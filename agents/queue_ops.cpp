@@ -52,7 +52,7 @@ FinishResult to_finish(const RValue& v) {
 }
 
 // One consumer's result of the claim script (or of take_back): {found, stream, entry id,
-// deliveries, fields}.
+// deliveries, fields[, 1 for a new entry]}.
 ClaimResult to_claim(const RValue& e) {
   ClaimResult r;
   r.found = e.int_at(0) == 1;
@@ -63,6 +63,7 @@ ClaimResult to_claim(const RValue& e) {
     r.interaction_id = field(e.at(4), "interaction_id");
     r.priority = field(e.at(4), "priority");
     r.payload = field(e.at(4), "payload");
+    r.fresh = e.int_at(5) == 1;
   }
   return r;
 }

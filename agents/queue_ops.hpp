@@ -21,6 +21,9 @@ struct ClaimResult {
   bool found = false;
   std::string stream, entry_id, interaction_id, priority, payload;
   std::int64_t deliveries = 0;
+  // A new entry (XREADGROUP >), never delivered before: not a redelivery, a released item or an
+  // entry taken back after a lost reply, whose ids and delivery counts are older than the claim.
+  bool fresh = false;
   // Dead letters to record: (interaction id, queue), dead-lettered by this claim or by an
   // earlier one whose reply was lost. Once recorded, forget_dead(ids).
   std::vector<std::pair<std::string, std::string>> dead;

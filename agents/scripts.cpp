@@ -36,7 +36,8 @@ end
 // goes to the dead-letter stream instead. Then the next new entry (XREADGROUP >). The search
 // for idle entries runs only when ARGV[3] is "1" (QueueOps asks for it every claim_timeout/10,
 // at most 100 ms apart, and right after a release): a timed-out entry may wait that much longer.
-// Returns {{found, stream, entry id, deliveries, fields} per consumer, dead letters}. The dead
+// Returns {{found, stream, entry id, deliveries, fields[, 1 when never delivered before]} per
+// consumer, dead letters}. The dead
 // letters to record, {id, queue, ...}, are read back from KEYS[7] in sweep runs: this run's, and
 // any whose reply was lost on the way to the daemon (the connection dropped after the script
 // ran). The daemon records them, then removes them (kForgetDead).
@@ -87,7 +88,7 @@ local function claim(consumer)
       if r and r[1] and r[1][2][1] then
         local e = r[1][2][1]
         redis.call('HSET', KEYS[6], field(e[2], 'interaction_id'), key .. ' ' .. e[1])
-        return {1, key, e[1], 1, e[2]}
+        return {1, key, e[1], 1, e[2], 1}
       end
     end
   end

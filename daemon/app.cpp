@@ -81,8 +81,8 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   metrics_.sampled_counter(
       "switchboard_stalls_total",
       "Times a stage held work back for over 250 ms, by stage: io (the event loop), "
-      "writer (a transaction), relay (outbox rows waiting), claim (a waiting claim not "
-      "woken). Each is logged at warn.",
+      "writer (requests waiting for their commit), relay (outbox rows waiting), claim (a "
+      "waiting claim not woken). Each is logged at warn.",
       []() -> std::vector<std::pair<Labels, double>> {
         std::vector<std::pair<Labels, double>> out;
         for (Stall s : kStalls) {
@@ -162,14 +162,15 @@ void App::sweep_stale_calls() {
 }
 
 // The io thread serves every HTTP request, claim and agents' Redis reply: a handler that blocks
-// it delays all of them. A timer due every 100 ms that fires far later says the loop was held.
+// it delays all of them. A timer due every 50 ms that fires far later says the loop was held
+// (for at least that long: the block may have begun up to 50 ms before the timer was due).
 void App::watch_io_loop() {
   asio::co_spawn(
       io_,
       [this]() -> asio::awaitable<void> {
         asio::steady_timer timer(io_);
         for (;;) {
-          timer.expires_after(std::chrono::milliseconds(100));
+          timer.expires_after(std::chrono::milliseconds(50));
           auto due = timer.expiry();
           auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
           if (ec) {
@@ -179,8 +180,8 @@ void App::watch_io_loop() {
           if (late > kStallThreshold) {
             note_stall(
                 Stall::io,
-                fmt::format("the io thread's event loop was held for {} ms: HTTP requests, "
-                            "claims and Redis replies waited that long",
+                fmt::format("the io thread's event loop was held for at least {} ms: HTTP "
+                            "requests, claims and agents' Redis replies waited that long",
                             std::chrono::duration_cast<std::chrono::milliseconds>(late).count()));
           }
         }

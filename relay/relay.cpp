@@ -108,6 +108,7 @@ void Relay::set_error(const std::string& e) {
 }
 
 void Relay::loop() {
+  started_ms_ = now_ms();
   Conn conn;
   // After a failed handshake or a pass that Redis as a whole failed: 100 ms doubling to 5 s,
   // reset by a pass that went through. A Redis that takes the handshake but refuses every script
@@ -197,14 +198,21 @@ Relay::Outcome Relay::pass(Conn& c) {
   pending_ = rd.count.int64(0);
   rd.count.reset();
   rd.db.exec("COMMIT");
-  if (!b.rows.empty()) {
-    // Rows are read a few ms after their commit; far later means the relay was held up
-    // (Redis slow or down, the thread starved, a wake-up missed) or the writer's transaction
-    // was long (its own stall says so).
-    auto waited = std::chrono::milliseconds(now_ms() - b.first_created_ms);
-    if (waited > kStallThreshold) {
+  // Rows are read a few ms after their commit; far later means the relay was held up (Redis
+  // slow or down, the thread starved, a wake-up missed) or the writer was (its own stall says
+  // so). Counted once per episode, until a pass finds the outbox caught up; rows left from
+  // before this start count from the start.
+  if (b.rows.empty()) {
+    behind_ = false;
+  } else {
+    auto waited = std::chrono::milliseconds(now_ms() - std::max(b.first_created_ms, started_ms_));
+    if (waited <= kStallThreshold) {
+      behind_ = false;
+    } else if (!behind_) {
+      behind_ = true;
       note_stall(Stall::relay, fmt::format("outbox rows read now ({}) were written up to {} ms "
-                                           "ago; agents waited that long for them",
+                                           "ago; agents waited that long for them (counted once "
+                                           "until the relay catches up)",
                                            b.rows.size(), waited.count()));
     }
   }

@@ -108,6 +108,8 @@ class Relay {
   std::int64_t watermark_ = 0;  // every outbox row up to here is in Redis or held
   std::string note_prefix_;     // {prefix}:relay:refused:{random}: (see the script)
   std::uint64_t passes_ = 0;
+  std::int64_t started_ms_ = 0;       // Unix ms: rows older than the relay wait from here
+  bool behind_ = false;               // a relay stall is counted, and rows are still late
   std::map<std::string, Held> held_;  // by stream key
   std::mutex unlink_mu_;
   // Markers of operations whose outbox rows are deleted, with the writer's commit count at that

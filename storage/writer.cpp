@@ -172,6 +172,7 @@ void Writer::submit(Job job) {
     // Queued: before start() (run once started), or while the writer still runs (it drains
     // them, or stop() fails what is left). Failed at once: stopping and no thread to run it.
     if (!stopping_ || (started_ && !joined_)) {
+      job.queued = std::chrono::steady_clock::now();
       queue_.push_back(std::move(job));
       // A busy writer drains the queue before it waits again: waking it costs a futex call per
       // request for nothing.
@@ -222,14 +223,18 @@ void Writer::loop() {
     auto caught_up = std::chrono::steady_clock::now();
     run_batch(batch);
     last_commit_ = std::chrono::steady_clock::now();
-    if (last_commit_ - began > kStallThreshold) {
+    // The batch's first job waited longest: in the queue (behind a long transaction, or a
+    // writer that cannot keep up), then for this transaction.
+    if (last_commit_ - batch.front().queued > kStallThreshold) {
       using std::chrono::duration_cast, std::chrono::milliseconds;
+      auto ms = [](auto d) { return duration_cast<milliseconds>(d).count(); };
       note_stall(
           Stall::writer,
-          fmt::format("a transaction of {} job(s) took {} ms, {} ms of it copying the WAL's "
-                      "last frames (checkpoint catch-up); its requests waited that long",
-                      batch.size(), duration_cast<milliseconds>(last_commit_ - began).count(),
-                      duration_cast<milliseconds>(caught_up - began).count()));
+          fmt::format("requests waited up to {} ms for their commit: {} ms in the writer's "
+                      "queue, then {} ms for a transaction of {} job(s), {} ms of it "
+                      "copying the WAL's last frames (checkpoint catch-up)",
+                      ms(last_commit_ - batch.front().queued), ms(began - batch.front().queued),
+                      ms(last_commit_ - began), batch.size(), ms(caught_up - began)));
     }
     batch.clear();
   }

@@ -26,6 +26,8 @@ struct Job {
   // Runs on the writer thread once the outcome is known: error is "" when the job's changes are
   // committed, else what went wrong (the job's own exception, or a failed COMMIT).
   std::function<void(const std::string& error)> done;
+  // Set by Writer::submit: how long the job waited for its transaction (stalls, core/stalls.hpp).
+  std::chrono::steady_clock::time_point queued{};
 };
 
 class Writer {

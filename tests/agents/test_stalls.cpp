@@ -91,3 +91,21 @@ TEST_CASE(
   CHECK(got == "outside-1");
   CHECK(stalls(Stall::claim) == claims + 1);
 }
+
+TEST_CASE("stalls: a timed-out item that a waiting claim takes on its re-check is no claim stall") {
+  // claim_timeout 400 ms: waiting claims look again every 200 ms, and find items held longer.
+  AgentDaemon d(
+      [](config::Config& c) { c.routing.claim_timeout = std::chrono::milliseconds(400); });
+  auto claims = stalls(Stall::claim);
+  std::string id = d.ingest("held", "alice takes it and vanishes");
+  d.drained();
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == id);
+
+  // Bob waits; nothing wakes him: his re-check finds alice's item once it timed out. Its entry
+  // id is as old as the item, yet it is a redelivery, not an entry that sat unseen.
+  auto r = d.claim("bob-token", "general", 5000);
+  REQUIRE(r.status == 200);
+  CHECK(claimed_id(r) == id);
+  CHECK(parse(r.body).at("delivery").at("deliveries").as_int64() == 2);
+  CHECK(stalls(Stall::claim) == claims);
+}
