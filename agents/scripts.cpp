@@ -37,10 +37,10 @@ end
 // for idle entries runs only when ARGV[3] is "1" (QueueOps asks for it every claim_timeout/10,
 // at most 100 ms apart, and right after a release): a timed-out entry may wait that much longer.
 // Returns {{found, stream, entry id, deliveries, fields[, 1 when never delivered before]} per
-// consumer, dead letters}. The dead
-// letters to record, {id, queue, ...}, are read back from KEYS[7] in sweep runs: this run's, and
-// any whose reply was lost on the way to the daemon (the connection dropped after the script
-// ran). The daemon records them, then removes them (kForgetDead).
+// consumer, dead letters}. The dead letters to record, {id, queue, ...}, are read back from
+// KEYS[7] in sweep runs: this run's, and any whose reply was lost on the way to the daemon (the
+// connection dropped after the script ran). The daemon records them, then removes them
+// (kForgetDead).
 constexpr const char* kClaimBody = R"lua(
 local idle, maxd, sweep = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local nonempty = {}
