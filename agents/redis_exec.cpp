@@ -17,6 +17,7 @@
 #include "core/hex.hpp"
 #include "core/log.hpp"
 #include "core/resp.hpp"
+#include "core/stalls.hpp"
 
 namespace sb::agents {
 namespace asio = boost::asio;
@@ -156,6 +157,9 @@ void RedisExec::eval(int script, std::vector<std::string> keys, std::vector<std:
 }
 
 void RedisExec::submit(Call c) {
+  if (c.issued == Clock::time_point{}) {
+    c.issued = Clock::now();  // a call run again (NOSCRIPT) keeps its first time
+  }
   if (stopped_) {
     c.cb(error_value("switchboard is stopping"));
     return;
@@ -358,6 +362,15 @@ void RedisExec::on_reply(RValue v) {
   Call c = std::move(in_flight_.front());
   in_flight_.pop_front();
   progress_ = Clock::now();
+  if (c.script >= 0 && progress_ - c.issued > kStallThreshold) {
+    note_stall(
+        Stall::redis,
+        fmt::format(
+            "the agents' Redis connection answered a call after {} ms ({} more in "
+            "flight): claims, acks and transfers waited that long",
+            std::chrono::duration_cast<std::chrono::milliseconds>(progress_ - c.issued).count(),
+            in_flight_.size()));
+  }
   if (c.script >= 0 && v.is_error() && v.str.starts_with("NOSCRIPT")) {
     // SCRIPT FLUSH behind our back: load it again and run the call again.
     submit(Call{
@@ -410,6 +423,20 @@ void RedisExec::fail_all(const std::string& why) {
     calls.push_back(std::move(c));
   }
   waiting_.clear();
+  auto now = Clock::now();
+  auto oldest = now;
+  for (const auto& c : calls) {
+    if (c.script >= 0) {
+      oldest = std::min(oldest, c.issued);
+    }
+  }
+  if (now - oldest > kStallThreshold) {
+    note_stall(
+        Stall::redis,
+        fmt::format(
+            "the agents' Redis connection failed {} call(s) after up to {} ms: {}", calls.size(),
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - oldest).count(), why));
+  }
   for (auto& c : calls) {
     if (c.cb) {
       c.cb(error_value(why));

@@ -36,6 +36,8 @@ const char* stall_name(Stall stage) {
       return "relay";
     case Stall::claim:
       return "claim";
+    case Stall::redis:
+      return "redis";
   }
   return "?";
 }

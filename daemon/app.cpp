@@ -82,7 +82,8 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
       "switchboard_stalls_total",
       "Times a stage held work back for over 250 ms, by stage: io (the event loop), "
       "writer (requests waiting for their commit), relay (outbox rows waiting), claim (a "
-      "waiting claim not woken). Each is logged at warn.",
+      "waiting claim not woken), redis (the agents' Redis answering late). Each is logged at "
+      "warn.",
       []() -> std::vector<std::pair<Labels, double>> {
         std::vector<std::pair<Labels, double>> out;
         for (Stall s : kStalls) {

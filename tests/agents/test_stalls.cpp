@@ -3,6 +3,8 @@
 // process-wide: each check compares with the count before.
 #include <doctest/doctest.h>
 
+#include <signal.h>
+
 #include <boost/asio/post.hpp>
 #include <thread>
 
@@ -45,7 +47,7 @@ TEST_CASE("stalls: a long transaction, a held io loop and rows waiting for Redis
 
   auto metrics = d.http->request("GET", "/metrics");
   REQUIRE(metrics.status == 200);
-  for (const char* stage : {"io", "writer", "relay", "claim"}) {
+  for (const char* stage : {"io", "writer", "relay", "claim", "redis"}) {
     CHECK(metrics.body.find(std::string("switchboard_stalls_total{stage=\"") + stage + "\"}") !=
           std::string::npos);
   }
@@ -108,4 +110,24 @@ TEST_CASE("stalls: a timed-out item that a waiting claim takes on its re-check i
   CHECK(claimed_id(r) == id);
   CHECK(parse(r.body).at("delivery").at("deliveries").as_int64() == 2);
   CHECK(stalls(Stall::claim) == claims);
+}
+
+TEST_CASE("stalls: the agents' Redis answering a claim late is a redis stall") {
+  AgentDaemon d;
+  std::string info = d.redis.cmd({"INFO", "server"});
+  auto at = info.find("process_id:");
+  REQUIRE(at != std::string::npos);
+  pid_t pid = std::stoi(info.substr(at + 11));
+  CHECK(d.claim("alice-token", "general").status == 204);  // quick: no stall
+  auto before = stalls(Stall::redis);
+  CHECK(before == 0);
+
+  REQUIRE(::kill(pid, SIGSTOP) == 0);  // Redis hangs for 400 ms
+  HttpResponse r;
+  std::thread claim([&] { r = d.claim("alice-token", "general"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  ::kill(pid, SIGCONT);
+  claim.join();
+  CHECK(r.status == 204);
+  CHECK(stalls(Stall::redis) == before + 1);
 }
