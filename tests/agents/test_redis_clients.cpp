@@ -130,11 +130,7 @@ TEST_CASE("redis refuses the agents' password: claims answer 503 naming AUTH, no
 // for anything that waits for it on the io thread, which serves every HTTP request.
 TEST_CASE("redis hung: a /metrics scrape does not hold up ingest") {
   AgentDaemon d;
-  std::string info = d.redis.cmd({"INFO", "server"});
-  auto at = info.find("process_id:");
-  REQUIRE(at != std::string::npos);
-  pid_t pid = std::stoi(info.substr(at + 11));
-  REQUIRE(::kill(pid, SIGSTOP) == 0);
+  d.redis.signal(SIGSTOP);
   HttpClient scraper(d.app->port());
   HttpResponse metrics;
   std::thread scrape([&] { metrics = scraper.request("GET", "/metrics"); });
@@ -144,7 +140,7 @@ TEST_CASE("redis hung: a /metrics scrape does not hold up ingest") {
   auto took =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   scrape.join();
-  ::kill(pid, SIGCONT);
+  d.redis.signal(SIGCONT);
   MESSAGE("ingest during the scrape: " << took.count() << " ms");
   CHECK(took < std::chrono::milliseconds(500));
   CHECK(metrics.status == 200);

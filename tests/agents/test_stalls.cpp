@@ -114,19 +114,15 @@ TEST_CASE("stalls: a timed-out item that a waiting claim takes on its re-check i
 
 TEST_CASE("stalls: the agents' Redis answering a claim late is a redis stall") {
   AgentDaemon d;
-  std::string info = d.redis.cmd({"INFO", "server"});
-  auto at = info.find("process_id:");
-  REQUIRE(at != std::string::npos);
-  pid_t pid = std::stoi(info.substr(at + 11));
   CHECK(d.claim("alice-token", "general").status == 204);  // quick: no stall
   auto before = stalls(Stall::redis);
   CHECK(before == 0);
 
-  REQUIRE(::kill(pid, SIGSTOP) == 0);  // Redis hangs for 400 ms
+  d.redis.signal(SIGSTOP);  // Redis hangs for 400 ms
   HttpResponse r;
   std::thread claim([&] { r = d.claim("alice-token", "general"); });
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
-  ::kill(pid, SIGCONT);
+  d.redis.signal(SIGCONT);
   claim.join();
   CHECK(r.status == 204);
   CHECK(stalls(Stall::redis) == before + 1);

@@ -122,6 +122,13 @@ void RedisServer::start() {
   }
 }
 
+void RedisServer::signal(int sig) {
+  if (!proc_) {
+    throw std::runtime_error("redis-server is stopped: no process to signal");
+  }
+  proc_->kill(sig);
+}
+
 void RedisServer::stop() {
   if (proc_) {
     proc_->kill(SIGKILL);

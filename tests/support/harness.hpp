@@ -51,6 +51,9 @@ class RedisServer {
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
   void stop();
   void start();  // again, on the same port and data
+  // Sends `sig` to the running server: SIGSTOP hangs it (connections stay open, nothing is
+  // answered), SIGCONT resumes it.
+  void signal(int sig);
   // Runs one command; returns the reply rendered as text (arrays as JSON-like lists), or
   // "ERR ..." for an error reply.
   std::string cmd(const std::vector<std::string>& args);
