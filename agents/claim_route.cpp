@@ -1,7 +1,6 @@
 // POST /v1/agent/claim of SPEC section 3 "Agents": the most urgent, oldest item of a queue,
 // long-polling up to wait_ms; a reload (SIGHUP) applies to claims that are waiting.
 #include <boost/json.hpp>
-#include <charconv>
 
 #include "agents/service.hpp"
 #include "core/log.hpp"
@@ -31,8 +30,7 @@ std::string join(const std::vector<std::string>& v) {
 // Redis host whose clock is far off would be counted too).
 void note_missed_wakeup(const std::string& queue, const std::string& agent_id,
                         const ClaimResult& c) {
-  std::int64_t added_ms = 0;
-  std::from_chars(c.entry_id.data(), c.entry_id.data() + c.entry_id.size(), added_ms);
+  std::int64_t added_ms = entry_ms(c.entry_id);
   std::int64_t sat = now_ms() - added_ms;
   if (added_ms > 0 && sat > kStallThreshold.count()) {
     note_stall(Stall::claim,
