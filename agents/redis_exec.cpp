@@ -152,14 +152,12 @@ void RedisExec::stop() {
 void RedisExec::eval(int script, std::vector<std::string> keys, std::vector<std::string> args,
                      Callback cb) {
   // Inline on the io thread (every agent route); posted there from any other (a reload).
-  asio::dispatch(io_, [this, c = Call{script, std::move(keys), std::move(args),
-                                      std::move(cb)}]() mutable { submit(std::move(c)); });
+  // `issued` stays with the call, also when NOSCRIPT makes it run again.
+  asio::dispatch(io_, [this, c = Call{script, std::move(keys), std::move(args), std::move(cb),
+                                      Clock::now()}]() mutable { submit(std::move(c)); });
 }
 
 void RedisExec::submit(Call c) {
-  if (c.issued == Clock::time_point{}) {
-    c.issued = Clock::now();  // a call run again (NOSCRIPT) keeps its first time
-  }
   if (stopped_) {
     c.cb(error_value("switchboard is stopping"));
     return;

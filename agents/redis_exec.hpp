@@ -69,7 +69,7 @@ class RedisExec {
     int script = -1;  // -1: a connection set-up command, already in `out_`
     std::vector<std::string> keys, args;
     Callback cb;
-    std::chrono::steady_clock::time_point issued{};  // set by submit(): the reply's wait
+    std::chrono::steady_clock::time_point issued{};  // set by eval(): the reply's wait
   };
   void submit(Call c);
   void append(const Call& c);
