@@ -19,6 +19,12 @@ std::string mastodon_notifications_target(std::string_view min_id, int limit) {
   // Without min_id Mastodon answers the *newest* page, and paging forward from it would skip
   // everything older: a first start (no cursor yet) reads the whole history from min_id=0.
   t += "&min_id=" + (min_id.empty() ? std::string("0") : std::string(min_id));
+  // Mastodon 4.3+ files notifications that the account's notification policy filters (by
+  // default: private mentions from people it does not follow, that is a customer's first DM)
+  // as `filtered`, and leaves them out of this list unless include_filtered=true. Without it
+  // such a DM is never read, and the cursor moves past it for good once a later mention
+  // arrives. Older servers ignore the parameter.
+  t += "&include_filtered=true";
   return t;
 }
 

@@ -147,6 +147,26 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "mastodon: a first direct message from an account the support account does not follow "
+    "(filtered by Mastodon's notification policy) is read, not skipped by the cursor") {
+  FakeMastodon fake;
+  fake.start();
+  std::string dm = fake.add_mention("carol@remote.example", "my order is missing", "direct", "",
+                                    /*filtered=*/true);
+  std::string later = fake.add_mention("dave@remote.example", "hello");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, std::chrono::milliseconds(200)));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") >= 2; },
+                     std::chrono::seconds(10)));
+  auto q = d.queued();
+  REQUIRE(q.size() == 2);
+  CHECK(str(q[0].at("external_id")) == dm);
+  CHECK(str(q[0].at("kind")) == "direct_message");
+  CHECK(str(q[1].at("external_id")) == later);
+}
+
+TEST_CASE(
     "mastodon: a budget smaller than the backlog is paced from X-RateLimit-Remaining/-Reset, never "
     "run into a 429") {
   FakeMastodon fake("test-token", 5, std::chrono::milliseconds(1500));  // 5 requests per 1.5 s

@@ -125,9 +125,9 @@ TEST_CASE("Mastodon instance domain and base URL") {
   CHECK(u->path == "/prefix");
   CHECK_FALSE(parse_base_url("ftp://x"));
   CHECK(mastodon_notifications_target("") ==
-        "/api/v1/notifications?types%5B%5D=mention&limit=40&min_id=0");
+        "/api/v1/notifications?types%5B%5D=mention&limit=40&min_id=0&include_filtered=true");
   CHECK(mastodon_notifications_target("34975861", 40) ==
-        "/api/v1/notifications?types%5B%5D=mention&limit=40&min_id=34975861");
+        "/api/v1/notifications?types%5B%5D=mention&limit=40&min_id=34975861&include_filtered=true");
 }
 
 TEST_CASE("Link header: next and prev with their cursors") {

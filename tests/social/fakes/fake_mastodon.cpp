@@ -117,9 +117,10 @@ struct FakeMastodon::Impl {
     auto min_id = int_param(req, "min_id");
     auto since_id = int_param(req, "since_id");
     auto max_id = int_param(req, "max_id");
+    bool include_filtered = req.param("include_filtered") == "true";
     std::vector<const Mention*> range;
     for (const Mention& m : mentions) {
-      if ((min_id && m.notification_id <= *min_id) ||
+      if ((m.filtered && !include_filtered) || (min_id && m.notification_id <= *min_id) ||
           (since_id && m.notification_id <= *since_id) ||
           (max_id && m.notification_id >= *max_id)) {
         continue;
@@ -244,7 +245,7 @@ int FakeMastodon::connections() const {
 
 std::string FakeMastodon::add_mention(const std::string& acct, const std::string& text,
                                       const std::string& visibility,
-                                      const std::string& in_reply_to_id) {
+                                      const std::string& in_reply_to_id, bool filtered) {
   std::lock_guard lock(impl_->mu);
   Mention m;
   m.notification_id = ++impl_->next_id;
@@ -256,6 +257,7 @@ std::string FakeMastodon::add_mention(const std::string& acct, const std::string
       text + "</p>";
   m.visibility = visibility;
   m.in_reply_to_id = in_reply_to_id;
+  m.filtered = filtered;
   impl_->mentions.push_back(m);
   return std::to_string(m.status_id);
 }

@@ -22,6 +22,7 @@ class FakeMastodon {
     std::string html;
     std::string visibility = "public";
     std::string in_reply_to_id;
+    bool filtered = false;  // by the account's notification policy (Mastodon 4.3+)
   };
   struct Posted {
     std::string id;
@@ -48,10 +49,13 @@ class FakeMastodon {
   std::string base_url() const;  // "http://127.0.0.1:<port>"
   int connections() const;       // accepted so far (one per request: it answers Connection: close)
 
-  // Adds a mention from `acct` ("user" local, or "user@domain"); returns its status id.
+  // Adds a mention from `acct` ("user" local, or "user@domain"); returns its status id. A
+  // `filtered` one is what Mastodon 4.3+ makes of a mention its notification policy filters (by
+  // default a private mention from an account not followed): GET /api/v1/notifications leaves it
+  // out unless the request says include_filtered=true.
   std::string add_mention(const std::string& acct, const std::string& text,
                           const std::string& visibility = "public",
-                          const std::string& in_reply_to_id = "");
+                          const std::string& in_reply_to_id = "", bool filtered = false);
   void fail_next_posts(int n);  // the next n POST /api/v1/statuses answer 503 (nothing posted)
   std::vector<Posted> posted() const;
   // The Idempotency-Key of every POST /api/v1/statuses in arrival order, answered 503 or not.
