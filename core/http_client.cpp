@@ -1,9 +1,11 @@
 #include "core/http_client.hpp"
 
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <map>
 #include <variant>
 
@@ -62,7 +64,31 @@ struct Conn {
     }
     return beast::get_lowest_layer(std::get<TlsStream>(stream));
   }
+  // An idle keep-alive connection is usable only while nothing waits to be read on it. The
+  // server's FIN (it closed the connection while it sat in the pool), a reset, a TLS
+  // close_notify or an unsolicited response (408) all show here, without sending anything.
+  bool idle_and_open() {
+    char b;
+    ssize_t n = ::recv(lowest().socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
 };
+
+// RFC 9110 section 9.2.2: a request may be repeated automatically only when its method is
+// idempotent, or when the request says it may be (an Idempotency-Key header, as Mastodon's
+// POST /api/v1/statuses takes).
+bool may_repeat(const http::request<http::string_body>& req) {
+  switch (req.method()) {
+    case http::verb::get:
+    case http::verb::head:
+    case http::verb::options:
+    case http::verb::put:
+    case http::verb::delete_:
+      return true;
+    default:
+      return req.find("Idempotency-Key") != req.end();
+  }
+}
 
 }  // namespace
 
@@ -121,16 +147,20 @@ struct HttpClient::Impl {
     co_return c;
   }
 
+  struct Exchanged {
+    boost::system::error_code ec;
+    bool written = false;  // the whole request went out (the server may have acted on it)
+  };
   template <typename Stream>
-  static asio::awaitable<boost::system::error_code> exchange(
-      Stream& s, Conn& c, http::request<http::string_body>& req,
-      http::response_parser<http::string_body>& parser) {
+  static asio::awaitable<Exchanged> exchange(Stream& s, Conn& c,
+                                             http::request<http::string_body>& req,
+                                             http::response_parser<http::string_body>& parser) {
     auto [wec, wn] = co_await http::async_write(s, req, use_tuple);
     if (wec) {
-      co_return wec;
+      co_return Exchanged{wec, false};
     }
     auto [rec, rn] = co_await http::async_read(s, c.buffer, parser, use_tuple);
-    co_return rec;
+    co_return Exchanged{rec, true};
   }
 };
 
@@ -171,13 +201,20 @@ asio::awaitable<HttpResponse> HttpClient::request(HttpRequest r) {
   req.keep_alive(true);
   auto timeout = r.timeout.count() > 0 ? r.timeout : impl_->options.timeout;
 
-  // A pooled connection may have been closed by the server while idle; that shows as an error
-  // before any response byte arrives, and the request is then sent once more on a fresh
-  // connection (the common browser rule). A fresh connection's failure is final.
+  // A pooled connection the server closed while it was idle is dropped before use (see
+  // idle_and_open). One can still close in the instant between that check and the request; the
+  // request then fails before any response byte arrives and is sent once more on a fresh
+  // connection, if repeating it is safe: the whole request did not go out, or it may be repeated
+  // (may_repeat). A POST that went out is never sent twice here: a timeout or a reset after it
+  // does not say the server ignored it, and Telegram, Meta and X would post the answer twice.
+  // A fresh connection's failure is final.
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::unique_ptr<Conn> c;
     bool reused = false;
     auto& pool = impl_->idle[o.key()];
+    while (!pool.empty() && !pool.back()->idle_and_open()) {
+      pool.pop_back();
+    }
     if (!pool.empty()) {
       c = std::move(pool.back());
       pool.pop_back();
@@ -191,14 +228,16 @@ asio::awaitable<HttpResponse> HttpClient::request(HttpRequest r) {
     http::response_parser<http::string_body> parser;
     parser.body_limit(impl_->options.max_body_bytes);
     c->lowest().expires_after(timeout);
-    boost::system::error_code ec;
+    Impl::Exchanged x;
     if (auto* s = std::get_if<TlsStream>(&c->stream)) {
-      ec = co_await Impl::exchange(*s, *c, req, parser);
+      x = co_await Impl::exchange(*s, *c, req, parser);
     } else {
-      ec = co_await Impl::exchange(std::get<beast::tcp_stream>(c->stream), *c, req, parser);
+      x = co_await Impl::exchange(std::get<beast::tcp_stream>(c->stream), *c, req, parser);
     }
+    auto ec = x.ec;
     if (ec) {
-      if (reused && !parser.got_some()) {
+      if (reused && !parser.got_some() && ec != beast::error::timeout &&
+          (!x.written || may_repeat(req))) {
         continue;
       }
       out.error = ec == beast::error::timeout ? "request to " + o.host + " timed out"

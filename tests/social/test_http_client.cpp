@@ -5,7 +5,14 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <atomic>
 #include <cstdlib>
+#include <thread>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 
 #include "core/http_client.hpp"
 #include "tests/social/fakes/fake_http.hpp"
@@ -68,6 +75,114 @@ TEST_CASE("http client: a server that closes each connection (Connection: close)
   CHECK(out[0].status == 200);
   CHECK(out[1].status == 200);
   CHECK(fake.connections() == 2);  // the second request went over a new connection
+}
+
+TEST_CASE(
+    "http client: a POST that timed out on a reused connection is not sent again (the provider "
+    "may have posted it)") {
+  std::atomic<int> posts{0};
+  FakeHttpServer server([&](const FakeHttpServer::Request& r, std::chrono::milliseconds waited) {
+    if (r.method == "GET") {
+      return FakeHttpServer::Response(200, "{}");  // keep-alive: the connection goes to the pool
+    }
+    if (waited.count() == 0) {
+      ++posts;
+    }
+    return FakeHttpServer::Response::held();  // sendMessage takes effect, the answer never comes
+  });
+  server.start();
+  net::HttpRequest warm;
+  warm.url = server.base_url() + "/warm";
+  net::HttpRequest post;
+  post.method = "POST";
+  post.url = server.base_url() + "/bot123/sendMessage";
+  post.content_type = "application/json";
+  post.body = R"({"chat_id":1,"text":"hello"})";
+  post.timeout = std::chrono::milliseconds(200);
+  auto t0 = std::chrono::steady_clock::now();
+  auto out = run({warm, post});
+  auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(out[0].status == 200);
+  CHECK(out[1].status == 0);
+  CHECK(out[1].error.find("timed out") != std::string::npos);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(posts.load() == 1);
+  CHECK(took < std::chrono::milliseconds(390));  // one deadline, not two
+}
+
+TEST_CASE(
+    "http client: a keep-alive connection the server closed while idle is not used: a POST after "
+    "it goes over a new connection and gets its answer") {
+  // A server that answers keep-alive, then closes the connection 30 ms later without saying so
+  // (an idle timeout shorter than the client's pause).
+  asio::io_context sio;
+  asio::ip::tcp::acceptor acceptor(sio, {asio::ip::make_address("127.0.0.1"), 0});
+  auto port = acceptor.local_endpoint().port();
+  std::atomic<int> accepted{0}, answered{0};
+  std::thread srv([&] {
+    for (int i = 0; i < 2; ++i) {
+      asio::ip::tcp::socket s(sio);
+      boost::system::error_code ec;
+      acceptor.accept(s, ec);
+      if (ec) {
+        return;
+      }
+      ++accepted;
+      std::string in;
+      asio::read_until(s, asio::dynamic_buffer(in), "\r\n\r\n", ec);
+      if (ec) {
+        return;  // the test's wake-up connection: no request on it
+      }
+      auto cl = in.find("Content-Length: ");
+      if (cl != std::string::npos) {
+        auto head = in.find("\r\n\r\n") + 4;
+        auto want = head + std::stoul(in.substr(cl + 16));
+        while (!ec && in.size() < want) {
+          char b[256];
+          in.append(b, s.read_some(asio::buffer(b), ec));
+        }
+      }
+      asio::write(s, asio::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")),
+                  ec);
+      ++answered;
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      s.close();
+    }
+  });
+  asio::io_context io;
+  net::HttpClient client(io.get_executor());
+  auto fut = asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<std::vector<net::HttpResponse>> {
+        std::vector<net::HttpResponse> out;
+        net::HttpRequest get;
+        get.url = "http://127.0.0.1:" + std::to_string(port) + "/";
+        out.push_back(co_await client.request(get));
+        asio::steady_timer t(io, std::chrono::milliseconds(150));
+        co_await t.async_wait(asio::use_awaitable);
+        net::HttpRequest post;
+        post.method = "POST";
+        post.url = get.url + "send";
+        post.content_type = "application/json";
+        post.body = "{}";
+        post.timeout = std::chrono::seconds(2);
+        out.push_back(co_await client.request(post));
+        co_return out;
+      },
+      asio::use_future);
+  io.run();
+  auto out = fut.get();
+  if (accepted.load() < 2) {  // the server still waits for a second connection: end its accept
+    asio::ip::tcp::socket wake(io);
+    boost::system::error_code ec;
+    wake.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+    wake.close();
+  }
+  srv.join();
+  CHECK(out[0].status == 200);
+  CHECK(out[1].status == 200);
+  CHECK(out[1].body == "ok");
+  CHECK(answered.load() == 2);
 }
 
 TEST_CASE("http client: deadlines, refused connections and TLS failures are values") {
