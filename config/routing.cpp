@@ -1,9 +1,9 @@
 // [routing] and its [[routing.rules]]: queues, priorities and the conditions of each rule.
-#include <regex>
 
 #include "config/reader.hpp"
 #include "config/sections.hpp"
 #include "config/validate.hpp"
+#include "core/regex.hpp"
 
 namespace sb::config::detail {
 
@@ -24,8 +24,8 @@ void check_regex(TableReader& r, std::string_view key, const std::optional<std::
     return;
   }
   try {
-    std::regex re(*source, std::regex::ECMAScript | std::regex::icase);
-  } catch (const std::regex_error& e) {
+    Regex re(*source);
+  } catch (const std::invalid_argument& e) {
     r.ctx().add(r.line_of_key(key),
                 r.dotted(key) + ": invalid regex \"" + *source + "\": " + e.what());
   }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/log.hpp"
+
 namespace sb {
 
 bool is_priority(std::string_view p) {
@@ -11,14 +13,13 @@ bool is_priority(std::string_view p) {
 std::shared_ptr<const Rules> Rules::compile(const config::Routing& routing) {
   auto r = std::make_shared<Rules>();
   r->default_queue_ = routing.default_queue;
-  constexpr auto flags = std::regex::ECMAScript | std::regex::icase | std::regex::optimize;
   for (const auto& rule : routing.rules) {
     Compiled c{rule, std::nullopt, std::nullopt};
     if (rule.when.subject_matches) {
-      c.subject_re.emplace(*rule.when.subject_matches, flags);
+      c.subject_re.emplace(*rule.when.subject_matches);
     }
     if (rule.when.text_matches) {
-      c.text_re.emplace(*rule.when.text_matches, flags);
+      c.text_re.emplace(*rule.when.text_matches);
     }
     r->rules_.push_back(std::move(c));
   }
@@ -61,13 +62,28 @@ bool Rules::matches(const Compiled& c, const RuleSubject& s) {
       return false;
     }
   }
-  if (c.subject_re && !std::regex_search(in.subject, *c.subject_re)) {
+  if (c.subject_re && !regex_matches(c, *c.subject_re, in.subject, in)) {
     return false;
   }
-  if (c.text_re && !std::regex_search(in.text, *c.text_re)) {
+  if (c.text_re && !regex_matches(c, *c.text_re, in.text, in)) {
     return false;
   }
   return true;
+}
+
+// A pattern that gives up on this text (the match limit of a pathological pattern, or text that
+// is not UTF-8) does not match: the interaction goes on to the next rule, and the log says which
+// rule could not decide.
+bool Rules::regex_matches(const Compiled& c, const Regex& re, std::string_view text,
+                          const Inbound& in) {
+  auto m = re.search(text);
+  if (!m) {
+    logger("routing")->warn(
+        "[rules] rule \"{}\": the regex \"{}\" gave up on {} bytes of {} {} {} (match limit); "
+        "taken as no match",
+        c.rule.name, re.pattern(), text.size(), in.channel, in.account, in.external_id);
+  }
+  return m.value_or(false);
 }
 
 Route Rules::decide(const RuleSubject& s) const {

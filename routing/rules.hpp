@@ -3,12 +3,12 @@
 // goes to routing.default_queue at priority "normal". Regexes are compiled once, at load; a set
 // of rules is immutable and swapped whole on SIGHUP (std::shared_ptr<const Rules>).
 #include <memory>
-#include <regex>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
 #include "core/interaction.hpp"
+#include "core/regex.hpp"
 
 namespace sb {
 
@@ -28,7 +28,7 @@ struct Route {
 
 class Rules {
  public:
-  // Throws std::regex_error on a bad regex (config validation reports it before this).
+  // Throws std::invalid_argument on a bad regex (config validation reports it before this).
   static std::shared_ptr<const Rules> compile(const config::Routing& routing);
 
   Route decide(const RuleSubject& s) const;
@@ -39,10 +39,12 @@ class Rules {
  private:
   struct Compiled {
     config::Rule rule;
-    std::optional<std::regex> subject_re;
-    std::optional<std::regex> text_re;
+    std::optional<Regex> subject_re;
+    std::optional<Regex> text_re;
   };
   static bool matches(const Compiled& c, const RuleSubject& s);
+  static bool regex_matches(const Compiled& c, const Regex& re, std::string_view text,
+                            const Inbound& in);
 
   std::string default_queue_;
   std::vector<Compiled> rules_;

@@ -429,3 +429,38 @@ TEST_CASE("rules route by text, a reload swaps them, a bad reload keeps the old 
   CHECK(post("r3", "still down").status == 202);  // the old rules stay in force
   REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:urgent") == 2; }));
 }
+
+TEST_CASE(
+    "a rule regex against a long one-line text neither crashes the daemon nor holds the writer") {
+  // libstdc++'s std::regex recursed once per matched character: `order.*late` against a 30 KB
+  // line (a web form's text is one JSON string) overflowed the writer thread's stack.
+  Fixture f([](config::Config& c) {
+    config::Rule late;
+    late.name = "late";
+    late.queue = "billing";
+    late.when.text_matches = "order.*late";
+    config::Rule evil;  // catastrophic backtracking: stopped by the match limit
+    evil.name = "evil";
+    evil.queue = "billing";
+    evil.priority = "low";
+    evil.when.subject_matches = "(a+)+b";
+    c.routing.rules = {late, evil};
+  });
+  auto post = [&](const std::string& id, const std::string& subject, const std::string& text) {
+    return f.http->post_json("/v1/interactions",
+                             R"({"source":"web","external_id":")" + id +
+                                 R"(","from":{"email":"z@example.com"},"subject":")" + subject +
+                                 R"(","text":")" + text + "\"}",
+                             "test-token");
+  };
+  std::string long_line = "order " + std::string(200000, 'a');
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(post("long-1", "hi", long_line).status == 202);
+  CHECK(post("long-2", "hi", long_line + " is late").status == 202);
+  CHECK(post("evil", std::string(40, 'a') + "!b", "nothing").status == 202);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  CHECK(healthy(f.app->port()));
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 2; }));
+  CHECK(f.redis.xlen("sb:q:billing:normal") == 1);  // long-2 matched `order.*late`
+  CHECK(f.redis.xlen("sb:q:billing:low") == 0);     // the pattern gave up: not a match
+}
