@@ -372,6 +372,25 @@ TEST_CASE("twilio route: rejections store nothing") {
     r.method = "GET";
     CHECK(run(r).status == 405);
   }
+  SUBCASE("a form of 300,000 parameters: 400 before any decoding or signature work") {
+    Request r;
+    r.target = "/webhooks/twilio/voice";
+    r.content_type = "application/x-www-form-urlencoded";
+    r.body.reserve(900000);
+    for (int i = 0; i < 300000; ++i) {
+      r.body += "ab&";
+    }
+    r.with("X-Twilio-Signature", "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+    auto res = run(r);
+    CHECK(res.status == 400);
+    CHECK(res.error_code == "too_many_parameters");
+    CHECK_FALSE(res.event);
+    auto ok = status_callback("completed");
+    for (int i = 0; ok.size() < 999; ++i) {  // just under the cap: still served
+      ok.push_back({"X" + std::to_string(i), "v"});
+    }
+    CHECK(run(signed_post(ok)).status == 200);
+  }
   SUBCASE("signed but no CallSid: 400 naming the field") {
     auto res = run(signed_post({{"CallStatus", "completed"}}));
     CHECK(res.status == 400);
