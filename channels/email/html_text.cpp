@@ -49,8 +49,10 @@ constexpr std::array<std::pair<std::string_view, std::uint32_t>, 32> named{{
 
 // Decodes the character reference at html[i] == '&'; returns the bytes consumed (0: not one).
 std::size_t decode_entity(std::string_view html, std::size_t i, std::string& out) {
-  std::size_t semi = html.find(';', i);
-  if (semi == std::string_view::npos || semi - i > 12 || semi == i + 1) {
+  // The ';' is looked for within the longest reference taken (12 bytes), not in the rest of the
+  // text: a part of 4 MiB of '&' made that search quadratic (minutes per message).
+  std::size_t semi = html.substr(0, i + 13).find(';', i);
+  if (semi == std::string_view::npos || semi == i + 1) {
     return 0;
   }
   std::string_view body = html.substr(i + 1, semi - i - 1);

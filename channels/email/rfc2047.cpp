@@ -77,8 +77,11 @@ std::optional<encoded_word> parse_word(std::string_view s, std::size_t pos) {
     return std::nullopt;
   }
   std::size_t text_start = q1 + 3;
-  std::size_t close = s.find("?=", text_start);
-  if (close == std::string_view::npos) {
+  // encoded-text has no '?' (RFC 2047 section 2), so the word ends at the next '?', which must
+  // be followed by '='. Looking for "?=" anywhere further made a header of many unterminated
+  // "=?x?B?" quadratic; the next '?' is never further than the next "=?".
+  std::size_t close = s.find('?', text_start);
+  if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != '=') {
     return std::nullopt;
   }
   std::string_view text = s.substr(text_start, close - text_start);

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <chrono>
+
 #include "channels/email/charset.hpp"
 #include "channels/email/rfc2047.hpp"
 
@@ -77,4 +79,17 @@ TEST_CASE("address header pre-decoding keeps the grammar") {
   CHECK(predecode_address_header("=?utf-8?Q?Doe=2C_Jane?= <j@x>") == "\"Doe, Jane\" <j@x>");
   CHECK(predecode_address_header("\"=?utf-8?Q?a=22b?=\" <j@x>") == "\"a\\\"b\" <j@x>");
   CHECK(predecode_address_header("j@x (=?utf-8?Q?(c)?=)") == "j@x (\\(c\\))");
+}
+
+TEST_CASE("decode_rfc2047: many unterminated encoded words take linear time") {
+  std::string header;
+  for (int i = 0; i < 50000; ++i) {
+    header += "=?x?B?a";
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(decode_rfc2047(header) == header);  // nothing to decode: kept as written
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
+  // encoded-text has no '?': a word ends at its first one
+  CHECK(decode_rfc2047("=?utf-8?q?a?b?= x") == "=?utf-8?q?a?b?= x");
+  CHECK(decode_rfc2047("=?utf-8?q?a?=") == "a");
 }
