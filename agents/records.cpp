@@ -227,8 +227,7 @@ void Records::dead_lettered(const std::string& iid, const std::string& queue) {
 }
 
 void Records::transferred(const InteractionRow& row, const std::string& actor,
-                          const std::string& queue, const std::string& priority,
-                          const std::string& payload, bool retry) {
+                          const std::string& queue, const std::string& priority, bool retry) {
   std::int64_t at = now_ms();
   json::object d{{"from_queue", row.queue},
                  {"from_priority", row.priority},
@@ -250,13 +249,17 @@ void Records::transferred(const InteractionRow& row, const std::string& actor,
           }
         }
         // Another agent may have claimed it from the new queue before a retry records it: that
-        // claim's state stays.
+        // claim's state stays. The payload's queue and priority are set in the row as it is now,
+        // not replaced by the copy the route read before it waited for Redis: a call event
+        // committed in between (a recording, a late leg, the caller) must stay.
         auto st = db.prepare(
-            "UPDATE interactions SET queue=?2, priority=?3, payload=?4, state=CASE WHEN ?5 = 0 OR "
-            "coalesce((SELECT actor FROM events WHERE interaction_id=?1 AND type='claim' ORDER BY "
-            "seq DESC LIMIT 1), '') = ?6 THEN 'queued' ELSE state END WHERE id=?1");
-        st.bind(1, iid).bind(2, queue).bind(3, priority).bind(4, payload);
-        st.bind(5, static_cast<std::int64_t>(retry ? 1 : 0)).bind(6, actor).run();
+            "UPDATE interactions SET queue=?2, priority=?3, payload=CASE WHEN json_valid(payload) "
+            "THEN json_set(payload, '$.queue', ?2, '$.priority', ?3) ELSE payload END, "
+            "state=CASE WHEN ?4 = 0 OR coalesce((SELECT actor FROM events WHERE interaction_id=?1 "
+            "AND type='claim' ORDER BY seq DESC LIMIT 1), '') = ?5 THEN 'queued' ELSE state END "
+            "WHERE id=?1");
+        st.bind(1, iid).bind(2, queue).bind(3, priority);
+        st.bind(4, static_cast<std::int64_t>(retry ? 1 : 0)).bind(5, actor).run();
         // Sticky routing: the conversation's next interaction follows it to the new queue.
         auto cv = db.prepare("UPDATE conversations SET queue=?2, updated_at=?3 WHERE id=?1");
         cv.bind(1, conv).bind(2, queue).bind(3, at).run();

@@ -58,13 +58,13 @@ class Records {
   void event(const std::string& interaction_id, const std::string& actor, const std::string& type,
              const std::string& detail_json, const std::string& state = "");
   void dead_lettered(const std::string& interaction_id, const std::string& queue);
-  // Transfer: new queue/priority/payload on the interaction, the conversation's sticky queue
-  // follows, and the event. `retry`: a retried transfer Redis had already done (the first
-  // attempt was answered 503, or its 200 was lost): recorded unless `actor` has a transfer
-  // event since its last claim, and the state becomes "queued" only while nobody claimed it
-  // since.
+  // Transfer: new queue and priority on the interaction (also in its payload, edited as it is
+  // at commit), the conversation's sticky queue follows, and the event. `retry`: a retried transfer
+  // Redis had already done (the first attempt was answered 503, or its 200 was lost): recorded
+  // unless `actor` has a transfer event since its last claim, and the state becomes "queued" only
+  // while nobody claimed it since.
   void transferred(const InteractionRow& row, const std::string& actor, const std::string& queue,
-                   const std::string& priority, const std::string& payload, bool retry = false);
+                   const std::string& priority, bool retry = false);
   // Reply: the outbound interaction, its send job and the event on the parent, in one
   // transaction. Returns "" once committed, else the error.
   boost::asio::awaitable<std::string> reply(const InteractionRow& parent, const std::string& actor,

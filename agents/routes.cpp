@@ -206,7 +206,7 @@ Service::Awaitable Service::transfer(http::Request& r) {
   }
   // Hold::repeated: Redis did this transfer on an earlier attempt whose reply was lost (answered
   // 503), which recorded nothing; the record follows now, once.
-  records_.transferred(*row, agent.id, queue, priority, new_payload, f.status == Hold::repeated);
+  records_.transferred(*row, agent.id, queue, priority, f.status == Hold::repeated);
   waiters_.notify(queue);
   co_return http::json(200, json::serialize(json::object{{"id", id},
                                                          {"status", "transferred"},

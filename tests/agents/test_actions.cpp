@@ -2,6 +2,10 @@
 // its sticky conversation.
 #include <doctest/doctest.h>
 
+#include <csignal>
+#include <thread>
+
+#include "storage/sqlite.hpp"
 #include "tests/agents/fixture.hpp"
 
 using namespace sb;
@@ -116,6 +120,36 @@ TEST_CASE(
   d.drained();
   CHECK(claimed_id(d.claim("bob-token", "billing")) == next);
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='transfer'") == 1);
+}
+
+TEST_CASE(
+    "transfer: a change committed to the interaction while Redis moves the entry is kept, not "
+    "overwritten by the row the route read before") {
+  AgentDaemon d;
+  std::string id = d.ingest("t-3", "call me back");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  d.redis.signal(SIGSTOP);  // the route reads the row, then waits for Redis
+  HttpResponse t;
+  std::thread transfer([&] { t = d.act("alice-token", id, "transfer", R"({"queue":"billing"})"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  {
+    // What a call event does to a queued call (a recording callback): the payload is rewritten.
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec(
+        "UPDATE interactions SET payload=json_set(payload, '$.recording_url', "
+        "'https://rec.example/1') WHERE id='" +
+        id + "'");
+  }
+  d.redis.signal(SIGCONT);
+  transfer.join();
+  REQUIRE(t.status == 200);
+  REQUIRE(eventually(
+      [&] { return d.rows("SELECT count(*) FROM interactions WHERE queue='billing'") == 1; }));
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE "
+               "json_extract(payload, '$.recording_url') = 'https://rec.example/1' AND "
+               "json_extract(payload, '$.queue') = 'billing' AND "
+               "json_extract(payload, '$.priority') = 'normal'") == 1);
 }
 
 TEST_CASE("SIGHUP reload: new agents and queues take effect, removed tokens stop working") {
