@@ -18,10 +18,16 @@ void read_server(TableReader& root, Server& out) {
   TableReader r(root.ctx(), *table, "server");
   std::string listen;
   if (r.str("listen", listen)) {
-    if (auto hp = split_host_port(listen)) {
+    auto hp = split_host_port(listen);
+    if (hp && is_ip_literal(hp->host)) {
       out.listen = listen;
       out.host = hp->host;
       out.port = hp->port;
+    } else if (hp) {
+      r.ctx().add(r.line_of_key("listen"),
+                  "server.listen must be an IP address and a port, e.g. \"127.0.0.1:8080\", "
+                  "\"0.0.0.0:8080\" or \"[::1]:8080\"; a host name is not resolved (got \"" +
+                      listen + "\")");
     } else {
       r.ctx().add(
           r.line_of_key("listen"),

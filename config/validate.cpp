@@ -69,6 +69,12 @@ std::optional<HostPort> split_host_port(std::string_view text) {
   return HostPort{std::string(host), *port};
 }
 
+bool is_ip_literal(std::string_view host) {
+  std::string h(host);
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, h.c_str(), buf) == 1 || inet_pton(AF_INET6, h.c_str(), buf) == 1;
+}
+
 bool is_loopback(std::string_view host) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);

@@ -293,9 +293,9 @@ Server::~Server() = default;
 
 void Server::start() {
   auto& a = impl_->acceptor;
-  tcp::endpoint ep(asio::ip::make_address(impl_->opts.host), impl_->opts.port);
   // One clear line for the operator (SPEC section 1), not Boost's source location.
   try {
+    tcp::endpoint ep(asio::ip::make_address(impl_->opts.host), impl_->opts.port);
     a.open(ep.protocol());
     a.set_option(asio::socket_base::reuse_address(true));
     a.bind(ep);

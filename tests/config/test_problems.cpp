@@ -36,6 +36,11 @@ TEST_CASE("wrong types name the key and the expected type") {
   CHECK(problem_of("[server]\nmax_body_bytes = \"1MB\"\n") ==
         "t.toml:2: server.max_body_bytes must be an integer");
   CHECK(problem_of("[server]\nlisten = 8080\n") == "t.toml:2: server.listen must be a string");
+  // `run` binds an address; a name check-config let through made `run` fail with EINVAL.
+  CHECK(problem_of("[server]\nlisten = \"localhost:8080\"\n") ==
+        "t.toml:2: server.listen must be an IP address and a port, e.g. \"127.0.0.1:8080\", "
+        "\"0.0.0.0:8080\" or \"[::1]:8080\"; a host name is not resolved (got "
+        "\"localhost:8080\")");
   CHECK(problem_of("[api]\ntokens = \"one\"\n") ==
         "t.toml:2: api.tokens must be a list of strings");
   CHECK(problem_of("[api]\ntokens = [\"a\", 2]\n") ==

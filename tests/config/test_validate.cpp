@@ -71,3 +71,13 @@ TEST_CASE("parse_redis_url") {
   CHECK(parse_redis_url("redis:///0", r) == std::optional<std::string>("has no host"));
   CHECK(parse_redis_url("not a url", r) == std::optional<std::string>("is not a valid URL"));
 }
+
+TEST_CASE("is_ip_literal") {
+  CHECK(is_ip_literal("127.0.0.1"));
+  CHECK(is_ip_literal("0.0.0.0"));
+  CHECK(is_ip_literal("::1"));
+  CHECK(is_ip_literal("::"));
+  CHECK_FALSE(is_ip_literal("localhost"));
+  CHECK_FALSE(is_ip_literal("[::1]"));
+  CHECK_FALSE(is_ip_literal("256.0.0.1"));
+}
