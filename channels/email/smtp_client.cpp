@@ -81,10 +81,10 @@ class Session {
   }
 
   // One reply, possibly multi-line ("250-..." continues, "250 ..." ends it).
-  asio::awaitable<error_code> read(Reply& r) {
+  asio::awaitable<error_code> read(Reply& r, std::chrono::milliseconds timeout = {}) {
     r = {};
     while (true) {
-      arm();
+      arm(timeout);
       auto dyn = asio::dynamic_buffer(buf_, max_reply);
       auto [ec, n] =
           tls_ ? co_await asio::async_read_until(stream_, dyn, "\r\n", use_tuple)
@@ -111,11 +111,13 @@ class Session {
     }
   }
 
-  asio::awaitable<error_code> command(std::string_view line, Reply& r) {
+  // `reply_timeout`: how long the reply may take (0: the step timeout).
+  asio::awaitable<error_code> command(std::string_view line, Reply& r,
+                                      std::chrono::milliseconds reply_timeout = {}) {
     if (auto ec = co_await write(std::string(line) + "\r\n")) {
       co_return ec;
     }
-    co_return co_await read(r);
+    co_return co_await read(r, reply_timeout);
   }
 
   void close() {
@@ -128,10 +130,10 @@ class Session {
   // operation; the session is unusable afterwards, and the caller gives up on it.
   // `alive_` and the generation guard against an expiry already queued when the operation
   // finished (or the session ended).
-  void arm() {
+  void arm(std::chrono::milliseconds timeout = {}) {
     timed_out_ = false;
     std::uint64_t gen = ++gen_;
-    timer_.expires_after(o_.timeout);
+    timer_.expires_after(timeout.count() > 0 ? timeout : o_.timeout);
     timer_.async_wait([this, alive = alive_, gen](error_code ec) {
       if (!ec && *alive && gen == gen_) {
         timed_out_ = true;
@@ -305,7 +307,7 @@ asio::awaitable<Outcome> send(asio::any_io_executor ex, asio::ssl::context& tls,
   if (r.code != 354) {
     co_return from_reply(r, "DATA");
   }
-  if (auto ec = co_await s.command(dot_stuff(env.data) + ".", r)) {
+  if (auto ec = co_await s.command(dot_stuff(env.data) + ".", r, o.final_reply_timeout)) {
     co_return network(ec, "message body");
   }
   if (r.code != 250) {

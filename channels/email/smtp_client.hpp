@@ -21,6 +21,10 @@ struct Options {
   std::string password;          // never logged
   std::string helo_name = "localhost";
   std::chrono::milliseconds timeout{60000};  // each step (connect, one command exchange)
+  // The reply to the message's final "." (RFC 5321 4.5.3.2.6: 10 minutes; servers scan the
+  // content before they answer). Giving up sooner reports a temporary failure for a message the
+  // server may then accept, and the retry sends the reply twice.
+  std::chrono::milliseconds final_reply_timeout{600000};
 };
 
 struct Envelope {

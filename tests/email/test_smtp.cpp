@@ -8,8 +8,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -165,6 +169,108 @@ TEST_CASE("SMTP 4xx is retried later, 5xx fails with the server's text, no addre
   work.reset();
   io.stop();
   t.join();
+}
+
+namespace {
+
+// A one-connection SMTP server (blocking sockets, its own thread) that answers the final "."
+// after `final_delay`, as servers that scan content do. Counts the messages it received.
+struct SlowSmtp {
+  int fd = -1;
+  std::uint16_t port = 0;
+  std::atomic<int> messages{0};
+  std::thread t;
+  explicit SlowSmtp(std::chrono::milliseconds final_delay) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd, 4) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    t = std::thread([this, final_delay] {
+      int c = ::accept(fd, nullptr, nullptr);
+      if (c < 0) {
+        return;
+      }
+      auto say = [&](const std::string& line) { (void)!::write(c, line.data(), line.size()); };
+      std::string in;
+      bool data = false;
+      say("220 slow.example ESMTP\r\n");
+      char buf[4096];
+      while (true) {
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) {
+          break;
+        }
+        in.append(buf, static_cast<std::size_t>(n));
+        std::size_t eol;
+        while (!data && (eol = in.find("\r\n")) != std::string::npos) {
+          std::string cmd = in.substr(0, eol);
+          in.erase(0, eol + 2);
+          if (cmd.rfind("DATA", 0) == 0) {
+            data = true;
+            say("354 go on\r\n");
+          } else if (cmd.rfind("QUIT", 0) == 0) {
+            say("221 bye\r\n");
+          } else {
+            say("250 ok\r\n");
+          }
+        }
+        if (data && (eol = in.find("\r\n.\r\n")) != std::string::npos) {
+          in.erase(0, eol + 5);
+          data = false;
+          ++messages;
+          std::this_thread::sleep_for(final_delay);
+          say("250 queued as 1\r\n");
+        }
+      }
+      ::close(c);
+    });
+  }
+  ~SlowSmtp() {
+    ::shutdown(fd, SHUT_RDWR);
+    ::close(fd);
+    t.join();
+  }
+};
+
+email::smtp::Outcome send_to(std::uint16_t port, std::chrono::milliseconds step,
+                             std::chrono::milliseconds final_reply) {
+  boost::asio::io_context io;
+  boost::asio::ssl::context tls(boost::asio::ssl::context::tls_client);
+  email::smtp::Options o;
+  o.host = "127.0.0.1";
+  o.port = port;
+  o.tls = "none";
+  o.timeout = step;
+  o.final_reply_timeout = final_reply;
+  email::smtp::Envelope env{"support@example.com", {"ann@example.com"}, "Subject: hi\r\n\r\nhi"};
+  auto f = boost::asio::co_spawn(io, email::smtp::send(io.get_executor(), tls, o, env),
+                                 boost::asio::use_future);
+  io.run();
+  return f.get();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "SMTP: the reply to the final '.' may take longer than a step (RFC 5321: 10 minutes), so a "
+    "message the server accepts late is sent once, not reported failed and sent again") {
+  {
+    SlowSmtp server(std::chrono::milliseconds(600));
+    auto out = send_to(server.port, std::chrono::milliseconds(200), std::chrono::seconds(5));
+    CHECK(out.status == email::smtp::Outcome::Status::sent);
+    CHECK(server.messages.load() == 1);
+  }
+  {
+    SlowSmtp server(std::chrono::milliseconds(600));
+    auto out = send_to(server.port, std::chrono::milliseconds(200), std::chrono::milliseconds(300));
+    CHECK(out.status == email::smtp::Outcome::Status::temporary);  // its own deadline still holds
+    CHECK(out.error.find("message body") != std::string::npos);
+  }
 }
 
 TEST_CASE("dot-stuffing and line ends") {
