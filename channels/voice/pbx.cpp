@@ -47,8 +47,7 @@ WebhookResult handle_pbx(const config::CallWebhook& cfg, const WebhookRequest& r
     return webhook_error(415, "unsupported_media_type", "call webhooks must be application/json");
   }
   std::string_view header = req.header ? req.header("X-Switchboard-Signature") : std::string_view{};
-  std::int64_t signed_at = 0;
-  SignatureCheck check = verify_pbx(cfg.secret, header, req.body, req.now_unix_s, &signed_at);
+  SignatureCheck check = verify_pbx(cfg.secret, header, req.body, req.now_unix_s);
   if (!check.ok()) {
     return webhook_error(check.status, check.code, check.message);
   }
@@ -111,7 +110,11 @@ WebhookResult handle_pbx(const config::CallWebhook& cfg, const WebhookRequest& r
   }
   in.external_id = std::string(call_id);
   in.occurred_at_ms = occurred_at.value_or(0);
-  ev.order_key = occurred_at ? *occurred_at : signed_at * 1000;
+  // Without occurred_at the event's time is unknown. The signature time is not it: a retry is
+  // signed again, so a late re-delivery of an earlier event would look newest and replace a
+  // final status already queued (voicemail, then a retried missed). Key 0 lets the first final
+  // status stay.
+  ev.order_key = occurred_at.value_or(0);
   set_parties(in, from, to, direction, default_region, canon);
   CallInfo call;
   call.status = *status;

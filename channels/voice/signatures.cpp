@@ -207,7 +207,7 @@ std::string pbx_signature_header(std::string_view secret, std::int64_t t, std::s
 }
 
 SignatureCheck verify_pbx(std::string_view secret, std::string_view header, std::string_view body,
-                          std::int64_t now_unix_s, std::int64_t* signed_at) {
+                          std::int64_t now_unix_s) {
   if (trim(header).empty()) {
     return missing("the X-Switchboard-Signature header is missing");
   }
@@ -244,9 +244,6 @@ SignatureCheck verify_pbx(std::string_view secret, std::string_view header, std:
   }
   if (*t < now_unix_s - kSignatureToleranceS || *t > now_unix_s + kSignatureToleranceS) {
     return stale("the X-Switchboard-Signature timestamp is more than 300 seconds away from now");
-  }
-  if (signed_at) {
-    *signed_at = *t;
   }
   return {};
 }

@@ -55,6 +55,6 @@ SignatureCheck verify_telnyx(std::string_view public_key_base64, std::string_vie
 // matching entry is enough.
 std::string pbx_signature_header(std::string_view secret, std::int64_t t, std::string_view body);
 SignatureCheck verify_pbx(std::string_view secret, std::string_view header, std::string_view body,
-                          std::int64_t now_unix_s, std::int64_t* signed_at = nullptr);
+                          std::int64_t now_unix_s);
 
 }  // namespace sb::voice

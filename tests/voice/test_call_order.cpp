@@ -73,9 +73,10 @@ CallEventInput hangup(const std::string& leg, const std::string& from, const std
 }
 
 // A generic PBX event (SPEC section 3), `direction` only when given.
+// `occurred_at` "" leaves the key out; the event is signed `sign_offset_s` from now.
 CallEventInput pbx(const std::string& event, const std::string& call_id, const std::string& from,
                    const std::string& to, const std::string& occurred_at,
-                   const std::string& direction = "") {
+                   const std::string& direction = "", std::int64_t sign_offset_s = 0) {
   config::CallWebhook cfg;
   cfg.name = "voice";
   cfg.secret = "pbx-secret";
@@ -83,9 +84,11 @@ CallEventInput pbx(const std::string& event, const std::string& call_id, const s
   r.target = "/webhooks/calls/voice";
   r.content_type = "application/json";
   r.body = R"({"event":")" + event + R"(","call_id":")" + call_id + R"(","from":")" + from +
-           R"(","to":")" + to + R"(","occurred_at":")" + occurred_at + R"(")" +
+           R"(","to":")" + to + R"(")" +
+           (occurred_at.empty() ? "" : R"(,"occurred_at":")" + occurred_at + R"(")") +
            (direction.empty() ? "" : R"(,"direction":")" + direction + R"(")") + "}";
-  r.with("X-Switchboard-Signature", voice::pbx_signature_header(cfg.secret, r.now, r.body));
+  r.with("X-Switchboard-Signature",
+         voice::pbx_signature_header(cfg.secret, r.now + sign_offset_s, r.body));
   auto res = voice::handle_pbx(cfg, r.view(), "US", kCanon);
   REQUIRE(res.status == 200);
   REQUIRE(res.event);
@@ -246,6 +249,20 @@ TEST_CASE(
   CHECK(s.text("SELECT json_type(payload, '$.call.direction') FROM interactions") == "");
   CHECK(s.text("SELECT json_extract(payload, '$.direction') FROM interactions") == "inbound");
   CHECK(s.text("SELECT json_extract(payload, '$.call.status') FROM interactions") == "no-answer");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+}
+
+// A PBX retry is signed again, so without occurred_at the signature time says nothing about
+// when the event happened: a late re-delivery of an earlier final status must not replace the
+// one already queued.
+TEST_CASE(
+    "call order: pbx events without occurred_at, a re-signed earlier final status does not replace "
+    "the queued one") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(pbx("voicemail", "pbx-3", kBob, kOurLine, "", "", -20)).error.empty());
+  REQUIRE(s.submit(pbx("missed", "pbx-3", kBob, kOurLine, "", "", 0)).error.empty());
+  CHECK(s.text("SELECT json_extract(payload, '$.call.status') FROM interactions") == "voicemail");
   CHECK(s.text("SELECT count(*) FROM outbox") == "1");
 }
 
