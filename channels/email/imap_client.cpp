@@ -437,7 +437,13 @@ asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
   }
   for (auto& r : *fetched) {
     auto f = as_fetch(std::move(r));
-    // FETCH responses carrying only FLAGS (another client changed them) have no body.
+    // FETCH responses carrying only FLAGS (another client changed them) have no body. A NIL
+    // body is the server failing to give this message (RFC 3501 allows NIL there): stored as
+    // an empty mail it would also make every later NIL a duplicate of it (same synthetic id),
+    // so it fails the fetch, and the poller's retries and give-up handle it like any other.
+    if (f && f->body_nil && f->uid && *f->uid > after_uid) {
+      co_return make_error_code(errc::body_unavailable);
+    }
     if (f && f->uid && f->body && *f->uid > after_uid) {
       batch.messages.push_back(make_fetched(*f->uid, f->rfc822_size, std::move(*f->body)));
     }
@@ -461,6 +467,9 @@ asio::awaitable<result<FetchBatch>> Client::fetch_range(std::uint64_t lo, std::u
   }
   for (auto& r : *fetched) {
     auto f = as_fetch(std::move(r));
+    if (f && f->body_nil && f->uid && *f->uid >= lo && *f->uid <= hi) {
+      co_return make_error_code(errc::body_unavailable);  // as in fetch_new
+    }
     if (f && f->uid && f->body && *f->uid >= lo && *f->uid <= hi) {
       batch.messages.push_back(make_fetched(*f->uid, f->rfc822_size, std::move(*f->body)));
     }

@@ -24,6 +24,8 @@ class category : public boost::system::error_category {
         return "tls = \"none\" is only allowed to loopback addresses";
       case errc::capability_missing:
         return "server lacks a required capability";
+      case errc::body_unavailable:
+        return "the server answered a message's content as NIL";
     }
     return "unknown IMAP error";
   }
@@ -43,7 +45,8 @@ boost::system::error_code make_error_code(errc e) {
 bool retryable(const boost::system::error_code& ec) {
   if (ec.category() == imap_category()) {
     auto e = static_cast<errc>(ec.value());
-    return e == errc::protocol || e == errc::server_bye || e == errc::rejected;
+    return e == errc::protocol || e == errc::server_bye || e == errc::rejected ||
+           e == errc::body_unavailable;
   }
   return true;  // network and TLS-transport errors: try again with back-off
 }

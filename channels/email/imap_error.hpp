@@ -13,6 +13,7 @@ enum class errc {
   auth_failed,         // AUTHENTICATE / LOGIN answered NO
   tls_required,        // tls = "none" to a non-loopback address
   capability_missing,  // e.g. STARTTLS requested but not offered
+  body_unavailable,    // a message's BODY[] came back NIL: a failed fetch of it, not an empty mail
 };
 
 const boost::system::error_category& imap_category();

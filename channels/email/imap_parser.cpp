@@ -342,6 +342,7 @@ std::optional<FetchData> fetch_data(const Response& r, bool take_body) {
                key.rfind("BODY[]<", 0) == 0) {
       if (v.kind == Value::Kind::nil) {
         f.body = std::string();
+        f.body_nil = true;
       } else if (take_body) {
         f.body = std::move(const_cast<Value&>(v).text);
       } else {

@@ -45,6 +45,7 @@ struct FetchData {
   std::optional<std::vector<std::string>> flags;
   std::optional<std::uint64_t> rfc822_size;
   std::optional<std::string> body;  // BODY[] / BODY.PEEK[] answer / BINARY[]; NIL -> empty
+  bool body_nil = false;            // the body was NIL: the server cannot give the content
   std::optional<std::string> internal_date;
 };
 std::optional<FetchData> as_fetch(const Response& r);

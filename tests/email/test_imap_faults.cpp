@@ -158,6 +158,19 @@ TEST_CASE("a FETCH answered with BYE: its text is kept for the log and the place
   CHECK(code.empty());
 }
 
+TEST_CASE("a message whose BODY[] is NIL fails the fetch (retryable), not an empty message") {
+  // RFC 3501 allows NIL for BODY[]: the server cannot give the content. Stored as an empty mail
+  // it got the synthetic id of the empty message, and every later NIL was dropped as its
+  // duplicate while the cursor moved past them.
+  auto r = fetch_against("* 1 FETCH (UID 1 RFC822.SIZE 2048 BODY[] NIL)\r\nsb4 OK done\r\n", {});
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error() == make_error_code(errc::body_unavailable));
+  CHECK(retryable(r.error()));
+  auto empty = fetch_against("* 1 FETCH (UID 1 BODY[] {0}\r\n)\r\nsb4 OK done\r\n", {});
+  REQUIRE(empty.has_value());  // an empty literal is a (strange) message, and is kept
+  CHECK(empty->messages.size() == 1);
+}
+
 TEST_CASE("modified UTF-7 mailbox names (RFC 3501 5.1.3)") {
   CHECK(encode_mailbox_name("INBOX") == "INBOX");
   CHECK(encode_mailbox_name("Entwürfe") == "Entw&APw-rfe");
