@@ -62,6 +62,9 @@ struct Inbound {
   std::string direction = "inbound";
   std::string external_id;       // dedupe key within (channel, account)
   std::optional<Identity> from;  // canonical; nullopt for withheld callers (never matched)
+  // Email: the Reply-To address when it differs from From; answers go there. In the payload as
+  // "reply_to" when set. Not used for matching: the customer is the sender.
+  std::optional<Identity> reply_to;
   std::vector<Identity> to;
   std::string subject;
   std::string text;

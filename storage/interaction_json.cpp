@@ -233,6 +233,9 @@ std::string interaction_json(const Inbound& in, const StoredMeta& m) {
   } else {
     o.null("from");  // withheld caller
   }
+  if (in.reply_to) {
+    identity(o.key("reply_to"), *in.reply_to);
+  }
   o.key("to") += '[';
   for (std::size_t i = 0; i < in.to.size(); ++i) {
     if (i) {

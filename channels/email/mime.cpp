@@ -567,6 +567,9 @@ ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits) {
   if (auto from = parse_addresses(msg, "From", options.get()); !from.empty()) {
     out.from = from.front();
   }
+  if (auto rt = parse_addresses(msg, "Reply-To", options.get()); !rt.empty()) {
+    out.reply_to = rt.front();
+  }
   out.to = parse_addresses(msg, "To", options.get());
   out.cc = parse_addresses(msg, "Cc", options.get());
   out.date_ms = date_header_ms(msg);

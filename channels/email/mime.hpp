@@ -31,6 +31,7 @@ struct ParsedEmail {
   bool synthetic_message_id = false;
   std::string subject;
   Address from;
+  Address reply_to;  // the first Reply-To address, when the header names one
   std::vector<Address> to;
   std::vector<Address> cc;
   std::int64_t date_ms = 0;             // 0 when absent or unparseable

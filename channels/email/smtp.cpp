@@ -123,7 +123,11 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
   bool parent_outbound = str(parent, "direction") == "outbound";
   std::optional<Mailbox> to;
   if (!parent_outbound) {
-    to = identity(parent.if_contains("from"));
+    // Reply-To first (RFC 5322 3.6.2: a web form's mail comes From a no-reply address).
+    to = identity(parent.if_contains("reply_to"));
+    if (!to) {
+      to = identity(parent.if_contains("from"));
+    }
   } else if (auto* t = parent.if_contains("to"); t && t->is_array() && !t->as_array().empty()) {
     to = identity(&t->as_array().front());
   }

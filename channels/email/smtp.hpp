@@ -32,9 +32,9 @@ struct BuiltReply {
   std::string data;        // the RFC 5322 message, CRLF line ends
 };
 
-// From (the account's `from`), To (the customer: the sender of the parent, or its first
-// recipient when the parent is outbound), Subject "Re: <parent subject>" (one "Re:" only),
-// In-Reply-To (parent Message-ID), References (thread_json {"references": [...]}, else the
+// From (the account's `from`), To (the customer: the parent's Reply-To, else its sender, or
+// its first recipient when the parent is outbound), Subject "Re: <parent subject>" (one "Re:"
+// only), In-Reply-To (parent Message-ID), References (thread_json {"references": [...]}, else the
 // parent's stored "references", else its In-Reply-To; then the parent's Message-ID),
 // Message-ID, Date, MIME-Version,
 // text/plain; charset=utf-8.

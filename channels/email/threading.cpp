@@ -67,6 +67,14 @@ sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_
   if (!email.from.email.empty()) {
     in.from = identity(email.from);
   }
+  // Where answers go (RFC 5322 3.6.2): web forms and shops send From a no-reply address and
+  // Reply-To the customer. Kept only when it differs from From.
+  if (!email.reply_to.email.empty()) {
+    auto rt = identity(email.reply_to);
+    if (!in.from || rt.value != in.from->value) {
+      in.reply_to = std::move(rt);
+    }
+  }
   for (const auto* list : {&email.to, &email.cc}) {
     for (const auto& a : *list) {
       if (!a.email.empty()) {

@@ -23,7 +23,9 @@
 #include "channels/email/mime.hpp"
 #include "channels/email/smtp.hpp"
 #include "channels/email/smtp_client.hpp"
+#include "channels/email/threading.hpp"
 #include "core/time.hpp"
+#include "storage/interaction_json.hpp"
 #include "tests/email/email_daemon.hpp"
 #include "tests/email/smtp_server.hpp"
 
@@ -271,6 +273,42 @@ TEST_CASE(
     CHECK(out.status == email::smtp::Outcome::Status::temporary);  // its own deadline still holds
     CHECK(out.error.find("message body") != std::string::npos);
   }
+}
+
+TEST_CASE("a reply to a web form's mail goes to its Reply-To, the customer, not to From") {
+  std::string raw =
+      "From: Shop Forms <noreply@forms.example>\r\nReply-To: Ann Lee <Ann@Example.com>\r\n"
+      "To: support@example.com\r\nSubject: New contact form submission\r\n"
+      "Message-ID: <form-1@forms.example>\r\n\r\nWhere is order 7?\r\n";
+  auto in = email::to_inbound(email::parse_email(raw), "support", "INBOX");
+  REQUIRE(in.from);
+  CHECK(in.from->value == "noreply@forms.example");  // the customer matched is still the sender
+  REQUIRE(in.reply_to);
+  CHECK(in.reply_to->value == "ann@example.com");
+  storage::StoredMeta meta;
+  meta.id = "01JTESTPARENT0000000000001";
+  meta.received_at_ms = 1767323045000;
+  std::string payload = storage::interaction_json(in, meta);
+  CHECK(json::parse(payload).at("reply_to").at("value").as_string() == "ann@example.com");
+
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <support@example.com>";
+  OutboundMessage m{
+      "01JTESTREPLY00000000000002", "email", "support", "c1", "It ships today", payload, ""};
+  auto built = email::build_reply(account, m, 1767323045000);
+  REQUIRE(built.error.empty());
+  CHECK(built.rcpt_to == "ann@example.com");
+  CHECK(built.data.find("noreply@forms.example") == std::string::npos);
+
+  // Without Reply-To (or with the sender's own address there) nothing changes.
+  auto plain = email::to_inbound(
+      email::parse_email("From: bob@example.com\r\nReply-To: Bob <BOB@example.com>\r\n"
+                         "Subject: hi\r\n\r\nhi\r\n"),
+      "support", "INBOX");
+  CHECK_FALSE(plain.reply_to);
+  CHECK(storage::interaction_json(plain, meta).find("reply_to") == std::string::npos);
 }
 
 TEST_CASE("dot-stuffing and line ends") {
