@@ -106,6 +106,10 @@ struct Imap {
   std::vector<std::string> mailboxes{"INBOX"};
   milliseconds poll_interval{30000};
   std::string after = "keep";  // keep | seen | move:Folder
+  // A message whose FETCH keeps failing is stored as an `unfetchable` placeholder only after
+  // it has failed for this long (and in several sessions): a server that cannot FETCH for a
+  // while (a failover) must not turn real mail into placeholders.
+  milliseconds unfetchable_after{120000};
 };
 
 struct Smtp {

@@ -24,7 +24,7 @@ asio::awaitable<error_code> Poller::State::one_by_one(Mailbox& m, imap::Client& 
     if (stopping) {
       co_return error_code{};
     }
-    if (failures.give_up(uid)) {
+    if (failures.give_up(uid, m.account->unfetchable_after)) {
       give_up(m, chain, uidvalidity, uid);
     } else {
       if (failures.suspect(uid)) {
@@ -37,7 +37,7 @@ asio::awaitable<error_code> Poller::State::one_by_one(Mailbox& m, imap::Client& 
       auto one = co_await c.fetch_range(uid, uid);
       if (!one) {
         note_fetch_failure(m, c, one.error());
-        if (failures.give_up(uid)) {
+        if (failures.give_up(uid, m.account->unfetchable_after)) {
           give_up(m, chain, uidvalidity, uid);
           // The connection is gone (Dovecot closes it), the store is not: the placeholder
           // commits now, and the next session starts after it without the long back-off.

@@ -11,6 +11,9 @@ void FetchFailures::failed(std::uint64_t lo, std::uint64_t hi, std::size_t count
   bool repeat = batch_failures_ > 0 && lo <= hi_ && hi >= lo_;
   bool inside = repeat && lo >= lo_ && hi <= hi_;
   batch_failures_ = repeat ? batch_failures_ + 1 : 1;
+  if (!repeat) {
+    since_ = std::chrono::steady_clock::now();
+  }
   if (!inside) {
     lo_ = lo;
     hi_ = hi;

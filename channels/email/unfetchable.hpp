@@ -14,6 +14,7 @@
 //
 // This bookkeeping lives in the mailbox's loop, across its sessions (memory only: after a
 // daemon restart the count starts again).
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -41,15 +42,20 @@ class FetchFailures {
   int batch_failures() const { return batch_failures_; }
   // `uid` alone failed before (in an earlier session).
   bool suspect(std::uint64_t uid) const { return uid == uid_ && uid_failures_ > 0; }
-  // `uid` alone failed in uid_attempts sessions: store the placeholder instead.
-  bool give_up(std::uint64_t uid) const { return uid == uid_ && uid_failures_ >= uid_attempts; }
+  // `uid` alone failed in uid_attempts sessions, and its batch has been failing for at least
+  // `failing_for`: store the placeholder instead.
+  bool give_up(std::uint64_t uid, std::chrono::milliseconds failing_for = {}) const {
+    return uid == uid_ && uid_failures_ >= uid_attempts &&
+           std::chrono::steady_clock::now() - since_ >= failing_for;
+  }
   const std::string& reason() const { return why_; }
 
  private:
   std::uint64_t lo_ = 0;  // the failing batch
   std::uint64_t hi_ = 0;
   int batch_failures_ = 0;
-  std::uint64_t uid_ = 0;  // the failing single UID
+  std::chrono::steady_clock::time_point since_;  // the batch's first failure
+  std::uint64_t uid_ = 0;                        // the failing single UID
   int uid_failures_ = 0;
   std::string why_;
 };

@@ -58,6 +58,7 @@ struct EmailDaemon {
     imap.username = Dovecot::user;
     imap.password = Dovecot::password;
     imap.after = after;
+    imap.unfetchable_after = std::chrono::milliseconds(0);  // tests of the placeholder: at once
     cfg.channels.imap.push_back(imap);
   }
   ~EmailDaemon() { stop(); }

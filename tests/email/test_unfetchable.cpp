@@ -194,6 +194,48 @@ TEST_CASE(
   CHECK_FALSE(f.narrowing(400));
 }
 
+TEST_CASE("fetch failures: a UID is given up only once its batch has failed for long enough") {
+  email::FetchFailures f;
+  for (int i = 0; i < 3; ++i) {
+    f.failed(1, 5, 5, "BYE");
+  }
+  f.failed(2, 2, 1, "BYE");
+  f.failed(2, 2, 1, "BYE");
+  CHECK(f.give_up(2));  // enough sessions, no time asked
+  CHECK_FALSE(f.give_up(2, std::chrono::milliseconds(300)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  CHECK(f.give_up(2, std::chrono::milliseconds(300)));  // counted from the batch's first failure
+}
+
+TEST_CASE(
+    "a message the server cannot give for a few seconds (a failover) arrives whole, not as a "
+    "placeholder") {
+  EmailDaemon d;
+  d.cfg.channels.imap[0].unfetchable_after = std::chrono::seconds(60);
+  d.dovecot.deliver(test_email(1, 1));
+  d.dovecot.deliver(test_email(2, 2));
+  std::string file = file_with(d.dovecot, "<msg-2@example.com>");
+  REQUIRE(::chmod(file.c_str(), 0) == 0);
+  d.start();
+  // Three failures of the batch and two of UID 2 alone: where the placeholder used to be stored.
+  auto errors = [&] {
+    auto m = d.metrics();
+    std::string key = R"(switchboard_channel_errors_total{channel="email",account="support"} )";
+    auto at = m.find(key);
+    return at == std::string::npos ? 0 : std::stoi(m.substr(at + key.size()));
+  };
+  REQUIRE(eventually([&] { return errors() >= 5; }, 90s));
+  std::this_thread::sleep_for(500ms);
+  file = file_with(d.dovecot, "<msg-2@example.com>");  // new/ -> cur/ once the session saw it
+  REQUIRE(::chmod(file.c_str(), 0644) == 0);           // the server can read it again
+  REQUIRE(eventually([&] { return d.queued() >= 2; }, 90s));
+  auto ps = d.payloads();
+  REQUIRE(ps.size() == 2);
+  CHECK(id_of(ps[1]) == "<msg-2@example.com>");
+  CHECK_FALSE(has_flag(ps[1], "malformed"));
+  CHECK(d.metrics().find(unfetchable_metric) == std::string::npos);
+}
+
 TEST_CASE("fetch failures: the placeholder names the mailbox, UID and the server's reply") {
   auto in = email::unfetchable_inbound(
       "support", "INBOX", 7, 42,
