@@ -24,7 +24,9 @@ using namespace sb::test;
 namespace asio = boost::asio;
 
 namespace {
-std::vector<net::HttpResponse> run(std::vector<net::HttpRequest> reqs) {
+// The requests in order on one client; `pause` between two of them (the pool keeps connections).
+std::vector<net::HttpResponse> run(std::vector<net::HttpRequest> reqs,
+                                   std::chrono::milliseconds pause = {}) {
   asio::io_context io;
   net::HttpClient client(io.get_executor());
   auto fut = asio::co_spawn(
@@ -32,6 +34,10 @@ std::vector<net::HttpResponse> run(std::vector<net::HttpRequest> reqs) {
       [&]() -> asio::awaitable<std::vector<net::HttpResponse>> {
         std::vector<net::HttpResponse> out;
         for (auto& r : reqs) {
+          if (!out.empty() && pause.count() > 0) {
+            asio::steady_timer t(io, pause);
+            co_await t.async_wait(asio::use_awaitable);
+          }
           out.push_back(co_await client.request(r));
         }
         co_return out;
@@ -149,31 +155,17 @@ TEST_CASE(
       s.close();
     }
   });
-  asio::io_context io;
-  net::HttpClient client(io.get_executor());
-  auto fut = asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<std::vector<net::HttpResponse>> {
-        std::vector<net::HttpResponse> out;
-        net::HttpRequest get;
-        get.url = "http://127.0.0.1:" + std::to_string(port) + "/";
-        out.push_back(co_await client.request(get));
-        asio::steady_timer t(io, std::chrono::milliseconds(150));
-        co_await t.async_wait(asio::use_awaitable);
-        net::HttpRequest post;
-        post.method = "POST";
-        post.url = get.url + "send";
-        post.content_type = "application/json";
-        post.body = "{}";
-        post.timeout = std::chrono::seconds(2);
-        out.push_back(co_await client.request(post));
-        co_return out;
-      },
-      asio::use_future);
-  io.run();
-  auto out = fut.get();
+  net::HttpRequest get;
+  get.url = "http://127.0.0.1:" + std::to_string(port) + "/";
+  net::HttpRequest post;
+  post.method = "POST";
+  post.url = get.url + "send";
+  post.content_type = "application/json";
+  post.body = "{}";
+  post.timeout = std::chrono::seconds(2);
+  auto out = run({get, post}, std::chrono::milliseconds(150));
   if (accepted.load() < 2) {  // the server still waits for a second connection: end its accept
-    asio::ip::tcp::socket wake(io);
+    asio::ip::tcp::socket wake(sio);
     boost::system::error_code ec;
     wake.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
     wake.close();
