@@ -265,8 +265,10 @@ Service::Awaitable Service::reply(http::Request& r) {
   if (auto* c = parent_json.if_contains("customer")) {
     o["customer"] = *c;
   }
-  json::array to;
-  if (auto* from = parent_json.if_contains("from"); from && from->is_object()) {
+  json::array to;  // where the sender delivers it: the parent's reply_to (email), else its from
+  if (auto* rt = parent_json.if_contains("reply_to"); rt && rt->is_object()) {
+    to.push_back(*rt);
+  } else if (auto* from = parent_json.if_contains("from"); from && from->is_object()) {
     to.push_back(*from);
   }
   o["to"] = std::move(to);

@@ -19,10 +19,10 @@ struct HostPort {
 // "127.0.0.1:8080", "[::1]:8080", "localhost:0" (0: any free port).
 std::optional<HostPort> split_host_port(std::string_view text);
 
-// localhost, 127.0.0.0/8, ::1 (brackets allowed).
 // An IPv4 or IPv6 address literal (without brackets): what the HTTP server can bind to. Host
 // names are not resolved for listening.
 bool is_ip_literal(std::string_view host);
+// localhost, 127.0.0.0/8, ::1 (brackets allowed).
 bool is_loopback(std::string_view host);
 
 // redis://[[user]:password@]host[:port][/db]. Fills url-derived fields of `out`; on failure

@@ -68,6 +68,9 @@ struct Conn {
   // server's FIN (it closed the connection while it sat in the pool), a reset, a TLS
   // close_notify or an unsolicited response (408) all show here, without sending anything.
   bool idle_and_open() {
+    if (buffer.size() != 0) {
+      return false;  // bytes beyond the last response: they would be read as the next answer
+    }
     char b;
     ssize_t n = ::recv(lowest().socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);

@@ -1,9 +1,10 @@
 #pragma once
 // The routing rules' regular expressions (subject_matches, text_matches): PCRE2, case-insensitive,
-// on UTF-8. Not std::regex: libstdc++'s matcher recurses once per character it matches, so
-// `order.*late` against a 30 KB line (a web form's text is one JSON string) overflowed the
-// writer thread's stack and took the daemon down. PCRE2 (10.30+) keeps its backtracking on the
-// heap, and a match limit bounds the time a pathological pattern such as `(a+)+b` can take.
+// on UTF-8, with ECMAScript's \uhhhh, [] and [^] (the grammar of std::regex, used before). Not
+// std::regex: libstdc++'s matcher recurses once per character it matches, so `order.*late` against
+// a 30 KB line (a web form's text is one JSON string) overflowed the writer thread's stack and took
+// the daemon down. PCRE2 (10.30+) keeps its backtracking on the heap, and a match limit bounds the
+// time a pathological pattern such as `(a+)+b` can take.
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -20,9 +21,10 @@ class Regex {
   Regex(Regex&&) noexcept;
   Regex& operator=(Regex&&) noexcept;
 
-  // Whether the pattern matches anywhere in `subject`; nullopt when matching gave up (the match
-  // limit: about 5 million steps, tens of milliseconds) or `subject` is not UTF-8.
-  std::optional<bool> search(std::string_view subject) const;
+  // Whether the pattern matches anywhere in `subject` (invalid UTF-8 in it is skipped over);
+  // nullopt when matching gave up: the match limit (about 5 million steps, tens of
+  // milliseconds) or the heap limit (16 MiB). `why` then says which.
+  std::optional<bool> search(std::string_view subject, std::string* why = nullptr) const;
   const std::string& pattern() const { return source_; }
 
  private:

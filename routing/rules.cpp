@@ -71,17 +71,18 @@ bool Rules::matches(const Compiled& c, const RuleSubject& s) {
   return true;
 }
 
-// A pattern that gives up on this text (the match limit of a pathological pattern, or text that
-// is not UTF-8) does not match: the interaction goes on to the next rule, and the log says which
+// A pattern that gives up on this text (the match or heap limit of a pathological pattern) does
+// not match: the interaction goes on to the next rule, and the log says which
 // rule could not decide.
 bool Rules::regex_matches(const Compiled& c, const Regex& re, std::string_view text,
                           const Inbound& in) {
-  auto m = re.search(text);
+  std::string why;
+  auto m = re.search(text, &why);
   if (!m) {
     logger("routing")->warn(
-        "[rules] rule \"{}\": the regex \"{}\" gave up on {} bytes of {} {} {} (match limit); "
-        "taken as no match",
-        c.rule.name, re.pattern(), text.size(), in.channel, in.account, in.external_id);
+        "[rules] rule \"{}\": the regex \"{}\" gave up on {} bytes of {} {} {} ({}); taken "
+        "as no match",
+        c.rule.name, re.pattern(), text.size(), in.channel, in.account, in.external_id, why);
   }
   return m.value_or(false);
 }

@@ -567,8 +567,11 @@ ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits) {
   if (auto from = parse_addresses(msg, "From", options.get()); !from.empty()) {
     out.from = from.front();
   }
-  if (auto rt = parse_addresses(msg, "Reply-To", options.get()); !rt.empty()) {
-    out.reply_to = rt.front();
+  for (auto& a : parse_addresses(msg, "Reply-To", options.get())) {
+    if (a.email.find('@') != std::string::npos) {  // the first usable address
+      out.reply_to = std::move(a);
+      break;
+    }
   }
   out.to = parse_addresses(msg, "To", options.get());
   out.cc = parse_addresses(msg, "Cc", options.get());

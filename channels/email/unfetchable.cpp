@@ -11,15 +11,19 @@ void FetchFailures::failed(std::uint64_t lo, std::uint64_t hi, std::size_t count
   bool repeat = batch_failures_ > 0 && lo <= hi_ && hi >= lo_;
   bool inside = repeat && lo >= lo_ && hi <= hi_;
   batch_failures_ = repeat ? batch_failures_ + 1 : 1;
-  if (!repeat) {
-    since_ = std::chrono::steady_clock::now();
-  }
   if (!inside) {
     lo_ = lo;
     hi_ = hi;
   }
   if (count == 1) {
-    uid_failures_ = uid_ == lo ? uid_failures_ + 1 : 1;
+    auto now = std::chrono::steady_clock::now();
+    if (uid_ == lo && uid_failures_ > 0) {
+      ++uid_failures_;
+    } else {
+      uid_failures_ = 1;
+      uid_first_ = now;
+    }
+    uid_last_ = now;
     uid_ = lo;
   }
   why_ = std::move(why);

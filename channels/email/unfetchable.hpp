@@ -42,11 +42,11 @@ class FetchFailures {
   int batch_failures() const { return batch_failures_; }
   // `uid` alone failed before (in an earlier session).
   bool suspect(std::uint64_t uid) const { return uid == uid_ && uid_failures_ > 0; }
-  // `uid` alone failed in uid_attempts sessions, and its batch has been failing for at least
-  // `failing_for`: store the placeholder instead.
+  // `uid` alone failed in uid_attempts sessions, and its own failures seen so far span at least
+  // `failing_for` (a failure seen, not time passed: a server that recovered while the poller
+  // waited out its back-off gets its retry): store the placeholder instead.
   bool give_up(std::uint64_t uid, std::chrono::milliseconds failing_for = {}) const {
-    return uid == uid_ && uid_failures_ >= uid_attempts &&
-           std::chrono::steady_clock::now() - since_ >= failing_for;
+    return uid == uid_ && uid_failures_ >= uid_attempts && uid_last_ - uid_first_ >= failing_for;
   }
   const std::string& reason() const { return why_; }
 
@@ -54,9 +54,9 @@ class FetchFailures {
   std::uint64_t lo_ = 0;  // the failing batch
   std::uint64_t hi_ = 0;
   int batch_failures_ = 0;
-  std::chrono::steady_clock::time_point since_;  // the batch's first failure
-  std::uint64_t uid_ = 0;                        // the failing single UID
+  std::uint64_t uid_ = 0;  // the failing single UID
   int uid_failures_ = 0;
+  std::chrono::steady_clock::time_point uid_first_, uid_last_;  // its first and latest failure
   std::string why_;
 };
 

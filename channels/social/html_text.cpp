@@ -93,8 +93,9 @@ std::string decode_entities(std::string_view s) {
       out.push_back(s[i]);
       continue;
     }
-    std::size_t semi = s.find(';', i);
-    if (semi == std::string_view::npos || semi - i > 10) {
+    // Looked for within the longest reference taken, not in the rest of the text (quadratic).
+    std::size_t semi = s.substr(0, i + 11).find(';', i);
+    if (semi == std::string_view::npos) {
       out.push_back('&');
       continue;
     }

@@ -11,8 +11,8 @@
 // direction is unknown until an event states it (the store decides the customer then, see
 // storage/call_parties.hpp; a call that never says is taken for inbound).
 // event -> status: ringing -> ringing, answered -> in-progress, completed -> completed,
-// missed -> no-answer, voicemail -> voicemail. order_key: occurred_at in ms, else the
-// signature's t in ms (when the PBX sent the event).
+// missed -> no-answer, voicemail -> voicemail. order_key: occurred_at in ms, else 0 (no order:
+// the signature's t is renewed by a retry, so between two final statuses the first stays).
 #include <optional>
 #include <string>
 #include <string_view>

@@ -194,7 +194,7 @@ TEST_CASE(
   CHECK_FALSE(f.narrowing(400));
 }
 
-TEST_CASE("fetch failures: a UID is given up only once its batch has failed for long enough") {
+TEST_CASE("fetch failures: a UID is given up only once its own failures span long enough") {
   email::FetchFailures f;
   for (int i = 0; i < 3; ++i) {
     f.failed(1, 5, 5, "BYE");
@@ -204,7 +204,13 @@ TEST_CASE("fetch failures: a UID is given up only once its batch has failed for 
   CHECK(f.give_up(2));  // enough sessions, no time asked
   CHECK_FALSE(f.give_up(2, std::chrono::milliseconds(300)));
   std::this_thread::sleep_for(std::chrono::milliseconds(350));
-  CHECK(f.give_up(2, std::chrono::milliseconds(300)));  // counted from the batch's first failure
+  CHECK_FALSE(f.give_up(2, std::chrono::milliseconds(300)));  // time alone is not a failure
+  f.failed(2, 2, 1, "BYE");
+  CHECK(f.give_up(2, std::chrono::milliseconds(300)));
+  f.passed(2);
+  f.failed(3, 3, 1, "BYE");  // the next UID starts its own span
+  f.failed(3, 3, 1, "BYE");
+  CHECK_FALSE(f.give_up(3, std::chrono::milliseconds(300)));
 }
 
 TEST_CASE(

@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "core/regex.hpp"
+
 #include "routing/identity.hpp"
 
 namespace {
@@ -181,4 +183,17 @@ TEST_CASE("phone: the North American fast path agrees with libphonenumber") {
     }
   }
   CHECK(fast_shaped > 500);  // the generator really exercised North American numbers
+}
+
+TEST_CASE("rule regexes: case-insensitive PCRE2, ECMAScript escapes, limits as a value") {
+  CHECK(sb::Regex("refund|chargeback").search("I want a REFUND") == true);
+  CHECK(sb::Regex("^escalate").search("please escalate") == false);
+  CHECK(sb::Regex("caf\\u00e9").search("Caf\xC3\xA9 au lait") == true);  // \uhhhh as before
+  CHECK(sb::Regex("[^]").search("x") == true);
+  CHECK(sb::Regex("order").search("\xFF\xFE order") == true);  // broken UTF-8 is skipped over
+  std::string why;
+  CHECK_FALSE(sb::Regex("(a+)+b").search(std::string(40, 'a') + "!b", &why).has_value());
+  CHECK(why.find("limit") != std::string::npos);
+  CHECK(sb::Regex("order.*late").search("order " + std::string(1 << 20, 'a') + " late") == true);
+  CHECK_THROWS_AS(sb::Regex("refund("), std::invalid_argument);
 }

@@ -290,3 +290,10 @@ TEST_CASE(
     CHECK(key != ann_again.thread_lookup[0]);
   }
 }
+
+TEST_CASE("decode_entities: a text of a million '&' takes linear time, references still decode") {
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(decode_entities(std::string(1 << 20, '&')).size() == (1u << 20));
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
+  CHECK(decode_entities("a &amp; b &lt;c&gt; &#39;d&#39; &nbsp ;") == "a & b <c> 'd' &nbsp ;");
+}

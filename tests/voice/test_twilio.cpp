@@ -386,10 +386,12 @@ TEST_CASE("twilio route: rejections store nothing") {
     CHECK(res.error_code == "too_many_parameters");
     CHECK_FALSE(res.event);
     auto ok = status_callback("completed");
-    for (int i = 0; ok.size() < 999; ++i) {  // just under the cap: still served
+    for (int i = 0; ok.size() < 1000; ++i) {  // at the cap: still served
       ok.push_back({"X" + std::to_string(i), "v"});
     }
     CHECK(run(signed_post(ok)).status == 200);
+    ok.push_back({"Y", "v"});  // one more: refused
+    CHECK(run(signed_post(ok)).error_code == "too_many_parameters");
   }
   SUBCASE("signed but no CallSid: 400 naming the field") {
     auto res = run(signed_post({{"CallStatus", "completed"}}));
