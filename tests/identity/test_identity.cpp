@@ -195,5 +195,11 @@ TEST_CASE("rule regexes: case-insensitive PCRE2, ECMAScript escapes, limits as a
   CHECK_FALSE(sb::Regex("(a+)+b").search(std::string(40, 'a') + "!b", &why).has_value());
   CHECK(why.find("limit") != std::string::npos);
   CHECK(sb::Regex("order.*late").search("order " + std::string(1 << 20, 'a') + " late") == true);
+  // A group repeated once per character nests a backtracking frame each time: stopped by the
+  // 16 MiB heap limit, not after hundreds of MiB kept by the thread's match data.
+  why.clear();
+  CHECK_FALSE(
+      sb::Regex("(.|\\n)*late").search(std::string(1 << 20, 'a') + "late", &why).has_value());
+  CHECK(why.find("heap") != std::string::npos);
   CHECK_THROWS_AS(sb::Regex("refund("), std::invalid_argument);
 }
