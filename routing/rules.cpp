@@ -72,8 +72,8 @@ bool Rules::matches(const Compiled& c, const RuleSubject& s) {
 }
 
 // A pattern that gives up on this text (the match or heap limit of a pathological pattern) does
-// not match: the interaction goes on to the next rule, and the log says which
-// rule could not decide.
+// not match: the interaction goes on to the next rule, and the log says which rule could not
+// decide.
 bool Rules::regex_matches(const Compiled& c, const Regex& re, std::string_view text,
                           const Inbound& in) {
   std::string why;

@@ -20,6 +20,7 @@
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <limits>
 
 namespace sb::email::imap {
 namespace asio = boost::asio;
@@ -435,21 +436,10 @@ asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
   if (!fetched) {
     co_return fetched.error();
   }
-  for (auto& r : *fetched) {
-    auto f = as_fetch(std::move(r));
-    // FETCH responses carrying only FLAGS (another client changed them) have no body. A NIL
-    // body is the server failing to give this message (RFC 3501 allows NIL there): stored as
-    // an empty mail it would also make every later NIL a duplicate of it (same synthetic id),
-    // so it fails the fetch, and the poller's retries and give-up handle it like any other.
-    if (f && f->body_nil && f->uid && *f->uid > after_uid) {
-      co_return make_error_code(errc::body_unavailable);
-    }
-    if (f && f->uid && f->body && *f->uid > after_uid) {
-      batch.messages.push_back(make_fetched(*f->uid, f->rfc822_size, std::move(*f->body)));
-    }
+  if (auto ec = take_messages(*fetched, after_uid + 1, std::numeric_limits<std::uint64_t>::max(),
+                              batch)) {
+    co_return ec;
   }
-  std::sort(batch.messages.begin(), batch.messages.end(),
-            [](const auto& a, const auto& b) { return a.uid < b.uid; });
   co_return batch;
 }
 
@@ -465,18 +455,34 @@ asio::awaitable<result<FetchBatch>> Client::fetch_range(std::uint64_t lo, std::u
   if (!fetched) {
     co_return fetched.error();
   }
-  for (auto& r : *fetched) {
+  if (auto ec = take_messages(*fetched, lo, hi, batch)) {
+    co_return ec;
+  }
+  co_return batch;
+}
+
+error_code Client::take_messages(responses& fetched, std::uint64_t lo, std::uint64_t hi,
+                                 FetchBatch& batch) const {
+  for (auto& r : fetched) {
     auto f = as_fetch(std::move(r));
-    if (f && f->body_nil && f->uid && *f->uid >= lo && *f->uid <= hi) {
-      co_return make_error_code(errc::body_unavailable);  // as in fetch_new
+    if (!f || !f->uid || *f->uid < lo || *f->uid > hi) {
+      continue;
     }
-    if (f && f->uid && f->body && *f->uid >= lo && *f->uid <= hi) {
+    // A NIL body is the server failing to give this message (RFC 3501 allows NIL there):
+    // stored as an empty mail it would also make every later NIL a duplicate of it (same
+    // synthetic id), so it fails the fetch, and the poller's retries and give-up handle it
+    // like any other.
+    if (f->body_nil) {
+      return make_error_code(errc::body_unavailable);
+    }
+    // FETCH responses carrying only FLAGS (another client changed them) have no body.
+    if (f->body) {
       batch.messages.push_back(make_fetched(*f->uid, f->rfc822_size, std::move(*f->body)));
     }
   }
   std::sort(batch.messages.begin(), batch.messages.end(),
             [](const auto& a, const auto& b) { return a.uid < b.uid; });
-  co_return batch;
+  return {};
 }
 
 asio::awaitable<result<IdleResult>> Client::idle(std::chrono::milliseconds max_wait,

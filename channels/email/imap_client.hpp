@@ -145,6 +145,10 @@ class Client {
   std::string fetch_items() const;
   FetchedMessage make_fetched(std::uint64_t uid, std::optional<std::uint64_t> size,
                               std::string body) const;
+  // The messages of a UID FETCH's responses with a UID in lo..hi into `batch`, in UID order;
+  // body_unavailable when one of them came back NIL.
+  boost::system::error_code take_messages(responses& fetched, std::uint64_t lo, std::uint64_t hi,
+                                          FetchBatch& batch) const;
   void arm(std::chrono::milliseconds timeout, bool soft);
   void disarm();
   std::string next_tag();
