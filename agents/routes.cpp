@@ -9,6 +9,7 @@
 #include "core/log.hpp"
 #include "core/time.hpp"
 #include "routing/rules.hpp"
+#include "storage/interaction_json.hpp"
 
 namespace sb::agents {
 namespace asio = boost::asio;
@@ -265,11 +266,9 @@ Service::Awaitable Service::reply(http::Request& r) {
   if (auto* c = parent_json.if_contains("customer")) {
     o["customer"] = *c;
   }
-  json::array to;  // where the sender delivers it: the parent's reply_to (email), else its from
-  if (auto* rt = parent_json.if_contains("reply_to"); rt && rt->is_object()) {
-    to.push_back(*rt);
-  } else if (auto* from = parent_json.if_contains("from"); from && from->is_object()) {
-    to.push_back(*from);
+  json::array to;  // where the sender delivers it (the email sender picks the same address)
+  if (const json::object* who = storage::reply_recipient(parent_json)) {
+    to.push_back(*who);
   }
   o["to"] = std::move(to);
   if (auto* s = parent_json.if_contains("subject")) {

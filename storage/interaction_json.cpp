@@ -2,6 +2,9 @@
 
 #include <charconv>
 
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -279,6 +282,24 @@ std::string interaction_json(const Inbound& in, const StoredMeta& m) {
   o.str("priority", m.priority);
   o.close();
   return out;
+}
+
+const boost::json::object* reply_recipient(const boost::json::object& parent) {
+  auto object_at = [&parent](const char* key) -> const boost::json::object* {
+    const boost::json::value* v = parent.if_contains(key);
+    return v ? v->if_object() : nullptr;
+  };
+  if (const auto* d = parent.if_contains("direction"); d && d->is_string() && *d == "outbound") {
+    const auto* to = parent.if_contains("to");
+    if (to && to->is_array() && !to->as_array().empty()) {
+      return to->as_array().front().if_object();
+    }
+    return nullptr;
+  }
+  if (const auto* rt = object_at("reply_to")) {
+    return rt;
+  }
+  return object_at("from");
 }
 
 }  // namespace sb::storage

@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include <boost/json/fwd.hpp>
+
 #include "core/interaction.hpp"
 
 namespace sb::storage {
@@ -29,6 +31,11 @@ std::string call_text(const CallInfo& c);
 // writes them.
 std::string identity_text(const Identity& id);
 std::string customer_text(const StoredMeta& m);
+// Whom an answer to `parent` (an interaction as JSON) goes to: an inbound message's reply_to
+// (email: RFC 5322 3.6.2, a web form's mail comes From a no-reply address), else its from; an
+// outbound message's first `to` (a follow-up to our own reply). nullptr when it names no one.
+// The reply route records it as the answer's `to`, and the email sender sends there.
+const boost::json::object* reply_recipient(const boost::json::object& parent);
 // Appends `s` as a JSON string (quoted and escaped as RFC 8259 section 7 requires).
 void append_json_string(std::string& out, std::string_view s);
 

@@ -15,6 +15,7 @@
 #include "channels/email/threading.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
+#include "storage/interaction_json.hpp"
 
 namespace sb::email {
 namespace asio = boost::asio;
@@ -51,11 +52,8 @@ std::string str(const json::object& o, std::string_view key) {
   return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
 }
 
-std::optional<Mailbox> identity(const json::value* v) {
-  if (v == nullptr || !v->is_object()) {
-    return std::nullopt;
-  }
-  const auto& o = v->as_object();
+// An email identity of the interaction JSON as a mailbox; nullopt for any other kind.
+std::optional<Mailbox> identity(const json::object& o) {
   if (str(o, "type") != "email" || str(o, "value").empty()) {
     return std::nullopt;
   }
@@ -120,17 +118,9 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
     out.error = std::string("parent_json is not a JSON object: ") + e.what();
     return out;
   }
-  bool parent_outbound = str(parent, "direction") == "outbound";
-  std::optional<Mailbox> to;
-  if (!parent_outbound) {
-    // Reply-To first (RFC 5322 3.6.2: a web form's mail comes From a no-reply address).
-    to = identity(parent.if_contains("reply_to"));
-    if (!to) {
-      to = identity(parent.if_contains("from"));
-    }
-  } else if (auto* t = parent.if_contains("to"); t && t->is_array() && !t->as_array().empty()) {
-    to = identity(&t->as_array().front());
-  }
+  // Reply-To first, else From; to our own message's first To (the reply route records the same).
+  const json::object* who = storage::reply_recipient(parent);
+  std::optional<Mailbox> to = who ? identity(*who) : std::nullopt;
   if (!to) {
     out.error = "the interaction being answered has no email address to reply to";
     return out;

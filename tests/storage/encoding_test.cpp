@@ -247,3 +247,19 @@ TEST_CASE("a call's child legs and who answered are written, read back and kept 
   CHECK_FALSE(storage::read_call_payload(
       R"({"call":{"status":"","legs":[{"to":"+1"}]},"queue":"","priority":""})"));
 }
+
+TEST_CASE("an answer goes to Reply-To, else From, and a follow-up to our own reply to its To") {
+  auto who = [](const char* parent) -> std::string {
+    json::object o = json::parse(parent).as_object();
+    const json::object* r = storage::reply_recipient(o);
+    return r ? std::string(r->at("value").as_string()) : "(none)";
+  };
+  CHECK(who(R"({"direction":"inbound","from":{"type":"email","value":"noreply@shop.example"},
+                "reply_to":{"type":"email","value":"ann@example.com"}})") == "ann@example.com");
+  CHECK(who(R"({"direction":"inbound","from":{"type":"phone","value":"+14155550100"}})") ==
+        "+14155550100");
+  CHECK(who(R"({"direction":"outbound","to":[{"type":"email","value":"ann@example.com"},
+                {"type":"email","value":"cc@example.com"}],"from":null})") == "ann@example.com");
+  CHECK(who(R"({"direction":"outbound","to":[]})") == "(none)");
+  CHECK(who(R"({"direction":"inbound","from":null,"reply_to":"not an object"})") == "(none)");
+}
