@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <utility>
 
+#include "core/html_entities.hpp"
+
 namespace sb::email {
 namespace {
 
@@ -14,75 +16,6 @@ std::string lower(std::string_view s) {
   std::transform(out.begin(), out.end(), out.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
-}
-
-void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-    cp = 0xFFFD;
-  }
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-constexpr std::array<std::pair<std::string_view, std::uint32_t>, 32> named{{
-    {"amp", '&'},      {"lt", '<'},       {"gt", '>'},       {"quot", '"'},     {"apos", '\''},
-    {"nbsp", 0xA0},    {"copy", 0xA9},    {"reg", 0xAE},     {"trade", 0x2122}, {"hellip", 0x2026},
-    {"mdash", 0x2014}, {"ndash", 0x2013}, {"lsquo", 0x2018}, {"rsquo", 0x2019}, {"ldquo", 0x201C},
-    {"rdquo", 0x201D}, {"laquo", 0xAB},   {"raquo", 0xBB},   {"bull", 0x2022},  {"middot", 0xB7},
-    {"euro", 0x20AC},  {"pound", 0xA3},   {"yen", 0xA5},     {"cent", 0xA2},    {"deg", 0xB0},
-    {"times", 0xD7},   {"auml", 0xE4},    {"ouml", 0xF6},    {"uuml", 0xFC},    {"szlig", 0xDF},
-    {"eacute", 0xE9},  {"egrave", 0xE8},
-}};
-
-// Decodes the character reference at html[i] == '&'; returns the bytes consumed (0: not one).
-std::size_t decode_entity(std::string_view html, std::size_t i, std::string& out) {
-  // The ';' is looked for within the longest reference taken (12 bytes), not in the rest of the
-  // text: a part of 4 MiB of '&' made that search quadratic (minutes per message).
-  std::size_t semi = html.substr(0, i + 13).find(';', i);
-  if (semi == std::string_view::npos || semi == i + 1) {
-    return 0;
-  }
-  std::string_view body = html.substr(i + 1, semi - i - 1);
-  if (body[0] == '#') {
-    std::uint32_t cp = 0;
-    bool hex = body.size() > 1 && (body[1] == 'x' || body[1] == 'X');
-    std::string_view digits = body.substr(hex ? 2 : 1);
-    if (digits.empty() || digits.size() > 7) {
-      return 0;
-    }
-    for (char c : digits) {
-      int v = std::isdigit(static_cast<unsigned char>(c)) ? c - '0'
-              : hex && std::isxdigit(static_cast<unsigned char>(c))
-                  ? std::tolower(static_cast<unsigned char>(c)) - 'a' + 10
-                  : -1;
-      if (v < 0) {
-        return 0;
-      }
-      cp = cp * (hex ? 16 : 10) + static_cast<std::uint32_t>(v);
-    }
-    append_utf8(out, cp);
-    return semi - i + 1;
-  }
-  for (const auto& [name, cp] : named) {
-    if (body == name) {
-      append_utf8(out, cp);
-      return semi - i + 1;
-    }
-  }
-  return 0;
 }
 
 bool is_block(const std::string& t) {
@@ -172,7 +105,7 @@ std::string html_to_text(std::string_view html) {
     char c = html[i];
     if (c == '&') {
       decoded.clear();
-      if (std::size_t n = decode_entity(html, i, decoded); n > 0) {
+      if (std::size_t n = decode_html_entity(html, i, decoded); n > 0) {
         // A decoded &nbsp; is kept as U+00A0 so it does not collapse, like a browser shows it.
         r.text(decoded);
         i += n;

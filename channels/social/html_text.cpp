@@ -1,34 +1,11 @@
 #include "channels/social/html_text.hpp"
 
-#include <charconv>
-#include <cstdint>
-
 #include "channels/social/common.hpp"
+#include "core/html_entities.hpp"
 
 namespace sb::social {
 
 namespace {
-
-void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-    cp = 0xFFFD;
-  }
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
 
 // The value of attribute `name` in a start tag's text (`a href="x" class="y"`), decoded.
 std::optional<std::string> attribute(std::string_view tag, std::string_view name) {
@@ -89,46 +66,14 @@ std::string decode_entities(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
+    // &nbsp; as a regular space: Mastodon's text has no runs of blanks to keep.
     if (s[i] != '&') {
       out.push_back(s[i]);
-      continue;
-    }
-    // Looked for within the longest reference taken, not in the rest of the text (quadratic).
-    std::size_t semi = s.substr(0, i + 11).find(';', i);
-    if (semi == std::string_view::npos) {
+    } else if (std::size_t n = decode_html_entity(s, i, out, ' '); n > 0) {
+      i += n - 1;
+    } else {
       out.push_back('&');
-      continue;
     }
-    std::string_view name = s.substr(i + 1, semi - i - 1);
-    std::optional<std::uint32_t> cp;
-    if (name == "amp") {
-      cp = '&';
-    } else if (name == "lt") {
-      cp = '<';
-    } else if (name == "gt") {
-      cp = '>';
-    } else if (name == "quot") {
-      cp = '"';
-    } else if (name == "apos") {
-      cp = '\'';
-    } else if (name == "nbsp") {
-      cp = ' ';  // plain text: a regular space reads better than U+00A0
-    } else if (name.size() > 1 && name[0] == '#') {
-      bool hex = name[1] == 'x' || name[1] == 'X';
-      std::string_view digits = name.substr(hex ? 2 : 1);
-      std::uint32_t v = 0;
-      auto [p, ec] =
-          std::from_chars(digits.data(), digits.data() + digits.size(), v, hex ? 16 : 10);
-      if (ec == std::errc{} && p == digits.data() + digits.size() && !digits.empty()) {
-        cp = v;
-      }
-    }
-    if (!cp) {
-      out.push_back('&');
-      continue;
-    }
-    append_utf8(out, *cp);
-    i = semi;
   }
   return out;
 }

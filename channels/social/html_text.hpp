@@ -17,7 +17,8 @@ using MentionResolver = std::function<std::optional<std::string>(std::string_vie
 std::string html_to_text(std::string_view html, const MentionResolver& resolve_mention = {});
 
 // Decodes the HTML character references Mastodon emits (&amp; &lt; &gt; &quot; &#39; &nbsp;
-// numeric &#NNN; &#xHH;) into UTF-8; unknown references are kept as written.
+// numeric &#NNN; &#xHH;, and the other names of core/html_entities) into UTF-8, &nbsp; as a
+// plain space; unknown references are kept as written.
 std::string decode_entities(std::string_view s);
 
 }  // namespace sb::social

@@ -296,4 +296,7 @@ TEST_CASE("decode_entities: a text of a million '&' takes linear time, reference
   CHECK(decode_entities(std::string(1 << 20, '&')).size() == (1u << 20));
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
   CHECK(decode_entities("a &amp; b &lt;c&gt; &#39;d&#39; &nbsp ;") == "a & b <c> 'd' &nbsp ;");
+  // The names email knows too (core/html_entities); &nbsp; a plain space; out of range U+FFFD.
+  CHECK(decode_entities("wait&hellip;&nbsp;ok &#x110000; &#99999999;") ==
+        "wait\xE2\x80\xA6 ok \xEF\xBF\xBD &#99999999;");
 }
