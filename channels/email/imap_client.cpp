@@ -20,7 +20,6 @@
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <limits>
 
 namespace sb::email::imap {
 namespace asio = boost::asio;
@@ -65,6 +64,25 @@ std::string uid_set(const std::vector<std::uint64_t>& uids) {
     i = j + 1;
   }
   return out;
+}
+
+// What a response holds in memory, roughly: its strings and nodes.
+std::size_t footprint(const Value& v) {
+  std::size_t n = sizeof(Value) + v.text.size();
+  for (const auto& item : v.items) {
+    n += footprint(item);
+  }
+  return n;
+}
+
+std::size_t footprint(const Response& r) {
+  std::size_t n = sizeof(Response) + r.tag.size() + r.name.size() + r.code.size() + r.text.size();
+  for (const auto* values : {&r.code_args, &r.data}) {
+    for (const auto& v : *values) {
+      n += footprint(v);
+    }
+  }
+  return n;
 }
 
 }  // namespace
@@ -185,6 +203,9 @@ asio::awaitable<result<Client::responses>> Client::command(std::string text,
     co_return ec;
   }
   responses untagged;
+  dropped_.clear();
+  std::size_t held = 0;  // what `untagged` holds (footprint)
+  const std::size_t held_cap = 2 * options_.max_fetch_bytes + options_.limits.max_literal;
   bool bye = false;
   std::size_t next_answer = 0;
   // The server's last words (a tagged NO/BAD, or BYE): "NO [CODE] text".
@@ -220,6 +241,21 @@ asio::awaitable<result<Client::responses>> Client::command(std::string text,
     if (r->name == "BYE") {
       bye = true;
       remember(*r);
+    }
+    // Bodies past max_fetch_bytes are dropped as they arrive (the caller fetches them again in
+    // a later batch); a NIL body is kept, it fails the fetch.
+    if (r->name == "FETCH" && held >= options_.max_fetch_bytes) {
+      if (auto f = as_fetch(std::move(*r)); f && f->body && !f->body_nil) {
+        if (f->uid) {
+          dropped_.push_back(*f->uid);
+          held += sizeof(std::uint64_t);
+        }
+        continue;
+      }
+    }
+    held += footprint(*r);
+    if (held > held_cap) {
+      co_return make_error_code(errc::too_much_data);  // a server that never stops talking
     }
     untagged.push_back(std::move(*r));
   }
@@ -436,8 +472,7 @@ asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
   if (!fetched) {
     co_return fetched.error();
   }
-  if (auto ec = take_messages(*fetched, after_uid + 1, std::numeric_limits<std::uint64_t>::max(),
-                              batch)) {
+  if (auto ec = take_messages(*fetched, after_uid + 1, uids.back(), batch)) {
     co_return ec;
   }
   co_return batch;
@@ -482,6 +517,27 @@ error_code Client::take_messages(responses& fetched, std::uint64_t lo, std::uint
   }
   std::sort(batch.messages.begin(), batch.messages.end(),
             [](const auto& a, const auto& b) { return a.uid < b.uid; });
+  batch.covered_to = hi;
+  // Over max_fetch_bytes: the batch ends before the first dropped body. Servers answer in UID
+  // order, so what was kept lies below it; a server that answered the other way round kept
+  // nothing below it, and fails the fetch (the poller narrows down to one UID at a time).
+  std::uint64_t first_dropped = 0;
+  for (std::uint64_t uid : dropped_) {
+    if (uid >= lo && uid <= hi && (first_dropped == 0 || uid < first_dropped)) {
+      first_dropped = uid;
+    }
+  }
+  if (first_dropped != 0) {
+    std::erase_if(batch.messages, [first_dropped](const auto& m) { return m.uid > first_dropped; });
+    if (batch.messages.empty()) {
+      return make_error_code(errc::protocol);
+    }
+    batch.covered_to = first_dropped - 1;
+    batch.more = true;
+  }
+  for (const auto& m : batch.messages) {
+    batch.bytes += m.raw.size();
+  }
   return {};
 }
 

@@ -40,6 +40,12 @@ struct ClientOptions {
   std::chrono::milliseconds connect_timeout{15000};
   std::chrono::milliseconds io_timeout{60000};  // each read or write of a command exchange
   ParserLimits limits;
+  // Message bodies one UID FETCH keeps in memory. Past it, the bodies still arriving are read
+  // off the wire and dropped, and the batch ends before the first of them (FetchBatch::
+  // covered_to): a batch of 200 mails with 25 MB attachments would otherwise hold 5 GB. One
+  // message is always kept (up to limits.max_literal). Everything else one command's responses
+  // may hold is bounded by twice this plus one literal (errc::too_much_data past it).
+  std::size_t max_fetch_bytes = 64u << 20;
 };
 
 struct MailboxStatus {
@@ -60,6 +66,10 @@ enum class IdleResult { new_mail, quiet };  // EXISTS seen / the wait ran out
 struct FetchBatch {
   std::vector<FetchedMessage> messages;  // ascending UID, every UID > the `after_uid` given
   bool more = false;                     // further new UIDs exist beyond this batch
+  // Every UID up to this one is in `messages` or does not exist: fetch_range's `hi`, or the UID
+  // before the first body dropped over max_fetch_bytes (`more` is then set).
+  std::uint64_t covered_to = 0;
+  std::uint64_t bytes = 0;  // of the bodies in `messages`
 };
 
 // The context must be set up by the caller: ssl::context::tls_client, verify_peer,
@@ -112,6 +122,7 @@ class Client {
   boost::asio::awaitable<boost::system::error_code> logout();
   void close();
 
+  std::size_t max_fetch_bytes() const { return options_.max_fetch_bytes; }
   bool has_capability(std::string_view cap) const;
   const std::vector<std::string>& capability_list() const { return caps_; }
   const MailboxStatus& mailbox() const { return mailbox_; }
@@ -145,8 +156,9 @@ class Client {
   std::string fetch_items() const;
   FetchedMessage make_fetched(std::uint64_t uid, std::optional<std::uint64_t> size,
                               std::string body) const;
-  // The messages of a UID FETCH's responses with a UID in lo..hi into `batch`, in UID order;
-  // body_unavailable when one of them came back NIL.
+  // The messages of a UID FETCH's responses with a UID in lo..hi into `batch`, in UID order,
+  // up to the first body dropped over max_fetch_bytes (covered_to, more); body_unavailable when
+  // one of them came back NIL, protocol when a body was dropped before any was kept.
   boost::system::error_code take_messages(responses& fetched, std::uint64_t lo, std::uint64_t hi,
                                           FetchBatch& batch) const;
   void arm(std::chrono::milliseconds timeout, bool soft);
@@ -166,6 +178,7 @@ class Client {
   MailboxStatus mailbox_;
   std::uint64_t tag_counter_ = 0;
   FetchSpan last_fetch_;
+  std::vector<std::uint64_t> dropped_;  // UIDs whose bodies the last command dropped
   std::string last_reply_;
   std::string last_reply_code_;
 };

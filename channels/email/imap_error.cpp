@@ -26,6 +26,8 @@ class category : public boost::system::error_category {
         return "server lacks a required capability";
       case errc::body_unavailable:
         return "the server answered a message's content as NIL";
+      case errc::too_much_data:
+        return "the server sent more for one command than the client keeps in memory";
     }
     return "unknown IMAP error";
   }
@@ -46,7 +48,7 @@ bool retryable(const boost::system::error_code& ec) {
   if (ec.category() == imap_category()) {
     auto e = static_cast<errc>(ec.value());
     return e == errc::protocol || e == errc::server_bye || e == errc::rejected ||
-           e == errc::body_unavailable;
+           e == errc::body_unavailable || e == errc::too_much_data;
   }
   return true;  // network and TLS-transport errors: try again with back-off
 }

@@ -14,6 +14,7 @@ enum class errc {
   tls_required,        // tls = "none" to a non-loopback address
   capability_missing,  // e.g. STARTTLS requested but not offered
   body_unavailable,    // a message's BODY[] came back NIL: a failed fetch of it, not an empty mail
+  too_much_data,       // one command's responses passed the client's memory bound
 };
 
 const boost::system::error_category& imap_category();

@@ -128,7 +128,9 @@ asio::awaitable<void> Poller::State::run(Mailbox& m) {
 asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   auto log = logger("email");
   const auto& a = *m.account;
-  imap::Client c(io.get_executor(), *m.tls, account_options(a, options.io_timeout));
+  imap::ClientOptions client_options = account_options(a, options.io_timeout);
+  client_options.max_fetch_bytes = options.max_fetch_bytes;
+  imap::Client c(io.get_executor(), *m.tls, std::move(client_options));
   m.client = &c;
   struct Release {
     Mailbox& m;
@@ -254,6 +256,10 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
   const std::size_t in_flight = std::max<std::size_t>(1, options.max_batches_in_flight);
   std::uint64_t fetched = last;
   auto& failures = m.fetch_failures;
+  // UIDs per FETCH: options.batch, fewer where messages are large, so that one batch's bodies
+  // stay near the client's max_fetch_bytes (memory: in_flight batches of about that) and few
+  // bodies are dropped over it and fetched again.
+  std::size_t count = options.batch;
   while (!stopping) {
     log->debug("{} fetching after UID {}", m.prefix, fetched);
     // A batch that failed batch_attempts times is fetched UID by UID (unfetchable.hpp); the
@@ -275,8 +281,8 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
     // then unless the list would be long (every batch lists the rest again).
     // (Two statements, not `?:` with a co_await in each arm: GCC 12 mis-destroys those.)
     bool sparse = status.uidnext - 1 - fetched > 4 * status.exists && status.exists <= 20000;
-    bool ranged = status.uidnext > fetched + 1 + options.batch && !sparse;
-    std::uint64_t hi = fetched + options.batch;
+    bool ranged = status.uidnext > fetched + 1 + count && !sparse;
+    std::uint64_t hi = fetched + count;
     if (cap != 0) {
       hi = std::min(hi, cap);
     }
@@ -284,7 +290,7 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
     if (ranged) {
       batch = co_await c.fetch_range(fetched + 1, hi);
     } else {
-      batch = co_await c.fetch_new(fetched, options.batch, cap);
+      batch = co_await c.fetch_new(fetched, count, cap);
     }
     if (!batch) {
       note_fetch_failure(m, c, batch.error());
@@ -295,13 +301,15 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
       co_return make_error_code(boost::system::errc::state_not_recoverable);
     }
     if (ranged) {
-      fetched = hi;  // a range whose messages were all expunged still moves on
+      fetched = batch->covered_to;  // a range whose messages were all expunged still moves on
       batch->more = true;
     } else if (cap != 0 && !batch->more) {
       fetched = std::max(fetched, cap);  // everything up to the failing batch was listed
     }
     batch->more = batch->more || cap != 0;
     if (!batch->messages.empty()) {
+      std::uint64_t average = std::max<std::uint64_t>(1, batch->bytes / batch->messages.size());
+      count = std::clamp<std::size_t>(c.max_fetch_bytes() / average, 1, options.batch);
       fetched = std::max(fetched, batch->messages.back().uid);
       chain.add(std::move(batch->messages));
     }

@@ -31,6 +31,9 @@ namespace sb::email {
 struct PollerOptions {
   std::size_t batch = 200;                // messages per UID FETCH
   std::size_t max_batches_in_flight = 3;  // fetched and not yet committed, per mailbox
+  // Bodies one batch holds (imap::ClientOptions::max_fetch_bytes): a mailbox's memory is about
+  // max_batches_in_flight times this, however large its messages.
+  std::size_t max_fetch_bytes = 64u << 20;
   std::chrono::milliseconds idle_refresh{10 * 60 * 1000};  // IDLE re-issued at least this often
   std::chrono::milliseconds min_backoff{500};
   std::chrono::milliseconds max_backoff{5 * 60 * 1000};

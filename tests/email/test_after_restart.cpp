@@ -30,6 +30,13 @@ class KillAfterCommit : public StoreForwarder {
   KillAfterCommit(storage::Store& s, Dovecot& d) : StoreForwarder(s), dovecot_(d) {}
   void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) override {
     bool messages = !items.empty();
+    std::size_t text = 0;
+    for (const auto& in : items) {
+      text += in.text.size();
+    }
+    for (std::size_t seen = most_text;
+         text > seen && !most_text.compare_exchange_weak(seen, text);) {
+    }
     store_.submit(std::move(items), std::move(cursor),
                   [this, messages, done = std::move(done)](std::vector<IngestOutcome> out) {
                     if (messages && armed.exchange(false)) {
@@ -41,6 +48,7 @@ class KillAfterCommit : public StoreForwarder {
   }
   std::atomic<bool> armed{false};
   std::atomic<bool> killed{false};
+  std::atomic<std::size_t> most_text{0};  // the largest sum of message texts in one batch
 
  private:
   Dovecot& dovecot_;
@@ -60,6 +68,7 @@ struct Rig {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
   std::thread io_thread;
   std::unique_ptr<email::Poller> poller;
+  std::size_t max_fetch_bytes = 64u << 20;
 
   Rig(const std::string& after, const std::string& mailbox) {
     if (const char* lvl = std::getenv("SB_TEST_LOG")) {
@@ -87,6 +96,7 @@ struct Rig {
     email::PollerOptions options;
     options.min_backoff = 50ms;
     options.max_backoff = 500ms;
+    options.max_fetch_bytes = max_fetch_bytes;
     poller = std::make_unique<email::Poller>(io, pipeline, metrics,
                                              std::vector<config::Imap>{account}, options);
     poller->start();
@@ -197,4 +207,22 @@ TEST_CASE(
   CHECK(r.rows("SELECT count(*) FROM interactions WHERE external_id LIKE '<msg-1_@%'") == 5);
   CHECK(r.rows("SELECT count(*) FROM outbox") == 10);
   CHECK(r.no_duplicates());
+}
+
+TEST_CASE(
+    "large messages come in batches bounded in bytes, each stored once, the cursor at the end") {
+  Rig r("seen", "INBOX");
+  r.max_fetch_bytes = 30000;
+  // Every fourth message carries 12 KB: a batch of all 40 would hold 120 KB of them.
+  for (int i = 0; i < 40; ++i) {
+    r.dovecot.deliver(test_email(i, i % 3) + (i % 4 == 0 ? std::string(12000, 'y') + "\r\n" : ""));
+  }
+  r.start();
+  CHECK(eventually([&] { return r.rows("SELECT count(*) FROM interactions") == 40; }, 30s));
+  CHECK(eventually([&] { return r.cursor().ends_with(":40"); }, 10s));
+  CHECK(eventually([&] { return r.seen_in("INBOX") == 40; }, 10s));
+  CHECK(r.no_duplicates());
+  // At most the bound plus the one message that crossed it, and its headers.
+  CHECK(r.pipeline.most_text.load() > 0);
+  CHECK(r.pipeline.most_text.load() <= 30000 + 13000);
 }

@@ -366,3 +366,60 @@ TEST_CASE("a message over the literal cap comes cut at the cap - the ones around
     }
   });
 }
+
+TEST_CASE("a FETCH keeps bodies up to max_fetch_bytes - the batch ends before the first dropped") {
+  Dovecot dv;
+  auto sized = [](int n) { return message(n) + std::string(10000, 'x') + "\r\n"; };
+  for (int n = 1; n <= 10; ++n) {
+    dv.deliver(sized(n));
+  }
+  auto ctx = tls_context(dv);
+  auto tiny_options = options(dv, TlsMode::none);
+  tiny_options.max_fetch_bytes = 1;
+  run_bounded([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto o = options(dv, TlsMode::none);
+    o.max_fetch_bytes = 25000;  // the third body crosses it: bodies 4..10 are dropped
+    Client c(ex, ctx, o);
+    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_FALSE(co_await c.login());
+    REQUIRE((co_await c.select("INBOX")).has_value());
+    for (bool ranged : {false, true}) {
+      boost::system::result<FetchBatch> b = FetchBatch{};
+      if (ranged) {
+        b = co_await c.fetch_range(1, 10);
+      } else {
+        b = co_await c.fetch_new(0, 10);
+      }
+      REQUIRE(b.has_value());
+      REQUIRE(b->messages.size() == 3);
+      for (int i = 0; i < 3; ++i) {
+        CHECK(b->messages[i].raw == sized(i + 1));
+      }
+      CHECK(b->covered_to == 3);
+      CHECK(b->more);
+      CHECK(b->bytes == 3 * sized(1).size());
+    }
+    // The next batch starts where that one ended; the last one covers its whole range.
+    auto rest = co_await c.fetch_range(4, 10);
+    REQUIRE(rest.has_value());
+    REQUIRE(rest->messages.size() == 3);
+    CHECK(rest->messages.front().uid == 4);
+    CHECK(rest->covered_to == 6);
+    auto last = co_await c.fetch_range(10, 12);
+    REQUIRE(last.has_value());
+    REQUIRE(last->messages.size() == 1);
+    CHECK(last->covered_to == 12);
+  });
+  // However small the bound, one message always comes.
+  run_bounded([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    Client tiny(ex, ctx, tiny_options);
+    REQUIRE_FALSE(co_await tiny.connect());
+    REQUIRE_FALSE(co_await tiny.login());
+    REQUIRE((co_await tiny.select("INBOX")).has_value());
+    auto one = co_await tiny.fetch_range(5, 10);
+    REQUIRE(one.has_value());
+    REQUIRE(one->messages.size() == 1);
+    CHECK(one->messages[0].uid == 5);
+    CHECK(one->covered_to == 5);
+  });
+}

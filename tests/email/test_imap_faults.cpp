@@ -68,7 +68,8 @@ asio::awaitable<void> scripted_server(asio::ip::tcp::acceptor& acceptor, std::st
 
 boost::system::result<FetchBatch> fetch_against(std::string fetch_reply, ParserLimits limits,
                                                 std::string* reply = nullptr,
-                                                std::string* reply_code = nullptr) {
+                                                std::string* reply_code = nullptr,
+                                                std::size_t max_fetch_bytes = 64u << 20) {
   asio::io_context io;
   asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
   asio::co_spawn(io, scripted_server(acceptor, fetch_reply), asio::detached);
@@ -81,6 +82,7 @@ boost::system::result<FetchBatch> fetch_against(std::string fetch_reply, ParserL
   o.password = "p";
   o.io_timeout = 2s;
   o.limits = limits;
+  o.max_fetch_bytes = max_fetch_bytes;
   boost::system::result<FetchBatch> out = make_error_code(errc::protocol);
   bool done = false;
   asio::co_spawn(
@@ -309,4 +311,19 @@ TEST_CASE("no AUTH=PLAIN: LOGIN with quoted arguments") {
   CHECK_FALSE(ec);
   REQUIRE_FALSE(lines.empty());
   CHECK(lines[0] == "sb1 LOGIN \"u@x\" \"p w\"");
+}
+
+TEST_CASE("a server that never stops answering one command: an error, not unbounded memory") {
+  // 4 MB of untagged responses to a FETCH of one message; the client holds at most twice
+  // max_fetch_bytes plus one literal (here 2 * 64 KiB + 16 KiB) before it gives up.
+  std::string flood;
+  for (int i = 0; i < 4000; ++i) {
+    flood += "* OK " + std::string(1000, 'z') + "\r\n";
+  }
+  ParserLimits limits;
+  limits.max_literal = 16 << 10;
+  auto r = fetch_against(flood, limits, nullptr, nullptr, 64 << 10);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error() == make_error_code(errc::too_much_data));
+  CHECK(retryable(r.error()));
 }
