@@ -103,9 +103,7 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
                    if (!db) {
                      db = std::make_unique<storage::Db>(cfg_.storage.path, true);
                    }
-                   auto st = db->prepare("SELECT count(*) FROM outbox");
-                   st.step();
-                   return {{{}, static_cast<double>(st.int64(0))}};
+                   return {{{}, static_cast<double>(relay_->pending(*db))}};
                  });
   // Rows held back because their stream key refuses entries (WRONGTYPE...); alert on > 0.
   metrics_.gauge("switchboard_relay_held_streams",

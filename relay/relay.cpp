@@ -33,7 +33,17 @@ Relay::Reader::Reader(const std::string& path)
                       "JOIN interactions i ON i.id = o.interaction_id "
                       "WHERE o.seq >= ?1 AND o.seq <= ?2 AND o.queue = ?3 AND o.priority = ?4 "
                       "ORDER BY o.seq LIMIT ?5")),
-      count(db.prepare("SELECT count(*) FROM outbox WHERE seq > ?1")) {}
+      count(db.prepare(pending_sql())) {}
+
+// Rows after `?1`: nothing after the watermark is deleted (a row leaves the outbox only once
+// in Redis, behind the watermark), and the writer's sequence has no gaps (a rolled-back insert
+// gives its seq back), so the rows from the first to the last are all there. Two rowid seeks,
+// not count(*): counting a backlog of millions after an outage took longer per pass than the
+// pass itself, and the relay then drained slower than ingest filled it.
+const char* Relay::pending_sql() {
+  return "SELECT coalesce((SELECT max(seq) FROM outbox WHERE seq > ?1) - "
+         "(SELECT min(seq) FROM outbox WHERE seq > ?1) + 1, 0)";
+}
 
 void Relay::Taken::add(const Row& r, bool next_to_last, const std::string& prefix) {
   if (next_to_last && !ranges.empty()) {
@@ -81,6 +91,13 @@ void Relay::stop(std::chrono::milliseconds flush_deadline) {
   if (thread_.joinable()) {
     thread_.join();
   }
+}
+
+std::int64_t Relay::pending(storage::Db& db) const {
+  auto st = db.prepare(pending_sql());
+  st.bind(1, published_watermark_.load());
+  st.step();
+  return st.int64(0) + held_rows_.load();
 }
 
 void Relay::wake() {
@@ -151,6 +168,7 @@ void Relay::loop() {
         reader_ = std::make_unique<Reader>(writer_.path());
       }
       outcome = pass(conn);
+      published_watermark_ = watermark_;
       if (outcome != Outcome::redis_failed && !retry_held(conn)) {
         outcome = Outcome::redis_failed;
       }

@@ -94,6 +94,7 @@ TEST_CASE(
   CHECK(redis.cmd({"TYPE", kBilling}) == "string");
   REQUIRE(shows_held(port, 3));
   CHECK(metrics(port).find("switchboard_relay_held_streams 1\n") != std::string::npos);
+  CHECK(metrics(port).find("switchboard_outbox_pending 3\n") != std::string::npos);
   // Redis answers: still ready, naming the held stream and why.
   auto ready = HttpClient(port).request("GET", "/readyz");
   CHECK(ready.status == 200);
@@ -106,6 +107,8 @@ TEST_CASE(
   billing.push_back(post(port, "b3", "refund 3"));
   general.push_back(post(port, "g3", "hello 3"));
   REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == general; }));
+  CHECK(eventually(
+      [&] { return metrics(port).find("switchboard_outbox_pending 4\n") != std::string::npos; }));
 
   redis.cmd({"DEL", kBilling});  // the repair
   REQUIRE(eventually([&] { return ids_in(redis, kBilling) == billing; }, std::chrono::seconds(10)));

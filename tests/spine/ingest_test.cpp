@@ -277,6 +277,10 @@ TEST_CASE(
   REQUIRE(eventually([&] { return f.http->request("GET", "/readyz").status == 200; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   CHECK(f.redis.xlen("sb:q:general:normal") == 50);
+  CHECK(eventually([&] {
+    return f.http->request("GET", "/metrics").body.find("switchboard_outbox_pending 0\n") !=
+           std::string::npos;
+  }));
 }
 
 namespace {
