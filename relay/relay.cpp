@@ -136,6 +136,7 @@ void Relay::loop() {
     cv_.wait_for(lock, backoff, [&] { return stopping_; });
     backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   };
+  bool read_failing = false;
   for (;;) {
     bool stopping;
     {
@@ -173,8 +174,23 @@ void Relay::loop() {
         outcome = Outcome::redis_failed;
       }
     } catch (const std::exception& e) {
-      logger("relay")->error("[relay] outbox read failed: {}", e.what());
+      // Logged once per episode, and backed off like a Redis failure (the connection to Redis
+      // stays): every commit wakes the relay, and a lasting read error (I/O, a lock held by
+      // another process) would otherwise be retried and logged hundreds of times a second.
+      if (!read_failing) {
+        logger("relay")->error("[relay] outbox read failed: {}; retrying with back-off", e.what());
+      }
+      read_failing = true;
       reader_.reset();  // no read transaction left open; a fresh connection next pass
+      if (stopping) {
+        break;  // the outbox keeps the rows for the next start
+      }
+      back_off();
+      continue;
+    }
+    if (read_failing) {
+      read_failing = false;
+      logger("relay")->info("[relay] outbox readable again");
     }
     if (outcome == Outcome::redis_failed) {
       conn.close();  // reconnect: a new handshake reloads the script (NOSCRIPT), the groups
