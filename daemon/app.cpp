@@ -141,6 +141,7 @@ void App::sweep_stale_calls() {
           if (ec) {
             co_return;
           }
+          writer_->probe();  // /readyz: the database is writable now, not at the last write
           store_->release_held_calls(30 * 1000);
           if (tick % 6 != 0) {
             continue;

@@ -6,6 +6,7 @@
 
 #include "core/log.hpp"
 #include "core/stalls.hpp"
+#include "core/time.hpp"
 #include "storage/schema.hpp"
 
 namespace sb::storage {
@@ -187,6 +188,18 @@ void Writer::submit(Job job) {
   }
 }
 
+void Writer::probe() {
+  submit({[](Db& db) {
+            auto st = db.prepare(
+                "INSERT INTO cursors(account, scope, value, updated_at) "
+                "VALUES ('switchboard', 'writable', '', ?1) "
+                "ON CONFLICT(account, scope) DO UPDATE SET updated_at=excluded.updated_at");
+            st.bind(1, now_ms());
+            st.run();
+          },
+          {}});
+}
+
 std::size_t Writer::backlog() const {
   std::lock_guard lock(mu_);
   return queue_.size();
@@ -292,6 +305,9 @@ void Writer::run_batch(std::vector<Job>& batch) {
       // Nothing to roll back: BEGIN failed, or SQLite already rolled back (SQLITE_FULL, ...).
     }
   };
+  // Only a commit that wrote says the database is writable: an empty one (a read-only sweep)
+  // also commits on a full disk, and /readyz would flap between the two.
+  const auto changes_before = sqlite3_total_changes64(db_.raw());
   try {
     begin.run();
     if (!run_jobs(batch, errors, false)) {
@@ -304,8 +320,8 @@ void Writer::run_batch(std::vector<Job>& batch) {
       // this pass runs without spills). So the isolated pass never spills: its pages stay in
       // memory until COMMIT. A batch this path reruns is at most kMaxBatch jobs.
       db_.exec("PRAGMA cache_spill=OFF");
-      begin.run();
       try {
+        begin.run();  // inside: a BEGIN that fails (busy, I/O) must not leave spills off
         run_jobs(batch, errors, true);
       } catch (...) {
         db_.exec("PRAGMA cache_spill=ON");
@@ -314,7 +330,9 @@ void Writer::run_batch(std::vector<Job>& batch) {
       db_.exec("PRAGMA cache_spill=ON");
     }
     commit.run();
-    healthy_ = true;
+    if (sqlite3_total_changes64(db_.raw()) != changes_before) {
+      healthy_ = true;
+    }
     ++commits_;
   } catch (const std::exception& e) {
     commit_error = e.what();

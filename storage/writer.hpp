@@ -52,7 +52,11 @@ class Writer {
   using Flush = std::function<void(std::vector<std::function<void()>>)>;
   static bool defer(const void* key, Flush flush, std::function<void()> fn);
 
-  bool healthy() const { return healthy_.load(); }  // false after a failed COMMIT, until one works
+  // False after a failed COMMIT, until a commit that wrote something works.
+  bool healthy() const { return healthy_.load(); }
+  // Writes one small row (cursors: account "switchboard", scope "writable"), so that healthy()
+  // follows the disk while nothing else writes: the daemon calls it every 10 s.
+  void probe();
   std::uint64_t commits() const { return commits_.load(); }
   // Commits known to be on disk (synchronous=NORMAL syncs at checkpoints): the first this many
   // survive an OS crash or power loss, not only a process crash.

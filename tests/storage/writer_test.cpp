@@ -300,3 +300,35 @@ TEST_CASE("a job that throws mid-statement leaves no statement mid-step for the 
   w.stop();
   select.reset();  // before the writer's connection closes
 }
+
+TEST_CASE("only a commit that wrote makes the writer healthy again, and probe() writes one") {
+  test::TempDir dir;
+  std::string path = dir.file("w.db");
+  Writer w(path);
+  {
+    Db db(path);
+    db.exec("CREATE TABLE t(v INTEGER, pad TEXT)");
+  }
+  w.start();
+  auto wait = [&w](Job job) {
+    std::promise<std::string> p;
+    job.done = [&p](const std::string& err) { p.set_value(err); };
+    w.submit(std::move(job));
+    return p.get_future().get();
+  };
+  wait(Job{[](Db& db) { db.exec("PRAGMA max_page_count = 1"); }, nullptr});
+  CHECK(wait(Job{[](Db& db) { db.exec("INSERT INTO t(v, pad) VALUES (2, zeroblob(100000))"); },
+                 nullptr}) != "");
+  CHECK_FALSE(w.healthy());
+  // A transaction that only reads commits on a full disk too: it says nothing about writing.
+  CHECK(wait(Job{[](Db& db) { db.exec("SELECT count(*) FROM t"); }, nullptr}) == "");
+  CHECK_FALSE(w.healthy());
+  // Room again: the probe's write makes it healthy without any other write.
+  wait(Job{[](Db& db) { db.exec("PRAGMA max_page_count = 1073741823"); }, nullptr});
+  CHECK_FALSE(w.healthy());
+  w.probe();
+  CHECK(wait(Job{[](Db&) {}, nullptr}) == "");
+  CHECK(w.healthy());
+  CHECK(count(path, "SELECT count(*) FROM cursors WHERE account='switchboard'") == 1);
+  w.stop();
+}
