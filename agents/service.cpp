@@ -248,14 +248,31 @@ std::vector<std::pair<std::string, QueueStats>> Service::scrape_stats() {
 
 void Service::add_gauges(Metrics& metrics) {
   using Samples = std::vector<std::pair<Labels, double>>;
+  // SPEC: switchboard_queue_depth{queue}, one series per queue; the split by priority is a
+  // series of its own, so that `switchboard_queue_depth{queue="vip"} > 50` means what it says.
   metrics.gauge("switchboard_queue_depth", "Items waiting in a queue (not held by an agent).",
+                [this]() -> Samples {
+                  Samples out;
+                  for (const auto& [q, s] : scrape_stats()) {
+                    double n = 0;
+                    for (const auto& p : s.by_priority) {
+                      n += static_cast<double>(p.waiting);
+                    }
+                    if (s.error.empty()) {
+                      out.push_back({{{"queue", q}}, n});
+                    }
+                  }
+                  return out;
+                });
+  metrics.gauge("switchboard_queue_depth_by_priority",
+                "Items waiting in a queue (not held by an agent), by priority.",
                 [this]() -> Samples {
                   Samples out;
                   for (const auto& [q, s] : scrape_stats()) {
                     if (!s.error.empty()) {
                       continue;
                     }
-                    for (int i = 0; i < 4; ++i) {  // sum by (queue) for the SPEC's {queue}
+                    for (int i = 0; i < 4; ++i) {
                       out.push_back({{{"queue", q}, {"priority", kPriorities[i]}},
                                      static_cast<double>(s.by_priority[i].waiting)});
                     }

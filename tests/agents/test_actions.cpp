@@ -184,6 +184,7 @@ TEST_CASE("SIGHUP reload: a queue first named by a new rule is in /v1/queues wit
   CHECK(q.at("depth").as_int64() == 1);
   CHECK(q.at("priorities").at("urgent").at("depth").as_int64() == 1);
   auto metrics = d.http->request("GET", "/metrics").body;
-  CHECK(metrics.find("switchboard_queue_depth{queue=\"escalations\",priority=\"urgent\"} 1") !=
-        std::string::npos);
+  CHECK(metrics.find("switchboard_queue_depth{queue=\"escalations\"} 1\n") != std::string::npos);
+  CHECK(metrics.find("switchboard_queue_depth_by_priority{queue=\"escalations\",priority="
+                     "\"urgent\"} 1\n") != std::string::npos);
 }

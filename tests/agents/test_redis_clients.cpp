@@ -53,7 +53,9 @@ TEST_CASE(
   CHECK(q.at("depth").as_int64() == 0);
   auto metrics = d.http->request("GET", "/metrics").body;
   CHECK(metrics.find("switchboard_queue_claimed{queue=\"general\"} 1") != std::string::npos);
-  CHECK(metrics.find("switchboard_queue_depth{queue=\"general\",priority=\"normal\"} 0") !=
+  CHECK(metrics.find("switchboard_queue_depth{queue=\"general\"} 0\n") != std::string::npos);
+  CHECK(metrics.find(
+            "switchboard_queue_depth_by_priority{queue=\"general\",priority=\"normal\"} 0\n") !=
         std::string::npos);
   // The item redis-cli acknowledged is not the daemon's to finish.
   CHECK(d.act("alice-token", id, "ack").status == 409);
@@ -70,10 +72,13 @@ TEST_CASE("one queue's broken stream key hides only that queue's gauges in /metr
   d.redis.cmd({"DEL", "sb:q:billing:normal"});
   CHECK(d.redis.cmd({"SET", "sb:q:billing:normal", "x"}) == "OK");
   auto metrics = d.http->request("GET", "/metrics").body;
-  CHECK(metrics.find("switchboard_queue_depth{queue=\"general\",priority=\"normal\"} 1") !=
+  CHECK(metrics.find("switchboard_queue_depth{queue=\"general\"} 1\n") != std::string::npos);
+  CHECK(metrics.find(
+            "switchboard_queue_depth_by_priority{queue=\"general\",priority=\"normal\"} 1\n") !=
         std::string::npos);
   CHECK(metrics.find("switchboard_queue_claimed{queue=\"vip\"} 0") != std::string::npos);
   CHECK(metrics.find("switchboard_queue_depth{queue=\"billing\"") == std::string::npos);
+  CHECK(metrics.find("switchboard_queue_depth_by_priority{queue=\"billing\"") == std::string::npos);
 }
 
 // The agents' connection lives on the daemon's io thread (agents/redis_exec.cpp); these are the
