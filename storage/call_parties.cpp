@@ -1,5 +1,8 @@
 #include "storage/call_parties.hpp"
 
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
 namespace sb::storage {
 
 RawParties raw_parties(const Inbound& in) {
@@ -13,6 +16,36 @@ RawParties raw_parties(const Inbound& in) {
   bool outbound = in.call && in.call->direction == "outbound";
   raw.from = outbound ? second : first;
   raw.to = outbound ? first : second;
+  return raw;
+}
+
+namespace {
+
+std::optional<Identity> stored_identity(const boost::json::value* v) {
+  const auto* o = v ? v->if_object() : nullptr;
+  const auto* type = o ? o->if_contains("type") : nullptr;
+  const auto* value = o ? o->if_contains("value") : nullptr;
+  if (!type || !value || !type->is_string() || !value->is_string()) {
+    return std::nullopt;
+  }
+  return Identity{std::string(type->get_string()), std::string(value->get_string()), "", ""};
+}
+
+}  // namespace
+
+RawParties stored_parties(std::string_view payload) {
+  RawParties raw;
+  boost::system::error_code ec;
+  auto doc = boost::json::parse(payload, ec);
+  const auto* o = ec ? nullptr : doc.if_object();
+  if (!o) {
+    return raw;
+  }
+  raw.from = stored_identity(o->if_contains("from"));
+  const auto* to = o->if_contains("to");
+  if (to && to->is_array() && !to->get_array().empty()) {
+    raw.to = stored_identity(&to->get_array()[0]);
+  }
   return raw;
 }
 

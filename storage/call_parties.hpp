@@ -32,6 +32,10 @@ struct RawParties {
   std::optional<Identity> from, to;
 };
 RawParties raw_parties(const Inbound& in);
+// The parties a stored call's payload names ("from", the first of "to"), as stored: for an event
+// that names none (a PBX's `completed` with only call_id, a sweep's) of a call whose caller is
+// not matched yet.
+RawParties stored_parties(std::string_view payload);
 
 // The customer and our line for a known direction ("inbound" or "outbound").
 struct Parties {

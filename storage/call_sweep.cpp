@@ -4,11 +4,11 @@
 // the writer's isolated pass (a savepoint per job, storage/writer.cpp) undoes that job alone and
 // commits the others; the failure is logged with the call id and the call is tried again an
 // hour later. A single job for all of them failed whole, and the same way every minute.
-#include <boost/json.hpp>
 #include <memory>
 
 #include "core/log.hpp"
 #include "core/time.hpp"
+#include "storage/call_parties.hpp"
 #include "storage/call_payload.hpp"
 #include "storage/store.hpp"
 
@@ -25,16 +25,6 @@ namespace {
 
 constexpr std::size_t kMaxPerSweep = 1000;
 constexpr std::int64_t kRetryAfterMs = 3600 * 1000;
-
-std::optional<Identity> stored_identity(const boost::json::value* v) {
-  const auto* o = v ? v->if_object() : nullptr;
-  const auto* type = o ? o->if_contains("type") : nullptr;
-  const auto* value = o ? o->if_contains("value") : nullptr;
-  if (!type || !value || !type->is_string() || !value->is_string()) {
-    return std::nullopt;
-  }
-  return Identity{std::string(type->get_string()), std::string(value->get_string()), "", ""};
-}
 
 // A sweep's event for the pending call of the row `q` is on: its columns 1-3 are channel,
 // account and external_id (both sweeps select id, channel, account, external_id, order_key).
@@ -144,18 +134,11 @@ void Store::release_held_calls(std::int64_t older_than_ms, std::function<void(in
           !call_folder_(stored->call, q.int64(4), CallInfo{}, q.int64(4)).final) {
         continue;
       }
-      boost::system::error_code ec;
-      auto doc = boost::json::parse(q.text_view(5), ec);
-      const auto* o = ec ? nullptr : doc.if_object();
       SweptCall c{q.text(0), call_event_of(q, CallInfo{}), q.int64(4)};
-      if (o) {
-        c.event.from = stored_identity(o->if_contains("from"));
-        const auto* to = o->if_contains("to");
-        if (to && to->is_array() && !to->get_array().empty()) {
-          if (auto line = stored_identity(&to->get_array()[0])) {
-            c.event.to.push_back(std::move(*line));
-          }
-        }
+      RawParties parties = stored_parties(q.text_view(5));
+      c.event.from = std::move(parties.from);
+      if (parties.to) {
+        c.event.to.push_back(std::move(*parties.to));
       }
       held->push_back(std::move(c));
     }

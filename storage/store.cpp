@@ -424,6 +424,12 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   // this account's lines tell (stored with the call), else customer records (not stored: a
   // later event that states the direction may still correct it).
   RawParties raw = child_leg ? RawParties{} : raw_parties(in);
+  // An event that names no party (a PBX's `completed` with only call_id, the 4-hour sweep's) of
+  // a call whose caller is not matched yet: the parties its earlier events named, as stored.
+  if (exists && !child_leg && !raw.from && !raw.to && stored->customer_id.empty() &&
+      !stored->from_value.empty()) {
+    raw = stored_parties(stored_payload);
+  }
   std::string direction = f.merged.direction;
   bool stated = !direction.empty() && !child_leg;
   if (direction.empty() && !child_leg) {
@@ -463,7 +469,10 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     Inbound first = in;
     first.call = f.merged;
     bool held = hold && f.final;
-    first.from = held ? raw.from : customer;
+    // No customer yet (the direction unknown, the call not ended): the caller as sent, not
+    // matched, for the event that settles it (a PBX's ending event may name no party).
+    bool unmatched = held || (!customer && !child_leg);
+    first.from = unmatched ? raw.from : customer;
     first.to.clear();
     if (line) {
       first.to.push_back(*line);
@@ -471,7 +480,8 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     if (!direction.empty()) {
       first.direction = direction;
     }
-    return store_new(st, *rules, first, f.became_final && !hold, f.order_key, now, !held).outcome;
+    return store_new(st, *rules, first, f.became_final && !hold, f.order_key, now, !unmatched)
+        .outcome;
   }
 
   // The caller is matched by the first event that names one (a recording callback, without

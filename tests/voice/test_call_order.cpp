@@ -83,8 +83,10 @@ CallEventInput pbx(const std::string& event, const std::string& call_id, const s
   Request r;
   r.target = "/webhooks/calls/voice";
   r.content_type = "application/json";
-  r.body = R"({"event":")" + event + R"(","call_id":")" + call_id + R"(","from":")" + from +
-           R"(","to":")" + to + R"(")" +
+  // "from" and "to" are optional in the SPEC: "" leaves them out.
+  r.body = R"({"event":")" + event + R"(","call_id":")" + call_id + R"(")" +
+           (from.empty() ? "" : R"(,"from":")" + from + R"(")") +
+           (to.empty() ? "" : R"(,"to":")" + to + R"(")") +
            (occurred_at.empty() ? "" : R"(,"occurred_at":")" + occurred_at + R"(")") +
            (direction.empty() ? "" : R"(,"direction":")" + direction + R"(")") + "}";
   r.with("X-Switchboard-Signature",
@@ -216,6 +218,25 @@ TEST_CASE("call order: telnyx inbound call, hangup before initiated") {
   CHECK(caller_of(s, "leg-8") == kAnn);
   CHECK(s.text("SELECT json_extract(payload, '$.call.direction') FROM interactions") == "inbound");
   CHECK(identities_of(s, kOurLine) == "0");
+}
+
+// A PBX that never states the direction and names the parties on the first event only: the
+// caller it named is the call's when the call ends, by its own event or by the 4-hour sweep.
+TEST_CASE("call order: pbx call without direction, the ending event names no party") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(pbx("ringing", "pbx-7", kBob, kOurLine, "2026-01-02T03:00:00Z")).error.empty());
+  REQUIRE(s.submit(pbx("completed", "pbx-7", "", "", "2026-01-02T03:01:00Z")).error.empty());
+  CHECK(caller_of(s, "pbx-7") == kBob);
+  CHECK(s.text("SELECT i.value FROM identities i JOIN interactions x ON x.customer_id = "
+               "i.customer_id WHERE x.external_id = 'pbx-7'") == kBob);
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+
+  REQUIRE(s.submit(pbx("ringing", "pbx-8", kBob, kOurLine, "2026-01-02T03:00:00Z")).error.empty());
+  CHECK(s.sweep(0) == 1);  // no final event: closed as unknown
+  CHECK(caller_of(s, "pbx-8") == kBob);
+  CHECK(s.text("SELECT json_extract(payload, '$.call.status') FROM interactions "
+               "WHERE external_id = 'pbx-8'") == "unknown");
 }
 
 // A PBX that states the direction on its first event only, delivered last.
