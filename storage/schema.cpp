@@ -225,28 +225,37 @@ int current_schema_version() {
 }
 
 void migrate(Db& db, int target) {
-  int v = read_version(db);
-  if (v > current_schema_version()) {
-    throw Error(0, "database " + db.path() + " has schema version " + std::to_string(v) +
-                       ", newer than this switchboard understands (" +
-                       std::to_string(current_schema_version()) +
-                       "); use a newer switchboard binary or another database file");
-  }
-  const bool fresh = v == 0;  // a new file is simply created; an upgrade may take a while
-  for (; v < std::min(target, current_schema_version()); ++v) {
-    if (!fresh) {
-      logger("storage")->info("[{}] upgrading the database schema from version {} to {}", db.path(),
-                              v, v + 1);
+  // Under the write lock from the first read of the version: two processes that start on one
+  // file after an upgrade (the daemon and a cron'd `customers import`) both read the old version
+  // otherwise, and the second ran a step again ("table call_lines already exists").
+  db.exec("BEGIN IMMEDIATE");
+  int v = 0;
+  try {
+    v = read_version(db);
+    if (v > current_schema_version()) {
+      throw Error(0, "database " + db.path() + " has schema version " + std::to_string(v) +
+                         ", newer than this switchboard understands (" +
+                         std::to_string(current_schema_version()) +
+                         "); use a newer switchboard binary or another database file");
     }
-    db.exec("BEGIN IMMEDIATE");
-    try {
-      db.exec(kMigrations[static_cast<std::size_t>(v)]);
+    const bool fresh = v == 0;  // a new file is simply created; an upgrade may take a while
+    for (; v < std::min(target, current_schema_version()); ++v) {
+      if (!fresh) {
+        logger("storage")->info("[{}] upgrading the database schema from version {} to {}",
+                                db.path(), v, v + 1);
+      }
+      try {
+        db.exec(kMigrations[static_cast<std::size_t>(v)]);
+      } catch (const std::exception& e) {
+        throw Error(0, "upgrading the schema of " + db.path() + " from version " +
+                           std::to_string(v) + " to " + std::to_string(v + 1) + ": " + e.what());
+      }
       db.exec("UPDATE schema_version SET version = " + std::to_string(v + 1));
-      db.exec("COMMIT");
-    } catch (...) {
-      db.exec("ROLLBACK");
-      throw;
     }
+    db.exec("COMMIT");  // every step at once: a crash in the middle leaves the file as it was
+  } catch (...) {
+    db.exec("ROLLBACK");
+    throw;
   }
 }
 

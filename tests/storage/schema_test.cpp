@@ -2,6 +2,10 @@
 // newer binary is refused with a message that says what to do.
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <future>
+#include <thread>
+
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
 #include "storage/writer.hpp"
@@ -127,4 +131,39 @@ TEST_CASE("the 4-hour call sweep finds pending calls through their partial index
       "WHERE state = 'pending_call' AND received_at < ?1");
   REQUIRE(plan.step());
   CHECK_MESSAGE(plan.text(3).find("interactions_pending_calls") != std::string::npos, plan.text(3));
+}
+
+TEST_CASE("two processes upgrading one file at once: the second finds the work done") {
+  test::TempDir dir;
+  std::string path = dir.file("race.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 6);
+  }
+  storage::Db a(path), b(path);
+  a.exec("BEGIN IMMEDIATE");  // a third party holds the write lock while both start
+  std::promise<std::string> second;
+  std::thread t([&] {
+    try {
+      storage::migrate(b);  // waits for the lock (busy timeout)
+      second.set_value("");
+    } catch (const std::exception& e) {
+      second.set_value(e.what());
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  a.exec("ROLLBACK");
+  std::string first;
+  try {
+    storage::migrate(a);
+  } catch (const std::exception& e) {
+    first = e.what();
+  }
+  t.join();
+  CHECK(first == "");
+  CHECK(second.get_future().get() == "");
+  auto st = a.prepare("SELECT version, (SELECT count(*) FROM schema_version) FROM schema_version");
+  REQUIRE(st.step());
+  CHECK(st.int64(0) == storage::current_schema_version());
+  CHECK(st.int64(1) == 1);
 }
