@@ -111,6 +111,21 @@ std::string Relay::connect(Conn& c) {
       return why;
     }
   }
+  // Entries leave the outbox once Redis has them: a Redis that keeps them only in memory (or in
+  // snapshots minutes apart) loses, when it restarts, entries nothing will project again. Said
+  // once per process, at the first connection.
+  if (!persistence_checked_) {
+    persistence_checked_ = true;
+    auto r = c.cmd({"INFO", "persistence"});
+    if (r && r->type == REDIS_REPLY_STRING &&
+        std::string_view(r->str, r->len).find("aof_enabled:0") != std::string_view::npos) {
+      logger("relay")->warn(
+          "[redis {}:{}] runs without its append-only file (appendonly no): if Redis restarts, "
+          "queue entries it had taken are lost, as their outbox rows are gone; set "
+          "`appendonly yes` (README: Redis)",
+          cfg_.host, cfg_.port);
+    }
+  }
   auto script_sha = [&c](const redisReply& r) {
     if (r.type != REDIS_REPLY_STRING) {
       return false;

@@ -110,8 +110,9 @@ class Relay {
   std::thread thread_;
   // Relay thread only:
   std::unique_ptr<Reader> reader_;
-  std::int64_t watermark_ = 0;  // every outbox row up to here is in Redis or held
-  std::string note_prefix_;     // {prefix}:relay:refused:{random}: (see the script)
+  std::int64_t watermark_ = 0;        // every outbox row up to here is in Redis or held
+  std::string note_prefix_;           // {prefix}:relay:refused:{random}: (see the script)
+  bool persistence_checked_ = false;  // Redis's appendonly looked at (connect)
   std::uint64_t passes_ = 0;
   std::int64_t started_ms_ = 0;       // Unix ms: rows older than the relay wait from here
   bool behind_ = false;               // a relay stall is counted, and rows are still late

@@ -1,0 +1,44 @@
+// Entries leave the outbox once Redis has them, so a Redis that restarts without its
+// append-only file loses them for good: the relay says so when it first connects.
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+#include <spdlog/sinks/ostream_sink.h>
+
+#include "core/log.hpp"
+#include "relay/relay.hpp"
+#include "storage/writer.hpp"
+#include "tests/support/harness.hpp"
+
+using namespace sb;
+using namespace sb::test;
+
+namespace {
+
+// What the relay logs from its start until it has connected to `redis` and stopped.
+std::string relay_log(RedisServer& redis) {
+  TempDir dir;
+  auto cfg = test_config(dir, redis.port());
+  storage::Writer writer(cfg.storage.path);
+  std::ostringstream log;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  logger("relay")->sinks().push_back(sink);
+  {
+    Relay relay(cfg.redis, writer, {"general"});
+    relay.start();
+    CHECK(eventually([&] { return relay.redis_ok(); }));
+    relay.stop();
+  }
+  logger("relay")->sinks().pop_back();
+  return log.str();
+}
+
+}  // namespace
+
+TEST_CASE("a Redis without appendonly is named in a warning, one with it is not") {
+  RedisServer redis;  // started by the harness with --appendonly no
+  CHECK(relay_log(redis).find("runs without its append-only file") != std::string::npos);
+  CHECK(redis.cmd({"CONFIG", "SET", "appendonly", "yes"}) == "OK");
+  CHECK(relay_log(redis).find("append-only") == std::string::npos);
+}
