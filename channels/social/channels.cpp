@@ -76,6 +76,7 @@ void SocialChannels::stop() {
 
 void SocialChannels::add_routes(http::Router& router) {
   auto serve = [this](http::Request& r) -> asio::awaitable<http::Response> {
+    const auto start = std::chrono::steady_clock::now();
     const std::string& name = r.params["name"];
     const config::Meta* cfg = nullptr;
     for (const auto& c : channels_.meta) {
@@ -98,6 +99,7 @@ void SocialChannels::add_routes(http::Router& router) {
     // The signature is checked over the raw body inside handle_meta before anything is parsed.
     MetaResult res =
         handle_meta(*cfg, r.method, r.target, r.body, header, phone, rt_.default_region);
+    // A refused request names no item: its errors count under "meta" (what the URL names).
     Labels labels{{"channel", "meta"}, {"account", name}};
     if (res.status >= 400) {
       rt_.metrics.inc("switchboard_channel_errors_total", labels);
@@ -105,6 +107,7 @@ void SocialChannels::add_routes(http::Router& router) {
                              res.error_message);
       co_return http::error(res.status, res.error_code, res.error_message);
     }
+    const bool carries_data = !res.items.empty() || !res.statuses.empty();
     if (!res.items.empty()) {
       // Meta retries anything but 200: answer only after the commit (a 2xx means committed).
       std::optional<CursorUpdate> none;
@@ -137,6 +140,11 @@ void SocialChannels::add_routes(http::Router& router) {
                                 "the message statuses could not be stored: " + o.error);
         }
       }
+    }
+    if (carries_data) {
+      rt_.metrics.observe(
+          "switchboard_ingest_seconds",
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
     co_return http::Response{res.status,
                              res.content_type.empty() ? "application/json" : res.content_type,

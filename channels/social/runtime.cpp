@@ -1,5 +1,6 @@
 #include "channels/social/runtime.hpp"
 
+#include <map>
 #include <random>
 
 #include <boost/asio/as_tuple.hpp>
@@ -47,24 +48,33 @@ asio::awaitable<std::string> store_batch(Runtime& rt, const char* channel,
   if (items.empty() && !cursor) {
     co_return std::string();
   }
+  // Counted under each item's own channel: one Meta webhook carries messenger, instagram and
+  // whatsapp items, and dashboards filter on the channel the interactions have.
+  std::vector<std::string> item_channels;
+  item_channels.reserve(items.size());
+  for (const auto& in : items) {
+    item_channels.push_back(in.channel.empty() ? channel : in.channel);
+  }
   // Built outside the co_await expression: GCC 12 mishandles temporaries that live across a
   // suspension point inside one full expression.
   auto op = async_submit(rt.pipeline, std::move(items), std::move(cursor), asio::use_awaitable);
   auto out = co_await std::move(op);
-  Labels labels{{"channel", channel}, {"account", account}};
-  std::uint64_t created = 0;
-  std::uint64_t dups = 0;
-  for (const auto& o : out) {
-    if (!o.error.empty()) {
-      co_return o.error;  // the whole transaction rolled back: the cursor did not move
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> counts;  // created, duplicates
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (!out[i].error.empty()) {
+      co_return out[i].error;  // the whole transaction rolled back: the cursor did not move
     }
-    (o.duplicate ? dups : created) += 1;
+    auto& [created, dups] = counts[i < item_channels.size() ? item_channels[i] : channel];
+    (out[i].duplicate ? dups : created) += 1;
   }
-  if (created > 0) {
-    rt.metrics.inc("switchboard_interactions_total", labels, created);
-  }
-  if (dups > 0) {
-    rt.metrics.inc("switchboard_duplicates_total", labels, dups);
+  for (const auto& [ch, n] : counts) {
+    Labels labels{{"channel", ch}, {"account", account}};
+    if (n.first > 0) {
+      rt.metrics.inc("switchboard_interactions_total", labels, n.first);
+    }
+    if (n.second > 0) {
+      rt.metrics.inc("switchboard_duplicates_total", labels, n.second);
+    }
   }
   co_return std::string();
 }

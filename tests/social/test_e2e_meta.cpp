@@ -89,6 +89,16 @@ TEST_CASE(
   auto metrics = d.metrics();
   CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="meta",account="meta"} 3)") !=
         std::string::npos);
+  // Stored items count under the channel they have, as the interactions do.
+  CHECK(metrics.find(R"(switchboard_interactions_total{channel="messenger",account="meta"} 1)") !=
+        std::string::npos);
+  CHECK(metrics.find(R"(switchboard_duplicates_total{channel="messenger",account="meta"} 1)") !=
+        std::string::npos);
+  CHECK(metrics.find(R"(switchboard_interactions_total{channel="whatsapp",account="meta"} 1)") !=
+        std::string::npos);
+  CHECK(metrics.find(R"(switchboard_interactions_total{channel="meta")") == std::string::npos);
+  // Timed like every webhook: the three that carried messages, and the ingest API's one.
+  CHECK(metrics.find("switchboard_ingest_seconds_count 4\n") != std::string::npos);
 }
 
 TEST_CASE(
