@@ -38,10 +38,17 @@ int import_customers(const config::Config& cfg, const std::string& file) {
       continue;
     }
     const auto& r = *line->record;
-    storage::CustomerUpsert up{r.external_id, r.name, r.tier, r.tags, r.identities};
+    storage::CustomerUpsert up{r.external_id,       r.name.value_or(""),
+                               r.tier.value_or(""), r.tags.value_or(std::vector<std::string>{}),
+                               r.identities,        r.name.has_value(),
+                               r.tier.has_value(),  r.tags.has_value()};
     switch (importer.upsert(up, error)) {
-      case storage::CustomerImporter::Result::inserted: ++inserted; break;
-      case storage::CustomerImporter::Result::updated: ++updated; break;
+      case storage::CustomerImporter::Result::inserted:
+        ++inserted;
+        break;
+      case storage::CustomerImporter::Result::updated:
+        ++updated;
+        break;
       case storage::CustomerImporter::Result::rejected:
         ++rejected;
         rejections.push_back("line " + std::to_string(line->line_no) + ": " + error);
@@ -64,8 +71,7 @@ int import_customers(const config::Config& cfg, const std::string& file) {
     }
   }
   importer.commit();
-  double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (tty) {
     std::fprintf(stderr, "\r\033[K");
   }
@@ -134,8 +140,8 @@ int show_customer(const config::Config& cfg, const std::string& query) {
               << (i.handle.empty() ? "" : "  (" + i.handle + ")") << "\n";
   }
   auto timeline = storage::customer_timeline(db, c->id, 50, "");
-  std::cout << "  timeline (" << timeline.size() << (timeline.size() == 50 ? "+, newest first)\n"
-                                                                           : ", newest first)\n");
+  std::cout << "  timeline (" << timeline.size()
+            << (timeline.size() == 50 ? "+, newest first)\n" : ", newest first)\n");
   for (const auto& p : timeline) {
     auto o = boost::json::parse(p).as_object();
     auto str = [&](const char* k) -> std::string {

@@ -146,12 +146,13 @@ void RecordBuilder::add_tag(std::string_view raw) {
   if (raw.empty()) {
     return;
   }
-  for (const std::string& t : rec_.tags) {
+  std::vector<std::string>& tags = rec_.tags ? *rec_.tags : rec_.tags.emplace();
+  for (const std::string& t : tags) {
     if (t == raw) {
       return;
     }
   }
-  rec_.tags.emplace_back(raw);
+  tags.emplace_back(raw);
 }
 
 void RecordBuilder::csv_cell(std::string_view column, std::string_view identity_type,
@@ -163,10 +164,15 @@ void RecordBuilder::csv_cell(std::string_view column, std::string_view identity_
   if (column == "external_id") {
     rec_.external_id = trim(cell);
   } else if (column == "name") {
+    // A column in the header is given on every line: an empty cell clears the field (an
+    // empty tier says the customer has no tier); a column not in the header is left alone.
     rec_.name = trim(cell);
   } else if (column == "tier") {
     rec_.tier = trim(cell);
   } else {
+    if (column == "tags" && !rec_.tags) {
+      rec_.tags.emplace();  // an empty cell is no tags, as for name and tier
+    }
     // tags and identity columns: several values separated by ';'.
     while (!cell.empty() && ok()) {
       const auto semi = cell.find(';');
@@ -235,14 +241,16 @@ void RecordBuilder::json_object(const boost::json::value& v) {
         json_string(key, val, rec_.external_id);
       }
     } else if (key == "name") {
-      json_string(key, val, rec_.name);
+      // A key that is present, even "" or null, clears the field; an absent key leaves it.
+      json_string(key, val, rec_.name.emplace());
     } else if (key == "tier") {
-      json_string(key, val, rec_.tier);
+      json_string(key, val, rec_.tier.emplace());
     } else if (key == "emails") {
       json_list(key, "email", val);
     } else if (key == "phones") {
       json_list(key, "phone", val);
     } else if (key == "tags") {
+      rec_.tags.emplace();
       json_list(key, "", val);
     } else if (key == "handles") {
       if (val.is_null()) {

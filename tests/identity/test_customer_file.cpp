@@ -26,9 +26,10 @@ std::vector<std::string> parse_all(const std::string& content, Format format,
       continue;
     }
     const sb::CustomerRecord& r = *line->record;
-    s += r.external_id + " | " + r.name + " | " + r.tier + " |";
-    for (std::size_t i = 0; i < r.tags.size(); ++i) {
-      s += (i ? "," : " ") + r.tags[i];
+    s += r.external_id + " | " + r.name.value_or("") + " | " + r.tier.value_or("") + " |";
+    const std::vector<std::string> tags = r.tags.value_or(std::vector<std::string>{});
+    for (std::size_t i = 0; i < tags.size(); ++i) {
+      s += (i ? "," : " ") + tags[i];
     }
     s += " |";
     for (const auto& id : r.identities) {
@@ -61,6 +62,43 @@ TEST_CASE("csv: every SPEC column, several values per cell") {
         "phone:+14155550100 mastodon:ann@social.example x_handle:annlee x:2244994945 "
         "telegram:123456");
   CHECK(lines[1] == "3: c-2 | Bob |  | |");
+}
+
+// Which of name, tier and tags a record gives: "name=Ann tier=- tags=-" ('-' for not given).
+std::string given_fields(const std::string& content, Format format) {
+  std::string error;
+  auto reader = sb::CustomerFileReader::from_string(content, format, "US", error);
+  REQUIRE_MESSAGE(reader, error);
+  auto line = reader->next();
+  REQUIRE(line);
+  REQUIRE_MESSAGE(line->record, line->error);
+  const sb::CustomerRecord& r = *line->record;
+  std::string tags = "-";
+  if (r.tags) {
+    tags = "[";
+    for (const auto& t : *r.tags) {
+      tags += (tags.size() > 1 ? "," : "") + t;
+    }
+    tags += "]";
+  }
+  return "name=" + r.name.value_or("-") + " tier=" + r.tier.value_or("-") + " tags=" + tags;
+}
+
+TEST_CASE("a field the file does not give is not given, an empty one is given empty") {
+  // CSV: a column missing from the header is not given; an empty cell of a column is.
+  CHECK(given_fields("external_id,email\nc-1,ann@example.com\n", Format::csv) ==
+        "name=- tier=- tags=-");
+  CHECK(given_fields("external_id,name,tier,tags\nc-1,Ann,,\n", Format::csv) ==
+        "name=Ann tier= tags=[]");
+  CHECK(given_fields("tags,external_id\nb2b; retail,c-1\n", Format::csv) ==
+        "name=- tier=- tags=[b2b,retail]");
+  // JSON Lines: an absent key is not given; "", null and [] are.
+  CHECK(given_fields(R"({"external_id":"c-1","emails":["ann@example.com"]})", Format::jsonl) ==
+        "name=- tier=- tags=-");
+  CHECK(given_fields(R"({"external_id":"c-1","name":null,"tier":"","tags":[]})", Format::jsonl) ==
+        "name= tier= tags=[]");
+  CHECK(given_fields(R"({"external_id":"c-1","tier":"vip","tags":null})", Format::jsonl) ==
+        "name=- tier=vip tags=[]");
 }
 
 TEST_CASE("csv: RFC 4180 quoting, CRLF, embedded newlines keep line numbers right") {

@@ -1,0 +1,119 @@
+// The binary's commands as an operator runs them (customers import and show, check-config):
+// the real process against files in a temporary directory.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <vector>
+
+#include "storage/sqlite.hpp"
+#include "tests/support/harness.hpp"
+
+using namespace sb::test;
+
+namespace {
+
+struct Cli {
+  int status = 0;
+  std::string output;  // stdout and stderr
+};
+
+// Runs `switchboard ARGS...` to completion.
+Cli switchboard(const TempDir& dir, std::vector<std::string> args,
+                std::map<std::string, std::string> env = {}) {
+  static int runs = 0;
+  const std::string log = dir.file("cli-" + std::to_string(++runs) + ".log");
+  args.insert(args.begin(), switchboard_binary());
+  Process p(std::move(args), log, std::move(env));
+  Cli out;
+  out.status = p.wait();
+  std::ifstream in(log);
+  out.output.assign(std::istreambuf_iterator<char>(in), {});
+  return out;
+}
+
+// `switchboard customers SUB --config CFG ARG`.
+Cli customers(const TempDir& dir, const std::string& sub, const std::string& cfg,
+              const std::string& arg) {
+  return switchboard(dir, {"customers", sub, "--config", cfg, arg});
+}
+
+std::string write_file(const TempDir& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir.file(name);
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+std::string storage_config(const TempDir& dir, const std::string& extra = "") {
+  return write_file(dir, "switchboard.toml",
+                    "[storage]\npath = \"" + dir.file("sb.db") + "\"\n" + extra);
+}
+
+// name|tier|tags of the customer with `external_id`.
+std::string customer_row(const TempDir& dir, const std::string& external_id) {
+  sb::storage::Db db(dir.file("sb.db"), true);
+  auto st =
+      db.prepare("SELECT name || '|' || tier || '|' || tags FROM customers WHERE external_id = ?1");
+  st.bind(1, external_id);
+  return st.step() ? st.text(0) : "<none>";
+}
+
+std::string identities_of(const TempDir& dir, const std::string& external_id) {
+  sb::storage::Db db(dir.file("sb.db"), true);
+  auto st = db.prepare(
+      "SELECT group_concat(type || ':' || value, ' ') FROM (SELECT i.type, i.value FROM "
+      "identities i JOIN customers c ON c.id = i.customer_id WHERE c.external_id = ?1 "
+      "ORDER BY i.type, i.value)");
+  st.bind(1, external_id);
+  return st.step() ? st.text(0) : "<none>";
+}
+
+}  // namespace
+
+TEST_CASE("customers import: a re-import without some columns or keys keeps what they held") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  auto full = customers(dir, "import", cfg,
+                        write_file(dir, "full.csv",
+                                   "external_id,name,email,tier,tags\n"
+                                   "c-1,Ann Lee,ann@example.com,vip,b2b;retail\n"
+                                   "c-2,Bob,bob@example.com,gold,x\n"));
+  INFO(full.output);
+  REQUIRE(full.status == 0);
+  CHECK(customer_row(dir, "c-1") == "Ann Lee|vip|[\"b2b\",\"retail\"]");
+
+  // A file of phones only: names, tiers and tags stay; the phone is added.
+  auto phones = customers(dir, "import", cfg,
+                          write_file(dir, "phones.csv", "external_id,phone\nc-1,+14155550100\n"));
+  INFO(phones.output);
+  REQUIRE(phones.status == 0);
+  CHECK(phones.output.find("inserted 0, updated 1, rejected 0") != std::string::npos);
+  CHECK(customer_row(dir, "c-1") == "Ann Lee|vip|[\"b2b\",\"retail\"]");
+  CHECK(identities_of(dir, "c-1") == "email:ann@example.com phone:+14155550100");
+
+  // A column that is in the header is given on every line: an empty cell clears the field.
+  auto names = customers(dir, "import", cfg,
+                         write_file(dir, "names.csv", "external_id,name,tier\nc-2,Bobby,\n"));
+  INFO(names.output);
+  REQUIRE(names.status == 0);
+  CHECK(customer_row(dir, "c-2") == "Bobby||[\"x\"]");
+
+  // JSON Lines: an absent key leaves the field, a present one sets it.
+  auto jsonl = customers(dir, "import", cfg,
+                         write_file(dir, "more.jsonl",
+                                    "{\"external_id\":\"c-1\",\"emails\":[\"ann@work.example\"]}\n"
+                                    "{\"external_id\":\"c-2\",\"tier\":\"silver\"}\n"));
+  INFO(jsonl.output);
+  REQUIRE(jsonl.status == 0);
+  CHECK(customer_row(dir, "c-1") == "Ann Lee|vip|[\"b2b\",\"retail\"]");
+  CHECK(identities_of(dir, "c-1") ==
+        "email:ann@example.com email:ann@work.example phone:+14155550100");
+  CHECK(customer_row(dir, "c-2") == "Bobby|silver|[\"x\"]");
+
+  // A new customer from a file without those columns gets empty ones.
+  auto fresh = customers(dir, "import", cfg,
+                         write_file(dir, "new.csv", "external_id,email\nc-3,cy@example.com\n"));
+  REQUIRE(fresh.status == 0);
+  CHECK(customer_row(dir, "c-3") == "||[]");
+}
