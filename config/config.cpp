@@ -1,13 +1,15 @@
 // The public face of the config layer: load, resolve the path, defaults, problem text.
 #include "config/config.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "config/reader.hpp"
 #include "config/sections.hpp"
@@ -58,17 +60,46 @@ LoadResult load_string(std::string_view toml_text, const std::string& path_for_m
   return LoadResult{std::move(config), {}};
 }
 
+namespace {
+
+// The whole file, or the errno of the failure. Plain POSIX calls rather than an ifstream: a
+// stream opens a directory and then reads nothing without saying why, and `--config /etc/sb`
+// would pass check-config and run on the built-in defaults. A FIFO (`--config <(...)`) reads.
+int read_whole_file(const std::string& path, std::string& out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return errno;
+  }
+  struct stat st {};
+  int err = ::fstat(fd, &st) != 0 ? errno : 0;
+  if (err == 0 && S_ISDIR(st.st_mode)) {
+    err = EISDIR;
+  }
+  char buf[64 * 1024];
+  while (err == 0) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      err = errno;
+    }
+  }
+  ::close(fd);
+  return err;
+}
+
+}  // namespace
+
 LoadResult load_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
+  std::string text;
+  if (const int err = read_whole_file(path, text); err != 0) {
     return LoadResult{
         std::nullopt,
         {Problem{path, 0, std::string("cannot read the file: ") + std::strerror(err)}}};
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return load_string(text.str(), path);
+  return load_string(text, path);
 }
 
 std::string resolve_path(const std::optional<std::string>& flag) {

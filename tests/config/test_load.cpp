@@ -232,6 +232,17 @@ TEST_CASE("an unreadable file is one problem without a line") {
         "/nonexistent/switchboard.toml: cannot read the file: No such file or directory");
 }
 
+TEST_CASE("a directory given as the config file is refused, not read as an empty file") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("sb_cfg_dir_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const LoadResult r = load_file(dir.string());
+  CHECK_FALSE(r.config);
+  REQUIRE(r.problems.size() == 1);
+  CHECK(r.problems[0].to_string() == dir.string() + ": cannot read the file: Is a directory");
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("load_file names the file in its problems") {
   const auto dir = std::filesystem::temp_directory_path() / ("sb_cfg_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);

@@ -117,3 +117,14 @@ TEST_CASE("customers import: a re-import without some columns or keys keeps what
   REQUIRE(fresh.status == 0);
   CHECK(customer_row(dir, "c-3") == "||[]");
 }
+
+// `run` loads the config the same way; it is not started here, because before the fix it
+// would have served on the built-in defaults (127.0.0.1:8080) until killed.
+TEST_CASE("check-config refuses a directory given as the config file") {
+  TempDir dir;
+  auto check = switchboard(dir, {"check-config", "--config", dir.path()});
+  INFO(check.output);
+  CHECK(check.status == 1);
+  CHECK(check.output.find(dir.path() + ": cannot read the file: Is a directory") !=
+        std::string::npos);
+}
