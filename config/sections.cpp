@@ -7,6 +7,7 @@
 #include "config/reader.hpp"
 #include "config/sections.hpp"
 #include "config/validate.hpp"
+#include "routing/identity.hpp"
 
 namespace sb::config::detail {
 
@@ -107,15 +108,27 @@ void read_matching(TableReader& root, Matching& out) {
   TableReader r(root.ctx(), *table, "matching");
   std::string region;
   if (r.str("default_region", region)) {
-    const bool ok = region.size() == 2 && std::isupper(static_cast<unsigned char>(region[0])) &&
-                    std::isupper(static_cast<unsigned char>(region[1]));
-    if (ok) {
-      out.default_region = region;
-    } else {
+    const bool two_capitals = region.size() == 2 &&
+                              std::isupper(static_cast<unsigned char>(region[0])) &&
+                              std::isupper(static_cast<unsigned char>(region[1]));
+    if (!two_capitals) {
       r.ctx().add(r.line_of_key("default_region"),
                   "matching.default_region must be a two-letter country code such as \"US\" (got "
                   "\"" +
                       region + "\")");
+    } else if (!is_phone_region(region)) {
+      // Two capitals are not enough: libphonenumber reads no national number in a region it
+      // has no data for, so every phone written without +country would be refused. "UK" is
+      // the usual slip (ISO 3166 and libphonenumber say GB).
+      std::string message = "matching.default_region \"" + region +
+                            "\" is not a region code libphonenumber knows (ISO 3166-1 alpha-2, "
+                            "such as \"US\" or \"DE\")";
+      if (region == "UK") {
+        message += "; the United Kingdom is \"GB\"";
+      }
+      r.ctx().add(r.line_of_key("default_region"), std::move(message));
+    } else {
+      out.default_region = region;
     }
   }
   r.finish();

@@ -58,6 +58,11 @@ Canonical canonicalize(std::string_view type, std::string_view raw, std::string_
 // A withheld caller is never matched and never creates a customer.
 bool is_withheld_number(std::string_view raw);
 
+// Whether libphonenumber has numbering data for `region`, an upper-case ISO 3166-1 alpha-2
+// code ("GB"; "UK" is not one): a default region it does not know makes every national
+// number invalid.
+bool is_phone_region(std::string_view region);
+
 // Building blocks, exposed for callers that know the type already. nullopt when invalid.
 std::optional<std::string> canonical_email(std::string_view raw);
 std::optional<std::string> canonical_phone(std::string_view raw, std::string_view default_region);

@@ -1,5 +1,6 @@
 // Phone numbers and WhatsApp ids to E.164 (libphonenumber), and withheld caller ids.
 #include <array>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -231,6 +232,15 @@ bool is_withheld_number(std::string_view raw) {
     }
   }
   return false;
+}
+
+bool is_phone_region(std::string_view region) {
+  static const std::set<std::string> regions = [] {
+    std::set<std::string> out;
+    PhoneNumberUtil::GetInstance()->GetSupportedRegions(&out);
+    return out;
+  }();
+  return regions.find(std::string(region)) != regions.end();
 }
 
 std::optional<std::string> canonical_phone(std::string_view raw, std::string_view default_region) {

@@ -194,6 +194,23 @@ TEST_CASE("api tokens must not be empty") {
         "t.toml:2: api.tokens must not contain an empty token");
 }
 
+TEST_CASE("matching.default_region must be a region libphonenumber knows") {
+  CHECK(problem_of("[matching]\ndefault_region = \"UK\"\n") ==
+        "t.toml:2: matching.default_region \"UK\" is not a region code libphonenumber knows "
+        "(ISO 3166-1 alpha-2, such as \"US\" or \"DE\"); the United Kingdom is \"GB\"");
+  CHECK(problem_of("[matching]\n\ndefault_region = \"XY\"\n") ==
+        "t.toml:3: matching.default_region \"XY\" is not a region code libphonenumber knows "
+        "(ISO 3166-1 alpha-2, such as \"US\" or \"DE\")");
+  CHECK(problem_of("[matching]\ndefault_region = \"gb\"\n") ==
+        "t.toml:2: matching.default_region must be a two-letter country code such as \"US\" "
+        "(got \"gb\")");
+  for (const char* region : {"GB", "US", "DE", "PT", "CN"}) {
+    CAPTURE(region);
+    CHECK(load_ok(std::string("[matching]\ndefault_region = \"") + region + "\"\n")
+              .matching.default_region == region);
+  }
+}
+
 TEST_CASE("server.listen must be host:port") {
   CHECK(problem_of("[server]\nlisten = \"8080\"\n") ==
         "t.toml:2: server.listen must be host:port, e.g. \"127.0.0.1:8080\" (got \"8080\")");
