@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include "core/printable.hpp"
 #include "routing/customer_file.hpp"
 
 namespace {
@@ -271,4 +272,48 @@ TEST_CASE("oversized records are rejected without losing the lines after them") 
   REQUIRE(csv.size() == 2);
   CHECK(csv[0] == "2: record longer than 1 MiB (an unclosed quote?)");
   CHECK(csv[1] == "3: c-2 | Bo |  | |");
+}
+
+TEST_CASE("rejected values are quoted without terminal controls, cut between characters") {
+  std::string e_acute;  // 70 characters of two bytes each
+  for (int i = 0; i < 70; ++i) {
+    e_acute += "\xc3\xa9";
+  }
+  // ESC ] 2 ... BEL would retitle the terminal; C2 9B is U+009B, CSI to a UTF-8 terminal.
+  // (';' separates the emails of a cell, so the sequence here has none.)
+  const auto lines = parse_all(
+      "external_id,email\n"
+      "c-1,\"a\x1b]2 pwned\x07\xc2\x9b"
+      "2J\x7f\"\n"
+      "c-2,a" +
+          e_acute + "\n",
+      Format::csv);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0] == "2: email \"a?]2 pwned??2J?\": not a valid email address");
+  // 60 characters and "...": a cut at byte 60 would have split the 30th character.
+  CHECK(lines[1] ==
+        "3: email \"a" + e_acute.substr(0, 59 * 2) + "...\": not a valid email address");
+}
+
+TEST_CASE("printable: C0, C1 and DEL replaced, whitespace a space, cut on a code point") {
+  CHECK(sb::printable("Ann Lee") == "Ann Lee");
+  CHECK(sb::printable("a\x1b[31mb\x07"
+                      "c\x7f") == "a?[31mb?c?");
+  CHECK(sb::printable("line 1\nline 2\tx\r") == "line 1 line 2 x ");
+  CHECK(sb::printable("\xc2\x9b"
+                      "2J \xc2\x85 \xc2\xa0") == "?2J ? \xc2\xa0");  // C1; NBSP kept
+  CHECK(sb::printable("bad \xff\xc3 end") == "bad ?? end");
+  CHECK(sb::printable("J\xc3\xbcrgen \xe4\xb8\xad\xf0\x9f\x98\x80") ==
+        "J\xc3\xbcrgen \xe4\xb8\xad\xf0\x9f\x98\x80");
+  // 60 characters of two bytes each: a cut at byte 60 would keep half of the 30th.
+  std::string e_acute;
+  for (int i = 0; i < 70; ++i) {
+    e_acute += "\xc3\xa9";
+  }
+  const std::string cut = sb::printable("a" + e_acute, 60);
+  CHECK(cut.size() == 1 + 59 * 2 + 3);
+  CHECK(cut.substr(cut.size() - 3) == "...");
+  CHECK(sb::is_valid_utf8(cut));
+  CHECK(sb::printable("abc", 3) == "abc");
+  CHECK(sb::printable("abcd", 3) == "abc...");
 }

@@ -128,3 +128,51 @@ TEST_CASE("check-config refuses a directory given as the config file") {
   CHECK(check.output.find(dir.path() + ": cannot read the file: Is a directory") !=
         std::string::npos);
 }
+
+TEST_CASE("customers show prints names, subjects and texts without terminal controls") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  // ESC ] 0 ; ... BEL retitles an xterm; C2 9B is U+009B, CSI to a UTF-8 terminal.
+  auto imported = customers(dir, "import", cfg,
+                            write_file(dir, "evil.csv",
+                                       "external_id,name,email,tags\n"
+                                       "c-1,\"Ann\x1b]0;pwned\x07Lee\",ann@example.com,"
+                                       "\"b2b\xc2\x9b"
+                                       "2J\"\n"));
+  INFO(imported.output);
+  REQUIRE(imported.status == 0);
+  std::string e_acute;  // 70 characters of two bytes each
+  for (int i = 0; i < 70; ++i) {
+    e_acute += "\xc3\xa9";
+  }
+  {
+    sb::storage::Db db(dir.file("sb.db"));
+    auto id = db.prepare("SELECT id FROM customers WHERE external_id = 'c-1'");
+    REQUIRE(id.step());
+    const std::string customer = id.text(0);
+    auto add = db.prepare(
+        "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+        "customer_id, occurred_at, received_at, payload) VALUES (?1, 'api', 'web', ?1, "
+        "'message', 'inbound', ?2, 1, 1, ?3)");
+    add.bind(1, "01A").bind(2, customer);
+    add.bind(3, R"({"occurred_at":"2024-01-01T00:00:00Z","channel":"api","kind":"message",)"
+                R"("direction":"inbound","queue":"general","subject":"Hi\u001b[2J\u0007there"})");
+    add.run();
+    add.bind(1, "01B").bind(2, customer);
+    add.bind(3, R"({"occurred_at":"2024-01-02T00:00:00Z","channel":"api","kind":"message",)"
+                R"("direction":"inbound","queue":"general","text":"a)" +
+                    e_acute + R"(\nmore"})");
+    add.run();
+  }
+  auto shown = customers(dir, "show", cfg, "ann@example.com");
+  INFO(shown.output);
+  REQUIRE(shown.status == 0);
+  CHECK(shown.output.find('\x1b') == std::string::npos);
+  CHECK(shown.output.find('\x07') == std::string::npos);
+  CHECK(shown.output.find("\xc2\x9b") == std::string::npos);
+  CHECK(shown.output.find("  name         Ann?]0;pwned?Lee\n") != std::string::npos);
+  CHECK(shown.output.find("[\"b2b?2J\"]") != std::string::npos);
+  CHECK(shown.output.find("  Hi?[2J?there\n") != std::string::npos);
+  // The text's first 60 characters, cut between two of them.
+  CHECK(shown.output.find("  a" + e_acute.substr(0, 59 * 2) + "...\n") != std::string::npos);
+}
