@@ -30,7 +30,7 @@ struct Redis {
   std::uint16_t port = 6379;
   int db = 0;
   std::string username;  // from the url's userinfo, if any (Redis 6 ACL user)
-  std::string password;  // from the url's userinfo, if any
+  std::string password;  // from the url's userinfo, or password / password_env
   std::string prefix = "sb";
 
   // The AUTH of the handshake, empty without a password: `AUTH user password` for an ACL user
@@ -47,7 +47,7 @@ struct Redis {
 };
 
 struct Api {
-  std::vector<std::string> tokens;
+  std::vector<std::string> tokens;  // inline `tokens`, then one per `tokens_env` variable
 };
 
 struct Matching {

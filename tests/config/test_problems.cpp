@@ -211,6 +211,62 @@ TEST_CASE("matching.default_region must be a region libphonenumber knows") {
   }
 }
 
+TEST_CASE("api tokens_env: one token per variable, added to the inline tokens") {
+  ScopedEnv a("SBTEST_API_TOKEN_A", "token-a");
+  ScopedEnv b("SBTEST_API_TOKEN_B", "token-b");
+  ScopedEnv unset("SBTEST_API_UNSET", nullptr);
+  const Config c = load_ok(R"(
+[api]
+tokens = ["inline"]
+tokens_env = ["SBTEST_API_TOKEN_A", "SBTEST_API_TOKEN_B"]
+)");
+  CHECK(c.api.tokens == std::vector<std::string>{"inline", "token-a", "token-b"});
+  CHECK(load_ok("[api]\ntokens_env = [\"SBTEST_API_TOKEN_B\"]\n").api.tokens ==
+        std::vector<std::string>{"token-b"});
+  // Each variable is reported at its own line, by name, never with a value.
+  CHECK(problems_of(R"(
+[api]
+tokens_env = [
+  "SBTEST_API_TOKEN_A",
+  "SBTEST_API_UNSET",
+  "",
+]
+)") == std::vector<std::string>{
+           "t.toml:4: environment variable SBTEST_API_UNSET (from api.tokens_env) is not set or "
+           "empty",
+           "t.toml:5: api.tokens_env must be the name of an environment variable",
+       });
+  CHECK(problem_of("[api]\ntokens_env = \"SBTEST_API_TOKEN_A\"\n") ==
+        "t.toml:2: api.tokens_env must be a list of environment variable names");
+}
+
+TEST_CASE("redis password_env: the AUTH password from the environment") {
+  ScopedEnv pw("SBTEST_REDIS_PW", "redis-secret");
+  ScopedEnv unset("SBTEST_REDIS_UNSET", nullptr);
+  const Config acl = load_ok(R"(
+[redis]
+url = "redis://sbuser@10.0.0.5:6380/2"
+password_env = "SBTEST_REDIS_PW"
+)");
+  CHECK(acl.redis.username == "sbuser");
+  CHECK(acl.redis.password == "redis-secret");
+  CHECK(acl.redis.auth_command() == std::vector<std::string>{"AUTH", "sbuser", "redis-secret"});
+  const Config plain = load_ok("[redis]\npassword_env = \"SBTEST_REDIS_PW\"\n");
+  CHECK(plain.redis.host == "127.0.0.1");
+  CHECK(plain.redis.auth_command() == std::vector<std::string>{"AUTH", "redis-secret"});
+
+  CHECK(
+      problem_of("[redis]\nurl = \"redis://127.0.0.1\"\npassword_env = \"SBTEST_REDIS_UNSET\"\n") ==
+      "t.toml:3: environment variable SBTEST_REDIS_UNSET (from redis.password_env) is not set "
+      "or empty");
+  CHECK(problem_of(
+            "[redis]\nurl = \"redis://:inline@127.0.0.1\"\npassword_env = \"SBTEST_REDIS_PW\"\n") ==
+        "t.toml:3: give the Redis password in redis.url or in redis.password_env, not both");
+  // Without password_env a user still needs its password in the url.
+  CHECK(problem_of("[redis]\nurl = \"redis://sbuser@127.0.0.1\"\n")
+            .find("has a user but no password") != std::string::npos);
+}
+
 TEST_CASE("server.listen must be host:port") {
   CHECK(problem_of("[server]\nlisten = \"8080\"\n") ==
         "t.toml:2: server.listen must be host:port, e.g. \"127.0.0.1:8080\" (got \"8080\")");
