@@ -27,8 +27,9 @@ Config defaults() {
   return Config{};
 }
 
-LoadResult load_string(std::string_view toml_text, const std::string& path_for_messages) {
-  detail::Context ctx{path_for_messages, {}};
+LoadResult load_string(std::string_view toml_text, const std::string& path_for_messages,
+                       const LoadOptions& options) {
+  detail::Context ctx{path_for_messages, {}, options.require_env_secrets};
   toml::table root;
   try {
     root = toml::parse(toml_text, std::string_view(path_for_messages));
@@ -92,14 +93,14 @@ int read_whole_file(const std::string& path, std::string& out) {
 
 }  // namespace
 
-LoadResult load_file(const std::string& path) {
+LoadResult load_file(const std::string& path, const LoadOptions& options) {
   std::string text;
   if (const int err = read_whole_file(path, text); err != 0) {
     return LoadResult{
         std::nullopt,
         {Problem{path, 0, std::string("cannot read the file: ") + std::strerror(err)}}};
   }
-  return load_string(text, path);
+  return load_string(text, path, options);
 }
 
 std::string resolve_path(const std::optional<std::string>& flag) {

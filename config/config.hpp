@@ -206,11 +206,19 @@ struct LoadResult {
   std::vector<Problem> problems;
 };
 
+struct LoadOptions {
+  // false for the commands that use no secret (customers import and show): an unset variable
+  // named by a `*_env` key is then no problem and its secret stays empty, so an operator can
+  // run them without the daemon's environment. Everything else is still checked.
+  bool require_env_secrets = true;
+};
+
 // Parses and validates a TOML file. Reports every problem found, not only the first: unknown
 // keys, wrong types, missing required keys, bad durations, bad regexes, duplicate channel
 // names, unset secret environment variables, tls = "none" to a non-loopback host, ...
-LoadResult load_file(const std::string& path);
-LoadResult load_string(std::string_view toml, const std::string& path_for_messages);
+LoadResult load_file(const std::string& path, const LoadOptions& options = {});
+LoadResult load_string(std::string_view toml, const std::string& path_for_messages,
+                       const LoadOptions& options = {});
 
 // SPEC section 1: --config, else $SWITCHBOARD_CONFIG, else ./switchboard.toml if it exists,
 // else "" (built-in defaults).

@@ -239,9 +239,11 @@ bool TableReader::from_env(const toml::node& var_node, std::string_view env_key,
   const std::string& var = var_node.as_string()->get();
   const char* value = std::getenv(var.c_str());
   if (value == nullptr || *value == '\0') {
-    // Name the variable, never a value: this line is printed by check-config and logged.
-    ctx_.add(line_of(var_node),
-             "environment variable " + var + " (from " + dotted(env_key) + ") is not set or empty");
+    if (ctx_.require_env_secrets) {
+      // Name the variable, never a value: this line is printed by check-config and logged.
+      ctx_.add(line_of(var_node), "environment variable " + var + " (from " + dotted(env_key) +
+                                      ") is not set or empty");
+    }
     return false;
   }
   out = value;

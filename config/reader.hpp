@@ -23,6 +23,9 @@ namespace sb::config::detail {
 struct Context {
   std::string path;
   std::vector<Problem> problems;
+  // LoadOptions::require_env_secrets: when false, an unset variable of a `*_env` key is no
+  // problem and leaves its secret empty.
+  bool require_env_secrets = true;
 
   void add(int line, std::string message) {
     problems.push_back(Problem{path, line, std::move(message)});

@@ -267,6 +267,35 @@ password_env = "SBTEST_REDIS_PW"
             .find("has a user but no password") != std::string::npos);
 }
 
+TEST_CASE(
+    "without require_env_secrets an unset *_env variable is no problem, the rest is checked") {
+  ScopedEnv unset("SBTEST_NOT_SET", nullptr);
+  const std::string toml = R"([api]
+tokens_env = ["SBTEST_NOT_SET"]
+[redis]
+password_env = "SBTEST_NOT_SET"
+[[agents]]
+id = "alice"
+token_env = "SBTEST_NOT_SET"
+queues = ["general"]
+[[channels.telegram]]
+name = "tg"
+bot_token_env = "SBTEST_NOT_SET"
+)";
+  CHECK(load_string(toml, "t.toml").problems.size() == 4);
+  const LoadOptions lenient{.require_env_secrets = false};
+  const LoadResult r = load_string(toml, "t.toml", lenient);
+  CHECK(r.problems.empty());
+  REQUIRE(r.config);
+  CHECK(r.config->channels.telegram.at(0).bot_token.empty());
+  CHECK(r.config->api.tokens.empty());
+  // Everything that is not an environment lookup is still a problem.
+  const LoadResult bad = load_string(toml + "poll_interval = \"soon\"\n", "t.toml", lenient);
+  REQUIRE(bad.problems.size() == 1);
+  CHECK(bad.problems[0].to_string() ==
+        "t.toml:12: unknown key \"channels.telegram.poll_interval\"");
+}
+
 TEST_CASE("server.listen must be host:port") {
   CHECK(problem_of("[server]\nlisten = \"8080\"\n") ==
         "t.toml:2: server.listen must be host:port, e.g. \"127.0.0.1:8080\" (got \"8080\")");

@@ -176,3 +176,33 @@ TEST_CASE("customers show prints names, subjects and texts without terminal cont
   // The text's first 60 characters, cut between two of them.
   CHECK(shown.output.find("  a" + e_acute.substr(0, 59 * 2) + "...\n") != std::string::npos);
 }
+
+TEST_CASE("customers import and show run without the daemon's secrets in the environment") {
+  TempDir dir;
+  // Variables no test sets: the operator's shell lacks the daemon's environment file.
+  const auto cfg = storage_config(dir,
+                                  "[api]\ntokens_env = [\"SBTEST_CLI_UNSET_1\"]\n"
+                                  "[redis]\npassword_env = \"SBTEST_CLI_UNSET_2\"\n"
+                                  "[[agents]]\nid = \"alice\"\ntoken_env = \"SBTEST_CLI_UNSET_3\"\n"
+                                  "queues = [\"general\"]\n"
+                                  "[[channels.telegram]]\nname = \"tg\"\n"
+                                  "bot_token_env = \"SBTEST_CLI_UNSET_4\"\n");
+  auto imported = customers(dir, "import", cfg,
+                            write_file(dir, "c.csv", "external_id,email\nc-1,ann@example.com\n"));
+  INFO(imported.output);
+  CHECK(imported.status == 0);
+  CHECK(imported.output.find("inserted 1, updated 0, rejected 0") != std::string::npos);
+  auto shown = customers(dir, "show", cfg, "c-1");
+  INFO(shown.output);
+  CHECK(shown.status == 0);
+  CHECK(shown.output.find("email  ann@example.com") != std::string::npos);
+  // The daemon's own commands still require them.
+  auto check = switchboard(dir, {"check-config", "--config", cfg});
+  CHECK(check.status == 1);
+  CHECK(check.output.find("SBTEST_CLI_UNSET_4") != std::string::npos);
+  // And everything else is still checked for the customer commands.
+  std::ofstream(cfg, std::ios::app) << "[matching]\ndefault_region = \"UK\"\n";
+  auto bad = customers(dir, "show", cfg, "c-1");
+  CHECK(bad.status == 1);
+  CHECK(bad.output.find("the United Kingdom is \"GB\"") != std::string::npos);
+}
