@@ -103,6 +103,37 @@ LoadResult load_file(const std::string& path, const LoadOptions& options) {
   return load_string(text, path, options);
 }
 
+std::vector<std::string> changes_needing_restart(const Config& running, const Config& fresh) {
+  std::vector<std::string> out;
+  auto shown = [&](const char* key, const std::string& was, const std::string& now) {
+    if (was != now) {
+      out.push_back(std::string(key) + " (" + was + " -> " + now + ")");
+    }
+  };
+  auto ms = [](milliseconds d) {
+    return d.count() % 1000 == 0 ? std::to_string(d.count() / 1000) + "s"
+                                 : std::to_string(d.count()) + "ms";
+  };
+  // The claim sweep and the dead-letter limit are set when the agents' queues start.
+  shown("routing.claim_timeout", ms(running.routing.claim_timeout),
+        ms(fresh.routing.claim_timeout));
+  shown("routing.max_deliveries", std::to_string(running.routing.max_deliveries),
+        std::to_string(fresh.routing.max_deliveries));
+  shown("server.listen", running.server.listen, fresh.server.listen);
+  shown("server.max_body_bytes", std::to_string(running.server.max_body_bytes),
+        std::to_string(fresh.server.max_body_bytes));
+  shown("storage.path", running.storage.path, fresh.storage.path);
+  shown("redis.prefix", running.redis.prefix, fresh.redis.prefix);
+  shown("matching.default_region", running.matching.default_region, fresh.matching.default_region);
+  if (running.redis.url != fresh.redis.url || running.redis.password != fresh.redis.password) {
+    out.emplace_back("redis.url or redis.password");
+  }
+  if (running.api.tokens != fresh.api.tokens) {
+    out.emplace_back("api.tokens");
+  }
+  return out;
+}
+
 std::string resolve_path(const std::optional<std::string>& flag) {
   if (flag) {
     return *flag;

@@ -220,6 +220,12 @@ LoadResult load_file(const std::string& path, const LoadOptions& options = {});
 LoadResult load_string(std::string_view toml, const std::string& path_for_messages,
                        const LoadOptions& options = {});
 
+// What a reload (SIGHUP) leaves as it was: it swaps the routing rules and the agents, and
+// everything else keeps its start-up value until a restart. One line per such key whose value
+// in `fresh` differs from `running`, e.g. "routing.claim_timeout (300s -> 600s)"; secrets and
+// the Redis url (it may hold a password) are named without their values.
+std::vector<std::string> changes_needing_restart(const Config& running, const Config& fresh);
+
 // SPEC section 1: --config, else $SWITCHBOARD_CONFIG, else ./switchboard.toml if it exists,
 // else "" (built-in defaults).
 std::string resolve_path(const std::optional<std::string>& flag);

@@ -280,3 +280,39 @@ TEST_CASE("resolve_path: flag > $SWITCHBOARD_CONFIG > ./switchboard.toml > defau
   std::filesystem::current_path(old_cwd);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("a reload names the changed settings it does not apply, never a secret's value") {
+  const Config running = load_ok(R"(
+[api]
+tokens = ["old-token"]
+[routing]
+claim_timeout = "5m"
+max_deliveries = 5
+)");
+  // Rules, agents and the default queue are what a reload swaps: no warning for them.
+  const Config same = load_ok(R"(
+[api]
+tokens = ["old-token"]
+[routing]
+default_queue = "triage"
+claim_timeout = "5m"
+max_deliveries = 5
+[[routing.rules]]
+name = "vip"
+queue = "vip"
+)");
+  CHECK(changes_needing_restart(running, same).empty());
+  const Config fresh = load_ok(R"(
+[redis]
+url = "redis://:new-password@127.0.0.1:6379/0"
+[api]
+tokens = ["new-token"]
+[routing]
+claim_timeout = "10m"
+max_deliveries = 3
+)");
+  CHECK(changes_needing_restart(running, fresh) ==
+        std::vector<std::string>{"routing.claim_timeout (300s -> 600s)",
+                                 "routing.max_deliveries (5 -> 3)", "redis.url or redis.password",
+                                 "api.tokens"});
+}
