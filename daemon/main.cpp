@@ -51,7 +51,9 @@ constexpr const char* kImportHelp = R"(switchboard customers import [--config PA
 Imports customers from CSV (header row: external_id,name,email,phone,tier,tags,mastodon,x,
 telegram; several values in one cell separated by ';') or JSON Lines (FILE ending in .jsonl:
 {"external_id":"c-1","name":"Ann Lee","emails":[...],"phones":[...],"handles":{"x":[...]},
-"tier":"vip","tags":["b2b"]}). Upserts by external_id. Prints inserted / updated / rejected
+"tier":"vip","tags":["b2b"]}). Upserts by external_id: name, tier and tags that the file
+does not give (no such column, no such key) keep their stored values; an empty cell, "" or
+null clears them. Identities are only ever added. Prints inserted / updated / rejected
 counts and each rejected line with its number and reason; progress goes to stderr.
 Phones without +country use matching.default_region. Exit 1 when any line was rejected.
 Secrets given as *_env in the config need not be set: this command uses none.
