@@ -1,13 +1,15 @@
 // The public face of the config layer: load, resolve the path, defaults, problem text.
 #include "config/config.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "config/reader.hpp"
 #include "config/sections.hpp"
@@ -25,8 +27,9 @@ Config defaults() {
   return Config{};
 }
 
-LoadResult load_string(std::string_view toml_text, const std::string& path_for_messages) {
-  detail::Context ctx{path_for_messages, {}};
+LoadResult load_string(std::string_view toml_text, const std::string& path_for_messages,
+                       const LoadOptions& options) {
+  detail::Context ctx{path_for_messages, {}, options.require_env_secrets};
   toml::table root;
   try {
     root = toml::parse(toml_text, std::string_view(path_for_messages));
@@ -58,17 +61,77 @@ LoadResult load_string(std::string_view toml_text, const std::string& path_for_m
   return LoadResult{std::move(config), {}};
 }
 
-LoadResult load_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
+namespace {
+
+// The whole file, or the errno of the failure. Plain POSIX calls rather than an ifstream: a
+// stream opens a directory and then reads nothing without saying why, and `--config /etc/sb`
+// would pass check-config and run on the built-in defaults. A FIFO (`--config <(...)`) reads.
+int read_whole_file(const std::string& path, std::string& out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return errno;
+  }
+  struct stat st {};
+  int err = ::fstat(fd, &st) != 0 ? errno : 0;
+  if (err == 0 && S_ISDIR(st.st_mode)) {
+    err = EISDIR;
+  }
+  char buf[64 * 1024];
+  while (err == 0) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      err = errno;
+    }
+  }
+  ::close(fd);
+  return err;
+}
+
+}  // namespace
+
+LoadResult load_file(const std::string& path, const LoadOptions& options) {
+  std::string text;
+  if (const int err = read_whole_file(path, text); err != 0) {
     return LoadResult{
         std::nullopt,
         {Problem{path, 0, std::string("cannot read the file: ") + std::strerror(err)}}};
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return load_string(text.str(), path);
+  return load_string(text, path, options);
+}
+
+std::vector<std::string> changes_needing_restart(const Config& running, const Config& fresh) {
+  std::vector<std::string> out;
+  auto shown = [&](const char* key, const std::string& was, const std::string& now) {
+    if (was != now) {
+      out.push_back(std::string(key) + " (" + was + " -> " + now + ")");
+    }
+  };
+  auto ms = [](milliseconds d) {
+    return d.count() % 1000 == 0 ? std::to_string(d.count() / 1000) + "s"
+                                 : std::to_string(d.count()) + "ms";
+  };
+  // The claim sweep and the dead-letter limit are set when the agents' queues start.
+  shown("routing.claim_timeout", ms(running.routing.claim_timeout),
+        ms(fresh.routing.claim_timeout));
+  shown("routing.max_deliveries", std::to_string(running.routing.max_deliveries),
+        std::to_string(fresh.routing.max_deliveries));
+  shown("server.listen", running.server.listen, fresh.server.listen);
+  shown("server.max_body_bytes", std::to_string(running.server.max_body_bytes),
+        std::to_string(fresh.server.max_body_bytes));
+  shown("storage.path", running.storage.path, fresh.storage.path);
+  shown("redis.prefix", running.redis.prefix, fresh.redis.prefix);
+  shown("matching.default_region", running.matching.default_region, fresh.matching.default_region);
+  if (running.redis.url != fresh.redis.url || running.redis.password != fresh.redis.password) {
+    out.emplace_back("redis.url or redis.password");
+  }
+  if (running.api.tokens != fresh.api.tokens) {
+    out.emplace_back("api.tokens");
+  }
+  return out;
 }
 
 std::string resolve_path(const std::optional<std::string>& flag) {

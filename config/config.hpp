@@ -30,7 +30,7 @@ struct Redis {
   std::uint16_t port = 6379;
   int db = 0;
   std::string username;  // from the url's userinfo, if any (Redis 6 ACL user)
-  std::string password;  // from the url's userinfo, if any
+  std::string password;  // from the url's userinfo, or password / password_env
   std::string prefix = "sb";
 
   // The AUTH of the handshake, empty without a password: `AUTH user password` for an ACL user
@@ -47,7 +47,7 @@ struct Redis {
 };
 
 struct Api {
-  std::vector<std::string> tokens;
+  std::vector<std::string> tokens;  // inline `tokens`, then one per `tokens_env` variable
 };
 
 struct Matching {
@@ -206,11 +206,25 @@ struct LoadResult {
   std::vector<Problem> problems;
 };
 
+struct LoadOptions {
+  // false for the commands that use no secret (customers import and show): an unset variable
+  // named by a `*_env` key is then no problem and its secret stays empty, so an operator can
+  // run them without the daemon's environment. Everything else is still checked.
+  bool require_env_secrets = true;
+};
+
 // Parses and validates a TOML file. Reports every problem found, not only the first: unknown
 // keys, wrong types, missing required keys, bad durations, bad regexes, duplicate channel
 // names, unset secret environment variables, tls = "none" to a non-loopback host, ...
-LoadResult load_file(const std::string& path);
-LoadResult load_string(std::string_view toml, const std::string& path_for_messages);
+LoadResult load_file(const std::string& path, const LoadOptions& options = {});
+LoadResult load_string(std::string_view toml, const std::string& path_for_messages,
+                       const LoadOptions& options = {});
+
+// What a reload (SIGHUP) leaves as it was: it swaps the routing rules and the agents, and
+// everything else keeps its start-up value until a restart. One line per such key whose value
+// in `fresh` differs from `running`, e.g. "routing.claim_timeout (300s -> 600s)"; secrets and
+// the Redis url (it may hold a password) are named without their values.
+std::vector<std::string> changes_needing_restart(const Config& running, const Config& fresh);
 
 // SPEC section 1: --config, else $SWITCHBOARD_CONFIG, else ./switchboard.toml if it exists,
 // else "" (built-in defaults).

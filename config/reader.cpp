@@ -223,25 +223,53 @@ bool TableReader::secret(std::string_view key, std::string& out, bool required) 
     return true;
   }
   if (env_node != nullptr) {
-    if (!env_node->is_string() || env_node->as_string()->get().empty()) {
-      wrong_type(*env_node, env_key, "the name of an environment variable");
-      return false;
-    }
-    const std::string& var = env_node->as_string()->get();
-    const char* value = std::getenv(var.c_str());
-    if (value == nullptr || *value == '\0') {
-      // Name the variable, never a value: this line is printed by check-config and logged.
-      ctx_.add(line_of(*env_node), "environment variable " + var + " (from " + dotted(env_key) +
-                                       ") is not set or empty");
-      return false;
-    }
-    out = value;
-    return true;
+    return from_env(*env_node, env_key, out);
   }
   if (required) {
     missing(key, env_key);
   }
   return false;
+}
+
+bool TableReader::from_env(const toml::node& var_node, std::string_view env_key, std::string& out) {
+  if (!var_node.is_string() || var_node.as_string()->get().empty()) {
+    wrong_type(var_node, env_key, "the name of an environment variable");
+    return false;
+  }
+  const std::string& var = var_node.as_string()->get();
+  const char* value = std::getenv(var.c_str());
+  if (value == nullptr || *value == '\0') {
+    if (ctx_.require_env_secrets) {
+      // Name the variable, never a value: this line is printed by check-config and logged.
+      ctx_.add(line_of(var_node), "environment variable " + var + " (from " + dotted(env_key) +
+                                      ") is not set or empty");
+    }
+    return false;
+  }
+  out = value;
+  return true;
+}
+
+bool TableReader::env_secrets(std::string_view key, std::vector<std::string>& out) {
+  const toml::node* node = get(key);
+  if (node == nullptr) {
+    return false;
+  }
+  const toml::array* array = node->as_array();
+  if (array == nullptr) {
+    wrong_type(*node, key, "a list of environment variable names");
+    return false;
+  }
+  bool all = true;
+  for (const toml::node& item : *array) {
+    std::string value;
+    if (from_env(item, key, value)) {
+      out.push_back(std::move(value));
+    } else {
+      all = false;
+    }
+  }
+  return all;
 }
 
 const toml::table* TableReader::table(std::string_view key) {

@@ -23,6 +23,9 @@ namespace sb::config::detail {
 struct Context {
   std::string path;
   std::vector<Problem> problems;
+  // LoadOptions::require_env_secrets: when false, an unset variable of a `*_env` key is no
+  // problem and leaves its secret empty.
+  bool require_env_secrets = true;
 
   void add(int line, std::string message) {
     problems.push_back(Problem{path, line, std::move(message)});
@@ -62,6 +65,9 @@ class TableReader {
   // A secret: `key = "..."` inline or `key_env = "VAR"` from the environment. Never echoes the
   // value in a message.
   bool secret(std::string_view key, std::string& out, bool required = true);
+  // Secrets from a list of environment variables, `key = ["VAR1", "VAR2"]`, one secret each,
+  // appended to `out`. Each unset variable is a problem at its own line.
+  bool env_secrets(std::string_view key, std::vector<std::string>& out);
 
   // A sub-table ([server]); nullptr when absent or of the wrong type (reported).
   const toml::table* table(std::string_view key);
@@ -75,6 +81,8 @@ class TableReader {
   const toml::node* get(std::string_view key);  // marks the key as known
   void wrong_type(const toml::node& node, std::string_view key, std::string_view what);
   void missing(std::string_view key, std::string_view alternative = {});
+  // The value of the environment variable `var_node` names, for the key `env_key`.
+  bool from_env(const toml::node& var_node, std::string_view env_key, std::string& out);
 
   Context& ctx_;
   const toml::table& table_;

@@ -7,6 +7,7 @@
 #include "config/reader.hpp"
 #include "config/sections.hpp"
 #include "config/validate.hpp"
+#include "routing/identity.hpp"
 
 namespace sb::config::detail {
 
@@ -64,12 +65,24 @@ void read_redis(TableReader& root, Redis& out) {
     return;
   }
   TableReader r(root.ctx(), *table, "redis");
+  // The password may come from the environment (password_env) instead of the url, which is
+  // otherwise a secret written into the file; the url may then name the ACL user alone.
+  const bool password_key = r.has("password") || r.has("password_env");
+  std::string password;
+  const bool has_password = r.secret("password", password, false);
   std::string url;
   if (r.str("url", url)) {
-    if (auto reason = parse_redis_url(url, out)) {
+    if (auto reason = parse_redis_url(url, out, password_key)) {
       r.ctx().add(r.line_of_key("url"),
                   "redis.url " + *reason + "; expected redis://[[user]:password@]host[:port][/db]");
+    } else if (password_key && !out.password.empty()) {
+      const std::string key = r.has("password") ? "password" : "password_env";
+      r.ctx().add(r.line_of_key(key),
+                  "give the Redis password in redis.url or in redis." + key + ", not both");
     }
+  }
+  if (has_password) {
+    out.password = password;  // AUTH [user] password on every connection (Redis::auth_command)
   }
   std::string prefix;
   if (r.str("prefix", prefix)) {
@@ -94,6 +107,11 @@ void read_api(TableReader& root, Api& out) {
     if (std::find(tokens.begin(), tokens.end(), std::string()) != tokens.end()) {
       r.ctx().add(r.line_of_key("tokens"), "api.tokens must not contain an empty token");
     }
+  }
+  // tokens_env = ["VAR1", "VAR2"]: one token per variable, so that each client's token can be
+  // kept out of the file and rotated alone; they add to the inline ones.
+  r.env_secrets("tokens_env", tokens);
+  if (r.has("tokens") || r.has("tokens_env")) {
     out.tokens = std::move(tokens);
   }
   r.finish();
@@ -107,15 +125,27 @@ void read_matching(TableReader& root, Matching& out) {
   TableReader r(root.ctx(), *table, "matching");
   std::string region;
   if (r.str("default_region", region)) {
-    const bool ok = region.size() == 2 && std::isupper(static_cast<unsigned char>(region[0])) &&
-                    std::isupper(static_cast<unsigned char>(region[1]));
-    if (ok) {
-      out.default_region = region;
-    } else {
+    const bool two_capitals = region.size() == 2 &&
+                              std::isupper(static_cast<unsigned char>(region[0])) &&
+                              std::isupper(static_cast<unsigned char>(region[1]));
+    if (!two_capitals) {
       r.ctx().add(r.line_of_key("default_region"),
                   "matching.default_region must be a two-letter country code such as \"US\" (got "
                   "\"" +
                       region + "\")");
+    } else if (!is_phone_region(region)) {
+      // Two capitals are not enough: libphonenumber reads no national number in a region it
+      // has no data for, so every phone written without +country would be refused. "UK" is
+      // the usual slip (ISO 3166 and libphonenumber say GB).
+      std::string message = "matching.default_region \"" + region +
+                            "\" is not a region code libphonenumber knows (ISO 3166-1 alpha-2, "
+                            "such as \"US\" or \"DE\")";
+      if (region == "UK") {
+        message += "; the United Kingdom is \"GB\"";
+      }
+      r.ctx().add(r.line_of_key("default_region"), std::move(message));
+    } else {
+      out.default_region = region;
     }
   }
   r.finish();

@@ -96,7 +96,8 @@ bool is_loopback(std::string_view host) {
   return false;
 }
 
-std::optional<std::string> parse_redis_url(std::string_view text, Redis& out) {
+std::optional<std::string> parse_redis_url(std::string_view text, Redis& out,
+                                           bool password_elsewhere) {
   const auto parsed = boost::urls::parse_uri(text);
   if (!parsed) {
     return "is not a valid URL";
@@ -115,8 +116,10 @@ std::optional<std::string> parse_redis_url(std::string_view text, Redis& out) {
   result.username.clear();
   result.password.clear();
   if (url.has_userinfo()) {
-    if (!url.has_password() || url.password().empty()) {
-      return "has a user but no password (use redis://:password@host or user:password@host)";
+    const bool no_password = !url.has_password() || url.password().empty();
+    if (no_password && !password_elsewhere) {
+      return "has a user but no password (use redis://:password@host or user:password@host, "
+             "or redis.password_env)";
     }
     result.username = url.user();
     result.password = url.password();

@@ -26,8 +26,10 @@ bool is_ip_literal(std::string_view host);
 bool is_loopback(std::string_view host);
 
 // redis://[[user]:password@]host[:port][/db]. Fills url-derived fields of `out`; on failure
-// returns the reason, which never quotes the url (it may hold a password).
-std::optional<std::string> parse_redis_url(std::string_view url, Redis& out);
+// returns the reason, which never quotes the url (it may hold a password). With
+// `password_elsewhere` (redis.password_env) a user without a password is accepted.
+std::optional<std::string> parse_redis_url(std::string_view url, Redis& out,
+                                           bool password_elsewhere = false);
 
 // An absolute http:// or https:// URL with a host.
 bool is_http_url(std::string_view url);

@@ -251,7 +251,13 @@ std::vector<std::string> App::reload(const config::Config& fresh) {
   auto rule_queues = rules->queues();
   store_->set_rules(std::move(rules));
   agents_->reload(fresh.agents, rule_queues);
-  logger("daemon")->info("[daemon] reloaded {} routing rules", fresh.routing.rules.size());
+  auto log = logger("daemon");
+  log->info("[daemon] reloaded {} routing rules", fresh.routing.rules.size());
+  // Everything but the rules and the agents keeps its start-up value: say so, rather than let
+  // an operator believe a new claim_timeout is in force.
+  for (const auto& change : config::changes_needing_restart(cfg_, fresh)) {
+    log->warn("[daemon] reload: {} changed, not applied until a restart", change);
+  }
   return {};
 }
 

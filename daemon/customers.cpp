@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "core/printable.hpp"
 #include "core/time.hpp"
 #include "daemon/commands.hpp"
 #include "routing/customer_file.hpp"
@@ -17,7 +18,7 @@ int import_customers(const config::Config& cfg, const std::string& file) {
   std::string error;
   auto reader = CustomerFileReader::open(file, cfg.matching.default_region, error);
   if (!reader) {
-    std::cerr << "switchboard: " << error << "\n";
+    std::cerr << "switchboard: " << printable(error) << "\n";  // may quote the file's header
     return 1;
   }
   storage::Db db(cfg.storage.path);
@@ -38,10 +39,17 @@ int import_customers(const config::Config& cfg, const std::string& file) {
       continue;
     }
     const auto& r = *line->record;
-    storage::CustomerUpsert up{r.external_id, r.name, r.tier, r.tags, r.identities};
+    storage::CustomerUpsert up{r.external_id,       r.name.value_or(""),
+                               r.tier.value_or(""), r.tags.value_or(std::vector<std::string>{}),
+                               r.identities,        r.name.has_value(),
+                               r.tier.has_value(),  r.tags.has_value()};
     switch (importer.upsert(up, error)) {
-      case storage::CustomerImporter::Result::inserted: ++inserted; break;
-      case storage::CustomerImporter::Result::updated: ++updated; break;
+      case storage::CustomerImporter::Result::inserted:
+        ++inserted;
+        break;
+      case storage::CustomerImporter::Result::updated:
+        ++updated;
+        break;
       case storage::CustomerImporter::Result::rejected:
         ++rejected;
         rejections.push_back("line " + std::to_string(line->line_no) + ": " + error);
@@ -64,13 +72,12 @@ int import_customers(const config::Config& cfg, const std::string& file) {
     }
   }
   importer.commit();
-  double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (tty) {
     std::fprintf(stderr, "\r\033[K");
   }
   for (const auto& r : rejections) {
-    std::cout << r << "\n";
+    std::cout << printable(r) << "\n";  // reasons quote the file and the database
   }
   std::cout << "inserted " << inserted << ", updated " << updated << ", rejected " << rejected
             << " (" << file << ", " << std::fixed;
@@ -118,31 +125,39 @@ int show_customer(const config::Config& cfg, const std::string& query) {
   storage::Db db(cfg.storage.path, true);
   auto id = resolve(db, cfg, query);
   if (!id) {
-    std::cerr << "switchboard: no customer matches \"" << query << "\"\n";
+    std::cerr << "switchboard: no customer matches \"" << printable(query) << "\"\n";
     return 1;
   }
   auto c = storage::load_customer(db, *id);
-  std::cout << "customer " << c->id << "\n";
-  std::cout << "  external id  " << (c->external_id.empty() ? "-" : c->external_id) << "\n";
-  std::cout << "  name         " << (c->name.empty() ? "-" : c->name) << "\n";
-  std::cout << "  tier         " << (c->tier.empty() ? "-" : c->tier) << "\n";
-  std::cout << "  tags         " << c->tags_json << "\n";
+  // Names, tags, handles, subjects and texts come from customers, providers and imported
+  // files: every one goes through printable() so that none can drive the terminal.
+  auto field = [](const std::string& v) { return v.empty() ? std::string("-") : printable(v); };
+  std::cout << "customer " << printable(c->id) << "\n";
+  std::cout << "  external id  " << field(c->external_id) << "\n";
+  std::cout << "  name         " << field(c->name) << "\n";
+  std::cout << "  tier         " << field(c->tier) << "\n";
+  std::cout << "  tags         " << printable(c->tags_json) << "\n";
   std::cout << "  since        " << format_rfc3339(c->created_at) << "\n";
   std::cout << "  identities\n";
   for (const auto& i : c->identities) {
-    std::cout << "    " << i.type << "  " << i.value
-              << (i.handle.empty() ? "" : "  (" + i.handle + ")") << "\n";
+    std::cout << "    " << printable(i.type) << "  " << printable(i.value)
+              << (i.handle.empty() ? "" : "  (" + printable(i.handle) + ")") << "\n";
   }
   auto timeline = storage::customer_timeline(db, c->id, 50, "");
-  std::cout << "  timeline (" << timeline.size() << (timeline.size() == 50 ? "+, newest first)\n"
-                                                                           : ", newest first)\n");
+  std::cout << "  timeline (" << timeline.size()
+            << (timeline.size() == 50 ? "+, newest first)\n" : ", newest first)\n");
   for (const auto& p : timeline) {
     auto o = boost::json::parse(p).as_object();
     auto str = [&](const char* k) -> std::string {
       auto* v = o.if_contains(k);
-      return v && v->is_string() ? std::string(v->as_string()) : "";
+      return v && v->is_string() ? printable(v->as_string()) : "";
     };
-    std::string what = str("subject").empty() ? str("text").substr(0, 60) : str("subject");
+    // The text's first 60 characters (code points: a byte count could split one).
+    std::string what = str("subject");
+    if (what.empty()) {
+      auto* text = o.if_contains("text");
+      what = text && text->is_string() ? printable(text->as_string(), 60) : "";
+    }
     std::cout << "    " << str("occurred_at") << "  " << str("channel") << "/" << str("kind")
               << "  " << str("direction") << "  " << str("queue") << "  " << what << "\n";
   }

@@ -51,16 +51,19 @@ constexpr const char* kImportHelp = R"(switchboard customers import [--config PA
 Imports customers from CSV (header row: external_id,name,email,phone,tier,tags,mastodon,x,
 telegram; several values in one cell separated by ';') or JSON Lines (FILE ending in .jsonl:
 {"external_id":"c-1","name":"Ann Lee","emails":[...],"phones":[...],"handles":{"x":[...]},
-"tier":"vip","tags":["b2b"]}). Upserts by external_id. Prints inserted / updated / rejected
+"tier":"vip","tags":["b2b"]}). Upserts by external_id: name, tier and tags that the file
+does not give (no such column, no such key) keep their stored values; an empty cell, "" or
+null clears them. Identities are only ever added. Prints inserted / updated / rejected
 counts and each rejected line with its number and reason; progress goes to stderr.
 Phones without +country use matching.default_region. Exit 1 when any line was rejected.
+Secrets given as *_env in the config need not be set: this command uses none.
 )";
 
 constexpr const char* kShowHelp = R"(switchboard customers show [--config PATH] QUERY
 
 Finds a customer by customer id, external id, email, phone or handle (@user@domain for
 Mastodon, @name for X/Telegram) and prints the record, its identities and its interaction
-timeline, newest first.
+timeline, newest first. Secrets given as *_env in the config need not be set.
 )";
 
 struct Args {
@@ -95,18 +98,18 @@ Args parse(int argc, char** argv, int from) {
 }
 
 // Loads the config or prints its problems; nullopt means "exit 1".
-std::optional<sb::config::Config> load(const Args& a) {
+std::optional<sb::config::Config> load(const Args& a, const sb::config::LoadOptions& options = {}) {
   std::string path = sb::config::resolve_path(a.config);
   if (path.empty()) {
     return sb::config::defaults();
   }
-  auto r = sb::config::load_file(path);
+  auto r = sb::config::load_file(path, options);
   if (!r.config) {
     for (const auto& p : r.problems) {
       std::cerr << p.to_string() << "\n";
     }
-    std::cerr << "switchboard: " << path << " is invalid (" << r.problems.size()
-              << " problem" << (r.problems.size() == 1 ? "" : "s") << ")\n";
+    std::cerr << "switchboard: " << path << " is invalid (" << r.problems.size() << " problem"
+              << (r.problems.size() == 1 ? "" : "s") << ")\n";
     return std::nullopt;
   }
   return r.config;
@@ -175,12 +178,14 @@ int main(int argc, char** argv) {
         return 0;
       }
       if (!a.error.empty() || a.positional.size() != 1) {
-        return usage_error(a.error.empty() ? (sub == "import" ? "give exactly one FILE"
-                                                              : "give exactly one QUERY")
-                                           : a.error,
-                           help);
+        return usage_error(
+            a.error.empty() ? (sub == "import" ? "give exactly one FILE" : "give exactly one QUERY")
+                            : a.error,
+            help);
       }
-      auto cfg = load(a);
+      // These commands touch the database only: the channels', agents' and Redis's secrets
+      // need not be in this shell's environment.
+      auto cfg = load(a, sb::config::LoadOptions{.require_env_secrets = false});
       if (!cfg) {
         return 1;
       }

@@ -25,10 +25,13 @@ namespace sb {
 
 struct CustomerRecord {
   std::string external_id;
-  std::string name;
-  std::string tier;
-  std::vector<std::string> tags;     // trimmed, duplicates removed, file order
-  std::vector<Identity> identities;  // canonical, duplicates removed
+  // nullopt when the file does not give the field (a CSV without the column, a JSON Lines
+  // object without the key): a re-import of some columns must leave the others alone. An
+  // empty cell, "" or null is given, and clears the field.
+  std::optional<std::string> name;
+  std::optional<std::string> tier;
+  std::optional<std::vector<std::string>> tags;  // trimmed, duplicates removed, file order
+  std::vector<Identity> identities;              // canonical, duplicates removed
 };
 
 struct ParsedLine {

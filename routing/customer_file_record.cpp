@@ -4,6 +4,7 @@
 
 #include <boost/json/value.hpp>
 
+#include "core/printable.hpp"
 #include "routing/identity.hpp"
 
 namespace sb {
@@ -21,60 +22,10 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// A value as it appears in an error message: quoted, shortened, control bytes replaced, so a
-// hostile file cannot smuggle terminal escapes into the import report.
+// A value as it appears in an error message: quoted, shortened, control characters replaced,
+// so a hostile file cannot smuggle terminal escapes into the import report.
 std::string quoted(std::string_view v) {
-  std::string out = "\"";
-  const std::size_t limit = 60;
-  for (std::size_t i = 0; i < v.size() && i < limit; ++i) {
-    const auto c = static_cast<unsigned char>(v[i]);
-    out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
-  }
-  if (v.size() > limit) {
-    out += "...";
-  }
-  out += '"';
-  return out;
-}
-
-// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. CSV cells are
-// checked here; boost::json already checks JSON strings.
-bool valid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  while (p < end) {
-    const unsigned char c = *p;
-    if (c < 0x80) {
-      ++p;
-      continue;
-    }
-    std::size_t n = 0;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-      n = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      n = 2;
-      lo = c == 0xE0 ? 0xA0 : 0x80;
-      hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      n = 3;
-      lo = c == 0xF0 ? 0x90 : 0x80;
-      hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else {
-      return false;
-    }
-    if (static_cast<std::size_t>(end - p) <= n || p[1] < lo || p[1] > hi) {
-      return false;
-    }
-    for (std::size_t i = 2; i <= n; ++i) {
-      if (p[i] < 0x80 || p[i] > 0xBF) {
-        return false;
-      }
-    }
-    p += n + 1;
-  }
-  return true;
+  return "\"" + printable(v, 60) + "\"";
 }
 
 // JSON Lines "handles" keys and the identity type each holds.
@@ -146,27 +97,34 @@ void RecordBuilder::add_tag(std::string_view raw) {
   if (raw.empty()) {
     return;
   }
-  for (const std::string& t : rec_.tags) {
+  std::vector<std::string>& tags = rec_.tags ? *rec_.tags : rec_.tags.emplace();
+  for (const std::string& t : tags) {
     if (t == raw) {
       return;
     }
   }
-  rec_.tags.emplace_back(raw);
+  tags.emplace_back(raw);
 }
 
 void RecordBuilder::csv_cell(std::string_view column, std::string_view identity_type,
                              std::string_view cell) {
-  if (!valid_utf8(cell)) {
+  // CSV cells are checked here; boost::json already checks JSON strings.
+  if (!is_valid_utf8(cell)) {
     fail(std::string(column) + ": invalid UTF-8");
     return;
   }
   if (column == "external_id") {
     rec_.external_id = trim(cell);
   } else if (column == "name") {
+    // A column in the header is given on every line: an empty cell clears the field (an
+    // empty tier says the customer has no tier); a column not in the header is left alone.
     rec_.name = trim(cell);
   } else if (column == "tier") {
     rec_.tier = trim(cell);
   } else {
+    if (column == "tags" && !rec_.tags) {
+      rec_.tags.emplace();  // an empty cell is no tags, as for name and tier
+    }
     // tags and identity columns: several values separated by ';'.
     while (!cell.empty() && ok()) {
       const auto semi = cell.find(';');
@@ -235,14 +193,16 @@ void RecordBuilder::json_object(const boost::json::value& v) {
         json_string(key, val, rec_.external_id);
       }
     } else if (key == "name") {
-      json_string(key, val, rec_.name);
+      // A key that is present, even "" or null, clears the field; an absent key leaves it.
+      json_string(key, val, rec_.name.emplace());
     } else if (key == "tier") {
-      json_string(key, val, rec_.tier);
+      json_string(key, val, rec_.tier.emplace());
     } else if (key == "emails") {
       json_list(key, "email", val);
     } else if (key == "phones") {
       json_list(key, "phone", val);
     } else if (key == "tags") {
+      rec_.tags.emplace();
       json_list(key, "", val);
     } else if (key == "handles") {
       if (val.is_null()) {

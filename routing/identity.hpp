@@ -55,8 +55,15 @@ Canonical canonicalize(std::string_view type, std::string_view raw, std::string_
 // True for the caller ids that telephony providers send when the number is hidden: empty,
 // "anonymous", "restricted", "unknown", "private", "withheld", "unavailable", "blocked", SIP
 // anonymous URIs, and Twilio's keypad spellings such as "+266696687" (A-N-O-N-Y-M-O-U-S).
+// The keypad digits without '+' count only when they are not a possible number in
+// `default_region` ("" reads no national numbers): "7378742833" in the US is a caller.
 // A withheld caller is never matched and never creates a customer.
-bool is_withheld_number(std::string_view raw);
+bool is_withheld_number(std::string_view raw, std::string_view default_region = {});
+
+// Whether libphonenumber has numbering data for `region`, an upper-case ISO 3166-1 alpha-2
+// code ("GB"; "UK" is not one): a default region it does not know makes every national
+// number invalid.
+bool is_phone_region(std::string_view region);
 
 // Building blocks, exposed for callers that know the type already. nullopt when invalid.
 std::optional<std::string> canonical_email(std::string_view raw);

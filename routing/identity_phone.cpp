@@ -1,5 +1,6 @@
 // Phone numbers and WhatsApp ids to E.164 (libphonenumber), and withheld caller ids.
 #include <array>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -56,11 +57,58 @@ constexpr std::array<std::string_view, 7> kWithheldWords = {
     "anonymous", "restricted", "unknown", "private", "withheld", "unavailable", "blocked"};
 
 // Twilio (and some carriers) put the caller-id-blocked reason into `From` spelled on a phone
-// keypad: ANONYMOUS, RESTRICTED, UNKNOWN, BLOCKED, UNAVAILABLE. They are sentinels, not
-// subscriber numbers (only +86282452253 even has a possible length, and no Chengdu line has
-// a 7-digit subscriber part), so treating them as withheld cannot hide a real caller.
+// keypad: ANONYMOUS, RESTRICTED, UNKNOWN, BLOCKED, UNAVAILABLE, as "+266696687" and so on.
+// With the '+' they are sentinels, not subscriber numbers (only +86282452253 even has a
+// possible length, and no Chengdu line has a 7-digit subscriber part). Without it the same
+// digits can be a real national number: "7378742833" in the US is (737) 874-2833 and
+// "266696687" in Portugal is +351 266 696 687. See classify_withheld.
 constexpr std::array<std::string_view, 5> kWithheldKeypad = {"266696687", "7378742833", "8656696",
                                                              "2562533", "86282452253"};
+
+enum class WithheldForm {
+  no,
+  yes,
+  // A keypad sentinel without '+': withheld only when it is not a possible number in the
+  // default region (a US "266696687" is 9 digits, so Twilio's sentinel; a Portuguese one is
+  // a caller).
+  bare_sentinel,
+};
+
+WithheldForm classify_withheld(std::string_view raw) {
+  std::string_view s = trim(raw);
+  if (s.empty()) {
+    return WithheldForm::yes;
+  }
+  for (std::string_view prefix : {std::string_view("tel:"), std::string_view("sip:")}) {
+    if (starts_with_nocase(s, prefix)) {
+      s.remove_prefix(prefix.size());
+    }
+  }
+  // RFC 3323 section 4.1.1.3: a withheld SIP From is "anonymous@anonymous.invalid".
+  if (starts_with_nocase(s, "anonymous@")) {
+    return WithheldForm::yes;
+  }
+  if (s.size() > 12) {  // longer than "+86282452253" and every word above
+    return WithheldForm::no;
+  }
+  const std::string l = lower(s);
+  for (std::string_view w : kWithheldWords) {
+    if (l == w) {
+      return WithheldForm::yes;
+    }
+  }
+  std::string_view digits = l;
+  const bool plus = !digits.empty() && digits.front() == '+';
+  if (plus) {
+    digits.remove_prefix(1);
+  }
+  for (std::string_view k : kWithheldKeypad) {
+    if (digits == k) {
+      return plus ? WithheldForm::yes : WithheldForm::bare_sentinel;
+    }
+  }
+  return WithheldForm::no;
+}
 
 }  // namespace
 
@@ -168,12 +216,16 @@ namespace identity_detail {
 Canonical canonical_phone_identity(std::string_view type, std::string_view raw,
                                    std::string_view region) {
   raw = trim(raw);
-  if (is_withheld_number(raw)) {
+  const WithheldForm form = classify_withheld(raw);
+  if (form == WithheldForm::yes) {
     return Canonical{Canonical::Status::withheld, std::string(type), {}, "withheld number"};
   }
   std::string e164;
   std::string error;
   if (!phone_to_e164_memo(raw, region, e164, error)) {
+    if (form == WithheldForm::bare_sentinel) {
+      return Canonical{Canonical::Status::withheld, std::string(type), {}, "withheld number"};
+    }
     return invalid(type, std::move(error));
   }
   return ok(type, std::move(e164));
@@ -198,39 +250,28 @@ Canonical canonical_whatsapp(std::string_view raw) {
 }
 }  // namespace identity_detail
 
-bool is_withheld_number(std::string_view raw) {
-  std::string_view s = trim(raw);
-  if (s.empty()) {
-    return true;
-  }
-  for (std::string_view prefix : {std::string_view("tel:"), std::string_view("sip:")}) {
-    if (starts_with_nocase(s, prefix)) {
-      s.remove_prefix(prefix.size());
-    }
-  }
-  // RFC 3323 section 4.1.1.3: a withheld SIP From is "anonymous@anonymous.invalid".
-  if (starts_with_nocase(s, "anonymous@")) {
-    return true;
-  }
-  if (s.size() > 12) {  // longer than "+86282452253" and every word above
-    return false;
-  }
-  const std::string l = lower(s);
-  for (std::string_view w : kWithheldWords) {
-    if (l == w) {
+bool is_withheld_number(std::string_view raw, std::string_view default_region) {
+  switch (classify_withheld(raw)) {
+    case WithheldForm::yes:
       return true;
+    case WithheldForm::bare_sentinel: {
+      std::string e164;
+      std::string error;
+      return !phone_to_e164_memo(trim(raw), default_region, e164, error);
     }
-  }
-  std::string_view digits = l;
-  if (!digits.empty() && digits.front() == '+') {
-    digits.remove_prefix(1);
-  }
-  for (std::string_view k : kWithheldKeypad) {
-    if (digits == k) {
-      return true;
-    }
+    case WithheldForm::no:
+      break;
   }
   return false;
+}
+
+bool is_phone_region(std::string_view region) {
+  static const std::set<std::string> regions = [] {
+    std::set<std::string> out;
+    PhoneNumberUtil::GetInstance()->GetSupportedRegions(&out);
+    return out;
+  }();
+  return regions.find(std::string(region)) != regions.end();
 }
 
 std::optional<std::string> canonical_phone(std::string_view raw, std::string_view default_region) {

@@ -13,12 +13,16 @@ namespace sb::storage {
 CustomerImporter::CustomerImporter(Db& db)
     : db_(db),
       find_ext_(db.prepare("SELECT id FROM customers WHERE external_id = ?1")),
+      // name, tier and tags are NULL when the file does not give them (CustomerUpsert): the
+      // stored value stays. A re-import of a file with fewer columns must not blank the rest.
       insert_(db.prepare("INSERT INTO customers(id, external_id, name, tier, tags, created_at, "
-                         "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)")),
-      update_(db.prepare("UPDATE customers SET name=?2, tier=?3, tags=?4, updated_at=?5 "
-                         "WHERE id=?1")),
+                         "updated_at) VALUES (?1, ?2, coalesce(?3, ''), coalesce(?4, ''), "
+                         "coalesce(?5, '[]'), ?6, ?6)")),
+      update_(db.prepare("UPDATE customers SET name=coalesce(?2, name), tier=coalesce(?3, tier), "
+                         "tags=coalesce(?4, tags), updated_at=?5 WHERE id=?1")),
       adopt_(db.prepare("UPDATE customers SET external_id=?2, name=coalesce(nullif(?3, ''), name), "
-                        "tier=?4, tags=?5, updated_at=?6 WHERE id=?1")),
+                        "tier=coalesce(?4, tier), tags=coalesce(?5, tags), updated_at=?6 "
+                        "WHERE id=?1")),
       // The owner of an identity, whether the CRM named it (an external_id; else a message
       // created it), and how an error names it.
       find_owner_(db.prepare(
@@ -47,7 +51,11 @@ CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std
   for (const auto& t : rec.tags) {
     tags.emplace_back(t);
   }
-  std::string tags_json = boost::json::serialize(tags);
+  const std::string tags_json = boost::json::serialize(tags);
+  // NULL for a field the record does not give; the statements keep the stored value then.
+  auto bind_field = [](Stmt& st, int i, bool given, const std::string& v) -> Stmt& {
+    return given ? st.bind_static(i, v) : st.bind_null(i);
+  };
   db_.exec("SAVEPOINT rec");
   try {
     std::string id;
@@ -73,8 +81,10 @@ CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std
       find_owner_.reset();
     }
     if (existed) {
-      update_.bind_static(1, id).bind_static(2, rec.name).bind_static(3, rec.tier);
-      update_.bind_static(4, tags_json).bind(5, now).run();
+      update_.bind_static(1, id);
+      bind_field(update_, 2, rec.has_name, rec.name);
+      bind_field(update_, 3, rec.has_tier, rec.tier);
+      bind_field(update_, 4, rec.has_tags, tags_json).bind(5, now).run();
     } else {
       // A customer that a message created (it has no external_id) and that owns one of the
       // record's identities is the record's customer: the import names it and keeps its
@@ -83,8 +93,10 @@ CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std
       for (const auto& o : owners) {
         if (o && !o->named) {
           id = o->id;
-          adopt_.bind_static(1, id).bind_static(2, rec.external_id).bind_static(3, rec.name);
-          adopt_.bind_static(4, rec.tier).bind_static(5, tags_json).bind(6, now).run();
+          adopt_.bind_static(1, id).bind_static(2, rec.external_id);
+          bind_field(adopt_, 3, rec.has_name, rec.name);
+          bind_field(adopt_, 4, rec.has_tier, rec.tier);
+          bind_field(adopt_, 5, rec.has_tags, tags_json).bind(6, now).run();
           existed = true;
           break;
         }
@@ -92,8 +104,10 @@ CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std
     }
     if (id.empty()) {
       id = new_ulid();
-      insert_.bind_static(1, id).bind_static(2, rec.external_id).bind_static(3, rec.name);
-      insert_.bind_static(4, rec.tier).bind_static(5, tags_json).bind(6, now).run();
+      insert_.bind_static(1, id).bind_static(2, rec.external_id);
+      bind_field(insert_, 3, rec.has_name, rec.name);
+      bind_field(insert_, 4, rec.has_tier, rec.tier);
+      bind_field(insert_, 5, rec.has_tags, tags_json).bind(6, now).run();
     }
     for (std::size_t k = 0; k < rec.identities.size(); ++k) {
       const auto& ident = rec.identities[k];

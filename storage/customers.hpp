@@ -14,6 +14,11 @@ struct CustomerUpsert {
   std::string external_id, name, tier;
   std::vector<std::string> tags;
   std::vector<Identity> identities;
+  // Which of name, tier and tags the record gives. One it does not give (its CSV has no such
+  // column, its JSON Lines object no such key) keeps the stored value, and a new customer gets
+  // "", "" or []: a re-import of a few columns must not blank the others. A given one
+  // replaces the stored value, even when empty.
+  bool has_name = true, has_tier = true, has_tags = true;
 };
 
 // Upserts by external_id, each record in its own SAVEPOINT inside a caller-driven transaction.

@@ -232,6 +232,17 @@ TEST_CASE("an unreadable file is one problem without a line") {
         "/nonexistent/switchboard.toml: cannot read the file: No such file or directory");
 }
 
+TEST_CASE("a directory given as the config file is refused, not read as an empty file") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("sb_cfg_dir_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const LoadResult r = load_file(dir.string());
+  CHECK_FALSE(r.config);
+  REQUIRE(r.problems.size() == 1);
+  CHECK(r.problems[0].to_string() == dir.string() + ": cannot read the file: Is a directory");
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("load_file names the file in its problems") {
   const auto dir = std::filesystem::temp_directory_path() / ("sb_cfg_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
@@ -268,4 +279,40 @@ TEST_CASE("resolve_path: flag > $SWITCHBOARD_CONFIG > ./switchboard.toml > defau
 
   std::filesystem::current_path(old_cwd);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a reload names the changed settings it does not apply, never a secret's value") {
+  const Config running = load_ok(R"(
+[api]
+tokens = ["old-token"]
+[routing]
+claim_timeout = "5m"
+max_deliveries = 5
+)");
+  // Rules, agents and the default queue are what a reload swaps: no warning for them.
+  const Config same = load_ok(R"(
+[api]
+tokens = ["old-token"]
+[routing]
+default_queue = "triage"
+claim_timeout = "5m"
+max_deliveries = 5
+[[routing.rules]]
+name = "vip"
+queue = "vip"
+)");
+  CHECK(changes_needing_restart(running, same).empty());
+  const Config fresh = load_ok(R"(
+[redis]
+url = "redis://:new-password@127.0.0.1:6379/0"
+[api]
+tokens = ["new-token"]
+[routing]
+claim_timeout = "10m"
+max_deliveries = 3
+)");
+  CHECK(changes_needing_restart(running, fresh) ==
+        std::vector<std::string>{"routing.claim_timeout (300s -> 600s)",
+                                 "routing.max_deliveries (5 -> 3)", "redis.url or redis.password",
+                                 "api.tokens"});
 }

@@ -194,6 +194,108 @@ TEST_CASE("api tokens must not be empty") {
         "t.toml:2: api.tokens must not contain an empty token");
 }
 
+TEST_CASE("matching.default_region must be a region libphonenumber knows") {
+  CHECK(problem_of("[matching]\ndefault_region = \"UK\"\n") ==
+        "t.toml:2: matching.default_region \"UK\" is not a region code libphonenumber knows "
+        "(ISO 3166-1 alpha-2, such as \"US\" or \"DE\"); the United Kingdom is \"GB\"");
+  CHECK(problem_of("[matching]\n\ndefault_region = \"XY\"\n") ==
+        "t.toml:3: matching.default_region \"XY\" is not a region code libphonenumber knows "
+        "(ISO 3166-1 alpha-2, such as \"US\" or \"DE\")");
+  CHECK(problem_of("[matching]\ndefault_region = \"gb\"\n") ==
+        "t.toml:2: matching.default_region must be a two-letter country code such as \"US\" "
+        "(got \"gb\")");
+  for (const char* region : {"GB", "US", "DE", "PT", "CN"}) {
+    CAPTURE(region);
+    CHECK(load_ok(std::string("[matching]\ndefault_region = \"") + region + "\"\n")
+              .matching.default_region == region);
+  }
+}
+
+TEST_CASE("api tokens_env: one token per variable, added to the inline tokens") {
+  ScopedEnv a("SBTEST_API_TOKEN_A", "token-a");
+  ScopedEnv b("SBTEST_API_TOKEN_B", "token-b");
+  ScopedEnv unset("SBTEST_API_UNSET", nullptr);
+  const Config c = load_ok(R"(
+[api]
+tokens = ["inline"]
+tokens_env = ["SBTEST_API_TOKEN_A", "SBTEST_API_TOKEN_B"]
+)");
+  CHECK(c.api.tokens == std::vector<std::string>{"inline", "token-a", "token-b"});
+  CHECK(load_ok("[api]\ntokens_env = [\"SBTEST_API_TOKEN_B\"]\n").api.tokens ==
+        std::vector<std::string>{"token-b"});
+  // Each variable is reported at its own line, by name, never with a value.
+  CHECK(problems_of(R"(
+[api]
+tokens_env = [
+  "SBTEST_API_TOKEN_A",
+  "SBTEST_API_UNSET",
+  "",
+]
+)") == std::vector<std::string>{
+           "t.toml:4: environment variable SBTEST_API_UNSET (from api.tokens_env) is not set or "
+           "empty",
+           "t.toml:5: api.tokens_env must be the name of an environment variable",
+       });
+  CHECK(problem_of("[api]\ntokens_env = \"SBTEST_API_TOKEN_A\"\n") ==
+        "t.toml:2: api.tokens_env must be a list of environment variable names");
+}
+
+TEST_CASE("redis password_env: the AUTH password from the environment") {
+  ScopedEnv pw("SBTEST_REDIS_PW", "redis-secret");
+  ScopedEnv unset("SBTEST_REDIS_UNSET", nullptr);
+  const Config acl = load_ok(R"(
+[redis]
+url = "redis://sbuser@10.0.0.5:6380/2"
+password_env = "SBTEST_REDIS_PW"
+)");
+  CHECK(acl.redis.username == "sbuser");
+  CHECK(acl.redis.password == "redis-secret");
+  CHECK(acl.redis.auth_command() == std::vector<std::string>{"AUTH", "sbuser", "redis-secret"});
+  const Config plain = load_ok("[redis]\npassword_env = \"SBTEST_REDIS_PW\"\n");
+  CHECK(plain.redis.host == "127.0.0.1");
+  CHECK(plain.redis.auth_command() == std::vector<std::string>{"AUTH", "redis-secret"});
+
+  CHECK(
+      problem_of("[redis]\nurl = \"redis://127.0.0.1\"\npassword_env = \"SBTEST_REDIS_UNSET\"\n") ==
+      "t.toml:3: environment variable SBTEST_REDIS_UNSET (from redis.password_env) is not set "
+      "or empty");
+  CHECK(problem_of(
+            "[redis]\nurl = \"redis://:inline@127.0.0.1\"\npassword_env = \"SBTEST_REDIS_PW\"\n") ==
+        "t.toml:3: give the Redis password in redis.url or in redis.password_env, not both");
+  // Without password_env a user still needs its password in the url.
+  CHECK(problem_of("[redis]\nurl = \"redis://sbuser@127.0.0.1\"\n")
+            .find("has a user but no password") != std::string::npos);
+}
+
+TEST_CASE(
+    "without require_env_secrets an unset *_env variable is no problem, the rest is checked") {
+  ScopedEnv unset("SBTEST_NOT_SET", nullptr);
+  const std::string toml = R"([api]
+tokens_env = ["SBTEST_NOT_SET"]
+[redis]
+password_env = "SBTEST_NOT_SET"
+[[agents]]
+id = "alice"
+token_env = "SBTEST_NOT_SET"
+queues = ["general"]
+[[channels.telegram]]
+name = "tg"
+bot_token_env = "SBTEST_NOT_SET"
+)";
+  CHECK(load_string(toml, "t.toml").problems.size() == 4);
+  const LoadOptions lenient{.require_env_secrets = false};
+  const LoadResult r = load_string(toml, "t.toml", lenient);
+  CHECK(r.problems.empty());
+  REQUIRE(r.config);
+  CHECK(r.config->channels.telegram.at(0).bot_token.empty());
+  CHECK(r.config->api.tokens.empty());
+  // Everything that is not an environment lookup is still a problem.
+  const LoadResult bad = load_string(toml + "poll_interval = \"soon\"\n", "t.toml", lenient);
+  REQUIRE(bad.problems.size() == 1);
+  CHECK(bad.problems[0].to_string() ==
+        "t.toml:12: unknown key \"channels.telegram.poll_interval\"");
+}
+
 TEST_CASE("server.listen must be host:port") {
   CHECK(problem_of("[server]\nlisten = \"8080\"\n") ==
         "t.toml:2: server.listen must be host:port, e.g. \"127.0.0.1:8080\" (got \"8080\")");

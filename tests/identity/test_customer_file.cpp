@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include "core/printable.hpp"
 #include "routing/customer_file.hpp"
 
 namespace {
@@ -26,9 +27,10 @@ std::vector<std::string> parse_all(const std::string& content, Format format,
       continue;
     }
     const sb::CustomerRecord& r = *line->record;
-    s += r.external_id + " | " + r.name + " | " + r.tier + " |";
-    for (std::size_t i = 0; i < r.tags.size(); ++i) {
-      s += (i ? "," : " ") + r.tags[i];
+    s += r.external_id + " | " + r.name.value_or("") + " | " + r.tier.value_or("") + " |";
+    const std::vector<std::string> tags = r.tags.value_or(std::vector<std::string>{});
+    for (std::size_t i = 0; i < tags.size(); ++i) {
+      s += (i ? "," : " ") + tags[i];
     }
     s += " |";
     for (const auto& id : r.identities) {
@@ -61,6 +63,43 @@ TEST_CASE("csv: every SPEC column, several values per cell") {
         "phone:+14155550100 mastodon:ann@social.example x_handle:annlee x:2244994945 "
         "telegram:123456");
   CHECK(lines[1] == "3: c-2 | Bob |  | |");
+}
+
+// Which of name, tier and tags a record gives: "name=Ann tier=- tags=-" ('-' for not given).
+std::string given_fields(const std::string& content, Format format) {
+  std::string error;
+  auto reader = sb::CustomerFileReader::from_string(content, format, "US", error);
+  REQUIRE_MESSAGE(reader, error);
+  auto line = reader->next();
+  REQUIRE(line);
+  REQUIRE_MESSAGE(line->record, line->error);
+  const sb::CustomerRecord& r = *line->record;
+  std::string tags = "-";
+  if (r.tags) {
+    tags = "[";
+    for (const auto& t : *r.tags) {
+      tags += (tags.size() > 1 ? "," : "") + t;
+    }
+    tags += "]";
+  }
+  return "name=" + r.name.value_or("-") + " tier=" + r.tier.value_or("-") + " tags=" + tags;
+}
+
+TEST_CASE("a field the file does not give is not given, an empty one is given empty") {
+  // CSV: a column missing from the header is not given; an empty cell of a column is.
+  CHECK(given_fields("external_id,email\nc-1,ann@example.com\n", Format::csv) ==
+        "name=- tier=- tags=-");
+  CHECK(given_fields("external_id,name,tier,tags\nc-1,Ann,,\n", Format::csv) ==
+        "name=Ann tier= tags=[]");
+  CHECK(given_fields("tags,external_id\nb2b; retail,c-1\n", Format::csv) ==
+        "name=- tier=- tags=[b2b,retail]");
+  // JSON Lines: an absent key is not given; "", null and [] are.
+  CHECK(given_fields(R"({"external_id":"c-1","emails":["ann@example.com"]})", Format::jsonl) ==
+        "name=- tier=- tags=-");
+  CHECK(given_fields(R"({"external_id":"c-1","name":null,"tier":"","tags":[]})", Format::jsonl) ==
+        "name= tier= tags=[]");
+  CHECK(given_fields(R"({"external_id":"c-1","tier":"vip","tags":null})", Format::jsonl) ==
+        "name=- tier=vip tags=[]");
 }
 
 TEST_CASE("csv: RFC 4180 quoting, CRLF, embedded newlines keep line numbers right") {
@@ -233,4 +272,48 @@ TEST_CASE("oversized records are rejected without losing the lines after them") 
   REQUIRE(csv.size() == 2);
   CHECK(csv[0] == "2: record longer than 1 MiB (an unclosed quote?)");
   CHECK(csv[1] == "3: c-2 | Bo |  | |");
+}
+
+TEST_CASE("rejected values are quoted without terminal controls, cut between characters") {
+  std::string e_acute;  // 70 characters of two bytes each
+  for (int i = 0; i < 70; ++i) {
+    e_acute += "\xc3\xa9";
+  }
+  // ESC ] 2 ... BEL would retitle the terminal; C2 9B is U+009B, CSI to a UTF-8 terminal.
+  // (';' separates the emails of a cell, so the sequence here has none.)
+  const auto lines = parse_all(
+      "external_id,email\n"
+      "c-1,\"a\x1b]2 pwned\x07\xc2\x9b"
+      "2J\x7f\"\n"
+      "c-2,a" +
+          e_acute + "\n",
+      Format::csv);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0] == "2: email \"a?]2 pwned??2J?\": not a valid email address");
+  // 60 characters and "...": a cut at byte 60 would have split the 30th character.
+  CHECK(lines[1] ==
+        "3: email \"a" + e_acute.substr(0, 59 * 2) + "...\": not a valid email address");
+}
+
+TEST_CASE("printable: C0, C1 and DEL replaced, whitespace a space, cut on a code point") {
+  CHECK(sb::printable("Ann Lee") == "Ann Lee");
+  CHECK(sb::printable("a\x1b[31mb\x07"
+                      "c\x7f") == "a?[31mb?c?");
+  CHECK(sb::printable("line 1\nline 2\tx\r") == "line 1 line 2 x ");
+  CHECK(sb::printable("\xc2\x9b"
+                      "2J \xc2\x85 \xc2\xa0") == "?2J ? \xc2\xa0");  // C1; NBSP kept
+  CHECK(sb::printable("bad \xff\xc3 end") == "bad ?? end");
+  CHECK(sb::printable("J\xc3\xbcrgen \xe4\xb8\xad\xf0\x9f\x98\x80") ==
+        "J\xc3\xbcrgen \xe4\xb8\xad\xf0\x9f\x98\x80");
+  // 60 characters of two bytes each: a cut at byte 60 would keep half of the 30th.
+  std::string e_acute;
+  for (int i = 0; i < 70; ++i) {
+    e_acute += "\xc3\xa9";
+  }
+  const std::string cut = sb::printable("a" + e_acute, 60);
+  CHECK(cut.size() == 1 + 59 * 2 + 3);
+  CHECK(cut.substr(cut.size() - 3) == "...");
+  CHECK(sb::is_valid_utf8(cut));
+  CHECK(sb::printable("abc", 3) == "abc");
+  CHECK(sb::printable("abcd", 3) == "abc...");
 }

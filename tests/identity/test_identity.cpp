@@ -100,6 +100,29 @@ TEST_CASE("phone: withheld callers are a distinct result") {
   }
 }
 
+TEST_CASE("phone: keypad sentinels without '+' are read as national numbers where possible") {
+  // The digits of Twilio's sentinels can be a real subscriber's national number: only the
+  // '+' form is always withheld.
+  CHECK(canon("phone", "7378742833", "US") == "phone:+17378742833");
+  CHECK(canon("phone", "(737) 874-2833", "US") == "phone:+17378742833");
+  CHECK(canon("phone", "266696687", "PT") == "phone:+351266696687");
+  CHECK(canon("phone", "tel:266696687", "PT") == "phone:+351266696687");
+  CHECK_FALSE(sb::is_withheld_number("7378742833", "US"));
+  CHECK_FALSE(sb::is_withheld_number("266696687", "PT"));
+  for (const char* region : {"US", "PT", "GB", "CN"}) {
+    CAPTURE(region);
+    for (const char* sentinel :
+         {"+266696687", "+7378742833", "+8656696", "+2562533", "+86282452253", "tel:+266696687"}) {
+      CAPTURE(sentinel);
+      CHECK(canon("phone", sentinel, region) == "withheld");
+      CHECK(sb::is_withheld_number(sentinel, region));
+    }
+  }
+  // Where the bare digits cannot be a number of the region, they are still the sentinel.
+  CHECK(canon("phone", "266696687", "US") == "withheld");
+  CHECK(canon("phone", "2562533", "US") == "withheld");
+}
+
 TEST_CASE("whatsapp: wa_id digits are international whatever the default region") {
   CHECK(canon("whatsapp", "16505551234", "GB") == "whatsapp:+16505551234");
   CHECK(canon("whatsapp", "447700900123", "US") == "whatsapp:+447700900123");

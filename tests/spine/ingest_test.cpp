@@ -119,6 +119,37 @@ TEST_CASE("a Redis ACL user in the url is who the relay and the agents authentic
   CHECK(clients.find("user=sbuser") != std::string::npos);
 }
 
+TEST_CASE("redis.password_env and api.tokens_env: the secrets from the environment are used") {
+  TempDir dir;
+  RedisServer redis;
+  REQUIRE(redis.cmd({"ACL", "SETUSER", "sbenv", "on", ">env-secret", "~*", "&*", "+@all"}) == "OK");
+  ::setenv("SBTEST_SPINE_REDIS_PW", "env-secret", 1);
+  ::setenv("SBTEST_SPINE_API_TOKEN", "env-token", 1);
+  auto loaded = config::load_string(
+      "[redis]\nurl = \"redis://sbenv@127.0.0.1:" + std::to_string(redis.port()) +
+          "/0\"\npassword_env = \"SBTEST_SPINE_REDIS_PW\"\n"
+          "[api]\ntokens_env = [\"SBTEST_SPINE_API_TOKEN\"]\n",
+      "t.toml");
+  ::unsetenv("SBTEST_SPINE_REDIS_PW");
+  ::unsetenv("SBTEST_SPINE_API_TOKEN");
+  for (const auto& p : loaded.problems) {
+    FAIL_CHECK(p.to_string());
+  }
+  REQUIRE(loaded.config);
+  auto cfg = test_config(dir, redis.port());
+  cfg.redis = loaded.config->redis;
+  cfg.api = loaded.config->api;
+  App app(cfg);
+  app.start();
+  HttpClient http(app.port());
+  CHECK(http.post_json("/v1/interactions", kAnn, "env-token").status == 202);
+  REQUIRE(eventually([&] { return redis.xlen("sb:q:general:normal") == 1; }));
+  CHECK(http.post_json("/v1/agent/claim", R"({"queue":"general"})", "alice-token").status == 200);
+  CHECK(http.request("GET", "/readyz").status == 200);
+  // The relay's and the agents' connections both authenticated as the user of the url.
+  CHECK(redis.cmd({"CLIENT", "LIST"}).find("user=sbenv") != std::string::npos);
+}
+
 TEST_CASE("the same (source, external_id) ten times concurrently: one interaction, one entry") {
   Fixture f;
   std::vector<std::future<HttpResponse>> calls;

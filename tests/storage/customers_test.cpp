@@ -84,3 +84,26 @@ TEST_CASE(
         "none");
   CHECK(one(db, "SELECT count(*) FROM customers") == "4");
 }
+
+TEST_CASE("customers import: fields a record does not give keep their stored values") {
+  test::TempDir dir;
+  Db db(dir.file("customers.db"));
+  migrate(db);
+  CustomerImporter imp(db);
+  imp.begin();
+  std::string error;
+  CustomerUpsert ann{"crm-1", "Ann Lee", "vip", {"b2b"}, {{"email", "ann@example.com", "", ""}}};
+  CHECK(imp.upsert(ann, error) == Result::inserted);
+  // A file with only external_id and phone: nothing said about name, tier or tags.
+  CustomerUpsert phone_only{"crm-1", "", "", {}, {{"phone", "+14155550100", "", ""}}};
+  phone_only.has_name = phone_only.has_tier = phone_only.has_tags = false;
+  CHECK(imp.upsert(phone_only, error) == Result::updated);
+  CHECK(one(db, "SELECT name || '|' || tier || '|' || tags FROM customers") ==
+        "Ann Lee|vip|[\"b2b\"]");
+  // Given empty: cleared.
+  CustomerUpsert cleared{"crm-1", "", "", {}, {}};
+  cleared.has_name = false;
+  CHECK(imp.upsert(cleared, error) == Result::updated);
+  CHECK(one(db, "SELECT name || '|' || tier || '|' || tags FROM customers") == "Ann Lee||[]");
+  imp.commit();
+}

@@ -1,0 +1,208 @@
+// The binary's commands as an operator runs them (customers import and show, check-config):
+// the real process against files in a temporary directory.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <vector>
+
+#include "storage/sqlite.hpp"
+#include "tests/support/harness.hpp"
+
+using namespace sb::test;
+
+namespace {
+
+struct Cli {
+  int status = 0;
+  std::string output;  // stdout and stderr
+};
+
+// Runs `switchboard ARGS...` to completion.
+Cli switchboard(const TempDir& dir, std::vector<std::string> args,
+                std::map<std::string, std::string> env = {}) {
+  static int runs = 0;
+  const std::string log = dir.file("cli-" + std::to_string(++runs) + ".log");
+  args.insert(args.begin(), switchboard_binary());
+  Process p(std::move(args), log, std::move(env));
+  Cli out;
+  out.status = p.wait();
+  std::ifstream in(log);
+  out.output.assign(std::istreambuf_iterator<char>(in), {});
+  return out;
+}
+
+// `switchboard customers SUB --config CFG ARG`.
+Cli customers(const TempDir& dir, const std::string& sub, const std::string& cfg,
+              const std::string& arg) {
+  return switchboard(dir, {"customers", sub, "--config", cfg, arg});
+}
+
+std::string write_file(const TempDir& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir.file(name);
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+std::string storage_config(const TempDir& dir, const std::string& extra = "") {
+  return write_file(dir, "switchboard.toml",
+                    "[storage]\npath = \"" + dir.file("sb.db") + "\"\n" + extra);
+}
+
+// name|tier|tags of the customer with `external_id`.
+std::string customer_row(const TempDir& dir, const std::string& external_id) {
+  sb::storage::Db db(dir.file("sb.db"), true);
+  auto st =
+      db.prepare("SELECT name || '|' || tier || '|' || tags FROM customers WHERE external_id = ?1");
+  st.bind(1, external_id);
+  return st.step() ? st.text(0) : "<none>";
+}
+
+std::string identities_of(const TempDir& dir, const std::string& external_id) {
+  sb::storage::Db db(dir.file("sb.db"), true);
+  auto st = db.prepare(
+      "SELECT group_concat(type || ':' || value, ' ') FROM (SELECT i.type, i.value FROM "
+      "identities i JOIN customers c ON c.id = i.customer_id WHERE c.external_id = ?1 "
+      "ORDER BY i.type, i.value)");
+  st.bind(1, external_id);
+  return st.step() ? st.text(0) : "<none>";
+}
+
+}  // namespace
+
+TEST_CASE("customers import: a re-import without some columns or keys keeps what they held") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  auto full = customers(dir, "import", cfg,
+                        write_file(dir, "full.csv",
+                                   "external_id,name,email,tier,tags\n"
+                                   "c-1,Ann Lee,ann@example.com,vip,b2b;retail\n"
+                                   "c-2,Bob,bob@example.com,gold,x\n"));
+  INFO(full.output);
+  REQUIRE(full.status == 0);
+  CHECK(customer_row(dir, "c-1") == "Ann Lee|vip|[\"b2b\",\"retail\"]");
+
+  // A file of phones only: names, tiers and tags stay; the phone is added.
+  auto phones = customers(dir, "import", cfg,
+                          write_file(dir, "phones.csv", "external_id,phone\nc-1,+14155550100\n"));
+  INFO(phones.output);
+  REQUIRE(phones.status == 0);
+  CHECK(phones.output.find("inserted 0, updated 1, rejected 0") != std::string::npos);
+  CHECK(customer_row(dir, "c-1") == "Ann Lee|vip|[\"b2b\",\"retail\"]");
+  CHECK(identities_of(dir, "c-1") == "email:ann@example.com phone:+14155550100");
+
+  // A column that is in the header is given on every line: an empty cell clears the field.
+  auto names = customers(dir, "import", cfg,
+                         write_file(dir, "names.csv", "external_id,name,tier\nc-2,Bobby,\n"));
+  INFO(names.output);
+  REQUIRE(names.status == 0);
+  CHECK(customer_row(dir, "c-2") == "Bobby||[\"x\"]");
+
+  // JSON Lines: an absent key leaves the field, a present one sets it.
+  auto jsonl = customers(dir, "import", cfg,
+                         write_file(dir, "more.jsonl",
+                                    "{\"external_id\":\"c-1\",\"emails\":[\"ann@work.example\"]}\n"
+                                    "{\"external_id\":\"c-2\",\"tier\":\"silver\"}\n"));
+  INFO(jsonl.output);
+  REQUIRE(jsonl.status == 0);
+  CHECK(customer_row(dir, "c-1") == "Ann Lee|vip|[\"b2b\",\"retail\"]");
+  CHECK(identities_of(dir, "c-1") ==
+        "email:ann@example.com email:ann@work.example phone:+14155550100");
+  CHECK(customer_row(dir, "c-2") == "Bobby|silver|[\"x\"]");
+
+  // A new customer from a file without those columns gets empty ones.
+  auto fresh = customers(dir, "import", cfg,
+                         write_file(dir, "new.csv", "external_id,email\nc-3,cy@example.com\n"));
+  REQUIRE(fresh.status == 0);
+  CHECK(customer_row(dir, "c-3") == "||[]");
+}
+
+// `run` loads the config the same way; it is not started here, because before the fix it
+// would have served on the built-in defaults (127.0.0.1:8080) until killed.
+TEST_CASE("check-config refuses a directory given as the config file") {
+  TempDir dir;
+  auto check = switchboard(dir, {"check-config", "--config", dir.path()});
+  INFO(check.output);
+  CHECK(check.status == 1);
+  CHECK(check.output.find(dir.path() + ": cannot read the file: Is a directory") !=
+        std::string::npos);
+}
+
+TEST_CASE("customers show prints names, subjects and texts without terminal controls") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  // ESC ] 0 ; ... BEL retitles an xterm; C2 9B is U+009B, CSI to a UTF-8 terminal.
+  auto imported = customers(dir, "import", cfg,
+                            write_file(dir, "evil.csv",
+                                       "external_id,name,email,tags\n"
+                                       "c-1,\"Ann\x1b]0;pwned\x07Lee\",ann@example.com,"
+                                       "\"b2b\xc2\x9b"
+                                       "2J\"\n"));
+  INFO(imported.output);
+  REQUIRE(imported.status == 0);
+  std::string e_acute;  // 70 characters of two bytes each
+  for (int i = 0; i < 70; ++i) {
+    e_acute += "\xc3\xa9";
+  }
+  {
+    sb::storage::Db db(dir.file("sb.db"));
+    auto id = db.prepare("SELECT id FROM customers WHERE external_id = 'c-1'");
+    REQUIRE(id.step());
+    const std::string customer = id.text(0);
+    auto add = db.prepare(
+        "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+        "customer_id, occurred_at, received_at, payload) VALUES (?1, 'api', 'web', ?1, "
+        "'message', 'inbound', ?2, 1, 1, ?3)");
+    add.bind(1, "01A").bind(2, customer);
+    add.bind(3, R"({"occurred_at":"2024-01-01T00:00:00Z","channel":"api","kind":"message",)"
+                R"("direction":"inbound","queue":"general","subject":"Hi\u001b[2J\u0007there"})");
+    add.run();
+    add.bind(1, "01B").bind(2, customer);
+    add.bind(3, R"({"occurred_at":"2024-01-02T00:00:00Z","channel":"api","kind":"message",)"
+                R"("direction":"inbound","queue":"general","text":"a)" +
+                    e_acute + R"(\nmore"})");
+    add.run();
+  }
+  auto shown = customers(dir, "show", cfg, "ann@example.com");
+  INFO(shown.output);
+  REQUIRE(shown.status == 0);
+  CHECK(shown.output.find('\x1b') == std::string::npos);
+  CHECK(shown.output.find('\x07') == std::string::npos);
+  CHECK(shown.output.find("\xc2\x9b") == std::string::npos);
+  CHECK(shown.output.find("  name         Ann?]0;pwned?Lee\n") != std::string::npos);
+  CHECK(shown.output.find("[\"b2b?2J\"]") != std::string::npos);
+  CHECK(shown.output.find("  Hi?[2J?there\n") != std::string::npos);
+  // The text's first 60 characters, cut between two of them.
+  CHECK(shown.output.find("  a" + e_acute.substr(0, 59 * 2) + "...\n") != std::string::npos);
+}
+
+TEST_CASE("customers import and show run without the daemon's secrets in the environment") {
+  TempDir dir;
+  // Variables no test sets: the operator's shell lacks the daemon's environment file.
+  const auto cfg = storage_config(dir,
+                                  "[api]\ntokens_env = [\"SBTEST_CLI_UNSET_1\"]\n"
+                                  "[redis]\npassword_env = \"SBTEST_CLI_UNSET_2\"\n"
+                                  "[[agents]]\nid = \"alice\"\ntoken_env = \"SBTEST_CLI_UNSET_3\"\n"
+                                  "queues = [\"general\"]\n"
+                                  "[[channels.telegram]]\nname = \"tg\"\n"
+                                  "bot_token_env = \"SBTEST_CLI_UNSET_4\"\n");
+  auto imported = customers(dir, "import", cfg,
+                            write_file(dir, "c.csv", "external_id,email\nc-1,ann@example.com\n"));
+  INFO(imported.output);
+  CHECK(imported.status == 0);
+  CHECK(imported.output.find("inserted 1, updated 0, rejected 0") != std::string::npos);
+  auto shown = customers(dir, "show", cfg, "c-1");
+  INFO(shown.output);
+  CHECK(shown.status == 0);
+  CHECK(shown.output.find("email  ann@example.com") != std::string::npos);
+  // The daemon's own commands still require them.
+  auto check = switchboard(dir, {"check-config", "--config", cfg});
+  CHECK(check.status == 1);
+  CHECK(check.output.find("SBTEST_CLI_UNSET_4") != std::string::npos);
+  // And everything else is still checked for the customer commands.
+  std::ofstream(cfg, std::ios::app) << "[matching]\ndefault_region = \"UK\"\n";
+  auto bad = customers(dir, "show", cfg, "c-1");
+  CHECK(bad.status == 1);
+  CHECK(bad.output.find("the United Kingdom is \"GB\"") != std::string::npos);
+}
