@@ -49,6 +49,13 @@ http::Response Service::claim_forbidden(const config::Agent& agent, const std::s
                          "\"; its queues are: " + join(agent.queues));
 }
 
+http::Response Service::item_forbidden(const config::Agent& agent, const char* verb,
+                                       const std::string& id, const std::string& queue) {
+  return http::error(403, "forbidden",
+                     "agent " + agent.id + " may not " + verb + " interaction " + id +
+                         " in queue \"" + queue + "\"; its queues are: " + join(agent.queues));
+}
+
 Service::Awaitable Service::claim(http::Request& r) {
   auto call = agent_call(r);
   if (call.denied) {
@@ -131,7 +138,8 @@ Service::Awaitable Service::claim(http::Request& r) {
       // count as a failed delivery).
       auto denied = recheck(r, agent, epoch, queue);
       if (denied || agent->id != agent_id) {
-        auto back = co_await ops_.release(c.interaction_id, agent_id);
+        // (Any queue: the reload may have taken this one from the agent.)
+        auto back = co_await ops_.release(c.interaction_id, agent_id, nullptr);
         if (!back.error.empty()) {
           logger("agents")->warn(
               "[agents:{}] interaction {} claimed by {} across a reload, not handed out; "

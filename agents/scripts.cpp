@@ -22,6 +22,16 @@ local function holder(held, iid)
   end
   return key, id, p[1]
 end
+-- Whether an entry in stream `key` is in one of `queues` (" general vip ", or "*" for any: the
+-- daemon's own calls), and the entry's queue. `head` is "{prefix}:q:"; the queue is what lies
+-- between it and the last ':' (QueueOps::queue_of_stream). A key of another shape is not ours
+-- to judge.
+local function in_queues(key, head, queues)
+  if queues == '*' or string.sub(key, 1, #head) ~= head then return true, '' end
+  local rest = string.sub(key, #head + 1)
+  local q = string.match(rest, '^(.*):[^:]*$') or rest
+  return string.find(queues, ' ' .. q .. ' ', 1, true) ~= nil, q
+end
 )lua";
 
 // KEYS: the queue's streams urgent, high, normal, low; dead-letter stream; held hash; the hash
@@ -104,18 +114,22 @@ end
 return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}}
 )lua";
 
-// KEYS: held hash. ARGV: release idle ms, the released pseudo-consumer, then per call
-// interaction id, consumer, mode (ack | release | check): the acks, releases and checks of one
-// turn of the io loop share one script run, like claims.
+// KEYS: held hash. ARGV: release idle ms, the released pseudo-consumer, "{prefix}:q:", then per
+// call interaction id, consumer, mode (ack | release | check), the consumer's queues (" a b ",
+// or "*"): the acks, releases and checks of one turn of the io loop share one script run, like
+// claims.
 // Returns per call {1, stream, entry id} done; {0} not held by anyone; {-1, holder} held by
-// another.
+// another; {-3, queue} the entry is in a queue not among the consumer's (SPEC: an agent reaches
+// only its own queues), checked before who holds it, so that the answer names nobody.
 // ack: XACK + XDEL, so the stream holds exactly the waiting and the held entries.
 // release: to `_released` with a long idle time and the delivery count it had before this
 // delivery (a release is not a failed delivery), so the next claim takes it at once.
 constexpr const char* kFinishBody = R"lua(
-local function finish(iid, consumer, mode)
+local function finish(iid, consumer, mode, queues)
   local key, id, p = holder(KEYS[1], iid)
   if not key then return {0} end
+  local mine, queue = in_queues(key, ARGV[3], queues)
+  if not mine then return {-3, queue} end
   if p[2] ~= consumer then return {-1, p[2]} end
   if mode == 'check' then return {1, key, id} end
   if mode == 'ack' then
@@ -131,13 +145,14 @@ local function finish(iid, consumer, mode)
   return {1, key, id}
 end
 local out = {}
-for j = 3, #ARGV, 3 do out[#out + 1] = finish(ARGV[j], ARGV[j + 1], ARGV[j + 2]) end
+for j = 4, #ARGV, 4 do out[#out + 1] = finish(ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]) end
 return out
 )lua";
 
 // KEYS: held hash, target stream, marker. ARGV: interaction id, consumer, target priority,
-// new payload, marker value ("<consumer> <stream>"), marker ttl s. {-2, error}: the target
-// stream refused the entry.
+// new payload, marker value ("<consumer> <stream>"), marker ttl s, "{prefix}:q:", the
+// consumer's queues (as kFinish). {-2, error}: the target stream refused the entry; {-3, queue}:
+// the entry is in a queue not among the consumer's (the target need not be one of them).
 // Re-adds the entry's fields (priority and payload updated) to the target stream and
 // acknowledges the old entry, atomically. A retry of a transfer that already happened (same
 // agent, same target) answers {2, new id} and adds nothing: while the new entry waits unclaimed,
@@ -155,8 +170,12 @@ if not key or p[2] ~= ARGV[2] then
     end
   end
   if not key then return {0} end
+  local mine, queue = in_queues(key, ARGV[7], ARGV[8])
+  if not mine then return {-3, queue} end
   return {-1, p[2]}
 end
+local mine, queue = in_queues(key, ARGV[7], ARGV[8])
+if not mine then return {-3, queue} end
 local e = redis.call('XRANGE', key, id, id)
 if not e[1] then return {0} end
 local f = e[1][2]

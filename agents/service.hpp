@@ -77,6 +77,10 @@ class Service {
   std::optional<Response> recheck(const http::Request& r, AgentPtr& agent, std::uint64_t& epoch,
                                   const std::string& queue) const;
   static Response claim_forbidden(const config::Agent& agent, const std::string& queue);
+  // 403 for acting (`verb`: "ack", "reply to", ...) on interaction `id` in `queue`, not one of the
+  // agent's queues.
+  static Response item_forbidden(const config::Agent& agent, const char* verb,
+                                 const std::string& id, const std::string& queue);
   bool reader_auth(const http::Request& r) const;  // agent or [api] token
 
   Awaitable claim(http::Request& r);
@@ -87,8 +91,10 @@ class Service {
   Awaitable customer(http::Request& r);
   Awaitable timeline(http::Request& r);
   Awaitable attachment(http::Request& r);
-  // 404 when the interaction does not exist, else 409 naming who holds it.
-  Response not_held(const std::string& id, const std::string& agent, const FinishResult& f);
+  // For an operation Redis did not do: 404 when the interaction does not exist, 403 when it is
+  // in a queue that is not the agent's, else 409 naming who holds it.
+  Response not_held(const std::string& id, const config::Agent& agent, const char* verb,
+                    const FinishResult& f);
   void add_gauges(Metrics& metrics);
   std::vector<std::string> known_queues();
 
