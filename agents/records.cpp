@@ -306,7 +306,7 @@ asio::awaitable<std::string> Records::reply(const InteractionRow& parent, const 
 void Records::send_result(const std::string& iid, const std::string& state, std::int64_t attempts,
                           std::int64_t next_at, const std::string& error,
                           const std::string& provider_id, std::vector<std::string> thread_keys,
-                          std::function<void()> done) {
+                          std::function<void(const std::string&)> done) {
   std::int64_t at = now_ms();
   writer_.submit(storage::Job{
       [=](storage::Db& db) {
@@ -322,12 +322,7 @@ void Records::send_result(const std::string& iid, const std::string& state, std:
           k.bind(1, key).bind(2, iid).run();
         }
       },
-      [iid, done = std::move(done)](const std::string& err) {
-        if (!err.empty()) {
-          logger("agents")->error("[agents] recording the send result of {} failed: {}", iid, err);
-        }
-        done();
-      }});
+      std::move(done)});
 }
 
 }  // namespace sb::agents

@@ -71,11 +71,12 @@ class Records {
                                             const std::string& outbound_id,
                                             const std::string& outbound_payload);
   // The result of one send attempt, with the sender's thread keys pointed at the outbound
-  // interaction's conversation; `done` runs on the writer thread after the commit.
+  // interaction's conversation; `done` runs on the writer thread after the commit, with "" or
+  // the error (nothing of it was written then).
   void send_result(const std::string& interaction_id, const std::string& state,
                    std::int64_t attempts, std::int64_t next_attempt_at, const std::string& error,
                    const std::string& provider_id, std::vector<std::string> thread_keys,
-                   std::function<void()> done);
+                   std::function<void(const std::string&)> done);
 
   storage::Db& db() { return read_; }
   void flush_now() { flush(); }  // io thread, or once it has ended

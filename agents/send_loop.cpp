@@ -11,6 +11,20 @@
 namespace sb::agents {
 namespace asio = boost::asio;
 
+namespace {
+// Writing a result again after the database refused it: from 100 ms, doubling, at most 5 s
+// apart.
+constexpr std::chrono::milliseconds kFirstRecordRetry{100};
+constexpr std::chrono::milliseconds kMaxRecordRetry{5000};
+}  // namespace
+
+struct SendLoop::Outcome {
+  std::string id, channel, account, state, error, provider_id;
+  std::int64_t attempts = 0, next = 0;
+  std::vector<std::string> thread_keys;
+  int failures = 0;  // writes of it that failed
+};
+
 SendLoop::SendLoop(asio::io_context& io, Records& records, const SenderRegistry& senders,
                    SendPolicy policy)
     : io_(io), records_(records), senders_(senders), policy_(policy), timer_(io) {}
@@ -69,6 +83,7 @@ asio::awaitable<void> SendLoop::run() {
 void SendLoop::dispatch(SendJob job) {
   Sender* sender = senders_.find(job.channel, job.account);
   in_flight_.insert(job.interaction_id);
+  busy_.store(in_flight_.size());
   if (!sender) {
     // The sender went away (a channel removed from the config since the reply was accepted).
     finished(job, SendResult::failed("no sender is configured for " + job.channel + " account " +
@@ -106,13 +121,50 @@ void SendLoop::finished(const SendJob& job, SendResult r) {
     log->info("[{}:{}] reply {} sent as {}", job.channel, job.account, job.interaction_id,
               r.provider_id);
   }
-  records_.send_result(job.interaction_id, state, attempts, next, r.error, r.provider_id,
-                       std::move(r.thread_keys), [this, id = job.interaction_id] {
-                         asio::post(io_, [this, id] {
-                           in_flight_.erase(id);
-                           timer_.cancel();
-                         });
-                       });
+  auto o = std::make_shared<Outcome>();
+  o->id = job.interaction_id;
+  o->channel = job.channel;
+  o->account = job.account;
+  o->state = state;
+  o->error = r.error;
+  o->provider_id = r.provider_id;
+  o->attempts = attempts;
+  o->next = next;
+  o->thread_keys = std::move(r.thread_keys);
+  record(std::move(o));
+}
+
+// The row leaves in_flight_ only once its result is committed: until then it is still pending
+// and due, and the next pass would hand it to the sender again.
+void SendLoop::record(std::shared_ptr<Outcome> o) {
+  records_.send_result(
+      o->id, o->state, o->attempts, o->next, o->error, o->provider_id, o->thread_keys,
+      [this, o](const std::string& err) {
+        asio::post(io_, [this, o, err] {
+          if (err.empty()) {
+            if (o->failures > 0) {
+              logger("agents")->info(
+                  "[{}:{}] the result of reply {} ({}) is recorded after {} "
+                  "failed writes",
+                  o->channel, o->account, o->id, o->state, o->failures);
+            }
+            in_flight_.erase(o->id);
+            busy_.store(in_flight_.size());
+            timer_.cancel();
+            return;
+          }
+          ++o->failures;
+          std::chrono::milliseconds delay =
+              kFirstRecordRetry * (1 << std::min(o->failures - 1, 10));
+          delay = std::min(delay, kMaxRecordRetry);
+          logger("agents")->error(
+              "[{}:{}] recording the result of reply {} ({}) failed: {}; it is kept and written "
+              "again in {} ms, and the reply is not sent again meanwhile",
+              o->channel, o->account, o->id, o->state, err, delay.count());
+          auto t = std::make_shared<asio::steady_timer>(io_, delay);
+          t->async_wait([this, o, t](boost::system::error_code) { record(o); });
+        });
+      });
 }
 
 }  // namespace sb::agents

@@ -44,6 +44,10 @@ class Service {
   void start();
   // SIGTERM, first step: waiting claims answer 204 now so that shutdown is not held up.
   void shutdown();
+  // SIGTERM, once requests are answered, before the io thread ends: waits until `deadline` for
+  // the replies handed to senders to have their results committed (a result that arrives after
+  // the io thread ended is lost, and the reply is sent again after the restart). Any thread.
+  void drain_sends(std::chrono::steady_clock::time_point deadline);
   void stop();  // after the io thread has ended
   // SIGHUP: the agents, and the queues the new rules name (known queues get consumer groups
   // and statistics).
