@@ -127,10 +127,11 @@ Service::Awaitable Service::claim(http::Request& r) {
       logger("agents")->warn(
           "[agents:{}] interaction {} timed out max_deliveries times: moved to {}", q, id,
           ops_.dead_stream(q));
-      records_.dead_lettered(id, q);
     }
     if (!c.dead.empty()) {
-      ops_.forget_dead(c.dead);
+      // Redis forgets them ({prefix}:dead-unrecorded) only once the record is committed: should
+      // the write fail or the daemon die first, the next claim's sweep reports them again.
+      records_.dead_lettered(c.dead, [this, dead = c.dead] { ops_.forget_dead(dead); });
     }
     if (c.found) {
       // A reload that came while the claim ran: the item is not handed to an agent that is no

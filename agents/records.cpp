@@ -187,7 +187,7 @@ std::function<void(const std::string&)> log_failure(std::string what) {
 
 void Records::event(const std::string& iid, const std::string& actor, const std::string& type,
                     const std::string& detail, const std::string& state) {
-  pending_.push_back(Pending{iid, actor, type, detail, state, now_ms()});
+  pending_.push_back(Pending{iid, actor, type, detail, state, now_ms(), {}});
   if (pending_.size() == 1) {
     asio::post(io_, [this] { flush(); });
   }
@@ -199,6 +199,13 @@ void Records::flush() {
   }
   auto events = std::make_shared<std::vector<Pending>>(std::move(pending_));
   pending_.clear();
+  std::vector<std::function<void()>> recorded;
+  for (auto& e : *events) {
+    if (e.recorded) {
+      recorded.push_back(std::move(e.recorded));
+    }
+  }
+  auto failed = log_failure(std::to_string(events->size()) + " agent events");
   writer_.submit(
       storage::Job{[events](storage::Db& db) {
                      auto& st = WriterStatements::of(db);
@@ -218,12 +225,27 @@ void Records::flush() {
                        }
                      }
                    },
-                   log_failure(std::to_string(events->size()) + " agent events")});
+                   [io = &io_, failed, recorded = std::move(recorded)](const std::string& err) {
+                     failed(err);
+                     if (err.empty() && !recorded.empty()) {
+                       asio::post(*io, [recorded] {
+                         for (const auto& fn : recorded) {
+                           fn();
+                         }
+                       });
+                     }
+                   }});
 }
 
-void Records::dead_lettered(const std::string& iid, const std::string& queue) {
-  json::object d{{"queue", queue}};
-  event(iid, "switchboard", "dead_letter", json::serialize(d), "dead");
+void Records::dead_lettered(const std::vector<std::pair<std::string, std::string>>& dead,
+                            std::function<void()> recorded) {
+  for (const auto& [iid, queue] : dead) {
+    json::object d{{"queue", queue}};
+    event(iid, "switchboard", "dead_letter", json::serialize(d), "dead");
+  }
+  if (!dead.empty()) {
+    pending_.back().recorded = std::move(recorded);
+  }
 }
 
 void Records::transferred(const InteractionRow& row, const std::string& actor,

@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "storage/sqlite.hpp"
@@ -57,7 +58,10 @@ class Records {
   // events keep their order.
   void event(const std::string& interaction_id, const std::string& actor, const std::string& type,
              const std::string& detail_json, const std::string& state = "");
-  void dead_lettered(const std::string& interaction_id, const std::string& queue);
+  // Dead letters (interaction id, queue) a claim reported, with the rest of this turn's events;
+  // `recorded` runs on the io thread once they are committed (not when the write failed).
+  void dead_lettered(const std::vector<std::pair<std::string, std::string>>& dead,
+                     std::function<void()> recorded);
   // Transfer: new queue and priority on the interaction (also in its payload, edited as it is
   // at commit), the conversation's sticky queue follows, and the event. `retry`: a retried transfer
   // Redis had already done (the first attempt was answered 503, or its 200 was lost): recorded
@@ -85,6 +89,7 @@ class Records {
   struct Pending {
     std::string iid, actor, type, detail, state;
     std::int64_t at;
+    std::function<void()> recorded;  // io thread, after the commit
   };
   void flush();
 
