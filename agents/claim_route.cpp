@@ -56,6 +56,20 @@ http::Response Service::item_forbidden(const config::Agent& agent, const char* v
                          " in queue \"" + queue + "\"; its queues are: " + join(agent.queues));
 }
 
+void Service::dead_letters_refused(const std::string& queue, const std::string& error) {
+  auto now = std::chrono::steady_clock::now();
+  auto [it, first] = dead_refusal_logged_.try_emplace(queue, now);
+  if (!first && now - it->second < std::chrono::minutes(1)) {
+    return;
+  }
+  it->second = now;
+  logger("agents")->error(
+      "[agents:{}] the dead-letter stream {} refuses entries ({}): items of queue {} delivered "
+      "max_deliveries times stay pending for their last holder, not handed out again, until the "
+      "key is a stream again (DEL it)",
+      queue, ops_.dead_stream(queue), error, queue);
+}
+
 Service::Awaitable Service::claim(http::Request& r) {
   auto call = agent_call(r);
   if (call.denied) {
@@ -127,6 +141,9 @@ Service::Awaitable Service::claim(http::Request& r) {
       logger("agents")->warn(
           "[agents:{}] interaction {} timed out max_deliveries times: moved to {}", q, id,
           ops_.dead_stream(q));
+    }
+    if (!c.dead_refused.empty()) {
+      dead_letters_refused(queue, c.dead_refused);
     }
     if (!c.dead.empty()) {
       // Redis forgets them ({prefix}:dead-unrecorded) only once the record is committed: should

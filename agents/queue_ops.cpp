@@ -164,6 +164,7 @@ void QueueOps::send_claims(const std::string& queue) {
         for (std::size_t i = 0; i + 1 < dead.size(); i += 2) {
           r.dead.emplace_back(dead[i].str, dead[i + 1].str);
         }
+        r.dead_refused = v.str_at(2);
       }
       (*batch)[j].done(std::move(r));
     }
@@ -265,7 +266,8 @@ asio::awaitable<HeldList> QueueOps::held_by(const std::string& queue, const std:
 
 asio::awaitable<ClaimResult> QueueOps::take_back(const HeldEntry& e, const std::string& agent) {
   std::vector<std::string> keys{e.stream, prefix_ + ":held"};
-  std::vector<std::string> args{e.entry_id, agent, std::to_string(e.deliveries)};
+  std::vector<std::string> args{e.entry_id, agent, std::to_string(e.deliveries),
+                                std::to_string(max_deliveries_)};
   RValue v =
       co_await async_eval(redis_, kTakeBack, std::move(keys), std::move(args), asio::use_awaitable);
   if (v.is_error() || v.type != RValue::Type::array) {

@@ -27,6 +27,9 @@ struct ClaimResult {
   // Dead letters to record: (interaction id, queue), dead-lettered by this claim or by an
   // earlier one whose reply was lost. Once recorded, forget_dead(ids).
   std::vector<std::pair<std::string, std::string>> dead;
+  // The dead-letter stream's error when it refused an entry past max_deliveries (its key is not
+  // a stream): that entry stays pending for its last holder, untouched. "" when none.
+  std::string dead_refused;
 };
 
 // An entry one consumer holds (held_by).

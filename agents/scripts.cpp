@@ -47,13 +47,16 @@ end
 // for idle entries runs only when ARGV[3] is "1" (QueueOps asks for it every claim_timeout/10,
 // at most 100 ms apart, and right after a release): a timed-out entry may wait that much longer.
 // Returns {{found, stream, entry id, deliveries, fields[, 1 when never delivered before]} per
-// consumer, dead letters}. The dead letters to record, {id, queue, ...}, are read back from
+// consumer, dead letters, the dead-letter stream's refusal or ''}. An entry the dead-letter
+// stream refuses (not a stream) is left pending for its last holder, untouched, and is not
+// handed out past max_deliveries. The dead letters to record, {id, queue, ...}, are read back from
 // KEYS[7] in sweep runs: this run's, and any whose reply was lost on the way to the daemon (the
 // connection dropped after the script ran). The daemon records them, then removes them
 // (kForgetDead).
 constexpr const char* kClaimBody = R"lua(
 local idle, maxd, sweep = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local nonempty = {}
+local dead_refused = nil  -- the dead-letter key's error, once it refused an entry
 local function claim(consumer)
   for i = 1, 4 do
     local key = KEYS[i]
@@ -69,28 +72,44 @@ local function claim(consumer)
     if nonempty[i] then
       -- The oldest entry idle past claim_timeout, found by XPENDING's IDLE filter (one pass
       -- over the pending list in C) and taken with XCLAIM, which counts the delivery.
+      local from = '-'
       for _ = 1, sweep and 100 or 0 do
-        local p = redis.call('XPENDING', key, 'agents', 'IDLE', idle, '-', '+', 1)
+        local p = redis.call('XPENDING', key, 'agents', 'IDLE', idle, from, '+', 1)
         if not p[1] then break end
-        local e = redis.call('XCLAIM', key, 'agents', consumer, idle, p[1][1])[1]
-        if e and e[2] then
-          local n = p[1][4] + 1
-          local iid = field(e[2], 'interaction_id')
-          if n > maxd then
+        local pid, n = p[1][1], p[1][4] + 1
+        if n > maxd then
+          -- To the dead letters, moved without an XCLAIM: a script's writes are not undone when
+          -- it fails later, so nothing is changed before the XADD has worked. A dead-letter key
+          -- that refuses it (an operator's SET) leaves the entry where it is, pending for its
+          -- last holder; the look goes on past it, and the refusal is reported.
+          local e = redis.call('XRANGE', key, pid, pid)[1]
+          if not e then
+            redis.call('XACK', key, 'agents', pid)  -- deleted behind our back: drop it
+          elseif dead_refused then
+            from = '(' .. pid
+          else
             local f = e[2]
             f[#f + 1] = 'dead_from'; f[#f + 1] = key
             f[#f + 1] = 'deliveries'; f[#f + 1] = tostring(n - 1)
-            redis.call('XADD', KEYS[5], '*', unpack(f))
-            redis.call('XACK', key, 'agents', e[1])
-            redis.call('XDEL', key, e[1])
-            redis.call('HDEL', KEYS[6], iid)
-            redis.call('HSET', KEYS[7], iid, ARGV[4])
-          else
-            redis.call('HSET', KEYS[6], iid, key .. ' ' .. e[1])
-            return {1, key, e[1], n, e[2]}
+            local added = redis.pcall('XADD', KEYS[5], '*', unpack(f))
+            if type(added) == 'table' and added.err then
+              dead_refused = added.err
+              from = '(' .. pid
+            else
+              local iid = field(e[2], 'interaction_id')
+              redis.call('XACK', key, 'agents', pid)
+              redis.call('XDEL', key, pid)
+              redis.call('HDEL', KEYS[6], iid)
+              redis.call('HSET', KEYS[7], iid, ARGV[4])
+            end
           end
         else
-          redis.call('XACK', key, 'agents', p[1][1])  -- deleted behind our back: drop it
+          local e = redis.call('XCLAIM', key, 'agents', consumer, idle, pid)[1]
+          if e and e[2] then
+            redis.call('HSET', KEYS[6], field(e[2], 'interaction_id'), key .. ' ' .. e[1])
+            return {1, key, e[1], n, e[2]}
+          end
+          redis.call('XACK', key, 'agents', pid)  -- deleted behind our back: drop it
         end
       end
       local r = redis.call('XREADGROUP', 'GROUP', 'agents', consumer, 'COUNT', 1, 'STREAMS', key,
@@ -111,7 +130,7 @@ for j = 5, #ARGV do
   if not empty then r = claim(ARGV[j]) end
   if r then out[#out + 1] = r else empty = true; out[#out + 1] = {0} end  -- the rest: nothing
 end
-return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}}
+return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}, dead_refused or ''}
 )lua";
 
 // KEYS: held hash. ARGV: release idle ms, the released pseudo-consumer, "{prefix}:q:", then per
@@ -197,7 +216,7 @@ return {1, nid, key}
 
 // KEYS: the queue's four streams, then its dead-letter stream. ARGV: claim_timeout ms.
 // Returns per priority {waiting, claimed, oldest waiting entry id or ''} and the dead count; an
-// error naming the key when one of the four is not a stream.
+// error naming the key when one of the four, or the dead-letter key, is not a stream.
 // waiting = not yet delivered to the group (lag) + pending entries idle past claim_timeout
 // (timed out or released: the next claim takes them); claimed = the other pending entries.
 constexpr const char* kStatsBody = R"lua(
@@ -231,6 +250,11 @@ for i = 1, 4 do
   end
   out[i] = {waiting, claimed, oldest}
 end
+local t = redis.call('TYPE', KEYS[5])['ok']
+if t ~= 'stream' and t ~= 'none' then
+  return redis.error_reply('WRONGTYPE the dead-letter key ' .. KEYS[5] ..
+                           ' is not a stream (it holds a ' .. t .. ')')
+end
 out[5] = redis.call('XLEN', KEYS[5])
 return out
 )lua";
@@ -260,13 +284,16 @@ return out
 )lua";
 
 // Hands an entry a lost claim took to the same consumer's next claim. KEYS: its stream, held
-// hash. ARGV: entry id, consumer, deliveries. Only while the consumer still holds it with that
-// delivery count (nothing happened to it since it was listed); its claim_timeout starts again
-// now, when the agent learns of it (XCLAIM with idle 0; JUSTID keeps the delivery count).
+// hash. ARGV: entry id, consumer, deliveries, max_deliveries. Only while the consumer still
+// holds it with that delivery count (nothing happened to it since it was listed), and never past
+// max_deliveries: no claim hands an entry out that often (one delivered more often was meant
+// for the dead letters), so no lost claim reply did either. Its claim_timeout starts again now,
+// when the agent learns of it (XCLAIM with idle 0; JUSTID keeps the delivery count).
 // Returns {0}, or {1, stream, entry id, deliveries, fields} as a claim does.
 constexpr const char* kTakeBackBody = R"lua(
 local p = redis.call('XPENDING', KEYS[1], 'agents', ARGV[1], ARGV[1], 1)[1]
 if not p or p[2] ~= ARGV[2] or p[4] ~= tonumber(ARGV[3]) then return {0} end
+if p[4] > tonumber(ARGV[4]) then return {0} end
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]
 if not e then return {0} end
 redis.call('XCLAIM', KEYS[1], 'agents', ARGV[2], 0, ARGV[1], 'JUSTID')

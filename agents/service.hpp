@@ -149,6 +149,10 @@ class Service {
   // of the same agent was answered 503 and did run; else "".
   boost::asio::awaitable<std::string> released_before(const std::string& id,
                                                       const std::string& agent);
+  // A queue's dead-letter key refused an entry (not a stream): logged at most once a minute per
+  // queue, since every sweep of a claim meets it again. io thread only.
+  void dead_letters_refused(const std::string& queue, const std::string& error);
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> dead_refusal_logged_;
   SendLoop sends_;
   Relay& relay_;
   bool stopping_ = false;  // io thread only
