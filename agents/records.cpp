@@ -116,14 +116,29 @@ std::string Records::decorate(const std::string& payload) {
   return json::serialize(v);
 }
 
-std::vector<SendJob> Records::due_sends(std::int64_t now, int limit) {
+namespace {
+std::string json_list(const std::vector<std::string>& v) {
+  json::array a;
+  for (const auto& s : v) {
+    a.emplace_back(s);
+  }
+  return json::serialize(a);
+}
+}  // namespace
+
+std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
+                                        const std::vector<std::string>& busy,
+                                        const std::vector<std::string>& full) {
   auto st = read_.prepare(
       "SELECT s.interaction_id, s.parent_id, s.channel, s.account, "
       "coalesce(i.conversation_id,''), i.payload, coalesce(p.payload,''), s.attempts "
       "FROM sends s JOIN interactions i ON i.id = s.interaction_id "
       "LEFT JOIN interactions p ON p.id = s.parent_id "
-      "WHERE s.state = 'pending' AND s.next_attempt_at <= ?1 ORDER BY s.next_attempt_at LIMIT ?2");
-  st.bind(1, now).bind(2, limit);
+      "WHERE s.state = 'pending' AND s.next_attempt_at <= ?1 "
+      "AND s.interaction_id NOT IN (SELECT value FROM json_each(?3)) "
+      "AND s.channel || char(10) || s.account NOT IN (SELECT value FROM json_each(?4)) "
+      "ORDER BY s.next_attempt_at LIMIT ?2");
+  st.bind(1, now).bind(2, limit).bind(3, json_list(busy)).bind(4, json_list(full));
   std::vector<SendJob> out;
   while (st.step()) {
     SendJob j{st.text(0), st.text(1), st.text(2), st.text(3),
@@ -140,8 +155,13 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit) {
   return out;
 }
 
-std::optional<std::int64_t> Records::next_send_at() {
-  auto st = read_.prepare("SELECT min(next_attempt_at) FROM sends WHERE state = 'pending'");
+std::optional<std::int64_t> Records::next_send_at(const std::vector<std::string>& busy,
+                                                  const std::vector<std::string>& full) {
+  auto st = read_.prepare(
+      "SELECT min(next_attempt_at) FROM sends WHERE state = 'pending' "
+      "AND interaction_id NOT IN (SELECT value FROM json_each(?1)) "
+      "AND channel || char(10) || account NOT IN (SELECT value FROM json_each(?2))");
+  st.bind(1, json_list(busy)).bind(2, json_list(full));
   if (st.step() && !st.is_null(0)) {
     return st.int64(0);
   }

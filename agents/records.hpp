@@ -48,8 +48,14 @@ class Records {
   // Resumes once every event recorded before the call is committed (a barrier: the writer runs
   // jobs in order), so that reads see them. "" or the error.
   boost::asio::awaitable<std::string> settled();
-  std::vector<SendJob> due_sends(std::int64_t now, int limit);
-  std::optional<std::int64_t> next_send_at();
+  // Pending sends due by `now`, the earliest first, leaving out the rows in `busy` (with their
+  // senders) and the accounts ("<channel>\n<account>") in `full` (at their share of sends in
+  // flight): those would otherwise fill the first `limit` rows and hold up every other account.
+  std::vector<SendJob> due_sends(std::int64_t now, int limit, const std::vector<std::string>& busy,
+                                 const std::vector<std::string>& full);
+  // When the next of those is due (the same rows left out).
+  std::optional<std::int64_t> next_send_at(const std::vector<std::string>& busy,
+                                           const std::vector<std::string>& full);
 
   // Fire-and-forget (the queue state in Redis is the truth; this is the record): an event on
   // the interaction and, when `state` is not empty, its new state. io thread only: events are

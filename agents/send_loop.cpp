@@ -52,25 +52,61 @@ void SendLoop::stop() {
   });
 }
 
+namespace {
+std::string account_key(const std::string& channel, const std::string& account) {
+  return channel + '\n' + account;
+}
+}  // namespace
+
 asio::awaitable<void> SendLoop::run() {
   while (!stopping_) {
     std::int64_t now = now_ms();
+    std::size_t dispatched = 0;
+    // The rows in flight are still pending and due: left out of the query, with the accounts
+    // at their share, so that they cannot fill its LIMIT and hold up every other account.
+    auto left_out = [this] {
+      std::pair<std::vector<std::string>, std::vector<std::string>> out;
+      for (const auto& [id, account] : in_flight_) {
+        out.first.push_back(id);
+      }
+      for (const auto& [account, n] : per_account_) {
+        if (n >= policy_.max_in_flight_per_account) {
+          out.second.push_back(account);
+        }
+      }
+      return out;
+    };
     try {
-      for (auto& job : records_.due_sends(now, 64)) {
-        if (!in_flight_.contains(job.interaction_id)) {
+      if (in_flight_.size() < policy_.max_in_flight) {
+        auto [busy, full] = left_out();
+        for (auto& job : records_.due_sends(now, 64, busy, full)) {
+          if (in_flight_.size() >= policy_.max_in_flight) {
+            break;
+          }
+          auto n = per_account_.find(account_key(job.channel, job.account));
+          if (n != per_account_.end() && n->second >= policy_.max_in_flight_per_account) {
+            continue;  // filled by this pass
+          }
           dispatch(std::move(job));
+          ++dispatched;
         }
       }
     } catch (const std::exception& e) {
       logger("agents")->error("[agents] reading due sends failed: {}", e.what());
     }
-    // Sleep until the next due job (a kick or a finished send wakes us earlier).
+    // Sleep until the next due job (a kick or a finished send wakes us earlier). Rows due now
+    // that this pass left are taken at once by the next; a pass that took none waits a little
+    // (the read failed, say), not spinning.
     auto wait = std::chrono::milliseconds(60'000);
     try {
-      if (auto next = records_.next_send_at(); next && in_flight_.size() == 0) {
-        wait = std::chrono::milliseconds(std::clamp<std::int64_t>(*next - now_ms(), 0, 60'000));
-      } else if (next) {
-        wait = std::chrono::milliseconds(std::clamp<std::int64_t>(*next - now_ms(), 50, 60'000));
+      auto [busy, full] = left_out();
+      if (auto next = records_.next_send_at(busy, full);
+          next && in_flight_.size() < policy_.max_in_flight) {
+        std::int64_t ms = *next - now_ms();
+        if (ms <= 0 && dispatched == 0) {
+          ms = 50;
+        }
+        wait = std::chrono::milliseconds(std::clamp<std::int64_t>(ms, 0, 60'000));
       }
     } catch (const std::exception&) {
       wait = std::chrono::milliseconds(1000);
@@ -80,9 +116,24 @@ asio::awaitable<void> SendLoop::run() {
   }
 }
 
+void SendLoop::done_with(const std::string& id) {
+  auto it = in_flight_.find(id);
+  if (it == in_flight_.end()) {
+    return;
+  }
+  if (auto n = per_account_.find(it->second); n != per_account_.end() && --n->second == 0) {
+    per_account_.erase(n);
+  }
+  in_flight_.erase(it);
+  busy_.store(in_flight_.size());
+}
+
 void SendLoop::dispatch(SendJob job) {
   Sender* sender = senders_.find(job.channel, job.account);
-  in_flight_.insert(job.interaction_id);
+  auto account = account_key(job.channel, job.account);
+  if (in_flight_.emplace(job.interaction_id, account).second) {
+    ++per_account_[account];
+  }
   busy_.store(in_flight_.size());
   if (!sender) {
     // The sender went away (a channel removed from the config since the reply was accepted).
@@ -148,8 +199,7 @@ void SendLoop::record(std::shared_ptr<Outcome> o) {
                   "failed writes",
                   o->channel, o->account, o->id, o->state, o->failures);
             }
-            in_flight_.erase(o->id);
-            busy_.store(in_flight_.size());
+            done_with(o->id);
             timer_.cancel();
             return;
           }

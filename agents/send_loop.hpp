@@ -14,8 +14,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
-#include <set>
 #include <string>
 
 #include "agents/records.hpp"
@@ -27,6 +27,11 @@ struct SendPolicy {
   std::chrono::milliseconds first_backoff{1000};
   std::chrono::milliseconds max_backoff{5 * 60 * 1000};
   int max_attempts = 8;
+  // Replies with their senders at once, in all and per (channel, account): a provider that
+  // hangs (a stalled SMTP server) holds at most its account's share, and the other accounts'
+  // replies go on.
+  std::size_t max_in_flight = 128;
+  std::size_t max_in_flight_per_account = 16;
 };
 
 class SendLoop {
@@ -52,8 +57,12 @@ class SendLoop {
   const SenderRegistry& senders_;
   SendPolicy policy_;
   boost::asio::steady_timer timer_;
-  std::set<std::string> in_flight_;   // io thread only
+  // Rows with their senders or awaiting their record -> their account ("<channel>\n<account>"),
+  // and how many each account has. io thread only.
+  std::map<std::string, std::string> in_flight_;
+  std::map<std::string, std::size_t> per_account_;
   std::atomic<std::size_t> busy_{0};  // in_flight_.size(), for other threads
+  void done_with(const std::string& id);
   bool stopping_ = false;
 };
 

@@ -153,6 +153,52 @@ TEST_CASE("shutdown waits a while for a send in flight: its result is recorded, 
   CHECK(d.rows("SELECT count(*) FROM sends WHERE state='pending'") == 0);
 }
 
+TEST_CASE("a stalled account holds only its share of sends: another account's reply goes out") {
+  auto hanging = std::make_shared<HangingSender>();  // a stalled SMTP server, say
+  auto counting = std::make_shared<CountingSender>();
+  AgentDaemon d(nullptr, [&](App& app) {
+    app.senders().add("api", "web-form", hanging);
+    app.senders().add("api", "shop", counting);
+  });
+  std::string stalled = d.ingest("h-1", "answered through a stalled provider");
+  std::string fine =
+      d.ingest("h-2", "answered through a working one", "bob@example.com", "", "shop");
+  d.drained();
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == stalled);
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == fine);
+  constexpr int kStalled = 70;  // more than the 64 rows the send loop reads at a time
+  for (int i = 0; i < kStalled; ++i) {
+    REQUIRE(d.act("alice-token", stalled, "reply", R"({"text":"answer"})").status == 202);
+  }
+  REQUIRE(d.act("alice-token", fine, "reply", R"({"text":"answer"})").status == 202);
+  // Before: the stalled rows, pending and due while in flight, filled every read of due sends,
+  // and this one was never handed to its sender.
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM sends WHERE account='shop' AND state='sent'") == 1;
+  }));
+  CHECK(counting->sent == 1);
+  {
+    std::lock_guard lock(hanging->mu);
+    CHECK(hanging->held.size() == 16);  // its account's share (SendPolicy), not every slot
+  }
+  // The provider answers again: the rest go out, each once.
+  std::size_t answered = 0;
+  REQUIRE(eventually([&] {
+    std::vector<Sender::Done> batch;
+    {
+      std::lock_guard lock(hanging->mu);
+      batch.swap(hanging->held);
+    }
+    for (auto& done : batch) {
+      done(SendResult::sent("p"));
+    }
+    answered += batch.size();
+    return d.rows("SELECT count(*) FROM sends WHERE account='web-form' AND state='sent'") ==
+           kStalled;
+  }));
+  CHECK(answered == kStalled);
+}
+
 TEST_CASE("redis down: claims answer 503 naming redis, and back when it returns") {
   AgentDaemon d;
   d.redis.stop();
