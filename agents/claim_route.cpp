@@ -49,6 +49,27 @@ http::Response Service::claim_forbidden(const config::Agent& agent, const std::s
                          "\"; its queues are: " + join(agent.queues));
 }
 
+http::Response Service::item_forbidden(const config::Agent& agent, const char* verb,
+                                       const std::string& id, const std::string& queue) {
+  return http::error(403, "forbidden",
+                     "agent " + agent.id + " may not " + verb + " interaction " + id +
+                         " in queue \"" + queue + "\"; its queues are: " + join(agent.queues));
+}
+
+void Service::dead_letters_refused(const std::string& queue, const std::string& error) {
+  auto now = std::chrono::steady_clock::now();
+  auto [it, first] = dead_refusal_logged_.try_emplace(queue, now);
+  if (!first && now - it->second < std::chrono::minutes(1)) {
+    return;
+  }
+  it->second = now;
+  logger("agents")->error(
+      "[agents:{}] the dead-letter stream {} refuses entries ({}): items of queue {} delivered "
+      "max_deliveries times stay pending for their last holder, not handed out again, until the "
+      "key is a stream again (DEL it)",
+      queue, ops_.dead_stream(queue), error, queue);
+}
+
 Service::Awaitable Service::claim(http::Request& r) {
   auto call = agent_call(r);
   if (call.denied) {
@@ -120,10 +141,14 @@ Service::Awaitable Service::claim(http::Request& r) {
       logger("agents")->warn(
           "[agents:{}] interaction {} timed out max_deliveries times: moved to {}", q, id,
           ops_.dead_stream(q));
-      records_.dead_lettered(id, q);
+    }
+    if (!c.dead_refused.empty()) {
+      dead_letters_refused(queue, c.dead_refused);
     }
     if (!c.dead.empty()) {
-      ops_.forget_dead(c.dead);
+      // Redis forgets them ({prefix}:dead-unrecorded) only once the record is committed: should
+      // the write fail or the daemon die first, the next claim's sweep reports them again.
+      records_.dead_lettered(c.dead, [this, dead = c.dead] { ops_.forget_dead(dead); });
     }
     if (c.found) {
       // A reload that came while the claim ran: the item is not handed to an agent that is no
@@ -131,7 +156,8 @@ Service::Awaitable Service::claim(http::Request& r) {
       // count as a failed delivery).
       auto denied = recheck(r, agent, epoch, queue);
       if (denied || agent->id != agent_id) {
-        auto back = co_await ops_.release(c.interaction_id, agent_id);
+        // (Any queue: the reload may have taken this one from the agent.)
+        auto back = co_await ops_.release(c.interaction_id, agent_id, nullptr);
         if (!back.error.empty()) {
           logger("agents")->warn(
               "[agents:{}] interaction {} claimed by {} across a reload, not handed out; "

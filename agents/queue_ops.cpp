@@ -45,6 +45,10 @@ FinishResult to_finish(const RValue& v) {
       r.status = Hold::refused;
       r.refusal = v.str_at(1);
       break;
+    case -3:
+      r.status = Hold::foreign;
+      r.queue = v.str_at(1);
+      break;
     default:
       r.status = Hold::not_held;
   }
@@ -66,6 +70,19 @@ ClaimResult to_claim(const RValue& e) {
     r.fresh = e.int_at(5) == 1;
   }
   return r;
+}
+
+// The scripts' form of a QueueList: " a b " (found with a plain substring search of " q "), or
+// "*" for any queue.
+std::string queues_arg(QueueList queues) {
+  if (queues == nullptr) {
+    return "*";
+  }
+  std::string out = " ";
+  for (const auto& q : *queues) {
+    out += q + " ";
+  }
+  return out;
 }
 
 }  // namespace
@@ -147,6 +164,7 @@ void QueueOps::send_claims(const std::string& queue) {
         for (std::size_t i = 0; i + 1 < dead.size(); i += 2) {
           r.dead.emplace_back(dead[i].str, dead[i + 1].str);
         }
+        r.dead_refused = v.str_at(2);
       }
       (*batch)[j].done(std::move(r));
     }
@@ -154,21 +172,24 @@ void QueueOps::send_claims(const std::string& queue) {
 }
 
 asio::awaitable<FinishResult> QueueOps::finish(const std::string& interaction_id,
-                                               const std::string& agent, const char* mode) {
+                                               const std::string& agent, QueueList queues,
+                                               const char* mode) {
   // Batched per turn of the io loop, as claims are (send_finishes).
   return asio::async_initiate<decltype(asio::use_awaitable), void(FinishResult)>(
-      [this](auto handler, std::string id, std::string agent, std::string mode) {
+      [this](auto handler, std::string id, std::string agent, std::string mode,
+             std::string queues) {
         auto ex = asio::get_associated_executor(handler);
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
-        finishes_.push_back(
-            {std::move(id), std::move(agent), std::move(mode), [h, ex](FinishResult r) {
-               asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
-             }});
+        finishes_.push_back({std::move(id), std::move(agent), std::move(mode), std::move(queues),
+                             [h, ex](FinishResult r) {
+                               asio::post(ex,
+                                          [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+                             }});
         if (finishes_.size() == 1) {
           asio::post(redis_.io(), [this] { send_finishes(); });
         }
       },
-      asio::use_awaitable, interaction_id, agent, std::string(mode));
+      asio::use_awaitable, interaction_id, agent, std::string(mode), queues_arg(queues));
 }
 
 void QueueOps::send_finishes() {
@@ -178,9 +199,10 @@ void QueueOps::send_finishes() {
     return;
   }
   // Released entries look as if delivered one claim_timeout (plus a margin) ago.
-  std::vector<std::string> args{std::to_string(claim_timeout_.count() + 1000), kReleasedConsumer};
+  std::vector<std::string> args{std::to_string(claim_timeout_.count() + 1000), kReleasedConsumer,
+                                prefix_ + ":q:"};
   for (const auto& f : *batch) {
-    args.insert(args.end(), {f.id, f.agent, f.mode});
+    args.insert(args.end(), {f.id, f.agent, f.mode, f.queues});
   }
   redis_.eval(kFinish, {prefix_ + ":held"}, std::move(args), [batch](RValue v) {
     for (std::size_t j = 0; j < batch->size(); ++j) {
@@ -205,12 +227,14 @@ std::string QueueOps::queue_of_stream(const std::string& stream) const {
   return colon == std::string::npos ? rest : rest.substr(0, colon);
 }
 
-asio::awaitable<FinishResult> QueueOps::ack(const std::string& id, const std::string& agent) {
-  co_return co_await finish(id, agent, "ack");
+asio::awaitable<FinishResult> QueueOps::ack(const std::string& id, const std::string& agent,
+                                            QueueList queues) {
+  co_return co_await finish(id, agent, queues, "ack");
 }
 
-asio::awaitable<FinishResult> QueueOps::release(const std::string& id, const std::string& agent) {
-  auto r = co_await finish(id, agent, "release");
+asio::awaitable<FinishResult> QueueOps::release(const std::string& id, const std::string& agent,
+                                                QueueList queues) {
+  auto r = co_await finish(id, agent, queues, "release");
   if (r.status == Hold::held) {
     // The next claim from that queue takes it at once.
     if (auto queue = queue_of_stream(r.stream); !queue.empty()) {
@@ -242,7 +266,8 @@ asio::awaitable<HeldList> QueueOps::held_by(const std::string& queue, const std:
 
 asio::awaitable<ClaimResult> QueueOps::take_back(const HeldEntry& e, const std::string& agent) {
   std::vector<std::string> keys{e.stream, prefix_ + ":held"};
-  std::vector<std::string> args{e.entry_id, agent, std::to_string(e.deliveries)};
+  std::vector<std::string> args{e.entry_id, agent, std::to_string(e.deliveries),
+                                std::to_string(max_deliveries_)};
   RValue v =
       co_await async_eval(redis_, kTakeBack, std::move(keys), std::move(args), asio::use_awaitable);
   if (v.is_error() || v.type != RValue::Type::array) {
@@ -253,18 +278,25 @@ asio::awaitable<ClaimResult> QueueOps::take_back(const HeldEntry& e, const std::
   co_return to_claim(v);
 }
 
-asio::awaitable<FinishResult> QueueOps::holds(const std::string& id, const std::string& agent) {
-  co_return co_await finish(id, agent, "check");
+asio::awaitable<FinishResult> QueueOps::holds(const std::string& id, const std::string& agent,
+                                              QueueList queues) {
+  co_return co_await finish(id, agent, queues, "check");
 }
 
 asio::awaitable<FinishResult> QueueOps::transfer(const std::string& id, const std::string& agent,
-                                                 const std::string& queue,
+                                                 QueueList queues, const std::string& queue,
                                                  const std::string& priority,
                                                  const std::string& payload) {
   auto target = stream(queue, priority);
   std::vector<std::string> keys{prefix_ + ":held", target, prefix_ + ":transferred:" + id};
-  std::vector<std::string> args{
-      id, agent, priority, payload, agent + " " + target, kTransferMarkerTtl};
+  std::vector<std::string> args{id,
+                                agent,
+                                priority,
+                                payload,
+                                agent + " " + target,
+                                kTransferMarkerTtl,
+                                prefix_ + ":q:",
+                                queues_arg(queues)};
   RValue v =
       co_await async_eval(redis_, kTransfer, std::move(keys), std::move(args), asio::use_awaitable);
   auto r = to_finish(v);

@@ -27,6 +27,9 @@ struct ClaimResult {
   // Dead letters to record: (interaction id, queue), dead-lettered by this claim or by an
   // earlier one whose reply was lost. Once recorded, forget_dead(ids).
   std::vector<std::pair<std::string, std::string>> dead;
+  // The dead-letter stream's error when it refused an entry past max_deliveries (its key is not
+  // a stream): that entry stays pending for its last holder, untouched. "" when none.
+  std::string dead_refused;
 };
 
 // An entry one consumer holds (held_by).
@@ -41,13 +44,19 @@ struct HeldList {
 
 // held: done; not_held: nobody holds it; other: `holder` holds it; repeated: a retried
 // transfer that already happened; refused: the transfer's target stream refused the entry
-// (`refusal` says why), nothing moved.
-enum class Hold { held, not_held, other, repeated, refused };
+// (`refusal` says why), nothing moved; foreign: the entry is in `queue`, which is not one of the
+// agent's (nothing done, and who holds it is not told).
+enum class Hold { held, not_held, other, repeated, refused, foreign };
+
+// The queues an agent may reach, for the operations on one entry: its `queues`, or nullptr for
+// the daemon's own calls (any queue).
+using QueueList = const std::vector<std::string>*;
 
 struct FinishResult {
   std::string error;
   Hold status = Hold::not_held;
   std::string holder;
+  std::string queue;  // foreign
   std::string refusal;
   std::string stream, entry_id;  // the old entry
   std::string new_entry_id;      // transfer
@@ -69,12 +78,17 @@ class QueueOps {
            int max_deliveries);
 
   boost::asio::awaitable<ClaimResult> claim(const std::string& queue, const std::string& agent);
+  // `queues`: the entry must sit in one of them (else Hold::foreign), checked in the same script
+  // run as the operation.
   boost::asio::awaitable<FinishResult> ack(const std::string& interaction_id,
-                                           const std::string& agent);
+                                           const std::string& agent, QueueList queues);
   boost::asio::awaitable<FinishResult> release(const std::string& interaction_id,
-                                               const std::string& agent);
+                                               const std::string& agent, QueueList queues);
+  // `queue` is the target, which need not be among `queues` (SPEC's example moves an item to a
+  // queue its agent does not work).
   boost::asio::awaitable<FinishResult> transfer(const std::string& interaction_id,
-                                                const std::string& agent, const std::string& queue,
+                                                const std::string& agent, QueueList queues,
+                                                const std::string& queue,
                                                 const std::string& priority,
                                                 const std::string& payload);
   // The entries `agent` holds in `queue` (after a claim whose reply was lost).
@@ -84,7 +98,7 @@ class QueueOps {
   boost::asio::awaitable<ClaimResult> take_back(const HeldEntry& e, const std::string& agent);
   // Whether `agent` holds the entry of `interaction_id` (for reply).
   boost::asio::awaitable<FinishResult> holds(const std::string& interaction_id,
-                                             const std::string& agent);
+                                             const std::string& agent, QueueList queues);
   boost::asio::awaitable<QueueStats> stats(const std::string& queue);
   // The next claim from `queue` looks for released entries at once (a release whose reply was
   // lost did run).
@@ -102,7 +116,8 @@ class QueueOps {
 
  private:
   boost::asio::awaitable<FinishResult> finish(const std::string& interaction_id,
-                                              const std::string& agent, const char* mode);
+                                              const std::string& agent, QueueList queues,
+                                              const char* mode);
   std::vector<std::string> stat_keys(const std::string& queue) const;
 
   RedisExec& redis_;
@@ -123,7 +138,7 @@ class QueueOps {
   std::unordered_map<std::string, std::vector<PendingClaim>> claims_;
   // Acks, releases and checks issued in this turn of the io loop.
   struct PendingFinish {
-    std::string id, agent, mode;
+    std::string id, agent, mode, queues;
     std::function<void(FinishResult)> done;
   };
   void send_finishes();

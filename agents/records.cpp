@@ -116,14 +116,29 @@ std::string Records::decorate(const std::string& payload) {
   return json::serialize(v);
 }
 
-std::vector<SendJob> Records::due_sends(std::int64_t now, int limit) {
+namespace {
+std::string json_list(const std::vector<std::string>& v) {
+  json::array a;
+  for (const auto& s : v) {
+    a.emplace_back(s);
+  }
+  return json::serialize(a);
+}
+}  // namespace
+
+std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
+                                        const std::vector<std::string>& busy,
+                                        const std::vector<std::string>& full) {
   auto st = read_.prepare(
       "SELECT s.interaction_id, s.parent_id, s.channel, s.account, "
       "coalesce(i.conversation_id,''), i.payload, coalesce(p.payload,''), s.attempts "
       "FROM sends s JOIN interactions i ON i.id = s.interaction_id "
       "LEFT JOIN interactions p ON p.id = s.parent_id "
-      "WHERE s.state = 'pending' AND s.next_attempt_at <= ?1 ORDER BY s.next_attempt_at LIMIT ?2");
-  st.bind(1, now).bind(2, limit);
+      "WHERE s.state = 'pending' AND s.next_attempt_at <= ?1 "
+      "AND s.interaction_id NOT IN (SELECT value FROM json_each(?3)) "
+      "AND s.channel || char(10) || s.account NOT IN (SELECT value FROM json_each(?4)) "
+      "ORDER BY s.next_attempt_at LIMIT ?2");
+  st.bind(1, now).bind(2, limit).bind(3, json_list(busy)).bind(4, json_list(full));
   std::vector<SendJob> out;
   while (st.step()) {
     SendJob j{st.text(0), st.text(1), st.text(2), st.text(3),
@@ -140,8 +155,13 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit) {
   return out;
 }
 
-std::optional<std::int64_t> Records::next_send_at() {
-  auto st = read_.prepare("SELECT min(next_attempt_at) FROM sends WHERE state = 'pending'");
+std::optional<std::int64_t> Records::next_send_at(const std::vector<std::string>& busy,
+                                                  const std::vector<std::string>& full) {
+  auto st = read_.prepare(
+      "SELECT min(next_attempt_at) FROM sends WHERE state = 'pending' "
+      "AND interaction_id NOT IN (SELECT value FROM json_each(?1)) "
+      "AND channel || char(10) || account NOT IN (SELECT value FROM json_each(?2))");
+  st.bind(1, json_list(busy)).bind(2, json_list(full));
   if (st.step() && !st.is_null(0)) {
     return st.int64(0);
   }
@@ -187,7 +207,7 @@ std::function<void(const std::string&)> log_failure(std::string what) {
 
 void Records::event(const std::string& iid, const std::string& actor, const std::string& type,
                     const std::string& detail, const std::string& state) {
-  pending_.push_back(Pending{iid, actor, type, detail, state, now_ms()});
+  pending_.push_back(Pending{iid, actor, type, detail, state, now_ms(), {}});
   if (pending_.size() == 1) {
     asio::post(io_, [this] { flush(); });
   }
@@ -199,6 +219,13 @@ void Records::flush() {
   }
   auto events = std::make_shared<std::vector<Pending>>(std::move(pending_));
   pending_.clear();
+  std::vector<std::function<void()>> recorded;
+  for (auto& e : *events) {
+    if (e.recorded) {
+      recorded.push_back(std::move(e.recorded));
+    }
+  }
+  auto failed = log_failure(std::to_string(events->size()) + " agent events");
   writer_.submit(
       storage::Job{[events](storage::Db& db) {
                      auto& st = WriterStatements::of(db);
@@ -218,12 +245,27 @@ void Records::flush() {
                        }
                      }
                    },
-                   log_failure(std::to_string(events->size()) + " agent events")});
+                   [io = &io_, failed, recorded = std::move(recorded)](const std::string& err) {
+                     failed(err);
+                     if (err.empty() && !recorded.empty()) {
+                       asio::post(*io, [recorded] {
+                         for (const auto& fn : recorded) {
+                           fn();
+                         }
+                       });
+                     }
+                   }});
 }
 
-void Records::dead_lettered(const std::string& iid, const std::string& queue) {
-  json::object d{{"queue", queue}};
-  event(iid, "switchboard", "dead_letter", json::serialize(d), "dead");
+void Records::dead_lettered(const std::vector<std::pair<std::string, std::string>>& dead,
+                            std::function<void()> recorded) {
+  for (const auto& [iid, queue] : dead) {
+    json::object d{{"queue", queue}};
+    event(iid, "switchboard", "dead_letter", json::serialize(d), "dead");
+  }
+  if (!dead.empty()) {
+    pending_.back().recorded = std::move(recorded);
+  }
 }
 
 void Records::transferred(const InteractionRow& row, const std::string& actor,
@@ -306,7 +348,7 @@ asio::awaitable<std::string> Records::reply(const InteractionRow& parent, const 
 void Records::send_result(const std::string& iid, const std::string& state, std::int64_t attempts,
                           std::int64_t next_at, const std::string& error,
                           const std::string& provider_id, std::vector<std::string> thread_keys,
-                          std::function<void()> done) {
+                          std::function<void(const std::string&)> done) {
   std::int64_t at = now_ms();
   writer_.submit(storage::Job{
       [=](storage::Db& db) {
@@ -322,12 +364,7 @@ void Records::send_result(const std::string& iid, const std::string& state, std:
           k.bind(1, key).bind(2, iid).run();
         }
       },
-      [iid, done = std::move(done)](const std::string& err) {
-        if (!err.empty()) {
-          logger("agents")->error("[agents] recording the send result of {} failed: {}", iid, err);
-        }
-        done();
-      }});
+      std::move(done)});
 }
 
 }  // namespace sb::agents

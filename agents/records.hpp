@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "storage/sqlite.hpp"
@@ -47,8 +48,14 @@ class Records {
   // Resumes once every event recorded before the call is committed (a barrier: the writer runs
   // jobs in order), so that reads see them. "" or the error.
   boost::asio::awaitable<std::string> settled();
-  std::vector<SendJob> due_sends(std::int64_t now, int limit);
-  std::optional<std::int64_t> next_send_at();
+  // Pending sends due by `now`, the earliest first, leaving out the rows in `busy` (with their
+  // senders) and the accounts ("<channel>\n<account>") in `full` (at their share of sends in
+  // flight): those would otherwise fill the first `limit` rows and hold up every other account.
+  std::vector<SendJob> due_sends(std::int64_t now, int limit, const std::vector<std::string>& busy,
+                                 const std::vector<std::string>& full);
+  // When the next of those is due (the same rows left out).
+  std::optional<std::int64_t> next_send_at(const std::vector<std::string>& busy,
+                                           const std::vector<std::string>& full);
 
   // Fire-and-forget (the queue state in Redis is the truth; this is the record): an event on
   // the interaction and, when `state` is not empty, its new state. io thread only: events are
@@ -57,7 +64,10 @@ class Records {
   // events keep their order.
   void event(const std::string& interaction_id, const std::string& actor, const std::string& type,
              const std::string& detail_json, const std::string& state = "");
-  void dead_lettered(const std::string& interaction_id, const std::string& queue);
+  // Dead letters (interaction id, queue) a claim reported, with the rest of this turn's events;
+  // `recorded` runs on the io thread once they are committed (not when the write failed).
+  void dead_lettered(const std::vector<std::pair<std::string, std::string>>& dead,
+                     std::function<void()> recorded);
   // Transfer: new queue and priority on the interaction (also in its payload, edited as it is
   // at commit), the conversation's sticky queue follows, and the event. `retry`: a retried transfer
   // Redis had already done (the first attempt was answered 503, or its 200 was lost): recorded
@@ -71,11 +81,12 @@ class Records {
                                             const std::string& outbound_id,
                                             const std::string& outbound_payload);
   // The result of one send attempt, with the sender's thread keys pointed at the outbound
-  // interaction's conversation; `done` runs on the writer thread after the commit.
+  // interaction's conversation; `done` runs on the writer thread after the commit, with "" or
+  // the error (nothing of it was written then).
   void send_result(const std::string& interaction_id, const std::string& state,
                    std::int64_t attempts, std::int64_t next_attempt_at, const std::string& error,
                    const std::string& provider_id, std::vector<std::string> thread_keys,
-                   std::function<void()> done);
+                   std::function<void(const std::string&)> done);
 
   storage::Db& db() { return read_; }
   void flush_now() { flush(); }  // io thread, or once it has ended
@@ -84,6 +95,7 @@ class Records {
   struct Pending {
     std::string iid, actor, type, detail, state;
     std::int64_t at;
+    std::function<void()> recorded;  // io thread, after the commit
   };
   void flush();
 

@@ -1,5 +1,6 @@
 // The agent routes of SPEC section 3 "Agents": ack, release, transfer, reply, and GET
 // /v1/queues (claim: claim_route.cpp).
+#include <algorithm>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
@@ -84,13 +85,20 @@ void Service::Recent::put(const std::string& id, const std::string& agent) {
   }
 }
 
-http::Response Service::not_held(const std::string& id, const std::string& agent,
-                                 const FinishResult& f) {
+http::Response Service::not_held(const std::string& id, const config::Agent& agent,
+                                 const char* verb, const FinishResult& f) {
   auto row = records_.find(id);
   if (!row) {
     return http::error(404, "not_found", "no interaction has the id " + id);
   }
-  std::string msg = "interaction " + id + " is not held by agent " + agent;
+  // Held by nobody (waiting, finished, dead-lettered): Redis's index does not know its queue,
+  // the record does. Who finished it, or why it was moved, is told only to agents of its queue.
+  // (An outbound interaction is in no queue: "claim it first".)
+  if (f.status == Hold::not_held && !row->queue.empty() &&
+      std::find(agent.queues.begin(), agent.queues.end(), row->queue) == agent.queues.end()) {
+    return item_forbidden(agent, verb, id, row->queue);
+  }
+  std::string msg = "interaction " + id + " is not held by agent " + agent.id;
   auto done = finished_.by_id.find(id);
   if (f.status == Hold::not_held && done != finished_.by_id.end()) {
     msg += ": agent " + done->second + " finished it";
@@ -120,9 +128,9 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
   // (GCC 12 miscompiles co_await inside ?:, hence the if.)
   FinishResult f;
   if (ack) {
-    f = co_await ops_.ack(id, agent.id);
+    f = co_await ops_.ack(id, agent.id, &agent.queues);
   } else {
-    f = co_await ops_.release(id, agent.id);
+    f = co_await ops_.release(id, agent.id, &agent.queues);
   }
   if (!f.error.empty()) {
     if (ack) {
@@ -131,6 +139,9 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
       unsure_releases_.put(id, agent.id);
     }
     co_return http::error(503, "redis_unavailable", std::string("cannot ") + what + ": " + f.error);
+  }
+  if (f.status == Hold::foreign) {
+    co_return item_forbidden(agent, what, id, f.queue);
   }
   std::string queue;
   if (f.status == Hold::held) {
@@ -141,7 +152,7 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
     queue = co_await released_before(id, agent.id);  // a retry of a lost release reply
   }
   if (queue.empty()) {
-    co_return not_held(id, agent.id, f);
+    co_return not_held(id, agent, what, f);
   }
   json::object d{{"queue", queue}};
   if (ack) {
@@ -188,12 +199,15 @@ Service::Awaitable Service::transfer(http::Request& r) {
     payload.as_object()["priority"] = priority;
   }
   auto new_payload = ec ? row->payload : json::serialize(payload);
-  auto f = co_await ops_.transfer(id, agent.id, queue, priority, new_payload);
+  auto f = co_await ops_.transfer(id, agent.id, &agent.queues, queue, priority, new_payload);
   if (!f.error.empty()) {
     co_return http::error(503, "redis_unavailable", "cannot transfer: " + f.error);
   }
+  if (f.status == Hold::foreign) {
+    co_return item_forbidden(agent, "transfer", id, f.queue);
+  }
   if (f.status == Hold::not_held || f.status == Hold::other) {
-    co_return not_held(id, agent.id, f);
+    co_return not_held(id, agent, "transfer", f);
   }
   if (f.status == Hold::refused) {  // Redis works; that one key is broken
     co_return http::error(503, "queue_unavailable",
@@ -235,12 +249,15 @@ Service::Awaitable Service::reply(http::Request& r) {
   if (!parent) {
     co_return http::error(404, "not_found", "no interaction has the id " + id);
   }
-  auto f = co_await ops_.holds(id, agent.id);
+  auto f = co_await ops_.holds(id, agent.id, &agent.queues);
   if (!f.error.empty()) {
     co_return http::error(503, "redis_unavailable", "cannot check the claim: " + f.error);
   }
+  if (f.status == Hold::foreign) {
+    co_return item_forbidden(agent, "reply to", id, f.queue);
+  }
   if (f.status != Hold::held) {
-    co_return not_held(id, agent.id, f);
+    co_return not_held(id, agent, "reply to", f);
   }
   if (!senders_.find(parent->channel, parent->account)) {
     co_return http::error(422, "no_sender",

@@ -22,6 +22,16 @@ local function holder(held, iid)
   end
   return key, id, p[1]
 end
+-- Whether an entry in stream `key` is in one of `queues` (" general vip ", or "*" for any: the
+-- daemon's own calls), and the entry's queue. `head` is "{prefix}:q:"; the queue is what lies
+-- between it and the last ':' (QueueOps::queue_of_stream). A key of another shape is not ours
+-- to judge.
+local function in_queues(key, head, queues)
+  if queues == '*' or string.sub(key, 1, #head) ~= head then return true, '' end
+  local rest = string.sub(key, #head + 1)
+  local q = string.match(rest, '^(.*):[^:]*$') or rest
+  return string.find(queues, ' ' .. q .. ' ', 1, true) ~= nil, q
+end
 )lua";
 
 // KEYS: the queue's streams urgent, high, normal, low; dead-letter stream; held hash; the hash
@@ -37,13 +47,16 @@ end
 // for idle entries runs only when ARGV[3] is "1" (QueueOps asks for it every claim_timeout/10,
 // at most 100 ms apart, and right after a release): a timed-out entry may wait that much longer.
 // Returns {{found, stream, entry id, deliveries, fields[, 1 when never delivered before]} per
-// consumer, dead letters}. The dead letters to record, {id, queue, ...}, are read back from
+// consumer, dead letters, the dead-letter stream's refusal or ''}. An entry the dead-letter
+// stream refuses (not a stream) is left pending for its last holder, untouched, and is not
+// handed out past max_deliveries. The dead letters to record, {id, queue, ...}, are read back from
 // KEYS[7] in sweep runs: this run's, and any whose reply was lost on the way to the daemon (the
 // connection dropped after the script ran). The daemon records them, then removes them
 // (kForgetDead).
 constexpr const char* kClaimBody = R"lua(
 local idle, maxd, sweep = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local nonempty = {}
+local dead_refused = nil  -- the dead-letter key's error, once it refused an entry
 local function claim(consumer)
   for i = 1, 4 do
     local key = KEYS[i]
@@ -59,28 +72,44 @@ local function claim(consumer)
     if nonempty[i] then
       -- The oldest entry idle past claim_timeout, found by XPENDING's IDLE filter (one pass
       -- over the pending list in C) and taken with XCLAIM, which counts the delivery.
+      local from = '-'
       for _ = 1, sweep and 100 or 0 do
-        local p = redis.call('XPENDING', key, 'agents', 'IDLE', idle, '-', '+', 1)
+        local p = redis.call('XPENDING', key, 'agents', 'IDLE', idle, from, '+', 1)
         if not p[1] then break end
-        local e = redis.call('XCLAIM', key, 'agents', consumer, idle, p[1][1])[1]
-        if e and e[2] then
-          local n = p[1][4] + 1
-          local iid = field(e[2], 'interaction_id')
-          if n > maxd then
+        local pid, n = p[1][1], p[1][4] + 1
+        if n > maxd then
+          -- To the dead letters, moved without an XCLAIM: a script's writes are not undone when
+          -- it fails later, so nothing is changed before the XADD has worked. A dead-letter key
+          -- that refuses it (an operator's SET) leaves the entry where it is, pending for its
+          -- last holder; the look goes on past it, and the refusal is reported.
+          local e = redis.call('XRANGE', key, pid, pid)[1]
+          if not e then
+            redis.call('XACK', key, 'agents', pid)  -- deleted behind our back: drop it
+          elseif dead_refused then
+            from = '(' .. pid
+          else
             local f = e[2]
             f[#f + 1] = 'dead_from'; f[#f + 1] = key
             f[#f + 1] = 'deliveries'; f[#f + 1] = tostring(n - 1)
-            redis.call('XADD', KEYS[5], '*', unpack(f))
-            redis.call('XACK', key, 'agents', e[1])
-            redis.call('XDEL', key, e[1])
-            redis.call('HDEL', KEYS[6], iid)
-            redis.call('HSET', KEYS[7], iid, ARGV[4])
-          else
-            redis.call('HSET', KEYS[6], iid, key .. ' ' .. e[1])
-            return {1, key, e[1], n, e[2]}
+            local added = redis.pcall('XADD', KEYS[5], '*', unpack(f))
+            if type(added) == 'table' and added.err then
+              dead_refused = added.err
+              from = '(' .. pid
+            else
+              local iid = field(e[2], 'interaction_id')
+              redis.call('XACK', key, 'agents', pid)
+              redis.call('XDEL', key, pid)
+              redis.call('HDEL', KEYS[6], iid)
+              redis.call('HSET', KEYS[7], iid, ARGV[4])
+            end
           end
         else
-          redis.call('XACK', key, 'agents', p[1][1])  -- deleted behind our back: drop it
+          local e = redis.call('XCLAIM', key, 'agents', consumer, idle, pid)[1]
+          if e and e[2] then
+            redis.call('HSET', KEYS[6], field(e[2], 'interaction_id'), key .. ' ' .. e[1])
+            return {1, key, e[1], n, e[2]}
+          end
+          redis.call('XACK', key, 'agents', pid)  -- deleted behind our back: drop it
         end
       end
       local r = redis.call('XREADGROUP', 'GROUP', 'agents', consumer, 'COUNT', 1, 'STREAMS', key,
@@ -101,21 +130,25 @@ for j = 5, #ARGV do
   if not empty then r = claim(ARGV[j]) end
   if r then out[#out + 1] = r else empty = true; out[#out + 1] = {0} end  -- the rest: nothing
 end
-return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}}
+return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}, dead_refused or ''}
 )lua";
 
-// KEYS: held hash. ARGV: release idle ms, the released pseudo-consumer, then per call
-// interaction id, consumer, mode (ack | release | check): the acks, releases and checks of one
-// turn of the io loop share one script run, like claims.
+// KEYS: held hash. ARGV: release idle ms, the released pseudo-consumer, "{prefix}:q:", then per
+// call interaction id, consumer, mode (ack | release | check), the consumer's queues (" a b ",
+// or "*"): the acks, releases and checks of one turn of the io loop share one script run, like
+// claims.
 // Returns per call {1, stream, entry id} done; {0} not held by anyone; {-1, holder} held by
-// another.
+// another; {-3, queue} the entry is in a queue not among the consumer's (SPEC: an agent reaches
+// only its own queues), checked before who holds it, so that the answer names nobody.
 // ack: XACK + XDEL, so the stream holds exactly the waiting and the held entries.
 // release: to `_released` with a long idle time and the delivery count it had before this
 // delivery (a release is not a failed delivery), so the next claim takes it at once.
 constexpr const char* kFinishBody = R"lua(
-local function finish(iid, consumer, mode)
+local function finish(iid, consumer, mode, queues)
   local key, id, p = holder(KEYS[1], iid)
   if not key then return {0} end
+  local mine, queue = in_queues(key, ARGV[3], queues)
+  if not mine then return {-3, queue} end
   if p[2] ~= consumer then return {-1, p[2]} end
   if mode == 'check' then return {1, key, id} end
   if mode == 'ack' then
@@ -131,13 +164,14 @@ local function finish(iid, consumer, mode)
   return {1, key, id}
 end
 local out = {}
-for j = 3, #ARGV, 3 do out[#out + 1] = finish(ARGV[j], ARGV[j + 1], ARGV[j + 2]) end
+for j = 4, #ARGV, 4 do out[#out + 1] = finish(ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]) end
 return out
 )lua";
 
 // KEYS: held hash, target stream, marker. ARGV: interaction id, consumer, target priority,
-// new payload, marker value ("<consumer> <stream>"), marker ttl s. {-2, error}: the target
-// stream refused the entry.
+// new payload, marker value ("<consumer> <stream>"), marker ttl s, "{prefix}:q:", the
+// consumer's queues (as kFinish). {-2, error}: the target stream refused the entry; {-3, queue}:
+// the entry is in a queue not among the consumer's (the target need not be one of them).
 // Re-adds the entry's fields (priority and payload updated) to the target stream and
 // acknowledges the old entry, atomically. A retry of a transfer that already happened (same
 // agent, same target) answers {2, new id} and adds nothing: while the new entry waits unclaimed,
@@ -155,8 +189,12 @@ if not key or p[2] ~= ARGV[2] then
     end
   end
   if not key then return {0} end
+  local mine, queue = in_queues(key, ARGV[7], ARGV[8])
+  if not mine then return {-3, queue} end
   return {-1, p[2]}
 end
+local mine, queue = in_queues(key, ARGV[7], ARGV[8])
+if not mine then return {-3, queue} end
 local e = redis.call('XRANGE', key, id, id)
 if not e[1] then return {0} end
 local f = e[1][2]
@@ -178,7 +216,7 @@ return {1, nid, key}
 
 // KEYS: the queue's four streams, then its dead-letter stream. ARGV: claim_timeout ms.
 // Returns per priority {waiting, claimed, oldest waiting entry id or ''} and the dead count; an
-// error naming the key when one of the four is not a stream.
+// error naming the key when one of the four, or the dead-letter key, is not a stream.
 // waiting = not yet delivered to the group (lag) + pending entries idle past claim_timeout
 // (timed out or released: the next claim takes them); claimed = the other pending entries.
 constexpr const char* kStatsBody = R"lua(
@@ -212,6 +250,11 @@ for i = 1, 4 do
   end
   out[i] = {waiting, claimed, oldest}
 end
+local t = redis.call('TYPE', KEYS[5])['ok']
+if t ~= 'stream' and t ~= 'none' then
+  return redis.error_reply('WRONGTYPE the dead-letter key ' .. KEYS[5] ..
+                           ' is not a stream (it holds a ' .. t .. ')')
+end
 out[5] = redis.call('XLEN', KEYS[5])
 return out
 )lua";
@@ -241,13 +284,16 @@ return out
 )lua";
 
 // Hands an entry a lost claim took to the same consumer's next claim. KEYS: its stream, held
-// hash. ARGV: entry id, consumer, deliveries. Only while the consumer still holds it with that
-// delivery count (nothing happened to it since it was listed); its claim_timeout starts again
-// now, when the agent learns of it (XCLAIM with idle 0; JUSTID keeps the delivery count).
+// hash. ARGV: entry id, consumer, deliveries, max_deliveries. Only while the consumer still
+// holds it with that delivery count (nothing happened to it since it was listed), and never past
+// max_deliveries: no claim hands an entry out that often (one delivered more often was meant
+// for the dead letters), so no lost claim reply did either. Its claim_timeout starts again now,
+// when the agent learns of it (XCLAIM with idle 0; JUSTID keeps the delivery count).
 // Returns {0}, or {1, stream, entry id, deliveries, fields} as a claim does.
 constexpr const char* kTakeBackBody = R"lua(
 local p = redis.call('XPENDING', KEYS[1], 'agents', ARGV[1], ARGV[1], 1)[1]
 if not p or p[2] ~= ARGV[2] or p[4] ~= tonumber(ARGV[3]) then return {0} end
+if p[4] > tonumber(ARGV[4]) then return {0} end
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]
 if not e then return {0} end
 redis.call('XCLAIM', KEYS[1], 'agents', ARGV[2], 0, ARGV[1], 'JUSTID')

@@ -11,6 +11,20 @@
 namespace sb::agents {
 namespace asio = boost::asio;
 
+namespace {
+// Writing a result again after the database refused it: from 100 ms, doubling, at most 5 s
+// apart.
+constexpr std::chrono::milliseconds kFirstRecordRetry{100};
+constexpr std::chrono::milliseconds kMaxRecordRetry{5000};
+}  // namespace
+
+struct SendLoop::Outcome {
+  std::string id, channel, account, state, error, provider_id;
+  std::int64_t attempts = 0, next = 0;
+  std::vector<std::string> thread_keys;
+  int failures = 0;  // writes of it that failed
+};
+
 SendLoop::SendLoop(asio::io_context& io, Records& records, const SenderRegistry& senders,
                    SendPolicy policy)
     : io_(io), records_(records), senders_(senders), policy_(policy), timer_(io) {}
@@ -38,25 +52,61 @@ void SendLoop::stop() {
   });
 }
 
+namespace {
+std::string account_key(const std::string& channel, const std::string& account) {
+  return channel + '\n' + account;
+}
+}  // namespace
+
 asio::awaitable<void> SendLoop::run() {
   while (!stopping_) {
     std::int64_t now = now_ms();
+    std::size_t dispatched = 0;
+    // The rows in flight are still pending and due: left out of the query, with the accounts
+    // at their share, so that they cannot fill its LIMIT and hold up every other account.
+    auto left_out = [this] {
+      std::pair<std::vector<std::string>, std::vector<std::string>> out;
+      for (const auto& [id, account] : in_flight_) {
+        out.first.push_back(id);
+      }
+      for (const auto& [account, n] : per_account_) {
+        if (n >= policy_.max_in_flight_per_account) {
+          out.second.push_back(account);
+        }
+      }
+      return out;
+    };
     try {
-      for (auto& job : records_.due_sends(now, 64)) {
-        if (!in_flight_.contains(job.interaction_id)) {
+      if (in_flight_.size() < policy_.max_in_flight) {
+        auto [busy, full] = left_out();
+        for (auto& job : records_.due_sends(now, 64, busy, full)) {
+          if (in_flight_.size() >= policy_.max_in_flight) {
+            break;
+          }
+          auto n = per_account_.find(account_key(job.channel, job.account));
+          if (n != per_account_.end() && n->second >= policy_.max_in_flight_per_account) {
+            continue;  // filled by this pass
+          }
           dispatch(std::move(job));
+          ++dispatched;
         }
       }
     } catch (const std::exception& e) {
       logger("agents")->error("[agents] reading due sends failed: {}", e.what());
     }
-    // Sleep until the next due job (a kick or a finished send wakes us earlier).
+    // Sleep until the next due job (a kick or a finished send wakes us earlier). Rows due now
+    // that this pass left are taken at once by the next; a pass that took none waits a little
+    // (the read failed, say), not spinning.
     auto wait = std::chrono::milliseconds(60'000);
     try {
-      if (auto next = records_.next_send_at(); next && in_flight_.size() == 0) {
-        wait = std::chrono::milliseconds(std::clamp<std::int64_t>(*next - now_ms(), 0, 60'000));
-      } else if (next) {
-        wait = std::chrono::milliseconds(std::clamp<std::int64_t>(*next - now_ms(), 50, 60'000));
+      auto [busy, full] = left_out();
+      if (auto next = records_.next_send_at(busy, full);
+          next && in_flight_.size() < policy_.max_in_flight) {
+        std::int64_t ms = *next - now_ms();
+        if (ms <= 0 && dispatched == 0) {
+          ms = 50;
+        }
+        wait = std::chrono::milliseconds(std::clamp<std::int64_t>(ms, 0, 60'000));
       }
     } catch (const std::exception&) {
       wait = std::chrono::milliseconds(1000);
@@ -66,9 +116,25 @@ asio::awaitable<void> SendLoop::run() {
   }
 }
 
+void SendLoop::done_with(const std::string& id) {
+  auto it = in_flight_.find(id);
+  if (it == in_flight_.end()) {
+    return;
+  }
+  if (auto n = per_account_.find(it->second); n != per_account_.end() && --n->second == 0) {
+    per_account_.erase(n);
+  }
+  in_flight_.erase(it);
+  busy_.store(in_flight_.size());
+}
+
 void SendLoop::dispatch(SendJob job) {
   Sender* sender = senders_.find(job.channel, job.account);
-  in_flight_.insert(job.interaction_id);
+  auto account = account_key(job.channel, job.account);
+  if (in_flight_.emplace(job.interaction_id, account).second) {
+    ++per_account_[account];
+  }
+  busy_.store(in_flight_.size());
   if (!sender) {
     // The sender went away (a channel removed from the config since the reply was accepted).
     finished(job, SendResult::failed("no sender is configured for " + job.channel + " account " +
@@ -106,13 +172,49 @@ void SendLoop::finished(const SendJob& job, SendResult r) {
     log->info("[{}:{}] reply {} sent as {}", job.channel, job.account, job.interaction_id,
               r.provider_id);
   }
-  records_.send_result(job.interaction_id, state, attempts, next, r.error, r.provider_id,
-                       std::move(r.thread_keys), [this, id = job.interaction_id] {
-                         asio::post(io_, [this, id] {
-                           in_flight_.erase(id);
-                           timer_.cancel();
-                         });
-                       });
+  auto o = std::make_shared<Outcome>();
+  o->id = job.interaction_id;
+  o->channel = job.channel;
+  o->account = job.account;
+  o->state = state;
+  o->error = r.error;
+  o->provider_id = r.provider_id;
+  o->attempts = attempts;
+  o->next = next;
+  o->thread_keys = std::move(r.thread_keys);
+  record(std::move(o));
+}
+
+// The row leaves in_flight_ only once its result is committed: until then it is still pending
+// and due, and the next pass would hand it to the sender again.
+void SendLoop::record(std::shared_ptr<Outcome> o) {
+  records_.send_result(
+      o->id, o->state, o->attempts, o->next, o->error, o->provider_id, o->thread_keys,
+      [this, o](const std::string& err) {
+        asio::post(io_, [this, o, err] {
+          if (err.empty()) {
+            if (o->failures > 0) {
+              logger("agents")->info(
+                  "[{}:{}] the result of reply {} ({}) is recorded after {} "
+                  "failed writes",
+                  o->channel, o->account, o->id, o->state, o->failures);
+            }
+            done_with(o->id);
+            timer_.cancel();
+            return;
+          }
+          ++o->failures;
+          std::chrono::milliseconds delay =
+              kFirstRecordRetry * (1 << std::min(o->failures - 1, 10));
+          delay = std::min(delay, kMaxRecordRetry);
+          logger("agents")->error(
+              "[{}:{}] recording the result of reply {} ({}) failed: {}; it is kept and written "
+              "again in {} ms, and the reply is not sent again meanwhile",
+              o->channel, o->account, o->id, o->state, err, delay.count());
+          auto t = std::make_shared<asio::steady_timer>(io_, delay);
+          t->async_wait([this, o, t](boost::system::error_code) { record(o); });
+        });
+      });
 }
 
 }  // namespace sb::agents

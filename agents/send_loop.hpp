@@ -5,11 +5,17 @@
 // when given) up to a maximum number of attempts. Rows still pending after a restart are
 // picked up again on start; a send interrupted by a crash is handed over again (senders use
 // the outbound id as an idempotency key where the provider has one).
+//
+// A row stays in flight, never handed to a sender again, from its dispatch until its result is
+// committed: the row is still `pending` and due until then, and a result whose write failed
+// (the disk full, say) is kept in memory and written again with back-off rather than dropped,
+// which would have sent the reply again on the next pass.
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
-#include <set>
 #include <string>
 
 #include "agents/records.hpp"
@@ -21,6 +27,11 @@ struct SendPolicy {
   std::chrono::milliseconds first_backoff{1000};
   std::chrono::milliseconds max_backoff{5 * 60 * 1000};
   int max_attempts = 8;
+  // Replies with their senders at once, in all and per (channel, account): a provider that
+  // hangs (a stalled SMTP server) holds at most its account's share, and the other accounts'
+  // replies go on.
+  std::size_t max_in_flight = 128;
+  std::size_t max_in_flight_per_account = 16;
 };
 
 class SendLoop {
@@ -29,19 +40,29 @@ class SendLoop {
            SendPolicy policy = {});
   void start();  // spawns the loop on the io_context
   void kick();   // a new job was committed (any thread)
-  void stop();   // io thread or after the io_context stopped
+  void stop();   // io thread or after the io_context stopped: no more dispatches
+  // Replies handed to a sender whose result is not committed yet (any thread): shutdown waits a
+  // while for them (App::stop), since one dropped now is sent again after the restart.
+  std::size_t in_flight() const { return busy_.load(); }
 
  private:
+  struct Outcome;  // the result of one attempt, kept until it is committed
   boost::asio::awaitable<void> run();
   void dispatch(SendJob job);
   void finished(const SendJob& job, SendResult r);
+  void record(std::shared_ptr<Outcome> o);
 
   boost::asio::io_context& io_;
   Records& records_;
   const SenderRegistry& senders_;
   SendPolicy policy_;
   boost::asio::steady_timer timer_;
-  std::set<std::string> in_flight_;  // io thread only
+  // Rows with their senders or awaiting their record -> their account ("<channel>\n<account>"),
+  // and how many each account has. io thread only.
+  std::map<std::string, std::string> in_flight_;
+  std::map<std::string, std::size_t> per_account_;
+  std::atomic<std::size_t> busy_{0};  // in_flight_.size(), for other threads
+  void done_with(const std::string& id);
   bool stopping_ = false;
 };
 

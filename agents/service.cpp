@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <thread>
 
 #include <boost/asio/post.hpp>
 
@@ -74,6 +75,18 @@ void Service::shutdown() {
     waiters_.wake_all();
   });
   sends_.stop();
+}
+
+void Service::drain_sends(std::chrono::steady_clock::time_point deadline) {
+  while (sends_.in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (auto n = sends_.in_flight(); n > 0) {
+    logger("agents")->warn(
+        "[agents] {} replies are still with their senders or unrecorded: they stay pending and "
+        "are handed to their senders again after the restart",
+        n);
+  }
 }
 
 // The relay's on_delivered hook stays set: the relay thread has ended (App::stop) before this

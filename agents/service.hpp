@@ -44,6 +44,10 @@ class Service {
   void start();
   // SIGTERM, first step: waiting claims answer 204 now so that shutdown is not held up.
   void shutdown();
+  // SIGTERM, once requests are answered, before the io thread ends: waits until `deadline` for
+  // the replies handed to senders to have their results committed (a result that arrives after
+  // the io thread ended is lost, and the reply is sent again after the restart). Any thread.
+  void drain_sends(std::chrono::steady_clock::time_point deadline);
   void stop();  // after the io thread has ended
   // SIGHUP: the agents, and the queues the new rules name (known queues get consumer groups
   // and statistics).
@@ -77,6 +81,10 @@ class Service {
   std::optional<Response> recheck(const http::Request& r, AgentPtr& agent, std::uint64_t& epoch,
                                   const std::string& queue) const;
   static Response claim_forbidden(const config::Agent& agent, const std::string& queue);
+  // 403 for acting (`verb`: "ack", "reply to", ...) on interaction `id` in `queue`, not one of the
+  // agent's queues.
+  static Response item_forbidden(const config::Agent& agent, const char* verb,
+                                 const std::string& id, const std::string& queue);
   bool reader_auth(const http::Request& r) const;  // agent or [api] token
 
   Awaitable claim(http::Request& r);
@@ -87,8 +95,10 @@ class Service {
   Awaitable customer(http::Request& r);
   Awaitable timeline(http::Request& r);
   Awaitable attachment(http::Request& r);
-  // 404 when the interaction does not exist, else 409 naming who holds it.
-  Response not_held(const std::string& id, const std::string& agent, const FinishResult& f);
+  // For an operation Redis did not do: 404 when the interaction does not exist, 403 when it is
+  // in a queue that is not the agent's, else 409 naming who holds it.
+  Response not_held(const std::string& id, const config::Agent& agent, const char* verb,
+                    const FinishResult& f);
   void add_gauges(Metrics& metrics);
   std::vector<std::string> known_queues();
 
@@ -139,6 +149,10 @@ class Service {
   // of the same agent was answered 503 and did run; else "".
   boost::asio::awaitable<std::string> released_before(const std::string& id,
                                                       const std::string& agent);
+  // A queue's dead-letter key refused an entry (not a stream): logged at most once a minute per
+  // queue, since every sweep of a claim meets it again. io thread only.
+  void dead_letters_refused(const std::string& queue, const std::string& error);
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> dead_refusal_logged_;
   SendLoop sends_;
   Relay& relay_;
   bool stopping_ = false;  // io thread only

@@ -227,6 +227,10 @@ void App::stop() {
   while (server_->active() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  // Replies with their senders: a result that arrives once the io thread has ended is dropped
+  // and the reply is sent again after the restart, so give them a few seconds (an SMTP server
+  // may take minutes to answer the final '.': those are left to the restart).
+  agents_->drain_sends(std::chrono::steady_clock::now() + std::chrono::seconds(5));
   channels_->social->stop();
   io_.stop();
   if (io_thread_.joinable()) {

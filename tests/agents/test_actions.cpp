@@ -61,6 +61,73 @@ TEST_CASE("wrong token 401, other queue 403, not held 409, unknown id 404: each 
   CHECK(d.get("test-token", "/v1/queues").status == 200);  // read APIs: API tokens too
 }
 
+TEST_CASE("another agent's queue: ack, release, transfer and reply answer 403 naming nobody") {
+  AgentDaemon d;
+  std::string id = d.ingest("f-1", "for billing");
+  d.drained();
+  // alice works general and vip, bob general and billing. alice may move an item into billing
+  // (SPEC's example transfers into a queue its agent does not work); then it is out of her reach.
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  REQUIRE(d.act("alice-token", id, "transfer", R"({"queue":"billing"})").status == 200);
+  REQUIRE(eventually(
+      [&] { return d.rows("SELECT count(*) FROM interactions WHERE queue='billing'") == 1; }));
+  const std::string forbidden =
+      " interaction " + id + " in queue \"billing\"; its queues are: general, vip";
+  auto all_forbidden = [&](const char* when) {
+    for (const char* action : {"ack", "release", "transfer", "reply"}) {
+      auto r = d.act("alice-token", id, action, R"({"queue":"general","text":"hi"})");
+      CHECK_MESSAGE(r.status == 403, when << ": " << action << " " << r.body);
+      if (r.status != 403) {
+        continue;
+      }
+      std::string verb = std::string_view(action) == "reply" ? "reply to" : action;
+      CHECK(error_message(r) == "agent alice may not " + verb + forbidden);
+      CHECK_MESSAGE(r.body.find("bob") == std::string::npos, when << ": " << r.body);
+    }
+  };
+  all_forbidden("waiting, never claimed there");
+
+  auto got = d.claim("bob-token", "billing");
+  CHECK(claimed_id(got) == id);
+  all_forbidden("held by bob");  // before: 409 "agent bob holds it"
+  CHECK(d.act("bob-token", id, "release").status == 200);
+  all_forbidden("released by bob");
+  CHECK(claimed_id(d.claim("bob-token", "billing")) == id);
+  CHECK(d.act("bob-token", id, "ack").status == 200);
+  REQUIRE(eventually(
+      [&] { return d.rows("SELECT count(*) FROM interactions WHERE state='done'") == 1; }));
+  all_forbidden("finished by bob");
+  // Nothing alice tried moved it: one transfer event (hers), one finish (bob's).
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='transfer'") == 1);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='finish' AND actor='bob'") == 1);
+
+  // An unknown id is still 404, for every route.
+  for (const char* action : {"ack", "release", "transfer", "reply"}) {
+    auto r = d.act("alice-token", "01NOSUCHINTERACTION0000000", action,
+                   R"({"queue":"general","text":"hi"})");
+    CHECK_MESSAGE(r.status == 404, action);
+  }
+}
+
+TEST_CASE("a queue taken from an agent by a reload: what it holds there answers 403") {
+  AgentDaemon d;
+  std::string id = d.ingest("f-2", "held across a reload");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  auto fresh = test_config(d.dir, d.redis.port());
+  fresh.agents = {{"alice", "alice-token", {"vip"}}, {"bob", "bob-token", {"general"}}};
+  REQUIRE(d.app->reload(fresh).empty());
+  auto r = d.act("alice-token", id, "ack");
+  CHECK(r.status == 403);
+  CHECK(error_message(r) ==
+        "agent alice may not ack interaction " + id + " in queue \"general\"; its queues are: vip");
+  // Still held by alice in Redis: it returns to general after claim_timeout, as any unfinished
+  // item does; bob is told who holds it, as an agent of that queue.
+  auto b = d.act("bob-token", id, "ack");
+  CHECK(b.status == 409);
+  CHECK(error_message(b).find("agent alice holds it") != std::string::npos);
+}
+
 TEST_CASE("release: back to its queue at once, for someone else, in its place") {
   AgentDaemon d;
   std::string first = d.ingest("r-1", "first");

@@ -82,3 +82,54 @@ TEST_CASE("a transfer into a broken stream key: 503 naming the key, nothing move
   CHECK(claimed_id(d.claim("bob-token", "billing")) == id);
   CHECK(d.act("bob-token", id, "ack").status == 200);
 }
+
+TEST_CASE("a dead-letter key that is not a stream: claims go on, the item is left as it was") {
+  AgentDaemon d([](config::Config& c) {
+    c.routing.claim_timeout = std::chrono::milliseconds(300);
+    c.routing.max_deliveries = 1;
+  });
+  std::string id = d.ingest("broken-4", "times out, with nowhere to go");
+  std::string next = d.ingest("broken-5", "waits behind it");
+  d.drained();
+  auto first = d.claim("alice-token", "general");
+  CHECK(claimed_id(first) == id);  // alice vanishes
+  std::string entry(parse(first.body).at("delivery").at("entry_id").as_string());
+  REQUIRE(d.redis.cmd({"SET", "sb:dead:general", "x"}) == "OK");
+  // Past claim_timeout the next claim's sweep meets `id`.
+  REQUIRE(eventually([&] {
+    return d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents", "IDLE", "300", "-", "+",
+                        "10"}) != "[]";
+  }));
+
+  // Before: the script took the entry for bob, then failed on the dead-letter key: 503 for every
+  // claim of the batch, and bob's retry was handed `id` past max_deliveries.
+  auto r = d.claim("bob-token", "general");
+  CHECK(claimed_id(r) == next);
+  auto again = d.claim("bob-token", "general");
+  CHECK(again.status == 204);
+  CHECK(d.claim("alice-token", "general").status == 204);
+  // `id` is untouched: pending for alice, delivered once, nothing in the dead letters.
+  auto alices = d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents", "-", "+", "10", "alice"});
+  CHECK_MESSAGE(alices.find(entry) != std::string::npos, alices);
+  CHECK_MESSAGE(alices.find(",1]") != std::string::npos, alices);  // its delivery count
+  auto bobs = d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents", "-", "+", "10", "bob"});
+  CHECK_MESSAGE(bobs.find(entry) == std::string::npos, bobs);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='dead_letter'") == 0);
+  CHECK(d.act("bob-token", next, "ack").status == 200);
+  // /v1/queues names the key in its queue's entry, as for a broken stream key.
+  auto general = d.queue_stats("general");
+  REQUIRE(general.contains("error"));
+  CHECK_MESSAGE(
+      std::string(general.at("error").as_string()).find("sb:dead:general") != std::string::npos,
+      general);
+
+  // The key fixed, the next sweep moves it to the dead letters as it should have.
+  d.redis.cmd({"DEL", "sb:dead:general"});
+  REQUIRE(eventually([&] {
+    CHECK(d.claim("bob-token", "general").status == 204);
+    return d.redis.xlen("sb:dead:general") == 1;
+  }));
+  CHECK(d.redis.xrange("sb:dead:general").at(0)["interaction_id"] == id);
+  REQUIRE(eventually(
+      [&] { return d.rows("SELECT count(*) FROM interactions WHERE state='dead'") == 1; }));
+}

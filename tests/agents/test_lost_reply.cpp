@@ -284,3 +284,27 @@ TEST_CASE("an ack's reply is lost while the claim's record is not yet committed:
   REQUIRE(eventually([&] { return in_state(d, id, "done"); }));
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='finish' AND actor='alice'") == 1);
 }
+
+TEST_CASE("a lost claim's retry is not handed an entry delivered more than max_deliveries times") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, std::chrono::minutes(5), 1));
+  std::string id = d.ingest("retry-5", "held past max_deliveries");
+  d.drained();
+  auto first = d.claim("bob-token", "general");
+  CHECK(claimed_id(first) == id);
+  std::string entry(parse(first.body).at("delivery").at("entry_id").as_string());
+  REQUIRE(eventually([&] { return in_state(d, id, "claimed"); }));
+  // What the claim script used to leave when the dead-letter key refused an entry: taken for the
+  // claiming agent as delivery 2 (max_deliveries is 1), then the script failed (503).
+  d.redis.cmd(
+      {"XCLAIM", "sb:q:general:normal", "agents", "bob", "0", entry, "RETRYCOUNT", "2", "JUSTID"});
+  REQUIRE(pending_of(d, "sb:q:general:normal", "bob").find(",2]") != std::string::npos);
+
+  cutter->cut_reply_to("bob");
+  CHECK(d.claim("bob-token", "general").status == 503);
+  REQUIRE(cutter->cut());
+  // The retry looks for what the lost claim took: this entry is not something a claim hands
+  // out, so it is not handed out now (before: 200 with deliveries 2).
+  auto again = d.claim("bob-token", "general");
+  CHECK_MESSAGE(again.status == 204, again.body);
+}

@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "storage/sqlite.hpp"
 #include "tests/agents/fixture.hpp"
 
 using namespace sb;
@@ -63,4 +64,42 @@ TEST_CASE("a vanished agent's item is redelivered after claim_timeout, then dead
   CHECK(gone.status == 409);
   CHECK_MESSAGE(error_message(gone).find("moved to sb:dead:general") != std::string::npos,
                 error_message(gone));
+}
+
+TEST_CASE(
+    "a dead letter whose record fails to commit stays reported in Redis until it is recorded") {
+  AgentDaemon d([](config::Config& c) {
+    c.routing.claim_timeout = std::chrono::milliseconds(300);
+    c.routing.max_deliveries = 1;
+  });
+  std::string id = d.ingest("dead-1", "times out while the disk is full");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);  // alice vanishes
+  REQUIRE(eventually(
+      [&] { return d.rows("SELECT count(*) FROM interactions WHERE state='claimed'") == 1; }));
+  {
+    // Recording it as dead fails (a full disk, say) while this trigger exists.
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec(
+        "CREATE TRIGGER full_disk BEFORE UPDATE OF state ON interactions WHEN "
+        "NEW.state = 'dead' BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+  }
+  // bob's waiting claim moves it to the dead letters once alice's claim times out.
+  CHECK(d.claim("bob-token", "general", 1000).status == 204);
+  REQUIRE(d.redis.xlen("sb:dead:general") == 1);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='dead_letter'") == 0);
+  // Not recorded, so Redis still lists it for the next claim to report (before: forgotten at
+  // once, and never recorded).
+  CHECK(d.redis.cmd({"HGET", "sb:dead-unrecorded", id}) == "general");
+  {
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec("DROP TRIGGER full_disk");
+  }
+  REQUIRE(eventually([&] {
+    CHECK(d.claim("bob-token", "general").status == 204);
+    return d.rows("SELECT count(*) FROM interactions WHERE state='dead'") == 1;
+  }));
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='dead_letter' AND actor='switchboard'") ==
+        1);
+  REQUIRE(eventually([&] { return d.redis.cmd({"HLEN", "sb:dead-unrecorded"}) == "0"; }));
 }

@@ -3,8 +3,10 @@
 #include <doctest/doctest.h>
 
 #include <mutex>
+#include <thread>
 
 #include "core/sender.hpp"
+#include "storage/sqlite.hpp"
 #include "tests/agents/fixture.hpp"
 
 using namespace sb;
@@ -30,6 +32,32 @@ struct CountingSender : Sender {
   void send(OutboundMessage m, Done done) override {
     ++sent;
     done(SendResult::sent("p-" + m.id));
+  }
+};
+
+// Answers `sent` a while after the send starts, from a thread of its own (a provider that takes
+// its time).
+struct SlowSender : Sender {
+  std::chrono::milliseconds after;
+  std::atomic<int> sent{0};
+  std::mutex mu;
+  std::vector<std::thread> threads;
+  explicit SlowSender(std::chrono::milliseconds a) : after(a) {}
+  ~SlowSender() override { join(); }
+  void send(OutboundMessage m, Done done) override {
+    ++sent;
+    std::lock_guard lock(mu);
+    threads.emplace_back([this, id = m.id, done = std::move(done)] {
+      std::this_thread::sleep_for(after);
+      done(SendResult::sent("p-" + id));
+    });
+  }
+  void join() {
+    std::lock_guard lock(mu);
+    for (auto& t : threads) {
+      t.join();
+    }
+    threads.clear();
   }
 };
 
@@ -78,6 +106,97 @@ TEST_CASE("a reply accepted before a restart is sent after it") {
                   "'") == 1;
   }));
   CHECK(counting->sent == 1);
+}
+
+TEST_CASE("a send result the database refuses is kept and written again: the reply goes once") {
+  auto counting = std::make_shared<CountingSender>();
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", counting); });
+  {
+    // Every write of a send's result fails (a full disk, say); the reply's own rows are inserts.
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec(
+        "CREATE TRIGGER full_disk BEFORE UPDATE ON sends BEGIN SELECT RAISE(ABORT, 'disk full'); "
+        "END");
+  }
+  auto out = reply_to_first(d);
+  REQUIRE(eventually([&] { return counting->sent >= 1; }));
+  // The row is still pending and due while its result waits to be written: it must not be
+  // handed to the sender again meanwhile (before: sent again on every pass, thousands of times).
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  CHECK(counting->sent == 1);
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE state='pending'") == 1);
+  {
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec("DROP TRIGGER full_disk");
+  }
+  REQUIRE(eventually([&] {
+    return d.rows(
+               "SELECT count(*) FROM sends WHERE state='sent' AND attempts=1 AND provider_id='p-" +
+               out + "'") == 1;
+  }));
+  CHECK(counting->sent == 1);
+}
+
+TEST_CASE("shutdown waits a while for a send in flight: its result is recorded, not sent again") {
+  auto slow = std::make_shared<SlowSender>(std::chrono::milliseconds(500));
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", slow); });
+  auto out = reply_to_first(d);
+  REQUIRE(eventually([&] { return slow->sent == 1; }));
+  d.http.reset();
+  d.app->stop();  // SIGTERM while the provider is still at it
+  slow->join();   // (its answer has been given before the App goes)
+  d.app.reset();
+  // Before: the answer came after the io thread had stopped and was dropped; the row stayed
+  // pending and the reply went out a second time after the restart.
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE state='sent' AND provider_id='p-" + out + "'") ==
+        1);
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE state='pending'") == 0);
+}
+
+TEST_CASE("a stalled account holds only its share of sends: another account's reply goes out") {
+  auto hanging = std::make_shared<HangingSender>();  // a stalled SMTP server, say
+  auto counting = std::make_shared<CountingSender>();
+  AgentDaemon d(nullptr, [&](App& app) {
+    app.senders().add("api", "web-form", hanging);
+    app.senders().add("api", "shop", counting);
+  });
+  std::string stalled = d.ingest("h-1", "answered through a stalled provider");
+  std::string fine =
+      d.ingest("h-2", "answered through a working one", "bob@example.com", "", "shop");
+  d.drained();
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == stalled);
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == fine);
+  constexpr int kStalled = 70;  // more than the 64 rows the send loop reads at a time
+  for (int i = 0; i < kStalled; ++i) {
+    REQUIRE(d.act("alice-token", stalled, "reply", R"({"text":"answer"})").status == 202);
+  }
+  REQUIRE(d.act("alice-token", fine, "reply", R"({"text":"answer"})").status == 202);
+  // Before: the stalled rows, pending and due while in flight, filled every read of due sends,
+  // and this one was never handed to its sender.
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM sends WHERE account='shop' AND state='sent'") == 1;
+  }));
+  CHECK(counting->sent == 1);
+  {
+    std::lock_guard lock(hanging->mu);
+    CHECK(hanging->held.size() == 16);  // its account's share (SendPolicy), not every slot
+  }
+  // The provider answers again: the rest go out, each once.
+  std::size_t answered = 0;
+  REQUIRE(eventually([&] {
+    std::vector<Sender::Done> batch;
+    {
+      std::lock_guard lock(hanging->mu);
+      batch.swap(hanging->held);
+    }
+    for (auto& done : batch) {
+      done(SendResult::sent("p"));
+    }
+    answered += batch.size();
+    return d.rows("SELECT count(*) FROM sends WHERE account='web-form' AND state='sent'") ==
+           kStalled;
+  }));
+  CHECK(answered == kStalled);
 }
 
 TEST_CASE("redis down: claims answer 503 naming redis, and back when it returns") {
