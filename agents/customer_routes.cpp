@@ -5,6 +5,11 @@
 // Each interaction carries its `events` (claim, release, transfer, reply, finish: who, when)
 // and, for replies, the `send` state.
 #include <boost/json.hpp>
+
+// GCC 12 false positive inside Asio's awaitable frame allocator (see imap_client.cpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 

@@ -1,7 +1,8 @@
 #include "channels/voice/caller.hpp"
 
-#include <array>
 #include <cctype>
+
+#include "routing/identity.hpp"
 
 namespace sb::voice {
 
@@ -48,31 +49,15 @@ std::string_view phone_part(std::string_view raw) {
   return s;
 }
 
-bool is_withheld(std::string_view raw) {
-  // Twilio: "+266696687" ("ANONYMOUS" on a keypad) for callers who withheld their number;
-  // carriers and PBXs send words such as "anonymous" or "restricted" in From.
-  static constexpr std::array<std::string_view, 8> kWithheld = {
-      "anonymous",   "restricted", "unknown",    "private",
-      "unavailable", "withheld",   "+266696687", "266696687"};
-  std::string_view s = phone_part(raw);
-  if (s.empty()) {
-    return true;
-  }
-  for (auto w : kWithheld) {
-    if (iequals(s, w)) {
-      return true;
-    }
-  }
-  return false;
-}
-
 std::optional<Identity> phone_identity(std::string_view raw, std::string_view region,
                                        const PhoneCanonicalizer& canon) {
-  if (is_withheld(raw) || !canon) {
+  // One list of withheld caller ids for every channel (routing/identity.hpp): words such as
+  // "anonymous", and Twilio's keypad digits, which without '+' may be a real national number.
+  if (is_withheld_number(phone_part(raw), region) || !canon) {
     return std::nullopt;
   }
   auto e164 = canon(phone_part(raw), region);
-  if (!e164 || e164->empty() || is_withheld(*e164)) {
+  if (!e164 || e164->empty() || is_withheld_number(*e164, region)) {
     return std::nullopt;
   }
   Identity id;

@@ -11,15 +11,12 @@
 
 namespace sb::voice {
 
-// "anonymous", "restricted", "unknown", "private", "unavailable", "withheld" (any case), the
-// "+266696687" placeholder Twilio uses for anonymous callers (also without '+'), and empty.
-bool is_withheld(std::string_view raw);
-
 // "sip:+14155550100@pbx.example;user=phone" -> "+14155550100"; "tel:+1-415..." -> "+1-415...";
 // other input unchanged (trimmed).
 std::string_view phone_part(std::string_view raw);
 
-// {type "phone", value E.164} or nullopt (withheld, or not a phone number).
+// {type "phone", value E.164} or nullopt (withheld: routing's is_withheld_number, or not a
+// phone number).
 std::optional<Identity> phone_identity(std::string_view raw, std::string_view region,
                                        const PhoneCanonicalizer& canon);
 

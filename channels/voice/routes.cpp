@@ -1,5 +1,10 @@
 #include "channels/voice/routes.hpp"
 
+// GCC 12 false positive inside Asio's awaitable frame allocator (see imap_client.cpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 

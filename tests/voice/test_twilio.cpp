@@ -3,6 +3,7 @@
 
 #include "channels/voice/signatures.hpp"
 #include "channels/voice/twilio.hpp"
+#include "routing/identity.hpp"
 #include "helpers.hpp"
 
 using namespace sb::voice;
@@ -442,6 +443,21 @@ TEST_CASE("RFC 2822 dates") {
   CHECK_FALSE(parse_rfc2822("Tue, 11 Foo 2025 21:26:28 +0000"));
   CHECK_FALSE(parse_rfc2822("2025-02-11T21:26:28Z"));
   CHECK_FALSE(parse_rfc2822(""));
+}
+
+TEST_CASE("twilio route: keypad digits that are a real national number are a caller") {
+  // 266696687 is Twilio's keypad "ANONYMOUS" only where it is no possible number: in Portugal
+  // it is a landline of Évora.
+  auto p = status_callback("ringing");
+  p[2].second = "266696687";
+  PhoneCanonicalizer libphonenumber = [](std::string_view raw, std::string_view region) {
+    return sb::canonical_phone(raw, region);
+  };
+  auto res = handle_twilio(config(), signed_post(p).view(), "PT", libphonenumber);
+  REQUIRE(res.status == 200);
+  REQUIRE(res.event);
+  REQUIRE(res.event->call.from.has_value());
+  CHECK(res.event->call.from->value == "+351266696687");
 }
 
 }  // namespace twilio_test
