@@ -63,6 +63,26 @@ asio::ssl::context tls_context(const Dovecot& dv) {
   return ctx;
 }
 
+// Connected, logged in, INBOX selected.
+asio::awaitable<void> open_inbox(Client& c) {
+  REQUIRE_FALSE(co_await c.connect());
+  REQUIRE_FALSE(co_await c.login());
+  REQUIRE((co_await c.select("INBOX")).has_value());
+}
+
+// The first messages of INBOX, up to UID `hi`, by a UID range or by SEARCH (at most 10).
+// (Two statements, not `?:` with a co_await in each arm: GCC 12 mis-destroys those.)
+asio::awaitable<boost::system::result<FetchBatch>> fetch_first(Client& c, bool ranged,
+                                                               std::uint64_t hi) {
+  boost::system::result<FetchBatch> b = FetchBatch{};
+  if (ranged) {
+    b = co_await c.fetch_range(1, hi);
+  } else {
+    b = co_await c.fetch_new(0, 10);
+  }
+  co_return b;
+}
+
 }  // namespace
 
 TEST_CASE("plain loopback: login, select, batched fetch, n:* quirk, no \\Seen") {
@@ -344,17 +364,9 @@ TEST_CASE("a message over the literal cap comes cut at the cap - the ones around
     auto o = options(dv, TlsMode::none);
     o.limits.max_literal = 4096;
     Client c(ex, ctx, o);
-    REQUIRE_FALSE(co_await c.connect());
-    REQUIRE_FALSE(co_await c.login());
-    REQUIRE((co_await c.select("INBOX")).has_value());
+    co_await open_inbox(c);
     for (bool ranged : {false, true}) {
-      // (Two statements, not `?:` with a co_await in each arm: GCC 12 mis-destroys those.)
-      boost::system::result<FetchBatch> b = FetchBatch{};
-      if (ranged) {
-        b = co_await c.fetch_range(1, 3);
-      } else {
-        b = co_await c.fetch_new(0, 10);
-      }
+      auto b = co_await fetch_first(c, ranged, 3);
       REQUIRE(b.has_value());
       REQUIRE(b->messages.size() == 3);
       CHECK(b->messages[0].raw == message(1));
@@ -380,16 +392,9 @@ TEST_CASE("a FETCH keeps bodies up to max_fetch_bytes - the batch ends before th
     auto o = options(dv, TlsMode::none);
     o.max_fetch_bytes = 25000;  // the third body crosses it: bodies 4..10 are dropped
     Client c(ex, ctx, o);
-    REQUIRE_FALSE(co_await c.connect());
-    REQUIRE_FALSE(co_await c.login());
-    REQUIRE((co_await c.select("INBOX")).has_value());
+    co_await open_inbox(c);
     for (bool ranged : {false, true}) {
-      boost::system::result<FetchBatch> b = FetchBatch{};
-      if (ranged) {
-        b = co_await c.fetch_range(1, 10);
-      } else {
-        b = co_await c.fetch_new(0, 10);
-      }
+      auto b = co_await fetch_first(c, ranged, 10);
       REQUIRE(b.has_value());
       REQUIRE(b->messages.size() == 3);
       for (int i = 0; i < 3; ++i) {
@@ -413,9 +418,7 @@ TEST_CASE("a FETCH keeps bodies up to max_fetch_bytes - the batch ends before th
   // However small the bound, one message always comes.
   run_bounded([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Client tiny(ex, ctx, tiny_options);
-    REQUIRE_FALSE(co_await tiny.connect());
-    REQUIRE_FALSE(co_await tiny.login());
-    REQUIRE((co_await tiny.select("INBOX")).has_value());
+    co_await open_inbox(tiny);
     auto one = co_await tiny.fetch_range(5, 10);
     REQUIRE(one.has_value());
     REQUIRE(one->messages.size() == 1);
