@@ -7,8 +7,62 @@
 
 #include "core/ids.hpp"
 #include "core/time.hpp"
+#include "routing/identity_links.hpp"
 
 namespace sb::storage {
+
+namespace {
+
+// A customer that owns one of a record's identities, or a linked one.
+struct Owner {
+  std::size_t ident = 0;  // index in the record's identities
+  std::string id, label;  // label: how an error names it (external_id, else id)
+  bool named = false;     // it has an external_id (else a message created it)
+  std::string via;        // the linked identity it was found by ("x 2244994999"); "" if exact
+};
+
+// The owners of `idents`, in their order; owned[k]: idents[k] itself has one. An identity no
+// customer has may still name one through a linked identity (routing/identity_links.hpp):
+// x_handle "annlee" is the X user who wrote as "AnnLee", phone +14155550111 that WhatsApp
+// number and the reverse. Those owners count as the identity's, as customer matching would
+// find them: the record takes over a customer a message created, and is refused for anyone
+// else's. Only for an identity nobody has, as matching looks only when the exact one is
+// unknown: a customer that has it was linked before (or split before these lookups existed,
+// which a re-import cannot repair: that would take a merge).
+std::vector<Owner> find_owners(Stmt& find_owner, Stmt& find_username_owners,
+                               const std::vector<Identity>& idents, std::vector<bool>& owned) {
+  std::vector<Owner> owners;
+  owned.assign(idents.size(), false);
+  auto collect = [&](Stmt& st, std::size_t k, bool linked) {
+    while (st.step()) {
+      owners.push_back(Owner{k, st.text(0), st.text(2), st.int64(1) != 0,
+                             linked ? st.text(3) + " " + st.text(4) : ""});
+      owned[k] = owned[k] || !linked;
+    }
+    st.reset();
+  };
+  for (std::size_t k = 0; k < idents.size(); ++k) {
+    const auto& ident = idents[k];
+    find_owner.bind_static(1, ident.type).bind_static(2, ident.value);
+    collect(find_owner, k, false);
+    if (owned[k]) {
+      continue;
+    }
+    if (const IdentityLink* to = link_to(ident.type)) {
+      Stmt& st = to->by_username ? find_username_owners : find_owner;
+      st.bind_static(1, to->type).bind_static(2, ident.value);
+      collect(st, k, true);
+    } else if (const IdentityLink* from = link_from(ident.type); from && !from->by_username) {
+      // A WhatsApp number from a file (JSON Lines "handles") and a caller's phone. A platform
+      // id from a file brings no username to look for.
+      find_owner.bind_static(1, from->linked_type).bind_static(2, ident.value);
+      collect(find_owner, k, true);
+    }
+  }
+  return owners;
+}
+
+}  // namespace
 
 CustomerImporter::CustomerImporter(Db& db)
     : db_(db),
@@ -24,11 +78,22 @@ CustomerImporter::CustomerImporter(Db& db)
                         "tier=coalesce(?4, tier), tags=coalesce(?5, tags), updated_at=?6 "
                         "WHERE id=?1")),
       // The owner of an identity, whether the CRM named it (an external_id; else a message
-      // created it), and how an error names it.
+      // created it), how an error names it, and the identity (for a linked one).
       find_owner_(db.prepare(
-          "SELECT i.customer_id, c.external_id IS NOT NULL, coalesce(c.external_id, i.customer_id) "
-          "FROM identities i LEFT JOIN customers c ON c.id = i.customer_id "
+          "SELECT i.customer_id, c.external_id IS NOT NULL, coalesce(c.external_id, "
+          "i.customer_id), "
+          "i.type, i.value FROM identities i LEFT JOIN customers c ON c.id = i.customer_id "
           "WHERE i.type=?1 AND i.value=?2")),
+      // The same for the users of platform ?1 who wrote under username ?2: the key and the IN
+      // list are those of the identities_by_username index (storage/schema.cpp), which is named
+      // because the planner would rather scan the platform's rows by primary key. A username
+      // may be stored for several ids (people rename themselves, platforms recycle names).
+      find_username_owners_(db.prepare(
+          "SELECT i.customer_id, c.external_id IS NOT NULL, coalesce(c.external_id, "
+          "i.customer_id), "
+          "i.type, i.value FROM identities i INDEXED BY identities_by_username "
+          "LEFT JOIN customers c ON c.id = i.customer_id WHERE i.type=?1 "
+          "AND lower(ltrim(i.handle, '@'))=?2 AND i.type IN ('x', 'telegram', 'instagram')")),
       // OR IGNORE: a record may list one identity twice; any other owner was refused before.
       insert_identity_(db.prepare("INSERT OR IGNORE INTO identities(type, value, customer_id, "
                                   "handle) VALUES (?1, ?2, ?3, ?4)")) {
@@ -66,20 +131,9 @@ CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std
     find_ext_.reset();
     bool existed = !id.empty();
     // Who owns each of the record's identities, looked up once.
-    struct Owner {
-      std::string id, label;
-      bool named = false;
-    };
-    std::vector<std::optional<Owner>> owners;
-    owners.reserve(rec.identities.size());
-    for (const auto& ident : rec.identities) {
-      find_owner_.bind_static(1, ident.type).bind_static(2, ident.value);
-      auto& o = owners.emplace_back();
-      if (find_owner_.step()) {
-        o = Owner{find_owner_.text(0), find_owner_.text(2), find_owner_.int64(1) != 0};
-      }
-      find_owner_.reset();
-    }
+    std::vector<bool> owned;
+    const std::vector<Owner> owners =
+        find_owners(find_owner_, find_username_owners_, rec.identities, owned);
     if (existed) {
       update_.bind_static(1, id);
       bind_field(update_, 2, rec.has_name, rec.name);
@@ -91,8 +145,8 @@ CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std
       // interactions, rather than refusing the line. Identities of a second such customer are
       // still refused below (that would take a merge).
       for (const auto& o : owners) {
-        if (o && !o->named) {
-          id = o->id;
+        if (!o.named) {
+          id = o.id;
           adopt_.bind_static(1, id).bind_static(2, rec.external_id);
           bind_field(adopt_, 3, rec.has_name, rec.name);
           bind_field(adopt_, 4, rec.has_tier, rec.tier);
@@ -109,18 +163,25 @@ CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std
       bind_field(insert_, 4, rec.has_tier, rec.tier);
       bind_field(insert_, 5, rec.has_tags, tags_json).bind(6, now).run();
     }
-    for (std::size_t k = 0; k < rec.identities.size(); ++k) {
-      const auto& ident = rec.identities[k];
-      const auto& o = owners[k];
-      if (!o) {
-        insert_identity_.bind_static(1, ident.type).bind_static(2, ident.value);
-        insert_identity_.bind_static(3, id).bind_static(4, ident.handle).run();
-      } else if (o->id != id) {
-        // Identities are unique: two customers sharing one is impossible by construction.
-        error = ident.type + " \"" + ident.value + "\" already belongs to customer " + o->label;
+    for (const auto& o : owners) {
+      if (o.id != id) {
+        // Identities are unique: two customers sharing one is impossible by construction. A
+        // linked one names the same person, so another customer having it would split them.
+        const auto& ident = rec.identities[o.ident];
+        error = ident.type + " \"" + ident.value + "\" already belongs to customer " + o.label;
+        if (!o.via.empty()) {
+          error += " (as " + o.via + ")";
+        }
         db_.exec("ROLLBACK TO rec");
         db_.exec("RELEASE rec");
         return Result::rejected;
+      }
+    }
+    for (std::size_t k = 0; k < rec.identities.size(); ++k) {
+      if (!owned[k]) {
+        const auto& ident = rec.identities[k];
+        insert_identity_.bind_static(1, ident.type).bind_static(2, ident.value);
+        insert_identity_.bind_static(3, id).bind_static(4, ident.handle).run();
       }
     }
     db_.exec("RELEASE rec");

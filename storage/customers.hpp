@@ -24,7 +24,9 @@ struct CustomerUpsert {
 // Upserts by external_id, each record in its own SAVEPOINT inside a caller-driven transaction.
 // A new external_id whose identity belongs to a customer a message created (no external_id)
 // names that customer (updated); a record whose identity belongs to another customer is
-// rejected whole.
+// rejected whole. An identity belongs to the customer that has it, or, when none has it, to
+// the customer of a linked identity (routing/identity_links.hpp: x_handle "annlee" and the X
+// user who wrote as "AnnLee", phone and WhatsApp).
 class CustomerImporter {
  public:
   enum class Result { inserted, updated, rejected };
@@ -35,7 +37,7 @@ class CustomerImporter {
 
  private:
   Db& db_;
-  Stmt find_ext_, insert_, update_, adopt_, find_owner_, insert_identity_;
+  Stmt find_ext_, insert_, update_, adopt_, find_owner_, find_username_owners_, insert_identity_;
 };
 
 struct CustomerView {

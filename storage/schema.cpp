@@ -205,6 +205,17 @@ INSERT OR IGNORE INTO call_lines(account, type, value)
 CREATE INDEX interactions_pending_calls ON interactions(received_at)
   WHERE state = 'pending_call';
 )sql",
+    // 8 -> 9: `customers import` of a username (x_handle "annlee") looks for the X, Telegram or
+    // Instagram user who wrote under it (x 2244994999 from "AnnLee"), by the handle stored
+    // beside the id: without an index, a scan of all that platform's identities per line. The
+    // key is username_key() of routing/identity_links.hpp; only those three types are indexed,
+    // so e-mail and phone identities, most of them, cost no more to insert. The planner does
+    // not pick this index on its own (it prefers the primary key's `type = ?`), so the
+    // import's query names it (storage/customers.cpp).
+    R"sql(
+CREATE INDEX identities_by_username ON identities(type, lower(ltrim(handle, '@')))
+  WHERE type IN ('x', 'telegram', 'instagram');
+)sql",
 };
 
 int read_version(Db& db) {

@@ -8,6 +8,7 @@
 #include "core/ids.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
+#include "routing/identity_links.hpp"
 #include "storage/call_parties.hpp"
 #include "storage/call_payload.hpp"
 #include "storage/interaction_json.hpp"
@@ -83,14 +84,6 @@ struct Conversation {
   bool existing = false;
 };
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return out;
-}
-
 std::optional<std::string> lookup_identity(Store::Statements& st, std::string_view type,
                                            std::string_view value) {
   st.find_identity.bind_static(1, type).bind_static(2, value);
@@ -121,27 +114,20 @@ void read_customer(Store::Statements& st, CustomerMatch& m) {
   st.get_customer.reset();
 }
 
-// Exact match on the canonical identity. Platforms whose stable id is not what people write
-// down (x, telegram, instagram) also match a customer imported with the handle only
-// ("<type>_handle" identities, see routing/identity.hpp); the id is then attached to that
-// customer so the next match is exact. Unknown senders get a new customer.
+// Exact match on the canonical identity. An unknown one may name the same person as an
+// identity of another type (routing/identity_links.hpp): the username a customer was imported
+// with for an X, Telegram or Instagram id, the phone number for a WhatsApp id. The identity is
+// then attached to that customer so the next match is exact. Unknown senders get a new
+// customer.
 CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::int64_t now) {
   CustomerMatch m;
   auto id = lookup_identity(st, from.type, from.value);
-  if (!id && !from.handle.empty()) {
-    std::string handle = lower(from.handle);
-    if (!handle.empty() && handle[0] == '@') {
-      handle.erase(0, 1);
+  const IdentityLink* link = id ? nullptr : link_from(from.type);
+  if (link) {
+    const std::string linked = link->by_username ? username_key(from.handle) : from.value;
+    if (!linked.empty()) {
+      id = lookup_identity(st, link->linked_type, linked);
     }
-    id = lookup_identity(st, from.type + "_handle", handle);
-    if (id) {
-      st.insert_identity.bind_static(1, from.type).bind_static(2, from.value).bind(3, *id);
-      st.insert_identity.bind_static(4, from.handle).run();
-    }
-  }
-  // A WhatsApp sender's id is an E.164 number: the same person as a customer's phone (issue 6).
-  if (!id && from.type == "whatsapp") {
-    id = lookup_identity(st, "phone", from.value);
     if (id) {
       st.insert_identity.bind_static(1, from.type).bind_static(2, from.value).bind(3, *id);
       st.insert_identity.bind_static(4, from.handle).run();

@@ -1,10 +1,12 @@
 #include <cstdint>
+#include <utility>
 
 #include <doctest/doctest.h>
 
 #include "core/regex.hpp"
 
 #include "routing/identity.hpp"
+#include "routing/identity_links.hpp"
 
 namespace {
 
@@ -162,6 +164,35 @@ TEST_CASE("x, telegram, instagram: digits are ids, anything else a handle") {
   CHECK(canon("x", "@") == "invalid: not a valid username");
   CHECK(canon("messenger", "6543210987654321") == "messenger:6543210987654321");
   CHECK(canon("messenger", "annlee") == "invalid: not a valid user id (expected digits)");
+}
+
+TEST_CASE("linked identities: a platform's username as sent is the handle a file gives") {
+  // What the X and Telegram channels store beside the id, and what an import canonicalises.
+  const std::pair<const char*, const char*> sent_usernames[] = {
+      {"x", "AnnLee"}, {"x", "@AnnLee"}, {"telegram", "Ann_Lee"}, {"instagram", "ann.lee"}};
+  for (const auto& sent_by : sent_usernames) {
+    const char* platform = sent_by.first;
+    const char* sent = sent_by.second;
+    CAPTURE(sent);
+    const sb::IdentityLink* link = sb::link_from(platform);
+    REQUIRE(link != nullptr);
+    CHECK(link->by_username);
+    CHECK(sb::link_to(link->linked_type) == link);
+    CHECK(canon(platform, sent) == std::string(link->linked_type) + ":" + sb::username_key(sent));
+  }
+  // A WhatsApp id is the number itself.
+  const sb::IdentityLink* wa = sb::link_from("whatsapp");
+  REQUIRE(wa != nullptr);
+  CHECK(wa->linked_type == "phone");
+  CHECK_FALSE(wa->by_username);
+  CHECK(sb::link_to("phone") == wa);
+  CHECK(canon("whatsapp", "14155550111") == "whatsapp:+14155550111");
+  CHECK(canon("phone", "+1 415 555 0111") == "phone:+14155550111");
+  // No link: e-mail, Mastodon (its identity is the account), Messenger (no usernames).
+  for (const char* t : {"email", "mastodon", "messenger", "x_handle"}) {
+    CAPTURE(t);
+    CHECK(sb::link_from(t) == nullptr);
+  }
 }
 
 TEST_CASE("unknown types are invalid, and identity() carries the canonical pair") {

@@ -3,11 +3,15 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <map>
 #include <vector>
 
+#include "routing/rules.hpp"
 #include "storage/sqlite.hpp"
+#include "storage/store.hpp"
+#include "storage/writer.hpp"
 #include "tests/support/harness.hpp"
 
 using namespace sb::test;
@@ -67,6 +71,32 @@ std::string identities_of(const TempDir& dir, const std::string& external_id) {
       "ORDER BY i.type, i.value)");
   st.bind(1, external_id);
   return st.step() ? st.text(0) : "<none>";
+}
+
+// Stores one direct message from each sender through the daemon's data path (Writer + Store),
+// with `from` as the X and WhatsApp channels fill it in: their senders become customers the
+// way a running daemon makes them.
+void receive(const TempDir& dir, const std::vector<sb::Identity>& senders) {
+  sb::storage::Writer writer(dir.file("sb.db"));
+  sb::storage::Store store(writer, sb::Rules::compile(sb::config::Routing{}));
+  writer.start();
+  std::vector<sb::Inbound> items;
+  for (const auto& from : senders) {
+    sb::Inbound in;
+    in.channel = from.type;
+    in.account = from.type;
+    in.kind = "direct_message";
+    in.external_id = "m-" + from.value;
+    in.from = from;
+    in.text = "hello from " + from.type;
+    items.push_back(std::move(in));
+  }
+  std::promise<std::vector<sb::IngestOutcome>> done;
+  store.submit(std::move(items), std::nullopt,
+               [&](std::vector<sb::IngestOutcome> out) { done.set_value(std::move(out)); });
+  for (const auto& o : done.get_future().get()) {
+    REQUIRE(o.error == "");
+  }
 }
 
 }  // namespace
@@ -205,4 +235,44 @@ TEST_CASE("customers import and show run without the daemon's secrets in the env
   auto bad = customers(dir, "show", cfg, "c-1");
   CHECK(bad.status == 1);
   CHECK(bad.output.find("the United Kingdom is \"GB\"") != std::string::npos);
+}
+
+TEST_CASE("customers import takes over the customers an X user and a WhatsApp sender became") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  receive(dir, {sb::Identity{"x", "2244994999", "Ann", "AnnLee"},
+                sb::Identity{"whatsapp", "+14155550111", "Cy", "14155550111"}});
+  auto imported = customers(dir, "import", cfg,
+                            write_file(dir, "crm.csv",
+                                       "external_id,name,phone,tier,x\n"
+                                       "c-1,Ann Lee,,vip,@AnnLee\n"
+                                       "c-2,Cy Young,+1 415 555 0111,,\n"));
+  INFO(imported.output);
+  REQUIRE(imported.status == 0);
+  CHECK(imported.output.find("inserted 0, updated 2, rejected 0") != std::string::npos);
+  CHECK(customer_row(dir, "c-1") == "Ann Lee|vip|[]");
+  CHECK(identities_of(dir, "c-1") == "x:2244994999 x_handle:annlee");
+  CHECK(identities_of(dir, "c-2") == "phone:+14155550111 whatsapp:+14155550111");
+  {
+    sb::storage::Db db(dir.file("sb.db"), true);
+    auto st = db.prepare("SELECT count(*) FROM customers");
+    REQUIRE(st.step());
+    CHECK(st.int64(0) == 2);
+  }
+  // One customer, whichever identity it is looked up by, with the message it sent.
+  for (const char* who : {"c-1", "@AnnLee", "2244994999"}) {
+    auto shown = customers(dir, "show", cfg, who);
+    INFO(shown.output);
+    REQUIRE(shown.status == 0);
+    CHECK(shown.output.find("  external id  c-1\n") != std::string::npos);
+    CHECK(shown.output.find("    x  2244994999  (AnnLee)\n") != std::string::npos);
+    CHECK(shown.output.find("    x_handle  annlee\n") != std::string::npos);
+    CHECK(shown.output.find("  timeline (1, newest first)\n") != std::string::npos);
+    CHECK(shown.output.find("x/direct_message  inbound") != std::string::npos);
+  }
+  auto cy = customers(dir, "show", cfg, "+14155550111");
+  INFO(cy.output);
+  CHECK(cy.output.find("  external id  c-2\n") != std::string::npos);
+  CHECK(cy.output.find("  name         Cy Young\n") != std::string::npos);
+  CHECK(cy.output.find("whatsapp/direct_message  inbound") != std::string::npos);
 }

@@ -1,8 +1,14 @@
 // The customer import against customers that messages created before the CRM was loaded.
 #include <doctest/doctest.h>
 
+#include <future>
+
+#include "routing/identity.hpp"
+#include "routing/rules.hpp"
 #include "storage/customers.hpp"
 #include "storage/schema.hpp"
+#include "storage/store.hpp"
+#include "storage/writer.hpp"
 #include "tests/support/harness.hpp"
 
 using namespace sb;
@@ -23,6 +29,70 @@ void message_customer(Db& db, const std::string& id, const std::string& type,
 std::string one(Db& db, const std::string& sql) {
   auto st = db.prepare(sql);
   return st.step() ? st.text(0) : "<no row>";
+}
+
+// The daemon's side of one database: messages stored by the real data path (Writer + Store),
+// which makes a customer for an unknown sender, while `customers import` runs on another
+// connection.
+struct Inbox {
+  test::TempDir dir;
+  std::string path = dir.file("sb.db");
+  Writer writer{path};  // migrates
+  Store store{writer, Rules::compile(config::Routing{})};
+  Db db{path};
+
+  Inbox() { writer.start(); }
+
+  // Stores a direct message from `from`, as the X, Telegram and WhatsApp channels fill it in
+  // (the platform's user id or number, with the username or wa_id as handle); returns the id
+  // of the customer it was matched to.
+  std::string receive(const std::string& channel, Identity from) {
+    static int n = 0;
+    Inbound in;
+    in.channel = channel;
+    in.account = channel;
+    in.kind = "direct_message";
+    in.external_id = "m" + std::to_string(++n);
+    in.from = std::move(from);
+    in.text = "hello";
+    std::promise<std::vector<IngestOutcome>> p;
+    store.submit({in}, std::nullopt, [&](std::vector<IngestOutcome> out) { p.set_value(out); });
+    auto out = p.get_future().get();
+    REQUIRE(out.at(0).error == "");
+    auto st = db.prepare("SELECT customer_id FROM interactions WHERE id = ?1");
+    st.bind(1, out.at(0).id);
+    REQUIRE(st.step());
+    return st.text(0);
+  }
+
+  // external_id|name|tier, and the identities, of customer `id`.
+  std::string customer(const std::string& id) {
+    auto st = db.prepare(
+        "SELECT coalesce(external_id, '-') || '|' || name || '|' || tier FROM customers "
+        "WHERE id = ?1");
+    st.bind(1, id);
+    return st.step() ? st.text(0) : "<no customer>";
+  }
+  std::string identities(const std::string& id) {
+    auto st = db.prepare(
+        "SELECT group_concat(type || ':' || value, ' ') FROM (SELECT type, value FROM identities "
+        "WHERE customer_id = ?1 ORDER BY type, value)");
+    st.bind(1, id);
+    return st.step() ? st.text(0) : "<none>";
+  }
+  std::string count(const std::string& sql) { return one(db, sql); }
+};
+
+// A record as `customers import` makes it of a CSV line: canonical identities.
+CustomerUpsert line(const std::string& external_id, const std::string& name,
+                    const std::vector<std::pair<std::string, std::string>>& columns) {
+  CustomerUpsert rec{external_id, name, "", {}, {}};
+  for (const auto& [type, raw] : columns) {
+    auto c = canonicalize(type, raw, "US");
+    REQUIRE_MESSAGE(c.ok(), type, " ", raw, ": ", c.error);
+    rec.identities.push_back(*c.identity());
+  }
+  return rec;
 }
 
 }  // namespace
@@ -106,4 +176,93 @@ TEST_CASE("customers import: fields a record does not give keep their stored val
   CHECK(imp.upsert(cleared, error) == Result::updated);
   CHECK(one(db, "SELECT name || '|' || tier || '|' || tags FROM customers") == "Ann Lee||[]");
   imp.commit();
+}
+
+TEST_CASE("customers import: an X or Telegram user who wrote first is taken over by the username") {
+  Inbox inbox;
+  // Before the CRM is loaded, Ann writes on X and Bob on Telegram: each becomes a customer
+  // known by the platform's user id, with the username beside it.
+  const std::string ann = inbox.receive("x", Identity{"x", "2244994999", "Ann", "AnnLee"});
+  const std::string bob = inbox.receive("telegram", Identity{"telegram", "42", "Bob", "Bob_Smith"});
+
+  Db db(inbox.path);
+  CustomerImporter imp(db);
+  imp.begin();
+  std::string error;
+  auto c1 = line("c-1", "Ann Lee", {{"x", "@AnnLee"}});
+  c1.tier = "vip";
+  CHECK(imp.upsert(c1, error) == Result::updated);
+  CHECK(imp.upsert(line("c-2", "Bob Smith", {{"telegram", "bob_smith"}}), error) ==
+        Result::updated);
+  imp.commit();
+
+  // One customer each, named by the CRM, with both identities and its message.
+  CHECK(inbox.customer(ann) == "c-1|Ann Lee|vip");
+  CHECK(inbox.identities(ann) == "x:2244994999 x_handle:annlee");
+  CHECK(inbox.customer(bob) == "c-2|Bob Smith|");
+  CHECK(inbox.identities(bob) == "telegram:42 telegram_handle:bob_smith");
+  CHECK(inbox.count("SELECT count(*) FROM customers") == "2");
+  CHECK(inbox.count("SELECT count(*) FROM interactions WHERE customer_id = '" + ann + "'") == "1");
+  // Their next messages reach the CRM's customers.
+  CHECK(inbox.receive("x", Identity{"x", "2244994999", "Ann", "AnnLee"}) == ann);
+  CHECK(inbox.receive("telegram", Identity{"telegram", "42", "Bob", "Bob_Smith"}) == bob);
+}
+
+TEST_CASE("customers import: a WhatsApp sender is taken over by the phone number, and back") {
+  Inbox inbox;
+  const std::string cy =
+      inbox.receive("whatsapp", Identity{"whatsapp", "+14155550111", "Cy", "14155550111"});
+  // A sender known by phone, and a file that gives the WhatsApp number (JSON Lines "handles").
+  const std::string di = inbox.receive("api", Identity{"phone", "+14155550122", "", ""});
+
+  Db db(inbox.path);
+  CustomerImporter imp(db);
+  imp.begin();
+  std::string error;
+  CHECK(imp.upsert(line("c-2", "Cy Young", {{"phone", "+1 415 555 0111"}}), error) ==
+        Result::updated);
+  CHECK(imp.upsert(line("c-3", "Di", {{"whatsapp", "14155550122"}}), error) == Result::updated);
+  imp.commit();
+
+  CHECK(inbox.customer(cy) == "c-2|Cy Young|");
+  CHECK(inbox.identities(cy) == "phone:+14155550111 whatsapp:+14155550111");
+  CHECK(inbox.customer(di) == "c-3|Di|");
+  CHECK(inbox.identities(di) == "phone:+14155550122 whatsapp:+14155550122");
+  CHECK(inbox.count("SELECT count(*) FROM customers") == "2");
+  CHECK(inbox.receive("whatsapp", Identity{"whatsapp", "+14155550111", "Cy", "14155550111"}) == cy);
+}
+
+TEST_CASE("customers import: a username or number another customer wrote from is refused") {
+  Inbox inbox;
+  const std::string ann = inbox.receive("x", Identity{"x", "2244994999", "Ann", "AnnLee"});
+  const std::string cy =
+      inbox.receive("whatsapp", Identity{"whatsapp", "+14155550111", "Cy", "14155550111"});
+  const std::string eve = inbox.receive("x", Identity{"x", "777", "Eve", "eve_x"});
+
+  Db db(inbox.path);
+  CustomerImporter imp(db);
+  imp.begin();
+  std::string error;
+  // The CRM knows Ann's X account by its id: c-9 takes over her customer.
+  CHECK(imp.upsert(line("c-9", "Ann Lee", {{"x", "2244994999"}}), error) == Result::updated);
+  // Another record giving her username is someone else's claim on c-9's account.
+  CHECK(imp.upsert(line("c-1", "Ann L.", {{"email", "ann@example.com"}, {"x", "@annlee"}}),
+                   error) == Result::rejected);
+  CHECK(error == "x_handle \"annlee\" already belongs to customer c-9 (as x 2244994999)");
+  // Cy's number and Eve's username in one record: two customers, which would take a merge.
+  CHECK(imp.upsert(line("c-5", "Cy", {{"phone", "+14155550111"}, {"x", "eve_x"}}), error) ==
+        Result::rejected);
+  CHECK(error == "x_handle \"eve_x\" already belongs to customer " + eve + " (as x 777)");
+  // A customer the CRM already named does not take over one a message created.
+  CHECK(imp.upsert(line("c-9", "Ann Lee", {{"phone", "+14155550111"}}), error) == Result::rejected);
+  CHECK(error ==
+        "phone \"+14155550111\" already belongs to customer " + cy + " (as whatsapp +14155550111)");
+  imp.commit();
+
+  CHECK(inbox.count("SELECT count(*) FROM customers WHERE external_id IN ('c-1', 'c-5')") == "0");
+  CHECK(inbox.customer(ann) == "c-9|Ann Lee|");
+  CHECK(inbox.identities(ann) == "x:2244994999");
+  CHECK(inbox.customer(cy) == "-|Cy|");
+  CHECK(inbox.identities(cy) == "whatsapp:+14155550111");
+  CHECK(inbox.count("SELECT count(*) FROM customers") == "3");
 }

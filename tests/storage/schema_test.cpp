@@ -6,6 +6,7 @@
 #include <future>
 #include <thread>
 
+#include "storage/customers.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
 #include "storage/writer.hpp"
@@ -131,6 +132,33 @@ TEST_CASE("the 4-hour call sweep finds pending calls through their partial index
       "WHERE state = 'pending_call' AND received_at < ?1");
   REQUIRE(plan.step());
   CHECK_MESSAGE(plan.text(3).find("interactions_pending_calls") != std::string::npos, plan.text(3));
+}
+
+TEST_CASE("a version-8 file is upgraded: an X user stored before it is found by the username") {
+  test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 8);
+    // A customer a message created: the X user id, with the username it wrote under.
+    db.exec("INSERT INTO customers(id, name, created_at, updated_at) VALUES ('M1', 'Ann', 1, 1)");
+    db.exec(
+        "INSERT INTO identities(type, value, customer_id, handle) VALUES "
+        "('x', '2244994999', 'M1', 'AnnLee')");
+  }
+  storage::Db db(path);
+  storage::migrate(db);  // as `customers import` does
+  // The import's username lookup names the index, so without it this would throw.
+  storage::CustomerImporter imp(db);
+  imp.begin();
+  std::string error;
+  storage::CustomerUpsert ann{"c-1", "Ann Lee", "", {}, {{"x_handle", "annlee", "", ""}}};
+  CHECK(imp.upsert(ann, error) == storage::CustomerImporter::Result::updated);
+  imp.commit();
+  auto st = db.prepare("SELECT external_id, name FROM customers WHERE id = 'M1'");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == "c-1");
+  CHECK(st.text(1) == "Ann Lee");
 }
 
 TEST_CASE("two processes upgrading one file at once: the second finds the work done") {
