@@ -350,10 +350,23 @@ asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const 
         return;
       }
     }
+    // The parent's queue and priority as the row is now, in the reply's row and its payload: a
+    // transfer answered just before is recorded by a job ahead of this one, perhaps after the
+    // route read the row. An outbound row never enters a queue (no outbox row, its state is
+    // 'outbound'); its queue tells which agents it concerns (Service::not_held).
+    std::string queue = parent.queue, priority = parent.priority;
+    auto current = db.prepare("SELECT queue, priority FROM interactions WHERE id=?1");
+    current.bind(1, parent.id);
+    if (current.step()) {
+      queue = current.text(0);
+      priority = current.text(1);
+    }
+    current.reset();
     auto ins = db.prepare(
         "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
         "conversation_id, customer_id, queue, priority, state, occurred_at, received_at, payload) "
-        "VALUES (?1, ?2, ?3, ?1, ?4, 'outbound', ?5, ?6, '', '', 'outbound', ?7, ?7, ?8)");
+        "VALUES (?1, ?2, ?3, ?1, ?4, 'outbound', ?5, ?6, ?9, ?10, 'outbound', ?7, ?7, "
+        "json_set(?8, '$.queue', ?9, '$.priority', ?10))");
     ins.bind(1, outbound_id).bind(2, parent.channel).bind(3, parent.account).bind(4, parent.kind);
     if (parent.conversation_id.empty()) {
       ins.bind_null(5);
@@ -365,7 +378,7 @@ asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const 
     } else {
       ins.bind(6, parent.customer_id);
     }
-    ins.bind(7, at).bind(8, payload).run();
+    ins.bind(7, at).bind(8, payload).bind(9, queue).bind(10, priority).run();
     auto send = db.prepare(
         "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
         "next_attempt_at, created_at, updated_at, agent, idempotency_key) VALUES (?1, ?2, ?3, "

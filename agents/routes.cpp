@@ -117,7 +117,7 @@ http::Response Service::not_held(const std::string& id, const config::Agent& age
   }
   // Held by nobody (waiting, finished, dead-lettered): Redis's index does not know its queue,
   // the record does. Who finished it, or why it was moved, is told only to agents of its queue.
-  // (An outbound interaction is in no queue: "claim it first".)
+  // (An outbound interaction has its parent's queue: 403 for others, "claim it first" for them.)
   if (f.status == Hold::not_held && !row->queue.empty() &&
       std::find(agent.queues.begin(), agent.queues.end(), row->queue) == agent.queues.end()) {
     return item_forbidden(agent, verb, id, row->queue);
@@ -320,6 +320,9 @@ Service::Awaitable Service::reply(http::Request& r) {
   if (auto* c = parent_json.if_contains("customer")) {
     o["customer"] = *c;
   }
+  // SPEC section 5: an identity or null. Ours here would be the channel's own address, which
+  // only its sender knows (the SMTP account's From, the bot's id): null rather than a guess.
+  o["from"] = nullptr;
   json::array to;  // where the sender delivers it (the email sender picks the same address)
   if (const json::object* who = storage::reply_recipient(parent_json)) {
     to.push_back(*who);
@@ -339,6 +342,14 @@ Service::Awaitable Service::reply(http::Request& r) {
     chain.emplace_back(parent->external_id);
     o["references"] = std::move(chain);
   }
+  // Every interaction carries these (SPEC section 5), so that timeline clients need no special
+  // case for replies. Queue and priority are the parent's as it is now (after any transfer): the
+  // queue the reply was made from, as the row records too (Records::reply sets both from the
+  // row as it is when the reply is committed).
+  o["attachments"] = json::array();
+  o["flags"] = json::array();
+  o["queue"] = parent->queue;
+  o["priority"] = parent->priority;
   std::string out_payload = json::serialize(o);
   auto stored = co_await records_.reply(*parent, agent.id, out_id, out_payload, *key);
   if (!stored.error.empty()) {
