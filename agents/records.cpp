@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <memory>
 
 #include "core/log.hpp"
 #include "core/time.hpp"
@@ -66,6 +67,26 @@ std::optional<LastClaim> Records::last_claim(const std::string& id) {
     }
   }
   return c;
+}
+
+std::optional<KeyedReply> Records::keyed_reply(const std::string& parent_id,
+                                               const std::string& agent, const std::string& key) {
+  auto st = read_.prepare(
+      "SELECT s.interaction_id, i.payload, s.state FROM sends s JOIN interactions i "
+      "ON i.id = s.interaction_id WHERE s.parent_id=?1 AND s.agent=?2 AND s.idempotency_key=?3");
+  st.bind(1, parent_id).bind(2, agent).bind(3, key);
+  if (!st.step()) {
+    return std::nullopt;
+  }
+  KeyedReply k{st.text(0), "", st.text(2)};
+  json::error_code ec;
+  auto v = json::parse(st.text_view(1), ec);
+  if (!ec && v.is_object()) {
+    if (auto* t = v.as_object().if_contains("text"); t && t->is_string()) {
+      k.text = t->as_string();
+    }
+  }
+  return k;
 }
 
 asio::awaitable<std::string> Records::settled() {
@@ -310,17 +331,42 @@ void Records::transferred(const InteractionRow& row, const std::string& actor,
       log_failure("transfer of " + row.id)});
 }
 
-asio::awaitable<std::string> Records::reply(const InteractionRow& parent, const std::string& actor,
+asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const std::string& actor,
                                             const std::string& outbound_id,
-                                            const std::string& payload) {
+                                            const std::string& payload, const std::string& key) {
   std::int64_t at = now_ms();
   flush();
+  // Written by the job on the writer thread, read here after its commit resumed us.
+  auto earlier = std::make_shared<std::string>();
   // (GCC 12: a lambda temporary inside a co_await expression is destroyed twice; name it.)
   std::function<void(storage::Db&)> job = [=](storage::Db& db) {
+    if (!key.empty()) {
+      auto seen = db.prepare(
+          "SELECT interaction_id FROM sends WHERE parent_id=?1 AND agent=?2 AND "
+          "idempotency_key=?3");
+      seen.bind(1, parent.id).bind(2, actor).bind(3, key);
+      if (seen.step()) {
+        *earlier = seen.text(0);
+        return;
+      }
+    }
+    // The parent's queue and priority as the row is now, in the reply's row and its payload: a
+    // transfer answered just before is recorded by a job ahead of this one, perhaps after the
+    // route read the row. An outbound row never enters a queue (no outbox row, its state is
+    // 'outbound'); its queue tells which agents it concerns (Service::not_held).
+    std::string queue = parent.queue, priority = parent.priority;
+    auto current = db.prepare("SELECT queue, priority FROM interactions WHERE id=?1");
+    current.bind(1, parent.id);
+    if (current.step()) {
+      queue = current.text(0);
+      priority = current.text(1);
+    }
+    current.reset();
     auto ins = db.prepare(
         "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
         "conversation_id, customer_id, queue, priority, state, occurred_at, received_at, payload) "
-        "VALUES (?1, ?2, ?3, ?1, ?4, 'outbound', ?5, ?6, '', '', 'outbound', ?7, ?7, ?8)");
+        "VALUES (?1, ?2, ?3, ?1, ?4, 'outbound', ?5, ?6, ?9, ?10, 'outbound', ?7, ?7, "
+        "json_set(?8, '$.queue', ?9, '$.priority', ?10))");
     ins.bind(1, outbound_id).bind(2, parent.channel).bind(3, parent.account).bind(4, parent.kind);
     if (parent.conversation_id.empty()) {
       ins.bind_null(5);
@@ -332,17 +378,31 @@ asio::awaitable<std::string> Records::reply(const InteractionRow& parent, const 
     } else {
       ins.bind(6, parent.customer_id);
     }
-    ins.bind(7, at).bind(8, payload).run();
+    ins.bind(7, at).bind(8, payload).bind(9, queue).bind(10, priority).run();
     auto send = db.prepare(
         "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
-        "next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, "
-        "?5)");
+        "next_attempt_at, created_at, updated_at, agent, idempotency_key) VALUES (?1, ?2, ?3, "
+        "?4, 'pending', 0, ?5, ?5, ?5, ?6, ?7)");
     send.bind(1, outbound_id).bind(2, parent.id).bind(3, parent.channel).bind(4, parent.account);
-    send.bind(5, at).run();
+    send.bind(5, at).bind(6, actor);
+    if (key.empty()) {
+      send.bind_null(7);
+    } else {
+      send.bind(7, key);
+    }
+    send.run();
     json::object d{{"outbound_id", outbound_id}};
     insert_event(db, parent.id, at, actor, "reply", json::serialize(d));
   };
-  co_return co_await write(writer_, std::move(job));
+  ReplyStored r;
+  r.error = co_await write(writer_, std::move(job));
+  if (r.error.empty() && !earlier->empty()) {
+    r.outbound_id = *earlier;
+    r.repeated = true;
+  } else if (r.error.empty()) {
+    r.outbound_id = outbound_id;
+  }
+  co_return r;
 }
 
 void Records::send_result(const std::string& iid, const std::string& state, std::int64_t attempts,

@@ -27,6 +27,18 @@ struct LastClaim {
   std::int64_t deliveries = -1;  // the claim's delivery count
 };
 
+// A reply an agent made under an Idempotency-Key: what a retry with that key is answered.
+struct KeyedReply {
+  std::string outbound_id, text, send_state;
+};
+
+// What Records::reply did: `error` (nothing stored), or the outbound interaction of this reply:
+// the new one, or (`repeated`) the one stored earlier under the same key.
+struct ReplyStored {
+  std::string error, outbound_id;
+  bool repeated = false;
+};
+
 struct SendJob {
   std::string interaction_id, parent_id, channel, account, conversation_id, text, parent_payload;
   std::int64_t attempts = 0;
@@ -45,6 +57,9 @@ class Records {
   // The interaction JSON with its events and (outbound) send state merged in.
   std::string decorate(const std::string& payload);
   std::optional<LastClaim> last_claim(const std::string& id);  // nullopt: no such interaction
+  // The reply `agent` made to `parent_id` under Idempotency-Key `key`, if committed.
+  std::optional<KeyedReply> keyed_reply(const std::string& parent_id, const std::string& agent,
+                                        const std::string& key);
   // Resumes once every event recorded before the call is committed (a barrier: the writer runs
   // jobs in order), so that reads see them. "" or the error.
   boost::asio::awaitable<std::string> settled();
@@ -76,10 +91,14 @@ class Records {
   void transferred(const InteractionRow& row, const std::string& actor, const std::string& queue,
                    const std::string& priority, bool retry = false);
   // Reply: the outbound interaction, its send job and the event on the parent, in one
-  // transaction. Returns "" once committed, else the error.
-  boost::asio::awaitable<std::string> reply(const InteractionRow& parent, const std::string& actor,
+  // transaction; resumes once committed. With an `idempotency_key` (else ""), the send job keeps
+  // it, and when `actor` already replied to `parent` under that key nothing is written: the
+  // result names that reply, `repeated`. (Checked in the writer's transaction, so that two
+  // attempts racing past the route's own check still store one reply.)
+  boost::asio::awaitable<ReplyStored> reply(const InteractionRow& parent, const std::string& actor,
                                             const std::string& outbound_id,
-                                            const std::string& outbound_payload);
+                                            const std::string& outbound_payload,
+                                            const std::string& idempotency_key);
   // The result of one send attempt, with the sender's thread keys pointed at the outbound
   // interaction's conversation; `done` runs on the writer thread after the commit, with "" or
   // the error (nothing of it was written then).

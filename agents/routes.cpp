@@ -50,6 +50,30 @@ bool valid_queue_name(std::string_view q) {
   return true;
 }
 
+// At most this long: a UUID or ULID fits many times over, and a key is stored with its reply.
+constexpr std::size_t kMaxIdempotencyKey = 200;
+
+// The request's Idempotency-Key header (the common convention: Stripe's, the IETF httpapi
+// draft's): "" when absent; nullopt, with `error` set, when present but not 1-200 printable
+// ASCII characters. Taken as sent: a quoted structured-field string keeps its quotes, which does
+// no harm as a client sends its key the same way on every attempt.
+std::optional<std::string> idempotency_key(const http::Request& r, std::string& error) {
+  auto v = r.header ? r.header("Idempotency-Key") : std::string_view();
+  // Absent: http/server.cpp answers a default string_view, whose data() is null; a header sent
+  // empty points into the request, and is refused below rather than taken for no key.
+  if (v.data() == nullptr) {
+    return std::string();
+  }
+  bool printable = std::all_of(v.begin(), v.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
+  if (v.empty() || v.size() > kMaxIdempotencyKey || !printable) {
+    error = "header Idempotency-Key must be 1 to " + std::to_string(kMaxIdempotencyKey) +
+            " printable ASCII characters (a UUID, say), one per answer; this one has " +
+            std::to_string(v.size()) + (printable ? " characters" : " bytes, not all printable");
+    return std::nullopt;
+  }
+  return std::string(v);
+}
+
 std::string id_body(const std::string& id, const char* status) {
   return json::serialize(json::object{{"id", id}, {"status", status}});
 }
@@ -93,7 +117,7 @@ http::Response Service::not_held(const std::string& id, const config::Agent& age
   }
   // Held by nobody (waiting, finished, dead-lettered): Redis's index does not know its queue,
   // the record does. Who finished it, or why it was moved, is told only to agents of its queue.
-  // (An outbound interaction is in no queue: "claim it first".)
+  // (An outbound interaction has its parent's queue: 403 for others, "claim it first" for them.)
   if (f.status == Hold::not_held && !row->queue.empty() &&
       std::find(agent.queues.begin(), agent.queues.end(), row->queue) == agent.queues.end()) {
     return item_forbidden(agent, verb, id, row->queue);
@@ -238,6 +262,11 @@ Service::Awaitable Service::reply(http::Request& r) {
   const auto& agent = *call.agent;
   auto* body = &call.body;
   const std::string id = r.params["id"];
+  std::string key_error;
+  auto key = idempotency_key(r, key_error);
+  if (!key) {
+    co_return http::error(400, "invalid_header", key_error);
+  }
   auto* tv = body->if_contains("text");
   if (!tv || !tv->is_string() || tv->as_string().empty()) {
     co_return http::error(400, "invalid_field", "field \"text\" (the answer) is required");
@@ -248,6 +277,14 @@ Service::Awaitable Service::reply(http::Request& r) {
   auto parent = records_.find(id);
   if (!parent) {
     co_return http::error(404, "not_found", "no interaction has the id " + id);
+  }
+  // A retry of a reply whose answer was lost is answered as the first was, whether or not the
+  // agent still holds the item (it may have acked since, or its claim timed out): the customer
+  // must not get the answer twice.
+  if (!key->empty()) {
+    if (auto earlier = records_.keyed_reply(id, agent.id, *key)) {
+      co_return replayed_reply(id, agent.id, *key, tv->as_string(), *earlier);
+    }
   }
   auto f = co_await ops_.holds(id, agent.id, &agent.queues);
   if (!f.error.empty()) {
@@ -283,6 +320,9 @@ Service::Awaitable Service::reply(http::Request& r) {
   if (auto* c = parent_json.if_contains("customer")) {
     o["customer"] = *c;
   }
+  // SPEC section 5: an identity or null. Ours here would be the channel's own address, which
+  // only its sender knows (the SMTP account's From, the bot's id): null rather than a guess.
+  o["from"] = nullptr;
   json::array to;  // where the sender delivers it (the email sender picks the same address)
   if (const json::object* who = storage::reply_recipient(parent_json)) {
     to.push_back(*who);
@@ -302,15 +342,56 @@ Service::Awaitable Service::reply(http::Request& r) {
     chain.emplace_back(parent->external_id);
     o["references"] = std::move(chain);
   }
+  // Every interaction carries these (SPEC section 5), so that timeline clients need no special
+  // case for replies. Queue and priority are the parent's as it is now (after any transfer): the
+  // queue the reply was made from, as the row records too (Records::reply sets both from the
+  // row as it is when the reply is committed).
+  o["attachments"] = json::array();
+  o["flags"] = json::array();
+  o["queue"] = parent->queue;
+  o["priority"] = parent->priority;
   std::string out_payload = json::serialize(o);
-  auto e = co_await records_.reply(*parent, agent.id, out_id, out_payload);
-  if (!e.empty()) {
-    co_return http::error(503, "database_unavailable", "the reply was not stored: " + e);
+  auto stored = co_await records_.reply(*parent, agent.id, out_id, out_payload, *key);
+  if (!stored.error.empty()) {
+    co_return http::error(503, "database_unavailable", "the reply was not stored: " + stored.error);
+  }
+  if (stored.repeated) {  // an attempt with the same key was committed while this one ran
+    auto earlier = records_.keyed_reply(id, agent.id, *key);
+    if (!earlier) {  // (committed, so the read connection sees it; kept as a value, not a crash)
+      co_return http::error(
+          503, "database_unavailable",
+          "reply " + stored.outbound_id + " with this Idempotency-Key cannot be read");
+    }
+    co_return replayed_reply(id, agent.id, *key, tv->as_string(), *earlier);
   }
   sends_.kick();
   co_return http::json(202,
                        json::serialize(json::object{
                            {"id", out_id}, {"in_reply_to", id}, {"send", {{"state", "pending"}}}}));
+}
+
+// The answer to a reply whose Idempotency-Key `key` `agent` already used for `parent_id`: the
+// first answer, with the send's state as it is now, when the text is the same; otherwise the
+// client reused a key for a different answer, a bug that must not pass silently (422, as the
+// IETF httpapi draft says for a key reused with another payload).
+http::Response Service::replayed_reply(const std::string& parent_id, const std::string& agent,
+                                       const std::string& key, std::string_view text,
+                                       const KeyedReply& earlier) {
+  if (earlier.text != text) {
+    return http::error(422, "idempotency_key_reused",
+                       "Idempotency-Key \"" + key + "\" was used by agent " + agent +
+                           " for reply " + earlier.outbound_id + " to " + parent_id +
+                           " with a different text; nothing was stored or sent: use a new key "
+                           "for a new answer");
+  }
+  logger("agents")->info("[agents] {}'s reply to {} repeated with its Idempotency-Key: {} again",
+                         agent, parent_id, earlier.outbound_id);
+  auto res =
+      http::json(202, json::serialize(json::object{{"id", earlier.outbound_id},
+                                                   {"in_reply_to", parent_id},
+                                                   {"send", {{"state", earlier.send_state}}}}));
+  res.headers.emplace_back("Idempotent-Replayed", "true");
+  return res;
 }
 
 Service::Awaitable Service::queues(http::Request& r) {

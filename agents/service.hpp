@@ -14,6 +14,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -91,6 +92,10 @@ class Service {
   Awaitable finish(http::Request& r, const char* what);  // ack | release
   Awaitable transfer(http::Request& r);
   Awaitable reply(http::Request& r);
+  // A reply repeated with the Idempotency-Key of `earlier` (routes.cpp).
+  static Response replayed_reply(const std::string& parent_id, const std::string& agent,
+                                 const std::string& key, std::string_view text,
+                                 const KeyedReply& earlier);
   Awaitable queues(http::Request& r);
   Awaitable customer(http::Request& r);
   Awaitable timeline(http::Request& r);

@@ -216,6 +216,17 @@ CREATE INDEX interactions_pending_calls ON interactions(received_at)
 CREATE INDEX identities_by_username ON identities(type, lower(ltrim(handle, '@')))
   WHERE type IN ('x', 'telegram', 'instagram');
 )sql",
+    // 9 -> 10: replies made idempotent. An agent's client that lost a reply's 202 (a timeout, a
+    // proxy reset) retries with the same Idempotency-Key header; the send row keeps the key with
+    // the agent who replied, and the unique index makes a second outbound interaction for the
+    // same (parent, agent, key) impossible, even for two attempts in one group commit. Rows
+    // written before keep NULL in both: they had no key, and NULL keys never collide.
+    R"sql(
+ALTER TABLE sends ADD COLUMN agent TEXT;
+ALTER TABLE sends ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX sends_by_idempotency_key ON sends(parent_id, agent, idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
+)sql",
 };
 
 int read_version(Db& db) {

@@ -126,3 +126,55 @@ TEST_CASE("reply: a channel without a sender is 422, and the timeline pages newe
   CHECK(d.get("bob-token", base + "?limit=0").status == 400);
   CHECK(d.get("", base).status == 401);
 }
+
+TEST_CASE("timeline: a reply carries every key of SPEC section 5, in its parent's queue") {
+  auto sender = std::make_shared<FlakySender>();
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", sender); });
+  std::string id = d.ingest("tl-keys", "Order 9 is late");
+  d.drained();
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == id);
+  // Moved on the way (queue and priority unlike the defaults), claimed and answered at once: the
+  // transfer's record may be committed only after the reply route read the parent.
+  REQUIRE(d.act("alice-token", id, "transfer", R"({"queue":"vip","priority":"high"})").status ==
+          200);
+  auto c = d.claim("alice-token", "vip");
+  REQUIRE(claimed_id(c) == id);
+  std::string customer(parse(c.body).at("interaction").at("customer").at("id").as_string());
+  auto rep = d.act("alice-token", id, "reply", R"({"text":"On its way."})");
+  REQUIRE(rep.status == 202);
+  std::string out_id(parse(rep.body).at("id").as_string());
+
+  auto tl = parse(d.get("bob-token", "/v1/customers/" + customer + "/interactions").body);
+  auto& items = tl.at("interactions").as_array();
+  REQUIRE(items.size() == 2);
+  auto& reply = items[0].as_object();
+  REQUIRE(reply.at("id").as_string() == out_id);
+  for (const char* key :
+       {"id", "channel", "account", "kind", "direction", "external_id", "conversation_id",
+        "customer", "from", "to", "subject", "text", "occurred_at", "received_at", "in_reply_to",
+        "attachments", "flags", "queue", "priority"}) {
+    CHECK_MESSAGE(reply.contains(key), "no \"" << key << "\" in " << boost::json::serialize(reply));
+  }
+  if (reply.contains("from")) {
+    CHECK(reply.at("from").is_null());  // our side: no identity of the channel is known here
+  }
+  if (reply.contains("attachments") && reply.contains("flags")) {
+    CHECK(reply.at("attachments").as_array().empty());
+    CHECK(reply.at("flags").as_array().empty());
+  }
+  if (reply.contains("queue") && reply.contains("priority")) {
+    CHECK(reply.at("queue").as_string() == "vip");
+    CHECK(reply.at("priority").as_string() == "high");
+  }
+  CHECK(reply.at("agent").as_string() == "alice");
+  CHECK(reply.at("to").as_array().at(0).at("value").as_string() == "ann@example.com");
+  // The row agrees with its payload.
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE id='" + out_id +
+               "' AND queue='vip' AND priority='high'") == 1);
+  // Acting on the reply itself: like its parent, a matter of its queue's agents only (bob works
+  // general and billing), who are told it is not theirs to finish.
+  auto bobs = d.act("bob-token", out_id, "ack");
+  CHECK(bobs.status == 403);
+  CHECK(error_message(bobs).find("\"vip\"") != std::string::npos);
+  CHECK(d.act("alice-token", out_id, "ack").status == 409);
+}

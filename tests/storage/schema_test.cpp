@@ -195,3 +195,50 @@ TEST_CASE("two processes upgrading one file at once: the second finds the work d
   CHECK(st.int64(0) == storage::current_schema_version());
   CHECK(st.int64(1) == 1);
 }
+
+TEST_CASE("a version-9 file is upgraded: sends keep their rows, a reply's key is unique") {
+  test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 9);
+    db.exec(
+        "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
+        "next_attempt_at, provider_id, created_at, updated_at) VALUES "
+        "('O1', 'P1', 'email', 'support', 'sent', 1, 5, 'm-1', 5, 6)");
+  }
+  storage::Writer writer(path);  // migrates
+  storage::Db db(path);
+  auto old = db.prepare(
+      "SELECT parent_id, state, provider_id, agent IS NULL, idempotency_key IS NULL FROM sends "
+      "WHERE interaction_id = 'O1'");
+  REQUIRE(old.step());
+  CHECK(old.text(0) == "P1");
+  CHECK(old.text(1) == "sent");
+  CHECK(old.text(2) == "m-1");
+  CHECK(old.int64(3) == 1);
+  CHECK(old.int64(4) == 1);
+  old.reset();
+  auto add = [&](const char* out, const char* parent, const char* agent, const char* key) {
+    auto ins = db.prepare(
+        "INSERT INTO sends(interaction_id, parent_id, channel, account, next_attempt_at, "
+        "created_at, updated_at, agent, idempotency_key) VALUES "
+        "(?1, ?2, 'email', 'support', 7, 7, 7, ?3, ?4)");
+    ins.bind(1, out).bind(2, parent).bind(3, agent);
+    if (key) {
+      ins.bind(4, key);
+    } else {
+      ins.bind_null(4);
+    }
+    ins.run();
+  };
+  add("O2", "P1", "alice", "k-1");
+  CHECK_THROWS(add("O3", "P1", "alice", "k-1"));  // the same reply made twice
+  add("O4", "P1", "bob", "k-1");                  // another agent's key
+  add("O5", "P2", "alice", "k-1");                // a reply to another interaction
+  add("O6", "P1", "alice", nullptr);              // replies without a key, as before
+  add("O7", "P1", "alice", nullptr);
+  auto n = db.prepare("SELECT count(*) FROM sends");
+  REQUIRE(n.step());
+  CHECK(n.int64(0) == 6);
+}

@@ -1,0 +1,193 @@
+// A reply retried after its 202 was lost (a client timeout, a proxy reset): with the same
+// Idempotency-Key it gets the first answer, and the customer gets the answer once.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <optional>
+#include <thread>
+
+#include "core/sender.hpp"
+#include "tests/agents/fixture.hpp"
+
+using namespace sb;
+using namespace sb::test;
+
+namespace {
+struct KeyCountingSender : Sender {
+  std::atomic<int> sent{0};
+  void send(OutboundMessage m, Done done) override {
+    ++sent;
+    done(SendResult::sent("p-" + m.id));
+  }
+};
+
+HttpResponse keyed_reply(AgentDaemon& d, const std::string& token, const std::string& id,
+                         const std::string& text, const std::optional<std::string>& key,
+                         HttpClient* client = nullptr) {
+  std::map<std::string, std::string> h{{"Authorization", "Bearer " + token},
+                                       {"Content-Type", "application/json"}};
+  if (key) {
+    h["Idempotency-Key"] = *key;
+  }
+  boost::json::object body{{"text", text}};
+  return (client ? client : d.http.get())
+      ->request("POST", "/v1/agent/interactions/" + id + "/reply", boost::json::serialize(body), h);
+}
+
+std::string answered_id(const HttpResponse& r) {
+  REQUIRE_MESSAGE(r.status == 202, r.status << " " << r.body);
+  return std::string(parse(r.body).at("id").as_string());
+}
+
+struct Replying {
+  std::shared_ptr<KeyCountingSender> sender = std::make_shared<KeyCountingSender>();
+  AgentDaemon d{nullptr, [this](App& app) { app.senders().add("api", "web-form", sender); }};
+  long long outbound() {
+    return d.rows("SELECT count(*) FROM interactions WHERE direction='outbound'");
+  }
+  long long sends() { return d.rows("SELECT count(*) FROM sends"); }
+};
+}  // namespace
+
+TEST_CASE("reply key: a retry with the same key gets the first answer and nothing is sent twice") {
+  Replying t;
+  auto& d = t.d;
+  d.ingest("k-1", "please answer");
+  d.drained();
+  std::string id = claimed_id(d.claim("alice-token", "general"));
+
+  auto first = keyed_reply(d, "alice-token", id, "It ships today.", "retry-7f3a");
+  std::string out = answered_id(first);
+  CHECK(first.headers.count("idempotent-replayed") == 0);
+  auto again = keyed_reply(d, "alice-token", id, "It ships today.", "retry-7f3a");
+  CHECK(answered_id(again) == out);
+  CHECK(parse(again.body).at("in_reply_to").as_string() == id);
+  CHECK(again.headers["idempotent-replayed"] == "true");
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM sends WHERE state='sent' AND provider_id='p-" + out +
+                  "'") == 1;
+  }));
+  CHECK(t.outbound() == 1);
+  CHECK(t.sends() == 1);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='reply'") == 1);
+  CHECK(t.sender->sent == 1);
+
+  // Later, even after the ack (the client's retries outlived the item), the same answer, with
+  // the send's state as it is now.
+  REQUIRE(d.act("alice-token", id, "ack").status == 200);
+  auto late = keyed_reply(d, "alice-token", id, "It ships today.", "retry-7f3a");
+  CHECK(answered_id(late) == out);
+  CHECK(parse(late.body).at("send").at("state").as_string() == "sent");
+  CHECK(t.outbound() == 1);
+  CHECK(t.sender->sent == 1);
+}
+
+TEST_CASE("reply key: different keys, or none, are different answers") {
+  Replying t;
+  auto& d = t.d;
+  d.ingest("k-2", "two answers");
+  d.drained();
+  std::string id = claimed_id(d.claim("alice-token", "general"));
+  auto a = answered_id(keyed_reply(d, "alice-token", id, "Part one.", "key-a"));
+  auto b = answered_id(keyed_reply(d, "alice-token", id, "Part two.", "key-b"));
+  CHECK(a != b);
+  // Without the header, as before: every request is a new reply.
+  auto c = answered_id(keyed_reply(d, "alice-token", id, "Part three.", std::nullopt));
+  auto e = answered_id(keyed_reply(d, "alice-token", id, "Part three.", std::nullopt));
+  CHECK(c != e);
+  REQUIRE(eventually([&] { return t.sender->sent == 4; }));
+  CHECK(t.outbound() == 4);
+  CHECK(t.sends() == 4);
+}
+
+TEST_CASE("reply key: the same key with another text is refused, nothing is stored or sent") {
+  Replying t;
+  auto& d = t.d;
+  d.ingest("k-3", "one answer");
+  d.drained();
+  std::string id = claimed_id(d.claim("alice-token", "general"));
+  auto out = answered_id(keyed_reply(d, "alice-token", id, "It ships today.", "k-same"));
+  auto other = keyed_reply(d, "alice-token", id, "It ships tomorrow.", "k-same");
+  CHECK(other.status == 422);
+  CHECK(parse(other.body).at("error").at("code").as_string() == "idempotency_key_reused");
+  CHECK(error_message(other).find("different text") != std::string::npos);
+  CHECK(error_message(other).find(out) != std::string::npos);
+  REQUIRE(eventually([&] { return t.sender->sent == 1; }));
+  CHECK(t.outbound() == 1);
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE payload LIKE '%tomorrow%'") == 0);
+}
+
+TEST_CASE("reply key: a key is the agent's own and the item's own") {
+  Replying t;
+  auto& d = t.d;
+  std::string first = d.ingest("k-4", "first item");
+  std::string second = d.ingest("k-5", "second item", "bob@example.com");
+  d.drained();
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == first);
+  auto alices = answered_id(keyed_reply(d, "alice-token", first, "Hello.", "k-shared"));
+  REQUIRE(d.act("alice-token", first, "release").status == 200);
+  // Another agent with the same key for the same item: a reply of its own.
+  REQUIRE(claimed_id(d.claim("bob-token", "general")) == first);
+  auto bobs = answered_id(keyed_reply(d, "bob-token", first, "Hello.", "k-shared"));
+  CHECK(bobs != alices);
+  // The same agent and key for another item: another reply.
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == second);
+  auto other_item = answered_id(keyed_reply(d, "alice-token", second, "Hello.", "k-shared"));
+  CHECK(other_item != alices);
+  CHECK(other_item != bobs);
+  REQUIRE(eventually([&] { return t.sender->sent == 3; }));
+  CHECK(t.outbound() == 3);
+  // alice's retry for the first item still names hers, though bob holds it now.
+  CHECK(answered_id(keyed_reply(d, "alice-token", first, "Hello.", "k-shared")) == alices);
+  CHECK(t.outbound() == 3);
+}
+
+TEST_CASE("reply key: attempts racing each other store one reply") {
+  Replying t;
+  auto& d = t.d;
+  d.ingest("k-6", "a client that retries at once");
+  d.drained();
+  std::string id = claimed_id(d.claim("alice-token", "general"));
+  constexpr int kAttempts = 8;
+  std::vector<HttpResponse> answers(kAttempts);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kAttempts; ++i) {
+    threads.emplace_back([&, i] {
+      HttpClient client(d.app->port());
+      answers[i] = keyed_reply(d, "alice-token", id, "Once only.", "k-race", &client);
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  std::string out = answered_id(answers[0]);
+  for (const auto& a : answers) {
+    CHECK_MESSAGE(a.status == 202, a.body);
+    if (a.status == 202) {
+      CHECK(answered_id(a) == out);
+    }
+  }
+  REQUIRE(eventually([&] { return t.sender->sent == 1; }));
+  CHECK(t.outbound() == 1);
+  CHECK(t.sends() == 1);
+}
+
+TEST_CASE("reply key: a key that is empty, too long or not printable ASCII is a clear 400") {
+  Replying t;
+  auto& d = t.d;
+  d.ingest("k-7", "bad keys");
+  d.drained();
+  std::string id = claimed_id(d.claim("alice-token", "general"));
+  for (std::string bad :
+       {std::string(), std::string(201, 'k'), std::string("cl\xc3\xa9"), std::string("a\tb")}) {
+    CAPTURE(bad);
+    auto r = keyed_reply(d, "alice-token", id, "Hello.", bad);
+    CHECK(r.status == 400);
+    CHECK(error_message(r).find("Idempotency-Key") != std::string::npos);
+    CHECK(error_message(r).find("printable ASCII") != std::string::npos);
+  }
+  CHECK(t.outbound() == 0);
+  CHECK(answered_id(keyed_reply(d, "alice-token", id, "Hello.", std::string(200, 'k'))) != "");
+  CHECK(answered_id(keyed_reply(d, "alice-token", id, "Hello.", "a key with spaces")) != "");
+  CHECK(t.outbound() == 2);
+}
