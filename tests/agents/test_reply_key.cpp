@@ -46,15 +46,19 @@ struct Replying {
     return d.rows("SELECT count(*) FROM interactions WHERE direction='outbound'");
   }
   long long sends() { return d.rows("SELECT count(*) FROM sends"); }
+  // One interaction ingested, relayed and claimed by alice: its id.
+  std::string claimed(const std::string& key, const std::string& text) {
+    d.ingest(key, text);
+    d.drained();
+    return claimed_id(d.claim("alice-token", "general"));
+  }
 };
 }  // namespace
 
 TEST_CASE("reply key: a retry with the same key gets the first answer and nothing is sent twice") {
   Replying t;
   auto& d = t.d;
-  d.ingest("k-1", "please answer");
-  d.drained();
-  std::string id = claimed_id(d.claim("alice-token", "general"));
+  std::string id = t.claimed("k-1", "please answer");
 
   auto first = keyed_reply(d, "alice-token", id, "It ships today.", "retry-7f3a");
   std::string out = answered_id(first);
@@ -85,9 +89,7 @@ TEST_CASE("reply key: a retry with the same key gets the first answer and nothin
 TEST_CASE("reply key: different keys, or none, are different answers") {
   Replying t;
   auto& d = t.d;
-  d.ingest("k-2", "two answers");
-  d.drained();
-  std::string id = claimed_id(d.claim("alice-token", "general"));
+  std::string id = t.claimed("k-2", "two answers");
   auto a = answered_id(keyed_reply(d, "alice-token", id, "Part one.", "key-a"));
   auto b = answered_id(keyed_reply(d, "alice-token", id, "Part two.", "key-b"));
   CHECK(a != b);
@@ -103,9 +105,7 @@ TEST_CASE("reply key: different keys, or none, are different answers") {
 TEST_CASE("reply key: the same key with another text is refused, nothing is stored or sent") {
   Replying t;
   auto& d = t.d;
-  d.ingest("k-3", "one answer");
-  d.drained();
-  std::string id = claimed_id(d.claim("alice-token", "general"));
+  std::string id = t.claimed("k-3", "one answer");
   auto out = answered_id(keyed_reply(d, "alice-token", id, "It ships today.", "k-same"));
   auto other = keyed_reply(d, "alice-token", id, "It ships tomorrow.", "k-same");
   CHECK(other.status == 422);
@@ -145,9 +145,7 @@ TEST_CASE("reply key: a key is the agent's own and the item's own") {
 TEST_CASE("reply key: attempts racing each other store one reply") {
   Replying t;
   auto& d = t.d;
-  d.ingest("k-6", "a client that retries at once");
-  d.drained();
-  std::string id = claimed_id(d.claim("alice-token", "general"));
+  std::string id = t.claimed("k-6", "a client that retries at once");
   constexpr int kAttempts = 8;
   std::vector<HttpResponse> answers(kAttempts);
   std::vector<std::thread> threads;
@@ -175,9 +173,7 @@ TEST_CASE("reply key: attempts racing each other store one reply") {
 TEST_CASE("reply key: a key that is empty, too long or not printable ASCII is a clear 400") {
   Replying t;
   auto& d = t.d;
-  d.ingest("k-7", "bad keys");
-  d.drained();
-  std::string id = claimed_id(d.claim("alice-token", "general"));
+  std::string id = t.claimed("k-7", "bad keys");
   for (std::string bad :
        {std::string(), std::string(201, 'k'), std::string("cl\xc3\xa9"), std::string("a\tb")}) {
     CAPTURE(bad);
