@@ -412,8 +412,10 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   RawParties raw = child_leg ? RawParties{} : raw_parties(in);
   // An event that names no party (a PBX's `completed` with only call_id, the 4-hour sweep's) of
   // a call whose caller is not matched yet: the parties its earlier events named, as stored.
+  // Only for a call stored without a direction: one stored with it keeps our line as `to` and
+  // nobody as `from` when its callee could not be read, and our line is never the customer.
   if (exists && !child_leg && !raw.from && !raw.to && stored->customer_id.empty() &&
-      !stored->from_value.empty()) {
+      !stored->from_value.empty() && stored->call.direction.empty()) {
     raw = stored_parties(stored_payload);
   }
   std::string direction = f.merged.direction;
@@ -455,9 +457,11 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     Inbound first = in;
     first.call = f.merged;
     bool held = hold && f.final;
-    // No customer yet (the direction unknown, the call not ended): the caller as sent, not
-    // matched, for the event that settles it (a PBX's ending event may name no party).
-    bool unmatched = held || (!customer && !child_leg);
+    // No customer yet because the direction is unknown (the call not ended): the caller as
+    // sent, not matched, for the event that settles it (a PBX's ending event may name no party).
+    // A call whose direction is known but whose customer could not be read (an outbound call
+    // to `client:alice` or an extension) keeps nobody: its `from` would be our own line.
+    bool unmatched = held || (direction.empty() && !customer && !child_leg);
     first.from = unmatched ? raw.from : customer;
     first.to.clear();
     if (line) {

@@ -239,6 +239,18 @@ TEST_CASE("call order: pbx call without direction, the ending event names no par
                "WHERE external_id = 'pbx-8'") == "unknown");
 }
 
+// An outbound call whose callee is no phone number (an extension): our line is never its
+// customer, not even when a later event names no party and the stored ones are looked at.
+TEST_CASE("call order: pbx outbound call to an extension makes no customer of our line") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(pbx("ringing", "pbx-9", kOurLine, "201", "2026-01-02T03:00:00Z", "outbound"))
+              .error.empty());
+  REQUIRE(s.submit(pbx("completed", "pbx-9", "", "", "2026-01-02T03:01:00Z")).error.empty());
+  CHECK(identities_of(s, kOurLine) == "0");
+  CHECK(caller_of(s, "pbx-9") == "");
+}
+
 // A PBX that states the direction on its first event only, delivered last.
 TEST_CASE("call order: pbx outbound call, the event stating the direction arrives last") {
   CallStore s;
