@@ -131,6 +131,37 @@ std::vector<std::string> changes_needing_restart(const Config& running, const Co
   if (running.api.tokens != fresh.api.tokens) {
     out.emplace_back("api.tokens");
   }
+  // Channels are set up at start: a rotated webhook secret or a new account waits for a
+  // restart. Named by kind and account, never with a value (most of them hold secrets).
+  auto accounts = [&out](const char* kind, const auto& was, const auto& now) {
+    auto find = [](const auto& list, const std::string& name) {
+      return std::find_if(list.begin(), list.end(), [&](const auto& c) { return c.name == name; });
+    };
+    for (const auto& c : now) {
+      auto before = find(was, c.name);
+      if (before == was.end()) {
+        out.push_back(std::string("channels.") + kind + " " + c.name + " (added)");
+      } else if (!(*before == c)) {
+        out.push_back(std::string("channels.") + kind + " " + c.name + " (changed)");
+      }
+    }
+    for (const auto& c : was) {
+      if (find(now, c.name) == now.end()) {
+        out.push_back(std::string("channels.") + kind + " " + c.name + " (removed)");
+      }
+    }
+  };
+  const auto& a = running.channels;
+  const auto& b = fresh.channels;
+  accounts("imap", a.imap, b.imap);
+  accounts("smtp", a.smtp, b.smtp);
+  accounts("twilio", a.twilio, b.twilio);
+  accounts("telnyx", a.telnyx, b.telnyx);
+  accounts("call_webhook", a.call_webhook, b.call_webhook);
+  accounts("mastodon", a.mastodon, b.mastodon);
+  accounts("x", a.x, b.x);
+  accounts("meta", a.meta, b.meta);
+  accounts("telegram", a.telegram, b.telegram);
   return out;
 }
 

@@ -110,6 +110,7 @@ struct Imap {
   // it has failed for this long (and in several sessions): a server that cannot FETCH for a
   // while (a failover) must not turn real mail into placeholders.
   milliseconds unfetchable_after{120000};
+  bool operator==(const Imap&) const = default;
 };
 
 struct Smtp {
@@ -122,22 +123,26 @@ struct Smtp {
   std::string username;
   std::string password;
   std::string from;
+  bool operator==(const Smtp&) const = default;
 };
 
 struct Twilio {
   std::string name;
   std::string auth_token;
   std::string public_url;
+  bool operator==(const Twilio&) const = default;
 };
 
 struct Telnyx {
   std::string name;
   std::string public_key;  // base64 Ed25519 public key
+  bool operator==(const Telnyx&) const = default;
 };
 
 struct CallWebhook {
   std::string name;
   std::string secret;
+  bool operator==(const CallWebhook&) const = default;
 };
 
 struct Mastodon {
@@ -145,6 +150,7 @@ struct Mastodon {
   std::string base_url;
   std::string access_token;
   milliseconds poll_interval{30000};
+  bool operator==(const Mastodon&) const = default;
 };
 
 struct X {
@@ -153,6 +159,7 @@ struct X {
   std::string bearer_token;
   std::string user_id;
   milliseconds poll_interval{60000};
+  bool operator==(const X&) const = default;
 };
 
 struct Meta {
@@ -161,12 +168,14 @@ struct Meta {
   std::string verify_token;
   std::string access_token;
   std::string base_url = "https://graph.facebook.com/v19.0";
+  bool operator==(const Meta&) const = default;
 };
 
 struct Telegram {
   std::string name;
   std::string base_url = "https://api.telegram.org";
   std::string bot_token;
+  bool operator==(const Telegram&) const = default;
 };
 
 struct Channels {

@@ -316,3 +316,31 @@ max_deliveries = 3
                                  "routing.max_deliveries (5 -> 3)", "redis.url or redis.password",
                                  "api.tokens"});
 }
+
+TEST_CASE("a reload names channel accounts added, removed or changed, without their values") {
+  const Config running = load_ok(R"(
+[[channels.call_webhook]]
+name = "pbx"
+secret = "old-secret"
+[[channels.telegram]]
+name = "bot"
+bot_token = "123:abc"
+)");
+  const Config fresh = load_ok(R"(
+[[channels.call_webhook]]
+name = "pbx"
+secret = "rotated-secret"
+[[channels.mastodon]]
+name = "social"
+base_url = "https://mastodon.example"
+access_token = "t"
+)");
+  auto changes = changes_needing_restart(running, fresh);
+  CHECK(changes == std::vector<std::string>{"channels.call_webhook pbx (changed)",
+                                            "channels.mastodon social (added)",
+                                            "channels.telegram bot (removed)"});
+  for (const auto& c : changes) {
+    CHECK(c.find("secret") == std::string::npos);
+  }
+  CHECK(changes_needing_restart(running, running).empty());
+}
