@@ -3,8 +3,8 @@
 
 #include "channels/voice/signatures.hpp"
 #include "channels/voice/twilio.hpp"
-#include "routing/identity.hpp"
 #include "helpers.hpp"
+#include "routing/identity.hpp"
 
 using namespace sb::voice;
 using sb::voice::test::kCanon;
