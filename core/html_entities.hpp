@@ -10,9 +10,6 @@
 
 namespace sb {
 
-// Appends code point `cp` as UTF-8; NUL, surrogates and values past U+10FFFF become U+FFFD.
-void append_utf8(std::string& out, std::uint32_t cp);
-
 // Decodes the reference starting at s[i] == '&' into `out`; returns the bytes it took (with its
 // ';'), or 0 when s[i] starts none that is known (the '&' is then text). Looks no further than
 // the longest reference (linear over a text of '&'s). `nbsp` is what &nbsp; becomes: U+00A0

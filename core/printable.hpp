@@ -6,13 +6,9 @@
 #include <string>
 #include <string_view>
 
+#include "core/utf8.hpp"  // is_valid_utf8, utf8_sequence_length
+
 namespace sb {
-
-// The length of the well-formed UTF-8 sequence at the start of `s` (RFC 3629: no overlong
-// forms, no surrogates, nothing above U+10FFFF), or 0 when `s` does not start with one.
-std::size_t utf8_sequence_length(std::string_view s);
-
-bool is_valid_utf8(std::string_view s);
 
 // `text` safe to print: tab, CR and LF become a space (a timeline shows one line per item);
 // the other C0 controls (ESC, BEL, ...), DEL, and the C1 controls U+0080-U+009F (a UTF-8

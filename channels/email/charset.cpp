@@ -1,13 +1,13 @@
 #include "channels/email/charset.hpp"
 
+#include "core/utf8.hpp"
+
 #include <iconv.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <cerrno>
-#include <cstdint>
-#include <cstring>
 #include <utility>
 
 namespace sb::email {
@@ -67,66 +67,6 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 36> aliases{
     {"utf-8", "UTF-8"},
     {"iso-8859-9", "WINDOWS-1254"},
 }};
-
-// Length of the valid UTF-8 sequence at s[i], or 0 when invalid (RFC 3629: no overlongs, no
-// surrogates, nothing above U+10FFFF).
-inline std::size_t utf8_sequence(std::string_view s, std::size_t i) {
-  auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  auto cont = [&](std::size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
-  unsigned char c = b(0);
-  if (c < 0x80) {
-    return 1;
-  }
-  if (c >= 0xC2 && c <= 0xDF) {
-    return cont(1) ? 2 : 0;
-  }
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (!cont(1) || !cont(2)) {
-      return 0;
-    }
-    if ((c == 0xE0 && b(1) < 0xA0) || (c == 0xED && b(1) > 0x9F)) {
-      return 0;
-    }
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (!cont(1) || !cont(2) || !cont(3)) {
-      return 0;
-    }
-    if ((c == 0xF0 && b(1) < 0x90) || (c == 0xF4 && b(1) > 0x8F)) {
-      return 0;
-    }
-    return 4;
-  }
-  return 0;
-}
-
-// Offset of the first invalid UTF-8 sequence, or s.size() when there is none. Mail text is
-// mostly ASCII: eight bytes at a time are checked for a high bit before any decoding (this
-// was a third of the MIME parsing time when it went byte by byte).
-std::size_t first_invalid_utf8(std::string_view s) {
-  constexpr std::uint64_t high_bits = 0x8080808080808080ULL;
-  std::size_t i = 0;
-  while (i < s.size()) {
-    while (i + 8 <= s.size()) {
-      std::uint64_t word;
-      std::memcpy(&word, s.data() + i, 8);
-      if ((word & high_bits) != 0) {
-        break;
-      }
-      i += 8;
-    }
-    if (i == s.size()) {
-      break;
-    }
-    std::size_t n = utf8_sequence(s, i);
-    if (n == 0) {
-      return i;
-    }
-    i += n;
-  }
-  return s.size();
-}
 
 // iconv loop that never fails: undecodable bytes become U+FFFD and decoding goes on.
 bool convert(std::string_view bytes, const std::string& from, std::string& out, bool& replaced) {
@@ -190,10 +130,6 @@ std::string iconv_charset(std::string_view label) {
   return l;
 }
 
-bool is_valid_utf8(std::string_view s) {
-  return first_invalid_utf8(s) == s.size();
-}
-
 std::string sanitize_utf8(std::string_view s) {
   std::size_t bad = first_invalid_utf8(s);
   if (bad == s.size()) {
@@ -203,7 +139,7 @@ std::string sanitize_utf8(std::string_view s) {
   out.reserve(s.size() + 8);
   out.append(s.substr(0, bad));
   for (std::size_t i = bad; i < s.size();) {
-    std::size_t n = utf8_sequence(s, i);
+    std::size_t n = utf8_sequence_length(s.substr(i));
     if (n == 0) {
       out.append(replacement);
       ++i;

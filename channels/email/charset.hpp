@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/utf8.hpp"
+
 namespace sb::email {
 
 // The iconv name used for a MIME charset label ("gb2312" -> "GB18030"); empty for an empty
@@ -18,7 +20,7 @@ std::string iconv_charset(std::string_view label);
 // result is always valid UTF-8. `replaced`, when given, is set when anything was replaced.
 std::string to_utf8(std::string_view bytes, std::string_view charset, bool* replaced = nullptr);
 
-bool is_valid_utf8(std::string_view s);
+using sb::is_valid_utf8;  // core/utf8.hpp, one check for every layer
 
 // Replaces every invalid UTF-8 sequence with U+FFFD (the last line of defence).
 std::string sanitize_utf8(std::string_view s);
