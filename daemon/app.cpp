@@ -239,7 +239,12 @@ void App::stop() {
   agents_->stop();
   // Everything answered is committed; hand what the writer still holds to the database, then
   // let the relay flush the outbox into Redis before the writer goes.
-  log->info("[daemon] flushing the outbox ({} pending)", relay_->pending());
+  try {
+    storage::Db db(cfg_.storage.path, true);
+    log->info("[daemon] flushing the outbox ({} pending)", relay_->pending(db));
+  } catch (const std::exception& e) {
+    log->info("[daemon] flushing the outbox (not counted: {})", e.what());
+  }
   relay_->stop(std::chrono::seconds(5));
   writer_->stop();
   log->info("[daemon] stopped");

@@ -59,7 +59,6 @@ struct Relay::Reader {
   storage::Db db;
   storage::Stmt fresh;  // the rows after the watermark, in seq order: the common path
   storage::Stmt held;   // one held stream's rows, from its first held row up to the watermark
-  storage::Stmt count;  // rows after the watermark
   explicit Reader(const std::string& path);
 };
 

@@ -32,18 +32,7 @@ Relay::Reader::Reader(const std::string& path)
                       "FROM outbox o "
                       "JOIN interactions i ON i.id = o.interaction_id "
                       "WHERE o.seq >= ?1 AND o.seq <= ?2 AND o.queue = ?3 AND o.priority = ?4 "
-                      "ORDER BY o.seq LIMIT ?5")),
-      count(db.prepare(pending_sql())) {}
-
-// Rows after `?1`: nothing after the watermark is deleted (a row leaves the outbox only once
-// in Redis, behind the watermark), and the writer's sequence has no gaps (a rolled-back insert
-// gives its seq back), so the rows from the first to the last are all there. Two rowid seeks,
-// not count(*): counting a backlog of millions after an outage took longer per pass than the
-// pass itself, and the relay then drained slower than ingest filled it.
-const char* Relay::pending_sql() {
-  return "SELECT coalesce((SELECT max(seq) FROM outbox WHERE seq > ?1) - "
-         "(SELECT min(seq) FROM outbox WHERE seq > ?1) + 1, 0)";
-}
+                      "ORDER BY o.seq LIMIT ?5")) {}
 
 void Relay::Taken::add(const Row& r, bool next_to_last, const std::string& prefix) {
   if (next_to_last && !ranges.empty()) {
@@ -93,8 +82,15 @@ void Relay::stop(std::chrono::milliseconds flush_deadline) {
   }
 }
 
+// The rows after the watermark: nothing after it is deleted (a row leaves the outbox only once
+// in Redis, behind the watermark), and the writer's sequence has no gaps (a rolled-back insert
+// gives its seq back), so the rows from the first to the last are all there. Two rowid seeks,
+// not count(*): counting a backlog of millions after an outage took longer than a relay pass.
+// Held rows, behind the watermark, are counted by the relay.
 std::int64_t Relay::pending(storage::Db& db) const {
-  auto st = db.prepare(pending_sql());
+  auto st = db.prepare(
+      "SELECT coalesce((SELECT max(seq) FROM outbox WHERE seq > ?1) - "
+      "(SELECT min(seq) FROM outbox WHERE seq > ?1) + 1, 0)");
   st.bind(1, published_watermark_.load());
   st.step();
   return st.int64(0) + held_rows_.load();
@@ -224,13 +220,9 @@ void Relay::loop() {
 Relay::Outcome Relay::pass(Conn& c) {
   Reader& rd = *reader_;
   Batch b;
-  rd.db.exec("BEGIN");  // one read snapshot for the batch and the count
+  rd.db.exec("BEGIN");  // one read snapshot for the batch
   rd.fresh.bind(1, watermark_).bind(2, kBatch);
   read_rows(c, rd.fresh, b, false);
-  rd.count.bind(1, watermark_);
-  rd.count.step();
-  pending_ = rd.count.int64(0);
-  rd.count.reset();
   rd.db.exec("COMMIT");
   // Rows are read a few ms after their commit; far later means the relay was held up (Redis
   // slow or down, the thread starved, a wake-up missed) or the writer was (its own stall says
@@ -295,7 +287,6 @@ Relay::Outcome Relay::pass(Conn& c) {
     watermark_ = r.seq;
     ++seen;
   }
-  pending_ = std::max<std::int64_t>(0, pending_ - seen);
   remove(taken);
   publish_held();
   if (!whole) {

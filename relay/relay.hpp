@@ -43,10 +43,8 @@ class Relay {
 
   bool redis_ok() const { return redis_ok_.load(); }
   std::string redis_error() const;
-  // Outbox rows not yet in Redis (held ones included).
-  std::int64_t pending() const { return pending_.load() + held_rows_.load(); }
-  // The same from the database, for when the relay is not passing (Redis down): `db` is a read
-  // connection of the caller's. Cheap at any backlog.
+  // Outbox rows not yet in Redis (held ones included), read through `db`, a read connection of
+  // the caller's: right while Redis is down and the relay is not passing. Cheap at any backlog.
   std::int64_t pending(storage::Db& db) const;
   std::uint64_t delivered() const { return delivered_.load(); }
   // A stream key whose XADD fails while Redis otherwise works: its rows wait in the outbox.
@@ -65,8 +63,6 @@ class Relay {
   // marker per row. ARGV: marker ttl, then the 7 entry values per row. Returns {rows done, error of
   // a Redis-wide failure or '', then row index, error for each row whose stream refused it}.
   static const char* script();
-  // Outbox rows after a seq: one number, ?1 the seq.
-  static const char* pending_sql();
 
  private:
   struct Conn;
@@ -123,7 +119,6 @@ class Relay {
   std::deque<std::pair<std::uint64_t, std::string>> unlink_;
 
   std::atomic<bool> redis_ok_{false};
-  std::atomic<std::int64_t> pending_{0};
   std::atomic<std::int64_t> published_watermark_{0};  // watermark_ as of the last pass
   std::atomic<std::int64_t> held_rows_{0};
   std::atomic<std::uint64_t> delivered_{0};
