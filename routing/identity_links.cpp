@@ -45,4 +45,21 @@ std::string username_key(std::string_view handle) {
   return identity_detail::lower(handle);
 }
 
+std::string message_username(const Identity& from) {
+  const IdentityLink* link = link_from(from.type);
+  if (link == nullptr || !link->by_username) {
+    return {};
+  }
+  std::string key = username_key(from.handle);
+  if (identity_detail::all_digits(key)) {
+    return {};
+  }
+  for (char c : key) {
+    if (!identity_detail::is_alnum(c) && c != '_' && c != '.') {
+      return {};
+    }
+  }
+  return key;
+}
+
 }  // namespace sb

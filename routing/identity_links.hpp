@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/interaction.hpp"
+
 namespace sb {
 
 struct IdentityLink {
@@ -33,5 +35,12 @@ const IdentityLink* link_to(std::string_view linked_type);
 // one). storage/schema.cpp indexes the same thing in SQL, lower(ltrim(handle, '@')), over the
 // stored handles of the by_username types: change both or neither.
 std::string username_key(std::string_view handle);
+
+// The username a message identity of a by_username type (x, telegram, instagram) was sent
+// under, as its username_key: what its stored handle is compared and indexed by. "" when the
+// type has no username link, when the message carries none (Instagram from Meta), or when its
+// handle is no username: all digits (the ingest API's from.handle when it gives the user id,
+// which canonicalize reads as the id, never as a username) or characters no username has.
+std::string message_username(const Identity& from);
 
 }  // namespace sb

@@ -11,6 +11,16 @@
 
 namespace sb::storage {
 
+const char* const kUsernameHoldersSql =
+    "SELECT i.customer_id, c.external_id IS NOT NULL, coalesce(c.external_id, i.customer_id), "
+    "i.type, i.value FROM identities i INDEXED BY identities_by_username "
+    "LEFT JOIN customers c ON c.id = i.customer_id WHERE i.type=?1 "
+    "AND lower(ltrim(i.handle, '@'))=?2 AND i.type IN ('x', 'telegram', 'instagram')";
+
+const char* const kReleaseUsernameSql =
+    "UPDATE identities INDEXED BY identities_by_username SET handle='' WHERE type=?1 "
+    "AND lower(ltrim(handle, '@'))=?2 AND type IN ('x', 'telegram', 'instagram') AND value<>?3";
+
 namespace {
 
 // A customer that owns one of a record's identities, or a linked one.
@@ -29,8 +39,16 @@ struct Owner {
 // else's. Only for an identity nobody has, as matching looks only when the exact one is
 // unknown: a customer that has it was linked before (or split before these lookups existed,
 // which a re-import cannot repair: that would take a merge).
+//
+// A username is the stored handle of one user at most: the daemon moves it to whoever last
+// wrote under it (storage/store.cpp). A database written before it did may still hold it for
+// users of several customers, one of whom renamed since and another took the name over, and
+// nothing tells which is the current holder. Taking either could give a CRM customer a
+// stranger's conversations, so such a record is refused: `ambiguous` says why, naming the
+// users, and the file can give the user id instead.
 std::vector<Owner> find_owners(Stmt& find_owner, Stmt& find_username_owners,
-                               const std::vector<Identity>& idents, std::vector<bool>& owned) {
+                               const std::vector<Identity>& idents, std::vector<bool>& owned,
+                               std::string& ambiguous) {
   std::vector<Owner> owners;
   owned.assign(idents.size(), false);
   auto collect = [&](Stmt& st, std::size_t k, bool linked) {
@@ -50,8 +68,21 @@ std::vector<Owner> find_owners(Stmt& find_owner, Stmt& find_username_owners,
     }
     if (const IdentityLink* to = link_to(ident.type)) {
       Stmt& st = to->by_username ? find_username_owners : find_owner;
+      const std::size_t first = owners.size();
       st.bind_static(1, to->type).bind_static(2, ident.value);
       collect(st, k, true);
+      bool several = false;
+      for (std::size_t i = first + 1; i < owners.size(); ++i) {
+        several = several || owners[i].id != owners[first].id;
+      }
+      if (several && ambiguous.empty()) {
+        ambiguous = ident.type + " \"" + ident.value +
+                    "\" is the last username seen for users of " + "more than one customer (";
+        for (std::size_t i = first; i < owners.size(); ++i) {
+          ambiguous += (i == first ? "" : ", ") + owners[i].via + " of " + owners[i].label;
+        }
+        ambiguous += "): give the user id instead";
+      }
     } else if (const IdentityLink* from = link_from(ident.type); from && !from->by_username) {
       // A WhatsApp number from a file (JSON Lines "handles") and a caller's phone. A platform
       // id from a file brings no username to look for.
@@ -84,16 +115,8 @@ CustomerImporter::CustomerImporter(Db& db)
           "i.customer_id), "
           "i.type, i.value FROM identities i LEFT JOIN customers c ON c.id = i.customer_id "
           "WHERE i.type=?1 AND i.value=?2")),
-      // The same for the users of platform ?1 who wrote under username ?2: the key and the IN
-      // list are those of the identities_by_username index (storage/schema.cpp), which is named
-      // because the planner would rather scan the platform's rows by primary key. A username
-      // may be stored for several ids (people rename themselves, platforms recycle names).
-      find_username_owners_(db.prepare(
-          "SELECT i.customer_id, c.external_id IS NOT NULL, coalesce(c.external_id, "
-          "i.customer_id), "
-          "i.type, i.value FROM identities i INDEXED BY identities_by_username "
-          "LEFT JOIN customers c ON c.id = i.customer_id WHERE i.type=?1 "
-          "AND lower(ltrim(i.handle, '@'))=?2 AND i.type IN ('x', 'telegram', 'instagram')")),
+      // The same for the users of platform ?1 whose stored handle is username ?2.
+      find_username_owners_(db.prepare(kUsernameHoldersSql)),
       // OR IGNORE: a record may list one identity twice; any other owner was refused before.
       insert_identity_(db.prepare("INSERT OR IGNORE INTO identities(type, value, customer_id, "
                                   "handle) VALUES (?1, ?2, ?3, ?4)")) {
@@ -132,8 +155,15 @@ CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std
     bool existed = !id.empty();
     // Who owns each of the record's identities, looked up once.
     std::vector<bool> owned;
+    std::string ambiguous;
     const std::vector<Owner> owners =
-        find_owners(find_owner_, find_username_owners_, rec.identities, owned);
+        find_owners(find_owner_, find_username_owners_, rec.identities, owned, ambiguous);
+    if (!ambiguous.empty()) {
+      error = ambiguous;
+      db_.exec("ROLLBACK TO rec");
+      db_.exec("RELEASE rec");
+      return Result::rejected;
+    }
     if (existed) {
       update_.bind_static(1, id);
       bind_field(update_, 2, rec.has_name, rec.name);

@@ -26,7 +26,22 @@ struct CustomerUpsert {
 // names that customer (updated); a record whose identity belongs to another customer is
 // rejected whole. An identity belongs to the customer that has it, or, when none has it, to
 // the customer of a linked identity (routing/identity_links.hpp: x_handle "annlee" and the X
-// user who wrote as "AnnLee", phone and WhatsApp).
+// user who wrote as "AnnLee", phone and WhatsApp). A username stored for users of several
+// customers (a database from before the daemon moved usernames to their new holder) is refused
+// as ambiguous: the file should give the user id.
+// The users of platform ?1 (x, telegram or instagram) whose stored handle is username ?2 (a
+// username_key, routing/identity_links.hpp), one row each: customer_id, whether the CRM named
+// the customer (it has an external_id), how an error names it (external_id, else id), type,
+// value. The key and the IN list are those of the identities_by_username index
+// (storage/schema.cpp), which is named because the planner would rather scan the platform's rows
+// by primary key. Shared by the import and the daemon's matching (storage/store.cpp).
+extern const char* const kUsernameHoldersSql;
+
+// Takes username ?2 off every user of platform ?1 other than user ?3 (their stored handle
+// becomes ''), through the same index: the daemon runs it when a message shows that username
+// for user ?3, whose it now is (storage/store.cpp).
+extern const char* const kReleaseUsernameSql;
+
 class CustomerImporter {
  public:
   enum class Result { inserted, updated, rejected };

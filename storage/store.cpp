@@ -11,6 +11,7 @@
 #include "routing/identity_links.hpp"
 #include "storage/call_parties.hpp"
 #include "storage/call_payload.hpp"
+#include "storage/customers.hpp"
 #include "storage/interaction_json.hpp"
 
 namespace sb::storage {
@@ -20,7 +21,10 @@ struct Store::Statements {
   explicit Statements(Db& db)
       : find_dup(db.prepare("SELECT id, order_key, payload, state FROM interactions "
                             "WHERE channel=?1 AND account=?2 AND external_id=?3")),
-        find_identity(db.prepare("SELECT customer_id FROM identities WHERE type=?1 AND value=?2")),
+        find_identity(
+            db.prepare("SELECT customer_id, handle FROM identities WHERE type=?1 AND value=?2")),
+        set_handle(db.prepare("UPDATE identities SET handle=?3 WHERE type=?1 AND value=?2")),
+        release_username(db.prepare(kReleaseUsernameSql)),
         get_customer(db.prepare("SELECT name, tier, tags FROM customers WHERE id=?1")),
         insert_customer(db.prepare(
             "INSERT INTO customers(id, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)")),
@@ -65,9 +69,9 @@ struct Store::Statements {
             db.prepare("INSERT INTO attachments(interaction_id, idx, filename, content_type, data) "
                        "VALUES (?1, ?2, ?3, ?4, ?5)")) {}
 
-  Stmt find_dup, find_identity, get_customer, insert_customer, insert_identity, find_conv_key,
-      insert_conv, insert_conv_key, find_subject_conv, set_conv_key, route_conv, insert_interaction,
-      update_call, insert_outbox, upsert_cursor, insert_attachment;
+  Stmt find_dup, find_identity, set_handle, release_username, get_customer, insert_customer,
+      insert_identity, find_conv_key, insert_conv, insert_conv_key, find_subject_conv, set_conv_key,
+      route_conv, insert_interaction, update_call, insert_outbox, upsert_cursor, insert_attachment;
 };
 
 namespace {
@@ -95,6 +99,45 @@ std::optional<std::string> lookup_identity(Store::Statements& st, std::string_vi
   return id;
 }
 
+// Whom an identity names, without writing anything.
+struct Found {
+  std::string customer_id;    // "" when nobody
+  bool exact = false;         // the identity itself is stored
+  std::string stored_handle;  // exact: the handle stored with it
+  bool attach = false;        // found through a link: store the identity with that customer
+};
+
+// Exact match on the canonical identity. Only when it is unknown (a miss: the common path costs
+// one primary-key lookup, as before), the identity may name the same person as an identity of
+// another type (routing/identity_links.hpp): the username a customer was imported with for an
+// X, Telegram or Instagram id, the phone number for a WhatsApp id. The identity is then
+// attached to that customer so the next match is exact.
+Found find_customer(Store::Statements& st, const Identity& id, const std::string& username) {
+  Found f;
+  st.find_identity.bind_static(1, id.type).bind_static(2, id.value);
+  if (st.find_identity.step()) {
+    f.customer_id = st.find_identity.text(0);
+    f.stored_handle = st.find_identity.text(1);
+    f.exact = true;
+  }
+  st.find_identity.reset();
+  if (f.exact) {
+    return f;
+  }
+  std::optional<std::string> linked;
+  if (const IdentityLink* from = link_from(id.type)) {
+    const std::string& key = from->by_username ? username : id.value;
+    if (!key.empty()) {
+      linked = lookup_identity(st, from->linked_type, key);
+    }
+    f.attach = true;
+  }
+  if (linked) {
+    f.customer_id = std::move(*linked);
+  }
+  return f;
+}
+
 // Name, tier and tags of customer m.id, as the rules see them.
 void read_customer(Store::Statements& st, CustomerMatch& m) {
   st.get_customer.bind_static(1, m.id);
@@ -114,36 +157,43 @@ void read_customer(Store::Statements& st, CustomerMatch& m) {
   st.get_customer.reset();
 }
 
-// Exact match on the canonical identity. An unknown one may name the same person as an
-// identity of another type (routing/identity_links.hpp): the username a customer was imported
-// with for an X, Telegram or Instagram id, the phone number for a WhatsApp id. The identity is
-// then attached to that customer so the next match is exact. Unknown senders get a new
-// customer.
+// The customer of a message's sender (find_customer); unknown senders get a new customer. A
+// known X, Telegram or Instagram user who writes under another username than the one stored
+// with the id gets it stored instead (the same username in other letter case, or with '@', is
+// not another: no write, so the common path writes nothing more). A username is stored for
+// one user at a time: whoever last wrote under it (platforms recycle names: X does), so when a
+// message shows one that other users of the platform still carry, it is taken off them (their
+// handle becomes ''), and `customers import` of a username adopts its current holder, never the
+// previous one. The channels send the username a user has when the message is fetched (X's
+// includes.users, Telegram's from.username), so the last message stored tells. No cache holds
+// handles: the statements read the table.
 CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::int64_t now) {
   CustomerMatch m;
-  auto id = lookup_identity(st, from.type, from.value);
-  const IdentityLink* link = id ? nullptr : link_from(from.type);
-  if (link) {
-    const std::string linked = link->by_username ? username_key(from.handle) : from.value;
-    if (!linked.empty()) {
-      id = lookup_identity(st, link->linked_type, linked);
+  const std::string username = message_username(from);
+  Found found = find_customer(st, from, username);
+  if (!found.exact && (found.customer_id.empty() || found.attach)) {
+    if (found.customer_id.empty()) {
+      found.customer_id = new_ulid();
+      m.name = from.name;
+      m.is_new = true;
+      st.insert_customer.bind_static(1, found.customer_id).bind_static(2, m.name).bind(3, now);
+      st.insert_customer.run();
     }
-    if (id) {
-      st.insert_identity.bind_static(1, from.type).bind_static(2, from.value).bind(3, *id);
-      st.insert_identity.bind_static(4, from.handle).run();
-    }
+    st.insert_identity.bind_static(1, from.type).bind_static(2, from.value);
+    st.insert_identity.bind_static(3, found.customer_id).bind_static(4, from.handle).run();
   }
-  if (id) {
-    m.id = std::move(*id);
+  if (!username.empty() && (!found.exact || username != username_key(found.stored_handle))) {
+    if (found.exact) {
+      st.set_handle.bind_static(1, from.type).bind_static(2, from.value);
+      st.set_handle.bind_static(3, from.handle).run();
+    }
+    st.release_username.bind_static(1, from.type).bind_static(2, username);
+    st.release_username.bind_static(3, from.value).run();
+  }
+  m.id = std::move(found.customer_id);
+  if (!m.is_new) {
     read_customer(st, m);
-    return m;
   }
-  m.id = new_ulid();
-  m.name = from.name;
-  m.is_new = true;
-  st.insert_customer.bind_static(1, m.id).bind_static(2, m.name).bind(3, now).run();
-  st.insert_identity.bind_static(1, from.type).bind_static(2, from.value).bind_static(3, m.id);
-  st.insert_identity.bind_static(4, from.handle).run();
   return m;
 }
 

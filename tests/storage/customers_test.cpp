@@ -9,11 +9,13 @@
 #include "storage/schema.hpp"
 #include "storage/store.hpp"
 #include "storage/writer.hpp"
+#include "tests/storage/inbox.hpp"
 #include "tests/support/harness.hpp"
 
 using namespace sb;
 using namespace sb::storage;
 using Result = CustomerImporter::Result;
+using sb::test::Inbox;
 
 namespace {
 
@@ -30,58 +32,6 @@ std::string one(Db& db, const std::string& sql) {
   auto st = db.prepare(sql);
   return st.step() ? st.text(0) : "<no row>";
 }
-
-// The daemon's side of one database: messages stored by the real data path (Writer + Store),
-// which makes a customer for an unknown sender, while `customers import` runs on another
-// connection.
-struct Inbox {
-  test::TempDir dir;
-  std::string path = dir.file("sb.db");
-  Writer writer{path};  // migrates
-  Store store{writer, Rules::compile(config::Routing{})};
-  Db db{path};
-
-  Inbox() { writer.start(); }
-
-  // Stores a direct message from `from`, as the X, Telegram and WhatsApp channels fill it in
-  // (the platform's user id or number, with the username or wa_id as handle); returns the id
-  // of the customer it was matched to.
-  std::string receive(const std::string& channel, Identity from) {
-    static int n = 0;
-    Inbound in;
-    in.channel = channel;
-    in.account = channel;
-    in.kind = "direct_message";
-    in.external_id = "m" + std::to_string(++n);
-    in.from = std::move(from);
-    in.text = "hello";
-    std::promise<std::vector<IngestOutcome>> p;
-    store.submit({in}, std::nullopt, [&](std::vector<IngestOutcome> out) { p.set_value(out); });
-    auto out = p.get_future().get();
-    REQUIRE(out.at(0).error == "");
-    auto st = db.prepare("SELECT customer_id FROM interactions WHERE id = ?1");
-    st.bind(1, out.at(0).id);
-    REQUIRE(st.step());
-    return st.text(0);
-  }
-
-  // external_id|name|tier, and the identities, of customer `id`.
-  std::string customer(const std::string& id) {
-    auto st = db.prepare(
-        "SELECT coalesce(external_id, '-') || '|' || name || '|' || tier FROM customers "
-        "WHERE id = ?1");
-    st.bind(1, id);
-    return st.step() ? st.text(0) : "<no customer>";
-  }
-  std::string identities(const std::string& id) {
-    auto st = db.prepare(
-        "SELECT group_concat(type || ':' || value, ' ') FROM (SELECT type, value FROM identities "
-        "WHERE customer_id = ?1 ORDER BY type, value)");
-    st.bind(1, id);
-    return st.step() ? st.text(0) : "<none>";
-  }
-  std::string count(const std::string& sql) { return one(db, sql); }
-};
 
 // A record as `customers import` makes it of a CSV line: canonical identities.
 CustomerUpsert line(const std::string& external_id, const std::string& name,
@@ -265,4 +215,71 @@ TEST_CASE("customers import: a username or number another customer wrote from is
   CHECK(inbox.customer(cy) == "-|Cy|");
   CHECK(inbox.identities(cy) == "whatsapp:+14155550111");
   CHECK(inbox.count("SELECT count(*) FROM customers") == "3");
+}
+
+// X recycles usernames: a username goes to the user who holds it now, never to whoever wrote
+// under it before (storage/store.cpp keeps the stored handles current).
+TEST_CASE("customers import: a username renamed away and taken over is the new holder's") {
+  Inbox inbox;
+  const std::string first = inbox.receive("x", Identity{"x", "1", "Ann", "ann"});
+  CHECK(inbox.receive("x", Identity{"x", "1", "Ann", "ann2"}) == first);  // renamed
+  const std::string second = inbox.receive("x", Identity{"x", "2", "Ann B", "ann"});
+  REQUIRE(second != first);
+
+  Db db(inbox.path);
+  CustomerImporter imp(db);
+  imp.begin();
+  std::string error;
+  CHECK(imp.upsert(line("c-1", "Ann Bell", {{"x", "@ann"}}), error) == Result::updated);
+  CHECK(error == "");
+  imp.commit();
+
+  CHECK(inbox.customer(second) == "c-1|Ann Bell|");
+  CHECK(inbox.identities(second) == "x:2 x_handle:ann");
+  CHECK(inbox.customer(first) == "-|Ann|");
+  CHECK(inbox.identities(first) == "x:1");
+}
+
+// The previous holder never wrote again after renaming: the message that shows the username
+// for another user takes it off the previous one.
+TEST_CASE("customers import: a username taken over before its previous holder wrote again") {
+  Inbox inbox;
+  const std::string first = inbox.receive("x", Identity{"x", "1", "Ann", "ann"});
+  const std::string second = inbox.receive("x", Identity{"x", "2", "Ann B", "ann"});
+  REQUIRE(second != first);
+  CHECK(inbox.count("SELECT handle FROM identities WHERE type = 'x' AND value = '1'") == "");
+  CHECK(inbox.count("SELECT handle FROM identities WHERE type = 'x' AND value = '2'") == "ann");
+
+  Db db(inbox.path);
+  CustomerImporter imp(db);
+  imp.begin();
+  std::string error;
+  CHECK(imp.upsert(line("c-1", "Ann Bell", {{"x", "ann"}}), error) == Result::updated);
+  imp.commit();
+  CHECK(inbox.customer(second) == "c-1|Ann Bell|");
+  CHECK(inbox.customer(first) == "-|Ann|");
+}
+
+// A database written before usernames moved to their new holder may hold one username for two
+// users: nothing tells which holds it now, and the line is refused with the users named.
+TEST_CASE("customers import: a username stored for users of two customers is refused") {
+  Inbox inbox;
+  const std::string first = inbox.receive("x", Identity{"x", "1", "Ann", "ann"});
+  const std::string second = inbox.receive("x", Identity{"x", "2", "Ann B", "ann_b"});
+  inbox.db.exec("UPDATE identities SET handle = 'Ann' WHERE type = 'x' AND value = '2'");
+
+  Db db(inbox.path);
+  CustomerImporter imp(db);
+  imp.begin();
+  std::string error;
+  CHECK(imp.upsert(line("c-1", "Ann Bell", {{"x", "ann"}}), error) == Result::rejected);
+  CHECK(error ==
+        "x_handle \"ann\" is the last username seen for users of more than one "
+        "customer (x 1 of " +
+            first + ", x 2 of " + second + "): give the user id instead");
+  // By the id, the record is taken.
+  CHECK(imp.upsert(line("c-1", "Ann Bell", {{"x", "2"}}), error) == Result::updated);
+  imp.commit();
+  CHECK(inbox.customer(second) == "c-1|Ann Bell|");
+  CHECK(inbox.customer(first) == "-|Ann|");
 }
