@@ -23,6 +23,7 @@ struct Store::Statements {
                             "WHERE channel=?1 AND account=?2 AND external_id=?3")),
         find_identity(
             db.prepare("SELECT customer_id, handle FROM identities WHERE type=?1 AND value=?2")),
+        find_username_holders(db.prepare(kUsernameHoldersSql)),
         set_handle(db.prepare("UPDATE identities SET handle=?3 WHERE type=?1 AND value=?2")),
         release_username(db.prepare(kReleaseUsernameSql)),
         get_customer(db.prepare("SELECT name, tier, tags FROM customers WHERE id=?1")),
@@ -69,9 +70,10 @@ struct Store::Statements {
             db.prepare("INSERT INTO attachments(interaction_id, idx, filename, content_type, data) "
                        "VALUES (?1, ?2, ?3, ?4, ?5)")) {}
 
-  Stmt find_dup, find_identity, set_handle, release_username, get_customer, insert_customer,
-      insert_identity, find_conv_key, insert_conv, insert_conv_key, find_subject_conv, set_conv_key,
-      route_conv, insert_interaction, update_call, insert_outbox, upsert_cursor, insert_attachment;
+  Stmt find_dup, find_identity, find_username_holders, set_handle, release_username, get_customer,
+      insert_customer, insert_identity, find_conv_key, insert_conv, insert_conv_key,
+      find_subject_conv, set_conv_key, route_conv, insert_interaction, update_call, insert_outbox,
+      upsert_cursor, insert_attachment;
 };
 
 namespace {
@@ -99,6 +101,26 @@ std::optional<std::string> lookup_identity(Store::Statements& st, std::string_vi
   return id;
 }
 
+// The customer of the user of platform `type` whose stored handle is `username`. There is one
+// such user at most (match_customer moves a username to whoever last wrote under it), except
+// in a database written before it did: users of several customers then carry it and nothing
+// tells which holds it now, so none is taken (as the import refuses such a line).
+std::optional<std::string> username_holder(Store::Statements& st, std::string_view type,
+                                           const std::string& username) {
+  st.find_username_holders.bind_static(1, type).bind_static(2, username);
+  std::optional<std::string> id;
+  bool several = false;
+  while (st.find_username_holders.step()) {
+    std::string_view c = st.find_username_holders.text_view(0);
+    several = several || (id && *id != c);
+    if (!id) {
+      id = std::string(c);
+    }
+  }
+  st.find_username_holders.reset();
+  return several ? std::nullopt : id;
+}
+
 // Whom an identity names, without writing anything.
 struct Found {
   std::string customer_id;    // "" when nobody
@@ -109,9 +131,16 @@ struct Found {
 
 // Exact match on the canonical identity. Only when it is unknown (a miss: the common path costs
 // one primary-key lookup, as before), the identity may name the same person as an identity of
-// another type (routing/identity_links.hpp): the username a customer was imported with for an
-// X, Telegram or Instagram id, the phone number for a WhatsApp id. The identity is then
-// attached to that customer so the next match is exact.
+// another type (routing/identity_links.hpp), looked up both ways, as the import does:
+//  - from a message's type: x 123 sent by "AnnLee" is the customer of x_handle "annlee" (a
+//    customer file's username); whatsapp +14155550111 the customer of phone +14155550111.
+//  - to it: x_handle "annlee" (the ingest API's from.platform/handle) is the customer of the X
+//    user whose stored handle is "annlee" (username_holder: the schema 9 index, no scan); phone
+//    +14155550111 (a call) the customer of whatsapp +14155550111.
+// `attach`: the identity is then stored with that customer, so the next match is exact, except
+// a username found through a stored handle: that only says who holds the username now, and
+// stored as an x_handle it would keep naming that customer after the name moved to someone
+// else. Such a message looks the holder up again each time.
 Found find_customer(Store::Statements& st, const Identity& id, const std::string& username) {
   Found f;
   st.find_identity.bind_static(1, id.type).bind_static(2, id.value);
@@ -131,6 +160,10 @@ Found find_customer(Store::Statements& st, const Identity& id, const std::string
       linked = lookup_identity(st, from->linked_type, key);
     }
     f.attach = true;
+  } else if (const IdentityLink* to = link_to(id.type)) {
+    linked = to->by_username ? username_holder(st, to->type, id.value)
+                             : lookup_identity(st, to->type, id.value);
+    f.attach = !to->by_username;
   }
   if (linked) {
     f.customer_id = std::move(*linked);
@@ -472,7 +505,7 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   bool stated = !direction.empty() && !child_leg;
   if (direction.empty() && !child_leg) {
     Inferred guess = lines_->infer_direction(in.account, raw, [&st](const Identity& id) {
-      return lookup_identity(st, id.type, id.value).has_value();
+      return !find_customer(st, id, message_username(id)).customer_id.empty();
     });
     direction = guess.direction;
     if (guess.from_lines) {

@@ -194,6 +194,22 @@ TEST_CASE("call order: telnyx outbound call to a known customer without call.ini
   CHECK(identities_of(s, kOurLine) == "0");
 }
 
+// The customer records that tell the direction include a number known only by WhatsApp.
+TEST_CASE("call order: telnyx outbound call to a customer known only by WhatsApp") {
+  CallStore s;
+  s.exec(
+      "INSERT INTO customers(id, name, created_at, updated_at) VALUES ('cy', 'Cy', 1, 1);"
+      "INSERT INTO identities(type, value, customer_id) VALUES ('whatsapp', '" +
+      std::string(kAnn) + "', 'cy')");
+  s.start();
+  REQUIRE(s.submit(answered("leg-w", kOurLine, kAnn)).error.empty());
+  REQUIRE(s.submit(hangup("leg-w", kOurLine, kAnn)).error.empty());
+  CHECK(caller_of(s, "leg-w") == kAnn);
+  CHECK(s.text("SELECT customer_id FROM interactions WHERE external_id = 'leg-w'") == "cy");
+  CHECK(identities_of(s, kOurLine) == "0");
+  CHECK(s.text("SELECT count(*) FROM customers") == "1");
+}
+
 TEST_CASE("call order: telnyx inbound call whose call.initiated never arrives") {
   CallStore s;
   s.start();

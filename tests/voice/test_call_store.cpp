@@ -95,3 +95,34 @@ TEST_CASE("call store: a caller named only by a later event is matched") {
 }
 
 }  // namespace call_store_test
+
+namespace call_store_test {
+
+// A customer known only by WhatsApp calls from the same number: the call's phone identity is
+// linked to the WhatsApp one (routing/identity_links.hpp), as the customer import links them.
+TEST_CASE("call store: a call from the number of a customer known only by WhatsApp is theirs") {
+  CallStore s;
+  s.start();
+  Inbound wa;
+  wa.channel = "whatsapp";
+  wa.account = "meta";
+  wa.kind = "direct_message";
+  wa.external_id = "wamid.1";
+  wa.from = Identity{"whatsapp", "+14155550111", "Cy", "14155550111"};
+  wa.text = "hello";
+  std::promise<std::vector<IngestOutcome>> p;
+  s.store->submit({wa}, std::nullopt, [&](std::vector<IngestOutcome> out) { p.set_value(out); });
+  REQUIRE(p.get_future().get().at(0).error.empty());
+  const std::string cy = s.text("SELECT customer_id FROM interactions");
+
+  REQUIRE(s.event("CA-1", "completed", 2, "+14155550111").error.empty());
+  CHECK(s.text("SELECT customer_id FROM interactions WHERE external_id = 'CA-1'") == cy);
+  CHECK(s.text("SELECT json_extract(payload, '$.customer.is_new') FROM interactions "
+               "WHERE external_id = 'CA-1'") == "0");
+  CHECK(s.text("SELECT count(*) FROM customers") == "1");
+  CHECK(s.text("SELECT group_concat(type, ' ') FROM (SELECT type FROM identities "
+               "WHERE customer_id = '" +
+               cy + "' ORDER BY type)") == "phone whatsapp");
+}
+
+}  // namespace call_store_test
