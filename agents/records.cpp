@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <memory>
 
+#include "agents/reply_keys.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
 #include "storage/async_pipeline.hpp"
@@ -71,10 +72,12 @@ std::optional<LastClaim> Records::last_claim(const std::string& id) {
 
 std::optional<KeyedReply> Records::keyed_reply(const std::string& parent_id,
                                                const std::string& agent, const std::string& key) {
+  // A key older than the retention answers nothing, whether or not the sweep cleared it yet.
   auto st = read_.prepare(
       "SELECT s.interaction_id, i.payload, s.state FROM sends s JOIN interactions i "
-      "ON i.id = s.interaction_id WHERE s.parent_id=?1 AND s.agent=?2 AND s.idempotency_key=?3");
-  st.bind(1, parent_id).bind(2, agent).bind(3, key);
+      "ON i.id = s.interaction_id WHERE s.parent_id=?1 AND s.agent=?2 AND s.idempotency_key=?3 "
+      "AND s.created_at >= ?4");
+  st.bind(1, parent_id).bind(2, agent).bind(3, key).bind(4, now_ms() - kReplyKeyRetentionMs);
   if (!st.step()) {
     return std::nullopt;
   }
@@ -340,14 +343,23 @@ asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const 
   auto earlier = std::make_shared<std::string>();
   // (GCC 12: a lambda temporary inside a co_await expression is destroyed twice; name it.)
   std::function<void(storage::Db&)> job = [=](storage::Db& db) {
+    earlier->clear();  // a job may run twice (Writer::run_batch)
     if (!key.empty()) {
       auto seen = db.prepare(
-          "SELECT interaction_id FROM sends WHERE parent_id=?1 AND agent=?2 AND "
+          "SELECT interaction_id, created_at FROM sends WHERE parent_id=?1 AND agent=?2 AND "
           "idempotency_key=?3");
       seen.bind(1, parent.id).bind(2, actor).bind(3, key);
       if (seen.step()) {
-        *earlier = seen.text(0);
-        return;
+        std::string old = seen.text(0);
+        if (seen.int64(1) >= at - kReplyKeyRetentionMs) {
+          *earlier = std::move(old);
+          return;
+        }
+        // Expired and not swept yet: the old reply lets go of the key (its row stays), and this
+        // one takes it, as a new reply.
+        seen.reset();
+        auto forget = db.prepare("UPDATE sends SET idempotency_key=NULL WHERE interaction_id=?1");
+        forget.bind(1, old).run();
       }
     }
     // The parent's queue and priority as the row is now, in the reply's row and its payload: a

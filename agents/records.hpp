@@ -57,7 +57,8 @@ class Records {
   // The interaction JSON with its events and (outbound) send state merged in.
   std::string decorate(const std::string& payload);
   std::optional<LastClaim> last_claim(const std::string& id);  // nullopt: no such interaction
-  // The reply `agent` made to `parent_id` under Idempotency-Key `key`, if committed.
+  // The reply `agent` made to `parent_id` under Idempotency-Key `key`, if committed within the
+  // last kReplyKeyRetentionMs (agents/reply_keys.hpp): an older key answers nothing.
   std::optional<KeyedReply> keyed_reply(const std::string& parent_id, const std::string& agent,
                                         const std::string& key);
   // Resumes once every event recorded before the call is committed (a barrier: the writer runs
@@ -92,8 +93,9 @@ class Records {
                    const std::string& priority, bool retry = false);
   // Reply: the outbound interaction, its send job and the event on the parent, in one
   // transaction; resumes once committed. With an `idempotency_key` (else ""), the send job keeps
-  // it, and when `actor` already replied to `parent` under that key nothing is written: the
-  // result names that reply, `repeated`. (Checked in the writer's transaction, so that two
+  // it, and when `actor` already replied to `parent` under that key (within the retention)
+  // nothing is written: the result names that reply, `repeated`. An expired key is taken from
+  // the old reply's row for this one. (Checked in the writer's transaction, so that two
   // attempts racing past the route's own check still store one reply.)
   boost::asio::awaitable<ReplyStored> reply(const InteractionRow& parent, const std::string& actor,
                                             const std::string& outbound_id,
