@@ -42,6 +42,7 @@ struct ReplyStored {
 struct SendJob {
   std::string interaction_id, parent_id, channel, account, conversation_id, text, parent_payload;
   std::int64_t attempts = 0;
+  bool maybe_sent = false;  // an earlier attempt had an unknown outcome (sends.maybe_sent)
 };
 
 // Runs `fn` on the writer thread in its group-committed transaction; resumes the awaiting
@@ -102,11 +103,13 @@ class Records {
                                             const std::string& outbound_payload,
                                             const std::string& idempotency_key);
   // The result of one send attempt, with the sender's thread keys pointed at the outbound
-  // interaction's conversation; `done` runs on the writer thread after the commit, with "" or
-  // the error (nothing of it was written then).
+  // interaction's conversation; `maybe_sent` marks the send for good (an attempt's outcome was
+  // unknown), false leaves the mark as it is. `done` runs on the writer thread after the
+  // commit, with "" or the error (nothing of it was written then).
   void send_result(const std::string& interaction_id, const std::string& state,
                    std::int64_t attempts, std::int64_t next_attempt_at, const std::string& error,
-                   const std::string& provider_id, std::vector<std::string> thread_keys,
+                   const std::string& provider_id, bool maybe_sent,
+                   std::vector<std::string> thread_keys,
                    std::function<void(const std::string&)> done);
 
   storage::Db& db() { return read_; }

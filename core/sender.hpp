@@ -26,6 +26,10 @@ struct OutboundMessage {
   std::string text;         // the agent's answer, plain UTF-8
   std::string parent_json;  // the interaction being answered, as SPEC section 5 JSON
   std::string thread_json;  // optional: channel-specific threading data (e.g. References)
+  // An earlier attempt of this send had an unknown outcome (SendResult::unknown): the provider
+  // may have posted it already. A sender whose provider refuses a repeat (X's duplicate content)
+  // may then take the refusal for the earlier attempt's success.
+  bool maybe_sent = false;
 };
 
 struct SendResult {
@@ -38,12 +42,22 @@ struct SendResult {
   // format) naming what was sent, so that the customer's answer to it joins the conversation
   // (e.g. "mastodon:<account>:<status id>"). Recorded with the result.
   std::vector<std::string> thread_keys;
+  // For `retry`: the request reached the provider and no answer came (a timeout, a connection
+  // lost while waiting): it may have been carried out. Remembered on the send (sends.maybe_sent)
+  // and told to the later attempts (OutboundMessage::maybe_sent).
+  bool unknown = false;
 
   static SendResult sent(std::string provider_id) {
     return {Status::sent, std::move(provider_id), {}, {}, {}};
   }
   static SendResult retry(std::string error, std::chrono::milliseconds after = {}) {
     return {Status::retry, {}, std::move(error), after, {}};
+  }
+  // A retry after an attempt whose outcome is unknown (see `unknown`).
+  static SendResult unknown_outcome(std::string error) {
+    SendResult r = retry(std::move(error));
+    r.unknown = true;
+    return r;
   }
   static SendResult failed(std::string error) {
     return {Status::failed, {}, std::move(error), {}, {}};
