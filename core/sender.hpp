@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -70,6 +71,12 @@ class Sender {
   virtual ~Sender() = default;
   // Starts one send; `done` is called exactly once, on any thread.
   virtual void send(OutboundMessage message, Done done) = 0;
+  // Whether the identity (its type and canonical value, as in the interaction JSON) is this
+  // channel's own: the address we answer from, a mailbox we poll. An answer is never sent to
+  // one of them (it would come back in as a new message, a loop): the reply route passes them
+  // over when it picks the recipient, and refuses a reply that has no one else to go to.
+  // Any thread.
+  virtual bool own_identity(std::string_view type, std::string_view value) const { return false; }
 };
 
 // Senders by (channel, account). Filled while the daemon starts; read-only afterwards.
