@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <memory>
 
+#include "agents/reply_keys.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
 #include "storage/async_pipeline.hpp"
@@ -71,10 +72,12 @@ std::optional<LastClaim> Records::last_claim(const std::string& id) {
 
 std::optional<KeyedReply> Records::keyed_reply(const std::string& parent_id,
                                                const std::string& agent, const std::string& key) {
+  // A key older than the retention answers nothing, whether or not the sweep cleared it yet.
   auto st = read_.prepare(
       "SELECT s.interaction_id, i.payload, s.state FROM sends s JOIN interactions i "
-      "ON i.id = s.interaction_id WHERE s.parent_id=?1 AND s.agent=?2 AND s.idempotency_key=?3");
-  st.bind(1, parent_id).bind(2, agent).bind(3, key);
+      "ON i.id = s.interaction_id WHERE s.parent_id=?1 AND s.agent=?2 AND s.idempotency_key=?3 "
+      "AND s.created_at >= ?4");
+  st.bind(1, parent_id).bind(2, agent).bind(3, key).bind(4, now_ms() - kReplyKeyRetentionMs);
   if (!st.step()) {
     return std::nullopt;
   }
@@ -152,7 +155,8 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
                                         const std::vector<std::string>& full) {
   auto st = read_.prepare(
       "SELECT s.interaction_id, s.parent_id, s.channel, s.account, "
-      "coalesce(i.conversation_id,''), i.payload, coalesce(p.payload,''), s.attempts "
+      "coalesce(i.conversation_id,''), i.payload, coalesce(p.payload,''), s.attempts, "
+      "s.maybe_sent "
       "FROM sends s JOIN interactions i ON i.id = s.interaction_id "
       "LEFT JOIN interactions p ON p.id = s.parent_id "
       "WHERE s.state = 'pending' AND s.next_attempt_at <= ?1 "
@@ -162,8 +166,8 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
   st.bind(1, now).bind(2, limit).bind(3, json_list(busy)).bind(4, json_list(full));
   std::vector<SendJob> out;
   while (st.step()) {
-    SendJob j{st.text(0), st.text(1), st.text(2), st.text(3),
-              st.text(4), "",         st.text(6), st.int64(7)};
+    SendJob j{st.text(0), st.text(1), st.text(2),  st.text(3),      st.text(4),
+              "",         st.text(6), st.int64(7), st.int64(8) != 0};
     json::error_code ec;
     auto v = json::parse(st.text_view(5), ec);
     if (!ec && v.is_object()) {
@@ -340,14 +344,23 @@ asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const 
   auto earlier = std::make_shared<std::string>();
   // (GCC 12: a lambda temporary inside a co_await expression is destroyed twice; name it.)
   std::function<void(storage::Db&)> job = [=](storage::Db& db) {
+    earlier->clear();  // a job may run twice (Writer::run_batch)
     if (!key.empty()) {
       auto seen = db.prepare(
-          "SELECT interaction_id FROM sends WHERE parent_id=?1 AND agent=?2 AND "
+          "SELECT interaction_id, created_at FROM sends WHERE parent_id=?1 AND agent=?2 AND "
           "idempotency_key=?3");
       seen.bind(1, parent.id).bind(2, actor).bind(3, key);
       if (seen.step()) {
-        *earlier = seen.text(0);
-        return;
+        std::string old = seen.text(0);
+        if (seen.int64(1) >= at - kReplyKeyRetentionMs) {
+          *earlier = std::move(old);
+          return;
+        }
+        // Expired and not swept yet: the old reply lets go of the key (its row stays), and this
+        // one takes it, as a new reply.
+        seen.reset();
+        auto forget = db.prepare("UPDATE sends SET idempotency_key=NULL WHERE interaction_id=?1");
+        forget.bind(1, old).run();
       }
     }
     // The parent's queue and priority as the row is now, in the reply's row and its payload: a
@@ -407,16 +420,18 @@ asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const 
 
 void Records::send_result(const std::string& iid, const std::string& state, std::int64_t attempts,
                           std::int64_t next_at, const std::string& error,
-                          const std::string& provider_id, std::vector<std::string> thread_keys,
+                          const std::string& provider_id, bool maybe_sent,
+                          std::vector<std::string> thread_keys,
                           std::function<void(const std::string&)> done) {
   std::int64_t at = now_ms();
   writer_.submit(storage::Job{
       [=](storage::Db& db) {
         auto st = db.prepare(
             "UPDATE sends SET state=?2, attempts=?3, next_attempt_at=?4, last_error=?5, "
-            "provider_id=?6, updated_at=?7 WHERE interaction_id=?1");
+            "provider_id=?6, updated_at=?7, maybe_sent=max(maybe_sent, ?8) WHERE "
+            "interaction_id=?1");
         st.bind(1, iid).bind(2, state).bind(3, attempts).bind(4, next_at).bind(5, error);
-        st.bind(6, provider_id).bind(7, at).run();
+        st.bind(6, provider_id).bind(7, at).bind(8, static_cast<std::int64_t>(maybe_sent)).run();
         for (const auto& key : thread_keys) {
           auto k = db.prepare(
               "INSERT OR IGNORE INTO conversation_keys(key, conversation_id) SELECT ?1, "

@@ -42,6 +42,7 @@ struct ReplyStored {
 struct SendJob {
   std::string interaction_id, parent_id, channel, account, conversation_id, text, parent_payload;
   std::int64_t attempts = 0;
+  bool maybe_sent = false;  // an earlier attempt had an unknown outcome (sends.maybe_sent)
 };
 
 // Runs `fn` on the writer thread in its group-committed transaction; resumes the awaiting
@@ -57,7 +58,8 @@ class Records {
   // The interaction JSON with its events and (outbound) send state merged in.
   std::string decorate(const std::string& payload);
   std::optional<LastClaim> last_claim(const std::string& id);  // nullopt: no such interaction
-  // The reply `agent` made to `parent_id` under Idempotency-Key `key`, if committed.
+  // The reply `agent` made to `parent_id` under Idempotency-Key `key`, if committed within the
+  // last kReplyKeyRetentionMs (agents/reply_keys.hpp): an older key answers nothing.
   std::optional<KeyedReply> keyed_reply(const std::string& parent_id, const std::string& agent,
                                         const std::string& key);
   // Resumes once every event recorded before the call is committed (a barrier: the writer runs
@@ -92,19 +94,22 @@ class Records {
                    const std::string& priority, bool retry = false);
   // Reply: the outbound interaction, its send job and the event on the parent, in one
   // transaction; resumes once committed. With an `idempotency_key` (else ""), the send job keeps
-  // it, and when `actor` already replied to `parent` under that key nothing is written: the
-  // result names that reply, `repeated`. (Checked in the writer's transaction, so that two
+  // it, and when `actor` already replied to `parent` under that key (within the retention)
+  // nothing is written: the result names that reply, `repeated`. An expired key is taken from
+  // the old reply's row for this one. (Checked in the writer's transaction, so that two
   // attempts racing past the route's own check still store one reply.)
   boost::asio::awaitable<ReplyStored> reply(const InteractionRow& parent, const std::string& actor,
                                             const std::string& outbound_id,
                                             const std::string& outbound_payload,
                                             const std::string& idempotency_key);
   // The result of one send attempt, with the sender's thread keys pointed at the outbound
-  // interaction's conversation; `done` runs on the writer thread after the commit, with "" or
-  // the error (nothing of it was written then).
+  // interaction's conversation; `maybe_sent` marks the send for good (an attempt's outcome was
+  // unknown), false leaves the mark as it is. `done` runs on the writer thread after the
+  // commit, with "" or the error (nothing of it was written then).
   void send_result(const std::string& interaction_id, const std::string& state,
                    std::int64_t attempts, std::int64_t next_attempt_at, const std::string& error,
-                   const std::string& provider_id, std::vector<std::string> thread_keys,
+                   const std::string& provider_id, bool maybe_sent,
+                   std::vector<std::string> thread_keys,
                    std::function<void(const std::string&)> done);
 
   storage::Db& db() { return read_; }

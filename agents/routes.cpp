@@ -296,7 +296,8 @@ Service::Awaitable Service::reply(http::Request& r) {
   if (f.status != Hold::held) {
     co_return not_held(id, agent, "reply to", f);
   }
-  if (!senders_.find(parent->channel, parent->account)) {
+  const Sender* sender = senders_.find(parent->channel, parent->account);
+  if (!sender) {
     co_return http::error(422, "no_sender",
                           "replies through channel \"" + parent->channel + "\" (account \"" +
                               parent->account +
@@ -306,6 +307,24 @@ Service::Awaitable Service::reply(http::Request& r) {
   json::error_code pec;
   if (auto pv = json::parse(parent->payload, pec); !pec && pv.is_object()) {
     parent_json = pv.as_object();
+  }
+  // Never to ourselves: a Reply-To naming our support address (or mail we sent) would bring the
+  // answer back in as a new message. The channel's own addresses are passed over; when nobody
+  // else is named, nothing is stored or sent.
+  auto ours = [sender](std::string_view type, std::string_view value) {
+    return sender->own_identity(type, value);
+  };
+  const json::object* recipient = storage::reply_recipient(parent_json, ours);
+  if (!recipient) {
+    if (const json::object* self = storage::reply_recipient(parent_json)) {
+      auto* v = self->if_contains("value");
+      std::string address = v && v->is_string() ? std::string(v->get_string()) : "";
+      co_return http::error(
+          422, "reply_to_self",
+          id + " names only our own address (" + address + ", account \"" + parent->account +
+              "\") to answer: the reply would come back to our own mailbox; nothing was stored "
+              "or sent");
+    }
   }
   std::string out_id = new_ulid();
   std::int64_t now = now_ms();
@@ -324,8 +343,8 @@ Service::Awaitable Service::reply(http::Request& r) {
   // only its sender knows (the SMTP account's From, the bot's id): null rather than a guess.
   o["from"] = nullptr;
   json::array to;  // where the sender delivers it (the email sender picks the same address)
-  if (const json::object* who = storage::reply_recipient(parent_json)) {
-    to.push_back(*who);
+  if (recipient) {
+    to.push_back(*recipient);
   }
   o["to"] = std::move(to);
   if (auto* s = parent_json.if_contains("subject")) {

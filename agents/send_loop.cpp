@@ -21,6 +21,7 @@ constexpr std::chrono::milliseconds kMaxRecordRetry{5000};
 struct SendLoop::Outcome {
   std::string id, channel, account, state, error, provider_id;
   std::int64_t attempts = 0, next = 0;
+  bool maybe_sent = false;  // this attempt's outcome was unknown
   std::vector<std::string> thread_keys;
   int failures = 0;  // writes of it that failed
 };
@@ -142,7 +143,7 @@ void SendLoop::dispatch(SendJob job) {
     return;
   }
   OutboundMessage m{job.interaction_id, job.channel,        job.account, job.conversation_id,
-                    job.text,           job.parent_payload, ""};
+                    job.text,           job.parent_payload, "",          job.maybe_sent};
   sender->send(std::move(m), [this, job](SendResult r) {
     asio::post(io_, [this, job, r = std::move(r)]() mutable { finished(job, std::move(r)); });
   });
@@ -168,6 +169,9 @@ void SendLoop::finished(const SendJob& job, SendResult r) {
     state = "failed";
     log->error("[{}:{}] reply {} failed after {} attempts: {}", job.channel, job.account,
                job.interaction_id, attempts, r.error);
+  } else if (!r.error.empty()) {  // sent, with a note: how the sender knows (X's duplicate)
+    log->info("[{}:{}] reply {} sent{}: {}", job.channel, job.account, job.interaction_id,
+              r.provider_id.empty() ? "" : " as " + r.provider_id, r.error);
   } else {
     log->info("[{}:{}] reply {} sent as {}", job.channel, job.account, job.interaction_id,
               r.provider_id);
@@ -181,6 +185,7 @@ void SendLoop::finished(const SendJob& job, SendResult r) {
   o->provider_id = r.provider_id;
   o->attempts = attempts;
   o->next = next;
+  o->maybe_sent = r.unknown;
   o->thread_keys = std::move(r.thread_keys);
   record(std::move(o));
 }
@@ -189,8 +194,8 @@ void SendLoop::finished(const SendJob& job, SendResult r) {
 // and due, and the next pass would hand it to the sender again.
 void SendLoop::record(std::shared_ptr<Outcome> o) {
   records_.send_result(
-      o->id, o->state, o->attempts, o->next, o->error, o->provider_id, o->thread_keys,
-      [this, o](const std::string& err) {
+      o->id, o->state, o->attempts, o->next, o->error, o->provider_id, o->maybe_sent,
+      o->thread_keys, [this, o](const std::string& err) {
         asio::post(io_, [this, o, err] {
           if (err.empty()) {
             if (o->failures > 0) {

@@ -245,6 +245,7 @@ asio::awaitable<HttpResponse> HttpClient::request(HttpRequest r) {
       }
       out.error = ec == beast::error::timeout ? "request to " + o.host + " timed out"
                                               : o.host + ": " + ec.message();
+      out.sent = x.written;
       co_return out;
     }
     auto res = parser.release();

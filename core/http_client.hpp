@@ -33,6 +33,10 @@ struct HttpRequest {
 struct HttpResponse {
   int status = 0;     // 0: no HTTP answer (see error)
   std::string error;  // network / TLS / parse failure, for logs
+  // With status 0: the whole request went out before the failure (a timeout or a connection
+  // lost while waiting for the answer), so the server may have acted on it: the outcome of a
+  // POST is unknown. False when it failed before that (resolve, connect, TLS, writing).
+  bool sent = false;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
   // The first header named `name` (case-insensitive), or nullopt.

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -26,6 +27,10 @@ struct OutboundMessage {
   std::string text;         // the agent's answer, plain UTF-8
   std::string parent_json;  // the interaction being answered, as SPEC section 5 JSON
   std::string thread_json;  // optional: channel-specific threading data (e.g. References)
+  // An earlier attempt of this send had an unknown outcome (SendResult::unknown): the provider
+  // may have posted it already. A sender whose provider refuses a repeat (X's duplicate content)
+  // may then take the refusal for the earlier attempt's success.
+  bool maybe_sent = false;
 };
 
 struct SendResult {
@@ -38,12 +43,22 @@ struct SendResult {
   // format) naming what was sent, so that the customer's answer to it joins the conversation
   // (e.g. "mastodon:<account>:<status id>"). Recorded with the result.
   std::vector<std::string> thread_keys;
+  // For `retry`: the request reached the provider and no answer came (a timeout, a connection
+  // lost while waiting): it may have been carried out. Remembered on the send (sends.maybe_sent)
+  // and told to the later attempts (OutboundMessage::maybe_sent).
+  bool unknown = false;
 
   static SendResult sent(std::string provider_id) {
     return {Status::sent, std::move(provider_id), {}, {}, {}};
   }
   static SendResult retry(std::string error, std::chrono::milliseconds after = {}) {
     return {Status::retry, {}, std::move(error), after, {}};
+  }
+  // A retry after an attempt whose outcome is unknown (see `unknown`).
+  static SendResult unknown_outcome(std::string error) {
+    SendResult r = retry(std::move(error));
+    r.unknown = true;
+    return r;
   }
   static SendResult failed(std::string error) {
     return {Status::failed, {}, std::move(error), {}, {}};
@@ -56,6 +71,12 @@ class Sender {
   virtual ~Sender() = default;
   // Starts one send; `done` is called exactly once, on any thread.
   virtual void send(OutboundMessage message, Done done) = 0;
+  // Whether the identity (its type and canonical value, as in the interaction JSON) is this
+  // channel's own: the address we answer from, a mailbox we poll. An answer is never sent to
+  // one of them (it would come back in as a new message, a loop): the reply route passes them
+  // over when it picks the recipient, and refuses a reply that has no one else to go to.
+  // Any thread.
+  virtual bool own_identity(std::string_view type, std::string_view value) const { return false; }
 };
 
 // Senders by (channel, account). Filled while the daemon starts; read-only afterwards.

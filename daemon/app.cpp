@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 #include <future>
 
+#include "agents/reply_keys.hpp"
 #include "agents/service.hpp"
 #include "channels/api/ingest.hpp"
 #include "channels/email/channel.hpp"
@@ -16,6 +17,7 @@
 #include "channels/voice/routes.hpp"
 #include "core/log.hpp"
 #include "core/stalls.hpp"
+#include "core/time.hpp"
 
 namespace sb {
 namespace asio = boost::asio;
@@ -126,11 +128,13 @@ App::~App() {
   stop();
 }
 
-// A call with no final event within 4 hours is closed as "unknown" and queued (issue 5): the
-// provider may never send the hangup. Checked every minute on the io_context. Every 10 s, calls
-// held back because they ended before anything told their direction (Store::apply_call_event)
-// are queued once their first event is 30 s old.
-void App::sweep_stale_calls() {
+// The periodic work on the database, from the io_context. A call with no final event within 4
+// hours is closed as "unknown" and queued (issue 5): the provider may never send the hangup.
+// Checked every minute, and so are reply Idempotency-Keys past their 24 hours (cleared in small
+// batches, agents/reply_keys.hpp). Every 10 s, calls held back because they ended before
+// anything told their direction (Store::apply_call_event) are queued once their first event is
+// 30 s old.
+void App::run_sweeps() {
   asio::co_spawn(
       io_,
       [this]() -> asio::awaitable<void> {
@@ -152,11 +156,12 @@ void App::sweep_stale_calls() {
                                     r.closed);
             }
           });
+          agents::expire_reply_keys(*writer_, now_ms());
         }
       },
       [](std::exception_ptr e) {
         if (e) {
-          logger("daemon")->error("[daemon] stale-call sweep ended by an exception");
+          logger("daemon")->error("[daemon] the periodic sweeps ended by an exception");
         }
       });
 }
@@ -203,7 +208,7 @@ void App::start() {
     auto guard = asio::make_work_guard(io_);
     io_.run();
   });
-  sweep_stale_calls();
+  run_sweeps();
   watch_io_loop();
   email_->start();
   channels_->social->start();

@@ -53,7 +53,7 @@ class App {
 
  private:
   void add_ops_routes();
-  void sweep_stale_calls();
+  void run_sweeps();  // the periodic work on the database: calls, reply keys
   void watch_io_loop();
 
   config::Config cfg_;

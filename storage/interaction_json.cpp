@@ -284,22 +284,35 @@ std::string interaction_json(const Inbound& in, const StoredMeta& m) {
   return out;
 }
 
-const boost::json::object* reply_recipient(const boost::json::object& parent) {
-  auto object_at = [&parent](const char* key) -> const boost::json::object* {
-    const boost::json::value* v = parent.if_contains(key);
-    return v ? v->if_object() : nullptr;
+const boost::json::object* reply_recipient(const boost::json::object& parent,
+                                           const OwnIdentity& ours) {
+  // Not one of ours: an identity object whose (type, value) the channel does not own.
+  auto theirs = [&ours](const boost::json::value* v) -> const boost::json::object* {
+    const boost::json::object* o = v ? v->if_object() : nullptr;
+    if (o == nullptr || !ours) {
+      return o;
+    }
+    auto text = [o](const char* key) -> std::string_view {
+      const boost::json::value* f = o->if_contains(key);
+      return f && f->is_string() ? std::string_view(f->get_string()) : std::string_view();
+    };
+    return ours(text("type"), text("value")) ? nullptr : o;
   };
   if (const auto* d = parent.if_contains("direction"); d && d->is_string() && *d == "outbound") {
     const auto* to = parent.if_contains("to");
-    if (to && to->is_array() && !to->as_array().empty()) {
-      return to->as_array().front().if_object();
+    if (to && to->is_array()) {
+      for (const auto& who : to->as_array()) {
+        if (const auto* o = theirs(&who)) {
+          return o;
+        }
+      }
     }
     return nullptr;
   }
-  if (const auto* rt = object_at("reply_to")) {
+  if (const auto* rt = theirs(parent.if_contains("reply_to"))) {
     return rt;
   }
-  return object_at("from");
+  return theirs(parent.if_contains("from"));
 }
 
 }  // namespace sb::storage

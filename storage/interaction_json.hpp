@@ -2,6 +2,7 @@
 // The interaction JSON of SPEC section 5, built once when an interaction is stored and kept in
 // interactions.payload; the Redis `payload` field and the API answers are that text.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -31,11 +32,17 @@ std::string call_text(const CallInfo& c);
 // writes them.
 std::string identity_text(const Identity& id);
 std::string customer_text(const StoredMeta& m);
+// Whether an identity (type, canonical value) is the channel's own: our support address, a
+// mailbox we poll (Sender::own_identity).
+using OwnIdentity = std::function<bool(std::string_view type, std::string_view value)>;
 // Whom an answer to `parent` (an interaction as JSON) goes to: an inbound message's reply_to
 // (email: RFC 5322 3.6.2, a web form's mail comes From a no-reply address), else its from; an
-// outbound message's first `to` (a follow-up to our own reply). nullptr when it names no one.
-// The reply route records it as the answer's `to`, and the email sender sends there.
-const boost::json::object* reply_recipient(const boost::json::object& parent);
+// outbound message's first `to` (a follow-up to our own reply). Identities that are `ours` are
+// passed over: an answer mailed to our own address comes back in as a new message, a loop (a
+// Reply-To naming our support address, mail we sent ourselves). nullptr when it names no one
+// else. The reply route records it as the answer's `to`, and the email sender sends there.
+const boost::json::object* reply_recipient(const boost::json::object& parent,
+                                           const OwnIdentity& ours = nullptr);
 // Appends `s` as a JSON string (quoted and escaped as RFC 8259 section 7 requires).
 void append_json_string(std::string& out, std::string_view s);
 

@@ -227,6 +227,18 @@ ALTER TABLE sends ADD COLUMN idempotency_key TEXT;
 CREATE UNIQUE INDEX sends_by_idempotency_key ON sends(parent_id, agent, idempotency_key)
   WHERE idempotency_key IS NOT NULL;
 )sql",
+    // 10 -> 11: reply keys expire after 24 hours (agents/reply_keys.hpp). A sweep clears the
+    // keys of older replies in small batches, oldest first; this partial index holds only the
+    // rows that still have a key, so a batch reads just the rows it clears.
+    R"sql(
+CREATE INDEX sends_keys_by_age ON sends(created_at) WHERE idempotency_key IS NOT NULL;
+)sql",
+    // 11 -> 12: a send remembers that one of its attempts had an unknown outcome (the request
+    // went out, no answer came): the reply may be out already, which a later attempt's answer
+    // can confirm (X refuses a repeat as duplicate content; channels/social/senders.cpp).
+    R"sql(
+ALTER TABLE sends ADD COLUMN maybe_sent INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 int read_version(Db& db) {

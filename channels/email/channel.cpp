@@ -12,8 +12,11 @@ EmailChannel::EmailChannel(boost::asio::io_context& io, Pipeline& pipeline, Metr
     poller_ = std::make_unique<Poller>(io, pipeline, metrics, channels.imap, options);
   }
   // `for` names the imap account a smtp account answers for (config validation checks it).
+  // Every account's sender knows all our addresses: a reply through one account to another's
+  // mailbox loops just the same.
+  std::set<std::string> own = own_addresses(channels);
   for (const auto& s : channels.smtp) {
-    senders.add("email", s.for_account, std::make_shared<SmtpSender>(io.get_executor(), s));
+    senders.add("email", s.for_account, std::make_shared<SmtpSender>(io.get_executor(), s, own));
     logger("email")->info("[email:{}] replies go out through smtp {} ({}:{})", s.for_account,
                           s.name, s.host, s.port);
   }

@@ -15,6 +15,7 @@
 #include "channels/email/threading.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
+#include "routing/identity.hpp"
 #include "storage/interaction_json.hpp"
 
 namespace sb::email {
@@ -92,6 +93,13 @@ std::string token(std::string_view s) {
   return out;
 }
 
+// The lower-cased address of "Support <support@example.com>" or a bare address; nullopt when
+// it is none.
+std::optional<std::string> canonical_address(const std::string& text) {
+  auto m = parse_mailbox(text);
+  return m ? canonical_email(m->address) : std::nullopt;
+}
+
 void add_address(InternetAddressList* list, const Mailbox& m) {
   gobject_ptr<InternetAddress> ia(internet_address_mailbox_new(m.name.c_str(), m.address.c_str()));
   internet_address_list_add(list, ia.get());
@@ -104,13 +112,32 @@ std::vector<std::string> reply_thread_keys(std::string_view imap_account,
   return {"email:" + std::string(imap_account) + ":" + std::string(message_id)};
 }
 
-BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, std::int64_t now) {
+std::set<std::string> own_addresses(const config::Channels& channels) {
+  std::set<std::string> own;
+  auto add = [&own](const std::string& text) {
+    if (auto a = canonical_address(text)) {
+      own.insert(std::move(*a));
+    }
+  };
+  for (const auto& imap : channels.imap) {
+    add(imap.username);  // often the mailbox's address; "alice" on a local server is none
+  }
+  for (const auto& smtp : channels.smtp) {
+    add(smtp.from);
+    add(smtp.username);
+  }
+  return own;
+}
+
+BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, std::int64_t now,
+                       const std::set<std::string>& own) {
   BuiltReply out;
   auto from = parse_mailbox(account.from.empty() ? account.username : account.from);
   if (!from) {
     out.error = "smtp account " + account.name + ": `from` is not an email address";
     return out;
   }
+  std::string from_address = canonical_email(from->address).value_or(from->address);
   json::object parent;
   try {
     parent = json::parse(m.parent_json).as_object();
@@ -119,10 +146,19 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
     return out;
   }
   // Reply-To first, else From; to our own message's first To (the reply route records the same).
-  const json::object* who = storage::reply_recipient(parent);
+  // Never one of our own addresses: the answer would arrive in a mailbox we poll, as a new
+  // message (a loop). The route refuses such a reply; this covers rows stored before.
+  auto ours = [&](std::string_view type, std::string_view value) {
+    return type == "email" && (value == from_address || own.contains(std::string(value)));
+  };
+  const json::object* who = storage::reply_recipient(parent, ours);
   std::optional<Mailbox> to = who ? identity(*who) : std::nullopt;
   if (!to) {
-    out.error = "the interaction being answered has no email address to reply to";
+    const json::object* self = storage::reply_recipient(parent);
+    std::optional<Mailbox> ours_only = self ? identity(*self) : std::nullopt;
+    out.error = ours_only ? "the interaction being answered names only our own address (" +
+                                ours_only->address + ") to reply to: not mailed to ourselves"
+                          : "the interaction being answered has no email address to reply to";
     return out;
   }
 
@@ -211,10 +247,14 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
   return out;
 }
 
-SmtpSender::SmtpSender(asio::any_io_executor ex, config::Smtp account)
+SmtpSender::SmtpSender(asio::any_io_executor ex, config::Smtp account, std::set<std::string> own)
     : ex_(std::move(ex)),
       account_(std::move(account)),
+      own_(std::move(own)),
       tls_(std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client)) {
+  if (auto from = canonical_address(account_.from.empty() ? account_.username : account_.from)) {
+    own_.insert(std::move(*from));
+  }
   tls_->set_verify_mode(asio::ssl::verify_peer);
   tls_->set_default_verify_paths();
   if (!account_.ca_file.empty()) {
@@ -222,8 +262,12 @@ SmtpSender::SmtpSender(asio::any_io_executor ex, config::Smtp account)
   }
 }
 
+bool SmtpSender::own_identity(std::string_view type, std::string_view value) const {
+  return type == "email" && own_.contains(std::string(value));
+}
+
 void SmtpSender::send(OutboundMessage message, Done done) {
-  BuiltReply reply = build_reply(account_, message, now_ms());
+  BuiltReply reply = build_reply(account_, message, now_ms(), own_);
   std::string prefix = "[email:" + account_.for_account + "]";
   if (!reply.error.empty()) {
     logger("email")->warn("{} reply {} not sent: {}", prefix, message.id, reply.error);

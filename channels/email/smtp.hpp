@@ -15,6 +15,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,13 +34,18 @@ struct BuiltReply {
 };
 
 // From (the account's `from`), To (the customer: the parent's Reply-To, else its sender, or
-// its first recipient when the parent is outbound), Subject "Re: <parent subject>" (one "Re:"
-// only), In-Reply-To (parent Message-ID), References (thread_json {"references": [...]}, else the
-// parent's stored "references", else its In-Reply-To; then the parent's Message-ID),
-// Message-ID, Date, MIME-Version,
-// text/plain; charset=utf-8.
+// its first recipient when the parent is outbound; never one of `own` nor the
+// account's own `from`, which would mail ourselves: a loop), Subject "Re: <parent subject>"
+// (one "Re:" only), In-Reply-To (parent Message-ID), References (thread_json {"references":
+// [...]}, else the parent's stored "references", else its In-Reply-To; then the parent's
+// Message-ID), Message-ID, Date, MIME-Version, text/plain; charset=utf-8.
 BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& message,
-                       std::int64_t now_ms);
+                       std::int64_t now_ms, const std::set<std::string>& own = {});
+
+// The addresses the email channel owns, lower-cased: every [[channels.imap]] username that is
+// an address (a mailbox we poll) and every [[channels.smtp]] `from` and address username. A
+// reply to any of them would come back in through a mailbox we poll.
+std::set<std::string> own_addresses(const config::Channels& channels);
 
 // "email:<imap account>:<message id>": the thread_record of an outbound interaction.
 std::vector<std::string> reply_thread_keys(std::string_view imap_account,
@@ -47,13 +53,16 @@ std::vector<std::string> reply_thread_keys(std::string_view imap_account,
 
 class SmtpSender : public Sender {
  public:
-  // Throws at start-up when ca_file cannot be read.
-  SmtpSender(boost::asio::any_io_executor ex, config::Smtp account);
+  // Throws at start-up when ca_file cannot be read. `own` (lower-cased): addresses
+  // of ours a reply must not go to (own_addresses() above); the account's `from` always is.
+  SmtpSender(boost::asio::any_io_executor ex, config::Smtp account, std::set<std::string> own = {});
   void send(OutboundMessage message, Done done) override;
+  bool own_identity(std::string_view type, std::string_view value) const override;
 
  private:
   boost::asio::any_io_executor ex_;
   config::Smtp account_;
+  std::set<std::string> own_;
   std::shared_ptr<boost::asio::ssl::context> tls_;
 };
 

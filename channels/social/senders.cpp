@@ -104,12 +104,18 @@ milliseconds retry_after_header(const net::HttpResponse& res) {
   return std::chrono::seconds(std::min(secs, 3600LL));
 }
 
+// No HTTP answer: retried, and marked unknown when the request had gone out (the provider may
+// have acted on it; see SendResult::unknown).
+SendResult network_failure(const net::HttpResponse& res) {
+  return res.sent ? SendResult::unknown_outcome(res.error) : SendResult::retry(res.error);
+}
+
 // The common classification for providers without a richer error body. A provider-specific
 // `retry_after` wins; else the response's Retry-After header.
 SendResult classify(const net::HttpResponse& res, std::string provider_message,
                     milliseconds retry_after = {}) {
   if (res.status == 0) {
-    return SendResult::retry(res.error);
+    return network_failure(res);
   }
   if (retry_after.count() == 0) {
     retry_after = retry_after_header(res);
@@ -192,10 +198,24 @@ class XSender final : public Sender {
                  co_return SendResult::sent(parse_x_tweet_id(res.body));
                }
                if (res.status == 0) {
-                 co_return SendResult::retry(res.error);
+                 co_return network_failure(res);
                }
                XError e = classify_x_response(res.status, res.body, lookup_in(res));
                std::string msg = e.title + (e.detail.empty() ? "" : ": " + e.detail);
+               // X has no idempotency key for POST /2/tweets, and the send loop is at least
+               // once. When an earlier attempt went out and its answer never came (a timeout),
+               // X refusing this one as a repeat of the same text says that attempt posted it:
+               // sent, without the tweet's id (the 403 does not name it), and X's answer kept as
+               // the send's error for the operator. On a first attempt the same refusal stays a
+               // failure: the account really did post this text already.
+               if (e.duplicate_content && m.maybe_sent) {
+                 SendResult sent = SendResult::sent("");
+                 sent.error =
+                     "posted by an earlier attempt whose answer was lost: X refused the retry as "
+                     "a duplicate (" +
+                     msg + ")";
+                 co_return sent;
+               }
                if (e.retryable()) {
                  milliseconds after{};
                  if (e.reset) {
@@ -279,7 +299,7 @@ class MetaSender final : public Sender {
                  co_return SendResult::sent(o.provider_message_id);
                }
                if (res.status == 0) {
-                 o.error_message = res.error;
+                 co_return network_failure(res);
                }
                co_return o.retryable ? SendResult::retry(o.error_message, retry_after_header(res))
                                      : SendResult::failed(o.error_message);

@@ -4,7 +4,9 @@
 // is the platform message to thread under, its `from` the customer.
 //
 // Results: 2xx -> sent(provider id); 429 / 5xx / network -> retry (with the provider's delay
-// when it names one); other 4xx -> failed with the provider's message.
+// when it names one; a network failure after the request went out is marked unknown); other
+// 4xx -> failed with the provider's message. X: a 403 "duplicate content" after an attempt
+// whose outcome was unknown -> sent, without an id (the earlier attempt posted it).
 #include <memory>
 
 #include "channels/social/runtime.hpp"

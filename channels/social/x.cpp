@@ -159,6 +159,14 @@ XError classify_x_response(int http_status, std::string_view body, const HeaderL
     e.kind = XError::Kind::rate_limited;
   } else if (http_status == 401 || http_status == 403) {
     e.kind = XError::Kind::unauthorized;
+    // POST /2/tweets refuses a text the account posted recently with a 403 whose problem body
+    // is the generic one of any 403 (no access to the endpoint, a suspended app):
+    //   {"detail":"You are not allowed to create a Tweet with duplicate content.",
+    //    "type":"about:blank","title":"Forbidden","status":403}
+    // (as X answers it since v2; v1.1 had error code 187 "Status is a duplicate."). "type" and
+    // "title" do not tell it apart, so the detail is the marker, matched without case.
+    e.duplicate_content =
+        http_status == 403 && ascii_lower(e.detail).find("duplicate content") != std::string::npos;
   } else if (http_status >= 500 || http_status == 0) {
     e.kind = XError::Kind::server;
   } else {

@@ -45,6 +45,8 @@ struct XError {
   std::optional<Clock::time_point> reset;  // x-rate-limit-reset, when given
   std::string title;
   std::string detail;
+  // A 403 refusing a post as a repeat of one the account made recently (see x.cpp).
+  bool duplicate_content = false;
   // 429 and 5xx are worth retrying later; a usage cap, bad credentials and 4xx are not (a usage
   // cap lasts until the billing period ends: pause the account and say so).
   bool retryable() const { return kind == Kind::rate_limited || kind == Kind::server; }

@@ -3,10 +3,14 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <future>
 #include <optional>
 #include <thread>
 
+#include "agents/reply_keys.hpp"
 #include "core/sender.hpp"
+#include "core/time.hpp"
+#include "storage/sqlite.hpp"
 #include "tests/agents/fixture.hpp"
 
 using namespace sb;
@@ -46,6 +50,12 @@ struct Replying {
     return d.rows("SELECT count(*) FROM interactions WHERE direction='outbound'");
   }
   long long sends() { return d.rows("SELECT count(*) FROM sends"); }
+  // Moves the reply `outbound_id` back in time by `ms`, as if it had been made that long ago.
+  void age(const std::string& outbound_id, std::int64_t ms) {
+    storage::Db db(d.dir.file("switchboard.db"));
+    auto st = db.prepare("UPDATE sends SET created_at = created_at - ?2 WHERE interaction_id=?1");
+    st.bind(1, outbound_id).bind(2, ms).run();
+  }
   // One interaction ingested, relayed and claimed by alice: its id.
   std::string claimed(const std::string& key, const std::string& text) {
     d.ingest(key, text);
@@ -185,5 +195,82 @@ TEST_CASE("reply key: a key that is empty, too long or not printable ASCII is a 
   CHECK(t.outbound() == 0);
   CHECK(answered_id(keyed_reply(d, "alice-token", id, "Hello.", std::string(200, 'k'))) != "");
   CHECK(answered_id(keyed_reply(d, "alice-token", id, "Hello.", "a key with spaces")) != "");
+  CHECK(t.outbound() == 2);
+}
+
+TEST_CASE(
+    "reply key: a key older than 24 hours is a new reply, a fresh key still gets the first "
+    "answer") {
+  Replying t;
+  auto& d = t.d;
+  std::string id = t.claimed("k-8", "answered yesterday and today");
+  std::string old = answered_id(keyed_reply(d, "alice-token", id, "Still on its way.", "k-day"));
+  std::string fresh = answered_id(keyed_reply(d, "alice-token", id, "Now shipped.", "k-now"));
+  REQUIRE(eventually([&] { return t.sender->sent == 2; }));
+  t.age(old, agents::kReplyKeyRetentionMs + 60'000);
+  t.age(fresh, agents::kReplyKeyRetentionMs - 60'000);  // a minute left
+
+  // The day-old key, not swept yet: a new request, a new reply sent.
+  auto again = keyed_reply(d, "alice-token", id, "Still on its way.", "k-day");
+  std::string renewed = answered_id(again);
+  CHECK(renewed != old);
+  CHECK(again.headers.count("idempotent-replayed") == 0);
+  REQUIRE(eventually([&] { return t.sender->sent == 3; }));
+  // The old reply keeps its row and its state, without the key; the key is the new reply's.
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id='" + old +
+               "' AND state='sent' AND idempotency_key IS NULL") == 1);
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id='" + renewed +
+               "' AND idempotency_key='k-day'") == 1);
+  // ...and a retry of the new one within its window is answered as usual.
+  CHECK(answered_id(keyed_reply(d, "alice-token", id, "Still on its way.", "k-day")) == renewed);
+
+  // The key with a minute left still answers the first result, nothing is sent again.
+  auto repeat = keyed_reply(d, "alice-token", id, "Now shipped.", "k-now");
+  CHECK(answered_id(repeat) == fresh);
+  CHECK(repeat.headers["idempotent-replayed"] == "true");
+  CHECK(t.outbound() == 3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(t.sender->sent == 3);
+}
+
+TEST_CASE(
+    "reply key: the sweep clears keys older than 24 hours in batches and keeps the send rows") {
+  Replying t;
+  auto& d = t.d;
+  std::string id = t.claimed("k-9", "many old replies");
+  std::string fresh = answered_id(keyed_reply(d, "alice-token", id, "Today's.", "k-today"));
+  std::string old = answered_id(keyed_reply(d, "alice-token", id, "Yesterday's.", "k-old"));
+  REQUIRE(eventually([&] { return t.sender->sent == 2; }));
+  t.age(old, agents::kReplyKeyRetentionMs + 1);
+  {
+    // More old keyed replies than one batch holds (500), as a busy day leaves behind.
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec("BEGIN");
+    auto ins = db.prepare(
+        "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
+        "next_attempt_at, created_at, updated_at, agent, idempotency_key) VALUES "
+        "(?1, ?2, 'api', 'web-form', 'sent', 1, ?3, ?3, ?3, 'alice', ?1)");
+    std::int64_t day_ago = now_ms() - agents::kReplyKeyRetentionMs - 3'600'000;
+    for (int i = 0; i < 1234; ++i) {
+      ins.bind(1, "old-" + std::to_string(i)).bind(2, id).bind(3, day_ago + i).run();
+    }
+    db.exec("COMMIT");
+  }
+  auto swept = std::make_shared<std::promise<std::pair<std::int64_t, std::string>>>();
+  agents::expire_reply_keys(d.app->writer(), now_ms(),
+                            [swept](std::int64_t cleared, const std::string& error) {
+                              swept->set_value({cleared, error});
+                            });
+  auto f = swept->get_future();
+  REQUIRE(f.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  auto [cleared, error] = f.get();
+  CHECK(error.empty());
+  CHECK(cleared == 1235);
+  CHECK(d.rows("SELECT count(*) FROM sends") == 1236);  // every row stays
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE idempotency_key IS NOT NULL") == 1);
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id='" + old +
+               "' AND state='sent' AND idempotency_key IS NULL") == 1);
+  // The fresh key still answers its reply.
+  CHECK(answered_id(keyed_reply(d, "alice-token", id, "Today's.", "k-today")) == fresh);
   CHECK(t.outbound() == 2);
 }

@@ -311,6 +311,60 @@ TEST_CASE("a reply to a web form's mail goes to its Reply-To, the customer, not 
   CHECK(storage::interaction_json(plain, meta).find("reply_to") == std::string::npos);
 }
 
+TEST_CASE(
+    "a Reply-To naming our own address is passed over - the reply goes to From, and is not built "
+    "when From is ours too") {
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <Support@Example.com>";
+  auto parent = [](const std::string& raw) {
+    auto in = email::to_inbound(email::parse_email(raw), "support", "INBOX");
+    storage::StoredMeta meta;
+    meta.id = "01JTESTPARENT0000000000002";
+    meta.received_at_ms = 1767323045000;
+    return storage::interaction_json(in, meta);
+  };
+  auto reply = [&](const std::string& parent_json, const std::set<std::string>& own) {
+    OutboundMessage m{
+        "01JTESTREPLY00000000000004", "email", "support", "c1", "Hello", parent_json, ""};
+    return email::build_reply(account, m, 1767323045000, own);
+  };
+  // A customer whose client sets Reply-To to the address they wrote to (ours).
+  std::string to_us = parent(
+      "From: Ann Lee <ann@example.com>\r\nReply-To: Support <support@example.com>\r\n"
+      "To: support@example.com\r\nSubject: order\r\nMessage-ID: <r1@customer.example>\r\n\r\n"
+      "hi\r\n");
+  auto built = reply(to_us, {});
+  REQUIRE(built.error.empty());
+  CHECK(built.rcpt_to == "ann@example.com");
+  // Another mailbox we poll (sales@, a second [[channels.imap]] account) is ours as well.
+  std::string to_sales = parent(
+      "From: ann@example.com\r\nReply-To: sales@example.com\r\nSubject: order\r\n"
+      "Message-ID: <r2@customer.example>\r\n\r\nhi\r\n");
+  CHECK(reply(to_sales, {}).rcpt_to == "sales@example.com");
+  CHECK(reply(to_sales, {"sales@example.com"}).rcpt_to == "ann@example.com");
+  // Our own mail (From and Reply-To ours): nothing to build, a clear reason.
+  std::string ours = parent(
+      "From: Support <support@example.com>\r\nReply-To: sales@example.com\r\n"
+      "Subject: order\r\nMessage-ID: <r3@example.com>\r\n\r\nhi\r\n");
+  auto refused = reply(ours, {"sales@example.com"});
+  CHECK(refused.rcpt_to.empty());
+  CHECK(refused.data.empty());
+  CHECK(refused.error.find("our own address") != std::string::npos);
+
+  // The addresses the channel owns: IMAP usernames that are addresses, SMTP from and username.
+  config::Channels channels;
+  channels.imap.push_back(config::Imap{});
+  channels.imap.back().username = "Sales@Example.com";
+  channels.imap.push_back(config::Imap{});
+  channels.imap.back().username = "alice";  // a local login, no address
+  channels.smtp.push_back(account);
+  channels.smtp.back().username = "relay-user";
+  CHECK(email::own_addresses(channels) ==
+        std::set<std::string>{"sales@example.com", "support@example.com"});
+}
+
 TEST_CASE("dot-stuffing and line ends") {
   CHECK(email::smtp::dot_stuff(".a\n..b\r\nc.\rd") == "..a\r\n...b\r\nc.\r\nd\r\n");
   CHECK(email::smtp::dot_stuff("") == "");

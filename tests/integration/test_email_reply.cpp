@@ -1,6 +1,7 @@
 // Issue 4 acceptance 5 through the agent API: a customer's mail delivered into Dovecot is
 // claimed over HTTP, answered with POST .../reply, sent by the durable send queue through SMTP
-// (aiosmtpd) with threading headers, and the customer's answer joins the same conversation.
+// (aiosmtpd) with threading headers, and the customer's answer joins the same conversation. A
+// reply never goes to our own address.
 #include <doctest/doctest.h>
 
 #include "channels/email/mime.hpp"
@@ -111,4 +112,54 @@ TEST_CASE(
   CHECK(s(ev[0].at("at")) <= s(ev[1].at("at")));
   CHECK(s(ev[1].at("at")) <= s(ev[2].at("at")));
   CHECK(s(ev[1].at("at")) <= s(tl[1].at("send").at("updated_at")));
+}
+
+TEST_CASE(
+    "email: a Reply-To naming our own address is passed over - the reply goes to From, and a "
+    "mail only from ourselves is refused with a 422, nothing stored or sent") {
+  SmtpServer smtp(false);
+  EmailDaemon d;
+  config::Smtp out;
+  out.name = "support-out";
+  out.for_account = "support";
+  out.host = "127.0.0.1";
+  out.port = smtp.port;
+  out.tls = "none";
+  out.from = "Support Team <support@example.com>";
+  d.cfg.channels.smtp.push_back(out);
+  d.start();
+  // The customer's client put the address written to into Reply-To.
+  d.dovecot.deliver(
+      "From: Ann Lee <ann@example.com>\r\nReply-To: <Support@example.com>\r\n"
+      "To: support@example.com\r\nSubject: Order 42\r\nMessage-ID: <rt@customer.example>\r\n"
+      "\r\nWhere is it?\r\n");
+  AgentClient alice(d.app->port(), "alice-token");
+  auto in = alice.claim("general");
+  std::string id = s(in.at("id"));
+  CHECK(s(in.at("reply_to").at("value")) == "support@example.com");
+  std::string customer = s(in.at("customer").at("id"));
+  std::string out_id = alice.reply(id, "It ships today.");
+  REQUIRE(eventually([&] { return smtp.has(1); }, 15s));
+  CHECK(smtp.envelope(1) == "support@example.com\nann@example.com\n");
+  auto reply = alice.outbound_when(customer, out_id, "sent");
+  REQUIRE(reply.at("to").as_array().size() == 1);
+  CHECK(s(reply.at("to").at(0).at("value")) == "ann@example.com");
+  CHECK(alice.act(id, "ack").status == 200);
+
+  // Mail from our own address (a copy of ours, a colleague writing as support@): no one else
+  // to answer.
+  d.dovecot.deliver(
+      "From: Support Team <support@example.com>\r\nTo: support@example.com\r\n"
+      "Subject: note to self\r\nMessage-ID: <self@example.com>\r\n\r\nremember\r\n");
+  auto self = alice.claim("general");
+  std::string self_id = s(self.at("id"));
+  auto refused = alice.act(self_id, "reply", R"({"text":"Hello me."})");
+  CHECK(refused.status == 422);
+  auto body = parse_object(refused.body);
+  CHECK(s(body.at("error").at("code")) == "reply_to_self");
+  CHECK(s(body.at("error").at("message")).find("support@example.com") != std::string::npos);
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE direction = 'outbound'") == 1);
+  CHECK(d.rows("SELECT count(*) FROM sends") == 1);
+  std::this_thread::sleep_for(300ms);
+  CHECK_FALSE(smtp.has(2));
 }

@@ -1,13 +1,15 @@
 // Issue 6 acceptance 3 through the agent API: a Mastodon mention is claimed over HTTP and
 // answered with POST .../reply; the durable send queue retries the fake's 503 with the same
 // Idempotency-Key, the reply is posted once, threaded, and the customer's answer to it joins
-// the conversation. Telegram: the reply carries reply_to_message_id.
+// the conversation. Telegram: the reply carries reply_to_message_id. X: a retry refused as
+// duplicate content after an attempt whose answer was lost is the earlier attempt's success.
 #include <doctest/doctest.h>
 
 #include "tests/integration/agent_api.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_mastodon.hpp"
 #include "tests/social/fakes/fake_telegram.hpp"
+#include "tests/social/fakes/fake_x.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -91,4 +93,62 @@ TEST_CASE(
   tg.add_private_message(501, "Ann", "thanks");
   auto answer = alice.claim("general");
   CHECK(s(answer.at("conversation_id")) == s(in.at("conversation_id")));
+}
+
+TEST_CASE(
+    "x: a reply whose answer was lost, then refused on the retry as duplicate content, is "
+    "recorded sent with X's reason, posted once") {
+  FakeX fake("42");
+  fake.start();
+  std::string mention = fake.add_mention("7", "pat", "@support where is my order?");
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(config::X{"x", fake.base_url(), "x-token", "42", 200ms});
+  d.start();
+
+  AgentClient alice(d.app->port(), "alice-token");
+  auto in = alice.claim("general");
+  std::string id = s(in.at("id"));
+  CHECK(s(in.at("external_id")) == mention);
+  std::string customer = s(in.at("customer").at("id"));
+
+  // X posts the first attempt, and its answer never arrives: the outcome is unknown, so the
+  // send loop tries again, and X refuses the same text.
+  fake.lose_next_post_answers(1);
+  std::string out_id = alice.reply(id, "It ships today.");
+  auto reply = alice.outbound_when(customer, out_id, "sent");
+  CHECK(reply.at("send").at("attempts").as_int64() == 2);
+  CHECK(reply.at("send").at("provider_id").is_null());  // the 403 does not name the tweet
+  std::string why = s(reply.at("send").at("error"));
+  CHECK(why.find("earlier attempt") != std::string::npos);
+  CHECK(why.find("duplicate content") != std::string::npos);
+  CHECK(fake.post_requests() == 2);
+  auto posted = fake.posted();
+  REQUIRE(posted.size() == 1);
+  CHECK(posted[0].text == "It ships today.");
+  CHECK(posted[0].in_reply_to_tweet_id == mention);
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE maybe_sent = 1") == 1);
+}
+
+TEST_CASE(
+    "x: a reply refused as duplicate content on its first attempt fails - the account did post "
+    "that text before") {
+  FakeX fake("42");
+  fake.start();
+  fake.add_mention("7", "pat", "@support hello");
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(config::X{"x", fake.base_url(), "x-token", "42", 200ms});
+  d.start();
+
+  AgentClient alice(d.app->port(), "alice-token");
+  auto in = alice.claim("general");
+  std::string id = s(in.at("id"));
+  std::string customer = s(in.at("customer").at("id"));
+  std::string first = alice.reply(id, "Thanks, we are on it.");
+  alice.outbound_when(customer, first, "sent");
+  std::string again = alice.reply(id, "Thanks, we are on it.");
+  auto refused = alice.outbound_when(customer, again, "failed");
+  CHECK(refused.at("send").at("attempts").as_int64() == 1);
+  CHECK(s(refused.at("send").at("error")).find("duplicate content") != std::string::npos);
+  CHECK(fake.posted().size() == 1);
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE maybe_sent = 1") == 0);
 }

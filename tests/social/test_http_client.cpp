@@ -196,6 +196,46 @@ TEST_CASE("http client: deadlines, refused connections and TLS failures are valu
   CHECK(out[2].error == "not an http(s) URL");
 }
 
+TEST_CASE(
+    "http client: a failure says whether the request went out - a timeout or a connection lost "
+    "while waiting for the answer yes, a refused connection no") {
+  FakeHttpServer server([](const FakeHttpServer::Request& r, std::chrono::milliseconds) {
+    if (r.path == "/lost") {
+      FakeHttpServer::Response res;
+      res.drop = true;  // the server took the request, the answer never comes
+      return res;
+    }
+    return FakeHttpServer::Response::held();
+  });
+  server.start();
+  net::HttpRequest timed;
+  timed.method = "POST";
+  timed.url = server.base_url() + "/2/tweets";
+  timed.content_type = "application/json";
+  timed.body = R"({"text":"hello"})";
+  timed.timeout = std::chrono::milliseconds(200);
+  net::HttpRequest lost = timed;
+  lost.url = server.base_url() + "/lost";
+  // A port nobody listens on: a listener opened and closed again.
+  std::uint16_t closed_port = 0;
+  {
+    asio::io_context tmp;
+    asio::ip::tcp::acceptor a(tmp, {asio::ip::make_address("127.0.0.1"), 0});
+    closed_port = a.local_endpoint().port();
+  }
+  net::HttpRequest refused = timed;
+  refused.url = "http://127.0.0.1:" + std::to_string(closed_port) + "/2/tweets";
+  auto out = run({timed, lost, refused});
+  CHECK(out[0].status == 0);
+  CHECK(out[0].error.find("timed out") != std::string::npos);
+  CHECK(out[0].sent);
+  CHECK(out[1].status == 0);
+  CHECK(out[1].sent);
+  CHECK(out[2].status == 0);
+  CHECK(out[2].error.find("connecting") != std::string::npos);
+  CHECK_FALSE(out[2].sent);
+}
+
 // TLS against `openssl s_server` with a throwaway certificate for "localhost": trusted through
 // SSL_CERT_FILE (which set_default_verify_paths reads), the name must match, and an untrusted
 // certificate is refused.

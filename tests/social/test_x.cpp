@@ -134,6 +134,21 @@ TEST_CASE("X errors: 429 with reset, usage cap, unauthorized, 5xx") {
   CHECK(classify_x_response(200, "{}", hdrs({})).kind == XError::Kind::none);
 }
 
+TEST_CASE("X errors: a 403 for duplicate content is told apart from other 403s by its detail") {
+  auto duplicate = classify_x_response(
+      403,
+      R"({"detail":"You are not allowed to create a Tweet with duplicate content.","type":"about:blank","title":"Forbidden","status":403})",
+      hdrs({}));
+  CHECK(duplicate.duplicate_content);
+  CHECK_FALSE(duplicate.retryable());
+  auto forbidden = classify_x_response(
+      403,
+      R"({"detail":"You are not permitted to perform this action.","type":"about:blank","title":"Forbidden","status":403})",
+      hdrs({}));
+  CHECK_FALSE(forbidden.duplicate_content);
+  CHECK_FALSE(classify_x_response(403, "", hdrs({})).duplicate_content);
+}
+
 TEST_CASE("X reply body is threaded") {
   auto r = x_reply(x_cfg(), "Sorry to hear that, we're on it", "1375152449595338752");
   CHECK(r.method == "POST");

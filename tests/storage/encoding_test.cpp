@@ -263,3 +263,25 @@ TEST_CASE("an answer goes to Reply-To, else From, and a follow-up to our own rep
   CHECK(who(R"({"direction":"outbound","to":[]})") == "(none)");
   CHECK(who(R"({"direction":"inbound","from":null,"reply_to":"not an object"})") == "(none)");
 }
+
+TEST_CASE("an answer passes over our own addresses - Reply-To ours goes to From, none if both") {
+  auto ours = [](std::string_view type, std::string_view value) {
+    return type == "email" && value == "support@example.com";
+  };
+  auto who = [&ours](const char* parent) -> std::string {
+    json::object o = json::parse(parent).as_object();
+    const json::object* r = storage::reply_recipient(o, ours);
+    return r ? std::string(r->at("value").as_string()) : "(none)";
+  };
+  CHECK(who(R"({"direction":"inbound","from":{"type":"email","value":"ann@example.com"},
+                "reply_to":{"type":"email","value":"support@example.com"}})") == "ann@example.com");
+  CHECK(who(R"({"direction":"inbound","from":{"type":"email","value":"support@example.com"}})") ==
+        "(none)");
+  CHECK(who(R"({"direction":"inbound","from":{"type":"email","value":"support@example.com"},
+                "reply_to":{"type":"email","value":"support@example.com"}})") == "(none)");
+  CHECK(who(R"({"direction":"outbound","to":[{"type":"email","value":"support@example.com"},
+                {"type":"email","value":"ann@example.com"}]})") == "ann@example.com");
+  // Another type with the same text is not ours.
+  CHECK(who(R"({"direction":"inbound","from":{"type":"x","value":"support@example.com"}})") ==
+        "support@example.com");
+}

@@ -72,6 +72,11 @@ struct FakeHttpServer::Impl {
         asio::steady_timer t(ioc, std::chrono::milliseconds(20));
         co_await t.async_wait(use_tuple);
       }
+      if (out.drop) {
+        beast::error_code ignored;
+        stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        co_return;
+      }
       http::response<http::string_body> res{static_cast<http::status>(out.status), 11};
       res.set(http::field::content_type, out.content_type);
       for (const auto& [k, v] : out.headers) {

@@ -39,6 +39,7 @@ class FakeHttpServer {
     std::string content_type = "application/json; charset=utf-8";
     bool hold = false;
     bool close = false;  // answer with Connection: close, then close the connection
+    bool drop = false;   // close the connection without answering (the answer lost on its way)
     Response() = default;
     Response(int s, std::string b) : status(s), body(std::move(b)) {}
     static Response held() {  // long polling: ask the handler again in 20 ms

@@ -39,6 +39,16 @@ void FakeX::set_usage_capped(bool on) {
   capped_ = on;
 }
 
+void FakeX::lose_next_post_answers(int n) {
+  std::lock_guard lock(mu_);
+  lose_answers_ = n;
+}
+
+int FakeX::post_requests() const {
+  std::lock_guard lock(mu_);
+  return post_requests_;
+}
+
 std::vector<FakeX::Posted> FakeX::posted() const {
   std::lock_guard lock(mu_);
   return posted_;
@@ -99,14 +109,31 @@ Res FakeX::handle(const FakeHttpServer::Request& r) {
     if (r.method == "GET" && r.path == "/2/users/" + user_id_ + "/mentions") {
       res = mentions(r);
     } else if (r.method == "POST" && r.path == "/2/tweets") {
+      ++post_requests_;
       json::value v = json::parse(r.body);
-      Posted p{std::to_string(++next_id_), std::string(v.at("text").as_string()), ""};
+      Posted p{"", std::string(v.at("text").as_string()), ""};
       if (auto* reply = v.as_object().if_contains("reply")) {
         p.in_reply_to_tweet_id = std::string(reply->at("in_reply_to_tweet_id").as_string());
       }
-      posted_.push_back(p);
-      res = {201,
-             json::serialize(json::object{{"data", json::object{{"id", p.id}, {"text", p.text}}}})};
+      bool repeat = std::any_of(posted_.begin(), posted_.end(),
+                                [&p](const Posted& earlier) { return earlier.text == p.text; });
+      if (repeat) {
+        // X's answer to a text the account posted recently: a generic 403 problem whose detail
+        // alone says why.
+        res = {
+            403,
+            R"({"detail":"You are not allowed to create a Tweet with duplicate content.","type":"about:blank","title":"Forbidden","status":403})"};
+      } else {
+        p.id = std::to_string(++next_id_);
+        posted_.push_back(p);
+        if (lose_answers_ > 0) {
+          --lose_answers_;
+          res.drop = true;
+          return res;
+        }
+        res = {201, json::serialize(
+                        json::object{{"data", json::object{{"id", p.id}, {"text", p.text}}}})};
+      }
     } else {
       res = {
           404,

@@ -2,7 +2,8 @@
 // A fake X API v2 (docs.x.com): GET /2/users/{id}/mentions newest first with since_id,
 // max_results and pagination_token / meta.next_token; includes.users for author_id; rate-limit
 // headers (x-rate-limit-limit / -remaining / -reset in Unix seconds) and 429 past the window's
-// budget; a usage-cap switch answering the documented usage-capped problem; POST /2/tweets.
+// budget; a usage-cap switch answering the documented usage-capped problem; POST /2/tweets,
+// which refuses a text posted before with X's 403 "duplicate content" problem.
 #include <chrono>
 #include <mutex>
 #include <string>
@@ -29,7 +30,11 @@ class FakeX {
   // The next request for a further page (with pagination_token) answers 429 with
   // x-rate-limit-reset 1 s ahead.
   void rate_limit_next_page();
+  // The next `n` POST /2/tweets are posted, and their answers lost: the connection closes
+  // without one (as a timeout looks to the client).
+  void lose_next_post_answers(int n);
   std::vector<Posted> posted() const;
+  int post_requests() const;  // POST /2/tweets received, refused ones too
   int mention_requests() const;
   int rejected_429() const;
 
@@ -49,6 +54,7 @@ class FakeX {
   bool capped_ = false;
   bool limit_next_ = false;
   int mention_requests_ = 0, rejected_ = 0, window_used_ = 0;
+  int lose_answers_ = 0, post_requests_ = 0;
   std::chrono::system_clock::time_point window_start_{};
   FakeHttpServer server_;
 };
