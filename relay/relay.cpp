@@ -295,37 +295,41 @@ Relay::Outcome Relay::pass(Conn& c) {
   return b.rows.size() == static_cast<std::size_t>(kBatch) ? Outcome::more : Outcome::idle;
 }
 
-// Deletes the taken rows from the outbox (one writer job). Once the delete is on disk no replay
-// can reach these operations, not even after a power loss: their markers go then (on a pass
-// after the next full checkpoint) instead of filling Redis for the TTL. A crash before that
-// leaves them to expire.
+// Deletes the taken rows from the outbox (one writer job), and raises the database's projected
+// mark with them (in the same transaction). Once the delete is on disk no replay can reach
+// these operations, not even after a power loss: their markers go then (on a pass after the
+// next full checkpoint) instead of filling Redis for the TTL. A crash before that leaves them
+// to expire.
 void Relay::remove(Taken& t) {
   if (t.ranges.empty()) {
     return;
   }
   delivered_ += t.markers.size();
   auto markers = std::make_shared<std::vector<std::string>>(std::move(t.markers));
-  writer_.submit(
-      storage::Job{[ranges = std::move(t.ranges)](storage::Db& wdb) {
-                     static thread_local storage::Db* prepared_for = nullptr;
-                     static thread_local std::optional<storage::Stmt> del;
-                     if (prepared_for != &wdb) {
-                       del.emplace(wdb.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2"));
-                       prepared_for = &wdb;
-                     }
-                     for (const auto& [from, to] : ranges) {
-                       del->bind(1, from).bind(2, to).run();
-                     }
-                   },
-                   [this, markers](const std::string& error) {
-                     if (error.empty()) {
-                       auto commit = writer_.commits();  // this one, or later
-                       std::lock_guard lock(unlink_mu_);
-                       for (auto& m : *markers) {
-                         unlink_.emplace_back(commit, std::move(m));
-                       }
-                     }
-                   }});
+  writer_.submit(storage::Job{
+      [ranges = std::move(t.ranges)](storage::Db& wdb) {
+        static thread_local storage::Db* prepared_for = nullptr;
+        static thread_local std::optional<storage::Stmt> del, mark;
+        if (prepared_for != &wdb) {
+          del.emplace(wdb.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2"));
+          mark.emplace(
+              wdb.prepare("UPDATE relay_state SET projected = max(projected, ?1) WHERE id = 1"));
+          prepared_for = &wdb;
+        }
+        for (const auto& [from, to] : ranges) {
+          del->bind(1, from).bind(2, to).run();
+        }
+        mark->bind(1, ranges.back().second).run();  // ranges in seq order
+      },
+      [this, markers](const std::string& error) {
+        if (error.empty()) {
+          auto commit = writer_.commits();  // this one, or later
+          std::lock_guard lock(unlink_mu_);
+          for (auto& m : *markers) {
+            unlink_.emplace_back(commit, std::move(m));
+          }
+        }
+      }});
   if (on_delivered_) {
     for (const auto& [q, n] : t.per_queue) {
       on_delivered_(q, n);
