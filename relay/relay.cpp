@@ -82,15 +82,20 @@ void Relay::stop(std::chrono::milliseconds flush_deadline) {
   }
 }
 
-// The rows after the watermark: nothing after it is deleted (a row leaves the outbox only once
-// in Redis, behind the watermark), and the writer's sequence has no gaps (a rolled-back insert
-// gives its seq back), so the rows from the first to the last are all there. Two rowid seeks,
-// not count(*): counting a backlog of millions after an outage took longer than a relay pass.
-// Held rows, behind the watermark, are counted by the relay.
+// Outbox rows are counted by seq, not count(*): counting a backlog of millions after an outage
+// took longer than a relay pass. The writer's sequence has no gaps (a rolled-back insert gives
+// its seq back), and no row above both the watermark and the database's projected mark
+// (relay_state: the highest seq ever deleted) is deleted yet, so those rows run unbroken from the
+// first to the last: two rowid seeks. Below the projected mark and above the watermark lie only
+// rows left from the last run (or from before a re-projection) that the relay has not read yet:
+// held rows, mostly, few; those are counted one by one. Held rows, behind the watermark, are
+// counted by the relay.
 std::int64_t Relay::pending(storage::Db& db) const {
   auto st = db.prepare(
-      "SELECT coalesce((SELECT max(seq) FROM outbox WHERE seq > ?1) - "
-      "(SELECT min(seq) FROM outbox WHERE seq > ?1) + 1, 0)");
+      "WITH b AS (SELECT ?1 AS w, coalesce((SELECT projected FROM relay_state), 0) AS d) "
+      "SELECT coalesce((SELECT max(seq) FROM outbox WHERE seq > max(b.w, b.d)) - "
+      "(SELECT min(seq) FROM outbox WHERE seq > max(b.w, b.d)) + 1, 0) + "
+      "(SELECT count(*) FROM outbox WHERE seq > b.w AND seq <= b.d) FROM b");
   st.bind(1, published_watermark_.load());
   st.step();
   return st.int64(0) + held_rows_.load();
