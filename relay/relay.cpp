@@ -32,7 +32,18 @@ Relay::Reader::Reader(const std::string& path)
                       "FROM outbox o "
                       "JOIN interactions i ON i.id = o.interaction_id "
                       "WHERE o.seq >= ?1 AND o.seq <= ?2 AND o.queue = ?3 AND o.priority = ?4 "
-                      "ORDER BY o.seq LIMIT ?5")) {}
+                      "ORDER BY o.seq LIMIT ?5")),
+      // In its current queue and priority (after transfers), as the payload says too. Open:
+      // waiting or claimed, not finished, not dead-lettered. An interaction whose outbox row is
+      // still there is the outbox's to send (held, or not yet read).
+      lost(db.prepare("SELECT i.queued_seq, i.id, i.queue, i.priority, i.conversation_id, "
+                      "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload, i.received_at "
+                      "FROM interactions i "
+                      "WHERE i.queued_seq > ?1 AND i.queued_seq <= ?2 "
+                      "AND i.state IN ('queued', 'claimed') "
+                      "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.seq = i.queued_seq) "
+                      "ORDER BY i.queued_seq LIMIT ?3")),
+      projected(db.prepare("SELECT coalesce((SELECT projected FROM relay_state), 0)")) {}
 
 void Relay::Taken::add(const Row& r, bool next_to_last, const std::string& prefix) {
   if (next_to_last && !ranges.empty()) {
@@ -54,6 +65,7 @@ Relay::Relay(const config::Redis& redis, storage::Writer& writer, std::vector<st
     : cfg_(redis), writer_(writer), queues_(std::move(queues)) {
   std::random_device random;  // notes of two daemons (or runs) on one Redis never meet
   note_prefix_ = cfg_.prefix + ":relay:refused:" + std::to_string(random()) + ":";
+  mark_key_ = cfg_.prefix + ":projected";
 }
 
 Relay::~Relay() {
@@ -163,16 +175,27 @@ void Relay::loop() {
       for (auto& [stream, h] : held_) {
         h.retry_at = std::chrono::steady_clock::now();  // a Redis that came back may be repaired
       }
+      check_mark_ = true;  // a restarted Redis, or a replica promoted, may have lost entries
     }
     auto outcome = Outcome::idle;
     try {
       if (!reader_) {
         reader_ = std::make_unique<Reader>(writer_.path());
       }
-      outcome = pass(conn);
-      published_watermark_ = watermark_;
-      if (outcome != Outcome::redis_failed && !retry_held(conn)) {
+      if (check_mark_) {
+        outcome = reconcile(conn);
+        published_watermark_ = watermark_;
+        check_mark_ = outcome != Outcome::idle;
+      }
+      if (outcome == Outcome::idle) {
+        outcome = pass(conn);
+        published_watermark_ = watermark_;
+      }
+      if ((outcome == Outcome::idle || outcome == Outcome::more) && !retry_held(conn)) {
         outcome = Outcome::redis_failed;
+      }
+      if (lost_) {
+        outcome = Outcome::lost;
       }
     } catch (const std::exception& e) {
       // Logged once per episode, and backed off like a Redis failure (the connection to Redis
@@ -192,6 +215,12 @@ void Relay::loop() {
     if (read_failing) {
       read_failing = false;
       logger("relay")->info("[relay] outbox readable again");
+    }
+    if (outcome == Outcome::lost) {
+      // Redis lost entries: reconnect at once (the handshake makes the groups again), then
+      // reconcile() re-projects what it lost.
+      conn.close();
+      continue;
     }
     if (outcome == Outcome::redis_failed) {
       conn.close();  // reconnect: a new handshake reloads the script (NOSCRIPT), the groups
@@ -251,10 +280,15 @@ Relay::Outcome Relay::pass(Conn& c) {
     return Outcome::redis_failed;
   }
   if (b.rows.empty()) {
-    auto r = c.cmd({"PING"});  // keeps /readyz honest while idle
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-      set_error(c.ctx->err ? c.ctx->errstr : "PING failed");
+    // Keeps /readyz honest while idle, and finds a loss (FLUSHALL, a restore) within a second
+    // even when nothing new arrives to be refused for it.
+    auto mark = read_mark(c);
+    if (!mark) {
       return Outcome::redis_failed;
+    }
+    if (*mark < mark_) {
+      lost_ = true;
+      return Outcome::lost;
     }
     return Outcome::idle;
   }
@@ -295,7 +329,7 @@ Relay::Outcome Relay::pass(Conn& c) {
   remove(taken);
   publish_held();
   if (!whole) {
-    return Outcome::redis_failed;
+    return lost_ ? Outcome::lost : Outcome::redis_failed;
   }
   return b.rows.size() == static_cast<std::size_t>(kBatch) ? Outcome::more : Outcome::idle;
 }
