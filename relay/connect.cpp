@@ -126,9 +126,10 @@ std::string Relay::connect(Conn& c) {
       return why;
     }
   }
-  // Entries leave the outbox once Redis has them: a Redis that keeps them only in memory (or in
-  // snapshots minutes apart) loses, when it restarts, entries nothing will project again. Said
-  // once per process, at the first connection.
+  // A Redis that keeps its data only in memory (or in snapshots minutes apart) comes back from a
+  // restart without what it did since: the relay re-projects the open interactions it lost
+  // (reproject.cpp), but the claims, acks and transfers of that time are undone. Said once per
+  // process, at the first connection.
   if (!persistence_checked_) {
     persistence_checked_ = true;
     auto r = c.cmd({"INFO", "persistence"});
@@ -136,8 +137,9 @@ std::string Relay::connect(Conn& c) {
         std::string_view(r->str, r->len).find("aof_enabled:0") != std::string_view::npos) {
       logger("relay")->warn(
           "[redis {}:{}] runs without its append-only file (appendonly no): if Redis restarts, "
-          "queue entries it had taken are lost, as their outbox rows are gone; set "
-          "`appendonly yes` (README: Redis)",
+          "it loses what it did since its last snapshot; the relay then queues the open "
+          "interactions again, but claims, acks and transfers of that time are undone and "
+          "claimed items are handed out again; set `appendonly yes` (README: Redis)",
           cfg_.host, cfg_.port);
     }
   }

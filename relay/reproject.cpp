@@ -108,13 +108,21 @@ Relay::Outcome Relay::reconcile(Conn& c) {
     episode_rows_ = 0;
     episode_requeued_ = 0;
     episode_since_ = std::chrono::steady_clock::now();
-    logger("relay")->error(
-        "[redis {}:{}] lost queue entries: its projection mark {} is {}, but the database "
-        "projected up to {}; re-projecting the open interactions queued after it (prefix {}). "
-        "Was Redis restarted without its append-only file, from an older snapshot, or "
-        "flushed?",
-        cfg_.host, cfg_.port, mark_key_, *redis_mark == 0 ? "missing" : std::to_string(*redis_mark),
-        std::max(db_mark(), mark_), cfg_.prefix);
+    auto db = std::max(db_mark(), mark_);
+    if (*redis_mark == 0) {
+      logger("relay")->error(
+          "[redis {}:{}] lost queue entries (restarted without its append-only file, or "
+          "flushed), or is used for the first time by a switchboard that keeps a projection "
+          "mark: it has no {}, though the database projected up to {}; re-projecting the open "
+          "interactions it lacks (prefix {})",
+          cfg_.host, cfg_.port, mark_key_, db, cfg_.prefix);
+    } else {
+      logger("relay")->error(
+          "[redis {}:{}] lost queue entries (restarted from an older snapshot without its "
+          "append-only file?): its projection mark {} is {}, though the database projected up "
+          "to {}; re-projecting the open interactions queued after it (prefix {})",
+          cfg_.host, cfg_.port, mark_key_, *redis_mark, db, cfg_.prefix);
+    }
   }
   if (!settle_writes()) {
     return Outcome::more;  // stopping, and its deadline passed: the next start looks again
