@@ -107,6 +107,16 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
                    }
                    return {{{}, static_cast<double>(relay_->pending(*db))}};
                  });
+  // Redis lost entries it had taken (restarted without its append-only file, from an older
+  // snapshot, flushed): the open interactions added again (relay/reproject.cpp). Alert on any
+  // increase.
+  metrics_.sampled_counter(
+      "switchboard_reprojected_total",
+      "Open interactions projected into Redis again after Redis lost them (its projection mark "
+      "went back).",
+      [r = relay_.get()]() -> std::vector<std::pair<Labels, double>> {
+        return {{{}, static_cast<double>(r->reprojected())}};
+      });
   // Rows held back because their stream key refuses entries (WRONGTYPE...); alert on > 0.
   metrics_.gauge("switchboard_relay_held_streams",
                  "Streams whose key refuses entries; their outbox rows wait, the others flow.",

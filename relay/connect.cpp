@@ -7,14 +7,21 @@
 namespace sb {
 namespace {
 
-// Projects up to kPerScript outbox rows. KEYS: the pass's note (below), then stream, marker,
-// stream, marker, ...; ARGV: the marker TTL, then the kValues entry values of each row, in the
+// Projects up to kPerScript outbox rows. KEYS: the pass's note (below), the projection mark
+// ({prefix}:projected), then stream, marker, stream, marker, ...; ARGV: the marker TTL, the mark
+// the call expects, the seq of its last row, then the kValues entry values of each row, in the
 // order of the field names in the script. The names are constants of the script rather than
 // arguments: Redis copies every argument into a Lua string (lua_pushlstring was 19% of
 // redis-server's CPU under bench_ingest), and half of them were the same seven names. For each
 // row, atomically: skip if its operation was already projected (the marker, keyed by the
 // interaction id), else XADD; a stream created by this XADD gets the `agents` group at id 0 so
 // its first entry is claimable (a queue first named by a transfer, say).
+// The mark: a call whose rows all went through (added, or refused by their stream) raises it
+// to its last row's seq, in the same atomic step, so a snapshot Redis restarts from has every
+// entry up to its mark and none above. A mark lower than the call expects is refused before
+// anything is done ("GAP ..."): an earlier call of the same pipeline failed (OOM, then memory
+// freed in between: its rows must not be overtaken), or Redis lost data (reproject.cpp). One GET
+// and at most one SET a call.
 // A failing XADD drops that row's marker, so a retry adds it. Two kinds of failure:
 // - the stream key's own: WRONGTYPE (an operator's SET on the key), or a stream whose last id is
 //   the maximum. That stream refuses this row and every later row of it (they must not overtake
@@ -22,18 +29,23 @@ namespace {
 //   written to the note, a hash shared by the calls of one pipelined pass: a later call of the
 //   pass refuses the stream's rows too, even if the key was repaired in between. Unrefused, a
 //   pass costs one EXISTS of the note per call.
-// - anything else (OOM, READONLY, MISCONF...) is Redis's as a whole: stop there.
+// - anything else (OOM, READONLY, MISCONF...) is Redis's as a whole: stop there, the mark left
+//   as it was.
 // Returns {rows done, error of a Redis-wide failure or '', row index, error, row index, error...}
 // with a pair for each refused row (0-based, in the call). Rows already done in a failed call
 // are skipped by their markers when the relay retries them.
 constexpr const char* kScript = R"lua(
-local ttl, note = ARGV[1], KEYS[1]
+local ttl, note, mark = ARGV[1], KEYS[1], KEYS[2]
+local projected = tonumber(redis.call('GET', mark) or '0') or 0
+if projected < tonumber(ARGV[2]) then
+  return {0, 'GAP the projection mark ' .. mark .. ' is ' .. projected .. ', not ' .. ARGV[2]}
+end
 local noted = redis.call('EXISTS', note) == 1
 local checked, refused = {}, {}
-local n = (#KEYS - 1) / 2
+local n = (#KEYS - 2) / 2
 local out = {n, ''}
 for i = 0, n - 1 do
-  local stream, marker = KEYS[2 * i + 2], KEYS[2 * i + 3]
+  local stream, marker = KEYS[2 * i + 3], KEYS[2 * i + 4]
   local why = refused[stream]
   if why == nil and noted then
     why = redis.call('HGET', note, stream)
@@ -48,7 +60,7 @@ for i = 0, n - 1 do
       checked[stream] = true
       fresh = redis.call('EXISTS', stream) == 0
     end
-    local at = 2 + i * 7
+    local at = 4 + i * 7
     local r = redis.pcall('XADD', stream, '*', 'interaction_id', ARGV[at],
       'conversation_id', ARGV[at + 1], 'customer_id', ARGV[at + 2], 'channel', ARGV[at + 3],
       'kind', ARGV[at + 4], 'priority', ARGV[at + 5], 'payload', ARGV[at + 6])
@@ -67,6 +79,9 @@ for i = 0, n - 1 do
       redis.pcall('XGROUP', 'CREATE', stream, 'agents', '0')
     end
   end
+end
+if tonumber(ARGV[3]) > projected then
+  redis.call('SET', mark, ARGV[3])
 end
 return out
 )lua";
@@ -111,9 +126,10 @@ std::string Relay::connect(Conn& c) {
       return why;
     }
   }
-  // Entries leave the outbox once Redis has them: a Redis that keeps them only in memory (or in
-  // snapshots minutes apart) loses, when it restarts, entries nothing will project again. Said
-  // once per process, at the first connection.
+  // A Redis that keeps its data only in memory (or in snapshots minutes apart) comes back from a
+  // restart without what it did since: the relay re-projects the open interactions it lost
+  // (reproject.cpp), but the claims, acks and transfers of that time are undone. Said once per
+  // process, at the first connection.
   if (!persistence_checked_) {
     persistence_checked_ = true;
     auto r = c.cmd({"INFO", "persistence"});
@@ -121,8 +137,9 @@ std::string Relay::connect(Conn& c) {
         std::string_view(r->str, r->len).find("aof_enabled:0") != std::string_view::npos) {
       logger("relay")->warn(
           "[redis {}:{}] runs without its append-only file (appendonly no): if Redis restarts, "
-          "queue entries it had taken are lost, as their outbox rows are gone; set "
-          "`appendonly yes` (README: Redis)",
+          "it loses what it did since its last snapshot; the relay then queues the open "
+          "interactions again, but claims, acks and transfers of that time are undone and "
+          "claimed items are handed out again; set `appendonly yes` (README: Redis)",
           cfg_.host, cfg_.port);
     }
   }

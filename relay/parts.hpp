@@ -18,6 +18,9 @@ namespace relay_detail {
 constexpr int kBatch = 512;     // outbox rows read per pass
 constexpr int kPerScript = 64;  // entries per EVALSHA: one Lua call amortised, Redis never
                                 // busy for long (~0.3 ms)
+// A re-projection reads at most this many seqs a batch (and kBatch rows): finished interactions
+// in the range cost a look each, so a database of mostly finished ones is read in short steps.
+constexpr std::int64_t kReprojectSpan = 8192;
 // Back-off of a held stream: its first retry after 1 s, doubling up to 30 s.
 constexpr std::chrono::milliseconds kFirstRetry{1000};
 constexpr std::chrono::milliseconds kLastRetry{30000};
@@ -57,8 +60,10 @@ struct Relay::Conn {
 // The relay's read connection to the database (relay thread only).
 struct Relay::Reader {
   storage::Db db;
-  storage::Stmt fresh;  // the rows after the watermark, in seq order: the common path
-  storage::Stmt held;   // one held stream's rows, from its first held row up to the watermark
+  storage::Stmt fresh;      // the rows after the watermark, in seq order: the common path
+  storage::Stmt held;       // one held stream's rows, from its first held row up to the watermark
+  storage::Stmt lost;       // open interactions queued within a seq range whose outbox row is gone
+  storage::Stmt projected;  // relay_state.projected: the highest outbox seq deleted
   explicit Reader(const std::string& path);
 };
 
@@ -81,6 +86,7 @@ struct Relay::Batch {
   std::int64_t first_created_ms = 0;  // when the first row was written (Unix ms)
   std::vector<std::size_t> sent;      // indexes into rows, in the commands' order
   std::vector<std::string> commands;
+  std::vector<std::int64_t> lasts;  // per command: the seq of its last row (Redis's new mark)
 };
 
 // The rows Redis took: deleted from the outbox in one writer job, by seq ranges (the common

@@ -32,7 +32,18 @@ Relay::Reader::Reader(const std::string& path)
                       "FROM outbox o "
                       "JOIN interactions i ON i.id = o.interaction_id "
                       "WHERE o.seq >= ?1 AND o.seq <= ?2 AND o.queue = ?3 AND o.priority = ?4 "
-                      "ORDER BY o.seq LIMIT ?5")) {}
+                      "ORDER BY o.seq LIMIT ?5")),
+      // In its current queue and priority (after transfers), as the payload says too. Open:
+      // waiting or claimed, not finished, not dead-lettered. An interaction whose outbox row is
+      // still there is the outbox's to send (held, or not yet read).
+      lost(db.prepare("SELECT i.queued_seq, i.id, i.queue, i.priority, i.conversation_id, "
+                      "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload, i.received_at "
+                      "FROM interactions i "
+                      "WHERE i.queued_seq > ?1 AND i.queued_seq <= ?2 "
+                      "AND i.state IN ('queued', 'claimed') "
+                      "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.seq = i.queued_seq) "
+                      "ORDER BY i.queued_seq LIMIT ?3")),
+      projected(db.prepare("SELECT coalesce((SELECT projected FROM relay_state), 0)")) {}
 
 void Relay::Taken::add(const Row& r, bool next_to_last, const std::string& prefix) {
   if (next_to_last && !ranges.empty()) {
@@ -54,6 +65,7 @@ Relay::Relay(const config::Redis& redis, storage::Writer& writer, std::vector<st
     : cfg_(redis), writer_(writer), queues_(std::move(queues)) {
   std::random_device random;  // notes of two daemons (or runs) on one Redis never meet
   note_prefix_ = cfg_.prefix + ":relay:refused:" + std::to_string(random()) + ":";
+  mark_key_ = cfg_.prefix + ":projected";
 }
 
 Relay::~Relay() {
@@ -82,15 +94,20 @@ void Relay::stop(std::chrono::milliseconds flush_deadline) {
   }
 }
 
-// The rows after the watermark: nothing after it is deleted (a row leaves the outbox only once
-// in Redis, behind the watermark), and the writer's sequence has no gaps (a rolled-back insert
-// gives its seq back), so the rows from the first to the last are all there. Two rowid seeks,
-// not count(*): counting a backlog of millions after an outage took longer than a relay pass.
-// Held rows, behind the watermark, are counted by the relay.
+// Outbox rows are counted by seq, not count(*): counting a backlog of millions after an outage
+// took longer than a relay pass. The writer's sequence has no gaps (a rolled-back insert gives
+// its seq back), and no row above both the watermark and the database's projected mark
+// (relay_state: the highest seq ever deleted) is deleted yet, so those rows run unbroken from the
+// first to the last: two rowid seeks. Below the projected mark and above the watermark lie only
+// rows left from the last run (or from before a re-projection) that the relay has not read yet:
+// held rows, mostly, few; those are counted one by one. Held rows, behind the watermark, are
+// counted by the relay.
 std::int64_t Relay::pending(storage::Db& db) const {
   auto st = db.prepare(
-      "SELECT coalesce((SELECT max(seq) FROM outbox WHERE seq > ?1) - "
-      "(SELECT min(seq) FROM outbox WHERE seq > ?1) + 1, 0)");
+      "WITH b AS (SELECT ?1 AS w, coalesce((SELECT projected FROM relay_state), 0) AS d) "
+      "SELECT coalesce((SELECT max(seq) FROM outbox WHERE seq > max(b.w, b.d)) - "
+      "(SELECT min(seq) FROM outbox WHERE seq > max(b.w, b.d)) + 1, 0) + "
+      "(SELECT count(*) FROM outbox WHERE seq > b.w AND seq <= b.d) FROM b");
   st.bind(1, published_watermark_.load());
   st.step();
   return st.int64(0) + held_rows_.load();
@@ -158,16 +175,27 @@ void Relay::loop() {
       for (auto& [stream, h] : held_) {
         h.retry_at = std::chrono::steady_clock::now();  // a Redis that came back may be repaired
       }
+      check_mark_ = true;  // a restarted Redis, or a replica promoted, may have lost entries
     }
     auto outcome = Outcome::idle;
     try {
       if (!reader_) {
         reader_ = std::make_unique<Reader>(writer_.path());
       }
-      outcome = pass(conn);
-      published_watermark_ = watermark_;
-      if (outcome != Outcome::redis_failed && !retry_held(conn)) {
+      if (check_mark_) {
+        outcome = reconcile(conn);
+        published_watermark_ = watermark_;
+        check_mark_ = outcome != Outcome::idle;
+      }
+      if (outcome == Outcome::idle) {
+        outcome = pass(conn);
+        published_watermark_ = watermark_;
+      }
+      if ((outcome == Outcome::idle || outcome == Outcome::more) && !retry_held(conn)) {
         outcome = Outcome::redis_failed;
+      }
+      if (lost_) {
+        outcome = Outcome::lost;
       }
     } catch (const std::exception& e) {
       // Logged once per episode, and backed off like a Redis failure (the connection to Redis
@@ -187,6 +215,12 @@ void Relay::loop() {
     if (read_failing) {
       read_failing = false;
       logger("relay")->info("[relay] outbox readable again");
+    }
+    if (outcome == Outcome::lost) {
+      // Redis lost entries: reconnect at once (the handshake makes the groups again), then
+      // reconcile() re-projects what it lost.
+      conn.close();
+      continue;
     }
     if (outcome == Outcome::redis_failed) {
       conn.close();  // reconnect: a new handshake reloads the script (NOSCRIPT), the groups
@@ -246,10 +280,15 @@ Relay::Outcome Relay::pass(Conn& c) {
     return Outcome::redis_failed;
   }
   if (b.rows.empty()) {
-    auto r = c.cmd({"PING"});  // keeps /readyz honest while idle
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-      set_error(c.ctx->err ? c.ctx->errstr : "PING failed");
+    // Keeps /readyz honest while idle, and finds a loss (FLUSHALL, a restore) within a second
+    // even when nothing new arrives to be refused for it.
+    auto mark = read_mark(c);
+    if (!mark) {
       return Outcome::redis_failed;
+    }
+    if (*mark < mark_) {
+      lost_ = true;
+      return Outcome::lost;
     }
     return Outcome::idle;
   }
@@ -290,42 +329,46 @@ Relay::Outcome Relay::pass(Conn& c) {
   remove(taken);
   publish_held();
   if (!whole) {
-    return Outcome::redis_failed;
+    return lost_ ? Outcome::lost : Outcome::redis_failed;
   }
   return b.rows.size() == static_cast<std::size_t>(kBatch) ? Outcome::more : Outcome::idle;
 }
 
-// Deletes the taken rows from the outbox (one writer job). Once the delete is on disk no replay
-// can reach these operations, not even after a power loss: their markers go then (on a pass
-// after the next full checkpoint) instead of filling Redis for the TTL. A crash before that
-// leaves them to expire.
+// Deletes the taken rows from the outbox (one writer job), and raises the database's projected
+// mark with them (in the same transaction). Once the delete is on disk no replay can reach
+// these operations, not even after a power loss: their markers go then (on a pass after the
+// next full checkpoint) instead of filling Redis for the TTL. A crash before that leaves them
+// to expire.
 void Relay::remove(Taken& t) {
   if (t.ranges.empty()) {
     return;
   }
   delivered_ += t.markers.size();
   auto markers = std::make_shared<std::vector<std::string>>(std::move(t.markers));
-  writer_.submit(
-      storage::Job{[ranges = std::move(t.ranges)](storage::Db& wdb) {
-                     static thread_local storage::Db* prepared_for = nullptr;
-                     static thread_local std::optional<storage::Stmt> del;
-                     if (prepared_for != &wdb) {
-                       del.emplace(wdb.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2"));
-                       prepared_for = &wdb;
-                     }
-                     for (const auto& [from, to] : ranges) {
-                       del->bind(1, from).bind(2, to).run();
-                     }
-                   },
-                   [this, markers](const std::string& error) {
-                     if (error.empty()) {
-                       auto commit = writer_.commits();  // this one, or later
-                       std::lock_guard lock(unlink_mu_);
-                       for (auto& m : *markers) {
-                         unlink_.emplace_back(commit, std::move(m));
-                       }
-                     }
-                   }});
+  writer_.submit(storage::Job{
+      [ranges = std::move(t.ranges)](storage::Db& wdb) {
+        static thread_local storage::Db* prepared_for = nullptr;
+        static thread_local std::optional<storage::Stmt> del, mark;
+        if (prepared_for != &wdb) {
+          del.emplace(wdb.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2"));
+          mark.emplace(
+              wdb.prepare("UPDATE relay_state SET projected = max(projected, ?1) WHERE id = 1"));
+          prepared_for = &wdb;
+        }
+        for (const auto& [from, to] : ranges) {
+          del->bind(1, from).bind(2, to).run();
+        }
+        mark->bind(1, ranges.back().second).run();  // ranges in seq order
+      },
+      [this, markers](const std::string& error) {
+        if (error.empty()) {
+          auto commit = writer_.commits();  // this one, or later
+          std::lock_guard lock(unlink_mu_);
+          for (auto& m : *markers) {
+            unlink_.emplace_back(commit, std::move(m));
+          }
+        }
+      }});
   if (on_delivered_) {
     for (const auto& [q, n] : t.per_queue) {
       on_delivered_(q, n);

@@ -11,6 +11,14 @@
 // answer WRONGTYPE) holds back only the rows for that stream (invariant 4): they stay in the
 // outbox, in order, and are retried with back-off while the other streams keep flowing. A
 // failure of Redis as a whole (connection, NOSCRIPT, OOM) still stops and retries everything.
+//
+// Redis keeps a mark, {prefix}:projected: the highest outbox seq it has taken, raised by the
+// script in the same atomic step as the entries, so that whatever Redis comes back with (a
+// snapshot, a replica) holds every entry up to its mark and none above it. Each call names the
+// mark it expects; a lower one (Redis lost data, or an earlier call of the pipeline failed) is
+// refused, so nothing overtakes a gap. On every connection, and when a call or the idle check
+// finds the mark behind, the relay compares it with the database's own (relay_state) and
+// re-projects the open interactions Redis lost (reproject.cpp).
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -20,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +56,8 @@ class Relay {
   // the caller's: right while Redis is down and the relay is not passing. Cheap at any backlog.
   std::int64_t pending(storage::Db& db) const;
   std::uint64_t delivered() const { return delivered_.load(); }
+  // Open interactions added again after Redis lost them (reproject.cpp).
+  std::uint64_t reprojected() const { return reprojected_.load(); }
   // A stream key whose XADD fails while Redis otherwise works: its rows wait in the outbox.
   struct HeldStream {
     std::string stream;  // {prefix}:q:{queue}:{priority}
@@ -59,9 +70,11 @@ class Relay {
   using Delivered = std::function<void(const std::string& queue, std::size_t n)>;
   void on_delivered(Delivered fn) { on_delivered_ = std::move(fn); }
 
-  // The Lua script, exposed for tests. KEYS: the pass's note of refused streams, then stream,
-  // marker per row. ARGV: marker ttl, then the 7 entry values per row. Returns {rows done, error of
-  // a Redis-wide failure or '', then row index, error for each row whose stream refused it}.
+  // The Lua script, exposed for tests. KEYS: the pass's note of refused streams, the projection
+  // mark, then stream, marker per row. ARGV: marker ttl, the mark expected (at least), the seq
+  // of the call's last row, then the 7 entry values per row. Returns {rows done, error of a
+  // Redis-wide failure or '' (or "GAP ..." when the mark is behind), then row index, error for
+  // each row whose stream refused it}.
   static const char* script();
 
  private:
@@ -78,7 +91,8 @@ class Relay {
     std::chrono::steady_clock::time_point since, retry_at;
     std::chrono::milliseconds backoff;
   };
-  enum class Outcome { idle, more, redis_failed };
+  // lost: Redis's projection mark is behind what it took (reconnect, then reconcile()).
+  enum class Outcome { idle, more, redis_failed, lost };
 
   void loop();
   std::string connect(Conn& c);  // the handshake; what failed, "" when it went through
@@ -91,6 +105,11 @@ class Relay {
   void remove(Taken& t);
   void publish_held();
   bool unlink_markers(Conn& c);
+  // reproject.cpp: Redis's mark against the database's; re-projects what Redis lost.
+  Outcome reconcile(Conn& c);
+  bool settle_writes();  // waits for the writer to commit the jobs submitted so far
+  void requeue(const Row& r);
+  std::optional<std::int64_t> read_mark(Conn& c);  // nullopt: Redis failed (set_error)
   void set_error(const std::string& e);
 
   config::Redis cfg_;
@@ -106,7 +125,15 @@ class Relay {
   std::thread thread_;
   // Relay thread only:
   std::unique_ptr<Reader> reader_;
-  std::int64_t watermark_ = 0;        // every outbox row up to here is in Redis or held
+  std::int64_t watermark_ = 0;          // every outbox row up to here is in Redis or held
+  std::string mark_key_;                // {prefix}:projected
+  std::int64_t mark_ = 0;               // Redis's projection mark, as far as the relay knows
+  bool check_mark_ = true;              // compare the marks before the next pass (reconcile)
+  bool lost_ = false;                   // a call or the idle check found Redis's mark behind
+  bool reprojecting_ = false;           // a loss episode is under way (logged once)
+  std::uint64_t episode_rows_ = 0;      // re-projected in this episode
+  std::uint64_t episode_requeued_ = 0;  // and given a new outbox row (their stream refused)
+  std::chrono::steady_clock::time_point episode_since_;
   std::string note_prefix_;           // {prefix}:relay:refused:{random}: (see the script)
   bool persistence_checked_ = false;  // Redis's appendonly looked at (connect)
   std::uint64_t passes_ = 0;
@@ -122,6 +149,7 @@ class Relay {
   std::atomic<std::int64_t> published_watermark_{0};  // watermark_ as of the last pass
   std::atomic<std::int64_t> held_rows_{0};
   std::atomic<std::uint64_t> delivered_{0};
+  std::atomic<std::uint64_t> reprojected_{0};
   mutable std::mutex err_mu_;
   std::string redis_error_ = "not connected yet";
   mutable std::mutex held_mu_;

@@ -58,21 +58,30 @@ void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held) 
   std::size_t in_chunk = 0;
   // The pass's note of refused streams, shared by its pipelined calls (see the script).
   std::string note = note_prefix_ + std::to_string(++passes_);
+  // The mark each call expects: Redis's, then what the calls before it raise it to (held rows
+  // sent again lie below it and raise nothing).
+  std::int64_t expect = mark_;
   auto close_chunk = [&] {
     if (in_chunk == 0) {
       return;
     }
+    std::int64_t last = b.rows[b.sent.back()].seq;
     std::string cmd;
-    cmd.reserve(keys.size() + fields.size() + 128);
-    resp::array(cmd, 3 + 1 + 2 * in_chunk + 1 + kValues * in_chunk);
+    cmd.reserve(keys.size() + fields.size() + 160);
+    resp::array(cmd, 3 + 2 + 2 * in_chunk + 3 + kValues * in_chunk);
     resp::bulk(cmd, "EVALSHA");
     resp::bulk(cmd, c.sha);
-    resp::bulk(cmd, std::to_string(1 + 2 * in_chunk));
+    resp::bulk(cmd, std::to_string(2 + 2 * in_chunk));
     resp::bulk(cmd, note);
+    resp::bulk(cmd, mark_key_);
     cmd += keys;
     resp::bulk(cmd, kMarkerTtl);
+    resp::bulk(cmd, std::to_string(expect));
+    resp::bulk(cmd, std::to_string(last));
     cmd += fields;
     b.commands.push_back(std::move(cmd));
+    b.lasts.push_back(last);
+    expect = std::max(expect, last);
     keys.clear();
     fields.clear();
     in_chunk = 0;
@@ -111,13 +120,17 @@ void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held) 
 
 // Writes the batch's commands in one go and reads the replies in one pass (pipelining), setting
 // the fate of each row sent. False when Redis failed as a whole (connection lost, script cache
-// flushed, OOM...): the row it failed at and those after it stay unsent.
+// flushed, OOM...) or refused a call for a gap: the rows of the call it failed at, and those
+// after it, stay unsent. Rows a failed call added before it stopped are in Redis above its mark:
+// they are sent again, and their markers skip them, rather than deleted from the outbox while
+// the mark says Redis never had them. A call of a pass whose mark is behind although no call
+// before it failed means Redis lost data: lost_.
 bool Relay::send(Conn& c, Batch& b) {
   for (const auto& cmd : b.commands) {
     redisAppendFormattedCommand(c.ctx, cmd.data(), cmd.size());
   }
   bool whole = true;
-  for (std::size_t from = 0; from < b.sent.size(); from += kPerScript) {
+  for (std::size_t from = 0, call = 0; from < b.sent.size(); from += kPerScript, ++call) {
     std::size_t n = std::min<std::size_t>(kPerScript, b.sent.size() - from);
     auto row = [&](std::size_t k) -> Row& { return b.rows[b.sent[from + k]]; };
     void* raw = nullptr;
@@ -135,25 +148,15 @@ bool Relay::send(Conn& c, Batch& b) {
         reply->element[0]->type == REDIS_REPLY_INTEGER) {
       done = std::min(static_cast<std::size_t>(reply->element[0]->integer), n);
       err.assign(reply->element[1]->str ? reply->element[1]->str : "", reply->element[1]->len);
-      for (std::size_t e = 2; e + 1 < reply->elements; e += 2) {  // {row index, error} pairs
-        auto k = static_cast<std::size_t>(reply->element[e]->integer);
-        if (k < n) {
-          row(k).fate = Row::Fate::refused;
-          row(k).error.assign(reply->element[e + 1]->str ? reply->element[e + 1]->str : "",
-                              reply->element[e + 1]->len);
-        }
-      }
     } else {
       err = reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len)
                                              : "unexpected reply to the relay script";
     }
-    for (std::size_t k = 0; k < done; ++k) {
-      if (row(k).fate == Row::Fate::unsent) {
-        row(k).fate = Row::Fate::added;
-      }
-    }
     if (done < n) {
-      if (err.starts_with("NOSCRIPT")) {
+      whole = false;
+      if (err.starts_with("GAP ")) {
+        lost_ = true;  // no call before it failed: Redis's mark went back
+      } else if (err.starts_with("NOSCRIPT")) {
         set_error("script cache flushed; reloading");
       } else {
         const Row& r = row(done);
@@ -161,8 +164,22 @@ bool Relay::send(Conn& c, Batch& b) {
                                err);
         set_error(err);
       }
-      whole = false;
+      continue;
     }
+    for (std::size_t e = 2; e + 1 < reply->elements; e += 2) {  // {row index, error} pairs
+      auto k = static_cast<std::size_t>(reply->element[e]->integer);
+      if (k < n) {
+        row(k).fate = Row::Fate::refused;
+        row(k).error.assign(reply->element[e + 1]->str ? reply->element[e + 1]->str : "",
+                            reply->element[e + 1]->len);
+      }
+    }
+    for (std::size_t k = 0; k < n; ++k) {
+      if (row(k).fate == Row::Fate::unsent) {
+        row(k).fate = Row::Fate::added;
+      }
+    }
+    mark_ = std::max(mark_, b.lasts[call]);
   }
   return whole;
 }

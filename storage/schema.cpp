@@ -239,6 +239,32 @@ CREATE INDEX sends_keys_by_age ON sends(created_at) WHERE idempotency_key IS NOT
     R"sql(
 ALTER TABLE sends ADD COLUMN maybe_sent INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 12 -> 13: re-projection after Redis loses data (relay/reproject.cpp). An outbox row is
+    // deleted once Redis has its entry; queued_seq keeps that row's seq on the interaction (the
+    // order the relay projected it in), so that the open interactions Redis lost can be found
+    // and added again in their order. The index only ever grows at its end (seqs are handed
+    // out in order) and leaves out the rows never queued. relay_state.projected is the highest
+    // outbox seq deleted after Redis took it: Redis's own mark ({prefix}:projected) below it
+    // means Redis lost entries. Seeded so that every outbox seq above it still exists (the
+    // relay counts the backlog by seq, relay.cpp): the start of the last unbroken run of rows,
+    // or the last seq handed out when the outbox is empty or ends before it. Interactions
+    // queued before this version have no queued_seq and are not re-projected.
+    R"sql(
+ALTER TABLE interactions ADD COLUMN queued_seq INTEGER;
+CREATE INDEX interactions_by_queued_seq ON interactions(queued_seq)
+  WHERE queued_seq IS NOT NULL;
+CREATE TABLE relay_state(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  projected INTEGER NOT NULL
+);
+INSERT INTO relay_state(id, projected) SELECT 1, CASE
+  WHEN coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0) >
+       coalesce((SELECT max(seq) FROM outbox), 0)
+    THEN (SELECT seq FROM sqlite_sequence WHERE name = 'outbox')
+  ELSE coalesce((SELECT max(o.seq) - 1 FROM outbox o
+                 WHERE NOT EXISTS (SELECT 1 FROM outbox p WHERE p.seq = o.seq - 1)), 0)
+  END;
+)sql",
 };
 
 int read_version(Db& db) {

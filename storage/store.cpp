@@ -55,11 +55,11 @@ struct Store::Statements {
         insert_interaction(db.prepare(
             "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
             "conversation_id, customer_id, queue, priority, state, order_key, occurred_at, "
-            "received_at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-            "?13, ?14, ?15)")),
+            "received_at, payload, queued_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+            "?11, ?12, ?13, ?14, ?15, CASE WHEN ?16 THEN last_insert_rowid() END)")),
         update_call(db.prepare(
-            "UPDATE interactions SET queue=?2, priority=?3, state=?4, order_key=?5, payload=?6 "
-            "WHERE id=?1")),
+            "UPDATE interactions SET queue=?2, priority=?3, state=?4, order_key=?5, payload=?6, "
+            "queued_seq=CASE WHEN ?7 THEN last_insert_rowid() ELSE queued_seq END WHERE id=?1")),
         insert_outbox(db.prepare("INSERT INTO outbox(interaction_id, queue, priority, created_at) "
                                  "VALUES (?1, ?2, ?3, ?4)")),
         upsert_cursor(db.prepare(
@@ -302,7 +302,9 @@ Route route(const Rules& rules, const Inbound& in, const CustomerMatch& cust,
 }
 
 // Queues an interaction (the relay projects the outbox row into Redis) and remembers the queue
-// on an existing conversation for sticky routing; a new one was inserted with it.
+// on an existing conversation for sticky routing; a new one was inserted with it. The outbox
+// row is the connection's last insert: the interaction's row, written next, keeps its seq
+// (queued_seq, last_insert_rowid()) for a re-projection after Redis lost data.
 void enqueue(Store::Statements& st, const std::string& interaction_id, const Route& r,
              const Conversation& conv, std::int64_t now) {
   st.insert_outbox.bind_static(1, interaction_id).bind_static(2, r.queue);
@@ -343,6 +345,9 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
                   queue_now ? r.queue : "",
                   queue_now ? r.priority : ""};
   std::string payload = interaction_json(in, meta);
+  if (queue_now) {
+    enqueue(st, meta.id, r, conv, now);
+  }
   auto& ins = st.insert_interaction;
   ins.bind_static(1, meta.id).bind_static(2, in.channel).bind_static(3, in.account);
   ins.bind_static(4, in.external_id).bind_static(5, in.kind).bind_static(6, in.direction);
@@ -355,7 +360,7 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   ins.bind_static(9, meta.queue).bind_static(10, meta.priority);
   ins.bind_static(11, queue_now ? "queued" : "pending_call").bind(12, order_key);
   ins.bind(13, in.occurred_at_ms ? in.occurred_at_ms : now).bind(14, now);
-  ins.bind_static(15, payload).run();
+  ins.bind_static(15, payload).bind(16, queue_now ? 1 : 0).run();
   for (std::size_t i = 0; i < in.attachments.size(); ++i) {
     const auto& a = in.attachments[i];
     if (a.stored) {
@@ -363,9 +368,6 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
       st.insert_attachment.bind_static(3, a.filename).bind_static(4, a.content_type);
       st.insert_attachment.bind_blob(5, a.data).run();
     }
-  }
-  if (queue_now) {
-    enqueue(st, meta.id, r, conv, now);
   }
   return Stored{IngestOutcome{meta.id, false, "", true}, std::move(payload)};
 }
@@ -620,7 +622,8 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
       rewrite_call_payload(stored_payload, *stored, f.merged, routed_now ? &queue : nullptr,
                            routed_now ? &priority : nullptr);
   st.update_call.bind_static(1, id).bind_static(2, queue).bind_static(3, priority);
-  st.update_call.bind_static(4, state).bind(5, f.order_key).bind_static(6, text).run();
+  st.update_call.bind_static(4, state).bind(5, f.order_key).bind_static(6, text);
+  st.update_call.bind(7, routed_now ? 1 : 0).run();  // enqueue() was the last insert
   return IngestOutcome{id, false, "", false};
 }
 

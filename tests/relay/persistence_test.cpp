@@ -1,5 +1,6 @@
-// Entries leave the outbox once Redis has them, so a Redis that restarts without its
-// append-only file loses them for good: the relay says so when it first connects.
+// A Redis that restarts without its append-only file loses what it did since its last snapshot
+// (the relay queues the open interactions again, but claims, acks and transfers are undone): the
+// relay says so when it first connects.
 #include <doctest/doctest.h>
 
 #include <sstream>

@@ -315,29 +315,34 @@ TEST_CASE(
 }
 
 namespace {
-// One row as the relay passes it: KEYS stream + marker (after the pass's note, KEYS[1]); ARGV the
-// 7 entry values, in the order of the field names in the script (interaction_id ... payload).
+// One row as the relay passes it: KEYS stream + marker (after the pass's note and the projection
+// mark, KEYS[1] and KEYS[2]); ARGV the 7 entry values, in the order of the field names in the
+// script (interaction_id ... payload).
 std::vector<std::string> relay_row(const std::string& stream, const std::string& op) {
   return {stream, "sb:relayed:" + op};
 }
 std::vector<std::string> relay_fields(const std::string& op) {
   return {op, "c", "", "api", "message", "normal", "{}"};
 }
-// One call of the relay's script; each call a pass of its own unless `note` names one.
+// One call of the relay's script; each call a pass of its own unless `note` names one. The call
+// expects the projection mark at `expect` or above and raises it to `last`.
 std::string relay_call(RedisServer& redis, const std::string& sha,
                        const std::vector<std::pair<std::string, std::string>>& rows,
-                       std::string note = "") {
+                       std::string note = "", std::int64_t expect = 0, std::int64_t last = 0) {
   static int passes = 0;
   if (note.empty()) {
     note = "sb:relay:refused:test:" + std::to_string(++passes);
   }
-  std::vector<std::string> args{"EVALSHA", sha, std::to_string(1 + rows.size() * 2), note};
+  std::vector<std::string> args{"EVALSHA", sha, std::to_string(2 + rows.size() * 2), note,
+                                "sb:projected"};
   for (const auto& [stream, op] : rows) {
     for (auto& k : relay_row(stream, op)) {
       args.push_back(k);
     }
   }
   args.push_back("60");
+  args.push_back(std::to_string(expect));
+  args.push_back(std::to_string(last));
   for (const auto& [stream, op] : rows) {
     for (auto& f : relay_fields(op)) {
       args.push_back(f);
@@ -426,6 +431,35 @@ TEST_CASE("the relay's Lua script stops at a failure of Redis as a whole (OOM)")
   redis.cmd({"CONFIG", "SET", "maxmemory", "0"});
   CHECK(redis.xlen("sb:q:x:normal") == 0);
   CHECK(redis.xlen("sb:q:y:normal") == 0);
+}
+
+TEST_CASE(
+    "the relay's Lua script raises the projection mark with its rows and refuses a call that "
+    "expects more (a gap)") {
+  RedisServer redis;
+  std::string sha = redis.cmd({"SCRIPT", "LOAD", Relay::script()});
+  CHECK(relay_call(redis, sha, {{"sb:q:x:normal", "a"}}, "", 0, 7) == "[1,]");
+  CHECK(redis.cmd({"GET", "sb:projected"}) == "7");
+  // Held rows sent again lie below the mark: it stays.
+  CHECK(relay_call(redis, sha, {{"sb:q:x:normal", "b"}}, "", 7, 3) == "[1,]");
+  CHECK(redis.cmd({"GET", "sb:projected"}) == "7");
+  // A call of a pipelined pass after one that failed (OOM, say) expects that call's mark: it
+  // adds nothing, so its rows cannot overtake the failed call's.
+  auto reply = relay_call(redis, sha, {{"sb:q:x:normal", "c"}}, "", 9, 12);
+  CHECK(reply.starts_with("[0,GAP "));
+  CHECK(redis.xlen("sb:q:x:normal") == 2);
+  CHECK(redis.cmd({"EXISTS", "sb:relayed:c"}) == "0");
+  CHECK(redis.cmd({"GET", "sb:projected"}) == "7");
+  // A failure of Redis as a whole leaves the mark where it was.
+  redis.cmd({"CONFIG", "SET", "maxmemory", "1"});
+  CHECK(relay_call(redis, sha, {{"sb:q:x:normal", "d"}}, "", 7, 9).find("OOM") !=
+        std::string::npos);
+  redis.cmd({"CONFIG", "SET", "maxmemory", "0"});
+  CHECK(redis.cmd({"GET", "sb:projected"}) == "7");
+  // Redis without its data (FLUSHALL, a restart without the append-only file): the mark is gone.
+  redis.cmd({"FLUSHALL"});
+  CHECK(relay_call(redis, sha, {{"sb:q:x:normal", "d"}}, "", 7, 9).starts_with("[0,GAP "));
+  CHECK(redis.xlen("sb:q:x:normal") == 0);
 }
 
 TEST_CASE("rules route by text, a reload swaps them, a bad reload keeps the old ones") {

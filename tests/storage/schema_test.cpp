@@ -242,3 +242,39 @@ TEST_CASE("a version-9 file is upgraded: sends keep their rows, a reply's key is
   REQUIRE(n.step());
   CHECK(n.int64(0) == 6);
 }
+
+TEST_CASE(
+    "a version-12 file is upgraded: the projected mark lies below the last unbroken run of "
+    "outbox rows, and the re-projection reads by its index") {
+  test::TempDir dir;
+  auto mark_after = [&](const std::string& name, const char* deleted) {
+    std::string path = dir.file(name);
+    {
+      storage::Db db(path);
+      storage::migrate(db, 12);
+      for (int i = 1; i <= 8; ++i) {
+        db.exec(
+            "INSERT INTO outbox(interaction_id, queue, priority, created_at) VALUES "
+            "('I" +
+            std::to_string(i) + "', 'general', 'normal', 1)");
+      }
+      db.exec(std::string("DELETE FROM outbox WHERE ") + deleted);
+    }
+    storage::Db db(path);
+    storage::migrate(db);
+    auto st = db.prepare("SELECT projected FROM relay_state");
+    REQUIRE(st.step());
+    return st.int64(0);
+  };
+  CHECK(mark_after("held.db", "seq BETWEEN 2 AND 5") == 5);  // 1 held; 6, 7, 8 waiting
+  CHECK(mark_after("tail.db", "seq BETWEEN 2 AND 8") == 8);  // 1 held; the rest delivered
+  CHECK(mark_after("empty.db", "1") == 8);                   // all delivered
+  CHECK(mark_after("none.db", "0") == 0);                    // nothing delivered yet
+  CHECK(mark_after("gaps.db", "seq IN (2, 3, 5, 6)") == 6);  // 1, 4 held; 7, 8 waiting
+  storage::Db db(dir.file("held.db"));
+  auto plan = db.prepare(
+      "EXPLAIN QUERY PLAN SELECT id FROM interactions WHERE queued_seq > ?1 AND queued_seq <= ?2 "
+      "AND state IN ('queued', 'claimed') ORDER BY queued_seq LIMIT 10");
+  REQUIRE(plan.step());
+  CHECK_MESSAGE(plan.text(3).find("interactions_by_queued_seq") != std::string::npos, plan.text(3));
+}

@@ -1,0 +1,218 @@
+// Re-projection: Redis came back without entries it had taken (restarted without its append-only
+// file, from an older snapshot, a replica promoted behind its primary, FLUSHALL). Their outbox
+// rows are gone, so the common path would never send them again; the interactions stay open in
+// the database, in no queue.
+//
+// Detection is one GET per connection (and per idle second, relay.cpp): Redis's mark,
+// {prefix}:projected, against the database's, relay_state.projected (the highest outbox seq
+// deleted) and what this run saw Redis take. Redis's mark is raised atomically with the entries
+// (connect.cpp), so Redis holds every entry up to its mark and none above it: the open
+// interactions queued above it whose outbox row is gone are exactly the ones it lost. An
+// interaction keeps its outbox seq (interactions.queued_seq), so they are read in the order the
+// relay first sent them, by bounded seq ranges (kReprojectSpan seqs, kBatch rows, each read in a
+// short transaction), and sent with the same script: the mark rises with them, so a
+// re-projection cut short (Redis failing again, a stop) resumes where Redis's mark says, and
+// adds nothing twice. The per-interaction markers play no part in that: they are unlinked once
+// the outbox row's delete is durable (and expire after 7 days), so an entry still in its stream
+// usually has none; the mark is what keeps it from being added again.
+//
+// Interactions go to their current queue and priority (after transfers). One that was claimed
+// when Redis lost it is waiting again: its claim went with Redis's pending list, so its holder's
+// ack is answered 409 and the next claim hands it out anew (it may be worked twice). One whose
+// stream refuses entries (a key an operator broke) goes back to the outbox as a new row, where
+// the held-stream logic (held.cpp) takes it.
+#include <future>
+
+#include "core/log.hpp"
+#include "core/time.hpp"
+#include "relay/parts.hpp"
+
+namespace sb {
+using namespace relay_detail;
+
+// Redis's mark; 0 when it has none. nullopt when Redis failed (the error is set).
+std::optional<std::int64_t> Relay::read_mark(Conn& c) {
+  auto r = c.cmd({"GET", mark_key_});
+  if (!r || r->type == REDIS_REPLY_ERROR) {
+    set_error(!r ? (c.ctx->err ? c.ctx->errstr : "no reply")
+                 : "GET " + mark_key_ + " failed: " + std::string(r->str, r->len));
+    return std::nullopt;
+  }
+  std::int64_t mark = 0;
+  if (r->type == REDIS_REPLY_STRING) {
+    // Not a number (someone's SET): taken as no mark, as the script does.
+    mark = std::strtoll(std::string(r->str, r->len).c_str(), nullptr, 10);
+  }
+  return mark;
+}
+
+// The deletes the relay asked for are committed once a job submitted after them has run (the
+// writer runs jobs in order): then relay_state.projected covers every row Redis took.
+bool Relay::settle_writes() {
+  auto settled = std::make_shared<std::promise<void>>();
+  auto done = settled->get_future();
+  writer_.submit(
+      storage::Job{[](storage::Db&) {}, [settled](const std::string&) { settled->set_value(); }});
+  while (done.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
+    std::lock_guard lock(mu_);
+    if (stopping_ && std::chrono::steady_clock::now() >= flush_until_) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A re-projected interaction whose stream refused it: a new outbox row (the common path sends
+// it, or holds it with its stream's other rows), its queued_seq following.
+void Relay::requeue(const Row& r) {
+  writer_.submit(storage::Job{
+      [id = r.id, queue = r.queue, priority = r.priority, now = now_ms()](storage::Db& db) {
+        db.prepare(
+              "INSERT INTO outbox(interaction_id, queue, priority, created_at) "
+              "VALUES (?1, ?2, ?3, ?4)")
+            .bind(1, id)
+            .bind(2, queue)
+            .bind(3, priority)
+            .bind(4, now)
+            .run();
+        db.prepare("UPDATE interactions SET queued_seq = last_insert_rowid() WHERE id = ?1")
+            .bind(1, id)
+            .run();
+      },
+      [id = r.id](const std::string& error) {
+        if (!error.empty()) {
+          logger("relay")->error("[relay] interaction {} could not be queued again: {}", id, error);
+        }
+      }});
+}
+
+Relay::Outcome Relay::reconcile(Conn& c) {
+  lost_ = false;
+  auto redis_mark = read_mark(c);
+  if (!redis_mark) {
+    return Outcome::redis_failed;
+  }
+  Reader& rd = *reader_;
+  auto db_mark = [&rd] {
+    rd.projected.step();
+    auto v = rd.projected.int64(0);
+    rd.projected.reset();
+    return v;
+  };
+  if (*redis_mark >= std::max(db_mark(), mark_)) {
+    mark_ = *redis_mark;
+    return Outcome::idle;
+  }
+  if (!reprojecting_) {
+    reprojecting_ = true;
+    episode_rows_ = 0;
+    episode_requeued_ = 0;
+    episode_since_ = std::chrono::steady_clock::now();
+    auto db = std::max(db_mark(), mark_);
+    if (*redis_mark == 0) {
+      logger("relay")->error(
+          "[redis {}:{}] lost queue entries (restarted without its append-only file, or "
+          "flushed), or is used for the first time by a switchboard that keeps a projection "
+          "mark: it has no {}, though the database projected up to {}; re-projecting the open "
+          "interactions it lacks (prefix {})",
+          cfg_.host, cfg_.port, mark_key_, db, cfg_.prefix);
+    } else {
+      logger("relay")->error(
+          "[redis {}:{}] lost queue entries (restarted from an older snapshot without its "
+          "append-only file?): its projection mark {} is {}, though the database projected up "
+          "to {}; re-projecting the open interactions queued after it (prefix {})",
+          cfg_.host, cfg_.port, mark_key_, *redis_mark, db, cfg_.prefix);
+    }
+  }
+  if (!settle_writes()) {
+    return Outcome::more;  // stopping, and its deadline passed: the next start looks again
+  }
+  std::int64_t upto = std::max(db_mark(), mark_);
+  // From here on, as at a start: the outbox is read from its first row (rows held back, or left
+  // below the watermark by a failed delete, are sent again; their markers skip the ones Redis
+  // still has), after the interactions Redis lost.
+  mark_ = *redis_mark;
+  watermark_ = 0;
+  held_.clear();
+  publish_held();
+  for (std::int64_t from = *redis_mark; from < upto;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_ && std::chrono::steady_clock::now() >= flush_until_) {
+        return Outcome::more;  // Redis's mark says how far it got: the next start goes on
+      }
+    }
+    std::int64_t to = std::min(upto, from + kReprojectSpan);
+    Batch b;
+    rd.db.exec("BEGIN");
+    rd.lost.bind(1, from).bind(2, to).bind(3, kBatch);
+    read_rows(c, rd.lost, b, true);
+    rd.db.exec("COMMIT");
+    if (b.rows.size() == static_cast<std::size_t>(kBatch)) {
+      to = b.rows.back().seq;
+    }
+    bool whole = b.sent.empty() || send(c, b);
+    Taken taken;
+    for (const Row& r : b.rows) {
+      if (r.fate == Row::Fate::added) {
+        taken.add(r, false, cfg_.prefix);
+      } else if (r.fate == Row::Fate::refused) {
+        requeue(r);
+        ++episode_requeued_;
+      }
+    }
+    {
+      // No outbox row to wait for: nothing replays these once the mark covers them.
+      std::lock_guard lock(unlink_mu_);
+      for (auto& m : taken.markers) {
+        unlink_.emplace_back(0, std::move(m));
+      }
+    }
+    reprojected_ += taken.markers.size();
+    episode_rows_ += taken.markers.size();
+    if (on_delivered_) {
+      for (const auto& [q, n] : taken.per_queue) {
+        on_delivered_(q, n);
+      }
+    }
+    if (!whole) {
+      return lost_ ? Outcome::lost : Outcome::redis_failed;  // resumed from Redis's mark
+    }
+    from = to;
+  }
+  // Redis's mark up to the database's: what lies between was finished, or is in the outbox. Only
+  // if Redis still has what the re-projection gave it (not flushed again in between).
+  if (mark_ < upto) {
+    auto r = c.cmd({"EVAL",
+                    "local m = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+                    "if m < tonumber(ARGV[1]) then return 0 end\n"
+                    "if m < tonumber(ARGV[2]) then redis.call('SET', KEYS[1], ARGV[2]) end\n"
+                    "return 1",
+                    "1", mark_key_, std::to_string(mark_), std::to_string(upto)});
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+      set_error(!r ? (c.ctx->err ? c.ctx->errstr : "no reply")
+                   : "SET " + mark_key_ + " failed: " + std::string(r->str, r->len));
+      return Outcome::redis_failed;
+    }
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+      lost_ = true;  // lost again: start over from what Redis has now
+      return Outcome::lost;
+    }
+    mark_ = upto;
+  }
+  reprojecting_ = false;
+  logger("relay")->warn(
+      "[redis {}:{}] re-projected {} open interactions into their queues (prefix {}) in {} ms{}; "
+      "those claimed at the loss wait to be claimed again",
+      cfg_.host, cfg_.port, episode_rows_, cfg_.prefix,
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                            episode_since_)
+          .count(),
+      episode_requeued_
+          ? fmt::format(", {} more wait in the outbox for streams that refuse entries",
+                        episode_requeued_)
+          : "");
+  return Outcome::idle;
+}
+
+}  // namespace sb

@@ -1,0 +1,255 @@
+// Redis losing entries it had taken (FLUSHALL, a restart from an older snapshot without the
+// append-only file): the relay finds its projection mark behind and adds the open interactions
+// again, each once, in order, into their current queues; finished ones stay out. Without a loss
+// a reconnect adds nothing. And within one pipelined pass, a call Redis refused is not overtaken
+// by the next call (memory freed in between). A real redis-server and the whole daemon.
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include <spdlog/sinks/ostream_sink.h>
+
+#include "core/log.hpp"
+#include "daemon/app.hpp"
+#include "storage/sqlite.hpp"
+#include "tests/support/harness.hpp"
+
+using namespace sb;
+using namespace sb::test;
+namespace json = boost::json;
+
+namespace reproject_test {
+namespace {
+
+const std::string kGeneral = "sb:q:general:normal";
+
+std::string post(std::uint16_t port, const std::string& key, const std::string& text = "hello") {
+  HttpClient c(port);
+  auto r = c.post_json("/v1/interactions",
+                       R"({"source":"web","external_id":")" + key + R"(","from":{"email":")" + key +
+                           R"(@example.com"},"text":")" + text + "\"}",
+                       "test-token");
+  REQUIRE(r.status == 202);
+  return std::string(json::parse(r.body).at("id").as_string());
+}
+
+std::vector<std::string> ids_in(RedisServer& redis, const std::string& stream) {
+  std::vector<std::string> ids;
+  for (auto& e : redis.xrange(stream)) {
+    ids.push_back(e["interaction_id"]);
+  }
+  return ids;
+}
+
+std::string metrics(std::uint16_t port) {
+  return HttpClient(port).request("GET", "/metrics").body;
+}
+
+bool reprojected(std::uint16_t port, int n) {
+  return metrics(port).find("switchboard_reprojected_total " + std::to_string(n) + "\n") !=
+         std::string::npos;
+}
+
+std::string state_of(const std::string& db_path, const std::string& id) {
+  storage::Db db(db_path, true);
+  auto st = db.prepare(
+      "SELECT state || ' ' || queue || ':' || priority FROM interactions "
+      "WHERE id = ?1");
+  st.bind(1, id);
+  return st.step() ? st.text(0) : "";
+}
+
+std::size_t count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// The relay's log while it lives.
+struct RelayLog {
+  std::ostringstream out;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink =
+      std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  RelayLog() { logger("relay")->sinks().push_back(sink); }
+  ~RelayLog() { logger("relay")->sinks().pop_back(); }
+  std::string text() {
+    sink->flush();
+    return out.str();
+  }
+};
+
+bool ready(std::uint16_t port) {
+  return HttpClient(port).request("GET", "/readyz").status == 200;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "FLUSHALL after interactions were relayed: each open one is back exactly once, in its "
+    "current queue, and finished ones are not") {
+  TempDir dir;
+  RedisServer redis;
+  RelayLog log;
+  App app(test_config(dir, redis.port()));
+  app.start();
+  auto port = app.port();
+  REQUIRE(eventually([&] { return ready(port); }));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) {
+    ids.push_back(post(port, "f" + std::to_string(i)));
+  }
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == ids; }));
+  // ids[0] finished, ids[1] claimed (its claim goes with Redis), ids[2] moved to billing/high.
+  HttpClient agent(port);
+  auto claim = [&] {
+    auto r = agent.post_json("/v1/agent/claim", R"({"queue":"general"})", "alice-token");
+    REQUIRE(r.status == 200);
+    return std::string(json::parse(r.body).at("interaction").at("id").as_string());
+  };
+  REQUIRE(claim() == ids[0]);
+  REQUIRE(
+      agent.post_json("/v1/agent/interactions/" + ids[0] + "/ack", "{}", "alice-token").status ==
+      200);
+  REQUIRE(claim() == ids[1]);
+  REQUIRE(claim() == ids[2]);
+  REQUIRE(agent
+              .post_json("/v1/agent/interactions/" + ids[2] + "/transfer",
+                         R"({"queue":"billing","priority":"high"})", "alice-token")
+              .status == 200);
+  auto db = dir.file("switchboard.db");
+  REQUIRE(eventually([&] {
+    return state_of(db, ids[0]) == "done general:normal" &&
+           state_of(db, ids[1]) == "claimed general:normal" &&
+           state_of(db, ids[2]) == "queued billing:high";
+  }));
+  CHECK(reprojected(port, 0));
+
+  CHECK(redis.cmd({"FLUSHALL"}) == "OK");
+  std::vector<std::string> open{ids[1], ids[3], ids[4], ids[5]};
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == open; }));
+  REQUIRE(eventually([&] { return ids_in(redis, "sb:q:billing:high").size() == 1; }));
+  CHECK(ids_in(redis, "sb:q:billing:high") == std::vector<std::string>{ids[2]});
+  CHECK(eventually([&] { return reprojected(port, 5); }));
+  // Claimable again (the groups are made again), the claimed one first: it is the oldest.
+  CHECK(claim() == ids[1]);
+  // New work goes behind them, and nothing arrives twice.
+  auto later = post(port, "f-later");
+  open.push_back(later);
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == open; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(ids_in(redis, kGeneral) == open);
+  CHECK(ids_in(redis, "sb:q:billing:high").size() == 1);
+  CHECK(reprojected(port, 5));
+  auto text = log.text();
+  CHECK(count(text, "lost queue entries") == 1);
+  CHECK(count(text, "re-projected 5 open interactions") == 1);
+}
+
+TEST_CASE(
+    "Redis restarted from an older snapshot: the entries taken since come back, the earlier "
+    "ones are not duplicated") {
+  TempDir dir;
+  RedisServer redis;
+  App app(test_config(dir, redis.port()));
+  app.start();
+  auto port = app.port();
+  REQUIRE(eventually([&] { return ready(port); }));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(post(port, "s" + std::to_string(i)));
+  }
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == ids; }));
+  CHECK(redis.cmd({"SAVE"}) == "OK");  // the snapshot Redis will come back from
+  for (int i = 3; i < 70; ++i) {       // more than one script call's worth
+    ids.push_back(post(port, "s" + std::to_string(i)));
+  }
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == ids; }));
+  redis.stop();
+  redis.start();  // from dump.rdb, without an append-only file
+  CHECK(redis.xlen(kGeneral) == 3);
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == ids; }));
+  CHECK(eventually([&] { return reprojected(port, 67); }));
+  ids.push_back(post(port, "s-later"));
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == ids; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(ids_in(redis, kGeneral) == ids);
+  CHECK(reprojected(port, 67));
+}
+
+TEST_CASE("a reconnect without a loss re-projects nothing") {
+  TempDir dir;
+  RedisServer redis;
+  RelayLog log;
+  App app(test_config(dir, redis.port()));
+  app.start();
+  auto port = app.port();
+  REQUIRE(eventually([&] { return ready(port); }));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(post(port, "n" + std::to_string(i)));
+  }
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == ids; }));
+  // The connections dropped, and Redis restarted with all it had.
+  CHECK(redis.cmd({"CLIENT", "KILL", "TYPE", "normal"}) != "0");
+  ids.push_back(post(port, "n3"));
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == ids; }));
+  CHECK(redis.cmd({"SAVE"}) == "OK");
+  redis.stop();
+  redis.start();
+  ids.push_back(post(port, "n4"));
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == ids; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(ids_in(redis, kGeneral) == ids);
+  CHECK(reprojected(port, 0));
+  CHECK(log.text().find("lost queue entries") == std::string::npos);
+}
+
+TEST_CASE(
+    "a call Redis refuses in a pipelined pass is not overtaken by the next call Redis takes") {
+  TempDir dir;
+  RedisServer redis;
+  RelayLog log;
+  // A user that may not touch billing's streams, except to make their group: every call
+  // carrying a billing row is refused (NOPERM) before it runs, as an OOM would refuse it, while
+  // the calls after it would be taken.
+  REQUIRE(redis.cmd({"ACL", "SETUSER", "relay", "on", ">pw", "~sb:q:general:*", "~sb:q:vip:*",
+                     "~sb:relayed:*", "~sb:relay:*", "~sb:projected", "~sb:held", "&*", "+@all",
+                     "(~sb:q:billing:* +xgroup)"}) == "OK");
+  auto cfg = test_config(dir, redis.port());
+  cfg.redis.username = "relay";
+  cfg.redis.password = "pw";
+  config::Rule billing;
+  billing.name = "money";
+  billing.queue = "billing";
+  billing.priority = "normal";
+  billing.when.text_matches = "refund";
+  cfg.routing.rules.push_back(billing);
+  App app(cfg);
+  app.start();
+  auto port = app.port();
+  REQUIRE(eventually([&] { return ready(port); }));
+  auto refusals = [&] { return count(log.text(), "NOPERM"); };
+  auto b0 = post(port, "b0", "refund");
+  REQUIRE(eventually([&] { return refusals() > 0; }));
+  std::vector<std::string> general;
+  for (int i = 0; i < 100; ++i) {  // the next pass: b0 and 63 of these, then the other 37
+    general.push_back(post(port, "g" + std::to_string(i)));
+  }
+  // Two more refusals: the second pass at least read all 100 behind b0.
+  auto seen = refusals();
+  REQUIRE(eventually([&] { return refusals() >= seen + 2; }, std::chrono::seconds(20)));
+  CHECK(redis.xlen(kGeneral) == 0);  // nothing overtook b0's call
+  // Redis takes billing again (memory freed): everything arrives, in order, once.
+  REQUIRE(redis.cmd({"ACL", "SETUSER", "relay", "~sb:q:billing:*"}) == "OK");
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == general; }, std::chrono::seconds(15)));
+  CHECK(ids_in(redis, "sb:q:billing:normal") == std::vector<std::string>{b0});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(ids_in(redis, kGeneral) == general);
+  CHECK(reprojected(port, 0));
+}
+
+}  // namespace reproject_test
