@@ -227,6 +227,28 @@ ALTER TABLE sends ADD COLUMN idempotency_key TEXT;
 CREATE UNIQUE INDEX sends_by_idempotency_key ON sends(parent_id, agent, idempotency_key)
   WHERE idempotency_key IS NOT NULL;
 )sql",
+    // 10 -> 11: customers that exist only because a call nothing told the direction of was
+    // taken for inbound (storage/call_parties.hpp, rule 4): its `from` may have been our own
+    // line. Rule 3 (customer records tell the direction) does not count them, or a PBX account
+    // whose first call was outbound took every later caller's call for an outbound call to our
+    // line. A call that states its direction names them firmly (the row goes); a CRM import
+    // that adopts one gives it an external_id, which counts too. Seeded with the message-made
+    // customers with a phone whose every interaction is such a call (stored without
+    // call.direction); an unreadable payload counts as a firm one.
+    R"sql(
+CREATE TABLE guessed_customers(
+  customer_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO guessed_customers(customer_id)
+  SELECT c.id FROM identities p JOIN customers c ON c.id = p.customer_id
+  WHERE p.type = 'phone' AND c.external_id IS NULL
+    AND EXISTS (SELECT 1 FROM interactions i WHERE i.customer_id = c.id)
+    AND NOT EXISTS (
+      SELECT 1 FROM interactions i WHERE i.customer_id = c.id
+        AND NOT (i.channel = 'voice' AND i.kind = 'call' AND
+                 CASE WHEN json_valid(i.payload)
+                      THEN json_type(i.payload, '$.call.direction') IS NULL ELSE 0 END));
+)sql",
 };
 
 int read_version(Db& db) {

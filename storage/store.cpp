@@ -21,6 +21,15 @@ struct Store::Statements {
       : find_dup(db.prepare("SELECT id, order_key, payload, state FROM interactions "
                             "WHERE channel=?1 AND account=?2 AND external_id=?3")),
         find_identity(db.prepare("SELECT customer_id FROM identities WHERE type=?1 AND value=?2")),
+        // Rule 3 of storage/call_parties.hpp: an identity of a customer that no guessed call
+        // direction made (table guessed_customers), or that the CRM has named since.
+        find_firm_customer(db.prepare(
+            "SELECT 1 FROM identities i WHERE i.type=?1 AND i.value=?2 AND NOT EXISTS (SELECT 1 "
+            "FROM guessed_customers g JOIN customers c ON c.id = g.customer_id "
+            "WHERE g.customer_id = i.customer_id AND c.external_id IS NULL)")),
+        mark_guessed(
+            db.prepare("INSERT OR IGNORE INTO guessed_customers(customer_id) VALUES (?1)")),
+        unmark_guessed(db.prepare("DELETE FROM guessed_customers WHERE customer_id=?1")),
         get_customer(db.prepare("SELECT name, tier, tags FROM customers WHERE id=?1")),
         insert_customer(db.prepare(
             "INSERT INTO customers(id, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)")),
@@ -65,9 +74,10 @@ struct Store::Statements {
             db.prepare("INSERT INTO attachments(interaction_id, idx, filename, content_type, data) "
                        "VALUES (?1, ?2, ?3, ?4, ?5)")) {}
 
-  Stmt find_dup, find_identity, get_customer, insert_customer, insert_identity, find_conv_key,
-      insert_conv, insert_conv_key, find_subject_conv, set_conv_key, route_conv, insert_interaction,
-      update_call, insert_outbox, upsert_cursor, insert_attachment;
+  Stmt find_dup, find_identity, find_firm_customer, mark_guessed, unmark_guessed, get_customer,
+      insert_customer, insert_identity, find_conv_key, insert_conv, insert_conv_key,
+      find_subject_conv, set_conv_key, route_conv, insert_interaction, update_call, insert_outbox,
+      upsert_cursor, insert_attachment;
 };
 
 namespace {
@@ -232,6 +242,8 @@ void enqueue(Store::Statements& st, const std::string& interaction_id, const Rou
 struct Stored {
   IngestOutcome outcome;
   std::string payload;
+  std::string customer_id;  // "" when nobody was matched
+  bool customer_is_new = false;
 };
 
 // Stores one new interaction (not a duplicate). `queue_now` false: kept out of the queues (an
@@ -284,7 +296,22 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   if (queue_now) {
     enqueue(st, meta.id, r, conv, now);
   }
-  return Stored{IngestOutcome{meta.id, false, "", true}, std::move(payload)};
+  return Stored{IngestOutcome{meta.id, false, "", true}, std::move(payload), cust.id, cust.is_new};
+}
+
+// Rule 3 of storage/call_parties.hpp counts only customers something firm named. One that a call
+// made while nothing told the call's direction (taken for inbound) may be our own line: it is
+// marked, and a call whose direction is known that names it as its customer takes the mark off.
+void note_call_customer(Store::Statements& st, const std::string& customer_id, bool is_new,
+                        bool direction_known) {
+  if (customer_id.empty()) {
+    return;
+  }
+  if (!direction_known && is_new) {
+    st.mark_guessed.bind_static(1, customer_id).run();
+  } else if (direction_known && !is_new) {
+    st.unmark_guessed.bind_static(1, customer_id).run();
+  }
 }
 
 std::optional<IngestOutcome> find_duplicate(Store::Statements& st, const Inbound& in) {
@@ -364,6 +391,9 @@ void drop_if_orphan(Db& db, const std::string& customer_id) {
   used.reset();
   db.prepare("DELETE FROM identities WHERE customer_id=?1").bind_static(1, customer_id).run();
   db.prepare("DELETE FROM customers WHERE id=?1").bind_static(1, customer_id).run();
+  db.prepare("DELETE FROM guessed_customers WHERE customer_id=?1")
+      .bind_static(1, customer_id)
+      .run();
 }
 
 }  // namespace
@@ -422,7 +452,10 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   bool stated = !direction.empty() && !child_leg;
   if (direction.empty() && !child_leg) {
     Inferred guess = lines_->infer_direction(in.account, raw, [&st](const Identity& id) {
-      return lookup_identity(st, id.type, id.value).has_value();
+      st.find_firm_customer.bind_static(1, id.type).bind_static(2, id.value);
+      bool found = st.find_firm_customer.step();
+      st.find_firm_customer.reset();
+      return found;
     });
     direction = guess.direction;
     if (guess.from_lines) {
@@ -470,8 +503,13 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     if (!direction.empty()) {
       first.direction = direction;
     }
-    return store_new(st, *rules, first, f.became_final && !hold, f.order_key, now, !unmatched)
-        .outcome;
+    Stored stored_call =
+        store_new(st, *rules, first, f.became_final && !hold, f.order_key, now, !unmatched);
+    if (!unmatched) {
+      note_call_customer(st, stored_call.customer_id, stored_call.customer_is_new,
+                         !direction.empty());
+    }
+    return stored_call.outcome;
   }
 
   // The caller is matched by the first event that names one (a recording callback, without
@@ -498,6 +536,7 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   if (caller_now) {
     std::string taken_for_caller = stored->customer_is_new ? stored->customer_id : "";
     CustomerMatch cust = match_customer(st, *customer, now);
+    note_call_customer(st, cust.id, cust.is_new, !direction.empty());
     stored_payload = with_caller(stored_payload, *customer, cust.id, cust.name, cust.tier,
                                  cust.is_new, direction.empty() ? std::nullopt : line, direction);
     stored = read_call_payload(stored_payload);

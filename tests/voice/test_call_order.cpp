@@ -285,6 +285,57 @@ TEST_CASE(
   CHECK(s.text("SELECT count(*) FROM outbox") == "1");
 }
 
+// A PBX that never states the direction: an outbound call first, taken for inbound, makes a
+// customer of our own line. That customer must not make the next caller's call an outbound call
+// to our line (rule 3): the caller gets a record of their own.
+TEST_CASE(
+    "call order: pbx without direction, our line taken for a caller does not swallow callers") {
+  constexpr const char* kPbxLine = "+14155550199";
+  constexpr const char* kCaller = "+14155550777";
+  CallStore s;
+  s.start();
+  // Really outbound (our line calls Ann): nothing tells, taken for inbound.
+  REQUIRE(s.submit(pbx("completed", "c1", kPbxLine, kAnn, "")).error.empty());
+  CHECK(caller_of(s, "c1") == kPbxLine);
+  // Really inbound: a new caller rings our line.
+  REQUIRE(s.submit(pbx("missed", "c2", kCaller, kPbxLine, "")).error.empty());
+  CHECK(caller_of(s, "c2") == kCaller);
+  CHECK(s.text("SELECT json_extract(payload, '$.customer.is_new') FROM interactions "
+               "WHERE external_id = 'c2'") == "1");
+  CHECK(s.text("SELECT i.value FROM identities i JOIN interactions x ON x.customer_id = "
+               "i.customer_id WHERE x.external_id = 'c2'") == kCaller);
+  CHECK(s.text("SELECT direction FROM interactions WHERE external_id = 'c2'") == "inbound");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "2");
+}
+
+// A customer made by a guessed call counts for rule 3 again once something firm names it: a call
+// that states its direction, or the CRM adopting it.
+TEST_CASE("call order: pbx without direction, a guessed caller named firmly counts again") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(pbx("missed", "g1", kBob, kOurLine, "")).error.empty());  // guessed: Bob
+  SUBCASE("by a call that states its direction") {
+    REQUIRE(s.submit(pbx("missed", "g2", kBob, kOurLine, "", "inbound")).error.empty());
+  }
+  SUBCASE("by the CRM") {
+    storage::Db db(s.path);
+    storage::CustomerImporter imp(db);
+    imp.begin();
+    std::string error;
+    storage::CustomerUpsert bob{"crm-2", "Bob", "", {}, {{"phone", kBob, "", ""}}};
+    REQUIRE(imp.upsert(bob, error) == storage::CustomerImporter::Result::updated);
+    imp.commit();
+  }
+  // Our line calls Bob on another account (no lines learned there), the PBX does not say:
+  // Bob is a known customer, so the call is outbound and Bob its customer.
+  CallEventInput out = pbx("completed", "g3", kOurLine, kBob, "");
+  out.call.account = "other";
+  REQUIRE(s.submit(std::move(out)).error.empty());
+  CHECK(caller_of(s, "g3") == kBob);
+  CHECK(s.text("SELECT direction FROM interactions WHERE external_id = 'g3'") == "outbound");
+  CHECK(identities_of(s, kOurLine) == "0");
+}
+
 // A PBX retry is signed again, so without occurred_at the signature time says nothing about
 // when the event happened: a late re-delivery of an earlier final status must not replace the
 // one already queued.
