@@ -423,4 +423,58 @@ TEST_CASE("call order: the upgrade to call_lines learns the lines of stored call
   CHECK(st.text(0) == kOurLine);
 }
 
+// An upgraded database knows which customers guessed calls made (migration 11): those whose every
+// interaction is a call stored without call.direction, and the CRM never named.
+TEST_CASE("call order: the upgrade to guessed_customers marks the customers of guessed calls") {
+  sb::test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 10);
+    auto customer = [&](const std::string& id, const std::string& phone, const char* external) {
+      auto st = db.prepare(
+          "INSERT INTO customers(id, external_id, created_at, updated_at) VALUES (?1, ?2, 1, 1)");
+      st.bind(1, id);
+      if (external) {
+        st.bind(2, std::string(external));
+      } else {
+        st.bind_null(2);
+      }
+      st.run();
+      db.prepare("INSERT INTO identities(type, value, customer_id) VALUES ('phone', ?1, ?2)")
+          .bind(1, phone)
+          .bind(2, id)
+          .run();
+    };
+    auto row = [&](const std::string& id, const std::string& customer, const std::string& channel,
+                   const std::string& payload) {
+      auto st = db.prepare(
+          "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+          "customer_id, occurred_at, received_at, payload) VALUES (?1, ?2, 'voice', ?1, ?3, "
+          "'inbound', ?4, 1, 1, ?5)");
+      st.bind(1, id).bind(2, channel).bind(3, channel == "voice" ? "call" : "message");
+      st.bind(4, customer).bind(5, payload).run();
+    };
+    const std::string guessed = R"({"call":{"status":"completed"}})";
+    customer("G", kOurLine, nullptr);  // only guessed calls
+    row("i1", "G", "voice", guessed);
+    row("i2", "G", "voice", guessed);
+    customer("F", kBob, nullptr);  // one call that stated its direction
+    row("i3", "F", "voice", guessed);
+    row("i4", "F", "voice", R"({"call":{"status":"completed","direction":"inbound"}})");
+    customer("C", kAnn, "crm-1");  // named by the CRM
+    row("i5", "C", "voice", guessed);
+    customer("W", "+14155550188", nullptr);  // wrote on WhatsApp too
+    row("i6", "W", "voice", guessed);
+    row("i7", "W", "whatsapp", "{}");
+    customer("U", "+14155550189", nullptr);  // an unreadable payload counts as firm
+    row("i8", "U", "voice", R"({"call": [)");
+    storage::migrate(db);
+  }
+  storage::Db db(path, true);
+  auto st = db.prepare("SELECT group_concat(customer_id) FROM guessed_customers");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == "G");
+}
+
 }  // namespace call_order_test
