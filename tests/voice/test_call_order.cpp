@@ -285,6 +285,55 @@ TEST_CASE(
   CHECK(s.text("SELECT count(*) FROM outbox") == "1");
 }
 
+// Telnyx answering machine detection: an outbound call that a machine answered ends `voicemail`,
+// as a Twilio one (AnsweredBy=machine_*) does, whichever of the detection and the hangup comes
+// first.
+namespace {
+
+CallEventInput machine_detected(const std::string& leg, const std::string& result) {
+  return telnyx("call.machine.detection.ended", leg, kOurLine, kBob, "2026-01-02T03:00:15Z",
+                R"("result":")" + result + R"(")");
+}
+
+std::string status_of(CallStore& s, const std::string& leg) {
+  return s.text(
+      "SELECT json_extract(payload, '$.call.status') FROM interactions "
+      "WHERE external_id = '" +
+      leg + "'");
+}
+
+}  // namespace
+
+TEST_CASE("call order: telnyx outbound call answered by a machine ends as voicemail") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(initiated("amd-1", kOurLine, kBob, "outgoing")).error.empty());
+  REQUIRE(s.submit(answered("amd-1", kOurLine, kBob)).error.empty());
+  REQUIRE(s.submit(machine_detected("amd-1", "machine")).error.empty());
+  REQUIRE(s.submit(hangup("amd-1", kOurLine, kBob)).error.empty());
+  CHECK(status_of(s, "amd-1") == "voicemail");
+  CHECK(s.text("SELECT json_extract(payload, '$.call.machine_detection') FROM interactions "
+               "WHERE external_id = 'amd-1'") == "machine");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");  // queued once, as voicemail
+
+  // A person answered: completed, the result kept.
+  REQUIRE(s.submit(initiated("amd-2", kOurLine, kBob, "outgoing")).error.empty());
+  REQUIRE(s.submit(machine_detected("amd-2", "human")).error.empty());
+  REQUIRE(s.submit(hangup("amd-2", kOurLine, kBob)).error.empty());
+  CHECK(status_of(s, "amd-2") == "completed");
+  CHECK(s.text("SELECT json_extract(payload, '$.call.machine_detection') FROM interactions "
+               "WHERE external_id = 'amd-2'") == "human");
+
+  // The detection delivered after the hangup still corrects the stored call.
+  REQUIRE(s.submit(initiated("amd-3", kOurLine, kBob, "outgoing")).error.empty());
+  REQUIRE(s.submit(hangup("amd-3", kOurLine, kBob)).error.empty());
+  REQUIRE(s.submit(machine_detected("amd-3", "machine")).error.empty());
+  CHECK(status_of(s, "amd-3") == "voicemail");
+  REQUIRE(s.submit(hangup("amd-3", kOurLine, kBob)).error.empty());  // a retry changes nothing
+  CHECK(status_of(s, "amd-3") == "voicemail");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "3");
+}
+
 // A PBX that never states the direction: an outbound call first, taken for inbound, makes a
 // customer of our own line. That customer must not make the next caller's call an outbound call
 // to our line (rule 3): the caller gets a record of their own.
