@@ -125,9 +125,11 @@ void Store::release_held_calls(std::int64_t older_than_ms,
   auto find = [this, older_than_ms, held, read](Db& db) {
     held->clear();  // a job may run twice (Writer::run_batch)
     *read = 0;
-    auto q = db.prepare(  // served by the partial index interactions_pending_calls
+    // Only the held calls (partial index interactions_held_calls): not the pending calls still
+    // waiting for a final event, which may be many, each a payload to parse.
+    auto q = db.prepare(
         "SELECT id, channel, account, external_id, order_key, payload FROM interactions "
-        "WHERE state = 'pending_call' AND received_at <= ?1");
+        "WHERE state = 'pending_call' AND held = 1 AND received_at <= ?1");
     q.bind(1, now_ms() - older_than_ms);
     while (held->size() < kMaxPerSweep && q.step()) {
       ++*read;

@@ -249,6 +249,21 @@ INSERT OR IGNORE INTO guessed_customers(customer_id)
                  CASE WHEN json_valid(i.payload)
                       THEN json_type(i.payload, '$.call.direction') IS NULL ELSE 0 END));
 )sql",
+    // 11 -> 12: the release of held calls (storage/call_sweep.cpp, every 10 s on the writer)
+    // looked for them among all pending calls and parsed each one's payload to see whether it
+    // had ended: a call stays pending up to 4 hours without a final event (a Twilio number with
+    // no StatusCallback), so at 10 calls/s that was ~144k payloads a tick. `held` marks a
+    // pending call that has ended (final status, held back until its direction is known) and a
+    // partial index holds only those. Set for the held calls stored so far.
+    R"sql(
+ALTER TABLE interactions ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+UPDATE interactions SET held = 1
+  WHERE state = 'pending_call'
+    AND json_extract(CASE WHEN json_valid(payload) THEN payload END, '$.call.status')
+        IN ('completed', 'busy', 'no-answer', 'failed', 'canceled', 'voicemail', 'unknown');
+CREATE INDEX interactions_held_calls ON interactions(received_at)
+  WHERE state = 'pending_call' AND held = 1;
+)sql",
 };
 
 int read_version(Db& db) {

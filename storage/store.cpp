@@ -59,11 +59,11 @@ struct Store::Statements {
         insert_interaction(db.prepare(
             "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
             "conversation_id, customer_id, queue, priority, state, order_key, occurred_at, "
-            "received_at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-            "?13, ?14, ?15)")),
+            "received_at, payload, held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+            "?12, ?13, ?14, ?15, ?16)")),
         update_call(db.prepare(
-            "UPDATE interactions SET queue=?2, priority=?3, state=?4, order_key=?5, payload=?6 "
-            "WHERE id=?1")),
+            "UPDATE interactions SET queue=?2, priority=?3, state=?4, order_key=?5, payload=?6, "
+            "held=?7 WHERE id=?1")),
         insert_outbox(db.prepare("INSERT INTO outbox(interaction_id, queue, priority, created_at) "
                                  "VALUES (?1, ?2, ?3, ?4)")),
         upsert_cursor(db.prepare(
@@ -250,8 +250,10 @@ struct Stored {
 // unfinished call), routed later.
 // `match_from` false: `from` is kept in the payload as sent, not matched to a customer (a held
 // call's caller, which may still prove to be our own line).
+// `held`: an ended call held back from the queues (column `held`, Store::release_held_calls).
 Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, bool queue_now,
-                 std::int64_t order_key, std::int64_t now, bool match_from = true) {
+                 std::int64_t order_key, std::int64_t now, bool match_from = true,
+                 bool held = false) {
   CustomerMatch cust;
   if (in.from && match_from) {
     cust = match_customer(st, *in.from, now);
@@ -284,7 +286,7 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   ins.bind_static(9, meta.queue).bind_static(10, meta.priority);
   ins.bind_static(11, queue_now ? "queued" : "pending_call").bind(12, order_key);
   ins.bind(13, in.occurred_at_ms ? in.occurred_at_ms : now).bind(14, now);
-  ins.bind_static(15, payload).run();
+  ins.bind_static(15, payload).bind(16, held ? 1 : 0).run();
   for (std::size_t i = 0; i < in.attachments.size(); ++i) {
     const auto& a = in.attachments[i];
     if (a.stored) {
@@ -504,7 +506,7 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
       first.direction = direction;
     }
     Stored stored_call =
-        store_new(st, *rules, first, f.became_final && !hold, f.order_key, now, !unmatched);
+        store_new(st, *rules, first, f.became_final && !hold, f.order_key, now, !unmatched, held);
     if (!unmatched) {
       note_call_customer(st, stored_call.customer_id, stored_call.customer_is_new,
                          !direction.empty());
@@ -576,7 +578,11 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
       rewrite_call_payload(stored_payload, *stored, f.merged, routed_now ? &queue : nullptr,
                            routed_now ? &priority : nullptr);
   st.update_call.bind_static(1, id).bind_static(2, queue).bind_static(3, priority);
-  st.update_call.bind_static(4, state).bind(5, f.order_key).bind_static(6, text).run();
+  // Held: ended but not queued (no direction yet, or a leg's event on such a call); what
+  // release_held_calls looks for.
+  bool held = state == "pending_call" && f.final;
+  st.update_call.bind_static(4, state).bind(5, f.order_key).bind_static(6, text);
+  st.update_call.bind(7, held ? 1 : 0).run();
   return IngestOutcome{id, false, "", false};
 }
 
