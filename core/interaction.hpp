@@ -51,6 +51,11 @@ struct CallInfo {
   std::string answered_by{};
   std::int64_t answered_at_ms = 0;
   std::vector<CallLeg> legs{};
+  // The provider's answering-machine detection result, as sent, once one tells (Telnyx:
+  // human, machine, not_sure; premium: human_residence, human_business, machine, silence,
+  // fax_detected, not_sure); "" until then. "machine" makes a completed call `voicemail`
+  // (channels/voice/call_state.hpp). In the payload as "machine_detection" only when set.
+  std::string machine_detection{};
 };
 
 // What a channel hands to the pipeline. All strings are valid UTF-8.

@@ -9,7 +9,11 @@
 //  2. else this account's lines: a number that was our side of an earlier call with a stated
 //     direction (table call_lines) is ours, so the other party is the customer;
 //  3. else the customer records: `to` a known customer and `from` not: outbound; the reverse:
-//     inbound (outbound calls usually go to customers we already know);
+//     inbound (outbound calls usually go to customers we already know). Only customers named
+//     firmly count: not one made by a call that rule 4 took for inbound (table
+//     guessed_customers), whose `from` may have been our own line, unless a call with a known
+//     direction has named it since or the CRM has (an external_id). Counted, our line made a
+//     customer by an outbound call took every later caller's call for an outbound call to it;
 //  4. else nothing. While the call is unfinished its caller waits (no customer record is made
 //     for a number that may be our own); a call that ends this way is taken for inbound, the
 //     common case for a support line; where a later event will state the direction (Telnyx's
@@ -52,7 +56,7 @@ class CallLines {
  public:
   explicit CallLines(Db& db);
   // Rules 2 and 3 above; `is_customer` tells whether an identity belongs to a customer record
-  // (the store's own identity lookup).
+  // that rule 3 counts (the store's own lookup).
   Inferred infer_direction(const std::string& account, const RawParties& raw,
                            const std::function<bool(const Identity&)>& is_customer);
   // Remembers `line` as one of `account`'s numbers.

@@ -118,15 +118,21 @@ void Store::close_stale_calls(std::int64_t older_than_ms,
   writer_.submit(Job{std::move(find), std::move(close_each)});
 }
 
-void Store::release_held_calls(std::int64_t older_than_ms, std::function<void(int)> done) {
+void Store::release_held_calls(std::int64_t older_than_ms,
+                               std::function<void(const HeldRelease&)> done) {
   auto held = std::make_shared<std::vector<SweptCall>>();
-  auto find = [this, older_than_ms, held](Db& db) {
-    held->clear();        // a job may run twice (Writer::run_batch)
-    auto q = db.prepare(  // served by the partial index interactions_pending_calls
+  auto read = std::make_shared<int>(0);
+  auto find = [this, older_than_ms, held, read](Db& db) {
+    held->clear();  // a job may run twice (Writer::run_batch)
+    *read = 0;
+    // Only the held calls (partial index interactions_held_calls): not the pending calls still
+    // waiting for a final event, which may be many, each a payload to parse.
+    auto q = db.prepare(
         "SELECT id, channel, account, external_id, order_key, payload FROM interactions "
-        "WHERE state = 'pending_call' AND received_at <= ?1");
+        "WHERE state = 'pending_call' AND held = 1 AND received_at <= ?1");
     q.bind(1, now_ms() - older_than_ms);
     while (held->size() < kMaxPerSweep && q.step()) {
+      ++*read;
       auto stored = read_call_payload(q.text_view(5));
       // Held: ended (final status) but still pending. An unreadable payload is the 4-hour
       // sweep's to report.
@@ -143,28 +149,28 @@ void Store::release_held_calls(std::int64_t older_than_ms, std::function<void(in
       held->push_back(std::move(c));
     }
   };
-  auto release_each = [this, held, done = std::move(done)](const std::string& error) {
+  auto release_each = [this, held, read, done = std::move(done)](const std::string& error) {
     if (!error.empty()) {
       if (done) {
-        done(0);
+        done(HeldRelease{});
       }
       return;
     }
-    auto released = std::make_shared<int>(0);
+    auto result = std::make_shared<HeldRelease>(HeldRelease{0, *read});
     apply_each(
         std::move(*held),
-        [released](const SweptCall& call, const std::string& why) {
+        [result](const SweptCall& call, const std::string& why) {
           if (why.empty()) {
-            ++*released;
+            ++result->released;
             return;
           }
           const Inbound& in = call.event;
           logger("storage")->error("[{}:{}] held call {} (interaction {}) cannot be queued: {}",
                                    in.channel, in.account, in.external_id, call.id, why);
         },
-        [released, done] {
+        [result, done] {
           if (done) {
-            done(*released);
+            done(*result);
           }
         });
   };

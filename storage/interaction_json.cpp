@@ -164,6 +164,9 @@ void call(std::string& out, const CallInfo& c) {
   if (c.answered_at_ms > 0) {
     f.num("answered_at", c.answered_at_ms);
   }
+  if (!c.machine_detection.empty()) {
+    f.str("machine_detection", c.machine_detection);
+  }
   if (!c.legs.empty()) {
     std::string& out_legs = f.key("legs");
     out_legs += '[';

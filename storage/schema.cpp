@@ -265,6 +265,43 @@ INSERT INTO relay_state(id, projected) SELECT 1, CASE
                  WHERE NOT EXISTS (SELECT 1 FROM outbox p WHERE p.seq = o.seq - 1)), 0)
   END;
 )sql",
+    // 13 -> 14: customers that exist only because a call nothing told the direction of was
+    // taken for inbound (storage/call_parties.hpp, rule 4): its `from` may have been our own
+    // line. Rule 3 (customer records tell the direction) does not count them, or a PBX account
+    // whose first call was outbound took every later caller's call for an outbound call to our
+    // line. A call that states its direction names them firmly (the row goes); a CRM import
+    // that adopts one gives it an external_id, which counts too. Seeded with the message-made
+    // customers with a phone whose every interaction is such a call (stored without
+    // call.direction); an unreadable payload counts as a firm one.
+    R"sql(
+CREATE TABLE guessed_customers(
+  customer_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO guessed_customers(customer_id)
+  SELECT c.id FROM identities p JOIN customers c ON c.id = p.customer_id
+  WHERE p.type = 'phone' AND c.external_id IS NULL
+    AND EXISTS (SELECT 1 FROM interactions i WHERE i.customer_id = c.id)
+    AND NOT EXISTS (
+      SELECT 1 FROM interactions i WHERE i.customer_id = c.id
+        AND NOT (i.channel = 'voice' AND i.kind = 'call' AND
+                 CASE WHEN json_valid(i.payload)
+                      THEN json_type(i.payload, '$.call.direction') IS NULL ELSE 0 END));
+)sql",
+    // 14 -> 15: the release of held calls (storage/call_sweep.cpp, every 10 s on the writer)
+    // looked for them among all pending calls and parsed each one's payload to see whether it
+    // had ended: a call stays pending up to 4 hours without a final event (a Twilio number with
+    // no StatusCallback), so at 10 calls/s that was ~144k payloads a tick. `held` marks a
+    // pending call that has ended (final status, held back until its direction is known) and a
+    // partial index holds only those. Set for the held calls stored so far.
+    R"sql(
+ALTER TABLE interactions ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+UPDATE interactions SET held = 1
+  WHERE state = 'pending_call'
+    AND json_extract(CASE WHEN json_valid(payload) THEN payload END, '$.call.status')
+        IN ('completed', 'busy', 'no-answer', 'failed', 'canceled', 'voicemail', 'unknown');
+CREATE INDEX interactions_held_calls ON interactions(received_at)
+  WHERE state = 'pending_call' AND held = 1;
+)sql",
 };
 
 int read_version(Db& db) {

@@ -26,6 +26,14 @@ struct Store::Statements {
         find_username_holders(db.prepare(kUsernameHoldersSql)),
         set_handle(db.prepare("UPDATE identities SET handle=?3 WHERE type=?1 AND value=?2")),
         release_username(db.prepare(kReleaseUsernameSql)),
+        // Rule 3 of storage/call_parties.hpp: a customer that a guessed call direction made
+        // (table guessed_customers) and that the CRM has not named since does not count.
+        is_guessed_customer(
+            db.prepare("SELECT 1 FROM guessed_customers g JOIN customers c ON c.id = g.customer_id "
+                       "WHERE g.customer_id = ?1 AND c.external_id IS NULL")),
+        mark_guessed(
+            db.prepare("INSERT OR IGNORE INTO guessed_customers(customer_id) VALUES (?1)")),
+        unmark_guessed(db.prepare("DELETE FROM guessed_customers WHERE customer_id=?1")),
         get_customer(db.prepare("SELECT name, tier, tags FROM customers WHERE id=?1")),
         insert_customer(db.prepare(
             "INSERT INTO customers(id, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)")),
@@ -55,11 +63,12 @@ struct Store::Statements {
         insert_interaction(db.prepare(
             "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
             "conversation_id, customer_id, queue, priority, state, order_key, occurred_at, "
-            "received_at, payload, queued_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-            "?11, ?12, ?13, ?14, ?15, CASE WHEN ?16 THEN last_insert_rowid() END)")),
+            "received_at, payload, queued_seq, held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+            "?10, ?11, ?12, ?13, ?14, ?15, CASE WHEN ?16 THEN last_insert_rowid() END, ?17)")),
         update_call(db.prepare(
             "UPDATE interactions SET queue=?2, priority=?3, state=?4, order_key=?5, payload=?6, "
-            "queued_seq=CASE WHEN ?7 THEN last_insert_rowid() ELSE queued_seq END WHERE id=?1")),
+            "queued_seq=CASE WHEN ?7 THEN last_insert_rowid() ELSE queued_seq END, held=?8 "
+            "WHERE id=?1")),
         insert_outbox(db.prepare("INSERT INTO outbox(interaction_id, queue, priority, created_at) "
                                  "VALUES (?1, ?2, ?3, ?4)")),
         upsert_cursor(db.prepare(
@@ -70,10 +79,10 @@ struct Store::Statements {
             db.prepare("INSERT INTO attachments(interaction_id, idx, filename, content_type, data) "
                        "VALUES (?1, ?2, ?3, ?4, ?5)")) {}
 
-  Stmt find_dup, find_identity, find_username_holders, set_handle, release_username, get_customer,
-      insert_customer, insert_identity, find_conv_key, insert_conv, insert_conv_key,
-      find_subject_conv, set_conv_key, route_conv, insert_interaction, update_call, insert_outbox,
-      upsert_cursor, insert_attachment;
+  Stmt find_dup, find_identity, find_username_holders, set_handle, release_username,
+      is_guessed_customer, mark_guessed, unmark_guessed, get_customer, insert_customer,
+      insert_identity, find_conv_key, insert_conv, insert_conv_key, find_subject_conv, set_conv_key,
+      route_conv, insert_interaction, update_call, insert_outbox, upsert_cursor, insert_attachment;
 };
 
 namespace {
@@ -317,14 +326,18 @@ void enqueue(Store::Statements& st, const std::string& interaction_id, const Rou
 struct Stored {
   IngestOutcome outcome;
   std::string payload;
+  std::string customer_id;  // "" when nobody was matched
+  bool customer_is_new = false;
 };
 
 // Stores one new interaction (not a duplicate). `queue_now` false: kept out of the queues (an
 // unfinished call), routed later.
 // `match_from` false: `from` is kept in the payload as sent, not matched to a customer (a held
 // call's caller, which may still prove to be our own line).
+// `held`: an ended call held back from the queues (column `held`, Store::release_held_calls).
 Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, bool queue_now,
-                 std::int64_t order_key, std::int64_t now, bool match_from = true) {
+                 std::int64_t order_key, std::int64_t now, bool match_from = true,
+                 bool held = false) {
   CustomerMatch cust;
   if (in.from && match_from) {
     cust = match_customer(st, *in.from, now);
@@ -360,7 +373,7 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   ins.bind_static(9, meta.queue).bind_static(10, meta.priority);
   ins.bind_static(11, queue_now ? "queued" : "pending_call").bind(12, order_key);
   ins.bind(13, in.occurred_at_ms ? in.occurred_at_ms : now).bind(14, now);
-  ins.bind_static(15, payload).bind(16, queue_now ? 1 : 0).run();
+  ins.bind_static(15, payload).bind(16, queue_now ? 1 : 0).bind(17, held ? 1 : 0).run();
   for (std::size_t i = 0; i < in.attachments.size(); ++i) {
     const auto& a = in.attachments[i];
     if (a.stored) {
@@ -369,7 +382,22 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
       st.insert_attachment.bind_blob(5, a.data).run();
     }
   }
-  return Stored{IngestOutcome{meta.id, false, "", true}, std::move(payload)};
+  return Stored{IngestOutcome{meta.id, false, "", true}, std::move(payload), cust.id, cust.is_new};
+}
+
+// Rule 3 of storage/call_parties.hpp counts only customers something firm named. One that a call
+// made while nothing told the call's direction (taken for inbound) may be our own line: it is
+// marked, and a call whose direction is known that names it as its customer takes the mark off.
+void note_call_customer(Store::Statements& st, const std::string& customer_id, bool is_new,
+                        bool direction_known) {
+  if (customer_id.empty()) {
+    return;
+  }
+  if (!direction_known && is_new) {
+    st.mark_guessed.bind_static(1, customer_id).run();
+  } else if (direction_known && !is_new) {
+    st.unmark_guessed.bind_static(1, customer_id).run();
+  }
 }
 
 std::optional<IngestOutcome> find_duplicate(Store::Statements& st, const Inbound& in) {
@@ -449,6 +477,9 @@ void drop_if_orphan(Db& db, const std::string& customer_id) {
   used.reset();
   db.prepare("DELETE FROM identities WHERE customer_id=?1").bind_static(1, customer_id).run();
   db.prepare("DELETE FROM customers WHERE id=?1").bind_static(1, customer_id).run();
+  db.prepare("DELETE FROM guessed_customers WHERE customer_id=?1")
+      .bind_static(1, customer_id)
+      .run();
 }
 
 }  // namespace
@@ -507,7 +538,14 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   bool stated = !direction.empty() && !child_leg;
   if (direction.empty() && !child_leg) {
     Inferred guess = lines_->infer_direction(in.account, raw, [&st](const Identity& id) {
-      return !find_customer(st, id, message_username(id)).customer_id.empty();
+      std::string customer = find_customer(st, id, message_username(id)).customer_id;
+      if (customer.empty()) {
+        return false;
+      }
+      st.is_guessed_customer.bind_static(1, customer);
+      bool guessed = st.is_guessed_customer.step();
+      st.is_guessed_customer.reset();
+      return !guessed;
     });
     direction = guess.direction;
     if (guess.from_lines) {
@@ -555,8 +593,13 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     if (!direction.empty()) {
       first.direction = direction;
     }
-    return store_new(st, *rules, first, f.became_final && !hold, f.order_key, now, !unmatched)
-        .outcome;
+    Stored stored_call =
+        store_new(st, *rules, first, f.became_final && !hold, f.order_key, now, !unmatched, held);
+    if (!unmatched) {
+      note_call_customer(st, stored_call.customer_id, stored_call.customer_is_new,
+                         !direction.empty());
+    }
+    return stored_call.outcome;
   }
 
   // The caller is matched by the first event that names one (a recording callback, without
@@ -583,6 +626,7 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   if (caller_now) {
     std::string taken_for_caller = stored->customer_is_new ? stored->customer_id : "";
     CustomerMatch cust = match_customer(st, *customer, now);
+    note_call_customer(st, cust.id, cust.is_new, !direction.empty());
     stored_payload = with_caller(stored_payload, *customer, cust.id, cust.name, cust.tier,
                                  cust.is_new, direction.empty() ? std::nullopt : line, direction);
     stored = read_call_payload(stored_payload);
@@ -622,8 +666,13 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
       rewrite_call_payload(stored_payload, *stored, f.merged, routed_now ? &queue : nullptr,
                            routed_now ? &priority : nullptr);
   st.update_call.bind_static(1, id).bind_static(2, queue).bind_static(3, priority);
+  // Held: ended but not queued (no direction yet, or a leg's event on such a call); what
+  // release_held_calls looks for.
+  bool held = state == "pending_call" && f.final;
   st.update_call.bind_static(4, state).bind(5, f.order_key).bind_static(6, text);
-  st.update_call.bind(7, routed_now ? 1 : 0).run();  // enqueue() was the last insert
+  st.update_call.bind(7, routed_now ? 1 : 0)
+      .bind(8, held ? 1 : 0)
+      .run();  // enqueue() was the last insert
   return IngestOutcome{id, false, "", false};
 }
 

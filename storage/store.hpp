@@ -35,6 +35,12 @@ struct StaleSweep {
   std::string error;                // the sweep found no calls: the lookup itself failed
 };
 
+// What one release of held calls did.
+struct HeldRelease {
+  int released = 0;  // queued
+  int read = 0;      // rows the lookup read (each payload parsed), the ones it passed over too
+};
+
 class Store final : public Pipeline {
  public:
   Store(Writer& writer, std::shared_ptr<const Rules> rules);
@@ -54,8 +60,9 @@ class Store final : public Pipeline {
   // Queues the calls held back because they ended before anything told their direction (see
   // apply_call_event) and whose first event is older than `older_than_ms`: taken for inbound,
   // the common case for a support line. One writer job per call (storage/call_sweep.cpp);
-  // `done` (writer thread) gets how many were queued.
-  void release_held_calls(std::int64_t older_than_ms, std::function<void(int)> done = nullptr);
+  // `done` (writer thread) gets what it did.
+  void release_held_calls(std::int64_t older_than_ms,
+                          std::function<void(const HeldRelease&)> done = nullptr);
 
   void set_rules(std::shared_ptr<const Rules> rules);  // SIGHUP: swapped whole
   std::shared_ptr<const Rules> rules() const;

@@ -16,7 +16,17 @@ bool same_legs(const std::vector<CallLeg>& a, const std::vector<CallLeg>& b) {
 bool same(const CallInfo& a, const CallInfo& b) {
   return a.status == b.status && a.direction == b.direction && a.duration_s == b.duration_s &&
          a.recording_url == b.recording_url && a.answered_by == b.answered_by &&
-         a.answered_at_ms == b.answered_at_ms && same_legs(a.legs, b.legs);
+         a.answered_at_ms == b.answered_at_ms && same_legs(a.legs, b.legs) &&
+         a.machine_detection == b.machine_detection;
+}
+
+// A completed call that a machine answered went to voicemail, as Twilio reports it itself
+// (AnsweredBy machine_*). Telnyx tells it in an event of its own (call.machine.detection.ended),
+// before or after the hangup: whichever comes second makes the call `voicemail`.
+void voicemail_if_machine(CallInfo& info) {
+  if (info.status == "completed" && info.machine_detection == "machine") {
+    info.status = "voicemail";
+  }
 }
 
 // A child leg's event into the call's list of legs: matched by id; its status only moves
@@ -131,6 +141,7 @@ FoldResult fold_call(const std::optional<StoredCall>& stored, const CallInfo& ev
       r.call.info.status.clear();  // unknown words are not stored as a status
     }
     answer_from_legs(r.call.info);
+    voicemail_if_machine(r.call.info);
     r.call.order_key = order_key;
     r.changed = true;
     r.became_final = is_final(r.call.info.status);
@@ -149,6 +160,10 @@ FoldResult fold_call(const std::optional<StoredCall>& stored, const CallInfo& ev
   if (info.direction.empty()) {
     info.direction = event.direction;
   }
+  if (info.machine_detection.empty()) {
+    info.machine_detection = event.machine_detection;
+  }
+  voicemail_if_machine(info);
   for (const auto& leg : event.legs) {
     merge_leg(info.legs, leg);
   }

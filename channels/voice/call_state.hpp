@@ -13,7 +13,12 @@
 //    only contributes its other fields.
 //  - duration_s is the largest value seen (a call's duration only grows, and a ringing event
 //    may carry 0), so it fills in whenever it arrives, from any event, in any order.
-//  - recording_url and direction fill in when still empty; the first one stored stays.
+//  - recording_url, direction and machine_detection fill in when still empty; the first one
+//    stored stays.
+//  - A call that completed with machine_detection "machine" (answered by a machine: the detection
+//    and the hangup are separate Telnyx events, in either order) is `voicemail`. When the
+//    detection arrives after the hangup the call was already queued as `completed`: the stored
+//    call is corrected, its queue entry is not.
 //  - Child legs (Twilio <Dial>, channels/voice/twilio.hpp) are listed in `legs` by id, each
 //    with its own status (forward only), duration and `to`; `answered_by`/`answered_at_ms` come
 //    from the leg answered first. A leg never gives the call a final status: the channel passes

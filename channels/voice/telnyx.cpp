@@ -98,8 +98,12 @@ WebhookResult handle_telnyx(const config::Telnyx& cfg, const WebhookRequest& req
   r.response_content_type = "application/json";
   r.response_body = R"({"status":"ok"})";
   bool hangup = event_type == "call.hangup";
+  // Answering machine detection (an outbound call dialled with answering_machine_detection).
+  // The greeting.ended events that may follow add nothing: a machine was detected before.
+  bool machine = event_type == "call.machine.detection.ended" ||
+                 event_type == "call.machine.premium.detection.ended";
   if (event_type != "call.initiated" && event_type != "call.answered" && !hangup &&
-      event_type != "call.recording.saved") {
+      event_type != "call.recording.saved" && !machine) {
     return r;  // verified, nothing a call record needs (playback, dtmf, bridged, ...)
   }
   const boost::json::object* payload = json::get_object(*data, "payload");
@@ -150,6 +154,8 @@ WebhookResult handle_telnyx(const config::Telnyx& cfg, const WebhookRequest& req
     } else if (call.status != "unknown") {
       call.duration_s = 0;
     }
+  } else if (machine) {
+    call.machine_detection = std::string(json::string_or_empty(*payload, "result"));
   } else {
     call.recording_url = recording_url(*payload);
   }

@@ -11,8 +11,13 @@
 //  - call.initiated -> initiated; call.answered -> in-progress; call.hangup -> by hangup_cause
 //    (see telnyx_hangup_status); call.recording.saved -> no status change, recording_url (the
 //    permanent public_recording_urls when enabled, else recording_urls, which expire after 10
-//    minutes; mp3 before wav). Every other event type is verified and answered 200 but stores
-//    nothing.
+//    minutes; mp3 before wav); call.machine.detection.ended and
+//    call.machine.premium.detection.ended -> no status change, machine_detection = payload.result
+//    (human, machine, not_sure; premium: human_residence, human_business, machine, silence,
+//    fax_detected, not_sure): "machine" makes the call `voicemail` once it completes, like
+//    Twilio's AnsweredBy=machine_* (channels/voice/call_state.hpp). Every other event type
+//    (call.machine.greeting.ended included: it follows a "machine" result) is verified and
+//    answered 200 but stores nothing.
 //  - direction: payload.direction incoming -> inbound, outgoing -> outbound. Only call.initiated
 //    carries it (the API reference's call.answered and call.hangup payloads and the SDK models
 //    have from/to but no direction), and it may arrive last or never: the other events go to

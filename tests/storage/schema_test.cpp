@@ -134,6 +134,18 @@ TEST_CASE("the 4-hour call sweep finds pending calls through their partial index
   CHECK_MESSAGE(plan.text(3).find("interactions_pending_calls") != std::string::npos, plan.text(3));
 }
 
+TEST_CASE("the release of held calls finds them through their partial index") {
+  test::TempDir dir;
+  storage::Writer writer(dir.file("sb.db"));  // migrates
+  storage::Db db(dir.file("sb.db"));
+  // The release's own query (storage/call_sweep.cpp).
+  auto plan = db.prepare(
+      "EXPLAIN QUERY PLAN SELECT id, channel, account, external_id, order_key, payload FROM "
+      "interactions WHERE state = 'pending_call' AND held = 1 AND received_at <= ?1");
+  REQUIRE(plan.step());
+  CHECK_MESSAGE(plan.text(3).find("interactions_held_calls") != std::string::npos, plan.text(3));
+}
+
 TEST_CASE("a version-8 file is upgraded: an X user stored before it is found by the username") {
   test::TempDir dir;
   std::string path = dir.file("old.db");

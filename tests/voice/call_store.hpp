@@ -63,11 +63,13 @@ struct CallStore {
   }
   int sweep(std::int64_t older_than_ms) { return sweep_report(older_than_ms).closed; }
   // Queues the calls held because they ended with no direction known (Store::release_held_calls).
-  int release(std::int64_t older_than_ms = 0) {
-    std::promise<int> p;
-    store->release_held_calls(older_than_ms, [&](int n) { p.set_value(n); });
+  storage::HeldRelease release_report(std::int64_t older_than_ms = 0) {
+    std::promise<storage::HeldRelease> p;
+    store->release_held_calls(older_than_ms,
+                              [&](const storage::HeldRelease& r) { p.set_value(r); });
     return p.get_future().get();
   }
+  int release(std::int64_t older_than_ms = 0) { return release_report(older_than_ms).released; }
 
   std::string text(const std::string& sql) {
     storage::Db db(path, true);

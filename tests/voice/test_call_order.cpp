@@ -301,6 +301,106 @@ TEST_CASE(
   CHECK(s.text("SELECT count(*) FROM outbox") == "1");
 }
 
+// Telnyx answering machine detection: an outbound call that a machine answered ends `voicemail`,
+// as a Twilio one (AnsweredBy=machine_*) does, whichever of the detection and the hangup comes
+// first.
+namespace {
+
+CallEventInput machine_detected(const std::string& leg, const std::string& result) {
+  return telnyx("call.machine.detection.ended", leg, kOurLine, kBob, "2026-01-02T03:00:15Z",
+                R"("result":")" + result + R"(")");
+}
+
+std::string status_of(CallStore& s, const std::string& leg) {
+  return s.text(
+      "SELECT json_extract(payload, '$.call.status') FROM interactions "
+      "WHERE external_id = '" +
+      leg + "'");
+}
+
+}  // namespace
+
+TEST_CASE("call order: telnyx outbound call answered by a machine ends as voicemail") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(initiated("amd-1", kOurLine, kBob, "outgoing")).error.empty());
+  REQUIRE(s.submit(answered("amd-1", kOurLine, kBob)).error.empty());
+  REQUIRE(s.submit(machine_detected("amd-1", "machine")).error.empty());
+  REQUIRE(s.submit(hangup("amd-1", kOurLine, kBob)).error.empty());
+  CHECK(status_of(s, "amd-1") == "voicemail");
+  CHECK(s.text("SELECT json_extract(payload, '$.call.machine_detection') FROM interactions "
+               "WHERE external_id = 'amd-1'") == "machine");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");  // queued once, as voicemail
+
+  // A person answered: completed, the result kept.
+  REQUIRE(s.submit(initiated("amd-2", kOurLine, kBob, "outgoing")).error.empty());
+  REQUIRE(s.submit(machine_detected("amd-2", "human")).error.empty());
+  REQUIRE(s.submit(hangup("amd-2", kOurLine, kBob)).error.empty());
+  CHECK(status_of(s, "amd-2") == "completed");
+  CHECK(s.text("SELECT json_extract(payload, '$.call.machine_detection') FROM interactions "
+               "WHERE external_id = 'amd-2'") == "human");
+
+  // The detection delivered after the hangup still corrects the stored call.
+  REQUIRE(s.submit(initiated("amd-3", kOurLine, kBob, "outgoing")).error.empty());
+  REQUIRE(s.submit(hangup("amd-3", kOurLine, kBob)).error.empty());
+  REQUIRE(s.submit(machine_detected("amd-3", "machine")).error.empty());
+  CHECK(status_of(s, "amd-3") == "voicemail");
+  REQUIRE(s.submit(hangup("amd-3", kOurLine, kBob)).error.empty());  // a retry changes nothing
+  CHECK(status_of(s, "amd-3") == "voicemail");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "3");
+}
+
+// A PBX that never states the direction: an outbound call first, taken for inbound, makes a
+// customer of our own line. That customer must not make the next caller's call an outbound call
+// to our line (rule 3): the caller gets a record of their own.
+TEST_CASE(
+    "call order: pbx without direction, our line taken for a caller does not swallow callers") {
+  constexpr const char* kPbxLine = "+14155550199";
+  constexpr const char* kCaller = "+14155550777";
+  CallStore s;
+  s.start();
+  // Really outbound (our line calls Ann): nothing tells, taken for inbound.
+  REQUIRE(s.submit(pbx("completed", "c1", kPbxLine, kAnn, "")).error.empty());
+  CHECK(caller_of(s, "c1") == kPbxLine);
+  // Really inbound: a new caller rings our line.
+  REQUIRE(s.submit(pbx("missed", "c2", kCaller, kPbxLine, "")).error.empty());
+  CHECK(caller_of(s, "c2") == kCaller);
+  CHECK(s.text("SELECT json_extract(payload, '$.customer.is_new') FROM interactions "
+               "WHERE external_id = 'c2'") == "1");
+  CHECK(s.text("SELECT i.value FROM identities i JOIN interactions x ON x.customer_id = "
+               "i.customer_id WHERE x.external_id = 'c2'") == kCaller);
+  CHECK(s.text("SELECT direction FROM interactions WHERE external_id = 'c2'") == "inbound");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "2");
+}
+
+// A customer made by a guessed call counts for rule 3 again once something firm names it: a call
+// that states its direction, or the CRM adopting it.
+TEST_CASE("call order: pbx without direction, a guessed caller named firmly counts again") {
+  CallStore s;
+  s.start();
+  REQUIRE(s.submit(pbx("missed", "g1", kBob, kOurLine, "")).error.empty());  // guessed: Bob
+  SUBCASE("by a call that states its direction") {
+    REQUIRE(s.submit(pbx("missed", "g2", kBob, kOurLine, "", "inbound")).error.empty());
+  }
+  SUBCASE("by the CRM") {
+    storage::Db db(s.path);
+    storage::CustomerImporter imp(db);
+    imp.begin();
+    std::string error;
+    storage::CustomerUpsert bob{"crm-2", "Bob", "", {}, {{"phone", kBob, "", ""}}};
+    REQUIRE(imp.upsert(bob, error) == storage::CustomerImporter::Result::updated);
+    imp.commit();
+  }
+  // Our line calls Bob on another account (no lines learned there), the PBX does not say:
+  // Bob is a known customer, so the call is outbound and Bob its customer.
+  CallEventInput out = pbx("completed", "g3", kOurLine, kBob, "");
+  out.call.account = "other";
+  REQUIRE(s.submit(std::move(out)).error.empty());
+  CHECK(caller_of(s, "g3") == kBob);
+  CHECK(s.text("SELECT direction FROM interactions WHERE external_id = 'g3'") == "outbound");
+  CHECK(identities_of(s, kOurLine) == "0");
+}
+
 // A PBX retry is signed again, so without occurred_at the signature time says nothing about
 // when the event happened: a late re-delivery of an earlier final status must not replace the
 // one already queued.
@@ -386,6 +486,60 @@ TEST_CASE("call order: the upgrade to call_lines learns the lines of stored call
   auto st = db.prepare("SELECT group_concat(value) FROM call_lines");
   REQUIRE(st.step());
   CHECK(st.text(0) == kOurLine);
+}
+
+// An upgraded database knows which customers guessed calls made (migration 14): those whose every
+// interaction is a call stored without call.direction, and the CRM never named.
+TEST_CASE("call order: the upgrade to guessed_customers marks the customers of guessed calls") {
+  sb::test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 13);
+    auto customer = [&](const std::string& id, const std::string& phone, const char* external) {
+      auto st = db.prepare(
+          "INSERT INTO customers(id, external_id, created_at, updated_at) VALUES (?1, ?2, 1, 1)");
+      st.bind(1, id);
+      if (external) {
+        st.bind(2, std::string(external));
+      } else {
+        st.bind_null(2);
+      }
+      st.run();
+      db.prepare("INSERT INTO identities(type, value, customer_id) VALUES ('phone', ?1, ?2)")
+          .bind(1, phone)
+          .bind(2, id)
+          .run();
+    };
+    auto row = [&](const std::string& id, const std::string& customer, const std::string& channel,
+                   const std::string& payload) {
+      auto st = db.prepare(
+          "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+          "customer_id, occurred_at, received_at, payload) VALUES (?1, ?2, 'voice', ?1, ?3, "
+          "'inbound', ?4, 1, 1, ?5)");
+      st.bind(1, id).bind(2, channel).bind(3, channel == "voice" ? "call" : "message");
+      st.bind(4, customer).bind(5, payload).run();
+    };
+    const std::string guessed = R"({"call":{"status":"completed"}})";
+    customer("G", kOurLine, nullptr);  // only guessed calls
+    row("i1", "G", "voice", guessed);
+    row("i2", "G", "voice", guessed);
+    customer("F", kBob, nullptr);  // one call that stated its direction
+    row("i3", "F", "voice", guessed);
+    row("i4", "F", "voice", R"({"call":{"status":"completed","direction":"inbound"}})");
+    customer("C", kAnn, "crm-1");  // named by the CRM
+    row("i5", "C", "voice", guessed);
+    customer("W", "+14155550188", nullptr);  // wrote on WhatsApp too
+    row("i6", "W", "voice", guessed);
+    row("i7", "W", "whatsapp", "{}");
+    customer("U", "+14155550189", nullptr);  // an unreadable payload counts as firm
+    row("i8", "U", "voice", R"({"call": [)");
+    storage::migrate(db);
+  }
+  storage::Db db(path, true);
+  auto st = db.prepare("SELECT group_concat(customer_id) FROM guessed_customers");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == "G");
 }
 
 }  // namespace call_order_test

@@ -252,3 +252,30 @@ TEST_CASE("fold: child legs are listed by id, their status only moves forward") 
   CHECK(end.became_final);
   CHECK(end.call.info.legs.size() == 2);
 }
+
+// Telnyx reports answering machine detection in an event of its own, with no status: a completed
+// call a machine answered is voicemail in every delivery order, and a person's answer stays
+// completed.
+TEST_CASE("fold: a completed call a machine answered is voicemail, in any order") {
+  for (std::string result : {"machine", "human"}) {
+    CAPTURE(result);
+    CallInfo detection = info("", -1, "", "");
+    detection.machine_detection = result;
+    std::vector<int> order = {0, 1, 2, 3};
+    std::vector<Event> events = {{info("initiated", -1, "", "outbound"), 1},
+                                 {info("in-progress", -1, "", ""), 2},
+                                 {detection, 3},
+                                 {info("completed", 30, "", ""), 4}};
+    do {
+      std::vector<Event> seq;
+      for (int i : order) {
+        seq.push_back(events[static_cast<std::size_t>(i)]);
+      }
+      Outcome o = apply(seq);
+      REQUIRE(o.stored);
+      CHECK(o.stored->info.status == (result == "machine" ? "voicemail" : "completed"));
+      CHECK(o.stored->info.machine_detection == result);
+      CHECK(o.queued == 1);
+    } while (std::next_permutation(order.begin(), order.end()));
+  }
+}

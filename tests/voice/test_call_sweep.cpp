@@ -1,5 +1,6 @@
 // The 4-hour sweep closes each stale call on its own: one call it cannot close (its stored
 // payload unreadable) is reported and skipped, the others are closed as `unknown` and queued.
+// The release of held calls (ended, direction unknown) reads those calls only.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -7,7 +8,9 @@
 #include <thread>
 
 #include "call_store.hpp"
+#include "storage/schema.hpp"
 
+using namespace sb;
 using sb::voice::test::CallStore;
 
 TEST_CASE("call sweep: one unreadable call does not keep the others open") {
@@ -40,3 +43,78 @@ TEST_CASE("call sweep: one unreadable call does not keep the others open") {
   CHECK(s.sweep(0) == 1);
   CHECK(s.text("SELECT state FROM interactions WHERE external_id = 'CA-4'") == "queued");
 }
+
+namespace call_sweep_test {
+
+namespace {
+
+// A Telnyx-like call.hangup that does not say the direction, on an account with no lines known:
+// held back until something tells, or until the release takes it for inbound.
+CallEventInput undirected_hangup(const std::string& call_id) {
+  CallEventInput ev;
+  ev.call.channel = "voice";
+  ev.call.account = "voice";
+  ev.call.kind = "call";
+  ev.call.external_id = call_id;
+  ev.call.from = Identity{"phone", "+14155550100", "", ""};
+  ev.call.to.push_back(Identity{"phone", "+13125550100", "", ""});
+  ev.call.call = CallInfo{"completed", "", 30, ""};
+  ev.order_key = 2;
+  ev.direction_follows = true;
+  return ev;
+}
+
+}  // namespace
+
+// The release runs every 10 s on the writer. Calls still waiting for a final event stay pending
+// for up to 4 hours, so there may be very many; the release reads the held ones only, not a
+// payload of each pending call.
+TEST_CASE("held calls: the release reads the held calls, not every pending one") {
+  CallStore s;
+  s.start();
+  for (int i = 0; i < 300; ++i) {
+    REQUIRE(s.event("CA-" + std::to_string(i), "ringing", 1, "+14155550101").error.empty());
+  }
+  REQUIRE(s.submit(undirected_hangup("held-1")).error.empty());
+  CHECK(s.text("SELECT count(*) FROM outbox") == "0");
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // all older than "now - 0"
+  auto r = s.release_report(0);
+  CHECK(r.released == 1);
+  CHECK(r.read == 1);
+  CHECK(s.text("SELECT state FROM interactions WHERE external_id = 'held-1'") == "queued");
+  CHECK(s.text("SELECT count(*) FROM interactions WHERE held = 1") == "0");
+  CHECK(s.text("SELECT count(*) FROM outbox") == "1");
+  r = s.release_report(0);
+  CHECK(r.released == 0);
+  CHECK(r.read == 0);
+  // The pending calls are still the 4-hour sweep's.
+  CHECK(s.sweep(0) == 300);
+}
+
+// A call held before the upgrade to schema 15 (pending, with a final status) is found by the
+// release after it.
+TEST_CASE("held calls: the upgrade marks the calls held before it") {
+  sb::test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 14);
+    auto row = [&](const std::string& id, const std::string& status) {
+      auto st = db.prepare(
+          "INSERT INTO interactions(id, channel, account, external_id, kind, direction, state, "
+          "occurred_at, received_at, payload) VALUES (?1, 'voice', 'voice', ?1, 'call', "
+          "'inbound', 'pending_call', 1, 1, ?2)");
+      st.bind(1, id).bind(2, R"({"call":{"status":")" + status + R"("}})").run();
+    };
+    row("c-held", "completed");
+    row("c-ringing", "ringing");
+    row("c-new", "");
+    storage::migrate(db);
+  }
+  storage::Db db(path, true);
+  auto st = db.prepare("SELECT group_concat(id) FROM interactions WHERE held = 1");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == "c-held");
+}
+
+}  // namespace call_sweep_test

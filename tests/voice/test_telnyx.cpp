@@ -140,8 +140,22 @@ TEST_CASE("telnyx route: other events") {
     REQUIRE(res.event);
     CHECK(res.event->call.call->recording_url == "https://tmp.example/r.mp3");
   }
+  SUBCASE("answering machine detection: the result, no status change") {
+    auto res = run(signed_post(event("call.machine.detection.ended", R"("result":"machine")")));
+    REQUIRE(res.event);
+    CHECK(res.event->call.external_id == "428c31b6-7af4-4bcb-b7f5-5013ef9657c1");
+    CHECK(res.event->call.call->status == "");
+    CHECK(res.event->call.call->machine_detection == "machine");
+    res = run(
+        signed_post(event("call.machine.premium.detection.ended", R"("result":"human_business")")));
+    REQUIRE(res.event);
+    CHECK(res.event->call.call->machine_detection == "human_business");
+  }
   SUBCASE("events a call record does not need: 200, nothing stored") {
     auto res = run(signed_post(event("call.playback.ended")));
+    CHECK(res.status == 200);
+    CHECK_FALSE(res.event);
+    res = run(signed_post(event("call.machine.greeting.ended", R"("result":"beep_detected")")));
     CHECK(res.status == 200);
     CHECK_FALSE(res.event);
   }

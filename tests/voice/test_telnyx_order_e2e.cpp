@@ -113,7 +113,8 @@ namespace {
 
 int release_held(VoiceDaemon& d) {
   std::promise<int> p;
-  d.app->store().release_held_calls(0, [&](int n) { p.set_value(n); });
+  d.app->store().release_held_calls(
+      0, [&](const sb::storage::HeldRelease& r) { p.set_value(r.released); });
   return p.get_future().get();
 }
 
