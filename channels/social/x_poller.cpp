@@ -45,10 +45,15 @@ class XPoller final : public Poller {
       XError e = classify_x_response(res.status, res.body, lookup_in(res));
       if (e.kind == XError::Kind::rate_limited) {
         // Keep the pages gathered so far and ask for the same page again after the reset.
-        auto wait =
-            e.reset ? std::chrono::ceil<milliseconds>(*e.reset - Clock::now()) + milliseconds(1000)
-                    : milliseconds(60'000);
-        wait = std::max(wait, milliseconds(1000));
+        // x-rate-limit-reset is the server's clock: when ours is ahead, the reset looks past
+        // already, and "reset - now" would retry at once, every second, for as long as the
+        // window lasts. As for Mastodon, a 429 never leads to a quick retry: without a reset
+        // ahead of us, wait a minute.
+        auto now = Clock::now();
+        milliseconds wait =
+            e.reset && *e.reset > now
+                ? std::chrono::ceil<milliseconds>(*e.reset - now) + milliseconds(1000)
+                : milliseconds(60'000);
         rt_.metrics.inc("switchboard_social_rate_limited_total",
                         {{"channel", "x"}, {"account", cfg_.name}});
         log->warn("[x:{}] rate limited (429); waiting {} s for x-rate-limit-reset", cfg_.name,

@@ -2,7 +2,9 @@
 // usage cap.
 #include <doctest/doctest.h>
 
+#include "core/time.hpp"
 #include "tests/social/e2e.hpp"
+#include "tests/social/fakes/fake_http.hpp"
 #include "tests/social/fakes/fake_x.hpp"
 
 using namespace sb;
@@ -108,4 +110,28 @@ TEST_CASE(
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   CHECK(fake.mention_requests() == 1);
   CHECK(fake.rejected_429() == 0);
+}
+
+TEST_CASE(
+    "x: a 429 whose x-rate-limit-reset is already past (our clock ahead of X's) waits a "
+    "minute, not a second") {
+  // The reset is X's clock in Unix seconds: two minutes behind ours makes it look long past.
+  FakeHttpServer server([](const FakeHttpServer::Request&, std::chrono::milliseconds) {
+    FakeHttpServer::Response r(
+        429,
+        R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})");
+    r.headers = {{"x-rate-limit-limit", "180"},
+                 {"x-rate-limit-remaining", "0"},
+                 {"x-rate-limit-reset", std::to_string(now_ms() / 1000 - 120)}};
+    return r;
+  });
+  server.start();
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(
+      config::X{"x", server.base_url(), "x-token", "42", std::chrono::milliseconds(100)});
+  d.start();
+  REQUIRE(eventually([&] { return server.requests() >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  CHECK(server.requests() == 1);
+  d.stop();
 }
