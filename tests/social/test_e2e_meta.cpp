@@ -174,4 +174,11 @@ TEST_CASE("meta: WhatsApp statuses update the send state of our reply and show i
                "AND detail LIKE '%delivered%'") == 1);
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='provider_status'") == 2);
   CHECK(d.rows("SELECT count(*) FROM interactions") == 0);
+
+  // Meta delivers at least once: the same statuses again add nothing to the timeline.
+  CHECK(d.post(body).status == 200);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE interaction_id='OUT1' AND type='provider_status' "
+               "AND detail LIKE '%delivered%'") == 1);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='provider_status'") == 2);
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id='OUT2' AND state='failed'") == 1);
 }

@@ -242,3 +242,33 @@ TEST_CASE("a version-9 file is upgraded: sends keep their rows, a reply's key is
   REQUIRE(n.step());
   CHECK(n.int64(0) == 6);
 }
+
+TEST_CASE(
+    "a version-10 file is upgraded: a WhatsApp status stored twice keeps one event, other events "
+    "stay") {
+  test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 10);
+    db.exec(
+        "INSERT INTO events(interaction_id, at, actor, type, detail) VALUES "
+        "('O1', 5, 'whatsapp', 'provider_status', '{\"status\":\"delivered\"}'), "
+        "('O1', 5, 'whatsapp', 'provider_status', '{\"status\":\"delivered\"}'), "
+        "('O1', 6, 'whatsapp', 'provider_status', '{\"status\":\"read\"}'), "
+        "('O1', 7, 'alice', 'claim', '{}'), ('O1', 7, 'alice', 'claim', '{}')");
+  }
+  storage::Writer writer(path);  // migrates
+  storage::Db db(path);
+  auto count = [&](const char* where) {
+    auto st = db.prepare(std::string("SELECT count(*) FROM events WHERE ") + where);
+    REQUIRE(st.step());
+    return st.int64(0);
+  };
+  CHECK(count("type = 'provider_status' AND detail LIKE '%delivered%'") == 1);
+  CHECK(count("type = 'provider_status' AND detail LIKE '%read%'") == 1);
+  CHECK(count("type = 'claim'") == 2);  // not a provider's report: never deduplicated
+  CHECK_THROWS(
+      db.exec("INSERT INTO events(interaction_id, at, actor, type, detail) VALUES "
+              "('O1', 6, 'whatsapp', 'provider_status', '{\"status\":\"read\"}')"));
+}
