@@ -143,6 +143,36 @@ TEST_CASE(
   CHECK(str(to_mx.at("to")) == "5215512345678");
 }
 
+TEST_CASE(
+    "meta: a WhatsApp message without from is stored, under its BSUID or flagged malformed and "
+    "counted, never dropped") {
+  MetaDaemon d;
+  auto message = [](const std::string& wamid, const std::string& sender_fields) {
+    return R"({"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"messages":[{)" +
+           sender_fields + R"("id":")" + wamid +
+           R"(","timestamp":"1767322800","type":"text","text":{"body":"hello from )" + wamid +
+           R"("}}]}}]}]})";
+  };
+  // A user with a WhatsApp username: the business-scoped user id instead of the phone number.
+  CHECK(d.post(message("wamid.U1", R"("from_user_id":"US.13491208655302741918",)")).status == 200);
+  CHECK(d.post(message("wamid.U2", R"("from_user_id":"US.13491208655302741918",)")).status == 200);
+  // Nothing that names the sender at all.
+  CHECK(d.post(message("wamid.N1", "")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; }));
+  auto q = d.queued();
+  CHECK(str(q[0].at("from").at("value")) == "US.13491208655302741918");
+  CHECK(str(q[0].at("text")) == "hello from wamid.U1");
+  // Matched later: the second message is the same customer, in the same conversation.
+  CHECK(str(q[1].at("customer").at("id")) == str(q[0].at("customer").at("id")));
+  CHECK(str(q[1].at("conversation_id")) == str(q[0].at("conversation_id")));
+  CHECK(str(q[2].at("external_id")) == "wamid.N1");
+  CHECK(str(q[2].at("text")) == "hello from wamid.N1");
+  CHECK(q[2].at("flags").as_array().front() == "malformed");
+  CHECK(d.metrics().find(
+            R"(switchboard_channel_errors_total{channel="whatsapp",account="meta"} 1)") !=
+        std::string::npos);
+}
+
 TEST_CASE("meta: WhatsApp statuses update the send state of our reply and show in its timeline") {
   MetaDaemon d;
   // What the agents' reply route leaves behind once the WhatsApp sender answered with its wamid.
