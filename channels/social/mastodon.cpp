@@ -38,6 +38,18 @@ std::string mastodon_instance_domain(std::string_view base_url) {
   return url ? url->host : std::string();
 }
 
+std::string mastodon_media_type(std::string_view type) {
+  // MediaAttachment `type` is unknown | image | gifv | video | audio, never a MIME type; gifv is
+  // a looping soundless video (MP4).
+  if (type == "image" || type == "video" || type == "audio") {
+    return std::string(type) + "/*";
+  }
+  if (type == "gifv") {
+    return "video/*";
+  }
+  return "application/octet-stream";
+}
+
 namespace {
 
 std::optional<Inbound> mention_to_inbound(const config::Mastodon& cfg, std::string_view domain,
@@ -86,9 +98,15 @@ std::optional<Inbound> mention_to_inbound(const config::Mastodon& cfg, std::stri
   if (const json::array* media = arr_at(status, "media_attachments")) {
     for (const json::value& mv : *media) {
       if (const json::object* m = mv.if_object()) {
+        // docs.joinmastodon.org entities/MediaAttachment: `url` is the file on this instance
+        // (null while a remote file is not cached yet: then `remote_url`, the original).
         std::string url = str_at(*m, "url");
-        std::string name = url.substr(url.find_last_of('/') + 1);
-        in.attachments.push_back(Attachment{name, str_at(*m, "type"), 0});
+        if (url.empty()) {
+          url = str_at(*m, "remote_url");
+        }
+        Attachment a{url_file_name(url), mastodon_media_type(str_at(*m, "type")), 0};
+        a.url = std::move(url);
+        in.attachments.push_back(std::move(a));
       }
     }
   }

@@ -43,6 +43,10 @@ std::string mastodon_thread_key(const config::Mastodon& cfg, std::string_view st
 // The instance's domain from base_url ("mastodon.example"), for local accounts' identities.
 std::string mastodon_instance_domain(std::string_view base_url);
 
+// A MIME family for a MediaAttachment `type` ("image" -> "image/*", "gifv" -> "video/*"; else
+// "application/octet-stream"): Mastodon names no MIME type of its own.
+std::string mastodon_media_type(std::string_view type);
+
 // Parses a GET /api/v1/notifications response body.
 MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body);
 

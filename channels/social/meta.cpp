@@ -104,7 +104,14 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
       for (const json::value& a : *atts) {
         if (const json::object* att = a.if_object()) {
           std::string type = str_at(*att, "type");
-          in.attachments.push_back(Attachment{"", mime_for_messenger_type(type), 0});
+          // Messenger Platform "messages" webhook: attachments[] = {type, payload: {url}}, the
+          // url a link to Meta's CDN (it expires); Instagram sends the same shape. Kept as the
+          // attachment's url, its last path segment as the file name.
+          const json::object* payload = obj_at(*att, "payload");
+          std::string url = payload == nullptr ? "" : str_at(*payload, "url");
+          Attachment attachment{url_file_name(url), mime_for_messenger_type(type), 0};
+          attachment.url = std::move(url);
+          in.attachments.push_back(std::move(attachment));
           placeholder += (placeholder.empty() ? "[" : " [") + type + "]";
         }
       }

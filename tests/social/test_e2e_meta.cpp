@@ -143,6 +143,26 @@ TEST_CASE(
   CHECK(str(to_mx.at("to")) == "5215512345678");
 }
 
+TEST_CASE("meta: a Messenger image keeps its link in the stored interaction") {
+  MetaDaemon d;
+  const std::string url =
+      "https://scontent.xx.fbcdn.net/v/t1.15752-9/123_456_n.jpg?_nc_cat=1&oh=00_AfB&oe=6790";
+  const std::string body =
+      R"({"object":"page","entry":[{"id":"PAGE_ID","time":1767322800000,"messaging":[{"sender":{"id":"PSID_1"},"recipient":{"id":"PAGE_ID"},"timestamp":1767322800000,"message":{"mid":"m_img","attachments":[{"type":"image","payload":{"url":")" +
+      url + R"("}}]}}]}]})";
+  REQUIRE(d.post(body).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto a = d.queued()[0].at("attachments").as_array();
+  REQUIRE(a.size() == 1);
+  CHECK(str(a[0].at("url")) == url);
+  CHECK(str(a[0].at("content_type")) == "image/*");
+  CHECK(str(a[0].at("filename")) == "123_456_n.jpg");
+  // The stored row, which the agents' API serves, has it too.
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE external_id='m_img' AND "
+               "json_extract(payload, '$.attachments[0].url') = '" +
+               url + "'") == 1);
+}
+
 TEST_CASE(
     "meta: a WhatsApp message without from is stored, under its BSUID or flagged malformed and "
     "counted, never dropped") {

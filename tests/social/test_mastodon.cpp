@@ -94,6 +94,33 @@ TEST_CASE("Mastodon notifications: mentions only, oldest first, cursor = newest 
   CHECK(mastodon_visibility({"visibility:"}, "mention") == "public");
 }
 
+TEST_CASE("Mastodon media: the link is kept, the type becomes a MIME family") {
+  // docs.joinmastodon.org entities/MediaAttachment: type is unknown | image | gifv | video |
+  // audio; url is null while a remote file is not cached, remote_url is the original then.
+  const std::string body = R"([{"id":"7","type":"mention","created_at":"2019-11-23T07:49:02.064Z",
+    "status":{"id":"70","created_at":"2019-11-23T07:49:01.940Z","visibility":"public",
+      "content":"<p>look</p>","account":{"id":"1","acct":"ann@remote.example"},
+      "media_attachments":[
+        {"id":"1","type":"image","url":"https://files.example/media/abc.png?name=orig"},
+        {"id":"2","type":"gifv","url":null,"remote_url":"https://remote.example/m/loop.mp4"},
+        {"id":"3","type":"audio","url":"https://files.example/media/voice.mp3"},
+        {"id":"4","type":"unknown","url":"https://files.example/media/x"}]}}])";
+  auto page = parse_mastodon_notifications(masto_cfg(), body);
+  REQUIRE(page.items.size() == 1);
+  const auto& a = page.items[0].attachments;
+  REQUIRE(a.size() == 4);
+  CHECK(a[0].filename == "abc.png");
+  CHECK(a[0].content_type == "image/*");
+  CHECK(a[0].url == "https://files.example/media/abc.png?name=orig");
+  CHECK(a[1].filename == "loop.mp4");
+  CHECK(a[1].content_type == "video/*");
+  CHECK(a[1].url == "https://remote.example/m/loop.mp4");
+  CHECK(a[2].content_type == "audio/*");
+  CHECK(a[3].content_type == "application/octet-stream");
+  CHECK(url_file_name("https://cdn.example") == "");
+  CHECK(url_file_name("https://cdn.example/a/b.jpg#frag") == "b.jpg");
+}
+
 TEST_CASE("Mastodon: a non-array body is an error, ids compare as numbers") {
   CHECK_FALSE(
       parse_mastodon_notifications(masto_cfg(), R"({"error":"The access token is invalid"})").ok);

@@ -197,6 +197,8 @@ TEST_CASE("Messenger attachment-only message gets a placeholder text and attachm
   CHECK(r.items[0].text == "[image]");
   REQUIRE(r.items[0].attachments.size() == 1);
   CHECK(r.items[0].attachments[0].content_type == "image/*");
+  CHECK(r.items[0].attachments[0].url == "https://scontent.example/image.png");
+  CHECK(r.items[0].attachments[0].filename == "image.png");
 }
 
 TEST_CASE("Instagram message is an instagram direct_message, echoes are ignored") {
