@@ -38,6 +38,28 @@ std::string mastodon_instance_domain(std::string_view base_url) {
   return url ? url->host : std::string();
 }
 
+std::string parse_mastodon_instance_domain(std::string_view body) {
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec || !root.is_object()) {
+    return {};
+  }
+  // v2 (Mastodon 4.0+) names it `domain`; v1 `uri` (docs.joinmastodon.org entities/Instance and
+  // entities/V1_Instance; both serialise the server's local_domain).
+  std::string domain = str_at(root.get_object(), "domain");
+  if (domain.empty()) {
+    domain = str_at(root.get_object(), "uri");
+  }
+  if (domain.find("://") != std::string::npos) {
+    auto url = parse_base_url(domain);
+    return url ? url->host : std::string();
+  }
+  if (domain.find_first_of("/@ ") != std::string::npos) {
+    return {};
+  }
+  return ascii_lower(domain);
+}
+
 std::string mastodon_media_type(std::string_view type) {
   // MediaAttachment `type` is unknown | image | gifv | video | audio, never a MIME type; gifv is
   // a looping soundless video (MP4).
@@ -70,7 +92,7 @@ std::optional<Inbound> mention_to_inbound(const config::Mastodon& cfg, std::stri
   in.kind = visibility == "direct" ? "direct_message" : "mention";
   in.external_id = status_id;
   // acct is "user" for accounts of this instance and "user@domain" for remote ones; the
-  // canonical identity is always user@domain.
+  // canonical identity is always user@domain, with the instance's own domain for local ones.
   std::string value = acct.find('@') == std::string::npos ? acct + "@" + std::string(domain) : acct;
   in.from = Identity{"mastodon", ascii_lower(value), str_at(*account, "display_name"), "@" + acct};
 
@@ -122,7 +144,8 @@ std::optional<Inbound> mention_to_inbound(const config::Mastodon& cfg, std::stri
 
 }  // namespace
 
-MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body) {
+MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body,
+                                          std::string_view local_domain) {
   MastodonPage page;
   boost::system::error_code ec;
   json::value root = json::parse(body, ec);
@@ -130,7 +153,8 @@ MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::stri
     page.error = "the notifications response is not a JSON array";
     return page;
   }
-  std::string domain = mastodon_instance_domain(cfg.base_url);
+  std::string domain =
+      local_domain.empty() ? mastodon_instance_domain(cfg.base_url) : std::string(local_domain);
   std::vector<std::pair<std::string, Inbound>> found;  // notification id, item
   for (const json::value& v : root.get_array()) {
     const json::object* n = v.if_object();

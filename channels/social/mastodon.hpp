@@ -40,15 +40,24 @@ std::string mastodon_notifications_target(std::string_view min_id, int limit = k
 std::string mastodon_thread_key(const config::Mastodon& cfg, std::string_view status_id,
                                 std::string_view customer);
 
-// The instance's domain from base_url ("mastodon.example"), for local accounts' identities.
+// The instance's domain from base_url ("mastodon.example"), for local accounts' identities:
+// the fallback when the instance does not tell its own (below).
 std::string mastodon_instance_domain(std::string_view base_url);
+
+// The domain local accounts belong to, from a GET /api/v2/instance (`domain`) or
+// /api/v1/instance (`uri`) body; "" when the body names none. Both are the server's LOCAL_DOMAIN,
+// which is not always the host of base_url (WEB_DOMAIN): users of social.example.com may be
+// user@example.com. A full URL (some non-Mastodon servers put one in `uri`) gives its host.
+std::string parse_mastodon_instance_domain(std::string_view body);
 
 // A MIME family for a MediaAttachment `type` ("image" -> "image/*", "gifv" -> "video/*"; else
 // "application/octet-stream"): Mastodon names no MIME type of its own.
 std::string mastodon_media_type(std::string_view type);
 
-// Parses a GET /api/v1/notifications response body.
-MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body);
+// Parses a GET /api/v1/notifications response body. `local_domain` completes local accounts'
+// acct ("user" -> "user@<local_domain>"); empty: base_url's host.
+MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body,
+                                          std::string_view local_domain = {});
 
 // The visibility of the mention an interaction came from (kept in its flags as
 // "visibility:<v>"), which a reply must repeat; without that flag, "direct" for a direct message

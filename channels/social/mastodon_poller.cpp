@@ -33,6 +33,9 @@ class MastodonPoller final : public Poller {
       loaded_ = true;
     }
     auto log = logger("social");
+    if (local_domain_.empty()) {
+      co_await resolve_local_domain();
+    }
     int stored = 0;
     for (;;) {
       milliseconds delay = pace();
@@ -70,7 +73,7 @@ class MastodonPoller final : public Poller {
                                                      : "HTTP " + std::to_string(res.status) + ": " +
                                                            res.body.substr(0, 200));
       }
-      MastodonPage page = parse_mastodon_notifications(cfg_, res.body);
+      MastodonPage page = parse_mastodon_notifications(cfg_, res.body, local_domain_);
       if (!page.ok) {
         co_return PollResult::failed(page.error);
       }
@@ -95,6 +98,41 @@ class MastodonPoller final : public Poller {
   }
 
  private:
+  // Once per start: the domain local accounts' identities get (user@<domain>). It is the server's
+  // LOCAL_DOMAIN, which may differ from the host of base_url (WEB_DOMAIN), so it is asked:
+  // GET /api/v2/instance (Mastodon 4.0+), else, when that is 404 (an older server),
+  // /api/v1/instance. Both are public: no token is sent. Otherwise base_url's host, and the log
+  // says so.
+  asio::awaitable<void> resolve_local_domain() {
+    auto log = logger("social");
+    std::string why;
+    int status = 404;
+    for (const char* target : {"/api/v2/instance", "/api/v1/instance"}) {
+      if (status != 404) {
+        break;  // v2 is there but failed (429, 5xx, network): v1 would not do better
+      }
+      HttpRequestSpec spec{"GET", target, "", "", {}};
+      net::HttpRequest req = to_request(cfg_.base_url, spec);  // named: see store_batch
+      net::HttpResponse res = co_await rt_.http.request(std::move(req));
+      std::string domain = res.status == 200 ? parse_mastodon_instance_domain(res.body) : "";
+      if (!domain.empty()) {
+        local_domain_ = std::move(domain);
+        log->info("[mastodon:{}] local accounts are user@{} ({})", cfg_.name, local_domain_,
+                  target);
+        co_return;
+      }
+      status = res.status;
+      why = res.status == 0     ? res.error
+            : res.status == 200 ? std::string("no domain in the answer")
+                                : "HTTP " + std::to_string(res.status);
+    }
+    local_domain_ = mastodon_instance_domain(cfg_.base_url);
+    log->warn(
+        "[mastodon:{}] GET /api/v2/instance (or /api/v1/instance) named no domain ({}); local "
+        "accounts are taken as user@{} (base_url's host) until the next start",
+        cfg_.name, why, local_domain_);
+  }
+
   // The larger of the server's view (remaining budget to the reset) and our own window log.
   milliseconds pace() {
     auto now = Clock::now();
@@ -110,6 +148,7 @@ class MastodonPoller final : public Poller {
   std::string key_;
   bool loaded_ = false;
   std::string cursor_;
+  std::string local_domain_;  // resolve_local_domain()
   RequestWindow window_;
   int remaining_ = -1;  // unknown until the first response
   Clock::time_point reset_{};

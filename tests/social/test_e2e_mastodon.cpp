@@ -1,6 +1,8 @@
 // Mastodon end to end (issue 6 acceptance 1-3): backlog, restart, new mention, threaded reply.
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include "core/time.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_http.hpp"
@@ -120,6 +122,45 @@ TEST_CASE(
   auto late = d.send("mastodon", "social", reply_to(q[1], "01JOUT0003", "Later."));
   CHECK(late.status == SendResult::Status::retry);
   CHECK(fake.posted().size() == 3);
+}
+
+TEST_CASE(
+    "mastodon: local accounts get the instance's own domain (LOCAL_DOMAIN), not base_url's host") {
+  // base_url is the web host (127.0.0.1 here, social.example.com in life); the accounts live on
+  // the domain GET /api/v2/instance names, or /api/v1/instance on an older server.
+  FakeMastodon v2, v1, neither;
+  v2.set_instance("example.com");
+  v1.set_instance("Example.ORG", /*v2=*/false);
+  neither.set_instance("example.net", false, false);
+  for (FakeMastodon* f : {&v2, &v1, &neither}) {
+    f->start();
+  }
+  v2.add_mention("carl", "local one");
+  v2.add_mention("ann@remote.example", "remote one");
+  v1.add_mention("dora", "older server");
+  neither.add_mention("eve", "no instance api");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(v2, std::chrono::milliseconds(200)));
+  d.cfg.channels.mastodon.push_back(mastodon(v1, std::chrono::milliseconds(200)));
+  d.cfg.channels.mastodon.back().name = "older";
+  d.cfg.channels.mastodon.push_back(mastodon(neither, std::chrono::milliseconds(200)));
+  d.cfg.channels.mastodon.back().name = "bare";
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 4; }));
+  std::map<std::string, std::string> from;  // text -> from.value
+  for (const auto& q : d.queued()) {
+    from[str(q.at("text"))] = str(q.at("from").at("value"));
+  }
+  CHECK(from["@support local one"] == "carl@example.com");
+  CHECK(from["@support remote one"] == "ann@remote.example");
+  CHECK(from["@support older server"] == "dora@example.org");
+  CHECK(from["@support no instance api"] == "eve@127.0.0.1");  // base_url's host, logged
+  // Asked once per start, not per poll.
+  int asked = v2.stats().instance_requests;
+  REQUIRE(eventually([&] { return v2.stats().notification_requests >= 3; }));
+  CHECK(v2.stats().instance_requests == asked);
+  CHECK(asked == 1);
+  CHECK(v1.stats().instance_requests == 2);
 }
 
 TEST_CASE(

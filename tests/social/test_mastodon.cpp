@@ -157,6 +157,24 @@ TEST_CASE("Mastodon instance domain and base URL") {
         "/api/v1/notifications?types%5B%5D=mention&limit=40&min_id=34975861&include_filtered=true");
 }
 
+TEST_CASE("Mastodon instance: the local domain from /api/v2/instance or /api/v1/instance") {
+  CHECK(parse_mastodon_instance_domain(R"({"domain":"Example.com","title":"x"})") == "example.com");
+  CHECK(parse_mastodon_instance_domain(R"({"uri":"example.org","title":"x"})") == "example.org");
+  CHECK(parse_mastodon_instance_domain(R"({"uri":"https://pleroma.example/"})") ==
+        "pleroma.example");
+  CHECK(parse_mastodon_instance_domain(R"({"title":"no domain"})").empty());
+  CHECK(parse_mastodon_instance_domain("[]").empty());
+  CHECK(parse_mastodon_instance_domain(R"({"domain":"a b"})").empty());
+  // A local account takes the domain the instance named, not base_url's host.
+  const std::string body = R"([{"id":"7","type":"mention","status":{"id":"70",
+    "visibility":"public","content":"<p>hi</p>","account":{"id":"1","acct":"zsc"}}}])";
+  auto page = parse_mastodon_notifications(masto_cfg(), body, "example.com");
+  REQUIRE(page.items.size() == 1);
+  CHECK(page.items[0].from->value == "zsc@example.com");
+  CHECK(page.items[0].thread_record ==
+        std::vector<std::string>{"mastodon:social:70:zsc@example.com"});
+}
+
 TEST_CASE("Link header: next and prev with their cursors") {
   auto links = parse_link_header(
       R"(<https://mastodon.example/api/v1/notifications?max_id=34975535>; rel="next", <https://mastodon.example/api/v1/notifications?min_id=34975861>; rel="prev")");

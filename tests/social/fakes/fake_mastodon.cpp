@@ -30,6 +30,8 @@ struct FakeMastodon::Impl {
   std::map<std::string, std::size_t> by_key;  // Idempotency-Key -> index in posts
   int fail_posts = 0;
   std::vector<std::string> post_keys;  // Idempotency-Key of every POST, failed ones too
+  std::string local_domain = "127.0.0.1";
+  bool instance_v2 = true, instance_v1 = true;
   Stats stats;
   Clock::time_point window_start{};
   int window_used = 0;
@@ -76,6 +78,19 @@ struct FakeMastodon::Impl {
 
   Response handle(const Request& req) {
     std::lock_guard lock(mu);
+    // Public, unauthenticated, and throttled apart from the token's budget (per IP).
+    if (req.method == "GET" && (req.path == "/api/v2/instance" || req.path == "/api/v1/instance")) {
+      ++stats.instance_requests;
+      if (req.path == "/api/v2/instance" && instance_v2) {
+        return reply(200, json::serialize(json::object{
+                              {"domain", local_domain}, {"title", "Fake"}, {"version", "4.3.0"}}));
+      }
+      if (req.path == "/api/v1/instance" && instance_v1) {
+        return reply(200, json::serialize(json::object{
+                              {"uri", local_domain}, {"title", "Fake"}, {"version", "3.5.3"}}));
+      }
+      return reply(404, R"({"error":"Record not found"})");
+    }
     ++stats.requests;
     if (req.header("authorization") != "Bearer " + token) {
       return reply(401, R"({"error":"The access token is invalid"})");
@@ -260,6 +275,13 @@ std::string FakeMastodon::add_mention(const std::string& acct, const std::string
   m.filtered = filtered;
   impl_->mentions.push_back(m);
   return std::to_string(m.status_id);
+}
+
+void FakeMastodon::set_instance(const std::string& local_domain, bool v2, bool v1) {
+  std::lock_guard lock(impl_->mu);
+  impl_->local_domain = local_domain;
+  impl_->instance_v2 = v2;
+  impl_->instance_v1 = v1;
 }
 
 void FakeMastodon::fail_next_posts(int n) {

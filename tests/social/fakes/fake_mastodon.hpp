@@ -32,9 +32,10 @@ class FakeMastodon {
     std::string idempotency_key;
   };
   struct Stats {
-    int requests = 0;
+    int requests = 0;  // with the access token (the public /api/v*/instance is not counted)
     int rejected_429 = 0;
     int notification_requests = 0;
+    int instance_requests = 0;  // GET /api/v2/instance and /api/v1/instance, answered or not
   };
 
   explicit FakeMastodon(std::string token = "test-token", int window_limit = 300,
@@ -56,6 +57,10 @@ class FakeMastodon {
   std::string add_mention(const std::string& acct, const std::string& text,
                           const std::string& visibility = "public",
                           const std::string& in_reply_to_id = "", bool filtered = false);
+  // The server's LOCAL_DOMAIN, which GET /api/v2/instance names as `domain` and /api/v1/instance
+  // as `uri` (default "127.0.0.1", the host of base_url). `v2` false: an older server without
+  // /api/v2/instance (404); `v1` false: without /api/v1/instance either.
+  void set_instance(const std::string& local_domain, bool v2 = true, bool v1 = true);
   void fail_next_posts(int n);  // the next n POST /api/v1/statuses answer 503 (nothing posted)
   std::vector<Posted> posted() const;
   // The Idempotency-Key of every POST /api/v1/statuses in arrival order, answered 503 or not.
