@@ -28,6 +28,14 @@ std::string mastodon_notifications_target(std::string_view min_id, int limit) {
   return t;
 }
 
+std::string mastodon_backfill_target(std::string_view max_id, int limit) {
+  std::string t = "/api/v1/notifications?types%5B%5D=mention&limit=" + std::to_string(limit);
+  if (!max_id.empty()) {
+    t += "&max_id=" + std::string(max_id);
+  }
+  return t + "&include_filtered=true";  // as above: a customer's first DM is filtered
+}
+
 std::string mastodon_thread_key(const config::Mastodon& cfg, std::string_view status_id,
                                 std::string_view customer) {
   return "mastodon:" + cfg.name + ":" + std::string(status_id) + ":" + ascii_lower(customer);
@@ -168,6 +176,14 @@ MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::stri
     ++page.notifications;
     if (page.newest_id.empty() || id_less(page.newest_id, id)) {
       page.newest_id = id;
+    }
+    if (page.oldest_id.empty() || id_less(id, page.oldest_id)) {
+      page.oldest_id = id;
+    }
+    if (auto at = parse_rfc3339(str_at(*n, "created_at"))) {
+      if (page.oldest_at_ms == 0 || *at < page.oldest_at_ms) {
+        page.oldest_at_ms = *at;
+      }
     }
     // Other types still move the cursor (an old server may ignore types[]); a mention whose
     // status was deleted meanwhile arrives with status null and is skipped.

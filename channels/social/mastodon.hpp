@@ -9,7 +9,13 @@
 // submit items + cursor in one transaction, then ask again with the new cursor until a page
 // comes back with fewer than `limit` notifications (caught up). No gap, no duplicate, oldest
 // first; a crash replays one page and dedupe absorbs it. Pace with rate_pacing.hpp.
+//
+// First start with a bounded look-back (config `backfill`, no cursor yet): min_id=0 would read
+// the account's whole history. Instead `mastodon_backfill_target` reads newest first (no min_id,
+// then max_id = the page's oldest id) until a page reaches past the look-back; the mentions
+// inside it are stored oldest first with the newest id as the cursor, in one transaction.
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,12 +33,17 @@ struct MastodonPage {
   std::string error;              // when !ok: why the body was rejected
   std::vector<Inbound> items;     // mentions and direct messages, oldest first
   std::string newest_id;          // highest notification id in the page (any type): the new cursor
+  std::string oldest_id;          // lowest one: max_id of the next older page
+  std::int64_t oldest_at_ms = 0;  // the earliest notification created_at (Unix ms); 0: none given
   std::size_t notifications = 0;  // notifications in the page, of every type
 };
 
 // "/api/v1/notifications?types[]=mention&limit=40&min_id=<cursor or 0>" (append to base_url's
 // path). An empty cursor reads from the beginning (min_id=0), oldest first.
 std::string mastodon_notifications_target(std::string_view min_id, int limit = kMastodonPageLimit);
+
+// The same without min_id: the newest page, or with `max_id` the page just older than it.
+std::string mastodon_backfill_target(std::string_view max_id, int limit = kMastodonPageLimit);
 
 // The conversation key of a status in one customer's thread: "mastodon:<account>:<status id>:
 // <customer user@domain>". Public threads are shared: another customer answering in it (which

@@ -7,6 +7,7 @@
 #include "channels/social/rate_pacing.hpp"
 #include "channels/social/x.hpp"
 #include "core/log.hpp"
+#include "core/time.hpp"
 
 namespace sb::social {
 
@@ -30,7 +31,14 @@ class XPoller final : public Poller {
       loaded_ = true;
     }
     auto log = logger("social");
-    XMentionsPager pager(cursor_);
+    // A first start (no cursor yet) reads back `backfill` only; "all" (nullopt): all X returns.
+    // The look-back starts from the first poll and stays put: while no mention has set a
+    // cursor yet, a later poll must still take what arrived since then.
+    const bool first = cursor_.empty();
+    if (first && cfg_.backfill && since_ms_ == 0) {
+      since_ms_ = std::max<std::int64_t>(1, now_ms() - cfg_.backfill->count());
+    }
+    XMentionsPager pager(cursor_, 800, first ? since_ms_ : 0);
     while (!pager.done()) {
       // Paced before each request from the previous response's budget (also across polls), never
       // between a fetch and the commit of what it fetched.
@@ -94,8 +102,9 @@ class XPoller final : public Poller {
     if (cursor) {
       cursor_ = *cursor;
     }
-    if (n > 0) {
-      log->info("[x:{}] stored {} mentions; cursor {}", cfg_.name, n, cursor_);
+    if (n > 0 || (first && cursor)) {
+      log->info("[x:{}] stored {} mentions{}; cursor {}", cfg_.name, n,
+                first && since_ms_ ? " (first start: the look-back only)" : "", cursor_);
     }
     co_return PollResult::again_in(std::max(cfg_.poll_interval, std::exchange(pace_, {})));
   }
@@ -125,6 +134,7 @@ class XPoller final : public Poller {
   std::string key_;
   bool loaded_ = false;
   std::string cursor_;
+  std::int64_t since_ms_ = 0;  // a first start's look-back start (Unix ms), set once
   milliseconds pace_{0};  // the wait the last response's rate-limit headers ask before the next
   std::shared_ptr<std::atomic<bool>> paused_ = std::make_shared<std::atomic<bool>>(false);
 };

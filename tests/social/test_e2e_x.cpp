@@ -135,3 +135,42 @@ TEST_CASE(
   CHECK(server.requests() == 1);
   d.stop();
 }
+
+TEST_CASE(
+    "x: a first start queues the look-back's mentions only, not the last 800, and the next polls "
+    "ask since the newest") {
+  using namespace std::chrono_literals;
+  FakeX fake("42");
+  fake.start();
+  for (int i = 0; i < 500; ++i) {
+    fake.add_mention("7", "pat", "old " + std::to_string(i), "",
+                     48h + std::chrono::minutes(500 - i));
+  }
+  std::vector<std::string> recent;
+  for (int i = 0; i < 3; ++i) {
+    recent.push_back(
+        fake.add_mention("8", "ann", "recent " + std::to_string(i), "", std::chrono::hours(3 - i)));
+  }
+  SocialDaemon d;  // backfill: the default, 24h
+  d.cfg.channels.x.push_back(
+      config::X{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)});
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") >= 3; }));
+  REQUIRE(eventually([&] { return fake.mention_requests() >= 3; }));
+  auto q = d.queued();
+  REQUIRE(q.size() == 3);
+  for (std::size_t i = 0; i < q.size(); ++i) {
+    CHECK(str(q[i].at("external_id")) == recent[i]);
+  }
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+  auto queries = fake.mention_queries();
+  CHECK(queries[0].count("start_time") == 1);
+  CHECK(queries[0].count("since_id") == 0);
+  for (std::size_t i = 1; i < queries.size(); ++i) {
+    CHECK(queries[i]["since_id"] == recent.back());
+    CHECK(queries[i].count("start_time") == 0);
+  }
+  std::string fresh = fake.add_mention("9", "bob", "hello?");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 4; }));
+  CHECK(str(d.queued().back().at("external_id")) == fresh);
+}

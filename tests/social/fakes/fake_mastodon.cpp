@@ -30,6 +30,7 @@ struct FakeMastodon::Impl {
   std::map<std::string, std::size_t> by_key;  // Idempotency-Key -> index in posts
   int fail_posts = 0;
   std::vector<std::string> post_keys;  // Idempotency-Key of every POST, failed ones too
+  std::vector<std::map<std::string, std::string>> queries;  // of GET /api/v1/notifications
   std::string local_domain = "127.0.0.1";
   bool instance_v2 = true, instance_v1 = true;
   Stats stats;
@@ -127,6 +128,7 @@ struct FakeMastodon::Impl {
 
   Response notifications(const Request& req) {
     ++stats.notification_requests;
+    queries.push_back(req.query);
     auto limit = static_cast<std::size_t>(
         std::clamp<std::int64_t>(int_param(req, "limit").value_or(40), 1, 80));
     auto min_id = int_param(req, "min_id");
@@ -161,9 +163,11 @@ struct FakeMastodon::Impl {
           {"username", username},
           {"acct", m->acct},
           {"display_name", username}};
+      std::string created = format_rfc3339(m->created_at_ms);  // "...Z"; Mastodon adds ".000"
+      created.insert(created.size() - 1, ".000");
       json::object status{
           {"id", std::to_string(m->status_id)},
-          {"created_at", "2026-01-02T03:04:05.000Z"},
+          {"created_at", created},
           {"in_reply_to_id",
            m->in_reply_to_id.empty() ? json::value(nullptr) : json::value(m->in_reply_to_id)},
           {"visibility", m->visibility},
@@ -177,7 +181,7 @@ struct FakeMastodon::Impl {
                                                 {"acct", "support"}}}}};
       out.push_back(json::object{{"id", std::to_string(m->notification_id)},
                                  {"type", "mention"},
-                                 {"created_at", "2026-01-02T03:04:05.000Z"},
+                                 {"created_at", created},
                                  {"account", account},
                                  {"status", status}});
     }
@@ -260,9 +264,11 @@ int FakeMastodon::connections() const {
 
 std::string FakeMastodon::add_mention(const std::string& acct, const std::string& text,
                                       const std::string& visibility,
-                                      const std::string& in_reply_to_id, bool filtered) {
+                                      const std::string& in_reply_to_id, bool filtered,
+                                      std::chrono::milliseconds age) {
   std::lock_guard lock(impl_->mu);
   Mention m;
+  m.created_at_ms = now_ms() - age.count();
   m.notification_id = ++impl_->next_id;
   m.status_id = 100000000 + m.notification_id;
   m.acct = acct;
@@ -302,6 +308,11 @@ std::vector<std::string> FakeMastodon::post_attempt_keys() const {
 FakeMastodon::Stats FakeMastodon::stats() const {
   std::lock_guard lock(impl_->mu);
   return impl_->stats;
+}
+
+std::vector<std::map<std::string, std::string>> FakeMastodon::notification_queries() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->queries;
 }
 
 }  // namespace sb::test

@@ -6,6 +6,7 @@
 // connection (it answers with Connection: close).
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,7 +23,8 @@ class FakeMastodon {
     std::string html;
     std::string visibility = "public";
     std::string in_reply_to_id;
-    bool filtered = false;  // by the account's notification policy (Mastodon 4.3+)
+    bool filtered = false;           // by the account's notification policy (Mastodon 4.3+)
+    std::int64_t created_at_ms = 0;  // Unix ms: the status's and the notification's created_at
   };
   struct Posted {
     std::string id;
@@ -53,10 +55,11 @@ class FakeMastodon {
   // Adds a mention from `acct` ("user" local, or "user@domain"); returns its status id. A
   // `filtered` one is what Mastodon 4.3+ makes of a mention its notification policy filters (by
   // default a private mention from an account not followed): GET /api/v1/notifications leaves it
-  // out unless the request says include_filtered=true.
+  // out unless the request says include_filtered=true. It was posted `age` ago (created_at).
   std::string add_mention(const std::string& acct, const std::string& text,
                           const std::string& visibility = "public",
-                          const std::string& in_reply_to_id = "", bool filtered = false);
+                          const std::string& in_reply_to_id = "", bool filtered = false,
+                          std::chrono::milliseconds age = {});
   // The server's LOCAL_DOMAIN, which GET /api/v2/instance names as `domain` and /api/v1/instance
   // as `uri` (default "127.0.0.1", the host of base_url). `v2` false: an older server without
   // /api/v2/instance (404); `v1` false: without /api/v1/instance either.
@@ -66,6 +69,8 @@ class FakeMastodon {
   // The Idempotency-Key of every POST /api/v1/statuses in arrival order, answered 503 or not.
   std::vector<std::string> post_attempt_keys() const;
   Stats stats() const;
+  // The query parameters of every GET /api/v1/notifications (decoded), in arrival order.
+  std::vector<std::map<std::string, std::string>> notification_queries() const;
 
  private:
   struct Impl;
