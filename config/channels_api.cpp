@@ -2,6 +2,7 @@
 // Telegram).
 #include "config/channels_common.hpp"
 #include "config/validate.hpp"
+#include "core/time.hpp"
 
 namespace sb::config::detail {
 
@@ -32,11 +33,39 @@ void read_call_webhook(TableReader& r, ChannelNames& names, CallWebhook& out) {
   r.finish();
 }
 
+namespace {
+
+// backfill = "24h" (a look-back: any duration, "0s" included), "none" (= "0s") or "all".
+void read_backfill(TableReader& r, std::optional<milliseconds>& out) {
+  std::string text;
+  if (!r.str("backfill", text)) {
+    return;
+  }
+  if (text == "all") {
+    out = std::nullopt;
+    return;
+  }
+  if (text == "none") {
+    out = milliseconds(0);
+    return;
+  }
+  if (auto d = sb::parse_duration(text)) {
+    out = *d;
+    return;
+  }
+  r.ctx().add(r.line_of_key("backfill"),
+              r.dotted("backfill") + ": invalid value \"" + text +
+                  "\" (use a duration such as \"24h\" or \"30m\", \"none\" or \"all\")");
+}
+
+}  // namespace
+
 void read_mastodon(TableReader& r, ChannelNames& names, Mastodon& out) {
   names.read(r, "mastodon", out.name);
   read_url(r, "base_url", out.base_url, true);
   r.secret("access_token", out.access_token);
   r.duration("poll_interval", out.poll_interval);
+  read_backfill(r, out.backfill);
   r.finish();
 }
 
@@ -46,6 +75,7 @@ void read_x(TableReader& r, ChannelNames& names, X& out) {
   r.secret("bearer_token", out.bearer_token);
   r.str("user_id", out.user_id, true);
   r.duration("poll_interval", out.poll_interval);
+  read_backfill(r, out.backfill);
   r.finish();
 }
 

@@ -145,11 +145,18 @@ struct CallWebhook {
   bool operator==(const CallWebhook&) const = default;
 };
 
+// `backfill`: how far back the first start of a polled account reads (no cursor stored yet):
+// mentions older than that are skipped, the newest id becomes the cursor. nullopt ("all"):
+// whatever the API still returns (Mastodon: the whole history; X: the last 800 mentions).
+// 0 ("none"): only what arrives from then on. A stored cursor always wins.
+inline constexpr milliseconds kDefaultBackfill{24 * 3600 * 1000};
+
 struct Mastodon {
   std::string name;
   std::string base_url;
   std::string access_token;
   milliseconds poll_interval{30000};
+  std::optional<milliseconds> backfill = kDefaultBackfill;
   bool operator==(const Mastodon&) const = default;
 };
 
@@ -159,6 +166,7 @@ struct X {
   std::string bearer_token;
   std::string user_id;
   milliseconds poll_interval{60000};
+  std::optional<milliseconds> backfill = kDefaultBackfill;
   bool operator==(const X&) const = default;
 };
 

@@ -27,6 +27,10 @@ struct Attachment {
   // interaction and served to agents by GET /v1/interactions/{id}/attachments/{n}.
   bool stored = false;
   std::string data{};  // (an initializer: brace lists that stop before it need not name it)
+  // Where the provider serves the file, when it names a link instead of sending the bytes
+  // (Messenger/Instagram CDN, Mastodon media): in the payload as "url" when set. Such links may
+  // expire; the bytes are not fetched.
+  std::string url{};
 };
 
 // A leg a call set up to reach our side (Twilio <Dial>: a child call with a CallSid of its own).

@@ -277,6 +277,9 @@ std::string interaction_json(const Inbound& in, const StoredMeta& m) {
     f.str("content_type", a.content_type);
     f.num("size", a.size);
     f.boolean("stored", a.stored);
+    if (!a.url.empty()) {
+      f.str("url", a.url);
+    }
     f.close();
   }
   out += ']';

@@ -302,6 +302,18 @@ UPDATE interactions SET held = 1
 CREATE INDEX interactions_held_calls ON interactions(received_at)
   WHERE state = 'pending_call' AND held = 1;
 )sql",
+    // 15 -> 16: a provider's report on a sent message (WhatsApp statuses[]) is one timeline
+    // event, however often it is delivered: Meta delivers webhooks at least once, and every
+    // retry added the same "delivered" again. The key is (interaction, time, detail), detail
+    // holding the status and the provider's error; the index covers provider_status events only,
+    // so claims, replies and the rest cost nothing more. Copies stored before are removed first
+    // (the oldest row of each stays), or the index could not be built.
+    R"sql(
+DELETE FROM events WHERE type = 'provider_status' AND seq NOT IN (
+  SELECT min(seq) FROM events WHERE type = 'provider_status' GROUP BY interaction_id, at, detail);
+CREATE UNIQUE INDEX events_provider_status ON events(interaction_id, at, detail)
+  WHERE type = 'provider_status';
+)sql",
 };
 
 int read_version(Db& db) {

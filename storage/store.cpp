@@ -702,8 +702,10 @@ void Store::submit_provider_statuses(std::vector<ProviderStatus> statuses, Done 
         auto fail = db.prepare(
             "UPDATE sends SET state='failed', last_error=?2, updated_at=?3 WHERE "
             "interaction_id=?1");
+        // The same report delivered again (Meta retries until it gets a 200) is ignored by the
+        // unique index events_provider_status (schema.cpp, 10 -> 11).
         auto event = db.prepare(
-            "INSERT INTO events(interaction_id, at, actor, type, detail) "
+            "INSERT OR IGNORE INTO events(interaction_id, at, actor, type, detail) "
             "VALUES (?1, ?2, ?3, 'provider_status', ?4)");
         for (const auto& s : *items) {
           find.bind(1, s.channel).bind(2, s.account).bind(3, s.provider_id);
@@ -723,7 +725,7 @@ void Store::submit_provider_statuses(std::vector<ProviderStatus> statuses, Done 
             detail["error"] = s.error;
           }
           event.bind(1, iid).bind(2, at).bind(3, s.channel).bind(4, json::serialize(detail)).run();
-          outcomes->push_back(IngestOutcome{iid, false, ""});
+          outcomes->push_back(IngestOutcome{iid, db.changes() == 0, ""});
         }
       },
       [items, outcomes, done = std::move(done)](const std::string& error) {

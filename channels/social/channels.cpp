@@ -117,6 +117,12 @@ void SocialChannels::add_routes(http::Router& router) {
                               "the messages could not be stored: " + err);
       }
     }
+    // Stored, but not read whole (a WhatsApp message naming no sender): said once it is in.
+    for (const auto& p : res.problems) {
+      rt_.metrics.inc("switchboard_channel_errors_total",
+                      {{"channel", p.channel}, {"account", name}});
+      logger("social")->warn("[meta:{}] {} {}", name, p.channel, p.message);
+    }
     if (!res.statuses.empty()) {
       // WhatsApp reports on our own messages: the send state and the outbound interaction's
       // timeline follow. Also committed before the 2xx.

@@ -104,6 +104,17 @@ std::optional<BaseUrl> parse_base_url(std::string_view url) {
   return out;
 }
 
+std::string url_file_name(std::string_view url) {
+  url = url.substr(0, url.find_first_of("?#"));
+  std::size_t scheme = url.find("://");
+  if (scheme != std::string_view::npos) {
+    url.remove_prefix(scheme + 3);
+    std::size_t path = url.find('/');
+    url.remove_prefix(path == std::string_view::npos ? url.size() : path);
+  }
+  return std::string(url.substr(url.find_last_of('/') + 1));
+}
+
 std::string error_body(std::string_view code, std::string_view message) {
   json::object err;
   err["code"] = code;

@@ -60,6 +60,10 @@ struct BaseUrl {
 };
 std::optional<BaseUrl> parse_base_url(std::string_view url);
 
+// The last path segment of a URL ("https://cdn.example/m/abc.png?x=1" -> "abc.png"), as a file
+// name for an attachment the provider only links to; "" when the path ends in '/'.
+std::string url_file_name(std::string_view url);
+
 // A JSON error body of SPEC section 3: {"error":{"code":...,"message":...}}.
 std::string error_body(std::string_view code, std::string_view message);
 

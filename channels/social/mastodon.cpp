@@ -28,6 +28,14 @@ std::string mastodon_notifications_target(std::string_view min_id, int limit) {
   return t;
 }
 
+std::string mastodon_backfill_target(std::string_view max_id, int limit) {
+  std::string t = "/api/v1/notifications?types%5B%5D=mention&limit=" + std::to_string(limit);
+  if (!max_id.empty()) {
+    t += "&max_id=" + std::string(max_id);
+  }
+  return t + "&include_filtered=true";  // as above: a customer's first DM is filtered
+}
+
 std::string mastodon_thread_key(const config::Mastodon& cfg, std::string_view status_id,
                                 std::string_view customer) {
   return "mastodon:" + cfg.name + ":" + std::string(status_id) + ":" + ascii_lower(customer);
@@ -36,6 +44,40 @@ std::string mastodon_thread_key(const config::Mastodon& cfg, std::string_view st
 std::string mastodon_instance_domain(std::string_view base_url) {
   auto url = parse_base_url(base_url);
   return url ? url->host : std::string();
+}
+
+std::string parse_mastodon_instance_domain(std::string_view body) {
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec || !root.is_object()) {
+    return {};
+  }
+  // v2 (Mastodon 4.0+) names it `domain`; v1 `uri` (docs.joinmastodon.org entities/Instance and
+  // entities/V1_Instance; both serialise the server's local_domain).
+  std::string domain = str_at(root.get_object(), "domain");
+  if (domain.empty()) {
+    domain = str_at(root.get_object(), "uri");
+  }
+  if (domain.find("://") != std::string::npos) {
+    auto url = parse_base_url(domain);
+    return url ? url->host : std::string();
+  }
+  if (domain.find_first_of("/@ ") != std::string::npos) {
+    return {};
+  }
+  return ascii_lower(domain);
+}
+
+std::string mastodon_media_type(std::string_view type) {
+  // MediaAttachment `type` is unknown | image | gifv | video | audio, never a MIME type; gifv is
+  // a looping soundless video (MP4).
+  if (type == "image" || type == "video" || type == "audio") {
+    return std::string(type) + "/*";
+  }
+  if (type == "gifv") {
+    return "video/*";
+  }
+  return "application/octet-stream";
 }
 
 namespace {
@@ -58,7 +100,7 @@ std::optional<Inbound> mention_to_inbound(const config::Mastodon& cfg, std::stri
   in.kind = visibility == "direct" ? "direct_message" : "mention";
   in.external_id = status_id;
   // acct is "user" for accounts of this instance and "user@domain" for remote ones; the
-  // canonical identity is always user@domain.
+  // canonical identity is always user@domain, with the instance's own domain for local ones.
   std::string value = acct.find('@') == std::string::npos ? acct + "@" + std::string(domain) : acct;
   in.from = Identity{"mastodon", ascii_lower(value), str_at(*account, "display_name"), "@" + acct};
 
@@ -86,9 +128,15 @@ std::optional<Inbound> mention_to_inbound(const config::Mastodon& cfg, std::stri
   if (const json::array* media = arr_at(status, "media_attachments")) {
     for (const json::value& mv : *media) {
       if (const json::object* m = mv.if_object()) {
+        // docs.joinmastodon.org entities/MediaAttachment: `url` is the file on this instance
+        // (null while a remote file is not cached yet: then `remote_url`, the original).
         std::string url = str_at(*m, "url");
-        std::string name = url.substr(url.find_last_of('/') + 1);
-        in.attachments.push_back(Attachment{name, str_at(*m, "type"), 0});
+        if (url.empty()) {
+          url = str_at(*m, "remote_url");
+        }
+        Attachment a{url_file_name(url), mastodon_media_type(str_at(*m, "type")), 0};
+        a.url = std::move(url);
+        in.attachments.push_back(std::move(a));
       }
     }
   }
@@ -104,7 +152,8 @@ std::optional<Inbound> mention_to_inbound(const config::Mastodon& cfg, std::stri
 
 }  // namespace
 
-MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body) {
+MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body,
+                                          std::string_view local_domain) {
   MastodonPage page;
   boost::system::error_code ec;
   json::value root = json::parse(body, ec);
@@ -112,7 +161,8 @@ MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::stri
     page.error = "the notifications response is not a JSON array";
     return page;
   }
-  std::string domain = mastodon_instance_domain(cfg.base_url);
+  std::string domain =
+      local_domain.empty() ? mastodon_instance_domain(cfg.base_url) : std::string(local_domain);
   std::vector<std::pair<std::string, Inbound>> found;  // notification id, item
   for (const json::value& v : root.get_array()) {
     const json::object* n = v.if_object();
@@ -126,6 +176,14 @@ MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::stri
     ++page.notifications;
     if (page.newest_id.empty() || id_less(page.newest_id, id)) {
       page.newest_id = id;
+    }
+    if (page.oldest_id.empty() || id_less(id, page.oldest_id)) {
+      page.oldest_id = id;
+    }
+    if (auto at = parse_rfc3339(str_at(*n, "created_at"))) {
+      if (page.oldest_at_ms == 0 || *at < page.oldest_at_ms) {
+        page.oldest_at_ms = *at;
+      }
     }
     // Other types still move the cursor (an old server may ignore types[]); a mention whose
     // status was deleted meanwhile arrives with status null and is skipped.

@@ -9,7 +9,13 @@
 // submit items + cursor in one transaction, then ask again with the new cursor until a page
 // comes back with fewer than `limit` notifications (caught up). No gap, no duplicate, oldest
 // first; a crash replays one page and dedupe absorbs it. Pace with rate_pacing.hpp.
+//
+// First start with a bounded look-back (config `backfill`, no cursor yet): min_id=0 would read
+// the account's whole history. Instead `mastodon_backfill_target` reads newest first (no min_id,
+// then max_id = the page's oldest id) until a page reaches past the look-back; the mentions
+// inside it are stored oldest first with the newest id as the cursor, in one transaction.
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +33,8 @@ struct MastodonPage {
   std::string error;              // when !ok: why the body was rejected
   std::vector<Inbound> items;     // mentions and direct messages, oldest first
   std::string newest_id;          // highest notification id in the page (any type): the new cursor
+  std::string oldest_id;          // lowest one: max_id of the next older page
+  std::int64_t oldest_at_ms = 0;  // the earliest notification created_at (Unix ms); 0: none given
   std::size_t notifications = 0;  // notifications in the page, of every type
 };
 
@@ -34,17 +42,33 @@ struct MastodonPage {
 // path). An empty cursor reads from the beginning (min_id=0), oldest first.
 std::string mastodon_notifications_target(std::string_view min_id, int limit = kMastodonPageLimit);
 
+// The same without min_id: the newest page, or with `max_id` the page just older than it.
+std::string mastodon_backfill_target(std::string_view max_id, int limit = kMastodonPageLimit);
+
 // The conversation key of a status in one customer's thread: "mastodon:<account>:<status id>:
 // <customer user@domain>". Public threads are shared: another customer answering in it (which
 // mentions us too) starts a conversation of his own instead of joining this customer's.
 std::string mastodon_thread_key(const config::Mastodon& cfg, std::string_view status_id,
                                 std::string_view customer);
 
-// The instance's domain from base_url ("mastodon.example"), for local accounts' identities.
+// The instance's domain from base_url ("mastodon.example"), for local accounts' identities:
+// the fallback when the instance does not tell its own (below).
 std::string mastodon_instance_domain(std::string_view base_url);
 
-// Parses a GET /api/v1/notifications response body.
-MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body);
+// The domain local accounts belong to, from a GET /api/v2/instance (`domain`) or
+// /api/v1/instance (`uri`) body; "" when the body names none. Both are the server's LOCAL_DOMAIN,
+// which is not always the host of base_url (WEB_DOMAIN): users of social.example.com may be
+// user@example.com. A full URL (some non-Mastodon servers put one in `uri`) gives its host.
+std::string parse_mastodon_instance_domain(std::string_view body);
+
+// A MIME family for a MediaAttachment `type` ("image" -> "image/*", "gifv" -> "video/*"; else
+// "application/octet-stream"): Mastodon names no MIME type of its own.
+std::string mastodon_media_type(std::string_view type);
+
+// Parses a GET /api/v1/notifications response body. `local_domain` completes local accounts'
+// acct ("user" -> "user@<local_domain>"); empty: base_url's host.
+MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body,
+                                          std::string_view local_domain = {});
 
 // The visibility of the mention an interaction came from (kept in its flags as
 // "visibility:<v>"), which a reply must repeat; without that flag, "direct" for a direct message

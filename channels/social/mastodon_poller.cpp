@@ -4,6 +4,7 @@
 #include "channels/social/pollers.hpp"
 #include "channels/social/rate_pacing.hpp"
 #include "core/log.hpp"
+#include "core/time.hpp"
 
 namespace sb::social {
 
@@ -15,6 +16,9 @@ namespace {
 // Mastodon's per-page maximum: a 10,000-mention backlog is 125 requests, well inside one
 // 300-request window.
 constexpr int kPage = 80;
+// What a first start reads back at most (250 pages): the look-back's mentions are held until
+// they are stored at once.
+constexpr std::size_t kBackfillMax = 20000;
 
 class MastodonPoller final : public Poller {
  public:
@@ -33,44 +37,25 @@ class MastodonPoller final : public Poller {
       loaded_ = true;
     }
     auto log = logger("social");
+    if (local_domain_.empty()) {
+      co_await resolve_local_domain();
+    }
+    if (cursor_.empty() && cfg_.backfill) {
+      // The look-back starts from the first poll and stays put: while no notification has set
+      // a cursor yet, a later poll must still take what arrived since then.
+      if (since_ms_ == 0) {
+        since_ms_ = now_ms() - cfg_.backfill->count();
+      }
+      co_return co_await first_start();
+    }
     int stored = 0;
     for (;;) {
-      milliseconds delay = pace();
-      co_await sleep_for(rt_.ex, delay);
-      HttpRequestSpec spec{"GET", mastodon_notifications_target(cursor_, kPage), "", "", {}};
-      spec.headers.emplace_back("Authorization", "Bearer " + cfg_.access_token);
-      window_.record(Clock::now());
-      net::HttpRequest req = to_request(cfg_.base_url, spec);
-      net::HttpResponse res = co_await rt_.http.request(std::move(req));
-      RateLimitInfo rl = parse_rate_limit_iso(lookup_in(res));
-      if (rl.remaining && rl.reset) {
-        remaining_ = *rl.remaining;
-        reset_ = *rl.reset;
-      }
-      if (res.status == 429) {
-        // Spent anyway (another client on the same token, or a smaller limit than documented):
-        // wait for the reset the server names, never hammer.
-        // The reset is the server's clock: one behind ours makes it look past already, and a
-        // 429 may carry Reset without Remaining. A 429 never leads to an immediate retry: without
-        // a reset ahead of us, wait a minute (five without any reset header).
-        remaining_ = 0;
-        auto now = Clock::now();
-        if (rl.reset && *rl.reset > now) {
-          reset_ = *rl.reset;
-        } else {
-          reset_ = now + (rl.reset ? std::chrono::minutes(1) : std::chrono::minutes(5));
-        }
-        rt_.metrics.inc("switchboard_social_rate_limited_total",
-                        {{"channel", "mastodon"}, {"account", cfg_.name}});
-        log->warn("[mastodon:{}] rate limited (429); waiting for the window to reset", cfg_.name);
-        continue;
-      }
+      const std::string target = mastodon_notifications_target(cursor_, kPage);
+      net::HttpResponse res = co_await get(target);
       if (res.status != 200) {
-        co_return PollResult::failed(res.status == 0 ? res.error
-                                                     : "HTTP " + std::to_string(res.status) + ": " +
-                                                           res.body.substr(0, 200));
+        co_return failed(res);
       }
-      MastodonPage page = parse_mastodon_notifications(cfg_, res.body);
+      MastodonPage page = parse_mastodon_notifications(cfg_, res.body, local_domain_);
       if (!page.ok) {
         co_return PollResult::failed(page.error);
       }
@@ -95,6 +80,158 @@ class MastodonPoller final : public Poller {
   }
 
  private:
+  // The first start with a bounded look-back (no cursor yet): see mastodon.hpp. Pages are read
+  // newest first until one reaches past the look-back (or the history ends, or kBackfillMax
+  // notifications were read); the mentions inside it are stored oldest first with the newest
+  // notification id as the cursor, in one transaction. A crash before the commit leaves no
+  // cursor, and the next start reads the look-back again.
+  asio::awaitable<PollResult> first_start() {
+    auto log = logger("social");
+    const std::int64_t since = since_ms_;
+    std::vector<std::vector<Inbound>> pages;  // newest page first
+    std::string newest, max_id;
+    std::size_t read = 0, skipped = 0;
+    for (;;) {
+      const std::string target = mastodon_backfill_target(max_id, kPage);
+      net::HttpResponse res = co_await get(target);
+      if (res.status != 200) {
+        co_return failed(res);
+      }
+      MastodonPage page = parse_mastodon_notifications(cfg_, res.body, local_domain_);
+      if (!page.ok) {
+        co_return PollResult::failed(page.error);
+      }
+      if (newest.empty()) {
+        newest = page.newest_id;
+      }
+      read += page.notifications;
+      std::vector<Inbound> inside;
+      for (Inbound& in : page.items) {
+        // A mention without a date is kept: nothing says it is old.
+        if (in.occurred_at_ms == 0 || in.occurred_at_ms >= since) {
+          inside.push_back(std::move(in));
+        } else {
+          ++skipped;
+        }
+      }
+      pages.push_back(std::move(inside));
+      if (page.notifications < static_cast<std::size_t>(kPage) || page.oldest_id.empty() ||
+          (page.oldest_at_ms != 0 && page.oldest_at_ms < since)) {
+        break;  // past the look-back, or the whole history was read
+      }
+      if (read >= kBackfillMax) {
+        log->warn(
+            "[mastodon:{}] first start: more than {} notifications in the look-back; older ones "
+            "are skipped",
+            cfg_.name, kBackfillMax);
+        break;
+      }
+      max_id = page.oldest_id;
+    }
+    std::vector<Inbound> items;
+    for (auto it = pages.rbegin(); it != pages.rend(); ++it) {
+      for (Inbound& in : *it) {
+        items.push_back(std::move(in));
+      }
+    }
+    std::size_t n = items.size();
+    std::optional<CursorUpdate> cu;
+    if (!newest.empty()) {
+      cu = CursorUpdate{key_, "mentions", newest};
+    }
+    std::string err = co_await store_batch(rt_, "mastodon", cfg_.name, items, cu);
+    if (!err.empty()) {
+      co_return PollResult::failed("storing mentions: " + err);
+    }
+    cursor_ = newest;  // still empty for an account without any notification: asked again
+    if (!cursor_.empty()) {
+      log->info(
+          "[mastodon:{}] first start: stored {} mentions of the look-back, skipped {} older; "
+          "cursor {}",
+          cfg_.name, n, skipped, cursor_);
+    }
+    co_return PollResult::again_in(cfg_.poll_interval);
+  }
+
+  // One paced GET of the notifications: a 429 waits for the reset and asks again, so the
+  // answer is anything but a 429.
+  asio::awaitable<net::HttpResponse> get(const std::string& target) {
+    auto log = logger("social");
+    for (;;) {
+      milliseconds delay = pace();
+      co_await sleep_for(rt_.ex, delay);
+      HttpRequestSpec spec{"GET", target, "", "", {}};
+      spec.headers.emplace_back("Authorization", "Bearer " + cfg_.access_token);
+      window_.record(Clock::now());
+      net::HttpRequest req = to_request(cfg_.base_url, spec);
+      net::HttpResponse res = co_await rt_.http.request(std::move(req));
+      RateLimitInfo rl = parse_rate_limit_iso(lookup_in(res));
+      if (rl.remaining && rl.reset) {
+        remaining_ = *rl.remaining;
+        reset_ = *rl.reset;
+      }
+      if (res.status != 429) {
+        co_return res;
+      }
+      // Spent anyway (another client on the same token, or a smaller limit than documented):
+      // wait for the reset the server names, never hammer.
+      // The reset is the server's clock: one behind ours makes it look past already, and a
+      // 429 may carry Reset without Remaining. A 429 never leads to an immediate retry: without
+      // a reset ahead of us, wait a minute (five without any reset header).
+      remaining_ = 0;
+      auto now = Clock::now();
+      if (rl.reset && *rl.reset > now) {
+        reset_ = *rl.reset;
+      } else {
+        reset_ = now + (rl.reset ? std::chrono::minutes(1) : std::chrono::minutes(5));
+      }
+      rt_.metrics.inc("switchboard_social_rate_limited_total",
+                      {{"channel", "mastodon"}, {"account", cfg_.name}});
+      log->warn("[mastodon:{}] rate limited (429); waiting for the window to reset", cfg_.name);
+    }
+  }
+
+  static PollResult failed(const net::HttpResponse& res) {
+    return PollResult::failed(res.status == 0 ? res.error
+                                              : "HTTP " + std::to_string(res.status) + ": " +
+                                                    res.body.substr(0, 200));
+  }
+
+  // Once per start: the domain local accounts' identities get (user@<domain>). It is the server's
+  // LOCAL_DOMAIN, which may differ from the host of base_url (WEB_DOMAIN), so it is asked:
+  // GET /api/v2/instance (Mastodon 4.0+), else, when that is 404 (an older server),
+  // /api/v1/instance. Both are public: no token is sent. Otherwise base_url's host, and the log
+  // says so.
+  asio::awaitable<void> resolve_local_domain() {
+    auto log = logger("social");
+    std::string why;
+    int status = 404;
+    for (const char* target : {"/api/v2/instance", "/api/v1/instance"}) {
+      if (status != 404) {
+        break;  // v2 is there but failed (429, 5xx, network): v1 would not do better
+      }
+      HttpRequestSpec spec{"GET", target, "", "", {}};
+      net::HttpRequest req = to_request(cfg_.base_url, spec);  // named: see store_batch
+      net::HttpResponse res = co_await rt_.http.request(std::move(req));
+      std::string domain = res.status == 200 ? parse_mastodon_instance_domain(res.body) : "";
+      if (!domain.empty()) {
+        local_domain_ = std::move(domain);
+        log->info("[mastodon:{}] local accounts are user@{} ({})", cfg_.name, local_domain_,
+                  target);
+        co_return;
+      }
+      status = res.status;
+      why = res.status == 0     ? res.error
+            : res.status == 200 ? std::string("no domain in the answer")
+                                : "HTTP " + std::to_string(res.status);
+    }
+    local_domain_ = mastodon_instance_domain(cfg_.base_url);
+    log->warn(
+        "[mastodon:{}] GET /api/v2/instance (or /api/v1/instance) named no domain ({}); local "
+        "accounts are taken as user@{} (base_url's host) until the next start",
+        cfg_.name, why, local_domain_);
+  }
+
   // The larger of the server's view (remaining budget to the reset) and our own window log.
   milliseconds pace() {
     auto now = Clock::now();
@@ -110,6 +247,8 @@ class MastodonPoller final : public Poller {
   std::string key_;
   bool loaded_ = false;
   std::string cursor_;
+  std::string local_domain_;   // resolve_local_domain()
+  std::int64_t since_ms_ = 0;  // a first start's look-back start (Unix ms), set once
   RequestWindow window_;
   int remaining_ = -1;  // unknown until the first response
   Clock::time_point reset_{};

@@ -104,7 +104,14 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
       for (const json::value& a : *atts) {
         if (const json::object* att = a.if_object()) {
           std::string type = str_at(*att, "type");
-          in.attachments.push_back(Attachment{"", mime_for_messenger_type(type), 0});
+          // Messenger Platform "messages" webhook: attachments[] = {type, payload: {url}}, the
+          // url a link to Meta's CDN (it expires); Instagram sends the same shape. Kept as the
+          // attachment's url, its last path segment as the file name.
+          const json::object* payload = obj_at(*att, "payload");
+          std::string url = payload == nullptr ? "" : str_at(*payload, "url");
+          Attachment attachment{url_file_name(url), mime_for_messenger_type(type), 0};
+          attachment.url = std::move(url);
+          in.attachments.push_back(std::move(attachment));
           placeholder += (placeholder.empty() ? "[" : " [") + type + "]";
         }
       }
@@ -202,18 +209,23 @@ void parse_whatsapp(const config::Meta& cfg, const json::object& entry, MetaResu
     std::string phone_number_id = meta == nullptr ? "" : str_at(*meta, "phone_number_id");
     std::string display_number = meta == nullptr ? "" : str_at(*meta, "display_phone_number");
     const json::array* contacts = arr_at(*value, "contacts");
-    auto name_of = [&](const std::string& wa_id) -> std::string {
+    // The sender's entry in contacts[]: by wa_id, else by BSUID (user_id), else the only one.
+    auto contact_of = [&](const std::string& wa_id,
+                          const std::string& bsuid) -> const json::object* {
       if (contacts == nullptr) {
-        return {};
+        return nullptr;
       }
       for (const json::value& cv : *contacts) {
         const json::object* contact = cv.if_object();
-        if (contact != nullptr && str_at(*contact, "wa_id") == wa_id) {
-          const json::object* profile = obj_at(*contact, "profile");
-          return profile == nullptr ? "" : str_at(*profile, "name");
+        if (contact != nullptr && ((!wa_id.empty() && str_at(*contact, "wa_id") == wa_id) ||
+                                   (!bsuid.empty() && str_at(*contact, "user_id") == bsuid))) {
+          return contact;
         }
       }
-      return {};
+      if (wa_id.empty() && bsuid.empty() && contacts->size() == 1) {
+        return contacts->front().if_object();
+      }
+      return nullptr;
     };
     if (const json::array* messages = arr_at(*value, "messages")) {
       for (const json::value& mv : *messages) {
@@ -223,27 +235,59 @@ void parse_whatsapp(const config::Meta& cfg, const json::object& entry, MetaResu
         }
         std::string type = str_at(*m, "type");
         std::string wa_id = str_at(*m, "from");
+        // The business-scoped user id (BSUID, "US.13491208655302741918"): Meta's developer
+        // documentation "Business-scoped user IDs" (2026) adds it to messages webhooks as
+        // messages[].from_user_id and contacts[].user_id, beside contacts[].profile.username.
+        // A user who adopts a WhatsApp username may hide the phone number: `from` and
+        // contacts[].wa_id are then left out, and the BSUID is the only stable id.
+        std::string bsuid = str_at(*m, "from_user_id");
         std::string id = str_at(*m, "id");
         // Reactions point at an existing message and "system" messages report number changes:
         // neither is something a customer wrote to us.
-        if (wa_id.empty() || id.empty() || type == "reaction" || type == "system") {
+        if (id.empty() || type == "reaction" || type == "system") {
           continue;
+        }
+        const json::object* contact = contact_of(wa_id, bsuid);
+        const json::object* profile = contact == nullptr ? nullptr : obj_at(*contact, "profile");
+        std::string name = profile == nullptr ? "" : str_at(*profile, "name");
+        if (wa_id.empty() && contact != nullptr) {
+          wa_id = str_at(*contact, "wa_id");
+        }
+        if (bsuid.empty() && contact != nullptr) {
+          bsuid = str_at(*contact, "user_id");
         }
         Inbound in;
         in.channel = "whatsapp";
         in.account = cfg.name;
         in.kind = "direct_message";
         in.external_id = id;
-        // wa_id is the sender's phone number without "+": E.164 once the "+" is back, which is
-        // what matches the customer's phone across channels. It is not always that number
-        // written another way: Mexican mobiles keep the "1" after 52 that E.164 dropped (wa_id
-        // 5215512345678 is +525512345678), older Brazilian and Argentinian accounts differ
-        // too. The wa_id is kept as the handle, and a reply goes to it (senders.cpp).
-        std::string raw = "+" + wa_id;
-        std::optional<std::string> e164 = phone ? phone(raw, region) : std::optional(raw);
-        in.from = Identity{"whatsapp", e164.value_or(raw), name_of(wa_id), wa_id};
-        if (!e164) {
+        std::string sender;  // what keys the sender's thread: the wa_id, else the BSUID
+        if (!wa_id.empty()) {
+          // wa_id is the sender's phone number without "+": E.164 once the "+" is back, which
+          // is what matches the customer's phone across channels. It is not always that number
+          // written another way: Mexican mobiles keep the "1" after 52 that E.164 dropped (wa_id
+          // 5215512345678 is +525512345678), older Brazilian and Argentinian accounts differ
+          // too. The wa_id is kept as the handle, and a reply goes to it (senders.cpp).
+          std::string raw = "+" + wa_id;
+          std::optional<std::string> e164 = phone ? phone(raw, region) : std::optional(raw);
+          in.from = Identity{"whatsapp", e164.value_or(raw), name, wa_id};
+          if (!e164) {
+            in.flags.push_back("malformed");
+          }
+          sender = wa_id;
+        } else if (!bsuid.empty()) {
+          // No phone number: the BSUID is the identity (it never starts with "+", so it cannot
+          // be taken for a number) and the handle; the same user's next message matches it.
+          in.from = Identity{"whatsapp", bsuid, name, bsuid};
+          sender = bsuid;
+        } else {
+          // Neither: a shape we do not know. Stored all the same (a 200 is an answer Meta will
+          // not repeat), flagged, in a conversation of its own, and reported to the caller.
           in.flags.push_back("malformed");
+          out.problems.push_back(
+              MetaProblem{"whatsapp", "message " + id +
+                                          " names no sender (no from, from_user_id "
+                                          "or contact): stored with flag malformed"});
         }
         if (!display_number.empty()) {
           in.to.push_back(Identity{"whatsapp", "+" + display_number, "", ""});
@@ -257,9 +301,11 @@ void parse_whatsapp(const config::Meta& cfg, const json::object& entry, MetaResu
         if (!phone_number_id.empty()) {
           in.flags.push_back("phone_number_id:" + phone_number_id);
         }
-        std::string key = "whatsapp:" + cfg.name + ":" + phone_number_id + ":" + wa_id;
-        in.thread_lookup.push_back(key);
-        in.thread_record.push_back(key);
+        if (!sender.empty()) {
+          std::string key = "whatsapp:" + cfg.name + ":" + phone_number_id + ":" + sender;
+          in.thread_lookup.push_back(key);
+          in.thread_record.push_back(key);
+        }
         out.items.push_back(std::move(in));
       }
     }

@@ -31,12 +31,20 @@ struct SendStatus {
   std::string error_message;  // errors[0].message (or error_data.details), when failed
 };
 
+// An item stored although part of it could not be read (a WhatsApp message that names no
+// sender): the caller logs it and counts it in switchboard_channel_errors_total.
+struct MetaProblem {
+  std::string channel;  // the item's channel ("whatsapp")
+  std::string message;
+};
+
 struct MetaResult {
   int status = 200;
   std::string error_code;  // snake_case, set with a 4xx
   std::string error_message;
   std::vector<Inbound> items;
   std::vector<SendStatus> statuses;
+  std::vector<MetaProblem> problems;
   std::string response_body;  // what to answer (challenge text, error JSON, or "ok" JSON)
   std::string content_type;
 };

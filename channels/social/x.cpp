@@ -14,7 +14,7 @@ namespace sb::social {
 namespace json = boost::json;
 
 std::string x_mentions_target(const config::X& cfg, std::string_view since_id,
-                              std::string_view pagination_token) {
+                              std::string_view pagination_token, std::string_view start_time) {
   // referenced_tweets gives the parent tweet id (in_reply_to); user.fields default to
   // id, name, username, which is all we need from includes.users.
   std::string t = "/2/users/" + cfg.user_id +
@@ -23,6 +23,9 @@ std::string x_mentions_target(const config::X& cfg, std::string_view since_id,
                   "note_tweet";
   if (!since_id.empty()) {
     t += "&since_id=" + std::string(since_id);
+  }
+  if (!start_time.empty()) {
+    t += "&start_time=" + std::string(start_time);  // [0-9T:Z-] only: nothing to escape
   }
   if (!pagination_token.empty()) {
     t += "&pagination_token=" + std::string(pagination_token);
@@ -178,8 +181,17 @@ XError classify_x_response(int http_status, std::string_view body, const HeaderL
   return e;
 }
 
+XMentionsPager::XMentionsPager(std::string since_id, std::size_t max_items, std::int64_t since_ms)
+    : since_id_(std::move(since_id)), max_items_(max_items) {
+  if (since_id_.empty() && since_ms > 0) {
+    since_ms_ = since_ms;
+    // X takes whole seconds, inclusive: rounding down keeps the look-back's first second in.
+    start_time_ = format_rfc3339(since_ms / 1000 * 1000);
+  }
+}
+
 std::string XMentionsPager::next_target(const config::X& cfg) const {
-  return x_mentions_target(cfg, since_id_, next_token_);
+  return x_mentions_target(cfg, since_id_, next_token_, start_time_);
 }
 
 bool XMentionsPager::add(XMentionsPage page) {
@@ -189,10 +201,19 @@ bool XMentionsPager::add(XMentionsPage page) {
   if (newest_id_.empty()) {
     newest_id_ = page.newest_id;  // the first page holds the newest tweets
   }
+  bool past_look_back = false;
+  if (since_ms_ > 0) {
+    // Items are oldest first: drop those before the look-back (a mention without a date stays).
+    auto first_inside = std::find_if(page.items.begin(), page.items.end(), [&](const Inbound& in) {
+      return in.occurred_at_ms == 0 || in.occurred_at_ms >= since_ms_;
+    });
+    past_look_back = first_inside != page.items.begin();
+    page.items.erase(page.items.begin(), first_inside);
+  }
   count_ += page.items.size();
   next_token_ = page.next_token;
   pages_.push_back(std::move(page.items));
-  done_ = next_token_.empty() || count_ >= max_items_;
+  done_ = next_token_.empty() || count_ >= max_items_ || past_look_back;
   return done_;
 }
 

@@ -7,7 +7,13 @@
 // so committing a page's newest_id before the older pages are in would lose them after a crash.
 // XMentionsPager therefore gathers a whole backlog (at most 800 tweets: the endpoint's reach) and
 // hands it over oldest first with the new cursor, for one transaction.
+//
+// First start (no cursor yet) with a bounded look-back (config `backfill`): the requests add
+// start_time (the look-back's start, "YYYY-MM-DDTHH:mm:ssZ", inclusive, second granularity) so X
+// returns only those mentions; what is older all the same (a server that ignores it) is dropped
+// here, and paging stops at the first page that reaches past it. The cursor is the newest id.
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,9 +37,9 @@ struct XMentionsPage {
 };
 
 // "/2/users/{id}/mentions?max_results=100&expansions=author_id&tweet.fields=...[&since_id=]
-// [&pagination_token=]".
+// [&start_time=][&pagination_token=]".
 std::string x_mentions_target(const config::X& cfg, std::string_view since_id,
-                              std::string_view pagination_token);
+                              std::string_view pagination_token, std::string_view start_time = {});
 
 // Parses a 200 response of the mentions endpoint.
 XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body);
@@ -59,8 +65,9 @@ XError classify_x_response(int http_status, std::string_view body, const HeaderL
 // Gathers the pages of one poll (see the file comment).
 class XMentionsPager {
  public:
-  explicit XMentionsPager(std::string since_id, std::size_t max_items = 800)
-      : since_id_(std::move(since_id)), max_items_(max_items) {}
+  // `since_ms` (Unix ms, 0: none): the look-back of a first start; used only without since_id.
+  explicit XMentionsPager(std::string since_id, std::size_t max_items = 800,
+                          std::int64_t since_ms = 0);
 
   // The target of the next request.
   std::string next_target(const config::X& cfg) const;
@@ -74,6 +81,8 @@ class XMentionsPager {
  private:
   std::string since_id_;
   std::size_t max_items_;
+  std::int64_t since_ms_ = 0;
+  std::string start_time_;  // since_ms_ as X's start_time
   std::string next_token_;
   std::string newest_id_;
   std::vector<std::vector<Inbound>> pages_;  // newest page first

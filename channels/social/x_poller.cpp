@@ -7,6 +7,7 @@
 #include "channels/social/rate_pacing.hpp"
 #include "channels/social/x.hpp"
 #include "core/log.hpp"
+#include "core/time.hpp"
 
 namespace sb::social {
 
@@ -30,7 +31,14 @@ class XPoller final : public Poller {
       loaded_ = true;
     }
     auto log = logger("social");
-    XMentionsPager pager(cursor_);
+    // A first start (no cursor yet) reads back `backfill` only; "all" (nullopt): all X returns.
+    // The look-back starts from the first poll and stays put: while no mention has set a
+    // cursor yet, a later poll must still take what arrived since then.
+    const bool first = cursor_.empty();
+    if (first && cfg_.backfill && since_ms_ == 0) {
+      since_ms_ = std::max<std::int64_t>(1, now_ms() - cfg_.backfill->count());
+    }
+    XMentionsPager pager(cursor_, 800, first ? since_ms_ : 0);
     while (!pager.done()) {
       // Paced before each request from the previous response's budget (also across polls), never
       // between a fetch and the commit of what it fetched.
@@ -45,10 +53,15 @@ class XPoller final : public Poller {
       XError e = classify_x_response(res.status, res.body, lookup_in(res));
       if (e.kind == XError::Kind::rate_limited) {
         // Keep the pages gathered so far and ask for the same page again after the reset.
-        auto wait =
-            e.reset ? std::chrono::ceil<milliseconds>(*e.reset - Clock::now()) + milliseconds(1000)
-                    : milliseconds(60'000);
-        wait = std::max(wait, milliseconds(1000));
+        // x-rate-limit-reset is the server's clock: when ours is ahead, the reset looks past
+        // already, and "reset - now" would retry at once, every second, for as long as the
+        // window lasts. As for Mastodon, a 429 never leads to a quick retry: without a reset
+        // ahead of us, wait a minute.
+        auto now = Clock::now();
+        milliseconds wait =
+            e.reset && *e.reset > now
+                ? std::chrono::ceil<milliseconds>(*e.reset - now) + milliseconds(1000)
+                : milliseconds(60'000);
         rt_.metrics.inc("switchboard_social_rate_limited_total",
                         {{"channel", "x"}, {"account", cfg_.name}});
         log->warn("[x:{}] rate limited (429); waiting {} s for x-rate-limit-reset", cfg_.name,
@@ -89,8 +102,9 @@ class XPoller final : public Poller {
     if (cursor) {
       cursor_ = *cursor;
     }
-    if (n > 0) {
-      log->info("[x:{}] stored {} mentions; cursor {}", cfg_.name, n, cursor_);
+    if (n > 0 || (first && cursor)) {
+      log->info("[x:{}] stored {} mentions{}; cursor {}", cfg_.name, n,
+                first && since_ms_ ? " (first start: the look-back only)" : "", cursor_);
     }
     co_return PollResult::again_in(std::max(cfg_.poll_interval, std::exchange(pace_, {})));
   }
@@ -120,6 +134,7 @@ class XPoller final : public Poller {
   std::string key_;
   bool loaded_ = false;
   std::string cursor_;
+  std::int64_t since_ms_ = 0;  // a first start's look-back start (Unix ms), set once
   milliseconds pace_{0};  // the wait the last response's rate-limit headers ask before the next
   std::shared_ptr<std::atomic<bool>> paused_ = std::make_shared<std::atomic<bool>>(false);
 };

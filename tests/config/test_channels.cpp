@@ -235,3 +235,59 @@ access_token = "t"
   CHECK(problem_of("[[channels.twilio]]\nname = \"v\"\nauth_token = \"a\"\n") ==
         "t.toml:1: missing required key \"channels.twilio.public_url\"");
 }
+
+TEST_CASE("mastodon and x: backfill is a look-back, none or all, 24h by default") {
+  const Config c = load_ok(R"(
+[[channels.mastodon]]
+name = "m1"
+base_url = "https://mastodon.example"
+access_token = "t"
+
+[[channels.mastodon]]
+name = "m2"
+base_url = "https://mastodon.example"
+access_token = "t"
+backfill = "2h"
+
+[[channels.mastodon]]
+name = "m3"
+base_url = "https://mastodon.example"
+access_token = "t"
+backfill = "none"
+
+[[channels.x]]
+name = "x1"
+bearer_token = "b"
+user_id = "1"
+backfill = "all"
+
+[[channels.x]]
+name = "x2"
+bearer_token = "b"
+user_id = "1"
+backfill = "0s"
+)");
+  CHECK(c.channels.mastodon.at(0).backfill == std::optional<std::chrono::milliseconds>(24h));
+  CHECK(c.channels.mastodon.at(1).backfill == std::optional<std::chrono::milliseconds>(2h));
+  CHECK(c.channels.mastodon.at(2).backfill == std::optional<std::chrono::milliseconds>(0s));
+  CHECK_FALSE(c.channels.x.at(0).backfill.has_value());
+  CHECK(c.channels.x.at(1).backfill == std::optional<std::chrono::milliseconds>(0s));
+
+  CHECK(problems_of(R"(
+[[channels.mastodon]]
+name = "m"
+base_url = "https://mastodon.example"
+access_token = "t"
+backfill = "yesterday"
+
+[[channels.x]]
+name = "x"
+bearer_token = "b"
+user_id = "1"
+backfill = 24
+)") == std::vector<std::string>{
+           "t.toml:5: channels.mastodon.backfill: invalid value \"yesterday\" (use a duration "
+           "such as \"24h\" or \"30m\", \"none\" or \"all\")",
+           "t.toml:11: channels.x.backfill must be a string",
+       });
+}

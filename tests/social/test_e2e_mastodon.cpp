@@ -1,6 +1,8 @@
 // Mastodon end to end (issue 6 acceptance 1-3): backlog, restart, new mention, threaded reply.
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include "core/time.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_http.hpp"
@@ -123,6 +125,45 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "mastodon: local accounts get the instance's own domain (LOCAL_DOMAIN), not base_url's host") {
+  // base_url is the web host (127.0.0.1 here, social.example.com in life); the accounts live on
+  // the domain GET /api/v2/instance names, or /api/v1/instance on an older server.
+  FakeMastodon v2, v1, neither;
+  v2.set_instance("example.com");
+  v1.set_instance("Example.ORG", /*v2=*/false);
+  neither.set_instance("example.net", false, false);
+  for (FakeMastodon* f : {&v2, &v1, &neither}) {
+    f->start();
+  }
+  v2.add_mention("carl", "local one");
+  v2.add_mention("ann@remote.example", "remote one");
+  v1.add_mention("dora", "older server");
+  neither.add_mention("eve", "no instance api");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(v2, std::chrono::milliseconds(200)));
+  d.cfg.channels.mastodon.push_back(mastodon(v1, std::chrono::milliseconds(200)));
+  d.cfg.channels.mastodon.back().name = "older";
+  d.cfg.channels.mastodon.push_back(mastodon(neither, std::chrono::milliseconds(200)));
+  d.cfg.channels.mastodon.back().name = "bare";
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 4; }));
+  std::map<std::string, std::string> from;  // text -> from.value
+  for (const auto& q : d.queued()) {
+    from[str(q.at("text"))] = str(q.at("from").at("value"));
+  }
+  CHECK(from["@support local one"] == "carl@example.com");
+  CHECK(from["@support remote one"] == "ann@remote.example");
+  CHECK(from["@support older server"] == "dora@example.org");
+  CHECK(from["@support no instance api"] == "eve@127.0.0.1");  // base_url's host, logged
+  // Asked once per start, not per poll.
+  int asked = v2.stats().instance_requests;
+  REQUIRE(eventually([&] { return v2.stats().notification_requests >= 3; }));
+  CHECK(v2.stats().instance_requests == asked);
+  CHECK(asked == 1);
+  CHECK(v1.stats().instance_requests == 2);
+}
+
+TEST_CASE(
     "mastodon: a revoked token is logged, counted and backed off without stopping another "
     "account") {
   FakeMastodon good;
@@ -241,4 +282,70 @@ TEST_CASE("mastodon: a 503 with Retry-After is retried no sooner than the server
   CHECK(r.error == "Mastodon is down for maintenance");
   CHECK(r.retry_after == std::chrono::seconds(120));
   d.stop();
+}
+
+TEST_CASE(
+    "mastodon: a first start queues the look-back's mentions only, not the account's history, and "
+    "the next polls ask only for newer ones") {
+  using namespace std::chrono_literals;
+  FakeMastodon fake;
+  fake.start();
+  for (int i = 0; i < 500; ++i) {  // an existing brand account's history: two days old and more
+    fake.add_mention("fan" + std::to_string(i % 7) + "@remote.example", "old " + std::to_string(i),
+                     "public", "", false, 48h + std::chrono::minutes(500 - i));
+  }
+  std::vector<std::string> recent;
+  for (int i = 0; i < 3; ++i) {  // the last day's
+    recent.push_back(fake.add_mention("ann@remote.example", "recent " + std::to_string(i), "public",
+                                      "", false, std::chrono::hours(3 - i)));
+  }
+  SocialDaemon d;  // backfill: the default, 24h
+  d.cfg.channels.mastodon.push_back(mastodon(fake, std::chrono::milliseconds(200)));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") >= 3; }));
+  REQUIRE(eventually([&] { return fake.stats().notification_requests >= 3; }));
+  auto q = d.queued();
+  REQUIRE(q.size() == 3);
+  for (std::size_t i = 0; i < q.size(); ++i) {
+    CHECK(str(q[i].at("external_id")) == recent[i]);
+  }
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+  // One page (newest first) reached past the look-back; the cursor is the newest notification
+  // (status id 100000000 + notification id in the fake), and every poll after asks from it.
+  std::string newest = std::to_string(std::stoll(recent.back()) - 100000000);
+  auto queries = fake.notification_queries();
+  CHECK(queries[0].count("min_id") == 0);
+  CHECK(queries[0].count("max_id") == 0);
+  for (std::size_t i = 1; i < queries.size(); ++i) {
+    CHECK(queries[i]["min_id"] == newest);
+  }
+  std::string fresh = fake.add_mention("bob@remote.example", "are you there?");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 4; }));
+  CHECK(str(d.queued().back().at("external_id")) == fresh);
+}
+
+TEST_CASE("mastodon: backfill none starts from now, all reads the whole history") {
+  using namespace std::chrono_literals;
+  FakeMastodon none, all;
+  none.start();
+  all.start();
+  for (int i = 0; i < 100; ++i) {
+    none.add_mention("fan@remote.example", "old " + std::to_string(i), "public", "", false, 1h);
+    all.add_mention("fan@remote.example", "old " + std::to_string(i), "public", "", false, 720h);
+  }
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(none, std::chrono::milliseconds(100)));
+  d.cfg.channels.mastodon.back().name = "none";
+  d.cfg.channels.mastodon.back().backfill = std::chrono::milliseconds(0);
+  d.cfg.channels.mastodon.push_back(mastodon(all, std::chrono::milliseconds(100)));
+  d.cfg.channels.mastodon.back().name = "all";
+  d.cfg.channels.mastodon.back().backfill = std::nullopt;
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 100; }));
+  REQUIRE(eventually([&] { return none.stats().notification_requests >= 2; }));
+  std::string fresh = none.add_mention("bob@remote.example", "hello?");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 101; }));
+  CHECK(str(d.queued().back().at("external_id")) == fresh);
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE account = 'all'") == 100);
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE account = 'none'") == 1);
 }

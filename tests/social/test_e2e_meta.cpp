@@ -143,6 +143,56 @@ TEST_CASE(
   CHECK(str(to_mx.at("to")) == "5215512345678");
 }
 
+TEST_CASE("meta: a Messenger image keeps its link in the stored interaction") {
+  MetaDaemon d;
+  const std::string url =
+      "https://scontent.xx.fbcdn.net/v/t1.15752-9/123_456_n.jpg?_nc_cat=1&oh=00_AfB&oe=6790";
+  const std::string body =
+      R"({"object":"page","entry":[{"id":"PAGE_ID","time":1767322800000,"messaging":[{"sender":{"id":"PSID_1"},"recipient":{"id":"PAGE_ID"},"timestamp":1767322800000,"message":{"mid":"m_img","attachments":[{"type":"image","payload":{"url":")" +
+      url + R"("}}]}}]}]})";
+  REQUIRE(d.post(body).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto a = d.queued()[0].at("attachments").as_array();
+  REQUIRE(a.size() == 1);
+  CHECK(str(a[0].at("url")) == url);
+  CHECK(str(a[0].at("content_type")) == "image/*");
+  CHECK(str(a[0].at("filename")) == "123_456_n.jpg");
+  // The stored row, which the agents' API serves, has it too.
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE external_id='m_img' AND "
+               "json_extract(payload, '$.attachments[0].url') = '" +
+               url + "'") == 1);
+}
+
+TEST_CASE(
+    "meta: a WhatsApp message without from is stored, under its BSUID or flagged malformed and "
+    "counted, never dropped") {
+  MetaDaemon d;
+  auto message = [](const std::string& wamid, const std::string& sender_fields) {
+    return R"({"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"messages":[{)" +
+           sender_fields + R"("id":")" + wamid +
+           R"(","timestamp":"1767322800","type":"text","text":{"body":"hello from )" + wamid +
+           R"("}}]}}]}]})";
+  };
+  // A user with a WhatsApp username: the business-scoped user id instead of the phone number.
+  CHECK(d.post(message("wamid.U1", R"("from_user_id":"US.13491208655302741918",)")).status == 200);
+  CHECK(d.post(message("wamid.U2", R"("from_user_id":"US.13491208655302741918",)")).status == 200);
+  // Nothing that names the sender at all.
+  CHECK(d.post(message("wamid.N1", "")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; }));
+  auto q = d.queued();
+  CHECK(str(q[0].at("from").at("value")) == "US.13491208655302741918");
+  CHECK(str(q[0].at("text")) == "hello from wamid.U1");
+  // Matched later: the second message is the same customer, in the same conversation.
+  CHECK(str(q[1].at("customer").at("id")) == str(q[0].at("customer").at("id")));
+  CHECK(str(q[1].at("conversation_id")) == str(q[0].at("conversation_id")));
+  CHECK(str(q[2].at("external_id")) == "wamid.N1");
+  CHECK(str(q[2].at("text")) == "hello from wamid.N1");
+  CHECK(q[2].at("flags").as_array().front() == "malformed");
+  CHECK(d.metrics().find(
+            R"(switchboard_channel_errors_total{channel="whatsapp",account="meta"} 1)") !=
+        std::string::npos);
+}
+
 TEST_CASE("meta: WhatsApp statuses update the send state of our reply and show in its timeline") {
   MetaDaemon d;
   // What the agents' reply route leaves behind once the WhatsApp sender answered with its wamid.
@@ -174,4 +224,11 @@ TEST_CASE("meta: WhatsApp statuses update the send state of our reply and show i
                "AND detail LIKE '%delivered%'") == 1);
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='provider_status'") == 2);
   CHECK(d.rows("SELECT count(*) FROM interactions") == 0);
+
+  // Meta delivers at least once: the same statuses again add nothing to the timeline.
+  CHECK(d.post(body).status == 200);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE interaction_id='OUT1' AND type='provider_status' "
+               "AND detail LIKE '%delivered%'") == 1);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='provider_status'") == 2);
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id='OUT2' AND state='failed'") == 1);
 }

@@ -2,7 +2,9 @@
 // usage cap.
 #include <doctest/doctest.h>
 
+#include "core/time.hpp"
 #include "tests/social/e2e.hpp"
+#include "tests/social/fakes/fake_http.hpp"
 #include "tests/social/fakes/fake_x.hpp"
 
 using namespace sb;
@@ -108,4 +110,67 @@ TEST_CASE(
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   CHECK(fake.mention_requests() == 1);
   CHECK(fake.rejected_429() == 0);
+}
+
+TEST_CASE(
+    "x: a 429 whose x-rate-limit-reset is already past (our clock ahead of X's) waits a "
+    "minute, not a second") {
+  // The reset is X's clock in Unix seconds: two minutes behind ours makes it look long past.
+  FakeHttpServer server([](const FakeHttpServer::Request&, std::chrono::milliseconds) {
+    FakeHttpServer::Response r(
+        429,
+        R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})");
+    r.headers = {{"x-rate-limit-limit", "180"},
+                 {"x-rate-limit-remaining", "0"},
+                 {"x-rate-limit-reset", std::to_string(now_ms() / 1000 - 120)}};
+    return r;
+  });
+  server.start();
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(
+      config::X{"x", server.base_url(), "x-token", "42", std::chrono::milliseconds(100)});
+  d.start();
+  REQUIRE(eventually([&] { return server.requests() >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  CHECK(server.requests() == 1);
+  d.stop();
+}
+
+TEST_CASE(
+    "x: a first start queues the look-back's mentions only, not the last 800, and the next polls "
+    "ask since the newest") {
+  using namespace std::chrono_literals;
+  FakeX fake("42");
+  fake.start();
+  for (int i = 0; i < 500; ++i) {
+    fake.add_mention("7", "pat", "old " + std::to_string(i), "",
+                     48h + std::chrono::minutes(500 - i));
+  }
+  std::vector<std::string> recent;
+  for (int i = 0; i < 3; ++i) {
+    recent.push_back(
+        fake.add_mention("8", "ann", "recent " + std::to_string(i), "", std::chrono::hours(3 - i)));
+  }
+  SocialDaemon d;  // backfill: the default, 24h
+  d.cfg.channels.x.push_back(
+      config::X{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)});
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") >= 3; }));
+  REQUIRE(eventually([&] { return fake.mention_requests() >= 3; }));
+  auto q = d.queued();
+  REQUIRE(q.size() == 3);
+  for (std::size_t i = 0; i < q.size(); ++i) {
+    CHECK(str(q[i].at("external_id")) == recent[i]);
+  }
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+  auto queries = fake.mention_queries();
+  CHECK(queries[0].count("start_time") == 1);
+  CHECK(queries[0].count("since_id") == 0);
+  for (std::size_t i = 1; i < queries.size(); ++i) {
+    CHECK(queries[i]["since_id"] == recent.back());
+    CHECK(queries[i].count("start_time") == 0);
+  }
+  std::string fresh = fake.add_mention("9", "bob", "hello?");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 4; }));
+  CHECK(str(d.queued().back().at("external_id")) == fresh);
 }

@@ -94,6 +94,33 @@ TEST_CASE("Mastodon notifications: mentions only, oldest first, cursor = newest 
   CHECK(mastodon_visibility({"visibility:"}, "mention") == "public");
 }
 
+TEST_CASE("Mastodon media: the link is kept, the type becomes a MIME family") {
+  // docs.joinmastodon.org entities/MediaAttachment: type is unknown | image | gifv | video |
+  // audio; url is null while a remote file is not cached, remote_url is the original then.
+  const std::string body = R"([{"id":"7","type":"mention","created_at":"2019-11-23T07:49:02.064Z",
+    "status":{"id":"70","created_at":"2019-11-23T07:49:01.940Z","visibility":"public",
+      "content":"<p>look</p>","account":{"id":"1","acct":"ann@remote.example"},
+      "media_attachments":[
+        {"id":"1","type":"image","url":"https://files.example/media/abc.png?name=orig"},
+        {"id":"2","type":"gifv","url":null,"remote_url":"https://remote.example/m/loop.mp4"},
+        {"id":"3","type":"audio","url":"https://files.example/media/voice.mp3"},
+        {"id":"4","type":"unknown","url":"https://files.example/media/x"}]}}])";
+  auto page = parse_mastodon_notifications(masto_cfg(), body);
+  REQUIRE(page.items.size() == 1);
+  const auto& a = page.items[0].attachments;
+  REQUIRE(a.size() == 4);
+  CHECK(a[0].filename == "abc.png");
+  CHECK(a[0].content_type == "image/*");
+  CHECK(a[0].url == "https://files.example/media/abc.png?name=orig");
+  CHECK(a[1].filename == "loop.mp4");
+  CHECK(a[1].content_type == "video/*");
+  CHECK(a[1].url == "https://remote.example/m/loop.mp4");
+  CHECK(a[2].content_type == "audio/*");
+  CHECK(a[3].content_type == "application/octet-stream");
+  CHECK(url_file_name("https://cdn.example") == "");
+  CHECK(url_file_name("https://cdn.example/a/b.jpg#frag") == "b.jpg");
+}
+
 TEST_CASE("Mastodon: a non-array body is an error, ids compare as numbers") {
   CHECK_FALSE(
       parse_mastodon_notifications(masto_cfg(), R"({"error":"The access token is invalid"})").ok);
@@ -128,6 +155,24 @@ TEST_CASE("Mastodon instance domain and base URL") {
         "/api/v1/notifications?types%5B%5D=mention&limit=40&min_id=0&include_filtered=true");
   CHECK(mastodon_notifications_target("34975861", 40) ==
         "/api/v1/notifications?types%5B%5D=mention&limit=40&min_id=34975861&include_filtered=true");
+}
+
+TEST_CASE("Mastodon instance: the local domain from /api/v2/instance or /api/v1/instance") {
+  CHECK(parse_mastodon_instance_domain(R"({"domain":"Example.com","title":"x"})") == "example.com");
+  CHECK(parse_mastodon_instance_domain(R"({"uri":"example.org","title":"x"})") == "example.org");
+  CHECK(parse_mastodon_instance_domain(R"({"uri":"https://pleroma.example/"})") ==
+        "pleroma.example");
+  CHECK(parse_mastodon_instance_domain(R"({"title":"no domain"})").empty());
+  CHECK(parse_mastodon_instance_domain("[]").empty());
+  CHECK(parse_mastodon_instance_domain(R"({"domain":"a b"})").empty());
+  // A local account takes the domain the instance named, not base_url's host.
+  const std::string body = R"([{"id":"7","type":"mention","status":{"id":"70",
+    "visibility":"public","content":"<p>hi</p>","account":{"id":"1","acct":"zsc"}}}])";
+  auto page = parse_mastodon_notifications(masto_cfg(), body, "example.com");
+  REQUIRE(page.items.size() == 1);
+  CHECK(page.items[0].from->value == "zsc@example.com");
+  CHECK(page.items[0].thread_record ==
+        std::vector<std::string>{"mastodon:social:70:zsc@example.com"});
 }
 
 TEST_CASE("Link header: next and prev with their cursors") {

@@ -197,6 +197,8 @@ TEST_CASE("Messenger attachment-only message gets a placeholder text and attachm
   CHECK(r.items[0].text == "[image]");
   REQUIRE(r.items[0].attachments.size() == 1);
   CHECK(r.items[0].attachments[0].content_type == "image/*");
+  CHECK(r.items[0].attachments[0].url == "https://scontent.example/image.png");
+  CHECK(r.items[0].attachments[0].filename == "image.png");
 }
 
 TEST_CASE("Instagram message is an instagram direct_message, echoes are ignored") {
@@ -392,4 +394,46 @@ TEST_CASE("Meta send requests and responses") {
   CHECK(key->business_id == "106540352242922");
   CHECK(key->user_id == "16505551234");
   CHECK_FALSE(parse_meta_thread_key("mastodon:a:b:c"));
+}
+
+TEST_CASE("WhatsApp message without from: the BSUID is the identity, none at all is malformed") {
+  // Meta "Business-scoped user IDs": a user with a WhatsApp username may hide the phone number;
+  // messages then carry from_user_id and contacts[].user_id (the BSUID) but no from / wa_id.
+  const std::string bsuid = R"({"object":"whatsapp_business_account","entry":[{"id":"WABA",
+    "changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
+    "metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+    "contacts":[{"profile":{"name":"Sheena Nelson","username":"@sheena"},
+                 "user_id":"US.13491208655302741918"}],
+    "messages":[{"from_user_id":"US.13491208655302741918","id":"wamid.BSUID1",
+                 "timestamp":"1767322800","type":"text","text":{"body":"hi"}}]}}]}]})";
+  auto r = post_signed(bsuid);
+  REQUIRE(r.status == 200);
+  REQUIRE(r.items.size() == 1);
+  REQUIRE(r.items[0].from);
+  CHECK(r.items[0].from->type == "whatsapp");
+  CHECK(r.items[0].from->value == "US.13491208655302741918");
+  CHECK(r.items[0].from->handle == "US.13491208655302741918");
+  CHECK(r.items[0].from->name == "Sheena Nelson");
+  CHECK(r.items[0].text == "hi");
+  CHECK(r.items[0].flags == std::vector<std::string>{"phone_number_id:106540352242922"});
+  CHECK(r.items[0].thread_record ==
+        std::vector<std::string>{"whatsapp:meta:106540352242922:US.13491208655302741918"});
+  CHECK(r.problems.empty());
+
+  const std::string nobody = R"({"object":"whatsapp_business_account","entry":[{"id":"WABA",
+    "changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
+    "metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+    "messages":[{"id":"wamid.NOBODY1","timestamp":"1767322800","type":"text",
+                 "text":{"body":"who am I"}}]}}]}]})";
+  auto n = post_signed(nobody);
+  REQUIRE(n.status == 200);
+  REQUIRE(n.items.size() == 1);
+  CHECK_FALSE(n.items[0].from);
+  CHECK(n.items[0].text == "who am I");
+  CHECK(n.items[0].flags ==
+        std::vector<std::string>{"malformed", "phone_number_id:106540352242922"});
+  CHECK(n.items[0].thread_record.empty());  // not one conversation for every unknown sender
+  REQUIRE(n.problems.size() == 1);
+  CHECK(n.problems[0].channel == "whatsapp");
+  CHECK(n.problems[0].message.find("wamid.NOBODY1") != std::string::npos);
 }

@@ -105,6 +105,25 @@ TEST_CASE("X pager: follows next_token, hands the backlog over oldest first with
   CHECK_FALSE(idle.cursor());
 }
 
+TEST_CASE("X pager: a first start's look-back asks start_time and stops at the first older post") {
+  auto cfg = x_cfg();
+  // 2021-03-25T00:00:00.500Z: X takes whole seconds, rounded down to keep the first one in.
+  XMentionsPager pager("", 800, 1616630400500);
+  CHECK(pager.next_target(cfg).find("&start_time=2021-03-25T00:00:00Z") != std::string::npos);
+  CHECK(pager.next_target(cfg).find("since_id") == std::string::npos);
+  CHECK_FALSE(pager.add(parse_x_mentions(cfg, kPage1)));  // 2021-03-25: inside
+  // kPage2 is from 2021-03-24, before the look-back (a server that ignored start_time).
+  CHECK(pager.add(parse_x_mentions(cfg, kPage2)));
+  CHECK(pager.cursor() == "1375152598945312768");
+  auto items = pager.take_items();
+  REQUIRE(items.size() == 1);
+  CHECK(items[0].external_id == "1375152449595338752");
+
+  // With a cursor the look-back is moot: since_id only.
+  XMentionsPager later("1375152598945312768", 800, 1616630400500);
+  CHECK(later.next_target(cfg).find("start_time") == std::string::npos);
+}
+
 TEST_CASE("X errors: 429 with reset, usage cap, unauthorized, 5xx") {
   auto limited = classify_x_response(
       429,

@@ -71,7 +71,9 @@ TEST_CASE("the interaction JSON parses back to every field, with strings escaped
   in.occurred_at_ms = 1700000000000;
   in.in_reply_to = "<p@example.com>";
   in.call = CallInfo{"completed", "inbound", 42, ""};
-  in.attachments = {Attachment{"a.pdf", "application/pdf", 1234, true, ""}};
+  in.attachments = {
+      Attachment{"a.pdf", "application/pdf", 1234, true, ""},
+      Attachment{"b.png", "image/*", 0, false, "", "https://cdn.example/b.png?x=\"1"}};
   in.flags = {"malformed", "bulk"};
   storage::StoredMeta meta{"01J00000000000000000000000",
                            "01J00000000000000000000001",
@@ -99,6 +101,8 @@ TEST_CASE("the interaction JSON parses back to every field, with strings escaped
   CHECK(v.at("call").at("duration_s") == 42);
   CHECK(v.at("attachments").at(0).at("size") == 1234);
   CHECK(v.at("attachments").at(0).at("stored") == true);
+  CHECK(v.at("attachments").at(0).as_object().if_contains("url") == nullptr);  // only when set
+  CHECK(v.at("attachments").at(1).at("url") == "https://cdn.example/b.png?x=\"1");
   CHECK(v.at("flags") == json::array{"malformed", "bulk"});
   CHECK(v.at("queue") == "general");
   CHECK(v.at("priority") == "high");

@@ -289,4 +289,32 @@ TEST_CASE(
       "AND state IN ('queued', 'claimed') ORDER BY queued_seq LIMIT 10");
   REQUIRE(plan.step());
   CHECK_MESSAGE(plan.text(3).find("interactions_by_queued_seq") != std::string::npos, plan.text(3));
+
+    "a version-15 file is upgraded: a WhatsApp status stored twice keeps one event, other events "
+    "stay") {
+  test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 15);
+    db.exec(
+        "INSERT INTO events(interaction_id, at, actor, type, detail) VALUES "
+        "('O1', 5, 'whatsapp', 'provider_status', '{\"status\":\"delivered\"}'), "
+        "('O1', 5, 'whatsapp', 'provider_status', '{\"status\":\"delivered\"}'), "
+        "('O1', 6, 'whatsapp', 'provider_status', '{\"status\":\"read\"}'), "
+        "('O1', 7, 'alice', 'claim', '{}'), ('O1', 7, 'alice', 'claim', '{}')");
+  }
+  storage::Writer writer(path);  // migrates
+  storage::Db db(path);
+  auto count = [&](const char* where) {
+    auto st = db.prepare(std::string("SELECT count(*) FROM events WHERE ") + where);
+    REQUIRE(st.step());
+    return st.int64(0);
+  };
+  CHECK(count("type = 'provider_status' AND detail LIKE '%delivered%'") == 1);
+  CHECK(count("type = 'provider_status' AND detail LIKE '%read%'") == 1);
+  CHECK(count("type = 'claim'") == 2);  // not a provider's report: never deduplicated
+  CHECK_THROWS(
+      db.exec("INSERT INTO events(interaction_id, at, actor, type, detail) VALUES "
+              "('O1', 6, 'whatsapp', 'provider_status', '{\"status\":\"read\"}')"));
 }

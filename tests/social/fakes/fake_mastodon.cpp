@@ -30,6 +30,9 @@ struct FakeMastodon::Impl {
   std::map<std::string, std::size_t> by_key;  // Idempotency-Key -> index in posts
   int fail_posts = 0;
   std::vector<std::string> post_keys;  // Idempotency-Key of every POST, failed ones too
+  std::vector<std::map<std::string, std::string>> queries;  // of GET /api/v1/notifications
+  std::string local_domain = "127.0.0.1";
+  bool instance_v2 = true, instance_v1 = true;
   Stats stats;
   Clock::time_point window_start{};
   int window_used = 0;
@@ -76,6 +79,19 @@ struct FakeMastodon::Impl {
 
   Response handle(const Request& req) {
     std::lock_guard lock(mu);
+    // Public, unauthenticated, and throttled apart from the token's budget (per IP).
+    if (req.method == "GET" && (req.path == "/api/v2/instance" || req.path == "/api/v1/instance")) {
+      ++stats.instance_requests;
+      if (req.path == "/api/v2/instance" && instance_v2) {
+        return reply(200, json::serialize(json::object{
+                              {"domain", local_domain}, {"title", "Fake"}, {"version", "4.3.0"}}));
+      }
+      if (req.path == "/api/v1/instance" && instance_v1) {
+        return reply(200, json::serialize(json::object{
+                              {"uri", local_domain}, {"title", "Fake"}, {"version", "3.5.3"}}));
+      }
+      return reply(404, R"({"error":"Record not found"})");
+    }
     ++stats.requests;
     if (req.header("authorization") != "Bearer " + token) {
       return reply(401, R"({"error":"The access token is invalid"})");
@@ -112,6 +128,7 @@ struct FakeMastodon::Impl {
 
   Response notifications(const Request& req) {
     ++stats.notification_requests;
+    queries.push_back(req.query);
     auto limit = static_cast<std::size_t>(
         std::clamp<std::int64_t>(int_param(req, "limit").value_or(40), 1, 80));
     auto min_id = int_param(req, "min_id");
@@ -146,9 +163,11 @@ struct FakeMastodon::Impl {
           {"username", username},
           {"acct", m->acct},
           {"display_name", username}};
+      std::string created = format_rfc3339(m->created_at_ms);  // "...Z"; Mastodon adds ".000"
+      created.insert(created.size() - 1, ".000");
       json::object status{
           {"id", std::to_string(m->status_id)},
-          {"created_at", "2026-01-02T03:04:05.000Z"},
+          {"created_at", created},
           {"in_reply_to_id",
            m->in_reply_to_id.empty() ? json::value(nullptr) : json::value(m->in_reply_to_id)},
           {"visibility", m->visibility},
@@ -162,7 +181,7 @@ struct FakeMastodon::Impl {
                                                 {"acct", "support"}}}}};
       out.push_back(json::object{{"id", std::to_string(m->notification_id)},
                                  {"type", "mention"},
-                                 {"created_at", "2026-01-02T03:04:05.000Z"},
+                                 {"created_at", created},
                                  {"account", account},
                                  {"status", status}});
     }
@@ -245,9 +264,11 @@ int FakeMastodon::connections() const {
 
 std::string FakeMastodon::add_mention(const std::string& acct, const std::string& text,
                                       const std::string& visibility,
-                                      const std::string& in_reply_to_id, bool filtered) {
+                                      const std::string& in_reply_to_id, bool filtered,
+                                      std::chrono::milliseconds age) {
   std::lock_guard lock(impl_->mu);
   Mention m;
+  m.created_at_ms = now_ms() - age.count();
   m.notification_id = ++impl_->next_id;
   m.status_id = 100000000 + m.notification_id;
   m.acct = acct;
@@ -260,6 +281,13 @@ std::string FakeMastodon::add_mention(const std::string& acct, const std::string
   m.filtered = filtered;
   impl_->mentions.push_back(m);
   return std::to_string(m.status_id);
+}
+
+void FakeMastodon::set_instance(const std::string& local_domain, bool v2, bool v1) {
+  std::lock_guard lock(impl_->mu);
+  impl_->local_domain = local_domain;
+  impl_->instance_v2 = v2;
+  impl_->instance_v1 = v1;
 }
 
 void FakeMastodon::fail_next_posts(int n) {
@@ -280,6 +308,11 @@ std::vector<std::string> FakeMastodon::post_attempt_keys() const {
 FakeMastodon::Stats FakeMastodon::stats() const {
   std::lock_guard lock(impl_->mu);
   return impl_->stats;
+}
+
+std::vector<std::map<std::string, std::string>> FakeMastodon::notification_queries() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->queries;
 }
 
 }  // namespace sb::test

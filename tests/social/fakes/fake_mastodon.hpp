@@ -6,6 +6,7 @@
 // connection (it answers with Connection: close).
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,7 +23,8 @@ class FakeMastodon {
     std::string html;
     std::string visibility = "public";
     std::string in_reply_to_id;
-    bool filtered = false;  // by the account's notification policy (Mastodon 4.3+)
+    bool filtered = false;           // by the account's notification policy (Mastodon 4.3+)
+    std::int64_t created_at_ms = 0;  // Unix ms: the status's and the notification's created_at
   };
   struct Posted {
     std::string id;
@@ -32,9 +34,10 @@ class FakeMastodon {
     std::string idempotency_key;
   };
   struct Stats {
-    int requests = 0;
+    int requests = 0;  // with the access token (the public /api/v*/instance is not counted)
     int rejected_429 = 0;
     int notification_requests = 0;
+    int instance_requests = 0;  // GET /api/v2/instance and /api/v1/instance, answered or not
   };
 
   explicit FakeMastodon(std::string token = "test-token", int window_limit = 300,
@@ -52,15 +55,22 @@ class FakeMastodon {
   // Adds a mention from `acct` ("user" local, or "user@domain"); returns its status id. A
   // `filtered` one is what Mastodon 4.3+ makes of a mention its notification policy filters (by
   // default a private mention from an account not followed): GET /api/v1/notifications leaves it
-  // out unless the request says include_filtered=true.
+  // out unless the request says include_filtered=true. It was posted `age` ago (created_at).
   std::string add_mention(const std::string& acct, const std::string& text,
                           const std::string& visibility = "public",
-                          const std::string& in_reply_to_id = "", bool filtered = false);
+                          const std::string& in_reply_to_id = "", bool filtered = false,
+                          std::chrono::milliseconds age = {});
+  // The server's LOCAL_DOMAIN, which GET /api/v2/instance names as `domain` and /api/v1/instance
+  // as `uri` (default "127.0.0.1", the host of base_url). `v2` false: an older server without
+  // /api/v2/instance (404); `v1` false: without /api/v1/instance either.
+  void set_instance(const std::string& local_domain, bool v2 = true, bool v1 = true);
   void fail_next_posts(int n);  // the next n POST /api/v1/statuses answer 503 (nothing posted)
   std::vector<Posted> posted() const;
   // The Idempotency-Key of every POST /api/v1/statuses in arrival order, answered 503 or not.
   std::vector<std::string> post_attempt_keys() const;
   Stats stats() const;
+  // The query parameters of every GET /api/v1/notifications (decoded), in arrival order.
+  std::vector<std::map<std::string, std::string>> notification_queries() const;
 
  private:
   struct Impl;

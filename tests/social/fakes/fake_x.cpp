@@ -4,10 +4,21 @@
 #include <boost/json.hpp>
 #include <utility>
 
+#include "core/time.hpp"
+
 namespace sb::test {
 
 namespace json = boost::json;
 using Res = FakeHttpServer::Response;
+
+namespace {
+// X's form: "2026-01-02T03:04:05.000Z" (milliseconds, always ".000").
+std::string created_at(std::int64_t ms) {
+  std::string s = format_rfc3339(ms);
+  s.insert(s.size() - 1, ".000");
+  return s;
+}
+}  // namespace
 
 FakeX::FakeX(std::string user_id, std::string token, int window_limit)
     : user_id_(std::move(user_id)),
@@ -19,9 +30,10 @@ FakeX::FakeX(std::string user_id, std::string token, int window_limit)
       }) {}
 
 std::string FakeX::add_mention(const std::string& author_id, const std::string& username,
-                               const std::string& text, const std::string& conversation_id) {
+                               const std::string& text, const std::string& conversation_id,
+                               std::chrono::milliseconds age) {
   std::lock_guard lock(mu_);
-  Tweet t{++next_id_, author_id, username, text, conversation_id};
+  Tweet t{++next_id_, author_id, username, text, conversation_id, now_ms() - age.count()};
   if (t.conversation_id.empty()) {
     t.conversation_id = std::to_string(t.id);
   }
@@ -57,6 +69,11 @@ std::vector<FakeX::Posted> FakeX::posted() const {
 int FakeX::mention_requests() const {
   std::lock_guard lock(mu_);
   return mention_requests_;
+}
+
+std::vector<std::map<std::string, std::string>> FakeX::mention_queries() const {
+  std::lock_guard lock(mu_);
+  return queries_;
 }
 
 int FakeX::rejected_429() const {
@@ -149,14 +166,26 @@ Res FakeX::handle(const FakeHttpServer::Request& r) {
 
 Res FakeX::mentions(const FakeHttpServer::Request& r) {
   ++mention_requests_;
+  queries_.push_back(r.query);
   long long since = r.param("since_id").empty() ? 0 : std::stoll(r.param("since_id"));
+  // start_time: the oldest created_at returned, whole seconds, inclusive.
+  std::int64_t start = 0;
+  if (!r.param("start_time").empty()) {
+    auto at = parse_rfc3339(r.param("start_time"));
+    if (!at || r.param("start_time").find('.') != std::string::npos) {
+      return {
+          400,
+          R"({"title":"Invalid Request","detail":"start_time must be YYYY-MM-DDTHH:mm:ssZ","type":"https://api.twitter.com/2/problems/invalid-request"})"};
+    }
+    start = *at;
+  }
   std::size_t max = r.param("max_results").empty() ? 10 : std::stoul(r.param("max_results"));
   // The pagination token is opaque to clients; here it encodes "older than this id".
   long long before =
       r.param("pagination_token").empty() ? 0 : std::stoll(r.param("pagination_token").substr(1));
   std::vector<const Tweet*> range;
   for (auto it = tweets_.rbegin(); it != tweets_.rend(); ++it) {  // newest first
-    if (it->id <= since || (before != 0 && it->id >= before)) {
+    if (it->id <= since || (before != 0 && it->id >= before) || it->created_at_ms < start) {
       continue;
     }
     range.push_back(&*it);
@@ -176,7 +205,7 @@ Res FakeX::mentions(const FakeHttpServer::Request& r) {
                                 {"text", t->text},
                                 {"author_id", t->author_id},
                                 {"conversation_id", t->conversation_id},
-                                {"created_at", "2026-01-02T03:04:05.000Z"},
+                                {"created_at", created_at(t->created_at_ms)},
                                 {"edit_history_tweet_ids", json::array{std::to_string(t->id)}}});
     users.push_back(
         json::object{{"id", t->author_id}, {"name", t->username}, {"username", t->username}});

@@ -5,6 +5,8 @@
 // budget; a usage-cap switch answering the documented usage-capped problem; POST /2/tweets,
 // which refuses a text posted before with X's 403 "duplicate content" problem.
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -23,9 +25,10 @@ class FakeX {
   void stop() { server_.stop(); }
   std::string base_url() const { return server_.base_url(); }
 
-  // Adds a mention from user `author_id` (@username); returns the tweet id.
+  // Adds a mention from user `author_id` (@username), posted `age` ago; returns the tweet id.
   std::string add_mention(const std::string& author_id, const std::string& username,
-                          const std::string& text, const std::string& conversation_id = "");
+                          const std::string& text, const std::string& conversation_id = "",
+                          std::chrono::milliseconds age = {});
   void set_usage_capped(bool on);
   // The next request for a further page (with pagination_token) answers 429 with
   // x-rate-limit-reset 1 s ahead.
@@ -36,6 +39,8 @@ class FakeX {
   std::vector<Posted> posted() const;
   int post_requests() const;  // POST /2/tweets received, refused ones too
   int mention_requests() const;
+  // The query parameters of every mentions request (decoded), in arrival order.
+  std::vector<std::map<std::string, std::string>> mention_queries() const;
   int rejected_429() const;
 
  private:
@@ -44,6 +49,7 @@ class FakeX {
   struct Tweet {
     long long id;
     std::string author_id, username, text, conversation_id;
+    std::int64_t created_at_ms = 0;
   };
   std::string user_id_, token_;
   int window_limit_;
@@ -51,6 +57,7 @@ class FakeX {
   std::vector<Tweet> tweets_;  // ascending ids
   long long next_id_ = 1460323737035677698LL;
   std::vector<Posted> posted_;
+  std::vector<std::map<std::string, std::string>> queries_;
   bool capped_ = false;
   bool limit_next_ = false;
   int mention_requests_ = 0, rejected_ = 0, window_used_ = 0;
