@@ -364,3 +364,47 @@ TEST_CASE("a second reply, to our own reply, still names the whole thread in Ref
         std::vector<std::string>{"<root@customer.example>", "<first@customer.example>"});
   CHECK(sent.to.at(0).email == "ann@example.com");
 }
+
+TEST_CASE("a reply keeps every line within 998 bytes - a long paragraph, a customer's huge ids") {
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <support@example.com>";
+  const std::string huge_id = "<" + std::string(1500, 'h') + "@customer.example>";
+  const std::string long_id = "<" + std::string(850, 'l') + "@customer.example>";
+  json::object parent{{"direction", "inbound"},
+                      {"subject", "Order 7"},
+                      {"external_id", huge_id},
+                      {"in_reply_to", long_id},
+                      {"references", json::array{long_id, huge_id, "<short@customer.example>"}},
+                      {"from", {{"type", "email"}, {"value", "ann@example.com"}}}};
+  std::string paragraph;
+  while (paragraph.size() < 3000) {
+    paragraph += "Your order left our warehouse today. ";
+  }
+  paragraph.pop_back();
+  for (const std::string& text : {paragraph, paragraph + "\n\xC3\xBC " + paragraph}) {
+    OutboundMessage m{"01JTESTREPLY00000000000004", "email", "support", "c1", text,
+                      json::serialize(parent),      ""};
+    auto built = email::build_reply(account, m, 1767323045000);
+    REQUIRE(built.error.empty());
+    std::size_t longest = 0;
+    for (std::size_t at = 0; at < built.data.size();) {
+      std::size_t end = built.data.find("\r\n", at);
+      end = end == std::string::npos ? built.data.size() : end;
+      longest = std::max(longest, end - at);
+      at = end + 2;
+    }
+    CHECK(longest <= 998);
+    auto sent = email::parse_email(built.data);
+    CHECK(sent.text == text);
+    CHECK(sent.in_reply_to.empty());  // the parent's id is too long to name
+    CHECK(sent.references == std::vector<std::string>{long_id, "<short@customer.example>"});
+  }
+
+  // A short ASCII reply is still plain 7bit.
+  OutboundMessage m{"01JTESTREPLY00000000000005", "email", "support", "c1", "Hello Ann",
+                    json::serialize(parent),      ""};
+  auto built = email::build_reply(account, m, 1767323045000);
+  CHECK(built.data.find("Content-Transfer-Encoding: 7bit") != std::string::npos);
+}
