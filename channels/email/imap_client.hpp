@@ -139,6 +139,10 @@ class Client {
   const std::string& last_reply() const { return last_reply_; }
   // Its response code (RFC 5530), upper-cased: "UNAVAILABLE", "SERVERBUG", ...; may be empty.
   const std::string& last_reply_code() const { return last_reply_code_; }
+  // `ec` for the log, with what failed when it is the client's last failure: the command or step
+  // (never its arguments), and the server's words or the parser's complaint, e.g. "SELECT
+  // failed: command rejected (NO): NO [NONEXISTENT] Unknown Mailbox". Else ec.message().
+  std::string describe(const boost::system::error_code& ec) const;
 
  private:
   using responses = std::vector<Response>;
@@ -152,7 +156,8 @@ class Client {
       std::string text, std::vector<std::string> answers = {});
   boost::asio::awaitable<boost::system::error_code> refresh_capabilities();
   boost::asio::awaitable<boost::system::error_code> handshake();
-  void note(const Response& r);  // EXISTS, UIDVALIDITY, UIDNEXT, CAPABILITY wherever they come
+  void note(const Response& r);      // EXISTS, UIDVALIDITY, UIDNEXT, CAPABILITY wherever they come
+  void remember(const Response& r);  // the server's last words (NO, BAD, BYE): last_reply()
   std::string fetch_items() const;
   FetchedMessage make_fetched(std::uint64_t uid, std::optional<std::uint64_t> size,
                               std::string body) const;
@@ -161,6 +166,10 @@ class Client {
   // one of them came back NIL, protocol when a body was dropped before any was kept.
   boost::system::error_code take_messages(responses& fetched, std::uint64_t lo, std::uint64_t hi,
                                           FetchBatch& batch) const;
+  // Records what failed for describe(): `step` ("SELECT", "connect", ...), then `detail`, else
+  // the server's last reply, else the parser's error. Returns ec.
+  boost::system::error_code failed(boost::system::error_code ec, std::string_view step,
+                                   std::string_view detail = {});
   void arm(std::chrono::milliseconds timeout, bool soft);
   void disarm();
   std::string next_tag();
@@ -181,6 +190,8 @@ class Client {
   std::vector<std::uint64_t> dropped_;  // UIDs whose bodies the last command dropped
   std::string last_reply_;
   std::string last_reply_code_;
+  boost::system::error_code failure_ec_;  // describe(): the last failure and what it was
+  std::string failure_;
 };
 
 }  // namespace sb::email::imap

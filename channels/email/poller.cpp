@@ -112,13 +112,17 @@ void Poller::stop() {
 asio::awaitable<void> Poller::State::run(Mailbox& m) {
   auto log = logger("email");
   while (!stopping) {
+    m.why.clear();
     error_code ec = co_await session(m);
+    if (m.why.empty()) {
+      m.why = ec.message();
+    }
     if (stopping) {
       break;
     }
     count_error(m);
     milliseconds delay = backoff(m.failures++);
-    log->warn("{} session ended: {}; reconnecting in {} ms", m.prefix, ec.message(), delay.count());
+    log->warn("{} session ended: {}; reconnecting in {} ms", m.prefix, m.why, delay.count());
     m.timer->expires_after(delay);
     co_await m.timer->async_wait(asio::as_tuple(asio::use_awaitable));
   }
@@ -138,14 +142,14 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   } release{m};
 
   if (auto ec = co_await c.connect()) {
-    co_return ec;
+    co_return ended(m, c, ec);
   }
   if (auto ec = co_await c.login()) {
-    co_return ec;
+    co_return ended(m, c, ec);
   }
   auto status = co_await c.select(m.name);
   if (!status) {
-    co_return status.error();
+    co_return ended(m, c, status.error());
   }
   Cursor start{status->uidvalidity};
   bool replace_cursor = false;
@@ -200,7 +204,7 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   while (chain->at_writer()) {
     co_await chain->wait();
   }
-  co_return ec;
+  co_return ended(m, c, ec);
 }
 
 // `after` that the committed cursor says is due (its session ended between the commit and
@@ -222,7 +226,7 @@ asio::awaitable<error_code> Poller::State::apply_due_after(Mailbox& m, imap::Cli
     auto uids = co_await c.search_uids(start.after_done + 1, start.last_uid);
     if (!uids) {
       log->warn("{} listing UIDs {}..{} for `after` failed: {}", m.prefix, start.after_done + 1,
-                start.last_uid, uids.error().message());
+                start.last_uid, c.describe(uids.error()));
       if (after_left_for_next_session(uids.error())) {
         co_return uids.error();
       }
@@ -298,6 +302,8 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
     }
     if (c.mailbox().uidvalidity != status.uidvalidity) {
       // The server announced a new UIDVALIDITY mid-session: start over with a fresh SELECT.
+      m.why = "the server announced a new UIDVALIDITY " + std::to_string(c.mailbox().uidvalidity) +
+              " (was " + std::to_string(status.uidvalidity) + ")";
       co_return make_error_code(boost::system::errc::state_not_recoverable);
     }
     if (ranged) {
@@ -398,14 +404,14 @@ asio::awaitable<error_code> Poller::State::apply_after(Mailbox& m, imap::Client&
     ec = co_await c.mark_seen(uids);
     if (ec) {
       log->warn("{} marking UIDs {}..{} \\Seen failed: {}", m.prefix, uids.front(), uids.back(),
-                ec.message());
+                c.describe(ec));
     }
   } else if (a.after.rfind("move:", 0) == 0) {
     std::string folder = a.after.substr(5);
     ec = co_await c.move(uids, folder);
     if (ec) {
       log->warn("{} moving UIDs {}..{} to {} failed: {}", m.prefix, uids.front(), uids.back(),
-                folder, ec.message());
+                folder, c.describe(ec));
     }
   }
   if (ec) {
