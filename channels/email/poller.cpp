@@ -113,9 +113,15 @@ asio::awaitable<void> Poller::State::run(Mailbox& m) {
   auto log = logger("email");
   while (!stopping) {
     m.why.clear();
-    error_code ec = co_await session(m);
-    if (m.why.empty()) {
-      m.why = ec.message();
+    try {
+      error_code ec = co_await session(m);
+      if (m.why.empty()) {
+        m.why = ec.message();
+      }
+    } catch (const std::exception& e) {
+      // Not expected (failures are values), but one must not end this mailbox's polling for
+      // good: it is a failed session like any other.
+      m.why = std::string("session ended by an exception: ") + e.what();
     }
     if (stopping) {
       break;
@@ -153,7 +159,15 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   }
   Cursor start{status->uidvalidity};
   bool replace_cursor = false;
-  auto committed = pipeline.cursor(a.name, m.name);
+  std::optional<std::string> committed;
+  try {
+    committed = pipeline.cursor(a.name, m.name);
+  } catch (const std::exception& e) {
+    // SQLITE_BUSY past the busy timeout, an I/O error: this session fails; the next one, after
+    // the back-off, reads the cursor again.
+    m.why = std::string("reading the committed cursor failed: ") + e.what();
+    co_return make_error_code(boost::system::errc::io_error);
+  }
   auto cur = committed ? parse_cursor(*committed) : std::nullopt;
   if (cur && cur->uidvalidity == status->uidvalidity) {
     start = *cur;

@@ -139,3 +139,18 @@ TEST_CASE("a session that fails is logged with the command and the server's word
   CHECK(line.find("Mailbox doesn't exist: Missing") != std::string::npos);
   CHECK(r.errors() >= 1);
 }
+
+TEST_CASE("a committed cursor that cannot be read fails the session, not the mailbox for good") {
+  FailureRig r;
+  r.pipeline.cursor_throws = 1;
+  r.dovecot.deliver(test_email(1, 1));
+  r.start();
+  REQUIRE(eventually([&] { return r.rows("SELECT count(*) FROM interactions") == 1; }));
+  CHECK(r.pipeline.cursor_throws == 0);
+  CHECK(r.errors() == 1);
+  std::string text = r.logged();
+  CHECK(text.find("session ended: reading the committed cursor failed: database is locked") !=
+        std::string::npos);
+  r.dovecot.deliver(test_email(2, 1));  // and the mailbox goes on
+  CHECK(eventually([&] { return r.rows("SELECT count(*) FROM interactions") == 2; }));
+}
