@@ -482,9 +482,10 @@ asio::awaitable<result<MailboxStatus>> Client::select(std::string_view mailbox, 
 }
 
 asio::awaitable<result<std::vector<std::uint64_t>>> Client::search_uids(std::uint64_t lo,
-                                                                        std::uint64_t hi) {
+                                                                        std::uint64_t hi,
+                                                                        bool undeleted) {
   std::string range = std::to_string(lo) + ":" + (hi == 0 ? "*" : std::to_string(hi));
-  auto search = co_await command("UID SEARCH UID " + range);
+  auto search = co_await command("UID SEARCH UID " + range + (undeleted ? " UNDELETED" : ""));
   if (!search) {
     co_return search.error();
   }

@@ -99,8 +99,9 @@ class Client {
                                                                       std::size_t max_messages,
                                                                       std::uint64_t up_to = 0);
   // UID SEARCH UID lo:hi (hi 0: "*"): the UIDs that exist in that range, ascending.
+  // `undeleted`: only messages not flagged \Deleted (UID SEARCH UID lo:hi UNDELETED).
   boost::asio::awaitable<boost::system::result<std::vector<std::uint64_t>>> search_uids(
-      std::uint64_t lo, std::uint64_t hi);
+      std::uint64_t lo, std::uint64_t hi, bool undeleted = false);
   // UID FETCH lo:hi (UID BODY.PEEK[]<0.max_literal> RFC822.SIZE) without a SEARCH first: for
   // the initial sync of a large mailbox, read range by range below UIDNEXT (missing UIDs return
   // nothing).

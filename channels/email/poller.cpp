@@ -224,7 +224,8 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
 // `after` that the committed cursor says is due (its session ended between the commit and
 // `after`: a crash, a restart, a dropped connection). Every message in the mailbox up to the
 // cursor's UID has been stored, so `after` goes to whatever the range still holds: a message
-// moved already is not there any more, and \Seen twice is harmless.
+// moved already is not there any more (or, moved by COPY without UIDPLUS, is there flagged
+// \Deleted and left out), and \Seen twice is harmless.
 asio::awaitable<error_code> Poller::State::apply_due_after(Mailbox& m, imap::Client& c,
                                                            BatchChain& chain, const Cursor& start) {
   if (!start.after_due()) {
@@ -237,7 +238,11 @@ asio::awaitable<error_code> Poller::State::apply_due_after(Mailbox& m, imap::Cli
     log->info("{} after = keep now: nothing applied to UIDs {}..{}, committed before {}", m.prefix,
               start.after_done + 1, start.last_uid, when);
   } else {
-    auto uids = co_await c.search_uids(start.after_done + 1, start.last_uid);
+    // For a move, only what is not flagged \Deleted: without MOVE, a move is COPY and \Deleted,
+    // and without UIDPLUS the originals stay (flagged) in the mailbox. A move already done
+    // before the session ended would copy them again.
+    bool move = a.after.rfind("move:", 0) == 0;
+    auto uids = co_await c.search_uids(start.after_done + 1, start.last_uid, move);
     if (!uids) {
       log->warn("{} listing UIDs {}..{} for `after` failed: {}", m.prefix, start.after_done + 1,
                 start.last_uid, c.describe(uids.error()));

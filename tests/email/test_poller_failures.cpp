@@ -154,3 +154,26 @@ TEST_CASE("a committed cursor that cannot be read fails the session, not the mai
   r.dovecot.deliver(test_email(2, 1));  // and the mailbox goes on
   CHECK(eventually([&] { return r.rows("SELECT count(*) FROM interactions") == 2; }));
 }
+
+TEST_CASE(
+    "after = move without MOVE or UIDPLUS: applied again after a session ended, nothing is "
+    "copied twice") {
+  // Without MOVE a move is COPY + \Deleted, and without UIDPLUS the originals stay, flagged.
+  // Here the cursor-only write that records `after` as done fails once: the session ends with
+  // `after` done on the server but due in the cursor, and the next session applies it again.
+  FailureRig r("move:Processed", "INBOX",
+               "protocol imap {\n  imap_capability = IMAP4rev1 SASL-IR LITERAL+ IDLE\n}");
+  r.dovecot.doveadm("mailbox create -u alice Processed");
+  for (int i = 0; i < 5; ++i) {
+    r.dovecot.deliver(test_email(i, i % 3));
+  }
+  r.pipeline.fail_after_record = 1;
+  r.start();
+  REQUIRE(eventually([&] { return r.pipeline.fail_after_record == 0; }, 30s));
+  // The next session applies what the cursor says is due, then records it as done.
+  REQUIRE(eventually([&] { return r.cursor().ends_with(":5"); }, 30s));
+  CHECK(r.logged().find("applying after") == std::string::npos);  // nothing was left to move
+  CHECK(r.messages_in("Processed") == 5);
+  CHECK(r.messages_in("INBOX") == 5);  // flagged \Deleted, not expunged: no UIDPLUS
+  CHECK(r.rows("SELECT count(*) FROM interactions") == 5);
+}
