@@ -115,6 +115,10 @@ FetchedMessage Client::make_fetched(std::uint64_t uid, std::optional<std::uint64
 Client::Client(asio::any_io_executor ex, asio::ssl::context& tls, ClientOptions options)
     : options_(std::move(options)), stream_(ex, tls), deadline_(ex), parser_(options_.limits) {}
 
+Client::~Client() {
+  *alive_ = false;
+}
+
 bool Client::has_capability(std::string_view cap) const {
   return std::find(caps_.begin(), caps_.end(), cap) != caps_.end();
 }
@@ -161,9 +165,9 @@ void Client::arm(std::chrono::milliseconds timeout, bool soft) {
   timed_out_ = false;
   std::uint64_t gen = ++deadline_gen_;
   deadline_.expires_after(timeout);
-  deadline_.async_wait([this, soft, gen](error_code ec) {
-    if (ec || gen != deadline_gen_) {
-      return;  // cancelled: the operation finished in time (the Client may be gone)
+  deadline_.async_wait([this, soft, gen, alive = alive_](error_code ec) {
+    if (ec || !*alive || gen != deadline_gen_) {
+      return;  // cancelled, or the operation finished in time, or the Client is gone
     }
     timed_out_ = true;
     error_code ignored;
@@ -316,16 +320,19 @@ asio::awaitable<error_code> Client::handshake() {
 asio::awaitable<error_code> Client::connect() {
   failure_.clear();
   // The resolver is not the socket, so the watchdog cannot reach it: a timer of its own
-  // cancels a DNS lookup that hangs.
+  // cancels a DNS lookup that hangs. Its handler may already be queued when the lookup ends,
+  // and run once this frame (and the resolver) is gone: `resolving` tells it not to touch it.
   asio::ip::tcp::resolver resolver(stream_.get_executor());
   asio::steady_timer resolve_deadline(stream_.get_executor(), options_.connect_timeout);
-  resolve_deadline.async_wait([&resolver](error_code ec) {
-    if (!ec) {
+  auto resolving = std::make_shared<bool>(true);
+  resolve_deadline.async_wait([&resolver, resolving](error_code ec) {
+    if (!ec && *resolving) {
       resolver.cancel();
     }
   });
   auto [rec, endpoints] =
       co_await resolver.async_resolve(options_.host, std::to_string(options_.port), use_tuple);
+  *resolving = false;
   resolve_deadline.cancel();
   if (rec) {
     co_return failed(

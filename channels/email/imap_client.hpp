@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -78,6 +79,7 @@ struct FetchBatch {
 class Client {
  public:
   Client(boost::asio::any_io_executor ex, boost::asio::ssl::context& tls, ClientOptions options);
+  ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
@@ -182,6 +184,9 @@ class Client {
   bool exists_since_search_ = false;  // an EXISTS arrived since the last UID SEARCH began
   bool timed_out_ = false;
   std::uint64_t deadline_gen_ = 0;
+  // False once the Client is gone: a deadline handler queued before (the timer expired as the
+  // operation finished) must not touch it. The generation alone would be read from freed memory.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::vector<char> read_buf_ = std::vector<char>(64 * 1024);
   ResponseParser parser_;
   std::vector<std::string> caps_;
