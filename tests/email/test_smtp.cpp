@@ -408,3 +408,66 @@ TEST_CASE("a reply keeps every line within 998 bytes - a long paragraph, a custo
   auto built = email::build_reply(account, m, 1767323045000);
   CHECK(built.data.find("Content-Transfer-Encoding: 7bit") != std::string::npos);
 }
+
+namespace {
+
+// Greets, then answers EHLO with "250-" lines that never end, until the client hangs up or
+// `limit` bytes are written. `written`: how many bytes it got out.
+struct EndlessSmtp {
+  int fd = -1;
+  std::uint16_t port = 0;
+  std::atomic<std::size_t> written{0};
+  std::thread t;
+  explicit EndlessSmtp(std::size_t limit) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd, 4) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    t = std::thread([this, limit] {
+      int c = ::accept(fd, nullptr, nullptr);
+      if (c < 0) {
+        return;
+      }
+      std::string greeting = "220 endless.example ESMTP\r\n";
+      (void)!::send(c, greeting.data(), greeting.size(), MSG_NOSIGNAL);
+      char buf[512];
+      if (::read(c, buf, sizeof buf) > 0) {  // EHLO
+        std::string chunk;
+        while (chunk.size() < 64 * 1024) {
+          chunk += "250-x\r\n";
+        }
+        while (written < limit) {
+          ssize_t n = ::send(c, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+          if (n <= 0) {
+            break;  // the client hung up
+          }
+          written += static_cast<std::size_t>(n);
+        }
+      }
+      ::close(c);
+    });
+  }
+  ~EndlessSmtp() {
+    ::shutdown(fd, SHUT_RDWR);
+    ::close(fd);
+    t.join();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("SMTP: a reply whose lines never end is cut at 64 KiB, not kept growing in memory") {
+  const std::size_t limit = 8u << 20;
+  EndlessSmtp server(limit);
+  auto out = send_to(server.port, 10s, 10s);
+  CHECK(out.status == email::smtp::Outcome::Status::temporary);
+  // The client hung up after 64 KiB of it, instead of reading all of it line by line into the
+  // reply and failing only when the server closed ("EHLO: End of file").
+  CHECK(out.error == "EHLO: Message too long");
+  CHECK(server.written < limit);
+}
