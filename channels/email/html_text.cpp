@@ -101,6 +101,11 @@ std::string html_to_text(std::string_view html) {
   renderer r;
   std::size_t i = 0;
   std::string decoded;
+  // Every search below remembers where it ended, so the whole pass stays linear: 4 MiB of '<'
+  // before one '>' looked for that '>' from each '<', and each of a million <script> tags
+  // without an end tag looked for one to the end of the part, each a quadratic stall.
+  std::size_t next_gt = html.find('>');  // the first '>' at or after i once renewed; npos: none
+  std::array<bool, 3> no_end_tag{};      // script, style, title: none after the current position
   while (i < html.size()) {
     char c = html[i];
     if (c == '&') {
@@ -129,7 +134,10 @@ std::string html_to_text(std::string_view html) {
       i = end == std::string_view::npos ? html.size() : end + 3;
       continue;
     }
-    std::size_t close = html.find('>', i);
+    if (next_gt != std::string_view::npos && next_gt < i) {
+      next_gt = html.find('>', i);
+    }
+    std::size_t close = next_gt;
     if (close == std::string_view::npos) {
       r.text(html.substr(i));  // a lone '<' in text
       break;
@@ -156,11 +164,15 @@ std::string html_to_text(std::string_view html) {
     }
     std::string name = lower(tag.substr(0, name_end));
     i = close + 1;
-    if (!end_tag && (name == "script" || name == "style" || name == "title")) {
+    static constexpr std::array<std::string_view, 3> skipped{"script", "style", "title"};
+    auto kind = std::find(skipped.begin(), skipped.end(), name);
+    if (!end_tag && kind != skipped.end()) {
       // Skip to the matching end tag; when there is none, only the tag itself is dropped, so
-      // that a broken message loses markup, not the customer's words.
+      // that a broken message loses markup, not the customer's words. None now means none for
+      // every later tag of that name either: the search is not repeated.
+      bool& none = no_end_tag[static_cast<std::size_t>(kind - skipped.begin())];
       std::string lowered_end = "</" + name;
-      std::size_t pos = i;
+      std::size_t pos = none ? html.size() : i;
       while (pos < html.size()) {
         std::size_t lt = html.find("</", pos);
         if (lt == std::string_view::npos) {
@@ -168,6 +180,7 @@ std::string html_to_text(std::string_view html) {
           break;
         }
         if (lower(html.substr(lt, lowered_end.size())) == lowered_end) {
+          pos = lt;  // its '>' is the first after it, not a '>' inside the script
           break;
         }
         pos = lt + 2;
@@ -175,6 +188,8 @@ std::string html_to_text(std::string_view html) {
       if (pos < html.size()) {
         std::size_t gt = html.find('>', pos);
         i = gt == std::string_view::npos ? html.size() : gt + 1;
+      } else {
+        none = true;
       }
       continue;
     }

@@ -66,6 +66,17 @@ std::string uid_set(const std::vector<std::uint64_t>& uids) {
   return out;
 }
 
+// The name of a command for the log: its first word, or two for "UID FETCH" and "AUTHENTICATE
+// PLAIN"; never its arguments (a LOGIN's password, an AUTHENTICATE's initial response).
+std::string command_name(std::string_view text) {
+  std::size_t end = text.find(' ');
+  std::string_view first = text.substr(0, end);
+  if ((first == "UID" || first == "AUTHENTICATE") && end != std::string_view::npos) {
+    end = text.find(' ', end + 1);
+  }
+  return std::string(text.substr(0, end));
+}
+
 // What a response holds in memory, roughly: its strings and nodes.
 std::size_t footprint(const Value& v) {
   std::size_t n = sizeof(Value) + v.text.size();
@@ -104,8 +115,37 @@ FetchedMessage Client::make_fetched(std::uint64_t uid, std::optional<std::uint64
 Client::Client(asio::any_io_executor ex, asio::ssl::context& tls, ClientOptions options)
     : options_(std::move(options)), stream_(ex, tls), deadline_(ex), parser_(options_.limits) {}
 
+Client::~Client() {
+  *alive_ = false;
+}
+
 bool Client::has_capability(std::string_view cap) const {
   return std::find(caps_.begin(), caps_.end(), cap) != caps_.end();
+}
+
+std::string Client::describe(const error_code& ec) const {
+  if (ec && ec == failure_ec_ && !failure_.empty()) {
+    return failure_;
+  }
+  return ec.message();
+}
+
+error_code Client::failed(error_code ec, std::string_view step, std::string_view detail) {
+  failure_ec_ = ec;
+  failure_ = std::string(step) + " failed: " + ec.message();
+  if (!detail.empty()) {
+    failure_ += ": " + std::string(detail);
+  } else if (!last_reply_.empty()) {
+    failure_ += ": \"" + last_reply_ + "\"";
+  } else if (ec == errc::protocol && parser_.error()) {
+    failure_ += ": " + *parser_.error();
+  }
+  return ec;
+}
+
+void Client::remember(const Response& r) {
+  last_reply_ = r.name + (r.code.empty() ? "" : " [" + r.code + "]") + " " + r.text;
+  last_reply_code_ = r.code;
 }
 
 std::string Client::next_tag() {
@@ -125,9 +165,9 @@ void Client::arm(std::chrono::milliseconds timeout, bool soft) {
   timed_out_ = false;
   std::uint64_t gen = ++deadline_gen_;
   deadline_.expires_after(timeout);
-  deadline_.async_wait([this, soft, gen](error_code ec) {
-    if (ec || gen != deadline_gen_) {
-      return;  // cancelled: the operation finished in time (the Client may be gone)
+  deadline_.async_wait([this, soft, gen, alive = alive_](error_code ec) {
+    if (ec || !*alive || gen != deadline_gen_) {
+      return;  // cancelled, or the operation finished in time, or the Client is gone
     }
     timed_out_ = true;
     error_code ignored;
@@ -197,10 +237,12 @@ void Client::note(const Response& r) {
 asio::awaitable<result<Client::responses>> Client::command(std::string text,
                                                            std::vector<std::string> answers) {
   std::string tag = next_tag();
+  const std::string name = command_name(text);
   last_reply_.clear();
   last_reply_code_.clear();
+  failure_.clear();
   if (auto ec = co_await write(tag + " " + text + "\r\n")) {
-    co_return ec;
+    co_return failed(ec, name);
   }
   responses untagged;
   dropped_.clear();
@@ -208,35 +250,32 @@ asio::awaitable<result<Client::responses>> Client::command(std::string text,
   const std::size_t held_cap = 2 * options_.max_fetch_bytes + options_.limits.max_literal;
   bool bye = false;
   std::size_t next_answer = 0;
-  // The server's last words (a tagged NO/BAD, or BYE): "NO [CODE] text".
-  auto remember = [this](const Response& r) {
-    last_reply_ = r.name + (r.code.empty() ? "" : " [" + r.code + "]") + " " + r.text;
-    last_reply_code_ = r.code;
-  };
   while (true) {
     auto r = co_await read_response(options_.io_timeout);
     if (!r) {
-      co_return bye ? make_error_code(errc::server_bye) : r.error();
+      co_return failed(bye ? make_error_code(errc::server_bye) : r.error(), name);
     }
     note(*r);
     if (r->type == ResponseType::continuation) {
       if (next_answer == answers.size()) {
-        co_return make_error_code(errc::protocol);
+        co_return failed(make_error_code(errc::protocol), name,
+                         "the server asked for more (\"+ " + r->text + "\") than there is to send");
       }
       if (auto ec = co_await write(std::move(answers[next_answer++]) + "\r\n")) {
-        co_return ec;
+        co_return failed(ec, name);
       }
       continue;
     }
     if (r->type == ResponseType::tagged) {
       if (r->tag != tag) {
-        co_return make_error_code(errc::protocol);
+        co_return failed(make_error_code(errc::protocol), name,
+                         "answered with tag " + r->tag + " instead of " + tag);
       }
       if (r->name == "OK") {
         co_return untagged;
       }
       remember(*r);
-      co_return make_error_code(r->name == "NO" ? errc::rejected : errc::bad_command);
+      co_return failed(make_error_code(r->name == "NO" ? errc::rejected : errc::bad_command), name);
     }
     if (r->name == "BYE") {
       bye = true;
@@ -255,7 +294,9 @@ asio::awaitable<result<Client::responses>> Client::command(std::string text,
     }
     held += footprint(*r);
     if (held > held_cap) {
-      co_return make_error_code(errc::too_much_data);  // a server that never stops talking
+      // A server that never stops talking.
+      co_return failed(make_error_code(errc::too_much_data), name,
+                       "more than " + std::to_string(held_cap) + " bytes of responses");
     }
     untagged.push_back(std::move(*r));
   }
@@ -277,25 +318,32 @@ asio::awaitable<error_code> Client::handshake() {
 }
 
 asio::awaitable<error_code> Client::connect() {
+  failure_.clear();
   // The resolver is not the socket, so the watchdog cannot reach it: a timer of its own
-  // cancels a DNS lookup that hangs.
+  // cancels a DNS lookup that hangs. Its handler may already be queued when the lookup ends,
+  // and run once this frame (and the resolver) is gone: `resolving` tells it not to touch it.
   asio::ip::tcp::resolver resolver(stream_.get_executor());
   asio::steady_timer resolve_deadline(stream_.get_executor(), options_.connect_timeout);
-  resolve_deadline.async_wait([&resolver](error_code ec) {
-    if (!ec) {
+  auto resolving = std::make_shared<bool>(true);
+  resolve_deadline.async_wait([&resolver, resolving](error_code ec) {
+    if (!ec && *resolving) {
       resolver.cancel();
     }
   });
   auto [rec, endpoints] =
       co_await resolver.async_resolve(options_.host, std::to_string(options_.port), use_tuple);
+  *resolving = false;
   resolve_deadline.cancel();
   if (rec) {
-    co_return rec == asio::error::operation_aborted ? error_code(asio::error::timed_out) : rec;
+    co_return failed(
+        rec == asio::error::operation_aborted ? error_code(asio::error::timed_out) : rec,
+        "looking up " + options_.host);
   }
   if (options_.tls == TlsMode::none) {
     for (const auto& e : endpoints) {
       if (!e.endpoint().address().is_loopback()) {
-        co_return make_error_code(errc::tls_required);
+        co_return failed(make_error_code(errc::tls_required), "connect",
+                         options_.host + " is " + e.endpoint().address().to_string());
       }
     }
   }
@@ -306,22 +354,23 @@ asio::awaitable<error_code> Client::connect() {
     cec = asio::error::timed_out;
   }
   if (cec) {
-    co_return cec;
+    co_return failed(cec, "connecting to " + options_.host + ":" + std::to_string(options_.port));
   }
   if (options_.tls == TlsMode::implicit) {
     if (auto ec = co_await handshake()) {
-      co_return ec;
+      co_return failed(ec, "TLS handshake");
     }
   }
   auto greeting = co_await read_response(options_.io_timeout);
   if (!greeting) {
-    co_return greeting.error();
+    co_return failed(greeting.error(), "greeting");
   }
   if (greeting->name == "BYE") {
-    co_return make_error_code(errc::server_bye);
+    remember(*greeting);
+    co_return failed(make_error_code(errc::server_bye), "greeting");
   }
   if (greeting->type != ResponseType::untagged || !greeting->is_status()) {
-    co_return make_error_code(errc::protocol);
+    co_return failed(make_error_code(errc::protocol), "greeting", "not an untagged OK");
   }
   note(*greeting);
   if (options_.tls == TlsMode::starttls) {
@@ -331,7 +380,8 @@ asio::awaitable<error_code> Client::connect() {
       }
     }
     if (!has_capability("STARTTLS")) {
-      co_return make_error_code(errc::capability_missing);
+      co_return failed(make_error_code(errc::capability_missing), "STARTTLS",
+                       "the server does not offer STARTTLS (tls = \"starttls\")");
     }
     auto r = co_await command("STARTTLS");
     if (!r) {
@@ -342,7 +392,7 @@ asio::awaitable<error_code> Client::connect() {
     parser_.reset();
     caps_.clear();
     if (auto ec = co_await handshake()) {
-      co_return ec;
+      co_return failed(ec, "TLS handshake");
     }
   }
   if (caps_.empty()) {
@@ -358,9 +408,12 @@ asio::awaitable<error_code> Client::refresh_capabilities() {
 
 asio::awaitable<error_code> Client::login() {
   result<responses> r = make_error_code(errc::capability_missing);
+  std::string_view step = "LOGIN";
   if (options_.auth == AuthMode::xoauth2) {
+    step = "AUTHENTICATE XOAUTH2";
     if (!has_capability("AUTH=XOAUTH2")) {
-      co_return make_error_code(errc::capability_missing);
+      co_return failed(make_error_code(errc::capability_missing), step,
+                       "the server does not offer AUTH=XOAUTH2 (auth = \"xoauth2\")");
     }
     // https://developers.google.com/gmail/imap/xoauth2-protocol: on a bad token the server
     // sends a "+ <base64 JSON>" challenge and expects an empty line before its tagged NO.
@@ -379,6 +432,7 @@ asio::awaitable<error_code> Client::login() {
     answers.emplace_back();
     r = co_await command(std::move(cmd), std::move(answers));
   } else if (has_capability("AUTH=PLAIN")) {
+    step = "AUTHENTICATE PLAIN";
     // RFC 4616: authzid NUL authcid NUL passwd; RFC 4959 SASL-IR sends it with the command.
     std::string ir = base64(std::string(1, '\0') + options_.username + '\0' + options_.password);
     if (has_capability("SASL-IR")) {
@@ -392,13 +446,20 @@ asio::awaitable<error_code> Client::login() {
     auto user = quoted(options_.username);
     auto pass = quoted(options_.password);
     if (!user || !pass) {
-      co_return make_error_code(errc::capability_missing);  // would need a literal
+      // LOGIN would need a literal, and servers differ in the charset they read it in.
+      co_return failed(make_error_code(errc::capability_missing), step,
+                       "the user name or password is not plain ASCII (or holds CR, LF or NUL): "
+                       "only AUTHENTICATE PLAIN can send it, and the server does not offer "
+                       "AUTH=PLAIN");
     }
     r = co_await command("LOGIN " + *user + " " + *pass);
+  } else {
+    co_return failed(make_error_code(errc::capability_missing), step,
+                     "the server offers neither AUTH=PLAIN nor LOGIN (LOGINDISABLED; TLS first?)");
   }
   if (!r) {
     auto ec = r.error();
-    co_return ec == errc::rejected ? make_error_code(errc::auth_failed) : ec;
+    co_return ec == errc::rejected ? failed(make_error_code(errc::auth_failed), step) : ec;
   }
   // Capabilities change after login; Dovecot sends them in the tagged OK, others do not.
   if (!has_capability("IMAP4REV1") || !has_capability("IDLE")) {
@@ -412,23 +473,26 @@ asio::awaitable<result<MailboxStatus>> Client::select(std::string_view mailbox, 
   auto encoded = encode_mailbox_name(mailbox);
   auto name = encoded ? quoted(*encoded) : std::nullopt;
   if (!name) {
-    co_return make_error_code(errc::bad_command);  // not valid UTF-8
+    co_return failed(make_error_code(errc::bad_command), read_only ? "EXAMINE" : "SELECT",
+                     "the mailbox name is not valid UTF-8");
   }
   mailbox_ = {};
   auto r = co_await command((read_only ? "EXAMINE " : "SELECT ") + *name);
   if (!r) {
     co_return r.error();
   }
-  if (mailbox_.uidvalidity == 0) {
-    co_return make_error_code(errc::protocol);  // RFC 3501 requires UIDVALIDITY in SELECT
+  if (mailbox_.uidvalidity == 0) {  // RFC 3501 requires UIDVALIDITY in SELECT
+    co_return failed(make_error_code(errc::protocol), read_only ? "EXAMINE" : "SELECT",
+                     "no UIDVALIDITY in the answer");
   }
   co_return mailbox_;
 }
 
 asio::awaitable<result<std::vector<std::uint64_t>>> Client::search_uids(std::uint64_t lo,
-                                                                        std::uint64_t hi) {
+                                                                        std::uint64_t hi,
+                                                                        bool undeleted) {
   std::string range = std::to_string(lo) + ":" + (hi == 0 ? "*" : std::to_string(hi));
-  auto search = co_await command("UID SEARCH UID " + range);
+  auto search = co_await command("UID SEARCH UID " + range + (undeleted ? " UNDELETED" : ""));
   if (!search) {
     co_return search.error();
   }
@@ -473,7 +537,7 @@ asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
     co_return fetched.error();
   }
   if (auto ec = take_messages(*fetched, after_uid + 1, uids.back(), batch)) {
-    co_return ec;
+    co_return failed(ec, "UID FETCH");
   }
   co_return batch;
 }
@@ -491,7 +555,7 @@ asio::awaitable<result<FetchBatch>> Client::fetch_range(std::uint64_t lo, std::u
     co_return fetched.error();
   }
   if (auto ec = take_messages(*fetched, lo, hi, batch)) {
-    co_return ec;
+    co_return failed(ec, "UID FETCH");
   }
   co_return batch;
 }
@@ -543,8 +607,12 @@ error_code Client::take_messages(responses& fetched, std::uint64_t lo, std::uint
 
 asio::awaitable<result<IdleResult>> Client::idle(std::chrono::milliseconds max_wait,
                                                  std::function<void()> on_started) {
+  failure_.clear();
+  last_reply_.clear();
+  last_reply_code_.clear();
   if (!has_capability("IDLE")) {
-    co_return make_error_code(errc::capability_missing);
+    co_return failed(make_error_code(errc::capability_missing), "IDLE",
+                     "the server does not offer IDLE");
   }
   // An EXISTS that came with an earlier response (unsolicited, RFC 3501 section 7) is not
   // repeated when IDLE starts: mail delivered while the last UID SEARCH ran would otherwise wait
@@ -558,20 +626,22 @@ asio::awaitable<result<IdleResult>> Client::idle(std::chrono::milliseconds max_w
   }
   std::string tag = next_tag();
   if (auto ec = co_await write(tag + " IDLE\r\n")) {
-    co_return ec;
+    co_return failed(ec, "IDLE");
   }
   bool new_mail = false;
   while (true) {  // until the "+ idling" continuation
     auto r = co_await read_response(options_.io_timeout);
     if (!r) {
-      co_return r.error();
+      co_return failed(r.error(), "IDLE");
     }
     note(*r);
     if (r->type == ResponseType::continuation) {
       break;
     }
     if (r->type == ResponseType::tagged) {
-      co_return make_error_code(r->name == "NO" ? errc::rejected : errc::bad_command);
+      remember(*r);
+      co_return failed(make_error_code(r->name == "NO" ? errc::rejected : errc::bad_command),
+                       "IDLE");
     }
     new_mail = new_mail || r->name == "EXISTS";
   }
@@ -590,26 +660,29 @@ asio::awaitable<result<IdleResult>> Client::idle(std::chrono::milliseconds max_w
       if (r.error() == asio::error::timed_out) {
         break;  // our own IDLE period is over; the connection is fine
       }
-      co_return r.error();
+      co_return failed(r.error(), "IDLE");
     }
     note(*r);
     if (r->name == "BYE") {
-      co_return make_error_code(errc::server_bye);
+      remember(*r);
+      co_return failed(make_error_code(errc::server_bye), "IDLE");
     }
     new_mail = r->name == "EXISTS";
   }
   if (auto ec = co_await write("DONE\r\n")) {
-    co_return ec;
+    co_return failed(ec, "IDLE (DONE)");
   }
   while (true) {
     auto r = co_await read_response(options_.io_timeout);
     if (!r) {
-      co_return r.error();
+      co_return failed(r.error(), "IDLE (DONE)");
     }
     note(*r);
     if (r->type == ResponseType::tagged && r->tag == tag) {
       if (r->name != "OK") {
-        co_return make_error_code(r->name == "NO" ? errc::rejected : errc::bad_command);
+        remember(*r);
+        co_return failed(make_error_code(r->name == "NO" ? errc::rejected : errc::bad_command),
+                         "IDLE (DONE)");
       }
       co_return new_mail ? IdleResult::new_mail : IdleResult::quiet;
     }
@@ -630,7 +703,8 @@ asio::awaitable<error_code> Client::move(const std::vector<std::uint64_t>& uids,
   auto encoded = encode_mailbox_name(folder);
   auto name = encoded ? quoted(*encoded) : std::nullopt;
   if (!name) {
-    co_return make_error_code(errc::bad_command);
+    co_return failed(make_error_code(errc::bad_command), "move",
+                     "the folder name is not valid UTF-8");
   }
   if (uids.empty()) {
     co_return error_code{};

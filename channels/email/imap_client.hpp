@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -78,6 +79,7 @@ struct FetchBatch {
 class Client {
  public:
   Client(boost::asio::any_io_executor ex, boost::asio::ssl::context& tls, ClientOptions options);
+  ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
@@ -99,8 +101,9 @@ class Client {
                                                                       std::size_t max_messages,
                                                                       std::uint64_t up_to = 0);
   // UID SEARCH UID lo:hi (hi 0: "*"): the UIDs that exist in that range, ascending.
+  // `undeleted`: only messages not flagged \Deleted (UID SEARCH UID lo:hi UNDELETED).
   boost::asio::awaitable<boost::system::result<std::vector<std::uint64_t>>> search_uids(
-      std::uint64_t lo, std::uint64_t hi);
+      std::uint64_t lo, std::uint64_t hi, bool undeleted = false);
   // UID FETCH lo:hi (UID BODY.PEEK[]<0.max_literal> RFC822.SIZE) without a SEARCH first: for
   // the initial sync of a large mailbox, read range by range below UIDNEXT (missing UIDs return
   // nothing).
@@ -139,6 +142,10 @@ class Client {
   const std::string& last_reply() const { return last_reply_; }
   // Its response code (RFC 5530), upper-cased: "UNAVAILABLE", "SERVERBUG", ...; may be empty.
   const std::string& last_reply_code() const { return last_reply_code_; }
+  // `ec` for the log, with what failed when it is the client's last failure: the command or step
+  // (never its arguments), and the server's words or the parser's complaint, e.g. "SELECT
+  // failed: command rejected (NO): NO [NONEXISTENT] Unknown Mailbox". Else ec.message().
+  std::string describe(const boost::system::error_code& ec) const;
 
  private:
   using responses = std::vector<Response>;
@@ -152,7 +159,8 @@ class Client {
       std::string text, std::vector<std::string> answers = {});
   boost::asio::awaitable<boost::system::error_code> refresh_capabilities();
   boost::asio::awaitable<boost::system::error_code> handshake();
-  void note(const Response& r);  // EXISTS, UIDVALIDITY, UIDNEXT, CAPABILITY wherever they come
+  void note(const Response& r);      // EXISTS, UIDVALIDITY, UIDNEXT, CAPABILITY wherever they come
+  void remember(const Response& r);  // the server's last words (NO, BAD, BYE): last_reply()
   std::string fetch_items() const;
   FetchedMessage make_fetched(std::uint64_t uid, std::optional<std::uint64_t> size,
                               std::string body) const;
@@ -161,6 +169,10 @@ class Client {
   // one of them came back NIL, protocol when a body was dropped before any was kept.
   boost::system::error_code take_messages(responses& fetched, std::uint64_t lo, std::uint64_t hi,
                                           FetchBatch& batch) const;
+  // Records what failed for describe(): `step` ("SELECT", "connect", ...), then `detail`, else
+  // the server's last reply, else the parser's error. Returns ec.
+  boost::system::error_code failed(boost::system::error_code ec, std::string_view step,
+                                   std::string_view detail = {});
   void arm(std::chrono::milliseconds timeout, bool soft);
   void disarm();
   std::string next_tag();
@@ -172,6 +184,9 @@ class Client {
   bool exists_since_search_ = false;  // an EXISTS arrived since the last UID SEARCH began
   bool timed_out_ = false;
   std::uint64_t deadline_gen_ = 0;
+  // False once the Client is gone: a deadline handler queued before (the timer expired as the
+  // operation finished) must not touch it. The generation alone would be read from freed memory.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::vector<char> read_buf_ = std::vector<char>(64 * 1024);
   ResponseParser parser_;
   std::vector<std::string> caps_;
@@ -181,6 +196,8 @@ class Client {
   std::vector<std::uint64_t> dropped_;  // UIDs whose bodies the last command dropped
   std::string last_reply_;
   std::string last_reply_code_;
+  boost::system::error_code failure_ec_;  // describe(): the last failure and what it was
+  std::string failure_;
 };
 
 }  // namespace sb::email::imap

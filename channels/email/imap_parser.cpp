@@ -424,8 +424,18 @@ bool ResponseParser::frame() {
       --e;
     }
     if (e > line_start_ && buf_[e - 1] == '}') {
-      std::size_t open = buf_.rfind('{', e - 1);
-      if (open != std::string::npos && open >= line_start_) {
+      // The '{' is looked for over the count's digits only (and LITERAL+'s '+'): a search for
+      // any '{' went back to the start of the buffer on every line such as "* X}" a server
+      // may stream, quadratic in what the buffer holds.
+      std::size_t open = e - 1;
+      if (open > line_start_ && buf_[open - 1] == '+') {
+        --open;
+      }
+      while (open > line_start_ && buf_[open - 1] >= '0' && buf_[open - 1] <= '9') {
+        --open;
+      }
+      open = open > line_start_ && buf_[open - 1] == '{' ? open - 1 : std::string::npos;
+      if (open != std::string::npos) {
         std::string_view count(buf_.data() + open + 1, e - 1 - open - 1);
         if (!count.empty() && count.back() == '+') {
           count.remove_suffix(1);

@@ -112,13 +112,23 @@ void Poller::stop() {
 asio::awaitable<void> Poller::State::run(Mailbox& m) {
   auto log = logger("email");
   while (!stopping) {
-    error_code ec = co_await session(m);
+    m.why.clear();
+    try {
+      error_code ec = co_await session(m);
+      if (m.why.empty()) {
+        m.why = ec.message();
+      }
+    } catch (const std::exception& e) {
+      // Not expected (failures are values), but one must not end this mailbox's polling for
+      // good: it is a failed session like any other.
+      m.why = std::string("session ended by an exception: ") + e.what();
+    }
     if (stopping) {
       break;
     }
     count_error(m);
     milliseconds delay = backoff(m.failures++);
-    log->warn("{} session ended: {}; reconnecting in {} ms", m.prefix, ec.message(), delay.count());
+    log->warn("{} session ended: {}; reconnecting in {} ms", m.prefix, m.why, delay.count());
     m.timer->expires_after(delay);
     co_await m.timer->async_wait(asio::as_tuple(asio::use_awaitable));
   }
@@ -138,18 +148,26 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   } release{m};
 
   if (auto ec = co_await c.connect()) {
-    co_return ec;
+    co_return ended(m, c, ec);
   }
   if (auto ec = co_await c.login()) {
-    co_return ec;
+    co_return ended(m, c, ec);
   }
   auto status = co_await c.select(m.name);
   if (!status) {
-    co_return status.error();
+    co_return ended(m, c, status.error());
   }
   Cursor start{status->uidvalidity};
   bool replace_cursor = false;
-  auto committed = pipeline.cursor(a.name, m.name);
+  std::optional<std::string> committed;
+  try {
+    committed = pipeline.cursor(a.name, m.name);
+  } catch (const std::exception& e) {
+    // SQLITE_BUSY past the busy timeout, an I/O error: this session fails; the next one, after
+    // the back-off, reads the cursor again.
+    m.why = std::string("reading the committed cursor failed: ") + e.what();
+    co_return make_error_code(boost::system::errc::io_error);
+  }
   auto cur = committed ? parse_cursor(*committed) : std::nullopt;
   if (cur && cur->uidvalidity == status->uidvalidity) {
     start = *cur;
@@ -200,13 +218,14 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   while (chain->at_writer()) {
     co_await chain->wait();
   }
-  co_return ec;
+  co_return ended(m, c, ec);
 }
 
 // `after` that the committed cursor says is due (its session ended between the commit and
 // `after`: a crash, a restart, a dropped connection). Every message in the mailbox up to the
 // cursor's UID has been stored, so `after` goes to whatever the range still holds: a message
-// moved already is not there any more, and \Seen twice is harmless.
+// moved already is not there any more (or, moved by COPY without UIDPLUS, is there flagged
+// \Deleted and left out), and \Seen twice is harmless.
 asio::awaitable<error_code> Poller::State::apply_due_after(Mailbox& m, imap::Client& c,
                                                            BatchChain& chain, const Cursor& start) {
   if (!start.after_due()) {
@@ -219,10 +238,14 @@ asio::awaitable<error_code> Poller::State::apply_due_after(Mailbox& m, imap::Cli
     log->info("{} after = keep now: nothing applied to UIDs {}..{}, committed before {}", m.prefix,
               start.after_done + 1, start.last_uid, when);
   } else {
-    auto uids = co_await c.search_uids(start.after_done + 1, start.last_uid);
+    // For a move, only what is not flagged \Deleted: without MOVE, a move is COPY and \Deleted,
+    // and without UIDPLUS the originals stay (flagged) in the mailbox. A move already done
+    // before the session ended would copy them again.
+    bool move = a.after.rfind("move:", 0) == 0;
+    auto uids = co_await c.search_uids(start.after_done + 1, start.last_uid, move);
     if (!uids) {
       log->warn("{} listing UIDs {}..{} for `after` failed: {}", m.prefix, start.after_done + 1,
-                start.last_uid, uids.error().message());
+                start.last_uid, c.describe(uids.error()));
       if (after_left_for_next_session(uids.error())) {
         co_return uids.error();
       }
@@ -298,6 +321,8 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
     }
     if (c.mailbox().uidvalidity != status.uidvalidity) {
       // The server announced a new UIDVALIDITY mid-session: start over with a fresh SELECT.
+      m.why = "the server announced a new UIDVALIDITY " + std::to_string(c.mailbox().uidvalidity) +
+              " (was " + std::to_string(status.uidvalidity) + ")";
       co_return make_error_code(boost::system::errc::state_not_recoverable);
     }
     if (ranged) {
@@ -398,14 +423,14 @@ asio::awaitable<error_code> Poller::State::apply_after(Mailbox& m, imap::Client&
     ec = co_await c.mark_seen(uids);
     if (ec) {
       log->warn("{} marking UIDs {}..{} \\Seen failed: {}", m.prefix, uids.front(), uids.back(),
-                ec.message());
+                c.describe(ec));
     }
   } else if (a.after.rfind("move:", 0) == 0) {
     std::string folder = a.after.substr(5);
     ec = co_await c.move(uids, folder);
     if (ec) {
       log->warn("{} moving UIDs {}..{} to {} failed: {}", m.prefix, uids.front(), uids.back(),
-                folder, ec.message());
+                folder, c.describe(ec));
     }
   }
   if (ec) {

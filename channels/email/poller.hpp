@@ -46,7 +46,8 @@ struct PollerOptions {
 // restart, a dropped connection). Both parts move in the batch's own transaction, so a crash
 // between a commit and its `after` leaves the cursor saying what is due, and the next session
 // applies it after SELECT to what that UID range still holds: every message in it was stored
-// (invariant 2), and `after` twice is harmless. A later cursor (the next batch's, or one written
+// (invariant 2), and `after` twice is harmless (a move skips what is flagged \Deleted: the
+// originals a COPY-based move leaves). A later cursor (the next batch's, or one written
 // on its own once caught up) says it is settled. One range, not a list: batches commit, and get
 // `after`, in UID order. parse_cursor: nullopt for anything else (treated as no cursor).
 struct Cursor {

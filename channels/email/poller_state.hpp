@@ -40,6 +40,7 @@ struct Poller::Mailbox {
   // `after` still due from an earlier session is not kept here but in the committed cursor
   // (poller.hpp, Cursor), so that it survives a restart or a crash.
   bool first_session = true;  // for the log line: due from before the restart, or the drop
+  std::string why;            // what ended the last session, for the log (Client::describe)
 };
 
 struct Poller::State {
@@ -62,6 +63,14 @@ struct Poller::State {
 
   asio::awaitable<void> run(Mailbox& m);
   asio::awaitable<error_code> session(Mailbox& m);
+  // Keeps what failed for run()'s log line, while the session's client still knows (unless the
+  // session said it already).
+  static error_code ended(Mailbox& m, const imap::Client& c, error_code ec) {
+    if (m.why.empty()) {
+      m.why = c.describe(ec);
+    }
+    return ec;
+  }
   asio::awaitable<error_code> sync(Mailbox& m, imap::Client& c, BatchChain& chain,
                                    const imap::MailboxStatus& status, std::uint64_t last);
   asio::awaitable<error_code> drain(Mailbox& m, imap::Client& c, BatchChain& chain,

@@ -72,15 +72,33 @@ bool starts_with_re(std::string_view s) {
 // Our ids and real Message-IDs only; synthetic ids of id-less messages mean nothing to others.
 // The ids come from the customer's mail and are written into In-Reply-To / References as they
 // are (GMime folds them but keeps a CR or LF inside): a msg-id has no blanks or controls
-// (RFC 5322 3.6.4), and one that does could add header lines or a body to our reply.
+// (RFC 5322 3.6.4), and one that does could add header lines or a body to our reply. GMime
+// folds between ids, never inside one: an id near the 998-byte line limit (RFC 5322 2.1.1)
+// would make a line servers may refuse or cut, so it is left out.
+constexpr std::size_t kMaxReferableId = 900;
 bool referable(const std::string& id) {
   auto blank_or_control = [](char c) {
     auto u = static_cast<unsigned char>(c);
     return u <= 0x20 || u == 0x7f;
   };
-  return id.size() > 2 && id.front() == '<' && id.back() == '>' &&
+  return id.size() > 2 && id.size() <= kMaxReferableId && id.front() == '<' && id.back() == '>' &&
          id.find("@switchboard.invalid>") == std::string::npos &&
          std::none_of(id.begin(), id.end(), blank_or_control);
+}
+
+// The longest line of `text` in bytes (lines end at LF, CR or CRLF).
+std::size_t longest_line(std::string_view text) {
+  std::size_t longest = 0;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t end = text.find_first_of("\r\n", start);
+    if (end == std::string_view::npos) {
+      end = text.size();
+    }
+    longest = std::max(longest, end - start);
+    start = end + 1;
+  }
+  return longest;
 }
 
 std::string token(std::string_view s) {
@@ -232,9 +250,13 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
                            [](char c) { return static_cast<unsigned char>(c) < 0x80; });
   g_mime_object_set_content_type_parameter(GMIME_OBJECT(part.get()), "charset",
                                            ascii ? "us-ascii" : "utf-8");
+  // 7bit only where it is valid: ASCII in lines of at most 998 bytes (RFC 5322 2.1.1, RFC 2045
+  // 2.7). An agent's long paragraph is one line; sent as it is, servers refuse or cut it.
+  // Quoted-printable wraps it in soft line breaks, which readers join again.
+  bool seven_bit = ascii && longest_line(m.text) <= 998;
   g_mime_part_set_content_encoding(
       GMIME_PART(part.get()),
-      ascii ? GMIME_CONTENT_ENCODING_7BIT : GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
+      seven_bit ? GMIME_CONTENT_ENCODING_7BIT : GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
   g_mime_message_set_mime_part(msg.get(), GMIME_OBJECT(part.get()));
   g_mime_object_set_header(obj, "MIME-Version", "1.0", nullptr);
 

@@ -80,9 +80,12 @@ class Session {
     co_return timed_out_ ? asio::error::timed_out : ec;
   }
 
-  // One reply, possibly multi-line ("250-..." continues, "250 ..." ends it).
+  // One reply, possibly multi-line ("250-..." continues, "250 ..." ends it), of at most
+  // max_reply bytes in all: the buffer's cap bounds one line, and a server sending "250-x" lines
+  // without end (each in time for the deadline) would otherwise fill memory.
   asio::awaitable<error_code> read(Reply& r, std::chrono::milliseconds timeout = {}) {
     r = {};
+    std::size_t total = 0;
     while (true) {
       arm(timeout);
       auto dyn = asio::dynamic_buffer(buf_, max_reply);
@@ -95,6 +98,10 @@ class Session {
       }
       if (ec) {
         co_return ec;
+      }
+      total += n;
+      if (total > max_reply) {
+        co_return asio::error::message_size;
       }
       std::string line = buf_.substr(0, n - 2);
       buf_.erase(0, n);

@@ -89,27 +89,40 @@ sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_
   // Kept for our reply's References. A long thread keeps its root and its latest ids, as mail
   // clients trim (RFC 5322 3.6.4 sets no limit; RFC 5537 3.4.4 trims the same way).
   constexpr std::size_t kKeptReferences = 20;
-  in.references = email.references;
-  if (in.references.size() > kKeptReferences) {
-    in.references.erase(in.references.begin() + 1,
-                        in.references.end() - static_cast<std::ptrdiff_t>(kKeptReferences - 1));
+  const auto& refs = email.references;
+  if (refs.size() > kKeptReferences) {
+    in.references.push_back(refs.front());
+    in.references.insert(in.references.end(),
+                         refs.end() - static_cast<std::ptrdiff_t>(kKeptReferences - 1), refs.end());
+  } else {
+    in.references = refs;
   }
 
-  std::vector<std::string> ids;
-  if (!email.in_reply_to.empty()) {
-    ids.push_back(email.in_reply_to);
-  }
-  for (auto it = email.references.rbegin(); it != email.references.rend(); ++it) {
-    if (std::find(ids.begin(), ids.end(), *it) == ids.end()) {
-      ids.push_back(*it);
+  // Looked up, most recent first: In-Reply-To, the latest References ids, then the thread's
+  // root. Each key is a query on the writer thread: a hostile header of 200,000 ids must not
+  // become 200,000 of them. The parent is In-Reply-To and the last References id; the root
+  // ties a reply to a thread whose middle was never stored here.
+  constexpr std::size_t kLookedUpReferences = 50;
+  std::vector<std::string_view> ids;  // at most kLookedUpReferences + 2
+  auto look_up = [&ids](std::string_view id) {
+    if (!id.empty() && std::find(ids.begin(), ids.end(), id) == ids.end()) {
+      ids.push_back(id);
     }
+  };
+  look_up(email.in_reply_to);
+  const std::size_t latest = std::min(refs.size(), kLookedUpReferences);
+  for (std::size_t i = 0; i < latest; ++i) {
+    look_up(refs[refs.size() - 1 - i]);
+  }
+  if (!refs.empty()) {
+    look_up(refs.front());
   }
   std::string prefix = "email:" + std::string(account) + ":";
-  for (const auto& id : ids) {
+  for (std::string_view id : ids) {
     if (auto conv = conversation_from_message_id(id)) {
       in.thread_lookup.push_back("conv:" + *conv);
     }
-    in.thread_lookup.push_back(prefix + id);
+    in.thread_lookup.push_back(prefix + std::string(id));
   }
   in.thread_record.push_back(prefix + email.message_id);
   in.subject_key = normalize_subject(in.subject);

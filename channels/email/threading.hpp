@@ -1,7 +1,7 @@
 #pragma once
 // From a parsed email to the pipeline's `Inbound`, and the threading keys that tie replies
-// to conversations: Message-IDs we send carry the conversation id, and every In-Reply-To /
-// References id is looked up both as such a token and as a stored message's id.
+// to conversations: Message-IDs we send carry the conversation id, and the In-Reply-To and
+// References ids are looked up both as such a token and as a stored message's id.
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,9 +12,10 @@
 namespace sb::email {
 
 // channel "email", kind "email", external_id = Message-ID, from = lower-cased email identity,
-// to = To and Cc, flags from the parse. thread_lookup, most recent first: for In-Reply-To and
-// then References from the last to the first, "conv:<id>" when the id is one of ours, then
-// "email:<account>:<msg-id>". thread_record: "email:<account>:<own Message-ID>".
+// to = To and Cc, flags from the parse. thread_lookup, most recent first: for In-Reply-To, the
+// last 50 References ids from the last, then the first (the thread's root), "conv:<id>" when
+// the id is one of ours, then "email:<account>:<msg-id>". thread_record:
+// "email:<account>:<own Message-ID>".
 // `mailbox` is not part of any key: a message moved between folders is still one message.
 // Taken by value: the attachments (their bytes up to 25 MiB) move into the Inbound.
 sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_view mailbox);

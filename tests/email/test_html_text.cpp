@@ -32,3 +32,23 @@ TEST_CASE("html_to_text: a part of a million '&' takes linear time") {
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
   CHECK(html_to_text("&amp;&#233;&eacute&copy; & ;") == "&\xC3\xA9&eacute\xC2\xA9 & ;");
 }
+
+TEST_CASE("html_to_text: a '>' inside a script does not end it") {
+  CHECK(html_to_text("<script>if (a>b) { f(x => x) }</script>Hi") == "Hi");
+  CHECK(html_to_text("<style>p>a{}</style><p>Hi</p>") == "Hi");
+}
+
+TEST_CASE("html_to_text: '<' without its '>' and start tags without end tags take linear time") {
+  // Each '<' looked for the next '>' (here only at the end), and each <script> for its end tag
+  // to the end of the part: quadratic, seconds for this part and hours for a 4 MiB one.
+  const std::size_t n = 1 << 18;
+  auto t0 = std::chrono::steady_clock::now();
+  std::string lt = html_to_text(std::string(n, '<') + ">");
+  CHECK(lt == std::string(n, '<') + ">");
+  std::string scripts;
+  for (std::size_t i = 0; i < n / 8; ++i) {
+    scripts += i % 2 == 0 ? "<script>" : "<STYLE>x";
+  }
+  CHECK(html_to_text(scripts) == std::string(n / 16, 'x'));
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
+}

@@ -29,8 +29,9 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 namespace {
 
 // Answers CAPABILITY, AUTHENTICATE, SELECT and UID SEARCH like Dovecot; on UID FETCH it sends
-// `fetch_reply` and closes the connection.
-asio::awaitable<void> scripted_server(asio::ip::tcp::acceptor& acceptor, std::string fetch_reply) {
+// `fetch_reply` and closes the connection. A `select_reply` ("NO ...") refuses the SELECT.
+asio::awaitable<void> scripted_server(asio::ip::tcp::acceptor& acceptor, std::string fetch_reply,
+                                      std::string select_reply = "") {
   auto [aec, sock] = co_await acceptor.async_accept(use_tuple);
   if (aec) {
     co_return;
@@ -52,6 +53,8 @@ asio::awaitable<void> scripted_server(asio::ip::tcp::acceptor& acceptor, std::st
     std::string cmd = line.substr(tag.size() + 1);
     if (cmd.rfind("AUTHENTICATE", 0) == 0) {
       co_await send(tag + " OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n");
+    } else if (cmd.rfind("SELECT", 0) == 0 && !select_reply.empty()) {
+      co_await send(tag + " " + select_reply + "\r\n");
     } else if (cmd.rfind("SELECT", 0) == 0) {
       co_await send("* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n" + tag + " OK done\r\n");
     } else if (cmd.rfind("UID SEARCH", 0) == 0) {
@@ -112,6 +115,44 @@ boost::system::result<FetchBatch> fetch_against(std::string fetch_reply, ParserL
 }
 
 }  // namespace
+
+TEST_CASE("a refused SELECT is described with the command and the server's words") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  asio::co_spawn(io, scripted_server(acceptor, "", "NO [NONEXISTENT] Unknown Mailbox"),
+                 asio::detached);
+  asio::ssl::context ctx(asio::ssl::context::tls_client);
+  ClientOptions o;
+  o.host = "127.0.0.1";
+  o.port = acceptor.local_endpoint().port();
+  o.tls = TlsMode::none;
+  o.username = "u";
+  o.password = "p";
+  o.io_timeout = 2s;
+  std::string described;
+  std::string before;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        Client c(io.get_executor(), ctx, o);
+        REQUIRE_FALSE(co_await c.connect());
+        REQUIRE_FALSE(co_await c.login());
+        auto r = co_await c.select("Archive");
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error() == make_error_code(errc::rejected));
+        described = c.describe(r.error());
+        // Another error than the client's last: only its own message.
+        before = c.describe(make_error_code(errc::server_bye));
+      },
+      [](std::exception_ptr e) {
+        if (e) {
+          std::rethrow_exception(e);
+        }
+      });
+  io.run_for(10s);
+  CHECK(described == "SELECT failed: command rejected (NO): \"NO [NONEXISTENT] Unknown Mailbox\"");
+  CHECK(before == "server closed the session (BYE)");
+}
 
 TEST_CASE("connection cut during a literal: an error value, retryable, no partial message") {
   auto r = fetch_against(
@@ -235,7 +276,9 @@ asio::awaitable<void> auth_server(asio::ip::tcp::acceptor& acceptor, std::string
 }
 
 boost::system::error_code login_against(std::string caps, bool accept, AuthMode mode,
-                                        std::vector<std::string>& lines) {
+                                        std::vector<std::string>& lines,
+                                        std::string password = "p w",
+                                        std::string* described = nullptr) {
   asio::io_context io;
   asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
   asio::co_spawn(io, auth_server(acceptor, caps, accept, lines), asio::detached);
@@ -245,7 +288,7 @@ boost::system::error_code login_against(std::string caps, bool accept, AuthMode 
   o.port = acceptor.local_endpoint().port();
   o.tls = TlsMode::none;
   o.username = "u@x";
-  o.password = "p w";
+  o.password = password;
   o.auth = mode;
   o.access_token = "tok";
   o.io_timeout = 2s;
@@ -257,6 +300,9 @@ boost::system::error_code login_against(std::string caps, bool accept, AuthMode 
         Client c(io.get_executor(), ctx, o);
         REQUIRE_FALSE(co_await c.connect());
         out = co_await c.login();
+        if (described != nullptr) {
+          *described = c.describe(out);
+        }
         done = true;
       },
       [](std::exception_ptr e) {
@@ -326,4 +372,27 @@ TEST_CASE("a server that never stops answering one command: an error, not unboun
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error() == make_error_code(errc::too_much_data));
   CHECK(retryable(r.error()));
+}
+
+TEST_CASE("a non-ASCII password without AUTH=PLAIN: the error says what the server lacks") {
+  std::vector<std::string> lines;
+  std::string described;
+  auto ec = login_against("IMAP4rev1", true, AuthMode::password, lines, "p\xC3\xA4ss", &described);
+  CHECK(ec == make_error_code(errc::capability_missing));
+  CHECK(lines.empty());  // nothing was sent
+  CHECK(described.find("LOGIN failed") == 0);
+  CHECK(described.find("not plain ASCII") != std::string::npos);
+  CHECK(described.find("AUTH=PLAIN") != std::string::npos);
+  CHECK(described.find("p\xC3\xA4ss") == std::string::npos);
+}
+
+TEST_CASE("a refused login names the mechanism and the server's words, never the credentials") {
+  std::vector<std::string> lines;
+  std::string described;
+  auto ec = login_against("IMAP4rev1 SASL-IR AUTH=XOAUTH2", false, AuthMode::xoauth2, lines, "p w",
+                          &described);
+  CHECK(ec == make_error_code(errc::auth_failed));
+  CHECK(described ==
+        "AUTHENTICATE XOAUTH2 failed: authentication failed: \"NO [AUTHENTICATIONFAILED] Invalid "
+        "credentials\"");
 }

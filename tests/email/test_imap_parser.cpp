@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -285,4 +286,28 @@ TEST_CASE("large literal fed in pieces is framed in linear time") {
   REQUIRE(moved);
   CHECK(moved->uid == 5u);
   CHECK(*moved->body == body);
+}
+
+TEST_CASE("lines ending in '}' that announce no literal are framed in linear time") {
+  // A line ending in '}' looked for its '{' back to the start of the buffer when it had none:
+  // a server streaming such lines (during IDLE, say) kept the io thread busy for seconds.
+  std::string wire;
+  for (int i = 0; i < 100000; ++i) {
+    wire += "* OK a}\r\n";
+  }
+  wire += "* 1 FETCH (UID 5 BODY[] {3}\r\nabc)\r\n* 2 FETCH (UID 6 BODY[] {2+}\r\nde)\r\n";
+  wire += "* 3 FETCH (UID 7 BODY[] {x3}\r\n";
+  ResponseParser p;
+  p.feed(wire);
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<Response> rs;
+  while (auto r = p.next()) {
+    rs.push_back(std::move(*r));
+  }
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
+  REQUIRE(rs.size() == 100002);
+  CHECK(rs[99999].text == "a}");
+  CHECK(*as_fetch(rs[100000])->body == "abc");
+  CHECK(*as_fetch(rs[100001])->body == "de");
+  CHECK(p.error());  // "{x3}" is no literal: the line is a response, and not a valid one
 }

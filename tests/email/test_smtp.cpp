@@ -418,3 +418,110 @@ TEST_CASE("a second reply, to our own reply, still names the whole thread in Ref
         std::vector<std::string>{"<root@customer.example>", "<first@customer.example>"});
   CHECK(sent.to.at(0).email == "ann@example.com");
 }
+
+TEST_CASE("a reply keeps every line within 998 bytes - a long paragraph, a customer's huge ids") {
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <support@example.com>";
+  const std::string huge_id = "<" + std::string(1500, 'h') + "@customer.example>";
+  const std::string long_id = "<" + std::string(850, 'l') + "@customer.example>";
+  json::object parent{{"direction", "inbound"},
+                      {"subject", "Order 7"},
+                      {"external_id", huge_id},
+                      {"in_reply_to", long_id},
+                      {"references", json::array{long_id, huge_id, "<short@customer.example>"}},
+                      {"from", {{"type", "email"}, {"value", "ann@example.com"}}}};
+  std::string paragraph;
+  while (paragraph.size() < 3000) {
+    paragraph += "Your order left our warehouse today. ";
+  }
+  paragraph.pop_back();
+  for (const std::string& text : {paragraph, paragraph + "\n\xC3\xBC " + paragraph}) {
+    OutboundMessage m{"01JTESTREPLY00000000000004", "email", "support", "c1", text,
+                      json::serialize(parent),      ""};
+    auto built = email::build_reply(account, m, 1767323045000);
+    REQUIRE(built.error.empty());
+    std::size_t longest = 0;
+    for (std::size_t at = 0; at < built.data.size();) {
+      std::size_t end = built.data.find("\r\n", at);
+      end = end == std::string::npos ? built.data.size() : end;
+      longest = std::max(longest, end - at);
+      at = end + 2;
+    }
+    CHECK(longest <= 998);
+    auto sent = email::parse_email(built.data);
+    CHECK(sent.text == text);
+    CHECK(sent.in_reply_to.empty());  // the parent's id is too long to name
+    CHECK(sent.references == std::vector<std::string>{long_id, "<short@customer.example>"});
+  }
+
+  // A short ASCII reply is still plain 7bit.
+  OutboundMessage m{"01JTESTREPLY00000000000005", "email", "support", "c1", "Hello Ann",
+                    json::serialize(parent),      ""};
+  auto built = email::build_reply(account, m, 1767323045000);
+  CHECK(built.data.find("Content-Transfer-Encoding: 7bit") != std::string::npos);
+}
+
+namespace {
+
+// Greets, then answers EHLO with "250-" lines that never end, until the client hangs up or
+// `limit` bytes are written. `written`: how many bytes it got out.
+struct EndlessSmtp {
+  int fd = -1;
+  std::uint16_t port = 0;
+  std::atomic<std::size_t> written{0};
+  std::thread t;
+  explicit EndlessSmtp(std::size_t limit) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd, 4) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    t = std::thread([this, limit] {
+      int c = ::accept(fd, nullptr, nullptr);
+      if (c < 0) {
+        return;
+      }
+      std::string greeting = "220 endless.example ESMTP\r\n";
+      (void)!::send(c, greeting.data(), greeting.size(), MSG_NOSIGNAL);
+      char buf[512];
+      if (::read(c, buf, sizeof buf) > 0) {  // EHLO
+        std::string chunk;
+        while (chunk.size() < 64 * 1024) {
+          chunk += "250-x\r\n";
+        }
+        while (written < limit) {
+          ssize_t n = ::send(c, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+          if (n <= 0) {
+            break;  // the client hung up
+          }
+          written += static_cast<std::size_t>(n);
+        }
+      }
+      ::close(c);
+    });
+  }
+  ~EndlessSmtp() {
+    ::shutdown(fd, SHUT_RDWR);
+    ::close(fd);
+    t.join();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("SMTP: a reply whose lines never end is cut at 64 KiB, not kept growing in memory") {
+  const std::size_t limit = 8u << 20;
+  EndlessSmtp server(limit);
+  auto out = send_to(server.port, 10s, 10s);
+  CHECK(out.status == email::smtp::Outcome::Status::temporary);
+  // The client hung up after 64 KiB of it, instead of reading all of it line by line into the
+  // reply and failing only when the server closed ("EHLO: End of file").
+  CHECK(out.error == "EHLO: Message too long");
+  CHECK(server.written < limit);
+}

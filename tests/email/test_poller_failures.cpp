@@ -1,0 +1,179 @@
+// A mailbox session that fails is logged with what failed, counted, backed off and tried again:
+// a SELECT the server refuses, a committed cursor that cannot be read, and `after = move`
+// applied again on a server without MOVE or UIDPLUS. A real Dovecot, the real store, one Poller.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <sstream>
+#include <thread>
+
+#include <spdlog/sinks/ostream_sink.h>
+
+#include "channels/email/poller.hpp"
+#include "storage/sqlite.hpp"
+#include "storage/store.hpp"
+#include "storage/writer.hpp"
+#include "tests/email/email_daemon.hpp"
+#include "tests/email/store_forwarder.hpp"
+
+using namespace sb;
+using namespace sb::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// The real store, disturbed on demand: the committed cursor's read throws (SQLITE_BUSY past the
+// busy timeout, say), or the cursor-only write that records `after` as done fails.
+class FaultyStore : public StoreForwarder {
+ public:
+  using StoreForwarder::StoreForwarder;
+  std::optional<std::string> cursor(const std::string& a, const std::string& s) override {
+    if (cursor_throws > 0) {
+      --cursor_throws;
+      throw storage::Error(5, "database is locked");
+    }
+    return store_.cursor(a, s);
+  }
+  void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) override {
+    if (items.empty() && fail_after_record > 0) {
+      --fail_after_record;
+      // Through the writer, as a real failure comes: `done` never runs inside submit().
+      store_.submit({}, std::nullopt, [done = std::move(done)](std::vector<IngestOutcome>) {
+        done({IngestOutcome{"", false, "disk I/O error"}});
+      });
+      return;
+    }
+    store_.submit(std::move(items), std::move(cursor), std::move(done));
+  }
+  std::atomic<int> cursor_throws{0};
+  std::atomic<int> fail_after_record{0};
+};
+
+// Dovecot, the database and a Poller on one io thread, the "email" log captured.
+struct FailureRig {
+  TempDir dir;
+  Dovecot dovecot;
+  storage::Writer writer{dir.file("switchboard.db")};
+  storage::Store store{writer, Rules::compile(config::defaults().routing)};
+  FaultyStore pipeline{store};
+  Metrics metrics;
+  config::Imap account;
+  boost::asio::io_context io;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
+  std::thread io_thread;
+  std::unique_ptr<email::Poller> poller;
+  std::ostringstream log;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink =
+      std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+
+  explicit FailureRig(const std::string& after = "keep", const std::string& mailbox = "INBOX",
+                      const std::string& dovecot_conf = "")
+      : dovecot(dovecot_conf) {
+    if (const char* lvl = std::getenv("SB_TEST_LOG")) {
+      set_log_level(lvl);
+    }
+    account.name = "support";
+    account.tls = "none";
+    account.host = "127.0.0.1";
+    account.port = dovecot.imap_port();
+    account.username = Dovecot::user;
+    account.password = Dovecot::password;
+    account.after = after;
+    account.mailboxes = {mailbox};
+    logger("email")->sinks().push_back(sink);
+    writer.start();
+    io_thread = std::thread([this] { io.run(); });
+  }
+  ~FailureRig() {
+    if (poller) {
+      poller->stop();
+      poller.reset();
+    }
+    work.reset();
+    io.stop();
+    io_thread.join();
+    writer.stop();
+    logger("email")->sinks().pop_back();
+  }
+  void start() {
+    email::PollerOptions options;
+    options.min_backoff = 50ms;
+    options.max_backoff = 500ms;
+    poller = std::make_unique<email::Poller>(io, pipeline, metrics,
+                                             std::vector<config::Imap>{account}, options);
+    poller->start();
+  }
+  std::string logged() {
+    sink->flush();
+    return log.str();
+  }
+  long long rows(const std::string& sql) { return count_rows(dir.file("switchboard.db"), sql); }
+  std::string cursor() { return store.cursor("support", account.mailboxes[0]).value_or(""); }
+  long long messages_in(const std::string& mailbox) {
+    auto out = dovecot.doveadm("mailbox status -u alice messages '" + mailbox + "'");
+    auto at = out.find("messages=");
+    return at == std::string::npos ? -1 : std::stoll(out.substr(at + 9));
+  }
+  long long errors() {
+    const std::string key =
+        R"(switchboard_channel_errors_total{channel="email",account="support"} )";
+    auto text = metrics.render();
+    auto at = text.find(key);
+    return at == std::string::npos ? 0 : std::stoll(text.substr(at + key.size()));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a session that fails is logged with the command and the server's words") {
+  FailureRig r("keep", "Missing");  // Dovecot refuses the SELECT
+  r.start();
+  REQUIRE(eventually([&] { return r.logged().find("session ended") != std::string::npos; }));
+  std::string text = r.logged();
+  auto line = text.substr(text.find("[email:support] Missing: session ended"));
+  line = line.substr(0, line.find('\n'));
+  MESSAGE(line);
+  CHECK(line.find("SELECT failed") != std::string::npos);
+  CHECK(line.find("Mailbox doesn't exist: Missing") != std::string::npos);
+  CHECK(r.errors() >= 1);
+}
+
+TEST_CASE("a committed cursor that cannot be read fails the session, not the mailbox for good") {
+  FailureRig r;
+  r.pipeline.cursor_throws = 1;
+  r.dovecot.deliver(test_email(1, 1));
+  r.start();
+  REQUIRE(eventually([&] { return r.rows("SELECT count(*) FROM interactions") == 1; }));
+  CHECK(r.pipeline.cursor_throws == 0);
+  CHECK(r.errors() == 1);
+  std::string text = r.logged();
+  CHECK(text.find("session ended: reading the committed cursor failed: database is locked") !=
+        std::string::npos);
+  r.dovecot.deliver(test_email(2, 1));  // and the mailbox goes on
+  CHECK(eventually([&] { return r.rows("SELECT count(*) FROM interactions") == 2; }));
+}
+
+TEST_CASE(
+    "after = move without MOVE or UIDPLUS: applied again after a session ended, nothing is "
+    "copied twice") {
+  // Without MOVE a move is COPY + \Deleted, and without UIDPLUS the originals stay, flagged.
+  // Here the cursor-only write that records `after` as done fails once: the session ends with
+  // `after` done on the server but due in the cursor, and the next session applies it again.
+  FailureRig r("move:Processed", "INBOX",
+               "protocol imap {\n  imap_capability = IMAP4rev1 SASL-IR LITERAL+ IDLE\n}");
+  r.dovecot.doveadm("mailbox create -u alice Processed");
+  for (int i = 0; i < 5; ++i) {
+    r.dovecot.deliver(test_email(i, i % 3));
+  }
+  r.pipeline.fail_after_record = 1;
+  r.start();
+  REQUIRE(eventually([&] { return r.pipeline.fail_after_record == 0; }, 30s));
+  // The next session applies what the cursor says is due, then records it as done.
+  REQUIRE(eventually([&] { return r.cursor().ends_with(":5"); }, 30s));
+  CHECK(r.logged().find("applying after") == std::string::npos);  // nothing was left to move
+  CHECK(r.messages_in("Processed") == 5);
+  CHECK(r.messages_in("INBOX") == 5);  // flagged \Deleted, not expunged: no UIDPLUS
+  CHECK(r.rows("SELECT count(*) FROM interactions") == 5);
+}
