@@ -289,7 +289,9 @@ TEST_CASE(
       "AND state IN ('queued', 'claimed') ORDER BY queued_seq LIMIT 10");
   REQUIRE(plan.step());
   CHECK_MESSAGE(plan.text(3).find("interactions_by_queued_seq") != std::string::npos, plan.text(3));
+}
 
+TEST_CASE(
     "a version-15 file is upgraded: a WhatsApp status stored twice keeps one event, other events "
     "stay") {
   test::TempDir dir;
