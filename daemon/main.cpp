@@ -26,7 +26,8 @@ Usage:
 Config: --config PATH, else $SWITCHBOARD_CONFIG, else ./switchboard.toml, else built-in
 defaults (listen 127.0.0.1:8080, database ./var/switchboard.db, redis://127.0.0.1:6379/0).
 A commented example: config/switchboard.example.toml. Run `switchboard COMMAND --help` for
-details of one command. Log level: SWITCHBOARD_LOG=debug|info|warn|error.
+details of one command. Log level: SWITCHBOARD_LOG=trace|debug|info|warn|error|critical|off
+(any case; default info).
 )";
 
 constexpr const char* kRunHelp = R"(switchboard run [--config PATH]
@@ -124,7 +125,11 @@ int usage_error(const std::string& msg, const char* help) {
 
 int main(int argc, char** argv) {
   if (const char* lvl = std::getenv("SWITCHBOARD_LOG")) {
-    sb::set_log_level(lvl);
+    if (!sb::set_log_level(lvl)) {
+      std::cerr << "switchboard: SWITCHBOARD_LOG=\"" << lvl
+                << "\" is not a log level (trace, debug, info, warn, error, critical, off); "
+                   "logging at info\n";
+    }
   }
   if (argc < 2) {
     std::cerr << kUsage;
