@@ -95,6 +95,11 @@ Args parse(int argc, char** argv, int from) {
       a.positional.push_back(s);
     }
   }
+  // An empty PATH (`--config ""`, `--config=`: an unset shell variable, say) is no file: taken as
+  // absent, it ran on the built-in defaults instead of the config the operator meant.
+  if (a.config && a.config->empty()) {
+    a.error = "--config needs a PATH, and it was given an empty one";
+  }
   return a;
 }
 

@@ -301,3 +301,21 @@ TEST_CASE("SWITCHBOARD_LOG is read in any case, and an unknown level keeps loggi
           (level != "INFO"));
   }
 }
+
+TEST_CASE("an empty --config is a usage error, not the built-in defaults") {
+  // Only check-config here: before the fix, `run` served on the defaults' 127.0.0.1:8080 until
+  // killed. The other commands share the parser.
+  TempDir dir;
+  for (std::string flag : {"--config", "-c", "--config="}) {
+    std::vector<std::string> args{"check-config", flag};
+    if (flag != "--config=") {
+      args.emplace_back("");
+    }
+    auto out = switchboard(dir, args);
+    INFO(out.output);
+    CHECK(out.status == 2);
+    CHECK(out.output.find("switchboard: --config needs a PATH, and it was given an empty one") !=
+          std::string::npos);
+    CHECK(out.output.find("built-in defaults: ok") == std::string::npos);
+  }
+}
