@@ -274,3 +274,34 @@ TEST_CASE("metrics: a gauge's value is written as the shortest text that reads b
   CHECK(text.find("sb_test_age_seconds{queue=\"general\"} 18.858\n") != std::string::npos);
   CHECK(text.find("sb_test_age_seconds{queue=\"vip\"} 3\n") != std::string::npos);
 }
+
+TEST_CASE("metrics: ingest sources beyond the first 100 are counted under account _other") {
+  // `source` is the client's to choose; each value used to add a series for good.
+  Daemon d;
+  HttpClient http(d.app->port());
+  for (int i = 0; i < 1000; ++i) {
+    auto r = http.post_json("/v1/interactions",
+                            R"({"source":"src-)" + std::to_string(i) + R"(","external_id":"m-)" +
+                                std::to_string(i) + R"(","from":{"email":"a@b.co"}})",
+                            "test-token");
+    REQUIRE(r.status == 202);
+  }
+  auto text = http.request("GET", "/metrics").body;
+  std::size_t series = 0;
+  long long total = 0;
+  std::string other;
+  for (std::size_t at = 0;
+       (at = text.find("switchboard_interactions_total{", at)) != std::string::npos; ++at) {
+    auto line = text.substr(at, text.find('\n', at) - at);
+    ++series;
+    total += std::atoll(line.c_str() + line.rfind(' ') + 1);
+    if (line.find("account=\"_other\"") != std::string::npos) {
+      other = line;
+    }
+  }
+  CHECK(series <= 101);
+  CHECK(total == 1000);
+  CHECK(other == R"(switchboard_interactions_total{channel="api",account="_other"} 900)");
+  CHECK(text.find("account=\"src-99\"") != std::string::npos);
+  CHECK(text.find("account=\"src-100\"") == std::string::npos);
+}
