@@ -32,6 +32,14 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// Beast's default for a response parser, set explicitly since the read buffer is sized from it.
+constexpr std::size_t kHeaderLimit = 8 * 1024;
+// Beast caps a response's header and body, but not a chunk-size line (chunk extensions) or the
+// trailer section: they wait in the read buffer until their CRLF arrives, and a provider (or
+// anything in between) sending one without end grew our memory until the request's deadline. A
+// capped buffer bounds them; it holds at most an unfinished header or chunk line plus one read
+// (Beast reads 64 KiB at most). The server caps its own the same way (http/server.cpp).
+constexpr std::size_t kMaxBuffered = kHeaderLimit + 64 * 1024;
 
 std::optional<std::string> HttpResponse::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
@@ -57,7 +65,7 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 struct Conn {
   std::variant<beast::tcp_stream, TlsStream> stream;
-  beast::flat_buffer buffer;
+  beast::flat_buffer buffer{kMaxBuffered};
   beast::tcp_stream& lowest() {
     if (auto* p = std::get_if<beast::tcp_stream>(&stream)) {
       return *p;
@@ -124,9 +132,9 @@ struct HttpClient::Impl {
     }
     std::unique_ptr<Conn> c;
     if (o.tls) {
-      c.reset(new Conn{TlsStream(ex, tls), {}});
+      c.reset(new Conn{TlsStream(ex, tls)});
     } else {
-      c.reset(new Conn{beast::tcp_stream(ex), {}});
+      c.reset(new Conn{beast::tcp_stream(ex)});
     }
     c->lowest().expires_after(options.connect_timeout);
     auto [cec, ep] = co_await c->lowest().async_connect(endpoints, use_tuple);
@@ -229,6 +237,7 @@ asio::awaitable<HttpResponse> HttpClient::request(HttpRequest r) {
       }
     }
     http::response_parser<http::string_body> parser;
+    parser.header_limit(kHeaderLimit);
     parser.body_limit(impl_->options.max_body_bytes);
     c->lowest().expires_after(timeout);
     Impl::Exchanged x;
@@ -243,8 +252,14 @@ asio::awaitable<HttpResponse> HttpClient::request(HttpRequest r) {
           (!x.written || may_repeat(req))) {
         continue;
       }
+      // Only a chunk-size line or a trailer section can fill the buffer (see kMaxBuffered).
       out.error = ec == beast::error::timeout ? "request to " + o.host + " timed out"
-                                              : o.host + ": " + ec.message();
+                  : ec == http::error::buffer_overflow
+                      ? o.host +
+                            ": response framing line too long (chunk extensions or "
+                            "trailers over " +
+                            std::to_string(kMaxBuffered) + " bytes)"
+                      : o.host + ": " + ec.message();
       co_return out;
     }
     auto res = parser.release();

@@ -232,3 +232,35 @@ TEST_CASE("http client: https verifies the certificate chain and the host name")
   CHECK(untrusted[0].status == 0);
   CHECK(untrusted[0].error.find("TLS handshake") != std::string::npos);
 }
+
+TEST_CASE("http client: an endless chunk extension in a response is refused, not buffered") {
+  // Beast caps a response's header and body, not a chunk-size line or the trailers: without a
+  // cap on the read buffer, this line grew the client's memory until the request's deadline.
+  asio::io_context sio;
+  asio::ip::tcp::acceptor acceptor(sio, {asio::ip::make_address("127.0.0.1"), 0});
+  auto port = acceptor.local_endpoint().port();
+  std::atomic<std::size_t> sent{0};
+  std::thread srv([&] {
+    asio::ip::tcp::socket s(sio);
+    boost::system::error_code ec;
+    acceptor.accept(s, ec);
+    std::string in;
+    asio::read_until(s, asio::dynamic_buffer(in), "\r\n\r\n", ec);
+    asio::write(
+        s, asio::buffer(std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;x=")),
+        ec);
+    std::string block(64 * 1024, 'a');
+    while (!ec && sent < 32 * 1024 * 1024) {
+      sent += asio::write(s, asio::buffer(block), ec);
+    }
+  });
+  net::HttpRequest req;
+  req.url = "http://127.0.0.1:" + std::to_string(port) + "/";
+  req.timeout = std::chrono::seconds(20);
+  auto out = run({req});
+  srv.join();
+  CAPTURE(sent.load());
+  CHECK(out[0].status == 0);
+  CHECK(out[0].error.find("response framing line too long") != std::string::npos);
+  CHECK(sent.load() < 8 * 1024 * 1024);  // the client stopped reading and closed early
+}
