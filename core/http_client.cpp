@@ -56,9 +56,11 @@ namespace {
 
 struct Origin {
   bool tls = false;
-  std::string host;
+  std::string host;  // to resolve, and to verify the certificate against: "::1", no brackets
   std::string port;
-  std::string key() const { return (tls ? "https://" : "http://") + host + ":" + port; }
+  std::string authority;  // the Host header: the URL's host, and its port unless the default
+  bool ip_literal = false;
+  std::string key() const { return (tls ? "https://" : "http://") + authority + "|" + port; }
 };
 
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
@@ -143,8 +145,9 @@ struct HttpClient::Impl {
       co_return nullptr;
     }
     if (auto* s = std::get_if<TlsStream>(&c->stream)) {
-      // SNI: servers with several certificates pick one by the name sent here.
-      if (!SSL_set_tlsext_host_name(s->native_handle(), o.host.c_str())) {
+      // SNI: servers with several certificates pick one by the name sent here. Never an IP
+      // address (RFC 6066 section 3): the certificate is then checked against the address.
+      if (!o.ip_literal && !SSL_set_tlsext_host_name(s->native_handle(), o.host.c_str())) {
         error = "TLS: cannot set SNI for " + o.host;
         co_return nullptr;
       }
@@ -189,15 +192,25 @@ asio::awaitable<HttpResponse> HttpClient::request(HttpRequest r) {
   }
   Origin o;
   o.tls = url->scheme() == "https";
-  o.host = url->host();
-  o.port = url->has_port() ? std::string(url->port()) : (o.tls ? "443" : "80");
+  // host_address: an IPv6 literal without its brackets ("[::1]" resolved as a name failed).
+  o.host = url->host_address();
+  o.ip_literal = url->host_type() != boost::urls::host_type::name;
+  const char* default_port = o.tls ? "443" : "80";
+  o.port = url->has_port() && !url->port().empty() ? std::string(url->port()) : default_port;
+  // RFC 9112 section 3.2: Host is the target URI's authority without userinfo; a port other
+  // than the scheme's default is part of it (a server behind a non-default port builds its
+  // links and checks signatures from it).
+  o.authority = url->host();
+  if (o.port != default_port) {
+    o.authority += ":" + o.port;
+  }
   std::string target = url->encoded_path().empty() ? "/" : std::string(url->encoded_path());
   if (url->has_query()) {
     target += "?" + std::string(url->encoded_query());
   }
 
   http::request<http::string_body> req{http::string_to_verb(r.method), target, 11};
-  req.set(http::field::host, o.host);
+  req.set(http::field::host, o.authority);
   req.set(http::field::user_agent, impl_->options.user_agent);
   for (const auto& [k, v] : r.headers) {
     req.set(k, v);
