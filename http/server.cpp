@@ -13,6 +13,9 @@
 #include <boost/beast/http.hpp>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
+#include <cstring>
+#include <ctime>
 #include <map>
 
 #include <sys/socket.h>
@@ -35,6 +38,33 @@ constexpr std::size_t kMaxBuffered = kHeaderLimit + 64 * 1024;
 // and shm of each connection), Redis, IMAP and provider connections.
 constexpr std::size_t kReservedFds = 64;
 
+namespace {
+
+// RFC 9110 section 5.6.7: IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (29 characters), written
+// by hand: strftime's %a and %b follow the locale.
+void format_imf_fixdate(std::time_t t, char (&out)[30]) {
+  static constexpr char kDays[] = "SunMonTueWedThuFriSat";
+  static constexpr char kMonths[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+  std::tm g{};
+  gmtime_r(&t, &g);
+  auto two = [](char* at, int v) {
+    at[0] = static_cast<char>('0' + v / 10 % 10);
+    at[1] = static_cast<char>('0' + v % 10);
+  };
+  std::memcpy(out, "Sun, 00 Jan 0000 00:00:00 GMT", 30);
+  std::memcpy(out, kDays + 3 * (g.tm_wday % 7), 3);
+  two(out + 5, g.tm_mday);
+  std::memcpy(out + 8, kMonths + 3 * (g.tm_mon % 12), 3);
+  int year = g.tm_year + 1900;
+  two(out + 12, year / 100);
+  two(out + 14, year % 100);
+  two(out + 17, g.tm_hour);
+  two(out + 20, g.tm_min);
+  two(out + 23, g.tm_sec);
+}
+
+}  // namespace
+
 struct Server::Impl : std::enable_shared_from_this<Impl> {
   asio::io_context& io;
   ServerOptions opts;
@@ -50,9 +80,24 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   // At the cap, the connection that has waited longest for a request makes room for a new one.
   std::size_t max_connections = 0;  // set by start(): RLIMIT_NOFILE less kReservedFds
   bool evicted = false;             // logged once
+  // RFC 9110 section 6.6.1: the Date of every response, formatted once a second (io thread only).
+  std::int64_t date_second = -1;
+  char date_text[30] = {};
 
   Impl(asio::io_context& io, ServerOptions o, const Router& r, Metrics& m)
       : io(io), opts(std::move(o)), router(r), metrics(m), acceptor(io) {}
+
+  std::string_view date() {
+    // system_clock reads the vDSO: no system call.
+    auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    if (now != date_second) {
+      date_second = now;
+      format_imf_fixdate(static_cast<std::time_t>(now), date_text);
+    }
+    return {date_text, 29};
+  }
 
   asio::awaitable<void> accept_loop() {
     auto self = shared_from_this();
@@ -116,7 +161,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<void> write(beast::tcp_stream& stream, Response res, unsigned version,
                               bool keep_alive, bool& ok, bool head_only = false) {
     std::string head;
-    head.reserve(160);
+    head.reserve(192);
     head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
     head += std::to_string(res.status);
     head += ' ';
@@ -124,7 +169,8 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     head.append(reason.data(), reason.size());
     // RFC 9110 section 8.6: no Content-Length (and no body) with 1xx, 204 and 304.
     bool bodiless = res.status < 200 || res.status == 204 || res.status == 304;
-    head += "\r\nServer: switchboard";
+    head += "\r\nServer: switchboard\r\nDate: ";
+    head += date();
     if (!bodiless && !res.content_type.empty()) {
       head += "\r\nContent-Type: ";
       head += res.content_type;

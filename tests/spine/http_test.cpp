@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <ctime>
 
 #include "daemon/app.hpp"
 #include "http/metrics.hpp"
@@ -304,4 +305,25 @@ TEST_CASE("metrics: ingest sources beyond the first 100 are counted under accoun
   CHECK(other == R"(switchboard_interactions_total{channel="api",account="_other"} 900)");
   CHECK(text.find("account=\"src-99\"") != std::string::npos);
   CHECK(text.find("account=\"src-100\"") == std::string::npos);
+}
+
+TEST_CASE("ingest server: every response carries Date, an IMF-fixdate of now") {
+  // RFC 9110 section 6.6.1: an origin server with a clock MUST send Date in 2xx, 3xx and 4xx.
+  Daemon d;
+  HttpClient http(d.app->port());
+  for (const char* path : {"/healthz", "/no-such-route"}) {
+    CAPTURE(path);
+    auto before = std::time(nullptr);
+    auto r = http.request("GET", path);
+    auto after = std::time(nullptr);
+    auto date = r.headers["date"];
+    CAPTURE(date);
+    REQUIRE(date.size() == 29);
+    CHECK(date.substr(25) == " GMT");
+    std::tm tm{};
+    REQUIRE(strptime(date.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm) != nullptr);
+    auto t = timegm(&tm);
+    CHECK(t >= before);
+    CHECK(t <= after);
+  }
 }
