@@ -31,6 +31,7 @@ class RawConn {
     REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
   }
   ~RawConn() { ::close(fd_); }
+  int fd() const { return fd_; }
   // False once the peer closed or reset the connection.
   bool send(std::string_view bytes) {
     while (!bytes.empty()) {
@@ -326,4 +327,36 @@ TEST_CASE("ingest server: every response carries Date, an IMF-fixdate of now") {
     CHECK(t >= before);
     CHECK(t <= after);
   }
+}
+
+TEST_CASE("ingest server: Expect: 100-continue is answered before the body is sent") {
+  // RFC 9110 section 10.1.1: curl, for one, sends Expect: 100-continue with a large body and
+  // waits (1 s) for 100 (Continue) or a final status before sending it.
+  Daemon d;
+  const std::string body = R"({"source":"web","external_id":"e-1","from":{"email":"a@b.co"}})";
+  const std::string head =
+      "POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+      "Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ";
+  RawConn c(d.app->port());
+  REQUIRE(c.send(head + std::to_string(body.size()) + "\r\n\r\n"));
+  REQUIRE(c.readable(std::chrono::milliseconds(300)));
+  char buf[64] = {};
+  auto n = ::recv(c.fd(), buf, sizeof buf - 1, 0);
+  CHECK(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) ==
+        "HTTP/1.1 100 Continue\r\n\r\n");
+  REQUIRE(c.send(body));
+  REQUIRE(c.readable(std::chrono::seconds(3)));
+  n = ::recv(c.fd(), buf, sizeof buf - 1, 0);
+  CHECK(status_of(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0)) == 202);
+
+  // A body larger than max_body_bytes by its Content-Length: the final 413 at once.
+  RawConn big(d.app->port());
+  REQUIRE(big.send(head + "2000000\r\n\r\n"));
+  auto refused = big.read_all(std::chrono::milliseconds(300));
+  CHECK(status_of(refused) == 413);
+  // The body sent with the header: no 100, the answer.
+  RawConn eager(d.app->port());
+  REQUIRE(eager.send(head + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body));
+  auto answered = eager.read_all(std::chrono::seconds(3));
+  CHECK(answered.starts_with("HTTP/1.1 200 "));  // e-1 again: a duplicate
 }
