@@ -60,6 +60,10 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   opts.host = cfg_.server.host;
   opts.port = cfg_.server.port;
   opts.max_body_bytes = cfg_.server.max_body_bytes;
+  opts.max_connections = cfg_.server.max_connections;
+  for (const auto& imap : cfg_.channels.imap) {
+    opts.reserved_fds += imap.mailboxes.size();  // a connection each
+  }
   server_ = std::make_unique<http::Server>(io_, opts, router_, metrics_);
 
   metrics_.sampled_counter(
