@@ -9,6 +9,7 @@
 
 #include <boost/json.hpp>
 #include <ctime>
+#include <thread>
 
 #include "daemon/app.hpp"
 #include "http/metrics.hpp"
@@ -359,4 +360,30 @@ TEST_CASE("ingest server: Expect: 100-continue is answered before the body is se
   REQUIRE(eager.send(head + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body));
   auto answered = eager.read_all(std::chrono::seconds(3));
   CHECK(answered.starts_with("HTTP/1.1 200 "));  // e-1 again: a duplicate
+}
+
+TEST_CASE("/readyz is 503 while the writer is stuck in a transaction, and 200 once it ends") {
+  // A wedged writer fails nothing, so "the last commit failed" never turned /readyz to 503,
+  // while every ingest and webhook request waited for its commit.
+  Daemon d;
+  HttpClient http(d.app->port());
+  REQUIRE(eventually([&] { return http.request("GET", "/readyz").status == 200; }));
+  auto begun = std::chrono::steady_clock::now();
+  d.app->writer().submit(
+      {[](storage::Db&) { std::this_thread::sleep_for(std::chrono::seconds(8)); }, {}});
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  CHECK(http.request("GET", "/readyz").status == 200);  // a slow commit is no stall yet
+  HttpResponse stuck;
+  REQUIRE(eventually(
+      [&] {
+        stuck = http.request("GET", "/readyz");
+        return stuck.status == 503;
+      },
+      std::chrono::seconds(7)));
+  auto after = std::chrono::steady_clock::now() - begun;
+  CHECK(after < std::chrono::seconds(7));
+  CHECK(stuck.body.find("database_unavailable") != std::string::npos);
+  CHECK(stuck.body.find("the writer has not finished a transaction for ") != std::string::npos);
+  CHECK(eventually([&] { return http.request("GET", "/readyz").status == 200; },
+                   std::chrono::seconds(5)));
 }
