@@ -202,6 +202,10 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     res += std::to_string(kBody.size());
     res += "\r\nConnection: close\r\n\r\n";
     res += kBody;
+    // A request already received and left unread would make close() answer with RST, which
+    // most clients report instead of the 503: read what is there first (no waiting).
+    char drain[4096];
+    [[maybe_unused]] auto got = ::recv(sock.native_handle(), drain, sizeof drain, MSG_DONTWAIT);
     [[maybe_unused]] auto sent =
         ::send(sock.native_handle(), res.data(), res.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     beast::error_code ignored;
