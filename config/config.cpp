@@ -122,6 +122,8 @@ std::vector<std::string> changes_needing_restart(const Config& running, const Co
   shown("server.listen", running.server.listen, fresh.server.listen);
   shown("server.max_body_bytes", std::to_string(running.server.max_body_bytes),
         std::to_string(fresh.server.max_body_bytes));
+  shown("server.max_connections", std::to_string(running.server.max_connections),
+        std::to_string(fresh.server.max_connections));
   shown("storage.path", running.storage.path, fresh.storage.path);
   shown("redis.prefix", running.redis.prefix, fresh.redis.prefix);
   shown("matching.default_region", running.matching.default_region, fresh.matching.default_region);

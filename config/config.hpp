@@ -17,6 +17,9 @@ struct Server {
   std::string host = "127.0.0.1";         // split from listen
   std::uint16_t port = 8080;
   std::size_t max_body_bytes = 1048576;
+  // Open HTTP connections at most; 0 (not set): the open-file limit less what the daemon needs
+  // itself (see http::ServerOptions).
+  std::size_t max_connections = 0;
 };
 
 struct Storage {

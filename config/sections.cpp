@@ -39,6 +39,10 @@ void read_server(TableReader& root, Server& out) {
   if (r.integer("max_body_bytes", max_body, 1, std::numeric_limits<std::int64_t>::max())) {
     out.max_body_bytes = static_cast<std::size_t>(max_body);
   }
+  std::int64_t max_connections = 0;
+  if (r.integer("max_connections", max_connections, 1, 1 << 24)) {
+    out.max_connections = static_cast<std::size_t>(max_connections);
+  }
   r.finish();
 }
 

@@ -32,6 +32,14 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// Beast's default for a response parser, set explicitly since the read buffer is sized from it.
+constexpr std::size_t kHeaderLimit = 8 * 1024;
+// Beast caps a response's header and body, but not a chunk-size line (chunk extensions) or the
+// trailer section: they wait in the read buffer until their CRLF arrives, and a provider (or
+// anything in between) sending one without end grew our memory until the request's deadline. A
+// capped buffer bounds them; it holds at most an unfinished header or chunk line plus one read
+// (Beast reads 64 KiB at most). The server caps its own the same way (http/server.cpp).
+constexpr std::size_t kMaxBuffered = kHeaderLimit + 64 * 1024;
 
 std::optional<std::string> HttpResponse::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
@@ -48,16 +56,18 @@ namespace {
 
 struct Origin {
   bool tls = false;
-  std::string host;
+  std::string host;  // to resolve, and to verify the certificate against: "::1", no brackets
   std::string port;
-  std::string key() const { return (tls ? "https://" : "http://") + host + ":" + port; }
+  std::string authority;  // the Host header: the URL's host, and its port unless the default
+  bool ip_literal = false;
+  std::string key() const { return (tls ? "https://" : "http://") + authority + "|" + port; }
 };
 
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 struct Conn {
   std::variant<beast::tcp_stream, TlsStream> stream;
-  beast::flat_buffer buffer;
+  beast::flat_buffer buffer{kMaxBuffered};
   beast::tcp_stream& lowest() {
     if (auto* p = std::get_if<beast::tcp_stream>(&stream)) {
       return *p;
@@ -124,9 +134,9 @@ struct HttpClient::Impl {
     }
     std::unique_ptr<Conn> c;
     if (o.tls) {
-      c.reset(new Conn{TlsStream(ex, tls), {}});
+      c.reset(new Conn{TlsStream(ex, tls)});
     } else {
-      c.reset(new Conn{beast::tcp_stream(ex), {}});
+      c.reset(new Conn{beast::tcp_stream(ex)});
     }
     c->lowest().expires_after(options.connect_timeout);
     auto [cec, ep] = co_await c->lowest().async_connect(endpoints, use_tuple);
@@ -135,8 +145,9 @@ struct HttpClient::Impl {
       co_return nullptr;
     }
     if (auto* s = std::get_if<TlsStream>(&c->stream)) {
-      // SNI: servers with several certificates pick one by the name sent here.
-      if (!SSL_set_tlsext_host_name(s->native_handle(), o.host.c_str())) {
+      // SNI: servers with several certificates pick one by the name sent here. Never an IP
+      // address (RFC 6066 section 3): the certificate is then checked against the address.
+      if (!o.ip_literal && !SSL_set_tlsext_host_name(s->native_handle(), o.host.c_str())) {
         error = "TLS: cannot set SNI for " + o.host;
         co_return nullptr;
       }
@@ -181,15 +192,25 @@ asio::awaitable<HttpResponse> HttpClient::request(HttpRequest r) {
   }
   Origin o;
   o.tls = url->scheme() == "https";
-  o.host = url->host();
-  o.port = url->has_port() ? std::string(url->port()) : (o.tls ? "443" : "80");
+  // host_address: an IPv6 literal without its brackets ("[::1]" resolved as a name failed).
+  o.host = url->host_address();
+  o.ip_literal = url->host_type() != boost::urls::host_type::name;
+  const char* default_port = o.tls ? "443" : "80";
+  o.port = url->has_port() && !url->port().empty() ? std::string(url->port()) : default_port;
+  // RFC 9112 section 3.2: Host is the target URI's authority without userinfo; a port other
+  // than the scheme's default is part of it (a server behind a non-default port builds its
+  // links and checks signatures from it).
+  o.authority = url->host();
+  if (o.port != default_port) {
+    o.authority += ":" + o.port;
+  }
   std::string target = url->encoded_path().empty() ? "/" : std::string(url->encoded_path());
   if (url->has_query()) {
     target += "?" + std::string(url->encoded_query());
   }
 
   http::request<http::string_body> req{http::string_to_verb(r.method), target, 11};
-  req.set(http::field::host, o.host);
+  req.set(http::field::host, o.authority);
   req.set(http::field::user_agent, impl_->options.user_agent);
   for (const auto& [k, v] : r.headers) {
     req.set(k, v);
@@ -229,6 +250,7 @@ asio::awaitable<HttpResponse> HttpClient::request(HttpRequest r) {
       }
     }
     http::response_parser<http::string_body> parser;
+    parser.header_limit(kHeaderLimit);
     parser.body_limit(impl_->options.max_body_bytes);
     c->lowest().expires_after(timeout);
     Impl::Exchanged x;
@@ -243,8 +265,14 @@ asio::awaitable<HttpResponse> HttpClient::request(HttpRequest r) {
           (!x.written || may_repeat(req))) {
         continue;
       }
+      // Only a chunk-size line or a trailer section can fill the buffer (see kMaxBuffered).
       out.error = ec == beast::error::timeout ? "request to " + o.host + " timed out"
-                                              : o.host + ": " + ec.message();
+                  : ec == http::error::buffer_overflow
+                      ? o.host +
+                            ": response framing line too long (chunk extensions or "
+                            "trailers over " +
+                            std::to_string(kMaxBuffered) + " bytes)"
+                      : o.host + ": " + ec.message();
       out.sent = x.written;
       co_return out;
     }

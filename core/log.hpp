@@ -12,7 +12,9 @@ namespace sb {
 // use; all loggers write to stderr.
 std::shared_ptr<spdlog::logger> logger(const std::string& layer);
 
-// Sets the level of every logger ("trace".."off"); default "info".
-void set_log_level(const std::string& level);
+// Sets the level of every logger by its name, in any case: trace, debug, info, warn (or
+// warning), error, critical, off; default info. Any other name sets info and returns false (the
+// caller says so once).
+bool set_log_level(const std::string& level);
 
 }  // namespace sb

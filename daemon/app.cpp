@@ -22,6 +22,11 @@
 namespace sb {
 namespace asio = boost::asio;
 
+namespace {
+// /readyz: a writer transaction (its jobs' wait included) older than this is a stall.
+constexpr auto kWriterStall = std::chrono::seconds(5);
+}  // namespace
+
 // Channel state that must outlive the routes that reference it.
 struct App::Channels {
   api::IngestRoutes ingest;
@@ -62,6 +67,10 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   opts.host = cfg_.server.host;
   opts.port = cfg_.server.port;
   opts.max_body_bytes = cfg_.server.max_body_bytes;
+  opts.max_connections = cfg_.server.max_connections;
+  for (const auto& imap : cfg_.channels.imap) {
+    opts.reserved_fds += imap.mailboxes.size();  // a connection each
+  }
   server_ = std::make_unique<http::Server>(io_, opts, router_, metrics_);
 
   metrics_.sampled_counter(
@@ -293,6 +302,17 @@ void App::add_ops_routes() {
     if (!writer_->healthy()) {
       co_return http::error(503, "database_unavailable",
                             "the database is not writable (" + cfg_.storage.path + ")");
+    }
+    // A writer stuck in one transaction fails nothing, so healthy() stays true, while every
+    // ingest and webhook request waits for a commit that does not come. A transaction takes
+    // milliseconds (tens at a checkpoint); kWriterStall is far beyond any that finishes.
+    if (auto busy = writer_->busy_for(); busy > kWriterStall) {
+      co_return http::error(
+          503, "database_unavailable",
+          fmt::format("the writer has not finished a transaction for {} s ({}); ingest and "
+                      "webhook requests wait for their commit",
+                      std::chrono::duration_cast<std::chrono::seconds>(busy).count(),
+                      cfg_.storage.path));
     }
     if (!relay_->redis_ok()) {
       co_return http::error(503, "redis_unavailable",

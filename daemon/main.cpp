@@ -26,7 +26,8 @@ Usage:
 Config: --config PATH, else $SWITCHBOARD_CONFIG, else ./switchboard.toml, else built-in
 defaults (listen 127.0.0.1:8080, database ./var/switchboard.db, redis://127.0.0.1:6379/0).
 A commented example: config/switchboard.example.toml. Run `switchboard COMMAND --help` for
-details of one command. Log level: SWITCHBOARD_LOG=debug|info|warn|error.
+details of one command. Log level: SWITCHBOARD_LOG=trace|debug|info|warn|error|critical|off
+(any case; default info).
 )";
 
 constexpr const char* kRunHelp = R"(switchboard run [--config PATH]
@@ -94,6 +95,11 @@ Args parse(int argc, char** argv, int from) {
       a.positional.push_back(s);
     }
   }
+  // An empty PATH (`--config ""`, `--config=`: an unset shell variable, say) is no file: taken as
+  // absent, it ran on the built-in defaults instead of the config the operator meant.
+  if (a.config && a.config->empty()) {
+    a.error = "--config needs a PATH, and it was given an empty one";
+  }
   return a;
 }
 
@@ -124,7 +130,11 @@ int usage_error(const std::string& msg, const char* help) {
 
 int main(int argc, char** argv) {
   if (const char* lvl = std::getenv("SWITCHBOARD_LOG")) {
-    sb::set_log_level(lvl);
+    if (!sb::set_log_level(lvl)) {
+      std::cerr << "switchboard: SWITCHBOARD_LOG=\"" << lvl
+                << "\" is not a log level (trace, debug, info, warn, error, critical, off); "
+                   "logging at info\n";
+    }
   }
   if (argc < 2) {
     std::cerr << kUsage;

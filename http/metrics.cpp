@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cstdio>
 
+#include "core/log.hpp"
+
 namespace sb {
 
 std::string render_labels(const Labels& labels) {
@@ -49,7 +51,25 @@ void CounterCache::inc(std::initializer_list<std::string_view> values, std::uint
         labels.emplace_back(i < label_names_.size() ? label_names_[i] : "", std::string(v));
         ++i;
       }
-      series = series_[key] = &metrics_.counter(name_, labels);
+      // The "_other" series is made when the cap is reached, so it is the (max_series + 1)th.
+      if (max_series_ > 0 && series_.size() >= max_series_ && !labels.empty()) {
+        if (!capped_) {
+          capped_ = true;
+          logger("http")->warn(
+              "[metrics] {}: {} distinct label values; further {} values are counted as \"_other\"",
+              name_, max_series_, labels.back().first);
+        }
+        labels.back().second = "_other";
+        key.resize(key.size() - (values.end() - 1)->size() - 1);
+        key.append("_other").push_back('\x1f');
+        if (auto it = series_.find(key); it != series_.end()) {
+          series = it->second;
+        } else {
+          series = series_[key] = &metrics_.counter(name_, labels);
+        }
+      } else {
+        series = series_[key] = &metrics_.counter(name_, labels);
+      }
     }
   }
   series->fetch_add(n, std::memory_order_relaxed);

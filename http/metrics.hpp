@@ -62,10 +62,19 @@ std::string render_labels(const Labels& labels);
 // The series of one counter family by their label values, each looked up in the registry once
 // and then kept: counting on a hot path (every request) without building Labels, rendering them
 // and searching the registry, which cost about 4k instructions a count.
+//
+// A label whose values come from clients (an ingest request's `source`) would add a series per
+// value, for the life of the process, and each makes every scrape longer. `max_series` (0: no
+// cap) bounds them: once that many exist, values not seen yet are counted with their last label
+// (the client-given one) set to "_other", and that is logged once.
 class CounterCache {
  public:
-  CounterCache(Metrics& metrics, std::string name, std::vector<std::string> label_names)
-      : metrics_(metrics), name_(std::move(name)), label_names_(std::move(label_names)) {}
+  CounterCache(Metrics& metrics, std::string name, std::vector<std::string> label_names,
+               std::size_t max_series = 0)
+      : metrics_(metrics),
+        name_(std::move(name)),
+        label_names_(std::move(label_names)),
+        max_series_(max_series) {}
   // `values` in the order of the label names.
   void inc(std::initializer_list<std::string_view> values, std::uint64_t n = 1);
 
@@ -73,8 +82,10 @@ class CounterCache {
   Metrics& metrics_;
   const std::string name_;
   const std::vector<std::string> label_names_;
+  const std::size_t max_series_;
   std::mutex mu_;
   std::map<std::string, std::atomic<std::uint64_t>*, std::less<>> series_;  // values, \x1f-joined
+  bool capped_ = false;  // the cap was reached (and logged)
 };
 
 }  // namespace sb

@@ -13,7 +13,9 @@
 #include <boost/beast/http.hpp>
 #include <cerrno>
 #include <charconv>
-#include <map>
+#include <chrono>
+#include <cstring>
+#include <ctime>
 
 #include <sys/socket.h>
 
@@ -31,9 +33,45 @@ constexpr std::size_t kHeaderLimit = 32 * 1024;
 // grew the daemon's memory for as long as the client kept sending. A capped buffer bounds them;
 // it holds at most an unfinished header or chunk line plus one read (Beast reads 64 KiB at most).
 constexpr std::size_t kMaxBuffered = kHeaderLimit + 64 * 1024;
-// File descriptors the connection cap leaves to the rest of the daemon: SQLite (database, WAL
-// and shm of each connection), Redis, IMAP and provider connections.
-constexpr std::size_t kReservedFds = 64;
+
+namespace {
+
+// RFC 9110 section 5.6.7: IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (29 characters), written
+// by hand: strftime's %a and %b follow the locale.
+void format_imf_fixdate(std::time_t t, char (&out)[30]) {
+  static constexpr char kDays[] = "SunMonTueWedThuFriSat";
+  static constexpr char kMonths[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+  std::tm g{};
+  gmtime_r(&t, &g);
+  auto two = [](char* at, int v) {
+    at[0] = static_cast<char>('0' + v / 10 % 10);
+    at[1] = static_cast<char>('0' + v % 10);
+  };
+  std::memcpy(out, "Sun, 00 Jan 0000 00:00:00 GMT", 30);
+  std::memcpy(out, kDays + 3 * (g.tm_wday % 7), 3);
+  two(out + 5, g.tm_mday);
+  std::memcpy(out + 8, kMonths + 3 * (g.tm_mon % 12), 3);
+  int year = g.tm_year + 1900;
+  two(out + 12, year / 100);
+  two(out + 14, year % 100);
+  two(out + 17, g.tm_hour);
+  two(out + 20, g.tm_min);
+  two(out + 23, g.tm_sec);
+}
+
+}  // namespace
+
+// A session while it waits on its client: for (the rest of) a request, or for it to take a
+// response. Linked, in the order they began to wait, into the server's list of those the
+// connection cap may close: the first has waited longest. Lives in the session's frame, so
+// entering and leaving the list allocates nothing.
+struct Waiting {
+  beast::tcp_stream* stream;
+  Waiting* prev = nullptr;
+  Waiting* next = nullptr;
+  bool linked = false;
+  bool reading = false;  // stop() closes readers; a response being written is finished
+};
 
 struct Server::Impl : std::enable_shared_from_this<Impl> {
   asio::io_context& io;
@@ -43,16 +81,57 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   tcp::acceptor acceptor;
   bool stopping = false;
   std::atomic<std::size_t> active{0};
-  // Connections waiting for (the rest of) their next request, and since when.
-  std::map<beast::tcp_stream*, std::chrono::steady_clock::time_point> idle;
   // Each connection holds a descriptor until its idle deadline (60 s). Without a cap, a client
-  // holding RLIMIT_NOFILE connections open made every accept fail (EMFILE): nobody else got in.
-  // At the cap, the connection that has waited longest for a request makes room for a new one.
-  std::size_t max_connections = 0;  // set by start(): RLIMIT_NOFILE less kReservedFds
-  bool evicted = false;             // logged once
+  // holding RLIMIT_NOFILE connections open made every accept fail (EMFILE): nobody else got in,
+  // and the daemon's own Redis reconnects, IMAP connections and SQLite files failed too. At the
+  // cap the connection that has waited longest on its client (for a request, or to take a
+  // response: a client that pipelines and never reads) is closed to make room; when every
+  // connection is busy with a request (a long-polling claim, a commit), the new one is refused.
+  std::size_t max_connections = 0;  // set by start() (ServerOptions::max_connections)
+  Waiting* first_waiting = nullptr;
+  Waiting* last_waiting = nullptr;
+  bool evicted = false;  // logged once
+  bool refused = false;  // logged once
+  // RFC 9110 section 6.6.1: the Date of every response, formatted once a second (io thread only).
+  std::int64_t date_second = -1;
+  char date_text[30] = {};
 
   Impl(asio::io_context& io, ServerOptions o, const Router& r, Metrics& m)
       : io(io), opts(std::move(o)), router(r), metrics(m), acceptor(io) {}
+
+  std::string_view date() {
+    // system_clock reads the vDSO: no system call.
+    auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    if (now != date_second) {
+      date_second = now;
+      format_imf_fixdate(static_cast<std::time_t>(now), date_text);
+    }
+    return {date_text, 29};
+  }
+
+  void wait_on_client(Waiting& w, bool reading) {
+    w.reading = reading;
+    if (w.linked) {
+      return;
+    }
+    w.linked = true;
+    w.prev = last_waiting;
+    w.next = nullptr;
+    (last_waiting ? last_waiting->next : first_waiting) = &w;
+    last_waiting = &w;
+  }
+
+  void done_waiting(Waiting& w) {
+    if (!w.linked) {
+      return;
+    }
+    w.linked = false;
+    (w.prev ? w.prev->next : first_waiting) = w.next;
+    (w.next ? w.next->prev : last_waiting) = w.prev;
+    w.prev = w.next = nullptr;
+  }
 
   asio::awaitable<void> accept_loop() {
     auto self = shared_from_this();
@@ -68,8 +147,9 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         co_await t.async_wait(use_tuple);
         continue;
       }
-      if (active >= max_connections) {
-        evict_longest_idle();
+      if (active >= max_connections && !evict_longest_waiting()) {
+        refuse(sock);
+        continue;
       }
       sock.set_option(tcp::no_delay(true));
       asio::co_spawn(io, session(std::move(sock)), [](std::exception_ptr e) {
@@ -84,21 +164,54 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  void evict_longest_idle() {
-    auto oldest = std::min_element(
-        idle.begin(), idle.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
-    if (oldest == idle.end()) {
-      return;
+  // Closes the connection that has waited longest on its client; false when none waits.
+  bool evict_longest_waiting() {
+    Waiting* oldest = first_waiting;
+    if (oldest == nullptr) {
+      return false;
     }
     if (!evicted) {
       evicted = true;
       logger("http")->warn(
-          "[http] {} connections, the cap for this RLIMIT_NOFILE: closing the one "
-          "idle longest for each new one",
+          "[http] {} connections, the cap (server.max_connections, or the open-file limit less "
+          "the daemon's own needs): closing the one that has waited longest on its client for "
+          "each new one",
           max_connections);
     }
-    oldest->first->cancel();
-    idle.erase(oldest);
+    done_waiting(*oldest);
+    oldest->stream->cancel();
+    return true;
+  }
+
+  // At the cap with every connection busy: a 503 if the socket takes it at once, then close.
+  // Admitting it would take the daemon towards EMFILE, where Redis, IMAP and SQLite fail too.
+  void refuse(tcp::socket& sock) {
+    if (!refused) {
+      refused = true;
+      logger("http")->warn(
+          "[http] {} connections, the cap, and every one is busy with a request: new connections "
+          "are answered 503 and closed until one ends",
+          max_connections);
+    }
+    static constexpr std::string_view kBody =
+        R"({"error":{"code":"too_many_connections","message":"the server is at its connection )"
+        R"(limit with every connection busy; retry shortly"}})";
+    std::string res = "HTTP/1.1 503 Service Unavailable\r\nServer: switchboard\r\nDate: ";
+    res += date();
+    res += "\r\nContent-Type: application/json\r\nRetry-After: 1\r\nContent-Length: ";
+    res += std::to_string(kBody.size());
+    res += "\r\nConnection: close\r\n\r\n";
+    res += kBody;
+    // A request already received and left unread would make close() answer with RST, which
+    // most clients report instead of the 503: read what is there first (no waiting).
+    char drain[4096];
+    [[maybe_unused]] auto got = ::recv(sock.native_handle(), drain, sizeof drain, MSG_DONTWAIT);
+    [[maybe_unused]] auto sent =
+        ::send(sock.native_handle(), res.data(), res.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    beast::error_code ignored;
+    sock.shutdown(tcp::socket::shutdown_send, ignored);
+    sock.close(ignored);
+    count("unmatched", 503);
   }
 
   CounterCache requests{metrics, "switchboard_http_requests_total", {"route", "code"}};
@@ -113,10 +226,10 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   // serializer cost ~15k instructions a response (20% of the io thread under bench_ingest),
   // for a status line and four headers. Beast still parses every request. `head_only`: the answer
   // to a HEAD request, its Content-Length without the content (RFC 9110 section 9.3.2).
-  asio::awaitable<void> write(beast::tcp_stream& stream, Response res, unsigned version,
-                              bool keep_alive, bool& ok, bool head_only = false) {
+  asio::awaitable<void> write(Waiting& w, Response res, unsigned version, bool keep_alive, bool& ok,
+                              bool head_only = false) {
     std::string head;
-    head.reserve(160);
+    head.reserve(192);
     head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
     head += std::to_string(res.status);
     head += ' ';
@@ -124,7 +237,8 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     head.append(reason.data(), reason.size());
     // RFC 9110 section 8.6: no Content-Length (and no body) with 1xx, 204 and 304.
     bool bodiless = res.status < 200 || res.status == 204 || res.status == 304;
-    head += "\r\nServer: switchboard";
+    head += "\r\nServer: switchboard\r\nDate: ";
+    head += date();
     if (!bodiless && !res.content_type.empty()) {
       head += "\r\nContent-Type: ";
       head += res.content_type;
@@ -154,9 +268,11 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     if (head_only) {
       res.body.clear();
     }
-    stream.expires_after(opts.request_timeout);
+    w.stream->expires_after(opts.request_timeout);
     std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(res.body)};
-    auto [ec, n] = co_await asio::async_write(stream, bufs, use_tuple);
+    wait_on_client(w, false);  // a client that does not read blocks this write
+    auto [ec, n] = co_await asio::async_write(*w.stream, bufs, use_tuple);
+    done_waiting(w);
     ok = !ec;
   }
 
@@ -164,6 +280,13 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     auto self = shared_from_this();
     ++active;
     beast::tcp_stream stream(std::move(sock));
+    Waiting w{&stream};
+    // However the session ends (an exception included), its frame leaves the list.
+    struct Unlink {
+      Impl* server;
+      Waiting* w;
+      ~Unlink() { server->done_waiting(*w); }
+    } unlink{this, &w};
     beast::flat_buffer buffer(kMaxBuffered);
     bool linger = false;  // we answered before reading the whole request (413, 400)
     for (;;) {
@@ -176,9 +299,35 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       // A keep-alive connection may sit idle; once bytes arrive the whole request must come
       // within request_timeout. Beast's timeout covers the whole read, so use the longer one.
       stream.expires_after(buffer.size() ? opts.request_timeout : opts.idle_timeout);
-      idle[&stream] = std::chrono::steady_clock::now();
-      auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
-      idle.erase(&stream);
+      wait_on_client(w, true);
+      // The header first: a client that sent Expect: 100-continue waits for our answer before
+      // it sends the body (RFC 9110 section 10.1.1). Nearly every request's body came with its
+      // header; it is parsed from the buffer here, as Beast's async_read would, so the common
+      // case costs one asynchronous read, as a single async_read did.
+      auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
+      if (!ec && !parser.is_done() && buffer.size() > 0) {
+        parser.eager(true);
+        buffer.consume(parser.put(buffer.data(), ec));
+        if (ec == bhttp::error::need_more) {
+          ec = {};
+        }
+      }
+      if (!ec && !parser.is_done()) {
+        if (parser.get().version() >= 11 &&
+            beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
+          // RFC 9110 section 10.1.1: 100 (Continue), or a final status; a body too large for
+          // max_body_bytes by its Content-Length was refused (413) by async_read_header already.
+          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+          stream.expires_after(opts.request_timeout);
+          auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(kContinue), use_tuple);
+          ec = wec;
+        }
+        if (!ec) {
+          auto [rec, rn] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
+          ec = rec;
+        }
+      }
+      done_waiting(w);
       // RFC 9112 section 6.3: when chunked is not the final transfer coding the body length is
       // unknown, and the server MUST answer 400 and close. Beast reads such a request as having
       // no body; what followed would be parsed as the next request (request smuggling).
@@ -193,7 +342,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
                                std::to_string(opts.max_body_bytes) + " bytes)");
           count("unmatched", 413);
           bool ok;
-          co_await write(stream, std::move(res), 11, false, ok);
+          co_await write(w, std::move(res), 11, false, ok);
           linger = true;
         } else if (ec != bhttp::error::end_of_stream && ec != asio::error::eof &&
                    ec != beast::error::timeout && ec != asio::error::operation_aborted &&
@@ -206,7 +355,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
           auto res = error(400, "bad_request", "malformed HTTP request: " + why);
           count("unmatched", 400);
           bool ok;
-          co_await write(stream, std::move(res), 11, false, ok);
+          co_await write(w, std::move(res), 11, false, ok);
           linger = true;
         }
         break;
@@ -260,7 +409,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       count(m.label, res.status);
       bool keep_alive = req.keep_alive() && !stopping;
       bool ok = false;
-      co_await write(stream, std::move(res), req.version(), keep_alive, ok, head);
+      co_await write(w, std::move(res), req.version(), keep_alive, ok, head);
       if (!ok || !keep_alive) {
         break;
       }
@@ -274,6 +423,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       stream.expires_after(std::chrono::seconds(2));
       std::array<char, 16 * 1024> sink;
       std::size_t drained = 0;
+      wait_on_client(w, true);
       while (drained < 16 * 1024 * 1024) {
         auto [rec, got] = co_await stream.async_read_some(asio::buffer(sink), use_tuple);
         if (rec) {
@@ -281,6 +431,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         }
         drained += got;
       }
+      done_waiting(w);
     }
     --active;
   }
@@ -309,7 +460,17 @@ void Server::start() {
   if (getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur != RLIM_INFINITY) {
     limit = fds.rlim_cur;
   }
-  impl_->max_connections = limit > 2 * kReservedFds ? limit - kReservedFds : limit / 2;
+  const auto& o = impl_->opts;
+  impl_->max_connections = o.max_connections > 0        ? o.max_connections
+                           : limit > 2 * o.reserved_fds ? limit - o.reserved_fds
+                                                        : limit / 2;
+  if (o.max_connections > 0 && o.max_connections + o.reserved_fds > limit) {
+    logger("http")->warn(
+        "[http] server.max_connections = {} leaves {} of the {} open files this process may "
+        "have (RLIMIT_NOFILE) to the rest of the daemon; it needs about {}",
+        o.max_connections, limit > o.max_connections ? limit - o.max_connections : 0, limit,
+        o.reserved_fds);
+  }
   asio::co_spawn(impl_->io, impl_->accept_loop(), [](std::exception_ptr e) {
     if (e) {
       try {
@@ -330,8 +491,10 @@ void Server::stop() {
     impl->stopping = true;
     beast::error_code ec;
     impl->acceptor.close(ec);
-    for (auto& [s, since] : impl->idle) {
-      s->cancel();
+    for (Waiting* w = impl->first_waiting; w != nullptr; w = w->next) {
+      if (w->reading) {
+        w->stream->cancel();
+      }
     }
   });
 }

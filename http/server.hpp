@@ -16,8 +16,15 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;  // 0: pick a free port (tests)
   std::size_t max_body_bytes = 1048576;
-  std::chrono::seconds idle_timeout{60};    // keep-alive connection with no request
+  std::chrono::seconds idle_timeout{60};     // keep-alive connection with no request
   std::chrono::seconds request_timeout{30};  // to receive one whole request
+  // Open connections at most; 0: the open-file limit (RLIMIT_NOFILE) less reserved_fds, or half
+  // the limit when that is smaller. See Server::Impl::max_connections.
+  std::size_t max_connections = 0;
+  // Descriptors the rest of the daemon needs: SQLite (database, WAL and shm of each connection),
+  // Redis, up to 128 replies in flight (an SMTP or HTTPS connection each), the providers'
+  // keep-alive pools, one IMAP connection per mailbox (the caller adds those).
+  std::size_t reserved_fds = 256;
 };
 
 class Server {

@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+
 #include <pthread.h>
 
 #include "core/log.hpp"
@@ -200,6 +202,15 @@ void Writer::probe() {
           {}});
 }
 
+std::chrono::steady_clock::duration Writer::busy_for() const {
+  auto since = busy_since_.load(std::memory_order_relaxed);
+  if (since == 0) {
+    return {};
+  }
+  auto queued = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(since));
+  return std::max(std::chrono::steady_clock::now() - queued, std::chrono::steady_clock::duration{});
+}
+
 std::size_t Writer::backlog() const {
   std::lock_guard lock(mu_);
   return queue_.size();
@@ -231,10 +242,13 @@ void Writer::loop() {
         queue_.erase(queue_.begin(), queue_.begin() + kMaxBatch);
       }
     }
+    // Two relaxed stores a batch, none per job: /readyz reads how long the batch has taken.
+    busy_since_.store(batch.front().queued.time_since_epoch().count(), std::memory_order_relaxed);
     auto began = std::chrono::steady_clock::now();
     catch_up_checkpoint();
     auto caught_up = std::chrono::steady_clock::now();
     run_batch(batch);
+    busy_since_.store(0, std::memory_order_relaxed);
     last_commit_ = std::chrono::steady_clock::now();
     // The batch's first job waited longest: in the queue (behind a long transaction, or a
     // writer that cannot keep up), then for this transaction.

@@ -54,6 +54,11 @@ class Writer {
 
   // False after a failed COMMIT, until a commit that wrote something works.
   bool healthy() const { return healthy_.load(); }
+  // How long the oldest job not yet finished has waited, while the writer runs a transaction
+  // (or copies the WAL before one); zero between transactions. A writer wedged in a job (a disk
+  // that stopped answering, a lock) commits nothing, and fails nothing either: healthy() stays
+  // true, so /readyz asks this too.
+  std::chrono::steady_clock::duration busy_for() const;
   // Writes one small row (cursors: account "switchboard", scope "writable"), so that healthy()
   // follows the disk while nothing else writes: the daemon calls it every 10 s.
   void probe();
@@ -93,6 +98,8 @@ class Writer {
   std::thread checkpointer_;
   std::function<void()> on_commit_;
   std::atomic<bool> healthy_{true};
+  // The queued time of the running batch's first job (steady_clock ticks), 0 between batches.
+  std::atomic<std::chrono::steady_clock::rep> busy_since_{0};
   std::atomic<std::uint64_t> commits_{0};
   std::atomic<std::uint64_t> durable_commits_{0};
   std::atomic<std::uint64_t> jobs_done_{0};

@@ -242,11 +242,15 @@ ParsedIngest parse_ingest(std::string_view body, std::string_view default_region
   return ParsedIngest{std::move(in), "", ""};
 }
 
+// `source` is the client's to choose: its first kMaxSourceSeries values each get a series of
+// their own, the rest count under account="_other" (see CounterCache).
+constexpr std::size_t kMaxSourceSeries = 100;
+
 void add_routes(http::Router& router, IngestRoutes& d) {
   struct Counted {
     explicit Counted(Metrics& m)
-        : stored(m, "switchboard_interactions_total", {"channel", "account"}),
-          duplicates(m, "switchboard_duplicates_total", {"channel", "account"}) {}
+        : stored(m, "switchboard_interactions_total", {"channel", "account"}, kMaxSourceSeries),
+          duplicates(m, "switchboard_duplicates_total", {"channel", "account"}, kMaxSourceSeries) {}
     CounterCache stored, duplicates;  // by account, kept (see CounterCache)
   };
   auto counted = std::make_shared<Counted>(d.metrics);

@@ -344,3 +344,10 @@ access_token = "t"
   }
   CHECK(changes_needing_restart(running, running).empty());
 }
+
+TEST_CASE("server.max_connections caps HTTP connections, and unset the open-file limit decides") {
+  CHECK(defaults().server.max_connections == 0);
+  CHECK(load_ok("[server]\nmax_connections = 5000\n").server.max_connections == 5000);
+  CHECK(problem_of("[server]\nmax_connections = 0\n") ==
+        "t.toml:2: server.max_connections must be between 1 and 16777216 (got 0)");
+}

@@ -272,3 +272,77 @@ TEST_CASE("http client: https verifies the certificate chain and the host name")
   CHECK(untrusted[0].status == 0);
   CHECK(untrusted[0].error.find("TLS handshake") != std::string::npos);
 }
+
+TEST_CASE("http client: an endless chunk extension in a response is refused, not buffered") {
+  // Beast caps a response's header and body, not a chunk-size line or the trailers: without a
+  // cap on the read buffer, this line grew the client's memory until the request's deadline.
+  asio::io_context sio;
+  asio::ip::tcp::acceptor acceptor(sio, {asio::ip::make_address("127.0.0.1"), 0});
+  auto port = acceptor.local_endpoint().port();
+  std::atomic<std::size_t> sent{0};
+  std::thread srv([&] {
+    asio::ip::tcp::socket s(sio);
+    boost::system::error_code ec;
+    acceptor.accept(s, ec);
+    std::string in;
+    asio::read_until(s, asio::dynamic_buffer(in), "\r\n\r\n", ec);
+    asio::write(
+        s, asio::buffer(std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;x=")),
+        ec);
+    std::string block(64 * 1024, 'a');
+    while (!ec && sent < 32 * 1024 * 1024) {
+      sent += asio::write(s, asio::buffer(block), ec);
+    }
+  });
+  net::HttpRequest req;
+  req.url = "http://127.0.0.1:" + std::to_string(port) + "/";
+  req.timeout = std::chrono::seconds(20);
+  auto out = run({req});
+  srv.join();
+  CAPTURE(sent.load());
+  CHECK(out[0].status == 0);
+  CHECK(out[0].error.find("response framing line too long") != std::string::npos);
+  CHECK(sent.load() < 8 * 1024 * 1024);  // the client stopped reading and closed early
+}
+
+TEST_CASE("http client: Host carries a port other than the default, and an IPv6 base_url works") {
+  // RFC 9112 section 3.2: Host is the authority of the target URI (without userinfo). An IPv6
+  // literal was resolved with its brackets, "[::1]", and failed.
+  std::string host_seen;
+  FakeHttpServer server([&](const FakeHttpServer::Request& r, std::chrono::milliseconds) {
+    host_seen = r.header("host");
+    return FakeHttpServer::Response(200, "{}");
+  });
+  server.start();
+  net::HttpRequest v4;
+  v4.url = "http://user:pw@127.0.0.1:" + std::to_string(server.port()) + "/a";
+  auto out = run({v4});
+  CHECK(out[0].status == 200);
+  CHECK(host_seen == "127.0.0.1:" + std::to_string(server.port()));
+
+  asio::io_context sio;
+  asio::ip::tcp::acceptor acceptor(sio, {asio::ip::make_address("::1"), 0});
+  auto port = acceptor.local_endpoint().port();
+  std::string v6_request;
+  std::thread srv([&] {
+    asio::ip::tcp::socket s(sio);
+    boost::system::error_code ec;
+    acceptor.accept(s, ec);
+    asio::read_until(s, asio::dynamic_buffer(v6_request), "\r\n\r\n", ec);
+    asio::write(s, asio::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")), ec);
+  });
+  net::HttpRequest v6;
+  v6.url = "http://[::1]:" + std::to_string(port) + "/b";
+  v6.timeout = std::chrono::seconds(5);
+  auto got = run({v6});
+  if (got[0].status == 0) {  // the server still waits: end its accept
+    asio::ip::tcp::socket wake(sio);
+    boost::system::error_code ec;
+    wake.connect({asio::ip::make_address("::1"), port}, ec);
+  }
+  srv.join();
+  CAPTURE(got[0].error);
+  CHECK(got[0].status == 200);
+  CHECK(got[0].body == "ok");
+  CHECK(v6_request.find("\r\nHost: [::1]:" + std::to_string(port) + "\r\n") != std::string::npos);
+}

@@ -1,6 +1,7 @@
 // The binary's commands as an operator runs them (customers import and show, check-config):
 // the real process against files in a temporary directory.
 #include <doctest/doctest.h>
+#include <signal.h>
 
 #include <fstream>
 #include <future>
@@ -275,4 +276,46 @@ TEST_CASE("customers import takes over the customers an X user and a WhatsApp se
   CHECK(cy.output.find("  external id  c-2\n") != std::string::npos);
   CHECK(cy.output.find("  name         Cy Young\n") != std::string::npos);
   CHECK(cy.output.find("whatsapp/direct_message  inbound") != std::string::npos);
+}
+
+TEST_CASE("SWITCHBOARD_LOG is read in any case, and an unknown level keeps logging at info") {
+  // spdlog reads a name it does not know as "off": the daemon then ran without a single line.
+  TempDir dir;
+  RedisServer redis;
+  const auto port = free_port();
+  const auto cfg = storage_config(dir, "[server]\nlisten = \"127.0.0.1:" + std::to_string(port) +
+                                           "\"\n[redis]\nurl = \"" + redis.url() + "\"\n");
+  for (std::string level : {"INFO", "verbose", ""}) {
+    CAPTURE(level);
+    const auto log = dir.file("daemon-" + level + ".log");
+    Process daemon({switchboard_binary(), "run", "--config", cfg}, log,
+                   {{"SWITCHBOARD_LOG", level}});
+    REQUIRE(eventually([&] { return healthy(port); }));
+    daemon.kill(SIGTERM);
+    CHECK(daemon.wait() == 0);
+    std::ifstream in(log);
+    std::string out((std::istreambuf_iterator<char>(in)), {});
+    INFO(out);
+    CHECK(out.find("[daemon] listening on") != std::string::npos);
+    CHECK((out.find("SWITCHBOARD_LOG=\"" + level + "\" is not a log level") != std::string::npos) ==
+          (level != "INFO"));
+  }
+}
+
+TEST_CASE("an empty --config is a usage error, not the built-in defaults") {
+  // Only check-config here: before the fix, `run` served on the defaults' 127.0.0.1:8080 until
+  // killed. The other commands share the parser.
+  TempDir dir;
+  for (std::string flag : {"--config", "-c", "--config="}) {
+    std::vector<std::string> args{"check-config", flag};
+    if (flag != "--config=") {
+      args.emplace_back("");
+    }
+    auto out = switchboard(dir, args);
+    INFO(out.output);
+    CHECK(out.status == 2);
+    CHECK(out.output.find("switchboard: --config needs a PATH, and it was given an empty one") !=
+          std::string::npos);
+    CHECK(out.output.find("built-in defaults: ok") == std::string::npos);
+  }
 }

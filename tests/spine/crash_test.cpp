@@ -2,6 +2,7 @@
 // SIGTERM exits 0 after flushing; check-config reports a broken regex with its line.
 #include <doctest/doctest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -180,6 +181,107 @@ TEST_CASE("ingest server: connections left idle up to the fd limit do not lock n
   for (int fd : held) {
     ::close(fd);
   }
+  daemon.kill(SIGTERM);
+  CHECK(daemon.wait() == 0);
+}
+
+TEST_CASE(
+    "ingest server: clients that pipeline requests and never read the answers do not lock "
+    "others out") {
+  // A session blocked writing an answer its client does not read was never closed at the cap
+  // (only sessions waiting for a request were), and a new one was admitted anyway: connections
+  // grew to EMFILE, where /healthz, and the daemon's own Redis and SQLite files, fail.
+  TempDir dir;
+  RedisServer redis;
+  auto port = free_port();
+  auto cfg = write_config(dir, port, redis.port());
+  Process daemon({"prlimit", "--nofile=256:256", switchboard_binary(), "run", "--config", cfg},
+                 dir.file("daemon.log"));
+  REQUIRE(eventually([&] { return healthy(port); }));
+  // Each request is answered 404 naming its 16 KiB path. With a small receive buffer that is
+  // never read, and small segments (the kernel sizes the daemon's send buffer from them: 3 MiB
+  // on loopback otherwise), the daemon's writes block after about 100 KiB of answers.
+  const std::string req = "GET /" + std::string(16 * 1024, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::vector<int> held;
+  for (int i = 0; i < 400; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096, segment = 1000;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &segment, sizeof segment);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    held.push_back(fd);
+    for (int r = 0; r < 32; ++r) {
+      if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL | MSG_DONTWAIT) <= 0) {
+        break;
+      }
+    }
+  }
+  CHECK(eventually([&] { return healthz_within(port, std::chrono::seconds(2)); },
+                   std::chrono::seconds(10)));
+  for (int fd : held) {
+    ::close(fd);
+  }
+  daemon.kill(SIGTERM);
+  CHECK(daemon.wait() == 0);
+}
+
+TEST_CASE("ingest server: at the connection cap with every connection busy, new ones get 503") {
+  // Long-polling claims are requests in progress: none may be closed to make room. A new
+  // connection admitted anyway took the daemon to EMFILE, where nothing answered at all.
+  TempDir dir;
+  RedisServer redis;
+  auto port = free_port();
+  auto cfg = write_config(dir, port, redis.port(),
+                          "[[agents]]\nid = \"alice\"\ntoken = \"alice-token\"\n"
+                          "queues = [\"general\"]\n");
+  Process daemon({"prlimit", "--nofile=256:256", switchboard_binary(), "run", "--config", cfg},
+                 dir.file("daemon.log"));
+  REQUIRE(eventually([&] { return healthy(port); }));
+  const std::string body = R"({"queue":"general","wait_ms":30000})";
+  const std::string claim =
+      "POST /v1/agent/claim HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice-token\r\n"
+      "Content-Type: application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  std::vector<int> held;
+  for (int i = 0; i < 300; ++i) {
+    int fd = connect_loopback(port);
+    REQUIRE(fd >= 0);
+    held.push_back(fd);
+    REQUIRE(::send(fd, claim.data(), claim.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(claim.size()));
+  }
+  // Answered at once, 503 and closed.
+  std::string res;
+  CHECK(eventually(
+      [&] {
+        int fd = connect_loopback(port);
+        std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        char buf[1024] = {};
+        pollfd p{fd, POLLIN, 0};
+        ssize_t n = 0;
+        if (fd >= 0 && ::send(fd, req.data(), req.size(), MSG_NOSIGNAL) > 0 &&
+            ::poll(&p, 1, 2000) == 1) {
+          n = ::recv(fd, buf, sizeof buf - 1, 0);
+        }
+        ::close(fd);
+        res.assign(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+        return !res.empty();
+      },
+      std::chrono::seconds(10)));
+  CAPTURE(res);
+  CHECK(res.starts_with("HTTP/1.1 503 "));
+  CHECK(res.find("Connection: close") != std::string::npos);
+  CHECK(res.find("too_many_connections") != std::string::npos);
+  for (int fd : held) {
+    ::close(fd);
+  }
+  // The claims' connections closed: new clients are served again.
+  CHECK(eventually([&] { return healthz_within(port, std::chrono::seconds(2)); },
+                   std::chrono::seconds(10)));
   daemon.kill(SIGTERM);
   CHECK(daemon.wait() == 0);
 }

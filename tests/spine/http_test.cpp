@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <ctime>
+#include <thread>
 
 #include "daemon/app.hpp"
 #include "http/metrics.hpp"
@@ -30,6 +32,7 @@ class RawConn {
     REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
   }
   ~RawConn() { ::close(fd_); }
+  int fd() const { return fd_; }
   // False once the peer closed or reset the connection.
   bool send(std::string_view bytes) {
     while (!bytes.empty()) {
@@ -273,4 +276,114 @@ TEST_CASE("metrics: a gauge's value is written as the shortest text that reads b
   auto text = m.render();
   CHECK(text.find("sb_test_age_seconds{queue=\"general\"} 18.858\n") != std::string::npos);
   CHECK(text.find("sb_test_age_seconds{queue=\"vip\"} 3\n") != std::string::npos);
+}
+
+TEST_CASE("metrics: ingest sources beyond the first 100 are counted under account _other") {
+  // `source` is the client's to choose; each value used to add a series for good.
+  Daemon d;
+  HttpClient http(d.app->port());
+  for (int i = 0; i < 1000; ++i) {
+    auto r = http.post_json("/v1/interactions",
+                            R"({"source":"src-)" + std::to_string(i) + R"(","external_id":"m-)" +
+                                std::to_string(i) + R"(","from":{"email":"a@b.co"}})",
+                            "test-token");
+    REQUIRE(r.status == 202);
+  }
+  auto text = http.request("GET", "/metrics").body;
+  std::size_t series = 0;
+  long long total = 0;
+  std::string other;
+  for (std::size_t at = 0;
+       (at = text.find("switchboard_interactions_total{", at)) != std::string::npos; ++at) {
+    auto line = text.substr(at, text.find('\n', at) - at);
+    ++series;
+    total += std::atoll(line.c_str() + line.rfind(' ') + 1);
+    if (line.find("account=\"_other\"") != std::string::npos) {
+      other = line;
+    }
+  }
+  CHECK(series <= 101);
+  CHECK(total == 1000);
+  CHECK(other == R"(switchboard_interactions_total{channel="api",account="_other"} 900)");
+  CHECK(text.find("account=\"src-99\"") != std::string::npos);
+  CHECK(text.find("account=\"src-100\"") == std::string::npos);
+}
+
+TEST_CASE("ingest server: every response carries Date, an IMF-fixdate of now") {
+  // RFC 9110 section 6.6.1: an origin server with a clock MUST send Date in 2xx, 3xx and 4xx.
+  Daemon d;
+  HttpClient http(d.app->port());
+  for (const char* path : {"/healthz", "/no-such-route"}) {
+    CAPTURE(path);
+    auto before = std::time(nullptr);
+    auto r = http.request("GET", path);
+    auto after = std::time(nullptr);
+    auto date = r.headers["date"];
+    CAPTURE(date);
+    REQUIRE(date.size() == 29);
+    CHECK(date.substr(25) == " GMT");
+    std::tm tm{};
+    REQUIRE(strptime(date.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm) != nullptr);
+    auto t = timegm(&tm);
+    CHECK(t >= before);
+    CHECK(t <= after);
+  }
+}
+
+TEST_CASE("ingest server: Expect: 100-continue is answered before the body is sent") {
+  // RFC 9110 section 10.1.1: curl, for one, sends Expect: 100-continue with a large body and
+  // waits (1 s) for 100 (Continue) or a final status before sending it.
+  Daemon d;
+  const std::string body = R"({"source":"web","external_id":"e-1","from":{"email":"a@b.co"}})";
+  const std::string head =
+      "POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+      "Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ";
+  RawConn c(d.app->port());
+  REQUIRE(c.send(head + std::to_string(body.size()) + "\r\n\r\n"));
+  REQUIRE(c.readable(std::chrono::milliseconds(300)));
+  char buf[64] = {};
+  auto n = ::recv(c.fd(), buf, sizeof buf - 1, 0);
+  CHECK(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) ==
+        "HTTP/1.1 100 Continue\r\n\r\n");
+  REQUIRE(c.send(body));
+  REQUIRE(c.readable(std::chrono::seconds(3)));
+  n = ::recv(c.fd(), buf, sizeof buf - 1, 0);
+  CHECK(status_of(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0)) == 202);
+
+  // A body larger than max_body_bytes by its Content-Length: the final 413 at once.
+  RawConn big(d.app->port());
+  REQUIRE(big.send(head + "2000000\r\n\r\n"));
+  auto refused = big.read_all(std::chrono::milliseconds(300));
+  CHECK(status_of(refused) == 413);
+  // The body sent with the header: no 100, the answer.
+  RawConn eager(d.app->port());
+  REQUIRE(eager.send(head + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body));
+  auto answered = eager.read_all(std::chrono::seconds(3));
+  CHECK(answered.starts_with("HTTP/1.1 200 "));  // e-1 again: a duplicate
+}
+
+TEST_CASE("/readyz is 503 while the writer is stuck in a transaction, and 200 once it ends") {
+  // A wedged writer fails nothing, so "the last commit failed" never turned /readyz to 503,
+  // while every ingest and webhook request waited for its commit.
+  Daemon d;
+  HttpClient http(d.app->port());
+  REQUIRE(eventually([&] { return http.request("GET", "/readyz").status == 200; }));
+  auto begun = std::chrono::steady_clock::now();
+  d.app->writer().submit(
+      {[](storage::Db&) { std::this_thread::sleep_for(std::chrono::seconds(8)); }, {}});
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  CHECK(http.request("GET", "/readyz").status == 200);  // a slow commit is no stall yet
+  HttpResponse stuck;
+  REQUIRE(eventually(
+      [&] {
+        stuck = http.request("GET", "/readyz");
+        return stuck.status == 503;
+      },
+      std::chrono::seconds(7)));
+  auto after = std::chrono::steady_clock::now() - begun;
+  CHECK(after < std::chrono::seconds(7));
+  CHECK(stuck.body.find("database_unavailable") != std::string::npos);
+  CHECK(stuck.body.find("the writer has not finished a transaction for ") != std::string::npos);
+  CHECK(eventually([&] { return http.request("GET", "/readyz").status == 200; },
+                   std::chrono::seconds(5)));
 }
