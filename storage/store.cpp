@@ -703,7 +703,7 @@ void Store::submit_provider_statuses(std::vector<ProviderStatus> statuses, Done 
             "UPDATE sends SET state='failed', last_error=?2, updated_at=?3 WHERE "
             "interaction_id=?1");
         // The same report delivered again (Meta retries until it gets a 200) is ignored by the
-        // unique index events_provider_status (schema.cpp, 10 -> 11).
+        // unique index events_provider_status (schema.cpp, 15 -> 16).
         auto event = db.prepare(
             "INSERT OR IGNORE INTO events(interaction_id, at, actor, type, detail) "
             "VALUES (?1, ?2, ?3, 'provider_status', ?4)");
