@@ -102,7 +102,15 @@ TEST_CASE("a References header of 50,000 distinct ids is parsed and threaded in 
   auto email = parse_email(raw);
   CHECK(email.references.size() == 50000);
   auto in = to_inbound(std::move(email), "support", "INBOX");
-  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2));
+#if defined(__SANITIZE_ADDRESS__)
+  // Under ASan this header costs about 7 s outside our code (perf: memmove called from
+  // GMime/GLib, ASan mapping and unmapping each large block; the release build takes 0.12 s in
+  // all). The release build is the guard of linear time; this bound only catches a hang.
+  constexpr auto kLimit = std::chrono::seconds(30);
+#else
+  constexpr auto kLimit = std::chrono::seconds(2);
+#endif
+  CHECK(std::chrono::steady_clock::now() - t0 < kLimit);
   CHECK(in.thread_lookup.size() == 51);
   CHECK(in.thread_lookup.front() == "email:support:<49999@x.example>");
   CHECK(in.thread_lookup.back() == "email:support:<0@x.example>");
