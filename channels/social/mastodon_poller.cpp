@@ -50,12 +50,7 @@ class MastodonPoller final : public Poller {
     }
     int stored = 0;
     for (;;) {
-      const std::string target = mastodon_notifications_target(cursor_, kPage);
-      net::HttpResponse res = co_await get(target);
-      if (res.status != 200) {
-        co_return failed(res);
-      }
-      MastodonPage page = parse_mastodon_notifications(cfg_, res.body, local_domain_);
+      MastodonPage page = co_await fetch_page(mastodon_notifications_target(cursor_, kPage));
       if (!page.ok) {
         co_return PollResult::failed(page.error);
       }
@@ -92,12 +87,7 @@ class MastodonPoller final : public Poller {
     std::string newest, max_id;
     std::size_t read = 0, skipped = 0;
     for (;;) {
-      const std::string target = mastodon_backfill_target(max_id, kPage);
-      net::HttpResponse res = co_await get(target);
-      if (res.status != 200) {
-        co_return failed(res);
-      }
-      MastodonPage page = parse_mastodon_notifications(cfg_, res.body, local_domain_);
+      MastodonPage page = co_await fetch_page(mastodon_backfill_target(max_id, kPage));
       if (!page.ok) {
         co_return PollResult::failed(page.error);
       }
@@ -191,10 +181,18 @@ class MastodonPoller final : public Poller {
     }
   }
 
-  static PollResult failed(const net::HttpResponse& res) {
-    return PollResult::failed(res.status == 0 ? res.error
-                                              : "HTTP " + std::to_string(res.status) + ": " +
-                                                    res.body.substr(0, 200));
+  // One page of notifications (the poll's and the first start's), parsed; not ok, with why,
+  // when the request failed or the body was rejected.
+  asio::awaitable<MastodonPage> fetch_page(const std::string& target) {
+    net::HttpResponse res = co_await get(target);
+    if (res.status != 200) {
+      MastodonPage failed;
+      failed.error = res.status == 0
+                         ? res.error
+                         : "HTTP " + std::to_string(res.status) + ": " + res.body.substr(0, 200);
+      co_return failed;
+    }
+    co_return parse_mastodon_notifications(cfg_, res.body, local_domain_);
   }
 
   // Once per start: the domain local accounts' identities get (user@<domain>). It is the server's
