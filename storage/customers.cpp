@@ -15,11 +15,13 @@ const char* const kUsernameHoldersSql =
     "SELECT i.customer_id, c.external_id IS NOT NULL, coalesce(c.external_id, i.customer_id), "
     "i.type, i.value FROM identities i INDEXED BY identities_by_username "
     "LEFT JOIN customers c ON c.id = i.customer_id WHERE i.type=?1 "
-    "AND lower(ltrim(i.handle, '@'))=?2 AND i.type IN ('x', 'telegram', 'instagram')";
+    "AND lower(ltrim(i.handle, '@'))=?2 "
+    "AND (i.type = 'x' OR i.type = 'telegram' OR i.type = 'instagram')";
 
 const char* const kReleaseUsernameSql =
     "UPDATE identities INDEXED BY identities_by_username SET handle='' WHERE type=?1 "
-    "AND lower(ltrim(handle, '@'))=?2 AND type IN ('x', 'telegram', 'instagram') AND value<>?3";
+    "AND lower(ltrim(handle, '@'))=?2 AND (type = 'x' OR type = 'telegram' OR type = 'instagram') "
+    "AND value<>?3";
 
 namespace {
 

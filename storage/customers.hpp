@@ -32,7 +32,7 @@ struct CustomerUpsert {
 // The users of platform ?1 (x, telegram or instagram) whose stored handle is username ?2 (a
 // username_key, routing/identity_links.hpp), one row each: customer_id, whether the CRM named
 // the customer (it has an external_id), how an error names it (external_id, else id), type,
-// value. The key and the IN list are those of the identities_by_username index
+// value. The key and the condition on the type are those of the identities_by_username index
 // (storage/schema.cpp), which is named because the planner would rather scan the platform's rows
 // by primary key. Shared by the import and the daemon's matching (storage/store.cpp).
 extern const char* const kUsernameHoldersSql;
