@@ -387,3 +387,46 @@ TEST_CASE("/readyz is 503 while the writer is stuck in a transaction, and 200 on
   CHECK(eventually([&] { return http.request("GET", "/readyz").status == 200; },
                    std::chrono::seconds(5)));
 }
+
+// A keep-alive connection holds a descriptor: one idle past idle_timeout is closed (the deadline
+// of the read that waits for its next request), one that keeps sending requests is not.
+TEST_CASE("http server: a keep-alive connection idle past idle_timeout is closed, a busy one not") {
+  boost::asio::io_context io;
+  http::Router router;
+  router.add("GET", "/ping", [](http::Request&) -> boost::asio::awaitable<http::Response> {
+    co_return http::json(200, R"({"pong":true})");
+  });
+  Metrics metrics;
+  http::ServerOptions opts;
+  opts.port = 0;
+  opts.idle_timeout = std::chrono::seconds(2);
+  http::Server server(io, opts, router, metrics);
+  server.start();
+  std::thread runner([&] { io.run(); });
+  const std::string ping = "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
+  RawConn idle(server.port());
+  RawConn busy(server.port());
+  REQUIRE(idle.send(ping));
+  CHECK(status_of(idle.read_all(std::chrono::milliseconds(300))) == 200);
+  // `busy` sends a request every 500 ms: never idle for 2 s, so never closed.
+  auto start = std::chrono::steady_clock::now();
+  bool idle_closed = false;
+  double closed_after_s = 0;
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(4500)) {
+    REQUIRE(busy.send(ping));
+    CHECK(status_of(busy.read_all(std::chrono::milliseconds(100))) == 200);
+    if (!idle_closed && idle.readable(std::chrono::milliseconds(400))) {
+      char c;
+      idle_closed = ::recv(idle.fd(), &c, 1, 0) == 0;  // orderly close, nothing more sent
+      closed_after_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+  }
+  CHECK(idle_closed);
+  CHECK(closed_after_s >= 1.5);  // not before its 2 s (the sweep runs every second)
+  CHECK(closed_after_s <= 3.6);
+  server.stop();
+  CHECK(eventually([&] { return server.active() == 0; }, std::chrono::seconds(5)));
+  io.stop();
+  runner.join();
+}
