@@ -1,6 +1,7 @@
 #include "storage/interaction_json.hpp"
 
 #include <charconv>
+#include <cstring>
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -95,15 +96,28 @@ namespace {
 class Fields {
  public:
   explicit Fields(std::string& out) : out_(out) { out_ += '{'; }
+  // One append per key (`,"key":` composed on the stack): four appends, each checking the
+  // capacity, were 3% of the writer's instructions under bench_writer.
   std::string& key(std::string_view k) {
+    char buf[64];
+    std::size_t n = 0;
+    if (k.size() + 4 > sizeof buf) {
+      if (!first_) {
+        out_ += ',';
+      }
+      first_ = false;
+      return out_.append("\"").append(k).append("\":");
+    }
     if (!first_) {
-      out_ += ',';
+      buf[n++] = ',';
     }
     first_ = false;
-    out_ += '"';
-    out_ += k;
-    out_ += "\":";
-    return out_;
+    buf[n++] = '"';
+    std::memcpy(buf + n, k.data(), k.size());
+    n += k.size();
+    buf[n++] = '"';
+    buf[n++] = ':';
+    return out_.append(buf, n);
   }
   void str(std::string_view k, std::string_view v) { append_json_string(key(k), v); }
   void num(std::string_view k, std::int64_t v) {
