@@ -1,9 +1,11 @@
-// OAuth 1.0a signing (RFC 5849, HMAC-SHA1) against the published examples.
+// OAuth 1.0a signing (RFC 5849, HMAC-SHA1) against the published examples, and the X reply's
+// Authorization with and without user context.
 #include <string>
 
 #include <doctest/doctest.h>
 
 #include "channels/social/oauth1.hpp"
+#include "channels/social/x.hpp"
 
 using namespace sb::social;
 
@@ -19,6 +21,26 @@ constexpr const char* kNonce = "kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg";
 constexpr std::int64_t kTimestamp = 1318622958;
 
 const OAuth1Keys kDocsKeys{kConsumerKey, kConsumerSecret, kToken, kTokenSecret};
+
+// The value of one parameter of an `OAuth ...` header, still encoded.
+std::string header_param(const std::string& header, const std::string& name) {
+  const std::string key = name + "=\"";
+  const std::size_t at = header.find(key);
+  if (at == std::string::npos) {
+    return {};
+  }
+  const std::size_t from = at + key.size();
+  return header.substr(from, header.find('"', from) - from);
+}
+
+sb::config::X x_user_cfg() {
+  sb::config::X cfg;
+  cfg.name = "x";
+  cfg.user_id = "2244994945";
+  cfg.bearer_token = "x-token";
+  cfg.user_context = sb::config::XUserContext{kConsumerKey, kConsumerSecret, kToken, kTokenSecret};
+  return cfg;
+}
 
 }  // namespace
 
@@ -115,4 +137,42 @@ TEST_CASE("oauth1: a fresh nonce each time, 32 hex digits") {
   CHECK(a.size() == 32);
   CHECK(a.find_first_not_of("0123456789abcdef") == std::string::npos);
   CHECK(a != b);
+}
+
+TEST_CASE("x: a reply with user context is signed with OAuth 1.0a, its JSON body unsigned") {
+  sb::config::X cfg = x_user_cfg();
+  HttpRequestSpec a{"POST", "/2/tweets", "application/json", R"({"text":"one"})", {}};
+  x_authorize_user(cfg, a, kNonce, kTimestamp);
+  REQUIRE(a.headers.size() == 1);
+  CHECK(a.headers[0].first == "Authorization");
+  // POST https://api.x.com/2/tweets with the docs' credentials, nonce and timestamp: only the
+  // oauth_* parameters are signed.
+  CHECK(a.headers[0].second ==
+        "OAuth oauth_consumer_key=\"xvz1evFS4wEEPTGEFPHBog\", "
+        "oauth_nonce=\"kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg\", "
+        "oauth_signature=\"lr%2BtV%2FDKclEvXKVjG6tgaSSLV0k%3D\", "
+        "oauth_signature_method=\"HMAC-SHA1\", oauth_timestamp=\"1318622958\", "
+        "oauth_token=\"370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb\", "
+        "oauth_version=\"1.0\"");
+  HttpRequestSpec b{"POST", "/2/tweets", "application/json", R"({"text":"two"})", {}};
+  x_authorize_user(cfg, b, kNonce, kTimestamp);
+  CHECK(b.headers.at(0).second == a.headers[0].second);
+
+  // A base_url with a trailing '/' signs the URL the request goes to.
+  cfg.base_url = "https://api.x.com/";
+  HttpRequestSpec c{"POST", "/2/tweets", "application/json", "{}", {}};
+  x_authorize_user(cfg, c, kNonce, kTimestamp);
+  CHECK(c.headers.at(0).second == a.headers[0].second);
+
+  // x_reply signs with a nonce of its own and the current time.
+  auto r = x_reply(x_user_cfg(), "Thanks!", "1375152449595338752");
+  REQUIRE(r.headers.size() == 1);
+  const std::string& h = r.headers[0].second;
+  CHECK(h.rfind("OAuth ", 0) == 0);
+  CHECK(header_param(h, "oauth_consumer_key") == kConsumerKey);
+  CHECK(header_param(h, "oauth_token") == kToken);
+  CHECK(header_param(h, "oauth_nonce").size() == 32);
+  CHECK(header_param(h, "oauth_nonce") != kNonce);
+  CHECK_FALSE(header_param(h, "oauth_signature").empty());
+  CHECK(h.find("x-token") == std::string::npos);  // never the bearer token as well
 }
