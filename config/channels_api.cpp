@@ -1,5 +1,9 @@
 // Telephony webhooks (Twilio, Telnyx, generic PBX) and social APIs (Mastodon, X, Meta,
 // Telegram).
+#include <iterator>
+#include <utility>
+#include <vector>
+
 #include "config/channels_common.hpp"
 #include "config/validate.hpp"
 #include "core/time.hpp"
@@ -69,6 +73,51 @@ void read_mastodon(TableReader& r, ChannelNames& names, Mastodon& out) {
   r.finish();
 }
 
+namespace {
+
+// The four secrets of OAuth 1.0a User Context: all or none. X refuses the app-only bearer token
+// on POST /2/tweets ("Unsupported Authentication", 403), so an account without them polls but
+// cannot reply: loaded, with a warning.
+void read_x_user_context(TableReader& r, X& out) {
+  XUserContext keys;
+  const std::pair<const char*, std::string*> fields[] = {
+      {"consumer_key", &keys.consumer_key},
+      {"consumer_secret", &keys.consumer_secret},
+      {"access_token", &keys.access_token},
+      {"access_token_secret", &keys.access_token_secret},
+  };
+  std::vector<std::string> missing;
+  for (const auto& [key, value] : fields) {
+    const std::string env_key = std::string(key) + "_env";
+    if (!r.has(key) && !r.has(env_key)) {
+      missing.push_back(r.dotted(env_key));
+    }
+    r.secret(key, *value, false);
+  }
+  if (missing.empty()) {
+    out.user_context = std::move(keys);
+    return;
+  }
+  if (missing.size() == std::size(fields)) {
+    r.ctx().warn(r.line(), "channels.x account \"" + out.name +
+                               "\" cannot reply: X takes POST /2/tweets only in user context, "
+                               "not with the app-only bearer token; set consumer_key_env, "
+                               "consumer_secret_env, access_token_env and "
+                               "access_token_secret_env (OAuth 1.0a) to reply");
+    return;
+  }
+  std::string list;
+  for (std::size_t i = 0; i < missing.size(); ++i) {
+    list += i == 0 ? "" : (i + 1 == missing.size() ? " and " : ", ");
+    list += missing[i];
+  }
+  r.ctx().add(r.line(), "missing " + list +
+                            ": OAuth 1.0a user context needs all four of consumer_key_env, "
+                            "consumer_secret_env, access_token_env and access_token_secret_env");
+}
+
+}  // namespace
+
 void read_x(TableReader& r, ChannelNames& names, X& out) {
   names.read(r, "x", out.name);
   read_url(r, "base_url", out.base_url, false);
@@ -76,6 +125,7 @@ void read_x(TableReader& r, ChannelNames& names, X& out) {
   r.str("user_id", out.user_id, true);
   r.duration("poll_interval", out.poll_interval);
   read_backfill(r, out.backfill);
+  read_x_user_context(r, out);
   r.finish();
 }
 

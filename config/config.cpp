@@ -29,14 +29,14 @@ Config defaults() {
 
 LoadResult load_string(std::string_view toml_text, const std::string& path_for_messages,
                        const LoadOptions& options) {
-  detail::Context ctx{path_for_messages, {}, options.require_env_secrets};
+  detail::Context ctx{path_for_messages, {}, {}, options.require_env_secrets};
   toml::table root;
   try {
     root = toml::parse(toml_text, std::string_view(path_for_messages));
   } catch (const toml::parse_error& e) {
     // A syntax error stops the parser, so it is the one problem of this file.
     ctx.add(static_cast<int>(e.source().begin.line), std::string(e.description()));
-    return LoadResult{std::nullopt, std::move(ctx.problems)};
+    return LoadResult{std::nullopt, std::move(ctx.problems), {}};
   }
 
   Config config = defaults();
@@ -56,9 +56,11 @@ LoadResult load_string(std::string_view toml_text, const std::string& path_for_m
     // Sections are read in a fixed order; present the problems in file order.
     std::stable_sort(ctx.problems.begin(), ctx.problems.end(),
                      [](const Problem& a, const Problem& b) { return a.line < b.line; });
-    return LoadResult{std::nullopt, std::move(ctx.problems)};
+    return LoadResult{std::nullopt, std::move(ctx.problems), {}};
   }
-  return LoadResult{std::move(config), {}};
+  std::stable_sort(ctx.warnings.begin(), ctx.warnings.end(),
+                   [](const Problem& a, const Problem& b) { return a.line < b.line; });
+  return LoadResult{std::move(config), {}, std::move(ctx.warnings)};
 }
 
 namespace {
@@ -98,7 +100,8 @@ LoadResult load_file(const std::string& path, const LoadOptions& options) {
   if (const int err = read_whole_file(path, text); err != 0) {
     return LoadResult{
         std::nullopt,
-        {Problem{path, 0, std::string("cannot read the file: ") + std::strerror(err)}}};
+        {Problem{path, 0, std::string("cannot read the file: ") + std::strerror(err)}},
+        {}};
   }
   return load_string(text, path, options);
 }

@@ -163,13 +163,27 @@ struct Mastodon {
   bool operator==(const Mastodon&) const = default;
 };
 
+// OAuth 1.0a User Context (RFC 5849) of the support account: X calls the consumer key and
+// secret "API key and secret"; the access token and its secret are the account's, and do not
+// expire.
+struct XUserContext {
+  std::string consumer_key;
+  std::string consumer_secret;
+  std::string access_token;
+  std::string access_token_secret;
+  bool operator==(const XUserContext&) const = default;
+};
+
 struct X {
   std::string name;
   std::string base_url = "https://api.x.com";
-  std::string bearer_token;
+  std::string bearer_token;  // app-only: reads (the mentions timeline)
   std::string user_id;
   milliseconds poll_interval{60000};
   std::optional<milliseconds> backfill = kDefaultBackfill;
+  // Signs the calls X accepts only in user context (POST /2/tweets). Without it they carry the
+  // bearer token, which X refuses there with 403.
+  std::optional<XUserContext> user_context{};
   bool operator==(const X&) const = default;
 };
 
@@ -224,6 +238,9 @@ struct Problem {
 struct LoadResult {
   std::optional<Config> config;  // set only when there are no problems
   std::vector<Problem> problems;
+  // What loads but will not work as the operator may expect (an X account that cannot reply):
+  // check-config prints them, `run` logs them once at start-up.
+  std::vector<Problem> warnings{};
 };
 
 struct LoadOptions {

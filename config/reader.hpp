@@ -23,12 +23,16 @@ namespace sb::config::detail {
 struct Context {
   std::string path;
   std::vector<Problem> problems;
+  std::vector<Problem> warnings;  // LoadResult::warnings
   // LoadOptions::require_env_secrets: when false, an unset variable of a `*_env` key is no
   // problem and leaves its secret empty.
   bool require_env_secrets = true;
 
   void add(int line, std::string message) {
     problems.push_back(Problem{path, line, std::move(message)});
+  }
+  void warn(int line, std::string message) {
+    warnings.push_back(Problem{path, line, std::move(message)});
   }
 };
 

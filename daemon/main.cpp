@@ -103,8 +103,13 @@ Args parse(int argc, char** argv, int from) {
   return a;
 }
 
+// What becomes of the warnings of a config that loads: check-config prints them, `run` logs
+// them once at start-up (not again on SIGHUP), the customer commands have no use for them.
+enum class Warnings { print, log, ignore };
+
 // Loads the config or prints its problems; nullopt means "exit 1".
-std::optional<sb::config::Config> load(const Args& a, const sb::config::LoadOptions& options = {}) {
+std::optional<sb::config::Config> load(const Args& a, Warnings warnings,
+                                       const sb::config::LoadOptions& options = {}) {
   std::string path = sb::config::resolve_path(a.config);
   if (path.empty()) {
     return sb::config::defaults();
@@ -117,6 +122,13 @@ std::optional<sb::config::Config> load(const Args& a, const sb::config::LoadOpti
     std::cerr << "switchboard: " << path << " is invalid (" << r.problems.size() << " problem"
               << (r.problems.size() == 1 ? "" : "s") << ")\n";
     return std::nullopt;
+  }
+  for (const auto& w : r.warnings) {
+    if (warnings == Warnings::print) {
+      std::cerr << "warning: " << w.to_string() << "\n";
+    } else if (warnings == Warnings::log) {
+      sb::logger("config")->warn("[config] {}", w.to_string());
+    }
   }
   return r.config;
 }
@@ -161,7 +173,7 @@ int main(int argc, char** argv) {
         return usage_error(a.error.empty() ? "unexpected argument " + a.positional[0] : a.error,
                            help);
       }
-      auto cfg = load(a);
+      auto cfg = load(a, cmd == "run" ? Warnings::log : Warnings::print);
       if (!cfg) {
         return 1;
       }
@@ -195,7 +207,7 @@ int main(int argc, char** argv) {
       }
       // These commands touch the database only: the channels', agents' and Redis's secrets
       // need not be in this shell's environment.
-      auto cfg = load(a, sb::config::LoadOptions{.require_env_secrets = false});
+      auto cfg = load(a, Warnings::ignore, sb::config::LoadOptions{.require_env_secrets = false});
       if (!cfg) {
         return 1;
       }

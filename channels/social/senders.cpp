@@ -181,6 +181,18 @@ class MastodonSender final : public Sender {
   config::Mastodon cfg_;
 };
 
+// X's title and detail. A refused authorization without user context is the app-only bearer
+// token, which X refuses on POST /2/tweets: say what would make replies work.
+std::string x_failure(const XError& e, const config::X& cfg) {
+  std::string msg = e.title + (e.detail.empty() ? "" : ": " + e.detail);
+  if (e.kind == XError::Kind::unauthorized && !e.duplicate_content && !cfg.user_context) {
+    msg +=
+        " (replies need OAuth 1.0a user context: set consumer_key_env, consumer_secret_env, "
+        "access_token_env and access_token_secret_env in [[channels.x]])";
+  }
+  return msg;
+}
+
 class XSender final : public Sender {
  public:
   XSender(Runtime& rt, config::X cfg) : rt_(rt), cfg_(std::move(cfg)) {}
@@ -201,7 +213,7 @@ class XSender final : public Sender {
                  co_return network_failure(res);
                }
                XError e = classify_x_response(res.status, res.body, lookup_in(res));
-               std::string msg = e.title + (e.detail.empty() ? "" : ": " + e.detail);
+               std::string msg = x_failure(e, cfg_);
                // X has no idempotency key for POST /2/tweets, and the send loop is at least
                // once. When an earlier attempt went out and its answer never came (a timeout),
                // X refusing this one as a repeat of the same text says that attempt posted it:

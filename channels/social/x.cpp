@@ -7,6 +7,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "channels/social/html_text.hpp"
+#include "channels/social/oauth1.hpp"
 #include "core/time.hpp"
 
 namespace sb::social {
@@ -246,8 +247,30 @@ HttpRequestSpec x_reply(const config::X& cfg, std::string_view text,
   r.target = "/2/tweets";
   r.content_type = "application/json";
   r.body = json::serialize(body);
-  r.headers.emplace_back("Authorization", "Bearer " + cfg.bearer_token);
+  x_authorize_user(cfg, r, cfg.user_context ? oauth1_nonce() : std::string(), now_ms() / 1000);
   return r;
+}
+
+void x_authorize_user(const config::X& cfg, HttpRequestSpec& spec, std::string_view nonce,
+                      std::int64_t timestamp) {
+  if (!cfg.user_context) {
+    spec.headers.emplace_back("Authorization", "Bearer " + cfg.bearer_token);
+    return;
+  }
+  // The URL the request goes to (to_request): base_url without trailing '/', then the target.
+  std::string_view base = cfg.base_url;
+  while (!base.empty() && base.back() == '/') {
+    base.remove_suffix(1);
+  }
+  const config::XUserContext& u = *cfg.user_context;
+  // A JSON body is not signed; only a form-encoded one would add its parameters here.
+  auto header = oauth1_authorization(
+      spec.method, std::string(base) + spec.target,
+      OAuth1Keys{u.consumer_key, u.consumer_secret, u.access_token, u.access_token_secret}, nonce,
+      timestamp);
+  if (header) {  // config checks base_url: always, in practice
+    spec.headers.emplace_back("Authorization", std::move(*header));
+  }
 }
 
 std::string parse_x_tweet_id(std::string_view body) {

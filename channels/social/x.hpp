@@ -90,9 +90,18 @@ class XMentionsPager {
   bool done_ = false;
 };
 
-// POST /2/tweets {"text": ..., "reply": {"in_reply_to_tweet_id": ...}}.
+// POST /2/tweets {"text": ..., "reply": {"in_reply_to_tweet_id": ...}}, authorised by
+// x_authorize_user with a fresh nonce and the current time.
 HttpRequestSpec x_reply(const config::X& cfg, std::string_view text,
                         std::string_view in_reply_to_tweet_id);
+
+// Adds the Authorization of a call X accepts only in user context (POST /2/tweets) to `spec`,
+// whose target is relative to cfg.base_url: OAuth 1.0a (HMAC-SHA1) with `nonce` and `timestamp`
+// (Unix seconds) when cfg.user_context is set; else the bearer token, which X refuses there with
+// 403 "Unsupported Authentication" (config warns). Reads keep the bearer token: the mentions
+// timeline takes it.
+void x_authorize_user(const config::X& cfg, HttpRequestSpec& spec, std::string_view nonce,
+                      std::int64_t timestamp);
 
 // The new tweet's id from a 201 response ({"data":{"id":...,"text":...}}).
 std::string parse_x_tweet_id(std::string_view body);

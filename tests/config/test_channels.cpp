@@ -291,3 +291,93 @@ backfill = 24
            "t.toml:11: channels.x.backfill must be a string",
        });
 }
+
+TEST_CASE("x: the four OAuth 1.0a keys of user context come together, from the environment") {
+  ScopedEnv ck("SBTEST_X_CK", "consumer-key");
+  ScopedEnv cs("SBTEST_X_CS", "consumer-secret");
+  ScopedEnv at("SBTEST_X_AT", "access-token");
+  ScopedEnv as("SBTEST_X_AS", "access-token-secret");
+  LoadResult all = load_string(body(R"(
+[[channels.x]]
+name = "x"
+bearer_token = "b"
+user_id = "1"
+consumer_key_env = "SBTEST_X_CK"
+consumer_secret_env = "SBTEST_X_CS"
+access_token_env = "SBTEST_X_AT"
+access_token_secret_env = "SBTEST_X_AS"
+)"),
+                               "t.toml");
+  REQUIRE(all.config);
+  CHECK(all.problems.empty());
+  CHECK(all.warnings.empty());
+  const X& x = all.config->channels.x.at(0);
+  REQUIRE(x.user_context);
+  CHECK(x.user_context->consumer_key == "consumer-key");
+  CHECK(x.user_context->consumer_secret == "consumer-secret");
+  CHECK(x.user_context->access_token == "access-token");
+  CHECK(x.user_context->access_token_secret == "access-token-secret");
+  CHECK(x.bearer_token == "b");  // the reads keep it
+
+  // Two of the four: the other two are named, at the account's line.
+  CHECK(problems_of(R"(
+[[channels.mastodon]]
+name = "m"
+base_url = "https://mastodon.example"
+access_token = "t"
+
+[[channels.x]]
+name = "x"
+bearer_token = "b"
+user_id = "1"
+consumer_key_env = "SBTEST_X_CK"
+access_token_env = "SBTEST_X_AT"
+)") == std::vector<std::string>{
+           "t.toml:6: missing channels.x.consumer_secret_env and "
+           "channels.x.access_token_secret_env: OAuth 1.0a user context needs all four of "
+           "consumer_key_env, consumer_secret_env, access_token_env and access_token_secret_env",
+       });
+  CHECK(problem_of(R"(
+[[channels.x]]
+name = "x"
+bearer_token = "b"
+user_id = "1"
+consumer_key = "inline works too"
+)") == "t.toml:1: missing channels.x.consumer_secret_env, channels.x.access_token_env and "
+       "channels.x.access_token_secret_env: OAuth 1.0a user context needs all four of "
+       "consumer_key_env, consumer_secret_env, access_token_env and access_token_secret_env");
+  // An unset variable is named as for any other secret.
+  ScopedEnv unset("SBTEST_X_UNSET", nullptr);
+  CHECK(problem_of(R"(
+[[channels.x]]
+name = "x"
+bearer_token = "b"
+user_id = "1"
+consumer_key_env = "SBTEST_X_CK"
+consumer_secret_env = "SBTEST_X_CS"
+access_token_env = "SBTEST_X_AT"
+access_token_secret_env = "SBTEST_X_UNSET"
+)") == "t.toml:8: environment variable SBTEST_X_UNSET (from channels.x.access_token_secret_env) "
+       "is not set or empty");
+}
+
+TEST_CASE("x: an account without user context loads, with one warning that it cannot reply") {
+  LoadResult r = load_string(body(R"(
+[server]
+listen = "127.0.0.1:8080"
+
+[[channels.x]]
+name = "brand"
+bearer_token = "b"
+user_id = "1"
+)"),
+                             "t.toml");
+  REQUIRE(r.config);
+  CHECK_FALSE(r.config->channels.x.at(0).user_context);
+  REQUIRE(r.warnings.size() == 1);
+  CHECK(r.warnings[0].to_string() ==
+        "t.toml:4: channels.x account \"brand\" cannot reply: X takes POST /2/tweets only in user "
+        "context, not with the app-only bearer token; set consumer_key_env, consumer_secret_env, "
+        "access_token_env and access_token_secret_env (OAuth 1.0a) to reply");
+  CHECK(r.warnings[0].message.find("\"b\"") == std::string::npos);  // no secret in it
+}

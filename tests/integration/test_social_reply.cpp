@@ -102,7 +102,9 @@ TEST_CASE(
   fake.start();
   std::string mention = fake.add_mention("7", "pat", "@support where is my order?");
   SocialDaemon d;
-  d.cfg.channels.x.push_back(config::X{"x", fake.base_url(), "x-token", "42", 200ms});
+  config::X account{"x", fake.base_url(), "x-token", "42", 200ms};
+  account.user_context = FakeX::user_context();
+  d.cfg.channels.x.push_back(account);
   d.start();
 
   AgentClient alice(d.app->port(), "alice-token");
@@ -136,7 +138,9 @@ TEST_CASE(
   fake.start();
   fake.add_mention("7", "pat", "@support hello");
   SocialDaemon d;
-  d.cfg.channels.x.push_back(config::X{"x", fake.base_url(), "x-token", "42", 200ms});
+  config::X account{"x", fake.base_url(), "x-token", "42", 200ms};
+  account.user_context = FakeX::user_context();
+  d.cfg.channels.x.push_back(account);
   d.start();
 
   AgentClient alice(d.app->port(), "alice-token");

@@ -1,5 +1,5 @@
 // X end to end (issue 6 acceptance 4): a backlog across pages, handles, a threaded reply, the
-// usage cap.
+// usage cap; replies in user context (OAuth 1.0a), which X requires for POST /2/tweets.
 #include <doctest/doctest.h>
 
 #include "core/time.hpp"
@@ -22,8 +22,9 @@ TEST_CASE(
                                    "@support hello " + std::to_string(i)));
   }
   SocialDaemon d;
-  d.cfg.channels.x.push_back(
-      config::X{"x", fake.base_url(), "x-token", "2244994945", std::chrono::milliseconds(200)});
+  config::X account{"x", fake.base_url(), "x-token", "2244994945", std::chrono::milliseconds(200)};
+  account.user_context = FakeX::user_context();
+  d.cfg.channels.x.push_back(account);
   d.start();
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") >= 300; },
                      std::chrono::seconds(20)));
@@ -173,4 +174,84 @@ TEST_CASE(
   std::string fresh = fake.add_mention("9", "bob", "hello?");
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 4; }));
   CHECK(str(d.queued().back().at("external_id")) == fresh);
+}
+
+TEST_CASE(
+    "x: a reply is signed with OAuth 1.0a user context that X verifies, the mentions are read "
+    "with the bearer token") {
+  FakeX fake("42");
+  fake.start();
+  fake.add_mention("7", "pat", "@support where is my order?");
+  SocialDaemon d;
+  config::X account{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)};
+  account.user_context = FakeX::user_context();
+  d.cfg.channels.x.push_back(account);
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto q = d.queued();
+
+  // Two replies: each signed afresh (the fake refuses a nonce it has seen).
+  for (const char* text : {"It ships today.", "Tracking number to follow."}) {
+    auto r = d.send("x", "x", reply_to(q[0], std::string("01JXOUT-") + text, text));
+    INFO(r.error);
+    CHECK(r.status == SendResult::Status::sent);
+  }
+  for (const std::string& why : fake.auth_refusals()) {
+    FAIL_CHECK("refused: " << why);
+  }
+  REQUIRE(fake.posted().size() == 2);
+  auto auths = fake.post_authorizations();
+  REQUIRE(auths.size() == 2);
+  for (const std::string& auth : auths) {
+    CHECK(auth.rfind("OAuth ", 0) == 0);
+    for (const char* name : {"oauth_consumer_key=", "oauth_nonce=", "oauth_signature=",
+                             "oauth_signature_method=\"HMAC-SHA1\"",
+                             "oauth_timestamp=", "oauth_token=", "oauth_version=\"1.0\""}) {
+      CHECK(auth.find(name) != std::string::npos);
+    }
+    CHECK(auth.find("x-token") == std::string::npos);
+  }
+  CHECK(auths[0] != auths[1]);
+  CHECK(fake.mention_requests() >= 1);  // the fake takes only the bearer token there
+}
+
+TEST_CASE(
+    "x: without user context X refuses the reply with 403 Unsupported Authentication, and the "
+    "failure says which keys to set") {
+  FakeX fake("42");
+  fake.start();
+  fake.add_mention("7", "pat", "@support hello");
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(
+      config::X{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)});
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto r = d.send("x", "x", reply_to(d.queued()[0], "01JXOUT1", "Thanks!"));
+  CHECK(r.status == SendResult::Status::failed);
+  CHECK(r.error.find("Unsupported Authentication") != std::string::npos);
+  CHECK(r.error.find("consumer_key_env") != std::string::npos);
+  CHECK(fake.posted().empty());
+  auto refusals = fake.auth_refusals();
+  REQUIRE(refusals.size() == 1);
+  CHECK(refusals[0] == "app-only bearer token");
+}
+
+TEST_CASE("x: a reply signed with the wrong consumer secret is refused with 401, not posted") {
+  FakeX fake("42");
+  fake.start();
+  fake.add_mention("7", "pat", "@support hello");
+  SocialDaemon d;
+  config::X account{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)};
+  account.user_context = FakeX::user_context();
+  account.user_context->consumer_secret += "-rotated";
+  d.cfg.channels.x.push_back(account);
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto r = d.send("x", "x", reply_to(d.queued()[0], "01JXOUT1", "Thanks!"));
+  CHECK(r.status == SendResult::Status::failed);
+  CHECK(r.error.find("Unauthorized") != std::string::npos);
+  CHECK(fake.posted().empty());
+  auto refusals = fake.auth_refusals();
+  REQUIRE(refusals.size() == 1);
+  CHECK(refusals[0].rfind("signature ", 0) == 0);
 }

@@ -319,3 +319,38 @@ TEST_CASE("an empty --config is a usage error, not the built-in defaults") {
     CHECK(out.output.find("built-in defaults: ok") == std::string::npos);
   }
 }
+
+TEST_CASE(
+    "check-config: an X account with two of the four OAuth 1.0a keys fails naming the other two, "
+    "one without any passes with a warning that it cannot reply") {
+  TempDir dir;
+  const std::string x =
+      "[[channels.x]]\n"
+      "name = \"brand\"\n"
+      "bearer_token_env = \"SBTEST_CLI_X_BEARER\"\n"
+      "user_id = \"2244994945\"\n";
+  const std::map<std::string, std::string> env{{"SBTEST_CLI_X_BEARER", "bearer"},
+                                               {"SBTEST_CLI_X_CK", "ck-secret-value"},
+                                               {"SBTEST_CLI_X_AS", "as-secret-value"}};
+  auto half =
+      switchboard(dir,
+                  {"check-config", "--config",
+                   storage_config(dir, x + "consumer_key_env = \"SBTEST_CLI_X_CK\"\n"
+                                           "access_token_secret_env = \"SBTEST_CLI_X_AS\"\n")},
+                  env);
+  INFO(half.output);
+  CHECK(half.status == 1);
+  // [storage] takes lines 1-2: [[channels.x]] is line 3.
+  CHECK(half.output.find("switchboard.toml:3: missing channels.x.consumer_secret_env and "
+                         "channels.x.access_token_env: OAuth 1.0a user context needs all four") !=
+        std::string::npos);
+  CHECK(half.output.find("secret-value") == std::string::npos);  // never a secret
+
+  auto none = switchboard(dir, {"check-config", "--config", storage_config(dir, x)}, env);
+  INFO(none.output);
+  CHECK(none.status == 0);
+  CHECK(none.output.find("warning: " + dir.file("switchboard.toml") +
+                         ":3: channels.x account \"brand\" cannot reply: X takes POST /2/tweets "
+                         "only in user context") != std::string::npos);
+  CHECK(none.output.find(": ok") != std::string::npos);
+}

@@ -159,6 +159,31 @@ TEST_CASE("check-config names a broken regex with its line, the binary refuses b
   CHECK(run.wait() == 1);
 }
 
+TEST_CASE("run logs once at start-up that an X account without user context cannot reply") {
+  TempDir dir;
+  RedisServer redis;
+  auto port = free_port();
+  // Nothing listens at the X base_url: the poller's failures are beside the point here.
+  auto cfg = write_config(dir, port, redis.port(),
+                          "[[channels.x]]\nname = \"brand\"\nbase_url = \"http://127.0.0.1:" +
+                              std::to_string(free_port()) +
+                              "\"\nbearer_token = \"b\"\nuser_id = \"1\"\n"
+                              "poll_interval = \"1h\"\n");
+  auto daemon = daemon_process(dir, cfg);
+  REQUIRE(eventually([&] { return healthy(port); }));
+  daemon->kill(SIGTERM);
+  CHECK(daemon->wait() == 0);
+  std::ifstream in(dir.file("daemon.log"));
+  std::string log((std::istreambuf_iterator<char>(in)), {});
+  CAPTURE(log);
+  const std::string line = "[config] " + cfg +
+                           ":9: channels.x account \"brand\" cannot reply: X takes POST "
+                           "/2/tweets only in user context";
+  const std::size_t at = log.find(line);
+  CHECK(at != std::string::npos);
+  CHECK(log.find(line, at + 1) == std::string::npos);
+}
+
 TEST_CASE("ingest server: connections left idle up to the fd limit do not lock new clients out") {
   // Every connection costs the daemon a file descriptor until its 60 s idle deadline. With no cap,
   // a client holding open as many connections as RLIMIT_NOFILE allows made every accept fail with

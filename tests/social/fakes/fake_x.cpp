@@ -1,9 +1,15 @@
 #include "tests/social/fakes/fake_x.hpp"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <boost/json.hpp>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <utility>
 
+#include "core/crypto.hpp"
 #include "core/time.hpp"
 
 namespace sb::test {
@@ -18,7 +24,157 @@ std::string created_at(std::int64_t ms) {
   s.insert(s.size() - 1, ".000");
   return s;
 }
+
+// The fake's own OAuth 1.0a check, written apart from channels/social/oauth1.cpp so that a
+// mistake there does not verify itself here.
+std::string pct(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+std::string unpct(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// `OAuth name="value", name="value"` -> decoded pairs; nullopt when malformed.
+std::optional<std::map<std::string, std::string>> oauth_params(const std::string& header) {
+  const std::string scheme = "OAuth ";
+  if (header.compare(0, scheme.size(), scheme) != 0) {
+    return std::nullopt;
+  }
+  std::map<std::string, std::string> out;
+  std::size_t i = scheme.size();
+  while (i < header.size()) {
+    while (i < header.size() && (header[i] == ' ' || header[i] == ',')) {
+      ++i;
+    }
+    if (i == header.size()) {
+      break;
+    }
+    const std::size_t eq = header.find("=\"", i);
+    const std::size_t close = eq == std::string::npos ? eq : header.find('"', eq + 2);
+    if (close == std::string::npos) {
+      return std::nullopt;
+    }
+    out[unpct(header.substr(i, eq - i))] = unpct(header.substr(eq + 2, close - eq - 2));
+    i = close + 1;
+  }
+  return out;
+}
+
+std::string b64(const std::string& bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(bytes.data()),
+                          static_cast<int>(bytes.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+Res unauthorized() {
+  return {401,
+          R"({"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"})"};
+}
 }  // namespace
+
+config::XUserContext FakeX::user_context() {
+  return {"xvz1evFS4wEEPTGEFPHBog", "kAcSOqF21Fu85e7z&jz7ZN2U+4ZRhf/V3Wp=wPAoE3Z7kBw",
+          "370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb",
+          "Lsww doUaIvS8ltyTt5jkRh4J50vUPVVHtR2YPi5kE"};
+}
+
+std::optional<Res> FakeX::refuse_user_auth(const FakeHttpServer::Request& r) {
+  const std::string auth = r.header("authorization");
+  post_authorizations_.push_back(auth);
+  auto refuse = [this](std::string why) {
+    auth_refusals_.push_back(std::move(why));
+    return unauthorized();
+  };
+  if (auth == "Bearer " + token_) {
+    auth_refusals_.emplace_back("app-only bearer token");
+    return Res{
+        403,
+        R"({"title":"Unsupported Authentication","detail":"Authenticating with OAuth 2.0 Application-Only is forbidden for this endpoint.  Supported authentication types are [OAuth 1.0a User Context, OAuth 2.0 User Context].","type":"https://api.twitter.com/2/problems/unsupported-authentication","status":403})"};
+  }
+  auto params = oauth_params(auth);
+  if (!params) {
+    return refuse("not an OAuth authorization: " + auth);
+  }
+  for (const char* name :
+       {"oauth_consumer_key", "oauth_nonce", "oauth_signature", "oauth_signature_method",
+        "oauth_timestamp", "oauth_token", "oauth_version"}) {
+    if (params->count(name) == 0 || (*params)[name].empty()) {
+      return refuse(std::string("no ") + name);
+    }
+  }
+  const config::XUserContext keys = user_context();
+  if ((*params)["oauth_consumer_key"] != keys.consumer_key ||
+      (*params)["oauth_token"] != keys.access_token) {
+    return refuse("unknown consumer key or token");
+  }
+  if ((*params)["oauth_signature_method"] != "HMAC-SHA1" || (*params)["oauth_version"] != "1.0") {
+    return refuse("signature method or version");
+  }
+  const long long ts = std::stoll((*params)["oauth_timestamp"]);
+  if (std::llabs(ts - now_ms() / 1000) > 300) {
+    return refuse("timestamp " + std::to_string(ts) + " too far from now");
+  }
+  if (!nonces_.insert((*params)["oauth_nonce"]).second) {
+    return refuse("nonce used before");
+  }
+  // Signed: the oauth_* parameters but the signature, and the query's (a JSON body is not).
+  std::vector<std::pair<std::string, std::string>> signed_params;
+  for (const auto& [name, value] : *params) {
+    if (name != "oauth_signature" && name != "realm") {
+      signed_params.emplace_back(pct(name), pct(value));
+    }
+  }
+  for (const auto& [name, value] : r.query) {
+    signed_params.emplace_back(pct(name), pct(value));
+  }
+  std::sort(signed_params.begin(), signed_params.end());
+  std::string normalised;
+  for (const auto& [name, value] : signed_params) {
+    normalised += (normalised.empty() ? "" : "&") + name + "=" + value;
+  }
+  const std::string base =
+      r.method + "&" + pct(server_.base_url() + r.path) + "&" + pct(normalised);
+  const std::string expected =
+      b64(sb::hmac_sha1(pct(keys.consumer_secret) + "&" + pct(keys.access_token_secret), base));
+  if ((*params)["oauth_signature"] != expected) {
+    return refuse("signature " + (*params)["oauth_signature"] + " is not " + expected + " over " +
+                  base);
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> FakeX::post_authorizations() const {
+  std::lock_guard lock(mu_);
+  return post_authorizations_;
+}
+
+std::vector<std::string> FakeX::auth_refusals() const {
+  std::lock_guard lock(mu_);
+  return auth_refusals_;
+}
 
 FakeX::FakeX(std::string user_id, std::string token, int window_limit)
     : user_id_(std::move(user_id)),
@@ -82,10 +238,12 @@ int FakeX::rejected_429() const {
 }
 
 Res FakeX::handle(const FakeHttpServer::Request& r) {
-  if (r.header("authorization") != "Bearer " + token_) {
-    return {
-        401,
-        R"({"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"})"};
+  if (r.method == "POST" && r.path == "/2/tweets") {
+    if (auto refused = refuse_user_auth(r)) {
+      return *refused;
+    }
+  } else if (r.header("authorization") != "Bearer " + token_) {
+    return unauthorized();
   }
   if (capped_) {
     return {

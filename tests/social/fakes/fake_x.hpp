@@ -4,13 +4,23 @@
 // headers (x-rate-limit-limit / -remaining / -reset in Unix seconds) and 429 past the window's
 // budget; a usage-cap switch answering the documented usage-capped problem; POST /2/tweets,
 // which refuses a text posted before with X's 403 "duplicate content" problem.
+//
+// Authentication as X checks it: the mentions timeline takes the app-only bearer token;
+// POST /2/tweets takes user context only. There the bearer token gets X's 403 "Unsupported
+// Authentication", and an `Authorization: OAuth ...` header must carry every oauth_* parameter
+// of docs.x.com "Authorizing a request", the account's consumer key and access token, a
+// timestamp within 5 minutes, a nonce not seen before and the HMAC-SHA1 signature this fake
+// recomputes on its own (RFC 5849 section 3.4); else 401.
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "config/config.hpp"
 #include "tests/social/fakes/fake_http.hpp"
 
 namespace sb::test {
@@ -21,6 +31,9 @@ class FakeX {
     std::string id, text, in_reply_to_tweet_id;
   };
   FakeX(std::string user_id, std::string token = "x-token", int window_limit = 180);
+  // The support account's OAuth 1.0a credentials this fake accepts. The secrets hold bytes the
+  // signing key must percent-encode ('&', '+', '/', '=', a space).
+  static config::XUserContext user_context();
   void start() { server_.start(); }
   void stop() { server_.stop(); }
   std::string base_url() const { return server_.base_url(); }
@@ -38,6 +51,9 @@ class FakeX {
   void lose_next_post_answers(int n);
   std::vector<Posted> posted() const;
   int post_requests() const;  // POST /2/tweets received, refused ones too
+  // The Authorization header of every POST /2/tweets, and why each refused one was refused.
+  std::vector<std::string> post_authorizations() const;
+  std::vector<std::string> auth_refusals() const;
   int mention_requests() const;
   // The query parameters of every mentions request (decoded), in arrival order.
   std::vector<std::map<std::string, std::string>> mention_queries() const;
@@ -46,6 +62,8 @@ class FakeX {
  private:
   FakeHttpServer::Response handle(const FakeHttpServer::Request& r);
   FakeHttpServer::Response mentions(const FakeHttpServer::Request& r);
+  // The refusal of a POST /2/tweets whose authorization is not user context; nullopt: accepted.
+  std::optional<FakeHttpServer::Response> refuse_user_auth(const FakeHttpServer::Request& r);
   struct Tweet {
     long long id;
     std::string author_id, username, text, conversation_id;
@@ -62,6 +80,8 @@ class FakeX {
   bool limit_next_ = false;
   int mention_requests_ = 0, rejected_ = 0, window_used_ = 0;
   int lose_answers_ = 0, post_requests_ = 0;
+  std::vector<std::string> post_authorizations_, auth_refusals_;
+  std::set<std::string> nonces_;
   std::chrono::system_clock::time_point window_start_{};
   FakeHttpServer server_;
 };
