@@ -43,9 +43,11 @@ struct SendResult {
   // format) naming what was sent, so that the customer's answer to it joins the conversation
   // (e.g. "mastodon:<account>:<status id>"). Recorded with the result.
   std::vector<std::string> thread_keys;
-  // For `retry`: the request reached the provider and no answer came (a timeout, a connection
-  // lost while waiting): it may have been carried out. Remembered on the send (sends.maybe_sent)
-  // and told to the later attempts (OutboundMessage::maybe_sent).
+  // The request reached the provider and no answer came (a timeout, a connection lost while
+  // waiting): it may have been carried out. Remembered on the send (sends.maybe_sent). With
+  // `retry` (a provider with an idempotency key, or one that refuses a repeat) it is told to the
+  // later attempts (OutboundMessage::maybe_sent); with `failed` the sender gave up rather than
+  // risk posting the answer twice (Telegram, Meta).
   bool unknown = false;
 
   static SendResult sent(std::string provider_id) {
@@ -62,6 +64,12 @@ struct SendResult {
   }
   static SendResult failed(std::string error) {
     return {Status::failed, {}, std::move(error), {}, {}};
+  }
+  // A failure after an attempt whose outcome is unknown, not retried (see `unknown`).
+  static SendResult failed_unknown(std::string error) {
+    SendResult r = failed(std::move(error));
+    r.unknown = true;
+    return r;
   }
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <string_view>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -65,24 +66,32 @@ std::string flag_value(const Parent& p, std::string_view prefix) {
   return {};
 }
 
-// Runs `attempt` on the io executor and reports its result exactly once.
+// Runs `attempt(m)` on the io executor and reports its result exactly once.
 template <typename Fn>
-void run_send(Runtime& rt, const char* channel, const std::string& account, Sender::Done done,
-              Fn attempt) {
+void run_send(Runtime& rt, const char* channel, const std::string& account, OutboundMessage m,
+              Sender::Done done, Fn attempt) {
   if (rt.stopped->load()) {
     done(SendResult::retry("the daemon is shutting down"));
     return;
   }
   asio::co_spawn(
       rt.ex,
-      [&rt, attempt = std::move(attempt), channel,
+      [&rt, attempt = std::move(attempt), m = std::move(m), channel,
        account]() mutable -> asio::awaitable<SendResult> {
-        SendResult r = co_await attempt();
+        SendResult r = co_await attempt(m);
         if (r.status != SendResult::Status::sent) {
           rt.metrics.inc("switchboard_social_send_errors_total",
                          {{"channel", channel}, {"account", account}});
+        }
+        if (r.status == SendResult::Status::failed && r.unknown) {
+          // Given up without knowing whether the customer got it: someone has to look.
+          rt.metrics.inc("switchboard_sends_unknown_total",
+                         {{"channel", m.channel}, {"account", account}});
+          logger("social")->warn("[{}:{}] {} reply {}: {}", channel, account, m.channel, m.id,
+                                 r.error);
+        } else if (r.status != SendResult::Status::sent) {
           logger("social")->warn(
-              "[{}:{}] reply {}: {}", channel, account,
+              "[{}:{}] reply {} {}: {}", channel, account, m.id,
               r.status == SendResult::Status::retry ? "will be retried" : "failed", r.error);
         }
         co_return r;
@@ -105,9 +114,25 @@ milliseconds retry_after_header(const net::HttpResponse& res) {
 }
 
 // No HTTP answer: retried, and marked unknown when the request had gone out (the provider may
-// have acted on it; see SendResult::unknown).
+// have acted on it; see SendResult::unknown). For providers that take an idempotency key
+// (Mastodon) or refuse a repeat (X's duplicate content).
 SendResult network_failure(const net::HttpResponse& res) {
   return res.sent ? SendResult::unknown_outcome(res.error) : SendResult::retry(res.error);
+}
+
+// No HTTP answer from a provider that takes no idempotency key and posts a repeat as a second
+// message (Telegram sendMessage, Meta's /messages). Failing before the request went out
+// (resolve, connect, TLS) is retried. Once it went out, the message may have been delivered with
+// only its answer lost: a retry could show the customer the answer twice, so the send fails and
+// says where to look.
+SendResult network_failure_no_repeat(const net::HttpResponse& res, std::string_view platform) {
+  if (!res.sent) {
+    return SendResult::retry(res.error);
+  }
+  return SendResult::failed_unknown(
+      "outcome unknown: the request went out and no answer came (" + res.error +
+      "); not retried so that the customer does not get it twice - check the conversation on " +
+      std::string(platform) + " and reply again if it is missing");
 }
 
 // The common classification for providers without a richer error body. A provider-specific
@@ -133,8 +158,8 @@ class MastodonSender final : public Sender {
  public:
   MastodonSender(Runtime& rt, config::Mastodon cfg) : rt_(rt), cfg_(std::move(cfg)) {}
   void send(OutboundMessage m, Done done) override {
-    run_send(rt_, "mastodon", cfg_.name, std::move(done),
-             [this, m = std::move(m)]() -> asio::awaitable<SendResult> {
+    run_send(rt_, "mastodon", cfg_.name, std::move(m), std::move(done),
+             [this](const OutboundMessage& m) -> asio::awaitable<SendResult> {
                auto p = parse_parent(m.parent_json);
                if (!p) {
                  co_return SendResult::failed("the answered interaction has no external id");
@@ -197,8 +222,8 @@ class XSender final : public Sender {
  public:
   XSender(Runtime& rt, config::X cfg) : rt_(rt), cfg_(std::move(cfg)) {}
   void send(OutboundMessage m, Done done) override {
-    run_send(rt_, "x", cfg_.name, std::move(done),
-             [this, m = std::move(m)]() -> asio::awaitable<SendResult> {
+    run_send(rt_, "x", cfg_.name, std::move(m), std::move(done),
+             [this](const OutboundMessage& m) -> asio::awaitable<SendResult> {
                auto p = parse_parent(m.parent_json);
                if (!p) {
                  co_return SendResult::failed("the answered interaction has no external id");
@@ -250,8 +275,8 @@ class TelegramSender final : public Sender {
   TelegramSender(Runtime& rt, config::Telegram cfg) : rt_(rt), cfg_(std::move(cfg)) {}
   void send(OutboundMessage m, Done done) override {
     run_send(
-        rt_, "telegram", cfg_.name, std::move(done),
-        [this, m = std::move(m)]() -> asio::awaitable<SendResult> {
+        rt_, "telegram", cfg_.name, std::move(m), std::move(done),
+        [this](const OutboundMessage& m) -> asio::awaitable<SendResult> {
           auto p = parse_parent(m.parent_json);
           auto ref = p ? parse_telegram_external_id(p->external_id) : std::nullopt;
           if (!ref) {
@@ -260,7 +285,10 @@ class TelegramSender final : public Sender {
           net::HttpRequest req = to_request(
               cfg_.base_url, telegram_send_message(cfg_, ref->chat_id, m.text, ref->message_id));
           auto res = co_await rt_.http.request(std::move(req));
-          auto err = res.status == 0 ? std::nullopt : parse_telegram_error(res.body);
+          if (res.status == 0) {
+            co_return network_failure_no_repeat(res, "Telegram");
+          }
+          auto err = parse_telegram_error(res.body);
           if (res.status == 200 && !err) {
             boost::system::error_code ec;
             json::value v = json::parse(res.body, ec);
@@ -286,8 +314,8 @@ class MetaSender final : public Sender {
  public:
   MetaSender(Runtime& rt, config::Meta cfg) : rt_(rt), cfg_(std::move(cfg)) {}
   void send(OutboundMessage m, Done done) override {
-    run_send(rt_, "meta", cfg_.name, std::move(done),
-             [this, m = std::move(m)]() -> asio::awaitable<SendResult> {
+    run_send(rt_, "meta", cfg_.name, std::move(m), std::move(done),
+             [this](const OutboundMessage& m) -> asio::awaitable<SendResult> {
                auto p = parse_parent(m.parent_json);
                if (!p || p->from_value.empty()) {
                  co_return SendResult::failed("the answered interaction has no sender to answer");
@@ -311,7 +339,10 @@ class MetaSender final : public Sender {
                  co_return SendResult::sent(o.provider_message_id);
                }
                if (res.status == 0) {
-                 co_return network_failure(res);
+                 co_return network_failure_no_repeat(res, p->channel == "whatsapp" ? "WhatsApp"
+                                                          : p->channel == "instagram"
+                                                              ? "Instagram"
+                                                              : "Messenger");
                }
                co_return o.retryable ? SendResult::retry(o.error_message, retry_after_header(res))
                                      : SendResult::failed(o.error_message);

@@ -6,7 +6,10 @@
 // Results: 2xx -> sent(provider id); 429 / 5xx / network -> retry (with the provider's delay
 // when it names one; a network failure after the request went out is marked unknown); other
 // 4xx -> failed with the provider's message. X: a 403 "duplicate content" after an attempt
-// whose outcome was unknown -> sent, without an id (the earlier attempt posted it).
+// whose outcome was unknown -> sent, without an id (the earlier attempt posted it). Telegram
+// and Meta take no idempotency key and post a repeat twice: a request that went out and got no
+// answer -> failed, marked unknown ("outcome unknown: ..."), logged and counted in
+// switchboard_sends_unknown_total{channel,account}; a failure before it went out is retried.
 #include <memory>
 
 #include "channels/social/runtime.hpp"

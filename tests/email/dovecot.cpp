@@ -133,6 +133,7 @@ void Dovecot::launch() {
   pid_ = ::fork();
   if (pid_ == 0) {
     std::string cfg = dir_ + "/dovecot.conf";
+    ::close_range(3, ~0U, 0);  // none of the test's sockets (see Process in tests/support)
     if (root) {
       ::execlp("setpriv", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "dovecot",
                "-F", "-c", cfg.c_str(), static_cast<char*>(nullptr));

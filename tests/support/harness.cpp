@@ -43,6 +43,11 @@ Process::Process(std::vector<std::string> argv, const std::string& log_path,
     ::dup2(fd, 2);
     int null = ::open("/dev/null", O_RDONLY);
     ::dup2(null, 0);
+    // Nothing else of the test goes with it: a listening socket of a fake started before this
+    // process (they are not close-on-exec) would stay open in it after the test closed it, and
+    // a client connecting to that port would be accepted by the kernel and never answered,
+    // where the test wants the connection refused.
+    ::close_range(3, ~0U, 0);
     for (auto& [k, v] : env) {
       ::setenv(k.c_str(), v.c_str(), 1);
     }

@@ -1,6 +1,7 @@
 #include "tests/social/fakes/fake_http.hpp"
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include <boost/asio/as_tuple.hpp>
@@ -25,6 +26,9 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 struct FakeHttpServer::Impl {
   Handler handler;
+  // The open connections (io thread only), closed by stop(): a server that goes away takes its
+  // connections with it, so a client's kept-alive one sees the close.
+  std::set<beast::tcp_stream*> streams;
   asio::io_context ioc;
   tcp::acceptor acceptor{ioc};
   std::thread thread;
@@ -34,6 +38,12 @@ struct FakeHttpServer::Impl {
 
   asio::awaitable<void> session(tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
+    struct Forget {
+      Impl* impl;
+      beast::tcp_stream* stream;
+      ~Forget() { impl->streams.erase(stream); }
+    } forget{this, &stream};
+    streams.insert(&stream);
     beast::flat_buffer buffer;
     for (;;) {
       http::request<http::string_body> req;
@@ -115,8 +125,8 @@ FakeHttpServer::~FakeHttpServer() {
   stop();
 }
 
-void FakeHttpServer::start() {
-  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
+void FakeHttpServer::start(std::uint16_t port) {
+  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
   impl_->acceptor.open(ep.protocol());
   impl_->acceptor.set_option(asio::socket_base::reuse_address(true));
   impl_->acceptor.bind(ep);
@@ -134,6 +144,9 @@ void FakeHttpServer::stop() {
   asio::post(impl_->ioc, [this] {
     beast::error_code ignored;
     impl_->acceptor.close(ignored);
+    for (auto* s : impl_->streams) {
+      s->socket().close(ignored);
+    }
     impl_->ioc.stop();
   });
   impl_->thread.join();

@@ -56,8 +56,11 @@ class FakeHttpServer {
   FakeHttpServer(const FakeHttpServer&) = delete;
   FakeHttpServer& operator=(const FakeHttpServer&) = delete;
 
-  void start();
-  void stop();  // idempotent
+  // Listens on `port`, or on a free one when 0. A test that wants its client's connections
+  // refused for a while takes a free port, points the client at it, and starts the fake on it
+  // later.
+  void start(std::uint16_t port = 0);
+  void stop();  // closes the listener and every connection; idempotent
   std::uint16_t port() const;
   std::string base_url() const;
   int requests() const;

@@ -33,6 +33,12 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
               R"({"error":{"message":"(#10) This message is sent outside of allowed window.","type":"OAuthException","code":10,"error_subcode":2018278}})"};
         }
         sent_.push_back({r.path, r.body});
+        if (lose_answers_ > 0) {
+          --lose_answers_;
+          Res lost;
+          lost.drop = true;
+          return lost;
+        }
         std::string id = std::to_string(next_++);
         json::value v = json::parse(r.body);
         if (whatsapp) {
@@ -49,6 +55,11 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
 void FakeMetaGraph::outside_window_next() {
   std::lock_guard lock(mu_);
   outside_window_ = true;
+}
+
+void FakeMetaGraph::lose_next_answers(int n) {
+  std::lock_guard lock(mu_);
+  lose_answers_ = n;
 }
 
 std::vector<FakeMetaGraph::Sent> FakeMetaGraph::sent() const {

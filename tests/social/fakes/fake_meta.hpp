@@ -1,7 +1,9 @@
 #pragma once
 // A fake Meta Graph API for replies: POST /me/messages (Messenger/Instagram Send API) and
 // POST /{phone_number_id}/messages (WhatsApp Cloud API), answering the documented success
-// bodies, or the documented error for a reply outside the 24-hour window when asked to.
+// bodies, or the documented error for a reply outside the 24-hour window when asked to. Answers
+// can be lost on demand: the message is delivered and the connection closes without an answer.
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -16,10 +18,12 @@ class FakeMetaGraph {
     std::string path, body;
   };
   explicit FakeMetaGraph(std::string token = "meta-token");
-  void start() { server_.start(); }
+  void start(std::uint16_t port = 0) { server_.start(port); }
   void stop() { server_.stop(); }
   std::string base_url() const { return server_.base_url(); }
   void outside_window_next();  // the next send fails with the 24-hour window error
+  // The next `n` sends are delivered (in sent()), and their answers lost.
+  void lose_next_answers(int n);
   std::vector<Sent> sent() const;
 
  private:
@@ -27,6 +31,7 @@ class FakeMetaGraph {
   mutable std::mutex mu_;
   std::vector<Sent> sent_;
   bool outside_window_ = false;
+  int lose_answers_ = 0;
   int next_ = 1;
   FakeHttpServer server_;
 };

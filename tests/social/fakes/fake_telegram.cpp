@@ -35,6 +35,11 @@ void FakeTelegram::rate_limit_next(int retry_after_s) {
   retry_after_ = retry_after_s;
 }
 
+void FakeTelegram::lose_next_send_answers(int n) {
+  std::lock_guard lock(mu_);
+  lose_answers_ = n;
+}
+
 std::vector<FakeTelegram::Sent> FakeTelegram::sent() const {
   std::lock_guard lock(mu_);
   return sent_;
@@ -107,6 +112,12 @@ Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::millisec
     }
     sent_.push_back(s);
     long long mid = next_message_++;
+    if (lose_answers_ > 0) {
+      --lose_answers_;
+      Res lost;
+      lost.drop = true;
+      return lost;
+    }
     return {200, json::serialize(json::object{
                      {"ok", true},
                      {"result",

@@ -2,7 +2,9 @@
 // A fake Telegram Bot API (core.telegram.org/bots/api): /bot<token>/getMe, getUpdates long
 // polling (offset confirms and drops earlier updates; held until an update arrives or `timeout`
 // seconds pass), sendMessage recording reply_to_message_id, and a 429 with
-// parameters.retry_after on demand.
+// parameters.retry_after on demand. sendMessage answers can be lost on demand: the message is
+// delivered and the connection closes without an answer (as a timeout looks to the client).
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -19,7 +21,7 @@ class FakeTelegram {
   };
   explicit FakeTelegram(std::string token = "123:tg-token",
                         std::string bot_username = "support_bot");
-  void start() { server_.start(); }
+  void start(std::uint16_t port = 0) { server_.start(port); }
   void stop() { server_.stop(); }
   std::string base_url() const { return server_.base_url(); }
 
@@ -27,6 +29,8 @@ class FakeTelegram {
   long long add_private_message(long long user_id, const std::string& first_name,
                                 const std::string& text);
   void rate_limit_next(int retry_after_s);  // the next getUpdates answers 429
+  // The next `n` sendMessage are delivered (in sent()), and their answers lost.
+  void lose_next_send_answers(int n);
   std::vector<Sent> sent() const;
   int get_updates_requests() const;
   long long confirmed_offset() const;  // highest offset a getUpdates asked with
@@ -44,6 +48,7 @@ class FakeTelegram {
   long long next_update_ = 500000000, next_message_ = 1;
   std::vector<Sent> sent_;
   int retry_after_ = 0;
+  int lose_answers_ = 0;
   int get_updates_ = 0;
   long long confirmed_ = 0;
   FakeHttpServer server_;
