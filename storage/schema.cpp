@@ -314,6 +314,19 @@ DELETE FROM events WHERE type = 'provider_status' AND seq NOT IN (
 CREATE UNIQUE INDEX events_provider_status ON events(interaction_id, at, detail)
   WHERE type = 'provider_status';
 )sql",
+    // 16 -> 17: the re-projection's index holds the open interactions only. After a total loss
+    // (FLUSHALL, mark 0) the relay read every interaction ever queued, finished ones included,
+    // in seq order before it delivered anything new: with millions of rows, minutes of no
+    // deliveries. Now it reads the open ones, which it sends anyway (relay/reproject.cpp). The
+    // price: a claim, release, finish or dead letter changes the indexed `state`, so it deletes
+    // (and, staying open, inserts again) one entry of this small index. Ingest costs what it
+    // did: one entry per queued interaction, none for one stored unqueued. Open interactions
+    // queued before version 13 (no queued_seq) are in it under NULL.
+    R"sql(
+DROP INDEX interactions_by_queued_seq;
+CREATE INDEX interactions_by_queued_seq ON interactions(queued_seq)
+  WHERE state IN ('queued', 'claimed');
+)sql",
 };
 
 int read_version(Db& db) {
