@@ -79,6 +79,20 @@ struct Relay::Row {
     refused,  // its stream refused it, or an earlier row of its stream: held in the outbox
   } fate = Fate::unsent;
   std::string error;  // Redis's answer, when refused
+  // Sent at or below the mark its call expected: Redis's mark passed this seq before the entry
+  // went in (a held row, or one left from before a loss), so a snapshot taken in between has the
+  // mark without the entry. Once added it gets a new outbox row above the mark (requeue) instead
+  // of being deleted: the mark then covers it only once the entry is in Redis.
+  bool below = false;
+};
+
+// An interaction given a new outbox row, after every seq handed out so far, its queued_seq
+// following: one Redis refused while re-projecting it (old = 0, it has no row), or one added
+// below the mark (its row `old` goes). The common path sends the new row: the once-only marker
+// skips one already in Redis, and the mark rises past it.
+struct Relay::Requeue {
+  std::int64_t old;
+  std::string id;
 };
 
 // The rows of one pass and the EVALSHA commands that carry those sent (kPerScript rows each).
@@ -96,8 +110,13 @@ struct Relay::Taken {
   std::vector<std::pair<std::int64_t, std::int64_t>> ranges;   // inclusive
   std::vector<std::string> markers;                            // {prefix}:relayed:{id}
   std::vector<std::pair<std::string, std::size_t>> per_queue;  // entries added, for wake-ups
+  std::vector<Requeue> requeued;  // rows added below the mark: a new outbox row each
   // `next_to_last`: no outbox row lies between the last row taken and this one.
   void add(const Row& r, bool next_to_last, const std::string& prefix);
+  // A row Redis took at or below the mark (Row::below): its marker stays until the new row's
+  // delete, which counts it as delivered.
+  void add_below(const Row& r);
+  std::size_t rows() const { return markers.size() + requeued.size(); }
 };
 
 }  // namespace sb

@@ -83,6 +83,7 @@ class Relay {
   struct Row;
   struct Batch;
   struct Taken;
+  struct Requeue;
   struct Held {
     std::string queue, priority;
     std::int64_t from_seq;  // its first held row: every later row of the stream waits too
@@ -108,7 +109,7 @@ class Relay {
   // reproject.cpp: Redis's mark against the database's; re-projects what Redis lost.
   Outcome reconcile(Conn& c);
   bool settle_writes();  // waits for the writer to commit the jobs submitted so far
-  void requeue(const Row& r);
+  void requeue(std::vector<Requeue> rows);         // new outbox rows, in one writer job
   std::optional<std::int64_t> read_mark(Conn& c);  // nullopt: Redis failed (set_error)
   void set_error(const std::string& e);
 

@@ -62,26 +62,43 @@ bool Relay::settle_writes() {
   return true;
 }
 
-// A re-projected interaction whose stream refused it: a new outbox row (the common path sends
-// it, or holds it with its stream's other rows), its queued_seq following.
-void Relay::requeue(const Row& r) {
+// New outbox rows, after every seq handed out so far, with queued_seq following (the row is the
+// connection's last insert), in one writer job; each replaces the row `old` (0: none). Queue and
+// priority are the interaction's own, as now (after a transfer); a finished one gets none.
+void Relay::requeue(std::vector<Requeue> rows) {
+  if (rows.empty()) {
+    return;
+  }
+  auto job = std::make_shared<std::vector<Requeue>>(std::move(rows));
   writer_.submit(storage::Job{
-      [id = r.id, queue = r.queue, priority = r.priority, now = now_ms()](storage::Db& db) {
-        db.prepare(
-              "INSERT INTO outbox(interaction_id, queue, priority, created_at) "
-              "VALUES (?1, ?2, ?3, ?4)")
-            .bind(1, id)
-            .bind(2, queue)
-            .bind(3, priority)
-            .bind(4, now)
-            .run();
-        db.prepare("UPDATE interactions SET queued_seq = last_insert_rowid() WHERE id = ?1")
-            .bind(1, id)
-            .run();
+      [job, now = now_ms()](storage::Db& db) {
+        static thread_local storage::Db* prepared_for = nullptr;
+        static thread_local std::optional<storage::Stmt> del, add, follow;
+        if (prepared_for != &db) {
+          del.emplace(db.prepare("DELETE FROM outbox WHERE seq = ?1"));
+          add.emplace(
+              db.prepare("INSERT INTO outbox(interaction_id, queue, priority, created_at) "
+                         "SELECT id, queue, priority, ?2 FROM interactions "
+                         "WHERE id = ?1 AND state IN ('queued', 'claimed')"));
+          follow.emplace(
+              db.prepare("UPDATE interactions SET queued_seq = last_insert_rowid() WHERE id = ?1"));
+          prepared_for = &db;
+        }
+        for (const Requeue& r : *job) {
+          if (r.old != 0) {
+            del->bind(1, r.old).run();
+          }
+          add->bind(1, r.id).bind(2, now).run();
+          if (db.changes() > 0) {
+            follow->bind(1, r.id).run();
+          }
+        }
       },
-      [id = r.id](const std::string& error) {
+      [job](const std::string& error) {
         if (!error.empty()) {
-          logger("relay")->error("[relay] interaction {} could not be queued again: {}", id, error);
+          logger("relay")->error(
+              "[relay] {} interactions (the first {}) could not be queued again: {}", job->size(),
+              job->front().id, error);
         }
       }});
 }
@@ -153,14 +170,16 @@ Relay::Outcome Relay::reconcile(Conn& c) {
     }
     bool whole = b.sent.empty() || send(c, b);
     Taken taken;
+    std::vector<Requeue> refused;
     for (const Row& r : b.rows) {
       if (r.fate == Row::Fate::added) {
         taken.add(r, false, cfg_.prefix);
       } else if (r.fate == Row::Fate::refused) {
-        requeue(r);
+        refused.push_back(Requeue{0, r.id});
         ++episode_requeued_;
       }
     }
+    requeue(std::move(refused));
     {
       // No outbox row to wait for: nothing replays these once the mark covers them.
       std::lock_guard lock(unlink_mu_);
