@@ -176,6 +176,7 @@ void Relay::loop() {
     if (stopping && std::chrono::steady_clock::now() >= flush_until_) {
       break;
     }
+    retry_requeues();  // the writer's, not Redis's: also while Redis is down
     if (!conn.ctx) {
       if (auto why = connect(conn); !why.empty()) {
         set_error(why);
@@ -265,6 +266,17 @@ void Relay::loop() {
     }
   }
   reader_.reset();
+  std::lock_guard lock(requeue_mu_);
+  if (!failed_requeues_.empty()) {
+    std::string ids;
+    for (const auto& r : failed_requeues_) {
+      ids += (ids.empty() ? "" : ", ") + r.id;
+    }
+    logger("relay")->error(
+        "[relay] stopping while {} interactions could not be queued again (the database "
+        "refused their outbox rows): {}; they stay open in the database, in no queue",
+        failed_requeues_.size(), ids);
+  }
 }
 
 // One pass of the common path: the next rows after the watermark, in seq order.

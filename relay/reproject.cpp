@@ -65,6 +65,9 @@ bool Relay::settle_writes() {
 // New outbox rows, after every seq handed out so far, with queued_seq following (the row is the
 // connection's last insert), in one writer job; each replaces the row `old` (0: none). Queue and
 // priority are the interaction's own, as now (after a transfer); a finished one gets none.
+// A failed job would leave its interactions in no queue for good: Redis refused them or has
+// them only below its mark, which a re-projection never reads again. It is submitted again
+// (retry_requeues) until it goes through; meanwhile an old row stays in the outbox.
 void Relay::requeue(std::vector<Requeue> rows) {
   if (rows.empty()) {
     return;
@@ -94,13 +97,38 @@ void Relay::requeue(std::vector<Requeue> rows) {
           }
         }
       },
-      [job](const std::string& error) {
-        if (!error.empty()) {
-          logger("relay")->error(
-              "[relay] {} interactions (the first {}) could not be queued again: {}", job->size(),
-              job->front().id, error);
+      [this, job](const std::string& error) {
+        std::lock_guard lock(requeue_mu_);
+        if (error.empty()) {
+          if (requeue_failing_ && failed_requeues_.empty()) {
+            requeue_failing_ = false;
+            logger("relay")->info("[relay] the interactions left in no queue are queued again");
+          }
+          return;
         }
+        if (!requeue_failing_) {
+          requeue_failing_ = true;
+          logger("relay")->error(
+              "[relay] {} interactions (the first {}) could not be queued again: {}; they are in "
+              "no queue until a retry goes through (every second)",
+              job->size(), job->front().id, error);
+        }
+        failed_requeues_.insert(failed_requeues_.end(), job->begin(), job->end());
       }});
+}
+
+void Relay::retry_requeues() {
+  auto now = std::chrono::steady_clock::now();
+  std::vector<Requeue> rows;
+  {
+    std::lock_guard lock(requeue_mu_);
+    if (failed_requeues_.empty() || now < requeue_retry_at_) {
+      return;
+    }
+    rows.swap(failed_requeues_);
+  }
+  requeue_retry_at_ = now + std::chrono::seconds(1);
+  requeue(std::move(rows));
 }
 
 Relay::Outcome Relay::reconcile(Conn& c) {

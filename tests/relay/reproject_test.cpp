@@ -304,4 +304,40 @@ TEST_CASE(
   CHECK(ids_in(redis, kGeneral) == std::vector<std::string>{g0});
 }
 
+TEST_CASE(
+    "a re-projected interaction whose stream refuses it is queued again after the database "
+    "refused its new outbox row for a while") {
+  TempDir dir;
+  RedisServer redis;
+  RelayLog log;
+  App app(billing_config(dir, redis.port()));
+  app.start();
+  auto port = app.port();
+  REQUIRE(eventually([&] { return ready(port); }));
+  auto b0 = post(port, "b0", "refund");
+  auto g0 = post(port, "g0", "hello");
+  REQUIRE(eventually([&] { return ids_in(redis, kBilling) == std::vector<std::string>{b0}; }));
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == std::vector<std::string>{g0}; }));
+  auto path = dir.file("switchboard.db");
+  REQUIRE(eventually([&] { return outbox_rows(path) == 0; }));
+  // The writer fails b0's new outbox row (as a full disk would fail its job).
+  storage::Db db(path);
+  db.exec("CREATE TRIGGER refuse_b0 BEFORE INSERT ON outbox WHEN NEW.interaction_id = '" + b0 +
+          "' BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+  // Redis loses everything, and billing's key comes back broken: the re-projection adds g0,
+  // billing refuses b0, which needs a new outbox row.
+  CHECK(redis.cmd({"EVAL", "redis.call('FLUSHALL') redis.call('SET', KEYS[1], 'x') return 1", "1",
+                   kBilling}) == "1");
+  REQUIRE(eventually(
+      [&] { return log.text().find("could not be queued again") != std::string::npos; }));
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == std::vector<std::string>{g0}; }));
+  db.exec("DROP TRIGGER refuse_b0");
+  redis.cmd({"DEL", kBilling});
+  CHECK(eventually([&] { return ids_in(redis, kBilling) == std::vector<std::string>{b0}; },
+                   std::chrono::seconds(10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(ids_in(redis, kBilling) == std::vector<std::string>{b0});
+  CHECK(ids_in(redis, kGeneral) == std::vector<std::string>{g0});
+}
+
 }  // namespace reproject_test
