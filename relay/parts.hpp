@@ -65,6 +65,8 @@ struct Relay::Reader {
   storage::Stmt held;       // one held stream's rows, from its first held row up to the watermark
   storage::Stmt lost;       // open interactions queued within a seq range whose outbox row is gone
   storage::Stmt projected;  // relay_state.projected: the highest outbox seq deleted
+  storage::Stmt oldest;     // the lowest queued_seq of an open interaction (NULL: none)
+  storage::Stmt unsequenced;  // an open interaction queued before schema 13 (no queued_seq)?
   explicit Reader(const std::string& path);
 };
 

@@ -46,7 +46,11 @@ Relay::Reader::Reader(const std::string& path)
                       "AND i.state IN ('queued', 'claimed') "
                       "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.seq = i.queued_seq) "
                       "ORDER BY i.queued_seq LIMIT ?3")),
-      projected(db.prepare("SELECT coalesce((SELECT projected FROM relay_state), 0)")) {}
+      projected(db.prepare("SELECT coalesce((SELECT projected FROM relay_state), 0)")),
+      oldest(db.prepare(
+          "SELECT min(queued_seq) FROM interactions WHERE state IN ('queued', 'claimed')")),
+      unsequenced(db.prepare("SELECT 1 FROM interactions WHERE queued_seq IS NULL "
+                             "AND state IN ('queued', 'claimed') LIMIT 1")) {}
 
 namespace {
 

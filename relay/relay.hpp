@@ -108,7 +108,8 @@ class Relay {
   bool unlink_markers(Conn& c);
   // reproject.cpp: Redis's mark against the database's; re-projects what Redis lost.
   Outcome reconcile(Conn& c);
-  bool settle_writes();  // waits for the writer to commit the jobs submitted so far
+  bool settle_writes();         // waits for the writer to commit the jobs submitted so far
+  void sequence_unsequenced();  // open interactions queued before schema 13: a queued_seq < 0
   // New outbox rows (one writer job). A job that fails is submitted again (retry_requeues): the
   // interactions would otherwise be in no queue and, below Redis's mark, never re-projected.
   void requeue(std::vector<Requeue> rows);

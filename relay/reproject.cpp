@@ -131,6 +131,41 @@ void Relay::retry_requeues() {
   requeue(std::move(rows));
 }
 
+// Interactions queued before schema 13 have no queued_seq: nothing said where they lay against
+// Redis's mark, and a re-projection passed them over. A Redis that has a mark was marked after
+// the upgrade, so it has (or had, before a loss) every entry of theirs: they count as below any
+// mark, and go back only when Redis lost everything (mark 0). They get seqs below 0, in their
+// arrival order, once this Redis has a mark, never from the upgrade itself: the first start
+// after it finds Redis without a mark though full, and would have added them all twice. Those
+// still in the outbox wait: sent, they get a new row (Row::below). One indexed look per
+// connection once none is left.
+void Relay::sequence_unsequenced() {
+  if (mark_ <= 0) {
+    return;
+  }
+  Reader& rd = *reader_;
+  bool any = rd.unsequenced.step();
+  rd.unsequenced.reset();
+  if (!any) {
+    return;
+  }
+  writer_.submit(storage::Job{
+      [](storage::Db& db) {
+        db.exec(
+            "UPDATE interactions SET queued_seq = seq - (SELECT max(seq) FROM interactions) - 1 "
+            "WHERE queued_seq IS NULL AND state IN ('queued', 'claimed') "
+            "AND id NOT IN (SELECT interaction_id FROM outbox)");
+      },
+      [](const std::string& error) {
+        if (!error.empty()) {
+          logger("relay")->warn(
+              "[relay] the interactions queued before schema 13 could not be given a place "
+              "before the projection mark: {}; tried again at the next connection",
+              error);
+        }
+      }});
+}
+
 Relay::Outcome Relay::reconcile(Conn& c) {
   lost_ = false;
   auto redis_mark = read_mark(c);
@@ -146,6 +181,7 @@ Relay::Outcome Relay::reconcile(Conn& c) {
   };
   if (*redis_mark >= std::max(db_mark(), mark_)) {
     mark_ = *redis_mark;
+    sequence_unsequenced();
     return Outcome::idle;
   }
   if (!reprojecting_) {
@@ -180,7 +216,17 @@ Relay::Outcome Relay::reconcile(Conn& c) {
   watermark_ = 0;
   held_.clear();
   publish_held();
-  for (std::int64_t from = *redis_mark; from < upto;) {
+  std::int64_t first = *redis_mark;
+  if (first == 0) {
+    // Nothing left (or a Redis never marked): from the interactions queued before schema 13 too,
+    // given seqs below 0 by sequence_unsequenced() once this Redis had a mark.
+    rd.oldest.step();
+    if (!rd.oldest.is_null(0)) {
+      first = std::min<std::int64_t>(0, rd.oldest.int64(0) - 1);
+    }
+    rd.oldest.reset();
+  }
+  for (std::int64_t from = first; from < upto;) {
     {
       std::lock_guard lock(mu_);
       if (stopping_ && std::chrono::steady_clock::now() >= flush_until_) {
@@ -248,6 +294,7 @@ Relay::Outcome Relay::reconcile(Conn& c) {
     mark_ = upto;
   }
   reprojecting_ = false;
+  sequence_unsequenced();
   logger("relay")->warn(
       "[redis {}:{}] re-projected {} open interactions into their queues (prefix {}) in {} ms{}; "
       "those claimed at the loss wait to be claimed again",

@@ -340,4 +340,47 @@ TEST_CASE(
   CHECK(ids_in(redis, kGeneral) == std::vector<std::string>{g0});
 }
 
+TEST_CASE(
+    "interactions queued before schema 13 are not added twice at the first start after the "
+    "upgrade, and come back after a later FLUSHALL") {
+  TempDir dir;
+  RedisServer redis;
+  auto path = dir.file("switchboard.db");
+  std::vector<std::string> ids;
+  {
+    App app(test_config(dir, redis.port()));
+    app.start();
+    REQUIRE(eventually([&] { return ready(app.port()); }));
+    ids.push_back(post(app.port(), "u0"));
+    ids.push_back(post(app.port(), "u1"));
+    REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == ids; }));
+    REQUIRE(eventually([&] { return outbox_rows(path) == 0; }));
+    app.stop();
+  }
+  // As an upgrade from version 12 leaves them: no queued_seq, and a Redis never marked.
+  storage::Db(path).exec("UPDATE interactions SET queued_seq = NULL");
+  CHECK(redis.cmd({"DEL", "sb:projected"}) == "1");
+  RelayLog log;
+  App app(test_config(dir, redis.port()));
+  app.start();
+  auto port = app.port();
+  REQUIRE(eventually([&] { return ready(port); }));
+  REQUIRE(eventually([&] { return log.text().find("re-projected 0 open") != std::string::npos; }));
+  ids.push_back(post(port, "u2"));
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == ids; }));
+  // Placed before everything queued since, in their order.
+  auto placed = [&] {
+    storage::Db db(path, true);
+    auto st = db.prepare("SELECT count(*) FROM interactions WHERE queued_seq < 0");
+    st.step();
+    return st.int64(0);
+  };
+  CHECK(eventually([&] { return placed() == 2; }));
+  CHECK(redis.cmd({"FLUSHALL"}) == "OK");
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == ids; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(ids_in(redis, kGeneral) == ids);
+  CHECK(reprojected(port, 3));
+}
+
 }  // namespace reproject_test
