@@ -270,16 +270,22 @@ void Relay::loop() {
     }
   }
   reader_.reset();
+  // Requeues the writer still refuses. A re-projected one (no old row) is in no queue: nothing
+  // finds it again. One added below the mark is in Redis, and its old row usually still in the
+  // outbox, sent again (and requeued) at the next start.
   std::lock_guard lock(requeue_mu_);
-  if (!failed_requeues_.empty()) {
-    std::string ids;
-    for (const auto& r : failed_requeues_) {
-      ids += (ids.empty() ? "" : ", ") + r.id;
+  std::string lost;
+  for (const auto& r : failed_requeues_) {
+    if (r.old == 0) {
+      lost += (lost.empty() ? "" : ", ") + r.id;
     }
+  }
+  if (!lost.empty()) {
     logger("relay")->error(
-        "[relay] stopping while {} interactions could not be queued again (the database "
-        "refused their outbox rows): {}; they stay open in the database, in no queue",
-        failed_requeues_.size(), ids);
+        "[relay] stopping while the database refuses the outbox rows of re-projected "
+        "interactions their stream refused: {} stay open in no queue; an outbox row each, "
+        "written while switchboard is stopped, queues them at the next start (README: Redis)",
+        lost);
   }
 }
 
