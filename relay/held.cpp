@@ -5,6 +5,14 @@
 // one up to the watermark: the common path never reads a held row twice, and rows of the stream
 // past the watermark are held by the common path as it reaches them, so none overtakes another.
 // After a restart the held rows are simply the outbox's first rows again.
+//
+// A held row lies below Redis's projection mark: the call that refused it raised the mark past
+// it (the rows after it went in), and so did every later call. Deleted once its retry is in,
+// it would be a row the mark claims while a snapshot of Redis taken before the retry lacks its
+// entry: Redis restarted from that snapshot, the re-projection (reproject.cpp) starts above
+// that mark and never sends it again. So a row Redis takes below the mark (Row::below) gets a
+// new outbox row above everything instead (requeue): the common path sends that one, the
+// marker skips it, and the mark rises past it only once the entry is in Redis.
 #include <algorithm>
 
 #include "core/log.hpp"
@@ -69,9 +77,13 @@ bool Relay::retry(Conn& c, const std::string& stream, Held& h) {
       stuck = &r;  // refused again, or Redis as a whole failed: this row and the rest wait
       break;
     }
-    taken.add(r, false, cfg_.prefix);  // other streams' held rows may lie between
+    if (r.below) {
+      taken.add_below(r);  // the mark passed it while it was held
+    } else {
+      taken.add(r, false, cfg_.prefix);  // other streams' held rows may lie between
+    }
   }
-  h.rows = std::max<std::int64_t>(0, h.rows - static_cast<std::int64_t>(taken.markers.size()));
+  h.rows = std::max<std::int64_t>(0, h.rows - static_cast<std::int64_t>(taken.rows()));
   remove(taken);
   auto now = std::chrono::steady_clock::now();
   if (stuck) {

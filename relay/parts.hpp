@@ -18,8 +18,9 @@ namespace relay_detail {
 constexpr int kBatch = 512;     // outbox rows read per pass
 constexpr int kPerScript = 64;  // entries per EVALSHA: one Lua call amortised, Redis never
                                 // busy for long (~0.3 ms)
-// A re-projection reads at most this many seqs a batch (and kBatch rows): finished interactions
-// in the range cost a look each, so a database of mostly finished ones is read in short steps.
+// A re-projection reads at most this many seqs a batch (and kBatch rows), through an index of
+// the open interactions (schema 17): those still in the outbox (a backlog Redis never had) cost
+// a look each, so a long backlog is read in short steps too.
 constexpr std::int64_t kReprojectSpan = 8192;
 // Back-off of a held stream: its first retry after 1 s, doubling up to 30 s.
 constexpr std::chrono::milliseconds kFirstRetry{1000};
@@ -64,6 +65,8 @@ struct Relay::Reader {
   storage::Stmt held;       // one held stream's rows, from its first held row up to the watermark
   storage::Stmt lost;       // open interactions queued within a seq range whose outbox row is gone
   storage::Stmt projected;  // relay_state.projected: the highest outbox seq deleted
+  storage::Stmt oldest;     // the lowest queued_seq of an open interaction (NULL: none)
+  storage::Stmt unsequenced;  // an open interaction queued before schema 13 (no queued_seq)?
   explicit Reader(const std::string& path);
 };
 
@@ -78,6 +81,20 @@ struct Relay::Row {
     refused,  // its stream refused it, or an earlier row of its stream: held in the outbox
   } fate = Fate::unsent;
   std::string error;  // Redis's answer, when refused
+  // Sent at or below the mark its call expected: Redis's mark passed this seq before the entry
+  // went in (a held row, or one left from before a loss), so a snapshot taken in between has the
+  // mark without the entry. Once added it gets a new outbox row above the mark (requeue) instead
+  // of being deleted: the mark then covers it only once the entry is in Redis.
+  bool below = false;
+};
+
+// An interaction given a new outbox row, after every seq handed out so far, its queued_seq
+// following: one Redis refused while re-projecting it (old = 0, it has no row), or one added
+// below the mark (its row `old` goes). The common path sends the new row: the once-only marker
+// skips one already in Redis, and the mark rises past it.
+struct Relay::Requeue {
+  std::int64_t old;
+  std::string id;
 };
 
 // The rows of one pass and the EVALSHA commands that carry those sent (kPerScript rows each).
@@ -95,8 +112,13 @@ struct Relay::Taken {
   std::vector<std::pair<std::int64_t, std::int64_t>> ranges;   // inclusive
   std::vector<std::string> markers;                            // {prefix}:relayed:{id}
   std::vector<std::pair<std::string, std::size_t>> per_queue;  // entries added, for wake-ups
+  std::vector<Requeue> requeued;  // rows added below the mark: a new outbox row each
   // `next_to_last`: no outbox row lies between the last row taken and this one.
   void add(const Row& r, bool next_to_last, const std::string& prefix);
+  // A row Redis took at or below the mark (Row::below): its marker stays until the new row's
+  // delete, which counts it as delivered.
+  void add_below(const Row& r);
+  std::size_t rows() const { return markers.size() + requeued.size(); }
 };
 
 }  // namespace sb

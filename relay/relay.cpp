@@ -35,7 +35,10 @@ Relay::Reader::Reader(const std::string& path)
                       "ORDER BY o.seq LIMIT ?5")),
       // In its current queue and priority (after transfers), as the payload says too. Open:
       // waiting or claimed, not finished, not dead-lettered. An interaction whose outbox row is
-      // still there is the outbox's to send (held, or not yet read).
+      // still there is the outbox's to send (held, or not yet read). The state term is the
+      // index's own WHERE, word for word (schema 17): SQLite uses a partial index only then, and
+      // the re-projection reads the open interactions alone, not every one ever queued
+      // (tests/storage/schema_test.cpp checks the plan and the rows read).
       lost(db.prepare("SELECT i.queued_seq, i.id, i.queue, i.priority, i.conversation_id, "
                       "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload, i.received_at "
                       "FROM interactions i "
@@ -43,7 +46,26 @@ Relay::Reader::Reader(const std::string& path)
                       "AND i.state IN ('queued', 'claimed') "
                       "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.seq = i.queued_seq) "
                       "ORDER BY i.queued_seq LIMIT ?3")),
-      projected(db.prepare("SELECT coalesce((SELECT projected FROM relay_state), 0)")) {}
+      projected(db.prepare("SELECT coalesce((SELECT projected FROM relay_state), 0)")),
+      oldest(db.prepare(
+          "SELECT min(queued_seq) FROM interactions WHERE state IN ('queued', 'claimed')")),
+      unsequenced(db.prepare("SELECT 1 FROM interactions WHERE queued_seq IS NULL "
+                             "AND state IN ('queued', 'claimed') LIMIT 1")) {}
+
+namespace {
+
+void count_queue(std::vector<std::pair<std::string, std::size_t>>& per_queue,
+                 const std::string& queue) {
+  auto q = std::find_if(per_queue.begin(), per_queue.end(),
+                        [&](const auto& p) { return p.first == queue; });
+  if (q == per_queue.end()) {
+    per_queue.emplace_back(queue, 1);
+  } else {
+    ++q->second;
+  }
+}
+
+}  // namespace
 
 void Relay::Taken::add(const Row& r, bool next_to_last, const std::string& prefix) {
   if (next_to_last && !ranges.empty()) {
@@ -52,13 +74,12 @@ void Relay::Taken::add(const Row& r, bool next_to_last, const std::string& prefi
     ranges.emplace_back(r.seq, r.seq);
   }
   markers.push_back(prefix + ":relayed:" + r.id);
-  auto q = std::find_if(per_queue.begin(), per_queue.end(),
-                        [&](const auto& p) { return p.first == r.queue; });
-  if (q == per_queue.end()) {
-    per_queue.emplace_back(r.queue, 1);
-  } else {
-    ++q->second;
-  }
+  count_queue(per_queue, r.queue);
+}
+
+void Relay::Taken::add_below(const Row& r) {
+  requeued.push_back(Requeue{r.seq, r.id});
+  count_queue(per_queue, r.queue);
 }
 
 Relay::Relay(const config::Redis& redis, storage::Writer& writer, std::vector<std::string> queues)
@@ -159,6 +180,7 @@ void Relay::loop() {
     if (stopping && std::chrono::steady_clock::now() >= flush_until_) {
       break;
     }
+    retry_requeues();  // the writer's, not Redis's: also while Redis is down
     if (!conn.ctx) {
       if (auto why = connect(conn); !why.empty()) {
         set_error(why);
@@ -248,6 +270,23 @@ void Relay::loop() {
     }
   }
   reader_.reset();
+  // Requeues the writer still refuses. A re-projected one (no old row) is in no queue: nothing
+  // finds it again. One added below the mark is in Redis, and its old row usually still in the
+  // outbox, sent again (and requeued) at the next start.
+  std::lock_guard lock(requeue_mu_);
+  std::string lost;
+  for (const auto& r : failed_requeues_) {
+    if (r.old == 0) {
+      lost += (lost.empty() ? "" : ", ") + r.id;
+    }
+  }
+  if (!lost.empty()) {
+    logger("relay")->error(
+        "[relay] stopping while the database refuses the outbox rows of re-projected "
+        "interactions their stream refused: {} stay open in no queue; an outbox row each, "
+        "written while switchboard is stopped, queues them at the next start (README: Redis)",
+        lost);
+  }
 }
 
 // One pass of the common path: the next rows after the watermark, in seq order.
@@ -316,6 +355,9 @@ Relay::Outcome Relay::pass(Conn& c) {
     if (r.fate == Row::Fate::refused) {
       hold(r);
       next_to_last = false;
+    } else if (r.below) {
+      taken.add_below(r);  // left from before this start or a loss: Redis's mark passed it
+      next_to_last = false;
     } else {
       taken.add(r, next_to_last, cfg_.prefix);
       if (sweep && seen == 0) {
@@ -338,37 +380,38 @@ Relay::Outcome Relay::pass(Conn& c) {
 // mark with them (in the same transaction). Once the delete is on disk no replay can reach
 // these operations, not even after a power loss: their markers go then (on a pass after the
 // next full checkpoint) instead of filling Redis for the TTL. A crash before that leaves them
-// to expire.
+// to expire. Rows taken below the mark get a new outbox row instead (requeue): their markers
+// stay, and they count as delivered when that row is deleted.
 void Relay::remove(Taken& t) {
-  if (t.ranges.empty()) {
-    return;
-  }
-  delivered_ += t.markers.size();
-  auto markers = std::make_shared<std::vector<std::string>>(std::move(t.markers));
-  writer_.submit(storage::Job{
-      [ranges = std::move(t.ranges)](storage::Db& wdb) {
-        static thread_local storage::Db* prepared_for = nullptr;
-        static thread_local std::optional<storage::Stmt> del, mark;
-        if (prepared_for != &wdb) {
-          del.emplace(wdb.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2"));
-          mark.emplace(
-              wdb.prepare("UPDATE relay_state SET projected = max(projected, ?1) WHERE id = 1"));
-          prepared_for = &wdb;
-        }
-        for (const auto& [from, to] : ranges) {
-          del->bind(1, from).bind(2, to).run();
-        }
-        mark->bind(1, ranges.back().second).run();  // ranges in seq order
-      },
-      [this, markers](const std::string& error) {
-        if (error.empty()) {
-          auto commit = writer_.commits();  // this one, or later
-          std::lock_guard lock(unlink_mu_);
-          for (auto& m : *markers) {
-            unlink_.emplace_back(commit, std::move(m));
+  requeue(std::move(t.requeued));
+  if (!t.ranges.empty()) {
+    delivered_ += t.markers.size();
+    auto markers = std::make_shared<std::vector<std::string>>(std::move(t.markers));
+    writer_.submit(storage::Job{
+        [ranges = std::move(t.ranges)](storage::Db& wdb) {
+          static thread_local storage::Db* prepared_for = nullptr;
+          static thread_local std::optional<storage::Stmt> del, mark;
+          if (prepared_for != &wdb) {
+            del.emplace(wdb.prepare("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2"));
+            mark.emplace(
+                wdb.prepare("UPDATE relay_state SET projected = max(projected, ?1) WHERE id = 1"));
+            prepared_for = &wdb;
           }
-        }
-      }});
+          for (const auto& [from, to] : ranges) {
+            del->bind(1, from).bind(2, to).run();
+          }
+          mark->bind(1, ranges.back().second).run();  // ranges in seq order
+        },
+        [this, markers](const std::string& error) {
+          if (error.empty()) {
+            auto commit = writer_.commits();  // this one, or later
+            std::lock_guard lock(unlink_mu_);
+            for (auto& m : *markers) {
+              unlink_.emplace_back(commit, std::move(m));
+            }
+          }
+        }});
+  }
   if (on_delivered_) {
     for (const auto& [q, n] : t.per_queue) {
       on_delivered_(q, n);

@@ -83,6 +83,7 @@ class Relay {
   struct Row;
   struct Batch;
   struct Taken;
+  struct Requeue;
   struct Held {
     std::string queue, priority;
     std::int64_t from_seq;  // its first held row: every later row of the stream waits too
@@ -107,8 +108,12 @@ class Relay {
   bool unlink_markers(Conn& c);
   // reproject.cpp: Redis's mark against the database's; re-projects what Redis lost.
   Outcome reconcile(Conn& c);
-  bool settle_writes();  // waits for the writer to commit the jobs submitted so far
-  void requeue(const Row& r);
+  bool settle_writes();         // waits for the writer to commit the jobs submitted so far
+  void sequence_unsequenced();  // open interactions queued before schema 13: a queued_seq < 0
+  // New outbox rows (one writer job). A job that fails is submitted again (retry_requeues): the
+  // interactions would otherwise be in no queue and, below Redis's mark, never re-projected.
+  void requeue(std::vector<Requeue> rows);
+  void retry_requeues();                           // the failed ones, at most once a second
   std::optional<std::int64_t> read_mark(Conn& c);  // nullopt: Redis failed (set_error)
   void set_error(const std::string& e);
 
@@ -144,6 +149,10 @@ class Relay {
   // Markers of operations whose outbox rows are deleted, with the writer's commit count at that
   // delete: a marker goes once that commit is durable (Writer::durable_commits).
   std::deque<std::pair<std::uint64_t, std::string>> unlink_;
+  std::mutex requeue_mu_;
+  std::vector<Requeue> failed_requeues_;  // their job failed: submitted again (requeue_mu_)
+  bool requeue_failing_ = false;          // logged once per episode (requeue_mu_)
+  std::chrono::steady_clock::time_point requeue_retry_at_;  // relay thread
 
   std::atomic<bool> redis_ok_{false};
   std::atomic<std::int64_t> published_watermark_{0};  // watermark_ as of the last pass

@@ -62,26 +62,106 @@ bool Relay::settle_writes() {
   return true;
 }
 
-// A re-projected interaction whose stream refused it: a new outbox row (the common path sends
-// it, or holds it with its stream's other rows), its queued_seq following.
-void Relay::requeue(const Row& r) {
+// New outbox rows, after every seq handed out so far, with queued_seq following (the row is the
+// connection's last insert), in one writer job; each replaces the row `old` (0: none). Queue and
+// priority are the interaction's own, as now (after a transfer); a finished one gets none.
+// A failed job would leave its interactions in no queue for good: Redis refused them or has
+// them only below its mark, which a re-projection never reads again. It is submitted again
+// (retry_requeues) until it goes through; meanwhile an old row stays in the outbox.
+void Relay::requeue(std::vector<Requeue> rows) {
+  if (rows.empty()) {
+    return;
+  }
+  auto job = std::make_shared<std::vector<Requeue>>(std::move(rows));
   writer_.submit(storage::Job{
-      [id = r.id, queue = r.queue, priority = r.priority, now = now_ms()](storage::Db& db) {
-        db.prepare(
-              "INSERT INTO outbox(interaction_id, queue, priority, created_at) "
-              "VALUES (?1, ?2, ?3, ?4)")
-            .bind(1, id)
-            .bind(2, queue)
-            .bind(3, priority)
-            .bind(4, now)
-            .run();
-        db.prepare("UPDATE interactions SET queued_seq = last_insert_rowid() WHERE id = ?1")
-            .bind(1, id)
-            .run();
+      [job, now = now_ms()](storage::Db& db) {
+        static thread_local storage::Db* prepared_for = nullptr;
+        static thread_local std::optional<storage::Stmt> del, add, follow;
+        if (prepared_for != &db) {
+          del.emplace(db.prepare("DELETE FROM outbox WHERE seq = ?1"));
+          add.emplace(
+              db.prepare("INSERT INTO outbox(interaction_id, queue, priority, created_at) "
+                         "SELECT id, queue, priority, ?2 FROM interactions "
+                         "WHERE id = ?1 AND state IN ('queued', 'claimed')"));
+          follow.emplace(
+              db.prepare("UPDATE interactions SET queued_seq = last_insert_rowid() WHERE id = ?1"));
+          prepared_for = &db;
+        }
+        for (const Requeue& r : *job) {
+          if (r.old != 0) {
+            del->bind(1, r.old).run();
+          }
+          add->bind(1, r.id).bind(2, now).run();
+          if (db.changes() > 0) {
+            follow->bind(1, r.id).run();
+          }
+        }
       },
-      [id = r.id](const std::string& error) {
+      [this, job](const std::string& error) {
+        std::lock_guard lock(requeue_mu_);
+        if (error.empty()) {
+          if (requeue_failing_ && failed_requeues_.empty()) {
+            requeue_failing_ = false;
+            logger("relay")->info("[relay] the interactions left in no queue are queued again");
+          }
+          return;
+        }
+        if (!requeue_failing_) {
+          requeue_failing_ = true;
+          logger("relay")->error(
+              "[relay] {} interactions (the first {}) could not be queued again: {}; they are in "
+              "no queue until a retry goes through (every second)",
+              job->size(), job->front().id, error);
+        }
+        failed_requeues_.insert(failed_requeues_.end(), job->begin(), job->end());
+      }});
+}
+
+void Relay::retry_requeues() {
+  auto now = std::chrono::steady_clock::now();
+  std::vector<Requeue> rows;
+  {
+    std::lock_guard lock(requeue_mu_);
+    if (failed_requeues_.empty() || now < requeue_retry_at_) {
+      return;
+    }
+    rows.swap(failed_requeues_);
+  }
+  requeue_retry_at_ = now + std::chrono::seconds(1);
+  requeue(std::move(rows));
+}
+
+// Interactions queued before schema 13 have no queued_seq: nothing said where they lay against
+// Redis's mark, and a re-projection passed them over. A Redis that has a mark was marked after
+// the upgrade, so it has (or had, before a loss) every entry of theirs: they count as below any
+// mark, and go back only when Redis lost everything (mark 0). They get seqs below 0, in their
+// arrival order, once this Redis has a mark, never from the upgrade itself: the first start
+// after it finds Redis without a mark though full, and would have added them all twice. Those
+// still in the outbox wait: sent, they get a new row (Row::below). One indexed look per
+// connection once none is left.
+void Relay::sequence_unsequenced() {
+  if (mark_ <= 0) {
+    return;
+  }
+  Reader& rd = *reader_;
+  bool any = rd.unsequenced.step();
+  rd.unsequenced.reset();
+  if (!any) {
+    return;
+  }
+  writer_.submit(storage::Job{
+      [](storage::Db& db) {
+        db.exec(
+            "UPDATE interactions SET queued_seq = seq - (SELECT max(seq) FROM interactions) - 1 "
+            "WHERE queued_seq IS NULL AND state IN ('queued', 'claimed') "
+            "AND id NOT IN (SELECT interaction_id FROM outbox)");
+      },
+      [](const std::string& error) {
         if (!error.empty()) {
-          logger("relay")->error("[relay] interaction {} could not be queued again: {}", id, error);
+          logger("relay")->warn(
+              "[relay] the interactions queued before schema 13 could not be given a place "
+              "before the projection mark: {}; tried again at the next connection",
+              error);
         }
       }});
 }
@@ -101,6 +181,7 @@ Relay::Outcome Relay::reconcile(Conn& c) {
   };
   if (*redis_mark >= std::max(db_mark(), mark_)) {
     mark_ = *redis_mark;
+    sequence_unsequenced();
     return Outcome::idle;
   }
   if (!reprojecting_) {
@@ -135,7 +216,17 @@ Relay::Outcome Relay::reconcile(Conn& c) {
   watermark_ = 0;
   held_.clear();
   publish_held();
-  for (std::int64_t from = *redis_mark; from < upto;) {
+  std::int64_t first = *redis_mark;
+  if (first == 0) {
+    // Nothing left (or a Redis never marked): from the interactions queued before schema 13 too,
+    // given seqs below 0 by sequence_unsequenced() once this Redis had a mark.
+    rd.oldest.step();
+    if (!rd.oldest.is_null(0)) {
+      first = std::min<std::int64_t>(0, rd.oldest.int64(0) - 1);
+    }
+    rd.oldest.reset();
+  }
+  for (std::int64_t from = first; from < upto;) {
     {
       std::lock_guard lock(mu_);
       if (stopping_ && std::chrono::steady_clock::now() >= flush_until_) {
@@ -153,14 +244,16 @@ Relay::Outcome Relay::reconcile(Conn& c) {
     }
     bool whole = b.sent.empty() || send(c, b);
     Taken taken;
+    std::vector<Requeue> refused;
     for (const Row& r : b.rows) {
       if (r.fate == Row::Fate::added) {
         taken.add(r, false, cfg_.prefix);
       } else if (r.fate == Row::Fate::refused) {
-        requeue(r);
+        refused.push_back(Requeue{0, r.id});
         ++episode_requeued_;
       }
     }
+    requeue(std::move(refused));
     {
       // No outbox row to wait for: nothing replays these once the mark covers them.
       std::lock_guard lock(unlink_mu_);
@@ -201,6 +294,7 @@ Relay::Outcome Relay::reconcile(Conn& c) {
     mark_ = upto;
   }
   reprojecting_ = false;
+  sequence_unsequenced();
   logger("relay")->warn(
       "[redis {}:{}] re-projected {} open interactions into their queues (prefix {}) in {} ms{}; "
       "those claimed at the loss wait to be claimed again",

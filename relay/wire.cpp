@@ -59,7 +59,7 @@ void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held) 
   // The pass's note of refused streams, shared by its pipelined calls (see the script).
   std::string note = note_prefix_ + std::to_string(++passes_);
   // The mark each call expects: Redis's, then what the calls before it raise it to (held rows
-  // sent again lie below it and raise nothing).
+  // sent again lie below it and raise nothing; Row::below).
   std::int64_t expect = mark_;
   auto close_chunk = [&] {
     if (in_chunk == 0) {
@@ -102,6 +102,7 @@ void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held) 
       r.fate = Row::Fate::refused;  // waits behind its stream's held rows
       continue;
     }
+    r.below = r.seq <= expect;
     resp::bulk(keys, r.stream);
     resp::bulk(keys, cfg_.prefix + ":relayed:" + r.id);
     // interaction_id, conversation_id, customer_id, channel, kind, priority, payload

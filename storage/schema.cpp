@@ -326,6 +326,19 @@ DROP INDEX identities_by_username;
 CREATE INDEX identities_by_username ON identities(type, lower(ltrim(handle, '@')))
   WHERE type = 'x' OR type = 'telegram' OR type = 'instagram';
 )sql",
+    // 17 -> 18: the re-projection's index holds the open interactions only. After a total loss
+    // (FLUSHALL, mark 0) the relay read every interaction ever queued, finished ones included,
+    // in seq order before it delivered anything new: with millions of rows, minutes of no
+    // deliveries. Now it reads the open ones, which it sends anyway (relay/reproject.cpp). The
+    // price: a claim, release, finish or dead letter changes the indexed `state`, so it deletes
+    // (and, staying open, inserts again) one entry of this small index. Ingest costs what it
+    // did: one entry per queued interaction, none for one stored unqueued. Open interactions
+    // queued before version 13 (no queued_seq) are in it under NULL.
+    R"sql(
+DROP INDEX interactions_by_queued_seq;
+CREATE INDEX interactions_by_queued_seq ON interactions(queued_seq)
+  WHERE state IN ('queued', 'claimed');
+)sql",
 };
 
 int read_version(Db& db) {
