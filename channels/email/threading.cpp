@@ -64,6 +64,7 @@ sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_
   in.account = std::string(account);
   in.kind = "email";
   in.external_id = email.message_id;
+  in.content_hash = std::move(email.content_hash);  // empty for a synthetic id
   if (!email.from.email.empty()) {
     in.from = identity(email.from);
   }

@@ -11,7 +11,9 @@
 
 namespace sb::email {
 
-// channel "email", kind "email", external_id = Message-ID, from = lower-cased email identity,
+// channel "email", kind "email", external_id = Message-ID (the store appends "#<hash>" for
+// another message under an id already stored: Inbound::content_hash, set from the parse unless
+// the Message-ID is synthetic), from = lower-cased email identity,
 // to = To and Cc, flags from the parse. thread_lookup, most recent first: for In-Reply-To, the
 // last 50 References ids from the last, then the first (the thread's root), "conv:<id>" when
 // the id is one of ours, then "email:<account>:<msg-id>". thread_record:
