@@ -22,6 +22,11 @@ namespace sb::email {
 // Taken by value: the attachments (their bytes up to 25 MiB) move into the Inbound.
 sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_view mailbox);
 
+// The Message-ID an email interaction's external_id names: the id itself, without the
+// "#<16 hex digits>" the store appends to tell another message under an id already taken
+// (Inbound::content_hash). What a reply's In-Reply-To and References must carry.
+std::string_view message_id_of(std::string_view external_id);
+
 // "<sb.<conversation_id>.<16 random hex>@<domain>>" for messages we send.
 std::string make_message_id(std::string_view conversation_id, std::string_view domain);
 

@@ -183,3 +183,14 @@ TEST_CASE("content_hash: what the message says counts, its delivery trace does n
   CHECK(no_id.synthetic_message_id);
   CHECK(no_id.content_hash.empty());
 }
+
+TEST_CASE("message_id_of drops the store's #hash from an external id, nothing else") {
+  CHECK(message_id_of("<a@b.example>#0123456789abcdef") == "<a@b.example>");
+  CHECK(message_id_of("<a@b.example>") == "<a@b.example>");
+  CHECK(message_id_of("<a#0123456789abcdef@b>") == "<a#0123456789abcdef@b>");
+  CHECK(message_id_of("<a@b>#0123456789ABCDEF") == "<a@b>#0123456789ABCDEF");
+  CHECK(message_id_of("<a@b>#0123456789abcde") == "<a@b>#0123456789abcde");
+  CHECK(message_id_of("#0123456789abcdef") == "#0123456789abcdef");
+  CHECK(message_id_of("") == "");
+  CHECK(message_id_of("01JTESTREPLY00000000000002") == "01JTESTREPLY00000000000002");
+}
