@@ -69,7 +69,14 @@ struct Inbound {
   std::string account;  // the configured channel name (for the ingest API: the `source`)
   std::string kind;     // email | call | mention | direct_message | comment | message
   std::string direction = "inbound";
-  std::string external_id;       // dedupe key within (channel, account)
+  std::string external_id;  // dedupe key within (channel, account)
+  // Set where one external id may name different messages (email: broken mailers and some
+  // ticketing and marketing tools reuse Message-IDs; a forger may too): a digest of what the
+  // message says, without its delivery trace. Stored with the row. A stored row with the same
+  // external_id and another hash is a different message, stored under
+  // "<external_id>#<first 16 hex digits of the hash>" (Store::submit). Empty: the external id
+  // alone decides.
+  std::string content_hash;
   std::optional<Identity> from;  // canonical; nullopt for withheld callers (never matched)
   // Email: the Reply-To address when it differs from From; answers go there. In the payload as
   // "reply_to" when set. Not used for matching: the customer is the sender.

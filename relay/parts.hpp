@@ -19,7 +19,7 @@ constexpr int kBatch = 512;     // outbox rows read per pass
 constexpr int kPerScript = 64;  // entries per EVALSHA: one Lua call amortised, Redis never
                                 // busy for long (~0.3 ms)
 // A re-projection reads at most this many seqs a batch (and kBatch rows), through an index of
-// the open interactions (schema 17): those still in the outbox (a backlog Redis never had) cost
+// the open interactions (schema 18): those still in the outbox (a backlog Redis never had) cost
 // a look each, so a long backlog is read in short steps too.
 constexpr std::int64_t kReprojectSpan = 8192;
 // Back-off of a held stream: its first retry after 1 s, doubling up to 30 s.

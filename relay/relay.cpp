@@ -36,7 +36,7 @@ Relay::Reader::Reader(const std::string& path)
       // In its current queue and priority (after transfers), as the payload says too. Open:
       // waiting or claimed, not finished, not dead-lettered. An interaction whose outbox row is
       // still there is the outbox's to send (held, or not yet read). The state term is the
-      // index's own WHERE, word for word (schema 17): SQLite uses a partial index only then, and
+      // index's own WHERE, word for word (schema 18): SQLite uses a partial index only then, and
       // the re-projection reads the open interactions alone, not every one ever queued
       // (tests/storage/schema_test.cpp checks the plan and the rows read).
       lost(db.prepare("SELECT i.queued_seq, i.id, i.queue, i.priority, i.conversation_id, "

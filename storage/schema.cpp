@@ -339,6 +339,15 @@ DROP INDEX interactions_by_queued_seq;
 CREATE INDEX interactions_by_queued_seq ON interactions(queued_seq)
   WHERE state IN ('queued', 'claimed');
 )sql",
+    // 18 -> 19: an email's content hash (Inbound::content_hash), kept with its row so that a
+    // message under a Message-ID already stored can be told from the one stored: the same
+    // message fetched again dedupes, another one is stored as well. No index: it is read only
+    // from the row the dedupe lookup finds by (channel, account, external_id). Rows stored
+    // before keep NULL, which matches any content (Store::submit): as before, no message they
+    // were stored for is ever stored again.
+    R"sql(
+ALTER TABLE interactions ADD COLUMN content_hash TEXT;
+)sql",
 };
 
 int read_version(Db& db) {

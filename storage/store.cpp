@@ -19,7 +19,7 @@ namespace json = boost::json;
 
 struct Store::Statements {
   explicit Statements(Db& db)
-      : find_dup(db.prepare("SELECT id, order_key, payload, state FROM interactions "
+      : find_dup(db.prepare("SELECT id, order_key, payload, state, content_hash FROM interactions "
                             "WHERE channel=?1 AND account=?2 AND external_id=?3")),
         find_identity(
             db.prepare("SELECT customer_id, handle FROM identities WHERE type=?1 AND value=?2")),
@@ -63,8 +63,9 @@ struct Store::Statements {
         insert_interaction(db.prepare(
             "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
             "conversation_id, customer_id, queue, priority, state, order_key, occurred_at, "
-            "received_at, payload, queued_seq, held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-            "?10, ?11, ?12, ?13, ?14, ?15, CASE WHEN ?16 THEN last_insert_rowid() END, ?17)")),
+            "received_at, payload, queued_seq, held, content_hash) VALUES (?1, ?2, ?3, ?4, ?5, "
+            "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+            "CASE WHEN ?16 THEN last_insert_rowid() END, ?17, nullif(?18, ''))")),
         update_call(db.prepare(
             "UPDATE interactions SET queue=?2, priority=?3, state=?4, order_key=?5, payload=?6, "
             "queued_seq=CASE WHEN ?7 THEN last_insert_rowid() ELSE queued_seq END, held=?8 "
@@ -373,7 +374,8 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   ins.bind_static(9, meta.queue).bind_static(10, meta.priority);
   ins.bind_static(11, queue_now ? "queued" : "pending_call").bind(12, order_key);
   ins.bind(13, in.occurred_at_ms ? in.occurred_at_ms : now).bind(14, now);
-  ins.bind_static(15, payload).bind(16, queue_now ? 1 : 0).bind(17, held ? 1 : 0).run();
+  ins.bind_static(15, payload).bind(16, queue_now ? 1 : 0).bind(17, held ? 1 : 0);
+  ins.bind_static(18, in.content_hash).run();
   for (std::size_t i = 0; i < in.attachments.size(); ++i) {
     const auto& a = in.attachments[i];
     if (a.stored) {
@@ -400,14 +402,46 @@ void note_call_customer(Store::Statements& st, const std::string& customer_id, b
   }
 }
 
-std::optional<IngestOutcome> find_duplicate(Store::Statements& st, const Inbound& in) {
-  st.find_dup.bind_static(1, in.channel).bind_static(2, in.account).bind_static(3, in.external_id);
-  std::optional<IngestOutcome> out;
+// The interaction stored under (channel, account, `external_id`), with its content hash ("" for
+// none: the row was stored without one).
+struct StoredCopy {
+  std::string id;
+  std::string content_hash;
+};
+
+std::optional<StoredCopy> find_stored(Store::Statements& st, const Inbound& in,
+                                      const std::string& external_id) {
+  st.find_dup.bind_static(1, in.channel).bind_static(2, in.account).bind_static(3, external_id);
+  std::optional<StoredCopy> out;
   if (st.find_dup.step()) {
-    out = IngestOutcome{st.find_dup.text(0), true, ""};
+    out = StoredCopy{st.find_dup.text(0), st.find_dup.text(4)};
   }
   st.find_dup.reset();
   return out;
+}
+
+// Whether `in` is stored already; nullopt: it is not, and `external_id` says under which id to
+// store it. An interaction is a duplicate of the row with its external id, unless both carry
+// a content hash (Inbound::content_hash) and the two differ: then it is another message under
+// an id already taken (a reused or forged Message-ID), whose own id is the external id with
+// "#" and the first 16 hex digits of its hash, deterministic so that fetching it again finds
+// it. The common path (an id not stored yet, or the same message again) costs the one lookup it
+// always did; only such another message costs a second. A row stored without a hash (before
+// schema 19, or by a channel that sets none) matches any content: a message under its id is
+// taken for it, as before.
+std::optional<IngestOutcome> find_duplicate(Store::Statements& st, const Inbound& in,
+                                            std::string& external_id) {
+  external_id = in.external_id;
+  auto stored = find_stored(st, in, external_id);
+  if (stored && !in.content_hash.empty() && !stored->content_hash.empty() &&
+      stored->content_hash != in.content_hash) {
+    external_id = in.external_id + "#" + in.content_hash.substr(0, 16);
+    stored = find_stored(st, in, external_id);
+  }
+  if (stored) {
+    return IngestOutcome{std::move(stored->id), true, ""};
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -444,11 +478,21 @@ void Store::submit(std::vector<Inbound> items, std::optional<CursorUpdate> curso
             std::int64_t now = now_ms();
             outcomes->clear();
             outcomes->reserve(batch->size());
+            std::string external_id;
             for (const auto& in : *batch) {
-              if (auto dup = find_duplicate(st, in)) {
+              if (auto dup = find_duplicate(st, in, external_id)) {
                 outcomes->push_back(std::move(*dup));
-              } else {
+              } else if (external_id == in.external_id) {
                 outcomes->push_back(store_new(st, *rules, in, true, 0, now).outcome);
+              } else {
+                // Another message under an id already stored. A copy with its own id (the batch
+                // stays as it came: a job may run twice); rare enough for its attachments' bytes.
+                Inbound other = in;
+                other.external_id = external_id;
+                logger("storage")->info(
+                    "[{}:{}] {} was stored already with other content: this one is stored as {}",
+                    in.channel, in.account, in.external_id, external_id);
+                outcomes->push_back(store_new(st, *rules, other, true, 0, now).outcome);
               }
             }
             if (cursor) {

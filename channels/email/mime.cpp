@@ -513,6 +513,31 @@ std::string hex_sha256(std::string_view data) {
   return hex_lower(sha256(data));
 }
 
+// ParsedEmail::content_hash. `body`: the text as decoded from the parts, before HTML rendering
+// and the cap on `text`. Each field is preceded by its length, so that no two lists of fields
+// make the same input; the body goes in as its own digest (no copy of a body of megabytes).
+std::string content_hash(const ParsedEmail& e, std::string_view body) {
+  std::size_t first = body.find_first_not_of('\n');
+  body = first == std::string_view::npos ? std::string_view() : body.substr(first);
+  body = body.substr(0, body.find_last_not_of(" \t\n") + 1);
+  std::string in = "switchboard email content v1\n";
+  auto field = [&in](std::string_view v) {
+    in += std::to_string(v.size());
+    in += ':';
+    in.append(v);
+  };
+  field(lower(e.from.email));
+  field(std::to_string(e.date_ms));
+  field(e.subject);
+  field(sha256(body));
+  for (const auto& a : e.attachments) {
+    field(a.content_type);
+    field(a.filename);
+    field(std::to_string(a.size));
+  }
+  return hex_sha256(in);
+}
+
 }  // namespace
 
 std::string synthetic_message_id(std::string_view raw) {
@@ -588,6 +613,9 @@ ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits) {
 
   walker w{out, limits, {}, {}};
   w.walk(msg, 0);
+  if (!out.synthetic_message_id) {  // a synthetic id is a hash of the whole message already
+    out.content_hash = content_hash(out, w.plain.empty() ? w.html : w.plain);
+  }
   std::string text;
   bool more = false;
   if (!w.plain.empty()) {

@@ -29,6 +29,17 @@ struct ParseLimits {
 struct ParsedEmail {
   std::string message_id;  // "<id@host>"; synthetic "<sha256-hex@switchboard.invalid>" if none
   bool synthetic_message_id = false;
+  // The message's content without its trace, to tell two messages under one Message-ID apart:
+  // hex SHA-256 over the sender's address (lower-cased), the Date (Unix ms), the decoded
+  // Subject, the body text as decoded from its parts (text/plain, else the HTML source: before
+  // our HTML rendering, whose output may change between versions) and each attachment's type,
+  // name and decoded size. Not in it: Received, Delivered-To, Return-Path, X-* and the rest of
+  // the trace, and the MIME structure (boundaries, transfer encodings), so the same message
+  // fetched again, or delivered to two of our addresses or mailboxes, hashes the same; another
+  // message a broken mailer or a forger sends under a Message-ID already stored does not.
+  // Stored with the interaction (Inbound::content_hash): a change to what goes in makes every
+  // message stored before look different when fetched again (a second interaction each).
+  std::string content_hash;
   std::string subject;
   Address from;
   Address reply_to;  // the first Reply-To address, when the header names one

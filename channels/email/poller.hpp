@@ -5,8 +5,9 @@
 // new cursor (one transaction, DESIGN-NOTES invariant 2), applies `after` only once that commit
 // is done, then waits in IDLE (or polls). Fetching, MIME parsing and storing overlap (see
 // batch_chain.hpp). A changed UIDVALIDITY re-reads the whole mailbox: the
-// external_id of an email is its Message-ID (a hash of the raw bytes when it has none), so the
-// store's UNIQUE(channel, account, external_id) drops what was already stored.
+// external_id of an email is its Message-ID (a hash of the raw bytes when it has none), and the
+// store drops what was already stored under it with the same content hash (Inbound::content_hash:
+// another message under a stored id is kept, as "<id>#<hash>").
 //
 // Failures (network, server, storage) end the session; it reconnects after a jittered
 // exponential back-off. Mailboxes never wait on each other: every one has its own connection.

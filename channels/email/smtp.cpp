@@ -180,13 +180,17 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
     return out;
   }
 
-  std::string parent_id = str(parent, "external_id");
+  // An external id may carry "#<hash>" after the Message-ID (another message under an id
+  // already stored, threading.hpp message_id_of); the headers name the Message-ID. So do the
+  // References the reply route copied from such a parent.
+  std::string parent_id(message_id_of(str(parent, "external_id")));
   std::vector<std::string> refs;
   auto add_references = [&refs](const json::value* r) {
     if (r && r->is_array()) {
       for (const auto& v : r->as_array()) {
-        if (v.is_string() && referable(std::string(v.as_string()))) {
-          refs.emplace_back(v.as_string());
+        std::string id = v.is_string() ? std::string(message_id_of(v.as_string())) : "";
+        if (referable(id)) {
+          refs.push_back(std::move(id));
         }
       }
     }
@@ -201,8 +205,8 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
   if (refs.empty()) {
     add_references(parent.if_contains("references"));
   }
-  if (refs.empty() && referable(str(parent, "in_reply_to"))) {
-    refs.push_back(str(parent, "in_reply_to"));
+  if (std::string irt(message_id_of(str(parent, "in_reply_to"))); refs.empty() && referable(irt)) {
+    refs.push_back(std::move(irt));
   }
   if (referable(parent_id) && (refs.empty() || refs.back() != parent_id)) {
     refs.push_back(parent_id);

@@ -35,6 +35,21 @@ std::string make_message_id(std::string_view conversation_id, std::string_view d
   return "<sb." + std::string(conversation_id) + "." + r + "@" + std::string(domain) + ">";
 }
 
+std::string_view message_id_of(std::string_view external_id) {
+  constexpr std::size_t kSuffix = 17;  // '#' and 16 hex digits, after the id's closing '>'
+  if (external_id.size() <= kSuffix) {
+    return external_id;
+  }
+  std::size_t at = external_id.size() - kSuffix;
+  std::string_view digits = external_id.substr(at + 1);
+  bool hex = std::all_of(digits.begin(), digits.end(),
+                         [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  if (external_id[at] != '#' || external_id[at - 1] != '>' || !hex) {
+    return external_id;
+  }
+  return external_id.substr(0, at);
+}
+
 std::optional<std::string> conversation_from_message_id(std::string_view id) {
   if (!id.empty() && id.front() == '<') {
     id.remove_prefix(1);
@@ -64,6 +79,7 @@ sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_
   in.account = std::string(account);
   in.kind = "email";
   in.external_id = email.message_id;
+  in.content_hash = std::move(email.content_hash);  // empty for a synthetic id
   if (!email.from.email.empty()) {
     in.from = identity(email.from);
   }

@@ -11,7 +11,9 @@
 
 namespace sb::email {
 
-// channel "email", kind "email", external_id = Message-ID, from = lower-cased email identity,
+// channel "email", kind "email", external_id = Message-ID (the store appends "#<hash>" for
+// another message under an id already stored: Inbound::content_hash, set from the parse unless
+// the Message-ID is synthetic), from = lower-cased email identity,
 // to = To and Cc, flags from the parse. thread_lookup, most recent first: for In-Reply-To, the
 // last 50 References ids from the last, then the first (the thread's root), "conv:<id>" when
 // the id is one of ours, then "email:<account>:<msg-id>". thread_record:
@@ -19,6 +21,11 @@ namespace sb::email {
 // `mailbox` is not part of any key: a message moved between folders is still one message.
 // Taken by value: the attachments (their bytes up to 25 MiB) move into the Inbound.
 sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_view mailbox);
+
+// The Message-ID an email interaction's external_id names: the id itself, without the
+// "#<16 hex digits>" the store appends to tell another message under an id already taken
+// (Inbound::content_hash). What a reply's In-Reply-To and References must carry.
+std::string_view message_id_of(std::string_view external_id);
 
 // "<sb.<conversation_id>.<16 random hex>@<domain>>" for messages we send.
 std::string make_message_id(std::string_view conversation_id, std::string_view domain);

@@ -419,6 +419,41 @@ TEST_CASE("a second reply, to our own reply, still names the whole thread in Ref
   CHECK(sent.to.at(0).email == "ann@example.com");
 }
 
+TEST_CASE("a reply to a message stored under a reused Message-ID names that Message-ID") {
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <support@example.com>";
+  // Another message under an id already stored: its external id carries "#<hash>".
+  json::object parent{{"direction", "inbound"},
+                      {"subject", "Order 7"},
+                      {"external_id", "<dup@mailer.example>#0123456789abcdef"},
+                      {"references", json::array{"<root@mailer.example>"}},
+                      {"from", {{"type", "email"}, {"value", "ann@example.com"}}}};
+  OutboundMessage m{"01JTESTREPLY00000000000004", "email", "support", "c1", "Hello Ann",
+                    json::serialize(parent),      ""};
+  auto built = email::build_reply(account, m, 1767323045000);
+  REQUIRE(built.error.empty());
+  auto sent = email::parse_email(built.data);
+  CHECK(sent.in_reply_to == "<dup@mailer.example>");
+  CHECK(sent.references ==
+        std::vector<std::string>{"<root@mailer.example>", "<dup@mailer.example>"});
+  // Our next reply, to that reply: the route stored the parent's external id in its chain.
+  json::object ours{
+      {"direction", "outbound"},
+      {"subject", "Re: Order 7"},
+      {"external_id", "01JTESTREPLY00000000000004"},
+      {"in_reply_to", "<dup@mailer.example>#0123456789abcdef"},
+      {"references", json::array{"<root@mailer.example>", "<dup@mailer.example>#0123456789abcdef"}},
+      {"to", json::array{{{"type", "email"}, {"value", "ann@example.com"}}}}};
+  OutboundMessage next{"01JTESTREPLY00000000000005", "email", "support", "c1", "One more thing",
+                       json::serialize(ours),        ""};
+  auto second = email::build_reply(account, next, 1767323045000);
+  REQUIRE(second.error.empty());
+  CHECK(email::parse_email(second.data).references ==
+        std::vector<std::string>{"<root@mailer.example>", "<dup@mailer.example>"});
+}
+
 TEST_CASE("a reply keeps every line within 998 bytes - a long paragraph, a customer's huge ids") {
   config::Smtp account;
   account.name = "support-out";

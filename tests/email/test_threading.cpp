@@ -138,3 +138,59 @@ TEST_CASE("normalize_subject: a megabyte of bracket prefixes takes linear time")
   CHECK(normalize_subject(subject) == "order 7");
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
 }
+
+TEST_CASE("content_hash: what the message says counts, its delivery trace does not") {
+  auto raw = [](const std::string& trace, const std::string& from, const std::string& date,
+                const std::string& subject, const std::string& body) {
+    return trace + "From: " + from + "\r\nTo: support@example.com\r\nSubject: " + subject +
+           "\r\nMessage-ID: <m@example.com>\r\nDate: " + date + "\r\n\r\n" + body + "\r\n";
+  };
+  const std::string from = "Ann <ann@example.com>";
+  const std::string date = "Mon, 02 Nov 2026 10:00:00 +0000";
+  auto base = parse_email(raw("", from, date, "Order 7", "hello"));
+  REQUIRE(base.content_hash.size() == 64);
+  auto in = to_inbound(parse_email(raw("", from, date, "Order 7", "hello")), "support", "INBOX");
+  CHECK(in.content_hash == base.content_hash);
+  // The same message through other servers, to another of our addresses.
+  CHECK(parse_email(raw("Received: from a by b; Mon, 02 Nov 2026 10:00:03 +0000\r\n"
+                        "Delivered-To: sales@example.com\r\nReturn-Path: <x@y.example>\r\n"
+                        "X-Spam-Status: No\r\n",
+                        from, date, "Order 7", "hello"))
+            .content_hash == base.content_hash);
+  CHECK(parse_email(raw("", "\"Ann Lee\" <Ann@Example.com>", date, "Order 7", "hello\r\n\r\n"))
+            .content_hash == base.content_hash);
+  CHECK(parse_email(raw("", from, "Mon, 2 Nov 2026 11:00:00 +0100", "Order 7", "hello"))
+            .content_hash == base.content_hash);
+  // What the message says.
+  CHECK(parse_email(raw("", "bob@example.com", date, "Order 7", "hello")).content_hash !=
+        base.content_hash);
+  CHECK(parse_email(raw("", from, "Mon, 02 Nov 2026 10:00:01 +0000", "Order 7", "hello"))
+            .content_hash != base.content_hash);
+  CHECK(parse_email(raw("", from, date, "Order 8", "hello")).content_hash != base.content_hash);
+  CHECK(parse_email(raw("", from, date, "Order 7", "hello!")).content_hash != base.content_hash);
+  std::string attached =
+      "From: " + from +
+      "\r\nTo: support@example.com\r\nSubject: Order 7\r\n"
+      "Message-ID: <m@example.com>\r\nDate: " +
+      date +
+      "\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+      "Content-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: application/pdf\r\n"
+      "Content-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF\r\n--b--\r\n";
+  CHECK(parse_email(attached).text == "hello");
+  CHECK(parse_email(attached).content_hash != base.content_hash);
+  // No Message-ID: the synthetic id is a hash of the whole message already.
+  auto no_id = parse_email("From: " + from + "\r\nSubject: Order 7\r\n\r\nhello\r\n");
+  CHECK(no_id.synthetic_message_id);
+  CHECK(no_id.content_hash.empty());
+}
+
+TEST_CASE("message_id_of drops the store's #hash from an external id, nothing else") {
+  CHECK(message_id_of("<a@b.example>#0123456789abcdef") == "<a@b.example>");
+  CHECK(message_id_of("<a@b.example>") == "<a@b.example>");
+  CHECK(message_id_of("<a#0123456789abcdef@b>") == "<a#0123456789abcdef@b>");
+  CHECK(message_id_of("<a@b>#0123456789ABCDEF") == "<a@b>#0123456789ABCDEF");
+  CHECK(message_id_of("<a@b>#0123456789abcde") == "<a@b>#0123456789abcde");
+  CHECK(message_id_of("#0123456789abcdef") == "#0123456789abcdef");
+  CHECK(message_id_of("") == "");
+  CHECK(message_id_of("01JTESTREPLY00000000000002") == "01JTESTREPLY00000000000002");
+}
