@@ -374,13 +374,39 @@ TEST_CASE(
 }
 
 // A customer made by a guessed call counts for rule 3 again once something firm names it: a call
-// that states its direction, or the CRM adopting it.
+// that states its direction, any other interaction (as migration 14 counts them), or the CRM
+// adopting it.
 TEST_CASE("call order: pbx without direction, a guessed caller named firmly counts again") {
   CallStore s;
   s.start();
   REQUIRE(s.submit(pbx("missed", "g1", kBob, kOurLine, "")).error.empty());  // guessed: Bob
   SUBCASE("by a call that states its direction") {
     REQUIRE(s.submit(pbx("missed", "g2", kBob, kOurLine, "", "inbound")).error.empty());
+  }
+  SUBCASE("by a WhatsApp message from the number") {
+    Inbound wa;
+    wa.channel = "whatsapp";
+    wa.account = "meta";
+    wa.kind = "direct_message";
+    wa.external_id = "wamid.G1";
+    wa.from = Identity{"whatsapp", kBob, "Bob", "14155550177"};
+    wa.text = "about my call";
+    REQUIRE(s.message(wa).error.empty());
+    CHECK(s.text("SELECT customer_id FROM interactions WHERE external_id = 'wamid.G1'") ==
+          s.text("SELECT customer_id FROM interactions WHERE external_id = 'g1'"));
+    // A second message is matched by its WhatsApp identity: the mark is gone already.
+    wa.external_id = "wamid.G2";
+    REQUIRE(s.message(wa).error.empty());
+  }
+  SUBCASE("by an ingest API post with the number") {
+    Inbound post;
+    post.channel = "api";
+    post.account = "crm";
+    post.kind = "message";
+    post.external_id = "crm-post-1";
+    post.from = Identity{"phone", kBob, "Bob", ""};
+    post.text = "called you earlier";
+    REQUIRE(s.message(std::move(post)).error.empty());
   }
   SUBCASE("by the CRM") {
     storage::Db db(s.path);
@@ -399,6 +425,8 @@ TEST_CASE("call order: pbx without direction, a guessed caller named firmly coun
   CHECK(caller_of(s, "g3") == kBob);
   CHECK(s.text("SELECT direction FROM interactions WHERE external_id = 'g3'") == "outbound");
   CHECK(identities_of(s, kOurLine) == "0");
+  CHECK(s.text("SELECT count(*) FROM guessed_customers g JOIN customers c ON c.id = "
+               "g.customer_id WHERE c.external_id IS NULL") == "0");
 }
 
 // A PBX retry is signed again, so without occurred_at the signature time says nothing about
