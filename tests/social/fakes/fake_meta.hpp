@@ -1,7 +1,9 @@
 #pragma once
 // A fake Meta Graph API for replies: POST /me/messages (Messenger/Instagram Send API) and
 // POST /{phone_number_id}/messages (WhatsApp Cloud API), answering the documented success
-// bodies, or the documented error for a reply outside the 24-hour window when asked to.
+// bodies, or the documented error for a reply outside the 24-hour window when asked to. A
+// WhatsApp reply names a phone number as `to` or a business-scoped user id as `recipient`; a
+// `to` that is no number, or neither field, is refused (error 100).
 #include <mutex>
 #include <string>
 #include <vector>
