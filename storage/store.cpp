@@ -670,6 +670,11 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     if (!taken_for_caller.empty() && taken_for_caller != cust.id) {
       drop_if_orphan(db, taken_for_caller);  // our own line, made a customer by this call
     }
+  } else if (stated && was_undirected && customer && !stored->customer_id.empty() &&
+             stored->from_value == customer->value) {
+    // The caller it was taken for is its customer indeed: the call now states its direction
+    // (stored below), which names them firmly, as it would have from the start (rule 3).
+    st.unmark_guessed.bind_static(1, stored->customer_id).run();
   }
   std::string queue = stored->queue, priority = stored->priority;
   if (routed_now) {

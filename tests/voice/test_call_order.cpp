@@ -429,6 +429,35 @@ TEST_CASE("call order: pbx without direction, a guessed caller named firmly coun
                "g.customer_id WHERE c.external_id IS NULL") == "0");
 }
 
+// Telnyx's call.initiated, late: the call was released as inbound before it came (its caller a
+// guessed customer), and when it states that direction the caller is named firmly, as a call
+// that stated it from the start would have named them.
+TEST_CASE(
+    "call order: telnyx, a caller taken for inbound is named firmly by a late call.initiated") {
+  CallStore s;
+  s.start();
+  auto guessed = [&] {
+    return s.text(
+        "SELECT count(*) FROM guessed_customers g JOIN customers c ON c.id = "
+        "g.customer_id WHERE c.external_id IS NULL");
+  };
+  REQUIRE(s.submit(hangup("late-1", kBob, kOurLine)).error.empty());
+  CHECK(s.release() == 1);
+  CHECK(caller_of(s, "late-1") == kBob);
+  CHECK(guessed() == "1");
+  REQUIRE(s.submit(initiated("late-1", kBob, kOurLine, "incoming")).error.empty());
+  CHECK(s.text("SELECT json_extract(payload, '$.call.direction') FROM interactions "
+               "WHERE external_id = 'late-1'") == "inbound");
+  CHECK(guessed() == "0");
+  // Our line calls Bob on an account with no lines learned, the PBX does not say: Bob is a
+  // known customer, so the call is outbound and Bob its customer.
+  CallEventInput out = pbx("completed", "late-2", kOurLine, kBob, "");
+  out.call.account = "other";
+  REQUIRE(s.submit(std::move(out)).error.empty());
+  CHECK(caller_of(s, "late-2") == kBob);
+  CHECK(s.text("SELECT direction FROM interactions WHERE external_id = 'late-2'") == "outbound");
+}
+
 // A PBX retry is signed again, so without occurred_at the signature time says nothing about
 // when the event happened: a late re-delivery of an earlier final status must not replace the
 // one already queued.
