@@ -599,4 +599,50 @@ TEST_CASE("call order: the upgrade to guessed_customers marks the customers of g
   CHECK(st.text(0) == "G");
 }
 
+// The marks the daemon left on callers that something firm named since (migration 17): a
+// message, or the call that made them stating its direction later. The others stay.
+TEST_CASE("call order: the upgrade to 17 takes the marks off callers named firmly since") {
+  sb::test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 16);
+    auto customer = [&](const std::string& id, const std::string& phone) {
+      db.prepare("INSERT INTO customers(id, created_at, updated_at) VALUES (?1, 1, 1)")
+          .bind(1, id)
+          .run();
+      db.prepare("INSERT INTO identities(type, value, customer_id) VALUES ('phone', ?1, ?2)")
+          .bind(1, phone)
+          .bind(2, id)
+          .run();
+      db.prepare("INSERT INTO guessed_customers(customer_id) VALUES (?1)").bind(1, id).run();
+    };
+    auto row = [&](const std::string& id, const std::string& customer, const std::string& channel,
+                   const std::string& payload) {
+      auto st = db.prepare(
+          "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+          "customer_id, occurred_at, received_at, payload) VALUES (?1, ?2, 'voice', ?1, ?3, "
+          "'inbound', ?4, 1, 1, ?5)");
+      st.bind(1, id).bind(2, channel).bind(3, channel == "voice" ? "call" : "message");
+      st.bind(4, customer).bind(5, payload).run();
+    };
+    const std::string guessed = R"({"call":{"status":"completed"}})";
+    customer("G", kOurLine);  // only guessed calls
+    row("i1", "G", "voice", guessed);
+    customer("W", kBob);  // wrote on WhatsApp since
+    row("i2", "W", "voice", guessed);
+    row("i3", "W", "whatsapp", "{}");
+    customer("A", kAnn);  // posted through the ingest API since
+    row("i4", "A", "voice", guessed);
+    row("i5", "A", "api", "{}");
+    customer("L", "+14155550188");  // its call stated the direction later
+    row("i6", "L", "voice", R"({"call":{"status":"completed","direction":"inbound"}})");
+    storage::migrate(db);
+  }
+  storage::Db db(path, true);
+  auto st = db.prepare("SELECT group_concat(customer_id) FROM guessed_customers");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == "G");
+}
+
 }  // namespace call_order_test
