@@ -11,9 +11,11 @@
 //  3. else the customer records: `to` a known customer and `from` not: outbound; the reverse:
 //     inbound (outbound calls usually go to customers we already know). Only customers named
 //     firmly count: not one made by a call that rule 4 took for inbound (table
-//     guessed_customers), whose `from` may have been our own line, unless a call with a known
-//     direction has named it since or the CRM has (an external_id). Counted, our line made a
-//     customer by an outbound call took every later caller's call for an outbound call to it;
+//     guessed_customers), whose `from` may have been our own line, unless something firm has
+//     named it since: a call with a known direction (also a later event stating the direction
+//     of the call that made it), any other interaction (a WhatsApp message, an ingest API post),
+//     or the CRM (an external_id). Counted, our line made a customer by an outbound call took
+//     every later caller's call for an outbound call to it;
 //  4. else nothing. While the call is unfinished its caller waits (no customer record is made
 //     for a number that may be our own); a call that ends this way is taken for inbound, the
 //     common case for a support line; where a later event will state the direction (Telnyx's

@@ -348,6 +348,20 @@ CREATE INDEX interactions_by_queued_seq ON interactions(queued_seq)
     R"sql(
 ALTER TABLE interactions ADD COLUMN content_hash TEXT;
 )sql",
+    // 19 -> 20: a customer that anything but a guessed call names is firm, as the seed of 14
+    // counted it; the daemon took the mark off for a call that states its direction only, not
+    // when a guessed caller wrote since (on WhatsApp, through the ingest API) nor when a later
+    // event stated the direction of the very call that made it. It does now (storage/store.cpp),
+    // but looks for a mark only where one can be (a message matched through a phone number):
+    // a caller who wrote on WhatsApp before is matched by that identity now, so the marks that
+    // the seed would not have set go here.
+    R"sql(
+DELETE FROM guessed_customers WHERE EXISTS (
+  SELECT 1 FROM interactions i WHERE i.customer_id = guessed_customers.customer_id
+    AND NOT (i.channel = 'voice' AND i.kind = 'call' AND
+             CASE WHEN json_valid(i.payload)
+                  THEN json_type(i.payload, '$.call.direction') IS NULL ELSE 0 END));
+)sql",
 };
 
 int read_version(Db& db) {

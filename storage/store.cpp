@@ -78,12 +78,18 @@ struct Store::Statements {
             "updated_at=excluded.updated_at")),
         insert_attachment(
             db.prepare("INSERT INTO attachments(interaction_id, idx, filename, content_type, data) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5)")) {}
+                       "VALUES (?1, ?2, ?3, ?4, ?5)")) {
+    auto any = db.prepare("SELECT EXISTS (SELECT 1 FROM guessed_customers)");
+    maybe_guessed = any.step() && any.int64(0) != 0;
+  }
 
   Stmt find_dup, find_identity, find_username_holders, set_handle, release_username,
       is_guessed_customer, mark_guessed, unmark_guessed, get_customer, insert_customer,
       insert_identity, find_conv_key, insert_conv, insert_conv_key, find_subject_conv, set_conv_key,
       route_conv, insert_interaction, update_call, insert_outbox, upsert_cursor, insert_attachment;
+  // False while table guessed_customers is known to be empty (read once, set by every mark and
+  // never cleared, so a rolled-back mark leaves it true): a message then takes no mark off.
+  bool maybe_guessed = false;
 };
 
 namespace {
@@ -92,6 +98,7 @@ struct CustomerMatch {
   std::string id, name, tier;
   std::vector<std::string> tags;
   bool is_new = false;
+  bool by_phone = false;  // found through a stored phone identity (Found::by_phone)
 };
 
 struct Conversation {
@@ -137,6 +144,7 @@ struct Found {
   bool exact = false;         // the identity itself is stored
   std::string stored_handle;  // exact: the handle stored with it
   bool attach = false;        // found through a link: store the identity with that customer
+  bool by_phone = false;      // the stored identity that names the customer is a phone number
 };
 
 // Exact match on the canonical identity. Only when it is unknown (a miss: the common path costs
@@ -158,6 +166,7 @@ Found find_customer(Store::Statements& st, const Identity& id, const std::string
     f.customer_id = st.find_identity.text(0);
     f.stored_handle = st.find_identity.text(1);
     f.exact = true;
+    f.by_phone = id.type == "phone";
   }
   st.find_identity.reset();
   if (f.exact) {
@@ -170,6 +179,7 @@ Found find_customer(Store::Statements& st, const Identity& id, const std::string
       linked = lookup_identity(st, from->linked_type, key);
     }
     f.attach = true;
+    f.by_phone = linked && from->linked_type == "phone";
   } else if (const IdentityLink* to = link_to(id.type)) {
     linked = to->by_username ? username_holder(st, to->type, id.value)
                              : lookup_identity(st, to->type, id.value);
@@ -234,6 +244,7 @@ CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::i
     st.release_username.bind_static(3, from.value).run();
   }
   m.id = std::move(found.customer_id);
+  m.by_phone = found.by_phone;
   if (!m.is_new) {
     read_customer(st, m);
   }
@@ -329,6 +340,7 @@ struct Stored {
   std::string payload;
   std::string customer_id;  // "" when nobody was matched
   bool customer_is_new = false;
+  bool customer_by_phone = false;  // CustomerMatch::by_phone
 };
 
 // Stores one new interaction (not a duplicate). `queue_now` false: kept out of the queues (an
@@ -384,7 +396,8 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
       st.insert_attachment.bind_blob(5, a.data).run();
     }
   }
-  return Stored{IngestOutcome{meta.id, false, "", true}, std::move(payload), cust.id, cust.is_new};
+  return Stored{IngestOutcome{meta.id, false, "", true}, std::move(payload), cust.id, cust.is_new,
+                cust.by_phone};
 }
 
 // Rule 3 of storage/call_parties.hpp counts only customers something firm named. One that a call
@@ -397,8 +410,21 @@ void note_call_customer(Store::Statements& st, const std::string& customer_id, b
   }
   if (!direction_known && is_new) {
     st.mark_guessed.bind_static(1, customer_id).run();
+    st.maybe_guessed = true;
   } else if (direction_known && !is_new) {
     st.unmark_guessed.bind_static(1, customer_id).run();
+  }
+}
+
+// Any interaction but a call names its customer firmly too, as migration 14 counted it: a
+// caller a guessed call made who then writes on WhatsApp or through the ingest API is a
+// customer, not our own line. Only a customer found through a phone number can be a guessed one
+// (a call names its customer by phone; an identity of another type was added by a message,
+// which took the mark off, or by the CRM, whose external_id counts already), so the others cost
+// no statement, nor does anyone while no customer is guessed.
+void note_message_customer(Store::Statements& st, const Stored& s) {
+  if (s.customer_by_phone && !s.customer_is_new && st.maybe_guessed) {
+    st.unmark_guessed.bind_static(1, s.customer_id).run();
   }
 }
 
@@ -482,17 +508,21 @@ void Store::submit(std::vector<Inbound> items, std::optional<CursorUpdate> curso
             for (const auto& in : *batch) {
               if (auto dup = find_duplicate(st, in, external_id)) {
                 outcomes->push_back(std::move(*dup));
-              } else if (external_id == in.external_id) {
-                outcomes->push_back(store_new(st, *rules, in, true, 0, now).outcome);
               } else {
-                // Another message under an id already stored. A copy with its own id (the batch
-                // stays as it came: a job may run twice); rare enough for its attachments' bytes.
-                Inbound other = in;
-                other.external_id = external_id;
-                logger("storage")->info(
-                    "[{}:{}] {} was stored already with other content: this one is stored as {}",
-                    in.channel, in.account, in.external_id, external_id);
-                outcomes->push_back(store_new(st, *rules, other, true, 0, now).outcome);
+                // Another message under an id already stored gets a copy with its own id (the
+                // batch stays as it came: a job may run twice); rare enough for its attachments'
+                // bytes.
+                std::optional<Inbound> other;
+                if (external_id != in.external_id) {
+                  other.emplace(in);
+                  other->external_id = external_id;
+                  logger("storage")->info(
+                      "[{}:{}] {} was stored already with other content: this one is stored as {}",
+                      in.channel, in.account, in.external_id, external_id);
+                }
+                Stored stored = store_new(st, *rules, other ? *other : in, true, 0, now);
+                note_message_customer(st, stored);
+                outcomes->push_back(std::move(stored.outcome));
               }
             }
             if (cursor) {
@@ -686,6 +716,11 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     if (!taken_for_caller.empty() && taken_for_caller != cust.id) {
       drop_if_orphan(db, taken_for_caller);  // our own line, made a customer by this call
     }
+  } else if (stated && was_undirected && customer && !stored->customer_id.empty() &&
+             stored->from_value == customer->value) {
+    // The caller it was taken for is its customer indeed: the call now states its direction
+    // (stored below), which names them firmly, as it would have from the start (rule 3).
+    st.unmark_guessed.bind_static(1, stored->customer_id).run();
   }
   std::string queue = stored->queue, priority = stored->priority;
   if (routed_now) {

@@ -32,14 +32,14 @@ HttpRequestSpec meta_send_message(const config::Meta& cfg, std::string_view reci
 
 HttpRequestSpec whatsapp_send_message(const config::Meta& cfg, std::string_view phone_number_id,
                                       std::string_view to, std::string_view text,
-                                      std::string_view reply_to_wamid) {
-  if (!to.empty() && to.front() == '+') {
+                                      std::string_view reply_to_wamid, WhatsAppTo kind) {
+  if (kind == WhatsAppTo::phone && !to.empty() && to.front() == '+') {
     to.remove_prefix(1);  // the Cloud API takes the number with or without "+"; send digits
   }
   json::object body;
   body["messaging_product"] = "whatsapp";
   body["recipient_type"] = "individual";
-  body["to"] = to;
+  body[kind == WhatsAppTo::phone ? "to" : "recipient"] = to;
   body["type"] = "text";
   body["text"] = json::object{{"body", text}};
   if (!reply_to_wamid.empty()) {

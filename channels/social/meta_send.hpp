@@ -23,11 +23,18 @@ struct SendOutcome {
 HttpRequestSpec meta_send_message(const config::Meta& cfg, std::string_view recipient_id,
                                   std::string_view text);
 
+// Whom a WhatsApp reply names: a phone number, or the business-scoped user id (BSUID,
+// "US.13491208655302741918") of a user whose message came without one (meta.cpp).
+enum class WhatsAppTo { phone, user_id };
+
 // WhatsApp: POST {base_url}/{phone_number_id}/messages. `to` is the customer's number (with or
-// without "+"); `reply_to_wamid`, when set, quotes the customer's message (context.message_id).
+// without "+"), sent as `to`; a BSUID goes as `recipient` instead (Meta's "Business-scoped user
+// IDs": `to` takes a phone number, `recipient` a BSUID, and `to` wins when both are given).
+// `reply_to_wamid`, when set, quotes the customer's message (context.message_id).
 HttpRequestSpec whatsapp_send_message(const config::Meta& cfg, std::string_view phone_number_id,
                                       std::string_view to, std::string_view text,
-                                      std::string_view reply_to_wamid = "");
+                                      std::string_view reply_to_wamid = "",
+                                      WhatsAppTo kind = WhatsAppTo::phone);
 
 // Classifies an HTTP status and body of either endpoint. Graph API errors are
 // {"error":{"message","type","code","error_subcode","is_transient"}}; 429/5xx, is_transient and

@@ -326,9 +326,14 @@ class MetaSender final : public Sender {
                  if (phone_number_id.empty()) {
                    co_return SendResult::failed("the WhatsApp message names no phone_number_id");
                  }
-                 // To the wa_id the message came from (meta.cpp), not the E.164 form.
+                 // To the wa_id the message came from (meta.cpp), not the E.164 form. A user
+                 // whose message had no number is stored under the BSUID, which never starts
+                 // with "+": Meta refuses it as `to`, it goes as `recipient`.
                  const std::string& to = p->from_handle.empty() ? p->from_value : p->from_handle;
-                 spec = whatsapp_send_message(cfg_, phone_number_id, to, m.text, p->external_id);
+                 WhatsAppTo kind =
+                     p->from_value.front() == '+' ? WhatsAppTo::phone : WhatsAppTo::user_id;
+                 spec =
+                     whatsapp_send_message(cfg_, phone_number_id, to, m.text, p->external_id, kind);
                } else {
                  spec = meta_send_message(cfg_, p->from_value, m.text);
                }

@@ -193,6 +193,34 @@ TEST_CASE(
         std::string::npos);
 }
 
+// Meta "Business-scoped user IDs": a reply to a user known by no phone number names the BSUID as
+// `recipient`; `to` takes phone numbers only.
+TEST_CASE("meta: a reply to a WhatsApp user known only by a BSUID goes to recipient, not to") {
+  MetaDaemon d;
+  const std::string body =
+      R"({"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Ann"},"user_id":"US.13491208655302741918"}],"messages":[{"from_user_id":"US.13491208655302741918","id":"wamid.U9","timestamp":"1767322800","type":"text","text":{"body":"hi"}}]}}]}]})";
+  REQUIRE(d.post(body).status == 200);
+  REQUIRE(d.post(whatsapp("16505551234", "wamid.P9", "hello")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  auto q = d.queued();
+  auto r = d.send("whatsapp", "meta", reply_to(q[0], "01JMOUTB1", "Hello Ann"));
+  CHECK(r.error == "");
+  REQUIRE(r.status == SendResult::Status::sent);
+  auto phone = d.send("whatsapp", "meta", reply_to(q[1], "01JMOUTB2", "Hello"));
+  REQUIRE(phone.status == SendResult::Status::sent);
+  auto sent = d.graph.sent();
+  REQUIRE(sent.size() == 2);
+  CHECK(sent[0].path == "/106540352242922/messages");
+  auto b = boost::json::parse(sent[0].body).as_object();
+  CHECK(str(b.at("recipient")) == "US.13491208655302741918");
+  CHECK_FALSE(b.contains("to"));
+  CHECK(str(b.at("context").at("message_id")) == "wamid.U9");
+  // A user with a number keeps `to`.
+  auto p = boost::json::parse(sent[1].body).as_object();
+  CHECK(str(p.at("to")) == "16505551234");
+  CHECK_FALSE(p.contains("recipient"));
+}
+
 TEST_CASE("meta: WhatsApp statuses update the send state of our reply and show in its timeline") {
   MetaDaemon d;
   // What the agents' reply route leaves behind once the WhatsApp sender answered with its wamid.

@@ -370,6 +370,11 @@ TEST_CASE("Meta send requests and responses") {
   CHECK(w.target == "/106540352242922/messages");
   CHECK(w.body.find(R"("to":"16505551234")") != std::string::npos);
   CHECK(w.body.find(R"("context":{"message_id":"wamid.X"})") != std::string::npos);
+  // A business-scoped user id goes as `recipient`, as it is, and there is no `to`.
+  auto u = whatsapp_send_message(cfg, "106540352242922", "US.13491208655302741918", "Hi", "",
+                                 WhatsAppTo::user_id);
+  CHECK(u.body.find(R"("recipient":"US.13491208655302741918")") != std::string::npos);
+  CHECK(u.body.find(R"("to")") == std::string::npos);
 
   auto ok = parse_meta_send_response(
       200, R"({"messaging_product":"whatsapp","contacts":[{"input":"16505551234",

@@ -51,6 +51,16 @@ struct CallStore {
     return p.get_future().get();
   }
 
+  // Stores anything but a call (a WhatsApp message, an ingest API post) as the channels do.
+  IngestOutcome message(Inbound in) {
+    std::promise<IngestOutcome> p;
+    std::vector<Inbound> items;
+    items.push_back(std::move(in));
+    store->submit(std::move(items), std::nullopt,
+                  [&](std::vector<IngestOutcome> out) { p.set_value(out.at(0)); });
+    return p.get_future().get();
+  }
+
   void exec(const std::string& sql) {
     storage::Db db(path);
     db.exec(sql);

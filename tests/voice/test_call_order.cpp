@@ -374,13 +374,39 @@ TEST_CASE(
 }
 
 // A customer made by a guessed call counts for rule 3 again once something firm names it: a call
-// that states its direction, or the CRM adopting it.
+// that states its direction, any other interaction (as migration 14 counts them), or the CRM
+// adopting it.
 TEST_CASE("call order: pbx without direction, a guessed caller named firmly counts again") {
   CallStore s;
   s.start();
   REQUIRE(s.submit(pbx("missed", "g1", kBob, kOurLine, "")).error.empty());  // guessed: Bob
   SUBCASE("by a call that states its direction") {
     REQUIRE(s.submit(pbx("missed", "g2", kBob, kOurLine, "", "inbound")).error.empty());
+  }
+  SUBCASE("by a WhatsApp message from the number") {
+    Inbound wa;
+    wa.channel = "whatsapp";
+    wa.account = "meta";
+    wa.kind = "direct_message";
+    wa.external_id = "wamid.G1";
+    wa.from = Identity{"whatsapp", kBob, "Bob", "14155550177"};
+    wa.text = "about my call";
+    REQUIRE(s.message(wa).error.empty());
+    CHECK(s.text("SELECT customer_id FROM interactions WHERE external_id = 'wamid.G1'") ==
+          s.text("SELECT customer_id FROM interactions WHERE external_id = 'g1'"));
+    // A second message is matched by its WhatsApp identity: the mark is gone already.
+    wa.external_id = "wamid.G2";
+    REQUIRE(s.message(wa).error.empty());
+  }
+  SUBCASE("by an ingest API post with the number") {
+    Inbound post;
+    post.channel = "api";
+    post.account = "crm";
+    post.kind = "message";
+    post.external_id = "crm-post-1";
+    post.from = Identity{"phone", kBob, "Bob", ""};
+    post.text = "called you earlier";
+    REQUIRE(s.message(std::move(post)).error.empty());
   }
   SUBCASE("by the CRM") {
     storage::Db db(s.path);
@@ -399,6 +425,37 @@ TEST_CASE("call order: pbx without direction, a guessed caller named firmly coun
   CHECK(caller_of(s, "g3") == kBob);
   CHECK(s.text("SELECT direction FROM interactions WHERE external_id = 'g3'") == "outbound");
   CHECK(identities_of(s, kOurLine) == "0");
+  CHECK(s.text("SELECT count(*) FROM guessed_customers g JOIN customers c ON c.id = "
+               "g.customer_id WHERE c.external_id IS NULL") == "0");
+}
+
+// Telnyx's call.initiated, late: the call was released as inbound before it came (its caller a
+// guessed customer), and when it states that direction the caller is named firmly, as a call
+// that stated it from the start would have named them.
+TEST_CASE(
+    "call order: telnyx, a caller taken for inbound is named firmly by a late call.initiated") {
+  CallStore s;
+  s.start();
+  auto guessed = [&] {
+    return s.text(
+        "SELECT count(*) FROM guessed_customers g JOIN customers c ON c.id = "
+        "g.customer_id WHERE c.external_id IS NULL");
+  };
+  REQUIRE(s.submit(hangup("late-1", kBob, kOurLine)).error.empty());
+  CHECK(s.release() == 1);
+  CHECK(caller_of(s, "late-1") == kBob);
+  CHECK(guessed() == "1");
+  REQUIRE(s.submit(initiated("late-1", kBob, kOurLine, "incoming")).error.empty());
+  CHECK(s.text("SELECT json_extract(payload, '$.call.direction') FROM interactions "
+               "WHERE external_id = 'late-1'") == "inbound");
+  CHECK(guessed() == "0");
+  // Our line calls Bob on an account with no lines learned, the PBX does not say: Bob is a
+  // known customer, so the call is outbound and Bob its customer.
+  CallEventInput out = pbx("completed", "late-2", kOurLine, kBob, "");
+  out.call.account = "other";
+  REQUIRE(s.submit(std::move(out)).error.empty());
+  CHECK(caller_of(s, "late-2") == kBob);
+  CHECK(s.text("SELECT direction FROM interactions WHERE external_id = 'late-2'") == "outbound");
 }
 
 // A PBX retry is signed again, so without occurred_at the signature time says nothing about
@@ -534,6 +591,52 @@ TEST_CASE("call order: the upgrade to guessed_customers marks the customers of g
     row("i7", "W", "whatsapp", "{}");
     customer("U", "+14155550189", nullptr);  // an unreadable payload counts as firm
     row("i8", "U", "voice", R"({"call": [)");
+    storage::migrate(db);
+  }
+  storage::Db db(path, true);
+  auto st = db.prepare("SELECT group_concat(customer_id) FROM guessed_customers");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == "G");
+}
+
+// The marks the daemon left on callers that something firm named since (migration 17): a
+// message, or the call that made them stating its direction later. The others stay.
+TEST_CASE("call order: the upgrade to 20 takes the marks off callers named firmly since") {
+  sb::test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 19);
+    auto customer = [&](const std::string& id, const std::string& phone) {
+      db.prepare("INSERT INTO customers(id, created_at, updated_at) VALUES (?1, 1, 1)")
+          .bind(1, id)
+          .run();
+      db.prepare("INSERT INTO identities(type, value, customer_id) VALUES ('phone', ?1, ?2)")
+          .bind(1, phone)
+          .bind(2, id)
+          .run();
+      db.prepare("INSERT INTO guessed_customers(customer_id) VALUES (?1)").bind(1, id).run();
+    };
+    auto row = [&](const std::string& id, const std::string& customer, const std::string& channel,
+                   const std::string& payload) {
+      auto st = db.prepare(
+          "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+          "customer_id, occurred_at, received_at, payload) VALUES (?1, ?2, 'voice', ?1, ?3, "
+          "'inbound', ?4, 1, 1, ?5)");
+      st.bind(1, id).bind(2, channel).bind(3, channel == "voice" ? "call" : "message");
+      st.bind(4, customer).bind(5, payload).run();
+    };
+    const std::string guessed = R"({"call":{"status":"completed"}})";
+    customer("G", kOurLine);  // only guessed calls
+    row("i1", "G", "voice", guessed);
+    customer("W", kBob);  // wrote on WhatsApp since
+    row("i2", "W", "voice", guessed);
+    row("i3", "W", "whatsapp", "{}");
+    customer("A", kAnn);  // posted through the ingest API since
+    row("i4", "A", "voice", guessed);
+    row("i5", "A", "api", "{}");
+    customer("L", "+14155550188");  // its call stated the direction later
+    row("i6", "L", "voice", R"({"call":{"status":"completed","direction":"inbound"}})");
     storage::migrate(db);
   }
   storage::Db db(path, true);

@@ -32,6 +32,32 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
               400,
               R"({"error":{"message":"(#10) This message is sent outside of allowed window.","type":"OAuthException","code":10,"error_subcode":2018278}})"};
         }
+        json::value v = json::parse(r.body);
+        json::object contact;
+        if (whatsapp) {
+          // `to` takes a phone number (digits, "+" allowed) and wins over `recipient`, which
+          // takes a business-scoped user id: the response names whichever was used.
+          const json::value* to = v.as_object().if_contains("to");
+          const json::value* user = v.as_object().if_contains("recipient");
+          if (to != nullptr) {
+            std::string_view n = to->as_string();
+            if (!n.empty() && n.front() == '+') {
+              n.remove_prefix(1);
+            }
+            if (n.empty() || n.find_first_not_of("0123456789") != std::string_view::npos) {
+              return {
+                  400,
+                  R"({"error":{"message":"(#100) Invalid parameter","type":"OAuthException","code":100,"error_data":{"messaging_product":"whatsapp","details":"Invalid phone number"}}})"};
+            }
+            contact = json::object{{"input", *to}, {"wa_id", json::string(n)}};
+          } else if (user != nullptr && user->is_string()) {
+            contact = json::object{{"input", *user}, {"user_id", *user}};
+          } else {
+            return {
+                400,
+                R"({"error":{"message":"(#100) The parameter to is required.","type":"OAuthException","code":100}})"};
+          }
+        }
         sent_.push_back({r.path, r.body});
         if (lose_answers_ > 0) {
           --lose_answers_;
@@ -40,12 +66,10 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
           return lost;
         }
         std::string id = std::to_string(next_++);
-        json::value v = json::parse(r.body);
         if (whatsapp) {
           return {200, json::serialize(json::object{
                            {"messaging_product", "whatsapp"},
-                           {"contacts", json::array{json::object{{"input", v.at("to")},
-                                                                 {"wa_id", v.at("to")}}}},
+                           {"contacts", json::array{std::move(contact)}},
                            {"messages", json::array{json::object{{"id", "wamid.out" + id}}}}})};
         }
         return {200, json::serialize(json::object{{"recipient_id", v.at("recipient").at("id")},
