@@ -314,44 +314,43 @@ class MetaSender final : public Sender {
  public:
   MetaSender(Runtime& rt, config::Meta cfg) : rt_(rt), cfg_(std::move(cfg)) {}
   void send(OutboundMessage m, Done done) override {
-    run_send(rt_, "meta", cfg_.name, std::move(m), std::move(done),
-             [this](const OutboundMessage& m) -> asio::awaitable<SendResult> {
-               auto p = parse_parent(m.parent_json);
-               if (!p || p->from_value.empty()) {
-                 co_return SendResult::failed("the answered interaction has no sender to answer");
-               }
-               HttpRequestSpec spec;
-               if (p->channel == "whatsapp") {
-                 std::string phone_number_id = flag_value(*p, "phone_number_id:");
-                 if (phone_number_id.empty()) {
-                   co_return SendResult::failed("the WhatsApp message names no phone_number_id");
-                 }
-                 // To the wa_id the message came from (meta.cpp), not the E.164 form. A user
-                 // whose message had no number is stored under the BSUID, which never starts
-                 // with "+": Meta refuses it as `to`, it goes as `recipient`.
-                 const std::string& to = p->from_handle.empty() ? p->from_value : p->from_handle;
-                 WhatsAppTo kind =
-                     p->from_value.front() == '+' ? WhatsAppTo::phone : WhatsAppTo::user_id;
-                 spec =
-                     whatsapp_send_message(cfg_, phone_number_id, to, m.text, p->external_id, kind);
-               } else {
-                 spec = meta_send_message(cfg_, p->from_value, m.text);
-               }
-               net::HttpRequest req = to_request(cfg_.base_url, spec);
-               auto res = co_await rt_.http.request(std::move(req));
-               SendOutcome o = parse_meta_send_response(res.status, res.body);
-               if (o.ok) {
-                 co_return SendResult::sent(o.provider_message_id);
-               }
-               if (res.status == 0) {
-                 co_return network_failure_no_repeat(res, p->channel == "whatsapp" ? "WhatsApp"
-                                                          : p->channel == "instagram"
-                                                              ? "Instagram"
-                                                              : "Messenger");
-               }
-               co_return o.retryable ? SendResult::retry(o.error_message, retry_after_header(res))
-                                     : SendResult::failed(o.error_message);
-             });
+    run_send(
+        rt_, "meta", cfg_.name, std::move(m), std::move(done),
+        [this](const OutboundMessage& m) -> asio::awaitable<SendResult> {
+          auto p = parse_parent(m.parent_json);
+          if (!p || p->from_value.empty()) {
+            co_return SendResult::failed("the answered interaction has no sender to answer");
+          }
+          HttpRequestSpec spec;
+          if (p->channel == "whatsapp") {
+            std::string phone_number_id = flag_value(*p, "phone_number_id:");
+            if (phone_number_id.empty()) {
+              co_return SendResult::failed("the WhatsApp message names no phone_number_id");
+            }
+            // To the wa_id the message came from (meta.cpp), not the E.164 form. A user
+            // whose message had no number is stored under the BSUID, which never starts
+            // with "+": Meta refuses it as `to`, it goes as `recipient`.
+            const std::string& to = p->from_handle.empty() ? p->from_value : p->from_handle;
+            WhatsAppTo kind =
+                p->from_value.front() == '+' ? WhatsAppTo::phone : WhatsAppTo::user_id;
+            spec = whatsapp_send_message(cfg_, phone_number_id, to, m.text, p->external_id, kind);
+          } else {
+            spec = meta_send_message(cfg_, p->from_value, m.text);
+          }
+          net::HttpRequest req = to_request(cfg_.base_url, spec);
+          auto res = co_await rt_.http.request(std::move(req));
+          SendOutcome o = parse_meta_send_response(res.status, res.body);
+          if (o.ok) {
+            co_return SendResult::sent(o.provider_message_id);
+          }
+          if (res.status == 0) {
+            co_return network_failure_no_repeat(res, p->channel == "whatsapp"    ? "WhatsApp"
+                                                     : p->channel == "instagram" ? "Instagram"
+                                                                                 : "Messenger");
+          }
+          co_return o.retryable ? SendResult::retry(o.error_message, retry_after_header(res))
+                                : SendResult::failed(o.error_message);
+        });
   }
 
  private:
