@@ -41,14 +41,14 @@ int main(int argc, char** argv) {
   std::vector<std::pair<std::string, std::string>> bodies(static_cast<std::size_t>(total));
   for (int i = 0; i < total; ++i) {
     int call = i / 3, step = i % 3;
-    voice::FormParams params = {{"AccountSid", "ACbench"},
-                                {"CallSid", "CA" + std::to_string(call)},
-                                {"CallStatus", statuses[step]},
-                                {"From", "+1415555" + std::to_string(1000 + call % 9000)},
-                                {"To", "+14155550199"},
-                                {"Direction", "inbound"},
-                                {"SequenceNumber", std::to_string(step)},
-                                {"CallDuration", step == 2 ? "42" : "0"}};
+    FormParams params = {{"AccountSid", "ACbench"},
+                         {"CallSid", "CA" + std::to_string(call)},
+                         {"CallStatus", statuses[step]},
+                         {"From", "+1415555" + std::to_string(1000 + call % 9000)},
+                         {"To", "+14155550199"},
+                         {"Direction", "inbound"},
+                         {"SequenceNumber", std::to_string(step)},
+                         {"CallDuration", step == 2 ? "42" : "0"}};
     std::string body;
     for (auto& [k, v] : params) {
       std::string value = v;

@@ -1,6 +1,6 @@
-#include "channels/voice/form.hpp"
+#include "core/form.hpp"
 
-namespace sb::voice {
+namespace sb {
 
 namespace {
 
@@ -91,4 +91,4 @@ std::optional<std::string> query_param(std::string_view target, std::string_view
   return std::nullopt;
 }
 
-}  // namespace sb::voice
+}  // namespace sb

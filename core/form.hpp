@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-namespace sb::voice {
+namespace sb {
 
 using FormParams = std::vector<std::pair<std::string, std::string>>;
 
@@ -23,4 +23,4 @@ std::optional<std::string_view> form_get(const FormParams& params, std::string_v
 std::string_view query_of(std::string_view target);
 std::optional<std::string> query_param(std::string_view target, std::string_view name);
 
-}  // namespace sb::voice
+}  // namespace sb

@@ -13,6 +13,7 @@
 
 #include "channels/social/common.hpp"
 #include "core/crypto.hpp"
+#include "core/form.hpp"
 #include "core/hex.hpp"
 
 namespace sb::social {
@@ -22,38 +23,6 @@ namespace {
 bool unreserved(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
          c == '.' || c == '_' || c == '~';
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
-// application/x-www-form-urlencoded decoding (section 3.4.1.3.1): '+' is a space; a '%' not
-// followed by two hex digits stays as it is.
-std::string form_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
-               hex_value(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
 }
 
 std::string base64(std::string_view bytes) {
@@ -110,20 +79,8 @@ std::optional<std::string> oauth1_base_string(std::string_view method, std::stri
   // joined as name=value with '&'.
   std::vector<std::pair<std::string, std::string>> encoded;
   if (parsed->has_query()) {
-    std::string_view query = parsed->encoded_query();
-    while (true) {
-      const std::size_t amp = query.find('&');
-      std::string_view pair = query.substr(0, amp);
-      if (!pair.empty()) {
-        const std::size_t eq = pair.find('=');
-        encoded.emplace_back(
-            oauth1_encode(form_decode(pair.substr(0, eq))),
-            eq == std::string_view::npos ? "" : oauth1_encode(form_decode(pair.substr(eq + 1))));
-      }
-      if (amp == std::string_view::npos) {
-        break;
-      }
-      query.remove_prefix(amp + 1);
+    for (const auto& [name, value] : parse_form(parsed->encoded_query())) {
+      encoded.emplace_back(oauth1_encode(name), oauth1_encode(value));
     }
   }
   for (const auto& [name, value] : params) {

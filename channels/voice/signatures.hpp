@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "channels/voice/crypto.hpp"
-#include "channels/voice/form.hpp"
+#include "core/form.hpp"
 
 namespace sb::voice {
 

@@ -46,8 +46,8 @@
 #include <optional>
 #include <string_view>
 
-#include "channels/voice/form.hpp"
 #include "channels/voice/webhook.hpp"
+#include "core/form.hpp"
 
 namespace sb::voice {
 

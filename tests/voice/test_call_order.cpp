@@ -493,13 +493,13 @@ TEST_CASE("call order: twilio outbound-api callbacks in reverse order") {
   config::Twilio cfg;
   cfg.name = "voice";
   auto twilio = [&](const std::string& status, const std::string& seq) {
-    voice::FormParams p = {{"CallSid", "CA-out"},
-                           {"CallStatus", status},
-                           {"Direction", "outbound-api"},
-                           {"From", kOurLine},
-                           {"To", kBob},
-                           {"SequenceNumber", seq},
-                           {"CallDuration", status == "completed" ? "30" : ""}};
+    FormParams p = {{"CallSid", "CA-out"},
+                    {"CallStatus", status},
+                    {"Direction", "outbound-api"},
+                    {"From", kOurLine},
+                    {"To", kBob},
+                    {"SequenceNumber", seq},
+                    {"CallDuration", status == "completed" ? "30" : ""}};
     auto res = voice::twilio_event(cfg, p, "US", kCanon);
     REQUIRE(res.event);
     return std::move(*res.event);

@@ -6,8 +6,8 @@
 #include <cstdio>
 #include <thread>
 
-#include "channels/voice/form.hpp"
 #include "channels/voice/signatures.hpp"
+#include "core/form.hpp"
 #include "core/time.hpp"
 #include "daemon/app.hpp"
 #include "storage/sqlite.hpp"

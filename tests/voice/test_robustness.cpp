@@ -11,6 +11,7 @@
 #include "channels/voice/twilio.hpp"
 #include "helpers.hpp"
 
+using namespace sb;
 using namespace sb::voice;
 using sb::voice::test::kCanon;
 using sb::voice::test::Request;

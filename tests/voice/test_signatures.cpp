@@ -5,6 +5,7 @@
 
 #include "channels/voice/signatures.hpp"
 
+using namespace sb;
 using namespace sb::voice;
 
 // Named per file: the test programs are unity builds (helpers such as kAnn or config() would

@@ -6,6 +6,7 @@
 #include "helpers.hpp"
 #include "routing/identity.hpp"
 
+using namespace sb;
 using namespace sb::voice;
 using sb::voice::test::kCanon;
 using sb::voice::test::Request;
