@@ -5,6 +5,7 @@
 // Each interaction carries its `events` (claim, release, transfer, reply, finish: who, when)
 // and, for replies, the `send` state.
 #include <boost/json.hpp>
+#include <charconv>
 
 // GCC 12 false positive inside Asio's awaitable frame allocator (see imap_client.cpp).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -14,6 +15,7 @@
 #include <boost/url/url_view.hpp>
 
 #include "agents/service.hpp"
+#include "core/ids.hpp"
 #include "storage/customers.hpp"
 
 namespace sb::agents {
@@ -108,20 +110,22 @@ Service::Awaitable Service::timeline(http::Request& r) {
   }
   for (auto p : u->params()) {
     if (p.key == "limit") {
-      try {
-        std::size_t used = 0;
-        limit = std::stoi(p.value, &used);
-        if (used != p.value.size()) {
-          throw std::invalid_argument("trailing");
-        }
-      } catch (const std::exception&) {
-        limit = -1;
-      }
-      if (limit < 1 || limit > kMaxLimit) {
+      // Digits only: std::stoi also took " 5" and "+5", and its exceptions were the parser.
+      const std::string& v = p.value;
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), limit);
+      if (ec != std::errc() || end != v.data() + v.size() || limit < 1 || limit > kMaxLimit) {
         co_return http::error(400, "invalid_query",
                               "limit must be an integer from 1 to " + std::to_string(kMaxLimit));
       }
     } else if (p.key == "before") {
+      // The cursor is compared with interaction ids as text: anything but an upper-case ULID
+      // ("null", a lower-cased id, one cut short) sorts after every id, and the "next page"
+      // was page one again, so a client that paged until next_before was null never ended.
+      if (!is_ulid(p.value)) {
+        co_return http::error(400, "invalid_query",
+                              "before must be the id of an interaction, as given in next_before "
+                              "(26 characters of upper-case Crockford base32)");
+      }
       before = p.value;
     }
   }

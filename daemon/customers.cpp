@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
+#include <vector>
 
 #include "core/printable.hpp"
 #include "core/time.hpp"
@@ -21,57 +23,110 @@ int import_customers(const config::Config& cfg, const std::string& file) {
     std::cerr << "switchboard: " << printable(error) << "\n";  // may quote the file's header
     return 1;
   }
-  storage::Db db(cfg.storage.path);
-  storage::migrate(db);
-  storage::CustomerImporter importer(db);
-
   constexpr std::size_t kPerTransaction = 20000;
   std::size_t inserted = 0, updated = 0, rejected = 0, in_tx = 0;
   std::vector<std::string> rejections;
+  // As of the last commit: what a failure further on leaves in the database.
+  struct Committed {
+    std::size_t inserted = 0, updated = 0, rejected = 0, rejections = 0;
+    std::size_t line = 0;  // the line of the last record committed; 0: none yet
+  } committed;
+  std::size_t line_no = 0;  // the line being imported
   auto started = std::chrono::steady_clock::now();
   auto last_progress = started;
   bool tty = isatty(fileno(stderr));
-  importer.begin();
-  while (auto line = reader->next()) {
-    if (!line->record) {
-      ++rejected;
-      rejections.push_back("line " + std::to_string(line->line_no) + ": " + line->error);
-      continue;
-    }
-    const auto& r = *line->record;
-    storage::CustomerUpsert up{r.external_id,       r.name.value_or(""),
-                               r.tier.value_or(""), r.tags.value_or(std::vector<std::string>{}),
-                               r.identities,        r.name.has_value(),
-                               r.tier.has_value(),  r.tags.has_value()};
-    switch (importer.upsert(up, error)) {
-      case storage::CustomerImporter::Result::inserted:
-        ++inserted;
-        break;
-      case storage::CustomerImporter::Result::updated:
-        ++updated;
-        break;
-      case storage::CustomerImporter::Result::rejected:
+  std::optional<storage::Db> db;
+  try {
+    db.emplace(cfg.storage.path);
+    storage::migrate(*db);
+    storage::CustomerImporter importer(*db);
+    while (auto line = reader->next()) {
+      line_no = line->line_no;
+      if (!line->record) {
         ++rejected;
-        rejections.push_back("line " + std::to_string(line->line_no) + ": " + error);
-        break;
-    }
-    if (++in_tx == kPerTransaction) {
-      importer.commit();
-      importer.begin();
-      in_tx = 0;
-      auto now = std::chrono::steady_clock::now();
-      if (now - last_progress > std::chrono::seconds(1)) {
-        last_progress = now;
-        double pct = reader->total_bytes() ? 100.0 * static_cast<double>(reader->bytes_consumed()) /
-                                                 static_cast<double>(reader->total_bytes())
-                                           : 0;
-        std::fprintf(stderr, "%simported %zu records (%.0f%%)%s", tty ? "\r" : "",
-                     inserted + updated + rejected, pct, tty ? "" : "\n");
-        std::fflush(stderr);
+        rejections.push_back("line " + std::to_string(line->line_no) + ": " + line->error);
+        continue;
+      }
+      // A transaction begins at a batch's first record, not right after the last commit: the
+      // write lock is held only while there is a record to write, not while the file is read.
+      if (in_tx == 0) {
+        importer.begin();
+      }
+      const auto& r = *line->record;
+      storage::CustomerUpsert up{r.external_id,       r.name.value_or(""),
+                                 r.tier.value_or(""), r.tags.value_or(std::vector<std::string>{}),
+                                 r.identities,        r.name.has_value(),
+                                 r.tier.has_value(),  r.tags.has_value()};
+      switch (importer.upsert(up, error)) {
+        case storage::CustomerImporter::Result::inserted:
+          ++inserted;
+          break;
+        case storage::CustomerImporter::Result::updated:
+          ++updated;
+          break;
+        case storage::CustomerImporter::Result::rejected:
+          ++rejected;
+          rejections.push_back("line " + std::to_string(line->line_no) + ": " + error);
+          break;
+      }
+      if (++in_tx == kPerTransaction) {
+        importer.commit();
+        in_tx = 0;
+        committed = {inserted, updated, rejected, rejections.size(), line_no};
+        auto now = std::chrono::steady_clock::now();
+        if (now - last_progress > std::chrono::seconds(1)) {
+          last_progress = now;
+          double pct = reader->total_bytes()
+                           ? 100.0 * static_cast<double>(reader->bytes_consumed()) /
+                                 static_cast<double>(reader->total_bytes())
+                           : 0;
+          std::fprintf(stderr, "%simported %zu records (%.0f%%)%s", tty ? "\r" : "",
+                       inserted + updated + rejected, pct, tty ? "" : "\n");
+          std::fflush(stderr);
+        }
       }
     }
+    if (in_tx > 0) {
+      importer.commit();
+    }
+  } catch (const std::exception& e) {
+    // A busy database (the daemon, or another import, held the write lock past the busy
+    // timeout), a full disk, an I/O error: the batches committed before stay, the one in
+    // progress is rolled back (SQLite may have done so already). Re-running the same file is
+    // safe: records are upserted by external_id and identities only ever added, so the lines
+    // already committed come out as "updated" and the database ends as one clean run leaves it.
+    if (db) {
+      try {
+        db->exec("ROLLBACK");
+      } catch (const std::exception&) {
+        // no transaction was open, or SQLite rolled it back itself
+      }
+    }
+    if (tty) {
+      std::fprintf(stderr, "\r\033[K");
+    }
+    for (std::size_t i = 0; i < committed.rejections; ++i) {
+      std::cout << printable(rejections[i]) << "\n";
+    }
+    std::cout.flush();
+    std::cerr << "switchboard: " << printable(file);
+    if (line_no > 0) {
+      std::cerr << ": the import stopped at line " << line_no;
+    }
+    std::cerr << ": " << printable(e.what()) << "\n";
+    if (committed.line == 0) {
+      std::cerr << "switchboard: nothing from " << printable(file) << " was committed\n";
+    } else {
+      std::cerr << "switchboard: committed: the records through line " << committed.line
+                << " (inserted " << committed.inserted << ", updated " << committed.updated
+                << ", rejected " << committed.rejected
+                << "); nothing after that line was imported\n";
+    }
+    std::cerr << "switchboard: run the same command again once the cause is fixed: records are "
+                 "upserted by external_id, so those already imported are updated, not added "
+                 "twice\n";
+    return 1;
   }
-  importer.commit();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (tty) {
     std::fprintf(stderr, "\r\033[K");

@@ -57,6 +57,9 @@ does not give (no such column, no such key) keep their stored values; an empty c
 null clears them. Identities are only ever added. Prints inserted / updated / rejected
 counts and each rejected line with its number and reason; progress goes to stderr.
 Phones without +country use matching.default_region. Exit 1 when any line was rejected.
+Records are committed every 20,000. When the database fails mid-file (locked past the 5 s busy
+timeout, disk full), what was committed stays and the error says through which line; running
+the same command again completes the import (already imported records are updated).
 Secrets given as *_env in the config need not be set: this command uses none.
 )";
 

@@ -288,7 +288,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       ~Unlink() { server->done_waiting(*w); }
     } unlink{this, &w};
     beast::flat_buffer buffer(kMaxBuffered);
-    bool linger = false;  // we answered before reading the whole request (413, 400)
+    bool linger = false;  // we answered before reading the whole request (413, 431, 400)
     for (;;) {
       if (stopping) {
         break;
@@ -341,6 +341,17 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
                            "the request body is larger than server.max_body_bytes (" +
                                std::to_string(opts.max_body_bytes) + " bytes)");
           count("unmatched", 413);
+          bool ok;
+          co_await write(w, std::move(res), 11, false, ok);
+          linger = true;
+        } else if (ec == bhttp::error::header_limit) {
+          // RFC 6585 section 5: 431, not a plain 400, so that the client knows to send fewer
+          // or shorter header fields (a cookie jar that grew, a token pasted twice) rather than
+          // to repair its syntax. The limit counts the request line too, as Beast does.
+          auto res = error(431, "header_too_large",
+                           "the request line and header fields are larger than " +
+                               std::to_string(kHeaderLimit) + " bytes, the server's limit");
+          count("unmatched", 431);
           bool ok;
           co_await write(w, std::move(res), 11, false, ok);
           linger = true;

@@ -1,5 +1,8 @@
 #include "storage/customers.hpp"
 
+#include <sqlite3.h>
+
+#include <new>
 #include <optional>
 #include <vector>
 
@@ -218,6 +221,34 @@ CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std
     }
     db_.exec("RELEASE rec");
     return existed ? Result::updated : Result::inserted;
+  } catch (const Error& e) {
+    // Busy, disk full, I/O, out of memory: the database failed, not the record, and every
+    // later record would fail the same way. Rejected one by one, each was printed as a bad line
+    // and, SQLite having rolled the whole transaction back (it may, for these), the records
+    // counted as imported before them in the batch were lost without a word. The caller
+    // abandons the batch and says what was committed.
+    switch (e.code & 0xff) {
+      case SQLITE_BUSY:
+      case SQLITE_LOCKED:
+      case SQLITE_NOMEM:
+      case SQLITE_READONLY:
+      case SQLITE_INTERRUPT:
+      case SQLITE_IOERR:
+      case SQLITE_CORRUPT:
+      case SQLITE_FULL:
+      case SQLITE_CANTOPEN:
+      case SQLITE_PROTOCOL:
+      case SQLITE_NOTADB:
+        throw;
+      default:
+        break;
+    }
+    error = e.what();
+    db_.exec("ROLLBACK TO rec");
+    db_.exec("RELEASE rec");
+    return Result::rejected;
+  } catch (const std::bad_alloc&) {
+    throw;
   } catch (const std::exception& e) {
     error = e.what();
     db_.exec("ROLLBACK TO rec");

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cctype>
+#include <vector>
 
 #include "core/sender.hpp"
 #include "tests/agents/fixture.hpp"
@@ -177,4 +179,58 @@ TEST_CASE("timeline: a reply carries every key of SPEC section 5, in its parent'
   CHECK(bobs.status == 403);
   CHECK(error_message(bobs).find("\"vip\"") != std::string::npos);
   CHECK(d.act("alice-token", out_id, "ack").status == 409);
+}
+
+TEST_CASE("timeline: a malformed before or limit is 400 naming it, not page one again") {
+  // `before` is compared with interaction ids as text. A cursor that is no id ("null", a
+  // lower-cased or cut id) sorted after every one: the answer was page one, with the same
+  // next_before, so a client paging until next_before was null never stopped.
+  AgentDaemon d;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(d.ingest("q-" + std::to_string(i), "query " + std::to_string(i)));
+  }
+  d.drained();
+  auto c = d.claim("alice-token", "general");
+  REQUIRE(c.status == 200);
+  std::string customer(parse(c.body).at("interaction").at("customer").at("id").as_string());
+  auto base = "/v1/customers/" + customer + "/interactions";
+
+  auto page = d.get("bob-token", base + "?limit=200&before=" + ids[1]);
+  REQUIRE(page.status == 200);
+  REQUIRE(parse(page.body).at("interactions").as_array().size() == 1);
+  CHECK(parse(page.body).at("interactions").at(0).at("id").as_string() == ids[0]);
+
+  std::string lower = ids[1];
+  for (auto& ch : lower) {
+    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  std::string with_u = ids[1];
+  with_u[20] = 'U';  // not in Crockford's alphabet (nor are I, L, O)
+  for (const std::string& bad : {lower, ids[1].substr(0, 25), ids[1] + "0", std::string("null"),
+                                 std::string(), with_u, "8" + ids[1].substr(1)}) {
+    CAPTURE(bad);
+    auto r = d.get("bob-token", base + "?before=" + bad);
+    CHECK(r.status == 400);
+    CHECK(error_message(r).find("before must be the id of an interaction") != std::string::npos);
+  }
+  // std::stoi took " 5" (%20 decoded) and "+5"; the rest were refused without their message
+  // being checked.
+  for (const char* bad : {"abc", "201", "5x", "0", "-1", "+5", "%205", "", "99999999999"}) {
+    CAPTURE(bad);
+    auto r = d.get("bob-token", base + "?limit=" + bad);
+    CHECK(r.status == 400);
+    CHECK(error_message(r) == "limit must be an integer from 1 to 200");
+  }
+  CHECK(d.get("bob-token", base + "?limit=200").status == 200);
+  CHECK(d.get("bob-token", base + "?limit=1").status == 200);
+
+  // The attachment number is a decimal index, not a name or a signed number.
+  for (const char* bad : {"abc", "-1", "1x", "0x1", "1234567"}) {
+    CAPTURE(bad);
+    auto r = d.get("bob-token", "/v1/interactions/" + ids[0] + "/attachments/" + bad);
+    CHECK(r.status == 400);
+    CHECK(error_message(r) == "the attachment number must be 0, 1, 2, ...");
+  }
+  CHECK(d.get("bob-token", "/v1/interactions/" + ids[0] + "/attachments/0").status == 404);
 }

@@ -1,7 +1,10 @@
 // The binary's commands as an operator runs them (customers import and show, check-config):
 // the real process against files in a temporary directory.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <future>
@@ -353,4 +356,169 @@ TEST_CASE(
                          ":3: channels.x account \"brand\" cannot reply: X takes POST /2/tweets "
                          "only in user context") != std::string::npos);
   CHECK(none.output.find(": ok") != std::string::npos);
+}
+
+namespace {
+
+long long count_of(const TempDir& dir, const std::string& sql) {
+  try {
+    sb::storage::Db db(dir.file("sb.db"), true);
+    auto st = db.prepare(sql);
+    return st.step() ? st.int64(0) : -1;
+  } catch (const std::exception&) {
+    return -1;  // not created yet
+  }
+}
+
+// Lines `first`..`last` of a customer file, one record each: c-N, its name and its email.
+std::string records(int first, int last) {
+  std::string out;
+  for (int i = first; i <= last; ++i) {
+    out += "c-" + std::to_string(i) + ",Customer " + std::to_string(i) + ",user" +
+           std::to_string(i) + "@example.com\n";
+  }
+  return out;
+}
+
+bool write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    auto n = ::write(fd, bytes.data(), bytes.size());
+    if (n <= 0) {
+      return false;
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "customers import: a database locked mid-file stops the import saying what was committed, "
+    "and a re-run completes it") {
+  // The import commits every 20,000 records. A failure after that (the daemon or another import
+  // holding the write lock past the busy timeout, a full disk) left the first batches committed
+  // and said only "switchboard: database is locked". The file is a FIFO so that the test can
+  // take the lock between the first batch's commit and the next record: after its commit the
+  // import waits for the pipe, holding no transaction.
+  ::signal(SIGPIPE, SIG_IGN);  // a child that died early: write() fails instead
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  const std::string header = "external_id,name,email\n";
+  const std::string first = records(1, 20000);  // lines 2-20001: one batch
+  // Blank lines (skipped) that push the batch through the reader's 1 MiB read buffer, which a
+  // pipe fills only to the end of what was written.
+  const std::string padding(1100 * 1024, '\n');
+  const std::string rest = records(20001, 20010);
+  const std::string fifo = dir.file("customers.csv");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  Process import({switchboard_binary(), "customers", "import", "--config", cfg, fifo},
+                 dir.file("import.log"));
+  int fd = -1;
+  REQUIRE(eventually([&] {
+    fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);  // ENXIO until the import opens it
+    return fd >= 0;
+  }));
+  REQUIRE(::fcntl(fd, F_SETFL, 0) == 0);
+  REQUIRE(write_all(fd, header + first + padding));
+  REQUIRE(eventually([&] { return count_of(dir, "SELECT count(*) FROM customers") == 20000; },
+                     std::chrono::seconds(60)));
+  {
+    sb::storage::Db lock(dir.file("sb.db"));
+    lock.exec("BEGIN IMMEDIATE");
+    REQUIRE(write_all(fd, rest));
+    ::close(fd);
+    // The import waits its busy timeout (5 s) for the lock, then gives up.
+    REQUIRE(eventually([&] { return !import.running(); }, std::chrono::seconds(30)));
+    lock.exec("ROLLBACK");
+  }
+  std::ifstream in(dir.file("import.log"));
+  std::string out((std::istreambuf_iterator<char>(in)), {});
+  INFO(out);
+  CHECK(import.wait() == 1);
+  const std::size_t stopped_at = 20002 + padding.size();
+  CHECK(out.find("switchboard: " + fifo + ": the import stopped at line " +
+                 std::to_string(stopped_at) + ": database is locked\n") != std::string::npos);
+  CHECK(out.find("switchboard: committed: the records through line 20001 (inserted 20000, "
+                 "updated 0, rejected 0); nothing after that line was imported\n") !=
+        std::string::npos);
+  CHECK(out.find("run the same command again once the cause is fixed") != std::string::npos);
+  CHECK(count_of(dir, "SELECT count(*) FROM customers") == 20000);
+
+  // The same file again: what was committed is updated in place, the rest is added.
+  ::unlink(fifo.c_str());
+  auto again = customers(dir, "import", cfg,
+                         write_file(dir, "customers.csv", header + first + padding + rest));
+  INFO(again.output);
+  CHECK(again.status == 0);
+  CHECK(again.output.find("inserted 10, updated 20000, rejected 0") != std::string::npos);
+  CHECK(count_of(dir, "SELECT count(*) FROM customers") == 20010);
+  CHECK(count_of(dir, "SELECT count(*) FROM identities") == 20010);
+  CHECK(count_of(dir, "SELECT count(DISTINCT external_id) FROM customers") == 20010);
+  CHECK(customer_row(dir, "c-20000") == "Customer 20000||[]");
+  CHECK(identities_of(dir, "c-20010") == "email:user20010@example.com");
+}
+
+TEST_CASE("customers import: a database locked from the start imports nothing and says so") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  REQUIRE(customers(dir, "import", cfg, write_file(dir, "one.csv", "external_id\nc-0\n")).status ==
+          0);
+  const auto file = write_file(dir, "two.csv", "external_id\nc-1\nc-2\n");
+  sb::storage::Db lock(dir.file("sb.db"));
+  lock.exec("BEGIN IMMEDIATE");
+  auto out = customers(dir, "import", cfg, file);
+  lock.exec("ROLLBACK");
+  INFO(out.output);
+  CHECK(out.status == 1);
+  CHECK(out.output.find("switchboard: " + file + ": database is locked\n") != std::string::npos);
+  CHECK(out.output.find("switchboard: nothing from " + file + " was committed\n") !=
+        std::string::npos);
+  CHECK(count_of(dir, "SELECT count(*) FROM customers") == 1);
+}
+
+TEST_CASE("customers commands: an unknown option or an extra argument is a usage error (exit 2)") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  const auto file = write_file(dir, "c.csv", "external_id\nc-1\n");
+  auto unknown = switchboard(dir, {"customers", "import", "--config", cfg, "--force", file});
+  INFO(unknown.output);
+  CHECK(unknown.status == 2);
+  CHECK(
+      unknown.output.starts_with("switchboard: unknown option --force\n\n"
+                                 "switchboard customers import [--config PATH] FILE\n"));
+  auto two = switchboard(dir, {"customers", "import", "--config", cfg, file, file});
+  INFO(two.output);
+  CHECK(two.status == 2);
+  CHECK(two.output.starts_with("switchboard: give exactly one FILE\n\n"));
+  auto none = switchboard(dir, {"customers", "show", "--config", cfg});
+  INFO(none.output);
+  CHECK(none.status == 2);
+  CHECK(
+      none.output.starts_with("switchboard: give exactly one QUERY\n\n"
+                              "switchboard customers show [--config PATH] QUERY\n"));
+  auto extra = switchboard(dir, {"check-config", "--config", cfg, "now"});
+  INFO(extra.output);
+  CHECK(extra.status == 2);
+  CHECK(extra.output.starts_with("switchboard: unexpected argument now\n\n"));
+  auto sub = switchboard(dir, {"customers", "list"});
+  CHECK(sub.status == 2);
+  CHECK(sub.output.starts_with("switchboard: customers needs a subcommand: import or show\n"));
+  // None of them touched the database.
+  CHECK(::access(dir.file("sb.db").c_str(), F_OK) != 0);
+}
+
+TEST_CASE("customers show: no customer matching the query is exit 1 naming the query") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  REQUIRE(customers(dir, "import", cfg,
+                    write_file(dir, "c.csv", "external_id,email\nc-1,ann@example.com\n"))
+              .status == 0);
+  for (std::string query : {"bob@example.com", "c-2", "+14155550199", "@nobody"}) {
+    CAPTURE(query);
+    auto out = customers(dir, "show", cfg, query);
+    CHECK(out.status == 1);
+    CHECK(out.output == "switchboard: no customer matches \"" + query + "\"\n");
+  }
+  CHECK(customers(dir, "show", cfg, "ann@example.com").status == 0);
 }

@@ -13,6 +13,7 @@
 
 #include "daemon/app.hpp"
 #include "http/metrics.hpp"
+#include "storage/sqlite.hpp"
 #include "tests/support/harness.hpp"
 
 using namespace sb;
@@ -48,13 +49,20 @@ class RawConn {
     pollfd p{fd_, POLLIN, 0};
     return ::poll(&p, 1, static_cast<int>(wait.count())) == 1;
   }
-  // Everything the server sends until it closes, or until nothing came for `wait`.
-  std::string read_all(std::chrono::milliseconds wait) {
+  // Everything the server sends until it closes, or until nothing came for `wait`. `closed`:
+  // whether it ended with the server's orderly close (FIN), not the wait running out.
+  std::string read_all(std::chrono::milliseconds wait, bool* closed = nullptr) {
     std::string out;
     char buf[16 * 1024];
+    if (closed) {
+      *closed = false;
+    }
     while (readable(wait)) {
       auto n = ::recv(fd_, buf, sizeof buf, 0);
       if (n <= 0) {
+        if (closed) {
+          *closed = n == 0;
+        }
         break;
       }
       out.append(buf, static_cast<std::size_t>(n));
@@ -84,6 +92,28 @@ std::string error_message(const std::string& response) {
   auto at = response.find("\r\n\r\n");
   REQUIRE(at != std::string::npos);
   return std::string(json::parse(response.substr(at + 4)).at("error").at("message").as_string());
+}
+
+std::string error_code(const std::string& response) {
+  auto at = response.find("\r\n\r\n");
+  REQUIRE(at != std::string::npos);
+  return std::string(json::parse(response.substr(at + 4)).at("error").at("code").as_string());
+}
+
+long long stored_interactions(const TempDir& dir) {
+  storage::Db db(dir.file("switchboard.db"), true);
+  auto st = db.prepare("SELECT count(*) FROM interactions");
+  REQUIRE(st.step());
+  return st.int64(0);
+}
+
+// A request the server must serve on a fresh connection: it kept serving after a refusal.
+int healthz_on_new_connection(std::uint16_t port) {
+  RawConn c(port);
+  if (!c.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) {
+    return 0;
+  }
+  return status_of(c.read_all(std::chrono::seconds(3)));
 }
 
 }  // namespace
@@ -429,4 +459,120 @@ TEST_CASE("http server: a keep-alive connection idle past idle_timeout is closed
   CHECK(eventually([&] { return server.active() == 0; }, std::chrono::seconds(5)));
   io.stop();
   runner.join();
+}
+
+TEST_CASE("ingest server: a chunked body over max_body_bytes is 413, stores nothing, and closes") {
+  // A Content-Length over the cap is refused from the header alone; a chunked body's size is
+  // known only as its chunks arrive, and Beast counts them against the same limit.
+  Daemon d;
+  std::string text(1200 * 1024, 'c');
+  std::string body = R"({"source":"web","external_id":"chunked-big","from":{"email":"a@b.co"},)"
+                     R"("text":")" +
+                     text + "\"}";
+  RawConn c(d.app->port());
+  REQUIRE(
+      c.send("POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  // 256 KiB chunks: the fifth crosses the 1 MiB cap. The server answers at once and reads on
+  // for a while (lingering close), so these sends all go through.
+  constexpr std::size_t kChunk = 256 * 1024;
+  for (std::size_t at = 0; at < body.size(); at += kChunk) {
+    auto part = body.substr(at, kChunk);
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx\r\n", part.size());
+    if (!c.send(size + part + "\r\n")) {
+      break;
+    }
+  }
+  c.send("0\r\n\r\n");
+  bool closed = false;
+  auto res = c.read_all(std::chrono::seconds(5), &closed);
+  CAPTURE(res.substr(0, 300));
+  CHECK(status_of(res) == 413);
+  CHECK(error_code(res) == "body_too_large");
+  CHECK(error_message(res) ==
+        "the request body is larger than server.max_body_bytes (1048576 bytes)");
+  CHECK(res.find("Connection: close") != std::string::npos);
+  CHECK(closed);
+  CHECK(stored_interactions(d.dir) == 0);
+
+  CHECK(healthz_on_new_connection(d.app->port()) == 200);
+  HttpClient http(d.app->port());
+  CHECK(http.post_json("/v1/interactions",
+                       R"({"source":"web","external_id":"small","from":{"email":"a@b.co"}})",
+                       "test-token")
+            .status == 202);
+  CHECK(stored_interactions(d.dir) == 1);
+}
+
+TEST_CASE(
+    "ingest server: a header block over the limit is 431 naming it, and the connection "
+    "closes") {
+  // RFC 6585 section 5: 431 Request Header Fields Too Large tells the client to send fewer or
+  // shorter fields; a 400 "header limit exceeded" read as broken syntax.
+  Daemon d;
+  {
+    // Under the limit (32 KiB, the request line included) is served.
+    RawConn c(d.app->port());
+    REQUIRE(c.send("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(30 * 1024, 'a') +
+                   "\r\nConnection: close\r\n\r\n"));
+    CHECK(status_of(c.read_all(std::chrono::seconds(3))) == 200);
+  }
+  RawConn c(d.app->port());
+  // Many fields or one long one: the limit is on the whole block.
+  std::string fields;
+  for (int i = 0; i < 400; ++i) {
+    fields += "X-Field-" + std::to_string(i) + ": " + std::string(100, 'b') + "\r\n";
+  }
+  REQUIRE(c.send("POST /v1/interactions HTTP/1.1\r\nHost: x\r\n" + fields +
+                 "Content-Length: 2\r\n\r\n{}"));
+  bool closed = false;
+  auto res = c.read_all(std::chrono::seconds(3), &closed);
+  CAPTURE(res);
+  CHECK(res.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+  CHECK(error_code(res) == "header_too_large");
+  CHECK(error_message(res) ==
+        "the request line and header fields are larger than 32768 bytes, the server's limit");
+  CHECK(res.find("Connection: close") != std::string::npos);
+  CHECK(closed);
+  CHECK(healthz_on_new_connection(d.app->port()) == 200);
+  auto metrics = HttpClient(d.app->port()).request("GET", "/metrics").body;
+  CHECK(metrics.find("switchboard_http_requests_total{route=\"unmatched\",code=\"431\"} 1\n") !=
+        std::string::npos);
+}
+
+TEST_CASE(
+    "ingest server: a garbage request line is 400, the connection closes, and the daemon "
+    "serves on") {
+  Daemon d;
+  // A word that is no request line, a request line with a fourth part, a method of control
+  // bytes, and HTTP/0.9's two-part line (which HTTP/1.1 servers refuse).
+  for (std::string garbage :
+       {std::string("HELLO\r\n\r\n"), std::string("GET /healthz HTTP/1.1 extra\r\n\r\n"),
+        std::string("\x01\x02\x03 /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+        std::string("GET /healthz\r\n\r\n")}) {
+    CAPTURE(garbage);
+    RawConn c(d.app->port());
+    REQUIRE(c.send(garbage));
+    bool closed = false;
+    auto res = c.read_all(std::chrono::seconds(3), &closed);
+    CAPTURE(res);
+    CHECK(status_of(res) == 400);
+    CHECK(error_code(res) == "bad_request");
+    CHECK(error_message(res).starts_with("malformed HTTP request: "));
+    CHECK(res.find("Connection: close") != std::string::npos);
+    CHECK(closed);
+    CHECK(healthz_on_new_connection(d.app->port()) == 200);
+  }
+  // After a good request on a keep-alive connection: the first is answered, then the 400.
+  RawConn c(d.app->port());
+  REQUIRE(c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nHELLO\r\n\r\n"));
+  bool closed = false;
+  auto res = c.read_all(std::chrono::seconds(3), &closed);
+  CAPTURE(res);
+  CHECK(res.starts_with("HTTP/1.1 200 OK\r\n"));
+  auto second = res.find("HTTP/1.1 400 Bad Request\r\n");
+  CHECK(second != std::string::npos);
+  CHECK(closed);
+  CHECK(healthz_on_new_connection(d.app->port()) == 200);
 }

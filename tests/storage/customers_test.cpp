@@ -1,5 +1,6 @@
 // The customer import against customers that messages created before the CRM was loaded.
 #include <doctest/doctest.h>
+#include <sqlite3.h>
 
 #include <future>
 
@@ -282,4 +283,33 @@ TEST_CASE("customers import: a username stored for users of two customers is ref
   imp.commit();
   CHECK(inbox.customer(second) == "c-1|Ann Bell|");
   CHECK(inbox.customer(first) == "-|Ann|");
+}
+
+TEST_CASE("customers import: a full database fails the import, it does not reject the record") {
+  // SQLITE_FULL is the disk's fault, not the line's. Taken as a rejection, every later line was
+  // printed as bad with "database or disk is full", and the batch's earlier records, rolled
+  // back with the transaction, had been counted as imported. max_page_count stands in for the
+  // disk: SQLite answers it with the same error.
+  test::TempDir dir;
+  Db db(dir.file("customers.db"));
+  migrate(db);
+  CustomerImporter imp(db);
+  db.exec("PRAGMA max_page_count = " +
+          std::to_string(std::stoll(one(db, "PRAGMA page_count")) + 8));
+  imp.begin();
+  std::string error;
+  bool threw = false;
+  for (int i = 0; i < 5000 && !threw; ++i) {
+    auto rec = line("c-" + std::to_string(i), std::string(300, 'n'),
+                    {{"email", "u" + std::to_string(i) + "@example.com"}});
+    try {
+      auto r = imp.upsert(rec, error);
+      REQUIRE_MESSAGE(r == Result::inserted, "record ", i, ": ", error);
+    } catch (const Error& e) {
+      threw = true;
+      CHECK((e.code & 0xff) == SQLITE_FULL);
+      CHECK(std::string(e.what()).find("database or disk is full") != std::string::npos);
+    }
+  }
+  CHECK(threw);
 }
