@@ -126,6 +126,16 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
       [r = relay_.get()]() -> std::vector<std::pair<Labels, double>> {
         return {{{}, static_cast<double>(r->reprojected())}};
       });
+  // Entries a Redis restored from an older snapshot brought back for interactions finished or
+  // moved since: removed, or moved to their current stream, before the re-projection
+  // (relay/sweep.cpp).
+  metrics_.sampled_counter(
+      "switchboard_reconciled_entries_total",
+      "Queue entries of finished or moved interactions that Redis brought back from an older "
+      "snapshot, removed (or moved to the interaction's current stream) by the relay.",
+      [r = relay_.get()]() -> std::vector<std::pair<Labels, double>> {
+        return {{{}, static_cast<double>(r->reconciled())}};
+      });
   // Rows held back because their stream key refuses entries (WRONGTYPE...); alert on > 0.
   metrics_.gauge("switchboard_relay_held_streams",
                  "Streams whose key refuses entries; their outbox rows wait, the others flow.",

@@ -22,6 +22,8 @@ constexpr int kPerScript = 64;  // entries per EVALSHA: one Lua call amortised, 
 // the open interactions (schema 18): those still in the outbox (a backlog Redis never had) cost
 // a look each, so a long backlog is read in short steps too.
 constexpr std::int64_t kReprojectSpan = 8192;
+// Stream entries a sweep reads (XRANGE COUNT), looks up and removes at a time (sweep.cpp).
+constexpr int kSweepBatch = 256;
 // Back-off of a held stream: its first retry after 1 s, doubling up to 30 s.
 constexpr std::chrono::milliseconds kFirstRetry{1000};
 constexpr std::chrono::milliseconds kLastRetry{30000};
@@ -67,6 +69,7 @@ struct Relay::Reader {
   storage::Stmt projected;  // relay_state.projected: the highest outbox seq deleted
   storage::Stmt oldest;     // the lowest queued_seq of an open interaction (NULL: none)
   storage::Stmt unsequenced;  // an open interaction queued before schema 13 (no queued_seq)?
+  storage::Stmt entries;      // the interactions of a batch of stream entries (sweep.cpp)
   explicit Reader(const std::string& path);
 };
 

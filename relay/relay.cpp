@@ -50,7 +50,14 @@ Relay::Reader::Reader(const std::string& path)
       oldest(db.prepare(
           "SELECT min(queued_seq) FROM interactions WHERE state IN ('queued', 'claimed')")),
       unsequenced(db.prepare("SELECT 1 FROM interactions WHERE queued_seq IS NULL "
-                             "AND state IN ('queued', 'claimed') LIMIT 1")) {}
+                             "AND state IN ('queued', 'claimed') LIMIT 1")),
+      // ?1: a JSON array of interaction ids; ?2, ?3: the queue and priority of the stream their
+      // entries are in. The payload only for those waiting in another stream (moved there).
+      entries(db.prepare("SELECT id, state, queue, priority, conversation_id, "
+                         "coalesce(customer_id, ''), channel, kind, "
+                         "CASE WHEN state = 'queued' AND (queue <> ?2 OR priority <> ?3) "
+                         "THEN payload END "
+                         "FROM interactions WHERE id IN (SELECT value FROM json_each(?1))")) {}
 
 namespace {
 

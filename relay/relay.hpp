@@ -18,7 +18,9 @@
 // mark it expects; a lower one (Redis lost data, or an earlier call of the pipeline failed) is
 // refused, so nothing overtakes a gap. On every connection, and when a call or the idle check
 // finds the mark behind, the relay compares it with the database's own (relay_state) and
-// re-projects the open interactions Redis lost (reproject.cpp).
+// re-projects the open interactions Redis lost (reproject.cpp). A Redis restored from an older
+// snapshot also brings back entries of interactions finished or moved since: those are swept out
+// of the queue streams first (sweep.cpp).
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -29,6 +31,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,6 +61,9 @@ class Relay {
   std::uint64_t delivered() const { return delivered_.load(); }
   // Open interactions added again after Redis lost them (reproject.cpp).
   std::uint64_t reprojected() const { return reprojected_.load(); }
+  // Entries a Redis restored from an older snapshot brought back for interactions the database
+  // has finished (removed) or moved to another queue or priority since (moved there) (sweep.cpp).
+  std::uint64_t reconciled() const { return reconciled_.load(); }
   // A stream key whose XADD fails while Redis otherwise works: its rows wait in the outbox.
   struct HeldStream {
     std::string stream;  // {prefix}:q:{queue}:{priority}
@@ -108,6 +114,8 @@ class Relay {
   bool unlink_markers(Conn& c);
   // reproject.cpp: Redis's mark against the database's; re-projects what Redis lost.
   Outcome reconcile(Conn& c);
+  // sweep.cpp: before a re-projection from a mark above 0, the stale entries out of the streams.
+  Outcome sweep(Conn& c);
   bool settle_writes();         // waits for the writer to commit the jobs submitted so far
   void sequence_unsequenced();  // open interactions queued before schema 13: a queued_seq < 0
   // New outbox rows (one writer job). A job that fails is submitted again (retry_requeues): the
@@ -139,6 +147,10 @@ class Relay {
   std::uint64_t episode_rows_ = 0;      // re-projected in this episode
   std::uint64_t episode_requeued_ = 0;  // and given a new outbox row (their stream refused)
   std::chrono::steady_clock::time_point episode_since_;
+  bool episode_swept_ = false;               // a sweep of this episode went through (logged once)
+  std::uint64_t episode_swept_entries_ = 0;  // removed or moved by its sweeps
+  std::uint64_t episode_moved_ = 0;          // of those, moved to their current stream
+  std::set<std::string> episode_swept_streams_;
   std::string note_prefix_;           // {prefix}:relay:refused:{random}: (see the script)
   bool persistence_checked_ = false;  // Redis's appendonly looked at (connect)
   std::uint64_t passes_ = 0;
@@ -159,6 +171,7 @@ class Relay {
   std::atomic<std::int64_t> held_rows_{0};
   std::atomic<std::uint64_t> delivered_{0};
   std::atomic<std::uint64_t> reprojected_{0};
+  std::atomic<std::uint64_t> reconciled_{0};
   mutable std::mutex err_mu_;
   std::string redis_error_ = "not connected yet";
   mutable std::mutex held_mu_;

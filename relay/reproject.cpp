@@ -188,6 +188,10 @@ Relay::Outcome Relay::reconcile(Conn& c) {
     reprojecting_ = true;
     episode_rows_ = 0;
     episode_requeued_ = 0;
+    episode_swept_ = false;
+    episode_swept_entries_ = 0;
+    episode_moved_ = 0;
+    episode_swept_streams_.clear();
     episode_since_ = std::chrono::steady_clock::now();
     auto db = std::max(db_mark(), mark_);
     if (*redis_mark == 0) {
@@ -207,6 +211,14 @@ Relay::Outcome Relay::reconcile(Conn& c) {
   }
   if (!settle_writes()) {
     return Outcome::more;  // stopping, and its deadline passed: the next start looks again
+  }
+  // A Redis with a mark came back with what it had then: entries finished or moved since come
+  // back too (sweep.cpp). Every time the loss is found, until the re-projection below raises
+  // Redis's mark to the database's: a sweep cut short is done again, whole.
+  if (*redis_mark > 0) {
+    if (auto swept = sweep(c); swept != Outcome::idle) {
+      return swept;
+    }
   }
   std::int64_t upto = std::max(db_mark(), mark_);
   // From here on, as at a start: the outbox is read from its first row (rows held back, or left
