@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "core/log.hpp"
+#include "core/provider_wait.hpp"
 #include "core/time.hpp"
 
 namespace sb::agents {
@@ -159,7 +160,11 @@ void SendLoop::finished(const SendJob& job, SendResult r) {
         policy_.first_backoff * (1LL << std::min<std::int64_t>(attempts - 1, 20));
     backoff = std::min(backoff, policy_.max_backoff);
     if (r.retry_after.count() > 0) {
-      backoff = r.retry_after;
+      // The provider's wait wins over our back-off, within bounds: a reset days ahead (its
+      // clock, its units) would hold the reply that long.
+      backoff = bound_provider_wait(
+          r.retry_after, WaitBounds{kMinProviderWait, policy_.max_provider_wait}, "agents",
+          job.channel, job.account, "reply " + job.interaction_id + ": the provider");
     }
     state = "pending";
     next = now_ms() + backoff.count();

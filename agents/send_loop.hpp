@@ -19,6 +19,7 @@
 #include <string>
 
 #include "agents/records.hpp"
+#include "core/provider_wait.hpp"
 #include "core/sender.hpp"
 
 namespace sb::agents {
@@ -26,6 +27,8 @@ namespace sb::agents {
 struct SendPolicy {
   std::chrono::milliseconds first_backoff{1000};
   std::chrono::milliseconds max_backoff{5 * 60 * 1000};
+  // The longest wait a provider may ask for (retry_after; core/provider_wait.hpp).
+  std::chrono::milliseconds max_provider_wait = kMaxSendWait;
   int max_attempts = 8;
   // Replies with their senders at once, in all and per (channel, account): a provider that
   // hangs (a stalled SMTP server) holds at most its account's share, and the other accounts'

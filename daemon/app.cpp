@@ -34,7 +34,7 @@ struct App::Channels {
   std::unique_ptr<social::SocialChannels> social = nullptr;
 };
 
-App::App(config::Config cfg) : cfg_(std::move(cfg)) {
+App::App(config::Config cfg, AppOptions options) : cfg_(std::move(cfg)), options_(options) {
   writer_ = std::make_unique<storage::Writer>(cfg_.storage.path);
   store_ = std::make_unique<storage::Store>(*writer_, Rules::compile(cfg_.routing));
   std::vector<std::string> queues = store_->rules()->queues();
@@ -58,7 +58,10 @@ App::App(config::Config cfg) : cfg_(std::move(cfg)) {
   api::add_routes(router_, channels_->ingest);
   voice::add_routes(router_, channels_->voice);
   agents_->add_routes(router_);
-  channels_->social = std::make_unique<social::SocialChannels>(io_, *store_, metrics_, cfg_);
+  social::SocialOptions social_options;
+  social_options.max_poll_wait = options_.max_poll_wait;
+  channels_->social =
+      std::make_unique<social::SocialChannels>(io_, *store_, metrics_, cfg_, social_options);
   channels_->social->add_routes(router_);
   channels_->social->register_senders(senders_);
   add_ops_routes();

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "config/config.hpp"
+#include "core/provider_wait.hpp"
 #include "core/sender.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
@@ -24,10 +25,16 @@ namespace agents {
 class Service;
 }
 
+// Settings no config file holds: a deployment runs with the defaults, tests shorten them.
+struct AppOptions {
+  // The longest wait a provider may make a social poller take (core/provider_wait.hpp).
+  std::chrono::milliseconds max_poll_wait = kMaxPollWait;
+};
+
 class App {
  public:
   // Opens and migrates the database; throws std::exception with a one-line reason on failure.
-  explicit App(config::Config cfg);
+  explicit App(config::Config cfg, AppOptions options = {});
   ~App();
 
   // Binds the listener (throws when it cannot) and starts the writer, relay and io thread.
@@ -57,6 +64,7 @@ class App {
   void watch_io_loop();
 
   config::Config cfg_;
+  AppOptions options_;
   boost::asio::io_context io_{1};
   Metrics metrics_;
   SenderRegistry senders_;

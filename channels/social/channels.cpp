@@ -19,6 +19,7 @@ SocialChannels::SocialChannels(asio::io_context& io, Pipeline& pipeline, Metrics
       rt_{io.get_executor(), pipeline, metrics, *http_, cfg.matching.default_region},
       channels_(cfg.channels),
       options_(options) {
+  rt_.max_poll_wait = options_.max_poll_wait;
   for (const auto& c : channels_.mastodon) {
     pollers_.push_back(make_mastodon_poller(rt_, c));
   }
@@ -117,7 +118,8 @@ void SocialChannels::add_routes(http::Router& router) {
                               "the messages could not be stored: " + err);
       }
     }
-    // Stored, but not read whole (a WhatsApp message naming no sender): said once it is in.
+    // Stored, but not read whole (a message naming no sender, or without a mid): said once it
+    // is in.
     for (const auto& p : res.problems) {
       rt_.metrics.inc("switchboard_channel_errors_total",
                       {{"channel", p.channel}, {"account", name}});

@@ -17,7 +17,8 @@
 namespace sb::social {
 
 struct SocialOptions {
-  int telegram_long_poll_s = 25;  // tests shorten it
+  int telegram_long_poll_s = 25;                           // tests shorten it
+  std::chrono::milliseconds max_poll_wait = kMaxPollWait;  // Runtime::max_poll_wait
 };
 
 class SocialChannels {

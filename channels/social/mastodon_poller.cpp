@@ -231,11 +231,15 @@ class MastodonPoller final : public Poller {
   }
 
   // The larger of the server's view (remaining budget to the reset) and our own window log.
+  // The server's is bounded (Runtime::max_poll_wait): a reset further ahead than a window of
+  // 5 minutes is the server's clock or a bug, and asking again learns the real one.
   milliseconds pace() {
     auto now = Clock::now();
     milliseconds d = window_.delay(now);
     if (remaining_ >= 0) {
-      d = std::max(d, next_delay(remaining_, reset_, now));
+      d = std::max(d,
+                   bound_poll_wait(rt_, "mastodon", cfg_.name, next_delay(remaining_, reset_, now),
+                                   "X-RateLimit-Reset", milliseconds(0)));
     }
     return d;
   }

@@ -1,9 +1,12 @@
 #include "channels/social/meta.hpp"
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
 #include "channels/social/hmac.hpp"
+#include "core/crypto.hpp"
+#include "core/hex.hpp"
 
 namespace sb::social {
 
@@ -84,15 +87,34 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
     std::string sender_id = sender == nullptr ? "" : str_at(*sender, "id");
     std::string page_id = recipient == nullptr ? str_at(entry, "id") : str_at(*recipient, "id");
     std::string mid = str_at(*msg, "mid");
-    if (sender_id.empty() || mid.empty()) {
-      continue;
-    }
     Inbound in;
+    // Without a mid or a sender the event is a shape we do not know. As for WhatsApp it is
+    // stored all the same (a 200 is an answer Meta will not repeat), flagged, in a conversation
+    // of its own, and reported to the caller. A missing mid gets a stand-in: a hash of the event
+    // as Meta sent it, so that a redelivery of the same event is still a duplicate (the email
+    // channel's synthetic Message-ID does the same).
+    if (mid.empty() || sender_id.empty()) {
+      std::string what;
+      if (mid.empty()) {
+        mid = "nomid." + hex_lower(sha256(json::serialize(*ev)));
+        what = "message without a mid (stored as " + mid + ")";
+      } else {
+        what = "message " + mid;
+      }
+      if (sender_id.empty()) {
+        what += " names no sender";
+      }
+      in.flags.push_back("malformed");
+      out.problems.push_back(
+          MetaProblem{std::string(channel), what + ": stored with flag malformed"});
+    }
     in.channel = channel;
     in.account = cfg.name;
     in.kind = "direct_message";
     in.external_id = mid;
-    in.from = Identity{std::string(channel), sender_id, "", ""};
+    if (!sender_id.empty()) {
+      in.from = Identity{std::string(channel), sender_id, "", ""};
+    }
     in.to.push_back(Identity{std::string(channel), page_id, "", ""});
     in.text = str_at(*msg, "text");
     in.occurred_at_ms = int_at(*ev, "timestamp").value_or(0);
@@ -122,9 +144,11 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
     if (in.text.empty() && bool_at(*msg, "is_unsupported")) {
       in.text = "[unsupported message]";
     }
-    std::string key = std::string(channel) + ":" + cfg.name + ":" + page_id + ":" + sender_id;
-    in.thread_lookup.push_back(key);
-    in.thread_record.push_back(key);
+    if (!sender_id.empty()) {
+      std::string key = std::string(channel) + ":" + cfg.name + ":" + page_id + ":" + sender_id;
+      in.thread_lookup.push_back(key);
+      in.thread_record.push_back(key);
+    }
     out.items.push_back(std::move(in));
   }
 }

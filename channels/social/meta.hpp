@@ -31,10 +31,11 @@ struct SendStatus {
   std::string error_message;  // errors[0].message (or error_data.details), when failed
 };
 
-// An item stored although part of it could not be read (a WhatsApp message that names no
-// sender): the caller logs it and counts it in switchboard_channel_errors_total.
+// An item stored although part of it could not be read (a message that names no sender, a
+// Messenger or Instagram message without a mid): the caller logs it and counts it in
+// switchboard_channel_errors_total.
 struct MetaProblem {
-  std::string channel;  // the item's channel ("whatsapp")
+  std::string channel;  // the item's channel ("whatsapp", "messenger", "instagram")
   std::string message;
 };
 

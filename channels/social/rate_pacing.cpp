@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
+#include <limits>
 
 #include "core/time.hpp"
 
@@ -26,6 +28,31 @@ std::chrono::milliseconds next_delay(int remaining, Clock::time_point reset, Clo
   return until_reset / (remaining + 1);
 }
 
+namespace {
+
+// Unix milliseconds as a time point, when the clock's duration holds them.
+std::optional<Clock::time_point> clock_time(std::int64_t ms) {
+  constexpr std::int64_t kMaxMs =
+      std::chrono::duration_cast<milliseconds>(Clock::duration::max()).count();
+  if (ms < -kMaxMs || ms > kMaxMs) {
+    return std::nullopt;
+  }
+  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(milliseconds(ms)));
+}
+
+}  // namespace
+
+std::optional<Clock::time_point> parse_unix_seconds_reset(std::string_view value) {
+  std::int64_t secs = 0;
+  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), secs);
+  if (ec != std::errc{} || p != value.data() + value.size() ||
+      secs > std::numeric_limits<std::int64_t>::max() / 1000 ||
+      secs < std::numeric_limits<std::int64_t>::min() / 1000) {
+    return std::nullopt;
+  }
+  return clock_time(secs * 1000);
+}
+
 RateLimitInfo parse_rate_limit_iso(const HeaderLookup& header) {
   RateLimitInfo info;
   if (!header) {
@@ -46,7 +73,7 @@ RateLimitInfo parse_rate_limit_iso(const HeaderLookup& header) {
   info.remaining = as_int(header("X-RateLimit-Remaining"));
   if (auto reset = header("X-RateLimit-Reset")) {
     if (auto ms = parse_rfc3339(*reset)) {
-      info.reset = Clock::time_point(milliseconds(*ms));
+      info.reset = clock_time(*ms);  // a year up to 9999 parses: past the clock's range
     }
   }
   return info;

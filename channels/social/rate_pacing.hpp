@@ -38,6 +38,11 @@ struct RateLimitInfo {
 // Mastodon style: X-RateLimit-Reset is ISO 8601 / RFC 3339.
 RateLimitInfo parse_rate_limit_iso(const HeaderLookup& header);
 
+// X style: a reset in Unix seconds ("1767323700"). nullopt when it is not a whole number, or
+// one the clock cannot hold (past 2262 in nanoseconds, such as milliseconds sent as seconds),
+// rather than a time point that overflowed into any value.
+std::optional<Clock::time_point> parse_unix_seconds_reset(std::string_view value);
+
 // A sliding window of at most `max_requests` per `window` (client side).
 class RequestWindow {
  public:

@@ -24,6 +24,13 @@ asio::awaitable<void> sleep_for(asio::any_io_executor ex, milliseconds d) {
   co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
+milliseconds bound_poll_wait(const Runtime& rt, const char* channel, const std::string& account,
+                             std::chrono::duration<double> asked, std::string_view what,
+                             milliseconds min) {
+  return bound_provider_wait(asked, WaitBounds{min, rt.max_poll_wait}, "social", channel, account,
+                             what);
+}
+
 net::HttpRequest to_request(const std::string& base_url, const HttpRequestSpec& spec) {
   net::HttpRequest r;
   r.method = spec.method.empty() ? "GET" : spec.method;

@@ -15,6 +15,7 @@
 
 #include "channels/social/common.hpp"
 #include "core/http_client.hpp"
+#include "core/provider_wait.hpp"
 #include "http/metrics.hpp"
 #include "storage/pipeline.hpp"
 
@@ -31,7 +32,17 @@ struct Runtime {
   // Set by SocialChannels::stop(): pollers end, and senders answer `retry` at once instead of
   // starting work the stopping io_context would never finish.
   std::shared_ptr<std::atomic<bool>> stopped = std::make_shared<std::atomic<bool>>(false);
+  // The longest wait a provider may make a poller take (core/provider_wait.hpp); tests shorten it.
+  std::chrono::milliseconds max_poll_wait = kMaxPollWait;
 };
+
+// A wait the provider named for `p`'s next request, within [1 s, rt.max_poll_wait] (`min` 0 for
+// pacing, whose small delays are legitimate).
+std::chrono::milliseconds bound_poll_wait(const Runtime& rt, const char* channel,
+                                          const std::string& account,
+                                          std::chrono::duration<double> asked,
+                                          std::string_view what,
+                                          std::chrono::milliseconds min = kMinProviderWait);
 
 // A finished poll round: when to poll again (ok), or why it failed (the runner backs off).
 struct PollResult {

@@ -102,7 +102,9 @@ void run_send(Runtime& rt, const char* channel, const std::string& account, Outb
 }
 
 // Retry-After (RFC 9110) in its delta-seconds form, which is what APIs send with a 429 or a 503
-// (the HTTP-date form is ignored); capped at an hour. Zero when absent or malformed.
+// (the HTTP-date form is ignored). Zero when absent or malformed. The send loop bounds it, as
+// every provider-named wait (core/provider_wait.hpp); the year here only keeps milliseconds from
+// overflowing.
 milliseconds retry_after_header(const net::HttpResponse& res) {
   auto v = res.header("Retry-After");
   long long secs = 0;
@@ -110,7 +112,7 @@ milliseconds retry_after_header(const net::HttpResponse& res) {
       secs <= 0) {
     return milliseconds(0);
   }
-  return std::chrono::seconds(std::min(secs, 3600LL));
+  return std::chrono::seconds(std::min(secs, 366LL * 24 * 3600));
 }
 
 // No HTTP answer: retried, and marked unknown when the request had gone out (the provider may

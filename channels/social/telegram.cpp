@@ -1,5 +1,7 @@
 #include "channels/social/telegram.hpp"
 
+#include <algorithm>
+
 #include <charconv>
 
 #include <boost/json/parse.hpp>
@@ -152,7 +154,10 @@ std::optional<TelegramError> parse_telegram_error(std::string_view body) {
   e.description = str_at(o, "description");
   if (const json::object* params = obj_at(o, "parameters")) {
     if (auto s = int_at(*params, "retry_after")) {
-      e.retry_after = std::chrono::seconds(*s);
+      // Clamped only so that milliseconds hold it: the wait is bounded where it is taken
+      // (core/provider_wait.hpp).
+      constexpr std::int64_t kYear = 366LL * 24 * 3600;
+      e.retry_after = std::chrono::seconds(std::clamp(*s, -kYear, kYear));
     }
   }
   return e;

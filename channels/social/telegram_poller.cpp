@@ -56,7 +56,9 @@ class TelegramPoller final : public Poller {
                         {{"channel", "telegram"}, {"account", cfg_.name}});
         log->warn("[telegram:{}] rate limited; retrying after {} s", cfg_.name,
                   up.error->retry_after->count());
-        co_return PollResult::again_in(*up.error->retry_after);
+        // Bounded both ways: retry_after 0 or below would poll again at once, in a loop.
+        co_return PollResult::again_in(
+            bound_poll_wait(rt_, "telegram", cfg_.name, *up.error->retry_after, "retry_after"));
       }
       co_return PollResult::failed(what_failed("getUpdates", res));
     }

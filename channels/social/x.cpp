@@ -148,11 +148,7 @@ XError classify_x_response(int http_status, std::string_view body, const HeaderL
   }
   if (header) {
     if (auto reset = header("x-rate-limit-reset")) {
-      std::int64_t secs = 0;
-      auto [p, err] = std::from_chars(reset->data(), reset->data() + reset->size(), secs);
-      if (err == std::errc{} && p == reset->data() + reset->size()) {
-        e.reset = Clock::time_point(std::chrono::seconds(secs));
-      }
+      e.reset = parse_unix_seconds_reset(*reset);
     }
   }
   constexpr std::string_view capped = "/problems/usage-capped";

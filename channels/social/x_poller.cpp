@@ -56,11 +56,13 @@ class XPoller final : public Poller {
         // x-rate-limit-reset is the server's clock: when ours is ahead, the reset looks past
         // already, and "reset - now" would retry at once, every second, for as long as the
         // window lasts. As for Mastodon, a 429 never leads to a quick retry: without a reset
-        // ahead of us, wait a minute.
+        // ahead of us, wait a minute. A reset further ahead than X's 15-minute windows is
+        // bounded (Runtime::max_poll_wait): X asked again then answers with the real one.
         auto now = Clock::now();
         milliseconds wait =
             e.reset && *e.reset > now
-                ? std::chrono::ceil<milliseconds>(*e.reset - now) + milliseconds(1000)
+                ? bound_poll_wait(rt_, "x", cfg_.name, *e.reset - now + std::chrono::seconds(1),
+                                  "x-rate-limit-reset")
                 : milliseconds(60'000);
         rt_.metrics.inc("switchboard_social_rate_limited_total",
                         {{"channel", "x"}, {"account", cfg_.name}});
@@ -86,7 +88,8 @@ class XPoller final : public Poller {
         co_return PollResult::failed(page.error);
       }
       pager.add(std::move(page));
-      pace_ = pace(res);
+      pace_ = bound_poll_wait(rt_, "x", cfg_.name, pace(res), "x-rate-limit-reset (pacing)",
+                              milliseconds(0));
     }
     auto cursor = pager.cursor();
     auto items = pager.take_items();
@@ -118,15 +121,14 @@ class XPoller final : public Poller {
       return milliseconds(0);
     }
     int remaining = 0;
-    long long secs = 0;
+    auto at = parse_unix_seconds_reset(*reset);
     if (std::from_chars(rem->data(), rem->data() + rem->size(), remaining).ec != std::errc{} ||
-        std::from_chars(reset->data(), reset->data() + reset->size(), secs).ec != std::errc{}) {
+        !at) {
       return milliseconds(0);
     }
     PacingPolicy policy;
     policy.reserve = 2;  // X windows are small (e.g. 10 or 180 per 15 min)
-    return next_delay(remaining, Clock::time_point(std::chrono::seconds(secs)), Clock::now(),
-                      policy);
+    return next_delay(remaining, *at, Clock::now(), policy);
   }
 
   Runtime& rt_;

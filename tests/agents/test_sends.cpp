@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "core/sender.hpp"
+#include "core/time.hpp"
 #include "storage/sqlite.hpp"
 #include "tests/agents/fixture.hpp"
 
@@ -58,6 +59,15 @@ struct SlowSender : Sender {
       t.join();
     }
     threads.clear();
+  }
+};
+
+// Answers every send with a retry after `after`, as a provider's 429 with its reset.
+struct RateLimitedSender : Sender {
+  std::chrono::milliseconds after;
+  explicit RateLimitedSender(std::chrono::milliseconds a) : after(a) {}
+  void send(OutboundMessage, Done done) override {
+    done(SendResult::retry("429 Too Many Requests", after));
   }
 };
 
@@ -208,4 +218,21 @@ TEST_CASE("redis down: claims answer 503 naming redis, and back when it returns"
   CHECK(d.get("alice-token", "/v1/queues").status == 503);
   d.redis.start();
   REQUIRE(eventually([&] { return d.claim("alice-token", "general").status == 204; }));
+}
+
+TEST_CASE("a provider's wait 10 days ahead holds the reply an hour at most, not 10 days") {
+  // A reset in the provider's clock, or milliseconds sent as seconds: the send loop bounds it
+  // (core/provider_wait.hpp), as it would wait no longer than its own back-off otherwise.
+  AgentDaemon d(nullptr, [](App& app) {
+    app.senders().add("api", "web-form",
+                      std::make_shared<RateLimitedSender>(std::chrono::hours(24 * 10)));
+  });
+  std::int64_t before = now_ms();
+  reply_to_first(d);
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM sends WHERE state='pending' AND attempts=1") == 1;
+  }));
+  std::int64_t next = d.rows("SELECT next_attempt_at FROM sends");
+  CHECK(next <= now_ms() + 3600 * 1000);
+  CHECK(next >= before + 3600 * 1000);  // the cap, not the first back-off of a second
 }

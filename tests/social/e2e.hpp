@@ -16,12 +16,13 @@ struct SocialDaemon {
   TempDir dir;
   RedisServer redis;
   config::Config cfg;
+  AppOptions options;
   std::unique_ptr<App> app;
   std::unique_ptr<HttpClient> http;
 
   SocialDaemon() : cfg(test_config(dir, redis.port())) {}
   void start() {
-    app = std::make_unique<App>(cfg);
+    app = std::make_unique<App>(cfg, options);
     app->start();
     http = std::make_unique<HttpClient>(app->port());
   }
@@ -34,6 +35,13 @@ struct SocialDaemon {
     auto st = db.prepare(sql);
     st.step();
     return st.int64(0);
+  }
+  // A poller's committed cursor (cursors.value), "" when it has none.
+  std::string cursor(const std::string& account, const std::string& scope) {
+    storage::Db db(dir.file("switchboard.db"), true);
+    auto st = db.prepare("SELECT value FROM cursors WHERE account='" + account + "' AND scope='" +
+                         scope + "'");
+    return st.step() ? st.text(0) : std::string();
   }
   // The payloads in the default queue, in stream order.
   std::vector<boost::json::object> queued(const std::string& stream = "sb:q:general:normal") {

@@ -193,6 +193,35 @@ TEST_CASE(
         std::string::npos);
 }
 
+TEST_CASE(
+    "meta: a Messenger or Instagram message without a mid or a sender is stored flagged "
+    "malformed and counted, never dropped, and Meta's redelivery is a duplicate") {
+  MetaDaemon d;
+  const std::string nobody =
+      R"({"object":"page","entry":[{"id":"PAGE_ID","time":1767322800000,"messaging":[{"recipient":{"id":"PAGE_ID"},"timestamp":1767322800000,"message":{"mid":"m_NOBODY","text":"who am I"}}]}]})";
+  const std::string nomid =
+      R"({"object":"instagram","entry":[{"id":"IG_ID","time":1767322800000,"messaging":[{"sender":{"id":"IGSID_1"},"recipient":{"id":"IG_ID"},"timestamp":1767322800000,"message":{"text":"no id on me"}}]}]})";
+  CHECK(d.post(nobody).status == 200);
+  CHECK(d.post(nomid).status == 200);
+  CHECK(d.post(nomid).status == 200);  // delivered again: the stand-in id is the same
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  auto q = d.queued();
+  CHECK(str(q[0].at("external_id")) == "m_NOBODY");
+  CHECK(str(q[0].at("text")) == "who am I");
+  CHECK(q[0].at("flags").as_array().front() == "malformed");
+  CHECK(str(q[1].at("external_id")).rfind("nomid.", 0) == 0);
+  CHECK(str(q[1].at("text")) == "no id on me");
+  CHECK(str(q[1].at("from").at("value")) == "IGSID_1");
+  CHECK(q[1].at("flags").as_array().front() == "malformed");
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 2);
+  std::string metrics = d.metrics();
+  CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="messenger",account="meta"} 1)") !=
+        std::string::npos);
+  // Counted on each delivery: the second was Meta's, answered 200 as a duplicate.
+  CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="instagram",account="meta"} 2)") !=
+        std::string::npos);
+}
+
 // Meta "Business-scoped user IDs": a reply to a user known by no phone number names the BSUID as
 // `recipient`; `to` takes phone numbers only.
 TEST_CASE("meta: a reply to a WhatsApp user known only by a BSUID goes to recipient, not to") {

@@ -56,3 +56,74 @@ TEST_CASE(
   CHECK(sent[0].reply_to_message_id == mid);
   CHECK(sent[0].text == "Yes, here.");
 }
+
+TEST_CASE(
+    "telegram: a 429 with retry_after -1 is not an instant retry, the poller asks once a second") {
+  FakeTelegram tg;
+  tg.start();
+  tg.rate_limit_next(-1, 100000);
+  SocialDaemon d;
+  d.cfg.channels.telegram.push_back(config::Telegram{"tg", tg.base_url(), "123:tg-token"});
+  d.start();
+  REQUIRE(eventually([&] { return tg.get_updates_requests() >= 1; }));
+  int first = tg.get_updates_requests();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  // At least a second apart (core/provider_wait.hpp); without the floor, thousands.
+  CHECK(tg.get_updates_requests() - first <= 3);
+  tg.rate_limit_next(0, 0);
+  tg.add_private_message(501, "Ann", "hi");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+}
+
+TEST_CASE("telegram: a 429 with retry_after 10 days away waits the cap, not 10 days") {
+  FakeTelegram tg;
+  tg.start();
+  tg.add_private_message(501, "Ann", "hi");
+  tg.rate_limit_next(10 * 24 * 3600);
+  SocialDaemon d;
+  d.options.max_poll_wait = std::chrono::seconds(2);
+  d.cfg.channels.telegram.push_back(config::Telegram{"tg", tg.base_url(), "123:tg-token"});
+  auto started = std::chrono::steady_clock::now();
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; },
+                     std::chrono::seconds(10)));
+  CHECK(std::chrono::steady_clock::now() - started >= std::chrono::milliseconds(1900));
+  CHECK(tg.get_updates_requests() >= 2);
+}
+
+TEST_CASE(
+    "telegram: a 200 with a truncated, garbage or oversized body fails the poll, counted, the "
+    "offset stays, the next good answer is stored") {
+  FakeTelegram tg;
+  tg.start();
+  tg.add_private_message(501, "Ann", "one");
+  SocialDaemon d;
+  d.cfg.channels.telegram.push_back(config::Telegram{"tg", tg.base_url(), "123:tg-token"});
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  // Stopped between two long polls: otherwise the request held by the fake would take the next
+  // message before any broken answer.
+  d.stop();
+  std::string offset = d.cursor("telegram:tg", "offset");
+  REQUIRE(!offset.empty());
+  tg.answer_next_poll(200, R"({"ok":true,"result":[{"update_id":500000002,"message":{"mess)");
+  tg.answer_next_poll(200, "<html><body><h1>502 Bad Gateway</h1></body></html>");
+  tg.answer_next_poll(200,
+                      R"({"ok":true,"result":[],"padding":")" + std::string(17 << 20, 'x') + "\"}");
+  long long mid = tg.add_private_message(502, "Bob", "two");
+  d.start();
+  REQUIRE(eventually(
+      [&] {
+        return d.metrics().find(
+                   R"(switchboard_channel_errors_total{channel="telegram",account="tg"} 3)") !=
+               std::string::npos;
+      },
+      std::chrono::seconds(15)));
+  CHECK(d.cursor("telegram:tg", "offset") == offset);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; },
+                     std::chrono::seconds(10)));
+  CHECK(str(d.queued().back().at("external_id")) == "502:" + std::to_string(mid));
+  CHECK(d.cursor("telegram:tg", "offset") != offset);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 2);
+}

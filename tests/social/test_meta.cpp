@@ -442,3 +442,50 @@ TEST_CASE("WhatsApp message without from: the BSUID is the identity, none at all
   CHECK(n.problems[0].channel == "whatsapp");
   CHECK(n.problems[0].message.find("wamid.NOBODY1") != std::string::npos);
 }
+
+TEST_CASE(
+    "Messenger and Instagram messages without a mid or a sender are stored flagged malformed, "
+    "not dropped") {
+  // Meta does not send a 200-answered event again: dropping it loses the customer's message.
+  const std::string nobody = R"({"object":"page","entry":[{"id":"PAGE_ID","time":1,"messaging":[
+    {"recipient":{"id":"PAGE_ID"},"timestamp":1767322800000,
+     "message":{"mid":"m_NOBODY","text":"who am I"}}]}]})";
+  auto n = post_signed(nobody);
+  REQUIRE(n.status == 200);
+  REQUIRE(n.items.size() == 1);
+  CHECK(n.items[0].channel == "messenger");
+  CHECK(n.items[0].external_id == "m_NOBODY");
+  CHECK_FALSE(n.items[0].from);
+  CHECK(n.items[0].text == "who am I");
+  CHECK(n.items[0].flags == std::vector<std::string>{"malformed"});
+  CHECK(n.items[0].thread_record.empty());  // not one conversation for every unknown sender
+  REQUIRE(n.problems.size() == 1);
+  CHECK(n.problems[0].channel == "messenger");
+  CHECK(n.problems[0].message.find("m_NOBODY") != std::string::npos);
+  CHECK(n.problems[0].message.find("names no sender") != std::string::npos);
+
+  const std::string nomid = R"({"object":"instagram","entry":[{"id":"17841400000000000",
+    "time":1,"messaging":[{"sender":{"id":"IGSID-1"},"recipient":{"id":"17841400000000000"},
+    "timestamp":1767322800000,"message":{"text":"no id on me"}}]}]})";
+  auto m = post_signed(nomid);
+  REQUIRE(m.status == 200);
+  REQUIRE(m.items.size() == 1);
+  CHECK(m.items[0].channel == "instagram");
+  REQUIRE(m.items[0].from);
+  CHECK(m.items[0].from->value == "IGSID-1");
+  CHECK(m.items[0].flags == std::vector<std::string>{"malformed"});
+  // A stand-in id from the event's bytes: Meta delivering the same event again is a duplicate,
+  // another event is not.
+  CHECK(m.items[0].external_id.rfind("nomid.", 0) == 0);
+  CHECK(m.items[0].external_id.size() == 6 + 64);
+  CHECK(post_signed(nomid).items[0].external_id == m.items[0].external_id);
+  std::string other = nomid;
+  other.replace(other.find("no id on me"), 11, "no id again");
+  CHECK(post_signed(other).items[0].external_id != m.items[0].external_id);
+  // The sender is known: the message joins the sender's conversation.
+  CHECK(m.items[0].thread_record ==
+        std::vector<std::string>{"instagram:meta:17841400000000000:IGSID-1"});
+  REQUIRE(m.problems.size() == 1);
+  CHECK(m.problems[0].channel == "instagram");
+  CHECK(m.problems[0].message.find(m.items[0].external_id) != std::string::npos);
+}

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <deque>
 #include <map>
 #include <optional>
+#include <utility>
 
 #include <boost/json.hpp>
 
@@ -29,6 +31,8 @@ struct FakeMastodon::Impl {
   std::vector<Posted> posts;
   std::map<std::string, std::size_t> by_key;  // Idempotency-Key -> index in posts
   int fail_posts = 0;
+  std::optional<std::chrono::milliseconds> limit_next;  // rate_limit_next()
+  std::deque<std::pair<int, std::string>> canned;       // answer_next_poll()
   std::vector<std::string> post_keys;  // Idempotency-Key of every POST, failed ones too
   std::vector<std::map<std::string, std::string>> queries;  // of GET /api/v1/notifications
   std::string local_domain = "127.0.0.1";
@@ -97,6 +101,25 @@ struct FakeMastodon::Impl {
       return reply(401, R"({"error":"The access token is invalid"})");
     }
     Clock::time_point now = Clock::now();
+    if (limit_next) {
+      ++stats.rejected_429;
+      auto res = reply(429, R"({"error":"Too many requests"})");
+      std::string iso =
+          format_rfc3339(std::chrono::duration_cast<std::chrono::milliseconds>(
+                             (now + *std::exchange(limit_next, std::nullopt)).time_since_epoch())
+                             .count());
+      res.headers.emplace_back("X-RateLimit-Limit", std::to_string(window_limit));
+      res.headers.emplace_back("X-RateLimit-Remaining", "0");
+      res.headers.emplace_back("X-RateLimit-Reset", iso);
+      return res;
+    }
+    if (req.method == "GET" && req.path == "/api/v1/notifications" && !canned.empty()) {
+      ++stats.notification_requests;
+      queries.push_back(req.query);
+      auto [status, body] = std::move(canned.front());
+      canned.pop_front();
+      return reply(status, std::move(body));
+    }
     if (!take_budget(now)) {
       ++stats.rejected_429;
       auto res = reply(429, R"({"error":"Too many requests"})");
@@ -293,6 +316,16 @@ void FakeMastodon::set_instance(const std::string& local_domain, bool v2, bool v
 void FakeMastodon::fail_next_posts(int n) {
   std::lock_guard lock(impl_->mu);
   impl_->fail_posts = n;
+}
+
+void FakeMastodon::rate_limit_next(std::chrono::milliseconds reset_in) {
+  std::lock_guard lock(impl_->mu);
+  impl_->limit_next = reset_in;
+}
+
+void FakeMastodon::answer_next_poll(int status, std::string body) {
+  std::lock_guard lock(impl_->mu);
+  impl_->canned.emplace_back(status, std::move(body));
 }
 
 std::vector<FakeMastodon::Posted> FakeMastodon::posted() const {

@@ -65,6 +65,12 @@ class FakeMastodon {
   // /api/v2/instance (404); `v1` false: without /api/v1/instance either.
   void set_instance(const std::string& local_domain, bool v2 = true, bool v1 = true);
   void fail_next_posts(int n);  // the next n POST /api/v1/statuses answer 503 (nothing posted)
+  // The next request with the token answers 429 with X-RateLimit-Remaining 0 and a reset
+  // `reset_in` ahead (the server's clock ahead of ours looks like that).
+  void rate_limit_next(std::chrono::milliseconds reset_in);
+  // The next GET /api/v1/notifications not answered yet by an earlier call gets this answer
+  // instead (a 200 with a truncated or garbage body, one over the client's size cap).
+  void answer_next_poll(int status, std::string body);
   std::vector<Posted> posted() const;
   // The Idempotency-Key of every POST /api/v1/statuses in arrival order, answered 503 or not.
   std::vector<std::string> post_attempt_keys() const;

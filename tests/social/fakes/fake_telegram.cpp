@@ -30,9 +30,15 @@ long long FakeTelegram::add_private_message(long long user_id, const std::string
   return mid;
 }
 
-void FakeTelegram::rate_limit_next(int retry_after_s) {
+void FakeTelegram::rate_limit_next(int retry_after_s, int times) {
   std::lock_guard lock(mu_);
   retry_after_ = retry_after_s;
+  rate_limited_ = times;
+}
+
+void FakeTelegram::answer_next_poll(int status, std::string body) {
+  std::lock_guard lock(mu_);
+  canned_.emplace_back(status, std::move(body));
 }
 
 void FakeTelegram::lose_next_send_answers(int n) {
@@ -71,8 +77,14 @@ Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::millisec
   if (method == "getUpdates") {
     if (waited.count() == 0) {
       ++get_updates_;
-      if (retry_after_ > 0) {
-        int s = std::exchange(retry_after_, 0);
+      if (!canned_.empty()) {
+        auto [status, body] = std::move(canned_.front());
+        canned_.pop_front();
+        return {status, std::move(body)};
+      }
+      if (rate_limited_ > 0) {
+        --rate_limited_;
+        int s = retry_after_;
         return {429,
                 R"({"ok":false,"error_code":429,"description":"Too Many Requests: retry after )" +
                     std::to_string(s) + R"(","parameters":{"retry_after":)" + std::to_string(s) +

@@ -5,6 +5,7 @@
 // parameters.retry_after on demand. sendMessage answers can be lost on demand: the message is
 // delivered and the connection closes without an answer (as a timeout looks to the client).
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -28,7 +29,12 @@ class FakeTelegram {
   // A private message from user `user_id`; returns its message_id.
   long long add_private_message(long long user_id, const std::string& first_name,
                                 const std::string& text);
-  void rate_limit_next(int retry_after_s);  // the next getUpdates answers 429
+  // The next `times` getUpdates answer 429 with parameters.retry_after `retry_after_s` (which
+  // may be 0 or negative, as a broken server might send).
+  void rate_limit_next(int retry_after_s, int times = 1);
+  // The next getUpdates not answered yet by an earlier call gets this answer instead (a 200 with
+  // a truncated or garbage body, one over the client's size cap).
+  void answer_next_poll(int status, std::string body);
   // The next `n` sendMessage are delivered (in sent()), and their answers lost.
   void lose_next_send_answers(int n);
   std::vector<Sent> sent() const;
@@ -48,6 +54,8 @@ class FakeTelegram {
   long long next_update_ = 500000000, next_message_ = 1;
   std::vector<Sent> sent_;
   int retry_after_ = 0;
+  int rate_limited_ = 0;  // getUpdates still to answer 429
+  std::deque<std::pair<int, std::string>> canned_;
   int lose_answers_ = 0;
   int get_updates_ = 0;
   long long confirmed_ = 0;

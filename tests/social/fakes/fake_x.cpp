@@ -202,6 +202,16 @@ void FakeX::rate_limit_next_page() {
   limit_next_ = true;
 }
 
+void FakeX::rate_limit_next_poll(std::chrono::seconds reset_in) {
+  std::lock_guard lock(mu_);
+  limit_poll_ = reset_in;
+}
+
+void FakeX::answer_next_poll(int status, std::string body) {
+  std::lock_guard lock(mu_);
+  canned_.emplace_back(status, std::move(body));
+}
+
 void FakeX::set_usage_capped(bool on) {
   std::lock_guard lock(mu_);
   capped_ = on;
@@ -260,6 +270,28 @@ Res FakeX::handle(const FakeHttpServer::Request& r) {
                    (window_start_ + std::chrono::minutes(15)).time_since_epoch())
                    .count();
   Res res;
+  const bool poll = r.method == "GET" && r.path == "/2/users/" + user_id_ + "/mentions";
+  if (poll && !canned_.empty()) {
+    ++mention_requests_;
+    queries_.push_back(r.query);
+    auto [status, body] = std::move(canned_.front());
+    canned_.pop_front();
+    return {status, std::move(body)};
+  }
+  if (poll && limit_poll_) {
+    ++rejected_;
+    res = {
+        429,
+        R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})"};
+    res.headers.emplace_back("x-rate-limit-limit", std::to_string(window_limit_));
+    res.headers.emplace_back("x-rate-limit-remaining", "0");
+    res.headers.emplace_back(
+        "x-rate-limit-reset",
+        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                           (now + *std::exchange(limit_poll_, std::nullopt)).time_since_epoch())
+                           .count()));
+    return res;
+  }
   if (limit_next_ && r.query.count("pagination_token") > 0) {
     limit_next_ = false;
     ++rejected_;

@@ -13,6 +13,7 @@
 // recomputes on its own (RFC 5849 section 3.4); else 401.
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -46,6 +47,13 @@ class FakeX {
   // The next request for a further page (with pagination_token) answers 429 with
   // x-rate-limit-reset 1 s ahead.
   void rate_limit_next_page();
+  // The next mentions request answers 429 with x-rate-limit-reset `reset_in` ahead (X's clock
+  // ahead of ours looks like that).
+  void rate_limit_next_poll(std::chrono::seconds reset_in);
+  // The next mentions request not answered yet by an earlier call gets this answer instead (a
+  // 200 with a truncated or garbage body, one over the client's size cap); counted in
+  // mention_requests().
+  void answer_next_poll(int status, std::string body);
   // The next `n` POST /2/tweets are posted, and their answers lost: the connection closes
   // without one (as a timeout looks to the client).
   void lose_next_post_answers(int n);
@@ -78,6 +86,8 @@ class FakeX {
   std::vector<std::map<std::string, std::string>> queries_;
   bool capped_ = false;
   bool limit_next_ = false;
+  std::optional<std::chrono::seconds> limit_poll_;
+  std::deque<std::pair<int, std::string>> canned_;
   int mention_requests_ = 0, rejected_ = 0, window_used_ = 0;
   int lose_answers_ = 0, post_requests_ = 0;
   std::vector<std::string> post_authorizations_, auth_refusals_;
