@@ -7,6 +7,7 @@
 #include "agents/scripts.hpp"
 #include "agents/service.hpp"
 #include "core/ids.hpp"
+#include "core/json_problem.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
 #include "routing/rules.hpp"
@@ -25,17 +26,7 @@ std::optional<json::object> body_object(std::string_view body, std::string& erro
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return json::object{};
   }
-  json::error_code ec;
-  auto v = json::parse(body, ec);
-  if (ec) {
-    error = "the body is not valid JSON: " + ec.message();
-    return std::nullopt;
-  }
-  if (!v.is_object()) {
-    error = "the body must be a JSON object";
-    return std::nullopt;
-  }
-  return std::move(v.as_object());
+  return parse_json_object(body, error);
 }
 
 bool valid_queue_name(std::string_view q) {
