@@ -7,6 +7,7 @@
 #include "agents/scripts.hpp"
 #include "agents/service.hpp"
 #include "core/ids.hpp"
+#include "core/json_problem.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
 #include "routing/rules.hpp"
@@ -25,17 +26,7 @@ std::optional<json::object> body_object(std::string_view body, std::string& erro
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return json::object{};
   }
-  json::error_code ec;
-  auto v = json::parse(body, ec);
-  if (ec) {
-    error = "the body is not valid JSON: " + ec.message();
-    return std::nullopt;
-  }
-  if (!v.is_object()) {
-    error = "the body must be a JSON object";
-    return std::nullopt;
-  }
-  return std::move(v.as_object());
+  return parse_json_object(body, error);
 }
 
 bool valid_queue_name(std::string_view q) {
@@ -216,6 +207,16 @@ Service::Awaitable Service::transfer(http::Request& r) {
     }
     priority = pv->as_string();
   }
+  // Only into a queue the configuration names. A mistyped name would otherwise be taken: the item
+  // would wait where no agent may claim, the conversation's later messages would follow it there
+  // (sticky routing), and every such name would add series to /v1/queues and /metrics for good.
+  if (std::string known; !configured_queue(queue, known)) {
+    co_return http::error(422, "unknown_queue",
+                          "queue \"" + queue +
+                              "\" is not known: a transfer moves an item into the "
+                              "default queue, a rule's queue or an agent's queue (" +
+                              known + "); nothing was moved");
+  }
   json::error_code ec;
   auto payload = json::parse(row->payload, ec);
   if (!ec && payload.is_object()) {
@@ -238,10 +239,6 @@ Service::Awaitable Service::transfer(http::Request& r) {
                           "cannot transfer to queue " + queue + ": its stream " +
                               ops_.stream(queue, priority) + " refuses entries (" + f.refusal +
                               "); nothing was moved, agent " + agent.id + " still holds " + id);
-  }
-  {
-    std::lock_guard lock(queues_mu_);
-    queues_.insert(queue);
   }
   // Hold::repeated: Redis did this transfer on an earlier attempt whose reply was lost (answered
   // 503), which recorded nothing; the record follows now, once.

@@ -45,6 +45,7 @@ Service::Service(asio::io_context& io, const config::Config& cfg, storage::Write
       senders_(senders),
       agents_(agent_table(cfg.agents)),
       queues_(queues.begin(), queues.end()),
+      configured_(queues.begin(), queues.end()),
       redis_(io, cfg.redis, lua_scripts(), group_commands(cfg.redis.prefix, queues)),
       ops_(redis_, cfg.redis.prefix, cfg.routing.claim_timeout, cfg.routing.max_deliveries),
       records_(io, writer, cfg.storage.path),
@@ -120,6 +121,11 @@ void Service::reload(const std::vector<config::Agent>& agents,
     for (const auto& q : rule_queues) {
       add(q);
     }
+    configured_.clear();
+    for (const auto& a : agents) {
+      configured_.insert(a.queues.begin(), a.queues.end());
+    }
+    configured_.insert(rule_queues.begin(), rule_queues.end());
   }
   if (!streams.empty()) {  // a queue first named by the reload: its consumer groups
     redis_.eval(kEnsureGroups, std::move(streams), {}, [](RValue v) {
@@ -162,6 +168,17 @@ asio::awaitable<std::string> Service::acked_before(const std::string& id,
 std::vector<std::string> Service::known_queues() {
   std::lock_guard lock(queues_mu_);
   return {queues_.begin(), queues_.end()};
+}
+
+bool Service::configured_queue(const std::string& queue, std::string& known) {
+  std::lock_guard lock(queues_mu_);
+  if (configured_.contains(queue)) {
+    return true;
+  }
+  for (const auto& q : configured_) {
+    known += (known.empty() ? "" : ", ") + q;
+  }
+  return false;
 }
 
 Service::AgentTable Service::agent_table(const std::vector<config::Agent>& agents) {

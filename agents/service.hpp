@@ -50,10 +50,11 @@ class Service {
   // the io thread ended is lost, and the reply is sent again after the restart). Any thread.
   void drain_sends(std::chrono::steady_clock::time_point deadline);
   void stop();  // after the io thread has ended
-  // SIGHUP: the agents, and the queues the new rules name (known queues get consumer groups
-  // and statistics).
+  // SIGHUP: the agents, and the queues the new rules name (`rule_queues`: the default queue and
+  // every rule's, Rules::queues()). Known queues get consumer groups and statistics; a transfer
+  // may move items into the queues of this configuration only.
   void reload(const std::vector<config::Agent>& agents,
-              const std::vector<std::string>& rule_queues = {});
+              const std::vector<std::string>& rule_queues);
   // Before a /metrics render: every queue's statistics, read on the io thread's pipelined
   // connection for the gauges. A hung Redis then delays the scrape, never the io thread, which
   // serves every request (ingest keeps accepting while Redis is down).
@@ -117,7 +118,14 @@ class Service {
   AgentTable agents_;
   std::uint64_t agents_epoch_ = 0;  // bumped by every reload, under agents_mu_
   std::mutex queues_mu_;
+  // Every queue known since start (statistics, /v1/queues): a queue a reload dropped keeps its
+  // items, which stay listed.
   std::set<std::string> queues_;
+  // The queues of the configuration in force (the default queue, the rules' and the agents'),
+  // replaced by a reload: the queues a transfer may move an item into.
+  std::set<std::string> configured_;
+  // Whether `queue` is in configured_; when not, `known` lists them ("billing, general").
+  bool configured_queue(const std::string& queue, std::string& known);
   RedisExec redis_;
   QueueOps ops_;
   Records records_;

@@ -7,6 +7,7 @@
 #include "channels/social/hmac.hpp"
 #include "core/crypto.hpp"
 #include "core/hex.hpp"
+#include "core/json_problem.hpp"
 
 namespace sb::social {
 
@@ -379,13 +380,11 @@ bool meta_signature_valid(std::string_view app_secret, std::string_view body,
 bool parse_meta_payload(const config::Meta& cfg, std::string_view body, MetaResult& out,
                         const PhoneCanonicaliser& phone, std::string_view default_region,
                         std::string& error) {
-  boost::system::error_code ec;
-  json::value root = json::parse(body, ec);
-  if (ec || !root.is_object()) {
-    error = "the body is not a JSON object";
+  auto root = parse_json_object(body, error);
+  if (!root) {
     return false;
   }
-  const json::object& obj = root.get_object();
+  const json::object& obj = *root;
   std::string object = str_at(obj, "object");
   const json::array* entries = arr_at(obj, "entry");
   if (entries == nullptr) {

@@ -61,7 +61,8 @@ MetaResult handle_meta(const config::Meta& cfg, std::string_view method, std::st
 bool meta_signature_valid(std::string_view app_secret, std::string_view body,
                           std::string_view header_value);
 
-// Parses a verified POST body. Returns false (and sets `error`) when it is not a JSON object.
+// Parses a verified POST body. Returns false (and sets `error`: what is wrong and at which byte,
+// core/json_problem.hpp) when it is not a JSON object.
 bool parse_meta_payload(const config::Meta& cfg, std::string_view body, MetaResult& out,
                         const PhoneCanonicaliser& phone, std::string_view default_region,
                         std::string& error);

@@ -5,6 +5,7 @@
 #include "channels/voice/caller.hpp"
 #include "channels/voice/json_fields.hpp"
 #include "channels/voice/signatures.hpp"
+#include "core/json_problem.hpp"
 #include "core/time.hpp"
 
 namespace sb::voice {
@@ -52,12 +53,12 @@ WebhookResult handle_pbx(const config::CallWebhook& cfg, const WebhookRequest& r
     return webhook_error(check.status, check.code, check.message);
   }
 
-  boost::system::error_code ec;
-  boost::json::value doc = boost::json::parse(req.body, ec);
-  if (ec || !doc.is_object()) {
-    return webhook_error(400, "invalid_json", "the body is not a JSON object");
+  std::string error;
+  auto doc = parse_json_object(req.body, error);
+  if (!doc) {
+    return webhook_error(400, "invalid_json", error);
   }
-  const boost::json::object& o = doc.get_object();
+  const boost::json::object& o = *doc;
 
   std::string_view event, call_id, from, to, direction, occurred_text, recording;
   if (json::get_string(o, "event", event) != Field::ok) {

@@ -5,6 +5,7 @@
 #include "channels/voice/caller.hpp"
 #include "channels/voice/json_fields.hpp"
 #include "channels/voice/signatures.hpp"
+#include "core/json_problem.hpp"
 #include "core/time.hpp"
 
 namespace sb::voice {
@@ -81,12 +82,12 @@ WebhookResult handle_telnyx(const config::Telnyx& cfg, const WebhookRequest& req
     return webhook_error(check.status, check.code, check.message);
   }
 
-  boost::system::error_code ec;
-  boost::json::value doc = boost::json::parse(req.body, ec);
-  if (ec || !doc.is_object()) {
-    return webhook_error(400, "invalid_json", "the body is not a JSON object");
+  std::string error;
+  auto doc = parse_json_object(req.body, error);
+  if (!doc) {
+    return webhook_error(400, "invalid_json", error);
   }
-  const boost::json::object* data = json::get_object(doc.get_object(), "data");
+  const boost::json::object* data = json::get_object(*doc, "data");
   if (!data) {
     return bad_field("data is missing or not an object");
   }

@@ -10,7 +10,9 @@
 #include "channels/voice/call_state.hpp"
 #include "channels/voice/caller.hpp"
 #include "channels/voice/signatures.hpp"
+#include "core/json_problem.hpp"
 #include "core/time.hpp"
+#include "core/utf8.hpp"
 
 namespace sb::voice {
 
@@ -149,6 +151,31 @@ std::optional<std::string> add_dial_leg(CallInfo& call, const FormParams& params
   return std::nullopt;
 }
 
+// The parameters twilio_event reads.
+constexpr std::array<std::string_view, 16> kUsedParams = {
+    "CallSid",         "CallStatus",   "AnsweredBy",
+    "Direction",       "CallDuration", "RecordingUrl",
+    "SequenceNumber",  "Timestamp",    "From",
+    "Caller",          "To",           "Called",
+    "ParentCallSid",   "DialCallSid",  "DialCallStatus",
+    "DialCallDuration"};
+
+// A form's values are bytes: form_decode turns %FF into the byte 0xFF. Stored as sent (CallSid,
+// RecordingUrl, ParentCallSid, DialCallSid, a leg's SIP address), such a value makes the call's
+// JSON payload unparseable, and every later event of that call fails (storage/call_payload.cpp
+// parses it again). Twilio sends UTF-8, so a signed form that does not is refused before anything
+// is stored, naming the field. (A JSON body is UTF-8 already: the parser checks it.)
+std::optional<std::string> not_utf8(const FormParams& params) {
+  for (std::string_view name : kUsedParams) {
+    auto v = form_get(params, name);
+    if (v && !is_valid_utf8(*v)) {
+      return std::string(name) + " is not valid UTF-8 (byte offset " +
+             std::to_string(first_invalid_utf8(*v)) + " of its decoded value)";
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<std::int64_t> parse_rfc2822(std::string_view s) {
@@ -244,6 +271,9 @@ std::optional<std::int64_t> parse_rfc2822(std::string_view s) {
 
 WebhookResult twilio_event(const config::Twilio& cfg, const FormParams& params,
                            std::string_view default_region, const PhoneCanonicalizer& canon) {
+  if (auto error = not_utf8(params)) {
+    return bad_field(std::move(*error));
+  }
   auto get = [&](std::string_view name) { return form_get(params, name).value_or(""); };
   std::string_view call_sid = get("CallSid");
   if (call_sid.empty()) {
@@ -350,12 +380,12 @@ WebhookResult handle_twilio(const config::Twilio& cfg, const WebhookRequest& req
       return webhook_error(check.status, check.code, check.message);
     }
     // The same parameter names, as a flat JSON object.
-    boost::system::error_code ec;
-    boost::json::value doc = boost::json::parse(req.body, ec);
-    if (ec || !doc.is_object()) {
-      return webhook_error(400, "invalid_json", "the body is not a JSON object");
+    std::string error;
+    auto doc = parse_json_object(req.body, error);
+    if (!doc) {
+      return webhook_error(400, "invalid_json", error);
     }
-    for (const auto& [k, v] : doc.get_object()) {
+    for (const auto& [k, v] : *doc) {
       if (v.is_string()) {
         params.emplace_back(k, v.get_string());
       } else if (v.is_number() || v.is_bool()) {

@@ -139,10 +139,17 @@ TEST_CASE("Meta POST signature: missing 401, wrong 403, nothing parsed") {
   CHECK(u.status == 200);
 }
 
-TEST_CASE("Meta: signed invalid JSON is 400") {
+TEST_CASE("Meta: signed invalid JSON is 400 saying what is wrong and where") {
   auto r = post_signed("{not json");
   CHECK(r.status == 400);
   CHECK(r.error_code == "invalid_json");
+  CHECK(r.error_message == "the body is not valid JSON: syntax error at byte offset 1");
+  auto cut = post_signed(kMessengerText.substr(0, 30));
+  CHECK(cut.status == 400);
+  CHECK(cut.error_message == "the body is not valid JSON: incomplete JSON at byte offset 30");
+  auto list = post_signed("[]");
+  CHECK(list.status == 400);
+  CHECK(list.error_message == "the body must be a JSON object");
 }
 
 TEST_CASE("Messenger text message becomes a direct_message") {

@@ -230,6 +230,11 @@ TEST_CASE("telnyx route: 415 and 400") {
   auto res = run(signed_post("{not json"));
   CHECK(res.status == 400);
   CHECK(res.error_code == "invalid_json");
+  CHECK(res.error_message == "the body is not valid JSON: syntax error at byte offset 1");
+  res = run(signed_post("{\"data\":{\"event_type\":\"call.answered\xc0\"}}"));
+  CHECK(res.status == 400);
+  CHECK(res.error_message == "the body is not valid JSON: invalid UTF-8 at byte offset 36");
+  CHECK_FALSE(res.event);
   res = run(signed_post(R"({"event_type":"call.answered"})"));
   CHECK(res.status == 400);
   CHECK(res.error_message.find("data") != std::string::npos);

@@ -433,6 +433,18 @@ TEST_CASE("twilio route: JSON body with bodySHA256") {
   CHECK(res.event->order_key == 3);
   r.body = R"({"CallSid":"CA9","CallStatus":"completed","From":"+14155550100"})";
   CHECK(run(r).status == 403);
+
+  // Signed, but cut short: the answer says where it ends, not "not a JSON object".
+  std::string cut = body.substr(0, 25);
+  r.target = "/webhooks/twilio/voice?bodySHA256=" + sha256_hex(cut);
+  r.body = cut;
+  r.headers.clear();
+  r.with("X-Twilio-Signature", twilio_signature("12345", "https://mycompany.com" + r.target, {}));
+  auto bad = run(r);
+  CHECK(bad.status == 400);
+  CHECK(bad.error_code == "invalid_json");
+  CHECK(bad.error_message == "the body is not valid JSON: incomplete JSON at byte offset 25");
+  CHECK_FALSE(bad.event);
 }
 
 TEST_CASE("RFC 2822 dates") {
