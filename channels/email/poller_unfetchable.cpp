@@ -95,10 +95,11 @@ void Poller::State::note_vanished(const Mailbox& m, const imap::FetchBatch& batc
   if (batch.vanished.size() > 20) {
     uids += " ... (" + std::to_string(batch.vanished.size()) + " in all)";
   }
+  bool one = batch.vanished.size() == 1;
   logger("email")->info(
-      "{} UIDs {} were listed but left out of the FETCH, and are no longer listed: expunged "
-      "meanwhile (by another client), nothing to store",
-      m.prefix, uids);
+      "{} {} {} listed but left out of the FETCH, and no longer listed: expunged meanwhile (by "
+      "another client), nothing to store",
+      m.prefix, one ? "UID" : "UIDs", uids, one ? "was" : "were");
 }
 
 void Poller::State::give_up(Mailbox& m, BatchChain& chain, std::uint64_t uidvalidity,
