@@ -582,7 +582,7 @@ asio::awaitable<result<FetchBatch>> Client::fetch_range(std::uint64_t lo, std::u
   }
   // A range may name UIDs that never existed, and those are left out without a word (RFC 3501
   // 6.4.8, RFC 9051 6.4.9): only when there are gaps does UID SEARCH tell them apart from
-  // messages the server left out (one round trip, for the rows the range holds).
+  // messages the server left out (one round trip, answered with this range's UIDs only).
   if (batch.messages.size() < batch.covered_to - lo + 1) {
     auto listed = co_await search_uids(lo, batch.covered_to);
     if (!listed) {

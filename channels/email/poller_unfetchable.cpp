@@ -97,7 +97,7 @@ void Poller::State::note_vanished(const Mailbox& m, const imap::FetchBatch& batc
   }
   bool one = batch.vanished.size() == 1;
   logger("email")->info(
-      "{} {} {} listed but left out of the FETCH, and no longer listed: expunged meanwhile (by "
+      "{} {} {} {} listed but left out of the FETCH, and no longer listed: expunged meanwhile (by "
       "another client), nothing to store",
       m.prefix, one ? "UID" : "UIDs", uids, one ? "was" : "were");
 }
