@@ -9,6 +9,7 @@
 
 #include "channels/email/base64.hpp"
 #include "channels/email/imap_utf7.hpp"
+#include "core/printable.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -235,7 +236,8 @@ void Client::note(const Response& r) {
 }
 
 asio::awaitable<result<Client::responses>> Client::command(std::string text,
-                                                           std::vector<std::string> answers) {
+                                                           std::vector<std::string> answers,
+                                                           std::size_t held_before) {
   std::string tag = next_tag();
   const std::string name = command_name(text);
   last_reply_.clear();
@@ -246,8 +248,9 @@ asio::awaitable<result<Client::responses>> Client::command(std::string text,
   }
   responses untagged;
   dropped_.clear();
-  std::size_t held = 0;  // what `untagged` holds (footprint)
+  std::size_t held = held_before;  // what `untagged` holds (footprint), and the caller's bodies
   const std::size_t held_cap = 2 * options_.max_fetch_bytes + options_.limits.max_literal;
+  bool kept_body = false;
   bool bye = false;
   std::size_t next_answer = 0;
   while (true) {
@@ -282,8 +285,9 @@ asio::awaitable<result<Client::responses>> Client::command(std::string text,
       remember(*r);
     }
     // Bodies past max_fetch_bytes are dropped as they arrive (the caller fetches them again in
-    // a later batch); a NIL body is kept, it fails the fetch.
-    if (r->name == "FETCH" && held >= options_.max_fetch_bytes) {
+    // a later batch), once one is kept: a batch always moves on; a NIL body is kept, it fails
+    // the fetch.
+    if (r->name == "FETCH" && held >= options_.max_fetch_bytes && kept_body) {
       if (auto f = as_fetch(std::move(*r)); f && f->body && !f->body_nil) {
         if (f->uid) {
           dropped_.push_back(*f->uid);
@@ -292,8 +296,9 @@ asio::awaitable<result<Client::responses>> Client::command(std::string text,
         continue;
       }
     }
+    kept_body = kept_body || carries_body(*r);
     held += footprint(*r);
-    if (held > held_cap) {
+    if (held > held_cap + held_before) {
       // A server that never stops talking.
       co_return failed(make_error_code(errc::too_much_data), name,
                        "more than " + std::to_string(held_cap) + " bytes of responses");
@@ -361,16 +366,30 @@ asio::awaitable<error_code> Client::connect() {
       co_return failed(ec, "TLS handshake");
     }
   }
+  // RFC 3501 7.1 / RFC 9051 7.1: the greeting is "* OK", "* PREAUTH" or "* BYE". Anything else
+  // is most likely another service on this port (SMTP's "220 ...", SSH, an HTTP proxy): the
+  // error quotes what it said (printable, cut), so the log names the mistake.
   auto greeting = co_await read_response(options_.io_timeout);
   if (!greeting) {
+    if (greeting.error() == errc::protocol && parser_.error()) {
+      co_return failed(greeting.error(), "greeting",
+                       "not an IMAP greeting: \"" + printable(parser_.error_head(), 120) + "\" (" +
+                           *parser_.error() + ")");
+    }
     co_return failed(greeting.error(), "greeting");
   }
   if (greeting->name == "BYE") {
     remember(*greeting);
     co_return failed(make_error_code(errc::server_bye), "greeting");
   }
-  if (greeting->type != ResponseType::untagged || !greeting->is_status()) {
-    co_return failed(make_error_code(errc::protocol), "greeting", "not an untagged OK");
+  if (greeting->type != ResponseType::untagged ||
+      (greeting->name != "OK" && greeting->name != "PREAUTH")) {
+    std::string said = greeting->type == ResponseType::tagged     ? greeting->tag + " "
+                       : greeting->type == ResponseType::untagged ? "* "
+                                                                  : "+ ";
+    said += greeting->name.empty() ? greeting->text : greeting->name + " " + greeting->text;
+    co_return failed(make_error_code(errc::protocol), "greeting",
+                     "not an IMAP greeting (\"* OK ...\"): \"" + printable(said, 120) + "\"");
   }
   note(*greeting);
   if (options_.tls == TlsMode::starttls) {
@@ -483,7 +502,8 @@ asio::awaitable<result<MailboxStatus>> Client::select(std::string_view mailbox, 
   }
   if (mailbox_.uidvalidity == 0) {  // RFC 3501 requires UIDVALIDITY in SELECT
     co_return failed(make_error_code(errc::protocol), read_only ? "EXAMINE" : "SELECT",
-                     "no UIDVALIDITY in the answer");
+                     "no UIDVALIDITY in the answer (RFC 3501 6.3.1 requires it: without it no "
+                     "UID can be kept as the mailbox's cursor)");
   }
   co_return mailbox_;
 }
@@ -539,6 +559,9 @@ asio::awaitable<result<FetchBatch>> Client::fetch_new(std::uint64_t after_uid,
   if (auto ec = take_messages(*fetched, after_uid + 1, uids.back(), batch)) {
     co_return failed(ec, "UID FETCH");
   }
+  if (auto ec = co_await settle_missing(std::move(uids), batch)) {
+    co_return ec;
+  }
   co_return batch;
 }
 
@@ -557,7 +580,91 @@ asio::awaitable<result<FetchBatch>> Client::fetch_range(std::uint64_t lo, std::u
   if (auto ec = take_messages(*fetched, lo, hi, batch)) {
     co_return failed(ec, "UID FETCH");
   }
+  // A range may name UIDs that never existed, and those are left out without a word (RFC 3501
+  // 6.4.8, RFC 9051 6.4.9): only when there are gaps does UID SEARCH tell them apart from
+  // messages the server left out (one round trip, answered with this range's UIDs only).
+  if (batch.messages.size() < batch.covered_to - lo + 1) {
+    auto listed = co_await search_uids(lo, batch.covered_to);
+    if (!listed) {
+      co_return listed.error();
+    }
+    if (auto ec = co_await settle_missing(std::move(*listed), batch)) {
+      co_return ec;
+    }
+  }
   co_return batch;
+}
+
+// A UID FETCH answered OK may leave out a message UID SEARCH listed, for two reasons:
+// - another client expunged it in between: a UID that no longer exists is ignored without an
+//   error (RFC 3501 6.4.8, RFC 9051 6.4.9), and the EXPUNGE may come during the UID FETCH or
+//   later (RFC 3501 7.4.1, RFC 9051 7.5.1); some servers keep it fetchable until then, others
+//   answer without it (RFC 2180 4.1);
+// - the server could not read it and said nothing (a broken store, a proxy that skips it).
+// Passing over such a UID lost the message for good. So the UIDs left out are fetched once more
+// (a passing hiccup), and what is still left out is looked up with UID SEARCH: no longer listed
+// is expunged (`vanished`, the caller logs it); still listed fails the fetch with
+// errc::message_missing, and the poller's retries across sessions and its placeholder
+// (unfetchable.hpp) take it from there, as for a FETCH the server refuses.
+asio::awaitable<error_code> Client::settle_missing(std::vector<std::uint64_t> listed,
+                                                   FetchBatch& batch) {
+  auto left_out = [&batch](const std::vector<std::uint64_t>& uids) {
+    std::vector<std::uint64_t> out;
+    for (std::uint64_t uid : uids) {
+      auto at =
+          std::lower_bound(batch.messages.begin(), batch.messages.end(), uid,
+                           [](const FetchedMessage& m, std::uint64_t u) { return m.uid < u; });
+      if (uid <= batch.covered_to && (at == batch.messages.end() || at->uid != uid)) {
+        out.push_back(uid);
+      }
+    }
+    return out;
+  };
+  std::vector<std::uint64_t> missing = left_out(listed);
+  if (missing.empty()) {
+    co_return error_code{};
+  }
+  // Counted with the bodies the batch holds already: its memory stays near max_fetch_bytes.
+  auto again = co_await command("UID FETCH " + uid_set(missing) + fetch_items(), {}, batch.bytes);
+  if (!again) {
+    co_return again.error();
+  }
+  FetchBatch retried;
+  if (auto ec = take_messages(*again, missing.front(), missing.back(), retried)) {
+    co_return failed(ec, "UID FETCH");
+  }
+  for (auto& m : retried.messages) {
+    batch.messages.push_back(std::move(m));
+  }
+  std::sort(batch.messages.begin(), batch.messages.end(),
+            [](const auto& a, const auto& b) { return a.uid < b.uid; });
+  if (retried.covered_to < missing.back()) {
+    // Bodies dropped over max_fetch_bytes: the batch ends before the first of them.
+    batch.covered_to = std::min(batch.covered_to, retried.covered_to);
+    std::erase_if(batch.messages, [&batch](const auto& m) { return m.uid > batch.covered_to; });
+    batch.more = true;
+  }
+  batch.bytes = 0;
+  for (const auto& m : batch.messages) {
+    batch.bytes += m.raw.size();
+  }
+  missing = left_out(missing);
+  if (missing.empty()) {
+    co_return error_code{};
+  }
+  auto still = co_await search_uids(missing.front(), missing.back());
+  if (!still) {
+    co_return still.error();
+  }
+  for (std::uint64_t uid : missing) {
+    if (std::binary_search(still->begin(), still->end(), uid)) {
+      co_return failed(
+          make_error_code(errc::message_missing), "UID FETCH",
+          "UID " + std::to_string(uid) + " was left out twice, and UID SEARCH still lists it");
+    }
+    batch.vanished.push_back(uid);
+  }
+  co_return error_code{};
 }
 
 error_code Client::take_messages(responses& fetched, std::uint64_t lo, std::uint64_t hi,

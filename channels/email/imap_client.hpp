@@ -67,10 +67,13 @@ enum class IdleResult { new_mail, quiet };  // EXISTS seen / the wait ran out
 struct FetchBatch {
   std::vector<FetchedMessage> messages;  // ascending UID, every UID > the `after_uid` given
   bool more = false;                     // further new UIDs exist beyond this batch
-  // Every UID up to this one is in `messages` or does not exist: fetch_range's `hi`, or the UID
-  // before the first body dropped over max_fetch_bytes (`more` is then set).
+  // Every UID up to this one is in `messages`, in `vanished`, or does not exist: fetch_range's
+  // `hi`, or the UID before the first body dropped over max_fetch_bytes (`more` is then set).
   std::uint64_t covered_to = 0;
   std::uint64_t bytes = 0;  // of the bodies in `messages`
+  // UIDs the mailbox listed (UID SEARCH) that the UID FETCH left out, and that a UID SEARCH
+  // after it no longer lists: expunged by another client in between (see settle_missing).
+  std::vector<std::uint64_t> vanished;
 };
 
 // The context must be set up by the caller: ssl::context::tls_client, verify_peer,
@@ -97,6 +100,8 @@ class Client {
   // at most `max_messages` of them (a larger message comes cut, `truncated`). UIDs <= after_uid
   // are dropped ("n:*" always matches the highest message, RFC 3501 6.4.8).
   // `up_to` (not 0): only UIDs up to it are searched.
+  // A listed UID the FETCH leaves out is never passed over in silence (settle_missing): it is
+  // fetched once more, then either `vanished` or the fetch fails with errc::message_missing.
   boost::asio::awaitable<boost::system::result<FetchBatch>> fetch_new(std::uint64_t after_uid,
                                                                       std::size_t max_messages,
                                                                       std::uint64_t up_to = 0);
@@ -106,7 +111,8 @@ class Client {
       std::uint64_t lo, std::uint64_t hi, bool undeleted = false);
   // UID FETCH lo:hi (UID BODY.PEEK[]<0.max_literal> RFC822.SIZE) without a SEARCH first: for
   // the initial sync of a large mailbox, read range by range below UIDNEXT (missing UIDs return
-  // nothing).
+  // nothing). When the answer has gaps, UID SEARCH UID lo:hi tells UIDs that never existed (or
+  // were expunged) from messages the server left out, which go through settle_missing.
   boost::asio::awaitable<boost::system::result<FetchBatch>> fetch_range(std::uint64_t lo,
                                                                         std::uint64_t hi);
   // IDLE (RFC 2177) until the server reports EXISTS or `max_wait` passes (callers re-issue at
@@ -155,8 +161,10 @@ class Client {
   // Sends "<tag> text", collects untagged responses until the tagged one; each "+"
   // continuation is answered with the next of `answers` (SASL steps), a protocol error when
   // none is left.
+  // `held_before`: bytes of bodies the caller holds already for this batch, counted against
+  // max_fetch_bytes (the first body is kept whatever).
   boost::asio::awaitable<boost::system::result<responses>> command(
-      std::string text, std::vector<std::string> answers = {});
+      std::string text, std::vector<std::string> answers = {}, std::size_t held_before = 0);
   boost::asio::awaitable<boost::system::error_code> refresh_capabilities();
   boost::asio::awaitable<boost::system::error_code> handshake();
   void note(const Response& r);      // EXISTS, UIDVALIDITY, UIDNEXT, CAPABILITY wherever they come
@@ -169,6 +177,10 @@ class Client {
   // one of them came back NIL, protocol when a body was dropped before any was kept.
   boost::system::error_code take_messages(responses& fetched, std::uint64_t lo, std::uint64_t hi,
                                           FetchBatch& batch) const;
+  // `listed`: UIDs known to exist (ascending). Those up to batch.covered_to that the UID FETCH
+  // left out are fetched once more; what is still left out is looked up with UID SEARCH.
+  boost::asio::awaitable<boost::system::error_code> settle_missing(
+      std::vector<std::uint64_t> listed, FetchBatch& batch);
   // Records what failed for describe(): `step` ("SELECT", "connect", ...), then `detail`, else
   // the server's last reply, else the parser's error. Returns ec.
   boost::system::error_code failed(boost::system::error_code ec, std::string_view step,

@@ -28,6 +28,8 @@ class category : public boost::system::error_category {
         return "the server answered a message's content as NIL";
       case errc::too_much_data:
         return "the server sent more for one command than the client keeps in memory";
+      case errc::message_missing:
+        return "the server answered the UID FETCH with OK but left out a message it still lists";
     }
     return "unknown IMAP error";
   }
@@ -48,7 +50,7 @@ bool retryable(const boost::system::error_code& ec) {
   if (ec.category() == imap_category()) {
     auto e = static_cast<errc>(ec.value());
     return e == errc::protocol || e == errc::server_bye || e == errc::rejected ||
-           e == errc::body_unavailable || e == errc::too_much_data;
+           e == errc::body_unavailable || e == errc::too_much_data || e == errc::message_missing;
   }
   return true;  // network and TLS-transport errors: try again with back-off
 }

@@ -15,6 +15,7 @@ enum class errc {
   capability_missing,  // e.g. STARTTLS requested but not offered
   body_unavailable,    // a message's BODY[] came back NIL: a failed fetch of it, not an empty mail
   too_much_data,       // one command's responses passed the client's memory bound
+  message_missing,     // a UID FETCH answered OK twice without a message UID SEARCH still lists
 };
 
 const boost::system::error_category& imap_category();

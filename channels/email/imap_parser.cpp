@@ -314,6 +314,11 @@ bool Response::is_status() const {
 
 namespace {
 
+bool body_key(const std::string& upper_key) {
+  return upper_key == "BODY[]" || upper_key == "BINARY[]" || upper_key == "RFC822" ||
+         upper_key.rfind("BODY[]<", 0) == 0;
+}
+
 // `take_body`: the caller owns `r` (an rvalue): the body is moved out instead of copied.
 std::optional<FetchData> fetch_data(const Response& r, bool take_body) {
   if (r.type != ResponseType::untagged || r.name != "FETCH" || !r.number || r.data.empty() ||
@@ -338,8 +343,7 @@ std::optional<FetchData> fetch_data(const Response& r, bool take_body) {
       f.flags = std::move(flags);
     } else if (key == "INTERNALDATE") {
       f.internal_date = v.text;
-    } else if (key == "BODY[]" || key == "BINARY[]" || key == "RFC822" ||
-               key.rfind("BODY[]<", 0) == 0) {
+    } else if (body_key(key)) {
       if (v.kind == Value::Kind::nil) {
         f.body = std::string();
         f.body_nil = true;
@@ -361,6 +365,20 @@ std::optional<FetchData> as_fetch(const Response& r) {
 
 std::optional<FetchData> as_fetch(Response&& r) {
   return fetch_data(r, true);
+}
+
+bool carries_body(const Response& r) {
+  if (r.type != ResponseType::untagged || r.name != "FETCH" || r.data.empty() ||
+      r.data[0].kind != Value::Kind::list) {
+    return false;
+  }
+  const auto& items = r.data[0].items;
+  for (std::size_t i = 0; i + 1 < items.size(); i += 2) {
+    if (body_key(upper(items[i].text)) && items[i + 1].kind != Value::Kind::nil) {
+      return true;
+    }
+  }
+  return false;
 }
 
 std::vector<std::string> capabilities(const Response& r) {
@@ -386,10 +404,13 @@ void ResponseParser::reset() {
   buf_.clear();
   start_ = scan_ = line_start_ = literal_left_ = text_bytes_ = end_ = 0;
   error_.reset();
+  error_head_.clear();
 }
 
-void ResponseParser::fail(std::string message) {
+void ResponseParser::fail(std::string message, std::size_t from) {
   error_ = std::move(message);
+  std::string_view head = std::string_view(buf_).substr(std::min(from, buf_.size()), 200);
+  error_head_ = std::string(head.substr(0, head.find_first_of("\r\n")));
   buf_.clear();
   start_ = scan_ = line_start_ = literal_left_ = text_bytes_ = end_ = 0;
 }
@@ -411,7 +432,7 @@ bool ResponseParser::frame() {
     text_bytes_ += upto - scan_;
     scan_ = upto;
     if (text_bytes_ > limits_.max_line) {
-      fail("response line longer than " + std::to_string(limits_.max_line) + " bytes");
+      fail("response line longer than " + std::to_string(limits_.max_line) + " bytes", start_);
       return false;
     }
     if (lf == std::string::npos) {
@@ -442,7 +463,7 @@ bool ResponseParser::frame() {
         }
         if (all_digits(count)) {
           if (count.size() > 19 || std::stoull(std::string(count)) > limits_.max_literal) {
-            fail("literal larger than " + std::to_string(limits_.max_literal) + " bytes");
+            fail("literal larger than " + std::to_string(limits_.max_literal) + " bytes", start_);
             return false;
           }
           literal_left_ = std::stoull(std::string(count));
@@ -463,6 +484,10 @@ std::optional<Response> ResponseParser::next() {
   }
   std::string message;
   auto r = parse_response(std::string_view(buf_).substr(start_, end_ - start_), limits_, message);
+  if (!r) {
+    fail(message, start_);
+    return std::nullopt;
+  }
   start_ = end_;
   line_start_ = start_;
   text_bytes_ = 0;
@@ -476,10 +501,6 @@ std::optional<Response> ResponseParser::next() {
     line_start_ -= start_;
     end_ -= start_;
     start_ = 0;
-  }
-  if (!r) {
-    fail(message);
-    return std::nullopt;
   }
   return r;
 }

@@ -50,6 +50,8 @@ struct FetchData {
 };
 std::optional<FetchData> as_fetch(const Response& r);
 std::optional<FetchData> as_fetch(Response&& r);  // moves the body out instead of copying it
+// Whether a FETCH response carries a message body (not NIL), without copying it.
+bool carries_body(const Response& r);
 
 // Capability names from "* CAPABILITY ..." or "[CAPABILITY ...]", upper-cased.
 std::vector<std::string> capabilities(const Response& r);
@@ -69,6 +71,9 @@ class ResponseParser {
   std::optional<Response> next();
   // Set once the stream violated the protocol or a limit; the connection must be dropped.
   const std::optional<std::string>& error() const { return error_; }
+  // The start of the response the error was found in (its first line, at most 200 bytes, raw):
+  // what a server that is not an IMAP server at all said ("220 mx.example ESMTP", "SSH-2.0-...").
+  const std::string& error_head() const { return error_head_; }
   // Bytes received but not yet returned as a response.
   std::size_t buffered() const { return buf_.size() - start_; }
   // Forget everything buffered (STARTTLS: bytes sent before the handshake must not be used).
@@ -76,7 +81,7 @@ class ResponseParser {
 
  private:
   bool frame();  // advances scan state; true when [start_, end_) holds a whole response
-  void fail(std::string message);
+  void fail(std::string message, std::size_t from);  // `from`: where that response starts
 
   ParserLimits limits_;
   std::string buf_;
@@ -87,6 +92,7 @@ class ResponseParser {
   std::size_t text_bytes_ = 0;    // non-literal bytes in the current response
   std::size_t end_ = 0;           // one past the response's final LF, when framed
   std::optional<std::string> error_;
+  std::string error_head_;
 };
 
 }  // namespace sb::email::imap

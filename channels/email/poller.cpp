@@ -332,6 +332,7 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
       fetched = std::max(fetched, cap);  // everything up to the failing batch was listed
     }
     batch->more = batch->more || cap != 0;
+    note_vanished(m, *batch);
     if (!batch->messages.empty()) {
       std::uint64_t average = std::max<std::uint64_t>(1, batch->bytes / batch->messages.size());
       count = std::clamp<std::size_t>(c.max_fetch_bytes() / average, 1, options.batch);

@@ -78,6 +78,8 @@ struct Poller::State {
   asio::awaitable<error_code> one_by_one(Mailbox& m, imap::Client& c, BatchChain& chain,
                                          std::uint64_t& fetched, std::size_t in_flight);
   void note_fetch_failure(Mailbox& m, const imap::Client& c, error_code ec);
+  // UIDs a FETCH left out that another client expunged meanwhile (FetchBatch::vanished): logged.
+  static void note_vanished(const Mailbox& m, const imap::FetchBatch& batch);
   void give_up(Mailbox& m, BatchChain& chain, std::uint64_t uidvalidity, std::uint64_t uid);
   asio::awaitable<error_code> apply_due_after(Mailbox& m, imap::Client& c, BatchChain& chain,
                                               const Cursor& start);

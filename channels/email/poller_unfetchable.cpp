@@ -50,6 +50,7 @@ asio::awaitable<error_code> Poller::State::one_by_one(Mailbox& m, imap::Client& 
         }
         co_return one.error();
       }
+      note_vanished(m, *one);
       if (!one->messages.empty()) {
         chain.add(std::move(one->messages));
       }
@@ -81,6 +82,24 @@ void Poller::State::note_fetch_failure(Mailbox& m, const imap::Client& c, error_
   std::string error =
       ec == asio::error::eof ? "the server closed the connection during the FETCH" : ec.message();
   m.fetch_failures.failed(span.lo, span.hi, span.count, fetch_failure_text(error, c.last_reply()));
+}
+
+void Poller::State::note_vanished(const Mailbox& m, const imap::FetchBatch& batch) {
+  if (batch.vanished.empty()) {
+    return;
+  }
+  std::string uids;
+  for (std::size_t i = 0; i < batch.vanished.size() && i < 20; ++i) {
+    uids += (uids.empty() ? "" : " ") + std::to_string(batch.vanished[i]);
+  }
+  if (batch.vanished.size() > 20) {
+    uids += " ... (" + std::to_string(batch.vanished.size()) + " in all)";
+  }
+  bool one = batch.vanished.size() == 1;
+  logger("email")->info(
+      "{} {} {} {} listed but left out of the FETCH, and no longer listed: expunged meanwhile (by "
+      "another client), nothing to store",
+      m.prefix, one ? "UID" : "UIDs", uids, one ? "was" : "were");
 }
 
 void Poller::State::give_up(Mailbox& m, BatchChain& chain, std::uint64_t uidvalidity,

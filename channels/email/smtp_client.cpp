@@ -1,5 +1,6 @@
 #include "channels/email/smtp_client.hpp"
 #include "channels/email/base64.hpp"
+#include "core/printable.hpp"
 
 // GCC 12 false positive inside Asio's awaitable frame allocator (see imap_client.cpp).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -9,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -105,8 +107,11 @@ class Session {
       }
       std::string line = buf_.substr(0, n - 2);
       buf_.erase(0, n);
-      if (line.size() < 3 || !std::isdigit(static_cast<unsigned char>(line[0]))) {
-        co_return asio::error::invalid_argument;  // not an SMTP reply
+      if (!smtp_reply_line(line)) {
+        // Another service on this port (an IMAP or POP3 server's greeting, an HTTP proxy):
+        // trying again later reaches the same one, so the failure is permanent (failure()).
+        not_smtp_ = line;
+        co_return asio::error::invalid_argument;
       }
       r.code = std::stoi(line.substr(0, 3));
       std::string text = line.size() > 4 ? line.substr(4) : "";
@@ -132,7 +137,27 @@ class Session {
     stream_.next_layer().close(ignored);
   }
 
+  // What failed at `step` with `ec`: temporary (network, TLS, a deadline), unless the server's
+  // answer was not SMTP at all, which no retry changes.
+  Outcome failure(const error_code& ec, std::string_view step) const {
+    if (!not_smtp_.empty()) {
+      return {Outcome::Status::permanent, 0,
+              std::string(step) +
+                  ": the server's answer is not an SMTP reply (another service on this port?): "
+                  "\"" +
+                  printable(not_smtp_, 120) + "\""};
+    }
+    return {Outcome::Status::temporary, 0, std::string(step) + ": " + ec.message()};
+  }
+
  private:
+  // RFC 5321 4.2: Reply-code ("2".."5", "0".."5", a digit), then SP, "-" or the line's end.
+  static bool smtp_reply_line(std::string_view line) {
+    return line.size() >= 3 && line[0] >= '2' && line[0] <= '5' && line[1] >= '0' &&
+           line[1] <= '5' && line[2] >= '0' && line[2] <= '9' &&
+           (line.size() == 3 || line[3] == ' ' || line[3] == '-');
+  }
+
   // A watchdog per operation: on expiry the socket is closed, which fails the pending
   // operation; the session is unusable afterwards, and the caller gives up on it.
   // `alive_` and the generation guard against an expiry already queued when the operation
@@ -157,6 +182,7 @@ class Session {
   asio::ssl::stream<tcp::socket> stream_;
   asio::steady_timer timer_;
   std::string buf_;
+  std::string not_smtp_;  // the line that was not an SMTP reply
   bool tls_ = false;
   bool timed_out_ = false;
   std::uint64_t gen_ = 0;
@@ -171,8 +197,39 @@ Outcome from_reply(const Reply& r, std::string_view step) {
   return o;
 }
 
-Outcome network(const error_code& ec, std::string_view step) {
-  return {Outcome::Status::temporary, 0, std::string(step) + ": " + ec.message()};
+// The EHLO keywords (extensions) for an error message: printable, cut.
+std::string extensions(const Reply& ehlo) {
+  std::string out;
+  for (std::size_t i = 1; i < ehlo.lines.size(); ++i) {  // the first line is the greeting
+    out += (out.empty() ? "" : ", ") + ehlo.lines[i];
+  }
+  return out.empty() ? "none" : printable(out, 200);
+}
+
+// RFC 4954 3: "AUTH" SP mechanisms; the pre-standard "AUTH=" form (old Outlook-era servers)
+// as well. Upper-cased.
+std::vector<std::string> auth_mechanisms(const Reply& ehlo) {
+  std::vector<std::string> out;
+  for (const auto& l : ehlo.lines) {
+    if (l.size() < 5 || (l[4] != ' ' && l[4] != '=') ||
+        !std::equal(l.begin(), l.begin() + 4, "AUTH", [](char a, char b) {
+          return std::toupper(static_cast<unsigned char>(a)) == b;
+        })) {
+      continue;
+    }
+    std::string word;
+    for (char c : l.substr(5) + " ") {
+      if (c == ' ') {
+        if (!word.empty() && std::find(out.begin(), out.end(), word) == out.end()) {
+          out.push_back(word);
+        }
+        word.clear();
+      } else {
+        word += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      }
+    }
+  }
+  return out;
 }
 
 bool has_keyword(const Reply& ehlo, std::string_view kw) {
@@ -219,103 +276,113 @@ asio::awaitable<Outcome> send(asio::any_io_executor ex, asio::ssl::context& tls,
   Session s(ex, tls, o);
   Reply r;
   if (auto ec = co_await s.connect()) {
-    co_return network(ec, "connect");
+    co_return s.failure(ec, "connect");
   }
   if (o.tls == "implicit") {
     if (auto ec = co_await s.handshake()) {
-      co_return network(ec, "TLS handshake");
+      co_return s.failure(ec, "TLS handshake");
     }
   }
   if (auto ec = co_await s.read(r)) {
-    co_return network(ec, "greeting");
+    co_return s.failure(ec, "greeting");
   }
   if (r.code != 220) {
     co_return from_reply(r, "greeting");
   }
   const std::string ehlo = "EHLO " + o.helo_name;
   if (auto ec = co_await s.command(ehlo, r)) {
-    co_return network(ec, "EHLO");
+    co_return s.failure(ec, "EHLO");
   }
   if (r.code != 250) {
     co_return from_reply(r, "EHLO");
   }
   if (o.tls == "starttls") {
     if (!has_keyword(r, "STARTTLS")) {
-      co_return Outcome{Outcome::Status::permanent, 0, "the server does not offer STARTTLS"};
+      // Never sent in plain text instead: a man in the middle strips "250-STARTTLS" from the
+      // EHLO reply for exactly that (RFC 3207 6), and the password would cross readable.
+      co_return Outcome{
+          Outcome::Status::permanent, 0,
+          "EHLO: the server does not offer STARTTLS (tls = \"starttls\"); it offers: " +
+              extensions(r)};
     }
     if (auto ec = co_await s.command("STARTTLS", r)) {
-      co_return network(ec, "STARTTLS");
+      co_return s.failure(ec, "STARTTLS");
     }
     if (r.code != 220) {
       co_return from_reply(r, "STARTTLS");
     }
     if (auto ec = co_await s.handshake()) {
-      co_return network(ec, "TLS handshake");
+      co_return s.failure(ec, "TLS handshake");
     }
     // RFC 3207 4.2: forget what EHLO said before TLS and ask again.
     if (auto ec = co_await s.command(ehlo, r)) {
-      co_return network(ec, "EHLO");
+      co_return s.failure(ec, "EHLO");
     }
     if (r.code != 250) {
       co_return from_reply(r, "EHLO");
     }
   }
   if (!o.username.empty()) {
-    std::string auth_line;
-    for (const auto& l : r.lines) {
-      if (l.rfind("AUTH", 0) == 0) {
-        auth_line = " " + l + " ";
-      }
-    }
-    if (auth_line.find(" PLAIN ") != std::string::npos) {
+    auto mechanisms = auth_mechanisms(r);
+    auto offered = [&mechanisms](std::string_view m) {
+      return std::find(mechanisms.begin(), mechanisms.end(), m) != mechanisms.end();
+    };
+    if (offered("PLAIN")) {
       std::string creds = std::string(1, '\0') + o.username + '\0' + o.password;
       if (auto ec = co_await s.command("AUTH PLAIN " + base64(creds), r)) {
-        co_return network(ec, "AUTH");
+        co_return s.failure(ec, "AUTH");
       }
-    } else if (auth_line.find(" LOGIN ") != std::string::npos) {
+    } else if (offered("LOGIN")) {
       if (auto ec = co_await s.command("AUTH LOGIN", r)) {
-        co_return network(ec, "AUTH");
+        co_return s.failure(ec, "AUTH");
       }
       if (r.code == 334) {
         if (auto ec = co_await s.command(base64(o.username), r)) {
-          co_return network(ec, "AUTH");
+          co_return s.failure(ec, "AUTH");
         }
       }
       if (r.code == 334) {
         if (auto ec = co_await s.command(base64(o.password), r)) {
-          co_return network(ec, "AUTH");
+          co_return s.failure(ec, "AUTH");
         }
       }
     } else {
+      std::string names;
+      for (const auto& m : mechanisms) {
+        names += (names.empty() ? "" : " ") + m;
+      }
       co_return Outcome{Outcome::Status::permanent, 0,
-                        "the server offers neither AUTH PLAIN nor AUTH LOGIN"};
+                        "AUTH: the server offers neither AUTH PLAIN nor AUTH LOGIN (username is "
+                        "set); " +
+                            (names.empty() ? std::string("its EHLO names no AUTH mechanism at all")
+                                           : "it offers AUTH " + printable(names, 120))};
     }
     if (r.code != 235) {
       co_return from_reply(r, "AUTH");
     }
   }
   if (auto ec = co_await s.command("MAIL FROM:<" + env.mail_from + ">", r)) {
-    co_return network(ec, "MAIL FROM");
+    co_return s.failure(ec, "MAIL FROM");
   }
   if (r.code != 250) {
     co_return from_reply(r, "MAIL FROM");
   }
   for (const auto& rcpt : env.rcpt_to) {
     if (auto ec = co_await s.command("RCPT TO:<" + rcpt + ">", r)) {
-      co_return network(ec, "RCPT TO");
+      co_return s.failure(ec, "RCPT TO");
     }
     if (r.code != 250 && r.code != 251) {
       co_return from_reply(r, "RCPT TO");
     }
   }
   if (auto ec = co_await s.command("DATA", r)) {
-    co_return network(ec, "DATA");
+    co_return s.failure(ec, "DATA");
   }
   if (r.code != 354) {
     co_return from_reply(r, "DATA");
   }
   if (auto ec = co_await s.command(dot_stuff(env.data) + ".", r, o.final_reply_timeout)) {
-    co_return network(ec, "message body");
+    co_return s.failure(ec, "message body");
   }
   if (r.code != 250) {
     co_return from_reply(r, "message body");

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -17,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -559,4 +561,202 @@ TEST_CASE("SMTP: a reply whose lines never end is cut at 64 KiB, not kept growin
   // reply and failing only when the server closed ("EHLO: End of file").
   CHECK(out.error == "EHLO: Message too long");
   CHECK(server.written < limit);
+}
+
+namespace {
+
+// One connection at a time (blocking sockets, its own thread): sends `greeting`, answers EHLO
+// with `ehlo`, AUTH PLAIN / AUTH LOGIN as accepted, and the rest of a transaction with 250 / 354.
+// A greeting that is not "220" ends the connection after it. Keeps every line it read.
+struct ScriptedSmtp {
+  int fd = -1;
+  std::uint16_t port = 0;
+  std::string greeting;
+  std::string ehlo;
+  std::mutex mu;
+  std::vector<std::string> lines;
+  std::atomic<int> connections{0};
+  std::thread t;
+  ScriptedSmtp(std::string g, std::string e) : greeting(std::move(g)), ehlo(std::move(e)) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd, 4) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    t = std::thread([this] {
+      while (true) {
+        int c = ::accept(fd, nullptr, nullptr);
+        if (c < 0) {
+          return;
+        }
+        ++connections;
+        serve(c);
+        ::close(c);
+      }
+    });
+  }
+  void serve(int c) {
+    auto say = [&](const std::string& s) { (void)!::send(c, s.data(), s.size(), MSG_NOSIGNAL); };
+    say(greeting);
+    if (greeting.rfind("220", 0) != 0) {
+      return;
+    }
+    std::string in;
+    char buf[4096];
+    int login_steps = 0;  // AUTH LOGIN: the user name and password lines still to come
+    bool data = false;
+    while (true) {
+      std::size_t eol;
+      while ((eol = in.find("\r\n")) != std::string::npos) {
+        std::string line = in.substr(0, eol);
+        in.erase(0, eol + 2);
+        {
+          std::lock_guard lock(mu);
+          lines.push_back(line);
+        }
+        if (data) {
+          if (line == ".") {
+            data = false;
+            say("250 queued\r\n");
+          }
+        } else if (login_steps > 0) {
+          say(--login_steps > 0 ? "334 UGFzc3dvcmQ6\r\n" : "235 2.7.0 ok\r\n");
+        } else if (line.rfind("EHLO", 0) == 0) {
+          say(ehlo);
+        } else if (line.rfind("AUTH LOGIN", 0) == 0) {
+          login_steps = 2;
+          say("334 VXNlcm5hbWU6\r\n");
+        } else if (line.rfind("AUTH PLAIN", 0) == 0) {
+          say("235 2.7.0 ok\r\n");
+        } else if (line == "DATA") {
+          data = true;
+          say("354 go on\r\n");
+        } else if (line == "QUIT") {
+          say("221 bye\r\n");
+          return;
+        } else {
+          say("250 ok\r\n");
+        }
+      }
+      ssize_t n = ::read(c, buf, sizeof buf);
+      if (n <= 0) {
+        return;
+      }
+      in.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  bool received(const std::string& prefix) {
+    std::lock_guard lock(mu);
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
+  }
+  ~ScriptedSmtp() {
+    ::shutdown(fd, SHUT_RDWR);
+    ::close(fd);
+    t.join();
+  }
+};
+
+email::smtp::Outcome send_via(const ScriptedSmtp& server, const std::string& tls,
+                              const std::string& username) {
+  boost::asio::io_context io;
+  boost::asio::ssl::context ctx(boost::asio::ssl::context::tls_client);
+  email::smtp::Options o;
+  o.host = "127.0.0.1";
+  o.port = server.port;
+  o.tls = tls;
+  o.username = username;
+  o.password = "p4ss";
+  o.timeout = 5s;
+  email::smtp::Envelope env{"support@example.com", {"ann@example.com"}, "Subject: hi\r\n\r\nhi"};
+  auto f = boost::asio::co_spawn(io, email::smtp::send(io.get_executor(), ctx, o, env),
+                                 boost::asio::use_future);
+  io.run();
+  return f.get();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "SMTP: an answer that is not SMTP (an IMAP server on the port) fails at once, permanently, "
+    "quoting it") {
+  ScriptedSmtp imap("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] Dovecot ready.\r\n", "");
+  auto out = send_via(imap, "none", "");
+  CHECK(out.status == email::smtp::Outcome::Status::permanent);
+  MESSAGE(out.error);
+  CHECK(out.error ==
+        "greeting: the server's answer is not an SMTP reply (another service on this port?): "
+        "\"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] Dovecot ready.\"");
+  // Printable and cut: a terminal escape never reaches the log, a long line is shortened.
+  ScriptedSmtp junk("\x1b[2J" + std::string(400, 'z') + "\r\n", "");
+  auto cut = send_via(junk, "none", "");
+  CHECK(cut.status == email::smtp::Outcome::Status::permanent);
+  CHECK(cut.error.find('\x1b') == std::string::npos);
+  CHECK(cut.error.find("...\"") != std::string::npos);
+  CHECK(cut.error.size() < 250);
+  // Not only the greeting: an EHLO answered by something else fails the same way.
+  ScriptedSmtp odd("220 mx.example ESMTP\r\n", "HTTP/1.1 400 Bad Request\r\n");
+  auto ehlo = send_via(odd, "none", "");
+  CHECK(ehlo.status == email::smtp::Outcome::Status::permanent);
+  CHECK(ehlo.error.find("EHLO: the server's answer is not an SMTP reply") == 0);
+
+  // Through the Sender: failed, not queued for another attempt.
+  ScriptedSmtp again("* OK IMAP4rev1 ready\r\n", "");
+  boost::asio::io_context io;
+  email::SmtpSender sender(io.get_executor(), smtp_account(again.port, "none", ""));
+  auto work = boost::asio::make_work_guard(io);
+  std::thread t([&] { io.run(); });
+  auto r = send_and_wait(
+      sender,
+      {"01E", "email", "support", "c1", "hi",
+       R"({"direction":"inbound","external_id":"<p@x.example>","subject":"hi","from":{"type":"email","value":"bob@x.example"}})",
+       ""});
+  CHECK(r.status == SendResult::Status::failed);
+  CHECK(r.error.find("not an SMTP reply") != std::string::npos);
+  work.reset();
+  io.stop();
+  t.join();
+}
+
+TEST_CASE(
+    "SMTP: starttls configured but not offered - a permanent error naming what is offered, "
+    "nothing sent in the clear") {
+  ScriptedSmtp server("220 mx.example ESMTP\r\n",
+                      "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 AUTH PLAIN "
+                      "LOGIN\r\n");
+  auto out = send_via(server, "starttls", "agent");
+  CHECK(out.status == email::smtp::Outcome::Status::permanent);
+  MESSAGE(out.error);
+  CHECK(out.error ==
+        "EHLO: the server does not offer STARTTLS (tls = \"starttls\"); it offers: PIPELINING, "
+        "SIZE 10240000, AUTH PLAIN LOGIN");
+  CHECK_FALSE(server.received("AUTH"));
+  CHECK_FALSE(server.received("MAIL FROM"));
+}
+
+TEST_CASE("SMTP: no AUTH mechanism the client speaks - a permanent error naming those offered") {
+  ScriptedSmtp cram("220 mx.example ESMTP\r\n",
+                    "250-mx.example\r\n250-AUTH CRAM-MD5 DIGEST-MD5\r\n250 8BITMIME\r\n");
+  auto out = send_via(cram, "none", "agent");
+  CHECK(out.status == email::smtp::Outcome::Status::permanent);
+  MESSAGE(out.error);
+  CHECK(out.error ==
+        "AUTH: the server offers neither AUTH PLAIN nor AUTH LOGIN (username is set); it offers "
+        "AUTH CRAM-MD5 DIGEST-MD5");
+  CHECK_FALSE(cram.received("MAIL FROM"));
+
+  ScriptedSmtp none("220 mx.example ESMTP\r\n", "250-mx.example\r\n250 8BITMIME\r\n");
+  auto bare = send_via(none, "none", "agent");
+  CHECK(bare.status == email::smtp::Outcome::Status::permanent);
+  CHECK(bare.error.find("its EHLO names no AUTH mechanism at all") != std::string::npos);
+
+  // The pre-standard "AUTH=LOGIN" form (RFC 4954 predecessors) still finds LOGIN.
+  ScriptedSmtp old("220 mx.example ESMTP\r\n", "250-mx.example\r\n250 AUTH=LOGIN\r\n");
+  auto sent = send_via(old, "none", "agent");
+  CHECK(sent.status == email::smtp::Outcome::Status::sent);
+  CHECK(old.received("AUTH LOGIN"));
 }
