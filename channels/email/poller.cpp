@@ -389,8 +389,15 @@ asio::awaitable<error_code> Poller::State::drain(Mailbox& m, imap::Client& c, Ba
       co_return ec;
     }
     if (chain.pending() <= limit || stopping) {
-      co_return error_code{};
+      // A batch committed since apply_after() took the committed ones left the queue unseen
+      // by it: take it now. (A batch leaves the queue in the same locked step that lists it
+      // as committed, so none slips past both.) Left, its `after` waited for the next new mail
+      // or IDLE refresh and record_after() found nothing to record: the cursor stayed below
+      // the last UID, the last batch not marked \Seen.
+      co_return co_await apply_after(m, c, chain);
     }
+    // No suspension since pending() was read: a commit after it posts its wake-up to this
+    // thread, which runs it only once this wait is armed.
     co_await chain.wait();
   }
 }
