@@ -58,6 +58,15 @@ struct Relay::Conn {
     return relay_detail::Reply(static_cast<redisReply*>(
         redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data())));
   }
+  // Why `what` failed: the connection's error when no reply came, else Redis's error (or
+  // "unexpected reply" for an answer of the wrong shape).
+  std::string failure(const relay_detail::Reply& r, const std::string& what) const {
+    if (!r) {
+      return ctx && ctx->err ? ctx->errstr : "no reply";
+    }
+    return what + " failed: " +
+           (r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : "unexpected reply");
+  }
 };
 
 // The relay's read connection to the database (relay thread only).

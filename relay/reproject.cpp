@@ -34,8 +34,7 @@ using namespace relay_detail;
 std::optional<std::int64_t> Relay::read_mark(Conn& c) {
   auto r = c.cmd({"GET", mark_key_});
   if (!r || r->type == REDIS_REPLY_ERROR) {
-    set_error(!r ? (c.ctx->err ? c.ctx->errstr : "no reply")
-                 : "GET " + mark_key_ + " failed: " + std::string(r->str, r->len));
+    set_error(c.failure(r, "GET " + mark_key_));
     return std::nullopt;
   }
   std::int64_t mark = 0;
@@ -295,8 +294,7 @@ Relay::Outcome Relay::reconcile(Conn& c) {
                     "return 1",
                     "1", mark_key_, std::to_string(mark_), std::to_string(upto)});
     if (!r || r->type == REDIS_REPLY_ERROR) {
-      set_error(!r ? (c.ctx->err ? c.ctx->errstr : "no reply")
-                   : "SET " + mark_key_ + " failed: " + std::string(r->str, r->len));
+      set_error(c.failure(r, "SET " + mark_key_));
       return Outcome::redis_failed;
     }
     if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {

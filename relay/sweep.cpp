@@ -39,6 +39,7 @@
 #include "core/log.hpp"
 #include "relay/parts.hpp"
 #include "routing/rules.hpp"
+#include "storage/interaction_json.hpp"
 
 namespace sb {
 using namespace relay_detail;
@@ -92,21 +93,6 @@ std::string glob_literal(std::string_view s) {
   return out;
 }
 
-void json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (unsigned char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += static_cast<char>(ch);
-    } else if (ch < 0x20) {
-      out += fmt::format("\\u{:04x}", ch);
-    } else {
-      out += static_cast<char>(ch);
-    }
-  }
-  out += '"';
-}
-
 std::string_view str(const redisReply* r) {
   return r && r->str ? std::string_view(r->str, r->len) : std::string_view();
 }
@@ -124,10 +110,7 @@ Relay::Outcome Relay::sweep(Conn& c) {
   Reader& rd = *reader_;
   auto since = std::chrono::steady_clock::now();
   auto failed = [&](const relay_detail::Reply& r, const std::string& what) {
-    set_error(!r ? (c.ctx->err ? c.ctx->errstr : "no reply")
-                 : what + " failed: " +
-                       (r->type == REDIS_REPLY_ERROR ? std::string(str(r.get()))
-                                                     : std::string("unexpected reply")));
+    set_error(c.failure(r, what));
     return Outcome::redis_failed;
   };
   const std::string head = cfg_.prefix + ":q:";
@@ -197,7 +180,7 @@ Relay::Outcome Relay::sweep(Conn& c) {
           if (ids.size() > 1) {
             ids += ',';
           }
-          json_string(ids, iid);
+          storage::append_json_string(ids, iid);
         }
       }
       ids += ']';
