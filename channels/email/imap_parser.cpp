@@ -392,7 +392,11 @@ std::vector<std::string> capabilities(const Response& r) {
   return out;
 }
 
-ResponseParser::ResponseParser(ParserLimits limits) : limits_(limits) {}
+ResponseParser::ResponseParser(ParserLimits limits) : limits_(limits) {
+  if (limits_.max_response == 0) {
+    limits_.max_response = limits_.max_literal + limits_.max_line;
+  }
+}
 
 void ResponseParser::feed(std::string_view bytes) {
   if (!error_) {
@@ -467,6 +471,11 @@ bool ResponseParser::frame() {
             return false;
           }
           literal_left_ = std::stoull(std::string(count));
+          // Refused at the announcement, before its bytes are buffered.
+          if (scan_ - start_ + literal_left_ > limits_.max_response) {
+            fail("response larger than " + std::to_string(limits_.max_response) + " bytes", start_);
+            return false;
+          }
           line_start_ = scan_;
           continue;
         }

@@ -59,7 +59,12 @@ std::vector<std::string> capabilities(const Response& r);
 struct ParserLimits {
   std::size_t max_literal = 64u << 20;  // one literal
   std::size_t max_line = 1u << 20;      // non-literal bytes of one response
-  int max_depth = 64;                   // nested lists / brackets
+  // All bytes of one response, literals included. A FETCH we send asks for one body literal of
+  // at most max_literal; a server that sends many literals in one response (each under
+  // max_literal) would otherwise be buffered without bound before the response is complete.
+  // 0: max_literal + max_line.
+  std::size_t max_response = 0;
+  int max_depth = 64;  // nested lists / brackets
 };
 
 class ResponseParser {

@@ -172,6 +172,22 @@ TEST_CASE("literal over the cap: protocol error instead of buffering it") {
   CHECK(r.error() == make_error_code(errc::protocol));
 }
 
+TEST_CASE("one FETCH response of many literals: refused once it outgrows one response's cap") {
+  // Each literal is under max_literal, so only the response's total can stop it: 4 MB of
+  // literals in one response that never ends, against a cap of max_literal + max_line (80 KiB;
+  // the text between the literals, 7 KB, stays under max_line).
+  std::string flood = "* 1 FETCH (UID 1 BODY[] {10}\r\n0123456789";
+  for (int i = 0; i < 400; ++i) {
+    flood += " X-JUNK {10000}\r\n" + std::string(10000, 'j');
+  }
+  ParserLimits limits;
+  limits.max_literal = 16 << 10;
+  limits.max_line = 64 << 10;
+  auto r = fetch_against(flood, limits);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error() == make_error_code(errc::protocol));
+}
+
 TEST_CASE("a whole FETCH then a clean close still yields the message") {
   auto r = fetch_against("* 1 FETCH (UID 1 BODY[] {5}\r\nhello)\r\n", {});
   // The tagged OK never came: the batch is not trusted, the caller refetches after reconnect.

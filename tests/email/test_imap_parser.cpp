@@ -232,6 +232,16 @@ TEST_CASE("limits: literal size, nesting depth, line length are errors, not cras
     CHECK_FALSE(p.next());
   }
   {
+    // Literals each under max_literal, but more than one response may hold in all.
+    ParserLimits total = small;
+    total.max_response = 40;
+    ResponseParser p(total);
+    p.feed("* 1 FETCH (A {10}\r\n0123456789 B {10}\r\n");
+    CHECK_FALSE(p.next());
+    REQUIRE(p.error());
+    CHECK(*p.error() == "response larger than 40 bytes");
+  }
+  {
     ResponseParser p(small);
     p.feed("* LIST " + std::string(20, '(') + std::string(20, ')') + "\r\n");
     CHECK_FALSE(p.next());
