@@ -1,5 +1,8 @@
 #include "storage/sqlite.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include <sqlite3.h>
@@ -127,10 +130,22 @@ Db::Db(const std::string& path, bool readonly) : path_(path) {
     flags |= SQLITE_OPEN_READONLY;
   } else {
     flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    auto parent = std::filesystem::path(path).parent_path();
-    if (!parent.empty()) {
+    if (path != ":memory:" && !path.empty()) {
+      // The database holds customers' messages, contact details and attachments: a new one is
+      // the daemon user's alone, whatever the umask (SQLite creates files 0644 less the umask).
+      // Its -wal and -shm files take the database's mode. A directory this creates is 0700; an
+      // existing file or directory keeps the mode the operator gave it.
+      auto parent = std::filesystem::path(path).parent_path();
       std::error_code ec;
-      std::filesystem::create_directories(parent, ec);
+      if (!parent.empty() && !std::filesystem::exists(parent, ec)) {
+        std::filesystem::create_directories(parent, ec);
+        std::filesystem::permissions(parent, std::filesystem::perms::owner_all,
+                                     std::filesystem::perm_options::replace, ec);
+      }
+      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        ::close(fd);
+      }
     }
   }
   int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);

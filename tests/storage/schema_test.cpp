@@ -3,7 +3,10 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include <sys/stat.h>
+
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -415,4 +418,36 @@ TEST_CASE(
   sqlite3_finalize(st);
   CHECK(ids == std::vector<std::string>{"I7", "I12000", "I19990"});
   CHECK_MESSAGE(steps < 1000, steps);
+}
+
+TEST_CASE("a new database and the directory made for it are the daemon user's alone") {
+  test::TempDir dir;
+  const std::string sub = dir.file("state");
+  const std::string path = sub + "/switchboard.db";
+  mode_t old = ::umask(022);
+  {
+    storage::Writer writer(path);  // creates, migrates, WAL
+  }
+  storage::Db db(path);
+  db.exec("CREATE TABLE t(x)");  // the -wal file exists while a connection is open
+  ::umask(old);
+  namespace fs = std::filesystem;
+  auto others = fs::perms::group_all | fs::perms::others_all;
+  CHECK((fs::status(sub).permissions() & fs::perms::all) == fs::perms::owner_all);
+  CHECK((fs::status(path).permissions() & others) == fs::perms::none);
+  REQUIRE(fs::exists(path + "-wal"));
+  CHECK((fs::status(path + "-wal").permissions() & others) == fs::perms::none);
+  CHECK((fs::status(path + "-shm").permissions() & others) == fs::perms::none);
+}
+
+TEST_CASE("an existing database keeps the mode the operator gave it") {
+  test::TempDir dir;
+  const std::string path = dir.file("shared.db");
+  { storage::Writer writer(path); }
+  namespace fs = std::filesystem;
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read,
+                  fs::perm_options::replace);
+  { storage::Writer writer(path); }
+  CHECK((fs::status(path).permissions() & fs::perms::all) ==
+        (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
 }
