@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 
+#include <boost/url/parse.hpp>
+
 #include "config/validate.hpp"
 
 namespace sb::config::detail {
@@ -49,6 +51,17 @@ bool read_url(TableReader& r, std::string_view key, std::string& out, bool requi
   if (!is_http_url(url)) {
     r.ctx().add(r.line_of_key(key),
                 r.dotted(key) + " must be an http:// or https:// URL (got \"" + url + "\")");
+    return false;
+  }
+  // The account's token goes with every request (Telegram's in the URL's path): plain HTTP only
+  // to this machine (a test fake, a local proxy that does the TLS), as tls = "none" for mail.
+  if (auto parsed = boost::urls::parse_absolute_uri(url);
+      parsed->scheme() == "http" && !is_loopback(parsed->host_address())) {
+    r.ctx().add(r.line_of_key(key),
+                r.dotted(key) +
+                    " must be https:// for a host other than loopback (127.0.0.0/8, ::1, "
+                    "localhost), not \"" +
+                    url + "\": the account's token would cross the network in clear");
     return false;
   }
   while (url.size() > 1 && url.back() == '/') {

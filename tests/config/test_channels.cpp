@@ -236,6 +236,24 @@ access_token = "t"
         "t.toml:1: missing required key \"channels.twilio.public_url\"");
 }
 
+TEST_CASE("API channels: plain http:// only to a loopback host, the token would travel in clear") {
+  CHECK(problem_of("[[channels.telegram]]\nname = \"tg\"\nbase_url = "
+                   "\"http://api.telegram.example\"\nbot_token = \"1:a\"\n") ==
+        "t.toml:3: channels.telegram.base_url must be https:// for a host other than loopback "
+        "(127.0.0.0/8, ::1, localhost), not \"http://api.telegram.example\": the account's "
+        "token would cross the network in clear");
+  CHECK(problem_of("[[channels.mastodon]]\nname = \"m\"\nbase_url = \"http://10.0.0.5:3000\"\n"
+                   "access_token = \"t\"\n")
+            .find("channels.mastodon.base_url must be https://") != std::string::npos);
+  for (const char* ok : {"http://localhost:8080", "http://[::1]:9", "http://127.0.0.2",
+                         "https://mastodon.example"}) {
+    CAPTURE(ok);
+    const Config c = load_ok(std::string("[[channels.mastodon]]\nname = \"m\"\nbase_url = \"") +
+                             ok + "\"\naccess_token = \"t\"\n");
+    CHECK(c.channels.mastodon.at(0).base_url == ok);
+  }
+}
+
 TEST_CASE("mastodon and x: backfill is a look-back, none or all, 24h by default") {
   const Config c = load_ok(R"(
 [[channels.mastodon]]
