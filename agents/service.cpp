@@ -39,9 +39,10 @@ std::string token_digest(std::string_view token) {
 
 Service::Service(asio::io_context& io, const config::Config& cfg, storage::Writer& writer,
                  Relay& relay, Metrics& metrics, const SenderRegistry& senders,
-                 std::vector<std::string> queues, SendPolicy policy)
+                 std::vector<std::string> queues, const http::TokenSet& api_tokens,
+                 SendPolicy policy)
     : io_(io),
-      api_tokens_(cfg.api.tokens),
+      api_tokens_(api_tokens),
       senders_(senders),
       agents_(agent_table(cfg.agents)),
       queues_(queues.begin(), queues.end()),
@@ -238,12 +239,7 @@ std::optional<http::Response> Service::recheck(const http::Request& r, AgentPtr&
 }
 
 bool Service::reader_auth(const http::Request& r) const {
-  auto token = http::bearer_token(r);
-  bool ok = false;
-  for (const auto& t : api_tokens_) {
-    ok = http::secret_equals(token, t) || ok;
-  }
-  return ok || agent_auth(r).agent != nullptr;
+  return api_tokens_.contains(http::bearer_token(r)) || agent_auth(r).agent != nullptr;
 }
 
 // The gauges are synchronous callbacks; a blocking read from them held the io thread for the

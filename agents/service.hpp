@@ -36,9 +36,11 @@ class Service {
  public:
   // `queues`: every queue known at start (rules, default, agents); consumer groups are
   // created for them on connect.
+  // `api_tokens` ([api] tokens, as reloaded) may read customers and timelines too.
   Service(boost::asio::io_context& io, const config::Config& cfg, storage::Writer& writer,
           Relay& relay, Metrics& metrics, const SenderRegistry& senders,
-          std::vector<std::string> queues, SendPolicy policy = {});
+          std::vector<std::string> queues, const http::TokenSet& api_tokens,
+          SendPolicy policy = {});
   ~Service();
 
   void add_routes(http::Router& router);
@@ -109,7 +111,7 @@ class Service {
   std::vector<std::string> known_queues();
 
   boost::asio::io_context& io_;
-  std::vector<std::string> api_tokens_;
+  const http::TokenSet& api_tokens_;
   const SenderRegistry& senders_;
   // Agents by the SHA-256 of their token (see agent_auth); replaced whole by a reload.
   using AgentTable = std::unordered_map<std::string, AgentPtr>;

@@ -133,9 +133,6 @@ std::vector<std::string> changes_needing_restart(const Config& running, const Co
   if (running.redis.url != fresh.redis.url || running.redis.password != fresh.redis.password) {
     out.emplace_back("redis.url or redis.password");
   }
-  if (running.api.tokens != fresh.api.tokens) {
-    out.emplace_back("api.tokens");
-  }
   // Channels are set up at start: a rotated webhook secret or a new account waits for a
   // restart. Named by kind and account, never with a value (most of them hold secrets).
   auto accounts = [&out](const char* kind, const auto& was, const auto& now) {

@@ -34,7 +34,8 @@ struct App::Channels {
   std::unique_ptr<social::SocialChannels> social = nullptr;
 };
 
-App::App(config::Config cfg, AppOptions options) : cfg_(std::move(cfg)), options_(options) {
+App::App(config::Config cfg, AppOptions options)
+    : cfg_(std::move(cfg)), options_(options), api_tokens_(cfg_.api.tokens) {
   writer_ = std::make_unique<storage::Writer>(cfg_.storage.path);
   store_ = std::make_unique<storage::Store>(*writer_, Rules::compile(cfg_.routing));
   std::vector<std::string> queues = store_->rules()->queues();
@@ -47,12 +48,12 @@ App::App(config::Config cfg, AppOptions options) : cfg_(std::move(cfg)), options
   }
   relay_ = std::make_unique<Relay>(cfg_.redis, *writer_, queues);
   writer_->on_commit([r = relay_.get()] { r->wake(); });
-  agents_ =
-      std::make_unique<agents::Service>(io_, cfg_, *writer_, *relay_, metrics_, senders_, queues);
+  agents_ = std::make_unique<agents::Service>(io_, cfg_, *writer_, *relay_, metrics_, senders_,
+                                              queues, api_tokens_);
 
   store_->set_call_folder(voice::call_folder());
   channels_ = std::make_unique<Channels>(
-      Channels{api::IngestRoutes{*store_, metrics_, cfg_.api.tokens, cfg_.matching.default_region},
+      Channels{api::IngestRoutes{*store_, metrics_, api_tokens_, cfg_.matching.default_region},
                voice::VoiceRoutes{*store_, metrics_, cfg_.channels, cfg_.matching.default_region}});
   email_ = std::make_unique<email::EmailChannel>(io_, *store_, metrics_, cfg_.channels, senders_);
   api::add_routes(router_, channels_->ingest);
@@ -297,6 +298,7 @@ std::vector<std::string> App::reload(const config::Config& fresh) {
   auto rule_queues = rules->queues();
   store_->set_rules(std::move(rules));
   agents_->reload(fresh.agents, rule_queues);
+  api_tokens_.replace(fresh.api.tokens);
   auto log = logger("daemon");
   log->info("[daemon] reloaded {} routing rules", fresh.routing.rules.size());
   // Everything but the rules and the agents keeps its start-up value: say so, rather than let

@@ -69,6 +69,7 @@ class App {
   Metrics metrics_;
   SenderRegistry senders_;
   http::Router router_;
+  http::TokenSet api_tokens_;  // [api] tokens: ingest and the read routes; a reload replaces them
   std::unique_ptr<storage::Writer> writer_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<Relay> relay_;

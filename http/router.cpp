@@ -144,4 +144,18 @@ bool secret_equals(std::string_view presented, std::string_view known) {
   return CRYPTO_memcmp(presented.data(), known.data(), known.size()) == 0;
 }
 
+bool TokenSet::contains(std::string_view presented) const {
+  std::lock_guard lock(mu_);
+  bool found = false;
+  for (const auto& t : tokens_) {
+    found = secret_equals(presented, t) || found;  // every token compared: no early exit
+  }
+  return found;
+}
+
+void TokenSet::replace(std::vector<std::string> tokens) {
+  std::lock_guard lock(mu_);
+  tokens_ = std::move(tokens);
+}
+
 }  // namespace sb::http

@@ -4,6 +4,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -68,5 +69,18 @@ class Router {
 std::string_view bearer_token(const Request& r);
 // Constant-time comparison (CRYPTO_memcmp) of a presented secret with a known one.
 bool secret_equals(std::string_view presented, std::string_view known);
+
+// The [api] tokens: read by every request, replaced by a reload (SIGHUP), so that a leaked
+// token is revoked without a restart. A presented token is compared with each, in constant time.
+class TokenSet {
+ public:
+  explicit TokenSet(std::vector<std::string> tokens) : tokens_(std::move(tokens)) {}
+  bool contains(std::string_view presented) const;
+  void replace(std::vector<std::string> tokens);
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> tokens_;
+};
 
 }  // namespace sb::http

@@ -213,11 +213,7 @@ void add_routes(http::Router& router, IngestRoutes& d) {
                if (token.empty()) {
                  co_return http::unauthorized("missing Authorization: Bearer <api token>");
                }
-               bool known = false;
-               for (const auto& t : d.tokens) {
-                 known |= http::secret_equals(token, t);
-               }
-               if (!known) {
+               if (!d.tokens.contains(token)) {
                  co_return http::unauthorized("unknown api token");
                }
                auto ct = r.header("content-type");

@@ -24,7 +24,7 @@ ParsedIngest parse_ingest(std::string_view body, std::string_view default_region
 struct IngestRoutes {
   Pipeline& pipeline;
   Metrics& metrics;
-  std::vector<std::string> tokens;  // [api] tokens
+  const http::TokenSet& tokens;  // [api] tokens, as reloaded
   std::string default_region;
 };
 

@@ -499,6 +499,35 @@ TEST_CASE("rules route by text, a reload swaps them, a bad reload keeps the old 
   REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:urgent") == 2; }));
 }
 
+TEST_CASE("a reload revokes an API token and admits the new one, for ingest and the read routes") {
+  Fixture f;
+  auto post = [&](const std::string& id, const std::string& token) {
+    return f.http->post_json(
+        "/v1/interactions",
+        R"({"source":"web","external_id":")" + id + R"(","from":{"email":"rot@example.com"}})",
+        token);
+  };
+  auto get = [&](const std::string& target, const std::string& token) {
+    return f.http->request("GET", target, "", {{"Authorization", "Bearer " + token}});
+  };
+  REQUIRE(post("tok-1", "test-token").status == 202);
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 1; }));
+  const std::string customer =
+      "/v1/customers/" + f.redis.xrange("sb:q:general:normal").at(0)["customer_id"];
+  CHECK(get(customer, "test-token").status == 200);
+
+  auto fresh = f.app->config();
+  fresh.api.tokens = {"rotated-token"};
+  CHECK(f.app->reload(fresh).empty());
+  auto refused = post("tok-2", "test-token");
+  CHECK(refused.status == 401);
+  CHECK(refused.body.find("unknown api token") != std::string::npos);
+  CHECK(get(customer, "test-token").status == 401);
+  CHECK(post("tok-3", "rotated-token").status == 202);
+  CHECK(get(customer, "rotated-token").status == 200);
+  CHECK(count_rows(f.db(), "SELECT count(*) FROM interactions WHERE external_id = 'tok-2'") == 0);
+}
+
 TEST_CASE(
     "a rule regex against a long one-line text neither crashes the daemon nor holds the writer") {
   // libstdc++'s std::regex recursed once per matched character: `order.*late` against a 30 KB
