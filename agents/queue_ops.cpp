@@ -338,6 +338,7 @@ QueueStats to_stats(const RValue& v) {
     s.by_priority[i].waiting = p.int_at(0);
     s.by_priority[i].claimed = p.int_at(1);
     s.by_priority[i].oldest_ms = p.str_at(2).empty() ? -1 : entry_ms(p.str_at(2));
+    s.by_priority[i].exact = p.int_at(3) != 0;
   }
   s.dead = v.int_at(4);
   return s;
@@ -345,7 +346,8 @@ QueueStats to_stats(const RValue& v) {
 }  // namespace
 
 asio::awaitable<QueueStats> QueueOps::stats(const std::string& queue) {
-  std::vector<std::string> args{std::to_string(claim_timeout_.count())};
+  std::vector<std::string> args{std::to_string(claim_timeout_.count()),
+                                std::to_string(kStatsCountLimit)};
   auto keys = stat_keys(queue);
   RValue v =
       co_await async_eval(redis_, kStats, std::move(keys), std::move(args), asio::use_awaitable);

@@ -62,9 +62,15 @@ struct FinishResult {
   std::string new_entry_id;      // transfer
 };
 
+// The stats script counts a stream's waiting entries by reading at most about twice this many
+// of its entries (kStatsBody in scripts.cpp): a count that does not finish within it is Redis's
+// lag, or without one a lower bound (exact = false).
+inline constexpr int kStatsCountLimit = 500;
+
 struct PriorityStats {
   std::int64_t waiting = 0, claimed = 0;
   std::int64_t oldest_ms = -1;  // Unix ms of the oldest waiting entry, -1 when none
+  bool exact = true;            // false: waiting is a lower bound (at least kStatsCountLimit)
 };
 struct QueueStats {
   std::string error;

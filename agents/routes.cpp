@@ -416,8 +416,9 @@ Service::Awaitable Service::queues(http::Request& r) {
   }
   json::array out;
   auto now = now_ms();
-  for (const auto& q : known_queues()) {
-    auto s = co_await ops_.stats(q);
+  // Shared with concurrent /metrics scrapes and other callers (queue_stats).
+  auto all = co_await queue_stats();
+  for (const auto& [q, s] : *all) {
     if (s.error.find("WRONGTYPE") != std::string::npos) {
       // This queue's own keys (a stream key an operator overwrote): the others are still
       // listed (DESIGN-NOTES invariant 4), as in /metrics.
@@ -429,19 +430,23 @@ Service::Awaitable Service::queues(http::Request& r) {
       co_return http::error(503, "redis_unavailable", "cannot read the queues: " + s.error);
     }
     std::int64_t depth = 0, claimed = 0, oldest = -1;
+    bool exact = true;
     json::object by;
     for (int i = 0; i < 4; ++i) {
       const auto& p = s.by_priority[i];
       depth += p.waiting;
       claimed += p.claimed;
+      exact = exact && p.exact;
       if (p.oldest_ms >= 0 && (oldest < 0 || p.oldest_ms < oldest)) {
         oldest = p.oldest_ms;
       }
-      by[kPriorities[i]] = {{"depth", p.waiting}, {"claimed", p.claimed}};
+      by[kPriorities[i]] = {{"depth", p.waiting}, {"claimed", p.claimed}, {"depth_exact", p.exact}};
     }
     out.push_back(
         json::object{{"queue", q},
                      {"depth", depth},
+                     // false: depth is a lower bound (kStatsCountLimit, scripts.cpp kStatsBody).
+                     {"depth_exact", exact},
                      {"claimed", claimed},
                      // Integers: Boost.JSON writes doubles as "1.5E0", which some clients choke on.
                      {"oldest_waiting_s", oldest < 0 ? 0 : (now - oldest) / 1000},

@@ -214,16 +214,49 @@ redis.call('SET', KEYS[3], ARGV[5] .. '|' .. nid, 'EX', ARGV[6])
 return {1, nid, key}
 )lua";
 
-// KEYS: the queue's four streams, then its dead-letter stream. ARGV: claim_timeout ms.
-// Returns per priority {waiting, claimed, oldest waiting entry id or ''} and the dead count; an
-// error naming the key when one of the four, or the dead-letter key, is not a stream.
-// waiting = not yet delivered to the group (lag) + pending entries idle past claim_timeout
-// (timed out or released: the next claim takes them); claimed = the other pending entries.
+// KEYS: the queue's four streams, then its dead-letter stream. ARGV: claim_timeout ms, the
+// count limit (kStatsCountLimit). Returns per priority {waiting, claimed, oldest waiting entry id
+// or '', 1 when waiting is exact or 0 when it is a lower bound} and the dead count; an error
+// naming the key when one of the four, or the dead-letter key, is not a stream.
+// waiting = not yet delivered to the group + pending entries idle past claim_timeout (timed out
+// or released: the next claim takes them); claimed = the other pending entries.
+//
+// Not yet delivered: Redis has no command that counts a range of a stream without reading it,
+// and XINFO GROUPS's lag is not to be trusted. It is missing on Redis < 7, and on Redis 7 while
+// an entry after the group's last-delivered id was deleted (the relay's sweep, an operator's
+// XDEL); and once the group reads past such a deleted entry, Redis 7.0 counts the read as if
+// the deleted entry had been read too, so the lag stays one too high for good (a phantom item).
+// An uncapped XRANGE over the backlog instead held Redis for seconds per 50,000 entries on every
+// unauthenticated /metrics scrape. So the script counts the stream from both ends in chunks:
+// the entries up to `last` (held, or acked by a plain client without XDEL), of which the
+// undelivered are XLEN minus these, and the entries after `last`. The first side is small in
+// the daemon's own use (its acks delete their entries), and either side read to its end gives
+// the exact count. When both sides are longer than the limit, Redis's lag stands in if it has
+// one; else waiting is "at least the limit". A bounded read per stream whatever the backlog.
 constexpr const char* kStatsBody = R"lua(
+local limit = tonumber(ARGV[2])
+local chunk = math.min(100, limit)
+-- The entries of `key` after `last`; nil and a lower bound when both sides exceed the limit.
+local function undelivered(key, last)
+  local total = redis.call('XLEN', key)
+  local ahead, behind = 0, 0
+  local from_a, from_b = '(' .. last, '-'
+  while ahead < limit do
+    local r = redis.call('XRANGE', key, from_b, last, 'COUNT', chunk)
+    behind = behind + #r
+    if #r < chunk then return total - behind end
+    from_b = '(' .. r[#r][1]
+    r = redis.call('XRANGE', key, from_a, '+', 'COUNT', chunk)
+    ahead = ahead + #r
+    if #r < chunk then return ahead end
+    from_a = '(' .. r[#r][1]
+  end
+  return nil, ahead
+end
 local out = {}
 for i = 1, 4 do
   local key = KEYS[i]
-  local waiting, claimed, oldest = 0, 0, ''
+  local waiting, claimed, oldest, exact = 0, 0, '', 1
   local t = redis.call('TYPE', key)['ok']
   if t ~= 'stream' and t ~= 'none' then
     return redis.error_reply('WRONGTYPE the stream key ' .. key .. ' is not a stream (it holds a ' ..
@@ -235,11 +268,13 @@ for i = 1, 4 do
       for j = 1, #g, 2 do t[g[j]] = g[j + 1] end
       if t['name'] == 'agents' then
         local last = t['last-delivered-id']
-        local lag = t['lag']
+        local lag, least = undelivered(key, last)
         if not lag then
-          lag = #redis.call('XRANGE', key, '(' .. last, '+')
+          lag = t['lag']
+          if not lag then lag, exact = least, 0 end
         end
         local expired = redis.call('XPENDING', key, 'agents', 'IDLE', ARGV[1], '-', '+', 10000)
+        if #expired == 10000 then exact = 0 end
         waiting = lag + #expired
         claimed = t['pending'] - #expired
         local r = redis.call('XRANGE', key, '(' .. last, '+', 'COUNT', 1)
@@ -248,7 +283,7 @@ for i = 1, 4 do
       end
     end
   end
-  out[i] = {waiting, claimed, oldest}
+  out[i] = {waiting, claimed, oldest, exact}
 end
 local t = redis.call('TYPE', KEYS[5])['ok']
 if t ~= 'stream' and t ~= 'none' then

@@ -4,7 +4,9 @@
 #include <stdexcept>
 #include <thread>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "agents/scripts.hpp"
 #include "core/crypto.hpp"
@@ -246,13 +248,62 @@ bool Service::reader_auth(const http::Request& r) const {
 // whole Redis timeout per queue while Redis hung (SIGSTOP, a stalled host: connections are
 // still accepted), stalling every request. So the scrape reads first, asynchronously.
 asio::awaitable<void> Service::refresh_queue_stats() {
-  std::vector<std::pair<std::string, QueueStats>> fresh;
+  auto fresh = co_await queue_stats();
+  std::lock_guard lock(stats_mu_);
+  stats_ = *fresh;
+}
+
+asio::awaitable<std::shared_ptr<const Service::AllStats>> Service::queue_stats() {
+  // Not a coroutine: async_initiate with use_awaitable already returns the awaitable. /metrics
+  // asks no token, and each round costs Redis a script run per queue: concurrent callers join
+  // the next round instead of starting their own (start_stats_round).
+  return asio::async_initiate<decltype(asio::use_awaitable), void(std::shared_ptr<const AllStats>)>(
+      [this](auto handler) {
+        auto ex = asio::get_associated_executor(handler);
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        stats_waiting_.push_back([h, ex](std::shared_ptr<const AllStats> s) {
+          asio::post(ex, [h, s = std::move(s)]() mutable { (*h)(std::move(s)); });
+        });
+        if (!stats_running_) {
+          start_stats_round();
+        }
+      },
+      asio::use_awaitable);
+}
+
+void Service::start_stats_round() {
+  stats_running_ = true;
+  auto waiting = std::make_shared<decltype(stats_waiting_)>(std::move(stats_waiting_));
+  stats_waiting_.clear();
+  asio::co_spawn(io_, read_queue_stats(), [this, waiting](std::exception_ptr e, AllStats all) {
+    if (e) {
+      all.clear();
+      for (const auto& q : known_queues()) {
+        all.emplace_back(q, QueueStats{});
+        all.back().second.error =
+            std::string(kRedisUnavailable) + "the statistics could not be read";
+      }
+    }
+    auto shared = std::make_shared<const AllStats>(std::move(all));
+    for (auto& w : *waiting) {
+      w(shared);
+    }
+    stats_running_ = false;
+    // Callers that came during this round: theirs starts now.
+    if (!stats_waiting_.empty()) {
+      start_stats_round();
+    }
+  });
+}
+
+asio::awaitable<Service::AllStats> Service::read_queue_stats() {
+  AllStats fresh;
   std::string failed;
   for (const auto& q : known_queues()) {
     QueueStats s;
     if (failed.empty()) {
       s = co_await ops_.stats(q);
-      // Redis away: the other queues are not asked this scrape (each would wait to fail). An
+      // Redis away: the other queues are not asked this round (each would wait to fail). An
       // error of this queue's own keys (WRONGTYPE after an operator's SET) hides this queue's
       // gauges only.
       if (s.error.starts_with(kRedisUnavailable)) {
@@ -263,8 +314,7 @@ asio::awaitable<void> Service::refresh_queue_stats() {
     }
     fresh.emplace_back(q, std::move(s));
   }
-  std::lock_guard lock(stats_mu_);
-  stats_ = std::move(fresh);
+  co_return fresh;
 }
 
 std::vector<std::pair<std::string, QueueStats>> Service::scrape_stats() {
@@ -276,7 +326,15 @@ void Service::add_gauges(Metrics& metrics) {
   using Samples = std::vector<std::pair<Labels, double>>;
   // SPEC: switchboard_queue_depth{queue}, one series per queue; the split by priority is a
   // series of its own, so that `switchboard_queue_depth{queue="vip"} > 50` means what it says.
-  metrics.gauge("switchboard_queue_depth", "Items waiting in a queue (not held by an agent).",
+  // The stats script reads at most so far into a stream to count it (kStatsBody): the HELP
+  // text says what a depth past that means.
+  static const std::string depth_note = fmt::format(
+      " Exact, except for a priority with over {0} waiting and over {0} entries before them "
+      "(held, or acked without XDEL by a plain Redis client) when Redis gives no lag: then at "
+      "least {0} (switchboard_queue_depth_exact 0).",
+      kStatsCountLimit);
+  metrics.gauge("switchboard_queue_depth",
+                "Items waiting in a queue (not held by an agent)." + depth_note,
                 [this]() -> Samples {
                   Samples out;
                   for (const auto& [q, s] : scrape_stats()) {
@@ -291,7 +349,7 @@ void Service::add_gauges(Metrics& metrics) {
                   return out;
                 });
   metrics.gauge("switchboard_queue_depth_by_priority",
-                "Items waiting in a queue (not held by an agent), by priority.",
+                "Items waiting in a queue (not held by an agent), by priority." + depth_note,
                 [this]() -> Samples {
                   Samples out;
                   for (const auto& [q, s] : scrape_stats()) {
@@ -301,6 +359,23 @@ void Service::add_gauges(Metrics& metrics) {
                     for (int i = 0; i < 4; ++i) {
                       out.push_back({{{"queue", q}, {"priority", kPriorities[i]}},
                                      static_cast<double>(s.by_priority[i].waiting)});
+                    }
+                  }
+                  return out;
+                });
+  metrics.gauge("switchboard_queue_depth_exact",
+                fmt::format("1 when switchboard_queue_depth is exact, 0 when it is a lower bound "
+                            "(a priority with over {} waiting the daemon could not count).",
+                            kStatsCountLimit),
+                [this]() -> Samples {
+                  Samples out;
+                  for (const auto& [q, s] : scrape_stats()) {
+                    bool exact = true;
+                    for (const auto& p : s.by_priority) {
+                      exact = exact && p.exact;
+                    }
+                    if (s.error.empty()) {
+                      out.push_back({{{"queue", q}}, exact ? 1.0 : 0.0});
                     }
                   }
                   return out;

@@ -9,6 +9,7 @@
 #include <boost/json/object.hpp>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -61,6 +62,9 @@ class Service {
   // connection for the gauges. A hung Redis then delays the scrape, never the io thread, which
   // serves every request (ingest keeps accepting while Redis is down).
   boost::asio::awaitable<void> refresh_queue_stats();
+  // Every known queue's statistics (for /metrics and /v1/queues), read after the call began.
+  using AllStats = std::vector<std::pair<std::string, QueueStats>>;
+  boost::asio::awaitable<std::shared_ptr<const AllStats>> queue_stats();
 
  private:
   using Response = http::Response;
@@ -177,6 +181,14 @@ class Service {
   std::mutex stats_mu_;
   std::vector<std::pair<std::string, QueueStats>> stats_;
   std::vector<std::pair<std::string, QueueStats>> scrape_stats();
+  // Single flight for queue_stats: one round of reads at a time, and the callers that arrive
+  // during a round share the next one (a result read before a caller arrived could miss an ack
+  // it just made). However many scrapes come at once, Redis runs the stats script at most once
+  // per queue per round, one round after another. io thread only.
+  bool stats_running_ = false;
+  std::vector<std::function<void(std::shared_ptr<const AllStats>)>> stats_waiting_;
+  void start_stats_round();
+  boost::asio::awaitable<AllStats> read_queue_stats();
 };
 
 }  // namespace sb::agents
