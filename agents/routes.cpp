@@ -65,6 +65,25 @@ std::optional<std::string> idempotency_key(const http::Request& r, std::string& 
   return std::string(v);
 }
 
+// The 422 no_sender message: what is missing, so that the operator knows whether a config
+// change would help. Ingested posts and calls have no way back to the customer at all ("not
+// supported yet" read as a missing feature); email needs an smtp account for its imap one.
+std::string no_sender_message(const std::string& channel, const std::string& account) {
+  std::string what = "replies through channel \"" + channel + "\" (account \"" + account + "\")";
+  if (channel == "api") {
+    return what +
+           " are not possible: an ingested interaction has no way back to the customer; answer "
+           "from the system that posted it";
+  }
+  if (channel == "voice") {
+    return what + " are not possible: a call cannot be answered with a message; call back";
+  }
+  if (channel == "email") {
+    return what + " need a [[channels.smtp]] with for = \"" + account + "\"; none is configured";
+  }
+  return what + " need that account in the config; it is not configured now";
+}
+
 std::string id_body(const std::string& id, const char* status) {
   return json::serialize(json::object{{"id", id}, {"status", status}});
 }
@@ -295,10 +314,7 @@ Service::Awaitable Service::reply(http::Request& r) {
   }
   const Sender* sender = senders_.find(parent->channel, parent->account);
   if (!sender) {
-    co_return http::error(422, "no_sender",
-                          "replies through channel \"" + parent->channel + "\" (account \"" +
-                              parent->account +
-                              "\") are not supported yet: no sender is configured for it");
+    co_return http::error(422, "no_sender", no_sender_message(parent->channel, parent->account));
   }
   json::object parent_json;
   json::error_code pec;

@@ -340,7 +340,17 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
           auto res = error(413, "body_too_large",
                            "the request body is larger than server.max_body_bytes (" +
                                std::to_string(opts.max_body_bytes) + " bytes)");
-          count("unmatched", 413);
+          // The limit is on the body: the head was read whole, so the request counts under its
+          // route (a 413 on /v1/interactions is an ingest client's problem to graph), not under
+          // "unmatched", which is for requests whose head could not be read.
+          const auto& head = parser.get();
+          auto target = head.target();
+          std::string_view path(target.data(), target.size());
+          path = path.substr(0, path.find('?'));
+          auto method = head.method_string();
+          std::map<std::string, std::string> ignored;
+          count(router.find(std::string_view(method.data(), method.size()), path, ignored).label,
+                413);
           bool ok;
           co_await write(w, std::move(res), 11, false, ok);
           linger = true;

@@ -112,6 +112,10 @@ TEST_CASE("reply: a channel without a sender is 422, and the timeline pages newe
   auto r = d.act("alice-token", id, "reply", R"({"text":"hello"})");
   CHECK(r.status == 422);
   CHECK(error_message(r).find("\"api\"") != std::string::npos);
+  // Not a missing feature: an ingested interaction has no way back to the customer.
+  CHECK(error_message(r) ==
+        "replies through channel \"api\" (account \"web-form\") are not possible: an ingested "
+        "interaction has no way back to the customer; answer from the system that posted it");
   CHECK(d.rows("SELECT count(*) FROM interactions WHERE direction='outbound'") == 0);
 
   std::string customer(parse(c.body).at("interaction").at("customer").at("id").as_string());

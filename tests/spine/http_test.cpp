@@ -505,6 +505,38 @@ TEST_CASE("ingest server: a chunked body over max_body_bytes is 413, stores noth
   CHECK(stored_interactions(d.dir) == 1);
 }
 
+TEST_CASE("metrics: a 413 counts under the route it was sent to, not under unmatched") {
+  // The head of a request over max_body_bytes was read whole: an operator graphing
+  // switchboard_http_requests_total{route="/v1/interactions"} must see the refused bodies.
+  Daemon d;
+  {
+    // Over the cap by Content-Length: refused from the head alone.
+    RawConn c(d.app->port());
+    REQUIRE(
+        c.send("POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+               "test-token\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n"));
+    CHECK(status_of(c.read_all(std::chrono::seconds(3))) == 413);
+  }
+  {
+    // Over the cap as chunks arrive, on a path with a parameter and a query.
+    RawConn c(d.app->port());
+    REQUIRE(
+        c.send("POST /webhooks/calls/pbx?x=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+               "chunked\r\n\r\n"));
+    const std::string chunk(512 * 1024, 'c');
+    for (int i = 0; i < 3 && c.send("80000\r\n" + chunk + "\r\n"); ++i) {
+    }
+    CHECK(status_of(c.read_all(std::chrono::seconds(3))) == 413);
+  }
+  auto metrics = HttpClient(d.app->port()).request("GET", "/metrics").body;
+  CAPTURE(metrics);
+  CHECK(metrics.find("switchboard_http_requests_total{route=\"/v1/interactions\",code=\"413\"} "
+                     "1\n") != std::string::npos);
+  CHECK(metrics.find("switchboard_http_requests_total{route=\"/webhooks/calls/{name}\","
+                     "code=\"413\"} 1\n") != std::string::npos);
+  CHECK(metrics.find("route=\"unmatched\",code=\"413\"") == std::string::npos);
+}
+
 TEST_CASE(
     "ingest server: a header block over the limit is 431 naming it, and the connection "
     "closes") {
