@@ -6,15 +6,10 @@
 // the same database applies it, unless the mailbox's UIDVALIDITY changed meanwhile.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <thread>
 
-#include "channels/email/poller.hpp"
-#include "storage/store.hpp"
-#include "storage/writer.hpp"
-#include "tests/email/email_daemon.hpp"
+#include "tests/email/poller_rig.hpp"
 #include "tests/email/store_forwarder.hpp"
 
 using namespace sb;
@@ -54,78 +49,20 @@ class KillAfterCommit : public StoreForwarder {
   Dovecot& dovecot_;
 };
 
-// Dovecot, the database and a Poller on one io thread; the Poller can be destroyed and made
-// anew on the same database.
-struct Rig {
-  TempDir dir;
-  Dovecot dovecot;
-  storage::Writer writer{dir.file("switchboard.db")};
-  storage::Store store{writer, Rules::compile(config::defaults().routing)};
+// Dovecot, the database and a Poller on one io thread (poller_rig.hpp); the Poller can be
+// destroyed and made anew on the same database.
+struct Rig : DovecotPollerRig {
   KillAfterCommit pipeline{store, dovecot};
-  Metrics metrics;
-  config::Imap account;
-  boost::asio::io_context io;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
-  std::thread io_thread;
-  std::unique_ptr<email::Poller> poller;
-  std::size_t max_fetch_bytes = 64u << 20;
 
-  Rig(const std::string& after, const std::string& mailbox) {
-    if (const char* lvl = std::getenv("SB_TEST_LOG")) {
-      set_log_level(lvl);
-    }
-    account.name = "support";
-    account.tls = "none";
-    account.host = "127.0.0.1";
-    account.port = dovecot.imap_port();
-    account.username = Dovecot::user;
-    account.password = Dovecot::password;
-    account.after = after;
-    account.mailboxes = {mailbox};
-    writer.start();
-    io_thread = std::thread([this] { io.run(); });
-  }
-  ~Rig() {
-    stop();
-    work.reset();
-    io.stop();
-    io_thread.join();
-    writer.stop();
-  }
-  void start() {
-    email::PollerOptions options;
-    options.min_backoff = 50ms;
-    options.max_backoff = 500ms;
-    options.max_fetch_bytes = max_fetch_bytes;
-    poller = std::make_unique<email::Poller>(io, pipeline, metrics,
-                                             std::vector<config::Imap>{account}, options);
-    poller->start();
-  }
-  void stop() {
-    if (poller) {
-      poller->stop();
-      poller.reset();
-    }
-  }
-  long long rows(const std::string& sql) { return count_rows(dir.file("switchboard.db"), sql); }
-  std::string cursor() { return store.cursor("support", account.mailboxes[0]).value_or(""); }
-  long long messages_in(const std::string& mailbox) {
-    auto out = dovecot.doveadm("mailbox status -u alice messages '" + mailbox + "'");
-    auto at = out.find("messages=");
-    return at == std::string::npos ? -1 : std::stoll(out.substr(at + 9));
-  }
+  Rig(const std::string& after, const std::string& mailbox) : DovecotPollerRig(after, mailbox) {}
+  ~Rig() { shutdown(); }
+  void start() { DovecotPollerRig::start(pipeline); }
   long long seen_in(const std::string& mailbox) {
     auto out = dovecot.doveadm("search -u alice mailbox '" + mailbox + "' SEEN");
     return std::count(out.begin(), out.end(), '\n');
   }
   // No batch came back as duplicates: nothing was fetched and stored twice.
-  bool no_duplicates() {
-    const std::string series =
-        R"(switchboard_duplicates_total{channel="email",account="support"} )";
-    auto text = metrics.render();
-    auto at = text.find(series);
-    return at == std::string::npos || text.compare(at + series.size(), 2, "0\n") == 0;
-  }
+  bool no_duplicates() { return metric("switchboard_duplicates_total") == 0; }
 
   // `count` messages in the mailbox, their batch committed, `after` never applied: Dovecot was
   // killed right after the COMMIT and the Poller destroyed while it was down. Dovecot is back.
@@ -212,7 +149,7 @@ TEST_CASE(
 TEST_CASE(
     "large messages come in batches bounded in bytes, each stored once, the cursor at the end") {
   Rig r("seen", "INBOX");
-  r.max_fetch_bytes = 30000;
+  r.options.max_fetch_bytes = 30000;
   // Every fourth message carries 12 KB: a batch of all 40 would hold 120 KB of them.
   for (int i = 0; i < 40; ++i) {
     r.dovecot.deliver(test_email(i, i % 3) + (i % 4 == 0 ? std::string(12000, 'y') + "\r\n" : ""));

@@ -13,9 +13,13 @@
 #include "channels/email/imap_client.hpp"
 #include "channels/email/mime.hpp"
 #include "dovecot.hpp"
+#include "tests/email/loopback_client.hpp"
 
 namespace asio = boost::asio;
 using namespace sb::email::imap;
+using sb::test::loopback_options;
+using sb::test::open_inbox;
+using sb::test::run_client;
 using namespace std::chrono_literals;
 
 namespace {
@@ -61,13 +65,6 @@ asio::ssl::context tls_context(const Dovecot& dv) {
   ctx.set_verify_mode(asio::ssl::verify_peer);
   ctx.load_verify_file(dv.ca_file());
   return ctx;
-}
-
-// Connected, logged in, INBOX selected.
-asio::awaitable<void> open_inbox(Client& c) {
-  REQUIRE_FALSE(co_await c.connect());
-  REQUIRE_FALSE(co_await c.login());
-  REQUIRE((co_await c.select("INBOX")).has_value());
 }
 
 // The first messages of INBOX, up to UID `hi`, by a UID range or by SEARCH (at most 10).
@@ -326,29 +323,12 @@ TEST_CASE("a server that never greets hits the read deadline") {
   asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
   asio::ip::tcp::socket held(io);
   acceptor.async_accept(held, [](boost::system::error_code) {});
-  asio::ssl::context ctx(asio::ssl::context::tls_client);
-  ClientOptions o;
-  o.host = "127.0.0.1";
-  o.port = acceptor.local_endpoint().port();
-  o.tls = TlsMode::none;
+  auto o = loopback_options(acceptor.local_endpoint().port());
   o.io_timeout = 300ms;
   boost::system::error_code result;
-  bool done = false;
   auto start = std::chrono::steady_clock::now();
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        Client c(io.get_executor(), ctx, o);
-        result = co_await c.connect();
-        done = true;
-      },
-      [](std::exception_ptr e) {
-        if (e) {
-          std::rethrow_exception(e);
-        }
-      });
-  io.run_for(10s);
-  REQUIRE(done);
+  REQUIRE(run_client(io, o,
+                     [&](Client& c) -> asio::awaitable<void> { result = co_await c.connect(); }));
   CHECK(result == asio::error::timed_out);
   CHECK(std::chrono::steady_clock::now() - start < 3s);
 }

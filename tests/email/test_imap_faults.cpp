@@ -9,21 +9,22 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read_until.hpp>
-#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <chrono>
 #include <istream>
 #include <optional>
 #include <vector>
 
 #include "channels/email/imap_client.hpp"
 #include "channels/email/imap_utf7.hpp"
+#include "tests/email/loopback_client.hpp"
 
 namespace asio = boost::asio;
 using namespace sb::email::imap;
-using namespace std::chrono_literals;
+using sb::test::loopback_options;
+using sb::test::open_inbox;
+using sb::test::run_client;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
@@ -76,41 +77,20 @@ boost::system::result<FetchBatch> fetch_against(std::string fetch_reply, ParserL
   asio::io_context io;
   asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
   asio::co_spawn(io, scripted_server(acceptor, fetch_reply), asio::detached);
-  asio::ssl::context ctx(asio::ssl::context::tls_client);
-  ClientOptions o;
-  o.host = "127.0.0.1";
-  o.port = acceptor.local_endpoint().port();
-  o.tls = TlsMode::none;
-  o.username = "u";
-  o.password = "p";
-  o.io_timeout = 2s;
+  auto o = loopback_options(acceptor.local_endpoint().port());
   o.limits = limits;
   o.max_fetch_bytes = max_fetch_bytes;
   boost::system::result<FetchBatch> out = make_error_code(errc::protocol);
-  bool done = false;
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        Client c(io.get_executor(), ctx, o);
-        REQUIRE_FALSE(co_await c.connect());
-        REQUIRE_FALSE(co_await c.login());
-        REQUIRE((co_await c.select("INBOX")).has_value());
-        out = co_await c.fetch_new(0, 10);
-        if (reply != nullptr) {
-          *reply = c.last_reply();
-          *reply_code = c.last_reply_code();
-        }
-        CHECK(c.last_fetch().lo == 1);
-        CHECK(c.last_fetch().count == 1);
-        done = true;
-      },
-      [](std::exception_ptr e) {
-        if (e) {
-          std::rethrow_exception(e);
-        }
-      });
-  io.run_for(10s);
-  REQUIRE(done);
+  REQUIRE(run_client(io, o, [&](Client& c) -> asio::awaitable<void> {
+    co_await open_inbox(c);
+    out = co_await c.fetch_new(0, 10);
+    if (reply != nullptr) {
+      *reply = c.last_reply();
+      *reply_code = c.last_reply_code();
+    }
+    CHECK(c.last_fetch().lo == 1);
+    CHECK(c.last_fetch().count == 1);
+  }));
   return out;
 }
 
@@ -121,35 +101,19 @@ TEST_CASE("a refused SELECT is described with the command and the server's words
   asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
   asio::co_spawn(io, scripted_server(acceptor, "", "NO [NONEXISTENT] Unknown Mailbox"),
                  asio::detached);
-  asio::ssl::context ctx(asio::ssl::context::tls_client);
-  ClientOptions o;
-  o.host = "127.0.0.1";
-  o.port = acceptor.local_endpoint().port();
-  o.tls = TlsMode::none;
-  o.username = "u";
-  o.password = "p";
-  o.io_timeout = 2s;
   std::string described;
   std::string before;
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        Client c(io.get_executor(), ctx, o);
-        REQUIRE_FALSE(co_await c.connect());
-        REQUIRE_FALSE(co_await c.login());
-        auto r = co_await c.select("Archive");
-        REQUIRE_FALSE(r.has_value());
-        CHECK(r.error() == make_error_code(errc::rejected));
-        described = c.describe(r.error());
-        // Another error than the client's last: only its own message.
-        before = c.describe(make_error_code(errc::server_bye));
-      },
-      [](std::exception_ptr e) {
-        if (e) {
-          std::rethrow_exception(e);
-        }
-      });
-  io.run_for(10s);
+  run_client(io, loopback_options(acceptor.local_endpoint().port()),
+             [&](Client& c) -> asio::awaitable<void> {
+               REQUIRE_FALSE(co_await c.connect());
+               REQUIRE_FALSE(co_await c.login());
+               auto r = co_await c.select("Archive");
+               REQUIRE_FALSE(r.has_value());
+               CHECK(r.error() == make_error_code(errc::rejected));
+               described = c.describe(r.error());
+               // Another error than the client's last: only its own message.
+               before = c.describe(make_error_code(errc::server_bye));
+             });
   CHECK(described == "SELECT failed: command rejected (NO): \"NO [NONEXISTENT] Unknown Mailbox\"");
   CHECK(before == "server closed the session (BYE)");
 }
@@ -298,36 +262,19 @@ boost::system::error_code login_against(std::string caps, bool accept, AuthMode 
   asio::io_context io;
   asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
   asio::co_spawn(io, auth_server(acceptor, caps, accept, lines), asio::detached);
-  asio::ssl::context ctx(asio::ssl::context::tls_client);
-  ClientOptions o;
-  o.host = "127.0.0.1";
-  o.port = acceptor.local_endpoint().port();
-  o.tls = TlsMode::none;
+  auto o = loopback_options(acceptor.local_endpoint().port());
   o.username = "u@x";
   o.password = password;
   o.auth = mode;
   o.access_token = "tok";
-  o.io_timeout = 2s;
   boost::system::error_code out;
-  bool done = false;
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        Client c(io.get_executor(), ctx, o);
-        REQUIRE_FALSE(co_await c.connect());
-        out = co_await c.login();
-        if (described != nullptr) {
-          *described = c.describe(out);
-        }
-        done = true;
-      },
-      [](std::exception_ptr e) {
-        if (e) {
-          std::rethrow_exception(e);
-        }
-      });
-  io.run_for(10s);
-  REQUIRE(done);
+  REQUIRE(run_client(io, o, [&](Client& c) -> asio::awaitable<void> {
+    REQUIRE_FALSE(co_await c.connect());
+    out = co_await c.login();
+    if (described != nullptr) {
+      *described = c.describe(out);
+    }
+  }));
   return out;
 }
 

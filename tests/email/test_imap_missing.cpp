@@ -4,20 +4,19 @@
 // errors that say what the server sent.
 #include <doctest/doctest.h>
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <chrono>
-#include <exception>
 #include <functional>
 
 #include "channels/email/imap_client.hpp"
+#include "tests/email/loopback_client.hpp"
 #include "tests/email/scripted_imap.hpp"
 
 namespace asio = boost::asio;
 using namespace sb::email::imap;
+using sb::test::loopback_options;
+using sb::test::open_inbox;
+using sb::test::run_client;
 using sb::test::ScriptedImap;
-using namespace std::chrono_literals;
 
 namespace {
 
@@ -32,35 +31,12 @@ void with_client(ScriptedImap& server, const std::function<asio::awaitable<void>
                  std::size_t max_fetch_bytes = 64u << 20) {
   server.start();
   asio::io_context io;
-  asio::ssl::context ctx(asio::ssl::context::tls_client);
-  ClientOptions o;
-  o.host = "127.0.0.1";
-  o.port = server.port;
-  o.tls = TlsMode::none;
-  o.username = "u";
-  o.password = "p";
-  o.io_timeout = 2s;
+  auto o = loopback_options(server.port);
   o.max_fetch_bytes = max_fetch_bytes;
-  bool done = false;
-  std::exception_ptr error;
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        Client c(io.get_executor(), ctx, o);
-        REQUIRE_FALSE(co_await c.connect());
-        REQUIRE_FALSE(co_await c.login());
-        REQUIRE((co_await c.select("INBOX")).has_value());
-        co_await body(c);
-      },
-      [&](std::exception_ptr e) {
-        error = e;
-        done = true;
-      });
-  io.run_for(10s);
-  REQUIRE(done);
-  if (error) {
-    std::rethrow_exception(error);
-  }
+  REQUIRE(run_client(io, o, [&](Client& c) -> asio::awaitable<void> {
+    co_await open_inbox(c);
+    co_await body(c);
+  }));
 }
 
 std::vector<std::uint64_t> uids_of(const FetchBatch& b) {
@@ -253,26 +229,11 @@ TEST_CASE("a greeting that is not IMAP: the error quotes it (printable, cut) and
     server.set_greeting(greeting);
     server.start();
     asio::io_context io;
-    asio::ssl::context ctx(asio::ssl::context::tls_client);
-    ClientOptions o;
-    o.host = "127.0.0.1";
-    o.port = server.port;
-    o.tls = TlsMode::none;
-    o.io_timeout = 2s;
     std::pair<boost::system::error_code, std::string> out;
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-          Client c(io.get_executor(), ctx, o);
-          out.first = co_await c.connect();
-          out.second = c.describe(out.first);
-        },
-        [](std::exception_ptr e) {
-          if (e) {
-            std::rethrow_exception(e);
-          }
-        });
-    io.run_for(10s);
+    run_client(io, loopback_options(server.port), [&](Client& c) -> asio::awaitable<void> {
+      out.first = co_await c.connect();
+      out.second = c.describe(out.first);
+    });
     MESSAGE(out.second);
     return out;
   };
@@ -310,33 +271,16 @@ TEST_CASE("a SELECT without UIDVALIDITY is a protocol error that says why it mat
   server.set_uidvalidity(false);
   server.start();
   asio::io_context io;
-  asio::ssl::context ctx(asio::ssl::context::tls_client);
-  ClientOptions o;
-  o.host = "127.0.0.1";
-  o.port = server.port;
-  o.tls = TlsMode::none;
-  o.username = "u";
-  o.password = "p";
-  o.io_timeout = 2s;
   boost::system::error_code ec;
   std::string described;
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        Client c(io.get_executor(), ctx, o);
-        REQUIRE_FALSE(co_await c.connect());
-        REQUIRE_FALSE(co_await c.login());
-        auto r = co_await c.select("INBOX");
-        REQUIRE_FALSE(r.has_value());
-        ec = r.error();
-        described = c.describe(ec);
-      },
-      [](std::exception_ptr e) {
-        if (e) {
-          std::rethrow_exception(e);
-        }
-      });
-  io.run_for(10s);
+  run_client(io, loopback_options(server.port), [&](Client& c) -> asio::awaitable<void> {
+    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_FALSE(co_await c.login());
+    auto r = co_await c.select("INBOX");
+    REQUIRE_FALSE(r.has_value());
+    ec = r.error();
+    described = c.describe(ec);
+  });
   CHECK(ec == make_error_code(errc::protocol));
   CHECK(described.find("SELECT failed: IMAP protocol error: no UIDVALIDITY in the answer") == 0);
 }

@@ -4,18 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <sstream>
-#include <thread>
 
-#include <spdlog/sinks/ostream_sink.h>
-
-#include "channels/email/poller.hpp"
 #include "storage/sqlite.hpp"
-#include "storage/store.hpp"
-#include "storage/writer.hpp"
-#include "tests/email/email_daemon.hpp"
+#include "tests/email/poller_rig.hpp"
 #include "tests/email/store_forwarder.hpp"
 
 using namespace sb;
@@ -51,78 +42,13 @@ class FaultyStore : public StoreForwarder {
   std::atomic<int> fail_after_record{0};
 };
 
-// Dovecot, the database and a Poller on one io thread, the "email" log captured.
-struct FailureRig {
-  TempDir dir;
-  Dovecot dovecot;
-  storage::Writer writer{dir.file("switchboard.db")};
-  storage::Store store{writer, Rules::compile(config::defaults().routing)};
+// Dovecot, the database and a Poller on one io thread (poller_rig.hpp), storing through a
+// FaultyStore.
+struct FailureRig : DovecotPollerRig {
+  using DovecotPollerRig::DovecotPollerRig;
+  ~FailureRig() { shutdown(); }
+  void start() { DovecotPollerRig::start(pipeline); }
   FaultyStore pipeline{store};
-  Metrics metrics;
-  config::Imap account;
-  boost::asio::io_context io;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
-  std::thread io_thread;
-  std::unique_ptr<email::Poller> poller;
-  std::ostringstream log;
-  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink =
-      std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
-
-  explicit FailureRig(const std::string& after = "keep", const std::string& mailbox = "INBOX",
-                      const std::string& dovecot_conf = "")
-      : dovecot(dovecot_conf) {
-    if (const char* lvl = std::getenv("SB_TEST_LOG")) {
-      set_log_level(lvl);
-    }
-    account.name = "support";
-    account.tls = "none";
-    account.host = "127.0.0.1";
-    account.port = dovecot.imap_port();
-    account.username = Dovecot::user;
-    account.password = Dovecot::password;
-    account.after = after;
-    account.mailboxes = {mailbox};
-    logger("email")->sinks().push_back(sink);
-    writer.start();
-    io_thread = std::thread([this] { io.run(); });
-  }
-  ~FailureRig() {
-    if (poller) {
-      poller->stop();
-      poller.reset();
-    }
-    work.reset();
-    io.stop();
-    io_thread.join();
-    writer.stop();
-    logger("email")->sinks().pop_back();
-  }
-  void start() {
-    email::PollerOptions options;
-    options.min_backoff = 50ms;
-    options.max_backoff = 500ms;
-    poller = std::make_unique<email::Poller>(io, pipeline, metrics,
-                                             std::vector<config::Imap>{account}, options);
-    poller->start();
-  }
-  std::string logged() {
-    sink->flush();
-    return log.str();
-  }
-  long long rows(const std::string& sql) { return count_rows(dir.file("switchboard.db"), sql); }
-  std::string cursor() { return store.cursor("support", account.mailboxes[0]).value_or(""); }
-  long long messages_in(const std::string& mailbox) {
-    auto out = dovecot.doveadm("mailbox status -u alice messages '" + mailbox + "'");
-    auto at = out.find("messages=");
-    return at == std::string::npos ? -1 : std::stoll(out.substr(at + 9));
-  }
-  long long errors() {
-    const std::string key =
-        R"(switchboard_channel_errors_total{channel="email",account="support"} )";
-    auto text = metrics.render();
-    auto at = text.find(key);
-    return at == std::string::npos ? 0 : std::stoll(text.substr(at + key.size()));
-  }
 };
 
 }  // namespace

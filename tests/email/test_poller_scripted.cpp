@@ -4,18 +4,9 @@
 // is logged with the account and mailbox, counted, and retried with a growing back-off.
 #include <doctest/doctest.h>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <regex>
-#include <sstream>
-#include <thread>
 
-#include <spdlog/sinks/ostream_sink.h>
-
-#include "channels/email/poller.hpp"
-#include "storage/store.hpp"
-#include "storage/writer.hpp"
-#include "tests/email/email_daemon.hpp"
+#include "tests/email/poller_rig.hpp"
 #include "tests/email/scripted_imap.hpp"
 #include "tests/email/store_forwarder.hpp"
 
@@ -25,84 +16,24 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// The scripted server, the database and a Poller on one io thread, the "email" log captured.
-struct ScriptedRig {
-  TempDir dir;
+// The scripted server, the database and a Poller on one io thread (poller_rig.hpp).
+struct ScriptedRig : PollerRig {
   ScriptedImap server;
-  storage::Writer writer{dir.file("switchboard.db")};
-  storage::Store store{writer, Rules::compile(config::defaults().routing)};
   StoreForwarder pipeline{store};
-  Metrics metrics;
-  config::Imap account;
-  boost::asio::io_context io;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
-  std::thread io_thread;
-  std::unique_ptr<email::Poller> poller;
-  std::ostringstream log;
-  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink =
-      std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
 
   ScriptedRig() {
-    if (const char* lvl = std::getenv("SB_TEST_LOG")) {
-      set_log_level(lvl);
-    }
-    account.name = "support";
-    account.tls = "none";
-    account.host = "127.0.0.1";
     account.port = server.port;
     account.username = "alice";
     account.password = "secret";
     account.unfetchable_after = 0ms;  // the placeholder as soon as the attempts are spent
-    logger("email")->sinks().push_back(sink);
-    writer.start();
-    io_thread = std::thread([this] { io.run(); });
+    options.max_backoff = 1000ms;
   }
-  ~ScriptedRig() {
-    if (poller) {
-      poller->stop();
-      poller.reset();
-    }
-    work.reset();
-    io.stop();
-    io_thread.join();
-    writer.stop();
-    server.stop();
-    logger("email")->sinks().pop_back();
-  }
+  ~ScriptedRig() { shutdown(); }
   void start() {
     server.start();
-    email::PollerOptions options;
-    options.min_backoff = 50ms;
-    options.max_backoff = 1000ms;
-    poller = std::make_unique<email::Poller>(io, pipeline, metrics,
-                                             std::vector<config::Imap>{account}, options);
-    poller->start();
+    PollerRig::start(pipeline);
   }
-  std::string logged() {
-    sink->flush();
-    return log.str();
-  }
-  long long rows(const std::string& sql) { return count_rows(dir.file("switchboard.db"), sql); }
-  std::string cursor() { return store.cursor("support", "INBOX").value_or(""); }
-  long long metric(const std::string& name) {
-    const std::string key = name + R"({channel="email",account="support"} )";
-    auto text = metrics.render();
-    auto at = text.find(key);
-    return at == std::string::npos ? 0 : std::stoll(text.substr(at + key.size()));
-  }
-  long long errors() { return metric("switchboard_channel_errors_total"); }
   long long unfetchable() { return metric("switchboard_email_unfetchable_total"); }
-  // The lines of the log that contain `needle`.
-  std::vector<std::string> lines_with(const std::string& needle) {
-    std::vector<std::string> out;
-    std::istringstream in(logged());
-    for (std::string line; std::getline(in, line);) {
-      if (line.find(needle) != std::string::npos) {
-        out.push_back(line);
-      }
-    }
-    return out;
-  }
   // The delays of "reconnecting in N ms", in order.
   std::vector<long long> reconnect_delays() {
     std::vector<long long> out;

@@ -9,52 +9,13 @@
 #include <fstream>
 #include <thread>
 
-#include "daemon/app.hpp"
-#include "storage/sqlite.hpp"
-#include "tests/support/harness.hpp"
+#include "tests/relay/relay_daemon.hpp"
 
 using namespace sb;
 using namespace sb::test;
 namespace json = boost::json;
 
 namespace {
-
-const std::string kBilling = "sb:q:billing:normal";
-const std::string kGeneral = "sb:q:general:normal";
-
-config::Config billing_config(const TempDir& dir, std::uint16_t redis_port) {
-  auto cfg = test_config(dir, redis_port);
-  config::Rule billing;
-  billing.name = "money";
-  billing.queue = "billing";
-  billing.priority = "normal";
-  billing.when.text_matches = "refund";
-  cfg.routing.rules.push_back(billing);
-  return cfg;
-}
-
-// Posts one interaction of its own customer; returns its id.
-std::string post(std::uint16_t port, const std::string& key, const std::string& text) {
-  HttpClient c(port);
-  auto r = c.post_json("/v1/interactions",
-                       R"({"source":"web","external_id":")" + key + R"(","from":{"email":")" + key +
-                           R"(@example.com"},"text":")" + text + "\"}",
-                       "test-token");
-  REQUIRE(r.status == 202);
-  return std::string(json::parse(r.body).at("id").as_string());
-}
-
-std::vector<std::string> ids_in(RedisServer& redis, const std::string& stream) {
-  std::vector<std::string> ids;
-  for (auto& e : redis.xrange(stream)) {
-    ids.push_back(e["interaction_id"]);
-  }
-  return ids;
-}
-
-std::string metrics(std::uint16_t port) {
-  return HttpClient(port).request("GET", "/metrics").body;
-}
 
 // /metrics shows `n` rows held for billing's normal stream, within the usual bound.
 bool shows_held(std::uint16_t port, int n) {
@@ -70,13 +31,6 @@ long long held_rows(std::uint16_t port) {
   std::string key = "switchboard_relay_held_rows{stream=\"" + kBilling + "\"} ";
   auto at = m.find(key);
   return at == std::string::npos ? 0 : std::stoll(m.substr(at + key.size()));
-}
-
-long long outbox_rows(const std::string& db_path) {
-  storage::Db db(db_path, true);
-  auto st = db.prepare("SELECT count(*) FROM outbox");
-  st.step();
-  return st.int64(0);
 }
 
 }  // namespace

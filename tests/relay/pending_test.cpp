@@ -3,55 +3,16 @@
 // of rows already delivered and deleted.
 #include <doctest/doctest.h>
 
-#include <boost/json.hpp>
-
-#include "daemon/app.hpp"
-#include "storage/sqlite.hpp"
-#include "tests/support/harness.hpp"
+#include "tests/relay/relay_daemon.hpp"
 
 using namespace sb;
 using namespace sb::test;
-namespace json = boost::json;
 
 namespace pending_test {
 namespace {
 
-const std::string kBilling = "sb:q:billing:normal";
-
-config::Config billing_config(const TempDir& dir, std::uint16_t redis_port) {
-  auto cfg = test_config(dir, redis_port);
-  config::Rule billing;
-  billing.name = "money";
-  billing.queue = "billing";
-  billing.priority = "normal";
-  billing.when.text_matches = "refund";
-  cfg.routing.rules.push_back(billing);
-  return cfg;
-}
-
-void post(std::uint16_t port, const std::string& key, const std::string& text) {
-  HttpClient c(port);
-  auto r = c.post_json("/v1/interactions",
-                       R"({"source":"web","external_id":")" + key + R"(","from":{"email":")" + key +
-                           R"(@example.com"},"text":")" + text + "\"}",
-                       "test-token");
-  REQUIRE(r.status == 202);
-}
-
-long long outbox_rows(const std::string& db_path) {
-  storage::Db db(db_path, true);
-  auto st = db.prepare("SELECT count(*) FROM outbox");
-  st.step();
-  return st.int64(0);
-}
-
 bool shows_pending(std::uint16_t port, long long n) {
-  return eventually([&] {
-    return HttpClient(port)
-               .request("GET", "/metrics")
-               .body.find("switchboard_outbox_pending " + std::to_string(n) + "\n") !=
-           std::string::npos;
-  });
+  return eventually([&] { return counted(port, "switchboard_outbox_pending", n); });
 }
 
 }  // namespace

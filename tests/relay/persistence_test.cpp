@@ -3,14 +3,10 @@
 // relay says so when it first connects.
 #include <doctest/doctest.h>
 
-#include <sstream>
-
-#include <spdlog/sinks/ostream_sink.h>
-
-#include "core/log.hpp"
 #include "relay/relay.hpp"
 #include "storage/writer.hpp"
 #include "tests/support/harness.hpp"
+#include "tests/support/log_capture.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -22,17 +18,14 @@ std::string relay_log(RedisServer& redis) {
   TempDir dir;
   auto cfg = test_config(dir, redis.port());
   storage::Writer writer(cfg.storage.path);
-  std::ostringstream log;
-  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
-  logger("relay")->sinks().push_back(sink);
+  LogCapture log("relay");
   {
     Relay relay(cfg.redis, writer, {"general"});
     relay.start();
     CHECK(eventually([&] { return relay.redis_ok(); }));
     relay.stop();
   }
-  logger("relay")->sinks().pop_back();
-  return log.str();
+  return log.text();
 }
 
 }  // namespace

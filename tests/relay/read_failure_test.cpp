@@ -3,30 +3,15 @@
 #include <doctest/doctest.h>
 #include <chrono>
 #include <cstdio>
-#include <sstream>
 #include <thread>
 
-#include <spdlog/sinks/ostream_sink.h>
-
-#include "core/log.hpp"
 #include "relay/relay.hpp"
 #include "storage/writer.hpp"
 #include "tests/support/harness.hpp"
+#include "tests/support/log_capture.hpp"
 
 using namespace sb;
 using namespace sb::test;
-
-namespace {
-
-std::size_t count(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
-    ++n;
-  }
-  return n;
-}
-
-}  // namespace
 
 TEST_CASE("an outbox read that keeps failing is retried with back-off and logged once") {
   TempDir dir;
@@ -37,9 +22,7 @@ TEST_CASE("an outbox read that keeps failing is retried with back-off and logged
   const std::string moved = cfg.storage.path + ".away";
   REQUIRE(std::rename(cfg.storage.path.c_str(), moved.c_str()) == 0);
 
-  std::ostringstream log;
-  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
-  logger("relay")->sinks().push_back(sink);
+  LogCapture log("relay");
   {
     Relay relay(cfg.redis, writer, {"general"});
     relay.start();
@@ -49,13 +32,10 @@ TEST_CASE("an outbox read that keeps failing is retried with back-off and logged
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     REQUIRE(std::rename(moved.c_str(), cfg.storage.path.c_str()) == 0);
-    REQUIRE(eventually([&] {
-      sink->flush();
-      return log.str().find("outbox readable again") != std::string::npos;
-    }));
+    REQUIRE(
+        eventually([&] { return log.text().find("outbox readable again") != std::string::npos; }));
     relay.stop();
   }
-  logger("relay")->sinks().pop_back();
-  std::string text = log.str();
+  std::string text = log.text();
   CHECK(count(text, "outbox read failed") == 1);
 }

@@ -6,15 +6,9 @@
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
-#include <sstream>
 #include <thread>
 
-#include <spdlog/sinks/ostream_sink.h>
-
-#include "core/log.hpp"
-#include "daemon/app.hpp"
-#include "storage/sqlite.hpp"
-#include "tests/support/harness.hpp"
+#include "tests/relay/relay_daemon.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -23,88 +17,8 @@ namespace json = boost::json;
 namespace reproject_test {
 namespace {
 
-const std::string kGeneral = "sb:q:general:normal";
-
-std::string post(std::uint16_t port, const std::string& key, const std::string& text = "hello") {
-  HttpClient c(port);
-  auto r = c.post_json("/v1/interactions",
-                       R"({"source":"web","external_id":")" + key + R"(","from":{"email":")" + key +
-                           R"(@example.com"},"text":")" + text + "\"}",
-                       "test-token");
-  REQUIRE(r.status == 202);
-  return std::string(json::parse(r.body).at("id").as_string());
-}
-
-std::vector<std::string> ids_in(RedisServer& redis, const std::string& stream) {
-  std::vector<std::string> ids;
-  for (auto& e : redis.xrange(stream)) {
-    ids.push_back(e["interaction_id"]);
-  }
-  return ids;
-}
-
-std::string metrics(std::uint16_t port) {
-  return HttpClient(port).request("GET", "/metrics").body;
-}
-
 bool reprojected(std::uint16_t port, int n) {
-  return metrics(port).find("switchboard_reprojected_total " + std::to_string(n) + "\n") !=
-         std::string::npos;
-}
-
-std::string state_of(const std::string& db_path, const std::string& id) {
-  storage::Db db(db_path, true);
-  auto st = db.prepare(
-      "SELECT state || ' ' || queue || ':' || priority FROM interactions "
-      "WHERE id = ?1");
-  st.bind(1, id);
-  return st.step() ? st.text(0) : "";
-}
-
-std::size_t count(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
-    ++n;
-  }
-  return n;
-}
-
-// The relay's log while it lives.
-struct RelayLog {
-  std::ostringstream out;
-  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink =
-      std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
-  RelayLog() { logger("relay")->sinks().push_back(sink); }
-  ~RelayLog() { logger("relay")->sinks().pop_back(); }
-  std::string text() {
-    sink->flush();
-    return out.str();
-  }
-};
-
-bool ready(std::uint16_t port) {
-  return HttpClient(port).request("GET", "/readyz").status == 200;
-}
-
-const std::string kBilling = "sb:q:billing:normal";
-
-// "refund" goes to billing's normal stream, the rest to general's.
-config::Config billing_config(const TempDir& dir, std::uint16_t redis_port) {
-  auto cfg = test_config(dir, redis_port);
-  config::Rule billing;
-  billing.name = "money";
-  billing.queue = "billing";
-  billing.priority = "normal";
-  billing.when.text_matches = "refund";
-  cfg.routing.rules.push_back(billing);
-  return cfg;
-}
-
-long long outbox_rows(const std::string& db_path) {
-  storage::Db db(db_path, true);
-  auto st = db.prepare("SELECT count(*) FROM outbox");
-  st.step();
-  return st.int64(0);
+  return counted(port, "switchboard_reprojected_total", n);
 }
 
 }  // namespace
@@ -114,7 +28,7 @@ TEST_CASE(
     "current queue, and finished ones are not") {
   TempDir dir;
   RedisServer redis;
-  RelayLog log;
+  LogCapture log("relay");
   App app(test_config(dir, redis.port()));
   app.start();
   auto port = app.port();
@@ -204,7 +118,7 @@ TEST_CASE(
 TEST_CASE("a reconnect without a loss re-projects nothing") {
   TempDir dir;
   RedisServer redis;
-  RelayLog log;
+  LogCapture log("relay");
   App app(test_config(dir, redis.port()));
   app.start();
   auto port = app.port();
@@ -233,22 +147,16 @@ TEST_CASE(
     "a call Redis refuses in a pipelined pass is not overtaken by the next call Redis takes") {
   TempDir dir;
   RedisServer redis;
-  RelayLog log;
+  LogCapture log("relay");
   // A user that may not touch billing's streams, except to make their group: every call
   // carrying a billing row is refused (NOPERM) before it runs, as an OOM would refuse it, while
   // the calls after it would be taken.
   REQUIRE(redis.cmd({"ACL", "SETUSER", "relay", "on", ">pw", "~sb:q:general:*", "~sb:q:vip:*",
                      "~sb:relayed:*", "~sb:relay:*", "~sb:projected", "~sb:held", "&*", "+@all",
                      "(~sb:q:billing:* +xgroup)"}) == "OK");
-  auto cfg = test_config(dir, redis.port());
+  auto cfg = billing_config(dir, redis.port());
   cfg.redis.username = "relay";
   cfg.redis.password = "pw";
-  config::Rule billing;
-  billing.name = "money";
-  billing.queue = "billing";
-  billing.priority = "normal";
-  billing.when.text_matches = "refund";
-  cfg.routing.rules.push_back(billing);
   App app(cfg);
   app.start();
   auto port = app.port();
@@ -309,7 +217,7 @@ TEST_CASE(
     "refused its new outbox row for a while") {
   TempDir dir;
   RedisServer redis;
-  RelayLog log;
+  LogCapture log("relay");
   App app(billing_config(dir, redis.port()));
   app.start();
   auto port = app.port();
@@ -360,7 +268,7 @@ TEST_CASE(
   // As an upgrade from version 12 leaves them: no queued_seq, and a Redis never marked.
   storage::Db(path).exec("UPDATE interactions SET queued_seq = NULL");
   CHECK(redis.cmd({"DEL", "sb:projected"}) == "1");
-  RelayLog log;
+  LogCapture log("relay");
   App app(test_config(dir, redis.port()));
   app.start();
   auto port = app.port();

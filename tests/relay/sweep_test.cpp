@@ -7,15 +7,9 @@
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
-#include <sstream>
 #include <thread>
 
-#include <spdlog/sinks/ostream_sink.h>
-
-#include "core/log.hpp"
-#include "daemon/app.hpp"
-#include "storage/sqlite.hpp"
-#include "tests/support/harness.hpp"
+#include "tests/relay/relay_daemon.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -24,75 +18,10 @@ namespace json = boost::json;
 namespace sweep_test {
 namespace {
 
-const std::string kGeneral = "sb:q:general:normal";
 const std::string kGeneralLow = "sb:q:general:low";
 const std::string kBillingHigh = "sb:q:billing:high";
 const std::string kVip = "sb:q:vip:normal";
 using Ids = std::vector<std::string>;
-
-std::string post(std::uint16_t port, const std::string& key, const std::string& text = "hello") {
-  HttpClient c(port);
-  auto r = c.post_json("/v1/interactions",
-                       R"({"source":"web","external_id":")" + key + R"(","from":{"email":")" + key +
-                           R"(@example.com"},"text":")" + text + "\"}",
-                       "test-token");
-  REQUIRE(r.status == 202);
-  return std::string(json::parse(r.body).at("id").as_string());
-}
-
-Ids ids_in(RedisServer& redis, const std::string& stream) {
-  Ids ids;
-  for (auto& e : redis.xrange(stream)) {
-    ids.push_back(e["interaction_id"]);
-  }
-  return ids;
-}
-
-bool counted(std::uint16_t port, const std::string& metric, int n) {
-  return HttpClient(port)
-             .request("GET", "/metrics")
-             .body.find(metric + " " + std::to_string(n) + "\n") != std::string::npos;
-}
-
-std::string state_of(const std::string& db_path, const std::string& id) {
-  storage::Db db(db_path, true);
-  auto st = db.prepare(
-      "SELECT state || ' ' || queue || ':' || priority FROM interactions "
-      "WHERE id = ?1");
-  st.bind(1, id);
-  return st.step() ? st.text(0) : "";
-}
-
-long long outbox_rows(const std::string& db_path) {
-  storage::Db db(db_path, true);
-  auto st = db.prepare("SELECT count(*) FROM outbox");
-  st.step();
-  return st.int64(0);
-}
-
-std::size_t count(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
-    ++n;
-  }
-  return n;
-}
-
-struct RelayLog {
-  std::ostringstream out;
-  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink =
-      std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
-  RelayLog() { logger("relay")->sinks().push_back(sink); }
-  ~RelayLog() { logger("relay")->sinks().pop_back(); }
-  std::string text() {
-    sink->flush();
-    return out.str();
-  }
-};
-
-bool ready(std::uint16_t port) {
-  return HttpClient(port).request("GET", "/readyz").status == 200;
-}
 
 // One agent's calls: the claimed interaction's id ("" on 204), and ack/transfer answers.
 struct Agent {
@@ -127,7 +56,7 @@ TEST_CASE(
     "the waiting one stays once, another producer's entry is untouched") {
   TempDir dir;
   RedisServer redis;
-  RelayLog log;
+  LogCapture log("relay");
   App app(test_config(dir, redis.port()));
   app.start();
   auto port = app.port();
@@ -193,7 +122,7 @@ TEST_CASE(
     "mark stays behind until it went through") {
   TempDir dir;
   RedisServer redis;
-  RelayLog log;
+  LogCapture log("relay");
   const std::vector<std::string> everything{"ACL", "SETUSER", "relay", "on",
                                             ">pw", "~*",      "&*",    "+@all"};
   REQUIRE(redis.cmd(everything) == "OK");
