@@ -337,7 +337,8 @@ void Records::transferred(const InteractionRow& row, const std::string& actor,
 
 asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const std::string& actor,
                                             const std::string& outbound_id,
-                                            const std::string& payload, const std::string& key) {
+                                            const std::string& payload, const std::string& key,
+                                            const std::vector<std::string>& thread_keys) {
   std::int64_t at = now_ms();
   flush();
   // Written by the job on the writer thread, read here after its commit resumed us.
@@ -404,6 +405,13 @@ asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const 
       send.bind(7, key);
     }
     send.run();
+    if (!parent.conversation_id.empty()) {
+      auto k = db.prepare(
+          "INSERT OR IGNORE INTO conversation_keys(key, conversation_id) VALUES (?1, ?2)");
+      for (const auto& tk : thread_keys) {
+        k.bind(1, tk).bind(2, parent.conversation_id).run();
+      }
+    }
     json::object d{{"outbound_id", outbound_id}};
     insert_event(db, parent.id, at, actor, "reply", json::serialize(d));
   };

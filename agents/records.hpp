@@ -97,11 +97,14 @@ class Records {
   // it, and when `actor` already replied to `parent` under that key (within the retention)
   // nothing is written: the result names that reply, `repeated`. An expired key is taken from
   // the old reply's row for this one. (Checked in the writer's transaction, so that two
-  // attempts racing past the route's own check still store one reply.)
+  // attempts racing past the route's own check still store one reply.) `thread_keys`
+  // (Sender::planned_thread_keys) point at the parent's conversation from the same commit:
+  // the reply may reach the customer before its result is recorded, or without it.
   boost::asio::awaitable<ReplyStored> reply(const InteractionRow& parent, const std::string& actor,
                                             const std::string& outbound_id,
                                             const std::string& outbound_payload,
-                                            const std::string& idempotency_key);
+                                            const std::string& idempotency_key,
+                                            const std::vector<std::string>& thread_keys = {});
   // The result of one send attempt, with the sender's thread keys pointed at the outbound
   // interaction's conversation; `maybe_sent` marks the send for good (an attempt's outcome was
   // unknown), false leaves the mark as it is. `done` runs on the writer thread after the

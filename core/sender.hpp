@@ -85,6 +85,16 @@ class Sender {
   // over when it picks the recipient, and refuses a reply that has no one else to go to.
   // Any thread.
   virtual bool own_identity(std::string_view type, std::string_view value) const { return false; }
+  // The conversation keys (as SendResult::thread_keys) that the message sent for outbound
+  // interaction `outbound_id` of `conversation_id` will carry, where the channel knows them
+  // before sending (email: the Message-ID is derived from the id). The reply route records
+  // them with the outbound interaction, in the transaction that stores it: an answer that
+  // arrives before the send's result is committed (or after an attempt that reached the
+  // customer although its outcome was never learned) still finds the conversation. Any thread.
+  virtual std::vector<std::string> planned_thread_keys(std::string_view /*outbound_id*/,
+                                                       std::string_view /*conversation_id*/) const {
+    return {};
+  }
 };
 
 // Senders by (channel, account). Filled while the daemon starts; read-only afterwards.

@@ -40,12 +40,11 @@ struct Store::Statements {
         insert_identity(
             db.prepare("INSERT OR IGNORE INTO identities(type, value, customer_id, handle) "
                        "VALUES (?1, ?2, ?3, ?4)")),
-        // "conv:<id>" names a conversation directly (the token in Message-IDs we send).
+        // A recorded key only. No key names a conversation by its id: an id is no secret
+        // (every email reply carries its own), and the key would let anyone into any thread.
         find_conv_key(
             db.prepare("SELECT c.id, c.queue FROM conversation_keys k JOIN conversations c "
-                       "ON c.id = k.conversation_id WHERE k.key = ?1 "
-                       "UNION ALL SELECT id, queue FROM conversations "
-                       "WHERE substr(?1, 1, 5) = 'conv:' AND id = substr(?1, 6)")),
+                       "ON c.id = k.conversation_id WHERE k.key = ?1")),
         insert_conv(db.prepare(
             "INSERT INTO conversations(id, customer_id, channel, account, subject, queue, "
             "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6, ?6)")),

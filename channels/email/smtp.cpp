@@ -130,6 +130,17 @@ std::vector<std::string> reply_thread_keys(std::string_view imap_account,
   return {"email:" + std::string(imap_account) + ":" + std::string(message_id)};
 }
 
+std::string reply_message_id(const config::Smtp& account, std::string_view outbound_id,
+                             std::string_view conversation_id) {
+  auto from = parse_mailbox(account.from.empty() ? account.username : account.from);
+  std::string tok = token(outbound_id);
+  if (!from || tok.empty()) {
+    return "";
+  }
+  std::string domain = from->address.substr(from->address.rfind('@') + 1);
+  return "<sb." + std::string(conversation_id) + "." + tok + "@" + domain + ">";
+}
+
 std::set<std::string> own_addresses(const config::Channels& channels) {
   std::set<std::string> own;
   auto add = [&own](const std::string& text) {
@@ -212,10 +223,11 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
     refs.push_back(parent_id);
   }
 
-  std::string domain = from->address.substr(from->address.rfind('@') + 1);
-  std::string tok = token(m.id);
-  out.message_id = tok.empty() ? make_message_id(m.conversation_id, domain)
-                               : "<sb." + m.conversation_id + "." + tok + "@" + domain + ">";
+  out.message_id = reply_message_id(account, m.id, m.conversation_id);
+  if (out.message_id.empty()) {  // an id with no letter or digit (not one of ours)
+    out.message_id =
+        make_message_id(m.conversation_id, from->address.substr(from->address.rfind('@') + 1));
+  }
   out.mail_from = from->address;
   out.rcpt_to = to->address;
 
@@ -290,6 +302,12 @@ SmtpSender::SmtpSender(asio::any_io_executor ex, config::Smtp account, std::set<
 
 bool SmtpSender::own_identity(std::string_view type, std::string_view value) const {
   return type == "email" && own_.contains(std::string(value));
+}
+
+std::vector<std::string> SmtpSender::planned_thread_keys(std::string_view outbound_id,
+                                                         std::string_view conversation_id) const {
+  std::string id = reply_message_id(account_, outbound_id, conversation_id);
+  return id.empty() ? std::vector<std::string>{} : reply_thread_keys(account_.for_account, id);
 }
 
 void SmtpSender::send(OutboundMessage message, Done done) {

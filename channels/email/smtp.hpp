@@ -4,13 +4,14 @@
 // answered. The reply is built with GMime (RFC 2047 headers, UTF-8 quoted-printable body) and
 // handed to smtp::send.
 //
-// Threading: the Message-ID we send is "<sb.<conversation_id>.<outbound id>@<from domain>>";
-// the inbound side (threading.cpp) turns an In-Reply-To / References naming such an id into the
-// lookup key "conv:<conversation_id>", which the store resolves to that conversation, so the
-// customer's answer lands in the same conversation even though our sent message is not in the
-// mailbox. The id is derived from the outbound interaction id, so a send retried after a crash
-// carries the same Message-ID. reply_thread_keys() gives the keys an outbound interaction
-// should record, for stores that keep sent messages too.
+// Threading: the Message-ID we send is "<sb.<conversation_id>.<outbound id>@<from domain>>",
+// derived from the outbound interaction id, so a send retried after a crash carries the same
+// Message-ID, and it is known before the first attempt: planned_thread_keys() gives its key,
+// "email:<imap account>:<Message-ID>", which the reply route records with the outbound
+// interaction, in the transaction that stores it (and the send loop again with the result).
+// The customer's answer names it in In-Reply-To / References and finds the conversation by
+// that key, even though our sent message is not in the mailbox. The conversation id inside the
+// Message-ID is never read back (threading.hpp): only the full id, as recorded, threads.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <cstdint>
@@ -51,6 +52,13 @@ std::set<std::string> own_addresses(const config::Channels& channels);
 std::vector<std::string> reply_thread_keys(std::string_view imap_account,
                                            std::string_view message_id);
 
+// The Message-ID build_reply gives the reply `outbound_id` in `conversation_id` from `account`:
+// "<sb.<conversation_id>.<outbound_id lower-cased, letters, digits, '-' and '_' only>@<domain
+// of from>>"; "" when it is not derived (no address in `from`/`username`, or an id with no
+// letter or digit: build_reply makes a random one then).
+std::string reply_message_id(const config::Smtp& account, std::string_view outbound_id,
+                             std::string_view conversation_id);
+
 class SmtpSender : public Sender {
  public:
   // Throws at start-up when ca_file cannot be read. `own` (lower-cased): addresses
@@ -58,6 +66,8 @@ class SmtpSender : public Sender {
   SmtpSender(boost::asio::any_io_executor ex, config::Smtp account, std::set<std::string> own = {});
   void send(OutboundMessage message, Done done) override;
   bool own_identity(std::string_view type, std::string_view value) const override;
+  std::vector<std::string> planned_thread_keys(std::string_view outbound_id,
+                                               std::string_view conversation_id) const override;
 
  private:
   boost::asio::any_io_executor ex_;

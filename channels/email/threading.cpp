@@ -22,10 +22,6 @@ sb::Identity identity(const Address& a) {
   return {"email", lower_ascii(a.email), a.name, {}};
 }
 
-bool token_char(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_';
-}
-
 }  // namespace
 
 std::string make_message_id(std::string_view conversation_id, std::string_view domain) {
@@ -48,29 +44,6 @@ std::string_view message_id_of(std::string_view external_id) {
     return external_id;
   }
   return external_id.substr(0, at);
-}
-
-std::optional<std::string> conversation_from_message_id(std::string_view id) {
-  if (!id.empty() && id.front() == '<') {
-    id.remove_prefix(1);
-  }
-  if (!id.empty() && id.back() == '>') {
-    id.remove_suffix(1);
-  }
-  if (id.substr(0, 3) != "sb.") {
-    return std::nullopt;
-  }
-  id.remove_prefix(3);
-  std::size_t dot = id.find('.');
-  std::size_t at = id.find('@');
-  if (dot == std::string_view::npos || at == std::string_view::npos || dot == 0 || at < dot + 2) {
-    return std::nullopt;
-  }
-  std::string_view conv = id.substr(0, dot);
-  if (!std::all_of(conv.begin(), conv.end(), token_char)) {
-    return std::nullopt;
-  }
-  return std::string(conv);
 }
 
 sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_view /*mailbox*/) {
@@ -133,11 +106,12 @@ sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_
   if (!refs.empty()) {
     look_up(refs.front());
   }
+  // Only ids recorded here find a conversation, ours included (recorded with the reply, in
+  // the transaction that stores it: agents/records.hpp Records::reply). The conversation id
+  // inside one of our Message-IDs is not read: a forged "<sb.<their conversation>.x@y>" would
+  // thread a stranger's mail into it.
   std::string prefix = "email:" + std::string(account) + ":";
   for (std::string_view id : ids) {
-    if (auto conv = conversation_from_message_id(id)) {
-      in.thread_lookup.push_back("conv:" + *conv);
-    }
     in.thread_lookup.push_back(prefix + std::string(id));
   }
   in.thread_record.push_back(prefix + email.message_id);

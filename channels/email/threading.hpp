@@ -1,8 +1,11 @@
 #pragma once
 // From a parsed email to the pipeline's `Inbound`, and the threading keys that tie replies
-// to conversations: Message-IDs we send carry the conversation id, and the In-Reply-To and
-// References ids are looked up both as such a token and as a stored message's id.
-#include <optional>
+// to conversations: the In-Reply-To and References ids are looked up as the id of a message
+// this system stored or sent (a recorded conversation key), never read as text. Our own
+// Message-IDs name the conversation ("sb.<conversation>.") for people reading headers only:
+// anyone can write that into a References header, and conversation ids are no secret (every
+// reply shows its own), so a parse of it would let a stranger's mail into any conversation
+// and its sticky queue.
 #include <string>
 #include <string_view>
 
@@ -15,9 +18,9 @@ namespace sb::email {
 // another message under an id already stored: Inbound::content_hash, set from the parse unless
 // the Message-ID is synthetic), from = lower-cased email identity,
 // to = To and Cc, flags from the parse. thread_lookup, most recent first: for In-Reply-To, the
-// last 50 References ids from the last, then the first (the thread's root), "conv:<id>" when
-// the id is one of ours, then "email:<account>:<msg-id>". thread_record:
-// "email:<account>:<own Message-ID>".
+// last 50 References ids from the last, then the first (the thread's root), each as
+// "email:<account>:<msg-id>" (a reply we sent is recorded under the same key:
+// smtp.hpp reply_thread_keys). thread_record: "email:<account>:<own Message-ID>".
 // `mailbox` is not part of any key: a message moved between folders is still one message.
 // Taken by value: the attachments (their bytes up to 25 MiB) move into the Inbound.
 sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_view mailbox);
@@ -29,9 +32,6 @@ std::string_view message_id_of(std::string_view external_id);
 
 // "<sb.<conversation_id>.<16 random hex>@<domain>>" for messages we send.
 std::string make_message_id(std::string_view conversation_id, std::string_view domain);
-
-// The conversation id of a Message-ID made by make_message_id (brackets optional).
-std::optional<std::string> conversation_from_message_id(std::string_view message_id);
 
 // For the subject fallback: strips reply/forward prefixes (Re, Fwd, Fw, AW, WG, SV, VS, Antw,
 // RIF, TR, Réf, Ref, 回复, 答复, 回覆, 转发, 轉寄, also "Re[2]:" and full-width colons) and

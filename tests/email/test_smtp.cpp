@@ -96,9 +96,20 @@ TEST_CASE(
                     "e, Support",
                     json::serialize(parent),
                     ""};
+  // What the reply route records with the outbound interaction, before the first attempt
+  // (agents/records.hpp Records::reply): the key of the Message-ID the send will carry.
+  auto planned = sender->planned_thread_keys(m.id, conv);
+  REQUIRE(planned.size() == 1);
+  {
+    storage::Db db(d.dir.file("switchboard.db"));
+    auto k = db.prepare("INSERT INTO conversation_keys(key, conversation_id) VALUES (?1, ?2)");
+    k.bind(1, planned[0]).bind(2, conv).run();
+  }
   auto r = send_and_wait(*sender, m);
   REQUIRE(r.status == SendResult::Status::sent);
   CHECK(r.provider_id.rfind("<sb." + conv + ".", 0) == 0);
+  CHECK(r.thread_keys == planned);  // the id sent is the one recorded
+  CHECK(planned[0] == "email:support:" + r.provider_id);
   REQUIRE(smtp.has(1));
   CHECK(smtp.envelope(1) == "support@example.com\nann@example.com\n");
 
@@ -127,8 +138,8 @@ TEST_CASE(
                        "e, Support") != std::string::npos);
   CHECK(sent.date_ms > 0);
 
-  // The customer answers our reply only (no References, a new subject): the conversation token
-  // in our Message-ID is what threads it.
+  // The customer answers our reply only (no References, a new subject): our Message-ID, as
+  // recorded, is what threads it.
   d.dovecot.deliver(
       "From: ann@example.com\r\nTo: support@example.com\r\nSubject: one more thing\r\n"
       "Message-ID: <second@customer.example>\r\nIn-Reply-To: " +

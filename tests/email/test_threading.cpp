@@ -7,16 +7,27 @@
 
 using namespace sb::email;
 
-TEST_CASE("make_message_id carries the conversation id, and it comes back out") {
+TEST_CASE("make_message_id carries the conversation id and a random part") {
   std::string id = make_message_id("01HZX3J7Q8R9S0T1V2W3X4Y5Z6", "support.example.com");
   CHECK(id.rfind("<sb.01HZX3J7Q8R9S0T1V2W3X4Y5Z6.", 0) == 0);
   CHECK(id.find("@support.example.com>") != std::string::npos);
   CHECK(id != make_message_id("01HZX3J7Q8R9S0T1V2W3X4Y5Z6", "support.example.com"));
-  CHECK(conversation_from_message_id(id) == "01HZX3J7Q8R9S0T1V2W3X4Y5Z6");
-  CHECK(conversation_from_message_id("sb.abc.123@x") == "abc");
-  CHECK_FALSE(conversation_from_message_id("<abc@example.com>").has_value());
-  CHECK_FALSE(conversation_from_message_id("<sb.@x>").has_value());
-  CHECK_FALSE(conversation_from_message_id("<sb.a b.1@x>").has_value());
+}
+
+TEST_CASE(
+    "to_inbound: an id shaped like ours is looked up whole, as recorded - the conversation id in "
+    "it is not read") {
+  // Anyone can write our Message-ID format into References, and conversation ids are no
+  // secret: only a recorded key (a message we stored or sent) may thread.
+  std::string raw =
+      "From: mallory@attacker.example\r\nSubject: hi\r\nMessage-ID: <m@attacker.example>\r\n"
+      "In-Reply-To: <sb.01HZX3J7Q8R9S0T1V2W3X4Y5Z6.forged@x>\r\n"
+      "References: <sb.01HZX3J7Q8R9S0T1V2W3X4Y5Z6.0123456789abcdef@example.com>\r\n\r\nhi\r\n";
+  auto in = to_inbound(parse_email(raw), "support", "INBOX");
+  std::vector<std::string> expected{
+      "email:support:<sb.01HZX3J7Q8R9S0T1V2W3X4Y5Z6.forged@x>",
+      "email:support:<sb.01HZX3J7Q8R9S0T1V2W3X4Y5Z6.0123456789abcdef@example.com>"};
+  CHECK(in.thread_lookup == expected);
 }
 
 TEST_CASE("to_inbound: identities, keys most recent first, flags") {
@@ -43,8 +54,7 @@ TEST_CASE("to_inbound: identities, keys most recent first, flags") {
   CHECK(in.text == "thanks");
   CHECK(in.occurred_at_ms == 2000);
   CHECK(in.in_reply_to == ours);
-  std::vector<std::string> expected{"conv:CONV1", "email:support:" + ours,
-                                    "email:support:<m1@example.com>"};
+  std::vector<std::string> expected{"email:support:" + ours, "email:support:<m1@example.com>"};
   CHECK(in.thread_lookup == expected);
   CHECK(in.thread_record == std::vector<std::string>{"email:support:<m3@example.com>"});
   CHECK(in.flags == std::vector<std::string>{"auto_reply"});

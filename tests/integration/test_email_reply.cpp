@@ -4,6 +4,9 @@
 // reply never goes to our own address.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include "channels/email/mime.hpp"
 #include "tests/email/email_daemon.hpp"
 #include "tests/email/smtp_server.hpp"
@@ -162,4 +165,136 @@ TEST_CASE(
   CHECK(d.rows("SELECT count(*) FROM sends") == 1);
   std::this_thread::sleep_for(300ms);
   CHECK_FALSE(smtp.has(2));
+}
+
+namespace {
+// Ann's mail about order 42 goes to the "vip" queue; her conversation stays there (sticky).
+void vip_setup(EmailDaemon& d, const SmtpServer& smtp) {
+  config::Smtp out;
+  out.name = "support-out";
+  out.for_account = "support";
+  out.host = "127.0.0.1";
+  out.port = smtp.port;
+  out.tls = "none";
+  out.from = "Support Team <support@example.com>";
+  d.cfg.channels.smtp.push_back(out);
+  config::Rule vip;
+  vip.name = "vip";
+  vip.queue = "vip";
+  vip.when.subject_matches = "order 42";
+  d.cfg.routing.rules.push_back(vip);
+}
+}  // namespace
+
+TEST_CASE(
+    "email: a reference forged from a conversation id threads nothing - a stranger's mail "
+    "starts its own conversation outside the VIP queue, the customer's answer still joins") {
+  SmtpServer smtp(false);
+  EmailDaemon d;
+  vip_setup(d, smtp);
+  d.start();
+  d.dovecot.deliver(
+      "From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\n"
+      "Subject: Where is order 42?\r\nMessage-ID: <first@customer.example>\r\n"
+      "Date: Fri, 02 Jan 2026 03:04:05 +0000\r\n\r\nIt was due on Monday.\r\n");
+  AgentClient alice(d.app->port(), "alice-token");
+  auto in = alice.claim("vip");
+  std::string id = s(in.at("id"));
+  std::string conv = s(in.at("conversation_id"));
+  std::string customer = s(in.at("customer").at("id"));
+  REQUIRE(!conv.empty());
+  // Our reply tells Ann (and anyone she forwards it to) the conversation id.
+  std::string out_id = alice.reply(id, "Hello Ann,\nit ships today.");
+  REQUIRE(eventually([&] { return smtp.has(1); }, 15s));
+  auto sent = email::parse_email(smtp.message(1));
+  REQUIRE(sent.message_id.rfind("<sb." + conv + ".", 0) == 0);
+  alice.outbound_when(customer, out_id, "sent");
+  CHECK(alice.act(id, "ack").status == 200);
+
+  // A stranger names the conversation in our Message-ID format: in the form the review found,
+  // and with our domain and a made-up token.
+  std::string lower = conv;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  d.dovecot.deliver(
+      "From: Mallory <mallory@attacker.example>\r\nTo: support@example.com\r\n"
+      "Subject: please update my address\r\nMessage-ID: <evil@attacker.example>\r\n"
+      "In-Reply-To: <sb." +
+      conv + ".forged@x>\r\nReferences: <sb." + lower +
+      ".01jzzzzzzzzzzzzzzzzzzzzzzz@example.com> <sb." + conv +
+      ".forged@x>\r\n\r\nShip it to 1 Evil Road instead.\r\n");
+  auto forged = alice.claim("general");
+  CHECK(s(forged.at("external_id")) == "<evil@attacker.example>");
+  CHECK(s(forged.at("conversation_id")) != conv);
+  CHECK(s(forged.at("queue")) == "general");
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE conversation_id = '" + conv + "'") == 2);
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE queue = 'vip' AND direction = "
+               "'inbound'") == 1);  // Ann's mail only
+  CHECK(alice.act(s(forged.at("id")), "ack").status == 200);
+
+  // Ann answers our reply (In-Reply-To our Message-ID only, a new subject): it joins her
+  // conversation, and its queue.
+  d.dovecot.deliver(
+      "From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\n"
+      "Subject: and the colour\r\nMessage-ID: <second@customer.example>\r\n"
+      "In-Reply-To: " +
+      sent.message_id + "\r\n\r\nAlso, the colour is wrong.\r\n");
+  auto answer = alice.claim("vip");
+  CHECK(s(answer.at("external_id")) == "<second@customer.example>");
+  CHECK(s(answer.at("conversation_id")) == conv);
+}
+
+TEST_CASE(
+    "email: a reply's Message-ID is recorded with the reply - an answer to it joins the "
+    "conversation while its send is still being retried") {
+  SmtpServer smtp(false);
+  EmailDaemon d;
+  vip_setup(d, smtp);
+  d.start();
+  // The SMTP server answers 451 to this recipient: the send stays pending, retried.
+  d.dovecot.deliver(
+      "From: Ann Lee <tempfail@customer.example>\r\nTo: support@example.com\r\n"
+      "Subject: Where is order 42?\r\nMessage-ID: <first@customer.example>\r\n"
+      "Date: Fri, 02 Jan 2026 03:04:05 +0000\r\n\r\nIt was due on Monday.\r\n");
+  AgentClient alice(d.app->port(), "alice-token");
+  auto in = alice.claim("vip");
+  std::string id = s(in.at("id"));
+  std::string conv = s(in.at("conversation_id"));
+  std::string customer = s(in.at("customer").at("id"));
+  std::string out_id = alice.reply(id, "Hello Ann,\nit ships today.");
+  // The Message-ID every attempt carries (smtp.hpp): its key is committed with the reply.
+  std::string lower = out_id;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::string message_id = "<sb." + conv + "." + lower + "@example.com>";
+  CHECK(d.rows("SELECT count(*) FROM conversation_keys WHERE key = 'email:support:" + message_id +
+               "' AND conversation_id = '" + conv + "'") == 1);
+  // At least one attempt refused, and the send still pending (retried at 1 s, 2 s, ...).
+  bool tried = eventually(
+      [&] {
+        for (const auto& i : alice.timeline(customer)) {
+          const auto& o = i.as_object();
+          if (s(o.at("id")) == out_id && o.contains("send") &&
+              o.at("send").at("attempts").as_int64() >= 1) {
+            return s(o.at("send").at("state")) == "pending" &&
+                   s(o.at("send").at("error")).find("451") != std::string::npos;
+          }
+        }
+        return false;
+      },
+      15s);
+  REQUIRE(tried);
+  CHECK_FALSE(smtp.has(1));
+  CHECK(alice.act(id, "ack").status == 200);
+
+  // An attempt may have reached her although we never learned it (a connection lost after the
+  // message's final dot): her answer names that Message-ID only.
+  d.dovecot.deliver(
+      "From: Ann Lee <tempfail@customer.example>\r\nTo: support@example.com\r\n"
+      "Subject: and the colour\r\nMessage-ID: <second@customer.example>\r\n"
+      "In-Reply-To: " +
+      message_id + "\r\n\r\nAlso, the colour is wrong.\r\n");
+  auto answer = alice.claim("vip");
+  CHECK(s(answer.at("external_id")) == "<second@customer.example>");
+  CHECK(s(answer.at("conversation_id")) == conv);
 }

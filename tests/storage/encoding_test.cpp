@@ -2,7 +2,9 @@
 // replaced: RFC 3339 timestamps against gmtime_r, the interaction JSON against boost::json, ULIDs
 // against their own decoder and sort order.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <cstdio>
@@ -56,6 +58,69 @@ TEST_CASE("new ULIDs decode to their time and sort in creation order") {
     REQUIRE(id > prev);
     prev = id;
   }
+}
+
+namespace {
+// The low 40 bits of a ULID's random part (its last 8 characters).
+std::uint64_t ulid_low_bits(const std::string& id) {
+  static constexpr std::string_view alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+  std::uint64_t v = 0;
+  for (std::size_t i = 18; i < 26; ++i) {
+    v = v << 5 | alphabet.find(id[i]);
+  }
+  return v;
+}
+}  // namespace
+
+TEST_CASE("ULIDs of one millisecond grow by a random step, not by one") {
+  const std::int64_t ms = ulid_time_ms(new_ulid()) + 1;
+  std::string prev = new_ulid(ms);
+  int by_one = 0;
+  for (int i = 0; i < 1000; ++i) {
+    std::string id = new_ulid(ms);
+    REQUIRE(ulid_time_ms(id) == ms);
+    REQUIRE(id > prev);
+    // The step is 1 to 2^32: the low 40 bits differ by it (modulo 2^40, for a carry).
+    std::uint64_t step = (ulid_low_bits(id) - ulid_low_bits(prev)) & ((1ULL << 40) - 1);
+    CHECK(step >= 1);
+    CHECK(step <= (1ULL << 32));
+    by_one += step == 1 ? 1 : 0;
+    prev = id;
+  }
+  CHECK(by_one <= 1);  // the next id is not the one before it plus one
+}
+
+TEST_CASE("a ULID's random part comes from the kernel, not from a state a fork copies") {
+  // A child process starts with a copy of the parent's memory: a generator of our own (the
+  // mt19937_64 of before) then gives both the same ids. Fresh bytes from getrandom do not.
+  const std::int64_t ms = ulid_time_ms(new_ulid()) + 1;
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::string id = new_ulid(ms);
+    ssize_t n = ::write(fds[1], id.data(), id.size());
+    ::_exit(n == static_cast<ssize_t>(id.size()) ? 0 : 1);
+  }
+  ::close(fds[1]);
+  std::string mine = new_ulid(ms);
+  std::string theirs(26, '\0');
+  std::size_t got = 0;
+  while (got < theirs.size()) {
+    ssize_t n = ::read(fds[0], theirs.data() + got, theirs.size() - got);
+    if (n <= 0) {
+      break;
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  REQUIRE(got == theirs.size());
+  CHECK(WIFEXITED(status));
+  CHECK(ulid_time_ms(theirs) == ms);
+  CHECK(mine != theirs);
 }
 
 TEST_CASE("the interaction JSON parses back to every field, with strings escaped") {
