@@ -43,6 +43,32 @@ void note_missed_wakeup(const std::string& queue, const std::string& agent_id,
 
 }  // namespace
 
+// A claim's place among its agent's waiting claims (waiting_claims_), from its first wait until
+// it is answered.
+struct Service::WaitingClaim {
+  Service& service;
+  std::string agent_id;  // empty: not counted (yet)
+  ~WaitingClaim() {
+    if (agent_id.empty()) {
+      return;
+    }
+    auto it = service.waiting_claims_.find(agent_id);
+    if (it != service.waiting_claims_.end() && --it->second <= 0) {
+      service.waiting_claims_.erase(it);
+    }
+  }
+  // False when the agent has its limit of claims waiting already.
+  bool enter(const std::string& agent) {
+    int& n = service.waiting_claims_[agent];
+    if (n >= service.max_waiting_claims_) {
+      return false;
+    }
+    ++n;
+    agent_id = agent;
+    return true;
+  }
+};
+
 http::Response Service::claim_forbidden(const config::Agent& agent, const std::string& queue) {
   return http::error(403, "forbidden",
                      "agent " + agent.id + " may not claim from queue \"" + queue +
@@ -100,6 +126,7 @@ Service::Awaitable Service::claim(http::Request& r) {
   }
   auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   bool woken = false, waited = false;
+  WaitingClaim counted{*this, {}};
   for (;;) {
     if (waited && r.peer_gone && r.peer_gone()) {
       // The agent's client hung up while it waited (its own timeout was shorter than wait_ms):
@@ -197,6 +224,18 @@ Service::Awaitable Service::claim(http::Request& r) {
     }
     if (generation != waiters_.generation(queue)) {
       continue;  // work arrived while the claim ran
+    }
+    // Counted from its first wait: a claim answered at once holds its connection no longer than
+    // any request. (A claim that found nothing and is refused here took nothing either.)
+    if (counted.agent_id.empty() && !counted.enter(agent_id)) {
+      auto busy = http::error(
+          429, "too_many_waiting_claims",
+          "agent " + agent_id + " has " + std::to_string(max_waiting_claims_) +
+              " claims waiting for work already, the limit "
+              "(routing.max_waiting_claims_per_agent); wait for one to be answered before "
+              "starting another");
+      busy.headers.emplace_back("Retry-After", "1");
+      co_return busy;
     }
     woken = co_await waiters_.wait(queue, std::min(until, now + tick_));
     waited = true;

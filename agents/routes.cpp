@@ -476,21 +476,40 @@ Service::Awaitable Service::queues(http::Request& r) {
 }
 
 void Service::add_routes(http::Router& router) {
-  router.add("POST", "/v1/agent/claim", [this](http::Request& r) { return claim(r); });
-  router.add("POST", "/v1/agent/interactions/{id}/ack",
-             [this](http::Request& r) { return finish(r, "ack"); });
-  router.add("POST", "/v1/agent/interactions/{id}/release",
-             [this](http::Request& r) { return finish(r, "release"); });
-  router.add("POST", "/v1/agent/interactions/{id}/transfer",
-             [this](http::Request& r) { return transfer(r); });
-  router.add("POST", "/v1/agent/interactions/{id}/reply",
-             [this](http::Request& r) { return reply(r); });
-  router.add("GET", "/v1/queues", [this](http::Request& r) { return queues(r); });
-  router.add("GET", "/v1/customers/{id}", [this](http::Request& r) { return customer(r); });
-  router.add("GET", "/v1/customers/{id}/interactions",
-             [this](http::Request& r) { return timeline(r); });
-  router.add("GET", "/v1/interactions/{id}/attachments/{n}",
-             [this](http::Request& r) { return attachment(r); });
+  // Gates (http::Gate): a request whose body is still to come is refused on its header when its
+  // token is unknown, before the body is read. The handlers check again, as they must for the
+  // bodies that came with their header.
+  http::Gate agent = [this](const http::Request& r) { return agent_auth(r).denied; };
+  http::Gate reader = [this](const http::Request& r) -> std::optional<http::Response> {
+    if (reader_auth(r)) {
+      return std::nullopt;
+    }
+    return http::unauthorized("an agent or API token is required");
+  };
+  router.add(
+      "POST", "/v1/agent/claim", [this](http::Request& r) { return claim(r); }, agent);
+  router.add(
+      "POST", "/v1/agent/interactions/{id}/ack",
+      [this](http::Request& r) { return finish(r, "ack"); }, agent);
+  router.add(
+      "POST", "/v1/agent/interactions/{id}/release",
+      [this](http::Request& r) { return finish(r, "release"); }, agent);
+  router.add(
+      "POST", "/v1/agent/interactions/{id}/transfer",
+      [this](http::Request& r) { return transfer(r); }, agent);
+  router.add(
+      "POST", "/v1/agent/interactions/{id}/reply", [this](http::Request& r) { return reply(r); },
+      agent);
+  router.add(
+      "GET", "/v1/queues", [this](http::Request& r) { return queues(r); }, reader);
+  router.add(
+      "GET", "/v1/customers/{id}", [this](http::Request& r) { return customer(r); }, reader);
+  router.add(
+      "GET", "/v1/customers/{id}/interactions", [this](http::Request& r) { return timeline(r); },
+      reader);
+  router.add(
+      "GET", "/v1/interactions/{id}/attachments/{n}",
+      [this](http::Request& r) { return attachment(r); }, reader);
 }
 
 }  // namespace sb::agents

@@ -54,6 +54,7 @@ Service::Service(asio::io_context& io, const config::Config& cfg, storage::Write
       records_(io, writer, cfg.storage.path),
       sends_(io, records_, senders, policy),
       relay_(relay) {
+  max_waiting_claims_ = cfg.routing.max_waiting_claims_per_agent;
   // A waiting claim looks again at least this often, so an item whose claim timed out is
   // redelivered to a waiting agent without new work arriving.
   tick_ = std::clamp(cfg.routing.claim_timeout / 2, std::chrono::milliseconds(50),

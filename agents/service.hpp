@@ -136,6 +136,15 @@ class Service {
   QueueOps ops_;
   Records records_;
   Waiters waiters_;  // io thread only
+  // Claims waiting for work, by agent id (io thread only): at most max_waiting_claims_ each
+  // (routing.max_waiting_claims_per_agent). A waiting claim holds an HTTP connection that the
+  // server's connection cap may not close (it is a request in progress); without a limit one
+  // agent's client, looping on claims that never time out on its side, held every connection up
+  // to the cap, and the server answered everyone else 503: provider webhooks too, which Twilio
+  // does not retry.
+  std::unordered_map<std::string, int> waiting_claims_;
+  int max_waiting_claims_ = 8;
+  struct WaitingClaim;  // claim_route.cpp
   // Interaction id -> agent, the last few thousand put; io thread only.
   struct Recent {
     std::unordered_map<std::string, std::string> by_id;

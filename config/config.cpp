@@ -127,6 +127,11 @@ std::vector<std::string> changes_needing_restart(const Config& running, const Co
         std::to_string(fresh.server.max_body_bytes));
   shown("server.max_connections", std::to_string(running.server.max_connections),
         std::to_string(fresh.server.max_connections));
+  shown("server.max_body_bytes_in_flight", std::to_string(running.server.max_body_bytes_in_flight),
+        std::to_string(fresh.server.max_body_bytes_in_flight));
+  shown("routing.max_waiting_claims_per_agent",
+        std::to_string(running.routing.max_waiting_claims_per_agent),
+        std::to_string(fresh.routing.max_waiting_claims_per_agent));
   shown("storage.path", running.storage.path, fresh.storage.path);
   shown("redis.prefix", running.redis.prefix, fresh.redis.prefix);
   shown("matching.default_region", running.matching.default_region, fresh.matching.default_region);

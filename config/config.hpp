@@ -18,8 +18,11 @@ struct Server {
   std::uint16_t port = 8080;
   std::size_t max_body_bytes = 1048576;
   // Open HTTP connections at most; 0 (not set): the open-file limit less what the daemon needs
-  // itself (see http::ServerOptions).
+  // itself, 10000 at most (see http::ServerOptions).
   std::size_t max_connections = 0;
+  // Bytes of request bodies held at once, all connections together; 0 (not set): 256 MiB, or
+  // max_body_bytes when larger (see http::ServerOptions).
+  std::size_t max_body_bytes_in_flight = 0;
 };
 
 struct Storage {
@@ -84,6 +87,9 @@ struct Routing {
   std::string default_queue = "general";
   milliseconds claim_timeout{5 * 60 * 1000};
   int max_deliveries = 5;
+  // Long-polling claims (POST /v1/agent/claim waiting for work) one agent may have at once; the
+  // next is answered 429. Each holds an HTTP connection the connection cap cannot close.
+  int max_waiting_claims_per_agent = 8;
   std::vector<Rule> rules;
 };
 

@@ -93,6 +93,10 @@ void read_routing(TableReader& root, Routing& out) {
   if (r.integer("max_deliveries", max_deliveries, 1, 1000)) {
     out.max_deliveries = static_cast<int>(max_deliveries);
   }
+  std::int64_t max_waiting = 0;
+  if (r.integer("max_waiting_claims_per_agent", max_waiting, 1, 10000)) {
+    out.max_waiting_claims_per_agent = static_cast<int>(max_waiting);
+  }
   for (const toml::table* rule_table : r.tables("rules")) {
     TableReader rr(r.ctx(), *rule_table, "routing.rules");
     Rule rule;

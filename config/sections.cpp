@@ -43,6 +43,18 @@ void read_server(TableReader& root, Server& out) {
   if (r.integer("max_connections", max_connections, 1, 1 << 24)) {
     out.max_connections = static_cast<std::size_t>(max_connections);
   }
+  std::int64_t in_flight = 0;
+  if (r.integer("max_body_bytes_in_flight", in_flight, 1,
+                std::numeric_limits<std::int64_t>::max())) {
+    if (static_cast<std::size_t>(in_flight) < out.max_body_bytes) {
+      // One body of max_body_bytes could never be taken in.
+      r.ctx().add(r.line_of_key("max_body_bytes_in_flight"),
+                  "server.max_body_bytes_in_flight must be at least server.max_body_bytes (" +
+                      std::to_string(out.max_body_bytes) + "), got " + std::to_string(in_flight));
+    } else {
+      out.max_body_bytes_in_flight = static_cast<std::size_t>(in_flight);
+    }
+  }
   r.finish();
 }
 

@@ -72,6 +72,7 @@ App::App(config::Config cfg, AppOptions options)
   opts.port = cfg_.server.port;
   opts.max_body_bytes = cfg_.server.max_body_bytes;
   opts.max_connections = cfg_.server.max_connections;
+  opts.max_body_bytes_in_flight = cfg_.server.max_body_bytes_in_flight;
   for (const auto& imap : cfg_.channels.imap) {
     opts.reserved_fds += imap.mailboxes.size();  // a connection each
   }

@@ -79,9 +79,10 @@ std::vector<std::string> split_path(std::string_view p) {
 }
 }  // namespace
 
-void Router::add(std::string method, std::string pattern, Handler h) {
+void Router::add(std::string method, std::string pattern, Handler h, Gate gate) {
   auto segs = split_path(pattern);
-  routes_.push_back(Route{std::move(method), std::move(pattern), std::move(segs), std::move(h)});
+  routes_.push_back(
+      Route{std::move(method), std::move(pattern), std::move(segs), std::move(h), std::move(gate)});
 }
 
 Router::Match Router::find(std::string_view method, std::string_view path,
@@ -110,6 +111,7 @@ Router::Match Router::find(std::string_view method, std::string_view path,
     m.label = r.pattern;
     if (r.method == method) {
       m.handler = &r.handler;
+      m.gate = r.gate ? &r.gate : nullptr;
       params = std::move(got);
       return m;
     }

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,18 +40,27 @@ Response unauthorized(std::string_view message);
 Response json(int status, std::string body);
 
 using Handler = std::function<boost::asio::awaitable<Response>(Request&)>;
+// A check of the request line and header fields alone, run before the body is read when it did
+// not come with the header: the answer to send instead (a 401 for a missing or unknown bearer
+// token), or nullopt to read the body and call the handler. The handler still checks for
+// itself; a gate only spares the server the body of a request it would refuse anyway (and
+// spares the client sending it: no 100 Continue). `body` is empty here.
+using Gate = std::function<std::optional<Response>(const Request&)>;
 
 class Router {
  public:
   // pattern: "/v1/agent/interactions/{id}/ack"; `{name}` matches one non-empty segment.
   // `label` names the route in metrics (the pattern itself by default).
-  void add(std::string method, std::string pattern, Handler h);
+  // `gate`: see Gate; routes authenticated by a bearer token have one, signed webhooks cannot
+  // (the signature covers the body).
+  void add(std::string method, std::string pattern, Handler h, Gate gate = nullptr);
 
   struct Match {
     const Handler* handler = nullptr;
-    std::string label;        // for metrics: the pattern, or "unmatched"
-    bool path_known = false;  // the path matched some route, but not with this method (405)
-    std::string allow;        // with path_known: the path's methods, for the 405's Allow
+    const Gate* gate = nullptr;  // with handler, when the route has one
+    std::string label;           // for metrics: the pattern, or "unmatched"
+    bool path_known = false;     // the path matched some route, but not with this method (405)
+    std::string allow;           // with path_known: the path's methods, for the 405's Allow
   };
   Match find(std::string_view method, std::string_view path,
              std::map<std::string, std::string>& params) const;
@@ -61,6 +71,7 @@ class Router {
     std::string pattern;
     std::vector<std::string> segments;
     Handler handler;
+    Gate gate;
   };
   std::vector<Route> routes_;
 };

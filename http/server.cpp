@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <optional>
 
 #include <sys/socket.h>
 
@@ -92,6 +93,13 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   Waiting* last_waiting = nullptr;
   bool evicted = false;  // logged once
   bool refused = false;  // logged once
+  // Bytes of request bodies held now, across connections: a body's declared Content-Length (or
+  // its chunks' sizes, as their chunk lines arrive) from the start of its read until its response
+  // is written. The body cap alone bounded this by max_connections x max_body_bytes: 10 GB at the
+  // default caps, from clients that send a header and then trickle, or never send, the body.
+  std::size_t body_bytes = 0;
+  std::size_t body_budget = 0;  // set by start() (ServerOptions::max_body_bytes_in_flight)
+  std::chrono::steady_clock::time_point busy_logged{};
   // RFC 9110 section 6.6.1: the Date of every response, formatted once a second (io thread only).
   std::int64_t date_second = -1;
   char date_text[30] = {};
@@ -276,6 +284,51 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     ok = !ec;
   }
 
+  // 405 for a path known with other methods, else 404.
+  static Response not_routed(const Request& r, const Router::Match& m) {
+    if (m.path_known) {
+      auto res =
+          error(405, "method_not_allowed",
+                std::string(r.method) + " is not allowed on " + m.label + "; use " + m.allow);
+      res.headers.emplace_back("Allow", m.allow);  // RFC 9110 section 15.5.6: a MUST
+      return res;
+    }
+    return error(404, "not_found", "no route for " + std::string(r.path));
+  }
+
+  std::size_t body_room() const { return body_budget > body_bytes ? body_budget - body_bytes : 0; }
+
+  // A request's share of body_bytes, given back when the request is done with.
+  struct BodyHold {
+    Impl* server;
+    std::size_t bytes = 0;
+    void add(std::size_t n) {
+      bytes += n;
+      server->body_bytes += n;
+    }
+    ~BodyHold() { server->body_bytes -= bytes; }
+  };
+
+  // 503 for a body that would take body_bytes past the budget (413 is for a body too large on
+  // its own: retrying that is pointless, retrying this one shortly is not).
+  Response bodies_busy() {
+    auto now = std::chrono::steady_clock::now();
+    if (now - busy_logged >= std::chrono::minutes(1) ||
+        busy_logged == std::chrono::steady_clock::time_point{}) {
+      busy_logged = now;
+      logger("http")->warn(
+          "[http] {} bytes of request bodies held, the cap (server.max_body_bytes_in_flight is "
+          "{}): request bodies that have not arrived yet are refused with 503 until some finish",
+          body_bytes, body_budget);
+    }
+    auto res = error(503, "server_busy",
+                     "the server holds as many request bodies as it may at once "
+                     "(server.max_body_bytes_in_flight, " +
+                         std::to_string(body_budget) + " bytes); retry shortly");
+    res.headers.emplace_back("Retry-After", "1");
+    return res;
+  }
+
   asio::awaitable<void> session(tcp::socket sock) {
     auto self = shared_from_this();
     ++active;
@@ -293,9 +346,22 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       if (stopping) {
         break;
       }
+      // The body's share of body_bytes. A chunked body's size is known chunk by chunk, from each
+      // chunk line before its data: the chunk that would pass the budget stops the read.
+      BodyHold hold{this};
+      bool over_budget = false;
+      auto on_chunk = [&](std::uint64_t size, auto, beast::error_code& cec) {
+        if (size > body_room()) {
+          over_budget = true;
+          cec = asio::error::no_buffer_space;
+          return;
+        }
+        hold.add(static_cast<std::size_t>(size));
+      };
       bhttp::request_parser<bhttp::string_body> parser;
       parser.body_limit(opts.max_body_bytes);
       parser.header_limit(kHeaderLimit);
+      parser.on_chunk_header(on_chunk);
       // A keep-alive connection may sit idle; once bytes arrive the whole request must come
       // within request_timeout. Beast's timeout covers the whole read, so use the longer one.
       stream.expires_after(buffer.size() ? opts.request_timeout : opts.idle_timeout);
@@ -305,18 +371,74 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       // header; it is parsed from the buffer here, as Beast's async_read would, so the common
       // case costs one asynchronous read, as a single async_read did.
       auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
-      if (!ec && !parser.is_done() && buffer.size() > 0) {
+      auto& req = parser.get();
+      Request r;
+      Router::Match m;
+      bool head = false;
+      // The answer given from the header alone, before the body is read (a 404, a 401, a 503 at
+      // the body budget): nothing would use the body, so holding it would only cost memory.
+      std::optional<Response> early;
+      bool body_left = false;  // with `early`: the body is still on its way (close after)
+      if (!ec) {
+        auto method = req.method_string();
+        auto target = req.target();
+        r.method = std::string_view(method.data(), method.size());
+        r.target = std::string_view(target.data(), target.size());
+        auto q = r.target.find('?');
+        r.path = r.target.substr(0, q);
+        r.query = q == std::string_view::npos ? std::string_view() : r.target.substr(q + 1);
+        r.header = [&req](std::string_view name) -> std::string_view {
+          auto it = req.find(name);
+          if (it == req.end()) {
+            return {};
+          }
+          auto v = it->value();
+          return std::string_view(v.data(), v.size());
+        };
+        m = router.find(r.method, r.path, r.params);
+        head = req.method() == bhttp::verb::head;
+        if (head && !m.handler) {
+          m = router.find("GET", r.path, r.params);  // RFC 9110 section 9.3.2: GET w/o content
+        }
+        if (!parser.is_done()) {
+          // A body that came whole with the header is in the buffer already (a read, 64 KiB at
+          // most): it is parsed and handled as before, the handler checking the token itself.
+          // Any other is read only for a route that exists, a token that is known (routes with
+          // a Gate) and room in the body budget.
+          auto length = parser.content_length();
+          bool buffered = length && buffer.size() >= *length;
+          if (!m.handler) {
+            early = not_routed(r, m);
+          } else if (!buffered && m.gate) {
+            early = (*m.gate)(r);
+          }
+          if (!early && length) {
+            if (!buffered && *length > body_room()) {
+              early = bodies_busy();
+            } else {
+              hold.add(static_cast<std::size_t>(*length));
+            }
+          }
+          if (early && buffered) {
+            buffer.consume(static_cast<std::size_t>(*length));  // skipped: the connection goes on
+          } else if (early) {
+            body_left = true;
+          }
+        }
+      }
+      if (!ec && !early && !parser.is_done() && buffer.size() > 0) {
         parser.eager(true);
         buffer.consume(parser.put(buffer.data(), ec));
         if (ec == bhttp::error::need_more) {
           ec = {};
         }
       }
-      if (!ec && !parser.is_done()) {
+      if (!ec && !early && !parser.is_done()) {
         if (parser.get().version() >= 11 &&
             beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
           // RFC 9110 section 10.1.1: 100 (Continue), or a final status; a body too large for
-          // max_body_bytes by its Content-Length was refused (413) by async_read_header already.
+          // max_body_bytes by its Content-Length was refused (413) by async_read_header already,
+          // and a bad token, an unknown route or a full body budget just above.
           static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
           stream.expires_after(opts.request_timeout);
           auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(kContinue), use_tuple);
@@ -328,6 +450,11 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         }
       }
       done_waiting(w);
+      if (ec && over_budget) {
+        ec = {};
+        early = bodies_busy();
+        body_left = true;
+      }
       // RFC 9112 section 6.3: when chunked is not the final transfer coding the body length is
       // unknown, and the server MUST answer 400 and close. Beast reads such a request as having
       // no body; what followed would be parsed as the next request (request smuggling).
@@ -381,24 +508,19 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         }
         break;
       }
-      auto& req = parser.get();
-      Request r;
-      auto method = req.method_string();
-      auto target = req.target();
-      r.method = std::string_view(method.data(), method.size());
-      r.target = std::string_view(target.data(), target.size());
-      auto q = r.target.find('?');
-      r.path = r.target.substr(0, q);
-      r.query = q == std::string_view::npos ? std::string_view() : r.target.substr(q + 1);
-      r.body = req.body();  // std::string
-      r.header = [&req](std::string_view name) -> std::string_view {
-        auto it = req.find(name);
-        if (it == req.end()) {
-          return {};
+      if (early) {
+        count(m.label, early->status);
+        // A body left unread ends the connection: what follows it is not the next request.
+        bool keep_alive = !body_left && req.keep_alive() && !stopping;
+        bool ok = false;
+        co_await write(w, std::move(*early), req.version(), keep_alive, ok, head);
+        linger = body_left;
+        if (!ok || !keep_alive) {
+          break;
         }
-        auto v = it->value();
-        return std::string_view(v.data(), v.size());
-      };
+        continue;
+      }
+      r.body = req.body();  // std::string
       // A peek that does not block: 0 bytes means the client sent FIN (HTTP clients close,
       // they do not half-close, once they stop waiting for an answer); ECONNRESET a reset.
       // Bytes waiting (a pipelined request) mean it is still there.
@@ -407,18 +529,9 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         auto n = ::recv(stream.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
         return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
       };
-      auto m = router.find(r.method, r.path, r.params);
-      bool head = req.method() == bhttp::verb::head;
-      if (head && !m.handler) {
-        m = router.find("GET", r.path, r.params);  // RFC 9110 section 9.3.2: GET without content
-      }
       Response res;
-      if (!m.handler && m.path_known) {
-        res = error(405, "method_not_allowed",
-                    std::string(r.method) + " is not allowed on " + m.label + "; use " + m.allow);
-        res.headers.emplace_back("Allow", m.allow);  // RFC 9110 section 15.5.6: a MUST
-      } else if (!m.handler) {
-        res = error(404, "not_found", "no route for " + std::string(r.path));
+      if (!m.handler) {
+        res = not_routed(r, m);
       } else {
         try {
           res = co_await (*m.handler)(r);
@@ -482,9 +595,17 @@ void Server::start() {
     limit = fds.rlim_cur;
   }
   const auto& o = impl_->opts;
-  impl_->max_connections = o.max_connections > 0        ? o.max_connections
-                           : limit > 2 * o.reserved_fds ? limit - o.reserved_fds
-                                                        : limit / 2;
+  // With a high open-file limit (systemd's default hard limit is 524288; some hosts set a
+  // million), the limit alone admitted far more connections than the daemon has memory for:
+  // each may hold a read buffer of up to kMaxBuffered and a request in progress.
+  impl_->max_connections =
+      o.max_connections > 0
+          ? o.max_connections
+          : std::min(limit > 2 * o.reserved_fds ? limit - o.reserved_fds : limit / 2,
+                     ServerOptions::kDefaultMaxConnections);
+  impl_->body_budget = o.max_body_bytes_in_flight > 0
+                           ? o.max_body_bytes_in_flight
+                           : std::max(ServerOptions::kDefaultBodyBudget, o.max_body_bytes);
   if (o.max_connections > 0 && o.max_connections + o.reserved_fds > limit) {
     logger("http")->warn(
         "[http] server.max_connections = {} leaves {} of the {} open files this process may "
@@ -492,6 +613,10 @@ void Server::start() {
         o.max_connections, limit > o.max_connections ? limit - o.max_connections : 0, limit,
         o.reserved_fds);
   }
+  logger("http")->info(
+      "[http] at most {} connections (server.max_connections) and {} bytes of request bodies at "
+      "once (server.max_body_bytes_in_flight)",
+      impl_->max_connections, impl_->body_budget);
   asio::co_spawn(impl_->io, impl_->accept_loop(), [](std::exception_ptr e) {
     if (e) {
       try {
@@ -522,6 +647,14 @@ void Server::stop() {
 
 std::size_t Server::active() const {
   return impl_->active;
+}
+
+std::size_t Server::max_connections() const {
+  return impl_->max_connections;
+}
+
+std::size_t Server::max_body_bytes_in_flight() const {
+  return impl_->body_budget;
 }
 
 }  // namespace sb::http

@@ -206,43 +206,52 @@ void add_routes(http::Router& router, IngestRoutes& d) {
     CounterCache stored, duplicates;  // by account, kept (see CounterCache)
   };
   auto counted = std::make_shared<Counted>(d.metrics);
-  router.add("POST", "/v1/interactions",
-             [&d, counted](http::Request& r) -> boost::asio::awaitable<http::Response> {
-               auto start = std::chrono::steady_clock::now();
-               auto token = http::bearer_token(r);
-               if (token.empty()) {
-                 co_return http::unauthorized("missing Authorization: Bearer <api token>");
-               }
-               if (!d.tokens.contains(token)) {
-                 co_return http::unauthorized("unknown api token");
-               }
-               auto ct = r.header("content-type");
-               if (!ct.empty() && !is_json_media_type(ct)) {
-                 co_return http::error(
-                     415, "unsupported_media_type",
-                     "Content-Type must be application/json, not " + std::string(ct));
-               }
-               auto parsed = parse_ingest(r.body, d.default_region);
-               if (!parsed.inbound) {
-                 co_return http::error(400, parsed.error_code, parsed.error);
-               }
-               std::string account = parsed.inbound->account;
-               std::vector<Inbound> items;
-               items.push_back(std::move(*parsed.inbound));
-               auto out = co_await async_submit(d.pipeline, std::move(items), std::nullopt,
-                                                boost::asio::use_awaitable);
-               const auto& o = out.at(0);
-               if (!o.error.empty()) {
-                 co_return http::error(503, "storage_unavailable",
-                                       "the interaction could not be stored: " + o.error);
-               }
-               d.metrics.observe(
-                   "switchboard_ingest_seconds",
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-               (o.duplicate ? counted->duplicates : counted->stored).inc({"api", account});
-               json::object body{{"id", o.id}, {"duplicate", o.duplicate}};
-               co_return http::json(o.duplicate ? 200 : 202, json::serialize(body));
-             });
+  // Run by the server on the header alone when the body is still to come (http::Gate), and by
+  // the handler.
+  auto refused = [&d](const http::Request& r) -> std::optional<http::Response> {
+    auto token = http::bearer_token(r);
+    if (token.empty()) {
+      return http::unauthorized("missing Authorization: Bearer <api token>");
+    }
+    if (!d.tokens.contains(token)) {
+      return http::unauthorized("unknown api token");
+    }
+    return std::nullopt;
+  };
+  router.add(
+      "POST", "/v1/interactions",
+      [&d, counted, refused](http::Request& r) -> boost::asio::awaitable<http::Response> {
+        auto start = std::chrono::steady_clock::now();
+        if (auto denied = refused(r)) {
+          co_return std::move(*denied);
+        }
+        auto ct = r.header("content-type");
+        if (!ct.empty() && !is_json_media_type(ct)) {
+          co_return http::error(415, "unsupported_media_type",
+                                "Content-Type must be application/json, not " + std::string(ct));
+        }
+        auto parsed = parse_ingest(r.body, d.default_region);
+        if (!parsed.inbound) {
+          co_return http::error(400, parsed.error_code, parsed.error);
+        }
+        std::string account = parsed.inbound->account;
+        std::vector<Inbound> items;
+        items.push_back(std::move(*parsed.inbound));
+        auto out = co_await async_submit(d.pipeline, std::move(items), std::nullopt,
+                                         boost::asio::use_awaitable);
+        const auto& o = out.at(0);
+        if (!o.error.empty()) {
+          co_return http::error(503, "storage_unavailable",
+                                "the interaction could not be stored: " + o.error);
+        }
+        d.metrics.observe(
+            "switchboard_ingest_seconds",
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        (o.duplicate ? counted->duplicates : counted->stored).inc({"api", account});
+        json::object body{{"id", o.id}, {"duplicate", o.duplicate}};
+        co_return http::json(o.duplicate ? 200 : 202, json::serialize(body));
+      },
+      refused);
 }
 
 }  // namespace sb::api

@@ -352,3 +352,24 @@ TEST_CASE("server.max_connections caps HTTP connections, and unset the open-file
   CHECK(problem_of("[server]\nmax_connections = 0\n") ==
         "t.toml:2: server.max_connections must be between 1 and 16777216 (got 0)");
 }
+
+TEST_CASE("server.max_body_bytes_in_flight caps the request bodies held at once") {
+  CHECK(defaults().server.max_body_bytes_in_flight == 0);  // 256 MiB (http::ServerOptions)
+  CHECK(
+      load_ok("[server]\nmax_body_bytes_in_flight = 67108864\n").server.max_body_bytes_in_flight ==
+      67108864);
+  // Below max_body_bytes one body of that size could never be taken in.
+  CHECK(problem_of("[server]\nmax_body_bytes = 2000000\nmax_body_bytes_in_flight = 1000000\n") ==
+        "t.toml:3: server.max_body_bytes_in_flight must be at least server.max_body_bytes "
+        "(2000000), got 1000000");
+  CHECK(problem_of("[server]\nmax_body_bytes_in_flight = 0\n")
+            .starts_with("t.toml:2: server.max_body_bytes_in_flight must be between 1 and "));
+}
+
+TEST_CASE("routing.max_waiting_claims_per_agent: 8 by default, 1 to 10000") {
+  CHECK(defaults().routing.max_waiting_claims_per_agent == 8);
+  CHECK(load_ok("[routing]\nmax_waiting_claims_per_agent = 2\n")
+            .routing.max_waiting_claims_per_agent == 2);
+  CHECK(problem_of("[routing]\nmax_waiting_claims_per_agent = 0\n") ==
+        "t.toml:2: routing.max_waiting_claims_per_agent must be between 1 and 10000 (got 0)");
+}

@@ -260,7 +260,10 @@ TEST_CASE("ingest server: at the connection cap with every connection busy, new 
   TempDir dir;
   RedisServer redis;
   auto port = free_port();
+  // One agent's 300 claims: its waiting claims are capped (8 by default, 429 past that), which is
+  // beside the point here.
   auto cfg = write_config(dir, port, redis.port(),
+                          "[routing]\nmax_waiting_claims_per_agent = 1000\n"
                           "[[agents]]\nid = \"alice\"\ntoken = \"alice-token\"\n"
                           "queues = [\"general\"]\n");
   Process daemon({"prlimit", "--nofile=256:256", switchboard_binary(), "run", "--config", cfg},

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -607,4 +608,181 @@ TEST_CASE(
   CHECK(second != std::string::npos);
   CHECK(closed);
   CHECK(healthz_on_new_connection(d.app->port()) == 200);
+}
+
+TEST_CASE(
+    "ingest server: an unknown or missing token is 401 from the header alone, with no 100 "
+    "Continue and no body read") {
+  // The body was read (after a 100 Continue inviting it) before the handler looked at the token:
+  // anyone who could connect made the daemon take and hold max_body_bytes per connection.
+  Daemon d;
+  for (std::string auth : {std::string(), std::string("Authorization: Bearer nope\r\n")}) {
+    for (std::string target : {"/v1/interactions", "/v1/agent/claim"}) {
+      CAPTURE(auth);
+      CAPTURE(target);
+      RawConn c(d.app->port());
+      REQUIRE(c.send("POST " + target + " HTTP/1.1\r\nHost: x\r\n" + auth +
+                     "Content-Type: application/json\r\nExpect: 100-continue\r\n"
+                     "Content-Length: 900000\r\n\r\n"));
+      bool closed = false;
+      auto res = c.read_all(std::chrono::seconds(2), &closed);
+      CAPTURE(res.substr(0, 300));
+      CHECK(res.starts_with("HTTP/1.1 401 Unauthorized\r\n"));
+      CHECK(res.find("100 Continue") == std::string::npos);
+      CHECK(res.find("WWW-Authenticate: Bearer\r\n") != std::string::npos);
+      CHECK(res.find("Connection: close\r\n") != std::string::npos);
+      CHECK(closed);
+    }
+  }
+  // Without Expect: the 401 comes while the body is still on its way.
+  RawConn c(d.app->port());
+  REQUIRE(
+      c.send("POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
+             "Content-Type: application/json\r\nContent-Length: 900000\r\n\r\n" +
+             std::string(100 * 1024, ' ')));
+  auto res = c.read_all(std::chrono::seconds(2));
+  CHECK(status_of(res) == 401);
+  CHECK(error_message(res) == "unknown api token");
+  // A known token is still invited to send its body.
+  RawConn ok(d.app->port());
+  REQUIRE(
+      ok.send("POST /v1/interactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+              "Content-Type: application/json\r\nExpect: 100-continue\r\n"
+              "Content-Length: 900000\r\n\r\n"));
+  REQUIRE(ok.readable(std::chrono::seconds(2)));
+  char buf[64] = {};
+  auto n = ::recv(ok.fd(), buf, sizeof buf - 1, 0);
+  CHECK(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) ==
+        "HTTP/1.1 100 Continue\r\n\r\n");
+  CHECK(stored_interactions(d.dir) == 0);
+}
+
+TEST_CASE(
+    "ingest server: a body sent to an unknown route is not read: 404 or 405 at once, then the "
+    "connection closes") {
+  // The route was looked up only once the whole body was in memory.
+  Daemon d;
+  for (auto [line, status] : {std::pair<std::string, int>{"POST /v1/nowhere", 404},
+                              std::pair<std::string, int>{"POST /healthz", 405}}) {
+    CAPTURE(line);
+    RawConn c(d.app->port());
+    REQUIRE(c.send(line + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" +
+                   std::string(1000, 'x')));
+    bool closed = false;
+    auto res = c.read_all(std::chrono::seconds(2), &closed);
+    CAPTURE(res.substr(0, 300));
+    CHECK(status_of(res) == status);
+    CHECK(res.find("Connection: close\r\n") != std::string::npos);
+    CHECK(closed);
+  }
+  // A body that came whole with its header is skipped, and the connection goes on.
+  RawConn c(d.app->port());
+  REQUIRE(
+      c.send("POST /v1/nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+             "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  auto res = c.read_all(std::chrono::seconds(3));
+  CAPTURE(res);
+  CHECK(status_of(res) == 404);
+  CHECK(error_message(res.substr(0, res.find("HTTP/1.1 200 OK"))) == "no route for /v1/nowhere");
+  CHECK(res.find("HTTP/1.1 200 OK\r\n") != std::string::npos);
+}
+
+// A server of its own, with small caps: two bodies of 100 KiB fill the budget.
+TEST_CASE(
+    "http server: a body past max_body_bytes_in_flight is refused with 503 before it is read") {
+  boost::asio::io_context io;
+  http::Router router;
+  router.add("POST", "/size", [](http::Request& r) -> boost::asio::awaitable<http::Response> {
+    co_return http::json(200, "{\"size\":" + std::to_string(r.body.size()) + "}");
+  });
+  Metrics metrics;
+  http::ServerOptions opts;
+  opts.port = 0;
+  opts.max_body_bytes = 128 * 1024;
+  opts.max_body_bytes_in_flight = 200 * 1024;
+  http::Server server(io, opts, router, metrics);
+  server.start();
+  CHECK(server.max_body_bytes_in_flight() == 200 * 1024);
+  std::thread runner([&] { io.run(); });
+  constexpr std::size_t kBody = 100 * 1024;
+  const std::string head = "POST /size HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n";
+  auto sized = [&](std::size_t n) {
+    return head + "Content-Length: " + std::to_string(n) + "\r\n\r\n";
+  };
+  auto invited = [](RawConn& c) {
+    if (!c.readable(std::chrono::seconds(2))) {
+      return std::string();
+    }
+    char buf[64] = {};
+    auto n = ::recv(c.fd(), buf, sizeof buf - 1, 0);
+    return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+  };
+  // Two bodies on their way hold the whole budget (each is counted once invited).
+  RawConn a(server.port());
+  RawConn b(server.port());
+  REQUIRE(a.send(sized(kBody)));
+  REQUIRE(invited(a) == "HTTP/1.1 100 Continue\r\n\r\n");
+  REQUIRE(b.send(sized(kBody)));
+  REQUIRE(invited(b) == "HTTP/1.1 100 Continue\r\n\r\n");
+  REQUIRE(a.send(std::string(1000, 'a')));
+  // A third is refused at once, by Content-Length or by its first chunk line.
+  for (std::string third : {sized(kBody), head + "Transfer-Encoding: chunked\r\n\r\n" +
+                                              "19000\r\n" + std::string(1000, 'c')}) {
+    RawConn c(server.port());
+    REQUIRE(c.send(third));
+    bool closed = false;
+    auto res = c.read_all(std::chrono::seconds(2), &closed);
+    CAPTURE(res.substr(0, 300));
+    CHECK(res.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+    CHECK(res.find("100 Continue") == std::string::npos);
+    CHECK(res.find("Retry-After: 1\r\n") != std::string::npos);
+    CHECK(error_code(res) == "server_busy");
+    CHECK(error_message(res) ==
+          "the server holds as many request bodies as it may at once "
+          "(server.max_body_bytes_in_flight, 204800 bytes); retry shortly");
+    CHECK(closed);
+  }
+  {
+    // A small body that came with its header is in memory already: it is served.
+    RawConn c(server.port());
+    REQUIRE(c.send(
+        "POST /size HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello"));
+    auto res = c.read_all(std::chrono::seconds(2));
+    CHECK(status_of(res) == 200);
+    CHECK(res.ends_with("{\"size\":5}"));
+  }
+  // Once a body is answered its share is free again.
+  REQUIRE(a.send(std::string(kBody - 1000, 'a')));
+  auto answered = a.read_all(std::chrono::milliseconds(500));
+  CHECK(status_of(answered) == 200);
+  CHECK(answered.ends_with("{\"size\":102400}"));
+  RawConn e(server.port());
+  REQUIRE(e.send(sized(kBody)));
+  CHECK(invited(e) == "HTTP/1.1 100 Continue\r\n\r\n");
+  server.stop();
+  io.stop();
+  runner.join();
+}
+
+TEST_CASE("http server: unset, the connection cap is the open-file limit less 256, 10000 at most") {
+  // With the open-file limit near a million (systemd hosts), the limit alone was no cap at all.
+  rlimit was{};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &was) == 0);
+  rlimit raised = was;
+  raised.rlim_cur = was.rlim_max == RLIM_INFINITY ? 1 << 20 : was.rlim_max;
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &raised) == 0);
+  boost::asio::io_context io;
+  http::Router router;
+  Metrics metrics;
+  http::ServerOptions opts;
+  opts.port = 0;
+  http::Server server(io, opts, router, metrics);
+  server.start();
+  std::size_t limit = raised.rlim_cur;
+  CHECK(server.max_connections() ==
+        std::min<std::size_t>(limit > 512 ? limit - 256 : limit / 2, 10000));
+  if (limit < 10256) {
+    MESSAGE("the hard open-file limit is ", limit, ": the 10000 bound was not reached");
+  }
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &was) == 0);
 }

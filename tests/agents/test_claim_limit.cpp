@@ -1,0 +1,133 @@
+// routing.max_waiting_claims_per_agent: a long-polling claim holds an HTTP connection that the
+// connection cap may not close, so one agent's client that opened claims without end held every
+// connection, and everyone else (provider webhooks too) got 503 too_many_connections.
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+#include "channels/voice/signatures.hpp"
+#include "core/time.hpp"
+#include "tests/agents/fixture.hpp"
+
+using namespace sb;
+using namespace sb::test;
+
+// Named per file: the test programs are unity builds.
+namespace claim_limit_test {
+
+// A claim sent on a connection of its own; its answer is read with answer().
+class RawClaim {
+ public:
+  RawClaim(std::uint16_t port, const std::string& token, const std::string& queue, int wait_ms)
+      : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    std::string body = R"({"queue":")" + queue + R"(","wait_ms":)" + std::to_string(wait_ms) + "}";
+    std::string req =
+        "POST /v1/agent/claim HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + body;
+    REQUIRE(::send(fd_, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+  }
+  ~RawClaim() { ::close(fd_); }
+  int fd() const { return fd_; }
+  // What has arrived (one response fits one read here).
+  std::string answer() {
+    char buf[4096];
+    auto n = ::recv(fd_, buf, sizeof buf, 0);
+    return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+  }
+
+ private:
+  int fd_;
+};
+
+int status_of(const std::string& response) {
+  return response.size() > 12 ? std::atoi(response.c_str() + 9) : 0;
+}
+
+// The indexes of the claims with an answer waiting, after waiting up to `wait` for the first.
+std::vector<std::size_t> answered(std::vector<std::unique_ptr<RawClaim>>& claims,
+                                  std::chrono::milliseconds wait) {
+  std::vector<pollfd> fds;
+  for (const auto& c : claims) {
+    fds.push_back({c->fd(), POLLIN, 0});
+  }
+  std::vector<std::size_t> out;
+  if (::poll(fds.data(), fds.size(), static_cast<int>(wait.count())) > 0) {
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].revents != 0) {
+        out.push_back(i);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace claim_limit_test
+
+using namespace claim_limit_test;
+
+TEST_CASE(
+    "one agent's waiting claims past routing.max_waiting_claims_per_agent get 429, and a "
+    "signed webhook is still served at the connection cap") {
+  AgentDaemon d([](config::Config& c) {
+    c.server.max_connections = 4;
+    c.routing.max_waiting_claims_per_agent = 3;
+    c.channels.call_webhook.push_back({"pbx", "pbx-secret"});
+  });
+  // Four claims from alice, each on a connection of its own and willing to wait 10 s: together
+  // the whole connection cap.
+  std::vector<std::unique_ptr<RawClaim>> claims;
+  for (int i = 0; i < 4; ++i) {
+    claims.push_back(std::make_unique<RawClaim>(d.app->port(), "alice-token", "general", 10000));
+  }
+  // One of them (the last to find the queue empty) is answered at once.
+  auto first = answered(claims, std::chrono::seconds(5));
+  REQUIRE(first.size() == 1);
+  auto refused = claims[first[0]]->answer();
+  CAPTURE(refused);
+  CHECK(status_of(refused) == 429);
+  CHECK(refused.find("Retry-After: 1\r\n") != std::string::npos);
+  auto body = parse(refused.substr(refused.find("\r\n\r\n") + 4));
+  CHECK(body.at("error").at("code").as_string() == "too_many_waiting_claims");
+  CHECK(body.at("error").at("message").as_string() ==
+        "agent alice has 3 claims waiting for work already, the limit "
+        "(routing.max_waiting_claims_per_agent); wait for one to be answered before starting "
+        "another");
+  // Kept open: an idle keep-alive connection now.
+  auto idle = std::move(claims[first[0]]);
+  claims.erase(claims.begin() + static_cast<std::ptrdiff_t>(first[0]));
+  CHECK(answered(claims, std::chrono::milliseconds(300)).empty());  // the other three wait
+
+  // At the cap, the refused claim's connection is idle and makes room: the webhook is served.
+  // (Without the limit all four waited, and the webhook got 503, which Twilio does not retry.)
+  const std::string call =
+      R"({"event":"ringing","call_id":"limit-1","from":"+14155550100","to":"+14155550199",)"
+      R"("direction":"inbound","occurred_at":"2026-01-02T03:04:05Z"})";
+  HttpClient hook(d.app->port());
+  auto r = hook.request("POST", "/webhooks/calls/pbx", call,
+                        {{"Content-Type", "application/json"},
+                         {"X-Switchboard-Signature",
+                          voice::pbx_signature_header("pbx-secret", now_ms() / 1000, call)}});
+  CHECK(r.status == 200);
+  // The limit is per agent: bob may wait while alice's three do.
+  HttpClient bob(d.app->port());
+  CHECK(d.claim("bob-token", "general", 200, &bob).status == 204);
+
+  // Work arrives: one of alice's waiting claims takes it, and alice may wait again.
+  std::string id = d.ingest("limit-1", "for a waiting claim");
+  auto taken = answered(claims, std::chrono::seconds(5));
+  REQUIRE(taken.size() == 1);
+  auto got = claims[taken[0]]->answer();
+  CHECK(status_of(got) == 200);
+  CHECK(got.find(id) != std::string::npos);
+  HttpClient again(d.app->port());
+  CHECK(d.claim("alice-token", "general", 200, &again).status == 204);
+}
