@@ -403,8 +403,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "mastodon: a failed poll is logged with the account, the server's words (escaped) and the "
-    "retry; polling again after it has a line too") {
+    "mastodon: a failed poll is logged with the account, the server's words escaped and the "
+    "retry, and polling again after it has a line too") {
   LogCapture log("social");  // before the daemon, which logs from its own threads
   FakeMastodon fake;
   fake.start();
