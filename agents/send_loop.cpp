@@ -78,6 +78,7 @@ asio::awaitable<void> SendLoop::run() {
       }
       return out;
     };
+    bool read_failed = false;
     try {
       if (in_flight_.size() < policy_.max_in_flight) {
         auto [busy, full] = left_out();
@@ -93,8 +94,24 @@ asio::awaitable<void> SendLoop::run() {
           ++dispatched;
         }
       }
+      if (read_failing_since_) {
+        auto s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                                  *read_failing_since_);
+        logger("agents")->info("[agents] reading due sends works again, after {} s", s.count());
+        read_failing_since_.reset();
+      }
     } catch (const std::exception& e) {
-      logger("agents")->error("[agents] reading due sends failed: {}", e.what());
+      // Once per episode: every kick (a new reply, a finished send) runs this pass again, and a
+      // lasting failure (I/O, a lock held by another process) would otherwise write a line for
+      // each of them.
+      read_failed = true;
+      if (!read_failing_since_) {
+        read_failing_since_ = std::chrono::steady_clock::now();
+        logger("agents")->error(
+            "[agents] reading due sends failed: {}; replies wait, tried again every second "
+            "(logged again when it works)",
+            e.what());
+      }
     }
     // Sleep until the next due job (a kick or a finished send wakes us earlier). Rows due now
     // that this pass left are taken at once by the next; a pass that took none waits a little
@@ -112,6 +129,9 @@ asio::awaitable<void> SendLoop::run() {
       }
     } catch (const std::exception&) {
       wait = std::chrono::milliseconds(1000);
+    }
+    if (read_failed) {
+      wait = std::max(wait, std::chrono::milliseconds(1000));  // not every 50 ms while it fails
     }
     timer_.expires_after(wait);
     co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));

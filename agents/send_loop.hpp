@@ -16,6 +16,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "agents/records.hpp"
@@ -67,6 +68,9 @@ class SendLoop {
   std::atomic<std::size_t> busy_{0};  // in_flight_.size(), for other threads
   void done_with(const std::string& id);
   bool stopping_ = false;
+  // Since when reading the due sends fails (logged once at the start, once at the end), or
+  // nullopt while it works. io thread only.
+  std::optional<std::chrono::steady_clock::time_point> read_failing_since_;
 };
 
 }  // namespace sb::agents

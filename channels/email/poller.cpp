@@ -138,7 +138,12 @@ asio::awaitable<void> Poller::State::run(Mailbox& m) {
 asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   auto log = logger("email");
   const auto& a = *m.account;
-  imap::ClientOptions client_options = account_options(a, options.io_timeout);
+  std::string problem;
+  imap::ClientOptions client_options = account_options(a, options.io_timeout, problem);
+  if (!problem.empty()) {
+    m.why = std::move(problem);
+    co_return make_error_code(boost::system::errc::no_such_file_or_directory);
+  }
   client_options.max_fetch_bytes = options.max_fetch_bytes;
   imap::Client c(io.get_executor(), *m.tls, std::move(client_options));
   m.client = &c;

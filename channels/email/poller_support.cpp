@@ -2,9 +2,11 @@
 
 #include "channels/email/poller.hpp"
 
+#include <cerrno>
 #include <charconv>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 
 namespace sb::email {
 
@@ -44,7 +46,8 @@ std::string format_cursor(const Cursor& c) {
   return out;
 }
 
-imap::ClientOptions account_options(const config::Imap& a, std::chrono::milliseconds io_timeout) {
+imap::ClientOptions account_options(const config::Imap& a, std::chrono::milliseconds io_timeout,
+                                    std::string& problem) {
   imap::ClientOptions opts;
   opts.host = a.host;
   opts.port = a.port;
@@ -59,11 +62,19 @@ imap::ClientOptions account_options(const config::Imap& a, std::chrono::millisec
     opts.access_token = a.token;
     if (!a.token_file.empty()) {  // re-read on every connect: the token may have been rotated
       std::ifstream f(a.token_file);
+      if (!f) {
+        problem = "token_file " + a.token_file + " cannot be read (" +
+                  std::generic_category().message(errno) + "); nothing was sent to the server";
+        return opts;
+      }
       std::stringstream ss;
       ss << f.rdbuf();
       std::string t = ss.str();
       while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) {
         t.pop_back();
+      }
+      if (t.empty()) {
+        problem = "token_file " + a.token_file + " is empty; nothing was sent to the server";
       }
       opts.access_token = t;
     }

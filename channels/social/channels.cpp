@@ -6,6 +6,7 @@
 #include "channels/social/pollers.hpp"
 #include "channels/social/senders.hpp"
 #include "core/log.hpp"
+#include "core/log_gate.hpp"
 #include "routing/identity.hpp"
 #include "storage/async_pipeline.hpp"
 
@@ -76,7 +77,10 @@ void SocialChannels::stop() {
 }
 
 void SocialChannels::add_routes(http::Router& router) {
-  auto serve = [this](http::Request& r) -> asio::awaitable<http::Response> {
+  // A refused request is logged the first time, then at most once a minute per account and
+  // error code: anyone can post unsigned requests to the route, as fast as they like.
+  auto refused = std::make_shared<LogGate>(std::chrono::minutes(1));
+  auto serve = [this, refused](http::Request& r) -> asio::awaitable<http::Response> {
     const auto start = std::chrono::steady_clock::now();
     const std::string& name = r.params["name"];
     const config::Meta* cfg = nullptr;
@@ -104,16 +108,27 @@ void SocialChannels::add_routes(http::Router& router) {
     Labels labels{{"channel", "meta"}, {"account", name}};
     if (res.status >= 400) {
       rt_.metrics.inc("switchboard_channel_errors_total", labels);
-      logger("social")->warn("[meta:{}] rejected webhook: {} {}", name, res.status,
-                             res.error_message);
+      if (auto left_out = refused->pass(name + " " + res.error_code)) {
+        logger("social")->warn(
+            "[meta:{}] rejected webhook: {} ({}); answered {}, nothing stored{}", name,
+            res.error_message, res.error_code, res.status,
+            *left_out == 0 ? std::string()
+                           : " (" + std::to_string(*left_out) +
+                                 " more refused the same way since the last line; at most one "
+                                 "line a minute)");
+      }
       co_return http::error(res.status, res.error_code, res.error_message);
     }
     const bool carries_data = !res.items.empty() || !res.statuses.empty();
     if (!res.items.empty()) {
       // Meta retries anything but 200: answer only after the commit (a 2xx means committed).
       std::optional<CursorUpdate> none;
+      std::size_t n = res.items.size();  // store_batch empties the list
       std::string err = co_await store_batch(rt_, "meta", name, res.items, none);
       if (!err.empty()) {
+        // Meta delivers it again later: nothing was half-stored (the transaction rolled back).
+        logger("social")->error("[meta:{}] {} messages not stored: {}; answered 503 for a retry",
+                                name, n, err);
         co_return http::error(503, "storage_unavailable",
                               "the messages could not be stored: " + err);
       }

@@ -96,13 +96,22 @@ void spawn_poller(Runtime& rt, std::shared_ptr<Poller> p,
         std::mt19937 rng(std::random_device{}());
         milliseconds backoff{1000};
         const milliseconds max_backoff{5 * 60 * 1000};
+        std::uint64_t failed = 0;  // polls failed in a row
         while (!stopped->load()) {
           PollResult r = co_await p->poll_once();
           rt.metrics.inc("switchboard_social_polls_total", labels);
           milliseconds wait = r.next;
           if (r.ok) {
             backoff = milliseconds(1000);
+            // Each failure had its line (the back-off spaces them); the end of an episode has
+            // one too, or the last word in the log would be that the account is failing.
+            if (failed > 0) {
+              log->info("[{}:{}] polling again after {} failed poll{}", p->channel(), p->account(),
+                        failed, failed == 1 ? "" : "s");
+              failed = 0;
+            }
           } else {
+            ++failed;
             rt.metrics.inc("switchboard_channel_errors_total", labels);
             // Jitter (+-25 %) keeps accounts that failed together from retrying in lockstep.
             std::uniform_real_distribution<double> jitter(0.75, 1.25);

@@ -11,6 +11,7 @@
 #include "channels/voice/call_state.hpp"
 #include "channels/voice/webhook.hpp"
 #include "core/log.hpp"
+#include "core/log_gate.hpp"
 #include "core/time.hpp"
 #include "routing/identity.hpp"
 #include "storage/async_pipeline.hpp"
@@ -35,14 +36,26 @@ namespace {
 
 using Handle = std::function<WebhookResult(const WebhookRequest&)>;
 
-// The voice channel's counters by account, kept (see CounterCache).
+// The voice channel's counters by account, kept (see CounterCache), and its log gate: a
+// refused request is logged the first time, then at most once a minute per account and error
+// code (anyone can post unsigned requests, as fast as they like); the count says the rest.
 struct Counted {
   explicit Counted(Metrics& m)
       : stored(m, "switchboard_interactions_total", {"channel", "account"}),
         duplicates(m, "switchboard_duplicates_total", {"channel", "account"}),
         errors(m, "switchboard_channel_errors_total", {"channel", "account"}) {}
   CounterCache stored, duplicates, errors;
+  LogGate refused{std::chrono::minutes(1)};
 };
+
+// " for call CA123" when the request named one; at most 64 characters of it (it is not
+// verified, and may be anything).
+std::string for_call(const std::string& id) {
+  if (id.empty()) {
+    return "";
+  }
+  return " for call " + (id.size() > 64 ? id.substr(0, 64) + "..." : id);
+}
 
 template <typename Cfg>
 const Cfg* find(const std::vector<Cfg>& list, const std::string& name) {
@@ -64,15 +77,26 @@ asio::awaitable<http::Response> serve(VoiceRoutes& d, Counted& counted, http::Re
   WebhookResult res = handle(req);
   if (res.status >= 400) {
     counted.errors.inc({"voice", account});
-    logger("voice")->warn("[{}:{}] rejected webhook: {} {}", provider, account, res.status,
-                          res.error_message);
+    if (auto left_out =
+            counted.refused.pass(std::string(provider) + ":" + account + " " + res.error_code)) {
+      logger("voice")->warn(
+          "[{}:{}] rejected webhook{}: {} ({}); answered {}, nothing stored{}", provider, account,
+          for_call(res.call_id), res.error_message, res.error_code, res.status,
+          *left_out == 0 ? std::string()
+                         : " (" + std::to_string(*left_out) +
+                               " more refused the same way since the last line; at most one "
+                               "line a minute)");
+    }
     co_return http::error(res.status, res.error_code, res.error_message);
   }
   if (res.event) {
+    std::string call_id = res.event->call.external_id;
     auto out = co_await async_submit_call(d.pipeline, std::move(*res.event), asio::use_awaitable);
     const auto& o = out.at(0);
     if (!o.error.empty()) {
       // 503 makes the provider retry later; nothing was half-stored (the job rolled back).
+      logger("voice")->error("[{}:{}] event of call {} not stored: {}; answered 503 for a retry",
+                             provider, account, call_id, o.error);
       co_return http::error(503, "storage_unavailable",
                             "the call event could not be stored: " + o.error);
     }

@@ -373,7 +373,9 @@ WebhookResult handle_twilio(const config::Twilio& cfg, const WebhookRequest& req
     }
     params = parse_form(req.body);
     if (auto check = verify_twilio_form(cfg.auth_token, url, params, signature); !check.ok()) {
-      return webhook_error(check.status, check.code, check.message);
+      auto refused = webhook_error(check.status, check.code, check.message);
+      refused.call_id = std::string(form_get(params, "CallSid").value_or(""));
+      return refused;
     }
   } else if (type == "application/json") {
     if (auto check = verify_twilio_body(cfg.auth_token, url, req.body, signature); !check.ok()) {
@@ -397,7 +399,11 @@ WebhookResult handle_twilio(const config::Twilio& cfg, const WebhookRequest& req
                          "Twilio webhooks must be application/x-www-form-urlencoded "
                          "(or application/json with bodySHA256)");
   }
-  return twilio_event(cfg, params, default_region, canon);
+  auto r = twilio_event(cfg, params, default_region, canon);
+  if (r.status >= 400) {
+    r.call_id = std::string(form_get(params, "CallSid").value_or(""));
+  }
+  return r;
 }
 
 }  // namespace sb::voice

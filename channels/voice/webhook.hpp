@@ -37,6 +37,9 @@ struct WebhookResult {
   int status = 200;
   std::string error_code;     // snake_case, for {"error":{"code":..,"message":..}} when >= 400
   std::string error_message;  // human sentence naming the field or the check that failed
+  // The call a refused request names, if it could be read before the refusal (Twilio's
+  // CallSid): for the log line only, as it is not verified.
+  std::string call_id;
   std::optional<sb::CallEventInput> event;  // set when a call event must be stored
   std::string response_content_type;        // what to answer on success
   std::string response_body;

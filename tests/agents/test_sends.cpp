@@ -9,6 +9,7 @@
 #include "core/time.hpp"
 #include "storage/sqlite.hpp"
 #include "tests/agents/fixture.hpp"
+#include "tests/support/log_capture.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -235,4 +236,25 @@ TEST_CASE("a provider's wait 10 days ahead holds the reply an hour at most, not 
   std::int64_t next = d.rows("SELECT next_attempt_at FROM sends");
   CHECK(next <= now_ms() + 3600 * 1000);
   CHECK(next >= before + 3600 * 1000);  // the cap, not the first back-off of a second
+}
+
+TEST_CASE(
+    "a failing read of the due sends is logged once with its consequence, and once when it works "
+    "again, not at every pass") {
+  LogCapture log("agents");  // before the daemon, which logs from its own threads
+  std::string db_path;
+  // The table the send loop reads is gone from its start: every pass fails, a second apart.
+  AgentDaemon d([&](config::Config& c) { db_path = c.storage.path; },
+                [&](App&) { storage::Db(db_path).exec("ALTER TABLE sends RENAME TO sends_away"); });
+  // Nothing to await: what is checked is that the passes meanwhile added no line.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));  // 4 passes or so
+  auto failed = log.lines_with("reading due sends failed");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].find("error [agents] reading due sends failed: ") == 0);
+  CHECK(failed[0].find("no such table: sends; replies wait, tried again every second") !=
+        std::string::npos);
+  storage::Db(db_path).exec("ALTER TABLE sends_away RENAME TO sends");
+  CHECK(eventually([&] { return !log.lines_with("reading due sends works again").empty(); }));
+  d.app.reset();
+  CHECK(log.lines_with("reading due sends failed").size() == 1);
 }

@@ -53,6 +53,48 @@ struct FailureRig : DovecotPollerRig {
 
 }  // namespace
 
+// The line of the first session that ended, from "[email:support] " on.
+std::string first_ended(const std::string& text) {
+  auto at = text.find("[email:support] INBOX: session ended");
+  if (at == std::string::npos) {
+    return "";
+  }
+  auto line = text.substr(at);
+  return line.substr(0, line.find('\n'));
+}
+
+TEST_CASE(
+    "an IMAP login that cannot succeed is logged with the account, why and when it is tried "
+    "again: the server's refusal, or a token_file that cannot be read (and nothing is sent)") {
+  {
+    FailureRig r;
+    r.account.password = "not-the-password-42";
+    r.start();
+    REQUIRE(eventually([&] { return !first_ended(r.logged()).empty(); }, 20s));
+    auto line = first_ended(r.logged());
+    MESSAGE(line);
+    CHECK(line.find("[email:support] INBOX: session ended: AUTHENTICATE PLAIN failed: "
+                    "authentication failed: \"NO [AUTHENTICATIONFAILED]") == 0);
+    CHECK(line.find("; reconnecting in ") != std::string::npos);
+    CHECK(r.logged().find("not-the-password-42") == std::string::npos);
+  }
+  {
+    // An empty token would be sent and refused, and the line would blame the server.
+    FailureRig r;
+    r.account.auth = "xoauth2";
+    r.account.token_file = r.dir.file("no-such-token");
+    r.start();
+    REQUIRE(eventually([&] { return !first_ended(r.logged()).empty(); }, 20s));
+    auto line = first_ended(r.logged());
+    MESSAGE(line);
+    CHECK(line.find("[email:support] INBOX: session ended: token_file " +
+                    r.dir.file("no-such-token") +
+                    " cannot be read (No such file or directory); nothing was sent to the server; "
+                    "reconnecting in ") == 0);
+    CHECK(r.errors() >= 1);
+  }
+}
+
 TEST_CASE("a session that fails is logged with the command and the server's words") {
   FailureRig r("keep", "Missing");  // Dovecot refuses the SELECT
   r.start();

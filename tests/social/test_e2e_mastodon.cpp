@@ -7,6 +7,7 @@
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_http.hpp"
 #include "tests/social/fakes/fake_mastodon.hpp"
+#include "tests/support/log_capture.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -399,4 +400,32 @@ TEST_CASE(
   CHECK(str(d.queued().back().at("external_id")) == second);
   CHECK(d.cursor("mastodon:social", "mentions") != cursor);
   CHECK(d.rows("SELECT count(*) FROM interactions") == 2);
+}
+
+TEST_CASE(
+    "mastodon: a failed poll is logged with the account, the server's words escaped and the "
+    "retry, and polling again after it has a line too") {
+  LogCapture log("social");  // before the daemon, which logs from its own threads
+  FakeMastodon fake;
+  fake.start();
+  // A body is the server's text (or a proxy's): its newline must not start a line of its own.
+  fake.answer_next_poll(401,
+                        "{\"error\":\"The access token is invalid\"}\n2026-12-01T00:00:00.000Z "
+                        "info     social   [mastodon:social] all good");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, std::chrono::milliseconds(200)));
+  d.start();
+  REQUIRE(eventually([&] { return !log.lines_with("polling again").empty(); },
+                     std::chrono::seconds(10)));
+  d.stop();
+  auto failed = log.lines_with("poll failed");
+  REQUIRE(failed.size() == 1);
+  MESSAGE(failed[0]);
+  CHECK(failed[0].find("warning [mastodon:social] poll failed: HTTP 401: {\"error\":\"The access "
+                       "token is invalid\"}\\n2026-12-01T00:00:00.000Z info     social   "
+                       "[mastodon:social] all good; retrying in ") == 0);
+  CHECK(log.lines_with("all good").size() == 1);  // no forged line of its own
+  CHECK(log.lines_with("polling again") ==
+        std::vector<std::string>{"info [mastodon:social] polling again after 1 failed poll"});
+  CHECK(log.text().find("test-token") == std::string::npos);
 }

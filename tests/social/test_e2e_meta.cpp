@@ -4,6 +4,7 @@
 #include "channels/social/hmac.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_meta.hpp"
+#include "tests/support/log_capture.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -288,4 +289,23 @@ TEST_CASE("meta: WhatsApp statuses update the send state of our reply and show i
                "AND detail LIKE '%delivered%'") == 1);
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='provider_status'") == 2);
   CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id='OUT2' AND state='failed'") == 1);
+}
+
+TEST_CASE(
+    "meta: a forged signature is logged with the account and the consequence, without the "
+    "signature, once however often it comes") {
+  LogCapture log("social");  // before the daemon, which logs from its own threads
+  MetaDaemon d;
+  const std::string body = messenger("m_1", "hello");
+  const std::string forged_signature = social::hmac_sha256_hex("wrong-secret", body);
+  for (int i = 0; i < 5; ++i) {
+    CHECK(d.post(body, "wrong-secret").status == 403);
+  }
+  d.stop();
+  auto lines = log.lines_with("rejected webhook");
+  REQUIRE(lines.size() == 1);
+  MESSAGE(lines[0]);
+  CHECK(lines[0].find("warning [meta:meta] rejected webhook: ") == 0);
+  CHECK(lines[0].find("; answered 403, nothing stored") != std::string::npos);
+  CHECK(log.text().find(forged_signature) == std::string::npos);
 }

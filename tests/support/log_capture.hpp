@@ -1,7 +1,8 @@
 #pragma once
-// What one of the daemon's loggers (core/log.hpp: "relay", "email", ...) writes while a test
-// looks, for the tests that check what an operator would read. Header-only: the test programs
-// link the logging of the daemon's libraries, sb_test_support does not.
+// What a layer's logger writes while a LogCapture lives, as an operator would read it: one line
+// per message, "LEVEL text" (the daemon's time stamp and padding left out). Construct it before
+// the code under test starts logging, and destroy it after that code has stopped: spdlog's sink
+// list is not guarded against a logger writing while it changes.
 #include <cstddef>
 #include <memory>
 #include <sstream>
@@ -14,36 +15,42 @@
 
 namespace sb::test {
 
-// Adds a sink to the logger `name` for its lifetime. Captures nest (each removes the sink it
-// added last), so a capture lives within the test that made it, like the loggers' other sinks.
 class LogCapture {
  public:
-  explicit LogCapture(std::string name) : name_(std::move(name)) {
-    logger(name_)->sinks().push_back(sink_);
+  explicit LogCapture(std::string layer) : layer_(std::move(layer)) {
+    sink_->set_pattern("%l %v");
+    logger(layer_)->sinks().push_back(sink_);
   }
-  ~LogCapture() { logger(name_)->sinks().pop_back(); }
+  ~LogCapture() {
+    auto& sinks = logger(layer_)->sinks();
+    for (auto it = sinks.begin(); it != sinks.end(); ++it) {
+      if (*it == sink_) {
+        sinks.erase(it);
+        break;
+      }
+    }
+  }
   LogCapture(const LogCapture&) = delete;
   LogCapture& operator=(const LogCapture&) = delete;
 
-  // Everything logged so far (the sink flushed first: a line is whole once it is here).
   std::string text() {
     sink_->flush();
     return out_.str();
   }
-  // The lines logged so far that contain `needle`, in order.
-  std::vector<std::string> lines_with(const std::string& needle) {
-    std::vector<std::string> lines;
+  // The lines holding `what`.
+  std::vector<std::string> lines_with(const std::string& what) {
+    std::vector<std::string> found;
     std::istringstream in(text());
     for (std::string line; std::getline(in, line);) {
-      if (line.find(needle) != std::string::npos) {
-        lines.push_back(line);
+      if (line.find(what) != std::string::npos) {
+        found.push_back(line);
       }
     }
-    return lines;
+    return found;
   }
 
  private:
-  std::string name_;
+  std::string layer_;
   std::ostringstream out_;
   std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_ =
       std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
