@@ -30,6 +30,10 @@ namespace sb::email {
 
 namespace {
 
+// A session that stayed up this long after catching up was a working one: the back-off starts
+// afresh when it ends, whatever ended it.
+constexpr std::chrono::seconds kHealthySession{30};
+
 // Whether `after` that failed with `ec` is the next session's to try again: a refusal (NO,
 // BAD) would come again; anything else broke the connection.
 bool after_left_for_next_session(error_code ec) {
@@ -127,6 +131,10 @@ asio::awaitable<void> Poller::State::run(Mailbox& m) {
       break;
     }
     count_error(m);
+    if (m.caught_up_at && std::chrono::steady_clock::now() - *m.caught_up_at >= kHealthySession) {
+      m.failures = 0;
+    }
+    m.caught_up_at.reset();
     milliseconds delay = backoff(m.failures++);
     log->warn("{} session ended: {}; reconnecting in {} ms", m.prefix, m.why, delay.count());
     m.timer->expires_after(delay);
@@ -361,10 +369,14 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
         co_return ec;
       }
     }
-    // Only now does the next failure start the back-off afresh: a server that accepts the
-    // login and SELECT and then fails every time (throttling, a message it cannot read) would
-    // otherwise be reconnected to twice a second for ever.
-    m.failures = 0;
+    // The back-off starts afresh only once the session has caught up AND then waited for new
+    // mail once (an IDLE that ended well, a poll interval), or stayed up kHealthySession after
+    // catching up (run()). A server that accepts the login and SELECT and then fails every time
+    // (throttling, a message it cannot read), or that breaks every IDLE, would otherwise be
+    // reconnected to twice a second for ever.
+    if (!m.caught_up_at) {
+      m.caught_up_at = std::chrono::steady_clock::now();
+    }
     if (stopping) {
       break;
     }
@@ -378,6 +390,7 @@ asio::awaitable<error_code> Poller::State::sync(Mailbox& m, imap::Client& c, Bat
       m.timer->expires_after(wait);
       co_await m.timer->async_wait(asio::as_tuple(asio::use_awaitable));
     }
+    m.failures = 0;
   }
   co_return error_code{};
 }

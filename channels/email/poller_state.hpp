@@ -12,8 +12,10 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <random>
 
 #include "channels/email/batch_chain.hpp"
@@ -35,6 +37,9 @@ struct Poller::Mailbox {
   BatchChain* chain = nullptr;     // its batches, woken by stop()
   std::unique_ptr<asio::steady_timer> timer;
   int failures = 0;
+  // When this session first caught up (nullopt before): a session that then stays up for
+  // kHealthySession starts the back-off afresh when it ends.
+  std::optional<std::chrono::steady_clock::time_point> caught_up_at;
   FetchFailures fetch_failures;                  // a FETCH that keeps failing, across sessions
   std::uint64_t fetch_failures_uidvalidity = 0;  // the UIDs it names are of this UIDVALIDITY
   // `after` still due from an earlier session is not kept here but in the committed cursor

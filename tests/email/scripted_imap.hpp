@@ -49,6 +49,8 @@ class ScriptedImap {
 
   // Set before start().
   Omit omit;
+  // Advertise IDLE, and refuse every IDLE with NO (a server whose IDLE is broken).
+  bool idle_fails = false;
 
   // The first line(s), CRLF included; a greeting that is not "* OK" ends the connection after
   // it. Takes effect with the next connection.
@@ -165,11 +167,16 @@ class ScriptedImap {
     std::lock_guard lock(mu_);
     commands_.push_back(cmd);
     std::string ok = tag + " OK done\r\n";
+    const std::string caps =
+        idle_fails ? "IMAP4rev1 SASL-IR AUTH=PLAIN IDLE" : "IMAP4rev1 SASL-IR AUTH=PLAIN";
     if (cmd.rfind("CAPABILITY", 0) == 0) {
-      return "* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN\r\n" + ok;
+      return "* CAPABILITY " + caps + "\r\n" + ok;
     }
     if (cmd.rfind("AUTHENTICATE", 0) == 0 || cmd.rfind("LOGIN", 0) == 0) {
-      return tag + " OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] Logged in\r\n";
+      return tag + " OK [CAPABILITY " + caps + "] Logged in\r\n";
+    }
+    if (cmd == "IDLE" && idle_fails) {
+      return tag + " NO [UNAVAILABLE] IDLE is broken here\r\n";
     }
     if (cmd.rfind("SELECT", 0) == 0 || cmd.rfind("EXAMINE", 0) == 0) {
       std::uint64_t next = messages_.empty() ? 1 : messages_.rbegin()->first + 1;

@@ -179,3 +179,23 @@ TEST_CASE(
   REQUIRE(eventually([&] { return r.rows("SELECT count(*) FROM interactions") == 1; }, 30s));
   CHECK(eventually([&] { return r.cursor() == "7:1"; }));
 }
+
+TEST_CASE(
+    "a server that serves the mail and then refuses every IDLE: reconnected to with a growing "
+    "back-off, not twice a second for ever") {
+  ScriptedRig r;
+  r.server.add(1, test_email(1, 1));
+  r.server.idle_fails = true;
+  r.start();
+  REQUIRE(eventually([&] { return r.server.connections >= 5; }, 30s));
+  CHECK(r.rows("SELECT count(*) FROM interactions") == 1);
+  auto ended = r.lines_with("session ended");
+  REQUIRE_FALSE(ended.empty());
+  MESSAGE(ended[0]);
+  CHECK(ended[0].find("IDLE is broken here") != std::string::npos);
+  auto delays = r.reconnect_delays();
+  REQUIRE(delays.size() >= 4);
+  // 50 ms doubling, jittered in [base/2, base]: the fourth is at least 200 ms, the first at
+  // most 50 ms. Before, each session that caught up started the back-off afresh: all <= 50 ms.
+  CHECK(delays[3] >= 4 * delays[0]);
+}
