@@ -66,7 +66,7 @@ void read_backfill(TableReader& r, std::optional<milliseconds>& out) {
 
 void read_mastodon(TableReader& r, ChannelNames& names, Mastodon& out) {
   names.read(r, "mastodon", out.name);
-  read_url(r, "base_url", out.base_url, true);
+  read_api_url(r, "base_url", out.base_url, true);
   r.secret("access_token", out.access_token);
   r.duration("poll_interval", out.poll_interval);
   read_backfill(r, out.backfill);
@@ -120,7 +120,7 @@ void read_x_user_context(TableReader& r, X& out) {
 
 void read_x(TableReader& r, ChannelNames& names, X& out) {
   names.read(r, "x", out.name);
-  read_url(r, "base_url", out.base_url, false);
+  read_api_url(r, "base_url", out.base_url, false);
   r.secret("bearer_token", out.bearer_token);
   r.str("user_id", out.user_id, true);
   r.duration("poll_interval", out.poll_interval);
@@ -135,13 +135,13 @@ void read_meta(TableReader& r, ChannelNames& names, Meta& out) {
   // The verify token is only compared with hub.verify_token, but it is still a shared secret.
   r.secret("verify_token", out.verify_token);
   r.secret("access_token", out.access_token);
-  read_url(r, "base_url", out.base_url, false);
+  read_api_url(r, "base_url", out.base_url, false);
   r.finish();
 }
 
 void read_telegram(TableReader& r, ChannelNames& names, Telegram& out) {
   names.read(r, "telegram", out.name);
-  read_url(r, "base_url", out.base_url, false);
+  read_api_url(r, "base_url", out.base_url, false);
   r.secret("bot_token", out.bot_token);
   r.finish();
 }

@@ -53,6 +53,21 @@ bool read_url(TableReader& r, std::string_view key, std::string& out, bool requi
                 r.dotted(key) + " must be an http:// or https:// URL (got \"" + url + "\")");
     return false;
   }
+  while (url.size() > 1 && url.back() == '/') {
+    url.pop_back();
+  }
+  out = std::move(url);
+  return true;
+}
+
+bool read_api_url(TableReader& r, std::string_view key, std::string& out, bool required) {
+  std::string url;
+  if (!read_url(r, key, url, required)) {
+    return false;
+  }
+  if (url.empty()) {
+    return true;  // not given: the provider's own https URL
+  }
   // The account's token goes with every request (Telegram's in the URL's path): plain HTTP only
   // to this machine (a test fake, a local proxy that does the TLS), as tls = "none" for mail.
   if (auto parsed = boost::urls::parse_absolute_uri(url);
@@ -63,9 +78,6 @@ bool read_url(TableReader& r, std::string_view key, std::string& out, bool requi
                     "localhost), not \"" +
                     url + "\": the account's token would cross the network in clear");
     return false;
-  }
-  while (url.size() > 1 && url.back() == '/') {
-    url.pop_back();
   }
   out = std::move(url);
   return true;

@@ -29,6 +29,9 @@ class ChannelNames {
 // An http(s) URL; a trailing '/' is dropped so that `base_url + "/path"` never doubles it (the
 // Twilio signature covers the exact URL, so "https://h//webhooks/..." would never verify).
 bool read_url(TableReader& r, std::string_view key, std::string& out, bool required);
+// read_url for the URL of a provider's API, where the account's token goes with every request:
+// https://, or http:// to a loopback host only.
+bool read_api_url(TableReader& r, std::string_view key, std::string& out, bool required);
 
 // host + tls: `tls = "none"` only to a loopback host (plaintext credentials otherwise).
 void check_plaintext(TableReader& r, const std::string& host, const std::string& tls);

@@ -245,6 +245,11 @@ TEST_CASE("API channels: plain http:// only to a loopback host, the token would 
   CHECK(problem_of("[[channels.mastodon]]\nname = \"m\"\nbase_url = \"http://10.0.0.5:3000\"\n"
                    "access_token = \"t\"\n")
             .find("channels.mastodon.base_url must be https://") != std::string::npos);
+  // Twilio's public_url is where Twilio calls us (the signature covers it), no token goes there.
+  CHECK(load_ok("[[channels.twilio]]\nname = \"v\"\nauth_token = \"a\"\npublic_url = "
+                "\"http://hooks.example.com/tw\"\n")
+            .channels.twilio.at(0)
+            .public_url == "http://hooks.example.com/tw");
   for (const char* ok : {"http://localhost:8080", "http://[::1]:9", "http://127.0.0.2",
                          "https://mastodon.example"}) {
     CAPTURE(ok);
