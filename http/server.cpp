@@ -98,6 +98,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   // is written. The body cap alone bounded this by max_connections x max_body_bytes: 10 GB at the
   // default caps, from clients that send a header and then trickle, or never send, the body.
   std::size_t body_bytes = 0;
+  std::size_t open_bytes = 0;   // the part of body_bytes held by routes without a Gate
   std::size_t body_budget = 0;  // set by start() (ServerOptions::max_body_bytes_in_flight)
   std::chrono::steady_clock::time_point busy_logged{};
   // RFC 9110 section 6.6.1: the Date of every response, formatted once a second (io thread only).
@@ -297,16 +298,35 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   }
 
   std::size_t body_room() const { return body_budget > body_bytes ? body_budget - body_bytes : 0; }
+  // Bodies of routes without a Gate (webhooks: signed over the body, so anyone may send one
+  // and be refused only once it is read) may hold half the budget (at least one body of
+  // max_body_bytes): unsigned senders trickling large bodies cannot starve the routes whose
+  // token was checked before their body was read.
+  std::size_t open_room() const {
+    std::size_t cap = std::max(body_budget / 2, opts.max_body_bytes);
+    return std::min(body_room(), cap > open_bytes ? cap - open_bytes : 0);
+  }
 
-  // A request's share of body_bytes, given back when the request is done with.
+  // A request's share of body_bytes (and of open_bytes, for a route without a Gate), given back
+  // when the request is done with. `open` is set before the first add().
   struct BodyHold {
     Impl* server;
+    bool open = false;
     std::size_t bytes = 0;
+    std::size_t room() const { return open ? server->open_room() : server->body_room(); }
     void add(std::size_t n) {
       bytes += n;
       server->body_bytes += n;
+      if (open) {
+        server->open_bytes += n;
+      }
     }
-    ~BodyHold() { server->body_bytes -= bytes; }
+    ~BodyHold() {
+      server->body_bytes -= bytes;
+      if (open) {
+        server->open_bytes -= bytes;
+      }
+    }
   };
 
   // 503 for a body that would take body_bytes past the budget (413 is for a body too large on
@@ -351,7 +371,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       BodyHold hold{this};
       bool over_budget = false;
       auto on_chunk = [&](std::uint64_t size, auto, beast::error_code& cec) {
-        if (size > body_room()) {
+        if (size > hold.room()) {
           over_budget = true;
           cec = asio::error::no_buffer_space;
           return;
@@ -400,6 +420,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         if (head && !m.handler) {
           m = router.find("GET", r.path, r.params);  // RFC 9110 section 9.3.2: GET w/o content
         }
+        hold.open = m.handler != nullptr && m.gate == nullptr;
         if (!parser.is_done()) {
           // A body that came whole with the header is in the buffer already (a read, 64 KiB at
           // most): it is parsed and handled as before, the handler checking the token itself.
@@ -413,7 +434,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
             early = (*m.gate)(r);
           }
           if (!early && length) {
-            if (!buffered && *length > body_room()) {
+            if (!buffered && *length > hold.room()) {
               early = bodies_busy();
             } else {
               hold.add(static_cast<std::size_t>(*length));

@@ -687,14 +687,18 @@ TEST_CASE(
   CHECK(res.find("HTTP/1.1 200 OK\r\n") != std::string::npos);
 }
 
-// A server of its own, with small caps: two bodies of 100 KiB fill the budget.
+// A server of its own, with small caps: two bodies of 100 KiB fill the budget. The route has a
+// Gate (as the token routes do), so its bodies may take the whole budget.
 TEST_CASE(
     "http server: a body past max_body_bytes_in_flight is refused with 503 before it is read") {
   boost::asio::io_context io;
   http::Router router;
-  router.add("POST", "/size", [](http::Request& r) -> boost::asio::awaitable<http::Response> {
-    co_return http::json(200, "{\"size\":" + std::to_string(r.body.size()) + "}");
-  });
+  router.add(
+      "POST", "/size",
+      [](http::Request& r) -> boost::asio::awaitable<http::Response> {
+        co_return http::json(200, "{\"size\":" + std::to_string(r.body.size()) + "}");
+      },
+      [](const http::Request&) -> std::optional<http::Response> { return std::nullopt; });
   Metrics metrics;
   http::ServerOptions opts;
   opts.port = 0;
@@ -759,6 +763,67 @@ TEST_CASE(
   RawConn e(server.port());
   REQUIRE(e.send(sized(kBody)));
   CHECK(invited(e) == "HTTP/1.1 100 Continue\r\n\r\n");
+  server.stop();
+  io.stop();
+  runner.join();
+}
+
+// Webhook routes have no Gate: anyone may send them a body, refused only once it is read.
+TEST_CASE(
+    "http server: bodies of routes without a Gate hold half the budget at most, the rest stays "
+    "for the routes whose token was checked") {
+  boost::asio::io_context io;
+  http::Router router;
+  auto size = [](http::Request& r) -> boost::asio::awaitable<http::Response> {
+    co_return http::json(200, "{\"size\":" + std::to_string(r.body.size()) + "}");
+  };
+  router.add("POST", "/hook", size);
+  router.add("POST", "/size", size,
+             [](const http::Request&) -> std::optional<http::Response> { return std::nullopt; });
+  Metrics metrics;
+  http::ServerOptions opts;
+  opts.port = 0;
+  opts.max_body_bytes = 64 * 1024;
+  opts.max_body_bytes_in_flight = 200 * 1024;  // 100 KiB for /hook's bodies
+  http::Server server(io, opts, router, metrics);
+  server.start();
+  std::thread runner([&] { io.run(); });
+  auto sized = [](const std::string& path, std::size_t n) {
+    return "POST " + path +
+           " HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: " + std::to_string(n) +
+           "\r\n\r\n";
+  };
+  auto answer = [](RawConn& c) {
+    if (!c.readable(std::chrono::seconds(2))) {
+      return std::string();
+    }
+    char buf[512] = {};
+    auto n = ::recv(c.fd(), buf, sizeof buf - 1, 0);
+    return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+  };
+  constexpr std::size_t kBody = 60 * 1024;
+  RawConn a(server.port());
+  REQUIRE(a.send(sized("/hook", kBody)));
+  REQUIRE(answer(a) == "HTTP/1.1 100 Continue\r\n\r\n");
+  // A second trickling webhook body would pass half the budget: refused.
+  RawConn b(server.port());
+  REQUIRE(b.send(sized("/hook", kBody)));
+  auto refused = answer(b);
+  CAPTURE(refused);
+  CHECK(refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+  // The token routes still have their share.
+  RawConn c(server.port());
+  REQUIRE(c.send(sized("/size", kBody)));
+  CHECK(answer(c) == "HTTP/1.1 100 Continue\r\n\r\n");
+  REQUIRE(c.send(std::string(kBody, 'c')));
+  auto served = c.read_all(std::chrono::milliseconds(500));
+  CHECK(served.ends_with("{\"size\":61440}"));
+  // Once the first webhook body is answered its share is free again.
+  REQUIRE(a.send(std::string(kBody, 'a')));
+  CHECK(a.read_all(std::chrono::milliseconds(500)).ends_with("{\"size\":61440}"));
+  RawConn d(server.port());
+  REQUIRE(d.send(sized("/hook", kBody)));
+  CHECK(answer(d) == "HTTP/1.1 100 Continue\r\n\r\n");
   server.stop();
   io.stop();
   runner.join();
