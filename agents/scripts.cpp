@@ -232,7 +232,8 @@ return {1, nid, key}
 // undelivered are XLEN minus these, and the entries after `last`. The first side is small in
 // the daemon's own use (its acks delete their entries), and either side read to its end gives
 // the exact count. When both sides are longer than the limit, Redis's lag stands in if it has
-// one; else waiting is "at least the limit". A bounded read per stream whatever the backlog.
+// one, else waiting is "at least the limit"; either is reported as not exact. A bounded read
+// per stream whatever the backlog.
 constexpr const char* kStatsBody = R"lua(
 local limit = tonumber(ARGV[2])
 local chunk = math.min(100, limit)
@@ -270,8 +271,8 @@ for i = 1, 4 do
         local last = t['last-delivered-id']
         local lag, least = undelivered(key, last)
         if not lag then
-          lag = t['lag']
-          if not lag then lag, exact = least, 0 end
+          -- Redis's lag may be off (above): a count the script could not make is not exact.
+          lag, exact = t['lag'] or least, 0
         end
         local expired = redis.call('XPENDING', key, 'agents', 'IDLE', ARGV[1], '-', '+', 10000)
         if #expired == 10000 then exact = 0 end
