@@ -131,3 +131,31 @@ TEST_CASE(
   HttpClient again(d.app->port());
   CHECK(d.claim("alice-token", "general", 200, &again).status == 204);
 }
+
+TEST_CASE("a waiting claim whose client hung up gives its place under the limit back") {
+  AgentDaemon d([](config::Config& c) { c.routing.max_waiting_claims_per_agent = 2; });
+  auto claim = [&] {
+    std::vector<std::unique_ptr<RawClaim>> one;
+    one.push_back(std::make_unique<RawClaim>(d.app->port(), "alice-token", "general", 10000));
+    return one;
+  };
+  std::vector<std::unique_ptr<RawClaim>> waiting;
+  for (int i = 0; i < 2; ++i) {
+    waiting.push_back(std::make_unique<RawClaim>(d.app->port(), "alice-token", "general", 10000));
+  }
+  CHECK(answered(waiting, std::chrono::milliseconds(300)).empty());
+  {
+    auto third = claim();
+    REQUIRE(answered(third, std::chrono::seconds(5)).size() == 1);
+    CHECK(status_of(third[0]->answer()) == 429);
+  }
+  waiting.erase(waiting.begin());  // its client hangs up, 10 s before wait_ms would end it
+  // The daemon notices the hang-up and counts the claim no longer: a new one may wait.
+  bool waits = eventually(
+      [&] {
+        auto next = claim();
+        return answered(next, std::chrono::milliseconds(300)).empty();
+      },
+      std::chrono::seconds(5));
+  CHECK(waits);
+}
