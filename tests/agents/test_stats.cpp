@@ -60,6 +60,17 @@ bool lag_is_nil(AgentDaemon& d) {
   return groups.find("lag,(nil)") != std::string::npos;
 }
 
+// A plain Redis client reads the first 700 entries and acks them without XDEL: they stay in the
+// stream, behind the group's last-delivered id, and are not waiting.
+void read_and_ack_700(AgentDaemon& d) {
+  d.redis.cmd({"XREADGROUP", "GROUP", "agents", "bob", "COUNT", "700", "STREAMS", kStream, ">"});
+  REQUIRE(d.redis.cmd({"EVAL",
+                       "local n = 0 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', "
+                       "'COUNT', 700)) do n = n + redis.call('XACK', KEYS[1], 'agents', e[1]) "
+                       "end return n",
+                       "1", kStream}) == "700");
+}
+
 }  // namespace
 
 TEST_CASE("50000 waiting and no lag from Redis: concurrent scrapes share one bounded read") {
@@ -129,14 +140,7 @@ TEST_CASE("no lag from Redis and more than 500 on both sides of the group: at le
   d.ingest("both-0", "the daemon's own");
   d.drained();
   add_entries(d, 2'000);
-  // A plain Redis client reads 700 and acks them without XDEL: they stay in the stream, behind
-  // the group's last-delivered id, and are not waiting.
-  d.redis.cmd({"XREADGROUP", "GROUP", "agents", "bob", "COUNT", "700", "STREAMS", kStream, ">"});
-  REQUIRE(d.redis.cmd({"EVAL",
-                       "local n = 0 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', "
-                       "'COUNT', 700)) do n = n + redis.call('XACK', KEYS[1], 'agents', e[1]) "
-                       "end return n",
-                       "1", kStream}) == "700");
+  read_and_ack_700(d);
   REQUIRE(d.redis.cmd({"XDEL", kStream, entry_id(d, 1000)}) == "1");
   REQUIRE(lag_is_nil(d));
   // 2,001 - 700 read - 1 deleted = 1,300 waiting; neither side was counted to its end.
@@ -166,12 +170,7 @@ TEST_CASE("Redis's lag standing in for more than 500 on both sides: used, and fl
   d.ingest("lag-0", "the daemon's own");
   d.drained();
   add_entries(d, 2'000);
-  d.redis.cmd({"XREADGROUP", "GROUP", "agents", "bob", "COUNT", "700", "STREAMS", kStream, ">"});
-  REQUIRE(d.redis.cmd({"EVAL",
-                       "local n = 0 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', "
-                       "'COUNT', 700)) do n = n + redis.call('XACK', KEYS[1], 'agents', e[1]) "
-                       "end return n",
-                       "1", kStream}) == "700");
+  read_and_ack_700(d);
   REQUIRE_FALSE(lag_is_nil(d));  // nothing deleted: Redis has a lag, and it is right here
   auto q = d.queue_stats("general");
   CHECK(q.at("depth").as_int64() == 1'301);
