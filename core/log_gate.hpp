@@ -34,6 +34,14 @@ class LogGate {
     return std::exchange(k.left_out, 0);
   }
 
+  // The end of a line pass() let through after `left_out` were left out: "" for none.
+  static std::string left_out_note(std::uint64_t left_out) {
+    return left_out == 0 ? std::string()
+                         : " (" + std::to_string(left_out) +
+                               " more refused the same way since the last line; at most one "
+                               "line a minute)";
+  }
+
  private:
   struct Kind {
     Clock::time_point logged_at{};

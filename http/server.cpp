@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "core/log.hpp"
+#include "core/log_gate.hpp"
 
 namespace sb::http {
 namespace asio = boost::asio;
@@ -100,7 +101,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   std::size_t body_bytes = 0;
   std::size_t open_bytes = 0;   // the part of body_bytes held by routes without a Gate
   std::size_t body_budget = 0;  // set by start() (ServerOptions::max_body_bytes_in_flight)
-  std::chrono::steady_clock::time_point busy_logged{};
+  LogGate busy_log{std::chrono::minutes(1)};  // the 503 server_busy, logged once a minute
   // RFC 9110 section 6.6.1: the Date of every response, formatted once a second (io thread only).
   std::int64_t date_second = -1;
   char date_text[30] = {};
@@ -332,14 +333,12 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   // 503 for a body that would take body_bytes past the budget (413 is for a body too large on
   // its own: retrying that is pointless, retrying this one shortly is not).
   Response bodies_busy() {
-    auto now = std::chrono::steady_clock::now();
-    if (now - busy_logged >= std::chrono::minutes(1) ||
-        busy_logged == std::chrono::steady_clock::time_point{}) {
-      busy_logged = now;
+    if (auto left_out = busy_log.pass("server_busy")) {
       logger("http")->warn(
           "[http] {} bytes of request bodies held, the cap (server.max_body_bytes_in_flight is "
-          "{}): request bodies that have not arrived yet are refused with 503 until some finish",
-          body_bytes, body_budget);
+          "{}): request bodies that have not arrived yet are refused with 503 until some "
+          "finish{}",
+          body_bytes, body_budget, LogGate::left_out_note(*left_out));
     }
     auto res = error(503, "server_busy",
                      "the server holds as many request bodies as it may at once "

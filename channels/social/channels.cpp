@@ -109,13 +109,9 @@ void SocialChannels::add_routes(http::Router& router) {
     if (res.status >= 400) {
       rt_.metrics.inc("switchboard_channel_errors_total", labels);
       if (auto left_out = refused->pass(name + " " + res.error_code)) {
-        logger("social")->warn(
-            "[meta:{}] rejected webhook: {} ({}); answered {}, nothing stored{}", name,
-            res.error_message, res.error_code, res.status,
-            *left_out == 0 ? std::string()
-                           : " (" + std::to_string(*left_out) +
-                                 " more refused the same way since the last line; at most one "
-                                 "line a minute)");
+        logger("social")->warn("[meta:{}] rejected webhook: {} ({}); answered {}, nothing stored{}",
+                               name, res.error_message, res.error_code, res.status,
+                               LogGate::left_out_note(*left_out));
       }
       co_return http::error(res.status, res.error_code, res.error_message);
     }

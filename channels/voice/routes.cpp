@@ -79,13 +79,9 @@ asio::awaitable<http::Response> serve(VoiceRoutes& d, Counted& counted, http::Re
     counted.errors.inc({"voice", account});
     if (auto left_out =
             counted.refused.pass(std::string(provider) + ":" + account + " " + res.error_code)) {
-      logger("voice")->warn(
-          "[{}:{}] rejected webhook{}: {} ({}); answered {}, nothing stored{}", provider, account,
-          for_call(res.call_id), res.error_message, res.error_code, res.status,
-          *left_out == 0 ? std::string()
-                         : " (" + std::to_string(*left_out) +
-                               " more refused the same way since the last line; at most one "
-                               "line a minute)");
+      logger("voice")->warn("[{}:{}] rejected webhook{}: {} ({}); answered {}, nothing stored{}",
+                            provider, account, for_call(res.call_id), res.error_message,
+                            res.error_code, res.status, LogGate::left_out_note(*left_out));
     }
     co_return http::error(res.status, res.error_code, res.error_message);
   }
