@@ -33,7 +33,9 @@ void read_imap(TableReader& r, ChannelNames& names, Imap& out) {
   r.secret("password", out.password, !xoauth2);
   // XOAUTH2 (RFC 7628 style SASL): a static token, or a file an external refresher rewrites.
   const bool has_token = r.has("token") || r.has("token_env");
-  r.secret("token", out.token, false);
+  // token_file is not the secret's file form (read once per load) but a path kept and read at
+  // each login, as the refresher rewrites it between reloads.
+  r.secret("token", out.token, false, /*file_form=*/false);
   r.str("token_file", out.token_file);
   if (xoauth2 && !has_token && out.token_file.empty()) {
     r.ctx().add(r.line_of_key("auth"),

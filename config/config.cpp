@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <type_traits>
 
 #include "config/reader.hpp"
 #include "config/sections.hpp"
@@ -63,47 +64,61 @@ LoadResult load_string(std::string_view toml_text, const std::string& path_for_m
   return LoadResult{std::move(config), {}, std::move(ctx.warnings)};
 }
 
-namespace {
-
-// The whole file, or the errno of the failure. Plain POSIX calls rather than an ifstream: a
-// stream opens a directory and then reads nothing without saying why, and `--config /etc/sb`
-// would pass check-config and run on the built-in defaults. A FIFO (`--config <(...)`) reads.
-int read_whole_file(const std::string& path, std::string& out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return errno;
-  }
-  struct stat st {};
-  int err = ::fstat(fd, &st) != 0 ? errno : 0;
-  if (err == 0 && S_ISDIR(st.st_mode)) {
-    err = EISDIR;
-  }
-  char buf[64 * 1024];
-  while (err == 0) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      out.append(buf, static_cast<std::size_t>(n));
-    } else if (n == 0) {
-      break;
-    } else if (errno != EINTR) {
-      err = errno;
-    }
-  }
-  ::close(fd);
-  return err;
-}
-
-}  // namespace
-
 LoadResult load_file(const std::string& path, const LoadOptions& options) {
   std::string text;
-  if (const int err = read_whole_file(path, text); err != 0) {
+  if (const int err = detail::read_whole_file(path, text); err != 0) {
     return LoadResult{
         std::nullopt,
         {Problem{path, 0, std::string("cannot read the file: ") + std::strerror(err)}},
         {}};
   }
   return load_string(text, path, options);
+}
+
+namespace {
+
+// An account with its webhook signing secrets blanked, to compare what else changed. The kinds
+// without a webhook come back as they are.
+template <class Account>
+Account without_webhook_secrets(Account a) {
+  if constexpr (std::is_same_v<Account, Twilio>) {
+    a.auth_token.clear();
+  } else if constexpr (std::is_same_v<Account, Telnyx>) {
+    a.public_key.clear();
+  } else if constexpr (std::is_same_v<Account, CallWebhook>) {
+    a.secret.clear();
+  } else if constexpr (std::is_same_v<Account, Meta>) {
+    a.app_secret.clear();
+    a.verify_token.clear();
+  }
+  return a;
+}
+
+template <class Account>
+const Account* named(const std::vector<Account>& list, const std::string& name) {
+  auto it = std::find_if(list.begin(), list.end(), [&](const auto& c) { return c.name == name; });
+  return it == list.end() ? nullptr : &*it;
+}
+
+}  // namespace
+
+std::vector<std::string> take_webhook_secrets(Channels& running, const Channels& fresh) {
+  std::vector<std::string> taken;
+  auto take = [&taken](const char* kind, auto& was, const auto& now) {
+    for (auto& c : was) {
+      const auto* next = named(now, c.name);
+      if (next != nullptr && !(*next == c) &&
+          without_webhook_secrets(*next) == without_webhook_secrets(c)) {
+        c = *next;
+        taken.push_back(std::string(kind) + " " + c.name);
+      }
+    }
+  };
+  take("twilio", running.twilio, fresh.twilio);
+  take("telnyx", running.telnyx, fresh.telnyx);
+  take("call_webhook", running.call_webhook, fresh.call_webhook);
+  take("meta", running.meta, fresh.meta);
+  return taken;
 }
 
 std::vector<std::string> changes_needing_restart(const Config& running, const Config& fresh) {
@@ -138,22 +153,20 @@ std::vector<std::string> changes_needing_restart(const Config& running, const Co
   if (running.redis.url != fresh.redis.url || running.redis.password != fresh.redis.password) {
     out.emplace_back("redis.url or redis.password");
   }
-  // Channels are set up at start: a rotated webhook secret or a new account waits for a
-  // restart. Named by kind and account, never with a value (most of them hold secrets).
+  // Channels are set up at start: a new account, or a changed one, waits for a restart (a
+  // webhook secret alone is applied: take_webhook_secrets). Named by kind and account, never
+  // with a value (most of them hold secrets).
   auto accounts = [&out](const char* kind, const auto& was, const auto& now) {
-    auto find = [](const auto& list, const std::string& name) {
-      return std::find_if(list.begin(), list.end(), [&](const auto& c) { return c.name == name; });
-    };
     for (const auto& c : now) {
-      auto before = find(was, c.name);
-      if (before == was.end()) {
+      const auto* before = named(was, c.name);
+      if (before == nullptr) {
         out.push_back(std::string("channels.") + kind + " " + c.name + " (added)");
-      } else if (!(*before == c)) {
+      } else if (!(without_webhook_secrets(*before) == without_webhook_secrets(c))) {
         out.push_back(std::string("channels.") + kind + " " + c.name + " (changed)");
       }
     }
     for (const auto& c : was) {
-      if (find(now, c.name) == now.end()) {
+      if (named(now, c.name) == nullptr) {
         out.push_back(std::string("channels.") + kind + " " + c.name + " (removed)");
       }
     }

@@ -267,7 +267,18 @@ LoadResult load_string(std::string_view toml, const std::string& path_for_messag
 // everything else keeps its start-up value until a restart. One line per such key whose value
 // in `fresh` differs from `running`, e.g. "routing.claim_timeout (300s -> 600s)"; secrets and
 // the Redis url (it may hold a password) are named without their values.
+// A webhook account whose signing secret alone changed is not named: a reload applies it
+// (take_webhook_secrets).
 std::vector<std::string> changes_needing_restart(const Config& running, const Config& fresh);
+
+// The webhook signing secrets a reload applies: Twilio's auth_token, Telnyx's public_key, a
+// call_webhook's secret, Meta's app_secret and verify_token. Copied from `fresh` into each
+// account of `running` that `fresh` has under the same name with nothing else changed, so a
+// leaked secret is rotated without a restart (and without the restart's gap, in which a
+// provider's callbacks would be refused). Returns the accounts changed, e.g. "twilio main".
+// Anything else about an account (its URL, an access token used to send) waits for a restart,
+// and so does its secret when it changed too: half a change is not applied.
+std::vector<std::string> take_webhook_secrets(Channels& running, const Channels& fresh);
 
 // SPEC section 1: --config, else $SWITCHBOARD_CONFIG, else ./switchboard.toml if it exists,
 // else "" (built-in defaults).

@@ -1,6 +1,12 @@
 #include "config/reader.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include "core/time.hpp"
 
@@ -29,6 +35,37 @@ int TableReader::line_of_key(std::string_view key) const {
     return line_of(*node);
   }
   return line();
+}
+
+// The whole file, or the errno of the failure. Plain POSIX calls rather than an ifstream: a
+// stream opens a directory and then reads nothing without saying why, and `--config /etc/sb`
+// would pass check-config and run on the built-in defaults. A FIFO (`--config <(...)`) reads.
+int read_whole_file(const std::string& path, std::string& out, std::size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return errno;
+  }
+  struct stat st {};
+  int err = ::fstat(fd, &st) != 0 ? errno : 0;
+  if (err == 0 && S_ISDIR(st.st_mode)) {
+    err = EISDIR;
+  }
+  char buf[64 * 1024];
+  while (err == 0) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+      if (out.size() > max_bytes) {
+        err = EFBIG;
+      }
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      err = errno;
+    }
+  }
+  ::close(fd);
+  return err;
 }
 
 const toml::node* TableReader::get(std::string_view key) {
@@ -201,12 +238,16 @@ bool TableReader::one_of(std::string_view key, std::string& out,
   return false;
 }
 
-bool TableReader::secret(std::string_view key, std::string& out, bool required) {
+bool TableReader::secret(std::string_view key, std::string& out, bool required, bool file_form) {
   const std::string env_key = std::string(key) + "_env";
+  const std::string file_key = std::string(key) + "_file";
   const toml::node* inline_node = get(key);
   const toml::node* env_node = get(env_key);
-  if (inline_node != nullptr && env_node != nullptr) {
-    ctx_.add(line_of(*env_node), "give only one of " + dotted(key) + " and " + dotted(env_key));
+  const toml::node* file_node = file_form ? get(file_key) : nullptr;
+  if ((inline_node != nullptr) + (env_node != nullptr) + (file_node != nullptr) > 1) {
+    const toml::node* second = file_node != nullptr ? file_node : env_node;
+    ctx_.add(line_of(*second), "give only one of " + dotted(key) + ", " + dotted(env_key) +
+                                   (file_form ? " and " + dotted(file_key) : ""));
     return false;
   }
   if (inline_node != nullptr) {
@@ -225,10 +266,56 @@ bool TableReader::secret(std::string_view key, std::string& out, bool required) 
   if (env_node != nullptr) {
     return from_env(*env_node, env_key, out);
   }
+  if (file_node != nullptr) {
+    return from_file(*file_node, file_key, out);
+  }
   if (required) {
-    missing(key, env_key);
+    missing(key, file_form ? env_key + " or " + file_key : env_key);
   }
   return false;
+}
+
+// `key_file = "/run/secrets/x"`: the file's content, as systemd's LoadCredential, Docker and
+// Kubernetes secrets provide it. Read at each load, so a SIGHUP after the file changed rotates
+// the secrets a reload applies. One trailing line break is dropped (`echo secret > file`).
+bool TableReader::from_file(const toml::node& path_node, std::string_view file_key,
+                            std::string& out) {
+  if (!path_node.is_string() || path_node.as_string()->get().empty()) {
+    wrong_type(path_node, file_key, "the path of a file");
+    return false;
+  }
+  const std::string& path = path_node.as_string()->get();
+  std::string value;
+  // One byte over the limit is enough to refuse it (and a path such as /dev/zero ends).
+  if (const int err = read_whole_file(path, value, kMaxSecretFile); err == EFBIG) {
+    ctx_.add(line_of(path_node), path + " (from " + dotted(file_key) + ") is larger than " +
+                                     std::to_string(kMaxSecretFile / 1024) + " KiB: not a secret");
+    return false;
+  } else if (err != 0) {
+    if (ctx_.require_env_secrets) {
+      ctx_.add(line_of(path_node),
+               "cannot read " + path + " (from " + dotted(file_key) + "): " + std::strerror(err));
+    }
+    return false;
+  }
+  if (value.ends_with('\n')) {
+    value.pop_back();
+    if (value.ends_with('\r')) {
+      value.pop_back();
+    }
+  }
+  // Name the file, never its content: this line is printed by check-config and logged.
+  if (value.empty()) {
+    ctx_.add(line_of(path_node), path + " (from " + dotted(file_key) + ") is empty");
+    return false;
+  }
+  if (value.find_first_of("\r\n") != std::string::npos) {
+    ctx_.add(line_of(path_node),
+             path + " (from " + dotted(file_key) + ") holds more than one line");
+    return false;
+  }
+  out = std::move(value);
+  return true;
 }
 
 bool TableReader::from_env(const toml::node& var_node, std::string_view env_key, std::string& out) {

@@ -36,6 +36,13 @@ struct Context {
   }
 };
 
+// The whole file at `path`, or the errno of the failure (EFBIG past `max_bytes`).
+int read_whole_file(const std::string& path, std::string& out,
+                    std::size_t max_bytes = std::string::npos);
+
+// The largest `*_file` secret: a key or a token, never a document.
+inline constexpr std::size_t kMaxSecretFile = 64 * 1024;
+
 int line_of(const toml::node& node);
 int line_of(const toml::key& key);
 
@@ -66,9 +73,9 @@ class TableReader {
   // One of `allowed` ("urgent", "high", ...).
   bool one_of(std::string_view key, std::string& out,
               std::initializer_list<std::string_view> allowed);
-  // A secret: `key = "..."` inline or `key_env = "VAR"` from the environment. Never echoes the
-  // value in a message.
-  bool secret(std::string_view key, std::string& out, bool required = true);
+  // A secret: `key = "..."` inline, `key_env = "VAR"` from the environment or (`file_form`)
+  // `key_file = "PATH"` from a file. Never echoes the value in a message.
+  bool secret(std::string_view key, std::string& out, bool required = true, bool file_form = true);
   // Secrets from a list of environment variables, `key = ["VAR1", "VAR2"]`, one secret each,
   // appended to `out`. Each unset variable is a problem at its own line.
   bool env_secrets(std::string_view key, std::vector<std::string>& out);
@@ -87,6 +94,8 @@ class TableReader {
   void missing(std::string_view key, std::string_view alternative = {});
   // The value of the environment variable `var_node` names, for the key `env_key`.
   bool from_env(const toml::node& var_node, std::string_view env_key, std::string& out);
+  // The content of the file `path_node` names, for the key `file_key`.
+  bool from_file(const toml::node& path_node, std::string_view file_key, std::string& out);
 
   Context& ctx_;
   const toml::table& table_;

@@ -302,10 +302,30 @@ std::vector<std::string> App::reload(const config::Config& fresh) {
   api_tokens_.replace(fresh.api.tokens);
   auto log = logger("daemon");
   log->info("[daemon] reloaded {} routing rules", fresh.routing.rules.size());
+  // Webhook secrets: the voice routes and the Meta route read their accounts on the io thread,
+  // so they change there, between two requests; the reload returns once they have, so the next
+  // request is checked against the new secret. The two copies started equal and take the same
+  // change, so the voice copy's list names both.
+  auto take_secrets = [this, &fresh] {
+    channels_->social->take_webhook_secrets(fresh.channels);
+    return config::take_webhook_secrets(channels_->voice.channels, fresh.channels);
+  };
+  std::vector<std::string> rotated;
+  if (started_ && !stopped_) {
+    std::packaged_task<std::vector<std::string>()> task(take_secrets);
+    auto done = task.get_future();
+    asio::post(io_, [&task] { task(); });
+    rotated = done.get();
+  } else {
+    rotated = take_secrets();
+  }
+  for (const auto& account : rotated) {
+    log->info("[daemon] reload: the webhook secret of channels.{} is applied", account);
+  }
   // Everything but the rules and the agents keeps its start-up value: say so, rather than let
   // an operator believe a new claim_timeout is in force.
   for (const auto& change : config::changes_needing_restart(cfg_, fresh)) {
-    log->warn("[daemon] reload: {} changed, not applied until a restart", change);
+    log->warn("[daemon] reload: {}: not applied until a restart", change);
   }
   return {};
 }

@@ -76,6 +76,10 @@ void SocialChannels::stop() {
   rt_.stopped->store(true);
 }
 
+void SocialChannels::take_webhook_secrets(const config::Channels& fresh) {
+  config::take_webhook_secrets(channels_, fresh);
+}
+
 void SocialChannels::add_routes(http::Router& router) {
   // A refused request is logged the first time, then at most once a minute per account and
   // error code: anyone can post unsigned requests to the route, as fast as they like.

@@ -31,6 +31,9 @@ class SocialChannels {
   void register_senders(SenderRegistry& senders);
   void start();  // spawns the pollers on the io_context
   void stop();   // pollers end at their next wake-up; nothing more is submitted after io stops
+  // A reload's new Meta app_secret and verify_token (config::take_webhook_secrets); on the io
+  // thread, which serves the Meta route.
+  void take_webhook_secrets(const config::Channels& fresh);
 
  private:
   std::unique_ptr<net::HttpClient> http_;

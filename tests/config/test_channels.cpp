@@ -30,7 +30,8 @@ password_env = "SBTEST_IMAP_PW"
         std::vector<std::string>{
             "t.toml:1: missing required key \"channels.imap.host\"",
             "t.toml:1: missing required key \"channels.imap.username\"",
-            "t.toml:1: missing required key \"channels.imap.password\" (or password_env)",
+            "t.toml:1: missing required key \"channels.imap.password\" (or password_env or "
+            "password_file)",
         });
 }
 
@@ -152,7 +153,8 @@ host = "127.0.0.1"
 tls = "none"
 username = "u"
 from = "x@example.com"
-)") == "t.toml:7: missing required key \"channels.smtp.password\" (or password_env)");
+)") == "t.toml:7: missing required key \"channels.smtp.password\" (or password_env or "
+       "password_file)");
   CHECK(problem_of(std::string(imap) + R"(
 [[channels.smtp]]
 name = "out"

@@ -326,6 +326,10 @@ secret = "old-secret"
 [[channels.telegram]]
 name = "bot"
 bot_token = "123:abc"
+[[channels.x]]
+name = "brand"
+user_id = "42"
+bearer_token = "old-bearer"
 )");
   const Config fresh = load_ok(R"(
 [[channels.call_webhook]]
@@ -335,15 +339,75 @@ secret = "rotated-secret"
 name = "social"
 base_url = "https://mastodon.example"
 access_token = "t"
+[[channels.x]]
+name = "brand"
+user_id = "42"
+bearer_token = "new-bearer"
 )");
+  // A webhook secret alone is applied by the reload (take_webhook_secrets): not named.
   auto changes = changes_needing_restart(running, fresh);
-  CHECK(changes == std::vector<std::string>{"channels.call_webhook pbx (changed)",
-                                            "channels.mastodon social (added)",
+  CHECK(changes == std::vector<std::string>{"channels.mastodon social (added)",
+                                            "channels.x brand (changed)",
                                             "channels.telegram bot (removed)"});
   for (const auto& c : changes) {
     CHECK(c.find("secret") == std::string::npos);
   }
   CHECK(changes_needing_restart(running, running).empty());
+}
+
+TEST_CASE("a reload takes a webhook secret that alone changed, and no half of a larger change") {
+  const Config running = load_ok(R"(
+[[channels.twilio]]
+name = "main"
+auth_token = "old-token"
+public_url = "https://hooks.example.com"
+[[channels.twilio]]
+name = "moved"
+auth_token = "old-token"
+public_url = "https://hooks.example.com"
+[[channels.telnyx]]
+name = "tx"
+public_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+[[channels.meta]]
+name = "page"
+app_secret = "old-app-secret"
+verify_token = "old-verify"
+access_token = "send-token"
+)");
+  const Config fresh = load_ok(R"(
+[[channels.twilio]]
+name = "main"
+auth_token = "new-token"
+public_url = "https://hooks.example.com"
+[[channels.twilio]]
+name = "moved"
+auth_token = "new-token"
+public_url = "https://hooks2.example.com"
+[[channels.telnyx]]
+name = "tx"
+public_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+[[channels.meta]]
+name = "page"
+app_secret = "new-app-secret"
+verify_token = "new-verify"
+access_token = "send-token"
+[[channels.call_webhook]]
+name = "pbx"
+secret = "s"
+)");
+  Channels channels = running.channels;
+  CHECK(take_webhook_secrets(channels, fresh.channels) ==
+        std::vector<std::string>{"twilio main", "meta page"});
+  CHECK(channels.twilio.at(0).auth_token == "new-token");
+  CHECK(channels.twilio.at(1).auth_token == "old-token");  // its URL changed too: a restart
+  CHECK(channels.twilio.at(1).public_url == "https://hooks.example.com");
+  CHECK(channels.meta.at(0).app_secret == "new-app-secret");
+  CHECK(channels.meta.at(0).verify_token == "new-verify");
+  CHECK(channels.call_webhook.empty());  // an added account waits for a restart
+  CHECK(take_webhook_secrets(channels, fresh.channels).empty());  // already in force
+  CHECK(changes_needing_restart(running, fresh) ==
+        std::vector<std::string>{"channels.twilio moved (changed)",
+                                 "channels.call_webhook pbx (added)"});
 }
 
 TEST_CASE("server.max_connections caps HTTP connections, and unset the open-file limit decides") {

@@ -1,6 +1,11 @@
 // Problems in the core sections: each kind with its line and exact message, and several at once.
 #include <doctest/doctest.h>
 
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include "config/config.hpp"
 #include "tests/config/helpers.hpp"
 
@@ -66,11 +71,12 @@ default_queue = "general"
 name = "no queue"
 )") == "t.toml:4: missing required key \"routing.rules.queue\"");
   const auto problems = problems_of("[[agents]]\nqueues = []\n");
-  CHECK(problems == std::vector<std::string>{
-                        "t.toml:1: missing required key \"agents.id\"",
-                        "t.toml:1: missing required key \"agents.token\" (or token_env)",
-                        "t.toml:2: agents.queues must not be empty",
-                    });
+  CHECK(problems ==
+        std::vector<std::string>{
+            "t.toml:1: missing required key \"agents.id\"",
+            "t.toml:1: missing required key \"agents.token\" (or token_env or token_file)",
+            "t.toml:2: agents.queues must not be empty",
+        });
   CHECK(problem_of("[[agents]]\nid = \"a\"\ntoken = \"t\"\n") ==
         "t.toml:1: missing required key \"agents.queues\"");
 }
@@ -296,6 +302,55 @@ bot_token_env = "SBTEST_NOT_SET"
         "t.toml:12: unknown key \"channels.telegram.poll_interval\"");
 }
 
+TEST_CASE(
+    "a secret from a *_file: read at each load, one line break dropped, every mistake named") {
+  char tmpl[] = "/tmp/sb-secret-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
+  auto write = [&](const std::string& name, const std::string& content) {
+    std::ofstream(dir + "/" + name, std::ios::binary) << content;
+    return dir + "/" + name;
+  };
+  auto pbx = [](const std::string& path) {
+    return "[[channels.call_webhook]]\nname = \"pbx\"\nsecret_file = \"" + path + "\"\n";
+  };
+  const std::string path = write("pbx", "first-secret\n");
+  CHECK(load_ok(pbx(path)).channels.call_webhook.at(0).secret == "first-secret");
+  write("pbx", "rotated-secret\r\n");  // a reload reads the file again
+  CHECK(load_ok(pbx(path)).channels.call_webhook.at(0).secret == "rotated-secret");
+  CHECK(load_ok("[[agents]]\nid = \"a\"\nqueues = [\"q\"]\ntoken_file = \"" +
+                write("agent", "agent-token") + "\"\n")
+            .agents.at(0)
+            .token == "agent-token");
+
+  CHECK(problem_of(pbx(dir + "/none")) == "t.toml:3: cannot read " + dir +
+                                              "/none (from channels.call_webhook.secret_file): "
+                                              "No such file or directory");
+  CHECK(problem_of(pbx(write("empty", "\n"))) ==
+        "t.toml:3: " + dir + "/empty (from channels.call_webhook.secret_file) is empty");
+  CHECK(problem_of(pbx(write("two", "a\nb\n"))) ==
+        "t.toml:3: " + dir +
+            "/two (from channels.call_webhook.secret_file) holds more than one line");
+  CHECK(problem_of(pbx(write("big", std::string(70 * 1024, 'k')))) ==
+        "t.toml:3: " + dir +
+            "/big (from channels.call_webhook.secret_file) is larger than 64 KiB: not a secret");
+  CHECK(problem_of(pbx("/dev/zero")) ==
+        "t.toml:3: /dev/zero (from channels.call_webhook.secret_file) is larger than 64 KiB: not "
+        "a secret");
+  CHECK(problem_of("[[channels.call_webhook]]\nname = \"pbx\"\nsecret = \"s\"\nsecret_file = \"" +
+                   path + "\"\n") ==
+        "t.toml:4: give only one of channels.call_webhook.secret, "
+        "channels.call_webhook.secret_env and channels.call_webhook.secret_file");
+  // The content is never echoed, whatever went wrong.
+  for (const auto& p : problems_of(pbx(write("two", "secret-one\nsecret-two\n")))) {
+    CHECK(p.find("secret-one") == std::string::npos);
+  }
+  // The customers commands need no secrets: an unreadable file is no problem for them.
+  const LoadOptions lenient{.require_env_secrets = false};
+  CHECK(load_string(pbx(dir + "/none"), "t.toml", lenient).problems.empty());
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("server.listen must be host:port") {
   CHECK(problem_of("[server]\nlisten = \"8080\"\n") ==
         "t.toml:2: server.listen must be host:port, e.g. \"127.0.0.1:8080\" (got \"8080\")");
@@ -351,7 +406,8 @@ secret_env = "SBTEST_SURELY_UNSET_VAR"
   CHECK(problems[3].rfind("t.toml:10: routing.rules.priority must be one of", 0) == 0);
   CHECK(problems[4].rfind("t.toml:11: routing.rules.when.text_matches: invalid regex", 0) == 0);
   CHECK(problems[5] == "t.toml:12: unknown key \"routing.rules.when.colour\"");
-  CHECK(problems[6] == "t.toml:14: missing required key \"agents.token\" (or token_env)");
+  CHECK(problems[6] ==
+        "t.toml:14: missing required key \"agents.token\" (or token_env or token_file)");
   CHECK(problems[7] ==
         "t.toml:20: environment variable SBTEST_SURELY_UNSET_VAR (from "
         "channels.call_webhook.secret_env) is not set or empty");

@@ -144,6 +144,27 @@ TEST_CASE(
   CHECK(str(to_mx.at("to")) == "5215512345678");
 }
 
+TEST_CASE("meta: a reload applies a rotated app secret and verify token at once") {
+  MetaDaemon d;
+  auto verify = [&](const std::string& token) {
+    return d.http
+        ->request("GET", "/webhooks/meta/meta?hub.mode=subscribe&hub.verify_token=" + token +
+                             "&hub.challenge=7")
+        .status;
+  };
+  REQUIRE(d.post(messenger("m_1", "before")).status == 200);
+  REQUIRE(verify("verify-me") == 200);
+  auto fresh = d.cfg;
+  fresh.channels.meta.at(0).app_secret = "rotated-secret";
+  fresh.channels.meta.at(0).verify_token = "verify-new";
+  REQUIRE(d.app->reload(fresh).empty());
+  CHECK(d.post(messenger("m_2", "old secret")).status == 403);
+  CHECK(d.post(messenger("m_2", "after"), "rotated-secret").status == 200);
+  CHECK(verify("verify-me") == 403);
+  CHECK(verify("verify-new") == 200);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 2);
+}
+
 TEST_CASE("meta: a Messenger image keeps its link in the stored interaction") {
   MetaDaemon d;
   const std::string url =

@@ -12,6 +12,7 @@
 #include "daemon/app.hpp"
 #include "storage/sqlite.hpp"
 #include "tests/support/harness.hpp"
+#include "tests/support/log_capture.hpp"
 #include "voice_daemon.hpp"
 
 using namespace sb;
@@ -105,6 +106,41 @@ TEST_CASE("voice: forged, missing and stale signatures are refused, stored nowhe
         std::string::npos);
   CHECK(metrics.find(R"(switchboard_channel_errors_total{channel="voice",account="voice"} 1)") !=
         std::string::npos);
+}
+
+TEST_CASE("voice: a reload applies rotated webhook secrets at once") {
+  LogCapture log("daemon");
+  VoiceDaemon d;
+  auto body = pbx_event("ringing", "2026-01-02T03:04:05Z");
+  std::vector<std::pair<std::string, std::string>> ringing = {{"CallSid", "CA7"},
+                                                              {"CallStatus", "ringing"}};
+  REQUIRE(d.pbx(body).status == 200);
+  REQUIRE(post_twilio(d, ringing).status == 200);
+
+  auto fresh = d.cfg;
+  fresh.channels.call_webhook.at(0).secret = "rotated-pbx-secret";
+  fresh.channels.twilio.at(0).auth_token = "67890";
+  REQUIRE(d.app->reload(fresh).empty());
+  // From the next request on: the old secrets are refused, the new ones accepted.
+  CHECK(d.pbx(body).status == 403);
+  CHECK(d.pbx(body, now_ms() / 1000, "rotated-pbx-secret").status == 200);
+  CHECK(post_twilio(d, ringing).status == 403);
+  CHECK(post_twilio(d, ringing, "67890").status == 200);
+  CHECK(log.lines_with("the webhook secret of channels.call_webhook pbx is applied").size() == 1);
+  CHECK(log.lines_with("the webhook secret of channels.twilio voice is applied").size() == 1);
+  CHECK(log.lines_with("not applied until a restart").empty());
+  CHECK(log.text().find("rotated-pbx-secret") == std::string::npos);
+
+  // A secret that changes with the account's URL is half of a change a restart applies: the
+  // secret in force stays, and the warning names the account.
+  auto moved = fresh;
+  moved.channels.twilio.at(0).auth_token = "abcde";
+  moved.channels.twilio.at(0).public_url = "https://hooks2.example.com";
+  REQUIRE(d.app->reload(moved).empty());
+  CHECK(post_twilio(d, ringing, "67890").status == 200);
+  CHECK(post_twilio(d, ringing, "abcde").status == 403);
+  CHECK(log.lines_with("reload: channels.twilio voice (changed): not applied until a restart")
+            .size() == 1);
 }
 
 TEST_CASE("voice: a signed Twilio status callback is stored, a withheld caller makes no customer") {

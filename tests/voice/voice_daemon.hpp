@@ -21,11 +21,12 @@ namespace sb::voice::test {
 struct VoiceDaemon {
   ::sb::test::TempDir dir;
   ::sb::test::RedisServer redis;
+  config::Config cfg;  // as started: a reload test changes a copy
   std::unique_ptr<App> app;
   std::unique_ptr<::sb::test::HttpClient> http;
   // `telnyx_public_key` (base64 Ed25519) adds a Telnyx account "telnyx".
   explicit VoiceDaemon(const std::string& telnyx_public_key = "") {
-    auto cfg = ::sb::test::test_config(dir, redis.port());
+    cfg = ::sb::test::test_config(dir, redis.port());
     cfg.channels.call_webhook.push_back({"pbx", "pbx-secret"});
     cfg.channels.twilio.push_back({"voice", "12345", "https://hooks.example.com"});
     if (!telnyx_public_key.empty()) {
@@ -63,7 +64,8 @@ struct VoiceDaemon {
 
 // Posts Twilio form parameters signed as Twilio would for this daemon's public_url.
 inline ::sb::test::HttpResponse post_twilio(
-    VoiceDaemon& d, const std::vector<std::pair<std::string, std::string>>& params) {
+    VoiceDaemon& d, const std::vector<std::pair<std::string, std::string>>& params,
+    const std::string& auth_token = "12345") {
   std::string body;
   for (const auto& [k, v] : params) {
     std::string escaped;  // form encoding: '+' and ':' and '/' are sent escaped
@@ -78,8 +80,8 @@ inline ::sb::test::HttpResponse post_twilio(
     }
     body += (body.empty() ? "" : "&") + k + "=" + escaped;
   }
-  std::string sig =
-      voice::twilio_signature("12345", "https://hooks.example.com/webhooks/twilio/voice", params);
+  std::string sig = voice::twilio_signature(
+      auth_token, "https://hooks.example.com/webhooks/twilio/voice", params);
   return d.http->request(
       "POST", "/webhooks/twilio/voice", body,
       {{"Content-Type", "application/x-www-form-urlencoded"}, {"X-Twilio-Signature", sig}});
