@@ -768,6 +768,102 @@ TEST_CASE(
   runner.join();
 }
 
+// Every way a body can end badly gives its share of the budget back: a leak of a few bytes per
+// failure would, over weeks, leave a daemon that answers every body 503.
+TEST_CASE("http server: the body budget is whole again after bodies that end badly") {
+  boost::asio::io_context io;
+  http::Router router;
+  auto pass = [](const http::Request&) -> std::optional<http::Response> { return std::nullopt; };
+  router.add(
+      "POST", "/size",
+      [](http::Request& r) -> boost::asio::awaitable<http::Response> {
+        co_return http::json(200, "{\"size\":" + std::to_string(r.body.size()) + "}");
+      },
+      pass);
+  router.add(
+      "POST", "/throw",
+      [](http::Request&) -> boost::asio::awaitable<http::Response> {
+        throw std::runtime_error("handler failed");
+        co_return http::json(200, "{}");
+      },
+      pass);
+  Metrics metrics;
+  http::ServerOptions opts;
+  opts.port = 0;
+  opts.max_body_bytes = 128 * 1024;
+  opts.max_body_bytes_in_flight = 200 * 1024;
+  opts.request_timeout = std::chrono::seconds(1);
+  http::Server server(io, opts, router, metrics);
+  server.start();
+  std::thread runner([&] { io.run(); });
+  constexpr std::size_t kBody = 100 * 1024;
+  auto sized = [](const std::string& path, std::size_t n) {
+    return "POST " + path +
+           " HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: " + std::to_string(n) +
+           "\r\n\r\n";
+  };
+  auto invited = [](RawConn& c) {
+    if (!c.readable(std::chrono::seconds(2))) {
+      return false;
+    }
+    char buf[64] = {};
+    auto n = ::recv(c.fd(), buf, sizeof buf - 1, 0);
+    return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) ==
+           "HTTP/1.1 100 Continue\r\n\r\n";
+  };
+  // The whole budget is free when two bodies of half of it are both invited. The server gives a
+  // share back once it sees the connection end, a moment after the client's close: retried for
+  // up to 3 s.
+  auto whole = [&] {
+    return eventually(
+        [&] {
+          RawConn a(server.port());
+          RawConn b(server.port());
+          return a.send(sized("/size", kBody)) && invited(a) && b.send(sized("/size", kBody)) &&
+                 invited(b);
+        },
+        std::chrono::seconds(3));
+  };
+  REQUIRE(whole());
+  struct Case {
+    std::string what;
+    std::string request;
+    int status;  // 0: no answer expected (the client hangs up, or the server times it out)
+  };
+  const std::vector<Case> cases = {
+      {"hung up mid-body", sized("/size", kBody) + std::string(1000, 'x'), 0},
+      {"stalled mid-body past request_timeout", sized("/size", kBody) + std::string(1000, 'x'), 0},
+      {"a chunked body past max_body_bytes",
+       "POST /size HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n" +
+           std::string(0x10000, 'c') + "\r\n11000\r\n" + std::string(0x11000, 'c'),
+       413},
+      {"a malformed chunk after a good one",
+       "POST /size HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n" +
+           std::string(0x1000, 'c') + "\r\nzz\r\n",
+       400},
+      {"a handler that throws", sized("/throw", 5000) + std::string(5000, 't'), 500},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.what);
+    {
+      RawConn conn(server.port());
+      REQUIRE(conn.send(c.request));
+      if (c.what.starts_with("stalled")) {
+        auto res = conn.read_all(std::chrono::seconds(3));  // 100 Continue, then the close
+        CHECK(res.find("HTTP/1.1 100 Continue") == 0);
+      } else if (c.status != 0) {
+        auto res = conn.read_all(std::chrono::seconds(2));
+        res.erase(0, res.starts_with("HTTP/1.1 100 Continue\r\n\r\n") ? 25 : 0);
+        CHECK(status_of(res) == c.status);
+      }
+    }
+    CHECK(whole());
+  }
+  server.stop();
+  io.stop();
+  runner.join();
+}
+
 // Webhook routes have no Gate: anyone may send them a body, refused only once it is read.
 TEST_CASE(
     "http server: bodies of routes without a Gate hold half the budget at most, the rest stays "
