@@ -54,16 +54,24 @@ TEST_CASE("a social poller stopped by an exception is started again and polls on
   using namespace poller_restart_test;
   test::LogCapture log("social");
   asio::io_context io;
+  NoPipeline pipeline;
+  Metrics metrics;
+  net::HttpClient http(io.get_executor());
+  social::Runtime rt{io.get_executor(), pipeline, metrics, http, "DE"};
   auto work = asio::make_work_guard(io);
   std::atomic<bool> io_done{false};
   std::thread t([&] {
     io.run();
     io_done = true;
   });
-  NoPipeline pipeline;
-  Metrics metrics;
-  net::HttpClient http(io.get_executor());
-  social::Runtime rt{io.get_executor(), pipeline, metrics, http, "DE"};
+  struct Join {  // before what the io thread uses goes, also when a REQUIRE ends the test early
+    asio::io_context& io;
+    std::thread& t;
+    ~Join() {
+      io.stop();
+      t.join();
+    }
+  } join{io, t};
   auto p = std::make_shared<ThrowsOnce>();
   SuperviseOptions restarts;
   restarts.first_backoff = 10ms;
@@ -83,6 +91,4 @@ TEST_CASE("a social poller stopped by an exception is started again and polls on
   task->stop();
   work.reset();
   CHECK(test::eventually([&] { return io_done.load(); }, 5s));
-  io.stop();
-  t.join();
 }
