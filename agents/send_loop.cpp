@@ -1,7 +1,6 @@
 #include "agents/send_loop.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -32,15 +31,9 @@ SendLoop::SendLoop(asio::io_context& io, Records& records, const SenderRegistry&
     : io_(io), records_(records), senders_(senders), policy_(policy), timer_(io) {}
 
 void SendLoop::start() {
-  asio::co_spawn(io_, run(), [](std::exception_ptr e) {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        logger("agents")->error("[agents] the send loop ended by an exception: {}", ex.what());
-      }
-    }
-  });
+  supervised_ =
+      Supervised::spawn(io_.get_executor(), {"agents", "[agents]", "the send loop", "send_loop"},
+                        [this] { return run(); });
 }
 
 void SendLoop::kick() {
@@ -51,6 +44,9 @@ void SendLoop::stop() {
   asio::post(io_, [this] {
     stopping_ = true;
     timer_.cancel();
+    if (supervised_) {
+      supervised_->stop();  // a restart's back-off ends now
+    }
   });
 }
 

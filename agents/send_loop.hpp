@@ -22,6 +22,7 @@
 #include "agents/records.hpp"
 #include "core/provider_wait.hpp"
 #include "core/sender.hpp"
+#include "core/supervise.hpp"
 
 namespace sb::agents {
 
@@ -42,9 +43,11 @@ class SendLoop {
  public:
   SendLoop(boost::asio::io_context& io, Records& records, const SenderRegistry& senders,
            SendPolicy policy = {});
-  void start();  // spawns the loop on the io_context
-  void kick();   // a new job was committed (any thread)
-  void stop();   // io thread or after the io_context stopped: no more dispatches
+  // Spawns the loop on the io_context; an exception that escapes it restarts it after a back-off
+  // (core/supervise.hpp).
+  void start();
+  void kick();  // a new job was committed (any thread)
+  void stop();  // io thread or after the io_context stopped: no more dispatches
   // Replies handed to a sender whose result is not committed yet (any thread): shutdown waits a
   // while for them (App::stop), since one dropped now is sent again after the restart.
   std::size_t in_flight() const { return busy_.load(); }
@@ -61,6 +64,7 @@ class SendLoop {
   const SenderRegistry& senders_;
   SendPolicy policy_;
   boost::asio::steady_timer timer_;
+  std::shared_ptr<Supervised> supervised_;  // run(), once started
   // Rows with their senders or awaiting their record -> their account ("<channel>\n<account>"),
   // and how many each account has. io thread only.
   std::map<std::string, std::string> in_flight_;

@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <functional>
 #include <future>
 
 #include "agents/reply_keys.hpp"
@@ -16,7 +17,9 @@
 #include "channels/social/channels.hpp"
 #include "channels/voice/routes.hpp"
 #include "core/log.hpp"
+#include "core/log_gate.hpp"
 #include "core/stalls.hpp"
+#include "core/supervise.hpp"
 #include "core/time.hpp"
 
 namespace sb {
@@ -107,6 +110,21 @@ App::App(config::Config cfg, AppOptions options)
         }
         return out;
       });
+  // A long-running task that an exception stopped is started again (core/supervise.hpp): the
+  // work goes on, and this says it happened. Failures are values in those loops, so any
+  // increase is a bug or a store call that threw; the log has each one at error.
+  metrics_.sampled_counter(
+      "switchboard_task_restarts_total",
+      "Times a long-running task (a mailbox's or a social account's poller, the reply send loop, "
+      "the periodic sweeps, the io loop's watch) was stopped by an exception and started again, "
+      "by task. Each is logged at error with the exception; alert on any increase.",
+      []() -> std::vector<std::pair<Labels, double>> {
+        std::vector<std::pair<Labels, double>> out;
+        for (const auto& [task, n] : task_restarts()) {
+          out.push_back({{{"task", task}}, static_cast<double>(n)});
+        }
+        return out;
+      });
   // Counted at scrape time from the database (its own read connection, used on the io thread
   // only), so the number is right while Redis is down, which is when it matters. The registry
   // copies its gauge functions at every render, so the connection is held by a shared slot:
@@ -168,10 +186,31 @@ App::~App() {
 // batches, agents/reply_keys.hpp). Every 10 s, calls held back because they ended before
 // anything told their direction (Store::apply_call_event) are queued once their first event is
 // 30 s old.
+//
+// Each step stands alone. A step hands a job to the writer, whose SQLite errors are the
+// writer's to handle; one that throws here (an allocation, a bug) is logged and tried again at
+// its next turn, and the others go on, so a failing stale-call sweep does not take the writer
+// probe (/readyz) or the release of held calls with it. A step that fails on every turn is
+// logged at most once a minute, with how many failures that line stands for.
 void App::run_sweeps() {
-  asio::co_spawn(
-      io_,
-      [this]() -> asio::awaitable<void> {
+  auto failed = std::make_shared<LogGate>(std::chrono::minutes(1));
+  auto step = [failed](const char* name, const std::function<void()>& fn) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      if (auto left_out = failed->pass(name)) {
+        logger("daemon")->error(
+            "[daemon] the {} sweep failed: {}; tried again at its next turn{}", name, e.what(),
+            *left_out == 0 ? std::string()
+                           : fmt::format(" ({} more failures since its last line; at most one "
+                                         "line a minute)",
+                                         *left_out));
+      }
+    }
+  };
+  sweeps_ = Supervised::spawn(
+      io_.get_executor(), {"daemon", "[daemon]", "the periodic sweeps", "sweeps"},
+      [this, step]() -> asio::awaitable<void> {
         asio::steady_timer timer(io_);
         for (int tick = 1;; ++tick) {
           timer.expires_after(std::chrono::seconds(10));
@@ -179,23 +218,21 @@ void App::run_sweeps() {
           if (ec) {
             co_return;
           }
-          writer_->probe();  // /readyz: the database is writable now, not at the last write
-          store_->release_held_calls(30 * 1000);
+          // /readyz: the database is writable now, not at the last write
+          step("writer probe", [this] { writer_->probe(); });
+          step("held calls", [this] { store_->release_held_calls(30 * 1000); });
           if (tick % 6 != 0) {
             continue;
           }
-          store_->close_stale_calls(4 * 3600 * 1000, [](const storage::StaleSweep& r) {
-            if (r.closed > 0) {
-              logger("voice")->info("[voice] closed {} calls with no final event as unknown",
-                                    r.closed);
-            }
+          step("stale calls", [this] {
+            store_->close_stale_calls(4 * 3600 * 1000, [](const storage::StaleSweep& r) {
+              if (r.closed > 0) {
+                logger("voice")->info("[voice] closed {} calls with no final event as unknown",
+                                      r.closed);
+              }
+            });
           });
-          agents::expire_reply_keys(*writer_, now_ms());
-        }
-      },
-      [](std::exception_ptr e) {
-        if (e) {
-          logger("daemon")->error("[daemon] the periodic sweeps ended by an exception");
+          step("reply keys", [this] { agents::expire_reply_keys(*writer_, now_ms()); });
         }
       });
 }
@@ -204,8 +241,8 @@ void App::run_sweeps() {
 // it delays all of them. A timer due every 50 ms that fires far later says the loop was held
 // (for at least that long: the block may have begun up to 50 ms before the timer was due).
 void App::watch_io_loop() {
-  asio::co_spawn(
-      io_,
+  io_watch_ = Supervised::spawn(
+      io_.get_executor(), {"daemon", "[daemon]", "the io loop's watch", "io_watch"},
       [this]() -> asio::awaitable<void> {
         asio::steady_timer timer(io_);
         for (;;) {
@@ -223,11 +260,6 @@ void App::watch_io_loop() {
                             "requests, claims and agents' Redis replies waited that long",
                             std::chrono::duration_cast<std::chrono::milliseconds>(late).count()));
           }
-        }
-      },
-      [](std::exception_ptr e) {
-        if (e) {
-          logger("daemon")->error("[daemon] io loop watch ended by an exception");
         }
       });
 }
@@ -271,6 +303,8 @@ void App::stop() {
   // may take minutes to answer the final '.': those are left to the restart).
   agents_->drain_sends(std::chrono::steady_clock::now() + std::chrono::seconds(5));
   channels_->social->stop();
+  sweeps_->stop();
+  io_watch_->stop();
   io_.stop();
   if (io_thread_.joinable()) {
     io_thread_.join();

@@ -17,6 +17,8 @@
 #include "storage/writer.hpp"
 
 namespace sb {
+class Supervised;
+
 namespace email {
 class EmailChannel;
 }
@@ -79,6 +81,8 @@ class App {
   std::unique_ptr<Channels> channels_;
   std::unique_ptr<email::EmailChannel> email_;
   std::thread io_thread_;
+  std::shared_ptr<Supervised> sweeps_;  // run_sweeps(), restarted after an exception
+  std::shared_ptr<Supervised> io_watch_;
   bool started_ = false;
   bool stopped_ = false;
 };

@@ -74,18 +74,16 @@ void Poller::start() {
       std::lock_guard lock(s->mu);
       ++s->running;
     }
-    asio::co_spawn(s->io, s->run(*m), [s, prefix = m->prefix](std::exception_ptr e) {
-      if (e) {
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          logger("email")->error("{} poller ended by an exception: {}", prefix, ex.what());
-        }
-      }
-      std::lock_guard lock(s->mu);
-      --s->running;
-      s->cv.notify_all();
-    });
+    // The factory holds the state by plain pointers (the mailbox holds it: a shared one would
+    // be a cycle); `on_end` holds it until the mailbox's loop has ended for good.
+    m->supervised = Supervised::spawn(
+        s->io.get_executor(), {"email", m->prefix, "the poller", "email_poller"},
+        [st = s.get(), mb = m.get()] { return st->run(*mb); },
+        [s] {
+          std::lock_guard lock(s->mu);
+          --s->running;
+          s->cv.notify_all();
+        });
   }
 }
 
@@ -98,6 +96,9 @@ void Poller::stop() {
   asio::post(s->io, [s] {
     s->stopping = true;
     for (auto& m : s->mailboxes) {
+      if (m->supervised != nullptr) {
+        m->supervised->stop();  // a restart's back-off ends now
+      }
       if (m->client != nullptr) {
         m->client->close();
       }

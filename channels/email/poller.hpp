@@ -68,7 +68,8 @@ class Poller {
   Poller(const Poller&) = delete;
   Poller& operator=(const Poller&) = delete;
 
-  // Spawns one coroutine per (account, mailbox). Call once the io_context runs (or is about to).
+  // Spawns one coroutine per (account, mailbox), started again after a back-off if an exception
+  // escapes it (core/supervise.hpp). Call once the io_context runs (or is about to).
   void start();
   // Closes every connection and cancels every wait, then waits (bounded) until the coroutines
   // have ended: after stop() returns nothing more is submitted. Call from outside the io thread.

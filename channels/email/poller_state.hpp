@@ -22,6 +22,7 @@
 #include "channels/email/imap_client.hpp"
 #include "channels/email/poller.hpp"
 #include "channels/email/unfetchable.hpp"
+#include "core/supervise.hpp"
 
 namespace sb::email {
 namespace asio = boost::asio;
@@ -36,6 +37,7 @@ struct Poller::Mailbox {
   imap::Client* client = nullptr;  // the live session, closed by stop()
   BatchChain* chain = nullptr;     // its batches, woken by stop()
   std::unique_ptr<asio::steady_timer> timer;
+  std::shared_ptr<Supervised> supervised;  // run(), restarted if an exception escapes it
   int failures = 0;
   // When this session first caught up (nullopt before): a session that then stays up for
   // kHealthySession starts the back-off afresh when it ends.

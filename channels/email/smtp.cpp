@@ -14,6 +14,7 @@
 #include "channels/email/smtp_client.hpp"
 #include "channels/email/threading.hpp"
 #include "core/log.hpp"
+#include "core/supervise.hpp"
 #include "core/time.hpp"
 #include "routing/identity.hpp"
 #include "storage/interaction_json.hpp"
@@ -342,10 +343,13 @@ void SmtpSender::send(OutboundMessage message, Done done) {
           (*shared_done)(SendResult::failed(r.error));
         }
       },
-      [shared_done, prefix](std::exception_ptr e) {
+      [shared_done, prefix, via = account_.name, outbound = message.id](std::exception_ptr e) {
         if (e) {
-          logger("email")->error("{} smtp send ended by an exception", prefix);
-          (*shared_done)(SendResult::retry("internal error while sending"));
+          std::string what = exception_what(e);
+          logger("email")->error(
+              "{} reply {} via smtp {}: the send stopped by an exception: {}; it will be retried",
+              prefix, outbound, via, what);
+          (*shared_done)(SendResult::retry("the send stopped by an exception: " + what));
         }
       });
 }

@@ -68,12 +68,16 @@ void SocialChannels::register_senders(SenderRegistry& senders) {
 void SocialChannels::start() {
   for (const auto& p : pollers_) {
     logger("social")->info("[{}:{}] polling", p->channel(), p->account());
-    spawn_poller(rt_, p, rt_.stopped);
+    running_.push_back(spawn_poller(rt_, p, rt_.stopped));
   }
 }
 
 void SocialChannels::stop() {
   rt_.stopped->store(true);
+  for (const auto& t : running_) {
+    t->stop();  // a restart's back-off ends now
+  }
+  running_.clear();  // stopped once: the destructor's stop() has nothing left to do
 }
 
 void SocialChannels::take_webhook_secrets(const config::Channels& fresh) {

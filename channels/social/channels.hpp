@@ -41,6 +41,7 @@ class SocialChannels {
   config::Channels channels_;
   SocialOptions options_;
   std::vector<std::shared_ptr<Poller>> pollers_;
+  std::vector<std::shared_ptr<Supervised>> running_;  // their loops, once started
 };
 
 }  // namespace sb::social

@@ -1,10 +1,14 @@
 #include "channels/social/runtime.hpp"
 
+// GCC 12 false positive inside Asio's awaitable frame allocator (see imap_client.cpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 #include <map>
 #include <random>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -86,10 +90,12 @@ asio::awaitable<std::string> store_batch(Runtime& rt, const char* channel,
   co_return std::string();
 }
 
-void spawn_poller(Runtime& rt, std::shared_ptr<Poller> p,
-                  std::shared_ptr<std::atomic<bool>> stopped) {
-  asio::co_spawn(
+std::shared_ptr<Supervised> spawn_poller(Runtime& rt, std::shared_ptr<Poller> p,
+                                         std::shared_ptr<std::atomic<bool>> stopped,
+                                         SuperviseOptions restarts) {
+  return Supervised::spawn(
       rt.ex,
+      {"social", fmt::format("[{}:{}]", p->channel(), p->account()), "the poller", "social_poller"},
       [&rt, p, stopped]() -> asio::awaitable<void> {
         auto log = logger("social");
         Labels labels{{"channel", p->channel()}, {"account", p->account()}};
@@ -123,16 +129,7 @@ void spawn_poller(Runtime& rt, std::shared_ptr<Poller> p,
           co_await sleep_for(rt.ex, wait);
         }
       },
-      [p](std::exception_ptr e) {
-        if (e) {
-          try {
-            std::rethrow_exception(e);
-          } catch (const std::exception& ex) {
-            logger("social")->error("[{}:{}] poller ended by an exception: {}", p->channel(),
-                                    p->account(), ex.what());
-          }
-        }
-      });
+      {}, restarts);
 }
 
 }  // namespace sb::social

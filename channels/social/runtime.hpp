@@ -16,6 +16,7 @@
 #include "channels/social/common.hpp"
 #include "core/http_client.hpp"
 #include "core/provider_wait.hpp"
+#include "core/supervise.hpp"
 #include "http/metrics.hpp"
 #include "storage/pipeline.hpp"
 
@@ -63,9 +64,12 @@ class Poller {
 };
 
 // Runs `p` forever on rt.ex: poll, wait, poll; after a failure log, count, and wait with jittered
-// exponential back-off (1 s doubling to 5 min). `stopped` ends the loop at its next wake-up.
-void spawn_poller(Runtime& rt, std::shared_ptr<Poller> p,
-                  std::shared_ptr<std::atomic<bool>> stopped);
+// exponential back-off (1 s doubling to 5 min). `stopped` ends the loop at its next wake-up. An
+// exception that escapes a poll (a bug in a poller) restarts the loop (core/supervise.hpp):
+// stop() the returned task along with setting `stopped`.
+std::shared_ptr<Supervised> spawn_poller(Runtime& rt, std::shared_ptr<Poller> p,
+                                         std::shared_ptr<std::atomic<bool>> stopped,
+                                         SuperviseOptions restarts = {});
 
 // co_await sleep_for(ex, d): a timer wait that never throws.
 boost::asio::awaitable<void> sleep_for(boost::asio::any_io_executor ex,

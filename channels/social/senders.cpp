@@ -14,6 +14,7 @@
 #include "channels/social/telegram.hpp"
 #include "channels/social/x.hpp"
 #include "core/log.hpp"
+#include "core/supervise.hpp"
 
 namespace sb::social {
 
@@ -74,6 +75,7 @@ void run_send(Runtime& rt, const char* channel, const std::string& account, Outb
     done(SendResult::retry("the daemon is shutting down"));
     return;
   }
+  std::string id = m.id;  // for the completion's line: `m` moves into the coroutine
   asio::co_spawn(
       rt.ex,
       [&rt, attempt = std::move(attempt), m = std::move(m), channel,
@@ -96,8 +98,17 @@ void run_send(Runtime& rt, const char* channel, const std::string& account, Outb
         }
         co_return r;
       },
-      [done = std::move(done)](std::exception_ptr e, SendResult r) {
-        done(e ? SendResult::retry("sender ended by an exception") : std::move(r));
+      [done = std::move(done), channel, account, id](std::exception_ptr e, SendResult r) {
+        if (!e) {
+          done(std::move(r));
+          return;
+        }
+        std::string what = exception_what(e);
+        logger("social")->error(
+            "[{}:{}] reply {}: the send stopped by an exception: {}; it will "
+            "be retried",
+            channel, account, id, what);
+        done(SendResult::retry("the send stopped by an exception: " + what));
       });
 }
 

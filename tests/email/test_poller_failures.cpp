@@ -5,6 +5,7 @@
 
 #include <atomic>
 
+#include "core/supervise.hpp"
 #include "storage/sqlite.hpp"
 #include "tests/email/poller_rig.hpp"
 #include "tests/email/store_forwarder.hpp"
@@ -21,6 +22,10 @@ class FaultyStore : public StoreForwarder {
  public:
   using StoreForwarder::StoreForwarder;
   std::optional<std::string> cursor(const std::string& a, const std::string& s) override {
+    if (cursor_throws_other > 0) {
+      --cursor_throws_other;
+      throw NotAStdException{};
+    }
     if (cursor_throws > 0) {
       --cursor_throws;
       throw storage::Error(5, "database is locked");
@@ -39,6 +44,10 @@ class FaultyStore : public StoreForwarder {
     store_.submit(std::move(items), std::move(cursor), std::move(done));
   }
   std::atomic<int> cursor_throws{0};
+  // The read throws what is not a std::exception: run() takes a std::exception out of a session
+  // as a failed session, so this is what gets past it to the mailbox loop's supervision.
+  std::atomic<int> cursor_throws_other{0};
+  struct NotAStdException {};
   std::atomic<int> fail_after_record{0};
 };
 
@@ -121,6 +130,35 @@ TEST_CASE("a committed cursor that cannot be read fails the session, not the mai
         std::string::npos);
   r.dovecot.deliver(test_email(2, 1));  // and the mailbox goes on
   CHECK(eventually([&] { return r.rows("SELECT count(*) FROM interactions") == 2; }));
+}
+
+TEST_CASE("a mailbox loop stopped by an exception is started again, and the mailbox goes on") {
+  FailureRig r;
+  r.pipeline.cursor_throws_other = 1;
+  r.dovecot.deliver(test_email(1, 1));
+  auto before = task_restarts("email_poller");
+  r.start();
+  REQUIRE(eventually([&] { return r.rows("SELECT count(*) FROM interactions") == 1; }, 20s));
+  CHECK(task_restarts("email_poller") == before + 1);
+  auto lines = r.lines_with("restarting");
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0] ==
+        "error [email:support] INBOX: the poller stopped by an exception: an exception that is "
+        "not a std::exception; restarting it in 1 s");
+  r.dovecot.deliver(test_email(2, 1));  // and the mailbox goes on
+  CHECK(eventually([&] { return r.rows("SELECT count(*) FROM interactions") == 2; }));
+}
+
+TEST_CASE("a mailbox loop waiting to be restarted stops at once") {
+  FailureRig r;
+  r.pipeline.cursor_throws_other = 1000;  // every time: 1 s, 2 s, 4 s... between restarts
+  r.start();
+  REQUIRE(eventually([&] { return !r.lines_with("restarting it in 4 s").empty(); }, 20s));
+  auto before = std::chrono::steady_clock::now();
+  r.stop();  // Poller::stop() waits (up to 10 s) until the mailbox loop has ended
+  CHECK(std::chrono::steady_clock::now() - before < 1s);
+  CHECK(r.lines_with("restarting").size() == 3);
+  CHECK(r.lines_with("did not stop").empty());
 }
 
 TEST_CASE(
