@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 
@@ -34,12 +35,13 @@ class LogGate {
     return std::exchange(k.left_out, 0);
   }
 
-  // The end of a line pass() let through after `left_out` were left out: "" for none.
-  static std::string left_out_note(std::uint64_t left_out) {
+  // The end of a line pass() let through after `left_out` were left out: "" for none. `how`
+  // says what the left-out ones did: " (3 more refused the same way since the last line; ...".
+  static std::string left_out_note(std::uint64_t left_out,
+                                   std::string_view how = "refused the same way") {
     return left_out == 0 ? std::string()
-                         : " (" + std::to_string(left_out) +
-                               " more refused the same way since the last line; at most one "
-                               "line a minute)";
+                         : " (" + std::to_string(left_out) + " more " + std::string(how) +
+                               " since the last line; at most one line a minute)";
   }
 
  private:

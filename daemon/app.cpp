@@ -199,12 +199,9 @@ void App::run_sweeps() {
       fn();
     } catch (const std::exception& e) {
       if (auto left_out = failed->pass(name)) {
-        logger("daemon")->error(
-            "[daemon] the {} sweep failed: {}; tried again at its next turn{}", name, e.what(),
-            *left_out == 0 ? std::string()
-                           : fmt::format(" ({} more failures since its last line; at most one "
-                                         "line a minute)",
-                                         *left_out));
+        logger("daemon")->error("[daemon] the {} sweep failed: {}; tried again at its next turn{}",
+                                name, e.what(),
+                                LogGate::left_out_note(*left_out, "failed the same way"));
       }
     }
   };
