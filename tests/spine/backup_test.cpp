@@ -394,3 +394,47 @@ TEST_CASE("backup: the README's restore procedure, end to end with Redis ahead o
   daemon->kill(SIGTERM);
   CHECK(daemon->wait() == 0);
 }
+
+TEST_CASE("backup: a backup restored without clearing Redis is named in the log at start-up") {
+  TempDir dir;
+  RedisServer redis;
+  auto port = free_port();
+  auto cfg = daemon_config(dir, port, redis.port());
+  auto daemon = daemon_process(dir, cfg);
+  REQUIRE(eventually([&] { return healthy(port); }));
+  const std::string stream = "sb:q:general:normal";
+  {
+    HttpClient c(port);
+    ingest(c, "a1");
+    REQUIRE(eventually([&] { return redis.xlen(stream) == 1; }));
+    auto out = run_switchboard(dir, {"backup", "--config", cfg, dir.file("backup.db")});
+    REQUIRE(out.status == 0);
+    ingest(c, "b1");
+    ingest(c, "b2");
+    REQUIRE(eventually([&] { return redis.xlen(stream) == 3; }));
+  }
+  daemon->kill(SIGTERM);
+  REQUIRE(daemon->wait() == 0);
+  const std::string log = dir.file("daemon.log");
+  const std::string said = "past the last outbox seq this database ever handed out";
+  REQUIRE(read_file(log).find(said) == std::string::npos);  // not by the daemon that ran ahead
+
+  // The database restored, Redis left as it was: its mark is 3, the database handed out 1.
+  fs::copy_file(dir.file("backup.db"), dir.file("sb.db"), fs::copy_options::overwrite_existing);
+  fs::remove(dir.file("sb.db-wal"));
+  fs::remove(dir.file("sb.db-shm"));
+  daemon = daemon_process(dir, cfg);
+  REQUIRE(eventually([&] { return healthy(port); }));
+  CHECK(eventually([&] {
+    auto text = read_file(log);
+    return text.find("[redis 127.0.0.1:" + std::to_string(redis.port()) +
+                     "] its projection mark sb:projected is 3, " + said + " (1)") !=
+               std::string::npos &&
+           text.find("(README: Backup and restore)") != std::string::npos;
+  }));
+  daemon->kill(SIGTERM);
+  CHECK(daemon->wait() == 0);
+  // Said once, not at every connection or idle check.
+  auto text = read_file(log);
+  CHECK(text.find(said) == text.rfind(said));
+}
