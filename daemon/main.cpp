@@ -1,5 +1,5 @@
 // switchboard: the command line (SPEC section 1). Parses arguments, loads the config, and hands
-// over to App (run), config::load_file (check-config) or the customer commands.
+// over to App (run), config::load_file (check-config), the customer commands or backup.
 #include <csignal>
 #include <cstring>
 #include <iostream>
@@ -21,6 +21,7 @@ Usage:
   switchboard check-config [--config PATH]             validate a config file
   switchboard customers import [--config PATH] FILE    import customers (CSV or .jsonl)
   switchboard customers show [--config PATH] QUERY     show a customer and their timeline
+  switchboard backup [--config PATH] [--force] DEST    copy the database, also while it runs
   switchboard --version
 
 Config: --config PATH, else $SWITCHBOARD_CONFIG, else ./switchboard.toml, else built-in
@@ -70,19 +71,39 @@ Mastodon, @name for X/Telegram) and prints the record, its identities and its in
 timeline, newest first. Secrets given as *_env in the config need not be set.
 )";
 
+constexpr const char* kBackupHelp = R"(switchboard backup [--config PATH] [--force] DEST
+
+Writes a consistent copy of the database (storage.path) to the file DEST, also while
+`switchboard run` is writing to it: the copy is one snapshot, taken with SQLite's online backup
+API through a read transaction that never blocks the daemon. Without the daemon's -wal and
+-shm files: DEST is a self-contained SQLite database (rollback journal), checked with PRAGMA
+quick_check. It is written to DEST.tmp (mode 0600, in DEST's directory), synced, then renamed
+to DEST. Progress goes to stderr for a large database; the last line gives the size, the
+interactions and the time taken.
+
+--force replaces an existing DEST (without it, an existing DEST is an error and stays as it
+is). DEST may not be the live database. Exit 1 when the backup fails (no database, DEST's
+directory missing, disk full...); nothing is left behind but what was there before.
+Secrets given as *_env in the config need not be set. To restore a backup, see the README
+("Backup and restore"): stop the daemon first, and clear the Redis prefix's keys.
+)";
+
 struct Args {
   std::optional<std::string> config;
   std::vector<std::string> positional;
   bool help = false;
+  bool force = false;  // backup only
   std::string error;
 };
 
-Args parse(int argc, char** argv, int from) {
+Args parse(int argc, char** argv, int from, bool allow_force = false) {
   Args a;
   for (int i = from; i < argc; ++i) {
     std::string s = argv[i];
     if (s == "--help" || s == "-h") {
       a.help = true;
+    } else if (s == "--force" && allow_force) {
+      a.force = true;
     } else if (s == "--config" || s == "-c") {
       if (i + 1 >= argc) {
         a.error = "--config needs a PATH";
@@ -216,6 +237,25 @@ int main(int argc, char** argv) {
       }
       return sub == "import" ? sb::import_customers(*cfg, a.positional[0])
                              : sb::show_customer(*cfg, a.positional[0]);
+    }
+    if (cmd == "backup") {
+      Args a = parse(argc, argv, 2, true);
+      if (a.help) {
+        std::cout << kBackupHelp;
+        return 0;
+      }
+      if (!a.error.empty() || a.positional.size() != 1) {
+        return usage_error(a.error.empty() ? (a.positional.empty() ? "give the backup's file DEST"
+                                                                   : "give exactly one DEST")
+                                           : a.error,
+                           kBackupHelp);
+      }
+      // Like the customer commands, it touches the database only: no secrets needed.
+      auto cfg = load(a, Warnings::ignore, sb::config::LoadOptions{.require_env_secrets = false});
+      if (!cfg) {
+        return 1;
+      }
+      return sb::backup_database(*cfg, a.positional[0], a.force);
     }
     return usage_error("unknown command " + cmd, kUsage);
   } catch (const std::exception& e) {

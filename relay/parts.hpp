@@ -79,6 +79,7 @@ struct Relay::Reader {
   storage::Stmt oldest;     // the lowest queued_seq of an open interaction (NULL: none)
   storage::Stmt unsequenced;  // an open interaction queued before schema 13 (no queued_seq)?
   storage::Stmt entries;      // the interactions of a batch of stream entries (sweep.cpp)
+  storage::Stmt handed_out;   // the highest outbox seq the database ever handed out
   explicit Reader(const std::string& path);
 };
 

@@ -57,7 +57,9 @@ Relay::Reader::Reader(const std::string& path)
                          "coalesce(customer_id, ''), channel, kind, "
                          "CASE WHEN state = 'queued' AND (queue <> ?2 OR priority <> ?3) "
                          "THEN payload END "
-                         "FROM interactions WHERE id IN (SELECT value FROM json_each(?1))")) {}
+                         "FROM interactions WHERE id IN (SELECT value FROM json_each(?1))")),
+      handed_out(db.prepare(
+          "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)")) {}
 
 namespace {
 

@@ -153,6 +153,7 @@ class Relay {
   std::set<std::string> episode_swept_streams_;
   std::string note_prefix_;           // {prefix}:relay:refused:{random}: (see the script)
   bool persistence_checked_ = false;  // Redis's appendonly looked at (connect)
+  bool ahead_logged_ = false;  // Redis's mark found past every seq of the database (reconcile)
   std::uint64_t passes_ = 0;
   std::int64_t started_ms_ = 0;       // Unix ms: rows older than the relay wait from here
   bool behind_ = false;               // a relay stall is counted, and rows are still late

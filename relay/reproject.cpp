@@ -178,6 +178,28 @@ Relay::Outcome Relay::reconcile(Conn& c) {
     rd.projected.reset();
     return v;
   };
+  // Redis's mark is a seq the database handed out, so it is never above the last one; when it
+  // is, Redis has seen a database this one has not caught up with: a backup restored without
+  // clearing Redis (README: Backup and restore), or another database on the same prefix. Redis
+  // then hands out entries of interactions this database does not have, and holds none of those
+  // it has open but Redis finished: no re-projection reaches them, Redis's mark being ahead.
+  // Nothing here can tell stale entries from good ones; the operator can, so it is said once.
+  if (!ahead_logged_) {
+    rd.handed_out.step();
+    auto last = rd.handed_out.int64(0);
+    rd.handed_out.reset();
+    if (*redis_mark > last) {
+      ahead_logged_ = true;
+      logger("relay")->error(
+          "[redis {}:{}] its projection mark {} is {}, past the last outbox seq this database "
+          "ever handed out ({}): the database is older than Redis (a backup restored without "
+          "clearing Redis?) or another database uses the prefix {}. Agents may be handed "
+          "interactions this database does not have, and interactions it has open may be in no "
+          "queue. Stop switchboard, delete the prefix's keys and start it again: the open "
+          "interactions are then queued from the database (README: Backup and restore)",
+          cfg_.host, cfg_.port, mark_key_, *redis_mark, last, cfg_.prefix);
+    }
+  }
   if (*redis_mark >= std::max(db_mark(), mark_)) {
     mark_ = *redis_mark;
     sequence_unsequenced();

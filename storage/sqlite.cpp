@@ -113,7 +113,8 @@ std::string Stmt::text(int col) const {
   return std::string(text_view(col));
 }
 
-Db::Db(const std::string& path, bool readonly) : path_(path) {
+Db::Db(const std::string& path, Mode mode) : path_(path) {
+  const bool readonly = mode == Mode::read_only;
   // Before the first connection: no memory statistics (they take a global mutex on every
   // allocation SQLite makes; the SQLite docs list this among the speed-ups), the page cache
   // that skips pointless scans (page_cache.cpp) and the VFS that writes a commit's WAL frames at
@@ -128,6 +129,8 @@ Db::Db(const std::string& path, bool readonly) : path_(path) {
   int flags = SQLITE_OPEN_NOMUTEX;
   if (readonly) {
     flags |= SQLITE_OPEN_READONLY;
+  } else if (mode == Mode::standalone) {
+    flags |= SQLITE_OPEN_READWRITE;
   } else {
     flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     if (path != ":memory:" && !path.empty()) {
@@ -156,7 +159,7 @@ Db::Db(const std::string& path, bool readonly) : path_(path) {
     throw Error(rc, "cannot open database " + path + ": " + msg);
   }
   sqlite3_busy_timeout(db_, 5000);
-  if (!readonly) {
+  if (mode == Mode::wal) {
     // WAL: readers never block the writer. synchronous=NORMAL in WAL survives a process crash
     // (kill -9), which is what "a 2xx means committed" needs; only an OS crash or power loss
     // may lose the last transactions (DESIGN-NOTES invariant 1).
@@ -191,6 +194,48 @@ void Db::reset_statements() {
 
 std::int64_t Db::changes() const {
   return sqlite3_changes64(db_);
+}
+
+Backup::Backup(Db& dest, Db& src) : dest_(dest) {
+  b_ = sqlite3_backup_init(dest.raw(), "main", src.raw(), "main");
+  if (!b_) {
+    fail(dest.raw(), sqlite3_errcode(dest.raw()), "backup of " + src.path());
+  }
+}
+
+Backup::~Backup() {
+  sqlite3_backup_finish(b_);
+}
+
+bool Backup::step(int pages) {
+  int rc = sqlite3_backup_step(b_, pages);
+  if (rc == SQLITE_DONE) {
+    return true;
+  }
+  // BUSY and LOCKED are worth another step (the caller's loop gives it); anything else sticks:
+  // every later step and finish() return it too.
+  if (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+    return false;
+  }
+  sqlite3_backup_finish(b_);  // leaves the error (and its message) on the destination
+  b_ = nullptr;
+  fail(dest_.raw(), rc, "copying to " + dest_.path());
+}
+
+int Backup::total() const {
+  return b_ ? sqlite3_backup_pagecount(b_) : 0;
+}
+
+int Backup::remaining() const {
+  return b_ ? sqlite3_backup_remaining(b_) : 0;
+}
+
+void Backup::finish() {
+  int rc = sqlite3_backup_finish(b_);
+  b_ = nullptr;
+  if (rc != SQLITE_OK) {
+    fail(dest_.raw(), rc, "copying to " + dest_.path());
+  }
 }
 
 }  // namespace sb::storage

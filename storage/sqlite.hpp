@@ -9,6 +9,7 @@
 #include <string_view>
 
 struct sqlite3;
+struct sqlite3_backup;
 struct sqlite3_stmt;
 
 namespace sb::storage {
@@ -55,9 +56,16 @@ class Stmt {
 
 class Db {
  public:
+  // wal: the daemon's database (below). read_only: a reader beside it. standalone: a file that
+  // must stand alone, such as a backup copy: opened read-write without creating anything (the
+  // caller makes the file, with its mode), in SQLite's default rollback journal (DELETE), so that
+  // no -wal file ever holds part of it.
+  enum class Mode { wal, read_only, standalone };
   // Opens (creating parent directories and the file when `create`), sets WAL,
   // synchronous=NORMAL, busy_timeout, foreign keys off (the writer keeps references right).
-  explicit Db(const std::string& path, bool readonly = false);
+  explicit Db(const std::string& path, bool readonly = false)
+      : Db(path, readonly ? Mode::read_only : Mode::wal) {}
+  Db(const std::string& path, Mode mode);
   ~Db();
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
@@ -74,6 +82,27 @@ class Db {
  private:
   sqlite3* db_ = nullptr;
   std::string path_;
+};
+
+// SQLite's online backup (sqlite3_backup_*): copies `src`'s main database into `dest`'s, page
+// for page, a step at a time. Errors (a full disk, an I/O error) throw Error with the code and
+// message SQLite left on `dest`. Both connections must outlive it.
+class Backup {
+ public:
+  Backup(Db& dest, Db& src);
+  ~Backup();  // finishes (and so releases the locks) if finish() was not called
+  Backup(const Backup&) = delete;
+  Backup& operator=(const Backup&) = delete;
+
+  // Copies up to `pages` pages; true when the whole database is copied.
+  bool step(int pages);
+  int total() const;      // the source's pages, as of the last step
+  int remaining() const;  // of those, still to copy
+  void finish();          // throws when the backup failed
+
+ private:
+  Db& dest_;
+  sqlite3_backup* b_ = nullptr;
 };
 
 }  // namespace sb::storage
