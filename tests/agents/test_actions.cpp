@@ -233,12 +233,8 @@ TEST_CASE("SIGHUP reload: new agents and queues take effect, removed tokens stop
 TEST_CASE("SIGHUP reload: a queue first named by a new rule is in /v1/queues with its groups") {
   AgentDaemon d;
   auto fresh = test_config(d.dir, d.redis.port());
-  config::Rule r;
-  r.name = "escalations";
-  r.queue = "escalations";  // no agent works it (yet): read by a plain Redis client, say
-  r.priority = "urgent";
-  r.when.subject_matches = "^escalate";
-  fresh.routing.rules.push_back(r);
+  // No agent works "escalations" (yet): read by a plain Redis client, say.
+  fresh.routing.rules.push_back(subject_rule("escalations", "escalations", "urgent", "^escalate"));
   REQUIRE(d.app->reload(fresh).empty());
   // Its consumer groups exist before the first item, as for the queues known at start.
   REQUIRE(eventually([&] {

@@ -113,12 +113,7 @@ TEST_CASE("transfer: the known queues are those of the configuration in force af
   // The reload adds a rule's queue and drops bob (and with him billing).
   auto fresh = test_config(d.dir, d.redis.port());
   fresh.agents = {{"alice", "alice-token", {"general", "vip"}}};
-  config::Rule rule;
-  rule.name = "escalations";
-  rule.queue = "escalations";
-  rule.priority = "normal";
-  rule.when.subject_matches = "^escalate";
-  fresh.routing.rules.push_back(rule);
+  fresh.routing.rules.push_back(subject_rule("escalations", "escalations", "normal", "^escalate"));
   REQUIRE(d.app->reload(fresh).empty());
 
   CHECK(d.act("alice-token", a, "transfer", R"({"queue":"escalations"})").status == 200);

@@ -16,18 +16,10 @@ namespace {
 // Subjects decide the priority; the queue is "general" unless the subject says billing.
 void priority_rules(config::Config& c) {
   for (const char* p : {"urgent", "high", "low"}) {
-    config::Rule r;
-    r.name = std::string(p) + " by subject";
-    r.queue = "general";
-    r.priority = p;
-    r.when.subject_matches = std::string("^") + p;
-    c.routing.rules.push_back(r);
+    c.routing.rules.push_back(
+        subject_rule(std::string(p) + " by subject", "general", p, std::string("^") + p));
   }
-  config::Rule billing;
-  billing.name = "billing";
-  billing.queue = "billing";
-  billing.when.subject_matches = "^invoice";
-  c.routing.rules.push_back(billing);
+  c.routing.rules.push_back(subject_rule("billing", "billing", "normal", "^invoice"));
 }
 }  // namespace
 

@@ -1,52 +1,20 @@
 // routing.max_waiting_claims_per_agent: a long-polling claim holds an HTTP connection that the
 // connection cap may not close, so one agent's client that opened claims without end held every
 // connection, and everyone else (provider webhooks too) got 503 too_many_connections.
-#include <netinet/in.h>
 #include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <doctest/doctest.h>
 
 #include "channels/voice/signatures.hpp"
 #include "core/time.hpp"
 #include "tests/agents/fixture.hpp"
+#include "tests/agents/raw_claim.hpp"
 
 using namespace sb;
 using namespace sb::test;
 
 // Named per file: the test programs are unity builds.
 namespace claim_limit_test {
-
-// A claim sent on a connection of its own; its answer is read with answer().
-class RawClaim {
- public:
-  RawClaim(std::uint16_t port, const std::string& token, const std::string& queue, int wait_ms)
-      : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    std::string body = R"({"queue":")" + queue + R"(","wait_ms":)" + std::to_string(wait_ms) + "}";
-    std::string req =
-        "POST /v1/agent/claim HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
-        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-        "\r\n\r\n" + body;
-    REQUIRE(::send(fd_, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
-  }
-  ~RawClaim() { ::close(fd_); }
-  int fd() const { return fd_; }
-  // What has arrived (one response fits one read here).
-  std::string answer() {
-    char buf[4096];
-    auto n = ::recv(fd_, buf, sizeof buf, 0);
-    return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
-  }
-
- private:
-  int fd_;
-};
 
 int status_of(const std::string& response) {
   return response.size() > 12 ? std::atoi(response.c_str() + 9) : 0;

@@ -1,16 +1,12 @@
 // Long-poll claims whose HTTP client went away: an agent's client that gave up before wait_ms
 // (its own read timeout), or a closed laptop. Nobody reads the answer, so the claim must not
 // take an item for it.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <doctest/doctest.h>
 
 #include <thread>
 
 #include "tests/agents/fixture.hpp"
+#include "tests/agents/raw_claim.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -19,21 +15,8 @@ namespace {
 // Sends a claim on a connection of its own and closes it without reading the answer.
 void abandoned_claim(std::uint16_t port, const std::string& token, const std::string& queue,
                      int wait_ms) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  std::string body = R"({"queue":")" + queue + R"(","wait_ms":)" + std::to_string(wait_ms) + "}";
-  std::string req =
-      "POST /v1/agent/claim HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token +
-      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-      "\r\n\r\n" + body;
-  REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+  RawClaim claim(port, token, queue, wait_ms);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the claim is waiting now
-  ::close(fd);
 }
 }  // namespace
 

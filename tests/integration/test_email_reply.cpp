@@ -17,11 +17,10 @@ using namespace sb::test;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-TEST_CASE(
-    "email: claim and reply over HTTP - SMTP gets a threaded Re: reply, the send state becomes "
-    "sent, the answer joins the conversation, the timeline is in order") {
-  SmtpServer smtp(false);
-  EmailDaemon d;
+namespace {
+
+// The account "support" sends through `smtp`, as "Support Team <support@example.com>".
+void send_through(EmailDaemon& d, const SmtpServer& smtp) {
   config::Smtp out;
   out.name = "support-out";
   out.for_account = "support";
@@ -30,13 +29,46 @@ TEST_CASE(
   out.tls = "none";
   out.from = "Support Team <support@example.com>";
   d.cfg.channels.smtp.push_back(out);
+}
+
+// The customer's first mail, about order 42, from `from`; `headers` (whole lines) stand after its
+// Message-ID.
+void deliver_first(EmailDaemon& d, const std::string& from, const std::string& headers = "") {
+  d.dovecot.deliver("From: " + from +
+                    "\r\nTo: support@example.com\r\n"
+                    "Subject: Where is order 42?\r\nMessage-ID: <first@customer.example>\r\n" +
+                    headers +
+                    "Date: Fri, 02 Jan 2026 03:04:05 +0000\r\n\r\nIt was due on Monday.\r\n");
+}
+
+// The customer, `from`, answers with a new subject and In-Reply-To `message_id` only: claimed
+// from `queue`, the answer is in the conversation `conv`.
+boost::json::object answer_joins(EmailDaemon& d, AgentClient& alice, const std::string& from,
+                                 const std::string& message_id, const std::string& queue,
+                                 const std::string& conv) {
+  d.dovecot.deliver("From: " + from +
+                    "\r\nTo: support@example.com\r\n"
+                    "Subject: and the colour\r\nMessage-ID: <second@customer.example>\r\n"
+                    "In-Reply-To: " +
+                    message_id + "\r\n\r\nAlso, the colour is wrong.\r\n");
+  auto answer = alice.claim(queue);
+  CHECK(s(answer.at("external_id")) == "<second@customer.example>");
+  CHECK(s(answer.at("conversation_id")) == conv);
+  return answer;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "email: claim and reply over HTTP - SMTP gets a threaded Re: reply, the send state becomes "
+    "sent, the answer joins the conversation, the timeline is in order") {
+  SmtpServer smtp(false);
+  EmailDaemon d;
+  send_through(d, smtp);
   d.start();
-  d.dovecot.deliver(
-      "From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\n"
-      "Subject: Where is order 42?\r\nMessage-ID: <first@customer.example>\r\n"
-      "References: <root@customer.example> <older@customer.example>\r\n"
-      "In-Reply-To: <older@customer.example>\r\n"
-      "Date: Fri, 02 Jan 2026 03:04:05 +0000\r\n\r\nIt was due on Monday.\r\n");
+  deliver_first(d, "Ann Lee <ann@example.com>",
+                "References: <root@customer.example> <older@customer.example>\r\n"
+                "In-Reply-To: <older@customer.example>\r\n");
 
   AgentClient alice(d.app->port(), "alice-token");
   auto in = alice.claim("general");
@@ -83,14 +115,8 @@ TEST_CASE(
   CHECK_FALSE(smtp.has(2));  // sent once
 
   // The customer answers our reply (In-Reply-To our Message-ID, a new subject).
-  d.dovecot.deliver(
-      "From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\n"
-      "Subject: and the colour\r\nMessage-ID: <second@customer.example>\r\n"
-      "In-Reply-To: " +
-      sent.message_id + "\r\n\r\nAlso, the colour is wrong.\r\n");
-  auto answer = alice.claim("general");
-  CHECK(s(answer.at("external_id")) == "<second@customer.example>");
-  CHECK(s(answer.at("conversation_id")) == conv);
+  auto answer =
+      answer_joins(d, alice, "Ann Lee <ann@example.com>", sent.message_id, "general", conv);
   CHECK(s(answer.at("customer").at("id")) == customer);
 
   // Timeline, newest first: the answer, our reply, the first mail with claim, reply, finish.
@@ -122,14 +148,7 @@ TEST_CASE(
     "mail only from ourselves is refused with a 422, nothing stored or sent") {
   SmtpServer smtp(false);
   EmailDaemon d;
-  config::Smtp out;
-  out.name = "support-out";
-  out.for_account = "support";
-  out.host = "127.0.0.1";
-  out.port = smtp.port;
-  out.tls = "none";
-  out.from = "Support Team <support@example.com>";
-  d.cfg.channels.smtp.push_back(out);
+  send_through(d, smtp);
   d.start();
   // The customer's client put the address written to into Reply-To.
   d.dovecot.deliver(
@@ -170,19 +189,26 @@ TEST_CASE(
 namespace {
 // Ann's mail about order 42 goes to the "vip" queue; her conversation stays there (sticky).
 void vip_setup(EmailDaemon& d, const SmtpServer& smtp) {
-  config::Smtp out;
-  out.name = "support-out";
-  out.for_account = "support";
-  out.host = "127.0.0.1";
-  out.port = smtp.port;
-  out.tls = "none";
-  out.from = "Support Team <support@example.com>";
-  d.cfg.channels.smtp.push_back(out);
-  config::Rule vip;
-  vip.name = "vip";
-  vip.queue = "vip";
-  vip.when.subject_matches = "order 42";
-  d.cfg.routing.rules.push_back(vip);
+  send_through(d, smtp);
+  d.cfg.routing.rules.push_back(subject_rule("vip", "vip", "normal", "order 42"));
+}
+
+// The first mail, claimed from "vip" and answered.
+struct Replied {
+  std::string id, conv, customer, out_id;
+};
+Replied claim_and_reply(AgentClient& alice) {
+  auto in = alice.claim("vip");
+  Replied r{s(in.at("id")), s(in.at("conversation_id")), s(in.at("customer").at("id")), ""};
+  r.out_id = alice.reply(r.id, "Hello Ann,\nit ships today.");
+  return r;
+}
+
+// Our Message-IDs carry ids in lower case.
+std::string lowercase(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
 }
 }  // namespace
 
@@ -193,18 +219,11 @@ TEST_CASE(
   EmailDaemon d;
   vip_setup(d, smtp);
   d.start();
-  d.dovecot.deliver(
-      "From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\n"
-      "Subject: Where is order 42?\r\nMessage-ID: <first@customer.example>\r\n"
-      "Date: Fri, 02 Jan 2026 03:04:05 +0000\r\n\r\nIt was due on Monday.\r\n");
+  deliver_first(d, "Ann Lee <ann@example.com>");
   AgentClient alice(d.app->port(), "alice-token");
-  auto in = alice.claim("vip");
-  std::string id = s(in.at("id"));
-  std::string conv = s(in.at("conversation_id"));
-  std::string customer = s(in.at("customer").at("id"));
-  REQUIRE(!conv.empty());
   // Our reply tells Ann (and anyone she forwards it to) the conversation id.
-  std::string out_id = alice.reply(id, "Hello Ann,\nit ships today.");
+  auto [id, conv, customer, out_id] = claim_and_reply(alice);
+  REQUIRE(!conv.empty());
   REQUIRE(eventually([&] { return smtp.has(1); }, 15s));
   auto sent = email::parse_email(smtp.message(1));
   REQUIRE(sent.message_id.rfind("<sb." + conv + ".", 0) == 0);
@@ -213,9 +232,7 @@ TEST_CASE(
 
   // A stranger names the conversation in our Message-ID format: in the form the review found,
   // and with our domain and a made-up token.
-  std::string lower = conv;
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::string lower = lowercase(conv);
   d.dovecot.deliver(
       "From: Mallory <mallory@attacker.example>\r\nTo: support@example.com\r\n"
       "Subject: please update my address\r\nMessage-ID: <evil@attacker.example>\r\n"
@@ -234,14 +251,7 @@ TEST_CASE(
 
   // Ann answers our reply (In-Reply-To our Message-ID only, a new subject): it joins her
   // conversation, and its queue.
-  d.dovecot.deliver(
-      "From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\n"
-      "Subject: and the colour\r\nMessage-ID: <second@customer.example>\r\n"
-      "In-Reply-To: " +
-      sent.message_id + "\r\n\r\nAlso, the colour is wrong.\r\n");
-  auto answer = alice.claim("vip");
-  CHECK(s(answer.at("external_id")) == "<second@customer.example>");
-  CHECK(s(answer.at("conversation_id")) == conv);
+  answer_joins(d, alice, "Ann Lee <ann@example.com>", sent.message_id, "vip", conv);
 }
 
 TEST_CASE(
@@ -252,20 +262,11 @@ TEST_CASE(
   vip_setup(d, smtp);
   d.start();
   // The SMTP server answers 451 to this recipient: the send stays pending, retried.
-  d.dovecot.deliver(
-      "From: Ann Lee <tempfail@customer.example>\r\nTo: support@example.com\r\n"
-      "Subject: Where is order 42?\r\nMessage-ID: <first@customer.example>\r\n"
-      "Date: Fri, 02 Jan 2026 03:04:05 +0000\r\n\r\nIt was due on Monday.\r\n");
+  deliver_first(d, "Ann Lee <tempfail@customer.example>");
   AgentClient alice(d.app->port(), "alice-token");
-  auto in = alice.claim("vip");
-  std::string id = s(in.at("id"));
-  std::string conv = s(in.at("conversation_id"));
-  std::string customer = s(in.at("customer").at("id"));
-  std::string out_id = alice.reply(id, "Hello Ann,\nit ships today.");
+  auto [id, conv, customer, out_id] = claim_and_reply(alice);
   // The Message-ID every attempt carries (smtp.hpp): its key is committed with the reply.
-  std::string lower = out_id;
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::string lower = lowercase(out_id);
   std::string message_id = "<sb." + conv + "." + lower + "@example.com>";
   CHECK(d.rows("SELECT count(*) FROM conversation_keys WHERE key = 'email:support:" + message_id +
                "' AND conversation_id = '" + conv + "'") == 1);
@@ -289,12 +290,5 @@ TEST_CASE(
 
   // An attempt may have reached her although we never learned it (a connection lost after the
   // message's final dot): her answer names that Message-ID only.
-  d.dovecot.deliver(
-      "From: Ann Lee <tempfail@customer.example>\r\nTo: support@example.com\r\n"
-      "Subject: and the colour\r\nMessage-ID: <second@customer.example>\r\n"
-      "In-Reply-To: " +
-      message_id + "\r\n\r\nAlso, the colour is wrong.\r\n");
-  auto answer = alice.claim("vip");
-  CHECK(s(answer.at("external_id")) == "<second@customer.example>");
-  CHECK(s(answer.at("conversation_id")) == conv);
+  answer_joins(d, alice, "Ann Lee <tempfail@customer.example>", message_id, "vip", conv);
 }

@@ -23,12 +23,7 @@ const std::string kBilling = "sb:q:billing:normal";
 // general's.
 inline config::Config billing_config(const TempDir& dir, std::uint16_t redis_port) {
   auto cfg = test_config(dir, redis_port);
-  config::Rule billing;
-  billing.name = "money";
-  billing.queue = "billing";
-  billing.priority = "normal";
-  billing.when.text_matches = "refund";
-  cfg.routing.rules.push_back(billing);
+  cfg.routing.rules.push_back(text_rule("money", "billing", "normal", "refund"));
   return cfg;
 }
 

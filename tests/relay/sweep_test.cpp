@@ -129,12 +129,7 @@ TEST_CASE(
   auto cfg = test_config(dir, redis.port());
   cfg.redis.username = "relay";
   cfg.redis.password = "pw";
-  config::Rule vip;
-  vip.name = "vip";
-  vip.queue = "vip";
-  vip.priority = "normal";
-  vip.when.text_matches = "vip";
-  cfg.routing.rules.push_back(vip);
+  cfg.routing.rules.push_back(text_rule("vip", "vip", "normal", "vip"));
   App app(cfg);
   app.start();
   auto port = app.port();

@@ -464,12 +464,7 @@ TEST_CASE(
 
 TEST_CASE("rules route by text, a reload swaps them, a bad reload keeps the old ones") {
   Fixture f([](config::Config& c) {
-    config::Rule billing;
-    billing.name = "billing";
-    billing.queue = "billing";
-    billing.priority = "high";
-    billing.when.text_matches = "refund|chargeback";
-    c.routing.rules.push_back(billing);
+    c.routing.rules.push_back(text_rule("billing", "billing", "high", "refund|chargeback"));
   });
   auto post = [&](const std::string& id, const std::string& text) {
     return f.http->post_json("/v1/interactions",
@@ -482,12 +477,7 @@ TEST_CASE("rules route by text, a reload swaps them, a bad reload keeps the old 
 
   auto fresh = f.app->config();
   fresh.routing.rules.clear();
-  config::Rule urgent;
-  urgent.name = "urgent";
-  urgent.queue = "general";
-  urgent.priority = "urgent";
-  urgent.when.text_matches = "down";
-  fresh.routing.rules.push_back(urgent);
+  fresh.routing.rules.push_back(text_rule("urgent", "general", "urgent", "down"));
   CHECK(f.app->reload(fresh).empty());
   CHECK(post("r2", "site is down").status == 202);
   REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:urgent") == 1; }));
@@ -533,16 +523,9 @@ TEST_CASE(
   // libstdc++'s std::regex recursed once per matched character: `order.*late` against a 30 KB
   // line (a web form's text is one JSON string) overflowed the writer thread's stack.
   Fixture f([](config::Config& c) {
-    config::Rule late;
-    late.name = "late";
-    late.queue = "billing";
-    late.when.text_matches = "order.*late";
-    config::Rule evil;  // catastrophic backtracking: stopped by the match limit
-    evil.name = "evil";
-    evil.queue = "billing";
-    evil.priority = "low";
-    evil.when.subject_matches = "(a+)+b";
-    c.routing.rules = {late, evil};
+    c.routing.rules = {text_rule("late", "billing", "normal", "order.*late"),
+                       // Catastrophic backtracking: stopped by the match limit.
+                       subject_rule("evil", "billing", "low", "(a+)+b")};
   });
   auto post = [&](const std::string& id, const std::string& subject, const std::string& text) {
     return f.http->post_json("/v1/interactions",

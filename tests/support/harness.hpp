@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config/config.hpp"
@@ -92,6 +93,29 @@ class HttpClient {
 // A config for tests: storage in `dir`, Redis at `redis_port`, listen on a free port, one API
 // token "test-token", agents alice (general, vip) and bob (general, billing).
 config::Config test_config(const TempDir& dir, std::uint16_t redis_port);
+
+// A [[routing.rules]] entry to `queue` at `priority`, without conditions (it matches all).
+inline config::Rule rule_to(std::string name, std::string queue, std::string priority) {
+  config::Rule r;
+  r.name = std::move(name);
+  r.queue = std::move(queue);
+  r.priority = std::move(priority);
+  return r;
+}
+
+// The same, for an interaction whose text (text_rule) or subject (subject_rule) matches `regex`.
+inline config::Rule text_rule(std::string name, std::string queue, std::string priority,
+                              std::string regex) {
+  auto r = rule_to(std::move(name), std::move(queue), std::move(priority));
+  r.when.text_matches = std::move(regex);
+  return r;
+}
+inline config::Rule subject_rule(std::string name, std::string queue, std::string priority,
+                                 std::string regex) {
+  auto r = rule_to(std::move(name), std::move(queue), std::move(priority));
+  r.when.subject_matches = std::move(regex);
+  return r;
+}
 
 // Polls `pred` every 5 ms until it holds or `limit` passes.
 bool eventually(const std::function<bool()>& pred,
