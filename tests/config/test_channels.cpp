@@ -57,8 +57,8 @@ bot_token_env = "SBTEST_EMPTY"
                     });
   CHECK(
       problem_of("[[channels.call_webhook]]\nname = \"p\"\nsecret = \"s\"\nsecret_env = \"V\"\n") ==
-      "t.toml:4: give only one of channels.call_webhook.secret and "
-      "channels.call_webhook.secret_env");
+      "t.toml:4: give only one of channels.call_webhook.secret, "
+      "channels.call_webhook.secret_env and channels.call_webhook.secret_file");
   CHECK(problem_of("[[channels.call_webhook]]\nname = \"p\"\nsecret = \"\"\n") ==
         "t.toml:3: channels.call_webhook.secret must not be empty");
 }
