@@ -285,6 +285,13 @@ bool TableReader::from_file(const toml::node& path_node, std::string_view file_k
     return false;
   }
   const std::string& path = path_node.as_string()->get();
+  // A regular file only: a FIFO with no writer would block the open, and a reload runs on the
+  // thread that waits for signals (SIGTERM would then go unanswered).
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    ctx_.add(line_of(path_node), path + " (from " + dotted(file_key) + ") is not a regular file");
+    return false;
+  }
   std::string value;
   // One byte over the limit is enough to refuse it (and a path such as /dev/zero ends).
   if (const int err = read_whole_file(path, value, kMaxSecretFile); err == EFBIG) {

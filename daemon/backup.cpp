@@ -24,6 +24,7 @@
 // so that the rename survives a power loss.
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <thread>
 
 #include <sqlite3.h>
 
@@ -184,21 +186,41 @@ int backup_database(const config::Config& cfg, const std::string& dest, bool for
   };
   std::int64_t interactions = 0, schema = 0;
   int pages = 0;
+  int lock_fd = -1;  // DEST.tmp's flock, held until the rename (or the failure) is done
+  struct Unlock {
+    int& fd;
+    ~Unlock() {
+      if (fd >= 0) {
+        ::close(fd);
+      }
+    }
+  } unlock{lock_fd};
   try {
     // The backup holds customers' messages and contact details, as the database does: the
     // daemon user's alone, whatever the umask. A DEST.tmp left by a backup that was killed is
     // ours to replace.
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == EEXIST) {
-      std::cerr << "switchboard: replacing " << printable(tmp) << ", left by an earlier backup\n";
-      fs::remove(tmp, ec);
-      fs::remove(tmp + "-journal", ec);
-      fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    }
+    //
+    // Two backups to one DEST at once (a cron job overlapping a manual run) must not share
+    // DEST.tmp: the second would delete the first's file, and the first would then rename the
+    // second's half-written one to DEST. The running backup holds an flock on DEST.tmp until its
+    // rename; another finds it held and stops. (SQLite's own locks are fcntl locks: separate.)
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
       throw Failure("cannot create " + tmp + ": " + errno_text(errno));
     }
-    ::close(fd);
+    lock_fd = fd;
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      throw Failure("another backup to " + dest + " is running (it holds " + tmp + ")");
+    }
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+      std::cerr << "switchboard: replacing " << printable(tmp) << ", left by an earlier backup\n";
+      if (::ftruncate(fd, 0) != 0) {
+        throw Failure("cannot empty " + tmp + ": " + errno_text(errno));
+      }
+      fs::remove(tmp + "-journal", ec);
+    }
+    ::fchmod(fd, 0600);
     tmp_made = true;
     {
       storage::Db out(tmp, storage::Db::Mode::standalone);
@@ -210,8 +232,25 @@ int backup_database(const config::Config& cfg, const std::string& dest, bool for
         storage::Backup copy(out, in);
         auto last_progress = started;
         bool shown = false;
-        while (!copy.step(kStepPages)) {
+        auto busy_since = std::optional<std::chrono::steady_clock::time_point>();
+        for (;;) {
+          auto step = copy.step(kStepPages);
+          if (step == storage::Backup::Step::done) {
+            break;
+          }
           auto now = std::chrono::steady_clock::now();
+          // A lock in the way (the destination is ours and the source snapshot is held, so
+          // this should not happen): wait a little, not spin, and give up after a minute.
+          if (step == storage::Backup::Step::busy) {
+            if (!busy_since) {
+              busy_since = now;
+            } else if (now - *busy_since > std::chrono::minutes(1)) {
+              throw Failure("the database stayed locked for a minute; nothing was written");
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            continue;
+          }
+          busy_since.reset();
           if (now - last_progress > std::chrono::seconds(1)) {
             last_progress = now;
             shown = true;

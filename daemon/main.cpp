@@ -38,14 +38,17 @@ agents, /healthz, /readyz, /metrics), polls the configured channels, stores ever
 SQLite and projects it into Redis Streams.
 
 Signals: SIGTERM/SIGINT stop taking work, finish requests in flight, flush the outbox to Redis
-and exit 0. SIGHUP re-reads the config file and swaps routing rules and agents; a bad file is
-rejected (its problems are logged) and the old rules stay in force.
+and exit 0. SIGHUP re-reads the config file and applies the routing rules, the agents, the
+[api] tokens and rotated webhook secrets (a *_file secret is read again; a *_env one keeps its
+start-up value); other changes are logged as waiting for a restart. A bad file is rejected (its
+problems are logged) and the old settings stay in force.
 )";
 
 constexpr const char* kCheckHelp = R"(switchboard check-config [--config PATH]
 
 Validates the config file and prints each problem as PATH:LINE: message. Exit status 0 when
-valid, 1 when not. Secrets given as *_env must be set in the environment.
+valid, 1 when not. Secrets given as *_env must be set in the environment, and those given as
+*_file must be readable.
 )";
 
 constexpr const char* kImportHelp = R"(switchboard customers import [--config PATH] FILE
@@ -61,14 +64,16 @@ Phones without +country use matching.default_region. Exit 1 when any line was re
 Records are committed every 20,000. When the database fails mid-file (locked past the 5 s busy
 timeout, disk full), what was committed stays and the error says through which line; running
 the same command again completes the import (already imported records are updated).
-Secrets given as *_env in the config need not be set: this command uses none.
+Secrets given as *_env or *_file in the config need not be set or readable: this command
+uses none.
 )";
 
 constexpr const char* kShowHelp = R"(switchboard customers show [--config PATH] QUERY
 
 Finds a customer by customer id, external id, email, phone or handle (@user@domain for
 Mastodon, @name for X/Telegram) and prints the record, its identities and its interaction
-timeline, newest first. Secrets given as *_env in the config need not be set.
+timeline, newest first. Secrets given as *_env or *_file in the config need not be set or
+readable.
 )";
 
 constexpr const char* kBackupHelp = R"(switchboard backup [--config PATH] [--force] DEST
@@ -84,7 +89,7 @@ interactions and the time taken.
 --force replaces an existing DEST (without it, an existing DEST is an error and stays as it
 is). DEST may not be the live database. Exit 1 when the backup fails (no database, DEST's
 directory missing, disk full...); nothing is left behind but what was there before.
-Secrets given as *_env in the config need not be set. To restore a backup, see the README
+Secrets given as *_env or *_file in the config need not be set or readable. To restore a backup, see the README
 ("Backup and restore"): stop the daemon first, and clear the Redis prefix's keys.
 )";
 

@@ -207,15 +207,18 @@ Backup::~Backup() {
   sqlite3_backup_finish(b_);
 }
 
-bool Backup::step(int pages) {
+Backup::Step Backup::step(int pages) {
   int rc = sqlite3_backup_step(b_, pages);
   if (rc == SQLITE_DONE) {
-    return true;
+    return Step::done;
   }
-  // BUSY and LOCKED are worth another step (the caller's loop gives it); anything else sticks:
-  // every later step and finish() return it too.
-  if (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
-    return false;
+  if (rc == SQLITE_OK) {
+    return Step::more;
+  }
+  // BUSY and LOCKED are worth another step later (the caller waits and tries again); anything
+  // else sticks: every later step and finish() return it too.
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+    return Step::busy;
   }
   sqlite3_backup_finish(b_);  // leaves the error (and its message) on the destination
   b_ = nullptr;

@@ -94,8 +94,10 @@ class Backup {
   Backup(const Backup&) = delete;
   Backup& operator=(const Backup&) = delete;
 
-  // Copies up to `pages` pages; true when the whole database is copied.
-  bool step(int pages);
+  // Copies up to `pages` pages: done when the whole database is copied, busy when a lock was in
+  // the way (try again after a moment). Throws on any other error.
+  enum class Step { more, done, busy };
+  Step step(int pages);
   int total() const;      // the source's pages, as of the last step
   int remaining() const;  // of those, still to copy
   void finish();          // throws when the backup failed

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -335,8 +336,14 @@ TEST_CASE(
         "t.toml:3: " + dir +
             "/big (from channels.call_webhook.secret_file) is larger than 64 KiB: not a secret");
   CHECK(problem_of(pbx("/dev/zero")) ==
-        "t.toml:3: /dev/zero (from channels.call_webhook.secret_file) is larger than 64 KiB: not "
-        "a secret");
+        "t.toml:3: /dev/zero (from channels.call_webhook.secret_file) is not a regular file");
+  // A FIFO nobody writes to would block the reload (and with it the signal thread) for good.
+  REQUIRE(mkfifo((dir + "/fifo").c_str(), 0600) == 0);
+  CHECK(problem_of(pbx(dir + "/fifo")) ==
+        "t.toml:3: " + dir +
+            "/fifo (from channels.call_webhook.secret_file) is not a regular file");
+  CHECK(problem_of(pbx(dir)) ==
+        "t.toml:3: " + dir + " (from channels.call_webhook.secret_file) is not a regular file");
   CHECK(problem_of("[[channels.call_webhook]]\nname = \"pbx\"\nsecret = \"s\"\nsecret_file = \"" +
                    path + "\"\n") ==
         "t.toml:4: give only one of channels.call_webhook.secret, "

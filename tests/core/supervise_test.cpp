@@ -54,10 +54,10 @@ asio::awaitable<void> run_until(std::atomic<bool>& stop) {
 }  // namespace
 
 TEST_CASE("supervise: a task that throws twice is started three times, logged and counted") {
-  SuperviseRig rig;
   std::atomic<int> starts{0};
   std::atomic<bool> stop{false};
   std::atomic<bool> ended{false};
+  SuperviseRig rig;  // after what its tasks use: its thread ends first
   SuperviseOptions o;
   o.first_backoff = 10ms;
   auto task = Supervised::spawn(
@@ -94,9 +94,9 @@ TEST_CASE("supervise: a task that throws twice is started three times, logged an
 }
 
 TEST_CASE("supervise: a task that returns is not started again, and its series is there at 0") {
-  SuperviseRig rig;
   std::atomic<int> starts{0};
   std::atomic<bool> ended{false};
+  SuperviseRig rig;  // after what its tasks use: its thread ends first
   auto task = Supervised::spawn(
       rig.io.get_executor(), test_task("test_returns"),
       [&]() -> asio::awaitable<void> {
@@ -116,9 +116,9 @@ TEST_CASE("supervise: a task that returns is not started again, and its series i
 }
 
 TEST_CASE("supervise: stop() during the back-off ends the task at once, without a restart") {
-  SuperviseRig rig;
   std::atomic<int> starts{0};
   std::atomic<bool> ended{false};
+  SuperviseRig rig;  // after what its tasks use: its thread ends first
   SuperviseOptions o;
   o.first_backoff = 60s;  // a stop that waited for it would take a minute
   auto task = Supervised::spawn(
@@ -139,10 +139,10 @@ TEST_CASE("supervise: stop() during the back-off ends the task at once, without 
 }
 
 TEST_CASE("supervise: the back-off starts afresh after a run that lasted, and caps") {
-  SuperviseRig rig;
   std::atomic<int> starts{0};
   std::atomic<bool> stop{false};
   std::atomic<bool> ended{false};
+  SuperviseRig rig;  // after what its tasks use: its thread ends first
   SuperviseOptions o;
   o.first_backoff = 10ms;
   o.max_backoff = 20ms;

@@ -1,10 +1,13 @@
 // `switchboard backup` as an operator runs it: the real binary, a real daemon ingesting into the
 // database it copies, real Redis for the restore procedure of the README ("Backup and restore").
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <filesystem>
@@ -222,6 +225,40 @@ TEST_CASE("backup: an existing DEST is left untouched without --force and replac
   CHECK(scalar(copy, "SELECT x FROM t") == 42);
 }
 
+TEST_CASE("backup: a second backup to the same DEST while one runs stops and touches nothing") {
+  TempDir dir;
+  auto cfg =
+      write_file(dir.file("switchboard.toml"), "[storage]\npath = \"" + dir.file("sb.db") + "\"\n");
+  {
+    sb::storage::Db db(dir.file("sb.db"));
+    db.exec("CREATE TABLE t(x)");
+    db.exec("INSERT INTO t VALUES (42)");
+  }
+  const std::string dest = dir.file("b.db");
+  // The running backup: its DEST.tmp, half written, under its flock.
+  const std::string tmp = write_file(dest + ".tmp", "half of a copy");
+  int held = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(held >= 0);
+  REQUIRE(::flock(held, LOCK_EX | LOCK_NB) == 0);
+  auto second = run_switchboard(dir, {"backup", "--config", cfg, dest});
+  INFO(second.output);
+  CHECK(second.status == 1);
+  CHECK(second.output == "switchboard: backup of " + dir.file("sb.db") + " to " + dest +
+                             " failed: another backup to " + dest + " is running (it holds " + tmp +
+                             ")\n");
+  CHECK(read_file(tmp) == "half of a copy");  // neither removed nor emptied
+  CHECK(!fs::exists(dest));
+  ::close(held);
+  // Once it is gone, its leftover is replaced.
+  auto next = run_switchboard(dir, {"backup", "--config", cfg, dest});
+  INFO(next.output);
+  CHECK(next.status == 0);
+  CHECK(next.output.find("replacing " + tmp + ", left by an earlier backup") != std::string::npos);
+  CHECK(!fs::exists(tmp));
+  sb::storage::Db copy(dest, true);
+  CHECK(scalar(copy, "SELECT x FROM t") == 42);
+}
+
 TEST_CASE("backup: no database, a missing directory or the live database as DEST is exit 1") {
   TempDir dir;
   auto cfg =
@@ -432,9 +469,18 @@ TEST_CASE("backup: a backup restored without clearing Redis is named in the log 
                std::string::npos &&
            text.find("(README: Backup and restore)") != std::string::npos;
   }));
+  // Said once, not at every connection or idle check: the daemon's Redis connections are cut
+  // (Redis keeps its data and its mark), and the relay connects again and looks again.
+  auto clients = [&] {
+    auto list = redis.cmd({"CLIENT", "LIST"});
+    return std::count(list.begin(), list.end(), '\n');
+  };
+  REQUIRE(clients() >= 2);  // ours and the daemon's
+  redis.cmd({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  REQUIRE(eventually([&] { return clients() >= 2; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   daemon->kill(SIGTERM);
   CHECK(daemon->wait() == 0);
-  // Said once, not at every connection or idle check.
   auto text = read_file(log);
   CHECK(text.find(said) == text.rfind(said));
 }

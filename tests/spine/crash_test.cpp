@@ -10,11 +10,13 @@
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <ctime>
 #include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
 
+#include "channels/voice/signatures.hpp"
 #include "storage/sqlite.hpp"
 #include "tests/support/harness.hpp"
 
@@ -157,6 +159,46 @@ TEST_CASE("check-config names a broken regex with its line, the binary refuses b
 
   Process run({switchboard_binary(), "run", "--config", cfg}, dir.file("run.log"));
   CHECK(run.wait() == 1);
+}
+
+TEST_CASE("run: SIGHUP after the secret_file is rewritten applies the new PBX secret at once") {
+  TempDir dir;
+  RedisServer redis;
+  auto port = free_port();
+  const std::string secret_file = dir.file("pbx-secret");
+  std::ofstream(secret_file) << "first-pbx-secret\n";
+  auto cfg = write_config(
+      dir, port, redis.port(),
+      "[[channels.call_webhook]]\nname = \"pbx\"\nsecret_file = \"" + secret_file + "\"\n");
+  auto daemon = daemon_process(dir, cfg);
+  REQUIRE(eventually([&] { return healthy(port); }));
+  int calls = 0;
+  auto post = [&](const std::string& secret) {
+    std::string body = R"({"event":"ringing","call_id":"c-)" + std::to_string(++calls) +
+                       R"(","from":"+14155550100","to":"+14155550199","direction":"inbound",)"
+                       R"("occurred_at":"2026-01-02T03:04:05Z"})";
+    auto t = std::time(nullptr);
+    return HttpClient(port)
+        .request("POST", "/webhooks/calls/pbx", body,
+                 {{"Content-Type", "application/json"},
+                  {"X-Switchboard-Signature", sb::voice::pbx_signature_header(secret, t, body)}})
+        .status;
+  };
+  CHECK(post("first-pbx-secret") == 200);
+  std::ofstream(secret_file) << "second-pbx-secret\n";
+  daemon->kill(SIGHUP);
+  CHECK(eventually([&] { return post("second-pbx-secret") == 200; }));
+  CHECK(post("first-pbx-secret") == 403);
+  daemon->kill(SIGTERM);
+  CHECK(daemon->wait() == 0);
+  std::ifstream in(dir.file("daemon.log"));
+  std::string log((std::istreambuf_iterator<char>(in)), {});
+  CAPTURE(log);
+  CHECK(log.find("the webhook secret of channels.call_webhook pbx is applied") !=
+        std::string::npos);
+  CHECK(log.find("not applied until a restart") == std::string::npos);
+  CHECK(log.find("first-pbx-secret") == std::string::npos);
+  CHECK(log.find("second-pbx-secret") == std::string::npos);
 }
 
 TEST_CASE("run logs once at start-up that an X account without user context cannot reply") {
