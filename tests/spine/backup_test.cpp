@@ -30,27 +30,16 @@ namespace fs = std::filesystem;
 
 namespace backup_test {
 
-struct Cli {
-  int status = 0;
-  std::string output;  // stdout and stderr
-};
-
-Cli run_switchboard(const TempDir& dir, std::vector<std::string> args,
-                    std::map<std::string, std::string> env = {}) {
-  static int runs = 0;
-  const std::string log = dir.file("backup-cli-" + std::to_string(++runs) + ".log");
-  args.insert(args.begin(), switchboard_binary());
-  Process p(std::move(args), log, std::move(env));
-  Cli out;
-  out.status = p.wait();
-  std::ifstream in(log);
-  out.output.assign(std::istreambuf_iterator<char>(in), {});
-  return out;
-}
-
 std::string write_file(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
   return path;
+}
+
+// A database that is not switchboard's: one table, one row (x = 42).
+void small_database(const TempDir& dir) {
+  sb::storage::Db db(dir.file("sb.db"));
+  db.exec("CREATE TABLE t(x)");
+  db.exec("INSERT INTO t VALUES (42)");
 }
 
 std::string read_file(const std::string& path) {
@@ -203,11 +192,7 @@ TEST_CASE("backup: an existing DEST is left untouched without --force and replac
                         "[storage]\npath = \"" + dir.file("sb.db") + "\"\n" +
                             "[api]\ntokens_env = [\"SBTEST_BACKUP_UNSET_1\"]\n"
                             "[redis]\npassword_env = \"SBTEST_BACKUP_UNSET_2\"\n");
-  {
-    sb::storage::Db db(dir.file("sb.db"));
-    db.exec("CREATE TABLE t(x)");
-    db.exec("INSERT INTO t VALUES (42)");
-  }
+  small_database(dir);
   const std::string dest = write_file(dir.file("old.db"), "an older backup");
   auto refused = run_switchboard(dir, {"backup", "--config", cfg, dest});
   INFO(refused.output);
@@ -229,11 +214,7 @@ TEST_CASE("backup: a second backup to the same DEST while one runs stops and tou
   TempDir dir;
   auto cfg =
       write_file(dir.file("switchboard.toml"), "[storage]\npath = \"" + dir.file("sb.db") + "\"\n");
-  {
-    sb::storage::Db db(dir.file("sb.db"));
-    db.exec("CREATE TABLE t(x)");
-    db.exec("INSERT INTO t VALUES (42)");
-  }
+  small_database(dir);
   const std::string dest = dir.file("b.db");
   // The running backup: its DEST.tmp, half written, under its flock.
   const std::string tmp = write_file(dest + ".tmp", "half of a copy");

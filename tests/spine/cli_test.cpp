@@ -22,23 +22,10 @@ using namespace sb::test;
 
 namespace {
 
-struct Cli {
-  int status = 0;
-  std::string output;  // stdout and stderr
-};
-
 // Runs `switchboard ARGS...` to completion.
 Cli switchboard(const TempDir& dir, std::vector<std::string> args,
                 std::map<std::string, std::string> env = {}) {
-  static int runs = 0;
-  const std::string log = dir.file("cli-" + std::to_string(++runs) + ".log");
-  args.insert(args.begin(), switchboard_binary());
-  Process p(std::move(args), log, std::move(env));
-  Cli out;
-  out.status = p.wait();
-  std::ifstream in(log);
-  out.output.assign(std::istreambuf_iterator<char>(in), {});
-  return out;
+  return run_switchboard(dir, std::move(args), std::move(env));
 }
 
 // `switchboard customers SUB --config CFG ARG`.

@@ -9,12 +9,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <thread>
 
@@ -349,6 +352,19 @@ std::unique_ptr<Process> daemon_process(const TempDir& dir, const std::string& c
   return std::make_unique<Process>(
       std::vector<std::string>{switchboard_binary(), "run", "--config", cfg},
       dir.file("daemon.log"));
+}
+
+Cli run_switchboard(const TempDir& dir, std::vector<std::string> args,
+                    std::map<std::string, std::string> env) {
+  static std::atomic<int> runs{0};
+  const std::string log = dir.file("cli-" + std::to_string(++runs) + ".log");
+  args.insert(args.begin(), switchboard_binary());
+  Process p(std::move(args), log, std::move(env));
+  Cli out;
+  out.status = p.wait();
+  std::ifstream in(log);
+  out.output.assign(std::istreambuf_iterator<char>(in), {});
+  return out;
 }
 
 }  // namespace sb::test

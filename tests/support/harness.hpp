@@ -131,4 +131,12 @@ std::string switchboard_binary();
 // tests that kill -9 it and start it again). Returns at once: wait for healthy() or /readyz.
 std::unique_ptr<Process> daemon_process(const TempDir& dir, const std::string& cfg);
 
+// A command of the switchboard binary run to completion: its exit status, stdout and stderr.
+struct Cli {
+  int status = 0;
+  std::string output;  // stdout and stderr
+};
+Cli run_switchboard(const TempDir& dir, std::vector<std::string> args,
+                    std::map<std::string, std::string> env = {});
+
 }  // namespace sb::test
