@@ -285,19 +285,21 @@ bool TableReader::from_file(const toml::node& path_node, std::string_view file_k
     return false;
   }
   const std::string& path = path_node.as_string()->get();
+  // Name the file, never its content: these lines are printed by check-config and logged.
+  auto refuse = [&](const std::string& why) {
+    ctx_.add(line_of(path_node), path + " (from " + dotted(file_key) + ") " + why);
+    return false;
+  };
   // A regular file only: a FIFO with no writer would block the open, and a reload runs on the
   // thread that waits for signals (SIGTERM would then go unanswered).
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-    ctx_.add(line_of(path_node), path + " (from " + dotted(file_key) + ") is not a regular file");
-    return false;
+    return refuse("is not a regular file");
   }
   std::string value;
-  // One byte over the limit is enough to refuse it (and a path such as /dev/zero ends).
+  // One byte over the limit is enough to refuse it.
   if (const int err = read_whole_file(path, value, kMaxSecretFile); err == EFBIG) {
-    ctx_.add(line_of(path_node), path + " (from " + dotted(file_key) + ") is larger than " +
-                                     std::to_string(kMaxSecretFile / 1024) + " KiB: not a secret");
-    return false;
+    return refuse("is larger than " + std::to_string(kMaxSecretFile / 1024) + " KiB: not a secret");
   } else if (err != 0) {
     if (ctx_.require_env_secrets) {
       ctx_.add(line_of(path_node),
@@ -311,15 +313,11 @@ bool TableReader::from_file(const toml::node& path_node, std::string_view file_k
       value.pop_back();
     }
   }
-  // Name the file, never its content: this line is printed by check-config and logged.
   if (value.empty()) {
-    ctx_.add(line_of(path_node), path + " (from " + dotted(file_key) + ") is empty");
-    return false;
+    return refuse("is empty");
   }
   if (value.find_first_of("\r\n") != std::string::npos) {
-    ctx_.add(line_of(path_node),
-             path + " (from " + dotted(file_key) + ") holds more than one line");
-    return false;
+    return refuse("holds more than one line");
   }
   out = std::move(value);
   return true;

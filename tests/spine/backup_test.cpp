@@ -35,6 +35,12 @@ std::string write_file(const std::string& path, const std::string& text) {
   return path;
 }
 
+// A config that names only the database, sb.db in `dir`.
+std::string storage_only_config(const TempDir& dir) {
+  return write_file(dir.file("switchboard.toml"),
+                    "[storage]\npath = \"" + dir.file("sb.db") + "\"\n");
+}
+
 // A database that is not switchboard's: one table, one row (x = 42).
 void small_database(const TempDir& dir) {
   sb::storage::Db db(dir.file("sb.db"));
@@ -212,8 +218,7 @@ TEST_CASE("backup: an existing DEST is left untouched without --force and replac
 
 TEST_CASE("backup: a second backup to the same DEST while one runs stops and touches nothing") {
   TempDir dir;
-  auto cfg =
-      write_file(dir.file("switchboard.toml"), "[storage]\npath = \"" + dir.file("sb.db") + "\"\n");
+  auto cfg = storage_only_config(dir);
   small_database(dir);
   const std::string dest = dir.file("b.db");
   // The running backup: its DEST.tmp, half written, under its flock.
@@ -242,8 +247,7 @@ TEST_CASE("backup: a second backup to the same DEST while one runs stops and tou
 
 TEST_CASE("backup: no database, a missing directory or the live database as DEST is exit 1") {
   TempDir dir;
-  auto cfg =
-      write_file(dir.file("switchboard.toml"), "[storage]\npath = \"" + dir.file("sb.db") + "\"\n");
+  auto cfg = storage_only_config(dir);
   auto none = run_switchboard(dir, {"backup", "--config", cfg, dir.file("copy.db")});
   CHECK(none.status == 1);
   CHECK(none.output == "switchboard: no database at " + dir.file("sb.db") +
