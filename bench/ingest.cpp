@@ -2,7 +2,7 @@
 // customers, half from new ones) to a real daemon process; measures HTTP throughput, latency,
 // end-to-end time until every interaction is in its Redis stream, and the daemon's memory.
 //
-//   build/bench/bench_ingest [--requests N] [--clients N]
+//   build/bench/bench_ingest [--requests N] [--clients N] [--synchronous normal|full]
 #include <cstring>
 
 #include "bench/bench_util.hpp"
@@ -12,16 +12,19 @@ using namespace sb;
 
 int main(int argc, char** argv) {
   int total = 200000, clients = 64;
+  std::string synchronous = "normal";  // storage.synchronous
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--requests")) {
       total = std::atoi(argv[i + 1]);
     } else if (!std::strcmp(argv[i], "--clients")) {
       clients = std::atoi(argv[i + 1]);
+    } else if (!std::strcmp(argv[i], "--synchronous")) {
+      synchronous = argv[i + 1];
     }
   }
   test::TempDir dir;
   test::RedisServer redis;
-  bench::Daemon daemon(dir, redis);
+  bench::Daemon daemon(dir, redis, "", "", "synchronous = \"" + synchronous + "\"");
 
   auto wire = bench::prepare_requests(total, [](int i) {
     // Even: one of 1,000 returning customers; odd: a new customer every time.
@@ -53,6 +56,7 @@ int main(int argc, char** argv) {
   auto& lat = load.latency_ms;
   bench::Table t;
   t.add("clients (keep-alive)", std::to_string(clients));
+  t.add("storage.synchronous", synchronous);
   t.add("interactions posted", std::to_string(total));
   t.add("errors (non-202)", std::to_string(errors));
   t.add("in Redis at the end", std::to_string(in_redis));

@@ -33,13 +33,15 @@ struct Daemon {
   std::uint16_t port = test::free_port();
   std::unique_ptr<test::Process> proc;
 
+  // `storage_extra`: more keys of [storage], such as `synchronous = "full"`.
   Daemon(test::TempDir& d, test::RedisServer& r, const std::string& extra = "",
-         const std::string& db = "")
+         const std::string& db = "", const std::string& storage_extra = "")
       : dir(d), redis(r) {
     std::string cfg = dir.file("bench.toml");
     std::ofstream(cfg) << "[server]\nlisten = \"127.0.0.1:" << port << "\"\n"
                        << "[storage]\npath = \"" << (db.empty() ? dir.file("bench.db") : db)
                        << "\"\n"
+                       << storage_extra << "\n"
                        << "[redis]\nurl = \"" << redis.url() << "\"\n"
                        << "[api]\ntokens = [\"bench\"]\n"
                        << extra;

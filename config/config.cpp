@@ -148,6 +148,7 @@ std::vector<std::string> changes_needing_restart(const Config& running, const Co
         std::to_string(running.routing.max_waiting_claims_per_agent),
         std::to_string(fresh.routing.max_waiting_claims_per_agent));
   shown("storage.path", running.storage.path, fresh.storage.path);
+  shown("storage.synchronous", running.storage.synchronous, fresh.storage.synchronous);
   shown("redis.prefix", running.redis.prefix, fresh.redis.prefix);
   shown("matching.default_region", running.matching.default_region, fresh.matching.default_region);
   if (running.redis.url != fresh.redis.url || running.redis.password != fresh.redis.password) {

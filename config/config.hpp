@@ -27,6 +27,10 @@ struct Server {
 
 struct Storage {
   std::string path = "var/switchboard.db";
+  // What an acknowledged commit survives: "normal", a crash of the process (SQLite's WAL with
+  // synchronous=NORMAL: the WAL is synced at checkpoints); "full", also an operating-system
+  // crash or a power loss (synchronous=FULL: one fsync of the WAL per group commit).
+  std::string synchronous = "normal";
 };
 
 struct Redis {

@@ -72,6 +72,7 @@ void read_storage(TableReader& root, Storage& out) {
       out.path = path;
     }
   }
+  r.one_of("synchronous", out.synchronous, {"normal", "full"});
   r.finish();
 }
 

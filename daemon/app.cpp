@@ -39,7 +39,10 @@ struct App::Channels {
 
 App::App(config::Config cfg, AppOptions options)
     : cfg_(std::move(cfg)), options_(options), api_tokens_(cfg_.api.tokens) {
-  writer_ = std::make_unique<storage::Writer>(cfg_.storage.path);
+  writer_ = std::make_unique<storage::Writer>(cfg_.storage.path, 8192,
+                                              cfg_.storage.synchronous == "full"
+                                                  ? storage::Synchronous::full
+                                                  : storage::Synchronous::normal);
   store_ = std::make_unique<storage::Store>(*writer_, Rules::compile(cfg_.routing));
   std::vector<std::string> queues = store_->rules()->queues();
   for (const auto& a : cfg_.agents) {
@@ -276,9 +279,12 @@ void App::start() {
   email_->start();
   channels_->social->start();
   started_ = true;
-  logger("daemon")->info("[daemon] listening on http://{}:{}, database {}, redis {}:{} prefix {}",
-                         cfg_.server.host, port(), cfg_.storage.path, cfg_.redis.host,
-                         cfg_.redis.port, cfg_.redis.prefix);
+  logger("daemon")->info(
+      "[daemon] listening on http://{}:{}, database {} (synchronous={}: {}), redis {}:{} prefix {}",
+      cfg_.server.host, port(), cfg_.storage.path, cfg_.storage.synchronous,
+      cfg_.storage.synchronous == "full" ? "a 2xx survives a power loss"
+                                         : "a 2xx survives a crash of the process",
+      cfg_.redis.host, cfg_.redis.port, cfg_.redis.prefix);
 }
 
 void App::stop() {

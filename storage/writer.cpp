@@ -72,9 +72,12 @@ bool Writer::defer(const void* key, Flush flush, std::function<void()> fn) {
   return true;
 }
 
-Writer::Writer(const std::string& path, int checkpoint_frames)
-    : db_(path), checkpoint_frames_(checkpoint_frames) {
+Writer::Writer(const std::string& path, int checkpoint_frames, Synchronous sync)
+    : db_(path), checkpoint_frames_(checkpoint_frames), sync_(sync) {
   migrate(db_);
+  if (sync_ == Synchronous::full) {
+    db_.exec("PRAGMA synchronous=FULL");  // this connection's commits; Db set NORMAL
+  }
   // Checkpoints copy the WAL into the database file and fsync it: slow on some disks. They run
   // on their own thread and connection (checkpoint_loop) so that commits never wait for them.
   db_.exec("PRAGMA wal_autocheckpoint=0");
@@ -348,6 +351,9 @@ void Writer::run_batch(std::vector<Job>& batch) {
       healthy_ = true;
     }
     ++commits_;
+    if (sync_ == Synchronous::full) {
+      advance_durable(commits_.load());  // COMMIT returned after SQLite synced the WAL
+    }
   } catch (const std::exception& e) {
     commit_error = e.what();
     rollback();

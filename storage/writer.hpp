@@ -30,11 +30,18 @@ struct Job {
   std::chrono::steady_clock::time_point queued{};
 };
 
+// What a commit survives before its jobs hear of it (config storage.synchronous). normal: a
+// crash of the process, kill -9 included (WAL with synchronous=NORMAL; the WAL reaches the disk
+// at checkpoints). full: also an operating-system crash or a power loss (synchronous=FULL: SQLite
+// syncs the WAL at every commit, so one fsync per group commit, shared by its jobs).
+enum class Synchronous { normal, full };
+
 class Writer {
  public:
   // Opens (and migrates) the database at `path`; throws Error when it cannot. A checkpoint
   // starts at the latest when the WAL holds `checkpoint_frames` pages (8192: 32 MiB).
-  explicit Writer(const std::string& path, int checkpoint_frames = 8192);
+  explicit Writer(const std::string& path, int checkpoint_frames = 8192,
+                  Synchronous sync = Synchronous::normal);
   ~Writer();  // stop()s
 
   void start();
@@ -63,8 +70,8 @@ class Writer {
   // follows the disk while nothing else writes: the daemon calls it every 10 s.
   void probe();
   std::uint64_t commits() const { return commits_.load(); }
-  // Commits known to be on disk (synchronous=NORMAL syncs at checkpoints): the first this many
-  // survive an OS crash or power loss, not only a process crash.
+  // Commits known to be on disk (synchronous=NORMAL syncs at checkpoints; FULL at each commit):
+  // the first this many survive an OS crash or power loss, not only a process crash.
   std::uint64_t durable_commits() const { return durable_commits_.load(); }
   std::uint64_t jobs_done() const { return jobs_done_.load(); }
   // Batches run a second time, with a savepoint per job, because one of their jobs failed.
@@ -84,6 +91,7 @@ class Writer {
 
   Db db_;
   const int checkpoint_frames_;
+  const Synchronous sync_;
   mutable std::mutex mu_;
   std::condition_variable cv_;             // the writer thread waits here, and only it: notify_one
   std::condition_variable checkpoint_cv_;  // the checkpoint thread waits: stop, or a long WAL

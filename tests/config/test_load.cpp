@@ -437,3 +437,12 @@ TEST_CASE("routing.max_waiting_claims_per_agent: 8 by default, 1 to 10000") {
   CHECK(problem_of("[routing]\nmax_waiting_claims_per_agent = 0\n") ==
         "t.toml:2: routing.max_waiting_claims_per_agent must be between 1 and 10000 (got 0)");
 }
+
+TEST_CASE("storage.synchronous is normal by default or full and a change waits for a restart") {
+  CHECK(defaults().storage.synchronous == "normal");
+  CHECK(load_ok("[storage]\nsynchronous = \"full\"\n").storage.synchronous == "full");
+  CHECK(problem_of("[storage]\nsynchronous = \"extra\"\n") ==
+        "t.toml:2: storage.synchronous must be one of normal, full (got \"extra\")");
+  CHECK(changes_needing_restart(defaults(), load_ok("[storage]\nsynchronous = \"full\"\n")) ==
+        std::vector<std::string>{"storage.synchronous (normal -> full)"});
+}

@@ -157,6 +157,43 @@ TEST_CASE("commits count as durable once a checkpoint has copied them into the d
   w.stop();
 }
 
+TEST_CASE("with synchronous full every commit is durable when its jobs hear of it") {
+  for (auto sync : {storage::Synchronous::normal, storage::Synchronous::full}) {
+    CAPTURE(static_cast<int>(sync));
+    test::TempDir dir;
+    std::string path = dir.file("w.db");
+    Writer w(path, 8192, sync);
+    {
+      Db db(path);
+      db.exec("CREATE TABLE t(v INTEGER)");
+    }
+    w.start();
+    std::promise<std::int64_t> setting;  // the writer connection's: 1 NORMAL, 2 FULL
+    w.submit(Job{[&](Db& db) {
+                   auto st = db.prepare("PRAGMA synchronous");
+                   st.step();
+                   setting.set_value(st.int64(0));
+                 },
+                 {}});
+    std::promise<bool> durable;
+    w.submit(insert(2, [&](const std::string& err) {
+      CHECK(err == "");
+      durable.set_value(w.durable_commits() >= w.commits());  // on the writer thread, at once
+    }));
+    std::int64_t level = setting.get_future().get();
+    bool at_once = durable.get_future().get();
+    if (sync == storage::Synchronous::full) {
+      CHECK(level == 2);
+      CHECK(at_once);
+    } else {
+      // NORMAL: the WAL reaches the disk at checkpoints (every 500 ms), not at the commit.
+      CHECK(level == 1);
+      CHECK_FALSE(at_once);
+    }
+    w.stop();
+  }
+}
+
 TEST_CASE("under sustained writes the WAL is checkpointed and restarted: it does not grow") {
   // A checkpoint on another thread never finds the WAL fully copied while the writer keeps
   // appending, and SQLite only restarts a fully copied WAL: before the writer caught up itself,
