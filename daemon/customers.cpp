@@ -11,6 +11,7 @@
 #include "daemon/commands.hpp"
 #include "routing/customer_file.hpp"
 #include "routing/identity.hpp"
+#include "routing/identity_links.hpp"
 #include "storage/customers.hpp"
 #include "storage/schema.hpp"
 
@@ -143,14 +144,26 @@ int import_customers(const config::Config& cfg, const std::string& file) {
 
 namespace {
 
-// QUERY -> customer id: an id, an external id, or an identity in any form people type.
-std::optional<std::string> resolve(storage::Db& db, const config::Config& cfg,
-                                   const std::string& q) {
+// A customer a query names, and how: "" for its id or external id, else the identity
+// ("x 12345"), for telling apart the customers of an ambiguous query.
+struct Match {
+  std::string customer_id, via;
+};
+
+// QUERY -> the customers it names: an id, an external id, or an identity in any form people
+// type. An identity query is tried as every type it can be, and every customer found is
+// returned, not the first: a bare "12345" may be an X user of one customer and a Telegram user
+// of another, "@boblee" the username of users of two platforms (or, in a database from before
+// the daemon moved usernames to their new holder, of two users of one).
+std::vector<Match> resolve(storage::Db& db, const config::Config& cfg, const std::string& q) {
+  if (q.empty()) {
+    return {};
+  }
   if (storage::load_customer(db, q)) {
-    return q;
+    return {{q, ""}};
   }
   if (auto id = storage::find_customer_by_external_id(db, q)) {
-    return id;
+    return {{*id, ""}};
   }
   std::vector<std::string> types;
   if (q.find('@') != std::string::npos && q[0] != '@') {
@@ -162,28 +175,70 @@ std::optional<std::string> resolve(storage::Db& db, const config::Config& cfg,
   } else {
     types = {"phone", "whatsapp", "x", "telegram", "messenger", "instagram"};
   }
+  std::vector<Match> out;
+  auto add = [&](const std::string& id, const std::string& via) {
+    for (const auto& m : out) {
+      if (m.customer_id == id) {
+        return;
+      }
+    }
+    out.push_back({id, via});
+  };
   for (const auto& t : types) {
     auto c = canonicalize(t, q, cfg.matching.default_region);
     if (!c.ok()) {
       continue;
     }
     if (auto id = storage::find_customer_id(db, c.type, c.value)) {
-      return id;
+      add(*id, c.type + " " + c.value);
+      continue;
+    }
+    // "boblee" as a username: a customer file's x_handle is exact, but a customer a message
+    // created has the user id (x 12345) with the username in its handle ("BobLee"), found as
+    // customer matching finds it (routing/identity_links.hpp).
+    if (const auto* link = link_to(c.type); link && link->by_username) {
+      for (const auto& h :
+           storage::find_username_holders(db, std::string(link->type), username_key(c.value))) {
+        add(h.customer_id, h.identity.type + " " + h.identity.value);
+      }
     }
   }
-  return std::nullopt;
+  return out;
 }
 
 }  // namespace
 
 int show_customer(const config::Config& cfg, const std::string& query) {
   storage::Db db(cfg.storage.path, true);
-  auto id = resolve(db, cfg, query);
-  if (!id) {
+  storage::require_current_schema(db);
+  // One snapshot for the lookup and the record: between two reads the daemon may delete the
+  // customer the first one found (the voice path drops a customer its own call line made).
+  db.exec("BEGIN");
+  std::vector<storage::CustomerView> found;
+  std::vector<std::string> via;
+  for (const auto& m : resolve(db, cfg, query)) {
+    // An identity whose customer is gone names nobody.
+    if (auto c = storage::load_customer(db, m.customer_id)) {
+      found.push_back(std::move(*c));
+      via.push_back(m.via);
+    }
+  }
+  if (found.empty()) {
+    db.exec("COMMIT");
     std::cerr << "switchboard: no customer matches \"" << printable(query) << "\"\n";
     return 1;
   }
-  auto c = storage::load_customer(db, *id);
+  if (found.size() > 1) {
+    db.exec("COMMIT");
+    std::cerr << "switchboard: \"" << printable(query) << "\" matches " << found.size()
+              << " customers; give one's id:\n";
+    for (std::size_t i = 0; i < found.size(); ++i) {
+      std::cerr << "  " << printable(found[i].id) << "  " << printable(via[i])
+                << (found[i].name.empty() ? "" : "  " + printable(found[i].name)) << "\n";
+    }
+    return 1;
+  }
+  const auto* c = &found.front();
   // Names, tags, handles, subjects and texts come from customers, providers and imported
   // files: every one goes through printable() so that none can drive the terminal.
   auto field = [](const std::string& v) { return v.empty() ? std::string("-") : printable(v); };
@@ -216,6 +271,7 @@ int show_customer(const config::Config& cfg, const std::string& query) {
     std::cout << "    " << str("occurred_at") << "  " << str("channel") << "/" << str("kind")
               << "  " << str("direction") << "  " << str("queue") << "  " << what << "\n";
   }
+  db.exec("COMMIT");
   return 0;
 }
 

@@ -71,8 +71,12 @@ uses none.
 constexpr const char* kShowHelp = R"(switchboard customers show [--config PATH] QUERY
 
 Finds a customer by customer id, external id, email, phone or handle (@user@domain for
-Mastodon, @name for X/Telegram) and prints the record, its identities and its interaction
-timeline, newest first. Secrets given as *_env or *_file in the config need not be set or
+Mastodon, @name for X/Telegram/Instagram: a username from a customer file or the one a user
+last wrote under) and prints the record, its identities and its interaction timeline, newest
+first. A query that names several customers (one username on two platforms, one number as an X
+and a Telegram id) lists their ids and how each matched, and exits 1: show one by its id.
+Exit 1 also when no customer matches, or when the database is not switchboard's or not at this
+binary's schema version. Secrets given as *_env or *_file in the config need not be set or
 readable.
 )";
 

@@ -1,5 +1,6 @@
 #include "routing/identity.hpp"
 
+#include <cstdio>
 #include <string>
 
 #include "routing/identity_internal.hpp"
@@ -148,19 +149,18 @@ Canonical canonical_platform(std::string_view type, std::string_view raw) {
   return canonical_handle(std::string(type) + "_handle", s);
 }
 
-}  // namespace
+// ---- email ----------------------------------------------------------------------------------
 
-std::optional<Identity> Canonical::identity() const {
-  if (!ok()) {
-    return std::nullopt;
-  }
-  Identity id;
-  id.type = type;
-  id.value = value;
-  return id;
+// "U+00A0": how an error names a character nobody can see.
+std::string code_point_name(char32_t c) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(c));
+  return buf;
 }
 
-std::optional<std::string> canonical_email(std::string_view raw) {
+Canonical canonical_email_identity(std::string_view raw) {
+  // trim() drops invisible padding at both ends (the NBSP a web form's paste leaves): what is
+  // left inside is refused below, as it makes a different address that looks the same.
   std::string_view s = trim(raw);
   if (starts_with_nocase(s, "mailto:")) {
     s.remove_prefix(7);
@@ -168,14 +168,32 @@ std::optional<std::string> canonical_email(std::string_view raw) {
   const auto at = s.find('@');
   if (at == std::string_view::npos || at == 0 || at > 64 || s.size() > 254 ||
       s.find('@', at + 1) != std::string_view::npos) {
-    return std::nullopt;
+    return invalid("email", "not a valid email address");
+  }
+  // Internationalised addresses (RFC 6531: UTF-8 local parts, IDN domains) are kept, but not
+  // the invisible characters inside one: C1 controls, Unicode spaces, zero-width and bidi
+  // format characters.
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = decode_utf8(s.substr(i));
+    if (c.len > 1) {
+      if (is_control_or_format(c.cp)) {
+        return invalid("email", "not a valid email address (it contains the invisible " +
+                                    std::string(c.cp <= 0x9F ? "control" : "format") +
+                                    " character " + code_point_name(c.cp) + ")");
+      }
+      if (is_invisible_padding(c.cp)) {
+        return invalid("email", "not a valid email address (it contains the space character " +
+                                    code_point_name(c.cp) + ")");
+      }
+    }
+    i += c.len > 0 ? c.len : 1;
   }
   // Raw addresses only: whitespace, controls and the RFC 5322 specials that only appear in
   // display names, quoted local parts or lists ("Ann <a@x>", "a@x, b@x") are refused.
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
     if (u <= 0x20 || u == 0x7f) {
-      return std::nullopt;
+      return invalid("email", "not a valid email address");
     }
     switch (c) {
       case '<':
@@ -189,17 +207,37 @@ std::optional<std::string> canonical_email(std::string_view raw) {
       case '[':
       case ']':
       case '\\':
-        return std::nullopt;
+        return invalid("email", "not a valid email address");
       default:
         break;
     }
   }
   if (!plausible_domain(s.substr(at + 1))) {
-    return std::nullopt;
+    return invalid("email", "not a valid email address");
   }
   // The SPEC canonical form is the lower-cased address. RFC 5321 lets a server treat the local
   // part case-sensitively, but no real provider does, and matching must not split Ann@ / ann@.
-  return lower(s);
+  return ok("email", lower(s));
+}
+
+}  // namespace
+
+std::optional<Identity> Canonical::identity() const {
+  if (!ok()) {
+    return std::nullopt;
+  }
+  Identity id;
+  id.type = type;
+  id.value = value;
+  return id;
+}
+
+std::optional<std::string> canonical_email(std::string_view raw) {
+  auto c = canonical_email_identity(raw);
+  if (!c.ok()) {
+    return std::nullopt;
+  }
+  return std::move(c.value);
 }
 
 Canonical canonicalize(std::string_view type, std::string_view raw,
@@ -210,11 +248,7 @@ Canonical canonicalize(std::string_view type, std::string_view raw,
 Canonical canonicalize(std::string_view type, std::string_view raw, std::string_view default_region,
                        std::string_view mastodon_domain) {
   if (type == "email") {
-    auto v = canonical_email(raw);
-    if (!v) {
-      return invalid(type, "not a valid email address");
-    }
-    return ok(type, std::move(*v));
+    return canonical_email_identity(raw);
   }
   if (type == "phone") {
     return canonical_phone_identity(type, raw, default_region);

@@ -294,6 +294,17 @@ std::optional<std::string> find_customer_by_external_id(Db& db, const std::strin
   return std::nullopt;
 }
 
+std::vector<UsernameHolder> find_username_holders(Db& db, const std::string& type,
+                                                  const std::string& username) {
+  auto st = db.prepare(kUsernameHoldersSql);
+  st.bind(1, type).bind(2, username);
+  std::vector<UsernameHolder> out;
+  while (st.step()) {
+    out.push_back(UsernameHolder{st.text(0), Identity{st.text(3), st.text(4), "", ""}});
+  }
+  return out;
+}
+
 std::vector<std::string> customer_timeline(Db& db, const std::string& customer_id, int limit,
                                            const std::string& before) {
   auto st = db.prepare(

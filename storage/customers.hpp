@@ -66,6 +66,17 @@ std::optional<CustomerView> load_customer(Db& db, const std::string& id);
 std::optional<std::string> find_customer_id(Db& db, const std::string& type,
                                             const std::string& value);
 std::optional<std::string> find_customer_by_external_id(Db& db, const std::string& external_id);
+// The users of platform `type` (x, telegram or instagram) whose stored handle is `username` (a
+// username_key), through kUsernameHoldersSql: the customer a message created has identity
+// x 12345 with handle "BobLee", not x_handle "boblee". One row per user: customer id and
+// the identity (type and value). Usually one; several for a database from before the
+// daemon moved usernames to their new holder. The identity's handle is left empty.
+struct UsernameHolder {
+  std::string customer_id;
+  Identity identity;
+};
+std::vector<UsernameHolder> find_username_holders(Db& db, const std::string& type,
+                                                  const std::string& username);
 // Newest first; payload JSON texts. `before`: an interaction id (exclusive), "" for the newest.
 std::vector<std::string> customer_timeline(Db& db, const std::string& customer_id, int limit,
                                            const std::string& before);

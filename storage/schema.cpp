@@ -364,6 +364,12 @@ DELETE FROM guessed_customers WHERE EXISTS (
 )sql",
 };
 
+std::string newer_schema_message(const Db& db, int v) {
+  return "database " + db.path() + " has schema version " + std::to_string(v) +
+         ", newer than this switchboard understands (" + std::to_string(current_schema_version()) +
+         "); use a newer switchboard binary or another database file";
+}
+
 int read_version(Db& db) {
   db.exec("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)");
   auto st = db.prepare("SELECT version FROM schema_version");
@@ -381,6 +387,33 @@ int current_schema_version() {
   return static_cast<int>(kMigrations.size());
 }
 
+void require_current_schema(Db& db) {
+  // Read-only: the table may not exist (another application's SQLite file, or one the daemon
+  // never migrated), and this reader must not create it as read_version does.
+  auto has_table = db.prepare(
+      "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_version'");
+  has_table.step();
+  int v = 0;
+  if (has_table.int64(0) > 0) {
+    auto st = db.prepare("SELECT version FROM schema_version");
+    if (st.step()) {
+      v = static_cast<int>(st.int64(0));
+    }
+  }
+  if (v <= 0) {  // version 0: the row of a first migration that never committed its steps
+    throw Error(0, db.path() + " is not a switchboard database (no schema version)");
+  }
+  if (v > current_schema_version()) {
+    throw Error(0, newer_schema_message(db, v));
+  }
+  if (v < current_schema_version()) {
+    throw Error(0, "database " + db.path() + " has schema version " + std::to_string(v) +
+                       ", older than this switchboard's (" +
+                       std::to_string(current_schema_version()) +
+                       "); `switchboard run` with this binary upgrades it when it starts");
+  }
+}
+
 void migrate(Db& db, int target) {
   // Under the write lock from the first read of the version: two processes that start on one
   // file after an upgrade (the daemon and a cron'd `customers import`) both read the old version
@@ -390,10 +423,7 @@ void migrate(Db& db, int target) {
   try {
     v = read_version(db);
     if (v > current_schema_version()) {
-      throw Error(0, "database " + db.path() + " has schema version " + std::to_string(v) +
-                         ", newer than this switchboard understands (" +
-                         std::to_string(current_schema_version()) +
-                         "); use a newer switchboard binary or another database file");
+      throw Error(0, newer_schema_message(db, v));
     }
     const bool fresh = v == 0;  // a new file is simply created; an upgrade may take a while
     for (; v < std::min(target, current_schema_version()); ++v) {

@@ -46,6 +46,66 @@ TEST_CASE("email: anything but a raw address is refused") {
   CHECK(sb::canonical_email("BOB@EXAMPLE.COM") == "bob@example.com");
 }
 
+TEST_CASE("email: invisible padding a paste leaves is trimmed at both ends") {
+  // NBSP (web forms, spreadsheets), zero-width space, BOM, NEL, ideographic space, narrow NBSP.
+  for (const char* pad : {"\xC2\xA0", "\xE2\x80\x8B", "\xEF\xBB\xBF", "\xC2\x85", "\xE3\x80\x80",
+                          "\xE2\x80\xAF", " \xC2\xA0\t"}) {
+    CAPTURE(std::string(pad));
+    CHECK(canon("email", std::string("Ann@Example.com") + pad) == "email:ann@example.com");
+    CHECK(canon("email", std::string(pad) + "ann@example.com") == "email:ann@example.com");
+    CHECK(canon("email", std::string(pad) + "ann@example.com" + pad + pad) ==
+          "email:ann@example.com");
+    CHECK(sb::canonical_email(std::string("ann@example.com") + pad) == "ann@example.com");
+  }
+  // Internationalised addresses are as they were.
+  CHECK(canon("email", "\xC2\xA0J\xC3\xBCrgen@B\xC3\xBC\x63her.de\xE2\x80\x8B") ==
+        "email:j\xC3\xBCrgen@b\xC3\xBC\x63her.de");
+  CHECK(canon("email",
+              "\xE7\x94\xA8\xE6\x88\xB7@\xE4\xBE\x8B\xE5\xAD\x90.\xE5\x85\xAC\xE5\x8F\xB8") ==
+        "email:\xE7\x94\xA8\xE6\x88\xB7@\xE4\xBE\x8B\xE5\xAD\x90.\xE5\x85\xAC\xE5\x8F\xB8");
+}
+
+TEST_CASE("email: controls and invisible format characters inside are refused, named") {
+  const std::pair<const char*, const char*> cases[] = {
+      {"ann\xE2\x80\x8B@example.com", "invisible format character U+200B"},  // zero-width space
+      {"ann@exa\xE2\x80\x8Cmple.com", "invisible format character U+200C"},  // ZWNJ
+      {"ann@exa\xE2\x80\x8Dmple.com", "invisible format character U+200D"},  // ZWJ
+      {"ann\xE2\x81\xA0@example.com", "invisible format character U+2060"},  // word joiner
+      {"ann\xEF\xBB\xBF@example.com", "invisible format character U+FEFF"},  // BOM
+      {"\xE2\x80\xAE"
+       "ann@example.com",
+       "invisible format character U+202E"},  // RLO
+      {"ann@example.com\xE2\x80\xAA", "invisible format character U+202A"},
+      {"ann\xE2\x81\xA6@example.com", "invisible format character U+2066"},
+      {"ann@example.com\xE2\x81\xA9", "invisible format character U+2069"},
+      {"an\xC2\xADn@example.com", "invisible format character U+00AD"},   // soft hyphen
+      {"ann\xC2\x85@example.com", "invisible control character U+0085"},  // NEL, C1
+      {"ann\xC2\x9B@example.com", "invisible control character U+009B"},  // CSI, C1
+      {"ann@example.com\xC2\x80", "invisible control character U+0080"},
+      {"ann\xC2\xA0@example.com", "space character U+00A0"},
+      {"ann@example\xE3\x80\x80.com", "space character U+3000"},
+  };
+  for (const auto& [raw, what] : cases) {
+    CAPTURE(std::string(raw));
+    CHECK(canon("email", raw) ==
+          std::string("invalid: not a valid email address (it contains the ") + what + ")");
+    CHECK_FALSE(sb::canonical_email(raw));
+  }
+}
+
+TEST_CASE("phone and handle: invisible padding a paste leaves is trimmed too") {
+  CHECK(canon("phone", "\xC2\xA0+1 415 555 0100\xC2\xA0") == "phone:+14155550100");
+  CHECK(canon("phone", "\xEF\xBB\xBF(415) 555-0100\xE2\x80\x8B") == "phone:+14155550100");
+  CHECK(canon("whatsapp", "14155550100\xC2\xA0") == "whatsapp:+14155550100");
+  CHECK(canon("x", "\xC2\xA0@AnnLee\xC2\xA0") == "x_handle:annlee");
+  CHECK(canon("x", "2244994999\xE2\x80\x8B") == "x:2244994999");
+  CHECK(canon("telegram_handle", "\xEF\xBB\xBF@ann_lee") == "telegram_handle:ann_lee");
+  CHECK(canon("mastodon", "\xC2\xA0@ann@mastodon.example\xC2\xA0") ==
+        "mastodon:ann@mastodon.example");
+  // Inside a handle an invisible character is no username character, as before.
+  CHECK(canon("x_handle", "ann\xE2\x80\x8Blee") == "invalid: not a valid username");
+}
+
 TEST_CASE("phone: national and international forms with a US default") {
   CHECK(canon("phone", "+14155550100") == "phone:+14155550100");
   CHECK(canon("phone", "+1 (415) 555-0100") == "phone:+14155550100");

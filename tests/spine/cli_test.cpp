@@ -509,3 +509,100 @@ TEST_CASE("customers show: no customer matching the query is exit 1 naming the q
   }
   CHECK(customers(dir, "show", cfg, "ann@example.com").status == 0);
 }
+
+TEST_CASE("customers show finds an X or Telegram user a message made a customer by username") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  receive(dir, {sb::Identity{"x", "12345", "Bob", "BobLee"},
+                sb::Identity{"telegram", "555001", "Cy", "cy_young"}});
+  for (std::string query : {"@BobLee", "@boblee", "boblee", "BobLee"}) {
+    CAPTURE(query);
+    auto out = customers(dir, "show", cfg, query);
+    CHECK(out.status == 0);
+    CHECK(out.output.find("    x  12345  (BobLee)\n") != std::string::npos);
+  }
+  auto cy = customers(dir, "show", cfg, "@Cy_Young");
+  CHECK(cy.status == 0);
+  CHECK(cy.output.find("    telegram  555001  (cy_young)\n") != std::string::npos);
+}
+
+TEST_CASE("customers show: a query naming several customers lists them and picks none") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  // One username on two platforms, one id on two: four people.
+  receive(dir, {sb::Identity{"x", "12345", "Bob", "BobLee"},
+                sb::Identity{"telegram", "555001", "Robert", "boblee"},
+                sb::Identity{"x", "777777", "Dee", "dee"},
+                sb::Identity{"telegram", "777777", "Eve", "eve_e"}});
+  auto id_of = [&](const std::string& type, const std::string& value) {
+    sb::storage::Db db(dir.file("sb.db"), true);
+    auto st = db.prepare("SELECT customer_id FROM identities WHERE type = ?1 AND value = ?2");
+    st.bind(1, type).bind(2, value);
+    REQUIRE(st.step());
+    return st.text(0);
+  };
+  auto bob = customers(dir, "show", cfg, "@boblee");
+  INFO(bob.output);
+  CHECK(bob.status == 1);
+  CHECK(bob.output == "switchboard: \"@boblee\" matches 2 customers; give one's id:\n  " +
+                          id_of("x", "12345") + "  x 12345  Bob\n  " + id_of("telegram", "555001") +
+                          "  telegram 555001  Robert\n");
+  auto num = customers(dir, "show", cfg, "777777");
+  INFO(num.output);
+  CHECK(num.status == 1);
+  CHECK(num.output == "switchboard: \"777777\" matches 2 customers; give one's id:\n  " +
+                          id_of("x", "777777") + "  x 777777  Dee\n  " +
+                          id_of("telegram", "777777") + "  telegram 777777  Eve\n");
+  // Each by its id.
+  auto one = customers(dir, "show", cfg, id_of("telegram", "777777"));
+  CHECK(one.status == 0);
+  CHECK(one.output.find("    telegram  777777  (eve_e)\n") != std::string::npos);
+}
+
+TEST_CASE("customers show: an identity whose customer is gone matches nobody (exit 1)") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  REQUIRE(customers(dir, "import", cfg,
+                    write_file(dir, "c.csv", "external_id,email\nc-1,ann@example.com\n"))
+              .status == 0);
+  {
+    // What the voice path's drop_if_orphan leaves a reader that looked up the identity before.
+    sb::storage::Db db(dir.file("sb.db"));
+    db.exec(
+        "INSERT INTO identities(type, value, customer_id) VALUES "
+        "('email', 'ghost@example.com', 'cus_deleted')");
+  }
+  auto out = customers(dir, "show", cfg, "ghost@example.com");
+  CHECK(out.status == 1);
+  CHECK(out.output == "switchboard: no customer matches \"ghost@example.com\"\n");
+  CHECK(customers(dir, "show", cfg, "ann@example.com").status == 0);
+}
+
+TEST_CASE("customers show: a database that is not switchboard's, or is newer, says so") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  {
+    sb::storage::Db db(dir.file("sb.db"));
+    db.exec("CREATE TABLE notes(id INTEGER PRIMARY KEY, text TEXT)");
+  }
+  auto other = customers(dir, "show", cfg, "ann@example.com");
+  CHECK(other.status == 1);
+  CHECK(other.output == "switchboard: " + dir.file("sb.db") +
+                            " is not a switchboard database (no schema version)\n");
+
+  TempDir dir2;
+  const auto cfg2 = storage_config(dir2);
+  REQUIRE(customers(dir2, "import", cfg2,
+                    write_file(dir2, "c.csv", "external_id,email\nc-1,ann@example.com\n"))
+              .status == 0);
+  {
+    sb::storage::Db db(dir2.file("sb.db"));
+    db.exec("UPDATE schema_version SET version = 999");
+  }
+  auto newer = customers(dir2, "show", cfg2, "ann@example.com");
+  INFO(newer.output);
+  CHECK(newer.status == 1);
+  CHECK(newer.output.find("has schema version 999, newer than this switchboard understands") !=
+        std::string::npos);
+  CHECK(newer.output.find("no such table") == std::string::npos);
+}

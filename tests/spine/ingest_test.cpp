@@ -98,6 +98,41 @@ TEST_CASE("an ingested interaction lands in its stream with the customer matched
       std::chrono::seconds(5)));
 }
 
+TEST_CASE("from.email with invisible padding from a paste matches the existing customer") {
+  Fixture f;
+  REQUIRE(f.http->post_json("/v1/interactions", kAnn, "test-token").status == 202);
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 1; }));
+  const auto first = f.redis.xrange("sb:q:general:normal").at(0)["customer_id"];
+  // A web form's NBSP after the address, a BOM and a zero-width space before it.
+  const char* padded[] = {R"("ann@example.com\u00a0")", R"("\ufeff\u200bAnn@example.com")"};
+  long long n = 1;
+  for (const char* email : padded) {
+    CAPTURE(email);
+    auto r = f.http->post_json("/v1/interactions",
+                               std::string(R"({"source":"web-form","external_id":"f-)") +
+                                   std::to_string(200 + n) + R"(","from":{"email":)" + email +
+                                   R"(},"text":"Any news?"})",
+                               "test-token");
+    CHECK(r.status == 202);
+    ++n;
+    REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == n; }));
+    auto e = f.redis.xrange("sb:q:general:normal").at(static_cast<std::size_t>(n - 1));
+    CHECK(e["customer_id"] == first);
+    auto payload = json::parse(e["payload"]).as_object();
+    CHECK(payload.at("from").at("value").as_string() == "ann@example.com");
+    CHECK(payload.at("customer").at("is_new").as_bool() == false);
+  }
+  // Inside the address, an invisible character is refused, named.
+  auto r = f.http->post_json(
+      "/v1/interactions",
+      R"({"source":"web-form","external_id":"f-300","from":{"email":"ann\u200b@example.com"}})",
+      "test-token");
+  CHECK(r.status == 400);
+  CHECK(r.body.find("from.email") != std::string::npos);
+  CHECK(r.body.find("U+200B") != std::string::npos);
+  CHECK(count_rows(f.db(), "SELECT count(*) FROM customers") == 1);
+}
+
 TEST_CASE("a Redis ACL user in the url is who the relay and the agents authenticate as") {
   TempDir dir;
   RedisServer redis;
