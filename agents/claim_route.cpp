@@ -164,19 +164,7 @@ Service::Awaitable Service::claim(http::Request& r) {
       unavailable.headers.emplace_back("Retry-After", "1");
       co_return unavailable;
     }
-    for (const auto& [id, q] : c.dead) {
-      logger("agents")->warn(
-          "[agents:{}] interaction {} timed out max_deliveries times: moved to {}", q, id,
-          ops_.dead_stream(q));
-    }
-    if (!c.dead_refused.empty()) {
-      dead_letters_refused(queue, c.dead_refused);
-    }
-    if (!c.dead.empty()) {
-      // Redis forgets them ({prefix}:dead-unrecorded) only once the record is committed: should
-      // the write fail or the daemon die first, the next claim's sweep reports them again.
-      records_.dead_lettered(c.dead, [this, dead = c.dead] { ops_.forget_dead(dead); });
-    }
+    report_dead(queue, c);
     if (c.found) {
       // A reload that came while the claim ran: the item is not handed to an agent that is no
       // longer allowed to take it, but goes back to its queue at once (a release does not

@@ -49,6 +49,11 @@ FinishResult to_finish(const RValue& v) {
       r.status = Hold::foreign;
       r.queue = v.str_at(1);
       break;
+    case -4:
+      r.status = Hold::gone;
+      r.stream = v.str_at(1);
+      r.refusal = v.str_at(2);
+      break;
     default:
       r.status = Hold::not_held;
   }
@@ -70,6 +75,15 @@ ClaimResult to_claim(const RValue& e) {
     r.fresh = e.int_at(5) == 1;
   }
   return r;
+}
+
+// The dead letters and the dead-letter key's refusal of a claim script's reply.
+void take_dead(const RValue& v, ClaimResult& r) {
+  const auto& dead = v.at(1).elements;
+  for (std::size_t i = 0; i + 1 < dead.size(); i += 2) {
+    r.dead.emplace_back(dead[i].str, dead[i + 1].str);
+  }
+  r.dead_refused = v.str_at(2);
 }
 
 // The scripts' form of a QueueList: " a b " (found with a plain substring search of " q "), or
@@ -129,18 +143,13 @@ void QueueOps::send_claims(const std::string& queue) {
   if (batch->empty()) {
     return;
   }
-  std::vector<std::string> keys;
-  for (const char* p : kPriorities) {
-    keys.push_back(stream(queue, p));
-  }
-  keys.push_back(dead_stream(queue));
-  keys.push_back(prefix_ + ":held");
-  keys.push_back(prefix_ + ":dead-unrecorded");
+  auto keys = claim_keys(queue);
   auto now = std::chrono::steady_clock::now();
   auto& next = next_sweep_[queue];
   bool sweep = now >= next;
   if (sweep) {
     next = now + sweep_every_;
+    last_sweep_[queue] = now;
   }
   std::vector<std::string> args{std::to_string(claim_timeout_.count()),
                                 std::to_string(max_deliveries_), sweep ? "1" : "0", queue};
@@ -160,15 +169,44 @@ void QueueOps::send_claims(const std::string& queue) {
     for (std::size_t j = 0; j < batch->size(); ++j) {
       ClaimResult r = to_claim(results.at(j));
       if (j == 0) {  // reported (logged, recorded) once
-        const auto& dead = v.at(1).elements;
-        for (std::size_t i = 0; i + 1 < dead.size(); i += 2) {
-          r.dead.emplace_back(dead[i].str, dead[i + 1].str);
-        }
-        r.dead_refused = v.str_at(2);
+        take_dead(v, r);
       }
       (*batch)[j].done(std::move(r));
     }
   });
+}
+
+std::vector<std::string> QueueOps::claim_keys(const std::string& queue) const {
+  std::vector<std::string> keys;
+  for (const char* p : kPriorities) {
+    keys.push_back(stream(queue, p));
+  }
+  keys.push_back(dead_stream(queue));
+  keys.push_back(prefix_ + ":held");
+  keys.push_back(prefix_ + ":dead-unrecorded");
+  return keys;
+}
+
+asio::awaitable<ClaimResult> QueueOps::sweep(const std::string& queue) {
+  ClaimResult r;
+  auto now = std::chrono::steady_clock::now();
+  // next_sweep_ is the claims' own: a pass must not make a claim skip its look for timed-out
+  // and released entries, which it does not take.
+  auto& last = last_sweep_[queue];
+  if (now - last < sweep_every_) {
+    co_return r;  // a claim's sweep did it lately
+  }
+  last = now;
+  std::vector<std::string> args{std::to_string(claim_timeout_.count()),
+                                std::to_string(max_deliveries_), "1", queue};
+  RValue v =
+      co_await async_eval(redis_, kClaim, claim_keys(queue), std::move(args), asio::use_awaitable);
+  if (v.is_error() || v.type != RValue::Type::array) {
+    r.error = v.is_error() ? v.str : "unexpected reply from redis";
+    co_return r;
+  }
+  take_dead(v, r);
+  co_return r;
 }
 
 asio::awaitable<FinishResult> QueueOps::finish(const std::string& interaction_id,
@@ -347,7 +385,7 @@ QueueStats to_stats(const RValue& v) {
 
 asio::awaitable<QueueStats> QueueOps::stats(const std::string& queue) {
   std::vector<std::string> args{std::to_string(claim_timeout_.count()),
-                                std::to_string(kStatsCountLimit)};
+                                std::to_string(kStatsCountLimit), std::to_string(max_deliveries_)};
   auto keys = stat_keys(queue);
   RValue v =
       co_await async_eval(redis_, kStats, std::move(keys), std::move(args), asio::use_awaitable);

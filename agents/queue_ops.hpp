@@ -45,8 +45,10 @@ struct HeldList {
 // held: done; not_held: nobody holds it; other: `holder` holds it; repeated: a retried
 // transfer that already happened; refused: the transfer's target stream refused the entry
 // (`refusal` says why), nothing moved; foreign: the entry is in `queue`, which is not one of the
-// agent's (nothing done, and who holds it is not told).
-enum class Hold { held, not_held, other, repeated, refused, foreign };
+// agent's (nothing done, and who holds it is not told); gone: the entry's `stream` was deleted or
+// replaced by a key of another type (`refusal` is Redis's error), and the entry with it, so
+// nobody holds it.
+enum class Hold { held, not_held, other, repeated, refused, foreign, gone };
 
 // The queues an agent may reach, for the operations on one entry: its `queues`, or nullptr for
 // the daemon's own calls (any queue).
@@ -106,6 +108,12 @@ class QueueOps {
   boost::asio::awaitable<FinishResult> holds(const std::string& interaction_id,
                                              const std::string& agent, QueueList queues);
   boost::asio::awaitable<QueueStats> stats(const std::string& queue);
+  // The daemon's periodic pass over `queue` (Service::sweep_queues): the entries idle past
+  // claim_timeout that were delivered max_deliveries times go to the dead letters (`dead`,
+  // `dead_refused` as for a claim), without a claim, whose sweep does it otherwise. Nothing is
+  // asked of Redis when a claim or a pass swept the queue within sweep_every().
+  boost::asio::awaitable<ClaimResult> sweep(const std::string& queue);
+  std::chrono::milliseconds sweep_every() const { return sweep_every_; }
   // The next claim from `queue` looks for released entries at once (a release whose reply was
   // lost did run).
   void released_in(const std::string& queue) { next_sweep_[queue] = {}; }
@@ -125,6 +133,7 @@ class QueueOps {
                                               const std::string& agent, QueueList queues,
                                               const char* mode);
   std::vector<std::string> stat_keys(const std::string& queue) const;
+  std::vector<std::string> claim_keys(const std::string& queue) const;
 
   RedisExec& redis_;
   std::string prefix_;
@@ -135,6 +144,9 @@ class QueueOps {
   // per sweep_every_ is enough; a release makes the next claim look at once. io thread only.
   std::chrono::milliseconds sweep_every_;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> next_sweep_;
+  // When a claim or a periodic pass (sweep) last looked, per queue: a pass comes no sooner than
+  // sweep_every_ after either. io thread only.
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> last_sweep_;
   // Claims issued in this turn of the io loop, per queue: one script run serves them all.
   struct PendingClaim {
     std::string agent;

@@ -145,6 +145,13 @@ http::Response Service::not_held(const std::string& id, const config::Agent& age
     msg += ": it was released and waits in its queue";
   } else if (f.status == Hold::other) {
     msg += ": agent " + f.holder + " holds it";
+  } else if (f.status == Hold::gone) {
+    // The README's fix for a broken key is DEL; an operator's SET replaces a stream. Either way
+    // the entry this agent held went with the stream.
+    msg += f.refusal.starts_with("NOGROUP")
+               ? ": its stream " + f.stream + " was deleted since it was claimed"
+               : ": its stream " + f.stream + " was replaced by a key that is not a stream";
+    msg += ", and the entry held there with it (" + f.refusal + "); nobody holds it now";
   } else {
     msg += ": claim it first (it is waiting, finished, or its claim timed out)";
   }
@@ -250,7 +257,7 @@ Service::Awaitable Service::transfer(http::Request& r) {
   if (f.status == Hold::foreign) {
     co_return item_forbidden(agent, "transfer", id, f.queue);
   }
-  if (f.status == Hold::not_held || f.status == Hold::other) {
+  if (f.status == Hold::not_held || f.status == Hold::other || f.status == Hold::gone) {
     co_return not_held(id, agent, "transfer", f);
   }
   if (f.status == Hold::refused) {  // Redis works; that one key is broken

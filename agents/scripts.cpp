@@ -10,12 +10,21 @@ local function field(f, name)
   return ''
 end
 -- The entry held under `iid` (hash value "<stream> <id>"): key, id, pending info or nil.
+-- nil and {-4, stream, error} when its stream is gone: deleted (NOGROUP; the README's fix for a
+-- broken key is DEL) or replaced by another type (an operator's SET: WRONGTYPE). The entry went
+-- with it, so nobody holds it: the index entry is dropped. An error raised here would fail the
+-- whole script run, and with it every other agent's call batched into it (QueueOps), on every
+-- retry.
 local function holder(held, iid)
   local v = redis.call('HGET', held, iid)
   if not v then return nil end
   local sp = string.find(v, ' ', 1, true)
   local key, id = string.sub(v, 1, sp - 1), string.sub(v, sp + 1)
-  local p = redis.call('XPENDING', key, 'agents', id, id, 1)
+  local p = redis.pcall('XPENDING', key, 'agents', id, id, 1)
+  if type(p) == 'table' and p.err then
+    redis.call('HDEL', held, iid)
+    return nil, nil, nil, {-4, key, p.err}
+  end
   if #p == 0 then
     redis.call('HDEL', held, iid)  -- acknowledged by someone else (a plain Redis client)
     return nil
@@ -39,7 +48,10 @@ end
 // ARGV: claim_timeout ms, max_deliveries, sweep ("1": look for idle entries first), queue name,
 // then one consumer per claim: the claims of one turn of the io loop share one script run
 // (QueueOps), which saves Redis the script's fixed cost (about 4 us quiet, 10-20 us with the
-// machine busy) for all but one of them.
+// machine busy) for all but one of them. No consumer and sweep "1": the daemon's periodic pass
+// (QueueOps::sweep), which only moves the entries past max_deliveries to the dead letters: an
+// item whose agents went away would otherwise wait for a claim that never comes, counted as
+// waiting, its record `claimed`.
 // Per claim, per priority, most urgent first: entries idle past claim_timeout (timed out, or
 // released) come first because they are the oldest (XPENDING IDLE + XCLAIM: XAUTOCLAIM's effect
 // without its COUNT*10 scan limit); an entry delivered max_deliveries times that timed out again
@@ -57,6 +69,33 @@ constexpr const char* kClaimBody = R"lua(
 local idle, maxd, sweep = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local nonempty = {}
 local dead_refused = nil  -- the dead-letter key's error, once it refused an entry
+-- Moves entry `pid` of stream `key`, delivered n - 1 times, to the dead letters, moved without
+-- an XCLAIM: a script's writes are not undone when it fails later, so nothing is changed before
+-- the XADD has worked. A dead-letter key that refuses it (an operator's SET) leaves the entry
+-- where it is, pending for its last holder, and the refusal is reported: false then (the look
+-- goes on past it).
+local function bury(key, pid, n)
+  local e = redis.call('XRANGE', key, pid, pid)[1]
+  if not e then
+    redis.call('XACK', key, 'agents', pid)  -- deleted behind our back: drop it
+    return true
+  end
+  if dead_refused then return false end
+  local f = e[2]
+  f[#f + 1] = 'dead_from'; f[#f + 1] = key
+  f[#f + 1] = 'deliveries'; f[#f + 1] = tostring(n - 1)
+  local added = redis.pcall('XADD', KEYS[5], '*', unpack(f))
+  if type(added) == 'table' and added.err then
+    dead_refused = added.err
+    return false
+  end
+  local iid = field(e[2], 'interaction_id')
+  redis.call('XACK', key, 'agents', pid)
+  redis.call('XDEL', key, pid)
+  redis.call('HDEL', KEYS[6], iid)
+  redis.call('HSET', KEYS[7], iid, ARGV[4])
+  return true
+end
 local function claim(consumer)
   for i = 1, 4 do
     local key = KEYS[i]
@@ -78,31 +117,7 @@ local function claim(consumer)
         if not p[1] then break end
         local pid, n = p[1][1], p[1][4] + 1
         if n > maxd then
-          -- To the dead letters, moved without an XCLAIM: a script's writes are not undone when
-          -- it fails later, so nothing is changed before the XADD has worked. A dead-letter key
-          -- that refuses it (an operator's SET) leaves the entry where it is, pending for its
-          -- last holder; the look goes on past it, and the refusal is reported.
-          local e = redis.call('XRANGE', key, pid, pid)[1]
-          if not e then
-            redis.call('XACK', key, 'agents', pid)  -- deleted behind our back: drop it
-          elseif dead_refused then
-            from = '(' .. pid
-          else
-            local f = e[2]
-            f[#f + 1] = 'dead_from'; f[#f + 1] = key
-            f[#f + 1] = 'deliveries'; f[#f + 1] = tostring(n - 1)
-            local added = redis.pcall('XADD', KEYS[5], '*', unpack(f))
-            if type(added) == 'table' and added.err then
-              dead_refused = added.err
-              from = '(' .. pid
-            else
-              local iid = field(e[2], 'interaction_id')
-              redis.call('XACK', key, 'agents', pid)
-              redis.call('XDEL', key, pid)
-              redis.call('HDEL', KEYS[6], iid)
-              redis.call('HSET', KEYS[7], iid, ARGV[4])
-            end
-          end
+          if not bury(key, pid, n) then from = '(' .. pid end
         else
           local e = redis.call('XCLAIM', key, 'agents', consumer, idle, pid)[1]
           if e and e[2] then
@@ -123,6 +138,28 @@ local function claim(consumer)
   end
   return nil
 end
+-- No consumers: the daemon's periodic pass (Service::sweep_queues), for a queue nobody claims
+-- from. Every entry idle past claim_timeout that no claim may take again goes to the dead
+-- letters; the others stay for the next claim. At most 1000 looked at per stream and run.
+local function sweep_only()
+  for i = 1, 4 do
+    local key = KEYS[i]
+    local n = redis.pcall('XLEN', key)
+    if type(n) == 'number' and n > 0 then
+      local from = '-'
+      for _ = 1, 10 do
+        local p = redis.pcall('XPENDING', key, 'agents', 'IDLE', idle, from, '+', 100)
+        if type(p) ~= 'table' or p.err or not p[1] then break end
+        for _, e in ipairs(p) do
+          if e[4] + 1 > maxd then bury(key, e[1], e[4] + 1) end
+        end
+        if #p < 100 then break end
+        from = '(' .. p[#p][1]
+      end
+    end
+  end
+end
+if sweep and #ARGV < 5 then sweep_only() end
 local out = {}
 local empty = false
 for j = 5, #ARGV do
@@ -139,14 +176,19 @@ return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}, dead_refused or ''}
 // claims.
 // Returns per call {1, stream, entry id} done; {0} not held by anyone; {-1, holder} held by
 // another; {-3, queue} the entry is in a queue not among the consumer's (SPEC: an agent reaches
-// only its own queues), checked before who holds it, so that the answer names nobody.
+// only its own queues), checked before who holds it, so that the answer names nobody; {-4,
+// stream, error} the entry's stream was deleted or replaced (holder), so nobody holds it.
 // ack: XACK + XDEL, so the stream holds exactly the waiting and the held entries.
 // release: to `_released` with a long idle time and the delivery count it had before this
 // delivery (a release is not a failed delivery), so the next claim takes it at once.
 constexpr const char* kFinishBody = R"lua(
 local function finish(iid, consumer, mode, queues)
-  local key, id, p = holder(KEYS[1], iid)
-  if not key then return {0} end
+  local key, id, p, gone = holder(KEYS[1], iid)
+  if gone then
+    local mine, queue = in_queues(gone[2], ARGV[3], queues)
+    if not mine then return {-3, queue} end
+  end
+  if not key then return gone or {0} end
   local mine, queue = in_queues(key, ARGV[3], queues)
   if not mine then return {-3, queue} end
   if p[2] ~= consumer then return {-1, p[2]} end
@@ -171,14 +213,15 @@ return out
 // KEYS: held hash, target stream, marker. ARGV: interaction id, consumer, target priority,
 // new payload, marker value ("<consumer> <stream>"), marker ttl s, "{prefix}:q:", the
 // consumer's queues (as kFinish). {-2, error}: the target stream refused the entry; {-3, queue}:
-// the entry is in a queue not among the consumer's (the target need not be one of them).
+// the entry is in a queue not among the consumer's (the target need not be one of them); {-4,
+// stream, error}: the entry's stream was deleted or replaced (as kFinish).
 // Re-adds the entry's fields (priority and payload updated) to the target stream and
 // acknowledges the old entry, atomically. A retry of a transfer that already happened (same
 // agent, same target) answers {2, new id} and adds nothing: while the new entry waits unclaimed,
 // and also once another agent claimed it from the target queue (the first attempt's reply was
 // lost, so the daemon has yet to record the transfer: the retry records it).
 constexpr const char* kTransferBody = R"lua(
-local key, id, p = holder(KEYS[1], ARGV[1])
+local key, id, p, gone = holder(KEYS[1], ARGV[1])
 if not key or p[2] ~= ARGV[2] then
   local m = redis.call('GET', KEYS[3])
   if m then
@@ -188,7 +231,11 @@ if not key or p[2] ~= ARGV[2] then
       return {2, nid}
     end
   end
-  if not key then return {0} end
+  if gone then
+    local mine, queue = in_queues(gone[2], ARGV[7], ARGV[8])
+    if not mine then return {-3, queue} end
+  end
+  if not key then return gone or {0} end
   local mine, queue = in_queues(key, ARGV[7], ARGV[8])
   if not mine then return {-3, queue} end
   return {-1, p[2]}
@@ -215,11 +262,12 @@ return {1, nid, key}
 )lua";
 
 // KEYS: the queue's four streams, then its dead-letter stream. ARGV: claim_timeout ms, the
-// count limit (kStatsCountLimit). Returns per priority {waiting, claimed, oldest waiting entry id
-// or '', 1 when waiting is exact or 0 when it is a lower bound} and the dead count; an error
-// naming the key when one of the four, or the dead-letter key, is not a stream.
+// count limit (kStatsCountLimit), max_deliveries. Returns per priority {waiting, claimed, oldest
+// waiting entry id or '', 1 when waiting is exact or 0 when it is a lower bound} and the dead
+// count; an error naming the key when one of the four, or the dead-letter key, is not a stream.
 // waiting = not yet delivered to the group + pending entries idle past claim_timeout (timed out
-// or released: the next claim takes them); claimed = the other pending entries.
+// or released: the next claim takes them) but those delivered max_deliveries times (bound for
+// the dead letters at the next sweep); claimed = the pending entries not idle that long.
 //
 // Not yet delivered: Redis has no command that counts a range of a stream without reading it,
 // and XINFO GROUPS's lag is not to be trusted. It is missing on Redis < 7, and on Redis 7 while
@@ -235,7 +283,7 @@ return {1, nid, key}
 // one, else waiting is "at least the limit"; either is reported as not exact. A bounded read
 // per stream whatever the backlog.
 constexpr const char* kStatsBody = R"lua(
-local limit = tonumber(ARGV[2])
+local limit, maxd = tonumber(ARGV[2]), tonumber(ARGV[3])
 local chunk = math.min(100, limit)
 -- The entries of `key` after `last`; nil and a lower bound when both sides exceed the limit.
 local function undelivered(key, last)
@@ -276,11 +324,17 @@ for i = 1, 4 do
         end
         local expired = redis.call('XPENDING', key, 'agents', 'IDLE', ARGV[1], '-', '+', 10000)
         if #expired == 10000 then exact = 0 end
-        waiting = lag + #expired
+        -- An expired entry delivered max_deliveries times is never handed out again: the next
+        -- sweep moves it to the dead letters. It is neither waiting nor claimed.
+        local due, first = 0, nil
+        for _, e in ipairs(expired) do
+          if e[4] >= maxd then due = due + 1 elseif not first then first = e[1] end
+        end
+        waiting = lag + #expired - due
         claimed = t['pending'] - #expired
         local r = redis.call('XRANGE', key, '(' .. last, '+', 'COUNT', 1)
         if r[1] then oldest = r[1][1] end
-        if expired[1] then oldest = expired[1][1] end  -- older than anything not yet delivered
+        if first then oldest = first end  -- older than anything not yet delivered
       end
     end
   end
@@ -327,7 +381,10 @@ return out
 // when the agent learns of it (XCLAIM with idle 0; JUSTID keeps the delivery count).
 // Returns {0}, or {1, stream, entry id, deliveries, fields} as a claim does.
 constexpr const char* kTakeBackBody = R"lua(
-local p = redis.call('XPENDING', KEYS[1], 'agents', ARGV[1], ARGV[1], 1)[1]
+-- A stream deleted or replaced since held_by listed it (NOGROUP, WRONGTYPE): nothing to take.
+local p = redis.pcall('XPENDING', KEYS[1], 'agents', ARGV[1], ARGV[1], 1)
+if p.err then return {0} end
+p = p[1]
 if not p or p[2] ~= ARGV[2] or p[4] ~= tonumber(ARGV[3]) then return {0} end
 if p[4] > tonumber(ARGV[4]) then return {0} end
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]

@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -72,12 +73,19 @@ Service::~Service() {
 void Service::start() {
   redis_.start();
   sends_.start();
+  sweeper_ = Supervised::spawn(
+      io_.get_executor(), {"agents", "[agents]", "the periodic dead-letter sweep", "queue_sweeps"},
+      [this] { return sweep_queues(); });
 }
 
 void Service::shutdown() {
   asio::post(io_, [this] {
     stopping_ = true;
     waiters_.wake_all();
+    sweep_timer_.cancel();
+    if (sweeper_) {
+      sweeper_->stop();  // a restart's back-off ends now
+    }
   });
   sends_.stop();
 }
@@ -167,6 +175,72 @@ asio::awaitable<std::string> Service::acked_before(const std::string& id,
   }
   unsure.erase(it);
   co_return row->queue.empty() ? std::string("unknown") : row->queue;
+}
+
+void Service::report_dead(const std::string& queue, const ClaimResult& c) {
+  if (!c.dead_refused.empty()) {
+    dead_letters_refused(queue, c.dead_refused);
+  }
+  // Every sweep reports what {prefix}:dead-unrecorded holds, and the periodic pass and claims
+  // sweep the same queue: a dead letter whose record is on its way is not logged and written
+  // again for a second (the write is idempotent; the repeated line said it was moved again).
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::pair<std::string, std::string>> fresh;
+  for (const auto& d : c.dead) {
+    auto [it, first] = dead_reported_.try_emplace(d.first, now);
+    if (!first && now - it->second < std::chrono::seconds(1)) {
+      continue;
+    }
+    if (first) {
+      logger("agents")->warn(
+          "[agents:{}] interaction {} timed out max_deliveries times: moved to {}", d.second,
+          d.first, ops_.dead_stream(d.second));
+    }
+    it->second = now;
+    fresh.push_back(d);
+  }
+  if (!fresh.empty()) {
+    // Redis forgets them ({prefix}:dead-unrecorded) only once the record is committed: should
+    // the write fail or the daemon die first, the next sweep (a claim's or the periodic pass)
+    // reports them again.
+    records_.dead_lettered(fresh, [this, fresh] {
+      ops_.forget_dead(fresh);
+      for (const auto& d : fresh) {
+        dead_reported_.erase(d.first);
+      }
+    });
+  }
+}
+
+// Only a sweep moves an item past max_deliveries to the dead letters, and claims sweep: without
+// this pass an item whose last holder timed out in a queue nobody claims from any more (its
+// agents went away) stayed pending for that holder, its record `claimed`, and dead_letters 0.
+// Every known queue is looked at every claim_timeout/10 (no sooner than a claim's own sweeps
+// come: QueueOps::sweep skips a queue a claim swept lately). A Redis that is away ends the round
+// (the claims' 503s and the relay say so); a queue's own broken key costs that queue's pass only.
+asio::awaitable<void> Service::sweep_queues() {
+  auto every = std::max(ops_.claim_timeout() / 10, ops_.sweep_every());
+  while (!stopping_) {
+    sweep_timer_.expires_after(every);
+    auto [ec] = co_await sweep_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec || stopping_) {
+      co_return;
+    }
+    for (const auto& q : known_queues()) {
+      auto c = co_await ops_.sweep(q);
+      if (!c.error.empty()) {
+        if (auto left_out = sweep_failed_.pass(q)) {
+          logger("agents")->warn("[agents:{}] the periodic dead-letter sweep failed: {}{}", q,
+                                 c.error, LogGate::left_out_note(*left_out, "failed"));
+        }
+        if (c.error.starts_with(kRedisUnavailable)) {
+          break;
+        }
+        continue;
+      }
+      report_dead(q, c);
+    }
+  }
 }
 
 std::vector<std::string> Service::known_queues() {

@@ -6,6 +6,7 @@
 // database writes go to the writer; a long-poll claim is a coroutine asleep on a timer.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/json/object.hpp>
 #include <chrono>
 #include <deque>
@@ -25,7 +26,9 @@
 #include "agents/send_loop.hpp"
 #include "agents/waiters.hpp"
 #include "config/config.hpp"
+#include "core/log_gate.hpp"
 #include "core/sender.hpp"
+#include "core/supervise.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
 #include "relay/relay.hpp"
@@ -181,6 +184,17 @@ class Service {
   // queue, since every sweep of a claim meets it again. io thread only.
   void dead_letters_refused(const std::string& queue, const std::string& error);
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> dead_refusal_logged_;
+  // The dead letters a sweep of `queue` reported (ClaimResult::dead, dead_refused): logged and
+  // recorded, then forgotten in Redis. io thread only.
+  void report_dead(const std::string& queue, const ClaimResult& c);
+  // Dead letters handed to the writer, by interaction id, until their record is committed.
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> dead_reported_;
+  // The periodic pass that moves items past max_deliveries to the dead letters in queues nobody
+  // claims from (claim_route.cpp); supervised as "queue_sweeps".
+  boost::asio::awaitable<void> sweep_queues();
+  boost::asio::steady_timer sweep_timer_{io_};
+  std::shared_ptr<Supervised> sweeper_;
+  LogGate sweep_failed_{std::chrono::minutes(1)};
   SendLoop sends_;
   Relay& relay_;
   bool stopping_ = false;  // io thread only

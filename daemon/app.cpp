@@ -119,8 +119,9 @@ App::App(config::Config cfg, AppOptions options)
   metrics_.sampled_counter(
       "switchboard_task_restarts_total",
       "Times a long-running task (a mailbox's or a social account's poller, the reply send loop, "
-      "the periodic sweeps, the io loop's watch) was stopped by an exception and started again, "
-      "by task. Each is logged at error with the exception; alert on any increase.",
+      "the periodic sweeps, the queues' dead-letter sweep, the io loop's watch) was stopped by an "
+      "exception and started again, by task. Each is logged at error with the exception; alert on "
+      "any increase.",
       []() -> std::vector<std::pair<Labels, double>> {
         std::vector<std::pair<Labels, double>> out;
         for (const auto& [task, n] : task_restarts()) {

@@ -4,6 +4,9 @@
 // still claimed, and /v1/queues still lists every queue, naming the broken key.
 #include <doctest/doctest.h>
 
+#include <boost/asio/post.hpp>
+#include <thread>
+
 #include "tests/agents/fixture.hpp"
 
 using namespace sb;
@@ -132,4 +135,62 @@ TEST_CASE("a dead-letter key that is not a stream: claims go on, the item is lef
   CHECK(d.redis.xrange("sb:dead:general").at(0)["interaction_id"] == id);
   REQUIRE(eventually(
       [&] { return d.rows("SELECT count(*) FROM interactions WHERE state='dead'") == 1; }));
+}
+
+// An ack's script run serves every ack, release and check of its io turn (QueueOps): one held
+// entry whose stream was deleted (the README's fix for a broken key) or replaced by another
+// type made the script raise (XPENDING: NOGROUP, WRONGTYPE), and every call batched with it was
+// answered 503, its own holder on every retry.
+TEST_CASE(
+    "a held item's stream deleted or replaced: its ack is told so, an ack batched with it "
+    "goes through") {
+  for (bool replace : {false, true}) {
+    CAPTURE(replace);
+    AgentDaemon d;
+    std::string x = d.ingest("gone-x", "held by alice, its stream goes");
+    std::string z = d.ingest("gone-z", "held by alice too, transferred after");
+    std::string y = d.ingest("gone-y", "held by bob in billing");
+    d.drained();
+    CHECK(claimed_id(d.claim("alice-token", "general")) == x);
+    CHECK(claimed_id(d.claim("alice-token", "general")) == z);
+    CHECK(claimed_id(d.claim("bob-token", "general")) == y);
+    REQUIRE(d.act("bob-token", y, "transfer", R"({"queue":"billing","priority":"high"})").status ==
+            200);
+    CHECK(claimed_id(d.claim("bob-token", "billing")) == y);  // in sb:q:billing:high
+
+    d.redis.cmd({"DEL", "sb:q:general:normal"});
+    if (replace) {
+      REQUIRE(d.redis.cmd({"SET", "sb:q:general:normal", "x"}) == "OK");
+    }
+    // Both acks reach the daemon while its io thread is held, so that they share a script run.
+    HttpClient alices(d.app->port()), bobs(d.app->port());
+    REQUIRE(alices.request("GET", "/healthz").status == 200);  // connected before the hold
+    REQUIRE(bobs.request("GET", "/healthz").status == 200);
+    boost::asio::post(d.app->io(),
+                      [] { std::this_thread::sleep_for(std::chrono::milliseconds(300)); });
+    HttpResponse rx, ry;
+    std::thread tx([&] { rx = d.act("alice-token", x, "ack", "{}", &alices); });
+    std::thread ty([&] { ry = d.act("bob-token", y, "ack", "{}", &bobs); });
+    tx.join();
+    ty.join();
+    CHECK_MESSAGE(ry.status == 200, ry.body);
+    CHECK_MESSAGE(rx.status == 409, rx.body);
+    std::string message = error_message(rx);
+    CHECK_MESSAGE(message.find("sb:q:general:normal") != std::string::npos, message);
+    CHECK_MESSAGE(message.find(replace ? "replaced by a key that is not a stream"
+                                       : "was deleted") != std::string::npos,
+                  message);
+    // Not held by anyone from now on: a retry is a 409 too, not a 503.
+    CHECK(d.act("alice-token", x, "ack").status == 409);
+    // A transfer and a reply of an item held there are told the same.
+    auto t = d.act("alice-token", z, "transfer", R"({"queue":"billing"})");
+    CHECK_MESSAGE(t.status == 409, t.body);
+    CHECK_MESSAGE(error_message(t).find("sb:q:general:normal") != std::string::npos, t.body);
+    CHECK(d.redis.xlen("sb:q:billing:normal") == 0);  // nothing moved
+    CHECK(d.redis.cmd({"HGET", "sb:held", x}) == "(nil)");
+    CHECK(d.redis.cmd({"HGET", "sb:held", z}) == "(nil)");
+    REQUIRE(eventually([&] {
+      return d.rows("SELECT count(*) FROM interactions WHERE id='" + y + "' AND state='done'") == 1;
+    }));
+  }
 }

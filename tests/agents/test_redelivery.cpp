@@ -36,14 +36,14 @@ TEST_CASE("a vanished agent's item is redelivered after claim_timeout, then dead
   CHECK(late.status == 409);
   CHECK(error_message(late).find("bob") != std::string::npos);
 
-  // bob vanishes too. Past claim_timeout the item counts as waiting again.
-  REQUIRE(eventually([&] { return d.queue_stats("general").at("depth").as_int64() == 1; }));
-  CHECK(d.queue_stats("general").at("claimed").as_int64() == 0);
-  // max_deliveries (2) reached, so it goes to the dead letters instead of a
-  // third delivery.
+  // bob vanishes too. max_deliveries (2) reached, so past claim_timeout it goes to the dead
+  // letters instead of a third delivery (moved by the daemon's periodic sweep, or by a claim's),
+  // never counted as waiting again: no claim would take it.
   auto third = d.claim("alice-token", "general", 1500);
   CHECK(third.status == 204);
-  REQUIRE(d.redis.xlen("sb:dead:general") == 1);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:dead:general") == 1; }));
+  CHECK(d.queue_stats("general").at("depth").as_int64() == 0);
+  CHECK(d.queue_stats("general").at("claimed").as_int64() == 0);
   auto dead = d.redis.xrange("sb:dead:general").at(0);
   CHECK(dead["interaction_id"] == id);
   CHECK(dead["dead_from"] == "sb:q:general:normal");
@@ -102,4 +102,44 @@ TEST_CASE(
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='dead_letter' AND actor='switchboard'") ==
         1);
   REQUIRE(eventually([&] { return d.redis.cmd({"HLEN", "sb:dead-unrecorded"}) == "0"; }));
+}
+
+// Only a sweep moves an item to the dead letters, and claims sweep: when a queue's agents went
+// away, nothing did, and the item stayed pending for its last holder, counted as waiting, its
+// record `claimed`. The daemon's periodic pass (Service::sweep_queues) does it now.
+TEST_CASE("an item whose last delivery timed out is dead-lettered with no claim to sweep it") {
+  AgentDaemon d([](config::Config& c) {
+    c.routing.claim_timeout = std::chrono::milliseconds(300);
+    c.routing.max_deliveries = 1;
+  });
+  std::string id = d.ingest("dead-2", "its agents went away");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);  // alice vanishes; nobody claims
+  REQUIRE(eventually(
+      [&] { return d.rows("SELECT count(*) FROM interactions WHERE state='dead'") == 1; },
+      std::chrono::seconds(5)));
+  REQUIRE(d.redis.xlen("sb:dead:general") == 1);
+  auto dead = d.redis.xrange("sb:dead:general").at(0);
+  CHECK(dead["interaction_id"] == id);
+  CHECK(dead["dead_from"] == "sb:q:general:normal");
+  CHECK(dead["deliveries"] == "1");
+  CHECK(d.redis.xlen("sb:q:general:normal") == 0);
+  auto general = d.queue_stats("general");
+  CHECK(general.at("dead_letters").as_int64() == 1);
+  CHECK(general.at("depth").as_int64() == 0);
+  CHECK(general.at("claimed").as_int64() == 0);
+  CHECK(general.at("oldest_waiting_ms").as_int64() == 0);
+  auto metrics = d.http->request("GET", "/metrics").body;
+  CHECK(metrics.find("switchboard_dead_letters_total{queue=\"general\"} 1") != std::string::npos);
+  CHECK(metrics.find("switchboard_queue_depth{queue=\"general\"} 0") != std::string::npos);
+  CHECK(metrics.find("switchboard_queue_oldest_age_seconds{queue=\"general\"} 0") !=
+        std::string::npos);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE type='dead_letter' AND actor='switchboard'") ==
+        1);
+  REQUIRE(eventually([&] { return d.redis.cmd({"HLEN", "sb:dead-unrecorded"}) == "0"; }));
+  // Its last holder's late ack is told where it went.
+  auto gone = d.act("alice-token", id, "ack");
+  CHECK(gone.status == 409);
+  CHECK_MESSAGE(error_message(gone).find("moved to sb:dead:general") != std::string::npos,
+                error_message(gone));
 }

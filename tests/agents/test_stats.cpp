@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "agents/scripts.hpp"
 #include "tests/agents/fixture.hpp"
 
 using namespace sb;
@@ -198,4 +199,26 @@ TEST_CASE("an entry deleted before delivery and a plain client's XACK without XD
   // (its read counter skipped the deleted entry), with nothing waiting.
   CHECK(claimed_id(d.claim("alice-token", "general")) == c);
   CHECK(d.queue_stats("general").at("depth").as_int64() == 0);
+}
+
+// An entry delivered max_deliveries times whose claim timed out is never handed out again (the
+// next sweep moves it to the dead letters): until then it was counted as waiting, and its age as
+// the queue's oldest. The script alone, on keys no daemon sweeps.
+TEST_CASE("stats: an entry timed out after its last allowed delivery is not counted as waiting") {
+  RedisServer redis;
+  const std::string s = "t:q:x:normal";
+  REQUIRE(redis.cmd({"XGROUP", "CREATE", s, "agents", "0", "MKSTREAM"}) == "OK");
+  std::string spent = redis.cmd({"XADD", s, "*", "interaction_id", "spent"});
+  std::string once = redis.cmd({"XADD", s, "*", "interaction_id", "once"});
+  redis.cmd({"XREADGROUP", "GROUP", "agents", "alice", "COUNT", "2", "STREAMS", s, ">"});
+  redis.cmd({"XCLAIM", s, "agents", "alice", "0", spent, "RETRYCOUNT", "2", "JUSTID"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // both past claim_timeout (100)
+  auto stats = [&](const char* max_deliveries) {
+    return redis.cmd({"EVAL", agents::lua_scripts()[agents::kStats], "5", "t:q:x:urgent",
+                      "t:q:x:high", s, "t:q:x:low", "t:dead:x", "100", "500", max_deliveries});
+  };
+  // max_deliveries 2: `spent` is done with; `once` waits, the oldest waiting.
+  CHECK(stats("2") == "[[0,0,,1],[0,0,,1],[1,0," + once + ",1],[0,0,,1],0]");
+  CHECK(stats("3") == "[[0,0,,1],[0,0,,1],[2,0," + spent + ",1],[0,0,,1],0]");
+  CHECK(stats("1") == "[[0,0,,1],[0,0,,1],[0,0,,1],[0,0,,1],0]");
 }

@@ -12,7 +12,7 @@ TEST_CASE("task restarts: /metrics has a counter series for each task the daemon
   auto metrics = d.http->request("GET", "/metrics");
   REQUIRE(metrics.status == 200);
   CHECK(metrics.body.find("# TYPE switchboard_task_restarts_total counter") != std::string::npos);
-  for (const char* task : {"send_loop", "sweeps", "io_watch"}) {
+  for (const char* task : {"send_loop", "sweeps", "io_watch", "queue_sweeps"}) {
     CHECK(metrics.body.find(std::string("switchboard_task_restarts_total{task=\"") + task +
                             "\"} 0\n") != std::string::npos);
   }
