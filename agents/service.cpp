@@ -110,7 +110,7 @@ void Service::stop() {
 }
 
 void Service::reload(const std::vector<config::Agent>& agents,
-                     const std::vector<std::string>& rule_queues) {
+                     const std::vector<std::string>& queues) {
   std::vector<std::string> streams;
   {
     auto table = agent_table(agents);
@@ -125,19 +125,10 @@ void Service::reload(const std::vector<config::Agent>& agents,
         }
       }
     };
-    for (const auto& a : agents) {
-      for (const auto& q : a.queues) {
-        add(q);
-      }
-    }
-    for (const auto& q : rule_queues) {
+    for (const auto& q : queues) {
       add(q);
     }
-    configured_.clear();
-    for (const auto& a : agents) {
-      configured_.insert(a.queues.begin(), a.queues.end());
-    }
-    configured_.insert(rule_queues.begin(), rule_queues.end());
+    configured_ = std::set<std::string>(queues.begin(), queues.end());
   }
   if (!streams.empty()) {  // a queue first named by the reload: its consumer groups
     redis_.eval(kEnsureGroups, std::move(streams), {}, [](RValue v) {

@@ -56,11 +56,10 @@ class Service {
   // the io thread ended is lost, and the reply is sent again after the restart). Any thread.
   void drain_sends(std::chrono::steady_clock::time_point deadline);
   void stop();  // after the io thread has ended
-  // SIGHUP: the agents, and the queues the new rules name (`rule_queues`: the default queue and
-  // every rule's, Rules::queues()). Known queues get consumer groups and statistics; a transfer
+  // SIGHUP: the agents, and the configured queues (`queues`: the default queue, every rule's and
+  // every agent's, Rules::queues()). Known queues get consumer groups and statistics; a transfer
   // may move items into the queues of this configuration only.
-  void reload(const std::vector<config::Agent>& agents,
-              const std::vector<std::string>& rule_queues);
+  void reload(const std::vector<config::Agent>& agents, const std::vector<std::string>& queues);
   // Before a /metrics render: every queue's statistics, read on the io thread's pipelined
   // connection for the gauges. A hung Redis then delays the scrape, never the io thread, which
   // serves every request (ingest keeps accepting while Redis is down).

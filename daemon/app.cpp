@@ -43,15 +43,8 @@ App::App(config::Config cfg, AppOptions options)
                                               cfg_.storage.synchronous == "full"
                                                   ? storage::Synchronous::full
                                                   : storage::Synchronous::normal);
-  store_ = std::make_unique<storage::Store>(*writer_, Rules::compile(cfg_.routing));
+  store_ = std::make_unique<storage::Store>(*writer_, Rules::compile(cfg_.routing, cfg_.agents));
   std::vector<std::string> queues = store_->rules()->queues();
-  for (const auto& a : cfg_.agents) {
-    for (const auto& q : a.queues) {
-      if (std::find(queues.begin(), queues.end(), q) == queues.end()) {
-        queues.push_back(q);
-      }
-    }
-  }
   relay_ = std::make_unique<Relay>(cfg_.redis, *writer_, queues);
   writer_->on_commit([r = relay_.get()] { r->wake(); });
   agents_ = std::make_unique<agents::Service>(io_, cfg_, *writer_, *relay_, metrics_, senders_,
@@ -330,13 +323,13 @@ void App::stop() {
 std::vector<std::string> App::reload(const config::Config& fresh) {
   std::shared_ptr<const Rules> rules;
   try {
-    rules = Rules::compile(fresh.routing);
+    rules = Rules::compile(fresh.routing, fresh.agents);
   } catch (const std::exception& e) {
     return {std::string("routing rules: ") + e.what()};
   }
-  auto rule_queues = rules->queues();
+  auto queues = rules->queues();
   store_->set_rules(std::move(rules));
-  agents_->reload(fresh.agents, rule_queues);
+  agents_->reload(fresh.agents, queues);
   api_tokens_.replace(fresh.api.tokens);
   auto log = logger("daemon");
   log->info("[daemon] reloaded {} routing rules", fresh.routing.rules.size());

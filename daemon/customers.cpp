@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <stdexcept>
 #include <vector>
 
 #include "core/printable.hpp"
@@ -86,6 +87,12 @@ int import_customers(const config::Config& cfg, const std::string& file) {
           std::fflush(stderr);
         }
       }
+    }
+    // A read error (a disk failing under the file, an NFS server gone) ends the input early:
+    // the lines after it were never read, so the batch in progress is rolled back as for any
+    // failure, and the report below says what was committed.
+    if (!reader->read_error().empty()) {
+      throw std::runtime_error(reader->read_error());
     }
     if (in_tx > 0) {
       importer.commit();

@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <sys/stat.h>
+
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parser.hpp>
 #include <boost/json/value.hpp>
@@ -77,6 +79,13 @@ struct CustomerFileReader::Impl {
   std::array<unsigned char, 16 * 1024> json_buffer;
   boost::json::parser json_parser;
 
+  std::string read_error;  // set when a read failed: next() then ends the input
+
+  // "read error after 1048576 bytes: Input/output error"
+  std::string read_failure() const {
+    return "read error after " + std::to_string(src->consumed()) +
+           " bytes: " + std::strerror(src->read_errno());
+  }
   bool read_header(std::string& error);
   std::optional<ParsedLine> next_csv();
   std::optional<ParsedLine> next_jsonl();
@@ -221,6 +230,24 @@ std::unique_ptr<CustomerFileReader> CustomerFileReader::open(const std::string& 
     error = path + ": " + std::strerror(errno);
     return nullptr;
   }
+  // fopen opens a directory, whose first read then fails (EISDIR): the CSV header check said
+  // "empty file" and a .jsonl import counted the failure as a rejected line. A pipe reads
+  // (`import /dev/stdin`, `import <(zcat customers.csv.gz)`), and so does a terminal; a
+  // directory, a block device or a socket is refused before anything is read.
+  struct stat st {};
+  std::string refused;
+  if (::fstat(::fileno(f), &st) != 0) {
+    refused = std::strerror(errno);
+  } else if (S_ISDIR(st.st_mode)) {
+    refused = std::strerror(EISDIR);
+  } else if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+    refused = "not a regular file or a pipe";
+  }
+  if (!refused.empty()) {
+    std::fclose(f);
+    error = path + ": " + refused;
+    return nullptr;
+  }
   std::uint64_t size = 0;
   if (std::fseek(f, 0, SEEK_END) == 0) {
     const long end = std::ftell(f);
@@ -232,7 +259,7 @@ std::unique_ptr<CustomerFileReader> CustomerFileReader::open(const std::string& 
                                      std::move(default_region));
   impl->total = size;
   if (format == Format::csv && !impl->read_header(error)) {
-    error = path + ":" + error;
+    error = impl->src->read_error() ? path + ": " + impl->read_failure() : path + ":" + error;
     return nullptr;
   }
   return std::unique_ptr<CustomerFileReader>(new CustomerFileReader(std::move(impl)));
@@ -262,13 +289,14 @@ std::optional<ParsedLine> CustomerFileReader::next() {
   if (!out) {
     d.done = true;
     if (d.src->read_error()) {
-      ParsedLine err;
-      err.line_no = d.format == Format::csv ? 0 : d.line_no;
-      err.error = "read error after " + std::to_string(d.src->consumed()) + " bytes";
-      return err;
+      d.read_error = d.read_failure();
     }
   }
   return out;
+}
+
+const std::string& CustomerFileReader::read_error() const {
+  return impl_->read_error;
 }
 
 std::uint64_t CustomerFileReader::bytes_consumed() const {

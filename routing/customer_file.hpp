@@ -47,7 +47,8 @@ class CustomerFileReader {
   enum class Format { csv, jsonl };
 
   // Opens `path` (JSON Lines if it ends in ".jsonl", else CSV) and, for CSV, reads and checks
-  // the header. nullptr with `error` set when the file cannot be read or the header is bad
+  // the header. nullptr with `error` set when the file cannot be read, is a directory
+  // ("customers: Is a directory"), or the header is bad
   // ("customers.csv:1: unknown column "fax"; expected ..."). `default_region` is the config's
   // matching.default_region for phone numbers written without a country code.
   static std::unique_ptr<CustomerFileReader> open(const std::string& path,
@@ -63,8 +64,12 @@ class CustomerFileReader {
   CustomerFileReader& operator=(const CustomerFileReader&) = delete;
 
   // The next record or rejected line; nullopt at end of input. A read error ends the input
-  // with one last ParsedLine carrying the error.
+  // too: read_error() then says so.
   std::optional<ParsedLine> next();
+  // After next() returned nullopt: "" at the end of the input, or why reading stopped early
+  // ("read error after 1048576 bytes: Input/output error"). Not a rejected line: the lines
+  // after it were never read.
+  const std::string& read_error() const;
 
   // For progress on stderr: bytes consumed so far, and the file size (0 when unknown).
   std::uint64_t bytes_consumed() const;

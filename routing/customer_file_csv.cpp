@@ -1,5 +1,7 @@
 #include "routing/customer_file_csv.hpp"
 
+#include <cerrno>
+
 namespace sb::csv {
 
 namespace {
@@ -23,10 +25,18 @@ bool ByteSource::refill() {
   base_ += buf_.size();
   buf_.resize(kChunk);
   const std::size_t n = std::fread(buf_.data(), 1, kChunk, file_);
+  // errno at once: a short read that failed returns what it had, and the next fread (which
+  // returns 0) may leave errno as something else.
+  if (n < kChunk && read_errno_ == 0 && std::ferror(file_) != 0) {
+    read_errno_ = errno != 0 ? errno : EIO;
+  }
   buf_.resize(n);
   pos_ = 0;
   if (n == 0) {
     read_error_ = std::ferror(file_) != 0;
+    if (read_error_ && read_errno_ == 0) {
+      read_errno_ = EIO;
+    }
     return false;
   }
   return true;

@@ -37,6 +37,7 @@ class ByteSource {
   void skip_bom();
   std::uint64_t consumed() const { return base_ + pos_; }
   bool read_error() const { return read_error_; }
+  int read_errno() const { return read_errno_; }  // the failed read's errno (EIO when unknown)
 
  private:
   bool refill();
@@ -46,6 +47,7 @@ class ByteSource {
   std::size_t pos_ = 0;
   std::uint64_t base_ = 0;  // bytes consumed before buf_
   bool read_error_ = false;
+  int read_errno_ = 0;
 };
 
 // One CSV record: its fields, the line it starts on, and a parse error if it is malformed.

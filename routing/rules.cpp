@@ -10,9 +10,16 @@ bool is_priority(std::string_view p) {
   return std::find(std::begin(kPriorities), std::end(kPriorities), p) != std::end(kPriorities);
 }
 
-std::shared_ptr<const Rules> Rules::compile(const config::Routing& routing) {
+std::shared_ptr<const Rules> Rules::compile(const config::Routing& routing,
+                                            const std::vector<config::Agent>& agents) {
   auto r = std::make_shared<Rules>();
   r->default_queue_ = routing.default_queue;
+  auto add = [&r](const std::string& q) {
+    if (std::find(r->queues_.begin(), r->queues_.end(), q) == r->queues_.end()) {
+      r->queues_.push_back(q);
+    }
+  };
+  add(routing.default_queue);
   for (const auto& rule : routing.rules) {
     Compiled c{rule, std::nullopt, std::nullopt};
     if (rule.when.subject_matches) {
@@ -22,6 +29,12 @@ std::shared_ptr<const Rules> Rules::compile(const config::Routing& routing) {
       c.text_re.emplace(*rule.when.text_matches);
     }
     r->rules_.push_back(std::move(c));
+    add(rule.queue);
+  }
+  for (const auto& a : agents) {
+    for (const auto& q : a.queues) {
+      add(q);
+    }
   }
   return r;
 }
@@ -96,14 +109,8 @@ Route Rules::decide(const RuleSubject& s) const {
   return Route{default_queue_, "normal", "", false};
 }
 
-std::vector<std::string> Rules::queues() const {
-  std::vector<std::string> q{default_queue_};
-  for (const auto& c : rules_) {
-    if (std::find(q.begin(), q.end(), c.rule.queue) == q.end()) {
-      q.push_back(c.rule.queue);
-    }
-  }
-  return q;
+bool Rules::configured(std::string_view queue) const {
+  return std::find(queues_.begin(), queues_.end(), queue) != queues_.end();
 }
 
 }  // namespace sb

@@ -29,12 +29,18 @@ struct Route {
 class Rules {
  public:
   // Throws std::invalid_argument on a bad regex (config validation reports it before this).
-  static std::shared_ptr<const Rules> compile(const config::Routing& routing);
+  // `agents`: their queues are configured queues too (see queues()).
+  static std::shared_ptr<const Rules> compile(const config::Routing& routing,
+                                              const std::vector<config::Agent>& agents = {});
 
   Route decide(const RuleSubject& s) const;
   const std::string& default_queue() const { return default_queue_; }
-  // Every queue a rule can route to, and the default: the streams created at start-up.
-  std::vector<std::string> queues() const;
+  // The configured queues: the default queue, every rule's and every agent's, in that order.
+  // They get streams and consumer groups; a transfer may move an item into them only, and a
+  // conversation stays (sticky) in one of them only. Held here, with the rules, so that a
+  // reload changes both at once.
+  const std::vector<std::string>& queues() const { return queues_; }
+  bool configured(std::string_view queue) const;
 
  private:
   struct Compiled {
@@ -48,6 +54,7 @@ class Rules {
 
   std::string default_queue_;
   std::vector<Compiled> rules_;
+  std::vector<std::string> queues_;
 };
 
 // The order of priorities, most urgent first, as used for stream names.

@@ -311,11 +311,14 @@ void open_conversation(Store::Statements& st, const Inbound& in, const Conversat
 }
 
 // Rules decide queue and priority; a conversation already routed somewhere stays there
-// (sticky) unless the matching rule says override_sticky.
+// (sticky) unless the matching rule says override_sticky, or that queue is no longer
+// configured (a reload or restart renamed or dropped it): no agent may claim there, and after a
+// restart /v1/queues no longer lists it, so the rules decide as for a new conversation, and
+// enqueue() makes their queue the sticky one.
 Route route(const Rules& rules, const Inbound& in, const CustomerMatch& cust,
             const Conversation& conv) {
   Route r = rules.decide(RuleSubject{in, cust.tier, cust.tags, cust.is_new});
-  if (conv.existing && !conv.queue.empty() && !r.override_sticky) {
+  if (conv.existing && !conv.queue.empty() && !r.override_sticky && rules.configured(conv.queue)) {
     r.queue = conv.queue;
   }
   return r;

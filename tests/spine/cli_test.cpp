@@ -464,6 +464,37 @@ TEST_CASE("customers import: a database locked from the start imports nothing an
   CHECK(count_of(dir, "SELECT count(*) FROM customers") == 1);
 }
 
+TEST_CASE("customers import refuses a directory, and a read error stops it naming the cause") {
+  // fopen opens a directory and its first read fails (EISDIR): a CSV import said "adir:1: empty
+  // file, expected a header row", a .jsonl import printed "line 0: read error after 0 bytes" and
+  // counted a rejected record.
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  for (const std::string name : {"adir", "adir.jsonl"}) {
+    const std::string path = dir.file(name);
+    REQUIRE(::mkdir(path.c_str(), 0700) == 0);
+    auto out = customers(dir, "import", cfg, path);
+    INFO(out.output);
+    CHECK(out.status == 1);
+    CHECK(out.output == "switchboard: " + path + ": Is a directory\n");
+  }
+  // A read error: /proc/self/mem, named through a link with the extension, fails its first read
+  // with EIO (page 0 is never mapped); the link resolves in the importing process. For CSV it
+  // comes while the header is read, for .jsonl where a read error mid-file does.
+  for (const std::string name : {"mem.csv", "mem.jsonl"}) {
+    const std::string path = dir.file(name);
+    REQUIRE(::symlink("/proc/self/mem", path.c_str()) == 0);
+    auto out = customers(dir, "import", cfg, path);
+    INFO(out.output);
+    CHECK(out.status == 1);
+    CHECK(out.output.find("switchboard: " + path +
+                          ": read error after 0 bytes: Input/output error\n") != std::string::npos);
+    CHECK(out.output.find("line 0") == std::string::npos);
+    CHECK(out.output.find("rejected") == std::string::npos);
+  }
+  CHECK(count_of(dir, "SELECT count(*) FROM customers") == 0);
+}
+
 TEST_CASE("customers commands: an unknown option or an extra argument is a usage error (exit 2)") {
   TempDir dir;
   const auto cfg = storage_config(dir);

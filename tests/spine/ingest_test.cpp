@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "daemon/app.hpp"
+#include "routing/rules.hpp"
 #include "storage/sqlite.hpp"
 #include "tests/support/harness.hpp"
 
@@ -522,6 +523,57 @@ TEST_CASE("rules route by text, a reload swaps them, a bad reload keeps the old 
   CHECK(!f.app->reload(broken).empty());
   CHECK(post("r3", "still down").status == 202);  // the old rules stay in force
   REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:urgent") == 2; }));
+}
+
+TEST_CASE("a conversation stays in its queue while the config names it, and leaves one dropped") {
+  // Sticky routing kept a conversation in the queue it was last routed to even after a reload
+  // had dropped that queue: its later messages went on to sb:q:billing:*, where no agent may
+  // claim any more (and after a restart /v1/queues no longer lists it).
+  Fixture f([](config::Config& c) {
+    c.routing.rules = {text_rule("billing", "billing", "high", "refund"),
+                       text_rule("gold", "vip", "high", "gold")};
+  });
+  auto post = [&](const std::string& id, const std::string& thread, const std::string& text) {
+    return f.http->post_json("/v1/interactions",
+                             R"({"source":"web","external_id":")" + id +
+                                 R"(","from":{"email":"st@example.com"},"text":")" + text +
+                                 R"(","thread_key":")" + thread + R"("})",
+                             "test-token");
+  };
+  auto billing = [&] {
+    long long n = 0;
+    for (const char* p : kPriorities) {
+      n += f.redis.xlen(std::string("sb:q:billing:") + p);
+    }
+    return n;
+  };
+  CHECK(post("s1", "order-1", "a refund please").status == 202);
+  CHECK(post("s2", "order-2", "my gold card").status == 202);
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:billing:high") == 1; }));
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:vip:high") == 1; }));
+
+  // Neither the rules nor any agent name billing now; vip is still alice's.
+  auto fresh = f.app->config();
+  fresh.routing.rules.clear();
+  for (auto& a : fresh.agents) {
+    std::erase(a.queues, "billing");
+  }
+  REQUIRE(f.app->reload(fresh).empty());
+  CHECK(post("s3", "order-1", "any news?").status == 202);
+  CHECK(post("s4", "order-2", "any news?").status == 202);
+  // order-1: the rules decide, as for a new conversation (the default queue), and the
+  // conversation follows there.
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 1; }));
+  CHECK(json::parse(f.redis.xrange("sb:q:general:normal").at(0)["payload"])
+            .at("external_id")
+            .as_string() == "s3");
+  // order-2: vip is still configured (an agent's queue), so it stays there, at the priority of
+  // the rules in force.
+  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:vip:normal") == 1; }));
+  CHECK(billing() == 1);
+  CHECK(count_rows(f.db(), "SELECT count(*) FROM conversations WHERE queue = 'billing'") == 0);
+  CHECK(count_rows(f.db(), "SELECT count(*) FROM conversations WHERE queue = 'general'") == 1);
+  CHECK(count_rows(f.db(), "SELECT count(*) FROM conversations WHERE queue = 'vip'") == 1);
 }
 
 TEST_CASE("a reload revokes an API token and admits the new one, for ingest and the read routes") {
