@@ -27,8 +27,13 @@ struct SendLoop::Outcome {
 };
 
 SendLoop::SendLoop(asio::io_context& io, Records& records, const SenderRegistry& senders,
-                   SendPolicy policy)
-    : io_(io), records_(records), senders_(senders), policy_(policy), timer_(io) {}
+                   Metrics& metrics, SendPolicy policy)
+    : io_(io),
+      records_(records),
+      senders_(senders),
+      policy_(policy),
+      replies_(metrics, "switchboard_replies_total", {"channel", "account", "outcome"}),
+      timer_(io) {}
 
 void SendLoop::start() {
   supervised_ =
@@ -219,6 +224,10 @@ void SendLoop::record(std::shared_ptr<Outcome> o) {
       o->thread_keys, [this, o](const std::string& err) {
         asio::post(io_, [this, o, err] {
           if (err.empty()) {
+            // Counted now, not when the sender answered: until the commit the row is still
+            // pending, and a result that is never written (a crash) is sent again, not failed.
+            replies_.inc({o->channel, o->account,
+                          o->state == "pending" ? std::string_view("retried") : o->state});
             if (o->failures > 0) {
               logger("agents")->info(
                   "[{}:{}] the result of reply {} ({}) is recorded after {} "

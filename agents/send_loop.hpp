@@ -23,6 +23,7 @@
 #include "core/provider_wait.hpp"
 #include "core/sender.hpp"
 #include "core/supervise.hpp"
+#include "http/metrics.hpp"
 
 namespace sb::agents {
 
@@ -42,7 +43,7 @@ struct SendPolicy {
 class SendLoop {
  public:
   SendLoop(boost::asio::io_context& io, Records& records, const SenderRegistry& senders,
-           SendPolicy policy = {});
+           Metrics& metrics, SendPolicy policy = {});
   // Spawns the loop on the io_context; an exception that escapes it restarts it after a back-off
   // (core/supervise.hpp).
   void start();
@@ -63,6 +64,9 @@ class SendLoop {
   Records& records_;
   const SenderRegistry& senders_;
   SendPolicy policy_;
+  // switchboard_replies_total{channel,account,outcome}: each attempt's result once it is
+  // committed (sent, failed, or retried: a retry scheduled).
+  CounterCache replies_;
   boost::asio::steady_timer timer_;
   std::shared_ptr<Supervised> supervised_;  // run(), once started
   // Rows with their senders or awaiting their record -> their account ("<channel>\n<account>"),

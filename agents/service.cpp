@@ -53,7 +53,7 @@ Service::Service(asio::io_context& io, const config::Config& cfg, storage::Write
       redis_(io, cfg.redis, lua_scripts(), group_commands(cfg.redis.prefix, queues)),
       ops_(redis_, cfg.redis.prefix, cfg.routing.claim_timeout, cfg.routing.max_deliveries),
       records_(io, writer, cfg.storage.path),
-      sends_(io, records_, senders, policy),
+      sends_(io, records_, senders, metrics, policy),
       relay_(relay) {
   max_waiting_claims_ = cfg.routing.max_waiting_claims_per_agent;
   // A waiting claim looks again at least this often, so an item whose claim timed out is

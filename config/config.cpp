@@ -66,6 +66,13 @@ LoadResult load_string(std::string_view toml_text, const std::string& path_for_m
 
 LoadResult load_file(const std::string& path, const LoadOptions& options) {
   std::string text;
+  // A regular file only (a directory is refused by the read, with EISDIR): a FIFO with no writer
+  // would block the open, at start-up and on every SIGHUP.
+  if (struct stat st{};
+      ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    return LoadResult{
+        std::nullopt, {Problem{path, 0, "cannot read the file: not a regular file"}}, {}};
+  }
   if (const int err = detail::read_whole_file(path, text); err != 0) {
     return LoadResult{
         std::nullopt,
@@ -190,11 +197,15 @@ std::string resolve_path(const std::optional<std::string>& flag) {
   if (flag) {
     return *flag;
   }
+  // Empty counts as unset, as for most variables: `SWITCHBOARD_CONFIG= switchboard run`.
   if (const char* env = std::getenv("SWITCHBOARD_CONFIG"); env != nullptr && *env != '\0') {
     return env;
   }
+  // Anything by that name, not only a regular file: a directory or a broken symlink there was
+  // skipped, and the daemon ran on the built-in defaults (no tokens, no agents: 401 for
+  // everyone). load_file refuses it, naming it.
   std::error_code ec;
-  if (std::filesystem::is_regular_file("switchboard.toml", ec)) {
+  if (std::filesystem::exists(std::filesystem::symlink_status("switchboard.toml", ec))) {
     return "switchboard.toml";
   }
   return "";

@@ -284,8 +284,9 @@ std::vector<std::string> changes_needing_restart(const Config& running, const Co
 // and so does its secret when it changed too: half a change is not applied.
 std::vector<std::string> take_webhook_secrets(Channels& running, const Channels& fresh);
 
-// SPEC section 1: --config, else $SWITCHBOARD_CONFIG, else ./switchboard.toml if it exists,
-// else "" (built-in defaults).
+// SPEC section 1: --config, else $SWITCHBOARD_CONFIG (when not empty), else ./switchboard.toml
+// if anything by that name exists (a directory or a broken symlink too, for load_file to
+// refuse), else "" (built-in defaults).
 std::string resolve_path(const std::optional<std::string>& flag);
 
 // The built-in defaults (SPEC section 1).

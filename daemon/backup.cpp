@@ -143,8 +143,7 @@ int backup_database(const config::Config& cfg, const std::string& dest, bool for
   std::error_code ec;
   // Said before anything is created, so that a mistake leaves no file behind.
   if (src == ":memory:" || src.empty() || !fs::is_regular_file(src, ec)) {
-    std::cerr << "switchboard: no database at " << printable(src)
-              << " (storage.path): nothing to back up\n";
+    std::cerr << "switchboard: no database at " << database_named(src) << ": nothing to back up\n";
     return 1;
   }
   if (same_file(dest, src) || same_file(dest, src + "-wal") || same_file(dest, src + "-shm") ||

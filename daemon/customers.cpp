@@ -2,6 +2,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <stdexcept>
@@ -17,6 +18,22 @@
 #include "storage/schema.hpp"
 
 namespace sb {
+
+std::string database_named(const std::string& path) {
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(path, ec);
+  const bool relative = std::filesystem::path(path).is_relative();
+  return printable(ec ? path : abs.lexically_normal().string()) +
+         (relative ? " (storage.path, relative to the working directory)" : " (storage.path)");
+}
+
+namespace {
+// Whether storage.path names a database file (or anything else SQLite would refuse to create).
+bool database_exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(std::filesystem::symlink_status(path, ec));
+}
+}  // namespace
 
 int import_customers(const config::Config& cfg, const std::string& file) {
   std::string error;
@@ -39,7 +56,15 @@ int import_customers(const config::Config& cfg, const std::string& file) {
   bool tty = isatty(fileno(stderr));
   std::optional<storage::Db> db;
   try {
+    // An import may make the database (a fresh install's customers come before its first run),
+    // but storage.path is relative to the working directory: run from another one, it made a
+    // new empty database there without a word, and the daemon never saw the customers.
+    const bool existed = database_exists(cfg.storage.path);
     db.emplace(cfg.storage.path);
+    if (!existed) {
+      std::cerr << "switchboard: created a new database at " << database_named(cfg.storage.path)
+                << "\n";
+    }
     storage::migrate(*db);
     storage::CustomerImporter importer(*db);
     while (auto line = reader->next()) {
@@ -216,6 +241,12 @@ std::vector<Match> resolve(storage::Db& db, const config::Config& cfg, const std
 }  // namespace
 
 int show_customer(const config::Config& cfg, const std::string& query) {
+  // Read-only, so nothing is created; said plainly rather than as SQLite's "unable to open
+  // database file", since a relative storage.path run from another directory is the usual cause.
+  if (!database_exists(cfg.storage.path)) {
+    std::cerr << "switchboard: no database at " << database_named(cfg.storage.path) << "\n";
+    return 1;
+  }
   storage::Db db(cfg.storage.path, true);
   storage::require_current_schema(db);
   // One snapshot for the lookup and the record: between two reads the daemon may delete the

@@ -24,8 +24,10 @@ Usage:
   switchboard backup [--config PATH] [--force] DEST    copy the database, also while it runs
   switchboard --version
 
-Config: --config PATH, else $SWITCHBOARD_CONFIG, else ./switchboard.toml, else built-in
-defaults (listen 127.0.0.1:8080, database ./var/switchboard.db, redis://127.0.0.1:6379/0).
+Config: --config PATH (or -c PATH, --config=PATH), else $SWITCHBOARD_CONFIG (empty: unset),
+else ./switchboard.toml, else built-in defaults (listen 127.0.0.1:8080, database
+./var/switchboard.db, redis://127.0.0.1:6379/0; no API tokens and no agents). `run` logs which
+config it uses.
 A commented example: config/switchboard.example.toml. Run `switchboard COMMAND --help` for
 details of one command. Log level: SWITCHBOARD_LOG=trace|debug|info|warn|error|critical|off
 (any case; default info).

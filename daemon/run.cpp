@@ -1,8 +1,10 @@
 // `switchboard run`: start the App, then wait for signals on the main thread. The signals are
 // blocked before any thread starts, so every thread inherits the mask and only sigwait() here
 // sees them.
-#include <csignal>
 #include <pthread.h>
+
+#include <csignal>
+#include <filesystem>
 
 #include "core/log.hpp"
 #include "daemon/app.hpp"
@@ -20,6 +22,23 @@ int run_daemon(const config::Config& cfg) {
   std::signal(SIGPIPE, SIG_IGN);
 
   auto log = logger("daemon");
+  // The config in force, first: a daemon on the built-in defaults (no file found where it was
+  // looked for) answers 401 to everyone, and nothing else in the log said why.
+  if (cfg.source_path.empty()) {
+    log->info("[daemon] config: built-in defaults (no config file: give --config PATH)");
+  } else {
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(cfg.source_path, ec);
+    log->info("[daemon] config: {}", ec ? cfg.source_path : abs.lexically_normal().string());
+  }
+  if (cfg.api.tokens.empty()) {
+    log->warn("[daemon] [api] tokens is empty: POST /v1/interactions will answer 401 to everyone");
+  }
+  if (cfg.agents.empty()) {
+    log->warn(
+        "[daemon] no [[agents]] are configured: the agent API (/v1/agent/...) will answer 401 to "
+        "everyone");
+  }
   App app(cfg);
   app.start();
   for (;;) {

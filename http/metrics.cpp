@@ -83,6 +83,29 @@ Metrics::Metrics() {
   describe("switchboard_channel_errors_total", "counter",
            "Failures of a channel account: bad signatures, provider errors, parse failures.");
   describe("switchboard_http_requests_total", "counter", "HTTP requests by route and status code.");
+  // Every counter counted somewhere in the daemon has its help here, in one place: a family
+  // first made by counter() would print an empty `# HELP` (tests/spine/metrics_doc_test.cpp).
+  describe("switchboard_email_unfetchable_total", "counter",
+           "Email messages the server would not hand over after repeated FETCH attempts, stored "
+           "as malformed placeholders.");
+  describe("switchboard_sends_unknown_total", "counter",
+           "Agent replies given up on without knowing whether the customer got them (no "
+           "answer to a request that went out, on a platform without an idempotency key): "
+           "check the conversation. Each is also a failed switchboard_replies_total.");
+  describe("switchboard_replies_total", "counter",
+           "Agent replies' send attempts by outcome, counted when the result is committed: sent, "
+           "failed (given up: a permanent refusal or the last attempt; the customer has no "
+           "answer), retried (another attempt scheduled).");
+  describe("switchboard_social_polls_total", "counter",
+           "Polls of a social account, successful or not (failed ones are also channel errors).");
+  describe("switchboard_social_rate_limited_total", "counter",
+           "Polls of a social account answered 429; the poller waits for the provider's reset.");
+  describe("switchboard_social_send_errors_total", "counter",
+           "Attempts to send an agent reply to a social platform that did not succeed (retried "
+           "or failed).");
+  describe("switchboard_social_send_statuses_total", "counter",
+           "Delivery status reports of sent replies (WhatsApp: sent, delivered, read, failed), "
+           "by status.");
   histograms_["switchboard_ingest_seconds"] = std::make_unique<Histogram>(
       std::vector<double>{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
   describe("switchboard_ingest_seconds", "histogram",

@@ -72,6 +72,25 @@ struct RateLimitedSender : Sender {
   }
 };
 
+// Refuses the first attempt for a while (a provider's 503), then takes the reply.
+struct OnceBusySender : Sender {
+  std::atomic<int> calls{0};
+  void send(OutboundMessage m, Done done) override {
+    done(++calls == 1 ? SendResult::retry("503 Service Unavailable")
+                      : SendResult::sent("p-" + m.id));
+  }
+};
+
+// The value of one series in /metrics, or -1 when it is not there.
+long long series_value(AgentDaemon& d, const std::string& name_and_labels) {
+  const std::string text = d.app->metrics().render();
+  const auto at = text.find("\n" + name_and_labels + " ");
+  if (at == std::string::npos) {
+    return -1;
+  }
+  return std::stoll(text.substr(at + 1 + name_and_labels.size() + 1));
+}
+
 std::string reply_to_first(AgentDaemon& d) {
   d.ingest("s-1", "please answer");
   d.drained();
@@ -93,6 +112,46 @@ TEST_CASE("a permanently failed send is recorded as failed with the provider's e
                "last_error='400 recipient blocked the account'") == 1;
   }));
   CHECK(d.rows("SELECT count(*) FROM interactions WHERE direction='outbound'") == 1);
+}
+
+// Before: a reply given up on was only logged, and nothing an operator could alert on said that
+// a customer was left without an answer.
+TEST_CASE("switchboard_replies_total counts a reply given up on as failed, a sent one as sent") {
+  auto replies = [](const char* outcome) {
+    return std::string(R"(switchboard_replies_total{channel="api",account="web-form",outcome=")") +
+           outcome + "\"}";
+  };
+  SUBCASE("a permanent refusal") {
+    AgentDaemon d(nullptr, [](App& app) {
+      app.senders().add("api", "web-form", std::make_shared<RejectingSender>());
+    });
+    reply_to_first(d);
+    REQUIRE(eventually([&] { return series_value(d, replies("failed")) == 1; }));
+    CHECK(d.rows("SELECT count(*) FROM sends WHERE state='failed'") == 1);
+    CHECK(series_value(d, replies("sent")) == -1);
+    CHECK(series_value(d, replies("retried")) == -1);
+    // The help says what each outcome is (and that an unknown one is counted elsewhere too).
+    CHECK(d.app->metrics().render().find("# HELP switchboard_replies_total Agent replies") !=
+          std::string::npos);
+  }
+  SUBCASE("sent at once") {
+    AgentDaemon d(nullptr, [](App& app) {
+      app.senders().add("api", "web-form", std::make_shared<CountingSender>());
+    });
+    reply_to_first(d);
+    REQUIRE(eventually([&] { return series_value(d, replies("sent")) == 1; }));
+    CHECK(series_value(d, replies("failed")) == -1);
+    CHECK(series_value(d, replies("retried")) == -1);
+  }
+  SUBCASE("sent at the second attempt: one retry counted") {
+    auto flaky = std::make_shared<OnceBusySender>();
+    AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", flaky); });
+    reply_to_first(d);
+    REQUIRE(eventually([&] { return series_value(d, replies("sent")) == 1; }));
+    CHECK(series_value(d, replies("retried")) == 1);
+    CHECK(series_value(d, replies("failed")) == -1);
+    CHECK(flaky->calls == 2);
+  }
 }
 
 TEST_CASE("a reply accepted before a restart is sent after it") {

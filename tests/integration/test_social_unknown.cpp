@@ -115,7 +115,7 @@ TEST_CASE("telegram: a reply whose connection is refused is retried and sent onc
   REQUIRE(sent.size() == 1);
   CHECK(sent[0].text == "Yes, here.");
   CHECK(d.rows("SELECT count(*) FROM sends WHERE maybe_sent=1") == 0);
-  CHECK(d.metrics().find("switchboard_sends_unknown_total") == std::string::npos);
+  CHECK(d.metrics().find("\nswitchboard_sends_unknown_total{") == std::string::npos);
 }
 
 TEST_CASE(
@@ -161,5 +161,5 @@ TEST_CASE("meta: a Messenger reply whose connection is refused is retried and se
   REQUIRE(sent.size() == 1);
   CHECK(sent[0].path == "/me/messages");
   CHECK(d.rows("SELECT count(*) FROM sends WHERE maybe_sent=1") == 0);
-  CHECK(d.metrics().find("switchboard_sends_unknown_total") == std::string::npos);
+  CHECK(d.metrics().find("\nswitchboard_sends_unknown_total{") == std::string::npos);
 }

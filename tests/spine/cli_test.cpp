@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <iterator>
@@ -22,10 +23,10 @@ using namespace sb::test;
 
 namespace {
 
-// Runs `switchboard ARGS...` to completion.
+// Runs `switchboard ARGS...` to completion (in `cwd` when given).
 Cli switchboard(const TempDir& dir, std::vector<std::string> args,
-                std::map<std::string, std::string> env = {}) {
-  return run_switchboard(dir, std::move(args), std::move(env));
+                std::map<std::string, std::string> env = {}, const std::string& cwd = "") {
+  return run_switchboard(dir, std::move(args), std::move(env), cwd);
 }
 
 // `switchboard customers SUB --config CFG ARG`.
@@ -636,4 +637,170 @@ TEST_CASE("customers show: a database that is not switchboard's, or is newer, sa
   CHECK(newer.output.find("has schema version 999, newer than this switchboard understands") !=
         std::string::npos);
   CHECK(newer.output.find("no such table") == std::string::npos);
+}
+
+namespace {
+std::string read_log(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+}  // namespace
+
+// Before: nothing in the log said which config was in force, and a daemon on the built-in
+// defaults (no file where it looked) answered 401 to every request without a word about it.
+TEST_CASE("run: the start-up log names the config file in use, and warns of no tokens or agents") {
+  TempDir dir;
+  RedisServer redis;
+  const auto port = free_port();
+  // Found as ./switchboard.toml: the log gives its absolute path.
+  storage_config(dir, "[server]\nlisten = \"127.0.0.1:" + std::to_string(port) +
+                          "\"\n[redis]\nurl = \"" + redis.url() + "\"\n");
+  const auto log = dir.file("daemon.log");
+  {
+    Process daemon({switchboard_binary(), "run"}, log, {}, dir.path());
+    REQUIRE(eventually([&] { return healthy(port); }));
+    daemon.kill(SIGTERM);
+    CHECK(daemon.wait() == 0);
+  }
+  const auto out = read_log(log);
+  INFO(out);
+  CHECK(out.find("[daemon] config: " + dir.file("switchboard.toml") + "\n") != std::string::npos);
+  CHECK(out.find("[daemon] [api] tokens is empty: POST /v1/interactions will answer 401 to "
+                 "everyone") != std::string::npos);
+  CHECK(out.find("[daemon] no [[agents]] are configured") != std::string::npos);
+
+  // With a token and an agent, neither warning.
+  const auto cfg = storage_config(
+      dir, "[server]\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\n[redis]\nurl = \"" +
+               redis.url() +
+               "\"\n[api]\ntokens = [\"t\"]\n[[agents]]\nid = \"ann\"\ntoken = \"a\"\n"
+               "queues = [\"general\"]\n");
+  const auto log2 = dir.file("daemon2.log");
+  {
+    Process daemon({switchboard_binary(), "run", "--config", cfg}, log2);
+    REQUIRE(eventually([&] { return healthy(port); }));
+    daemon.kill(SIGTERM);
+    CHECK(daemon.wait() == 0);
+  }
+  const auto out2 = read_log(log2);
+  INFO(out2);
+  CHECK(out2.find("[daemon] config: " + cfg + "\n") != std::string::npos);
+  CHECK(out2.find("tokens is empty") == std::string::npos);
+  CHECK(out2.find("no [[agents]]") == std::string::npos);
+}
+
+TEST_CASE(
+    "run: on the built-in defaults the start-up log says so (an empty SWITCHBOARD_CONFIG is "
+    "unset)") {
+  // The defaults listen on 127.0.0.1:8080, which may be taken here: the line comes before the
+  // listener, and the daemon is stopped as soon as it is there.
+  TempDir dir;
+  const auto log = dir.file("daemon.log");
+  Process daemon({switchboard_binary(), "run"}, log, {{"SWITCHBOARD_CONFIG", ""}}, dir.path());
+  REQUIRE(eventually([&] {
+    return read_log(log).find(
+               "[daemon] config: built-in defaults (no config file: give --config "
+               "PATH)") != std::string::npos;
+  }));
+  daemon.kill(SIGTERM);
+  daemon.wait();
+  const auto out = read_log(log);
+  INFO(out);
+  CHECK(out.find("[daemon] [api] tokens is empty") != std::string::npos);
+  CHECK(out.find("[daemon] no [[agents]] are configured") != std::string::npos);
+}
+
+// Before: a ./switchboard.toml that was not a regular file was passed over, and the daemon ran on
+// the built-in defaults (check-config said "built-in defaults: ok").
+TEST_CASE(
+    "a ./switchboard.toml that is a directory, a broken symlink or a FIFO is an error naming "
+    "it") {
+  TempDir dir;
+  const auto toml = dir.file("switchboard.toml");
+  SUBCASE("a directory") {
+    REQUIRE(::mkdir(toml.c_str(), 0700) == 0);
+    auto out = switchboard(dir, {"check-config"}, {}, dir.path());
+    INFO(out.output);
+    CHECK(out.status == 1);
+    CHECK(out.output.find("switchboard.toml: cannot read the file: Is a directory") !=
+          std::string::npos);
+  }
+  SUBCASE("a broken symlink") {
+    REQUIRE(::symlink(dir.file("gone.toml").c_str(), toml.c_str()) == 0);
+    auto out = switchboard(dir, {"check-config"}, {}, dir.path());
+    INFO(out.output);
+    CHECK(out.status == 1);
+    CHECK(out.output.find("switchboard.toml: cannot read the file: No such file or directory") !=
+          std::string::npos);
+  }
+  SUBCASE("a FIFO (the read would block)") {
+    REQUIRE(::mkfifo(toml.c_str(), 0600) == 0);
+    auto out = switchboard(dir, {"check-config"}, {}, dir.path());
+    INFO(out.output);
+    CHECK(out.status == 1);
+    CHECK(out.output.find("switchboard.toml: cannot read the file: not a regular file") !=
+          std::string::npos);
+  }
+  SUBCASE("named by SWITCHBOARD_CONFIG") {
+    REQUIRE(::mkdir(dir.file("conf.d").c_str(), 0700) == 0);
+    auto out = switchboard(dir, {"check-config"}, {{"SWITCHBOARD_CONFIG", dir.file("conf.d")}});
+    INFO(out.output);
+    CHECK(out.status == 1);
+    CHECK(out.output.find(dir.file("conf.d") + ": cannot read the file: Is a directory") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("--help says that -c PATH and --config=PATH are accepted") {
+  TempDir dir;
+  auto help = switchboard(dir, {"--help"});
+  CHECK(help.status == 0);
+  INFO(help.output);
+  CHECK(help.output.find("--config PATH (or -c PATH, --config=PATH)") != std::string::npos);
+  // And they are.
+  const auto cfg = storage_config(dir);
+  CHECK(switchboard(dir, {"check-config", "-c", cfg}).output == cfg + ": ok\n");
+  CHECK(switchboard(dir, {"check-config", "--config=" + cfg}).output == cfg + ": ok\n");
+}
+
+// storage.path is relative to the working directory: an import run from elsewhere made a new,
+// empty database there without a word, and the daemon never saw the customers.
+TEST_CASE("customers import says when it creates the database, with its absolute path") {
+  TempDir dir;
+  const auto cfg = write_file(dir, "sb.toml", "[storage]\npath = \"var/sb.db\"\n");
+  const auto csv = write_file(dir, "c.csv", "external_id,email\nc-1,ann@example.com\n");
+  REQUIRE(::mkdir(dir.file("elsewhere").c_str(), 0700) == 0);
+  auto first =
+      switchboard(dir, {"customers", "import", "--config", cfg, csv}, {}, dir.file("elsewhere"));
+  INFO(first.output);
+  CHECK(first.status == 0);
+  CHECK(first.output.find(
+            "switchboard: created a new database at " + dir.file("elsewhere/var/sb.db") +
+            " (storage.path, relative to the working directory)\n") != std::string::npos);
+  CHECK(std::filesystem::exists(dir.file("elsewhere/var/sb.db")));
+  // The same database again: nothing to say.
+  auto again =
+      switchboard(dir, {"customers", "import", "--config", cfg, csv}, {}, dir.file("elsewhere"));
+  INFO(again.output);
+  CHECK(again.status == 0);
+  CHECK(again.output.find("created a new database") == std::string::npos);
+  CHECK(again.output.find("inserted 0, updated 1, rejected 0") != std::string::npos);
+}
+
+TEST_CASE(
+    "customers show and backup with no database refuse naming its absolute path, and make "
+    "none") {
+  TempDir dir;
+  const auto cfg = write_file(dir, "sb.toml", "[storage]\npath = \"var/sb.db\"\n");
+  const std::string where =
+      dir.file("var/sb.db") + " (storage.path, relative to the working directory)";
+  auto show =
+      switchboard(dir, {"customers", "show", "--config", cfg, "ann@example.com"}, {}, dir.path());
+  CHECK(show.status == 1);
+  CHECK(show.output == "switchboard: no database at " + where + "\n");
+  auto backup = switchboard(dir, {"backup", "--config", cfg, dir.file("copy.db")}, {}, dir.path());
+  CHECK(backup.status == 1);
+  CHECK(backup.output == "switchboard: no database at " + where + ": nothing to back up\n");
+  CHECK(!std::filesystem::exists(dir.file("var")));
+  CHECK(!std::filesystem::exists(dir.file("copy.db")));
 }

@@ -38,10 +38,13 @@ TempDir::~TempDir() {
 }
 
 Process::Process(std::vector<std::string> argv, const std::string& log_path,
-                 std::map<std::string, std::string> env) {
+                 std::map<std::string, std::string> env, const std::string& cwd) {
   pid_ = ::fork();
   if (pid_ == 0) {
     int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) {
+      _exit(126);
+    }
     ::dup2(fd, 1);
     ::dup2(fd, 2);
     int null = ::open("/dev/null", O_RDONLY);
@@ -355,11 +358,11 @@ std::unique_ptr<Process> daemon_process(const TempDir& dir, const std::string& c
 }
 
 Cli run_switchboard(const TempDir& dir, std::vector<std::string> args,
-                    std::map<std::string, std::string> env) {
+                    std::map<std::string, std::string> env, const std::string& cwd) {
   static std::atomic<int> runs{0};
   const std::string log = dir.file("cli-" + std::to_string(++runs) + ".log");
   args.insert(args.begin(), switchboard_binary());
-  Process p(std::move(args), log, std::move(env));
+  Process p(std::move(args), log, std::move(env), cwd);
   Cli out;
   out.status = p.wait();
   std::ifstream in(log);

@@ -26,11 +26,12 @@ class TempDir {
   std::string path_;
 };
 
-// A child process with its stdout/stderr in a log file; killed (SIGKILL) on destruction.
+// A child process with its stdout/stderr in a log file; killed (SIGKILL) on destruction. It runs
+// in `cwd` when given, else in the test's working directory.
 class Process {
  public:
   Process(std::vector<std::string> argv, const std::string& log_path,
-          std::map<std::string, std::string> env = {});
+          std::map<std::string, std::string> env = {}, const std::string& cwd = "");
   ~Process();
   int pid() const { return pid_; }
   void kill(int sig);
@@ -136,7 +137,8 @@ struct Cli {
   int status = 0;
   std::string output;  // stdout and stderr
 };
+// `cwd` as for Process (for the relative paths: ./switchboard.toml, a relative storage.path).
 Cli run_switchboard(const TempDir& dir, std::vector<std::string> args,
-                    std::map<std::string, std::string> env = {});
+                    std::map<std::string, std::string> env = {}, const std::string& cwd = "");
 
 }  // namespace sb::test
