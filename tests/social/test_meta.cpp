@@ -365,7 +365,7 @@ TEST_CASE("WhatsApp statuses are returned as send-state updates, not interaction
 
 TEST_CASE("Meta send requests and responses") {
   auto cfg = meta_cfg();
-  auto m = meta_send_message(cfg, "1254459154682919", "Thanks!");
+  auto m = meta_send_message(cfg.access_token, "1254459154682919", "Thanks!");
   CHECK(m.method == "POST");
   CHECK(m.target == "/me/messages");
   CHECK(
