@@ -381,3 +381,47 @@ TEST_CASE(
   CHECK(sent[1].token == "page2-token");
   CHECK(str(boost::json::parse(sent[1].body).at("recipient").at("id")) == "IGSID_B");
 }
+
+TEST_CASE(
+    "meta: standby messages, edits and unsends are not stored, but counted and logged once a "
+    "minute per kind") {
+  LogCapture log("social");  // before the daemon, which logs from its own threads
+  MetaDaemon d;
+  // Messenger Platform "standby Webhook Event Reference": the Page Inbox owns the thread.
+  const std::string standby = R"({"object":"page","entry":[{"id":"PAGE_ID","time":1767322800000,
+    "standby":[{"sender":{"id":"PSID_1"},"recipient":{"id":"PAGE_ID"},"timestamp":1767322800000,
+      "message":{"mid":"m_standby1","text":"anyone there?"}},
+      {"sender":{"id":"PSID_1"},"recipient":{"id":"PAGE_ID"},"timestamp":1767322800001,
+      "message":{"mid":"m_standby2","text":"hello?"}},
+      {"sender":{"id":"PSID_1"},"recipient":{"id":"PAGE_ID"},"read":{"watermark":1}}]}]})";
+  REQUIRE(d.post(standby).status == 200);
+  REQUIRE(d.post(standby).status == 200);  // Meta delivers the next ones the same way
+  const std::string edit = R"({"object":"page","entry":[{"id":"PAGE_ID","time":1,"messaging":[
+    {"sender":{"id":"PSID_1"},"recipient":{"id":"PAGE_ID"},"timestamp":1767322800000,
+     "message_edit":{"mid":"m_1","text":"hello, edited","num_edit":1}}]}]})";
+  REQUIRE(d.post(edit).status == 200);
+  const std::string unsend = R"({"object":"instagram","entry":[{"id":"17841400000000000",
+    "time":1,"messaging":[{"sender":{"id":"IGSID-1"},"recipient":{"id":"17841400000000000"},
+    "timestamp":1569262485349,"message":{"mid":"aWdfZAG1","is_deleted":true}}]}]})";
+  REQUIRE(d.post(unsend).status == 200);
+
+  auto metrics = d.metrics();
+  CHECK(
+      metrics.find(R"(switchboard_social_events_ignored_total{account="meta",kind="standby"} 4)") !=
+      std::string::npos);
+  CHECK(metrics.find(
+            R"(switchboard_social_events_ignored_total{account="meta",kind="message_edit"} 1)") !=
+        std::string::npos);
+  CHECK(
+      metrics.find(R"(switchboard_social_events_ignored_total{account="meta",kind="unsend"} 1)") !=
+      std::string::npos);
+  d.stop();
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 0);
+  auto lines = log.lines_with("standby channel");
+  REQUIRE(lines.size() == 1);  // four events, one line: at most one a minute
+  MESSAGE(lines[0]);
+  CHECK(lines[0].find("warning [meta:meta] messenger: customer message on the standby channel") ==
+        0);
+  CHECK(log.lines_with("[meta:meta] messenger: customer edit of a message").size() == 1);
+  CHECK(log.lines_with("[meta:meta] instagram: customer unsent").size() == 1);
+}
