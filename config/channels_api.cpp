@@ -1,6 +1,7 @@
 // Telephony webhooks (Twilio, Telnyx, generic PBX) and social APIs (Mastodon, X, Meta,
 // Telegram).
 #include <iterator>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -129,12 +130,46 @@ void read_x(TableReader& r, ChannelNames& names, X& out) {
   r.finish();
 }
 
+namespace {
+
+// [[channels.meta.pages]]: one app serves every Page subscribed to it, and the webhook takes
+// their messages alike, but Meta's Send API answers a Page's customers only with that Page's
+// access token ("Send API Reference": POST /PAGE-ID/messages with a Page access token; a PSID
+// is specific to its Page, "Messenger Platform > Get Started").
+void read_meta_pages(TableReader& r, Meta& out) {
+  std::map<std::string, int> seen;  // id -> line of its first entry
+  for (const toml::table* table : r.tables("pages")) {
+    TableReader p(r.ctx(), *table, "channels.meta.pages");
+    MetaPage page;
+    if (p.str("id", page.id, true)) {
+      // Meta's ids (Page, Instagram account) are numbers written as strings.
+      if (page.id.empty() || page.id.find_first_not_of("0123456789") != std::string::npos) {
+        p.ctx().add(p.line_of_key("id"),
+                    "channels.meta.pages.id must be the numeric Page or "
+                    "Instagram account id the webhook's entry.id names (got \"" +
+                        page.id + "\")");
+      } else if (auto [it, fresh] = seen.emplace(page.id, p.line_of_key("id")); !fresh) {
+        p.ctx().add(p.line_of_key("id"),
+                    "duplicate page id \"" + page.id + "\" in channels.meta \"" + out.name +
+                        "\" (first at line " + std::to_string(it->second) + ")");
+      }
+    }
+    p.secret("access_token", page.access_token);
+    p.finish();
+    out.pages.push_back(std::move(page));
+  }
+}
+
+}  // namespace
+
 void read_meta(TableReader& r, ChannelNames& names, Meta& out) {
   names.read(r, "meta", out.name);
   r.secret("app_secret", out.app_secret);
   // The verify token is only compared with hub.verify_token, but it is still a shared secret.
   r.secret("verify_token", out.verify_token);
-  r.secret("access_token", out.access_token);
+  read_meta_pages(r, out);
+  // With pages, the account's token is only the fallback (and WhatsApp's): it may be left out.
+  r.secret("access_token", out.access_token, out.pages.empty());
   read_api_url(r, "base_url", out.base_url, false);
   r.finish();
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sb::config {
@@ -197,12 +198,34 @@ struct X {
   bool operator==(const X&) const = default;
 };
 
+// A Facebook Page or Instagram professional account of a Meta app, with the token its
+// Messenger/Instagram replies need: a Page-scoped sender id (PSID, IGSID) is valid only for its
+// Page, and the Send API takes only that Page's access token.
+struct MetaPage {
+  std::string id;  // as the webhook's entry.id (and recipient.id) names it
+  std::string access_token;
+  bool operator==(const MetaPage&) const = default;
+};
+
 struct Meta {
   std::string name;
   std::string app_secret;
   std::string verify_token;
+  // WhatsApp replies, and Messenger/Instagram replies for a Page not in `pages`. Optional when
+  // `pages` is given.
   std::string access_token;
   std::string base_url = "https://graph.facebook.com/v19.0";
+  std::vector<MetaPage> pages{};  // [[channels.meta.pages]], ids unique
+  // The token a Messenger/Instagram reply for `page_id` goes with: the Page's own, else the
+  // account's access_token; nullptr when there is neither.
+  const std::string* token_for_page(std::string_view page_id) const {
+    for (const MetaPage& p : pages) {
+      if (p.id == page_id) {
+        return &p.access_token;
+      }
+    }
+    return access_token.empty() ? nullptr : &access_token;
+  }
   bool operator==(const Meta&) const = default;
 };
 
@@ -280,8 +303,9 @@ std::vector<std::string> changes_needing_restart(const Config& running, const Co
 // account of `running` that `fresh` has under the same name with nothing else changed, so a
 // leaked secret is rotated without a restart (and without the restart's gap, in which a
 // provider's callbacks would be refused). Returns the accounts changed, e.g. "twilio main".
-// Anything else about an account (its URL, an access token used to send) waits for a restart,
-// and so does its secret when it changed too: half a change is not applied.
+// Anything else about an account (its URL, an access token used to send, Meta's
+// [[channels.meta.pages]] and their tokens) waits for a restart, and so does its secret when it
+// changed too: half a change is not applied.
 std::vector<std::string> take_webhook_secrets(Channels& running, const Channels& fresh);
 
 // SPEC section 1: --config, else $SWITCHBOARD_CONFIG (when not empty), else ./switchboard.toml

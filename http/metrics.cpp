@@ -106,6 +106,9 @@ Metrics::Metrics() {
   describe("switchboard_social_send_statuses_total", "counter",
            "Delivery status reports of sent replies (WhatsApp: sent, delivered, read, failed), "
            "by status.");
+  describe("switchboard_social_events_ignored_total", "counter",
+           "Meta events answered but not stored, by kind: standby (another app or the Page Inbox "
+           "owns the thread), message_edit, unsend.");
   histograms_["switchboard_ingest_seconds"] = std::make_unique<Histogram>(
       std::vector<double>{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
   describe("switchboard_ingest_seconds", "histogram",

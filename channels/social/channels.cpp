@@ -88,7 +88,10 @@ void SocialChannels::add_routes(http::Router& router) {
   // A refused request is logged the first time, then at most once a minute per account and
   // error code: anyone can post unsigned requests to the route, as fast as they like.
   auto refused = std::make_shared<LogGate>(std::chrono::minutes(1));
-  auto serve = [this, refused](http::Request& r) -> asio::awaitable<http::Response> {
+  // Events left unstored on purpose (standby, edits, unsends) come with every message of a
+  // Page whose Inbox took the thread: one line a minute per account and kind says so.
+  auto ignored = std::make_shared<LogGate>(std::chrono::minutes(1));
+  auto serve = [this, refused, ignored](http::Request& r) -> asio::awaitable<http::Response> {
     const auto start = std::chrono::steady_clock::now();
     const std::string& name = r.params["name"];
     const config::Meta* cfg = nullptr;
@@ -166,6 +169,15 @@ void SocialChannels::add_routes(http::Router& router) {
           co_return http::error(503, "storage_unavailable",
                                 "the message statuses could not be stored: " + o.error);
         }
+      }
+    }
+    // Counted once the request is answered 200, so a retry after a 503 does not count twice.
+    for (const auto& i : res.ignored) {
+      rt_.metrics.inc("switchboard_social_events_ignored_total",
+                      {{"account", name}, {"kind", i.kind}});
+      if (auto left_out = ignored->pass(name + " " + i.kind)) {
+        logger("social")->warn("[meta:{}] {}: {}{}", name, i.channel, i.why,
+                               LogGate::left_out_note(*left_out, "ignored the same way"));
       }
     }
     if (carries_data) {

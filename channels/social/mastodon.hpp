@@ -7,13 +7,17 @@
 // returns the page of notifications *immediately newer* than min_id (newest first inside the
 // page). parse_mastodon_notifications returns them oldest first with the page's newest id;
 // submit items + cursor in one transaction, then ask again with the new cursor until a page
-// comes back with fewer than `limit` notifications (caught up). No gap, no duplicate, oldest
-// first; a crash replays one page and dedupe absorbs it. Pace with rate_pacing.hpp.
+// comes back empty, or with a Link header that names no newer page (caught up). A short page
+// is not the end: a server may cap `limit` below what was asked (Mastodon documents a maximum
+// of 80; compatible servers such as Pleroma, Akkoma and GoToSocial cap lower). No gap, no
+// duplicate, oldest first; a crash replays one page and dedupe absorbs it. Pace with
+// rate_pacing.hpp.
 //
 // First start with a bounded look-back (config `backfill`, no cursor yet): min_id=0 would read
 // the account's whole history. Instead `mastodon_backfill_target` reads newest first (no min_id,
-// then max_id = the page's oldest id) until a page reaches past the look-back; the mentions
-// inside it are stored oldest first with the newest id as the cursor, in one transaction.
+// then max_id = the page's oldest id) until a page reaches past the look-back, or the history
+// ends (an empty page, or a Link header without rel="next"); the mentions inside it are stored
+// oldest first with the newest id as the cursor, in one transaction.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -36,6 +40,11 @@ struct MastodonPage {
   std::string oldest_id;          // lowest one: max_id of the next older page
   std::int64_t oldest_at_ms = 0;  // the earliest notification created_at (Unix ms); 0: none given
   std::size_t notifications = 0;  // notifications in the page, of every type
+  // The response's Link header (RFC 8288), set by the poller: whether there was one, and whether
+  // it named an older page (rel="next") and a newer one (rel="prev").
+  bool link_header = false;
+  bool link_next = false;
+  bool link_prev = false;
 };
 
 // "/api/v1/notifications?types[]=mention&limit=40&min_id=<cursor or 0>" (append to base_url's

@@ -64,23 +64,63 @@ std::string mime_for_messenger_type(std::string_view type) {
   return "application/octet-stream";
 }
 
+// Standby (Messenger Platform "standby Webhook Event Reference", handover protocol): a message
+// sent to the Page while another app - or the Page Inbox, when it is the primary receiver - owns
+// the thread comes as entry.standby[] instead of entry.messaging[], every customer message while
+// it keeps control. It is not stored: the owner answers it, and the Send API is not ours to use
+// on that thread until control passes to this app. Reads, deliveries and echoes on standby are
+// no more a customer's message than on messaging[]: only messages are counted.
+void note_standby(std::string_view channel, const json::object& entry, MetaResult& out) {
+  const json::array* standby = arr_at(entry, "standby");
+  if (standby == nullptr) {
+    return;
+  }
+  for (const json::value& ev_value : *standby) {
+    const json::object* ev = ev_value.if_object();
+    const json::object* msg = ev == nullptr ? nullptr : obj_at(*ev, "message");
+    if (msg != nullptr && !bool_at(*msg, "is_echo")) {
+      out.ignored.push_back(MetaIgnored{
+          std::string(channel), "standby",
+          "customer message on the standby channel (handover protocol: another app or the Page "
+          "Inbox owns the thread) not stored; to receive such messages make this app the "
+          "primary receiver or pass it thread control"});
+    }
+  }
+}
+
 // Messenger (`object: page`) and Instagram (`object: instagram`) share the messaging[] shape
 // (Messenger Platform "messages" webhook reference; Instagram Platform webhook examples).
 void parse_messaging(const config::Meta& cfg, std::string_view channel, const json::object& entry,
                      MetaResult& out) {
+  note_standby(channel, entry, out);
   const json::array* messaging = arr_at(entry, "messaging");
   if (messaging == nullptr) {
-    return;  // `standby` (handover protocol) and `changes` (comments, ...) are not messages
+    return;  // `changes` (comments, ...) are not messages
   }
   for (const json::value& ev_value : *messaging) {
     const json::object* ev = ev_value.if_object();
     const json::object* msg = ev == nullptr ? nullptr : obj_at(*ev, "message");
     // read, delivery, reaction, postback, optin, ... events carry no `message`.
     if (msg == nullptr) {
+      // message_edits (Messenger Platform "message_edits Webhook Event Reference"): the mid of
+      // a message already stored and its new text. Interactions are not rewritten.
+      if (ev != nullptr && obj_at(*ev, "message_edit") != nullptr) {
+        out.ignored.push_back(MetaIgnored{
+            std::string(channel), "message_edit",
+            "customer edit of a message (message_edit) not applied; the stored text stays "
+            "the one first received"});
+      }
       continue;
     }
-    // Echoes are our own page's sends (message_echoes); Instagram also reports deletions.
-    if (bool_at(*msg, "is_echo") || bool_at(*msg, "is_deleted")) {
+    // Echoes are our own page's sends (message_echoes).
+    if (bool_at(*msg, "is_echo")) {
+      continue;
+    }
+    // Instagram reports an unsent message as a message with is_deleted: what was stored stays.
+    if (bool_at(*msg, "is_deleted")) {
+      out.ignored.push_back(
+          MetaIgnored{std::string(channel), "unsend",
+                      "customer unsent (deleted) a message (is_deleted); the stored copy is kept"});
       continue;
     }
     const json::object* sender = obj_at(*ev, "sender");

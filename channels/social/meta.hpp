@@ -39,6 +39,16 @@ struct MetaProblem {
   std::string message;
 };
 
+// An event read and deliberately left unstored: a customer message on the handover protocol's
+// standby channel, an edit of a stored message, an Instagram unsend. The caller counts it in
+// switchboard_social_events_ignored_total{account,kind} and logs `why` (at most once a minute
+// per account and kind): dropped without a trace, a Page whose Inbox took over would look idle.
+struct MetaIgnored {
+  std::string channel;  // "messenger" or "instagram"
+  std::string kind;     // standby | message_edit | unsend
+  std::string why;
+};
+
 struct MetaResult {
   int status = 200;
   std::string error_code;  // snake_case, set with a 4xx
@@ -46,6 +56,7 @@ struct MetaResult {
   std::vector<Inbound> items;
   std::vector<SendStatus> statuses;
   std::vector<MetaProblem> problems;
+  std::vector<MetaIgnored> ignored;
   std::string response_body;  // what to answer (challenge text, error JSON, or "ok" JSON)
   std::string content_type;
 };

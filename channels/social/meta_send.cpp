@@ -9,25 +9,25 @@ namespace json = boost::json;
 
 namespace {
 
-HttpRequestSpec json_post(const config::Meta& cfg, std::string target, const json::object& body) {
+HttpRequestSpec json_post(std::string_view token, std::string target, const json::object& body) {
   HttpRequestSpec r;
   r.method = "POST";
   r.target = std::move(target);
   r.content_type = "application/json";
   r.body = json::serialize(body);
-  r.headers.emplace_back("Authorization", "Bearer " + cfg.access_token);
+  r.headers.emplace_back("Authorization", "Bearer " + std::string(token));
   return r;
 }
 
 }  // namespace
 
-HttpRequestSpec meta_send_message(const config::Meta& cfg, std::string_view recipient_id,
+HttpRequestSpec meta_send_message(std::string_view page_token, std::string_view recipient_id,
                                   std::string_view text) {
   json::object body;
   body["recipient"] = json::object{{"id", recipient_id}};
   body["messaging_type"] = "RESPONSE";
   body["message"] = json::object{{"text", text}};
-  return json_post(cfg, "/me/messages", body);
+  return json_post(page_token, "/me/messages", body);
 }
 
 HttpRequestSpec whatsapp_send_message(const config::Meta& cfg, std::string_view phone_number_id,
@@ -45,7 +45,7 @@ HttpRequestSpec whatsapp_send_message(const config::Meta& cfg, std::string_view 
   if (!reply_to_wamid.empty()) {
     body["context"] = json::object{{"message_id", reply_to_wamid}};
   }
-  return json_post(cfg, "/" + std::string(phone_number_id) + "/messages", body);
+  return json_post(cfg.access_token, "/" + std::string(phone_number_id) + "/messages", body);
 }
 
 SendOutcome parse_meta_send_response(int http_status, std::string_view body) {

@@ -19,8 +19,10 @@ struct SendOutcome {
 };
 
 // Messenger or Instagram: POST {base_url}/me/messages with messaging_type RESPONSE (a reply
-// inside the 24-hour standard messaging window). `recipient_id` is the PSID / IGSID.
-HttpRequestSpec meta_send_message(const config::Meta& cfg, std::string_view recipient_id,
+// inside the 24-hour standard messaging window). `recipient_id` is the PSID / IGSID, which is
+// valid only for the Page that received the customer's message, and `page_token` must be that
+// Page's access token (config::Meta::token_for_page): /me is the Page the token belongs to.
+HttpRequestSpec meta_send_message(std::string_view page_token, std::string_view recipient_id,
                                   std::string_view text);
 
 // Whom a WhatsApp reply names: a phone number, or the business-scoped user id (BSUID,

@@ -27,6 +27,7 @@ namespace {
 // What a sender needs from the parent interaction's JSON (SPEC section 5).
 struct Parent {
   std::string channel, kind, external_id, from_value, from_handle;
+  std::vector<std::string> to_values;  // `to`: for Messenger/Instagram, the receiving Page
   std::vector<std::string> flags;
 };
 
@@ -44,6 +45,13 @@ std::optional<Parent> parse_parent(std::string_view parent_json) {
   if (const json::object* from = obj_at(o, "from")) {
     p.from_value = str_at(*from, "value");
     p.from_handle = str_at(*from, "handle");
+  }
+  if (const json::array* to = arr_at(o, "to")) {
+    for (const json::value& t : *to) {
+      if (const json::object* id = t.if_object()) {
+        p.to_values.push_back(str_at(*id, "value"));
+      }
+    }
   }
   if (const json::array* flags = arr_at(o, "flags")) {
     for (const json::value& f : *flags) {
@@ -346,9 +354,28 @@ class MetaSender final : public Sender {
             const std::string& to = p->from_handle.empty() ? p->from_value : p->from_handle;
             WhatsAppTo kind =
                 p->from_value.front() == '+' ? WhatsAppTo::phone : WhatsAppTo::user_id;
+            if (cfg_.access_token.empty()) {
+              co_return SendResult::failed(
+                  "no access token for WhatsApp: set access_token_env (or access_token or "
+                  "access_token_file) in [[channels.meta]] \"" +
+                  cfg_.name + "\"");
+            }
             spec = whatsapp_send_message(cfg_, phone_number_id, to, m.text, p->external_id, kind);
           } else {
-            spec = meta_send_message(cfg_, p->from_value, m.text);
+            // The sender id is Page-scoped (PSID / IGSID) and the Send API takes only the token
+            // of the Page that received the message (Meta's "Send API Reference": a Page access
+            // token of that Page). meta.cpp records that Page as the message's `to`.
+            const std::string page_id = p->to_values.empty() ? "" : p->to_values.front();
+            const std::string* token = cfg_.token_for_page(page_id);
+            if (token == nullptr) {
+              co_return SendResult::failed(
+                  "no access token for the Page " + page_id + " that received this " + p->channel +
+                  " message: add [[channels.meta.pages]] with id = \"" + page_id +
+                  "\" and access_token_env (or access_token or access_token_file) to "
+                  "[[channels.meta]] \"" +
+                  cfg_.name + "\", or set its access_token");
+            }
+            spec = meta_send_message(*token, p->from_value, m.text);
           }
           net::HttpRequest req = to_request(cfg_.base_url, spec);
           auto res = co_await rt_.http.request(std::move(req));

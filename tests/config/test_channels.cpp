@@ -1,6 +1,10 @@
 // Problems in [[channels.*]]: names, TLS, secrets, URLs and keys.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
 #include "config/config.hpp"
 #include "tests/config/helpers.hpp"
 
@@ -405,4 +409,86 @@ user_id = "1"
         "context, not with the app-only bearer token; set consumer_key_env, consumer_secret_env, "
         "access_token_env and access_token_secret_env (OAuth 1.0a) to reply");
   CHECK(r.warnings[0].message.find("\"b\"") == std::string::npos);  // no secret in it
+}
+
+TEST_CASE("meta pages: one token per Page, from the environment or a file, ids unique") {
+  ScopedEnv shop("SBTEST_META_PAGE_SHOP", "shop-token");
+  char tmpl[] = "/tmp/sb-meta-page-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
+  { std::ofstream(dir + "/outlet") << "outlet-token\n"; }
+  const Config c = load_ok(R"(
+[[channels.meta]]
+name = "meta"
+app_secret = "a"
+verify_token = "v"
+
+[[channels.meta.pages]]
+id = "1111"
+access_token_env = "SBTEST_META_PAGE_SHOP"
+
+[[channels.meta.pages]]
+id = "17841400000000000"
+access_token_file = ")" + dir +
+                           R"(/outlet"
+)");
+  const Meta& meta = c.channels.meta.at(0);
+  CHECK(meta.access_token.empty());  // optional once Pages carry their own
+  REQUIRE(meta.pages.size() == 2);
+  CHECK(meta.pages[0] == MetaPage{"1111", "shop-token"});
+  CHECK(meta.pages[1] == MetaPage{"17841400000000000", "outlet-token"});
+  CHECK(*meta.token_for_page("1111") == "shop-token");
+  CHECK(meta.token_for_page("2222") == nullptr);  // no account token to fall back on
+  std::filesystem::remove_all(dir);
+
+  CHECK(problems_of(R"(
+[[channels.meta]]
+name = "meta"
+app_secret = "a"
+verify_token = "v"
+access_token = "t"
+
+[[channels.meta.pages]]
+id = "1111"
+access_token = "one"
+
+[[channels.meta.pages]]
+id = "1111"
+access_token = "two"
+
+[[channels.meta.pages]]
+id = "my-shop"
+token = "x"
+)") == std::vector<std::string>{
+           "t.toml:12: duplicate page id \"1111\" in channels.meta \"meta\" (first at line 8)",
+           "t.toml:15: missing required key \"channels.meta.pages.access_token\" (or "
+           "access_token_env or access_token_file)",
+           "t.toml:16: channels.meta.pages.id must be the numeric Page or Instagram account id "
+           "the webhook's entry.id names (got \"my-shop\")",
+           "t.toml:17: unknown key \"channels.meta.pages.token\"",
+       });
+  // Without Pages the account's token is what every reply goes with: still required.
+  CHECK(problem_of("[[channels.meta]]\nname = \"meta\"\napp_secret = \"a\"\nverify_token = "
+                   "\"v\"\n") ==
+        "t.toml:1: missing required key \"channels.meta.access_token\" (or access_token_env or "
+        "access_token_file)");
+}
+
+TEST_CASE("meta pages: a reload leaves a changed Page token for a restart, and says so") {
+  const std::string before = R"(
+[[channels.meta]]
+name = "meta"
+app_secret = "a"
+verify_token = "v"
+[[channels.meta.pages]]
+id = "1111"
+access_token = "old"
+)";
+  const Config running = load_ok(before);
+  const Config fresh = load_ok(before.substr(0, before.rfind("old")) + "new\"\n");
+  Channels channels = running.channels;
+  CHECK(take_webhook_secrets(channels, fresh.channels).empty());
+  CHECK(channels.meta.at(0).pages.at(0).access_token == "old");
+  CHECK(changes_needing_restart(running, fresh) ==
+        std::vector<std::string>{"channels.meta meta (changed)"});
 }

@@ -227,7 +227,9 @@ TEST_CASE(
                      std::chrono::seconds(60)));
   CHECK(std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(1500));  // it did wait
   CHECK(fake.stats().rejected_429 == 0);
-  CHECK(fake.stats().notification_requests == 9);
+  // Nine pages, and the empty tenth that says the look-back is read whole: a page shorter than
+  // the 80 asked is no end (servers cap lower).
+  CHECK(fake.stats().notification_requests == 10);
 }
 
 TEST_CASE(
@@ -428,4 +430,40 @@ TEST_CASE(
   CHECK(log.lines_with("polling again") ==
         std::vector<std::string>{"info [mastodon:social] polling again after 1 failed poll"});
   CHECK(log.text().find("test-token") == std::string::npos);
+}
+
+TEST_CASE(
+    "mastodon: a server that caps pages at 40 still gives every mention, on a first start and "
+    "from a stored cursor") {
+  // GoToSocial, Pleroma and Akkoma take limit=80 and answer fewer: a short page is not the end.
+  using namespace std::chrono_literals;
+  FakeMastodon fake;
+  fake.set_max_limit(40);
+  fake.start();
+  for (int i = 0; i < 100; ++i) {
+    fake.add_mention("fan@remote.example", "old " + std::to_string(i), "public", "", false, 1h);
+  }
+  SocialDaemon d;  // backfill: the default, 24h: all 100 are inside it
+  // A poll interval longer than the test: each start's first poll has to take everything.
+  d.cfg.channels.mastodon.push_back(mastodon(fake, 10min));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 100; },
+                     std::chrono::seconds(10)));
+  CHECK(fake.notification_queries().at(0).at("limit") == "80");
+  std::this_thread::sleep_for(300ms);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 100);
+  CHECK(d.rows("SELECT count(DISTINCT external_id) FROM interactions") == 100);
+
+  // The steady poll pages forward from the cursor the same way.
+  d.stop();
+  for (int i = 0; i < 100; ++i) {
+    fake.add_mention("fan@remote.example", "new " + std::to_string(i));
+  }
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 200; },
+                     std::chrono::seconds(10)));
+  std::this_thread::sleep_for(300ms);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 200);
+  CHECK(d.rows("SELECT count(DISTINCT external_id) FROM interactions") == 200);
+  CHECK(fake.stats().rejected_429 == 0);
 }

@@ -1,6 +1,8 @@
 // Meta webhooks end to end (issue 6 acceptance 5) and the Send API replies.
 #include <doctest/doctest.h>
 
+#include <functional>
+
 #include "channels/social/hmac.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_meta.hpp"
@@ -13,10 +15,14 @@ namespace {
 
 struct MetaDaemon : SocialDaemon {
   FakeMetaGraph graph;
-  MetaDaemon() {
+  // `setup` changes the account (its Pages) before the daemon starts.
+  explicit MetaDaemon(const std::function<void(config::Meta&)>& setup = {}) {
     graph.start();
     cfg.channels.meta.push_back(
         config::Meta{"meta", "app-secret", "verify-me", "meta-token", graph.base_url()});
+    if (setup) {
+      setup(cfg.channels.meta.back());
+    }
     start();
   }
   HttpResponse post(const std::string& body, const std::string& secret = "app-secret") {
@@ -34,6 +40,16 @@ std::string messenger(const std::string& mid, const std::string& text, bool echo
          sender + R"("},"recipient":{"id":")" + recipient +
          R"("},"timestamp":1767322800000,"message":{"mid":")" + mid + R"(","text":")" + text +
          "\"" + (echo ? R"(,"is_echo":true,"app_id":1517776481860111)" : "") + "}}]}]}";
+}
+
+// A customer's message to one Page (`object` "page" for Messenger, "instagram" for Instagram):
+// entry.id and recipient.id name the Page, sender.id the Page-scoped id of the customer.
+std::string to_page(const std::string& object, const std::string& page, const std::string& user,
+                    const std::string& mid, const std::string& text) {
+  return R"({"object":")" + object + R"(","entry":[{"id":")" + page +
+         R"(","time":1767322800000,"messaging":[{"sender":{"id":")" + user +
+         R"("},"recipient":{"id":")" + page + R"("},"timestamp":1767322800000,"message":{"mid":")" +
+         mid + R"(","text":")" + text + R"("}}]}]})";
 }
 
 std::string whatsapp(const std::string& wa_id, const std::string& wamid, const std::string& text) {
@@ -329,4 +345,83 @@ TEST_CASE(
   CHECK(lines[0].find("warning [meta:meta] rejected webhook: ") == 0);
   CHECK(lines[0].find("; answered 403, nothing stored") != std::string::npos);
   CHECK(log.text().find(forged_signature) == std::string::npos);
+}
+
+TEST_CASE(
+    "meta: a Messenger or Instagram reply goes with the token of the Page that received the "
+    "message, and without one fails naming the Page and the config to add") {
+  MetaDaemon d([](config::Meta& m) {
+    m.access_token.clear();  // Pages only: no account-wide fallback
+    m.pages = {{"1111", "page1-token"}, {"2222", "page2-token"}};
+  });
+  d.graph.accept_token("page1-token");
+  d.graph.accept_token("page2-token");
+  REQUIRE(d.post(to_page("page", "1111", "PSID_A", "m_p1", "help from page one")).status == 200);
+  REQUIRE(d.post(to_page("instagram", "2222", "IGSID_B", "m_p2", "help from page two")).status ==
+          200);
+  REQUIRE(d.post(to_page("page", "3333", "PSID_C", "m_p3", "help from page three")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; }));
+  auto q = d.queued();
+
+  auto r1 = d.send("messenger", "meta", reply_to(q[0], "01JPAGE1", "Page one here."));
+  CHECK(r1.status == SendResult::Status::sent);
+  auto r2 = d.send("instagram", "meta", reply_to(q[1], "01JPAGE2", "Page two here."));
+  CHECK(r2.status == SendResult::Status::sent);
+  auto r3 = d.send("messenger", "meta", reply_to(q[2], "01JPAGE3", "Anyone?"));
+  CHECK(r3.status == SendResult::Status::failed);
+  MESSAGE(r3.error);
+  CHECK(r3.error.find("no access token for the Page 3333") != std::string::npos);
+  CHECK(r3.error.find(R"([[channels.meta.pages]] with id = "3333")") != std::string::npos);
+  CHECK(r3.error.find(R"([[channels.meta]] "meta")") != std::string::npos);
+
+  auto sent = d.graph.sent();
+  REQUIRE(sent.size() == 2);  // nothing went out for the Page without a token
+  CHECK(sent[0].token == "page1-token");
+  CHECK(str(boost::json::parse(sent[0].body).at("recipient").at("id")) == "PSID_A");
+  CHECK(sent[1].token == "page2-token");
+  CHECK(str(boost::json::parse(sent[1].body).at("recipient").at("id")) == "IGSID_B");
+}
+
+TEST_CASE(
+    "meta: standby messages, edits and unsends are not stored, but counted and logged once a "
+    "minute per kind") {
+  LogCapture log("social");  // before the daemon, which logs from its own threads
+  MetaDaemon d;
+  // Messenger Platform "standby Webhook Event Reference": the Page Inbox owns the thread.
+  const std::string standby = R"({"object":"page","entry":[{"id":"PAGE_ID","time":1767322800000,
+    "standby":[{"sender":{"id":"PSID_1"},"recipient":{"id":"PAGE_ID"},"timestamp":1767322800000,
+      "message":{"mid":"m_standby1","text":"anyone there?"}},
+      {"sender":{"id":"PSID_1"},"recipient":{"id":"PAGE_ID"},"timestamp":1767322800001,
+      "message":{"mid":"m_standby2","text":"hello?"}},
+      {"sender":{"id":"PSID_1"},"recipient":{"id":"PAGE_ID"},"read":{"watermark":1}}]}]})";
+  REQUIRE(d.post(standby).status == 200);
+  REQUIRE(d.post(standby).status == 200);  // Meta delivers the next ones the same way
+  const std::string edit = R"({"object":"page","entry":[{"id":"PAGE_ID","time":1,"messaging":[
+    {"sender":{"id":"PSID_1"},"recipient":{"id":"PAGE_ID"},"timestamp":1767322800000,
+     "message_edit":{"mid":"m_1","text":"hello, edited","num_edit":1}}]}]})";
+  REQUIRE(d.post(edit).status == 200);
+  const std::string unsend = R"({"object":"instagram","entry":[{"id":"17841400000000000",
+    "time":1,"messaging":[{"sender":{"id":"IGSID-1"},"recipient":{"id":"17841400000000000"},
+    "timestamp":1569262485349,"message":{"mid":"aWdfZAG1","is_deleted":true}}]}]})";
+  REQUIRE(d.post(unsend).status == 200);
+
+  auto metrics = d.metrics();
+  CHECK(
+      metrics.find(R"(switchboard_social_events_ignored_total{account="meta",kind="standby"} 4)") !=
+      std::string::npos);
+  CHECK(metrics.find(
+            R"(switchboard_social_events_ignored_total{account="meta",kind="message_edit"} 1)") !=
+        std::string::npos);
+  CHECK(
+      metrics.find(R"(switchboard_social_events_ignored_total{account="meta",kind="unsend"} 1)") !=
+      std::string::npos);
+  d.stop();
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 0);
+  auto lines = log.lines_with("standby channel");
+  REQUIRE(lines.size() == 1);  // four events, one line: at most one a minute
+  MESSAGE(lines[0]);
+  CHECK(lines[0].find("warning [meta:meta] messenger: customer message on the standby channel") ==
+        0);
+  CHECK(log.lines_with("[meta:meta] messenger: customer edit of a message").size() == 1);
+  CHECK(log.lines_with("[meta:meta] instagram: customer unsent").size() == 1);
 }

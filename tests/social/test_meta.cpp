@@ -365,7 +365,7 @@ TEST_CASE("WhatsApp statuses are returned as send-state updates, not interaction
 
 TEST_CASE("Meta send requests and responses") {
   auto cfg = meta_cfg();
-  auto m = meta_send_message(cfg, "1254459154682919", "Thanks!");
+  auto m = meta_send_message(cfg.access_token, "1254459154682919", "Thanks!");
   CHECK(m.method == "POST");
   CHECK(m.target == "/me/messages");
   CHECK(
@@ -495,4 +495,36 @@ TEST_CASE(
   REQUIRE(m.problems.size() == 1);
   CHECK(m.problems[0].channel == "instagram");
   CHECK(m.problems[0].message.find(m.items[0].external_id) != std::string::npos);
+}
+
+TEST_CASE(
+    "Meta standby messages, edits and Instagram unsends are reported as ignored, not stored") {
+  // Messenger Platform standby and message_edits webhook references; Instagram's is_deleted.
+  const std::string page = R"({"object":"page","entry":[{"id":"682498302938465","time":1,
+    "standby":[
+      {"sender":{"id":"1254459154682919"},"recipient":{"id":"682498302938465"},
+       "timestamp":1518479195308,"message":{"mid":"mid.standby","text":"hello?"}},
+      {"sender":{"id":"682498302938465"},"recipient":{"id":"1254459154682919"},
+       "timestamp":1518479195309,"message":{"mid":"mid.inbox","text":"Hi!","is_echo":true}},
+      {"sender":{"id":"1254459154682919"},"recipient":{"id":"682498302938465"},
+       "delivery":{"mids":["mid.inbox"],"watermark":1518479195310}}],
+    "messaging":[
+      {"sender":{"id":"1254459154682919"},"recipient":{"id":"682498302938465"},
+       "timestamp":1518479195400,"message_edit":{"mid":"mid.1","text":"edited","num_edit":1}}]}]})";
+  auto r = post_signed(page);
+  CHECK(r.status == 200);
+  CHECK(r.items.empty());
+  REQUIRE(r.ignored.size() == 2);  // the echo and the delivery on standby are nobody's message
+  CHECK(r.ignored[0].channel == "messenger");
+  CHECK(r.ignored[0].kind == "standby");
+  CHECK(r.ignored[1].kind == "message_edit");
+
+  const std::string ig = R"({"object":"instagram","entry":[{"id":"17841400000000000","time":1,
+    "messaging":[{"sender":{"id":"IGSID-1"},"recipient":{"id":"17841400000000000"},
+    "timestamp":1569262485349,"message":{"mid":"aWdfZAG1","is_deleted":true}}]}]})";
+  r = post_signed(ig);
+  CHECK(r.items.empty());
+  REQUIRE(r.ignored.size() == 1);
+  CHECK(r.ignored[0].channel == "instagram");
+  CHECK(r.ignored[0].kind == "unsend");
 }

@@ -37,6 +37,7 @@ struct FakeMastodon::Impl {
   std::vector<std::map<std::string, std::string>> queries;  // of GET /api/v1/notifications
   std::string local_domain = "127.0.0.1";
   bool instance_v2 = true, instance_v1 = true;
+  std::int64_t max_limit = 80;  // set_max_limit()
   Stats stats;
   Clock::time_point window_start{};
   int window_used = 0;
@@ -153,7 +154,7 @@ struct FakeMastodon::Impl {
     ++stats.notification_requests;
     queries.push_back(req.query);
     auto limit = static_cast<std::size_t>(
-        std::clamp<std::int64_t>(int_param(req, "limit").value_or(40), 1, 80));
+        std::clamp<std::int64_t>(int_param(req, "limit").value_or(40), 1, max_limit));
     auto min_id = int_param(req, "min_id");
     auto since_id = int_param(req, "since_id");
     auto max_id = int_param(req, "max_id");
@@ -311,6 +312,11 @@ void FakeMastodon::set_instance(const std::string& local_domain, bool v2, bool v
   impl_->local_domain = local_domain;
   impl_->instance_v2 = v2;
   impl_->instance_v1 = v1;
+}
+
+void FakeMastodon::set_max_limit(int n) {
+  std::lock_guard lock(impl_->mu);
+  impl_->max_limit = n;
 }
 
 void FakeMastodon::fail_next_posts(int n) {

@@ -64,6 +64,9 @@ class FakeMastodon {
   // as `uri` (default "127.0.0.1", the host of base_url). `v2` false: an older server without
   // /api/v2/instance (404); `v1` false: without /api/v1/instance either.
   void set_instance(const std::string& local_domain, bool v2 = true, bool v1 = true);
+  // The most notifications a page holds, whatever `limit` asks (Mastodon's 80 by default):
+  // servers of the same API cap lower (GoToSocial, Pleroma, Akkoma).
+  void set_max_limit(int n);
   void fail_next_posts(int n);  // the next n POST /api/v1/statuses answer 503 (nothing posted)
   // The next request with the token answers 429 with X-RateLimit-Remaining 0 and a reset
   // `reset_in` ahead (the server's clock ahead of ours looks like that).

@@ -1,5 +1,7 @@
 #include "tests/social/fakes/fake_meta.hpp"
 
+#include <algorithm>
+
 #include <boost/json.hpp>
 
 namespace sb::test {
@@ -11,7 +13,10 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
     : token_(std::move(token)),
       server_([this](const FakeHttpServer::Request& r, std::chrono::milliseconds) -> Res {
         std::lock_guard lock(mu_);
-        if (r.header("authorization") != "Bearer " + token_) {
+        const std::string auth = r.header("authorization");
+        const std::string token = auth.starts_with("Bearer ") ? auth.substr(7) : "";
+        if (token != token_ &&
+            std::find(page_tokens_.begin(), page_tokens_.end(), token) == page_tokens_.end()) {
           return {
               401,
               R"({"error":{"message":"Invalid OAuth access token.","type":"OAuthException","code":190}})"};
@@ -58,7 +63,7 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
                 R"({"error":{"message":"(#100) The parameter to is required.","type":"OAuthException","code":100}})"};
           }
         }
-        sent_.push_back({r.path, r.body});
+        sent_.push_back({r.path, r.body, token});
         if (lose_answers_ > 0) {
           --lose_answers_;
           Res lost;
@@ -75,6 +80,11 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
         return {200, json::serialize(json::object{{"recipient_id", v.at("recipient").at("id")},
                                                   {"message_id", "m_out" + id}})};
       }) {}
+
+void FakeMetaGraph::accept_token(std::string token) {
+  std::lock_guard lock(mu_);
+  page_tokens_.push_back(std::move(token));
+}
 
 void FakeMetaGraph::outside_window_next() {
   std::lock_guard lock(mu_);

@@ -18,8 +18,11 @@ class FakeMetaGraph {
  public:
   struct Sent {
     std::string path, body;
+    std::string token;  // the access token it came with (Authorization: Bearer)
   };
   explicit FakeMetaGraph(std::string token = "meta-token");
+  // Another token the fake accepts: a Page's own access token (config::MetaPage).
+  void accept_token(std::string token);
   void start(std::uint16_t port = 0) { server_.start(port); }
   void stop() { server_.stop(); }
   std::string base_url() const { return server_.base_url(); }
@@ -31,6 +34,7 @@ class FakeMetaGraph {
  private:
   std::string token_;
   mutable std::mutex mu_;
+  std::vector<std::string> page_tokens_;
   std::vector<Sent> sent_;
   bool outside_window_ = false;
   int lose_answers_ = 0;
