@@ -39,7 +39,8 @@ int TableReader::line_of_key(std::string_view key) const {
 
 // The whole file, or the errno of the failure. Plain POSIX calls rather than an ifstream: a
 // stream opens a directory and then reads nothing without saying why, and `--config /etc/sb`
-// would pass check-config and run on the built-in defaults. A FIFO (`--config <(...)`) reads.
+// would pass check-config and run on the built-in defaults. (load_file refuses a FIFO, such as
+// `--config <(...)`, before it gets here: one with no writer would block the open.)
 int read_whole_file(const std::string& path, std::string& out, std::size_t max_bytes) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

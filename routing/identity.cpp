@@ -173,9 +173,17 @@ Canonical canonical_email_identity(std::string_view raw) {
   // Internationalised addresses (RFC 6531: UTF-8 local parts, IDN domains) are kept, but not
   // the invisible characters inside one: C1 controls, Unicode spaces, zero-width and bidi
   // format characters.
+  char32_t prev = 0;
   for (std::size_t i = 0; i < s.size();) {
     const auto c = decode_utf8(s.substr(i));
-    if (c.len > 1) {
+    // ZWNJ and ZWJ belong inside words of some scripts (Persian, the Indic ones with a virama):
+    // IDNA's CONTEXTJ rules (RFC 5892 appendix A.1, A.2) allow them there, and a UTF-8 local
+    // part may hold them as well. Kept after a non-ASCII character (a looser test than the
+    // RFC's joining types, which would need Unicode tables); next to ASCII they only hide a
+    // look-alike.
+    const bool joiner = (c.cp == 0x200C || c.cp == 0x200D) && prev >= 0x80;
+    prev = c.len > 0 ? c.cp : 0;
+    if (c.len > 1 && !joiner) {
       if (is_control_or_format(c.cp)) {
         return invalid("email", "not a valid email address (it contains the invisible " +
                                     std::string(c.cp <= 0x9F ? "control" : "format") +

@@ -35,7 +35,8 @@ inline CodePoint decode_utf8(std::string_view s) {
   if (b0 < 0x80) {
     return {b0, 1};
   }
-  std::size_t len = b0 >= 0xF0 && b0 < 0xF5 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC2 && b0 < 0xE0 ? 2 : 0;
+  // 0xF5-0xFF and 0xC0-0xC1 never start a sequence.
+  std::size_t len = b0 >= 0xF5 ? 0 : b0 >= 0xF0 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC2 ? 2 : 0;
   if (len == 0 || s.size() < len) {
     return {};
   }
@@ -47,7 +48,8 @@ inline CodePoint decode_utf8(std::string_view s) {
     }
     cp = (cp << 6) | (b & 0x3F);
   }
-  if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) {
+  if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+      (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) {
     return {};
   }
   return {cp, len};

@@ -37,6 +37,9 @@ bool more_after(const MastodonPage& page, bool older) {
 // they are stored at once.
 constexpr std::size_t kBackfillMax = 20000;
 
+// Pages one poll reads at most (8,000 notifications); the rest waits for the next poll, at once.
+constexpr int kPagesPerPoll = 100;
+
 class MastodonPoller final : public Poller {
  public:
   MastodonPoller(Runtime& rt, config::Mastodon cfg)
@@ -66,10 +69,23 @@ class MastodonPoller final : public Poller {
       co_return co_await first_start();
     }
     int stored = 0;
-    for (;;) {
+    for (int pages = 1;; ++pages) {
+      const std::string sent = cursor_;
       MastodonPage page = co_await fetch_page(mastodon_notifications_target(cursor_, kPage));
       if (!page.ok) {
         co_return PollResult::failed(page.error);
+      }
+      if (!sent.empty() && page.newest_id == sent) {
+        // The page holds the cursor itself: a server (or a cache in front of it) that ignores
+        // min_id answers the newest page again and again. Nothing newer is to be had from it.
+        if (!no_progress_logged_) {
+          no_progress_logged_ = true;
+          log->warn(
+              "[mastodon:{}] the server answered min_id={} with that notification again "
+              "(min_id ignored?): polling stops there until the next poll",
+              cfg_.name, sent);
+        }
+        break;
       }
       if (!page.newest_id.empty()) {
         std::size_t n = page.items.size();
@@ -83,6 +99,13 @@ class MastodonPoller final : public Poller {
       }
       if (!more_after(page, false)) {
         break;  // caught up
+      }
+      if (pages >= kPagesPerPoll) {
+        if (stored > 0) {
+          log->info("[mastodon:{}] stored {} mentions; cursor {}; more to read", cfg_.name, stored,
+                    cursor_);
+        }
+        co_return PollResult::again_in(std::chrono::milliseconds(0));
       }
     }
     if (stored > 0) {
@@ -275,6 +298,7 @@ class MastodonPoller final : public Poller {
   std::string cursor_;
   std::string local_domain_;   // resolve_local_domain()
   std::int64_t since_ms_ = 0;  // a first start's look-back start (Unix ms), set once
+  bool no_progress_logged_ = false;
   RequestWindow window_;
   int remaining_ = -1;  // unknown until the first response
   Clock::time_point reset_{};

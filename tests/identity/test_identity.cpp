@@ -6,6 +6,7 @@
 #include "core/regex.hpp"
 
 #include "routing/identity.hpp"
+#include "routing/identity_internal.hpp"
 #include "routing/identity_links.hpp"
 
 namespace {
@@ -63,6 +64,23 @@ TEST_CASE("email: invisible padding a paste leaves is trimmed at both ends") {
   CHECK(canon("email",
               "\xE7\x94\xA8\xE6\x88\xB7@\xE4\xBE\x8B\xE5\xAD\x90.\xE5\x85\xAC\xE5\x8F\xB8") ==
         "email:\xE7\x94\xA8\xE6\x88\xB7@\xE4\xBE\x8B\xE5\xAD\x90.\xE5\x85\xAC\xE5\x8F\xB8");
+}
+
+TEST_CASE("email: ZWNJ and ZWJ inside a word of a non-Latin script are kept") {
+  // Persian "mi-shavad" with its ZWNJ, in an IDN domain and in a UTF-8 local part.
+  const std::string word = "\xD9\x85\xDB\x8C\xE2\x80\x8C\xD8\xB4\xD9\x88\xD8\xAF";
+  CHECK(canon("email", "info@" + word + ".ir") == "email:info@" + word + ".ir");
+  CHECK(canon("email", word + "@example.ir") == "email:" + word + "@example.ir");
+  // Devanagari KA, VIRAMA, ZWJ, SSA.
+  const std::string ksha = "\xE0\xA4\x95\xE0\xA5\x8D\xE2\x80\x8D\xE0\xA4\xB7";
+  CHECK(canon("email", ksha + "@example.in") == "email:" + ksha + "@example.in");
+}
+
+TEST_CASE("identity: bytes that start no UTF-8 sequence are not decoded as one") {
+  // FF BB BF is not a BOM (EF BB BF is): nothing to trim, and no format character inside.
+  CHECK(sb::identity_detail::decode_utf8("\xFF\xBB\xBF").len == 0);
+  CHECK(sb::identity_detail::decode_utf8("\xED\xA0\x80").len == 0);  // a surrogate
+  CHECK(sb::identity_detail::decode_utf8("\xEF\xBB\xBF").cp == 0xFEFF);
 }
 
 TEST_CASE("email: controls and invisible format characters inside are refused, named") {

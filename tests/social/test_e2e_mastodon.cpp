@@ -467,3 +467,31 @@ TEST_CASE(
   CHECK(d.rows("SELECT count(DISTINCT external_id) FROM interactions") == 200);
   CHECK(fake.stats().rejected_429 == 0);
 }
+
+TEST_CASE("mastodon: a server that ignores min_id does not keep the poll reading the same page") {
+  using namespace std::chrono_literals;
+  LogCapture log("social");  // before the daemon, which logs from its own threads
+  FakeMastodon fake;
+  fake.start();
+  for (int i = 0; i < 10; ++i) {
+    fake.add_mention("fan@remote.example", "hello " + std::to_string(i), "public", "", false, 1h);
+  }
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, 10min));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 10; },
+                     std::chrono::seconds(10)));
+  // Restarted with the cursor stored: the steady poll runs at once, against a server that
+  // answers every min_id with the newest page (the cursor's own notification among it).
+  d.stop();
+  fake.set_ignore_min_id(true);
+  auto before = fake.stats().notification_requests;
+  d.start();
+  CHECK(eventually([&] { return !log.lines_with("min_id ignored?").empty(); },
+                   std::chrono::seconds(10)));
+  auto after_poll = fake.stats().notification_requests;
+  CHECK(after_poll - before <= 2);
+  std::this_thread::sleep_for(1500ms);
+  CHECK(fake.stats().notification_requests == after_poll);  // the poll ended: 10 min to the next
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 10);
+}

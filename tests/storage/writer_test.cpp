@@ -181,14 +181,15 @@ TEST_CASE("with synchronous full every commit is durable when its jobs hear of i
       durable.set_value(w.durable_commits() >= w.commits());  // on the writer thread, at once
     }));
     std::int64_t level = setting.get_future().get();
-    bool at_once = durable.get_future().get();
+    const bool at_once = durable.get_future().get();
     if (sync == storage::Synchronous::full) {
       CHECK(level == 2);
       CHECK(at_once);
     } else {
-      // NORMAL: the WAL reaches the disk at checkpoints (every 500 ms), not at the commit.
+      // NORMAL: the WAL reaches the disk at checkpoints (every 500 ms), not at the commit. (Not
+      // checked through at_once: a checkpoint may run between the commit and its callback on a
+      // loaded machine.)
       CHECK(level == 1);
-      CHECK_FALSE(at_once);
     }
     w.stop();
   }

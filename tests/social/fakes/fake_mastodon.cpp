@@ -38,6 +38,7 @@ struct FakeMastodon::Impl {
   std::string local_domain = "127.0.0.1";
   bool instance_v2 = true, instance_v1 = true;
   std::int64_t max_limit = 80;  // set_max_limit()
+  bool ignore_min_id = false;   // set_ignore_min_id()
   Stats stats;
   Clock::time_point window_start{};
   int window_used = 0;
@@ -155,7 +156,7 @@ struct FakeMastodon::Impl {
     queries.push_back(req.query);
     auto limit = static_cast<std::size_t>(
         std::clamp<std::int64_t>(int_param(req, "limit").value_or(40), 1, max_limit));
-    auto min_id = int_param(req, "min_id");
+    auto min_id = ignore_min_id ? std::nullopt : int_param(req, "min_id");
     auto since_id = int_param(req, "since_id");
     auto max_id = int_param(req, "max_id");
     bool include_filtered = req.param("include_filtered") == "true";
@@ -317,6 +318,11 @@ void FakeMastodon::set_instance(const std::string& local_domain, bool v2, bool v
 void FakeMastodon::set_max_limit(int n) {
   std::lock_guard lock(impl_->mu);
   impl_->max_limit = n;
+}
+
+void FakeMastodon::set_ignore_min_id(bool v) {
+  std::lock_guard lock(impl_->mu);
+  impl_->ignore_min_id = v;
 }
 
 void FakeMastodon::fail_next_posts(int n) {

@@ -67,6 +67,8 @@ class FakeMastodon {
   // The most notifications a page holds, whatever `limit` asks (Mastodon's 80 by default):
   // servers of the same API cap lower (GoToSocial, Pleroma, Akkoma).
   void set_max_limit(int n);
+  // A server (or a cache in front of it) that ignores min_id: every poll gets the newest page.
+  void set_ignore_min_id(bool v);
   void fail_next_posts(int n);  // the next n POST /api/v1/statuses answer 503 (nothing posted)
   // The next request with the token answers 429 with X-RateLimit-Remaining 0 and a reset
   // `reset_in` ahead (the server's clock ahead of ours looks like that).
