@@ -576,7 +576,9 @@ std::string listed_identities(HttpClient& http, const std::string& customer) {
                         {{"Authorization", "Bearer test-token"}});
   REQUIRE(r.status == 200);
   std::set<std::string> ids;
-  for (const auto& i : json::parse(r.body).at("identities").as_array()) {
+  // Kept in a variable: a range-for over json::parse(...) would outlive the parsed value.
+  json::value body = json::parse(r.body);
+  for (const auto& i : body.at("identities").as_array()) {
     ids.insert(std::string(i.at("type").as_string()) + ":" +
                std::string(i.at("value").as_string()));
   }
@@ -589,7 +591,8 @@ std::string listed_identities(HttpClient& http, const std::string& customer) {
 
 // The customer of the `n`th entry (from 0) of the general queue, and whether it was new.
 std::pair<std::string, bool> nth_customer(Fixture& f, std::size_t n) {
-  REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == n + 1; }));
+  REQUIRE(eventually(
+      [&] { return f.redis.xlen("sb:q:general:normal") == static_cast<long long>(n + 1); }));
   auto e = f.redis.xrange("sb:q:general:normal").at(n);
   auto payload = json::parse(e["payload"]);
   return {e["customer_id"], payload.at("customer").at("is_new").as_bool()};
