@@ -649,6 +649,14 @@ TEST_CASE("ingest: an email and a phone of two customers name the email's, the p
   CHECK(nth_customer(f, 1) == std::pair<std::string, bool>{eve, false});
   CHECK(listed_identities(*f.http, eve) == "email:eve@example.com");
   CHECK(listed_identities(*f.http, pat) == "phone:+14155550133");
+  // The phone still names its owner when the email is nobody's: Pat, who gains the email.
+  CHECK(f.http
+            ->post_json("/v1/interactions", R"({"source":"web-form","external_id":"m-3",
+      "from":{"email":"pat@example.com","phone":"+14155550133"},"text":"hi"})",
+                        "test-token")
+            .status == 202);
+  CHECK(nth_customer(f, 2) == std::pair<std::string, bool>{pat, false});
+  CHECK(listed_identities(*f.http, pat) == "email:pat@example.com phone:+14155550133");
   CHECK(count_rows(f.db(), "SELECT count(*) FROM customers") == 2);
 }
 
