@@ -78,6 +78,12 @@ struct Inbound {
   // alone decides.
   std::string content_hash;
   std::optional<Identity> from;  // canonical; nullopt for withheld callers (never matched)
+  // The sender's other identities, when the channel was given several (the ingest API's
+  // from.email, from.phone and from.platform + handle: `from` is the first of them in that
+  // order, these the rest, canonical). Matched after `from`, in order, and kept with the
+  // customer (Store: match_customer); not in the payload, whose `from` is one identity (SPEC
+  // section 5). Empty for every other channel.
+  std::vector<Identity> also_from;
   // Email: the Reply-To address when it differs from From; answers go there. In the payload as
   // "reply_to" when set. Not used for matching: the customer is the sender.
   std::optional<Identity> reply_to;

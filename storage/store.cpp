@@ -98,6 +98,9 @@ struct CustomerMatch {
   std::vector<std::string> tags;
   bool is_new = false;
   bool by_phone = false;  // found through a stored phone identity (Found::by_phone)
+  // The sender's other identities (Inbound::also_from) that name another customer and were
+  // left with it, for one log line: "" when none (always, for a single identity).
+  std::string held_elsewhere{};
 };
 
 struct Conversation {
@@ -209,6 +212,38 @@ void read_customer(Store::Statements& st, CustomerMatch& m) {
   st.get_customer.reset();
 }
 
+// How the ingest API's request named an identity of this type (the only channel that gives
+// several): for the log line of match_customer.
+std::string_view from_field(const Identity& id) {
+  if (id.type == "email") {
+    return "from.email";
+  }
+  if (id.type == "phone") {
+    return "from.phone";
+  }
+  return "from.handle";
+}
+
+// Stores what identity `id` of the sender (found as `f`) adds to customer `owner`, the one the
+// message was matched to: the identity itself when nobody has it yet, or when a link names
+// `owner` by it (Found::attach); the username the message shows, taken off the platform's
+// other users (match_customer).
+void keep_identity(Store::Statements& st, const Identity& id, const std::string& username,
+                   const Found& f, const std::string& owner) {
+  if (!f.exact && (f.customer_id.empty() || f.attach)) {
+    st.insert_identity.bind_static(1, id.type).bind_static(2, id.value);
+    st.insert_identity.bind_static(3, owner).bind_static(4, id.handle).run();
+  }
+  if (!username.empty() && (!f.exact || username != username_key(f.stored_handle))) {
+    if (f.exact) {
+      st.set_handle.bind_static(1, id.type).bind_static(2, id.value);
+      st.set_handle.bind_static(3, id.handle).run();
+    }
+    st.release_username.bind_static(1, id.type).bind_static(2, username);
+    st.release_username.bind_static(3, id.value).run();
+  }
+}
+
 // The customer of a message's sender (find_customer); unknown senders get a new customer. A
 // known X, Telegram or Instagram user who writes under another username than the one stored
 // with the id gets it stored instead (the same username in other letter case, or with '@', is
@@ -219,31 +254,64 @@ void read_customer(Store::Statements& st, CustomerMatch& m) {
 // previous one. The channels send the username a user has when the message is fetched (X's
 // includes.users, Telegram's from.username), so the last message stored tells. No cache holds
 // handles: the statements read the table.
-CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::int64_t now) {
+//
+// `also`: the sender's other identities (Inbound::also_from, the ingest API's only), looked up
+// only when there are any, so a channel that gives one identity pays nothing more. `from`
+// decides first, then each of them in order: the first that names a customer wins, and a
+// sender none names is one new customer. The customer then gains each of them that no customer
+// has (the primary's writes, keep_identity). One that names another customer stays with that
+// one, neither moved nor shared: one identity names one customer, and a web form's fields are
+// no proof that two customers are one person. CustomerMatch::held_elsewhere says which.
+CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::int64_t now,
+                             const std::vector<Identity>& also = {}) {
   CustomerMatch m;
   const std::string username = message_username(from);
-  Found found = find_customer(st, from, username);
-  if (!found.exact && (found.customer_id.empty() || found.attach)) {
-    if (found.customer_id.empty()) {
-      found.customer_id = new_ulid();
-      m.name = from.name;
-      m.is_new = true;
-      st.insert_customer.bind_static(1, found.customer_id).bind_static(2, m.name).bind(3, now);
-      st.insert_customer.run();
-    }
-    st.insert_identity.bind_static(1, from.type).bind_static(2, from.value);
-    st.insert_identity.bind_static(3, found.customer_id).bind_static(4, from.handle).run();
+  const Found found = find_customer(st, from, username);
+  struct Other {
+    const Identity& id;
+    std::string username;
+    Found found;
+  };
+  std::vector<Other> others;
+  others.reserve(also.size());
+  const Identity* matched_by = &from;
+  const Found* winner = &found;
+  for (const Identity& a : also) {
+    std::string name = message_username(a);
+    Found f = find_customer(st, a, name);
+    others.push_back(Other{a, std::move(name), std::move(f)});
   }
-  if (!username.empty() && (!found.exact || username != username_key(found.stored_handle))) {
-    if (found.exact) {
-      st.set_handle.bind_static(1, from.type).bind_static(2, from.value);
-      st.set_handle.bind_static(3, from.handle).run();
+  if (found.customer_id.empty()) {
+    for (const Other& o : others) {
+      if (!o.found.customer_id.empty()) {
+        matched_by = &o.id;
+        winner = &o.found;
+        break;
+      }
     }
-    st.release_username.bind_static(1, from.type).bind_static(2, username);
-    st.release_username.bind_static(3, from.value).run();
   }
-  m.id = std::move(found.customer_id);
-  m.by_phone = found.by_phone;
+  m.id = winner->customer_id;
+  m.by_phone = winner->by_phone;
+  if (m.id.empty()) {
+    m.id = new_ulid();
+    m.name = from.name;
+    m.is_new = true;
+    st.insert_customer.bind_static(1, m.id).bind_static(2, m.name).bind(3, now);
+    st.insert_customer.run();
+  }
+  keep_identity(st, from, username, found, m.id);
+  for (const Other& o : others) {
+    if (!o.found.customer_id.empty() && o.found.customer_id != m.id) {
+      m.held_elsewhere += m.held_elsewhere.empty() ? "" : ", ";
+      m.held_elsewhere += std::string(from_field(o.id)) + " " + o.id.value +
+                          " belongs to customer " + o.found.customer_id;
+      continue;
+    }
+    keep_identity(st, o.id, o.username, o.found, m.id);
+  }
+  if (!m.held_elsewhere.empty()) {
+    m.held_elsewhere += ", matched " + m.id + " by " + std::string(from_field(*matched_by));
+  }
   if (!m.is_new) {
     read_customer(st, m);
   }
@@ -355,7 +423,11 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
                  bool held = false) {
   CustomerMatch cust;
   if (in.from && match_from) {
-    cust = match_customer(st, *in.from, now);
+    cust = match_customer(st, *in.from, now, in.also_from);
+    if (!cust.held_elsewhere.empty()) {
+      logger("storage")->info("[{}:{}] {}: {}", in.channel, in.account, in.external_id,
+                              cust.held_elsewhere);
+    }
   }
   Conversation conv = thread(st, in, cust, now);
   Route r = route(rules, in, cust, conv);

@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <cctype>
 #include <chrono>
+#include <iterator>
 
 #include "core/json_problem.hpp"
 #include "core/time.hpp"
@@ -160,20 +161,25 @@ ParsedIngest parse_ingest(std::string_view body, std::string_view default_region
       !ff.str("name", name, kMaxShort, "from.name")) {
     return fail(ff.error);
   }
-  Identity id;
+  // Every identity given is checked and kept: `from` the first of email, phone, platform +
+  // handle (what the payload shows and the rules see, as when only one was sent), the others
+  // matched after it (SPEC section 3: at least one; issue 2: exact match on any identity).
+  std::vector<Identity> ids;
   if (!email.empty()) {
     auto c = canonicalize("email", email, default_region);
     if (!c.ok()) {
       return fail("field \"from.email\": " + c.error);
     }
-    id = Identity{c.type, c.value, name, ""};
-  } else if (!phone.empty()) {
+    ids.push_back(Identity{c.type, c.value, name, ""});
+  }
+  if (!phone.empty()) {
     auto c = canonicalize("phone", phone, default_region);
     if (!c.ok()) {
       return fail("field \"from.phone\": " + c.error);
     }
-    id = Identity{c.type, c.value, name, ""};
-  } else if (!platform.empty() || !handle.empty()) {
+    ids.push_back(Identity{c.type, c.value, name, ""});
+  }
+  if (!platform.empty() || !handle.empty()) {
     if (!one_of(platform, kPlatforms)) {
       return fail(
           "field \"from.platform\" must be one of mastodon, x, messenger, instagram, "
@@ -186,11 +192,13 @@ ParsedIngest parse_ingest(std::string_view body, std::string_view default_region
     if (!c.ok()) {
       return fail("field \"from.handle\": " + c.error);
     }
-    id = Identity{c.type, c.value, name, handle};
-  } else {
+    ids.push_back(Identity{c.type, c.value, name, handle});
+  }
+  if (ids.empty()) {
     return fail("field \"from\" must hold email, phone, or platform and handle");
   }
-  in.from = std::move(id);
+  in.from = std::move(ids.front());
+  in.also_from.assign(std::make_move_iterator(ids.begin() + 1), std::make_move_iterator(ids.end()));
   return ParsedIngest{std::move(in), "", ""};
 }
 

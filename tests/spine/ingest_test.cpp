@@ -9,6 +9,7 @@
 
 #include "daemon/app.hpp"
 #include "routing/rules.hpp"
+#include "storage/customers.hpp"
 #include "storage/sqlite.hpp"
 #include "tests/support/harness.hpp"
 
@@ -236,6 +237,13 @@ TEST_CASE("bad requests get the right status, a message naming the problem, and 
        "invalid_field", "\"from\" must hold email, phone"},
       {"bad email", R"({"source":"web","external_id":"x1","from":{"email":"nobody"}})",
        "test-token", 400, "invalid_field", "from.email"},
+      // Every identity given is checked, not only the one the payload shows.
+      {"bad phone next to a good email",
+       R"({"source":"web","external_id":"x1","from":{"email":"a@b.co","phone":"12"}})",
+       "test-token", 400, "invalid_field", "from.phone"},
+      {"bad platform next to a good phone",
+       R"({"source":"web","external_id":"x1","from":{"phone":"+14155550100","platform":"icq","handle":"a"}})",
+       "test-token", 400, "invalid_field", "from.platform"},
       {"bad time",
        R"({"source":"web","external_id":"x1","from":{"email":"a@b.co"},"occurred_at":"yesterday"})",
        "test-token", 400, "invalid_field", "occurred_at"},
@@ -631,4 +639,126 @@ TEST_CASE(
   REQUIRE(eventually([&] { return f.redis.xlen("sb:q:general:normal") == 2; }));
   CHECK(f.redis.xlen("sb:q:billing:normal") == 1);  // long-2 matched `order.*late`
   CHECK(f.redis.xlen("sb:q:billing:low") == 0);     // the pattern gave up: not a match
+}
+
+namespace ingest_test {
+
+// A customer from the CRM (`customers import`) holding `ids`, written beside the running
+// daemon; returns its id.
+std::string import_customer(const std::string& db_path, const std::string& external_id,
+                            std::vector<Identity> ids) {
+  storage::Db db(db_path);
+  storage::CustomerImporter imp(db);
+  imp.begin();
+  std::string error;
+  storage::CustomerUpsert rec{external_id, external_id, "", {}, std::move(ids)};
+  REQUIRE(imp.upsert(rec, error) == storage::CustomerImporter::Result::inserted);
+  imp.commit();
+  return storage::find_customer_by_external_id(db, external_id).value_or("");
+}
+
+// "type:value" of each identity GET /v1/customers/{id} lists, in its order.
+std::string listed_identities(HttpClient& http, const std::string& customer) {
+  auto r = http.request("GET", "/v1/customers/" + customer, "",
+                        {{"Authorization", "Bearer test-token"}});
+  REQUIRE(r.status == 200);
+  std::set<std::string> ids;
+  // Kept in a variable: a range-for over json::parse(...) would outlive the parsed value.
+  json::value body = json::parse(r.body);
+  for (const auto& i : body.at("identities").as_array()) {
+    ids.insert(std::string(i.at("type").as_string()) + ":" +
+               std::string(i.at("value").as_string()));
+  }
+  std::string out;
+  for (const auto& i : ids) {
+    out += (out.empty() ? "" : " ") + i;
+  }
+  return out;
+}
+
+// The customer of the `n`th entry (from 0) of the general queue, and whether it was new.
+std::pair<std::string, bool> nth_customer(Fixture& f, std::size_t n) {
+  REQUIRE(eventually(
+      [&] { return f.redis.xlen("sb:q:general:normal") == static_cast<long long>(n + 1); }));
+  auto e = f.redis.xrange("sb:q:general:normal").at(n);
+  auto payload = json::parse(e["payload"]);
+  return {e["customer_id"], payload.at("customer").at("is_new").as_bool()};
+}
+
+}  // namespace ingest_test
+
+// SPEC section 3: `from` holds at least one of email, phone, platform + handle; issue 2: a
+// customer is matched exactly on any identity. Before, only the first was kept: a web form that
+// sent email and phone for a customer known by phone made a second customer.
+TEST_CASE("ingest: a sender given by email and phone is the customer the phone names") {
+  using namespace ingest_test;
+  Fixture f;
+  const std::string cy = import_customer(f.db(), "crm-cy", {{"phone", "+14155550111", "", ""}});
+  REQUIRE(!cy.empty());
+  auto r = f.http->post_json("/v1/interactions", R"({"source":"web-form","external_id":"m-1",
+      "from":{"email":"Cy@Example.com","phone":"+1 415 555 0111","name":"Cy"},"text":"hi"})",
+                             "test-token");
+  CHECK(r.status == 202);
+  auto [customer, is_new] = nth_customer(f, 0);
+  CHECK(customer == cy);
+  CHECK(is_new == false);
+  CHECK(listed_identities(*f.http, cy) == "email:cy@example.com phone:+14155550111");
+  // The payload's `from` is the email, as when it came alone (SPEC section 5).
+  auto payload = json::parse(f.redis.xrange("sb:q:general:normal").at(0)["payload"]);
+  CHECK(payload.at("from").at("type").as_string() == "email");
+  CHECK(payload.at("from").at("value").as_string() == "cy@example.com");
+  // The email alone now names that customer too.
+  CHECK(f.http
+            ->post_json("/v1/interactions",
+                        R"({"source":"web-form","external_id":"m-2",
+      "from":{"email":"cy@example.com"},"text":"again"})",
+                        "test-token")
+            .status == 202);
+  CHECK(nth_customer(f, 1) == std::pair<std::string, bool>{cy, false});
+  CHECK(count_rows(f.db(), "SELECT count(*) FROM customers") == 1);
+}
+
+TEST_CASE("ingest: an email and a phone of two customers name the email's, the phone stays") {
+  using namespace ingest_test;
+  Fixture f;
+  CHECK(f.http
+            ->post_json("/v1/interactions", R"({"source":"web-form","external_id":"m-1",
+      "from":{"email":"eve@example.com"},"text":"hi"})",
+                        "test-token")
+            .status == 202);
+  const std::string eve = nth_customer(f, 0).first;
+  const std::string pat = import_customer(f.db(), "crm-pat", {{"phone", "+14155550133", "", ""}});
+  CHECK(f.http
+            ->post_json("/v1/interactions", R"({"source":"web-form","external_id":"m-2",
+      "from":{"email":"eve@example.com","phone":"+14155550133"},"text":"hi"})",
+                        "test-token")
+            .status == 202);
+  CHECK(nth_customer(f, 1) == std::pair<std::string, bool>{eve, false});
+  CHECK(listed_identities(*f.http, eve) == "email:eve@example.com");
+  CHECK(listed_identities(*f.http, pat) == "phone:+14155550133");
+  // The phone still names its owner when the email is nobody's: Pat, who gains the email.
+  CHECK(f.http
+            ->post_json("/v1/interactions", R"({"source":"web-form","external_id":"m-3",
+      "from":{"email":"pat@example.com","phone":"+14155550133"},"text":"hi"})",
+                        "test-token")
+            .status == 202);
+  CHECK(nth_customer(f, 2) == std::pair<std::string, bool>{pat, false});
+  CHECK(listed_identities(*f.http, pat) == "email:pat@example.com phone:+14155550133");
+  CHECK(count_rows(f.db(), "SELECT count(*) FROM customers") == 2);
+}
+
+TEST_CASE("ingest: a sender whose identities are all unknown is one new customer holding them") {
+  using namespace ingest_test;
+  Fixture f;
+  CHECK(f.http
+            ->post_json("/v1/interactions", R"({"source":"web-form","external_id":"m-1",
+      "from":{"email":"dee@example.com","phone":"+14155550122","platform":"x","handle":"@DeeDee"},
+      "text":"hi"})",
+                        "test-token")
+            .status == 202);
+  auto [dee, is_new] = nth_customer(f, 0);
+  CHECK(is_new == true);
+  CHECK(listed_identities(*f.http, dee) ==
+        "email:dee@example.com phone:+14155550122 x_handle:deedee");
+  CHECK(count_rows(f.db(), "SELECT count(*) FROM customers") == 1);
 }

@@ -27,8 +27,9 @@ struct Inbox {
 
   // Stores a direct message from `from`, as the X, Telegram and WhatsApp channels fill it in
   // (the platform's user id or number, with the username or wa_id as handle); returns the id
-  // of the customer it was matched to.
-  std::string receive(const std::string& channel, Identity from) {
+  // of the customer it was matched to. `also`: the sender's other identities, as the ingest API
+  // fills them in (Inbound::also_from).
+  std::string receive(const std::string& channel, Identity from, std::vector<Identity> also = {}) {
     static int n = 0;
     Inbound in;
     in.channel = channel;
@@ -36,6 +37,7 @@ struct Inbox {
     in.kind = "direct_message";
     in.external_id = "m" + std::to_string(++n);
     in.from = std::move(from);
+    in.also_from = std::move(also);
     in.text = "hello";
     std::promise<std::vector<IngestOutcome>> p;
     store.submit({in}, std::nullopt, [&](std::vector<IngestOutcome> out) { p.set_value(out); });

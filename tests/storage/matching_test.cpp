@@ -98,3 +98,84 @@ TEST_CASE("matching: the username lookup and release use the username index") {
     CHECK(plan.find("SCAN") == std::string::npos);
   }
 }
+
+// The ingest API given several identities (from.email, from.phone, from.platform + handle):
+// `from` is the first, matched first; the others are matched after it, in order, and kept.
+namespace matching_test {
+
+// A customer from the CRM holding `ids`; returns its id.
+std::string import_customer(Inbox& inbox, const std::string& external_id,
+                            std::vector<Identity> ids) {
+  CustomerImporter imp(inbox.db);
+  imp.begin();
+  std::string error;
+  CustomerUpsert rec{external_id, external_id, "", {}, std::move(ids)};
+  REQUIRE(imp.upsert(rec, error) == CustomerImporter::Result::inserted);
+  imp.commit();
+  return inbox.count("SELECT id FROM customers WHERE external_id = '" + external_id + "'");
+}
+
+}  // namespace matching_test
+
+TEST_CASE("matching: several identities name the customer any of them names, who gains the rest") {
+  Inbox inbox;
+  const std::string cy =
+      matching_test::import_customer(inbox, "crm-cy", {{"phone", "+14155550111", "", ""}});
+  CHECK(inbox.receive("api", Identity{"email", "cy@example.com", "Cy", ""},
+                      {Identity{"phone", "+14155550111", "Cy", ""}}) == cy);
+  CHECK(inbox.identities(cy) == "email:cy@example.com phone:+14155550111");
+  CHECK(inbox.count("SELECT count(*) FROM customers") == "1");
+  // The email alone now names the customer.
+  CHECK(inbox.receive("email", Identity{"email", "cy@example.com", "Cy", ""}) == cy);
+}
+
+TEST_CASE("matching: several unknown identities make one new customer holding them all") {
+  Inbox inbox;
+  const std::string dee = inbox.receive(
+      "api", Identity{"email", "dee@example.com", "Dee", ""},
+      {Identity{"phone", "+14155550122", "Dee", ""}, Identity{"x_handle", "deedee", "Dee", "Dee"}});
+  CHECK(inbox.identities(dee) == "email:dee@example.com phone:+14155550122 x_handle:deedee");
+  CHECK(inbox.count("SELECT count(*) FROM customers") == "1");
+  CHECK(inbox.receive("voice", Identity{"phone", "+14155550122", "", ""}) == dee);
+}
+
+TEST_CASE("matching: an identity another customer holds stays with it, the first match wins") {
+  Inbox inbox;
+  const std::string eve = inbox.receive("email", Identity{"email", "eve@example.com", "Eve", ""});
+  const std::string pat =
+      matching_test::import_customer(inbox, "crm-pat", {{"phone", "+14155550133", "", ""}});
+  const std::string fay =
+      matching_test::import_customer(inbox, "crm-fay", {{"x_handle", "fay", "", ""}});
+  // `from` (the email) decides; the phone and the handle stay with their customers.
+  CHECK(inbox.receive("api", Identity{"email", "eve@example.com", "Eve", ""},
+                      {Identity{"phone", "+14155550133", "", ""},
+                       Identity{"x_handle", "fay", "", "fay"}}) == eve);
+  CHECK(inbox.identities(eve) == "email:eve@example.com");
+  CHECK(inbox.identities(pat) == "phone:+14155550133");
+  CHECK(inbox.identities(fay) == "x_handle:fay");
+  // `from` unknown: the first other identity that names a customer wins; the unknown email
+  // goes to it, the handle of the next stays where it is.
+  CHECK(inbox.receive("api", Identity{"email", "pat@example.com", "", ""},
+                      {Identity{"phone", "+14155550133", "", ""},
+                       Identity{"x_handle", "fay", "", "fay"}}) == pat);
+  CHECK(inbox.identities(pat) == "email:pat@example.com phone:+14155550133");
+  CHECK(inbox.identities(fay) == "x_handle:fay");
+  CHECK(inbox.count("SELECT count(*) FROM customers") == "3");
+}
+
+TEST_CASE("matching: the identity links apply to each of several identities") {
+  Inbox inbox;
+  const std::string cy =
+      inbox.receive("whatsapp", Identity{"whatsapp", "+14155550144", "Cy", "14155550144"});
+  // The phone is nobody's, but the WhatsApp sender of the number is Cy: Cy, who gains both.
+  CHECK(inbox.receive("api", Identity{"email", "cy@example.com", "", ""},
+                      {Identity{"phone", "+14155550144", "", ""}}) == cy);
+  CHECK(inbox.identities(cy) == "email:cy@example.com phone:+14155550144 whatsapp:+14155550144");
+  // A phone whose WhatsApp sender is another customer is that customer's: left alone.
+  const std::string gil =
+      inbox.receive("whatsapp", Identity{"whatsapp", "+14155550155", "Gil", "14155550155"});
+  CHECK(inbox.receive("api", Identity{"email", "cy@example.com", "", ""},
+                      {Identity{"phone", "+14155550155", "", ""}}) == cy);
+  CHECK(inbox.identities(gil) == "whatsapp:+14155550155");
+  CHECK(inbox.identities(cy) == "email:cy@example.com phone:+14155550144 whatsapp:+14155550144");
+}
