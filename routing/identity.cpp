@@ -158,6 +158,13 @@ std::string code_point_name(char32_t c) {
   return buf;
 }
 
+// The scripts in which ZWNJ and ZWJ join letters of a word: Arabic (with Persian and Urdu),
+// Syriac, Thaana, N'Ko (U+0600-U+08FF) and the Indic scripts, Devanagari to Sinhala
+// (U+0900-U+0DFF).
+bool joins(char32_t c) {
+  return (c >= 0x0600 && c <= 0x08FF) || (c >= 0x0900 && c <= 0x0DFF);
+}
+
 Canonical canonical_email_identity(std::string_view raw) {
   // trim() drops invisible padding at both ends (the NBSP a web form's paste leaves): what is
   // left inside is refused below, as it makes a different address that looks the same.
@@ -178,10 +185,14 @@ Canonical canonical_email_identity(std::string_view raw) {
     const auto c = decode_utf8(s.substr(i));
     // ZWNJ and ZWJ belong inside words of some scripts (Persian, the Indic ones with a virama):
     // IDNA's CONTEXTJ rules (RFC 5892 appendix A.1, A.2) allow them there, and a UTF-8 local
-    // part may hold them as well. Kept after a non-ASCII character (a looser test than the
-    // RFC's joining types, which would need Unicode tables); next to ASCII they only hide a
-    // look-alike.
-    const bool joiner = (c.cp == 0x200C || c.cp == 0x200D) && prev >= 0x80;
+    // part may hold them as well. Kept between two letters of those scripts (joins(): a
+    // looser test than the RFC's joining types and virama, which would need Unicode tables);
+    // anywhere else (Latin, at an end, doubled) they only hide a look-alike.
+    bool joiner = false;
+    if ((c.cp == 0x200C || c.cp == 0x200D) && joins(prev)) {
+      const auto next = decode_utf8(s.substr(i + c.len));
+      joiner = next.len > 0 && joins(next.cp);
+    }
     prev = c.len > 0 ? c.cp : 0;
     if (c.len > 1 && !joiner) {
       if (is_control_or_format(c.cp)) {

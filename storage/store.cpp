@@ -290,6 +290,11 @@ CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::i
       }
     }
   }
+  // A username found through a stored handle (x_handle "annlee" held by some X user now) says
+  // who holds the name, not who sent this: it may pick the customer, but lends that customer
+  // none of the sender's other identities (a form naming someone else's username would tie
+  // the submitter's e-mail to them for good).
+  const bool weak = !winner->customer_id.empty() && !winner->exact && !winner->attach;
   m.id = winner->customer_id;
   m.by_phone = winner->by_phone;
   if (m.id.empty()) {
@@ -299,8 +304,13 @@ CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::i
     st.insert_customer.bind_static(1, m.id).bind_static(2, m.name).bind(3, now);
     st.insert_customer.run();
   }
-  keep_identity(st, from, username, found, m.id);
+  if (!weak || winner == &found) {
+    keep_identity(st, from, username, found, m.id);
+  }
   for (const Other& o : others) {
+    if (weak && &o.found != winner) {
+      continue;
+    }
     if (!o.found.customer_id.empty() && o.found.customer_id != m.id) {
       m.held_elsewhere += m.held_elsewhere.empty() ? "" : ", ";
       m.held_elsewhere += std::string(from_field(o.id)) + " " + o.id.value +

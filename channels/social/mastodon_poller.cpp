@@ -98,7 +98,8 @@ class MastodonPoller final : public Poller {
         stored += static_cast<int>(n);
       }
       if (!more_after(page, false)) {
-        break;  // caught up
+        no_progress_logged_ = false;  // a poll that ends as it should: say it again next time
+        break;                        // caught up
       }
       if (pages >= kPagesPerPoll) {
         if (stored > 0) {

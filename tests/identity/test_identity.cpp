@@ -74,6 +74,14 @@ TEST_CASE("email: ZWNJ and ZWJ inside a word of a non-Latin script are kept") {
   // Devanagari KA, VIRAMA, ZWJ, SSA.
   const std::string ksha = "\xE0\xA4\x95\xE0\xA5\x8D\xE2\x80\x8D\xE0\xA4\xB7";
   CHECK(canon("email", ksha + "@example.in") == "email:" + ksha + "@example.in");
+  // Next to a Latin letter, at an end of a word, or doubled, they only hide a look-alike.
+  for (const std::string bad :
+       {"jos\xC3\xA9\xE2\x80\x8D@example.com", "m\xC3\xBCl\xE2\x80\x8Cler@example.de",
+        "info@\xD9\x85\xDB\x8C\xE2\x80\x8C.ir",
+        "\xD9\x85\xE2\x80\x8C\xE2\x80\x8C\xD8\xB4@example.ir"}) {
+    CAPTURE(bad);
+    CHECK(canon("email", bad).starts_with("invalid: "));
+  }
 }
 
 TEST_CASE("identity: bytes that start no UTF-8 sequence are not decoded as one") {

@@ -179,3 +179,15 @@ TEST_CASE("matching: the identity links apply to each of several identities") {
   CHECK(inbox.identities(gil) == "whatsapp:+14155550155");
   CHECK(inbox.identities(cy) == "email:cy@example.com phone:+14155550144 whatsapp:+14155550144");
 }
+
+TEST_CASE("matching: a username match picks the customer but lends it no other identity") {
+  Inbox inbox;
+  const std::string ann = inbox.receive("x", Identity{"x", "2244994999", "Ann", "AnnLee"});
+  // A form that names Ann's X username next to an unknown e-mail: Ann is who the username
+  // names now, but nothing says the e-mail is hers.
+  CHECK(inbox.receive("api", Identity{"email", "someone@example.com", "", ""},
+                      {Identity{"x_handle", "annlee", "", "annlee"}}) == ann);
+  CHECK(inbox.identities(ann) == "x:2244994999");
+  // So the e-mail alone names nobody yet: a new customer.
+  CHECK(inbox.receive("email", Identity{"email", "someone@example.com", "", ""}) != ann);
+}
