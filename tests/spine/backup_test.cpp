@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "storage/sqlite.hpp"
+#include "tests/spine/file_text.hpp"
 #include "tests/support/harness.hpp"
 
 using namespace sb::test;
@@ -46,11 +47,6 @@ void small_database(const TempDir& dir) {
   sb::storage::Db db(dir.file("sb.db"));
   db.exec("CREATE TABLE t(x)");
   db.exec("INSERT INTO t VALUES (42)");
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // A daemon's config: the database sb.db in `dir`, one API token "t", agent alice on general.
@@ -150,7 +146,7 @@ TEST_CASE("backup: a copy taken while the daemon ingests holds every interaction
   struct stat st {};
   REQUIRE(::stat(dest.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
-  auto header = read_file(dest).substr(0, 100);
+  auto header = file_text(dest).substr(0, 100);
   REQUIRE(header.size() == 100);
   CHECK(header.starts_with(std::string("SQLite format 3\0", 16)));
   CHECK(header[18] == 1);
@@ -205,7 +201,7 @@ TEST_CASE("backup: an existing DEST is left untouched without --force and replac
   CHECK(refused.status == 1);
   CHECK(refused.output ==
         "switchboard: " + dest + " exists; give --force to replace it (it is left as it is)\n");
-  CHECK(read_file(dest) == "an older backup");
+  CHECK(file_text(dest) == "an older backup");
   CHECK(!fs::exists(dest + ".tmp"));
 
   auto forced = run_switchboard(dir, {"backup", "--config", cfg, "--force", dest});
@@ -232,7 +228,7 @@ TEST_CASE("backup: a second backup to the same DEST while one runs stops and tou
   CHECK(second.output == "switchboard: backup of " + dir.file("sb.db") + " to " + dest +
                              " failed: another backup to " + dest + " is running (it holds " + tmp +
                              ")\n");
-  CHECK(read_file(tmp) == "half of a copy");  // neither removed nor emptied
+  CHECK(file_text(tmp) == "half of a copy");  // neither removed nor emptied
   CHECK(!fs::exists(dest));
   ::close(held);
   // Once it is gone, its leftover is replaced.
@@ -439,7 +435,7 @@ TEST_CASE("backup: a backup restored without clearing Redis is named in the log 
   REQUIRE(daemon->wait() == 0);
   const std::string log = dir.file("daemon.log");
   const std::string said = "past the last outbox seq this database ever handed out";
-  REQUIRE(read_file(log).find(said) == std::string::npos);  // not by the daemon that ran ahead
+  REQUIRE(file_text(log).find(said) == std::string::npos);  // not by the daemon that ran ahead
 
   // The database restored, Redis left as it was: its mark is 3, the database handed out 1.
   fs::copy_file(dir.file("backup.db"), dir.file("sb.db"), fs::copy_options::overwrite_existing);
@@ -448,7 +444,7 @@ TEST_CASE("backup: a backup restored without clearing Redis is named in the log 
   daemon = daemon_process(dir, cfg);
   REQUIRE(eventually([&] { return healthy(port); }));
   CHECK(eventually([&] {
-    auto text = read_file(log);
+    auto text = file_text(log);
     return text.find("[redis 127.0.0.1:" + std::to_string(redis.port()) +
                      "] its projection mark sb:projected is 3, " + said + " (1)") !=
                std::string::npos &&
@@ -466,6 +462,6 @@ TEST_CASE("backup: a backup restored without clearing Redis is named in the log 
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   daemon->kill(SIGTERM);
   CHECK(daemon->wait() == 0);
-  auto text = read_file(log);
+  auto text = file_text(log);
   CHECK(text.find(said) == text.rfind(said));
 }

@@ -17,6 +17,7 @@
 #include "storage/sqlite.hpp"
 #include "storage/store.hpp"
 #include "storage/writer.hpp"
+#include "tests/spine/file_text.hpp"
 #include "tests/support/harness.hpp"
 
 using namespace sb::test;
@@ -639,13 +640,6 @@ TEST_CASE("customers show: a database that is not switchboard's, or is newer, sa
   CHECK(newer.output.find("no such table") == std::string::npos);
 }
 
-namespace {
-std::string read_log(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-}  // namespace
-
 // Before: nothing in the log said which config was in force, and a daemon on the built-in
 // defaults (no file where it looked) answered 401 to every request without a word about it.
 TEST_CASE("run: the start-up log names the config file in use, and warns of no tokens or agents") {
@@ -662,7 +656,7 @@ TEST_CASE("run: the start-up log names the config file in use, and warns of no t
     daemon.kill(SIGTERM);
     CHECK(daemon.wait() == 0);
   }
-  const auto out = read_log(log);
+  const auto out = file_text(log);
   INFO(out);
   CHECK(out.find("[daemon] config: " + dir.file("switchboard.toml") + "\n") != std::string::npos);
   CHECK(out.find("[daemon] [api] tokens is empty: POST /v1/interactions will answer 401 to "
@@ -682,7 +676,7 @@ TEST_CASE("run: the start-up log names the config file in use, and warns of no t
     daemon.kill(SIGTERM);
     CHECK(daemon.wait() == 0);
   }
-  const auto out2 = read_log(log2);
+  const auto out2 = file_text(log2);
   INFO(out2);
   CHECK(out2.find("[daemon] config: " + cfg + "\n") != std::string::npos);
   CHECK(out2.find("tokens is empty") == std::string::npos);
@@ -698,13 +692,13 @@ TEST_CASE(
   const auto log = dir.file("daemon.log");
   Process daemon({switchboard_binary(), "run"}, log, {{"SWITCHBOARD_CONFIG", ""}}, dir.path());
   REQUIRE(eventually([&] {
-    return read_log(log).find(
+    return file_text(log).find(
                "[daemon] config: built-in defaults (no config file: give --config "
                "PATH)") != std::string::npos;
   }));
   daemon.kill(SIGTERM);
   daemon.wait();
-  const auto out = read_log(log);
+  const auto out = file_text(log);
   INFO(out);
   CHECK(out.find("[daemon] [api] tokens is empty") != std::string::npos);
   CHECK(out.find("[daemon] no [[agents]] are configured") != std::string::npos);

@@ -12,17 +12,13 @@
 #include <sstream>
 
 #include "daemon/app.hpp"
+#include "tests/spine/file_text.hpp"
 #include "tests/support/harness.hpp"
 
 using namespace sb;
 using namespace sb::test;
 
 namespace {
-
-std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // The metric names the daemon's sources use, as string literals ("switchboard_..."), with the
 // first file that has each. Tests and benchmarks are left out: they only read them.
@@ -38,7 +34,7 @@ std::map<std::string, std::string> names_in_source() {
       if (!e.is_regular_file() || (ext != ".cpp" && ext != ".hpp")) {
         continue;
       }
-      const std::string text = read_text(e.path());
+      const std::string text = file_text(e.path());
       for (std::sregex_iterator m(text.begin(), text.end(), literal), end; m != end; ++m) {
         out.emplace((*m)[1].str(), fs::relative(e.path(), root).string());
       }
@@ -54,7 +50,7 @@ TEST_CASE("metrics: every switchboard_* name in the source is in the README") {
   // Found at all: a wrong SB_SOURCE_DIR would pass everything below.
   REQUIRE(names.count("switchboard_http_requests_total") == 1);
   REQUIRE(names.count("switchboard_replies_total") == 1);
-  const std::string readme = read_text(std::filesystem::path(SB_SOURCE_DIR) / "README.md");
+  const std::string readme = file_text(std::filesystem::path(SB_SOURCE_DIR) / "README.md");
   REQUIRE(!readme.empty());
   for (const auto& [name, file] : names) {
     CAPTURE(name);
