@@ -39,7 +39,7 @@ struct App::Channels {
 
 App::App(config::Config cfg, AppOptions options)
     : cfg_(std::move(cfg)), options_(options), api_tokens_(cfg_.api.tokens) {
-  writer_ = std::make_unique<storage::Writer>(cfg_.storage.path, 8192,
+  writer_ = std::make_unique<storage::Writer>(cfg_.storage.path, storage::kDefaultCheckpointFrames,
                                               cfg_.storage.synchronous == "full"
                                                   ? storage::Synchronous::full
                                                   : storage::Synchronous::normal);

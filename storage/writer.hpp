@@ -36,11 +36,15 @@ struct Job {
 // syncs the WAL at every commit, so one fsync per group commit, shared by its jobs).
 enum class Synchronous { normal, full };
 
+// The WAL size (in pages) at which a checkpoint starts at the latest: 8192 pages of 4 KiB, 32 MiB.
+// Named, so that a caller passing `sync` (the argument after it) does not repeat the number.
+inline constexpr int kDefaultCheckpointFrames = 8192;
+
 class Writer {
  public:
   // Opens (and migrates) the database at `path`; throws Error when it cannot. A checkpoint
-  // starts at the latest when the WAL holds `checkpoint_frames` pages (8192: 32 MiB).
-  explicit Writer(const std::string& path, int checkpoint_frames = 8192,
+  // starts at the latest when the WAL holds `checkpoint_frames` pages.
+  explicit Writer(const std::string& path, int checkpoint_frames = kDefaultCheckpointFrames,
                   Synchronous sync = Synchronous::normal);
   ~Writer();  // stop()s
 

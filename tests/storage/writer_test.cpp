@@ -162,7 +162,7 @@ TEST_CASE("with synchronous full every commit is durable when its jobs hear of i
     CAPTURE(static_cast<int>(sync));
     test::TempDir dir;
     std::string path = dir.file("w.db");
-    Writer w(path, 8192, sync);
+    Writer w(path, storage::kDefaultCheckpointFrames, sync);
     {
       Db db(path);
       db.exec("CREATE TABLE t(v INTEGER)");
