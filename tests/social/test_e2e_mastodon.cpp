@@ -495,3 +495,50 @@ TEST_CASE("mastodon: a server that ignores min_id does not keep the poll reading
   CHECK(fake.stats().notification_requests == after_poll);  // the poll ended: 10 min to the next
   CHECK(d.rows("SELECT count(*) FROM interactions") == 10);
 }
+
+TEST_CASE(
+    "mastodon: a full last page whose Link header has no link onward ends the read there, on a "
+    "first start and from a stored cursor, each mention stored once") {
+  // 80 is the page asked for: a page that full may still be the last, and a server that knows
+  // it leaves the onward link out (rel="next" paging back, rel="prev" paging forward). No empty
+  // page is asked after it.
+  using namespace std::chrono_literals;
+  FakeMastodon fake;
+  fake.set_omit_onward_link_at_end(true);
+  fake.start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 80; ++i) {
+    ids.push_back(fake.add_mention("fan@remote.example", "old " + std::to_string(i), "public", "",
+                                   false, 1h));
+  }
+  SocialDaemon d;  // backfill: the default, 24h: all 80 are inside it
+  // A poll interval longer than the test: each start's first poll has to take everything.
+  d.cfg.channels.mastodon.push_back(mastodon(fake, 10min));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 80; },
+                     std::chrono::seconds(10)));
+  std::this_thread::sleep_for(300ms);
+  CHECK(fake.stats().notification_requests == 1);  // the one page, newest first
+
+  // The steady poll pages forward from the cursor: two full pages, the second without rel="prev".
+  d.stop();
+  for (int i = 0; i < 160; ++i) {
+    ids.push_back(fake.add_mention("fan@remote.example", "new " + std::to_string(i)));
+  }
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 240; },
+                     std::chrono::seconds(10)));
+  std::this_thread::sleep_for(300ms);
+  auto queries = fake.notification_queries();
+  REQUIRE(queries.size() == 3);
+  CHECK(queries[1].count("min_id") == 1);
+  CHECK(queries[2].count("min_id") == 1);
+  auto q = d.queued();
+  REQUIRE(q.size() == ids.size());
+  for (std::size_t i = 0; i < q.size(); ++i) {
+    CHECK(str(q[i].at("external_id")) == ids[i]);
+  }
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 240);
+  CHECK(d.rows("SELECT count(DISTINCT external_id) FROM interactions") == 240);
+  CHECK(fake.stats().rejected_429 == 0);
+}

@@ -37,8 +37,9 @@ struct FakeMastodon::Impl {
   std::vector<std::map<std::string, std::string>> queries;  // of GET /api/v1/notifications
   std::string local_domain = "127.0.0.1";
   bool instance_v2 = true, instance_v1 = true;
-  std::int64_t max_limit = 80;  // set_max_limit()
-  bool ignore_min_id = false;   // set_ignore_min_id()
+  std::int64_t max_limit = 80;      // set_max_limit()
+  bool ignore_min_id = false;       // set_ignore_min_id()
+  bool omit_onward_at_end = false;  // set_omit_onward_link_at_end()
   Stats stats;
   Clock::time_point window_start{};
   int window_used = 0;
@@ -171,8 +172,10 @@ struct FakeMastodon::Impl {
     }
     // min_id pages forward from the cursor (the oldest matches); since_id and max_id page from
     // the newest end (docs.joinmastodon.org "Paginating with the API").
+    const bool forward = min_id && !since_id;
+    const bool more_onward = range.size() > limit;  // what this page leaves for the next one
     if (range.size() > limit) {
-      if (min_id && !since_id) {
+      if (forward) {
         range.resize(limit);
       } else {
         range.erase(range.begin(), range.end() - static_cast<std::ptrdiff_t>(limit));
@@ -214,10 +217,15 @@ struct FakeMastodon::Impl {
     if (!range.empty()) {
       std::string base = "http://127.0.0.1:" + std::to_string(server.port()) +
                          "/api/v1/notifications?types%5B%5D=mention&limit=" + std::to_string(limit);
-      res.headers.emplace_back(
-          "Link", "<" + base + "&max_id=" + std::to_string(range.back()->notification_id) +
-                      ">; rel=\"next\", <" + base + "&min_id=" +
-                      std::to_string(range.front()->notification_id) + ">; rel=\"prev\"");
+      std::string next = "<" + base + "&max_id=" + std::to_string(range.back()->notification_id) +
+                         ">; rel=\"next\"";
+      std::string prev = "<" + base + "&min_id=" + std::to_string(range.front()->notification_id) +
+                         ">; rel=\"prev\"";
+      if (omit_onward_at_end && !more_onward) {
+        res.headers.emplace_back("Link", forward ? next : prev);  // only the way back
+      } else {
+        res.headers.emplace_back("Link", next + ", " + prev);
+      }
     }
     return res;
   }
@@ -323,6 +331,11 @@ void FakeMastodon::set_max_limit(int n) {
 void FakeMastodon::set_ignore_min_id(bool v) {
   std::lock_guard lock(impl_->mu);
   impl_->ignore_min_id = v;
+}
+
+void FakeMastodon::set_omit_onward_link_at_end(bool v) {
+  std::lock_guard lock(impl_->mu);
+  impl_->omit_onward_at_end = v;
 }
 
 void FakeMastodon::fail_next_posts(int n) {

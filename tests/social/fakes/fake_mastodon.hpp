@@ -69,6 +69,13 @@ class FakeMastodon {
   void set_max_limit(int n);
   // A server (or a cache in front of it) that ignores min_id: every poll gets the newest page.
   void set_ignore_min_id(bool v);
+  // A page with nothing beyond it in the direction paged (min_id: nothing newer; max_id, since_id
+  // or neither: nothing older) leaves the link onward out of its Link header (rel="prev" for
+  // min_id, rel="next" otherwise) and keeps the one back. The guidelines say a server "may"
+  // return the two links; Mastodon's own notifications endpoint sends both on every non-empty
+  // page (the default here) and ends only at an empty one, while its other endpoints drop "next"
+  // on a short page.
+  void set_omit_onward_link_at_end(bool v);
   void fail_next_posts(int n);  // the next n POST /api/v1/statuses answer 503 (nothing posted)
   // The next request with the token answers 429 with X-RateLimit-Remaining 0 and a reset
   // `reset_in` ahead (the server's clock ahead of ours looks like that).
