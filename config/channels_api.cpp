@@ -169,21 +169,6 @@ void read_meta(TableReader& r, ChannelNames& names, Meta& out) {
   r.secret("verify_token", out.verify_token);
   read_meta_pages(r, out);
   // With pages, the account's token is only the fallback (and WhatsApp's): it may be left out.
-  // But no key says whether the app receives WhatsApp (one webhook takes Messenger, Instagram
-  // and WhatsApp alike, and every WhatsApp message is stored), and a WhatsApp reply has no Page
-  // whose token it could take: it goes with the account's access_token or fails. So leaving it
-  // out is allowed, with a warning. Instagram needs none: its replies take the token of the
-  // account that received the message, listed in pages by its id like a Page (and which Pages or
-  // Instagram accounts the app is subscribed to, no key says either). The key's presence is what
-  // counts, not its value: with require_env_secrets off, an unset variable leaves it empty.
-  if (!out.pages.empty() && !r.has("access_token") && !r.has("access_token_env") &&
-      !r.has("access_token_file")) {
-    r.ctx().warn(r.line(), "channels.meta account \"" + out.name +
-                               "\" has Page tokens but no access_token: its WhatsApp messages "
-                               "cannot be answered (a WhatsApp reply has no Page and goes with "
-                               "the account's token); set channels.meta.access_token_env (or "
-                               "access_token or access_token_file) if the app receives WhatsApp");
-  }
   r.secret("access_token", out.access_token, out.pages.empty());
   read_api_url(r, "base_url", out.base_url, false);
   r.finish();

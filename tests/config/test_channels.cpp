@@ -474,57 +474,6 @@ token = "x"
         "access_token_file)");
 }
 
-TEST_CASE(
-    "meta pages without the account's access_token: loaded, with one warning that WhatsApp cannot "
-    "be answered") {
-  // No key says whether the app receives WhatsApp, and a WhatsApp reply has no Page token to
-  // take: only the account's.
-  LoadResult r = load_string(body(R"(
-[server]
-listen = "127.0.0.1:8080"
-
-[[channels.meta]]
-name = "shop"
-app_secret = "a"
-verify_token = "v"
-
-[[channels.meta.pages]]
-id = "1111"
-access_token = "page-secret"
-)"),
-                             "t.toml");
-  REQUIRE(r.config);
-  CHECK(r.problems.empty());
-  REQUIRE(r.warnings.size() == 1);
-  CHECK(r.warnings[0].to_string() ==
-        "t.toml:4: channels.meta account \"shop\" has Page tokens but no access_token: its "
-        "WhatsApp messages cannot be answered (a WhatsApp reply has no Page and goes with the "
-        "account's token); set channels.meta.access_token_env (or access_token or "
-        "access_token_file) if the app receives WhatsApp");
-  CHECK(r.warnings[0].message.find("page-secret") == std::string::npos);  // no secret in it
-
-  // Any of the three forms of the account's token silences it, even a variable left unset where
-  // it need not be (the customer commands load with require_env_secrets off).
-  ScopedEnv unset("SBTEST_META_UNSET", nullptr);
-  const std::string pages = "[[channels.meta.pages]]\nid = \"1111\"\naccess_token = \"p\"\n";
-  for (const char* token :
-       {"access_token = \"t\"", "access_token_file = \"/nonexistent/sb-meta-token\"",
-        "access_token_env = \"SBTEST_META_UNSET\""}) {
-    CAPTURE(token);
-    LoadResult ok = load_string(
-        "[[channels.meta]]\nname = \"shop\"\napp_secret = \"a\"\nverify_token = \"v\"\n" +
-            std::string(token) + "\n" + pages,
-        "t.toml", LoadOptions{.require_env_secrets = false});
-    CHECK(ok.config);
-    CHECK(ok.warnings.empty());
-  }
-  // Without Pages the token is required, and its absence is a problem, not a warning.
-  LoadResult none = load_string(
-      "[[channels.meta]]\nname = \"shop\"\napp_secret = \"a\"\nverify_token = \"v\"\n", "t.toml");
-  CHECK_FALSE(none.config);
-  CHECK(none.warnings.empty());
-}
-
 TEST_CASE("meta pages: a reload leaves a changed Page token for a restart, and says so") {
   const std::string before = R"(
 [[channels.meta]]
