@@ -1,5 +1,6 @@
 #include "channels/social/channels.hpp"
 
+#include <algorithm>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "channels/social/meta.hpp"
@@ -91,7 +92,10 @@ void SocialChannels::add_routes(http::Router& router) {
   // Events left unstored on purpose (standby, edits, unsends) come with every message of a
   // Page whose Inbox took the thread: one line a minute per account and kind says so.
   auto ignored = std::make_shared<LogGate>(std::chrono::minutes(1));
-  auto serve = [this, refused, ignored](http::Request& r) -> asio::awaitable<http::Response> {
+  // WhatsApp messages that cannot be answered (below): said at the first, then once an hour.
+  auto unanswerable = std::make_shared<LogGate>(std::chrono::hours(1));
+  auto serve = [this, refused, ignored,
+                unanswerable](http::Request& r) -> asio::awaitable<http::Response> {
     const auto start = std::chrono::steady_clock::now();
     const std::string& name = r.params["name"];
     const config::Meta* cfg = nullptr;
@@ -127,6 +131,25 @@ void SocialChannels::add_routes(http::Router& router) {
       co_return http::error(res.status, res.error_code, res.error_message);
     }
     const bool carries_data = !res.items.empty() || !res.statuses.empty();
+    // A WhatsApp reply has no Page whose token it could take: it always goes with the account's
+    // access_token, which may be left out once [[channels.meta.pages]] are given. No key says
+    // whether the app receives WhatsApp, so this is said when a WhatsApp message arrives (and
+    // is stored as usual), not at start, where a Messenger-only account would be warned for
+    // good.
+    const auto whatsapp = std::ranges::count_if(
+        res.items, [](const Inbound& in) { return in.channel == "whatsapp"; });
+    if (whatsapp > 0 && cfg->access_token.empty()) {
+      if (auto left_out = unanswerable->pass(name)) {
+        logger("social")->warn(
+            "[meta:{}] a WhatsApp message arrived, but the account has no access_token: replies "
+            "to it will fail (a WhatsApp reply goes with the account's token, never a Page's); "
+            "set channels.meta.access_token_env (or access_token or access_token_file){}",
+            name,
+            *left_out == 0 ? std::string()
+                           : " (" + std::to_string(*left_out) +
+                                 " more came since the last line; at most one line an hour)");
+      }
+    }
     if (!res.items.empty()) {
       // Meta retries anything but 200: answer only after the commit (a 2xx means committed).
       std::optional<CursorUpdate> none;

@@ -425,3 +425,32 @@ TEST_CASE(
   CHECK(log.lines_with("[meta:meta] messenger: customer edit of a message").size() == 1);
   CHECK(log.lines_with("[meta:meta] instagram: customer unsent").size() == 1);
 }
+
+TEST_CASE(
+    "meta: a WhatsApp message to an account with Page tokens but no access_token is stored and "
+    "the log says its replies will fail") {
+  LogCapture log("social");  // before the daemon, which logs from its own threads
+  MetaDaemon d([](config::Meta& m) {
+    m.pages = {{"1111", "page1-token"}};
+    m.access_token.clear();
+  });
+  REQUIRE(d.post(whatsapp("16315551181", "wamid.NOTOKEN1", "hi")).status == 200);
+  REQUIRE(d.post(whatsapp("16315551181", "wamid.NOTOKEN2", "again")).status == 200);
+  REQUIRE(d.post(to_page("page", "1111", "PSID_9", "m_page1", "a Page's customer")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; }));
+  d.stop();
+  auto lines = log.lines_with("a WhatsApp message arrived, but the account has no access_token");
+  REQUIRE(lines.size() == 1);  // two messages, one line: at most one an hour
+  MESSAGE(lines[0]);
+  CHECK(lines[0].find("warning [meta:meta]") == 0);
+  CHECK(lines[0].find("channels.meta.access_token_env") != std::string::npos);
+}
+
+TEST_CASE("meta: a WhatsApp message to an account with its access_token logs no such warning") {
+  LogCapture log("social");
+  MetaDaemon d([](config::Meta& m) { m.pages = {{"1111", "page1-token"}}; });
+  REQUIRE(d.post(whatsapp("16315551181", "wamid.TOKEN1", "hi")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  d.stop();
+  CHECK(log.lines_with("has no access_token").empty());
+}
