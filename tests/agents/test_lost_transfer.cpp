@@ -301,3 +301,33 @@ TEST_CASE("a transfer note older than the transfer recorded last adds its event 
         1);
   CHECK(count(d, "conversations WHERE queue='billing'") == 1);
 }
+
+TEST_CASE(
+    "a lost transfer reply recorded late keeps the claim its own agent made from the new queue") {
+  // alice works general and vip: she claims the item from vip before the record comes.
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter));  // no periodic pass before the restart
+  std::string id = d.ingest("transfer-lost-12", "moved, then taken back by the same agent");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  cutter->cut_reply_to("transferred:");
+  CHECK(d.act("alice-token", id, "transfer", kToVip).status == 503);
+  REQUIRE(cutter->cut());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // her claim comes a moment later
+  CHECK(claimed_id(d.claim("alice-token", "vip")) == id);
+  REQUIRE(eventually([&] { return count(d, "events WHERE type='claim' AND actor='alice'") == 2; }));
+  d.http.reset();
+  d.app->stop();
+  d.app.reset();
+
+  auto cfg = test_config(d.dir, d.redis.port());
+  cfg.routing.claim_timeout = kQuickPass;
+  d.app = std::make_unique<App>(cfg);
+  d.app->start();
+  d.http = std::make_unique<HttpClient>(d.app->port());
+  REQUIRE(eventually([&] { return notes(d) == "0"; }));
+  CHECK(count(d, "events WHERE type='transfer'") == 1);
+  CHECK(count(d, "interactions WHERE id='" + id +
+                     "' AND queue='vip' AND priority='urgent' AND state='claimed'") == 1);
+  CHECK(d.act("alice-token", id, "ack").status == 200);
+}
