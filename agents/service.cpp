@@ -290,9 +290,11 @@ asio::awaitable<void> Service::recover_transfers() {
       drop.emplace_back(id, note);
       continue;
     }
+    // Its agent's reply was lost and no retry came, or the daemon stopped before the record
+    // (or before the note's HDEL, after it: Records::transferred then writes nothing).
     logger("agents")->info(
-        "[agents:{}] interaction {} was transferred to {} by {} at {}, whose answer was lost: "
-        "recorded now",
+        "[agents:{}] interaction {} was transferred to {} by {} at {} and Redis still has its "
+        "note: recorded now, unless its record is there already",
         t->from_queue.empty() ? row->queue : t->from_queue, id, t->queue, t->actor,
         format_ms(t->at));
     record_transfer(*row, *t, true, note);
