@@ -324,9 +324,10 @@ asio::awaitable<FinishResult> QueueOps::holds(const std::string& id, const std::
 asio::awaitable<FinishResult> QueueOps::transfer(const std::string& id, const std::string& agent,
                                                  QueueList queues, const std::string& queue,
                                                  const std::string& priority,
-                                                 const std::string& payload) {
+                                                 const std::string& payload, std::int64_t at) {
   auto target = stream(queue, priority);
-  std::vector<std::string> keys{prefix_ + ":held", target, prefix_ + ":transferred:" + id};
+  std::vector<std::string> keys{prefix_ + ":held", target, prefix_ + ":transferred:" + id,
+                                prefix_ + ":transfer-unrecorded"};
   std::vector<std::string> args{id,
                                 agent,
                                 priority,
@@ -334,15 +335,48 @@ asio::awaitable<FinishResult> QueueOps::transfer(const std::string& id, const st
                                 agent + " " + target,
                                 kTransferMarkerTtl,
                                 prefix_ + ":q:",
-                                queues_arg(queues)};
+                                queues_arg(queues),
+                                queue,
+                                std::to_string(at)};
   RValue v =
       co_await async_eval(redis_, kTransfer, std::move(keys), std::move(args), asio::use_awaitable);
   auto r = to_finish(v);
   if (r.status == Hold::held) {
     r.new_entry_id = v.str_at(1);
     r.stream = v.str_at(2);
+    r.note = v.str_at(3);
+    r.earlier_note = v.str_at(4);
+  } else if (r.status == Hold::repeated) {
+    r.note = v.str_at(2);
   }
   co_return r;
+}
+
+asio::awaitable<UnrecordedTransfers> QueueOps::unrecorded_transfers() {
+  // (GCC 12: a braced list inside a co_await expression does not compile; name them.)
+  std::vector<std::string> keys{prefix_ + ":transfer-unrecorded"}, args;
+  RValue v = co_await async_eval(redis_, kUnrecordedTransfers, std::move(keys), std::move(args),
+                                 asio::use_awaitable);
+  UnrecordedTransfers out;
+  if (v.is_error() || v.type != RValue::Type::array) {
+    out.error = v.is_error() ? v.str : "unexpected reply from redis";
+    co_return out;
+  }
+  for (std::size_t i = 0; i + 1 < v.elements.size(); i += 2) {
+    out.notes.emplace_back(v.elements[i].str, v.elements[i + 1].str);
+  }
+  co_return out;
+}
+
+void QueueOps::forget_transfers(const std::vector<std::pair<std::string, std::string>>& notes) {
+  std::vector<std::string> args;
+  for (const auto& [id, note] : notes) {
+    args.push_back(id);
+    args.push_back(note);
+  }
+  // Fire and forget: should this fail, the next periodic pass finds the notes again, and their
+  // record is skipped (Records::transferred knows the new entry id).
+  redis_.eval(kForgetTransfers, {prefix_ + ":transfer-unrecorded"}, std::move(args), [](RValue) {});
 }
 
 void QueueOps::forget_dead(const std::vector<std::pair<std::string, std::string>>& dead) {

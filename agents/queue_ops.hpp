@@ -62,6 +62,16 @@ struct FinishResult {
   std::string refusal;
   std::string stream, entry_id;  // the old entry
   std::string new_entry_id;      // transfer
+  // transfer: the note Redis keeps in {prefix}:transfer-unrecorded until the record is committed
+  // (forget_transfers), and an earlier transfer's note it replaced ("" when none); repeated: the
+  // note still kept for that transfer, or "".
+  std::string note, earlier_note;
+};
+
+// The notes of {prefix}:transfer-unrecorded: (interaction id, note).
+struct UnrecordedTransfers {
+  std::string error;
+  std::vector<std::pair<std::string, std::string>> notes;
 };
 
 // The stats script counts a stream's waiting entries by reading at most about twice this many
@@ -93,12 +103,16 @@ class QueueOps {
   boost::asio::awaitable<FinishResult> release(const std::string& interaction_id,
                                                const std::string& agent, QueueList queues);
   // `queue` is the target, which need not be among `queues` (SPEC's example moves an item to a
-  // queue its agent does not work).
+  // queue its agent does not work). `at`: when it was asked for (Unix ms), kept in its note.
   boost::asio::awaitable<FinishResult> transfer(const std::string& interaction_id,
                                                 const std::string& agent, QueueList queues,
                                                 const std::string& queue,
                                                 const std::string& priority,
-                                                const std::string& payload);
+                                                const std::string& payload, std::int64_t at);
+  // The transfers Redis did whose record is not committed yet (their replies may have been lost).
+  boost::asio::awaitable<UnrecordedTransfers> unrecorded_transfers();
+  // These notes are recorded: each is deleted unless a later transfer replaced it.
+  void forget_transfers(const std::vector<std::pair<std::string, std::string>>& notes);
   // The entries `agent` holds in `queue` (after a claim whose reply was lost).
   boost::asio::awaitable<HeldList> held_by(const std::string& queue, const std::string& agent);
   // Hands `e` to `agent`'s claim when it still holds it with the same delivery count; found is

@@ -293,46 +293,86 @@ void Records::dead_lettered(const std::vector<std::pair<std::string, std::string
   }
 }
 
-void Records::transferred(const InteractionRow& row, const std::string& actor,
-                          const std::string& queue, const std::string& priority, bool retry) {
-  std::int64_t at = now_ms();
-  json::object d{{"from_queue", row.queue},
-                 {"from_priority", row.priority},
-                 {"queue", queue},
-                 {"priority", priority}};
+void Records::transferred(const InteractionRow& row, const Transfer& t, bool late,
+                          std::function<void(const std::string&)> done) {
+  std::int64_t at = t.at > 0 ? t.at : now_ms();
+  json::object d{{"from_queue", t.from_queue.empty() ? row.queue : t.from_queue},
+                 {"from_priority", t.from_queue.empty() ? row.priority : t.from_priority},
+                 {"queue", t.queue},
+                 {"priority", t.priority}};
+  if (!t.entry_id.empty()) {
+    d["entry_id"] = t.entry_id;
+  }
   std::string detail = json::serialize(d);
   flush();
+  auto failed = log_failure("transfer of " + row.id);
   writer_.submit(storage::Job{
-      [=, iid = row.id, conv = row.conversation_id](storage::Db& db) {
-        if (retry) {
-          // Recorded already: the first attempt's 200 was lost on its way, not Redis's reply.
+      [=, iid = row.id, conv = row.conversation_id, actor = t.actor, queue = t.queue,
+       priority = t.priority, entry = t.entry_id](storage::Db& db) {
+        // The same transfer may be reported more than once: a retry whose first reply was lost,
+        // the periodic pass reading its note before the route's record removed it, a note
+        // handed back by a later transfer that replaced it.
+        if (!entry.empty()) {
           auto seen = db.prepare(
               "SELECT count(*) FROM events WHERE interaction_id=?1 AND type='transfer' AND "
-              "actor=?2 AND seq > coalesce((SELECT max(seq) FROM events WHERE interaction_id=?1 "
-              "AND type='claim' AND actor=?2), 0)");
+              "json_extract(detail, '$.entry_id')=?2");
+          seen.bind(1, iid).bind(2, entry);
+          if (seen.step() && seen.int64(0) > 0) {
+            return;
+          }
+        }
+        if (late) {
+          // Recorded already by a version whose events did not name the entry: the first
+          // attempt's 200 was lost on its way, not Redis's reply.
+          auto seen = db.prepare(
+              "SELECT count(*) FROM events WHERE interaction_id=?1 AND type='transfer' AND "
+              "actor=?2 AND json_extract(detail, '$.entry_id') IS NULL AND seq > coalesce((SELECT "
+              "max(seq) FROM events WHERE interaction_id=?1 AND type='claim' AND actor=?2), 0)");
           seen.bind(1, iid).bind(2, actor);
           if (seen.step() && seen.int64(0) > 0) {
             return;
           }
         }
-        // Another agent may have claimed it from the new queue before a retry records it: that
-        // claim's state stays. The payload's queue and priority are set in the row as it is now,
-        // not replaced by the copy the route read before it waited for Redis: a call event
-        // committed in between (a recording, a late leg, the caller) must stay.
-        auto st = db.prepare(
-            "UPDATE interactions SET queue=?2, priority=?3, payload=CASE WHEN json_valid(payload) "
-            "THEN json_set(payload, '$.queue', ?2, '$.priority', ?3) ELSE payload END, "
-            "state=CASE WHEN ?4 = 0 OR coalesce((SELECT actor FROM events WHERE interaction_id=?1 "
-            "AND type='claim' ORDER BY seq DESC LIMIT 1), '') = ?5 THEN 'queued' ELSE state END "
-            "WHERE id=?1");
-        st.bind(1, iid).bind(2, queue).bind(3, priority);
-        st.bind(4, static_cast<std::int64_t>(retry ? 1 : 0)).bind(5, actor).run();
-        // Sticky routing: the conversation's next interaction follows it to the new queue.
-        auto cv = db.prepare("UPDATE conversations SET queue=?2, updated_at=?3 WHERE id=?1");
-        cv.bind(1, conv).bind(2, queue).bind(3, at).run();
+        // A late record of a transfer older than one recorded already (its agent's reply was
+        // lost, then the item was claimed from the new queue and transferred again): the row
+        // and the conversation follow the later one; the timeline gets this one too.
+        bool latest = true;
+        if (late) {
+          auto later = db.prepare(
+              "SELECT count(*) FROM events WHERE interaction_id=?1 AND type='transfer' AND at > "
+              "?2");
+          later.bind(1, iid).bind(2, at);
+          latest = !(later.step() && later.int64(0) > 0);
+        }
+        if (latest) {
+          // Another agent may have claimed it from the new queue before a late record: that
+          // claim's state stays (a claim recorded after the transfer, or the latest claim not
+          // the transferring agent's: the same agent may work both queues, and a claim in the
+          // same millisecond as the transfer is told apart by its actor). The payload's queue
+          // and priority are set in the row as it is now, not replaced by the copy the route
+          // read before it waited for Redis: a call event committed in between (a recording, a
+          // late leg, the caller) must stay.
+          auto st = db.prepare(
+              "UPDATE interactions SET queue=?2, priority=?3, payload=CASE WHEN "
+              "json_valid(payload) THEN json_set(payload, '$.queue', ?2, '$.priority', ?3) ELSE "
+              "payload END, state=CASE WHEN ?4 = 0 OR (coalesce((SELECT actor FROM events WHERE "
+              "interaction_id=?1 AND type='claim' ORDER BY seq DESC LIMIT 1), '') = ?5 AND NOT "
+              "EXISTS (SELECT 1 FROM events WHERE interaction_id=?1 AND type='claim' AND at > "
+              "?6)) THEN 'queued' ELSE state END WHERE id=?1");
+          st.bind(1, iid).bind(2, queue).bind(3, priority);
+          st.bind(4, static_cast<std::int64_t>(late ? 1 : 0)).bind(5, actor).bind(6, at).run();
+          // Sticky routing: the conversation's next interaction follows it to the new queue.
+          auto cv = db.prepare("UPDATE conversations SET queue=?2, updated_at=?3 WHERE id=?1");
+          cv.bind(1, conv).bind(2, queue).bind(3, at).run();
+        }
         insert_event(db, iid, at, actor, "transfer", detail);
       },
-      log_failure("transfer of " + row.id)});
+      [io = &io_, failed, done = std::move(done)](const std::string& err) {
+        failed(err);
+        if (done) {
+          asio::post(*io, [done, err] { done(err); });
+        }
+      }});
 }
 
 asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const std::string& actor,

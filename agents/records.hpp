@@ -39,6 +39,16 @@ struct ReplyStored {
   bool repeated = false;
 };
 
+// A transfer Redis did, as recorded on the interaction.
+struct Transfer {
+  std::string actor, queue, priority;
+  // The new stream entry: which transfer this is, so that it is recorded once however often it
+  // is reported (a retry of a lost reply, the periodic pass, a replaced note).
+  std::string entry_id;
+  std::int64_t at = 0;                    // when it was asked for (Unix ms); 0: now
+  std::string from_queue, from_priority;  // "": the row's as it is (the route read it)
+};
+
 struct SendJob {
   std::string interaction_id, parent_id, channel, account, conversation_id, text, parent_payload;
   std::int64_t attempts = 0;
@@ -86,12 +96,15 @@ class Records {
   void dead_lettered(const std::vector<std::pair<std::string, std::string>>& dead,
                      std::function<void()> recorded);
   // Transfer: new queue and priority on the interaction (also in its payload, edited as it is
-  // at commit), the conversation's sticky queue follows, and the event. `retry`: a retried transfer
-  // Redis had already done (the first attempt was answered 503, or its 200 was lost): recorded
-  // unless `actor` has a transfer event since its last claim, and the state becomes "queued" only
-  // while nobody claimed it since.
-  void transferred(const InteractionRow& row, const std::string& actor, const std::string& queue,
-                   const std::string& priority, bool retry = false);
+  // at commit), the conversation's sticky queue follows, and the event (its detail names the new
+  // entry). Recorded once: nothing is written when a transfer event names the same entry.
+  // `late`: a transfer Redis did earlier whose reply was lost (a retry of it, or the periodic
+  // pass found its note): the state becomes "queued" only while nobody claimed it since, and
+  // the queue, priority and sticky queue are left as they are when a later transfer is
+  // recorded already (only the event is added then). `done` runs on the io thread after the
+  // commit, with "" or the error.
+  void transferred(const InteractionRow& row, const Transfer& t, bool late,
+                   std::function<void(const std::string&)> done = nullptr);
   // Reply: the outbound interaction, its send job and the event on the parent, in one
   // transaction; resumes once committed. With an `idempotency_key` (else ""), the send job keeps
   // it, and when `actor` already replied to `parent` under that key (within the retention)

@@ -250,7 +250,8 @@ Service::Awaitable Service::transfer(http::Request& r) {
     payload.as_object()["priority"] = priority;
   }
   auto new_payload = ec ? row->payload : json::serialize(payload);
-  auto f = co_await ops_.transfer(id, agent.id, &agent.queues, queue, priority, new_payload);
+  std::int64_t at = now_ms();
+  auto f = co_await ops_.transfer(id, agent.id, &agent.queues, queue, priority, new_payload, at);
   if (!f.error.empty()) {
     co_return http::error(503, "redis_unavailable", "cannot transfer: " + f.error);
   }
@@ -266,9 +267,27 @@ Service::Awaitable Service::transfer(http::Request& r) {
                               ops_.stream(queue, priority) + " refuses entries (" + f.refusal +
                               "); nothing was moved, agent " + agent.id + " still holds " + id);
   }
-  // Hold::repeated: Redis did this transfer on an earlier attempt whose reply was lost (answered
-  // 503), which recorded nothing; the record follows now, once.
-  records_.transferred(*row, agent.id, queue, priority, f.status == Hold::repeated);
+  Transfer t{agent.id, queue, priority, f.new_entry_id, at, "", ""};
+  if (f.status == Hold::repeated) {
+    // Redis did this transfer on an earlier attempt whose reply was lost (answered 503), which
+    // recorded nothing; the record follows now, once (the periodic pass may have made it
+    // already), from the note Redis kept of that attempt while it has it.
+    auto kept = transfer_of_note(f.note);
+    bool same = kept && kept->entry_id == f.new_entry_id;
+    record_transfer(*row, same ? *kept : t, true, same ? f.note : "");
+  } else {
+    if (auto earlier = transfer_of_note(f.earlier_note)) {
+      // Replaced by this one before it was recorded (or before its record's HDEL came): its
+      // record goes first, so that this one's queue stays.
+      record_transfer(*row, *earlier, true, "");
+    }
+    // From the stream Redis moved it out of: the row the route read may not show an earlier
+    // transfer whose record is still on its way (that one, just above).
+    if (t.from_queue = ops_.queue_of_stream(f.stream); !t.from_queue.empty()) {
+      t.from_priority = f.stream.substr(f.stream.rfind(':') + 1);
+    }
+    record_transfer(*row, t, false, f.note);
+  }
   waiters_.notify(queue);
   co_return http::json(200, json::serialize(json::object{{"id", id},
                                                          {"status", "transferred"},

@@ -210,16 +210,24 @@ for j = 4, #ARGV, 4 do out[#out + 1] = finish(ARGV[j], ARGV[j + 1], ARGV[j + 2],
 return out
 )lua";
 
-// KEYS: held hash, target stream, marker. ARGV: interaction id, consumer, target priority,
-// new payload, marker value ("<consumer> <stream>"), marker ttl s, "{prefix}:q:", the
-// consumer's queues (as kFinish). {-2, error}: the target stream refused the entry; {-3, queue}:
-// the entry is in a queue not among the consumer's (the target need not be one of them); {-4,
-// stream, error}: the entry's stream was deleted or replaced (as kFinish).
+// KEYS: held hash, target stream, marker, the hash of transfers not yet recorded
+// ({prefix}:transfer-unrecorded). ARGV: interaction id, consumer, target priority, new payload,
+// marker value ("<consumer> <stream>"), marker ttl s, "{prefix}:q:", the consumer's queues (as
+// kFinish), target queue, the time of the request (Unix ms). {-2, error}: the target stream
+// refused the entry; {-3, queue}: the entry is in a queue not among the consumer's (the target
+// need not be one of them); {-4, stream, error}: the entry's stream was deleted or replaced (as
+// kFinish).
 // Re-adds the entry's fields (priority and payload updated) to the target stream and
-// acknowledges the old entry, atomically. A retry of a transfer that already happened (same
-// agent, same target) answers {2, new id} and adds nothing: while the new entry waits unclaimed,
-// and also once another agent claimed it from the target queue (the first attempt's reply was
-// lost, so the daemon has yet to record the transfer: the retry records it).
+// acknowledges the old entry, atomically: {1, new id, old stream, note, earlier note or ''}.
+// The note (JSON: agent, queue, priority, at, entry: the new id, from: the old stream) is what
+// the record needs, kept in KEYS[4] until the daemon has recorded it (kForgetTransfers): the
+// reply can be lost with the connection after the script ran, and the agent may never retry.
+// An earlier note of the same item still there (not recorded yet, or its HDEL on its way) is
+// replaced, and handed back so that the daemon records it first.
+// A retry of a transfer that already happened (same agent, same target) answers {2, new id,
+// note or ''} and adds nothing: while the new entry waits unclaimed, and also once another agent
+// claimed it from the target queue (the first attempt's reply was lost, so the daemon may have
+// yet to record the transfer: the retry records it, unless the periodic pass did).
 constexpr const char* kTransferBody = R"lua(
 local key, id, p, gone = holder(KEYS[1], ARGV[1])
 if not key or p[2] ~= ARGV[2] then
@@ -228,7 +236,7 @@ if not key or p[2] ~= ARGV[2] then
     local sp = string.find(m, '|', 1, true)
     local nid = string.sub(m, sp + 1)
     if string.sub(m, 1, sp - 1) == ARGV[5] and (not key or (key == KEYS[2] and id == nid)) then
-      return {2, nid}
+      return {2, nid, redis.call('HGET', KEYS[4], ARGV[1]) or ''}
     end
   end
   if gone then
@@ -258,7 +266,11 @@ redis.call('XACK', key, 'agents', id)
 redis.call('XDEL', key, id)
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[3], ARGV[5] .. '|' .. nid, 'EX', ARGV[6])
-return {1, nid, key}
+local note = cjson.encode({agent = ARGV[2], queue = ARGV[9], priority = ARGV[3], at = ARGV[10],
+                           entry = nid, from = key})
+local earlier = redis.call('HGET', KEYS[4], ARGV[1]) or ''
+redis.call('HSET', KEYS[4], ARGV[1], note)
+return {1, nid, key, note, earlier}
 )lua";
 
 // KEYS: the queue's four streams, then its dead-letter stream. ARGV: claim_timeout ms, the
@@ -354,6 +366,25 @@ constexpr const char* kForgetDeadBody = R"lua(
 return redis.call('HDEL', KEYS[1], unpack(ARGV))
 )lua";
 
+// KEYS: the hash of transfers not yet recorded. ARGV: interaction id, note, ...: the notes now
+// recorded. A field is deleted only while it still holds that note: a later transfer of the same
+// item, made while the earlier one was being recorded, keeps its own.
+constexpr const char* kForgetTransfersBody = R"lua(
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    n = n + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return n
+)lua";
+
+// KEYS: the hash of transfers not yet recorded. Returns it (HGETALL): {interaction id, note,
+// ...}. Small: a note stays there only from a transfer until its record is committed.
+constexpr const char* kUnrecordedTransfersBody = R"lua(
+return redis.call('HGETALL', KEYS[1])
+)lua";
+
 // After a claim whose reply was lost (the connection dropped after the script ran), the
 // entries one consumer holds in a queue: the lost claim's entry is among them (lost_replies.cpp).
 // KEYS: the queue's streams urgent, high, normal, low. ARGV: consumer, at most this many per
@@ -410,7 +441,9 @@ std::vector<std::string> lua_scripts() {
           kEnsureGroupsBody,
           kForgetDeadBody,
           std::string(kHelpers) + kHeldByBody,
-          std::string(kHelpers) + kTakeBackBody};
+          std::string(kHelpers) + kTakeBackBody,
+          kForgetTransfersBody,
+          kUnrecordedTransfersBody};
 }
 
 }  // namespace sb::agents

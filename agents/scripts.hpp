@@ -16,6 +16,11 @@
 // `{prefix}:dead-unrecorded` is a hash interaction id -> queue of the entries a claim moved to a
 // dead-letter stream, until the daemon has recorded them on the interaction: the claim's reply,
 // which reports them, can be lost with the connection after the script ran.
+// `{prefix}:transfer-unrecorded` is a hash interaction id -> JSON note of a transfer (agent,
+// target queue and priority, time, the new entry id, the old stream) until the daemon has
+// recorded it on the interaction: the transfer's reply can be lost the same way, and an agent
+// answered 503 may never retry. The daemon's periodic pass records what it finds there
+// (Service::recover_transfers); the new entry id makes the record idempotent.
 #include <string>
 #include <vector>
 
@@ -29,7 +34,9 @@ enum Script {
   kEnsureGroups = 4,
   kForgetDead = 5,
   kHeldBy = 6,
-  kTakeBack = 7
+  kTakeBack = 7,
+  kForgetTransfers = 8,
+  kUnrecordedTransfers = 9
 };
 
 // In Script order, for RedisExec.

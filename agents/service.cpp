@@ -8,6 +8,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
 
 #include "agents/scripts.hpp"
 #include "core/crypto.hpp"
@@ -203,6 +204,106 @@ void Service::report_dead(const std::string& queue, const ClaimResult& c) {
   }
 }
 
+std::optional<Transfer> Service::transfer_of_note(const std::string& note) const {
+  if (note.empty()) {
+    return std::nullopt;
+  }
+  boost::json::error_code ec;
+  auto v = boost::json::parse(note, ec);
+  if (ec || !v.is_object()) {
+    return std::nullopt;
+  }
+  const auto& o = v.get_object();
+  auto str = [&o](const char* name) -> std::string {
+    auto* f = o.if_contains(name);
+    return f && f->is_string() ? std::string(f->get_string()) : std::string();
+  };
+  Transfer t{str("agent"), str("queue"), str("priority"), str("entry"), 0, "", ""};
+  try {
+    t.at = std::stoll(str("at"));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (t.actor.empty() || t.queue.empty() || t.priority.empty() || t.entry_id.empty()) {
+    return std::nullopt;
+  }
+  // The old stream "{prefix}:q:{queue}:{priority}"; a key of another shape (a producer of its
+  // own) leaves the row's queue as the transfer's origin.
+  auto from = str("from");
+  t.from_queue = ops_.queue_of_stream(from);
+  if (!t.from_queue.empty()) {
+    t.from_priority = from.substr(from.rfind(':') + 1);
+  }
+  return t;
+}
+
+void Service::record_transfer(const InteractionRow& row, const Transfer& t, bool late,
+                              const std::string& note) {
+  if (!note.empty()) {
+    transfers_recording_[row.id] = note;
+  }
+  records_.transferred(row, t, late, [this, id = row.id, note](const std::string& err) {
+    if (note.empty()) {
+      return;
+    }
+    if (auto it = transfers_recording_.find(id);
+        it != transfers_recording_.end() && it->second == note) {
+      transfers_recording_.erase(it);
+    }
+    // Redis forgets the note only once the record is committed: should the write fail or the
+    // daemon die first, the next periodic pass records it.
+    if (err.empty()) {
+      ops_.forget_transfers({{id, note}});
+    }
+  });
+}
+
+asio::awaitable<void> Service::recover_transfers() {
+  auto left = co_await ops_.unrecorded_transfers();
+  if (!left.error.empty()) {
+    if (auto left_out = recover_failed_.pass("read")) {
+      logger("agents")->warn(
+          "[agents] the periodic pass could not read the transfers not yet recorded: {}{}",
+          left.error, LogGate::left_out_note(*left_out, "failed"));
+    }
+    co_return;
+  }
+  std::vector<std::pair<std::string, std::string>> drop;
+  for (const auto& [id, note] : left.notes) {
+    if (auto it = transfers_recording_.find(id);
+        it != transfers_recording_.end() && it->second == note) {
+      continue;  // its record is on its way (the route's, or an earlier pass's)
+    }
+    auto t = transfer_of_note(note);
+    if (!t) {
+      logger("agents")->warn("[agents] interaction {}: an unreadable transfer note ({}) dropped",
+                             id, note);
+      drop.emplace_back(id, note);
+      continue;
+    }
+    auto row = records_.find(id);
+    if (!row) {
+      logger("agents")->warn(
+          "[agents] interaction {} was transferred to {} by {}, but no interaction has that id "
+          "in the database: its transfer note is dropped",
+          id, t->queue, t->actor);
+      drop.emplace_back(id, note);
+      continue;
+    }
+    // Its agent's reply was lost and no retry came, or the daemon stopped before the record
+    // (or before the note's HDEL, after it: Records::transferred then writes nothing).
+    logger("agents")->info(
+        "[agents:{}] interaction {} was transferred to {} by {} at {} and Redis still has its "
+        "note: recorded now, unless its record is there already",
+        t->from_queue.empty() ? row->queue : t->from_queue, id, t->queue, t->actor,
+        format_ms(t->at));
+    record_transfer(*row, *t, true, note);
+  }
+  if (!drop.empty()) {
+    ops_.forget_transfers(drop);
+  }
+}
+
 // Only a sweep moves an item past max_deliveries to the dead letters, and claims sweep: without
 // this pass an item whose last holder timed out in a queue nobody claims from any more (its
 // agents went away) stayed pending for that holder, its record `claimed`, and dead_letters 0.
@@ -217,6 +318,7 @@ asio::awaitable<void> Service::sweep_queues() {
     if (ec || stopping_) {
       co_return;
     }
+    bool redis_away = false;
     for (const auto& q : known_queues()) {
       auto c = co_await ops_.sweep(q);
       if (!c.error.empty()) {
@@ -225,11 +327,15 @@ asio::awaitable<void> Service::sweep_queues() {
                                  c.error, LogGate::left_out_note(*left_out, "failed"));
         }
         if (c.error.starts_with(kRedisUnavailable)) {
+          redis_away = true;
           break;
         }
         continue;
       }
       report_dead(q, c);
+    }
+    if (!redis_away && !stopping_) {
+      co_await recover_transfers();
     }
   }
 }

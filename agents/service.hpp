@@ -188,8 +188,23 @@ class Service {
   void report_dead(const std::string& queue, const ClaimResult& c);
   // Dead letters handed to the writer, by interaction id, until their record is committed.
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> dead_reported_;
+  // Records a transfer (Records::transferred); once committed, its `note` (when not "") is
+  // deleted from {prefix}:transfer-unrecorded. While it is being recorded, the periodic pass
+  // leaves that note alone. io thread only.
+  void record_transfer(const InteractionRow& row, const Transfer& t, bool late,
+                       const std::string& note);
+  // The transfer a note of {prefix}:transfer-unrecorded describes; nullopt when "" or unreadable.
+  std::optional<Transfer> transfer_of_note(const std::string& note) const;
+  // Notes being recorded, by interaction id. io thread only.
+  std::unordered_map<std::string, std::string> transfers_recording_;
+  // The periodic pass's look at {prefix}:transfer-unrecorded: each transfer left there (its
+  // reply was lost and its agent did not retry, or the daemon stopped before the record) is
+  // recorded, then its note deleted.
+  boost::asio::awaitable<void> recover_transfers();
+  LogGate recover_failed_{std::chrono::minutes(1)};
   // The periodic pass that moves items past max_deliveries to the dead letters in queues nobody
-  // claims from (claim_route.cpp); supervised as "queue_sweeps".
+  // claims from (claim_route.cpp), and records the transfers whose replies were lost;
+  // supervised as "queue_sweeps".
   boost::asio::awaitable<void> sweep_queues();
   boost::asio::steady_timer sweep_timer_{io_};
   std::shared_ptr<Supervised> sweeper_;

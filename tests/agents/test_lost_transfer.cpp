@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <memory>
+#include <thread>
 
 #include "tests/agents/fixture.hpp"
 #include "tests/agents/reply_cutter.hpp"
@@ -13,11 +14,16 @@ using namespace sb;
 using namespace sb::test;
 
 namespace {
-std::function<void(config::Config&)> through(std::unique_ptr<ReplyCutter>& cutter) {
-  return [&cutter](config::Config& c) {
+// The daemon's Redis connection goes through `cutter`. The periodic pass comes every
+// claim_timeout/10: 30 s by default, so that the tests that leave it out are not raced by it.
+std::function<void(config::Config&)> through(
+    std::unique_ptr<ReplyCutter>& cutter,
+    std::chrono::milliseconds claim_timeout = std::chrono::minutes(5)) {
+  return [&cutter, claim_timeout](config::Config& c) {
     cutter = std::make_unique<ReplyCutter>(c.redis.port);
     c.redis.port = cutter->port();
     c.redis.url = "redis://127.0.0.1:" + std::to_string(cutter->port()) + "/0";
+    c.routing.claim_timeout = claim_timeout;
   };
 }
 
@@ -26,6 +32,14 @@ long long count(AgentDaemon& d, const std::string& where) {
 }
 
 constexpr const char* kToBilling = R"({"queue":"billing","priority":"high"})";
+constexpr const char* kToVip = R"({"queue":"vip","priority":"urgent"})";
+
+std::string notes(AgentDaemon& d) {
+  return d.redis.cmd({"HLEN", "sb:transfer-unrecorded"});
+}
+
+// The periodic pass runs every 200 ms with this claim_timeout.
+constexpr std::chrono::milliseconds kQuickPass{2000};
 }  // namespace
 
 TEST_CASE("a transfer's reply is lost after Redis ran it: the retry records the transfer once") {
@@ -100,4 +114,220 @@ TEST_CASE(
   auto refused = d.act("bob-token", other, "transfer", kToBilling);
   CHECK(refused.status == 409);
   CHECK(error_message(refused).find("alice holds it") != std::string::npos);
+}
+
+TEST_CASE("a transfer's reply is lost and its agent never retries: the periodic pass records it") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, kQuickPass));
+  std::string id =
+      d.ingest("transfer-lost-5", "moved, and alice gives up", "ann@example.com", "order-78");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  REQUIRE(eventually(
+      [&] { return count(d, "interactions WHERE id='" + id + "' AND state='claimed'") == 1; }));
+
+  cutter->cut_reply_to("transferred:");
+  CHECK(d.act("alice-token", id, "transfer", kToBilling).status == 503);
+  REQUIRE(cutter->cut());
+  CHECK(d.redis.xlen("sb:q:billing:high") == 1);  // Redis ran it; alice never asks again
+
+  // Within a few passes the record follows Redis, and Redis forgets the note.
+  REQUIRE(eventually([&] {
+    return count(d, "interactions WHERE id='" + id +
+                        "' AND queue='billing' AND priority='high' AND state='queued' AND "
+                        "json_extract(payload, '$.queue')='billing' AND "
+                        "json_extract(payload, '$.priority')='high'") == 1;
+  }));
+  REQUIRE(eventually([&] { return notes(d) == "0"; }));
+  CHECK(count(d, "events WHERE interaction_id='" + id +
+                     "' AND type='transfer' AND actor='alice' "
+                     "AND json_extract(detail, '$.from_queue')='general' AND "
+                     "json_extract(detail, '$.from_priority')='normal'") == 1);
+  // More passes record nothing more.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  CHECK(count(d, "events WHERE type='transfer'") == 1);
+  // Sticky routing: the conversation's next message goes to billing.
+  std::string next = d.ingest("transfer-lost-6", "and more", "ann@example.com", "order-78");
+  d.drained();
+  CHECK(count(d, "interactions WHERE id='" + next + "' AND queue='billing'") == 1);
+  auto bob = d.claim("bob-token", "billing");
+  CHECK(claimed_id(bob) == id);
+  CHECK(parse(bob.body).at("interaction").at("queue").as_string() == "billing");
+}
+
+TEST_CASE("a transfer answered 200: one event naming the new entry, and no note left in Redis") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, kQuickPass));
+  std::string id = d.ingest("transfer-ok-1", "moved the ordinary way");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  auto r = d.act("alice-token", id, "transfer", kToBilling);
+  REQUIRE(r.status == 200);
+  std::string entry(parse(r.body).at("entry_id").as_string());
+  REQUIRE(eventually([&] { return notes(d) == "0"; }));
+  REQUIRE(eventually([&] {
+    return count(d, "events WHERE interaction_id='" + id + "' AND type='transfer' AND " +
+                        "json_extract(detail, '$.entry_id')='" + entry + "'") == 1;
+  }));
+  // The passes that come meanwhile do not record it again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  CHECK(count(d, "events WHERE type='transfer'") == 1);
+  CHECK(notes(d) == "0");
+  CHECK(count(d, "interactions WHERE id='" + id + "' AND queue='billing' AND state='queued'") == 1);
+}
+
+TEST_CASE("a lost transfer reply recorded by the periodic pass: the agent's retry adds nothing") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, kQuickPass));
+  std::string id = d.ingest("transfer-lost-7", "recorded before alice retries");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  cutter->cut_reply_to("transferred:");
+  CHECK(d.act("alice-token", id, "transfer", kToBilling).status == 503);
+  REQUIRE(cutter->cut());
+  REQUIRE(eventually([&] {
+    return count(d, "interactions WHERE id='" + id + "' AND queue='billing' AND state='queued'") ==
+           1;
+  }));
+  REQUIRE(eventually([&] { return notes(d) == "0"; }));
+
+  // Her retry comes late: the same entry, and the timeline keeps one transfer.
+  auto again = d.act("alice-token", id, "transfer", kToBilling);
+  CHECK(again.status == 200);
+  CHECK(d.redis.xlen("sb:q:billing:high") == 1);
+  std::string next = d.ingest("transfer-lost-8", "a barrier for the writer");
+  d.drained();
+  CHECK(count(d, "events WHERE type='transfer'") == 1);
+  CHECK(count(d, "interactions WHERE id='" + id + "' AND queue='billing' AND state='queued'") == 1);
+}
+
+TEST_CASE("a lost transfer, then another agent claims it and transfers it on: both recorded") {
+  // claim_timeout of 5 min: no periodic pass meanwhile, so the second transfer finds the first's
+  // note in Redis and records it first.
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter));
+  std::string id = d.ingest("transfer-lost-9", "moved twice", "ann@example.com", "order-79");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  cutter->cut_reply_to("transferred:");
+  CHECK(d.act("alice-token", id, "transfer", kToBilling).status == 503);
+  REQUIRE(cutter->cut());
+
+  CHECK(claimed_id(d.claim("bob-token", "billing")) == id);
+  REQUIRE(eventually([&] { return count(d, "events WHERE type='claim' AND actor='bob'") == 1; }));
+  CHECK(d.act("bob-token", id, "transfer", kToVip).status == 200);
+  REQUIRE(eventually([&] { return count(d, "events WHERE type='transfer'") == 2; }));
+  REQUIRE(eventually([&] { return notes(d) == "0"; }));
+  // The row is the later transfer's; the timeline has both, alice's first.
+  CHECK(count(d, "interactions WHERE id='" + id +
+                     "' AND queue='vip' AND priority='urgent' AND state='queued' AND "
+                     "json_extract(payload, '$.queue')='vip'") == 1);
+  CHECK(count(d,
+              "events WHERE type='transfer' AND actor='alice' AND "
+              "json_extract(detail, '$.queue')='billing'") == 1);
+  CHECK(count(d,
+              "events WHERE type='transfer' AND actor='bob' AND "
+              "json_extract(detail, '$.from_queue')='billing' AND "
+              "json_extract(detail, '$.queue')='vip'") == 1);
+  CHECK(d.rows("SELECT count(*) FROM (SELECT actor FROM events WHERE type='transfer' ORDER BY seq "
+               "LIMIT 1) WHERE actor='alice'") == 1);
+  std::string next = d.ingest("transfer-lost-10", "follows", "ann@example.com", "order-79");
+  d.drained();
+  CHECK(count(d, "interactions WHERE id='" + next + "' AND queue='vip'") == 1);
+}
+
+TEST_CASE("a lost transfer reply, then the daemon restarts: the restarted daemon records it") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter));  // no periodic pass before the restart
+  std::string id = d.ingest("transfer-lost-11", "moved just before a restart");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  cutter->cut_reply_to("transferred:");
+  CHECK(d.act("alice-token", id, "transfer", kToBilling).status == 503);
+  REQUIRE(cutter->cut());
+  d.http.reset();
+  d.app->stop();
+  d.app.reset();
+  CHECK(count(d, "interactions WHERE id='" + id + "' AND queue='general'") == 1);
+  CHECK(notes(d) == "1");
+
+  auto cfg = test_config(d.dir, d.redis.port());
+  cfg.routing.claim_timeout = kQuickPass;
+  d.app = std::make_unique<App>(cfg);
+  d.app->start();
+  REQUIRE(eventually([&] {
+    return count(d, "interactions WHERE id='" + id +
+                        "' AND queue='billing' AND priority='high' AND state='queued'") == 1;
+  }));
+  REQUIRE(eventually([&] { return notes(d) == "0"; }));
+  CHECK(count(d, "events WHERE type='transfer' AND actor='alice'") == 1);
+}
+
+TEST_CASE("a transfer note of an interaction the database does not have is dropped") {
+  AgentDaemon d([](config::Config& c) { c.routing.claim_timeout = kQuickPass; });
+  d.redis.cmd({"HSET", "sb:transfer-unrecorded", "01NOSUCHINTERACTION00000000",
+               R"({"agent":"alice","queue":"billing","priority":"high","at":"1700000000000",)"
+               R"("entry":"1700000000000-0","from":"sb:q:general:normal"})"});
+  d.redis.cmd({"HSET", "sb:transfer-unrecorded", "01UNREADABLE000000000000000", "not json"});
+  REQUIRE(eventually([&] { return notes(d) == "0"; }));
+  CHECK(count(d, "events") == 0);
+}
+
+TEST_CASE("a transfer note older than the transfer recorded last adds its event only") {
+  // As the periodic pass may find it: read just before the later transfer's record commits.
+  AgentDaemon d([](config::Config& c) { c.routing.claim_timeout = std::chrono::minutes(5); });
+  std::string id =
+      d.ingest("transfer-late-1", "two notes, out of order", "ann@example.com", "order-80");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  REQUIRE(d.act("alice-token", id, "transfer", kToBilling).status == 200);
+  REQUIRE(eventually([&] { return count(d, "events WHERE type='transfer'") == 1; }));
+  d.http.reset();
+  d.app->stop();
+  d.app.reset();
+  std::int64_t before = d.rows("SELECT min(at) FROM events WHERE type='transfer'") - 1000;
+  d.redis.cmd({"HSET", "sb:transfer-unrecorded", id,
+               R"({"agent":"alice","queue":"vip","priority":"urgent","at":")" +
+                   std::to_string(before) + R"(","entry":")" + std::to_string(before) +
+                   R"(-0","from":"sb:q:general:normal"})"});
+  auto cfg = test_config(d.dir, d.redis.port());
+  cfg.routing.claim_timeout = kQuickPass;
+  d.app = std::make_unique<App>(cfg);
+  d.app->start();
+  REQUIRE(eventually([&] { return notes(d) == "0"; }));
+  REQUIRE(eventually([&] { return count(d, "events WHERE type='transfer'") == 2; }));
+  CHECK(count(d, "events WHERE type='transfer' AND json_extract(detail, '$.queue')='vip'") == 1);
+  CHECK(count(d, "interactions WHERE id='" + id + "' AND queue='billing' AND priority='high'") ==
+        1);
+  CHECK(count(d, "conversations WHERE queue='billing'") == 1);
+}
+
+TEST_CASE(
+    "a lost transfer reply recorded late keeps the claim its own agent made from the new queue") {
+  // alice works general and vip: she claims the item from vip before the record comes.
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter));  // no periodic pass before the restart
+  std::string id = d.ingest("transfer-lost-12", "moved, then taken back by the same agent");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  cutter->cut_reply_to("transferred:");
+  CHECK(d.act("alice-token", id, "transfer", kToVip).status == 503);
+  REQUIRE(cutter->cut());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // her claim comes a moment later
+  CHECK(claimed_id(d.claim("alice-token", "vip")) == id);
+  REQUIRE(eventually([&] { return count(d, "events WHERE type='claim' AND actor='alice'") == 2; }));
+  d.http.reset();
+  d.app->stop();
+  d.app.reset();
+
+  auto cfg = test_config(d.dir, d.redis.port());
+  cfg.routing.claim_timeout = kQuickPass;
+  d.app = std::make_unique<App>(cfg);
+  d.app->start();
+  d.http = std::make_unique<HttpClient>(d.app->port());
+  REQUIRE(eventually([&] { return notes(d) == "0"; }));
+  CHECK(count(d, "events WHERE type='transfer'") == 1);
+  CHECK(count(d, "interactions WHERE id='" + id +
+                     "' AND queue='vip' AND priority='urgent' AND state='claimed'") == 1);
+  CHECK(d.act("alice-token", id, "ack").status == 200);
 }
