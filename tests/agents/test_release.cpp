@@ -73,8 +73,9 @@ TEST_CASE("release: after claim_timeout the releaser may claim it again, her wai
   CHECK(after >= 1400);
   CHECK(after < 4000);
   CHECK(parse(again.body).at("delivery").at("deliveries").as_int64() == 1);
-  // Her claim's runs and the periodic sweeps (every claim_timeout/10): a few dozen at most.
-  CHECK(script_calls(d) - calls < 60);
+  // Her claim's runs and the periodic sweeps of each queue (every claim_timeout/10): about 30
+  // here. A claim looking again and again would make thousands.
+  CHECK(script_calls(d) - calls < 150);
   CHECK(d.act("alice-token", id, "ack").status == 200);
 }
 
