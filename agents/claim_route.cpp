@@ -225,7 +225,7 @@ Service::Awaitable Service::claim(http::Request& r) {
       busy.headers.emplace_back("Retry-After", "1");
       co_return busy;
     }
-    woken = co_await waiters_.wait(queue, std::min(until, now + tick_));
+    woken = co_await waiters_.wait(queue, std::min(until, now + tick_), agent_id);
     waited = true;
   }
 }

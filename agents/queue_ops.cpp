@@ -151,12 +151,11 @@ void QueueOps::send_claims(const std::string& queue) {
     next = now + sweep_every_;
     last_sweep_[queue] = now;
   }
-  std::vector<std::string> args{std::to_string(claim_timeout_.count()),
-                                std::to_string(max_deliveries_), sweep ? "1" : "0", queue};
+  auto args = claim_args(sweep, queue);
   for (const auto& c : *batch) {
     args.push_back(c.agent);
   }
-  redis_.eval(kClaim, std::move(keys), std::move(args), [batch](RValue v) {
+  redis_.eval(kClaim, std::move(keys), std::move(args), [this, batch, queue](RValue v) {
     if (v.is_error() || v.type != RValue::Type::array) {
       for (auto& c : *batch) {
         ClaimResult r;
@@ -173,7 +172,21 @@ void QueueOps::send_claims(const std::string& queue) {
       }
       (*batch)[j].done(std::move(r));
     }
+    if (v.int_at(3) == 1) {
+      // A claim passed over an item its agent released: it waits for another agent's claim,
+      // which must look for it (not in sweep_every_), as right after the release.
+      released_in(queue);
+    }
   });
+}
+
+std::vector<std::string> QueueOps::claim_args(bool sweep, const std::string& queue) const {
+  return {std::to_string(claim_timeout_.count()),
+          std::to_string(max_deliveries_),
+          sweep ? "1" : "0",
+          queue,
+          std::to_string(release_idle().count()),
+          kReleasedConsumer};
 }
 
 std::vector<std::string> QueueOps::claim_keys(const std::string& queue) const {
@@ -197,10 +210,8 @@ asio::awaitable<ClaimResult> QueueOps::sweep(const std::string& queue) {
     co_return r;  // a claim's sweep did it lately
   }
   last = now;
-  std::vector<std::string> args{std::to_string(claim_timeout_.count()),
-                                std::to_string(max_deliveries_), "1", queue};
-  RValue v =
-      co_await async_eval(redis_, kClaim, claim_keys(queue), std::move(args), asio::use_awaitable);
+  RValue v = co_await async_eval(redis_, kClaim, claim_keys(queue), claim_args(true, queue),
+                                 asio::use_awaitable);
   if (v.is_error() || v.type != RValue::Type::array) {
     r.error = v.is_error() ? v.str : "unexpected reply from redis";
     co_return r;
@@ -236,8 +247,7 @@ void QueueOps::send_finishes() {
   if (batch->empty()) {
     return;
   }
-  // Released entries look as if delivered one claim_timeout (plus a margin) ago.
-  std::vector<std::string> args{std::to_string(claim_timeout_.count() + 1000), kReleasedConsumer,
+  std::vector<std::string> args{std::to_string(release_idle().count()), kReleasedConsumer,
                                 prefix_ + ":q:"};
   for (const auto& f : *batch) {
     args.insert(args.end(), {f.id, f.agent, f.mode, f.queues});
@@ -274,7 +284,7 @@ asio::awaitable<FinishResult> QueueOps::release(const std::string& id, const std
                                                 QueueList queues) {
   auto r = co_await finish(id, agent, queues, "release");
   if (r.status == Hold::held) {
-    // The next claim from that queue takes it at once.
+    // The next claim from that queue (another agent's) takes it at once.
     if (auto queue = queue_of_stream(r.stream); !queue.empty()) {
       released_in(queue);
     }

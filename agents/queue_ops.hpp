@@ -129,7 +129,7 @@ class QueueOps {
   boost::asio::awaitable<ClaimResult> sweep(const std::string& queue);
   std::chrono::milliseconds sweep_every() const { return sweep_every_; }
   // The next claim from `queue` looks for released entries at once (a release whose reply was
-  // lost did run).
+  // lost did run; a claim passed over its own agent's release).
   void released_in(const std::string& queue) { next_sweep_[queue] = {}; }
   // The dead letters of ClaimResult::dead are recorded: not to be reported again.
   void forget_dead(const std::vector<std::pair<std::string, std::string>>& dead);
@@ -147,6 +147,12 @@ class QueueOps {
                                               const std::string& agent, QueueList queues,
                                               const char* mode);
   std::vector<std::string> stat_keys(const std::string& queue) const;
+  std::vector<std::string> claim_args(bool sweep, const std::string& queue) const;
+  // Released entries look as if delivered one claim_timeout (plus a margin) ago: the next claim's
+  // look for idle entries finds them. Their idle time past this is the time since the release.
+  std::chrono::milliseconds release_idle() const {
+    return claim_timeout_ + std::chrono::milliseconds(1000);
+  }
   std::vector<std::string> claim_keys(const std::string& queue) const;
 
   RedisExec& redis_;

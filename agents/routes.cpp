@@ -141,7 +141,7 @@ http::Response Service::not_held(const std::string& id, const config::Agent& age
   } else if (f.status == Hold::not_held && row->state == "dead") {
     msg += ": its claim timed out max_deliveries times and it was moved to " +
            ops_.dead_stream(row->queue.empty() ? "?" : row->queue);
-  } else if (f.status == Hold::other && f.holder == kReleasedConsumer) {
+  } else if (f.status == Hold::other && is_released(f.holder)) {
     msg += ": it was released and waits in its queue";
   } else if (f.status == Hold::other) {
     msg += ": agent " + f.holder + " holds it";
@@ -189,8 +189,11 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
     queue = ops_.queue_of_stream(f.stream);
   } else if (ack && f.status == Hold::not_held) {
     queue = co_await acked_before(id, agent.id);  // a retry of an ack whose reply was lost
-  } else if (!ack && f.status == Hold::other && f.holder == kReleasedConsumer) {
-    queue = co_await released_before(id, agent.id);  // a retry of a lost release reply
+  } else if (!ack && f.status == Hold::other &&
+             (f.holder == released_by(agent.id) || f.holder == kReleasedConsumer)) {
+    // A retry of a lost release reply. (Released by another agent: it claimed the item after
+    // this agent's release, so the retry is too late.)
+    queue = co_await released_before(id, agent.id);
   }
   if (queue.empty()) {
     co_return not_held(id, agent, what, f);
@@ -202,7 +205,9 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
     co_return http::json(200, id_body(id, "done"));
   }
   records_.event(id, agent.id, "release", json::serialize(d), "queued");
-  waiters_.notify(queue);
+  // For another agent's claim: this agent's own claims pass the item over, and one woken here
+  // would find nothing and sleep again, the wake-up spent.
+  waiters_.notify(queue, 1, agent.id);
   co_return http::json(200, id_body(id, "released"));
 }
 

@@ -46,27 +46,37 @@ end
 // KEYS: the queue's streams urgent, high, normal, low; dead-letter stream; held hash; the hash
 // of dead letters not yet recorded ({prefix}:dead-unrecorded).
 // ARGV: claim_timeout ms, max_deliveries, sweep ("1": look for idle entries first), queue name,
-// then one consumer per claim: the claims of one turn of the io loop share one script run
-// (QueueOps), which saves Redis the script's fixed cost (about 4 us quiet, 10-20 us with the
-// machine busy) for all but one of them. No consumer and sweep "1": the daemon's periodic pass
+// the idle time a release gives its entry (kFinish's ARGV[1]), the released pseudo-consumer
+// (kReleasedConsumer), then one consumer per claim: the claims of one turn of the io loop share one
+// script run (QueueOps), which saves Redis the script's fixed cost (about 4 us quiet, 10-20 us with
+// the machine busy) for all but one of them. No consumer and sweep "1": the daemon's periodic pass
 // (QueueOps::sweep), which only moves the entries past max_deliveries to the dead letters: an
 // item whose agents went away would otherwise wait for a claim that never comes, counted as
 // waiting, its record `claimed`.
 // Per claim, per priority, most urgent first: entries idle past claim_timeout (timed out, or
 // released) come first because they are the oldest (XPENDING IDLE + XCLAIM: XAUTOCLAIM's effect
 // without its COUNT*10 scan limit); an entry delivered max_deliveries times that timed out again
-// goes to the dead-letter stream instead. Then the next new entry (XREADGROUP >). The search
-// for idle entries runs only when ARGV[3] is "1" (QueueOps asks for it every claim_timeout/10,
-// at most 100 ms apart, and right after a release): a timed-out entry may wait that much longer.
+// goes to the dead-letter stream instead. An entry the claiming consumer itself released less
+// than claim_timeout ago (held by `_released:<consumer>`, idle below release idle + claim_timeout)
+// is passed over: SPEC's release is "for someone else", and the releaser's next claim would
+// otherwise get the item straight back. Other consumers take it at once; after claim_timeout the
+// releaser may too (a queue worked by one agent must not lose it). The bare `_released` of
+// earlier versions names no releaser: anyone takes it. Then the next new entry (XREADGROUP >).
+// The search for idle entries runs only when ARGV[3] is "1" (QueueOps asks for it every
+// claim_timeout/10, at most 100 ms apart, right after a release, and after a claim passed over a
+// released entry): a timed-out entry may wait that much longer.
 // Returns {{found, stream, entry id, deliveries, fields[, 1 when never delivered before]} per
-// consumer, dead letters, the dead-letter stream's refusal or ''}. An entry the dead-letter
-// stream refuses (not a stream) is left pending for its last holder, untouched, and is not
-// handed out past max_deliveries. The dead letters to record, {id, queue, ...}, are read back from
-// KEYS[7] in sweep runs: this run's, and any whose reply was lost on the way to the daemon (the
-// connection dropped after the script ran). The daemon records them, then removes them
+// consumer, dead letters, the dead-letter stream's refusal or '', 1 when a claim passed over an
+// entry its consumer released (it waits for another claim, whose search must run) or 0}. An entry
+// the dead-letter stream refuses (not a stream) is left pending for its last holder, untouched, and
+// is not handed out past max_deliveries. The dead letters to record, {id, queue, ...}, are read
+// back from KEYS[7] in sweep runs: this run's, and any whose reply was lost on the way to the
+// daemon (the connection dropped after the script ran). The daemon records them, then removes them
 // (kForgetDead).
 constexpr const char* kClaimBody = R"lua(
 local idle, maxd, sweep = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+-- XPENDING's idle time of an entry released claim_timeout ago: below it, its releaser passes.
+local own_until = tonumber(ARGV[5]) + tonumber(ARGV[1])
 local nonempty = {}
 local dead_refused = nil  -- the dead-letter key's error, once it refused an entry
 -- Moves entry `pid` of stream `key`, delivered n - 1 times, to the dead letters, moved without
@@ -96,7 +106,10 @@ local function bury(key, pid, n)
   redis.call('HSET', KEYS[7], iid, ARGV[4])
   return true
 end
+-- Returns the claim's reply or nil, and whether it passed over an entry its consumer released.
 local function claim(consumer)
+  local own = ARGV[6] .. ':' .. consumer
+  local passed = false
   for i = 1, 4 do
     local key = KEYS[i]
     -- An empty stream has nothing new and nothing held (acks XDEL): one call instead of two
@@ -116,13 +129,16 @@ local function claim(consumer)
         local p = redis.call('XPENDING', key, 'agents', 'IDLE', idle, from, '+', 1)
         if not p[1] then break end
         local pid, n = p[1][1], p[1][4] + 1
-        if n > maxd then
+        if p[1][2] == own and p[1][3] < own_until then
+          from = '(' .. pid  -- this consumer released it lately: for someone else
+          passed = true
+        elseif n > maxd then
           if not bury(key, pid, n) then from = '(' .. pid end
         else
           local e = redis.call('XCLAIM', key, 'agents', consumer, idle, pid)[1]
           if e and e[2] then
             redis.call('HSET', KEYS[6], field(e[2], 'interaction_id'), key .. ' ' .. e[1])
-            return {1, key, e[1], n, e[2]}
+            return {1, key, e[1], n, e[2]}, passed
           end
           redis.call('XACK', key, 'agents', pid)  -- deleted behind our back: drop it
         end
@@ -132,11 +148,11 @@ local function claim(consumer)
       if r and r[1] and r[1][2][1] then
         local e = r[1][2][1]
         redis.call('HSET', KEYS[6], field(e[2], 'interaction_id'), key .. ' ' .. e[1])
-        return {1, key, e[1], 1, e[2], 1}
+        return {1, key, e[1], 1, e[2], 1}, passed
       end
     end
   end
-  return nil
+  return nil, passed
 end
 -- No consumers: the daemon's periodic pass (Service::sweep_queues), for a queue nobody claims
 -- from. Every entry idle past claim_timeout that no claim may take again goes to the dead
@@ -159,15 +175,24 @@ local function sweep_only()
     end
   end
 end
-if sweep and #ARGV < 5 then sweep_only() end
+if sweep and #ARGV < 7 then sweep_only() end
 local out = {}
-local empty = false
-for j = 5, #ARGV do
-  local r = nil
-  if not empty then r = claim(ARGV[j]) end
-  if r then out[#out + 1] = r else empty = true; out[#out + 1] = {0} end  -- the rest: nothing
+local empty, any_passed = false, false
+for j = 7, #ARGV do
+  local r, passed = nil, false
+  if not empty then r, passed = claim(ARGV[j]) end
+  any_passed = any_passed or passed
+  if r then
+    out[#out + 1] = r
+  else
+    -- Nothing for this one, nor for the rest; but what it passed over (its own release) is for
+    -- another consumer of the batch.
+    empty = not passed
+    out[#out + 1] = {0}
+  end
 end
-return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}, dead_refused or ''}
+return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}, dead_refused or '',
+        any_passed and 1 or 0}
 )lua";
 
 // KEYS: held hash. ARGV: release idle ms, the released pseudo-consumer, "{prefix}:q:", then per
@@ -179,8 +204,10 @@ return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}, dead_refused or ''}
 // only its own queues), checked before who holds it, so that the answer names nobody; {-4,
 // stream, error} the entry's stream was deleted or replaced (holder), so nobody holds it.
 // ack: XACK + XDEL, so the stream holds exactly the waiting and the held entries.
-// release: to `_released` with a long idle time and the delivery count it had before this
-// delivery (a release is not a failed delivery), so the next claim takes it at once.
+// release: to `_released:<consumer>` with a long idle time and the delivery count it had before
+// this delivery (a release is not a failed delivery), so the next claim of another consumer takes
+// it at once; the consumer's own claims pass it over for claim_timeout (kClaim), which the idle
+// time, past release idle ms, measures. The newest release counts: its releaser is in the name.
 constexpr const char* kFinishBody = R"lua(
 local function finish(iid, consumer, mode, queues)
   local key, id, p, gone = holder(KEYS[1], iid)
@@ -199,8 +226,9 @@ local function finish(iid, consumer, mode, queues)
     redis.call('HDEL', KEYS[1], iid)
   else
     -- The index stays: a later call on it (a retry whose reply was lost, another agent's) is
-    -- told it waits, held by `_released`, until a claim takes it (and indexes it again).
-    redis.call('XCLAIM', key, 'agents', ARGV[2], 0, id, 'IDLE', ARGV[1],
+    -- told it waits, held by `_released:<consumer>`, until a claim takes it (and indexes it
+    -- again).
+    redis.call('XCLAIM', key, 'agents', ARGV[2] .. ':' .. consumer, 0, id, 'IDLE', ARGV[1],
                'RETRYCOUNT', math.max(p[4] - 1, 0), 'JUSTID')
   end
   return {1, key, id}
@@ -278,8 +306,9 @@ return {1, nid, key, note, earlier}
 // waiting entry id or '', 1 when waiting is exact or 0 when it is a lower bound} and the dead
 // count; an error naming the key when one of the four, or the dead-letter key, is not a stream.
 // waiting = not yet delivered to the group + pending entries idle past claim_timeout (timed out
-// or released: the next claim takes them) but those delivered max_deliveries times (bound for
-// the dead letters at the next sweep); claimed = the pending entries not idle that long.
+// or released: the next claim takes them, a release any claim but its releaser's for
+// claim_timeout) but those delivered max_deliveries times (bound for the dead letters at the
+// next sweep); claimed = the pending entries not idle that long.
 //
 // Not yet delivered: Redis has no command that counts a range of a stream without reading it,
 // and XINFO GROUPS's lag is not to be trusted. It is missing on Redis < 7, and on Redis 7 while

@@ -7,10 +7,13 @@
 // id>" of the entries handed out by `claim`, so that ack/release/transfer can find an entry by
 // interaction id. Who holds an entry is always read from the consumer group's pending list
 // (XPENDING), the same truth a plain Redis client sees; the hash is only an index.
-// A released entry is XCLAIMed to the pseudo-consumer `_released` with an idle time past
-// claim_timeout, so the next claim's XPENDING IDLE / XCLAIM takes it at once, in its original
-// position; it stays in the hash, so that a call on it until then is told it was released (a
-// retried release whose reply was lost is answered 200: Service::released_before).
+// A released entry is XCLAIMed to the pseudo-consumer `_released:<agent>` (the agent who
+// released it) with an idle time past claim_timeout, so the next claim's XPENDING IDLE / XCLAIM
+// takes it at once, in its original position, unless it is that agent's: its own claims pass it
+// over until claim_timeout has passed since the release (SPEC: back to its queue "for someone
+// else"). It stays in the hash, so that a call on it until then is told it was released (a
+// retried release whose reply was lost is answered 200: Service::released_before). Versions
+// before named no releaser: an entry they left with the bare `_released` is anyone's at once.
 // A claim whose reply was lost leaves its entry pending for the agent: kHeldBy lists what an
 // agent holds in a queue, kTakeBack hands one to its next claim (Service::lost_claim).
 // `{prefix}:dead-unrecorded` is a hash interaction id -> queue of the entries a claim moved to a
@@ -22,6 +25,7 @@
 // answered 503 may never retry. The daemon's periodic pass records what it finds there
 // (Service::recover_transfers); the new entry id makes the record idempotent.
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sb::agents {
@@ -43,5 +47,18 @@ enum Script {
 std::vector<std::string> lua_scripts();
 
 inline constexpr const char* kReleasedConsumer = "_released";
+
+// The consumer that holds what `agent` released: "_released:<agent>".
+inline std::string released_by(const std::string& agent) {
+  return std::string(kReleasedConsumer) + ':' + agent;
+}
+
+// Whether `consumer` is one that holds released entries: `_released:<agent>`, or the bare
+// `_released` of earlier versions (entries still pending from before an upgrade).
+inline bool is_released(std::string_view consumer) {
+  std::string_view base = kReleasedConsumer;
+  return consumer.starts_with(base) &&
+         (consumer.size() == base.size() || consumer[base.size()] == ':');
+}
 
 }  // namespace sb::agents

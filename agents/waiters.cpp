@@ -7,15 +7,20 @@
 namespace sb::agents {
 namespace asio = boost::asio;
 
-void Waiters::notify(const std::string& queue, std::size_t n) {
+void Waiters::notify(const std::string& queue, std::size_t n, const std::string& except) {
   ++generation_[queue];
   auto it = slots_.find(queue);
   if (it == slots_.end()) {
     return;
   }
-  while (n > 0 && !it->second.empty()) {
-    auto slot = it->second.front();
-    it->second.pop_front();
+  auto& list = it->second;
+  for (auto s = list.begin(); n > 0 && s != list.end();) {
+    auto slot = *s;
+    if (!except.empty() && slot->agent == except && !slot->woken) {
+      ++s;  // keeps its place in line
+      continue;
+    }
+    s = list.erase(s);
     if (!slot->woken) {
       slot->woken = true;
       slot->timer->cancel();
@@ -40,9 +45,11 @@ std::size_t Waiters::waiting(const std::string& queue) const {
 }
 
 asio::awaitable<bool> Waiters::wait(const std::string& queue,
-                                    std::chrono::steady_clock::time_point until) {
+                                    std::chrono::steady_clock::time_point until,
+                                    const std::string& agent) {
   auto ex = co_await asio::this_coro::executor;
   auto slot = std::make_shared<Slot>();
+  slot->agent = agent;
   slot->timer = std::make_unique<asio::steady_timer>(ex, until);
   auto& list = slots_[queue];
   list.push_back(slot);

@@ -21,17 +21,20 @@ class Waiters {
  public:
   std::uint64_t generation(const std::string& queue) { return generation_[queue]; }
   // `n` items arrived in `queue`: bump its generation and wake up to `n` waiters (their claims
-  // then share one script run, see QueueOps).
-  void notify(const std::string& queue, std::size_t n = 1);
-  // Sleeps until notified or `until`; true when notified.
+  // then share one script run, see QueueOps). Waiters of agent `except` are not woken: an item
+  // it released is not for its claims (they would find nothing and sleep again).
+  void notify(const std::string& queue, std::size_t n = 1, const std::string& except = {});
+  // Sleeps until notified or `until`; true when notified. `agent`: whose claim waits.
   boost::asio::awaitable<bool> wait(const std::string& queue,
-                                    std::chrono::steady_clock::time_point until);
+                                    std::chrono::steady_clock::time_point until,
+                                    const std::string& agent = {});
   void wake_all();  // shutdown: every waiter returns now
   std::size_t waiting(const std::string& queue) const;
 
  private:
   struct Slot {
     std::unique_ptr<boost::asio::steady_timer> timer;
+    std::string agent;
     bool woken = false;
   };
   std::map<std::string, std::list<std::shared_ptr<Slot>>> slots_;

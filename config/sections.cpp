@@ -189,12 +189,19 @@ void read_agents(TableReader& root, std::vector<Agent>& out) {
       }
     }
     r.finish();
-    // The agents API parks released items in Redis under this consumer name (agents/scripts.hpp):
-    // an agent of that name would hold every released item, and could ack or answer them.
+    // The agents API parks released items in Redis under these consumer names
+    // (agents/scripts.hpp): `_released:<agent>` for what an agent released, `_released` for what
+    // earlier versions released. An agent of such a name would hold those items, and could ack or
+    // answer them.
     if (has_id && agent.id == "_released") {
       r.ctx().add(r.line_of_key("id"),
                   "agent id \"_released\" is reserved: it is the Redis consumer that holds "
                   "released items");
+    } else if (has_id && agent.id.starts_with("_released:")) {
+      r.ctx().add(r.line_of_key("id"),
+                  "agent id \"" + agent.id +
+                      "\" is reserved: names beginning with \"_released:\" are the Redis "
+                      "consumers that hold released items");
     }
     if (has_id) {
       auto [it, fresh] = ids.emplace(agent.id, Seen{agent.id, r.line_of_key("id")});

@@ -62,7 +62,9 @@ TEST_CASE("wrong token 401, other queue 403, not held 409, unknown id 404: each 
 }
 
 TEST_CASE("another agent's queue: ack, release, transfer and reply answer 403 naming nobody") {
-  AgentDaemon d;
+  AgentDaemon d([](config::Config& c) {
+    c.agents.push_back({"carol", "carol-token", {"billing"}});
+  });
   std::string id = d.ingest("f-1", "for billing");
   d.drained();
   // alice works general and vip, bob general and billing. alice may move an item into billing
@@ -92,6 +94,11 @@ TEST_CASE("another agent's queue: ack, release, transfer and reply answer 403 na
   all_forbidden("held by bob");  // before: 409 "agent bob holds it"
   CHECK(d.act("bob-token", id, "release").status == 200);
   all_forbidden("released by bob");
+  // Released for someone else: carol gets it, not bob; once she releases it, bob may.
+  CHECK(d.claim("bob-token", "billing").status == 204);
+  CHECK(claimed_id(d.claim("carol-token", "billing")) == id);
+  CHECK(d.act("carol-token", id, "release").status == 200);
+  all_forbidden("released by carol");
   CHECK(claimed_id(d.claim("bob-token", "billing")) == id);
   CHECK(d.act("bob-token", id, "ack").status == 200);
   REQUIRE(eventually(

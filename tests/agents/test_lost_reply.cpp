@@ -235,8 +235,8 @@ TEST_CASE(
   CHECK(r.status == 503);
   auto entry = d.redis.xrange("sb:q:general:normal").at(0);
   REQUIRE(entry["interaction_id"] == id);
-  CHECK(pending_of(d, "sb:q:general:normal", "_released").find(entry["_id"]) !=
-        std::string::npos);  // Redis ran it: released
+  CHECK(pending_of(d, "sb:q:general:normal", "_released:alice").find(entry["_id"]) !=
+        std::string::npos);  // Redis ran it: released by alice
   auto again = d.act("alice-token", id, "release");
   CHECK(again.status == 200);
   CHECK(parse(again.body).at("status").as_string() == "released");

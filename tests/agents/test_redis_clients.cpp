@@ -102,11 +102,12 @@ TEST_CASE("redis closes the agents' connection (CLIENT KILL): the next claims re
   CHECK(d.claim("alice-token", "general", 0).status == 200);  // the connection is up and used
   CHECK(d.act("alice-token", id, "release").status == 200);
   CHECK(d.redis.cmd({"CLIENT", "KILL", "TYPE", "normal"}) != "0");
-  // A claim racing the close may see it (503 naming redis); a later one reconnects.
+  // A claim racing the close may see it (503 naming redis); a later one reconnects. (Bob's: a
+  // released item is for someone else.)
   int unavailable = 0;
   std::string got;
   REQUIRE(eventually([&] {
-    auto r = d.claim("alice-token", "general");
+    auto r = d.claim("bob-token", "general");
     if (r.status == 503) {
       ++unavailable;
       CHECK(error_message(r).find("redis") != std::string::npos);

@@ -169,6 +169,24 @@ queues = ["general"]
        });
 }
 
+TEST_CASE("agents: ids beginning with _released: are reserved for released items in Redis") {
+  // `_released:bob` holds what bob released: an agent of that name could ack or answer them.
+  CHECK(problems_of(R"(
+[[agents]]
+id = "_released:bob"
+token = "t1"
+queues = ["general"]
+
+[[agents]]
+id = "_released_not"
+token = "t2"
+queues = ["general"]
+)") == std::vector<std::string>{
+           "t.toml:2: agent id \"_released:bob\" is reserved: names beginning with "
+           "\"_released:\" are the Redis consumers that hold released items",
+       });
+}
+
 TEST_CASE("agents: duplicate ids and tokens, tokens from the environment") {
   CHECK(problems_of(R"(
 [[agents]]

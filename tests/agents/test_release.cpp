@@ -1,0 +1,173 @@
+// SPEC section 3: a release puts the item "back to its queue for someone else, at once". The
+// agent who released it does not get it back from its own claims for claim_timeout; anyone else
+// does at once, and after claim_timeout the releaser may too.
+#include <doctest/doctest.h>
+
+#include <thread>
+
+#include "agents/scripts.hpp"
+#include "tests/agents/fixture.hpp"
+
+using namespace sb;
+using namespace sb::test;
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+long long ms_since(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+// Calls of the daemon's Lua scripts so far (claims, finishes, sweeps, stats).
+long long script_calls(AgentDaemon& d) {
+  auto info = d.redis.cmd({"INFO", "commandstats"});
+  auto at = info.find("cmdstat_evalsha:calls=");
+  if (at == std::string::npos) {
+    return 0;
+  }
+  return std::stoll(info.substr(at + std::string("cmdstat_evalsha:calls=").size()));
+}
+}  // namespace
+
+TEST_CASE(
+    "release: the releaser's next claims pass the item over, another agent's gets it at once") {
+  AgentDaemon d;
+  std::string first = d.ingest("rel-1", "not mine");
+  std::string second = d.ingest("rel-2", "mine");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == first);
+  REQUIRE(d.act("alice-token", first, "release").status == 200);
+  // Before: her next claim got `first` straight back.
+  auto next = d.claim("alice-token", "general");
+  CHECK(claimed_id(next) == second);
+  CHECK(d.claim("alice-token", "general").status == 204);
+  // In between it waits, for anyone but her.
+  auto stats = d.queue_stats("general");
+  CHECK(stats.at("depth").as_int64() == 1);
+  CHECK(stats.at("claimed").as_int64() == 1);  // `second`, hers
+  auto bob = d.claim("bob-token", "general");
+  CHECK(claimed_id(bob) == first);
+  CHECK(parse(bob.body).at("delivery").at("deliveries").as_int64() == 1);
+  CHECK(d.act("bob-token", first, "ack").status == 200);
+  CHECK(d.act("alice-token", second, "ack").status == 200);
+}
+
+TEST_CASE("release: after claim_timeout the releaser may claim it again, her waiting claim too") {
+  AgentDaemon d(
+      [](config::Config& c) { c.routing.claim_timeout = std::chrono::milliseconds(1500); });
+  std::string id = d.ingest("rel-3", "a queue only alice works");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  auto released = Clock::now();
+  REQUIRE(d.act("alice-token", id, "release").status == 200);
+  CHECK(d.claim("alice-token", "general").status == 204);
+  auto stats = d.queue_stats("general");
+  CHECK(stats.at("depth").as_int64() == 1);
+  CHECK(stats.at("claimed").as_int64() == 0);
+  // A claim of hers that waits gets it once claim_timeout has passed (its periodic re-check,
+  // every claim_timeout/2), and is not woken in between into looking again and again.
+  auto calls = script_calls(d);
+  auto again = d.claim("alice-token", "general", 10000);
+  auto after = ms_since(released);
+  CHECK(claimed_id(again) == id);
+  CHECK(after >= 1400);
+  CHECK(after < 4000);
+  CHECK(parse(again.body).at("delivery").at("deliveries").as_int64() == 1);
+  // Her claim's runs and the periodic sweeps of each queue (every claim_timeout/10): about 30
+  // here. A claim looking again and again would make thousands.
+  CHECK(script_calls(d) - calls < 150);
+  CHECK(d.act("alice-token", id, "ack").status == 200);
+}
+
+TEST_CASE("release: it wakes another agent's waiting claim, not the releaser's") {
+  AgentDaemon d;  // claim_timeout 5 min: waiting claims re-check every second
+  std::string id = d.ingest("rel-4", "released while both wait");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  // Alice's second claim waits first, in front of bob's: the release's wake-up must skip it.
+  HttpClient alice_client(d.app->port()), bob_client(d.app->port());
+  HttpResponse alice_wait, bob_wait;
+  Clock::time_point bob_answered;
+  std::thread alice([&] { alice_wait = d.claim("alice-token", "general", 1500, &alice_client); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::thread bob([&] {
+    bob_wait = d.claim("bob-token", "general", 5000, &bob_client);
+    bob_answered = Clock::now();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto released = Clock::now();
+  REQUIRE(d.act("alice-token", id, "release").status == 200);
+  bob.join();
+  alice.join();
+  CHECK(claimed_id(bob_wait) == id);
+  // Woken by the release, not found by his re-check a second after he began to wait.
+  CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(bob_answered - released).count() <
+        400);
+  CHECK(alice_wait.status == 204);
+  CHECK(d.act("bob-token", id, "ack").status == 200);
+}
+
+TEST_CASE("release: the newest release counts") {
+  AgentDaemon d;
+  std::string id = d.ingest("rel-5", "passed around");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  REQUIRE(d.act("alice-token", id, "release").status == 200);
+  CHECK(claimed_id(d.claim("bob-token", "general")) == id);
+  REQUIRE(d.act("bob-token", id, "release").status == 200);
+  CHECK(d.claim("bob-token", "general").status == 204);
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);  // bob's release, not hers
+  CHECK(d.act("alice-token", id, "ack").status == 200);
+}
+
+TEST_CASE("release: an entry under the bare _released of earlier versions is anyone's at once") {
+  AgentDaemon d;
+  std::string id = d.ingest("rel-6", "released before an upgrade");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  auto entry = d.redis.xrange("sb:q:general:normal").at(0);
+  // What an earlier version's release did: claim_timeout (5 min) + 1 s idle.
+  REQUIRE(d.redis
+              .cmd({"XCLAIM", "sb:q:general:normal", "agents", "_released", "0", entry["_id"],
+                    "IDLE", "301000", "JUSTID"})
+              .find(entry["_id"]) != std::string::npos);
+  auto ack = d.act("alice-token", id, "ack");
+  CHECK(ack.status == 409);
+  CHECK(error_message(ack).find("released and waits") != std::string::npos);
+  CHECK(d.queue_stats("general").at("depth").as_int64() == 1);
+  // Her own claims too: it names no releaser. (Found by the next look for idle entries,
+  // <= 100 ms: the daemon did not see this release.)
+  HttpResponse again;
+  REQUIRE(eventually([&] { return (again = d.claim("alice-token", "general")).status == 200; }));
+  CHECK(claimed_id(again) == id);
+  CHECK(d.act("alice-token", id, "ack").status == 200);
+}
+
+// The claims of one turn of the io loop share one script run (QueueOps): the releaser's claim,
+// which finds nothing, must not end the run for the claims after it. The script alone.
+TEST_CASE("release: in one script run the releaser's claim passes it over, another's takes it") {
+  RedisServer redis;
+  const std::string s = "t:q:x:normal";
+  REQUIRE(redis.cmd({"XGROUP", "CREATE", s, "agents", "0", "MKSTREAM"}) == "OK");
+  std::string id = redis.cmd({"XADD", s, "*", "interaction_id", "x1"});
+  redis.cmd({"XREADGROUP", "GROUP", "agents", "alice", "COUNT", "1", "STREAMS", s, ">"});
+  // As kFinish releases it: claim_timeout 100000 ms, release idle 101000 ms.
+  redis.cmd({"XCLAIM", s, "agents", agents::released_by("alice"), "0", id, "IDLE", "101000",
+             "RETRYCOUNT", "0", "JUSTID"});
+  auto claim = [&](const std::vector<std::string>& consumers) {
+    std::vector<std::string> args{"EVAL", agents::lua_scripts()[agents::kClaim], "7"};
+    for (const char* p : {"urgent", "high", "normal", "low"}) {
+      args.push_back(std::string("t:q:x:") + p);
+    }
+    args.insert(args.end(), {"t:dead:x", "t:held", "t:dead-unrecorded"});
+    args.insert(args.end(), {"100000", "5", "1", "x", "101000", agents::kReleasedConsumer});
+    args.insert(args.end(), consumers.begin(), consumers.end());
+    return redis.cmd(args);
+  };
+  // Alice twice, then bob: hers pass it over (and say so: the last 1), his takes it.
+  CHECK(claim({"alice", "alice", "bob"}) ==
+        "[[[0],[0],[1," + s + "," + id + ",1,[interaction_id,x1]]],[],,1]");
+  CHECK(redis.cmd({"HGET", "t:held", "x1"}) == s + " " + id);
+  // Nothing passed over, nothing found: the run ends at the first empty claim.
+  CHECK(claim({"alice", "bob"}) == "[[[0],[0]],[],,0]");
+}
