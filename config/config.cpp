@@ -11,6 +11,8 @@
 #include <cstring>
 #include <filesystem>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "config/reader.hpp"
 #include "config/sections.hpp"
@@ -84,19 +86,54 @@ LoadResult load_file(const std::string& path, const LoadOptions& options) {
 
 namespace {
 
-// An account with its webhook signing secrets blanked, to compare what else changed. The kinds
-// without a webhook come back as they are.
+// The secrets of an account that a reload applies when nothing else about the account changed
+// (take_secrets), each with its key for the log line: the webhook signing secrets a provider's
+// callbacks are checked with, and the credentials Switchboard logs in, polls and sends with.
+// Always in the same order, so two accounts equal but for these pair them up one by one. The
+// IMAP token_file is not one: it is a path, and the file is read at each login anyway.
 template <class Account>
-Account without_webhook_secrets(Account a) {
-  if constexpr (std::is_same_v<Account, Twilio>) {
-    a.auth_token.clear();
+std::vector<std::pair<const char*, std::string*>> secrets_of(Account& a) {
+  if constexpr (std::is_same_v<Account, Imap>) {
+    return {{"password", &a.password}, {"token", &a.token}};
+  } else if constexpr (std::is_same_v<Account, Smtp>) {
+    return {{"password", &a.password}};
+  } else if constexpr (std::is_same_v<Account, Twilio>) {
+    return {{"auth_token", &a.auth_token}};
   } else if constexpr (std::is_same_v<Account, Telnyx>) {
-    a.public_key.clear();
+    return {{"public_key", &a.public_key}};
   } else if constexpr (std::is_same_v<Account, CallWebhook>) {
-    a.secret.clear();
+    return {{"secret", &a.secret}};
+  } else if constexpr (std::is_same_v<Account, Mastodon>) {
+    return {{"access_token", &a.access_token}};
+  } else if constexpr (std::is_same_v<Account, X>) {
+    std::vector<std::pair<const char*, std::string*>> out{{"bearer_token", &a.bearer_token}};
+    // Its presence is not a secret: user context added or removed waits for a restart.
+    if (a.user_context) {
+      out.insert(out.end(), {{"consumer_key", &a.user_context->consumer_key},
+                             {"consumer_secret", &a.user_context->consumer_secret},
+                             {"access_token", &a.user_context->access_token},
+                             {"access_token_secret", &a.user_context->access_token_secret}});
+    }
+    return out;
   } else if constexpr (std::is_same_v<Account, Meta>) {
-    a.app_secret.clear();
-    a.verify_token.clear();
+    std::vector<std::pair<const char*, std::string*>> out{{"app_secret", &a.app_secret},
+                                                          {"verify_token", &a.verify_token},
+                                                          {"access_token", &a.access_token}};
+    for (MetaPage& p : a.pages) {  // the Page ids are not: a Page added or removed waits
+      out.emplace_back("pages access_token", &p.access_token);
+    }
+    return out;
+  } else {
+    static_assert(std::is_same_v<Account, Telegram>);
+    return {{"bot_token", &a.bot_token}};
+  }
+}
+
+// An account with its secrets blanked, to compare what else changed.
+template <class Account>
+Account without_secrets(Account a) {
+  for (auto& [key, value] : secrets_of(a)) {
+    value->clear();
   }
   return a;
 }
@@ -109,22 +146,64 @@ const Account* named(const std::vector<Account>& list, const std::string& name) 
 
 }  // namespace
 
-std::vector<std::string> take_webhook_secrets(Channels& running, const Channels& fresh) {
+template <class Account>
+std::vector<std::string> take_secrets(Account& running, const std::vector<Account>& fresh) {
+  const Account* next = named(fresh, running.name);
+  if (next == nullptr || *next == running ||
+      !(without_secrets(*next) == without_secrets(running))) {
+    return {};
+  }
+  // Member by member, not the whole account: the pollers and senders that read it in place
+  // (on the io thread) keep references to it and to its other members across their waits.
+  Account copy = *next;
+  auto to = secrets_of(running);
+  auto from = secrets_of(copy);
+  std::vector<std::string> keys;
+  for (std::size_t i = 0; i < to.size(); ++i) {
+    if (*to[i].second != *from[i].second) {
+      *to[i].second = std::move(*from[i].second);
+      if (std::find(keys.begin(), keys.end(), to[i].first) == keys.end()) {
+        keys.emplace_back(to[i].first);
+      }
+    }
+  }
+  return keys;
+}
+
+template std::vector<std::string> take_secrets(Imap&, const std::vector<Imap>&);
+template std::vector<std::string> take_secrets(Smtp&, const std::vector<Smtp>&);
+template std::vector<std::string> take_secrets(Twilio&, const std::vector<Twilio>&);
+template std::vector<std::string> take_secrets(Telnyx&, const std::vector<Telnyx>&);
+template std::vector<std::string> take_secrets(CallWebhook&, const std::vector<CallWebhook>&);
+template std::vector<std::string> take_secrets(Mastodon&, const std::vector<Mastodon>&);
+template std::vector<std::string> take_secrets(X&, const std::vector<X>&);
+template std::vector<std::string> take_secrets(Meta&, const std::vector<Meta>&);
+template std::vector<std::string> take_secrets(Telegram&, const std::vector<Telegram>&);
+
+std::vector<std::string> take_secrets(Channels& running, const Channels& fresh) {
   std::vector<std::string> taken;
   auto take = [&taken](const char* kind, auto& was, const auto& now) {
     for (auto& c : was) {
-      const auto* next = named(now, c.name);
-      if (next != nullptr && !(*next == c) &&
-          without_webhook_secrets(*next) == without_webhook_secrets(c)) {
-        c = *next;
-        taken.push_back(std::string(kind) + " " + c.name);
+      auto keys = take_secrets(c, now);
+      if (keys.empty()) {
+        continue;
       }
+      std::string line = std::string(kind) + " " + c.name + ": ";
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        line += (i > 0 ? ", " : "") + keys[i];
+      }
+      taken.push_back(std::move(line));
     }
   };
+  take("imap", running.imap, fresh.imap);
+  take("smtp", running.smtp, fresh.smtp);
   take("twilio", running.twilio, fresh.twilio);
   take("telnyx", running.telnyx, fresh.telnyx);
   take("call_webhook", running.call_webhook, fresh.call_webhook);
+  take("mastodon", running.mastodon, fresh.mastodon);
+  take("x", running.x, fresh.x);
   take("meta", running.meta, fresh.meta);
+  take("telegram", running.telegram, fresh.telegram);
   return taken;
 }
 
@@ -161,15 +240,15 @@ std::vector<std::string> changes_needing_restart(const Config& running, const Co
   if (running.redis.url != fresh.redis.url || running.redis.password != fresh.redis.password) {
     out.emplace_back("redis.url or redis.password");
   }
-  // Channels are set up at start: a new account, or a changed one, waits for a restart (a
-  // webhook secret alone is applied: take_webhook_secrets). Named by kind and account, never
-  // with a value (most of them hold secrets).
+  // Channels are set up at start: a new account, or a changed one, waits for a restart (its
+  // secrets alone changed are applied: take_secrets). Named by kind and account, never with a
+  // value (most of them hold secrets).
   auto accounts = [&out](const char* kind, const auto& was, const auto& now) {
     for (const auto& c : now) {
       const auto* before = named(was, c.name);
       if (before == nullptr) {
         out.push_back(std::string("channels.") + kind + " " + c.name + " (added)");
-      } else if (!(without_webhook_secrets(*before) == without_webhook_secrets(c))) {
+      } else if (!(without_secrets(*before) == without_secrets(c))) {
         out.push_back(std::string("channels.") + kind + " " + c.name + " (changed)");
       }
     }

@@ -294,19 +294,27 @@ LoadResult load_string(std::string_view toml, const std::string& path_for_messag
 // everything else keeps its start-up value until a restart. One line per such key whose value
 // in `fresh` differs from `running`, e.g. "routing.claim_timeout (300s -> 600s)"; secrets and
 // the Redis url (it may hold a password) are named without their values.
-// A webhook account whose signing secret alone changed is not named: a reload applies it
-// (take_webhook_secrets).
+// An account whose secrets alone changed is not named: a reload applies them (take_secrets).
 std::vector<std::string> changes_needing_restart(const Config& running, const Config& fresh);
 
-// The webhook signing secrets a reload applies: Twilio's auth_token, Telnyx's public_key, a
-// call_webhook's secret, Meta's app_secret and verify_token. Copied from `fresh` into each
-// account of `running` that `fresh` has under the same name with nothing else changed, so a
-// leaked secret is rotated without a restart (and without the restart's gap, in which a
-// provider's callbacks would be refused). Returns the accounts changed, e.g. "twilio main".
-// Anything else about an account (its URL, an access token used to send, Meta's
-// [[channels.meta.pages]] and their tokens) waits for a restart, and so does its secret when it
-// changed too: half a change is not applied.
-std::vector<std::string> take_webhook_secrets(Channels& running, const Channels& fresh);
+// The secrets a reload applies, so that a leaked or expiring one is rotated without a restart
+// (and without the restart's gap, in which a provider's callbacks would be refused and the IMAP
+// sessions dropped). The webhook signing secrets: Twilio's auth_token, Telnyx's public_key, a
+// call_webhook's secret, Meta's app_secret and verify_token. The credentials Switchboard reaches
+// out with: the IMAP password (or xoauth2 token), the SMTP password, the Mastodon access_token,
+// X's bearer_token and user context keys, Meta's access_token and [[channels.meta.pages]]
+// tokens, the Telegram bot_token.
+// Copied into `running` from the account of `fresh` under the same name, member by member,
+// only when nothing else about the account changed; returns the keys copied (none: nothing
+// taken). Anything else about an account (a URL, a user name, a Page added) waits for a
+// restart, and so do its secrets when they changed with it: half a change is not applied.
+// Instantiated for every account kind of Channels.
+template <class Account>
+std::vector<std::string> take_secrets(Account& running, const std::vector<Account>& fresh);
+
+// The same for every account of `running`; returns the accounts changed with their keys,
+// e.g. "twilio main: auth_token", "meta page: app_secret, pages access_token".
+std::vector<std::string> take_secrets(Channels& running, const Channels& fresh);
 
 // SPEC section 1: --config, else $SWITCHBOARD_CONFIG (when not empty), else ./switchboard.toml
 // if anything by that name exists (a directory or a broken symlink too, for load_file to

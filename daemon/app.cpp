@@ -333,13 +333,16 @@ std::vector<std::string> App::reload(const config::Config& fresh) {
   api_tokens_.replace(fresh.api.tokens);
   auto log = logger("daemon");
   log->info("[daemon] reloaded {} routing rules", fresh.routing.rules.size());
-  // Webhook secrets: the voice routes and the Meta route read their accounts on the io thread,
-  // so they change there, between two requests; the reload returns once they have, so the next
-  // request is checked against the new secret. The two copies started equal and take the same
-  // change, so the voice copy's list names both.
+  // Secrets of accounts whose secrets alone changed: the voice routes and the Meta route check
+  // webhooks with them, the mailbox sessions log in, the pollers poll and the send loop sends
+  // with them, all on the io thread, so they change there, between two requests (or two
+  // sessions, polls, sends); the reload returns once they have, so the next one uses the new
+  // value. The copies started equal and take the same change, so the voice copy's list (every
+  // kind of account) names them all.
   auto take_secrets = [this, &fresh] {
-    channels_->social->take_webhook_secrets(fresh.channels);
-    return config::take_webhook_secrets(channels_->voice.channels, fresh.channels);
+    channels_->social->take_secrets(fresh.channels);
+    email_->take_secrets(fresh.channels);
+    return config::take_secrets(channels_->voice.channels, fresh.channels);
   };
   std::vector<std::string> rotated;
   if (started_ && !stopped_) {
@@ -351,7 +354,7 @@ std::vector<std::string> App::reload(const config::Config& fresh) {
     rotated = take_secrets();
   }
   for (const auto& account : rotated) {
-    log->info("[daemon] reload: the webhook secret of channels.{} is applied", account);
+    log->info("[daemon] reload: channels.{} applied from its next use", account);
   }
   // Everything but the rules and the agents keeps its start-up value: say so, rather than let
   // an operator believe a new claim_timeout is in force.

@@ -41,9 +41,11 @@ SQLite and projects it into Redis Streams.
 
 Signals: SIGTERM/SIGINT stop taking work, finish requests in flight, flush the outbox to Redis
 and exit 0. SIGHUP re-reads the config file and applies the routing rules, the agents, the
-[api] tokens and rotated webhook secrets (a *_file secret is read again; a *_env one keeps its
-start-up value); other changes are logged as waiting for a restart. A bad file is rejected (its
-problems are logged) and the old settings stay in force.
+[api] tokens and the rotated secrets of channel accounts whose secrets alone changed: webhook
+signing secrets, and the IMAP/SMTP passwords and social access tokens (from the next login,
+poll or send). A *_file secret is read again; a *_env one keeps its start-up value. Other
+changes are logged as waiting for a restart. A bad file is rejected (its problems are logged)
+and the old settings stay in force.
 )";
 
 constexpr const char* kCheckHelp = R"(switchboard check-config [--config PATH]

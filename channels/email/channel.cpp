@@ -16,7 +16,8 @@ EmailChannel::EmailChannel(boost::asio::io_context& io, Pipeline& pipeline, Metr
   // mailbox loops just the same.
   std::set<std::string> own = own_addresses(channels);
   for (const auto& s : channels.smtp) {
-    senders.add("email", s.for_account, std::make_shared<SmtpSender>(io.get_executor(), s, own));
+    senders_.push_back(std::make_shared<SmtpSender>(io.get_executor(), s, own));
+    senders.add("email", s.for_account, senders_.back());
     logger("email")->info("[email:{}] replies go out through smtp {} ({}:{})", s.for_account,
                           s.name, s.host, s.port);
   }
@@ -25,6 +26,15 @@ EmailChannel::EmailChannel(boost::asio::io_context& io, Pipeline& pipeline, Metr
 void EmailChannel::start() {
   if (poller_) {
     poller_->start();
+  }
+}
+
+void EmailChannel::take_secrets(const config::Channels& fresh) {
+  if (poller_) {
+    poller_->take_secrets(fresh.imap);
+  }
+  for (const auto& s : senders_) {
+    s->take_secrets(fresh.smtp);
   }
 }
 

@@ -114,6 +114,13 @@ void Poller::stop() {
   }
 }
 
+void Poller::take_secrets(const std::vector<config::Imap>& fresh) {
+  // In place: the mailboxes point into `accounts`.
+  for (auto& a : state_->accounts) {
+    config::take_secrets(a, fresh);
+  }
+}
+
 asio::awaitable<void> Poller::State::run(Mailbox& m) {
   auto log = logger("email");
   while (!stopping) {

@@ -74,6 +74,10 @@ class Poller {
   // Closes every connection and cancels every wait, then waits (bounded) until the coroutines
   // have ended: after stop() returns nothing more is submitted. Call from outside the io thread.
   void stop();
+  // A reload's new password (or xoauth2 token) of an account whose secrets alone changed
+  // (config::take_secrets). On the io thread, which runs the sessions: each reads its account
+  // when it logs in, so the next login uses it; a session already logged in keeps its login.
+  void take_secrets(const std::vector<config::Imap>& fresh);
 
   struct Mailbox;  // one (account, mailbox) loop's state, in poller.cpp
 

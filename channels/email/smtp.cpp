@@ -311,6 +311,10 @@ std::vector<std::string> SmtpSender::planned_thread_keys(std::string_view outbou
   return id.empty() ? std::vector<std::string>{} : reply_thread_keys(account_.for_account, id);
 }
 
+void SmtpSender::take_secrets(const std::vector<config::Smtp>& fresh) {
+  config::take_secrets(account_, fresh);
+}
+
 void SmtpSender::send(OutboundMessage message, Done done) {
   BuiltReply reply = build_reply(account_, message, now_ms(), own_);
   std::string prefix = "[email:" + account_.for_account + "]";

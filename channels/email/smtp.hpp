@@ -68,6 +68,11 @@ class SmtpSender : public Sender {
   bool own_identity(std::string_view type, std::string_view value) const override;
   std::vector<std::string> planned_thread_keys(std::string_view outbound_id,
                                                std::string_view conversation_id) const override;
+  // A reload's new password for this account, when it alone changed (config::take_secrets).
+  // On the io thread, where send() reads it (the send loop calls it there): the next send logs
+  // in with it. Nothing else of the account changes, so own_identity() and
+  // planned_thread_keys(), which other threads call, read what they always did.
+  void take_secrets(const std::vector<config::Smtp>& fresh);
 
  private:
   boost::asio::any_io_executor ex_;

@@ -81,8 +81,8 @@ void SocialChannels::stop() {
   running_.clear();  // stopped once: the destructor's stop() has nothing left to do
 }
 
-void SocialChannels::take_webhook_secrets(const config::Channels& fresh) {
-  config::take_webhook_secrets(channels_, fresh);
+void SocialChannels::take_secrets(const config::Channels& fresh) {
+  config::take_secrets(channels_, fresh);
 }
 
 void SocialChannels::add_routes(http::Router& router) {

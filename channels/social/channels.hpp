@@ -31,13 +31,18 @@ class SocialChannels {
   void register_senders(SenderRegistry& senders);
   void start();  // spawns the pollers on the io_context
   void stop();   // pollers end at their next wake-up; nothing more is submitted after io stops
-  // A reload's new Meta app_secret and verify_token (config::take_webhook_secrets); on the io
-  // thread, which serves the Meta route.
-  void take_webhook_secrets(const config::Channels& fresh);
+  // A reload's new secrets of an account whose secrets alone changed (config::take_secrets):
+  // Meta's app_secret and verify_token, and the access tokens the pollers and senders use. On
+  // the io thread, which serves the Meta route and runs every poller and send: they read their
+  // account in channels_ (never a copy) at each request, so the next one carries the new value.
+  void take_secrets(const config::Channels& fresh);
 
  private:
   std::unique_ptr<net::HttpClient> http_;
   Runtime rt_;
+  // Read in place by the pollers and senders (make_*_poller, make_*_sender): its vectors are
+  // never resized after the constructor, and a reload changes only their secrets, on the io
+  // thread.
   config::Channels channels_;
   SocialOptions options_;
   std::vector<std::shared_ptr<Poller>> pollers_;

@@ -42,11 +42,8 @@ constexpr int kPagesPerPoll = 100;
 
 class MastodonPoller final : public Poller {
  public:
-  MastodonPoller(Runtime& rt, config::Mastodon cfg)
-      : rt_(rt),
-        cfg_(std::move(cfg)),
-        key_("mastodon:" + cfg_.name),
-        window_(300, std::chrono::minutes(5)) {}
+  MastodonPoller(Runtime& rt, const config::Mastodon& cfg)
+      : rt_(rt), cfg_(cfg), key_("mastodon:" + cfg_.name), window_(300, std::chrono::minutes(5)) {}
 
   const char* channel() const override { return "mastodon"; }
   const std::string& account() const override { return cfg_.name; }
@@ -293,7 +290,7 @@ class MastodonPoller final : public Poller {
   }
 
   Runtime& rt_;
-  config::Mastodon cfg_;
+  const config::Mastodon& cfg_;
   std::string key_;
   bool loaded_ = false;
   std::string cursor_;
@@ -307,8 +304,8 @@ class MastodonPoller final : public Poller {
 
 }  // namespace
 
-std::shared_ptr<Poller> make_mastodon_poller(Runtime& rt, config::Mastodon cfg) {
-  return std::make_shared<MastodonPoller>(rt, std::move(cfg));
+std::shared_ptr<Poller> make_mastodon_poller(Runtime& rt, const config::Mastodon& cfg) {
+  return std::make_shared<MastodonPoller>(rt, cfg);
 }
 
 }  // namespace sb::social

@@ -177,7 +177,7 @@ SendResult classify(const net::HttpResponse& res, std::string provider_message,
 
 class MastodonSender final : public Sender {
  public:
-  MastodonSender(Runtime& rt, config::Mastodon cfg) : rt_(rt), cfg_(std::move(cfg)) {}
+  MastodonSender(Runtime& rt, const config::Mastodon& cfg) : rt_(rt), cfg_(cfg) {}
   void send(OutboundMessage m, Done done) override {
     run_send(rt_, "mastodon", cfg_.name, std::move(m), std::move(done),
              [this](const OutboundMessage& m) -> asio::awaitable<SendResult> {
@@ -224,7 +224,7 @@ class MastodonSender final : public Sender {
 
  private:
   Runtime& rt_;
-  config::Mastodon cfg_;
+  const config::Mastodon& cfg_;
 };
 
 // X's title and detail. A refused authorization without user context is the app-only bearer
@@ -241,7 +241,7 @@ std::string x_failure(const XError& e, const config::X& cfg) {
 
 class XSender final : public Sender {
  public:
-  XSender(Runtime& rt, config::X cfg) : rt_(rt), cfg_(std::move(cfg)) {}
+  XSender(Runtime& rt, const config::X& cfg) : rt_(rt), cfg_(cfg) {}
   void send(OutboundMessage m, Done done) override {
     run_send(rt_, "x", cfg_.name, std::move(m), std::move(done),
              [this](const OutboundMessage& m) -> asio::awaitable<SendResult> {
@@ -288,12 +288,12 @@ class XSender final : public Sender {
 
  private:
   Runtime& rt_;
-  config::X cfg_;
+  const config::X& cfg_;
 };
 
 class TelegramSender final : public Sender {
  public:
-  TelegramSender(Runtime& rt, config::Telegram cfg) : rt_(rt), cfg_(std::move(cfg)) {}
+  TelegramSender(Runtime& rt, const config::Telegram& cfg) : rt_(rt), cfg_(cfg) {}
   void send(OutboundMessage m, Done done) override {
     run_send(
         rt_, "telegram", cfg_.name, std::move(m), std::move(done),
@@ -328,12 +328,12 @@ class TelegramSender final : public Sender {
 
  private:
   Runtime& rt_;
-  config::Telegram cfg_;
+  const config::Telegram& cfg_;
 };
 
 class MetaSender final : public Sender {
  public:
-  MetaSender(Runtime& rt, config::Meta cfg) : rt_(rt), cfg_(std::move(cfg)) {}
+  MetaSender(Runtime& rt, const config::Meta& cfg) : rt_(rt), cfg_(cfg) {}
   void send(OutboundMessage m, Done done) override {
     run_send(
         rt_, "meta", cfg_.name, std::move(m), std::move(done),
@@ -395,22 +395,22 @@ class MetaSender final : public Sender {
 
  private:
   Runtime& rt_;
-  config::Meta cfg_;
+  const config::Meta& cfg_;
 };
 
 }  // namespace
 
-std::shared_ptr<Sender> make_mastodon_sender(Runtime& rt, config::Mastodon cfg) {
-  return std::make_shared<MastodonSender>(rt, std::move(cfg));
+std::shared_ptr<Sender> make_mastodon_sender(Runtime& rt, const config::Mastodon& cfg) {
+  return std::make_shared<MastodonSender>(rt, cfg);
 }
-std::shared_ptr<Sender> make_x_sender(Runtime& rt, config::X cfg) {
-  return std::make_shared<XSender>(rt, std::move(cfg));
+std::shared_ptr<Sender> make_x_sender(Runtime& rt, const config::X& cfg) {
+  return std::make_shared<XSender>(rt, cfg);
 }
-std::shared_ptr<Sender> make_telegram_sender(Runtime& rt, config::Telegram cfg) {
-  return std::make_shared<TelegramSender>(rt, std::move(cfg));
+std::shared_ptr<Sender> make_telegram_sender(Runtime& rt, const config::Telegram& cfg) {
+  return std::make_shared<TelegramSender>(rt, cfg);
 }
-std::shared_ptr<Sender> make_meta_sender(Runtime& rt, config::Meta cfg) {
-  return std::make_shared<MetaSender>(rt, std::move(cfg));
+std::shared_ptr<Sender> make_meta_sender(Runtime& rt, const config::Meta& cfg) {
+  return std::make_shared<MetaSender>(rt, cfg);
 }
 
 }  // namespace sb::social

@@ -14,8 +14,8 @@ namespace {
 
 class TelegramPoller final : public Poller {
  public:
-  TelegramPoller(Runtime& rt, config::Telegram cfg, int long_poll_s)
-      : rt_(rt), cfg_(std::move(cfg)), key_("telegram:" + cfg_.name), long_poll_s_(long_poll_s) {}
+  TelegramPoller(Runtime& rt, const config::Telegram& cfg, int long_poll_s)
+      : rt_(rt), cfg_(cfg), key_("telegram:" + cfg_.name), long_poll_s_(long_poll_s) {}
 
   const char* channel() const override { return "telegram"; }
   const std::string& account() const override { return cfg_.name; }
@@ -31,8 +31,10 @@ class TelegramPoller final : public Poller {
       }
       loaded_ = true;
     }
-    if (!bot_) {
-      // getMe names the bot, to tell group messages that mention it from the rest.
+    // getMe names the bot, to tell group messages that mention it from the rest. Asked again
+    // after a reload put in a new bot_token (config::take_secrets), as a restart would: a token
+    // revoked at @BotFather stays the same bot, but a token of another bot is a new name.
+    if (!bot_ || bot_token_ != cfg_.bot_token) {
       net::HttpRequest me = to_request(cfg_.base_url, telegram_get_me(cfg_));
       net::HttpResponse res = co_await rt_.http.request(std::move(me));
       auto bot = res.status == 200 ? parse_telegram_get_me(res.body) : std::nullopt;
@@ -40,6 +42,7 @@ class TelegramPoller final : public Poller {
         co_return PollResult::failed(what_failed("getMe", res));
       }
       bot_ = *bot;
+      bot_token_ = cfg_.bot_token;
       log->info("[telegram:{}] polling as @{}", cfg_.name, bot_->username);
     }
     net::HttpRequest req =
@@ -90,18 +93,20 @@ class TelegramPoller final : public Poller {
   }
 
   Runtime& rt_;
-  config::Telegram cfg_;
+  const config::Telegram& cfg_;
   std::string key_;
   int long_poll_s_;
   bool loaded_ = false;
   std::optional<std::int64_t> offset_;
   std::optional<TelegramBot> bot_;
+  std::string bot_token_;  // the token getMe named bot_ for
 };
 
 }  // namespace
 
-std::shared_ptr<Poller> make_telegram_poller(Runtime& rt, config::Telegram cfg, int long_poll_s) {
-  return std::make_shared<TelegramPoller>(rt, std::move(cfg), long_poll_s);
+std::shared_ptr<Poller> make_telegram_poller(Runtime& rt, const config::Telegram& cfg,
+                                             int long_poll_s) {
+  return std::make_shared<TelegramPoller>(rt, cfg, long_poll_s);
 }
 
 }  // namespace sb::social

@@ -18,7 +18,7 @@ namespace {
 
 class XPoller final : public Poller {
  public:
-  XPoller(Runtime& rt, config::X cfg) : rt_(rt), cfg_(std::move(cfg)), key_("x:" + cfg_.name) {
+  XPoller(Runtime& rt, const config::X& cfg) : rt_(rt), cfg_(cfg), key_("x:" + cfg_.name) {
     rt_.paused.emplace_back(Labels{{"channel", "x"}, {"account", cfg_.name}}, paused_);
   }
 
@@ -132,7 +132,7 @@ class XPoller final : public Poller {
   }
 
   Runtime& rt_;
-  config::X cfg_;
+  const config::X& cfg_;
   std::string key_;
   bool loaded_ = false;
   std::string cursor_;
@@ -143,8 +143,8 @@ class XPoller final : public Poller {
 
 }  // namespace
 
-std::shared_ptr<Poller> make_x_poller(Runtime& rt, config::X cfg) {
-  return std::make_shared<XPoller>(rt, std::move(cfg));
+std::shared_ptr<Poller> make_x_poller(Runtime& rt, const config::X& cfg) {
+  return std::make_shared<XPoller>(rt, cfg);
 }
 
 }  // namespace sb::social

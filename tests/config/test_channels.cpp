@@ -474,7 +474,7 @@ token = "x"
         "access_token_file)");
 }
 
-TEST_CASE("meta pages: a reload leaves a changed Page token for a restart, and says so") {
+TEST_CASE("meta pages: a reload applies a Page token changed alone, and a Page added waits") {
   const std::string before = R"(
 [[channels.meta]]
 name = "meta"
@@ -487,8 +487,17 @@ access_token = "old"
   const Config running = load_ok(before);
   const Config fresh = load_ok(before.substr(0, before.rfind("old")) + "new\"\n");
   Channels channels = running.channels;
-  CHECK(take_webhook_secrets(channels, fresh.channels).empty());
+  CHECK(take_secrets(channels, fresh.channels) ==
+        std::vector<std::string>{"meta meta: pages access_token"});
+  CHECK(channels.meta.at(0).pages.at(0).access_token == "new");
+  CHECK(changes_needing_restart(running, fresh).empty());
+  // A new token with a new Page: the Page needs a restart, so the token waits with it.
+  const Config grown =
+      load_ok(before.substr(0, before.rfind("old")) +
+              "new\"\n[[channels.meta.pages]]\nid = \"2222\"\naccess_token = \"other\"\n");
+  channels = running.channels;
+  CHECK(take_secrets(channels, grown.channels).empty());
   CHECK(channels.meta.at(0).pages.at(0).access_token == "old");
-  CHECK(changes_needing_restart(running, fresh) ==
+  CHECK(changes_needing_restart(running, grown) ==
         std::vector<std::string>{"channels.meta meta (changed)"});
 }

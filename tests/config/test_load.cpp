@@ -341,10 +341,10 @@ base_url = "https://mastodon.example"
 access_token = "t"
 [[channels.x]]
 name = "brand"
-user_id = "42"
+user_id = "43"
 bearer_token = "new-bearer"
 )");
-  // A webhook secret alone is applied by the reload (take_webhook_secrets): not named.
+  // A webhook secret alone is applied by the reload (take_secrets): not named.
   auto changes = changes_needing_restart(running, fresh);
   CHECK(changes == std::vector<std::string>{"channels.mastodon social (added)",
                                             "channels.x brand (changed)",
@@ -396,18 +396,109 @@ name = "pbx"
 secret = "s"
 )");
   Channels channels = running.channels;
-  CHECK(take_webhook_secrets(channels, fresh.channels) ==
-        std::vector<std::string>{"twilio main", "meta page"});
+  CHECK(take_secrets(channels, fresh.channels) ==
+        std::vector<std::string>{"twilio main: auth_token", "meta page: app_secret, verify_token"});
   CHECK(channels.twilio.at(0).auth_token == "new-token");
   CHECK(channels.twilio.at(1).auth_token == "old-token");  // its URL changed too: a restart
   CHECK(channels.twilio.at(1).public_url == "https://hooks.example.com");
   CHECK(channels.meta.at(0).app_secret == "new-app-secret");
   CHECK(channels.meta.at(0).verify_token == "new-verify");
-  CHECK(channels.call_webhook.empty());  // an added account waits for a restart
-  CHECK(take_webhook_secrets(channels, fresh.channels).empty());  // already in force
+  CHECK(channels.call_webhook.empty());                   // an added account waits for a restart
+  CHECK(take_secrets(channels, fresh.channels).empty());  // already in force
   CHECK(changes_needing_restart(running, fresh) ==
         std::vector<std::string>{"channels.twilio moved (changed)",
                                  "channels.call_webhook pbx (added)"});
+}
+
+TEST_CASE("a reload takes the credentials used to reach out when they alone changed") {
+  const std::string imap = R"(
+[[channels.imap]]
+name = "support"
+host = "imap.example.com"
+username = "support@example.com"
+password = "old-imap"
+)";
+  const std::string rest = R"(
+[[channels.smtp]]
+name = "out"
+for = "support"
+host = "smtp.example.com"
+username = "support@example.com"
+password = "old-smtp"
+from = "support@example.com"
+[[channels.mastodon]]
+name = "social"
+base_url = "https://mastodon.example"
+access_token = "old-masto"
+[[channels.mastodon]]
+name = "moved"
+base_url = "https://mastodon.example"
+access_token = "old-masto"
+[[channels.x]]
+name = "brand"
+user_id = "42"
+bearer_token = "old-bearer"
+consumer_key = "ck"
+consumer_secret = "old-cs"
+access_token = "at"
+access_token_secret = "old-ats"
+[[channels.meta]]
+name = "page"
+app_secret = "a"
+verify_token = "v"
+access_token = "old-meta"
+[[channels.telegram]]
+name = "bot"
+bot_token = "123:old"
+)";
+  const Config running = load_ok(imap + rest);
+  auto replace = [](std::string text, const std::string& from, const std::string& to) {
+    for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+      text.replace(at, from.size(), to);
+    }
+    return text;
+  };
+  std::string next = replace(imap + rest, "old-", "new-");
+  next = replace(next, "123:old", "123:new");
+  // Moved to another instance with a new token: half of that change is not applied.
+  next = replace(next, "name = \"moved\"\nbase_url = \"https://mastodon.example\"",
+                 "name = \"moved\"\nbase_url = \"https://other.example\"");
+  const Config fresh = load_ok(next);
+  Channels channels = running.channels;
+  CHECK(take_secrets(channels, fresh.channels) ==
+        std::vector<std::string>{"imap support: password", "smtp out: password",
+                                 "mastodon social: access_token",
+                                 "x brand: bearer_token, consumer_secret, access_token_secret",
+                                 "meta page: access_token", "telegram bot: bot_token"});
+  CHECK(channels.imap.at(0).password == "new-imap");
+  CHECK(channels.smtp.at(0).password == "new-smtp");
+  CHECK(channels.mastodon.at(0).access_token == "new-masto");
+  CHECK(channels.mastodon.at(1).access_token == "old-masto");
+  CHECK(channels.mastodon.at(1).base_url == "https://mastodon.example");
+  CHECK(channels.x.at(0).bearer_token == "new-bearer");
+  CHECK(channels.x.at(0).user_context->consumer_secret == "new-cs");
+  CHECK(channels.x.at(0).user_context->access_token_secret == "new-ats");
+  CHECK(channels.meta.at(0).access_token == "new-meta");
+  CHECK(channels.telegram.at(0).bot_token == "123:new");
+  CHECK(take_secrets(channels, fresh.channels).empty());  // already in force
+  // Only the account changed with something else is named, without a value.
+  CHECK(changes_needing_restart(running, fresh) ==
+        std::vector<std::string>{"channels.mastodon moved (changed)"});
+
+  // A password changed with the user name, or with the host: both wait for a restart.
+  const Config renamed = load_ok(replace(replace(imap, "old-imap", "new-imap"),
+                                         "username = \"support@", "username = \"help@") +
+                                 replace(replace(rest, "old-smtp", "new-smtp"),
+                                         "host = \"smtp.example.com", "host = \"mail.example.com"));
+  channels = running.channels;
+  CHECK(take_secrets(channels, renamed.channels).empty());
+  CHECK(channels.imap.at(0).password == "old-imap");
+  CHECK(channels.smtp.at(0).password == "old-smtp");
+  CHECK(changes_needing_restart(running, renamed) ==
+        std::vector<std::string>{"channels.imap support (changed)", "channels.smtp out (changed)"});
+  for (const auto& c : changes_needing_restart(running, renamed)) {
+    CHECK(c.find("new-") == std::string::npos);
+  }
 }
 
 TEST_CASE("server.max_connections caps HTTP connections, and unset the open-file limit decides") {

@@ -154,6 +154,38 @@ TEST_CASE(
   CHECK(d.payloads().at(2).at("conversation_id").as_string() != conv);
 }
 
+TEST_CASE("a reload's new IMAP and SMTP passwords are used from the next login and the next send") {
+  SmtpServer smtp(true);
+  EmailDaemon d;
+  d.cfg.channels.imap.at(0).password = "the old password";  // changed at the server since
+  auto out = smtp_account(smtp.port, "starttls", smtp.dir.file("cert.pem"));
+  out.password = "old-p4ss";
+  d.cfg.channels.smtp.push_back(out);
+  d.start();
+  d.dovecot.deliver(test_email(1, 1));
+  // The old password fails every login: nothing comes in, a reply is refused.
+  std::this_thread::sleep_for(1s);
+  REQUIRE(d.queued() == 0);
+  auto fresh = d.cfg;
+  fresh.channels.imap.at(0).password = Dovecot::password;
+  fresh.channels.smtp.at(0).password = "p4ss";
+  REQUIRE(d.app->reload(fresh).empty());
+  REQUIRE(eventually([&] { return d.queued() == 1; }, 30s));
+  auto parent = d.payloads().at(0);
+  Sender* sender = d.app->senders().find("email", "support");
+  REQUIRE(sender != nullptr);
+  OutboundMessage m{"01JROTATEDPASSWORD00000000",
+                    "email",
+                    "support",
+                    std::string(parent.at("conversation_id").as_string()),
+                    "Here.",
+                    json::serialize(parent),
+                    ""};
+  auto r = send_and_wait(*sender, m);
+  CHECK(r.status == SendResult::Status::sent);
+  CHECK(smtp.has(1));
+}
+
 TEST_CASE("SMTP 4xx is retried later, 5xx fails with the server's text, no address fails at once") {
   SmtpServer smtp(false);
   boost::asio::io_context io;

@@ -542,3 +542,31 @@ TEST_CASE(
   CHECK(d.rows("SELECT count(DISTINCT external_id) FROM interactions") == 240);
   CHECK(fake.stats().rejected_429 == 0);
 }
+
+TEST_CASE(
+    "mastodon: a reload's new access token goes with the next poll and the next reply, and is "
+    "never logged") {
+  LogCapture log("daemon");            // before the daemon, which logs from its own threads
+  FakeMastodon fake("rotated-token");  // the old token was revoked at the instance
+  fake.start();
+  fake.add_mention("ann@remote.example", "is anyone there?");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(
+      config::Mastodon{"social", fake.base_url(), "revoked-token", std::chrono::milliseconds(200)});
+  d.start();
+  // Refused with 401 (the poller backs off and tries again): nothing comes in.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  REQUIRE(d.redis.xlen("sb:q:general:normal") == 0);
+  auto fresh = d.cfg;
+  fresh.channels.mastodon.at(0).access_token = "rotated-token";
+  REQUIRE(d.app->reload(fresh).empty());
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; },
+                     std::chrono::seconds(10)));
+  auto r = d.send("mastodon", "social", reply_to(d.queued().at(0), "01JROTATED", "Yes, here."));
+  CHECK(r.status == SendResult::Status::sent);
+  CHECK(fake.posted().size() == 1);
+  CHECK(log.lines_with("reload: channels.mastodon social: access_token applied from its next use")
+            .size() == 1);
+  CHECK(log.lines_with("not applied until a restart").empty());
+  CHECK(log.text().find("rotated-token") == std::string::npos);
+}

@@ -382,6 +382,30 @@ TEST_CASE(
   CHECK(str(boost::json::parse(sent[1].body).at("recipient").at("id")) == "IGSID_B");
 }
 
+TEST_CASE("meta: a reload's new Page and account tokens go with the next reply") {
+  MetaDaemon d([](config::Meta& m) { m.pages = {{"1111", "page1-token"}}; });
+  d.graph.accept_token("page1-token");
+  d.graph.accept_token("page1-rotated");
+  d.graph.accept_token("meta-rotated");
+  REQUIRE(d.post(to_page("page", "1111", "PSID_A", "m_r1", "help from page one")).status == 200);
+  REQUIRE(d.post(to_page("page", "3333", "PSID_C", "m_r3", "help from page three")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  auto q = d.queued();
+  auto fresh = d.cfg;
+  fresh.channels.meta.at(0).pages.at(0).access_token = "page1-rotated";
+  fresh.channels.meta.at(0).access_token = "meta-rotated";
+  REQUIRE(d.app->reload(fresh).empty());
+  CHECK(d.send("messenger", "meta", reply_to(q[0], "01JROT1", "Page one.")).status ==
+        SendResult::Status::sent);
+  // A Page not listed: the account's token.
+  CHECK(d.send("messenger", "meta", reply_to(q[1], "01JROT3", "Page three.")).status ==
+        SendResult::Status::sent);
+  auto sent = d.graph.sent();
+  REQUIRE(sent.size() == 2);
+  CHECK(sent[0].token == "page1-rotated");
+  CHECK(sent[1].token == "meta-rotated");
+}
+
 TEST_CASE(
     "meta: standby messages, edits and unsends are not stored, but counted and logged once a "
     "minute per kind") {

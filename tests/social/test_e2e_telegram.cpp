@@ -127,3 +127,22 @@ TEST_CASE(
   CHECK(d.cursor("telegram:tg", "offset") != offset);
   CHECK(d.rows("SELECT count(*) FROM interactions") == 2);
 }
+
+TEST_CASE("telegram: a reload's new bot token goes with the next getMe, getUpdates and reply") {
+  FakeTelegram tg("123:rotated");  // the old token was revoked at @BotFather
+  tg.start();
+  tg.add_private_message(501, "Ann", "hi");
+  SocialDaemon d;
+  d.cfg.channels.telegram.push_back(config::Telegram{"tg", tg.base_url(), "123:revoked"});
+  d.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  REQUIRE(d.redis.xlen("sb:q:general:normal") == 0);  // 401: nothing comes in
+  auto fresh = d.cfg;
+  fresh.channels.telegram.at(0).bot_token = "123:rotated";
+  REQUIRE(d.app->reload(fresh).empty());
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; },
+                     std::chrono::seconds(10)));
+  auto r = d.send("telegram", "tg", reply_to(d.queued().at(0), "01JTROT", "Here."));
+  CHECK(r.status == SendResult::Status::sent);
+  CHECK(tg.sent().size() == 1);
+}

@@ -194,7 +194,7 @@ TEST_CASE("run: SIGHUP after the secret_file is rewritten applies the new PBX se
   std::ifstream in(dir.file("daemon.log"));
   std::string log((std::istreambuf_iterator<char>(in)), {});
   CAPTURE(log);
-  CHECK(log.find("the webhook secret of channels.call_webhook pbx is applied") !=
+  CHECK(log.find("reload: channels.call_webhook pbx: secret applied from its next use") !=
         std::string::npos);
   CHECK(log.find("not applied until a restart") == std::string::npos);
   CHECK(log.find("first-pbx-secret") == std::string::npos);

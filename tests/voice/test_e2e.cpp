@@ -126,8 +126,10 @@ TEST_CASE("voice: a reload applies rotated webhook secrets at once") {
   CHECK(d.pbx(body, now_ms() / 1000, "rotated-pbx-secret").status == 200);
   CHECK(post_twilio(d, ringing).status == 403);
   CHECK(post_twilio(d, ringing, "67890").status == 200);
-  CHECK(log.lines_with("the webhook secret of channels.call_webhook pbx is applied").size() == 1);
-  CHECK(log.lines_with("the webhook secret of channels.twilio voice is applied").size() == 1);
+  CHECK(log.lines_with("reload: channels.call_webhook pbx: secret applied from its next use")
+            .size() == 1);
+  CHECK(log.lines_with("reload: channels.twilio voice: auth_token applied from its next use")
+            .size() == 1);
   CHECK(log.lines_with("not applied until a restart").empty());
   CHECK(log.text().find("rotated-pbx-secret") == std::string::npos);
 
