@@ -172,7 +172,7 @@ Service::Awaitable Service::claim(http::Request& r) {
       auto denied = recheck(r, agent, epoch, queue);
       if (denied || agent->id != agent_id) {
         // (Any queue: the reload may have taken this one from the agent.)
-        auto back = co_await ops_.release(c.interaction_id, agent_id, nullptr);
+        auto back = co_await ops_.give_back(c.interaction_id, agent_id);
         if (!back.error.empty()) {
           logger("agents")->warn(
               "[agents:{}] interaction {} claimed by {} across a reload, not handed out; "

@@ -282,7 +282,16 @@ asio::awaitable<FinishResult> QueueOps::ack(const std::string& id, const std::st
 
 asio::awaitable<FinishResult> QueueOps::release(const std::string& id, const std::string& agent,
                                                 QueueList queues) {
-  auto r = co_await finish(id, agent, queues, "release");
+  co_return co_await park(id, agent, queues, "release");
+}
+
+asio::awaitable<FinishResult> QueueOps::give_back(const std::string& id, const std::string& agent) {
+  co_return co_await park(id, agent, nullptr, "give_back");
+}
+
+asio::awaitable<FinishResult> QueueOps::park(const std::string& id, const std::string& agent,
+                                             QueueList queues, const char* mode) {
+  auto r = co_await finish(id, agent, queues, mode);
   if (r.status == Hold::held) {
     // The next claim from that queue (another agent's) takes it at once.
     if (auto queue = queue_of_stream(r.stream); !queue.empty()) {

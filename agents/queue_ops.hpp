@@ -100,8 +100,13 @@ class QueueOps {
   // run as the operation.
   boost::asio::awaitable<FinishResult> ack(const std::string& interaction_id,
                                            const std::string& agent, QueueList queues);
+  // For someone else: `agent`'s own claims pass it over for claim_timeout (scripts.cpp kClaim).
   boost::asio::awaitable<FinishResult> release(const std::string& interaction_id,
                                                const std::string& agent, QueueList queues);
+  // An item a claim took for `agent` that no agent saw (a reload came while the claim ran):
+  // back to its queue at once for anyone, `agent` included (the same agent with a new token).
+  boost::asio::awaitable<FinishResult> give_back(const std::string& interaction_id,
+                                                 const std::string& agent);
   // `queue` is the target, which need not be among `queues` (SPEC's example moves an item to a
   // queue its agent does not work). `at`: when it was asked for (Unix ms), kept in its note.
   boost::asio::awaitable<FinishResult> transfer(const std::string& interaction_id,
@@ -143,6 +148,10 @@ class QueueOps {
   std::chrono::milliseconds claim_timeout() const { return claim_timeout_; }
 
  private:
+  // release and give_back: `mode` is the script's.
+  boost::asio::awaitable<FinishResult> park(const std::string& interaction_id,
+                                            const std::string& agent, QueueList queues,
+                                            const char* mode);
   boost::asio::awaitable<FinishResult> finish(const std::string& interaction_id,
                                               const std::string& agent, QueueList queues,
                                               const char* mode);

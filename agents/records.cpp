@@ -361,9 +361,15 @@ void Records::transferred(const InteractionRow& row, const Transfer& t, bool lat
               "?6)) THEN 'queued' ELSE state END WHERE id=?1");
           st.bind(1, iid).bind(2, queue).bind(3, priority);
           st.bind(4, static_cast<std::int64_t>(late ? 1 : 0)).bind(5, actor).bind(6, at).run();
-          // Sticky routing: the conversation's next interaction follows it to the new queue.
-          auto cv = db.prepare("UPDATE conversations SET queue=?2, updated_at=?3 WHERE id=?1");
-          cv.bind(1, conv).bind(2, queue).bind(3, at).run();
+          // Sticky routing: the conversation's next interaction follows it to the new queue. A
+          // late record leaves a later decision for the conversation alone: updated_at is when
+          // its queue was last set (an interaction routed, or one of its items transferred), and
+          // another interaction of it may have been transferred or routed since this transfer.
+          auto cv = db.prepare(
+              "UPDATE conversations SET queue=?2, updated_at=?3 WHERE id=?1 AND (?4 = 0 OR "
+              "updated_at <= ?3)");
+          cv.bind(1, conv).bind(2, queue).bind(3, at);
+          cv.bind(4, static_cast<std::int64_t>(late ? 1 : 0)).run();
         }
         insert_event(db, iid, at, actor, "transfer", detail);
       },

@@ -124,24 +124,28 @@ local function claim(consumer)
     if nonempty[i] then
       -- The oldest entry idle past claim_timeout, found by XPENDING's IDLE filter (one pass
       -- over the pending list in C) and taken with XCLAIM, which counts the delivery.
+      -- Read a page at a time, so that entries passed over (this consumer's own releases,
+      -- dead letters the dead-letter key refuses) do not use up the look: at most 1000 entries.
       local from = '-'
       for _ = 1, sweep and 100 or 0 do
-        local p = redis.call('XPENDING', key, 'agents', 'IDLE', idle, from, '+', 1)
-        if not p[1] then break end
-        local pid, n = p[1][1], p[1][4] + 1
-        if p[1][2] == own and p[1][3] < own_until then
-          from = '(' .. pid  -- this consumer released it lately: for someone else
-          passed = true
-        elseif n > maxd then
-          if not bury(key, pid, n) then from = '(' .. pid end
-        else
-          local e = redis.call('XCLAIM', key, 'agents', consumer, idle, pid)[1]
-          if e and e[2] then
-            redis.call('HSET', KEYS[6], field(e[2], 'interaction_id'), key .. ' ' .. e[1])
-            return {1, key, e[1], n, e[2]}, passed
+        local p = redis.call('XPENDING', key, 'agents', 'IDLE', idle, from, '+', 10)
+        for _, pe in ipairs(p) do
+          local pid, n = pe[1], pe[4] + 1
+          from = '(' .. pid
+          if pe[2] == own and pe[3] < own_until then
+            passed = true  -- this consumer released it lately: for someone else
+          elseif n > maxd then
+            bury(key, pid, n)
+          else
+            local e = redis.call('XCLAIM', key, 'agents', consumer, idle, pid)[1]
+            if e and e[2] then
+              redis.call('HSET', KEYS[6], field(e[2], 'interaction_id'), key .. ' ' .. e[1])
+              return {1, key, e[1], n, e[2]}, passed
+            end
+            redis.call('XACK', key, 'agents', pid)  -- deleted behind our back: drop it
           end
-          redis.call('XACK', key, 'agents', pid)  -- deleted behind our back: drop it
         end
+        if #p < 10 then break end
       end
       local r = redis.call('XREADGROUP', 'GROUP', 'agents', consumer, 'COUNT', 1, 'STREAMS', key,
                            '>')
@@ -196,12 +200,11 @@ return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}, dead_refused or '',
 )lua";
 
 // KEYS: held hash. ARGV: release idle ms, the released pseudo-consumer, "{prefix}:q:", then per
-// call interaction id, consumer, mode (ack | release | check), the consumer's queues (" a b ",
-// or "*"): the acks, releases and checks of one turn of the io loop share one script run, like
-// claims.
-// Returns per call {1, stream, entry id} done; {0} not held by anyone; {-1, holder} held by
-// another; {-3, queue} the entry is in a queue not among the consumer's (SPEC: an agent reaches
-// only its own queues), checked before who holds it, so that the answer names nobody; {-4,
+// call interaction id, consumer, mode (ack | release | give_back | check), the consumer's queues ("
+// a b ", or "*"): the acks, releases and checks of one turn of the io loop share one script run,
+// like claims. Returns per call {1, stream, entry id} done; {0} not held by anyone; {-1, holder}
+// held by another; {-3, queue} the entry is in a queue not among the consumer's (SPEC: an agent
+// reaches only its own queues), checked before who holds it, so that the answer names nobody; {-4,
 // stream, error} the entry's stream was deleted or replaced (holder), so nobody holds it.
 // ack: XACK + XDEL, so the stream holds exactly the waiting and the held entries.
 // release: to `_released:<consumer>` with a long idle time and the delivery count it had before
@@ -228,7 +231,9 @@ local function finish(iid, consumer, mode, queues)
     -- The index stays: a later call on it (a retry whose reply was lost, another agent's) is
     -- told it waits, held by `_released:<consumer>`, until a claim takes it (and indexes it
     -- again).
-    redis.call('XCLAIM', key, 'agents', ARGV[2] .. ':' .. consumer, 0, id, 'IDLE', ARGV[1],
+    -- give_back: the daemon's own, for an item no agent saw (QueueOps::give_back): anyone's.
+    local to = mode == 'give_back' and ARGV[2] or ARGV[2] .. ':' .. consumer
+    redis.call('XCLAIM', key, 'agents', to, 0, id, 'IDLE', ARGV[1],
                'RETRYCOUNT', math.max(p[4] - 1, 0), 'JUSTID')
   end
   return {1, key, id}
@@ -257,6 +262,11 @@ return out
 // claimed it from the target queue (the first attempt's reply was lost, so the daemon may have
 // yet to record the transfer: the retry records it, unless the periodic pass did).
 constexpr const char* kTransferBody = R"lua(
+-- The note kept of the item's transfer, or '' (none, or the key is not a hash).
+local function note_of(iid)
+  local v = redis.pcall('HGET', KEYS[4], iid)
+  return type(v) == 'string' and v or ''
+end
 local key, id, p, gone = holder(KEYS[1], ARGV[1])
 if not key or p[2] ~= ARGV[2] then
   local m = redis.call('GET', KEYS[3])
@@ -264,7 +274,7 @@ if not key or p[2] ~= ARGV[2] then
     local sp = string.find(m, '|', 1, true)
     local nid = string.sub(m, sp + 1)
     if string.sub(m, 1, sp - 1) == ARGV[5] and (not key or (key == KEYS[2] and id == nid)) then
-      return {2, nid, redis.call('HGET', KEYS[4], ARGV[1]) or ''}
+      return {2, nid, note_of(ARGV[1])}
     end
   end
   if gone then
@@ -296,8 +306,11 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[3], ARGV[5] .. '|' .. nid, 'EX', ARGV[6])
 local note = cjson.encode({agent = ARGV[2], queue = ARGV[9], priority = ARGV[3], at = ARGV[10],
                            entry = nid, from = key})
-local earlier = redis.call('HGET', KEYS[4], ARGV[1]) or ''
-redis.call('HSET', KEYS[4], ARGV[1], note)
+local earlier = note_of(ARGV[1])
+-- The move is done: a notes key that is not a hash (an operator's SET) costs only the note (the
+-- route still records the transfer; a lost reply's record then waits for a retry, as before).
+local kept = redis.pcall('HSET', KEYS[4], ARGV[1], note)
+if type(kept) == 'table' and kept.err then note = '' end
 return {1, nid, key, note, earlier}
 )lua";
 

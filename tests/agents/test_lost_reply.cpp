@@ -149,6 +149,37 @@ TEST_CASE("SIGHUP reload while a claim's reply is on its way: the item goes back
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='claim' AND actor='alice'") == 0);
 }
 
+// The same agent id under a new token (a leaked token rotated by SIGHUP): the item her claim
+// took but never handed out is given back for anyone, her too, not parked as her release (which
+// her own claims pass over for claim_timeout).
+TEST_CASE("SIGHUP rotates a token while a claim's reply is on its way: her next claim gets it") {
+  std::unique_ptr<ReplyCutter> cutter;
+  AgentDaemon d(through(cutter, std::chrono::minutes(5), 5));
+  std::string id = d.ingest("slow-reply-2", "claimed by alice just before her token rotates");
+  d.drained();
+
+  cutter->delay_reply_to("alice", std::chrono::milliseconds(1500));
+  HttpClient client(d.app->port());
+  HttpResponse got;
+  std::thread claim([&] { got = d.claim("alice-token", "general", 0, &client); });
+  REQUIRE(eventually([&] {
+    return d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents"}).find("alice") !=
+           std::string::npos;
+  }));
+  auto fresh = test_config(d.dir, cutter->port());
+  for (auto& a : fresh.agents) {
+    if (a.id == "alice") {
+      a.token = "alice-new-token";
+    }
+  }
+  REQUIRE(d.app->reload(fresh).empty());
+  claim.join();
+  CHECK(got.status == 401);
+  auto r = d.claim("alice-new-token", "general");
+  CHECK(claimed_id(r) == id);
+  CHECK(parse(r.body).at("delivery").at("deliveries").as_int64() == 1);
+}
+
 namespace {
 // The entry ids `consumer` holds in `stream` (XPENDING's extended form).
 std::string pending_of(AgentDaemon& d, const std::string& stream, const std::string& consumer) {

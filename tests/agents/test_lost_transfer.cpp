@@ -331,3 +331,58 @@ TEST_CASE(
                      "' AND queue='vip' AND priority='urgent' AND state='claimed'") == 1);
   CHECK(d.act("alice-token", id, "ack").status == 200);
 }
+
+TEST_CASE(
+    "a late transfer record keeps the sticky queue a later transfer in its conversation set") {
+  // The transfer of the conversation's first message lost its reply; a transfer of its second
+  // message came later and was recorded. The first one's record, made by the periodic pass
+  // after that, must not send the conversation back to its queue.
+  AgentDaemon d([](config::Config& c) { c.routing.claim_timeout = std::chrono::minutes(5); });
+  std::string first = d.ingest("transfer-conv-1", "first message", "ann@example.com", "order-81");
+  std::string second = d.ingest("transfer-conv-2", "second message", "ann@example.com", "order-81");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == first);
+  CHECK(claimed_id(d.claim("alice-token", "general")) == second);
+  REQUIRE(d.act("alice-token", second, "transfer", kToVip).status == 200);
+  REQUIRE(eventually([&] { return count(d, "conversations WHERE queue='vip'") == 1; }));
+  d.http.reset();
+  d.app->stop();
+  d.app.reset();
+  std::int64_t before = d.rows("SELECT min(at) FROM events WHERE type='transfer'") - 1000;
+  d.redis.cmd({"HSET", "sb:transfer-unrecorded", first,
+               R"({"agent":"alice","queue":"billing","priority":"high","at":")" +
+                   std::to_string(before) + R"(","entry":")" + std::to_string(before) +
+                   R"(-0","from":"sb:q:general:normal"})"});
+  auto cfg = test_config(d.dir, d.redis.port());
+  cfg.routing.claim_timeout = kQuickPass;
+  d.app = std::make_unique<App>(cfg);
+  d.app->start();
+  REQUIRE(eventually([&] { return notes(d) == "0"; }));
+  REQUIRE(eventually([&] { return count(d, "events WHERE type='transfer'") == 2; }));
+  // The first message's own row follows its transfer; the conversation keeps the later one.
+  CHECK(count(d, "interactions WHERE id='" + first + "' AND queue='billing'") == 1);
+  CHECK(count(d, "conversations WHERE queue='vip'") == 1);
+  CHECK(count(d, "conversations WHERE queue='billing'") == 0);
+}
+
+TEST_CASE(
+    "a notes key that is not a hash costs the note only: the transfer moves and is recorded") {
+  AgentDaemon d([](config::Config& c) { c.routing.claim_timeout = std::chrono::minutes(5); });
+  std::string id = d.ingest("transfer-broken-notes", "moved anyway", "ann@example.com", "order-82");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == id);
+  REQUIRE(d.redis.cmd({"SET", "sb:transfer-unrecorded", "an operator's mistake"}) == "OK");
+  // Before: Redis moved the item, then the note's HSET failed the script: 503 for a transfer
+  // that happened, and the same 503 for every retry.
+  auto r = d.act("alice-token", id, "transfer", kToBilling);
+  CHECK(r.status == 200);
+  CHECK(d.redis.xlen("sb:q:billing:high") == 1);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 0);
+  REQUIRE(eventually([&] {
+    return count(d, "interactions WHERE id='" + id + "' AND queue='billing' AND priority='high'") ==
+           1;
+  }));
+  CHECK(count(d, "events WHERE type='transfer'") == 1);
+  CHECK(d.act("alice-token", id, "transfer", kToBilling).status == 200);  // a retry, as before
+  CHECK(d.redis.xlen("sb:q:billing:high") == 1);
+}

@@ -171,3 +171,28 @@ TEST_CASE("release: in one script run the releaser's claim passes it over, anoth
   // Nothing passed over, nothing found: the run ends at the first empty claim.
   CHECK(claim({"alice", "bob"}) == "[[[0],[0]],[],,0]");
 }
+
+// The look for idle entries reads pages: a releaser's own recent releases, however many, do not
+// use it up before an older timed-out entry (SPEC: the most urgent, then oldest).
+TEST_CASE("release: a releaser with 150 recent releases still gets a timed-out item behind them") {
+  RedisServer redis;
+  const std::string s = "t:q:x:normal";
+  REQUIRE(redis.cmd({"XGROUP", "CREATE", s, "agents", "0", "MKSTREAM"}) == "OK");
+  for (int i = 0; i < 150; ++i) {
+    std::string id = redis.cmd({"XADD", s, "*", "interaction_id", "own" + std::to_string(i)});
+    redis.cmd({"XREADGROUP", "GROUP", "agents", "alice", "COUNT", "1", "STREAMS", s, ">"});
+    redis.cmd({"XCLAIM", s, "agents", agents::released_by("alice"), "0", id, "IDLE", "101000",
+               "RETRYCOUNT", "0", "JUSTID"});
+  }
+  std::string late = redis.cmd({"XADD", s, "*", "interaction_id", "late"});
+  redis.cmd({"XREADGROUP", "GROUP", "agents", "carol", "COUNT", "1", "STREAMS", s, ">"});
+  // carol's claim timed out long ago.
+  redis.cmd({"XCLAIM", s, "agents", "carol", "0", late, "IDLE", "200000", "JUSTID"});
+  std::vector<std::string> args{"EVAL", agents::lua_scripts()[agents::kClaim], "7"};
+  for (const char* p : {"urgent", "high", "normal", "low"}) {
+    args.push_back(std::string("t:q:x:") + p);
+  }
+  args.insert(args.end(), {"t:dead:x", "t:held", "t:dead-unrecorded"});
+  args.insert(args.end(), {"100000", "5", "1", "x", "101000", agents::kReleasedConsumer, "alice"});
+  CHECK(redis.cmd(args) == "[[[1," + s + "," + late + ",2,[interaction_id,late]]],[],,1]");
+}
