@@ -24,11 +24,17 @@ class LogGate {
   // (it is counted), else how many of that kind were left out since its last line. The keys
   // are few (a configured account times an error code): they are kept for good.
   std::optional<std::uint64_t> pass(const std::string& key, Clock::time_point now = Clock::now()) {
+    return pass(key, 1, now);
+  }
+  // The same for `n` of that kind at once (one request carrying n messages): left out, all n
+  // count, so the next line says how many messages it stood for, not how many requests.
+  std::optional<std::uint64_t> pass(const std::string& key, std::uint64_t n,
+                                    Clock::time_point now = Clock::now()) {
     std::lock_guard lock(mu_);
     auto [it, first] = kinds_.try_emplace(key);
     Kind& k = it->second;
     if (!first && now - k.logged_at < every_) {
-      ++k.left_out;
+      k.left_out += n;
       return std::nullopt;
     }
     k.logged_at = now;

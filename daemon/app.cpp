@@ -60,6 +60,7 @@ App::App(config::Config cfg, AppOptions options)
   agents_->add_routes(router_);
   social::SocialOptions social_options;
   social_options.max_poll_wait = options_.max_poll_wait;
+  social_options.whatsapp_warning_every = options_.whatsapp_warning_every;
   channels_->social =
       std::make_unique<social::SocialChannels>(io_, *store_, metrics_, cfg_, social_options);
   channels_->social->add_routes(router_);

@@ -31,6 +31,8 @@ class Service;
 struct AppOptions {
   // The longest wait a provider may make a social poller take (core/provider_wait.hpp).
   std::chrono::milliseconds max_poll_wait = kMaxPollWait;
+  // How often at most the WhatsApp-without-access_token warning is repeated (tests shorten it).
+  std::chrono::milliseconds whatsapp_warning_every = std::chrono::hours(1);
 };
 
 class App {

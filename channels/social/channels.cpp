@@ -93,7 +93,7 @@ void SocialChannels::add_routes(http::Router& router) {
   // Page whose Inbox took the thread: one line a minute per account and kind says so.
   auto ignored = std::make_shared<LogGate>(std::chrono::minutes(1));
   // WhatsApp messages that cannot be answered (below): said at the first, then once an hour.
-  auto unanswerable = std::make_shared<LogGate>(std::chrono::hours(1));
+  auto unanswerable = std::make_shared<LogGate>(options_.whatsapp_warning_every);
   auto serve = [this, refused, ignored,
                 unanswerable](http::Request& r) -> asio::awaitable<http::Response> {
     const auto start = std::chrono::steady_clock::now();
@@ -139,7 +139,8 @@ void SocialChannels::add_routes(http::Router& router) {
     const auto whatsapp = std::ranges::count_if(
         res.items, [](const Inbound& in) { return in.channel == "whatsapp"; });
     if (whatsapp > 0 && cfg->access_token.empty()) {
-      if (auto left_out = unanswerable->pass(name)) {
+      // Counted by message, not by request: one webhook may carry several.
+      if (auto left_out = unanswerable->pass(name, static_cast<std::uint64_t>(whatsapp))) {
         logger("social")->warn(
             "[meta:{}] a WhatsApp message arrived, but the account has no access_token: replies "
             "to it will fail (a WhatsApp reply goes with the account's token, never a Page's); "
@@ -147,7 +148,8 @@ void SocialChannels::add_routes(http::Router& router) {
             name,
             *left_out == 0 ? std::string()
                            : " (" + std::to_string(*left_out) +
-                                 " more came since the last line; at most one line an hour)");
+                                 " more WhatsApp messages came since the last line; at most "
+                                 "one line an hour)");
       }
     }
     if (!res.items.empty()) {

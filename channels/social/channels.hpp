@@ -19,6 +19,8 @@ namespace sb::social {
 struct SocialOptions {
   int telegram_long_poll_s = 25;                           // tests shorten it
   std::chrono::milliseconds max_poll_wait = kMaxPollWait;  // Runtime::max_poll_wait
+  // How often at most the WhatsApp-without-access_token warning is repeated; tests shorten it.
+  std::chrono::milliseconds whatsapp_warning_every = std::chrono::hours(1);
 };
 
 class SocialChannels {

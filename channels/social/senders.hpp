@@ -12,7 +12,7 @@
 // switchboard_sends_unknown_total{channel,account}; a failure before it went out is retried.
 //
 // A sender holds its account by reference, as the pollers do (pollers.hpp): a token a reload
-// changes goes with the next send.
+// changes goes with the next send. A temporary account is refused (`= delete`): it would dangle.
 #include <memory>
 
 #include "channels/social/runtime.hpp"
@@ -24,11 +24,15 @@ namespace sb::social {
 // POST /api/v1/statuses: "@acct text", in_reply_to_id, the mention's visibility, and
 // Idempotency-Key = the outbound interaction id.
 std::shared_ptr<Sender> make_mastodon_sender(Runtime& rt, const config::Mastodon& cfg);
+std::shared_ptr<Sender> make_mastodon_sender(Runtime& rt, config::Mastodon&& cfg) = delete;
 // POST /2/tweets with reply.in_reply_to_tweet_id.
 std::shared_ptr<Sender> make_x_sender(Runtime& rt, const config::X& cfg);
+std::shared_ptr<Sender> make_x_sender(Runtime& rt, config::X&& cfg) = delete;
 // sendMessage with reply_to_message_id.
 std::shared_ptr<Sender> make_telegram_sender(Runtime& rt, const config::Telegram& cfg);
+std::shared_ptr<Sender> make_telegram_sender(Runtime& rt, config::Telegram&& cfg) = delete;
 // Messenger / Instagram Send API, or WhatsApp Cloud API messages (by the parent's channel).
 std::shared_ptr<Sender> make_meta_sender(Runtime& rt, const config::Meta& cfg);
+std::shared_ptr<Sender> make_meta_sender(Runtime& rt, config::Meta&& cfg) = delete;
 
 }  // namespace sb::social

@@ -32,8 +32,9 @@ class TelegramPoller final : public Poller {
       loaded_ = true;
     }
     // getMe names the bot, to tell group messages that mention it from the rest. Asked again
-    // after a reload put in a new bot_token (config::take_secrets), as a restart would: a token
-    // revoked at @BotFather stays the same bot, but a token of another bot is a new name.
+    // after a reload put in a new bot_token (config::take_secrets), as a restart would. A reload
+    // only takes a token of the same bot (a token revoked at @BotFather): another bot's, its id
+    // before ':' changed, waits for a restart, since offset_ is this bot's update_id.
     if (!bot_ || bot_token_ != cfg_.bot_token) {
       net::HttpRequest me = to_request(cfg_.base_url, telegram_get_me(cfg_));
       net::HttpResponse res = co_await rt_.http.request(std::move(me));

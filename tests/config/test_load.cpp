@@ -501,6 +501,25 @@ bot_token = "123:old"
   }
 }
 
+TEST_CASE("a reload does not take a Telegram bot_token of another bot") {
+  // The bot id is the part before ':'. The poller's offset is the old bot's update_id, and
+  // getUpdates confirms every update below it: another bot's pending updates would be lost.
+  const Config running =
+      load_ok("[[channels.telegram]]\nname = \"bot\"\nbot_token = \"123:old\"\n");
+  const Config other = load_ok("[[channels.telegram]]\nname = \"bot\"\nbot_token = \"456:new\"\n");
+  Channels channels = running.channels;
+  CHECK(take_secrets(channels, other.channels).empty());
+  CHECK(channels.telegram.at(0).bot_token == "123:old");
+  CHECK(changes_needing_restart(running, other) ==
+        std::vector<std::string>{"channels.telegram bot (changed)"});
+  // The same bot with a new token (revoked at @BotFather) is still applied.
+  const Config same = load_ok("[[channels.telegram]]\nname = \"bot\"\nbot_token = \"123:new\"\n");
+  CHECK(take_secrets(channels, same.channels) ==
+        std::vector<std::string>{"telegram bot: bot_token"});
+  CHECK(channels.telegram.at(0).bot_token == "123:new");
+  CHECK(changes_needing_restart(running, same).empty());
+}
+
 TEST_CASE("server.max_connections caps HTTP connections, and unset the open-file limit decides") {
   CHECK(defaults().server.max_connections == 0);
   CHECK(load_ok("[server]\nmax_connections = 5000\n").server.max_connections == 5000);

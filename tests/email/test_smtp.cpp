@@ -30,6 +30,7 @@
 #include "storage/interaction_json.hpp"
 #include "tests/email/email_daemon.hpp"
 #include "tests/email/smtp_server.hpp"
+#include "tests/support/log_capture.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -154,7 +155,11 @@ TEST_CASE(
   CHECK(d.payloads().at(2).at("conversation_id").as_string() != conv);
 }
 
-TEST_CASE("a reload's new IMAP and SMTP passwords are used from the next login and the next send") {
+TEST_CASE(
+    "a reload's new IMAP and SMTP passwords are used from the next login and the next send, and "
+    "are never logged") {
+  LogCapture log("daemon");  // before the daemon, which logs from its own threads
+  LogCapture email("email");
   SmtpServer smtp(true);
   EmailDaemon d;
   d.cfg.channels.imap.at(0).password = "the old password";  // changed at the server since
@@ -184,6 +189,20 @@ TEST_CASE("a reload's new IMAP and SMTP passwords are used from the next login a
   auto r = send_and_wait(*sender, m);
   CHECK(r.status == SendResult::Status::sent);
   CHECK(smtp.has(1));
+  d.stop();
+  CHECK(
+      log.lines_with("reload: channels.imap support: password applied from its next use").size() ==
+      1);
+  CHECK(log.lines_with("reload: channels.smtp support-out: password applied from its next use")
+            .size() == 1);
+  // Neither the failed logins nor the reload name a password, the old or the new one.
+  for (const std::string& text : {log.text(), email.text()}) {
+    CHECK(text.find("the old password") == std::string::npos);
+    CHECK(text.find("p4ss") == std::string::npos);  // old-p4ss too
+    CHECK(text.find(Dovecot::password) == std::string::npos);
+    CHECK(text.find("s3cret") == std::string::npos);
+  }
+  CHECK(!email.text().empty());  // it did log: the checks mean something
 }
 
 TEST_CASE("SMTP 4xx is retried later, 5xx fails with the server's text, no address fails at once") {

@@ -15,9 +15,13 @@ namespace {
 
 struct MetaDaemon : SocialDaemon {
   FakeMetaGraph graph;
-  // `setup` changes the account (its Pages) before the daemon starts.
-  explicit MetaDaemon(const std::function<void(config::Meta&)>& setup = {}) {
+  // `setup` changes the account (its Pages) before the daemon starts, `tune` its options.
+  explicit MetaDaemon(const std::function<void(config::Meta&)>& setup = {},
+                      const std::function<void(AppOptions&)>& tune = {}) {
     graph.start();
+    if (tune) {
+      tune(options);
+    }
     cfg.channels.meta.push_back(
         config::Meta{"meta", "app-secret", "verify-me", "meta-token", graph.base_url()});
     if (setup) {
@@ -468,6 +472,35 @@ TEST_CASE(
   MESSAGE(lines[0]);
   CHECK(lines[0].find("warning [meta:meta]") == 0);
   CHECK(lines[0].find("channels.meta.access_token_env") != std::string::npos);
+}
+
+TEST_CASE(
+    "meta: the repeated no-access_token warning counts the WhatsApp messages left out, not the "
+    "webhooks") {
+  LogCapture log("social");  // before the daemon, which logs from its own threads
+  MetaDaemon d([](config::Meta& m) { m.access_token.clear(); },
+               [](AppOptions& o) { o.whatsapp_warning_every = std::chrono::seconds(3); });
+  REQUIRE(d.post(whatsapp("16315551181", "wamid.LEFT1", "one")).status == 200);
+  // Left out: one webhook carrying two messages, then one carrying one.
+  std::string two = whatsapp("16315551181", "wamid.LEFT2", "two");
+  const std::string end = "]}}]}]}";  // the end of the messages array, and of the body
+  REQUIRE(two.ends_with(end));
+  two.insert(
+      two.size() - end.size(),
+      R"(,{"from":"16315551181","id":"wamid.LEFT3","timestamp":"1767322800","text":{"body":"three"},"type":"text"})");
+  REQUIRE(d.post(two).status == 200);
+  REQUIRE(d.post(whatsapp("16315551181", "wamid.LEFT4", "four")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 4; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(3100));
+  REQUIRE(d.post(whatsapp("16315551181", "wamid.LEFT5", "five")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 5; }));
+  d.stop();
+  auto lines = log.lines_with("a WhatsApp message arrived, but the account has no access_token");
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0].find("more") == std::string::npos);
+  MESSAGE(lines[1]);
+  CHECK(lines[1].find("(3 more WhatsApp messages came since the last line; at most one line an "
+                      "hour)") != std::string::npos);
 }
 
 TEST_CASE("meta: a WhatsApp message to an account with its access_token logs no such warning") {

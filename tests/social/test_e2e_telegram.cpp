@@ -3,6 +3,7 @@
 
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_telegram.hpp"
+#include "tests/support/log_capture.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -128,7 +129,11 @@ TEST_CASE(
   CHECK(d.rows("SELECT count(*) FROM interactions") == 2);
 }
 
-TEST_CASE("telegram: a reload's new bot token goes with the next getMe, getUpdates and reply") {
+TEST_CASE(
+    "telegram: a reload's new bot token goes with the next getMe, getUpdates and reply, and is "
+    "never logged") {
+  LogCapture log("daemon");  // before the daemon, which logs from its own threads
+  LogCapture social("social");
   FakeTelegram tg("123:rotated");  // the old token was revoked at @BotFather
   tg.start();
   tg.add_private_message(501, "Ann", "hi");
@@ -145,4 +150,46 @@ TEST_CASE("telegram: a reload's new bot token goes with the next getMe, getUpdat
   auto r = d.send("telegram", "tg", reply_to(d.queued().at(0), "01JTROT", "Here."));
   CHECK(r.status == SendResult::Status::sent);
   CHECK(tg.sent().size() == 1);
+  d.stop();
+  CHECK(
+      log.lines_with("reload: channels.telegram tg: bot_token applied from its next use").size() ==
+      1);
+  // The token travels in the URL path (/bot<token>/getUpdates): no line names it, neither the
+  // new one nor the revoked one its 401s came with.
+  for (const std::string& text : {log.text(), social.text()}) {
+    CHECK(text.find("123:revoked") == std::string::npos);
+    CHECK(text.find("123:rotated") == std::string::npos);
+  }
+  CHECK(!social.lines_with("[telegram:tg]").empty());  // it did log: the check means something
+}
+
+TEST_CASE(
+    "telegram: a reload's new token of the same bot is asked getMe again, and polling goes on") {
+  LogCapture log("daemon");  // before the daemon, which logs from its own threads
+  LogCapture social("social");
+  FakeTelegram tg("123:first");
+  tg.start();
+  tg.add_private_message(501, "Ann", "hi");
+  SocialDaemon d;
+  d.cfg.channels.telegram.push_back(config::Telegram{"tg", tg.base_url(), "123:first"});
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  CHECK(tg.get_me_requests() == 1);
+  // Revoked at @BotFather for a new one: the getUpdates held with the old token gets a 401.
+  tg.set_token("123:second");
+  auto fresh = d.cfg;
+  fresh.channels.telegram.at(0).bot_token = "123:second";
+  REQUIRE(d.app->reload(fresh).empty());
+  tg.add_private_message(502, "Bob", "hello");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; },
+                     std::chrono::seconds(10)));
+  // Named again, as at a restart, before the next getUpdates.
+  CHECK(tg.get_me_requests() == 2);
+  CHECK(social.lines_with("[telegram:tg] polling as @support_bot").size() == 2);
+  CHECK(d.rows("SELECT count(DISTINCT external_id) FROM interactions") == 2);
+  d.stop();
+  for (const std::string& text : {log.text(), social.text()}) {
+    CHECK(text.find("123:first") == std::string::npos);
+    CHECK(text.find("123:second") == std::string::npos);
+  }
 }

@@ -6,6 +6,7 @@
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_http.hpp"
 #include "tests/social/fakes/fake_x.hpp"
+#include "tests/support/log_capture.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -305,4 +306,51 @@ TEST_CASE(
   CHECK(str(d.queued().back().at("external_id")) == second);
   CHECK(d.cursor("x:x", "mentions") == second);
   CHECK(d.rows("SELECT count(*) FROM interactions") == 2);
+}
+
+TEST_CASE(
+    "x: a reload's new bearer token and user-context keys go with the next poll and the next "
+    "reply, and are never logged") {
+  LogCapture log("daemon");  // before the daemon, which logs from its own threads
+  LogCapture social("social");
+  FakeX fake("42");
+  fake.start();
+  fake.add_mention("7", "pat", "@support one");
+  SocialDaemon d;
+  config::X account{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)};
+  account.user_context = FakeX::user_context();
+  d.cfg.channels.x.push_back(account);
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  // All five rotated at the developer portal, the old ones revoked: polls on the old bearer
+  // token get 401 until the reload.
+  const config::XUserContext rotated{"rotatedConsumerKey0000000",
+                                     "rotated&consumer+secret/=", "42-rotatedAccessToken000000",
+                                     "rotated access token secret"};
+  fake.set_credentials("x-rotated-bearer", rotated);
+  auto fresh = d.cfg;
+  fresh.channels.x.at(0).bearer_token = "x-rotated-bearer";
+  fresh.channels.x.at(0).user_context = rotated;
+  REQUIRE(d.app->reload(fresh).empty());
+  std::string second = fake.add_mention("8", "ann", "@support two");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; },
+                     std::chrono::seconds(10)));
+  CHECK(str(d.queued().back().at("external_id")) == second);
+  auto r = d.send("x", "x", reply_to(d.queued().back(), "01JXROTATED", "Thanks!"));
+  CHECK(r.status == SendResult::Status::sent);
+  REQUIRE(fake.posted().size() == 1);
+  CHECK(fake.posted()[0].in_reply_to_tweet_id == second);
+  CHECK(fake.auth_refusals().empty());  // signed with the new keys at the first attempt
+  d.stop();
+  CHECK(log.lines_with("reload: channels.x x: bearer_token, consumer_key, consumer_secret, "
+                       "access_token, access_token_secret applied from its next use")
+            .size() == 1);
+  const config::XUserContext old = FakeX::user_context();
+  for (const std::string& text : {log.text(), social.text()}) {
+    for (const std::string& secret :
+         {std::string("x-token"), std::string("x-rotated-bearer"), old.consumer_secret,
+          old.access_token_secret, rotated.consumer_secret, rotated.access_token_secret}) {
+      CHECK(text.find(secret) == std::string::npos);
+    }
+  }
 }

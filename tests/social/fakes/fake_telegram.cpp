@@ -46,6 +46,16 @@ void FakeTelegram::lose_next_send_answers(int n) {
   lose_answers_ = n;
 }
 
+void FakeTelegram::set_token(std::string token) {
+  std::lock_guard lock(mu_);
+  token_ = std::move(token);
+}
+
+int FakeTelegram::get_me_requests() const {
+  std::lock_guard lock(mu_);
+  return get_me_;
+}
+
 std::vector<FakeTelegram::Sent> FakeTelegram::sent() const {
   std::lock_guard lock(mu_);
   return sent_;
@@ -68,6 +78,7 @@ Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::millisec
   }
   std::string method = r.path.substr(prefix.size());
   if (method == "getMe") {
+    ++get_me_;
     return {200, json::serialize(json::object{{"ok", true},
                                               {"result", json::object{{"id", 7000001},
                                                                       {"is_bot", true},

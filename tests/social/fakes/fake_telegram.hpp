@@ -37,7 +37,11 @@ class FakeTelegram {
   void answer_next_poll(int status, std::string body);
   // The next `n` sendMessage are delivered (in sent()), and their answers lost.
   void lose_next_send_answers(int n);
+  // A new token of the same bot (the old one revoked at @BotFather): from now on only `token`
+  // is accepted, a request held with the old one included.
+  void set_token(std::string token);
   std::vector<Sent> sent() const;
+  int get_me_requests() const;  // answered ones
   int get_updates_requests() const;
   long long confirmed_offset() const;  // highest offset a getUpdates asked with
 
@@ -57,6 +61,7 @@ class FakeTelegram {
   int rate_limited_ = 0;  // getUpdates still to answer 429
   std::deque<std::pair<int, std::string>> canned_;
   int lose_answers_ = 0;
+  int get_me_ = 0;
   int get_updates_ = 0;
   long long confirmed_ = 0;
   FakeHttpServer server_;

@@ -125,7 +125,7 @@ std::optional<Res> FakeX::refuse_user_auth(const FakeHttpServer::Request& r) {
       return refuse(std::string("no ") + name);
     }
   }
-  const config::XUserContext keys = user_context();
+  const config::XUserContext& keys = keys_;
   if ((*params)["oauth_consumer_key"] != keys.consumer_key ||
       (*params)["oauth_token"] != keys.access_token) {
     return refuse("unknown consumer key or token");
@@ -164,6 +164,12 @@ std::optional<Res> FakeX::refuse_user_auth(const FakeHttpServer::Request& r) {
                   base);
   }
   return std::nullopt;
+}
+
+void FakeX::set_credentials(std::string token, config::XUserContext keys) {
+  std::lock_guard lock(mu_);
+  token_ = std::move(token);
+  keys_ = std::move(keys);
 }
 
 std::vector<std::string> FakeX::post_authorizations() const {

@@ -44,6 +44,9 @@ class FakeX {
                           const std::string& text, const std::string& conversation_id = "",
                           std::chrono::milliseconds age = {});
   void set_usage_capped(bool on);
+  // New credentials, the old ones revoked: from now on only `token` reads the mentions and only
+  // `keys` sign a POST /2/tweets.
+  void set_credentials(std::string token, config::XUserContext keys);
   // The next request for a further page (with pagination_token) answers 429 with
   // x-rate-limit-reset 1 s ahead.
   void rate_limit_next_page();
@@ -78,6 +81,7 @@ class FakeX {
     std::int64_t created_at_ms = 0;
   };
   std::string user_id_, token_;
+  config::XUserContext keys_ = user_context();
   int window_limit_;
   mutable std::mutex mu_;
   std::vector<Tweet> tweets_;  // ascending ids
