@@ -40,6 +40,25 @@ std::string notes(AgentDaemon& d) {
 
 // The periodic pass runs every 200 ms with this claim_timeout.
 constexpr std::chrono::milliseconds kQuickPass{2000};
+
+// Stops the daemon, keeps a transfer note of `id` (to `queue`, `priority`) dated a second before
+// the first transfer recorded, as the periodic pass may find one whose record was on its way,
+// and starts the daemon again with the quick periodic pass.
+void restart_with_older_note(AgentDaemon& d, const std::string& id, const std::string& queue,
+                             const std::string& priority) {
+  d.http.reset();
+  d.app->stop();
+  d.app.reset();
+  std::int64_t before = d.rows("SELECT min(at) FROM events WHERE type='transfer'") - 1000;
+  d.redis.cmd({"HSET", "sb:transfer-unrecorded", id,
+               R"({"agent":"alice","queue":")" + queue + R"(","priority":")" + priority +
+                   R"(","at":")" + std::to_string(before) + R"(","entry":")" +
+                   std::to_string(before) + R"(-0","from":"sb:q:general:normal"})"});
+  auto cfg = test_config(d.dir, d.redis.port());
+  cfg.routing.claim_timeout = kQuickPass;
+  d.app = std::make_unique<App>(cfg);
+  d.app->start();
+}
 }  // namespace
 
 TEST_CASE("a transfer's reply is lost after Redis ran it: the retry records the transfer once") {
@@ -282,18 +301,7 @@ TEST_CASE("a transfer note older than the transfer recorded last adds its event 
   CHECK(claimed_id(d.claim("alice-token", "general")) == id);
   REQUIRE(d.act("alice-token", id, "transfer", kToBilling).status == 200);
   REQUIRE(eventually([&] { return count(d, "events WHERE type='transfer'") == 1; }));
-  d.http.reset();
-  d.app->stop();
-  d.app.reset();
-  std::int64_t before = d.rows("SELECT min(at) FROM events WHERE type='transfer'") - 1000;
-  d.redis.cmd({"HSET", "sb:transfer-unrecorded", id,
-               R"({"agent":"alice","queue":"vip","priority":"urgent","at":")" +
-                   std::to_string(before) + R"(","entry":")" + std::to_string(before) +
-                   R"(-0","from":"sb:q:general:normal"})"});
-  auto cfg = test_config(d.dir, d.redis.port());
-  cfg.routing.claim_timeout = kQuickPass;
-  d.app = std::make_unique<App>(cfg);
-  d.app->start();
+  restart_with_older_note(d, id, "vip", "urgent");
   REQUIRE(eventually([&] { return notes(d) == "0"; }));
   REQUIRE(eventually([&] { return count(d, "events WHERE type='transfer'") == 2; }));
   CHECK(count(d, "events WHERE type='transfer' AND json_extract(detail, '$.queue')='vip'") == 1);
@@ -345,18 +353,7 @@ TEST_CASE(
   CHECK(claimed_id(d.claim("alice-token", "general")) == second);
   REQUIRE(d.act("alice-token", second, "transfer", kToVip).status == 200);
   REQUIRE(eventually([&] { return count(d, "conversations WHERE queue='vip'") == 1; }));
-  d.http.reset();
-  d.app->stop();
-  d.app.reset();
-  std::int64_t before = d.rows("SELECT min(at) FROM events WHERE type='transfer'") - 1000;
-  d.redis.cmd({"HSET", "sb:transfer-unrecorded", first,
-               R"({"agent":"alice","queue":"billing","priority":"high","at":")" +
-                   std::to_string(before) + R"(","entry":")" + std::to_string(before) +
-                   R"(-0","from":"sb:q:general:normal"})"});
-  auto cfg = test_config(d.dir, d.redis.port());
-  cfg.routing.claim_timeout = kQuickPass;
-  d.app = std::make_unique<App>(cfg);
-  d.app->start();
+  restart_with_older_note(d, first, "billing", "high");
   REQUIRE(eventually([&] { return notes(d) == "0"; }));
   REQUIRE(eventually([&] { return count(d, "events WHERE type='transfer'") == 2; }));
   // The first message's own row follows its transfer; the conversation keeps the later one.

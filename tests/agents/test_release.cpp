@@ -27,6 +27,19 @@ long long script_calls(AgentDaemon& d) {
   }
   return std::stoll(info.substr(at + std::string("cmdstat_evalsha:calls=").size()));
 }
+
+// One run of the claim script over queue "x" (streams t:q:x:*) with a sweep, claim_timeout
+// 100000 ms and a release idle of 101000 ms (as kFinish releases), one claim per consumer.
+std::string claim_script(RedisServer& redis, const std::vector<std::string>& consumers) {
+  std::vector<std::string> args{"EVAL", agents::lua_scripts()[agents::kClaim], "7"};
+  for (const char* p : {"urgent", "high", "normal", "low"}) {
+    args.push_back(std::string("t:q:x:") + p);
+  }
+  args.insert(args.end(), {"t:dead:x", "t:held", "t:dead-unrecorded"});
+  args.insert(args.end(), {"100000", "5", "1", "x", "101000", agents::kReleasedConsumer});
+  args.insert(args.end(), consumers.begin(), consumers.end());
+  return redis.cmd(args);
+}
 }  // namespace
 
 TEST_CASE(
@@ -155,14 +168,7 @@ TEST_CASE("release: in one script run the releaser's claim passes it over, anoth
   redis.cmd({"XCLAIM", s, "agents", agents::released_by("alice"), "0", id, "IDLE", "101000",
              "RETRYCOUNT", "0", "JUSTID"});
   auto claim = [&](const std::vector<std::string>& consumers) {
-    std::vector<std::string> args{"EVAL", agents::lua_scripts()[agents::kClaim], "7"};
-    for (const char* p : {"urgent", "high", "normal", "low"}) {
-      args.push_back(std::string("t:q:x:") + p);
-    }
-    args.insert(args.end(), {"t:dead:x", "t:held", "t:dead-unrecorded"});
-    args.insert(args.end(), {"100000", "5", "1", "x", "101000", agents::kReleasedConsumer});
-    args.insert(args.end(), consumers.begin(), consumers.end());
-    return redis.cmd(args);
+    return claim_script(redis, consumers);
   };
   // Alice twice, then bob: hers pass it over (and say so: the last 1), his takes it.
   CHECK(claim({"alice", "alice", "bob"}) ==
@@ -188,11 +194,6 @@ TEST_CASE("release: a releaser with 150 recent releases still gets a timed-out i
   redis.cmd({"XREADGROUP", "GROUP", "agents", "carol", "COUNT", "1", "STREAMS", s, ">"});
   // carol's claim timed out long ago.
   redis.cmd({"XCLAIM", s, "agents", "carol", "0", late, "IDLE", "200000", "JUSTID"});
-  std::vector<std::string> args{"EVAL", agents::lua_scripts()[agents::kClaim], "7"};
-  for (const char* p : {"urgent", "high", "normal", "low"}) {
-    args.push_back(std::string("t:q:x:") + p);
-  }
-  args.insert(args.end(), {"t:dead:x", "t:held", "t:dead-unrecorded"});
-  args.insert(args.end(), {"100000", "5", "1", "x", "101000", agents::kReleasedConsumer, "alice"});
-  CHECK(redis.cmd(args) == "[[[1," + s + "," + late + ",2,[interaction_id,late]]],[],,1]");
+  CHECK(claim_script(redis, {"alice"}) ==
+        "[[[1," + s + "," + late + ",2,[interaction_id,late]]],[],,1]");
 }
