@@ -41,23 +41,34 @@ std::string notes(AgentDaemon& d) {
 // The periodic pass runs every 200 ms with this claim_timeout.
 constexpr std::chrono::milliseconds kQuickPass{2000};
 
+// Stops the daemon (its database and Redis stay).
+void stop(AgentDaemon& d) {
+  d.http.reset();
+  d.app->stop();
+  d.app.reset();
+}
+
+// Starts the stopped daemon again, with the quick periodic pass.
+void start_with_quick_pass(AgentDaemon& d) {
+  auto cfg = test_config(d.dir, d.redis.port());
+  cfg.routing.claim_timeout = kQuickPass;
+  d.app = std::make_unique<App>(cfg);
+  d.app->start();
+  d.http = std::make_unique<HttpClient>(d.app->port());
+}
+
 // Stops the daemon, keeps a transfer note of `id` (to `queue`, `priority`) dated a second before
 // the first transfer recorded, as the periodic pass may find one whose record was on its way,
 // and starts the daemon again with the quick periodic pass.
 void restart_with_older_note(AgentDaemon& d, const std::string& id, const std::string& queue,
                              const std::string& priority) {
-  d.http.reset();
-  d.app->stop();
-  d.app.reset();
+  stop(d);
   std::int64_t before = d.rows("SELECT min(at) FROM events WHERE type='transfer'") - 1000;
   d.redis.cmd({"HSET", "sb:transfer-unrecorded", id,
                R"({"agent":"alice","queue":")" + queue + R"(","priority":")" + priority +
                    R"(","at":")" + std::to_string(before) + R"(","entry":")" +
                    std::to_string(before) + R"(-0","from":"sb:q:general:normal"})"});
-  auto cfg = test_config(d.dir, d.redis.port());
-  cfg.routing.claim_timeout = kQuickPass;
-  d.app = std::make_unique<App>(cfg);
-  d.app->start();
+  start_with_quick_pass(d);
 }
 }  // namespace
 
@@ -264,16 +275,11 @@ TEST_CASE("a lost transfer reply, then the daemon restarts: the restarted daemon
   cutter->cut_reply_to("transferred:");
   CHECK(d.act("alice-token", id, "transfer", kToBilling).status == 503);
   REQUIRE(cutter->cut());
-  d.http.reset();
-  d.app->stop();
-  d.app.reset();
+  stop(d);
   CHECK(count(d, "interactions WHERE id='" + id + "' AND queue='general'") == 1);
   CHECK(notes(d) == "1");
 
-  auto cfg = test_config(d.dir, d.redis.port());
-  cfg.routing.claim_timeout = kQuickPass;
-  d.app = std::make_unique<App>(cfg);
-  d.app->start();
+  start_with_quick_pass(d);
   REQUIRE(eventually([&] {
     return count(d, "interactions WHERE id='" + id +
                         "' AND queue='billing' AND priority='high' AND state='queued'") == 1;
@@ -324,15 +330,9 @@ TEST_CASE(
   std::this_thread::sleep_for(std::chrono::milliseconds(5));  // her claim comes a moment later
   CHECK(claimed_id(d.claim("alice-token", "vip")) == id);
   REQUIRE(eventually([&] { return count(d, "events WHERE type='claim' AND actor='alice'") == 2; }));
-  d.http.reset();
-  d.app->stop();
-  d.app.reset();
+  stop(d);
 
-  auto cfg = test_config(d.dir, d.redis.port());
-  cfg.routing.claim_timeout = kQuickPass;
-  d.app = std::make_unique<App>(cfg);
-  d.app->start();
-  d.http = std::make_unique<HttpClient>(d.app->port());
+  start_with_quick_pass(d);
   REQUIRE(eventually([&] { return notes(d) == "0"; }));
   CHECK(count(d, "events WHERE type='transfer'") == 1);
   CHECK(count(d, "interactions WHERE id='" + id +
