@@ -288,9 +288,7 @@ Service::Awaitable Service::transfer(http::Request& r) {
     }
     // From the stream Redis moved it out of: the row the route read may not show an earlier
     // transfer whose record is still on its way (that one, just above).
-    if (t.from_queue = ops_.queue_of_stream(f.stream); !t.from_queue.empty()) {
-      t.from_priority = f.stream.substr(f.stream.rfind(':') + 1);
-    }
+    set_origin(t, f.stream);
     record_transfer(*row, t, false, f.note);
   }
   waiters_.notify(queue);

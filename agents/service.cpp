@@ -227,14 +227,13 @@ std::optional<Transfer> Service::transfer_of_note(const std::string& note) const
   if (t.actor.empty() || t.queue.empty() || t.priority.empty() || t.entry_id.empty()) {
     return std::nullopt;
   }
-  // The old stream "{prefix}:q:{queue}:{priority}"; a key of another shape (a producer of its
-  // own) leaves the row's queue as the transfer's origin.
-  auto from = str("from");
-  t.from_queue = ops_.queue_of_stream(from);
-  if (!t.from_queue.empty()) {
-    t.from_priority = from.substr(from.rfind(':') + 1);
-  }
+  set_origin(t, str("from"));
   return t;
+}
+
+void Service::set_origin(Transfer& t, const std::string& stream) const {
+  t.from_queue = ops_.queue_of_stream(stream);
+  t.from_priority = t.from_queue.empty() ? "" : stream.substr(stream.rfind(':') + 1);
 }
 
 void Service::record_transfer(const InteractionRow& row, const Transfer& t, bool late,

@@ -195,6 +195,9 @@ class Service {
                        const std::string& note);
   // The transfer a note of {prefix}:transfer-unrecorded describes; nullopt when "" or unreadable.
   std::optional<Transfer> transfer_of_note(const std::string& note) const;
+  // Sets `t`'s origin from the stream Redis moved it out of ("{prefix}:q:{queue}:{priority}");
+  // a key of another shape (a producer of its own) leaves the row's queue as the origin.
+  void set_origin(Transfer& t, const std::string& stream) const;
   // Notes being recorded, by interaction id. io thread only.
   std::unordered_map<std::string, std::string> transfers_recording_;
   // The periodic pass's look at {prefix}:transfer-unrecorded: each transfer left there (its
