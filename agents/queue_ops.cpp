@@ -172,6 +172,7 @@ void QueueOps::send_claims(const std::string& queue) {
       }
       (*batch)[j].done(std::move(r));
     }
+    repark_reply(queue, v.at(4));
     if (v.int_at(3) == 1) {
       // A claim passed over an item its agent released: it waits for another agent's claim,
       // which must look for it (not in sweep_every_), as right after the release.
@@ -186,7 +187,9 @@ std::vector<std::string> QueueOps::claim_args(bool sweep, const std::string& que
           sweep ? "1" : "0",
           queue,
           std::to_string(release_idle().count()),
-          kReleasedConsumer};
+          kReleasedConsumer,
+          std::to_string(kReleasedIdleMinMs),
+          repark_arg(queue)};
 }
 
 std::vector<std::string> QueueOps::claim_keys(const std::string& queue) const {
@@ -216,6 +219,7 @@ asio::awaitable<ClaimResult> QueueOps::sweep(const std::string& queue) {
     r.error = v.is_error() ? v.str : "unexpected reply from redis";
     co_return r;
   }
+  repark_reply(queue, v.at(4));
   take_dead(v, r);
   co_return r;
 }
@@ -438,10 +442,18 @@ QueueStats to_stats(const RValue& v) {
 
 asio::awaitable<QueueStats> QueueOps::stats(const std::string& queue) {
   std::vector<std::string> args{std::to_string(claim_timeout_.count()),
-                                std::to_string(kStatsCountLimit), std::to_string(max_deliveries_)};
+                                std::to_string(kStatsCountLimit),
+                                std::to_string(max_deliveries_),
+                                std::to_string(release_idle().count()),
+                                kReleasedConsumer,
+                                std::to_string(kReleasedIdleMinMs),
+                                repark_arg(queue)};
   auto keys = stat_keys(queue);
   RValue v =
       co_await async_eval(redis_, kStats, std::move(keys), std::move(args), asio::use_awaitable);
+  if (!v.is_error() && v.type == RValue::Type::array) {
+    repark_reply(queue, v.at(5));
+  }
   co_return to_stats(v);
 }
 

@@ -9,10 +9,12 @@
 #include <functional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "agents/redis_exec.hpp"
+#include "agents/scripts.hpp"
 
 namespace sb::agents {
 
@@ -157,12 +159,24 @@ class QueueOps {
                                               const char* mode);
   std::vector<std::string> stat_keys(const std::string& queue) const;
   std::vector<std::string> claim_args(bool sweep, const std::string& queue) const;
-  // Released entries look as if delivered one claim_timeout (plus a margin) ago: the next claim's
-  // look for idle entries finds them. Their idle time past this is the time since the release.
-  std::chrono::milliseconds release_idle() const {
-    return claim_timeout_ + std::chrono::milliseconds(1000);
+  // Released entries look as if delivered ten years ago (kReleaseIdleMs), whatever claim_timeout
+  // was when they were released: the next claim's look for idle entries finds them, before and
+  // after a restart that changed claim_timeout. Their idle time past this is the time since the
+  // release.
+  static std::chrono::milliseconds release_idle() {
+    return std::chrono::milliseconds(kReleaseIdleMs);
   }
   std::vector<std::string> claim_keys(const std::string& queue) const;
+  // Whether the next script run on `queue` parks an earlier version's released entries again
+  // (kHelpers' repark): until one run said it left none. io thread only.
+  const char* repark_arg(const std::string& queue) const {
+    return reparked_.contains(queue) ? "0" : "1";
+  }
+  void repark_reply(const std::string& queue, const RValue& done) {
+    if (done.integer == 1) {
+      reparked_.insert(queue);
+    }
+  }
 
   RedisExec& redis_;
   std::string prefix_;
@@ -176,6 +190,8 @@ class QueueOps {
   // When a claim or a periodic pass (sweep) last looked, per queue: a pass comes no sooner than
   // sweep_every_ after either. io thread only.
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> last_sweep_;
+  // The queues whose earlier-version releases are all parked again (repark_arg). io thread only.
+  std::unordered_set<std::string> reparked_;
   // Claims issued in this turn of the io loop, per queue: one script run serves them all.
   struct PendingClaim {
     std::string agent;

@@ -41,13 +41,53 @@ local function in_queues(key, head, queues)
   local q = string.match(rest, '^(.*):[^:]*$') or rest
   return string.find(queues, ' ' .. q .. ' ', 1, true) ~= nil, q
 end
+-- Parks again the current way the released entries an earlier version left in the streams
+-- KEYS[1..4]: idle `r` (kReleaseIdleMs) plus the time since the release. Those versions parked
+-- with claim_timeout + 1 s, which after a restart that raised claim_timeout was below it: no
+-- claim took the entry, and the counts had it claimed. Which claim_timeout they used is not
+-- known: the time since the release is taken as the idle time past the current `ct` + 1 s (0
+-- when below), which is what their own rule made of it under this claim_timeout, so the
+-- releaser's wait ends when it did. Entries idle at least `rmin` (kReleasedIdleMinMs) are
+-- parked the current way already. Consumer and delivery count stay. The released consumers are
+-- found in XPENDING's summary (XINFO CONSUMERS is not in the README's ACL list). At most 1000
+-- moved per run: false when some are left for the next.
+local function repark(r, rmin, ct, released)
+  local left = 1000
+  for i = 1, 4 do
+    local s = redis.pcall('XPENDING', KEYS[i], 'agents')
+    if type(s) == 'table' and not s.err and s[4] then  -- none pending: s[4] is false
+      for _, c in ipairs(s[4]) do
+        local name = c[1]
+        if name == released or string.sub(name, 1, #released + 1) == released .. ':' then
+          local from = '-'
+          repeat
+            local p = redis.call('XPENDING', KEYS[i], 'agents', from, '+', 100, name)
+            for _, e in ipairs(p) do
+              if e[3] < rmin then
+                if left == 0 then return false end
+                left = left - 1
+                redis.call('XCLAIM', KEYS[i], 'agents', name, 0, e[1], 'IDLE',
+                           string.format('%.0f', r + math.max(e[3] - ct - 1000, 0)),
+                           'RETRYCOUNT', e[4], 'JUSTID')
+              end
+            end
+            if p[1] then from = '(' .. p[#p][1] end
+          until #p < 100
+        end
+      end
+    end
+  end
+  return true
+end
 )lua";
 
 // KEYS: the queue's streams urgent, high, normal, low; dead-letter stream; held hash; the hash
 // of dead letters not yet recorded ({prefix}:dead-unrecorded).
 // ARGV: claim_timeout ms, max_deliveries, sweep ("1": look for idle entries first), queue name,
-// the idle time a release gives its entry (kFinish's ARGV[1]), the released pseudo-consumer
-// (kReleasedConsumer), then one consumer per claim: the claims of one turn of the io loop share one
+// the idle time a release gives its entry (kReleaseIdleMs, kFinish's ARGV[1]), the released
+// pseudo-consumer (kReleasedConsumer), kReleasedIdleMinMs, repark ("1": the first run on this
+// queue since the daemon started, which first parks an earlier version's released entries again:
+// repark in kHelpers), then one consumer per claim: the claims of one turn of the io loop share one
 // script run (QueueOps), which saves Redis the script's fixed cost (about 4 us quiet, 10-20 us with
 // the machine busy) for all but one of them. No consumer and sweep "1": the daemon's periodic pass
 // (QueueOps::sweep), which only moves the entries past max_deliveries to the dead letters: an
@@ -57,26 +97,33 @@ end
 // released) come first because they are the oldest (XPENDING IDLE + XCLAIM: XAUTOCLAIM's effect
 // without its COUNT*10 scan limit); an entry delivered max_deliveries times that timed out again
 // goes to the dead-letter stream instead. An entry the claiming consumer itself released less
-// than claim_timeout ago (held by `_released:<consumer>`, idle below release idle + claim_timeout)
-// is passed over: SPEC's release is "for someone else", and the releaser's next claim would
-// otherwise get the item straight back. Other consumers take it at once; after claim_timeout the
-// releaser may too (a queue worked by one agent must not lose it). The bare `_released` of
-// earlier versions names no releaser: anyone takes it. Then the next new entry (XREADGROUP >).
+// than claim_timeout ago (held by `_released:<consumer>`, idle below release idle + claim_timeout;
+// one an earlier version parked that repark has not reached yet: below 2 claim_timeout + 1 s,
+// that version's rule) is passed over: SPEC's release is "for someone else", and the releaser's
+// next claim would otherwise get the item straight back. Other consumers take it at once; after
+// claim_timeout the releaser may too (a queue worked by one agent must not lose it). The bare
+// `_released` of earlier versions names no releaser: anyone takes it. Then the next new entry
+// (XREADGROUP >).
 // The search for idle entries runs only when ARGV[3] is "1" (QueueOps asks for it every
 // claim_timeout/10, at most 100 ms apart, right after a release, and after a claim passed over a
 // released entry): a timed-out entry may wait that much longer.
 // Returns {{found, stream, entry id, deliveries, fields[, 1 when never delivered before]} per
 // consumer, dead letters, the dead-letter stream's refusal or '', 1 when a claim passed over an
-// entry its consumer released (it waits for another claim, whose search must run) or 0}. An entry
-// the dead-letter stream refuses (not a stream) is left pending for its last holder, untouched, and
+// entry its consumer released (it waits for another claim, whose search must run) or 0, 1 when
+// repark ran and left nothing to do (QueueOps then stops asking for it) or 0}. An entry the
+// dead-letter stream refuses (not a stream) is left pending for its last holder, untouched, and
 // is not handed out past max_deliveries. The dead letters to record, {id, queue, ...}, are read
 // back from KEYS[7] in sweep runs: this run's, and any whose reply was lost on the way to the
-// daemon (the connection dropped after the script ran). The daemon records them, then removes them
-// (kForgetDead).
+// daemon (the connection dropped after the script ran). The daemon records them, then removes
+// them (kForgetDead).
 constexpr const char* kClaimBody = R"lua(
 local idle, maxd, sweep = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local rmin = tonumber(ARGV[7])
 -- XPENDING's idle time of an entry released claim_timeout ago: below it, its releaser passes.
+-- An entry of an earlier version not parked again yet (repark's limit): its own rule.
 local own_until = tonumber(ARGV[5]) + tonumber(ARGV[1])
+local old_until = 2 * tonumber(ARGV[1]) + 1000
+local reparked = ARGV[8] == '1' and repark(tonumber(ARGV[5]), rmin, tonumber(ARGV[1]), ARGV[6])
 local nonempty = {}
 local dead_refused = nil  -- the dead-letter key's error, once it refused an entry
 -- Moves entry `pid` of stream `key`, delivered n - 1 times, to the dead letters, moved without
@@ -132,7 +179,7 @@ local function claim(consumer)
         for _, pe in ipairs(p) do
           local pid, n = pe[1], pe[4] + 1
           from = '(' .. pid
-          if pe[2] == own and pe[3] < own_until then
+          if pe[2] == own and pe[3] < (pe[3] >= rmin and own_until or old_until) then
             passed = true  -- this consumer released it lately: for someone else
           elseif n > maxd then
             bury(key, pid, n)
@@ -179,10 +226,10 @@ local function sweep_only()
     end
   end
 end
-if sweep and #ARGV < 7 then sweep_only() end
+if sweep and #ARGV < 9 then sweep_only() end
 local out = {}
 local empty, any_passed = false, false
-for j = 7, #ARGV do
+for j = 9, #ARGV do
   local r, passed = nil, false
   if not empty then r, passed = claim(ARGV[j]) end
   any_passed = any_passed or passed
@@ -196,7 +243,7 @@ for j = 7, #ARGV do
   end
 end
 return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}, dead_refused or '',
-        any_passed and 1 or 0}
+        any_passed and 1 or 0, reparked and 1 or 0}
 )lua";
 
 // KEYS: held hash. ARGV: release idle ms, the released pseudo-consumer, "{prefix}:q:", then per
@@ -207,10 +254,11 @@ return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}, dead_refused or '',
 // reaches only its own queues), checked before who holds it, so that the answer names nobody; {-4,
 // stream, error} the entry's stream was deleted or replaced (holder), so nobody holds it.
 // ack: XACK + XDEL, so the stream holds exactly the waiting and the held entries.
-// release: to `_released:<consumer>` with a long idle time and the delivery count it had before
-// this delivery (a release is not a failed delivery), so the next claim of another consumer takes
-// it at once; the consumer's own claims pass it over for claim_timeout (kClaim), which the idle
-// time, past release idle ms, measures. The newest release counts: its releaser is in the name.
+// release: to `_released:<consumer>` with the idle time kReleaseIdleMs (ARGV[1]), past any
+// claim_timeout, and the delivery count it had before this delivery (a release is not a failed
+// delivery), so the next claim of another consumer takes it at once; the consumer's own claims
+// pass it over for claim_timeout (kClaim), which the idle time past release idle ms measures. The
+// newest release counts: its releaser is in the name.
 constexpr const char* kFinishBody = R"lua(
 local function finish(iid, consumer, mode, queues)
   local key, id, p, gone = holder(KEYS[1], iid)
@@ -315,9 +363,12 @@ return {1, nid, key, note, earlier}
 )lua";
 
 // KEYS: the queue's four streams, then its dead-letter stream. ARGV: claim_timeout ms, the
-// count limit (kStatsCountLimit), max_deliveries. Returns per priority {waiting, claimed, oldest
-// waiting entry id or '', 1 when waiting is exact or 0 when it is a lower bound} and the dead
-// count; an error naming the key when one of the four, or the dead-letter key, is not a stream.
+// count limit (kStatsCountLimit), max_deliveries, then as kClaim's ARGV[5] to ARGV[8]: release
+// idle, released pseudo-consumer, kReleasedIdleMinMs, repark ("1": first park an earlier
+// version's released entries again, which would count as claimed). Returns per priority
+// {waiting, claimed, oldest waiting entry id or '', 1 when waiting is exact or 0 when it is a
+// lower bound}, the dead count, and 1 when repark ran and left nothing to do or 0; an error
+// naming the key when one of the four, or the dead-letter key, is not a stream.
 // waiting = not yet delivered to the group + pending entries idle past claim_timeout (timed out
 // or released: the next claim takes them, a release any claim but its releaser's for
 // claim_timeout) but those delivered max_deliveries times (bound for the dead letters at the
@@ -338,6 +389,8 @@ return {1, nid, key, note, earlier}
 // per stream whatever the backlog.
 constexpr const char* kStatsBody = R"lua(
 local limit, maxd = tonumber(ARGV[2]), tonumber(ARGV[3])
+local reparked = ARGV[7] == '1' and
+                 repark(tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[1]), ARGV[5])
 local chunk = math.min(100, limit)
 -- The entries of `key` after `last`; nil and a lower bound when both sides exceed the limit.
 local function undelivered(key, last)
@@ -400,6 +453,7 @@ if t ~= 'stream' and t ~= 'none' then
                            ' is not a stream (it holds a ' .. t .. ')')
 end
 out[5] = redis.call('XLEN', KEYS[5])
+out[6] = reparked and 1 or 0
 return out
 )lua";
 
@@ -479,7 +533,7 @@ std::vector<std::string> lua_scripts() {
   return {std::string(kHelpers) + kClaimBody,
           std::string(kHelpers) + kFinishBody,
           std::string(kHelpers) + kTransferBody,
-          kStatsBody,
+          std::string(kHelpers) + kStatsBody,
           kEnsureGroupsBody,
           kForgetDeadBody,
           std::string(kHelpers) + kHeldByBody,

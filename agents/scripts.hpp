@@ -8,12 +8,16 @@
 // interaction id. Who holds an entry is always read from the consumer group's pending list
 // (XPENDING), the same truth a plain Redis client sees; the hash is only an index.
 // A released entry is XCLAIMed to the pseudo-consumer `_released:<agent>` (the agent who
-// released it) with an idle time past claim_timeout, so the next claim's XPENDING IDLE / XCLAIM
-// takes it at once, in its original position, unless it is that agent's: its own claims pass it
-// over until claim_timeout has passed since the release (SPEC: back to its queue "for someone
-// else"). It stays in the hash, so that a call on it until then is told it was released (a
-// retried release whose reply was lost is answered 200: Service::released_before). Versions
-// before named no releaser: an entry they left with the bare `_released` is anyone's at once.
+// released it) with the idle time kReleaseIdleMs, past any claim_timeout, so the next claim's
+// XPENDING IDLE / XCLAIM takes it at once, in its original position, unless it is that agent's:
+// its own claims pass it over until claim_timeout has passed since the release (SPEC: back to
+// its queue "for someone else"). It stays in the hash, so that a call on it until then is told
+// it was released (a retried release whose reply was lost is answered 200:
+// Service::released_before). Versions before named no releaser: an entry they left with the bare
+// `_released` is anyone's at once. Versions before also parked with claim_timeout + 1 s, which a
+// restart that raised claim_timeout left below it: hidden from every claim, and counted as
+// claimed, until it caught up. The first script run on a queue after a start parks such entries
+// again the current way (kHelpers' repark).
 // A claim whose reply was lost leaves its entry pending for the agent: kHeldBy lists what an
 // agent holds in a queue, kTakeBack hands one to its next claim (Service::lost_claim).
 // `{prefix}:dead-unrecorded` is a hash interaction id -> queue of the entries a claim moved to a
@@ -24,6 +28,7 @@
 // recorded it on the interaction: the transfer's reply can be lost the same way, and an agent
 // answered 503 may never retry. The daemon's periodic pass records what it finds there
 // (Service::recover_transfers); the new entry id makes the record idempotent.
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,6 +52,18 @@ enum Script {
 std::vector<std::string> lua_scripts();
 
 inline constexpr const char* kReleasedConsumer = "_released";
+
+// The idle time (XCLAIM IDLE, ms) a release gives its entry: ten years, fixed. A release marked
+// with claim_timeout (+ 1 s, as before) depended on the claim_timeout in force when it was made:
+// after a restart that raised it, the entry was idle less than the new one, so no claim took it.
+// Redis stores the delivery time now - IDLE and sets one before 1970 to now (xclaimCommand), so
+// this must stay below the Unix time in ms, as ten years does. Any claim_timeout below it sees a
+// released entry as idle past claim_timeout.
+inline constexpr std::int64_t kReleaseIdleMs = 10LL * 365 * 24 * 3600 * 1000;
+// A released consumer's entry idle at least this long was parked with kReleaseIdleMs; one idle
+// less was parked by an earlier version (claim_timeout + 1 s). Half of it: Redis's idle time is
+// wall-clock, and a clock set back makes it shorter; no real claim is held that long.
+inline constexpr std::int64_t kReleasedIdleMinMs = kReleaseIdleMs / 2;
 
 // The consumer that holds what `agent` released: "_released:<agent>".
 inline std::string released_by(const std::string& agent) {

@@ -3,10 +3,13 @@
 // does at once, and after claim_timeout the releaser may too.
 #include <doctest/doctest.h>
 
+#include <memory>
+#include <sstream>
 #include <thread>
 
 #include "agents/scripts.hpp"
 #include "tests/agents/fixture.hpp"
+#include "tests/agents/reply_cutter.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -28,17 +31,62 @@ long long script_calls(AgentDaemon& d) {
   return std::stoll(info.substr(at + std::string("cmdstat_evalsha:calls=").size()));
 }
 
+const std::string kReleaseIdle = std::to_string(agents::kReleaseIdleMs);
+
 // One run of the claim script over queue "x" (streams t:q:x:*) with a sweep, claim_timeout
-// 100000 ms and a release idle of 101000 ms (as kFinish releases), one claim per consumer.
-std::string claim_script(RedisServer& redis, const std::vector<std::string>& consumers) {
+// 100000 ms and the daemon's release idle, one claim per consumer. `repark`: as on the first
+// run after a start.
+std::string claim_script(RedisServer& redis, const std::vector<std::string>& consumers,
+                         bool repark = false) {
   std::vector<std::string> args{"EVAL", agents::lua_scripts()[agents::kClaim], "7"};
   for (const char* p : {"urgent", "high", "normal", "low"}) {
     args.push_back(std::string("t:q:x:") + p);
   }
   args.insert(args.end(), {"t:dead:x", "t:held", "t:dead-unrecorded"});
-  args.insert(args.end(), {"100000", "5", "1", "x", "101000", agents::kReleasedConsumer});
+  args.insert(args.end(), {"100000", "5", "1", "x", kReleaseIdle, agents::kReleasedConsumer,
+                           std::to_string(agents::kReleasedIdleMinMs), repark ? "1" : "0"});
   args.insert(args.end(), consumers.begin(), consumers.end());
   return redis.cmd(args);
+}
+
+// What a release did before the release idle was fixed: park the entry `id` of `stream` for
+// `consumer` with the claim_timeout in force then plus 1 s (`idle_ms`), delivery count 0.
+void park_the_old_way(RedisServer& redis, const std::string& stream, const std::string& id,
+                      const std::string& consumer, long long idle_ms) {
+  REQUIRE(redis
+              .cmd({"XCLAIM", stream, "agents", consumer, "0", id, "IDLE", std::to_string(idle_ms),
+                    "RETRYCOUNT", "0", "JUSTID"})
+              .find(id) != std::string::npos);
+}
+
+// XPENDING's idle time of entry `id` of `stream`, its holder and its delivery count.
+struct Pending {
+  long long idle = -1;
+  std::string holder;
+  long long deliveries = -1;
+};
+Pending pending(RedisServer& redis, const std::string& stream, const std::string& id) {
+  auto p = redis.cmd({"EVAL",
+                      "local p = redis.call('XPENDING', KEYS[1], 'agents', ARGV[1], ARGV[1], 1)[1] "
+                      "return string.format('%.0f %d ', p[3], p[4]) .. p[2]",
+                      "1", stream, id});
+  Pending out;
+  std::istringstream in(p);
+  in >> out.idle >> out.deliveries >> out.holder;
+  return out;
+}
+
+// Stops the daemon (its database and Redis stay) and starts it again with `claim_timeout`,
+// straight to its Redis.
+void restart(AgentDaemon& d, std::chrono::milliseconds claim_timeout) {
+  d.http.reset();
+  d.app->stop();
+  d.app.reset();
+  auto cfg = test_config(d.dir, d.redis.port());
+  cfg.routing.claim_timeout = claim_timeout;
+  d.app = std::make_unique<App>(cfg);
+  d.app->start();
+  d.http = std::make_unique<HttpClient>(d.app->port());
 }
 }  // namespace
 
@@ -164,18 +212,18 @@ TEST_CASE("release: in one script run the releaser's claim passes it over, anoth
   REQUIRE(redis.cmd({"XGROUP", "CREATE", s, "agents", "0", "MKSTREAM"}) == "OK");
   std::string id = redis.cmd({"XADD", s, "*", "interaction_id", "x1"});
   redis.cmd({"XREADGROUP", "GROUP", "agents", "alice", "COUNT", "1", "STREAMS", s, ">"});
-  // As kFinish releases it: claim_timeout 100000 ms, release idle 101000 ms.
-  redis.cmd({"XCLAIM", s, "agents", agents::released_by("alice"), "0", id, "IDLE", "101000",
+  // As kFinish releases it.
+  redis.cmd({"XCLAIM", s, "agents", agents::released_by("alice"), "0", id, "IDLE", kReleaseIdle,
              "RETRYCOUNT", "0", "JUSTID"});
   auto claim = [&](const std::vector<std::string>& consumers) {
     return claim_script(redis, consumers);
   };
   // Alice twice, then bob: hers pass it over (and say so: the last 1), his takes it.
   CHECK(claim({"alice", "alice", "bob"}) ==
-        "[[[0],[0],[1," + s + "," + id + ",1,[interaction_id,x1]]],[],,1]");
+        "[[[0],[0],[1," + s + "," + id + ",1,[interaction_id,x1]]],[],,1,0]");
   CHECK(redis.cmd({"HGET", "t:held", "x1"}) == s + " " + id);
   // Nothing passed over, nothing found: the run ends at the first empty claim.
-  CHECK(claim({"alice", "bob"}) == "[[[0],[0]],[],,0]");
+  CHECK(claim({"alice", "bob"}) == "[[[0],[0]],[],,0,0]");
 }
 
 // The look for idle entries reads pages: a releaser's own recent releases, however many, do not
@@ -187,7 +235,7 @@ TEST_CASE("release: a releaser with 150 recent releases still gets a timed-out i
   for (int i = 0; i < 150; ++i) {
     std::string id = redis.cmd({"XADD", s, "*", "interaction_id", "own" + std::to_string(i)});
     redis.cmd({"XREADGROUP", "GROUP", "agents", "alice", "COUNT", "1", "STREAMS", s, ">"});
-    redis.cmd({"XCLAIM", s, "agents", agents::released_by("alice"), "0", id, "IDLE", "101000",
+    redis.cmd({"XCLAIM", s, "agents", agents::released_by("alice"), "0", id, "IDLE", kReleaseIdle,
                "RETRYCOUNT", "0", "JUSTID"});
   }
   std::string late = redis.cmd({"XADD", s, "*", "interaction_id", "late"});
@@ -195,5 +243,113 @@ TEST_CASE("release: a releaser with 150 recent releases still gets a timed-out i
   // carol's claim timed out long ago.
   redis.cmd({"XCLAIM", s, "agents", "carol", "0", late, "IDLE", "200000", "JUSTID"});
   CHECK(claim_script(redis, {"alice"}) ==
-        "[[[1," + s + "," + late + ",2,[interaction_id,late]]],[],,1]");
+        "[[[1," + s + "," + late + ",2,[interaction_id,late]]],[],,1,0]");
+}
+
+// An earlier version parked a release with claim_timeout + 1 s, the claim_timeout of its time.
+// After an upgrade whose restart raised claim_timeout (2 s -> 60 s), such an entry was idle less
+// than the new one: no claim took it, and /v1/queues counted it as claimed. The first script
+// run on the queue (here the counts') parks it again the current way.
+TEST_CASE(
+    "release: items an earlier version parked are back at once after a restart that raised "
+    "claim_timeout") {
+  AgentDaemon d([](config::Config& c) { c.routing.claim_timeout = std::chrono::seconds(2); });
+  const std::string s = "sb:q:general:normal";
+  std::string mine = d.ingest("rel-old-1", "released by alice before the upgrade");
+  std::string anyones = d.ingest("rel-old-2", "given back before the upgrade");
+  d.drained();
+  CHECK(claimed_id(d.claim("alice-token", "general")) == mine);
+  CHECK(claimed_id(d.claim("alice-token", "general")) == anyones);
+  auto entries = d.redis.xrange(s);
+  REQUIRE(entries.size() == 2);
+  park_the_old_way(d.redis, s, entries[0]["_id"], agents::released_by("alice"), 3000);
+  park_the_old_way(d.redis, s, entries[1]["_id"], agents::kReleasedConsumer, 3000);
+  restart(d, std::chrono::seconds(60));
+
+  auto stats = d.queue_stats("general");
+  CHECK(stats.at("depth").as_int64() == 2);
+  CHECK(stats.at("claimed").as_int64() == 0);
+  // What a plain Redis client sees: the same holders and delivery counts, idle ten years.
+  auto p = pending(d.redis, s, entries[0]["_id"]);
+  CHECK(p.holder == agents::released_by("alice"));
+  CHECK(p.deliveries == 0);
+  CHECK(p.idle >= agents::kReleaseIdleMs);
+  CHECK(p.idle < agents::kReleaseIdleMs + 60000);
+  CHECK(pending(d.redis, s, entries[1]["_id"]).holder == agents::kReleasedConsumer);
+  // Alice gets the one that names no releaser, not her own release (not claim_timeout old).
+  auto a = d.claim("alice-token", "general");
+  CHECK(claimed_id(a) == anyones);
+  CHECK(parse(a.body).at("delivery").at("deliveries").as_int64() == 1);
+  CHECK(d.claim("alice-token", "general").status == 204);
+  // Bob gets hers at once.
+  auto b = d.claim("bob-token", "general");
+  CHECK(claimed_id(b) == mine);
+  CHECK(parse(b.body).at("delivery").at("deliveries").as_int64() == 1);
+}
+
+// Parked again, an earlier version's release keeps the releaser's wait that version's rule gave
+// under the current claim_timeout (idle below 2 claim_timeout + 1 s): the time since the release
+// is taken as the idle time past claim_timeout + 1 s. The claim script's first run, alone.
+TEST_CASE("release: an earlier version's release parked again keeps its releaser's wait") {
+  RedisServer redis;
+  const std::string s = "t:q:x:normal";
+  REQUIRE(redis.cmd({"XGROUP", "CREATE", s, "agents", "0", "MKSTREAM"}) == "OK");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    ids.push_back(redis.cmd({"XADD", s, "*", "interaction_id", "old" + std::to_string(i)}));
+    redis.cmd({"XREADGROUP", "GROUP", "agents", "alice", "COUNT", "1", "STREAMS", s, ">"});
+  }
+  // Released 99 s and 101 s ago, claim_timeout 100 s: parked with idle 101 s.
+  park_the_old_way(redis, s, ids[0], agents::released_by("alice"), 101000 + 99000);
+  park_the_old_way(redis, s, ids[1], agents::released_by("alice"), 101000 + 101000);
+  CHECK(claim_script(redis, {"alice"}, true) ==
+        "[[[1," + s + "," + ids[1] + ",1,[interaction_id,old1]]],[],,1,1]");
+  auto p = pending(redis, s, ids[0]);
+  CHECK(p.holder == agents::released_by("alice"));
+  CHECK(p.deliveries == 0);
+  CHECK(p.idle >= agents::kReleaseIdleMs + 99000);
+  CHECK(p.idle < agents::kReleaseIdleMs + 100000);
+  CHECK(claim_script(redis, {"alice", "bob"}, true) ==
+        "[[[0],[1," + s + "," + ids[0] + ",1,[interaction_id,old0]]],[],,1,1]");
+}
+
+// QueueOps::give_back parks an item a claim took across a reload under the bare `_released`, as
+// a release does: a restart that raised claim_timeout must not hide it either.
+TEST_CASE(
+    "release: an item given back across a reload is anyone's at once after a restart that "
+    "raised claim_timeout") {
+  std::unique_ptr<ReplyCutter> cutter;  // outlives the daemon
+  AgentDaemon d([&cutter](config::Config& c) {
+    cutter = std::make_unique<ReplyCutter>(c.redis.port);
+    c.redis.port = cutter->port();
+    c.redis.url = "redis://127.0.0.1:" + std::to_string(cutter->port()) + "/0";
+    c.routing.claim_timeout = std::chrono::seconds(2);
+  });
+  std::string id = d.ingest("rel-back-1", "claimed by alice just before her token rotates");
+  d.drained();
+  cutter->delay_reply_to("alice", std::chrono::milliseconds(1500));
+  HttpClient client(d.app->port());
+  HttpResponse got;
+  std::thread claim([&] { got = d.claim("alice-token", "general", 0, &client); });
+  REQUIRE(eventually([&] {
+    return d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents"}).find("alice") !=
+           std::string::npos;
+  }));
+  auto fresh = test_config(d.dir, cutter->port());
+  fresh.routing.claim_timeout = std::chrono::seconds(2);
+  for (auto& a : fresh.agents) {
+    if (a.id == "alice") {
+      a.token = "alice-new-token";
+    }
+  }
+  REQUIRE(d.app->reload(fresh).empty());
+  claim.join();
+  CHECK(got.status == 401);
+  auto entry = d.redis.xrange("sb:q:general:normal").at(0);
+  CHECK(pending(d.redis, "sb:q:general:normal", entry["_id"]).holder == agents::kReleasedConsumer);
+
+  restart(d, std::chrono::seconds(60));
+  auto r = d.claim("alice-token", "general");
+  CHECK(claimed_id(r) == id);
+  CHECK(parse(r.body).at("delivery").at("deliveries").as_int64() == 1);
 }

@@ -215,10 +215,12 @@ TEST_CASE("stats: an entry timed out after its last allowed delivery is not coun
   std::this_thread::sleep_for(std::chrono::milliseconds(150));  // both past claim_timeout (100)
   auto stats = [&](const char* max_deliveries) {
     return redis.cmd({"EVAL", agents::lua_scripts()[agents::kStats], "5", "t:q:x:urgent",
-                      "t:q:x:high", s, "t:q:x:low", "t:dead:x", "100", "500", max_deliveries});
+                      "t:q:x:high", s, "t:q:x:low", "t:dead:x", "100", "500", max_deliveries,
+                      std::to_string(agents::kReleaseIdleMs), agents::kReleasedConsumer,
+                      std::to_string(agents::kReleasedIdleMinMs), "0"});
   };
   // max_deliveries 2: `spent` is done with; `once` waits, the oldest waiting.
-  CHECK(stats("2") == "[[0,0,,1],[0,0,,1],[1,0," + once + ",1],[0,0,,1],0]");
-  CHECK(stats("3") == "[[0,0,,1],[0,0,,1],[2,0," + spent + ",1],[0,0,,1],0]");
-  CHECK(stats("1") == "[[0,0,,1],[0,0,,1],[0,0,,1],[0,0,,1],0]");
+  CHECK(stats("2") == "[[0,0,,1],[0,0,,1],[1,0," + once + ",1],[0,0,,1],0,0]");
+  CHECK(stats("3") == "[[0,0,,1],[0,0,,1],[2,0," + spent + ",1],[0,0,,1],0,0]");
+  CHECK(stats("1") == "[[0,0,,1],[0,0,,1],[0,0,,1],[0,0,,1],0,0]");
 }
