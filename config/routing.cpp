@@ -88,7 +88,18 @@ void read_routing(TableReader& root, Routing& out) {
       out.default_queue = default_queue;
     }
   }
-  r.duration("claim_timeout", out.claim_timeout);
+  std::chrono::milliseconds claim_timeout{};
+  if (r.duration("claim_timeout", claim_timeout)) {
+    // A release parks its entry idle ten years (agents/scripts.hpp kReleaseIdleMs) and a claim
+    // tells it from a timed-out claim by that: claim_timeout must stay far below it. Thirty days
+    // is longer than anyone holds a support item.
+    if (claim_timeout > std::chrono::hours(720)) {
+      r.ctx().add(r.line_of_key("claim_timeout"),
+                  "routing.claim_timeout must be at most \"720h\" (30 days)");
+    } else {
+      out.claim_timeout = claim_timeout;
+    }
+  }
   std::int64_t max_deliveries = 0;
   if (r.integer("max_deliveries", max_deliveries, 1, 1000)) {
     out.max_deliveries = static_cast<int>(max_deliveries);

@@ -103,6 +103,9 @@ poll_interval = "500ms"
         "\"5m\" or \"1h\"");
   CHECK(problem_of("[routing]\nclaim_timeout = \"0s\"\n") ==
         "t.toml:2: routing.claim_timeout must be greater than zero");
+  CHECK(load_ok("routing.claim_timeout = \"720h\"\n").routing.claim_timeout == 720h);
+  CHECK(problem_of("[routing]\nclaim_timeout = \"721h\"\n") ==
+        "t.toml:2: routing.claim_timeout must be at most \"720h\" (30 days)");
 }
 
 TEST_CASE("rules: priority, regexes, call statuses, vocabularies, line") {
