@@ -251,6 +251,30 @@ std::optional<Identity> Canonical::identity() const {
   return id;
 }
 
+std::string_view trim_invisible_padding(std::string_view s) {
+  return trim(s);
+}
+
+std::string code_point_names(std::string_view s) {
+  std::string out;
+  while (!s.empty()) {
+    const auto c = decode_utf8(s);
+    if (!out.empty()) {
+      out += ' ';
+    }
+    if (c.len == 0) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "0x%02X", static_cast<unsigned char>(s[0]));
+      out += buf;
+      s.remove_prefix(1);
+    } else {
+      out += code_point_name(c.cp);
+      s.remove_prefix(c.len);
+    }
+  }
+  return out;
+}
+
 std::optional<std::string> canonical_email(std::string_view raw) {
   auto c = canonical_email_identity(raw);
   if (!c.ok()) {

@@ -65,6 +65,16 @@ bool is_withheld_number(std::string_view raw, std::string_view default_region = 
 // number invalid.
 bool is_phone_region(std::string_view region);
 
+// `s` without the invisible padding that canonicalize trims off both ends of every identity
+// (identity_internal.hpp is_invisible_padding: Unicode white space, zero-width characters,
+// BOM). The schema upgrade that rewrites identities stored before that trimming
+// (storage/padded_identities.hpp) calls this one, so both drop the same characters.
+std::string_view trim_invisible_padding(std::string_view s);
+
+// The code points of `s` as "U+00A0 U+FEFF", each byte of a malformed sequence as "0xNN": how a
+// log line names characters that cannot be seen.
+std::string code_point_names(std::string_view s);
+
 // Building blocks, exposed for callers that know the type already. nullopt when invalid.
 std::optional<std::string> canonical_email(std::string_view raw);
 std::optional<std::string> canonical_phone(std::string_view raw, std::string_view default_region);

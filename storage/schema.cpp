@@ -5,12 +5,22 @@
 #include <vector>
 
 #include "core/log.hpp"
+#include "storage/padded_identities.hpp"
 
 namespace sb::storage {
 namespace {
 
+// One upgrade step: SQL, or C++ where SQL cannot say it (the identity rules of routing/). Either
+// runs inside migrate()'s transaction, so a failure or a crash leaves the old version.
+struct Migration {
+  Migration(const char* sql) : sql(sql) {}      // NOLINT: a plain SQL step, as most are
+  Migration(void (*step)(Db&)) : step(step) {}  // NOLINT
+  const char* sql = nullptr;
+  void (*step)(Db&) = nullptr;
+};
+
 // Each entry upgrades version i to i+1. Never edit a released entry: add a new one.
-const std::vector<const char*> kMigrations = {
+const std::vector<Migration> kMigrations = {
     // 0 -> 1: the spine.
     R"sql(
 CREATE TABLE customers(
@@ -362,6 +372,18 @@ DELETE FROM guessed_customers WHERE EXISTS (
              CASE WHEN json_valid(i.payload)
                   THEN json_type(i.payload, '$.call.direction') IS NULL ELSE 0 END));
 )sql",
+    // 20 -> 21: identities stored before canonicalisation trimmed invisible padding (NBSP,
+    // zero-width characters, BOM) off both ends: trimmed by the canonicaliser's own function,
+    // or, where the trimmed form names another customer or nothing, left and reported
+    // (storage/padded_identities.hpp). Only the identities table holds canonical values for
+    // lookup that padding could reach: e-mail was the one canonical form that kept non-ASCII
+    // characters; phone and WhatsApp numbers (call_lines too) are '+' and digits, and user ids,
+    // usernames and Mastodon addresses never allowed a non-ASCII character. The `handle` beside
+    // a user id is the name as it was sent (the username index compares its username_key,
+    // which a padded one never equals, as before). Conversation keys name a customer by its id,
+    // and a payload's `from` is the record of what arrived, not a lookup key (a call's `from`
+    // is a phone number).
+    trim_padded_identities,
 };
 
 std::string newer_schema_message(const Db& db, int v) {
@@ -432,7 +454,12 @@ void migrate(Db& db, int target) {
                                 db.path(), v, v + 1);
       }
       try {
-        db.exec(kMigrations[static_cast<std::size_t>(v)]);
+        const Migration& m = kMigrations[static_cast<std::size_t>(v)];
+        if (m.step != nullptr) {
+          m.step(db);
+        } else {
+          db.exec(m.sql);
+        }
       } catch (const std::exception& e) {
         throw Error(0, "upgrading the schema of " + db.path() + " from version " +
                            std::to_string(v) + " to " + std::to_string(v + 1) + ": " + e.what());

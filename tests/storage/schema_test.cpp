@@ -8,13 +8,18 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <string>
 #include <thread>
+#include <vector>
 
+#include "routing/rules.hpp"
 #include "storage/customers.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
+#include "storage/store.hpp"
 #include "storage/writer.hpp"
 #include "tests/support/harness.hpp"
+#include "tests/support/log_capture.hpp"
 
 using namespace sb;
 
@@ -450,4 +455,170 @@ TEST_CASE("an existing database keeps the mode the operator gave it") {
   { storage::Writer writer(path); }
   CHECK((fs::status(path).permissions() & fs::perms::all) ==
         (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
+}
+
+namespace schema_padding_test {
+
+const char* const kNbsp = "\xC2\xA0";
+const char* const kZwsp = "\xE2\x80\x8B";
+const char* const kBom = "\xEF\xBB\xBF";
+
+// A version-20 file as a daemon from before the trimming left it: e-mail addresses stored with
+// the padding a paste brought (the one canonical form that kept non-ASCII characters).
+void write_padded_identities(const std::string& path) {
+  storage::Db db(path);
+  storage::migrate(db, 20);
+  db.exec(
+      "INSERT INTO customers(id, name, created_at, updated_at) VALUES ('ANN', 'Ann', 1, 1), "
+      "('BOB', 'Bob', 1, 1), ('CY', 'Cy', 1, 1), ('DEE', 'Dee', 1, 1), ('DEE2', 'Dee B', 1, 1), "
+      "('FAY', 'Fay', 1, 1), ('GUS', 'Gus', 1, 1), ('HAL', 'Hal', 1, 1), ('HAL2', 'Hal B', 1, 1)");
+  auto ins = db.prepare(
+      "INSERT INTO identities(type, value, customer_id, handle) VALUES (?1, ?2, ?3, ?4)");
+  auto add = [&](const std::string& type, const std::string& value, const std::string& customer,
+                 const std::string& handle = "") {
+    ins.bind(1, type).bind(2, value).bind(3, customer).bind(4, handle).run();
+  };
+  add("email", std::string("ann@example.com") + kNbsp, "ANN");  // a web form's NBSP after
+  add("x", "2244994999", "ANN", "AnnLee");
+  add("email", std::string(kZwsp) + "bob@example.com", "BOB");  // a zero-width space before
+  add("email", std::string(kBom) + kNbsp + "cy@example.com" + kBom, "CY");  // both ends
+  // The trimmed form held by another customer (made since, by a message the trimming matched
+  // to nobody): left, reported.
+  add("email", "dee@example.com", "DEE");
+  add("email", std::string("dee@example.com") + kNbsp, "DEE2");
+  // Held by the same customer: the padded row is a duplicate.
+  add("email", "fay@example.com", "FAY");
+  add("email", std::string(kBom) + "fay@example.com", "FAY");
+  // Padding only: nothing to trim it to.
+  add("email", kNbsp, "GUS");
+  add("phone", "+14155550100", "GUS");
+  // Two padded forms of one address, of two customers: the first in (type, value) order is
+  // trimmed, the second then meets it.
+  add("email", std::string("hal@example.com") + kNbsp, "HAL");
+  add("email", std::string(kZwsp) + "hal@example.com", "HAL2");
+}
+
+std::vector<std::string> identity_rows(storage::Db& db) {
+  std::vector<std::string> rows;
+  auto st = db.prepare(
+      "SELECT type || ' ' || value || ' ' || customer_id || ' ' || handle FROM identities "
+      "ORDER BY customer_id, type, value");
+  while (st.step()) {
+    rows.push_back(st.text(0));
+  }
+  return rows;
+}
+
+std::vector<std::string> expected_rows() {
+  return {"email ann@example.com ANN ",
+          "x 2244994999 ANN AnnLee",
+          "email bob@example.com BOB ",
+          "email cy@example.com CY ",
+          "email dee@example.com DEE ",
+          std::string("email dee@example.com") + kNbsp + " DEE2 ",
+          "email fay@example.com FAY ",
+          std::string("email ") + kNbsp + " GUS ",
+          "phone +14155550100 GUS ",
+          "email hal@example.com HAL ",
+          std::string("email ") + kZwsp + "hal@example.com HAL2 "};
+}
+
+}  // namespace schema_padding_test
+
+TEST_CASE(
+    "a version-20 file is upgraded: identities stored with invisible padding are trimmed, one "
+    "that names another customer when trimmed is left and reported") {
+  using namespace schema_padding_test;
+  test::TempDir dir;
+  const std::string path = dir.file("old.db");
+  write_padded_identities(path);
+  std::string log;
+  {
+    test::LogCapture capture("storage");
+    storage::Writer writer(path);  // migrates
+    log = capture.text();
+  }
+  storage::Db db(path);
+  CHECK(identity_rows(db) == expected_rows());
+  // One warning per pair left, naming the type, the address, both customers and the padding.
+  CHECK(test::count(log, "warning ") == 3);
+  CHECK(test::count(log,
+                    "email dee@example.com is held by customer DEE, and customer DEE2 holds "
+                    "it with invisible padding (U+00A0 after)") == 1);
+  CHECK(test::count(log,
+                    "email hal@example.com is held by customer HAL, and customer HAL2 holds "
+                    "it with invisible padding (U+200B before)") == 1);
+  CHECK(test::count(log, "customer GUS's email identity is invisible padding only (U+00A0)") == 1);
+  CHECK(test::count(log, "4 trimmed, 1 dropped as duplicates of the same customer's, 3 left") == 1);
+  // `customers show ann@example.com` (the query canonicalised, then looked up).
+  CHECK(storage::find_customer_id(db, "email", "ann@example.com") == "ANN");
+}
+
+TEST_CASE(
+    "after the padding upgrade a message from the trimmed address is the old customer's "
+    "(is_new false)") {
+  using namespace schema_padding_test;
+  test::TempDir dir;
+  const std::string path = dir.file("old.db");
+  write_padded_identities(path);
+  storage::Writer writer(path);  // migrates
+  storage::Store store(writer, Rules::compile(config::Routing{}));
+  writer.start();
+  storage::Db db(path);
+  int n = 0;
+  // The ingest API's from.email, canonicalised as today: no padding.
+  auto receive = [&](const std::string& email) {
+    Inbound in;
+    in.channel = "api";
+    in.account = "web-form";
+    in.kind = "message";
+    in.external_id = "f-" + std::to_string(++n);
+    in.from = Identity{"email", email, "", ""};
+    in.text = "Any news?";
+    std::promise<std::vector<IngestOutcome>> p;
+    store.submit({in}, std::nullopt, [&](std::vector<IngestOutcome> out) { p.set_value(out); });
+    auto out = p.get_future().get();
+    REQUIRE(out.at(0).error == "");
+    auto st = db.prepare(
+        "SELECT customer_id || ' ' || json_extract(payload, '$.customer.is_new') FROM "
+        "interactions WHERE id = ?1");
+    st.bind(1, out.at(0).id);
+    REQUIRE(st.step());
+    return st.text(0);
+  };
+  CHECK(receive("ann@example.com") == "ANN 0");
+  CHECK(receive("bob@example.com") == "BOB 0");
+  CHECK(receive("cy@example.com") == "CY 0");
+  CHECK(receive("fay@example.com") == "FAY 0");
+  CHECK(receive("dee@example.com") == "DEE 0");  // the holder, as before the upgrade
+  auto customers = db.prepare("SELECT count(*) FROM customers");
+  REQUIRE(customers.step());
+  CHECK(customers.int64(0) == 9);
+}
+
+TEST_CASE(
+    "the padding upgrade runs in the upgrade's transaction, and a second run changes nothing") {
+  using namespace schema_padding_test;
+  test::TempDir dir;
+  const std::string path = dir.file("old.db");
+  write_padded_identities(path);
+  storage::Db db(path);
+  const auto before = identity_rows(db);
+  // A failure after the step (the version's update refused): the file stays as it was.
+  db.exec(
+      "CREATE TRIGGER fail_upgrade BEFORE UPDATE ON schema_version "
+      "BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+  CHECK_THROWS(storage::migrate(db));
+  CHECK(identity_rows(db) == before);
+  auto version = db.prepare("SELECT version FROM schema_version");
+  REQUIRE(version.step());
+  CHECK(version.int64(0) == 20);
+  version.reset();
+  db.exec("DROP TRIGGER fail_upgrade");
+  storage::migrate(db);
+  CHECK(identity_rows(db) == expected_rows());
+  // Run again (the step itself, on what it left): the rows it left stay as they are.
+  db.exec("UPDATE schema_version SET version = 20");
+  storage::migrate(db);
+  CHECK(identity_rows(db) == expected_rows());
 }
