@@ -130,7 +130,7 @@ TEST_CASE(
   REQUIRE(eventually([&] { return tg.offsets_asked(kFirst).size() == 2; }));
   auto fresh = d.cfg;
   fresh.channels.telegram.at(0).bot_token = "456:second";
-  REQUIRE(d.app->reload(fresh).empty());  // nothing waits for a restart
+  REQUIRE(d.app->reload(fresh).empty());
   // The held request answers with the first bot's update after the reload.
   tg.add_private_message(503, "Cy", "still the old bot");
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 4; },
@@ -149,6 +149,7 @@ TEST_CASE(
   CHECK(
       log.lines_with("reload: channels.telegram tg: bot_token applied from its next use").size() ==
       1);
+  CHECK(log.lines_with("not applied until a restart").empty());
   CHECK(social.lines_with(kMoved).size() == 1);
   CHECK(social.lines_with("[telegram:tg] polling as @other_bot").size() == 1);
   for (const std::string& text : {log.text(), social.text()}) {
