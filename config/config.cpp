@@ -125,27 +125,18 @@ std::vector<std::pair<const char*, std::string*>> secrets_of(Account& a) {
     return out;
   } else {
     static_assert(std::is_same_v<Account, Telegram>);
-    // All of it, but its bot id is kept by without_secrets: see there.
+    // All of it, its bot id (the part before ':') too: a token of another bot is applied like
+    // a new token of the same one. The poller's offset names the bot it counts update_ids for,
+    // and is dropped for another bot's (channels/social/telegram.hpp).
     return {{"bot_token", &a.bot_token}};
   }
 }
 
-// An account with its secrets blanked, to compare what else changed. A Telegram bot_token
-// keeps its bot id (the part before ':'), which is no secret: a token of another bot is
-// another account, not a rotation. The poller's offset (cursor telegram:<name>) holds the old
-// bot's update_id, and getUpdates confirms every update below it: the new bot's pending
-// updates with lower ids would be dropped unread. So another bot waits for a restart.
+// An account with its secrets blanked, to compare what else changed.
 template <class Account>
 Account without_secrets(Account a) {
-  std::string bot_id;
-  if constexpr (std::is_same_v<Account, Telegram>) {
-    bot_id = a.bot_token.substr(0, a.bot_token.find(':'));  // all of it without a ':'
-  }
   for (auto& [key, value] : secrets_of(a)) {
     value->clear();
-  }
-  if constexpr (std::is_same_v<Account, Telegram>) {
-    a.bot_token = std::move(bot_id);
   }
   return a;
 }

@@ -303,8 +303,8 @@ std::vector<std::string> changes_needing_restart(const Config& running, const Co
 // call_webhook's secret, Meta's app_secret and verify_token. The credentials Switchboard reaches
 // out with: the IMAP password (or xoauth2 token), the SMTP password, the Mastodon access_token,
 // X's bearer_token and user context keys, Meta's access_token and [[channels.meta.pages]]
-// tokens, the Telegram bot_token (of the same bot: a token of another bot, its id before the
-// ':' changed, waits for a restart, as a changed account).
+// tokens, the Telegram bot_token (of the same bot or of another one: the poller keeps its
+// offset only for the bot it was read from).
 // Copied into `running` from the account of `fresh` under the same name, member by member,
 // only when nothing else about the account changed; returns the keys copied (none: nothing
 // taken). Anything else about an account (a URL, a user name, a Page added) waits for a

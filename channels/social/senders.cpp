@@ -303,8 +303,16 @@ class TelegramSender final : public Sender {
           if (!ref) {
             co_return SendResult::failed("the answered interaction has no Telegram message id");
           }
-          net::HttpRequest req = to_request(
-              cfg_.base_url, telegram_send_message(cfg_, ref->chat_id, m.text, ref->message_id));
+          // A message another bot of the account received (before its token was changed for
+          // this bot's): its message_id numbers that bot's messages, and in this bot's chat of
+          // the same id it names another message or none. Sent without the quote.
+          std::int64_t bot_id = telegram_bot_id(cfg_.bot_token);
+          std::optional<std::int64_t> quote = ref->message_id;
+          if (ref->bot_id != 0 && ref->bot_id != bot_id) {
+            quote.reset();
+          }
+          net::HttpRequest req =
+              to_request(cfg_.base_url, telegram_send_message(cfg_, ref->chat_id, m.text, quote));
           auto res = co_await rt_.http.request(std::move(req));
           if (res.status == 0) {
             co_return network_failure_no_repeat(res, "Telegram");
@@ -316,7 +324,8 @@ class TelegramSender final : public Sender {
             const json::object* result =
                 ec || !v.is_object() ? nullptr : obj_at(v.get_object(), "result");
             auto id = result == nullptr ? std::nullopt : int_at(*result, "message_id");
-            co_return SendResult::sent(ref->chat_id + ":" + (id ? std::to_string(*id) : ""));
+            co_return SendResult::sent(
+                telegram_external_id(bot_id, ref->chat_id, id ? std::to_string(*id) : ""));
           }
           milliseconds after{};
           if (err && err->retry_after) {

@@ -215,7 +215,7 @@ TelegramUpdates parse_telegram_updates(const config::Telegram& cfg, const Telegr
     in.channel = "telegram";
     in.account = cfg.name;
     in.kind = kind;
-    in.external_id = chat_id + ":" + str_at(*msg, "message_id");
+    in.external_id = telegram_external_id(bot.id, chat_id, str_at(*msg, "message_id"));
     std::string name = str_at(*from, "first_name");
     std::string last = str_at(*from, "last_name");
     if (!last.empty()) {
@@ -226,7 +226,7 @@ TelegramUpdates parse_telegram_updates(const config::Telegram& cfg, const Telegr
     in.text = placeholder.empty() ? text : (text.empty() ? placeholder : placeholder + " " + text);
     in.occurred_at_ms = int_at(*msg, "date").value_or(0) * 1000;
     if (const json::object* parent = obj_at(*msg, "reply_to_message")) {
-      in.in_reply_to = chat_id + ":" + str_at(*parent, "message_id");
+      in.in_reply_to = telegram_external_id(bot.id, chat_id, str_at(*parent, "message_id"));
     }
     // A private chat is one customer; a group holds many, each with a conversation of his own.
     std::string key = "telegram:" + cfg.name + ":chat:" + chat_id;
@@ -241,18 +241,65 @@ TelegramUpdates parse_telegram_updates(const config::Telegram& cfg, const Telegr
   return out;
 }
 
+std::int64_t telegram_bot_id(std::string_view bot_token) {
+  std::int64_t id = 0;
+  std::string_view digits = bot_token.substr(0, bot_token.find(':'));
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
+  return ec == std::errc{} && p == digits.data() + digits.size() && id > 0 ? id : 0;
+}
+
+std::optional<TelegramOffset> parse_telegram_offset(std::string_view value) {
+  TelegramOffset o;
+  const char* end = value.data() + value.size();
+  auto [p, ec] = std::from_chars(value.data(), end, o.offset);
+  if (ec != std::errc{}) {
+    return std::nullopt;
+  }
+  if (p != end) {
+    if (*p != ':') {
+      return std::nullopt;
+    }
+    auto [q, ec2] = std::from_chars(p + 1, end, o.bot_id);
+    if (ec2 != std::errc{} || q != end || o.bot_id < 0) {
+      return std::nullopt;
+    }
+  }
+  return o;
+}
+
+std::string format_telegram_offset(const TelegramOffset& o) {
+  return std::to_string(o.offset) + ":" + std::to_string(o.bot_id);
+}
+
+std::string telegram_external_id(std::int64_t bot_id, std::string_view chat_id,
+                                 std::string_view message_id) {
+  std::string id = std::string(chat_id) + ":" + std::string(message_id);
+  return bot_id == 0 ? id : std::to_string(bot_id) + ":" + id;
+}
+
 std::optional<TelegramMessageRef> parse_telegram_external_id(std::string_view external_id) {
   std::size_t colon = external_id.rfind(':');
   if (colon == std::string_view::npos || colon == 0) {
     return std::nullopt;
   }
   TelegramMessageRef ref;
-  ref.chat_id = external_id.substr(0, colon);
+  std::string_view chat = external_id.substr(0, colon);
   std::string_view mid = external_id.substr(colon + 1);
   auto [p, ec] = std::from_chars(mid.data(), mid.data() + mid.size(), ref.message_id);
   if (ec != std::errc{} || p != mid.data() + mid.size()) {
     return std::nullopt;
   }
+  // Chat ids are numbers (a channel's @username is only ever a destination, never where a
+  // message came from), so a ':' left in the chat part ends the bot id.
+  if (std::size_t first = chat.find(':'); first != std::string_view::npos) {
+    std::string_view bot = chat.substr(0, first);
+    auto [q, ec2] = std::from_chars(bot.data(), bot.data() + bot.size(), ref.bot_id);
+    if (ec2 != std::errc{} || q != bot.data() + bot.size() || first + 1 == chat.size()) {
+      return std::nullopt;
+    }
+    chat = chat.substr(first + 1);
+  }
+  ref.chat_id = chat;
   return ref;
 }
 

@@ -1,8 +1,9 @@
 #pragma once
 // Telegram Bot API: getUpdates long polling in, sendMessage replies out (issue 6;
 // core.telegram.org/bots/api). The cursor is getUpdates' `offset` = last committed update_id + 1,
-// stored with the interactions it covers; asking with that offset also confirms (drops) the
-// earlier updates on Telegram's side, so a crash before the commit replays them.
+// stored with the interactions it covers and the bot it counts for (TelegramOffset); asking with
+// that offset also confirms (drops) the earlier updates on Telegram's side, so a crash before
+// the commit replays them.
 //
 // Requests carry the bot token in the path (/bot<token>/...): never log a Telegram target.
 #include <chrono>
@@ -56,8 +57,33 @@ TelegramUpdates parse_telegram_updates(const config::Telegram& cfg, const Telegr
 // Any Bot API response's error, when ok is false.
 std::optional<TelegramError> parse_telegram_error(std::string_view body);
 
-// external_id "<chat_id>:<message_id>" split back for a reply.
+// The bot a token belongs to: the number before its ':' (getMe's id); 0 when it has none.
+std::int64_t telegram_bot_id(std::string_view bot_token);
+
+// The stored cursor (scope "offset" of account "telegram:<name>"): "<offset>:<bot id>".
+// update_ids are numbered per bot, and getUpdates with offset N confirms (drops) every update
+// below N: an offset sent to another bot than the one it was read from would drop that bot's
+// pending updates unread. A row written before the bot id was stored is the bare offset
+// (bot_id 0: the bot is not known).
+struct TelegramOffset {
+  std::int64_t offset = 0;
+  std::int64_t bot_id = 0;
+};
+std::optional<TelegramOffset> parse_telegram_offset(std::string_view value);
+std::string format_telegram_offset(const TelegramOffset& o);
+
+// external_id "<bot_id>:<chat_id>:<message_id>". The bot id is there because message ids are
+// not unique to a chat across bots: a private chat's id is the user's id whichever bot he
+// writes to, and its message ids are numbered per bot, so a user's first message to a new bot
+// of the account could be "<user>:1" again and be dropped as a duplicate of his first message
+// to the old one. Messages stored before the bot id was added are "<chat_id>:<message_id>"
+// (bot_id 0), as are those of a bot whose getMe named no id.
+std::string telegram_external_id(std::int64_t bot_id, std::string_view chat_id,
+                                 std::string_view message_id);
+
+// An external_id split back for a reply.
 struct TelegramMessageRef {
+  std::int64_t bot_id = 0;  // 0: not known (stored before the bot id was added)
   std::string chat_id;
   std::int64_t message_id = 0;
 };

@@ -1,6 +1,4 @@
 // Telegram getUpdates long polling: see telegram.hpp for the offset protocol.
-#include <charconv>
-
 #include "channels/social/pollers.hpp"
 #include "channels/social/telegram.hpp"
 #include "core/log.hpp"
@@ -22,20 +20,12 @@ class TelegramPoller final : public Poller {
 
   asio::awaitable<PollResult> poll_once() override {
     auto log = logger("social");
-    if (!loaded_) {
-      if (auto v = rt_.pipeline.cursor(key_, "offset")) {
-        std::int64_t o = 0;
-        if (std::from_chars(v->data(), v->data() + v->size(), o).ec == std::errc{}) {
-          offset_ = o;
-        }
-      }
-      loaded_ = true;
-    }
-    // getMe names the bot, to tell group messages that mention it from the rest. Asked again
-    // after a reload put in a new bot_token (config::take_secrets), as a restart would. A reload
-    // only takes a token of the same bot (a token revoked at @BotFather): another bot's, its id
-    // before ':' changed, waits for a restart, since offset_ is this bot's update_id.
-    if (!bot_ || bot_token_ != cfg_.bot_token) {
+    // getMe names the bot, to tell group messages that mention it from the rest, and says whose
+    // update_ids offset_ counts. Asked again after a reload put in a new bot_token
+    // (config::take_secrets), as a restart would, and again if one came while it was asked:
+    // bot_ always names the bot of the token getUpdates is asked with below.
+    while (!bot_ || bot_token_ != cfg_.bot_token) {
+      std::string token = cfg_.bot_token;
       net::HttpRequest me = to_request(cfg_.base_url, telegram_get_me(cfg_));
       net::HttpResponse res = co_await rt_.http.request(std::move(me));
       auto bot = res.status == 200 ? parse_telegram_get_me(res.body) : std::nullopt;
@@ -43,9 +33,31 @@ class TelegramPoller final : public Poller {
         co_return PollResult::failed(what_failed("getMe", res));
       }
       bot_ = *bot;
-      bot_token_ = cfg_.bot_token;
+      bot_token_ = std::move(token);
       log->info("[telegram:{}] polling as @{}", cfg_.name, bot_->username);
     }
+    if (!loaded_) {
+      if (auto v = rt_.pipeline.cursor(key_, "offset")) {
+        if (auto o = parse_telegram_offset(*v)) {
+          offset_ = o->offset;
+          offset_bot_ = o->bot_id;
+        }
+      }
+      loaded_ = true;
+    }
+    // update_ids are numbered per bot, and asking with offset N drops every update below N: the
+    // offset of another bot (the account was given another bot's token, at a restart or a
+    // reload) would drop this bot's pending updates unread. Without an offset Telegram returns
+    // all of them; a message the account already holds is a duplicate (its external_id names
+    // the bot). A row stored before the bot id was (bot 0) is taken for this bot's, as it was.
+    if (offset_ && offset_bot_ != 0 && offset_bot_ != bot_->id) {
+      log->info(
+          "[telegram:{}] the stored offset belongs to bot {}, not {}: reading the new bot's "
+          "updates from the start",
+          cfg_.name, offset_bot_, bot_->id);
+      offset_.reset();
+    }
+    offset_bot_ = bot_->id;
     net::HttpRequest req =
         to_request(cfg_.base_url, telegram_get_updates(cfg_, offset_, long_poll_s_));
     req.timeout = std::chrono::seconds(long_poll_s_ + 15);  // the server holds the request
@@ -68,8 +80,10 @@ class TelegramPoller final : public Poller {
     }
     if (up.next_offset) {
       std::size_t n = up.items.size();
+      // bot_ is still the bot asked: only this coroutine changes it. After a reload to another
+      // bot the updates of the request held with the old token are stored as the old bot's.
       std::optional<CursorUpdate> cu =
-          CursorUpdate{key_, "offset", std::to_string(*up.next_offset)};
+          CursorUpdate{key_, "offset", format_telegram_offset({*up.next_offset, bot_->id})};
       std::string err = co_await store_batch(rt_, "telegram", cfg_.name, up.items, cu);
       if (!err.empty()) {
         co_return PollResult::failed("storing updates: " + err);
@@ -99,6 +113,7 @@ class TelegramPoller final : public Poller {
   int long_poll_s_;
   bool loaded_ = false;
   std::optional<std::int64_t> offset_;
+  std::int64_t offset_bot_ = 0;  // the bot whose update_ids offset_ counts; 0: not known
   std::optional<TelegramBot> bot_;
   std::string bot_token_;  // the token getMe named bot_ for
 };

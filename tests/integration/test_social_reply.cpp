@@ -77,7 +77,7 @@ TEST_CASE(
   AgentClient alice(d.app->port(), "alice-token");
   auto in = alice.claim("general");
   std::string id = s(in.at("id"));
-  CHECK(s(in.at("external_id")) == "501:" + std::to_string(mid));
+  CHECK(s(in.at("external_id")) == "123:501:" + std::to_string(mid));  // bot:chat:message
   std::string customer = s(in.at("customer").at("id"));
   std::string out_id = alice.reply(id, "Yes, here.");
   auto reply = alice.outbound_when(customer, out_id, "sent");

@@ -42,7 +42,7 @@ TEST_CASE(
   CHECK(d.rows("SELECT count(DISTINCT external_id) FROM interactions") == 4);
   auto q = d.queued();
   REQUIRE(q.size() == 4);
-  CHECK(str(q[2].at("external_id")) == "501:" + std::to_string(mid));
+  CHECK(str(q[2].at("external_id")) == "123:501:" + std::to_string(mid));
   CHECK(str(q[2].at("kind")) == "direct_message");
   CHECK(str(q[2].at("from").at("value")) == "501");
   CHECK(d.metrics().find(
@@ -124,7 +124,7 @@ TEST_CASE(
   CHECK(d.redis.xlen("sb:q:general:normal") == 1);
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; },
                      std::chrono::seconds(10)));
-  CHECK(str(d.queued().back().at("external_id")) == "502:" + std::to_string(mid));
+  CHECK(str(d.queued().back().at("external_id")) == "123:502:" + std::to_string(mid));
   CHECK(d.cursor("telegram:tg", "offset") != offset);
   CHECK(d.rows("SELECT count(*) FROM interactions") == 2);
 }

@@ -66,7 +66,7 @@ TEST_CASE("Telegram getUpdates: private DMs, group mentions, replies to the bot"
   const auto& dm = u.items[0];
   CHECK(dm.channel == "telegram");
   CHECK(dm.kind == "direct_message");
-  CHECK(dm.external_id == "111:11");
+  CHECK(dm.external_id == "5000000001:111:11");  // the bot's id first
   REQUIRE(dm.from);
   CHECK(dm.from->type == "telegram");
   CHECK(dm.from->value == "111");
@@ -78,14 +78,14 @@ TEST_CASE("Telegram getUpdates: private DMs, group mentions, replies to the bot"
 
   const auto& mention = u.items[1];  // the emoji before it is two UTF-16 units
   CHECK(mention.kind == "mention");
-  CHECK(mention.external_id == "-1001234567890:13");
+  CHECK(mention.external_id == "5000000001:-1001234567890:13");
   CHECK(mention.thread_lookup ==
         std::vector<std::string>{"telegram:tg:chat:-1001234567890:user:222"});
 
   const auto& reply = u.items[2];
   CHECK(reply.kind == "mention");
-  CHECK(reply.external_id == "-42:14");
-  CHECK(reply.in_reply_to == "-42:10");
+  CHECK(reply.external_id == "5000000001:-42:14");
+  CHECK(reply.in_reply_to == "5000000001:-42:10");
 
   const auto& photo = u.items[3];
   CHECK(photo.text == "[photo] the damage");
@@ -128,8 +128,9 @@ TEST_CASE("Telegram requests: getMe, getUpdates offset, sendMessage threaded") {
       poll.target ==
       "/bot123456:ABC-DEF/getUpdates?timeout=25&allowed_updates=%5B%22message%22%5D&offset=900008");
 
-  auto ref = parse_telegram_external_id("-1001234567890:13");
+  auto ref = parse_telegram_external_id("123456:-1001234567890:13");
   REQUIRE(ref);
+  CHECK(ref->bot_id == 123456);
   CHECK(ref->chat_id == "-1001234567890");
   CHECK(ref->message_id == 13);
   CHECK_FALSE(parse_telegram_external_id("nope"));
@@ -168,4 +169,36 @@ TEST_CASE("Telegram: two customers mentioning the bot in one group get a convers
   CHECK(u.items[0].thread_lookup != u.items[1].thread_lookup);
   CHECK(u.items[0].thread_record != u.items[1].thread_record);
   CHECK(u.items[0].thread_lookup == u.items[2].thread_lookup);  // Ann's follow-up joins hers
+}
+
+TEST_CASE(
+    "Telegram external_id: the bot's id, chat and message, and as stored before it had the bot") {
+  CHECK(telegram_external_id(123456, "111", "11") == "123456:111:11");
+  CHECK(telegram_external_id(0, "111", "11") == "111:11");  // getMe named no id
+  auto old = parse_telegram_external_id("-42:14");          // stored before the bot id was added
+  REQUIRE(old);
+  CHECK(old->bot_id == 0);
+  CHECK(old->chat_id == "-42");
+  CHECK(old->message_id == 14);
+  CHECK_FALSE(parse_telegram_external_id("x:-42:14"));
+  CHECK_FALSE(parse_telegram_external_id("123::14"));
+  CHECK_FALSE(parse_telegram_external_id("123:-42:"));
+  CHECK(telegram_bot_id("123456:ABC-DEF") == 123456);
+  CHECK(telegram_bot_id("not-a-token") == 0);
+}
+
+TEST_CASE("Telegram offset cursor: the offset with its bot's id, a bare offset from before") {
+  CHECK(format_telegram_offset({900008, 123456}) == "900008:123456");
+  auto o = parse_telegram_offset("900008:123456");
+  REQUIRE(o);
+  CHECK(o->offset == 900008);
+  CHECK(o->bot_id == 123456);
+  auto old = parse_telegram_offset("900008");
+  REQUIRE(old);
+  CHECK(old->offset == 900008);
+  CHECK(old->bot_id == 0);  // not known: taken for the running bot's
+  CHECK_FALSE(parse_telegram_offset(""));
+  CHECK_FALSE(parse_telegram_offset("900008:"));
+  CHECK_FALSE(parse_telegram_offset("900008 123"));
+  CHECK_FALSE(parse_telegram_offset("900008:-5"));
 }

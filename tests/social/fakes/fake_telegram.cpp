@@ -2,31 +2,63 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <stdexcept>
+#include <utility>
 
 namespace sb::test {
 
 namespace json = boost::json;
 using Res = FakeHttpServer::Response;
 
+namespace {
+
+long long id_of(const std::string& token) {
+  return std::stoll(token.substr(0, token.find(':')));
+}
+
+}  // namespace
+
 FakeTelegram::FakeTelegram(std::string token, std::string bot_username)
-    : token_(std::move(token)),
-      username_(std::move(bot_username)),
-      server_([this](const FakeHttpServer::Request& r, std::chrono::milliseconds waited) {
+    : server_([this](const FakeHttpServer::Request& r, std::chrono::milliseconds waited) {
         std::lock_guard lock(mu_);
         return handle(r, waited);
-      }) {}
+      }) {
+  add_bot(std::move(token), std::move(bot_username), 500000000);
+}
+
+void FakeTelegram::add_bot(std::string token, std::string bot_username, long long last_update_id) {
+  std::lock_guard lock(mu_);
+  long long id = id_of(token);
+  bots_.push_back(Bot{id, std::move(token), std::move(bot_username), {}, last_update_id});
+}
+
+FakeTelegram::Bot& FakeTelegram::bot(long long id) {
+  return const_cast<Bot&>(std::as_const(*this).bot(id));
+}
+
+const FakeTelegram::Bot& FakeTelegram::bot(long long id) const {
+  if (id == 0) {
+    return bots_.front();
+  }
+  auto it = std::find_if(bots_.begin(), bots_.end(), [&](const Bot& b) { return b.id == id; });
+  if (it == bots_.end()) {
+    throw std::invalid_argument("FakeTelegram: no bot " + std::to_string(id));
+  }
+  return *it;
+}
 
 long long FakeTelegram::add_private_message(long long user_id, const std::string& first_name,
-                                            const std::string& text) {
+                                            const std::string& text, long long bot_id) {
   std::lock_guard lock(mu_);
-  long long mid = next_message_++;
+  Bot& b = bot(bot_id);
+  long long mid = b.next_message++;
   json::object from{
       {"id", user_id}, {"is_bot", false}, {"first_name", first_name}, {"language_code", "en"}};
   json::object chat{{"id", user_id}, {"first_name", first_name}, {"type", "private"}};
   json::object msg{
       {"message_id", mid}, {"from", from}, {"chat", chat}, {"date", 1767322800}, {"text", text}};
-  long long uid = ++next_update_;
-  updates_.push_back({uid, json::serialize(json::object{{"update_id", uid}, {"message", msg}})});
+  long long uid = ++b.next_update;
+  b.updates.push_back({uid, json::serialize(json::object{{"update_id", uid}, {"message", msg}})});
   return mid;
 }
 
@@ -48,7 +80,7 @@ void FakeTelegram::lose_next_send_answers(int n) {
 
 void FakeTelegram::set_token(std::string token) {
   std::lock_guard lock(mu_);
-  token_ = std::move(token);
+  bot(id_of(token)).token = std::move(token);
 }
 
 int FakeTelegram::get_me_requests() const {
@@ -66,24 +98,32 @@ int FakeTelegram::get_updates_requests() const {
   return get_updates_;
 }
 
-long long FakeTelegram::confirmed_offset() const {
+long long FakeTelegram::confirmed_offset(long long bot_id) const {
   std::lock_guard lock(mu_);
-  return confirmed_;
+  return bot(bot_id).confirmed;
+}
+
+std::vector<long long> FakeTelegram::offsets_asked(long long bot_id) const {
+  std::lock_guard lock(mu_);
+  return bot(bot_id).offsets;
 }
 
 Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::milliseconds waited) {
-  std::string prefix = "/bot" + token_ + "/";
-  if (r.path.rfind(prefix, 0) != 0) {
+  auto it = std::find_if(bots_.begin(), bots_.end(), [&](const Bot& b) {
+    return r.path.rfind("/bot" + b.token + "/", 0) == 0;
+  });
+  if (it == bots_.end()) {
     return {401, R"({"ok":false,"error_code":401,"description":"Unauthorized"})"};
   }
-  std::string method = r.path.substr(prefix.size());
+  Bot& b = *it;
+  std::string method = r.path.substr(("/bot" + b.token + "/").size());
   if (method == "getMe") {
     ++get_me_;
     return {200, json::serialize(json::object{{"ok", true},
-                                              {"result", json::object{{"id", 7000001},
+                                              {"result", json::object{{"id", b.id},
                                                                       {"is_bot", true},
                                                                       {"first_name", "Support"},
-                                                                      {"username", username_}}}})};
+                                                                      {"username", b.username}}}})};
   }
   if (method == "getUpdates") {
     if (waited.count() == 0) {
@@ -104,13 +144,16 @@ Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::millisec
     }
     long long offset = r.query.count("offset") ? std::stoll(r.query.at("offset")) : 0;
     int timeout = r.query.count("timeout") ? std::stoi(r.query.at("timeout")) : 0;
+    if (waited.count() == 0) {
+      b.offsets.push_back(offset);
+    }
     // Asking with an offset confirms every earlier update: Telegram forgets them.
     if (offset > 0) {
-      confirmed_ = std::max(confirmed_, offset);
-      std::erase_if(updates_, [&](const Update& u) { return u.update_id < offset; });
+      b.confirmed = std::max(b.confirmed, offset);
+      std::erase_if(b.updates, [&](const Update& u) { return u.update_id < offset; });
     }
     json::array result;
-    for (const auto& u : updates_) {
+    for (const auto& u : b.updates) {
       if (result.size() < 100) {
         result.push_back(json::parse(u.json));
       }
@@ -134,7 +177,7 @@ Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::millisec
       s.reply_to_message_id = id->to_number<long long>();
     }
     sent_.push_back(s);
-    long long mid = next_message_++;
+    long long mid = b.next_message++;
     if (lose_answers_ > 0) {
       --lose_answers_;
       Res lost;

@@ -4,6 +4,8 @@
 // seconds pass), sendMessage recording reply_to_message_id, and a 429 with
 // parameters.retry_after on demand. sendMessage answers can be lost on demand: the message is
 // delivered and the connection closes without an answer (as a timeout looks to the client).
+// Several bots can be served at once (add_bot): each has its own token, its own update_id
+// sequence and its own message ids, as on Telegram; getMe's id is the token's number before ':'.
 #include <cstdint>
 #include <deque>
 #include <mutex>
@@ -26,9 +28,12 @@ class FakeTelegram {
   void stop() { server_.stop(); }
   std::string base_url() const { return server_.base_url(); }
 
-  // A private message from user `user_id`; returns its message_id.
+  // Another bot on the same server, whose update_ids start after `last_update_id`.
+  void add_bot(std::string token, std::string bot_username, long long last_update_id);
+  // A private message from user `user_id` to the bot `bot_id` (0: the first bot); returns its
+  // message_id.
   long long add_private_message(long long user_id, const std::string& first_name,
-                                const std::string& text);
+                                const std::string& text, long long bot_id = 0);
   // The next `times` getUpdates answer 429 with parameters.retry_after `retry_after_s` (which
   // may be 0 or negative, as a broken server might send).
   void rate_limit_next(int retry_after_s, int times = 1);
@@ -43,7 +48,11 @@ class FakeTelegram {
   std::vector<Sent> sent() const;
   int get_me_requests() const;  // answered ones
   int get_updates_requests() const;
-  long long confirmed_offset() const;  // highest offset a getUpdates asked with
+  // The offsets getUpdates asked the bot `bot_id` (0: the first bot) with, in order; 0 for a
+  // request without one.
+  std::vector<long long> offsets_asked(long long bot_id = 0) const;
+  // Highest offset a getUpdates asked the bot `bot_id` (0: the first bot) with.
+  long long confirmed_offset(long long bot_id = 0) const;
 
  private:
   FakeHttpServer::Response handle(const FakeHttpServer::Request& r,
@@ -52,10 +61,18 @@ class FakeTelegram {
     long long update_id;
     std::string json;
   };
-  std::string token_, username_;
+  struct Bot {
+    long long id;
+    std::string token, username;
+    std::vector<Update> updates;
+    long long next_update, next_message = 1;
+    long long confirmed = 0;
+    std::vector<long long> offsets;
+  };
+  Bot& bot(long long id);
+  const Bot& bot(long long id) const;
   mutable std::mutex mu_;
-  std::vector<Update> updates_;
-  long long next_update_ = 500000000, next_message_ = 1;
+  std::vector<Bot> bots_;
   std::vector<Sent> sent_;
   int retry_after_ = 0;
   int rate_limited_ = 0;  // getUpdates still to answer 429
@@ -63,7 +80,6 @@ class FakeTelegram {
   int lose_answers_ = 0;
   int get_me_ = 0;
   int get_updates_ = 0;
-  long long confirmed_ = 0;
   FakeHttpServer server_;
 };
 
