@@ -35,6 +35,22 @@ asio::awaitable<std::string> write(storage::Writer& w, std::function<void(storag
       asio::use_awaitable, std::move(fn));
 }
 
+// The condition is the index's own, word for word: SQLite uses a partial index only for a query
+// whose WHERE implies the index's, and an IN list implies it only when it is the same list in
+// the same order (`IN ('claimed', 'queued')` scans the whole table).
+const char* const kOpenItemsQuery =
+    "SELECT queue, count(*), sum(state = 'claimed') FROM interactions "
+    "WHERE state IN ('queued', 'claimed') GROUP BY queue";
+
+std::map<std::string, OpenItems> open_items_by_queue(storage::Db& db) {
+  auto st = db.prepare(kOpenItemsQuery);
+  std::map<std::string, OpenItems> out;
+  while (st.step()) {
+    out[st.text(0)] = {st.int64(1), st.int64(2)};
+  }
+  return out;
+}
+
 Records::Records(asio::io_context& io, storage::Writer& writer, const std::string& path)
     : io_(io), writer_(writer), read_(path, true) {}
 

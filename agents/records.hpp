@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -54,6 +55,18 @@ struct SendJob {
   std::int64_t attempts = 0;
   bool maybe_sent = false;  // an earlier attempt had an unknown outcome (sends.maybe_sent)
 };
+
+// The open interactions (queued or claimed) the database records in one queue.
+struct OpenItems {
+  std::int64_t items = 0;
+  std::int64_t held = 0;  // claimed
+};
+// Every queue that holds open interactions, by name. One pass over the partial index of the open
+// interactions (interactions_by_queued_seq, WHERE state IN ('queued', 'claimed')) with a row
+// lookup each: its cost follows the items waiting and held, not the interactions ever stored.
+// Throws storage::Error.
+std::map<std::string, OpenItems> open_items_by_queue(storage::Db& db);
+extern const char* const kOpenItemsQuery;  // its query (a test reads its plan)
 
 // Runs `fn` on the writer thread in its group-committed transaction; resumes the awaiting
 // coroutine once committed with "" or the error.

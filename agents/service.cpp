@@ -1,6 +1,7 @@
 #include "agents/service.hpp"
 
 #include <algorithm>
+#include <map>
 #include <stdexcept>
 #include <thread>
 
@@ -21,7 +22,7 @@ namespace asio = boost::asio;
 
 namespace {
 std::vector<std::vector<std::string>> group_commands(const std::string& prefix,
-                                                     const std::vector<std::string>& queues) {
+                                                     const std::set<std::string>& queues) {
   std::vector<std::vector<std::string>> out;
   for (const auto& q : queues) {
     for (const char* p : kPriorities) {
@@ -29,6 +30,52 @@ std::vector<std::vector<std::string>> group_commands(const std::string& prefix,
     }
   }
   return out;
+}
+
+// The queues the database holds open interactions in (queued or claimed) that `configured` does
+// not name: a reload or a restart dropped them (no rule, agent or default_queue names them any
+// more). Their items stay in {prefix}:q:{queue}:*, where no agent may claim and from where no
+// transfer can move them, since both need the queue to be the agent's: each is logged at warn
+// with what to do. Authorisation stays as strict as ever (letting any agent transfer out of such
+// a queue would hand its items to agents the operator never gave them to): the operator adds the
+// queue to an agent's queues, and that agent claims the items and finishes or transfers each.
+//
+// The database is asked rather than Redis (SCAN {prefix}:q:*): it is the truth that Redis
+// projects, it answers while Redis is down at start, and it tells waiting from held; a SCAN
+// walks the whole keyspace and then each stream. Its query reads the open interactions only
+// (open_items_by_queue).
+std::set<std::string> dropped_queues(const std::string& db_path,
+                                     const std::set<std::string>& configured) {
+  std::set<std::string> out;
+  std::map<std::string, OpenItems> open;
+  try {
+    storage::Db db(db_path, true);
+    open = open_items_by_queue(db);
+  } catch (const std::exception& e) {
+    logger("agents")->warn(
+        "[agents] could not look for queues dropped from the config that still hold items: {}",
+        e.what());
+    return out;
+  }
+  for (const auto& [queue, n] : open) {
+    if (queue.empty() || configured.contains(queue)) {
+      continue;
+    }
+    logger("agents")->warn(
+        "[agents] queue {} is no longer in the config but holds {} {} ({} held): add it back to "
+        "an agent's queues; that agent can claim them, then finish or transfer each",
+        queue, n.items, n.items == 1 ? "item" : "items", n.held);
+    out.insert(queue);
+  }
+  return out;
+}
+
+// The queues known at start: the configured ones and those dropped_queues finds.
+std::set<std::string> queues_at_start(const std::string& db_path,
+                                      const std::vector<std::string>& configured) {
+  std::set<std::string> known(configured.begin(), configured.end());
+  known.merge(dropped_queues(db_path, known));
+  return known;
 }
 
 // SHA-256 of an agent token, as raw bytes: the key agents are found by.
@@ -49,9 +96,10 @@ Service::Service(asio::io_context& io, const config::Config& cfg, storage::Write
       api_tokens_(api_tokens),
       senders_(senders),
       agents_(agent_table(cfg.agents)),
-      queues_(queues.begin(), queues.end()),
+      queues_(queues_at_start(cfg.storage.path, queues)),
       configured_(queues.begin(), queues.end()),
-      redis_(io, cfg.redis, lua_scripts(), group_commands(cfg.redis.prefix, queues)),
+      db_path_(cfg.storage.path),
+      redis_(io, cfg.redis, lua_scripts(), group_commands(cfg.redis.prefix, queues_)),
       ops_(redis_, cfg.redis.prefix, cfg.routing.claim_timeout, cfg.routing.max_deliveries),
       records_(io, writer, cfg.storage.path),
       sends_(io, records_, senders, metrics, policy),
@@ -112,6 +160,9 @@ void Service::stop() {
 
 void Service::reload(const std::vector<config::Agent>& agents,
                      const std::vector<std::string>& queues) {
+  std::set<std::string> configured(queues.begin(), queues.end());
+  // Read before the locks: claims and /metrics wait on queues_mu_.
+  auto dropped = dropped_queues(db_path_, configured);
   std::vector<std::string> streams;
   {
     auto table = agent_table(agents);
@@ -126,12 +177,15 @@ void Service::reload(const std::vector<config::Agent>& agents,
         }
       }
     };
-    for (const auto& q : queues) {
+    for (const auto& q : configured) {
       add(q);
     }
-    configured_ = std::set<std::string>(queues.begin(), queues.end());
+    for (const auto& q : dropped) {
+      add(q);
+    }
+    configured_ = std::move(configured);
   }
-  if (!streams.empty()) {  // a queue first named by the reload: its consumer groups
+  if (!streams.empty()) {  // a queue first known at the reload: its consumer groups
     redis_.eval(kEnsureGroups, std::move(streams), {}, [](RValue v) {
       if (v.is_error()) {
         logger("agents")->warn("[agents] creating consumer groups failed: {}", v.str);

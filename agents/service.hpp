@@ -38,8 +38,9 @@ namespace sb::agents {
 
 class Service {
  public:
-  // `queues`: every queue known at start (rules, default, agents); consumer groups are
-  // created for them on connect.
+  // `queues`: every queue configured at start (rules, default, agents). With the queues the
+  // config no longer names that hold open interactions in the database (each logged at warn),
+  // they are the known queues: consumer groups are created for them on connect.
   // `api_tokens` ([api] tokens, as reloaded) may read customers and timelines too.
   Service(boost::asio::io_context& io, const config::Config& cfg, storage::Writer& writer,
           Relay& relay, Metrics& metrics, const SenderRegistry& senders,
@@ -57,8 +58,9 @@ class Service {
   void drain_sends(std::chrono::steady_clock::time_point deadline);
   void stop();  // after the io thread has ended
   // SIGHUP: the agents, and the configured queues (`queues`: the default queue, every rule's and
-  // every agent's, Rules::queues()). Known queues get consumer groups and statistics; a transfer
-  // may move items into the queues of this configuration only.
+  // every agent's, Rules::queues()). Known queues get consumer groups, statistics and the
+  // periodic sweep; a transfer may move items into the queues of this configuration only. The
+  // queues it leaves out that hold open interactions are logged at warn again.
   void reload(const std::vector<config::Agent>& agents, const std::vector<std::string>& queues);
   // Before a /metrics render: every queue's statistics, read on the io thread's pipelined
   // connection for the gauges. A hung Redis then delays the scrape, never the io thread, which
@@ -126,12 +128,15 @@ class Service {
   AgentTable agents_;
   std::uint64_t agents_epoch_ = 0;  // bumped by every reload, under agents_mu_
   std::mutex queues_mu_;
-  // Every queue known since start (statistics, /v1/queues): a queue a reload dropped keeps its
-  // items, which stay listed.
+  // Every queue known since start (statistics, /v1/queues, /metrics, the periodic sweep): the
+  // configured ones, and those the config no longer names but the database holds open items in,
+  // found at start and at every reload (dropped_queues, service.cpp). A queue a reload dropped
+  // stays listed until the next restart.
   std::set<std::string> queues_;
   // The queues of the configuration in force (the default queue, the rules' and the agents'),
   // replaced by a reload: the queues a transfer may move an item into.
   std::set<std::string> configured_;
+  std::string db_path_;  // for dropped_queues at a reload
   // Whether `queue` is in configured_; when not, `known` lists them ("billing, general").
   bool configured_queue(const std::string& queue, std::string& known);
   RedisExec redis_;

@@ -83,6 +83,19 @@ void AgentDaemon::drained() {
                                            << redis.xlen("sb:q:general:normal"));
 }
 
+void AgentDaemon::restart(const std::function<void(config::Config&)>& tweak) {
+  http.reset();
+  app->stop();
+  app.reset();
+  auto cfg = test_config(dir, redis.port());
+  if (tweak) {
+    tweak(cfg);
+  }
+  app = std::make_unique<App>(cfg);
+  app->start();
+  http = std::make_unique<HttpClient>(app->port());
+}
+
 json::object parse(const std::string& body) {
   json::error_code ec;
   auto v = json::parse(body, ec);

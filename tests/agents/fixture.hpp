@@ -34,6 +34,9 @@ struct AgentDaemon {
   boost::json::object queue_stats(const std::string& queue);
   // Waits until the relay projected everything committed into Redis.
   void drained();
+  // Stops the daemon and starts it again (its database and Redis stay) with the test config
+  // edited by `tweak`.
+  void restart(const std::function<void(config::Config&)>& tweak = nullptr);
 };
 
 boost::json::object parse(const std::string& body);
