@@ -38,33 +38,6 @@ void read_call_webhook(TableReader& r, ChannelNames& names, CallWebhook& out) {
   r.finish();
 }
 
-namespace {
-
-// backfill = "24h" (a look-back: any duration, "0s" included), "none" (= "0s") or "all".
-void read_backfill(TableReader& r, std::optional<milliseconds>& out) {
-  std::string text;
-  if (!r.str("backfill", text)) {
-    return;
-  }
-  if (text == "all") {
-    out = std::nullopt;
-    return;
-  }
-  if (text == "none") {
-    out = milliseconds(0);
-    return;
-  }
-  if (auto d = sb::parse_duration(text)) {
-    out = *d;
-    return;
-  }
-  r.ctx().add(r.line_of_key("backfill"),
-              r.dotted("backfill") + ": invalid value \"" + text +
-                  "\" (use a duration such as \"24h\" or \"30m\", \"none\" or \"all\")");
-}
-
-}  // namespace
-
 void read_mastodon(TableReader& r, ChannelNames& names, Mastodon& out) {
   names.read(r, "mastodon", out.name);
   read_api_url(r, "base_url", out.base_url, true);

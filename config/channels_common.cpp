@@ -6,6 +6,7 @@
 #include <boost/url/parse.hpp>
 
 #include "config/validate.hpp"
+#include "core/time.hpp"
 
 namespace sb::config::detail {
 
@@ -91,6 +92,29 @@ void check_plaintext(TableReader& r, const std::string& host, const std::string&
                     "::1, localhost), not \"" +
                     host + "\"");
   }
+}
+
+// backfill = "24h" (a look-back: any duration, "0s" included), "none" (= "0s") or "all".
+void read_backfill(TableReader& r, std::optional<milliseconds>& out) {
+  std::string text;
+  if (!r.str("backfill", text)) {
+    return;
+  }
+  if (text == "all") {
+    out = std::nullopt;
+    return;
+  }
+  if (text == "none") {
+    out = milliseconds(0);
+    return;
+  }
+  if (auto d = sb::parse_duration(text)) {
+    out = *d;
+    return;
+  }
+  r.ctx().add(r.line_of_key("backfill"),
+              r.dotted("backfill") + ": invalid value \"" + text +
+                  "\" (use a duration such as \"24h\" or \"30m\", \"none\" or \"all\")");
 }
 
 }  // namespace sb::config::detail

@@ -1,6 +1,7 @@
 #pragma once
 // Internal to config/: what every [[channels.*]] reader shares — the channel name (unique across
 // all kinds), URLs, and the table-of-kinds walk.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,10 @@ bool read_api_url(TableReader& r, std::string_view key, std::string& out, bool r
 
 // host + tls: `tls = "none"` only to a loopback host (plaintext credentials otherwise).
 void check_plaintext(TableReader& r, const std::string& host, const std::string& tls);
+
+// `backfill` of a polled account (IMAP, Mastodon, X): "all" -> nullopt, "none" -> 0, else a
+// duration ("24h"); anything else is an error at its line.
+void read_backfill(TableReader& r, std::optional<milliseconds>& out);
 
 // One entry of each kind; channels.cpp walks the [[channels.<kind>]] lists.
 void read_imap(TableReader& r, ChannelNames& names, Imap& out);

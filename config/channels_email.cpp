@@ -49,6 +49,7 @@ void read_imap(TableReader& r, ChannelNames& names, Imap& out) {
   r.strings("mailboxes", out.mailboxes, false, true);
   r.duration("poll_interval", out.poll_interval);
   r.duration("unfetchable_after", out.unfetchable_after);
+  read_backfill(r, out.backfill);
   std::string after;
   if (r.str("after", after)) {
     if (is_valid_after(after)) {

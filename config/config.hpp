@@ -124,6 +124,10 @@ struct Imap {
   // it has failed for this long (and in several sessions): a server that cannot FETCH for a
   // while (a failover) must not turn real mail into placeholders.
   milliseconds unfetchable_after{120000};
+  // What the first sync of a mailbox reads (no cursor stored for it, or one of another
+  // UIDVALIDITY): nullopt ("all", the default) every message; 0 ("none") only mail arriving from
+  // then on; a duration the messages whose INTERNALDATE is within it. A stored cursor wins.
+  std::optional<milliseconds> backfill;
   bool operator==(const Imap&) const = default;
 };
 

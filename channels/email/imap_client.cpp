@@ -511,8 +511,41 @@ asio::awaitable<result<MailboxStatus>> Client::select(std::string_view mailbox, 
 asio::awaitable<result<std::vector<std::uint64_t>>> Client::search_uids(std::uint64_t lo,
                                                                         std::uint64_t hi,
                                                                         bool undeleted) {
+  co_return co_await search(lo, hi, undeleted ? " UNDELETED" : "");
+}
+
+asio::awaitable<result<std::vector<std::uint64_t>>> Client::search_since(std::uint64_t lo,
+                                                                         std::uint64_t hi,
+                                                                         std::int64_t unix_ms) {
+  co_return co_await search(lo, hi, " SINCE " + search_date(unix_ms));
+}
+
+asio::awaitable<result<std::vector<Client::Dated>>> Client::internal_dates(
+    const std::vector<std::uint64_t>& uids) {
+  std::vector<Dated> out;
+  if (uids.empty()) {
+    co_return out;
+  }
+  auto fetched = co_await command("UID FETCH " + uid_set(uids) + " (UID INTERNALDATE)");
+  if (!fetched) {
+    co_return fetched.error();
+  }
+  for (const auto& r : *fetched) {
+    auto f = as_fetch(r);
+    if (!f || !f->uid || !f->internal_date) {
+      continue;  // a FETCH of flags another client changed: not an answer
+    }
+    out.push_back({*f->uid, parse_internal_date(*f->internal_date)});
+  }
+  std::sort(out.begin(), out.end(), [](const Dated& a, const Dated& b) { return a.uid < b.uid; });
+  co_return out;
+}
+
+asio::awaitable<result<std::vector<std::uint64_t>>> Client::search(std::uint64_t lo,
+                                                                   std::uint64_t hi,
+                                                                   std::string_view criteria) {
   std::string range = std::to_string(lo) + ":" + (hi == 0 ? "*" : std::to_string(hi));
-  auto search = co_await command("UID SEARCH UID " + range + (undeleted ? " UNDELETED" : ""));
+  auto search = co_await command("UID SEARCH UID " + range + std::string(criteria));
   if (!search) {
     co_return search.error();
   }

@@ -109,6 +109,19 @@ class Client {
   // `undeleted`: only messages not flagged \Deleted (UID SEARCH UID lo:hi UNDELETED).
   boost::asio::awaitable<boost::system::result<std::vector<std::uint64_t>>> search_uids(
       std::uint64_t lo, std::uint64_t hi, bool undeleted = false);
+  // UID SEARCH UID lo:hi SINCE <day>: the UIDs whose INTERNALDATE is on the day of `unix_ms`
+  // (UTC) or later. SEARCH compares dates only, "disregarding time and timezone" (RFC 3501
+  // 6.4.4), so the caller filters by the exact INTERNALDATE (internal_dates).
+  boost::asio::awaitable<boost::system::result<std::vector<std::uint64_t>>> search_since(
+      std::uint64_t lo, std::uint64_t hi, std::int64_t unix_ms);
+  // UID FETCH (UID INTERNALDATE) of `uids`: each one the server answered with an INTERNALDATE,
+  // as Unix ms (nullopt when it does not parse), in UID order.
+  struct Dated {
+    std::uint64_t uid = 0;
+    std::optional<std::int64_t> unix_ms;
+  };
+  boost::asio::awaitable<boost::system::result<std::vector<Dated>>> internal_dates(
+      const std::vector<std::uint64_t>& uids);
   // UID FETCH lo:hi (UID BODY.PEEK[]<0.max_literal> RFC822.SIZE) without a SEARCH first: for
   // the initial sync of a large mailbox, read range by range below UIDNEXT (missing UIDs return
   // nothing). When the answer has gaps, UID SEARCH UID lo:hi tells UIDs that never existed (or
@@ -165,6 +178,9 @@ class Client {
   // max_fetch_bytes (the first body is kept whatever).
   boost::asio::awaitable<boost::system::result<responses>> command(
       std::string text, std::vector<std::string> answers = {}, std::size_t held_before = 0);
+  // UID SEARCH UID lo:hi (hi 0: "*") and `criteria` (" UNDELETED"): the UIDs, ascending.
+  boost::asio::awaitable<boost::system::result<std::vector<std::uint64_t>>> search(
+      std::uint64_t lo, std::uint64_t hi, std::string_view criteria);
   boost::asio::awaitable<boost::system::error_code> refresh_capabilities();
   boost::asio::awaitable<boost::system::error_code> handshake();
   void note(const Response& r);      // EXISTS, UIDVALIDITY, UIDNEXT, CAPABILITY wherever they come

@@ -1,7 +1,10 @@
 #include "channels/email/imap_parser.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <charconv>
+#include <chrono>
 
 namespace sb::email::imap {
 namespace {
@@ -512,6 +515,78 @@ std::optional<Response> ResponseParser::next() {
     start_ = 0;
   }
   return r;
+}
+
+namespace {
+
+constexpr std::array<std::string_view, 12> kMonths{"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+// The digits of s[at, at + n) as a number; nullopt unless all n are digits.
+std::optional<int> digits(std::string_view s, std::size_t at, std::size_t n) {
+  if (at + n > s.size() || !all_digits(s.substr(at, n))) {
+    return std::nullopt;
+  }
+  int v = 0;
+  std::from_chars(s.data() + at, s.data() + at + n, v);
+  return v;
+}
+
+}  // namespace
+
+std::optional<std::int64_t> parse_internal_date(std::string_view s) {
+  using namespace std::chrono;
+  // date-day-fixed: (SP DIGIT) / 2DIGIT; servers also send a single digit unpadded.
+  while (!s.empty() && s.front() == ' ') {
+    s.remove_prefix(1);
+  }
+  std::size_t dash = s.find('-');
+  if (dash == 0 || dash > 2) {
+    return std::nullopt;
+  }
+  auto day = digits(s, 0, dash);
+  s.remove_prefix(dash + 1);
+  // "Jul-1996 02:44:25 -0700"
+  if (!day || s.size() != 23 || s[3] != '-' || s[8] != ' ' || s[11] != ':' || s[14] != ':' ||
+      s[17] != ' ' || (s[18] != '+' && s[18] != '-')) {
+    return std::nullopt;
+  }
+  auto month = std::find_if(kMonths.begin(), kMonths.end(), [&](std::string_view m) {
+    return std::equal(m.begin(), m.end(), s.begin(), [](char a, char b) {
+      return std::tolower(static_cast<unsigned char>(a)) ==
+             std::tolower(static_cast<unsigned char>(b));
+    });
+  });
+  auto year = digits(s, 4, 4);
+  auto hour = digits(s, 9, 2);
+  auto minute = digits(s, 12, 2);
+  auto second = digits(s, 15, 2);
+  auto zone_h = digits(s, 19, 2);
+  auto zone_m = digits(s, 21, 2);
+  if (month == kMonths.end() || !year || !hour || !minute || !second || !zone_h || !zone_m ||
+      *hour > 23 || *minute > 59 || *second > 60 || *zone_m > 59) {
+    return std::nullopt;
+  }
+  year_month_day ymd{std::chrono::year(*year),
+                     std::chrono::month(static_cast<unsigned>(month - kMonths.begin() + 1)),
+                     std::chrono::day(static_cast<unsigned>(*day))};
+  if (!ymd.ok()) {
+    return std::nullopt;
+  }
+  seconds local =
+      sys_days(ymd).time_since_epoch() + hours(*hour) + minutes(*minute) + seconds(*second);
+  seconds offset = hours(*zone_h) + minutes(*zone_m);
+  // "-0700" is seven hours behind UTC: UTC = local + 7 h.
+  seconds utc = s[18] == '-' ? local + offset : local - offset;
+  return duration_cast<milliseconds>(utc).count();
+}
+
+std::string search_date(std::int64_t unix_ms) {
+  using namespace std::chrono;
+  year_month_day ymd{floor<days>(sys_time<milliseconds>(milliseconds(unix_ms)))};
+  return std::to_string(static_cast<unsigned>(ymd.day())) + "-" +
+         std::string(kMonths[static_cast<unsigned>(ymd.month()) - 1]) + "-" +
+         std::to_string(static_cast<int>(ymd.year()));
 }
 
 }  // namespace sb::email::imap

@@ -53,6 +53,12 @@ std::optional<FetchData> as_fetch(Response&& r);  // moves the body out instead 
 // Whether a FETCH response carries a message body (not NIL), without copying it.
 bool carries_body(const Response& r);
 
+// An INTERNALDATE (RFC 3501 date-time: "17-Jul-1996 02:44:25 -0700", the day space-padded or
+// not) as Unix ms; nullopt when it is not one.
+std::optional<std::int64_t> parse_internal_date(std::string_view text);
+// The day of `unix_ms` (UTC) as a SEARCH date (RFC 3501 date: "2-Dec-2026").
+std::string search_date(std::int64_t unix_ms);
+
 // Capability names from "* CAPABILITY ..." or "[CAPABILITY ...]", upper-cased.
 std::vector<std::string> capabilities(const Response& r);
 

@@ -25,6 +25,7 @@
 #include "channels/email/poller_state.hpp"
 #include "channels/email/poller_support.hpp"
 #include "core/log.hpp"
+#include "core/time.hpp"
 
 namespace sb::email {
 
@@ -207,6 +208,18 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
       replace_cursor = true;
     }
   }
+  // A mailbox read from the start (first start, a mailbox added to the list, a renamed account)
+  // reads what `backfill` says, from the UID it returns on. So does one whose UIDVALIDITY
+  // changed: the server rebuilt it, and its old mail would flood the queues as much as a new
+  // account's (what was stored already would only be dropped as duplicates).
+  const bool backfill = (!cur || cur->uidvalidity != status->uidvalidity) && a.backfill;
+  if (backfill) {
+    auto from = co_await backfill_start(m, c, *status);
+    if (!from) {
+      co_return ended(m, c, from.error());
+    }
+    start = Cursor{status->uidvalidity, *from, *from};
+  }
   log->info("{} selected (UIDVALIDITY {}, {} messages), new mail after UID {}{}", m.prefix,
             status->uidvalidity, status->exists, start.last_uid,
             c.has_capability("IDLE") ? ", IDLE" : ", polling");
@@ -219,8 +232,15 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   // max_batches_in_flight batches: the memory bound of a session.
   auto chain =
       std::make_shared<BatchChain>(io, parsers, pipeline, metrics, a, m.name, m.prefix, start);
-  if (replace_cursor) {
+  if (replace_cursor || backfill) {
     chain->replace_stored_cursor();
+  }
+  if (backfill) {
+    // The start is written at once, alone, ahead of every batch: a session that ends before
+    // its first commit must not leave the next one to choose again (backfill = "none" would
+    // skip the mail that arrived in between, a duration would move on), and a restart must not
+    // read the skipped messages again whatever backfill says by then.
+    chain->record_after();
   }
   m.chain = chain.get();
   struct Forget {
@@ -240,6 +260,80 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
     co_await chain->wait();
   }
   co_return ended(m, c, ec);
+}
+
+namespace {
+
+// "168h" for the log, as the config file would say it.
+std::string duration_text(milliseconds d) {
+  auto ms = d.count();
+  for (auto [unit, name] : {std::pair{3600000LL, "h"}, {60000LL, "m"}, {1000LL, "s"}}) {
+    if (ms % unit == 0) {
+      return std::to_string(ms / unit) + name;
+    }
+  }
+  return std::to_string(ms) + "ms";
+}
+
+// UIDs whose INTERNALDATE one UID FETCH asks for: the command line stays short (Dovecot refuses
+// lines over imap_max_line_length, 64 KiB) where the listed UIDs are scattered.
+constexpr std::size_t kDatesPerFetch = 500;
+
+}  // namespace
+
+// The first sync of a mailbox with `backfill` set: the UID after which it reads. "none": the
+// last UID before UIDNEXT of the SELECT, so only mail arriving from now on is read. A duration:
+// the UID before the first message whose INTERNALDATE is within it. UID SEARCH SINCE lists the
+// candidates by day (a day early: SEARCH compares dates only, RFC 3501 6.4.4, in whatever
+// timezone the server reads them), and their INTERNALDATEs pick the first one exactly. Every
+// message after it is read: an older one further up (moved in from another folder later) too,
+// as the cursor is one UID and `after` applies to whole UID ranges (poller.hpp, Cursor).
+asio::awaitable<boost::system::result<std::uint64_t>> Poller::State::backfill_start(
+    Mailbox& m, imap::Client& c, const imap::MailboxStatus& status) {
+  const auto& a = *m.account;
+  std::uint64_t last = status.uidnext == 0 ? 0 : status.uidnext - 1;
+  if (status.uidnext == 0) {  // the server did not say: the highest UID there is
+    auto all = co_await c.search_uids(1, 0);
+    if (!all) {
+      co_return all.error();
+    }
+    last = all->empty() ? 0 : all->back();
+  }
+  std::uint64_t from = last;
+  std::size_t reads = 0;
+  if (a.backfill->count() > 0 && last > 0) {
+    const std::int64_t cutoff = now_ms() - a.backfill->count();
+    auto listed = co_await c.search_since(1, last, cutoff - 24 * 3600 * 1000);
+    if (!listed) {
+      co_return listed.error();
+    }
+    std::optional<std::uint64_t> first;
+    for (std::size_t i = 0; i < listed->size() && !first; i += kDatesPerFetch) {
+      std::size_t end = std::min(listed->size(), i + kDatesPerFetch);
+      auto dated = co_await c.internal_dates({listed->begin() + i, listed->begin() + end});
+      if (!dated) {
+        co_return dated.error();
+      }
+      for (const auto& d : *dated) {
+        if (!d.unix_ms || *d.unix_ms >= cutoff) {  // a date that does not parse: read it
+          first = d.uid;
+          break;
+        }
+      }
+    }
+    if (first) {
+      from = *first - 1;
+      auto rest = co_await c.search_uids(*first, last);
+      if (!rest) {
+        co_return rest.error();
+      }
+      reads = rest->size();
+    }
+  }
+  logger("email")->info("{} first sync reads back {}: {} of {} messages", m.prefix,
+                        a.backfill->count() > 0 ? duration_text(*a.backfill) : "none", reads,
+                        status.exists);
+  co_return from;
 }
 
 // `after` that the committed cursor says is due (its session ended between the commit and

@@ -88,6 +88,8 @@ struct Poller::State {
   // UIDs a FETCH left out that another client expunged meanwhile (FetchBatch::vanished): logged.
   static void note_vanished(const Mailbox& m, const imap::FetchBatch& batch);
   void give_up(Mailbox& m, BatchChain& chain, std::uint64_t uidvalidity, std::uint64_t uid);
+  asio::awaitable<boost::system::result<std::uint64_t>> backfill_start(
+      Mailbox& m, imap::Client& c, const imap::MailboxStatus& status);
   asio::awaitable<error_code> apply_due_after(Mailbox& m, imap::Client& c, BatchChain& chain,
                                               const Cursor& start);
   asio::awaitable<error_code> apply_after(Mailbox& m, imap::Client& c, BatchChain& chain);

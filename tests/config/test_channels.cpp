@@ -321,6 +321,53 @@ backfill = 24
        });
 }
 
+TEST_CASE("imap: backfill is all by default, none or a look-back, a bad value at its line") {
+  const Config c = load_ok(R"(
+[[channels.imap]]
+name = "a"
+host = "imap.example.com"
+username = "u"
+password = "p"
+
+[[channels.imap]]
+name = "b"
+host = "imap.example.com"
+username = "u"
+password = "p"
+backfill = "none"
+
+[[channels.imap]]
+name = "c"
+host = "imap.example.com"
+username = "u"
+password = "p"
+backfill = "168h"
+
+[[channels.imap]]
+name = "d"
+host = "imap.example.com"
+username = "u"
+password = "p"
+backfill = "all"
+)");
+  CHECK_FALSE(c.channels.imap.at(0).backfill.has_value());
+  CHECK(c.channels.imap.at(1).backfill == std::optional<std::chrono::milliseconds>(0s));
+  CHECK(c.channels.imap.at(2).backfill == std::optional<std::chrono::milliseconds>(168h));
+  CHECK_FALSE(c.channels.imap.at(3).backfill.has_value());
+
+  CHECK(problems_of(R"(
+[[channels.imap]]
+name = "support"
+host = "imap.example.com"
+username = "u"
+password = "p"
+backfill = "last week"
+)") == std::vector<std::string>{
+           "t.toml:6: channels.imap.backfill: invalid value \"last week\" (use a duration "
+           "such as \"24h\" or \"30m\", \"none\" or \"all\")",
+       });
+}
+
 TEST_CASE("x: the four OAuth 1.0a keys of user context come together, from the environment") {
   ScopedEnv ck("SBTEST_X_CK", "consumer-key");
   ScopedEnv cs("SBTEST_X_CS", "consumer-secret");

@@ -259,6 +259,69 @@ void Dovecot::deliver(const std::string& raw, const std::string& mailbox) {
   doveadm("save -u alice -m '" + mailbox + "' < " + file);
 }
 
+void Dovecot::append(const std::string& raw, const std::string& date, const std::string& mailbox) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval timeout{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(imap_port_);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    throw std::runtime_error("APPEND: cannot connect to Dovecot");
+  }
+  std::string buf;
+  // Reads until a line starting with `start`; throws on a tagged NO/BAD or a timeout.
+  auto until = [&](const std::string& start) {
+    for (;;) {
+      for (std::size_t eol; (eol = buf.find("\r\n")) != std::string::npos;) {
+        std::string line = buf.substr(0, eol);
+        buf.erase(0, eol + 2);
+        if (line.rfind(start, 0) == 0) {
+          if (line.find(" OK") == std::string::npos && start != "+") {
+            throw std::runtime_error("APPEND: Dovecot said " + line);
+          }
+          return;
+        }
+      }
+      char chunk[4096];
+      ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n <= 0) {
+        throw std::runtime_error("APPEND: no answer from Dovecot waiting for " + start);
+      }
+      buf.append(chunk, static_cast<std::size_t>(n));
+    }
+  };
+  auto send = [&](const std::string& text) {
+    for (std::size_t sent = 0; sent < text.size();) {
+      ssize_t n = ::send(fd, text.data() + sent, text.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) {
+        throw std::runtime_error("APPEND: send failed");
+      }
+      sent += static_cast<std::size_t>(n);
+    }
+  };
+  try {
+    until("* OK");
+    std::string quoted = "\"";
+    for (char ch : std::string(password)) {
+      quoted += (ch == '"' || ch == '\\') ? std::string{'\\', ch} : std::string{ch};
+    }
+    send(std::string("a LOGIN ") + user + " " + quoted + "\"\r\n");
+    until("a ");
+    send("b APPEND \"" + mailbox + "\" \"" + date + "\" {" + std::to_string(raw.size()) + "}\r\n");
+    until("+");
+    send(raw + "\r\n");
+    until("b ");
+    send("c LOGOUT\r\n");
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+}
+
 void Dovecot::set_uidvalidity(std::uint32_t v, const std::string& mailbox) {
   doveadm("mailbox update -u alice --uid-validity " + std::to_string(v) + " '" + mailbox + "'");
 }

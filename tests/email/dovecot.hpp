@@ -40,6 +40,11 @@ class Dovecot {
   void kill();
   void start_again();
   void deliver(const std::string& raw, const std::string& mailbox = "INBOX");
+  // IMAP APPEND over a plain connection as the user, with INTERNALDATE `date` (RFC 3501
+  // date-time: "02-Nov-2026 10:00:00 +0000"): mail that arrived back then, as far as SEARCH
+  // SINCE and INTERNALDATE tell.
+  void append(const std::string& raw, const std::string& date,
+              const std::string& mailbox = "INBOX");
   // Many messages at once, written straight into the Maildir's new/ (one doveadm call per
   // message would take minutes for thousands); Dovecot assigns UIDs when it next looks.
   void deliver_many(const std::vector<std::string>& raws);

@@ -365,3 +365,25 @@ TEST_CASE("lines ending in '}' that announce no literal are framed in linear tim
   CHECK(*as_fetch(rs[n + 1])->body == "de");
   CHECK(p.error());  // "{x3}" is no literal: the line is a response, and not a valid one
 }
+
+TEST_CASE("INTERNALDATE: RFC 3501 date-time to Unix ms, the zone applied, the day padded or not") {
+  // 1996-07-17 09:44:25 UTC
+  CHECK(parse_internal_date("17-Jul-1996 02:44:25 -0700") == 837596665000);
+  CHECK(parse_internal_date("17-Jul-1996 11:44:25 +0200") == 837596665000);
+  CHECK(parse_internal_date(" 2-Dec-2026 00:00:00 +0000") ==
+        parse_internal_date("02-Dec-2026 00:00:00 +0000"));
+  CHECK(parse_internal_date("2-dec-2026 00:00:00 +0000") == 1796169600000);
+  CHECK(parse_internal_date(FetchData{}.internal_date.value_or("")) == std::nullopt);
+  for (const char* bad : {"17-Jul-1996", "31-Feb-2026 00:00:00 +0000", "17-Jux-1996 02:44:25 -0700",
+                          "17-Jul-1996 24:00:00 +0000", "17-Jul-1996 02:44:25 0700",
+                          "117-Jul-1996 02:44:25 -0700", "17-Jul-1996 02:44:25 -0700 "}) {
+    CAPTURE(bad);
+    CHECK(parse_internal_date(bad) == std::nullopt);
+  }
+}
+
+TEST_CASE("a SEARCH date is the UTC day of a moment, the day unpadded") {
+  CHECK(search_date(837596665000) == "17-Jul-1996");
+  CHECK(search_date(1796169600000) == "2-Dec-2026");
+  CHECK(search_date(1796169600000 - 1) == "1-Dec-2026");
+}
