@@ -172,11 +172,24 @@ void SendLoop::dispatch(SendJob job) {
 }
 
 void SendLoop::finished(const SendJob& job, SendResult r) {
-  std::int64_t attempts = job.attempts + 1;
+  // A pause of the whole account (X's 24-hour posting limit) is no failure of this reply: it
+  // keeps its attempts for failures of its own, however many pauses it waits through.
+  const bool paused = r.status == SendResult::Status::retry && r.account_paused;
+  std::int64_t attempts = job.attempts + (paused ? 0 : 1);
   std::string state = "sent";
   std::int64_t next = 0;
   auto log = logger("agents");
-  if (r.status == SendResult::Status::retry && attempts < policy_.max_attempts) {
+  if (paused) {
+    // The sender logged the pause once for the account (it may hold many replies); each reply
+    // shows it on its send state, the provider's message and when the pause ends.
+    auto wait = bound_provider_wait(
+        r.retry_after, WaitBounds{kMinProviderWait, policy_.max_account_wait}, "agents",
+        job.channel, job.account, "reply " + job.interaction_id + ": the provider's account limit");
+    state = "pending";
+    next = now_ms() + wait.count();
+    log->debug("[{}:{}] reply {} waits {} ms for the account's limit (attempts stay {}): {}",
+               job.channel, job.account, job.interaction_id, wait.count(), attempts, r.error);
+  } else if (r.status == SendResult::Status::retry && attempts < policy_.max_attempts) {
     std::chrono::milliseconds backoff =
         policy_.first_backoff * (1LL << std::min<std::int64_t>(attempts - 1, 20));
     backoff = std::min(backoff, policy_.max_backoff);

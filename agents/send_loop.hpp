@@ -32,6 +32,9 @@ struct SendPolicy {
   std::chrono::milliseconds max_backoff{5 * 60 * 1000};
   // The longest wait a provider may ask for (retry_after; core/provider_wait.hpp).
   std::chrono::milliseconds max_provider_wait = kMaxSendWait;
+  // The longest pause of a whole account (SendResult::account_paused: X's 24-hour limit),
+  // which does not spend attempts.
+  std::chrono::milliseconds max_account_wait = kMaxAccountWait;
   int max_attempts = 8;
   // Replies with their senders at once, in all and per (channel, account): a provider that
   // hangs (a stalled SMTP server) holds at most its account's share, and the other accounts'

@@ -10,7 +10,9 @@
 // longest of the polled APIs (Mastodon's window is 5 minutes, Telegram's retry_after a few
 // seconds); a provider that really means longer answers the next poll with another 429, which
 // costs one request per 15 minutes. Replies: an hour, which Retry-After was always capped at;
-// every retry spends one of the send loop's attempts, so replies wait longer per attempt.
+// every retry spends one of the send loop's attempts, so replies wait longer per attempt. A
+// daily limit of the whole account (X's 24-hour posting limits) waits up to a day, attempts
+// unspent (kMaxAccountWait).
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -20,6 +22,10 @@ namespace sb {
 inline constexpr std::chrono::milliseconds kMinProviderWait{1000};
 inline constexpr std::chrono::milliseconds kMaxPollWait{15 * 60 * 1000};
 inline constexpr std::chrono::milliseconds kMaxSendWait{60 * 60 * 1000};
+// A limit on all of an account's replies that the provider says lasts longer than a window: X's
+// 24-hour posting limits, whose reset is at most a day away, plus 5 minutes for the clocks. Such
+// a wait does not spend the replies' attempts (SendResult::account_paused).
+inline constexpr std::chrono::milliseconds kMaxAccountWait{(24 * 60 + 5) * 60 * 1000};
 
 struct WaitBounds {
   std::chrono::milliseconds min = kMinProviderWait;

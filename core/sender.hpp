@@ -49,12 +49,25 @@ struct SendResult {
   // later attempts (OutboundMessage::maybe_sent); with `failed` the sender gave up rather than
   // risk posting the answer twice (Telegram, Meta).
   bool unknown = false;
+  // With `retry`: the provider refuses every reply of the account until retry_after has passed
+  // (X's 24-hour posting limit), and said so; this reply did nothing wrong. The attempt is not
+  // counted against the reply's maximum, and the wait may be as long as a day
+  // (SendPolicy::max_account_wait) rather than the hour of other provider waits. The sender
+  // logs the pause once and answers its account's other replies the same way until it ends,
+  // without asking the provider.
+  bool account_paused = false;
 
   static SendResult sent(std::string provider_id) {
     return {Status::sent, std::move(provider_id), {}, {}, {}};
   }
   static SendResult retry(std::string error, std::chrono::milliseconds after = {}) {
     return {Status::retry, {}, std::move(error), after, {}};
+  }
+  // A retry once the account's pause ends (see `account_paused`).
+  static SendResult paused(std::string error, std::chrono::milliseconds until) {
+    SendResult r = retry(std::move(error), until);
+    r.account_paused = true;
+    return r;
   }
   // A retry after an attempt whose outcome is unknown (see `unknown`).
   static SendResult unknown_outcome(std::string error) {

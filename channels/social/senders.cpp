@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <mutex>
+#include <optional>
 #include <string_view>
 
 #include <boost/asio/co_spawn.hpp>
@@ -14,7 +16,9 @@
 #include "channels/social/telegram.hpp"
 #include "channels/social/x.hpp"
 #include "core/log.hpp"
+#include "core/provider_wait.hpp"
 #include "core/supervise.hpp"
+#include "core/time.hpp"
 
 namespace sb::social {
 
@@ -89,6 +93,9 @@ void run_send(Runtime& rt, const char* channel, const std::string& account, Outb
       [&rt, attempt = std::move(attempt), m = std::move(m), channel,
        account]() mutable -> asio::awaitable<SendResult> {
         SendResult r = co_await attempt(m);
+        if (r.account_paused) {
+          co_return r;  // the sender logged and counted the pause once, not per reply
+        }
         if (r.status != SendResult::Status::sent) {
           rt.metrics.inc("switchboard_social_send_errors_total",
                          {{"channel", channel}, {"account", account}});
@@ -239,6 +246,18 @@ std::string x_failure(const XError& e, const config::X& cfg) {
   return msg;
 }
 
+// X's 24-hour posting limits (x.cpp) hold every reply of the account until their reset. The
+// first 429 that says so pauses the sender: until the reset its replies are answered at once
+// with the same wait and X's message, without a request (each would be one more refusal), and
+// none of them spends an attempt. Logged once per pause, at warn. The pause lives in memory: the
+// replies' next attempts are stored at the reset, so after a restart only a new reply asks X,
+// and learns the pause again.
+//
+// The reset is bounded like every provider-named wait (core/provider_wait.hpp): at least 1 s,
+// at most a day and 5 minutes (kMaxAccountWait). A reset that is no time (garbage, or too large
+// for the clock) or that is not ahead of our clock (X's clock behind ours: it would pause a
+// second, ask again, and learn the same reset, in a loop no attempt limit ends) is no pause:
+// the 429 is retried as one of the 15-minute window, attempts counted, as before.
 class XSender final : public Sender {
  public:
   XSender(Runtime& rt, const config::X& cfg) : rt_(rt), cfg_(cfg) {}
@@ -248,6 +267,9 @@ class XSender final : public Sender {
                auto p = parse_parent(m.parent_json);
                if (!p) {
                  co_return SendResult::failed("the answered interaction has no external id");
+               }
+               if (auto held = still_paused()) {
+                 co_return std::move(*held);
                }
                net::HttpRequest req =
                    to_request(cfg_.base_url, x_reply(cfg_, m.text, p->external_id));
@@ -274,6 +296,11 @@ class XSender final : public Sender {
                      msg + ")";
                  co_return sent;
                }
+               if (e.daily_cap) {
+                 if (auto held = pause(*e.daily_cap, msg)) {
+                   co_return std::move(*held);
+                 }
+               }
                if (e.retryable()) {
                  milliseconds after{};
                  if (e.reset) {
@@ -287,8 +314,61 @@ class XSender final : public Sender {
   }
 
  private:
+  // The pause's wait and message while it lasts (the wait at least 1 s: the send loop's
+  // minimum, without its warning for a reset a moment away).
+  std::optional<SendResult> still_paused() {
+    std::lock_guard lock(mu_);
+    auto now = Clock::now();
+    if (!paused_until_ || *paused_until_ <= now) {
+      return std::nullopt;
+    }
+    auto left = std::chrono::ceil<milliseconds>(*paused_until_ - now);
+    return SendResult::paused(pause_reason_, std::max(left, kMinProviderWait));
+  }
+
+  // Starts (or extends) the pause of a 429 naming a used-up 24-hour limit; nullopt when its
+  // reset is no pause (see the class comment), logged then.
+  std::optional<SendResult> pause(const XError::DailyCap& cap, const std::string& msg) {
+    auto log = logger("social");
+    auto now = Clock::now();
+    if (!cap.reset || *cap.reset <= now) {
+      log->warn(
+          "[x:{}] daily posting limit reached ({}), but {} is {}: the reply is retried as a "
+          "429 of the 15-minute window",
+          cfg_.name, cap.scope, cap.reset_header,
+          cap.reset ? "not ahead of our clock" : "not a time");
+      return std::nullopt;
+    }
+    // This attempt's 429 is a send error; the replies held without a request are not.
+    rt_.metrics.inc("switchboard_social_send_errors_total",
+                    {{"channel", "x"}, {"account", cfg_.name}});
+    milliseconds wait =
+        bound_provider_wait(*cap.reset - now, WaitBounds{kMinProviderWait, kMaxAccountWait},
+                            "social", "x", cfg_.name, cap.reset_header);
+    auto until = now + wait;
+    std::string at = format_rfc3339(
+        std::chrono::duration_cast<milliseconds>(until.time_since_epoch()).count() + 999);
+    std::lock_guard lock(mu_);
+    // Replies in flight together get the same 429: one line for the cap, not one per reply.
+    // A later reset (the other limit used up too, or a new day's cap) is a new pause.
+    if (!paused_until_ || until > *paused_until_ + std::chrono::seconds(1)) {
+      log->warn("[x:{}] daily posting limit reached ({}): replies wait until {}", cfg_.name,
+                cap.scope, at);
+    }
+    if (!paused_until_ || until > *paused_until_) {
+      paused_until_ = until;
+      pause_reason_ =
+          msg + " (daily posting limit reached (" + cap.scope + "): replies wait until " + at + ")";
+    }
+    // A longer pause already running (the other limit's) is the one to wait for.
+    return SendResult::paused(pause_reason_, std::chrono::ceil<milliseconds>(*paused_until_ - now));
+  }
+
   Runtime& rt_;
   const config::X& cfg_;
+  std::mutex mu_;  // the pause; sends may finish on any thread of the executor
+  std::optional<Clock::time_point> paused_until_;
+  std::string pause_reason_;
 };
 
 class TelegramSender final : public Sender {

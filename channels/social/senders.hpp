@@ -10,6 +10,9 @@
 // and Meta take no idempotency key and post a repeat twice: a request that went out and got no
 // answer -> failed, marked unknown ("outcome unknown: ..."), logged and counted in
 // switchboard_sends_unknown_total{channel,account}; a failure before it went out is retried.
+// X: a 429 naming a used-up 24-hour posting limit (x-user- / x-app-limit-24hour-remaining 0)
+// pauses all of the account's replies until that reset, at most a day, without spending their
+// attempts (SendResult::account_paused; logged once per pause).
 //
 // A sender holds its account by reference, as the pollers do (pollers.hpp): a token a reload
 // changes goes with the next send. A temporary account is refused (`= delete`): it would dangle.

@@ -132,6 +132,47 @@ XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body) {
   return page;
 }
 
+namespace {
+
+// X's 24-hour limits on posting. Besides the 15-minute window of every endpoint
+// (x-rate-limit-*), POST /2/tweets is counted over 24 hours: docs.x.com "X API Rate Limits",
+// "Manage posts", lists 10,000 / 24 h per app; the "Rate limits" guide of X's xdk-python lists
+// 100 / 24 h per user on Basic (50 on Free). X reports these in headers its rate-limit page does
+// not list, each the limit, what is left and the reset in Unix seconds: x-user-limit-24hour-limit /
+// -remaining / -reset and x-app-limit-24hour-limit / -remaining / -reset (clients read them so,
+// e.g. the header list of the twapi-v2 crate; a 429 with the user's 24-hour remaining at 0 while
+// the 15-minute window had room is described in "The X API Rate Limit That Doesn't Exist in the
+// Docs", nabbilkhan.com, 2026). Such a 429 lasts until that reset, hours away: retrying at the
+// 15-minute x-rate-limit-reset only spends another request on the same refusal.
+// Both used up: the later reset (a reply waits until both have reset).
+std::optional<XError::DailyCap> daily_cap(const HeaderLookup& header) {
+  std::optional<XError::DailyCap> out;
+  for (const char* scope : {"user", "app"}) {
+    const std::string prefix = std::string("x-") + scope + "-limit-24hour-";
+    auto remaining = header(prefix + "remaining");
+    long long left = 0;
+    if (!remaining ||
+        std::from_chars(remaining->data(), remaining->data() + remaining->size(), left).ptr !=
+            remaining->data() + remaining->size() ||
+        remaining->empty() || left > 0) {
+      continue;
+    }
+    XError::DailyCap cap{scope, std::nullopt, prefix + "reset"};
+    if (auto reset = header(prefix + "reset")) {
+      cap.reset = parse_unix_seconds_reset(*reset);
+      cap.reset_header += " \"" + reset->substr(0, 40) + "\"";
+    } else {
+      cap.reset_header += " (absent)";
+    }
+    if (!out || (cap.reset && (!out->reset || *cap.reset > *out->reset))) {
+      out = std::move(cap);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 XError classify_x_response(int http_status, std::string_view body, const HeaderLookup& header) {
   XError e;
   if (http_status >= 200 && http_status < 300) {
@@ -157,6 +198,9 @@ XError classify_x_response(int http_status, std::string_view body, const HeaderL
     e.kind = XError::Kind::usage_capped;  // arrives as a 429 too: check it first
   } else if (http_status == 429) {
     e.kind = XError::Kind::rate_limited;
+    if (header) {
+      e.daily_cap = daily_cap(header);
+    }
   } else if (http_status == 401 || http_status == 403) {
     e.kind = XError::Kind::unauthorized;
     // POST /2/tweets refuses a text the account posted recently with a 403 whose problem body

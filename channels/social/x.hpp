@@ -53,13 +53,24 @@ struct XError {
   std::string detail;
   // A 403 refusing a post as a repeat of one the account made recently (see x.cpp).
   bool duplicate_content = false;
+  // A 429 of a used-up 24-hour posting limit (see x.cpp): `scope` "user" (the account's) or
+  // "app" (the developer app's, shared by every account it posts for), and the limit's reset.
+  // No reset when the header is not a time (garbage, or too large for the clock): the reply is
+  // then retried as a 429 of the 15-minute window.
+  struct DailyCap {
+    std::string scope;
+    std::optional<Clock::time_point> reset;
+    std::string reset_header;  // the header's name and value as X sent them, for the log
+  };
+  std::optional<DailyCap> daily_cap;
   // 429 and 5xx are worth retrying later; a usage cap, bad credentials and 4xx are not (a usage
   // cap lasts until the billing period ends: pause the account and say so).
   bool retryable() const { return kind == Kind::rate_limited || kind == Kind::server; }
 };
 
-// Reads the status, the problem body ({"title","detail","type": ".../problems/usage-capped"})
-// and the x-rate-limit-reset header (Unix seconds).
+// Reads the status, the problem body ({"title","detail","type": ".../problems/usage-capped"}),
+// the x-rate-limit-reset header (Unix seconds) and, on a 429, the 24-hour limits' headers
+// (x-user-limit-24hour-* and x-app-limit-24hour-*).
 XError classify_x_response(int http_status, std::string_view body, const HeaderLookup& header);
 
 // Gathers the pages of one poll (see the file comment).

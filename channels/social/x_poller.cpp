@@ -58,6 +58,9 @@ class XPoller final : public Poller {
         // window lasts. As for Mastodon, a 429 never leads to a quick retry: without a reset
         // ahead of us, wait a minute. A reset further ahead than X's 15-minute windows is
         // bounded (Runtime::max_poll_wait): X asked again then answers with the real one.
+        // X's 24-hour limits (e.daily_cap, x.cpp) count posts, not reads: docs.x.com "X API
+        // Rate Limits" gives the timelines, mentions among them, 15-minute windows only, so a
+        // 429 here is always the window's.
         auto now = Clock::now();
         milliseconds wait =
             e.reset && *e.reset > now

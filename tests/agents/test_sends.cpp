@@ -72,6 +72,18 @@ struct RateLimitedSender : Sender {
   }
 };
 
+// Pauses its account `pauses` times (X's 24-hour posting limit), then takes the reply.
+struct PausingSender : Sender {
+  int pauses;
+  std::chrono::milliseconds after;
+  std::atomic<int> calls{0};
+  PausingSender(int p, std::chrono::milliseconds a) : pauses(p), after(a) {}
+  void send(OutboundMessage m, Done done) override {
+    done(++calls <= pauses ? SendResult::paused("429 Too Many Requests (daily limit)", after)
+                           : SendResult::sent("p-" + m.id));
+  }
+};
+
 // Refuses the first attempt for a while (a provider's 503), then takes the reply.
 struct OnceBusySender : Sender {
   std::atomic<int> calls{0};
@@ -316,4 +328,50 @@ TEST_CASE(
   CHECK(eventually([&] { return !log.lines_with("reading due sends works again").empty(); }));
   d.app.reset();
   CHECK(log.lines_with("reading due sends failed").size() == 1);
+}
+
+TEST_CASE(
+    "a provider's pause of the whole account spends none of the reply's attempts, however many "
+    "times it comes") {
+  // More pauses than SendPolicy::max_attempts (8): each a second, the shortest provider wait.
+  auto pausing = std::make_shared<PausingSender>(9, std::chrono::milliseconds(1));
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", pausing); });
+  reply_to_first(d);
+  REQUIRE(eventually([&] { return pausing->calls >= 1; }));
+  REQUIRE(eventually([&] {
+    return d.rows(
+               "SELECT count(*) FROM sends WHERE state='pending' AND attempts=0 AND "
+               "last_error='429 Too Many Requests (daily limit)'") == 1;
+  }));
+  REQUIRE(eventually([&] { return d.rows("SELECT count(*) FROM sends WHERE state='sent'") == 1; },
+                     std::chrono::seconds(20)));
+  CHECK(pausing->calls == 10);
+  CHECK(d.rows("SELECT attempts FROM sends") == 1);
+}
+
+TEST_CASE("a provider's pause of the whole account may last a day, bounded a little past it") {
+  SUBCASE("20 hours: as asked, past the hour of other provider waits") {
+    auto pausing = std::make_shared<PausingSender>(1, std::chrono::hours(20));
+    AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", pausing); });
+    std::int64_t before = now_ms();
+    reply_to_first(d);
+    REQUIRE(eventually([&] { return pausing->calls == 1; }));
+    REQUIRE(eventually(
+        [&] { return d.rows("SELECT count(*) FROM sends WHERE last_error != ''") == 1; }));
+    std::int64_t next = d.rows("SELECT next_attempt_at FROM sends");
+    CHECK(next >= before + 20 * 3600 * 1000LL);
+    CHECK(next <= now_ms() + 20 * 3600 * 1000LL);
+    CHECK(d.rows("SELECT attempts FROM sends") == 0);
+  }
+  SUBCASE("10 days: a day and 5 minutes") {
+    auto pausing = std::make_shared<PausingSender>(1, std::chrono::hours(24 * 10));
+    AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", pausing); });
+    std::int64_t before = now_ms();
+    reply_to_first(d);
+    REQUIRE(eventually(
+        [&] { return d.rows("SELECT count(*) FROM sends WHERE last_error != ''") == 1; }));
+    std::int64_t next = d.rows("SELECT next_attempt_at FROM sends");
+    CHECK(next >= before + (24 * 60 + 5) * 60 * 1000LL);
+    CHECK(next <= now_ms() + (24 * 60 + 5) * 60 * 1000LL);
+  }
 }

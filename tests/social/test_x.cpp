@@ -153,6 +153,67 @@ TEST_CASE("X errors: 429 with reset, usage cap, unauthorized, 5xx") {
   CHECK(classify_x_response(200, "{}", hdrs({})).kind == XError::Kind::none);
 }
 
+TEST_CASE("X errors: a 429 with a 24-hour posting limit at 0 names the limit and its reset") {
+  constexpr const char* k429 =
+      R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})";
+  auto secs = [](const std::optional<sb::social::Clock::time_point>& t) {
+    return std::chrono::duration_cast<std::chrono::seconds>(t->time_since_epoch()).count();
+  };
+  // The user's day used up while the 15-minute window has room.
+  auto user = classify_x_response(429, k429,
+                                  hdrs({{"x-rate-limit-remaining", "99"},
+                                        {"x-rate-limit-reset", "1700000900"},
+                                        {"x-user-limit-24hour-limit", "100"},
+                                        {"x-user-limit-24hour-remaining", "0"},
+                                        {"x-user-limit-24hour-reset", "1700050000"},
+                                        {"x-app-limit-24hour-limit", "1667"},
+                                        {"x-app-limit-24hour-remaining", "1500"},
+                                        {"x-app-limit-24hour-reset", "1700060000"}}));
+  CHECK(user.kind == XError::Kind::rate_limited);
+  REQUIRE(user.daily_cap);
+  CHECK(user.daily_cap->scope == "user");
+  REQUIRE(user.daily_cap->reset);
+  CHECK(secs(user.daily_cap->reset) == 1700050000);
+  CHECK(secs(user.reset) == 1700000900);  // the window's reset stays what it was
+
+  auto app = classify_x_response(
+      429, k429,
+      hdrs({{"x-app-limit-24hour-remaining", "0"}, {"x-app-limit-24hour-reset", "1700060000"}}));
+  REQUIRE(app.daily_cap);
+  CHECK(app.daily_cap->scope == "app");
+  CHECK(secs(app.daily_cap->reset) == 1700060000);
+
+  // Both used up: the later reset.
+  auto both = classify_x_response(429, k429,
+                                  hdrs({{"x-user-limit-24hour-remaining", "0"},
+                                        {"x-user-limit-24hour-reset", "1700070000"},
+                                        {"x-app-limit-24hour-remaining", "0"},
+                                        {"x-app-limit-24hour-reset", "1700060000"}}));
+  REQUIRE(both.daily_cap);
+  CHECK(both.daily_cap->scope == "user");
+  CHECK(secs(both.daily_cap->reset) == 1700070000);
+
+  // Room left, or no 24-hour headers: the window's 429.
+  CHECK_FALSE(classify_x_response(429, k429,
+                                  hdrs({{"x-user-limit-24hour-remaining", "3"},
+                                        {"x-user-limit-24hour-reset", "1700050000"}}))
+                  .daily_cap);
+  CHECK_FALSE(classify_x_response(429, k429, hdrs({{"x-rate-limit-remaining", "0"}})).daily_cap);
+  // Only a 429 is a cap.
+  CHECK_FALSE(
+      classify_x_response(503, "", hdrs({{"x-user-limit-24hour-remaining", "0"}})).daily_cap);
+
+  // A reset that is no time (garbage, milliseconds sent as seconds): a cap without a reset.
+  for (const char* bad : {"tomorrow", "1700050000000", ""}) {
+    auto e = classify_x_response(
+        429, k429,
+        hdrs({{"x-user-limit-24hour-remaining", "0"}, {"x-user-limit-24hour-reset", bad}}));
+    REQUIRE(e.daily_cap);
+    CHECK_FALSE(e.daily_cap->reset);
+    CHECK(e.daily_cap->reset_header == "x-user-limit-24hour-reset \"" + std::string(bad) + "\"");
+  }
+}
+
 TEST_CASE("X errors: a 403 for duplicate content is told apart from other 403s by its detail") {
   auto duplicate = classify_x_response(
       403,

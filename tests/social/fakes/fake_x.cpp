@@ -228,6 +228,13 @@ void FakeX::lose_next_post_answers(int n) {
   lose_answers_ = n;
 }
 
+void FakeX::daily_cap_next_posts(int n, std::string scope, std::string reset) {
+  std::lock_guard lock(mu_);
+  daily_capped_ = n;
+  daily_scope_ = std::move(scope);
+  daily_reset_ = std::move(reset);
+}
+
 int FakeX::post_requests() const {
   std::lock_guard lock(mu_);
   return post_requests_;
@@ -312,7 +319,26 @@ Res FakeX::handle(const FakeHttpServer::Request& r) {
                                                 .count()));
     return res;
   }
-  if (window_used_ >= window_limit_) {
+  if (r.method == "POST" && r.path == "/2/tweets" && daily_capped_ > 0 &&
+      window_used_ < window_limit_) {
+    --daily_capped_;
+    ++window_used_;
+    ++post_requests_;
+    ++rejected_;
+    res = {
+        429,
+        R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})"};
+    const std::string other = daily_scope_ == "user" ? "app" : "user";
+    const auto day_ahead = std::chrono::duration_cast<std::chrono::seconds>(
+                               (now + std::chrono::hours(20)).time_since_epoch())
+                               .count();
+    res.headers.emplace_back("x-" + daily_scope_ + "-limit-24hour-limit", "100");
+    res.headers.emplace_back("x-" + daily_scope_ + "-limit-24hour-remaining", "0");
+    res.headers.emplace_back("x-" + daily_scope_ + "-limit-24hour-reset", daily_reset_);
+    res.headers.emplace_back("x-" + other + "-limit-24hour-limit", "1667");
+    res.headers.emplace_back("x-" + other + "-limit-24hour-remaining", "1500");
+    res.headers.emplace_back("x-" + other + "-limit-24hour-reset", std::to_string(day_ahead));
+  } else if (window_used_ >= window_limit_) {
     ++rejected_;
     res = {
         429,

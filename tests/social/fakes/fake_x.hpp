@@ -3,7 +3,8 @@
 // max_results and pagination_token / meta.next_token; includes.users for author_id; rate-limit
 // headers (x-rate-limit-limit / -remaining / -reset in Unix seconds) and 429 past the window's
 // budget; a usage-cap switch answering the documented usage-capped problem; POST /2/tweets,
-// which refuses a text posted before with X's 403 "duplicate content" problem.
+// which refuses a text posted before with X's 403 "duplicate content" problem, and on demand
+// answers 429 with the 24-hour posting limits' headers (x-user- / x-app-limit-24hour-*).
 //
 // Authentication as X checks it: the mentions timeline takes the app-only bearer token;
 // POST /2/tweets takes user context only. There the bearer token gets X's 403 "Unsupported
@@ -60,6 +61,11 @@ class FakeX {
   // The next `n` POST /2/tweets are posted, and their answers lost: the connection closes
   // without one (as a timeout looks to the client).
   void lose_next_post_answers(int n);
+  // The next `n` POST /2/tweets are refused with 429 for a used-up 24-hour posting limit:
+  // x-<scope>-limit-24hour-remaining 0 and -reset `reset` (Unix seconds as X sends them, or
+  // anything else), `scope` "user" or "app"; the other scope's headers show room left, and the
+  // 15-minute window's headers are the usual ones (the window has room: only the day is used up).
+  void daily_cap_next_posts(int n, std::string scope, std::string reset);
   std::vector<Posted> posted() const;
   int post_requests() const;  // POST /2/tweets received, refused ones too
   // The Authorization header of every POST /2/tweets, and why each refused one was refused.
@@ -94,6 +100,8 @@ class FakeX {
   std::deque<std::pair<int, std::string>> canned_;
   int mention_requests_ = 0, rejected_ = 0, window_used_ = 0;
   int lose_answers_ = 0, post_requests_ = 0;
+  int daily_capped_ = 0;
+  std::string daily_scope_, daily_reset_;
   std::vector<std::string> post_authorizations_, auth_refusals_;
   std::set<std::string> nonces_;
   std::chrono::system_clock::time_point window_start_{};

@@ -1,0 +1,174 @@
+// X's 24-hour posting limits on replies (channels/social/x.cpp, senders.cpp): a 429 whose
+// x-user-limit-24hour-remaining is 0 pauses the account's replies until
+// x-user-limit-24hour-reset, without asking X again meanwhile and without spending the replies'
+// attempts; a reset that is no time is retried as today. Through the agent API and the durable
+// send queue, against the fake X.
+#include <doctest/doctest.h>
+
+#include <thread>
+
+#include "core/time.hpp"
+#include "tests/integration/agent_api.hpp"
+#include "tests/social/e2e.hpp"
+#include "tests/social/fakes/fake_x.hpp"
+#include "tests/support/log_capture.hpp"
+
+using namespace sb;
+using namespace sb::test;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct XReplies {
+  FakeX fake{"42"};
+  SocialDaemon d;
+  std::unique_ptr<AgentClient> alice;
+
+  // `mentions` mentions, each from a customer of its own, claimed by alice.
+  std::vector<json::object> start(int mentions) {
+    fake.start();
+    for (int i = 0; i < mentions; ++i) {
+      fake.add_mention(std::to_string(7 + i), "pat" + std::to_string(i),
+                       "@support where is order " + std::to_string(i) + "?");
+    }
+    config::X account{"x", fake.base_url(), "x-token", "42", 200ms};
+    account.user_context = FakeX::user_context();
+    d.cfg.channels.x.push_back(account);
+    d.start();
+    alice = std::make_unique<AgentClient>(d.app->port(), "alice-token");
+    std::vector<json::object> claimed;
+    for (int i = 0; i < mentions; ++i) {
+      claimed.push_back(alice->claim("general"));
+    }
+    return claimed;
+  }
+
+  // The outbound interaction once its send state carries an error (an attempt's result).
+  json::object with_error(const json::object& in, const std::string& out_id) {
+    const std::string customer = s(in.at("customer").at("id"));
+    json::object found;
+    bool ok = eventually([&] {
+      for (const auto& i : alice->timeline(customer)) {
+        const auto& o = i.as_object();
+        if (s(o.at("id")) == out_id && o.contains("send") && o.at("send").at("error").is_string()) {
+          found = o;
+          return true;
+        }
+      }
+      return false;
+    });
+    REQUIRE_MESSAGE(ok, "no send error on " << out_id);
+    return found;
+  }
+};
+
+// Unix seconds `ahead` from now, as X's reset headers carry them.
+std::int64_t reset_in(std::chrono::seconds ahead) {
+  return now_ms() / 1000 + ahead.count();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "x: a reply refused for the user's 24-hour posting limit is not retried before its reset, "
+    "waits pending with X's message and the reset, and is sent after it with its attempts "
+    "unspent") {
+  LogCapture social("social");  // before the daemon, which logs from its own threads
+  XReplies x;
+  auto in = x.start(1);
+  const std::int64_t reset = reset_in(3s);
+  const std::string until = format_rfc3339(reset * 1000);
+  x.fake.daily_cap_next_posts(1, "user", std::to_string(reset));
+  std::string out_id = x.alice->reply(s(in[0].at("id")), "It ships today.");
+
+  auto pending = x.with_error(in[0], out_id);
+  CHECK(s(pending.at("send").at("state")) == "pending");
+  const std::string why = s(pending.at("send").at("error"));
+  CHECK(why.find("Too Many Requests") != std::string::npos);  // X's message
+  CHECK(why.find("daily posting limit reached (user): replies wait until " + until) !=
+        std::string::npos);
+  CHECK(pending.at("send").at("attempts").as_int64() == 0);  // the cap is not the reply's fault
+  CHECK(s(pending.at("send").at("next_attempt_at")) >= until.substr(0, until.size() - 1));
+  CHECK(x.fake.post_requests() == 1);
+
+  // Not asked again before the reset (the 15-minute window had room: that reset is no help).
+  while (now_ms() < reset * 1000 - 300) {
+    std::this_thread::sleep_for(100ms);
+    REQUIRE(x.fake.post_requests() == 1);
+  }
+  auto sent = x.alice->outbound_when(s(in[0].at("customer").at("id")), out_id, "sent", 0, 8s);
+  CHECK(now_ms() >= reset * 1000);
+  CHECK(sent.at("send").at("attempts").as_int64() == 1);  // the one that posted it
+  CHECK(sent.at("send").at("error").is_null());
+  CHECK(x.fake.post_requests() == 2);
+  REQUIRE(x.fake.posted().size() == 1);
+  CHECK(x.fake.posted()[0].text == "It ships today.");
+  x.d.stop();
+  auto lines = social.lines_with("daily posting limit reached");
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0] ==
+        "warning [x:x] daily posting limit reached (user): replies wait until " + until);
+}
+
+TEST_CASE(
+    "x: during the pause of a 24-hour posting limit another reply of the account waits for the "
+    "reset without reaching X, and both are sent after it") {
+  LogCapture social("social");
+  XReplies x;
+  auto in = x.start(2);
+  const std::int64_t reset = reset_in(4s);
+  const std::string until = format_rfc3339(reset * 1000);
+  x.fake.daily_cap_next_posts(1, "user", std::to_string(reset));
+  std::string first = x.alice->reply(s(in[0].at("id")), "It ships today.");
+  x.with_error(in[0], first);
+  REQUIRE(x.fake.post_requests() == 1);
+
+  std::string second = x.alice->reply(s(in[1].at("id")), "Your refund is on its way.");
+  auto held = x.with_error(in[1], second);
+  CHECK(s(held.at("send").at("state")) == "pending");
+  CHECK(s(held.at("send").at("error")).find("replies wait until " + until) != std::string::npos);
+  CHECK(held.at("send").at("attempts").as_int64() == 0);
+  while (now_ms() < reset * 1000 - 300) {
+    std::this_thread::sleep_for(100ms);
+    REQUIRE(x.fake.post_requests() == 1);  // the second reply never asked X
+  }
+  x.alice->outbound_when(s(in[0].at("customer").at("id")), first, "sent", 1, 8s);
+  x.alice->outbound_when(s(in[1].at("customer").at("id")), second, "sent", 1, 8s);
+  CHECK(x.fake.post_requests() == 3);
+  CHECK(x.fake.posted().size() == 2);
+  x.d.stop();
+  CHECK(social.lines_with("daily posting limit reached").size() == 1);  // once per cap
+  CHECK(social.lines_with("will be retried").empty());  // not a failure line per held reply
+}
+
+TEST_CASE(
+    "x: a 24-hour limit whose reset is garbage or too large to be a time is retried as a 429 of "
+    "the 15-minute window, attempts counted, and the log says why") {
+  LogCapture social("social");
+  XReplies x;
+  auto in = x.start(2);
+  const std::int64_t window_reset = now_ms() + 14 * 60 * 1000;  // the fake's 15-minute window
+  x.fake.daily_cap_next_posts(1, "user", "tomorrow");
+  std::string first = x.alice->reply(s(in[0].at("id")), "It ships today.");
+  auto garbage = x.with_error(in[0], first);
+  CHECK(garbage.at("send").at("attempts").as_int64() == 1);
+  CHECK(s(garbage.at("send").at("error")).find("daily posting limit") == std::string::npos);
+  // As before: the retry waits for x-rate-limit-reset.
+  CHECK(s(garbage.at("send").at("next_attempt_at")) > format_rfc3339(window_reset));
+
+  // Milliseconds sent as seconds: a time past what the clock holds.
+  x.fake.daily_cap_next_posts(1, "user", std::to_string(reset_in(3s) * 1000));
+  std::string second = x.alice->reply(s(in[1].at("id")), "Your refund is on its way.");
+  auto huge = x.with_error(in[1], second);
+  CHECK(huge.at("send").at("attempts").as_int64() == 1);
+  CHECK(x.fake.post_requests() == 2);  // no pause: the second reply asked X
+  x.d.stop();
+  CHECK(social.lines_with("replies wait until").empty());
+  auto lines = social.lines_with("x-user-limit-24hour-reset");
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0] ==
+        "warning [x:x] daily posting limit reached (user), but x-user-limit-24hour-reset "
+        "\"tomorrow\" is not a time: the reply is retried as a 429 of the 15-minute window");
+  CHECK(lines[1].find("is not a time") != std::string::npos);
+}
