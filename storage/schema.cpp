@@ -362,6 +362,14 @@ DELETE FROM guessed_customers WHERE EXISTS (
              CASE WHEN json_valid(i.payload)
                   THEN json_type(i.payload, '$.call.direction') IS NULL ELSE 0 END));
 )sql",
+    // 20 -> 21: an attempt of a sender that takes no idempotency key (Telegram, Meta, X) is
+    // marked as started, with its wall-clock time, in a commit before its request goes out; the
+    // attempt's result clears the mark. A pending send found with the mark (after kill -9, or a
+    // stop whose drain ended first) had its request out and no answer learned: it is settled as
+    // an unknown outcome, not handed over again (agents/send_loop.cpp).
+    R"sql(
+ALTER TABLE sends ADD COLUMN attempt_started_at INTEGER;
+)sql",
 };
 
 std::string newer_schema_message(const Db& db, int v) {
