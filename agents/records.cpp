@@ -172,7 +172,7 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
   auto st = read_.prepare(
       "SELECT s.interaction_id, s.parent_id, s.channel, s.account, "
       "coalesce(i.conversation_id,''), i.payload, coalesce(p.payload,''), s.attempts, "
-      "s.maybe_sent "
+      "s.maybe_sent, coalesce(s.attempt_started_at, 0) "
       "FROM sends s JOIN interactions i ON i.id = s.interaction_id "
       "LEFT JOIN interactions p ON p.id = s.parent_id "
       "WHERE s.state = 'pending' AND s.next_attempt_at <= ?1 "
@@ -182,8 +182,8 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
   st.bind(1, now).bind(2, limit).bind(3, json_list(busy)).bind(4, json_list(full));
   std::vector<SendJob> out;
   while (st.step()) {
-    SendJob j{st.text(0), st.text(1), st.text(2),  st.text(3),      st.text(4),
-              "",         st.text(6), st.int64(7), st.int64(8) != 0};
+    SendJob j{st.text(0), st.text(1), st.text(2),  st.text(3),       st.text(4),
+              "",         st.text(6), st.int64(7), st.int64(8) != 0, st.int64(9)};
     json::error_code ec;
     auto v = json::parse(st.text_view(5), ec);
     if (!ec && v.is_object()) {
@@ -498,8 +498,8 @@ void Records::send_result(const std::string& iid, const std::string& state, std:
       [=](storage::Db& db) {
         auto st = db.prepare(
             "UPDATE sends SET state=?2, attempts=?3, next_attempt_at=?4, last_error=?5, "
-            "provider_id=?6, updated_at=?7, maybe_sent=max(maybe_sent, ?8) WHERE "
-            "interaction_id=?1");
+            "provider_id=?6, updated_at=?7, maybe_sent=max(maybe_sent, ?8), "
+            "attempt_started_at=NULL WHERE interaction_id=?1");
         st.bind(1, iid).bind(2, state).bind(3, attempts).bind(4, next_at).bind(5, error);
         st.bind(6, provider_id).bind(7, at).bind(8, static_cast<std::int64_t>(maybe_sent)).run();
         for (const auto& key : thread_keys) {
@@ -510,6 +510,37 @@ void Records::send_result(const std::string& iid, const std::string& state, std:
         }
       },
       std::move(done)});
+}
+
+void Records::send_started(const std::string& iid, std::int64_t at,
+                           std::function<void(const std::string&)> done) {
+  writer_.submit(storage::Job{
+      [=](storage::Db& db) {
+        auto st = db.prepare(
+            "UPDATE sends SET attempt_started_at=?2 WHERE interaction_id=?1 AND state='pending'");
+        st.bind(1, iid).bind(2, at).run();
+      },
+      std::move(done)});
+}
+
+void Records::cap_send_waits(std::int64_t latest,
+                             std::function<void(const std::string&, int)> done) {
+  auto changed = std::make_shared<int>(0);
+  writer_.submit(storage::Job{
+      [=](storage::Db& db) {
+        auto st = db.prepare(
+            "UPDATE sends SET next_attempt_at=?1 WHERE state='pending' AND next_attempt_at > ?1");
+        st.bind(1, latest).run();
+        *changed = static_cast<int>(db.changes());
+      },
+      [changed, done = std::move(done)](const std::string& err) { done(err, *changed); }});
+}
+
+bool Records::sends_due_after(std::int64_t latest) {
+  auto st = read_.prepare(
+      "SELECT EXISTS (SELECT 1 FROM sends WHERE state='pending' AND next_attempt_at > ?1)");
+  st.bind(1, latest);
+  return st.step() && st.int64(0) != 0;
 }
 
 }  // namespace sb::agents

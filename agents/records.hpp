@@ -54,6 +54,9 @@ struct SendJob {
   std::string interaction_id, parent_id, channel, account, conversation_id, text, parent_payload;
   std::int64_t attempts = 0;
   bool maybe_sent = false;  // an earlier attempt had an unknown outcome (sends.maybe_sent)
+  // When an attempt of it was marked as started (sends.attempt_started_at, Unix ms) and no
+  // result of that attempt is recorded; 0: none.
+  std::int64_t started_at = 0;
 };
 
 // The open interactions (queued or claimed) the database records in one queue.
@@ -133,13 +136,27 @@ class Records {
                                             const std::vector<std::string>& thread_keys = {});
   // The result of one send attempt, with the sender's thread keys pointed at the outbound
   // interaction's conversation; `maybe_sent` marks the send for good (an attempt's outcome was
-  // unknown), false leaves the mark as it is. `done` runs on the writer thread after the
-  // commit, with "" or the error (nothing of it was written then).
+  // unknown), false leaves the mark as it is. The attempt's started mark (send_started) goes.
+  // `done` runs on the writer thread after the commit, with "" or the error (nothing of it was
+  // written then).
   void send_result(const std::string& interaction_id, const std::string& state,
                    std::int64_t attempts, std::int64_t next_attempt_at, const std::string& error,
                    const std::string& provider_id, bool maybe_sent,
                    std::vector<std::string> thread_keys,
                    std::function<void(const std::string&)> done);
+
+  // Marks an attempt of the send as started (Sender::marks_attempts) before its request goes
+  // out: sends.attempt_started_at = `at`, which the attempt's result clears. One write of the
+  // writer's group commit. `done` runs on the writer thread after the commit, with "" or the
+  // error (then nothing is marked, and the attempt must not go out).
+  void send_started(const std::string& interaction_id, std::int64_t at,
+                    std::function<void(const std::string&)> done);
+  // Pending sends due later than `latest` (a wall-clock time no wait the send loop schedules
+  // reaches: a clock stepped back since they were scheduled) become due at `latest`. `done` as
+  // for send_started, with the number of rows changed.
+  void cap_send_waits(std::int64_t latest, std::function<void(const std::string&, int)> done);
+  // Whether a pending send is due later than `latest` (io thread).
+  bool sends_due_after(std::int64_t latest);
 
   storage::Db& db() { return read_; }
   void flush_now() { flush(); }  // io thread, or once it has ended

@@ -23,7 +23,8 @@ struct SendLoop::Outcome {
   std::int64_t attempts = 0, next = 0;
   bool maybe_sent = false;  // this attempt's outcome was unknown
   std::vector<std::string> thread_keys;
-  int failures = 0;  // writes of it that failed
+  int failures = 0;                 // writes of it that failed
+  std::function<void()> committed;  // io thread, once written
 };
 
 SendLoop::SendLoop(asio::io_context& io, Records& records, const SenderRegistry& senders,
@@ -81,6 +82,7 @@ asio::awaitable<void> SendLoop::run() {
     };
     bool read_failed = false;
     try {
+      cap_waits(now);
       if (in_flight_.size() < policy_.max_in_flight) {
         auto [busy, full] = left_out();
         for (auto& job : records_.due_sends(now, 64, busy, full)) {
@@ -151,6 +153,51 @@ void SendLoop::done_with(const std::string& id) {
   busy_.store(in_flight_.size());
 }
 
+namespace {
+OutboundMessage message_of(const SendJob& job) {
+  return OutboundMessage{job.interaction_id, job.channel,        job.account, job.conversation_id,
+                         job.text,           job.parent_payload, "",          job.maybe_sent};
+}
+
+// Sender::interrupted's `why` for a marked attempt of `job`; `how` adds how it was learned.
+std::string stopped_while_out(const SendJob& job, const std::string& how = "") {
+  return "the daemon stopped while the request was out (attempt " +
+         std::to_string(job.attempts + 1) + ", started " + format_ms(job.started_at) +
+         (how.empty() ? "" : "; " + how) + ")";
+}
+}  // namespace
+
+void SendLoop::cap_waits(std::int64_t now) {
+  // next_attempt_at is wall-clock time, scheduled at most the longest back-off or provider wait
+  // ahead. A row due later than that was scheduled before the clock was set back: left alone it
+  // would wait the whole step (a day, say) on top; it waits the longest wait from now instead.
+  if (capping_) {
+    return;
+  }
+  const std::int64_t longest = std::max(policy_.max_backoff, policy_.max_provider_wait).count();
+  if (!records_.sends_due_after(now + longest)) {
+    return;
+  }
+  capping_ = true;
+  records_.cap_send_waits(now + longest, [this, longest](const std::string& err, int n) {
+    asio::post(io_, [this, longest, err, n] {
+      capping_ = false;
+      if (!err.empty()) {
+        logger("agents")->error("[agents] bringing forward replies due too far ahead failed: {}",
+                                err);
+        return;
+      }
+      if (n > 0) {
+        logger("agents")->warn(
+            "[agents] {} pending replies were due more than {} s ahead, later than any wait the "
+            "send loop schedules (the clock was set back since): each is due in {} s now",
+            n, longest / 1000, longest / 1000);
+      }
+      timer_.cancel();
+    });
+  });
+}
+
 void SendLoop::dispatch(SendJob job) {
   Sender* sender = senders_.find(job.channel, job.account);
   auto account = account_key(job.channel, job.account);
@@ -164,14 +211,78 @@ void SendLoop::dispatch(SendJob job) {
                                      job.account));
     return;
   }
-  OutboundMessage m{job.interaction_id, job.channel,        job.account, job.conversation_id,
-                    job.text,           job.parent_payload, "",          job.maybe_sent};
-  sender->send(std::move(m), [this, job](SendResult r) {
-    asio::post(io_, [this, job, r = std::move(r)]() mutable { finished(job, std::move(r)); });
+  if (!sender->marks_attempts()) {
+    hand_over(*sender, std::move(job));
+    return;
+  }
+  if (job.started_at != 0) {
+    // Marked and never answered: its request was out when the daemon stopped (kill -9, or a
+    // stop whose drain ended first; in flight now it would have been left out of the query).
+    // Handed over blindly it would reach the customer twice.
+    finished(job, sender->interrupted(message_of(job), stopped_while_out(job)));
+    return;
+  }
+  // The mark is committed before the request may go out: a crash after it finds the mark, one
+  // before it finds the send as it was (nothing went out). It shares the writer's group commit.
+  std::int64_t at = now_ms();
+  records_.send_started(job.interaction_id, at, [this, job, at](const std::string& err) mutable {
+    asio::post(io_, [this, job = std::move(job), at, err]() mutable {
+      if (!err.empty()) {
+        finished(job, SendResult::retry("marking the attempt as started failed (" + err +
+                                        "); nothing was sent"));
+        return;
+      }
+      job.started_at = at;
+      Sender* sender = senders_.find(job.channel, job.account);
+      if (!sender) {
+        finished(job, SendResult::failed("no sender is configured for " + job.channel +
+                                         " account " + job.account));
+        return;
+      }
+      out_[job.interaction_id] = job;
+      hand_over(*sender, std::move(job));
+    });
   });
 }
 
-void SendLoop::finished(const SendJob& job, SendResult r) {
+void SendLoop::hand_over(Sender& sender, SendJob job) {
+  sender.send(message_of(job), [this, job](SendResult r) {
+    asio::post(io_, [this, job, r = std::move(r)]() mutable {
+      out_.erase(job.interaction_id);
+      if (settled_.erase(job.interaction_id) != 0 && r.status != SendResult::Status::sent) {
+        return;  // settled as unknown at the end of the stop's drain; this says no more
+      }
+      finished(job, std::move(r));
+    });
+  });
+}
+
+std::future<void> SendLoop::settle_interrupted(std::string why) {
+  auto p = std::make_shared<std::promise<void>>();
+  auto f = p->get_future();
+  asio::post(io_, [this, p, why = std::move(why)] {
+    auto left = std::make_shared<std::size_t>(1);  // one for this pass, released below
+    auto one_done = [p, left] {
+      if (--*left == 0) {
+        p->set_value();
+      }
+    };
+    for (auto& [id, job] : out_) {
+      Sender* sender = senders_.find(job.channel, job.account);
+      if (!sender) {
+        continue;
+      }
+      settled_.insert(id);
+      ++*left;
+      finished(job, sender->interrupted(message_of(job), stopped_while_out(job, why)), one_done);
+    }
+    out_.clear();
+    one_done();
+  });
+  return f;
+}
+
+void SendLoop::finished(const SendJob& job, SendResult r, std::function<void()> committed) {
   // A pause of the whole account (X's 24-hour posting limit) is no failure of this reply: it
   // keeps its attempts for failures of its own, however many pauses it waits through.
   const bool paused = r.status == SendResult::Status::retry && r.account_paused;
@@ -226,6 +337,7 @@ void SendLoop::finished(const SendJob& job, SendResult r) {
   o->next = next;
   o->maybe_sent = r.unknown;
   o->thread_keys = std::move(r.thread_keys);
+  o->committed = std::move(committed);
   record(std::move(o));
 }
 
@@ -249,6 +361,9 @@ void SendLoop::record(std::shared_ptr<Outcome> o) {
             }
             done_with(o->id);
             timer_.cancel();
+            if (o->committed) {
+              o->committed();
+            }
             return;
           }
           ++o->failures;

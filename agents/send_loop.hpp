@@ -4,7 +4,12 @@
 // writer, and retries `retry` results with exponential back-off (the provider's retry_after
 // when given) up to a maximum number of attempts. Rows still pending after a restart are
 // picked up again on start; a send interrupted by a crash is handed over again (senders use
-// the outbound id as an idempotency key where the provider has one).
+// the outbound id as an idempotency key where the provider has one), but for a sender without
+// one (Sender::marks_attempts): its attempts are marked in a commit before they go out, and a
+// marked one found pending is settled as an unknown outcome (Sender::interrupted).
+//
+// next_attempt_at is wall-clock time: a row due later than the longest wait the loop schedules
+// (the clock set back since) is brought forward to that wait from now.
 //
 // A row stays in flight, never handed to a sender again, from its dispatch until its result is
 // committed: the row is still `pending` and due until then, and a result whose write failed
@@ -14,9 +19,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "agents/records.hpp"
@@ -53,14 +61,25 @@ class SendLoop {
   void kick();  // a new job was committed (any thread)
   void stop();  // io thread or after the io_context stopped: no more dispatches
   // Replies handed to a sender whose result is not committed yet (any thread): shutdown waits a
-  // while for them (App::stop), since one dropped now is sent again after the restart.
+  // while for them (App::stop), since one dropped now is sent again after the restart (or,
+  // for a sender that marks its attempts, settled as an unknown outcome: settle_interrupted).
   std::size_t in_flight() const { return busy_.load(); }
+  // The end of a stop's wait for in_flight() (any thread; `why` says how long it waited): the
+  // attempts handed to a sender that marks them (Sender::marks_attempts) and not answered yet
+  // are settled as the restart would settle them (Sender::interrupted), so that kill -9 and a
+  // stop end the same way, and the operator sees it now. An answer that still comes is dropped,
+  // but for `sent`, which is recorded over it. The future is ready once their results are
+  // committed.
+  std::future<void> settle_interrupted(std::string why);
 
  private:
   struct Outcome;  // the result of one attempt, kept until it is committed
   boost::asio::awaitable<void> run();
   void dispatch(SendJob job);
-  void finished(const SendJob& job, SendResult r);
+  void hand_over(Sender& sender, SendJob job);
+  void cap_waits(std::int64_t now);
+  // `committed` runs on the io thread once the result is committed.
+  void finished(const SendJob& job, SendResult r, std::function<void()> committed = nullptr);
   void record(std::shared_ptr<Outcome> o);
 
   boost::asio::io_context& io_;
@@ -79,6 +98,11 @@ class SendLoop {
   std::atomic<std::size_t> busy_{0};  // in_flight_.size(), for other threads
   void done_with(const std::string& id);
   bool stopping_ = false;
+  bool capping_ = false;  // a cap_send_waits is with the writer
+  // Marked attempts with their senders, no answer yet; and those of them settled at the end of
+  // a stop's drain (settle_interrupted). io thread only.
+  std::map<std::string, SendJob> out_;
+  std::set<std::string> settled_;
   // Since when reading the due sends fails (logged once at the start, once at the end), or
   // nullopt while it works. io thread only.
   std::optional<std::chrono::steady_clock::time_point> read_failing_since_;

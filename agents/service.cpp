@@ -1,6 +1,7 @@
 #include "agents/service.hpp"
 
 #include <algorithm>
+#include <future>
 #include <map>
 #include <stdexcept>
 #include <thread>
@@ -140,8 +141,21 @@ void Service::shutdown() {
 }
 
 void Service::drain_sends(std::chrono::steady_clock::time_point deadline) {
+  const auto began = std::chrono::steady_clock::now();
   while (sends_.in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (sends_.in_flight() > 0) {
+    // Attempts of senders without an idempotency key, still out: settled now as the restart
+    // would, their results committed before the writer stops (a second at most).
+    auto waited = std::chrono::round<std::chrono::seconds>(deadline - began);
+    auto settled = sends_.settle_interrupted(
+        "the stop's wait of " + std::to_string(waited.count()) + " s for it ended first");
+    if (settled.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+      logger("agents")->warn(
+          "[agents] the replies still out at the end of the stop's wait are not recorded as "
+          "unknown yet: the restart settles them");
+    }
   }
   if (auto n = sends_.in_flight(); n > 0) {
     logger("agents")->warn(

@@ -92,6 +92,22 @@ class Sender {
   virtual ~Sender() = default;
   // Starts one send; `done` is called exactly once, on any thread.
   virtual void send(OutboundMessage message, Done done) = 0;
+  // A provider without an idempotency key (Telegram, Meta) posts a repeated request as a second
+  // message, and X refuses it as duplicate content, which on a first attempt reads as a failure.
+  // For such a sender the send loop commits a mark on the send before it hands an attempt over
+  // (sends.attempt_started_at), and the attempt's result clears it: a pending send found with
+  // the mark had its request out when the daemon stopped (kill -9, or a stop whose drain ended
+  // first), and is settled with interrupted() instead of being handed over blindly. Mastodon
+  // (Idempotency-Key) and email (the Message-ID is the outbound id, and a repeat is the same
+  // message to a mail client) are handed over again. Any thread.
+  virtual bool marks_attempts() const { return false; }
+  // The result of an attempt of `m` whose request may have gone out and whose answer was never
+  // learned, `why` saying how (only when marks_attempts()): an unknown outcome as the sender
+  // gives it for a lost answer (Telegram and Meta: failed; X: retried, marked maybe_sent).
+  // io thread of the send loop.
+  virtual SendResult interrupted(const OutboundMessage& m, const std::string& why) {
+    return SendResult::failed_unknown("outcome unknown: " + why + "; not retried");
+  }
   // Whether the identity (its type and canonical value, as in the interaction JSON) is this
   // channel's own: the address we answer from, a mailbox we poll. An answer is never sent to
   // one of them (it would come back in as a new message, a loop): the reply route passes them

@@ -384,6 +384,14 @@ DELETE FROM guessed_customers WHERE EXISTS (
     // and a payload's `from` is the record of what arrived, not a lookup key (a call's `from`
     // is a phone number).
     trim_padded_identities,
+    // 21 -> 22: an attempt of a sender that takes no idempotency key (Telegram, Meta, X) is
+    // marked as started, with its wall-clock time, in a commit before its request goes out; the
+    // attempt's result clears the mark. A pending send found with the mark (after kill -9, or a
+    // stop whose drain ended first) had its request out and no answer learned: it is settled as
+    // an unknown outcome, not handed over again (agents/send_loop.cpp).
+    R"sql(
+ALTER TABLE sends ADD COLUMN attempt_started_at INTEGER;
+)sql",
 };
 
 std::string newer_schema_message(const Db& db, int v) {

@@ -148,6 +148,14 @@ SendResult network_failure(const net::HttpResponse& res) {
   return res.sent ? SendResult::unknown_outcome(res.error) : SendResult::retry(res.error);
 }
 
+// An unknown outcome of such a provider (below): failed, saying where to look.
+SendResult unknown_no_repeat(const std::string& why, std::string_view platform) {
+  return SendResult::failed_unknown(
+      "outcome unknown: " + why +
+      "; not retried so that the customer does not get it twice - check the conversation on " +
+      std::string(platform) + " and reply again if it is missing");
+}
+
 // No HTTP answer from a provider that takes no idempotency key and posts a repeat as a second
 // message (Telegram sendMessage, Meta's /messages). Failing before the request went out
 // (resolve, connect, TLS) is retried. Once it went out, the message may have been delivered with
@@ -157,10 +165,24 @@ SendResult network_failure_no_repeat(const net::HttpResponse& res, std::string_v
   if (!res.sent) {
     return SendResult::retry(res.error);
   }
-  return SendResult::failed_unknown(
-      "outcome unknown: the request went out and no answer came (" + res.error +
-      "); not retried so that the customer does not get it twice - check the conversation on " +
-      std::string(platform) + " and reply again if it is missing");
+  return unknown_no_repeat("the request went out and no answer came (" + res.error + ")", platform);
+}
+
+// An attempt the daemon stopped in the middle of (Sender::interrupted): counted and logged as
+// run_send does a lost answer, since it is one.
+SendResult interrupted_attempt(Runtime& rt, const char* channel, const std::string& account,
+                               const OutboundMessage& m, SendResult r) {
+  if (r.status == SendResult::Status::failed) {
+    rt.metrics.inc("switchboard_sends_unknown_total",
+                   {{"channel", m.channel}, {"account", account}});
+  }
+  logger("social")->warn("[{}:{}] {} reply {}: {}", channel, account, m.channel, m.id, r.error);
+  return r;
+}
+
+// The platform a Meta reply goes to, as the operator knows it.
+std::string_view meta_platform(std::string_view channel) {
+  return channel == "whatsapp" ? "WhatsApp" : channel == "instagram" ? "Instagram" : "Messenger";
 }
 
 // The common classification for providers without a richer error body. A provider-specific
@@ -261,6 +283,16 @@ std::string x_failure(const XError& e, const config::X& cfg) {
 class XSender final : public Sender {
  public:
   XSender(Runtime& rt, const config::X& cfg) : rt_(rt), cfg_(cfg) {}
+  bool marks_attempts() const override { return true; }
+  // As a lost answer: retried, maybe_sent, so that X refusing the repeat as duplicate content
+  // reads as the interrupted attempt's success (below), and a post that never went out goes now.
+  SendResult interrupted(const OutboundMessage& m, const std::string& why) override {
+    return interrupted_attempt(
+        rt_, "x", cfg_.name, m,
+        SendResult::unknown_outcome("outcome unknown: " + why +
+                                    "; retried: X refuses a repeat of a posted reply as "
+                                    "duplicate content, which then counts as sent"));
+  }
   void send(OutboundMessage m, Done done) override {
     run_send(rt_, "x", cfg_.name, std::move(m), std::move(done),
              [this](const OutboundMessage& m) -> asio::awaitable<SendResult> {
@@ -374,6 +406,10 @@ class XSender final : public Sender {
 class TelegramSender final : public Sender {
  public:
   TelegramSender(Runtime& rt, const config::Telegram& cfg) : rt_(rt), cfg_(cfg) {}
+  bool marks_attempts() const override { return true; }
+  SendResult interrupted(const OutboundMessage& m, const std::string& why) override {
+    return interrupted_attempt(rt_, "telegram", cfg_.name, m, unknown_no_repeat(why, "Telegram"));
+  }
   void send(OutboundMessage m, Done done) override {
     run_send(
         rt_, "telegram", cfg_.name, std::move(m), std::move(done),
@@ -423,6 +459,11 @@ class TelegramSender final : public Sender {
 class MetaSender final : public Sender {
  public:
   MetaSender(Runtime& rt, const config::Meta& cfg) : rt_(rt), cfg_(cfg) {}
+  bool marks_attempts() const override { return true; }
+  SendResult interrupted(const OutboundMessage& m, const std::string& why) override {
+    return interrupted_attempt(rt_, "meta", cfg_.name, m,
+                               unknown_no_repeat(why, meta_platform(m.channel)));
+  }
   void send(OutboundMessage m, Done done) override {
     run_send(
         rt_, "meta", cfg_.name, std::move(m), std::move(done),

@@ -132,6 +132,45 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "x: a reply posted by an attempt the daemon died in the middle of is retried after the "
+    "restart, and X's duplicate refusal records it sent, posted once") {
+  FakeX fake("42");
+  fake.start();
+  fake.add_mention("7", "pat", "@support where is my order?");
+  SocialDaemon d;
+  config::X account{"x", fake.base_url(), "x-token", "42", 200ms};
+  account.user_context = FakeX::user_context();
+  d.cfg.channels.x.push_back(account);
+  d.start();
+
+  AgentClient alice(d.app->port(), "alice-token");
+  auto in = alice.claim("general");
+  std::string customer = s(in.at("customer").at("id"));
+  std::string out_id = alice.reply(s(in.at("id")), "It ships today.");
+  alice.outbound_when(customer, out_id, "sent");
+  d.stop();
+  // The row as kill -9 leaves it between X posting the reply and its result being committed:
+  // pending, with the attempt's mark (its only trace).
+  {
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec(
+        "UPDATE sends SET state='pending', attempts=0, provider_id='', maybe_sent=0, "
+        "attempt_started_at=1767322800000");
+  }
+  d.start();
+  AgentClient again(d.app->port(), "alice-token");
+  // Before: handed over as a first attempt, X's duplicate refusal failed it though it was posted.
+  auto reply = again.outbound_when(customer, out_id, "sent", 2);
+  std::string why = s(reply.at("send").at("error"));
+  CHECK_MESSAGE(why.find("earlier attempt") != std::string::npos, why);
+  CHECK(why.find("duplicate content") != std::string::npos);
+  CHECK(fake.post_requests() == 2);
+  CHECK(fake.posted().size() == 1);
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE maybe_sent = 1 AND attempt_started_at IS NULL") ==
+        1);
+}
+
+TEST_CASE(
     "x: a reply refused as duplicate content on its first attempt fails - the account did post "
     "that text before") {
   FakeX fake("42");

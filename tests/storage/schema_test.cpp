@@ -425,6 +425,29 @@ TEST_CASE(
   CHECK_MESSAGE(steps < 1000, steps);
 }
 
+TEST_CASE(
+    "a version-20 file is upgraded: a pending send has no attempt marked as started, so it is "
+    "handed over as before") {
+  test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 20);
+    db.exec(
+        "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
+        "next_attempt_at, created_at, updated_at) VALUES "
+        "('O1', 'P1', 'telegram', 'tg', 'pending', 0, 5, 5, 5)");
+  }
+  storage::Writer writer(path);  // migrates
+  storage::Db db(path);
+  auto st = db.prepare(
+      "SELECT state, attempts, attempt_started_at IS NULL FROM sends WHERE interaction_id = 'O1'");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == "pending");
+  CHECK(st.int64(1) == 0);
+  CHECK(st.int64(2) == 1);
+}
+
 TEST_CASE("a new database and the directory made for it are the daemon user's alone") {
   test::TempDir dir;
   const std::string sub = dir.file("state");

@@ -78,6 +78,11 @@ void FakeTelegram::lose_next_send_answers(int n) {
   lose_answers_ = n;
 }
 
+void FakeTelegram::hold_send_answers(bool hold) {
+  std::lock_guard lock(mu_);
+  hold_sends_ = hold;
+}
+
 void FakeTelegram::set_token(std::string token) {
   std::lock_guard lock(mu_);
   bot(id_of(token)).token = std::move(token);
@@ -164,6 +169,16 @@ Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::millisec
     return {200, json::serialize(json::object{{"ok", true}, {"result", result}})};
   }
   if (method == "sendMessage") {
+    if (waited.count() > 0) {  // held: delivered when it came
+      if (hold_sends_) {
+        return Res::held();
+      }
+      return {200,
+              json::serialize(json::object{{"ok", true},
+                                           {"result", json::object{{"message_id", next_message_++},
+                                                                   {"date", 1767322800},
+                                                                   {"text", sent_.back().text}}}})};
+    }
     json::value v = json::parse(r.body);
     const auto& o = v.as_object();
     Sent s;
@@ -177,6 +192,9 @@ Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::millisec
       s.reply_to_message_id = id->to_number<long long>();
     }
     sent_.push_back(s);
+    if (hold_sends_) {
+      return Res::held();
+    }
     long long mid = b.next_message++;
     if (lose_answers_ > 0) {
       --lose_answers_;

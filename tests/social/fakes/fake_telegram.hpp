@@ -42,6 +42,10 @@ class FakeTelegram {
   void answer_next_poll(int status, std::string body);
   // The next `n` sendMessage are delivered (in sent()), and their answers lost.
   void lose_next_send_answers(int n);
+  // While held, sendMessage is delivered (in sent()) and its answer waits, the connection open
+  // (a provider slower than the daemon's stop, or a daemon killed meanwhile); released, the
+  // answers go.
+  void hold_send_answers(bool hold);
   // A new token of the same bot (the old one revoked at @BotFather): from now on only `token`
   // is accepted, a request held with the old one included.
   void set_token(std::string token);
@@ -78,6 +82,7 @@ class FakeTelegram {
   int rate_limited_ = 0;  // getUpdates still to answer 429
   std::deque<std::pair<int, std::string>> canned_;
   int lose_answers_ = 0;
+  bool hold_sends_ = false;
   int get_me_ = 0;
   int get_updates_ = 0;
   FakeHttpServer server_;
