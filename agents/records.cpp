@@ -490,7 +490,7 @@ asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const 
 
 void Records::send_result(const std::string& iid, const std::string& state, std::int64_t attempts,
                           std::int64_t next_at, const std::string& error,
-                          const std::string& provider_id, bool maybe_sent,
+                          const std::string& provider_id, bool maybe_sent, bool account_paused,
                           std::vector<std::string> thread_keys,
                           std::function<void(const std::string&)> done) {
   std::int64_t at = now_ms();
@@ -499,9 +499,10 @@ void Records::send_result(const std::string& iid, const std::string& state, std:
         auto st = db.prepare(
             "UPDATE sends SET state=?2, attempts=?3, next_attempt_at=?4, last_error=?5, "
             "provider_id=?6, updated_at=?7, maybe_sent=max(maybe_sent, ?8), "
-            "attempt_started_at=NULL WHERE interaction_id=?1");
+            "attempt_started_at=NULL, account_paused=?9 WHERE interaction_id=?1");
         st.bind(1, iid).bind(2, state).bind(3, attempts).bind(4, next_at).bind(5, error);
-        st.bind(6, provider_id).bind(7, at).bind(8, static_cast<std::int64_t>(maybe_sent)).run();
+        st.bind(6, provider_id).bind(7, at).bind(8, static_cast<std::int64_t>(maybe_sent));
+        st.bind(9, static_cast<std::int64_t>(account_paused)).run();
         for (const auto& key : thread_keys) {
           auto k = db.prepare(
               "INSERT OR IGNORE INTO conversation_keys(key, conversation_id) SELECT ?1, "
@@ -523,23 +524,28 @@ void Records::send_started(const std::string& iid, std::int64_t at,
       std::move(done)});
 }
 
-void Records::cap_send_waits(std::int64_t latest,
+// A row waiting for its account's pause (account_paused) may be due as late as `latest_paused`.
+constexpr const char* kLatestDue = "CASE WHEN account_paused THEN ?2 ELSE ?1 END";
+
+void Records::cap_send_waits(std::int64_t latest, std::int64_t latest_paused,
                              std::function<void(const std::string&, int)> done) {
   auto changed = std::make_shared<int>(0);
   writer_.submit(storage::Job{
       [=](storage::Db& db) {
-        auto st = db.prepare(
-            "UPDATE sends SET next_attempt_at=?1 WHERE state='pending' AND next_attempt_at > ?1");
-        st.bind(1, latest).run();
+        auto st = db.prepare(std::string("UPDATE sends SET next_attempt_at=") + kLatestDue +
+                             " WHERE state='pending' AND next_attempt_at > " + kLatestDue);
+        st.bind(1, latest).bind(2, latest_paused).run();
         *changed = static_cast<int>(db.changes());
       },
       [changed, done = std::move(done)](const std::string& err) { done(err, *changed); }});
 }
 
-bool Records::sends_due_after(std::int64_t latest) {
+bool Records::sends_due_after(std::int64_t latest, std::int64_t latest_paused) {
   auto st = read_.prepare(
-      "SELECT EXISTS (SELECT 1 FROM sends WHERE state='pending' AND next_attempt_at > ?1)");
-  st.bind(1, latest);
+      std::string(
+          "SELECT EXISTS (SELECT 1 FROM sends WHERE state='pending' AND next_attempt_at > ") +
+      kLatestDue + ")");
+  st.bind(1, latest).bind(2, latest_paused);
   return st.step() && st.int64(0) != 0;
 }
 

@@ -137,11 +137,12 @@ class Records {
   // The result of one send attempt, with the sender's thread keys pointed at the outbound
   // interaction's conversation; `maybe_sent` marks the send for good (an attempt's outcome was
   // unknown), false leaves the mark as it is. The attempt's started mark (send_started) goes.
-  // `done` runs on the writer thread after the commit, with "" or the error (nothing of it was
-  // written then).
+  // `account_paused`: next_attempt_at is the end of a pause of the whole account (see
+  // cap_send_waits). `done` runs on the writer thread after the commit, with "" or the error
+  // (nothing of it was written then).
   void send_result(const std::string& interaction_id, const std::string& state,
                    std::int64_t attempts, std::int64_t next_attempt_at, const std::string& error,
-                   const std::string& provider_id, bool maybe_sent,
+                   const std::string& provider_id, bool maybe_sent, bool account_paused,
                    std::vector<std::string> thread_keys,
                    std::function<void(const std::string&)> done);
 
@@ -152,11 +153,13 @@ class Records {
   void send_started(const std::string& interaction_id, std::int64_t at,
                     std::function<void(const std::string&)> done);
   // Pending sends due later than `latest` (a wall-clock time no wait the send loop schedules
-  // reaches: a clock stepped back since they were scheduled) become due at `latest`. `done` as
-  // for send_started, with the number of rows changed.
-  void cap_send_waits(std::int64_t latest, std::function<void(const std::string&, int)> done);
-  // Whether a pending send is due later than `latest` (io thread).
-  bool sends_due_after(std::int64_t latest);
+  // reaches: a clock stepped back since they were scheduled) become due at `latest`; those
+  // waiting for a pause of their account (account_paused), later than `latest_paused`, at that.
+  // `done` as for send_started, with the number of rows changed.
+  void cap_send_waits(std::int64_t latest, std::int64_t latest_paused,
+                      std::function<void(const std::string&, int)> done);
+  // Whether a pending send is due later than cap_send_waits allows (io thread).
+  bool sends_due_after(std::int64_t latest, std::int64_t latest_paused);
 
   storage::Db& db() { return read_; }
   void flush_now() { flush(); }  // io thread, or once it has ended

@@ -22,6 +22,7 @@ struct SendLoop::Outcome {
   std::string id, channel, account, state, error, provider_id;
   std::int64_t attempts = 0, next = 0;
   bool maybe_sent = false;  // this attempt's outcome was unknown
+  bool paused = false;      // waits for a pause of its whole account (account_paused)
   std::vector<std::string> thread_keys;
   int failures = 0;                 // writes of it that failed
   std::function<void()> committed;  // io thread, once written
@@ -169,33 +170,40 @@ std::string stopped_while_out(const SendJob& job, const std::string& how = "") {
 
 void SendLoop::cap_waits(std::int64_t now) {
   // next_attempt_at is wall-clock time, scheduled at most the longest back-off or provider wait
-  // ahead. A row due later than that was scheduled before the clock was set back: left alone it
-  // would wait the whole step (a day, say) on top; it waits the longest wait from now instead.
+  // ahead (a pause of the whole account: max_account_wait). A row due later than that was
+  // scheduled before the clock was set back: left alone it would wait the whole step (a day,
+  // say) on top; it waits the longest wait from now instead.
   if (capping_) {
     return;
   }
   const std::int64_t longest = std::max(policy_.max_backoff, policy_.max_provider_wait).count();
-  if (!records_.sends_due_after(now + longest)) {
+  const std::int64_t longest_paused = std::max(longest, policy_.max_account_wait.count());
+  if (!records_.sends_due_after(now + longest, now + longest_paused)) {
     return;
   }
   capping_ = true;
-  records_.cap_send_waits(now + longest, [this, longest](const std::string& err, int n) {
-    asio::post(io_, [this, longest, err, n] {
-      capping_ = false;
-      if (!err.empty()) {
-        logger("agents")->error("[agents] bringing forward replies due too far ahead failed: {}",
-                                err);
-        return;
-      }
-      if (n > 0) {
-        logger("agents")->warn(
-            "[agents] {} pending replies were due more than {} s ahead, later than any wait the "
-            "send loop schedules (the clock was set back since): each is due in {} s now",
-            n, longest / 1000, longest / 1000);
-      }
-      timer_.cancel();
-    });
-  });
+  records_.cap_send_waits(
+      now + longest, now + longest_paused,
+      [this, longest, longest_paused](const std::string& err, int n) {
+        asio::post(io_, [this, longest, longest_paused, err, n] {
+          capping_ = false;
+          if (!err.empty()) {
+            logger("agents")->error(
+                "[agents] bringing forward replies due too far ahead failed: {}", err);
+            return;
+          }
+          if (n > 0) {
+            logger("agents")->warn(
+                "[agents] {} pending replies were due more than {} s ahead ({} s for one waiting "
+                "out "
+                "its account's pause), later than any wait the send loop schedules (the clock was "
+                "set "
+                "back since): each is due that far ahead now",
+                n, longest / 1000, longest_paused / 1000);
+          }
+          timer_.cancel();
+        });
+      });
 }
 
 void SendLoop::dispatch(SendJob job) {
@@ -336,6 +344,7 @@ void SendLoop::finished(const SendJob& job, SendResult r, std::function<void()> 
   o->attempts = attempts;
   o->next = next;
   o->maybe_sent = r.unknown;
+  o->paused = paused;
   o->thread_keys = std::move(r.thread_keys);
   o->committed = std::move(committed);
   record(std::move(o));
@@ -345,7 +354,7 @@ void SendLoop::finished(const SendJob& job, SendResult r, std::function<void()> 
 // and due, and the next pass would hand it to the sender again.
 void SendLoop::record(std::shared_ptr<Outcome> o) {
   records_.send_result(
-      o->id, o->state, o->attempts, o->next, o->error, o->provider_id, o->maybe_sent,
+      o->id, o->state, o->attempts, o->next, o->error, o->provider_id, o->maybe_sent, o->paused,
       o->thread_keys, [this, o](const std::string& err) {
         asio::post(io_, [this, o, err] {
           if (err.empty()) {

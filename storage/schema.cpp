@@ -388,9 +388,12 @@ DELETE FROM guessed_customers WHERE EXISTS (
     // marked as started, with its wall-clock time, in a commit before its request goes out; the
     // attempt's result clears the mark. A pending send found with the mark (after kill -9, or a
     // stop whose drain ended first) had its request out and no answer learned: it is settled as
-    // an unknown outcome, not handed over again (agents/send_loop.cpp).
+    // an unknown outcome, not handed over again (agents/send_loop.cpp). `account_paused`: the
+    // row waits for a pause of its whole account (X's 24-hour posting limit, up to a day), which
+    // the send loop's clock-step cap must leave alone.
     R"sql(
 ALTER TABLE sends ADD COLUMN attempt_started_at INTEGER;
+ALTER TABLE sends ADD COLUMN account_paused INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 

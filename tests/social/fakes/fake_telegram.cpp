@@ -175,7 +175,7 @@ Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::millisec
       }
       return {200,
               json::serialize(json::object{{"ok", true},
-                                           {"result", json::object{{"message_id", next_message_++},
+                                           {"result", json::object{{"message_id", b.next_message++},
                                                                    {"date", 1767322800},
                                                                    {"text", sent_.back().text}}}})};
     }
