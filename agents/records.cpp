@@ -524,7 +524,6 @@ void Records::send_started(const std::string& iid, std::int64_t at,
       std::move(done)});
 }
 
-// A row waiting for its account's pause (account_paused) may be due as late as `latest_paused`.
 constexpr const char* kLatestDue = "CASE WHEN account_paused THEN ?2 ELSE ?1 END";
 
 void Records::cap_send_waits(std::int64_t latest, std::int64_t latest_paused,
@@ -533,7 +532,7 @@ void Records::cap_send_waits(std::int64_t latest, std::int64_t latest_paused,
   writer_.submit(storage::Job{
       [=](storage::Db& db) {
         auto st = db.prepare(std::string("UPDATE sends SET next_attempt_at=") + kLatestDue +
-                             " WHERE state='pending' AND next_attempt_at > " + kLatestDue);
+                             " WHERE " + kSendsDueTooLate);
         st.bind(1, latest).bind(2, latest_paused).run();
         *changed = static_cast<int>(db.changes());
       },
@@ -541,10 +540,8 @@ void Records::cap_send_waits(std::int64_t latest, std::int64_t latest_paused,
 }
 
 bool Records::sends_due_after(std::int64_t latest, std::int64_t latest_paused) {
-  auto st = read_.prepare(
-      std::string(
-          "SELECT EXISTS (SELECT 1 FROM sends WHERE state='pending' AND next_attempt_at > ") +
-      kLatestDue + ")");
+  auto st = read_.prepare(std::string("SELECT EXISTS (SELECT 1 FROM sends WHERE ") +
+                          kSendsDueTooLate + ")");
   st.bind(1, latest).bind(2, latest_paused);
   return st.step() && st.int64(0) != 0;
 }

@@ -75,6 +75,16 @@ extern const char* const kOpenItemsQuery;  // its query (a test reads its plan)
 // coroutine once committed with "" or the error.
 boost::asio::awaitable<std::string> write(storage::Writer& w, std::function<void(storage::Db&)> fn);
 
+// The WHERE of pending sends due later than the send loop's cap (Records::cap_send_waits,
+// ?1 latest, ?2 latest_paused): a row waiting for its account's pause (account_paused) may be due
+// as late as `latest_paused`
+// (>= `latest`). The first condition alone reads the range of the index sends_due(state,
+// next_attempt_at) past `latest`, which holds only rows to cap or paused ones: every pass of
+// the send loop asks, and a scan of every pending row would grow with the replies waiting.
+inline constexpr const char* kSendsDueTooLate =
+    "state='pending' AND next_attempt_at > ?1 AND "
+    "next_attempt_at > CASE WHEN account_paused THEN ?2 ELSE ?1 END";
+
 class Records {
  public:
   Records(boost::asio::io_context& io, storage::Writer& writer, const std::string& path);

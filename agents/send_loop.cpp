@@ -257,8 +257,12 @@ void SendLoop::hand_over(Sender& sender, SendJob job) {
   sender.send(message_of(job), [this, job](SendResult r) {
     asio::post(io_, [this, job, r = std::move(r)]() mutable {
       out_.erase(job.interaction_id);
-      if (settled_.erase(job.interaction_id) != 0 && r.status != SendResult::Status::sent) {
-        return;  // settled as unknown at the end of the stop's drain; this says no more
+      // Settled as unknown at the end of the stop's drain: an answer that says no more (its
+      // own outcome unknown) leaves that. One that knows (sent, or refused so that nothing
+      // was posted) is recorded over it.
+      if (settled_.erase(job.interaction_id) != 0 && r.status != SendResult::Status::sent &&
+          r.unknown) {
+        return;
       }
       finished(job, std::move(r));
     });

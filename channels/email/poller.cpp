@@ -208,11 +208,12 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
       replace_cursor = true;
     }
   }
-  // A mailbox read from the start (first start, a mailbox added to the list, a renamed account)
-  // reads what `backfill` says, from the UID it returns on. So does one whose UIDVALIDITY
-  // changed: the server rebuilt it, and its old mail would flood the queues as much as a new
-  // account's (what was stored already would only be dropped as duplicates).
-  const bool backfill = (!cur || cur->uidvalidity != status->uidvalidity) && a.backfill;
+  // A mailbox with no cursor (first start, a mailbox added to the list, a renamed account)
+  // reads what `backfill` says, from the UID it returns on. One whose UIDVALIDITY changed is
+  // read again whole: mail that arrived since the last commit (while the daemon was down, say)
+  // was never stored, and only its Message-ID tells it from what was; what was comes back as
+  // duplicates and is dropped.
+  const bool backfill = !cur && a.backfill;
   if (backfill) {
     auto from = co_await backfill_start(m, c, *status);
     if (!from) {
@@ -235,19 +236,23 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   if (replace_cursor || backfill) {
     chain->replace_stored_cursor();
   }
-  if (backfill) {
-    // The start is written at once, alone, ahead of every batch: a session that ends before
-    // its first commit must not leave the next one to choose again (backfill = "none" would
-    // skip the mail that arrived in between, a duration would move on), and a restart must not
-    // read the skipped messages again whatever backfill says by then.
-    chain->record_after();
-  }
   m.chain = chain.get();
   struct Forget {
     Mailbox& m;
     ~Forget() { m.chain = nullptr; }
   } forget{m};
-  error_code ec = co_await apply_due_after(m, c, *chain, start);
+  error_code ec;
+  if (backfill && chain->record_after()) {
+    // The start is committed, alone, before anything is fetched: a session that ends before
+    // its first commit must not leave the next one to choose again (backfill = "none" would
+    // skip the mail that arrived in between, a duration would move on), and a restart must not
+    // read the skipped messages again whatever backfill says by then. A failed write ends the
+    // session here; the next one finds no cursor and chooses again, having skipped nothing.
+    ec = co_await drain(m, c, *chain, 0);
+  }
+  if (!ec) {
+    ec = co_await apply_due_after(m, c, *chain, start);
+  }
   m.first_session = false;
   if (!ec) {
     ec = co_await sync(m, c, *chain, *status, start.last_uid);
@@ -315,7 +320,11 @@ asio::awaitable<boost::system::result<std::uint64_t>> Poller::State::backfill_st
         co_return dated.error();
       }
       for (const auto& d : *dated) {
-        if (!d.unix_ms || *d.unix_ms >= cutoff) {  // a date that does not parse: read it
+        // A date that does not parse: read from it. One more than a day ahead of our clock (a
+        // migrated mailbox, a sender's clock years off) says nothing about when the message
+        // came: taken at its word, one such message low in the mailbox would start the sync
+        // there and read nearly all of it.
+        if (!d.unix_ms || (*d.unix_ms >= cutoff && *d.unix_ms <= now_ms() + 24 * 3600 * 1000)) {
           first = d.uid;
           break;
         }

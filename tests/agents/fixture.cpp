@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "storage/sqlite.hpp"
+#include "tests/agents/reply_cutter.hpp"
 
 namespace sb::test {
 namespace json = boost::json;
@@ -94,6 +95,17 @@ void AgentDaemon::restart(const std::function<void(config::Config&)>& tweak) {
   app = std::make_unique<App>(cfg);
   app->start();
   http = std::make_unique<HttpClient>(app->port());
+}
+
+std::thread claim_on_its_way(AgentDaemon& d, ReplyCutter& cutter, HttpClient& client,
+                             HttpResponse& got) {
+  cutter.delay_reply_to("alice", std::chrono::milliseconds(1500));
+  std::thread claim([&] { got = d.claim("alice-token", "general", 0, &client); });
+  REQUIRE(eventually([&] {
+    return d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents"}).find("alice") !=
+           std::string::npos;
+  }));
+  return claim;
 }
 
 json::object parse(const std::string& body) {

@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "daemon/app.hpp"
 #include "tests/support/harness.hpp"
@@ -38,6 +39,13 @@ struct AgentDaemon {
   // edited by `tweak`.
   void restart(const std::function<void(config::Config&)>& tweak = nullptr);
 };
+
+class ReplyCutter;
+// Alice's claim of `general` on its own thread, its answer held back 1.5 s by `cutter`: returns
+// once Redis has run it (the entry is alice's in XPENDING), the claim still waiting for the
+// answer, which lands in `got`. The caller joins the thread.
+std::thread claim_on_its_way(AgentDaemon& d, ReplyCutter& cutter, HttpClient& client,
+                             HttpResponse& got);
 
 boost::json::object parse(const std::string& body);
 std::string claimed_id(const HttpResponse& r);  // interaction.id of a 200 claim

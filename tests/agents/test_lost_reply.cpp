@@ -126,15 +126,10 @@ TEST_CASE("SIGHUP reload while a claim's reply is on its way: the item goes back
   std::string id = d.ingest("slow-reply-1", "claimed by alice just before she is removed");
   d.drained();
 
-  cutter->delay_reply_to("alice", std::chrono::milliseconds(1500));
   HttpClient client(d.app->port());
   HttpResponse got;
-  std::thread claim([&] { got = d.claim("alice-token", "general", 0, &client); });
   // Redis ran the claim: the entry is alice's there, her answer is on its way.
-  REQUIRE(eventually([&] {
-    return d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents"}).find("alice") !=
-           std::string::npos;
-  }));
+  std::thread claim = claim_on_its_way(d, *cutter, client, got);
   auto fresh = test_config(d.dir, cutter->port());
   fresh.agents = {{"bob", "bob-token", {"general", "billing"}}};
   REQUIRE(d.app->reload(fresh).empty());
@@ -158,14 +153,9 @@ TEST_CASE("SIGHUP rotates a token while a claim's reply is on its way: her next 
   std::string id = d.ingest("slow-reply-2", "claimed by alice just before her token rotates");
   d.drained();
 
-  cutter->delay_reply_to("alice", std::chrono::milliseconds(1500));
   HttpClient client(d.app->port());
   HttpResponse got;
-  std::thread claim([&] { got = d.claim("alice-token", "general", 0, &client); });
-  REQUIRE(eventually([&] {
-    return d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents"}).find("alice") !=
-           std::string::npos;
-  }));
+  std::thread claim = claim_on_its_way(d, *cutter, client, got);
   auto fresh = test_config(d.dir, cutter->port());
   for (auto& a : fresh.agents) {
     if (a.id == "alice") {

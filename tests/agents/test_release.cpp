@@ -327,14 +327,9 @@ TEST_CASE(
   });
   std::string id = d.ingest("rel-back-1", "claimed by alice just before her token rotates");
   d.drained();
-  cutter->delay_reply_to("alice", std::chrono::milliseconds(1500));
   HttpClient client(d.app->port());
   HttpResponse got;
-  std::thread claim([&] { got = d.claim("alice-token", "general", 0, &client); });
-  REQUIRE(eventually([&] {
-    return d.redis.cmd({"XPENDING", "sb:q:general:normal", "agents"}).find("alice") !=
-           std::string::npos;
-  }));
+  std::thread claim = claim_on_its_way(d, *cutter, client, got);
   auto fresh = test_config(d.dir, cutter->port());
   fresh.routing.claim_timeout = std::chrono::seconds(2);
   for (auto& a : fresh.agents) {

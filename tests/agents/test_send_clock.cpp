@@ -92,3 +92,19 @@ TEST_CASE("send clock: a retry due a day ahead (the clock set back) is attempted
   // is kept up to the longest one.
   CHECK(waited >= std::chrono::milliseconds(1300));
 }
+
+TEST_CASE("send clock: the look for replies due too late reads the index range past the cap") {
+  test::TempDir dir;
+  const std::string path = dir.file("plan.db");
+  storage::Writer writer(path);  // creates and migrates
+  storage::Db db(path);
+  auto st = db.prepare(std::string("EXPLAIN QUERY PLAN SELECT 1 FROM sends WHERE ") +
+                       agents::kSendsDueTooLate);
+  std::string plan;
+  while (st.step()) {
+    plan += st.text(3) + "\n";
+  }
+  CHECK_MESSAGE(
+      plan.find("USING INDEX sends_due (state=? AND next_attempt_at>?)") != std::string::npos,
+      plan);
+}

@@ -16,6 +16,16 @@ using namespace sb::test;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
+namespace {
+// The daemon with one X account "x" on `fake` (user 42), replies signed with user context.
+void start_with_x(SocialDaemon& d, FakeX& fake) {
+  config::X account{"x", fake.base_url(), "x-token", "42", 200ms};
+  account.user_context = FakeX::user_context();
+  d.cfg.channels.x.push_back(account);
+  d.start();
+}
+}  // namespace
+
 TEST_CASE(
     "mastodon: a reply over HTTP is posted once after a 503 with the outbound id as "
     "Idempotency-Key, threaded, and the answer joins the conversation") {
@@ -102,10 +112,7 @@ TEST_CASE(
   fake.start();
   std::string mention = fake.add_mention("7", "pat", "@support where is my order?");
   SocialDaemon d;
-  config::X account{"x", fake.base_url(), "x-token", "42", 200ms};
-  account.user_context = FakeX::user_context();
-  d.cfg.channels.x.push_back(account);
-  d.start();
+  start_with_x(d, fake);
 
   AgentClient alice(d.app->port(), "alice-token");
   auto in = alice.claim("general");
@@ -138,10 +145,7 @@ TEST_CASE(
   fake.start();
   fake.add_mention("7", "pat", "@support where is my order?");
   SocialDaemon d;
-  config::X account{"x", fake.base_url(), "x-token", "42", 200ms};
-  account.user_context = FakeX::user_context();
-  d.cfg.channels.x.push_back(account);
-  d.start();
+  start_with_x(d, fake);
 
   AgentClient alice(d.app->port(), "alice-token");
   auto in = alice.claim("general");
@@ -177,10 +181,7 @@ TEST_CASE(
   fake.start();
   fake.add_mention("7", "pat", "@support hello");
   SocialDaemon d;
-  config::X account{"x", fake.base_url(), "x-token", "42", 200ms};
-  account.user_context = FakeX::user_context();
-  d.cfg.channels.x.push_back(account);
-  d.start();
+  start_with_x(d, fake);
 
   AgentClient alice(d.app->port(), "alice-token");
   auto in = alice.claim("general");
