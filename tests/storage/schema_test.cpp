@@ -427,8 +427,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "a version-20 file is upgraded: a pending send has no attempt marked as started, so it is "
-    "handed over as before") {
+    "a version-20 file is upgraded: its pending send keeps its state and attempts and carries "
+    "no attempt mark and no account pause") {
   test::TempDir dir;
   std::string path = dir.file("old.db");
   {
@@ -442,11 +442,13 @@ TEST_CASE(
   storage::Writer writer(path);  // migrates
   storage::Db db(path);
   auto st = db.prepare(
-      "SELECT state, attempts, attempt_started_at IS NULL FROM sends WHERE interaction_id = 'O1'");
+      "SELECT state, attempts, attempt_started_at IS NULL, account_paused FROM sends WHERE "
+      "interaction_id = 'O1'");
   REQUIRE(st.step());
   CHECK(st.text(0) == "pending");
   CHECK(st.int64(1) == 0);
   CHECK(st.int64(2) == 1);
+  CHECK(st.int64(3) == 0);
 }
 
 TEST_CASE("a new database and the directory made for it are the daemon user's alone") {
