@@ -97,6 +97,26 @@ void AgentDaemon::restart(const std::function<void(config::Config&)>& tweak) {
   http = std::make_unique<HttpClient>(app->port());
 }
 
+std::function<void(config::Config&)> through(std::unique_ptr<ReplyCutter>& cutter,
+                                             std::chrono::milliseconds claim_timeout,
+                                             int max_deliveries) {
+  return [&cutter, claim_timeout, max_deliveries](config::Config& c) {
+    cutter = std::make_unique<ReplyCutter>(c.redis.port);
+    c.redis.port = cutter->port();
+    c.redis.url = "redis://127.0.0.1:" + std::to_string(cutter->port()) + "/0";
+    c.routing.claim_timeout = claim_timeout;
+    c.routing.max_deliveries = max_deliveries;
+  };
+}
+
+void rotate_token(config::Config& c, const std::string& agent, const std::string& token) {
+  for (auto& a : c.agents) {
+    if (a.id == agent) {
+      a.token = token;
+    }
+  }
+}
+
 std::thread claim_on_its_way(AgentDaemon& d, ReplyCutter& cutter, HttpClient& client,
                              HttpResponse& got) {
   cutter.delay_reply_to("alice", std::chrono::milliseconds(1500));

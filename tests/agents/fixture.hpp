@@ -41,6 +41,14 @@ struct AgentDaemon {
 };
 
 class ReplyCutter;
+// A tweak for AgentDaemon: the daemon's Redis connection goes through `cutter` (made with the
+// config, so it outlives the daemon when declared before it). The periodic pass comes every
+// claim_timeout/10: 30 s by default, so that the tests that leave it out are not raced by it.
+std::function<void(config::Config&)> through(
+    std::unique_ptr<ReplyCutter>& cutter,
+    std::chrono::milliseconds claim_timeout = std::chrono::minutes(5), int max_deliveries = 5);
+// Agent `agent`'s token in `c` becomes `token` (a leaked token rotated by SIGHUP).
+void rotate_token(config::Config& c, const std::string& agent, const std::string& token);
 // Alice's claim of `general` on its own thread, its answer held back 1.5 s by `cutter`: returns
 // once Redis has run it (the entry is alice's in XPENDING), the claim still waiting for the
 // answer, which lands in `got`. The caller joins the thread.

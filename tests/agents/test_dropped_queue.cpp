@@ -33,6 +33,15 @@ void without_billing(config::Config& c) {
   }
 }
 
+// The recovery: `agent` works billing again.
+void give_billing(config::Config& c, const std::string& agent) {
+  for (auto& a : c.agents) {
+    if (a.id == agent) {
+      a.queues.push_back("billing");
+    }
+  }
+}
+
 bool listed(AgentDaemon& d, const std::string& queue) {
   auto r = d.get("alice-token", "/v1/queues");
   REQUIRE(r.status == 200);
@@ -85,11 +94,7 @@ TEST_CASE("a restart without a queue that holds items keeps it listed and warns"
   // The recovery: billing is bob's again. He claims what waits there, transfers it to a
   // configured queue, and finishes the item he held. The queue is named again: no warning.
   auto fresh = d.app->config();
-  for (auto& a : fresh.agents) {
-    if (a.id == "bob") {
-      a.queues.push_back("billing");
-    }
-  }
+  give_billing(fresh, "bob");
   REQUIRE(d.app->reload(fresh).empty());
   CHECK(log.lines_with(kWarning).size() == 1);
   REQUIRE(claimed_id(d.claim("bob-token", "billing")) == waiting);
@@ -160,11 +165,7 @@ TEST_CASE("an item held in a dropped queue is delivered again once an agent has 
     quick(c);
   });
   auto fresh = d.app->config();
-  for (auto& a : fresh.agents) {
-    if (a.id == "alice") {
-      a.queues.push_back("billing");
-    }
-  }
+  give_billing(fresh, "alice");
   REQUIRE(d.app->reload(fresh).empty());
   // bob's claim times out 2 s after it was made: alice's waiting claim gets the item then.
   auto r = d.claim("alice-token", "billing", 10000);

@@ -14,19 +14,6 @@ using namespace sb;
 using namespace sb::test;
 
 namespace {
-// The daemon's Redis connections go through `cutter`.
-std::function<void(config::Config&)> through(std::unique_ptr<ReplyCutter>& cutter,
-                                             std::chrono::milliseconds claim_timeout,
-                                             int max_deliveries) {
-  return [&cutter, claim_timeout, max_deliveries](config::Config& c) {
-    cutter = std::make_unique<ReplyCutter>(c.redis.port);
-    c.redis.port = cutter->port();
-    c.redis.url = "redis://127.0.0.1:" + std::to_string(cutter->port()) + "/0";
-    c.routing.claim_timeout = claim_timeout;
-    c.routing.max_deliveries = max_deliveries;
-  };
-}
-
 // The interaction's state in the database.
 bool in_state(AgentDaemon& d, const std::string& id, const std::string& state) {
   return d.rows("SELECT count(*) FROM interactions WHERE id='" + id + "' AND state='" + state +
@@ -157,11 +144,7 @@ TEST_CASE("SIGHUP rotates a token while a claim's reply is on its way: her next 
   HttpResponse got;
   std::thread claim = claim_on_its_way(d, *cutter, client, got);
   auto fresh = test_config(d.dir, cutter->port());
-  for (auto& a : fresh.agents) {
-    if (a.id == "alice") {
-      a.token = "alice-new-token";
-    }
-  }
+  rotate_token(fresh, "alice", "alice-new-token");
   REQUIRE(d.app->reload(fresh).empty());
   claim.join();
   CHECK(got.status == 401);

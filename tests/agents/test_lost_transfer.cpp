@@ -14,19 +14,6 @@ using namespace sb;
 using namespace sb::test;
 
 namespace {
-// The daemon's Redis connection goes through `cutter`. The periodic pass comes every
-// claim_timeout/10: 30 s by default, so that the tests that leave it out are not raced by it.
-std::function<void(config::Config&)> through(
-    std::unique_ptr<ReplyCutter>& cutter,
-    std::chrono::milliseconds claim_timeout = std::chrono::minutes(5)) {
-  return [&cutter, claim_timeout](config::Config& c) {
-    cutter = std::make_unique<ReplyCutter>(c.redis.port);
-    c.redis.port = cutter->port();
-    c.redis.url = "redis://127.0.0.1:" + std::to_string(cutter->port()) + "/0";
-    c.routing.claim_timeout = claim_timeout;
-  };
-}
-
 long long count(AgentDaemon& d, const std::string& where) {
   return d.rows("SELECT count(*) FROM " + where);
 }

@@ -319,12 +319,7 @@ TEST_CASE(
     "release: an item given back across a reload is anyone's at once after a restart that "
     "raised claim_timeout") {
   std::unique_ptr<ReplyCutter> cutter;  // outlives the daemon
-  AgentDaemon d([&cutter](config::Config& c) {
-    cutter = std::make_unique<ReplyCutter>(c.redis.port);
-    c.redis.port = cutter->port();
-    c.redis.url = "redis://127.0.0.1:" + std::to_string(cutter->port()) + "/0";
-    c.routing.claim_timeout = std::chrono::seconds(2);
-  });
+  AgentDaemon d(through(cutter, std::chrono::seconds(2)));
   std::string id = d.ingest("rel-back-1", "claimed by alice just before her token rotates");
   d.drained();
   HttpClient client(d.app->port());
@@ -332,11 +327,7 @@ TEST_CASE(
   std::thread claim = claim_on_its_way(d, *cutter, client, got);
   auto fresh = test_config(d.dir, cutter->port());
   fresh.routing.claim_timeout = std::chrono::seconds(2);
-  for (auto& a : fresh.agents) {
-    if (a.id == "alice") {
-      a.token = "alice-new-token";
-    }
-  }
+  rotate_token(fresh, "alice", "alice-new-token");
   REQUIRE(d.app->reload(fresh).empty());
   claim.join();
   CHECK(got.status == 401);

@@ -19,9 +19,7 @@ using namespace std::chrono_literals;
 namespace {
 // The daemon with one X account "x" on `fake` (user 42), replies signed with user context.
 void start_with_x(SocialDaemon& d, FakeX& fake) {
-  config::X account{"x", fake.base_url(), "x-token", "42", 200ms};
-  account.user_context = FakeX::user_context();
-  d.cfg.channels.x.push_back(account);
+  d.cfg.channels.x.push_back(fake.replying_account());
   d.start();
 }
 }  // namespace

@@ -184,9 +184,7 @@ TEST_CASE(
   fake.start();
   fake.add_mention("7", "pat", "@support where is my order?");
   SocialDaemon d;
-  config::X account{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)};
-  account.user_context = FakeX::user_context();
-  d.cfg.channels.x.push_back(account);
+  d.cfg.channels.x.push_back(fake.replying_account());
   d.start();
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
   auto q = d.queued();
@@ -242,8 +240,7 @@ TEST_CASE("x: a reply signed with the wrong consumer secret is refused with 401,
   fake.start();
   fake.add_mention("7", "pat", "@support hello");
   SocialDaemon d;
-  config::X account{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)};
-  account.user_context = FakeX::user_context();
+  config::X account = fake.replying_account();
   account.user_context->consumer_secret += "-rotated";
   d.cfg.channels.x.push_back(account);
   d.start();
@@ -317,9 +314,7 @@ TEST_CASE(
   fake.start();
   fake.add_mention("7", "pat", "@support one");
   SocialDaemon d;
-  config::X account{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)};
-  account.user_context = FakeX::user_context();
-  d.cfg.channels.x.push_back(account);
+  d.cfg.channels.x.push_back(fake.replying_account());
   d.start();
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
   // All five rotated at the developer portal, the old ones revoked: polls on the old bearer

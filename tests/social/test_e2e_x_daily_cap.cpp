@@ -32,9 +32,7 @@ struct XReplies {
       fake.add_mention(std::to_string(7 + i), "pat" + std::to_string(i),
                        "@support where is order " + std::to_string(i) + "?");
     }
-    config::X account{"x", fake.base_url(), "x-token", "42", 200ms};
-    account.user_context = FakeX::user_context();
-    d.cfg.channels.x.push_back(account);
+    d.cfg.channels.x.push_back(fake.replying_account());
     d.start();
     alice = std::make_unique<AgentClient>(d.app->port(), "alice-token");
     std::vector<json::object> claimed;

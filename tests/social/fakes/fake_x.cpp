@@ -182,6 +182,12 @@ std::vector<std::string> FakeX::auth_refusals() const {
   return auth_refusals_;
 }
 
+config::X FakeX::replying_account() const {
+  config::X account{"x", base_url(), token_, user_id_, std::chrono::milliseconds(200)};
+  account.user_context = user_context();
+  return account;
+}
+
 FakeX::FakeX(std::string user_id, std::string token, int window_limit)
     : user_id_(std::move(user_id)),
       token_(std::move(token)),

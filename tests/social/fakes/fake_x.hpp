@@ -36,6 +36,9 @@ class FakeX {
   // The support account's OAuth 1.0a credentials this fake accepts. The secrets hold bytes the
   // signing key must percent-encode ('&', '+', '/', '=', a space).
   static config::XUserContext user_context();
+  // An account "x" on this fake, its user and token, polled every 200 ms, replying with
+  // user_context().
+  config::X replying_account() const;
   void start() { server_.start(); }
   void stop() { server_.stop(); }
   std::string base_url() const { return server_.base_url(); }
