@@ -10,6 +10,7 @@
 #include "core/json_problem.hpp"
 #include "core/log.hpp"
 #include "core/time.hpp"
+#include "routing/identity.hpp"
 #include "routing/rules.hpp"
 #include "storage/interaction_json.hpp"
 
@@ -315,6 +316,13 @@ Service::Awaitable Service::reply(http::Request& r) {
   auto* tv = body->if_contains("text");
   if (!tv || !tv->is_string() || tv->as_string().empty()) {
     co_return http::error(400, "invalid_field", "field \"text\" (the answer) is required");
+  }
+  // Only white space (Unicode's too: NBSP, U+3000) and zero-width characters: a customer would
+  // get a blank message. The same characters canonicalisation trims off an identity.
+  if (trim_invisible_padding(std::string_view(tv->as_string())).empty()) {
+    co_return http::error(400, "invalid_field",
+                          "field \"text\" (the answer) has no visible character: it is only "
+                          "white space or zero-width characters");
   }
   if (tv->as_string().size() > kMaxReplyBytes) {
     co_return http::error(400, "invalid_field", "field \"text\" is longer than 65536 bytes");

@@ -158,6 +158,14 @@ TEST_CASE("agent routes: malformed bodies are 400 naming the field, nothing reco
       {item + "reply", "{}", "field \"text\" (the answer) is required"},
       {item + "reply", R"({"text":""})", "field \"text\" (the answer) is required"},
       {item + "reply", R"({"text":7})", "field \"text\" (the answer) is required"},
+      // Nothing a customer could see: white space, Unicode's (NBSP, ideographic space) and
+      // zero-width characters (ZWSP, BOM, word joiner), as JSON escapes or as UTF-8.
+      {item + "reply", R"({"text":"  \t\r\n "})", "field \"text\" (the answer) has no visible"},
+      {item + "reply", R"({"text":"\u00a0\u3000"})", "field \"text\" (the answer) has no visible"},
+      {item + "reply", R"({"text":"\u200b\ufeff\u2060 \u200d"})",
+       "field \"text\" (the answer) has no visible"},
+      {item + "reply", "{\"text\":\"\xc2\xa0\xe3\x80\x80\xe2\x80\x8b\"}",
+       "field \"text\" (the answer) has no visible"},
       {item + "reply", R"({"text":")" + std::string(65537, 't') + "\"}",
        "field \"text\" is longer than 65536 bytes"},
       {item + "reply", "{\"text\":\"caf\xc3\"}", "invalid UTF-8 at byte offset 12"},
