@@ -332,6 +332,57 @@ TEST_CASE("meta: WhatsApp statuses update the send state of our reply and show i
   CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id='OUT2' AND state='failed'") == 1);
 }
 
+// The same through the agents' read API: the status is an event of the reply (the outbound
+// interaction) on the customer's timeline, by the channel, with what WhatsApp said.
+TEST_CASE(
+    "meta: a WhatsApp status is a provider_status event by whatsapp on the reply's timeline") {
+  MetaDaemon d;
+  REQUIRE(d.post(whatsapp("16505551234", "wamid.T1", "Is it in stock?")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  std::string id = str(d.queued()[0].at("id"));
+  std::string customer = str(d.queued()[0].at("customer").at("id"));
+  auto claim = d.http->post_json("/v1/agent/claim", R"({"queue":"general"})", "alice-token");
+  REQUIRE(claim.status == 200);
+  auto reply = d.http->post_json("/v1/agent/interactions/" + id + "/reply",
+                                 R"({"text":"Yes, in blue too."})", "alice-token");
+  REQUIRE(reply.status == 202);
+  std::string out = str(boost::json::parse(reply.body).at("id"));
+  std::string wamid;
+  REQUIRE(eventually([&] {
+    storage::Db db(d.cfg.storage.path, true);
+    auto st = db.prepare("SELECT provider_id FROM sends WHERE state='sent' AND interaction_id=?1");
+    st.bind(1, out);
+    wamid = st.step() ? st.text(0) : "";
+    return !wamid.empty();
+  }));
+  const std::string status = R"({"object":"whatsapp_business_account","entry":[{"id":"WABA",
+    "changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
+    "metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+    "statuses":[{"id":")" + wamid +
+                             R"(","status":"delivered","timestamp":"1750263773",
+    "recipient_id":"16505551234"}]}}]}]})";
+  REQUIRE(d.post(status).status == 200);
+
+  auto tl = boost::json::parse(d.http
+                                   ->request("GET", "/v1/customers/" + customer + "/interactions",
+                                             "", {{"Authorization", "Bearer alice-token"}})
+                                   .body)
+                .as_object();
+  const boost::json::object* outbound = nullptr;
+  for (const auto& i : tl.at("interactions").as_array()) {
+    if (str(i.at("id")) == out) {
+      outbound = &i.as_object();
+    }
+  }
+  REQUIRE(outbound != nullptr);
+  auto& ev = outbound->at("events").as_array();
+  REQUIRE(ev.size() == 1);
+  CHECK(str(ev[0].at("type")) == "provider_status");
+  CHECK(str(ev[0].at("actor")) == "whatsapp");
+  CHECK(str(ev[0].at("detail").at("status")) == "delivered");
+  CHECK(str(ev[0].at("at")) == "2025-06-18T16:22:53.000Z");  // WhatsApp's time, not ours
+}
+
 TEST_CASE(
     "meta: a forged signature is logged with the account and the consequence, without the "
     "signature, once however often it comes") {
