@@ -274,3 +274,45 @@ TEST_CASE(
   CHECK(answered_id(keyed_reply(d, "alice-token", id, "Today's.", "k-today")) == fresh);
   CHECK(t.outbound() == 2);
 }
+
+TEST_CASE("a token rotated by reload: items claimed under the old one are worked with the new") {
+  Replying t;
+  auto& d = t.d;
+  std::string acked = t.claimed("rot-1", "answered, then done");
+  std::string released = t.claimed("rot-2", "handed back");
+  auto first = keyed_reply(d, "alice-token", acked, "It ships today.", "rot-key-1");
+  std::string out = answered_id(first);
+
+  // The old token leaked: a SIGHUP with a new one. The agent (and what it holds) is the same.
+  auto fresh = test_config(d.dir, d.redis.port());
+  rotate_token(fresh, "alice", "alice-new-token");
+  REQUIRE(d.app->reload(fresh).empty());
+
+  // The retry of the reply whose 202 was lost, under the new token: the same answer.
+  auto again = keyed_reply(d, "alice-new-token", acked, "It ships today.", "rot-key-1");
+  CHECK(answered_id(again) == out);
+  CHECK(again.headers["idempotent-replayed"] == "true");
+  // The old token is refused everywhere, and changes nothing.
+  CHECK(keyed_reply(d, "alice-token", acked, "It ships today.", "rot-key-2").status == 401);
+  CHECK(d.act("alice-token", acked, "ack").status == 401);
+  CHECK(d.act("alice-token", released, "release").status == 401);
+  CHECK(d.claim("alice-token", "general").status == 401);
+
+  CHECK(d.act("alice-new-token", acked, "ack").status == 200);
+  CHECK(d.act("alice-new-token", released, "release").status == 200);
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM interactions WHERE (id='" + acked +
+                  "' AND state='done') OR (id='" + released + "' AND state='queued')") == 2;
+  }));
+  CHECK(
+      d.rows("SELECT count(*) FROM events WHERE actor='alice' AND type IN ('finish', 'release')") ==
+      2);
+  // Released: waiting in its queue for the next agent.
+  CHECK(claimed_id(d.claim("bob-token", "general")) == released);
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM sends WHERE state='sent' AND provider_id='p-" + out +
+                  "'") == 1;
+  }));
+  CHECK(t.outbound() == 1);
+  CHECK(t.sender->sent == 1);
+}
