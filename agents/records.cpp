@@ -1,10 +1,12 @@
 #include "agents/records.hpp"
 
+#include <algorithm>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <memory>
+#include <stdexcept>
 
 #include "agents/reply_keys.hpp"
 #include "core/log.hpp"
@@ -51,8 +53,16 @@ std::map<std::string, OpenItems> open_items_by_queue(storage::Db& db) {
   return out;
 }
 
+namespace {
+// The wait before the first retry of a refused events batch, doubled after each failed one up
+// to kMaxBackoff (a full disk is freed in minutes, not milliseconds; an I/O error may pass at
+// once).
+constexpr std::chrono::milliseconds kFirstBackoff{100};
+constexpr std::chrono::milliseconds kMaxBackoff{5000};
+}  // namespace
+
 Records::Records(asio::io_context& io, storage::Writer& writer, const std::string& path)
-    : io_(io), writer_(writer), read_(path, true) {}
+    : io_(io), writer_(writer), read_(path, true), backoff_(kFirstBackoff), retry_timer_(io) {}
 
 std::optional<InteractionRow> Records::find(const std::string& id) {
   auto st = read_.prepare(
@@ -110,7 +120,10 @@ std::optional<KeyedReply> Records::keyed_reply(const std::string& parent_id,
 
 asio::awaitable<std::string> Records::settled() {
   flush();
-  std::function<void(storage::Db&)> nothing = [](storage::Db&) {};
+  if (auto e = held_back(); !e.empty()) {
+    co_return e;
+  }
+  std::function<void(storage::Db&)> nothing = gated([](storage::Db&) {});
   co_return co_await write(writer_, std::move(nothing));
 }
 
@@ -126,8 +139,12 @@ std::string Records::decorate(const std::string& payload) {
     return payload;
   }
   std::string id(idv->as_string());
+  // In the order they happened: an event is inserted with the time it happened, which may be
+  // after later ones committed (a transfer whose reply was lost is recorded by its retry or the
+  // periodic pass, after the next agent's claim from the new queue; events a refused write held
+  // back). Insert order breaks ties (a claim and its ack in the same millisecond).
   auto ev = read_.prepare(
-      "SELECT at, actor, type, detail FROM events WHERE interaction_id=?1 ORDER BY seq");
+      "SELECT at, actor, type, detail FROM events WHERE interaction_id=?1 ORDER BY at, seq");
   ev.bind(1, id);
   json::array events;
   while (ev.step()) {
@@ -237,6 +254,14 @@ void insert_event(storage::Db& db, const std::string& iid, std::int64_t at,
   st.bind_static(5, detail).run();
 }
 
+// Thrown by a job that must not commit ahead of refused agent events.
+struct HeldBack : std::runtime_error {
+  HeldBack()
+      : std::runtime_error(
+            "agent events recorded before it were refused by the database and wait for a "
+            "retry") {}
+};
+
 std::function<void(const std::string&)> log_failure(std::string what) {
   return [what = std::move(what)](const std::string& err) {
     if (!err.empty()) {
@@ -254,48 +279,188 @@ void Records::event(const std::string& iid, const std::string& actor, const std:
   }
 }
 
+std::string Records::held_back() const {
+  return recovering_ ? HeldBack().what() : std::string();
+}
+
+std::function<void(storage::Db&)> Records::gated(std::function<void(storage::Db&)> fn) {
+  // Numbered like the events batch submitted next: a batch handed over before this job has a
+  // lower number, one handed over after it the same or a higher one.
+  return [gate = gate_, d = next_batch_, fn = std::move(fn)](storage::Db& db) {
+    if (d > gate->blocked_from) {
+      throw HeldBack();
+    }
+    fn(db);
+  };
+}
+
 void Records::flush() {
   if (pending_.empty()) {
     return;
   }
-  auto events = std::make_shared<std::vector<Pending>>(std::move(pending_));
+  std::vector<Pending> events = std::move(pending_);
   pending_.clear();
-  std::vector<std::function<void()>> recorded;
-  for (auto& e : *events) {
-    if (e.recorded) {
-      recorded.push_back(std::move(e.recorded));
+  if (recovering_) {
+    // Behind the refused ones: they are written together, in order.
+    hold(next_batch_++, std::move(events));
+    return;
+  }
+  submit_events(next_batch_++, std::move(events), false);
+}
+
+void Records::submit_events(std::uint64_t n, std::vector<Pending> batch, bool retry) {
+  ++in_flight_;
+  auto events = std::make_shared<std::vector<Pending>>(std::move(batch));
+  writer_.submit(storage::Job{
+      [events, gate = gate_, n, retry](storage::Db& db) {
+        // Batches the writer had before it heard of a refusal (the same transaction, or the
+        // ones queued behind it) must not commit ahead of it: they fail too and are held with
+        // it. A retry is the oldest batch outstanding (it goes once every batch has reported).
+        if (!retry && n > gate->blocked_from) {
+          throw HeldBack();
+        }
+        try {
+          auto& st = WriterStatements::of(db);
+          for (const auto& e : *events) {
+            if (e.type == "dead_letter") {
+              // Reported again when the claim that reported it lost its reply
+              // (QueueOps::forget_dead): recorded once. set_dead is its state change.
+              st.set_dead.bind_static(1, e.iid).run();
+              if (db.changes() > 0) {
+                insert_event(db, e.iid, e.at, e.actor, e.type, e.detail);
+              }
+              continue;
+            }
+            insert_event(db, e.iid, e.at, e.actor, e.type, e.detail);
+            if (!e.state.empty()) {
+              st.set_state.bind_static(1, e.iid).bind_static(2, e.state).run();
+            }
+          }
+        } catch (...) {
+          gate->blocked_from = std::min(gate->blocked_from, n);
+          throw;
+        }
+        if (retry) {
+          gate->blocked_from = UINT64_MAX;  // (set again by `done` if the COMMIT fails)
+        }
+      },
+      [this, io = &io_, events, gate = gate_, n, retry](const std::string& err) {
+        if (!err.empty()) {
+          gate->blocked_from = std::min(gate->blocked_from, n);  // a failed COMMIT
+        }
+        // (`this` only on the io thread: the writer may finish a job after the Service ended.)
+        asio::post(*io,
+                   [this, events, n, retry, err] { reported(n, std::move(*events), retry, err); });
+      }});
+}
+
+void Records::reported(std::uint64_t n, std::vector<Pending> events, bool retry,
+                       const std::string& err) {
+  --in_flight_;
+  if (err.empty()) {
+    if (retry) {
+      logger("agents")->info("[agents] {} agent events the database refused are recorded now",
+                             events.size());
+      attempts_ = 0;
+      backoff_ = kFirstBackoff;
+    }
+    for (auto& e : events) {
+      if (e.recorded) {
+        e.recorded();
+      }
+    }
+    if (retry) {
+      if (held_.empty()) {
+        recovering_ = false;
+      } else {
+        submit_held();  // gathered while the retry was out: the database takes writes again
+      }
+    }
+    return;
+  }
+  if (!recovering_) {
+    logger("agents")->error(
+        "[agents] recording {} agent events (claims, acks, releases) failed: {}; they are kept "
+        "and written again until the database takes them",
+        events.size(), err);
+  } else if (retry) {
+    ++attempts_;
+    logger("agents")->warn(
+        "[agents] writing {} agent events the database refused failed again (retry {}): {}",
+        events.size(), attempts_, err);
+  }
+  recovering_ = true;
+  hold(n, std::move(events));
+  maybe_retry();
+}
+
+void Records::hold(std::uint64_t n, std::vector<Pending> events) {
+  held_events_ += events.size();
+  auto& slot = held_[n];
+  for (auto& e : events) {
+    slot.push_back(std::move(e));
+  }
+  std::size_t dropped = 0;
+  while (held_events_ > kMaxHeldEvents && !held_.empty()) {
+    auto oldest = held_.begin();
+    dropped += oldest->second.size();
+    held_events_ -= oldest->second.size();
+    held_.erase(oldest);
+  }
+  if (dropped > 0) {
+    // Their transfers' and dead letters' notes stay in Redis and are recorded later; claims,
+    // acks and releases have nothing else: the rows keep their last recorded state.
+    logger("agents")->error(
+        "[agents] {} agent events (claims, acks, releases) are dropped unrecorded: the database "
+        "has refused them while more than {} waited",
+        dropped, kMaxHeldEvents);
+  }
+}
+
+void Records::maybe_retry() {
+  // Only once every batch handed over has reported: a later one still with the writer fails
+  // behind the refused one and must join it before they are written, in order.
+  if (held_.empty() || in_flight_ > 0 || retry_armed_) {
+    return;
+  }
+  retry_armed_ = true;
+  retry_timer_.expires_after(backoff_);
+  backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+  retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) {
+      return;
+    }
+    retry_armed_ = false;
+    if (!held_.empty() && in_flight_ == 0) {
+      submit_held();
+    }
+  });
+}
+
+void Records::submit_held() {
+  std::uint64_t first = held_.begin()->first;
+  std::vector<Pending> all;
+  all.reserve(held_events_);
+  for (auto& [n, events] : held_) {
+    for (auto& e : events) {
+      all.push_back(std::move(e));
     }
   }
-  auto failed = log_failure(std::to_string(events->size()) + " agent events");
-  writer_.submit(
-      storage::Job{[events](storage::Db& db) {
-                     auto& st = WriterStatements::of(db);
-                     for (const auto& e : *events) {
-                       if (e.type == "dead_letter") {
-                         // Reported again when the claim that reported it lost its reply
-                         // (QueueOps::forget_dead): recorded once. set_dead is its state change.
-                         st.set_dead.bind_static(1, e.iid).run();
-                         if (db.changes() > 0) {
-                           insert_event(db, e.iid, e.at, e.actor, e.type, e.detail);
-                         }
-                         continue;
-                       }
-                       insert_event(db, e.iid, e.at, e.actor, e.type, e.detail);
-                       if (!e.state.empty()) {
-                         st.set_state.bind_static(1, e.iid).bind_static(2, e.state).run();
-                       }
-                     }
-                   },
-                   [io = &io_, failed, recorded = std::move(recorded)](const std::string& err) {
-                     failed(err);
-                     if (err.empty() && !recorded.empty()) {
-                       asio::post(*io, [recorded] {
-                         for (const auto& fn : recorded) {
-                           fn();
-                         }
-                       });
-                     }
-                   }});
+  held_.clear();
+  held_events_ = 0;
+  submit_events(first, std::move(all), true);
+}
+
+void Records::flush_now() {
+  flush();
+  if (recovering_ && !held_.empty()) {
+    // At the stop (the io thread has ended: no retry timer fires): one last attempt now.
+    logger("agents")->warn(
+        "[agents] {} agent events the database refused are written once more at the stop; "
+        "whatever it refuses now is lost",
+        held_events_);
+    submit_held();
+  }
 }
 
 void Records::dead_lettered(const std::vector<std::pair<std::string, std::string>>& dead,
@@ -321,10 +486,17 @@ void Records::transferred(const InteractionRow& row, const Transfer& t, bool lat
   }
   std::string detail = json::serialize(d);
   flush();
+  if (auto e = held_back(); !e.empty()) {
+    // Its note stays in Redis: the periodic pass records it once the events before it are in.
+    if (done) {
+      asio::post(io_, [done = std::move(done), e] { done(e); });
+    }
+    return;
+  }
   auto failed = log_failure("transfer of " + row.id);
   writer_.submit(storage::Job{
-      [=, iid = row.id, conv = row.conversation_id, actor = t.actor, queue = t.queue,
-       priority = t.priority, entry = t.entry_id](storage::Db& db) {
+      gated([=, iid = row.id, conv = row.conversation_id, actor = t.actor, queue = t.queue,
+             priority = t.priority, entry = t.entry_id](storage::Db& db) {
         // The same transfer may be reported more than once: a retry whose first reply was lost,
         // the periodic pass reading its note before the route's record removed it, a note
         // handed back by a later transfer that replaced it.
@@ -388,7 +560,7 @@ void Records::transferred(const InteractionRow& row, const Transfer& t, bool lat
           cv.bind(4, static_cast<std::int64_t>(late ? 1 : 0)).run();
         }
         insert_event(db, iid, at, actor, "transfer", detail);
-      },
+      }),
       [io = &io_, failed, done = std::move(done)](const std::string& err) {
         failed(err);
         if (done) {
@@ -403,6 +575,9 @@ asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const 
                                             const std::vector<std::string>& thread_keys) {
   std::int64_t at = now_ms();
   flush();
+  if (auto e = held_back(); !e.empty()) {
+    co_return ReplyStored{e, "", false};  // the agent retries it (with its key, if any)
+  }
   // Written by the job on the writer thread, read here after its commit resumed us.
   auto earlier = std::make_shared<std::string>();
   // (GCC 12: a lambda temporary inside a co_await expression is destroyed twice; name it.)
@@ -477,6 +652,7 @@ asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const 
     json::object d{{"outbound_id", outbound_id}};
     insert_event(db, parent.id, at, actor, "reply", json::serialize(d));
   };
+  job = gated(std::move(job));
   ReplyStored r;
   r.error = co_await write(writer_, std::move(job));
   if (r.error.empty() && !earlier->empty()) {

@@ -4,9 +4,12 @@
 // read connection of their own, on the io thread (WAL readers never block the writer).
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -115,6 +118,12 @@ class Records {
   // gathered and handed to the writer as one job per io turn (thousands of claims and acks a
   // second cost a few jobs, not thousands); jobs submitted directly flush them first, so the
   // events keep their order.
+  // A batch the database refuses (a full disk, an I/O error) is kept and written again, with a
+  // back-off, until it commits (Redis no longer holds what it records: an acked item's finish
+  // would be lost for good). Order holds: the batches after it (already with the writer, or
+  // gathered since) wait behind it and go with it, and the jobs submitted directly meanwhile
+  // (transfer, reply, settled) fail, as on the failing disk, rather than commit ahead of it.
+  // At most kMaxHeldEvents wait: past that the oldest are dropped, logged at error.
   void event(const std::string& interaction_id, const std::string& actor, const std::string& type,
              const std::string& detail_json, const std::string& state = "");
   // Dead letters (interaction id, queue) a claim reported, with the rest of this turn's events;
@@ -172,7 +181,9 @@ class Records {
   bool sends_due_after(std::int64_t latest, std::int64_t latest_paused);
 
   storage::Db& db() { return read_; }
-  void flush_now() { flush(); }  // io thread, or once it has ended
+  // Hands the events gathered over now (io thread, or once it has ended: then events a refused
+  // write holds get one last attempt).
+  void flush_now();
 
  private:
   struct Pending {
@@ -180,13 +191,43 @@ class Records {
     std::int64_t at;
     std::function<void()> recorded;  // io thread, after the commit
   };
+  // Writer thread only: the number of the first events batch that failed and is not recorded
+  // yet; a batch or direct job numbered after it does not run.
+  struct Gate {
+    std::uint64_t blocked_from = UINT64_MAX;
+  };
   void flush();
+  void submit_events(std::uint64_t n, std::vector<Pending> events, bool retry);
+  void reported(std::uint64_t n, std::vector<Pending> events, bool retry, const std::string& err);
+  void hold(std::uint64_t n, std::vector<Pending> events);
+  void maybe_retry();
+  void submit_held();
+  // The check a job submitted directly runs first on the writer thread: it throws while events
+  // handed over before it are refused. Empty when such events are known to wait already.
+  std::function<void(storage::Db&)> gated(std::function<void(storage::Db&)> fn);
+  // Why a direct job fails at once: events wait for a retry (io thread); "" when none.
+  std::string held_back() const;
 
   boost::asio::io_context& io_;
   storage::Writer& writer_;
   storage::Db read_;
   std::vector<Pending> pending_;  // io thread only
+  // Failed batches (and those gathered since), by number: written again as one (io thread).
+  std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
+  std::uint64_t next_batch_ = 1;
+  std::map<std::uint64_t, std::vector<Pending>> held_;
+  std::size_t held_events_ = 0;
+  int in_flight_ = 0;         // events batches with the writer, not reported back yet
+  bool recovering_ = false;   // from a refused batch until the retry that empties held_ commits
+  bool retry_armed_ = false;  // retry_timer_ waits
+  int attempts_ = 0;          // retries of the current refusal
+  std::chrono::milliseconds backoff_;
+  boost::asio::steady_timer retry_timer_;
 };
+
+// How many agent events wait at most for the database to take them after a refused write; past
+// that the oldest batches are dropped (logged at error with their count).
+inline constexpr std::size_t kMaxHeldEvents = 100000;
 
 std::string format_ms(std::int64_t unix_ms);  // RFC 3339 with milliseconds
 

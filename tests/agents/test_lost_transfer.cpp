@@ -113,7 +113,9 @@ TEST_CASE(
   cutter->cut_reply_to("transferred:");
   CHECK(d.act("alice-token", id, "transfer", kToBilling).status == 503);
   REQUIRE(cutter->cut());
-  CHECK(claimed_id(d.claim("bob-token", "billing")) == id);
+  auto bobs = d.claim("bob-token", "billing");
+  CHECK(claimed_id(bobs) == id);
+  std::string customer(parse(bobs.body).at("interaction").at("customer").at("id").as_string());
 
   // Her retry: the transfer did happen; bob holding it since does not undo that.
   auto again = d.act("alice-token", id, "transfer", kToBilling);
@@ -124,6 +126,27 @@ TEST_CASE(
   CHECK(count(d, "interactions WHERE id='" + id +
                      "' AND queue='billing' AND priority='high' AND state='claimed'") == 1);
   CHECK(d.act("bob-token", id, "ack").status == 200);
+  // The timeline reads in the order things happened: alice's transfer is recorded after bob's
+  // claim from billing, with the time she asked for it (before: claim, claim, transfer).
+  boost::json::array ev;
+  REQUIRE(eventually([&] {
+    auto tl = parse(d.get("bob-token", "/v1/customers/" + customer + "/interactions").body);
+    for (const auto& i : tl.at("interactions").as_array()) {
+      if (i.at("id").as_string() == id) {
+        ev = i.at("events").as_array();
+      }
+    }
+    return ev.size() == 4;
+  }));
+  auto step = [&](std::size_t i) {
+    return std::string(ev[i].at("type").as_string()) + " " +
+           std::string(ev[i].at("actor").as_string());
+  };
+  CHECK(step(0) == "claim alice");
+  CHECK(step(1) == "transfer alice");
+  CHECK(ev[1].at("detail").at("queue").as_string() == "billing");
+  CHECK(step(2) == "claim bob");
+  CHECK(step(3) == "finish bob");
   // A transfer by someone who never did one is still refused, naming the holder.
   std::string other = d.ingest("transfer-lost-4", "held by alice");
   d.drained();
