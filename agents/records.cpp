@@ -340,7 +340,10 @@ void Records::submit_events(std::uint64_t n, std::vector<Pending> batch, bool re
           gate->blocked_from = std::min(gate->blocked_from, n);
           throw;
         }
-        if (retry) {
+        // A retry clears the gate; so does a batch whose refusal set it and which then ran
+        // (the writer runs a failed group's jobs again one by one: a refusal of the moment may
+        // pass there, and nothing earlier waits). The jobs after it in that pass then run too.
+        if (retry || gate->blocked_from == n) {
           gate->blocked_from = UINT64_MAX;  // (set again by `done` if the COMMIT fails)
         }
       },
