@@ -616,6 +616,10 @@ ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits) {
   if (!out.synthetic_message_id) {  // a synthetic id is a hash of the whole message already
     out.content_hash = content_hash(out, w.plain.empty() ? w.html : w.plain);
   }
+  // Controls as spaces only now, after the hash: it keeps the subject as decoded, so a message
+  // stored before this rule hashes the same when fetched again. Our reply copies the subject
+  // into its own header, where a CR or LF would start a header line or the body.
+  out.subject = trim(controls_to_spaces(out.subject));
   std::string text;
   bool more = false;
   if (!w.plain.empty()) {

@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <cctype>
 
+#include "channels/email/charset.hpp"
 #include "channels/email/gmime_util.hpp"
 #include "channels/email/smtp_client.hpp"
 #include "channels/email/threading.hpp"
@@ -236,7 +237,9 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
   gobject_ptr<GMimeMessage> msg(g_mime_message_new(TRUE));
   add_address(g_mime_message_get_from(msg.get()), *from);
   add_address(g_mime_message_get_to(msg.get()), *to);
-  std::string subject = str(parent, "subject");
+  // Controls as spaces again: rows stored before the parse replaced them (mime.cpp) may hold
+  // a CR or LF, which GMime writes as it is and dot-stuffing turns into a line end.
+  std::string subject = controls_to_spaces(str(parent, "subject"));
   subject = starts_with_re(subject) ? subject : "Re: " + subject;
   g_mime_message_set_subject(msg.get(), subject.c_str(), "utf-8");  // RFC 2047 when not ASCII
   GDateTime* date = g_date_time_new_from_unix_utc(now / 1000);

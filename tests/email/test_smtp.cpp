@@ -460,6 +460,75 @@ TEST_CASE("ids from the customer's mail with CR/LF or blanks never become reply 
   CHECK(sent.to.size() == 1);
 }
 
+namespace {
+
+// The names of the header fields of a message as it goes on the wire (after dot-stuffing,
+// which turns a bare CR or LF into CRLF), folded lines joined to the field they continue.
+std::vector<std::string> wire_header_names(const std::string& data) {
+  std::string wire = email::smtp::dot_stuff(data);
+  std::vector<std::string> names;
+  for (std::size_t at = 0; at < wire.size();) {
+    std::size_t end = wire.find("\r\n", at);
+    std::string line = wire.substr(at, end - at);
+    at = end + 2;
+    if (line.empty()) {
+      break;  // the blank line that ends the header block
+    }
+    if (line[0] == ' ' || line[0] == '\t') {
+      continue;  // a folded continuation
+    }
+    names.push_back(line.substr(0, line.find(':')));
+  }
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("CR or LF in the customer's Subject never becomes a header line or body of our reply") {
+  // Encoded words may carry any byte: "=0D=0A" decodes to CR LF. The subject is stored with
+  // controls as spaces, so no header line of the customer's making reaches the reply.
+  auto in = email::parse_email(
+      "From: ann@example.com\r\nSubject: =?utf-8?Q?Order=0D=0ABcc:_x@evil.example?=\r\n"
+      "Message-ID: <s1@customer.example>\r\n\r\nhi\r\n");
+  CHECK(in.subject == "Order  Bcc: x@evil.example");
+  CHECK(email::parse_email("From: a@example.com\r\nSubject: =?utf-8?Q?a=01b=7Fc=09d?=\r\n\r\nx")
+            .subject == "a b c d");
+
+  // Rows stored before, with the controls still in: build_reply replaces them as well.
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <support@example.com>";
+  auto reply_to = [&](const std::string& subject) {
+    json::object parent{{"direction", "inbound"},
+                        {"subject", subject},
+                        {"external_id", "<s2@customer.example>"},
+                        {"from", {{"type", "email"}, {"value", "ann@example.com"}}}};
+    OutboundMessage m{"01JTESTREPLY00000000000006", "email", "support", "c1", "Hello Ann",
+                      json::serialize(parent),      ""};
+    return email::build_reply(account, m, 1767323045000);
+  };
+  // The headers we set, as a reply to a plain subject has them.
+  const auto ours = wire_header_names(reply_to("Order 7").data);
+  CHECK(ours.size() >= 8);
+  CHECK(std::find(ours.begin(), ours.end(), "Subject") != ours.end());
+  for (const std::string subject :
+       {"Order 7\r\nBcc: evil@example.org", "Order 7\nBcc: evil@example.org",
+        "Order 7\rBcc: evil@example.org", "Order 7\r\rForged body\r\r.\r\rRCPT TO:<evil>",
+        "Order 7\r\n\r\nForged body"}) {
+    CAPTURE(subject);
+    auto built = reply_to(subject);
+    REQUIRE(built.error.empty());
+    CHECK(wire_header_names(built.data) == ours);
+    auto sent = email::parse_email(email::smtp::dot_stuff(built.data));
+    CHECK(sent.text == "Hello Ann");
+    CHECK(sent.to.size() == 1);
+    CHECK(sent.cc.empty());
+    CHECK(sent.subject.rfind("Re: Order 7 ", 0) == 0);
+    CHECK(sent.subject.find_first_of("\r\n") == std::string::npos);
+  }
+}
+
 TEST_CASE("a second reply, to our own reply, still names the whole thread in References") {
   config::Smtp account;
   account.name = "support-out";
