@@ -197,11 +197,31 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
   // already stored, threading.hpp message_id_of); the headers name the Message-ID. So do the
   // References the reply route copied from such a parent.
   std::string parent_id(message_id_of(str(parent, "external_id")));
+  // Our own earlier replies: the reply route stores each under its interaction id (a ULID, no
+  // msg-id: every id of a customer's mail, synthetic ones too, is "<...>"), as its external id
+  // and in the References chain it keeps, but it went out as reply_message_id() of that id,
+  // known before and after its send. Named so, a reply to our reply has In-Reply-To pointing
+  // at it and References ending with it (RFC 5322 3.6.4), and the customer's client threads
+  // our second reply under our first.
+  std::string conversation = str(parent, "conversation_id");
+  auto sent_as = [&](std::string id) {
+    if (!id.empty() && id.front() != '<') {
+      std::string ours =
+          reply_message_id(account, id, conversation.empty() ? m.conversation_id : conversation);
+      if (referable(ours)) {
+        return ours;
+      }
+    }
+    return id;
+  };
+  if (str(parent, "direction") == "outbound") {
+    parent_id = sent_as(std::move(parent_id));
+  }
   std::vector<std::string> refs;
-  auto add_references = [&refs](const json::value* r) {
+  auto add_references = [&refs, &sent_as](const json::value* r) {
     if (r && r->is_array()) {
       for (const auto& v : r->as_array()) {
-        std::string id = v.is_string() ? std::string(message_id_of(v.as_string())) : "";
+        std::string id = v.is_string() ? sent_as(std::string(message_id_of(v.as_string()))) : "";
         if (referable(id)) {
           refs.push_back(std::move(id));
         }
@@ -218,7 +238,8 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
   if (refs.empty()) {
     add_references(parent.if_contains("references"));
   }
-  if (std::string irt(message_id_of(str(parent, "in_reply_to"))); refs.empty() && referable(irt)) {
+  if (std::string irt = sent_as(std::string(message_id_of(str(parent, "in_reply_to"))));
+      refs.empty() && referable(irt)) {
     refs.push_back(std::move(irt));
   }
   if (referable(parent_id) && (refs.empty() || refs.back() != parent_id)) {

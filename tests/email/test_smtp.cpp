@@ -529,7 +529,7 @@ TEST_CASE("CR or LF in the customer's Subject never becomes a header line or bod
   }
 }
 
-TEST_CASE("a second reply, to our own reply, still names the whole thread in References") {
+TEST_CASE("a second reply, to our own reply, names our first reply in In-Reply-To and References") {
   config::Smtp account;
   account.name = "support-out";
   account.for_account = "support";
@@ -547,9 +547,40 @@ TEST_CASE("a second reply, to our own reply, still names the whole thread in Ref
   auto built = email::build_reply(account, m, 1767323045000);
   REQUIRE(built.error.empty());
   auto sent = email::parse_email(built.data);
-  CHECK(sent.references ==
-        std::vector<std::string>{"<root@customer.example>", "<first@customer.example>"});
+  // Our first reply went out as the Message-ID derived from its id (reply_message_id): the
+  // second names it as its parent, In-Reply-To and the last of References (RFC 5322 3.6.4),
+  // so the customer's client threads it under our first, not under the customer's message.
+  const std::string first_reply = "<sb.c1.01jtestreply00000000000002@example.com>";
+  CHECK(email::reply_message_id(account, "01JTESTREPLY00000000000002", "c1") == first_reply);
+  CHECK(sent.in_reply_to == first_reply);
+  CHECK(sent.references == std::vector<std::string>{"<root@customer.example>",
+                                                    "<first@customer.example>", first_reply});
   CHECK(sent.to.at(0).email == "ann@example.com");
+
+  // The conversation the first reply was sent in is the one in its Message-ID.
+  ours["conversation_id"] = "c0";
+  OutboundMessage again{"01JTESTREPLY00000000000003", "email", "support", "c1", "One more thing",
+                        json::serialize(ours),        ""};
+  CHECK(email::parse_email(email::build_reply(account, again, 1767323045000).data).in_reply_to ==
+        "<sb.c0.01jtestreply00000000000002@example.com>");
+
+  // A third, to the second: the route stored the second with our first reply's id in its chain.
+  json::object second{
+      {"direction", "outbound"},
+      {"subject", "Re: Order 7"},
+      {"external_id", "01JTESTREPLY00000000000003"},
+      {"conversation_id", "c1"},
+      {"in_reply_to", "01JTESTREPLY00000000000002"},
+      {"references", json::array{"<root@customer.example>", "<first@customer.example>",
+                                 "01JTESTREPLY00000000000002"}},
+      {"to", json::array{{{"type", "email"}, {"value", "ann@example.com"}}}}};
+  OutboundMessage third{"01JTESTREPLY00000000000004", "email", "support", "c1", "And another",
+                        json::serialize(second),      ""};
+  auto third_sent = email::parse_email(email::build_reply(account, third, 1767323045000).data);
+  CHECK(third_sent.in_reply_to == "<sb.c1.01jtestreply00000000000003@example.com>");
+  CHECK(third_sent.references ==
+        std::vector<std::string>{"<root@customer.example>", "<first@customer.example>", first_reply,
+                                 "<sb.c1.01jtestreply00000000000003@example.com>"});
 }
 
 TEST_CASE("a reply to a message stored under a reused Message-ID names that Message-ID") {
@@ -584,7 +615,8 @@ TEST_CASE("a reply to a message stored under a reused Message-ID names that Mess
   auto second = email::build_reply(account, next, 1767323045000);
   REQUIRE(second.error.empty());
   CHECK(email::parse_email(second.data).references ==
-        std::vector<std::string>{"<root@mailer.example>", "<dup@mailer.example>"});
+        std::vector<std::string>{"<root@mailer.example>", "<dup@mailer.example>",
+                                 "<sb.c1.01jtestreply00000000000004@example.com>"});
 }
 
 TEST_CASE("a reply keeps every line within 998 bytes - a long paragraph, a customer's huge ids") {
