@@ -63,14 +63,6 @@ std::optional<Mailbox> identity(const json::object& o) {
   return Mailbox{str(o, "name"), str(o, "value")};
 }
 
-bool starts_with_re(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
-    s.remove_prefix(1);
-  }
-  return s.size() >= 3 && std::tolower(static_cast<unsigned char>(s[0])) == 'r' &&
-         std::tolower(static_cast<unsigned char>(s[1])) == 'e' && s[2] == ':';
-}
-
 // Our ids and real Message-IDs only; synthetic ids of id-less messages mean nothing to others.
 // The ids come from the customer's mail and are written into In-Reply-To / References as they
 // are (GMime folds them but keeps a CR or LF inside): a msg-id has no blanks or controls
@@ -261,7 +253,10 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
   // Controls as spaces again: rows stored before the parse replaced them (mime.cpp) may hold
   // a CR or LF, which GMime writes as it is and dot-stuffing turns into a line end.
   std::string subject = controls_to_spaces(str(parent, "subject"));
-  subject = starts_with_re(subject) ? subject : "Re: " + subject;
+  // One "Re: " in front of the subject without its reply prefixes: a customer's "AW: Order 7"
+  // is answered as "Re: Order 7", not "Re: AW: Order 7", and the subject does not grow a
+  // prefix each round.
+  subject = "Re: " + std::string(strip_reply_prefixes(subject));
   g_mime_message_set_subject(msg.get(), subject.c_str(), "utf-8");  // RFC 2047 when not ASCII
   GDateTime* date = g_date_time_new_from_unix_utc(now / 1000);
   g_mime_message_set_date(msg.get(), date);

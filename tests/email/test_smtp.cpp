@@ -529,6 +529,33 @@ TEST_CASE("CR or LF in the customer's Subject never becomes a header line or bod
   }
 }
 
+TEST_CASE("a reply's subject has one Re: in front, whatever reply prefixes the parent had") {
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <support@example.com>";
+  auto subject_of_reply = [&](const std::string& subject) {
+    json::object parent{{"direction", "inbound"},
+                        {"subject", subject},
+                        {"external_id", "<p1@customer.example>"},
+                        {"from", {{"type", "email"}, {"value", "ann@example.com"}}}};
+    OutboundMessage m{"01JTESTREPLY00000000000007", "email", "support", "c1", "Hello Ann",
+                      json::serialize(parent),      ""};
+    auto built = email::build_reply(account, m, 1767323045000);
+    REQUIRE(built.error.empty());
+    return email::parse_email(built.data).subject;
+  };
+  CHECK(subject_of_reply("Order 7") == "Re: Order 7");
+  CHECK(subject_of_reply("Re: Order 7") == "Re: Order 7");
+  CHECK(subject_of_reply("AW: Re: Order 7") == "Re: Order 7");
+  CHECK(subject_of_reply("RE: SV: Order 7") == "Re: Order 7");
+  CHECK(subject_of_reply("AW: Bestellung \xC3\xBC") == "Re: Bestellung \xC3\xBC");
+  // A forward is kept, as Gmail, Outlook and Thunderbird keep it; the next round adds nothing.
+  CHECK(subject_of_reply("Fwd: Order 7") == "Re: Fwd: Order 7");
+  CHECK(subject_of_reply("Re: Fwd: Order 7") == "Re: Fwd: Order 7");
+  CHECK(subject_of_reply("") == "Re:");
+}
+
 TEST_CASE("a second reply, to our own reply, names our first reply in In-Reply-To and References") {
   config::Smtp account;
   account.name = "support-out";

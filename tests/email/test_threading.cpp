@@ -138,6 +138,21 @@ TEST_CASE("normalize_subject strips reply and forward prefixes in many languages
   CHECK(normalize_subject("FW: fw: fwd:") == "");
 }
 
+TEST_CASE("strip_reply_prefixes: reply prefixes of any language go, forwards and tags stay") {
+  CHECK(strip_reply_prefixes("AW: Re: Order 7") == "Order 7");
+  CHECK(strip_reply_prefixes("  RE: re:  Order 7") == "Order 7");
+  CHECK(strip_reply_prefixes("SV: Re[2]: VS: Antw: Hej") == "Hej");
+  CHECK(strip_reply_prefixes("回复: 答复：订单") == "订单");
+  CHECK(strip_reply_prefixes("Réf : facture") == "facture");
+  CHECK(strip_reply_prefixes("Order 7") == "Order 7");
+  CHECK(strip_reply_prefixes("Rebate offer") == "Rebate offer");  // no colon: a word
+  CHECK(strip_reply_prefixes("") == "");
+  // Forwards and [tags] are the customer's subject: mail clients answer "Re: Fwd: x".
+  CHECK(strip_reply_prefixes("Fwd: Order 7") == "Fwd: Order 7");
+  CHECK(strip_reply_prefixes("Re: WG: Re: Order 7") == "WG: Re: Order 7");
+  CHECK(strip_reply_prefixes("AW: [Ticket#12] Re: late") == "[Ticket#12] Re: late");
+}
+
 TEST_CASE("normalize_subject: a megabyte of bracket prefixes takes linear time") {
   std::string subject;
   for (int i = 0; i < 500000; ++i) {
