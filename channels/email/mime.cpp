@@ -253,6 +253,12 @@ struct walker {
   bool plain_more = false;
   bool html_more = false;
   std::size_t kept = 0;  // attachment bytes kept so far
+  // The mail's own line ends (CRLF, as IMAP delivers it, or LF), for a forwarded message kept
+  // as bytes.
+  bool crlf = true;
+  // Each attachment's size as content_hash reads it: the size, except for a forwarded message,
+  // which counts its LF-only form as before its bytes were kept (see walk).
+  std::vector<std::int64_t> hashed_sizes{};
 
   // Reads at most `cap` decoded bytes of a leaf part, streaming through GMime's transfer
   // decoder so that a 50 MB part never sits in memory twice.
@@ -290,7 +296,9 @@ struct walker {
   }
 
   void add_attachment(GMimeObject* obj, std::string filename, std::int64_t size,
-                      std::string data = {}, bool stored = false) {
+                      std::string data = {}, bool stored = false,
+                      std::optional<std::int64_t> hashed_size = std::nullopt) {
+    hashed_sizes.push_back(hashed_size.value_or(size));
     const GMimeContentType* ct = g_mime_object_get_content_type(obj);
     char* mime = ct == nullptr
                      ? nullptr
@@ -389,18 +397,49 @@ struct walker {
       return;
     }
     if (GMIME_IS_MESSAGE_PART(obj)) {
-      // A forwarded or bounced message: an attachment, its text is not the customer's.
+      // A forwarded or bounced message: an attachment, its text is not the customer's. Its
+      // bytes are kept as the other attachments' are, under the same caps, so an agent can
+      // open the .eml. They are GMime's writing of the message it parsed, which keeps the
+      // headers' raw values and each part's content, in the mail's own line ends: the inner
+      // message's bytes, except for line ends in a preamble or epilogue.
       GMimeMessage* inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
-      std::int64_t size = 0;
-      std::string name;
-      if (inner != nullptr) {
-        gobject_ptr<GMimeStream> counter(g_mime_stream_null_new());
-        gssize n = g_mime_object_write_to_stream(GMIME_OBJECT(inner), nullptr, counter.get());
-        size = n < 0 ? 0 : n;
-        const char* subject = g_mime_message_get_subject(inner);
-        name = subject == nullptr ? "message.eml" : std::string(subject) + ".eml";
+      if (inner == nullptr) {
+        add_attachment(obj, "", 0);
+        return;
       }
-      add_attachment(obj, name, size);
+      const char* subject = g_mime_message_get_subject(inner);
+      std::string name = subject == nullptr ? "message.eml" : std::string(subject) + ".eml";
+      auto written = [inner](GMimeStream* to, GMimeNewLineFormat newline) -> std::int64_t {
+        GMimeFormatOptions* fo = g_mime_format_options_clone(nullptr);
+        g_mime_format_options_set_newline_format(fo, newline);
+        gssize n = g_mime_object_write_to_stream(GMIME_OBJECT(inner), fo, to);
+        g_mime_format_options_free(fo);
+        return n < 0 ? 0 : n;
+      };
+      // content_hash counts the size in LF line ends (GMime's default), as it did when only the
+      // size was listed: the same mail fetched again hashes the same.
+      gobject_ptr<GMimeStream> counter(g_mime_stream_null_new());
+      std::int64_t hashed = written(counter.get(), GMIME_NEWLINE_FORMAT_UNIX);
+      GMimeNewLineFormat newline = crlf ? GMIME_NEWLINE_FORMAT_DOS : GMIME_NEWLINE_FORMAT_UNIX;
+      std::int64_t size = hashed;
+      if (crlf) {
+        gobject_ptr<GMimeStream> dos_counter(g_mime_stream_null_new());
+        size = written(dos_counter.get(), newline);
+      }
+      std::size_t budget =
+          std::min(limits.max_attachment_bytes,
+                   limits.max_attachments_total - std::min(limits.max_attachments_total, kept));
+      if (size > 0 && static_cast<std::size_t>(size) <= budget) {
+        gobject_ptr<GMimeStream> mem(g_mime_stream_mem_new());
+        written(mem.get(), newline);
+        GByteArray* bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem.get()));
+        std::string data(reinterpret_cast<const char*>(bytes->data), bytes->len);
+        kept += data.size();
+        size = static_cast<std::int64_t>(data.size());
+        add_attachment(obj, name, size, std::move(data), true, hashed);
+        return;
+      }
+      add_attachment(obj, name, size, {}, false, hashed);
       return;
     }
     if (GMIME_IS_PART(obj)) {
@@ -513,10 +552,12 @@ std::string hex_sha256(std::string_view data) {
   return hex_lower(sha256(data));
 }
 
-// ParsedEmail::content_hash. `body`: the text as decoded from the parts, before HTML rendering
-// and the cap on `text`. Each field is preceded by its length, so that no two lists of fields
-// make the same input; the body goes in as its own digest (no copy of a body of megabytes).
-std::string content_hash(const ParsedEmail& e, std::string_view body) {
+// ParsedEmail::content_hash. `attachment_sizes`: walker::hashed_sizes. `body`: the text as
+// decoded from the parts, before HTML rendering and the cap on `text`. Each field is preceded by
+// its length, so that no two lists of fields make the same input; the body goes in as its own
+// digest (no copy of a body of megabytes).
+std::string content_hash(const ParsedEmail& e, std::string_view body,
+                         const std::vector<std::int64_t>& attachment_sizes) {
   std::size_t first = body.find_first_not_of('\n');
   body = first == std::string_view::npos ? std::string_view() : body.substr(first);
   body = body.substr(0, body.find_last_not_of(" \t\n") + 1);
@@ -530,10 +571,11 @@ std::string content_hash(const ParsedEmail& e, std::string_view body) {
   field(std::to_string(e.date_ms));
   field(e.subject);
   field(sha256(body));
-  for (const auto& a : e.attachments) {
+  for (std::size_t i = 0; i < e.attachments.size(); ++i) {
+    const auto& a = e.attachments[i];
     field(a.content_type);
     field(a.filename);
-    field(std::to_string(a.size));
+    field(std::to_string(i < attachment_sizes.size() ? attachment_sizes[i] : a.size));
   }
   return hex_sha256(in);
 }
@@ -612,9 +654,11 @@ ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits) {
   detect_flags(msg, out);
 
   walker w{out, limits, {}, {}};
+  std::size_t first_lf = entity.find('\n');
+  w.crlf = first_lf == std::string_view::npos || (first_lf > 0 && entity[first_lf - 1] == '\r');
   w.walk(msg, 0);
   if (!out.synthetic_message_id) {  // a synthetic id is a hash of the whole message already
-    out.content_hash = content_hash(out, w.plain.empty() ? w.html : w.plain);
+    out.content_hash = content_hash(out, w.plain.empty() ? w.html : w.plain, w.hashed_sizes);
   }
   // Controls as spaces only now, after the hash: it keeps the subject as decoded, so a message
   // stored before this rule hashes the same when fetched again. Our reply copies the subject
