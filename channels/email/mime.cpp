@@ -245,20 +245,73 @@ std::string normalise_newlines(std::string_view s) {
   return out;
 }
 
+// Whether `s` has anything but blanks and line ends.
+bool blank(std::string_view s) {
+  return s.find_first_not_of(" \t\r\n\f\v") == std::string_view::npos;
+}
+
 struct walker {
   ParsedEmail& out;
   const ParseLimits& limits;
+  // Every inline text part's text, joined per type: what content_hash reads (text/plain, else
+  // the HTML), as it did before `shown` chose the text.
   std::string plain;
   std::string html;
   bool plain_more = false;
   bool html_more = false;
   std::size_t kept = 0;  // attachment bytes kept so far
+  // The text parts the text is made of, in the order of the message: a range of `plain` or of
+  // `html` each. One alternative of each multipart/alternative, as a mail client shows the
+  // message: an HTML mail whose list manager added a text/plain footer part is the HTML and
+  // the footer, not the footer alone.
+  struct Shown {
+    bool is_html;
+    std::size_t begin, end;
+    bool cut;  // the part was longer than what was read of it
+  };
+  std::vector<Shown> shown{};
   // The mail's own line ends (CRLF, as IMAP delivers it, or LF), for a forwarded message kept
   // as bytes.
   bool crlf = true;
   // Each attachment's size as content_hash reads it: the size, except for a forwarded message,
   // which counts its LF-only form as before its bytes were kept (see walk).
   std::vector<std::int64_t> hashed_sizes{};
+
+  std::string_view text_of(const Shown& s) const {
+    return std::string_view(s.is_html ? html : plain).substr(s.begin, s.end - s.begin);
+  }
+
+  // Of the alternatives a multipart/alternative's parts added to `shown` (from[i] is where part
+  // i's begin, from.back() the end), keeps one: the first with text/plain that is not blank
+  // (plain text as the sender wrote it, the choice of `text` since the first version), else
+  // the last with any text (RFC 2046 5.1.4: the last is the sender's preferred), so a blank
+  // text/plain beside the HTML gives the HTML.
+  void choose_alternative(const std::vector<std::size_t>& from) {
+    std::size_t n = from.size() - 1;
+    auto has = [&](std::size_t i, bool want_plain) {
+      for (std::size_t k = from[i]; k < from[i + 1]; ++k) {
+        if ((!want_plain || !shown[k].is_html) && !blank(text_of(shown[k]))) {
+          return true;
+        }
+      }
+      return false;
+    };
+    std::size_t chosen = n;
+    for (std::size_t i = 0; i < n && chosen == n; ++i) {
+      chosen = has(i, true) ? i : n;
+    }
+    for (std::size_t i = n; i-- > 0 && chosen == n;) {
+      chosen = has(i, false) ? i : n;
+    }
+    if (chosen == n) {
+      shown.resize(from.front());  // nothing but blanks
+      return;
+    }
+    std::vector<Shown> kept_parts(shown.begin() + static_cast<std::ptrdiff_t>(from[chosen]),
+                                  shown.begin() + static_cast<std::ptrdiff_t>(from[chosen + 1]));
+    shown.resize(from.front());
+    shown.insert(shown.end(), kept_parts.begin(), kept_parts.end());
+  }
 
   // Reads at most `cap` decoded bytes of a leaf part, streaming through GMime's transfer
   // decoder so that a 50 MB part never sits in memory twice.
@@ -333,14 +386,18 @@ struct walker {
       std::size_t budget = (is_plain ? limits.max_text_bytes : limits.max_text_bytes * 4);
       if (target.size() >= budget) {
         more = true;
+        shown.push_back({is_html, target.size(), target.size(), true});
         return;
       }
-      std::string bytes = read_decoded(part, budget - target.size(), more);
+      bool cut = false;
+      std::string bytes = read_decoded(part, budget - target.size(), cut);
+      more = more || cut;
       const char* charset = g_mime_content_type_get_parameter(ct, "charset");
       std::string text = normalise_newlines(to_utf8(bytes, charset == nullptr ? "" : charset));
       if (!target.empty() && !text.empty()) {
         target += '\n';
       }
+      shown.push_back({is_html, target.size(), target.size() + text.size(), cut});
       target += text;
       return;
     }
@@ -388,11 +445,20 @@ struct walker {
         // text there is.
         note(out, "multipart-without-parts");
         if (const char* pro = g_mime_multipart_get_prologue(mp); pro != nullptr) {
+          std::size_t begin = plain.size();
           plain += normalise_newlines(to_utf8(pro, ""));
+          shown.push_back({false, begin, plain.size(), false});
         }
       }
+      bool alternative = g_mime_content_type_is_type(ct, "multipart", "alternative");
+      std::vector<std::size_t> from;
       for (int i = 0; i < n; ++i) {
+        from.push_back(shown.size());
         walk(g_mime_multipart_get_part(mp, i), depth + 1);
+      }
+      if (alternative && n > 1) {
+        from.push_back(shown.size());
+        choose_alternative(from);
       }
       return;
     }
@@ -666,12 +732,16 @@ ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits) {
   out.subject = trim(controls_to_spaces(out.subject));
   std::string text;
   bool more = false;
-  if (!w.plain.empty()) {
-    text = std::move(w.plain);
-    more = w.plain_more;
-  } else if (!w.html.empty()) {
-    text = html_to_text(w.html);
-    more = w.html_more;
+  for (const auto& part : w.shown) {
+    std::string piece = part.is_html ? html_to_text(w.text_of(part)) : std::string(w.text_of(part));
+    more = more || part.cut;
+    if (!text.empty() && !piece.empty()) {
+      text += '\n';
+    }
+    text += piece;
+    if (text.size() > limits.max_text_bytes) {
+      break;  // cut below; the parts after it are not rendered
+    }
   }
   if (text.size() > limits.max_text_bytes) {
     text = std::string(utf8_prefix(text, limits.max_text_bytes));

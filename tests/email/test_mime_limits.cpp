@@ -184,6 +184,44 @@ TEST_CASE("an encoded word inside Message-ID is not decoded into CR/LF") {
   CHECK(latin1.message_id == "<caf\xc3\xa9@y.example>");  // 8-bit: windows-1252, as before
 }
 
+TEST_CASE("the text is what a mail client shows: one alternative each, other text parts in order") {
+  // A list manager adds its footer as a text/plain part after an HTML-only body: the text is
+  // the HTML and the footer, not the footer alone.
+  std::string listed =
+      "From: a@example.com\r\nSubject: s\r\nMessage-ID: <l1@example.com>\r\n"
+      "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"M\"\r\n\r\n"
+      "--M\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+      "<p>Where is <b>order 7</b>?</p>\r\n"
+      "--M\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+      "-- \r\nlist footer: unsubscribe at https://lists.example\r\n--M--\r\n";
+  auto m = parse_email(listed);
+  CHECK(m.text == "Where is order 7?\n-- \nlist footer: unsubscribe at https://lists.example");
+  // The same inside an alternative whose text/plain is the one shown.
+  std::string both =
+      "From: a@example.com\r\nSubject: s\r\nMessage-ID: <l2@example.com>\r\n"
+      "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"M\"\r\n\r\n"
+      "--M\r\nContent-Type: multipart/alternative; boundary=\"A\"\r\n\r\n"
+      "--A\r\nContent-Type: text/plain\r\n\r\nWhere is order 7?\r\n"
+      "--A\r\nContent-Type: text/html\r\n\r\n<p>Where is <b>order 7</b>?</p>\r\n--A--\r\n"
+      "--M\r\nContent-Type: text/plain\r\n\r\nfooter\r\n--M--\r\n";
+  CHECK(parse_email(both).text == "Where is order 7?\nfooter");
+}
+
+TEST_CASE("a blank text/plain alternative gives the HTML's text, not an empty one") {
+  std::string raw =
+      "From: a@example.com\r\nSubject: s\r\nMessage-ID: <b1@example.com>\r\n"
+      "MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"A\"\r\n\r\n"
+      "--A\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n \r\n\r\n\t\r\n"
+      "--A\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+      "<div>Please cancel order 7</div>\r\n--A--\r\n";
+  auto m = parse_email(raw);
+  CHECK(m.text == "Please cancel order 7");
+  // A text/plain with words is still preferred to the HTML, as before.
+  std::string plain = raw;
+  plain.replace(plain.find(" \r\n\r\n\t\r\n"), 7, "Cancel 7, please\r\n");
+  CHECK(parse_email(plain).text == "Cancel 7, please");
+}
+
 TEST_CASE("a message forwarded as an attachment is kept as .eml bytes, under the same caps") {
   std::string inner =
       "From: Bob <bob@example.com>\r\nTo: shop@example.com\r\nSubject: Invoice 42\r\n"
