@@ -193,4 +193,15 @@ std::string to_utf8(std::string_view bytes, std::string_view charset, bool* repl
   return out;
 }
 
+std::string controls_to_spaces(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      c = ' ';
+    }
+  }
+  return out;
+}
+
 }  // namespace sb::email

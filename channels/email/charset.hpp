@@ -25,6 +25,11 @@ using sb::is_valid_utf8;  // core/utf8.hpp, one check for every layer
 // Replaces every invalid UTF-8 sequence with U+FFFD (the last line of defence).
 std::string sanitize_utf8(std::string_view s);
 
+// C0 controls (CR and LF among them) and DEL as spaces: header text of the customer's that we
+// store or write into a header of ours (a Subject). An encoded word may decode to any byte
+// ("=0D=0A" is CR LF), and a CR or LF in a header we send starts a header line or the body.
+std::string controls_to_spaces(std::string_view s);
+
 // Cuts at most `max_bytes` off a valid UTF-8 string without splitting a character.
 std::string_view utf8_prefix(std::string_view s, std::size_t max_bytes);
 

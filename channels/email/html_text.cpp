@@ -39,10 +39,14 @@ class renderer {
         newline();
         continue;
       }
+      if (at_line_start()) {
+        quote_marks(true);
+      }
       if (pending_space_ && !out_.empty() && out_.back() != '\n' && out_.back() != ' ') {
         out_ += ' ';
       }
       pending_space_ = false;
+      trailing_blank_lines_ = 0;
       out_ += c;
     }
   }
@@ -51,6 +55,10 @@ class renderer {
     pending_space_ = false;
     while (!out_.empty() && out_.back() == ' ') {
       out_.pop_back();
+    }
+    if (at_line_start()) {
+      quote_marks(false);  // a blank line inside a quote is still part of it: ">"
+      ++trailing_blank_lines_;
     }
     out_ += '\n';
   }
@@ -64,12 +72,36 @@ class renderer {
   // Paragraph boundary: one blank line.
   void paragraph() {
     block();
-    if (out_.size() >= 2 && out_[out_.size() - 2] != '\n') {
+    if (!out_.empty() && trailing_blank_lines_ == 0) {
       newline();
+    }
+  }
+  // <blockquote>: its lines are quoted, "> " per level, as mail clients quote the message
+  // answered in plain text. At its end the depth drops first, so the blank line after it is
+  // outside it.
+  void quote(bool open) {
+    if (open) {
+      paragraph();
+      ++quote_depth_;
+    } else {
+      quote_depth_ = std::max(0, quote_depth_ - 1);
+      paragraph();
     }
   }
   void space() { pending_space_ = true; }
   void pre(bool open) { pre_depth_ = open ? pre_depth_ + 1 : std::max(0, pre_depth_ - 1); }
+
+  bool at_line_start() const { return out_.empty() || out_.back() == '\n'; }
+  // "> " per quote level at the start of a line ("> > " two deep), without the last blank on
+  // a blank line. At most kMaxQuoteMarks levels: a million unclosed <blockquote>s must not put
+  // megabytes in front of every line.
+  void quote_marks(bool text_follows) {
+    static constexpr int kMaxQuoteMarks = 8;
+    int depth = std::min(quote_depth_, kMaxQuoteMarks);
+    for (int i = 0; i < depth; ++i) {
+      out_ += (i + 1 < depth || text_follows) ? "> " : ">";
+    }
+  }
 
   std::string finish() {
     std::string result;
@@ -93,6 +125,8 @@ class renderer {
   std::string out_;
   bool pending_space_ = false;
   int pre_depth_ = 0;
+  int quote_depth_ = 0;
+  int trailing_blank_lines_ = 0;  // blank lines (quote marks only) at the end of out_
 };
 
 }  // namespace
@@ -209,8 +243,11 @@ std::string html_to_text(std::string_view html) {
       r.space();
       continue;
     }
-    if (name == "p" || name == "blockquote" ||
-        (name.size() == 2 && name[0] == 'h' && name[1] >= '1' && name[1] <= '6')) {
+    if (name == "blockquote") {
+      r.quote(!end_tag);
+      continue;
+    }
+    if (name == "p" || (name.size() == 2 && name[0] == 'h' && name[1] >= '1' && name[1] <= '6')) {
       r.paragraph();
       continue;
     }

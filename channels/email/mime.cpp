@@ -245,14 +245,73 @@ std::string normalise_newlines(std::string_view s) {
   return out;
 }
 
+// Whether `s` has anything but blanks and line ends.
+bool blank(std::string_view s) {
+  return s.find_first_not_of(" \t\r\n\f\v") == std::string_view::npos;
+}
+
 struct walker {
   ParsedEmail& out;
   const ParseLimits& limits;
+  // Every inline text part's text, joined per type: what content_hash reads (text/plain, else
+  // the HTML), as it did before `shown` chose the text.
   std::string plain;
   std::string html;
   bool plain_more = false;
   bool html_more = false;
   std::size_t kept = 0;  // attachment bytes kept so far
+  // The text parts the text is made of, in the order of the message: a range of `plain` or of
+  // `html` each. One alternative of each multipart/alternative, as a mail client shows the
+  // message: an HTML mail whose list manager added a text/plain footer part is the HTML and
+  // the footer, not the footer alone.
+  struct Shown {
+    bool is_html;
+    std::size_t begin, end;
+    bool cut;  // the part was longer than what was read of it
+  };
+  std::vector<Shown> shown{};
+  // The mail's own line ends (CRLF, as IMAP delivers it, or LF), for a forwarded message kept
+  // as bytes.
+  bool crlf = true;
+  // Each attachment's size as content_hash reads it: the size, except for a forwarded message,
+  // which counts its LF-only form as before its bytes were kept (see walk).
+  std::vector<std::int64_t> hashed_sizes{};
+
+  std::string_view text_of(const Shown& s) const {
+    return std::string_view(s.is_html ? html : plain).substr(s.begin, s.end - s.begin);
+  }
+
+  // Of the alternatives a multipart/alternative's parts added to `shown` (from[i] is where part
+  // i's begin, from.back() the end), keeps one: the first with text/plain that is not blank
+  // (plain text as the sender wrote it, the choice of `text` since the first version), else
+  // the last with any text (RFC 2046 5.1.4: the last is the sender's preferred), so a blank
+  // text/plain beside the HTML gives the HTML.
+  void choose_alternative(const std::vector<std::size_t>& from) {
+    std::size_t n = from.size() - 1;
+    auto has = [&](std::size_t i, bool want_plain) {
+      for (std::size_t k = from[i]; k < from[i + 1]; ++k) {
+        if ((!want_plain || !shown[k].is_html) && !blank(text_of(shown[k]))) {
+          return true;
+        }
+      }
+      return false;
+    };
+    std::size_t chosen = n;
+    for (std::size_t i = 0; i < n && chosen == n; ++i) {
+      chosen = has(i, true) ? i : n;
+    }
+    for (std::size_t i = n; i-- > 0 && chosen == n;) {
+      chosen = has(i, false) ? i : n;
+    }
+    if (chosen == n) {
+      shown.resize(from.front());  // nothing but blanks
+      return;
+    }
+    std::vector<Shown> kept_parts(shown.begin() + static_cast<std::ptrdiff_t>(from[chosen]),
+                                  shown.begin() + static_cast<std::ptrdiff_t>(from[chosen + 1]));
+    shown.resize(from.front());
+    shown.insert(shown.end(), kept_parts.begin(), kept_parts.end());
+  }
 
   // Reads at most `cap` decoded bytes of a leaf part, streaming through GMime's transfer
   // decoder so that a 50 MB part never sits in memory twice.
@@ -290,7 +349,9 @@ struct walker {
   }
 
   void add_attachment(GMimeObject* obj, std::string filename, std::int64_t size,
-                      std::string data = {}, bool stored = false) {
+                      std::string data = {}, bool stored = false,
+                      std::optional<std::int64_t> hashed_size = std::nullopt) {
+    hashed_sizes.push_back(hashed_size.value_or(size));
     const GMimeContentType* ct = g_mime_object_get_content_type(obj);
     char* mime = ct == nullptr
                      ? nullptr
@@ -325,14 +386,18 @@ struct walker {
       std::size_t budget = (is_plain ? limits.max_text_bytes : limits.max_text_bytes * 4);
       if (target.size() >= budget) {
         more = true;
+        shown.push_back({is_html, target.size(), target.size(), true});
         return;
       }
-      std::string bytes = read_decoded(part, budget - target.size(), more);
+      bool cut = false;
+      std::string bytes = read_decoded(part, budget - target.size(), cut);
+      more = more || cut;
       const char* charset = g_mime_content_type_get_parameter(ct, "charset");
       std::string text = normalise_newlines(to_utf8(bytes, charset == nullptr ? "" : charset));
       if (!target.empty() && !text.empty()) {
         target += '\n';
       }
+      shown.push_back({is_html, target.size(), target.size() + text.size(), cut});
       target += text;
       return;
     }
@@ -380,27 +445,67 @@ struct walker {
         // text there is.
         note(out, "multipart-without-parts");
         if (const char* pro = g_mime_multipart_get_prologue(mp); pro != nullptr) {
+          std::size_t begin = plain.size();
           plain += normalise_newlines(to_utf8(pro, ""));
+          shown.push_back({false, begin, plain.size(), false});
         }
       }
+      bool alternative = g_mime_content_type_is_type(ct, "multipart", "alternative");
+      std::vector<std::size_t> from;
       for (int i = 0; i < n; ++i) {
+        from.push_back(shown.size());
         walk(g_mime_multipart_get_part(mp, i), depth + 1);
+      }
+      if (alternative && n > 1) {
+        from.push_back(shown.size());
+        choose_alternative(from);
       }
       return;
     }
     if (GMIME_IS_MESSAGE_PART(obj)) {
-      // A forwarded or bounced message: an attachment, its text is not the customer's.
+      // A forwarded or bounced message: an attachment, its text is not the customer's. Its
+      // bytes are kept as the other attachments' are, under the same caps, so an agent can
+      // open the .eml. They are GMime's writing of the message it parsed, which keeps the
+      // headers' raw values and each part's content, in the mail's own line ends: the inner
+      // message's bytes, except for line ends in a preamble or epilogue.
       GMimeMessage* inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
-      std::int64_t size = 0;
-      std::string name;
-      if (inner != nullptr) {
-        gobject_ptr<GMimeStream> counter(g_mime_stream_null_new());
-        gssize n = g_mime_object_write_to_stream(GMIME_OBJECT(inner), nullptr, counter.get());
-        size = n < 0 ? 0 : n;
-        const char* subject = g_mime_message_get_subject(inner);
-        name = subject == nullptr ? "message.eml" : std::string(subject) + ".eml";
+      if (inner == nullptr) {
+        add_attachment(obj, "", 0);
+        return;
       }
-      add_attachment(obj, name, size);
+      const char* subject = g_mime_message_get_subject(inner);
+      std::string name = subject == nullptr ? "message.eml" : std::string(subject) + ".eml";
+      auto written = [inner](GMimeStream* to, GMimeNewLineFormat newline) -> std::int64_t {
+        GMimeFormatOptions* fo = g_mime_format_options_clone(nullptr);
+        g_mime_format_options_set_newline_format(fo, newline);
+        gssize n = g_mime_object_write_to_stream(GMIME_OBJECT(inner), fo, to);
+        g_mime_format_options_free(fo);
+        return n < 0 ? 0 : n;
+      };
+      // content_hash counts the size in LF line ends (GMime's default), as it did when only the
+      // size was listed: the same mail fetched again hashes the same.
+      gobject_ptr<GMimeStream> counter(g_mime_stream_null_new());
+      std::int64_t hashed = written(counter.get(), GMIME_NEWLINE_FORMAT_UNIX);
+      GMimeNewLineFormat newline = crlf ? GMIME_NEWLINE_FORMAT_DOS : GMIME_NEWLINE_FORMAT_UNIX;
+      std::int64_t size = hashed;
+      if (crlf) {
+        gobject_ptr<GMimeStream> dos_counter(g_mime_stream_null_new());
+        size = written(dos_counter.get(), newline);
+      }
+      std::size_t budget =
+          std::min(limits.max_attachment_bytes,
+                   limits.max_attachments_total - std::min(limits.max_attachments_total, kept));
+      if (size > 0 && static_cast<std::size_t>(size) <= budget) {
+        gobject_ptr<GMimeStream> mem(g_mime_stream_mem_new());
+        written(mem.get(), newline);
+        GByteArray* bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem.get()));
+        std::string data(reinterpret_cast<const char*>(bytes->data), bytes->len);
+        kept += data.size();
+        size = static_cast<std::int64_t>(data.size());
+        add_attachment(obj, name, size, std::move(data), true, hashed);
+        return;
+      }
+      add_attachment(obj, name, size, {}, false, hashed);
       return;
     }
     if (GMIME_IS_PART(obj)) {
@@ -513,10 +618,12 @@ std::string hex_sha256(std::string_view data) {
   return hex_lower(sha256(data));
 }
 
-// ParsedEmail::content_hash. `body`: the text as decoded from the parts, before HTML rendering
-// and the cap on `text`. Each field is preceded by its length, so that no two lists of fields
-// make the same input; the body goes in as its own digest (no copy of a body of megabytes).
-std::string content_hash(const ParsedEmail& e, std::string_view body) {
+// ParsedEmail::content_hash. `attachment_sizes`: walker::hashed_sizes. `body`: the text as
+// decoded from the parts, before HTML rendering and the cap on `text`. Each field is preceded by
+// its length, so that no two lists of fields make the same input; the body goes in as its own
+// digest (no copy of a body of megabytes).
+std::string content_hash(const ParsedEmail& e, std::string_view body,
+                         const std::vector<std::int64_t>& attachment_sizes) {
   std::size_t first = body.find_first_not_of('\n');
   body = first == std::string_view::npos ? std::string_view() : body.substr(first);
   body = body.substr(0, body.find_last_not_of(" \t\n") + 1);
@@ -530,10 +637,11 @@ std::string content_hash(const ParsedEmail& e, std::string_view body) {
   field(std::to_string(e.date_ms));
   field(e.subject);
   field(sha256(body));
-  for (const auto& a : e.attachments) {
+  for (std::size_t i = 0; i < e.attachments.size(); ++i) {
+    const auto& a = e.attachments[i];
     field(a.content_type);
     field(a.filename);
-    field(std::to_string(a.size));
+    field(std::to_string(i < attachment_sizes.size() ? attachment_sizes[i] : a.size));
   }
   return hex_sha256(in);
 }
@@ -612,18 +720,28 @@ ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits) {
   detect_flags(msg, out);
 
   walker w{out, limits, {}, {}};
+  std::size_t first_lf = entity.find('\n');
+  w.crlf = first_lf == std::string_view::npos || (first_lf > 0 && entity[first_lf - 1] == '\r');
   w.walk(msg, 0);
   if (!out.synthetic_message_id) {  // a synthetic id is a hash of the whole message already
-    out.content_hash = content_hash(out, w.plain.empty() ? w.html : w.plain);
+    out.content_hash = content_hash(out, w.plain.empty() ? w.html : w.plain, w.hashed_sizes);
   }
+  // Controls as spaces only now, after the hash: it keeps the subject as decoded, so a message
+  // stored before this rule hashes the same when fetched again. Our reply copies the subject
+  // into its own header, where a CR or LF would start a header line or the body.
+  out.subject = trim(controls_to_spaces(out.subject));
   std::string text;
   bool more = false;
-  if (!w.plain.empty()) {
-    text = std::move(w.plain);
-    more = w.plain_more;
-  } else if (!w.html.empty()) {
-    text = html_to_text(w.html);
-    more = w.html_more;
+  for (const auto& part : w.shown) {
+    std::string piece = part.is_html ? html_to_text(w.text_of(part)) : std::string(w.text_of(part));
+    more = more || part.cut;
+    if (!text.empty() && !piece.empty()) {
+      text += '\n';
+    }
+    text += piece;
+    if (text.size() > limits.max_text_bytes) {
+      break;  // cut below; the parts after it are not rendered
+    }
   }
   if (text.size() > limits.max_text_bytes) {
     text = std::string(utf8_prefix(text, limits.max_text_bytes));

@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <cctype>
 
+#include "channels/email/charset.hpp"
 #include "channels/email/gmime_util.hpp"
 #include "channels/email/smtp_client.hpp"
 #include "channels/email/threading.hpp"
@@ -60,14 +61,6 @@ std::optional<Mailbox> identity(const json::object& o) {
     return std::nullopt;
   }
   return Mailbox{str(o, "name"), str(o, "value")};
-}
-
-bool starts_with_re(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
-    s.remove_prefix(1);
-  }
-  return s.size() >= 3 && std::tolower(static_cast<unsigned char>(s[0])) == 'r' &&
-         std::tolower(static_cast<unsigned char>(s[1])) == 'e' && s[2] == ':';
 }
 
 // Our ids and real Message-IDs only; synthetic ids of id-less messages mean nothing to others.
@@ -196,11 +189,31 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
   // already stored, threading.hpp message_id_of); the headers name the Message-ID. So do the
   // References the reply route copied from such a parent.
   std::string parent_id(message_id_of(str(parent, "external_id")));
+  // Our own earlier replies: the reply route stores each under its interaction id (a ULID, no
+  // msg-id: every id of a customer's mail, synthetic ones too, is "<...>"), as its external id
+  // and in the References chain it keeps, but it went out as reply_message_id() of that id,
+  // known before and after its send. Named so, a reply to our reply has In-Reply-To pointing
+  // at it and References ending with it (RFC 5322 3.6.4), and the customer's client threads
+  // our second reply under our first.
+  std::string conversation = str(parent, "conversation_id");
+  auto sent_as = [&](std::string id) {
+    if (!id.empty() && id.front() != '<') {
+      std::string ours =
+          reply_message_id(account, id, conversation.empty() ? m.conversation_id : conversation);
+      if (referable(ours)) {
+        return ours;
+      }
+    }
+    return id;
+  };
+  if (str(parent, "direction") == "outbound") {
+    parent_id = sent_as(std::move(parent_id));
+  }
   std::vector<std::string> refs;
-  auto add_references = [&refs](const json::value* r) {
+  auto add_references = [&refs, &sent_as](const json::value* r) {
     if (r && r->is_array()) {
       for (const auto& v : r->as_array()) {
-        std::string id = v.is_string() ? std::string(message_id_of(v.as_string())) : "";
+        std::string id = v.is_string() ? sent_as(std::string(message_id_of(v.as_string()))) : "";
         if (referable(id)) {
           refs.push_back(std::move(id));
         }
@@ -217,7 +230,8 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
   if (refs.empty()) {
     add_references(parent.if_contains("references"));
   }
-  if (std::string irt(message_id_of(str(parent, "in_reply_to"))); refs.empty() && referable(irt)) {
+  if (std::string irt = sent_as(std::string(message_id_of(str(parent, "in_reply_to"))));
+      refs.empty() && referable(irt)) {
     refs.push_back(std::move(irt));
   }
   if (referable(parent_id) && (refs.empty() || refs.back() != parent_id)) {
@@ -236,8 +250,13 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
   gobject_ptr<GMimeMessage> msg(g_mime_message_new(TRUE));
   add_address(g_mime_message_get_from(msg.get()), *from);
   add_address(g_mime_message_get_to(msg.get()), *to);
-  std::string subject = str(parent, "subject");
-  subject = starts_with_re(subject) ? subject : "Re: " + subject;
+  // Controls as spaces again: rows stored before the parse replaced them (mime.cpp) may hold
+  // a CR or LF, which GMime writes as it is and dot-stuffing turns into a line end.
+  std::string subject = controls_to_spaces(str(parent, "subject"));
+  // One "Re: " in front of the subject without its reply prefixes: a customer's "AW: Order 7"
+  // is answered as "Re: Order 7", not "Re: AW: Order 7", and the subject does not grow a
+  // prefix each round.
+  subject = "Re: " + std::string(strip_reply_prefixes(subject));
   g_mime_message_set_subject(msg.get(), subject.c_str(), "utf-8");  // RFC 2047 when not ASCII
   GDateTime* date = g_date_time_new_from_unix_utc(now / 1000);
   g_mime_message_set_date(msg.get(), date);

@@ -37,7 +37,9 @@ struct BuiltReply {
 // From (the account's `from`), To (the customer: the parent's Reply-To, else its sender, or
 // its first recipient when the parent is outbound; never one of `own` nor the
 // account's own `from`, which would mail ourselves: a loop), Subject "Re: <parent subject>"
-// (one "Re:" only), In-Reply-To (parent Message-ID), References (thread_json {"references":
+// (the parent's reply prefixes stripped first, strip_reply_prefixes; controls as spaces),
+// In-Reply-To (parent Message-ID; for our own earlier reply, the Message-ID
+// it was sent with: reply_message_id() of its id), References (thread_json {"references":
 // [...]}, else the parent's stored "references", else its In-Reply-To; then the parent's
 // Message-ID), Message-ID, Date, MIME-Version, text/plain; charset=utf-8.
 BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& message,

@@ -135,45 +135,96 @@ sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_
   return in;
 }
 
+namespace {
+
+// Reply prefixes: "Re" and its translations (German, Nordic, Finnish, Dutch, Italian,
+// Portuguese, Polish, French, Chinese).
+constexpr std::array<std::string_view, 14> kReplyPrefixes{"re",
+                                                          "aw",
+                                                          "sv",
+                                                          "vs",
+                                                          "antw",
+                                                          "rif",
+                                                          "ref",
+                                                          "r\xC3\xA9"
+                                                          "f",
+                                                          "r\xC3\x89"
+                                                          "f",
+                                                          "res",
+                                                          "odp",
+                                                          "\xE5\x9B\x9E\xE5\xA4\x8D" /*回复*/,
+                                                          "\xE7\xAD\x94\xE5\xA4\x8D" /*答复*/,
+                                                          "\xE5\x9B\x9E\xE8\xA6\x86" /*回覆*/};
+// Forward prefixes: English, German, French, Chinese.
+constexpr std::array<std::string_view, 6> kForwardPrefixes{"fwd",
+                                                           "fw",
+                                                           "wg",
+                                                           "tr",
+                                                           "\xE8\xBD\xAC\xE5\x8F\x91" /*转发*/,
+                                                           "\xE8\xBD\x89\xE5\xAF\x84" /*轉寄*/};
+
+// The length of the prefix at the front of `s` ("Re:", "AW :", "Re[2]:", "回复：") when it is
+// one of `prefixes`, compared case-insensitively (ASCII) and followed by ':' or '：', optionally
+// with a counter such as "[2]" or "(2)" in between; 0 when there is none.
+template <std::size_t N>
+std::size_t prefix_length(std::string_view s, const std::array<std::string_view, N>& prefixes) {
+  std::string low = lower_ascii(s.substr(0, 16));
+  for (std::string_view p : prefixes) {
+    if (low.compare(0, p.size(), p) != 0) {
+      continue;
+    }
+    std::size_t i = p.size();
+    if (i < s.size() && (s[i] == '[' || s[i] == '(')) {  // "Re[2]:" / "Re(2):"
+      char close = s[i] == '[' ? ']' : ')';
+      std::size_t j = i + 1;
+      while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j])) != 0) {
+        ++j;
+      }
+      if (j < s.size() && s[j] == close && j > i + 1) {
+        i = j + 1;
+      }
+    }
+    while (i < s.size() && s[i] == ' ') {
+      ++i;
+    }
+    if (i < s.size() && s[i] == ':') {
+      return i + 1;
+    }
+    if (s.compare(i, 3, "\xEF\xBC\x9A") == 0) {  // full-width colon
+      return i + 3;
+    }
+  }
+  return 0;
+}
+
+void skip_blanks(std::string_view& s) {
+  std::size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) {
+    ++i;
+  }
+  s.remove_prefix(i);
+}
+
+}  // namespace
+
+std::string_view strip_reply_prefixes(std::string_view subject) {
+  std::string_view s = subject;
+  skip_blanks(s);
+  while (std::size_t n = prefix_length(s, kReplyPrefixes)) {
+    s.remove_prefix(n);
+    skip_blanks(s);
+  }
+  return s;
+}
+
 std::string normalize_subject(std::string_view subject) {
-  // Prefixes compared case-insensitively (ASCII); each must be followed by ':' or '：',
-  // optionally with a counter such as "[2]" or "(2)" in between.
-  static constexpr std::array<std::string_view, 20> prefixes{"re",
-                                                             "fwd",
-                                                             "fw",
-                                                             "aw",
-                                                             "wg",
-                                                             "sv",
-                                                             "vs",
-                                                             "antw",
-                                                             "rif",
-                                                             "tr",
-                                                             "ref",
-                                                             "r\xC3\xA9"
-                                                             "f",
-                                                             "res",
-                                                             "odp",
-                                                             "\xE5\x9B\x9E\xE5\xA4\x8D" /*回复*/,
-                                                             "\xE7\xAD\x94\xE5\xA4\x8D" /*答复*/,
-                                                             "\xE5\x9B\x9E\xE8\xA6\x86" /*回覆*/,
-                                                             "\xE8\xBD\xAC\xE5\x8F\x91" /*转发*/,
-                                                             "\xE8\xBD\x89\xE5\xAF\x84" /*轉寄*/,
-                                                             "r\xC3\x89"
-                                                             "f"};
   // A view whose front is dropped, never a string erased from the front: "[]" repeated over a
   // 256 KB subject made the erases quadratic.
   std::string_view s = subject;
-  auto ltrim = [&] {
-    std::size_t i = 0;
-    while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) {
-      ++i;
-    }
-    s.remove_prefix(i);
-  };
   bool changed = true;
   while (changed) {
     changed = false;
-    ltrim();
+    skip_blanks(s);
     if (!s.empty() && s[0] == '[') {
       if (auto close = s.find(']'); close != std::string::npos) {
         s.remove_prefix(close + 1);
@@ -181,36 +232,11 @@ std::string normalize_subject(std::string_view subject) {
         continue;
       }
     }
-    std::string low = lower_ascii(s.substr(0, 16));
-    for (std::string_view p : prefixes) {
-      if (low.compare(0, p.size(), p) != 0) {
-        continue;
-      }
-      std::size_t i = p.size();
-      if (i < s.size() && (s[i] == '[' || s[i] == '(')) {  // "Re[2]:" / "Re(2):"
-        char close = s[i] == '[' ? ']' : ')';
-        std::size_t j = i + 1;
-        while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j])) != 0) {
-          ++j;
-        }
-        if (j < s.size() && s[j] == close && j > i + 1) {
-          i = j + 1;
-        }
-      }
-      while (i < s.size() && s[i] == ' ') {
-        ++i;
-      }
-      std::size_t colon = 0;
-      if (i < s.size() && s[i] == ':') {
-        colon = 1;
-      } else if (s.compare(i, 3, "\xEF\xBC\x9A") == 0) {  // full-width colon
-        colon = 3;
-      }
-      if (colon > 0) {
-        s.remove_prefix(i + colon);
-        changed = true;
-        break;
-      }
+    std::size_t n = prefix_length(s, kReplyPrefixes);
+    n = n > 0 ? n : prefix_length(s, kForwardPrefixes);
+    if (n > 0) {
+      s.remove_prefix(n);
+      changed = true;
     }
   }
   std::string out;

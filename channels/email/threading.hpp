@@ -38,4 +38,10 @@ std::string make_message_id(std::string_view conversation_id, std::string_view d
 // [tags] repeatedly from the front, collapses whitespace and lower-cases ASCII.
 std::string normalize_subject(std::string_view subject);
 
+// For our reply's subject: `subject` without the reply prefixes at its front (Re, AW, SV, VS,
+// Antw, RIF, Ref, Réf, Res, Odp, 回复, 答复, 回覆, with counters and full-width colons as above),
+// stripped repeatedly, and without leading blanks. Forward prefixes (Fwd, Fw, WG, TR, 转发,
+// 轉寄) and [tags] stay, as Gmail, Outlook and Thunderbird keep them ("Re: Fwd: x").
+std::string_view strip_reply_prefixes(std::string_view subject);
+
 }  // namespace sb::email

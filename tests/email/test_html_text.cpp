@@ -52,3 +52,21 @@ TEST_CASE("html_to_text: '<' without its '>' and start tags without end tags tak
   CHECK(html_to_text(scripts) == std::string(n / 16, 'x'));
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
 }
+
+TEST_CASE("html_to_text: a blockquote's lines are quoted with \"> \" per level") {
+  // Gmail and Outlook quote the message answered in a <blockquote>; in plain text it reads as
+  // mail clients quote: every line "> ", blank lines inside it ">", nested ones "> > ".
+  CHECK(html_to_text("<p>Thanks!</p><blockquote>Where is<br>my order?</blockquote><p>Bye</p>") ==
+        "Thanks!\n\n> Where is\n> my order?\n\nBye");
+  CHECK(html_to_text("<div>New</div><blockquote><p>One</p><p>Two</p>"
+                     "<blockquote>Older</blockquote>Tail</blockquote>") ==
+        "New\n\n> One\n>\n> Two\n>\n> > Older\n>\n> Tail");
+  CHECK(html_to_text("<blockquote><pre>a\n  b</pre></blockquote>") == "> a\n>   b");
+  CHECK(html_to_text("</blockquote>x") == "x");  // an end tag alone quotes nothing
+  // Unclosed ones: the marks stop at eight levels.
+  std::string deep;
+  for (int i = 0; i < 100000; ++i) {
+    deep += "<blockquote>";
+  }
+  CHECK(html_to_text(deep + "x") == "> > > > > > > > x");
+}

@@ -153,7 +153,7 @@ TEST_CASE("HTML-only: scripts and styles dropped, entities decoded, link text ke
   CHECK(m.text ==
         "Hello,\n\nis somebody there?\n\n5201 Blue Lagoon Drive - 8th Floor & 9th "
         "Floor – Miami\nEmail: hot@example.com - Web: our site\n- one\n- two\n\n"
-        "On Monday you wrote:\nold text");
+        "> On Monday you wrote:\n> old text");  // its <blockquote>, quoted as in plain text
   CHECK_FALSE(m.malformed);
 }
 

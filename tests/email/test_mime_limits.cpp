@@ -183,3 +183,79 @@ TEST_CASE("an encoded word inside Message-ID is not decoded into CR/LF") {
   auto latin1 = parse_email("From: a@b.c\r\nMessage-ID: <caf\xe9@y.example>\r\n\r\nbody\r\n");
   CHECK(latin1.message_id == "<caf\xc3\xa9@y.example>");  // 8-bit: windows-1252, as before
 }
+
+TEST_CASE("the text is what a mail client shows: one alternative each, other text parts in order") {
+  // A list manager adds its footer as a text/plain part after an HTML-only body: the text is
+  // the HTML and the footer, not the footer alone.
+  std::string listed =
+      "From: a@example.com\r\nSubject: s\r\nMessage-ID: <l1@example.com>\r\n"
+      "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"M\"\r\n\r\n"
+      "--M\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+      "<p>Where is <b>order 7</b>?</p>\r\n"
+      "--M\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+      "-- \r\nlist footer: unsubscribe at https://lists.example\r\n--M--\r\n";
+  auto m = parse_email(listed);
+  CHECK(m.text == "Where is order 7?\n-- \nlist footer: unsubscribe at https://lists.example");
+  // The same inside an alternative whose text/plain is the one shown.
+  std::string both =
+      "From: a@example.com\r\nSubject: s\r\nMessage-ID: <l2@example.com>\r\n"
+      "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"M\"\r\n\r\n"
+      "--M\r\nContent-Type: multipart/alternative; boundary=\"A\"\r\n\r\n"
+      "--A\r\nContent-Type: text/plain\r\n\r\nWhere is order 7?\r\n"
+      "--A\r\nContent-Type: text/html\r\n\r\n<p>Where is <b>order 7</b>?</p>\r\n--A--\r\n"
+      "--M\r\nContent-Type: text/plain\r\n\r\nfooter\r\n--M--\r\n";
+  CHECK(parse_email(both).text == "Where is order 7?\nfooter");
+}
+
+TEST_CASE("a blank text/plain alternative gives the HTML's text, not an empty one") {
+  std::string raw =
+      "From: a@example.com\r\nSubject: s\r\nMessage-ID: <b1@example.com>\r\n"
+      "MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"A\"\r\n\r\n"
+      "--A\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n \r\n\r\n\t\r\n"
+      "--A\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+      "<div>Please cancel order 7</div>\r\n--A--\r\n";
+  auto m = parse_email(raw);
+  CHECK(m.text == "Please cancel order 7");
+  // A text/plain with words is still preferred to the HTML, as before.
+  std::string plain = raw;
+  plain.replace(plain.find(" \r\n\r\n\t\r\n"), 7, "Cancel 7, please\r\n");
+  CHECK(parse_email(plain).text == "Cancel 7, please");
+}
+
+TEST_CASE("a message forwarded as an attachment is kept as .eml bytes, under the same caps") {
+  std::string inner =
+      "From: Bob <bob@example.com>\r\nTo: shop@example.com\r\nSubject: Invoice 42\r\n"
+      "Message-ID: <inv42@example.com>\r\nDate: Fri, 02 Jan 2026 03:04:05 +0000\r\n"
+      "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n";
+  while (inner.size() < 50 * 1024) {
+    inner += "Line of the invoice Bob sent, which the customer forwards to us.\r\n";
+  }
+  std::string raw =
+      "From: ann@example.com\r\nSubject: Fwd: Invoice 42\r\nMessage-ID: <f1@example.com>\r\n"
+      "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"F\"\r\n\r\n"
+      "--F\r\nContent-Type: text/plain\r\n\r\nSee the attached mail.\r\n"
+      "--F\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n" +
+      inner + "\r\n--F--\r\n";
+  auto m = parse_email(raw);
+  CHECK(m.text == "See the attached mail.");
+  REQUIRE(m.attachments.size() == 1);
+  const auto& a = m.attachments[0];
+  CHECK(a.content_type == "message/rfc822");
+  CHECK(a.filename == "Invoice 42.eml");
+  CHECK(a.stored);
+  CHECK(a.size == static_cast<std::int64_t>(inner.size()));
+  CHECK(a.data == inner);
+  CHECK_FALSE(m.malformed);
+
+  // Larger than an attachment may be: listed with its size only.
+  sb::email::ParseLimits limits;
+  limits.max_attachment_bytes = 40 * 1024;
+  auto capped = parse_email(raw, limits);
+  REQUIRE(capped.attachments.size() == 1);
+  CHECK_FALSE(capped.attachments[0].stored);
+  CHECK(capped.attachments[0].data.empty());
+  CHECK(capped.attachments[0].size == static_cast<std::int64_t>(inner.size()));
+  // What the content hash reads of it did not change when its bytes began to be kept: the
+  // same mail fetched again is the same message, not a second one.
+  CHECK(capped.content_hash == m.content_hash);
+}

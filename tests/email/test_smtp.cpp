@@ -460,7 +460,103 @@ TEST_CASE("ids from the customer's mail with CR/LF or blanks never become reply 
   CHECK(sent.to.size() == 1);
 }
 
-TEST_CASE("a second reply, to our own reply, still names the whole thread in References") {
+namespace {
+
+// The names of the header fields of a message as it goes on the wire (after dot-stuffing,
+// which turns a bare CR or LF into CRLF), folded lines joined to the field they continue.
+std::vector<std::string> wire_header_names(const std::string& data) {
+  std::string wire = email::smtp::dot_stuff(data);
+  std::vector<std::string> names;
+  for (std::size_t at = 0; at < wire.size();) {
+    std::size_t end = wire.find("\r\n", at);
+    std::string line = wire.substr(at, end - at);
+    at = end + 2;
+    if (line.empty()) {
+      break;  // the blank line that ends the header block
+    }
+    if (line[0] == ' ' || line[0] == '\t') {
+      continue;  // a folded continuation
+    }
+    names.push_back(line.substr(0, line.find(':')));
+  }
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("CR or LF in the customer's Subject never becomes a header line or body of our reply") {
+  // Encoded words may carry any byte: "=0D=0A" decodes to CR LF. The subject is stored with
+  // controls as spaces, so no header line of the customer's making reaches the reply.
+  auto in = email::parse_email(
+      "From: ann@example.com\r\nSubject: =?utf-8?Q?Order=0D=0ABcc:_x@evil.example?=\r\n"
+      "Message-ID: <s1@customer.example>\r\n\r\nhi\r\n");
+  CHECK(in.subject == "Order  Bcc: x@evil.example");
+  CHECK(email::parse_email("From: a@example.com\r\nSubject: =?utf-8?Q?a=01b=7Fc=09d?=\r\n\r\nx")
+            .subject == "a b c d");
+
+  // Rows stored before, with the controls still in: build_reply replaces them as well.
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <support@example.com>";
+  auto reply_to = [&](const std::string& subject) {
+    json::object parent{{"direction", "inbound"},
+                        {"subject", subject},
+                        {"external_id", "<s2@customer.example>"},
+                        {"from", {{"type", "email"}, {"value", "ann@example.com"}}}};
+    OutboundMessage m{"01JTESTREPLY00000000000006", "email", "support", "c1", "Hello Ann",
+                      json::serialize(parent),      ""};
+    return email::build_reply(account, m, 1767323045000);
+  };
+  // The headers we set, as a reply to a plain subject has them.
+  const auto ours = wire_header_names(reply_to("Order 7").data);
+  CHECK(ours.size() >= 8);
+  CHECK(std::find(ours.begin(), ours.end(), "Subject") != ours.end());
+  for (const std::string subject :
+       {"Order 7\r\nBcc: evil@example.org", "Order 7\nBcc: evil@example.org",
+        "Order 7\rBcc: evil@example.org", "Order 7\r\rForged body\r\r.\r\rRCPT TO:<evil>",
+        "Order 7\r\n\r\nForged body"}) {
+    CAPTURE(subject);
+    auto built = reply_to(subject);
+    REQUIRE(built.error.empty());
+    CHECK(wire_header_names(built.data) == ours);
+    auto sent = email::parse_email(email::smtp::dot_stuff(built.data));
+    CHECK(sent.text == "Hello Ann");
+    CHECK(sent.to.size() == 1);
+    CHECK(sent.cc.empty());
+    CHECK(sent.subject.rfind("Re: Order 7 ", 0) == 0);
+    CHECK(sent.subject.find_first_of("\r\n") == std::string::npos);
+  }
+}
+
+TEST_CASE("a reply's subject has one Re: in front, whatever reply prefixes the parent had") {
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <support@example.com>";
+  auto subject_of_reply = [&](const std::string& subject) {
+    json::object parent{{"direction", "inbound"},
+                        {"subject", subject},
+                        {"external_id", "<p1@customer.example>"},
+                        {"from", {{"type", "email"}, {"value", "ann@example.com"}}}};
+    OutboundMessage m{"01JTESTREPLY00000000000007", "email", "support", "c1", "Hello Ann",
+                      json::serialize(parent),      ""};
+    auto built = email::build_reply(account, m, 1767323045000);
+    REQUIRE(built.error.empty());
+    return email::parse_email(built.data).subject;
+  };
+  CHECK(subject_of_reply("Order 7") == "Re: Order 7");
+  CHECK(subject_of_reply("Re: Order 7") == "Re: Order 7");
+  CHECK(subject_of_reply("AW: Re: Order 7") == "Re: Order 7");
+  CHECK(subject_of_reply("RE: SV: Order 7") == "Re: Order 7");
+  CHECK(subject_of_reply("AW: Bestellung \xC3\xBC") == "Re: Bestellung \xC3\xBC");
+  // A forward is kept, as Gmail, Outlook and Thunderbird keep it; the next round adds nothing.
+  CHECK(subject_of_reply("Fwd: Order 7") == "Re: Fwd: Order 7");
+  CHECK(subject_of_reply("Re: Fwd: Order 7") == "Re: Fwd: Order 7");
+  CHECK(subject_of_reply("") == "Re:");
+}
+
+TEST_CASE("a second reply, to our own reply, names our first reply in In-Reply-To and References") {
   config::Smtp account;
   account.name = "support-out";
   account.for_account = "support";
@@ -478,9 +574,40 @@ TEST_CASE("a second reply, to our own reply, still names the whole thread in Ref
   auto built = email::build_reply(account, m, 1767323045000);
   REQUIRE(built.error.empty());
   auto sent = email::parse_email(built.data);
-  CHECK(sent.references ==
-        std::vector<std::string>{"<root@customer.example>", "<first@customer.example>"});
+  // Our first reply went out as the Message-ID derived from its id (reply_message_id): the
+  // second names it as its parent, In-Reply-To and the last of References (RFC 5322 3.6.4),
+  // so the customer's client threads it under our first, not under the customer's message.
+  const std::string first_reply = "<sb.c1.01jtestreply00000000000002@example.com>";
+  CHECK(email::reply_message_id(account, "01JTESTREPLY00000000000002", "c1") == first_reply);
+  CHECK(sent.in_reply_to == first_reply);
+  CHECK(sent.references == std::vector<std::string>{"<root@customer.example>",
+                                                    "<first@customer.example>", first_reply});
   CHECK(sent.to.at(0).email == "ann@example.com");
+
+  // The conversation the first reply was sent in is the one in its Message-ID.
+  ours["conversation_id"] = "c0";
+  OutboundMessage again{"01JTESTREPLY00000000000003", "email", "support", "c1", "One more thing",
+                        json::serialize(ours),        ""};
+  CHECK(email::parse_email(email::build_reply(account, again, 1767323045000).data).in_reply_to ==
+        "<sb.c0.01jtestreply00000000000002@example.com>");
+
+  // A third, to the second: the route stored the second with our first reply's id in its chain.
+  json::object second{
+      {"direction", "outbound"},
+      {"subject", "Re: Order 7"},
+      {"external_id", "01JTESTREPLY00000000000003"},
+      {"conversation_id", "c1"},
+      {"in_reply_to", "01JTESTREPLY00000000000002"},
+      {"references", json::array{"<root@customer.example>", "<first@customer.example>",
+                                 "01JTESTREPLY00000000000002"}},
+      {"to", json::array{{{"type", "email"}, {"value", "ann@example.com"}}}}};
+  OutboundMessage third{"01JTESTREPLY00000000000004", "email", "support", "c1", "And another",
+                        json::serialize(second),      ""};
+  auto third_sent = email::parse_email(email::build_reply(account, third, 1767323045000).data);
+  CHECK(third_sent.in_reply_to == "<sb.c1.01jtestreply00000000000003@example.com>");
+  CHECK(third_sent.references ==
+        std::vector<std::string>{"<root@customer.example>", "<first@customer.example>", first_reply,
+                                 "<sb.c1.01jtestreply00000000000003@example.com>"});
 }
 
 TEST_CASE("a reply to a message stored under a reused Message-ID names that Message-ID") {
@@ -515,7 +642,8 @@ TEST_CASE("a reply to a message stored under a reused Message-ID names that Mess
   auto second = email::build_reply(account, next, 1767323045000);
   REQUIRE(second.error.empty());
   CHECK(email::parse_email(second.data).references ==
-        std::vector<std::string>{"<root@mailer.example>", "<dup@mailer.example>"});
+        std::vector<std::string>{"<root@mailer.example>", "<dup@mailer.example>",
+                                 "<sb.c1.01jtestreply00000000000004@example.com>"});
 }
 
 TEST_CASE("a reply keeps every line within 998 bytes - a long paragraph, a customer's huge ids") {
