@@ -65,11 +65,13 @@ struct XReplies {
     return found;
   }
 
-  // A reload whose only change is `change` made to the running config (a SIGHUP).
+  // A reload whose only change is `change` made to the running config (a SIGHUP), which it
+  // then is.
   void reload(const std::function<void(config::Config&)>& change) {
     auto fresh = d.cfg;
     change(fresh);
     REQUIRE(d.app->reload(fresh).empty());
+    d.cfg = std::move(fresh);
   }
 };
 

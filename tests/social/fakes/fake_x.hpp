@@ -4,7 +4,8 @@
 // headers (x-rate-limit-limit / -remaining / -reset in Unix seconds) and 429 past the window's
 // budget; a usage-cap switch answering the documented usage-capped problem; POST /2/tweets,
 // which refuses a text posted before with X's 403 "duplicate content" problem, and on demand
-// answers 429 with the 24-hour posting limits' headers (x-user- / x-app-limit-24hour-*).
+// answers 429 with the 24-hour posting limits' headers (x-user- / x-app-limit-24hour-*), or
+// holds it unanswered.
 //
 // Authentication as X checks it: the mentions timeline takes the app-only bearer token;
 // POST /2/tweets takes user context only. There the bearer token gets X's 403 "Unsupported
