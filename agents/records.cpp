@@ -718,6 +718,23 @@ void Records::cap_send_waits(std::int64_t latest, std::int64_t latest_paused,
       [changed, done = std::move(done)](const std::string& err) { done(err, *changed); }});
 }
 
+void Records::release_paused_sends(const std::string& channel, const std::string& account,
+                                   std::int64_t now,
+                                   std::function<void(const std::string&, int)> done) {
+  auto changed = std::make_shared<int>(0);
+  writer_.submit(storage::Job{
+      [=](storage::Db& db) {
+        // Only rows still waiting: one whose result was recorded since (sent, or a retry of
+        // its own) is not the pause's any more.
+        auto st = db.prepare(
+            "UPDATE sends SET next_attempt_at=?3, account_paused=0 WHERE state='pending' AND "
+            "account_paused=1 AND next_attempt_at > ?3 AND channel=?1 AND account=?2");
+        st.bind(1, channel).bind(2, account).bind(3, now).run();
+        *changed = static_cast<int>(db.changes());
+      },
+      [changed, done = std::move(done)](const std::string& err) { done(err, *changed); }});
+}
+
 bool Records::sends_due_after(std::int64_t latest, std::int64_t latest_paused) {
   auto st = read_.prepare(std::string("SELECT EXISTS (SELECT 1 FROM sends WHERE ") +
                           kSendsDueTooLate + ")");

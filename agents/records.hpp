@@ -179,6 +179,12 @@ class Records {
                       std::function<void(const std::string&, int)> done);
   // Whether a pending send is due later than cap_send_waits allows (io thread).
   bool sends_due_after(std::int64_t latest, std::int64_t latest_paused);
+  // The pending sends of (`channel`, `account`) waiting for a pause of the account
+  // (account_paused) that has ended early (Sender::end_pause_of_old_credentials) become due at
+  // `now`, no longer marked paused. Their attempts, attempt marks and state are left as they
+  // are. `done` as for cap_send_waits.
+  void release_paused_sends(const std::string& channel, const std::string& account,
+                            std::int64_t now, std::function<void(const std::string&, int)> done);
 
   storage::Db& db() { return read_; }
   // Hands the events gathered over now (io thread, or once it has ended: then events a refused

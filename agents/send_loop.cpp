@@ -150,6 +150,7 @@ void SendLoop::done_with(const std::string& id) {
   if (auto n = per_account_.find(it->second); n != per_account_.end() && --n->second == 0) {
     per_account_.erase(n);
   }
+  released_.erase(id);
   in_flight_.erase(it);
   busy_.store(in_flight_.size());
 }
@@ -294,6 +295,49 @@ std::future<void> SendLoop::settle_interrupted(std::string why) {
   return f;
 }
 
+void SendLoop::end_old_pauses() {
+  // Each sender once, with every (channel, account) it is registered for.
+  std::map<Sender*, std::vector<std::pair<std::string, std::string>>> registered;
+  senders_.each([&](const std::string& channel, const std::string& account, Sender& s) {
+    registered[&s].emplace_back(channel, account);
+  });
+  for (auto& [sender, accounts] : registered) {
+    if (!sender->end_pause_of_old_credentials()) {
+      continue;
+    }
+    for (auto& [channel, account] : accounts) {
+      // A row with its sender may have been answered with the old pause just before it ended,
+      // its result not recorded yet: recorded at the old reset, after the update below, it
+      // would wait for it again.
+      for (const auto& [id, key] : in_flight_) {
+        if (key == account_key(channel, account)) {
+          released_.insert(id);
+        }
+      }
+      records_.release_paused_sends(
+          channel, account, now_ms(), [this, channel, account](const std::string& err, int n) {
+            asio::post(io_, [this, channel, account, err, n] {
+              if (!err.empty()) {
+                // They keep their old time, as after a restart: the first of them, or a new
+                // reply, asks the provider then.
+                logger("agents")->error(
+                    "[{}:{}] bringing forward the replies held by the account's ended pause "
+                    "failed: {}; they wait for its old end",
+                    channel, account, err);
+                return;
+              }
+              if (n > 0) {
+                logger("agents")->info(
+                    "[{}:{}] the account's pause ended early: {} held replies are due now", channel,
+                    account, n);
+              }
+              timer_.cancel();
+            });
+          });
+    }
+  }
+}
+
 void SendLoop::finished(const SendJob& job, SendResult r, std::function<void()> committed) {
   // A pause of the whole account (X's 24-hour posting limit) is no failure of this reply: it
   // keeps its attempts for failures of its own, however many pauses it waits through.
@@ -308,6 +352,9 @@ void SendLoop::finished(const SendJob& job, SendResult r, std::function<void()> 
     auto wait = bound_provider_wait(
         r.retry_after, WaitBounds{kMinProviderWait, policy_.max_account_wait}, "agents",
         job.channel, job.account, "reply " + job.interaction_id + ": the provider's account limit");
+    if (released_.count(job.interaction_id) != 0) {
+      wait = kMinProviderWait;  // asks the sender again, which knows whether a pause holds now
+    }
     state = "pending";
     next = now_ms() + wait.count();
     log->debug("[{}:{}] reply {} waits {} ms for the account's limit (attempts stay {}): {}",

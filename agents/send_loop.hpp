@@ -71,6 +71,12 @@ class SendLoop {
   // but for `sent`, which is recorded over it. The future is ready once their results are
   // committed.
   std::future<void> settle_interrupted(std::string why);
+  // After a reload applied new secrets (io thread): the senders whose account pause ended with
+  // the old credentials (Sender::end_pause_of_old_credentials) have the replies it held brought
+  // forward, due now; none of their attempts is spent or marked, and the rows with a sender
+  // stay with it (a result of such a row that still brings the old pause's wait is tried again
+  // in a second instead).
+  void end_old_pauses();
 
  private:
   struct Outcome;  // the result of one attempt, kept until it is committed
@@ -103,6 +109,9 @@ class SendLoop {
   // a stop's drain (settle_interrupted). io thread only.
   std::map<std::string, SendJob> out_;
   std::set<std::string> settled_;
+  // Rows in flight when their account's pause ended (end_old_pauses): a pause their result
+  // brings was learned before. io thread only.
+  std::set<std::string> released_;
   // Since when reading the due sends fails (logged once at the start, once at the end), or
   // nullopt while it works. io thread only.
   std::optional<std::chrono::steady_clock::time_point> read_failing_since_;

@@ -62,6 +62,9 @@ class Service {
   // periodic sweep; a transfer may move items into the queues of this configuration only. The
   // queues it leaves out that hold open interactions are logged at warn again.
   void reload(const std::vector<config::Agent>& agents, const std::vector<std::string>& queues);
+  // SIGHUP, on the io thread once the channels took their new secrets: the replies held by an
+  // account pause that ended with the old credentials are due now (SendLoop::end_old_pauses).
+  void secrets_taken() { sends_.end_old_pauses(); }
   // Before a /metrics render: every queue's statistics, read on the io thread's pipelined
   // connection for the gauges. A hung Redis then delays the scrape, never the io thread, which
   // serves every request (ingest keeps accepting while Redis is down).

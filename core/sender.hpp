@@ -124,6 +124,12 @@ class Sender {
                                                        std::string_view /*conversation_id*/) const {
     return {};
   }
+  // After a reload put new secrets into the sender's account (config::take_secrets), on the io
+  // thread: ends a pause of the whole account (SendResult::account_paused) that was learned
+  // under credentials the account no longer uses (X's 24-hour limits are another user's or
+  // app's), and says whether one ended. The send loop then brings forward the replies it holds
+  // until that pause's end, which the new credentials do not share.
+  virtual bool end_pause_of_old_credentials() { return false; }
 };
 
 // Senders by (channel, account). Filled while the daemon starts; read-only afterwards.
@@ -135,6 +141,14 @@ class SenderRegistry {
   Sender* find(const std::string& channel, const std::string& account) const {
     auto it = senders_.find({channel, account});
     return it == senders_.end() ? nullptr : it->second.get();
+  }
+  // `fn(channel, account, sender)` for each registration (a sender registered for several
+  // channels, as Meta's, comes once per channel).
+  template <typename Fn>
+  void each(Fn&& fn) const {
+    for (const auto& [key, sender] : senders_) {
+      fn(key.first, key.second, *sender);
+    }
   }
 
  private:

@@ -347,7 +347,14 @@ std::vector<std::string> App::reload(const config::Config& fresh) {
   };
   std::vector<std::string> rotated;
   if (started_ && !stopped_) {
-    std::packaged_task<std::vector<std::string>()> task(take_secrets);
+    // Then, on the same thread as the senders and the send loop, the replies held by an
+    // account's pause that the new credentials do not share (X's 24-hour limit of the old
+    // user) are brought forward.
+    std::packaged_task<std::vector<std::string>()> task([&take_secrets, this] {
+      auto taken = take_secrets();
+      agents_->secrets_taken();
+      return taken;
+    });
     auto done = task.get_future();
     asio::post(io_, [&task] { task(); });
     rotated = done.get();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -280,6 +281,14 @@ std::string x_failure(const XError& e, const config::X& cfg) {
 // for the clock) or that is not ahead of our clock (X's clock behind ours: it would pause a
 // second, ask again, and learn the same reset, in a loop no attempt limit ends) is no pause:
 // the 429 is retried as one of the 15-minute window, attempts counted, as before.
+//
+// A limit counts the posts of one user (the access token names them) or of one app (its
+// consumer key), and a reload may put another user's or app's credentials into the account
+// (config::take_secrets changes cfg_ in place, on the io thread, between two sends). So each
+// scope's pause keeps the credential it was learned under and holds only while the account
+// still uses it: with another one the next reply asks X, and the send loop brings the held
+// replies forward (end_pause_of_old_credentials). A 429 answered to a request that went out with
+// the old credentials is theirs, not the new ones': that reply is tried again in a second.
 class XSender final : public Sender {
  public:
   XSender(Runtime& rt, const config::X& cfg) : rt_(rt), cfg_(cfg) {}
@@ -303,6 +312,9 @@ class XSender final : public Sender {
                if (auto held = still_paused()) {
                  co_return std::move(*held);
                }
+               // The credentials this request goes with: a reload may change cfg_ while it is
+               // out.
+               const std::string user = credential("user"), app = credential("app");
                net::HttpRequest req =
                    to_request(cfg_.base_url, x_reply(cfg_, m.text, p->external_id));
                auto res = co_await rt_.http.request(std::move(req));
@@ -329,7 +341,8 @@ class XSender final : public Sender {
                  co_return sent;
                }
                if (e.daily_cap) {
-                 if (auto held = pause(*e.daily_cap, msg)) {
+                 const std::string& under = e.daily_cap->scope == "app" ? app : user;
+                 if (auto held = pause(*e.daily_cap, msg, under)) {
                    co_return std::move(*held);
                  }
                }
@@ -345,22 +358,78 @@ class XSender final : public Sender {
              });
   }
 
+  bool end_pause_of_old_credentials() override {
+    std::lock_guard lock(mu_);
+    auto now = Clock::now();
+    bool ended = false;
+    for (auto it = pauses_.begin(); it != pauses_.end();) {
+      const auto& [scope, p] = *it;
+      if (p.until <= now) {
+        it = pauses_.erase(it);  // over anyway: the replies it held are due
+        continue;
+      }
+      if (p.credential == credential(scope)) {
+        ++it;
+        continue;
+      }
+      logger("social")->info(
+          "[x:{}] the reload changed the account's {}: the pause for the daily posting limit "
+          "({}) is over, and the replies it held are tried now",
+          cfg_.name, scope == "app" ? "consumer key" : "access token", scope);
+      it = pauses_.erase(it);
+      ended = true;
+    }
+    return ended;
+  }
+
  private:
+  // One scope's pause: until when, X's message with it, and the credential it was learned
+  // under (credential()).
+  struct Pause {
+    Clock::time_point until;
+    std::string reason;
+    std::string credential;
+  };
+
+  // What a scope's limit counts posts of: the user (the access token) or the app (the consumer
+  // key). Without user context no reply is posted, and nothing can pause.
+  std::string credential(const std::string& scope) const {
+    if (!cfg_.user_context) {
+      return {};
+    }
+    return scope == "app" ? cfg_.user_context->consumer_key : cfg_.user_context->access_token;
+  }
+
+  // The pause that holds replies now, if any: the latest of the scopes' pauses learned under
+  // the credentials the account still uses. Under mu_.
+  const Pause* holding(Clock::time_point now) const {
+    const Pause* out = nullptr;
+    for (const auto& [scope, p] : pauses_) {
+      if (p.until > now && p.credential == credential(scope) && (!out || p.until > out->until)) {
+        out = &p;
+      }
+    }
+    return out;
+  }
+
   // The pause's wait and message while it lasts (the wait at least 1 s: the send loop's
   // minimum, without its warning for a reset a moment away).
   std::optional<SendResult> still_paused() {
     std::lock_guard lock(mu_);
     auto now = Clock::now();
-    if (!paused_until_ || *paused_until_ <= now) {
+    const Pause* p = holding(now);
+    if (!p) {
       return std::nullopt;
     }
-    auto left = std::chrono::ceil<milliseconds>(*paused_until_ - now);
-    return SendResult::paused(pause_reason_, std::max(left, kMinProviderWait));
+    auto left = std::chrono::ceil<milliseconds>(p->until - now);
+    return SendResult::paused(p->reason, std::max(left, kMinProviderWait));
   }
 
-  // Starts (or extends) the pause of a 429 naming a used-up 24-hour limit; nullopt when its
-  // reset is no pause (see the class comment), logged then.
-  std::optional<SendResult> pause(const XError::DailyCap& cap, const std::string& msg) {
+  // Starts (or extends) the pause of a 429 naming a used-up 24-hour limit, learned under
+  // `learned_under` (the scope's credential the request went with); nullopt when its reset is
+  // no pause (see the class comment), logged then.
+  std::optional<SendResult> pause(const XError::DailyCap& cap, const std::string& msg,
+                                  const std::string& learned_under) {
     auto log = logger("social");
     auto now = Clock::now();
     if (!cap.reset || *cap.reset <= now) {
@@ -381,26 +450,45 @@ class XSender final : public Sender {
     std::string at = format_rfc3339(
         std::chrono::duration_cast<milliseconds>(until.time_since_epoch()).count() + 999);
     std::lock_guard lock(mu_);
+    if (learned_under != credential(cap.scope)) {
+      // The request went out before a reload replaced the credentials: the limit is the old
+      // user's (or app's). Nothing is paused; the reply goes again with the new ones, its
+      // attempts unspent (the old limit is not its failure either).
+      log->info(
+          "[x:{}] daily posting limit reached ({}) for the credentials a reload has replaced "
+          "since the request went out: the reply is tried again with the new ones",
+          cfg_.name, cap.scope);
+      return SendResult::paused(msg + " (daily posting limit reached (" + cap.scope +
+                                    ") for credentials replaced since: tried again)",
+                                kMinProviderWait);
+    }
+    auto it = pauses_.find(cap.scope);
+    if (it != pauses_.end() && it->second.credential != learned_under) {
+      pauses_.erase(it);  // an earlier user's (or app's), ended by a reload: not this one
+      it = pauses_.end();
+    }
     // Replies in flight together get the same 429: one line for the cap, not one per reply.
     // A later reset (the other limit used up too, or a new day's cap) is a new pause.
-    if (!paused_until_ || until > *paused_until_ + std::chrono::seconds(1)) {
+    if (const Pause* before = holding(now);
+        !before || until > before->until + std::chrono::seconds(1)) {
       log->warn("[x:{}] daily posting limit reached ({}): replies wait until {}", cfg_.name,
                 cap.scope, at);
     }
-    if (!paused_until_ || until > *paused_until_) {
-      paused_until_ = until;
-      pause_reason_ =
-          msg + " (daily posting limit reached (" + cap.scope + "): replies wait until " + at + ")";
+    if (it == pauses_.end() || until > it->second.until) {
+      pauses_[cap.scope] = Pause{
+          until,
+          msg + " (daily posting limit reached (" + cap.scope + "): replies wait until " + at + ")",
+          learned_under};
     }
     // A longer pause already running (the other limit's) is the one to wait for.
-    return SendResult::paused(pause_reason_, std::chrono::ceil<milliseconds>(*paused_until_ - now));
+    const Pause* p = holding(now);
+    return SendResult::paused(p->reason, std::chrono::ceil<milliseconds>(p->until - now));
   }
 
   Runtime& rt_;
   const config::X& cfg_;
-  std::mutex mu_;  // the pause; sends may finish on any thread of the executor
-  std::optional<Clock::time_point> paused_until_;
-  std::string pause_reason_;
+  std::mutex mu_;  // the pauses; sends may finish on any thread of the executor
+  std::map<std::string, Pause> pauses_;  // by scope: "user", "app"
 };
 
 class TelegramSender final : public Sender {

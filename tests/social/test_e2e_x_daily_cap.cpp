@@ -5,6 +5,7 @@
 // send queue, against the fake X.
 #include <doctest/doctest.h>
 
+#include <functional>
 #include <thread>
 
 #include "core/time.hpp"
@@ -24,6 +25,7 @@ struct XReplies {
   FakeX fake{"42"};
   SocialDaemon d;
   std::unique_ptr<AgentClient> alice;
+  std::vector<config::X> more;  // other accounts, configured after "x"
 
   // `mentions` mentions, each from a customer of its own, claimed by alice.
   std::vector<json::object> start(int mentions) {
@@ -33,6 +35,9 @@ struct XReplies {
                        "@support where is order " + std::to_string(i) + "?");
     }
     d.cfg.channels.x.push_back(fake.replying_account());
+    for (const auto& a : more) {
+      d.cfg.channels.x.push_back(a);
+    }
     d.start();
     alice = std::make_unique<AgentClient>(d.app->port(), "alice-token");
     std::vector<json::object> claimed;
@@ -59,7 +64,24 @@ struct XReplies {
     REQUIRE_MESSAGE(ok, "no send error on " << out_id);
     return found;
   }
+
+  // A reload whose only change is `change` made to the running config (a SIGHUP), which it
+  // then is.
+  void reload(const std::function<void(config::Config&)>& change) {
+    auto fresh = d.cfg;
+    change(fresh);
+    REQUIRE(d.app->reload(fresh).empty());
+    d.cfg = std::move(fresh);
+  }
 };
+
+// Credentials of another support user of the same app (the consumer key and secret unchanged).
+config::XUserContext another_user() {
+  config::XUserContext keys = FakeX::user_context();
+  keys.access_token = "43-anotherUserAccessToken00";
+  keys.access_token_secret = "another user's secret";
+  return keys;
+}
 
 // Unix seconds `ahead` from now, as X's reset headers carry them.
 std::int64_t reset_in(std::chrono::seconds ahead) {
@@ -169,4 +191,165 @@ TEST_CASE(
         "warning [x:x] daily posting limit reached (user), but x-user-limit-24hour-reset "
         "\"tomorrow\" is not a time: the reply is retried as a 429 of the 15-minute window");
   CHECK(lines[1].find("is not a time") != std::string::npos);
+}
+
+// A reload may put another user's (or app's) credentials into the account: X counts their posts
+// apart, and the pause learned under the old ones is not theirs.
+TEST_CASE(
+    "x: after a reload puts another user's access token into the account, a new reply asks X at "
+    "once instead of waiting for the old user's 24-hour reset") {
+  LogCapture social("social");
+  XReplies x;
+  auto in = x.start(2);
+  x.fake.daily_cap_next_posts(1, "user", std::to_string(reset_in(60s)));
+  std::string first = x.alice->reply(s(in[0].at("id")), "It ships today.");
+  x.with_error(in[0], first);
+  REQUIRE(x.fake.post_requests() == 1);
+
+  x.fake.set_credentials("x-token", another_user());  // only the new user's keys sign now
+  x.reload([](config::Config& c) { c.channels.x.at(0).user_context = another_user(); });
+  std::string second = x.alice->reply(s(in[1].at("id")), "Your refund is on its way.");
+  auto sent = x.alice->outbound_when(s(in[1].at("customer").at("id")), second, "sent", 1, 3s);
+  CHECK(sent.at("send").at("error").is_null());
+  CHECK(x.fake.auth_refusals().empty());  // signed with the new user's keys
+  // The held reply goes too (the next test), each once.
+  x.alice->outbound_when(s(in[0].at("customer").at("id")), first, "sent", 1, 8s);
+  CHECK(x.fake.post_requests() == 3);
+  CHECK(x.fake.posted().size() == 2);
+  x.d.stop();
+  CHECK(social.lines_with("daily posting limit reached").size() == 1);
+  auto over = social.lines_with("is over");
+  REQUIRE(over.size() == 1);
+  CHECK(over[0] ==
+        "info [x:x] the reload changed the account's access token: the pause for the daily "
+        "posting limit (user) is over, and the replies it held are tried now");
+  // Not the token itself.
+  CHECK(social.text().find(another_user().access_token) == std::string::npos);
+}
+
+TEST_CASE(
+    "x: a reply held by the old user's 24-hour limit is sent within seconds of a reload that puts "
+    "another user's access token into the account, its attempts unspent") {
+  LogCapture agents("agents");
+  XReplies x;
+  auto in = x.start(1);
+  x.fake.daily_cap_next_posts(1, "user", std::to_string(reset_in(60s)));
+  std::string held = x.alice->reply(s(in[0].at("id")), "It ships today.");
+  auto pending = x.with_error(in[0], held);
+  REQUIRE(s(pending.at("send").at("state")) == "pending");
+  REQUIRE(x.fake.post_requests() == 1);
+
+  x.fake.set_credentials("x-token", another_user());
+  x.reload([](config::Config& c) { c.channels.x.at(0).user_context = another_user(); });
+  // No new reply wakes the account: the reload brings the held one forward.
+  auto sent = x.alice->outbound_when(s(in[0].at("customer").at("id")), held, "sent", 0, 5s);
+  CHECK(sent.at("send").at("attempts").as_int64() == 1);  // the pause spent none
+  CHECK(x.fake.post_requests() == 2);
+  REQUIRE(x.fake.posted().size() == 1);
+  CHECK(x.fake.posted()[0].text == "It ships today.");
+  x.d.stop();
+  CHECK(agents.lines_with("[x:x] the account's pause ended early: 1 held replies are due now")
+            .size() == 1);
+}
+
+TEST_CASE(
+    "x: a reload that changes nothing the pause was learned under (nothing at all, another "
+    "account's token, the account's bearer token) keeps the 24-hour pause") {
+  LogCapture social("social");
+  XReplies x;
+  FakeX other{"77"};
+  other.start();
+  config::X x2 = other.replying_account();
+  x2.name = "x2";
+  x.more.push_back(x2);
+  auto in = x.start(2);
+  const std::int64_t reset = reset_in(5s);
+  x.fake.daily_cap_next_posts(1, "user", std::to_string(reset));
+  std::string first = x.alice->reply(s(in[0].at("id")), "It ships today.");
+  x.with_error(in[0], first);
+  REQUIRE(x.fake.post_requests() == 1);
+
+  x.reload([](config::Config&) {});
+  x.reload([](config::Config& c) { c.channels.x.at(1).user_context = another_user(); });
+  x.fake.set_credentials("x-rotated-bearer", FakeX::user_context());
+  x.reload([](config::Config& c) { c.channels.x.at(0).bearer_token = "x-rotated-bearer"; });
+  std::string second = x.alice->reply(s(in[1].at("id")), "Your refund is on its way.");
+  auto waiting = x.with_error(in[1], second);
+  CHECK(s(waiting.at("send").at("error")).find("replies wait until") != std::string::npos);
+  while (now_ms() < reset * 1000 - 300) {
+    std::this_thread::sleep_for(100ms);
+    REQUIRE(x.fake.post_requests() == 1);  // neither reply asked X before the reset
+  }
+  x.alice->outbound_when(s(in[0].at("customer").at("id")), first, "sent", 1, 8s);
+  x.alice->outbound_when(s(in[1].at("customer").at("id")), second, "sent", 1, 8s);
+  CHECK(x.fake.posted().size() == 2);
+  CHECK(other.post_requests() == 0);
+  x.d.stop();
+  CHECK(social.lines_with("is over").empty());
+}
+
+TEST_CASE(
+    "x: the app's 24-hour pause follows the consumer key: another user's access token keeps it, "
+    "another app's keys end it") {
+  LogCapture social("social");
+  XReplies x;
+  auto in = x.start(2);
+  x.fake.daily_cap_next_posts(1, "app", std::to_string(reset_in(60s)));
+  std::string first = x.alice->reply(s(in[0].at("id")), "It ships today.");
+  auto pending = x.with_error(in[0], first);
+  CHECK(s(pending.at("send").at("error")).find("daily posting limit reached (app)") !=
+        std::string::npos);
+
+  // Another user of the same app: the app's posts are still counted together.
+  x.fake.set_credentials("x-token", another_user());
+  x.reload([](config::Config& c) { c.channels.x.at(0).user_context = another_user(); });
+  std::string second = x.alice->reply(s(in[1].at("id")), "Your refund is on its way.");
+  auto held = x.with_error(in[1], second);
+  CHECK(s(held.at("send").at("error")).find("replies wait until") != std::string::npos);
+  std::this_thread::sleep_for(1500ms);
+  REQUIRE(x.fake.post_requests() == 1);
+
+  // Another app (its own consumer key, and the user's access token for it).
+  config::XUserContext app = another_user();
+  app.consumer_key = "anotherAppConsumerKey0000";
+  app.consumer_secret = "another app's secret";
+  x.fake.set_credentials("x-token", app);
+  x.reload([&app](config::Config& c) { c.channels.x.at(0).user_context = app; });
+  x.alice->outbound_when(s(in[0].at("customer").at("id")), first, "sent", 1, 5s);
+  x.alice->outbound_when(s(in[1].at("customer").at("id")), second, "sent", 1, 5s);
+  CHECK(x.fake.post_requests() == 3);
+  CHECK(x.fake.posted().size() == 2);
+  CHECK(x.fake.auth_refusals().empty());
+  x.d.stop();
+  auto over = social.lines_with("is over");
+  REQUIRE(over.size() == 1);
+  CHECK(over[0].find("changed the account's consumer key: the pause for the daily posting limit "
+                     "(app) is over") != std::string::npos);
+}
+
+TEST_CASE(
+    "x: a 24-hour limit answered after a reload to a request sent before it is the old user's: "
+    "nothing is paused, and the reply goes again with the new user's keys a second later") {
+  LogCapture social("social");
+  XReplies x;
+  auto in = x.start(2);
+  x.fake.daily_cap_next_posts(1, "user", std::to_string(reset_in(60s)));
+  x.fake.hold_posts(true);
+  std::string first = x.alice->reply(s(in[0].at("id")), "It ships today.");
+  REQUIRE(eventually([&] { return x.fake.post_held(); }));  // out, with the old user's keys
+  x.reload([](config::Config& c) { c.channels.x.at(0).user_context = another_user(); });
+  x.fake.hold_posts(false);  // the old user's limit answers it
+  REQUIRE(eventually([&] { return x.fake.post_requests() == 1; }));
+  x.fake.set_credentials("x-token", another_user());
+  auto sent = x.alice->outbound_when(s(in[0].at("customer").at("id")), first, "sent", 1, 5s);
+  CHECK(sent.at("send").at("error").is_null());
+  std::string second = x.alice->reply(s(in[1].at("id")), "Your refund is on its way.");
+  x.alice->outbound_when(s(in[1].at("customer").at("id")), second, "sent", 1, 3s);
+  CHECK(x.fake.post_requests() == 3);
+  CHECK(x.fake.posted().size() == 2);
+  CHECK(x.fake.auth_refusals().empty());
+  x.d.stop();
+  CHECK(social.lines_with("replies wait until").empty());
+  CHECK(social.lines_with("for the credentials a reload has replaced since the request went out")
+            .size() == 1);
 }

@@ -241,6 +241,17 @@ void FakeX::daily_cap_next_posts(int n, std::string scope, std::string reset) {
   daily_reset_ = std::move(reset);
 }
 
+void FakeX::hold_posts(bool on) {
+  std::lock_guard lock(mu_);
+  hold_posts_ = on;
+  post_held_ = false;
+}
+
+bool FakeX::post_held() const {
+  std::lock_guard lock(mu_);
+  return post_held_;
+}
+
 int FakeX::post_requests() const {
   std::lock_guard lock(mu_);
   return post_requests_;
@@ -267,6 +278,10 @@ int FakeX::rejected_429() const {
 }
 
 Res FakeX::handle(const FakeHttpServer::Request& r) {
+  if (r.method == "POST" && r.path == "/2/tweets" && hold_posts_) {
+    post_held_ = true;
+    return Res::held();  // asked again in 20 ms: its nonce is checked once it is answered
+  }
   if (r.method == "POST" && r.path == "/2/tweets") {
     if (auto refused = refuse_user_auth(r)) {
       return *refused;

@@ -4,7 +4,8 @@
 // headers (x-rate-limit-limit / -remaining / -reset in Unix seconds) and 429 past the window's
 // budget; a usage-cap switch answering the documented usage-capped problem; POST /2/tweets,
 // which refuses a text posted before with X's 403 "duplicate content" problem, and on demand
-// answers 429 with the 24-hour posting limits' headers (x-user- / x-app-limit-24hour-*).
+// answers 429 with the 24-hour posting limits' headers (x-user- / x-app-limit-24hour-*), or
+// holds it unanswered.
 //
 // Authentication as X checks it: the mentions timeline takes the app-only bearer token;
 // POST /2/tweets takes user context only. There the bearer token gets X's 403 "Unsupported
@@ -69,6 +70,10 @@ class FakeX {
   // anything else), `scope` "user" or "app"; the other scope's headers show room left, and the
   // 15-minute window's headers are the usual ones (the window has room: only the day is used up).
   void daily_cap_next_posts(int n, std::string scope, std::string reset);
+  // While on, every POST /2/tweets waits unanswered (nothing checked or counted yet), and
+  // post_held() says one is waiting; turned off, it is answered as usual.
+  void hold_posts(bool on);
+  bool post_held() const;
   std::vector<Posted> posted() const;
   int post_requests() const;  // POST /2/tweets received, refused ones too
   // The Authorization header of every POST /2/tweets, and why each refused one was refused.
@@ -104,6 +109,7 @@ class FakeX {
   int mention_requests_ = 0, rejected_ = 0, window_used_ = 0;
   int lose_answers_ = 0, post_requests_ = 0;
   int daily_capped_ = 0;
+  bool hold_posts_ = false, post_held_ = false;
   std::string daily_scope_, daily_reset_;
   std::vector<std::string> post_authorizations_, auth_refusals_;
   std::set<std::string> nonces_;
