@@ -207,7 +207,11 @@ MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::stri
 std::string mastodon_visibility(const std::vector<std::string>& flags, std::string_view kind) {
   for (const std::string& f : flags) {
     if (f.size() > 11 && f.rfind("visibility:", 0) == 0) {
-      return f.substr(11);
+      // "private" is followers-only: the customer's followers saw the mention, but a reply of
+      // ours so marked goes to *our* followers (and the accounts it mentions). Only "direct"
+      // keeps it to the customer, who is mentioned in it.
+      std::string v = f.substr(11);
+      return v == "private" ? "direct" : v;
     }
   }
   return kind == "direct_message" ? "direct" : "public";

@@ -79,16 +79,17 @@ std::string mastodon_media_type(std::string_view type);
 MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body,
                                           std::string_view local_domain = {});
 
-// The visibility of the mention an interaction came from (kept in its flags as
-// "visibility:<v>"), which a reply must repeat; without that flag, "direct" for a direct message
-// (never answered in public), else "public".
+// The visibility of a reply to the mention an interaction came from (kept in its flags as
+// "visibility:<v>"): the mention's own, except that a followers-only ("private") mention is
+// answered "direct" (a private reply would reach the support account's followers); without that
+// flag, "direct" for a direct message (never answered in public), else "public".
 std::string mastodon_visibility(const std::vector<std::string>& flags, std::string_view kind);
 
 struct MastodonReply {
   std::string acct;             // the customer's acct, "user" or "user@domain" (no leading @)
   std::string text;             // the agent's answer
   std::string in_reply_to_id;   // the customer's status id (the interaction's external_id)
-  std::string visibility;       // same as the mention's
+  std::string visibility;       // mastodon_visibility(): the mention's, "private" made "direct"
   std::string idempotency_key;  // the outbound interaction id: a retried POST never posts twice
 };
 

@@ -126,6 +126,27 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "mastodon: a followers-only mention is answered with visibility direct, not to the support "
+    "account's followers") {
+  FakeMastodon fake;
+  fake.start();
+  std::string mention =
+      fake.add_mention("ann@remote.example", "my card was charged twice", "private");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, std::chrono::milliseconds(200)));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto q = d.queued();
+  REQUIRE(d.send("mastodon", "social", reply_to(q[0], "01JOUTPRIV1", "We refunded it.")).status ==
+          SendResult::Status::sent);
+  auto posted = fake.posted();
+  REQUIRE(posted.size() == 1);
+  CHECK(posted[0].status == "@ann@remote.example We refunded it.");
+  CHECK(posted[0].in_reply_to_id == mention);
+  CHECK(posted[0].visibility == "direct");
+}
+
+TEST_CASE(
     "mastodon: local accounts get the instance's own domain (LOCAL_DOMAIN), not base_url's host") {
   // base_url is the web host (127.0.0.1 here, social.example.com in life); the accounts live on
   // the domain GET /api/v2/instance names, or /api/v1/instance on an older server.
