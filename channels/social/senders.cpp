@@ -303,8 +303,12 @@ class XSender final : public Sender {
                if (auto held = still_paused()) {
                  co_return std::move(*held);
                }
+               // An edited mention is stored under its original id (x.cpp): answered as the
+               // version read, the one X shows.
+               std::string post_id = flag_value(*p, "x_post_id:");
                net::HttpRequest req =
-                   to_request(cfg_.base_url, x_reply(cfg_, m.text, p->external_id));
+                   to_request(cfg_.base_url,
+                              x_reply(cfg_, m.text, post_id.empty() ? p->external_id : post_id));
                auto res = co_await rt_.http.request(std::move(req));
                if (res.status >= 200 && res.status < 300) {
                  co_return SendResult::sent(parse_x_tweet_id(res.body));

@@ -349,3 +349,40 @@ TEST_CASE(
     }
   }
 }
+
+TEST_CASE(
+    "x: an edited mention is a duplicate of its original, and the reply goes to the version X "
+    "shows") {
+  FakeX fake("42");
+  fake.start();
+  std::string original = fake.add_mention("7", "pat", "@support my order is lost");
+  SocialDaemon d;
+  config::X account{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)};
+  account.user_context = FakeX::user_context();
+  d.cfg.channels.x.push_back(account);
+  d.start();
+  REQUIRE(eventually([&] { return d.cursor("x:x", "mentions") == original; }));
+  // Edited after it was read: a new id, newer than the cursor, with the original in its history.
+  std::string edit = fake.edit_mention(original, "@support my order #123 is lost");
+  REQUIRE(eventually([&] { return d.cursor("x:x", "mentions") == edit; }));
+  CHECK(fake.mention_queries().at(0).at("tweet.fields").find("edit_history_tweet_ids") !=
+        std::string::npos);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+
+  // Edited before it was read: stored once, under the original id, answered as the edit.
+  std::string second = fake.add_mention("8", "ann", "@support hi");
+  std::string second_edit = fake.edit_mention(second, "@support hi, where is my refund?");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  auto q = d.queued();
+  CHECK(str(q[0].at("external_id")) == original);
+  CHECK(str(q[1].at("external_id")) == second);
+  CHECK(str(q[1].at("text")) == "@support hi, where is my refund?");
+  auto r = d.send("x", "x", reply_to(q[1], "01JXEDIT1", "Refunded today."));
+  REQUIRE(r.status == SendResult::Status::sent);
+  auto posted = fake.posted();
+  REQUIRE(posted.size() == 1);
+  CHECK(posted[0].in_reply_to_tweet_id == second_edit);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 2);
+}

@@ -209,6 +209,22 @@ std::string FakeX::add_mention(const std::string& author_id, const std::string& 
   return std::to_string(t.id);
 }
 
+std::string FakeX::edit_mention(const std::string& id, const std::string& text) {
+  std::lock_guard lock(mu_);
+  auto it = std::find_if(tweets_.begin(), tweets_.end(),
+                         [&](const Tweet& t) { return std::to_string(t.id) == id; });
+  if (it == tweets_.end()) {
+    return {};
+  }
+  Tweet edit = *it;
+  tweets_.erase(it);
+  edit.edit_history.push_back(id);
+  edit.id = ++next_id_;
+  edit.text = text;
+  tweets_.push_back(edit);
+  return std::to_string(edit.id);
+}
+
 void FakeX::rate_limit_next_page() {
   std::lock_guard lock(mu_);
   limit_next_ = true;
@@ -411,6 +427,14 @@ Res FakeX::mentions(const FakeHttpServer::Request& r) {
   // The pagination token is opaque to clients; here it encodes "older than this id".
   long long before =
       r.param("pagination_token").empty() ? 0 : std::stoll(r.param("pagination_token").substr(1));
+  auto edit_history = [](const Tweet& t) {
+    json::array ids;
+    for (const std::string& id : t.edit_history) {
+      ids.push_back(json::value(id));
+    }
+    ids.push_back(json::value(std::to_string(t.id)));
+    return ids;
+  };
   std::vector<const Tweet*> range;
   for (auto it = tweets_.rbegin(); it != tweets_.rend(); ++it) {  // newest first
     if (it->id <= since || (before != 0 && it->id >= before) || it->created_at_ms < start) {
@@ -434,7 +458,7 @@ Res FakeX::mentions(const FakeHttpServer::Request& r) {
                                 {"author_id", t->author_id},
                                 {"conversation_id", t->conversation_id},
                                 {"created_at", created_at(t->created_at_ms)},
-                                {"edit_history_tweet_ids", json::array{std::to_string(t->id)}}});
+                                {"edit_history_tweet_ids", edit_history(*t)}});
     users.push_back(
         json::object{{"id", t->author_id}, {"name", t->username}, {"username", t->username}});
   }

@@ -47,6 +47,10 @@ class FakeX {
   std::string add_mention(const std::string& author_id, const std::string& username,
                           const std::string& text, const std::string& conversation_id = "",
                           std::chrono::milliseconds age = {});
+  // The author edits the mention `id` (its latest version): X gives the edit a new id, and the
+  // timeline then returns only that version, with edit_history_tweet_ids naming the original
+  // first. Returns the new id.
+  std::string edit_mention(const std::string& id, const std::string& text);
   void set_usage_capped(bool on);
   // New credentials, the old ones revoked: from now on only `token` reads the mentions and only
   // `keys` sign a POST /2/tweets.
@@ -88,6 +92,7 @@ class FakeX {
     long long id;
     std::string author_id, username, text, conversation_id;
     std::int64_t created_at_ms = 0;
+    std::vector<std::string> edit_history;  // the earlier versions' ids, original first
   };
   std::string user_id_, token_;
   config::XUserContext keys_ = user_context();
