@@ -47,6 +47,23 @@ struct MastodonPage {
   bool link_prev = false;
 };
 
+// The stored cursor (scope "mentions" of account "mastodon:<name>"): "<min_id>:<instance>".
+// Notification ids are the instance's own: a min_id sent to another instance (base_url changed)
+// names nothing there, and skips or replays whatever its ids happen to be. The instance is
+// mastodon_instance_key(base_url). A row written before the instance was stored is the bare
+// min_id (instance empty): it is taken for the configured instance's, as it was.
+struct MastodonCursor {
+  std::string min_id;
+  std::string instance;
+};
+MastodonCursor parse_mastodon_cursor(std::string_view value);
+std::string format_mastodon_cursor(const MastodonCursor& c);
+
+// base_url's host, with its port when not the scheme's default and its path ("mastodon.example",
+// "127.0.0.1:8443/masto"): what tells one instance from another, whatever the spelling of the
+// URL (case, a trailing slash). base_url itself when it does not parse.
+std::string mastodon_instance_key(std::string_view base_url);
+
 // "/api/v1/notifications?types[]=mention&limit=40&min_id=<cursor or 0>" (append to base_url's
 // path). An empty cursor reads from the beginning (min_id=0), oldest first.
 std::string mastodon_notifications_target(std::string_view min_id, int limit = kMastodonPageLimit);

@@ -49,11 +49,23 @@ class MastodonPoller final : public Poller {
   const std::string& account() const override { return cfg_.name; }
 
   asio::awaitable<PollResult> poll_once() override {
+    auto log = logger("social");
     if (!loaded_) {
-      cursor_ = rt_.pipeline.cursor(key_, "mentions").value_or("");
+      instance_ = mastodon_instance_key(cfg_.base_url);
+      MastodonCursor stored =
+          parse_mastodon_cursor(rt_.pipeline.cursor(key_, "mentions").value_or(""));
+      if (!stored.instance.empty() && stored.instance != instance_) {
+        // base_url names another instance than the cursor was read from: its min_id means
+        // nothing here. A first start (backfill); what this account already holds is a duplicate.
+        log->info(
+            "[mastodon:{}] the stored cursor {} belongs to the instance {}, not {}: reading as a "
+            "first start",
+            cfg_.name, stored.min_id, stored.instance, instance_);
+        stored.min_id.clear();
+      }
+      cursor_ = std::move(stored.min_id);
       loaded_ = true;
     }
-    auto log = logger("social");
     if (local_domain_.empty()) {
       co_await resolve_local_domain();
     }
@@ -86,7 +98,8 @@ class MastodonPoller final : public Poller {
       }
       if (!page.newest_id.empty()) {
         std::size_t n = page.items.size();
-        std::optional<CursorUpdate> cu = CursorUpdate{key_, "mentions", page.newest_id};
+        std::optional<CursorUpdate> cu =
+            CursorUpdate{key_, "mentions", format_mastodon_cursor({page.newest_id, instance_})};
         std::string err = co_await store_batch(rt_, "mastodon", cfg_.name, page.items, cu);
         if (!err.empty()) {
           co_return PollResult::failed("storing mentions: " + err);
@@ -165,7 +178,7 @@ class MastodonPoller final : public Poller {
     std::size_t n = items.size();
     std::optional<CursorUpdate> cu;
     if (!newest.empty()) {
-      cu = CursorUpdate{key_, "mentions", newest};
+      cu = CursorUpdate{key_, "mentions", format_mastodon_cursor({newest, instance_})};
     }
     std::string err = co_await store_batch(rt_, "mastodon", cfg_.name, items, cu);
     if (!err.empty()) {
@@ -293,7 +306,8 @@ class MastodonPoller final : public Poller {
   const config::Mastodon& cfg_;
   std::string key_;
   bool loaded_ = false;
-  std::string cursor_;
+  std::string cursor_;         // the min_id of the stored cursor
+  std::string instance_;       // mastodon_instance_key(base_url), stored with the cursor
   std::string local_domain_;   // resolve_local_domain()
   std::int64_t since_ms_ = 0;  // a first start's look-back start (Unix ms), set once
   bool no_progress_logged_ = false;

@@ -597,3 +597,52 @@ TEST_CASE(
   }
   CHECK(!social.lines_with("[mastodon:social]").empty());  // it did log: the check means something
 }
+
+TEST_CASE(
+    "mastodon: the cursor names its instance: another base_url starts as a first start, a cursor "
+    "stored without an instance is the configured one's") {
+  using namespace std::chrono_literals;
+  FakeMastodon before, after;
+  before.set_next_id(900000);  // the old instance's ids are far above the new one's
+  before.start();
+  after.start();
+  before.add_mention("ann@remote.example", "on the old instance");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(before, 10min));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  REQUIRE(eventually([&] {
+    return d.cursor("mastodon:social", "mentions") ==
+           "900000:127.0.0.1:" + std::to_string(before.port());
+  }));
+  d.stop();
+
+  // The account moved to another instance: its min_id 900000 there would skip everything.
+  std::string moved =
+      after.add_mention("bob@remote.example", "on the new instance", "public", "", false, 1h);
+  d.cfg.channels.mastodon.at(0).base_url = after.base_url() + "/";
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; },
+                     std::chrono::seconds(10)));
+  CHECK(str(d.queued().back().at("external_id")) == moved);
+  CHECK(after.notification_queries().at(0).count("min_id") == 0);  // the first start's read
+  REQUIRE(eventually([&] {
+    return d.cursor("mastodon:social", "mentions") ==
+           "1001:127.0.0.1:" + std::to_string(after.port());
+  }));
+  d.stop();
+
+  // A cursor stored before the instance was (the bare min_id) is the configured instance's.
+  {
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec("UPDATE cursors SET value='1001' WHERE account='mastodon:social'");
+  }
+  std::string fresh = after.add_mention("carl@remote.example", "after the upgrade");
+  auto asked = after.notification_queries().size();
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; },
+                     std::chrono::seconds(10)));
+  CHECK(str(d.queued().back().at("external_id")) == fresh);
+  CHECK(after.notification_queries().at(asked).at("min_id") == "1001");
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+}
