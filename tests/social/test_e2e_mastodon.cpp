@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "core/ids.hpp"
 #include "core/time.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_http.hpp"
@@ -645,4 +646,56 @@ TEST_CASE(
   CHECK(str(d.queued().back().at("external_id")) == fresh);
   CHECK(after.notification_queries().at(asked).at("min_id") == "1001");
   CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+}
+
+TEST_CASE(
+    "mastodon: an attempt of unknown outcome is repeated only within the hour Mastodon keeps the "
+    "Idempotency-Key, and settled as unknown past it") {
+  using namespace std::chrono_literals;
+  FakeMastodon fake;
+  fake.start();
+  fake.add_mention("ann@remote.example", "hello?");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, 200ms));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto parent = d.queued().at(0);
+  auto reply = [&](std::chrono::milliseconds age, bool maybe_sent) {
+    OutboundMessage m = reply_to(parent, new_ulid(now_ms() - age.count()), "Hi Ann.");
+    m.maybe_sent = maybe_sent;
+    return m;
+  };
+
+  // Ten minutes after the reply was written, a lost answer's repeat is deduped by the key.
+  auto recent = d.send("mastodon", "social", reply(10min, true));
+  CHECK(recent.status == SendResult::Status::sent);
+  CHECK(fake.posted().size() == 1);
+  // Two hours after (429 waits, a long stop): the key may be gone and the repeat would post a
+  // second status. Not sent; the operator is told to look.
+  auto late = d.send("mastodon", "social", reply(2h, true));
+  CHECK(late.status == SendResult::Status::failed);
+  CHECK(late.unknown);
+  CHECK(late.error.find("older than the hour Mastodon keeps its Idempotency-Key") !=
+        std::string::npos);
+  CHECK(late.error.find("check the conversation on Mastodon") != std::string::npos);
+  CHECK(fake.posted().size() == 1);
+  CHECK(fake.post_attempt_keys().size() == 1);
+  CHECK(d.metrics().find(
+            R"(switchboard_sends_unknown_total{channel="mastodon",account="social"} 1)") !=
+        std::string::npos);
+  // A first attempt of an old reply (nothing went out before) is posted as ever.
+  CHECK(d.send("mastodon", "social", reply(2h, false)).status == SendResult::Status::sent);
+  CHECK(fake.posted().size() == 2);
+
+  // An attempt the daemon stopped in the middle of: retried, remembered as maybe sent, within the
+  // hour; settled past it.
+  Sender* s = d.app->senders().find("mastodon", "social");
+  REQUIRE(s != nullptr);
+  CHECK(s->marks_attempts());
+  SendResult cut = s->interrupted(reply(10min, false), "the daemon stopped");
+  CHECK(cut.status == SendResult::Status::retry);
+  CHECK(cut.unknown);
+  SendResult cut_late = s->interrupted(reply(2h, false), "the daemon stopped");
+  CHECK(cut_late.status == SendResult::Status::failed);
+  CHECK(cut_late.unknown);
 }
