@@ -660,8 +660,19 @@ TEST_CASE(
   d.start();
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
   auto parent = d.queued().at(0);
+  // A ULID of that age: new_ulid(ms) keeps ids rising within the process (an earlier time gets
+  // the last one's), so the time part is written here.
+  auto ulid_aged = [](std::chrono::milliseconds age) {
+    static const char* digits = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    std::string id = new_ulid();
+    auto t = static_cast<std::uint64_t>(now_ms() - age.count());
+    for (int i = 9; i >= 0; --i, t >>= 5) {
+      id[static_cast<std::size_t>(i)] = digits[t & 31];
+    }
+    return id;
+  };
   auto reply = [&](std::chrono::milliseconds age, bool maybe_sent) {
-    OutboundMessage m = reply_to(parent, new_ulid(now_ms() - age.count()), "Hi Ann.");
+    OutboundMessage m = reply_to(parent, ulid_aged(age), "Hi Ann.");
     m.maybe_sent = maybe_sent;
     return m;
   };
