@@ -244,7 +244,8 @@ XMentionsPager::XMentionsPager(std::string since_id, std::size_t max_items, std:
 }
 
 std::string XMentionsPager::next_target(const config::X& cfg) const {
-  return x_mentions_target(cfg, since_id_, next_token_, start_time_);
+  return x_mentions_target(cfg, request_since_.empty() ? since_id_ : request_since_, next_token_,
+                           start_time_);
 }
 
 bool XMentionsPager::add(XMentionsPage page) {
@@ -261,6 +262,14 @@ bool XMentionsPager::add(XMentionsPage page) {
       return in.occurred_at_ms == 0 || in.occurred_at_ms >= since_ms_;
     });
     past_look_back = first_inside != page.items.begin();
+    for (auto it = page.items.begin(); it != first_inside; ++it) {
+      skipped_.push_back(it->external_id);
+      for (const std::string& f : it->flags) {
+        if (f.rfind("x_post_id:", 0) == 0) {
+          skipped_.push_back(f.substr(10));
+        }
+      }
+    }
     page.items.erase(page.items.begin(), first_inside);
   }
   count_ += page.items.size();

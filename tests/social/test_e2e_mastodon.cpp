@@ -710,3 +710,44 @@ TEST_CASE(
   CHECK(cut_late.status == SendResult::Status::failed);
   CHECK(cut_late.unknown);
 }
+
+TEST_CASE(
+    "mastodon: a mention numbered below one already read, visible a poll later, is stored, the "
+    "cursor never moves back, and the overlap read again is neither stored nor counted twice") {
+  using namespace std::chrono_literals;
+  FakeMastodon fake;
+  // Snowflake ids as Mastodon's (Unix ms << 16): the poll reads 30 s of them again.
+  const std::int64_t base = now_ms() << 16;
+  fake.set_next_id(base);
+  fake.start();
+  fake.add_mention("ann@remote.example", "one");
+  std::string newer = std::to_string(base + 1);
+  fake.add_mention("bob@remote.example", "two");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, 200ms));
+  d.start();
+  const std::string cursor = newer + ":127.0.0.1:" + std::to_string(fake.port());
+  REQUIRE(eventually([&] { return d.cursor("mastodon:social", "mentions") == cursor; }));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  // Numbered 2 s before the newest one read, committed only now.
+  fake.set_next_id(base - (2000LL << 16));
+  std::string late = fake.add_mention("carl@remote.example", "three");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; },
+                     std::chrono::seconds(5)));
+  CHECK(str(d.queued().back().at("external_id")) == late);
+  int polls = fake.stats().notification_requests;
+  REQUIRE(eventually([&] { return fake.stats().notification_requests >= polls + 4; }));
+  CHECK(d.cursor("mastodon:social", "mentions") == cursor);  // not moved back
+  // Each poll asks from 30 s below the cursor, then on from the newest it got.
+  std::string held = std::to_string(base + 1 - (30'000LL << 16));
+  bool overlap_asked = false;
+  for (const auto& q : fake.notification_queries()) {
+    if (q.count("min_id") == 1) {
+      overlap_asked = overlap_asked || q.at("min_id") == held;
+      CHECK((q.at("min_id") == held || q.at("min_id") == newer));
+    }
+  }
+  CHECK(overlap_asked);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+  CHECK(d.metrics().find("switchboard_duplicates_total{channel=\"mastodon\"") == std::string::npos);
+}

@@ -2,6 +2,7 @@
 // usage cap; replies in user context (OAuth 1.0a), which X requires for POST /2/tweets.
 #include <doctest/doctest.h>
 
+#include "channels/social/common.hpp"
 #include "core/time.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_http.hpp"
@@ -169,7 +170,9 @@ TEST_CASE(
   CHECK(queries[0].count("start_time") == 1);
   CHECK(queries[0].count("since_id") == 0);
   for (std::size_t i = 1; i < queries.size(); ++i) {
-    CHECK(queries[i]["since_id"] == recent.back());
+    // Since the newest, held back by the overlap read again (30 s of X's Snowflake time).
+    CHECK(queries[i]["since_id"] == social::held_back_id(recent.back(), 22, 0));
+    CHECK(std::stoll(queries[i]["since_id"]) == std::stoll(recent.back()) - (30'000LL << 22));
     CHECK(queries[i].count("start_time") == 0);
   }
   std::string fresh = fake.add_mention("9", "bob", "hello?");
@@ -385,4 +388,30 @@ TEST_CASE(
   CHECK(posted[0].in_reply_to_tweet_id == second_edit);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   CHECK(d.rows("SELECT count(*) FROM interactions") == 2);
+}
+
+TEST_CASE(
+    "x: a mention that becomes visible after a newer one was read is stored, the cursor never "
+    "moves back, and the overlap read again is neither stored nor counted twice") {
+  using namespace std::chrono_literals;
+  FakeX fake("42");
+  fake.start();
+  std::string first = fake.add_mention("7", "pat", "@support one");
+  std::string newer = fake.add_mention("8", "ann", "@support two");
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(config::X{"x", fake.base_url(), "x-token", "42", 200ms});
+  d.start();
+  REQUIRE(eventually([&] { return d.cursor("x:x", "mentions") == newer; }));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  // Numbered 2 s of Snowflake time before `newer`, visible only now.
+  fake.set_next_id(std::stoll(newer) - (2000LL << 22));
+  std::string late = fake.add_mention("9", "bob", "@support three");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; },
+                     std::chrono::seconds(5)));
+  CHECK(str(d.queued().back().at("external_id")) == late);
+  int polls = fake.mention_requests();
+  REQUIRE(eventually([&] { return fake.mention_requests() >= polls + 3; }));
+  CHECK(d.cursor("x:x", "mentions") == newer);  // not moved back to `late`
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+  CHECK(d.metrics().find("switchboard_duplicates_total{channel=\"x\"") == std::string::npos);
 }

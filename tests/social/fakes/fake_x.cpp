@@ -201,12 +201,20 @@ std::string FakeX::add_mention(const std::string& author_id, const std::string& 
                                const std::string& text, const std::string& conversation_id,
                                std::chrono::milliseconds age) {
   std::lock_guard lock(mu_);
-  Tweet t{++next_id_, author_id, username, text, conversation_id, now_ms() - age.count()};
+  Tweet t{mint(), author_id, username, text, conversation_id, now_ms() - age.count()};
   if (t.conversation_id.empty()) {
     t.conversation_id = std::to_string(t.id);
   }
-  tweets_.push_back(t);
+  // Kept in id order: a post numbered below one added earlier (set_next_id) lands inside.
+  auto at = std::upper_bound(tweets_.begin(), tweets_.end(), t.id,
+                             [](long long id, const Tweet& other) { return id < other.id; });
+  tweets_.insert(at, t);
   return std::to_string(t.id);
+}
+
+void FakeX::set_next_id(long long id) {
+  std::lock_guard lock(mu_);
+  next_id_ = id - kIdStep;
 }
 
 std::string FakeX::edit_mention(const std::string& id, const std::string& text) {
@@ -219,7 +227,7 @@ std::string FakeX::edit_mention(const std::string& id, const std::string& text) 
   Tweet edit = *it;
   tweets_.erase(it);
   edit.edit_history.push_back(id);
-  edit.id = ++next_id_;
+  edit.id = mint();
   edit.text = text;
   tweets_.push_back(edit);
   return std::to_string(edit.id);
@@ -385,7 +393,7 @@ Res FakeX::handle(const FakeHttpServer::Request& r) {
             403,
             R"({"detail":"You are not allowed to create a Tweet with duplicate content.","type":"about:blank","title":"Forbidden","status":403})"};
       } else {
-        p.id = std::to_string(++next_id_);
+        p.id = std::to_string(mint());
         posted_.push_back(p);
         if (lose_answers_ > 0) {
           --lose_answers_;
