@@ -1,7 +1,9 @@
 // Telephony webhooks (Twilio, Telnyx, generic PBX) and social APIs (Mastodon, X, Meta,
 // Telegram).
+#include <algorithm>
 #include <iterator>
 #include <map>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -100,6 +102,24 @@ void read_x(TableReader& r, ChannelNames& names, X& out) {
   r.duration("poll_interval", out.poll_interval);
   read_backfill(r, out.backfill);
   read_x_user_context(r, out);
+  // An OAuth 1.0a access token is "<numeric id of the user who granted it>-<random>": one of
+  // another account than user_id would post replies as that account while the mentions are
+  // user_id's. Named by the two ids (public), never by the token. A token without that prefix
+  // (another format, a proxy's) says nothing and passes.
+  if (out.user_context && !out.user_id.empty()) {
+    const std::string& token = out.user_context->access_token;
+    std::size_t dash = token.find('-');
+    std::string_view prefix = std::string_view(token).substr(0, dash);
+    if (dash != std::string::npos && dash > 0 &&
+        std::all_of(prefix.begin(), prefix.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+        prefix != out.user_id) {
+      r.ctx().add(r.line(), "channels.x account \"" + out.name +
+                                "\": access_token belongs to the X user " + std::string(prefix) +
+                                ", not to user_id " + out.user_id +
+                                ": replies would be posted as another account than the one "
+                                "whose mentions are read");
+    }
+  }
   r.finish();
 }
 

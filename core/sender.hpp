@@ -98,8 +98,9 @@ class Sender {
   // (sends.attempt_started_at), and the attempt's result clears it: a pending send found with
   // the mark had its request out when the daemon stopped (kill -9, or a stop whose drain ended
   // first), and is settled with interrupted() instead of being handed over blindly. Mastodon
-  // (Idempotency-Key) and email (the Message-ID is the outbound id, and a repeat is the same
-  // message to a mail client) are handed over again. Any thread.
+  // marks too: its Idempotency-Key lasts an hour, so a repeat is safe only inside it. Email (the
+  // Message-ID is the outbound id, and a repeat is the same message to a mail client) is handed
+  // over again. Any thread.
   virtual bool marks_attempts() const { return false; }
   // The result of an attempt of `m` whose request may have gone out and whose answer was never
   // learned, `why` saying how (only when marks_attempts()): an unknown outcome as the sender

@@ -72,6 +72,16 @@ bool id_less(std::string_view a, std::string_view b) {
   return a < b;
 }
 
+std::string held_back_id(std::string_view id, int shift, std::int64_t min_time) {
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(id.data(), id.data() + id.size(), v);
+  if (ec != std::errc{} || p != id.data() + id.size() || v <= 0 || (v >> shift) < min_time ||
+      (v >> shift) <= kCursorOverlapMs) {
+    return std::string(id);
+  }
+  return std::to_string(v - (kCursorOverlapMs << shift));
+}
+
 std::string ascii_lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) {

@@ -47,6 +47,17 @@ bool bool_at(const boost::json::object& o, std::string_view key);
 // numbers or std::stod.
 bool id_less(std::string_view a, std::string_view b);
 
+// How far back a poll reads again below its cursor (see held_back_id).
+inline constexpr std::int64_t kCursorOverlapMs = 30'000;
+
+// A cursor id held back by kCursorOverlapMs of Snowflake time, for a poll to read again what
+// became visible after a newer id had been read: Mastodon numbers a notification before the job
+// that inserts it commits, and X's ids are only roughly in time order. The Snowflake's time is
+// `id >> shift` (X: 22, Mastodon: 16), counted from some epoch; `min_time` is the least time part
+// a real one has, so that a small counter (or a fake's) is left alone. `id` itself when it is not
+// such a decimal Snowflake (Pleroma's and GoToSocial's ids are not).
+std::string held_back_id(std::string_view id, int shift, std::int64_t min_time);
+
 // ASCII lower-casing (identities are compared byte-wise after this).
 std::string ascii_lower(std::string_view s);
 

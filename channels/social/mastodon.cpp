@@ -36,6 +36,32 @@ std::string mastodon_backfill_target(std::string_view max_id, int limit) {
   return t + "&include_filtered=true";  // as above: a customer's first DM is filtered
 }
 
+MastodonCursor parse_mastodon_cursor(std::string_view value) {
+  // Ids are digits on Mastodon, letters and digits on Pleroma, Akkoma and GoToSocial: never a
+  // ':', which the instance key may hold (a port).
+  std::size_t colon = value.find(':');
+  if (colon == std::string_view::npos) {
+    return {std::string(value), ""};
+  }
+  return {std::string(value.substr(0, colon)), std::string(value.substr(colon + 1))};
+}
+
+std::string format_mastodon_cursor(const MastodonCursor& c) {
+  return c.min_id + ":" + c.instance;
+}
+
+std::string mastodon_instance_key(std::string_view base_url) {
+  auto url = parse_base_url(base_url);
+  if (!url) {
+    return std::string(base_url);
+  }
+  std::string key = url->host;
+  if (url->port != (url->scheme == "https" ? 443 : 80)) {
+    key += ":" + std::to_string(url->port);
+  }
+  return key + url->path;
+}
+
 std::string mastodon_thread_key(const config::Mastodon& cfg, std::string_view status_id,
                                 std::string_view customer) {
   return "mastodon:" + cfg.name + ":" + std::string(status_id) + ":" + ascii_lower(customer);
@@ -207,7 +233,11 @@ MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::stri
 std::string mastodon_visibility(const std::vector<std::string>& flags, std::string_view kind) {
   for (const std::string& f : flags) {
     if (f.size() > 11 && f.rfind("visibility:", 0) == 0) {
-      return f.substr(11);
+      // "private" is followers-only: the customer's followers saw the mention, but a reply of
+      // ours so marked goes to *our* followers (and the accounts it mentions). Only "direct"
+      // keeps it to the customer, who is mentioned in it.
+      std::string v = f.substr(11);
+      return v == "private" ? "direct" : v;
     }
   }
   return kind == "direct_message" ? "direct" : "public";

@@ -11,7 +11,9 @@
 // is not the end: a server may cap `limit` below what was asked (Mastodon documents a maximum
 // of 80; compatible servers such as Pleroma, Akkoma and GoToSocial cap lower). No gap, no
 // duplicate, oldest first; a crash replays one page and dedupe absorbs it. Pace with
-// rate_pacing.hpp.
+// rate_pacing.hpp. Ids are not made visible in order (a notification is numbered before its
+// insert commits): the poller starts each poll's first page a little below the cursor
+// (held_back_id, common.hpp) and leaves out what its last poll read.
 //
 // First start with a bounded look-back (config `backfill`, no cursor yet): min_id=0 would read
 // the account's whole history. Instead `mastodon_backfill_target` reads newest first (no min_id,
@@ -47,6 +49,23 @@ struct MastodonPage {
   bool link_prev = false;
 };
 
+// The stored cursor (scope "mentions" of account "mastodon:<name>"): "<min_id>:<instance>".
+// Notification ids are the instance's own: a min_id sent to another instance (base_url changed)
+// names nothing there, and skips or replays whatever its ids happen to be. The instance is
+// mastodon_instance_key(base_url). A row written before the instance was stored is the bare
+// min_id (instance empty): it is taken for the configured instance's, as it was.
+struct MastodonCursor {
+  std::string min_id;
+  std::string instance;
+};
+MastodonCursor parse_mastodon_cursor(std::string_view value);
+std::string format_mastodon_cursor(const MastodonCursor& c);
+
+// base_url's host, with its port when not the scheme's default and its path ("mastodon.example",
+// "127.0.0.1:8443/masto"): what tells one instance from another, whatever the spelling of the
+// URL (case, a trailing slash). base_url itself when it does not parse.
+std::string mastodon_instance_key(std::string_view base_url);
+
 // "/api/v1/notifications?types[]=mention&limit=40&min_id=<cursor or 0>" (append to base_url's
 // path). An empty cursor reads from the beginning (min_id=0), oldest first.
 std::string mastodon_notifications_target(std::string_view min_id, int limit = kMastodonPageLimit);
@@ -79,16 +98,17 @@ std::string mastodon_media_type(std::string_view type);
 MastodonPage parse_mastodon_notifications(const config::Mastodon& cfg, std::string_view body,
                                           std::string_view local_domain = {});
 
-// The visibility of the mention an interaction came from (kept in its flags as
-// "visibility:<v>"), which a reply must repeat; without that flag, "direct" for a direct message
-// (never answered in public), else "public".
+// The visibility of a reply to the mention an interaction came from (kept in its flags as
+// "visibility:<v>"): the mention's own, except that a followers-only ("private") mention is
+// answered "direct" (a private reply would reach the support account's followers); without that
+// flag, "direct" for a direct message (never answered in public), else "public".
 std::string mastodon_visibility(const std::vector<std::string>& flags, std::string_view kind);
 
 struct MastodonReply {
   std::string acct;             // the customer's acct, "user" or "user@domain" (no leading @)
   std::string text;             // the agent's answer
   std::string in_reply_to_id;   // the customer's status id (the interaction's external_id)
-  std::string visibility;       // same as the mention's
+  std::string visibility;       // mastodon_visibility(): the mention's, "private" made "direct"
   std::string idempotency_key;  // the outbound interaction id: a retried POST never posts twice
 };
 

@@ -1,5 +1,7 @@
 // Mastodon mentions poller: see mastodon.hpp for the cursor protocol and rate_pacing.hpp for
 // the pacing rules this follows.
+#include <set>
+
 #include "channels/social/link_header.hpp"
 #include "channels/social/mastodon.hpp"
 #include "channels/social/pollers.hpp"
@@ -37,6 +39,10 @@ bool more_after(const MastodonPage& page, bool older) {
 // they are stored at once.
 constexpr std::size_t kBackfillMax = 20000;
 
+// Mastodon's ids are Snowflakes (Unix ms << 16) since 2.0 (2017): a numeric id whose time part is
+// earlier is a plain counter (another server, an old one, a fake), left without an overlap.
+constexpr std::int64_t kSnowflakeSince = 1483228800000;  // 2017-01-01T00:00:00Z
+
 // Pages one poll reads at most (8,000 notifications); the rest waits for the next poll, at once.
 constexpr int kPagesPerPoll = 100;
 
@@ -49,11 +55,23 @@ class MastodonPoller final : public Poller {
   const std::string& account() const override { return cfg_.name; }
 
   asio::awaitable<PollResult> poll_once() override {
+    auto log = logger("social");
     if (!loaded_) {
-      cursor_ = rt_.pipeline.cursor(key_, "mentions").value_or("");
+      instance_ = mastodon_instance_key(cfg_.base_url);
+      MastodonCursor stored =
+          parse_mastodon_cursor(rt_.pipeline.cursor(key_, "mentions").value_or(""));
+      if (!stored.instance.empty() && stored.instance != instance_) {
+        // base_url names another instance than the cursor was read from: its min_id means
+        // nothing here. A first start (backfill); what this account already holds is a duplicate.
+        log->info(
+            "[mastodon:{}] the stored cursor {} belongs to the instance {}, not {}: reading as a "
+            "first start",
+            cfg_.name, stored.min_id, stored.instance, instance_);
+        stored.min_id.clear();
+      }
+      cursor_ = std::move(stored.min_id);
       loaded_ = true;
     }
-    auto log = logger("social");
     if (local_domain_.empty()) {
       co_await resolve_local_domain();
     }
@@ -66,9 +84,16 @@ class MastodonPoller final : public Poller {
       co_return co_await first_start();
     }
     int stored = 0;
+    // Mastodon numbers a notification before the job that inserts it commits: one may become
+    // visible after a newer one was read. The poll's first page starts kCursorOverlapMs of
+    // Snowflake time (ms << 16) below the cursor; what the poll before read is left out (not
+    // stored and counted as a duplicate at every poll; after a restart the first poll's overlap
+    // is, once). The cursor only moves forward.
+    std::string from = held_back_id(cursor_, 16, kSnowflakeSince);
+    std::set<std::string> read;
     for (int pages = 1;; ++pages) {
-      const std::string sent = cursor_;
-      MastodonPage page = co_await fetch_page(mastodon_notifications_target(cursor_, kPage));
+      const std::string sent = from;
+      MastodonPage page = co_await fetch_page(mastodon_notifications_target(from, kPage));
       if (!page.ok) {
         co_return PollResult::failed(page.error);
       }
@@ -85,13 +110,21 @@ class MastodonPoller final : public Poller {
         break;
       }
       if (!page.newest_id.empty()) {
+        leave_out_read(page.items, read);
         std::size_t n = page.items.size();
-        std::optional<CursorUpdate> cu = CursorUpdate{key_, "mentions", page.newest_id};
+        const bool forward = id_less(cursor_, page.newest_id);
+        std::optional<CursorUpdate> cu;
+        if (forward) {
+          cu = CursorUpdate{key_, "mentions", format_mastodon_cursor({page.newest_id, instance_})};
+        }
         std::string err = co_await store_batch(rt_, "mastodon", cfg_.name, page.items, cu);
         if (!err.empty()) {
           co_return PollResult::failed("storing mentions: " + err);
         }
-        cursor_ = page.newest_id;
+        if (forward) {
+          cursor_ = page.newest_id;
+        }
+        from = page.newest_id;
         stored += static_cast<int>(n);
       }
       if (!more_after(page, false)) {
@@ -103,9 +136,11 @@ class MastodonPoller final : public Poller {
           log->info("[mastodon:{}] stored {} mentions; cursor {}; more to read", cfg_.name, stored,
                     cursor_);
         }
+        read_before_ = std::move(read);
         co_return PollResult::again_in(std::chrono::milliseconds(0));
       }
     }
+    read_before_ = std::move(read);
     if (stored > 0) {
       log->info("[mastodon:{}] stored {} mentions; cursor {}", cfg_.name, stored, cursor_);
     }
@@ -113,6 +148,15 @@ class MastodonPoller final : public Poller {
   }
 
  private:
+  // Takes out of `items` what the poll before read (read_before_); adds every item's id to
+  // `read`, for the next poll.
+  void leave_out_read(std::vector<Inbound>& items, std::set<std::string>& read) const {
+    std::erase_if(items, [&](const Inbound& in) {
+      read.insert(in.external_id);
+      return read_before_.contains(in.external_id);
+    });
+  }
+
   // The first start with a bounded look-back (no cursor yet): see mastodon.hpp. Pages are read
   // newest first until one reaches past the look-back (or the history ends, or kBackfillMax
   // notifications were read); the mentions inside it are stored oldest first with the newest
@@ -124,6 +168,7 @@ class MastodonPoller final : public Poller {
     std::vector<std::vector<Inbound>> pages;  // newest page first
     std::string newest, max_id;
     std::size_t read = 0, skipped = 0;
+    read_before_.clear();  // the next poll's overlap: what this one read, left out or not
     for (;;) {
       MastodonPage page = co_await fetch_page(mastodon_backfill_target(max_id, kPage));
       if (!page.ok) {
@@ -139,6 +184,7 @@ class MastodonPoller final : public Poller {
         if (in.occurred_at_ms == 0 || in.occurred_at_ms >= since) {
           inside.push_back(std::move(in));
         } else {
+          read_before_.insert(in.external_id);
           ++skipped;
         }
       }
@@ -159,13 +205,14 @@ class MastodonPoller final : public Poller {
     std::vector<Inbound> items;
     for (auto it = pages.rbegin(); it != pages.rend(); ++it) {
       for (Inbound& in : *it) {
+        read_before_.insert(in.external_id);  // the next poll's overlap
         items.push_back(std::move(in));
       }
     }
     std::size_t n = items.size();
     std::optional<CursorUpdate> cu;
     if (!newest.empty()) {
-      cu = CursorUpdate{key_, "mentions", newest};
+      cu = CursorUpdate{key_, "mentions", format_mastodon_cursor({newest, instance_})};
     }
     std::string err = co_await store_batch(rt_, "mastodon", cfg_.name, items, cu);
     if (!err.empty()) {
@@ -293,10 +340,12 @@ class MastodonPoller final : public Poller {
   const config::Mastodon& cfg_;
   std::string key_;
   bool loaded_ = false;
-  std::string cursor_;
+  std::string cursor_;         // the min_id of the stored cursor
+  std::string instance_;       // mastodon_instance_key(base_url), stored with the cursor
   std::string local_domain_;   // resolve_local_domain()
   std::int64_t since_ms_ = 0;  // a first start's look-back start (Unix ms), set once
   bool no_progress_logged_ = false;
+  std::set<std::string> read_before_;  // the status ids the last poll read (its overlap's)
   RequestWindow window_;
   int remaining_ = -1;  // unknown until the first response
   Clock::time_point reset_{};

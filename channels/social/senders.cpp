@@ -16,6 +16,7 @@
 #include "channels/social/rate_pacing.hpp"
 #include "channels/social/telegram.hpp"
 #include "channels/social/x.hpp"
+#include "core/ids.hpp"
 #include "core/log.hpp"
 #include "core/provider_wait.hpp"
 #include "core/supervise.hpp"
@@ -205,15 +206,53 @@ SendResult classify(const net::HttpResponse& res, std::string provider_message,
   return SendResult::failed(std::move(provider_message));
 }
 
+// Mastodon keeps an Idempotency-Key for one hour (docs.joinmastodon.org methods/statuses,
+// "Idempotency-Key": "stored for up to 1 hour"): a repeat within it answers the status posted
+// first, a repeat after it posts again. An attempt whose outcome was unknown (a lost answer, or
+// one the daemon stopped in the middle of) may be repeated only while its key is surely kept.
+// The sender does not learn when that attempt was; the reply's creation (the time in its ULID
+// id) bounds it from below: a reply younger than this window had every attempt inside it. An
+// older one is settled as an unknown outcome, not retried (as Telegram's), rather than risk the
+// answer twice. The margin covers our clock against the server's and the request's own time.
+constexpr std::chrono::minutes kMastodonKeyWindow{55};
+
+// Whether an earlier attempt of `m` may lie outside kMastodonKeyWindow. An id that is no ULID
+// (the tests' ids) tells nothing: retried, as before.
+bool past_mastodon_key_window(const OutboundMessage& m) {
+  std::int64_t created = ulid_time_ms(m.id);
+  return created >= 0 && now_ms() - created > milliseconds(kMastodonKeyWindow).count();
+}
+
+std::string mastodon_key_expired(const std::string& why) {
+  return why + ", and the reply is older than the hour Mastodon keeps its Idempotency-Key for";
+}
+
 class MastodonSender final : public Sender {
  public:
   MastodonSender(Runtime& rt, const config::Mastodon& cfg) : rt_(rt), cfg_(cfg) {}
+  // Marked so that an attempt cut by a stop is known (interrupted()): within the key's hour it
+  // is retried with its unknown outcome remembered, past it settled (see kMastodonKeyWindow).
+  bool marks_attempts() const override { return true; }
+  SendResult interrupted(const OutboundMessage& m, const std::string& why) override {
+    SendResult r =
+        past_mastodon_key_window(m)
+            ? unknown_no_repeat(mastodon_key_expired(why), "Mastodon")
+            : SendResult::unknown_outcome("outcome unknown: " + why +
+                                          "; retried: Mastodon answers a repeat within the hour "
+                                          "of its Idempotency-Key with the status posted");
+    return interrupted_attempt(rt_, "mastodon", cfg_.name, m, std::move(r));
+  }
   void send(OutboundMessage m, Done done) override {
     run_send(rt_, "mastodon", cfg_.name, std::move(m), std::move(done),
              [this](const OutboundMessage& m) -> asio::awaitable<SendResult> {
                auto p = parse_parent(m.parent_json);
                if (!p) {
                  co_return SendResult::failed("the answered interaction has no external id");
+               }
+               if (m.maybe_sent && past_mastodon_key_window(m)) {
+                 co_return unknown_no_repeat(
+                     mastodon_key_expired("an earlier attempt went out and its answer was lost"),
+                     "Mastodon");
                }
                MastodonReply reply;
                // from.handle is "@acct" as the instance showed it; the value is user@domain.
@@ -315,8 +354,12 @@ class XSender final : public Sender {
                // The credentials this request goes with: a reload may change cfg_ while it is
                // out.
                const std::string user = credential("user"), app = credential("app");
+               // An edited mention is stored under its original id (x.cpp): answered as the
+               // version read, the one X shows.
+               std::string post_id = flag_value(*p, "x_post_id:");
                net::HttpRequest req =
-                   to_request(cfg_.base_url, x_reply(cfg_, m.text, p->external_id));
+                   to_request(cfg_.base_url,
+                              x_reply(cfg_, m.text, post_id.empty() ? p->external_id : post_id));
                auto res = co_await rt_.http.request(std::move(req));
                if (res.status >= 200 && res.status < 300) {
                  co_return SendResult::sent(parse_x_tweet_id(res.body));

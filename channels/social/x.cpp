@@ -21,7 +21,7 @@ std::string x_mentions_target(const config::X& cfg, std::string_view since_id,
   std::string t = "/2/users/" + cfg.user_id +
                   "/mentions?max_results=100&expansions=author_id"
                   "&tweet.fields=created_at,conversation_id,in_reply_to_user_id,referenced_tweets,"
-                  "note_tweet";
+                  "note_tweet,edit_history_tweet_ids";
   if (!since_id.empty()) {
     t += "&since_id=" + std::string(since_id);
   }
@@ -86,6 +86,18 @@ XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body) {
       in.account = cfg.name;
       in.kind = "mention";
       in.external_id = id;
+      // Each edit is a new post id; the timeline returns the latest version only, with the
+      // chain in edit_history_tweet_ids, oldest (the original) first (docs.x.com "Edit posts").
+      // The original is the dedupe key: an edit of a mention already stored is a duplicate.
+      // Replies go to the version seen (flag x_post_id), which is the one X shows.
+      if (const json::array* edits = arr_at(*t, "edit_history_tweet_ids");
+          edits != nullptr && !edits->empty() && edits->front().is_string()) {
+        std::string original(edits->front().get_string());
+        if (!original.empty() && original != id) {
+          in.external_id = original;
+          in.flags.push_back("x_post_id:" + id);
+        }
+      }
       Identity from{"x", author, "", ""};
       if (const json::object* u = user_of(author)) {
         from.name = str_at(*u, "name");
@@ -115,7 +127,7 @@ XMentionsPage parse_x_mentions(const config::X& cfg, std::string_view body) {
       }
       std::string conversation = str_at(*t, "conversation_id");
       if (conversation.empty()) {
-        conversation = id;  // a tweet that starts a conversation is its own conversation id
+        conversation = in.external_id;  // a post that starts a conversation is its own
       }
       // One conversation per customer in a thread: many customers answer a post of ours, and
       // all their replies share its conversation_id.
@@ -232,7 +244,8 @@ XMentionsPager::XMentionsPager(std::string since_id, std::size_t max_items, std:
 }
 
 std::string XMentionsPager::next_target(const config::X& cfg) const {
-  return x_mentions_target(cfg, since_id_, next_token_, start_time_);
+  return x_mentions_target(cfg, request_since_.empty() ? since_id_ : request_since_, next_token_,
+                           start_time_);
 }
 
 bool XMentionsPager::add(XMentionsPage page) {
@@ -249,6 +262,14 @@ bool XMentionsPager::add(XMentionsPage page) {
       return in.occurred_at_ms == 0 || in.occurred_at_ms >= since_ms_;
     });
     past_look_back = first_inside != page.items.begin();
+    for (auto it = page.items.begin(); it != first_inside; ++it) {
+      skipped_.push_back(it->external_id);
+      for (const std::string& f : it->flags) {
+        if (f.rfind("x_post_id:", 0) == 0) {
+          skipped_.push_back(f.substr(10));
+        }
+      }
+    }
     page.items.erase(page.items.begin(), first_inside);
   }
   count_ += page.items.size();

@@ -80,6 +80,9 @@ class XMentionsPager {
   explicit XMentionsPager(std::string since_id, std::size_t max_items = 800,
                           std::int64_t since_ms = 0);
 
+  // Asks from `id` (below the cursor: held_back_id) instead, to read a short overlap again; the
+  // cursor still moves only past since_id.
+  void read_again_from(std::string id) { request_since_ = std::move(id); }
   // The target of the next request.
   std::string next_target(const config::X& cfg) const;
   // Adds one parsed page; returns true when the backlog is complete.
@@ -87,10 +90,13 @@ class XMentionsPager {
   bool done() const { return done_; }
   // The gathered items oldest first, and the cursor to commit with them (nullopt: unchanged).
   std::vector<Inbound> take_items();
+  // The ids of the posts read but left out as older than the look-back (a first start's).
+  const std::vector<std::string>& skipped() const { return skipped_; }
   std::optional<std::string> cursor() const;
 
  private:
   std::string since_id_;
+  std::string request_since_;  // read_again_from(); empty: since_id_
   std::size_t max_items_;
   std::int64_t since_ms_ = 0;
   std::string start_time_;  // since_ms_ as X's start_time
@@ -98,6 +104,7 @@ class XMentionsPager {
   std::string newest_id_;
   std::vector<std::vector<Inbound>> pages_;  // newest page first
   std::size_t count_ = 0;
+  std::vector<std::string> skipped_;
   bool done_ = false;
 };
 

@@ -1,6 +1,7 @@
 // X mentions poller: see x.hpp for why a backlog is gathered whole before it is stored.
 #include <algorithm>
 #include <charconv>
+#include <set>
 #include <utility>
 
 #include "channels/social/pollers.hpp"
@@ -15,6 +16,16 @@ namespace asio = boost::asio;
 using std::chrono::milliseconds;
 
 namespace {
+
+// The id of the post version read (an edit is stored under its original's id: x.cpp).
+std::string x_post_id(const Inbound& in) {
+  for (const std::string& f : in.flags) {
+    if (f.rfind("x_post_id:", 0) == 0) {
+      return f.substr(10);
+    }
+  }
+  return in.external_id;
+}
 
 class XPoller final : public Poller {
  public:
@@ -39,6 +50,11 @@ class XPoller final : public Poller {
       since_ms_ = std::max<std::int64_t>(1, now_ms() - cfg_.backfill->count());
     }
     XMentionsPager pager(cursor_, 800, first ? since_ms_ : 0);
+    if (!first) {
+      // X's ids are only roughly in time order: a mention may show up after a newer one was
+      // read. The last kCursorOverlapMs below the cursor are read again (x snowflake: ms << 22).
+      pager.read_again_from(held_back_id(cursor_, 22, 0));
+    }
     while (!pager.done()) {
       // Paced before each request from the previous response's budget (also across polls), never
       // between a fetch and the commit of what it fetched.
@@ -96,6 +112,19 @@ class XPoller final : public Poller {
     }
     auto cursor = pager.cursor();
     auto items = pager.take_items();
+    // What the overlap reads again was read by the poll before (this one's ids cover the next
+    // one's overlap): left out, not stored and counted as a duplicate at every poll. After a
+    // restart the first poll's overlap is stored once more, as duplicates.
+    // A first start's look-back holds for the overlap too: the posts it left out count as read,
+    // and below the cursor (X filtered them by start_time, unseen) a post older than it stays out.
+    std::set<std::string> read(pager.skipped().begin(), pager.skipped().end());
+    std::erase_if(items, [&](const Inbound& in) {
+      std::string id = x_post_id(in);
+      read.insert(id);
+      return read_before_.contains(id) || (!first && since_ms_ > 0 && !id_less(cursor_, id) &&
+                                           in.occurred_at_ms != 0 && in.occurred_at_ms < since_ms_);
+    });
+    read_before_ = std::move(read);
     std::size_t n = items.size();
     std::optional<CursorUpdate> cu;
     if (cursor) {
@@ -139,7 +168,8 @@ class XPoller final : public Poller {
   std::string key_;
   bool loaded_ = false;
   std::string cursor_;
-  std::int64_t since_ms_ = 0;  // a first start's look-back start (Unix ms), set once
+  std::int64_t since_ms_ = 0;          // a first start's look-back start (Unix ms), set once
+  std::set<std::string> read_before_;  // the post ids the last poll read
   milliseconds pace_{0};  // the wait the last response's rate-limit headers ask before the next
   std::shared_ptr<std::atomic<bool>> paused_ = std::make_shared<std::atomic<bool>>(false);
 };

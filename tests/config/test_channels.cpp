@@ -437,6 +437,33 @@ access_token_secret_env = "SBTEST_X_UNSET"
        "is not set or empty");
 }
 
+TEST_CASE("x: an access token of another user than user_id is refused, naming both ids") {
+  auto account = [](const std::string& token) {
+    return R"(
+[[channels.x]]
+name = "brand"
+bearer_token = "b"
+user_id = "1500000000000000001"
+consumer_key = "ck"
+consumer_secret = "cs"
+access_token = ")" +
+           token + R"("
+access_token_secret = "as"
+)";
+  };
+  CHECK(problem_of(account("987654321-AbCdEfGhIjKlMnOp")) ==
+        "t.toml:1: channels.x account \"brand\": access_token belongs to the X user 987654321, "
+        "not to user_id 1500000000000000001: replies would be posted as another account than the "
+        "one whose mentions are read");
+  // The token's own secret part is never printed.
+  CHECK(problem_of(account("987654321-AbCdEfGhIjKlMnOp")).find("AbCdEf") == std::string::npos);
+  // user_id's own token, and tokens without a numeric user id in front, load.
+  CHECK(problems_of(account("1500000000000000001-AbCdEfGhIjKlMnOp")).empty());
+  CHECK(problems_of(account("opaque-token")).empty());
+  CHECK(problems_of(account("-123")).empty());
+  CHECK(problems_of(account("1234567")).empty());
+}
+
 TEST_CASE("x: an account without user context loads, with one warning that it cannot reply") {
   LoadResult r = load_string(body(R"(
 [server]

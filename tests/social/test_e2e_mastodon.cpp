@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "core/ids.hpp"
 #include "core/time.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_http.hpp"
@@ -123,6 +124,27 @@ TEST_CASE(
   auto late = d.send("mastodon", "social", reply_to(q[1], "01JOUT0003", "Later."));
   CHECK(late.status == SendResult::Status::retry);
   CHECK(fake.posted().size() == 3);
+}
+
+TEST_CASE(
+    "mastodon: a followers-only mention is answered with visibility direct, not to the support "
+    "account's followers") {
+  FakeMastodon fake;
+  fake.start();
+  std::string mention =
+      fake.add_mention("ann@remote.example", "my card was charged twice", "private");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, std::chrono::milliseconds(200)));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto q = d.queued();
+  REQUIRE(d.send("mastodon", "social", reply_to(q[0], "01JOUTPRIV1", "We refunded it.")).status ==
+          SendResult::Status::sent);
+  auto posted = fake.posted();
+  REQUIRE(posted.size() == 1);
+  CHECK(posted[0].status == "@ann@remote.example We refunded it.");
+  CHECK(posted[0].in_reply_to_id == mention);
+  CHECK(posted[0].visibility == "direct");
 }
 
 TEST_CASE(
@@ -575,4 +597,157 @@ TEST_CASE(
     CHECK(text.find("rotated-token") == std::string::npos);
   }
   CHECK(!social.lines_with("[mastodon:social]").empty());  // it did log: the check means something
+}
+
+TEST_CASE(
+    "mastodon: the cursor names its instance: another base_url starts as a first start, a cursor "
+    "stored without an instance is the configured one's") {
+  using namespace std::chrono_literals;
+  FakeMastodon before, after;
+  before.set_next_id(900000);  // the old instance's ids are far above the new one's
+  before.start();
+  after.start();
+  before.add_mention("ann@remote.example", "on the old instance");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(before, 10min));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  REQUIRE(eventually([&] {
+    return d.cursor("mastodon:social", "mentions") ==
+           "900000:127.0.0.1:" + std::to_string(before.port());
+  }));
+  d.stop();
+
+  // The account moved to another instance: its min_id 900000 there would skip everything.
+  std::string moved =
+      after.add_mention("bob@remote.example", "on the new instance", "public", "", false, 1h);
+  d.cfg.channels.mastodon.at(0).base_url = after.base_url() + "/";
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; },
+                     std::chrono::seconds(10)));
+  CHECK(str(d.queued().back().at("external_id")) == moved);
+  CHECK(after.notification_queries().at(0).count("min_id") == 0);  // the first start's read
+  REQUIRE(eventually([&] {
+    return d.cursor("mastodon:social", "mentions") ==
+           "1001:127.0.0.1:" + std::to_string(after.port());
+  }));
+  d.stop();
+
+  // A cursor stored before the instance was (the bare min_id) is the configured instance's.
+  {
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec("UPDATE cursors SET value='1001' WHERE account='mastodon:social'");
+  }
+  std::string fresh = after.add_mention("carl@remote.example", "after the upgrade");
+  auto asked = after.notification_queries().size();
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; },
+                     std::chrono::seconds(10)));
+  CHECK(str(d.queued().back().at("external_id")) == fresh);
+  CHECK(after.notification_queries().at(asked).at("min_id") == "1001");
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+}
+
+TEST_CASE(
+    "mastodon: an attempt of unknown outcome is repeated only within the hour Mastodon keeps the "
+    "Idempotency-Key, and settled as unknown past it") {
+  using namespace std::chrono_literals;
+  FakeMastodon fake;
+  fake.start();
+  fake.add_mention("ann@remote.example", "hello?");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, 200ms));
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto parent = d.queued().at(0);
+  // A ULID of that age: new_ulid(ms) keeps ids rising within the process (an earlier time gets
+  // the last one's), so the time part is written here.
+  auto ulid_aged = [](std::chrono::milliseconds age) {
+    static const char* digits = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    std::string id = new_ulid();
+    auto t = static_cast<std::uint64_t>(now_ms() - age.count());
+    for (int i = 9; i >= 0; --i, t >>= 5) {
+      id[static_cast<std::size_t>(i)] = digits[t & 31];
+    }
+    return id;
+  };
+  auto reply = [&](std::chrono::milliseconds age, bool maybe_sent) {
+    OutboundMessage m = reply_to(parent, ulid_aged(age), "Hi Ann.");
+    m.maybe_sent = maybe_sent;
+    return m;
+  };
+
+  // Ten minutes after the reply was written, a lost answer's repeat is deduped by the key.
+  auto recent = d.send("mastodon", "social", reply(10min, true));
+  CHECK(recent.status == SendResult::Status::sent);
+  CHECK(fake.posted().size() == 1);
+  // Two hours after (429 waits, a long stop): the key may be gone and the repeat would post a
+  // second status. Not sent; the operator is told to look.
+  auto late = d.send("mastodon", "social", reply(2h, true));
+  CHECK(late.status == SendResult::Status::failed);
+  CHECK(late.unknown);
+  CHECK(late.error.find("older than the hour Mastodon keeps its Idempotency-Key") !=
+        std::string::npos);
+  CHECK(late.error.find("check the conversation on Mastodon") != std::string::npos);
+  CHECK(fake.posted().size() == 1);
+  CHECK(fake.post_attempt_keys().size() == 1);
+  CHECK(d.metrics().find(
+            R"(switchboard_sends_unknown_total{channel="mastodon",account="social"} 1)") !=
+        std::string::npos);
+  // A first attempt of an old reply (nothing went out before) is posted as ever.
+  CHECK(d.send("mastodon", "social", reply(2h, false)).status == SendResult::Status::sent);
+  CHECK(fake.posted().size() == 2);
+
+  // An attempt the daemon stopped in the middle of: retried, remembered as maybe sent, within the
+  // hour; settled past it.
+  Sender* s = d.app->senders().find("mastodon", "social");
+  REQUIRE(s != nullptr);
+  CHECK(s->marks_attempts());
+  SendResult cut = s->interrupted(reply(10min, false), "the daemon stopped");
+  CHECK(cut.status == SendResult::Status::retry);
+  CHECK(cut.unknown);
+  SendResult cut_late = s->interrupted(reply(2h, false), "the daemon stopped");
+  CHECK(cut_late.status == SendResult::Status::failed);
+  CHECK(cut_late.unknown);
+}
+
+TEST_CASE(
+    "mastodon: a mention numbered below one already read, visible a poll later, is stored, the "
+    "cursor never moves back, and the overlap read again is neither stored nor counted twice") {
+  using namespace std::chrono_literals;
+  FakeMastodon fake;
+  // Snowflake ids as Mastodon's (Unix ms << 16): the poll reads 30 s of them again.
+  const std::int64_t base = now_ms() << 16;
+  fake.set_next_id(base);
+  fake.start();
+  fake.add_mention("ann@remote.example", "one");
+  std::string newer = std::to_string(base + 1);
+  fake.add_mention("bob@remote.example", "two");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, 200ms));
+  d.start();
+  const std::string cursor = newer + ":127.0.0.1:" + std::to_string(fake.port());
+  REQUIRE(eventually([&] { return d.cursor("mastodon:social", "mentions") == cursor; }));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  // Numbered 2 s before the newest one read, committed only now.
+  fake.set_next_id(base - (2000LL << 16));
+  std::string late = fake.add_mention("carl@remote.example", "three");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; },
+                     std::chrono::seconds(5)));
+  CHECK(str(d.queued().back().at("external_id")) == late);
+  int polls = fake.stats().notification_requests;
+  REQUIRE(eventually([&] { return fake.stats().notification_requests >= polls + 4; }));
+  CHECK(d.cursor("mastodon:social", "mentions") == cursor);  // not moved back
+  // Each poll asks from 30 s below the cursor, then on from the newest it got.
+  std::string held = std::to_string(base + 1 - (30'000LL << 16));
+  bool overlap_asked = false;
+  for (const auto& q : fake.notification_queries()) {
+    if (q.count("min_id") == 1) {
+      overlap_asked = overlap_asked || q.at("min_id") == held;
+      CHECK((q.at("min_id") == held || q.at("min_id") == newer));
+    }
+  }
+  CHECK(overlap_asked);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+  CHECK(d.metrics().find("switchboard_duplicates_total{channel=\"mastodon\"") == std::string::npos);
 }

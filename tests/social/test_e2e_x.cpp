@@ -2,6 +2,7 @@
 // usage cap; replies in user context (OAuth 1.0a), which X requires for POST /2/tweets.
 #include <doctest/doctest.h>
 
+#include "channels/social/common.hpp"
 #include "core/time.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_http.hpp"
@@ -169,7 +170,9 @@ TEST_CASE(
   CHECK(queries[0].count("start_time") == 1);
   CHECK(queries[0].count("since_id") == 0);
   for (std::size_t i = 1; i < queries.size(); ++i) {
-    CHECK(queries[i]["since_id"] == recent.back());
+    // Since the newest, held back by the overlap read again (30 s of X's Snowflake time).
+    CHECK(queries[i]["since_id"] == social::held_back_id(recent.back(), 22, 0));
+    CHECK(std::stoll(queries[i]["since_id"]) == std::stoll(recent.back()) - (30'000LL << 22));
     CHECK(queries[i].count("start_time") == 0);
   }
   std::string fresh = fake.add_mention("9", "bob", "hello?");
@@ -348,4 +351,67 @@ TEST_CASE(
       CHECK(text.find(secret) == std::string::npos);
     }
   }
+}
+
+TEST_CASE(
+    "x: an edited mention is a duplicate of its original, and the reply goes to the version X "
+    "shows") {
+  FakeX fake("42");
+  fake.start();
+  std::string original = fake.add_mention("7", "pat", "@support my order is lost");
+  SocialDaemon d;
+  config::X account{"x", fake.base_url(), "x-token", "42", std::chrono::milliseconds(200)};
+  account.user_context = FakeX::user_context();
+  d.cfg.channels.x.push_back(account);
+  d.start();
+  REQUIRE(eventually([&] { return d.cursor("x:x", "mentions") == original; }));
+  // Edited after it was read: a new id, newer than the cursor, with the original in its history.
+  std::string edit = fake.edit_mention(original, "@support my order #123 is lost");
+  REQUIRE(eventually([&] { return d.cursor("x:x", "mentions") == edit; }));
+  CHECK(fake.mention_queries().at(0).at("tweet.fields").find("edit_history_tweet_ids") !=
+        std::string::npos);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 1);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+
+  // Edited before it was read: stored once, under the original id, answered as the edit.
+  std::string second = fake.add_mention("8", "ann", "@support hi");
+  std::string second_edit = fake.edit_mention(second, "@support hi, where is my refund?");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  auto q = d.queued();
+  CHECK(str(q[0].at("external_id")) == original);
+  CHECK(str(q[1].at("external_id")) == second);
+  CHECK(str(q[1].at("text")) == "@support hi, where is my refund?");
+  auto r = d.send("x", "x", reply_to(q[1], "01JXEDIT1", "Refunded today."));
+  REQUIRE(r.status == SendResult::Status::sent);
+  auto posted = fake.posted();
+  REQUIRE(posted.size() == 1);
+  CHECK(posted[0].in_reply_to_tweet_id == second_edit);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 2);
+}
+
+TEST_CASE(
+    "x: a mention that becomes visible after a newer one was read is stored, the cursor never "
+    "moves back, and the overlap read again is neither stored nor counted twice") {
+  using namespace std::chrono_literals;
+  FakeX fake("42");
+  fake.start();
+  std::string first = fake.add_mention("7", "pat", "@support one");
+  std::string newer = fake.add_mention("8", "ann", "@support two");
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(config::X{"x", fake.base_url(), "x-token", "42", 200ms});
+  d.start();
+  REQUIRE(eventually([&] { return d.cursor("x:x", "mentions") == newer; }));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  // Numbered 2 s of Snowflake time before `newer`, visible only now.
+  fake.set_next_id(std::stoll(newer) - (2000LL << 22));
+  std::string late = fake.add_mention("9", "bob", "@support three");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; },
+                     std::chrono::seconds(5)));
+  CHECK(str(d.queued().back().at("external_id")) == late);
+  int polls = fake.mention_requests();
+  REQUIRE(eventually([&] { return fake.mention_requests() >= polls + 3; }));
+  CHECK(d.cursor("x:x", "mentions") == newer);  // not moved back to `late`
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+  CHECK(d.metrics().find("switchboard_duplicates_total{channel=\"x\"") == std::string::npos);
 }

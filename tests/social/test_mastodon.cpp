@@ -92,6 +92,8 @@ TEST_CASE("Mastodon notifications: mentions only, oldest first, cursor = newest 
   // An interaction stored without the flag: a direct message is still never answered in public.
   CHECK(mastodon_visibility({}, "direct_message") == "direct");
   CHECK(mastodon_visibility({"visibility:"}, "mention") == "public");
+  // Followers-only: a reply so marked would go to the support account's followers.
+  CHECK(mastodon_visibility({"visibility:private"}, "mention") == "direct");
 }
 
 TEST_CASE("Mastodon media: the link is kept, the type becomes a MIME family") {

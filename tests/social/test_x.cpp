@@ -86,7 +86,8 @@ TEST_CASE("X pager: follows next_token, hands the backlog over oldest first with
   XMentionsPager pager("1374000000000000000");
   CHECK(pager.next_target(cfg) ==
         "/2/users/2244994945/mentions?max_results=100&expansions=author_id&tweet.fields="
-        "created_at,conversation_id,in_reply_to_user_id,referenced_tweets,note_tweet"
+        "created_at,conversation_id,in_reply_to_user_id,referenced_tweets,note_tweet,"
+        "edit_history_tweet_ids"
         "&since_id=1374000000000000000");
   CHECK_FALSE(pager.add(parse_x_mentions(cfg, kPage1)));
   CHECK(pager.next_target(cfg).find(

@@ -312,8 +312,17 @@ std::string FakeMastodon::add_mention(const std::string& acct, const std::string
   m.visibility = visibility;
   m.in_reply_to_id = in_reply_to_id;
   m.filtered = filtered;
-  impl_->mentions.push_back(m);
+  // Kept in id order: a mention numbered below one added earlier (set_next_id) lands inside.
+  auto at = std::upper_bound(
+      impl_->mentions.begin(), impl_->mentions.end(), m.notification_id,
+      [](std::int64_t id, const Mention& other) { return id < other.notification_id; });
+  impl_->mentions.insert(at, m);
   return std::to_string(m.status_id);
+}
+
+void FakeMastodon::set_next_id(std::int64_t id) {
+  std::lock_guard lock(impl_->mu);
+  impl_->next_id = id - 1;
 }
 
 void FakeMastodon::set_instance(const std::string& local_domain, bool v2, bool v1) {

@@ -60,6 +60,10 @@ class FakeMastodon {
                           const std::string& visibility = "public",
                           const std::string& in_reply_to_id = "", bool filtered = false,
                           std::chrono::milliseconds age = {});
+  // The notification id the next add_mention gets (then counting up; 1001 at first). One below
+  // an id already given is a notification that becomes visible late: Mastodon takes the id
+  // (a Snowflake: ms << 16) before the job that inserts it commits.
+  void set_next_id(std::int64_t id);
   // The server's LOCAL_DOMAIN, which GET /api/v2/instance names as `domain` and /api/v1/instance
   // as `uri` (default "127.0.0.1", the host of base_url). `v2` false: an older server without
   // /api/v2/instance (404); `v1` false: without /api/v1/instance either.

@@ -201,12 +201,36 @@ std::string FakeX::add_mention(const std::string& author_id, const std::string& 
                                const std::string& text, const std::string& conversation_id,
                                std::chrono::milliseconds age) {
   std::lock_guard lock(mu_);
-  Tweet t{++next_id_, author_id, username, text, conversation_id, now_ms() - age.count()};
+  Tweet t{mint(), author_id, username, text, conversation_id, now_ms() - age.count()};
   if (t.conversation_id.empty()) {
     t.conversation_id = std::to_string(t.id);
   }
-  tweets_.push_back(t);
+  // Kept in id order: a post numbered below one added earlier (set_next_id) lands inside.
+  auto at = std::upper_bound(tweets_.begin(), tweets_.end(), t.id,
+                             [](long long id, const Tweet& other) { return id < other.id; });
+  tweets_.insert(at, t);
   return std::to_string(t.id);
+}
+
+void FakeX::set_next_id(long long id) {
+  std::lock_guard lock(mu_);
+  next_id_ = id - kIdStep;
+}
+
+std::string FakeX::edit_mention(const std::string& id, const std::string& text) {
+  std::lock_guard lock(mu_);
+  auto it = std::find_if(tweets_.begin(), tweets_.end(),
+                         [&](const Tweet& t) { return std::to_string(t.id) == id; });
+  if (it == tweets_.end()) {
+    return {};
+  }
+  Tweet edit = *it;
+  tweets_.erase(it);
+  edit.edit_history.push_back(id);
+  edit.id = mint();
+  edit.text = text;
+  tweets_.push_back(edit);
+  return std::to_string(edit.id);
 }
 
 void FakeX::rate_limit_next_page() {
@@ -384,7 +408,7 @@ Res FakeX::handle(const FakeHttpServer::Request& r) {
             403,
             R"({"detail":"You are not allowed to create a Tweet with duplicate content.","type":"about:blank","title":"Forbidden","status":403})"};
       } else {
-        p.id = std::to_string(++next_id_);
+        p.id = std::to_string(mint());
         posted_.push_back(p);
         if (lose_answers_ > 0) {
           --lose_answers_;
@@ -426,6 +450,14 @@ Res FakeX::mentions(const FakeHttpServer::Request& r) {
   // The pagination token is opaque to clients; here it encodes "older than this id".
   long long before =
       r.param("pagination_token").empty() ? 0 : std::stoll(r.param("pagination_token").substr(1));
+  auto edit_history = [](const Tweet& t) {
+    json::array ids;
+    for (const std::string& id : t.edit_history) {
+      ids.push_back(json::value(id));
+    }
+    ids.push_back(json::value(std::to_string(t.id)));
+    return ids;
+  };
   std::vector<const Tweet*> range;
   for (auto it = tweets_.rbegin(); it != tweets_.rend(); ++it) {  // newest first
     if (it->id <= since || (before != 0 && it->id >= before) || it->created_at_ms < start) {
@@ -449,7 +481,7 @@ Res FakeX::mentions(const FakeHttpServer::Request& r) {
                                 {"author_id", t->author_id},
                                 {"conversation_id", t->conversation_id},
                                 {"created_at", created_at(t->created_at_ms)},
-                                {"edit_history_tweet_ids", json::array{std::to_string(t->id)}}});
+                                {"edit_history_tweet_ids", edit_history(*t)}});
     users.push_back(
         json::object{{"id", t->author_id}, {"name", t->username}, {"username", t->username}});
   }

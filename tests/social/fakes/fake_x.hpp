@@ -48,6 +48,14 @@ class FakeX {
   std::string add_mention(const std::string& author_id, const std::string& username,
                           const std::string& text, const std::string& conversation_id = "",
                           std::chrono::milliseconds age = {});
+  // The author edits the mention `id` (its latest version): X gives the edit a new id, and the
+  // timeline then returns only that version, with edit_history_tweet_ids naming the original
+  // first. Returns the new id.
+  std::string edit_mention(const std::string& id, const std::string& text);
+  // The id the next post gets (then counting up a second of Snowflake time apart). One below an
+  // id already given is a mention that becomes visible late: X's ids are only roughly in time
+  // order.
+  void set_next_id(long long id);
   void set_usage_capped(bool on);
   // New credentials, the old ones revoked: from now on only `token` reads the mentions and only
   // `keys` sign a POST /2/tweets.
@@ -93,12 +101,17 @@ class FakeX {
     long long id;
     std::string author_id, username, text, conversation_id;
     std::int64_t created_at_ms = 0;
+    std::vector<std::string> edit_history;  // the earlier versions' ids, original first
   };
   std::string user_id_, token_;
   config::XUserContext keys_ = user_context();
   int window_limit_;
   mutable std::mutex mu_;
   std::vector<Tweet> tweets_;  // ascending ids
+  // Ids a second of Snowflake time apart (1000 ms << 22), as posts some time apart are: a poll
+  // that reads back a few seconds below its cursor (held_back_id) meets a few of them again.
+  static constexpr long long kIdStep = 1000LL << 22;
+  long long mint() { return next_id_ += kIdStep; }  // under mu_
   long long next_id_ = 1460323737035677698LL;
   std::vector<Posted> posted_;
   std::vector<std::map<std::string, std::string>> queries_;
