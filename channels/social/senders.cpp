@@ -287,6 +287,10 @@ class XSender final : public Sender {
   // As a lost answer: retried, maybe_sent, so that X refusing the repeat as duplicate content
   // reads as the interrupted attempt's success (below), and a post that never went out goes now.
   SendResult interrupted(const OutboundMessage& m, const std::string& why) override {
+    if (auto p = parse_parent(m.parent_json); p && p->kind == "direct_message") {
+      // X refuses no repeated DM: as Telegram's, a DM whose attempt was cut is not sent again.
+      return interrupted_attempt(rt_, "x", cfg_.name, m, unknown_no_repeat(why, "X"));
+    }
     return interrupted_attempt(
         rt_, "x", cfg_.name, m,
         SendResult::unknown_outcome("outcome unknown: " + why +
@@ -299,6 +303,9 @@ class XSender final : public Sender {
                auto p = parse_parent(m.parent_json);
                if (!p) {
                  co_return SendResult::failed("the answered interaction has no external id");
+               }
+               if (p->kind == "direct_message") {
+                 co_return co_await send_dm(m, *p);  // by DM, never as a public post
                }
                if (auto held = still_paused()) {
                  co_return std::move(*held);
@@ -346,6 +353,43 @@ class XSender final : public Sender {
   }
 
  private:
+  // A reply to a direct message (x.cpp): by DM to its conversation (the flag the poller set),
+  // else to the sender. Neither the duplicate-content rule nor the daily posting pause of posts
+  // applies: X refuses no repeated DM (so a lost answer is not retried: the customer would read
+  // it twice, as on Telegram), and DMs are counted apart from posts. A 429 waits for its reset:
+  // x-rate-limit-reset, or a used-up 24-hour limit's when X names one.
+  asio::awaitable<SendResult> send_dm(const OutboundMessage& m, const Parent& p) {
+    auto spec = x_dm_reply(cfg_, m.text, flag_value(p, "dm_conversation_id:"), p.from_value);
+    if (!spec) {
+      co_return SendResult::failed("the direct message names no conversation or sender to answer");
+    }
+    net::HttpRequest req = to_request(cfg_.base_url, *spec);
+    auto res = co_await rt_.http.request(std::move(req));
+    if (res.status >= 200 && res.status < 300) {
+      std::string id = parse_x_dm_event_id(res.body);
+      co_return SendResult::sent(id.empty() ? id : std::string(kXDmPrefix) + id);
+    }
+    if (res.status == 0) {
+      co_return network_failure_no_repeat(res, "X");
+    }
+    XError e = classify_x_response(res.status, res.body, lookup_in(res));
+    std::string msg = x_failure(e, cfg_);
+    if (!e.retryable()) {
+      co_return SendResult::failed(msg);
+    }
+    auto now = Clock::now();
+    std::optional<Clock::time_point> reset = e.reset;
+    if (e.daily_cap && e.daily_cap->reset && *e.daily_cap->reset > now &&
+        (!reset || *e.daily_cap->reset > *reset)) {
+      reset = e.daily_cap->reset;
+    }
+    milliseconds after{};
+    if (reset) {
+      after = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(*reset - now));
+    }
+    co_return SendResult::retry(msg, after);
+  }
+
   // The pause's wait and message while it lasts (the wait at least 1 s: the send loop's
   // minimum, without its warning for a reset a moment away).
   std::optional<SendResult> still_paused() {

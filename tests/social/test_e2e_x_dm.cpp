@@ -1,6 +1,6 @@
 // X direct messages end to end: GET /2/dm_events in user context, newest first without since_id,
 // paged down to the DM cursor; DMs stored as direct_message, one conversation per DM
-// conversation.
+// conversation; a reply to a DM goes by DM, never as a public post.
 #include <doctest/doctest.h>
 
 #include <set>
@@ -132,6 +132,75 @@ TEST_CASE("x dm: a restart goes on from the DM cursor, without reading back the 
     CHECK(queries[i].count("pagination_token") == 0);
   }
   CHECK(d.cursor("x:x", "direct_messages") == added.back());
+}
+
+TEST_CASE(
+    "x dm: a reply to a DM goes by DM to its conversation and never to POST /2/tweets, a reply "
+    "to a mention still posts") {
+  FakeX fake("42");
+  fake.start();
+  std::string dm = fake.add_dm("7", "pat", "where is my order? (private)");
+  std::string mention = fake.add_mention("8", "ann", "@support hello");
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(fake.replying_account());
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  auto q = d.queued();
+  auto dms = of_kind(q, "direct_message");
+  REQUIRE(dms.size() == 1);
+
+  auto r = d.send("x", "x", reply_to(dms[0], "01JXDM1", "It ships today."));
+  INFO(r.error);
+  REQUIRE(r.status == SendResult::Status::sent);
+  auto posted = fake.dm_posted();
+  REQUIRE(posted.size() == 1);
+  CHECK(posted[0].text == "It ships today.");
+  CHECK(posted[0].conversation_id == "7-42");
+  CHECK(posted[0].path == "/2/dm_conversations/7-42/messages");
+  CHECK(r.provider_id == "dm:" + posted[0].event_id);
+  CHECK(fake.post_requests() == 0);
+  CHECK(fake.posted().empty());
+  CHECK(fake.dm_auth_refusals().empty());
+
+  // Our DM is in the account's dm_events now: polls skip it.
+  int requests = fake.dm_requests();
+  REQUIRE(eventually([&] { return fake.dm_requests() >= requests + 2; }));
+  CHECK(d.redis.xlen("sb:q:general:normal") == 2);
+  CHECK(d.cursor("x:x", "direct_messages") == posted[0].event_id);
+
+  auto m = of_kind(q, "mention");
+  REQUIRE(m.size() == 1);
+  auto rm = d.send("x", "x", reply_to(m[0], "01JXMENTION1", "Thanks!"));
+  REQUIRE(rm.status == SendResult::Status::sent);
+  REQUIRE(fake.posted().size() == 1);
+  CHECK(fake.posted()[0].in_reply_to_tweet_id == mention);
+  CHECK(fake.dm_posted().size() == 1);
+}
+
+TEST_CASE(
+    "x dm: a DM reply whose answer was lost, or cut by a stop, is failed as unknown and not sent "
+    "again") {
+  FakeX fake("42");
+  fake.start();
+  fake.add_dm("7", "pat", "hello?");
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(fake.replying_account());
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto parent = d.queued()[0];
+  fake.lose_next_dm_answers(1);
+  auto r = d.send("x", "x", reply_to(parent, "01JXDMLOST", "Hi!"));
+  CHECK(r.status == SendResult::Status::failed);
+  CHECK(r.unknown);
+  CHECK(r.error.find("check the conversation on X") != std::string::npos);
+  CHECK(fake.dm_posted().size() == 1);  // it did go out
+
+  Sender* s = d.app->senders().find("x", "x");
+  REQUIRE(s != nullptr);
+  CHECK(s->marks_attempts());
+  auto cut = s->interrupted(reply_to(parent, "01JXDMCUT", "Hi again!"), "the daemon stopped");
+  CHECK(cut.status == SendResult::Status::failed);
+  CHECK(cut.unknown);
 }
 
 TEST_CASE("x dm: an account without user context reads mentions only, and says so once at start") {
