@@ -148,7 +148,7 @@ class XDmPager {
  public:
   // `cursor`: the committed newest event id ("" on a first start); `since_ms` (Unix ms, 0: none):
   // a first start's look-back.
-  XDmPager(std::string cursor, std::int64_t since_ms = 0);
+  explicit XDmPager(std::string cursor, std::int64_t since_ms = 0);
   std::string next_target() const { return x_dm_events_target(next_token_); }
   // Adds one parsed page; returns true when the backlog is complete.
   bool add(XDmPage page);
