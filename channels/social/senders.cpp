@@ -268,6 +268,44 @@ std::string x_failure(const XError& e, const config::X& cfg) {
   return msg;
 }
 
+// An X reply to a direct message (x.cpp): by DM to its conversation (the flag the poller set),
+// else to the sender. Neither the duplicate-content rule nor the daily posting pause of posts
+// applies: X refuses no repeated DM (so a lost answer is not retried: the customer would read
+// it twice, as on Telegram), and DMs are counted apart from posts. A 429 waits for its reset:
+// x-rate-limit-reset, or a used-up 24-hour limit's when X names one.
+asio::awaitable<SendResult> x_send_dm(Runtime& rt, const config::X& cfg, const OutboundMessage& m,
+                                      const Parent& p) {
+  auto spec = x_dm_reply(cfg, m.text, flag_value(p, "dm_conversation_id:"), p.from_value);
+  if (!spec) {
+    co_return SendResult::failed("the direct message names no conversation or sender to answer");
+  }
+  net::HttpRequest req = to_request(cfg.base_url, *spec);
+  auto res = co_await rt.http.request(std::move(req));
+  if (res.status >= 200 && res.status < 300) {
+    std::string id = parse_x_dm_event_id(res.body);
+    co_return SendResult::sent(id.empty() ? id : std::string(kXDmPrefix) + id);
+  }
+  if (res.status == 0) {
+    co_return network_failure_no_repeat(res, "X");
+  }
+  XError e = classify_x_response(res.status, res.body, lookup_in(res));
+  std::string msg = x_failure(e, cfg);
+  if (!e.retryable()) {
+    co_return SendResult::failed(msg);
+  }
+  auto now = Clock::now();
+  std::optional<Clock::time_point> reset = e.reset;
+  if (e.daily_cap && e.daily_cap->reset && *e.daily_cap->reset > now &&
+      (!reset || *e.daily_cap->reset > *reset)) {
+    reset = e.daily_cap->reset;
+  }
+  milliseconds after{};
+  if (reset) {
+    after = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(*reset - now));
+  }
+  co_return SendResult::retry(msg, after);
+}
+
 // X's 24-hour posting limits (x.cpp) hold every reply of the account until their reset. The
 // first 429 that says so pauses the sender: until the reset its replies are answered at once
 // with the same wait and X's message, without a request (each would be one more refusal), and
@@ -305,7 +343,7 @@ class XSender final : public Sender {
                  co_return SendResult::failed("the answered interaction has no external id");
                }
                if (p->kind == "direct_message") {
-                 co_return co_await send_dm(m, *p);  // by DM, never as a public post
+                 co_return co_await x_send_dm(rt_, cfg_, m, *p);  // by DM, never as a public post
                }
                if (auto held = still_paused()) {
                  co_return std::move(*held);
@@ -353,43 +391,6 @@ class XSender final : public Sender {
   }
 
  private:
-  // A reply to a direct message (x.cpp): by DM to its conversation (the flag the poller set),
-  // else to the sender. Neither the duplicate-content rule nor the daily posting pause of posts
-  // applies: X refuses no repeated DM (so a lost answer is not retried: the customer would read
-  // it twice, as on Telegram), and DMs are counted apart from posts. A 429 waits for its reset:
-  // x-rate-limit-reset, or a used-up 24-hour limit's when X names one.
-  asio::awaitable<SendResult> send_dm(const OutboundMessage& m, const Parent& p) {
-    auto spec = x_dm_reply(cfg_, m.text, flag_value(p, "dm_conversation_id:"), p.from_value);
-    if (!spec) {
-      co_return SendResult::failed("the direct message names no conversation or sender to answer");
-    }
-    net::HttpRequest req = to_request(cfg_.base_url, *spec);
-    auto res = co_await rt_.http.request(std::move(req));
-    if (res.status >= 200 && res.status < 300) {
-      std::string id = parse_x_dm_event_id(res.body);
-      co_return SendResult::sent(id.empty() ? id : std::string(kXDmPrefix) + id);
-    }
-    if (res.status == 0) {
-      co_return network_failure_no_repeat(res, "X");
-    }
-    XError e = classify_x_response(res.status, res.body, lookup_in(res));
-    std::string msg = x_failure(e, cfg_);
-    if (!e.retryable()) {
-      co_return SendResult::failed(msg);
-    }
-    auto now = Clock::now();
-    std::optional<Clock::time_point> reset = e.reset;
-    if (e.daily_cap && e.daily_cap->reset && *e.daily_cap->reset > now &&
-        (!reset || *e.daily_cap->reset > *reset)) {
-      reset = e.daily_cap->reset;
-    }
-    milliseconds after{};
-    if (reset) {
-      after = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(*reset - now));
-    }
-    co_return SendResult::retry(msg, after);
-  }
-
   // The pause's wait and message while it lasts (the wait at least 1 s: the send loop's
   // minimum, without its warning for a reset a moment away).
   std::optional<SendResult> still_paused() {

@@ -69,6 +69,15 @@ class FakeX {
   // anything else), `scope` "user" or "app"; the other scope's headers show room left, and the
   // 15-minute window's headers are the usual ones (the window has room: only the day is used up).
   void daily_cap_next_posts(int n, std::string scope, std::string reset);
+  std::vector<Posted> posted() const;
+  int post_requests() const;  // POST /2/tweets received, refused ones too
+  // The Authorization header of every POST /2/tweets, and why each refused one was refused.
+  std::vector<std::string> post_authorizations() const;
+  std::vector<std::string> auth_refusals() const;
+  int mention_requests() const;
+  // The query parameters of every mentions request (decoded), in arrival order.
+  std::vector<std::map<std::string, std::string>> mention_queries() const;
+  int rejected_429() const;
   // Direct messages (docs.x.com "Direct Messages lookup" and "Manage Direct Messages"), in user
   // context only (checked as for POST /2/tweets; refusals kept apart, in dm_auth_refusals()):
   // GET /2/dm_events newest first, both directions, honouring max_results, pagination_token /
@@ -93,15 +102,6 @@ class FakeX {
   int dm_requests() const;  // GET /2/dm_events received (answered with events or not)
   std::vector<std::map<std::string, std::string>> dm_queries() const;
   std::vector<std::string> dm_auth_refusals() const;
-  std::vector<Posted> posted() const;
-  int post_requests() const;  // POST /2/tweets received, refused ones too
-  // The Authorization header of every POST /2/tweets, and why each refused one was refused.
-  std::vector<std::string> post_authorizations() const;
-  std::vector<std::string> auth_refusals() const;
-  int mention_requests() const;
-  // The query parameters of every mentions request (decoded), in arrival order.
-  std::vector<std::map<std::string, std::string>> mention_queries() const;
-  int rejected_429() const;
 
  private:
   FakeHttpServer::Response handle(const FakeHttpServer::Request& r);
