@@ -27,6 +27,11 @@ SocialChannels::SocialChannels(asio::io_context& io, Pipeline& pipeline, Metrics
   }
   for (const auto& c : channels_.x) {
     pollers_.push_back(make_x_poller(rt_, c));
+    // X gives DMs in user context only; whether an account has it waits for a restart (a
+    // reload changes its keys only), so the DM poller is there from the start or not at all.
+    if (c.user_context) {
+      pollers_.push_back(make_x_dm_poller(rt_, c));
+    }
   }
   for (const auto& c : channels_.telegram) {
     pollers_.push_back(make_telegram_poller(rt_, c, options_.telegram_long_poll_s));
@@ -68,8 +73,18 @@ void SocialChannels::register_senders(SenderRegistry& senders) {
 
 void SocialChannels::start() {
   for (const auto& p : pollers_) {
-    logger("social")->info("[{}:{}] polling", p->channel(), p->account());
+    logger("social")->info("[{}:{}] polling{}{}", p->channel(), p->account(),
+                           *p->what() != '\0' ? " " : "", p->what());
     running_.push_back(spawn_poller(rt_, p, rt_.stopped));
+  }
+  for (const auto& c : channels_.x) {
+    if (!c.user_context) {
+      logger("social")->info(
+          "[x:{}] direct messages are not read: X gives them in user context only (set "
+          "consumer_key_env, consumer_secret_env, access_token_env and access_token_secret_env "
+          "in [[channels.x]]); reading mentions only",
+          c.name);
+    }
   }
 }
 

@@ -98,6 +98,10 @@ std::shared_ptr<Supervised> spawn_poller(Runtime& rt, std::shared_ptr<Poller> p,
       {"social", fmt::format("[{}:{}]", p->channel(), p->account()), "the poller", "social_poller"},
       [&rt, p, stopped]() -> asio::awaitable<void> {
         auto log = logger("social");
+        // "[x:x]", or "[x:x] direct messages:" for an account's second poller.
+        const std::string tag = fmt::format("[{}:{}]{}{}", p->channel(), p->account(),
+                                            *p->what() != '\0' ? " " : "", p->what()) +
+                                (*p->what() != '\0' ? ":" : "");
         Labels labels{{"channel", p->channel()}, {"account", p->account()}};
         std::mt19937 rng(std::random_device{}());
         milliseconds backoff{1000};
@@ -112,8 +116,8 @@ std::shared_ptr<Supervised> spawn_poller(Runtime& rt, std::shared_ptr<Poller> p,
             // Each failure had its line (the back-off spaces them); the end of an episode has
             // one too, or the last word in the log would be that the account is failing.
             if (failed > 0) {
-              log->info("[{}:{}] polling again after {} failed poll{}", p->channel(), p->account(),
-                        failed, failed == 1 ? "" : "s");
+              log->info("{} polling again after {} failed poll{}", tag, failed,
+                        failed == 1 ? "" : "s");
               failed = 0;
             }
           } else {
@@ -122,8 +126,7 @@ std::shared_ptr<Supervised> spawn_poller(Runtime& rt, std::shared_ptr<Poller> p,
             // Jitter (+-25 %) keeps accounts that failed together from retrying in lockstep.
             std::uniform_real_distribution<double> jitter(0.75, 1.25);
             wait = milliseconds(static_cast<long long>(backoff.count() * jitter(rng)));
-            log->warn("[{}:{}] poll failed: {}; retrying in {} ms", p->channel(), p->account(),
-                      r.error, wait.count());
+            log->warn("{} poll failed: {}; retrying in {} ms", tag, r.error, wait.count());
             backoff = std::min(backoff * 2, max_backoff);
           }
           co_await sleep_for(rt.ex, wait);

@@ -59,6 +59,9 @@ class Poller {
   virtual ~Poller() = default;
   virtual const char* channel() const = 0;  // "mastodon", "x", "telegram"
   virtual const std::string& account() const = 0;
+  // What it reads when an account has several pollers (X: "direct messages"), for the log;
+  // "" for the account's main one.
+  virtual const char* what() const { return ""; }
   // Fetches until caught up, storing each batch with its cursor in one transaction.
   virtual boost::asio::awaitable<PollResult> poll_once() = 0;
 };

@@ -308,6 +308,44 @@ std::string x_failure(const XError& e, const config::X& cfg) {
   return msg;
 }
 
+// An X reply to a direct message (x.cpp): by DM to its conversation (the flag the poller set),
+// else to the sender. Neither the duplicate-content rule nor the daily posting pause of posts
+// applies: X refuses no repeated DM (so a lost answer is not retried: the customer would read
+// it twice, as on Telegram), and DMs are counted apart from posts. A 429 waits for its reset:
+// x-rate-limit-reset, or a used-up 24-hour limit's when X names one.
+asio::awaitable<SendResult> x_send_dm(Runtime& rt, const config::X& cfg, const OutboundMessage& m,
+                                      const Parent& p) {
+  auto spec = x_dm_reply(cfg, m.text, flag_value(p, "dm_conversation_id:"), p.from_value);
+  if (!spec) {
+    co_return SendResult::failed("the direct message names no conversation or sender to answer");
+  }
+  net::HttpRequest req = to_request(cfg.base_url, *spec);
+  auto res = co_await rt.http.request(std::move(req));
+  if (res.status >= 200 && res.status < 300) {
+    std::string id = parse_x_dm_event_id(res.body);
+    co_return SendResult::sent(id.empty() ? id : std::string(kXDmPrefix) + id);
+  }
+  if (res.status == 0) {
+    co_return network_failure_no_repeat(res, "X");
+  }
+  XError e = classify_x_response(res.status, res.body, lookup_in(res));
+  std::string msg = x_failure(e, cfg);
+  if (!e.retryable()) {
+    co_return SendResult::failed(msg);
+  }
+  auto now = Clock::now();
+  std::optional<Clock::time_point> reset = e.reset;
+  if (e.daily_cap && e.daily_cap->reset && *e.daily_cap->reset > now &&
+      (!reset || *e.daily_cap->reset > *reset)) {
+    reset = e.daily_cap->reset;
+  }
+  milliseconds after{};
+  if (reset) {
+    after = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(*reset - now));
+  }
+  co_return SendResult::retry(msg, after);
+}
+
 // X's 24-hour posting limits (x.cpp) hold every reply of the account until their reset. The
 // first 429 that says so pauses the sender: until the reset its replies are answered at once
 // with the same wait and X's message, without a request (each would be one more refusal), and
@@ -335,6 +373,10 @@ class XSender final : public Sender {
   // As a lost answer: retried, maybe_sent, so that X refusing the repeat as duplicate content
   // reads as the interrupted attempt's success (below), and a post that never went out goes now.
   SendResult interrupted(const OutboundMessage& m, const std::string& why) override {
+    if (auto p = parse_parent(m.parent_json); p && p->kind == "direct_message") {
+      // X refuses no repeated DM: as Telegram's, a DM whose attempt was cut is not sent again.
+      return interrupted_attempt(rt_, "x", cfg_.name, m, unknown_no_repeat(why, "X"));
+    }
     return interrupted_attempt(
         rt_, "x", cfg_.name, m,
         SendResult::unknown_outcome("outcome unknown: " + why +
@@ -347,6 +389,9 @@ class XSender final : public Sender {
                auto p = parse_parent(m.parent_json);
                if (!p) {
                  co_return SendResult::failed("the answered interaction has no external id");
+               }
+               if (p->kind == "direct_message") {
+                 co_return co_await x_send_dm(rt_, cfg_, m, *p);  // by DM, never as a public post
                }
                if (auto held = still_paused()) {
                  co_return std::move(*held);

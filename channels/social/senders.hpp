@@ -28,7 +28,9 @@ namespace sb::social {
 // Idempotency-Key = the outbound interaction id.
 std::shared_ptr<Sender> make_mastodon_sender(Runtime& rt, const config::Mastodon& cfg);
 std::shared_ptr<Sender> make_mastodon_sender(Runtime& rt, config::Mastodon&& cfg) = delete;
-// POST /2/tweets with reply.in_reply_to_tweet_id.
+// POST /2/tweets with reply.in_reply_to_tweet_id; a reply to a direct message goes by DM
+// (POST /2/dm_conversations/{id}/messages), and one whose answer was lost is failed, marked
+// unknown, as Telegram's.
 std::shared_ptr<Sender> make_x_sender(Runtime& rt, const config::X& cfg);
 std::shared_ptr<Sender> make_x_sender(Runtime& rt, config::X&& cfg) = delete;
 // sendMessage with reply_to_message_id.

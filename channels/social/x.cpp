@@ -1,6 +1,7 @@
 #include "channels/social/x.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include <boost/json/parse.hpp>
@@ -296,6 +297,238 @@ std::optional<std::string> XMentionsPager::cursor() const {
     return std::nullopt;
   }
   return newest_id_;
+}
+
+std::string x_dm_events_target(std::string_view pagination_token) {
+  // sender_id expands to includes.users (id, name, username: the defaults); attachments'
+  // media_keys to includes.media, whose url (photos) or preview_image_url (videos, GIFs) is the
+  // attachment's link.
+  std::string t =
+      "/2/dm_events?max_results=100&event_types=MessageCreate"
+      "&dm_event.fields=id,text,event_type,created_at,sender_id,dm_conversation_id,"
+      "participant_ids,attachments"
+      "&expansions=sender_id,attachments.media_keys&media.fields=type,url,preview_image_url";
+  if (!pagination_token.empty()) {
+    // Opaque to clients; X's are [0-9A-Za-z], but a token is never trusted into a URL as is.
+    t += "&pagination_token=";
+    for (unsigned char c : pagination_token) {
+      if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+        t += static_cast<char>(c);
+      } else {
+        static constexpr char kHex[] = "0123456789ABCDEF";
+        t += '%';
+        t += kHex[c >> 4];
+        t += kHex[c & 0xF];
+      }
+    }
+  }
+  return t;
+}
+
+namespace {
+
+// The X media type (photo | video | animated_gif) as a MIME family; a GIF is a looping video.
+std::string x_media_type(std::string_view type) {
+  if (type == "photo") {
+    return "image/*";
+  }
+  if (type == "video" || type == "animated_gif") {
+    return "video/*";
+  }
+  return "application/octet-stream";
+}
+
+const json::object* find_by(const json::array* list, std::string_view key, std::string_view id) {
+  if (list == nullptr) {
+    return nullptr;
+  }
+  for (const json::value& v : *list) {
+    const json::object* o = v.if_object();
+    if (o != nullptr && str_at(*o, key) == id) {
+      return o;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+XDmPage parse_x_dm_events(const config::X& cfg, std::string_view body) {
+  XDmPage page;
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec || !root.is_object()) {
+    page.error = "the dm_events response is not a JSON object";
+    return page;
+  }
+  const json::object& obj = root.get_object();
+  if (const json::object* meta = obj_at(obj, "meta")) {
+    page.next_token = str_at(*meta, "next_token");
+  }
+  const json::array* users = nullptr;
+  const json::array* media = nullptr;
+  if (const json::object* includes = obj_at(obj, "includes")) {
+    users = arr_at(*includes, "users");
+    media = arr_at(*includes, "media");
+  }
+  const json::array* data = arr_at(obj, "data");
+  if (data == nullptr) {
+    page.ok = true;  // {"meta":{"result_count":0}}: nothing (yet)
+    return page;
+  }
+  for (const json::value& ev : *data) {
+    const json::object* e = ev.if_object();
+    if (e == nullptr) {
+      continue;
+    }
+    XDmEvent event;
+    event.id = str_at(*e, "id");
+    if (event.id.empty() || event.id.find_first_not_of("0123456789") != std::string::npos) {
+      continue;  // not an id the cursor can be compared with
+    }
+    if (auto at = parse_rfc3339(str_at(*e, "created_at"))) {
+      event.created_at_ms = *at;
+    }
+    const std::string sender = str_at(*e, "sender_id");
+    // Only MessageCreate is asked for; a ParticipantsJoin/Leave all the same moves the cursor
+    // only. So does our own message: it is the account's answer, not a customer's.
+    if (str_at(*e, "event_type") == "MessageCreate" && !sender.empty() && sender != cfg.user_id) {
+      Inbound in;
+      in.channel = "x";
+      in.account = cfg.name;
+      in.kind = "direct_message";
+      in.external_id = std::string(kXDmPrefix) + event.id;
+      Identity from{"x", sender, "", ""};
+      if (const json::object* u = find_by(users, "id", sender)) {
+        from.name = str_at(*u, "name");
+        from.handle = str_at(*u, "username");
+      }
+      in.from = std::move(from);
+      // Unlike post text, DM text is not HTML-escaped by X: taken as it is.
+      in.text = str_at(*e, "text");
+      in.occurred_at_ms = event.created_at_ms;
+      std::string conversation = str_at(*e, "dm_conversation_id");
+      if (!conversation.empty()) {
+        in.flags.push_back("dm_conversation_id:" + conversation);
+      } else {
+        // Not given: X names a one-to-one conversation "<lower user id>-<higher user id>"
+        // (a reply then goes to the sender by user id).
+        conversation =
+            id_less(sender, cfg.user_id) ? sender + "-" + cfg.user_id : cfg.user_id + "-" + sender;
+      }
+      std::string key = "x:" + cfg.name + ":dm:" + conversation;
+      in.thread_lookup.push_back(key);
+      in.thread_record.push_back(key);
+      if (const json::object* att = obj_at(*e, "attachments")) {
+        if (const json::array* keys = arr_at(*att, "media_keys")) {
+          for (const json::value& k : *keys) {
+            if (!k.is_string()) {
+              continue;
+            }
+            const json::object* m = find_by(media, "media_key", k.get_string());
+            std::string url = m == nullptr ? "" : str_at(*m, "url");
+            if (url.empty() && m != nullptr) {
+              url = str_at(*m, "preview_image_url");
+            }
+            Attachment a{url.empty() ? std::string(k.get_string()) : url_file_name(url),
+                         x_media_type(m == nullptr ? "" : str_at(*m, "type")), 0};
+            a.url = std::move(url);
+            in.attachments.push_back(std::move(a));
+          }
+        }
+      }
+      event.in = std::move(in);
+    }
+    page.events.push_back(std::move(event));
+  }
+  page.ok = true;
+  return page;
+}
+
+XDmPager::XDmPager(std::string cursor, std::int64_t since_ms) : cursor_(std::move(cursor)) {
+  if (cursor_.empty()) {
+    since_ms_ = since_ms;  // the look-back is a first start's only
+  }
+}
+
+bool XDmPager::add(XDmPage page) {
+  if (done_) {
+    return true;
+  }
+  bool reached = false;
+  for (XDmEvent& e : page.events) {
+    if (newest_.empty() || id_less(newest_, e.id)) {
+      newest_ = e.id;
+    }
+    // At or below the cursor: stored by an earlier poll, and so is everything older.
+    if (!cursor_.empty() && !id_less(cursor_, e.id)) {
+      reached = true;
+      continue;
+    }
+    // Before the look-back (an event without a date stays in).
+    if (since_ms_ > 0 && e.created_at_ms != 0 && e.created_at_ms < since_ms_) {
+      reached = true;
+      continue;
+    }
+    if (e.in) {
+      items_.emplace_back(std::move(e.id), std::move(*e.in));
+    }
+  }
+  next_token_ = page.next_token;
+  done_ = reached || next_token_.empty();
+  return done_;
+}
+
+std::vector<Inbound> XDmPager::take_items() {
+  std::stable_sort(items_.begin(), items_.end(),
+                   [](const auto& a, const auto& b) { return id_less(a.first, b.first); });
+  std::vector<Inbound> out;
+  out.reserve(items_.size());
+  for (auto& [id, in] : items_) {
+    out.push_back(std::move(in));
+  }
+  items_.clear();
+  return out;
+}
+
+std::optional<std::string> XDmPager::cursor() const {
+  if (newest_.empty() || (!cursor_.empty() && !id_less(cursor_, newest_))) {
+    return std::nullopt;
+  }
+  return newest_;
+}
+
+std::optional<HttpRequestSpec> x_dm_reply(const config::X& cfg, std::string_view text,
+                                          std::string_view dm_conversation_id,
+                                          std::string_view participant_id) {
+  auto only = [](std::string_view s, std::string_view allowed) {
+    return !s.empty() && s.find_first_not_of(allowed) == std::string_view::npos;
+  };
+  HttpRequestSpec r;
+  r.method = "POST";
+  if (only(dm_conversation_id, "0123456789-")) {
+    r.target = "/2/dm_conversations/" + std::string(dm_conversation_id) + "/messages";
+  } else if (only(participant_id, "0123456789")) {
+    r.target = "/2/dm_conversations/with/" + std::string(participant_id) + "/messages";
+  } else {
+    return std::nullopt;
+  }
+  json::object body;
+  body["text"] = text;
+  r.content_type = "application/json";
+  r.body = json::serialize(body);
+  x_authorize_user(cfg, r, cfg.user_context ? oauth1_nonce() : std::string(), now_ms() / 1000);
+  return r;
+}
+
+std::string parse_x_dm_event_id(std::string_view body) {
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec || !root.is_object()) {
+    return {};
+  }
+  const json::object* data = obj_at(root.get_object(), "data");
+  return data == nullptr ? "" : str_at(*data, "dm_event_id");
 }
 
 HttpRequestSpec x_reply(const config::X& cfg, std::string_view text,

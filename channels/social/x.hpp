@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "channels/social/common.hpp"
@@ -107,6 +108,82 @@ class XMentionsPager {
   std::vector<std::string> skipped_;
   bool done_ = false;
 };
+
+// Direct messages (docs.x.com "Direct Messages lookup", GET /2/dm_events; "Manage Direct
+// Messages", POST /2/dm_conversations/...). Both take user context only (OAuth 1.0a here).
+//
+// Polling protocol: GET /2/dm_events lists the account's DM events, sent and received, newest
+// first, from the last 30 days, with no since_id and no start_time: the cursor is the newest
+// event id committed, and XDmPager pages with pagination_token until an event at or below it
+// appears (ids are snowflakes: compared numerically, as digit strings), or, on a first start,
+// one older than the look-back (created_at). The whole backlog is stored in one transaction,
+// oldest first, with the newest id seen (the account's own events too) as the new cursor.
+//
+// A DM is stored as kind direct_message with external_id "dm:<event id>": dedupe is per
+// (channel, account, external_id), and tweet ids and DM event ids are both snowflakes, so the
+// prefix keeps a DM from ever being taken for a duplicate of a mention (or the reverse). One
+// conversation per DM conversation (thread key "x:<account>:dm:<dm_conversation_id>"), whose id
+// rides along as the flag "dm_conversation_id:<id>" for the reply.
+inline constexpr std::string_view kXDmPrefix = "dm:";
+
+// One event of a dm_events page: its id and date (for the pager's stops) and, when it is a
+// message from someone else, the interaction.
+struct XDmEvent {
+  std::string id;
+  std::int64_t created_at_ms = 0;  // 0: not given
+  std::optional<Inbound> in;
+};
+
+struct XDmPage {
+  bool ok = false;
+  std::string error;
+  std::vector<XDmEvent> events;  // as X sent them (newest first)
+  std::string next_token;        // meta.next_token: more (older) events exist
+};
+
+// "/2/dm_events?max_results=100&event_types=MessageCreate&dm_event.fields=...&expansions=
+// sender_id,attachments.media_keys&media.fields=...[&pagination_token=]".
+std::string x_dm_events_target(std::string_view pagination_token);
+
+// Parses a 200 response of GET /2/dm_events. Events other than MessageCreate, and those the
+// account sent itself (sender_id == user_id: our replies, or someone answering in the X app),
+// make no interaction.
+XDmPage parse_x_dm_events(const config::X& cfg, std::string_view body);
+
+// Gathers the pages of one DM poll (see above).
+class XDmPager {
+ public:
+  // `cursor`: the committed newest event id ("" on a first start); `since_ms` (Unix ms, 0: none):
+  // a first start's look-back.
+  explicit XDmPager(std::string cursor, std::int64_t since_ms = 0);
+  std::string next_target() const { return x_dm_events_target(next_token_); }
+  // Adds one parsed page; returns true when the backlog is complete.
+  bool add(XDmPage page);
+  bool done() const { return done_; }
+  // The gathered DMs oldest first, and the cursor to commit with them (nullopt: unchanged).
+  std::vector<Inbound> take_items();
+  std::optional<std::string> cursor() const;
+
+ private:
+  std::string cursor_;
+  std::int64_t since_ms_ = 0;
+  std::string next_token_;
+  std::string newest_;                                  // the newest event id seen
+  std::vector<std::pair<std::string, Inbound>> items_;  // (event id, DM)
+  bool done_ = false;
+};
+
+// A reply by DM: POST /2/dm_conversations/{dm_conversation_id}/messages {"text": ...} when the
+// conversation is known (one-to-one and group alike), else POST
+// /2/dm_conversations/with/{participant_id}/messages (one-to-one), authorised by
+// x_authorize_user. nullopt when neither id is usable in a path (digits, and '-' in a
+// one-to-one conversation id).
+std::optional<HttpRequestSpec> x_dm_reply(const config::X& cfg, std::string_view text,
+                                          std::string_view dm_conversation_id,
+                                          std::string_view participant_id);
+
+// The new event's id from a 201 response ({"data":{"dm_conversation_id":...,"dm_event_id":...}}).
+std::string parse_x_dm_event_id(std::string_view body);
 
 // POST /2/tweets {"text": ..., "reply": {"in_reply_to_tweet_id": ...}}, authorised by
 // x_authorize_user with a fresh nonce and the current time.

@@ -1,9 +1,11 @@
-// X mentions poller: see x.hpp for why a backlog is gathered whole before it is stored.
+// X mentions and direct messages pollers: see x.hpp for why a backlog is gathered whole before
+// it is stored.
 #include <algorithm>
 #include <charconv>
 #include <set>
 #include <utility>
 
+#include "channels/social/oauth1.hpp"
 #include "channels/social/pollers.hpp"
 #include "channels/social/rate_pacing.hpp"
 #include "channels/social/x.hpp"
@@ -25,6 +27,40 @@ std::string x_post_id(const Inbound& in) {
     }
   }
   return in.external_id;
+}
+
+// x-rate-limit-remaining / -reset (Unix seconds) with the same rule as Mastodon's pacing.
+milliseconds x_pace(const net::HttpResponse& res) {
+  auto rem = res.header("x-rate-limit-remaining");
+  auto reset = res.header("x-rate-limit-reset");
+  if (!rem || !reset) {
+    return milliseconds(0);
+  }
+  int remaining = 0;
+  auto at = parse_unix_seconds_reset(*reset);
+  if (std::from_chars(rem->data(), rem->data() + rem->size(), remaining).ec != std::errc{} || !at) {
+    return milliseconds(0);
+  }
+  PacingPolicy policy;
+  policy.reserve = 2;  // X windows are small (e.g. 10 or 180 per 15 min)
+  return next_delay(remaining, *at, Clock::now(), policy);
+}
+
+// The wait after a 429 of a read (mentions, DMs), before asking for the same page again.
+// x-rate-limit-reset is the server's clock: when ours is ahead, the reset looks past
+// already, and "reset - now" would retry at once, every second, for as long as the
+// window lasts. As for Mastodon, a 429 never leads to a quick retry: without a reset
+// ahead of us, wait a minute. A reset further ahead than X's 15-minute windows is
+// bounded (Runtime::max_poll_wait): X asked again then answers with the real one.
+// X's 24-hour limits (e.daily_cap, x.cpp) count posts, not reads: docs.x.com "X API
+// Rate Limits" gives the timelines, mentions among them, and the DM lookups 15-minute
+// windows only, so a 429 here is always the window's.
+milliseconds x_read_429_wait(const Runtime& rt, const config::X& cfg, const XError& e) {
+  auto now = Clock::now();
+  return e.reset && *e.reset > now
+             ? bound_poll_wait(rt, "x", cfg.name, *e.reset - now + std::chrono::seconds(1),
+                               "x-rate-limit-reset")
+             : milliseconds(60'000);
 }
 
 class XPoller final : public Poller {
@@ -69,20 +105,7 @@ class XPoller final : public Poller {
       XError e = classify_x_response(res.status, res.body, lookup_in(res));
       if (e.kind == XError::Kind::rate_limited) {
         // Keep the pages gathered so far and ask for the same page again after the reset.
-        // x-rate-limit-reset is the server's clock: when ours is ahead, the reset looks past
-        // already, and "reset - now" would retry at once, every second, for as long as the
-        // window lasts. As for Mastodon, a 429 never leads to a quick retry: without a reset
-        // ahead of us, wait a minute. A reset further ahead than X's 15-minute windows is
-        // bounded (Runtime::max_poll_wait): X asked again then answers with the real one.
-        // X's 24-hour limits (e.daily_cap, x.cpp) count posts, not reads: docs.x.com "X API
-        // Rate Limits" gives the timelines, mentions among them, 15-minute windows only, so a
-        // 429 here is always the window's.
-        auto now = Clock::now();
-        milliseconds wait =
-            e.reset && *e.reset > now
-                ? bound_poll_wait(rt_, "x", cfg_.name, *e.reset - now + std::chrono::seconds(1),
-                                  "x-rate-limit-reset")
-                : milliseconds(60'000);
+        milliseconds wait = x_read_429_wait(rt_, cfg_, e);
         rt_.metrics.inc("switchboard_social_rate_limited_total",
                         {{"channel", "x"}, {"account", cfg_.name}});
         log->warn("[x:{}] rate limited (429); waiting {} s for x-rate-limit-reset", cfg_.name,
@@ -107,7 +130,7 @@ class XPoller final : public Poller {
         co_return PollResult::failed(page.error);
       }
       pager.add(std::move(page));
-      pace_ = bound_poll_wait(rt_, "x", cfg_.name, pace(res), "x-rate-limit-reset (pacing)",
+      pace_ = bound_poll_wait(rt_, "x", cfg_.name, x_pace(res), "x-rate-limit-reset (pacing)",
                               milliseconds(0));
     }
     auto cursor = pager.cursor();
@@ -145,24 +168,6 @@ class XPoller final : public Poller {
   }
 
  private:
-  // x-rate-limit-remaining / -reset (Unix seconds) with the same rule as Mastodon's pacing.
-  static milliseconds pace(const net::HttpResponse& res) {
-    auto rem = res.header("x-rate-limit-remaining");
-    auto reset = res.header("x-rate-limit-reset");
-    if (!rem || !reset) {
-      return milliseconds(0);
-    }
-    int remaining = 0;
-    auto at = parse_unix_seconds_reset(*reset);
-    if (std::from_chars(rem->data(), rem->data() + rem->size(), remaining).ec != std::errc{} ||
-        !at) {
-      return milliseconds(0);
-    }
-    PacingPolicy policy;
-    policy.reserve = 2;  // X windows are small (e.g. 10 or 180 per 15 min)
-    return next_delay(remaining, *at, Clock::now(), policy);
-  }
-
   Runtime& rt_;
   const config::X& cfg_;
   std::string key_;
@@ -174,10 +179,110 @@ class XPoller final : public Poller {
   std::shared_ptr<std::atomic<bool>> paused_ = std::make_shared<std::atomic<bool>>(false);
 };
 
+// The account's direct messages (x.hpp): GET /2/dm_events in user context, its own cursor
+// (scope "direct_messages" beside the mentions' "mentions"), committed with the DMs it covers.
+// A poller of its own: a DM failure (an app without DM access answers 403) backs off the DMs
+// alone, and the mentions go on.
+class XDmPoller final : public Poller {
+ public:
+  XDmPoller(Runtime& rt, const config::X& cfg) : rt_(rt), cfg_(cfg), key_("x:" + cfg_.name) {}
+
+  const char* channel() const override { return "x"; }
+  const std::string& account() const override { return cfg_.name; }
+  const char* what() const override { return "direct messages"; }
+
+  asio::awaitable<PollResult> poll_once() override {
+    if (!loaded_) {
+      cursor_ = rt_.pipeline.cursor(key_, kScope).value_or("");
+      loaded_ = true;
+    }
+    auto log = logger("social");
+    // As for mentions: a first start reads back `backfill` only, from the first poll on, until
+    // an event sets the cursor. GET /2/dm_events has no start_time: the pager stops at the
+    // first older event. X keeps 30 days: "all" reads those.
+    const bool first = cursor_.empty();
+    if (first && cfg_.backfill && since_ms_ == 0) {
+      since_ms_ = std::max<std::int64_t>(1, now_ms() - cfg_.backfill->count());
+    }
+    XDmPager pager(cursor_, first ? since_ms_ : 0);
+    while (!pager.done()) {
+      co_await sleep_for(rt_.ex, std::exchange(pace_, milliseconds(0)));
+      HttpRequestSpec spec{"GET", pager.next_target(), "", "", {}};
+      // User context only (docs.x.com "Direct Messages lookup"): the bearer token is refused.
+      // Signed afresh for each request (a nonce is good once); the query is signed too.
+      x_authorize_user(cfg_, spec, oauth1_nonce(), now_ms() / 1000);
+      net::HttpRequest req = to_request(cfg_.base_url, spec);
+      net::HttpResponse res = co_await rt_.http.request(std::move(req));
+      if (res.status == 0) {
+        co_return PollResult::failed(res.error);
+      }
+      XError e = classify_x_response(res.status, res.body, lookup_in(res));
+      if (e.kind == XError::Kind::rate_limited) {
+        // Keep the pages gathered so far and ask for the same page again after the reset.
+        milliseconds wait = x_read_429_wait(rt_, cfg_, e);
+        rt_.metrics.inc("switchboard_social_rate_limited_total",
+                        {{"channel", "x"}, {"account", cfg_.name}});
+        log->warn("[x:{}] direct messages: rate limited (429); waiting {} s for x-rate-limit-reset",
+                  cfg_.name, wait.count() / 1000);
+        co_await sleep_for(rt_.ex, wait);
+        continue;
+      }
+      if (e.kind == XError::Kind::usage_capped) {
+        // The project's monthly cap: the mentions poller pauses the account and says so.
+        co_return PollResult::again_in(std::chrono::hours(1));
+      }
+      if (e.kind != XError::Kind::none) {
+        co_return PollResult::failed("HTTP " + std::to_string(res.status) + ": " + e.title +
+                                     (e.detail.empty() ? "" : " (" + e.detail + ")"));
+      }
+      XDmPage page = parse_x_dm_events(cfg_, res.body);
+      if (!page.ok) {
+        co_return PollResult::failed(page.error);
+      }
+      pager.add(std::move(page));
+      pace_ = bound_poll_wait(rt_, "x", cfg_.name, x_pace(res), "x-rate-limit-reset (pacing)",
+                              milliseconds(0));
+    }
+    auto cursor = pager.cursor();
+    auto items = pager.take_items();
+    std::size_t n = items.size();
+    std::optional<CursorUpdate> cu;
+    if (cursor) {
+      cu = CursorUpdate{key_, kScope, *cursor};
+    }
+    std::string err = co_await store_batch(rt_, "x", cfg_.name, items, cu);
+    if (!err.empty()) {
+      co_return PollResult::failed("storing direct messages: " + err);
+    }
+    if (cursor) {
+      cursor_ = *cursor;
+    }
+    if (n > 0 || (first && cursor)) {
+      log->info("[x:{}] stored {} direct messages{}; cursor {}", cfg_.name, n,
+                first && since_ms_ ? " (first start: the look-back only)" : "", cursor_);
+    }
+    co_return PollResult::again_in(std::max(cfg_.poll_interval, std::exchange(pace_, {})));
+  }
+
+ private:
+  static constexpr const char* kScope = "direct_messages";
+  Runtime& rt_;
+  const config::X& cfg_;
+  std::string key_;
+  bool loaded_ = false;
+  std::string cursor_;
+  std::int64_t since_ms_ = 0;  // a first start's look-back start (Unix ms), set once
+  milliseconds pace_{0};
+};
+
 }  // namespace
 
 std::shared_ptr<Poller> make_x_poller(Runtime& rt, const config::X& cfg) {
   return std::make_shared<XPoller>(rt, cfg);
+}
+
+std::shared_ptr<Poller> make_x_dm_poller(Runtime& rt, const config::X& cfg) {
+  return std::make_shared<XDmPoller>(rt, cfg);
 }
 
 }  // namespace sb::social

@@ -301,3 +301,111 @@ TEST_CASE("X mentions: customers replying in one public thread get a conversatio
   CHECK(page.items[0].thread_lookup == page.items[2].thread_lookup);
   CHECK(page.items[2].in_reply_to == "1375000000000000001");
 }
+
+// The shape of docs.x.com's GET /2/dm_events examples (data newest first, includes, meta).
+const std::string kDmPage = R"({
+  "data": [
+    {"id": "1582838499983564806", "event_type": "MessageCreate", "text": "Hi & <thanks>",
+     "sender_id": "944480690", "dm_conversation_id": "944480690-2244994945",
+     "created_at": "2022-10-19T20:58:00.000Z",
+     "attachments": {"media_keys": ["3_1582838499000000000"]}},
+    {"id": "1582838400000000000", "event_type": "MessageCreate", "text": "How can we help?",
+     "sender_id": "2244994945", "dm_conversation_id": "944480690-2244994945",
+     "created_at": "2022-10-19T20:57:00.000Z"},
+    {"id": "1582835469712138240", "event_type": "ParticipantsJoin",
+     "participant_ids": ["944480690"], "sender_id": "17200003",
+     "dm_conversation_id": "1578398451921985538", "created_at": "2022-10-19T20:45:58.000Z"},
+    {"id": "1582835000000000000", "event_type": "MessageCreate", "text": "Hi everyone.",
+     "sender_id": "17200003", "dm_conversation_id": "1578398451921985538",
+     "created_at": "2022-10-19T20:40:00.000Z"}],
+  "includes": {
+    "users": [{"id": "944480690", "name": "Pat Lee", "username": "patlee"}],
+    "media": [{"media_key": "3_1582838499000000000", "type": "photo",
+               "url": "https://pbs.twimg.com/media/Ff0abc.jpg"}]},
+  "meta": {"result_count": 4, "next_token": "18LAA581J5II7LA00C00ZZZZ"}})";
+
+TEST_CASE("X dm_events page: customers' messages only, own and join events kept for the cursor") {
+  auto page = parse_x_dm_events(x_cfg(), kDmPage);
+  REQUIRE(page.ok);
+  CHECK(page.next_token == "18LAA581J5II7LA00C00ZZZZ");
+  REQUIRE(page.events.size() == 4);
+  CHECK_FALSE(page.events[1].in);  // the account's own
+  CHECK_FALSE(page.events[2].in);  // not a message
+  REQUIRE(page.events[0].in);
+  const sb::Inbound& dm = *page.events[0].in;
+  CHECK(dm.kind == "direct_message");
+  CHECK(dm.external_id == "dm:1582838499983564806");
+  CHECK(dm.from->value == "944480690");
+  CHECK(dm.from->handle == "patlee");
+  CHECK(dm.from->name == "Pat Lee");
+  CHECK(dm.text == "Hi & <thanks>");
+  CHECK(dm.occurred_at_ms == 1666213080000);
+  CHECK(dm.thread_lookup == std::vector<std::string>{"x:x:dm:944480690-2244994945"});
+  CHECK(dm.flags == std::vector<std::string>{"dm_conversation_id:944480690-2244994945"});
+  REQUIRE(dm.attachments.size() == 1);
+  CHECK(dm.attachments[0].url == "https://pbs.twimg.com/media/Ff0abc.jpg");
+  CHECK(dm.attachments[0].content_type == "image/*");
+  REQUIRE(page.events[3].in);  // a group conversation: its own thread
+  CHECK(page.events[3].in->thread_record == std::vector<std::string>{"x:x:dm:1578398451921985538"});
+  CHECK_FALSE(parse_x_dm_events(x_cfg(), "[]").ok);
+  auto empty = parse_x_dm_events(x_cfg(), R"({"meta":{"result_count":0}})");
+  CHECK(empty.ok);
+  CHECK(empty.events.empty());
+}
+
+TEST_CASE("X DM pager: pages down to the cursor, oldest first, the newest id as the new cursor") {
+  auto cfg = x_cfg();
+  XDmPager pager("1582835100000000000");
+  CHECK(pager.next_target().find("pagination_token") == std::string::npos);
+  CHECK(pager.next_target().find("event_types=MessageCreate") != std::string::npos);
+  // The cursor falls inside the page: done, without following next_token.
+  CHECK(pager.add(parse_x_dm_events(cfg, kDmPage)));
+  CHECK(pager.cursor() == "1582838499983564806");
+  auto items = pager.take_items();
+  REQUIRE(items.size() == 1);  // the group's message is below the cursor: stored before
+  CHECK(items[0].external_id == "dm:1582838499983564806");
+
+  // Numbers, not strings: "999..." (shorter) is below "1582...".
+  XDmPager deeper("999999999999999999");
+  CHECK_FALSE(deeper.add(parse_x_dm_events(cfg, kDmPage)));
+  CHECK(deeper.next_target().find("&pagination_token=18LAA581J5II7LA00C00ZZZZ") !=
+        std::string::npos);
+  CHECK(deeper.add(parse_x_dm_events(cfg, R"({"meta":{"result_count":0}})")));
+  auto all = deeper.take_items();
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].external_id == "dm:1582835000000000000");  // oldest first
+  CHECK(all[1].external_id == "dm:1582838499983564806");
+
+  // Nothing newer than the cursor: no new cursor.
+  XDmPager idle("1582838499983564806");
+  CHECK(idle.add(parse_x_dm_events(cfg, kDmPage)));
+  CHECK_FALSE(idle.cursor());
+  CHECK(idle.take_items().empty());
+}
+
+TEST_CASE("X DM pager: a first start's look-back stops at the first older event") {
+  // 2022-10-19T20:50:00Z: the group's message (20:40) is before it.
+  XDmPager pager("", 1666212600000);
+  CHECK(pager.add(parse_x_dm_events(x_cfg(), kDmPage)));
+  auto items = pager.take_items();
+  REQUIRE(items.size() == 1);
+  CHECK(items[0].external_id == "dm:1582838499983564806");
+  CHECK(pager.cursor() == "1582838499983564806");
+}
+
+TEST_CASE("X DM reply: to the conversation, else to the sender, never with an unsafe path") {
+  auto cfg = x_cfg();
+  auto to_conv = x_dm_reply(cfg, "Thanks!", "944480690-2244994945", "944480690");
+  REQUIRE(to_conv);
+  CHECK(to_conv->method == "POST");
+  CHECK(to_conv->target == "/2/dm_conversations/944480690-2244994945/messages");
+  CHECK(to_conv->body == R"({"text":"Thanks!"})");
+  auto to_user = x_dm_reply(cfg, "Thanks!", "", "944480690");
+  REQUIRE(to_user);
+  CHECK(to_user->target == "/2/dm_conversations/with/944480690/messages");
+  CHECK_FALSE(x_dm_reply(cfg, "Thanks!", "../../2/tweets", "a/b"));
+  CHECK(
+      parse_x_dm_event_id(
+          R"({"data":{"dm_conversation_id":"123123123-456456456","dm_event_id":"1146654567674912769"}})") ==
+      "1146654567674912769");
+}

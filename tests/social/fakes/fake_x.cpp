@@ -102,14 +102,20 @@ config::XUserContext FakeX::user_context() {
 }
 
 std::optional<Res> FakeX::refuse_user_auth(const FakeHttpServer::Request& r) {
+  return check_user_auth(r, post_authorizations_, auth_refusals_);
+}
+
+std::optional<Res> FakeX::check_user_auth(const FakeHttpServer::Request& r,
+                                          std::vector<std::string>& authorizations,
+                                          std::vector<std::string>& refusals) {
   const std::string auth = r.header("authorization");
-  post_authorizations_.push_back(auth);
-  auto refuse = [this](std::string why) {
-    auth_refusals_.push_back(std::move(why));
+  authorizations.push_back(auth);
+  auto refuse = [&refusals](std::string why) {
+    refusals.push_back(std::move(why));
     return unauthorized();
   };
   if (auth == "Bearer " + token_) {
-    auth_refusals_.emplace_back("app-only bearer token");
+    refusals.emplace_back("app-only bearer token");
     return Res{
         403,
         R"({"title":"Unsupported Authentication","detail":"Authenticating with OAuth 2.0 Application-Only is forbidden for this endpoint.  Supported authentication types are [OAuth 1.0a User Context, OAuth 2.0 User Context].","type":"https://api.twitter.com/2/problems/unsupported-authentication","status":403})"};
@@ -194,7 +200,7 @@ FakeX::FakeX(std::string user_id, std::string token, int window_limit)
       window_limit_(window_limit),
       server_([this](const FakeHttpServer::Request& r, std::chrono::milliseconds) {
         std::lock_guard lock(mu_);
-        return handle(r);
+        return is_dm(r) ? handle_dm(r) : handle(r);
       }) {}
 
 std::string FakeX::add_mention(const std::string& author_id, const std::string& username,
@@ -492,6 +498,235 @@ Res FakeX::mentions(const FakeHttpServer::Request& r) {
   }
   return {200, json::serialize(json::object{
                    {"data", data}, {"includes", json::object{{"users", users}}}, {"meta", meta}})};
+}
+
+namespace {
+// Numeric id strings compared as numbers (shorter is smaller).
+bool id_lt(const std::string& a, const std::string& b) {
+  return a.size() != b.size() ? a.size() < b.size() : a < b;
+}
+std::string one_to_one(const std::string& a, const std::string& b) {
+  return id_lt(a, b) ? a + "-" + b : b + "-" + a;
+}
+std::set<std::string> csv(const std::string& s) {
+  std::set<std::string> out;
+  std::size_t i = 0;
+  while (i <= s.size() && !s.empty()) {
+    std::size_t comma = s.find(',', i);
+    out.insert(s.substr(i, comma == std::string::npos ? std::string::npos : comma - i));
+    if (comma == std::string::npos) {
+      break;
+    }
+    i = comma + 1;
+  }
+  return out;
+}
+}  // namespace
+
+std::string FakeX::add_dm(const std::string& sender_id, const std::string& username,
+                          const std::string& text, const std::string& conversation_id,
+                          std::chrono::milliseconds age) {
+  std::lock_guard lock(mu_);
+  Dm dm{++next_id_,
+        sender_id,
+        username,
+        text,
+        conversation_id.empty() ? one_to_one(sender_id, user_id_) : conversation_id,
+        now_ms() - age.count()};
+  dms_.push_back(dm);
+  return std::to_string(dm.id);
+}
+
+void FakeX::lose_next_dm_answers(int n) {
+  std::lock_guard lock(mu_);
+  lose_dm_answers_ = n;
+}
+
+std::vector<FakeX::DmPosted> FakeX::dm_posted() const {
+  std::lock_guard lock(mu_);
+  return dm_posted_;
+}
+
+int FakeX::dm_post_requests() const {
+  std::lock_guard lock(mu_);
+  return dm_post_requests_;
+}
+
+int FakeX::dm_requests() const {
+  std::lock_guard lock(mu_);
+  return dm_requests_;
+}
+
+std::vector<std::map<std::string, std::string>> FakeX::dm_queries() const {
+  std::lock_guard lock(mu_);
+  return dm_queries_;
+}
+
+std::vector<std::string> FakeX::dm_auth_refusals() const {
+  std::lock_guard lock(mu_);
+  return dm_auth_refusals_;
+}
+
+bool FakeX::is_dm(const FakeHttpServer::Request& r) const {
+  return r.path == "/2/dm_events" || r.path.rfind("/2/dm_conversations/", 0) == 0;
+}
+
+Res FakeX::handle_dm(const FakeHttpServer::Request& r) {
+  if (r.method == "GET") {
+    ++dm_requests_;
+    dm_queries_.push_back(r.query);
+  } else {
+    ++dm_post_requests_;
+  }
+  if (auto refused = check_user_auth(r, dm_authorizations_, dm_auth_refusals_)) {
+    return *refused;
+  }
+  if (capped_) {
+    return {
+        429,
+        R"({"title":"UsageCapExceeded","detail":"Usage cap exceeded: Monthly product cap","type":"https://api.twitter.com/2/problems/usage-capped","period":"Monthly","scope":"Product"})"};
+  }
+  if (r.method == "POST") {
+    return dm_post(r);
+  }
+  if (r.path != "/2/dm_events") {
+    return {
+        404,
+        R"({"title":"Not Found Error","type":"https://api.twitter.com/2/problems/resource-not-found"})"};
+  }
+  // The DM lookups' own 15-minute window (per user: docs.x.com gives 300 on Pro).
+  auto now = std::chrono::system_clock::now();
+  if (dm_window_used_ == 0 || now >= dm_window_start_ + std::chrono::minutes(15)) {
+    dm_window_start_ = now;
+    dm_window_used_ = 0;
+  }
+  Res res;
+  if (dm_window_used_ >= window_limit_) {
+    ++rejected_;
+    res = {
+        429,
+        R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})"};
+  } else {
+    ++dm_window_used_;
+    res = dm_events(r);
+  }
+  res.headers.emplace_back("x-rate-limit-limit", std::to_string(window_limit_));
+  res.headers.emplace_back("x-rate-limit-remaining",
+                           std::to_string(std::max(0, window_limit_ - dm_window_used_)));
+  res.headers.emplace_back(
+      "x-rate-limit-reset",
+      std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                         (dm_window_start_ + std::chrono::minutes(15)).time_since_epoch())
+                         .count()));
+  return res;
+}
+
+Res FakeX::dm_events(const FakeHttpServer::Request& r) {
+  std::size_t max = r.param("max_results").empty() ? 100 : std::stoul(r.param("max_results"));
+  if (max < 1 || max > 100) {
+    return {
+        400,
+        R"({"title":"Invalid Request","detail":"max_results must be between 1 and 100","type":"https://api.twitter.com/2/problems/invalid-request"})"};
+  }
+  std::set<std::string> fields = csv(r.param("dm_event.fields"));
+  fields.insert({"id", "event_type"});
+  const std::set<std::string> types = csv(r.param("event_types"));
+  const std::set<std::string> expansions = csv(r.param("expansions"));
+  // Opaque to clients; here "d<id>": older than this id.
+  long long before =
+      r.param("pagination_token").empty() ? 0 : std::stoll(r.param("pagination_token").substr(1));
+  std::vector<const Dm*> range;
+  for (auto it = dms_.rbegin(); it != dms_.rend(); ++it) {  // newest first
+    if (before != 0 && it->id >= before) {
+      continue;
+    }
+    if (!types.empty() && types.count("MessageCreate") == 0) {
+      continue;  // every event here is a MessageCreate
+    }
+    range.push_back(&*it);
+  }
+  bool more = range.size() > max;
+  if (more) {
+    range.resize(max);
+  }
+  json::object meta{{"result_count", range.size()}};
+  if (range.empty()) {
+    return {200, json::serialize(json::object{{"meta", meta}})};
+  }
+  json::array data;
+  json::array users;
+  std::set<std::string> listed;
+  for (const Dm* d : range) {
+    json::object e;
+    const std::pair<const char*, json::value> all[] = {
+        {"id", json::value(std::to_string(d->id))},
+        {"event_type", json::value("MessageCreate")},
+        {"text", json::value(d->text)},
+        {"sender_id", json::value(d->sender_id)},
+        {"dm_conversation_id", json::value(d->conversation_id)},
+        {"created_at", json::value(created_at(d->created_at_ms))}};
+    for (const auto& [name, value] : all) {
+      if (fields.count(name) > 0) {
+        e[name] = value;
+      }
+    }
+    data.push_back(std::move(e));
+    if (expansions.count("sender_id") > 0 && listed.insert(d->sender_id).second) {
+      users.push_back(
+          json::object{{"id", d->sender_id}, {"name", d->username}, {"username", d->username}});
+    }
+  }
+  if (more) {
+    meta["next_token"] = "d" + std::to_string(range.back()->id);
+  }
+  json::object body{{"data", data}, {"meta", meta}};
+  if (!users.empty()) {
+    body["includes"] = json::object{{"users", users}};
+  }
+  return {200, json::serialize(body)};
+}
+
+Res FakeX::dm_post(const FakeHttpServer::Request& r) {
+  // /2/dm_conversations/with/{participant_id}/messages or /2/dm_conversations/{id}/messages.
+  const std::string prefix = "/2/dm_conversations/", suffix = "/messages";
+  std::string middle;
+  if (r.path.size() > prefix.size() + suffix.size() &&
+      r.path.compare(r.path.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    middle = r.path.substr(prefix.size(), r.path.size() - prefix.size() - suffix.size());
+  }
+  std::string conversation;
+  if (middle.rfind("with/", 0) == 0) {
+    conversation = one_to_one(middle.substr(5), user_id_);
+  } else if (!middle.empty() && std::any_of(dms_.begin(), dms_.end(), [&](const Dm& d) {
+               return d.conversation_id == middle;
+             })) {
+    conversation = middle;
+  }
+  if (conversation.empty()) {
+    return {
+        404,
+        R"({"title":"Not Found Error","type":"https://api.twitter.com/2/problems/resource-not-found"})"};
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(r.body, ec);
+  const json::value* text = ec || !v.is_object() ? nullptr : v.as_object().if_contains("text");
+  if (text == nullptr || !text->is_string() || text->as_string().empty()) {
+    return {
+        400,
+        R"({"title":"Invalid Request","detail":"One or more parameters to your request was invalid.","type":"https://api.twitter.com/2/problems/invalid-request"})"};
+  }
+  Dm dm{++next_id_, user_id_, "support", std::string(text->as_string()), conversation, now_ms()};
+  dms_.push_back(dm);
+  dm_posted_.push_back(DmPosted{std::to_string(dm.id), conversation, dm.text, r.path});
+  if (lose_dm_answers_ > 0) {
+    --lose_dm_answers_;
+    Res res;
+    res.drop = true;
+    return res;
+  }
+  return {201, json::serialize(
+                   json::object{{"data", json::object{{"dm_conversation_id", conversation},
+                                                      {"dm_event_id", std::to_string(dm.id)}}}})};
 }
 
 }  // namespace sb::test

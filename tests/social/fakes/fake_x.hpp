@@ -91,12 +91,55 @@ class FakeX {
   // The query parameters of every mentions request (decoded), in arrival order.
   std::vector<std::map<std::string, std::string>> mention_queries() const;
   int rejected_429() const;
+  // Direct messages (docs.x.com "Direct Messages lookup" and "Manage Direct Messages"), in user
+  // context only (checked as for POST /2/tweets; refusals kept apart, in dm_auth_refusals()):
+  // GET /2/dm_events newest first, both directions, honouring max_results, pagination_token /
+  // meta.next_token, event_types, dm_event.fields (id and event_type always) and
+  // expansions=sender_id (includes.users), with a 15-minute window of its own;
+  // POST /2/dm_conversations/with/{participant_id}/messages and
+  // /2/dm_conversations/{dm_conversation_id}/messages {"text"}, answered 201
+  // {"data":{"dm_conversation_id","dm_event_id"}}, the DM then listed as the account's.
+  struct DmPosted {
+    std::string event_id, conversation_id, text;
+    std::string path;  // the endpoint it was posted to
+  };
+  // Adds a DM from user `sender_id` (@username) in `conversation_id` (default: the one-to-one
+  // conversation with the account, "<lower id>-<higher id>"), sent `age` ago; returns its id.
+  std::string add_dm(const std::string& sender_id, const std::string& username,
+                     const std::string& text, const std::string& conversation_id = "",
+                     std::chrono::milliseconds age = {});
+  // The next `n` DM posts are sent, and their answers lost.
+  void lose_next_dm_answers(int n);
+  std::vector<DmPosted> dm_posted() const;
+  int dm_post_requests() const;
+  int dm_requests() const;  // GET /2/dm_events received (answered with events or not)
+  std::vector<std::map<std::string, std::string>> dm_queries() const;
+  std::vector<std::string> dm_auth_refusals() const;
 
  private:
   FakeHttpServer::Response handle(const FakeHttpServer::Request& r);
   FakeHttpServer::Response mentions(const FakeHttpServer::Request& r);
   // The refusal of a POST /2/tweets whose authorization is not user context; nullopt: accepted.
   std::optional<FakeHttpServer::Response> refuse_user_auth(const FakeHttpServer::Request& r);
+  // The same check, recording into the given lists.
+  std::optional<FakeHttpServer::Response> check_user_auth(const FakeHttpServer::Request& r,
+                                                          std::vector<std::string>& authorizations,
+                                                          std::vector<std::string>& refusals);
+  bool is_dm(const FakeHttpServer::Request& r) const;
+  FakeHttpServer::Response handle_dm(const FakeHttpServer::Request& r);
+  FakeHttpServer::Response dm_events(const FakeHttpServer::Request& r);
+  FakeHttpServer::Response dm_post(const FakeHttpServer::Request& r);
+  struct Dm {
+    long long id;
+    std::string sender_id, username, text, conversation_id;
+    std::int64_t created_at_ms = 0;
+  };
+  std::vector<Dm> dms_;  // ascending ids
+  std::vector<DmPosted> dm_posted_;
+  std::vector<std::map<std::string, std::string>> dm_queries_;
+  std::vector<std::string> dm_authorizations_, dm_auth_refusals_;
+  int dm_requests_ = 0, dm_post_requests_ = 0, dm_window_used_ = 0, lose_dm_answers_ = 0;
+  std::chrono::system_clock::time_point dm_window_start_{};
   struct Tweet {
     long long id;
     std::string author_id, username, text, conversation_id;
