@@ -1,7 +1,8 @@
 // GET /v1/customers/{id} and GET /v1/customers/{id}/interactions (SPEC section 3 "Agents").
 // Authorised by any agent token or any [api] token (the read APIs). The timeline is newest
-// first with cursor pagination: `before` is the id of the last interaction of the previous
-// page, and `next_before` in the answer is the cursor for the next page (null at the end).
+// first by when each interaction happened (storage::customer_timeline), with cursor
+// pagination: `before` is the id of the last interaction of the previous page, and
+// `next_before` in the answer is the cursor for the next page (null at the end).
 // Each interaction carries its `events` (claim, release, transfer, reply, finish, dead_letter,
 // and on replies provider_status: who, when, in the order they happened) and, for replies, the
 // `send` state.

@@ -26,6 +26,29 @@ const char* const kReleaseUsernameSql =
     "AND lower(ltrim(handle, '@'))=?2 AND (type = 'x' OR type = 'telegram' OR type = 'instagram') "
     "AND value<>?3";
 
+// The timeline's order is when each interaction happened: occurred_at (a Date header, a
+// provider's timestamp, the ingest API's field), clamped at received_at, so that a source whose
+// clock runs ahead cannot pin an interaction above everything that arrives after it. Newest
+// first; interactions of one time (a Date header's second, an import that gives a date only)
+// by id. The expression is interactions_by_customer's (storage/schema.cpp), spelt the same, or
+// SQLite would not read the index in this order.
+const char* const kTimelineSql =
+    "SELECT payload FROM interactions WHERE customer_id = ?1 "
+    "ORDER BY min(occurred_at, received_at) DESC, id DESC LIMIT ?2";
+
+// The row value is the condition. SQLite 3.40 starts a range of an expression index at a single
+// expression only, not at a row value holding one: the first term, implied by the row value,
+// starts the scan at the cursor's time rather than at the newest (of the interactions of that
+// very time, those above the cursor are read and passed over).
+const char* const kTimelineAfterSql =
+    "SELECT payload FROM interactions WHERE customer_id = ?1 "
+    "AND min(occurred_at, received_at) <= ?2 AND (min(occurred_at, received_at), id) < (?2, ?3) "
+    "ORDER BY min(occurred_at, received_at) DESC, id DESC LIMIT ?4";
+
+const char* const kTimelineBelowIdSql =
+    "SELECT payload FROM interactions WHERE customer_id = ?1 AND id < ?2 "
+    "ORDER BY min(occurred_at, received_at) DESC, id DESC LIMIT ?3";
+
 namespace {
 
 // A customer that owns one of a record's identities, or a linked one.
@@ -307,10 +330,29 @@ std::vector<UsernameHolder> find_username_holders(Db& db, const std::string& typ
 
 std::vector<std::string> customer_timeline(Db& db, const std::string& customer_id, int limit,
                                            const std::string& before) {
-  auto st = db.prepare(
-      "SELECT payload FROM interactions WHERE customer_id = ?1 AND (?2 = '' OR id < ?2) "
-      "ORDER BY id DESC LIMIT ?3");
-  st.bind(1, customer_id).bind(2, before).bind(3, limit);
+  Stmt st;
+  if (before.empty()) {
+    st = db.prepare(kTimelineSql);
+    st.bind(1, customer_id).bind(2, limit);
+  } else {
+    // The cursor's place in the customer's timeline. An interaction's times are written once,
+    // so the page may be read apart from this lookup (a reader's statements are separate
+    // transactions).
+    auto at = db.prepare(
+        "SELECT min(occurred_at, received_at) FROM interactions WHERE id = ?1 AND "
+        "customer_id = ?2");
+    at.bind(1, before).bind(2, customer_id);
+    if (at.step()) {
+      st = db.prepare(kTimelineAfterSql);
+      st.bind(1, customer_id).bind(2, at.int64(0)).bind(3, before).bind(4, limit);
+    } else {
+      // No interaction of this customer's (an id no interaction has, or another customer's:
+      // a call taken from one customer for another since the page before): the answer it had
+      // when the timeline was ordered by id, the customer's interactions of smaller ids.
+      st = db.prepare(kTimelineBelowIdSql);
+      st.bind(1, customer_id).bind(2, before).bind(3, limit);
+    }
+  }
   std::vector<std::string> out;
   while (st.step()) {
     out.push_back(st.text(0));

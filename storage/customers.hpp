@@ -77,8 +77,21 @@ struct UsernameHolder {
 };
 std::vector<UsernameHolder> find_username_holders(Db& db, const std::string& type,
                                                   const std::string& username);
-// Newest first; payload JSON texts. `before`: an interaction id (exclusive), "" for the newest.
+// The customer's interactions, newest first by when each happened: occurred_at, or received_at
+// when that is earlier (a source's clock running ahead); of one time, by id. Payload JSON
+// texts. `before`: "" for the newest; else the id of the last interaction of the page before,
+// and the page continues after it. An id that is no interaction of this customer's (none, or
+// another customer's) gives, as it did when the order was by id, the customer's interactions of
+// smaller ids, in this order.
 std::vector<std::string> customer_timeline(Db& db, const std::string& customer_id, int limit,
                                            const std::string& before);
+
+// The timeline's statements (storage/customers.cpp), for the tests of their query plans.
+// kTimelineSql: customer ?1, limit ?2. kTimelineAfterSql: customer ?1, after the interaction of
+// time ?2 (min(occurred_at, received_at)) and id ?3, limit ?4. kTimelineBelowIdSql: customer ?1,
+// ids below ?2, limit ?3.
+extern const char* const kTimelineSql;
+extern const char* const kTimelineAfterSql;
+extern const char* const kTimelineBelowIdSql;
 
 }  // namespace sb::storage

@@ -395,6 +395,17 @@ DELETE FROM guessed_customers WHERE EXISTS (
 ALTER TABLE sends ADD COLUMN attempt_started_at INTEGER;
 ALTER TABLE sends ADD COLUMN account_paused INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 22 -> 23: the customer timeline is ordered by when each interaction happened, its
+    // occurred_at clamped at its arrival (storage/customers.cpp), no longer by id: an IMAP first
+    // sync, a retried webhook or an import of old messages arrives after newer ones. The index
+    // keeps each customer's interactions in that order, so that a page is read from it rather
+    // than from a sort of all of them. It still serves the lookups by customer_id alone
+    // (drop_if_orphan in storage/store.cpp).
+    R"sql(
+DROP INDEX interactions_by_customer;
+CREATE INDEX interactions_by_customer
+  ON interactions(customer_id, min(occurred_at, received_at), id);
+)sql",
 };
 
 std::string newer_schema_message(const Db& db, int v) {

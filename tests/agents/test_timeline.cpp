@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/sender.hpp"
+#include "storage/sqlite.hpp"
 #include "tests/agents/fixture.hpp"
 
 using namespace sb;
@@ -29,6 +30,40 @@ struct FlakySender : Sender {
     }
   }
 };
+
+// POST /v1/interactions from `email`, occurred at `occurred_at` (RFC 3339; "" for none: it
+// happened when it arrived). Returns the interaction id.
+std::string ingest_at(AgentDaemon& d, const std::string& external_id,
+                      const std::string& occurred_at,
+                      const std::string& email = "ann@example.com") {
+  json::object o{{"source", "web-form"},
+                 {"external_id", external_id},
+                 {"kind", "message"},
+                 {"from", {{"email", email}}},
+                 {"text", "about " + external_id}};
+  if (!occurred_at.empty()) {
+    o["occurred_at"] = occurred_at;
+  }
+  auto r = d.http->post_json("/v1/interactions", json::serialize(o), "test-token");
+  REQUIRE(r.status == 202);
+  return std::string(parse(r.body).at("id").as_string());
+}
+
+std::string customer_of(AgentDaemon& d, const std::string& interaction_id) {
+  storage::Db db(d.dir.file("switchboard.db"), true);
+  auto st = db.prepare("SELECT customer_id FROM interactions WHERE id = ?1");
+  st.bind(1, interaction_id);
+  REQUIRE(st.step());
+  return st.text(0);
+}
+
+std::vector<std::string> ids_of(const json::object& page) {
+  std::vector<std::string> ids;
+  for (const auto& i : page.at("interactions").as_array()) {
+    ids.emplace_back(i.at("id").as_string());
+  }
+  return ids;
+}
 }  // namespace
 
 TEST_CASE("timeline: inbound, claim, reply (sent after one retry), finish, in order") {
@@ -237,4 +272,87 @@ TEST_CASE("timeline: a malformed before or limit is 400 naming it, not page one 
     CHECK(error_message(r) == "the attachment number must be 0, 1, 2, ...");
   }
   CHECK(d.get("bob-token", "/v1/interactions/" + ids[0] + "/attachments/0").status == 404);
+}
+
+TEST_CASE("timeline: in the order things happened, not as they arrived, page after page") {
+  // What arrives late and happened long ago: an IMAP first sync of old mail, a webhook retried
+  // for hours, an import of old messages through the API. Listed by arrival, years-old mail
+  // stood above yesterday's call.
+  AgentDaemon d;
+  const std::string recent = ingest_at(d, "recent", "2025-03-05T10:00:00Z");
+  const std::string oldest = ingest_at(d, "oldest", "2019-06-01T08:00:00Z");
+  const std::string tie1 = ingest_at(d, "tie-1", "2024-01-01T00:00:00Z");
+  const std::string tie2 = ingest_at(d, "tie-2", "2024-01-01T00:00:00Z");
+  const std::string tie3 = ingest_at(d, "tie-3", "2024-01-01T00:00:00Z");
+  const std::string now1 = ingest_at(d, "now-1", "");  // it happened as it arrived
+  // A source whose clock runs ahead: at its arrival, not above everything that comes after it.
+  const std::string ahead = ingest_at(d, "ahead", "2999-01-01T00:00:00Z");
+  const std::string old = ingest_at(d, "old", "2021-07-01T12:00:00Z");
+  const std::string now2 = ingest_at(d, "now-2", "");
+  const std::string customer = customer_of(d, recent);
+  REQUIRE(customer_of(d, now2) == customer);
+  const auto base = "/v1/customers/" + customer + "/interactions";
+  // Newest first; the three of one time (a Date header's second, an import's one date) by id.
+  const std::vector<std::string> expected{now2, ahead, now1, recent, tie3, tie2, tie1, old, oldest};
+
+  auto whole = parse(d.get("bob-token", base + "?limit=200").body);
+  CHECK(ids_of(whole) == expected);
+  CHECK(whole.at("next_before").is_null());
+  // The time the source gave stays the interaction's; only its place in the list is its arrival.
+  auto& items = whole.at("interactions").as_array();
+  REQUIRE(items.size() == expected.size());
+  CHECK(std::string(items[1].at("occurred_at").as_string()).rfind("2999-01-01T00:00:00", 0) == 0);
+
+  // Two at a time, each page continuing after the last id of the one before: none skipped, none
+  // twice, a page boundary inside the three of one time included (after tie2, tie1).
+  std::vector<std::string> paged;
+  std::string before;
+  for (int page = 0; page < 10; ++page) {
+    auto r = d.get("bob-token", base + "?limit=2" + (before.empty() ? "" : "&before=" + before));
+    REQUIRE(r.status == 200);
+    auto body = parse(r.body);
+    auto ids = ids_of(body);
+    CAPTURE(page);
+    CHECK(ids.size() == (page < 4 ? 2u : 1u));
+    paged.insert(paged.end(), ids.begin(), ids.end());
+    if (body.at("next_before").is_null()) {
+      CHECK(page == 4);
+      break;
+    }
+    REQUIRE(!ids.empty());
+    before = std::string(body.at("next_before").as_string());
+    CHECK(before == ids.back());
+  }
+  CHECK(paged == expected);
+}
+
+TEST_CASE(
+    "timeline: a before that is no interaction of the customer's answers as it always did, with "
+    "the customer's interactions of smaller ids") {
+  // Only a cursor of the customer's own timeline has a place in it. One that is some other
+  // customer's interaction (a call taken from one customer for another since the page before),
+  // or none at all, keeps the answer it had before the timeline was ordered by time: 200, the
+  // customer's interactions whose ids are smaller, in the timeline's order.
+  AgentDaemon d;
+  const std::string a = ingest_at(d, "a", "2025-05-01T00:00:00Z");
+  const std::string b = ingest_at(d, "b", "2019-01-01T00:00:00Z");
+  const std::string c = ingest_at(d, "c", "2024-01-01T00:00:00Z");
+  const std::string bobs = ingest_at(d, "bobs", "2018-01-01T00:00:00Z", "bob@example.com");
+  const std::string e = ingest_at(d, "e", "");
+  const std::string customer = customer_of(d, a);
+  REQUIRE(customer_of(d, bobs) != customer);
+  const auto base = "/v1/customers/" + customer + "/interactions";
+
+  auto other = d.get("bob-token", base + "?limit=200&before=" + bobs);
+  REQUIRE(other.status == 200);
+  CHECK(ids_of(parse(other.body)) == std::vector<std::string>{a, c, b});
+  // The largest id there can be, and the smallest.
+  auto top = d.get("bob-token", base + "?limit=2&before=7ZZZZZZZZZZZZZZZZZZZZZZZZZ");
+  REQUIRE(top.status == 200);
+  CHECK(ids_of(parse(top.body)) == std::vector<std::string>{e, a});
+  CHECK(parse(top.body).at("next_before").as_string() == a);
+  auto bottom = d.get("bob-token", base + "?before=00000000000000000000000000");
+  REQUIRE(bottom.status == 200);
+  CHECK(ids_of(parse(bottom.body)).empty());
+  CHECK(parse(bottom.body).at("next_before").is_null());
 }

@@ -11,8 +11,10 @@
 #include <future>
 #include <iterator>
 #include <map>
+#include <utility>
 #include <vector>
 
+#include "core/time.hpp"
 #include "routing/rules.hpp"
 #include "storage/sqlite.hpp"
 #include "storage/store.hpp"
@@ -198,6 +200,56 @@ TEST_CASE("customers show prints names, subjects and texts without terminal cont
   CHECK(shown.output.find("  Hi?[2J?there\n") != std::string::npos);
   // The text's first 60 characters, cut between two of them.
   CHECK(shown.output.find("  a" + e_acute.substr(0, 59 * 2) + "...\n") != std::string::npos);
+}
+
+TEST_CASE("customers show lists the timeline in the order things happened, not as they arrived") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  auto imported = customers(dir, "import", cfg,
+                            write_file(dir, "c.csv", "external_id,email\nc-1,ann@example.com\n"));
+  INFO(imported.output);
+  REQUIRE(imported.status == 0);
+  {
+    sb::storage::Db db(dir.file("sb.db"));
+    auto id = db.prepare("SELECT id FROM customers WHERE external_id = 'c-1'");
+    REQUIRE(id.step());
+    const std::string customer = id.text(0);
+    auto add = db.prepare(
+        "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+        "customer_id, occurred_at, received_at, payload) VALUES (?1, 'api', 'web', ?1, "
+        "'message', 'inbound', ?2, ?3, ?4, ?5)");
+    // In the order they arrived (ids), one a day in January 2026: an import of old messages,
+    // two of one time, one from a clock running ahead, then one as it happened.
+    const std::vector<std::pair<std::string, std::string>> rows{
+        {"recent", "2025-03-05T10:00:00Z"},  {"oldest", "2019-06-01T08:00:00Z"},
+        {"tie-one", "2024-01-01T00:00:00Z"}, {"tie-two", "2024-01-01T00:00:00Z"},
+        {"ahead", "2999-01-01T00:00:00Z"},   {"latest", "2026-01-06T00:00:00Z"}};
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const auto occurred = sb::parse_rfc3339(rows[i].second);
+      const auto received = sb::parse_rfc3339("2026-01-0" + std::to_string(i + 1) + "T00:00:00Z");
+      REQUIRE(occurred);
+      REQUIRE(received);
+      add.bind(1, "01" + std::string(1, static_cast<char>('A' + i))).bind(2, customer);
+      add.bind(3, *occurred).bind(4, *received);
+      add.bind(5, R"({"occurred_at":")" + rows[i].second +
+                      R"(","channel":"api","kind":"message","direction":"inbound",)"
+                      R"("queue":"general","subject":")" +
+                      rows[i].first + "\"}");
+      add.run();
+    }
+  }
+  auto shown = customers(dir, "show", cfg, "c-1");
+  INFO(shown.output);
+  REQUIRE(shown.status == 0);
+  CHECK(shown.output.find("timeline (6, newest first)") != std::string::npos);
+  // The API's order (newest first by when each happened, at most at its arrival; ties by id).
+  std::size_t at = 0;
+  for (const std::string subject : {"latest", "ahead", "recent", "tie-two", "tie-one", "oldest"}) {
+    CAPTURE(subject);
+    auto found = shown.output.find("  " + subject + "\n", at);
+    CHECK(found != std::string::npos);
+    at = found == std::string::npos ? at : found;
+  }
 }
 
 TEST_CASE("customers import and show run without the daemon's secrets in the environment") {

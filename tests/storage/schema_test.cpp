@@ -451,6 +451,74 @@ TEST_CASE(
   CHECK(st.int64(3) == 0);
 }
 
+// The customer timeline is ordered by when things happened (storage/customers.cpp). Its pages
+// must come out of interactions_by_customer in that order: a sort of the customer's rows
+// ("USE TEMP B-TREE FOR ORDER BY") reads every one of them for each page, and a page after a
+// cursor deep in the list must start at the cursor, not read down from the newest.
+TEST_CASE(
+    "a version-22 file is upgraded: the timeline's pages are read from the customer index in "
+    "time order, from the cursor on") {
+  test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 22);
+    // 20,000 interactions, one in ten another customer's; each arrived later and happened
+    // earlier than the one before (an import of old messages, newest first).
+    db.exec(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) "
+        "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+        "customer_id, occurred_at, received_at, payload) "
+        "SELECT printf('I%05d', i), 'api', 'web', 'e' || i, 'message', 'inbound', "
+        "CASE WHEN i % 10 = 0 THEN 'C2' ELSE 'C1' END, 1000000 - i, 1000000 + i, "
+        "printf('I%05d', i) FROM n");
+  }
+  storage::Writer writer(path);  // migrates
+  storage::Db db(path);
+  for (const char* sql :
+       {storage::kTimelineSql, storage::kTimelineAfterSql, storage::kTimelineBelowIdSql,
+        // drop_if_orphan (storage/store.cpp): whether a customer still has an interaction.
+        "SELECT 1 FROM interactions WHERE customer_id=?1 LIMIT 1"}) {
+    auto plan = db.prepare(std::string("EXPLAIN QUERY PLAN ") + sql);
+    std::string text;
+    while (plan.step()) {
+      text += plan.text(3) + "\n";
+    }
+    CAPTURE(sql);
+    CAPTURE(text);
+    CHECK(text.find("INDEX interactions_by_customer (customer_id=?") != std::string::npos);
+    CHECK(text.find("TEMP B-TREE") == std::string::npos);
+    CHECK(text.find("SCAN") == std::string::npos);
+  }
+
+  // The page after I15000: I15001 on, without reading the 13,500 of C1's rows above it.
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db.raw(), storage::kTimelineAfterSql, -1, &st, nullptr) == SQLITE_OK);
+  sqlite3_bind_text(st, 1, "C1", -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, 1000000 - 15000);
+  sqlite3_bind_text(st, 3, "I15000", -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 4, 50);
+  std::vector<std::string> page;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    page.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+  }
+  auto steps = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 0);
+  sqlite3_finalize(st);
+  REQUIRE(page.size() == 50);
+  CHECK(page.front() == "I15001");
+  CHECK(page[8] == "I15009");
+  CHECK(page[9] == "I15011");  // I15010 is C2's
+  CHECK_MESSAGE(steps < 2000, steps);
+
+  // The first page, from the migrated file: the one that happened last, though it came first.
+  auto first = db.prepare(storage::kTimelineSql);
+  first.bind(1, "C1").bind(2, 2);
+  REQUIRE(first.step());
+  CHECK(first.text(0) == "I00001");
+  REQUIRE(first.step());
+  CHECK(first.text(0) == "I00002");
+}
+
 TEST_CASE("a new database and the directory made for it are the daemon user's alone") {
   test::TempDir dir;
   const std::string sub = dir.file("state");
