@@ -91,6 +91,9 @@ class Records {
 
   // io thread only
   std::optional<InteractionRow> find(const std::string& id);
+  // The interaction's payload as stored now (nullopt: no such interaction). One indexed read
+  // with a statement kept prepared: the claim of a call asks it (agents/claim_route.cpp).
+  std::optional<std::string> payload(const std::string& id);
   // The interaction JSON with its events and (outbound) send state merged in.
   std::string decorate(const std::string& payload);
   std::optional<LastClaim> last_claim(const std::string& id);  // nullopt: no such interaction
@@ -185,7 +188,8 @@ class Records {
   boost::asio::io_context& io_;
   storage::Writer& writer_;
   storage::Db read_;
-  std::vector<Pending> pending_;  // io thread only
+  std::optional<storage::Stmt> payload_;  // payload()'s, prepared at its first use
+  std::vector<Pending> pending_;          // io thread only
 };
 
 std::string format_ms(std::int64_t unix_ms);  // RFC 3339 with milliseconds
