@@ -43,6 +43,34 @@ void note_missed_wakeup(const std::string& queue, const std::string& agent_id,
 
 }  // namespace
 
+// A call is queued once, when it ends, and the relay copies its payload into the stream entry
+// then; what comes after only updates its row: Twilio's RecordingStatusCallback and Telnyx's
+// call.recording.saved normally follow the final status, a PBX may send `missed` and then
+// `voicemail` with the recording, a machine-detection result may follow the hangup. So the claim
+// of a call answers the row's payload as it is now (one indexed read on this thread's read
+// connection; other kinds keep the entry's copy: their rows do not change once queued), with the
+// queue and priority of the stream it was claimed from: a transfer moves the entry at once, and
+// its record reaches the row a moment later. The entry's copy when the row cannot be read.
+std::string Service::current_call(ClaimResult& c, const std::string& queue) {
+  std::optional<std::string> row;
+  try {
+    row = records_.payload(c.interaction_id);
+  } catch (const std::exception& e) {
+    logger("agents")->warn(
+        "[agents:{}] call {}: its stored payload cannot be read ({}); the claim answers the "
+        "stream entry's copy, made when it was queued",
+        queue, c.interaction_id, e.what());
+  }
+  json::error_code ec;
+  json::value v = row ? json::parse(*row, ec) : json::value();
+  if (!row || ec || !v.is_object()) {
+    return std::move(c.payload);
+  }
+  v.as_object()["queue"] = queue;
+  v.as_object()["priority"] = c.priority;
+  return json::serialize(v);
+}
+
 // A claim's place among its agent's waiting claims (waiting_claims_), from its first wait until
 // it is answered.
 struct Service::WaitingClaim {
@@ -200,9 +228,10 @@ Service::Awaitable Service::claim(http::Request& r) {
           {"stream", c.stream}, {"entry_id", c.entry_id}, {"deliveries", c.deliveries}};
       // The payload is the relay's interaction JSON; an entry added by another producer may
       // carry something else, which is passed on as a string rather than breaking the answer.
-      std::string interaction = c.payload.starts_with('{') && c.payload.ends_with('}')
-                                    ? c.payload
-                                    : json::serialize(json::value(c.payload));
+      std::string payload = c.kind == "call" ? current_call(c, queue) : std::move(c.payload);
+      std::string interaction = payload.starts_with('{') && payload.ends_with('}')
+                                    ? payload
+                                    : json::serialize(json::value(payload));
       co_return http::json(200, "{\"interaction\":" + interaction +
                                     ",\"delivery\":" + json::serialize(delivery) + "}");
     }

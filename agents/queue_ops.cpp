@@ -72,6 +72,7 @@ ClaimResult to_claim(const RValue& e) {
     r.interaction_id = field(e.at(4), "interaction_id");
     r.priority = field(e.at(4), "priority");
     r.payload = field(e.at(4), "payload");
+    r.kind = field(e.at(4), "kind");
     r.fresh = e.int_at(5) == 1;
   }
   return r;

@@ -22,6 +22,7 @@ struct ClaimResult {
   std::string error;
   bool found = false;
   std::string stream, entry_id, interaction_id, priority, payload;
+  std::string kind;  // the entry's `kind` field (call, email, ...); "" when it has none
   std::int64_t deliveries = 0;
   // A new entry (XREADGROUP >), never delivered before: not a redelivery, a released item or an
   // entry taken back after a lost reply, whose ids and delivery counts are older than the claim.

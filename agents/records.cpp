@@ -76,6 +76,25 @@ std::optional<InteractionRow> Records::find(const std::string& id) {
                         st.text(6), st.text(7), st.text(8), st.text(9), st.text(10), st.text(11)};
 }
 
+std::optional<std::string> Records::payload(const std::string& id) {
+  if (!payload_) {
+    payload_ = read_.prepare("SELECT payload FROM interactions WHERE id=?1");
+  }
+  auto& st = *payload_;
+  std::optional<std::string> out;
+  try {
+    st.bind_static(1, id);
+    if (st.step()) {
+      out = st.text(0);
+    }
+  } catch (...) {
+    st.reset();  // kept for the next call: not left mid-step
+    throw;
+  }
+  st.reset();
+  return out;
+}
+
 std::optional<LastClaim> Records::last_claim(const std::string& id) {
   auto st = read_.prepare(
       "SELECT i.state, coalesce(e.actor,''), coalesce(e.detail,'{}') FROM interactions i LEFT "

@@ -94,6 +94,9 @@ class Records {
 
   // io thread only
   std::optional<InteractionRow> find(const std::string& id);
+  // The interaction's payload as stored now (nullopt: no such interaction). One indexed read
+  // with a statement kept prepared: the claim of a call asks it (agents/claim_route.cpp).
+  std::optional<std::string> payload(const std::string& id);
   // The interaction JSON with its events and (outbound) send state merged in.
   std::string decorate(const std::string& payload);
   std::optional<LastClaim> last_claim(const std::string& id);  // nullopt: no such interaction
@@ -217,14 +220,15 @@ class Records {
   boost::asio::io_context& io_;
   storage::Writer& writer_;
   storage::Db read_;
-  std::vector<Pending> pending_;  // io thread only
+  std::optional<storage::Stmt> payload_;  // payload()'s, prepared at its first use
+  std::vector<Pending> pending_;          // io thread only
   // Failed batches (and those gathered since), by number: written again as one (io thread).
   std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
   std::uint64_t next_batch_ = 1;
   std::map<std::uint64_t, std::vector<Pending>> held_;
   std::size_t held_events_ = 0;
   int in_flight_ = 0;         // events batches with the writer, not reported back yet
-  bool recovering_ = false;   // from a refused batch until the retry that empties held_ commits
+  bool recovering_ = false;   // from a refused batch until a retry commits
   bool retry_armed_ = false;  // retry_timer_ waits
   int attempts_ = 0;          // retries of the current refusal
   std::chrono::milliseconds backoff_;

@@ -103,6 +103,8 @@ class Service {
   bool reader_auth(const http::Request& r) const;  // agent or [api] token
 
   Awaitable claim(http::Request& r);
+  // What the claim of a call from `queue` answers: its payload as stored now (claim_route.cpp).
+  std::string current_call(ClaimResult& c, const std::string& queue);
   Awaitable finish(http::Request& r, const char* what);  // ack | release
   Awaitable transfer(http::Request& r);
   Awaitable reply(http::Request& r);

@@ -57,9 +57,15 @@ struct CallInfo {
   std::vector<CallLeg> legs{};
   // The provider's answering-machine detection result, as sent, once one tells (Telnyx:
   // human, machine, not_sure; premium: human_residence, human_business, machine, silence,
-  // fax_detected, not_sure); "" until then. "machine" makes a completed call `voicemail`
-  // (channels/voice/call_state.hpp). In the payload as "machine_detection" only when set.
+  // fax_detected, not_sure; Twilio's AnsweredBy: human, machine_start, machine_end_beep,
+  // machine_end_silence, machine_end_other, fax, unknown); "" until then. "machine" and
+  // "machine_*" make a completed call `voicemail` (channels/voice/call_state.hpp). In the payload
+  // as "machine_detection" only when set.
   std::string machine_detection{};
+  // When that result was reached (the event's time, Unix ms); 0 when the event had none. A later
+  // result replaces an earlier one (Telnyx restarts premium detection after an iOS call
+  // screening). In the payload as "machine_detection_at" only when set.
+  std::int64_t machine_detection_at_ms = 0;
 };
 
 // What a channel hands to the pipeline. All strings are valid UTF-8.

@@ -114,6 +114,8 @@ bool read_call(std::string_view raw, CallInfo& out) {
       get_int(v, out.answered_at_ms);
     } else if (key == "machine_detection") {
       get_string(v, out.machine_detection);
+    } else if (key == "machine_detection_at") {
+      get_int(v, out.machine_detection_at_ms);
     } else if (key == "legs" && !read_legs(v, out.legs)) {
       return false;
     }

@@ -122,8 +122,11 @@ void Store::release_held_calls(std::int64_t older_than_ms,
                                std::function<void(const HeldRelease&)> done) {
   auto held = std::make_shared<std::vector<SweptCall>>();
   auto read = std::make_shared<int>(0);
-  auto find = [this, older_than_ms, held, read](Db& db) {
+  // The calls held for their legs this release passes over (legs_held_seen_ once committed).
+  auto passed = std::make_shared<std::unordered_set<std::string>>();
+  auto find = [this, older_than_ms, held, read, passed](Db& db) {
     held->clear();  // a job may run twice (Writer::run_batch)
+    passed->clear();
     *read = 0;
     // Only the held calls (partial index interactions_held_calls): not the pending calls still
     // waiting for a final event, which may be many, each a payload to parse.
@@ -136,11 +139,21 @@ void Store::release_held_calls(std::int64_t older_than_ms,
       auto stored = read_call_payload(q.text_view(5));
       // Held: ended (final status) but still pending. An unreadable payload is the 4-hour
       // sweep's to report.
-      if (!stored || !call_folder_ ||
-          !call_folder_(stored->call, q.int64(4), CallInfo{}, q.int64(4)).final) {
+      if (!stored || !call_folder_) {
         continue;
       }
-      SweptCall c{q.text(0), call_event_of(q, CallInfo{}), q.int64(4)};
+      CallFold fold = call_folder_(stored->call, q.int64(4), CallInfo{}, q.int64(4));
+      if (!fold.final) {
+        continue;
+      }
+      std::string id = q.text(0);
+      // Held for its legs (Store::apply_call_event): a leg's late answer has had one release
+      // interval at least to come before it is queued as it stands.
+      if (fold.awaits_legs && !legs_held_seen_.contains(id)) {
+        passed->insert(std::move(id));
+        continue;
+      }
+      SweptCall c{std::move(id), call_event_of(q, CallInfo{}), q.int64(4)};
       RawParties parties = stored_parties(q.text_view(5));
       c.event.from = std::move(parties.from);
       if (parties.to) {
@@ -149,13 +162,14 @@ void Store::release_held_calls(std::int64_t older_than_ms,
       held->push_back(std::move(c));
     }
   };
-  auto release_each = [this, held, read, done = std::move(done)](const std::string& error) {
+  auto release_each = [this, held, read, passed, done = std::move(done)](const std::string& error) {
     if (!error.empty()) {
       if (done) {
         done(HeldRelease{});
       }
       return;
     }
+    legs_held_seen_ = std::move(*passed);
     auto result = std::make_shared<HeldRelease>(HeldRelease{0, *read});
     apply_each(
         std::move(*held),

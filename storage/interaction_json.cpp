@@ -181,6 +181,9 @@ void call(std::string& out, const CallInfo& c) {
   if (!c.machine_detection.empty()) {
     f.str("machine_detection", c.machine_detection);
   }
+  if (c.machine_detection_at_ms > 0) {
+    f.num("machine_detection_at", c.machine_detection_at_ms);
+  }
   if (!c.legs.empty()) {
     std::string& out_legs = f.key("legs");
     out_legs += '[';

@@ -55,6 +55,12 @@ struct CallEventInput {
   // its customer from our line is held back from the queues (Store::apply_call_event). False
   // where nothing later will tell (a PBX that leaves the direction out): taken for inbound.
   bool direction_follows = false;
+  // The provider tells of the legs the call dialled in requests of their own, which may come
+  // after the call's own final event (Twilio <Dial>: each leg's status callbacks, the <Dial
+  // action> request). A call that ends `no-answer` because no leg known answered
+  // (CallFold::awaits_legs) is held back from the queues until the next release of held calls
+  // but one, so that the answer of a leg whose callback comes late still makes it completed.
+  bool legs_follow = false;
 };
 
 class Pipeline {

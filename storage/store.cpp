@@ -648,7 +648,7 @@ void drop_if_orphan(Db& db, const std::string& customer_id) {
 // way, keyed by the parent's id (so it costs no extra query), but never names the customer,
 // direction or lines of the call: those are the parent's own events' to tell.
 IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t order_key,
-                                      bool child_leg, bool may_hold) {
+                                      bool child_leg, bool may_hold, bool legs_follow) {
   if (!call_folder_ || !in.call) {
     throw Error(0, "call events are not enabled");
   }
@@ -726,8 +726,18 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   // for release_held_calls, which takes it for inbound. Only where a later event will tell
   // (`may_hold`, CallEventInput::direction_follows): a PBX that leaves the direction out never
   // does, and its calls are taken for inbound at once.
-  bool hold = may_hold && direction.empty() && !child_leg;
-  bool ended = (f.final && !hold) || (exists && state != "pending_call");
+  bool hold_direction = may_hold && direction.empty() && !child_leg;
+  // A call that ended missed by the legs it dialled, as far as their callbacks told yet: a leg's
+  // answer may come later (Twilio posts the call's and each leg's callbacks separately; of a ring
+  // group, the legs that lost end canceled the moment one answers, and the one that answered
+  // reports when it hangs up, with the caller's own call). Queued as it stood, an answered call
+  // went to the "missed calls" queue. Held, it is queued by the second release of held calls
+  // that finds it (the daemon: 10-20 s later, once its first event is 30 s old), or at once by an
+  // event of its own that tells of an answer (a <Dial action> request). Its customer is named
+  // now: its direction is known.
+  bool hold_legs = legs_follow && !child_leg && f.final && f.awaits_legs;
+  bool hold = hold_direction || hold_legs;
+  bool ended = (f.final && !hold_direction) || (exists && state != "pending_call");
   std::optional<Identity> customer;
   if ((!direction.empty() || ended) && !child_leg) {
     customer = parties.customer;
@@ -742,7 +752,7 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     // sent, not matched, for the event that settles it (a PBX's ending event may name no party).
     // A call whose direction is known but whose customer could not be read (an outbound call
     // to `client:alice` or an extension) keeps nobody: its `from` would be our own line.
-    bool unmatched = held || (direction.empty() && !customer && !child_leg);
+    bool unmatched = (hold_direction && f.final) || (direction.empty() && !customer && !child_leg);
     first.from = unmatched ? raw.from : customer;
     first.to.clear();
     if (line) {
@@ -767,7 +777,7 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
       customer && (stored->customer_id.empty() ||
                    (was_undirected && !direction.empty() && stored->from_value != customer->value));
   // A held call keeps its caller as sent, for release_held_calls to name.
-  bool keep_from = hold && f.final && raw.from && stored->from_value.empty();
+  bool keep_from = hold_direction && f.final && raw.from && stored->from_value.empty();
   // Ended, no longer held, not queued yet: queue it now (also when this event changes nothing,
   // as the release of a held call does).
   bool routed_now = f.final && !hold && !child_leg && state == "pending_call";
@@ -829,8 +839,8 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
       rewrite_call_payload(stored_payload, *stored, f.merged, routed_now ? &queue : nullptr,
                            routed_now ? &priority : nullptr);
   st.update_call.bind_static(1, id).bind_static(2, queue).bind_static(3, priority);
-  // Held: ended but not queued (no direction yet, or a leg's event on such a call); what
-  // release_held_calls looks for.
+  // Held: ended but not queued (no direction yet, missed by the legs known, or a leg's event on
+  // such a call); what release_held_calls looks for.
   bool held = state == "pending_call" && f.final;
   st.update_call.bind_static(4, state).bind(5, f.order_key).bind_static(6, text);
   st.update_call.bind(7, routed_now ? 1 : 0)
@@ -843,8 +853,9 @@ void Store::submit_call_event(CallEventInput ev, Done done) {
   auto outcome = std::make_shared<IngestOutcome>();
   auto event = std::make_shared<CallEventInput>(std::move(ev));
   writer_.submit(Job{[this, event, outcome](Db& db) {
-                       *outcome = apply_call_event(db, event->call, event->order_key,
-                                                   event->child_leg, event->direction_follows);
+                       *outcome =
+                           apply_call_event(db, event->call, event->order_key, event->child_leg,
+                                            event->direction_follows, event->legs_follow);
                      },
                      [outcome, done = std::move(done)](const std::string& error) {
                        if (!error.empty()) {

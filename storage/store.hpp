@@ -6,6 +6,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "routing/rules.hpp"
@@ -23,6 +24,9 @@ struct CallFold {
   bool changed = false;       // anything to write
   bool became_final = false;  // the call ended with this event: queue it now
   bool final = false;         // the merged status is final (ended now or earlier)
+  // Final for want of an answer from the legs it dialled, as far as they are known: one may
+  // still tell it was answered (held a while where CallEventInput::legs_follow).
+  bool awaits_legs = false;
 };
 using CallFolder =
     std::function<CallFold(const std::optional<CallInfo>& stored, std::int64_t stored_order,
@@ -59,8 +63,9 @@ class Store final : public Pipeline {
 
   // Queues the calls held back because they ended before anything told their direction (see
   // apply_call_event) and whose first event is older than `older_than_ms`: taken for inbound,
-  // the common case for a support line. One writer job per call (storage/call_sweep.cpp);
-  // `done` (writer thread) gets what it did.
+  // the common case for a support line. A call held for its legs (CallFold::awaits_legs) is
+  // queued by the second release that finds it (the first passes it over), as it stands then.
+  // One writer job per call (storage/call_sweep.cpp); `done` (writer thread) gets what it did.
   void release_held_calls(std::int64_t older_than_ms,
                           std::function<void(const HeldRelease&)> done = nullptr);
 
@@ -75,9 +80,11 @@ class Store final : public Pipeline {
  private:
   Statements& statements(Db& db);  // writer thread only; prepared on first use
   // `may_hold`: a call that ends undirected may be held back (CallEventInput::direction_follows);
-  // false for the sweeps, which queue a call as it stands.
+  // `legs_follow`: one that ends missed by the legs known may be (CallEventInput::legs_follow);
+  // both false for the sweeps, which queue a call as it stands.
   IngestOutcome apply_call_event(Db& db, const Inbound& in, std::int64_t order_key,
-                                 bool child_leg = false, bool may_hold = false);
+                                 bool child_leg = false, bool may_hold = false,
+                                 bool legs_follow = false);
   // The sweeps (call_sweep.cpp): each call's event applied in a writer job of its own (one call,
   // one transaction: a failure undoes that call alone); `after` runs for each with its error
   // ("" when applied), `last` once after all of them. Writer thread.
@@ -96,6 +103,9 @@ class Store final : public Pipeline {
   // so a bad call costs a log line an hour, not a failing job a minute, and a passing failure
   // such as a full disk heals). Writer thread only.
   std::unordered_map<std::string, std::int64_t> sweep_retry_at_;
+  // Calls held for their legs (CallFold::awaits_legs) that the last release passed over: the
+  // next one queues them, so each waits at least one release interval. Writer thread only.
+  std::unordered_set<std::string> legs_held_seen_;
   std::mutex read_mu_;
   std::unique_ptr<Db> read_db_;
 };

@@ -17,15 +17,43 @@ bool same(const CallInfo& a, const CallInfo& b) {
   return a.status == b.status && a.direction == b.direction && a.duration_s == b.duration_s &&
          a.recording_url == b.recording_url && a.answered_by == b.answered_by &&
          a.answered_at_ms == b.answered_at_ms && same_legs(a.legs, b.legs) &&
-         a.machine_detection == b.machine_detection;
+         a.machine_detection == b.machine_detection &&
+         a.machine_detection_at_ms == b.machine_detection_at_ms;
 }
 
-// A completed call that a machine answered went to voicemail, as Twilio reports it itself
-// (AnsweredBy machine_*). Telnyx tells it in an event of its own (call.machine.detection.ended),
-// before or after the hangup: whichever comes second makes the call `voicemail`.
+// Telnyx says "machine"; Twilio's AnsweredBy says machine_start, or machine_end_beep / _silence /
+// _other once the greeting ended. (A fax that answered is not a voicemail.)
+bool is_machine(std::string_view result) {
+  return result == "machine" || result.starts_with("machine_");
+}
+
+// A completed call that a machine answered went to voicemail. The detection comes in an event of
+// its own (Telnyx's call.machine.detection.ended, Twilio's AsyncAmdStatusCallback), before or
+// after the hangup, or with the call's own status (Twilio's synchronous AMD): whichever comes
+// second makes the call `voicemail`.
 void voicemail_if_machine(CallInfo& info) {
-  if (info.status == "completed" && info.machine_detection == "machine") {
+  if (info.status == "completed" && is_machine(info.machine_detection)) {
     info.status = "voicemail";
+  }
+}
+
+// A later detection result replaces an earlier one: Telnyx restarts premium detection when it
+// hears an iOS call-screening tone, and the result after the screening is the call's. Results
+// without a time only fill an empty slot; of two with the same time the first stays. A call made
+// `voicemail` by a machine result that a later one overrules was completed after all.
+void merge_machine_detection(CallInfo& info, const CallInfo& event) {
+  if (event.machine_detection.empty()) {
+    return;
+  }
+  bool later = event.machine_detection_at_ms > info.machine_detection_at_ms;
+  if (!info.machine_detection.empty() && !later) {
+    return;
+  }
+  bool was_machine = is_machine(info.machine_detection);
+  info.machine_detection = event.machine_detection;
+  info.machine_detection_at_ms = event.machine_detection_at_ms;
+  if (was_machine && !is_machine(info.machine_detection) && info.status == "voicemail") {
+    info.status = "completed";
   }
 }
 
@@ -80,6 +108,30 @@ void answer_from_legs(CallInfo& info) {
   }
 }
 
+bool leg_answered(const CallInfo& info) {
+  return !info.answered_by.empty() ||
+         std::any_of(info.legs.begin(), info.legs.end(), [](const CallLeg& leg) {
+           return leg.status == "in-progress" || leg.status == "completed";
+         });
+}
+
+// Twilio <Dial>: the caller's own call ends `completed` whether or not anyone it dialled
+// answered (TwiML answered it), so a missed call would never reach a "missed calls" rule. An
+// inbound call that dialled legs none of which answered is `no-answer`; an answered leg makes it
+// `completed` again, whichever comes first. A call that dialled nobody (an IVR) stays completed.
+// (Only a call that TwiML answered has legs, so its own status is never the provider's no-answer.)
+void missed_if_no_leg_answered(CallInfo& info) {
+  if (info.direction != "inbound" || info.legs.empty()) {
+    return;
+  }
+  bool answered = leg_answered(info);
+  if (info.status == "completed" && !answered) {
+    info.status = "no-answer";
+  } else if (info.status == "no-answer" && answered) {
+    info.status = "completed";
+  }
+}
+
 // Whether an incoming status replaces the stored one.
 bool status_wins(const StoredCall& stored, std::string_view status, std::int64_t order_key) {
   int new_rank = status_rank(status);
@@ -106,6 +158,11 @@ bool status_wins(const StoredCall& stored, std::string_view status, std::int64_t
 }
 
 }  // namespace
+
+bool missed_by_legs(const CallInfo& info) {
+  return info.direction == "inbound" && info.status == "no-answer" && !info.legs.empty() &&
+         !leg_answered(info);
+}
 
 bool is_final(std::string_view status) {
   return status_rank(status) == 4;
@@ -142,6 +199,7 @@ FoldResult fold_call(const std::optional<StoredCall>& stored, const CallInfo& ev
     }
     answer_from_legs(r.call.info);
     voicemail_if_machine(r.call.info);
+    missed_if_no_leg_answered(r.call.info);
     r.call.order_key = order_key;
     r.changed = true;
     r.became_final = is_final(r.call.info.status);
@@ -160,15 +218,14 @@ FoldResult fold_call(const std::optional<StoredCall>& stored, const CallInfo& ev
   if (info.direction.empty()) {
     info.direction = event.direction;
   }
-  if (info.machine_detection.empty()) {
-    info.machine_detection = event.machine_detection;
-  }
+  merge_machine_detection(info, event);
   voicemail_if_machine(info);
   for (const auto& leg : event.legs) {
     merge_leg(info.legs, leg);
   }
   merge_answer(info, event);
   answer_from_legs(info);
+  missed_if_no_leg_answered(info);
   r.changed = !same(info, stored->info) || r.call.order_key != stored->order_key;
   r.became_final = is_final(info.status) && !is_final(stored->info.status);
   return r;

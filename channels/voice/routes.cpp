@@ -27,8 +27,12 @@ storage::CallFolder call_folder() {
       s = StoredCall{*stored, stored_order};
     }
     FoldResult f = fold_call(s, event, event_order);
-    return storage::CallFold{f.call.info, f.call.order_key, f.changed, f.became_final,
-                             is_final(f.call.info.status)};
+    return storage::CallFold{f.call.info,
+                             f.call.order_key,
+                             f.changed,
+                             f.became_final,
+                             is_final(f.call.info.status),
+                             missed_by_legs(f.call.info)};
   };
 }
 

@@ -157,6 +157,7 @@ WebhookResult handle_telnyx(const config::Telnyx& cfg, const WebhookRequest& req
     }
   } else if (machine) {
     call.machine_detection = std::string(json::string_or_empty(*payload, "result"));
+    call.machine_detection_at_ms = in.occurred_at_ms;
   } else {
     call.recording_url = recording_url(*payload);
   }

@@ -297,6 +297,12 @@ WebhookResult twilio_event(const config::Twilio& cfg, const FormParams& params,
     call.duration_s = *secs;
   }
   call.recording_url = std::string(get("RecordingUrl"));
+  // Answering Machine Detection: AnsweredBy rides on the answer-time request (CallStatus
+  // in-progress) and later status callbacks with synchronous AMD, and on the
+  // AsyncAmdStatusCallback (CallSid, AccountSid, AnsweredBy, MachineDetectionDuration, no
+  // CallStatus) with asynchronous AMD; the fold makes a completed call a machine answered
+  // `voicemail` whichever arrives first, as it does with Telnyx's detection events.
+  call.machine_detection = std::string(get("AnsweredBy"));
 
   std::optional<std::int64_t> sequence;
   if (auto s = form_get(params, "SequenceNumber"); s && !s->empty()) {
@@ -316,6 +322,9 @@ WebhookResult twilio_event(const config::Twilio& cfg, const FormParams& params,
     in.occurred_at_ms = *ms;
   }
   ev.order_key = sequence ? *sequence : in.occurred_at_ms;
+  if (!call.machine_detection.empty()) {
+    call.machine_detection_at_ms = in.occurred_at_ms;  // 0 on the AMD callback: no Timestamp
+  }
 
   // From/To are the parties of this call leg; Caller/Called are older synonyms.
   std::string_view from = get("From").empty() ? get("Caller") : get("From");
@@ -332,6 +341,7 @@ WebhookResult twilio_event(const config::Twilio& cfg, const FormParams& params,
     }
     set_parties(in, from, to, call.direction, default_region, canon);
     in.call = std::move(call);
+    ev.legs_follow = true;  // <Dial> legs report in callbacks of their own, in any order
   }
 
   WebhookResult r;

@@ -12,6 +12,11 @@
 //    Voicemail: a `completed` call with AnsweredBy = machine_start / machine_end_* (Answering
 //    Machine Detection on an outbound call) was answered by a machine, i.e. went to the
 //    customer's voicemail: `voicemail`.
+//  - machine_detection: AnsweredBy as sent, from any request that has it: the answer-time
+//    request and status callbacks (synchronous AMD) or the AsyncAmdStatusCallback, which has no
+//    CallStatus (asynchronous AMD); machine_detection_at_ms: its Timestamp, 0 without one. The
+//    fold (call_state.hpp) makes a completed call with a machine_* result `voicemail`, in either
+//    order.
 //  - direction: inbound and trunking-originating -> inbound; outbound-api, outbound-dial and
 //    trunking-terminating -> outbound.
 //  - order_key: SequenceNumber when present (Twilio numbers the status callbacks of a call
@@ -38,7 +43,13 @@
 //    final status (completed, no-answer, busy, canceled, failed) is the leg's alone: only the
 //    parent's own final event ends the call and queues it;
 //  - a leg never names or replaces the call's customer, direction or lines (its From may be
-//    our number, its To is our agent).
+//    our number, its To is our agent);
+//  - the caller's own call ends `completed` whether or not a leg answered (TwiML answered it):
+//    an inbound call with legs listed, none answered, is `no-answer` (call_state.hpp), so that a
+//    "missed calls" rule sees it. A leg's answer may come after the call's own completed, so
+//    such a call is held back a short while before it is queued (CallEventInput::legs_follow).
+//    A call whose legs all report after it was queued is routed as `completed` (nothing was
+//    known to have been dialled), and its stored status becomes `no-answer` then.
 // A leg's event that arrives before any of its parent's creates the parent's interaction (keyed
 // by ParentCallSid), pending and without a customer, which the parent's own events complete. A
 // ParentCallSid with another Direction is not a <Dial> leg and stays a call of its own.

@@ -279,3 +279,101 @@ TEST_CASE("fold: a completed call a machine answered is voicemail, in any order"
     } while (std::next_permutation(order.begin(), order.end()));
   }
 }
+
+// Telnyx restarts premium detection when it hears an iOS call-screening tone, and a second
+// call.machine.premium.detection.ended follows: the result reached later (its occurred_at) is the
+// call's, whatever the delivery order, and the call is voicemail only when that one is a machine.
+TEST_CASE("fold: the later machine-detection result wins, in any order") {
+  struct Case {
+    std::string first, second, status;
+  };
+  for (const Case& c : std::initializer_list<Case>{{"machine", "human_residence", "completed"},
+                                                   {"human_residence", "machine", "voicemail"},
+                                                   {"not_sure", "machine", "voicemail"}}) {
+    CAPTURE(c.first);
+    CAPTURE(c.second);
+    CallInfo early = info("", -1, "", "");
+    early.machine_detection = c.first;
+    early.machine_detection_at_ms = 5000;
+    CallInfo late = early;
+    late.machine_detection = c.second;
+    late.machine_detection_at_ms = 9000;
+    std::vector<int> order = {0, 1, 2, 3};
+    std::vector<Event> events = {{info("in-progress", -1, "", "outbound"), 1000},
+                                 {early, 5000},
+                                 {late, 9000},
+                                 {info("completed", 30, "", ""), 20000}};
+    do {
+      std::vector<Event> seq;
+      for (int i : order) {
+        seq.push_back(events[static_cast<std::size_t>(i)]);
+      }
+      Outcome o = apply(seq);
+      REQUIRE(o.stored);
+      CHECK(o.stored->info.machine_detection == c.second);
+      CHECK(o.stored->info.machine_detection_at_ms == 9000);
+      CHECK(o.stored->info.status == c.status);
+      CHECK(o.queued == 1);
+    } while (std::next_permutation(order.begin(), order.end()));
+  }
+  // A result without a time (Twilio's AMD callback has none) only fills an empty slot; the same
+  // result delivered again changes nothing.
+  CallInfo timed = info("", -1, "", "");
+  timed.machine_detection = "human";
+  timed.machine_detection_at_ms = 5000;
+  CallInfo untimed = info("", -1, "", "");
+  untimed.machine_detection = "machine_start";
+  auto r = fold_call(StoredCall{info("completed", 30), 4}, timed, 0);
+  CHECK_FALSE(fold_call(r.call, untimed, 0).changed);
+  CHECK_FALSE(fold_call(r.call, timed, 0).changed);
+  r = fold_call(StoredCall{info("completed", 30), 4}, untimed, 0);
+  CHECK(r.call.info.status == "voicemail");  // Twilio's machine_* words are machines too
+  CHECK(r.call.info.machine_detection == "machine_start");
+}
+
+// Twilio <Dial>: the caller's own call ends completed whether or not anyone it dialled answered.
+// An inbound call whose legs (a ring group of two here) none answered is no-answer, and an answer
+// makes it completed, whatever the order of the call's and the legs' events; a call that dialled
+// nobody stays completed, and an outbound one is left as its provider says.
+TEST_CASE("fold: an inbound call none of whose legs answered is no-answer, in any order") {
+  struct Case {
+    std::string leg1, leg2, status;
+  };
+  for (const Case& c : std::initializer_list<Case>{{"no-answer", "canceled", "no-answer"},
+                                                   {"busy", "failed", "no-answer"},
+                                                   {"ringing", "no-answer", "no-answer"},
+                                                   {"canceled", "completed", "completed"},
+                                                   {"in-progress", "canceled", "completed"}}) {
+    CAPTURE(c.leg1);
+    CAPTURE(c.leg2);
+    std::vector<int> order = {0, 1, 2, 3};
+    CallInfo leg2 = leg_event("CA-leg2", c.leg2, "");
+    leg2.legs[0].to = "+14155550167";
+    std::vector<Event> events = {{info("in-progress"), 1},
+                                 {leg_event("CA-leg1", c.leg1, ""), 0},
+                                 {leg2, 0},
+                                 {info("completed", 45), 2}};
+    do {
+      std::vector<Event> seq;
+      for (int i : order) {
+        seq.push_back(events[static_cast<std::size_t>(i)]);
+      }
+      Outcome o = apply(seq);
+      REQUIRE(o.stored);
+      CHECK(o.stored->info.status == c.status);
+      CHECK(o.stored->info.legs.size() == 2);
+      CHECK(o.queued == 1);
+      CHECK(missed_by_legs(o.stored->info) == (c.status == "no-answer"));
+    } while (std::next_permutation(order.begin(), order.end()));
+  }
+  // No legs: as the provider says.
+  auto ivr = fold_call(std::nullopt, info("completed", 20), 2);
+  CHECK(ivr.call.info.status == "completed");
+  CHECK_FALSE(missed_by_legs(ivr.call.info));
+  // The legs of an outbound call do not make it missed: its customer answered it.
+  auto out = fold_call(std::nullopt, info("completed", 20, "", "outbound"), 2);
+  out = fold_call(out.call, leg_event("CA-leg1", "no-answer", ""), 0);
+  CHECK(out.call.info.status == "completed");
+  // The provider's own no-answer of a call without legs is not held for any.
+  CHECK_FALSE(missed_by_legs(fold_call(std::nullopt, info("no-answer"), 2).call.info));
+}

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
+#include <future>
 #include <string>
 #include <thread>
 
@@ -235,6 +236,89 @@ TEST_CASE("voice dial: a Dial action callback with a bad DialCallDuration is ref
   CHECK(r.status == 400);
   CHECK(r.body.find("DialCallDuration") != std::string::npos);
   CHECK(d.rows("SELECT count(*) FROM interactions") == 0);
+}
+
+namespace {
+
+// One release of held calls (the daemon's, every 10 s); how many it queued.
+int release_held(VoiceDaemon& d) {
+  std::promise<int> p;
+  d.app->store().release_held_calls(
+      0, [&](const sb::storage::HeldRelease& r) { p.set_value(r.released); });
+  return p.get_future().get();
+}
+
+}  // namespace
+
+// The caller's own call ends completed although nobody it <Dial>led answered: routed as it
+// stands it never met the "missed calls" rule. The legs listed, none answered, make it no-answer;
+// it waits one release of held calls for a leg's answer that may still come, then goes to the
+// missed calls.
+TEST_CASE("voice dial: nobody answered the dialled leg: held a moment, then routed as no-answer") {
+  VoiceDaemon d;
+  parent(d, "ringing", "0");
+  dial_action(d, "in-progress", "CA-leg1", "no-answer", "0");
+  parent(d, "completed", "1", "35");
+  CHECK(d.text("SELECT state FROM interactions") == "pending_call");
+  CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
+  CHECK(call_field(d, "status") == "no-answer");
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE customer_id IS NOT NULL") == 1);
+  CHECK(release_held(d) == 0);  // the first release passes it over
+  CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
+  CHECK(release_held(d) == 1);
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:callbacks:high") == 1; }));
+  CHECK(d.redis.xlen("sb:q:general:normal") <= 0);
+  auto payload = queued_payload(d, "sb:q:callbacks:high");
+  CHECK(payload.at("call").at("status").as_string() == "no-answer");
+  CHECK(payload.at("call").at("legs").at(0).at("status").as_string() == "no-answer");
+  CHECK(payload.at("from").at("value").as_string() == kAnn);
+  CHECK(d.rows("SELECT count(*) FROM customers") == 1);
+  CHECK(release_held(d) == 0);  // queued once
+}
+
+// A ring group: the leg that loses ends canceled the moment another answers, and the one that
+// answered reports when it hangs up, with the caller's own call, in either order.
+TEST_CASE(
+    "voice dial: a ring group's answer reported after the call's completed keeps it "
+    "completed") {
+  VoiceDaemon d;
+  parent(d, "ringing", "0");
+  child(d, "CA-leg2", kAgent2, "canceled", "1", "Fri, 02 Jan 2026 03:04:12 +0000", "0");
+  parent(d, "completed", "1", "70");
+  CHECK(d.text("SELECT state FROM interactions") == "pending_call");  // held for its legs
+  CHECK(call_field(d, "status") == "no-answer");                      // as far as known
+  SUBCASE("the answered leg's callback, then the release") {
+    child(d, "CA-leg1", kAgent, "completed", "2", "Fri, 02 Jan 2026 03:05:15 +0000", "60");
+    CHECK(call_field(d, "status") == "completed");
+    CHECK(release_held(d) == 1);  // nothing to wait for any more
+  }
+  SUBCASE("the <Dial action> telling of the answer queues it at once") {
+    dial_action(d, "completed", "CA-leg1", "completed", "60");
+  }
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  CHECK(d.redis.xlen("sb:q:callbacks:high") <= 0);
+  auto payload = queued_payload(d, "sb:q:general:normal");
+  CHECK(payload.at("call").at("status").as_string() == "completed");
+  CHECK(payload.at("call").at("legs").as_array().size() == 2);
+}
+
+// What the hold does not cover: a call whose legs all report after its own completed was queued
+// at once as a call that dialled nobody (an IVR's). Its stored status follows the legs, and an
+// agent's claim answers that; the route stays.
+TEST_CASE(
+    "voice dial: legs that report after the call was queued correct its status, not its "
+    "route") {
+  VoiceDaemon d;
+  parent(d, "ringing", "0");
+  parent(d, "completed", "1", "35");
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  child(d, "CA-leg1", kAgent, "no-answer", "1", "Fri, 02 Jan 2026 03:04:40 +0000", "0");
+  CHECK(call_field(d, "status") == "no-answer");
+  CHECK(queued_payload(d, "sb:q:general:normal").at("call").at("status").as_string() ==
+        "completed");
+  CHECK(d.claim("general").at("call").at("status").as_string() == "no-answer");
+  CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+  CHECK(d.redis.xlen("sb:q:callbacks:high") <= 0);
 }
 
 }  // namespace dial_legs_test

@@ -334,6 +334,39 @@ TEST_CASE("twilio route: CallStatus, AnsweredBy and Direction mapping") {
   }
 }
 
+// Answering Machine Detection (https://www.twilio.com/docs/voice/answering-machine-detection):
+// AnsweredBy on any request gives the call its machine_detection, with the request's time.
+TEST_CASE("twilio route: AnsweredBy on any request is the call's machine_detection") {
+  SUBCASE("the AsyncAmdStatusCallback: no CallStatus, no Timestamp") {
+    auto res = run(signed_post({{"CallSid", "CA0001"},
+                                {"AccountSid", "AC1"},
+                                {"AnsweredBy", "machine_start"},
+                                {"MachineDetectionDuration", "2140"}}));
+    REQUIRE(res.status == 200);
+    REQUIRE(res.event);
+    REQUIRE(res.event->call.call);
+    CHECK(res.event->call.call->status.empty());  // no status change
+    CHECK(res.event->call.call->machine_detection == "machine_start");
+    CHECK(res.event->call.call->machine_detection_at_ms == 0);
+  }
+  SUBCASE("the answer-time request of synchronous AMD, and a status callback") {
+    for (std::string status : {"in-progress", "completed"}) {
+      CAPTURE(status);
+      auto p = status_callback(status);
+      p.push_back({"AnsweredBy", "human"});
+      auto res = run(signed_post(p));
+      REQUIRE(res.event);
+      CHECK(res.event->call.call->machine_detection == "human");
+      CHECK(res.event->call.call->machine_detection_at_ms == 1739309188000);  // its Timestamp
+    }
+  }
+  SUBCASE("none without AnsweredBy") {
+    auto res = run(signed_post(status_callback("completed")));
+    REQUIRE(res.event);
+    CHECK(res.event->call.call->machine_detection.empty());
+  }
+}
+
 TEST_CASE("twilio route: rejections store nothing") {
   SUBCASE("missing signature: 401") {
     auto r = signed_post(status_callback("completed"));

@@ -1,14 +1,18 @@
 #pragma once
 // A whole daemon in-process with a real redis-server and SQLite, configured with one PBX webhook
 // ("pbx"), one Twilio account ("voice", auth token 12345, public_url https://hooks.example.com),
-// optionally a Telnyx account ("telnyx"), and a "missed calls" rule; plus a poster of Twilio form
-// requests signed as Twilio signs them. Shared by the end-to-end voice tests.
+// optionally a Telnyx account ("telnyx"), a "missed calls" rule and an agent carol (general,
+// callbacks) to claim calls from either queue; plus a poster of Twilio form requests signed as
+// Twilio signs them. Shared by the end-to-end voice tests.
+#include <boost/json.hpp>
 #include <cctype>
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <doctest/doctest.h>
 
 #include "channels/voice/signatures.hpp"
 #include "core/time.hpp"
@@ -38,6 +42,7 @@ struct VoiceDaemon {
     missed.priority = "high";
     missed.when.call_status = {"no-answer", "busy", "voicemail"};
     cfg.routing.rules.push_back(missed);
+    cfg.agents.push_back({"carol", "carol-token", {"general", "callbacks"}});
     app = std::make_unique<App>(cfg);
     app->start();
     http = std::make_unique<::sb::test::HttpClient>(app->port());
@@ -48,6 +53,13 @@ struct VoiceDaemon {
         "POST", "/webhooks/calls/pbx", body,
         {{"Content-Type", "application/json"},
          {"X-Switchboard-Signature", voice::pbx_signature_header(secret, t, body)}});
+  }
+  // carol's claim from `queue`: the claimed interaction (asserted to be there).
+  boost::json::object claim(const std::string& queue) {
+    auto r = http->post_json("/v1/agent/claim", R"({"queue":")" + queue + R"("})", "carol-token");
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    return boost::json::parse(r.body).at("interaction").as_object();
   }
   long long rows(const std::string& sql) {
     storage::Db db(dir.file("switchboard.db"), true);
