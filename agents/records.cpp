@@ -392,10 +392,13 @@ void Records::reported(std::uint64_t n, std::vector<Pending> events, bool retry,
       }
     }
     if (retry) {
-      if (held_.empty()) {
-        recovering_ = false;
-      } else {
-        submit_held();  // gathered while the retry was out: the database takes writes again
+      // The database takes writes again, and the gate is open (the retry's job opened it):
+      // what was gathered while the retry was out goes as an ordinary batch, behind it in the
+      // writer's order. (Held back as a retry again, a steady stream of claims and acks would
+      // keep the records "recovering", and every reply refused, for as long as it lasted.)
+      recovering_ = false;
+      if (!held_.empty()) {
+        submit_held(false);
       }
     }
     return;
@@ -454,12 +457,12 @@ void Records::maybe_retry() {
     }
     retry_armed_ = false;
     if (!held_.empty() && in_flight_ == 0) {
-      submit_held();
+      submit_held(true);
     }
   });
 }
 
-void Records::submit_held() {
+void Records::submit_held(bool retry) {
   std::uint64_t first = held_.begin()->first;
   std::vector<Pending> all;
   all.reserve(held_events_);
@@ -470,7 +473,7 @@ void Records::submit_held() {
   }
   held_.clear();
   held_events_ = 0;
-  submit_events(first, std::move(all), true);
+  submit_events(first, std::move(all), retry);
 }
 
 void Records::flush_now() {
@@ -481,7 +484,8 @@ void Records::flush_now() {
         "[agents] {} agent events the database refused are written once more at the stop; "
         "whatever it refuses now is lost",
         held_events_);
-    submit_held();
+    // A retry still with the writer goes first: these pass the gate only if it commits.
+    submit_held(in_flight_ == 0);
   }
 }
 

@@ -210,7 +210,7 @@ class Records {
   void reported(std::uint64_t n, std::vector<Pending> events, bool retry, const std::string& err);
   void hold(std::uint64_t n, std::vector<Pending> events);
   void maybe_retry();
-  void submit_held();
+  void submit_held(bool retry);
   // The check a job submitted directly runs first on the writer thread: it throws while events
   // handed over before it are refused. Empty when such events are known to wait already.
   std::function<void(storage::Db&)> gated(std::function<void(storage::Db&)> fn);

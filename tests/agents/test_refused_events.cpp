@@ -91,3 +91,61 @@ TEST_CASE("a claim, ack and release the database refuses are written again once 
   CHECK(failed[0].rfind("error ", 0) == 0);
   CHECK(log.lines_with("agent events the database refused are recorded now").size() == 1);
 }
+
+TEST_CASE(
+    "refused events: once the database takes them again replies are stored while agents go on "
+    "claiming and releasing") {
+  LogCapture log("agents");
+  auto sender = std::make_shared<RecordingSender>();
+  AgentDaemon d(
+      [](config::Config& c) {
+        c.agents.push_back({"carol", "carol-token", {"general"}});
+      },
+      [&](App& app) { app.senders().add("api", "web-form", sender); });
+  std::string held = d.ingest("steady-0", "answered after the disk is freed");
+  for (int i = 1; i <= 30; ++i) {
+    d.ingest("steady-" + std::to_string(i), "passed between bob and carol");
+  }
+  d.drained();
+  refuse_event_inserts(d, true);
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == held);
+  // Bob and carol claim and release as fast as they can (each takes what the other released):
+  // events are gathered during every round trip of the writer's retry.
+  std::atomic<bool> stop{false};
+  std::atomic<int> cycles{0};
+  auto churn = [&](const std::string& token) {
+    HttpClient c(d.app->port());
+    while (!stop) {
+      auto r = d.claim(token, "general", 0, &c);
+      if (r.status == 200) {
+        d.act(token, claimed_id(r), "release", "{}", &c);
+        ++cycles;
+      }
+    }
+  };
+  std::thread bob(churn, "bob-token"), carol(churn, "carol-token");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  refuse_event_inserts(d, false);
+  REQUIRE(eventually([&] {
+    return !log.lines_with("agent events the database refused are recorded now").empty();
+  }));
+  int at_recovery = cycles;
+  int status = 0;
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (std::chrono::steady_clock::now() < until) {
+    status = d.act("alice-token", held, "reply", R"({"text":"on its way"})").status;
+    if (status == 202) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // Bob and carol were at work all along: the events kept coming.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  bool churning = cycles > at_recovery;
+  stop = true;
+  bob.join();
+  carol.join();
+  CHECK(churning);
+  CHECK(status == 202);
+  REQUIRE(eventually([&] { return sender->sent == 1; }));
+}
