@@ -317,12 +317,12 @@ Service::Awaitable Service::reply(http::Request& r) {
   if (!tv || !tv->is_string() || tv->as_string().empty()) {
     co_return http::error(400, "invalid_field", "field \"text\" (the answer) is required");
   }
-  // Only white space (Unicode's too: NBSP, U+3000) and zero-width characters: a customer would
-  // get a blank message. The same characters canonicalisation trims off an identity.
-  if (trim_invisible_padding(std::string_view(tv->as_string())).empty()) {
+  // Only white space (Unicode's too: NBSP, U+3000), zero-width, control and format characters
+  // or blank letters: a customer would get a blank message.
+  if (!has_visible_character(std::string_view(tv->as_string()))) {
     co_return http::error(400, "invalid_field",
                           "field \"text\" (the answer) has no visible character: it is only "
-                          "white space or zero-width characters");
+                          "white space, zero-width, control or format characters");
   }
   if (tv->as_string().size() > kMaxReplyBytes) {
     co_return http::error(400, "invalid_field", "field \"text\" is longer than 65536 bytes");

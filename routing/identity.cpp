@@ -255,6 +255,23 @@ std::string_view trim_invisible_padding(std::string_view s) {
   return trim(s);
 }
 
+bool has_visible_character(std::string_view s) {
+  while (!s.empty()) {
+    auto c = decode_utf8(s);
+    if (c.len == 0) {
+      return true;
+    }
+    const char32_t cp = c.cp;
+    const bool blank = is_invisible_padding(cp) || is_control_or_format(cp) || cp == 0x115F ||
+                       cp == 0x1160 || cp == 0x3164 || cp == 0xFFA0 || cp == 0x2800;
+    if (!blank) {
+      return true;
+    }
+    s.remove_prefix(c.len);
+  }
+  return false;
+}
+
 std::string code_point_names(std::string_view s) {
   std::string out;
   while (!s.empty()) {

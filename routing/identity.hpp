@@ -71,6 +71,12 @@ bool is_phone_region(std::string_view region);
 // (storage/padded_identities.hpp) calls this one, so both drop the same characters.
 std::string_view trim_invisible_padding(std::string_view s);
 
+// Whether `s` (UTF-8) has a character a reader sees: not white space, not a control or format
+// character (identity_internal.hpp: zero-width, directional marks, soft hyphen, BOM), not one
+// of the blank letters that render as space (Hangul fillers U+115F, U+1160, U+3164, U+FFA0;
+// the blank Braille pattern U+2800). A malformed sequence counts as seen.
+bool has_visible_character(std::string_view s);
+
 // The code points of `s` as "U+00A0 U+FEFF", each byte of a malformed sequence as "0xNN": how a
 // log line names characters that cannot be seen.
 std::string code_point_names(std::string_view s);

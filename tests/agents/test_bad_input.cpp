@@ -166,6 +166,12 @@ TEST_CASE("agent routes: malformed bodies are 400 naming the field, nothing reco
        "field \"text\" (the answer) has no visible"},
       {item + "reply", "{\"text\":\"\xc2\xa0\xe3\x80\x80\xe2\x80\x8b\"}",
        "field \"text\" (the answer) has no visible"},
+      // Directional marks, soft hyphen, invisible operators, a C0 control, the blank letters
+      // (Hangul filler, the blank Braille pattern).
+      {item + "reply", R"({"text":"\u200e\u200f\u00ad\u2061\u0001"})",
+       "field \"text\" (the answer) has no visible"},
+      {item + "reply", R"({"text":"\u3164 \u2800\uffa0"})",
+       "field \"text\" (the answer) has no visible"},
       {item + "reply", R"({"text":")" + std::string(65537, 't') + "\"}",
        "field \"text\" is longer than 65536 bytes"},
       {item + "reply", "{\"text\":\"caf\xc3\"}", "invalid UTF-8 at byte offset 12"},
