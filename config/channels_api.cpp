@@ -107,12 +107,8 @@ void read_x(TableReader& r, ChannelNames& names, X& out) {
   // user_id's. Named by the two ids (public), never by the token. A token without that prefix
   // (another format, a proxy's) says nothing and passes.
   if (out.user_context && !out.user_id.empty()) {
-    const std::string& token = out.user_context->access_token;
-    std::size_t dash = token.find('-');
-    std::string_view prefix = std::string_view(token).substr(0, dash);
-    if (dash != std::string::npos && dash > 0 &&
-        std::all_of(prefix.begin(), prefix.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-        prefix != out.user_id) {
+    std::string_view prefix = x_token_user(out.user_context->access_token);
+    if (!prefix.empty() && prefix != out.user_id) {
       r.ctx().add(r.line(), "channels.x account \"" + out.name +
                                 "\": access_token belongs to the X user " + std::string(prefix) +
                                 ", not to user_id " + out.user_id +

@@ -189,6 +189,22 @@ struct XUserContext {
   bool operator==(const XUserContext&) const = default;
 };
 
+// The X user who granted an OAuth 1.0a access token: X's tokens read "<numeric user id>-<random>".
+// Empty for a token without that prefix (another format, a proxy's).
+inline std::string_view x_token_user(std::string_view access_token) {
+  std::size_t dash = access_token.find('-');
+  if (dash == std::string_view::npos || dash == 0) {
+    return {};
+  }
+  std::string_view id = access_token.substr(0, dash);
+  for (char c : id) {
+    if (c < '0' || c > '9') {
+      return {};
+    }
+  }
+  return id;
+}
+
 struct X {
   std::string name;
   std::string base_url = "https://api.x.com";

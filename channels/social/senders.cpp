@@ -463,7 +463,7 @@ class XSender final : public Sender {
       logger("social")->info(
           "[x:{}] the reload changed the account's {}: the pause for the daily posting limit "
           "({}) is over, and the replies it held are tried now",
-          cfg_.name, scope == "app" ? "consumer key" : "access token", scope);
+          cfg_.name, scope == "app" ? "consumer key" : "access token's user", scope);
       it = pauses_.erase(it);
       ended = true;
     }
@@ -479,13 +479,21 @@ class XSender final : public Sender {
     std::string credential;
   };
 
-  // What a scope's limit counts posts of: the user (the access token) or the app (the consumer
-  // key). Without user context no reply is posted, and nothing can pause.
+  // What a scope's limit counts posts of: the user (who granted the access token) or the app
+  // (the consumer key). A token re-issued to the same user (the reload's usual rotation;
+  // check-config refuses another user's token next to user_id) keeps the user's pause: X counts
+  // the user's posts, whatever the token. Without user context no reply is posted, and nothing
+  // can pause.
   std::string credential(const std::string& scope) const {
     if (!cfg_.user_context) {
       return {};
     }
-    return scope == "app" ? cfg_.user_context->consumer_key : cfg_.user_context->access_token;
+    if (scope == "app") {
+      return cfg_.user_context->consumer_key;
+    }
+    const std::string& token = cfg_.user_context->access_token;
+    std::string_view user = config::x_token_user(token);
+    return user.empty() ? token : "user " + std::string(user);
   }
 
   // The pause that holds replies now, if any: the latest of the scopes' pauses learned under

@@ -83,6 +83,15 @@ config::XUserContext another_user() {
   return keys;
 }
 
+// The same user's access token, re-issued (a leaked token rotated): X counts that user's posts
+// whatever the token.
+config::XUserContext reissued() {
+  config::XUserContext keys = FakeX::user_context();
+  keys.access_token = "370773112-reissuedAccessTokenOfTheSameUser00000";
+  keys.access_token_secret = "the re-issued token's secret";
+  return keys;
+}
+
 // Unix seconds `ahead` from now, as X's reset headers carry them.
 std::int64_t reset_in(std::chrono::seconds ahead) {
   return now_ms() / 1000 + ahead.count();
@@ -221,7 +230,8 @@ TEST_CASE(
   auto over = social.lines_with("is over");
   REQUIRE(over.size() == 1);
   CHECK(over[0] ==
-        "info [x:x] the reload changed the account's access token: the pause for the daily "
+        "info [x:x] the reload changed the account's access token's user: the pause for the "
+        "daily "
         "posting limit (user) is over, and the replies it held are tried now");
   // Not the token itself.
   CHECK(social.text().find(another_user().access_token) == std::string::npos);
@@ -254,7 +264,8 @@ TEST_CASE(
 
 TEST_CASE(
     "x: a reload that changes nothing the pause was learned under (nothing at all, another "
-    "account's token, the account's bearer token) keeps the 24-hour pause") {
+    "account's token, the account's bearer token, the same user's re-issued token) keeps the "
+    "24-hour pause") {
   LogCapture social("social");
   XReplies x;
   FakeX other{"77"};
@@ -273,6 +284,8 @@ TEST_CASE(
   x.reload([](config::Config& c) { c.channels.x.at(1).user_context = another_user(); });
   x.fake.set_credentials("x-rotated-bearer", FakeX::user_context());
   x.reload([](config::Config& c) { c.channels.x.at(0).bearer_token = "x-rotated-bearer"; });
+  x.fake.set_credentials("x-rotated-bearer", reissued());
+  x.reload([](config::Config& c) { c.channels.x.at(0).user_context = reissued(); });
   std::string second = x.alice->reply(s(in[1].at("id")), "Your refund is on its way.");
   auto waiting = x.with_error(in[1], second);
   CHECK(s(waiting.at("send").at("error")).find("replies wait until") != std::string::npos);
