@@ -113,7 +113,10 @@ std::optional<std::string> canonical_address(const std::string& text) {
 }
 
 void add_address(InternetAddressList* list, const Mailbox& m) {
-  gobject_ptr<InternetAddress> ia(internet_address_mailbox_new(m.name.c_str(), m.address.c_str()));
+  // A name decoded from the customer's mail may hold controls (an encoded CR/LF): GMime encodes
+  // them, but the customer's client decodes them back into our header. As the subject.
+  const std::string name = controls_to_spaces(m.name);
+  gobject_ptr<InternetAddress> ia(internet_address_mailbox_new(name.c_str(), m.address.c_str()));
   internet_address_list_add(list, ia.get());
 }
 

@@ -529,6 +529,33 @@ TEST_CASE("CR or LF in the customer's Subject never becomes a header line or bod
   }
 }
 
+TEST_CASE("CR or LF in the customer's display name never reaches our reply's To name") {
+  // A name decoded from an encoded word may hold CR LF; GMime encodes it on the wire, and the
+  // customer's client decodes it back: the reply's To carries it as spaces.
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <support@example.com>";
+  json::object parent{{"direction", "inbound"},
+                      {"subject", "Order 7"},
+                      {"external_id", "<n1@customer.example>"},
+                      {"from",
+                       {{"type", "email"},
+                        {"value", "ann@example.com"},
+                        {"name", "Ann\r\nBcc: evil@example.org\r\n\r\nForged"}}}};
+  OutboundMessage m{"01JTESTREPLY00000000000009", "email", "support", "c1", "Hello Ann",
+                    json::serialize(parent),      ""};
+  auto built = email::build_reply(account, m, 1767323045000);
+  REQUIRE(built.error.empty());
+  auto sent = email::parse_email(email::smtp::dot_stuff(built.data));
+  REQUIRE(sent.to.size() == 1);
+  CHECK(sent.to[0].email == "ann@example.com");
+  CHECK(sent.to[0].name.find_first_of("\r\n") == std::string::npos);
+  CHECK(sent.to[0].name.rfind("Ann ", 0) == 0);
+  CHECK(sent.cc.empty());
+  CHECK(sent.text == "Hello Ann");
+}
+
 TEST_CASE("a reply's subject has one Re: in front, whatever reply prefixes the parent had") {
   config::Smtp account;
   account.name = "support-out";
