@@ -330,6 +330,13 @@ WebhookResult twilio_event(const config::Twilio& cfg, const FormParams& params,
   std::string_view from = get("From").empty() ? get("Caller") : get("From");
   std::string_view to = get("To").empty() ? get("Called") : get("To");
   std::string_view parent = get("ParentCallSid");
+  // A call an agent places from a Twilio Client (the Voice SDK in a browser or app) reaches
+  // Twilio as Direction "inbound", From "client:<identity>", the customer's number in To: for
+  // us it is an outbound call to the customer, never a missed inbound one. (A SIP "From" may be a
+  // customer's number through a trunk, so only client: says it is ours.)
+  if (call.direction == "inbound" && from.starts_with("client:")) {
+    call.direction = "outbound";
+  }
   if (!parent.empty() && get("Direction") == "outbound-dial") {
     as_child_leg(ev, std::move(call), parent, to, default_region, canon);
   } else {

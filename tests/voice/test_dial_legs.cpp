@@ -302,6 +302,33 @@ TEST_CASE(
   CHECK(payload.at("call").at("legs").as_array().size() == 2);
 }
 
+// An agent calling out from a browser phone (Twilio Client): Twilio says "inbound" from
+// client:alice, and <Dial>s the customer. Nobody answering is not a missed call of ours.
+TEST_CASE(
+    "voice dial: a Twilio Client call an agent placed that nobody answered is an outbound call "
+    "to the customer, not a missed call") {
+  VoiceDaemon d;
+  auto client_call = [&](const std::string& status, const std::string& seq) {
+    auto r = post_twilio(d, {{"CallSid", "CA-parent"},
+                             {"CallStatus", status},
+                             {"Direction", "inbound"},
+                             {"From", "client:alice"},
+                             {"To", kAnn},
+                             {"SequenceNumber", seq}});
+    CAPTURE(r.body);
+    REQUIRE(r.status == 200);
+  };
+  client_call("ringing", "0");
+  child(d, "CA-leg1", kAnn, "no-answer", "1", "Fri, 02 Jan 2026 03:04:40 +0000", "0", kLine);
+  client_call("completed", "1");
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  CHECK(d.redis.xlen("sb:q:callbacks:high") <= 0);
+  auto payload = queued_payload(d, "sb:q:general:normal");
+  CHECK(payload.at("call").at("status").as_string() == "completed");
+  CHECK(payload.at("call").at("direction").as_string() == "outbound");
+  CHECK(payload.at("from").at("value").as_string() == kAnn);  // the customer it called
+}
+
 // What the hold does not cover: a call whose legs all report after its own completed was queued
 // at once as a call that dialled nobody (an IVR's). Its stored status follows the legs, and an
 // agent's claim answers that; the route stays.
