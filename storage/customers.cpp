@@ -335,20 +335,19 @@ std::vector<std::string> customer_timeline(Db& db, const std::string& customer_i
     st = db.prepare(kTimelineSql);
     st.bind(1, customer_id).bind(2, limit);
   } else {
-    // The cursor's place in the customer's timeline. An interaction's times are written once,
-    // so the page may be read apart from this lookup (a reader's statements are separate
-    // transactions).
-    auto at = db.prepare(
-        "SELECT min(occurred_at, received_at) FROM interactions WHERE id = ?1 AND "
-        "customer_id = ?2");
-    at.bind(1, before).bind(2, customer_id);
+    // The cursor's place in the timeline. An interaction's times are written once, so the page
+    // may be read apart from this lookup (a reader's statements are separate transactions).
+    // Whoever it belongs to now: a call taken from this customer for another since the page
+    // before (a caller id corrected) still marks where that page ended, and the next one goes
+    // on from there, nothing skipped or repeated.
+    auto at = db.prepare("SELECT min(occurred_at, received_at) FROM interactions WHERE id = ?1");
+    at.bind(1, before);
     if (at.step()) {
       st = db.prepare(kTimelineAfterSql);
       st.bind(1, customer_id).bind(2, at.int64(0)).bind(3, before).bind(4, limit);
     } else {
-      // No interaction of this customer's (an id no interaction has, or another customer's:
-      // a call taken from one customer for another since the page before): the answer it had
-      // when the timeline was ordered by id, the customer's interactions of smaller ids.
+      // An id no interaction has: the answer it had when the timeline was ordered by id, the
+      // customer's interactions of smaller ids.
       st = db.prepare(kTimelineBelowIdSql);
       st.bind(1, customer_id).bind(2, before).bind(3, limit);
     }
