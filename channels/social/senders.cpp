@@ -210,17 +210,20 @@ SendResult classify(const net::HttpResponse& res, std::string provider_message,
 // "Idempotency-Key": "stored for up to 1 hour"): a repeat within it answers the status posted
 // first, a repeat after it posts again. An attempt whose outcome was unknown (a lost answer, or
 // one the daemon stopped in the middle of) may be repeated only while its key is surely kept.
-// The sender does not learn when that attempt was; the reply's creation (the time in its ULID
-// id) bounds it from below: a reply younger than this window had every attempt inside it. An
-// older one is settled as an unknown outcome, not retried (as Telegram's), rather than risk the
-// answer twice. The margin covers our clock against the server's and the request's own time.
+// The window counts from the start of the first such attempt (OutboundMessage::
+// uncertain_since_ms, sends.uncertain_since): a reply written two hours ago whose first
+// uncertain attempt was a minute ago is retried. Past the window it is settled as an unknown
+// outcome, not retried (as Telegram's), rather than risk the answer twice. A send recorded by an
+// older build knows no such start: the reply's creation (the time in its ULID id) bounds it from
+// below then, as before. The margin covers our clock against the server's and the request's own
+// time.
 constexpr std::chrono::minutes kMastodonKeyWindow{55};
 
-// Whether an earlier attempt of `m` may lie outside kMastodonKeyWindow. An id that is no ULID
-// (the tests' ids) tells nothing: retried, as before.
+// Whether the first attempt of `m` that may have posted it lies outside kMastodonKeyWindow.
+// Without its start, an id that is no ULID (the tests' ids) tells nothing: retried, as before.
 bool past_mastodon_key_window(const OutboundMessage& m) {
-  std::int64_t created = ulid_time_ms(m.id);
-  return created >= 0 && now_ms() - created > milliseconds(kMastodonKeyWindow).count();
+  std::int64_t since = m.uncertain_since_ms > 0 ? m.uncertain_since_ms : ulid_time_ms(m.id);
+  return since >= 0 && now_ms() - since > milliseconds(kMastodonKeyWindow).count();
 }
 
 std::string mastodon_key_expired(const std::string& why) {

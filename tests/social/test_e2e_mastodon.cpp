@@ -697,6 +697,12 @@ TEST_CASE(
   // A first attempt of an old reply (nothing went out before) is posted as ever.
   CHECK(d.send("mastodon", "social", reply(2h, false)).status == SendResult::Status::sent);
   CHECK(fake.posted().size() == 2);
+  // The hour counts from the first attempt that may have posted it: a reply written two hours
+  // ago whose uncertain attempt was a minute ago is retried (the key answers the repeat).
+  OutboundMessage recently_lost = reply(2h, true);
+  recently_lost.uncertain_since_ms = now_ms() - 60'000;
+  CHECK(d.send("mastodon", "social", recently_lost).status == SendResult::Status::sent);
+  CHECK(fake.posted().size() == 3);
 
   // An attempt the daemon stopped in the middle of: retried, remembered as maybe sent, within the
   // hour; settled past it.
@@ -709,6 +715,11 @@ TEST_CASE(
   SendResult cut_late = s->interrupted(reply(2h, false), "the daemon stopped");
   CHECK(cut_late.status == SendResult::Status::failed);
   CHECK(cut_late.unknown);
+  OutboundMessage cut_recently = reply(2h, false);
+  cut_recently.uncertain_since_ms = now_ms() - 60'000;  // the cut attempt's start
+  SendResult cut_old_reply = s->interrupted(cut_recently, "the daemon stopped");
+  CHECK(cut_old_reply.status == SendResult::Status::retry);
+  CHECK(cut_old_reply.unknown);
 }
 
 TEST_CASE(
