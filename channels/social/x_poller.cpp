@@ -253,9 +253,28 @@ class XDmPoller final : public Poller {
         // The project's monthly cap: the mentions poller pauses the account and says so.
         co_return PollResult::again_in(std::chrono::hours(1));
       }
+      if (res.status == 403) {
+        // An app without X's Direct Message permission (or one whose access token was granted
+        // before it had it) is refused here for good: the back-off's minutes would only repeat
+        // the refusal. Said once, at error, with the fix; asked again hourly (the permission may
+        // be granted meanwhile). The mentions poller goes on.
+        if (!forbidden_logged_) {
+          forbidden_logged_ = true;
+          log->error(
+              "[x:{}] direct messages: GET /2/dm_events refused (HTTP 403: {}{}): grant the app "
+              "Direct Message permission (read and write, then a new access token), or set "
+              "direct_messages = false in [[channels.x]]; asking again hourly, mentions go on",
+              cfg_.name, e.title, e.detail.empty() ? "" : " (" + e.detail + ")");
+        }
+        co_return PollResult::again_in(std::chrono::hours(1));
+      }
       if (e.kind != XError::Kind::none) {
         co_return PollResult::failed("HTTP " + std::to_string(res.status) + ": " + e.title +
                                      (e.detail.empty() ? "" : " (" + e.detail + ")"));
+      }
+      if (forbidden_logged_) {
+        forbidden_logged_ = false;
+        log->info("[x:{}] direct messages: GET /2/dm_events answers again", cfg_.name);
       }
       XDmPage page = parse_x_dm_events(cfg_, res.body);
       if (!page.ok) {
@@ -298,7 +317,8 @@ class XDmPoller final : public Poller {
   bool loaded_ = false;
   std::string cursor_;
   std::int64_t since_ms_ = 0;          // a first start's look-back start (Unix ms), set once
-  std::set<std::string> read_before_;  // the DMs' external ids the last poll read
+  std::set<std::string> read_before_;  // the DMs' event ids the last poll read
+  bool forbidden_logged_ = false;      // a 403 was logged; cleared by a page read
   milliseconds pace_{0};
 };
 
