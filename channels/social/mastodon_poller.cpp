@@ -89,8 +89,8 @@ class MastodonPoller final : public Poller {
     // and counted as a duplicate at every poll). That works for any id scheme (Pleroma's and
     // GoToSocial's too). Only what the last advance covered is read again (one page at most),
     // never a whole backlog: a poll cut at kPagesPerPoll would otherwise spend the next one
-    // reading the same pages. After a restart the first poll starts at the cursor. The stored
-    // cursor only moves forward.
+    // reading the same pages. After a restart or a first start the next poll starts at the cursor.
+    // The stored cursor only moves forward.
     std::string from = behind_.value_or(cursor_);
     std::set<std::string> read;
     for (int pages = 1;; ++pages) {
@@ -170,9 +170,8 @@ class MastodonPoller final : public Poller {
     const std::int64_t since = since_ms_;
     std::vector<std::vector<Inbound>> pages;  // newest page first
     std::string newest, max_id;
-    std::optional<std::string> behind;  // the newest page's oldest id: the next poll's overlap
     std::size_t read = 0, skipped = 0;
-    read_before_.clear();  // the next poll's overlap: what this one read, left out or not
+    read_before_.clear();  // what this one read, left out or not (for the first advance's poll)
     for (;;) {
       MastodonPage page = co_await fetch_page(mastodon_backfill_target(max_id, kPage));
       if (!page.ok) {
@@ -180,9 +179,6 @@ class MastodonPoller final : public Poller {
       }
       if (newest.empty()) {
         newest = page.newest_id;
-        if (!page.oldest_id.empty()) {
-          behind = page.oldest_id;
-        }
       }
       read += page.notifications;
       std::vector<Inbound> inside;
@@ -226,7 +222,9 @@ class MastodonPoller final : public Poller {
       co_return PollResult::failed("storing mentions: " + err);
     }
     cursor_ = newest;  // still empty for an account without any notification: asked again
-    behind_ = std::move(behind);
+    // The next poll starts at the cursor, as after a restart: only newer ones are asked for
+    // (the look-back is not read again); the overlap starts with the first advance.
+    behind_.reset();
     if (!cursor_.empty()) {
       log->info(
           "[mastodon:{}] first start: stored {} mentions of the look-back, skipped {} older; "

@@ -235,9 +235,8 @@ TEST_CASE(
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
   int polls = fake.dm_requests();
   REQUIRE(eventually([&] { return fake.dm_requests() >= polls + 2; }));
-  // Numbered 2 s of snowflake time before `newer`, visible only now (a DM takes the id after
-  // the one minted last, which set_next_id puts 1 s before the id it is given).
-  fake.set_next_id(std::stoll(newer) - (1000LL << 22));
+  // Numbered 2 s of snowflake time before `newer`, visible only now.
+  fake.set_next_id(std::stoll(newer) - (2000LL << 22));
   std::string late = fake.add_dm("9", "bob", "three");
   REQUIRE(std::stoll(late) < std::stoll(newer));
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; },

@@ -539,7 +539,7 @@ std::string FakeX::add_dm(const std::string& sender_id, const std::string& usern
                           const std::string& text, const std::string& conversation_id,
                           std::chrono::milliseconds age) {
   std::lock_guard lock(mu_);
-  Dm dm{++next_id_,
+  Dm dm{mint(),
         sender_id,
         username,
         text,
@@ -759,7 +759,7 @@ Res FakeX::dm_post(const FakeHttpServer::Request& r) {
         400,
         R"({"title":"Invalid Request","detail":"One or more parameters to your request was invalid.","type":"https://api.twitter.com/2/problems/invalid-request"})"};
   }
-  Dm dm{++next_id_, user_id_, "support", std::string(text->as_string()), conversation, now_ms()};
+  Dm dm{mint(), user_id_, "support", std::string(text->as_string()), conversation, now_ms()};
   dms_.push_back(dm);
   dm_posted_.push_back(DmPosted{std::to_string(dm.id), conversation, dm.text, r.path});
   if (lose_dm_answers_ > 0) {
