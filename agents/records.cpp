@@ -208,7 +208,7 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
   auto st = read_.prepare(
       "SELECT s.interaction_id, s.parent_id, s.channel, s.account, "
       "coalesce(i.conversation_id,''), i.payload, coalesce(p.payload,''), s.attempts, "
-      "s.maybe_sent, coalesce(s.attempt_started_at, 0) "
+      "s.maybe_sent, coalesce(s.attempt_started_at, 0), coalesce(s.uncertain_since, 0) "
       "FROM sends s JOIN interactions i ON i.id = s.interaction_id "
       "LEFT JOIN interactions p ON p.id = s.parent_id "
       "WHERE s.state = 'pending' AND s.next_attempt_at <= ?1 "
@@ -218,8 +218,8 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
   st.bind(1, now).bind(2, limit).bind(3, json_list(busy)).bind(4, json_list(full));
   std::vector<SendJob> out;
   while (st.step()) {
-    SendJob j{st.text(0), st.text(1), st.text(2),  st.text(3),       st.text(4),
-              "",         st.text(6), st.int64(7), st.int64(8) != 0, st.int64(9)};
+    SendJob j{st.text(0), st.text(1),  st.text(2),       st.text(3),  st.text(4),  "",
+              st.text(6), st.int64(7), st.int64(8) != 0, st.int64(9), st.int64(10)};
     json::error_code ec;
     auto v = json::parse(st.text_view(5), ec);
     if (!ec && v.is_object()) {
@@ -701,6 +701,9 @@ void Records::send_result(const std::string& iid, const std::string& state, std:
         auto st = db.prepare(
             "UPDATE sends SET state=?2, attempts=?3, next_attempt_at=?4, last_error=?5, "
             "provider_id=?6, updated_at=?7, maybe_sent=max(maybe_sent, ?8), "
+            // The first unknown outcome's start stays (the SET reads the row before it).
+            "uncertain_since=CASE WHEN ?8 != 0 AND uncertain_since IS NULL "
+            "THEN attempt_started_at ELSE uncertain_since END, "
             "attempt_started_at=NULL, account_paused=?9 WHERE interaction_id=?1");
         st.bind(1, iid).bind(2, state).bind(3, attempts).bind(4, next_at).bind(5, error);
         st.bind(6, provider_id).bind(7, at).bind(8, static_cast<std::int64_t>(maybe_sent));

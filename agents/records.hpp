@@ -60,6 +60,9 @@ struct SendJob {
   // When an attempt of it was marked as started (sends.attempt_started_at, Unix ms) and no
   // result of that attempt is recorded; 0: none.
   std::int64_t started_at = 0;
+  // When the first attempt whose outcome was unknown started (sends.uncertain_since, Unix ms);
+  // 0: none, or not known (a send of an older build).
+  std::int64_t uncertain_since = 0;
 };
 
 // The open interactions (queued or claimed) the database records in one queue.

@@ -158,7 +158,18 @@ void SendLoop::done_with(const std::string& id) {
 namespace {
 OutboundMessage message_of(const SendJob& job) {
   return OutboundMessage{job.interaction_id, job.channel,        job.account, job.conversation_id,
-                         job.text,           job.parent_payload, "",          job.maybe_sent};
+                         job.text,           job.parent_payload, "",          job.maybe_sent,
+                         job.uncertain_since};
+}
+
+// message_of for Sender::interrupted: the cut attempt may have posted it too, so the first
+// uncertain start is the earlier unknown outcome's, else the cut attempt's.
+OutboundMessage interrupted_message_of(const SendJob& job) {
+  OutboundMessage m = message_of(job);
+  if (m.uncertain_since_ms == 0) {
+    m.uncertain_since_ms = job.started_at;
+  }
+  return m;
 }
 
 // Sender::interrupted's `why` for a marked attempt of `job`; `how` adds how it was learned.
@@ -228,7 +239,7 @@ void SendLoop::dispatch(SendJob job) {
     // Marked and never answered: its request was out when the daemon stopped (kill -9, or a
     // stop whose drain ended first; in flight now it would have been left out of the query).
     // Handed over blindly it would reach the customer twice.
-    finished(job, sender->interrupted(message_of(job), stopped_while_out(job)));
+    finished(job, sender->interrupted(interrupted_message_of(job), stopped_while_out(job)));
     return;
   }
   // The mark is committed before the request may go out: a crash after it finds the mark, one
@@ -287,7 +298,8 @@ std::future<void> SendLoop::settle_interrupted(std::string why) {
       }
       settled_.insert(id);
       ++*left;
-      finished(job, sender->interrupted(message_of(job), stopped_while_out(job, why)), one_done);
+      finished(job, sender->interrupted(interrupted_message_of(job), stopped_while_out(job, why)),
+               one_done);
     }
     out_.clear();
     one_done();

@@ -102,6 +102,14 @@ void read_x(TableReader& r, ChannelNames& names, X& out) {
   r.duration("poll_interval", out.poll_interval);
   read_backfill(r, out.backfill);
   read_x_user_context(r, out);
+  r.boolean("direct_messages", out.direct_messages);
+  if (out.direct_messages.value_or(false) && !out.user_context) {
+    // X lists DMs in user context only: the bearer token is refused on GET /2/dm_events.
+    r.ctx().add(r.line(), "channels.x account \"" + out.name +
+                              "\": direct_messages = true needs OAuth 1.0a user context "
+                              "(consumer_key_env, consumer_secret_env, access_token_env and "
+                              "access_token_secret_env): X lists direct messages only in it");
+  }
   // An OAuth 1.0a access token is "<numeric id of the user who granted it>-<random>": one of
   // another account than user_id would post replies as that account while the mentions are
   // user_id's. Named by the two ids (public), never by the token. A token without that prefix

@@ -215,6 +215,11 @@ struct X {
   // Signs the calls X accepts only in user context (POST /2/tweets). Without it they carry the
   // bearer token, which X refuses there with 403.
   std::optional<XUserContext> user_context{};
+  // `direct_messages`: whether the account reads its DMs (GET /2/dm_events, user context only).
+  // nullopt: not set, which is true with user context; false turns them off (an app without
+  // Direct Message permission). True without user context is refused at load.
+  std::optional<bool> direct_messages{};
+  bool reads_direct_messages() const { return user_context && direct_messages.value_or(true); }
   bool operator==(const X&) const = default;
 };
 

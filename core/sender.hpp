@@ -31,6 +31,10 @@ struct OutboundMessage {
   // may have posted it already. A sender whose provider refuses a repeat (X's duplicate content)
   // may then take the refusal for the earlier attempt's success.
   bool maybe_sent = false;
+  // When the first attempt that may have posted it started (Unix ms): the earliest attempt
+  // whose outcome was unknown, or the one cut by a stop (interrupted()); 0: none known. A
+  // provider whose idempotency key expires (Mastodon's hour) counts from it.
+  std::int64_t uncertain_since_ms = 0;
 };
 
 struct SendResult {

@@ -406,6 +406,13 @@ DROP INDEX interactions_by_customer;
 CREATE INDEX interactions_by_customer
   ON interactions(customer_id, min(occurred_at, received_at), id);
 )sql",
+    // 23 -> 24: when the first attempt of a send whose outcome was unknown started (Unix ms,
+    // its attempt_started_at, kept when the result clears the mark). Mastodon keeps an
+    // Idempotency-Key for an hour from that request: a repeat is safe only inside it, however
+    // old the reply itself is (channels/social/senders.cpp).
+    R"sql(
+ALTER TABLE sends ADD COLUMN uncertain_since INTEGER;
+)sql",
 };
 
 std::string newer_schema_message(const Db& db, int v) {

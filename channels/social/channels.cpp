@@ -29,7 +29,8 @@ SocialChannels::SocialChannels(asio::io_context& io, Pipeline& pipeline, Metrics
     pollers_.push_back(make_x_poller(rt_, c));
     // X gives DMs in user context only; whether an account has it waits for a restart (a
     // reload changes its keys only), so the DM poller is there from the start or not at all.
-    if (c.user_context) {
+    // `direct_messages = false` leaves them unread (an app without DM permission).
+    if (c.reads_direct_messages()) {
       pollers_.push_back(make_x_dm_poller(rt_, c));
     }
   }
@@ -83,6 +84,10 @@ void SocialChannels::start() {
           "[x:{}] direct messages are not read: X gives them in user context only (set "
           "consumer_key_env, consumer_secret_env, access_token_env and access_token_secret_env "
           "in [[channels.x]]); reading mentions only",
+          c.name);
+    } else if (!c.reads_direct_messages()) {
+      logger("social")->info(
+          "[x:{}] direct messages are not read (direct_messages = false); reading mentions only",
           c.name);
     }
   }

@@ -51,11 +51,11 @@ bool id_less(std::string_view a, std::string_view b);
 inline constexpr std::int64_t kCursorOverlapMs = 30'000;
 
 // A cursor id held back by kCursorOverlapMs of Snowflake time, for a poll to read again what
-// became visible after a newer id had been read: Mastodon numbers a notification before the job
-// that inserts it commits, and X's ids are only roughly in time order. The Snowflake's time is
-// `id >> shift` (X: 22, Mastodon: 16), counted from some epoch; `min_time` is the least time part
-// a real one has, so that a small counter (or a fake's) is left alone. `id` itself when it is not
-// such a decimal Snowflake (Pleroma's and GoToSocial's ids are not).
+// became visible after a newer id had been read: X's ids (posts and DM events) are only roughly
+// in time order. The Snowflake's time is `id >> shift` (X: 22), counted from some epoch;
+// `min_time` is the least time part a real one has, so that a small counter (or a fake's) is
+// left alone. `id` itself when it is not such a decimal Snowflake. (Mastodon's notification ids
+// are a plain sequence: its poller reads one advance again instead, mastodon_poller.cpp.)
 std::string held_back_id(std::string_view id, int shift, std::int64_t min_time);
 
 // ASCII lower-casing (identities are compared byte-wise after this).

@@ -12,8 +12,8 @@
 // of 80; compatible servers such as Pleroma, Akkoma and GoToSocial cap lower). No gap, no
 // duplicate, oldest first; a crash replays one page and dedupe absorbs it. Pace with
 // rate_pacing.hpp. Ids are not made visible in order (a notification is numbered before its
-// insert commits): the poller starts each poll's first page a little below the cursor
-// (held_back_id, common.hpp) and leaves out what its last poll read.
+// insert commits): the poller starts each poll one advance behind (from the cursor before its
+// last advance) and leaves out what its last poll read.
 //
 // First start with a bounded look-back (config `backfill`, no cursor yet): min_id=0 would read
 // the account's whole history. Instead `mastodon_backfill_target` reads newest first (no min_id,

@@ -1,5 +1,6 @@
 // Mastodon mentions poller: see mastodon.hpp for the cursor protocol and rate_pacing.hpp for
 // the pacing rules this follows.
+#include <optional>
 #include <set>
 
 #include "channels/social/link_header.hpp"
@@ -38,10 +39,6 @@ bool more_after(const MastodonPage& page, bool older) {
 // What a first start reads back at most (250 pages): the look-back's mentions are held until
 // they are stored at once.
 constexpr std::size_t kBackfillMax = 20000;
-
-// Mastodon's ids are Snowflakes (Unix ms << 16) since 2.0 (2017): a numeric id whose time part is
-// earlier is a plain counter (another server, an old one, a fake), left without an overlap.
-constexpr std::int64_t kSnowflakeSince = 1483228800000;  // 2017-01-01T00:00:00Z
 
 // Pages one poll reads at most (8,000 notifications); the rest waits for the next poll, at once.
 constexpr int kPagesPerPoll = 100;
@@ -85,11 +82,16 @@ class MastodonPoller final : public Poller {
     }
     int stored = 0;
     // Mastodon numbers a notification before the job that inserts it commits: one may become
-    // visible after a newer one was read. The poll's first page starts kCursorOverlapMs of
-    // Snowflake time (ms << 16) below the cursor; what the poll before read is left out (not
-    // stored and counted as a duplicate at every poll; after a restart the first poll's overlap
-    // is, once). The cursor only moves forward.
-    std::string from = held_back_id(cursor_, 16, kSnowflakeSince);
+    // visible after a newer one was read. Its notifications are numbered by a plain sequence
+    // (db/schema.rb: "notifications" has no timestamp_id default, unlike "statuses"), so no time
+    // can be read off an id: the poll's first page starts one advance behind, from the cursor
+    // before the last advance (behind_), and what the poll before read is left out (not stored
+    // and counted as a duplicate at every poll). That works for any id scheme (Pleroma's and
+    // GoToSocial's too). Only what the last advance covered is read again (one page at most),
+    // never a whole backlog: a poll cut at kPagesPerPoll would otherwise spend the next one
+    // reading the same pages. After a restart or a first start the next poll starts at the cursor.
+    // The stored cursor only moves forward.
+    std::string from = behind_.value_or(cursor_);
     std::set<std::string> read;
     for (int pages = 1;; ++pages) {
       const std::string sent = from;
@@ -122,6 +124,7 @@ class MastodonPoller final : public Poller {
           co_return PollResult::failed("storing mentions: " + err);
         }
         if (forward) {
+          behind_ = cursor_;
           cursor_ = page.newest_id;
         }
         from = page.newest_id;
@@ -168,7 +171,7 @@ class MastodonPoller final : public Poller {
     std::vector<std::vector<Inbound>> pages;  // newest page first
     std::string newest, max_id;
     std::size_t read = 0, skipped = 0;
-    read_before_.clear();  // the next poll's overlap: what this one read, left out or not
+    read_before_.clear();  // what this one read, left out or not (for the first advance's poll)
     for (;;) {
       MastodonPage page = co_await fetch_page(mastodon_backfill_target(max_id, kPage));
       if (!page.ok) {
@@ -219,6 +222,9 @@ class MastodonPoller final : public Poller {
       co_return PollResult::failed("storing mentions: " + err);
     }
     cursor_ = newest;  // still empty for an account without any notification: asked again
+    // The next poll starts at the cursor, as after a restart: only newer ones are asked for
+    // (the look-back is not read again); the overlap starts with the first advance.
+    behind_.reset();
     if (!cursor_.empty()) {
       log->info(
           "[mastodon:{}] first start: stored {} mentions of the look-back, skipped {} older; "
@@ -345,6 +351,9 @@ class MastodonPoller final : public Poller {
   std::string local_domain_;   // resolve_local_domain()
   std::int64_t since_ms_ = 0;  // a first start's look-back start (Unix ms), set once
   bool no_progress_logged_ = false;
+  // The cursor before its last advance: where a poll starts, to read the last advance again
+  // (nullopt after a restart: from the cursor). Empty: from the start, as the advance was.
+  std::optional<std::string> behind_;
   std::set<std::string> read_before_;  // the status ids the last poll read (its overlap's)
   RequestWindow window_;
   int remaining_ = -1;  // unknown until the first response

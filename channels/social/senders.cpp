@@ -210,17 +210,20 @@ SendResult classify(const net::HttpResponse& res, std::string provider_message,
 // "Idempotency-Key": "stored for up to 1 hour"): a repeat within it answers the status posted
 // first, a repeat after it posts again. An attempt whose outcome was unknown (a lost answer, or
 // one the daemon stopped in the middle of) may be repeated only while its key is surely kept.
-// The sender does not learn when that attempt was; the reply's creation (the time in its ULID
-// id) bounds it from below: a reply younger than this window had every attempt inside it. An
-// older one is settled as an unknown outcome, not retried (as Telegram's), rather than risk the
-// answer twice. The margin covers our clock against the server's and the request's own time.
+// The window counts from the start of the first such attempt (OutboundMessage::
+// uncertain_since_ms, sends.uncertain_since): a reply written two hours ago whose first
+// uncertain attempt was a minute ago is retried. Past the window it is settled as an unknown
+// outcome, not retried (as Telegram's), rather than risk the answer twice. A send recorded by an
+// older build knows no such start: the reply's creation (the time in its ULID id) bounds it from
+// below then, as before. The margin covers our clock against the server's and the request's own
+// time.
 constexpr std::chrono::minutes kMastodonKeyWindow{55};
 
-// Whether an earlier attempt of `m` may lie outside kMastodonKeyWindow. An id that is no ULID
-// (the tests' ids) tells nothing: retried, as before.
+// Whether the first attempt of `m` that may have posted it lies outside kMastodonKeyWindow.
+// Without its start, an id that is no ULID (the tests' ids) tells nothing: retried, as before.
 bool past_mastodon_key_window(const OutboundMessage& m) {
-  std::int64_t created = ulid_time_ms(m.id);
-  return created >= 0 && now_ms() - created > milliseconds(kMastodonKeyWindow).count();
+  std::int64_t since = m.uncertain_since_ms > 0 ? m.uncertain_since_ms : ulid_time_ms(m.id);
+  return since >= 0 && now_ms() - since > milliseconds(kMastodonKeyWindow).count();
 }
 
 std::string mastodon_key_expired(const std::string& why) {
@@ -308,45 +311,8 @@ std::string x_failure(const XError& e, const config::X& cfg) {
   return msg;
 }
 
-// An X reply to a direct message (x.cpp): by DM to its conversation (the flag the poller set),
-// else to the sender. Neither the duplicate-content rule nor the daily posting pause of posts
-// applies: X refuses no repeated DM (so a lost answer is not retried: the customer would read
-// it twice, as on Telegram), and DMs are counted apart from posts. A 429 waits for its reset:
-// x-rate-limit-reset, or a used-up 24-hour limit's when X names one.
-asio::awaitable<SendResult> x_send_dm(Runtime& rt, const config::X& cfg, const OutboundMessage& m,
-                                      const Parent& p) {
-  auto spec = x_dm_reply(cfg, m.text, flag_value(p, "dm_conversation_id:"), p.from_value);
-  if (!spec) {
-    co_return SendResult::failed("the direct message names no conversation or sender to answer");
-  }
-  net::HttpRequest req = to_request(cfg.base_url, *spec);
-  auto res = co_await rt.http.request(std::move(req));
-  if (res.status >= 200 && res.status < 300) {
-    std::string id = parse_x_dm_event_id(res.body);
-    co_return SendResult::sent(id.empty() ? id : std::string(kXDmPrefix) + id);
-  }
-  if (res.status == 0) {
-    co_return network_failure_no_repeat(res, "X");
-  }
-  XError e = classify_x_response(res.status, res.body, lookup_in(res));
-  std::string msg = x_failure(e, cfg);
-  if (!e.retryable()) {
-    co_return SendResult::failed(msg);
-  }
-  auto now = Clock::now();
-  std::optional<Clock::time_point> reset = e.reset;
-  if (e.daily_cap && e.daily_cap->reset && *e.daily_cap->reset > now &&
-      (!reset || *e.daily_cap->reset > *reset)) {
-    reset = e.daily_cap->reset;
-  }
-  milliseconds after{};
-  if (reset) {
-    after = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(*reset - now));
-  }
-  co_return SendResult::retry(msg, after);
-}
-
-// X's 24-hour posting limits (x.cpp) hold every reply of the account until their reset. The
+// X's 24-hour posting limits (x.cpp) hold every reply of the account until their reset (the
+// DM replies have limits of their own, and a pause of their own: send_dm). The
 // first 429 that says so pauses the sender: until the reset its replies are answered at once
 // with the same wait and X's message, without a request (each would be one more refusal), and
 // none of them spends an attempt. Logged once per pause, at warn. The pause lives in memory: the
@@ -391,9 +357,9 @@ class XSender final : public Sender {
                  co_return SendResult::failed("the answered interaction has no external id");
                }
                if (p->kind == "direct_message") {
-                 co_return co_await x_send_dm(rt_, cfg_, m, *p);  // by DM, never as a public post
+                 co_return co_await send_dm(m, *p);  // by DM, never as a public post
                }
-               if (auto held = still_paused()) {
+               if (auto held = still_paused(false)) {
                  co_return std::move(*held);
                }
                // The credentials this request goes with: a reload may change cfg_ while it is
@@ -430,7 +396,7 @@ class XSender final : public Sender {
                }
                if (e.daily_cap) {
                  const std::string& under = e.daily_cap->scope == "app" ? app : user;
-                 if (auto held = pause(*e.daily_cap, msg, under)) {
+                 if (auto held = pause(*e.daily_cap, msg, under, false)) {
                    co_return std::move(*held);
                  }
                }
@@ -461,9 +427,10 @@ class XSender final : public Sender {
         continue;
       }
       logger("social")->info(
-          "[x:{}] the reload changed the account's {}: the pause for the daily posting limit "
-          "({}) is over, and the replies it held are tried now",
-          cfg_.name, scope == "app" ? "consumer key" : "access token's user", scope);
+          "[x:{}] the reload changed the account's {}: the pause for the daily {} limit ({}) is "
+          "over, and the replies it held are tried now",
+          cfg_.name, scope_of(scope) == "app" ? "consumer key" : "access token's user",
+          limit_name(is_dm(scope)), scope_of(scope));
       it = pauses_.erase(it);
       ended = true;
     }
@@ -471,6 +438,57 @@ class XSender final : public Sender {
   }
 
  private:
+  // An X reply to a direct message (x.cpp): by DM to its conversation (the flag the poller set),
+  // else to the sender. The duplicate-content rule of posts does not apply: X refuses no
+  // repeated DM (so a lost answer is not retried: the customer would read it twice, as on
+  // Telegram). A 429 waits for x-rate-limit-reset; one that names a used-up 24-hour limit
+  // pauses the DM replies as the posts' pause does the posts (see the class comment): POST
+  // /2/dm_conversations/... has its own limits (docs.x.com: 1,000 per user and 15,000 per app
+  // in 24 hours), counted apart from the posts', so the two pauses are apart too, each following
+  // the credentials it was learned under. A reset hours away is no attempt spent: as a retry it
+  // would end `failed` after the send loop's capped waits.
+  asio::awaitable<SendResult> send_dm(const OutboundMessage& m, const Parent& p) {
+    auto spec = x_dm_reply(cfg_, m.text, flag_value(p, "dm_conversation_id:"), p.from_value);
+    if (!spec) {
+      co_return SendResult::failed("the direct message names no conversation or sender to answer");
+    }
+    if (auto held = still_paused(true)) {
+      co_return std::move(*held);
+    }
+    const std::string user = credential("user"), app = credential("app");
+    net::HttpRequest req = to_request(cfg_.base_url, *spec);
+    auto res = co_await rt_.http.request(std::move(req));
+    if (res.status >= 200 && res.status < 300) {
+      std::string id = parse_x_dm_event_id(res.body);
+      co_return SendResult::sent(id.empty() ? id : std::string(kXDmPrefix) + id);
+    }
+    if (res.status == 0) {
+      co_return network_failure_no_repeat(res, "X");
+    }
+    XError e = classify_x_response(res.status, res.body, lookup_in(res));
+    std::string msg = x_failure(e, cfg_);
+    if (e.daily_cap) {
+      const std::string& under = e.daily_cap->scope == "app" ? app : user;
+      if (auto held = pause(*e.daily_cap, msg, under, true)) {
+        co_return std::move(*held);
+      }
+    }
+    if (!e.retryable()) {
+      co_return SendResult::failed(msg);
+    }
+    milliseconds after{};
+    if (e.reset) {
+      after = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(*e.reset - Clock::now()));
+    }
+    co_return SendResult::retry(msg, after);
+  }
+
+  // The pauses are kept by key: the limit's scope ("user", "app") for posts, "dm:" and the
+  // scope for direct messages.
+  static bool is_dm(const std::string& key) { return key.starts_with("dm:"); }
+  static std::string scope_of(const std::string& key) { return is_dm(key) ? key.substr(3) : key; }
+  static const char* limit_name(bool dm) { return dm ? "direct message" : "posting"; }
+
   // One scope's pause: until when, X's message with it, and the credential it was learned
   // under (credential()).
   struct Pause {
@@ -484,11 +502,11 @@ class XSender final : public Sender {
   // check-config refuses another user's token next to user_id) keeps the user's pause: X counts
   // the user's posts, whatever the token. Without user context no reply is posted, and nothing
   // can pause.
-  std::string credential(const std::string& scope) const {
+  std::string credential(const std::string& key) const {
     if (!cfg_.user_context) {
       return {};
     }
-    if (scope == "app") {
+    if (scope_of(key) == "app") {
       return cfg_.user_context->consumer_key;
     }
     const std::string& token = cfg_.user_context->access_token;
@@ -496,12 +514,14 @@ class XSender final : public Sender {
     return user.empty() ? token : "user " + std::string(user);
   }
 
-  // The pause that holds replies now, if any: the latest of the scopes' pauses learned under
-  // the credentials the account still uses. Under mu_.
-  const Pause* holding(Clock::time_point now) const {
+  // The pause that holds replies of the kind (posts, or direct messages when `dm`) now, if
+  // any: the latest of the scopes' pauses learned under the credentials the account still
+  // uses. Under mu_.
+  const Pause* holding(Clock::time_point now, bool dm) const {
     const Pause* out = nullptr;
-    for (const auto& [scope, p] : pauses_) {
-      if (p.until > now && p.credential == credential(scope) && (!out || p.until > out->until)) {
+    for (const auto& [key, p] : pauses_) {
+      if (is_dm(key) == dm && p.until > now && p.credential == credential(key) &&
+          (!out || p.until > out->until)) {
         out = &p;
       }
     }
@@ -510,10 +530,10 @@ class XSender final : public Sender {
 
   // The pause's wait and message while it lasts (the wait at least 1 s: the send loop's
   // minimum, without its warning for a reset a moment away).
-  std::optional<SendResult> still_paused() {
+  std::optional<SendResult> still_paused(bool dm) {
     std::lock_guard lock(mu_);
     auto now = Clock::now();
-    const Pause* p = holding(now);
+    const Pause* p = holding(now, dm);
     if (!p) {
       return std::nullopt;
     }
@@ -525,14 +545,16 @@ class XSender final : public Sender {
   // `learned_under` (the scope's credential the request went with); nullopt when its reset is
   // no pause (see the class comment), logged then.
   std::optional<SendResult> pause(const XError::DailyCap& cap, const std::string& msg,
-                                  const std::string& learned_under) {
+                                  const std::string& learned_under, bool dm) {
     auto log = logger("social");
+    const char* limit = limit_name(dm);
+    const std::string key = (dm ? "dm:" : "") + cap.scope;
     auto now = Clock::now();
     if (!cap.reset || *cap.reset <= now) {
       log->warn(
-          "[x:{}] daily posting limit reached ({}), but {} is {}: the reply is retried as a "
-          "429 of the 15-minute window",
-          cfg_.name, cap.scope, cap.reset_header,
+          "[x:{}] daily {} limit reached ({}), but {} is {}: the reply is retried as a 429 of "
+          "the 15-minute window",
+          cfg_.name, limit, cap.scope, cap.reset_header,
           cap.reset ? "not ahead of our clock" : "not a time");
       return std::nullopt;
     }
@@ -546,45 +568,45 @@ class XSender final : public Sender {
     std::string at = format_rfc3339(
         std::chrono::duration_cast<milliseconds>(until.time_since_epoch()).count() + 999);
     std::lock_guard lock(mu_);
-    if (learned_under != credential(cap.scope)) {
+    if (learned_under != credential(key)) {
       // The request went out before a reload replaced the credentials: the limit is the old
       // user's (or app's). Nothing is paused; the reply goes again with the new ones, its
       // attempts unspent (the old limit is not its failure either).
       log->info(
-          "[x:{}] daily posting limit reached ({}) for the credentials a reload has replaced "
+          "[x:{}] daily {} limit reached ({}) for the credentials a reload has replaced "
           "since the request went out: the reply is tried again with the new ones",
-          cfg_.name, cap.scope);
-      return SendResult::paused(msg + " (daily posting limit reached (" + cap.scope +
+          cfg_.name, limit, cap.scope);
+      return SendResult::paused(msg + " (daily " + limit + " limit reached (" + cap.scope +
                                     ") for credentials replaced since: tried again)",
                                 kMinProviderWait);
     }
-    auto it = pauses_.find(cap.scope);
+    auto it = pauses_.find(key);
     if (it != pauses_.end() && it->second.credential != learned_under) {
       pauses_.erase(it);  // an earlier user's (or app's), ended by a reload: not this one
       it = pauses_.end();
     }
     // Replies in flight together get the same 429: one line for the cap, not one per reply.
     // A later reset (the other limit used up too, or a new day's cap) is a new pause.
-    if (const Pause* before = holding(now);
+    if (const Pause* before = holding(now, dm);
         !before || until > before->until + std::chrono::seconds(1)) {
-      log->warn("[x:{}] daily posting limit reached ({}): replies wait until {}", cfg_.name,
-                cap.scope, at);
+      log->warn("[x:{}] daily {} limit reached ({}): {} wait until {}", cfg_.name, limit, cap.scope,
+                dm ? "direct message replies" : "replies", at);
     }
     if (it == pauses_.end() || until > it->second.until) {
-      pauses_[cap.scope] = Pause{
-          until,
-          msg + " (daily posting limit reached (" + cap.scope + "): replies wait until " + at + ")",
-          learned_under};
+      pauses_[key] = Pause{until,
+                           msg + " (daily " + limit + " limit reached (" + cap.scope +
+                               "): replies wait until " + at + ")",
+                           learned_under};
     }
     // A longer pause already running (the other limit's) is the one to wait for.
-    const Pause* p = holding(now);
+    const Pause* p = holding(now, dm);
     return SendResult::paused(p->reason, std::chrono::ceil<milliseconds>(p->until - now));
   }
 
   Runtime& rt_;
   const config::X& cfg_;
   std::mutex mu_;  // the pauses; sends may finish on any thread of the executor
-  std::map<std::string, Pause> pauses_;  // by scope: "user", "app"
+  std::map<std::string, Pause> pauses_;  // by key: "user", "app", "dm:user", "dm:app"
 };
 
 class TelegramSender final : public Sender {

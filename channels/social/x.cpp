@@ -460,8 +460,10 @@ bool XDmPager::add(XDmPage page) {
     if (newest_.empty() || id_less(newest_, e.id)) {
       newest_ = e.id;
     }
-    // At or below the cursor: stored by an earlier poll, and so is everything older.
-    if (!cursor_.empty() && !id_less(cursor_, e.id)) {
+    // At or below the cursor (or the overlap's start): stored by an earlier poll, and so is
+    // everything older.
+    const std::string& stop = stop_.empty() ? cursor_ : stop_;
+    if (!stop.empty() && !id_less(stop, e.id)) {
       reached = true;
       continue;
     }

@@ -116,8 +116,10 @@ class XMentionsPager {
 // first, from the last 30 days, with no since_id and no start_time: the cursor is the newest
 // event id committed, and XDmPager pages with pagination_token until an event at or below it
 // appears (ids are snowflakes: compared numerically, as digit strings), or, on a first start,
-// one older than the look-back (created_at). The whole backlog is stored in one transaction,
-// oldest first, with the newest id seen (the account's own events too) as the new cursor.
+// one older than the look-back (created_at). As for mentions, a later poll pages a little
+// further, to kCursorOverlapMs of snowflake time below the cursor (read_again_from). The whole
+// backlog is stored in one transaction, oldest first, with the newest id seen (the account's own
+// events too) as the new cursor.
 //
 // A DM is stored as kind direct_message with external_id "dm:<event id>": dedupe is per
 // (channel, account, external_id), and tweet ids and DM event ids are both snowflakes, so the
@@ -156,6 +158,9 @@ class XDmPager {
   // `cursor`: the committed newest event id ("" on a first start); `since_ms` (Unix ms, 0: none):
   // a first start's look-back.
   explicit XDmPager(std::string cursor, std::int64_t since_ms = 0);
+  // Pages down to `id` (below the cursor: held_back_id) instead, to read a short overlap again
+  // (event ids are only roughly in time order); the cursor still moves only past `cursor`.
+  void read_again_from(std::string id) { stop_ = std::move(id); }
   std::string next_target() const { return x_dm_events_target(next_token_); }
   // Adds one parsed page; returns true when the backlog is complete.
   bool add(XDmPage page);
@@ -166,6 +171,7 @@ class XDmPager {
 
  private:
   std::string cursor_;
+  std::string stop_;  // read_again_from(); empty: cursor_
   std::int64_t since_ms_ = 0;
   std::string next_token_;
   std::string newest_;                                  // the newest event id seen

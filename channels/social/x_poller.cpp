@@ -29,6 +29,29 @@ std::string x_post_id(const Inbound& in) {
   return in.external_id;
 }
 
+// The event id of a DM read (its external id is "dm:<event id>", x.hpp).
+std::string dm_event_id(const Inbound& in) {
+  return in.external_id.substr(std::min(in.external_id.size(), kXDmPrefix.size()));
+}
+
+// The overlap's rule, mentions' and DMs' alike: takes out of `items` what the poll before read
+// (`read_before`, by `id_of`), and, at or below `cursor`, what is older than a first start's
+// look-back (`since_ms`, 0: none); then `read_before` holds what this poll read (and `skipped`,
+// read but left out by the pager), for the next poll.
+void leave_out_read(std::vector<Inbound>& items, std::set<std::string>& read_before,
+                    std::int64_t since_ms, const std::string& cursor,
+                    std::string (*id_of)(const Inbound&),
+                    const std::vector<std::string>& skipped = {}) {
+  std::set<std::string> read(skipped.begin(), skipped.end());
+  std::erase_if(items, [&](const Inbound& in) {
+    std::string id = id_of(in);
+    read.insert(id);
+    return read_before.contains(id) || (since_ms > 0 && !id_less(cursor, id) &&
+                                        in.occurred_at_ms != 0 && in.occurred_at_ms < since_ms);
+  });
+  read_before = std::move(read);
+}
+
 // x-rate-limit-remaining / -reset (Unix seconds) with the same rule as Mastodon's pacing.
 milliseconds x_pace(const net::HttpResponse& res) {
   auto rem = res.header("x-rate-limit-remaining");
@@ -140,14 +163,7 @@ class XPoller final : public Poller {
     // restart the first poll's overlap is stored once more, as duplicates.
     // A first start's look-back holds for the overlap too: the posts it left out count as read,
     // and below the cursor (X filtered them by start_time, unseen) a post older than it stays out.
-    std::set<std::string> read(pager.skipped().begin(), pager.skipped().end());
-    std::erase_if(items, [&](const Inbound& in) {
-      std::string id = x_post_id(in);
-      read.insert(id);
-      return read_before_.contains(id) || (!first && since_ms_ > 0 && !id_less(cursor_, id) &&
-                                           in.occurred_at_ms != 0 && in.occurred_at_ms < since_ms_);
-    });
-    read_before_ = std::move(read);
+    leave_out_read(items, read_before_, first ? 0 : since_ms_, cursor_, x_post_id, pager.skipped());
     std::size_t n = items.size();
     std::optional<CursorUpdate> cu;
     if (cursor) {
@@ -205,6 +221,12 @@ class XDmPoller final : public Poller {
       since_ms_ = std::max<std::int64_t>(1, now_ms() - cfg_.backfill->count());
     }
     XDmPager pager(cursor_, first ? since_ms_ : 0);
+    if (!first) {
+      // DM event ids are snowflakes like the posts', and as roughly in time order: a DM may
+      // show up after a newer one was read. The pager goes on down to kCursorOverlapMs below
+      // the cursor (ms << 22).
+      pager.read_again_from(held_back_id(cursor_, 22, 0));
+    }
     while (!pager.done()) {
       co_await sleep_for(rt_.ex, std::exchange(pace_, milliseconds(0)));
       HttpRequestSpec spec{"GET", pager.next_target(), "", "", {}};
@@ -231,9 +253,28 @@ class XDmPoller final : public Poller {
         // The project's monthly cap: the mentions poller pauses the account and says so.
         co_return PollResult::again_in(std::chrono::hours(1));
       }
+      if (res.status == 403) {
+        // An app without X's Direct Message permission (or one whose access token was granted
+        // before it had it) is refused here for good: the back-off's minutes would only repeat
+        // the refusal. Said once, at error, with the fix; asked again hourly (the permission may
+        // be granted meanwhile). The mentions poller goes on.
+        if (!forbidden_logged_) {
+          forbidden_logged_ = true;
+          log->error(
+              "[x:{}] direct messages: GET /2/dm_events refused (HTTP 403: {}{}): grant the app "
+              "Direct Message permission (read and write, then a new access token), or set "
+              "direct_messages = false in [[channels.x]]; asking again hourly, mentions go on",
+              cfg_.name, e.title, e.detail.empty() ? "" : " (" + e.detail + ")");
+        }
+        co_return PollResult::again_in(std::chrono::hours(1));
+      }
       if (e.kind != XError::Kind::none) {
         co_return PollResult::failed("HTTP " + std::to_string(res.status) + ": " + e.title +
                                      (e.detail.empty() ? "" : " (" + e.detail + ")"));
+      }
+      if (forbidden_logged_) {
+        forbidden_logged_ = false;
+        log->info("[x:{}] direct messages: GET /2/dm_events answers again", cfg_.name);
       }
       XDmPage page = parse_x_dm_events(cfg_, res.body);
       if (!page.ok) {
@@ -245,6 +286,10 @@ class XDmPoller final : public Poller {
     }
     auto cursor = pager.cursor();
     auto items = pager.take_items();
+    // As for mentions: what the overlap reads again and the poll before read is left out, not
+    // stored and counted as a duplicate at every poll; below the cursor a DM older than a first
+    // start's look-back stays out (the first start left it out, unread).
+    leave_out_read(items, read_before_, first ? 0 : since_ms_, cursor_, dm_event_id);
     std::size_t n = items.size();
     std::optional<CursorUpdate> cu;
     if (cursor) {
@@ -271,7 +316,9 @@ class XDmPoller final : public Poller {
   std::string key_;
   bool loaded_ = false;
   std::string cursor_;
-  std::int64_t since_ms_ = 0;  // a first start's look-back start (Unix ms), set once
+  std::int64_t since_ms_ = 0;          // a first start's look-back start (Unix ms), set once
+  std::set<std::string> read_before_;  // the DMs' event ids the last poll read
+  bool forbidden_logged_ = false;      // a 403 was logged; cleared by a page read
   milliseconds pace_{0};
 };
 

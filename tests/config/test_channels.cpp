@@ -437,6 +437,45 @@ access_token_secret_env = "SBTEST_X_UNSET"
        "is not set or empty");
 }
 
+TEST_CASE(
+    "x: direct_messages is read with user context (unset: read, false: not), and true without "
+    "user context is refused") {
+  const std::string keys = R"(
+consumer_key = "ck"
+consumer_secret = "cs"
+access_token = "1-at"
+access_token_secret = "as"
+)";
+  auto account = [](const std::string& extra) {
+    return "[[channels.x]]\nname = \"x\"\nbearer_token = \"b\"\nuser_id = \"1\"\n" + extra;
+  };
+  LoadResult unset = load_string(body(account(keys)), "t.toml");
+  REQUIRE(unset.config);
+  CHECK(unset.problems.empty());
+  CHECK_FALSE(unset.config->channels.x.at(0).direct_messages.has_value());
+  CHECK(unset.config->channels.x.at(0).reads_direct_messages());
+  LoadResult off = load_string(body(account(keys + "direct_messages = false\n")), "t.toml");
+  REQUIRE(off.config);
+  CHECK(off.problems.empty());
+  CHECK(off.config->channels.x.at(0).direct_messages == std::optional<bool>(false));
+  CHECK_FALSE(off.config->channels.x.at(0).reads_direct_messages());
+  LoadResult on = load_string(body(account(keys + "direct_messages = true\n")), "t.toml");
+  REQUIRE(on.config);
+  CHECK(on.problems.empty());
+  CHECK(on.config->channels.x.at(0).reads_direct_messages());
+  // Without user context: false is fine (and changes nothing), true cannot be done.
+  LoadResult bearer_only = load_string(body(account("direct_messages = false\n")), "t.toml");
+  REQUIRE(bearer_only.config);
+  CHECK(bearer_only.problems.empty());
+  CHECK_FALSE(bearer_only.config->channels.x.at(0).reads_direct_messages());
+  CHECK(problem_of(account("direct_messages = true\n")) ==
+        "t.toml:1: channels.x account \"x\": direct_messages = true needs OAuth 1.0a user "
+        "context (consumer_key_env, consumer_secret_env, access_token_env and "
+        "access_token_secret_env): X lists direct messages only in it");
+  CHECK(problem_of(account("direct_messages = \"yes\"\n")).find("direct_messages") !=
+        std::string::npos);
+}
+
 TEST_CASE("x: an access token of another user than user_id is refused, naming both ids") {
   auto account = [](const std::string& token) {
     return R"(

@@ -5,6 +5,7 @@
 // duplicate content after an attempt whose answer was lost is the earlier attempt's success.
 #include <doctest/doctest.h>
 
+#include "core/time.hpp"
 #include "tests/integration/agent_api.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_mastodon.hpp"
@@ -134,6 +135,42 @@ TEST_CASE(
   CHECK(posted[0].text == "It ships today.");
   CHECK(posted[0].in_reply_to_tweet_id == mention);
   CHECK(d.rows("SELECT count(*) FROM sends WHERE maybe_sent = 1") == 1);
+  // The lost attempt's start is kept: a provider whose key expires counts from it.
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE uncertain_since > 0") == 1);
+}
+
+TEST_CASE(
+    "mastodon: a lost answer's repeat counts the Idempotency-Key's hour from the first "
+    "uncertain attempt, not from when the reply was written") {
+  FakeMastodon fake;
+  fake.start();
+  fake.add_mention("ann@remote.example", "where is my order?");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(
+      config::Mastodon{"social", fake.base_url(), "test-token", 200ms});
+  d.start();
+  AgentClient alice(d.app->port(), "alice-token");
+  auto in = alice.claim("general");
+  std::string customer = s(in.at("customer").at("id"));
+  std::string out_id = alice.reply(s(in.at("id")), "It ships today.");
+  alice.outbound_when(customer, out_id, "sent");
+  d.stop();
+  // A reply written just now whose first attempt with an unknown outcome started two hours ago
+  // (by the wall clock: one set forward since): pending again, maybe sent. Its key may be gone.
+  {
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec(
+        "UPDATE sends SET state='pending', attempts=1, provider_id='', maybe_sent=1, "
+        "uncertain_since=" +
+        std::to_string(now_ms() - 2 * 3600 * 1000));
+  }
+  d.start();
+  AgentClient again(d.app->port(), "alice-token");
+  auto failed = again.outbound_when(customer, out_id, "failed");
+  std::string why = s(failed.at("send").at("error"));
+  CHECK_MESSAGE(
+      why.find("older than the hour Mastodon keeps its Idempotency-Key") != std::string::npos, why);
+  CHECK(fake.posted().size() == 1);
 }
 
 TEST_CASE(

@@ -697,6 +697,12 @@ TEST_CASE(
   // A first attempt of an old reply (nothing went out before) is posted as ever.
   CHECK(d.send("mastodon", "social", reply(2h, false)).status == SendResult::Status::sent);
   CHECK(fake.posted().size() == 2);
+  // The hour counts from the first attempt that may have posted it: a reply written two hours
+  // ago whose uncertain attempt was a minute ago is retried (the key answers the repeat).
+  OutboundMessage recently_lost = reply(2h, true);
+  recently_lost.uncertain_since_ms = now_ms() - 60'000;
+  CHECK(d.send("mastodon", "social", recently_lost).status == SendResult::Status::sent);
+  CHECK(fake.posted().size() == 3);
 
   // An attempt the daemon stopped in the middle of: retried, remembered as maybe sent, within the
   // hour; settled past it.
@@ -709,6 +715,11 @@ TEST_CASE(
   SendResult cut_late = s->interrupted(reply(2h, false), "the daemon stopped");
   CHECK(cut_late.status == SendResult::Status::failed);
   CHECK(cut_late.unknown);
+  OutboundMessage cut_recently = reply(2h, false);
+  cut_recently.uncertain_since_ms = now_ms() - 60'000;  // the cut attempt's start
+  SendResult cut_old_reply = s->interrupted(cut_recently, "the daemon stopped");
+  CHECK(cut_old_reply.status == SendResult::Status::retry);
+  CHECK(cut_old_reply.unknown);
 }
 
 TEST_CASE(
@@ -716,38 +727,44 @@ TEST_CASE(
     "cursor never moves back, and the overlap read again is neither stored nor counted twice") {
   using namespace std::chrono_literals;
   FakeMastodon fake;
-  // Snowflake ids as Mastodon's (Unix ms << 16): the poll reads 30 s of them again.
-  const std::int64_t base = now_ms() << 16;
-  fake.set_next_id(base);
+  // Plain sequential ids, as Mastodon numbers notifications (no Snowflake time in them).
+  fake.set_next_id(1000);
   fake.start();
-  fake.add_mention("ann@remote.example", "one");
-  std::string newer = std::to_string(base + 1);
-  fake.add_mention("bob@remote.example", "two");
+  fake.add_mention("ann@remote.example", "one");  // 1000
   SocialDaemon d;
   d.cfg.channels.mastodon.push_back(mastodon(fake, 200ms));
   d.start();
-  const std::string cursor = newer + ":127.0.0.1:" + std::to_string(fake.port());
-  REQUIRE(eventually([&] { return d.cursor("mastodon:social", "mentions") == cursor; }));
+  const std::string instance = ":127.0.0.1:" + std::to_string(fake.port());
+  REQUIRE(eventually([&] { return d.cursor("mastodon:social", "mentions") == "1000" + instance; }));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  // 1001 is numbered, 1002 is committed and read first: the cursor moves 1000 -> 1002.
+  fake.set_next_id(1002);
+  fake.add_mention("bob@remote.example", "two");
+  REQUIRE(eventually([&] { return d.cursor("mastodon:social", "mentions") == "1002" + instance; }));
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
-  // Numbered 2 s before the newest one read, committed only now.
-  fake.set_next_id(base - (2000LL << 16));
+  int polls = fake.stats().notification_requests;
+  REQUIRE(eventually([&] { return fake.stats().notification_requests >= polls + 2; }));
+  // 1001 commits only now, a few polls later.
+  const std::size_t asked_before = fake.notification_queries().size();
+  fake.set_next_id(1001);
   std::string late = fake.add_mention("carl@remote.example", "three");
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; },
                      std::chrono::seconds(5)));
   CHECK(str(d.queued().back().at("external_id")) == late);
-  int polls = fake.stats().notification_requests;
+  polls = fake.stats().notification_requests;
   REQUIRE(eventually([&] { return fake.stats().notification_requests >= polls + 4; }));
-  CHECK(d.cursor("mastodon:social", "mentions") == cursor);  // not moved back
-  // Each poll asks from 30 s below the cursor, then on from the newest it got.
-  std::string held = std::to_string(base + 1 - (30'000LL << 16));
+  CHECK(d.cursor("mastodon:social", "mentions") == "1002" + instance);  // not moved back
+  // Polls ask from the cursor before the last advance (1000), then on from the newest they got.
   bool overlap_asked = false;
-  for (const auto& q : fake.notification_queries()) {
-    if (q.count("min_id") == 1) {
-      overlap_asked = overlap_asked || q.at("min_id") == held;
-      CHECK((q.at("min_id") == held || q.at("min_id") == newer));
+  auto queries = fake.notification_queries();
+  for (std::size_t i = asked_before; i < queries.size(); ++i) {
+    if (queries[i].count("min_id") == 1) {
+      overlap_asked = overlap_asked || queries[i].at("min_id") == "1000";
+      CHECK((queries[i].at("min_id") == "1000" || queries[i].at("min_id") == "1002"));
     }
   }
   CHECK(overlap_asked);
   CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 3);
   CHECK(d.metrics().find("switchboard_duplicates_total{channel=\"mastodon\"") == std::string::npos);
 }

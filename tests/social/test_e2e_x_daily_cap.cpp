@@ -366,3 +366,42 @@ TEST_CASE(
   CHECK(social.lines_with("for the credentials a reload has replaced since the request went out")
             .size() == 1);
 }
+
+TEST_CASE(
+    "x dm: a DM reply refused for the user's 24-hour DM limit waits pending until the reset "
+    "hours away with its attempts unspent, without asking X again, and posts are not held") {
+  LogCapture social("social");
+  XReplies x;
+  x.fake.add_dm("7", "pat", "where is my order? (private)");
+  x.start(0);
+  auto dm = x.alice->claim("general");
+  REQUIRE(s(dm.at("kind")) == "direct_message");
+  const std::int64_t reset = reset_in(20h);  // past the send loop's 8 attempts of 1 h at most
+  const std::string until = format_rfc3339(reset * 1000);
+  x.fake.daily_cap_next_dm_posts(1, "user", std::to_string(reset));
+  std::string out_id = x.alice->reply(s(dm.at("id")), "It ships today.");
+
+  auto pending = x.with_error(dm, out_id);
+  CHECK(s(pending.at("send").at("state")) == "pending");
+  const std::string why = s(pending.at("send").at("error"));
+  CHECK(why.find("Too Many Requests") != std::string::npos);
+  CHECK(why.find("daily direct message limit reached (user): replies wait until " + until) !=
+        std::string::npos);
+  CHECK(pending.at("send").at("attempts").as_int64() == 0);
+  const std::string next = s(pending.at("send").at("next_attempt_at"));
+  CHECK(next >= until.substr(0, until.size() - 1));
+  CHECK(next <= format_rfc3339((reset + 2) * 1000));
+  CHECK(x.fake.dm_post_requests() == 1);
+  std::this_thread::sleep_for(1500ms);
+  CHECK(x.fake.dm_post_requests() == 1);  // not asked again
+
+  // The posts' limit is another: a mention's reply goes out meanwhile.
+  x.fake.add_mention("8", "ann", "@support hello");
+  auto mention = x.alice->claim("general");
+  REQUIRE(s(mention.at("kind")) == "mention");
+  std::string posted = x.alice->reply(s(mention.at("id")), "Hello!");
+  x.alice->outbound_when(s(mention.at("customer").at("id")), posted, "sent");
+  CHECK(x.fake.posted().size() == 1);
+  x.d.stop();
+  CHECK(social.lines_with("daily direct message limit reached").size() == 1);
+}

@@ -220,3 +220,81 @@ TEST_CASE("x dm: an account without user context reads mentions only, and says s
   d.stop();
   CHECK(log.lines_with("[x:x] direct messages are not read").size() == 1);
 }
+
+TEST_CASE(
+    "x dm: a DM numbered below one already read, visible a poll later, is stored once, and the "
+    "cursor never moves back") {
+  FakeX fake("42");
+  fake.start();
+  fake.add_dm("7", "pat", "one");
+  std::string newer = fake.add_dm("8", "ann", "two");
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(fake.replying_account());
+  d.start();
+  REQUIRE(eventually([&] { return d.cursor("x:x", "direct_messages") == newer; }));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  int polls = fake.dm_requests();
+  REQUIRE(eventually([&] { return fake.dm_requests() >= polls + 2; }));
+  // Numbered 2 s of snowflake time before `newer`, visible only now.
+  fake.set_next_id(std::stoll(newer) - (2000LL << 22));
+  std::string late = fake.add_dm("9", "bob", "three");
+  REQUIRE(std::stoll(late) < std::stoll(newer));
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; },
+                     std::chrono::seconds(5)));
+  CHECK(str(d.queued().back().at("external_id")) == "dm:" + late);
+  polls = fake.dm_requests();
+  REQUIRE(eventually([&] { return fake.dm_requests() >= polls + 3; }));
+  CHECK(d.cursor("x:x", "direct_messages") == newer);  // not moved back to `late`
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 3);
+  CHECK(d.metrics().find("switchboard_duplicates_total{channel=\"x\"") == std::string::npos);
+}
+
+TEST_CASE(
+    "x dm: direct_messages = false reads mentions only, with user context, and says so once at "
+    "start") {
+  LogCapture log("social");
+  FakeX fake("42");
+  fake.start();
+  fake.add_dm("7", "pat", "a DM left unread");
+  std::string mention = fake.add_mention("8", "ann", "@support hello");
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(fake.replying_account());
+  d.cfg.channels.x.back().direct_messages = false;
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  REQUIRE(eventually([&] { return fake.mention_requests() >= 3; }));
+  CHECK(str(d.queued()[0].at("external_id")) == mention);
+  CHECK(fake.dm_requests() == 0);
+  d.stop();
+  CHECK(log.lines_with("[x:x] direct messages are not read (direct_messages = false)").size() == 1);
+}
+
+TEST_CASE(
+    "x dm: a 403 on /2/dm_events (no DM permission) is logged once at error with the fix, asked "
+    "again an hour later, not in minutes, and mentions go on") {
+  LogCapture log("social");
+  FakeX fake("42");
+  fake.start();
+  fake.forbid_dm_lookups(true);
+  fake.add_dm("7", "pat", "a DM the app may not read");
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(fake.replying_account());
+  d.start();
+  REQUIRE(eventually([&] { return fake.dm_requests() >= 1; }));
+  // Longer than the failure back-off's first steps (1 s, 2 s): no second request.
+  int mentions = fake.mention_requests();
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  CHECK(fake.dm_requests() == 1);
+  CHECK(fake.mention_requests() >= mentions + 3);  // mentions unaffected
+  std::string mention = fake.add_mention("8", "ann", "@support hello");
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  CHECK(str(d.queued()[0].at("external_id")) == mention);
+  d.stop();
+  auto lines = log.lines_with("direct messages: GET /2/dm_events refused (HTTP 403");
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].rfind("error [x:x]", 0) == 0);
+  CHECK(lines[0].find("grant the app Direct Message permission") != std::string::npos);
+  CHECK(lines[0].find("direct_messages = false") != std::string::npos);
+  CHECK(log.lines_with("direct messages: poll failed").empty());
+}

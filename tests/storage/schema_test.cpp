@@ -451,6 +451,32 @@ TEST_CASE(
   CHECK(st.int64(3) == 0);
 }
 
+TEST_CASE(
+    "a version-23 file is upgraded: its pending send keeps maybe_sent and its attempt mark, and "
+    "knows no first uncertain attempt") {
+  test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 23);
+    db.exec(
+        "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
+        "next_attempt_at, created_at, updated_at, maybe_sent, attempt_started_at) VALUES "
+        "('O1', 'P1', 'mastodon', 'social', 'pending', 1, 5, 5, 5, 1, 7)");
+  }
+  storage::Writer writer(path);  // migrates
+  storage::Db db(path);
+  auto st = db.prepare(
+      "SELECT state, attempts, maybe_sent, attempt_started_at, uncertain_since IS NULL FROM sends "
+      "WHERE interaction_id = 'O1'");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == "pending");
+  CHECK(st.int64(1) == 1);
+  CHECK(st.int64(2) == 1);
+  CHECK(st.int64(3) == 7);
+  CHECK(st.int64(4) == 1);
+}
+
 // The customer timeline is ordered by when things happened (storage/customers.cpp). Its pages
 // must come out of interactions_by_customer in that order: a sort of the customer's rows
 // ("USE TEMP B-TREE FOR ORDER BY") reads every one of them for each page, and a page after a

@@ -271,6 +271,18 @@ void FakeX::daily_cap_next_posts(int n, std::string scope, std::string reset) {
   daily_reset_ = std::move(reset);
 }
 
+void FakeX::daily_cap_next_dm_posts(int n, std::string scope, std::string reset) {
+  std::lock_guard lock(mu_);
+  dm_daily_capped_ = n;
+  dm_daily_scope_ = std::move(scope);
+  dm_daily_reset_ = std::move(reset);
+}
+
+void FakeX::forbid_dm_lookups(bool on) {
+  std::lock_guard lock(mu_);
+  dm_forbidden_ = on;
+}
+
 void FakeX::hold_posts(bool on) {
   std::lock_guard lock(mu_);
   hold_posts_ = on;
@@ -527,13 +539,16 @@ std::string FakeX::add_dm(const std::string& sender_id, const std::string& usern
                           const std::string& text, const std::string& conversation_id,
                           std::chrono::milliseconds age) {
   std::lock_guard lock(mu_);
-  Dm dm{++next_id_,
+  Dm dm{mint(),
         sender_id,
         username,
         text,
         conversation_id.empty() ? one_to_one(sender_id, user_id_) : conversation_id,
         now_ms() - age.count()};
-  dms_.push_back(dm);
+  // Kept in id order: a DM numbered below one added earlier (set_next_id) lands inside.
+  auto at = std::upper_bound(dms_.begin(), dms_.end(), dm.id,
+                             [](long long id, const Dm& other) { return id < other.id; });
+  dms_.insert(at, dm);
   return std::to_string(dm.id);
 }
 
@@ -586,8 +601,37 @@ Res FakeX::handle_dm(const FakeHttpServer::Request& r) {
         429,
         R"({"title":"UsageCapExceeded","detail":"Usage cap exceeded: Monthly product cap","type":"https://api.twitter.com/2/problems/usage-capped","period":"Monthly","scope":"Product"})"};
   }
+  if (r.method == "POST" && dm_daily_capped_ > 0) {
+    --dm_daily_capped_;
+    ++rejected_;
+    Res res{
+        429,
+        R"({"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429})"};
+    const std::string other = dm_daily_scope_ == "user" ? "app" : "user";
+    const auto day_ahead =
+        std::chrono::duration_cast<std::chrono::seconds>(
+            (std::chrono::system_clock::now() + std::chrono::hours(20)).time_since_epoch())
+            .count();
+    const auto window_reset =
+        std::chrono::duration_cast<std::chrono::seconds>(
+            (std::chrono::system_clock::now() + std::chrono::minutes(15)).time_since_epoch())
+            .count();
+    res.headers.emplace_back("x-rate-limit-limit", "200");
+    res.headers.emplace_back("x-rate-limit-remaining", "150");
+    res.headers.emplace_back("x-rate-limit-reset", std::to_string(window_reset));
+    res.headers.emplace_back("x-" + dm_daily_scope_ + "-limit-24hour-limit", "1000");
+    res.headers.emplace_back("x-" + dm_daily_scope_ + "-limit-24hour-remaining", "0");
+    res.headers.emplace_back("x-" + dm_daily_scope_ + "-limit-24hour-reset", dm_daily_reset_);
+    res.headers.emplace_back("x-" + other + "-limit-24hour-limit", "15000");
+    res.headers.emplace_back("x-" + other + "-limit-24hour-remaining", "14000");
+    res.headers.emplace_back("x-" + other + "-limit-24hour-reset", std::to_string(day_ahead));
+    return res;
+  }
   if (r.method == "POST") {
     return dm_post(r);
+  }
+  if (dm_forbidden_ && r.path == "/2/dm_events") {
+    return {403, R"({"title":"Forbidden","detail":"Forbidden","type":"about:blank","status":403})"};
   }
   if (r.path != "/2/dm_events") {
     return {
@@ -715,7 +759,7 @@ Res FakeX::dm_post(const FakeHttpServer::Request& r) {
         400,
         R"({"title":"Invalid Request","detail":"One or more parameters to your request was invalid.","type":"https://api.twitter.com/2/problems/invalid-request"})"};
   }
-  Dm dm{++next_id_, user_id_, "support", std::string(text->as_string()), conversation, now_ms()};
+  Dm dm{mint(), user_id_, "support", std::string(text->as_string()), conversation, now_ms()};
   dms_.push_back(dm);
   dm_posted_.push_back(DmPosted{std::to_string(dm.id), conversation, dm.text, r.path});
   if (lose_dm_answers_ > 0) {

@@ -78,6 +78,12 @@ class FakeX {
   // anything else), `scope` "user" or "app"; the other scope's headers show room left, and the
   // 15-minute window's headers are the usual ones (the window has room: only the day is used up).
   void daily_cap_next_posts(int n, std::string scope, std::string reset);
+  // The same for the next `n` DM posts (POST /2/dm_conversations/.../messages), which X counts
+  // apart from the posts (1,000 per user, 15,000 per app in 24 hours).
+  void daily_cap_next_dm_posts(int n, std::string scope, std::string reset);
+  // While on, GET /2/dm_events answers 403 as X does for an app without Direct Message
+  // permission (counted in dm_requests()).
+  void forbid_dm_lookups(bool on);
   // While on, every POST /2/tweets waits unanswered (nothing checked or counted yet), and
   // post_held() says one is waiting; turned off, it is answered as usual.
   void hold_posts(bool on);
@@ -165,6 +171,9 @@ class FakeX {
   int mention_requests_ = 0, rejected_ = 0, window_used_ = 0;
   int lose_answers_ = 0, post_requests_ = 0;
   int daily_capped_ = 0;
+  int dm_daily_capped_ = 0;
+  std::string dm_daily_scope_, dm_daily_reset_;
+  bool dm_forbidden_ = false;
   bool hold_posts_ = false, post_held_ = false;
   std::string daily_scope_, daily_reset_;
   std::vector<std::string> post_authorizations_, auth_refusals_;
