@@ -65,6 +65,10 @@ Service::Awaitable Service::attachment(http::Request& r) {
   }
   res.headers.emplace_back("Content-Disposition",
                            "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded);
+  // The type is what the sender declared (text/html, image/svg+xml...): a browser must neither
+  // guess another one nor run what it renders, should a viewer show the file inline.
+  res.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  res.headers.emplace_back("Content-Security-Policy", "sandbox");
   co_return res;
 }
 

@@ -51,7 +51,7 @@ LoadResult load_string(std::string_view toml_text, const std::string& path_for_m
   detail::read_api(r, config.api);
   detail::read_matching(r, config.matching);
   detail::read_routing(r, config.routing);
-  detail::read_agents(r, config.agents);
+  detail::read_agents(r, config.api, config.agents);
   detail::read_channels(r, config.channels);
   r.finish();
 

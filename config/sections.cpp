@@ -168,7 +168,7 @@ void read_matching(TableReader& root, Matching& out) {
   r.finish();
 }
 
-void read_agents(TableReader& root, std::vector<Agent>& out) {
+void read_agents(TableReader& root, const Api& api, std::vector<Agent>& out) {
   struct Seen {
     std::string id;
     int line;
@@ -217,6 +217,15 @@ void read_agents(TableReader& root, std::vector<Agent>& out) {
         r.ctx().add(line, "agent \"" + agent.id + "\" has the same token as agent \"" +
                               it->second.id + "\" (line " + std::to_string(it->second.line) +
                               "); agent tokens must be unique");
+      }
+      // An [api] token posts interactions and reads every customer; an agent's token acts as
+      // that agent. One string that is both would let every API client act as the agent (and
+      // the agent post interactions), so the two sets must not meet.
+      if (!agent.token.empty() &&
+          std::find(api.tokens.begin(), api.tokens.end(), agent.token) != api.tokens.end()) {
+        r.ctx().add(line, "agent \"" + agent.id +
+                              "\" has the same token as one of api.tokens; an agent token must "
+                              "differ from every API token");
       }
     }
     out.push_back(std::move(agent));

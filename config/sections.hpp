@@ -13,7 +13,7 @@ void read_redis(TableReader& root, Redis& out);
 void read_api(TableReader& root, Api& out);
 void read_matching(TableReader& root, Matching& out);
 void read_routing(TableReader& root, Routing& out);
-void read_agents(TableReader& root, std::vector<Agent>& out);
+void read_agents(TableReader& root, const Api& api, std::vector<Agent>& out);
 void read_channels(TableReader& root, Channels& out);
 
 }  // namespace sb::config::detail

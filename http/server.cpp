@@ -40,6 +40,15 @@ namespace {
 
 // RFC 9110 section 5.6.7: IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (29 characters), written
 // by hand: strftime's %a and %b follow the locale.
+// RFC 9112 section 6.1: a Transfer-Encoding in an HTTP/1.0 request means its framing is faulty
+// (1.0 has no chunked coding); the server MUST close the connection after answering it, since
+// a 1.0 intermediary may have framed the body differently (request smuggling).
+template <class Request>
+bool may_reuse(const Request& req) {
+  return req.keep_alive() &&
+         !(req.version() == 10 && req.find(bhttp::field::transfer_encoding) != req.end());
+}
+
 void format_imf_fixdate(std::time_t t, char (&out)[30]) {
   static constexpr char kDays[] = "SunMonTueWedThuFriSat";
   static constexpr char kMonths[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
@@ -249,7 +258,10 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     bool bodiless = res.status < 200 || res.status == 204 || res.status == 304;
     head += "\r\nServer: switchboard\r\nDate: ";
     head += date();
-    if (!bodiless && !res.content_type.empty()) {
+    // Content types can come from stored data (an attachment's declared type), so they get the
+    // same CR/LF check as the other headers.
+    if (!bodiless && !res.content_type.empty() &&
+        res.content_type.find_first_of("\r\n") == std::string::npos) {
       head += "\r\nContent-Type: ";
       head += res.content_type;
     }
@@ -531,7 +543,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       if (early) {
         count(m.label, early->status);
         // A body left unread ends the connection: what follows it is not the next request.
-        bool keep_alive = !body_left && req.keep_alive() && !stopping;
+        bool keep_alive = !body_left && may_reuse(req) && !stopping;
         bool ok = false;
         co_await write(w, std::move(*early), req.version(), keep_alive, ok, head);
         linger = body_left;
@@ -561,7 +573,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         }
       }
       count(m.label, res.status);
-      bool keep_alive = req.keep_alive() && !stopping;
+      bool keep_alive = may_reuse(req) && !stopping;
       bool ok = false;
       co_await write(w, std::move(res), req.version(), keep_alive, ok, head);
       if (!ok || !keep_alive) {

@@ -190,6 +190,26 @@ queues = ["general"]
        });
 }
 
+TEST_CASE("agents: a token that is also an api token is refused with its line") {
+  CHECK(problems_of(R"(
+[api]
+tokens = ["ingest-1", "shared"]
+
+[[agents]]
+id = "alice"
+token = "shared"
+queues = ["general"]
+
+[[agents]]
+id = "bob"
+token = "bob-own"
+queues = ["general"]
+)") == std::vector<std::string>{
+           "t.toml:6: agent \"alice\" has the same token as one of api.tokens; an agent token "
+           "must differ from every API token",
+       });
+}
+
 TEST_CASE("agents: duplicate ids and tokens, tokens from the environment") {
   CHECK(problems_of(R"(
 [[agents]]

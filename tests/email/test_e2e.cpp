@@ -294,6 +294,9 @@ TEST_CASE(
   CHECK(got.headers["content-type"] == "application/pdf");
   CHECK(got.headers["content-disposition"].find("filename*=UTF-8''Rechnung%20M%C3%A4rz.pdf") !=
         std::string::npos);
+  // The sender declared the type: a browser must not sniff another or run what it shows.
+  CHECK(got.headers["x-content-type-options"] == "nosniff");
+  CHECK(got.headers["content-security-policy"] == "sandbox");
   CHECK(http.request("GET", "/v1/interactions/" + id + "/attachments/1", "",
                      {{"Authorization", "Bearer alice-token"}})
             .status == 404);

@@ -227,6 +227,28 @@ TEST_CASE("ingest server: a request framed by a Transfer-Encoding other than chu
   CHECK(res.find("\"ok\"") == std::string::npos);  // the GET in the body was not served
 }
 
+TEST_CASE("ingest server: an HTTP/1.0 request with Transfer-Encoding is answered, then closed") {
+  // RFC 9112 section 6.1: HTTP/1.0 has no chunked coding, so a 1.0 message with Transfer-Encoding
+  // has faulty framing and the server MUST close the connection after answering it, even when
+  // it asks for keep-alive: a 1.0 intermediary may have framed that body differently.
+  Daemon d;
+  const std::string body = R"({"source":"web","external_id":"te10","from":{"email":"a@b.co"}})";
+  char size[32];
+  std::snprintf(size, sizeof size, "%zx", body.size());
+  RawConn c(d.app->port());
+  REQUIRE(
+      c.send("POST /v1/interactions HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer test-token\r\n"
+             "Content-Type: application/json\r\nConnection: keep-alive\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n" +
+             std::string(size) + "\r\n" + body +
+             "\r\n0\r\n\r\nGET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  auto res = c.read_all(std::chrono::seconds(3));
+  CAPTURE(res);
+  CHECK(status_of(res) == 202);
+  CHECK(res.find("Connection: close") != std::string::npos);
+  CHECK(res.find("\"ok\"") == std::string::npos);  // the pipelined GET was not served
+}
+
 TEST_CASE(
     "ingest server: HEAD is answered like GET, without a body, and the connection stays usable") {
   // RFC 9110 section 9.3.2: HEAD is GET without content (uptime monitors probe /healthz so). A
