@@ -82,7 +82,12 @@ ClaimResult to_claim(const RValue& e) {
 void take_dead(const RValue& v, ClaimResult& r) {
   const auto& dead = v.at(1).elements;
   for (std::size_t i = 0; i + 1 < dead.size(); i += 2) {
-    r.dead.emplace_back(dead[i].str, dead[i + 1].str);
+    // "<queue> <entry id>", or "<queue>" from a version that did not keep the entry's id (queue
+    // names have no spaces).
+    const std::string& v = dead[i + 1].str;
+    auto sp = v.find(' ');
+    r.dead.push_back(
+        {dead[i].str, v.substr(0, sp), sp == std::string::npos ? std::string() : v.substr(sp + 1)});
   }
   r.dead_refused = v.str_at(2);
 }
@@ -280,6 +285,11 @@ std::string QueueOps::queue_of_stream(const std::string& stream) const {
   return colon == std::string::npos ? rest : rest.substr(0, colon);
 }
 
+std::string QueueOps::queue_of_dead_stream(const std::string& stream) const {
+  auto head = prefix_ + ":dead:";
+  return stream.starts_with(head) ? stream.substr(head.size()) : std::string();
+}
+
 asio::awaitable<FinishResult> QueueOps::ack(const std::string& id, const std::string& agent,
                                             QueueList queues) {
   co_return co_await finish(id, agent, queues, "ack");
@@ -348,10 +358,15 @@ asio::awaitable<FinishResult> QueueOps::holds(const std::string& id, const std::
 asio::awaitable<FinishResult> QueueOps::transfer(const std::string& id, const std::string& agent,
                                                  QueueList queues, const std::string& queue,
                                                  const std::string& priority,
-                                                 const std::string& payload, std::int64_t at) {
+                                                 const std::string& payload, std::int64_t at,
+                                                 const DeadLetter* dead) {
   auto target = stream(queue, priority);
   std::vector<std::string> keys{prefix_ + ":held", target, prefix_ + ":transferred:" + id,
                                 prefix_ + ":transfer-unrecorded"};
+  if (dead != nullptr) {
+    keys.push_back(dead_stream(dead->queue));
+    keys.push_back(prefix_ + ":dead-unrecorded");
+  }
   std::vector<std::string> args{id,
                                 agent,
                                 priority,
@@ -361,7 +376,8 @@ asio::awaitable<FinishResult> QueueOps::transfer(const std::string& id, const st
                                 prefix_ + ":q:",
                                 queues_arg(queues),
                                 queue,
-                                std::to_string(at)};
+                                std::to_string(at),
+                                dead != nullptr ? dead->entry_id : std::string()};
   RValue v =
       co_await async_eval(redis_, kTransfer, std::move(keys), std::move(args), asio::use_awaitable);
   auto r = to_finish(v);
@@ -403,10 +419,10 @@ void QueueOps::forget_transfers(const std::vector<std::pair<std::string, std::st
   redis_.eval(kForgetTransfers, {prefix_ + ":transfer-unrecorded"}, std::move(args), [](RValue) {});
 }
 
-void QueueOps::forget_dead(const std::vector<std::pair<std::string, std::string>>& dead) {
+void QueueOps::forget_dead(const std::vector<DeadLetter>& dead) {
   std::vector<std::string> ids;
   for (const auto& d : dead) {
-    ids.push_back(d.first);
+    ids.push_back(d.interaction_id);
   }
   // Fire and forget: should this fail, the next sweep reports them again, and recording a dead
   // letter twice changes nothing (Records::dead_lettered).

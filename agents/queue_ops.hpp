@@ -27,9 +27,9 @@ struct ClaimResult {
   // A new entry (XREADGROUP >), never delivered before: not a redelivery, a released item or an
   // entry taken back after a lost reply, whose ids and delivery counts are older than the claim.
   bool fresh = false;
-  // Dead letters to record: (interaction id, queue), dead-lettered by this claim or by an
-  // earlier one whose reply was lost. Once recorded, forget_dead(ids).
-  std::vector<std::pair<std::string, std::string>> dead;
+  // Dead letters to record, dead-lettered by this claim or by an earlier one whose reply was
+  // lost. Once recorded, forget_dead(them).
+  std::vector<DeadLetter> dead;
   // The dead-letter stream's error when it refused an entry past max_deliveries (its key is not
   // a stream): that entry stays pending for its last holder, untouched. "" when none.
   std::string dead_refused;
@@ -112,11 +112,16 @@ class QueueOps {
                                                  const std::string& agent);
   // `queue` is the target, which need not be among `queues` (SPEC's example moves an item to a
   // queue its agent does not work). `at`: when it was asked for (Unix ms), kept in its note.
+  // With `dead` (the item's dead letter; the caller checked its queue is the agent's), the entry
+  // is taken out of the dead letters instead of from the agent's hold: Hold::held then means
+  // moved (`stream` is the dead-letter stream), Hold::not_held that the dead letter is not there
+  // (another transfer took it out, or it was trimmed).
   boost::asio::awaitable<FinishResult> transfer(const std::string& interaction_id,
                                                 const std::string& agent, QueueList queues,
                                                 const std::string& queue,
                                                 const std::string& priority,
-                                                const std::string& payload, std::int64_t at);
+                                                const std::string& payload, std::int64_t at,
+                                                const DeadLetter* dead = nullptr);
   // The transfers Redis did whose record is not committed yet (their replies may have been lost).
   boost::asio::awaitable<UnrecordedTransfers> unrecorded_transfers();
   // These notes are recorded: each is deleted unless a later transfer replaced it.
@@ -140,12 +145,14 @@ class QueueOps {
   // lost did run; a claim passed over its own agent's release).
   void released_in(const std::string& queue) { next_sweep_[queue] = {}; }
   // The dead letters of ClaimResult::dead are recorded: not to be reported again.
-  void forget_dead(const std::vector<std::pair<std::string, std::string>>& dead);
+  void forget_dead(const std::vector<DeadLetter>& dead);
 
   std::string stream(const std::string& queue, const std::string& priority) const {
     return prefix_ + ":q:" + queue + ":" + priority;
   }
   std::string dead_stream(const std::string& queue) const { return prefix_ + ":dead:" + queue; }
+  // The queue of a dead-letter stream key "{prefix}:dead:{queue}"; "" for another key.
+  std::string queue_of_dead_stream(const std::string& stream) const;
   // The queue of a stream key "{prefix}:q:{queue}:{priority}"; "" for another key.
   std::string queue_of_stream(const std::string& stream) const;
   std::chrono::milliseconds claim_timeout() const { return claim_timeout_; }

@@ -76,6 +76,35 @@ std::optional<InteractionRow> Records::find(const std::string& id) {
                         st.text(6), st.text(7), st.text(8), st.text(9), st.text(10), st.text(11)};
 }
 
+DeadLetter Records::dead_letter_of(const InteractionRow& row) {
+  DeadLetter out{row.id, row.queue, ""};
+  auto st = read_.prepare(
+      "SELECT coalesce(json_extract(detail, '$.queue'), ''), coalesce(json_extract(detail, "
+      "'$.entry_id'), '') FROM events WHERE interaction_id=?1 AND type='dead_letter' ORDER BY seq "
+      "DESC LIMIT 1");
+  st.bind(1, row.id);
+  if (st.step()) {
+    if (!st.text(0).empty()) {
+      out.queue = st.text(0);
+    }
+    out.entry_id = st.text(1);
+  }
+  return out;
+}
+
+std::optional<Records::BackToWork> Records::back_to_work(const std::string& id) {
+  auto st = read_.prepare(
+      "SELECT type, actor, coalesce(json_extract(detail, '$.queue'), ''), "
+      "coalesce(json_extract(detail, '$.from_queue'), ''), json_extract(detail, "
+      "'$.from_dead_letters') IS NOT NULL FROM events WHERE interaction_id=?1 ORDER BY seq DESC "
+      "LIMIT 1");
+  st.bind(1, id);
+  if (!st.step() || st.text(0) != "transfer" || st.int64(4) == 0) {
+    return std::nullopt;
+  }
+  return BackToWork{st.text(1), st.text(2), st.text(3)};
+}
+
 std::optional<std::string> Records::payload(const std::string& id) {
   if (!payload_) {
     payload_ = read_.prepare("SELECT payload FROM interactions WHERE id=?1");
@@ -258,8 +287,14 @@ struct WriterStatements {
           "INSERT INTO events(interaction_id, at, actor, type, detail) VALUES (?1, ?2, ?3, ?4, "
           "?5)");
       s.set_state = db.prepare("UPDATE interactions SET state=?2 WHERE id=?1");
-      s.set_dead =
-          db.prepare("UPDATE interactions SET state='dead' WHERE id=?1 AND state IS NOT 'dead'");
+      // Not when this very dead-letter entry (?2: the event's detail) is recorded already: a
+      // sweep may report it again after a transfer took it out of the dead letters (the
+      // report read {prefix}:dead-unrecorded before the transfer's HDEL), and the item, back
+      // at work, must not read as dead.
+      s.set_dead = db.prepare(
+          "UPDATE interactions SET state='dead' WHERE id=?1 AND state IS NOT 'dead' AND NOT "
+          "EXISTS (SELECT 1 FROM events WHERE interaction_id=?1 AND type='dead_letter' AND "
+          "json_extract(detail, '$.entry_id') = json_extract(?2, '$.entry_id'))");
       s.db = &db;
     }
     return s;
@@ -344,7 +379,7 @@ void Records::submit_events(std::uint64_t n, std::vector<Pending> batch, bool re
             if (e.type == "dead_letter") {
               // Reported again when the claim that reported it lost its reply
               // (QueueOps::forget_dead): recorded once. set_dead is its state change.
-              st.set_dead.bind_static(1, e.iid).run();
+              st.set_dead.bind_static(1, e.iid).bind_static(2, e.detail).run();
               if (db.changes() > 0) {
                 insert_event(db, e.iid, e.at, e.actor, e.type, e.detail);
               }
@@ -489,11 +524,13 @@ void Records::flush_now() {
   }
 }
 
-void Records::dead_lettered(const std::vector<std::pair<std::string, std::string>>& dead,
-                            std::function<void()> recorded) {
-  for (const auto& [iid, queue] : dead) {
-    json::object d{{"queue", queue}};
-    event(iid, "switchboard", "dead_letter", json::serialize(d), "dead");
+void Records::dead_lettered(const std::vector<DeadLetter>& dead, std::function<void()> recorded) {
+  for (const auto& l : dead) {
+    json::object d{{"queue", l.queue}};
+    if (!l.entry_id.empty()) {
+      d["entry_id"] = l.entry_id;
+    }
+    event(l.interaction_id, "switchboard", "dead_letter", json::serialize(d), "dead");
   }
   if (!dead.empty()) {
     pending_.back().recorded = std::move(recorded);
@@ -510,6 +547,9 @@ void Records::transferred(const InteractionRow& row, const Transfer& t, bool lat
   if (!t.entry_id.empty()) {
     d["entry_id"] = t.entry_id;
   }
+  if (!t.from_dead.empty()) {
+    d["from_dead_letters"] = t.from_dead;
+  }
   std::string detail = json::serialize(d);
   flush();
   if (auto e = held_back(); !e.empty()) {
@@ -522,7 +562,8 @@ void Records::transferred(const InteractionRow& row, const Transfer& t, bool lat
   auto failed = log_failure("transfer of " + row.id);
   writer_.submit(storage::Job{
       gated([=, iid = row.id, conv = row.conversation_id, actor = t.actor, queue = t.queue,
-             priority = t.priority, entry = t.entry_id](storage::Db& db) {
+             priority = t.priority, entry = t.entry_id,
+             from_dead = !t.from_dead.empty()](storage::Db& db) {
         // The same transfer may be reported more than once: a retry whose first reply was lost,
         // the periodic pass reading its note before the route's record removed it, a note
         // handed back by a later transfer that replaced it.
@@ -562,19 +603,22 @@ void Records::transferred(const InteractionRow& row, const Transfer& t, bool lat
           // Another agent may have claimed it from the new queue before a late record: that
           // claim's state stays (a claim recorded after the transfer, or the latest claim not
           // the transferring agent's: the same agent may work both queues, and a claim in the
-          // same millisecond as the transfer is told apart by its actor). The payload's queue
-          // and priority are set in the row as it is now, not replaced by the copy the route
-          // read before it waited for Redis: a call event committed in between (a recording, a
-          // late leg, the caller) must stay.
+          // same millisecond as the transfer is told apart by its actor). Out of the dead letters
+          // (?7), nobody held it: `dead` becomes `queued` unless it was claimed since. The
+          // payload's queue and priority are set in the row as it is now, not replaced by the
+          // copy the route read before it waited for Redis: a call event committed in between (a
+          // recording, a late leg, the caller) must stay.
           auto st = db.prepare(
               "UPDATE interactions SET queue=?2, priority=?3, payload=CASE WHEN "
               "json_valid(payload) THEN json_set(payload, '$.queue', ?2, '$.priority', ?3) ELSE "
-              "payload END, state=CASE WHEN ?4 = 0 OR (coalesce((SELECT actor FROM events WHERE "
-              "interaction_id=?1 AND type='claim' ORDER BY seq DESC LIMIT 1), '') = ?5 AND NOT "
-              "EXISTS (SELECT 1 FROM events WHERE interaction_id=?1 AND type='claim' AND at > "
-              "?6)) THEN 'queued' ELSE state END WHERE id=?1");
+              "payload END, state=CASE WHEN ?4 = 0 OR ((?7 = 1 AND state = 'dead' OR "
+              "coalesce((SELECT actor FROM events WHERE interaction_id=?1 AND type='claim' ORDER "
+              "BY seq DESC LIMIT 1), '') = ?5) AND NOT EXISTS (SELECT 1 FROM events WHERE "
+              "interaction_id=?1 AND type='claim' AND at > ?6)) THEN 'queued' ELSE state END "
+              "WHERE id=?1");
           st.bind(1, iid).bind(2, queue).bind(3, priority);
-          st.bind(4, static_cast<std::int64_t>(late ? 1 : 0)).bind(5, actor).bind(6, at).run();
+          st.bind(4, static_cast<std::int64_t>(late ? 1 : 0)).bind(5, actor).bind(6, at);
+          st.bind(7, static_cast<std::int64_t>(from_dead ? 1 : 0)).run();
           // Sticky routing: the conversation's next interaction follows it to the new queue. A
           // late record leaves a later decision for the conversation alone: updated_at is when
           // its queue was last set (an interaction routed, or one of its items transferred), and

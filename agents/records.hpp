@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "agents/scripts.hpp"
 #include "storage/sqlite.hpp"
 #include "storage/writer.hpp"
 
@@ -51,6 +52,9 @@ struct Transfer {
   std::string entry_id;
   std::int64_t at = 0;                    // when it was asked for (Unix ms); 0: now
   std::string from_queue, from_priority;  // "": the row's as it is (the route read it)
+  // The dead-letter stream it was taken out of ("" for a transfer of a held item): the item is
+  // put back to work, its state `queued` again (unless claimed since, for a late record).
+  std::string from_dead;
 };
 
 struct SendJob {
@@ -132,10 +136,19 @@ class Records {
   // At most kMaxHeldEvents wait: past that the oldest are dropped, logged at error.
   void event(const std::string& interaction_id, const std::string& actor, const std::string& type,
              const std::string& detail_json, const std::string& state = "");
-  // Dead letters (interaction id, queue) a claim reported, with the rest of this turn's events;
+  // Dead letters a claim reported, with the rest of this turn's events (the event's detail names
+  // the dead-letter entry when known, for a transfer out of the dead letters: dead_letter_of);
   // `recorded` runs on the io thread once they are committed (not when the write failed).
-  void dead_lettered(const std::vector<std::pair<std::string, std::string>>& dead,
-                     std::function<void()> recorded);
+  void dead_lettered(const std::vector<DeadLetter>& dead, std::function<void()> recorded);
+  // The dead letter of an interaction whose state is `dead`, from its latest dead_letter event:
+  // its queue (the row's when the event names none) and entry id ("" when not named).
+  DeadLetter dead_letter_of(const InteractionRow& row);
+  // When the interaction's latest event is a transfer out of the dead letters: its actor, target
+  // queue and the dead-letter queue it came from (an agent who raced for it is told so).
+  struct BackToWork {
+    std::string actor, queue, from_queue;
+  };
+  std::optional<BackToWork> back_to_work(const std::string& id);
   // Transfer: new queue and priority on the interaction (also in its payload, edited as it is
   // at commit), the conversation's sticky queue follows, and the event (its detail names the new
   // entry). Recorded once: nothing is written when a transfer event names the same entry.

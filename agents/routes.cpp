@@ -141,7 +141,8 @@ http::Response Service::not_held(const std::string& id, const config::Agent& age
     msg += ": it is finished";
   } else if (f.status == Hold::not_held && row->state == "dead") {
     msg += ": its claim timed out max_deliveries times and it was moved to " +
-           ops_.dead_stream(row->queue.empty() ? "?" : row->queue);
+           ops_.dead_stream(row->queue.empty() ? "?" : row->queue) +
+           "; transfer it to put it back to work";
   } else if (f.status == Hold::other && is_released(f.holder)) {
     msg += ": it was released and waits in its queue";
   } else if (f.status == Hold::other) {
@@ -257,12 +258,30 @@ Service::Awaitable Service::transfer(http::Request& r) {
   }
   auto new_payload = ec ? row->payload : json::serialize(payload);
   std::int64_t at = now_ms();
+  if (row->state == "dead") {
+    co_return co_await transfer_dead(*row, agent, queue, priority, new_payload, at);
+  }
   auto f = co_await ops_.transfer(id, agent.id, &agent.queues, queue, priority, new_payload, at);
   if (!f.error.empty()) {
     co_return http::error(503, "redis_unavailable", "cannot transfer: " + f.error);
   }
   if (f.status == Hold::foreign) {
     co_return item_forbidden(agent, "transfer", id, f.queue);
+  }
+  if (f.status == Hold::not_held) {
+    // Two agents of a dead letter's queue transferring it at once: the one whose request read the
+    // row after the other's commit lands here (the item is no longer dead), and is told what
+    // happened rather than 403 for the queue it went to.
+    auto back = records_.back_to_work(id);
+    if (back && back->actor != agent.id &&
+        std::find(agent.queues.begin(), agent.queues.end(), back->from_queue) !=
+            agent.queues.end()) {
+      co_return http::error(409, "not_held",
+                            "interaction " + id + " is no longer in " +
+                                ops_.dead_stream(back->from_queue) + ": agent " + back->actor +
+                                " put it back to work in queue " + back->queue +
+                                "; nothing was moved");
+    }
   }
   if (f.status == Hold::not_held || f.status == Hold::other || f.status == Hold::gone) {
     co_return not_held(id, agent, "transfer", f);
@@ -273,7 +292,7 @@ Service::Awaitable Service::transfer(http::Request& r) {
                               ops_.stream(queue, priority) + " refuses entries (" + f.refusal +
                               "); nothing was moved, agent " + agent.id + " still holds " + id);
   }
-  Transfer t{agent.id, queue, priority, f.new_entry_id, at, "", ""};
+  Transfer t{agent.id, queue, priority, f.new_entry_id, at, "", "", ""};
   if (f.status == Hold::repeated) {
     // Redis did this transfer on an earlier attempt whose reply was lost (answered 503), which
     // recorded nothing; the record follows now, once (the periodic pass may have made it
@@ -298,6 +317,77 @@ Service::Awaitable Service::transfer(http::Request& r) {
                                                          {"queue", queue},
                                                          {"priority", priority},
                                                          {"entry_id", f.new_entry_id}}));
+}
+
+// Nobody holds a dead letter: who may put it back to work is whoever works its queue (as for
+// every other action on it), and where to is any configured queue (checked by the caller), as
+// for a transfer. The move is the transfer script's, from the dead-letter entry; unlike a
+// transfer of a held item, the answer waits for the record's commit: the row's state goes from
+// `dead` back to `queued`, and a 200 before that would leave a reader of the timeline (or an
+// agent's ack after a claim) seeing a dead item that Redis hands out. Should the daemon stop
+// between the move and the commit, the note in {prefix}:transfer-unrecorded records it at the next
+// periodic pass; Redis has the item in exactly one place either way (one script).
+Service::Awaitable Service::transfer_dead(const InteractionRow& row, const config::Agent& agent,
+                                          const std::string& queue, const std::string& priority,
+                                          const std::string& new_payload, std::int64_t at) {
+  const std::string& id = row.id;
+  auto dead = records_.dead_letter_of(row);
+  if (std::find(agent.queues.begin(), agent.queues.end(), dead.queue) == agent.queues.end()) {
+    co_return item_forbidden(agent, "transfer", id, dead.queue);
+  }
+  const std::string dead_key = ops_.dead_stream(dead.queue);
+  auto f =
+      co_await ops_.transfer(id, agent.id, &agent.queues, queue, priority, new_payload, at, &dead);
+  if (!f.error.empty()) {
+    co_return http::error(503, "redis_unavailable",
+                          "cannot transfer: " + f.error + "; it stays in " + dead_key +
+                              " unless Redis ran the transfer: retry it");
+  }
+  if (f.status == Hold::refused) {
+    co_return http::error(503, "queue_unavailable",
+                          "cannot transfer to queue " + queue + ": its stream " +
+                              ops_.stream(queue, priority) + " refuses entries (" + f.refusal +
+                              "); nothing was moved, " + id + " stays in " + dead_key);
+  }
+  if (f.status != Hold::held && f.status != Hold::repeated) {
+    // Another agent's transfer took it out first (its record may still be on its way), or an
+    // operator trimmed the dead-letter stream.
+    co_return http::error(409, "not_held",
+                          "interaction " + id + " is no longer in " + dead_key +
+                              ": another transfer put it back to work, or the stream was "
+                              "trimmed; nothing was moved");
+  }
+  Transfer t{agent.id, queue, priority, f.new_entry_id, at, "", "", dead_key};
+  bool late = f.status == Hold::repeated;
+  std::string note = f.note;
+  if (late) {
+    // A retry whose first reply was lost: the record follows now from Redis's note of the first
+    // attempt while it has one (Records::transferred writes it once).
+    auto kept = transfer_of_note(f.note);
+    bool same = kept && kept->entry_id == f.new_entry_id;
+    if (same) {
+      t = *kept;
+    } else {
+      note.clear();
+    }
+  } else if (auto earlier = transfer_of_note(f.earlier_note)) {
+    record_transfer(row, *earlier, true, "");
+  }
+  auto err = co_await record_transfer_committed(row, t, late, note);
+  if (!err.empty()) {
+    co_return http::error(503, "database_unavailable",
+                          "interaction " + id + " was moved out of " + dead_key + " into " +
+                              ops_.stream(queue, priority) +
+                              ", but its record was not committed (" + err +
+                              "): retry the same transfer to have it recorded");
+  }
+  waiters_.notify(queue);
+  co_return http::json(200, json::serialize(json::object{{"id", id},
+                                                         {"status", "transferred"},
+                                                         {"queue", queue},
+                                                         {"priority", priority},
+                                                         {"entry_id", f.new_entry_id},
+                                                         {"from_dead_letters", dead_key}}));
 }
 
 Service::Awaitable Service::reply(http::Request& r) {

@@ -112,10 +112,10 @@ end
 // entry its consumer released (it waits for another claim, whose search must run) or 0, 1 when
 // repark ran and left nothing to do (QueueOps then stops asking for it) or 0}. An entry the
 // dead-letter stream refuses (not a stream) is left pending for its last holder, untouched, and
-// is not handed out past max_deliveries. The dead letters to record, {id, queue, ...}, are read
-// back from KEYS[7] in sweep runs: this run's, and any whose reply was lost on the way to the
-// daemon (the connection dropped after the script ran). The daemon records them, then removes
-// them (kForgetDead).
+// is not handed out past max_deliveries. The dead letters to record, {id, "<queue> <dead entry
+// id>", ...} (just "<queue>" from versions before), are read back from KEYS[7] in sweep runs: this
+// run's, and any whose reply was lost on the way to the daemon (the connection dropped after the
+// script ran). The daemon records them, then removes them (kForgetDead).
 constexpr const char* kClaimBody = R"lua(
 local idle, maxd, sweep = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local rmin = tonumber(ARGV[7])
@@ -150,7 +150,9 @@ local function bury(key, pid, n)
   redis.call('XACK', key, 'agents', pid)
   redis.call('XDEL', key, pid)
   redis.call('HDEL', KEYS[6], iid)
-  redis.call('HSET', KEYS[7], iid, ARGV[4])
+  -- "<queue> <dead entry id>": the record names the entry, which a transfer out of the dead
+  -- letters looks up (kTransfer) instead of reading the stream's payloads.
+  redis.call('HSET', KEYS[7], iid, ARGV[4] .. ' ' .. added)
   return true
 end
 -- Returns the claim's reply or nil, and whether it passed over an entry its consumer released.
@@ -309,14 +311,23 @@ return out
 // note or ''} and adds nothing: while the new entry waits unclaimed, and also once another agent
 // claimed it from the target queue (the first attempt's reply was lost, so the daemon may have
 // yet to record the transfer: the retry records it, unless the periodic pass did).
+// Out of the dead letters (KEYS[5], the dead-letter stream, and KEYS[6], the hash of dead letters
+// not yet recorded, given; ARGV[11] the dead entry's id when its record names it, else ''): the
+// same move, from the dead-letter entry instead of a held one. Nobody holds a dead letter, so the
+// entry itself is what two agents race for: the first run deletes it (XDEL: the stream's length
+// is the dead_letters count), a later one finds it gone and answers {0}, or {2, ...} when it is
+// the same agent's retry to the same target. Without an id (a dead letter of an earlier version)
+// the newest 1000 entries are searched. The fields the burial added (dead_from, deliveries) go:
+// the new entry is a fresh delivery, counted from 1 by the consumer group.
 constexpr const char* kTransferBody = R"lua(
 -- The note kept of the item's transfer, or '' (none, or the key is not a hash).
 local function note_of(iid)
   local v = redis.pcall('HGET', KEYS[4], iid)
   return type(v) == 'string' and v or ''
 end
-local key, id, p, gone = holder(KEYS[1], ARGV[1])
-if not key or p[2] ~= ARGV[2] then
+-- A retry of this agent's transfer to this target whose reply was lost, when the marker says so
+-- and `key`, `id` (the entry the item has now, or nil) are the new entry or nothing.
+local function repeated(key, id)
   local m = redis.call('GET', KEYS[3])
   if m then
     local sp = string.find(m, '|', 1, true)
@@ -325,6 +336,73 @@ if not key or p[2] ~= ARGV[2] then
       return {2, nid, note_of(ARGV[1])}
     end
   end
+  return nil
+end
+-- Adds fields `f` (priority and payload updated) to the target stream as a new entry, and
+-- deletes the old entry `id` of `key` (acknowledged first when it was held), atomically.
+local function move(f, key, id, held)
+  for i = 1, #f, 2 do
+    if f[i] == 'priority' then f[i + 1] = ARGV[3] end
+    if f[i] == 'payload' then f[i + 1] = ARGV[4] end
+  end
+  local fresh = redis.call('EXISTS', KEYS[2]) == 0
+  -- A target key that is not a stream (an operator's SET) refuses the entry: nothing has moved.
+  local nid = redis.pcall('XADD', KEYS[2], '*', unpack(f))
+  if type(nid) == 'table' and nid.err then return {-2, nid.err} end
+  if fresh then redis.pcall('XGROUP', 'CREATE', KEYS[2], 'agents', '0') end
+  if held then
+    redis.call('XACK', key, 'agents', id)
+    redis.call('HDEL', KEYS[1], ARGV[1])
+  end
+  redis.call('XDEL', key, id)
+  redis.call('SET', KEYS[3], ARGV[5] .. '|' .. nid, 'EX', ARGV[6])
+  local note = cjson.encode({agent = ARGV[2], queue = ARGV[9], priority = ARGV[3], at = ARGV[10],
+                             entry = nid, from = key})
+  local earlier = note_of(ARGV[1])
+  -- The move is done: a notes key that is not a hash (an operator's SET) costs only the note
+  -- (the route still records the transfer; a lost reply's record then waits for a retry, as
+  -- before).
+  local kept = redis.pcall('HSET', KEYS[4], ARGV[1], note)
+  if type(kept) == 'table' and kept.err then note = '' end
+  return {1, nid, key, note, earlier}
+end
+if KEYS[5] then
+  local e = nil
+  if ARGV[11] ~= '' then
+    local r = redis.pcall('XRANGE', KEYS[5], ARGV[11], ARGV[11])
+    if type(r) == 'table' and not r.err and r[1] and field(r[1][2], 'interaction_id') == ARGV[1] then
+      e = r[1]
+    end
+  else
+    local to = '+'
+    for _ = 1, 10 do
+      local r = redis.pcall('XREVRANGE', KEYS[5], to, '-', 'COUNT', 100)
+      if type(r) ~= 'table' or r.err or not r[1] then break end
+      for _, x in ipairs(r) do
+        if field(x[2], 'interaction_id') == ARGV[1] then e = x; break end
+      end
+      if e or #r < 100 then break end
+      to = '(' .. r[#r][1]
+    end
+  end
+  if not e then return repeated(nil, nil) or {0} end
+  local f = {}
+  for i = 1, #e[2], 2 do
+    local name = e[2][i]
+    if name ~= 'dead_from' and name ~= 'deliveries' then
+      f[#f + 1] = name; f[#f + 1] = e[2][i + 1]
+    end
+  end
+  local out = move(f, KEYS[5], e[1], false)
+  -- Recorded as dead already (the daemon asks only then), or its record is on its way: that
+  -- record must not come again after this transfer's and mark it dead once more.
+  if out[1] == 1 then redis.pcall('HDEL', KEYS[6], ARGV[1]) end
+  return out
+end
+local key, id, p, gone = holder(KEYS[1], ARGV[1])
+if not key or p[2] ~= ARGV[2] then
+  local again = repeated(key, id)
+  if again then return again end
   if gone then
     local mine, queue = in_queues(gone[2], ARGV[7], ARGV[8])
     if not mine then return {-3, queue} end
@@ -338,28 +416,7 @@ local mine, queue = in_queues(key, ARGV[7], ARGV[8])
 if not mine then return {-3, queue} end
 local e = redis.call('XRANGE', key, id, id)
 if not e[1] then return {0} end
-local f = e[1][2]
-for i = 1, #f, 2 do
-  if f[i] == 'priority' then f[i + 1] = ARGV[3] end
-  if f[i] == 'payload' then f[i + 1] = ARGV[4] end
-end
-local fresh = redis.call('EXISTS', KEYS[2]) == 0
--- A target key that is not a stream (an operator's SET) refuses the entry: nothing has moved.
-local nid = redis.pcall('XADD', KEYS[2], '*', unpack(f))
-if type(nid) == 'table' and nid.err then return {-2, nid.err} end
-if fresh then redis.pcall('XGROUP', 'CREATE', KEYS[2], 'agents', '0') end
-redis.call('XACK', key, 'agents', id)
-redis.call('XDEL', key, id)
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[3], ARGV[5] .. '|' .. nid, 'EX', ARGV[6])
-local note = cjson.encode({agent = ARGV[2], queue = ARGV[9], priority = ARGV[3], at = ARGV[10],
-                           entry = nid, from = key})
-local earlier = note_of(ARGV[1])
--- The move is done: a notes key that is not a hash (an operator's SET) costs only the note (the
--- route still records the transfer; a lost reply's record then waits for a retry, as before).
-local kept = redis.pcall('HSET', KEYS[4], ARGV[1], note)
-if type(kept) == 'table' and kept.err then note = '' end
-return {1, nid, key, note, earlier}
+return move(e[1][2], key, id, true)
 )lua";
 
 // KEYS: the queue's four streams, then its dead-letter stream. ARGV: claim_timeout ms, the

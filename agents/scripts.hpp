@@ -51,6 +51,12 @@ enum Script {
 // In Script order, for RedisExec.
 std::vector<std::string> lua_scripts();
 
+// An entry of a dead-letter stream {prefix}:dead:{queue}: the interaction, its queue, and the
+// entry's id ("" when not known: one buried by an earlier version).
+struct DeadLetter {
+  std::string interaction_id, queue, entry_id;
+};
+
 inline constexpr const char* kReleasedConsumer = "_released";
 
 // The idle time (XCLAIM IDLE, ms) a release gives its entry: ten years, fixed. A release marked

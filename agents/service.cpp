@@ -245,16 +245,16 @@ void Service::report_dead(const std::string& queue, const ClaimResult& c) {
   // sweep the same queue: a dead letter whose record is on its way is not logged and written
   // again for a second (the write is idempotent; the repeated line said it was moved again).
   auto now = std::chrono::steady_clock::now();
-  std::vector<std::pair<std::string, std::string>> fresh;
+  std::vector<DeadLetter> fresh;
   for (const auto& d : c.dead) {
-    auto [it, first] = dead_reported_.try_emplace(d.first, now);
+    auto [it, first] = dead_reported_.try_emplace(d.interaction_id, now);
     if (!first && now - it->second < std::chrono::seconds(1)) {
       continue;
     }
     if (first) {
       logger("agents")->warn(
-          "[agents:{}] interaction {} timed out max_deliveries times: moved to {}", d.second,
-          d.first, ops_.dead_stream(d.second));
+          "[agents:{}] interaction {} timed out max_deliveries times: moved to {}", d.queue,
+          d.interaction_id, ops_.dead_stream(d.queue));
     }
     it->second = now;
     fresh.push_back(d);
@@ -266,7 +266,7 @@ void Service::report_dead(const std::string& queue, const ClaimResult& c) {
     records_.dead_lettered(fresh, [this, fresh] {
       ops_.forget_dead(fresh);
       for (const auto& d : fresh) {
-        dead_reported_.erase(d.first);
+        dead_reported_.erase(d.interaction_id);
       }
     });
   }
@@ -286,7 +286,7 @@ std::optional<Transfer> Service::transfer_of_note(const std::string& note) const
     auto* f = o.if_contains(name);
     return f && f->is_string() ? std::string(f->get_string()) : std::string();
   };
-  Transfer t{str("agent"), str("queue"), str("priority"), str("entry"), 0, "", ""};
+  Transfer t{str("agent"), str("queue"), str("priority"), str("entry"), 0, "", "", ""};
   try {
     t.at = std::stoll(str("at"));
   } catch (const std::exception&) {
@@ -302,14 +302,23 @@ std::optional<Transfer> Service::transfer_of_note(const std::string& note) const
 void Service::set_origin(Transfer& t, const std::string& stream) const {
   t.from_queue = ops_.queue_of_stream(stream);
   t.from_priority = t.from_queue.empty() ? "" : stream.substr(stream.rfind(':') + 1);
+  // Out of the dead letters: its origin is the queue and priority the row kept while it was
+  // dead (from_queue empty: the row's).
+  if (t.from_queue.empty() && !ops_.queue_of_dead_stream(stream).empty()) {
+    t.from_dead = stream;
+  }
 }
 
 void Service::record_transfer(const InteractionRow& row, const Transfer& t, bool late,
-                              const std::string& note) {
+                              const std::string& note,
+                              std::function<void(const std::string&)> committed) {
   if (!note.empty()) {
     transfers_recording_[row.id] = note;
   }
-  records_.transferred(row, t, late, [this, id = row.id, note](const std::string& err) {
+  records_.transferred(row, t, late, [this, id = row.id, note, committed](const std::string& err) {
+    if (committed) {
+      committed(err);
+    }
     if (note.empty()) {
       return;
     }
@@ -323,6 +332,21 @@ void Service::record_transfer(const InteractionRow& row, const Transfer& t, bool
       ops_.forget_transfers({{id, note}});
     }
   });
+}
+
+asio::awaitable<std::string> Service::record_transfer_committed(const InteractionRow& row,
+                                                                const Transfer& t, bool late,
+                                                                const std::string& note) {
+  // Not a coroutine: async_initiate with use_awaitable already returns the awaitable.
+  return asio::async_initiate<decltype(asio::use_awaitable), void(std::string)>(
+      [this](auto handler, InteractionRow row, Transfer t, bool late, std::string note) {
+        auto ex = asio::get_associated_executor(handler);
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        record_transfer(row, t, late, note, [h, ex](const std::string& err) {
+          asio::post(ex, [h, err] { (*h)(err); });
+        });
+      },
+      asio::use_awaitable, row, t, late, note);
 }
 
 asio::awaitable<void> Service::recover_transfers() {

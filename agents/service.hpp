@@ -107,6 +107,10 @@ class Service {
   std::string current_call(ClaimResult& c, const std::string& queue);
   Awaitable finish(http::Request& r, const char* what);  // ack | release
   Awaitable transfer(http::Request& r);
+  // A transfer of an item in the dead letters (routes.cpp): answered once recorded.
+  Awaitable transfer_dead(const InteractionRow& row, const config::Agent& agent,
+                          const std::string& queue, const std::string& priority,
+                          const std::string& new_payload, std::int64_t at);
   Awaitable reply(http::Request& r);
   // A reply repeated with the Idempotency-Key of `earlier` (routes.cpp).
   static Response replayed_reply(const std::string& parent_id, const std::string& agent,
@@ -202,7 +206,13 @@ class Service {
   // deleted from {prefix}:transfer-unrecorded. While it is being recorded, the periodic pass
   // leaves that note alone. io thread only.
   void record_transfer(const InteractionRow& row, const Transfer& t, bool late,
-                       const std::string& note);
+                       const std::string& note,
+                       std::function<void(const std::string&)> committed = nullptr);
+  // record_transfer, resumed once the record is committed: "" or the database's error (the note
+  // then stays in Redis for the periodic pass).
+  boost::asio::awaitable<std::string> record_transfer_committed(const InteractionRow& row,
+                                                                const Transfer& t, bool late,
+                                                                const std::string& note);
   // The transfer a note of {prefix}:transfer-unrecorded describes; nullopt when "" or unreadable.
   std::optional<Transfer> transfer_of_note(const std::string& note) const;
   // Sets `t`'s origin from the stream Redis moved it out of ("{prefix}:q:{queue}:{priority}");

@@ -89,8 +89,11 @@ TEST_CASE(
   REQUIRE(d.redis.xlen("sb:dead:general") == 1);
   CHECK(d.rows("SELECT count(*) FROM events WHERE type='dead_letter'") == 0);
   // Not recorded, so Redis still lists it for the next claim to report (before: forgotten at
-  // once, and never recorded).
-  CHECK(d.redis.cmd({"HGET", "sb:dead-unrecorded", id}) == "general");
+  // once, and never recorded), with its queue and its dead-letter entry: "<queue> <entry id>".
+  std::string noted = d.redis.cmd({"HGET", "sb:dead-unrecorded", id});
+  CHECK_MESSAGE(noted.rfind("general ", 0) == 0, noted);
+  CHECK(d.redis.cmd({"XRANGE", "sb:dead:general", "-", "+"}).find(noted.substr(8)) !=
+        std::string::npos);
   {
     storage::Db db(d.dir.file("switchboard.db"));
     db.exec("DROP TRIGGER full_disk");
