@@ -237,7 +237,18 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
   auto st = read_.prepare(
       "SELECT s.interaction_id, s.parent_id, s.channel, s.account, "
       "coalesce(i.conversation_id,''), i.payload, coalesce(p.payload,''), s.attempts, "
-      "s.maybe_sent, coalesce(s.attempt_started_at, 0), coalesce(s.uncertain_since, 0) "
+      "s.maybe_sent, coalesce(s.attempt_started_at, 0), coalesce(s.uncertain_since, 0), "
+      "s.planned_id, "
+      // Our earlier replies the parent names (the reply route stores ours under their ids, in
+      // external_id, in_reply_to and the references chain), with the id each went out with:
+      // fixed when it was stored, else (older rows) what its sent result recorded.
+      "(SELECT json_group_object(e.interaction_id, CASE WHEN e.planned_id != '' "
+      "THEN e.planned_id ELSE e.provider_id END) FROM sends e "
+      "WHERE (e.planned_id != '' OR e.provider_id != '') AND e.interaction_id IN ("
+      "SELECT json_extract(p.payload, '$.external_id') "
+      "UNION SELECT json_extract(p.payload, '$.in_reply_to') "
+      "UNION SELECT value FROM json_each(CASE WHEN json_valid(p.payload) THEN p.payload END, "
+      "'$.references'))) "
       "FROM sends s JOIN interactions i ON i.id = s.interaction_id "
       "LEFT JOIN interactions p ON p.id = s.parent_id "
       "WHERE s.state = 'pending' AND s.next_attempt_at <= ?1 "
@@ -247,13 +258,23 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
   st.bind(1, now).bind(2, limit).bind(3, json_list(busy)).bind(4, json_list(full));
   std::vector<SendJob> out;
   while (st.step()) {
-    SendJob j{st.text(0), st.text(1),  st.text(2),       st.text(3),  st.text(4),  "",
-              st.text(6), st.int64(7), st.int64(8) != 0, st.int64(9), st.int64(10)};
+    SendJob j{st.text(0),  st.text(1),       st.text(2),  st.text(3),   st.text(4),  "", st.text(6),
+              st.int64(7), st.int64(8) != 0, st.int64(9), st.int64(10), st.text(11), {}};
     json::error_code ec;
     auto v = json::parse(st.text_view(5), ec);
     if (!ec && v.is_object()) {
       if (auto* t = v.as_object().if_contains("text"); t && t->is_string()) {
         j.text = t->as_string();
+      }
+    }
+    if (!st.is_null(12)) {
+      auto earlier = json::parse(st.text_view(12), ec);
+      if (!ec && earlier.is_object()) {
+        for (const auto& [k, id] : earlier.as_object()) {
+          if (id.is_string()) {
+            j.earlier_ids.emplace(std::string(k), std::string(id.as_string()));
+          }
+        }
       }
     }
     out.push_back(std::move(j));
@@ -642,7 +663,8 @@ void Records::transferred(const InteractionRow& row, const Transfer& t, bool lat
 asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const std::string& actor,
                                             const std::string& outbound_id,
                                             const std::string& payload, const std::string& key,
-                                            const std::vector<std::string>& thread_keys) {
+                                            const std::vector<std::string>& thread_keys,
+                                            const std::string& planned_id) {
   std::int64_t at = now_ms();
   flush();
   if (auto e = held_back(); !e.empty()) {
@@ -702,10 +724,10 @@ asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const 
     ins.bind(7, at).bind(8, payload).bind(9, queue).bind(10, priority).run();
     auto send = db.prepare(
         "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
-        "next_attempt_at, created_at, updated_at, agent, idempotency_key) VALUES (?1, ?2, ?3, "
-        "?4, 'pending', 0, ?5, ?5, ?5, ?6, ?7)");
+        "next_attempt_at, created_at, updated_at, agent, idempotency_key, planned_id) VALUES "
+        "(?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5, ?6, ?7, ?8)");
     send.bind(1, outbound_id).bind(2, parent.id).bind(3, parent.channel).bind(4, parent.account);
-    send.bind(5, at).bind(6, actor);
+    send.bind(5, at).bind(6, actor).bind(8, planned_id);
     if (key.empty()) {
       send.bind_null(7);
     } else {

@@ -67,6 +67,10 @@ struct SendJob {
   // When the first attempt whose outcome was unknown started (sends.uncertain_since, Unix ms);
   // 0: none, or not known (a send of an older build).
   std::int64_t uncertain_since = 0;
+  // The id fixed when the reply was stored (sends.planned_id; "" none), and our earlier replies
+  // the parent names with the ids they went out with (OutboundMessage::earlier_ids).
+  std::string planned_id;
+  std::map<std::string, std::string> earlier_ids;
 };
 
 // The open interactions (queued or claimed) the database records in one queue.
@@ -167,11 +171,14 @@ class Records {
   // attempts racing past the route's own check still store one reply.) `thread_keys`
   // (Sender::planned_thread_keys) point at the parent's conversation from the same commit:
   // the reply may reach the customer before its result is recorded, or without it.
+  // `planned_id` (Sender::planned_id) is kept on the send (sends.planned_id): every attempt
+  // goes out with it (SendJob::planned_id).
   boost::asio::awaitable<ReplyStored> reply(const InteractionRow& parent, const std::string& actor,
                                             const std::string& outbound_id,
                                             const std::string& outbound_payload,
                                             const std::string& idempotency_key,
-                                            const std::vector<std::string>& thread_keys = {});
+                                            const std::vector<std::string>& thread_keys = {},
+                                            const std::string& planned_id = "");
   // The result of one send attempt, with the sender's thread keys pointed at the outbound
   // interaction's conversation; `maybe_sent` marks the send for good (an attempt's outcome was
   // unknown), false leaves the mark as it is. The attempt's started mark (send_started) goes.

@@ -512,7 +512,8 @@ Service::Awaitable Service::reply(http::Request& r) {
   std::string out_payload = json::serialize(o);
   auto stored =
       co_await records_.reply(*parent, agent.id, out_id, out_payload, *key,
-                              sender->planned_thread_keys(out_id, parent->conversation_id));
+                              sender->planned_thread_keys(out_id, parent->conversation_id),
+                              sender->planned_id(out_id, parent->conversation_id));
   if (!stored.error.empty()) {
     co_return http::error(503, "database_unavailable", "the reply was not stored: " + stored.error);
   }

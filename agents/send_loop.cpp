@@ -157,9 +157,10 @@ void SendLoop::done_with(const std::string& id) {
 
 namespace {
 OutboundMessage message_of(const SendJob& job) {
-  return OutboundMessage{job.interaction_id, job.channel,        job.account, job.conversation_id,
-                         job.text,           job.parent_payload, "",          job.maybe_sent,
-                         job.uncertain_since};
+  return OutboundMessage{
+      job.interaction_id, job.channel, job.account,    job.conversation_id, job.text,
+      job.parent_payload, "",          job.maybe_sent, job.uncertain_since, job.planned_id,
+      job.earlier_ids};
 }
 
 // message_of for Sender::interrupted: the cut attempt may have posted it too, so the first

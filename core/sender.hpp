@@ -35,6 +35,15 @@ struct OutboundMessage {
   // whose outcome was unknown, or the one cut by a stop (interrupted()); 0: none known. A
   // provider whose idempotency key expires (Mastodon's hour) counts from it.
   std::int64_t uncertain_since_ms = 0;
+  // The id the message goes out with, fixed when the reply was stored (Sender::planned_id,
+  // sends.planned_id): every attempt carries it, whatever the channel's config says by then.
+  // "": none stored (a reply stored by an older build, a channel that fixes none).
+  std::string planned_id;
+  // Our earlier replies that the interaction being answered names (its own id, in_reply_to,
+  // references: the reply route stores ours under their interaction ids), each with the id it
+  // went out with: its planned id, else the provider id its send recorded. Ones not here (not
+  // sent, stored by an older build) are for the channel to derive as before.
+  std::map<std::string, std::string> earlier_ids;
 };
 
 struct SendResult {
@@ -102,9 +111,9 @@ class Sender {
   // (sends.attempt_started_at), and the attempt's result clears it: a pending send found with
   // the mark had its request out when the daemon stopped (kill -9, or a stop whose drain ended
   // first), and is settled with interrupted() instead of being handed over blindly. Mastodon
-  // marks too: its Idempotency-Key lasts an hour, so a repeat is safe only inside it. Email (the
-  // Message-ID is the outbound id, and a repeat is the same message to a mail client) is handed
-  // over again. Any thread.
+  // marks too: its Idempotency-Key lasts an hour, so a repeat is safe only inside it. Email (its
+  // Message-ID is fixed when the reply is stored, planned_id, so a repeat is the same message to
+  // a mail client) is handed over again. Any thread.
   virtual bool marks_attempts() const { return false; }
   // The result of an attempt of `m` whose request may have gone out and whose answer was never
   // learned, `why` saying how (only when marks_attempts()): an unknown outcome as the sender
@@ -127,6 +136,16 @@ class Sender {
   // customer although its outcome was never learned) still finds the conversation. Any thread.
   virtual std::vector<std::string> planned_thread_keys(std::string_view /*outbound_id*/,
                                                        std::string_view /*conversation_id*/) const {
+    return {};
+  }
+  // The id the message sent for outbound interaction `outbound_id` of `conversation_id` will go
+  // out with, where the channel fixes it before sending (email: its Message-ID); "" otherwise.
+  // The reply route stores it with the outbound interaction (sends.planned_id), in the
+  // transaction that stores it, and every attempt gets it back (OutboundMessage::planned_id):
+  // a resend after a crash, or after the account's config changed, is the same message, and a
+  // later reply names the id the customer's client has. Any thread.
+  virtual std::string planned_id(std::string_view /*outbound_id*/,
+                                 std::string_view /*conversation_id*/) const {
     return {};
   }
   // After a reload put new secrets into the sender's account (config::take_secrets), on the io

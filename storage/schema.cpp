@@ -413,6 +413,13 @@ CREATE INDEX interactions_by_customer
     R"sql(
 ALTER TABLE sends ADD COLUMN uncertain_since INTEGER;
 )sql",
+    // 24 -> 25: the id a reply goes out with, fixed when it is stored (Sender::planned_id; the
+    // email Message-ID): every attempt and every later reply naming it read it from here, not
+    // from the account's config of the day, which an operator may have changed ('': rows
+    // stored before, and channels that fix none).
+    R"sql(
+ALTER TABLE sends ADD COLUMN planned_id TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 std::string newer_schema_message(const Db& db, int v) {

@@ -194,13 +194,18 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
   std::string parent_id(message_id_of(str(parent, "external_id")));
   // Our own earlier replies: the reply route stores each under its interaction id (a ULID, no
   // msg-id: every id of a customer's mail, synthetic ones too, is "<...>"), as its external id
-  // and in the References chain it keeps, but it went out as reply_message_id() of that id,
-  // known before and after its send. Named so, a reply to our reply has In-Reply-To pointing
-  // at it and References ending with it (RFC 5322 3.6.4), and the customer's client threads
-  // our second reply under our first.
+  // and in the References chain it keeps, but it went out under the Message-ID stored with it
+  // (m.earlier_ids), which the customer's client has. Named so, a reply to our reply has
+  // In-Reply-To pointing at it and References ending with it (RFC 5322 3.6.4), and the
+  // customer's client threads our second reply under our first. Rebuilt from the account as it
+  // is now (reply_message_id()) only for rows that kept none (stored by an older build, never
+  // sent): after `from` changed domain that is not the id they went out with.
   std::string conversation = str(parent, "conversation_id");
   auto sent_as = [&](std::string id) {
     if (!id.empty() && id.front() != '<') {
+      if (auto it = m.earlier_ids.find(id); it != m.earlier_ids.end() && referable(it->second)) {
+        return it->second;
+      }
       std::string ours =
           reply_message_id(account, id, conversation.empty() ? m.conversation_id : conversation);
       if (referable(ours)) {
@@ -241,7 +246,12 @@ BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& m, st
     refs.push_back(parent_id);
   }
 
-  out.message_id = reply_message_id(account, m.id, m.conversation_id);
+  // The Message-ID stored with the reply (SmtpSender::planned_id): a resend, after a crash or
+  // after `from` changed domain, is the same message to the customer's client, and the key
+  // recorded with the reply stays the one its answer names. Rebuilt for a reply stored by an
+  // older build.
+  out.message_id =
+      referable(m.planned_id) ? m.planned_id : reply_message_id(account, m.id, m.conversation_id);
   if (out.message_id.empty()) {  // an id with no letter or digit (not one of ours)
     out.message_id =
         make_message_id(m.conversation_id, from->address.substr(from->address.rfind('@') + 1));
@@ -331,6 +341,11 @@ std::vector<std::string> SmtpSender::planned_thread_keys(std::string_view outbou
                                                          std::string_view conversation_id) const {
   std::string id = reply_message_id(account_, outbound_id, conversation_id);
   return id.empty() ? std::vector<std::string>{} : reply_thread_keys(account_.for_account, id);
+}
+
+std::string SmtpSender::planned_id(std::string_view outbound_id,
+                                   std::string_view conversation_id) const {
+  return reply_message_id(account_, outbound_id, conversation_id);
 }
 
 void SmtpSender::take_secrets(const std::vector<config::Smtp>& fresh) {

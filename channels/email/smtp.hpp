@@ -5,11 +5,13 @@
 // handed to smtp::send.
 //
 // Threading: the Message-ID we send is "<sb.<conversation_id>.<outbound id>@<from domain>>",
-// derived from the outbound interaction id, so a send retried after a crash carries the same
-// Message-ID, and it is known before the first attempt: planned_thread_keys() gives its key,
-// "email:<imap account>:<Message-ID>", which the reply route records with the outbound
-// interaction, in the transaction that stores it (and the send loop again with the result).
-// The customer's answer names it in In-Reply-To / References and finds the conversation by
+// derived from the outbound interaction id when the reply is stored (planned_id()) and kept
+// with it (sends.planned_id), so a send retried after a crash carries the same Message-ID, even
+// when `from` changed domain in between, and later replies name the one it went out with
+// (OutboundMessage::earlier_ids). It is known before the first attempt: planned_thread_keys()
+// gives its key, "email:<imap account>:<Message-ID>", which the reply route records with the
+// outbound interaction, in the transaction that stores it (and the send loop again with the
+// result). The customer's answer names it in In-Reply-To / References and finds the conversation by
 // that key, even though our sent message is not in the mailbox. The conversation id inside the
 // Message-ID is never read back (threading.hpp): only the full id, as recorded, threads.
 #include <boost/asio/any_io_executor.hpp>
@@ -39,9 +41,11 @@ struct BuiltReply {
 // account's own `from`, which would mail ourselves: a loop), Subject "Re: <parent subject>"
 // (the parent's reply prefixes stripped first, strip_reply_prefixes; controls as spaces),
 // In-Reply-To (parent Message-ID; for our own earlier reply, the Message-ID
-// it was sent with: reply_message_id() of its id), References (thread_json {"references":
+// it was sent with: message.earlier_ids, else reply_message_id() of its id), References
+// (thread_json {"references":
 // [...]}, else the parent's stored "references", else its In-Reply-To; then the parent's
-// Message-ID), Message-ID, Date, MIME-Version, text/plain; charset=utf-8.
+// Message-ID), Message-ID (message.planned_id, else reply_message_id()), Date, MIME-Version,
+// text/plain; charset=utf-8.
 BuiltReply build_reply(const config::Smtp& account, const OutboundMessage& message,
                        std::int64_t now_ms, const std::set<std::string>& own = {});
 
@@ -70,6 +74,9 @@ class SmtpSender : public Sender {
   bool own_identity(std::string_view type, std::string_view value) const override;
   std::vector<std::string> planned_thread_keys(std::string_view outbound_id,
                                                std::string_view conversation_id) const override;
+  // reply_message_id() of the account as it is when the reply is stored.
+  std::string planned_id(std::string_view outbound_id,
+                         std::string_view conversation_id) const override;
   // A reload's new password for this account, when it alone changed (config::take_secrets).
   // On the io thread, where send() reads it (the send loop calls it there): the next send logs
   // in with it. Nothing else of the account changes, so own_identity() and

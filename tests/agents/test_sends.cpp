@@ -103,6 +103,28 @@ long long series_value(AgentDaemon& d, const std::string& name_and_labels) {
   return std::stoll(text.substr(at + 1 + name_and_labels.size() + 1));
 }
 
+// Fixes the id of each reply when it is stored (as email's Message-ID) and keeps what each
+// attempt was handed.
+struct PlanningSender : Sender {
+  std::mutex mu;
+  std::vector<OutboundMessage> seen;
+  std::string planned_id(std::string_view outbound_id, std::string_view) const override {
+    return "<plan-" + std::string(outbound_id) + ">";
+  }
+  void send(OutboundMessage m, Done done) override {
+    std::string id = m.planned_id;
+    {
+      std::lock_guard lock(mu);
+      seen.push_back(std::move(m));
+    }
+    done(SendResult::sent(id));
+  }
+  std::vector<OutboundMessage> messages() {
+    std::lock_guard lock(mu);
+    return seen;
+  }
+};
+
 std::string reply_to_first(AgentDaemon& d) {
   d.ingest("s-1", "please answer");
   d.drained();
@@ -188,6 +210,51 @@ TEST_CASE("a reply accepted before a restart is sent after it") {
                   "'") == 1;
   }));
   CHECK(counting->sent == 1);
+}
+
+TEST_CASE(
+    "a reply's planned id is stored with it and handed to its attempts - a later reply gets our "
+    "earlier replies its parent names with the ids they went out with") {
+  auto planning = std::make_shared<PlanningSender>();
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", planning); });
+  auto first = reply_to_first(d);
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id = '" + first +
+               "' AND planned_id = '<plan-" + first + ">'") == 1);
+  REQUIRE(eventually([&] { return planning->messages().size() == 1; }));
+  CHECK(planning->messages()[0].planned_id == "<plan-" + first + ">");
+  CHECK(planning->messages()[0].earlier_ids.empty());
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM sends WHERE state = 'sent' AND interaction_id = '" + first +
+                  "'") == 1;
+  }));
+
+  // A parent that names our replies, as one of ours does (the reply route stores their ids in
+  // in_reply_to and references): our first reply, one stored by an older build (no planned id,
+  // sent as its provider id) and one never stored.
+  d.ingest("s-2", "one more question");
+  d.drained();
+  std::string parent = claimed_id(d.claim("alice-token", "general"));
+  {
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec(
+        "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
+        "next_attempt_at, created_at, updated_at, provider_id) VALUES "
+        "('01OLDREPLY', 'x', 'api', 'web-form', 'sent', 1, 5, 5, 5, '<old@example.com>')");
+    auto st = db.prepare(
+        "UPDATE interactions SET payload = json_set(payload, '$.in_reply_to', ?2, "
+        "'$.references', json_array('01OLDREPLY', '<a@customer.example>', ?2, '01NEVER')) "
+        "WHERE id = ?1");
+    st.bind(1, parent).bind(2, first).run();
+  }
+  auto r = d.act("alice-token", parent, "reply", R"({"text":"second answer"})");
+  REQUIRE(r.status == 202);
+  std::string second(parse(r.body).at("id").as_string());
+  REQUIRE(eventually([&] { return planning->messages().size() == 2; }));
+  auto m = planning->messages()[1];
+  CHECK(m.id == second);
+  CHECK(m.planned_id == "<plan-" + second + ">");
+  CHECK(m.earlier_ids == std::map<std::string, std::string>{{first, "<plan-" + first + ">"},
+                                                            {"01OLDREPLY", "<old@example.com>"}});
 }
 
 TEST_CASE("a send result the database refuses is kept and written again: the reply goes once") {

@@ -112,6 +112,7 @@ TEST_CASE(
   CHECK(r.provider_id.rfind("<sb." + conv + ".", 0) == 0);
   CHECK(r.thread_keys == planned);  // the id sent is the one recorded
   CHECK(planned[0] == "email:support:" + r.provider_id);
+  CHECK(sender->planned_id(m.id, conv) == r.provider_id);  // what the route stores with it
   REQUIRE(smtp.has(1));
   CHECK(smtp.envelope(1) == "support@example.com\nann@example.com\n");
 
@@ -649,6 +650,57 @@ TEST_CASE("a second reply, to our own reply, names our first reply in In-Reply-T
   CHECK(third_sent.references ==
         std::vector<std::string>{"<root@customer.example>", "<first@customer.example>", first_reply,
                                  "<sb.c1.01jtestreply00000000000003@example.com>"});
+}
+
+TEST_CASE(
+    "after `from` changed domain, a reply goes out with the Message-ID stored with it and names "
+    "our earlier replies by the Message-IDs they went out with") {
+  config::Smtp account;
+  account.name = "support-out";
+  account.for_account = "support";
+  account.from = "Support <support@example.net>";  // was support@example.com
+  const std::string first_reply = "<sb.c1.01jtestreply00000000000002@example.com>";
+  const std::string second_reply = "<sb.c1.01jtestreply00000000000003@example.com>";
+  // Our second reply, to our first: stored (and maybe tried) while `from` was @example.com.
+  json::object second{
+      {"direction", "outbound"},
+      {"subject", "Re: Order 7"},
+      {"external_id", "01JTESTREPLY00000000000003"},
+      {"conversation_id", "c1"},
+      {"in_reply_to", "01JTESTREPLY00000000000002"},
+      {"references", json::array{"<first@customer.example>", "01JTESTREPLY00000000000002"}},
+      {"to", json::array{{{"type", "email"}, {"value", "ann@example.com"}}}}};
+  OutboundMessage third{
+      "01JTESTREPLY00000000000004",
+      "email",
+      "support",
+      "c1",
+      "And another",
+      json::serialize(second),
+      "",
+      false,
+      0,
+      "<sb.c1.01jtestreply00000000000004@example.com>",
+      {{"01JTESTREPLY00000000000002", first_reply}, {"01JTESTREPLY00000000000003", second_reply}}};
+  auto built = email::build_reply(account, third, 1767323045000);
+  REQUIRE(built.error.empty());
+  CHECK(built.message_id == "<sb.c1.01jtestreply00000000000004@example.com>");
+  auto sent = email::parse_email(built.data);
+  CHECK(sent.message_id == built.message_id);
+  CHECK(sent.from.email == "support@example.net");
+  CHECK(sent.in_reply_to == second_reply);
+  CHECK(sent.references ==
+        std::vector<std::string>{"<first@customer.example>", first_reply, second_reply});
+
+  // A reply stored by an older build kept no Message-ID: rebuilt from `from` as it is now.
+  third.planned_id.clear();
+  third.earlier_ids.erase("01JTESTREPLY00000000000003");
+  auto rebuilt = email::parse_email(email::build_reply(account, third, 1767323045000).data);
+  CHECK(rebuilt.message_id == "<sb.c1.01jtestreply00000000000004@example.net>");
+  CHECK(rebuilt.in_reply_to == "<sb.c1.01jtestreply00000000000003@example.net>");
+  CHECK(rebuilt.references == std::vector<std::string>{"<first@customer.example>", first_reply,
+                                                       "<sb.c1.01jtestreply00000000000003@"
+                                                       "example.net>"});
 }
 
 TEST_CASE("a reply to a message stored under a reused Message-ID names that Message-ID") {

@@ -292,3 +292,66 @@ TEST_CASE(
   // message's final dot): her answer names that Message-ID only.
   answer_joins(d, alice, "Ann Lee <tempfail@customer.example>", message_id, "vip", conv);
 }
+
+TEST_CASE(
+    "email: a reply goes out with the Message-ID stored with it after `from` changes domain - "
+    "the customer's answer joins, our next reply names it in References") {
+  SmtpServer smtp(false);
+  EmailDaemon d;
+  send_through(d, smtp);
+  // No server on the port at first: every attempt is refused (temporary), the send stays pending.
+  d.cfg.channels.smtp[0].port = free_port();
+  d.start();
+  deliver_first(d, "Ann Lee <ann@example.com>");
+  AgentClient alice(d.app->port(), "alice-token");
+  auto in = alice.claim("general");
+  std::string id = s(in.at("id"));
+  std::string conv = s(in.at("conversation_id"));
+  std::string customer = s(in.at("customer").at("id"));
+  REQUIRE(!conv.empty());
+  std::string out_id = alice.reply(id, "Hello Ann,\nit ships today.");
+  // The Message-ID the reply was stored with, under the domain of `from` at that time.
+  std::string first_id = "<sb." + conv + "." + lowercase(out_id) + "@example.com>";
+  bool tried = eventually(
+      [&] {
+        return d.rows("SELECT count(*) FROM sends WHERE interaction_id = '" + out_id +
+                      "' AND state = 'pending' AND attempts >= 1") == 1;
+      },
+      15s);
+  REQUIRE(tried);
+  CHECK(alice.act(id, "ack").status == 200);
+
+  // The operator moves the account to another domain (and the server comes up); a restart.
+  d.stop();
+  d.cfg.channels.smtp[0].from = "Support Team <support@example.net>";
+  d.cfg.channels.smtp[0].port = smtp.port;
+  d.start();
+  AgentClient bob(d.app->port(), "alice-token");
+  REQUIRE(eventually([&] { return smtp.has(1); }, 20s));
+  auto sent = email::parse_email(smtp.message(1));
+  // The resend carries the stored Message-ID, as any earlier attempt that reached Ann did (a
+  // Message-ID rebuilt from the new `from` would be a second message to her client).
+  CHECK(sent.message_id == first_id);
+  CHECK(sent.from.email == "support@example.net");
+  auto reply = bob.outbound_when(customer, out_id, "sent");
+  CHECK(s(reply.at("send").at("provider_id")) == first_id);
+
+  // Ann's client answers it: In-Reply-To and References name the Message-ID it received.
+  d.dovecot.deliver(
+      "From: Ann Lee <ann@example.com>\r\nTo: support@example.com\r\n"
+      "Subject: Re: Where is order 42?\r\nMessage-ID: <second@customer.example>\r\n"
+      "In-Reply-To: " +
+      first_id + "\r\nReferences: <first@customer.example> " + first_id +
+      "\r\n\r\nAnd the colour?\r\n");
+  auto answer = bob.claim("general");
+  CHECK(s(answer.at("external_id")) == "<second@customer.example>");
+  CHECK(s(answer.at("conversation_id")) == conv);
+  std::string next_id = bob.reply(s(answer.at("id")), "Blue, as ordered.");
+  REQUIRE(eventually([&] { return smtp.has(2); }, 15s));
+  auto next = email::parse_email(smtp.message(2));
+  CHECK(next.in_reply_to == "<second@customer.example>");
+  CHECK(next.references == std::vector<std::string>{"<first@customer.example>", first_id,
+                                                    "<second@customer.example>"});
+  // A new reply takes the domain `from` has now.
+  CHECK(next.message_id == "<sb." + conv + "." + lowercase(next_id) + "@example.net>");
+}

@@ -477,6 +477,34 @@ TEST_CASE(
   CHECK(st.int64(4) == 1);
 }
 
+TEST_CASE(
+    "a version-24 file is upgraded: its sends keep their provider ids and have no planned id, "
+    "so an email reply stored before is rebuilt from the account as it was") {
+  test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 24);
+    db.exec(
+        "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
+        "next_attempt_at, created_at, updated_at, provider_id) VALUES "
+        "('O1', 'P1', 'email', 'support', 'sent', 1, 5, 5, 5, '<sb.c.o1@example.com>'), "
+        "('O2', 'P1', 'email', 'support', 'pending', 0, 5, 5, 5, '')");
+  }
+  storage::Writer writer(path);  // migrates
+  storage::Db db(path);
+  auto st = db.prepare(
+      "SELECT interaction_id, state, provider_id, planned_id FROM sends ORDER BY interaction_id");
+  REQUIRE(st.step());
+  CHECK(st.text(1) == "sent");
+  CHECK(st.text(2) == "<sb.c.o1@example.com>");
+  CHECK(st.text(3) == "");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == "O2");
+  CHECK(st.text(3) == "");
+  db.exec("UPDATE sends SET planned_id = '<sb.c.o2@example.com>' WHERE interaction_id = 'O2'");
+}
+
 // The customer timeline is ordered by when things happened (storage/customers.cpp). Its pages
 // must come out of interactions_by_customer in that order: a sort of the customer's rows
 // ("USE TEMP B-TREE FOR ORDER BY") reads every one of them for each page, and a page after a
