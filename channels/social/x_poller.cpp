@@ -1,5 +1,11 @@
 // X mentions and direct messages pollers: see x.hpp for why a backlog is gathered whole before
 // it is stored.
+
+// GCC 12 false positive inside Asio's awaitable frame allocator (see imap_client.cpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 #include <algorithm>
 #include <charconv>
 #include <set>
