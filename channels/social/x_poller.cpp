@@ -1,5 +1,11 @@
 // X mentions and direct messages pollers: see x.hpp for why a backlog is gathered whole before
 // it is stored.
+
+// GCC 12 false positive inside Asio's awaitable frame allocator (see imap_client.cpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 #include <algorithm>
 #include <charconv>
 #include <set>
@@ -86,28 +92,114 @@ milliseconds x_read_429_wait(const Runtime& rt, const config::X& cfg, const XErr
              : milliseconds(60'000);
 }
 
-class XPoller final : public Poller {
- public:
-  XPoller(Runtime& rt, const config::X& cfg) : rt_(rt), cfg_(cfg), key_("x:" + cfg_.name) {
-    rt_.paused.emplace_back(Labels{{"channel", "x"}, {"account", cfg_.name}}, paused_);
-  }
+// A read refused otherwise than by the cases its poller handles (429, usage cap, DMs' 403):
+// the status with X's problem title and detail, for the back-off's log.
+PollResult x_read_failed(int status, const XError& e) {
+  return PollResult::failed("HTTP " + std::to_string(status) + ": " + e.title +
+                            (e.detail.empty() ? "" : " (" + e.detail + ")"));
+}
 
+// What the mentions and the DM pollers share: the account's cursor under the poller's own scope,
+// a first start's look-back, the ids the last poll read (for the overlap), the pacing carried to
+// the next request; and the steps around the pages, alike but for what they name.
+class XReadPoller : public Poller {
+ public:
   const char* channel() const override { return "x"; }
   const std::string& account() const override { return cfg_.name; }
 
-  asio::awaitable<PollResult> poll_once() override {
+ protected:
+  // `scope`: the cursor's; `noun`: what is read, in the log and in a storage error.
+  XReadPoller(Runtime& rt, const config::X& cfg, const char* scope, const char* noun)
+      : rt_(rt), cfg_(cfg), key_("x:" + cfg_.name), scope_(scope), noun_(noun) {}
+
+  // Loads the committed cursor (once) and returns whether this poll is a first start's (no
+  // cursor yet): one reads back `backfill` only; "all" (nullopt): all X returns. The look-back
+  // starts from the first poll and stays put: while nothing read has set a cursor yet, a later
+  // poll must still take what arrived since then.
+  bool start_poll() {
     if (!loaded_) {
-      cursor_ = rt_.pipeline.cursor(key_, "mentions").value_or("");
+      cursor_ = rt_.pipeline.cursor(key_, scope_).value_or("");
       loaded_ = true;
     }
-    auto log = logger("social");
-    // A first start (no cursor yet) reads back `backfill` only; "all" (nullopt): all X returns.
-    // The look-back starts from the first poll and stays put: while no mention has set a
-    // cursor yet, a later poll must still take what arrived since then.
     const bool first = cursor_.empty();
     if (first && cfg_.backfill && since_ms_ == 0) {
       since_ms_ = std::max<std::int64_t>(1, now_ms() - cfg_.backfill->count());
     }
+    return first;
+  }
+
+  // A 429 of a read: counted, said, and waited out (x_read_429_wait) before the same page is
+  // asked for again; the pages gathered so far are kept.
+  asio::awaitable<void> wait_out_429(const XError& e) {
+    milliseconds wait = x_read_429_wait(rt_, cfg_, e);
+    rt_.metrics.inc("switchboard_social_rate_limited_total",
+                    {{"channel", "x"}, {"account", cfg_.name}});
+    logger("social")->warn("[x:{}] {}{}rate limited (429); waiting {} s for x-rate-limit-reset",
+                           cfg_.name, what(), *what() != '\0' ? ": " : "", wait.count() / 1000);
+    co_await sleep_for(rt_.ex, wait);
+  }
+
+  // The pacing the response's rate-limit headers ask before the next request (also across polls).
+  void pace_after(const net::HttpResponse& res) {
+    pace_ = bound_poll_wait(rt_, "x", cfg_.name, x_pace(res), "x-rate-limit-reset (pacing)",
+                            milliseconds(0));
+  }
+
+  // The poll's end once the pager is done: what the poll before read is left out
+  // (leave_out_read, by `id_of`; `skipped`: read but left out by the pager), the rest is stored
+  // with the pager's cursor in one transaction, and the cursor moves only once that committed.
+  // Takes (and empties) named locals of the caller, which awaits it at once (as store_batch);
+  // the default `skipped` is a named one too, not a temporary: GCC 12 mishandles temporaries
+  // that live across a suspension point inside one full expression (runtime.cpp).
+  asio::awaitable<PollResult> end_poll(bool first, std::optional<std::string>& cursor,
+                                       std::vector<Inbound>& items,
+                                       std::string (*id_of)(const Inbound&),
+                                       const std::vector<std::string>& skipped = kNoneSkipped) {
+    leave_out_read(items, read_before_, first ? 0 : since_ms_, cursor_, id_of, skipped);
+    std::size_t n = items.size();
+    std::optional<CursorUpdate> cu;
+    if (cursor) {
+      cu = CursorUpdate{key_, scope_, *cursor};
+    }
+    std::string err = co_await store_batch(rt_, "x", cfg_.name, items, cu);
+    if (!err.empty()) {
+      co_return PollResult::failed(std::string("storing ") + noun_ + ": " + err);
+    }
+    if (cursor) {
+      cursor_ = *cursor;
+    }
+    if (n > 0 || (first && cursor)) {
+      logger("social")->info("[x:{}] stored {} {}{}; cursor {}", cfg_.name, n, noun_,
+                             first && since_ms_ ? " (first start: the look-back only)" : "",
+                             cursor_);
+    }
+    co_return PollResult::again_in(std::max(cfg_.poll_interval, std::exchange(pace_, {})));
+  }
+
+  Runtime& rt_;
+  const config::X& cfg_;
+  std::string key_;
+  std::string cursor_;
+  std::int64_t since_ms_ = 0;  // a first start's look-back start (Unix ms), set once
+  milliseconds pace_{0};  // the wait the last response's rate-limit headers ask before the next
+
+ private:
+  static inline const std::vector<std::string> kNoneSkipped;
+  const char* scope_;
+  const char* noun_;
+  bool loaded_ = false;
+  std::set<std::string> read_before_;  // the ids (post ids, DM event ids) the last poll read
+};
+
+class XPoller final : public XReadPoller {
+ public:
+  XPoller(Runtime& rt, const config::X& cfg) : XReadPoller(rt, cfg, "mentions", "mentions") {
+    rt_.paused.emplace_back(Labels{{"channel", "x"}, {"account", cfg_.name}}, paused_);
+  }
+
+  asio::awaitable<PollResult> poll_once() override {
+    auto log = logger("social");
+    const bool first = start_poll();
     XMentionsPager pager(cursor_, 800, first ? since_ms_ : 0);
     if (!first) {
       // X's ids are only roughly in time order: a mention may show up after a newer one was
@@ -127,13 +219,7 @@ class XPoller final : public Poller {
       }
       XError e = classify_x_response(res.status, res.body, lookup_in(res));
       if (e.kind == XError::Kind::rate_limited) {
-        // Keep the pages gathered so far and ask for the same page again after the reset.
-        milliseconds wait = x_read_429_wait(rt_, cfg_, e);
-        rt_.metrics.inc("switchboard_social_rate_limited_total",
-                        {{"channel", "x"}, {"account", cfg_.name}});
-        log->warn("[x:{}] rate limited (429); waiting {} s for x-rate-limit-reset", cfg_.name,
-                  wait.count() / 1000);
-        co_await sleep_for(rt_.ex, wait);
+        co_await wait_out_429(e);
         continue;
       }
       if (e.kind == XError::Kind::usage_capped) {
@@ -144,8 +230,7 @@ class XPoller final : public Poller {
         co_return PollResult::again_in(std::chrono::hours(1));
       }
       if (e.kind != XError::Kind::none) {
-        co_return PollResult::failed("HTTP " + std::to_string(res.status) + ": " + e.title +
-                                     (e.detail.empty() ? "" : " (" + e.detail + ")"));
+        co_return x_read_failed(res.status, e);
       }
       paused_->store(false);
       XMentionsPage page = parse_x_mentions(cfg_, res.body);
@@ -153,8 +238,7 @@ class XPoller final : public Poller {
         co_return PollResult::failed(page.error);
       }
       pager.add(std::move(page));
-      pace_ = bound_poll_wait(rt_, "x", cfg_.name, x_pace(res), "x-rate-limit-reset (pacing)",
-                              milliseconds(0));
+      pace_after(res);
     }
     auto cursor = pager.cursor();
     auto items = pager.take_items();
@@ -163,35 +247,10 @@ class XPoller final : public Poller {
     // restart the first poll's overlap is stored once more, as duplicates.
     // A first start's look-back holds for the overlap too: the posts it left out count as read,
     // and below the cursor (X filtered them by start_time, unseen) a post older than it stays out.
-    leave_out_read(items, read_before_, first ? 0 : since_ms_, cursor_, x_post_id, pager.skipped());
-    std::size_t n = items.size();
-    std::optional<CursorUpdate> cu;
-    if (cursor) {
-      cu = CursorUpdate{key_, "mentions", *cursor};
-    }
-    std::string err = co_await store_batch(rt_, "x", cfg_.name, items, cu);
-    if (!err.empty()) {
-      co_return PollResult::failed("storing mentions: " + err);
-    }
-    if (cursor) {
-      cursor_ = *cursor;
-    }
-    if (n > 0 || (first && cursor)) {
-      log->info("[x:{}] stored {} mentions{}; cursor {}", cfg_.name, n,
-                first && since_ms_ ? " (first start: the look-back only)" : "", cursor_);
-    }
-    co_return PollResult::again_in(std::max(cfg_.poll_interval, std::exchange(pace_, {})));
+    co_return co_await end_poll(first, cursor, items, x_post_id, pager.skipped());
   }
 
  private:
-  Runtime& rt_;
-  const config::X& cfg_;
-  std::string key_;
-  bool loaded_ = false;
-  std::string cursor_;
-  std::int64_t since_ms_ = 0;          // a first start's look-back start (Unix ms), set once
-  std::set<std::string> read_before_;  // the post ids the last poll read
-  milliseconds pace_{0};  // the wait the last response's rate-limit headers ask before the next
   std::shared_ptr<std::atomic<bool>> paused_ = std::make_shared<std::atomic<bool>>(false);
 };
 
@@ -199,27 +258,19 @@ class XPoller final : public Poller {
 // (scope "direct_messages" beside the mentions' "mentions"), committed with the DMs it covers.
 // A poller of its own: a DM failure (an app without DM access answers 403) backs off the DMs
 // alone, and the mentions go on.
-class XDmPoller final : public Poller {
+class XDmPoller final : public XReadPoller {
  public:
-  XDmPoller(Runtime& rt, const config::X& cfg) : rt_(rt), cfg_(cfg), key_("x:" + cfg_.name) {}
+  XDmPoller(Runtime& rt, const config::X& cfg)
+      : XReadPoller(rt, cfg, "direct_messages", "direct messages") {}
 
-  const char* channel() const override { return "x"; }
-  const std::string& account() const override { return cfg_.name; }
   const char* what() const override { return "direct messages"; }
 
   asio::awaitable<PollResult> poll_once() override {
-    if (!loaded_) {
-      cursor_ = rt_.pipeline.cursor(key_, kScope).value_or("");
-      loaded_ = true;
-    }
     auto log = logger("social");
     // As for mentions: a first start reads back `backfill` only, from the first poll on, until
     // an event sets the cursor. GET /2/dm_events has no start_time: the pager stops at the
     // first older event. X keeps 30 days: "all" reads those.
-    const bool first = cursor_.empty();
-    if (first && cfg_.backfill && since_ms_ == 0) {
-      since_ms_ = std::max<std::int64_t>(1, now_ms() - cfg_.backfill->count());
-    }
+    const bool first = start_poll();
     XDmPager pager(cursor_, first ? since_ms_ : 0);
     if (!first) {
       // DM event ids are snowflakes like the posts', and as roughly in time order: a DM may
@@ -240,13 +291,7 @@ class XDmPoller final : public Poller {
       }
       XError e = classify_x_response(res.status, res.body, lookup_in(res));
       if (e.kind == XError::Kind::rate_limited) {
-        // Keep the pages gathered so far and ask for the same page again after the reset.
-        milliseconds wait = x_read_429_wait(rt_, cfg_, e);
-        rt_.metrics.inc("switchboard_social_rate_limited_total",
-                        {{"channel", "x"}, {"account", cfg_.name}});
-        log->warn("[x:{}] direct messages: rate limited (429); waiting {} s for x-rate-limit-reset",
-                  cfg_.name, wait.count() / 1000);
-        co_await sleep_for(rt_.ex, wait);
+        co_await wait_out_429(e);
         continue;
       }
       if (e.kind == XError::Kind::usage_capped) {
@@ -269,8 +314,7 @@ class XDmPoller final : public Poller {
         co_return PollResult::again_in(std::chrono::hours(1));
       }
       if (e.kind != XError::Kind::none) {
-        co_return PollResult::failed("HTTP " + std::to_string(res.status) + ": " + e.title +
-                                     (e.detail.empty() ? "" : " (" + e.detail + ")"));
+        co_return x_read_failed(res.status, e);
       }
       if (forbidden_logged_) {
         forbidden_logged_ = false;
@@ -281,45 +325,18 @@ class XDmPoller final : public Poller {
         co_return PollResult::failed(page.error);
       }
       pager.add(std::move(page));
-      pace_ = bound_poll_wait(rt_, "x", cfg_.name, x_pace(res), "x-rate-limit-reset (pacing)",
-                              milliseconds(0));
+      pace_after(res);
     }
     auto cursor = pager.cursor();
     auto items = pager.take_items();
     // As for mentions: what the overlap reads again and the poll before read is left out, not
     // stored and counted as a duplicate at every poll; below the cursor a DM older than a first
     // start's look-back stays out (the first start left it out, unread).
-    leave_out_read(items, read_before_, first ? 0 : since_ms_, cursor_, dm_event_id);
-    std::size_t n = items.size();
-    std::optional<CursorUpdate> cu;
-    if (cursor) {
-      cu = CursorUpdate{key_, kScope, *cursor};
-    }
-    std::string err = co_await store_batch(rt_, "x", cfg_.name, items, cu);
-    if (!err.empty()) {
-      co_return PollResult::failed("storing direct messages: " + err);
-    }
-    if (cursor) {
-      cursor_ = *cursor;
-    }
-    if (n > 0 || (first && cursor)) {
-      log->info("[x:{}] stored {} direct messages{}; cursor {}", cfg_.name, n,
-                first && since_ms_ ? " (first start: the look-back only)" : "", cursor_);
-    }
-    co_return PollResult::again_in(std::max(cfg_.poll_interval, std::exchange(pace_, {})));
+    co_return co_await end_poll(first, cursor, items, dm_event_id);
   }
 
  private:
-  static constexpr const char* kScope = "direct_messages";
-  Runtime& rt_;
-  const config::X& cfg_;
-  std::string key_;
-  bool loaded_ = false;
-  std::string cursor_;
-  std::int64_t since_ms_ = 0;          // a first start's look-back start (Unix ms), set once
-  std::set<std::string> read_before_;  // the DMs' event ids the last poll read
-  bool forbidden_logged_ = false;      // a 403 was logged; cleared by a page read
-  milliseconds pace_{0};
+  bool forbidden_logged_ = false;  // a 403 was logged; cleared by a page read
 };
 
 }  // namespace
