@@ -144,7 +144,7 @@ TEST_CASE("erase: while Redis is down the erasure commits, and Redis is cleaned 
   CHECK(claimed_id(d.claim("bob-token", "general")) == other);
 }
 
-TEST_CASE("erase: `customers erase` beside the running daemon; its relay cleans Redis") {
+TEST_CASE("erase: `customers erase` beside the running daemon, and its relay cleans Redis") {
   AgentDaemon d;
   std::string waiting = d.ingest("c-wait", "waiting");
   d.drained();
