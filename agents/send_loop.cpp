@@ -1,5 +1,6 @@
 #include "agents/send_loop.hpp"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -188,7 +189,9 @@ void SendLoop::cap_waits(std::int64_t now) {
   if (capping_) {
     return;
   }
-  const std::int64_t longest = std::max(policy_.max_backoff, policy_.max_provider_wait).count();
+  const std::int64_t longest =
+      std::max({policy_.max_backoff, policy_.throttle_max_backoff, policy_.max_provider_wait})
+          .count();
   const std::int64_t longest_paused = std::max(longest, policy_.max_account_wait.count());
   if (!records_.sends_due_after(now + longest, now + longest_paused)) {
     return;
@@ -350,6 +353,14 @@ void SendLoop::end_old_pauses() {
   }
 }
 
+std::chrono::milliseconds send_backoff(const SendPolicy& policy, std::int64_t attempts,
+                                       bool throttled) {
+  const auto first = throttled ? policy.throttle_first_backoff : policy.first_backoff;
+  const auto most = throttled ? policy.throttle_max_backoff : policy.max_backoff;
+  return std::min<std::chrono::milliseconds>(
+      first * (1LL << std::clamp<std::int64_t>(attempts - 1, 0, 20)), most);
+}
+
 void SendLoop::finished(const SendJob& job, SendResult r, std::function<void()> committed) {
   // A pause of the whole account (X's 24-hour posting limit) is no failure of this reply: it
   // keeps its attempts for failures of its own, however many pauses it waits through.
@@ -372,9 +383,7 @@ void SendLoop::finished(const SendJob& job, SendResult r, std::function<void()> 
     log->debug("[{}:{}] reply {} waits {} ms for the account's limit (attempts stay {}): {}",
                job.channel, job.account, job.interaction_id, wait.count(), attempts, r.error);
   } else if (r.status == SendResult::Status::retry && attempts < policy_.max_attempts) {
-    std::chrono::milliseconds backoff =
-        policy_.first_backoff * (1LL << std::min<std::int64_t>(attempts - 1, 20));
-    backoff = std::min(backoff, policy_.max_backoff);
+    std::chrono::milliseconds backoff = send_backoff(policy_, attempts, r.throttled);
     if (r.retry_after.count() > 0) {
       // The provider's wait wins over our back-off, within bounds: a reset days ahead (its
       // clock, its units) would hold the reply that long.

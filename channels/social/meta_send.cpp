@@ -74,8 +74,15 @@ SendOutcome parse_meta_send_response(int http_status, std::string_view body) {
       }
     }
     std::int64_t code = int_at(*err, "code").value_or(0);
-    if (bool_at(*err, "is_transient") || code == 4 || code == 17 || code == 32 || code == 613 ||
-        code == 80007 || code == 130429) {
+    // 131056, "(Business Account, Consumer Account) pair rate limit hit": too many messages to
+    // the same customer in a short time; WhatsApp's error codes say "wait and retry". It comes
+    // with HTTP 400, which alone would make it final.
+    if (code == 4 || code == 17 || code == 32 || code == 613 || code == 80007 || code == 130429 ||
+        code == 131056) {
+      out.retryable = true;
+      out.throttled = true;
+    }
+    if (bool_at(*err, "is_transient")) {
       out.retryable = true;
     }
   }

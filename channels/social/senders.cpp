@@ -724,6 +724,9 @@ class MetaSender final : public Sender {
                                                      : p->channel == "instagram" ? "Instagram"
                                                                                  : "Messenger");
           }
+          if (o.throttled) {
+            co_return SendResult::throttle(o.error_message, retry_after_header(res));
+          }
           co_return o.retryable ? SendResult::retry(o.error_message, retry_after_header(res))
                                 : SendResult::failed(o.error_message);
         });

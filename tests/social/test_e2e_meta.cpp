@@ -164,6 +164,24 @@ TEST_CASE(
   CHECK(str(to_mx.at("to")) == "5215512345678");
 }
 
+TEST_CASE(
+    "meta: WhatsApp's pair rate limit (131056, HTTP 400) is retried as throttled, not failed") {
+  MetaDaemon d;
+  REQUIRE(d.post(whatsapp("16505551234", "wamid.P1", "are you there?")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto q = d.queued();
+  d.graph.error_next(
+      400,
+      R"({"error":{"message":"(#131056) (Business Account, Consumer Account) pair rate limit hit","type":"OAuthException","code":131056,"error_subcode":2494055,"fbtrace_id":"A"}})");
+  auto limited = d.send("whatsapp", "meta", reply_to(q[0], "01JMOUT5", "Yes!"));
+  CHECK(limited.status == SendResult::Status::retry);
+  CHECK(limited.throttled);
+  CHECK(limited.error.find("pair rate limit hit") != std::string::npos);
+  CHECK(d.graph.sent().empty());
+  auto later = d.send("whatsapp", "meta", reply_to(q[0], "01JMOUT5", "Yes!"));
+  CHECK(later.status == SendResult::Status::sent);
+}
+
 TEST_CASE("meta: a reload applies a rotated app secret and verify token at once") {
   MetaDaemon d;
   auto verify = [&](const std::string& token) {

@@ -27,6 +27,9 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
                   R"({"error":{"message":"Unknown path","type":"OAuthException","code":803}})"};
         }
         bool whatsapp = r.path != "/me/messages";
+        if (int status = std::exchange(error_status_, 0); status != 0) {
+          return {status, std::exchange(error_body_, {})};
+        }
         if (std::exchange(outside_window_, false)) {
           if (whatsapp) {
             return {
@@ -89,6 +92,12 @@ void FakeMetaGraph::accept_token(std::string token) {
 void FakeMetaGraph::outside_window_next() {
   std::lock_guard lock(mu_);
   outside_window_ = true;
+}
+
+void FakeMetaGraph::error_next(int status, std::string body) {
+  std::lock_guard lock(mu_);
+  error_status_ = status;
+  error_body_ = std::move(body);
 }
 
 void FakeMetaGraph::lose_next_answers(int n) {

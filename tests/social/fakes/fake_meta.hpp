@@ -27,6 +27,8 @@ class FakeMetaGraph {
   void stop() { server_.stop(); }
   std::string base_url() const { return server_.base_url(); }
   void outside_window_next();  // the next send fails with the 24-hour window error
+  // The next send is answered with `status` and `body` (a Graph API error), not delivered.
+  void error_next(int status, std::string body);
   // The next `n` sends are delivered (in sent()), and their answers lost.
   void lose_next_answers(int n);
   std::vector<Sent> sent() const;
@@ -37,6 +39,8 @@ class FakeMetaGraph {
   std::vector<std::string> page_tokens_;
   std::vector<Sent> sent_;
   bool outside_window_ = false;
+  int error_status_ = 0;
+  std::string error_body_;
   int lose_answers_ = 0;
   int next_ = 1;
   FakeHttpServer server_;
