@@ -88,20 +88,58 @@ void note_standby(std::string_view channel, const json::object& entry, MetaResul
   }
 }
 
+// Comments (Instagram webhooks field `comments`/`live_comments`; Page webhooks field `feed` with
+// value.item "comment") come as entry.changes[], beside messaging[]. They are not ingested yet:
+// counted and logged so that a subscription to them does not look like an idle account. Our own
+// comments (from.id the account's, entry.id) are no customer's and pass silently.
+void note_comments(std::string_view channel, const json::object& entry, MetaResult& out) {
+  const json::array* changes = arr_at(entry, "changes");
+  if (changes == nullptr) {
+    return;
+  }
+  const std::string own = str_at(entry, "id");
+  for (const json::value& c : *changes) {
+    const json::object* change = c.if_object();
+    const json::object* value = change == nullptr ? nullptr : obj_at(*change, "value");
+    if (value == nullptr) {
+      continue;
+    }
+    std::string field = str_at(*change, "field");
+    bool comment = channel == "instagram" ? field == "comments" || field == "live_comments"
+                                          : field == "feed" && str_at(*value, "item") == "comment";
+    const json::object* from = obj_at(*value, "from");
+    if (!comment || (from != nullptr && !own.empty() && str_at(*from, "id") == own)) {
+      continue;
+    }
+    out.ignored.push_back(
+        MetaIgnored{std::string(channel), "comment",
+                    std::string(channel == "instagram" ? "Instagram" : "Facebook Page") +
+                        " comment (webhook field " + field +
+                        ") not stored: comments are not ingested yet, only direct messages"});
+  }
+}
+
 // Messenger (`object: page`) and Instagram (`object: instagram`) share the messaging[] shape
 // (Messenger Platform "messages" webhook reference; Instagram Platform webhook examples).
 void parse_messaging(const config::Meta& cfg, std::string_view channel, const json::object& entry,
                      MetaResult& out) {
   note_standby(channel, entry, out);
+  note_comments(channel, entry, out);
   const json::array* messaging = arr_at(entry, "messaging");
   if (messaging == nullptr) {
-    return;  // `changes` (comments, ...) are not messages
+    return;
   }
   for (const json::value& ev_value : *messaging) {
     const json::object* ev = ev_value.if_object();
     const json::object* msg = ev == nullptr ? nullptr : obj_at(*ev, "message");
-    // read, delivery, reaction, postback, optin, ... events carry no `message`.
-    if (msg == nullptr) {
+    // A postback (Messenger Platform "messaging_postbacks" webhook reference: a tap on a postback
+    // button, Get Started, a persistent menu item; Instagram ice breakers come the same way) is
+    // the customer's choice, "Talk to a human" say: stored as a message whose text is the
+    // button's title, under postback.mid (Meta sends the same mid again on a retry).
+    const json::object* postback =
+        ev == nullptr || msg != nullptr ? nullptr : obj_at(*ev, "postback");
+    // read, delivery, reaction, optin, ... events carry no `message`.
+    if (msg == nullptr && postback == nullptr) {
       // message_edits (Messenger Platform "message_edits Webhook Event Reference"): the mid of
       // a message already stored and its new text. Interactions are not rewritten.
       if (ev != nullptr && obj_at(*ev, "message_edit") != nullptr) {
@@ -113,11 +151,11 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
       continue;
     }
     // Echoes are our own page's sends (message_echoes).
-    if (bool_at(*msg, "is_echo")) {
+    if (msg != nullptr && bool_at(*msg, "is_echo")) {
       continue;
     }
     // Instagram reports an unsent message as a message with is_deleted: what was stored stays.
-    if (bool_at(*msg, "is_deleted")) {
+    if (msg != nullptr && bool_at(*msg, "is_deleted")) {
       out.ignored.push_back(
           MetaIgnored{std::string(channel), "unsend",
                       "customer unsent (deleted) a message (is_deleted); the stored copy is kept"});
@@ -127,7 +165,7 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
     const json::object* recipient = obj_at(*ev, "recipient");
     std::string sender_id = sender == nullptr ? "" : str_at(*sender, "id");
     std::string page_id = recipient == nullptr ? str_at(entry, "id") : str_at(*recipient, "id");
-    std::string mid = str_at(*msg, "mid");
+    std::string mid = str_at(msg != nullptr ? *msg : *postback, "mid");
     Inbound in;
     // Without a mid or a sender the event is a shape we do not know. As for WhatsApp it is
     // stored all the same (a 200 is an answer Meta will not repeat), flagged, in a conversation
@@ -157,12 +195,22 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
       in.from = Identity{std::string(channel), sender_id, "", ""};
     }
     in.to.push_back(Identity{std::string(channel), page_id, "", ""});
-    in.text = str_at(*msg, "text");
     in.occurred_at_ms = int_at(*ev, "timestamp").value_or(0);
-    if (const json::object* reply_to = obj_at(*msg, "reply_to")) {
-      in.in_reply_to = str_at(*reply_to, "mid");
+    if (postback != nullptr) {
+      // The title is what the customer saw and tapped; the payload is our own page's code for
+      // it, sent to the app that made the button only, and kept out of the text.
+      in.text = str_at(*postback, "title");
+      if (in.text.empty()) {
+        in.text = "[postback]";
+      }
+      in.flags.push_back("postback");
+    } else {
+      in.text = str_at(*msg, "text");
+      if (const json::object* reply_to = obj_at(*msg, "reply_to")) {
+        in.in_reply_to = str_at(*reply_to, "mid");
+      }
     }
-    if (const json::array* atts = arr_at(*msg, "attachments")) {
+    if (const json::array* atts = msg == nullptr ? nullptr : arr_at(*msg, "attachments")) {
       std::string placeholder;
       for (const json::value& a : *atts) {
         if (const json::object* att = a.if_object()) {
@@ -182,7 +230,7 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
         in.text = placeholder;
       }
     }
-    if (in.text.empty() && bool_at(*msg, "is_unsupported")) {
+    if (in.text.empty() && msg != nullptr && bool_at(*msg, "is_unsupported")) {
       in.text = "[unsupported message]";
     }
     if (!sender_id.empty()) {
@@ -310,6 +358,23 @@ void parse_whatsapp(const config::Meta& cfg, const json::object& entry, MetaResu
         // Reactions point at an existing message and "system" messages report number changes:
         // neither is something a customer wrote to us.
         if (id.empty() || type == "reaction" || type == "system") {
+          continue;
+        }
+        // Edits and revokes (WhatsApp "Edit messages" / "Revoke messages" webhook references)
+        // name a message already received (edit|revoke.original_message_id) under an id of
+        // their own: stored, they would read as a new customer message "[edit]" or "[revoke]".
+        // As a Messenger edit or an Instagram unsend, the stored message stays as received.
+        if (type == "edit") {
+          out.ignored.push_back(MetaIgnored{
+              "whatsapp", "message_edit",
+              "customer edit of a message (type edit) not applied; the stored text stays the "
+              "one first received"});
+          continue;
+        }
+        if (type == "revoke") {
+          out.ignored.push_back(
+              MetaIgnored{"whatsapp", "unsend",
+                          "customer deleted a message (type revoke); the stored copy is kept"});
           continue;
         }
         const json::object* contact = contact_of(wa_id, bsuid);
