@@ -88,11 +88,17 @@ void note_standby(std::string_view channel, const json::object& entry, MetaResul
   }
 }
 
-// Comments (Instagram webhooks field `comments`/`live_comments`; Page webhooks field `feed` with
-// value.item "comment") come as entry.changes[], beside messaging[]. They are not ingested yet:
-// counted and logged so that a subscription to them does not look like an idle account. Our own
-// comments (from.id the account's, entry.id) are no customer's and pass silently.
-void note_comments(std::string_view channel, const json::object& entry, MetaResult& out) {
+// Comments come as entry.changes[], beside messaging[]: Instagram webhooks field `comments`
+// (Instagram Platform webhook examples: value {id, from {id, username}, text, media {id,
+// media_product_type}, parent_id when it answers another comment}), `live_comments`, and the
+// Page webhooks field `feed` with value.item "comment". Instagram comments are stored as kind
+// `comment` from the commenter, one conversation per (media, commenter) as Mastodon's per
+// (status, account), and answered by a public reply (meta_send.hpp). Our own comments (from.id
+// the account's own, entry.id: a reply of ours, or one written in the Instagram app) are no
+// customer's and pass silently. The rest is not ingested: counted and logged, so that a
+// subscription to them does not look like an idle account.
+void parse_comments(const config::Meta& cfg, std::string_view channel, const json::object& entry,
+                    MetaResult& out) {
   const json::array* changes = arr_at(entry, "changes");
   if (changes == nullptr) {
     return;
@@ -108,14 +114,68 @@ void note_comments(std::string_view channel, const json::object& entry, MetaResu
     bool comment = channel == "instagram" ? field == "comments" || field == "live_comments"
                                           : field == "feed" && str_at(*value, "item") == "comment";
     const json::object* from = obj_at(*value, "from");
-    if (!comment || (from != nullptr && !own.empty() && str_at(*from, "id") == own)) {
+    std::string user = from == nullptr ? "" : str_at(*from, "id");
+    if (!comment || (!own.empty() && user == own)) {
       continue;
     }
-    out.ignored.push_back(
-        MetaIgnored{std::string(channel), "comment",
-                    std::string(channel == "instagram" ? "Instagram" : "Facebook Page") +
-                        " comment (webhook field " + field +
-                        ") not stored: comments are not ingested yet, only direct messages"});
+    if (channel != "instagram" || field != "comments") {
+      // A live video's comments cannot be answered by a comment (IG Comment Replies: "You
+      // cannot reply to comments on a live video"); Page comments are not read yet.
+      out.ignored.push_back(MetaIgnored{
+          std::string(channel), "comment",
+          channel == "instagram"
+              ? "Instagram live video comment (webhook field live_comments) not stored: a live "
+                "comment cannot be answered by a comment reply"
+              : "Facebook Page comment (webhook field feed) not stored: Page comments are not "
+                "ingested yet, only Messenger messages"});
+      continue;
+    }
+    Inbound in;
+    std::string id = str_at(*value, "id");
+    if (id.empty() || user.empty()) {
+      std::string what;
+      if (id.empty()) {
+        id = "nomid." + hex_lower(sha256(json::serialize(*value)));
+        what = "comment without an id (stored as " + id + ")";
+      } else {
+        what = "comment " + id;
+      }
+      if (user.empty()) {
+        what += " names no commenter";
+      }
+      in.flags.push_back("malformed");
+      out.problems.push_back(MetaProblem{"instagram", what + ": stored with flag malformed"});
+    }
+    in.channel = "instagram";
+    in.account = cfg.name;
+    in.kind = "comment";
+    in.external_id = id;
+    if (!user.empty()) {
+      // The commenter's Instagram-scoped id, as a direct message's sender, and the username
+      // the comment came with (direct messages bring none) as the handle, as Telegram's.
+      in.from = Identity{"instagram", user, "", str_at(*from, "username")};
+    }
+    in.to.push_back(Identity{"instagram", own, "", ""});
+    in.text = str_at(*value, "text");
+    // No time in the comment: the entry's, when Meta sent it (seconds in some examples,
+    // milliseconds in others: a value below 10^11 is read as seconds).
+    std::int64_t at = int_at(entry, "time").value_or(0);
+    in.occurred_at_ms = at > 0 && at < 100000000000LL ? at * 1000 : at;
+    in.in_reply_to = str_at(*value, "parent_id");
+    const json::object* media = obj_at(*value, "media");
+    std::string media_id = media == nullptr ? "" : str_at(*media, "id");
+    if (!media_id.empty()) {
+      in.flags.push_back("ig_media:" + media_id);
+    }
+    // Threaded per (media, commenter); without the media (a comment on an album names none),
+    // per (the comment it answers, commenter), else a conversation of its own.
+    std::string topic = !media_id.empty() ? media_id : in.in_reply_to;
+    if (!user.empty() && !topic.empty()) {
+      std::string key = "instagram_comment:" + cfg.name + ":" + own + ":" + topic + ":" + user;
+      in.thread_lookup.push_back(key);
+      in.thread_record.push_back(key);
+    }
+    out.items.push_back(std::move(in));
   }
 }
 
@@ -124,7 +184,7 @@ void note_comments(std::string_view channel, const json::object& entry, MetaResu
 void parse_messaging(const config::Meta& cfg, std::string_view channel, const json::object& entry,
                      MetaResult& out) {
   note_standby(channel, entry, out);
-  note_comments(channel, entry, out);
+  parse_comments(cfg, channel, entry, out);
   const json::array* messaging = arr_at(entry, "messaging");
   if (messaging == nullptr) {
     return;

@@ -3,6 +3,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "channels/social/oauth1.hpp"
+
 namespace sb::social {
 
 namespace json = boost::json;
@@ -28,6 +30,17 @@ HttpRequestSpec meta_send_message(std::string_view page_token, std::string_view 
   body["messaging_type"] = "RESPONSE";
   body["message"] = json::object{{"text", text}};
   return json_post(page_token, "/me/messages", body);
+}
+
+HttpRequestSpec instagram_comment_reply(std::string_view page_token, std::string_view comment_id,
+                                        std::string_view text) {
+  HttpRequestSpec r;
+  r.method = "POST";
+  r.target = "/" + std::string(comment_id) + "/replies";
+  r.content_type = "application/x-www-form-urlencoded";
+  r.body = "message=" + oauth1_encode(text);  // RFC 3986 percent-encoding: valid form encoding
+  r.headers.emplace_back("Authorization", "Bearer " + std::string(page_token));
+  return r;
 }
 
 HttpRequestSpec whatsapp_send_message(const config::Meta& cfg, std::string_view phone_number_id,
@@ -56,6 +69,9 @@ SendOutcome parse_meta_send_response(int http_status, std::string_view body) {
   if (http_status >= 200 && http_status < 300 && obj != nullptr) {
     out.ok = true;
     out.provider_message_id = str_at(*obj, "message_id");  // Send API
+    if (out.provider_message_id.empty()) {
+      out.provider_message_id = str_at(*obj, "id");  // a comment reply
+    }
     if (const json::array* msgs = arr_at(*obj, "messages"); msgs && !msgs->empty()) {
       if (const json::object* m = msgs->front().if_object()) {
         out.provider_message_id = str_at(*m, "id");  // WhatsApp

@@ -28,6 +28,14 @@ struct SendOutcome {
 HttpRequestSpec meta_send_message(std::string_view page_token, std::string_view recipient_id,
                                   std::string_view text);
 
+// Instagram comment: POST {base_url}/{ig-comment-id}/replies with `message` (Instagram Graph
+// API "IG Comment Replies"), form-encoded in the body as Graph API POST parameters may be; the
+// answer is {"id": the reply's comment id}. A public reply under the comment: Instagram adds a
+// reply to a reply to its top-level comment. The token is the one of the Page linked to the
+// Instagram account, as for the account's messages.
+HttpRequestSpec instagram_comment_reply(std::string_view page_token, std::string_view comment_id,
+                                        std::string_view text);
+
 // Whom a WhatsApp reply names: a phone number, or the business-scoped user id (BSUID,
 // "US.13491208655302741918") of a user whose message came without one (meta.cpp).
 enum class WhatsAppTo { phone, user_id };

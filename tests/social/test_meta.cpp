@@ -636,25 +636,51 @@ TEST_CASE("WhatsApp edits and revokes are reported as ignored, not stored as new
 }
 
 TEST_CASE(
-    "Instagram and Facebook Page comments are reported as ignored (not ingested yet), our own "
-    "pass silently") {
+    "Instagram comments are comments from the commenter, ours are skipped, live and Page comments "
+    "reported as ignored") {
   // Instagram webhook examples, comments payload; Page webhooks, feed field with item comment.
-  const std::string ig = R"({"object":"instagram","entry":[{"id":"17841400000000000","time":1,
-    "changes":[
+  const std::string ig = R"({"object":"instagram","entry":[{"id":"17841400000000000",
+    "time":1767322800,"changes":[
       {"field":"comments","value":{"id":"17865799348089039","from":{"id":"IGSID-9",
         "username":"boblee"},"text":"Do you ship to Norway?","media":{"id":"18023345",
         "media_product_type":"FEED"}}},
       {"field":"comments","value":{"id":"17865799348089040","from":{"id":"17841400000000000",
         "username":"ourshop"},"text":"Yes we do!","parent_id":"17865799348089039",
         "media":{"id":"18023345","media_product_type":"FEED"}}},
+      {"field":"comments","value":{"id":"17865799348089041","from":{"id":"IGSID-9",
+        "username":"boblee"},"text":"And to Iceland?","parent_id":"17865799348089039",
+        "media":{"id":"18023345","media_product_type":"FEED"}}},
+      {"field":"live_comments","value":{"id":"17865799348089050","from":{"id":"IGSID-7",
+        "username":"ann"},"text":"hi!","media":{"id":"18029999","media_product_type":"LIVE"}}},
       {"field":"mentions","value":{"media_id":"1","comment_id":"2"}}]}]})";
   auto r = post_signed(ig);
   REQUIRE(r.status == 200);
-  CHECK(r.items.empty());
+  REQUIRE(r.items.size() == 2);  // ours (from.id the account's) is skipped
+  const auto& c = r.items[0];
+  CHECK(c.channel == "instagram");
+  CHECK(c.kind == "comment");
+  CHECK(c.external_id == "17865799348089039");
+  REQUIRE(c.from);
+  CHECK(c.from->type == "instagram");
+  CHECK(c.from->value == "IGSID-9");
+  CHECK(c.from->handle == "boblee");
+  REQUIRE(c.to.size() == 1);
+  CHECK(c.to[0].value == "17841400000000000");  // the account: its Page's token answers
+  CHECK(c.text == "Do you ship to Norway?");
+  CHECK(c.occurred_at_ms == 1767322800000);
+  CHECK(c.in_reply_to.empty());
+  CHECK(c.flags == std::vector<std::string>{"ig_media:18023345"});
+  CHECK(c.thread_record ==
+        std::vector<std::string>{"instagram_comment:meta:17841400000000000:18023345:IGSID-9"});
+  CHECK(c.thread_lookup == c.thread_record);
+  // The commenter's next comment, under the first: the same conversation.
+  CHECK(r.items[1].in_reply_to == "17865799348089039");
+  CHECK(r.items[1].thread_lookup == c.thread_lookup);
   REQUIRE(r.ignored.size() == 1);
   CHECK(r.ignored[0].channel == "instagram");
   CHECK(r.ignored[0].kind == "comment");
-  CHECK(r.ignored[0].why.find("not ingested yet") != std::string::npos);
+  CHECK(r.ignored[0].why.find("live_comments") != std::string::npos);
+  CHECK(r.problems.empty());
 
   const std::string page = R"({"object":"page","entry":[{"id":"PAGE_ID","time":1,"changes":[
     {"field":"feed","value":{"from":{"id":"USER_1","name":"Bob Lee"},"item":"comment",
@@ -670,4 +696,15 @@ TEST_CASE(
   REQUIRE(p.ignored.size() == 1);
   CHECK(p.ignored[0].channel == "messenger");
   CHECK(p.ignored[0].kind == "comment");
+  CHECK(p.ignored[0].why.find("not ingested yet") != std::string::npos);
+
+  // A comment reply is a form-encoded `message` to /{comment-id}/replies; its answer is an id.
+  auto req = instagram_comment_reply("page-token", "17865799348089039", "Yes, 3 days & free!");
+  CHECK(req.method == "POST");
+  CHECK(req.target == "/17865799348089039/replies");
+  CHECK(req.content_type == "application/x-www-form-urlencoded");
+  CHECK(req.body == "message=Yes%2C%203%20days%20%26%20free%21");
+  auto ok = parse_meta_send_response(200, R"({"id":"17873440459141021"})");
+  CHECK(ok.ok);
+  CHECK(ok.provider_message_id == "17873440459141021");
 }

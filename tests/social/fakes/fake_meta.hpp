@@ -1,6 +1,7 @@
 #pragma once
 // A fake Meta Graph API for replies: POST /me/messages (Messenger/Instagram Send API) and
-// POST /{phone_number_id}/messages (WhatsApp Cloud API), answering the documented success
+// POST /{phone_number_id}/messages (WhatsApp Cloud API) and POST /{ig-comment-id}/replies
+// (an Instagram comment reply, `message` form-encoded), answering the documented success
 // bodies, or the documented error for a reply outside the 24-hour window when asked to. A
 // WhatsApp reply names a phone number as `to` or a business-scoped user id as `recipient`; a
 // `to` that is no number, or neither field, is refused (error 100). Answers can be lost on
