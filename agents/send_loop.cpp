@@ -189,9 +189,7 @@ void SendLoop::cap_waits(std::int64_t now) {
   if (capping_) {
     return;
   }
-  const std::int64_t longest =
-      std::max({policy_.max_backoff, policy_.throttle_max_backoff, policy_.max_provider_wait})
-          .count();
+  const std::int64_t longest = std::max(policy_.max_backoff, policy_.max_provider_wait).count();
   const std::int64_t longest_paused = std::max(longest, policy_.max_account_wait.count());
   if (!records_.sends_due_after(now + longest, now + longest_paused)) {
     return;
@@ -356,7 +354,10 @@ void SendLoop::end_old_pauses() {
 std::chrono::milliseconds send_backoff(const SendPolicy& policy, std::int64_t attempts,
                                        bool throttled) {
   const auto first = throttled ? policy.throttle_first_backoff : policy.first_backoff;
-  const auto most = throttled ? policy.throttle_max_backoff : policy.max_backoff;
+  // A throttled wait stays within the provider waits (max_provider_wait), the longest wait
+  // cap_waits leaves alone.
+  const auto most = throttled ? std::min(policy.throttle_max_backoff, policy.max_provider_wait)
+                              : policy.max_backoff;
   return std::min<std::chrono::milliseconds>(
       first * (1LL << std::clamp<std::int64_t>(attempts - 1, 0, 20)), most);
 }
