@@ -1,5 +1,6 @@
 #include "agents/send_loop.hpp"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -351,6 +352,17 @@ void SendLoop::end_old_pauses() {
   }
 }
 
+std::chrono::milliseconds send_backoff(const SendPolicy& policy, std::int64_t attempts,
+                                       bool throttled) {
+  const auto first = throttled ? policy.throttle_first_backoff : policy.first_backoff;
+  // A throttled wait stays within the provider waits (max_provider_wait), the longest wait
+  // cap_waits leaves alone.
+  const auto most = throttled ? std::min(policy.throttle_max_backoff, policy.max_provider_wait)
+                              : policy.max_backoff;
+  return std::min<std::chrono::milliseconds>(
+      first * (1LL << std::clamp<std::int64_t>(attempts - 1, 0, 20)), most);
+}
+
 void SendLoop::finished(const SendJob& job, SendResult r, std::function<void()> committed) {
   // A pause of the whole account (X's 24-hour posting limit) is no failure of this reply: it
   // keeps its attempts for failures of its own, however many pauses it waits through.
@@ -373,9 +385,7 @@ void SendLoop::finished(const SendJob& job, SendResult r, std::function<void()> 
     log->debug("[{}:{}] reply {} waits {} ms for the account's limit (attempts stay {}): {}",
                job.channel, job.account, job.interaction_id, wait.count(), attempts, r.error);
   } else if (r.status == SendResult::Status::retry && attempts < policy_.max_attempts) {
-    std::chrono::milliseconds backoff =
-        policy_.first_backoff * (1LL << std::min<std::int64_t>(attempts - 1, 20));
-    backoff = std::min(backoff, policy_.max_backoff);
+    std::chrono::milliseconds backoff = send_backoff(policy_, attempts, r.throttled);
     if (r.retry_after.count() > 0) {
       // The provider's wait wins over our back-off, within bounds: a reset days ahead (its
       // clock, its units) would hold the reply that long.

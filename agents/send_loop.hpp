@@ -44,12 +44,24 @@ struct SendPolicy {
   // which does not spend attempts.
   std::chrono::milliseconds max_account_wait = kMaxAccountWait;
   int max_attempts = 8;
+  // The back-off of a retry the provider throttled without naming a wait
+  // (SendResult::throttled): from a minute, doubling, at most 15 minutes, so that the 8
+  // attempts span an hour (1+2+4+8+15+15+15 minutes between them), the longest a Meta rate
+  // limit lasts, where a second's doubling gives up after about 2 minutes.
+  std::chrono::milliseconds throttle_first_backoff{60 * 1000};
+  std::chrono::milliseconds throttle_max_backoff{15 * 60 * 1000};
   // Replies with their senders at once, in all and per (channel, account): a provider that
   // hangs (a stalled SMTP server) holds at most its account's share, and the other accounts'
   // replies go on.
   std::size_t max_in_flight = 128;
   std::size_t max_in_flight_per_account = 16;
 };
+
+// The wait before the next attempt of a reply whose attempt number `attempts` (from 1) asked
+// for a retry with no wait of its provider's: exponential back-off, the longer one of
+// SendPolicy for a throttled attempt.
+std::chrono::milliseconds send_backoff(const SendPolicy& policy, std::int64_t attempts,
+                                       bool throttled);
 
 class SendLoop {
  public:

@@ -69,6 +69,12 @@ struct SendResult {
   // logs the pause once and answers its account's other replies the same way until it ends,
   // without asking the provider.
   bool account_paused = false;
+  // With `retry`: the provider throttles us (a rate limit: Meta's codes 4, 613, 80007, WhatsApp's
+  // 130429 and 131056) and names no time it ends, while such limits may last up to an hour. The
+  // attempt counts, but the back-off starts at SendPolicy::throttle_first_backoff rather than a
+  // second, so that the reply's attempts span about an hour rather than two minutes. A
+  // retry_after, when given, still wins.
+  bool throttled = false;
 
   static SendResult sent(std::string provider_id) {
     return {Status::sent, std::move(provider_id), {}, {}, {}};
@@ -80,6 +86,12 @@ struct SendResult {
   static SendResult paused(std::string error, std::chrono::milliseconds until) {
     SendResult r = retry(std::move(error), until);
     r.account_paused = true;
+    return r;
+  }
+  // A retry with the longer back-off of a throttled sender (see `throttled`).
+  static SendResult throttle(std::string error, std::chrono::milliseconds after = {}) {
+    SendResult r = retry(std::move(error), after);
+    r.throttled = true;
     return r;
   }
   // A retry after an attempt whose outcome is unknown (see `unknown`).

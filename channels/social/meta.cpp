@@ -88,20 +88,118 @@ void note_standby(std::string_view channel, const json::object& entry, MetaResul
   }
 }
 
+// Comments come as entry.changes[], beside messaging[]: Instagram webhooks field `comments`
+// (Instagram Platform webhook examples: value {id, from {id, username}, text, media {id,
+// media_product_type}, parent_id when it answers another comment}), `live_comments`, and the
+// Page webhooks field `feed` with value.item "comment". Instagram comments are stored as kind
+// `comment` from the commenter, one conversation per (media, commenter) as Mastodon's per
+// (status, account), and answered by a public reply (meta_send.hpp). Our own comments (from.id
+// the account's own, entry.id: a reply of ours, or one written in the Instagram app) are no
+// customer's and pass silently. The rest is not ingested: counted and logged, so that a
+// subscription to them does not look like an idle account.
+void parse_comments(const config::Meta& cfg, std::string_view channel, const json::object& entry,
+                    MetaResult& out) {
+  const json::array* changes = arr_at(entry, "changes");
+  if (changes == nullptr) {
+    return;
+  }
+  const std::string own = str_at(entry, "id");
+  for (const json::value& c : *changes) {
+    const json::object* change = c.if_object();
+    const json::object* value = change == nullptr ? nullptr : obj_at(*change, "value");
+    if (value == nullptr) {
+      continue;
+    }
+    std::string field = str_at(*change, "field");
+    bool comment = channel == "instagram" ? field == "comments" || field == "live_comments"
+                                          : field == "feed" && str_at(*value, "item") == "comment";
+    const json::object* from = obj_at(*value, "from");
+    std::string user = from == nullptr ? "" : str_at(*from, "id");
+    if (!comment || (!own.empty() && user == own)) {
+      continue;
+    }
+    if (channel != "instagram" || field != "comments") {
+      // A live video's comments cannot be answered by a comment (IG Comment Replies: "You
+      // cannot reply to comments on a live video"); Page comments are not read yet.
+      out.ignored.push_back(MetaIgnored{
+          std::string(channel), "comment",
+          channel == "instagram"
+              ? "Instagram live video comment (webhook field live_comments) not stored: a live "
+                "comment cannot be answered by a comment reply"
+              : "Facebook Page comment (webhook field feed) not stored: Page comments are not "
+                "ingested yet, only Messenger messages"});
+      continue;
+    }
+    Inbound in;
+    std::string id = str_at(*value, "id");
+    if (id.empty() || user.empty()) {
+      std::string what;
+      if (id.empty()) {
+        id = "nomid." + hex_lower(sha256(json::serialize(*value)));
+        what = "comment without an id (stored as " + id + ")";
+      } else {
+        what = "comment " + id;
+      }
+      if (user.empty()) {
+        what += " names no commenter";
+      }
+      in.flags.push_back("malformed");
+      out.problems.push_back(MetaProblem{"instagram", what + ": stored with flag malformed"});
+    }
+    in.channel = "instagram";
+    in.account = cfg.name;
+    in.kind = "comment";
+    in.external_id = id;
+    if (!user.empty()) {
+      // The commenter's Instagram-scoped id, as a direct message's sender, and the username
+      // the comment came with (direct messages bring none) as the handle, as Telegram's.
+      in.from = Identity{"instagram", user, "", str_at(*from, "username")};
+    }
+    in.to.push_back(Identity{"instagram", own, "", ""});
+    in.text = str_at(*value, "text");
+    // No time in the comment: the entry's, when Meta sent it (seconds in some examples,
+    // milliseconds in others: a value below 10^11 is read as seconds).
+    std::int64_t at = int_at(entry, "time").value_or(0);
+    in.occurred_at_ms = at > 0 && at < 100000000000LL ? at * 1000 : at;
+    in.in_reply_to = str_at(*value, "parent_id");
+    const json::object* media = obj_at(*value, "media");
+    std::string media_id = media == nullptr ? "" : str_at(*media, "id");
+    if (!media_id.empty()) {
+      in.flags.push_back("ig_media:" + media_id);
+    }
+    // Threaded per (media, commenter); without the media (a comment on an album names none),
+    // per (the comment it answers, commenter), else a conversation of its own.
+    std::string topic = !media_id.empty() ? media_id : in.in_reply_to;
+    if (!user.empty() && !topic.empty()) {
+      std::string key = "instagram_comment:" + cfg.name + ":" + own + ":" + topic + ":" + user;
+      in.thread_lookup.push_back(key);
+      in.thread_record.push_back(key);
+    }
+    out.items.push_back(std::move(in));
+  }
+}
+
 // Messenger (`object: page`) and Instagram (`object: instagram`) share the messaging[] shape
 // (Messenger Platform "messages" webhook reference; Instagram Platform webhook examples).
 void parse_messaging(const config::Meta& cfg, std::string_view channel, const json::object& entry,
                      MetaResult& out) {
   note_standby(channel, entry, out);
+  parse_comments(cfg, channel, entry, out);
   const json::array* messaging = arr_at(entry, "messaging");
   if (messaging == nullptr) {
-    return;  // `changes` (comments, ...) are not messages
+    return;
   }
   for (const json::value& ev_value : *messaging) {
     const json::object* ev = ev_value.if_object();
     const json::object* msg = ev == nullptr ? nullptr : obj_at(*ev, "message");
-    // read, delivery, reaction, postback, optin, ... events carry no `message`.
-    if (msg == nullptr) {
+    // A postback (Messenger Platform "messaging_postbacks" webhook reference: a tap on a postback
+    // button, Get Started, a persistent menu item; Instagram ice breakers come the same way) is
+    // the customer's choice, "Talk to a human" say: stored as a message whose text is the
+    // button's title, under postback.mid (Meta sends the same mid again on a retry).
+    const json::object* postback =
+        ev == nullptr || msg != nullptr ? nullptr : obj_at(*ev, "postback");
+    // read, delivery, reaction, optin, ... events carry no `message`.
+    if (msg == nullptr && postback == nullptr) {
       // message_edits (Messenger Platform "message_edits Webhook Event Reference"): the mid of
       // a message already stored and its new text. Interactions are not rewritten.
       if (ev != nullptr && obj_at(*ev, "message_edit") != nullptr) {
@@ -113,11 +211,11 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
       continue;
     }
     // Echoes are our own page's sends (message_echoes).
-    if (bool_at(*msg, "is_echo")) {
+    if (msg != nullptr && bool_at(*msg, "is_echo")) {
       continue;
     }
     // Instagram reports an unsent message as a message with is_deleted: what was stored stays.
-    if (bool_at(*msg, "is_deleted")) {
+    if (msg != nullptr && bool_at(*msg, "is_deleted")) {
       out.ignored.push_back(
           MetaIgnored{std::string(channel), "unsend",
                       "customer unsent (deleted) a message (is_deleted); the stored copy is kept"});
@@ -127,7 +225,7 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
     const json::object* recipient = obj_at(*ev, "recipient");
     std::string sender_id = sender == nullptr ? "" : str_at(*sender, "id");
     std::string page_id = recipient == nullptr ? str_at(entry, "id") : str_at(*recipient, "id");
-    std::string mid = str_at(*msg, "mid");
+    std::string mid = str_at(msg != nullptr ? *msg : *postback, "mid");
     Inbound in;
     // Without a mid or a sender the event is a shape we do not know. As for WhatsApp it is
     // stored all the same (a 200 is an answer Meta will not repeat), flagged, in a conversation
@@ -157,12 +255,22 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
       in.from = Identity{std::string(channel), sender_id, "", ""};
     }
     in.to.push_back(Identity{std::string(channel), page_id, "", ""});
-    in.text = str_at(*msg, "text");
     in.occurred_at_ms = int_at(*ev, "timestamp").value_or(0);
-    if (const json::object* reply_to = obj_at(*msg, "reply_to")) {
-      in.in_reply_to = str_at(*reply_to, "mid");
+    if (postback != nullptr) {
+      // The title is what the customer saw and tapped; the payload is our own page's code for
+      // it, sent to the app that made the button only, and kept out of the text.
+      in.text = str_at(*postback, "title");
+      if (in.text.empty()) {
+        in.text = "[postback]";
+      }
+      in.flags.push_back("postback");
+    } else {
+      in.text = str_at(*msg, "text");
+      if (const json::object* reply_to = obj_at(*msg, "reply_to")) {
+        in.in_reply_to = str_at(*reply_to, "mid");
+      }
     }
-    if (const json::array* atts = arr_at(*msg, "attachments")) {
+    if (const json::array* atts = msg == nullptr ? nullptr : arr_at(*msg, "attachments")) {
       std::string placeholder;
       for (const json::value& a : *atts) {
         if (const json::object* att = a.if_object()) {
@@ -182,7 +290,7 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
         in.text = placeholder;
       }
     }
-    if (in.text.empty() && bool_at(*msg, "is_unsupported")) {
+    if (in.text.empty() && msg != nullptr && bool_at(*msg, "is_unsupported")) {
       in.text = "[unsupported message]";
     }
     if (!sender_id.empty()) {
@@ -310,6 +418,23 @@ void parse_whatsapp(const config::Meta& cfg, const json::object& entry, MetaResu
         // Reactions point at an existing message and "system" messages report number changes:
         // neither is something a customer wrote to us.
         if (id.empty() || type == "reaction" || type == "system") {
+          continue;
+        }
+        // Edits and revokes (WhatsApp "Edit messages" / "Revoke messages" webhook references)
+        // name a message already received (edit|revoke.original_message_id) under an id of
+        // their own: stored, they would read as a new customer message "[edit]" or "[revoke]".
+        // As a Messenger edit or an Instagram unsend, the stored message stays as received.
+        if (type == "edit") {
+          out.ignored.push_back(MetaIgnored{
+              "whatsapp", "message_edit",
+              "customer edit of a message (type edit) not applied; the stored text stays the "
+              "one first received"});
+          continue;
+        }
+        if (type == "revoke") {
+          out.ignored.push_back(
+              MetaIgnored{"whatsapp", "unsend",
+                          "customer deleted a message (type revoke); the stored copy is kept"});
           continue;
         }
         const json::object* contact = contact_of(wa_id, bsuid);

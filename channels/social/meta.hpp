@@ -40,12 +40,13 @@ struct MetaProblem {
 };
 
 // An event read and deliberately left unstored: a customer message on the handover protocol's
-// standby channel, an edit of a stored message, an Instagram unsend. The caller counts it in
-// switchboard_social_events_ignored_total{account,kind} and logs `why` (at most once a minute
+// standby channel, an edit of a stored message (Messenger, WhatsApp), an Instagram unsend or a
+// WhatsApp revoke, an Instagram or Facebook Page comment (not ingested yet). The caller counts it
+// in switchboard_social_events_ignored_total{account,kind} and logs `why` (at most once a minute
 // per account and kind): dropped without a trace, a Page whose Inbox took over would look idle.
 struct MetaIgnored {
-  std::string channel;  // "messenger" or "instagram"
-  std::string kind;     // standby | message_edit | unsend
+  std::string channel;  // "messenger", "instagram" or "whatsapp"
+  std::string kind;     // standby | message_edit | unsend | comment
   std::string why;
 };
 

@@ -3,6 +3,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "channels/social/oauth1.hpp"
+
 namespace sb::social {
 
 namespace json = boost::json;
@@ -28,6 +30,17 @@ HttpRequestSpec meta_send_message(std::string_view page_token, std::string_view 
   body["messaging_type"] = "RESPONSE";
   body["message"] = json::object{{"text", text}};
   return json_post(page_token, "/me/messages", body);
+}
+
+HttpRequestSpec instagram_comment_reply(std::string_view page_token, std::string_view comment_id,
+                                        std::string_view text) {
+  HttpRequestSpec r;
+  r.method = "POST";
+  r.target = "/" + std::string(comment_id) + "/replies";
+  r.content_type = "application/x-www-form-urlencoded";
+  r.body = "message=" + oauth1_encode(text);  // RFC 3986 percent-encoding: valid form encoding
+  r.headers.emplace_back("Authorization", "Bearer " + std::string(page_token));
+  return r;
 }
 
 HttpRequestSpec whatsapp_send_message(const config::Meta& cfg, std::string_view phone_number_id,
@@ -56,6 +69,9 @@ SendOutcome parse_meta_send_response(int http_status, std::string_view body) {
   if (http_status >= 200 && http_status < 300 && obj != nullptr) {
     out.ok = true;
     out.provider_message_id = str_at(*obj, "message_id");  // Send API
+    if (out.provider_message_id.empty()) {
+      out.provider_message_id = str_at(*obj, "id");  // a comment reply
+    }
     if (const json::array* msgs = arr_at(*obj, "messages"); msgs && !msgs->empty()) {
       if (const json::object* m = msgs->front().if_object()) {
         out.provider_message_id = str_at(*m, "id");  // WhatsApp
@@ -74,8 +90,15 @@ SendOutcome parse_meta_send_response(int http_status, std::string_view body) {
       }
     }
     std::int64_t code = int_at(*err, "code").value_or(0);
-    if (bool_at(*err, "is_transient") || code == 4 || code == 17 || code == 32 || code == 613 ||
-        code == 80007 || code == 130429) {
+    // 131056, "(Business Account, Consumer Account) pair rate limit hit": too many messages to
+    // the same customer in a short time; WhatsApp's error codes say "wait and retry". It comes
+    // with HTTP 400, which alone would make it final.
+    if (code == 4 || code == 17 || code == 32 || code == 613 || code == 80007 || code == 130429 ||
+        code == 131056) {
+      out.retryable = true;
+      out.throttled = true;
+    }
+    if (bool_at(*err, "is_transient")) {
       out.retryable = true;
     }
   }

@@ -711,7 +711,17 @@ class MetaSender final : public Sender {
                   "[[channels.meta]] \"" +
                   cfg_.name + "\", or set its access_token");
             }
-            spec = meta_send_message(*token, p->from_value, m.text);
+            if (p->kind == "comment") {
+              // An Instagram comment (meta.cpp) is answered in public, under it. One stored
+              // without an id of Instagram's has none to answer.
+              if (p->external_id.rfind("nomid.", 0) == 0) {
+                co_return SendResult::failed(
+                    "the comment came without an id: a reply cannot be posted under it");
+              }
+              spec = instagram_comment_reply(*token, p->external_id, m.text);
+            } else {
+              spec = meta_send_message(*token, p->from_value, m.text);
+            }
           }
           net::HttpRequest req = to_request(cfg_.base_url, spec);
           auto res = co_await rt_.http.request(std::move(req));
@@ -723,6 +733,9 @@ class MetaSender final : public Sender {
             co_return network_failure_no_repeat(res, p->channel == "whatsapp"    ? "WhatsApp"
                                                      : p->channel == "instagram" ? "Instagram"
                                                                                  : "Messenger");
+          }
+          if (o.throttled) {
+            co_return SendResult::throttle(o.error_message, retry_after_header(res));
           }
           co_return o.retryable ? SendResult::retry(o.error_message, retry_after_header(res))
                                 : SendResult::failed(o.error_message);

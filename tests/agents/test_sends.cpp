@@ -5,6 +5,7 @@
 #include <mutex>
 #include <thread>
 
+#include "agents/send_loop.hpp"
 #include "core/sender.hpp"
 #include "core/time.hpp"
 #include "storage/sqlite.hpp"
@@ -81,6 +82,15 @@ struct PausingSender : Sender {
   void send(OutboundMessage m, Done done) override {
     done(++calls <= pauses ? SendResult::paused("429 Too Many Requests (daily limit)", after)
                            : SendResult::sent("p-" + m.id));
+  }
+};
+
+// Answers every send with a throttled retry and no wait of its own (Meta's rate limits).
+struct ThrottledSender : Sender {
+  std::atomic<int> calls{0};
+  void send(OutboundMessage, Done done) override {
+    ++calls;
+    done(SendResult::throttle("(#131056) pair rate limit hit"));
   }
 };
 
@@ -445,4 +455,31 @@ TEST_CASE("a provider's pause of the whole account may last a day, bounded a lit
     CHECK(next >= before + (24 * 60 + 5) * 60 * 1000LL);
     CHECK(next <= now_ms() + (24 * 60 + 5) * 60 * 1000LL);
   }
+}
+
+TEST_CASE(
+    "a throttled attempt with no wait of the provider's waits a minute, not a second, and the "
+    "attempts span an hour") {
+  auto throttled = std::make_shared<ThrottledSender>();
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", throttled); });
+  std::int64_t before = now_ms();
+  reply_to_first(d);
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM sends WHERE state='pending' AND attempts=1") == 1;
+  }));
+  std::int64_t next = d.rows("SELECT next_attempt_at FROM sends");
+  CHECK(next >= before + 60 * 1000);
+  CHECK(next <= now_ms() + 60 * 1000);
+  CHECK(throttled->calls == 1);
+
+  // The whole schedule: 1, 2, 4, 8, 15, 15, 15 minutes between the 8 attempts; the ordinary
+  // back-off (a 503) gives up after about 2 minutes.
+  agents::SendPolicy policy;
+  std::chrono::milliseconds slow{0}, fast{0};
+  for (int attempt = 1; attempt < policy.max_attempts; ++attempt) {
+    slow += agents::send_backoff(policy, attempt, true);
+    fast += agents::send_backoff(policy, attempt, false);
+  }
+  CHECK(slow == std::chrono::minutes(60));
+  CHECK(fast == std::chrono::seconds(127));
 }

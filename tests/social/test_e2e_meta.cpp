@@ -164,6 +164,49 @@ TEST_CASE(
   CHECK(str(to_mx.at("to")) == "5215512345678");
 }
 
+TEST_CASE(
+    "meta: WhatsApp's pair rate limit (131056, HTTP 400) is retried as throttled, not failed") {
+  MetaDaemon d;
+  REQUIRE(d.post(whatsapp("16505551234", "wamid.P1", "are you there?")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto q = d.queued();
+  d.graph.error_next(
+      400,
+      R"({"error":{"message":"(#131056) (Business Account, Consumer Account) pair rate limit hit","type":"OAuthException","code":131056,"error_subcode":2494055,"fbtrace_id":"A"}})");
+  auto limited = d.send("whatsapp", "meta", reply_to(q[0], "01JMOUT5", "Yes!"));
+  CHECK(limited.status == SendResult::Status::retry);
+  CHECK(limited.throttled);
+  CHECK(limited.error.find("pair rate limit hit") != std::string::npos);
+  CHECK(d.graph.sent().empty());
+  auto later = d.send("whatsapp", "meta", reply_to(q[0], "01JMOUT5", "Yes!"));
+  CHECK(later.status == SendResult::Status::sent);
+}
+
+TEST_CASE(
+    "meta: an Instagram comment is stored as a comment and answered by a public reply under it") {
+  MetaDaemon d([](config::Meta& m) { m.pages = {{"17841400000000000", "ig-page-token"}}; });
+  d.graph.accept_token("ig-page-token");
+  const std::string comment =
+      R"({"object":"instagram","entry":[{"id":"17841400000000000","time":1767322800,"changes":[{"field":"comments","value":{"id":"17865799348089039","from":{"id":"IGSID-9","username":"boblee"},"text":"Do you ship to Norway?","media":{"id":"18023345","media_product_type":"FEED"}}}]}]})";
+  REQUIRE(d.post(comment).status == 200);
+  REQUIRE(d.post(comment).status == 200);  // Meta's retry: deduplicated
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto q = d.queued();
+  CHECK(str(q[0].at("kind")) == "comment");
+  CHECK(str(q[0].at("channel")) == "instagram");
+  CHECK(str(q[0].at("external_id")) == "17865799348089039");
+  CHECK(str(q[0].at("from").at("value")) == "IGSID-9");
+  auto r = d.send("instagram", "meta", reply_to(q[0], "01JMOUT6", "Yes, in 3 days."));
+  REQUIRE(r.status == SendResult::Status::sent);
+  CHECK(r.provider_id.rfind("1787344045914", 0) == 0);
+  auto sent = d.graph.sent();
+  REQUIRE(sent.size() == 1);
+  CHECK(sent[0].path == "/17865799348089039/replies");
+  CHECK(sent[0].body == "message=Yes%2C%20in%203%20days.");
+  CHECK(sent[0].token == "ig-page-token");
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE kind='comment'") == 1);
+}
+
 TEST_CASE("meta: a reload applies a rotated app secret and verify token at once") {
   MetaDaemon d;
   auto verify = [&](const std::string& token) {

@@ -172,6 +172,8 @@ TEST_CASE("Messenger text message becomes a direct_message") {
 
 TEST_CASE("Messenger echoes, reads, deliveries and reactions create nothing") {
   // message_echoes, message_reads, message_deliveries, message_reactions reference examples.
+  // (A postback was in this list: it is a customer's choice, stored since; see the postback
+  // test below.)
   const std::string body = R"({"object":"page","entry":[{"id":"PAGE_ID","time":1,"messaging":[
     {"sender":{"id":"<PAGE_ID>"},"recipient":{"id":"<PSID>"},"timestamp":1457764197627,
      "message":{"is_echo":true,"app_id":1517776481860111,
@@ -183,14 +185,63 @@ TEST_CASE("Messenger echoes, reads, deliveries and reactions create nothing") {
      "delivery":{"mids":["mid.1458668856218:ed81099e15d3f4f233"],"watermark":1458668856253}},
     {"sender":{"id":"<PSID>"},"recipient":{"id":"<PAGE_ID>"},"timestamp":1458668856463,
      "reaction":{"reaction":"love","emoji":"\u2764\uFE0F","action":"react",
-       "mid":"<MID_OF_ReactedTo_Message>"}},
-    {"sender":{"id":"USER_ID"},"recipient":{"id":"PAGE_ID"},"timestamp":1458692752478,
-     "postback":{"payload":"USER_DEFINED_PAYLOAD"}}
+       "mid":"<MID_OF_ReactedTo_Message>"}}
   ]}]})";
   auto r = post_signed(body);
   CHECK(r.status == 200);
   CHECK(r.items.empty());
   CHECK(r.statuses.empty());
+}
+
+TEST_CASE(
+    "Messenger and Instagram postbacks are direct_messages with the button's title, under their "
+    "mid") {
+  // messaging_postbacks reference: Get Started, a persistent menu item or a postback button;
+  // Instagram ice breakers come as the same postback.
+  const std::string body = R"({"object":"page","entry":[{"id":"PAGE_ID","time":1,"messaging":[
+    {"sender":{"id":"PSID_1"},"recipient":{"id":"PAGE_ID"},"timestamp":1527459824000,
+     "postback":{"mid":"m_POSTBACK_1","title":"Talk to a human","payload":"HUMAN",
+       "referral":{"ref":"ad-7","source":"SHORT-URL","type":"OPEN_THREAD"}}}
+  ]}]})";
+  auto r = post_signed(body);
+  REQUIRE(r.status == 200);
+  REQUIRE(r.items.size() == 1);
+  const auto& in = r.items[0];
+  CHECK(in.channel == "messenger");
+  CHECK(in.kind == "direct_message");
+  CHECK(in.external_id == "m_POSTBACK_1");
+  REQUIRE(in.from);
+  CHECK(in.from->value == "PSID_1");
+  REQUIRE(in.to.size() == 1);
+  CHECK(in.to[0].value == "PAGE_ID");
+  CHECK(in.text == "Talk to a human");
+  CHECK(in.flags == std::vector<std::string>{"postback"});
+  CHECK(in.occurred_at_ms == 1527459824000);
+  CHECK(in.thread_record == std::vector<std::string>{"messenger:meta:PAGE_ID:PSID_1"});
+  CHECK(r.problems.empty());
+
+  const std::string ig = R"({"object":"instagram","entry":[{"id":"17841400000000000","time":1,
+    "messaging":[{"sender":{"id":"IGSID-1"},"recipient":{"id":"17841400000000000"},
+    "timestamp":1569262485349,"postback":{"mid":"aWdfIceBreaker","title":"Where is my order?",
+    "payload":"ORDER_STATUS"}}]}]})";
+  auto i = post_signed(ig);
+  REQUIRE(i.items.size() == 1);
+  CHECK(i.items[0].channel == "instagram");
+  CHECK(i.items[0].external_id == "aWdfIceBreaker");
+  CHECK(i.items[0].text == "Where is my order?");
+  CHECK(i.items[0].thread_lookup ==
+        std::vector<std::string>{"instagram:meta:17841400000000000:IGSID-1"});
+
+  // An older postback without mid or title (the reference's earlier example): stored all the
+  // same, as a message without a mid is, under a stand-in id that a redelivery repeats.
+  const std::string old = R"({"object":"page","entry":[{"id":"PAGE_ID","time":1,"messaging":[
+    {"sender":{"id":"USER_ID"},"recipient":{"id":"PAGE_ID"},"timestamp":1458692752478,
+     "postback":{"payload":"USER_DEFINED_PAYLOAD"}}]}]})";
+  auto o = post_signed(old);
+  REQUIRE(o.items.size() == 1);
+  CHECK(o.items[0].text == "[postback]");
+  CHECK(o.items[0].external_id.rfind("nomid.", 0) == 0);
+  CHECK(o.items[0].external_id == post_signed(old).items[0].external_id);
 }
 
 TEST_CASE("Messenger attachment-only message gets a placeholder text and attachment") {
@@ -399,7 +450,10 @@ TEST_CASE("Meta send requests and responses") {
 
   auto throttled = parse_meta_send_response(400, R"({"error":{"message":"limit","code":613}})");
   CHECK(throttled.retryable);
+  CHECK(throttled.throttled);
   CHECK(parse_meta_send_response(503, "").retryable);
+  CHECK_FALSE(parse_meta_send_response(503, "").throttled);
+  CHECK_FALSE(window.throttled);
 
   auto key = parse_meta_thread_key("whatsapp:meta:106540352242922:16505551234");
   REQUIRE(key);
@@ -527,4 +581,130 @@ TEST_CASE(
   REQUIRE(r.ignored.size() == 1);
   CHECK(r.ignored[0].channel == "instagram");
   CHECK(r.ignored[0].kind == "unsend");
+}
+
+TEST_CASE(
+    "Meta throttling codes, WhatsApp's pair rate limit among them, are retried as throttled") {
+  // WhatsApp's 131056 comes as HTTP 400 ("wait and retry the operation"): alone, a final 400.
+  auto pair = parse_meta_send_response(
+      400,
+      R"({"error":{"message":"(#131056) (Business Account, Consumer Account) pair rate limit hit",
+      "type":"OAuthException","code":131056,"error_subcode":2494055,"fbtrace_id":"A"}})");
+  CHECK_FALSE(pair.ok);
+  CHECK(pair.retryable);
+  CHECK(pair.throttled);
+  CHECK(pair.error_message == "(#131056) (Business Account, Consumer Account) pair rate limit hit");
+  for (int code : {4, 17, 32, 613, 80007, 130429, 131056}) {
+    auto o = parse_meta_send_response(
+        400, R"({"error":{"message":"limit","code":)" + std::to_string(code) + "}}");
+    CHECK_MESSAGE(o.retryable, code);
+    CHECK_MESSAGE(o.throttled, code);
+  }
+  // Transient, not throttled: the ordinary back-off.
+  auto transient =
+      parse_meta_send_response(400, R"({"error":{"message":"x","code":2,"is_transient":true}})");
+  CHECK(transient.retryable);
+  CHECK_FALSE(transient.throttled);
+}
+
+TEST_CASE("WhatsApp edits and revokes are reported as ignored, not stored as new messages") {
+  // WhatsApp "Edit messages" and "Revoke messages" webhook references.
+  auto wa = [](const std::string& message) {
+    return R"({"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{
+      "field":"messages","value":{"messaging_product":"whatsapp","metadata":{
+      "display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+      "contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234"}],
+      "messages":[)" +
+           message + "]}}]}]}";
+  };
+  auto edit = post_signed(wa(R"({"from":"16505551234","id":"wamid.EDIT","timestamp":"1749416383",
+    "type":"edit","edit":{"original_message_id":"wamid.ORIG","message":{"type":"text",
+    "text":{"body":"the corrected text"}}}})"));
+  REQUIRE(edit.status == 200);
+  CHECK(edit.items.empty());
+  REQUIRE(edit.ignored.size() == 1);
+  CHECK(edit.ignored[0].channel == "whatsapp");
+  CHECK(edit.ignored[0].kind == "message_edit");
+
+  auto revoke = post_signed(wa(R"({"from":"16505551234","id":"wamid.REVOKE",
+    "timestamp":"1749416383","type":"revoke","revoke":{"original_message_id":"wamid.ORIG"}})"));
+  REQUIRE(revoke.status == 200);
+  CHECK(revoke.items.empty());
+  REQUIRE(revoke.ignored.size() == 1);
+  CHECK(revoke.ignored[0].channel == "whatsapp");
+  CHECK(revoke.ignored[0].kind == "unsend");
+}
+
+TEST_CASE(
+    "Instagram comments are comments from the commenter, ours are skipped, live and Page comments "
+    "reported as ignored") {
+  // Instagram webhook examples, comments payload; Page webhooks, feed field with item comment.
+  const std::string ig = R"({"object":"instagram","entry":[{"id":"17841400000000000",
+    "time":1767322800,"changes":[
+      {"field":"comments","value":{"id":"17865799348089039","from":{"id":"IGSID-9",
+        "username":"boblee"},"text":"Do you ship to Norway?","media":{"id":"18023345",
+        "media_product_type":"FEED"}}},
+      {"field":"comments","value":{"id":"17865799348089040","from":{"id":"17841400000000000",
+        "username":"ourshop"},"text":"Yes we do!","parent_id":"17865799348089039",
+        "media":{"id":"18023345","media_product_type":"FEED"}}},
+      {"field":"comments","value":{"id":"17865799348089041","from":{"id":"IGSID-9",
+        "username":"boblee"},"text":"And to Iceland?","parent_id":"17865799348089039",
+        "media":{"id":"18023345","media_product_type":"FEED"}}},
+      {"field":"live_comments","value":{"id":"17865799348089050","from":{"id":"IGSID-7",
+        "username":"ann"},"text":"hi!","media":{"id":"18029999","media_product_type":"LIVE"}}},
+      {"field":"mentions","value":{"media_id":"1","comment_id":"2"}}]}]})";
+  auto r = post_signed(ig);
+  REQUIRE(r.status == 200);
+  REQUIRE(r.items.size() == 2);  // ours (from.id the account's) is skipped
+  const auto& c = r.items[0];
+  CHECK(c.channel == "instagram");
+  CHECK(c.kind == "comment");
+  CHECK(c.external_id == "17865799348089039");
+  REQUIRE(c.from);
+  CHECK(c.from->type == "instagram");
+  CHECK(c.from->value == "IGSID-9");
+  CHECK(c.from->handle == "boblee");
+  REQUIRE(c.to.size() == 1);
+  CHECK(c.to[0].value == "17841400000000000");  // the account: its Page's token answers
+  CHECK(c.text == "Do you ship to Norway?");
+  CHECK(c.occurred_at_ms == 1767322800000);
+  CHECK(c.in_reply_to.empty());
+  CHECK(c.flags == std::vector<std::string>{"ig_media:18023345"});
+  CHECK(c.thread_record ==
+        std::vector<std::string>{"instagram_comment:meta:17841400000000000:18023345:IGSID-9"});
+  CHECK(c.thread_lookup == c.thread_record);
+  // The commenter's next comment, under the first: the same conversation.
+  CHECK(r.items[1].in_reply_to == "17865799348089039");
+  CHECK(r.items[1].thread_lookup == c.thread_lookup);
+  REQUIRE(r.ignored.size() == 1);
+  CHECK(r.ignored[0].channel == "instagram");
+  CHECK(r.ignored[0].kind == "comment");
+  CHECK(r.ignored[0].why.find("live_comments") != std::string::npos);
+  CHECK(r.problems.empty());
+
+  const std::string page = R"({"object":"page","entry":[{"id":"PAGE_ID","time":1,"changes":[
+    {"field":"feed","value":{"from":{"id":"USER_1","name":"Bob Lee"},"item":"comment",
+      "comment_id":"POST_1_C1","post_id":"PAGE_ID_POST_1","parent_id":"PAGE_ID_POST_1",
+      "verb":"add","message":"Is the shop open on Sunday?","created_time":1767322800}},
+    {"field":"feed","value":{"from":{"id":"PAGE_ID","name":"Our Shop"},"item":"comment",
+      "comment_id":"POST_1_C2","post_id":"PAGE_ID_POST_1","verb":"add","message":"Yes"}},
+    {"field":"feed","value":{"item":"reaction","verb":"add","reaction_type":"like",
+      "post_id":"PAGE_ID_POST_1","from":{"id":"USER_1"}}}]}]})";
+  auto p = post_signed(page);
+  REQUIRE(p.status == 200);
+  CHECK(p.items.empty());
+  REQUIRE(p.ignored.size() == 1);
+  CHECK(p.ignored[0].channel == "messenger");
+  CHECK(p.ignored[0].kind == "comment");
+  CHECK(p.ignored[0].why.find("not ingested yet") != std::string::npos);
+
+  // A comment reply is a form-encoded `message` to /{comment-id}/replies; its answer is an id.
+  auto req = instagram_comment_reply("page-token", "17865799348089039", "Yes, 3 days & free!");
+  CHECK(req.method == "POST");
+  CHECK(req.target == "/17865799348089039/replies");
+  CHECK(req.content_type == "application/x-www-form-urlencoded");
+  CHECK(req.body == "message=Yes%2C%203%20days%20%26%20free%21");
+  auto ok = parse_meta_send_response(200, R"({"id":"17873440459141021"})");
+  CHECK(ok.ok);
+  CHECK(ok.provider_message_id == "17873440459141021");
 }

@@ -21,12 +21,28 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
               401,
               R"({"error":{"message":"Invalid OAuth access token.","type":"OAuthException","code":190}})"};
         }
-        if (r.method != "POST" || r.path.size() < 10 ||
-            r.path.substr(r.path.size() - 9) != "/messages") {
+        const bool replies = r.path.size() > 9 && r.path.ends_with("/replies");
+        if (r.method != "POST" ||
+            ((r.path.size() < 10 || !r.path.ends_with("/messages")) && !replies)) {
           return {404,
                   R"({"error":{"message":"Unknown path","type":"OAuthException","code":803}})"};
         }
         bool whatsapp = r.path != "/me/messages";
+        if (int status = std::exchange(error_status_, 0); status != 0) {
+          return {status, std::exchange(error_body_, {})};
+        }
+        if (replies) {
+          // IG Comment Replies: `message` (form-encoded) is required; the answer is the new
+          // comment's id.
+          if (r.header("content-type") != "application/x-www-form-urlencoded" ||
+              r.body.rfind("message=", 0) != 0) {
+            return {
+                400,
+                R"({"error":{"message":"(#100) The parameter message is required","type":"OAuthException","code":100}})"};
+          }
+          sent_.push_back({r.path, r.body, token});
+          return {200, R"({"id":"1787344045914)" + std::to_string(next_++) + R"("})"};
+        }
         if (std::exchange(outside_window_, false)) {
           if (whatsapp) {
             return {
@@ -89,6 +105,12 @@ void FakeMetaGraph::accept_token(std::string token) {
 void FakeMetaGraph::outside_window_next() {
   std::lock_guard lock(mu_);
   outside_window_ = true;
+}
+
+void FakeMetaGraph::error_next(int status, std::string body) {
+  std::lock_guard lock(mu_);
+  error_status_ = status;
+  error_body_ = std::move(body);
 }
 
 void FakeMetaGraph::lose_next_answers(int n) {

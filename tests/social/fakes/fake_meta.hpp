@@ -1,6 +1,7 @@
 #pragma once
 // A fake Meta Graph API for replies: POST /me/messages (Messenger/Instagram Send API) and
-// POST /{phone_number_id}/messages (WhatsApp Cloud API), answering the documented success
+// POST /{phone_number_id}/messages (WhatsApp Cloud API) and POST /{ig-comment-id}/replies
+// (an Instagram comment reply, `message` form-encoded), answering the documented success
 // bodies, or the documented error for a reply outside the 24-hour window when asked to. A
 // WhatsApp reply names a phone number as `to` or a business-scoped user id as `recipient`; a
 // `to` that is no number, or neither field, is refused (error 100). Answers can be lost on
@@ -27,6 +28,8 @@ class FakeMetaGraph {
   void stop() { server_.stop(); }
   std::string base_url() const { return server_.base_url(); }
   void outside_window_next();  // the next send fails with the 24-hour window error
+  // The next send is answered with `status` and `body` (a Graph API error), not delivered.
+  void error_next(int status, std::string body);
   // The next `n` sends are delivered (in sent()), and their answers lost.
   void lose_next_answers(int n);
   std::vector<Sent> sent() const;
@@ -37,6 +40,8 @@ class FakeMetaGraph {
   std::vector<std::string> page_tokens_;
   std::vector<Sent> sent_;
   bool outside_window_ = false;
+  int error_status_ = 0;
+  std::string error_body_;
   int lose_answers_ = 0;
   int next_ = 1;
   FakeHttpServer server_;
