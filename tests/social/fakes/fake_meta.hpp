@@ -7,6 +7,7 @@
 // demand: the message is delivered and the connection closes without an answer.
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ class FakeMetaGraph {
   void outside_window_next();  // the next send fails with the 24-hour window error
   // The next `n` sends are delivered (in sent()), and their answers lost.
   void lose_next_answers(int n);
+  // The next send is delivered (in sent()) and answered with this status and body (a 5xx from
+  // a gateway that had passed the request on).
+  void answer_next_send(int status, std::string body);
   std::vector<Sent> sent() const;
 
  private:
@@ -38,6 +42,7 @@ class FakeMetaGraph {
   std::vector<Sent> sent_;
   bool outside_window_ = false;
   int lose_answers_ = 0;
+  std::optional<std::pair<int, std::string>> answer_;
   int next_ = 1;
   FakeHttpServer server_;
 };
