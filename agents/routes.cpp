@@ -443,6 +443,10 @@ Service::Awaitable Service::reply(http::Request& r) {
   if (!sender) {
     co_return http::error(422, "no_sender", no_sender_message(parent->channel, parent->account));
   }
+  if (std::string too_long = sender->refuse_text(parent->channel, parent->kind, tv->as_string());
+      !too_long.empty()) {
+    co_return http::error(400, "invalid_field", too_long + "; nothing was stored or sent");
+  }
   json::object parent_json;
   json::error_code pec;
   if (auto pv = json::parse(parent->payload, pec); !pec && pv.is_object()) {

@@ -160,6 +160,14 @@ class Sender {
                                  std::string_view /*conversation_id*/) const {
     return {};
   }
+  // Why `text` cannot go as the answer to a `parent_kind` interaction of `channel`: over the
+  // provider's length limit for it, named with the limit; "" when it can. The reply route
+  // refuses such a reply (400) before storing it: accepted, it would only fail at the send,
+  // after the 202 told the agent it was on its way. Any thread.
+  virtual std::string refuse_text(std::string_view /*channel*/, std::string_view /*parent_kind*/,
+                                  std::string_view /*text*/) const {
+    return {};
+  }
   // After a reload put new secrets into the sender's account (config::take_secrets), on the io
   // thread: ends a pause of the whole account (SendResult::account_paused) that was learned
   // under credentials the account no longer uses (X's 24-hour limits are another user's or

@@ -170,6 +170,31 @@ SendResult network_failure_no_repeat(const net::HttpResponse& res, std::string_v
   return unknown_no_repeat("the request went out and no answer came (" + res.error + ")", platform);
 }
 
+// An HTTP error from a provider that takes no idempotency key (Telegram sendMessage, Meta's
+// /messages) and that may have carried the request out anyway. A 5xx says nothing about whether
+// the message was delivered: neither Telegram's Bot API docs nor Meta's Graph API docs promise
+// that a 5xx means it was not, and a 502 or 504 comes from a gateway in front of the API, after
+// it forwarded the request and lost (or gave up waiting for) the answer - as a timeout. A retry
+// could show the customer the answer twice (README: "never sent twice"), so the send fails and
+// says where to look, even for a 503 with Retry-After (it may come from such a gateway too). Only
+// what provably did not go out is retried: no connection (network_failure_no_repeat), and the
+// refusals that come before any processing (a 429, Telegram's flood control; Meta's rate-limit
+// codes, which come as 4xx). Nullopt when the status is no 5xx.
+std::optional<SendResult> server_error_no_repeat(const net::HttpResponse& res,
+                                                 const std::string& provider_message,
+                                                 std::string_view platform) {
+  if (res.status < 500) {
+    return std::nullopt;
+  }
+  std::string what = "HTTP " + std::to_string(res.status);
+  if (!provider_message.empty() && provider_message != what) {
+    what += " (" + provider_message + ")";
+  }
+  return unknown_no_repeat("the request went out and " + std::string(platform) + " answered " +
+                               what + ", which does not say whether the message was delivered",
+                           platform);
+}
+
 // An attempt the daemon stopped in the middle of (Sender::interrupted): counted and logged as
 // run_send does a lost answer, since it is one.
 SendResult interrupted_attempt(Runtime& rt, const char* channel, const std::string& account,
@@ -180,6 +205,31 @@ SendResult interrupted_attempt(Runtime& rt, const char* channel, const std::stri
   }
   logger("social")->warn("[{}:{}] {} reply {}: {}", channel, account, m.channel, m.id, r.error);
   return r;
+}
+
+// Lengths as the providers count them, of valid UTF-8 (the reply route takes no other).
+std::size_t code_points(std::string_view s) {
+  return static_cast<std::size_t>(std::count_if(
+      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+std::size_t utf16_units(std::string_view s) {
+  std::size_t n = 0;
+  for (char c : s) {
+    auto b = static_cast<unsigned char>(c);
+    n += (b & 0xC0) == 0x80 ? 0 : b >= 0xF0 ? 2 : 1;  // above U+FFFF: a surrogate pair
+  }
+  return n;
+}
+
+// The refusal of a text over a provider's limit (Sender::refuse_text): "" within it.
+std::string over_limit(std::size_t length, std::size_t limit, std::string_view what,
+                       std::string_view unit, std::string_view how = {}) {
+  if (length <= limit) {
+    return {};
+  }
+  return "field \"text\" is " + std::to_string(length) + " " + std::string(unit) + " long; " +
+         std::string(what) + " takes at most " + std::to_string(limit) + " " + std::string(unit) +
+         std::string(how);
 }
 
 // The platform a Meta reply goes to, as the operator knows it.
@@ -336,6 +386,16 @@ class XSender final : public Sender {
  public:
   XSender(Runtime& rt, const config::X& cfg) : rt_(rt), cfg_(cfg) {}
   bool marks_attempts() const override { return true; }
+  // A direct message takes 10,000 characters (docs.x.com, POST /2/dm_conversations). A post's
+  // limit is not checked here: X weighs characters (CJK and emoji count twice, a link 23) and
+  // a Premium account may post far longer than 280, which the account's config does not say.
+  std::string refuse_text(std::string_view, std::string_view parent_kind,
+                          std::string_view text) const override {
+    if (parent_kind != "direct_message") {
+      return {};
+    }
+    return over_limit(code_points(text), 10000, "an X direct message", "characters");
+  }
   // As a lost answer: retried, maybe_sent, so that X refusing the repeat as duplicate content
   // reads as the interrupted attempt's success (below), and a post that never went out goes now.
   SendResult interrupted(const OutboundMessage& m, const std::string& why) override {
@@ -613,6 +673,14 @@ class TelegramSender final : public Sender {
  public:
   TelegramSender(Runtime& rt, const config::Telegram& cfg) : rt_(rt), cfg_(cfg) {}
   bool marks_attempts() const override { return true; }
+  // sendMessage takes 1-4096 characters of text (core.telegram.org/bots/api#sendmessage).
+  // Telegram counts a message in UTF-16 code units (as its entity offsets): an emoji above
+  // U+FFFF is two. Counted so, a text within the limit is within it however Telegram counts.
+  std::string refuse_text(std::string_view, std::string_view,
+                          std::string_view text) const override {
+    return over_limit(utf16_units(text), 4096, "a Telegram message", "characters",
+                      " (UTF-16 code units, as Telegram counts them: an emoji can be two)");
+  }
   SendResult interrupted(const OutboundMessage& m, const std::string& why) override {
     return interrupted_attempt(rt_, "telegram", cfg_.name, m, unknown_no_repeat(why, "Telegram"));
   }
@@ -633,21 +701,49 @@ class TelegramSender final : public Sender {
           if (ref->bot_id != 0 && ref->bot_id != bot_id) {
             quote.reset();
           }
+          std::string chat_id = ref->chat_id;
           net::HttpRequest req =
-              to_request(cfg_.base_url, telegram_send_message(cfg_, ref->chat_id, m.text, quote));
+              to_request(cfg_.base_url, telegram_send_message(cfg_, chat_id, m.text, quote));
           auto res = co_await rt_.http.request(std::move(req));
           if (res.status == 0) {
             co_return network_failure_no_repeat(res, "Telegram");
           }
           auto err = parse_telegram_error(res.body);
+          bool migrated = false;
+          if (res.status == 400 && err && !err->migrate_to_chat_id.empty() &&
+              err->migrate_to_chat_id != chat_id) {
+            // The group was upgraded to a supergroup (ResponseParameters.migrate_to_chat_id):
+            // refused, so nothing was sent; sent once more to the new chat. Without the quote:
+            // its message_id numbers the old group's messages.
+            chat_id = err->migrate_to_chat_id;
+            migrated = true;
+            req = to_request(cfg_.base_url,
+                             telegram_send_message(cfg_, chat_id, m.text, std::nullopt));
+            res = co_await rt_.http.request(std::move(req));
+            if (res.status == 0) {
+              co_return network_failure_no_repeat(res, "Telegram");
+            }
+            err = parse_telegram_error(res.body);
+          }
           if (res.status == 200 && !err) {
             boost::system::error_code ec;
             json::value v = json::parse(res.body, ec);
             const json::object* result =
                 ec || !v.is_object() ? nullptr : obj_at(v.get_object(), "result");
             auto id = result == nullptr ? std::nullopt : int_at(*result, "message_id");
-            co_return SendResult::sent(
-                telegram_external_id(bot_id, ref->chat_id, id ? std::to_string(*id) : ""));
+            auto sent = SendResult::sent(
+                telegram_external_id(bot_id, chat_id, id ? std::to_string(*id) : ""));
+            if (migrated) {
+              // The customer's next message comes from the supergroup: it joins this
+              // conversation (the poller maps the whole group once it sees the upgrade's
+              // service message; this holds even if it never does).
+              sent.thread_keys.push_back(
+                  telegram_thread_key(cfg_, chat_id, p->kind != "direct_message", p->from_value));
+            }
+            co_return sent;
+          }
+          if (auto unknown = server_error_no_repeat(res, err ? err->description : "", "Telegram")) {
+            co_return std::move(*unknown);
           }
           milliseconds after{};
           if (err && err->retry_after) {
@@ -666,6 +762,26 @@ class MetaSender final : public Sender {
  public:
   MetaSender(Runtime& rt, const config::Meta& cfg) : rt_(rt), cfg_(cfg) {}
   bool marks_attempts() const override { return true; }
+  // The Send API's and the Cloud API's text limits: Messenger 2,000 characters ("Send API
+  // Reference", message.text), Instagram 1,000 bytes of UTF-8 ("Send a Message" for
+  // Instagram: "UTF-8 and be a 1000 bytes or less"), WhatsApp 4,096 characters (Cloud API
+  // "Text messages": text.body).
+  // An Instagram comment's public reply takes what a comment does: 2,200 characters (the
+  // Graph API's reference names no limit of its own; this is Instagram's comment limit).
+  std::string refuse_text(std::string_view channel, std::string_view parent_kind,
+                          std::string_view text) const override {
+    if (channel == "instagram" && parent_kind == "comment") {
+      return over_limit(code_points(text), 2200, "an Instagram comment reply", "characters");
+    }
+    if (channel == "instagram") {
+      return over_limit(text.size(), 1000, "an Instagram message", "bytes",
+                        " of UTF-8 (an accented letter is two, an emoji four)");
+    }
+    if (channel == "whatsapp") {
+      return over_limit(code_points(text), 4096, "a WhatsApp message", "characters");
+    }
+    return over_limit(code_points(text), 2000, "a Messenger message", "characters");
+  }
   SendResult interrupted(const OutboundMessage& m, const std::string& why) override {
     return interrupted_attempt(rt_, "meta", cfg_.name, m,
                                unknown_no_repeat(why, meta_platform(m.channel)));
@@ -730,9 +846,13 @@ class MetaSender final : public Sender {
             co_return SendResult::sent(o.provider_message_id);
           }
           if (res.status == 0) {
-            co_return network_failure_no_repeat(res, p->channel == "whatsapp"    ? "WhatsApp"
-                                                     : p->channel == "instagram" ? "Instagram"
-                                                                                 : "Messenger");
+            co_return network_failure_no_repeat(res, meta_platform(p->channel));
+          }
+          // parse_meta_send_response takes every 5xx for retryable: here it is an unknown
+          // outcome (server_error_no_repeat).
+          if (auto unknown =
+                  server_error_no_repeat(res, o.error_message, meta_platform(p->channel))) {
+            co_return std::move(*unknown);
           }
           if (o.throttled) {
             co_return SendResult::throttle(o.error_message, retry_after_header(res));

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <charconv>
+#include <initializer_list>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -98,7 +99,75 @@ std::string media_text(const json::object& msg, Inbound& in) {
   return {};
 }
 
+std::string coordinates(const json::object& loc) {
+  const json::value* lat = loc.if_contains("latitude");
+  const json::value* lon = loc.if_contains("longitude");
+  if (lat == nullptr || lon == nullptr || !lat->is_number() || !lon->is_number()) {
+    return {};
+  }
+  return "(" + std::to_string(lat->to_number<double>()) + ", " +
+         std::to_string(lon->to_number<double>()) + ")";
+}
+
+// "[kind]" and the non-empty parts, space-separated.
+std::string labelled(std::string_view kind, std::initializer_list<std::string> parts) {
+  std::string text = "[" + std::string(kind) + "]";
+  for (const std::string& p : parts) {
+    if (!p.empty()) {
+      text += " " + p;
+    }
+  }
+  return text;
+}
+
+// Messages without text whose content is structured (core.telegram.org/bots/api#message):
+// a readable text as WhatsApp's location gets (meta.cpp), so the agent sees what came rather
+// than an empty message. A venue carries its location too: it goes first.
+std::string structured_text(const json::object& msg) {
+  if (const json::object* v = obj_at(msg, "venue")) {
+    const json::object* loc = obj_at(*v, "location");
+    return labelled("venue", {str_at(*v, "title"), str_at(*v, "address"),
+                              loc == nullptr ? "" : coordinates(*loc)});
+  }
+  if (const json::object* loc = obj_at(msg, "location")) {
+    return labelled("location", {coordinates(*loc)});
+  }
+  if (const json::object* c = obj_at(msg, "contact")) {
+    std::string name = str_at(*c, "first_name");
+    std::string last = str_at(*c, "last_name");
+    if (!last.empty()) {
+      name += (name.empty() ? "" : " ") + last;
+    }
+    return labelled("contact", {name, str_at(*c, "phone_number")});
+  }
+  if (const json::object* p = obj_at(msg, "poll")) {
+    std::string options;
+    if (const json::array* opts = arr_at(*p, "options")) {
+      for (const json::value& ov : *opts) {
+        if (const json::object* o = ov.if_object()) {
+          options += (options.empty() ? "" : " / ") + str_at(*o, "text");
+        }
+      }
+    }
+    std::string question = str_at(*p, "question");
+    return labelled("poll", {options.empty() ? question : question + ": " + options});
+  }
+  if (const json::object* d = obj_at(msg, "dice")) {
+    return labelled("dice", {str_at(*d, "emoji"), str_at(*d, "value")});
+  }
+  return {};
+}
+
 }  // namespace
+
+std::string telegram_thread_key(const config::Telegram& cfg, std::string_view chat_id, bool group,
+                                std::string_view user_id) {
+  std::string key = "telegram:" + cfg.name + ":chat:" + std::string(chat_id);
+  if (group) {
+    key += ":user:" + std::string(user_id);
+  }
+  return key;
+}
 
 std::size_t utf16_to_byte_offset(std::string_view s, std::size_t units) {
   std::size_t i = 0;
@@ -143,7 +212,7 @@ std::optional<TelegramError> parse_telegram_error(std::string_view body) {
   boost::system::error_code ec;
   json::value root = json::parse(body, ec);
   if (ec || !root.is_object()) {
-    return TelegramError{0, "the response is not a JSON object", std::nullopt};
+    return TelegramError{0, "the response is not a JSON object", std::nullopt, {}};
   }
   const json::object& o = root.get_object();
   if (bool_at(o, "ok")) {
@@ -159,12 +228,14 @@ std::optional<TelegramError> parse_telegram_error(std::string_view body) {
       constexpr std::int64_t kYear = 366LL * 24 * 3600;
       e.retry_after = std::chrono::seconds(std::clamp(*s, -kYear, kYear));
     }
+    e.migrate_to_chat_id = str_at(*params, "migrate_to_chat_id");
   }
   return e;
 }
 
 TelegramUpdates parse_telegram_updates(const config::Telegram& cfg, const TelegramBot& bot,
-                                       std::string_view body) {
+                                       std::string_view body,
+                                       const std::map<std::string, std::string>& migrated_from) {
   TelegramUpdates out;
   if (auto err = parse_telegram_error(body)) {
     out.error = std::move(err);
@@ -173,7 +244,7 @@ TelegramUpdates parse_telegram_updates(const config::Telegram& cfg, const Telegr
   json::value root = json::parse(body);  // valid: parse_telegram_error checked it
   const json::array* result = arr_at(root.get_object(), "result");
   if (result == nullptr) {
-    out.error = TelegramError{0, "the response has no result array", std::nullopt};
+    out.error = TelegramError{0, "the response has no result array", std::nullopt, {}};
     return out;
   }
   for (const json::value& uv : *result) {
@@ -191,6 +262,18 @@ TelegramUpdates parse_telegram_updates(const config::Telegram& cfg, const Telegr
     }
     const json::object* from = obj_at(*msg, "from");
     const json::object* chat = obj_at(*msg, "chat");
+    // The upgrade's service messages: one in the old group, one in the new supergroup (bots
+    // get service messages whatever their privacy mode). Either names both chats.
+    if (chat != nullptr) {
+      if (std::string to = str_at(*msg, "migrate_to_chat_id"); !to.empty()) {
+        out.migrations.push_back({str_at(*chat, "id"), to});
+        continue;
+      }
+      if (std::string from_chat = str_at(*msg, "migrate_from_chat_id"); !from_chat.empty()) {
+        out.migrations.push_back({from_chat, str_at(*chat, "id")});
+        continue;
+      }
+    }
     if (from == nullptr || chat == nullptr || bool_at(*from, "is_bot")) {
       continue;
     }
@@ -223,18 +306,24 @@ TelegramUpdates parse_telegram_updates(const config::Telegram& cfg, const Telegr
     }
     in.from = Identity{"telegram", str_at(*from, "id"), name, str_at(*from, "username")};
     std::string placeholder = media_text(*msg, in);
+    if (placeholder.empty()) {
+      placeholder = structured_text(*msg);
+    }
     in.text = placeholder.empty() ? text : (text.empty() ? placeholder : placeholder + " " + text);
     in.occurred_at_ms = int_at(*msg, "date").value_or(0) * 1000;
     if (const json::object* parent = obj_at(*msg, "reply_to_message")) {
       in.in_reply_to = telegram_external_id(bot.id, chat_id, str_at(*parent, "message_id"));
     }
     // A private chat is one customer; a group holds many, each with a conversation of his own.
-    std::string key = "telegram:" + cfg.name + ":chat:" + chat_id;
-    if (chat_type != "private") {
-      key += ":user:" + in.from->value;
-    }
+    bool group = chat_type != "private";
+    std::string key = telegram_thread_key(cfg, chat_id, group, in.from->value);
     in.thread_lookup.push_back(key);
     in.thread_record.push_back(key);
+    // In a supergroup upgraded from a group: the customer's conversation of the old group, when
+    // he has none here yet.
+    if (auto old = migrated_from.find(chat_id); group && old != migrated_from.end()) {
+      in.thread_lookup.push_back(telegram_thread_key(cfg, old->second, true, in.from->value));
+    }
     out.items.push_back(std::move(in));
   }
   out.ok = true;

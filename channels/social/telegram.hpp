@@ -8,6 +8,7 @@
 // Requests carry the bot token in the path (/bot<token>/...): never log a Telegram target.
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,6 +31,16 @@ struct TelegramError {
   int error_code = 0;
   std::string description;
   std::optional<std::chrono::seconds> retry_after;  // parameters.retry_after (429)
+  // parameters.migrate_to_chat_id (a 400): the group was upgraded to a supergroup, which has
+  // another chat id; the request was refused and may be sent again there.
+  std::string migrate_to_chat_id;
+};
+
+// A group upgraded to a supergroup (core.telegram.org/bots/api#message: migrate_to_chat_id in
+// the old group, migrate_from_chat_id in the new supergroup): the chat id changes, the members
+// stay.
+struct TelegramMigration {
+  std::string from_chat_id, to_chat_id;
 };
 
 struct TelegramUpdates {
@@ -39,6 +50,8 @@ struct TelegramUpdates {
   // max(update_id) + 1 over every update in the response, including ignored ones; nullopt when
   // there were none (keep the cursor).
   std::optional<std::int64_t> next_offset;
+  // The upgrades the service messages of this response announced (either of the two).
+  std::vector<TelegramMigration> migrations;
 };
 
 HttpRequestSpec telegram_get_me(const config::Telegram& cfg);
@@ -50,9 +63,18 @@ HttpRequestSpec telegram_get_updates(const config::Telegram& cfg,
 
 // Private chats are direct messages; group and supergroup messages are mentions when they
 // mention the bot (@username, a text_mention of the bot, /command@username) or reply to it;
-// everything else is skipped (but still advances next_offset).
-TelegramUpdates parse_telegram_updates(const config::Telegram& cfg, const TelegramBot& bot,
-                                       std::string_view body);
+// everything else is skipped (but still advances next_offset). `migrated_from` maps a
+// supergroup's chat id to the group it was upgraded from (TelegramMigration): a message there
+// also looks up its customer's conversation of the old group, so the upgrade does not start a
+// new one.
+TelegramUpdates parse_telegram_updates(
+    const config::Telegram& cfg, const TelegramBot& bot, std::string_view body,
+    const std::map<std::string, std::string>& migrated_from = {});
+
+// The conversation key of a message of `user_id` in chat `chat_id` (a group's customers each
+// have their own; a private chat is one customer).
+std::string telegram_thread_key(const config::Telegram& cfg, std::string_view chat_id, bool group,
+                                std::string_view user_id);
 
 // Any Bot API response's error, when ok is false.
 std::optional<TelegramError> parse_telegram_error(std::string_view body);

@@ -3,9 +3,12 @@
 #include "channels/social/telegram.hpp"
 #include "core/log.hpp"
 
+#include <boost/json.hpp>
+
 namespace sb::social {
 
 namespace asio = boost::asio;
+namespace json = boost::json;
 using std::chrono::milliseconds;
 
 namespace {
@@ -43,6 +46,7 @@ class TelegramPoller final : public Poller {
           offset_bot_ = o->bot_id;
         }
       }
+      migrated_from_ = parse_migrations(rt_.pipeline.cursor(key_, "chat_migrations"));
       loaded_ = true;
     }
     // update_ids are numbered per bot, and asking with offset N drops every update below N: the
@@ -65,7 +69,19 @@ class TelegramPoller final : public Poller {
     if (res.status == 0) {
       co_return PollResult::failed(res.error);
     }
-    TelegramUpdates up = parse_telegram_updates(cfg_, *bot_, res.body);
+    TelegramUpdates up = parse_telegram_updates(cfg_, *bot_, res.body, migrated_from_);
+    if (learn_migrations(up.migrations)) {
+      // Committed before the messages that need it: a crash in between asks for them again.
+      std::optional<CursorUpdate> mu = CursorUpdate{key_, "chat_migrations", format_migrations()};
+      std::vector<Inbound> none;
+      std::string err = co_await store_batch(rt_, "telegram", cfg_.name, none, mu);
+      if (!err.empty()) {
+        co_return PollResult::failed("storing a group's upgrade to a supergroup: " + err);
+      }
+      // Again, so that the supergroup's messages of this response find the old group's
+      // conversations too.
+      up = parse_telegram_updates(cfg_, *bot_, res.body, migrated_from_);
+    }
     if (up.error) {
       if (up.error->retry_after) {
         rt_.metrics.inc("switchboard_social_rate_limited_total",
@@ -97,6 +113,42 @@ class TelegramPoller final : public Poller {
   }
 
  private:
+  // The stored map of supergroups to the groups they were upgraded from (scope
+  // "chat_migrations"): a JSON object, new chat id -> old chat id.
+  static std::map<std::string, std::string> parse_migrations(const std::optional<std::string>& v) {
+    std::map<std::string, std::string> out;
+    boost::system::error_code ec;
+    json::value root = v ? json::parse(*v, ec) : json::value();
+    if (!ec && root.is_object()) {
+      for (const auto& [to, from] : root.get_object()) {
+        if (from.is_string()) {
+          out[std::string(to)] = std::string(from.get_string());
+        }
+      }
+    }
+    return out;
+  }
+  std::string format_migrations() const {
+    json::object o;
+    for (const auto& [to, from] : migrated_from_) {
+      o[to] = from;
+    }
+    return json::serialize(o);
+  }
+  // Adds the upgrades not known yet; whether there was one.
+  bool learn_migrations(const std::vector<TelegramMigration>& ms) {
+    bool added = false;
+    for (const auto& m : ms) {
+      if (!m.from_chat_id.empty() && !m.to_chat_id.empty() &&
+          migrated_from_.emplace(m.to_chat_id, m.from_chat_id).second) {
+        logger("social")->info("[telegram:{}] group {} was upgraded to supergroup {}", cfg_.name,
+                               m.from_chat_id, m.to_chat_id);
+        added = true;
+      }
+    }
+    return added;
+  }
+
   // Never the URL: it carries the bot token.
   std::string what_failed(const char* method, const net::HttpResponse& res) const {
     if (res.status == 0) {
@@ -114,6 +166,7 @@ class TelegramPoller final : public Poller {
   bool loaded_ = false;
   std::optional<std::int64_t> offset_;
   std::int64_t offset_bot_ = 0;  // the bot whose update_ids offset_ counts; 0: not known
+  std::map<std::string, std::string> migrated_from_;  // supergroup chat id -> old group's
   std::optional<TelegramBot> bot_;
   std::string bot_token_;  // the token getMe named bot_ for
 };

@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "channels/social/hmac.hpp"
+#include "tests/integration/agent_api.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_meta.hpp"
 #include "tests/support/log_capture.hpp"
@@ -604,4 +605,80 @@ TEST_CASE("meta: a WhatsApp message to an account with its access_token logs no 
   REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
   d.stop();
   CHECK(log.lines_with("has no access_token").empty());
+}
+
+TEST_CASE(
+    "meta: a 5xx to a reply is an unknown outcome: failed, not retried (Messenger and "
+    "WhatsApp)") {
+  MetaDaemon d;
+  REQUIRE(d.post(messenger("m_5xx", "help")).status == 200);
+  REQUIRE(d.post(whatsapp("16505551234", "wamid.5XX", "hi")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  auto q = d.queued();
+  // A gateway's 502 after it passed the request on, and Graph's own 500 (code 2, "Service
+  // temporarily unavailable", is_transient): neither says the message was not delivered.
+  d.graph.answer_next_send(502, "<html><body>502 Bad Gateway</body></html>");
+  auto m = d.send("messenger", "meta", reply_to(q[0], "01JM5XX1", "On it."));
+  CHECK(m.status == SendResult::Status::failed);
+  CHECK(m.unknown);
+  CHECK_MESSAGE(m.error.rfind("outcome unknown: the request went out and Messenger answered "
+                              "HTTP 502",
+                              0) == 0,
+                m.error);
+  CHECK(m.error.find("check the conversation on Messenger") != std::string::npos);
+  d.graph.answer_next_send(
+      500,
+      R"({"error":{"message":"(#2) Service temporarily unavailable","type":"OAuthException","is_transient":true,"code":2}})");
+  auto w = d.send("whatsapp", "meta", reply_to(q[1], "01JM5XX2", "Hello!"));
+  CHECK(w.status == SendResult::Status::failed);
+  CHECK(w.unknown);
+  CHECK_MESSAGE(w.error.find("WhatsApp answered HTTP 500 ((#2) Service temporarily unavailable)") !=
+                    std::string::npos,
+                w.error);
+  CHECK(d.graph.sent().size() == 2);
+}
+
+TEST_CASE(
+    "meta: a reply over the platform's text limit is refused with 400 (Messenger 2000 "
+    "characters, Instagram 1000 bytes, WhatsApp 4096 characters)") {
+  MetaDaemon d;
+  REQUIRE(d.post(messenger("m_long", "help")).status == 200);
+  REQUIRE(d.post(to_page("instagram", "PAGE_ID", "IGSID_1", "ig_long", "hi")).status == 200);
+  REQUIRE(d.post(whatsapp("16505551234", "wamid.LONG", "hi")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; }));
+  AgentClient alice(d.app->port(), "alice-token");
+  std::map<std::string, std::string> ids;  // by channel
+  for (int i = 0; i < 3; ++i) {
+    auto in = alice.claim("general");
+    ids[s(in.at("channel"))] = s(in.at("id"));
+  }
+  REQUIRE(ids.size() == 3);
+  auto reply = [&](const std::string& channel, const std::string& text) {
+    return alice.act(ids.at(channel), "reply",
+                     boost::json::serialize(boost::json::object{{"text", text}}));
+  };
+  auto refused = [](const HttpResponse& r, const std::string& says) {
+    CHECK(r.status == 400);
+    CHECK_MESSAGE(r.body.find(says) != std::string::npos, r.body);
+  };
+  refused(reply("messenger", std::string(2001, 'a')),
+          "is 2001 characters long; a Messenger message takes at most 2000 characters");
+  // 501 "é": 501 characters, 1002 bytes.
+  std::string accents;
+  for (int i = 0; i < 501; ++i) {
+    accents += "\xC3\xA9";
+  }
+  refused(reply("instagram", accents),
+          "is 1002 bytes long; an Instagram message takes at most 1000 bytes");
+  refused(reply("whatsapp", std::string(4097, 'a')),
+          "is 4097 characters long; a WhatsApp message takes at most 4096 characters");
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE direction = 'outbound'") == 0);
+  // At the limits: accepted (code points, not bytes, for Messenger and WhatsApp).
+  std::string messenger_max;
+  for (int i = 0; i < 2000; ++i) {
+    messenger_max += "\xC3\xA9";
+  }
+  CHECK(reply("messenger", messenger_max).status == 202);
+  CHECK(reply("instagram", std::string(1000, 'a')).status == 202);
+  CHECK(reply("whatsapp", std::string(4096, 'a')).status == 202);
 }

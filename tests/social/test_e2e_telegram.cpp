@@ -1,12 +1,27 @@
 // Telegram end to end (issue 6 acceptance 6): long polling, restart, reply_to_message_id.
 #include <doctest/doctest.h>
 
+#include "tests/integration/agent_api.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_telegram.hpp"
 #include "tests/support/log_capture.hpp"
 
 using namespace sb;
 using namespace sb::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A message of `user` in the group `chat` that mentions the bot (@support_bot), as JSON for
+// FakeTelegram::add_message.
+std::string group_mention(long long chat, long long user, const std::string& name,
+                          const std::string& type = "group") {
+  return R"({"from":{"id":)" + std::to_string(user) + R"(,"is_bot":false,"first_name":")" + name +
+         R"("},"chat":{"id":)" + std::to_string(chat) + R"(,"title":"Customers","type":")" + type +
+         R"("},"text":"@support_bot help","entities":[{"offset":0,"length":12,"type":"mention"}]})";
+}
+
+}  // namespace
 
 TEST_CASE(
     "telegram: after a restart no update is processed twice, 429 retry_after is honoured, a reply "
@@ -192,4 +207,109 @@ TEST_CASE(
     CHECK(text.find("123:first") == std::string::npos);
     CHECK(text.find("123:second") == std::string::npos);
   }
+}
+
+TEST_CASE("telegram: a 504 to sendMessage is an unknown outcome: sent once, failed, not retried") {
+  FakeTelegram tg;
+  tg.start();
+  tg.add_private_message(501, "Ann", "are you there?");
+  SocialDaemon d;
+  d.cfg.channels.telegram.push_back(config::Telegram{"tg", tg.base_url(), "123:tg-token"});
+  d.start();
+  AgentClient alice(d.app->port(), "alice-token");
+  auto in = alice.claim("general");
+  // The gateway in front of the Bot API passed the request on, then gave up waiting: the
+  // message may well have been delivered.
+  tg.answer_next_sends(504, "<html><body><h1>504 Gateway Time-out</h1></body></html>", 1000);
+  std::string out = alice.reply(s(in.at("id")), "Yes, here.");
+  auto failed = alice.outbound_when(s(in.at("customer").at("id")), out, "failed", 1, 10s);
+  std::string why = s(failed.at("send").at("error"));
+  CHECK_MESSAGE(
+      why.rfind("outcome unknown: the request went out and Telegram answered HTTP 504", 0) == 0,
+      why);
+  CHECK_MESSAGE(
+      why.find("not retried so that the customer does not get it twice") != std::string::npos, why);
+  std::this_thread::sleep_for(1500ms);  // longer than the first back-off: nothing goes again
+  CHECK(tg.sent().size() == 1);
+  CHECK(d.metrics().find(R"(switchboard_sends_unknown_total{channel="telegram",account="tg"} 1)") !=
+        std::string::npos);
+}
+
+TEST_CASE(
+    "telegram: a reply to a group upgraded to a supergroup goes to the supergroup, and the "
+    "customers' next messages there join their conversations") {
+  FakeTelegram tg;
+  tg.start();
+  tg.add_message(group_mention(-42, 333, "Cy"));
+  tg.add_message(group_mention(-42, 444, "Di"));
+  SocialDaemon d;
+  d.cfg.channels.telegram.push_back(config::Telegram{"tg", tg.base_url(), "123:tg-token"});
+  d.start();
+  AgentClient alice(d.app->port(), "alice-token");
+  auto cy = alice.claim("general");
+  auto di = alice.claim("general");
+  REQUIRE(s(cy.at("from").at("value")) == "333");
+  // Upgraded since: Telegram refuses the send to the group, naming the supergroup.
+  tg.migrate_chat(-42, -1001987654321);
+  std::string out = alice.reply(s(cy.at("id")), "Here to help.");
+  auto sent = alice.outbound_when(s(cy.at("customer").at("id")), out, "sent", 0, 10s);
+  auto msgs = tg.sent();
+  REQUIRE(msgs.size() == 1);
+  CHECK(msgs[0].chat_id == "-1001987654321");
+  CHECK(msgs[0].reply_to_message_id == 0);  // its id numbers the old group's messages
+  CHECK(msgs[0].text == "Here to help.");
+
+  // The upgrade's service messages, then both customers write in the supergroup: Cy's message
+  // joins his conversation (the key the reply recorded), Di's hers (the poller's map).
+  tg.add_message(
+      R"({"from":{"id":333,"is_bot":false,"first_name":"Cy"},"chat":{"id":-42,"title":"Customers","type":"group"},"migrate_to_chat_id":-1001987654321})");
+  tg.add_message(
+      R"({"from":{"id":1087968824,"is_bot":true,"first_name":"Group"},"chat":{"id":-1001987654321,"title":"Customers","type":"supergroup"},"migrate_from_chat_id":-42})");
+  tg.add_message(group_mention(-1001987654321, 333, "Cy", "supergroup"));
+  tg.add_message(group_mention(-1001987654321, 444, "Di", "supergroup"));
+  REQUIRE(eventually([&] { return d.rows("SELECT count(*) FROM interactions") == 5; }));
+  auto cy2 = alice.claim("general");
+  auto di2 = alice.claim("general");
+  CHECK(s(cy2.at("from").at("value")) == "333");
+  CHECK(s(cy2.at("conversation_id")) == s(cy.at("conversation_id")));
+  CHECK(s(di2.at("from").at("value")) == "444");
+  CHECK(s(di2.at("conversation_id")) == s(di.at("conversation_id")));
+  CHECK(s(cy.at("conversation_id")) != s(di.at("conversation_id")));
+  // The map survives a restart: stored with the poller's cursor.
+  CHECK(d.cursor("telegram:tg", "chat_migrations") == R"({"-1001987654321":"-42"})");
+}
+
+TEST_CASE(
+    "telegram: a reply over 4096 characters (UTF-16 code units) is refused with 400, nothing "
+    "stored") {
+  FakeTelegram tg;
+  tg.start();
+  tg.add_private_message(501, "Ann", "tell me everything");
+  SocialDaemon d;
+  d.cfg.channels.telegram.push_back(config::Telegram{"tg", tg.base_url(), "123:tg-token"});
+  d.start();
+  AgentClient alice(d.app->port(), "alice-token");
+  auto in = alice.claim("general");
+  const std::string id = s(in.at("id"));
+  auto reply = [&](const std::string& text) {
+    return alice.act(id, "reply", boost::json::serialize(boost::json::object{{"text", text}}));
+  };
+  auto over = reply(std::string(4097, 'a'));
+  CHECK(over.status == 400);
+  CHECK_MESSAGE(over.body.find("is 4097 characters long; a Telegram message takes at most 4096 "
+                               "characters (UTF-16 code units") != std::string::npos,
+                over.body);
+  // 2049 emoji: 2049 code points, but 4098 UTF-16 units, as Telegram counts.
+  std::string emoji;
+  for (int i = 0; i < 2049; ++i) {
+    emoji += "\xF0\x9F\x98\x80";
+  }
+  auto pairs = reply(emoji);
+  CHECK(pairs.status == 400);
+  CHECK_MESSAGE(pairs.body.find("is 4098 characters long") != std::string::npos, pairs.body);
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE direction = 'outbound'") == 0);
+  // At the limit: accepted and sent.
+  std::string out = alice.reply(id, std::string(4096, 'a'));
+  alice.outbound_when(s(in.at("customer").at("id")), out, "sent", 0, 10s);
+  CHECK(tg.sent().size() == 1);
 }

@@ -202,3 +202,77 @@ TEST_CASE("Telegram offset cursor: the offset with its bot's id, a bare offset f
   CHECK_FALSE(parse_telegram_offset("900008 123"));
   CHECK_FALSE(parse_telegram_offset("900008:-5"));
 }
+
+TEST_CASE("Telegram: location, venue, contact, poll and dice messages get a readable text") {
+  auto up = parse_telegram_updates(tg_cfg(), kBot, R"({"ok":true,"result":[
+  {"update_id":1,"message":{"message_id":1,"from":{"id":111,"is_bot":false,"first_name":"Ann"},
+    "chat":{"id":111,"type":"private"},"date":1700000000,
+    "location":{"latitude":52.520008,"longitude":13.404954}}},
+  {"update_id":2,"message":{"message_id":2,"from":{"id":111,"is_bot":false,"first_name":"Ann"},
+    "chat":{"id":111,"type":"private"},"date":1700000001,
+    "location":{"latitude":48.8584,"longitude":2.2945},
+    "venue":{"location":{"latitude":48.8584,"longitude":2.2945},"title":"Eiffel Tower",
+      "address":"Champ de Mars, Paris"}}},
+  {"update_id":3,"message":{"message_id":3,"from":{"id":111,"is_bot":false,"first_name":"Ann"},
+    "chat":{"id":111,"type":"private"},"date":1700000002,
+    "contact":{"phone_number":"+4915112345678","first_name":"Max","last_name":"Muster"}}},
+  {"update_id":4,"message":{"message_id":4,"from":{"id":111,"is_bot":false,"first_name":"Ann"},
+    "chat":{"id":111,"type":"private"},"date":1700000003,
+    "poll":{"id":"p1","question":"Which size?","options":[{"text":"M","voter_count":0},
+      {"text":"L","voter_count":0}],"total_voter_count":0,"is_closed":false,"is_anonymous":true,
+      "type":"regular","allows_multiple_answers":false}}},
+  {"update_id":5,"message":{"message_id":5,"from":{"id":111,"is_bot":false,"first_name":"Ann"},
+    "chat":{"id":111,"type":"private"},"date":1700000004,"dice":{"emoji":"\ud83c\udfb2","value":4}}}
+]})");
+  REQUIRE(up.ok);
+  REQUIRE(up.items.size() == 5);
+  CHECK(up.items[0].text == "[location] (52.520008, 13.404954)");
+  CHECK(up.items[1].text == "[venue] Eiffel Tower Champ de Mars, Paris (48.858400, 2.294500)");
+  CHECK(up.items[2].text == "[contact] Max Muster +4915112345678");
+  CHECK(up.items[3].text == "[poll] Which size?: M / L");
+  CHECK(up.items[4].text == "[dice] \xF0\x9F\x8E\xB2 4");
+}
+
+TEST_CASE("Telegram: a group's upgrade to a supergroup keeps its customers' conversations") {
+  // The 400 a send to the old group gets (ResponseParameters.migrate_to_chat_id).
+  auto refused = parse_telegram_error(
+      R"({"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1001987654321}})");
+  REQUIRE(refused);
+  CHECK(refused->migrate_to_chat_id == "-1001987654321");
+  CHECK_FALSE(refused->retry_after);
+
+  // The service messages: migrate_to_chat_id in the old group, migrate_from_chat_id in the new
+  // supergroup. Neither is stored.
+  const std::string upgrade = R"({"ok":true,"result":[
+  {"update_id":1,"message":{"message_id":20,"from":{"id":333,"is_bot":false,"first_name":"Cy"},
+    "chat":{"id":-42,"title":"Old group","type":"group"},"date":1700000000,
+    "migrate_to_chat_id":-1001987654321}},
+  {"update_id":2,"message":{"message_id":1,"from":{"id":1087968824,"is_bot":true,"first_name":"Group"},
+    "sender_chat":{"id":-1001987654321,"type":"supergroup"},
+    "chat":{"id":-1001987654321,"title":"Old group","type":"supergroup"},"date":1700000000,
+    "migrate_from_chat_id":-42}},
+  {"update_id":3,"message":{"message_id":2,"from":{"id":333,"is_bot":false,"first_name":"Cy"},
+    "chat":{"id":-1001987654321,"title":"Old group","type":"supergroup"},"date":1700000001,
+    "text":"@SupportBot still there?","entities":[{"offset":0,"length":11,"type":"mention"}]}}
+]})";
+  auto before = parse_telegram_updates(tg_cfg(), kBot, upgrade);
+  REQUIRE(before.ok);
+  CHECK(before.next_offset == 4);
+  REQUIRE(before.migrations.size() == 2);
+  for (const auto& m : before.migrations) {
+    CHECK(m.from_chat_id == "-42");
+    CHECK(m.to_chat_id == "-1001987654321");
+  }
+  REQUIRE(before.items.size() == 1);
+  const std::vector<std::string> only_new{"telegram:tg:chat:-1001987654321:user:333"};
+  CHECK(before.items[0].thread_lookup == only_new);
+
+  // Known: the supergroup's message looks up the customer's conversation of the old group too,
+  // and records the new key.
+  auto after = parse_telegram_updates(tg_cfg(), kBot, upgrade, {{"-1001987654321", "-42"}});
+  REQUIRE(after.items.size() == 1);
+  const std::vector<std::string> both{"telegram:tg:chat:-1001987654321:user:333",
+                                      "telegram:tg:chat:-42:user:333"};
+  CHECK(after.items[0].thread_lookup == both);
+  CHECK(after.items[0].thread_record == only_new);
+}

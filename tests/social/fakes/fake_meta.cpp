@@ -80,6 +80,11 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
           }
         }
         sent_.push_back({r.path, r.body, token});
+        if (answer_) {
+          Res res{answer_->first, std::move(answer_->second)};
+          answer_.reset();
+          return res;
+        }
         if (lose_answers_ > 0) {
           --lose_answers_;
           Res lost;
@@ -116,6 +121,11 @@ void FakeMetaGraph::error_next(int status, std::string body) {
 void FakeMetaGraph::lose_next_answers(int n) {
   std::lock_guard lock(mu_);
   lose_answers_ = n;
+}
+
+void FakeMetaGraph::answer_next_send(int status, std::string body) {
+  std::lock_guard lock(mu_);
+  answer_.emplace(status, std::move(body));
 }
 
 std::vector<FakeMetaGraph::Sent> FakeMetaGraph::sent() const {

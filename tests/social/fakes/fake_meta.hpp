@@ -8,6 +8,7 @@
 // demand: the message is delivered and the connection closes without an answer.
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,9 @@ class FakeMetaGraph {
   void error_next(int status, std::string body);
   // The next `n` sends are delivered (in sent()), and their answers lost.
   void lose_next_answers(int n);
+  // The next send is delivered (in sent()) and answered with this status and body (a 5xx from
+  // a gateway that had passed the request on).
+  void answer_next_send(int status, std::string body);
   std::vector<Sent> sent() const;
 
  private:
@@ -43,6 +47,7 @@ class FakeMetaGraph {
   int error_status_ = 0;
   std::string error_body_;
   int lose_answers_ = 0;
+  std::optional<std::pair<int, std::string>> answer_;
   int next_ = 1;
   FakeHttpServer server_;
 };

@@ -62,6 +62,29 @@ long long FakeTelegram::add_private_message(long long user_id, const std::string
   return mid;
 }
 
+long long FakeTelegram::add_message(const std::string& message_json, long long bot_id) {
+  std::lock_guard lock(mu_);
+  Bot& b = bot(bot_id);
+  long long mid = b.next_message++;
+  json::object msg = json::parse(message_json).as_object();
+  msg["message_id"] = mid;
+  msg["date"] = 1767322800;
+  long long uid = ++b.next_update;
+  b.updates.push_back({uid, json::serialize(json::object{{"update_id", uid}, {"message", msg}})});
+  return mid;
+}
+
+void FakeTelegram::migrate_chat(long long from_chat, long long to_chat) {
+  std::lock_guard lock(mu_);
+  migrated_[from_chat] = to_chat;
+}
+
+void FakeTelegram::answer_next_sends(int status, std::string body, int n) {
+  std::lock_guard lock(mu_);
+  answer_ = {status, std::move(body)};
+  answers_left_ = n;
+}
+
 void FakeTelegram::rate_limit_next(int retry_after_s, int times) {
   std::lock_guard lock(mu_);
   retry_after_ = retry_after_s;
@@ -186,12 +209,23 @@ Res FakeTelegram::handle(const FakeHttpServer::Request& r, std::chrono::millisec
                     ? std::string(o.at("chat_id").as_string())
                     : std::to_string(o.at("chat_id").to_number<long long>());
     s.text = std::string(o.at("text").as_string());
+    if (o.at("chat_id").is_number()) {
+      if (auto m = migrated_.find(o.at("chat_id").to_number<long long>()); m != migrated_.end()) {
+        return {400, R"({"ok":false,"error_code":400,"description":"Bad Request: group chat was )"
+                     R"(upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":)" +
+                         std::to_string(m->second) + "}}"};
+      }
+    }
     if (auto* rp = o.if_contains("reply_parameters")) {
       s.reply_to_message_id = rp->at("message_id").to_number<long long>();
     } else if (auto* id = o.if_contains("reply_to_message_id")) {
       s.reply_to_message_id = id->to_number<long long>();
     }
     sent_.push_back(s);
+    if (answers_left_ > 0) {
+      --answers_left_;
+      return {answer_.first, answer_.second};
+    }
     if (hold_sends_) {
       return Res::held();
     }

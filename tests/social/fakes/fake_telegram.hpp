@@ -8,6 +8,7 @@
 // sequence and its own message ids, as on Telegram; getMe's id is the token's number before ':'.
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -34,6 +35,16 @@ class FakeTelegram {
   // message_id.
   long long add_private_message(long long user_id, const std::string& first_name,
                                 const std::string& text, long long bot_id = 0);
+  // A message (its JSON object without message_id and date, which are filled in) to the bot
+  // `bot_id` (0: the first bot): a group's, a location, an upgrade's service message ...;
+  // returns its message_id.
+  long long add_message(const std::string& message_json, long long bot_id = 0);
+  // The group `from_chat` was upgraded to the supergroup `to_chat`: sendMessage to the group is
+  // refused (400, parameters.migrate_to_chat_id), as Telegram does.
+  void migrate_chat(long long from_chat, long long to_chat);
+  // The next `n` sendMessage are delivered (in sent()) and answered with this status and body
+  // (a 502 or 504 from the gateway in front of the Bot API).
+  void answer_next_sends(int status, std::string body, int n = 1);
   // The next `times` getUpdates answer 429 with parameters.retry_after `retry_after_s` (which
   // may be 0 or negative, as a broken server might send).
   void rate_limit_next(int retry_after_s, int times = 1);
@@ -82,6 +93,9 @@ class FakeTelegram {
   int rate_limited_ = 0;  // getUpdates still to answer 429
   std::deque<std::pair<int, std::string>> canned_;
   int lose_answers_ = 0;
+  std::map<long long, long long> migrated_;  // group -> supergroup
+  int answers_left_ = 0;
+  std::pair<int, std::string> answer_;
   bool hold_sends_ = false;
   int get_me_ = 0;
   int get_updates_ = 0;
