@@ -57,6 +57,10 @@ Service::Awaitable Service::attachment(http::Request& r) {
   }
   std::string filename = st.text(0);
   std::string type = st.text(1);
+  // A type that could split the response head (never from GMime; belt and braces) is none.
+  if (type.find_first_of("\r\n") != std::string::npos) {
+    type.clear();
+  }
   http::Response res{200, type.empty() ? "application/octet-stream" : type, st.text(2), {}};
   // RFC 6266: the UTF-8 name percent-encoded in filename*, and a plain ASCII fallback.
   std::string ascii, encoded;

@@ -241,14 +241,17 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
       "s.planned_id, "
       // Our earlier replies the parent names (the reply route stores ours under their ids, in
       // external_id, in_reply_to and the references chain), with the id each went out with:
-      // fixed when it was stored, else (older rows) what its sent result recorded.
+      // fixed when it was stored, else (older rows) what its sent result recorded. Only an
+      // outbound parent (one of ours) names replies by interaction id, so a customer's message,
+      // up to 1 MiB of text, is not parsed here; and a payload that is not JSON yields NULL
+      // (json_extract would fail the whole query, and with it every channel's due replies).
+      "CASE WHEN p.direction = 'outbound' AND json_valid(p.payload) THEN "
       "(SELECT json_group_object(e.interaction_id, CASE WHEN e.planned_id != '' "
       "THEN e.planned_id ELSE e.provider_id END) FROM sends e "
       "WHERE (e.planned_id != '' OR e.provider_id != '') AND e.interaction_id IN ("
       "SELECT json_extract(p.payload, '$.external_id') "
       "UNION SELECT json_extract(p.payload, '$.in_reply_to') "
-      "UNION SELECT value FROM json_each(CASE WHEN json_valid(p.payload) THEN p.payload END, "
-      "'$.references'))) "
+      "UNION SELECT value FROM json_each(p.payload, '$.references'))) END "
       "FROM sends s JOIN interactions i ON i.id = s.interaction_id "
       "LEFT JOIN interactions p ON p.id = s.parent_id "
       "WHERE s.state = 'pending' AND s.next_attempt_at <= ?1 "

@@ -38,8 +38,6 @@ constexpr std::size_t kMaxBuffered = kHeaderLimit + 64 * 1024;
 
 namespace {
 
-// RFC 9110 section 5.6.7: IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (29 characters), written
-// by hand: strftime's %a and %b follow the locale.
 // RFC 9112 section 6.1: a Transfer-Encoding in an HTTP/1.0 request means its framing is faulty
 // (1.0 has no chunked coding); the server MUST close the connection after answering it, since
 // a 1.0 intermediary may have framed the body differently (request smuggling).
@@ -49,6 +47,8 @@ bool may_reuse(const Request& req) {
          !(req.version() == 10 && req.find(bhttp::field::transfer_encoding) != req.end());
 }
 
+// RFC 9110 section 5.6.7: IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (29 characters), written
+// by hand: strftime's %a and %b follow the locale.
 void format_imf_fixdate(std::time_t t, char (&out)[30]) {
   static constexpr char kDays[] = "SunMonTueWedThuFriSat";
   static constexpr char kMonths[] = "JanFebMarAprMayJunJulAugSepOctNovDec";

@@ -222,6 +222,55 @@ TEST_CASE("a reply accepted before a restart is sent after it") {
   CHECK(counting->sent == 1);
 }
 
+// Before: the query of due sends read the parent's payload with json_extract, which fails the
+// whole query on a payload that is not JSON: one such parent held every channel's replies.
+TEST_CASE("a reply whose parent's payload is unreadable does not hold back the other replies") {
+  auto hanging = std::make_shared<HangingSender>();
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", hanging); });
+  auto out = reply_to_first(d);
+  REQUIRE(eventually([&] {
+    std::lock_guard lock(hanging->mu);
+    return hanging->held.size() == 1;
+  }));
+  d.http.reset();
+  d.app->stop();
+  d.app.reset();
+  {
+    // A second pending reply, to one of our own replies (outbound, as a reply to a reply is)
+    // whose stored payload is not JSON.
+    storage::Db db(d.dir.file("switchboard.db"));
+    auto copy = [&](const std::string& from, const std::string& id, const char* direction,
+                    const char* payload) {
+      db.exec("DROP TABLE IF EXISTS temp.c");
+      auto st = db.prepare("CREATE TEMP TABLE c AS SELECT * FROM interactions WHERE id = ?1");
+      st.bind(1, from).run();
+      auto up = db.prepare(
+          "UPDATE temp.c SET id = ?1, external_id = ?1, direction = ?2, payload = "
+          "coalesce(?3, payload)");
+      up.bind(1, id).bind(2, std::string(direction));
+      if (payload != nullptr) {
+        up.bind(3, std::string(payload));
+      }
+      up.run();
+      db.exec("INSERT INTO interactions SELECT * FROM temp.c");
+    };
+    copy(out, "01BADPARENT0000000000000000", "outbound", "not json");
+    copy(out, "01BADREPLY00000000000000000", "outbound", nullptr);
+    db.exec(
+        "INSERT INTO sends(interaction_id, parent_id, channel, account, state, attempts, "
+        "next_attempt_at, created_at, updated_at) VALUES ('01BADREPLY00000000000000000', "
+        "'01BADPARENT0000000000000000', 'api', 'web-form', 'pending', 0, 0, 0, 0)");
+  }
+  auto counting = std::make_shared<CountingSender>();
+  d.app = std::make_unique<App>(test_config(d.dir, d.redis.port()));
+  d.app->senders().add("api", "web-form", counting);
+  d.app->start();
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM sends WHERE state='sent' AND provider_id='p-" + out +
+                  "'") == 1;
+  }));
+}
+
 TEST_CASE(
     "a reply's planned id is stored with it and handed to its attempts - a later reply gets our "
     "earlier replies its parent names with the ids they went out with") {
@@ -240,7 +289,8 @@ TEST_CASE(
 
   // A parent that names our replies, as one of ours does (the reply route stores their ids in
   // in_reply_to and references): our first reply, one stored by an older build (no planned id,
-  // sent as its provider id) and one never stored.
+  // sent as its provider id) and one never stored. The parent is marked outbound: only ours name
+  // replies by interaction id, and only theirs are read for them.
   d.ingest("s-2", "one more question");
   d.drained();
   std::string parent = claimed_id(d.claim("alice-token", "general"));
@@ -251,7 +301,8 @@ TEST_CASE(
         "next_attempt_at, created_at, updated_at, provider_id) VALUES "
         "('01OLDREPLY', 'x', 'api', 'web-form', 'sent', 1, 5, 5, 5, '<old@example.com>')");
     auto st = db.prepare(
-        "UPDATE interactions SET payload = json_set(payload, '$.in_reply_to', ?2, "
+        "UPDATE interactions SET direction = 'outbound', "
+        "payload = json_set(payload, '$.in_reply_to', ?2, "
         "'$.references', json_array('01OLDREPLY', '<a@customer.example>', ?2, '01NEVER')) "
         "WHERE id = ?1");
     st.bind(1, parent).bind(2, first).run();
