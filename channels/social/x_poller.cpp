@@ -36,12 +36,15 @@ std::string dm_event_id(const Inbound& in) {
 
 // The overlap's rule, mentions' and DMs' alike: takes out of `items` what the poll before read
 // (`read_before`, by `id_of`), and, at or below `cursor`, what is older than a first start's
-// look-back (`since_ms`, 0: none); then `read_before` holds what this poll read (and `skipped`,
-// read but left out by the pager), for the next poll.
-void leave_out_read(std::vector<Inbound>& items, std::set<std::string>& read_before,
-                    std::int64_t since_ms, const std::string& cursor,
-                    std::string (*id_of)(const Inbound&),
-                    const std::vector<std::string>& skipped = {}) {
+// look-back (`since_ms`, 0: none). Returns what this poll read (and `skipped`, read but left
+// out by the pager): the next poll's `read_before`, once this poll's commit succeeded. Not
+// before: after a failed commit the cursor stays, and the next poll, reading the same ids
+// again, would leave them all out as read and commit the newer cursor past them.
+std::set<std::string> leave_out_read(std::vector<Inbound>& items,
+                                     const std::set<std::string>& read_before,
+                                     std::int64_t since_ms, const std::string& cursor,
+                                     std::string (*id_of)(const Inbound&),
+                                     const std::vector<std::string>& skipped = {}) {
   std::set<std::string> read(skipped.begin(), skipped.end());
   std::erase_if(items, [&](const Inbound& in) {
     std::string id = id_of(in);
@@ -49,7 +52,7 @@ void leave_out_read(std::vector<Inbound>& items, std::set<std::string>& read_bef
     return read_before.contains(id) || (since_ms > 0 && !id_less(cursor, id) &&
                                         in.occurred_at_ms != 0 && in.occurred_at_ms < since_ms);
   });
-  read_before = std::move(read);
+  return read;
 }
 
 // x-rate-limit-remaining / -reset (Unix seconds) with the same rule as Mastodon's pacing.
@@ -163,7 +166,8 @@ class XPoller final : public Poller {
     // restart the first poll's overlap is stored once more, as duplicates.
     // A first start's look-back holds for the overlap too: the posts it left out count as read,
     // and below the cursor (X filtered them by start_time, unseen) a post older than it stays out.
-    leave_out_read(items, read_before_, first ? 0 : since_ms_, cursor_, x_post_id, pager.skipped());
+    auto read = leave_out_read(items, read_before_, first ? 0 : since_ms_, cursor_, x_post_id,
+                               pager.skipped());
     std::size_t n = items.size();
     std::optional<CursorUpdate> cu;
     if (cursor) {
@@ -173,6 +177,7 @@ class XPoller final : public Poller {
     if (!err.empty()) {
       co_return PollResult::failed("storing mentions: " + err);
     }
+    read_before_ = std::move(read);
     if (cursor) {
       cursor_ = *cursor;
     }
@@ -289,7 +294,7 @@ class XDmPoller final : public Poller {
     // As for mentions: what the overlap reads again and the poll before read is left out, not
     // stored and counted as a duplicate at every poll; below the cursor a DM older than a first
     // start's look-back stays out (the first start left it out, unread).
-    leave_out_read(items, read_before_, first ? 0 : since_ms_, cursor_, dm_event_id);
+    auto read = leave_out_read(items, read_before_, first ? 0 : since_ms_, cursor_, dm_event_id);
     std::size_t n = items.size();
     std::optional<CursorUpdate> cu;
     if (cursor) {
@@ -299,6 +304,7 @@ class XDmPoller final : public Poller {
     if (!err.empty()) {
       co_return PollResult::failed("storing direct messages: " + err);
     }
+    read_before_ = std::move(read);
     if (cursor) {
       cursor_ = *cursor;
     }
