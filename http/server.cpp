@@ -101,8 +101,9 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   std::size_t max_connections = 0;  // set by start() (ServerOptions::max_connections)
   Waiting* first_waiting = nullptr;
   Waiting* last_waiting = nullptr;
-  bool evicted = false;  // logged once
-  bool refused = false;  // logged once
+  bool evicted = false;               // logged once
+  bool refused = false;               // logged once
+  std::uint64_t accept_failures = 0;  // in a row, the episode's (accept_loop)
   // Bytes of request bodies held now, across connections: a body's declared Content-Length (or
   // its chunks' sizes, as their chunk lines arrive) from the start of its read until its response
   // is written. The body cap alone bounded this by max_connections x max_body_bytes: 10 GB at the
@@ -160,11 +161,20 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         if (stopping || ec == asio::error::operation_aborted) {
           co_return;
         }
-        // EMFILE and friends: log, breathe, go on; one bad accept never ends the server.
-        logger("http")->warn("[http] accept failed: {}", ec.message());
+        // EMFILE and friends: breathe, go on; one bad accept never ends the server. Said once
+        // per episode, and its end with the count: out of file descriptors the accept fails
+        // every 50 ms for as long as it lasts, and a line each time would flood the log.
+        if (accept_failures++ == 0) {
+          logger("http")->warn("[http] accept failed: {}; retrying every 50 ms", ec.message());
+        }
         asio::steady_timer t(io, std::chrono::milliseconds(50));
         co_await t.async_wait(use_tuple);
         continue;
+      }
+      if (accept_failures > 0) {
+        logger("http")->info("[http] accepting again after {} failed accept{}", accept_failures,
+                             accept_failures == 1 ? "" : "s");
+        accept_failures = 0;
       }
       if (active >= max_connections && !evict_longest_waiting()) {
         refuse(sock);

@@ -92,6 +92,44 @@ const char* Relay::script() {
   return kScript;
 }
 
+// A Redis with a memory limit and a maxmemory-policy other than noeviction removes keys to make
+// room, silently: a queue stream (its entries lost for good), {prefix}:projected (the mark
+// reads 0: the relay sweeps the streams and re-projects what they lack, reproject.cpp), or the
+// relayed:* and transferred:* markers that keep a replay from adding an entry twice. With
+// noeviction Redis refuses the write instead (OOM), which the relay retries and /readyz shows.
+// Looked at on every connection (the policy is a CONFIG SET away); said when it becomes true,
+// and kept in redis_may_evict() for the metric.
+void Relay::check_eviction(Conn& c) {
+  auto r = c.cmd({"INFO", "memory"});
+  if (!r || r->type != REDIS_REPLY_STRING) {
+    return;  // the steps after this one find out what is wrong
+  }
+  std::string_view info(r->str, r->len);
+  auto field = [&info](std::string_view name) {
+    auto at = info.find(name);
+    if (at == std::string_view::npos) {
+      return std::string();
+    }
+    at += name.size();
+    auto end = info.find_first_of("\r\n", at);
+    return std::string(info.substr(at, end == std::string_view::npos ? end : end - at));
+  };
+  std::string maxmemory = field("\nmaxmemory:");
+  std::string policy = field("\nmaxmemory_policy:");
+  bool may_evict =
+      !maxmemory.empty() && maxmemory != "0" && !policy.empty() && policy != "noeviction";
+  if (may_evict && !may_evict_.exchange(true)) {
+    logger("relay")->warn(
+        "[redis {}:{}] may evict keys: maxmemory is {} bytes with maxmemory-policy {}. At the "
+        "limit Redis drops keys silently: a queue stream's entries are lost for good, and a "
+        "dropped once-only marker may let an entry be added twice; set `maxmemory-policy "
+        "noeviction` (README: Redis)",
+        cfg_.host, cfg_.port, maxmemory, policy);
+  } else if (!may_evict) {
+    may_evict_ = false;
+  }
+}
+
 // Connects, authenticates, loads the script and creates the consumer groups. Returns what
 // failed ("" when every step went through); the caller backs off and tries again.
 std::string Relay::connect(Conn& c) {
@@ -143,6 +181,7 @@ std::string Relay::connect(Conn& c) {
           cfg_.host, cfg_.port);
     }
   }
+  check_eviction(c);
   auto script_sha = [&c](const redisReply& r) {
     if (r.type != REDIS_REPLY_STRING) {
       return false;

@@ -34,6 +34,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "config/config.hpp"
@@ -59,6 +60,9 @@ class Relay {
   // the caller's: right while Redis is down and the relay is not passing. Cheap at any backlog.
   std::int64_t pending(storage::Db& db) const;
   std::uint64_t delivered() const { return delivered_.load(); }
+  // Redis has a memory limit and a maxmemory-policy other than noeviction, as of the last
+  // connection: it may drop queue streams and the relay's keys (connect.cpp).
+  bool redis_may_evict() const { return may_evict_.load(); }
   // Open interactions added again after Redis lost them (reproject.cpp).
   std::uint64_t reprojected() const { return reprojected_.load(); }
   // Entries a Redis restored from an older snapshot brought back for interactions the database
@@ -110,10 +114,14 @@ class Relay {
 
   void loop();
   std::string connect(Conn& c);  // the handshake; what failed, "" when it went through
+  void check_eviction(Conn& c);  // connect: Redis's maxmemory-policy
   Outcome pass(Conn& c);         // one batch of new rows
   bool retry_held(Conn& c);      // the held streams whose back-off is over; false when Redis failed
   bool retry(Conn& c, const std::string& stream, Held& h);
-  void read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held);
+  // `present`: interactions whose entry Redis has already (a sweep found it); their rows are
+  // left unsent.
+  void read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held,
+                 const std::unordered_set<std::string>* present = nullptr);
   bool send(Conn& c, Batch& b);
   void hold(const Row& r);
   void remove(Taken& t);
@@ -121,7 +129,8 @@ class Relay {
   bool unlink_markers(Conn& c);
   // reproject.cpp: Redis's mark against the database's; re-projects what Redis lost.
   Outcome reconcile(Conn& c);
-  // sweep.cpp: before a re-projection from a mark above 0, the stale entries out of the streams.
+  // sweep.cpp: before a re-projection, the stale entries out of the streams; the open
+  // interactions whose entries stay (or were moved) go into present_.
   Outcome sweep(Conn& c);
   // erase.cpp: the entries and keys of erased interactions out of Redis, when due (asked for,
   // or the once-a-second look for erasures of another process's).
@@ -166,8 +175,12 @@ class Relay {
   std::uint64_t episode_swept_entries_ = 0;  // removed or moved by its sweeps
   std::uint64_t episode_moved_ = 0;          // of those, moved to their current stream
   std::set<std::string> episode_swept_streams_;
-  std::string note_prefix_;           // {prefix}:relay:refused:{random}: (see the script)
-  bool persistence_checked_ = false;  // Redis's appendonly looked at (connect)
+  // The open interactions a sweep found in the streams (left there, or moved to their current
+  // one): the re-projection right after it skips them. Filled and cleared within reconcile().
+  std::unordered_set<std::string> present_;
+  std::uint64_t episode_present_ = 0;  // rows the re-projection skipped for that
+  std::string note_prefix_;            // {prefix}:relay:refused:{random}: (see the script)
+  bool persistence_checked_ = false;   // Redis's appendonly looked at (connect)
   bool ahead_logged_ = false;  // Redis's mark found past every seq of the database (reconcile)
   std::uint64_t passes_ = 0;
   std::int64_t started_ms_ = 0;       // Unix ms: rows older than the relay wait from here
@@ -183,6 +196,7 @@ class Relay {
   std::chrono::steady_clock::time_point requeue_retry_at_;  // relay thread
 
   std::atomic<bool> redis_ok_{false};
+  std::atomic<bool> may_evict_{false};
   std::atomic<std::int64_t> published_watermark_{0};  // watermark_ as of the last pass
   std::atomic<std::int64_t> held_rows_{0};
   std::atomic<std::uint64_t> delivered_{0};

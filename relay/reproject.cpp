@@ -213,6 +213,7 @@ Relay::Outcome Relay::reconcile(Conn& c) {
     episode_swept_entries_ = 0;
     episode_moved_ = 0;
     episode_swept_streams_.clear();
+    episode_present_ = 0;
     episode_since_ = std::chrono::steady_clock::now();
     auto db = std::max(db_mark(), mark_);
     if (*redis_mark == 0) {
@@ -235,11 +236,17 @@ Relay::Outcome Relay::reconcile(Conn& c) {
   }
   // A Redis with a mark came back with what it had then: entries finished or moved since come
   // back too (sweep.cpp). Every time the loss is found, until the re-projection below raises
-  // Redis's mark to the database's: a sweep cut short is done again, whole.
-  if (*redis_mark > 0) {
-    if (auto swept = sweep(c); swept != Outcome::idle) {
-      return swept;
-    }
+  // Redis's mark to the database's: a sweep cut short is done again, whole. A Redis without a
+  // mark is swept too: it may have lost the mark alone (evicted under a maxmemory-policy other
+  // than noeviction, an operator's DEL) with its streams intact, and the open interactions whose
+  // entries the sweep finds there (present_) are not added again. A flushed Redis has no
+  // streams: its sweep is one SCAN.
+  struct Forget {
+    std::unordered_set<std::string>& present;
+    ~Forget() { present.clear(); }
+  } forget{present_};
+  if (auto swept = sweep(c); swept != Outcome::idle) {
+    return swept;
   }
   std::int64_t upto = std::max(db_mark(), mark_);
   // From here on, as at a start: the outbox is read from its first row (rows held back, or left
@@ -270,7 +277,7 @@ Relay::Outcome Relay::reconcile(Conn& c) {
     Batch b;
     rd.db.exec("BEGIN");
     rd.lost.bind(1, from).bind(2, to).bind(3, kBatch);
-    read_rows(c, rd.lost, b, true);
+    read_rows(c, rd.lost, b, true, &present_);
     rd.db.exec("COMMIT");
     if (b.rows.size() == static_cast<std::size_t>(kBatch)) {
       to = b.rows.back().seq;
@@ -328,12 +335,15 @@ Relay::Outcome Relay::reconcile(Conn& c) {
   reprojecting_ = false;
   sequence_unsequenced();
   logger("relay")->warn(
-      "[redis {}:{}] re-projected {} open interactions into their queues (prefix {}) in {} ms{}; "
+      "[redis {}:{}] re-projected {} open interactions into their queues (prefix {}) in {} ms{}{}; "
       "those claimed at the loss wait to be claimed again",
       cfg_.host, cfg_.port, episode_rows_, cfg_.prefix,
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                             episode_since_)
           .count(),
+      episode_present_
+          ? fmt::format(", {} left out: their entries were still in the streams", episode_present_)
+          : "",
       episode_requeued_
           ? fmt::format(", {} more wait in the outbox for streams that refuse entries",
                         episode_requeued_)

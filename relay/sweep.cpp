@@ -3,9 +3,10 @@
 // with entries the daemon removed since: an ack does XACK + XDEL, a transfer deletes the entry
 // and adds one to another stream, a dead letter moves it to {prefix}:dead:{queue}. Those come
 // back waiting (or pending for their old holder) and would be handed out again: finished work
-// done twice, a transferred item in two queues. So before a re-projection from a mark above 0
-// (mark 0 is a Redis that has nothing left to clean), the relay reads every queue stream and
-// asks the database, which is the truth, about each entry's interaction:
+// done twice, a transferred item in two queues. So before a re-projection the relay reads every
+// queue stream and asks the database, which is the truth, about each entry's interaction (a
+// Redis flushed has no stream to read; one that lost its mark alone has all of them, and the
+// re-projection from mark 0 then skips every interaction the sweep found: present_):
 // - not in the database (another producer's entry, or no interaction_id): left alone;
 // - claimed: left alone. It may be a claim the agent made on this Redis, its entry moved by a
 //   transfer the database has yet to record (Redis is changed first, the record follows);
@@ -128,6 +129,7 @@ Relay::Outcome Relay::sweep(Conn& c) {
     }
   } while (cursor != "0");
 
+  present_.clear();  // what this sweep finds: one cut short may have found more than is left
   std::uint64_t foreign = 0, refused = 0;
   std::string refusal;
   for (const auto& stream : streams) {
@@ -205,6 +207,7 @@ Relay::Outcome Relay::sweep(Conn& c) {
       std::vector<std::string> keys{cfg_.prefix + ":held", stream};
       std::vector<std::string> args;
       std::vector<std::string> targets;  // per action: the target queue of a move, else ""
+      std::vector<std::string> moving;   // per action: the interaction of a move, else ""
       for (const auto& [id, iid] : entries) {
         auto k = known.find(iid);
         if (k == known.end()) {
@@ -214,7 +217,8 @@ Relay::Outcome Relay::sweep(Conn& c) {
         const Known& in = k->second;
         std::string target;
         if (in.state == "claimed" || (in.state == "queued" && !in.payload)) {
-          continue;  // claimed, or waiting where it is
+          present_.insert(iid);  // claimed, or waiting where it is
+          continue;
         }
         if (in.state == "queued") {
           if (in.queue.empty() || in.priority.empty()) {
@@ -232,6 +236,7 @@ Relay::Outcome Relay::sweep(Conn& c) {
         } else {
           args.insert(args.end(), {"r", id, iid, "0", "", "", "", "", "", ""});
         }
+        moving.push_back(target.empty() ? std::string() : iid);
         targets.push_back(std::move(target));
       }
       if (!targets.empty()) {
@@ -257,6 +262,7 @@ Relay::Outcome Relay::sweep(Conn& c) {
             if (x->integer == 2) {
               ++episode_moved_;
               ++arrived[targets[i]];
+              present_.insert(moving[i]);
             }
           }
         }

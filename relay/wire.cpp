@@ -53,7 +53,8 @@ bool Relay::unlink_markers(Conn& c) {
 // (RESP) as it is read, so the payload goes from SQLite's buffer into the command once; hiredis's
 // argv formatting cost ~10k instructions a row. A row of a held stream is refused here, unsent,
 // unless `send_held` (its retry).
-void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held) {
+void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held,
+                      const std::unordered_set<std::string>* present) {
   std::string keys, fields;
   std::size_t in_chunk = 0;
   // The pass's note of refused streams, shared by its pipelined calls (see the script).
@@ -100,6 +101,10 @@ void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held) 
     r.stream = cfg_.prefix + ":q:" + r.queue + ":" + r.priority;
     if (!send_held && !held_.empty() && held_.contains(r.stream)) {
       r.fate = Row::Fate::refused;  // waits behind its stream's held rows
+      continue;
+    }
+    if (present && present->contains(r.id)) {
+      ++episode_present_;  // in Redis already: left unsent, and the mark rises past it anyway
       continue;
     }
     r.below = r.seq <= expect;

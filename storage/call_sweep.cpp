@@ -133,8 +133,16 @@ void Store::release_held_calls(std::int64_t older_than_ms,
     auto q = db.prepare(
         "SELECT id, channel, account, external_id, order_key, payload FROM interactions "
         "WHERE state = 'pending_call' AND held = 1 AND received_at <= ?1");
-    q.bind(1, now_ms() - older_than_ms);
+    std::int64_t now = now_ms();
+    q.bind(1, now - older_than_ms);
+    // As for stale calls: one that could not be queued waits an hour. It does not count toward
+    // kMaxPerSweep either: the oldest come first, and a thousand that fail would otherwise hold
+    // back every call held after them, for good.
+    std::erase_if(release_retry_at_, [now](const auto& e) { return e.second <= now; });
     while (held->size() < kMaxPerSweep && q.step()) {
+      if (release_retry_at_.contains(q.text_view(0))) {
+        continue;  // failed within the hour
+      }
       ++*read;
       auto stored = read_call_payload(q.text_view(5));
       // Held: ended (final status) but still pending. An unreadable payload is the 4-hour
@@ -173,14 +181,17 @@ void Store::release_held_calls(std::int64_t older_than_ms,
     auto result = std::make_shared<HeldRelease>(HeldRelease{0, *read});
     apply_each(
         std::move(*held),
-        [result](const SweptCall& call, const std::string& why) {
+        [this, result](const SweptCall& call, const std::string& why) {
           if (why.empty()) {
             ++result->released;
             return;
           }
+          release_retry_at_[call.id] = now_ms() + kRetryAfterMs;
           const Inbound& in = call.event;
-          logger("storage")->error("[{}:{}] held call {} (interaction {}) cannot be queued: {}",
-                                   in.channel, in.account, in.external_id, call.id, why);
+          logger("storage")->error(
+              "[{}:{}] held call {} (interaction {}) cannot be queued: {}; left held, tried again "
+              "in an hour",
+              in.channel, in.account, in.external_id, call.id, why);
         },
         [result, done] {
           if (done) {

@@ -69,8 +69,10 @@ class Pipeline {
   virtual ~Pipeline() = default;
 
   // Stores `items` (deduplicated) and applies `cursor`, all in one transaction. `done` runs on
-  // the writer thread after COMMIT (or after a failed transaction, with every outcome's error
-  // set); keep it short: post to your own executor.
+  // the writer thread after COMMIT with one outcome per item, or after a failed transaction with
+  // every outcome's error set and at least one outcome: a failed cursor-only commit (no items)
+  // reports one, so a caller that looks for an error finds it. Keep it short: post to your own
+  // executor.
   virtual void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor,
                       Done done) = 0;
 

@@ -3,6 +3,7 @@
 // after the COMMIT that holds its rows.
 #include "storage/store.hpp"
 
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "core/ids.hpp"
@@ -616,7 +617,10 @@ void Store::submit(std::vector<Inbound> items, std::optional<CursorUpdate> curso
           },
           [batch, outcomes, done = std::move(done)](const std::string& error) {
             if (!error.empty()) {
-              outcomes->assign(batch->size(), IngestOutcome{"", false, error});
+              // One outcome at least: a cursor alone (an empty batch) that failed must not read
+              // as done, or its caller goes on as if it were committed.
+              outcomes->assign(std::max<std::size_t>(batch->size(), 1),
+                               IngestOutcome{"", false, error});
             }
             done(std::move(*outcomes));
           }});

@@ -2,6 +2,7 @@
 // The Pipeline implementation: the whole data path of one interaction, in store.cpp, top to
 // bottom: dedupe -> customer match -> conversation -> rules -> interaction row + outbox row
 // (+ cursor) in the writer's group-committed transaction.
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -103,6 +104,10 @@ class Store final : public Pipeline {
   // so a bad call costs a log line an hour, not a failing job a minute, and a passing failure
   // such as a full disk heals). Writer thread only.
   std::unordered_map<std::string, std::int64_t> sweep_retry_at_;
+  // The same for held calls the release failed to queue: its own, as a held call is pending too
+  // and may go stale while it waits (the 4-hour sweep must not skip it for this). Writer thread
+  // only; std::less<> for lookups by a column's string_view.
+  std::map<std::string, std::int64_t, std::less<>> release_retry_at_;
   // Calls held for their legs (CallFold::awaits_legs) that the last release passed over: the
   // next one queues them, so each waits at least one release interval. Writer thread only.
   std::unordered_set<std::string> legs_held_seen_;

@@ -153,8 +153,7 @@ void BatchChain::committed(const std::shared_ptr<Batch>& b, std::vector<IngestOu
     // the session may end (and the Poller go away) as soon as it sees it cleared.
     std::lock_guard lock(mu_);
     if (b->cursor_only) {
-      // (A Store reports no outcome for an empty batch, so a failure may pass unseen: then the
-      // stored cursor still says `after` is due for those UIDs, and it is applied once more.)
+      // A failed cursor-only commit reports one outcome with the error (Pipeline::submit).
       if (!error.empty()) {
         log->error("{} recording `after` done up to UID {} failed: {}", prefix_, b->after_done,
                    error);

@@ -42,12 +42,15 @@ std::string dm_event_id(const Inbound& in) {
 
 // The overlap's rule, mentions' and DMs' alike: takes out of `items` what the poll before read
 // (`read_before`, by `id_of`), and, at or below `cursor`, what is older than a first start's
-// look-back (`since_ms`, 0: none); then `read_before` holds what this poll read (and `skipped`,
-// read but left out by the pager), for the next poll.
-void leave_out_read(std::vector<Inbound>& items, std::set<std::string>& read_before,
-                    std::int64_t since_ms, const std::string& cursor,
-                    std::string (*id_of)(const Inbound&),
-                    const std::vector<std::string>& skipped = {}) {
+// look-back (`since_ms`, 0: none). Returns what this poll read (and `skipped`, read but left
+// out by the pager): the next poll's `read_before`, once this poll's commit succeeded. Not
+// before: after a failed commit the cursor stays, and the next poll, reading the same ids
+// again, would leave them all out as read and commit the newer cursor past them.
+std::set<std::string> leave_out_read(std::vector<Inbound>& items,
+                                     const std::set<std::string>& read_before,
+                                     std::int64_t since_ms, const std::string& cursor,
+                                     std::string (*id_of)(const Inbound&),
+                                     const std::vector<std::string>& skipped = {}) {
   std::set<std::string> read(skipped.begin(), skipped.end());
   std::erase_if(items, [&](const Inbound& in) {
     std::string id = id_of(in);
@@ -55,7 +58,7 @@ void leave_out_read(std::vector<Inbound>& items, std::set<std::string>& read_bef
     return read_before.contains(id) || (since_ms > 0 && !id_less(cursor, id) &&
                                         in.occurred_at_ms != 0 && in.occurred_at_ms < since_ms);
   });
-  read_before = std::move(read);
+  return read;
 }
 
 // x-rate-limit-remaining / -reset (Unix seconds) with the same rule as Mastodon's pacing.
@@ -155,7 +158,7 @@ class XReadPoller : public Poller {
                                        std::vector<Inbound>& items,
                                        std::string (*id_of)(const Inbound&),
                                        const std::vector<std::string>& skipped = kNoneSkipped) {
-    leave_out_read(items, read_before_, first ? 0 : since_ms_, cursor_, id_of, skipped);
+    auto read = leave_out_read(items, read_before_, first ? 0 : since_ms_, cursor_, id_of, skipped);
     std::size_t n = items.size();
     std::optional<CursorUpdate> cu;
     if (cursor) {
@@ -165,6 +168,7 @@ class XReadPoller : public Poller {
     if (!err.empty()) {
       co_return PollResult::failed(std::string("storing ") + noun_ + ": " + err);
     }
+    read_before_ = std::move(read);
     if (cursor) {
       cursor_ = *cursor;
     }

@@ -7,6 +7,7 @@
 
 #include "core/supervise.hpp"
 #include "storage/sqlite.hpp"
+#include "storage/wal_batch.hpp"
 #include "tests/email/poller_rig.hpp"
 #include "tests/email/store_forwarder.hpp"
 
@@ -17,7 +18,8 @@ using namespace std::chrono_literals;
 namespace {
 
 // The real store, disturbed on demand: the committed cursor's read throws (SQLITE_BUSY past the
-// busy timeout, say), or the cursor-only write that records `after` as done fails.
+// busy timeout, say), or the cursor-only write that records `after` as done (or a first sync's
+// start) fails.
 class FaultyStore : public StoreForwarder {
  public:
   using StoreForwarder::StoreForwarder;
@@ -35,11 +37,9 @@ class FaultyStore : public StoreForwarder {
   void submit(std::vector<Inbound> items, std::optional<CursorUpdate> cursor, Done done) override {
     if (items.empty() && fail_after_record > 0) {
       --fail_after_record;
-      // Through the writer, as a real failure comes: `done` never runs inside submit().
-      store_.submit({}, std::nullopt, [done = std::move(done)](std::vector<IngestOutcome>) {
-        done({IngestOutcome{"", false, "disk I/O error"}});
-      });
-      return;
+      // The real Store's own failure: the commit's WAL write fails, as on a full disk. Nothing
+      // else is at the writer while the chain waits for a cursor-only commit, so it is this one.
+      storage::wal_batch_fail_next_flush();
     }
     store_.submit(std::move(items), std::move(cursor), std::move(done));
   }
@@ -182,4 +182,30 @@ TEST_CASE(
   CHECK(r.messages_in("Processed") == 5);
   CHECK(r.messages_in("INBOX") == 5);  // flagged \Deleted, not expunged: no UIDPLUS
   CHECK(r.rows("SELECT count(*) FROM interactions") == 5);
+}
+
+TEST_CASE(
+    "backfill = none: a first-sync start whose commit fails is chosen again before anything is "
+    "read") {
+  // The start is committed alone before anything is fetched (Poller::State::session). When that
+  // commit fails the session ends, and the next one, finding no cursor, chooses again. Taken
+  // for done, the session went on with no cursor stored: a restart before the next new mail
+  // would choose again and skip what arrived meanwhile.
+  FailureRig r("keep");
+  for (int i = 0; i < 5; ++i) {
+    r.dovecot.deliver(test_email(i, i % 3));
+  }
+  r.account.backfill = 0ms;
+  r.pipeline.fail_after_record = 1;
+  r.start();
+  REQUIRE(eventually([&] { return r.pipeline.fail_after_record == 0; }, 30s));
+  REQUIRE(eventually([&] { return r.cursor().ends_with(":5"); }, 30s));
+  CHECK(r.lines_with("INBOX: first sync reads back none: 0 of 5 messages").size() == 2);
+  auto failed = r.lines_with("recording `after` done up to UID 5 failed");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].find("disk I/O error") != std::string::npos);
+  CHECK(r.rows("SELECT count(*) FROM interactions") == 0);
+  r.dovecot.deliver(test_email(6, 1));
+  REQUIRE(eventually([&] { return r.rows("SELECT count(*) FROM interactions") == 1; }, 30s));
+  CHECK(eventually([&] { return r.cursor().ends_with(":6"); }, 10s));
 }

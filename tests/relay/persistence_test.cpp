@@ -36,3 +36,19 @@ TEST_CASE("a Redis without appendonly is named in a warning, one with it is not"
   CHECK(redis.cmd({"CONFIG", "SET", "appendonly", "yes"}) == "OK");
   CHECK(relay_log(redis).find("append-only") == std::string::npos);
 }
+
+TEST_CASE("allkeys-lru is named in a warning, noeviction is not") {
+  RedisServer redis;
+  CHECK(redis.cmd({"CONFIG", "SET", "maxmemory", "1gb"}) == "OK");
+  CHECK(redis.cmd({"CONFIG", "SET", "maxmemory-policy", "allkeys-lru"}) == "OK");
+  auto text = relay_log(redis);
+  CHECK(text.find("may evict keys: maxmemory is 1073741824 bytes with maxmemory-policy "
+                  "allkeys-lru") != std::string::npos);
+  CHECK(text.find("maxmemory-policy noeviction") != std::string::npos);  // the fix, named
+  CHECK(redis.cmd({"CONFIG", "SET", "maxmemory-policy", "noeviction"}) == "OK");
+  CHECK(relay_log(redis).find("may evict") == std::string::npos);
+  // Without a limit no policy evicts anything.
+  CHECK(redis.cmd({"CONFIG", "SET", "maxmemory-policy", "volatile-ttl"}) == "OK");
+  CHECK(redis.cmd({"CONFIG", "SET", "maxmemory", "0"}) == "OK");
+  CHECK(relay_log(redis).find("may evict") == std::string::npos);
+}

@@ -291,4 +291,60 @@ TEST_CASE(
   CHECK(reprojected(port, 3));
 }
 
+TEST_CASE("DEL sb:projected with streams intact adds nothing twice") {
+  // The mark alone gone (evicted by a maxmemory-policy other than noeviction, an operator's
+  // DEL): Redis still holds every entry. The sweep finds them and the re-projection from mark 0
+  // leaves them out; a finished interaction's entry (acked since) stays out too.
+  TempDir dir;
+  RedisServer redis;
+  LogCapture log("relay");
+  App app(test_config(dir, redis.port()));
+  app.start();
+  auto port = app.port();
+  REQUIRE(eventually([&] { return ready(port); }));
+  using Ids = std::vector<std::string>;
+  Ids ids;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(post(port, "m" + std::to_string(i)));
+  }
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == ids; }));
+  HttpClient agent(port);
+  auto claim = [&] {
+    auto r = agent.post_json("/v1/agent/claim", R"({"queue":"general"})", "alice-token");
+    REQUIRE(r.status == 200);
+    return std::string(json::parse(r.body).at("interaction").at("id").as_string());
+  };
+  REQUIRE(claim() == ids[0]);  // claimed: its entry stays, pending
+  auto db = dir.file("switchboard.db");
+  REQUIRE(eventually([&] { return outbox_rows(db) == 0; }));
+  std::string mark = redis.cmd({"GET", "sb:projected"});
+  REQUIRE(mark != "(nil)");
+
+  CHECK(redis.cmd({"DEL", "sb:projected"}) == "1");
+  // The relay finds the mark gone (its idle check) and raises it again to the database's.
+  REQUIRE(eventually(
+      [&] {
+        return redis.cmd({"GET", "sb:projected"}) == mark;
+      },
+      std::chrono::seconds(10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(ids_in(redis, kGeneral) == ids);
+  CHECK(reprojected(port, 0));
+  CHECK(count(log.text(), "re-projected 0 open interactions") == 1);
+  CHECK(count(log.text(), "4 left out: their entries were still in the streams") == 1);
+  // The claimed one is still its holder's, the others are handed out once each.
+  CHECK(agent.post_json("/v1/agent/interactions/" + ids[0] + "/ack", "{}", "alice-token").status ==
+        200);
+  CHECK(claim() == ids[1]);
+  CHECK(claim() == ids[2]);
+  CHECK(claim() == ids[3]);
+  CHECK(agent.post_json("/v1/agent/claim", R"({"queue":"general"})", "alice-token").status == 204);
+  // New work goes on as before, once.
+  auto later = post(port, "m-later");
+  Ids left{ids[1], ids[2], ids[3], later};
+  REQUIRE(eventually([&] { return ids_in(redis, kGeneral) == left; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(ids_in(redis, kGeneral) == left);
+}
+
 }  // namespace reproject_test

@@ -64,6 +64,21 @@ struct SocialDaemon {
   }
 };
 
+// Another connection's write transaction on the daemon's database, as the sqlite3 CLI or a
+// backup tool may hold one: the daemon's commits wait for it, and fail with SQLITE_BUSY once
+// the busy timeout (5 s) has passed. Rolled back when it goes.
+struct WriteLock {
+  storage::Db db;
+  explicit WriteLock(const std::string& path) : db(path) { db.exec("BEGIN IMMEDIATE"); }
+  ~WriteLock() {
+    try {
+      db.exec("ROLLBACK");
+    } catch (...) {
+      // Closing the connection rolls back too.
+    }
+  }
+};
+
 inline OutboundMessage reply_to(const boost::json::object& parent, std::string id,
                                 std::string text) {
   OutboundMessage m;

@@ -415,3 +415,34 @@ TEST_CASE(
   CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
   CHECK(d.metrics().find("switchboard_duplicates_total{channel=\"x\"") == std::string::npos);
 }
+
+TEST_CASE("x: a poll whose commit fails stores the same mentions at the next poll") {
+  using namespace std::chrono_literals;
+  LogCapture social("social");  // before the daemon, which logs from its own threads
+  FakeX fake("42");
+  fake.start();
+  std::string first = fake.add_mention("7", "pat", "@support one");
+  SocialDaemon d;
+  // Polled every 3 s: the mentions below are added well before the next poll reads.
+  d.cfg.channels.x.push_back(config::X{"x", fake.base_url(), "x-token", "42", 3000ms});
+  d.start();
+  REQUIRE(eventually([&] { return d.cursor("x:x", "mentions") == first; }));
+  std::vector<std::string> later;
+  {
+    // The next poll reads both and its commit fails (SQLITE_BUSY): neither they nor the cursor
+    // are stored. The poll after it reads them again, the overlap included.
+    WriteLock lock(d.dir.file("switchboard.db"));
+    later.push_back(fake.add_mention("8", "ann", "@support two"));
+    later.push_back(fake.add_mention("9", "bob", "@support three"));
+    REQUIRE(eventually([&] { return !social.lines_with("poll failed: storing mentions").empty(); },
+                       std::chrono::seconds(15)));
+  }
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; },
+                     std::chrono::seconds(15)));
+  auto q = d.queued();
+  CHECK(str(q[1].at("external_id")) == later[0]);
+  CHECK(str(q[2].at("external_id")) == later[1]);
+  CHECK(d.cursor("x:x", "mentions") == later[1]);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+  d.stop();
+}

@@ -298,3 +298,37 @@ TEST_CASE(
   CHECK(lines[0].find("direct_messages = false") != std::string::npos);
   CHECK(log.lines_with("direct messages: poll failed").empty());
 }
+
+TEST_CASE("x dm: a poll whose commit fails stores the same DMs at the next poll") {
+  using namespace std::chrono_literals;
+  LogCapture social("social");  // before the daemon, which logs from its own threads
+  FakeX fake("42");
+  fake.start();
+  std::string first = fake.add_dm("7", "pat", "dm one");
+  SocialDaemon d;
+  auto account = fake.replying_account();
+  account.poll_interval = 3000ms;  // the DMs below are added well before the next poll reads
+  d.cfg.channels.x.push_back(account);
+  d.start();
+  REQUIRE(eventually([&] { return d.cursor("x:x", "direct_messages") == first; }));
+  std::vector<std::string> later;
+  {
+    // The next poll reads both and its commit fails (SQLITE_BUSY): neither they nor the cursor
+    // are stored. The poll after it reads them again, the overlap included.
+    WriteLock lock(d.dir.file("switchboard.db"));
+    later.push_back(fake.add_dm("8", "ann", "dm two"));
+    later.push_back(fake.add_dm("7", "pat", "dm three"));
+    REQUIRE(eventually(
+        [&] { return !social.lines_with("poll failed: storing direct messages").empty(); },
+        std::chrono::seconds(15)));
+  }
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; },
+                     std::chrono::seconds(15)));
+  auto dms = of_kind(d.queued(), "direct_message");
+  REQUIRE(dms.size() == 3);
+  CHECK(str(dms[1].at("external_id")) == "dm:" + later[0]);
+  CHECK(str(dms[2].at("external_id")) == "dm:" + later[1]);
+  CHECK(d.cursor("x:x", "direct_messages") == later[1]);
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
+  d.stop();
+}

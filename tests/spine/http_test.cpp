@@ -16,6 +16,7 @@
 #include "http/metrics.hpp"
 #include "storage/sqlite.hpp"
 #include "tests/support/harness.hpp"
+#include "tests/support/log_capture.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -968,4 +969,52 @@ TEST_CASE("http server: unset, the connection cap is the open-file limit less 25
     MESSAGE("the hard open-file limit is ", limit, ": the 10000 bound was not reached");
   }
   REQUIRE(setrlimit(RLIMIT_NOFILE, &was) == 0);
+}
+
+TEST_CASE(
+    "http server: accepts failing for want of file descriptors are logged once, and their end "
+    "with the count") {
+  // Out of descriptors the accept fails every 50 ms (the connection waits in the backlog): a
+  // warning each time flooded the log for as long as it lasted.
+  LogCapture log("http");
+  boost::asio::io_context io;
+  http::Router router;
+  Metrics metrics;
+  http::ServerOptions opts;
+  opts.port = 0;
+  opts.max_connections = 100;
+  http::Server server(io, opts, router, metrics);
+  server.start();
+  std::thread runner([&] { io.run(); });
+  rlimit was{};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &was) == 0);
+  rlimit low = was;
+  low.rlim_cur = std::min<rlim_t>(was.rlim_cur, 4096);
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+  // Every descriptor taken but one, which the client's socket takes: the server has none left.
+  std::vector<int> taken;
+  for (int fd; (fd = ::dup(0)) >= 0;) {
+    taken.push_back(fd);
+  }
+  REQUIRE(!taken.empty());
+  ::close(taken.back());
+  taken.pop_back();
+  {
+    RawConn c(server.port());
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));  // about 12 failed accepts
+    for (int fd : taken) {
+      ::close(fd);
+    }
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &was) == 0);
+    CHECK(eventually([&] { return !log.lines_with("accepting again after").empty(); }));
+  }
+  server.stop();
+  io.stop();
+  runner.join();
+  auto failed = log.lines_with("accept failed");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].find("Too many open files") != std::string::npos);
+  auto again = log.lines_with("accepting again after");
+  REQUIRE(again.size() == 1);
+  CHECK(std::stoi(again[0].substr(again[0].find("after ") + 6)) >= 5);
 }

@@ -3,7 +3,9 @@
 // The release of held calls (ended, direction unknown) reads those calls only.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
+#include <future>
 #include <string>
 #include <thread>
 
@@ -89,6 +91,47 @@ TEST_CASE("held calls: the release reads the held calls, not every pending one")
   CHECK(r.read == 0);
   // The pending calls are still the 4-hour sweep's.
   CHECK(s.sweep(0) == 300);
+}
+
+// The release runs every 10 s: a held call that cannot be queued (here a trigger refuses its
+// update) is logged and left for an hour, not tried and logged at every release. The release
+// takes the oldest first, at most 1,000: failing ones must not keep a later call held for good.
+TEST_CASE("held calls: ones that cannot be queued wait an hour, and do not hold back later ones") {
+  CallStore s;
+  s.start();
+  constexpr int kBad = 1000;  // kMaxPerSweep
+  std::atomic<int> left{kBad};
+  std::atomic<int> failed{0};
+  std::promise<void> all;
+  for (int i = 0; i < kBad; ++i) {
+    s.store->submit_call_event(undirected_hangup("bad-" + std::to_string(i)),
+                               [&](std::vector<IngestOutcome> out) {
+                                 if (out.size() != 1 || !out[0].error.empty()) {
+                                   ++failed;
+                                 }
+                                 if (--left == 0) {
+                                   all.set_value();
+                                 }
+                               });
+  }
+  all.get_future().wait();
+  REQUIRE(failed == 0);
+  s.exec(
+      "CREATE TRIGGER refuse_bad BEFORE UPDATE ON interactions WHEN OLD.external_id LIKE 'bad-%' "
+      "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  REQUIRE(s.submit(undirected_hangup("held-late")).error.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // all older than "now - 0"
+  auto r = s.release_report(0);
+  CHECK(r.released == 0);  // the first 1,000 read are the failing ones
+  CHECK(r.read == kBad);
+  CHECK(s.text("SELECT state FROM interactions WHERE external_id = 'held-late'") == "pending_call");
+  // The next release passes over the failing ones without reading them, and queues the later one.
+  r = s.release_report(0);
+  CHECK(r.released == 1);
+  CHECK(r.read == 1);
+  CHECK(s.text("SELECT state FROM interactions WHERE external_id = 'held-late'") == "queued");
+  CHECK(s.text("SELECT count(*) FROM interactions WHERE held = 1") == std::to_string(kBad));
 }
 
 // A call held before the upgrade to schema 15 (pending, with a final status) is found by the
