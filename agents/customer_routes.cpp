@@ -16,14 +16,9 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 #include "agents/service.hpp"
 #include "core/ids.hpp"
 #include "storage/customers.hpp"
-#include "storage/erase.hpp"
 
 namespace sb::agents {
 namespace json = boost::json;
@@ -31,9 +26,6 @@ namespace json = boost::json;
 namespace {
 constexpr int kDefaultLimit = 50;
 constexpr int kMaxLimit = 200;
-// How long an erasure's answer waits for the Redis cleanup (relay/erase.cpp): with Redis up it
-// takes milliseconds, and then an agent holding one of the items is told 404 from the answer on.
-constexpr auto kEraseRedisWait = std::chrono::seconds(2);
 }  // namespace
 
 // GET /v1/interactions/{id}/attachments/{n}: the bytes of attachment n (its position in the
@@ -168,56 +160,6 @@ Service::Awaitable Service::timeline(http::Request& r) {
               : std::string("null");
   body += "}";
   co_return http::json(200, std::move(body));
-}
-
-// DELETE /v1/customers/{id}: the erasure (storage/erase.hpp) in one writer job; 200 once it is
-// committed, with what it erased. Redis is cleaned after the commit by the relay (a projection,
-// retried while Redis is down): the answer waits for it a moment and says whether it is done
-// ("redis": "done"), or will be once Redis is back ("pending").
-Service::Awaitable Service::erase(http::Request& r) {
-  if (!api_tokens_.contains(http::bearer_token(r))) {
-    if (agent_auth(r).agent) {
-      co_return http::error(403, "forbidden",
-                            "erasing a customer takes an API token ([api] tokens); an agent's "
-                            "token reads customers only");
-    }
-    co_return http::unauthorized("an API token is required");
-  }
-  const std::string id = r.params["id"];
-  auto erased = std::make_shared<std::optional<storage::Erased>>();
-  // The job may run twice (storage::Job): it assigns, never accumulates. Built before the
-  // co_await: GCC 12 destroys a lambda temporary of a co_await expression twice.
-  std::function<void(storage::Db&)> job = [id, erased](storage::Db& db) {
-    *erased = storage::erase_customer(db, id);
-  };
-  std::string error = co_await write(writer_, std::move(job));
-  if (!error.empty()) {
-    co_return http::error(503, "database_unavailable",
-                          "customer " + id + " was not erased: " + error + "; retry");
-  }
-  if (!*erased) {
-    co_return http::error(404, "not_found", "no customer has the id " + id);
-  }
-  auto ticket = relay_.request_erase_cleanup();
-  auto until = std::chrono::steady_clock::now() + kEraseRedisWait;
-  boost::asio::steady_timer timer(io_);
-  while (relay_.erase_cleaned() < ticket && std::chrono::steady_clock::now() < until &&
-         !stopping_) {
-    timer.expires_after(std::chrono::milliseconds(10));
-    co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-  }
-  const auto& e = **erased;
-  json::object counts{{"customers", 1},
-                      {"identities", e.identities},
-                      {"interactions", e.interactions},
-                      {"conversations", e.conversations},
-                      {"events", e.events},
-                      {"sends", e.sends},
-                      {"attachments", e.attachments}};
-  json::object out{{"id", id},
-                   {"erased", std::move(counts)},
-                   {"redis", relay_.erase_cleaned() >= ticket ? "done" : "pending"}};
-  co_return http::json(200, json::serialize(out));
 }
 
 }  // namespace sb::agents

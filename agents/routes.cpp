@@ -636,10 +636,6 @@ void Service::add_routes(http::Router& router) {
       "GET", "/v1/queues", [this](http::Request& r) { return queues(r); }, reader);
   router.add(
       "GET", "/v1/customers/{id}", [this](http::Request& r) { return customer(r); }, reader);
-  // Erasure takes an [api] token (the operators' systems); an agent's is refused in the
-  // handler, 403, after the gate has let any reader's token through.
-  router.add(
-      "DELETE", "/v1/customers/{id}", [this](http::Request& r) { return erase(r); }, reader);
   router.add(
       "GET", "/v1/customers/{id}/interactions", [this](http::Request& r) { return timeline(r); },
       reader);

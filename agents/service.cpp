@@ -104,8 +104,7 @@ Service::Service(asio::io_context& io, const config::Config& cfg, storage::Write
       ops_(redis_, cfg.redis.prefix, cfg.routing.claim_timeout, cfg.routing.max_deliveries),
       records_(io, writer, cfg.storage.path),
       sends_(io, records_, senders, metrics, policy),
-      relay_(relay),
-      writer_(writer) {
+      relay_(relay) {
   max_waiting_claims_ = cfg.routing.max_waiting_claims_per_agent;
   // A waiting claim looks again at least this often, so an item whose claim timed out is
   // redelivered to a waiting agent without new work arriving.

@@ -120,7 +120,6 @@ class Service {
   Awaitable customer(http::Request& r);
   Awaitable timeline(http::Request& r);
   Awaitable attachment(http::Request& r);
-  Awaitable erase(http::Request& r);  // DELETE /v1/customers/{id} (customer_routes.cpp)
   // For an operation Redis did not do: 404 when the interaction does not exist, 403 when it is
   // in a queue that is not the agent's, else 409 naming who holds it.
   Response not_held(const std::string& id, const config::Agent& agent, const char* verb,
@@ -235,8 +234,7 @@ class Service {
   LogGate sweep_failed_{std::chrono::minutes(1)};
   SendLoop sends_;
   Relay& relay_;
-  storage::Writer& writer_;  // erasures (customer_routes.cpp)
-  bool stopping_ = false;    // io thread only
+  bool stopping_ = false;  // io thread only
   std::chrono::milliseconds tick_;
   // The queue statistics of the last refresh_queue_stats, shared by the gauge families of a
   // scrape.

@@ -10,8 +10,6 @@ int run_daemon(const config::Config& cfg);
 // `switchboard customers import FILE` and `switchboard customers show QUERY`.
 int import_customers(const config::Config& cfg, const std::string& file);
 int show_customer(const config::Config& cfg, const std::string& query);
-// `switchboard customers erase ID` (storage/erase.hpp); the daemon's relay cleans Redis.
-int erase_customer(const config::Config& cfg, const std::string& id);
 // `switchboard backup [--force] DEST`: a consistent copy of the database (daemon/backup.cpp).
 int backup_database(const config::Config& cfg, const std::string& dest, bool force);
 

@@ -15,7 +15,6 @@
 #include "routing/identity.hpp"
 #include "routing/identity_links.hpp"
 #include "storage/customers.hpp"
-#include "storage/erase.hpp"
 #include "storage/schema.hpp"
 
 namespace sb {
@@ -311,43 +310,6 @@ int show_customer(const config::Config& cfg, const std::string& query) {
               << "  " << str("direction") << "  " << str("queue") << "  " << what << "\n";
   }
   db.exec("COMMIT");
-  return 0;
-}
-
-int erase_customer(const config::Config& cfg, const std::string& id) {
-  if (!database_exists(cfg.storage.path)) {
-    std::cerr << "switchboard: no database at " << database_named(cfg.storage.path) << "\n";
-    return 1;
-  }
-  // Beside a running daemon, as the import: its writer and this transaction take turns (busy
-  // timeout), and the daemon keeps no customer or identity in memory (matching reads the
-  // tables), so its next message from the customer's address makes a new customer. Its relay
-  // finds the erased interactions within a second and cleans Redis (relay/erase.cpp).
-  storage::Db db(cfg.storage.path);
-  storage::require_current_schema(db);
-  db.exec("BEGIN IMMEDIATE");
-  std::optional<storage::Erased> e;
-  try {
-    e = storage::erase_customer(db, id);
-    if (!e) {
-      db.exec("ROLLBACK");
-      std::cerr << "switchboard: no customer has the id \"" << printable(id) << "\"\n";
-      return 1;
-    }
-    db.exec("COMMIT");
-  } catch (...) {
-    db.reset_statements();
-    try {
-      db.exec("ROLLBACK");
-    } catch (...) {  // NOLINT(bugprone-empty-catch): SQLite may have rolled back already
-    }
-    throw;
-  }
-  std::cout << "erased customer " << printable(id) << ": " << e->identities << " identities, "
-            << e->interactions << " interactions, " << e->conversations << " conversations, "
-            << e->events << " events, " << e->sends << " sends, " << e->attachments
-            << " attachments\n"
-            << "Redis is cleaned by the daemon (now if it runs, else at its next start)\n";
   return 0;
 }
 

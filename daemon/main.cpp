@@ -21,7 +21,6 @@ Usage:
   switchboard check-config [--config PATH]             validate a config file
   switchboard customers import [--config PATH] FILE    import customers (CSV or .jsonl)
   switchboard customers show [--config PATH] QUERY     show a customer and their timeline
-  switchboard customers erase [--config PATH] ID       erase a customer and all their data
   switchboard backup [--config PATH] [--force] DEST    copy the database, also while it runs
   switchboard --version
 
@@ -83,19 +82,6 @@ and a Telegram id) lists their ids and how each matched, and exits 1: show one b
 Exit 1 also when no customer matches, or when the database is not switchboard's or not at this
 binary's schema version. Secrets given as *_env or *_file in the config need not be set or
 readable.
-)";
-
-constexpr const char* kEraseHelp = R"(switchboard customers erase [--config PATH] ID
-
-Erases customer ID (its customer id, as `customers show` prints it: an erasure names exactly
-whom) for good, as DELETE /v1/customers/{id} does: its identities, interactions (bodies,
-attachments, events, replies and their sends), conversations and threading keys, in one
-transaction. Prints what it erased. A message from the same address afterwards makes a new
-customer; a provider re-delivering an erased message stores it anew. Redis is cleaned by the
-daemon: at once when it runs (this command may run beside it, as `customers import`), else at
-its next start. Backups taken before keep the customer: erase there too, or let them expire.
-Exit 1 when no customer has that id. Secrets given as *_env or *_file in the config need not
-be set or readable.
 )";
 
 constexpr const char* kBackupHelp = R"(switchboard backup [--config PATH] [--force] DEST
@@ -237,34 +223,30 @@ int main(int argc, char** argv) {
     }
     if (cmd == "customers") {
       std::string sub = argc > 2 ? argv[2] : "";
-      if (sub != "import" && sub != "show" && sub != "erase") {
+      if (sub != "import" && sub != "show") {
         if (sub == "--help" || sub == "-h") {
-          std::cout << kImportHelp << "\n" << kShowHelp << "\n" << kEraseHelp;
+          std::cout << kImportHelp << "\n" << kShowHelp;
           return 0;
         }
-        return usage_error("customers needs a subcommand: import, show or erase", kUsage);
+        return usage_error("customers needs a subcommand: import or show", kUsage);
       }
-      const char* help = sub == "import" ? kImportHelp : sub == "show" ? kShowHelp : kEraseHelp;
+      const char* help = sub == "import" ? kImportHelp : kShowHelp;
       Args a = parse(argc, argv, 3);
       if (a.help) {
         std::cout << help;
         return 0;
       }
       if (!a.error.empty() || a.positional.size() != 1) {
-        return usage_error(a.error.empty() ? (sub == "import" ? "give exactly one FILE"
-                                              : sub == "show" ? "give exactly one QUERY"
-                                                              : "give exactly one ID")
-                                           : a.error,
-                           help);
+        return usage_error(
+            a.error.empty() ? (sub == "import" ? "give exactly one FILE" : "give exactly one QUERY")
+                            : a.error,
+            help);
       }
       // These commands touch the database only: the channels', agents' and Redis's secrets
       // need not be in this shell's environment.
       auto cfg = load(a, Warnings::ignore, sb::config::LoadOptions{.require_env_secrets = false});
       if (!cfg) {
         return 1;
-      }
-      if (sub == "erase") {
-        return sb::erase_customer(*cfg, a.positional[0]);
       }
       return sub == "import" ? sb::import_customers(*cfg, a.positional[0])
                              : sb::show_customer(*cfg, a.positional[0]);

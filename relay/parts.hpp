@@ -80,7 +80,6 @@ struct Relay::Reader {
   storage::Stmt unsequenced;  // an open interaction queued before schema 13 (no queued_seq)?
   storage::Stmt entries;      // the interactions of a batch of stream entries (sweep.cpp)
   storage::Stmt handed_out;   // the highest outbox seq the database ever handed out
-  storage::Stmt erased;       // erased interactions whose Redis cleanup is due (erase.cpp)
   explicit Reader(const std::string& path);
 };
 

@@ -59,8 +59,7 @@ Relay::Reader::Reader(const std::string& path)
                          "THEN payload END "
                          "FROM interactions WHERE id IN (SELECT value FROM json_each(?1))")),
       handed_out(db.prepare(
-          "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)")),
-      erased(db.prepare("SELECT interaction_id FROM erased_interactions LIMIT ?1")) {}
+          "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)")) {}
 
 namespace {
 
@@ -225,12 +224,6 @@ void Relay::loop() {
       }
       if ((outcome == Outcome::idle || outcome == Outcome::more) && !retry_held(conn)) {
         outcome = Outcome::redis_failed;
-      }
-      if ((outcome == Outcome::idle || outcome == Outcome::more) && erase_due()) {
-        auto erased = clean_erased(conn);
-        if (erased != Outcome::idle) {
-          outcome = erased;
-        }
       }
       if (lost_) {
         outcome = Outcome::lost;

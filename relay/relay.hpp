@@ -75,13 +75,6 @@ class Relay {
     std::string error;   // Redis's answer to the latest attempt
   };
   std::vector<HeldStream> held() const;  // any thread; empty while every stream takes entries
-  // An erasure committed (storage/erase.hpp): its Redis cleanup (erase.cpp) is due. Returns a
-  // ticket; erase_cleaned() reaches it once Redis holds nothing more of the interactions erased
-  // up to then. Any thread.
-  std::uint64_t request_erase_cleanup();
-  std::uint64_t erase_cleaned() const { return erase_cleaned_.load(); }
-  // Stream entries of erased interactions removed (erase.cpp).
-  std::uint64_t erased_entries() const { return erase_entries_.load(); }
   // Called on the relay thread after `n` entries were added to a queue's streams (claim
   // wake-ups).
   using Delivered = std::function<void(const std::string& queue, std::size_t n)>;
@@ -132,10 +125,6 @@ class Relay {
   // sweep.cpp: before a re-projection, the stale entries out of the streams; the open
   // interactions whose entries stay (or were moved) go into present_.
   Outcome sweep(Conn& c);
-  // erase.cpp: the entries and keys of erased interactions out of Redis, when due (asked for,
-  // or the once-a-second look for erasures of another process's).
-  bool erase_due();
-  Outcome clean_erased(Conn& c);
   bool settle_writes();         // waits for the writer to commit the jobs submitted so far
   void sequence_unsequenced();  // open interactions queued before schema 13: a queued_seq < 0
   // New outbox rows (one writer job). A job that fails is submitted again (retry_requeues): the
@@ -153,10 +142,6 @@ class Relay {
   std::mutex mu_;
   std::condition_variable cv_;
   bool woken_ = false;
-  std::uint64_t erase_requested_ = 0;  // tickets handed out (request_erase_cleanup)
-  // The next look at erased_interactions without a request; the first at once (left from
-  // before this start).
-  std::chrono::steady_clock::time_point erase_check_at_{};
   bool stopping_ = false;
   std::chrono::steady_clock::time_point flush_until_;
   std::thread thread_;
@@ -202,8 +187,6 @@ class Relay {
   std::atomic<std::uint64_t> delivered_{0};
   std::atomic<std::uint64_t> reprojected_{0};
   std::atomic<std::uint64_t> reconciled_{0};
-  std::atomic<std::uint64_t> erase_cleaned_{0};
-  std::atomic<std::uint64_t> erase_entries_{0};
   mutable std::mutex err_mu_;
   std::string redis_error_ = "not connected yet";
   mutable std::mutex held_mu_;

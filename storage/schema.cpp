@@ -420,14 +420,6 @@ ALTER TABLE sends ADD COLUMN uncertain_since INTEGER;
     R"sql(
 ALTER TABLE sends ADD COLUMN planned_id TEXT NOT NULL DEFAULT '';
 )sql",
-    // 25 -> 26: erasing a customer (storage/erase.hpp). The interactions an erasure deleted,
-    // until the relay has removed their entries and markers from Redis (relay/erase.cpp): the
-    // Redis side is a projection, done after the commit and retried while Redis is down.
-    R"sql(
-CREATE TABLE erased_interactions(
-  interaction_id TEXT PRIMARY KEY
-) WITHOUT ROWID;
-)sql",
 };
 
 std::string newer_schema_message(const Db& db, int v) {

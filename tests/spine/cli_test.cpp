@@ -575,8 +575,7 @@ TEST_CASE("customers commands: an unknown option or an extra argument is a usage
   CHECK(extra.output.starts_with("switchboard: unexpected argument now\n\n"));
   auto sub = switchboard(dir, {"customers", "list"});
   CHECK(sub.status == 2);
-  CHECK(
-      sub.output.starts_with("switchboard: customers needs a subcommand: import, show or erase\n"));
+  CHECK(sub.output.starts_with("switchboard: customers needs a subcommand: import or show\n"));
   // None of them touched the database.
   CHECK(::access(dir.file("sb.db").c_str(), F_OK) != 0);
 }
@@ -594,34 +593,6 @@ TEST_CASE("customers show: no customer matching the query is exit 1 naming the q
     CHECK(out.output == "switchboard: no customer matches \"" + query + "\"\n");
   }
   CHECK(customers(dir, "show", cfg, "ann@example.com").status == 0);
-}
-
-TEST_CASE("customers erase: the customer and its identities go, a second erase is exit 1") {
-  TempDir dir;
-  const auto cfg = storage_config(dir);
-  REQUIRE(customers(dir, "import", cfg,
-                    write_file(dir, "c.csv", "external_id,email\nc-1,ann@example.com\n"))
-              .status == 0);
-  std::string id;
-  {
-    sb::storage::Db db(dir.file("sb.db"), true);
-    auto st = db.prepare("SELECT id FROM customers WHERE external_id = 'c-1'");
-    REQUIRE(st.step());
-    id = st.text(0);
-  }
-  auto usage = switchboard(dir, {"customers", "erase", "--config", cfg});
-  CHECK(usage.status == 2);
-  CHECK(
-      usage.output.starts_with("switchboard: give exactly one ID\n\n"
-                               "switchboard customers erase [--config PATH] ID\n"));
-  auto out = customers(dir, "erase", cfg, id);
-  INFO(out.output);
-  CHECK(out.status == 0);
-  CHECK(out.output.starts_with("erased customer " + id + ": 1 identities, 0 interactions"));
-  CHECK(customers(dir, "show", cfg, "ann@example.com").status == 1);
-  auto again = customers(dir, "erase", cfg, id);
-  CHECK(again.status == 1);
-  CHECK(again.output == "switchboard: no customer has the id \"" + id + "\"\n");
 }
 
 TEST_CASE("customers show finds an X or Telegram user a message made a customer by username") {

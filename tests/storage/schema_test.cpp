@@ -769,12 +769,3 @@ TEST_CASE(
   storage::trim_padded_identities(db);
   CHECK(identity_rows(db) == expected_rows());
 }
-
-TEST_CASE("version 26 adds the table of erased interactions awaiting their Redis cleanup, empty") {
-  test::TempDir dir;
-  storage::Db db(dir.file("old.db"));
-  storage::migrate(db, 25);
-  CHECK_THROWS(db.prepare("SELECT interaction_id FROM erased_interactions"));
-  storage::migrate(db);
-  CHECK(db.prepare("SELECT count(*) FROM erased_interactions").step());
-}
