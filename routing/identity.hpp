@@ -33,6 +33,10 @@ struct Canonical {
   std::string type;   // canonical type; may differ from the requested one (x -> x_handle)
   std::string value;  // canonical value when ok
   std::string error;  // why it is invalid, e.g. "not a valid phone number (too short)"
+  // When ok: what of `raw` the value leaves out, for a message to say, else "". A phone or
+  // WhatsApp number's extension: "extension 12 dropped" (E.164 has none; the line, not the
+  // desk, names the caller).
+  std::string note;
 
   bool ok() const { return status == Status::ok; }
   bool withheld() const { return status == Status::withheld; }
