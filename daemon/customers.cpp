@@ -44,16 +44,51 @@ int import_customers(const config::Config& cfg, const std::string& file) {
   }
   constexpr std::size_t kPerTransaction = 20000;
   std::size_t inserted = 0, updated = 0, rejected = 0, in_tx = 0;
-  std::vector<std::string> rejections;
+  std::size_t extensions = 0;  // phone extensions the identities leave out (Canonical::note)
   // As of the last commit: what a failure further on leaves in the database.
   struct Committed {
-    std::size_t inserted = 0, updated = 0, rejected = 0, rejections = 0;
+    std::size_t inserted = 0, updated = 0, rejected = 0;
     std::size_t line = 0;  // the line of the last record committed; 0: none yet
   } committed;
   std::size_t line_no = 0;  // the line being imported
   auto started = std::chrono::steady_clock::now();
   auto last_progress = started;
   bool tty = isatty(fileno(stderr));
+  bool progress_shown = false;  // a tty's progress line is on screen, to clear before a message
+  auto clear_progress = [&] {
+    if (tty && progress_shown) {
+      std::fprintf(stderr, "\r\033[K");
+      progress_shown = false;
+    }
+  };
+  // Each rejected line is said when it is met, on stderr: kept until the end, a file of a
+  // million bad lines held ~100 MB of messages and showed nothing until it was read through.
+  auto reject = [&](std::size_t at, const std::string& why) {
+    ++rejected;
+    clear_progress();
+    // Reasons quote the file and the database.
+    std::fprintf(stderr, "line %zu: %s\n", at, printable(why).c_str());
+  };
+  // Progress by lines read, at most once a second: counted at commits only, a file whose lines
+  // mostly fail (never reaching a commit) showed none.
+  auto show_progress = [&] {
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_progress <= std::chrono::seconds(1)) {
+      return;
+    }
+    last_progress = now;
+    clear_progress();
+    std::fprintf(stderr, "read %zu lines: inserted %zu, updated %zu, rejected %zu", line_no,
+                 inserted, updated, rejected);
+    if (reader->total_bytes() > 0) {
+      std::fprintf(stderr, " (%.0f%%)",
+                   100.0 * static_cast<double>(reader->bytes_consumed()) /
+                       static_cast<double>(reader->total_bytes()));
+    }
+    std::fputs(tty ? "" : "\n", stderr);
+    std::fflush(stderr);
+    progress_shown = tty;
+  };
   std::optional<storage::Db> db;
   try {
     // An import may make the database (a fresh install's customers come before its first run),
@@ -69,9 +104,9 @@ int import_customers(const config::Config& cfg, const std::string& file) {
     storage::CustomerImporter importer(*db);
     while (auto line = reader->next()) {
       line_no = line->line_no;
+      show_progress();
       if (!line->record) {
-        ++rejected;
-        rejections.push_back("line " + std::to_string(line->line_no) + ": " + line->error);
+        reject(line->line_no, line->error);
         continue;
       }
       // A transaction begins at a batch's first record, not right after the last commit: the
@@ -80,10 +115,18 @@ int import_customers(const config::Config& cfg, const std::string& file) {
         importer.begin();
       }
       const auto& r = *line->record;
-      storage::CustomerUpsert up{r.external_id,       r.name.value_or(""),
-                                 r.tier.value_or(""), r.tags.value_or(std::vector<std::string>{}),
-                                 r.identities,        r.name.has_value(),
-                                 r.tier.has_value(),  r.tags.has_value()};
+      storage::CustomerUpsert up{r.external_id,
+                                 r.name.value_or(""),
+                                 r.tier.value_or(""),
+                                 r.tags.value_or(std::vector<std::string>{}),
+                                 r.identities,
+                                 r.name.has_value(),
+                                 r.tier.has_value(),
+                                 r.tags.has_value(),
+                                 r.notes};
+      for (const auto& n : r.notes) {
+        extensions += n.empty() ? 0 : 1;
+      }
       switch (importer.upsert(up, error)) {
         case storage::CustomerImporter::Result::inserted:
           ++inserted;
@@ -92,25 +135,13 @@ int import_customers(const config::Config& cfg, const std::string& file) {
           ++updated;
           break;
         case storage::CustomerImporter::Result::rejected:
-          ++rejected;
-          rejections.push_back("line " + std::to_string(line->line_no) + ": " + error);
+          reject(line->line_no, error);
           break;
       }
       if (++in_tx == kPerTransaction) {
         importer.commit();
         in_tx = 0;
-        committed = {inserted, updated, rejected, rejections.size(), line_no};
-        auto now = std::chrono::steady_clock::now();
-        if (now - last_progress > std::chrono::seconds(1)) {
-          last_progress = now;
-          double pct = reader->total_bytes()
-                           ? 100.0 * static_cast<double>(reader->bytes_consumed()) /
-                                 static_cast<double>(reader->total_bytes())
-                           : 0;
-          std::fprintf(stderr, "%simported %zu records (%.0f%%)%s", tty ? "\r" : "",
-                       inserted + updated + rejected, pct, tty ? "" : "\n");
-          std::fflush(stderr);
-        }
+        committed = {inserted, updated, rejected, line_no};
       }
     }
     // A read error (a disk failing under the file, an NFS server gone) ends the input early:
@@ -135,13 +166,7 @@ int import_customers(const config::Config& cfg, const std::string& file) {
         // no transaction was open, or SQLite rolled it back itself
       }
     }
-    if (tty) {
-      std::fprintf(stderr, "\r\033[K");
-    }
-    for (std::size_t i = 0; i < committed.rejections; ++i) {
-      std::cout << printable(rejections[i]) << "\n";
-    }
-    std::cout.flush();
+    clear_progress();
     std::cerr << "switchboard: " << printable(file);
     if (line_no > 0) {
       std::cerr << ": the import stopped at line " << line_no;
@@ -155,22 +180,28 @@ int import_customers(const config::Config& cfg, const std::string& file) {
                 << ", rejected " << committed.rejected
                 << "); nothing after that line was imported\n";
     }
+    if (rejected > committed.rejected) {
+      // They were said as they were met: the lines are bad whatever happened to the batch.
+      std::cerr << "switchboard: " << (rejected - committed.rejected)
+                << " more lines were rejected after the last commit (said above)\n";
+    }
     std::cerr << "switchboard: run the same command again once the cause is fixed: records are "
                  "upserted by external_id, so those already imported are updated, not added "
                  "twice\n";
     return 1;
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (tty) {
-    std::fprintf(stderr, "\r\033[K");
-  }
-  for (const auto& r : rejections) {
-    std::cout << printable(r) << "\n";  // reasons quote the file and the database
-  }
+  clear_progress();
   std::cout << "inserted " << inserted << ", updated " << updated << ", rejected " << rejected
             << " (" << file << ", " << std::fixed;
   std::cout.precision(1);
   std::cout << secs << " s)\n";
+  if (extensions > 0) {
+    // Said once, not per line: a CRM may give many desk numbers.
+    std::cout << "note: " << extensions
+              << " phone numbers had an extension, dropped: a customer is matched by the line's "
+                 "number (E.164 has no extension)\n";
+  }
   return rejected ? 1 : 0;
 }
 

@@ -32,6 +32,9 @@ struct CustomerRecord {
   std::optional<std::string> tier;
   std::optional<std::vector<std::string>> tags;  // trimmed, duplicates removed, file order
   std::vector<Identity> identities;              // canonical, duplicates removed
+  // Beside each identity: what its canonical form left out of the file's value, for the
+  // messages that name it ("+1 415 555 0100 ext. 12": "extension 12 dropped"), else "".
+  std::vector<std::string> notes;
 };
 
 struct ParsedLine {

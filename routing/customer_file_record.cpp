@@ -78,6 +78,12 @@ void RecordBuilder::add_identity(std::string_view column, std::string_view type,
     return;
   }
   if (!c.ok()) {
+    if (type == "email" && c.error.ends_with("(one address only)")) {
+      // A file can give several: said how, in this file's form.
+      c.error.insert(c.error.size() - 1, column == "emails"
+                                             ? ": give each as its own string in the list"
+                                             : ": separate several with ';'");
+    }
     fail(std::string(column) + " " + quoted(raw) + ": " + c.error);
     return;
   }
@@ -90,6 +96,7 @@ void RecordBuilder::add_identity(std::string_view column, std::string_view type,
   id.type = std::move(c.type);
   id.value = std::move(c.value);
   rec_.identities.push_back(std::move(id));
+  rec_.notes.push_back(c.note.empty() ? std::string() : quoted(raw) + ": " + c.note);
 }
 
 void RecordBuilder::add_tag(std::string_view raw) {

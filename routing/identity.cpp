@@ -1,6 +1,10 @@
 #include "routing/identity.hpp"
 
+#include <idn2.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "routing/identity_internal.hpp"
@@ -165,6 +169,30 @@ bool joins(char32_t c) {
   return (c >= 0x0600 && c <= 0x08FF) || (c >= 0x0900 && c <= 0x0DFF);
 }
 
+Canonical canonical_email_identity(std::string_view raw);
+
+// What to write instead, for the two mistakes a bare "not a valid email address" left people to
+// guess: a display name ("Ann Lee <ann@example.com>", as a mail client copies an address) and
+// a list ("a@x.com, b@x.com"). "" for anything else.
+std::string email_hint(std::string_view s) {
+  const auto lt = s.find('<');
+  const auto gt = lt == std::string_view::npos ? lt : s.find('>', lt);
+  if (gt != std::string_view::npos) {
+    const Canonical inner = canonical_email_identity(s.substr(lt + 1, gt - lt - 1));
+    if (inner.ok()) {
+      return " (give the address alone: " + inner.value + ")";
+    }
+    return " (give the address alone, without a name or <>)";
+  }
+  // Two '@'s with a separator: "ann@@x.com" is a typo, "ann,lee@x.com" one odd address.
+  const auto at = s.find('@');
+  if (at != std::string_view::npos && s.find('@', at + 1) != std::string_view::npos &&
+      s.find_first_of(",; \t") != std::string_view::npos) {
+    return " (one address only)";
+  }
+  return "";
+}
+
 Canonical canonical_email_identity(std::string_view raw) {
   // trim() drops invisible padding at both ends (the NBSP a web form's paste leaves): what is
   // left inside is refused below, as it makes a different address that looks the same.
@@ -175,7 +203,7 @@ Canonical canonical_email_identity(std::string_view raw) {
   const auto at = s.find('@');
   if (at == std::string_view::npos || at == 0 || at > 64 || s.size() > 254 ||
       s.find('@', at + 1) != std::string_view::npos) {
-    return invalid("email", "not a valid email address");
+    return invalid("email", "not a valid email address" + email_hint(s));
   }
   // Internationalised addresses (RFC 6531: UTF-8 local parts, IDN domains) are kept, but not
   // the invisible characters inside one: C1 controls, Unicode spaces, zero-width and bidi
@@ -212,7 +240,7 @@ Canonical canonical_email_identity(std::string_view raw) {
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
     if (u <= 0x20 || u == 0x7f) {
-      return invalid("email", "not a valid email address");
+      return invalid("email", "not a valid email address" + email_hint(s));
     }
     switch (c) {
       case '<':
@@ -226,7 +254,7 @@ Canonical canonical_email_identity(std::string_view raw) {
       case '[':
       case ']':
       case '\\':
-        return invalid("email", "not a valid email address");
+        return invalid("email", "not a valid email address" + email_hint(s));
       default:
         break;
     }
@@ -236,7 +264,34 @@ Canonical canonical_email_identity(std::string_view raw) {
   }
   // The SPEC canonical form is the lower-cased address. RFC 5321 lets a server treat the local
   // part case-sensitively, but no real provider does, and matching must not split Ann@ / ann@.
-  return ok("email", lower(s));
+  // Only ASCII letters are lower-cased in the local part: a UTF-8 one (RFC 6531) is compared
+  // as the server compares it, which no RFC defines, and folding Unicode case there could
+  // make one customer of two mailboxes.
+  //
+  // The domain is one name however it is written, so it gets one form: ASCII, as DNS has it
+  // (IDNA2008 A-labels, "xn--bcher-kva.de" for "Bücher.de"). A customer file and the ingest
+  // API keep what they were given, while GMime (with libidn2) decodes a From domain to Unicode:
+  // without one form, one person became two customers.
+  const std::string_view domain = s.substr(at + 1);
+  std::string out = lower(s.substr(0, at + 1));
+  if (std::all_of(domain.begin(), domain.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x80; })) {
+    return ok("email", out + lower(domain));
+  }
+  // UTS #46 non-transitional processing: upper case (any script) and full-width forms are
+  // mapped first, so "BÜCHER.de" is the same domain; NFC input, as a file may be decomposed.
+  char* ascii = nullptr;
+  const std::string d(domain);
+  const int rc =
+      idn2_lookup_u8(reinterpret_cast<const uint8_t*>(d.c_str()),
+                     reinterpret_cast<uint8_t**>(&ascii), IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+  std::unique_ptr<char, decltype(&idn2_free)> owned(ascii, &idn2_free);
+  if (rc != IDN2_OK || ascii == nullptr) {
+    return invalid("email", std::string("not a valid email address (its domain is no valid "
+                                        "internationalised domain name: ") +
+                                idn2_strerror(rc) + ")");
+  }
+  return ok("email", out + lower(ascii));
 }
 
 }  // namespace
@@ -314,7 +369,7 @@ Canonical canonicalize(std::string_view type, std::string_view raw, std::string_
     return canonical_phone_identity(type, raw, default_region);
   }
   if (type == "whatsapp") {
-    return canonical_whatsapp(raw);
+    return canonical_whatsapp(raw, default_region);
   }
   if (type == "mastodon") {
     return canonical_mastodon(raw, mastodon_domain);

@@ -4,10 +4,12 @@
 // Pure functions, no I/O, thread-safe; libphonenumber stays inside identity.cpp.
 //
 // Types and canonical values:
-//   email      trimmed, lower-cased `local@domain`
+//   email      trimmed `local@domain`, the local part ASCII lower-cased, the domain in ASCII
+//              form (an IDN as xn--, libidn2), lower-cased
 //   phone      E.164 (`+14155550100`) via libphonenumber, national forms read in the default
 //              region; withheld callers ("anonymous", "+266696687", ...) are `withheld`
-//   whatsapp   E.164; a WhatsApp wa_id is digits without '+', always international
+//   whatsapp   E.164; without '+' read as a phone of the default region, else (digits that
+//              are no number there) as a wa_id; refused when both readings are numbers
 //   mastodon   `user@domain`, both lower-cased (Mastodon matches usernames case-insensitively)
 //   x, telegram, messenger, instagram
 //              the platform's stable numeric user id (digits)
@@ -33,6 +35,10 @@ struct Canonical {
   std::string type;   // canonical type; may differ from the requested one (x -> x_handle)
   std::string value;  // canonical value when ok
   std::string error;  // why it is invalid, e.g. "not a valid phone number (too short)"
+  // When ok: what of `raw` the value leaves out, for a message to say, else "". A phone or
+  // WhatsApp number's extension: "extension 12 dropped" (E.164 has none; the line, not the
+  // desk, names the caller).
+  std::string note;
 
   bool ok() const { return status == Status::ok; }
   bool withheld() const { return status == Status::withheld; }

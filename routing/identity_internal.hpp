@@ -141,15 +141,15 @@ inline bool all_digits(std::string_view s) {
 }
 
 inline Canonical ok(std::string_view type, std::string value) {
-  return Canonical{Canonical::Status::ok, std::string(type), std::move(value), {}};
+  return Canonical{Canonical::Status::ok, std::string(type), std::move(value), {}, {}};
 }
 inline Canonical invalid(std::string_view type, std::string error) {
-  return Canonical{Canonical::Status::invalid, std::string(type), {}, std::move(error)};
+  return Canonical{Canonical::Status::invalid, std::string(type), {}, std::move(error), {}};
 }
 
 // phone / whatsapp, in identity_phone.cpp.
 Canonical canonical_phone_identity(std::string_view type, std::string_view raw,
                                    std::string_view region);
-Canonical canonical_whatsapp(std::string_view raw);
+Canonical canonical_whatsapp(std::string_view raw, std::string_view region);
 
 }  // namespace sb::identity_detail

@@ -1,4 +1,5 @@
 // Phone numbers and WhatsApp ids to E.164 (libphonenumber), and withheld caller ids.
+#include <algorithm>
 #include <array>
 #include <set>
 #include <string>
@@ -209,6 +210,32 @@ bool phone_to_e164_memo(std::string_view raw, std::string_view region, std::stri
   return good;
 }
 
+// The extension `raw` gives ("+1 415 555 0100 ext. 12", "... x12", "...;ext=12"), "" when
+// none. A number with one holds a letter, '#', ',' or ';': anything else is not parsed again.
+std::string phone_extension(std::string_view raw, std::string_view region) {
+  if (std::all_of(raw.begin(), raw.end(), [](char c) {
+        return is_digit(c) || c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' ||
+               c == '+' || c == '/';
+      })) {
+    return "";
+  }
+  const PhoneNumberUtil& util = *PhoneNumberUtil::GetInstance();
+  PhoneNumber number;
+  if (util.Parse(std::string(raw), region.empty() ? std::string("ZZ") : std::string(region),
+                 &number) != PhoneNumberUtil::NO_PARSING_ERROR) {
+    return "";
+  }
+  return number.extension();
+}
+
+// `c` (ok) with the note of the extension `raw` gave, if any.
+Canonical with_extension_note(Canonical c, std::string_view raw, std::string_view region) {
+  if (std::string ext = phone_extension(raw, region); !ext.empty()) {
+    c.note = "extension " + ext + " dropped";
+  }
+  return c;
+}
+
 }  // namespace
 
 namespace identity_detail {
@@ -218,35 +245,73 @@ Canonical canonical_phone_identity(std::string_view type, std::string_view raw,
   raw = trim(raw);
   const WithheldForm form = classify_withheld(raw);
   if (form == WithheldForm::yes) {
-    return Canonical{Canonical::Status::withheld, std::string(type), {}, "withheld number"};
+    return Canonical{Canonical::Status::withheld, std::string(type), {}, "withheld number", {}};
   }
   std::string e164;
   std::string error;
   if (!phone_to_e164_memo(raw, region, e164, error)) {
     if (form == WithheldForm::bare_sentinel) {
-      return Canonical{Canonical::Status::withheld, std::string(type), {}, "withheld number"};
+      return Canonical{Canonical::Status::withheld, std::string(type), {}, "withheld number", {}};
     }
     return invalid(type, std::move(error));
   }
-  return ok(type, std::move(e164));
+  return with_extension_note(ok(type, std::move(e164)), raw, region);
 }
 
-// WhatsApp Cloud API sends the sender as `wa_id`, the full international number in digits
-// without '+' (e.g. "16505551234"); the default region must not apply to it.
+// A WhatsApp number as a customer file, the ingest API or `customers show` gives it. Meta's
+// webhook sends the sender as `wa_id`, the international number in digits without '+'
+// ("16505551234"), but channels/social/meta.cpp puts the '+' back itself and never comes here.
+// People write numbers the way they write phone numbers: "312-555-0100" in a US file is
+// +13125550100, not +31 25550100, so a value without '+' is read as a phone of the default
+// region. A value of digits only may still be a wa_id copied from Meta ("447700900123" in a US
+// file): read as international when it is no number of the region, and refused when it is a
+// number of the region and a valid international one too (the two readings name different
+// lines, and nothing tells which was meant).
 // https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components (contacts.wa_id)
-Canonical canonical_whatsapp(std::string_view raw) {
+Canonical canonical_whatsapp(std::string_view raw, std::string_view region) {
   raw = trim(raw);
-  std::string international;
-  if (!raw.empty() && is_digit(raw.front())) {
-    international = "+";
-  }
-  international.append(raw);
   std::string e164;
   std::string error;
-  if (!phone_to_e164_memo(international, "", e164, error)) {
-    return invalid("whatsapp", std::move(error));
+  if (!raw.empty() && raw.front() == '+') {
+    if (!phone_to_e164_memo(raw, "", e164, error)) {
+      return invalid("whatsapp", std::move(error));
+    }
+    return with_extension_note(ok("whatsapp", std::move(e164)), raw, "");
   }
-  return ok("whatsapp", std::move(e164));
+  // Region "" reads no national number: the error says there is no default region.
+  const bool national = phone_to_e164_memo(raw, region, e164, error);
+  if (all_digits(raw)) {
+    const std::string plus = "+" + std::string(raw);
+    if (!national) {
+      // As before for a wa_id: a possible international number is taken.
+      std::string international, ignored;
+      if (phone_to_e164_memo(plus, "", international, ignored)) {
+        return ok("whatsapp", std::move(international));
+      }
+    } else {
+      // Valid, not merely of a possible length, to be called ambiguous: a possible length is
+      // all many ten-digit national numbers need to read as some country's.
+      const PhoneNumberUtil& util = *PhoneNumberUtil::GetInstance();
+      PhoneNumber number;
+      std::string international;
+      if (util.Parse(plus, "ZZ", &number) == PhoneNumberUtil::NO_PARSING_ERROR &&
+          util.IsValidNumber(number)) {
+        util.Format(number, PhoneNumberUtil::E164, &international);
+      }
+      if (!international.empty() && international != e164) {
+        return invalid("whatsapp", "ambiguous WhatsApp number without '+': " + e164 +
+                                       " as a number of " + std::string(region) + ", or " +
+                                       international +
+                                       " as an international one (a wa_id); write it with '+' "
+                                       "and the country code");
+      }
+    }
+  }
+  if (national) {
+    return with_extension_note(ok("whatsapp", std::move(e164)), raw, region);
+  }
+  return invalid("whatsapp",
+                 std::move(error) + "; write a WhatsApp number with '+' and the country code");
 }
 }  // namespace identity_detail
 

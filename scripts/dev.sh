@@ -13,7 +13,7 @@ ROOT=$(pwd)
 PACKAGES=(g++ cmake make pkg-config ccache
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev libssl-dev
   libsimdjson-dev libhiredis-dev libsqlite3-dev libspdlog-dev libfmt-dev doctest-dev
-  libgmime-3.0-dev libpcre2-dev libtomlplusplus-dev libphonenumber8 libprotobuf-dev libabsl-dev
+  libgmime-3.0-dev libidn2-dev libpcre2-dev libtomlplusplus-dev libphonenumber8 libprotobuf-dev libabsl-dev
   libjemalloc-dev redis-server redis-tools dovecot-imapd python3-aiosmtpd isync curl openssl)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -226,7 +226,12 @@ CustomerImporter::Result CustomerImporter::upsert(const CustomerUpsert& rec, std
         // Identities are unique: two customers sharing one is impossible by construction. A
         // linked one names the same person, so another customer having it would split them.
         const auto& ident = rec.identities[o.ident];
-        error = ident.type + " \"" + ident.value + "\" already belongs to customer " + o.label;
+        error = ident.type + " \"" + ident.value + "\"";
+        if (o.ident < rec.notes.size() && !rec.notes[o.ident].empty()) {
+          // Else the message names a number the file never held.
+          error += " (the file's " + rec.notes[o.ident] + ")";
+        }
+        error += " already belongs to customer " + o.label;
         if (!o.via.empty()) {
           error += " (as " + o.via + ")";
         }

@@ -19,6 +19,9 @@ struct CustomerUpsert {
   // "", "" or []: a re-import of a few columns must not blank the others. A given one
   // replaces the stored value, even when empty.
   bool has_name = true, has_tier = true, has_tags = true;
+  // Beside each identity, what the file's value held that the identity leaves out (a phone
+  // extension), for the message that names it; "" or missing: nothing.
+  std::vector<std::string> notes{};
 };
 
 // Upserts by external_id, each record in its own SAVEPOINT inside a caller-driven transaction.

@@ -25,6 +25,14 @@ struct Store::Statements {
         find_identity(
             db.prepare("SELECT customer_id, handle FROM identities WHERE type=?1 AND value=?2")),
         find_username_holders(db.prepare(kUsernameHoldersSql)),
+        // A username row (x_handle "annlee", from a customer file or the ingest API) names its
+        // customer only while that customer holds no user id of the platform (?3, "x"): once
+        // one is known, the id is what names the person, and the username may since have been
+        // renamed away and taken by a stranger (X recycles names), whom the row would merge
+        // into the customer. identities_by_customer: a few rows per customer.
+        find_username_row(db.prepare(
+            "SELECT customer_id FROM identities i WHERE type=?1 AND value=?2 AND NOT EXISTS "
+            "(SELECT 1 FROM identities o WHERE o.customer_id = i.customer_id AND o.type = ?3)")),
         set_handle(db.prepare("UPDATE identities SET handle=?3 WHERE type=?1 AND value=?2")),
         release_username(db.prepare(kReleaseUsernameSql)),
         // Rule 3 of storage/call_parties.hpp: a customer that a guessed call direction made
@@ -83,10 +91,11 @@ struct Store::Statements {
     maybe_guessed = any.step() && any.int64(0) != 0;
   }
 
-  Stmt find_dup, find_identity, find_username_holders, set_handle, release_username,
-      is_guessed_customer, mark_guessed, unmark_guessed, get_customer, insert_customer,
-      insert_identity, find_conv_key, insert_conv, insert_conv_key, find_subject_conv, set_conv_key,
-      route_conv, insert_interaction, update_call, insert_outbox, upsert_cursor, insert_attachment;
+  Stmt find_dup, find_identity, find_username_holders, find_username_row, set_handle,
+      release_username, is_guessed_customer, mark_guessed, unmark_guessed, get_customer,
+      insert_customer, insert_identity, find_conv_key, insert_conv, insert_conv_key,
+      find_subject_conv, set_conv_key, route_conv, insert_interaction, update_call, insert_outbox,
+      upsert_cursor, insert_attachment;
   // False while table guessed_customers is known to be empty (read once, set by every mark and
   // never cleared, so a rolled-back mark leaves it true): a message then takes no mark off.
   bool maybe_guessed = false;
@@ -154,7 +163,9 @@ struct Found {
 // one primary-key lookup, as before), the identity may name the same person as an identity of
 // another type (routing/identity_links.hpp), looked up both ways, as the import does:
 //  - from a message's type: x 123 sent by "AnnLee" is the customer of x_handle "annlee" (a
-//    customer file's username); whatsapp +14155550111 the customer of phone +14155550111.
+//    customer file's username) if that customer holds no X user id yet (find_username_row:
+//    the username may have moved on to a stranger); whatsapp +14155550111 the customer of
+//    phone +14155550111.
 //  - to it: x_handle "annlee" (the ingest API's from.platform/handle) is the customer of the X
 //    user whose stored handle is "annlee" (username_holder: the schema 9 index, no scan); phone
 //    +14155550111 (a call) the customer of whatsapp +14155550111.
@@ -178,7 +189,14 @@ Found find_customer(Store::Statements& st, const Identity& id, const std::string
   std::optional<std::string> linked;
   if (const IdentityLink* from = link_from(id.type)) {
     const std::string& key = from->by_username ? username : id.value;
-    if (!key.empty()) {
+    if (from->by_username && !key.empty()) {
+      st.find_username_row.bind_static(1, from->linked_type).bind_static(2, key);
+      st.find_username_row.bind_static(3, id.type);
+      if (st.find_username_row.step()) {
+        linked = st.find_username_row.text(0);
+      }
+      st.find_username_row.reset();
+    } else if (!key.empty()) {
       linked = lookup_identity(st, from->linked_type, key);
     }
     f.attach = true;

@@ -7,6 +7,7 @@
 #include <cctype>
 
 #include "core/hex.hpp"
+#include "routing/identity.hpp"
 
 namespace sb::email {
 namespace {
@@ -18,8 +19,14 @@ std::string lower_ascii(std::string_view s) {
   return out;
 }
 
+// The sender as the import and the ingest API canonicalise an address (one form for an IDN
+// domain: GMime decodes xn-- to Unicode). An address canonicalize refuses (a quoted local part,
+// an emoji domain, an invisible character) is kept as today, ASCII lower-cased: the mail is
+// stored under the sender as written rather than lost, and matches a customer only if some
+// later mail carries the same bytes (no file or API call can name such an address).
 sb::Identity identity(const Address& a) {
-  return {"email", lower_ascii(a.email), a.name, {}};
+  auto c = sb::canonicalize("email", a.email, "");
+  return {"email", c.ok() ? std::move(c.value) : lower_ascii(a.email), a.name, {}};
 }
 
 }  // namespace

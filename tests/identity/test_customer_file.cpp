@@ -317,3 +317,47 @@ TEST_CASE("printable: C0, C1 and DEL replaced, whitespace a space, cut on a code
   CHECK(sb::printable("abc", 3) == "abc");
   CHECK(sb::printable("abcd", 3) == "abc...");
 }
+
+TEST_CASE("an email with a display name or a list of addresses says what to give instead") {
+  const auto csv = parse_all(
+      "external_id,email\n"
+      "c-1,\"Ann Lee <Ann@Example.com>\"\n"
+      "c-2,\"ann@example.com, bob@example.com\"\n"
+      "c-3,ann@example.com; bob@example.com\n",
+      Format::csv);
+  REQUIRE(csv.size() == 3);
+  CHECK(csv[0] ==
+        "2: email \"Ann Lee <Ann@Example.com>\": not a valid email address (give the address "
+        "alone: ann@example.com)");
+  CHECK(csv[1] ==
+        "3: email \"ann@example.com, bob@example.com\": not a valid email address (one address "
+        "only: separate several with ';')");
+  CHECK(csv[2] == "4: c-3 |  |  | | email:ann@example.com email:bob@example.com");
+  const auto jsonl =
+      parse_all(R"({"external_id":"c-1","emails":["ann@example.com, bob@example.com"]})"
+                "\n",
+                Format::jsonl);
+  REQUIRE(jsonl.size() == 1);
+  CHECK(jsonl[0] ==
+        "1: emails \"ann@example.com, bob@example.com\": not a valid email address (one address "
+        "only: give each as its own string in the list)");
+}
+
+TEST_CASE("a phone number's extension is dropped, and the record says so beside the identity") {
+  std::string error;
+  auto reader = sb::CustomerFileReader::from_string(
+      "external_id,phone\nc-1,+1 415 555 0100 ext. 12\nc-2,(415) 555-0101\n", Format::csv, "US",
+      error);
+  REQUIRE(reader);
+  auto first = reader->next();
+  REQUIRE(first);
+  REQUIRE(first->record);
+  REQUIRE(first->record->identities.size() == 1);
+  CHECK(first->record->identities[0].value == "+14155550100");
+  CHECK(first->record->notes ==
+        std::vector<std::string>{"\"+1 415 555 0100 ext. 12\": extension 12 dropped"});
+  auto second = reader->next();
+  REQUIRE(second);
+  REQUIRE(second->record);
+  CHECK(second->record->notes == std::vector<std::string>{""});
+}

@@ -37,11 +37,22 @@ TEST_CASE("email: trimmed and lower-cased") {
 
 TEST_CASE("email: anything but a raw address is refused") {
   for (const char* bad : {"", "ann", "@example.com", "ann@", "ann@@example.com", "a@b@c.com",
-                          "Ann Lee <ann@example.com>", "<ann@example.com>", "ann @example.com",
-                          "ann@example.com, bob@example.com", "ann@.example.com",
+                          "ann @example.com", "ann,lee@example.com", "ann@.example.com",
                           "ann@example..com", "ann@example.com.", "a\x01@example.com"}) {
     CAPTURE(std::string(bad));
     CHECK(canon("email", bad) == "invalid: not a valid email address");
+  }
+  // A display name, or a list: refused too, saying what to give instead.
+  CHECK(canon("email", "Ann Lee <Ann@Example.com>") ==
+        "invalid: not a valid email address (give the address alone: ann@example.com)");
+  CHECK(canon("email", "<ann@example.com>") ==
+        "invalid: not a valid email address (give the address alone: ann@example.com)");
+  CHECK(canon("email", "\"Lee, Ann\" <ann@>") ==
+        "invalid: not a valid email address (give the address alone, without a name or <>)");
+  for (const char* list : {"ann@example.com, bob@example.com", "ann@example.com;bob@example.com",
+                           "ann@example.com bob@example.com"}) {
+    CAPTURE(std::string(list));
+    CHECK(canon("email", list) == "invalid: not a valid email address (one address only)");
   }
   CHECK_FALSE(sb::canonical_email(std::string(65, 'a') + "@example.com"));
   CHECK(sb::canonical_email("BOB@EXAMPLE.COM") == "bob@example.com");
@@ -58,18 +69,34 @@ TEST_CASE("email: invisible padding a paste leaves is trimmed at both ends") {
           "email:ann@example.com");
     CHECK(sb::canonical_email(std::string("ann@example.com") + pad) == "ann@example.com");
   }
-  // Internationalised addresses are as they were.
+  // Internationalised addresses keep their UTF-8 local part; the domain takes its ASCII form.
   CHECK(canon("email", "\xC2\xA0J\xC3\xBCrgen@B\xC3\xBC\x63her.de\xE2\x80\x8B") ==
-        "email:j\xC3\xBCrgen@b\xC3\xBC\x63her.de");
+        "email:j\xC3\xBCrgen@xn--bcher-kva.de");
   CHECK(canon("email",
               "\xE7\x94\xA8\xE6\x88\xB7@\xE4\xBE\x8B\xE5\xAD\x90.\xE5\x85\xAC\xE5\x8F\xB8") ==
-        "email:\xE7\x94\xA8\xE6\x88\xB7@\xE4\xBE\x8B\xE5\xAD\x90.\xE5\x85\xAC\xE5\x8F\xB8");
+        "email:\xE7\x94\xA8\xE6\x88\xB7@xn--fsqu00a.xn--55qx5d");
+}
+
+TEST_CASE("email: an internationalised domain has one form, its ASCII one") {
+  // As a file gives it, as GMime decodes it, in upper case (Unicode and ASCII).
+  for (const char* raw : {"ann@xn--bcher-kva.de", "ann@b\xC3\xBC\x63her.de",
+                          "Ann@B\xC3\x9C\x43HER.DE", "ann@XN--BCHER-KVA.DE"}) {
+    CAPTURE(raw);
+    CHECK(canon("email", raw) == "email:ann@xn--bcher-kva.de");
+  }
+  // A UTF-8 local part keeps its case: only ASCII letters are lower-cased.
+  CHECK(canon("email", "\xC3\x9C\x62\x65r@B\xC3\xBC\x63her.de") ==
+        "email:\xC3\x9C\x62\x65r@xn--bcher-kva.de");
+  // A domain IDNA has no form for (an emoji) is refused, saying why.
+  CHECK(canon("email", "ann@\xF0\x9F\x98\x80.com")
+            .starts_with("invalid: not a valid email address (its domain is no valid "
+                         "internationalised domain name: "));
 }
 
 TEST_CASE("email: ZWNJ and ZWJ inside a word of a non-Latin script are kept") {
   // Persian "mi-shavad" with its ZWNJ, in an IDN domain and in a UTF-8 local part.
   const std::string word = "\xD9\x85\xDB\x8C\xE2\x80\x8C\xD8\xB4\xD9\x88\xD8\xAF";
-  CHECK(canon("email", "info@" + word + ".ir") == "email:info@" + word + ".ir");
+  CHECK(canon("email", "info@" + word + ".ir") == "email:info@xn--ugbj4cn27d652j.ir");
   CHECK(canon("email", word + "@example.ir") == "email:" + word + "@example.ir");
   // Devanagari KA, VIRAMA, ZWJ, SSA.
   const std::string ksha = "\xE0\xA4\x95\xE0\xA5\x8D\xE2\x80\x8D\xE0\xA4\xB7";
@@ -211,11 +238,29 @@ TEST_CASE("phone: keypad sentinels without '+' are read as national numbers wher
   CHECK(canon("phone", "2562533", "US") == "withheld");
 }
 
-TEST_CASE("whatsapp: wa_id digits are international whatever the default region") {
+TEST_CASE("whatsapp: wa_id digits that are no number of the default region are international") {
   CHECK(canon("whatsapp", "16505551234", "GB") == "whatsapp:+16505551234");
   CHECK(canon("whatsapp", "447700900123", "US") == "whatsapp:+447700900123");
   CHECK(canon("whatsapp", "+49 151 23456789", "US") == "whatsapp:+4915123456789");
   CHECK(canon("whatsapp", "12ab").rfind("invalid: not a valid phone number", 0) == 0);
+  CHECK(canon("whatsapp", "447700900123", "") == "whatsapp:+447700900123");
+}
+
+TEST_CASE("whatsapp: a number without '+' in a file or the API is read as a phone of the region") {
+  // Not +31 25550100: written as people write phone numbers, in the default region.
+  CHECK(canon("whatsapp", "312-555-0100", "US") == "whatsapp:+13125550100");
+  CHECK(canon("whatsapp", "(312) 555-0100", "US") == "whatsapp:+13125550100");
+  CHECK(canon("whatsapp", "07700 900123", "GB") == "whatsapp:+447700900123");
+  CHECK(canon("whatsapp", "14155550100", "US") == "whatsapp:+14155550100");
+  // Digits that are a number of the region and a valid international one: refused, both named.
+  CHECK(canon("whatsapp", "6591234567", "US") ==
+        "invalid: ambiguous WhatsApp number without '+': +16591234567 as a number of US, or "
+        "+6591234567 as an international one (a wa_id); write it with '+' and the country code");
+  CHECK(canon("whatsapp", "+65 9123 4567", "US") == "whatsapp:+6591234567");
+  // No default region: a national form names no number.
+  CHECK(canon("whatsapp", "312-555-0100", "") ==
+        "invalid: not a valid phone number (unknown country code, or no country code and no "
+        "default region); write a WhatsApp number with '+' and the country code");
 }
 
 TEST_CASE("mastodon: every written form becomes user@domain") {

@@ -6,14 +6,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <iterator>
 #include <map>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "channels/email/mime.hpp"
+#include "channels/email/threading.hpp"
 #include "core/time.hpp"
 #include "routing/rules.hpp"
 #include "storage/sqlite.hpp"
@@ -94,7 +98,60 @@ void receive(const TempDir& dir, const std::vector<sb::Identity>& senders) {
   }
 }
 
+// Stores each raw message through the email channel's parser (GMime) and the daemon's data
+// path, as the IMAP poller does.
+void receive_mail(const TempDir& dir, const std::vector<std::string>& raws) {
+  sb::storage::Writer writer(dir.file("sb.db"));
+  sb::storage::Store store(writer, sb::Rules::compile(sb::config::Routing{}));
+  writer.start();
+  std::vector<sb::Inbound> items;
+  for (const auto& raw : raws) {
+    items.push_back(sb::email::to_inbound(sb::email::parse_email(raw), "support", "INBOX"));
+  }
+  std::promise<std::vector<sb::IngestOutcome>> done;
+  store.submit(std::move(items), std::nullopt,
+               [&](std::vector<sb::IngestOutcome> out) { done.set_value(std::move(out)); });
+  for (const auto& o : done.get_future().get()) {
+    REQUIRE(o.error == "");
+  }
+}
+
 }  // namespace
+
+TEST_CASE("email: an xn-- domain and its Unicode form are one customer") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  auto imported = customers(dir, "import", cfg,
+                            write_file(dir, "crm.csv",
+                                       "external_id,name,email\n"
+                                       "c-1,Ann Lee,ann@xn--bcher-kva.de\n"));
+  INFO(imported.output);
+  REQUIRE(imported.status == 0);
+  // GMime decodes an xn-- domain to Unicode; a client may send either form, in any case.
+  auto mail = [](const std::string& from, int n) {
+    return "From: " + from + "\r\nTo: support@example.com\r\nSubject: order " + std::to_string(n) +
+           "\r\nMessage-ID: <idn-" + std::to_string(n) +
+           "@example.com>\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\nhello\r\n";
+  };
+  receive_mail(dir, {mail("Ann <ann@xn--bcher-kva.de>", 1),
+                     mail("Ann <ann@b\xC3\xBC\x63her.de>", 2), mail("ANN@B\xC3\x9C\x43HER.DE", 3)});
+  {
+    sb::storage::Db db(dir.file("sb.db"), true);
+    auto st = db.prepare("SELECT count(*) FROM customers");
+    REQUIRE(st.step());
+    CHECK(st.int64(0) == 1);
+  }
+  CHECK(identities_of(dir, "c-1") == "email:ann@xn--bcher-kva.de");
+  for (const char* who :
+       {"ann@xn--bcher-kva.de", "ann@b\xC3\xBC\x63her.de", "Ann@B\xC3\x9C\x43HER.de"}) {
+    CAPTURE(who);
+    auto shown = customers(dir, "show", cfg, who);
+    INFO(shown.output);
+    REQUIRE(shown.status == 0);
+    CHECK(shown.output.find("  external id  c-1\n") != std::string::npos);
+    CHECK(shown.output.find("  timeline (3, newest first)\n") != std::string::npos);
+  }
+}
 
 TEST_CASE("customers import: a re-import without some columns or keys keeps what they held") {
   TempDir dir;
@@ -498,6 +555,78 @@ TEST_CASE(
   CHECK(count_of(dir, "SELECT count(DISTINCT external_id) FROM customers") == 20010);
   CHECK(customer_row(dir, "c-20000") == "Customer 20000||[]");
   CHECK(identities_of(dir, "c-20010") == "email:user20010@example.com");
+}
+
+TEST_CASE(
+    "customers import: rejected lines are said as they are met, with progress by lines read") {
+  // A file whose lines mostly fail never reached a commit, where progress was printed, and its
+  // rejections were kept (~100 MB for a million) and printed only at the end. A FIFO lets the
+  // test look at the output while the import still waits for more of the file.
+  ::signal(SIGPIPE, SIG_IGN);
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  std::string bad;
+  for (int i = 1; i <= 500; ++i) {
+    bad += "c-" + std::to_string(i) + ",Customer,not-an-address\n";
+  }
+  const std::string fifo = dir.file("customers.csv");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  Process import({switchboard_binary(), "customers", "import", "--config", cfg, fifo},
+                 dir.file("import.log"));
+  int fd = -1;
+  REQUIRE(eventually([&] {
+    fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+    return fd >= 0;
+  }));
+  REQUIRE(::fcntl(fd, F_SETFL, 0) == 0);
+  auto log = [&] {
+    std::ifstream in(dir.file("import.log"));
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  // Blank lines (skipped) that push what was written through the reader's 1 MiB read buffer.
+  const std::string padding(1100 * 1024, '\n');
+  REQUIRE(write_all(fd, "external_id,name,email\n" + bad + padding));
+  // Said while the file is still open, before any commit.
+  CHECK(eventually([&] { return log().find("line 501: ") != std::string::npos; }));
+  CHECK(log().find("line 2: ") != std::string::npos);
+  // A second later, the next line read brings a progress line, counted by lines.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  REQUIRE(write_all(fd, "c-x,Customer,ann@example.com\n" + padding));
+  const std::string progress = "read " + std::to_string(502 + padding.size()) +
+                               " lines: inserted 0, updated 0, rejected 500";
+  CHECK(eventually([&] { return log().find(progress) != std::string::npos; }));
+  ::close(fd);
+  REQUIRE(eventually([&] { return !import.running(); }, std::chrono::seconds(30)));
+  CHECK(import.wait() == 1);
+  const std::string out = log();
+  INFO(out);
+  std::size_t said = 0;
+  for (auto at = out.find("not a valid email address"); at != std::string::npos;
+       at = out.find("not a valid email address", at + 1)) {
+    ++said;
+  }
+  CHECK(said == 500);
+  CHECK(out.find("inserted 1, updated 0, rejected 500") != std::string::npos);
+}
+
+TEST_CASE("customers import: a phone extension it drops is said, in a conflict and in the counts") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  auto out = customers(dir, "import", cfg,
+                       write_file(dir, "crm.csv",
+                                  "external_id,name,phone\n"
+                                  "c-1,Ann,+1 415 555 0100\n"
+                                  "c-2,Bob,+1 415 555 0100 ext. 12\n"
+                                  "c-3,Cy,+1 415 555 0103 x7\n"));
+  INFO(out.output);
+  CHECK(out.status == 1);
+  // Not only "+14155550100", a number line 3 never held as written.
+  CHECK(out.output.find("line 3: phone \"+14155550100\" (the file's \"+1 415 555 0100 ext. "
+                        "12\": extension 12 dropped) already belongs to customer c-1\n") !=
+        std::string::npos);
+  CHECK(out.output.find("inserted 2, updated 0, rejected 1") != std::string::npos);
+  CHECK(out.output.find("note: 2 phone numbers had an extension, dropped") != std::string::npos);
+  CHECK(identities_of(dir, "c-3") == "phone:+14155550103");
 }
 
 TEST_CASE("customers import: a database locked from the start imports nothing and says so") {

@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <tuple>
 
+#include "routing/identity.hpp"
 #include "storage/customers.hpp"
 #include "storage/schema.hpp"
 #include "tests/storage/inbox.hpp"
@@ -190,4 +192,45 @@ TEST_CASE("matching: a username match picks the customer but lends it no other i
   CHECK(inbox.identities(ann) == "x:2244994999");
   // So the e-mail alone names nobody yet: a new customer.
   CHECK(inbox.receive("email", Identity{"email", "someone@example.com", "", ""}) != ann);
+}
+
+// A customer file names c-1 by username; its user writes under it (linked, the user id stored
+// with c-1), then renames, and a stranger takes the name: the file's username row must not
+// pull the stranger into c-1. Before the fix the row linked any unknown id that wrote under it.
+TEST_CASE(
+    "matching: an imported username does not pull in a stranger who took it after its user "
+    "renamed") {
+  Inbox inbox;
+  {
+    Db db(inbox.path);
+    CustomerImporter imp(db);
+    imp.begin();
+    std::string error;
+    for (const auto& [ext, type, raw] :
+         {std::tuple{"c-1", "x", "@annlee"}, std::tuple{"c-2", "telegram", "bob_smith"}}) {
+      auto c = canonicalize(type, raw, "US");
+      REQUIRE(c.ok());
+      CustomerUpsert rec{ext, "", "", {}, {*c.identity()}};
+      REQUIRE(imp.upsert(rec, error) == CustomerImporter::Result::inserted);
+    }
+    imp.commit();
+  }
+  const std::string ann = inbox.receive("x", Identity{"x", "123", "Ann", "annlee"});
+  CHECK(inbox.customer(ann) == "c-1||");
+  CHECK(inbox.identities(ann) == "x:123 x_handle:annlee");
+  CHECK(inbox.receive("x", Identity{"x", "123", "Ann", "ann2"}) == ann);
+  const std::string stranger = inbox.receive("x", Identity{"x", "999", "Someone", "annlee"});
+  CHECK(stranger != ann);
+  CHECK(inbox.identities(stranger) == "x:999");
+  CHECK(inbox.identities(ann) == "x:123 x_handle:annlee");
+  CHECK(inbox.receive("x", Identity{"x", "123", "Ann", "ann2"}) == ann);
+
+  const std::string bob = inbox.receive("telegram", Identity{"telegram", "42", "Bob", "Bob_Smith"});
+  CHECK(inbox.customer(bob) == "c-2||");
+  CHECK(inbox.receive("telegram", Identity{"telegram", "42", "Bob", "bob_s"}) == bob);
+  const std::string other =
+      inbox.receive("telegram", Identity{"telegram", "77", "Other", "bob_smith"});
+  CHECK(other != bob);
+  CHECK(inbox.identities(bob) == "telegram:42 telegram_handle:bob_smith");
+  CHECK(inbox.count("SELECT count(*) FROM customers") == "4");
 }

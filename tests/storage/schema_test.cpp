@@ -14,6 +14,7 @@
 
 #include "routing/rules.hpp"
 #include "storage/customers.hpp"
+#include "storage/idn_emails.hpp"
 #include "storage/padded_identities.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
@@ -768,4 +769,61 @@ TEST_CASE(
   // Run again (the step itself, on what it left): the rows it left stay as they are.
   storage::trim_padded_identities(db);
   CHECK(identity_rows(db) == expected_rows());
+}
+
+// A version-25 file: e-mail addresses stored with the Unicode form of their domain, as a
+// customer file or the ingest API gave it, before the domain took its ASCII form.
+TEST_CASE(
+    "a version-25 file is upgraded: e-mail domains stored in Unicode take their xn-- form, one "
+    "that names another customer is left and reported") {
+  test::TempDir dir;
+  const std::string path = dir.file("old.db");
+  const std::string buecher = "b\xC3\xBC\x63her.de";
+  {
+    storage::Db db(path);
+    storage::migrate(db, 25);
+    db.exec(
+        "INSERT INTO customers(id, name, created_at, updated_at) VALUES ('ANN', 'Ann', 1, 1), "
+        "('BOB', 'Bob', 1, 1), ('CY', 'Cy', 1, 1), ('CY2', 'Cy B', 1, 1), ('DEE', 'Dee', 1, 1)");
+    auto ins = db.prepare("INSERT INTO identities(type, value, customer_id) VALUES (?1, ?2, ?3)");
+    auto add = [&](const std::string& type, const std::string& value, const std::string& c) {
+      ins.bind(1, type).bind(2, value).bind(3, c).run();
+    };
+    add("email", "ann@" + buecher, "ANN");  // nobody holds the new form: rewritten
+    add("email", "bob@" + buecher, "BOB");  // the same customer holds it: a duplicate
+    add("email", "bob@xn--bcher-kva.de", "BOB");
+    add("email", "cy@xn--bcher-kva.de", "CY");  // another customer holds it: left
+    add("email", "cy@" + buecher, "CY2");
+    add("email", "dee@\xF0\x9F\x98\x80.com", "DEE");  // no IDNA form: left
+    add("email", "eve@example.com", "DEE");
+  }
+  std::string log;
+  {
+    test::LogCapture capture("storage");
+    storage::Writer writer(path);  // migrates
+    log = capture.text();
+  }
+  storage::Db db(path);
+  std::vector<std::string> rows;
+  auto st =
+      db.prepare("SELECT value || ' ' || customer_id FROM identities ORDER BY customer_id, value");
+  while (st.step()) {
+    rows.push_back(st.text(0));
+  }
+  CHECK(rows == std::vector<std::string>{"ann@xn--bcher-kva.de ANN", "bob@xn--bcher-kva.de BOB",
+                                         "cy@xn--bcher-kva.de CY", "cy@" + buecher + " CY2",
+                                         "dee@\xF0\x9F\x98\x80.com DEE", "eve@example.com DEE"});
+  CHECK(test::count(log, "warning ") == 2);
+  CHECK(test::count(log, "email cy@xn--bcher-kva.de is held by customer CY, and customer CY2") ==
+        1);
+  CHECK(test::count(log, "1 rewritten to its ASCII form, 1 dropped") == 1);
+  CHECK(storage::find_customer_id(db, "email", "ann@xn--bcher-kva.de") == "ANN");
+  // Run again: nothing more changes.
+  storage::ascii_email_domains(db);
+  std::vector<std::string> again;
+  st.reset();
+  while (st.step()) {
+    again.push_back(st.text(0));
+  }
+  CHECK(again == rows);
 }
