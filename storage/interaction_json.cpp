@@ -235,7 +235,8 @@ std::string call_text(const CallInfo& c) {
   return out;
 }
 
-std::string interaction_json(const Inbound& in, const StoredMeta& m) {
+std::string interaction_json(const Inbound& in, const StoredMeta& m,
+                             const std::vector<std::string>& flags) {
   std::string out;
   out.reserve(512 + in.text.size() + in.subject.size());
   Fields o(out);
@@ -300,7 +301,13 @@ std::string interaction_json(const Inbound& in, const StoredMeta& m) {
     f.close();
   }
   out += ']';
-  strings(o.key("flags"), in.flags);
+  if (flags.empty()) {
+    strings(o.key("flags"), in.flags);
+  } else {
+    std::vector<std::string> all = in.flags;
+    all.insert(all.end(), flags.begin(), flags.end());
+    strings(o.key("flags"), all);
+  }
   o.str("queue", m.queue);
   o.str("priority", m.priority);
   o.close();

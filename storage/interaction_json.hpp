@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/json/fwd.hpp>
 
@@ -25,7 +26,9 @@ struct StoredMeta {
 };
 
 // The payload text (serialised JSON) of a new interaction.
-std::string interaction_json(const Inbound& in, const StoredMeta& m);
+// `flags`: the store's, after the channel's Inbound::flags ("reply_to_differs").
+std::string interaction_json(const Inbound& in, const StoredMeta& m,
+                             const std::vector<std::string>& flags = {});
 // The "call" object as JSON text, as interaction_json writes it.
 std::string call_text(const CallInfo& c);
 // The "from" identity and the "customer" object (from m.customer_*) as interaction_json

@@ -64,7 +64,8 @@ struct Store::Statements {
         find_subject_conv(db.prepare(
             "SELECT c.id, c.queue FROM conversation_keys k JOIN conversations c "
             "ON c.id = k.conversation_id WHERE k.key = ?1 AND EXISTS (SELECT 1 FROM "
-            "interactions i WHERE i.conversation_id = c.id AND i.occurred_at BETWEEN ?2 AND ?3)")),
+            "interactions i WHERE i.conversation_id = c.id AND i.occurred_at BETWEEN ?2 AND ?3 "
+            "AND i.received_at BETWEEN ?4 AND ?5)")),
         set_conv_key(db.prepare(
             "INSERT OR REPLACE INTO conversation_keys(key, conversation_id) VALUES (?1, ?2)")),
         route_conv(db.prepare("UPDATE conversations SET queue=?2, updated_at=?3 WHERE id=?1")),
@@ -348,15 +349,38 @@ CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::i
 }
 
 // Issue 4: a subject matches only the same customer's conversations, and only when they hold a
-// message from within 14 days of this one (by the messages' own times: an initial sync stores
-// years of mail at once).
+// message from within 14 days of this one, by the messages' own times (an initial sync stores
+// years of mail at once) and by when we received them: the Date header is the sender's word,
+// and a forged one would reach a conversation of any age.
 constexpr std::int64_t kSubjectWindowMs = 14LL * 24 * 3600 * 1000;
+
+// Whether `in` names a Reply-To (kept only when it differs from From) that is no identity of
+// customer `customer_id`. Anyone can write a customer's address in From; an answer goes to
+// Reply-To (reply_recipient). Such a message is flagged `reply_to_differs` and never joins a
+// conversation by its subject, so a forged "Re: <their order>" neither reads the customer's
+// thread nor draws the agent's answer to the forger. A customer's own second address (an
+// identity of theirs) is no stranger; a web form's mail (From a no-reply address) is flagged
+// but still answered at Reply-To.
+bool reply_to_foreign(Store::Statements& st, const Inbound& in, const std::string& customer_id) {
+  if (!in.reply_to) {
+    return false;
+  }
+  if (customer_id.empty()) {
+    return true;
+  }
+  st.find_identity.bind_static(1, in.reply_to->type).bind_static(2, in.reply_to->value);
+  bool theirs = st.find_identity.step() && st.find_identity.text(0) == customer_id;
+  st.find_identity.reset();
+  return !theirs;
+}
 
 // First thread_lookup key that names a conversation wins; then the subject fallback; otherwise
 // a new conversation, which open_conversation inserts once its queue is known. Every
 // thread_record key (and the subject key) then points at it, so later messages find it.
+// `by_subject` false: only thread_lookup keys (reply_to_foreign); the message records no
+// subject key either, so the customer's next mail does not follow it into its conversation.
 Conversation thread(Store::Statements& st, const Inbound& in, const CustomerMatch& cust,
-                    std::int64_t now) {
+                    std::int64_t now, bool by_subject = true) {
   Conversation c;
   auto found = [&](Stmt& q) {
     if (q.step()) {
@@ -374,13 +398,14 @@ Conversation thread(Store::Statements& st, const Inbound& in, const CustomerMatc
     }
   }
   std::string subject_key;
-  if (!in.subject_key.empty() && !cust.id.empty()) {
+  if (by_subject && !in.subject_key.empty() && !cust.id.empty()) {
     subject_key = "subject:" + in.channel + ":" + in.account + ":" + cust.id + ":" + in.subject_key;
   }
   if (!c.existing && !subject_key.empty() && !cust.is_new) {
     std::int64_t at = in.occurred_at_ms ? in.occurred_at_ms : now;
     st.find_subject_conv.bind_static(1, subject_key);
     st.find_subject_conv.bind(2, at - kSubjectWindowMs).bind(3, at + kSubjectWindowMs);
+    st.find_subject_conv.bind(4, now - kSubjectWindowMs).bind(5, now + kSubjectWindowMs);
     found(st.find_subject_conv);
   }
   if (!c.existing) {
@@ -458,7 +483,8 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
                               cust.held_elsewhere);
     }
   }
-  Conversation conv = thread(st, in, cust, now);
+  const bool foreign = match_from && reply_to_foreign(st, in, cust.id);
+  Conversation conv = thread(st, in, cust, now, !foreign);
   Route r = route(rules, in, cust, conv);
   if (!conv.existing) {
     open_conversation(st, in, conv, cust.id, queue_now ? r.queue : "", now);
@@ -473,7 +499,11 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
                   now,
                   queue_now ? r.queue : "",
                   queue_now ? r.priority : ""};
-  std::string payload = interaction_json(in, meta);
+  std::vector<std::string> flags;
+  if (foreign) {
+    flags.emplace_back("reply_to_differs");
+  }
+  std::string payload = interaction_json(in, meta, flags);
   if (queue_now) {
     enqueue(st, meta.id, r, conv, now);
   }

@@ -648,6 +648,78 @@ std::string content_hash(const ParsedEmail& e, std::string_view body,
 
 }  // namespace
 
+namespace {
+
+// Cuts `s` to `max` bytes on a UTF-8 boundary; true when it did.
+bool cut_to(std::string& s, std::size_t max) {
+  if (s.size() <= max) {
+    return false;
+  }
+  s = std::string(utf8_prefix(s, max));
+  return true;
+}
+
+// A msg-id cut keeps its brackets, so the cut id is still "<...>" (threading.hpp message_id_of
+// and the reply's headers expect one). In-Reply-To and References are cut alike: a reply to a
+// message stored under a cut id names it in full, and finds it cut the same way.
+bool cut_id(std::string& id) {
+  if (id.size() <= kMaxIdBytes) {
+    return false;
+  }
+  bool bracketed = id.front() == '<' && id.back() == '>';
+  std::string inner = bracketed ? id.substr(1, id.size() - 2) : id;
+  cut_to(inner, kMaxIdBytes - 2);
+  id = "<" + inner + ">";
+  return true;
+}
+
+// The caps of mime.hpp; each cut is named in `cut` once.
+void cap(ParsedEmail& e) {
+  auto note_cut = [&e](const char* what) {
+    if (std::find(e.cut.begin(), e.cut.end(), what) == e.cut.end()) {
+      e.cut.emplace_back(what);
+    }
+  };
+  if (e.attachments.size() > kMaxAttachments) {
+    e.attachments.resize(kMaxAttachments);
+    note_cut("attachments_truncated");
+  }
+  for (auto& a : e.attachments) {
+    if (cut_to(a.filename, kMaxFilenameBytes)) {
+      note_cut("filename_truncated");
+    }
+  }
+  if (cut_to(e.subject, kMaxSubjectBytes)) {
+    note_cut("subject_truncated");
+  }
+  bool ids = cut_id(e.message_id);
+  ids = cut_id(e.in_reply_to) || ids;
+  for (auto& r : e.references) {
+    ids = cut_id(r) || ids;
+  }
+  if (ids) {
+    note_cut("id_truncated");
+  }
+  if (e.to.size() > kMaxRecipients) {
+    e.to.resize(kMaxRecipients);
+    note_cut("recipients_truncated");
+  }
+  if (e.cc.size() > kMaxRecipients - e.to.size()) {
+    e.cc.resize(kMaxRecipients - e.to.size());
+    note_cut("recipients_truncated");
+  }
+  for (auto* list : {&e.to, &e.cc}) {
+    for (auto& a : *list) {
+      bool email = cut_to(a.email, kMaxIdBytes);
+      if (cut_to(a.name, kMaxIdBytes) || email) {
+        note_cut("recipients_truncated");
+      }
+    }
+  }
+}
+
+}  // namespace
+
 std::string synthetic_message_id(std::string_view raw) {
   return "<" + hex_sha256(raw) + "@switchboard.invalid>";
 }
@@ -730,6 +802,7 @@ ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits) {
   // stored before this rule hashes the same when fetched again. Our reply copies the subject
   // into its own header, where a CR or LF would start a header line or the body.
   out.subject = trim(controls_to_spaces(out.subject));
+  cap(out);
   std::string text;
   bool more = false;
   for (const auto& part : w.shown) {

@@ -56,7 +56,20 @@ struct ParsedEmail {
   bool bulk = false;
   bool malformed = false;
   std::vector<std::string> problems;  // why `malformed`, for the log ("nul-bytes", ...)
+  // What parse_email cut to its caps (kMaxAttachments ...): "attachments_truncated",
+  // "subject_truncated", "id_truncated", "recipients_truncated", "filename_truncated". Each
+  // becomes a flag of the interaction, so the agent knows the mail held more than it shows.
+  std::vector<std::string> cut;
 };
+
+// Caps on what one message may put in its interaction: every attachment is a row written in
+// the writer's transaction and listed in the payload, so a message of 600,000 empty parts would
+// stall every other commit. Applied after content_hash, which still counts the whole message.
+inline constexpr std::size_t kMaxAttachments = 100;
+inline constexpr std::size_t kMaxFilenameBytes = 255;  // a file name on most file systems
+inline constexpr std::size_t kMaxSubjectBytes = 4096;  // as the ingest API's subject
+inline constexpr std::size_t kMaxIdBytes = 998;        // one header line (RFC 5322 2.1.1)
+inline constexpr std::size_t kMaxRecipients = 100;     // To and Cc together
 
 ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits = {});
 

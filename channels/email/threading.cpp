@@ -139,6 +139,9 @@ sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_
   if (email.truncated) {
     in.flags.emplace_back("truncated");
   }
+  for (auto& what : email.cut) {
+    in.flags.push_back(std::move(what));
+  }
   return in;
 }
 

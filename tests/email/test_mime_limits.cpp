@@ -1,6 +1,7 @@
 // Generated hostile inputs: size, nesting, missing Message-ID, odd dates.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "channels/email/charset.hpp"
@@ -258,4 +259,52 @@ TEST_CASE("a message forwarded as an attachment is kept as .eml bytes, under the
   // What the content hash reads of it did not change when its bytes began to be kept: the
   // same mail fetched again is the same message, not a second one.
   CHECK(capped.content_hash == m.content_hash);
+}
+
+TEST_CASE("one message's caps: attachments listed, file names, subject, ids, recipients") {
+  std::string long_name(400, 'x');
+  long_name += "ü.pdf";  // the cut falls well before it
+  std::string raw = "From: many@example.com\r\nTo: ";
+  for (int i = 0; i < 150; ++i) {
+    raw += (i ? ", " : "") + std::string("r") + std::to_string(i) + "@example.com";
+  }
+  raw += "\r\nCc: cc@example.com\r\nSubject: " + std::string(5000, 's') + "\r\n" + "Message-ID: <" +
+         std::string(1200, 'm') + "@example.com>\r\n" + "In-Reply-To: <" + std::string(1200, 'm') +
+         "@example.com>\r\n" +
+         "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"
+         "--B\r\nContent-Type: text/plain\r\n\r\nhi\r\n";
+  raw += "--B\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"" +
+         long_name + "\"\r\n\r\nx\r\n";
+  for (int i = 0; i < 1000; ++i) {
+    raw +=
+        "--B\r\nContent-Type: application/octet-stream\r\n"
+        "Content-Disposition: attachment\r\n\r\n\r\n";
+  }
+  raw += "--B--\r\n";
+  auto m = parse_email(raw);
+  CHECK(m.attachments.size() == sb::email::kMaxAttachments);
+  REQUIRE(!m.attachments.empty());
+  CHECK(m.attachments[0].filename.size() <= sb::email::kMaxFilenameBytes);
+  CHECK(m.attachments[0].filename.size() > 200);
+  CHECK(sb::email::is_valid_utf8(m.attachments[0].filename));
+  CHECK(m.subject.size() == sb::email::kMaxSubjectBytes);
+  CHECK(m.message_id.size() == sb::email::kMaxIdBytes);
+  CHECK(m.message_id.front() == '<');
+  CHECK(m.message_id.back() == '>');
+  CHECK(m.in_reply_to == m.message_id);  // cut alike, so a reply still finds it
+  CHECK(m.to.size() + m.cc.size() == sb::email::kMaxRecipients);
+  for (const char* flag : {"attachments_truncated", "filename_truncated", "subject_truncated",
+                           "id_truncated", "recipients_truncated"}) {
+    CAPTURE(flag);
+    CHECK(std::count(m.cut.begin(), m.cut.end(), std::string(flag)) == 1);
+  }
+  CHECK_FALSE(m.content_hash.empty());
+}
+
+TEST_CASE("a message under every cap is not cut") {
+  auto m = parse_email(
+      "From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n"
+      "Message-ID: <ok@example.com>\r\n\r\nhello\r\n");
+  CHECK(m.cut.empty());
+  CHECK(m.message_id == "<ok@example.com>");
 }

@@ -29,11 +29,12 @@ struct Fixture {
 
   // Stores one message and returns its conversation id.
   std::string store_mail(const std::string& from, const std::string& subject, const std::string& id,
-                         const std::string& date, const std::string& in_reply_to = "") {
+                         const std::string& date, const std::string& in_reply_to = "",
+                         const std::string& reply_to = "") {
     std::string raw = "From: " + from + "\r\nTo: support@example.com\r\nSubject: " + subject +
                       "\r\nMessage-ID: " + id + "\r\nDate: " + date + "\r\n" +
                       (in_reply_to.empty() ? "" : "In-Reply-To: " + in_reply_to + "\r\n") +
-                      "\r\nhello\r\n";
+                      (reply_to.empty() ? "" : "Reply-To: " + reply_to + "\r\n") + "\r\nhello\r\n";
     std::vector<Inbound> items;
     items.push_back(email::to_inbound(email::parse_email(raw), "support", "INBOX"));
     std::promise<std::vector<IngestOutcome>> done;
@@ -43,12 +44,25 @@ struct Fixture {
     REQUIRE(out.size() == 1);
     REQUIRE(out[0].error.empty());
     storage::Db db(dir.file("switchboard.db"), true);
-    auto st = db.prepare("SELECT conversation_id FROM interactions WHERE id = ?1");
+    auto st = db.prepare("SELECT conversation_id, payload FROM interactions WHERE id = ?1");
     st.bind(1, out[0].id);
     REQUIRE(st.step());
+    last_payload = st.text(1);
     return st.text(0);
   }
+
+  // Runs `sql` on the database (no message in flight: the writer is idle).
+  void exec(const std::string& sql) {
+    storage::Db db(dir.file("switchboard.db"));
+    db.exec(sql);
+  }
+
+  std::string last_payload;  // of the last store_mail
 };
+
+bool flagged(const std::string& payload, const std::string& flag) {
+  return payload.find("\"" + flag + "\"") != std::string::npos;
+}
 
 }  // namespace
 
@@ -88,4 +102,45 @@ TEST_CASE("subject fallback: a message with no subject never joins by subject") 
       f.store_mail("ann@example.com", "", "<c1@example.com>", "Mon, 02 Nov 2026 10:00:00 +0000");
   CHECK(f.store_mail("ann@example.com", "Re:", "<c2@example.com>",
                      "Mon, 02 Nov 2026 11:00:00 +0000") != first);
+}
+
+TEST_CASE(
+    "subject fallback: a forged From with a foreign Reply-To is flagged, in a new "
+    "conversation") {
+  Fixture f;
+  auto first = f.store_mail("ann@example.com", "Order 7 is late", "<d1@example.com>",
+                            "Mon, 02 Nov 2026 10:00:00 +0000");
+  CHECK_FALSE(flagged(f.last_payload, "reply_to_differs"));
+  // Anyone can write Ann's address in From; the agent's answer would go to Reply-To.
+  auto forged = f.store_mail("ann@example.com", "Re: Order 7 is late", "<d2@evil.example>",
+                             "Tue, 03 Nov 2026 10:00:00 +0000", "", "attacker@evil.example");
+  CHECK(forged != first);
+  CHECK(flagged(f.last_payload, "reply_to_differs"));
+  // It left no subject key behind: Ann's own next mail still finds her conversation.
+  CHECK(f.store_mail("ann@example.com", "Re: Order 7 is late", "<d3@example.com>",
+                     "Wed, 04 Nov 2026 10:00:00 +0000") == first);
+  CHECK_FALSE(flagged(f.last_payload, "reply_to_differs"));
+}
+
+TEST_CASE("subject fallback: a Reply-To that is the customer's own other address still joins") {
+  Fixture f;
+  auto first = f.store_mail("ann@example.com", "Order 8", "<e1@example.com>",
+                            "Mon, 02 Nov 2026 10:00:00 +0000");
+  f.exec(
+      "INSERT INTO identities(type, value, customer_id, handle) SELECT 'email', "
+      "'ann@work.example', customer_id, '' FROM identities WHERE value = 'ann@example.com'");
+  CHECK(f.store_mail("ann@example.com", "Re: Order 8", "<e2@example.com>",
+                     "Tue, 03 Nov 2026 10:00:00 +0000", "", "ann@work.example") == first);
+  CHECK_FALSE(flagged(f.last_payload, "reply_to_differs"));
+}
+
+TEST_CASE("subject fallback: the 14 days count from when we received it, not the Date header") {
+  Fixture f;
+  auto first = f.store_mail("ann@example.com", "Refund", "<g1@example.com>",
+                            "Mon, 02 Nov 2026 10:00:00 +0000");
+  // Received a month ago; the next message's Date (the sender's word) falls within 14 days of
+  // the first one's.
+  f.exec("UPDATE interactions SET received_at = received_at - 30 * 86400000");
+  CHECK(f.store_mail("ann@example.com", "Re: Refund", "<g2@example.com>",
+                     "Tue, 03 Nov 2026 10:00:00 +0000") != first);
 }
