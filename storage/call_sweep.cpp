@@ -25,6 +25,8 @@ namespace {
 
 constexpr std::size_t kMaxPerSweep = 1000;
 constexpr std::int64_t kRetryAfterMs = 3600 * 1000;
+constexpr std::int64_t kFirstReleaseRetryMs = 60 * 1000;
+constexpr std::int64_t kDayMs = 24 * 3600 * 1000;
 
 // A sweep's event for the pending call of the row `q` is on: its columns 1-3 are channel,
 // account and external_id (both sweeps select id, channel, account, external_id, order_key).
@@ -135,13 +137,16 @@ void Store::release_held_calls(std::int64_t older_than_ms,
         "WHERE state = 'pending_call' AND held = 1 AND received_at <= ?1");
     std::int64_t now = now_ms();
     q.bind(1, now - older_than_ms);
-    // As for stale calls: one that could not be queued waits an hour. It does not count toward
-    // kMaxPerSweep either: the oldest come first, and a thousand that fail would otherwise hold
-    // back every call held after them, for good.
-    std::erase_if(release_retry_at_, [now](const auto& e) { return e.second <= now; });
+    // One that could not be queued waits a minute, then twice as long after each failure, up
+    // to an hour (a passing failure, a moment of full disk, must not make every missed call an
+    // hour late). A waiting one does not count toward kMaxPerSweep: the oldest come first, and
+    // a thousand that fail would otherwise hold back every call held after them, for good.
+    // Entries stay until the call is queued (they carry its last wait), or a day has passed.
+    std::erase_if(release_retry_at_, [now](const auto& e) { return e.second.at + kDayMs <= now; });
     while (held->size() < kMaxPerSweep && q.step()) {
-      if (release_retry_at_.contains(q.text_view(0))) {
-        continue;  // failed within the hour
+      if (auto it = release_retry_at_.find(q.text_view(0));
+          it != release_retry_at_.end() && it->second.at > now) {
+        continue;  // failed, and its wait is not over
       }
       ++*read;
       auto stored = read_call_payload(q.text_view(5));
@@ -184,14 +189,18 @@ void Store::release_held_calls(std::int64_t older_than_ms,
         [this, result](const SweptCall& call, const std::string& why) {
           if (why.empty()) {
             ++result->released;
+            release_retry_at_.erase(call.id);
             return;
           }
-          release_retry_at_[call.id] = now_ms() + kRetryAfterMs;
+          auto& r = release_retry_at_[call.id];
+          r.wait_ms =
+              r.wait_ms == 0 ? kFirstReleaseRetryMs : std::min(r.wait_ms * 2, kRetryAfterMs);
+          r.at = now_ms() + r.wait_ms;
           const Inbound& in = call.event;
           logger("storage")->error(
               "[{}:{}] held call {} (interaction {}) cannot be queued: {}; left held, tried again "
-              "in an hour",
-              in.channel, in.account, in.external_id, call.id, why);
+              "in {} s",
+              in.channel, in.account, in.external_id, call.id, why, r.wait_ms / 1000);
         },
         [result, done] {
           if (done) {

@@ -485,7 +485,16 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   }
   const bool foreign = match_from && reply_to_foreign(st, in, cust.id);
   Conversation conv = thread(st, in, cust, now, !foreign);
-  Route r = route(rules, in, cust, conv);
+  Route r;
+  if (foreign) {
+    // Rules see the flag the payload gets (a rule may send such mail to a review queue). A copy
+    // only for these few messages: the common path routes `in` as it is.
+    Inbound flagged = in;
+    flagged.flags.emplace_back("reply_to_differs");
+    r = route(rules, flagged, cust, conv);
+  } else {
+    r = route(rules, in, cust, conv);
+  }
   if (!conv.existing) {
     open_conversation(st, in, conv, cust.id, queue_now ? r.queue : "", now);
   }

@@ -107,7 +107,11 @@ class Store final : public Pipeline {
   // The same for held calls the release failed to queue: its own, as a held call is pending too
   // and may go stale while it waits (the 4-hour sweep must not skip it for this). Writer thread
   // only; std::less<> for lookups by a column's string_view.
-  std::map<std::string, std::int64_t, std::less<>> release_retry_at_;
+  struct ReleaseRetry {
+    std::int64_t at = 0;       // not tried again before (Unix ms)
+    std::int64_t wait_ms = 0;  // the last wait, doubled at the next failure
+  };
+  std::map<std::string, ReleaseRetry, std::less<>> release_retry_at_;
   // Calls held for their legs (CallFold::awaits_legs) that the last release passed over: the
   // next one queues them, so each waits at least one release interval. Writer thread only.
   std::unordered_set<std::string> legs_held_seen_;

@@ -15,6 +15,13 @@ namespace json = boost::json;
 
 namespace {
 
+// A Meta time in milliseconds. Messenger's message events give milliseconds; the reference of
+// messaging_postbacks shows seconds, as a string ("timestamp": "1527459824"), and entry times
+// come both ways: a value below 10^11 (1973 in milliseconds) is read as seconds.
+std::int64_t meta_time_ms(std::int64_t at) {
+  return at > 0 && at < 100000000000LL ? at * 1000 : at;
+}
+
 constexpr std::string_view kJson = "application/json";
 
 MetaResult fail(int status, std::string_view code, std::string_view message) {
@@ -157,10 +164,8 @@ void parse_comments(const config::Meta& cfg, std::string_view channel, const jso
     }
     in.to.push_back(Identity{"instagram", own, "", ""});
     in.text = str_at(*value, "text");
-    // No time in the comment: the entry's, when Meta sent it (seconds in some examples,
-    // milliseconds in others: a value below 10^11 is read as seconds).
-    std::int64_t at = int_at(entry, "time").value_or(0);
-    in.occurred_at_ms = at > 0 && at < 100000000000LL ? at * 1000 : at;
+    // No time in the comment: the entry's, when Meta sent it.
+    in.occurred_at_ms = meta_time_ms(int_at(entry, "time").value_or(0));
     in.in_reply_to = str_at(*value, "parent_id");
     const json::object* media = obj_at(*value, "media");
     std::string media_id = media == nullptr ? "" : str_at(*media, "id");
@@ -255,7 +260,7 @@ void parse_messaging(const config::Meta& cfg, std::string_view channel, const js
       in.from = Identity{std::string(channel), sender_id, "", ""};
     }
     in.to.push_back(Identity{std::string(channel), page_id, "", ""});
-    in.occurred_at_ms = int_at(*ev, "timestamp").value_or(0);
+    in.occurred_at_ms = meta_time_ms(int_at(*ev, "timestamp").value_or(0));
     if (postback != nullptr) {
       // The title is what the customer saw and tapped; the payload is our own page's code for
       // it, sent to the app that made the button only, and kept out of the text.

@@ -70,13 +70,22 @@ class TelegramPoller final : public Poller {
       co_return PollResult::failed(res.error);
     }
     TelegramUpdates up = parse_telegram_updates(cfg_, *bot_, res.body, migrated_from_);
-    if (learn_migrations(up.migrations)) {
+    if (auto learnt = learn_migrations(up.migrations)) {
       // Committed before the messages that need it: a crash in between asks for them again.
-      std::optional<CursorUpdate> mu = CursorUpdate{key_, "chat_migrations", format_migrations()};
+      // Kept in memory only once committed: a failed commit leaves the map as it was, so the
+      // next poll, reading the same service messages, learns and stores them again.
+      std::optional<CursorUpdate> mu =
+          CursorUpdate{key_, "chat_migrations", format_migrations(*learnt)};
       std::vector<Inbound> none;
       std::string err = co_await store_batch(rt_, "telegram", cfg_.name, none, mu);
       if (!err.empty()) {
         co_return PollResult::failed("storing a group's upgrade to a supergroup: " + err);
+      }
+      for (const auto& [to, from] : *learnt) {
+        if (migrated_from_.emplace(to, from).second) {
+          logger("social")->info("[telegram:{}] group {} was upgraded to supergroup {}", cfg_.name,
+                                 from, to);
+        }
       }
       // Again, so that the supergroup's messages of this response find the old group's
       // conversations too.
@@ -128,23 +137,29 @@ class TelegramPoller final : public Poller {
     }
     return out;
   }
-  std::string format_migrations() const {
+  // The known upgrades with `more` added.
+  std::string format_migrations(const std::map<std::string, std::string>& more) const {
     json::object o;
     for (const auto& [to, from] : migrated_from_) {
       o[to] = from;
     }
+    for (const auto& [to, from] : more) {
+      o.emplace(to, from);
+    }
     return json::serialize(o);
   }
-  // Adds the upgrades not known yet; whether there was one.
-  bool learn_migrations(const std::vector<TelegramMigration>& ms) {
-    bool added = false;
+  // The upgrades in `ms` not known yet (new chat id -> old chat id), or none.
+  std::optional<std::map<std::string, std::string>> learn_migrations(
+      const std::vector<TelegramMigration>& ms) const {
+    std::map<std::string, std::string> added;
     for (const auto& m : ms) {
       if (!m.from_chat_id.empty() && !m.to_chat_id.empty() &&
-          migrated_from_.emplace(m.to_chat_id, m.from_chat_id).second) {
-        logger("social")->info("[telegram:{}] group {} was upgraded to supergroup {}", cfg_.name,
-                               m.from_chat_id, m.to_chat_id);
-        added = true;
+          !migrated_from_.contains(m.to_chat_id)) {
+        added.emplace(m.to_chat_id, m.from_chat_id);
       }
+    }
+    if (added.empty()) {
+      return std::nullopt;
     }
     return added;
   }

@@ -245,7 +245,7 @@ TEST_CASE("a reply whose parent's payload is unreadable does not hold back the o
       auto st = db.prepare("CREATE TEMP TABLE c AS SELECT * FROM interactions WHERE id = ?1");
       st.bind(1, from).run();
       auto up = db.prepare(
-          "UPDATE temp.c SET id = ?1, external_id = ?1, direction = ?2, payload = "
+          "UPDATE temp.c SET seq = NULL, id = ?1, external_id = ?1, direction = ?2, payload = "
           "coalesce(?3, payload)");
       up.bind(1, id).bind(2, std::string(direction));
       if (payload != nullptr) {

@@ -25,6 +25,9 @@ struct Fixture {
   storage::Store store{writer, Rules::compile(config::defaults().routing)};
 
   Fixture() { writer.start(); }
+  explicit Fixture(const config::Routing& routing) : store{writer, Rules::compile(routing)} {
+    writer.start();
+  }
   ~Fixture() { writer.stop(); }
 
   // Stores one message and returns its conversation id.
@@ -120,6 +123,29 @@ TEST_CASE(
   CHECK(f.store_mail("ann@example.com", "Re: Order 7 is late", "<d3@example.com>",
                      "Wed, 04 Nov 2026 10:00:00 +0000") == first);
   CHECK_FALSE(flagged(f.last_payload, "reply_to_differs"));
+}
+
+// Before: the flag was added to the payload after the rules had run, so a rule on it (README:
+// rules match flags) never matched.
+TEST_CASE("subject fallback: a rule on the flag reply_to_differs routes such mail") {
+  auto loaded = config::load_string(R"([[routing.rules]]
+queue = "review"
+[routing.rules.when]
+flags = ["reply_to_differs"]
+)",
+                                    "t.toml");
+  REQUIRE(loaded.config);
+  Fixture f(loaded.config->routing);
+  f.store_mail("ann@example.com", "Order 9", "<g1@example.com>", "Mon, 02 Nov 2026 10:00:00 +0000");
+  f.store_mail("ann@example.com", "Re: Order 9", "<g2@evil.example>",
+               "Tue, 03 Nov 2026 10:00:00 +0000", "", "attacker@evil.example");
+  CHECK(flagged(f.last_payload, "reply_to_differs"));
+  storage::Db db(f.dir.file("switchboard.db"), true);
+  auto st = db.prepare("SELECT queue FROM interactions ORDER BY rowid");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == "general");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == "review");
 }
 
 TEST_CASE("subject fallback: a Reply-To that is the customer's own other address still joins") {

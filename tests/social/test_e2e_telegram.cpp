@@ -279,6 +279,37 @@ TEST_CASE(
   CHECK(d.cursor("telegram:tg", "chat_migrations") == R"({"-1001987654321":"-42"})");
 }
 
+// Before: the upgrade went into the poller's map before its commit, so after a failed commit
+// the next poll, reading the same service messages, found nothing new to store, and the offset
+// moved past them: the upgrade was never stored, and lost at the next restart.
+TEST_CASE("telegram: a group's upgrade whose commit fails is stored at the next poll") {
+  using namespace std::chrono_literals;
+  LogCapture social("social");  // before the daemon, which logs from its own threads
+  FakeTelegram tg;
+  tg.start();
+  tg.add_message(group_mention(-42, 444, "Di"));
+  SocialDaemon d;
+  d.cfg.channels.telegram.push_back(config::Telegram{"tg", tg.base_url(), "123:tg-token"});
+  d.start();
+  AgentClient alice(d.app->port(), "alice-token");
+  auto di = alice.claim("general");
+  {
+    WriteLock lock(d.dir.file("switchboard.db"));
+    tg.add_message(
+        R"({"from":{"id":444,"is_bot":false,"first_name":"Di"},"chat":{"id":-42,"title":"Customers","type":"group"},"migrate_to_chat_id":-1001987654321})");
+    tg.add_message(
+        R"({"from":{"id":1087968824,"is_bot":true,"first_name":"Group"},"chat":{"id":-1001987654321,"title":"Customers","type":"supergroup"},"migrate_from_chat_id":-42})");
+    REQUIRE(eventually(
+        [&] { return !social.lines_with("storing a group's upgrade to a supergroup").empty(); },
+        15s));
+  }
+  tg.add_message(group_mention(-1001987654321, 444, "Di", "supergroup"));
+  REQUIRE(eventually([&] { return d.rows("SELECT count(*) FROM interactions") == 2; }, 15s));
+  CHECK(d.cursor("telegram:tg", "chat_migrations") == R"({"-1001987654321":"-42"})");
+  auto di2 = alice.claim("general");
+  CHECK(s(di2.at("conversation_id")) == s(di.at("conversation_id")));
+}
+
 TEST_CASE(
     "telegram: a reply over 4096 characters (UTF-16 code units) is refused with 400, nothing "
     "stored") {

@@ -232,6 +232,14 @@ TEST_CASE(
   CHECK(i.items[0].thread_lookup ==
         std::vector<std::string>{"instagram:meta:17841400000000000:IGSID-1"});
 
+  // The messaging_postbacks reference's own example gives the time in seconds, as a string.
+  const std::string secs = R"({"object":"page","entry":[{"id":"PAGE_ID","time":1,"messaging":[
+    {"sender":{"id":"PSID_2"},"recipient":{"id":"PAGE_ID"},"timestamp":"1527459824",
+     "postback":{"mid":"m_POSTBACK_2","title":"Get Started","payload":"START"}}]}]})";
+  auto sec = post_signed(secs);
+  REQUIRE(sec.items.size() == 1);
+  CHECK(sec.items[0].occurred_at_ms == 1527459824000);
+
   // An older postback without mid or title (the reference's earlier example): stored all the
   // same, as a message without a mid is, under a stand-in id that a redelivery repeats.
   const std::string old = R"({"object":"page","entry":[{"id":"PAGE_ID","time":1,"messaging":[

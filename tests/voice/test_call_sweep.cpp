@@ -94,9 +94,10 @@ TEST_CASE("held calls: the release reads the held calls, not every pending one")
 }
 
 // The release runs every 10 s: a held call that cannot be queued (here a trigger refuses its
-// update) is logged and left for an hour, not tried and logged at every release. The release
-// takes the oldest first, at most 1,000: failing ones must not keep a later call held for good.
-TEST_CASE("held calls: ones that cannot be queued wait an hour, and do not hold back later ones") {
+// update) is logged and left for a minute (doubling to an hour), not tried and logged at every
+// release. The release takes the oldest first, at most 1,000: failing ones must not keep a later
+// call held for good.
+TEST_CASE("held calls: ones that cannot be queued wait, and do not hold back later ones") {
   CallStore s;
   s.start();
   constexpr int kBad = 1000;  // kMaxPerSweep
