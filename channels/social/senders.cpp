@@ -536,6 +536,11 @@ class XSender final : public Sender {
     if (!e.retryable()) {
       co_return SendResult::failed(msg);
     }
+    // X takes no idempotency key for a DM: a 5xx after the request went out (a gateway's 502 or
+    // 504) may follow a delivered DM, so it is an unknown outcome, as for Telegram and Meta.
+    if (auto unknown = server_error_no_repeat(res, msg, "X")) {
+      co_return std::move(*unknown);
+    }
     milliseconds after{};
     if (e.reset) {
       after = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(*e.reset - Clock::now()));
@@ -787,79 +792,79 @@ class MetaSender final : public Sender {
                                unknown_no_repeat(why, meta_platform(m.channel)));
   }
   void send(OutboundMessage m, Done done) override {
-    run_send(
-        rt_, "meta", cfg_.name, std::move(m), std::move(done),
-        [this](const OutboundMessage& m) -> asio::awaitable<SendResult> {
-          auto p = parse_parent(m.parent_json);
-          if (!p || p->from_value.empty()) {
-            co_return SendResult::failed("the answered interaction has no sender to answer");
-          }
-          HttpRequestSpec spec;
-          if (p->channel == "whatsapp") {
-            std::string phone_number_id = flag_value(*p, "phone_number_id:");
-            if (phone_number_id.empty()) {
-              co_return SendResult::failed("the WhatsApp message names no phone_number_id");
-            }
-            // To the wa_id the message came from (meta.cpp), not the E.164 form. A user
-            // whose message had no number is stored under the BSUID, which never starts
-            // with "+": Meta refuses it as `to`, it goes as `recipient`.
-            const std::string& to = p->from_handle.empty() ? p->from_value : p->from_handle;
-            WhatsAppTo kind =
-                p->from_value.front() == '+' ? WhatsAppTo::phone : WhatsAppTo::user_id;
-            if (cfg_.access_token.empty()) {
-              co_return SendResult::failed(
-                  "no access token for WhatsApp: set access_token_env (or access_token or "
-                  "access_token_file) in [[channels.meta]] \"" +
-                  cfg_.name + "\"");
-            }
-            spec = whatsapp_send_message(cfg_, phone_number_id, to, m.text, p->external_id, kind);
-          } else {
-            // The sender id is Page-scoped (PSID / IGSID) and the Send API takes only the token
-            // of the Page that received the message (Meta's "Send API Reference": a Page access
-            // token of that Page). meta.cpp records that Page as the message's `to`.
-            const std::string page_id = p->to_values.empty() ? "" : p->to_values.front();
-            const std::string* token = cfg_.token_for_page(page_id);
-            if (token == nullptr) {
-              co_return SendResult::failed(
-                  "no access token for the Page " + page_id + " that received this " + p->channel +
-                  " message: add [[channels.meta.pages]] with id = \"" + page_id +
-                  "\" and access_token_env (or access_token or access_token_file) to "
-                  "[[channels.meta]] \"" +
-                  cfg_.name + "\", or set its access_token");
-            }
-            if (p->kind == "comment") {
-              // An Instagram comment (meta.cpp) is answered in public, under it. One stored
-              // without an id of Instagram's has none to answer.
-              if (p->external_id.rfind("nomid.", 0) == 0) {
-                co_return SendResult::failed(
-                    "the comment came without an id: a reply cannot be posted under it");
-              }
-              spec = instagram_comment_reply(*token, p->external_id, m.text);
-            } else {
-              spec = meta_send_message(*token, p->from_value, m.text);
-            }
-          }
-          net::HttpRequest req = to_request(cfg_.base_url, spec);
-          auto res = co_await rt_.http.request(std::move(req));
-          SendOutcome o = parse_meta_send_response(res.status, res.body);
-          if (o.ok) {
-            co_return SendResult::sent(o.provider_message_id);
-          }
-          if (res.status == 0) {
-            co_return network_failure_no_repeat(res, meta_platform(p->channel));
-          }
-          // parse_meta_send_response takes every 5xx for retryable: here it is an unknown
-          // outcome (server_error_no_repeat).
-          if (auto unknown =
-                  server_error_no_repeat(res, o.error_message, meta_platform(p->channel))) {
-            co_return std::move(*unknown);
-          }
-          if (o.throttled) {
-            co_return SendResult::throttle(o.error_message, retry_after_header(res));
-          }
-          co_return o.retryable ? SendResult::retry(o.error_message, retry_after_header(res))
-                                : SendResult::failed(o.error_message);
-        });
+    run_send(rt_, "meta", cfg_.name, std::move(m), std::move(done),
+             [this](const OutboundMessage& m) -> asio::awaitable<SendResult> {
+               auto p = parse_parent(m.parent_json);
+               if (!p || p->from_value.empty()) {
+                 co_return SendResult::failed("the answered interaction has no sender to answer");
+               }
+               HttpRequestSpec spec;
+               if (p->channel == "whatsapp") {
+                 std::string phone_number_id = flag_value(*p, "phone_number_id:");
+                 if (phone_number_id.empty()) {
+                   co_return SendResult::failed("the WhatsApp message names no phone_number_id");
+                 }
+                 // To the wa_id the message came from (meta.cpp), not the E.164 form. A user
+                 // whose message had no number is stored under the BSUID, which never starts
+                 // with "+": Meta refuses it as `to`, it goes as `recipient`.
+                 const std::string& to = p->from_handle.empty() ? p->from_value : p->from_handle;
+                 WhatsAppTo kind =
+                     p->from_value.front() == '+' ? WhatsAppTo::phone : WhatsAppTo::user_id;
+                 if (cfg_.access_token.empty()) {
+                   co_return SendResult::failed(
+                       "no access token for WhatsApp: set access_token_env (or access_token or "
+                       "access_token_file) in [[channels.meta]] \"" +
+                       cfg_.name + "\"");
+                 }
+                 spec =
+                     whatsapp_send_message(cfg_, phone_number_id, to, m.text, p->external_id, kind);
+               } else {
+                 // The sender id is Page-scoped (PSID / IGSID) and the Send API takes only the
+                 // token of the Page that received the message (Meta's "Send API Reference": a Page
+                 // access token of that Page). meta.cpp records that Page as the message's `to`.
+                 const std::string page_id = p->to_values.empty() ? "" : p->to_values.front();
+                 const std::string* token = cfg_.token_for_page(page_id);
+                 if (token == nullptr) {
+                   co_return SendResult::failed(
+                       "no access token for the Page " + page_id + " that received this " +
+                       p->channel + " message: add [[channels.meta.pages]] with id = \"" + page_id +
+                       "\" and access_token_env (or access_token or access_token_file) to "
+                       "[[channels.meta]] \"" +
+                       cfg_.name + "\", or set its access_token");
+                 }
+                 if (p->kind == "comment") {
+                   // An Instagram comment (meta.cpp) is answered in public, under it. One stored
+                   // without an id of Instagram's has none to answer.
+                   if (p->external_id.rfind("nomid.", 0) == 0) {
+                     co_return SendResult::failed(
+                         "the comment came without an id: a reply cannot be posted under it");
+                   }
+                   spec = instagram_comment_reply(*token, p->external_id, m.text);
+                 } else {
+                   spec = meta_send_message(*token, p->from_value, m.text);
+                 }
+               }
+               net::HttpRequest req = to_request(cfg_.base_url, spec);
+               auto res = co_await rt_.http.request(std::move(req));
+               SendOutcome o = parse_meta_send_response(res.status, res.body);
+               if (o.ok) {
+                 co_return SendResult::sent(o.provider_message_id);
+               }
+               if (res.status == 0) {
+                 co_return network_failure_no_repeat(res, meta_platform(p->channel));
+               }
+               // parse_meta_send_response takes every 5xx for retryable: here it is an unknown
+               // outcome (server_error_no_repeat).
+               if (auto unknown =
+                       server_error_no_repeat(res, o.error_message, meta_platform(p->channel))) {
+                 co_return std::move(*unknown);
+               }
+               if (o.throttled) {
+                 co_return SendResult::throttle(o.error_message, retry_after_header(res));
+               }
+               co_return o.retryable ? SendResult::retry(o.error_message, retry_after_header(res))
+                                     : SendResult::failed(o.error_message);
+             });
   }
 
  private:

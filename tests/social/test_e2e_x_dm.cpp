@@ -203,6 +203,25 @@ TEST_CASE(
   CHECK(cut.unknown);
 }
 
+// Before: a 5xx to a DM post was retried as X's server error, so a DM that a gateway passed on
+// before giving up went out twice (X takes no idempotency key for DMs).
+TEST_CASE("x dm: a 504 after the DM went out is failed as unknown and not sent again") {
+  FakeX fake("42");
+  fake.start();
+  fake.add_dm("7", "pat", "hello?");
+  SocialDaemon d;
+  d.cfg.channels.x.push_back(fake.replying_account());
+  d.start();
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto parent = d.queued()[0];
+  fake.gateway_error_after_next_dm_posts(1, 504);
+  auto r = d.send("x", "x", reply_to(parent, "01JXDM504", "Hi!"));
+  CHECK(r.status == SendResult::Status::failed);
+  CHECK(r.unknown);
+  CHECK_MESSAGE(r.error.find("X answered HTTP 504") != std::string::npos, r.error);
+  CHECK(fake.dm_posted().size() == 1);
+}
+
 TEST_CASE("x dm: an account without user context reads mentions only, and says so once at start") {
   LogCapture log("social");
   FakeX fake("42");

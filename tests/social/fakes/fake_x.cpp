@@ -557,6 +557,12 @@ void FakeX::lose_next_dm_answers(int n) {
   lose_dm_answers_ = n;
 }
 
+void FakeX::gateway_error_after_next_dm_posts(int n, int status) {
+  std::lock_guard lock(mu_);
+  dm_gateway_errors_ = n;
+  dm_gateway_status_ = status;
+}
+
 std::vector<FakeX::DmPosted> FakeX::dm_posted() const {
   std::lock_guard lock(mu_);
   return dm_posted_;
@@ -767,6 +773,11 @@ Res FakeX::dm_post(const FakeHttpServer::Request& r) {
     Res res;
     res.drop = true;
     return res;
+  }
+  if (dm_gateway_errors_ > 0) {
+    --dm_gateway_errors_;
+    return {dm_gateway_status_, "<html><body><h1>" + std::to_string(dm_gateway_status_) +
+                                    " Gateway Time-out</h1></body></html>"};
   }
   return {201, json::serialize(
                    json::object{{"data", json::object{{"dm_conversation_id", conversation},

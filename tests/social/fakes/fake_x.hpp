@@ -116,6 +116,9 @@ class FakeX {
                      std::chrono::milliseconds age = {});
   // The next `n` DM posts are sent, and their answers lost.
   void lose_next_dm_answers(int n);
+  // The next `n` DM posts are sent, and answered `status` with a gateway's HTML page (a proxy
+  // that passed the request on, then gave up waiting).
+  void gateway_error_after_next_dm_posts(int n, int status);
   std::vector<DmPosted> dm_posted() const;
   int dm_post_requests() const;
   int dm_requests() const;  // GET /2/dm_events received (answered with events or not)
@@ -145,6 +148,7 @@ class FakeX {
   std::vector<std::map<std::string, std::string>> dm_queries_;
   std::vector<std::string> dm_authorizations_, dm_auth_refusals_;
   int dm_requests_ = 0, dm_post_requests_ = 0, dm_window_used_ = 0, lose_dm_answers_ = 0;
+  int dm_gateway_errors_ = 0, dm_gateway_status_ = 504;
   std::chrono::system_clock::time_point dm_window_start_{};
   struct Tweet {
     long long id;
