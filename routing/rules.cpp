@@ -69,7 +69,8 @@ bool Rules::matches(const Compiled& c, const RuleSubject& s) {
   }
   if (!w.flags.empty()) {
     bool any = std::any_of(w.flags.begin(), w.flags.end(), [&](const std::string& f) {
-      return std::find(in.flags.begin(), in.flags.end(), f) != in.flags.end();
+      return (!s.added_flag.empty() && f == s.added_flag) ||
+             std::find(in.flags.begin(), in.flags.end(), f) != in.flags.end();
     });
     if (!any) {
       return false;

@@ -17,6 +17,9 @@ struct RuleSubject {
   std::string_view customer_tier;
   const std::vector<std::string>& customer_tags;
   bool is_new_customer = false;
+  // A flag the store gives the payload beside the interaction's own (reply_to_differs, found
+  // only against the database); rules match it as one of `interaction.flags`. "" for none.
+  std::string_view added_flag = {};
 };
 
 struct Route {

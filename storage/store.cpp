@@ -353,6 +353,8 @@ CustomerMatch match_customer(Store::Statements& st, const Identity& from, std::i
 // years of mail at once) and by when we received them: the Date header is the sender's word,
 // and a forged one would reach a conversation of any age.
 constexpr std::int64_t kSubjectWindowMs = 14LL * 24 * 3600 * 1000;
+// The flag of a mail whose Reply-To is not the matched customer's (reply_to_foreign).
+constexpr const char* kReplyToDiffers = "reply_to_differs";
 
 // Whether `in` names a Reply-To (kept only when it differs from From) that is no identity of
 // customer `customer_id`. Anyone can write a customer's address in From; an answer goes to
@@ -438,8 +440,8 @@ void open_conversation(Store::Statements& st, const Inbound& in, const Conversat
 // restart /v1/queues no longer lists it, so the rules decide as for a new conversation, and
 // enqueue() makes their queue the sticky one.
 Route route(const Rules& rules, const Inbound& in, const CustomerMatch& cust,
-            const Conversation& conv) {
-  Route r = rules.decide(RuleSubject{in, cust.tier, cust.tags, cust.is_new});
+            const Conversation& conv, std::string_view added_flag = {}) {
+  Route r = rules.decide(RuleSubject{in, cust.tier, cust.tags, cust.is_new, added_flag});
   if (conv.existing && !conv.queue.empty() && !r.override_sticky && rules.configured(conv.queue)) {
     r.queue = conv.queue;
   }
@@ -485,16 +487,8 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   }
   const bool foreign = match_from && reply_to_foreign(st, in, cust.id);
   Conversation conv = thread(st, in, cust, now, !foreign);
-  Route r;
-  if (foreign) {
-    // Rules see the flag the payload gets (a rule may send such mail to a review queue). A copy
-    // only for these few messages: the common path routes `in` as it is.
-    Inbound flagged = in;
-    flagged.flags.emplace_back("reply_to_differs");
-    r = route(rules, flagged, cust, conv);
-  } else {
-    r = route(rules, in, cust, conv);
-  }
+  // Rules see the flag the payload gets (a rule may send such mail to a review queue).
+  Route r = route(rules, in, cust, conv, foreign ? kReplyToDiffers : "");
   if (!conv.existing) {
     open_conversation(st, in, conv, cust.id, queue_now ? r.queue : "", now);
   }
@@ -510,7 +504,7 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
                   queue_now ? r.priority : ""};
   std::vector<std::string> flags;
   if (foreign) {
-    flags.emplace_back("reply_to_differs");
+    flags.emplace_back(kReplyToDiffers);
   }
   std::string payload = interaction_json(in, meta, flags);
   if (queue_now) {
