@@ -7,7 +7,6 @@
 #include <memory>
 
 #include "core/log.hpp"
-#include "core/time.hpp"
 #include "storage/call_parties.hpp"
 #include "storage/call_payload.hpp"
 #include "storage/store.hpp"
@@ -72,7 +71,7 @@ void Store::close_stale_calls(std::int64_t older_than_ms,
     auto q = db.prepare(  // served by the partial index interactions_pending_calls
         "SELECT id, channel, account, external_id, order_key FROM interactions "
         "WHERE state = 'pending_call' AND received_at < ?1");
-    std::int64_t now = now_ms();
+    std::int64_t now = clock_();
     q.bind(1, now - older_than_ms);
     // Calls whose hour is over are tried again; so an entry of a call that a real final event
     // closed meanwhile goes too, instead of staying for good.
@@ -103,7 +102,7 @@ void Store::close_stale_calls(std::int64_t older_than_ms,
             ++result->closed;
             return;
           }
-          sweep_retry_at_[call.id] = now_ms() + kRetryAfterMs;
+          sweep_retry_at_[call.id] = clock_() + kRetryAfterMs;
           const Inbound& in = call.event;
           result->failed.push_back(in.account + " " + in.external_id + ": " + why);
           logger("storage")->error(
@@ -135,7 +134,7 @@ void Store::release_held_calls(std::int64_t older_than_ms,
     auto q = db.prepare(
         "SELECT id, channel, account, external_id, order_key, payload FROM interactions "
         "WHERE state = 'pending_call' AND held = 1 AND received_at <= ?1");
-    std::int64_t now = now_ms();
+    std::int64_t now = clock_();
     q.bind(1, now - older_than_ms);
     // One that could not be queued waits a minute, then twice as long after each failure, up
     // to an hour (a passing failure, a moment of full disk, must not make every missed call an
@@ -195,7 +194,7 @@ void Store::release_held_calls(std::int64_t older_than_ms,
           auto& r = release_retry_at_[call.id];
           r.wait_ms =
               r.wait_ms == 0 ? kFirstReleaseRetryMs : std::min(r.wait_ms * 2, kRetryAfterMs);
-          r.at = now_ms() + r.wait_ms;
+          r.at = clock_() + r.wait_ms;
           const Inbound& in = call.event;
           logger("storage")->error(
               "[{}:{}] held call {} (interaction {}) cannot be queued: {}; left held, tried again "
@@ -209,6 +208,11 @@ void Store::release_held_calls(std::int64_t older_than_ms,
         });
   };
   writer_.submit(Job{std::move(find), std::move(release_each)});
+}
+
+std::int64_t Store::release_wait_ms(std::string_view id) const {
+  auto it = release_retry_at_.find(id);
+  return it == release_retry_at_.end() ? 0 : it->second.wait_ms;
 }
 
 }  // namespace sb::storage

@@ -2,14 +2,17 @@
 // The Pipeline implementation: the whole data path of one interaction, in store.cpp, top to
 // bottom: dedupe -> customer match -> conversation -> rules -> interaction row + outbox row
 // (+ cursor) in the writer's group-committed transaction.
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "core/time.hpp"
 #include "routing/rules.hpp"
 #include "storage/pipeline.hpp"
 #include "storage/writer.hpp"
@@ -73,6 +76,12 @@ class Store final : public Pipeline {
   void set_rules(std::shared_ptr<const Rules> rules);  // SIGHUP: swapped whole
   std::shared_ptr<const Rules> rules() const;
   void set_call_folder(CallFolder f) { call_folder_ = std::move(f); }
+  // The sweeps' clock (Unix ms; now_ms by default). Tests set one of their own before start()
+  // to step through waits of minutes and hours; the writer thread calls it.
+  void set_clock(std::function<std::int64_t()> clock) { clock_ = std::move(clock); }
+  // How long a held call that could not be queued waits now (0: not waiting), by interaction id.
+  // Writer thread, or while the writer is idle (tests).
+  std::int64_t release_wait_ms(std::string_view id) const;
 
   Writer& writer() { return writer_; }
 
@@ -98,8 +107,9 @@ class Store final : public Pipeline {
   mutable std::mutex rules_mu_;
   std::shared_ptr<const Rules> rules_;
   CallFolder call_folder_;
-  std::unique_ptr<Statements> st_;    // writer thread only
-  std::unique_ptr<CallLines> lines_;  // writer thread only
+  std::function<std::int64_t()> clock_ = now_ms;  // set_clock
+  std::unique_ptr<Statements> st_;                // writer thread only
+  std::unique_ptr<CallLines> lines_;              // writer thread only
   // Stale calls the sweep failed to close: interaction id -> when to try again (an hour later,
   // so a bad call costs a log line an hour, not a failing job a minute, and a passing failure
   // such as a full disk heals). Writer thread only.

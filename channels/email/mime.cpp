@@ -660,16 +660,22 @@ bool cut_to(std::string& s, std::size_t max) {
 }
 
 // A msg-id cut keeps its brackets, so the cut id is still "<...>" (threading.hpp message_id_of
-// and the reply's headers expect one). In-Reply-To and References are cut alike: a reply to a
-// message stored under a cut id names it in full, and finds it cut the same way.
+// and the reply's headers expect one). It ends in "~" and 32 hex digits of the SHA-256 of the
+// whole id: the cut id is the message's external id (dedupe) and its threading key, so two
+// messages whose ids share their first 998 bytes must not share it (the second would be taken
+// for a copy of the first when their content is alike, and a reply to it would join the
+// first's conversation, another customer's maybe), while the same id always cuts the same way
+// (a message fetched again is a duplicate). In-Reply-To and References are cut alike: a reply
+// to a message stored under a cut id names it in full, and finds it cut the same way.
 bool cut_id(std::string& id) {
   if (id.size() <= kMaxIdBytes) {
     return false;
   }
   bool bracketed = id.front() == '<' && id.back() == '>';
   std::string inner = bracketed ? id.substr(1, id.size() - 2) : id;
-  cut_to(inner, kMaxIdBytes - 2);
-  id = "<" + inner + ">";
+  std::string tail = "~" + hex_sha256(inner).substr(0, 32);
+  cut_to(inner, kMaxIdBytes - 2 - tail.size());
+  id = "<" + inner + tail + ">";
   return true;
 }
 

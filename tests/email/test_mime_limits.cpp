@@ -301,6 +301,23 @@ TEST_CASE("one message's caps: attachments listed, file names, subject, ids, rec
   CHECK_FALSE(m.content_hash.empty());
 }
 
+TEST_CASE("ids alike in their first 998 bytes are cut to different ids, the same id alike") {
+  auto with_id = [](const std::string& id) {
+    return parse_email("From: a@example.com\r\nMessage-ID: " + id + "\r\nReferences: " + id +
+                       "\r\n\r\nhi\r\n");
+  };
+  const std::string common(1100, 'm');
+  auto a = with_id("<" + common + "a@example.com>");
+  auto b = with_id("<" + common + "b@example.com>");
+  CHECK(a.message_id.size() == sb::email::kMaxIdBytes);
+  CHECK(b.message_id.size() == sb::email::kMaxIdBytes);
+  CHECK(a.message_id != b.message_id);
+  CHECK(a.message_id.starts_with("<" + std::string(900, 'm')));
+  CHECK(with_id("<" + common + "a@example.com>").message_id == a.message_id);
+  REQUIRE(a.references.size() == 1);
+  CHECK(a.references[0] == a.message_id);
+}
+
 TEST_CASE("a message under every cap is not cut") {
   auto m = parse_email(
       "From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n"

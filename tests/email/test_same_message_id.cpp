@@ -8,6 +8,9 @@
 #include <doctest/doctest.h>
 
 #include <future>
+#include <map>
+#include <set>
+#include <string>
 #include <thread>
 
 #include "channels/email/mime.hpp"
@@ -305,4 +308,58 @@ TEST_CASE(
   CHECK(ps[0].at("text").as_string() == "Where is my order?");
   CHECK(ps[1].at("external_id").as_string().starts_with(std::string(kId) + "#"));
   CHECK(ps[1].at("text").as_string() == "Please cancel order 8 instead.");
+}
+
+// Message-IDs are cut to 998 bytes (one header line, mime.hpp kMaxIdBytes), and the cut id is
+// the external id and the threading key. Two messages whose ids share their first 998 bytes are
+// still two, even with the same content (one mailer's same notice sent twice), a reply to
+// either joins its own conversation, and a message read again after a UIDVALIDITY change is a
+// duplicate: the cut ends in a hash of the whole id.
+TEST_CASE(
+    "Dovecot: Message-IDs alike in their first 998 bytes are two messages, each read again "
+    "is a duplicate") {
+  const std::string common(1100, 'l');
+  const std::string ann_id = "<" + common + "-ann@mailer.example>";
+  const std::string ann_id2 = "<" + common + "-ann2@mailer.example>";
+  const std::string bob_id = "<" + common + "-bob@mailer.example>";
+  test::EmailDaemon d;
+  d.dovecot.deliver(mail("Please call me back.", kTraceA, ann_id));
+  d.dovecot.deliver(mail("Please call me back.", kTraceA, ann_id2));
+  d.dovecot.deliver(
+      mail("My invoice is wrong.", kTraceA, bob_id, "Bob <bob@example.com>", "Invoice"));
+  d.dovecot.deliver(mail("Please call me back.", kTraceB, ann_id));  // the first one again
+  d.start();
+  REQUIRE(test::eventually([&] { return d.queued() >= 3; }, 30s));
+  // The mailbox read again from the start, and Bob's answer to his own mail.
+  d.dovecot.set_uidvalidity(778);
+  d.dovecot.kick();
+  d.dovecot.deliver(mail("Any news?", "In-Reply-To: " + bob_id + "\r\n", "<news@bob.example>",
+                         "Bob <bob@example.com>", "Something else"));
+  REQUIRE(test::eventually([&] { return d.queued() >= 4; }, 30s));
+  REQUIRE(test::eventually(
+      [&] {
+        return d.metrics().find(
+                   R"(switchboard_duplicates_total{channel="email",account="support"} 5)") !=
+               std::string::npos;
+      },
+      30s));
+  std::this_thread::sleep_for(300ms);
+  CHECK(d.queued() == 4);
+  CHECK(d.distinct_queued() == 4);
+  std::map<std::string, boost::json::object> by_text;
+  std::set<std::string> external_ids;
+  for (auto& p : d.payloads()) {
+    std::string id(p.at("external_id").as_string());
+    CHECK(id.size() <= email::kMaxIdBytes);
+    CHECK(id.find('#') == std::string::npos);  // none taken for another message under its id
+    external_ids.insert(id);
+    by_text[std::string(p.at("text").as_string())] = p;
+  }
+  CHECK(external_ids.size() == 4);
+  REQUIRE(by_text.count("My invoice is wrong.") == 1);
+  REQUIRE(by_text.count("Any news?") == 1);
+  CHECK(by_text["Any news?"].at("conversation_id") ==
+        by_text["My invoice is wrong."].at("conversation_id"));
+  CHECK(d.rows("SELECT count(*) FROM interactions") == 4);
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE payload LIKE '%id_truncated%'") == 4);
 }

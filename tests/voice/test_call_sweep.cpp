@@ -8,8 +8,10 @@
 #include <future>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "call_store.hpp"
+#include "core/time.hpp"
 #include "storage/schema.hpp"
 
 using namespace sb;
@@ -133,6 +135,45 @@ TEST_CASE("held calls: ones that cannot be queued wait, and do not hold back lat
   CHECK(r.read == 1);
   CHECK(s.text("SELECT state FROM interactions WHERE external_id = 'held-late'") == "queued");
   CHECK(s.text("SELECT count(*) FROM interactions WHERE held = 1") == std::to_string(kBad));
+}
+
+// The wait of a held call that cannot be queued, step by step on a clock of the test's: a
+// minute, then twice as long after each failure, up to an hour; not tried a second before its
+// wait is over, tried at it; once queued, no wait is kept for it.
+TEST_CASE("held calls: the wait after a failure doubles from a minute to an hour") {
+  CallStore s;
+  std::atomic<std::int64_t> clock{now_ms() + 1000};  // past the call's received_at
+  s.store->set_clock([&clock] { return clock.load(); });
+  s.start();
+  REQUIRE(s.submit(undirected_hangup("flaky")).error.empty());
+  s.exec(
+      "CREATE TRIGGER refuse_flaky BEFORE UPDATE ON interactions WHEN OLD.external_id = 'flaky' "
+      "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+  std::string id = s.text("SELECT id FROM interactions WHERE external_id = 'flaky'");
+  auto r = s.release_report(0);
+  REQUIRE(r.read == 1);
+  REQUIRE(r.released == 0);
+  constexpr std::int64_t kMinute = 60 * 1000;
+  std::vector<std::int64_t> waits;
+  for (std::int64_t wait : {1, 2, 4, 8, 16, 32, 60, 60}) {
+    waits.push_back(s.store->release_wait_ms(id) / kMinute);
+    clock += wait * kMinute - 1000;
+    r = s.release_report(0);
+    CHECK(r.read == 0);  // a second early: passed over
+    clock += 1000;
+    r = s.release_report(0);
+    CHECK(r.read == 1);  // its wait is over: tried, and refused again
+    CHECK(r.released == 0);
+  }
+  CHECK(waits == std::vector<std::int64_t>{1, 2, 4, 8, 16, 32, 60, 60});
+  CHECK(s.text("SELECT state FROM interactions WHERE external_id = 'flaky'") == "pending_call");
+  // Whatever refused it is gone: queued at the end of its wait, and its wait forgotten.
+  s.exec("DROP TRIGGER refuse_flaky");
+  clock += 60 * kMinute;
+  r = s.release_report(0);
+  CHECK(r.released == 1);
+  CHECK(s.text("SELECT state FROM interactions WHERE external_id = 'flaky'") == "queued");
+  CHECK(s.store->release_wait_ms(id) == 0);
 }
 
 // A call held before the upgrade to schema 15 (pending, with a final status) is found by the

@@ -349,3 +349,80 @@ TEST_CASE(
 }
 
 }  // namespace dial_legs_test
+
+namespace dial_legs_test {
+
+namespace {
+
+// One run of the 4-hour sweep (the daemon's, every minute), for calls older than now; how many
+// it closed.
+int close_stale(VoiceDaemon& d) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the calls older than "now - 0"
+  std::promise<int> p;
+  d.app->store().close_stale_calls(
+      0, [&](const sb::storage::StaleSweep& r) { p.set_value(r.closed); });
+  return p.get_future().get();
+}
+
+}  // namespace
+
+// The other way round from the no-answer case above: every callback of the leg that answered
+// arrives after the call's own completed. The call was queued as it stood (no legs known); the
+// leg's ringing makes it no-answer for a moment, its answer completed again, and the route stays.
+TEST_CASE(
+    "voice dial: an answered leg reported after the call was queued keeps it completed, with "
+    "who answered") {
+  VoiceDaemon d;
+  parent(d, "ringing", "0");
+  parent(d, "in-progress", "1");
+  parent(d, "completed", "2", "70");
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  child(d, "CA-leg1", kAgent, "ringing", "0", "Fri, 02 Jan 2026 03:04:12 +0000");
+  child(d, "CA-leg1", kAgent, "in-progress", "1", "Fri, 02 Jan 2026 03:04:15 +0000");
+  child(d, "CA-leg1", kAgent, "completed", "2", "Fri, 02 Jan 2026 03:05:15 +0000", "60");
+  CHECK(call_field(d, "status") == "completed");
+  CHECK(call_field(d, "answered_by") == kAgent);
+  CHECK(d.text("SELECT state || ' ' || held || ' ' || queue FROM interactions") ==
+        "queued 0 general");
+  auto claimed = d.claim("general");
+  CHECK(claimed.at("call").at("status").as_string() == "completed");
+  CHECK(claimed.at("call").at("answered_by").as_string() == kAgent);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+  CHECK(d.redis.xlen("sb:q:callbacks:high") <= 0);
+}
+
+// The call's own completed is lost to a restart (posted while the daemon was down, and Twilio
+// retries for 15 s at most): the call stays pending with what its leg told, and the 4-hour sweep
+// closes it as unknown, legs and who answered kept. A final status that still comes corrects
+// the stored call, not its route.
+TEST_CASE(
+    "voice dial: a call whose completed was lost to a restart is closed as unknown with its "
+    "legs - a late final corrects the stored call, not its route") {
+  VoiceDaemon d;
+  parent(d, "ringing", "0");
+  parent(d, "in-progress", "1");
+  child(d, "CA-leg1", kAgent, "completed", "2", "Fri, 02 Jan 2026 03:05:15 +0000", "60");
+  d.app->stop();  // the caller hangs up now: Twilio's completed finds nobody
+  d.app = std::make_unique<sb::App>(d.cfg);
+  d.app->start();
+  d.http = std::make_unique<sb::test::HttpClient>(d.app->port());
+  CHECK(d.text("SELECT state FROM interactions") == "pending_call");
+  CHECK(close_stale(d) == 1);
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto payload = queued_payload(d, "sb:q:general:normal");
+  CHECK(payload.at("call").at("status").as_string() == "unknown");
+  CHECK(payload.at("call").at("answered_by").as_string() == kAgent);
+  CHECK(payload.at("call").at("legs").at(0).at("status").as_string() == "completed");
+  CHECK(payload.at("from").at("value").as_string() == kAnn);
+  CHECK(d.claim("general").at("call").at("status").as_string() == "unknown");
+  CHECK(close_stale(d) == 0);  // closed once
+  parent(d, "completed", "2", "70");
+  CHECK(call_field(d, "status") == "completed");
+  CHECK(call_field(d, "duration_s") == "70");
+  CHECK(d.text("SELECT state || ' ' || held || ' ' || queue FROM interactions") ==
+        "claimed 0 general");  // still carol's, where it was
+  CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+  CHECK(d.redis.xlen("sb:q:callbacks:high") <= 0);
+}
+
+}  // namespace dial_legs_test
