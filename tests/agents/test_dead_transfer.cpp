@@ -7,6 +7,7 @@
 #include <memory>
 #include <thread>
 
+#include "storage/sqlite.hpp"
 #include "tests/agents/fixture.hpp"
 #include "tests/agents/reply_cutter.hpp"
 
@@ -43,6 +44,17 @@ std::string bury(AgentDaemon& d, const std::string& id) {
 }
 
 constexpr const char* kToGeneralHigh = R"({"queue":"general","priority":"high"})";
+
+// The dead-letter entry id the record of `id`'s (latest) burial names.
+std::string recorded_entry(AgentDaemon& d, const std::string& id) {
+  storage::Db db(d.dir.file("switchboard.db"), true);
+  auto st = db.prepare(
+      "SELECT json_extract(detail, '$.entry_id') FROM events WHERE interaction_id = ?1 AND "
+      "type = 'dead_letter' ORDER BY seq DESC LIMIT 1");
+  st.bind(1, id);
+  REQUIRE(st.step());
+  return st.text(0);
+}
 
 }  // namespace
 
@@ -245,5 +257,35 @@ TEST_CASE(
   // And it is back at work.
   auto c = d.claim("bob-token", "general");
   CHECK(claimed_id(c) == id);
+  CHECK(d.act("bob-token", id, "ack").status == 200);
+}
+
+TEST_CASE(
+    "dead letters: a burial reported again after the transfer back does not make the item dead "
+    "again") {
+  // A sweep reports what {prefix}:dead-unrecorded holds; one that read it before a transfer's
+  // HDEL reports the burial once more after the transfer put the item back to work. set_dead
+  // recognises the entry already recorded and leaves the item at work.
+  AgentDaemon d(one_delivery);
+  std::string id = d.ingest("dead-again-1", "buried, moved back, reported again");
+  d.drained();
+  bury(d, id);
+  const std::string entry = recorded_entry(d, id);
+  REQUIRE(!entry.empty());
+  REQUIRE(d.act("alice-token", id, "transfer", kToGeneralHigh).status == 200);
+  REQUIRE(in_state(d, id, "queued"));
+
+  // The stale report, as the burial wrote it ("<queue> <dead entry id>"): the periodic pass
+  // reports it and drops it once recorded.
+  REQUIRE(d.redis.cmd({"HSET", "sb:dead-unrecorded", id, "general " + entry}) == "1");
+  REQUIRE(eventually(
+      [&] {
+        return d.redis.cmd({"HLEN", "sb:dead-unrecorded"}) == "0";
+      },
+      std::chrono::seconds(10)));
+  CHECK(in_state(d, id, "queued"));
+  CHECK(count(d, "events WHERE interaction_id='" + id + "' AND type='dead_letter'") == 1);
+  // Still an item at work: claimed and finished.
+  CHECK(claimed_id(d.claim("bob-token", "general")) == id);
   CHECK(d.act("bob-token", id, "ack").status == 200);
 }
