@@ -2,7 +2,8 @@
 // Authorised by any agent token or any [api] token (the read APIs). The timeline is newest
 // first by when each interaction happened (storage::customer_timeline), with cursor
 // pagination: `before` is the id of the last interaction of the previous page, and
-// `next_before` in the answer is the cursor for the next page (null at the end).
+// `next_before` in the answer is the cursor for the next page (null at the end). A page ends
+// early at about kPageBytes of payloads (at least one interaction), with a cursor.
 // Each interaction carries its `events` (claim, release, transfer, reply, finish, dead_letter,
 // and on replies provider_status: who, when, in the order they happened) and, for replies, the
 // `send` state.
@@ -26,6 +27,10 @@ namespace json = boost::json;
 namespace {
 constexpr int kDefaultLimit = 50;
 constexpr int kMaxLimit = 200;
+// About this many bytes of payloads per timeline page, whatever the limit: an interaction's
+// payload holds up to a MiB of text (an email body), and 200 of them made one answer of 200 MB,
+// built in memory. The page ends early and next_before continues it.
+constexpr std::size_t kPageBytes = 4 * 1024 * 1024;
 }  // namespace
 
 // GET /v1/interactions/{id}/attachments/{n}: the bytes of attachment n (its position in the
@@ -142,22 +147,16 @@ Service::Awaitable Service::timeline(http::Request& r) {
   if (!storage::load_customer(records_.db(), id)) {
     co_return http::error(404, "not_found", "no customer has the id " + id);
   }
-  auto payloads = storage::customer_timeline(records_.db(), id, limit, before);
+  auto page = storage::customer_timeline(records_.db(), id, limit, before, kPageBytes);
   std::string body = "{\"customer_id\":" + json::serialize(json::value(id)) + ",\"interactions\":[";
-  std::string last;
-  for (std::size_t i = 0; i < payloads.size(); ++i) {
-    auto decorated = records_.decorate(payloads[i]);
-    body += (i ? "," : "") + decorated;
-    json::error_code ec;
-    auto v = json::parse(payloads[i], ec);
-    if (!ec && v.is_object() && v.as_object().contains("id")) {
-      last = json::value_to<std::string>(v.as_object().at("id"));
-    }
+  for (std::size_t i = 0; i < page.rows.size(); ++i) {
+    body += (i ? "," : "") + records_.decorate(page.rows[i].payload);
   }
   body += "],\"next_before\":";
-  body += static_cast<int>(payloads.size()) == limit && !last.empty()
-              ? json::serialize(json::value(last))
-              : std::string("null");
+  // A page cut at kPageBytes has more after it, as a full one may: the same cursor either way.
+  bool more = page.cut || static_cast<int>(page.rows.size()) == limit;
+  body += more && !page.rows.empty() ? json::serialize(json::value(page.rows.back().id))
+                                     : std::string("null");
   body += "}";
   co_return http::json(200, std::move(body));
 }

@@ -359,7 +359,8 @@ asio::awaitable<FinishResult> QueueOps::transfer(const std::string& id, const st
                                                  QueueList queues, const std::string& queue,
                                                  const std::string& priority,
                                                  const std::string& payload, std::int64_t at,
-                                                 const DeadLetter* dead) {
+                                                 const DeadLetter* dead,
+                                                 const EntryOrigin* origin) {
   auto target = stream(queue, priority);
   std::vector<std::string> keys{prefix_ + ":held", target, prefix_ + ":transferred:" + id,
                                 prefix_ + ":transfer-unrecorded"};
@@ -378,6 +379,10 @@ asio::awaitable<FinishResult> QueueOps::transfer(const std::string& id, const st
                                 queue,
                                 std::to_string(at),
                                 dead != nullptr ? dead->entry_id : std::string()};
+  if (dead != nullptr && origin != nullptr) {
+    args.insert(args.end(),
+                {origin->conversation_id, origin->customer_id, origin->channel, origin->kind});
+  }
   RValue v =
       co_await async_eval(redis_, kTransfer, std::move(keys), std::move(args), asio::use_awaitable);
   auto r = to_finish(v);
@@ -386,6 +391,7 @@ asio::awaitable<FinishResult> QueueOps::transfer(const std::string& id, const st
     r.stream = v.str_at(2);
     r.note = v.str_at(3);
     r.earlier_note = v.str_at(4);
+    r.rebuilt = v.str_at(5) == "rebuilt";
   } else if (r.status == Hold::repeated) {
     r.note = v.str_at(2);
   }

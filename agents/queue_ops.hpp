@@ -69,6 +69,16 @@ struct FinishResult {
   // (forget_transfers), and an earlier transfer's note it replaced ("" when none); repeated: the
   // note still kept for that transfer, or "".
   std::string note, earlier_note;
+  // transfer out of the dead letters: the dead-letter entry was gone from its stream (trimmed),
+  // and the new entry was rebuilt from the database's fields (EntryOrigin).
+  bool rebuilt = false;
+};
+
+// An interaction's entry fields that only the database has (the relay's projection, SPEC section
+// 4), besides its id, priority and payload: what a dead letter is rebuilt from when its stream
+// lost the entry.
+struct EntryOrigin {
+  std::string conversation_id, customer_id, channel, kind;
 };
 
 // The notes of {prefix}:transfer-unrecorded: (interaction id, note).
@@ -115,13 +125,12 @@ class QueueOps {
   // With `dead` (the item's dead letter; the caller checked its queue is the agent's), the entry
   // is taken out of the dead letters instead of from the agent's hold: Hold::held then means
   // moved (`stream` is the dead-letter stream), Hold::not_held that the dead letter is not there
-  // (another transfer took it out, or it was trimmed).
-  boost::asio::awaitable<FinishResult> transfer(const std::string& interaction_id,
-                                                const std::string& agent, QueueList queues,
-                                                const std::string& queue,
-                                                const std::string& priority,
-                                                const std::string& payload, std::int64_t at,
-                                                const DeadLetter* dead = nullptr);
+  // (another transfer took it out). With `origin` too, a dead letter whose entry its stream lost
+  // (MAXLEN, an operator's XDEL) and that no transfer took out is rebuilt from it (`rebuilt`).
+  boost::asio::awaitable<FinishResult> transfer(
+      const std::string& interaction_id, const std::string& agent, QueueList queues,
+      const std::string& queue, const std::string& priority, const std::string& payload,
+      std::int64_t at, const DeadLetter* dead = nullptr, const EntryOrigin* origin = nullptr);
   // The transfers Redis did whose record is not committed yet (their replies may have been lost).
   boost::asio::awaitable<UnrecordedTransfers> unrecorded_transfers();
   // These notes are recorded: each is deleted unless a later transfer replaced it.

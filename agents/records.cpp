@@ -574,6 +574,9 @@ void Records::transferred(const InteractionRow& row, const Transfer& t, bool lat
   if (!t.from_dead.empty()) {
     d["from_dead_letters"] = t.from_dead;
   }
+  if (t.rebuilt) {
+    d["rebuilt"] = true;
+  }
   std::string detail = json::serialize(d);
   flush();
   if (auto e = held_back(); !e.empty()) {

@@ -55,6 +55,9 @@ struct Transfer {
   // The dead-letter stream it was taken out of ("" for a transfer of a held item): the item is
   // put back to work, its state `queued` again (unless claimed since, for a late record).
   std::string from_dead;
+  // Out of the dead letters, its entry rebuilt from the database: the dead-letter stream had lost
+  // it (trimmed).
+  bool rebuilt = false;
 };
 
 struct SendJob {

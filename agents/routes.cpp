@@ -336,8 +336,12 @@ Service::Awaitable Service::transfer_dead(const InteractionRow& row, const confi
     co_return item_forbidden(agent, "transfer", id, dead.queue);
   }
   const std::string dead_key = ops_.dead_stream(dead.queue);
-  auto f =
-      co_await ops_.transfer(id, agent.id, &agent.queues, queue, priority, new_payload, at, &dead);
+  // The database's fields, should the dead-letter stream have lost the entry (MAXLEN, an
+  // operator's XDEL): the item is then put back to work from the database, which holds all of
+  // it, rather than left dead for good with nothing an agent could do.
+  const EntryOrigin origin{row.conversation_id, row.customer_id, row.channel, row.kind};
+  auto f = co_await ops_.transfer(id, agent.id, &agent.queues, queue, priority, new_payload, at,
+                                  &dead, &origin);
   if (!f.error.empty()) {
     co_return http::error(503, "redis_unavailable",
                           "cannot transfer: " + f.error + "; it stays in " + dead_key +
@@ -350,14 +354,28 @@ Service::Awaitable Service::transfer_dead(const InteractionRow& row, const confi
                               "); nothing was moved, " + id + " stays in " + dead_key);
   }
   if (f.status != Hold::held && f.status != Hold::repeated) {
-    // Another agent's transfer took it out first (its record may still be on its way), or an
-    // operator trimmed the dead-letter stream.
-    co_return http::error(409, "not_held",
-                          "interaction " + id + " is no longer in " + dead_key +
-                              ": another transfer put it back to work, or the stream was "
-                              "trimmed; nothing was moved");
+    // Another agent's transfer took it out first (its record may still be on its way). Or, for
+    // a dead letter recorded before dead-letter entries were named, the entry is not among the
+    // stream's newest 1000 (searched) or the stream lost it: rebuilding it then could add a
+    // second entry, so an operator decides.
+    co_return http::error(
+        409, "not_held",
+        dead.entry_id.empty()
+            ? "interaction " + id + " is not among the newest 1000 entries of " + dead_key +
+                  ": another transfer put it back to work, or the entry is older or was "
+                  "trimmed; it was dead-lettered by an earlier version, which did not record "
+                  "its entry, so it is not rebuilt from the database; nothing was moved"
+            : "interaction " + id + " is no longer in " + dead_key +
+                  ": another transfer put it back to work (its record may still be on its "
+                  "way); nothing was moved");
   }
-  Transfer t{agent.id, queue, priority, f.new_entry_id, at, "", "", dead_key};
+  if (f.rebuilt) {
+    logger("agents")->warn(
+        "[agents:{}] interaction {}: its dead-letter entry {} was gone from {} (trimmed: "
+        "MAXLEN or XDEL); agent {} put it back to work from the database, into {}",
+        dead.queue, id, dead.entry_id, dead_key, agent.id, ops_.stream(queue, priority));
+  }
+  Transfer t{agent.id, queue, priority, f.new_entry_id, at, "", "", dead_key, f.rebuilt};
   bool late = f.status == Hold::repeated;
   std::string note = f.note;
   if (late) {
@@ -387,7 +405,8 @@ Service::Awaitable Service::transfer_dead(const InteractionRow& row, const confi
                                                          {"queue", queue},
                                                          {"priority", priority},
                                                          {"entry_id", f.new_entry_id},
-                                                         {"from_dead_letters", dead_key}}));
+                                                         {"from_dead_letters", dead_key},
+                                                         {"rebuilt", t.rebuilt}}));
 }
 
 Service::Awaitable Service::reply(http::Request& r) {

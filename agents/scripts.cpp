@@ -318,29 +318,41 @@ return out
 // is the dead_letters count), a later one finds it gone and answers {0}, or {2, ...} when it is
 // the same agent's retry to the same target. Without an id (a dead letter of an earlier version)
 // the newest 1000 entries are searched. The fields the burial added (dead_from, deliveries) go:
-// the new entry is a fresh delivery, counted from 1 by the consumer group.
+// the new entry is a fresh delivery, counted from 1 by the consumer group. A dead entry its
+// stream lost (trimmed) is rebuilt from ARGV[12..15], the database's fields, when nothing says
+// another transfer took it: {1, new id, dead-letter stream, note, earlier note, 'rebuilt'}.
 constexpr const char* kTransferBody = R"lua(
 -- The note kept of the item's transfer, or '' (none, or the key is not a hash).
 local function note_of(iid)
   local v = redis.pcall('HGET', KEYS[4], iid)
   return type(v) == 'string' and v or ''
 end
+-- The marker, {attempt, new id, dead entry id}: "<agent> <target>|<new id>|<dead entry id>",
+-- the last part '' for a held item's transfer, nil in an earlier version's marker (it wrote the
+-- first two parts only). nil when there is none.
+local function marker()
+  local m = redis.call('GET', KEYS[3])
+  if not m then return nil end
+  local sp = string.find(m, '|', 1, true)
+  local rest = string.sub(m, sp + 1)
+  local sp2 = string.find(rest, '|', 1, true)
+  if not sp2 then return {string.sub(m, 1, sp - 1), rest, nil} end
+  return {string.sub(m, 1, sp - 1), string.sub(rest, 1, sp2 - 1), string.sub(rest, sp2 + 1)}
+end
 -- A retry of this agent's transfer to this target whose reply was lost, when the marker says so
 -- and `key`, `id` (the entry the item has now, or nil) are the new entry or nothing.
 local function repeated(key, id)
-  local m = redis.call('GET', KEYS[3])
-  if m then
-    local sp = string.find(m, '|', 1, true)
-    local nid = string.sub(m, sp + 1)
-    if string.sub(m, 1, sp - 1) == ARGV[5] and (not key or (key == KEYS[2] and id == nid)) then
-      return {2, nid, note_of(ARGV[1])}
-    end
+  local m = marker()
+  if m and m[1] == ARGV[5] and (not key or (key == KEYS[2] and id == m[2])) then
+    return {2, m[2], note_of(ARGV[1])}
   end
   return nil
 end
 -- Adds fields `f` (priority and payload updated) to the target stream as a new entry, and
--- deletes the old entry `id` of `key` (acknowledged first when it was held), atomically.
-local function move(f, key, id, held)
+-- deletes the old entry `id` of `key` (acknowledged first when it was held), atomically. `dead`:
+-- the dead-letter entry it takes the place of ('' for a held one), kept in the marker. Without
+-- `key` nothing is deleted (the entry was rebuilt: its stream lost it).
+local function move(f, key, id, held, dead)
   for i = 1, #f, 2 do
     if f[i] == 'priority' then f[i + 1] = ARGV[3] end
     if f[i] == 'payload' then f[i + 1] = ARGV[4] end
@@ -354,17 +366,17 @@ local function move(f, key, id, held)
     redis.call('XACK', key, 'agents', id)
     redis.call('HDEL', KEYS[1], ARGV[1])
   end
-  redis.call('XDEL', key, id)
-  redis.call('SET', KEYS[3], ARGV[5] .. '|' .. nid, 'EX', ARGV[6])
+  if key then redis.call('XDEL', key, id) end
+  redis.call('SET', KEYS[3], ARGV[5] .. '|' .. nid .. '|' .. dead, 'EX', ARGV[6])
   local note = cjson.encode({agent = ARGV[2], queue = ARGV[9], priority = ARGV[3], at = ARGV[10],
-                             entry = nid, from = key})
+                             entry = nid, from = key or KEYS[5], rebuilt = not key or nil})
   local earlier = note_of(ARGV[1])
   -- The move is done: a notes key that is not a hash (an operator's SET) costs only the note
   -- (the route still records the transfer; a lost reply's record then waits for a retry, as
   -- before).
   local kept = redis.pcall('HSET', KEYS[4], ARGV[1], note)
   if type(kept) == 'table' and kept.err then note = '' end
-  return {1, nid, key, note, earlier}
+  return {1, nid, key or KEYS[5], note, earlier}
 end
 if KEYS[5] then
   local e = nil
@@ -385,15 +397,39 @@ if KEYS[5] then
       to = '(' .. r[#r][1]
     end
   end
-  if not e then return repeated(nil, nil) or {0} end
-  local f = {}
-  for i = 1, #e[2], 2 do
-    local name = e[2][i]
-    if name ~= 'dead_from' and name ~= 'deliveries' then
-      f[#f + 1] = name; f[#f + 1] = e[2][i + 1]
+  local out
+  if e then
+    local f = {}
+    for i = 1, #e[2], 2 do
+      local name = e[2][i]
+      if name ~= 'dead_from' and name ~= 'deliveries' then
+        f[#f + 1] = name; f[#f + 1] = e[2][i + 1]
+      end
     end
+    out = move(f, KEYS[5], e[1], false, ARGV[11])
+  else
+    -- A retry of this agent's transfer of this very dead letter (a marker of an earlier version
+    -- names none, nor does a record without the entry's id): its reply was lost.
+    local m = marker()
+    if m and m[1] == ARGV[5] and (m[3] == nil or ARGV[11] == '' or m[3] == ARGV[11]) then
+      return {2, m[2], note_of(ARGV[1])}
+    end
+    -- Not there: another transfer took it out (the marker names this dead entry, or a note of a
+    -- transfer not recorded yet is kept), or the stream lost it (MAXLEN, an operator's XDEL) and
+    -- the item is in no stream at all. Then, given the database's fields (ARGV[12..15]:
+    -- conversation_id, customer_id, channel, kind), it is rebuilt from them as the relay would
+    -- have added it: the database is the source of truth. The marker then names the dead entry,
+    -- so a second agent's transfer finds it moved. Only with the entry's id: without one the
+    -- newest 1000 entries were searched, and the entry may be older, not gone.
+    if ARGV[11] == '' or not ARGV[15] or (m and (m[3] == nil or m[3] == ARGV[11])) or
+        note_of(ARGV[1]) ~= '' then
+      return {0}
+    end
+    out = move({'interaction_id', ARGV[1], 'conversation_id', ARGV[12], 'customer_id', ARGV[13],
+                'channel', ARGV[14], 'kind', ARGV[15], 'priority', ARGV[3], 'payload', ARGV[4]},
+               nil, nil, false, ARGV[11])
+    if out[1] == 1 then out[6] = 'rebuilt' end
   end
-  local out = move(f, KEYS[5], e[1], false)
   -- Recorded as dead already (the daemon asks only then), or its record is on its way: that
   -- record must not come again after this transfer's and mark it dead once more.
   if out[1] == 1 then redis.pcall('HDEL', KEYS[6], ARGV[1]) end
@@ -416,7 +452,7 @@ local mine, queue = in_queues(key, ARGV[7], ARGV[8])
 if not mine then return {-3, queue} end
 local e = redis.call('XRANGE', key, id, id)
 if not e[1] then return {0} end
-return move(e[1][2], key, id, true)
+return move(e[1][2], key, id, true, '')
 )lua";
 
 // KEYS: the queue's four streams, then its dead-letter stream. ARGV: claim_timeout ms, the

@@ -296,6 +296,8 @@ std::optional<Transfer> Service::transfer_of_note(const std::string& note) const
     return std::nullopt;
   }
   set_origin(t, str("from"));
+  auto* rebuilt = o.if_contains("rebuilt");
+  t.rebuilt = rebuilt && rebuilt->is_bool() && rebuilt->get_bool();
   return t;
 }
 

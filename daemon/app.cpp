@@ -159,12 +159,14 @@ App::App(config::Config cfg, AppOptions options)
       });
   // A Redis that may evict keys (maxmemory with a policy other than noeviction) loses queue
   // entries silently at its limit; alert on 1 (README: Redis).
-  metrics_.gauge("switchboard_redis_eviction_possible",
-                 "1 when Redis has a maxmemory limit and a maxmemory-policy other than noeviction "
-                 "(as of the relay's last connection): it may drop queue entries at its limit.",
-                 [r = relay_.get()]() -> std::vector<std::pair<Labels, double>> {
-                   return {{{}, r->redis_may_evict() ? 1.0 : 0.0}};
-                 });
+  metrics_.gauge(
+      "switchboard_redis_eviction_possible",
+      "1 when Redis has a maxmemory limit and a maxmemory-policy other than noeviction "
+      "(looked at by the relay at connection and once a minute): it may drop queue entries at "
+      "its limit.",
+      [r = relay_.get()]() -> std::vector<std::pair<Labels, double>> {
+        return {{{}, r->redis_may_evict() ? 1.0 : 0.0}};
+      });
   // Rows held back because their stream key refuses entries (WRONGTYPE...); alert on > 0.
   metrics_.gauge("switchboard_relay_held_streams",
                  "Streams whose key refuses entries; their outbox rows wait, the others flow.",

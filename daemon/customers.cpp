@@ -322,11 +322,12 @@ int show_customer(const config::Config& cfg, const std::string& query) {
     std::cout << "    " << printable(i.type) << "  " << printable(i.value)
               << (i.handle.empty() ? "" : "  (" + printable(i.handle) + ")") << "\n";
   }
-  auto timeline = storage::customer_timeline(db, c->id, 50, "");
+  // No byte budget: the command prints a line of each, and runs once.
+  auto timeline = storage::customer_timeline(db, c->id, 50, "").rows;
   std::cout << "  timeline (" << timeline.size()
             << (timeline.size() == 50 ? "+, newest first)\n" : ", newest first)\n");
-  for (const auto& p : timeline) {
-    auto o = boost::json::parse(p).as_object();
+  for (const auto& row : timeline) {
+    auto o = boost::json::parse(row.payload).as_object();
     auto str = [&](const char* k) -> std::string {
       auto* v = o.if_contains(k);
       return v && v->is_string() ? printable(v->as_string()) : "";

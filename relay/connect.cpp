@@ -97,9 +97,13 @@ const char* Relay::script() {
 // reads 0: the relay sweeps the streams and re-projects what they lack, reproject.cpp), or the
 // relayed:* and transferred:* markers that keep a replay from adding an entry twice. With
 // noeviction Redis refuses the write instead (OOM), which the relay retries and /readyz shows.
-// Looked at on every connection (the policy is a CONFIG SET away); said when it becomes true,
-// and kept in redis_may_evict() for the metric.
+// Looked at on every connection and then once a minute on it (the loop): the policy is a
+// CONFIG SET away, and a connection lasts as long as Redis and the daemon do, so a look at
+// connection only missed a change on a live Redis for weeks. INFO memory is one small reply
+// (no key is read). Said when it becomes true, and when it is false again; kept in
+// redis_may_evict() for the metric.
 void Relay::check_eviction(Conn& c) {
+  eviction_checked_ = std::chrono::steady_clock::now();
   auto r = c.cmd({"INFO", "memory"});
   if (!r || r->type != REDIS_REPLY_STRING) {
     return;  // the steps after this one find out what is wrong
@@ -125,8 +129,10 @@ void Relay::check_eviction(Conn& c) {
         "dropped once-only marker may let an entry be added twice; set `maxmemory-policy "
         "noeviction` (README: Redis)",
         cfg_.host, cfg_.port, maxmemory, policy);
-  } else if (!may_evict) {
-    may_evict_ = false;
+  } else if (!may_evict && may_evict_.exchange(false)) {
+    logger("relay")->info(
+        "[redis {}:{}] cannot evict keys any more: maxmemory is {} bytes with maxmemory-policy {}",
+        cfg_.host, cfg_.port, maxmemory.empty() ? "?" : maxmemory, policy.empty() ? "?" : policy);
   }
 }
 

@@ -259,6 +259,9 @@ void Relay::loop() {
       continue;
     }
     backoff = std::chrono::milliseconds(100);
+    if (std::chrono::steady_clock::now() - eviction_checked_ >= eviction_every_) {
+      check_eviction(conn);  // a failed look changes nothing; the next pass finds the failure
+    }
     if (stopping && outcome != Outcome::more) {
       break;  // flushed (held rows stay in the outbox for the next start)
     }

@@ -60,9 +60,13 @@ class Relay {
   // the caller's: right while Redis is down and the relay is not passing. Cheap at any backlog.
   std::int64_t pending(storage::Db& db) const;
   std::uint64_t delivered() const { return delivered_.load(); }
-  // Redis has a memory limit and a maxmemory-policy other than noeviction, as of the last
-  // connection: it may drop queue streams and the relay's keys (connect.cpp).
+  // Redis has a memory limit and a maxmemory-policy other than noeviction, as of the last look
+  // (at each connection, then every eviction_check_every()): it may drop queue streams and the
+  // relay's keys (connect.cpp).
   bool redis_may_evict() const { return may_evict_.load(); }
+  // How often the relay looks at Redis's maxmemory-policy on a live connection (a minute); the
+  // tests shorten it. Before start().
+  void set_eviction_check_every(std::chrono::milliseconds every) { eviction_every_ = every; }
   // Open interactions added again after Redis lost them (reproject.cpp).
   std::uint64_t reprojected() const { return reprojected_.load(); }
   // Entries a Redis restored from an older snapshot brought back for interactions the database
@@ -107,7 +111,7 @@ class Relay {
 
   void loop();
   std::string connect(Conn& c);  // the handshake; what failed, "" when it went through
-  void check_eviction(Conn& c);  // connect: Redis's maxmemory-policy
+  void check_eviction(Conn& c);  // connect, then every eviction_every_: maxmemory-policy
   Outcome pass(Conn& c);         // one batch of new rows
   bool retry_held(Conn& c);      // the held streams whose back-off is over; false when Redis failed
   bool retry(Conn& c, const std::string& stream, Held& h);
@@ -166,6 +170,8 @@ class Relay {
   std::uint64_t episode_present_ = 0;  // rows the re-projection skipped for that
   std::string note_prefix_;            // {prefix}:relay:refused:{random}: (see the script)
   bool persistence_checked_ = false;   // Redis's appendonly looked at (connect)
+  std::chrono::milliseconds eviction_every_ = std::chrono::minutes(1);
+  std::chrono::steady_clock::time_point eviction_checked_;  // check_eviction's last look
   bool ahead_logged_ = false;  // Redis's mark found past every seq of the database (reconcile)
   std::uint64_t passes_ = 0;
   std::int64_t started_ms_ = 0;       // Unix ms: rows older than the relay wait from here

@@ -4,6 +4,7 @@
 
 #include <new>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -33,7 +34,7 @@ const char* const kReleaseUsernameSql =
 // by id. The expression is interactions_by_customer's (storage/schema.cpp), spelt the same, or
 // SQLite would not read the index in this order.
 const char* const kTimelineSql =
-    "SELECT payload FROM interactions WHERE customer_id = ?1 "
+    "SELECT id, payload FROM interactions WHERE customer_id = ?1 "
     "ORDER BY min(occurred_at, received_at) DESC, id DESC LIMIT ?2";
 
 // The row value is the condition. SQLite 3.40 starts a range of an expression index at a single
@@ -41,12 +42,12 @@ const char* const kTimelineSql =
 // starts the scan at the cursor's time rather than at the newest (of the interactions of that
 // very time, those above the cursor are read and passed over).
 const char* const kTimelineAfterSql =
-    "SELECT payload FROM interactions WHERE customer_id = ?1 "
+    "SELECT id, payload FROM interactions WHERE customer_id = ?1 "
     "AND min(occurred_at, received_at) <= ?2 AND (min(occurred_at, received_at), id) < (?2, ?3) "
     "ORDER BY min(occurred_at, received_at) DESC, id DESC LIMIT ?4";
 
 const char* const kTimelineBelowIdSql =
-    "SELECT payload FROM interactions WHERE customer_id = ?1 AND id < ?2 "
+    "SELECT id, payload FROM interactions WHERE customer_id = ?1 AND id < ?2 "
     "ORDER BY min(occurred_at, received_at) DESC, id DESC LIMIT ?3";
 
 namespace {
@@ -333,8 +334,8 @@ std::vector<UsernameHolder> find_username_holders(Db& db, const std::string& typ
   return out;
 }
 
-std::vector<std::string> customer_timeline(Db& db, const std::string& customer_id, int limit,
-                                           const std::string& before) {
+TimelinePage customer_timeline(Db& db, const std::string& customer_id, int limit,
+                               const std::string& before, std::size_t max_bytes) {
   Stmt st;
   if (before.empty()) {
     st = db.prepare(kTimelineSql);
@@ -357,9 +358,19 @@ std::vector<std::string> customer_timeline(Db& db, const std::string& customer_i
       st.bind(1, customer_id).bind(2, before).bind(3, limit);
     }
   }
-  std::vector<std::string> out;
+  // A page of `limit` mails of up to a MiB each was built whole in memory, hundreds of MB for
+  // one request: the page ends before the row that would take it past max_bytes (the row is
+  // read, one at most, and dropped), and the caller's cursor continues from the last one kept.
+  TimelinePage out;
+  std::size_t bytes = 0;
   while (st.step()) {
-    out.push_back(st.text(0));
+    std::string_view payload = st.text_view(1);
+    if (!out.rows.empty() && bytes + payload.size() > max_bytes) {
+      out.cut = true;
+      break;
+    }
+    bytes += payload.size();
+    out.rows.push_back(TimelineRow{st.text(0), std::string(payload)});
   }
   return out;
 }

@@ -1,6 +1,8 @@
 #pragma once
 // Customer records outside the interaction path: bulk upsert for `customers import`, and the
 // read side for `customers show` and the customer API.
+#include <cstddef>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -86,13 +88,23 @@ std::vector<UsernameHolder> find_username_holders(Db& db, const std::string& typ
 // and the page continues after it. An id that is no interaction of this customer's (none, or
 // another customer's) gives, as it did when the order was by id, the customer's interactions of
 // smaller ids, in this order.
-std::vector<std::string> customer_timeline(Db& db, const std::string& customer_id, int limit,
-                                           const std::string& before);
+// `max_bytes`: the page ends before the row that would take its payloads past it (the first
+// row always comes, whatever its size); `cut` says it ended there with more to come.
+struct TimelineRow {
+  std::string id, payload;
+};
+struct TimelinePage {
+  std::vector<TimelineRow> rows;
+  bool cut = false;
+};
+TimelinePage customer_timeline(Db& db, const std::string& customer_id, int limit,
+                               const std::string& before,
+                               std::size_t max_bytes = std::numeric_limits<std::size_t>::max());
 
 // The timeline's statements (storage/customers.cpp), for the tests of their query plans.
-// kTimelineSql: customer ?1, limit ?2. kTimelineAfterSql: customer ?1, after the interaction of
-// time ?2 (min(occurred_at, received_at)) and id ?3, limit ?4. kTimelineBelowIdSql: customer ?1,
-// ids below ?2, limit ?3.
+// Each selects id, payload. kTimelineSql: customer ?1, limit ?2. kTimelineAfterSql: customer ?1,
+// after the interaction of time ?2 (min(occurred_at, received_at)) and id ?3, limit ?4.
+// kTimelineBelowIdSql: customer ?1, ids below ?2, limit ?3.
 extern const char* const kTimelineSql;
 extern const char* const kTimelineAfterSql;
 extern const char* const kTimelineBelowIdSql;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <thread>
 
+#include "storage/sqlite.hpp"
 #include "tests/agents/fixture.hpp"
 #include "tests/agents/reply_cutter.hpp"
 
@@ -43,6 +44,27 @@ std::string bury(AgentDaemon& d, const std::string& id) {
 }
 
 constexpr const char* kToGeneralHigh = R"({"queue":"general","priority":"high"})";
+
+// alice transfers `id` as `alice_to` says and bob to billing, at once.
+void at_once(AgentDaemon& d, const std::string& id, const char* alice_to, HttpResponse& ra,
+             HttpResponse& rb) {
+  HttpClient a(d.app->port()), b(d.app->port());
+  std::thread ta([&] { ra = d.act("alice-token", id, "transfer", alice_to, &a); });
+  std::thread tb([&] { rb = d.act("bob-token", id, "transfer", R"({"queue":"billing"})", &b); });
+  ta.join();
+  tb.join();
+}
+
+// The dead-letter entry id the record of `id`'s (latest) burial names.
+std::string recorded_entry(AgentDaemon& d, const std::string& id) {
+  storage::Db db(d.dir.file("switchboard.db"), true);
+  auto st = db.prepare(
+      "SELECT json_extract(detail, '$.entry_id') FROM events WHERE interaction_id = ?1 AND "
+      "type = 'dead_letter' ORDER BY seq DESC LIMIT 1");
+  st.bind(1, id);
+  REQUIRE(st.step());
+  return st.text(0);
+}
 
 }  // namespace
 
@@ -155,12 +177,8 @@ TEST_CASE("dead letters: two agents transfer the same dead item at once: one win
     d.drained();
     bury(d, id);
 
-    HttpClient a(d.app->port()), b(d.app->port());
     HttpResponse ra, rb;
-    std::thread ta([&] { ra = d.act("alice-token", id, "transfer", R"({"queue":"vip"})", &a); });
-    std::thread tb([&] { rb = d.act("bob-token", id, "transfer", R"({"queue":"billing"})", &b); });
-    ta.join();
-    tb.join();
+    at_once(d, id, R"({"queue":"vip"})", ra, rb);
     CAPTURE(ra.body);
     CAPTURE(rb.body);
     CHECK(((ra.status == 200 && rb.status == 409) || (ra.status == 409 && rb.status == 200)));
@@ -246,4 +264,94 @@ TEST_CASE(
   auto c = d.claim("bob-token", "general");
   CHECK(claimed_id(c) == id);
   CHECK(d.act("bob-token", id, "ack").status == 200);
+}
+
+TEST_CASE(
+    "dead letters: a burial reported again after the transfer back does not make the item dead "
+    "again") {
+  // A sweep reports what {prefix}:dead-unrecorded holds; one that read it before a transfer's
+  // HDEL reports the burial once more after the transfer put the item back to work. set_dead
+  // recognises the entry already recorded and leaves the item at work.
+  AgentDaemon d(one_delivery);
+  std::string id = d.ingest("dead-again-1", "buried, moved back, reported again");
+  d.drained();
+  bury(d, id);
+  const std::string entry = recorded_entry(d, id);
+  REQUIRE(!entry.empty());
+  REQUIRE(d.act("alice-token", id, "transfer", kToGeneralHigh).status == 200);
+  REQUIRE(in_state(d, id, "queued"));
+
+  // The stale report, as the burial wrote it ("<queue> <dead entry id>"): the periodic pass
+  // reports it and drops it once recorded.
+  REQUIRE(d.redis.cmd({"HSET", "sb:dead-unrecorded", id, "general " + entry}) == "1");
+  REQUIRE(eventually(
+      [&] {
+        return d.redis.cmd({"HLEN", "sb:dead-unrecorded"}) == "0";
+      },
+      std::chrono::seconds(10)));
+  CHECK(in_state(d, id, "queued"));
+  CHECK(count(d, "events WHERE interaction_id='" + id + "' AND type='dead_letter'") == 1);
+  // Still an item at work: claimed and finished.
+  CHECK(claimed_id(d.claim("bob-token", "general")) == id);
+  CHECK(d.act("bob-token", id, "ack").status == 200);
+}
+
+TEST_CASE("dead letters: one trimmed from its stream is put back to work from the database") {
+  // Operators trim {prefix}:dead:{queue} (README: What grows in Redis); a MAXLEN or an XDEL does
+  // the same. The database still has the item, dead: the transfer rebuilds its entry from it.
+  AgentDaemon d(one_delivery);
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    std::string id = d.ingest("dead-trim-" + std::to_string(round), "trimmed, then wanted");
+    d.drained();
+    bury(d, id);
+    auto buried = d.redis.xrange("sb:dead:general").at(0);
+    REQUIRE(d.redis.cmd({"XTRIM", "sb:dead:general", "MAXLEN", "0"}) == "1");
+    REQUIRE(d.redis.xlen("sb:dead:general") == 0);
+
+    HttpResponse ra, rb;
+    if (round == 0) {
+      ra = d.act("alice-token", id, "transfer", kToGeneralHigh);
+      rb = d.act("bob-token", id, "transfer", R"({"queue":"billing"})");  // too late
+    } else {
+      at_once(d, id, kToGeneralHigh, ra, rb);  // the entry is rebuilt once
+    }
+    CAPTURE(ra.body);
+    CAPTURE(rb.body);
+    CHECK(((ra.status == 200 && rb.status == 409) || (ra.status == 409 && rb.status == 200)));
+    bool alice_won = ra.status == 200;
+    auto body = parse((alice_won ? ra : rb).body);
+    CHECK(body.at("rebuilt").as_bool());
+    CHECK(body.at("from_dead_letters").as_string() == "sb:dead:general");
+    const std::string stream = alice_won ? "sb:q:general:high" : "sb:q:billing:normal";
+    CHECK(d.redis.xlen("sb:q:general:high") == (alice_won ? 1 : 0));
+    CHECK(d.redis.xlen("sb:q:billing:normal") == (alice_won ? 0 : 1));
+    CHECK(count(d, "interactions WHERE id='" + id + "' AND state='queued' AND queue='" +
+                       (alice_won ? "general" : "billing") + "'") == 1);
+    // The entry the relay made, but for what the burial added and what the transfer changed.
+    auto entry = d.redis.xrange(stream).at(0);
+    for (const char* same :
+         {"interaction_id", "conversation_id", "customer_id", "channel", "kind"}) {
+      CAPTURE(same);
+      CHECK(entry[same] == buried[same]);
+    }
+    CHECK(entry["priority"] == (alice_won ? "high" : "normal"));
+    CHECK(entry.count("dead_from") == 0);
+    CHECK(entry.count("deliveries") == 0);
+    // The database's payload, in its new queue and priority.
+    auto payload = parse(entry["payload"]);
+    CHECK(payload.at("id").as_string() == id);
+    CHECK(payload.at("subject").as_string() == "trimmed, then wanted");
+    CHECK(payload.at("queue").as_string() == (alice_won ? "general" : "billing"));
+    CHECK(payload.at("priority").as_string() == (alice_won ? "high" : "normal"));
+    CHECK(count(d, "events WHERE interaction_id='" + id +
+                       "' AND type='transfer' AND json_extract(detail, '$.rebuilt') = 1 AND "
+                       "json_extract(detail, '$.from_dead_letters') = 'sb:dead:general'") == 1);
+    // Back at work: claimed as a fresh delivery and finished.
+    const char* token = alice_won ? "alice-token" : "bob-token";
+    auto c = d.claim(token, alice_won ? "general" : "billing");
+    REQUIRE(claimed_id(c) == id);
+    CHECK(parse(c.body).at("delivery").at("deliveries").as_int64() == 1);
+    REQUIRE(d.act(token, id, "ack").status == 200);
+  }
 }

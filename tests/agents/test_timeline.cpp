@@ -357,3 +357,52 @@ TEST_CASE(
   CHECK(ids_of(parse(bottom.body)).empty());
   CHECK(parse(bottom.body).at("next_before").is_null());
 }
+
+TEST_CASE("timeline: a page of large mails ends at about 4 MiB with a cursor that walks them all") {
+  // Each payload holds up to a MiB of text (an email body): 200 of them made one answer of
+  // 200 MB, built in memory. Ten of 900 kB each: the default limit of 50 would take them all
+  // in one page of 9 MB.
+  AgentDaemon d;
+  std::vector<std::string> expected;  // newest first
+  for (int i = 0; i < 10; ++i) {
+    json::object o{{"source", "web-form"},
+                   {"external_id", "big-" + std::to_string(i)},
+                   {"kind", "message"},
+                   {"from", {{"email", "ann@example.com"}}},
+                   {"text", std::string(900 * 1000, static_cast<char>('a' + i))}};
+    auto r = d.http->post_json("/v1/interactions", json::serialize(o), "test-token");
+    REQUIRE(r.status == 202);
+    expected.insert(expected.begin(), std::string(parse(r.body).at("id").as_string()));
+  }
+  const auto base = "/v1/customers/" + customer_of(d, expected.front()) + "/interactions";
+
+  std::vector<std::string> walked;
+  std::vector<std::size_t> sizes;
+  std::string before;
+  for (int page = 0; page < 10; ++page) {
+    auto r = d.get("bob-token", base + (before.empty() ? "" : "?before=" + before));
+    REQUIRE(r.status == 200);
+    CHECK(r.body.size() < 4 * 1024 * 1024 + 64 * 1024);
+    auto body = parse(r.body);
+    auto ids = ids_of(body);
+    REQUIRE(!ids.empty());
+    sizes.push_back(ids.size());
+    walked.insert(walked.end(), ids.begin(), ids.end());
+    // Whole interactions, not cut ones.
+    for (const auto& i : body.at("interactions").as_array()) {
+      CHECK(i.at("text").as_string().size() == 900 * 1000);
+    }
+    if (body.at("next_before").is_null()) {
+      break;
+    }
+    before = std::string(body.at("next_before").as_string());
+    CHECK(before == ids.back());
+  }
+  // Four of 900 kB fit in 4 MiB, a fifth does not.
+  CHECK(sizes == std::vector<std::size_t>{4, 4, 2});
+  CHECK(walked == expected);  // each once, in order
+  // A limit below what fits is still the limit.
+  auto two = parse(d.get("bob-token", base + "?limit=2").body);
+  CHECK(ids_of(two) == std::vector<std::string>{expected[0], expected[1]});
+  CHECK(two.at("next_before").as_string() == expected[1]);
+}

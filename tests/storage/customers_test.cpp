@@ -313,3 +313,40 @@ TEST_CASE("customers import: a full database fails the import, it does not rejec
   }
   CHECK(threw);
 }
+
+TEST_CASE("customer timeline: a page ends before the row that passes max_bytes, one row at least") {
+  test::TempDir dir;
+  const std::string path = dir.file("t.db");
+  { storage::Writer writer(path); }  // creates and migrates
+  Db db(path);
+  // Five of one customer, newest first I5..I1, their payloads 100 bytes each but I3's, 1000.
+  db.exec(
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5) "
+      "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
+      "customer_id, occurred_at, received_at, payload) "
+      "SELECT 'I' || i, 'api', 'web', 'e' || i, 'message', 'inbound', 'C1', i, i, "
+      "printf('%-*s', CASE WHEN i = 3 THEN 1000 ELSE 100 END, 'I' || i) FROM n");
+  auto ids = [](const TimelinePage& p) {
+    std::vector<std::string> out;
+    for (const auto& r : p.rows) {
+      out.push_back(r.id);
+    }
+    return out;
+  };
+  // 250 bytes: two rows (200), not the third.
+  auto p1 = customer_timeline(db, "C1", 50, "", 250);
+  CHECK(ids(p1) == std::vector<std::string>{"I5", "I4"});
+  CHECK(p1.cut);
+  CHECK(p1.rows[0].payload.size() == 100);
+  // I3 alone is past the budget: it still comes, alone, so that paging goes on.
+  auto p2 = customer_timeline(db, "C1", 50, "I4", 250);
+  CHECK(ids(p2) == std::vector<std::string>{"I3"});
+  CHECK(p2.cut);
+  auto p3 = customer_timeline(db, "C1", 50, "I3", 250);
+  CHECK(ids(p3) == std::vector<std::string>{"I2", "I1"});
+  CHECK(!p3.cut);  // the end, not the budget
+  // Without a budget the limit alone ends the page.
+  auto whole = customer_timeline(db, "C1", 4, "");
+  CHECK(ids(whole) == std::vector<std::string>{"I5", "I4", "I3", "I2"});
+  CHECK(!whole.cut);
+}
