@@ -280,6 +280,31 @@ std::string mastodon_key_expired(const std::string& why) {
   return why + ", and the reply is older than the hour Mastodon keeps its Idempotency-Key for";
 }
 
+// A 5xx from Mastodon, or from the proxy in front of it (a 502 or 504 of nginx after it passed
+// the request on and lost, or gave up waiting for, Mastodon's answer), says nothing about
+// whether the status was posted: the same unknown outcome as a lost answer. It is retried with
+// the same Idempotency-Key, which answers a repeat with the status posted first, and marked so
+// (SendResult::unknown: sends.uncertain_since is this attempt's start when it is the first such
+// one), so that the repeat stays inside kMastodonKeyWindow; one due past it is settled as an
+// unknown outcome before it goes (MastodonSender::send). A 503 with Retry-After (maintenance,
+// an overloaded instance) is retried no sooner than it asks, still within the window. An
+// attempt already past the window (its first uncertain one long ago) is settled now.
+SendResult server_error_within_key(const OutboundMessage& m, const net::HttpResponse& res,
+                                   std::string msg) {
+  std::string what = "HTTP " + std::to_string(res.status);
+  if (!msg.empty() && msg != what) {
+    what += " (" + msg + ")";
+  }
+  const std::string why = "the request went out and Mastodon answered " + what +
+                          ", which does not say whether the status was posted";
+  if (m.maybe_sent && past_mastodon_key_window(m)) {
+    return unknown_no_repeat(mastodon_key_expired(why), "Mastodon");
+  }
+  SendResult r = SendResult::unknown_outcome(msg.empty() ? what : msg);
+  r.retry_after = retry_after_header(res);
+  return r;
+}
+
 class MastodonSender final : public Sender {
  public:
   MastodonSender(Runtime& rt, const config::Mastodon& cfg) : rt_(rt), cfg_(cfg) {}
@@ -339,6 +364,9 @@ class MastodonSender final : public Sender {
                json::value v = json::parse(res.body, ec);
                if (!ec && v.is_object()) {
                  msg = str_at(v.get_object(), "error");
+               }
+               if (res.status >= 500) {
+                 co_return server_error_within_key(m, res, msg);
                }
                co_return classify(res, msg, after);
              });
