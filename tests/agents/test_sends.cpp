@@ -589,3 +589,51 @@ TEST_CASE(
   CHECK(sender->calls == 4);
   CHECK(d.rows("SELECT count(*) FROM sends WHERE attempts=2") == 1);
 }
+
+TEST_CASE(
+    "a reply waits behind an earlier one of its conversation whose marked attempt is out, and "
+    "goes once that one is answered") {
+  // A sender that marks its attempts (Telegram, Meta, X, Mastodon) and a provider that takes
+  // its time: the first reply's request is out when the second is written.
+  struct MarkingHangingSender : HangingSender {
+    std::vector<std::string> texts;
+    bool marks_attempts() const override { return true; }
+    void send(OutboundMessage m, Done done) override {
+      std::lock_guard lock(mu);
+      texts.push_back(m.text);
+      held.push_back(std::move(done));
+    }
+  };
+  auto sender = std::make_shared<MarkingHangingSender>();
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", sender); });
+  std::string ann = d.ingest("o-1", "my order");
+  d.drained();
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == ann);
+  REQUIRE(d.act("alice-token", ann, "reply", R"({"text":"first"})").status == 202);
+  REQUIRE(eventually([&] {
+    std::lock_guard lock(sender->mu);
+    return sender->held.size() == 1;
+  }));
+  REQUIRE(d.act("alice-token", ann, "reply", R"({"text":"second"})").status == 202);
+  // Longer than a pass of the loop: the second is not handed over while the first is out.
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  Sender::Done first;
+  {
+    std::lock_guard lock(sender->mu);
+    REQUIRE(sender->texts == std::vector<std::string>{"first"});
+    first = std::move(sender->held.front());
+    sender->held.clear();
+  }
+  first(SendResult::sent("p-1"));
+  REQUIRE(eventually([&] {
+    std::lock_guard lock(sender->mu);
+    return sender->held.size() == 1;
+  }));
+  {
+    std::lock_guard lock(sender->mu);
+    CHECK(sender->texts == std::vector<std::string>{"first", "second"});
+    sender->held.front()(SendResult::sent("p-2"));
+    sender->held.clear();
+  }
+  REQUIRE(eventually([&] { return d.rows("SELECT count(*) FROM sends WHERE state='sent'") == 2; }));
+}
