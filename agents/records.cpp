@@ -229,6 +229,20 @@ std::string json_list(const std::vector<std::string>& v) {
   }
   return json::serialize(a);
 }
+
+// The condition that holds a reply back behind an earlier one of its conversation (SQL over
+// `s`, the send, and `i`, its outbound interaction). The customer must read the answers in the
+// order they were written: a reply that waits for a retry (a provider's throttle, a 5xx, a
+// pause of the whole account: attempts or account_paused) or whose attempt is out (marked:
+// Sender::marks_attempts, every social channel's) goes first, and the later ones of the
+// conversation wait until its result is recorded (sent, or failed for good). Earlier means
+// stored earlier (the outbound interaction's seq, in commit order). Replies none of which has
+// been tried yet go out together, as they were written together (and email's, whose attempts
+// are not marked, while the first is out). An interaction without a conversation holds nothing.
+constexpr const char* kHeldBehindEarlier =
+    "EXISTS (SELECT 1 FROM interactions ci JOIN sends e ON e.interaction_id = ci.id "
+    "WHERE ci.conversation_id = i.conversation_id AND ci.seq < i.seq AND e.state = 'pending' "
+    "AND (e.attempts > 0 OR e.account_paused != 0 OR e.attempt_started_at IS NOT NULL))";
 }  // namespace
 
 std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
@@ -257,7 +271,8 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
       "WHERE s.state = 'pending' AND s.next_attempt_at <= ?1 "
       "AND s.interaction_id NOT IN (SELECT value FROM json_each(?3)) "
       "AND s.channel || char(10) || s.account NOT IN (SELECT value FROM json_each(?4)) "
-      "ORDER BY s.next_attempt_at LIMIT ?2");
+      "AND NOT " +
+      std::string(kHeldBehindEarlier) + " ORDER BY s.next_attempt_at LIMIT ?2");
   st.bind(1, now).bind(2, limit).bind(3, json_list(busy)).bind(4, json_list(full));
   std::vector<SendJob> out;
   while (st.step()) {
@@ -287,10 +302,15 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
 
 std::optional<std::int64_t> Records::next_send_at(const std::vector<std::string>& busy,
                                                   const std::vector<std::string>& full) {
+  // The first in due order that due_sends would take (a reply held behind an earlier one is
+  // due only when that one is done: counted, it would wake the loop at once, again and again).
   auto st = read_.prepare(
-      "SELECT min(next_attempt_at) FROM sends WHERE state = 'pending' "
-      "AND interaction_id NOT IN (SELECT value FROM json_each(?1)) "
-      "AND channel || char(10) || account NOT IN (SELECT value FROM json_each(?2))");
+      "SELECT s.next_attempt_at FROM sends s JOIN interactions i ON i.id = s.interaction_id "
+      "WHERE s.state = 'pending' "
+      "AND s.interaction_id NOT IN (SELECT value FROM json_each(?1)) "
+      "AND s.channel || char(10) || s.account NOT IN (SELECT value FROM json_each(?2)) "
+      "AND NOT " +
+      std::string(kHeldBehindEarlier) + " ORDER BY s.next_attempt_at LIMIT 1");
   st.bind(1, json_list(busy)).bind(2, json_list(full));
   if (st.step() && !st.is_null(0)) {
     return st.int64(0);

@@ -124,6 +124,9 @@ class Records {
   // Pending sends due by `now`, the earliest first, leaving out the rows in `busy` (with their
   // senders) and the accounts ("<channel>\n<account>") in `full` (at their share of sends in
   // flight): those would otherwise fill the first `limit` rows and hold up every other account.
+  // A send stored after another pending one of its conversation that has been tried (waits for
+  // a retry or a pause of its account) or whose marked attempt is out is not due until that one
+  // is done: the customer reads the answers in order.
   std::vector<SendJob> due_sends(std::int64_t now, int limit, const std::vector<std::string>& busy,
                                  const std::vector<std::string>& full);
   // When the next of those is due (the same rows left out).

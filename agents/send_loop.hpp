@@ -8,6 +8,10 @@
 // one (Sender::marks_attempts): its attempts are marked in a commit before they go out, and a
 // marked one found pending is settled as an unknown outcome (Sender::interrupted).
 //
+// Replies of one conversation reach the customer in the order they were stored: one that waits
+// for a retry (a throttle, a pause of its account) or whose marked attempt is out holds the
+// later ones of its conversation until its result is recorded (Records::due_sends).
+//
 // next_attempt_at is wall-clock time: a row due later than the longest wait the loop schedules
 // (the clock set back since) is brought forward to that wait from now.
 //

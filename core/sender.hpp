@@ -63,14 +63,16 @@ struct SendResult {
   // risk posting the answer twice (Telegram, Meta).
   bool unknown = false;
   // With `retry`: the provider refuses every reply of the account until retry_after has passed
-  // (X's 24-hour posting limit), and said so; this reply did nothing wrong. The attempt is not
+  // (X's 24-hour posting limit; a Meta rate limit of the app, Page or WhatsApp number), and said
+  // so; this reply did nothing wrong. The attempt is not
   // counted against the reply's maximum, and the wait may be as long as a day
   // (SendPolicy::max_account_wait) rather than the hour of other provider waits. The sender
   // logs the pause once and answers its account's other replies the same way until it ends,
   // without asking the provider.
   bool account_paused = false;
-  // With `retry`: the provider throttles us (a rate limit: Meta's codes 4, 613, 80007, WhatsApp's
-  // 130429 and 131056) and names no time it ends, while such limits may last up to an hour. The
+  // With `retry`: the provider throttles this reply (a rate limit of one recipient: WhatsApp's
+  // 131056 pair rate limit; Meta's limits of a whole app or Page pause instead, account_paused)
+  // and names no time it ends, while such limits may last up to an hour. The
   // attempt counts, but the back-off starts at SendPolicy::throttle_first_backoff rather than a
   // second, so that the reply's attempts span about an hour rather than two minutes. A
   // retry_after, when given, still wins.

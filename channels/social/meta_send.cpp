@@ -90,6 +90,7 @@ SendOutcome parse_meta_send_response(int http_status, std::string_view body) {
       }
     }
     std::int64_t code = int_at(*err, "code").value_or(0);
+    out.code = code;
     // 131056, "(Business Account, Consumer Account) pair rate limit hit": too many messages to
     // the same customer in a short time; WhatsApp's error codes say "wait and retry". It comes
     // with HTTP 400, which alone would make it final.

@@ -19,6 +19,7 @@ struct SendOutcome {
   bool throttled = false;
   std::string provider_message_id;  // message_id / wamid, matched by later status webhooks
   std::string error_message;        // the provider's message, e.g. the 24-hour window error
+  std::int64_t code = 0;            // the Graph API error's `code`; 0: none
 };
 
 // Messenger or Instagram: POST {base_url}/me/messages with messaging_type RESPONSE (a reply
@@ -53,7 +54,8 @@ HttpRequestSpec whatsapp_send_message(const config::Meta& cfg, std::string_view 
 // {"error":{"message","type","code","error_subcode","is_transient"}}; 429/5xx, is_transient and
 // the throttling codes are retryable, everything else is final. The throttling codes (Graph API
 // 4 app, 17 user, 32 Page, 613 and 80007 rate limits; WhatsApp 130429 throughput and 131056
-// pair rate limit, which comes as HTTP 400) are `throttled` too.
+// pair rate limit, which comes as HTTP 400) are `throttled` too; `code` lets the sender pause a
+// whole app, Page or number for the limits that are theirs (senders.cpp meta_limit_scope).
 SendOutcome parse_meta_send_response(int http_status, std::string_view body);
 
 // "whatsapp:<account>:<phone_number_id>:<wa_id>" or "messenger|instagram:<account>:<page>:<user>"

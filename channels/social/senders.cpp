@@ -280,6 +280,31 @@ std::string mastodon_key_expired(const std::string& why) {
   return why + ", and the reply is older than the hour Mastodon keeps its Idempotency-Key for";
 }
 
+// A 5xx from Mastodon, or from the proxy in front of it (a 502 or 504 of nginx after it passed
+// the request on and lost, or gave up waiting for, Mastodon's answer), says nothing about
+// whether the status was posted: the same unknown outcome as a lost answer. It is retried with
+// the same Idempotency-Key, which answers a repeat with the status posted first, and marked so
+// (SendResult::unknown: sends.uncertain_since is this attempt's start when it is the first such
+// one), so that the repeat stays inside kMastodonKeyWindow; one due past it is settled as an
+// unknown outcome before it goes (MastodonSender::send). A 503 with Retry-After (maintenance,
+// an overloaded instance) is retried no sooner than it asks, still within the window. An
+// attempt already past the window (its first uncertain one long ago) is settled now.
+SendResult server_error_within_key(const OutboundMessage& m, const net::HttpResponse& res,
+                                   std::string msg) {
+  std::string what = "HTTP " + std::to_string(res.status);
+  if (!msg.empty() && msg != what) {
+    what += " (" + msg + ")";
+  }
+  const std::string why = "the request went out and Mastodon answered " + what +
+                          ", which does not say whether the status was posted";
+  if (m.maybe_sent && past_mastodon_key_window(m)) {
+    return unknown_no_repeat(mastodon_key_expired(why), "Mastodon");
+  }
+  SendResult r = SendResult::unknown_outcome(msg.empty() ? what : msg);
+  r.retry_after = retry_after_header(res);
+  return r;
+}
+
 class MastodonSender final : public Sender {
  public:
   MastodonSender(Runtime& rt, const config::Mastodon& cfg) : rt_(rt), cfg_(cfg) {}
@@ -339,6 +364,9 @@ class MastodonSender final : public Sender {
                json::value v = json::parse(res.body, ec);
                if (!ec && v.is_object()) {
                  msg = str_at(v.get_object(), "error");
+               }
+               if (res.status >= 500) {
+                 co_return server_error_within_key(m, res, msg);
                }
                co_return classify(res, msg, after);
              });
@@ -763,6 +791,51 @@ class TelegramSender final : public Sender {
   const config::Telegram& cfg_;
 };
 
+// What a Meta rate limit holds back when a reply meets it ("" for the reply alone). Meta counts
+// these limits for the whole app or Page, not per message (Graph API "Rate Limiting",
+// developers.facebook.com/docs/graph-api/overview/rate-limiting, and the codes of "Handling
+// Errors"): 4, the app's (every reply of the account: one app per [[channels.meta]]); 17, the
+// user's, that is the token's (a Page token's is the Page; WhatsApp's system-user token is the
+// account's, shared by its numbers); 32, the Page's; 613, a limit of the endpoint for the token;
+// 80007, the Instagram account's (Messenger Platform); WhatsApp 130429, the business number's
+// throughput (Cloud API "Throughput"). 131056, the pair rate limit, counts messages to one
+// customer: a reply to another one goes on, and that reply is retried alone (throttled).
+std::string meta_limit_scope(std::int64_t code, bool whatsapp, const std::string& business) {
+  switch (code) {
+    case 4:
+      return "app";
+    case 17:
+      return whatsapp ? "app" : business;
+    case 32:
+    case 613:
+    case 80007:
+    case 130429:
+      return business;
+    default:
+      return {};
+  }
+}
+
+// The pause of a limit of Meta's with no Retry-After: a minute, doubling with each pause met in
+// a row, at most 15 minutes (the back-off each reply had before, SendPolicy::throttle_*), since
+// Meta names no end and says such a limit lasts until usage drops, up to an hour.
+constexpr std::chrono::minutes kMetaFirstPause{1};
+constexpr std::chrono::minutes kMetaMaxPause{15};
+// A reply that finds the pause over while another is asking Meta whether it is waits this
+// long, then asks the pause again (the answer has come by then, as a rule).
+constexpr std::chrono::seconds kMetaProbeWait{2};
+
+// Meta's limits of a whole app, Page or WhatsApp number (meta_limit_scope) pause every reply
+// of that scope, not only the one that met it: before, each reply waited a back-off of its own
+// (1, 2, 4, 8, 15 minutes), so that N replies kept asking Meta, and meeting the limit, N times
+// as often, and each spent an attempt every time. Now the first such error pauses the scope:
+// until the pause ends, its replies are answered at once with the same wait and Meta's message,
+// without a request, and none of them spends an attempt (SendResult::account_paused; a reply
+// waits out Meta's 24-hour messaging window at most: past it, Meta refuses it for good). When
+// the pause ends, one reply asks Meta; the others wait a moment (kMetaProbeWait) until it knows.
+// Its success ends the pause; meeting the limit again starts a longer one. Logged once per
+// pause, at warn. The pauses live in memory: after a restart the replies wait until their stored
+// time, and the first to go learns the limit again.
 class MetaSender final : public Sender {
  public:
   MetaSender(Runtime& rt, const config::Meta& cfg) : rt_(rt), cfg_(cfg) {}
@@ -844,17 +917,40 @@ class MetaSender final : public Sender {
                    spec = meta_send_message(*token, p->from_value, m.text);
                  }
                }
+               // The app's limits and those of the Page or number the reply goes from.
+               const bool whatsapp = p->channel == "whatsapp";
+               const std::string business =
+                   whatsapp ? "number " + flag_value(*p, "phone_number_id:")
+                            : "page " + (p->to_values.empty() ? "" : p->to_values.front());
+               Probe probe(*this);
+               if (auto held = paused({"app", business}, probe)) {
+                 co_return std::move(*held);
+               }
                net::HttpRequest req = to_request(cfg_.base_url, spec);
                auto res = co_await rt_.http.request(std::move(req));
                SendOutcome o = parse_meta_send_response(res.status, res.body);
                if (o.ok) {
+                 probe.over();
                  co_return SendResult::sent(o.provider_message_id);
+               }
+               if (std::string scope = meta_limit_scope(o.code, whatsapp, business);
+                   !scope.empty() && res.status < 500) {
+                 co_return pause(scope, o, retry_after_header(res));
                }
                if (res.status == 0) {
                  co_return network_failure_no_repeat(res, meta_platform(p->channel));
                }
                // parse_meta_send_response takes every 5xx for retryable: here it is an unknown
-               // outcome (server_error_no_repeat).
+               // outcome (server_error_no_repeat), even with `is_transient: true` or code 1 (API
+               // Unknown) or 2 (API Service). Meta's "Handling Errors" guide
+               // (developers.facebook.com/docs/graph-api/guides/error-handling) says of them only
+               // "Possibly a temporary issue due to downtime" / "Temporary issue due to downtime.
+               // Wait and retry the operation", and of is_transient nothing more than that the
+               // error is temporary: no word that the message was not delivered, and the Send
+               // API and the Cloud API take no idempotency key that would make the retry
+               // harmless. A retry of a request that Meta did carry out shows the customer the
+               // answer twice, so the operator is told to look instead. (A 4xx naming these,
+               // refused before processing, stays retried: parse_meta_send_response.)
                if (auto unknown =
                        server_error_no_repeat(res, o.error_message, meta_platform(p->channel))) {
                  co_return std::move(*unknown);
@@ -868,8 +964,130 @@ class MetaSender final : public Sender {
   }
 
  private:
+  struct Pause {
+    Clock::time_point until;
+    std::string reason;    // Meta's message and the pause's end, for each reply it holds
+    int level = 0;         // pauses of the scope met in a row
+    bool probing = false;  // ended, and a reply is out asking Meta
+  };
+
+  // The scopes whose ended pause one reply asks Meta about: over() ends them (the reply went
+  // out), else they are left for the next reply to ask (its own failure says nothing of them,
+  // and a limit met again is a new pause, pause()).
+  class Probe {
+   public:
+    explicit Probe(MetaSender& s) : s_(s) {}
+    Probe(const Probe&) = delete;
+    Probe& operator=(const Probe&) = delete;
+    ~Probe() { settle(false); }
+    void over() { settle(true); }
+    std::vector<std::string> scopes;
+
+   private:
+    void settle(bool ended) {
+      if (scopes.empty()) {
+        return;
+      }
+      std::lock_guard lock(s_.mu_);
+      for (const auto& k : scopes) {
+        auto it = s_.pauses_.find(k);
+        if (it == s_.pauses_.end() || it->second.until > Clock::now()) {
+          continue;  // a new pause met meanwhile stays
+        }
+        if (ended) {
+          logger("social")->info("[meta:{}] {}: the rate limit is over, replies go on",
+                                 s_.cfg_.name, scope_name(k));
+          s_.pauses_.erase(it);
+        } else {
+          it->second.probing = false;
+        }
+      }
+      scopes.clear();
+    }
+    MetaSender& s_;
+  };
+
+  static std::string scope_name(const std::string& key) {
+    if (key == "app") {
+      return "the app";
+    }
+    if (key.rfind("number ", 0) == 0) {
+      return "the WhatsApp number " + key.substr(7);
+    }
+    return "the Page " + key.substr(5);
+  }
+
+  // A pause that holds one of `scopes` (the reply waits, no request); nullopt lets the reply
+  // go, `probe` then naming the ended pauses it asks Meta about.
+  std::optional<SendResult> paused(const std::vector<std::string>& scopes, Probe& probe) {
+    std::lock_guard lock(mu_);
+    auto now = Clock::now();
+    for (const auto& k : scopes) {
+      auto it = pauses_.find(k);
+      if (it == pauses_.end()) {
+        continue;
+      }
+      if (it->second.until > now) {
+        return SendResult::paused(it->second.reason,
+                                  std::chrono::ceil<milliseconds>(it->second.until - now));
+      }
+      if (it->second.probing) {
+        return SendResult::paused(
+            it->second.reason + "; another reply is asking Meta whether it is over",
+            kMetaProbeWait);
+      }
+    }
+    for (const auto& k : scopes) {
+      if (auto it = pauses_.find(k); it != pauses_.end()) {
+        it->second.probing = true;
+        probe.scopes.push_back(k);
+      }
+    }
+    return std::nullopt;
+  }
+
+  // The reply met a limit of `scope`: the scope pauses (or a pause another reply met goes on),
+  // and this reply waits with it, its attempt unspent.
+  SendResult pause(const std::string& scope, const SendOutcome& o, milliseconds retry_after) {
+    // This attempt's refusal is a send error; the replies held without a request are not.
+    rt_.metrics.inc("switchboard_social_send_errors_total",
+                    {{"channel", "meta"}, {"account", cfg_.name}});
+    auto now = Clock::now();
+    std::lock_guard lock(mu_);
+    Pause& p = pauses_[scope];
+    const bool holding = p.until > now;  // met by a reply sent together with this one
+    if (!holding) {
+      // A limit met again soon after its pause: longer. One met long after: a new one.
+      p.level = now - p.until > kMetaMaxPause ? 1 : p.level + 1;
+    }
+    milliseconds wait =
+        retry_after.count() > 0
+            ? bound_provider_wait(retry_after, WaitBounds{kMinProviderWait, kMaxSendWait}, "social",
+                                  "meta", cfg_.name, "Retry-After")
+            : std::min<milliseconds>(kMetaFirstPause * (1LL << std::min(p.level - 1, 4)),
+                                     kMetaMaxPause);
+    auto until = now + wait;
+    if (until > p.until) {
+      std::string at = format_rfc3339(
+          std::chrono::duration_cast<milliseconds>(until.time_since_epoch()).count() + 999);
+      p.reason = o.error_message + " (rate limit of " + scope_name(scope) + ", code " +
+                 std::to_string(o.code) + ": its replies wait until " + at + ")";
+      if (!holding) {
+        logger("social")->warn(
+            "[meta:{}] rate limit of {} reached (code {}: {}): its replies wait "
+            "until {}, without spending attempts",
+            cfg_.name, scope_name(scope), o.code, o.error_message, at);
+      }
+      p.until = until;
+    }
+    p.probing = false;
+    return SendResult::paused(p.reason, std::chrono::ceil<milliseconds>(p.until - now));
+  }
+
   Runtime& rt_;
   const config::Meta& cfg_;
+  std::mutex mu_;  // the pauses; sends may finish on any thread of the executor
+  std::map<std::string, Pause> pauses_;  // by scope: "app", "page <id>", "number <id>"
 };
 
 }  // namespace

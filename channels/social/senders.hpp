@@ -12,7 +12,10 @@
 // switchboard_sends_unknown_total{channel,account}; a failure before it went out is retried.
 // X: a 429 naming a used-up 24-hour posting limit (x-user- / x-app-limit-24hour-remaining 0)
 // pauses all of the account's replies until that reset, at most a day, without spending their
-// attempts (SendResult::account_paused; logged once per pause).
+// attempts (SendResult::account_paused; logged once per pause). Meta: a rate limit of the app,
+// a Page or a WhatsApp number (codes 4, 17, 32, 613, 80007, 130429) pauses the replies of that
+// scope the same way, for Retry-After or 1, 2, 4, 8, then 15 minutes. Mastodon: a 5xx is an
+// unknown outcome, retried with the same Idempotency-Key within the hour Mastodon keeps it.
 //
 // A sender holds its account by reference, as the pollers do (pollers.hpp): a token a reload
 // changes goes with the next send. A temporary account is refused (`= delete`): it would dangle.

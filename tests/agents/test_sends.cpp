@@ -103,6 +103,35 @@ struct OnceBusySender : Sender {
   }
 };
 
+// Throttles the first attempt of the first reply it is handed (a provider's rate limit, with a
+// wait), takes every other attempt; keeps the texts in the order it took them.
+struct FirstThrottledSender : Sender {
+  std::mutex mu;
+  std::string first;
+  std::vector<std::string> taken;
+  std::atomic<int> calls{0};
+  void send(OutboundMessage m, Done done) override {
+    ++calls;
+    bool throttle = false;
+    {
+      std::lock_guard lock(mu);
+      if (first.empty()) {
+        first = m.id;
+        throttle = true;
+      } else {
+        taken.push_back(m.text);
+      }
+    }
+    done(throttle ? SendResult::throttle("(#131056) pair rate limit hit",
+                                         std::chrono::milliseconds(1500))
+                  : SendResult::sent("p-" + m.id));
+  }
+  std::vector<std::string> texts() {
+    std::lock_guard lock(mu);
+    return taken;
+  }
+};
+
 // The value of one series in /metrics, or -1 when it is not there.
 long long series_value(AgentDaemon& d, const std::string& name_and_labels) {
   const std::string text = d.app->metrics().render();
@@ -533,4 +562,78 @@ TEST_CASE(
   }
   CHECK(slow == std::chrono::minutes(60));
   CHECK(fast == std::chrono::seconds(127));
+}
+
+// Before: the send loop took due replies by next_attempt_at alone, so a reply written while an
+// earlier one of the same chat waited for its retry went at once, and the customer read the
+// answers out of order.
+TEST_CASE(
+    "a reply waits behind an earlier one of its conversation that waits for a retry, while "
+    "another conversation's reply goes at once") {
+  auto sender = std::make_shared<FirstThrottledSender>();
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", sender); });
+  std::string ann = d.ingest("o-1", "my order");
+  std::string bob = d.ingest("o-2", "my refund", "bob@example.com");
+  d.drained();
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == ann);
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == bob);
+  REQUIRE(d.act("alice-token", ann, "reply", R"({"text":"first"})").status == 202);
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM sends WHERE state='pending' AND attempts=1") == 1;
+  }));
+  REQUIRE(d.act("alice-token", ann, "reply", R"({"text":"second"})").status == 202);
+  REQUIRE(d.act("alice-token", bob, "reply", R"({"text":"other chat"})").status == 202);
+  REQUIRE(eventually([&] { return d.rows("SELECT count(*) FROM sends WHERE state='sent'") == 3; },
+                     std::chrono::seconds(10)));
+  CHECK(sender->texts() == std::vector<std::string>{"other chat", "first", "second"});
+  CHECK(sender->calls == 4);
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE attempts=2") == 1);
+}
+
+TEST_CASE(
+    "a reply waits behind an earlier one of its conversation whose marked attempt is out, and "
+    "goes once that one is answered") {
+  // A sender that marks its attempts (Telegram, Meta, X, Mastodon) and a provider that takes
+  // its time: the first reply's request is out when the second is written.
+  struct MarkingHangingSender : HangingSender {
+    std::vector<std::string> texts;
+    bool marks_attempts() const override { return true; }
+    void send(OutboundMessage m, Done done) override {
+      std::lock_guard lock(mu);
+      texts.push_back(m.text);
+      held.push_back(std::move(done));
+    }
+  };
+  auto sender = std::make_shared<MarkingHangingSender>();
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", sender); });
+  std::string ann = d.ingest("o-1", "my order");
+  d.drained();
+  REQUIRE(claimed_id(d.claim("alice-token", "general")) == ann);
+  REQUIRE(d.act("alice-token", ann, "reply", R"({"text":"first"})").status == 202);
+  REQUIRE(eventually([&] {
+    std::lock_guard lock(sender->mu);
+    return sender->held.size() == 1;
+  }));
+  REQUIRE(d.act("alice-token", ann, "reply", R"({"text":"second"})").status == 202);
+  // Longer than a pass of the loop: the second is not handed over while the first is out.
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  Sender::Done first;
+  {
+    std::lock_guard lock(sender->mu);
+    REQUIRE(sender->texts == std::vector<std::string>{"first"});
+    first = std::move(sender->held.front());
+    sender->held.clear();
+  }
+  first(SendResult::sent("p-1"));
+  REQUIRE(eventually([&] {
+    std::lock_guard lock(sender->mu);
+    return sender->held.size() == 1;
+  }));
+  {
+    std::lock_guard lock(sender->mu);
+    CHECK(sender->texts == std::vector<std::string>{"first", "second"});
+    sender->held.front()(SendResult::sent("p-2"));
+    sender->held.clear();
+  }
+  REQUIRE(eventually([&] { return d.rows("SELECT count(*) FROM sends WHERE state='sent'") == 2; }));
 }

@@ -2,9 +2,11 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <memory>
 
 #include "core/ids.hpp"
 #include "core/time.hpp"
+#include "tests/integration/agent_api.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_http.hpp"
 #include "tests/social/fakes/fake_mastodon.hpp"
@@ -769,4 +771,61 @@ TEST_CASE(
   CHECK(d.rows("SELECT count(*) FROM interactions") == 3);
   CHECK(d.redis.xlen("sb:q:general:normal") == 3);
   CHECK(d.metrics().find("switchboard_duplicates_total{channel=\"mastodon\"") == std::string::npos);
+}
+
+TEST_CASE(
+    "mastodon: a 502 after the status was posted is an unknown outcome: repeated with the same "
+    "Idempotency-Key within the key's hour, posting once, and settled as unknown past it") {
+  using namespace std::chrono_literals;
+  FakeMastodon fake;
+  fake.start();
+  fake.add_mention("ann@remote.example", "where is my order?");
+  SocialDaemon d;
+  d.cfg.channels.mastodon.push_back(mastodon(fake, 200ms));
+  d.start();
+  auto alice = std::make_unique<AgentClient>(d.app->port(), "alice-token");
+  auto in = alice->claim("general");
+  const std::string customer = s(in.at("customer").at("id"));
+
+  // The proxy in front of the instance passed the request on and answered 502: the status is
+  // posted. The retry goes with the same key and gets that status back.
+  fake.lose_next_posts_behind(1, 502);
+  const std::string first = alice->reply(s(in.at("id")), "It ships today.");
+  auto sent = alice->outbound_when(customer, first, "sent", 2);
+  auto posted = fake.posted();
+  REQUIRE(posted.size() == 1);
+  CHECK(s(sent.at("send").at("provider_id")) == posted[0].id);
+  CHECK(fake.post_attempt_keys() == std::vector<std::string>{first, first});
+  // Marked as an unknown outcome: the key's hour counts from the 502's attempt.
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id='" + first +
+               "' AND maybe_sent=1 AND uncertain_since > 0") == 1);
+
+  // Gateway timeouts go on past the hour (here: the first of them made to look 56 minutes old,
+  // while the daemon was stopped): the next attempt is not made, the reply is settled as unknown.
+  fake.lose_next_posts_behind(1000, 504);
+  const std::string second = alice->reply(s(in.at("id")), "Anything else?");
+  alice->outbound_when(customer, second, "pending", 1);
+  alice.reset();
+  d.stop();
+  CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id='" + second +
+               "' AND state='pending' AND maybe_sent=1 AND uncertain_since > 0") == 1);
+  {
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec(
+        "UPDATE sends SET uncertain_since = uncertain_since - 56 * 60 * 1000, "
+        "next_attempt_at = 0 WHERE interaction_id='" +
+        second + "'");
+  }
+  const std::size_t tries = fake.post_attempt_keys().size();
+  d.start();
+  alice = std::make_unique<AgentClient>(d.app->port(), "alice-token");
+  auto failed = alice->outbound_when(customer, second, "failed");
+  const std::string why = s(failed.at("send").at("error"));
+  CHECK_MESSAGE(
+      why.find("older than the hour Mastodon keeps its Idempotency-Key") != std::string::npos, why);
+  CHECK(fake.post_attempt_keys().size() == tries);
+  CHECK(fake.posted().size() == 2);  // the second reply's first attempt posted it
+  CHECK(d.metrics().find(
+            R"(switchboard_sends_unknown_total{channel="mastodon",account="social"} 1)") !=
+        std::string::npos);
 }

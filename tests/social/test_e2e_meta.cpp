@@ -682,3 +682,114 @@ TEST_CASE(
   CHECK(reply("instagram", std::string(1000, 'a')).status == 202);
   CHECK(reply("whatsapp", std::string(4096, 'a')).status == 202);
 }
+
+namespace {
+std::string graph_error(int code, const std::string& message) {
+  return R"({"error":{"message":"()" + message + R"(","type":"OAuthException","code":)" +
+         std::to_string(code) + "}}";
+}
+}  // namespace
+
+TEST_CASE(
+    "meta: a rate limit of a Page, a WhatsApp number or the app pauses that scope's replies "
+    "without a request, while the others go on") {
+  using namespace std::chrono_literals;
+  MetaDaemon d;
+  REQUIRE(d.post(messenger("m_lim1", "help")).status == 200);
+  REQUIRE(d.post(to_page("page", "PAGE_2", "PSID_9", "m_lim2", "hello")).status == 200);
+  REQUIRE(d.post(whatsapp("16505551234", "wamid.LIM1", "hi")).status == 200);
+  REQUIRE(d.post(whatsapp("16505559876", "wamid.LIM2", "hi")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 4; }));
+  auto q = d.queued();
+  int n = 0;
+  auto reply = [&](int parent) {
+    return reply_to(q[parent], "01JMLIM" + std::to_string(++n), "Answer " + std::to_string(n));
+  };
+  auto held_for = [](const SendResult& r, std::chrono::milliseconds at_least,
+                     std::chrono::milliseconds at_most) {
+    CHECK(r.status == SendResult::Status::retry);
+    CHECK(r.account_paused);
+    CHECK(r.retry_after >= at_least);
+    CHECK(r.retry_after <= at_most);
+  };
+
+  // The Page's limit (32): a minute's pause of that Page, no Retry-After.
+  d.graph.error_next(400, graph_error(32, "#32) Page request limit reached"));
+  auto met = d.send("messenger", "meta", reply(0));
+  held_for(met, 59s, 60s);
+  CHECK_MESSAGE(met.error.rfind("(#32) Page request limit reached (rate limit of the Page "
+                                "PAGE_ID, code 32: its replies wait until ",
+                                0) == 0,
+                met.error);
+  CHECK(d.graph.requests() == 1);
+  // Another reply from that Page waits without asking Meta.
+  auto held = d.send("messenger", "meta", reply(0));
+  held_for(held, 58s, 60s);
+  CHECK(held.error == met.error);
+  CHECK(d.graph.requests() == 1);
+  // Another Page's reply and WhatsApp's go on.
+  CHECK(d.send("messenger", "meta", reply(1)).status == SendResult::Status::sent);
+  CHECK(d.send("whatsapp", "meta", reply(2)).status == SendResult::Status::sent);
+  CHECK(d.graph.requests() == 3);
+
+  // The number's throughput (130429) pauses its replies to every customer, with Meta's
+  // Retry-After when it names one.
+  d.graph.error_next(400, graph_error(130429, "#130429) Rate limit hit"), {{"Retry-After", "300"}});
+  held_for(d.send("whatsapp", "meta", reply(2)), 299s, 300s);
+  held_for(d.send("whatsapp", "meta", reply(3)), 298s, 300s);
+  CHECK(d.graph.requests() == 4);
+
+  // The pair rate limit (131056) is one customer's: only that reply waits, and spends its
+  // attempt (throttled), as before.
+  d.graph.error_next(400, graph_error(131056,
+                                      "#131056) (Business Account, Consumer Account) "
+                                      "pair rate limit hit"));
+  auto pair = d.send("messenger", "meta", reply(1));
+  CHECK(pair.status == SendResult::Status::retry);
+  CHECK(!pair.account_paused);
+  CHECK(pair.throttled);
+  CHECK(d.send("messenger", "meta", reply(1)).status == SendResult::Status::sent);
+  CHECK(d.graph.requests() == 6);
+
+  // The app's limit (4) holds every reply of the account.
+  d.graph.error_next(400, graph_error(4, "#4) Application request limit reached"));
+  held_for(d.send("messenger", "meta", reply(1)), 59s, 60s);
+  auto app = d.send("messenger", "meta", reply(1));
+  held_for(app, 58s, 60s);
+  CHECK(app.error.find("(rate limit of the app, code 4: its replies wait until ") !=
+        std::string::npos);
+  CHECK(d.graph.requests() == 7);
+  CHECK(d.metrics().find(
+            R"(switchboard_social_send_errors_total{channel="meta",account="meta"} 4)") !=
+        std::string::npos);
+}
+
+TEST_CASE(
+    "meta: replies held by a Page's rate limit spend no attempts and go once it is over, the "
+    "Page asked once meanwhile") {
+  using namespace std::chrono_literals;
+  LogCapture log("social");
+  MetaDaemon d;
+  REQUIRE(d.post(messenger("m_p1", "help")).status == 200);
+  REQUIRE(d.post(to_page("page", "PAGE_ID", "PSID_2", "m_p2", "me too")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  AgentClient alice(d.app->port(), "alice-token");
+  auto first = alice.claim("general");
+  auto second = alice.claim("general");
+  d.graph.error_next(400, graph_error(32, "#32) Page request limit reached"),
+                     {{"Retry-After", "2"}});
+  std::string one = alice.reply(s(first.at("id")), "First answer.");
+  REQUIRE(eventually([&] {
+    return d.rows(
+               "SELECT count(*) FROM sends WHERE state='pending' AND attempts=0 AND "
+               "account_paused=1 AND last_error LIKE '%rate limit of the Page PAGE_ID%'") == 1;
+  }));
+  std::string two = alice.reply(s(second.at("id")), "Second answer.");
+  // Held without a request, its attempts unspent, until the pause ends; then both go.
+  auto sent_one = alice.outbound_when(s(first.at("customer").at("id")), one, "sent", 1);
+  auto sent_two = alice.outbound_when(s(second.at("customer").at("id")), two, "sent", 1);
+  CHECK(d.graph.requests() == 3);
+  CHECK(d.graph.sent().size() == 2);
+  CHECK(log.lines_with("rate limit of the Page PAGE_ID reached (code 32").size() == 1);
+  CHECK(eventually([&] { return !log.lines_with("the rate limit is over").empty(); }));
+}

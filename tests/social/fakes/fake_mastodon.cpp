@@ -31,6 +31,7 @@ struct FakeMastodon::Impl {
   std::vector<Posted> posts;
   std::map<std::string, std::size_t> by_key;  // Idempotency-Key -> index in posts
   int fail_posts = 0;
+  int lose_posts = 0, lose_status = 502;                // lose_next_posts_behind()
   std::optional<std::chrono::milliseconds> limit_next;  // rate_limit_next()
   std::deque<std::pair<int, std::string>> canned;       // answer_next_poll()
   std::vector<std::string> post_keys;  // Idempotency-Key of every POST, failed ones too
@@ -264,6 +265,11 @@ struct FakeMastodon::Impl {
     if (!key.empty()) {
       by_key[key] = posts.size() - 1;
     }
+    if (lose_posts > 0) {
+      --lose_posts;
+      return reply(lose_status,
+                   "<html><body><h1>" + std::to_string(lose_status) + "</h1></body></html>");
+    }
     return reply(200, render(p));
   }
 };
@@ -350,6 +356,12 @@ void FakeMastodon::set_omit_onward_link_at_end(bool v) {
 void FakeMastodon::fail_next_posts(int n) {
   std::lock_guard lock(impl_->mu);
   impl_->fail_posts = n;
+}
+
+void FakeMastodon::lose_next_posts_behind(int n, int status) {
+  std::lock_guard lock(impl_->mu);
+  impl_->lose_posts = n;
+  impl_->lose_status = status;
 }
 
 void FakeMastodon::rate_limit_next(std::chrono::milliseconds reset_in) {

@@ -81,6 +81,10 @@ class FakeMastodon {
   // on a short page.
   void set_omit_onward_link_at_end(bool v);
   void fail_next_posts(int n);  // the next n POST /api/v1/statuses answer 503 (nothing posted)
+  // The next n POST /api/v1/statuses are carried out (the status is posted, its key kept) and
+  // answered `status` all the same: a proxy in front of the instance (a 502 or 504) that passed
+  // the request on and lost, or gave up waiting for, the answer.
+  void lose_next_posts_behind(int n, int status = 502);
   // The next request with the token answers 429 with X-RateLimit-Remaining 0 and a reset
   // `reset_in` ahead (the server's clock ahead of ours looks like that).
   void rate_limit_next(std::chrono::milliseconds reset_in);

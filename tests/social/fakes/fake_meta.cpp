@@ -28,8 +28,11 @@ FakeMetaGraph::FakeMetaGraph(std::string token)
                   R"({"error":{"message":"Unknown path","type":"OAuthException","code":803}})"};
         }
         bool whatsapp = r.path != "/me/messages";
+        ++requests_;
         if (int status = std::exchange(error_status_, 0); status != 0) {
-          return {status, std::exchange(error_body_, {})};
+          Res res{status, std::exchange(error_body_, {})};
+          res.headers = std::exchange(error_headers_, {});
+          return res;
         }
         if (replies) {
           // IG Comment Replies: `message` (form-encoded) is required; the answer is the new
@@ -112,10 +115,17 @@ void FakeMetaGraph::outside_window_next() {
   outside_window_ = true;
 }
 
-void FakeMetaGraph::error_next(int status, std::string body) {
+void FakeMetaGraph::error_next(int status, std::string body,
+                               std::vector<std::pair<std::string, std::string>> headers) {
   std::lock_guard lock(mu_);
   error_status_ = status;
   error_body_ = std::move(body);
+  error_headers_ = std::move(headers);
+}
+
+int FakeMetaGraph::requests() const {
+  std::lock_guard lock(mu_);
+  return requests_;
 }
 
 void FakeMetaGraph::lose_next_answers(int n) {

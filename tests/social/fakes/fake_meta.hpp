@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/social/fakes/fake_http.hpp"
@@ -29,8 +30,12 @@ class FakeMetaGraph {
   void stop() { server_.stop(); }
   std::string base_url() const { return server_.base_url(); }
   void outside_window_next();  // the next send fails with the 24-hour window error
-  // The next send is answered with `status` and `body` (a Graph API error), not delivered.
-  void error_next(int status, std::string body);
+  // The next send is answered with `status` and `body` (a Graph API error) and `headers`, not
+  // delivered.
+  void error_next(int status, std::string body,
+                  std::vector<std::pair<std::string, std::string>> headers = {});
+  // Sends asked for (POST .../messages or .../replies), delivered or refused.
+  int requests() const;
   // The next `n` sends are delivered (in sent()), and their answers lost.
   void lose_next_answers(int n);
   // The next send is delivered (in sent()) and answered with this status and body (a 5xx from
@@ -46,6 +51,8 @@ class FakeMetaGraph {
   bool outside_window_ = false;
   int error_status_ = 0;
   std::string error_body_;
+  std::vector<std::pair<std::string, std::string>> error_headers_;
+  int requests_ = 0;
   int lose_answers_ = 0;
   std::optional<std::pair<int, std::string>> answer_;
   int next_ = 1;
