@@ -6,6 +6,7 @@
 //   raw payload -> channel parser -> Inbound -> Pipeline::submit -> [writer thread:
 //   dedupe -> customer match -> conversation -> rules -> interaction row + outbox row + cursor]
 //   -> COMMIT -> done(outcomes) -> relay -> Redis
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -89,6 +90,10 @@ class Pipeline {
   // The committed cursor value, if any. Thread-safe; reads its own connection.
   virtual std::optional<std::string> cursor(const std::string& account,
                                             const std::string& scope) = 0;
+  // When that cursor was last written (Unix ms; nullopt while there is none): the poller's last
+  // commit. Everything it had read by then was stored. Thread-safe; reads its own connection.
+  virtual std::optional<std::int64_t> cursor_written_at(const std::string& account,
+                                                        const std::string& scope) = 0;
 };
 
 }  // namespace sb

@@ -965,15 +965,30 @@ void Store::submit_provider_statuses(std::vector<ProviderStatus> statuses, Done 
       }});
 }
 
-std::optional<std::string> Store::cursor(const std::string& account, const std::string& scope) {
-  std::lock_guard lock(read_mu_);
+Db& Store::reader() {
   if (!read_db_) {
     read_db_ = std::make_unique<Db>(writer_.path(), true);
   }
-  auto st = read_db_->prepare("SELECT value FROM cursors WHERE account=?1 AND scope=?2");
+  return *read_db_;
+}
+
+std::optional<std::string> Store::cursor(const std::string& account, const std::string& scope) {
+  std::lock_guard lock(read_mu_);
+  auto st = reader().prepare("SELECT value FROM cursors WHERE account=?1 AND scope=?2");
   st.bind(1, account).bind(2, scope);
   if (st.step()) {
     return st.text(0);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> Store::cursor_written_at(const std::string& account,
+                                                     const std::string& scope) {
+  std::lock_guard lock(read_mu_);
+  auto st = reader().prepare("SELECT updated_at FROM cursors WHERE account=?1 AND scope=?2");
+  st.bind(1, account).bind(2, scope);
+  if (st.step()) {
+    return st.int64(0);
   }
   return std::nullopt;
 }

@@ -25,6 +25,10 @@ class StoreForwarder : public Pipeline {
   std::optional<std::string> cursor(const std::string& a, const std::string& s) override {
     return store_.cursor(a, s);
   }
+  std::optional<std::int64_t> cursor_written_at(const std::string& a,
+                                                const std::string& s) override {
+    return store_.cursor_written_at(a, s);
+  }
 
  protected:
   storage::Store& store_;

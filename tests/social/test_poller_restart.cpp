@@ -46,6 +46,9 @@ class NoPipeline : public Pipeline {
   std::optional<std::string> cursor(const std::string&, const std::string&) override {
     return std::nullopt;
   }
+  std::optional<std::int64_t> cursor_written_at(const std::string&, const std::string&) override {
+    return std::nullopt;
+  }
 };
 
 }  // namespace poller_restart_test
