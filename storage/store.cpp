@@ -993,4 +993,27 @@ std::optional<std::int64_t> Store::cursor_written_at(const std::string& account,
   return std::nullopt;
 }
 
+std::vector<std::string> Store::sent_here(const std::vector<std::string>& ids) {
+  std::vector<std::string> found;
+  if (ids.empty()) {
+    return found;
+  }
+  std::lock_guard lock(read_mu_);
+  // One indexed lookup each: the second term lets SQLite use the partial index
+  // sends_by_planned_id (schema 27), whose WHERE a bound parameter alone does not imply.
+  auto st =
+      reader().prepare("SELECT 1 FROM sends WHERE planned_id=?1 AND planned_id != '' LIMIT 1");
+  for (const auto& id : ids) {
+    if (id.empty()) {
+      continue;
+    }
+    st.bind(1, id);
+    if (st.step()) {
+      found.push_back(id);
+    }
+    st.reset();
+  }
+  return found;
+}
+
 }  // namespace sb::storage

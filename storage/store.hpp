@@ -57,6 +57,7 @@ class Store final : public Pipeline {
   std::optional<std::string> cursor(const std::string& account, const std::string& scope) override;
   std::optional<std::int64_t> cursor_written_at(const std::string& account,
                                                 const std::string& scope) override;
+  std::vector<std::string> sent_here(const std::vector<std::string>& ids) override;
 
   // Closes calls that got no final event within `older_than_ms` as status "unknown" and queues
   // them (SPEC/issue 5: 4 hours), each call in a writer job of its own (storage/call_sweep.cpp).

@@ -276,8 +276,8 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
 
   // Fetching runs ahead of parsing and storing (see batch_chain.hpp) by at most
   // max_batches_in_flight batches: the memory bound of a session.
-  auto chain =
-      std::make_shared<BatchChain>(io, parsers, pipeline, metrics, a, m.name, m.prefix, start);
+  auto chain = std::make_shared<BatchChain>(io, parsers, pipeline, metrics, a, m.name, m.prefix,
+                                            start, options.own_addresses);
   if (replace_cursor || backfill) {
     chain->replace_stored_cursor();
   }

@@ -29,6 +29,9 @@ class StoreForwarder : public Pipeline {
                                                 const std::string& s) override {
     return store_.cursor_written_at(a, s);
   }
+  std::vector<std::string> sent_here(const std::vector<std::string>& ids) override {
+    return store_.sent_here(ids);
+  }
 
  protected:
   storage::Store& store_;

@@ -49,6 +49,7 @@ class NoPipeline : public Pipeline {
   std::optional<std::int64_t> cursor_written_at(const std::string&, const std::string&) override {
     return std::nullopt;
   }
+  std::vector<std::string> sent_here(const std::vector<std::string>&) override { return {}; }
 };
 
 }  // namespace poller_restart_test
