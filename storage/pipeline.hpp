@@ -6,6 +6,7 @@
 //   raw payload -> channel parser -> Inbound -> Pipeline::submit -> [writer thread:
 //   dedupe -> customer match -> conversation -> rules -> interaction row + outbox row + cursor]
 //   -> COMMIT -> done(outcomes) -> relay -> Redis
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -89,6 +90,16 @@ class Pipeline {
   // The committed cursor value, if any. Thread-safe; reads its own connection.
   virtual std::optional<std::string> cursor(const std::string& account,
                                             const std::string& scope) = 0;
+  // When that cursor was last written (Unix ms; nullopt while there is none): the poller's last
+  // commit. Everything it had read by then was stored. Thread-safe; reads its own connection.
+  virtual std::optional<std::int64_t> cursor_written_at(const std::string& account,
+                                                        const std::string& scope) = 0;
+
+  // Of `ids`, those a reply stored here went (or goes) out with (the email Message-ID of
+  // sends.planned_id): a copy of our own mail read back from a mailbox we poll (Sent Items,
+  // Gmail's All Mail, a Bcc) is found by it. Thread-safe; reads its own connection; throws on
+  // a database error.
+  virtual std::vector<std::string> sent_here(const std::vector<std::string>& ids) = 0;
 };
 
 }  // namespace sb

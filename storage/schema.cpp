@@ -426,6 +426,12 @@ ALTER TABLE sends ADD COLUMN planned_id TEXT NOT NULL DEFAULT '';
     // stored with a Unicode domain are rewritten, or, where the new form names another
     // customer or none exists, left and reported (storage/idn_emails.hpp).
     ascii_email_domains,
+    // 26 -> 27: a copy of our own reply read back from a polled mailbox (Sent Items, All Mail,
+    // a Bcc) is found by its Message-ID (Store::sent_here), one lookup per such message: an
+    // initial sync of a Sent folder reads thousands.
+    R"sql(
+CREATE INDEX sends_by_planned_id ON sends(planned_id) WHERE planned_id != '';
+)sql",
 };
 
 std::string newer_schema_message(const Db& db, int v) {

@@ -965,17 +965,55 @@ void Store::submit_provider_statuses(std::vector<ProviderStatus> statuses, Done 
       }});
 }
 
-std::optional<std::string> Store::cursor(const std::string& account, const std::string& scope) {
-  std::lock_guard lock(read_mu_);
+Db& Store::reader() {
   if (!read_db_) {
     read_db_ = std::make_unique<Db>(writer_.path(), true);
   }
-  auto st = read_db_->prepare("SELECT value FROM cursors WHERE account=?1 AND scope=?2");
+  return *read_db_;
+}
+
+std::optional<std::string> Store::cursor(const std::string& account, const std::string& scope) {
+  std::lock_guard lock(read_mu_);
+  auto st = reader().prepare("SELECT value FROM cursors WHERE account=?1 AND scope=?2");
   st.bind(1, account).bind(2, scope);
   if (st.step()) {
     return st.text(0);
   }
   return std::nullopt;
+}
+
+std::optional<std::int64_t> Store::cursor_written_at(const std::string& account,
+                                                     const std::string& scope) {
+  std::lock_guard lock(read_mu_);
+  auto st = reader().prepare("SELECT updated_at FROM cursors WHERE account=?1 AND scope=?2");
+  st.bind(1, account).bind(2, scope);
+  if (st.step()) {
+    return st.int64(0);
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> Store::sent_here(const std::vector<std::string>& ids) {
+  std::vector<std::string> found;
+  if (ids.empty()) {
+    return found;
+  }
+  std::lock_guard lock(read_mu_);
+  // One indexed lookup each: the second term lets SQLite use the partial index
+  // sends_by_planned_id (schema 27), whose WHERE a bound parameter alone does not imply.
+  auto st =
+      reader().prepare("SELECT 1 FROM sends WHERE planned_id=?1 AND planned_id != '' LIMIT 1");
+  for (const auto& id : ids) {
+    if (id.empty()) {
+      continue;
+    }
+    st.bind(1, id);
+    if (st.step()) {
+      found.push_back(id);
+    }
+    st.reset();
+  }
+  return found;
 }
 
 }  // namespace sb::storage

@@ -58,6 +58,9 @@ class Store final : public Pipeline {
   void submit_call_event(CallEventInput event, Done done) override;
   void submit_provider_statuses(std::vector<ProviderStatus> statuses, Done done) override;
   std::optional<std::string> cursor(const std::string& account, const std::string& scope) override;
+  std::optional<std::int64_t> cursor_written_at(const std::string& account,
+                                                const std::string& scope) override;
+  std::vector<std::string> sent_here(const std::vector<std::string>& ids) override;
 
   // Closes calls that got no final event within `older_than_ms` as status "unknown" and queues
   // them (SPEC/issue 5: 4 hours), each call in a writer job of its own (storage/call_sweep.cpp).
@@ -125,6 +128,9 @@ class Store final : public Pipeline {
   // Calls held for their legs (CallFold::awaits_legs) that the last release passed over: the
   // next one queues them, so each waits at least one release interval. Writer thread only.
   std::unordered_set<std::string> legs_held_seen_;
+  // The reads beside the writer (cursor(), cursor_written_at(), sent_here()): one connection,
+  // opened on first use, under read_mu_.
+  Db& reader();
   std::mutex read_mu_;
   std::unique_ptr<Db> read_db_;
 };

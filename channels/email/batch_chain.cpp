@@ -23,7 +23,8 @@ namespace asio = boost::asio;
 struct BatchChain::Batch {
   std::vector<imap::FetchedMessage> raw;  // until parsed
   std::vector<std::uint64_t> uids;
-  std::vector<Inbound> items;
+  std::vector<Inbound> items;  // without our own mail read back (set_aside_own_mail)
+  std::size_t own = 0;         // messages of ours set aside: in `uids`, not in `items`
   bool parsed = false;
   std::uint64_t after_done = 0;  // what its cursor says (set when submitted)
   // No messages: only the cursor is written, to record `after` settled (record_after).
@@ -32,7 +33,7 @@ struct BatchChain::Batch {
 
 BatchChain::BatchChain(asio::io_context& io, asio::thread_pool& parsers, Pipeline& pipeline,
                        Metrics& metrics, const config::Imap& account, std::string mailbox,
-                       std::string prefix, Cursor start)
+                       std::string prefix, Cursor start, std::set<std::string> own_addresses)
     : io_(io),
       parsers_(parsers),
       pipeline_(pipeline),
@@ -40,6 +41,7 @@ BatchChain::BatchChain(asio::io_context& io, asio::thread_pool& parsers, Pipelin
       account_(account),
       mailbox_(std::move(mailbox)),
       prefix_(std::move(prefix)),
+      own_addresses_(std::move(own_addresses)),
       uidvalidity_(start.uidvalidity),
       wake_(io, asio::steady_timer::time_point::max()),
       last_uid_(start.last_uid),
@@ -85,8 +87,63 @@ void BatchChain::add(std::vector<imap::FetchedMessage> messages) {
     }
     b->raw.clear();
     b->raw.shrink_to_fit();
+    self->set_aside_own_mail(*b);
     self->parsed(b);
   });
+}
+
+// Our own mail read back from a mailbox we poll: the copy of a reply sent here that the server
+// files in Sent Items (or Gmail's All Mail, or a Bcc to the support address), or mail someone
+// sent from a mail client as the support address. Stored, it was a new inbound message from
+// us: queued as customer work, with a customer made for our own address, for every reply. Ours
+// is a message whose Message-ID a reply stored here went out with (sends.planned_id: a reply's
+// stored copy has its interaction id as external id, so the store finds no duplicate), or one
+// From one of our addresses whose Reply-To names no one else (a web form may send From our
+// address with Reply-To the customer: theirs). Set aside before the store, not stored: the
+// reply is recorded already as its outbound interaction. Its UID stays in the batch, so the
+// cursor moves past it and `after` applies to it as to the rest.
+void BatchChain::set_aside_own_mail(Batch& b) const {
+  auto log = logger("email");
+  // Only ids of our form are looked up (make_message_id, reply_message_id: "<sb."): other mail
+  // costs no read.
+  std::vector<std::string> ids;
+  for (const auto& in : b.items) {
+    if (in.external_id.rfind("<sb.", 0) == 0) {
+      ids.push_back(in.external_id);
+    }
+  }
+  std::vector<std::string> sent;
+  if (!ids.empty()) {
+    try {
+      sent = pipeline_.sent_here(ids);
+    } catch (const std::exception& e) {
+      // Told by From alone this time; a copy with another From is stored, as it was before.
+      log->warn("{} looking up our sent Message-IDs failed: {}", prefix_, e.what());
+    }
+  }
+  auto ours = [&](const Inbound& in) {
+    if (std::find(sent.begin(), sent.end(), in.external_id) != sent.end()) {
+      return true;
+    }
+    auto own = [this](const std::optional<Identity>& who) {
+      return who && own_addresses_.contains(who->value);
+    };
+    return own(in.from) && (!in.reply_to || own(in.reply_to));
+  };
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < b.items.size(); ++i) {
+    if (ours(b.items[i])) {
+      log->debug("{} UID {} is our own mail ({} from {}): not stored", prefix_, b.uids[i],
+                 b.items[i].external_id, b.items[i].from ? b.items[i].from->value : "");
+      ++b.own;
+      continue;
+    }
+    if (kept != i) {
+      b.items[kept] = std::move(b.items[i]);
+    }
+    ++kept;
+  }
+  b.items.resize(kept);
 }
 
 void BatchChain::add_built(std::uint64_t uid, Inbound item) {
@@ -171,8 +228,13 @@ void BatchChain::committed(const std::shared_ptr<Batch>& b, std::vector<IngestOu
       Labels labels{{"channel", "email"}, {"account", account_.name}};
       metrics_.inc("switchboard_interactions_total", labels, stored);
       metrics_.inc("switchboard_duplicates_total", labels, dups);
-      log->info("{} stored UIDs {}..{}: {} new, {} duplicates", prefix_, b->uids.front(),
-                b->uids.back(), stored, dups);
+      if (b->own > 0) {
+        log->info("{} stored UIDs {}..{}: {} new, {} duplicates, {} of our own mail set aside",
+                  prefix_, b->uids.front(), b->uids.back(), stored, dups, b->own);
+      } else {
+        log->info("{} stored UIDs {}..{}: {} new, {} duplicates", prefix_, b->uids.front(),
+                  b->uids.back(), stored, dups);
+      }
       stored_after_done_ = b->after_done;
       // After close() the session is gone: its cursor says `after` is due for these UIDs, and
       // the next session applies it from there.

@@ -32,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -48,9 +49,10 @@ class BatchChain : public std::enable_shared_from_this<BatchChain> {
   // `account` and `metrics` must outlive the chain's last posted handler (the Poller's State
   // owns them and joins the pool first). `start`: the committed cursor this session goes on from
   // (of the mailbox's current UIDVALIDITY; {uidvalidity} for a mailbox read from the start).
+  // `own_addresses`: ours (PollerOptions::own_addresses), for telling our own mail read back.
   BatchChain(boost::asio::io_context& io, boost::asio::thread_pool& parsers, Pipeline& pipeline,
              Metrics& metrics, const config::Imap& account, std::string mailbox, std::string prefix,
-             Cursor start);
+             Cursor start, std::set<std::string> own_addresses = {});
 
   // Takes a fetched batch (ascending UIDs, not empty): parsed on the pool right away, submitted
   // in order once parsed and once every earlier batch has committed.
@@ -85,6 +87,7 @@ class BatchChain : public std::enable_shared_from_this<BatchChain> {
 
  private:
   struct Batch;
+  void set_aside_own_mail(Batch& b) const;  // parser thread
   void parsed(const std::shared_ptr<Batch>& b);
   void pump();  // with mu_ held
   void committed(const std::shared_ptr<Batch>& b, std::vector<IngestOutcome> outcomes);
@@ -96,6 +99,7 @@ class BatchChain : public std::enable_shared_from_this<BatchChain> {
   const config::Imap& account_;
   std::string mailbox_;
   std::string prefix_;
+  const std::set<std::string> own_addresses_;
   std::uint64_t uidvalidity_;
   boost::asio::steady_timer wake_;  // io thread only
   // Guards everything below. Recursive: a Pipeline may run `done` inside submit() (a stopped

@@ -41,6 +41,17 @@ bool after_left_for_next_session(error_code ec) {
   return ec && ec != imap::errc::rejected && ec != imap::errc::bad_command;
 }
 
+// "168h" for the log, as the config file would say it.
+std::string duration_text(milliseconds d) {
+  auto ms = d.count();
+  for (auto [unit, name] : {std::pair{3600000LL, "h"}, {60000LL, "m"}, {1000LL, "s"}}) {
+    if (ms % unit == 0) {
+      return std::to_string(ms / unit) + name;
+    }
+  }
+  return std::to_string(ms) + "ms";
+}
+
 }  // namespace
 
 Poller::Poller(asio::io_context& io, Pipeline& pipeline, Metrics& metrics,
@@ -182,8 +193,10 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   Cursor start{status->uidvalidity};
   bool replace_cursor = false;
   std::optional<std::string> committed;
+  std::optional<std::int64_t> committed_at;
   try {
     committed = pipeline.cursor(a.name, m.name);
+    committed_at = pipeline.cursor_written_at(a.name, m.name);
   } catch (const std::exception& e) {
     // SQLITE_BUSY past the busy timeout, an I/O error: this session fails; the next one, after
     // the back-off, reads the cursor again.
@@ -194,8 +207,9 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   if (cur && cur->uidvalidity == status->uidvalidity) {
     start = *cur;
   } else if (cur) {
-    // RFC 3501 2.3.1.1: the old UIDs mean nothing now. Everything is read again; what was
-    // already stored comes back as duplicates of its Message-ID and is dropped by the store.
+    // RFC 3501 2.3.1.1: the old UIDs mean nothing now. The mailbox is read again (below: from
+    // where); what was already stored comes back as duplicates of its Message-ID and is
+    // dropped by the store.
     log->warn(
         "{} UIDVALIDITY changed from {} to {}: re-reading the mailbox, deduplicating by "
         "Message-ID",
@@ -209,17 +223,48 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
     }
   }
   // A mailbox with no cursor (first start, a mailbox added to the list, a renamed account)
-  // reads what `backfill` says, from the UID it returns on. One whose UIDVALIDITY changed is
-  // read again whole: mail that arrived since the last commit (while the daemon was down, say)
-  // was never stored, and only its Message-ID tells it from what was; what was comes back as
-  // duplicates and is dropped.
-  const bool backfill = !cur && a.backfill;
+  // reads what `backfill` says, from the UID it returns on. One whose UIDVALIDITY changed (a
+  // server's index rebuilt, the mailbox moved or restored) is read again from the mail received
+  // a day before the last commit: what arrived since (while the daemon was down, say) was never
+  // stored, and only its Message-ID tells it from what was, which comes back as duplicates and
+  // is dropped. Older mail not stored is what `backfill` skipped at the first start (years of
+  // an inbox under "none"): read whole, all of it would be stored and queued as new, and get
+  // `after`. With backfill "all" nothing was skipped, and the mailbox is read whole: what is
+  // not stored yet is mail the operator asked for. A duration reads at least as far back as a
+  // first start would now. The day of slack: a commit covers what was fetched before it, and
+  // INTERNALDATE is the server's clock.
+  const bool reread = cur && cur->uidvalidity != status->uidvalidity;
+  const bool backfill = (!cur || reread) && a.backfill && (!reread || committed_at);
   if (backfill) {
-    auto from = co_await backfill_start(m, c, *status);
+    const std::int64_t now = now_ms();
+    std::optional<std::int64_t> since;  // INTERNALDATE from which mail is read; none: nothing
+    if (a.backfill->count() > 0) {
+      since = now - a.backfill->count();
+    }
+    if (reread) {
+      const std::int64_t slack = *committed_at - 24 * 3600 * 1000;
+      since = since ? std::min(*since, slack) : slack;
+    }
+    auto from = co_await backfill_start(c, *status, since);
     if (!from) {
       co_return ended(m, c, from.error());
     }
-    start = Cursor{status->uidvalidity, *from, *from};
+    start = Cursor{status->uidvalidity, from->uid, from->uid};
+    if (reread) {
+      log->info(
+          "{} UIDVALIDITY changed: reading {} of {} messages, from the first received since {} "
+          "(a day before the last commit{}); the {} before it are not read (stored already, or "
+          "skipped by backfill = {})",
+          m.prefix, from->reads, status->exists, format_rfc3339(*since),
+          a.backfill->count() > 0 ? ", or backfill " + duration_text(*a.backfill) + " if earlier"
+                                  : "",
+          status->exists - std::min<std::uint64_t>(status->exists, from->reads),
+          a.backfill->count() > 0 ? duration_text(*a.backfill) : "none");
+    } else {
+      log->info("{} first sync reads back {}: {} of {} messages", m.prefix,
+                a.backfill->count() > 0 ? duration_text(*a.backfill) : "none", from->reads,
+                status->exists);
+    }
   }
   log->info("{} selected (UIDVALIDITY {}, {} messages), new mail after UID {}{}", m.prefix,
             status->uidvalidity, status->exists, start.last_uid,
@@ -231,8 +276,8 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
 
   // Fetching runs ahead of parsing and storing (see batch_chain.hpp) by at most
   // max_batches_in_flight batches: the memory bound of a session.
-  auto chain =
-      std::make_shared<BatchChain>(io, parsers, pipeline, metrics, a, m.name, m.prefix, start);
+  auto chain = std::make_shared<BatchChain>(io, parsers, pipeline, metrics, a, m.name, m.prefix,
+                                            start, options.own_addresses);
   if (replace_cursor || backfill) {
     chain->replace_stored_cursor();
   }
@@ -269,33 +314,22 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
 
 namespace {
 
-// "168h" for the log, as the config file would say it.
-std::string duration_text(milliseconds d) {
-  auto ms = d.count();
-  for (auto [unit, name] : {std::pair{3600000LL, "h"}, {60000LL, "m"}, {1000LL, "s"}}) {
-    if (ms % unit == 0) {
-      return std::to_string(ms / unit) + name;
-    }
-  }
-  return std::to_string(ms) + "ms";
-}
-
 // UIDs whose INTERNALDATE one UID FETCH asks for: the command line stays short (Dovecot refuses
 // lines over imap_max_line_length, 64 KiB) where the listed UIDs are scattered.
 constexpr std::size_t kDatesPerFetch = 500;
 
 }  // namespace
 
-// The first sync of a mailbox with `backfill` set: the UID after which it reads. "none": the
-// last UID before UIDNEXT of the SELECT, so only mail arriving from now on is read. A duration:
-// the UID before the first message whose INTERNALDATE is within it. UID SEARCH SINCE lists the
-// candidates by day (a day early: SEARCH compares dates only, RFC 3501 6.4.4, in whatever
+// The first sync of a mailbox with `backfill` set, or its re-read after a UIDVALIDITY change:
+// the UID after which it reads, and how many messages that leaves to read. No `since` ("none"):
+// the last UID before UIDNEXT of the SELECT, so only mail arriving from now on is read. A time:
+// the UID before the first message whose INTERNALDATE is at or after it. UID SEARCH SINCE lists
+// the candidates by day (a day early: SEARCH compares dates only, RFC 3501 6.4.4, in whatever
 // timezone the server reads them), and their INTERNALDATEs pick the first one exactly. Every
 // message after it is read: an older one further up (moved in from another folder later) too,
 // as the cursor is one UID and `after` applies to whole UID ranges (poller.hpp, Cursor).
-asio::awaitable<boost::system::result<std::uint64_t>> Poller::State::backfill_start(
-    Mailbox& m, imap::Client& c, const imap::MailboxStatus& status) {
-  const auto& a = *m.account;
+asio::awaitable<boost::system::result<Poller::State::Start>> Poller::State::backfill_start(
+    imap::Client& c, const imap::MailboxStatus& status, std::optional<std::int64_t> since) {
   std::uint64_t last = status.uidnext == 0 ? 0 : status.uidnext - 1;
   if (status.uidnext == 0) {  // the server did not say: the highest UID there is
     auto all = co_await c.search_uids(1, 0);
@@ -306,8 +340,8 @@ asio::awaitable<boost::system::result<std::uint64_t>> Poller::State::backfill_st
   }
   std::uint64_t from = last;
   std::size_t reads = 0;
-  if (a.backfill->count() > 0 && last > 0) {
-    const std::int64_t cutoff = now_ms() - a.backfill->count();
+  if (since && last > 0) {
+    const std::int64_t cutoff = *since;
     auto listed = co_await c.search_since(1, last, cutoff - 24 * 3600 * 1000);
     if (!listed) {
       co_return listed.error();
@@ -339,10 +373,7 @@ asio::awaitable<boost::system::result<std::uint64_t>> Poller::State::backfill_st
       reads = rest->size();
     }
   }
-  logger("email")->info("{} first sync reads back {}: {} of {} messages", m.prefix,
-                        a.backfill->count() > 0 ? duration_text(*a.backfill) : "none", reads,
-                        status.exists);
-  co_return from;
+  co_return Start{from, reads};
 }
 
 // `after` that the committed cursor says is due (its session ended between the commit and

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,9 @@ struct PollerOptions {
   std::chrono::milliseconds min_backoff{500};
   std::chrono::milliseconds max_backoff{5 * 60 * 1000};
   std::chrono::milliseconds io_timeout{60000};
+  // Our addresses (smtp.hpp own_addresses): mail From one of them is our own, read back, not
+  // customer work (BatchChain::set_aside_own_mail).
+  std::set<std::string> own_addresses;
 };
 
 // A mailbox's committed position. "uidvalidity:last_uid" when `after` is settled for every

@@ -88,8 +88,12 @@ struct Poller::State {
   // UIDs a FETCH left out that another client expunged meanwhile (FetchBatch::vanished): logged.
   static void note_vanished(const Mailbox& m, const imap::FetchBatch& batch);
   void give_up(Mailbox& m, BatchChain& chain, std::uint64_t uidvalidity, std::uint64_t uid);
-  asio::awaitable<boost::system::result<std::uint64_t>> backfill_start(
-      Mailbox& m, imap::Client& c, const imap::MailboxStatus& status);
+  struct Start {
+    std::uint64_t uid = 0;  // read after this UID
+    std::size_t reads = 0;  // messages after it (for the log)
+  };
+  static asio::awaitable<boost::system::result<Start>> backfill_start(
+      imap::Client& c, const imap::MailboxStatus& status, std::optional<std::int64_t> since);
   asio::awaitable<error_code> apply_due_after(Mailbox& m, imap::Client& c, BatchChain& chain,
                                               const Cursor& start);
   asio::awaitable<error_code> apply_after(Mailbox& m, imap::Client& c, BatchChain& chain);

@@ -25,6 +25,13 @@ class StoreForwarder : public Pipeline {
   std::optional<std::string> cursor(const std::string& a, const std::string& s) override {
     return store_.cursor(a, s);
   }
+  std::optional<std::int64_t> cursor_written_at(const std::string& a,
+                                                const std::string& s) override {
+    return store_.cursor_written_at(a, s);
+  }
+  std::vector<std::string> sent_here(const std::vector<std::string>& ids) override {
+    return store_.sent_here(ids);
+  }
 
  protected:
   storage::Store& store_;

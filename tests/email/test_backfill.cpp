@@ -145,3 +145,94 @@ TEST_CASE(
   }
   CHECK(r.lines_with("first sync reads back").size() == 1);  // the first start's only
 }
+
+TEST_CASE(
+    "backfill = none: a new UIDVALIDITY re-reads the mail received since a day before the last "
+    "commit, not the old mail the first sync skipped") {
+  Rig r;
+  // An inbox with years of history, none of it to be read (backfill = none).
+  for (int i = 1; i <= 5; ++i) {
+    r.dovecot.append(test_email(i, 1), date_ago((400 - 10 * i) * 24 * kHour));
+  }
+  r.account.backfill = 0ms;
+  r.start();
+  REQUIRE(eventually([&] { return r.cursor() == r.uidvalidity() + ":5"; }, 30s));
+  r.dovecot.deliver(test_email(6, 2));
+  REQUIRE(eventually([&] { return r.stored() == 1; }, 30s));
+  REQUIRE(eventually([&] { return r.cursor() == r.uidvalidity() + ":6"; }, 10s));
+  r.stop();
+
+  // The server's index rebuilt while the daemon was down: the same messages under a new
+  // UIDVALIDITY, and one more that arrived meanwhile.
+  r.dovecot.set_uidvalidity(777, "INBOX");
+  r.dovecot.deliver(test_email(7, 3));
+  r.start();
+  REQUIRE(eventually([&] { return r.cursor() == "777:7"; }, 30s));
+  CHECK(r.has(6));
+  CHECK(r.has(7));
+  for (int i = 1; i <= 5; ++i) {
+    CHECK_FALSE(r.has(i));
+  }
+  CHECK(r.stored() == 2);
+  CHECK(r.rows("SELECT count(*) FROM outbox") == 2);  // queued: the first mail and the new one
+  CHECK(r.lines_with("INBOX: UIDVALIDITY changed: reading 2 of 7 messages, from the first "
+                     "received since")
+            .size() == 1);
+  CHECK(r.lines_with("the 5 before it are not read (stored already, or skipped by backfill = "
+                     "none)")
+            .size() == 1);
+  // A restart goes on from the new cursor: the old mail stays unread.
+  r.stop();
+  r.dovecot.deliver(test_email(8, 3));
+  r.start();
+  REQUIRE(eventually([&] { return r.stored() == 3; }, 30s));
+  CHECK(r.has(8));
+  CHECK_FALSE(r.has(1));
+}
+
+TEST_CASE(
+    "backfill = 168h: a new UIDVALIDITY reads at least as far back as a first start would, mail "
+    "older than that and never stored stays unread") {
+  Rig r;
+  r.dovecot.append(test_email(1, 1), date_ago(30 * 24 * kHour));
+  r.dovecot.append(test_email(2, 1), date_ago(3 * 24 * kHour));
+  r.account.backfill = 168h;
+  r.start();
+  REQUIRE(eventually([&] { return r.cursor() == r.uidvalidity() + ":2"; }, 30s));
+  REQUIRE(eventually([&] { return r.stored() == 1; }, 10s));
+  r.stop();
+
+  // Moved in from another folder while the daemon was down (INTERNALDATE kept, five days old,
+  // within 168h but before the last commit), then the UIDVALIDITY changed.
+  r.dovecot.append(test_email(3, 2), date_ago(5 * 24 * kHour));
+  r.dovecot.set_uidvalidity(777, "INBOX");
+  r.start();
+  REQUIRE(eventually([&] { return r.cursor() == "777:3"; }, 30s));
+  REQUIRE(eventually([&] { return r.stored() == 2; }, 10s));
+  CHECK(r.has(2));
+  CHECK(r.has(3));
+  CHECK_FALSE(r.has(1));
+  CHECK(r.lines_with("UIDVALIDITY changed: reading 2 of 3 messages").size() == 1);
+  CHECK(r.lines_with("(a day before the last commit, or backfill 168h if earlier)").size() == 1);
+}
+
+TEST_CASE(
+    "backfill = all: a new UIDVALIDITY reads the mailbox whole, mail never stored is stored "
+    "however old") {
+  Rig r;
+  r.dovecot.append(test_email(1, 1), date_ago(30 * 24 * kHour));
+  r.start();  // backfill = "all", the default
+  REQUIRE(eventually([&] { return r.stored() == 1; }, 30s));
+  REQUIRE(eventually([&] { return r.cursor() == r.uidvalidity() + ":1"; }, 10s));
+  r.stop();
+
+  // Moved in from an archive while the daemon was down, a year old: "all" asked for it.
+  r.dovecot.append(test_email(2, 2), date_ago(365 * 24 * kHour));
+  r.dovecot.set_uidvalidity(777, "INBOX");
+  r.start();
+  REQUIRE(eventually([&] { return r.cursor() == "777:2"; }, 30s));
+  REQUIRE(eventually([&] { return r.stored() == 2; }, 10s));
+  CHECK(r.has(2));
+  CHECK(r.lines_with("UIDVALIDITY changed from").size() == 1);
+  CHECK(r.lines_with("UIDVALIDITY changed: reading").empty());
+}

@@ -46,6 +46,10 @@ class NoPipeline : public Pipeline {
   std::optional<std::string> cursor(const std::string&, const std::string&) override {
     return std::nullopt;
   }
+  std::optional<std::int64_t> cursor_written_at(const std::string&, const std::string&) override {
+    return std::nullopt;
+  }
+  std::vector<std::string> sent_here(const std::vector<std::string>&) override { return {}; }
 };
 
 }  // namespace poller_restart_test
