@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <cctype>
 
 #include "agents/scripts.hpp"
 #include "agents/service.hpp"
@@ -83,6 +84,35 @@ std::string no_sender_message(const std::string& channel, const std::string& acc
     return what + " need a [[channels.smtp]] with for = \"" + account + "\"; none is configured";
   }
   return what + " need that account in the config; it is not configured now";
+}
+
+// Why an answer to `parent` would go to a mail system rather than a person, "" when it would
+// not: a bounce (flag `bounce`: a delivery report, or mail from MAILER-DAEMON or postmaster),
+// or a recipient whose local part is one of those (RFC 5321 4.5.1: postmaster is the mail
+// system's administrator, MAILER-DAEMON the sender of reports, which a reply reaches as a new
+// undeliverable message or not at all).
+std::string mail_system_recipient(const json::object& parent, const json::object* recipient) {
+  if (auto* flags = parent.if_contains("flags"); flags && flags->is_array()) {
+    for (const auto& f : flags->get_array()) {
+      if (f.is_string() && f.get_string() == "bounce") {
+        return "it is a bounce (flag \"bounce\"), a mail system's report";
+      }
+    }
+  }
+  auto* type = recipient ? recipient->if_contains("type") : nullptr;
+  auto* value = recipient ? recipient->if_contains("value") : nullptr;
+  if (!type || !value || !type->is_string() || !value->is_string() ||
+      type->get_string() != "email") {
+    return {};
+  }
+  std::string address(value->get_string());
+  std::string local = address.substr(0, address.find('@'));
+  std::transform(local.begin(), local.end(), local.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (local == "mailer-daemon" || local == "postmaster") {
+    return "it would go to " + address + ", a mail system's address";
+  }
+  return {};
 }
 
 std::string id_body(const std::string& id, const char* status) {
@@ -488,6 +518,14 @@ Service::Awaitable Service::reply(http::Request& r) {
               "\") to answer: the reply would come back to our own mailbox; nothing was stored "
               "or sent");
     }
+  }
+  // A bounce's sender takes no answers: the reply would bounce in turn, or be read by no one,
+  // while the agent believes the customer was answered.
+  if (std::string why = mail_system_recipient(parent_json, recipient); !why.empty()) {
+    co_return http::error(422, "reply_to_bounce",
+                          id + " cannot be answered: " + why +
+                              "; answer the customer's own message instead; nothing was stored "
+                              "or sent");
   }
   std::string out_id = new_ulid();
   std::int64_t now = now_ms();

@@ -68,6 +68,21 @@ struct CallInfo {
   std::int64_t machine_detection_at_ms = 0;
 };
 
+// Email: what a delivery status notification (RFC 3464: multipart/report with
+// report-type=delivery-status) says about the message it returns. `message_id` empty: the mail
+// is no such report, or it names no message (neither a message/rfc822 nor a
+// text/rfc822-headers part with a Message-ID).
+struct DeliveryReport {
+  std::string message_id;  // "<id>": the Message-ID of the returned message
+  // Of the first recipient whose Action is "failed", else of the first recipient: Action
+  // (failed | delayed | delivered | relayed | expanded, lower-cased), Status ("5.1.1"),
+  // Diagnostic-Code ("smtp; 550 5.1.1 user unknown") and Final-Recipient ("rfc822; a@b.example").
+  std::string action;
+  std::string status;
+  std::string diagnostic;
+  std::string recipient;
+};
+
 // What a channel hands to the pipeline. All strings are valid UTF-8.
 struct Inbound {
   std::string
@@ -113,6 +128,9 @@ struct Inbound {
   std::optional<CallInfo> call;
   std::vector<Attachment> attachments;
   std::vector<std::string> flags;  // auto_reply | bounce | bulk | malformed | ...
+  // Email, flag `bounce`: the delivery report's subject. Its Message-ID is looked up as a
+  // reference (thread_lookup), and the store marks our reply it names as bounced.
+  DeliveryReport report;
 };
 
 }  // namespace sb

@@ -10,6 +10,7 @@
 #include "core/log.hpp"
 #include "core/time.hpp"
 #include "routing/identity_links.hpp"
+#include "storage/bounces.hpp"
 #include "storage/call_parties.hpp"
 #include "storage/call_payload.hpp"
 #include "storage/customers.hpp"
@@ -376,6 +377,27 @@ bool reply_to_foreign(Store::Statements& st, const Inbound& in, const std::strin
   return !theirs;
 }
 
+bool has_flag(const Inbound& in, std::string_view flag) {
+  return std::find(in.flags.begin(), in.flags.end(), flag) != in.flags.end();
+}
+
+// Mail no person wrote (email's detect_flags): an out-of-office answer, a bounce, a newsletter.
+// A rule may send it to a queue of its own ("noise", override_sticky), but it does not become
+// its conversation's sticky queue, or the customer's real answer, days later, would follow it
+// there.
+bool machine_sent(const Inbound& in) {
+  return has_flag(in, "auto_reply") || has_flag(in, "bounce") || has_flag(in, "bulk");
+}
+
+// Whether `in` may join a conversation by its subject. An auto-reply or a bounce never does:
+// a mailer daemon is one "customer" for every bounce it sends, under one fixed subject
+// ("Undelivered Mail Returned to Sender"), so bounces about different customers' mail would
+// merge into one conversation; an auto-reply's subject is the program's. They thread by their
+// references only (a bounce's report names the returned message: Inbound::report).
+bool threads_by_subject(const Inbound& in) {
+  return !has_flag(in, "auto_reply") && !has_flag(in, "bounce");
+}
+
 // First thread_lookup key that names a conversation wins; then the subject fallback; otherwise
 // a new conversation, which open_conversation inserts once its queue is known. Every
 // thread_record key (and the subject key) then points at it, so later messages find it.
@@ -448,15 +470,16 @@ Route route(const Rules& rules, const Inbound& in, const CustomerMatch& cust,
   return r;
 }
 
-// Queues an interaction (the relay projects the outbox row into Redis) and remembers the queue
-// on an existing conversation for sticky routing; a new one was inserted with it. The outbox
-// row is the connection's last insert: the interaction's row, written next, keeps its seq
-// (queued_seq, last_insert_rowid()) for a re-projection after Redis lost data.
+// Queues an interaction (the relay projects the outbox row into Redis) and, when it `sticks`
+// (not machine_sent), remembers the queue on an existing conversation for sticky routing (a new
+// one was inserted with it). The outbox row is the connection's last insert: the interaction's
+// row, written next, keeps its seq (queued_seq, last_insert_rowid()) for a re-projection after
+// Redis lost data.
 void enqueue(Store::Statements& st, const std::string& interaction_id, const Route& r,
-             const Conversation& conv, std::int64_t now) {
+             const Conversation& conv, std::int64_t now, bool sticks) {
   st.insert_outbox.bind_static(1, interaction_id).bind_static(2, r.queue);
   st.insert_outbox.bind_static(3, r.priority).bind(4, now).run();
-  if (conv.existing) {
+  if (conv.existing && sticks) {
     st.route_conv.bind_static(1, conv.id).bind_static(2, r.queue).bind(3, now).run();
   }
 }
@@ -486,11 +509,12 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
     }
   }
   const bool foreign = match_from && reply_to_foreign(st, in, cust.id);
-  Conversation conv = thread(st, in, cust, now, !foreign);
+  Conversation conv = thread(st, in, cust, now, !foreign && threads_by_subject(in));
+  const bool sticks = !machine_sent(in);
   // Rules see the flag the payload gets (a rule may send such mail to a review queue).
   Route r = route(rules, in, cust, conv, foreign ? kReplyToDiffers : "");
   if (!conv.existing) {
-    open_conversation(st, in, conv, cust.id, queue_now ? r.queue : "", now);
+    open_conversation(st, in, conv, cust.id, queue_now && sticks ? r.queue : "", now);
   }
 
   StoredMeta meta{new_ulid(),
@@ -508,7 +532,7 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
   }
   std::string payload = interaction_json(in, meta, flags);
   if (queue_now) {
-    enqueue(st, meta.id, r, conv, now);
+    enqueue(st, meta.id, r, conv, now, sticks);
   }
   auto& ins = st.insert_interaction;
   ins.bind_static(1, meta.id).bind_static(2, in.channel).bind_static(3, in.account);
@@ -658,6 +682,9 @@ void Store::submit(std::vector<Inbound> items, std::optional<CursorUpdate> curso
                 }
                 Stored stored = store_new(st, *rules, other ? *other : in, true, 0, now);
                 note_message_customer(st, stored);
+                if (!in.report.message_id.empty()) {
+                  record_bounce(db, in, stored.outcome.id, now);
+                }
                 outcomes->push_back(std::move(stored.outcome));
               }
             }
@@ -887,7 +914,7 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     queue = r.queue;
     priority = r.priority;
     conv.existing = true;  // stored with the call's first event; now it learns its queue
-    enqueue(st, id, r, conv, now);
+    enqueue(st, id, r, conv, now, true);
     state = "queued";
   }
   std::string text =

@@ -276,6 +276,8 @@ struct walker {
   // Each attachment's size as content_hash reads it: the size, except for a forwarded message,
   // which counts its LF-only form as before its bytes were kept (see walk).
   std::vector<std::int64_t> hashed_sizes{};
+  // The first multipart/report of report-type delivery-status met (read_delivery_report).
+  GMimeMultipart* report = nullptr;
 
   std::string_view text_of(const Shown& s) const {
     return std::string_view(s.is_html ? html : plain).substr(s.begin, s.end - s.begin);
@@ -437,6 +439,7 @@ struct walker {
         const char* rt = g_mime_content_type_get_parameter(ct, "report-type");
         if (rt != nullptr && lower(rt) == "delivery-status") {
           out.bounce = true;
+          report = report == nullptr ? mp : report;
         }
       }
       int n = g_mime_multipart_get_count(mp);
@@ -573,6 +576,114 @@ bool has_message_header(GMimeObject* obj) {
   return false;
 }
 
+// The Message-ID of a text/rfc822-headers part (RFC 6522: the returned message's header
+// only), read as the top-level one is.
+std::string rfc822_headers_message_id(std::string bytes) {
+  bytes += "\r\n\r\n";  // a header block the sender may not have ended
+  gobject_ptr<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size()));
+  gobject_ptr<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
+  gobject_ptr<GMimeObject> headers(g_mime_parser_construct_part(parser.get(), nullptr));
+  return headers ? message_id_header(headers.get()) : std::string();
+}
+
+// One recipient's fields of a message/delivery-status part (RFC 3464 2.3), its values with
+// controls as spaces and cut at one header line.
+void take_dsn_field(DeliveryReport& r, std::string_view name, std::string_view value) {
+  std::string v = trim(controls_to_spaces(sanitize_utf8(value)));
+  if (v.size() > kMaxIdBytes) {
+    v = std::string(utf8_prefix(v, kMaxIdBytes));
+  }
+  std::string n = lower(name);
+  if (n == "action") {
+    r.action = lower(v);
+  } else if (n == "status") {
+    r.status = std::move(v);
+  } else if (n == "diagnostic-code") {
+    r.diagnostic = std::move(v);
+  } else if (n == "final-recipient") {
+    r.recipient = std::move(v);
+  }
+}
+
+// The fields of a message/delivery-status body: a per-message block, then one block per
+// recipient, each a header block (folded lines continue a field). Of the recipients, the first
+// whose Action is "failed", else the first with an Action.
+void read_dsn_fields(std::string_view body, DeliveryReport& out) {
+  DeliveryReport block, first;
+  bool chosen = false;
+  std::string name, value;
+  auto field_done = [&] {
+    if (!name.empty()) {
+      take_dsn_field(block, name, value);
+    }
+    name.clear();
+    value.clear();
+  };
+  auto block_done = [&] {
+    field_done();
+    if (!block.action.empty() && first.action.empty()) {
+      first = block;
+    }
+    if (block.action == "failed" && !chosen) {
+      first = block;
+      chosen = true;
+    }
+    block = DeliveryReport{};
+  };
+  while (!body.empty()) {
+    std::size_t eol = body.find('\n');
+    std::string_view line = body.substr(0, eol);
+    body = eol == std::string_view::npos ? std::string_view() : body.substr(eol + 1);
+    if (!line.empty() && line.back() == '\r') {
+      line.remove_suffix(1);
+    }
+    if (line.find_first_not_of(" \t") == std::string_view::npos) {
+      block_done();
+    } else if (line.front() == ' ' || line.front() == '\t') {
+      value += ' ';
+      value.append(line);
+    } else if (std::size_t colon = line.find(':'); colon != std::string_view::npos) {
+      field_done();
+      name = std::string(line.substr(0, colon));
+      value = std::string(line.substr(colon + 1));
+    }
+  }
+  block_done();
+  first.message_id = std::move(out.message_id);
+  out = std::move(first);
+}
+
+// What a delivery status notification (RFC 3464) reports: the Message-ID of the message it
+// returns (a message/rfc822 part, or text/rfc822-headers when the MTA returned only the
+// header) and its recipients' fields (message/delivery-status, or RFC 6533's
+// message/global-delivery-status). Only the report's own parts: a bounce forwarded inside
+// another message is that message's attachment.
+void read_delivery_report(walker& w, GMimeMultipart* mp) {
+  constexpr std::size_t kMaxReportPart = 64 * 1024;  // a DSN's fields or a header block
+  auto& r = w.out.report;
+  int n = g_mime_multipart_get_count(mp);
+  for (int i = 0; i < n; ++i) {
+    GMimeObject* part = g_mime_multipart_get_part(mp, i);
+    GMimeContentType* ct = g_mime_object_get_content_type(part);
+    std::string id;
+    if (GMIME_IS_MESSAGE_PART(part)) {
+      GMimeMessage* inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(part));
+      id = inner == nullptr ? "" : message_id_header(GMIME_OBJECT(inner));
+    } else if (GMIME_IS_PART(part) && g_mime_content_type_is_type(ct, "text", "rfc822-headers")) {
+      bool more = false;
+      id = rfc822_headers_message_id(w.read_decoded(GMIME_PART(part), kMaxReportPart, more));
+    } else if (GMIME_IS_PART(part) &&
+               (g_mime_content_type_is_type(ct, "message", "delivery-status") ||
+                g_mime_content_type_is_type(ct, "message", "global-delivery-status"))) {
+      bool more = false;
+      read_dsn_fields(w.read_decoded(GMIME_PART(part), kMaxReportPart, more), r);
+    }
+    if (!id.empty() && r.message_id.empty()) {
+      r.message_id = "<" + sanitize_utf8(id) + ">";
+    }
+  }
+}
+
 bool has_header(GMimeObject* obj, const char* name) {
   return raw_header(obj, name).has_value();
 }
@@ -699,6 +810,9 @@ void cap(ParsedEmail& e) {
     note_cut("subject_truncated");
   }
   bool ids = cut_id(e.message_id);
+  if (!e.report.message_id.empty()) {
+    ids = cut_id(e.report.message_id) || ids;
+  }
   ids = cut_id(e.in_reply_to) || ids;
   for (auto& r : e.references) {
     ids = cut_id(r) || ids;
@@ -801,6 +915,9 @@ ParsedEmail parse_email(std::string_view raw, const ParseLimits& limits) {
   std::size_t first_lf = entity.find('\n');
   w.crlf = first_lf == std::string_view::npos || (first_lf > 0 && entity[first_lf - 1] == '\r');
   w.walk(msg, 0);
+  if (w.report != nullptr) {
+    read_delivery_report(w, w.report);
+  }
   if (!out.synthetic_message_id) {  // a synthetic id is a hash of the whole message already
     out.content_hash = content_hash(out, w.plain.empty() ? w.html : w.plain, w.hashed_sizes);
   }

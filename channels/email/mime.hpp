@@ -55,6 +55,9 @@ struct ParsedEmail {
   bool bounce = false;
   bool bulk = false;
   bool malformed = false;
+  // A delivery status notification's subject (multipart/report, report-type=delivery-status):
+  // the returned message's Message-ID and what the first failed recipient's fields say.
+  sb::DeliveryReport report;
   std::vector<std::string> problems;  // why `malformed`, for the log ("nul-bytes", ...)
   // What parse_email cut to its caps (kMaxAttachments ...): "attachments_truncated",
   // "subject_truncated", "id_truncated", "recipients_truncated", "filename_truncated". Each

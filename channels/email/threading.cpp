@@ -106,6 +106,10 @@ sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_
     }
   };
   look_up(email.in_reply_to);
+  // A bounce names the message it returns in its report, not in In-Reply-To (RFC 3464 has no
+  // such header): that id is a reference too, so the bounce joins the conversation of the mail
+  // that bounced (ours: Store marks the reply), never one by its fixed subject.
+  look_up(email.report.message_id);
   const std::size_t latest = std::min(refs.size(), kLookedUpReferences);
   for (std::size_t i = 0; i < latest; ++i) {
     look_up(refs[refs.size() - 1 - i]);
@@ -142,6 +146,7 @@ sb::Inbound to_inbound(ParsedEmail email, std::string_view account, std::string_
   for (auto& what : email.cut) {
     in.flags.push_back(std::move(what));
   }
+  in.report = std::move(email.report);
   return in;
 }
 

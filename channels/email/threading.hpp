@@ -17,8 +17,9 @@ namespace sb::email {
 // channel "email", kind "email", external_id = Message-ID (the store appends "#<hash>" for
 // another message under an id already stored: Inbound::content_hash, set from the parse unless
 // the Message-ID is synthetic), from = lower-cased email identity,
-// to = To and Cc, flags from the parse. thread_lookup, most recent first: for In-Reply-To, the
-// last 50 References ids from the last, then the first (the thread's root), each as
+// to = To and Cc, flags from the parse. thread_lookup, most recent first: for In-Reply-To, a
+// bounce's returned message (ParsedEmail::report), the last 50 References ids from the last,
+// then the first (the thread's root), each as
 // "email:<account>:<msg-id>" (a reply we sent is recorded under the same key:
 // smtp.hpp reply_thread_keys). thread_record: "email:<account>:<own Message-ID>".
 // `mailbox` is not part of any key: a message moved between folders is still one message.

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "channels/email/mime.hpp"
+#include "channels/email/threading.hpp"
 #include "fixtures.hpp"
 
 using sb::email::parse_email;
@@ -103,6 +104,61 @@ TEST_CASE("Postfix bounce: multipart/report, MAILER-DAEMON, returned message as 
   CHECK(m.attachments[1].content_type == "message/rfc822");
   CHECK(m.attachments[1].filename == "test [Ticket#10010].eml");
   CHECK_FALSE(m.malformed);
+}
+
+TEST_CASE("Postfix bounce: the report names the returned message and the failed recipient") {
+  auto m = fixture("bounce_postfix_dsn.eml");
+  // Read as that message's own Message-ID is (GMime stops at the ':' a msg-id may not hold), so
+  // it is the key the message was stored or sent under.
+  CHECK(m.report.message_id ==
+        "<notification.20150830145600.1.4.5f4fd063-f69b-4e64-a92d-5e7128bd6682@127.0.0.1>");
+  CHECK(m.report.action == "failed");
+  CHECK(m.report.status == "5.1.1");
+  CHECK(m.report.recipient == "rfc822; not_existing@znuny.com");
+  // A reference for threading, beside the bounce's own (empty) In-Reply-To.
+  auto in = sb::email::to_inbound(m, "support", "INBOX");
+  REQUIRE_FALSE(in.thread_lookup.empty());
+  CHECK(in.thread_lookup.front() == "email:support:" + m.report.message_id);
+  CHECK(in.report.message_id == m.report.message_id);
+}
+
+TEST_CASE("RFC 3464 bounce with text/rfc822-headers: the first failed recipient of several") {
+  std::string raw =
+      "From: Mail Delivery Subsystem <postmaster@mx.example.net>\r\n"
+      "To: support@example.com\r\nSubject: Delivery Status Notification (Failure)\r\n"
+      "Message-ID: <dsn-1@mx.example.net>\r\nMIME-Version: 1.0\r\n"
+      "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n"
+      "--b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+      "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+      "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+      "Final-Recipient: rfc822; ok@example.org\r\nAction: delayed\r\nStatus: 4.4.1\r\n\r\n"
+      "Final-Recipient: rfc822; ann@example.org\r\nAction: Failed\r\nStatus: 5.1.1\r\n"
+      "Diagnostic-Code: smtp; 550 5.1.1 <ann@example.org>:\r\n user unknown\r\n"
+      "--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+      "From: Support <support@example.com>\r\nTo: ann@example.org\r\n"
+      "Message-ID:\r\n <sb.conv.1@example.com>\r\nSubject: Re: Order 7\r\n"
+      "--b--\r\n";
+  auto m = parse_email(raw);
+  CHECK(m.bounce);
+  CHECK(m.report.message_id == "<sb.conv.1@example.com>");
+  CHECK(m.report.action == "failed");
+  CHECK(m.report.status == "5.1.1");
+  CHECK(m.report.diagnostic == "smtp; 550 5.1.1 <ann@example.org>:  user unknown");
+  CHECK(m.report.recipient == "rfc822; ann@example.org");
+}
+
+TEST_CASE("a forwarded bounce or a plain mail names no delivery report") {
+  auto m = fixture("autoreply_exchange.eml");
+  CHECK(m.report.message_id.empty());
+  std::string raw =
+      "From: ann@example.org\r\nTo: support@example.com\r\nSubject: Fwd: bounce\r\n"
+      "Message-ID: <fwd@example.org>\r\nMIME-Version: 1.0\r\n"
+      "Content-Type: multipart/mixed; boundary=\"o\"\r\n\r\n"
+      "--o\r\nContent-Type: text/plain\r\n\r\nWhat does this mean?\r\n"
+      "--o\r\nContent-Type: message/rfc822\r\n\r\n" +
+      read_fixture("bounce_postfix_dsn.eml") + "\r\n--o--\r\n";
+  auto f = parse_email(raw);
+  CHECK(f.report.message_id.empty());
 }
 
 TEST_CASE("Exchange auto-reply: X-Autoreply and Auto-Submitted") {

@@ -33,11 +33,16 @@ struct Fixture {
   // Stores one message and returns its conversation id.
   std::string store_mail(const std::string& from, const std::string& subject, const std::string& id,
                          const std::string& date, const std::string& in_reply_to = "",
-                         const std::string& reply_to = "") {
-    std::string raw = "From: " + from + "\r\nTo: support@example.com\r\nSubject: " + subject +
-                      "\r\nMessage-ID: " + id + "\r\nDate: " + date + "\r\n" +
-                      (in_reply_to.empty() ? "" : "In-Reply-To: " + in_reply_to + "\r\n") +
-                      (reply_to.empty() ? "" : "Reply-To: " + reply_to + "\r\n") + "\r\nhello\r\n";
+                         const std::string& reply_to = "", const std::string& headers = "") {
+    return store_raw("From: " + from + "\r\nTo: support@example.com\r\nSubject: " + subject +
+                     "\r\nMessage-ID: " + id + "\r\nDate: " + date + "\r\n" +
+                     (in_reply_to.empty() ? "" : "In-Reply-To: " + in_reply_to + "\r\n") +
+                     (reply_to.empty() ? "" : "Reply-To: " + reply_to + "\r\n") + headers +
+                     "\r\nhello\r\n");
+  }
+
+  // Stores one raw message and returns its conversation id.
+  std::string store_raw(const std::string& raw) {
     std::vector<Inbound> items;
     items.push_back(email::to_inbound(email::parse_email(raw), "support", "INBOX"));
     std::promise<std::vector<IngestOutcome>> done;
@@ -51,6 +56,16 @@ struct Fixture {
     st.bind(1, out[0].id);
     REQUIRE(st.step());
     last_payload = st.text(1);
+    last_id = out[0].id;
+    return st.text(0);
+  }
+
+  // The queue the interaction `id` was routed to.
+  std::string queue_of(const std::string& id) {
+    storage::Db db(dir.file("switchboard.db"), true);
+    auto st = db.prepare("SELECT queue FROM interactions WHERE id = ?1");
+    st.bind(1, id);
+    REQUIRE(st.step());
     return st.text(0);
   }
 
@@ -61,6 +76,7 @@ struct Fixture {
   }
 
   std::string last_payload;  // of the last store_mail
+  std::string last_id;       // of the last store_mail
 };
 
 bool flagged(const std::string& payload, const std::string& flag) {
@@ -169,4 +185,103 @@ TEST_CASE("subject fallback: the 14 days count from when we received it, not the
   f.exec("UPDATE interactions SET received_at = received_at - 30 * 86400000");
   CHECK(f.store_mail("ann@example.com", "Re: Refund", "<g2@example.com>",
                      "Tue, 03 Nov 2026 10:00:00 +0000") != first);
+}
+
+namespace {
+// The rule README suggests for machine-sent mail, after one that sends order 42 to "vip".
+config::Routing noise_rules() {
+  auto loaded = config::load_string(R"([[routing.rules]]
+name = "machine-sent"
+queue = "noise"
+override_sticky = true
+[routing.rules.when]
+flags = ["auto_reply", "bounce"]
+
+[[routing.rules]]
+name = "order 42"
+queue = "vip"
+[routing.rules.when]
+subject_matches = "order 42"
+)",
+                                    "t.toml");
+  REQUIRE(loaded.config);
+  return loaded.config->routing;
+}
+
+// A delivery status notification (RFC 3464) from one MTA's MAILER-DAEMON about `returned`.
+std::string dsn(const std::string& id, const std::string& returned, const std::string& to) {
+  return "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+         "To: support@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+         "Message-ID: " +
+         id +
+         "\r\nDate: Mon, 02 Nov 2026 10:05:00 +0000\r\nAuto-Submitted: auto-replied\r\n"
+         "MIME-Version: 1.0\r\n"
+         "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n"
+         "--b\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+         "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+         "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+         "Final-Recipient: rfc822; " +
+         to +
+         "\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+         "--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+         "From: support@example.com\r\nTo: " +
+         to + "\r\nSubject: Re: your order\r\nMessage-ID: " + returned + "\r\n--b--\r\n";
+}
+}  // namespace
+
+// Before: every message, an out-of-office answer too, made its queue the conversation's sticky
+// one, so the customer's real answer days later went to "noise" as well.
+TEST_CASE("auto-reply: routed to noise, it leaves the conversation's sticky queue as it was") {
+  Fixture f(noise_rules());
+  auto conv = f.store_mail("ann@example.com", "Where is order 42?", "<o1@example.com>",
+                           "Mon, 02 Nov 2026 10:00:00 +0000");
+  CHECK(f.queue_of(f.last_id) == "vip");
+  CHECK(f.store_mail("ann@example.com", "Automatic reply: Where is order 42?", "<ooo@example.com>",
+                     "Mon, 02 Nov 2026 10:01:00 +0000", "<o1@example.com>", "",
+                     "Auto-Submitted: auto-replied\r\n") == conv);
+  CHECK(f.queue_of(f.last_id) == "noise");
+  // Her real answer, with a subject no rule matches: the conversation's queue before the
+  // auto-reply.
+  CHECK(f.store_mail("ann@example.com", "one more thing", "<o2@example.com>",
+                     "Thu, 05 Nov 2026 10:00:00 +0000", "<o1@example.com>") == conv);
+  CHECK(f.queue_of(f.last_id) == "vip");
+  // A bounce and a newsletter in the thread change nothing either.
+  f.store_raw(dsn("<dsn-o@mx.example.net>", "<o1@example.com>", "ann@example.com"));
+  CHECK(f.queue_of(f.last_id) == "noise");
+  f.store_mail("ann@example.com", "News", "<o3@example.com>", "Thu, 05 Nov 2026 11:00:00 +0000",
+               "<o1@example.com>", "", "List-Id: <news.example.com>\r\n");
+  CHECK(f.store_mail("ann@example.com", "and another", "<o4@example.com>",
+                     "Fri, 06 Nov 2026 10:00:00 +0000", "<o2@example.com>") == conv);
+  CHECK(f.queue_of(f.last_id) == "vip");
+}
+
+// Before: the subject fallback keyed on the "customer" MAILER-DAEMON@mx.example.net and the
+// MTA's fixed subject, so bounces about different customers' mail joined one conversation.
+TEST_CASE("bounce: two reports from one MTA join the conversations of the mail they return") {
+  Fixture f;
+  auto ann = f.store_mail("ann@example.com", "Order 1", "<p1@example.com>",
+                          "Mon, 02 Nov 2026 10:00:00 +0000");
+  auto bob = f.store_mail("bob@example.com", "Order 2", "<p2@example.com>",
+                          "Mon, 02 Nov 2026 10:00:00 +0000");
+  CHECK(f.store_raw(dsn("<dsn-1@mx.example.net>", "<p1@example.com>", "ann@example.com")) == ann);
+  CHECK(flagged(f.last_payload, "bounce"));
+  CHECK(f.store_raw(dsn("<dsn-2@mx.example.net>", "<p2@example.com>", "bob@example.com")) == bob);
+  // Reports about mail never stored here: each starts a conversation of its own.
+  auto x = f.store_raw(dsn("<dsn-3@mx.example.net>", "<gone1@example.com>", "x@example.com"));
+  auto y = f.store_raw(dsn("<dsn-4@mx.example.net>", "<gone2@example.com>", "y@example.com"));
+  CHECK(x != y);
+  CHECK(x != ann);
+  CHECK(x != bob);
+}
+
+TEST_CASE("auto-reply: never joins a conversation by its subject") {
+  Fixture f;
+  auto first = f.store_mail("ann@example.com", "Order 5", "<q1@example.com>",
+                            "Mon, 02 Nov 2026 10:00:00 +0000");
+  CHECK(f.store_mail("ann@example.com", "Re: Order 5", "<q2@example.com>",
+                     "Mon, 02 Nov 2026 10:01:00 +0000", "", "",
+                     "Auto-Submitted: auto-replied\r\n") != first);
+  // Nor does its subject lead her next mail anywhere but her own thread.
+  CHECK(f.store_mail("ann@example.com", "Re: Order 5", "<q3@example.com>",
+                     "Mon, 02 Nov 2026 11:00:00 +0000") == first);
 }

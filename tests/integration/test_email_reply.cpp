@@ -434,3 +434,130 @@ TEST_CASE(
       "Message-ID: <form-1@shop.example.com>\r\n\r\nPlease call me back.\r\n");
   CHECK(eventually([&] { return stored_as(d, "<form-1@shop.example.com>") == 1; }, 30s));
 }
+
+namespace {
+// A Postfix-style delivery status notification (RFC 3464) to support@ about `sent` (one of our
+// replies as the SMTP server got it), returned whole (message/rfc822) or, with `headers_only`,
+// its header alone (text/rfc822-headers). Every report from this MTA has the same sender and
+// subject.
+void deliver_dsn(EmailDaemon& d, const std::string& id, const std::string& sent,
+                 const std::string& recipient, bool headers_only) {
+  std::string returned = headers_only ? sent.substr(0, sent.find("\r\n\r\n") + 2) : sent;
+  d.dovecot.deliver(
+      "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+      "To: support@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+      "Message-ID: " +
+      id +
+      "\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+      "Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\r\n\r\n"
+      "--r\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+      "--r\r\nContent-Type: message/delivery-status\r\n\r\n"
+      "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+      "Final-Recipient: rfc822; " +
+      recipient +
+      "\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+      "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"
+      "--r\r\nContent-Type: " +
+      (headers_only ? "text/rfc822-headers" : "message/rfc822") + "\r\n\r\n" + returned +
+      "\r\n--r--\r\n");
+}
+
+// Who one customer is and what we answered them.
+struct Answered {
+  std::string id, conv, customer, out_id, sent;
+};
+Answered answer_customer(EmailDaemon& d, AgentClient& alice, SmtpServer& smtp,
+                         const std::string& from, const std::string& message_id, int n) {
+  d.dovecot.deliver("From: " + from +
+                    "\r\nTo: support@example.com\r\nSubject: Where is my order?\r\n"
+                    "Message-ID: " +
+                    message_id + "\r\n\r\nIt was due on Monday.\r\n");
+  auto in = alice.claim("general");
+  Answered a{s(in.at("id")), s(in.at("conversation_id")), s(in.at("customer").at("id")), "", ""};
+  a.out_id = alice.reply(a.id, "It ships today.");
+  REQUIRE(eventually([&] { return smtp.has(n); }, 15s));
+  a.sent = smtp.message(n);
+  alice.outbound_when(a.customer, a.out_id, "sent");
+  CHECK(alice.act(a.id, "ack").status == 200);
+  return a;
+}
+
+// The reply's provider_status events.
+std::vector<json::object> provider_events(const json::object& reply) {
+  std::vector<json::object> out;
+  for (const auto& e : reply.at("events").as_array()) {
+    if (s(e.at("type")) == "provider_status") {
+      out.push_back(e.as_object());
+    }
+  }
+  return out;
+}
+}  // namespace
+
+// Before: both reports joined one conversation (the subject fallback took MAILER-DAEMON for a
+// customer), neither reached the conversation of the reply it returned, the replies read
+// "sent" for good, and an agent could answer the report, to MAILER-DAEMON.
+TEST_CASE(
+    "email: two bounces of two replies - each joins its customer's conversation, the reply's "
+    "send becomes failed with a provider_status event, and a reply to a bounce is refused") {
+  SmtpServer smtp(false);
+  EmailDaemon d;
+  send_through(d, smtp);
+  d.start();
+  AgentClient alice(d.app->port(), "alice-token");
+  auto ann =
+      answer_customer(d, alice, smtp, "Ann Lee <ann@example.com>", "<a1@customer.example>", 1);
+  auto bob =
+      answer_customer(d, alice, smtp, "Bob Roe <bob@example.org>", "<b1@customer.example>", 2);
+  REQUIRE(ann.conv != bob.conv);
+
+  deliver_dsn(d, "<dsn-1@mx.example.net>", ann.sent, "ann@example.com", false);
+  auto first = alice.claim("general");
+  CHECK(s(first.at("external_id")) == "<dsn-1@mx.example.net>");
+  CHECK(s(first.at("conversation_id")) == ann.conv);
+  deliver_dsn(d, "<dsn-2@mx.example.net>", bob.sent, "bob@example.org", true);
+  auto second = alice.claim("general");
+  CHECK(s(second.at("external_id")) == "<dsn-2@mx.example.net>");
+  CHECK(s(second.at("conversation_id")) == bob.conv);
+
+  for (auto [who, report] : {std::pair{&ann, &first}, std::pair{&bob, &second}}) {
+    auto reply = alice.outbound_when(who->customer, who->out_id, "failed");
+    std::string error = s(reply.at("send").at("error"));
+    CHECK(error.rfind("bounced: 5.1.1 smtp; 550 5.1.1 user unknown", 0) == 0);
+    auto events = provider_events(reply);
+    REQUIRE(events.size() == 1);
+    CHECK(s(events[0].at("actor")) == "email");
+    CHECK(s(events[0].at("detail").at("status")) == "failed");
+    CHECK(s(events[0].at("detail").at("report_id")) == s(report->at("id")));
+  }
+
+  // The report's sender takes no answers.
+  auto refused = alice.act(s(first.at("id")), "reply", R"({"text":"Please deliver it."})");
+  CHECK(refused.status == 422);
+  auto body = parse_object(refused.body);
+  CHECK(s(body.at("error").at("code")) == "reply_to_bounce");
+  CHECK(s(body.at("error").at("message")).find("nothing was stored or sent") != std::string::npos);
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE direction = 'outbound'") == 2);
+  CHECK(d.rows("SELECT count(*) FROM sends") == 2);
+  std::this_thread::sleep_for(300ms);
+  CHECK_FALSE(smtp.has(3));
+}
+
+TEST_CASE("email: a reply to mail from postmaster is refused with reply_to_bounce") {
+  SmtpServer smtp(false);
+  EmailDaemon d;
+  send_through(d, smtp);
+  d.start();
+  // Not a delivery report (no multipart/report), but the mail system's own address.
+  d.dovecot.deliver(
+      "From: Postmaster <postmaster@example.org>\r\nTo: support@example.com\r\n"
+      "Subject: Your mail server\r\nMessage-ID: <pm@example.org>\r\n\r\nPlease check SPF.\r\n");
+  AgentClient alice(d.app->port(), "alice-token");
+  auto in = alice.claim("general");
+  auto refused = alice.act(s(in.at("id")), "reply", R"({"text":"Thanks."})");
+  CHECK(refused.status == 422);
+  CHECK(s(parse_object(refused.body).at("error").at("code")) == "reply_to_bounce");
+  CHECK(d.rows("SELECT count(*) FROM sends") == 0);
+  std::this_thread::sleep_for(300ms);
+  CHECK_FALSE(smtp.has(1));
+}
