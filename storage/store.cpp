@@ -72,13 +72,13 @@ struct Store::Statements {
         insert_interaction(db.prepare(
             "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
             "conversation_id, customer_id, queue, priority, state, order_key, occurred_at, "
-            "received_at, payload, queued_seq, held, content_hash) VALUES (?1, ?2, ?3, ?4, ?5, "
-            "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
-            "CASE WHEN ?16 THEN last_insert_rowid() END, ?17, nullif(?18, ''))")),
+            "received_at, payload, queued_seq, held, content_hash, last_event_at) VALUES (?1, ?2, "
+            "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+            "CASE WHEN ?16 THEN last_insert_rowid() END, ?17, nullif(?18, ''), ?14)")),
         update_call(db.prepare(
             "UPDATE interactions SET queue=?2, priority=?3, state=?4, order_key=?5, payload=?6, "
-            "queued_seq=CASE WHEN ?7 THEN last_insert_rowid() ELSE queued_seq END, held=?8 "
-            "WHERE id=?1")),
+            "queued_seq=CASE WHEN ?7 THEN last_insert_rowid() ELSE queued_seq END, held=?8, "
+            "last_event_at=?9 WHERE id=?1")),
         insert_outbox(db.prepare("INSERT INTO outbox(interaction_id, queue, priority, created_at) "
                                  "VALUES (?1, ?2, ?3, ?4)")),
         upsert_cursor(db.prepare(
@@ -963,6 +963,7 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   st.update_call.bind_static(4, state).bind(5, f.order_key).bind_static(6, text);
   st.update_call.bind(7, routed_now ? 1 : 0)
       .bind(8, held ? 1 : 0)
+      .bind(9, now)
       .run();  // enqueue() was the last insert
   return IngestOutcome{id, false, "", false};
 }
