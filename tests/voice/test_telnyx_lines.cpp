@@ -30,6 +30,16 @@ const KeyPair& key() {
   return k;
 }
 
+void post(VoiceDaemon& d, const std::string& body) {
+  std::string ts = std::to_string(sb::now_ms() / 1000);
+  auto r = d.http->request("POST", "/webhooks/telnyx/telnyx", body,
+                           {{"Content-Type", "application/json"},
+                            {"telnyx-timestamp", ts},
+                            {"telnyx-signature-ed25519", key().sign(ts + "|" + body)}});
+  CAPTURE(r.body);
+  REQUIRE(r.status == 200);
+}
+
 // A Telnyx event shaped like the API reference's examples, signed with key(); `direction` is
 // only in call.initiated ("" leaves it out, as call.answered and call.hangup do).
 void telnyx(VoiceDaemon& d, const std::string& type, const std::string& leg,
@@ -47,13 +57,7 @@ void telnyx(VoiceDaemon& d, const std::string& type, const std::string& leg,
       R"(","call_leg_id":")" + leg + R"(","call_session_id":")" + session +
       R"(","connection_id":"7267","client_state":null,"from":")" + from + R"(","to":")" + to +
       R"(","start_time":"2026-01-02T03:00:00Z")" + extra + "}}}";
-  std::string ts = std::to_string(sb::now_ms() / 1000);
-  auto r = d.http->request("POST", "/webhooks/telnyx/telnyx", body,
-                           {{"Content-Type", "application/json"},
-                            {"telnyx-timestamp", ts},
-                            {"telnyx-signature-ed25519", key().sign(ts + "|" + body)}});
-  CAPTURE(r.body);
-  REQUIRE(r.status == 200);
+  post(d, body);
 }
 
 std::string field(VoiceDaemon& d, const std::string& leg, const std::string& path) {
@@ -119,6 +123,29 @@ TEST_CASE("voice telnyx lines: a stated direction overrules one the lines inferr
   CHECK(is_line(d, kLine2));
   // The customer record made of our own number is gone with it.
   CHECK(d.rows(std::string("SELECT count(*) FROM identities WHERE value = '") + kLine2 + "'") == 0);
+}
+
+// Telnyx's recording_urls are presigned S3 links valid 10 minutes (X-Amz-Expires=600), often
+// expired by the time an agent claims the call: the stored call keeps the recording's id, with
+// which a client asks Telnyx for fresh links.
+TEST_CASE("voice telnyx: the stored call keeps the recording id of call.recording.saved") {
+  VoiceDaemon d(key().public_b64);
+  telnyx(d, "call.initiated", "R", kCaller, kLine, "incoming", "2026-01-02T03:00:00Z", "s-r");
+  telnyx(d, "call.hangup", "R", kCaller, kLine, "", "2026-01-02T03:01:00Z", "s-r");
+  post(
+      d,
+      R"({"data":{"record_type":"event","event_type":"call.recording.saved","id":"e-rec",)"
+      R"("occurred_at":"2026-01-02T03:01:02Z","payload":{"call_control_id":"v3:R",)"
+      R"("call_leg_id":"R","call_session_id":"s-r","connection_id":"7267","channels":"single",)"
+      R"("format":"mp3","recording_id":"10cd86ac-fef8-4765-b203-0f7511f9fc75",)"
+      R"("recording_started_at":"2026-01-02T03:00:10Z","recording_ended_at":"2026-01-02T03:01:00Z",)"
+      R"("public_recording_urls":{},"recording_urls":{"mp3":"https://s3.amazonaws.com/rec/R.mp3?)"
+      R"(X-Amz-Expires=600&X-Amz-Signature=abc"}}}})");
+  CHECK(field(d, "R", "call.recording_id") == "10cd86ac-fef8-4765-b203-0f7511f9fc75");
+  CHECK(field(d, "R", "call.recording_url") ==
+        "https://s3.amazonaws.com/rec/R.mp3?X-Amz-Expires=600&X-Amz-Signature=abc");
+  CHECK(d.claim("general").at("call").at("recording_id").as_string() ==
+        "10cd86ac-fef8-4765-b203-0f7511f9fc75");
 }
 
 }  // namespace telnyx_lines_test
