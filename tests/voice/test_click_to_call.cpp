@@ -6,7 +6,6 @@
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
-#include <future>
 #include <string>
 
 #include "voice_daemon.hpp"
@@ -69,13 +68,6 @@ std::string field(VoiceDaemon& d, const std::string& sid, const std::string& pat
                 "') FROM interactions WHERE external_id = '" + sid + "'");
 }
 
-int release_held(VoiceDaemon& d) {
-  std::promise<int> p;
-  d.app->store().release_held_calls(
-      0, [&](const sb::storage::HeldRelease& r) { p.set_value(r.released); });
-  return p.get_future().get();
-}
-
 }  // namespace
 
 TEST_CASE("voice click-to-call: a call to a Twilio Client agent names the customer its leg dials") {
@@ -115,12 +107,12 @@ TEST_CASE("voice click-to-call: a call that ends before its leg reports waits fo
   REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
   auto payload = json::parse(d.redis.xrange("sb:q:general:normal").at(0)["payload"]).as_object();
   CHECK(payload.at("from").at("value").as_string() == kCustomer);
-  CHECK(release_held(d) == 0);  // queued once
+  CHECK(d.release_held() == 0);  // queued once
   CHECK(d.text("SELECT state FROM interactions WHERE external_id = 'CA700'") == "queued");
 
   // One whose leg never reports is queued by the release, without a customer.
   agent_call(d, "CA701", "client:alice", "completed", "1", "5");
-  CHECK(release_held(d) == 1);
+  CHECK(d.release_held() == 1);
   REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
   CHECK(field(d, "CA701", "from") == "");
   CHECK(d.redis.xlen("sb:q:general:normal") == 2);

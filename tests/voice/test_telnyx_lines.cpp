@@ -31,11 +31,8 @@ const KeyPair& key() {
 }
 
 void post(VoiceDaemon& d, const std::string& body) {
-  std::string ts = std::to_string(sb::now_ms() / 1000);
-  auto r = d.http->request("POST", "/webhooks/telnyx/telnyx", body,
-                           {{"Content-Type", "application/json"},
-                            {"telnyx-timestamp", ts},
-                            {"telnyx-signature-ed25519", key().sign(ts + "|" + body)}});
+  auto r =
+      sb::voice::test::post_telnyx(d, body, [](const std::string& m) { return key().sign(m); });
   CAPTURE(r.body);
   REQUIRE(r.status == 200);
 }
@@ -144,6 +141,7 @@ TEST_CASE("voice telnyx: the stored call keeps the recording id of call.recordin
   CHECK(field(d, "R", "call.recording_id") == "10cd86ac-fef8-4765-b203-0f7511f9fc75");
   CHECK(field(d, "R", "call.recording_url") ==
         "https://s3.amazonaws.com/rec/R.mp3?X-Amz-Expires=600&X-Amz-Signature=abc");
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
   CHECK(d.claim("general").at("call").at("recording_id").as_string() ==
         "10cd86ac-fef8-4765-b203-0f7511f9fc75");
 }
