@@ -66,6 +66,11 @@ struct CallInfo {
   // result replaces an earlier one (Telnyx restarts premium detection after an iOS call
   // screening). In the payload as "machine_detection_at" only when set.
   std::int64_t machine_detection_at_ms = 0;
+  // The provider's id of the recording (Telnyx call.recording.saved `recording_id`), "" when
+  // none: Telnyx's recording_urls are presigned links that expire 10 minutes after they are
+  // sent, and with the id a client fetches fresh ones (GET /v2/recordings/{id}). In the payload
+  // as "recording_id" only when set; the first one stored stays, like recording_url.
+  std::string recording_id{};
 };
 
 // Email: what a delivery status notification (RFC 3464: multipart/report with

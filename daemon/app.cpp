@@ -230,7 +230,7 @@ void App::run_sweeps() {
             continue;
           }
           step("stale calls", [this] {
-            store_->close_stale_calls(4 * 3600 * 1000, [](const storage::StaleSweep& r) {
+            store_->close_stale_calls(storage::kStaleCallAfterMs, [](const storage::StaleSweep& r) {
               if (r.closed > 0) {
                 logger("voice")->info("[voice] closed {} calls with no final event as unknown",
                                       r.closed);

@@ -58,8 +58,10 @@ Parties parties_for(const RawParties& raw, std::string_view direction) {
 
 CallLines::CallLines(Db& db)
     : find_line_(db.prepare("SELECT 1 FROM call_lines WHERE account=?1 AND type=?2 AND value=?3")),
-      insert_line_(db.prepare(
-          "INSERT OR IGNORE INTO call_lines(account, type, value) VALUES (?1, ?2, ?3)")) {}
+      insert_line_(
+          db.prepare("INSERT OR IGNORE INTO call_lines(account, type, value) VALUES (?1, ?2, ?3)")),
+      delete_line_(db.prepare("DELETE FROM call_lines WHERE account=?1 AND type=?2 AND value=?3")) {
+}
 
 bool CallLines::is_line(const std::string& account, const Identity& id) {
   find_line_.bind_static(1, account).bind_static(2, id.type).bind_static(3, id.value);
@@ -89,6 +91,11 @@ Inferred CallLines::infer_direction(const std::string& account, const RawParties
 void CallLines::remember(const std::string& account, const Identity& line) {
   insert_line_.bind_static(1, account).bind_static(2, line.type).bind_static(3, line.value);
   insert_line_.run();
+}
+
+void CallLines::forget(const std::string& account, const Identity& line) {
+  delete_line_.bind_static(1, account).bind_static(2, line.type).bind_static(3, line.value);
+  delete_line_.run();
 }
 
 }  // namespace sb::storage

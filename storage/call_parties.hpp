@@ -7,7 +7,10 @@
 // Inbound::to = {`to`}) and an empty CallInfo::direction; the store settles the direction here:
 //  1. the call's own: stated by this event, or by an earlier one of the call (stored);
 //  2. else this account's lines: a number that was our side of an earlier call with a stated
-//     direction (table call_lines) is ours, so the other party is the customer;
+//     direction (table call_lines) is ours, so the other party is the customer. A customer's
+//     number is never learned (a Telnyx transfer passes the caller's number on as the caller
+//     ID of its outgoing leg), and an event that states the direction overrules one the lines
+//     told (and the line that misled is forgotten);
 //  3. else the customer records: `to` a known customer and `from` not: outbound; the reverse:
 //     inbound (outbound calls usually go to customers we already know). Only customers named
 //     firmly count: not one made by a call that rule 4 took for inbound (table
@@ -63,11 +66,12 @@ class CallLines {
                            const std::function<bool(const Identity&)>& is_customer);
   // Remembers `line` as one of `account`'s numbers.
   void remember(const std::string& account, const Identity& line);
-
- private:
+  // Forgets a number learned wrongly (the customer of a call that says so itself).
+  void forget(const std::string& account, const Identity& line);
   bool is_line(const std::string& account, const Identity& id);
 
-  Stmt find_line_, insert_line_;
+ private:
+  Stmt find_line_, insert_line_, delete_line_;
 };
 
 }  // namespace sb::storage

@@ -108,6 +108,8 @@ bool read_call(std::string_view raw, CallInfo& out) {
       get_int(v, out.duration_s);
     } else if (key == "recording_url") {
       get_string(v, out.recording_url);
+    } else if (key == "recording_id") {
+      get_string(v, out.recording_id);
     } else if (key == "answered_by") {
       get_string(v, out.answered_by);
     } else if (key == "answered_at") {

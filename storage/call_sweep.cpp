@@ -1,9 +1,10 @@
-// The 4-hour sweep (issue 5): a call with no final event within 4 hours is closed as "unknown"
-// and queued. Each stale call is closed by a writer job of its own, so the transaction boundary
-// is the call: when one cannot be closed (its stored payload unreadable, a constraint failing),
-// the writer's isolated pass (a savepoint per job, storage/writer.cpp) undoes that job alone and
-// commits the others; the failure is logged with the call id and the call is tried again an
-// hour later. A single job for all of them failed whole, and the same way every minute.
+// The 4-hour sweep (issue 5): a call with no final event within 4 hours (and a margin) of its
+// last event is closed as "unknown" and queued. Each stale call is closed by a writer job of its
+// own, so the transaction boundary is the call: when one cannot be closed (its stored payload
+// unreadable, a constraint failing), the writer's isolated pass (a savepoint per job,
+// storage/writer.cpp) undoes that job alone and commits the others; the failure is logged with the
+// call id and the call is tried again an hour later. A single job for all of them failed whole, and
+// the same way every minute.
 #include <memory>
 
 #include "core/log.hpp"
@@ -70,7 +71,7 @@ void Store::close_stale_calls(std::int64_t older_than_ms,
     stale->clear();       // a job may run twice (Writer::run_batch)
     auto q = db.prepare(  // served by the partial index interactions_pending_calls
         "SELECT id, channel, account, external_id, order_key FROM interactions "
-        "WHERE state = 'pending_call' AND received_at < ?1");
+        "WHERE state = 'pending_call' AND last_event_at < ?1");
     std::int64_t now = clock_();
     q.bind(1, now - older_than_ms);
     // Calls whose hour is over are tried again; so an entry of a call that a real final event

@@ -172,6 +172,9 @@ void call(std::string& out, const CallInfo& c) {
   if (!c.recording_url.empty()) {
     f.str("recording_url", c.recording_url);
   }
+  if (!c.recording_id.empty()) {
+    f.str("recording_id", c.recording_id);
+  }
   if (!c.answered_by.empty()) {
     f.str("answered_by", c.answered_by);
   }

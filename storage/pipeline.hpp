@@ -49,7 +49,9 @@ struct CallEventInput {
   std::int64_t order_key = 0;  // provider sequence number or event time, to order events
   // An event of a child leg (Twilio <Dial>), folded into its parent's interaction: `call` has
   // external_id = the parent's call id, no parties, and in call->legs the one leg it is about;
-  // it never names or changes the parent's customer, direction or lines.
+  // it never names or changes the parent's customer, direction or lines, but for an outbound
+  // call whose callee is not a customer (click-to-call: our agent first, then the customer as
+  // the leg; Store::apply_call_event), whose customer is the leg's callee.
   bool child_leg = false;
   // The provider states the call's direction in another of its events (Telnyx: call.initiated
   // only), which may come later. Until one does, a call that ends with no other way to tell

@@ -432,6 +432,18 @@ ALTER TABLE sends ADD COLUMN planned_id TEXT NOT NULL DEFAULT '';
     R"sql(
 CREATE INDEX sends_by_planned_id ON sends(planned_id) WHERE planned_id != '';
 )sql",
+    // 27 -> 28: the 4-hour sweep counts from a call's last event (last_event_at, Unix ms), not
+    // its first (received_at): Twilio's and Telnyx's default call time limit is 4 hours too, so a
+    // call that ran to the limit was closed as `unknown` seconds before its `completed` came. The
+    // sweep's partial index follows the column; calls pending at the upgrade start from their
+    // first event, as before.
+    R"sql(
+ALTER TABLE interactions ADD COLUMN last_event_at INTEGER NOT NULL DEFAULT 0;
+UPDATE interactions SET last_event_at = received_at WHERE state = 'pending_call';
+DROP INDEX interactions_pending_calls;
+CREATE INDEX interactions_pending_calls ON interactions(last_event_at)
+  WHERE state = 'pending_call';
+)sql",
 };
 
 std::string newer_schema_message(const Db& db, int v) {

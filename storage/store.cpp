@@ -73,13 +73,13 @@ struct Store::Statements {
         insert_interaction(db.prepare(
             "INSERT INTO interactions(id, channel, account, external_id, kind, direction, "
             "conversation_id, customer_id, queue, priority, state, order_key, occurred_at, "
-            "received_at, payload, queued_seq, held, content_hash) VALUES (?1, ?2, ?3, ?4, ?5, "
-            "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
-            "CASE WHEN ?16 THEN last_insert_rowid() END, ?17, nullif(?18, ''))")),
+            "received_at, payload, queued_seq, held, content_hash, last_event_at) VALUES (?1, ?2, "
+            "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+            "CASE WHEN ?16 THEN last_insert_rowid() END, ?17, nullif(?18, ''), ?14)")),
         update_call(db.prepare(
             "UPDATE interactions SET queue=?2, priority=?3, state=?4, order_key=?5, payload=?6, "
-            "queued_seq=CASE WHEN ?7 THEN last_insert_rowid() ELSE queued_seq END, held=?8 "
-            "WHERE id=?1")),
+            "queued_seq=CASE WHEN ?7 THEN last_insert_rowid() ELSE queued_seq END, held=?8, "
+            "last_event_at=?9 WHERE id=?1")),
         insert_outbox(db.prepare("INSERT INTO outbox(interaction_id, queue, priority, created_at) "
                                  "VALUES (?1, ?2, ?3, ?4)")),
         upsert_cursor(db.prepare(
@@ -728,7 +728,8 @@ void drop_if_orphan(Db& db, const std::string& customer_id) {
 // queued once: when its status first becomes final; that final status is what rules see.
 // A child leg's event (CallEventInput::child_leg) folds into its parent's interaction the same
 // way, keyed by the parent's id (so it costs no extra query), but never names the customer,
-// direction or lines of the call: those are the parent's own events' to tell.
+// direction or lines of the call: those are the parent's own events' to tell (save click-to-call,
+// below, whose customer is the leg's callee).
 IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t order_key,
                                       bool child_leg, bool may_hold, bool legs_follow) {
   if (!call_folder_ || !in.call) {
@@ -774,19 +775,33 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
       !stored->from_value.empty() && stored->call.direction.empty()) {
     raw = stored_parties(stored_payload);
   }
+  // A customer record named firmly (rule 3 of storage/call_parties.hpp): not one only a call
+  // taken for inbound made (guessed_customers), whose number may be our own line.
+  auto firm_customer = [&st](const Identity& id) {
+    std::string customer = find_customer(st, id, message_username(id)).customer_id;
+    if (customer.empty()) {
+      return false;
+    }
+    st.is_guessed_customer.bind_static(1, customer);
+    bool guessed = st.is_guessed_customer.step();
+    st.is_guessed_customer.reset();
+    return !guessed;
+  };
+  // A direction this event states that contradicts the stored one replaces it: a provider states
+  // the same direction in every event that states one, so the stored one was inferred from the
+  // account's lines (rule 2), which a number learned wrongly misleads (a Telnyx transfer that
+  // passed the caller's number on as its caller ID). Firm as rule 2 is, the call's own word wins.
+  std::string_view event_direction = child_leg ? std::string_view{} : in.call->direction;
+  bool overruled = exists && !event_direction.empty() && !stored->call.direction.empty() &&
+                   stored->call.direction != event_direction;
+  if (overruled) {
+    f.merged.direction = std::string(event_direction);
+    f.changed = true;
+  }
   std::string direction = f.merged.direction;
   bool stated = !direction.empty() && !child_leg;
   if (direction.empty() && !child_leg) {
-    Inferred guess = lines_->infer_direction(in.account, raw, [&st](const Identity& id) {
-      std::string customer = find_customer(st, id, message_username(id)).customer_id;
-      if (customer.empty()) {
-        return false;
-      }
-      st.is_guessed_customer.bind_static(1, customer);
-      bool guessed = st.is_guessed_customer.step();
-      st.is_guessed_customer.reset();
-      return !guessed;
-    });
+    Inferred guess = lines_->infer_direction(in.account, raw, firm_customer);
     direction = guess.direction;
     if (guess.from_lines) {
       f.merged.direction = direction;
@@ -794,9 +809,51 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     }
   }
   Parties parties = parties_for(raw, direction);
-  bool was_undirected = !exists || stored->call.direction.empty();
-  if (stated && was_undirected && parties.line) {
+  bool was_undirected = !exists || stored->call.direction.empty() || overruled;
+  if (overruled && parties.customer) {
+    lines_->forget(in.account, *parties.customer);  // the number that misled rule 2
+  }
+  // Our side of a call that states its direction is one of our lines, unless it is a customer's
+  // number: a Telnyx transfer or a <Dial callerId> passes the caller's number on as the caller ID
+  // of the leg it places (`call.initiated` direction=outgoing, from = the customer), and learned,
+  // that number made the customer's every later call and every call to them misrouted.
+  // (A call whose direction the lines told wrongly took our line for its caller: that is no
+  // customer's number, and the record made of it goes below.)
+  if (stated && was_undirected && parties.line &&
+      ((overruled && stored->from_value == parties.line->value) || !firm_customer(*parties.line))) {
     lines_->remember(in.account, *parties.line);
+  }
+  // A <Dial> leg of an inbound call rings our side (an agent's phone): one of our lines, so that
+  // an outbound call that rings that phone first (click-to-call, below) is told from a call to a
+  // customer.
+  if (child_leg && direction == "inbound") {
+    for (const auto& leg : in.call->legs) {
+      Identity dialled{"phone", leg.to, "", ""};
+      if (leg.to.starts_with('+') && !firm_customer(dialled)) {
+        lines_->remember(in.account, dialled);
+      }
+    }
+  }
+  // Click-to-call (Twilio): the REST API calls our agent first (Direction=outbound-api, To =
+  // client:alice, a SIP address or the agent's phone), and the TwiML of that call <Dial>s the
+  // customer as a child leg (outbound-dial, To = the customer). An outbound call whose callee is
+  // not a customer's number (none could be read, or it is one of our lines) takes its customer
+  // from the first leg it dialled that is a phone number not ours, whichever of the call's and
+  // the leg's events come first (the leg's is in f.merged.legs). Until one names them, the call
+  // has no customer; ended before (Twilio posts the call's and the leg's callbacks separately),
+  // it is held like a call awaiting its legs.
+  bool customer_from_leg = direction == "outbound" &&
+                           (!parties.customer || lines_->is_line(in.account, *parties.customer)) &&
+                           (!child_leg || (exists && stored->customer_id.empty()));
+  if (customer_from_leg) {
+    parties.customer.reset();
+    for (const auto& leg : f.merged.legs) {
+      Identity dialled{"phone", leg.to, "", ""};
+      if (leg.to.starts_with('+') && !lines_->is_line(in.account, dialled)) {
+        parties.customer = std::move(dialled);
+        break;
+      }
+    }
   }
   // Unknown direction: a caller is named only once the call ends (as inbound, the common case).
   // A call that ends before anything tells its direction is held back from the queues for a
@@ -818,10 +875,14 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   // event of its own that tells of an answer (a <Dial action> request). Its customer is named
   // now: its direction is known.
   bool hold_legs = legs_follow && !child_leg && f.final && f.awaits_legs;
-  bool hold = hold_direction || hold_legs;
+  // Click-to-call ended before the leg that names its customer reported: held the same way, and
+  // queued by the leg's event that names the customer, or by the next release as it stands.
+  bool hold_customer = legs_follow && !child_leg && f.final && customer_from_leg &&
+                       !parties.customer && (!exists || stored->customer_id.empty());
+  bool hold = hold_direction || hold_legs || hold_customer;
   bool ended = (f.final && !hold_direction) || (exists && state != "pending_call");
   std::optional<Identity> customer;
-  if ((!direction.empty() || ended) && !child_leg) {
+  if ((!direction.empty() || ended) && (!child_leg || customer_from_leg)) {
     customer = parties.customer;
   }
   std::optional<Identity> line = direction.empty() ? raw.to : parties.line;
@@ -862,7 +923,9 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   bool keep_from = hold_direction && f.final && raw.from && stored->from_value.empty();
   // Ended, no longer held, not queued yet: queue it now (also when this event changes nothing,
   // as the release of a held call does).
-  bool routed_now = f.final && !hold && !child_leg && state == "pending_call";
+  // (A leg's event queues nothing, but the one that names a held click-to-call's customer.)
+  bool routed_now = f.final && !hold && (!child_leg || (customer_from_leg && caller_now)) &&
+                    state == "pending_call";
   if (!f.changed && !caller_now && !keep_from && !routed_now) {
     return IngestOutcome{id, true, "", false};  // a duplicate or stale delivery
   }
@@ -927,6 +990,7 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   st.update_call.bind_static(4, state).bind(5, f.order_key).bind_static(6, text);
   st.update_call.bind(7, routed_now ? 1 : 0)
       .bind(8, held ? 1 : 0)
+      .bind(9, now)
       .run();  // enqueue() was the last insert
   return IngestOutcome{id, false, "", false};
 }

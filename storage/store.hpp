@@ -3,6 +3,7 @@
 // bottom: dedupe -> customer match -> conversation -> rules -> interaction row + outbox row
 // (+ cursor) in the writer's group-committed transaction.
 #include <functional>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,12 @@
 #include "storage/writer.hpp"
 
 namespace sb::storage {
+
+// How long after its last event a call with no final event is closed as `unknown` (SPEC: 4
+// hours). Twilio's and Telnyx's default call time limit is 4 hours as well, counted from the
+// answer, which may come without an event of its own (Twilio posts only `completed` unless asked
+// for more): 10 minutes more let a call that ran to the limit report its own `completed`.
+inline constexpr std::int64_t kStaleCallAfterMs = (4 * 3600 + 10 * 60) * 1000;
 
 class CallLines;
 
@@ -62,8 +69,9 @@ class Store final : public Pipeline {
                                                 const std::string& scope) override;
   std::vector<std::string> sent_here(const std::vector<std::string>& ids) override;
 
-  // Closes calls that got no final event within `older_than_ms` as status "unknown" and queues
-  // them (SPEC/issue 5: 4 hours), each call in a writer job of its own (storage/call_sweep.cpp).
+  // Closes calls that got no final event within `older_than_ms` of their last event as status
+  // "unknown" and queues them (SPEC/issue 5: 4 hours; the daemon: kStaleCallAfterMs), each call
+  // in a writer job of its own (storage/call_sweep.cpp).
   // `done` runs on the writer thread once every call found has been tried.
   void close_stale_calls(std::int64_t older_than_ms,
                          std::function<void(const StaleSweep&)> done = nullptr);

@@ -15,9 +15,9 @@ bool same_legs(const std::vector<CallLeg>& a, const std::vector<CallLeg>& b) {
 
 bool same(const CallInfo& a, const CallInfo& b) {
   return a.status == b.status && a.direction == b.direction && a.duration_s == b.duration_s &&
-         a.recording_url == b.recording_url && a.answered_by == b.answered_by &&
-         a.answered_at_ms == b.answered_at_ms && same_legs(a.legs, b.legs) &&
-         a.machine_detection == b.machine_detection &&
+         a.recording_url == b.recording_url && a.recording_id == b.recording_id &&
+         a.answered_by == b.answered_by && a.answered_at_ms == b.answered_at_ms &&
+         same_legs(a.legs, b.legs) && a.machine_detection == b.machine_detection &&
          a.machine_detection_at_ms == b.machine_detection_at_ms;
 }
 
@@ -214,6 +214,9 @@ FoldResult fold_call(const std::optional<StoredCall>& stored, const CallInfo& ev
   info.duration_s = std::max(info.duration_s, event.duration_s);
   if (info.recording_url.empty()) {
     info.recording_url = event.recording_url;
+  }
+  if (info.recording_id.empty()) {
+    info.recording_id = event.recording_id;
   }
   if (info.direction.empty()) {
     info.direction = event.direction;

@@ -13,7 +13,8 @@
 //    only contributes its other fields.
 //  - duration_s is the largest value seen (a call's duration only grows, and a ringing event
 //    may carry 0), so it fills in whenever it arrives, from any event, in any order.
-//  - recording_url and direction fill in when still empty; the first one stored stays.
+//  - recording_url, recording_id and direction fill in when still empty; the first one stored
+//    stays.
 //  - machine_detection: the result with the later machine_detection_at_ms wins (Telnyx sends a
 //    second premium result after an iOS call screening); one without a time only fills an empty
 //    slot.

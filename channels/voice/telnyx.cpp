@@ -160,6 +160,9 @@ WebhookResult handle_telnyx(const config::Telnyx& cfg, const WebhookRequest& req
     call.machine_detection_at_ms = in.occurred_at_ms;
   } else {
     call.recording_url = recording_url(*payload);
+    // recording_urls are presigned S3 links valid 10 minutes (X-Amz-Expires=600): the id lets a
+    // client ask Telnyx for fresh ones later (GET /v2/recordings/{recording_id}).
+    call.recording_id = std::string(json::string_or_empty(*payload, "recording_id"));
   }
   if (!call.direction.empty()) {
     in.direction = call.direction;

@@ -11,7 +11,8 @@
 //  - call.initiated -> initiated; call.answered -> in-progress; call.hangup -> by hangup_cause
 //    (see telnyx_hangup_status); call.recording.saved -> no status change, recording_url (the
 //    permanent public_recording_urls when enabled, else recording_urls, which expire after 10
-//    minutes; mp3 before wav); call.machine.detection.ended and
+//    minutes; mp3 before wav) and recording_id (to fetch fresh URLs: GET /v2/recordings/{id});
+//    call.machine.detection.ended and
 //    call.machine.premium.detection.ended -> no status change, machine_detection = payload.result
 //    (human, machine, not_sure; premium: human_residence, human_business, machine, silence,
 //    fax_detected, not_sure): "machine" makes the call `voicemail` once it completes, like

@@ -43,7 +43,11 @@
 //    final status (completed, no-answer, busy, canceled, failed) is the leg's alone: only the
 //    parent's own final event ends the call and queues it;
 //  - a leg never names or replaces the call's customer, direction or lines (its From may be
-//    our number, its To is our agent);
+//    our number, its To is our agent); but click-to-call turns it round: the REST API calls our
+//    agent first (outbound-api, To = client:alice, a SIP address or the agent's phone) and its
+//    TwiML <Dial>s the customer, so an outbound call whose own callee is not a customer takes
+//    the customer from its first leg to a phone number (the store decides: it knows our lines,
+//    and a leg's callee of an inbound call, an agent's phone, is one of them);
 //  - the caller's own call ends `completed` whether or not a leg answered (TwiML answered it):
 //    an inbound call with legs listed, none answered, is `no-answer` (call_state.hpp), so that a
 //    "missed calls" rule sees it. A leg's answer may come after the call's own completed, so

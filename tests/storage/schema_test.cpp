@@ -140,7 +140,7 @@ TEST_CASE("the 4-hour call sweep finds pending calls through their partial index
   // The sweep's own query (storage/call_sweep.cpp).
   auto plan = db.prepare(
       "EXPLAIN QUERY PLAN SELECT id, channel, account, external_id, order_key FROM interactions "
-      "WHERE state = 'pending_call' AND received_at < ?1");
+      "WHERE state = 'pending_call' AND last_event_at < ?1");
   REQUIRE(plan.step());
   CHECK_MESSAGE(plan.text(3).find("interactions_pending_calls") != std::string::npos, plan.text(3));
 }

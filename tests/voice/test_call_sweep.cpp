@@ -202,4 +202,50 @@ TEST_CASE("held calls: the upgrade marks the calls held before it") {
   CHECK(st.text(0) == "c-held");
 }
 
+// Twilio's and Telnyx's default call time limit is 4 hours, counted from the answer: a call that
+// ran to the limit sends its `completed` seconds after 4 hours from its first event. The sweep
+// counts from the last event, with 10 minutes to spare.
+TEST_CASE("call sweep: counts from the last event, not the first") {
+  CallStore s;
+  s.start();
+  constexpr std::int64_t kHourMs = 3600 * 1000;
+  REQUIRE(s.event("CA-talking", "ringing", 1, "+14155550100").error.empty());
+  REQUIRE(s.event("CA-silent", "ringing", 1, "+14155550101").error.empty());
+  // Both began 4 h 5 min ago; the first was answered 4 h ago (its last event).
+  s.exec(
+      "UPDATE interactions SET received_at = received_at - 245 * 60000, "
+      "last_event_at = last_event_at - 245 * 60000");
+  REQUIRE(s.event("CA-talking", "in-progress", 2).error.empty());
+  s.exec(
+      "UPDATE interactions SET last_event_at = last_event_at - 4 * 3600000 "
+      "WHERE external_id = 'CA-talking'");
+  CHECK(s.sweep(storage::kStaleCallAfterMs) == 0);  // neither is 4 h 10 min past its last event
+  CHECK(s.sweep(4 * kHourMs + 60 * 1000) == 1);     // the silent one is
+  CHECK(s.text("SELECT state FROM interactions WHERE external_id = 'CA-silent'") == "queued");
+  CHECK(s.text("SELECT state FROM interactions WHERE external_id = 'CA-talking'") ==
+        "pending_call");
+  // Its `completed` at the limit is the call's own.
+  REQUIRE(s.event("CA-talking", "completed", 3).error.empty());
+  CHECK(s.text("SELECT json_extract(payload, '$.call.status') FROM interactions WHERE "
+               "external_id = 'CA-talking'") == "completed");
+}
+
+TEST_CASE("call sweep: the upgrade counts a pending call from its first event") {
+  sb::test::TempDir dir;
+  std::string path = dir.file("old.db");
+  {
+    storage::Db db(path);
+    storage::migrate(db, 27);
+    db.exec(
+        "INSERT INTO interactions(id, channel, account, external_id, kind, direction, state, "
+        "occurred_at, received_at, payload) VALUES ('c-1', 'voice', 'voice', 'c-1', 'call', "
+        "'inbound', 'pending_call', 1, 1234, '{\"call\":{\"status\":\"ringing\"}}')");
+    storage::migrate(db);
+  }
+  storage::Db db(path, true);
+  auto st = db.prepare("SELECT last_event_at FROM interactions");
+  REQUIRE(st.step());
+  CHECK(st.int64(0) == 1234);
+}
+
 }  // namespace call_sweep_test

@@ -238,18 +238,6 @@ TEST_CASE("voice dial: a Dial action callback with a bad DialCallDuration is ref
   CHECK(d.rows("SELECT count(*) FROM interactions") == 0);
 }
 
-namespace {
-
-// One release of held calls (the daemon's, every 10 s); how many it queued.
-int release_held(VoiceDaemon& d) {
-  std::promise<int> p;
-  d.app->store().release_held_calls(
-      0, [&](const sb::storage::HeldRelease& r) { p.set_value(r.released); });
-  return p.get_future().get();
-}
-
-}  // namespace
-
 // The caller's own call ends completed although nobody it <Dial>led answered: routed as it
 // stands it never met the "missed calls" rule. The legs listed, none answered, make it no-answer;
 // it waits one release of held calls for a leg's answer that may still come, then goes to the
@@ -263,9 +251,9 @@ TEST_CASE("voice dial: nobody answered the dialled leg: held a moment, then rout
   CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
   CHECK(call_field(d, "status") == "no-answer");
   CHECK(d.rows("SELECT count(*) FROM interactions WHERE customer_id IS NOT NULL") == 1);
-  CHECK(release_held(d) == 0);  // the first release passes it over
+  CHECK(d.release_held() == 0);  // the first release passes it over
   CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
-  CHECK(release_held(d) == 1);
+  CHECK(d.release_held() == 1);
   REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:callbacks:high") == 1; }));
   CHECK(d.redis.xlen("sb:q:general:normal") <= 0);
   auto payload = queued_payload(d, "sb:q:callbacks:high");
@@ -273,7 +261,7 @@ TEST_CASE("voice dial: nobody answered the dialled leg: held a moment, then rout
   CHECK(payload.at("call").at("legs").at(0).at("status").as_string() == "no-answer");
   CHECK(payload.at("from").at("value").as_string() == kAnn);
   CHECK(d.rows("SELECT count(*) FROM customers") == 1);
-  CHECK(release_held(d) == 0);  // queued once
+  CHECK(d.release_held() == 0);  // queued once
 }
 
 // A ring group: the leg that loses ends canceled the moment another answers, and the one that
@@ -290,7 +278,7 @@ TEST_CASE(
   SUBCASE("the answered leg's callback, then the release") {
     child(d, "CA-leg1", kAgent, "completed", "2", "Fri, 02 Jan 2026 03:05:15 +0000", "60");
     CHECK(call_field(d, "status") == "completed");
-    CHECK(release_held(d) == 1);  // nothing to wait for any more
+    CHECK(d.release_held() == 1);  // nothing to wait for any more
   }
   SUBCASE("the <Dial action> telling of the answer queues it at once") {
     dial_action(d, "completed", "CA-leg1", "completed", "60");

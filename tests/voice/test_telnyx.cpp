@@ -135,10 +135,17 @@ TEST_CASE("telnyx route: other events") {
     REQUIRE(res.event);
     CHECK(res.event->call.call->status == "");
     CHECK(res.event->call.call->recording_url == "https://pub.example/r.wav");
+    CHECK(res.event->call.call->recording_id.empty());  // none sent
     res = run(signed_post(
         event("call.recording.saved", R"("recording_urls":{"mp3":"https://tmp.example/r.mp3"})")));
     REQUIRE(res.event);
     CHECK(res.event->call.call->recording_url == "https://tmp.example/r.mp3");
+    // The presigned recording_urls expire in 10 minutes: the id fetches fresh ones.
+    res = run(signed_post(event("call.recording.saved",
+                                R"("recording_id":"10cd86ac-fef8-4765-b203-0f7511f9fc75",)"
+                                R"("recording_urls":{"mp3":"https://tmp.example/r.mp3"})")));
+    REQUIRE(res.event);
+    CHECK(res.event->call.call->recording_id == "10cd86ac-fef8-4765-b203-0f7511f9fc75");
   }
   SUBCASE("answering machine detection: the result, no status change") {
     auto res = run(signed_post(event("call.machine.detection.ended", R"("result":"machine")")));

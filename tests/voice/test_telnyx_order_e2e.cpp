@@ -44,11 +44,8 @@ void telnyx(VoiceDaemon& d, const std::string& type, const std::string& leg, con
       R"(","call_leg_id":")" + leg + R"(","call_session_id":"s-)" + leg +
       R"(","connection_id":"7267",)" + R"("client_state":null,"from":")" + kLine + R"(","to":")" +
       to + R"(","start_time":"2026-01-02T03:00:00Z")" + (extra.empty() ? "" : "," + extra) + "}}}";
-  std::string ts = std::to_string(sb::now_ms() / 1000);
-  auto r = d.http->request("POST", "/webhooks/telnyx/telnyx", body,
-                           {{"Content-Type", "application/json"},
-                            {"telnyx-timestamp", ts},
-                            {"telnyx-signature-ed25519", key().sign(ts + "|" + body)}});
+  auto r =
+      sb::voice::test::post_telnyx(d, body, [](const std::string& m) { return key().sign(m); });
   CAPTURE(r.body);
   REQUIRE(r.status == 200);
 }
@@ -109,17 +106,6 @@ TEST_CASE("voice telnyx: outbound calls whose answered and hangup come before in
   CHECK(d.rows(std::string("SELECT count(*) FROM identities WHERE value = '") + kLine + "'") == 0);
 }
 
-namespace {
-
-int release_held(VoiceDaemon& d) {
-  std::promise<int> p;
-  d.app->store().release_held_calls(
-      0, [&](const sb::storage::HeldRelease& r) { p.set_value(r.released); });
-  return p.get_future().get();
-}
-
-}  // namespace
-
 // A fresh account: no learned lines, and a number nobody knows. A call.hangup that comes before
 // call.initiated cannot tell our line from the customer's; queued at once (as inbound, with our
 // line for its caller) the queue entry stayed wrong when call.initiated corrected the database a
@@ -144,19 +130,19 @@ TEST_CASE("voice telnyx: a hangup before initiated on a fresh account waits for 
     CHECK(p.at("call").at("direction").as_string() == "outbound");
     CHECK(p.at("call").at("status").as_string() == "completed");
     CHECK(p.at("customer").at("is_new").as_bool());
-    CHECK(release_held(d) == 0);  // nothing left held
+    CHECK(d.release_held() == 0);  // nothing left held
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     CHECK(d.redis.xlen("sb:q:general:normal") == 1);
   }
   SUBCASE("call.initiated never comes: released after the hold, taken for inbound") {
-    CHECK(release_held(d) == 1);
+    CHECK(d.release_held() == 1);
     REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
     auto p = queued(d, 0);
     CHECK(p.at("from").at("value").as_string() == kLine);  // from as sent: no evidence either way
     CHECK(p.at("to").at(0).at("value").as_string() == kBob);
     CHECK(p.at("call").at("status").as_string() == "completed");
     CHECK(d.text("SELECT state FROM interactions") == "queued");
-    CHECK(release_held(d) == 0);
+    CHECK(d.release_held() == 0);
     // A late call.initiated still corrects the stored call (not the queue entry, already sent).
     initiated(d, "leg-9", kBob);
     CHECK(d.text("SELECT json_extract(payload, '$.from.value') FROM interactions") == kBob);
@@ -173,7 +159,7 @@ TEST_CASE("voice telnyx: answered then hangup before initiated keep the caller f
   CHECK(d.text("SELECT state FROM interactions") == "pending_call");
   CHECK(d.text("SELECT json_extract(payload, '$.from.value') FROM interactions") == kLine);
   CHECK(d.rows("SELECT count(*) FROM customers") == 0);
-  CHECK(release_held(d) == 1);
+  CHECK(d.release_held() == 1);
   REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
   CHECK(queued(d, 0).at("customer").at("id").as_string().size() > 0);
 }

@@ -7,6 +7,8 @@
 #include <boost/json.hpp>
 #include <cctype>
 #include <cstdio>
+#include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <utility>
@@ -61,6 +63,13 @@ struct VoiceDaemon {
     REQUIRE(r.status == 200);
     return boost::json::parse(r.body).at("interaction").as_object();
   }
+  // Runs the release of held calls now, for every held call whatever its age: how many it queued.
+  int release_held() {
+    std::promise<int> p;
+    app->store().release_held_calls(
+        0, [&](const storage::HeldRelease& r) { p.set_value(r.released); });
+    return p.get_future().get();
+  }
   long long rows(const std::string& sql) {
     storage::Db db(dir.file("switchboard.db"), true);
     auto st = db.prepare(sql);
@@ -97,6 +106,17 @@ inline ::sb::test::HttpResponse post_twilio(
   return d.http->request(
       "POST", "/webhooks/twilio/voice", body,
       {{"Content-Type", "application/x-www-form-urlencoded"}, {"X-Twilio-Signature", sig}});
+}
+
+// Posts a Telnyx event body signed now by `sign` (Ed25519 over "{timestamp}|{body}", base64).
+inline ::sb::test::HttpResponse post_telnyx(
+    VoiceDaemon& d, const std::string& body,
+    const std::function<std::string(const std::string&)>& sign) {
+  std::string ts = std::to_string(now_ms() / 1000);
+  return d.http->request("POST", "/webhooks/telnyx/telnyx", body,
+                         {{"Content-Type", "application/json"},
+                          {"telnyx-timestamp", ts},
+                          {"telnyx-signature-ed25519", sign(ts + "|" + body)}});
 }
 
 }  // namespace sb::voice::test

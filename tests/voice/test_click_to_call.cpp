@@ -1,0 +1,153 @@
+// Click-to-call through Twilio: the REST API calls the agent first (Direction=outbound-api, To =
+// the agent's browser phone `client:alice` or the agent's own phone), and the TwiML of that call
+// <Dial>s the customer as a child leg (Direction=outbound-dial, To = the customer). The customer
+// is the leg's callee, never the agent. Signed requests into a whole daemon with a real
+// redis-server and SQLite.
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+#include <string>
+
+#include "voice_daemon.hpp"
+
+using sb::voice::test::post_twilio;
+using sb::voice::test::VoiceDaemon;
+namespace json = boost::json;
+
+namespace click_to_call_test {
+
+namespace {
+
+constexpr const char* kLine = "+14155550199";   // our Twilio number, the caller ID
+constexpr const char* kAgent = "+14155550166";  // the agent's own phone
+constexpr const char* kCustomer = "+14155550881";
+constexpr const char* kCustomer2 = "+14155550882";
+
+// A status callback of the call the REST API placed to the agent.
+void agent_call(VoiceDaemon& d, const std::string& sid, const std::string& to,
+                const std::string& status, const std::string& seq,
+                const std::string& duration = "") {
+  std::vector<std::pair<std::string, std::string>> p = {{"CallSid", sid},
+                                                        {"CallStatus", status},
+                                                        {"Direction", "outbound-api"},
+                                                        {"From", kLine},
+                                                        {"To", to},
+                                                        {"SequenceNumber", seq},
+                                                        {"Called", to},
+                                                        {"ApiVersion", "2010-04-01"}};
+  if (!duration.empty()) {
+    p.emplace_back("CallDuration", duration);
+  }
+  auto r = post_twilio(d, p);
+  CAPTURE(r.body);
+  REQUIRE(r.status == 200);
+}
+
+// A status callback of the leg that call's TwiML <Dial>led: the customer.
+void customer_leg(VoiceDaemon& d, const std::string& parent, const std::string& to,
+                  const std::string& status, const std::string& seq, const std::string& duration) {
+  std::vector<std::pair<std::string, std::string>> p = {
+      {"CallSid", parent + "-leg"},
+      {"ParentCallSid", parent},
+      {"CallStatus", status},
+      {"Direction", "outbound-dial"},
+      {"From", kLine},
+      {"To", to},
+      {"Called", to},
+      {"CallbackSource", "call-progress-events"},
+      {"SequenceNumber", seq},
+      {"Timestamp", "Fri, 02 Jan 2026 03:04:55 +0000"},
+      {"CallDuration", duration}};
+  auto r = post_twilio(d, p);
+  CAPTURE(r.body);
+  REQUIRE(r.status == 200);
+}
+
+std::string field(VoiceDaemon& d, const std::string& sid, const std::string& path) {
+  return d.text("SELECT json_extract(payload, '$." + path +
+                "') FROM interactions WHERE external_id = '" + sid + "'");
+}
+
+}  // namespace
+
+TEST_CASE("voice click-to-call: a call to a Twilio Client agent names the customer its leg dials") {
+  VoiceDaemon d;
+  agent_call(d, "CA600", "client:alice", "initiated", "0");
+  agent_call(d, "CA600", "client:alice", "in-progress", "1");
+  customer_leg(d, "CA600", kCustomer, "completed", "1", "40");
+  agent_call(d, "CA600", "client:alice", "completed", "2", "55");
+  // A second call by the same agent, to another customer.
+  agent_call(d, "CA601", "client:alice", "in-progress", "0");
+  customer_leg(d, "CA601", kCustomer2, "completed", "1", "20");
+  agent_call(d, "CA601", "client:alice", "completed", "1", "30");
+
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  CHECK(field(d, "CA600", "from.value") == kCustomer);
+  CHECK(field(d, "CA601", "from.value") == kCustomer2);
+  CHECK(field(d, "CA600", "to[0].value") == kLine);
+  CHECK(field(d, "CA600", "call.direction") == "outbound");
+  CHECK(field(d, "CA600", "direction") == "outbound");
+  CHECK(d.rows("SELECT count(*) FROM customers") == 2);
+  CHECK(d.rows("SELECT count(DISTINCT customer_id) FROM interactions") == 2);
+  auto entries = d.redis.xrange("sb:q:general:normal");
+  auto first = json::parse(entries.at(0)["payload"]).as_object();
+  CHECK(first.at("from").at("value").as_string() == kCustomer);
+  CHECK(first.at("customer").at("id").as_string() != "");
+}
+
+// The caller's own completed and the leg's callback are posted separately: the call waits for
+// the leg that names its customer instead of being queued without one.
+TEST_CASE("voice click-to-call: a call that ends before its leg reports waits for its customer") {
+  VoiceDaemon d;
+  agent_call(d, "CA700", "client:alice", "in-progress", "0");
+  agent_call(d, "CA700", "client:alice", "completed", "1", "55");
+  CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
+  CHECK(d.text("SELECT held FROM interactions") == "1");
+  customer_leg(d, "CA700", kCustomer, "completed", "1", "40");
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  auto payload = json::parse(d.redis.xrange("sb:q:general:normal").at(0)["payload"]).as_object();
+  CHECK(payload.at("from").at("value").as_string() == kCustomer);
+  CHECK(d.release_held() == 0);  // queued once
+  CHECK(d.text("SELECT state FROM interactions WHERE external_id = 'CA700'") == "queued");
+
+  // One whose leg never reports is queued by the release, without a customer.
+  agent_call(d, "CA701", "client:alice", "completed", "1", "5");
+  CHECK(d.release_held() == 1);
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 2; }));
+  CHECK(field(d, "CA701", "from") == "");
+  CHECK(d.redis.xlen("sb:q:general:normal") == 2);
+}
+
+// The agent's own phone, once a <Dial> leg of an inbound call rang it, is one of our lines: a
+// REST call to it that <Dial>s a customer is a call to that customer.
+TEST_CASE("voice click-to-call: a call to an agent's phone names the customer its leg dials") {
+  VoiceDaemon d;
+  auto post = [&](std::vector<std::pair<std::string, std::string>> p) {
+    auto r = post_twilio(d, p);
+    CAPTURE(r.body);
+    REQUIRE(r.status == 200);
+  };
+  post({{"CallSid", "CA-in"},
+        {"CallStatus", "ringing"},
+        {"Direction", "inbound"},
+        {"From", "+14155550123"},
+        {"To", kLine},
+        {"SequenceNumber", "0"}});
+  post({{"CallSid", "CA-in-leg"},
+        {"ParentCallSid", "CA-in"},
+        {"CallStatus", "completed"},
+        {"Direction", "outbound-dial"},
+        {"From", "+14155550123"},
+        {"To", kAgent},
+        {"SequenceNumber", "0"},
+        {"CallDuration", "30"}});
+
+  agent_call(d, "CA800", kAgent, "in-progress", "0");
+  customer_leg(d, "CA800", kCustomer, "completed", "1", "40");
+  agent_call(d, "CA800", kAgent, "completed", "1", "55");
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  CHECK(field(d, "CA800", "from.value") == kCustomer);
+  CHECK(d.rows(std::string("SELECT count(*) FROM identities WHERE value = '") + kAgent + "'") == 0);
+}
+
+}  // namespace click_to_call_test
