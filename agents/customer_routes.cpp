@@ -31,8 +31,8 @@ constexpr int kMaxLimit = 200;
 // GET /v1/interactions/{id}/attachments/{n}: the bytes of attachment n (its position in the
 // interaction's "attachments" list), when the channel kept them ("stored": true).
 Service::Awaitable Service::attachment(http::Request& r) {
-  if (!reader_auth(r)) {
-    co_return http::unauthorized("an agent or API token is required");
+  if (auto denied = reader_denied(r)) {
+    co_return *denied;
   }
   const std::string id = r.params["id"];
   const std::string n = r.params["n"];
@@ -77,8 +77,8 @@ Service::Awaitable Service::attachment(http::Request& r) {
 }
 
 Service::Awaitable Service::customer(http::Request& r) {
-  if (!reader_auth(r)) {
-    co_return http::unauthorized("an agent or API token is required");
+  if (auto denied = reader_denied(r)) {
+    co_return *denied;
   }
   const std::string id = r.params["id"];
   auto c = storage::load_customer(records_.db(), id);
@@ -107,8 +107,8 @@ Service::Awaitable Service::customer(http::Request& r) {
 }
 
 Service::Awaitable Service::timeline(http::Request& r) {
-  if (!reader_auth(r)) {
-    co_return http::unauthorized("an agent or API token is required");
+  if (auto denied = reader_denied(r)) {
+    co_return *denied;
   }
   const std::string id = r.params["id"];
   int limit = kDefaultLimit;
