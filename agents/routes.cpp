@@ -1,5 +1,5 @@
 // The agent routes of SPEC section 3 "Agents": ack, release, transfer, reply, and GET
-// /v1/queues (claim: claim_route.cpp).
+// /v1/queues (claim: claim_route.cpp; extend and the list of claims: held_routes.cpp).
 #include <algorithm>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
@@ -103,15 +103,15 @@ const char* json_kind(const json::value& v) {
   return v.is_object() ? "an object" : "null";
 }
 
-// 503 redis_unavailable, with Retry-After as the claim's: Redis was away for this request, and
-// the same request again is the way on (a lost reply's retry is recognised).
-http::Response redis_unavailable(const std::string& message) {
+}  // namespace
+
+// With Retry-After as the claim's: Redis was away for this request, and the same request again
+// is the way on (a lost reply's retry is recognised).
+http::Response Service::redis_unavailable(const std::string& message) {
   auto res = http::error(503, "redis_unavailable", message);
   res.headers.emplace_back("Retry-After", "1");
   return res;
 }
-
-}  // namespace
 
 // Authenticates the agent and parses the JSON body: the common start of the POST routes.
 Service::Call Service::agent_call(const http::Request& r) const {
@@ -675,6 +675,11 @@ void Service::add_routes(http::Router& router) {
   router.add(
       "POST", "/v1/agent/interactions/{id}/reply", [this](http::Request& r) { return reply(r); },
       agent);
+  router.add(
+      "POST", "/v1/agent/interactions/{id}/extend", [this](http::Request& r) { return extend(r); },
+      agent);
+  router.add(
+      "GET", "/v1/agent/claims", [this](http::Request& r) { return claims(r); }, agent);
   router.add(
       "GET", "/v1/queues", [this](http::Request& r) { return queues(r); }, reader);
   router.add(

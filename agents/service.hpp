@@ -100,6 +100,8 @@ class Service {
   // agent's queues.
   static Response item_forbidden(const config::Agent& agent, const char* verb,
                                  const std::string& id, const std::string& queue);
+  // 503 redis_unavailable with `message` and Retry-After: 1 (routes.cpp).
+  static Response redis_unavailable(const std::string& message);
   // The read routes (queues, customers) take an agent or an [api] token: nullopt when `r` has
   // one, else the 401 to answer, saying whether a token was sent at all.
   std::optional<Response> reader_denied(const http::Request& r) const;
@@ -114,6 +116,9 @@ class Service {
                           const std::string& queue, const std::string& priority,
                           const std::string& new_payload, std::int64_t at);
   Awaitable reply(http::Request& r);
+  // The claims an agent holds (held_routes.cpp): extend one, list them.
+  Awaitable extend(http::Request& r);
+  Awaitable claims(http::Request& r);
   // A reply repeated with the Idempotency-Key of `earlier` (routes.cpp).
   static Response replayed_reply(const std::string& parent_id, const std::string& agent,
                                  const std::string& key, std::string_view text,

@@ -71,6 +71,12 @@ Replied claim_and_reply(AgentDaemon& d, HeldSender& sender, const std::string& e
   auto reply = d.act("alice-token", r.id, "reply", R"({"text":"answer"})");
   REQUIRE(reply.status == 202);
   r.out = std::string(parse(reply.body).at("id").as_string());
+  // The 202 names the parent's interaction id twice: in_reply_to (as ever) and parent_id (added:
+  // the stored reply's in_reply_to is the parent's external id, SPEC section 5).
+  CHECK(parse(reply.body).at("in_reply_to").as_string() == r.id);
+  CHECK(parse(reply.body).at("parent_id").as_string() == r.id);
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE id='" + r.out +
+               "' AND json_extract(payload, '$.in_reply_to')='" + external_id + "'") == 1);
   REQUIRE(eventually([&] { return sender.waiting() == 1; }));
   return r;
 }
