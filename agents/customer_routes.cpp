@@ -36,8 +36,8 @@ constexpr std::size_t kPageBytes = 4 * 1024 * 1024;
 // GET /v1/interactions/{id}/attachments/{n}: the bytes of attachment n (its position in the
 // interaction's "attachments" list), when the channel kept them ("stored": true).
 Service::Awaitable Service::attachment(http::Request& r) {
-  if (!reader_auth(r)) {
-    co_return http::unauthorized("an agent or API token is required");
+  if (auto denied = reader_denied(r)) {
+    co_return *denied;
   }
   const std::string id = r.params["id"];
   const std::string n = r.params["n"];
@@ -82,8 +82,8 @@ Service::Awaitable Service::attachment(http::Request& r) {
 }
 
 Service::Awaitable Service::customer(http::Request& r) {
-  if (!reader_auth(r)) {
-    co_return http::unauthorized("an agent or API token is required");
+  if (auto denied = reader_denied(r)) {
+    co_return *denied;
   }
   const std::string id = r.params["id"];
   auto c = storage::load_customer(records_.db(), id);
@@ -112,8 +112,8 @@ Service::Awaitable Service::customer(http::Request& r) {
 }
 
 Service::Awaitable Service::timeline(http::Request& r) {
-  if (!reader_auth(r)) {
-    co_return http::unauthorized("an agent or API token is required");
+  if (auto denied = reader_denied(r)) {
+    co_return *denied;
   }
   const std::string id = r.params["id"];
   int limit = kDefaultLimit;

@@ -331,7 +331,7 @@ asio::awaitable<HeldList> QueueOps::held_by(const std::string& queue, const std:
     co_return out;
   }
   for (const auto& e : v.elements) {
-    out.entries.push_back({e.str_at(0), e.str_at(1), e.str_at(3), e.int_at(2)});
+    out.entries.push_back({e.str_at(0), e.str_at(1), e.str_at(3), e.int_at(2), e.int_at(4)});
   }
   co_return out;
 }
@@ -348,6 +348,11 @@ asio::awaitable<ClaimResult> QueueOps::take_back(const HeldEntry& e, const std::
     co_return r;
   }
   co_return to_claim(v);
+}
+
+asio::awaitable<FinishResult> QueueOps::extend(const std::string& id, const std::string& agent,
+                                               QueueList queues) {
+  co_return co_await finish(id, agent, queues, "extend");
 }
 
 asio::awaitable<FinishResult> QueueOps::holds(const std::string& id, const std::string& agent,

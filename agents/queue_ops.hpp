@@ -39,6 +39,7 @@ struct ClaimResult {
 struct HeldEntry {
   std::string stream, entry_id, interaction_id;
   std::int64_t deliveries = 0;
+  std::int64_t idle_ms = 0;  // since its claim (or its last extend)
 };
 struct HeldList {
   std::string error;
@@ -140,6 +141,9 @@ class QueueOps {
   // Hands `e` to `agent`'s claim when it still holds it with the same delivery count; found is
   // false otherwise. Its claim_timeout starts again.
   boost::asio::awaitable<ClaimResult> take_back(const HeldEntry& e, const std::string& agent);
+  // When `agent` holds the entry of `interaction_id`: its claim_timeout starts again (Hold::held).
+  boost::asio::awaitable<FinishResult> extend(const std::string& interaction_id,
+                                              const std::string& agent, QueueList queues);
   // Whether `agent` holds the entry of `interaction_id` (for reply).
   boost::asio::awaitable<FinishResult> holds(const std::string& interaction_id,
                                              const std::string& agent, QueueList queues);

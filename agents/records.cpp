@@ -144,6 +144,14 @@ std::optional<LastClaim> Records::last_claim(const std::string& id) {
   return c;
 }
 
+std::string Records::finished_by(const std::string& id) {
+  auto st = read_.prepare(
+      "SELECT (SELECT actor FROM events WHERE interaction_id=?1 AND type='finish' ORDER BY seq "
+      "DESC LIMIT 1) FROM interactions WHERE id=?1 AND state='done'");
+  st.bind(1, id);
+  return st.step() && !st.is_null(0) ? st.text(0) : std::string();
+}
+
 std::optional<KeyedReply> Records::keyed_reply(const std::string& parent_id,
                                                const std::string& agent, const std::string& key) {
   // A key older than the retention answers nothing, whether or not the sweep cleared it yet.
@@ -782,32 +790,94 @@ asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const 
   co_return r;
 }
 
+namespace {
+// A reply given up on (refused for good, or an unknown outcome not retried) tells its parent:
+// a `send_failed` event, and, when the parent was finished meanwhile (the agent acked after the
+// 202, as the API invites, and the send failed minutes of retries later), the parent goes back
+// to work. Otherwise the customer was left unanswered and nobody was told: the reply's failure
+// shows only on the reply, and reply, release and transfer on a finished item answer 409. It
+// enters its queue as it entered the first time, through the outbox (DESIGN-NOTES invariant
+// 3), in the transaction that records the failure: exactly once, a crash replaying neither or
+// both. queue_round gives the new projection its own once-only marker (schema 29,
+// relay/parts.hpp), and `send_failed` in its payload tells whoever claims it why it is back.
+// A parent still held (its agent sees the failure on the reply), waiting, or dead-lettered is
+// left where it is.
+void tell_parent_of_failure(storage::Db& db, const std::string& outbound_id,
+                            const std::string& error, std::int64_t at) {
+  auto send = db.prepare("SELECT state, parent_id FROM sends WHERE interaction_id=?1");
+  send.bind(1, outbound_id);
+  if (!send.step() || send.text(0) != "pending") {
+    return;  // given up on before: told then
+  }
+  const std::string parent = send.text(1);
+  send.reset();
+  auto row = db.prepare("SELECT state, queue, priority FROM interactions WHERE id=?1");
+  row.bind(1, parent);
+  if (!row.step()) {
+    return;
+  }
+  const bool requeue = row.text(0) == "done" && !row.text(1).empty();
+  const std::string queue = row.text(1), priority = row.text(2);
+  row.reset();
+  json::object d{{"outbound_id", outbound_id}, {"error", error}};
+  if (requeue) {
+    json::object why{{"outbound_id", outbound_id}, {"error", error}, {"at", format_ms(at)}};
+    auto up = db.prepare(
+        "UPDATE interactions SET state='queued', queue_round=queue_round+1, payload=CASE WHEN "
+        "json_valid(payload) THEN json_set(payload, '$.send_failed', json(?2)) ELSE payload END "
+        "WHERE id=?1");
+    up.bind(1, parent).bind(2, json::serialize(why)).run();
+    // The outbox row is the connection's last insert: queued_seq follows it (storage/store.cpp,
+    // enqueue), for a re-projection after Redis lost data.
+    auto out = db.prepare(
+        "INSERT INTO outbox(interaction_id, queue, priority, created_at) VALUES (?1, ?2, ?3, ?4)");
+    out.bind(1, parent).bind(2, queue).bind(3, priority).bind(4, at).run();
+    auto seq = db.prepare("UPDATE interactions SET queued_seq=last_insert_rowid() WHERE id=?1");
+    seq.bind(1, parent).run();
+    d["queue"] = queue;
+    d["priority"] = priority;
+  }
+  d["back_to_work"] = requeue;
+  insert_event(db, parent, at, "switchboard", "send_failed", json::serialize(d));
+}
+}  // namespace
+
 void Records::send_result(const std::string& iid, const std::string& state, std::int64_t attempts,
                           std::int64_t next_at, const std::string& error,
                           const std::string& provider_id, bool maybe_sent, bool account_paused,
                           std::vector<std::string> thread_keys,
                           std::function<void(const std::string&)> done) {
   std::int64_t at = now_ms();
-  writer_.submit(storage::Job{
-      [=](storage::Db& db) {
-        auto st = db.prepare(
-            "UPDATE sends SET state=?2, attempts=?3, next_attempt_at=?4, last_error=?5, "
-            "provider_id=?6, updated_at=?7, maybe_sent=max(maybe_sent, ?8), "
-            // The first unknown outcome's start stays (the SET reads the row before it).
-            "uncertain_since=CASE WHEN ?8 != 0 AND uncertain_since IS NULL "
-            "THEN attempt_started_at ELSE uncertain_since END, "
-            "attempt_started_at=NULL, account_paused=?9 WHERE interaction_id=?1");
-        st.bind(1, iid).bind(2, state).bind(3, attempts).bind(4, next_at).bind(5, error);
-        st.bind(6, provider_id).bind(7, at).bind(8, static_cast<std::int64_t>(maybe_sent));
-        st.bind(9, static_cast<std::int64_t>(account_paused)).run();
-        for (const auto& key : thread_keys) {
-          auto k = db.prepare(
-              "INSERT OR IGNORE INTO conversation_keys(key, conversation_id) SELECT ?1, "
-              "conversation_id FROM interactions WHERE id=?2 AND conversation_id IS NOT NULL");
-          k.bind(1, key).bind(2, iid).run();
-        }
-      },
-      std::move(done)});
+  const bool given_up = state == "failed";
+  if (given_up) {
+    // The parent's finish, when it was acked during this io turn, is committed first: the
+    // failure must find it `done` (events wait here until the turn ends otherwise).
+    flush();
+  }
+  std::function<void(storage::Db&)> job = [=](storage::Db& db) {
+    if (given_up) {
+      tell_parent_of_failure(db, iid, error, at);
+    }
+    auto st = db.prepare(
+        "UPDATE sends SET state=?2, attempts=?3, next_attempt_at=?4, last_error=?5, "
+        "provider_id=?6, updated_at=?7, maybe_sent=max(maybe_sent, ?8), "
+        // The first unknown outcome's start stays (the SET reads the row before it).
+        "uncertain_since=CASE WHEN ?8 != 0 AND uncertain_since IS NULL "
+        "THEN attempt_started_at ELSE uncertain_since END, "
+        "attempt_started_at=NULL, account_paused=?9 WHERE interaction_id=?1");
+    st.bind(1, iid).bind(2, state).bind(3, attempts).bind(4, next_at).bind(5, error);
+    st.bind(6, provider_id).bind(7, at).bind(8, static_cast<std::int64_t>(maybe_sent));
+    st.bind(9, static_cast<std::int64_t>(account_paused)).run();
+    for (const auto& key : thread_keys) {
+      auto k = db.prepare(
+          "INSERT OR IGNORE INTO conversation_keys(key, conversation_id) SELECT ?1, "
+          "conversation_id FROM interactions WHERE id=?2 AND conversation_id IS NOT NULL");
+      k.bind(1, key).bind(2, iid).run();
+    }
+  };
+  // A failure behind agent events the database refused waits for them (its record is written
+  // again, SendLoop::record): it must see the parent's finish.
+  writer_.submit(storage::Job{given_up ? gated(std::move(job)) : std::move(job), std::move(done)});
 }
 
 void Records::send_started(const std::string& iid, std::int64_t at,

@@ -114,6 +114,9 @@ class Records {
   // The interaction JSON with its events and (outbound) send state merged in.
   std::string decorate(const std::string& payload);
   std::optional<LastClaim> last_claim(const std::string& id);  // nullopt: no such interaction
+  // Who finished the interaction (the actor of its latest finish event) while it is `done`; ""
+  // when it is not done (never finished, or put back to work since).
+  std::string finished_by(const std::string& id);
   // The reply `agent` made to `parent_id` under Idempotency-Key `key`, if committed within the
   // last kReplyKeyRetentionMs (agents/reply_keys.hpp): an older key answers nothing.
   std::optional<KeyedReply> keyed_reply(const std::string& parent_id, const std::string& agent,

@@ -1,5 +1,5 @@
 // The agent routes of SPEC section 3 "Agents": ack, release, transfer, reply, and GET
-// /v1/queues (claim: claim_route.cpp).
+// /v1/queues (claim: claim_route.cpp; extend and the list of claims: held_routes.cpp).
 #include <algorithm>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
@@ -119,7 +119,29 @@ std::string id_body(const std::string& id, const char* status) {
   return json::serialize(json::object{{"id", id}, {"status", status}});
 }
 
+// What a JSON value is, for a message about a field of the wrong type.
+const char* json_kind(const json::value& v) {
+  if (v.is_bool()) {
+    return "true or false";
+  }
+  if (v.is_number()) {
+    return "a number";
+  }
+  if (v.is_array()) {
+    return "an array";
+  }
+  return v.is_object() ? "an object" : "null";
+}
+
 }  // namespace
+
+// With Retry-After as the claim's: Redis was away for this request, and the same request again
+// is the way on (a lost reply's retry is recognised).
+http::Response Service::redis_unavailable(const std::string& message) {
+  auto res = http::error(503, "redis_unavailable", message);
+  res.headers.emplace_back("Retry-After", "1");
+  return res;
+}
 
 // Authenticates the agent and parses the JSON body: the common start of the POST routes.
 Service::Call Service::agent_call(const http::Request& r) const {
@@ -164,8 +186,10 @@ http::Response Service::not_held(const std::string& id, const config::Agent& age
     return item_forbidden(agent, verb, id, row->queue);
   }
   std::string msg = "interaction " + id + " is not held by agent " + agent.id;
+  // (Put back to work since, its state `queued`: a reply given up on after the finish,
+  // Records::send_result. Its finisher is old news then.)
   auto done = finished_.by_id.find(id);
-  if (f.status == Hold::not_held && done != finished_.by_id.end()) {
+  if (f.status == Hold::not_held && done != finished_.by_id.end() && row->state != "queued") {
     msg += ": agent " + done->second + " finished it";
   } else if (f.status == Hold::not_held && row->state == "done") {
     msg += ": it is finished";
@@ -211,21 +235,33 @@ Service::Awaitable Service::finish(http::Request& r, const char* what) {
     } else {
       unsure_releases_.put(id, agent.id);
     }
-    co_return http::error(503, "redis_unavailable", std::string("cannot ") + what + ": " + f.error);
+    co_return redis_unavailable(std::string("cannot ") + what + ": " + f.error);
   }
   if (f.status == Hold::foreign) {
     co_return item_forbidden(agent, what, id, f.queue);
   }
   std::string queue;
+  bool repeated = false;  // this agent's ack or release again, after its first was answered
   if (f.status == Hold::held) {
     queue = ops_.queue_of_stream(f.stream);
   } else if (ack && f.status == Hold::not_held) {
     queue = co_await acked_before(id, agent.id);  // a retry of an ack whose reply was lost
+    if (queue.empty()) {
+      // A retry of an ack whose 200 was lost on its way (or a client that sends it twice):
+      // answered as the first was, as a retried transfer is, and nothing is recorded again.
+      repeated = co_await finished_before(id, agent);
+    }
   } else if (!ack && f.status == Hold::other &&
              (f.holder == released_by(agent.id) || f.holder == kReleasedConsumer)) {
     // A retry of a lost release reply. (Released by another agent: it claimed the item after
     // this agent's release, so the retry is too late.)
     queue = co_await released_before(id, agent.id);
+    // Otherwise a repeat of a release that was answered: the item still waits, released by this
+    // agent (a claim by anyone ends that), so the repeat is answered as the first was.
+    repeated = queue.empty() && f.holder == released_by(agent.id);
+  }
+  if (repeated) {
+    co_return http::json(200, id_body(id, ack ? "done" : "released"));
   }
   if (queue.empty()) {
     co_return not_held(id, agent, what, f);
@@ -293,7 +329,7 @@ Service::Awaitable Service::transfer(http::Request& r) {
   }
   auto f = co_await ops_.transfer(id, agent.id, &agent.queues, queue, priority, new_payload, at);
   if (!f.error.empty()) {
-    co_return http::error(503, "redis_unavailable", "cannot transfer: " + f.error);
+    co_return redis_unavailable("cannot transfer: " + f.error);
   }
   if (f.status == Hold::foreign) {
     co_return item_forbidden(agent, "transfer", id, f.queue);
@@ -373,9 +409,8 @@ Service::Awaitable Service::transfer_dead(const InteractionRow& row, const confi
   auto f = co_await ops_.transfer(id, agent.id, &agent.queues, queue, priority, new_payload, at,
                                   &dead, &origin);
   if (!f.error.empty()) {
-    co_return http::error(503, "redis_unavailable",
-                          "cannot transfer: " + f.error + "; it stays in " + dead_key +
-                              " unless Redis ran the transfer: retry it");
+    co_return redis_unavailable("cannot transfer: " + f.error + "; it stays in " + dead_key +
+                                " unless Redis ran the transfer: retry it");
   }
   if (f.status == Hold::refused) {
     co_return http::error(503, "queue_unavailable",
@@ -453,8 +488,16 @@ Service::Awaitable Service::reply(http::Request& r) {
     co_return http::error(400, "invalid_header", key_error);
   }
   auto* tv = body->if_contains("text");
-  if (!tv || !tv->is_string() || tv->as_string().empty()) {
+  if (!tv || tv->is_null()) {
     co_return http::error(400, "invalid_field", "field \"text\" (the answer) is required");
+  }
+  if (!tv->is_string()) {
+    co_return http::error(
+        400, "invalid_field",
+        "field \"text\" (the answer) must be a string, not " + std::string(json_kind(*tv)));
+  }
+  if (tv->as_string().empty()) {
+    co_return http::error(400, "invalid_field", "field \"text\" (the answer) is empty");
   }
   // Only white space (Unicode's too: NBSP, U+3000), zero-width, control and format characters
   // or blank letters: a customer would get a blank message.
@@ -480,7 +523,7 @@ Service::Awaitable Service::reply(http::Request& r) {
   }
   auto f = co_await ops_.holds(id, agent.id, &agent.queues);
   if (!f.error.empty()) {
-    co_return http::error(503, "redis_unavailable", "cannot check the claim: " + f.error);
+    co_return redis_unavailable("cannot check the claim: " + f.error);
   }
   if (f.status == Hold::foreign) {
     co_return item_forbidden(agent, "reply to", id, f.queue);
@@ -588,9 +631,13 @@ Service::Awaitable Service::reply(http::Request& r) {
     co_return replayed_reply(id, agent.id, *key, tv->as_string(), *earlier);
   }
   sends_.kick();
-  co_return http::json(202,
-                       json::serialize(json::object{
-                           {"id", out_id}, {"in_reply_to", id}, {"send", {{"state", "pending"}}}}));
+  // `in_reply_to` here is the parent's interaction id (as since the first version), while the
+  // stored reply's `in_reply_to` is the parent's external id (SPEC section 5): `parent_id`
+  // names the interaction id unambiguously (README: Agents).
+  co_return http::json(202, json::serialize(json::object{{"id", out_id},
+                                                         {"in_reply_to", id},
+                                                         {"parent_id", id},
+                                                         {"send", {{"state", "pending"}}}}));
 }
 
 // The answer to a reply whose Idempotency-Key `key` `agent` already used for `parent_id`: the
@@ -612,14 +659,15 @@ http::Response Service::replayed_reply(const std::string& parent_id, const std::
   auto res =
       http::json(202, json::serialize(json::object{{"id", earlier.outbound_id},
                                                    {"in_reply_to", parent_id},
+                                                   {"parent_id", parent_id},
                                                    {"send", {{"state", earlier.send_state}}}}));
   res.headers.emplace_back("Idempotent-Replayed", "true");
   return res;
 }
 
 Service::Awaitable Service::queues(http::Request& r) {
-  if (!reader_auth(r)) {
-    co_return http::unauthorized("an agent or API token is required");
+  if (auto denied = reader_denied(r)) {
+    co_return *denied;
   }
   json::array out;
   auto now = now_ms();
@@ -634,7 +682,7 @@ Service::Awaitable Service::queues(http::Request& r) {
       continue;
     }
     if (!s.error.empty()) {
-      co_return http::error(503, "redis_unavailable", "cannot read the queues: " + s.error);
+      co_return redis_unavailable("cannot read the queues: " + s.error);
     }
     std::int64_t depth = 0, claimed = 0, oldest = -1;
     bool exact = true;
@@ -669,12 +717,7 @@ void Service::add_routes(http::Router& router) {
   // token is unknown, before the body is read. The handlers check again, as they must for the
   // bodies that came with their header.
   http::Gate agent = [this](const http::Request& r) { return agent_auth(r).denied; };
-  http::Gate reader = [this](const http::Request& r) -> std::optional<http::Response> {
-    if (reader_auth(r)) {
-      return std::nullopt;
-    }
-    return http::unauthorized("an agent or API token is required");
-  };
+  http::Gate reader = [this](const http::Request& r) { return reader_denied(r); };
   router.add(
       "POST", "/v1/agent/claim", [this](http::Request& r) { return claim(r); }, agent);
   router.add(
@@ -689,6 +732,11 @@ void Service::add_routes(http::Router& router) {
   router.add(
       "POST", "/v1/agent/interactions/{id}/reply", [this](http::Request& r) { return reply(r); },
       agent);
+  router.add(
+      "POST", "/v1/agent/interactions/{id}/extend", [this](http::Request& r) { return extend(r); },
+      agent);
+  router.add(
+      "GET", "/v1/agent/claims", [this](http::Request& r) { return claims(r); }, agent);
   router.add(
       "GET", "/v1/queues", [this](http::Request& r) { return queues(r); }, reader);
   router.add(

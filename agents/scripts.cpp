@@ -249,7 +249,8 @@ return {out, sweep and redis.call('HGETALL', KEYS[7]) or {}, dead_refused or '',
 )lua";
 
 // KEYS: held hash. ARGV: release idle ms, the released pseudo-consumer, "{prefix}:q:", then per
-// call interaction id, consumer, mode (ack | release | give_back | check), the consumer's queues ("
+// call interaction id, consumer, mode (ack | release | give_back | check | extend), the consumer's
+// queues ("
 // a b ", or "*"): the acks, releases and checks of one turn of the io loop share one script run,
 // like claims. Returns per call {1, stream, entry id} done; {0} not held by anyone; {-1, holder}
 // held by another; {-3, queue} the entry is in a queue not among the consumer's (SPEC: an agent
@@ -273,6 +274,12 @@ local function finish(iid, consumer, mode, queues)
   if not mine then return {-3, queue} end
   if p[2] ~= consumer then return {-1, p[2]} end
   if mode == 'check' then return {1, key, id} end
+  -- The same consumer claims its own entry again: its idle time starts from 0, so its
+  -- claim_timeout starts again; JUSTID leaves the delivery count as it is.
+  if mode == 'extend' then
+    redis.call('XCLAIM', key, 'agents', consumer, 0, id, 'JUSTID')
+    return {1, key, id}
+  end
   if mode == 'ack' then
     redis.call('XACK', key, 'agents', id)
     redis.call('XDEL', key, id)
@@ -586,7 +593,7 @@ for i = 1, 4 do
   if type(p) == 'table' and not p.err then  -- NOGROUP: a stream no claim has used
     for _, e in ipairs(p) do
       local x = redis.call('XRANGE', KEYS[i], e[1], e[1])[1]
-      if x then out[#out + 1] = {KEYS[i], e[1], e[4], field(x[2], 'interaction_id')} end
+      if x then out[#out + 1] = {KEYS[i], e[1], e[4], field(x[2], 'interaction_id'), e[3]} end
     end
   end
 end

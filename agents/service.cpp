@@ -237,6 +237,20 @@ asio::awaitable<std::string> Service::acked_before(const std::string& id,
   co_return row->queue.empty() ? std::string("unknown") : row->queue;
 }
 
+asio::awaitable<bool> Service::finished_before(const std::string& id, const config::Agent& agent) {
+  if (auto e = co_await records_.settled(); !e.empty()) {
+    co_return false;  // not known: the 409 says what Redis knows
+  }
+  if (records_.finished_by(id) != agent.id) {
+    co_return false;  // another agent's finish, or put back to work since (send_failed)
+  }
+  auto row = records_.find(id);
+  if (!row) {
+    co_return false;
+  }
+  co_return std::find(agent.queues.begin(), agent.queues.end(), row->queue) != agent.queues.end();
+}
+
 void Service::report_dead(const std::string& queue, const ClaimResult& c) {
   if (!c.dead_refused.empty()) {
     dead_letters_refused(queue, c.dead_refused);
@@ -478,6 +492,14 @@ Service::Auth Service::agent_auth(const http::Request& r) const {
     }
   }
   if (!found || !http::secret_equals(token, found->token)) {
+    // An [api] token (the ingest API's, which also reads customers and queues) is valid, just not
+    // here: said so, rather than "not valid", which sent its user looking for a typo.
+    if (api_tokens_.contains(token)) {
+      return {nullptr,
+              http::unauthorized("this is an API token ([api] tokens): agent routes need an "
+                                 "agent's token ([[agents]] token)"),
+              epoch};
+    }
     return {nullptr, http::unauthorized("the agent token is not valid"), epoch};
   }
   return {std::move(found), std::nullopt, epoch};
@@ -505,8 +527,15 @@ std::optional<http::Response> Service::recheck(const http::Request& r, AgentPtr&
   return std::nullopt;
 }
 
-bool Service::reader_auth(const http::Request& r) const {
-  return api_tokens_.contains(http::bearer_token(r)) || agent_auth(r).agent != nullptr;
+std::optional<http::Response> Service::reader_denied(const http::Request& r) const {
+  auto token = http::bearer_token(r);
+  if (token.empty()) {
+    return http::unauthorized("an agent or API token is required: Authorization: Bearer <token>");
+  }
+  if (api_tokens_.contains(token) || agent_auth(r).agent != nullptr) {
+    return std::nullopt;
+  }
+  return http::unauthorized("the token is not valid: it is neither an agent's nor an API token");
 }
 
 // The gauges are synchronous callbacks; a blocking read from them held the io thread for the

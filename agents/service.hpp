@@ -100,7 +100,11 @@ class Service {
   // agent's queues.
   static Response item_forbidden(const config::Agent& agent, const char* verb,
                                  const std::string& id, const std::string& queue);
-  bool reader_auth(const http::Request& r) const;  // agent or [api] token
+  // 503 redis_unavailable with `message` and Retry-After: 1 (routes.cpp).
+  static Response redis_unavailable(const std::string& message);
+  // The read routes (queues, customers) take an agent or an [api] token: nullopt when `r` has
+  // one, else the 401 to answer, saying whether a token was sent at all.
+  std::optional<Response> reader_denied(const http::Request& r) const;
 
   Awaitable claim(http::Request& r);
   // What the claim of a call from `queue` answers: its payload as stored now (claim_route.cpp).
@@ -112,6 +116,9 @@ class Service {
                           const std::string& queue, const std::string& priority,
                           const std::string& new_payload, std::int64_t at);
   Awaitable reply(http::Request& r);
+  // The claims an agent holds (held_routes.cpp): extend one, list them.
+  Awaitable extend(http::Request& r);
+  Awaitable claims(http::Request& r);
   // A reply repeated with the Idempotency-Key of `earlier` (routes.cpp).
   static Response replayed_reply(const std::string& parent_id, const std::string& agent,
                                  const std::string& key, std::string_view text,
@@ -179,6 +186,10 @@ class Service {
   // The events recorded before are committed first (Records::settled): the claim's record may
   // still be on its way to the database.
   boost::asio::awaitable<std::string> acked_before(const std::string& id, const std::string& agent);
+  // For an ack of `id` by `agent` that found it held by nobody: whether it is finished, by this
+  // agent, in one of its queues (the events recorded before are committed first), so that the
+  // ack is a repeat of one that was answered.
+  boost::asio::awaitable<bool> finished_before(const std::string& id, const config::Agent& agent);
   // Claims answered 503 ("<agent>\n<queue>"): Redis may have run the claim before the connection
   // dropped, and the entry it took waits, held by the agent, for the agent's next claim from that
   // queue (lost_replies.cpp). Releases answered 503 (id -> agent), like unsure_acks_.

@@ -99,6 +99,13 @@ struct Relay::Row {
   // mark without the entry. Once added it gets a new outbox row above the mark (requeue) instead
   // of being deleted: the mark then covers it only once the entry is in Redis.
   bool below = false;
+  // interactions.queue_round: how often it was put back to work after it was finished (schema
+  // 29). Each round is a projection of its own, with a marker of its own.
+  std::int64_t round = 0;
+  // Its once-only marker: {prefix}:relayed:{id}, and :{round} after the first round.
+  std::string marker(const std::string& prefix) const {
+    return prefix + ":relayed:" + id + (round == 0 ? "" : ":" + std::to_string(round));
+  }
 };
 
 // An interaction given a new outbox row, after every seq handed out so far, its queued_seq

@@ -23,13 +23,13 @@ using namespace relay_detail;
 Relay::Reader::Reader(const std::string& path)
     : db(path, true),
       fresh(db.prepare("SELECT o.seq, i.id, o.queue, o.priority, i.conversation_id, "
-                       "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload, o.created_at "
-                       "FROM outbox o "
+                       "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload, o.created_at, "
+                       "i.queue_round FROM outbox o "
                        "JOIN interactions i ON i.id = o.interaction_id "
                        "WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2")),
       held(db.prepare("SELECT o.seq, i.id, o.queue, o.priority, i.conversation_id, "
-                      "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload, o.created_at "
-                      "FROM outbox o "
+                      "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload, o.created_at, "
+                      "i.queue_round FROM outbox o "
                       "JOIN interactions i ON i.id = o.interaction_id "
                       "WHERE o.seq >= ?1 AND o.seq <= ?2 AND o.queue = ?3 AND o.priority = ?4 "
                       "ORDER BY o.seq LIMIT ?5")),
@@ -40,8 +40,8 @@ Relay::Reader::Reader(const std::string& path)
       // the re-projection reads the open interactions alone, not every one ever queued
       // (tests/storage/schema_test.cpp checks the plan and the rows read).
       lost(db.prepare("SELECT i.queued_seq, i.id, i.queue, i.priority, i.conversation_id, "
-                      "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload, i.received_at "
-                      "FROM interactions i "
+                      "coalesce(i.customer_id, ''), i.channel, i.kind, i.payload, i.received_at, "
+                      "i.queue_round FROM interactions i "
                       "WHERE i.queued_seq > ?1 AND i.queued_seq <= ?2 "
                       "AND i.state IN ('queued', 'claimed') "
                       "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.seq = i.queued_seq) "
@@ -82,7 +82,7 @@ void Relay::Taken::add(const Row& r, bool next_to_last, const std::string& prefi
   } else {
     ranges.emplace_back(r.seq, r.seq);
   }
-  markers.push_back(prefix + ":relayed:" + r.id);
+  markers.push_back(r.marker(prefix));
   count_queue(per_queue, r.queue);
 }
 

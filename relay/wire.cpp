@@ -99,6 +99,7 @@ void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held,
                                      Row::Fate::unsent,
                                      {}});
     r.stream = cfg_.prefix + ":q:" + r.queue + ":" + r.priority;
+    r.round = select.int64(10);
     if (!send_held && !held_.empty() && held_.contains(r.stream)) {
       r.fate = Row::Fate::refused;  // waits behind its stream's held rows
       continue;
@@ -109,7 +110,7 @@ void Relay::read_rows(Conn& c, storage::Stmt& select, Batch& b, bool send_held,
     }
     r.below = r.seq <= expect;
     resp::bulk(keys, r.stream);
-    resp::bulk(keys, cfg_.prefix + ":relayed:" + r.id);
+    resp::bulk(keys, r.marker(cfg_.prefix));
     // interaction_id, conversation_id, customer_id, channel, kind, priority, payload
     static constexpr int kColumns[kValues] = {1, 4, 5, 6, 7, 3, 8};
     for (int column : kColumns) {

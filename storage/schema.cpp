@@ -444,6 +444,16 @@ DROP INDEX interactions_pending_calls;
 CREATE INDEX interactions_pending_calls ON interactions(last_event_at)
   WHERE state = 'pending_call';
 )sql",
+    // 28 -> 29: an interaction finished and then put back to work (a reply to it failed after
+    // its ack: agents/records.cpp, Records::send_result) enters its queue again, through the
+    // outbox like the first time. Each such round is a projection of its own: the relay's
+    // once-only marker is {prefix}:relayed:{id} for round 0 and {prefix}:relayed:{id}:{round}
+    // after, so that a first round's marker Redis still keeps (its unlink waits for a full
+    // checkpoint, or never came: a crash) does not skip the new entry, while the relay's own
+    // re-sends of a row (requeue, re-projection) keep the round's marker and add nothing twice.
+    R"sql(
+ALTER TABLE interactions ADD COLUMN queue_round INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 std::string newer_schema_message(const Db& db, int v) {

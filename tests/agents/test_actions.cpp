@@ -23,7 +23,11 @@ TEST_CASE("wrong token 401, other queue 403, not held 409, unknown id 404: each 
   auto wrong = d.claim("ingest-token", "general");
   CHECK(wrong.status == 401);
   CHECK(error_message(wrong) == "the agent token is not valid");
-  CHECK(d.claim("test-token", "general").status == 401);  // an API token is not an agent's
+  auto api = d.claim("test-token", "general");  // an API token is not an agent's
+  CHECK(api.status == 401);
+  CHECK(error_message(api) ==
+        "this is an API token ([api] tokens): agent routes need an agent's token ([[agents]] "
+        "token)");
 
   auto other = d.claim("alice-token", "billing");
   CHECK(other.status == 403);
@@ -53,11 +57,19 @@ TEST_CASE("wrong token 401, other queue 403, not held 409, unknown id 404: each 
         404);
 
   CHECK(d.act("alice-token", id, "ack").status == 200);
-  auto twice = d.act("alice-token", id, "ack");
+  auto twice = d.act("bob-token", id, "ack");
   CHECK(twice.status == 409);
   CHECK(error_message(twice) ==
-        "interaction " + id + " is not held by agent alice: agent alice finished it");
-  CHECK(d.get("", "/v1/queues").status == 401);
+        "interaction " + id + " is not held by agent bob: agent alice finished it");
+  auto anonymous = d.get("", "/v1/queues");
+  CHECK(anonymous.status == 401);
+  CHECK(error_message(anonymous) ==
+        "an agent or API token is required: Authorization: Bearer <token>");
+  // A token was sent, and is not one (before: "an agent or API token is required" for both).
+  auto unknown_token = d.get("no-such-token", "/v1/queues");
+  CHECK(unknown_token.status == 401);
+  CHECK(error_message(unknown_token) ==
+        "the token is not valid: it is neither an agent's nor an API token");
   CHECK(d.get("test-token", "/v1/queues").status == 200);  // read APIs: API tokens too
 }
 

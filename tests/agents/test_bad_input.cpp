@@ -156,8 +156,11 @@ TEST_CASE("agent routes: malformed bodies are 400 naming the field, nothing reco
       {item + "transfer", R"({"queue":7})", "field \"queue\""},
       {item + "transfer", R"({"queue":"billing")", "incomplete JSON at byte offset 18"},
       {item + "reply", "{}", "field \"text\" (the answer) is required"},
-      {item + "reply", R"({"text":""})", "field \"text\" (the answer) is required"},
-      {item + "reply", R"({"text":7})", "field \"text\" (the answer) is required"},
+      {item + "reply", R"({"text":""})", "field \"text\" (the answer) is empty"},
+      {item + "reply", R"({"text":7})",
+       "field \"text\" (the answer) must be a string, not a number"},
+      {item + "reply", R"({"text":["hi"]})",
+       "field \"text\" (the answer) must be a string, not an array"},
       // Nothing a customer could see: white space, Unicode's (NBSP, ideographic space) and
       // zero-width characters (ZWSP, BOM, word joiner), as JSON escapes or as UTF-8.
       {item + "reply", R"({"text":"  \t\r\n "})", "field \"text\" (the answer) has no visible"},
@@ -215,6 +218,7 @@ TEST_CASE(
     CHECK(r.status == 503);
     CHECK(code_of(r) == "redis_unavailable");
     CHECK(lowered(error_message(r)).find("redis") != std::string::npos);
+    CHECK(r.headers["retry-after"] == "1");  // as a claim's 503 (before: only the claim's)
   }
   CHECK(d.rows("SELECT count(*) FROM interactions") == 1);  // no outbound reply
   CHECK(d.rows("SELECT count(*) FROM sends") == 0);
@@ -227,10 +231,15 @@ TEST_CASE(
   }));
   CHECK(ack.status == 200);
   CHECK(parse(ack.body).at("status").as_string() == "done");
+  // A repeat is answered as the first was (before: 409 "agent alice finished it"); another
+  // agent is told who finished it.
   auto again = d.act("alice-token", id, "ack");
-  CHECK(again.status == 409);
-  CHECK(error_message(again) ==
-        "interaction " + id + " is not held by agent alice: agent alice finished it");
+  CHECK(again.status == 200);
+  CHECK(again.body == ack.body);
+  auto bob = d.act("bob-token", id, "ack");
+  CHECK(bob.status == 409);
+  CHECK(error_message(bob) ==
+        "interaction " + id + " is not held by agent bob: agent alice finished it");
   CHECK(events_until(d, id, "finish") == "claim finish");
   CHECK(d.rows("SELECT count(*) FROM interactions WHERE state='done'") == 1);
   CHECK(d.redis.xlen("sb:q:billing:normal") == 0);
