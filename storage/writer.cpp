@@ -46,6 +46,14 @@ constexpr auto kCheckpointEvery = std::chrono::milliseconds(500);
 constexpr std::int64_t kWalSizeLimit = 64 << 20;  // truncated back to this after a burst
 constexpr int kCheckpointPasses = 6;
 constexpr int kCatchUpFrames = 64;  // fewer left than this: no further pass needed
+// The checkpoint thread can fall far behind: on a machine so loaded that it is rarely scheduled,
+// a pass copying the WAL holds SQLite's checkpoint lock for long, and the writer's own copy
+// finds it taken (SQLITE_BUSY, never waited for, whatever the mode: sqlite3WalCheckpoint) while
+// it goes on appending: the WAL reached 37-135 MiB in the writer test with 1 MiB asked, at load
+// averages of 3-12 on 2 cores. At this many times checkpoint_frames the writer waits for the
+// thread's pass to end (pass_mu_: waiting, it leaves the thread the CPU) and copies the rest
+// itself before its next transaction: a long stall, but the WAL stops growing.
+constexpr int kWriterWaitsAt = 4;
 }  // namespace
 
 namespace {
@@ -87,7 +95,10 @@ Writer::Writer(const std::string& path, int checkpoint_frames, Synchronous sync)
       [](void* self, sqlite3*, const char*, int frames) {
         auto* w = static_cast<Writer*>(self);
         w->wal_frames_ = frames;
-        if (frames >= w->checkpoint_frames_) {
+        if (frames >= kWriterWaitsAt * w->checkpoint_frames_) {
+          w->far_behind_ = true;
+          w->catch_up_ = true;
+        } else if (frames >= w->checkpoint_frames_) {
           w->request_checkpoint();
         }
         return SQLITE_OK;
@@ -109,6 +120,10 @@ void Writer::request_checkpoint() {
 void Writer::catch_up_checkpoint() {
   if (!catch_up_.exchange(false)) {
     return;
+  }
+  std::unique_lock<std::mutex> pass;
+  if (far_behind_.exchange(false)) {
+    pass = std::unique_lock(pass_mu_);  // see kWriterWaitsAt
   }
   int log = 0, copied = 0;
   int rc = sqlite3_wal_checkpoint_v2(db_.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
@@ -401,6 +416,7 @@ void Writer::checkpoint_loop() {
       std::int64_t log = 0;
       for (int pass = 0; pass < kCheckpointPasses; ++pass) {
         std::uint64_t upto = commits_.load();
+        std::lock_guard in_pass(pass_mu_);
         auto st = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
         if (!st.step() || st.int64(0) != 0) {
           break;  // busy: the writer is catching up already

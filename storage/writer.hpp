@@ -118,6 +118,8 @@ class Writer {
   std::atomic<std::uint64_t> reruns_{0};
   std::atomic<bool> checkpoint_wanted_{false};
   std::atomic<bool> catch_up_{false};
+  std::atomic<bool> far_behind_{false};  // the WAL is kWriterWaitsAt times checkpoint_frames_
+  std::mutex pass_mu_;                   // held by the checkpoint thread through each of its passes
   std::atomic<std::int64_t> wal_frames_{0};  // after the last commit (the WAL hook says)
 };
 
