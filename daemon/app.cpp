@@ -405,6 +405,12 @@ void App::add_ops_routes() {
                             "redis is not answering: " + relay_->redis_error() +
                                 "; ingest continues and the outbox holds the work");
     }
+    // Redis holds another database's queues, or is ahead of this database (a backup restored
+    // without clearing it): the relay adds nothing, and agents here may be handed interactions
+    // this database does not have (relay/guard.cpp).
+    if (auto hold = relay_->held_by()) {
+      co_return http::error(503, hold->reason, hold->detail);
+    }
     // One stream key that refuses entries (an operator's SET on it) is not Redis being down:
     // every other queue flows and the held rows wait safely in the outbox, so taking this
     // instance out of rotation would help nobody. Stay ready, and name the held streams.

@@ -59,7 +59,8 @@ Relay::Reader::Reader(const std::string& path)
                          "THEN payload END "
                          "FROM interactions WHERE id IN (SELECT value FROM json_each(?1))")),
       handed_out(db.prepare(
-          "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)")) {}
+          "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)")),
+      db_id(db.prepare("SELECT db_id FROM relay_state")) {}
 
 namespace {
 
@@ -96,6 +97,7 @@ Relay::Relay(const config::Redis& redis, storage::Writer& writer, std::vector<st
   std::random_device random;  // notes of two daemons (or runs) on one Redis never meet
   note_prefix_ = cfg_.prefix + ":relay:refused:" + std::to_string(random()) + ":";
   mark_key_ = cfg_.prefix + ":projected";
+  db_key_ = cfg_.prefix + ":db";
 }
 
 Relay::~Relay() {
@@ -258,6 +260,18 @@ void Relay::loop() {
       back_off();
       continue;
     }
+    if (outcome == Outcome::held) {
+      // Redis projects another database, or is ahead of this one (guard.cpp): looked at again
+      // every second, not at every commit, until the operator clears the prefix's keys.
+      check_mark_ = true;
+      if (stopping) {
+        break;  // the outbox keeps the rows
+      }
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+      woken_ = false;
+      continue;
+    }
     backoff = std::chrono::milliseconds(100);
     if (stopping && outcome != Outcome::more) {
       break;  // flushed (held rows stay in the outbox for the next start)
@@ -330,11 +344,13 @@ Relay::Outcome Relay::pass(Conn& c) {
   if (b.rows.empty()) {
     // Keeps /readyz honest while idle, and finds a loss (FLUSHALL, a restore) within a second
     // even when nothing new arrives to be refused for it.
-    auto mark = read_mark(c);
-    if (!mark) {
-      return Outcome::redis_failed;
+    // The guard's check (guard.cpp) rather than a GET: a Redis cleared meanwhile and taken by
+    // another database's switchboard is found here too.
+    std::int64_t mark = 0;
+    if (auto g = guard(c, mark); g != Outcome::idle) {
+      return g;
     }
-    if (*mark < mark_) {
+    if (mark < mark_) {
       lost_ = true;
       return Outcome::lost;
     }

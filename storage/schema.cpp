@@ -426,6 +426,15 @@ ALTER TABLE sends ADD COLUMN planned_id TEXT NOT NULL DEFAULT '';
     // stored with a Unicode domain are rewritten, or, where the new form names another
     // customer or none exists, left and reported (storage/idn_emails.hpp).
     ascii_email_domains,
+    // 26 -> 27: the database's own random id (relay/guard.cpp). Redis keeps the id of the
+    // database it projects ({prefix}:db): another database on the same prefix (a staging file
+    // next to production's) is told apart by it, and its relay holds instead of mixing its
+    // entries into the other's queues. A backup keeps the id: a restored file is the same
+    // database, older, which the projection mark tells.
+    R"sql(
+ALTER TABLE relay_state ADD COLUMN db_id TEXT NOT NULL DEFAULT '';
+UPDATE relay_state SET db_id = lower(hex(randomblob(16)));
+)sql",
 };
 
 std::string newer_schema_message(const Db& db, int v) {
