@@ -483,7 +483,8 @@ void require_current_schema(Db& db) {
     throw Error(0, "database " + db.path() + " has schema version " + std::to_string(v) +
                        ", older than this switchboard's (" +
                        std::to_string(current_schema_version()) +
-                       "); `switchboard run` with this binary upgrades it when it starts");
+                       "); start the new daemon (`switchboard run` with this binary) first: "
+                       "it upgrades the file when it starts (README: Upgrading)");
   }
 }
 
