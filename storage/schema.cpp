@@ -492,7 +492,11 @@ void migrate(Db& db, int target) {
   // Under the write lock from the first read of the version: two processes that start on one
   // file after an upgrade (the daemon and a cron'd `customers import`) both read the old version
   // otherwise, and the second ran a step again ("table call_lines already exists").
-  db.exec("BEGIN IMMEDIATE");
+  try {
+    db.exec("BEGIN IMMEDIATE");
+  } catch (const Error& e) {
+    throw Error(e.code, database_error(db.path(), e.code, e.what()));
+  }
   int v = 0;
   try {
     v = read_version(db);

@@ -849,6 +849,22 @@ TEST_CASE(
   CHECK(customers_table.int64(0) == 0);
 }
 
+// Before: `switchboard: database is locked`, naming neither the file nor what holds it.
+TEST_CASE("run on a database another process holds the write lock of names the file and why") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  sb::storage::Db holder(dir.file("sb.db"));
+  sb::storage::migrate(holder);
+  holder.exec("BEGIN EXCLUSIVE");
+  auto out = switchboard(dir, {"run", "--config", cfg});
+  INFO(out.output);
+  CHECK(out.status == 1);
+  CHECK(out.output.find("database " + dir.file("sb.db") +
+                        ": database is locked (another process holds the write lock") !=
+        std::string::npos);
+  holder.exec("ROLLBACK");
+}
+
 // Before: nothing in the log said which config was in force, and a daemon on the built-in
 // defaults (no file where it looked) answered 401 to every request without a word about it.
 TEST_CASE("run: the start-up log names the config file in use, and warns of no tokens or agents") {
