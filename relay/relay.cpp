@@ -145,6 +145,22 @@ std::int64_t Relay::pending(storage::Db& db) const {
   return st.int64(0) + held_rows_.load();
 }
 
+// The first row above the watermark is the oldest the relay has not read yet. Held rows lie
+// below it: while there are any, the outbox's first row counts too (a held one, or one taken
+// whose delete has not committed yet, a few ms at most).
+std::int64_t Relay::oldest_pending_ms(storage::Db& db) const {
+  auto st = db.prepare(
+      "SELECT coalesce((SELECT created_at FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1), 0), "
+      "coalesce((SELECT created_at FROM outbox ORDER BY seq LIMIT 1), 0)");
+  st.bind(1, published_watermark_.load());
+  st.step();
+  std::int64_t fresh = st.int64(0), first = st.int64(1);
+  if (held_rows_.load() > 0 && first > 0) {
+    return fresh > 0 ? std::min(fresh, first) : first;
+  }
+  return fresh;
+}
+
 void Relay::wake() {
   {
     std::lock_guard lock(mu_);

@@ -59,6 +59,9 @@ class Relay {
   // Outbox rows not yet in Redis (held ones included), read through `db`, a read connection of
   // the caller's: right while Redis is down and the relay is not passing. Cheap at any backlog.
   std::int64_t pending(storage::Db& db) const;
+  // When the oldest of those rows was committed (Unix ms), 0 when there is none: the relay's
+  // lag. Two rowid seeks, read through `db` as pending() is.
+  std::int64_t oldest_pending_ms(storage::Db& db) const;
   std::uint64_t delivered() const { return delivered_.load(); }
   // Redis has a memory limit and a maxmemory-policy other than noeviction, as of the last
   // connection: it may drop queue streams and the relay's keys (connect.cpp).
