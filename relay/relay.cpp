@@ -179,10 +179,13 @@ void Relay::set_error(const std::string& e) {
     std::lock_guard lock(err_mu_);
     redis_error_ = e;
   }
-  if (redis_ok_.exchange(false)) {
+  // Once per episode: when a working connection fails, and when Redis cannot be reached from
+  // the start (refused, WRONGPASS), which was never said before: redis_ok_ starts false.
+  if (redis_ok_.exchange(false) || !down_logged_) {
     logger("relay")->warn("[redis {}:{}] unavailable: {}; ingest continues, outbox holds the work",
                           cfg_.host, cfg_.port, e);
   }
+  down_logged_ = true;
 }
 
 void Relay::loop() {
@@ -221,6 +224,7 @@ void Relay::loop() {
       if (!redis_ok_.exchange(true)) {
         logger("relay")->info("[redis {}:{}] connected", cfg_.host, cfg_.port);
       }
+      down_logged_ = false;
       for (auto& [stream, h] : held_) {
         h.retry_at = std::chrono::steady_clock::now();  // a Redis that came back may be repaired
       }

@@ -181,6 +181,7 @@ class Relay {
   std::uint64_t episode_present_ = 0;  // rows the re-projection skipped for that
   std::string note_prefix_;            // {prefix}:relay:refused:{random}: (see the script)
   bool persistence_checked_ = false;   // Redis's appendonly looked at (connect)
+  bool down_logged_ = false;           // this episode of Redis failing is logged (set_error)
   std::uint64_t passes_ = 0;
   std::int64_t started_ms_ = 0;       // Unix ms: rows older than the relay wait from here
   bool behind_ = false;               // a relay stall is counted, and rows are still late
