@@ -642,7 +642,11 @@ TEST_CASE("customers import: a database locked from the start imports nothing an
   lock.exec("ROLLBACK");
   INFO(out.output);
   CHECK(out.status == 1);
-  CHECK(out.output.find("switchboard: " + file + ": database is locked\n") != std::string::npos);
+  // At the first record's transaction: the import no longer takes the write lock to upgrade the
+  // schema before reading the file (only run upgrades).
+  CHECK(out.output.find("switchboard: " + file +
+                        ": the import stopped at line 2: database is locked\n") !=
+        std::string::npos);
   CHECK(out.output.find("switchboard: nothing from " + file + " was committed\n") !=
         std::string::npos);
   CHECK(count_of(dir, "SELECT count(*) FROM customers") == 1);
