@@ -461,7 +461,8 @@ secret_env = "SBTEST_SURELY_UNSET_VAR"
         "channels.call_webhook.secret_env) is not set or empty");
 }
 
-TEST_CASE("queues: an agent's queue no rule feeds and a rule's queue no agent works are warned of") {
+TEST_CASE(
+    "queues: an agent's queue no rule feeds and a rule's queue no agent works are warned of") {
   LoadResult r = load_string(body(R"(
 [api]
 tokens = ["t"]
