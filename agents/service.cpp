@@ -707,17 +707,22 @@ void Service::add_gauges(Metrics& metrics) {
         }
         return out;
       });
+  auto dead_letters = [this]() -> Samples {
+    Samples out;
+    for (const auto& [q, s] : scrape_stats()) {
+      if (s.error.empty()) {
+        out.push_back({{{"queue", q}}, static_cast<double>(s.dead)});
+      }
+    }
+    return out;
+  };
+  metrics.gauge("switchboard_dead_letters",
+                "Entries in a queue's dead-letter stream ({prefix}:dead:{queue}).", dead_letters);
+  // The old name of the same gauge: a _total suffix says counter, but the stream shrinks when an
+  // operator trims it. Kept for dashboards that use it; deprecated (README).
   metrics.gauge("switchboard_dead_letters_total",
-                "Entries in a queue's dead-letter stream ({prefix}:dead:{queue}).",
-                [this]() -> Samples {
-                  Samples out;
-                  for (const auto& [q, s] : scrape_stats()) {
-                    if (s.error.empty()) {
-                      out.push_back({{{"queue", q}}, static_cast<double>(s.dead)});
-                    }
-                  }
-                  return out;
-                });
+                "Deprecated: the same as switchboard_dead_letters (a gauge despite the suffix).",
+                dead_letters);
 }
 
 }  // namespace sb::agents

@@ -1,4 +1,9 @@
 // [[channels.imap]] and [[channels.smtp]].
+#include <strings.h>
+
+#include <set>
+#include <string>
+
 #include "config/channels_common.hpp"
 #include "config/validate.hpp"
 
@@ -46,7 +51,22 @@ void read_imap(TableReader& r, ChannelNames& names, Imap& out) {
     r.ctx().add(r.line_of_key("token_file"),
                 "give only one of channels.imap.token(_env) and channels.imap.token_file");
   }
-  r.strings("mailboxes", out.mailboxes, false, true);
+  if (r.strings("mailboxes", out.mailboxes, false, true)) {
+    // Each mailbox is polled with its own cursor; one listed twice was polled twice, and two
+    // pollers raced on one cursor. INBOX is case-insensitive (RFC 3501 section 5.1), other names
+    // are not.
+    std::set<std::string> seen;
+    for (const std::string& mailbox : out.mailboxes) {
+      std::string key = mailbox;
+      if (key.size() == 5 && strncasecmp(key.c_str(), "INBOX", 5) == 0) {
+        key = "INBOX";
+      }
+      if (!seen.insert(key).second) {
+        r.ctx().add(r.line_of_key("mailboxes"),
+                    "channels.imap.mailboxes lists \"" + mailbox + "\" twice");
+      }
+    }
+  }
   r.duration("poll_interval", out.poll_interval);
   r.duration("unfetchable_after", out.unfetchable_after);
   read_backfill(r, out.backfill);

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -29,6 +30,43 @@ std::string Problem::to_string() const {
 Config defaults() {
   return Config{};
 }
+
+namespace {
+
+// Queues that load but do not meet: a typo in a rule's queue or an agent's queues
+// ("biling") routes work nowhere anyone claims, or leaves an agent waiting on a queue nothing
+// fills (only a transfer could). Warnings, not problems: a queue that only transfers feed, or
+// one staffed later by a reload, is legitimate. Not said without agents: `run` warns of that.
+void warn_unworked_queues(detail::Context& ctx, const Config& config) {
+  if (config.agents.empty()) {
+    return;
+  }
+  std::set<std::string> fed{config.routing.default_queue}, worked;
+  for (const Rule& rule : config.routing.rules) {
+    fed.insert(rule.queue);
+  }
+  for (const Agent& agent : config.agents) {
+    worked.insert(agent.queues.begin(), agent.queues.end());
+  }
+  std::set<std::string> said;
+  for (const Agent& agent : config.agents) {
+    for (const std::string& queue : agent.queues) {
+      if (!fed.contains(queue) && said.insert(queue).second) {
+        ctx.warn(0, "agents: queue \"" + queue + "\" (agent " + agent.id +
+                        ") is fed by no rule and is not routing.default_queue: only transfers "
+                        "put work there");
+      }
+    }
+  }
+  for (const Rule& rule : config.routing.rules) {
+    if (!worked.contains(rule.queue) && said.insert(rule.queue).second) {
+      ctx.warn(0, "routing.rules: queue \"" + rule.queue + "\" (rule " + rule.name +
+                      ") is worked by no agent: what the rule routes there waits unclaimed");
+    }
+  }
+}
+
+}  // namespace
 
 LoadResult load_string(std::string_view toml_text, const std::string& path_for_messages,
                        const LoadOptions& options) {
@@ -61,6 +99,7 @@ LoadResult load_string(std::string_view toml_text, const std::string& path_for_m
                      [](const Problem& a, const Problem& b) { return a.line < b.line; });
     return LoadResult{std::nullopt, std::move(ctx.problems), {}};
   }
+  warn_unworked_queues(ctx, config);
   std::stable_sort(ctx.warnings.begin(), ctx.warnings.end(),
                    [](const Problem& a, const Problem& b) { return a.line < b.line; });
   return LoadResult{std::move(config), {}, std::move(ctx.warnings)};

@@ -127,16 +127,30 @@ App::App(config::Config cfg, AppOptions options)
   // only), so the number is right while Redis is down, which is when it matters. The registry
   // copies its gauge functions at every render, so the connection is held by a shared slot:
   // a connection held by the lambda itself was opened anew on every scrape.
+  auto outbox_reader = std::make_shared<std::unique_ptr<storage::Db>>();
+  auto outbox_db = [this, outbox_reader]() -> storage::Db& {
+    auto& db = *outbox_reader;
+    if (!db) {
+      db = std::make_unique<storage::Db>(cfg_.storage.path, true);
+    }
+    return *db;
+  };
   metrics_.gauge("switchboard_outbox_pending",
                  "Committed interactions not yet projected into Redis.",
-                 [this, slot = std::make_shared<std::unique_ptr<storage::Db>>()]()
-                     -> std::vector<std::pair<Labels, double>> {
-                   auto& db = *slot;
-                   if (!db) {
-                     db = std::make_unique<storage::Db>(cfg_.storage.path, true);
-                   }
-                   return {{{}, static_cast<double>(relay_->pending(*db))}};
+                 [this, outbox_db]() -> std::vector<std::pair<Labels, double>> {
+                   return {{{}, static_cast<double>(relay_->pending(outbox_db()))}};
                  });
+  // The relay's lag in time rather than rows: what an agent waits beyond the commit.
+  metrics_.gauge(
+      "switchboard_outbox_oldest_age_seconds",
+      "Age of the oldest committed interaction not yet projected into Redis; 0 when none waits.",
+      [this, outbox_db]() -> std::vector<std::pair<Labels, double>> {
+        auto oldest = relay_->oldest_pending_ms(outbox_db());
+        double age =
+            oldest > 0 ? static_cast<double>(std::max<std::int64_t>(0, now_ms() - oldest)) / 1000.0
+                       : 0.0;
+        return {{{}, age}};
+      });
   // Redis lost entries it had taken (restarted without its append-only file, from an older
   // snapshot, flushed): the open interactions added again (relay/reproject.cpp). Alert on any
   // increase.
@@ -406,6 +420,12 @@ void App::add_ops_routes() {
       co_return http::error(503, "redis_unavailable",
                             "redis is not answering: " + relay_->redis_error() +
                                 "; ingest continues and the outbox holds the work");
+    }
+    // Redis holds another database's queues, or is ahead of this database (a backup restored
+    // without clearing it): the relay adds nothing, and agents here may be handed interactions
+    // this database does not have (relay/guard.cpp).
+    if (auto hold = relay_->held_by()) {
+      co_return http::error(503, hold->reason, hold->detail);
     }
     // One stream key that refuses entries (an operator's SET on it) is not Redis being down:
     // every other queue flows and the held rows wait safely in the outbox, so taking this

@@ -224,10 +224,23 @@ int backup_database(const config::Config& cfg, const std::string& dest, bool for
     {
       storage::Db out(tmp, storage::Db::Mode::standalone);
       {
-        storage::Db in(src, true);
-        // The snapshot: from here to the COMMIT below, whatever the daemon commits is not seen.
-        in.exec("BEGIN");
-        in.exec("SELECT count(*) FROM sqlite_schema");
+        // The source's errors are not DEST's: a read-only connection to a WAL database still
+        // needs its -shm, which it may not create (a directory it cannot write to), and that
+        // was reported as "cannot write the file" though DEST was writable.
+        std::optional<storage::Db> source;
+        try {
+          source.emplace(src, true);
+          // The snapshot: from here to the COMMIT below, whatever the daemon commits is not
+          // seen.
+          source->exec("BEGIN");
+          source->exec("SELECT count(*) FROM sqlite_schema");
+        } catch (const storage::Error& e) {
+          throw Failure("cannot read the database: " +
+                        (std::string(e.what()).starts_with("database ")
+                             ? std::string(e.what())
+                             : storage::database_error(src, e.code, e.what())));
+        }
+        storage::Db& in = *source;
         storage::Backup copy(out, in);
         auto last_progress = started;
         bool shown = false;

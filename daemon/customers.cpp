@@ -99,8 +99,14 @@ int import_customers(const config::Config& cfg, const std::string& file) {
     if (!existed) {
       std::cerr << "switchboard: created a new database at " << database_named(cfg.storage.path)
                 << "\n";
+      storage::migrate(*db);  // made at the current version: nothing older to upgrade
+    } else {
+      // Only `run` upgrades a file. An import may run beside the daemon: one that upgraded the
+      // file under an older daemon still running (the binary replaced, the daemon not yet
+      // restarted) left that daemon on a schema it does not know, and a rollback to the old
+      // binary refused the file. Refused like `customers show` does (README: Upgrading).
+      storage::require_current_schema(*db);
     }
-    storage::migrate(*db);
     storage::CustomerImporter importer(*db);
     while (auto line = reader->next()) {
       line_no = line->line_no;

@@ -80,6 +80,7 @@ struct Relay::Reader {
   storage::Stmt unsequenced;  // an open interaction queued before schema 13 (no queued_seq)?
   storage::Stmt entries;      // the interactions of a batch of stream entries (sweep.cpp)
   storage::Stmt handed_out;   // the highest outbox seq the database ever handed out
+  storage::Stmt db_id;        // relay_state.db_id: this database's random id (guard.cpp)
   explicit Reader(const std::string& path);
 };
 

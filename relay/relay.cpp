@@ -59,7 +59,8 @@ Relay::Reader::Reader(const std::string& path)
                          "THEN payload END "
                          "FROM interactions WHERE id IN (SELECT value FROM json_each(?1))")),
       handed_out(db.prepare(
-          "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)")) {}
+          "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)")),
+      db_id(db.prepare("SELECT db_id FROM relay_state")) {}
 
 namespace {
 
@@ -96,6 +97,7 @@ Relay::Relay(const config::Redis& redis, storage::Writer& writer, std::vector<st
   std::random_device random;  // notes of two daemons (or runs) on one Redis never meet
   note_prefix_ = cfg_.prefix + ":relay:refused:" + std::to_string(random()) + ":";
   mark_key_ = cfg_.prefix + ":projected";
+  db_key_ = cfg_.prefix + ":db";
 }
 
 Relay::~Relay() {
@@ -143,6 +145,22 @@ std::int64_t Relay::pending(storage::Db& db) const {
   return st.int64(0) + held_rows_.load();
 }
 
+// The first row above the watermark is the oldest the relay has not read yet. Held rows lie
+// below it: while there are any, the outbox's first row counts too (a held one, or one taken
+// whose delete has not committed yet, a few ms at most).
+std::int64_t Relay::oldest_pending_ms(storage::Db& db) const {
+  auto st = db.prepare(
+      "SELECT coalesce((SELECT created_at FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1), 0), "
+      "coalesce((SELECT created_at FROM outbox ORDER BY seq LIMIT 1), 0)");
+  st.bind(1, published_watermark_.load());
+  st.step();
+  std::int64_t fresh = st.int64(0), first = st.int64(1);
+  if (held_rows_.load() > 0 && first > 0) {
+    return fresh > 0 ? std::min(fresh, first) : first;
+  }
+  return fresh;
+}
+
 void Relay::wake() {
   {
     std::lock_guard lock(mu_);
@@ -161,10 +179,13 @@ void Relay::set_error(const std::string& e) {
     std::lock_guard lock(err_mu_);
     redis_error_ = e;
   }
-  if (redis_ok_.exchange(false)) {
+  // Once per episode: when a working connection fails, and when Redis cannot be reached from
+  // the start (refused, WRONGPASS), which was never said before: redis_ok_ starts false.
+  if (redis_ok_.exchange(false) || !down_logged_) {
     logger("relay")->warn("[redis {}:{}] unavailable: {}; ingest continues, outbox holds the work",
                           cfg_.host, cfg_.port, e);
   }
+  down_logged_ = true;
 }
 
 void Relay::loop() {
@@ -203,6 +224,7 @@ void Relay::loop() {
       if (!redis_ok_.exchange(true)) {
         logger("relay")->info("[redis {}:{}] connected", cfg_.host, cfg_.port);
       }
+      down_logged_ = false;
       for (auto& [stream, h] : held_) {
         h.retry_at = std::chrono::steady_clock::now();  // a Redis that came back may be repaired
       }
@@ -256,6 +278,18 @@ void Relay::loop() {
     if (outcome == Outcome::redis_failed) {
       conn.close();  // reconnect: a new handshake reloads the script (NOSCRIPT), the groups
       back_off();
+      continue;
+    }
+    if (outcome == Outcome::held) {
+      // Redis projects another database, or is ahead of this one (guard.cpp): looked at again
+      // every second, not at every commit, until the operator clears the prefix's keys.
+      check_mark_ = true;
+      if (stopping) {
+        break;  // the outbox keeps the rows
+      }
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+      woken_ = false;
       continue;
     }
     backoff = std::chrono::milliseconds(100);
@@ -333,11 +367,13 @@ Relay::Outcome Relay::pass(Conn& c) {
   if (b.rows.empty()) {
     // Keeps /readyz honest while idle, and finds a loss (FLUSHALL, a restore) within a second
     // even when nothing new arrives to be refused for it.
-    auto mark = read_mark(c);
-    if (!mark) {
-      return Outcome::redis_failed;
+    // The guard's check (guard.cpp) rather than a GET: a Redis cleared meanwhile and taken by
+    // another database's switchboard is found here too.
+    std::int64_t mark = 0;
+    if (auto g = guard(c, mark); g != Outcome::idle) {
+      return g;
     }
-    if (*mark < mark_) {
+    if (mark < mark_) {
       lost_ = true;
       return Outcome::lost;
     }

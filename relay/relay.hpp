@@ -59,6 +59,9 @@ class Relay {
   // Outbox rows not yet in Redis (held ones included), read through `db`, a read connection of
   // the caller's: right while Redis is down and the relay is not passing. Cheap at any backlog.
   std::int64_t pending(storage::Db& db) const;
+  // When the oldest of those rows was committed (Unix ms), 0 when there is none: the relay's
+  // lag. Two rowid seeks, read through `db` as pending() is.
+  std::int64_t oldest_pending_ms(storage::Db& db) const;
   std::uint64_t delivered() const { return delivered_.load(); }
   // Redis has a memory limit and a maxmemory-policy other than noeviction, as of the last look
   // (at each connection, then every eviction_check_every()): it may drop queue streams and the
@@ -79,6 +82,13 @@ class Relay {
     std::string error;   // Redis's answer to the latest attempt
   };
   std::vector<HeldStream> held() const;  // any thread; empty while every stream takes entries
+  // Why the relay holds, when it does (guard.cpp): "redis_foreign" (another database's id at
+  // {prefix}:db) or "redis_ahead" (Redis's projection mark past the database), and what to do.
+  // Nothing is added to Redis until the prefix's keys are cleared. Any thread.
+  struct HoldState {
+    std::string reason, detail;
+  };
+  std::optional<HoldState> held_by() const;
   // Called on the relay thread after `n` entries were added to a queue's streams (claim
   // wake-ups).
   using Delivered = std::function<void(const std::string& queue, std::size_t n)>;
@@ -107,7 +117,9 @@ class Relay {
     std::chrono::milliseconds backoff;
   };
   // lost: Redis's projection mark is behind what it took (reconnect, then reconcile()).
-  enum class Outcome { idle, more, redis_failed, lost };
+  // held: Redis projects another database, or is ahead of this one (guard.cpp): no pass.
+  enum class Outcome { idle, more, redis_failed, lost, held };
+  enum class Hold { none, ahead, foreign };
 
   void loop();
   std::string connect(Conn& c);  // the handshake; what failed, "" when it went through
@@ -134,8 +146,10 @@ class Relay {
   // New outbox rows (one writer job). A job that fails is submitted again (retry_requeues): the
   // interactions would otherwise be in no queue and, below Redis's mark, never re-projected.
   void requeue(std::vector<Requeue> rows);
-  void retry_requeues();                           // the failed ones, at most once a second
-  std::optional<std::int64_t> read_mark(Conn& c);  // nullopt: Redis failed (set_error)
+  void retry_requeues();  // the failed ones, at most once a second
+  // guard.cpp: whether Redis projects this database (adopting a Redis without an id); `mark` is
+  // Redis's projection mark when it does (idle). idle, held, or redis_failed.
+  Outcome guard(Conn& c, std::int64_t& mark);
   void set_error(const std::string& e);
 
   config::Redis cfg_;
@@ -153,6 +167,7 @@ class Relay {
   std::unique_ptr<Reader> reader_;
   std::int64_t watermark_ = 0;          // every outbox row up to here is in Redis or held
   std::string mark_key_;                // {prefix}:projected
+  std::string db_key_;                  // {prefix}:db: the id of the database Redis projects
   std::int64_t mark_ = 0;               // Redis's projection mark, as far as the relay knows
   bool check_mark_ = true;              // compare the marks before the next pass (reconcile)
   bool lost_ = false;                   // a call or the idle check found Redis's mark behind
@@ -173,6 +188,7 @@ class Relay {
   std::chrono::milliseconds eviction_every_ = std::chrono::minutes(1);
   std::chrono::steady_clock::time_point eviction_checked_;  // check_eviction's last look
   bool ahead_logged_ = false;  // Redis's mark found past every seq of the database (reconcile)
+  bool down_logged_ = false;           // this episode of Redis failing is logged (set_error)
   std::uint64_t passes_ = 0;
   std::int64_t started_ms_ = 0;       // Unix ms: rows older than the relay wait from here
   bool behind_ = false;               // a relay stall is counted, and rows are still late
@@ -188,6 +204,7 @@ class Relay {
 
   std::atomic<bool> redis_ok_{false};
   std::atomic<bool> may_evict_{false};
+  std::atomic<Hold> hold_{Hold::none};                // logged when it changes (guard.cpp)
   std::atomic<std::int64_t> published_watermark_{0};  // watermark_ as of the last pass
   std::atomic<std::int64_t> held_rows_{0};
   std::atomic<std::uint64_t> delivered_{0};
@@ -195,6 +212,7 @@ class Relay {
   std::atomic<std::uint64_t> reconciled_{0};
   mutable std::mutex err_mu_;
   std::string redis_error_ = "not connected yet";
+  std::string hold_why_;  // err_mu_
   mutable std::mutex held_mu_;
   std::vector<HeldStream> held_view_;  // what held() answers, published by the relay thread
 };

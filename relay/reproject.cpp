@@ -3,7 +3,8 @@
 // rows are gone, so the common path would never send them again; the interactions stay open in
 // the database, in no queue.
 //
-// Detection is one GET per connection (and per idle second, relay.cpp): Redis's mark,
+// Detection is one script call per connection (and per idle second, relay.cpp; guard.cpp, which
+// first checks that Redis projects this database): Redis's mark,
 // {prefix}:projected, against the database's, relay_state.projected (the highest outbox seq
 // deleted) and what this run saw Redis take. Redis's mark is raised atomically with the entries
 // (connect.cpp), so Redis holds every entry up to its mark and none above it: the open
@@ -29,21 +30,6 @@
 
 namespace sb {
 using namespace relay_detail;
-
-// Redis's mark; 0 when it has none. nullopt when Redis failed (the error is set).
-std::optional<std::int64_t> Relay::read_mark(Conn& c) {
-  auto r = c.cmd({"GET", mark_key_});
-  if (!r || r->type == REDIS_REPLY_ERROR) {
-    set_error(c.failure(r, "GET " + mark_key_));
-    return std::nullopt;
-  }
-  std::int64_t mark = 0;
-  if (r->type == REDIS_REPLY_STRING) {
-    // Not a number (someone's SET): taken as no mark, as the script does.
-    mark = std::strtoll(std::string(r->str, r->len).c_str(), nullptr, 10);
-  }
-  return mark;
-}
 
 // The deletes the relay asked for are committed once a job submitted after them has run (the
 // writer runs jobs in order): then relay_state.projected covers every row Redis took.
@@ -167,9 +153,11 @@ void Relay::sequence_unsequenced() {
 
 Relay::Outcome Relay::reconcile(Conn& c) {
   lost_ = false;
-  auto redis_mark = read_mark(c);
-  if (!redis_mark) {
-    return Outcome::redis_failed;
+  // First whether Redis projects this database at all (guard.cpp): a Redis of another database,
+  // or one ahead of this database (a restored backup), is held, not re-projected into.
+  std::int64_t redis_mark = 0;
+  if (auto g = guard(c, redis_mark); g != Outcome::idle) {
+    return g;
   }
   Reader& rd = *reader_;
   auto db_mark = [&rd] {
@@ -178,30 +166,8 @@ Relay::Outcome Relay::reconcile(Conn& c) {
     rd.projected.reset();
     return v;
   };
-  // Redis's mark is a seq the database handed out, so it is never above the last one; when it
-  // is, Redis has seen a database this one has not caught up with: a backup restored without
-  // clearing Redis (README: Backup and restore), or another database on the same prefix. Redis
-  // then hands out entries of interactions this database does not have, and holds none of those
-  // it has open but Redis finished: no re-projection reaches them, Redis's mark being ahead.
-  // Nothing here can tell stale entries from good ones; the operator can, so it is said once.
-  if (!ahead_logged_) {
-    rd.handed_out.step();
-    auto last = rd.handed_out.int64(0);
-    rd.handed_out.reset();
-    if (*redis_mark > last) {
-      ahead_logged_ = true;
-      logger("relay")->error(
-          "[redis {}:{}] its projection mark {} is {}, past the last outbox seq this database "
-          "ever handed out ({}): the database is older than Redis (a backup restored without "
-          "clearing Redis?) or another database uses the prefix {}. Agents may be handed "
-          "interactions this database does not have, and interactions it has open may be in no "
-          "queue. Stop switchboard, delete the prefix's keys and start it again: the open "
-          "interactions are then queued from the database (README: Backup and restore)",
-          cfg_.host, cfg_.port, mark_key_, *redis_mark, last, cfg_.prefix);
-    }
-  }
-  if (*redis_mark >= std::max(db_mark(), mark_)) {
-    mark_ = *redis_mark;
+  if (redis_mark >= std::max(db_mark(), mark_)) {
+    mark_ = redis_mark;
     sequence_unsequenced();
     return Outcome::idle;
   }
@@ -216,7 +182,7 @@ Relay::Outcome Relay::reconcile(Conn& c) {
     episode_present_ = 0;
     episode_since_ = std::chrono::steady_clock::now();
     auto db = std::max(db_mark(), mark_);
-    if (*redis_mark == 0) {
+    if (redis_mark == 0) {
       logger("relay")->error(
           "[redis {}:{}] lost queue entries (restarted without its append-only file, or "
           "flushed), or is used for the first time by a switchboard that keeps a projection "
@@ -228,7 +194,7 @@ Relay::Outcome Relay::reconcile(Conn& c) {
           "[redis {}:{}] lost queue entries (restarted from an older snapshot without its "
           "append-only file?): its projection mark {} is {}, though the database projected up "
           "to {}; re-projecting the open interactions queued after it (prefix {})",
-          cfg_.host, cfg_.port, mark_key_, *redis_mark, db, cfg_.prefix);
+          cfg_.host, cfg_.port, mark_key_, redis_mark, db, cfg_.prefix);
     }
   }
   if (!settle_writes()) {
@@ -252,11 +218,11 @@ Relay::Outcome Relay::reconcile(Conn& c) {
   // From here on, as at a start: the outbox is read from its first row (rows held back, or left
   // below the watermark by a failed delete, are sent again; their markers skip the ones Redis
   // still has), after the interactions Redis lost.
-  mark_ = *redis_mark;
+  mark_ = redis_mark;
   watermark_ = 0;
   held_.clear();
   publish_held();
-  std::int64_t first = *redis_mark;
+  std::int64_t first = redis_mark;
   if (first == 0) {
     // Nothing left (or a Redis never marked): from the interactions queued before schema 13 too,
     // given seqs below 0 by sequence_unsequenced() once this Redis had a mark.

@@ -454,6 +454,15 @@ CREATE INDEX interactions_pending_calls ON interactions(last_event_at)
     R"sql(
 ALTER TABLE interactions ADD COLUMN queue_round INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 29 -> 30: the database's own random id (relay/guard.cpp). Redis keeps the id of the
+    // database it projects ({prefix}:db): another database on the same prefix (a staging file
+    // next to production's) is told apart by it, and its relay holds instead of mixing its
+    // entries into the other's queues. A backup keeps the id: a restored file is the same
+    // database, older, which the projection mark tells.
+    R"sql(
+ALTER TABLE relay_state ADD COLUMN db_id TEXT NOT NULL DEFAULT '';
+UPDATE relay_state SET db_id = lower(hex(randomblob(16)));
+)sql",
 };
 
 std::string newer_schema_message(const Db& db, int v) {
@@ -502,7 +511,8 @@ void require_current_schema(Db& db) {
     throw Error(0, "database " + db.path() + " has schema version " + std::to_string(v) +
                        ", older than this switchboard's (" +
                        std::to_string(current_schema_version()) +
-                       "); `switchboard run` with this binary upgrades it when it starts");
+                       "); start the new daemon (`switchboard run` with this binary) first: "
+                       "it upgrades the file when it starts (README: Upgrading)");
   }
 }
 
@@ -510,7 +520,11 @@ void migrate(Db& db, int target) {
   // Under the write lock from the first read of the version: two processes that start on one
   // file after an upgrade (the daemon and a cron'd `customers import`) both read the old version
   // otherwise, and the second ran a step again ("table call_lines already exists").
-  db.exec("BEGIN IMMEDIATE");
+  try {
+    db.exec("BEGIN IMMEDIATE");
+  } catch (const Error& e) {
+    throw Error(e.code, database_error(db.path(), e.code, e.what()));
+  }
   int v = 0;
   try {
     v = read_version(db);

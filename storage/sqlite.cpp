@@ -113,6 +113,41 @@ std::string Stmt::text(int col) const {
   return std::string(text_view(col));
 }
 
+std::string database_error(const std::string& path, int code, const std::string& what) {
+  std::string said = "database " + path + ": " + what;
+  switch (code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      // Only past the 5 s busy timeout: a lock held that long is a transaction of another
+      // process, not a commit of the daemon's.
+      return said +
+             " (another process holds the write lock: a switchboard already running on this "
+             "file, a `customers import`, or a tool such as sqlite3 inside a transaction)";
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PERM: {
+      // WAL mode: SQLite makes PATH-wal and PATH-shm beside the database, even to read it
+      // (a read-only connection may not make the -shm, and fails), so the directory must be
+      // writable, not just the file.
+      auto dir = std::filesystem::path(path).parent_path();
+      if (dir.empty()) {
+        dir = ".";
+      }
+      if (::access(dir.c_str(), W_OK) != 0) {
+        return said + " (the directory " + dir.string() +
+               " is not writable by this user: SQLite creates the -wal and -shm files beside "
+               "the database, even to read it)";
+      }
+      if (::access(path.c_str(), F_OK) == 0 && ::access(path.c_str(), W_OK) != 0) {
+        return said + " (the file is not writable by this user)";
+      }
+      return said;
+    }
+    default:
+      return said;
+  }
+}
+
 Db::Db(const std::string& path, Mode mode) : path_(path) {
   const bool readonly = mode == Mode::read_only;
   // Before the first connection: no memory statistics (they take a global mutex on every
@@ -156,18 +191,26 @@ Db::Db(const std::string& path, Mode mode) : path_(path) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     sqlite3_close(db_);
     db_ = nullptr;
-    throw Error(rc, "cannot open database " + path + ": " + msg);
+    throw Error(rc, database_error(path, rc, "cannot open: " + msg));
   }
   sqlite3_busy_timeout(db_, 5000);
-  if (mode == Mode::wal) {
-    // WAL: readers never block the writer. synchronous=NORMAL in WAL survives a process crash
-    // (kill -9), which is what "a 2xx means committed" needs; only an OS crash or power loss
-    // may lose the last transactions (DESIGN-NOTES invariant 1).
-    exec("PRAGMA journal_mode=WAL");
-    exec("PRAGMA synchronous=NORMAL");
+  try {
+    if (mode == Mode::wal) {
+      // WAL: readers never block the writer. synchronous=NORMAL in WAL survives a process crash
+      // (kill -9), which is what "a 2xx means committed" needs; only an OS crash or power loss
+      // may lose the last transactions (DESIGN-NOTES invariant 1).
+      exec("PRAGMA journal_mode=WAL");
+      exec("PRAGMA synchronous=NORMAL");
+    }
+    exec("PRAGMA temp_store=MEMORY");
+    exec("PRAGMA cache_size=-32768");  // 32 MiB page cache per connection
+  } catch (const Error& e) {
+    // The first statements are where a lock or an unwritable directory shows ("database is
+    // locked", "unable to open database file"): said with the file and why.
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw Error(e.code, database_error(path, e.code, e.what()));
   }
-  exec("PRAGMA temp_store=MEMORY");
-  exec("PRAGMA cache_size=-32768");  // 32 MiB page cache per connection
 }
 
 Db::~Db() {

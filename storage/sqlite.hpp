@@ -19,6 +19,11 @@ struct Error : std::runtime_error {
   Error(int c, const std::string& what) : std::runtime_error(what), code(c) {}
 };
 
+// An error of opening or locking the database at `path`, said as an operator looks for it:
+// "database PATH: what", and why when SQLite's text does not say (a lock held by another
+// process, a directory this user cannot write to).
+std::string database_error(const std::string& path, int code, const std::string& what);
+
 class Stmt {
  public:
   Stmt() = default;

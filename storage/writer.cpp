@@ -54,6 +54,10 @@ constexpr int kCatchUpFrames = 64;  // fewer left than this: no further pass nee
 // thread's pass to end (pass_mu_: waiting, it leaves the thread the CPU) and copies the rest
 // itself before its next transaction: a long stall, but the WAL stops growing.
 constexpr int kWriterWaitsAt = 4;
+// A checkpoint that keeps failing (a full disk: "database or disk is full") fails every
+// kCheckpointEvery: its first failure is logged, then at most one line this often with the count
+// since, and one line when a checkpoint goes through again (7,200 lines an hour otherwise).
+constexpr auto kCheckpointFailureLogEvery = std::chrono::minutes(1);
 }  // namespace
 
 namespace {
@@ -395,6 +399,9 @@ void Writer::run_batch(std::vector<Job>& batch) {
 
 void Writer::checkpoint_loop() {
   Db db(db_.path());
+  std::uint64_t failures = 0;  // in a row; 0 while checkpoints go through
+  std::uint64_t unlogged = 0;  // of those, since the last line
+  std::chrono::steady_clock::time_point logged;
   for (;;) {
     {
       std::unique_lock lock(mu_);
@@ -438,8 +445,29 @@ void Writer::checkpoint_loop() {
         catch_up_ = true;
         checkpoint_wanted_ = false;
       }
+      if (failures > 0) {
+        logger("storage")->info("[checkpoint] checkpoint recovered after {} failed attempts",
+                                failures);
+        failures = 0;
+      }
     } catch (const std::exception& e) {
-      logger("storage")->warn("[checkpoint] {}", e.what());
+      auto now = std::chrono::steady_clock::now();
+      if (failures++ == 0) {
+        logger("storage")->warn(
+            "[checkpoint] {}; the WAL grows until a checkpoint goes through (retried every {} "
+            "ms, logged at most once a minute)",
+            e.what(), kCheckpointEvery.count());
+        logged = now;
+        unlogged = 0;
+      } else {
+        ++unlogged;
+        if (now - logged >= kCheckpointFailureLogEvery) {
+          logger("storage")->warn("[checkpoint] {} ({} more failed attempts since the last line)",
+                                  e.what(), unlogged);
+          logged = now;
+          unlogged = 0;
+        }
+      }
     }
   }
   try {

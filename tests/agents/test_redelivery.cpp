@@ -53,6 +53,7 @@ TEST_CASE("a vanished agent's item is redelivered after claim_timeout, then dead
 
   auto metrics = d.http->request("GET", "/metrics").body;
   CHECK(metrics.find("switchboard_dead_letters_total{queue=\"general\"} 1") != std::string::npos);
+  CHECK(metrics.find("switchboard_dead_letters{queue=\"general\"} 1") != std::string::npos);
   CHECK(metrics.find("switchboard_queue_claimed{queue=\"general\"} 0") != std::string::npos);
   // Recorded on the interaction.
   REQUIRE(eventually(

@@ -614,3 +614,21 @@ access_token = "old"
   CHECK(changes_needing_restart(running, grown) ==
         std::vector<std::string>{"channels.meta meta (changed)"});
 }
+
+TEST_CASE("imap: a mailbox listed twice is refused, INBOX in any case") {
+  auto account = [](const std::string& mailboxes) {
+    return R"(
+[[channels.imap]]
+name = "support"
+host = "imap.example.com"
+username = "support@example.com"
+password = "pw"
+mailboxes = )" +
+           mailboxes + "\n";
+  };
+  CHECK(problem_of(account(R"(["INBOX", "Sales", "inbox"])")) ==
+        "t.toml:6: channels.imap.mailboxes lists \"inbox\" twice");
+  CHECK(problem_of(account(R"(["Sales", "Sales"])")) ==
+        "t.toml:6: channels.imap.mailboxes lists \"Sales\" twice");
+  CHECK(load_ok(account(R"(["Sales", "sales"])")).channels.imap.at(0).mailboxes.size() == 2);
+}

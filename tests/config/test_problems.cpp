@@ -460,3 +460,54 @@ secret_env = "SBTEST_SURELY_UNSET_VAR"
         "t.toml:20: environment variable SBTEST_SURELY_UNSET_VAR (from "
         "channels.call_webhook.secret_env) is not set or empty");
 }
+
+TEST_CASE(
+    "queues: an agent's queue no rule feeds and a rule's queue no agent works are warned of") {
+  LoadResult r = load_string(body(R"(
+[api]
+tokens = ["t"]
+
+[routing]
+default_queue = "general"
+
+[[routing.rules]]
+name = "money"
+queue = "biling"
+[routing.rules.when]
+text_matches = "refund"
+
+[[routing.rules]]
+name = "vip"
+queue = "vip"
+
+[[agents]]
+id = "alice"
+token = "a"
+queues = ["general", "billing", "vip"]
+
+[[agents]]
+id = "bob"
+token = "b"
+queues = ["billing"]
+)"),
+                             "t.toml");
+  REQUIRE(r.config);
+  std::vector<std::string> said;
+  for (const auto& w : r.warnings) {
+    said.push_back(w.to_string());
+  }
+  CHECK(said == std::vector<std::string>{
+                    "t.toml: agents: queue \"billing\" (agent alice) is fed by no rule and is not "
+                    "routing.default_queue: only transfers put work there",
+                    "t.toml: routing.rules: queue \"biling\" (rule money) is worked by no agent: "
+                    "what the rule routes there waits unclaimed"});
+  // Without agents, nothing is said of queues (run warns that there are none).
+  LoadResult none = load_string(body(R"(
+[[routing.rules]]
+name = "money"
+queue = "billing"
+)"),
+                                "t.toml");
+  REQUIRE(none.config);
+  CHECK(none.warnings.empty());
+}

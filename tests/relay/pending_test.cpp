@@ -3,6 +3,9 @@
 // of rows already delivered and deleted.
 #include <doctest/doctest.h>
 
+#include <string>
+#include <thread>
+
 #include "tests/relay/relay_daemon.hpp"
 
 using namespace sb;
@@ -54,6 +57,40 @@ TEST_CASE(
   redis.start();  // empty: the key is a stream again, and everything goes in
   CHECK(shows_pending(port, 0));
   CHECK(eventually([&] { return outbox_rows(db) == 0; }));
+}
+
+// The relay's lag in seconds: the age of the oldest row not in Redis, held rows included, and 0
+// once none waits.
+TEST_CASE("switchboard_outbox_oldest_age_seconds is the age of the oldest row not yet in Redis") {
+  TempDir dir;
+  RedisServer redis;
+  App app(billing_config(dir, redis.port()));
+  app.start();
+  auto port = app.port();
+  REQUIRE(eventually([&] { return ready(port); }));
+  auto age = [&] {
+    auto text = metrics(port);
+    auto at = text.find("\nswitchboard_outbox_oldest_age_seconds ");
+    REQUIRE(at != std::string::npos);
+    return std::stod(text.substr(at + 39));
+  };
+  CHECK(age() == 0.0);
+  post(port, "g0");
+  REQUIRE(eventually([&] { return redis.xlen(kGeneral) == 1; }));
+  CHECK(age() == 0.0);
+  redis.cmd({"SET", kBilling, "x"});  // billing's row is held in the outbox
+  post(port, "b0", "refund");
+  REQUIRE(eventually([&] {
+    return counted(port, "switchboard_relay_held_rows{stream=\"" + kBilling + "\"}", 1);
+  }));
+  post(port, "g1");
+  REQUIRE(eventually([&] { return redis.xlen(kGeneral) == 2; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  CHECK(age() >= 1.2);  // the held row's
+  CHECK(age() < 60.0);
+  redis.cmd({"DEL", kBilling});  // repaired: the held row goes in at its next retry
+  CHECK(eventually([&] { return age() == 0.0; }, std::chrono::seconds(20)));
+  CHECK(redis.xlen(kBilling) == 1);
 }
 
 }  // namespace pending_test

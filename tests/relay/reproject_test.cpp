@@ -152,8 +152,8 @@ TEST_CASE(
   // carrying a billing row is refused (NOPERM) before it runs, as an OOM would refuse it, while
   // the calls after it would be taken.
   REQUIRE(redis.cmd({"ACL", "SETUSER", "relay", "on", ">pw", "~sb:q:general:*", "~sb:q:vip:*",
-                     "~sb:relayed:*", "~sb:relay:*", "~sb:projected", "~sb:held", "&*", "+@all",
-                     "(~sb:q:billing:* +xgroup)"}) == "OK");
+                     "~sb:relayed:*", "~sb:relay:*", "~sb:projected", "~sb:db", "~sb:held", "&*",
+                     "+@all", "(~sb:q:billing:* +xgroup)"}) == "OK");
   auto cfg = billing_config(dir, redis.port());
   cfg.redis.username = "relay";
   cfg.redis.password = "pw";

@@ -158,8 +158,8 @@ TEST_CASE(
   // key order) is swept, then reading vip's stream is refused, and Redis as a whole counts as
   // failed (as it does for the projection: tests/relay/reproject_test.cpp).
   REQUIRE(redis.cmd({"ACL", "SETUSER", "relay", "on", ">pw", "~sb:q:general:*", "~sb:q:billing:*",
-                     "~sb:relayed:*", "~sb:relay:*", "~sb:projected", "~sb:held", "&*", "+@all",
-                     "(~sb:q:vip:* +xgroup)"}) == "OK");
+                     "~sb:relayed:*", "~sb:relay:*", "~sb:projected", "~sb:db", "~sb:held", "&*",
+                     "+@all", "(~sb:q:vip:* +xgroup)"}) == "OK");
   REQUIRE(eventually([&] { return count(log.text(), "NOPERM") >= 2; }, std::chrono::seconds(20)));
   CHECK(ids_in(redis, kGeneral).empty());  // g0 swept; n0 waits for the re-projection
   CHECK(ids_in(redis, kVip) == Ids{v0});

@@ -413,7 +413,9 @@ TEST_CASE("backup: the README's restore procedure, end to end with Redis ahead o
   CHECK(daemon->wait() == 0);
 }
 
-TEST_CASE("backup: a backup restored without clearing Redis is named in the log at start-up") {
+TEST_CASE(
+    "backup: a backup restored without clearing Redis is named in the log at start-up and holds "
+    "the relay") {
   TempDir dir;
   RedisServer redis;
   auto port = free_port();
@@ -450,6 +452,10 @@ TEST_CASE("backup: a backup restored without clearing Redis is named in the log 
                std::string::npos &&
            text.find("(README: Backup and restore)") != std::string::npos;
   }));
+  // And held: nothing more is added to Redis, and /readyz says why.
+  CHECK(HttpClient(port).request("GET", "/readyz").status == 503);
+  CHECK(HttpClient(port).request("GET", "/readyz").body.find("redis_ahead") != std::string::npos);
+  CHECK(redis.xlen(stream) == 3);
   // Said once, not at every connection or idle check: the daemon's Redis connections are cut
   // (Redis keeps its data and its mark), and the relay connects again and looks again.
   auto clients = [&] {

@@ -20,6 +20,7 @@
 #include "channels/email/threading.hpp"
 #include "core/time.hpp"
 #include "routing/rules.hpp"
+#include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
 #include "storage/store.hpp"
 #include "storage/writer.hpp"
@@ -641,7 +642,11 @@ TEST_CASE("customers import: a database locked from the start imports nothing an
   lock.exec("ROLLBACK");
   INFO(out.output);
   CHECK(out.status == 1);
-  CHECK(out.output.find("switchboard: " + file + ": database is locked\n") != std::string::npos);
+  // At the first record's transaction: the import no longer takes the write lock to upgrade the
+  // schema before reading the file (only run upgrades).
+  CHECK(out.output.find("switchboard: " + file +
+                        ": the import stopped at line 2: database is locked\n") !=
+        std::string::npos);
   CHECK(out.output.find("switchboard: nothing from " + file + " was committed\n") !=
         std::string::npos);
   CHECK(count_of(dir, "SELECT count(*) FROM customers") == 1);
@@ -819,6 +824,49 @@ TEST_CASE("customers show: a database that is not switchboard's, or is newer, sa
   CHECK(newer.output.find("has schema version 999, newer than this switchboard understands") !=
         std::string::npos);
   CHECK(newer.output.find("no such table") == std::string::npos);
+}
+
+// Before: import upgraded the file itself, under an older daemon still running on it (the binary
+// replaced, the daemon not yet restarted), which then ran on a schema it does not know.
+TEST_CASE(
+    "customers import refuses an older schema and leaves the file as it was: run upgrades it") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  {
+    sb::storage::Db db(dir.file("sb.db"));
+    sb::storage::migrate(db, 25);
+  }
+  auto out = customers(dir, "import", cfg,
+                       write_file(dir, "c.csv", "external_id,email\nc-1,ann@example.com\n"));
+  INFO(out.output);
+  CHECK(out.status == 1);
+  CHECK(out.output.find(dir.file("sb.db") + " has schema version 25, older than this "
+                                            "switchboard's") != std::string::npos);
+  CHECK(out.output.find("start the new daemon (`switchboard run` with this binary) first") !=
+        std::string::npos);
+  sb::storage::Db db(dir.file("sb.db"), true);
+  auto st = db.prepare("SELECT version FROM schema_version");
+  REQUIRE(st.step());
+  CHECK(st.int64(0) == 25);
+  auto customers_table = db.prepare("SELECT count(*) FROM customers");
+  REQUIRE(customers_table.step());
+  CHECK(customers_table.int64(0) == 0);
+}
+
+// Before: `switchboard: database is locked`, naming neither the file nor what holds it.
+TEST_CASE("run on a database another process holds the write lock of names the file and why") {
+  TempDir dir;
+  const auto cfg = storage_config(dir);
+  sb::storage::Db holder(dir.file("sb.db"));
+  sb::storage::migrate(holder);
+  holder.exec("BEGIN EXCLUSIVE");
+  auto out = switchboard(dir, {"run", "--config", cfg});
+  INFO(out.output);
+  CHECK(out.status == 1);
+  CHECK(out.output.find("database " + dir.file("sb.db") +
+                        ": database is locked (another process holds the write lock") !=
+        std::string::npos);
+  holder.exec("ROLLBACK");
 }
 
 // Before: nothing in the log said which config was in force, and a daemon on the built-in
