@@ -704,26 +704,6 @@ void Store::submit(std::vector<Inbound> items, std::optional<CursorUpdate> curso
           }});
 }
 
-namespace {
-
-// Deletes a customer record no interaction refers to any more (a conversation has a customer
-// only through its interactions, so they tell; interactions_by_customer serves the lookup).
-void drop_if_orphan(Db& db, const std::string& customer_id) {
-  auto used = db.prepare("SELECT 1 FROM interactions WHERE customer_id=?1 LIMIT 1");
-  used.bind_static(1, customer_id);
-  if (used.step()) {
-    return;
-  }
-  used.reset();
-  db.prepare("DELETE FROM identities WHERE customer_id=?1").bind_static(1, customer_id).run();
-  db.prepare("DELETE FROM customers WHERE id=?1").bind_static(1, customer_id).run();
-  db.prepare("DELETE FROM guessed_customers WHERE customer_id=?1")
-      .bind_static(1, customer_id)
-      .run();
-}
-
-}  // namespace
-
 // Folds one call event into the call's interaction (created on the first event). The call is
 // queued once: when its status first becomes final; that final status is what rules see.
 // A child leg's event (CallEventInput::child_leg) folds into its parent's interaction the same
@@ -818,42 +798,42 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   // of the leg it places (`call.initiated` direction=outgoing, from = the customer), and learned,
   // that number made the customer's every later call and every call to them misrouted.
   // (A call whose direction the lines told wrongly took our line for its caller: that is no
-  // customer's number, and the record made of it goes below.)
+  // customer's number; the record made of it stays, no longer referred to by the call.)
   if (stated && was_undirected && parties.line &&
       ((overruled && stored->from_value == parties.line->value) || !firm_customer(*parties.line))) {
     lines_->remember(in.account, *parties.line);
   }
-  // A <Dial> leg of an inbound call rings our side (an agent's phone): one of our lines, so that
-  // an outbound call that rings that phone first (click-to-call, below) is told from a call to a
-  // customer.
-  if (child_leg && direction == "inbound") {
-    for (const auto& leg : in.call->legs) {
-      Identity dialled{"phone", leg.to, "", ""};
-      if (leg.to.starts_with('+') && !firm_customer(dialled)) {
-        lines_->remember(in.account, dialled);
-      }
-    }
-  }
   // Click-to-call (Twilio): the REST API calls our agent first (Direction=outbound-api, To =
   // client:alice, a SIP address or the agent's phone), and the TwiML of that call <Dial>s the
-  // customer as a child leg (outbound-dial, To = the customer). An outbound call whose callee is
-  // not a customer's number (none could be read, or it is one of our lines) takes its customer
-  // from the first leg it dialled that is a phone number not ours, whichever of the call's and
-  // the leg's events come first (the leg's is in f.merged.legs). Until one names them, the call
-  // has no customer; ended before (Twilio posts the call's and the leg's callbacks separately),
-  // it is held like a call awaiting its legs.
-  bool customer_from_leg = direction == "outbound" &&
-                           (!parties.customer || lines_->is_line(in.account, *parties.customer)) &&
-                           (!child_leg || (exists && stored->customer_id.empty()));
-  if (customer_from_leg) {
-    parties.customer.reset();
-    for (const auto& leg : f.merged.legs) {
-      Identity dialled{"phone", leg.to, "", ""};
-      if (leg.to.starts_with('+') && !lines_->is_line(in.account, dialled)) {
-        parties.customer = std::move(dialled);
-        break;
-      }
+  // customer as a child leg (outbound-dial, To = the customer). So an outbound call whose first
+  // leg to a phone number (not one of our lines) rang another number than the call's own To is a
+  // click-to-call, and that leg's callee is its customer, whatever is known of the call's To: the
+  // agent's phone may be a customer record already (an earlier click-to-call named it before its
+  // leg reported, or the agent once called in from it), and was taken for the customer of every
+  // such call. (A Voice SDK call whose TwiML <Dial>s the number in its own To is no such call.)
+  // The call's To: this event's, or for a leg's event, the customer its parent's events named.
+  // An outbound call whose callee is not a customer's number (none could be read, or it is one
+  // of our lines) takes its customer from that leg too, whichever of the call's and the leg's
+  // events come first (the leg's is in f.merged.legs). Until one names them, such a call has no
+  // customer; ended before (Twilio posts the call's and the leg's callbacks separately), it is
+  // held like a call awaiting its legs.
+  std::optional<Identity> leg_callee;
+  for (const auto& leg : f.merged.legs) {
+    Identity dialled{"phone", leg.to, "", ""};
+    if (leg.to.starts_with('+') && !lines_->is_line(in.account, dialled)) {
+      leg_callee = std::move(dialled);
+      break;
     }
+  }
+  std::string call_to = child_leg ? (exists ? stored->from_value : std::string())
+                                  : (parties.customer ? parties.customer->value : std::string());
+  bool click_to_call = direction == "outbound" && leg_callee && leg_callee->value != call_to;
+  bool customer_from_leg =
+      direction == "outbound" &&
+      (click_to_call || ((!parties.customer || lines_->is_line(in.account, *parties.customer)) &&
+                         (!child_leg || (exists && stored->customer_id.empty()))));
+  if (customer_from_leg) {
+    parties.customer = leg_callee;
   }
   // Unknown direction: a caller is named only once the call ends (as inbound, the common case).
   // A call that ends before anything tells its direction is held back from the queues for a
@@ -916,9 +896,13 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
   // The caller is matched by the first event that names one (a recording callback, without
   // From, may be the first to arrive), and replaced when it was taken for an inbound caller
   // before anything told the direction and the other party proves to be the customer.
+  // A click-to-call whose own To was taken for its customer before its leg reported is corrected
+  // the same way.
   bool caller_now =
-      customer && (stored->customer_id.empty() ||
-                   (was_undirected && !direction.empty() && stored->from_value != customer->value));
+      customer &&
+      (stored->customer_id.empty() ||
+       (was_undirected && !direction.empty() && stored->from_value != customer->value) ||
+       (click_to_call && stored->from_value != customer->value));
   // A held call keeps its caller as sent, for release_held_calls to name.
   bool keep_from = hold_direction && f.final && raw.from && stored->from_value.empty();
   // Ended, no longer held, not queued yet: queue it now (also when this event changes nothing,
@@ -937,7 +921,6 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     }
   }
   if (caller_now) {
-    std::string taken_for_caller = stored->customer_is_new ? stored->customer_id : "";
     CustomerMatch cust = match_customer(st, *customer, now);
     note_call_customer(st, cust.id, cust.is_new, !direction.empty());
     stored_payload = with_caller(stored_payload, *customer, cust.id, cust.name, cust.tier,
@@ -952,9 +935,6 @@ IngestOutcome Store::apply_call_event(Db& db, const Inbound& in, std::int64_t or
     set.bind_static(1, id).bind_static(2, cust.id).bind_static(3, direction).run();
     auto conv = db.prepare("UPDATE conversations SET customer_id=?2 WHERE id=?1");
     conv.bind_static(1, stored->conversation_id).bind_static(2, cust.id).run();
-    if (!taken_for_caller.empty() && taken_for_caller != cust.id) {
-      drop_if_orphan(db, taken_for_caller);  // our own line, made a customer by this call
-    }
   } else if (stated && was_undirected && customer && !stored->customer_id.empty() &&
              stored->from_value == customer->value) {
     // The caller it was taken for is its customer indeed: the call now states its direction

@@ -118,10 +118,52 @@ TEST_CASE("voice click-to-call: a call that ends before its leg reports waits fo
   CHECK(d.redis.xlen("sb:q:general:normal") == 2);
 }
 
-// The agent's own phone, once a <Dial> leg of an inbound call rang it, is one of our lines: a
-// REST call to it that <Dial>s a customer is a call to that customer.
+// The agent's own phone in the call's To is a customer record once a call named it (here the
+// call's in-progress, before its leg reported): a REST call to it that <Dial>s another number is
+// still a call to that number, call after call.
 TEST_CASE("voice click-to-call: a call to an agent's phone names the customer its leg dials") {
   VoiceDaemon d;
+  agent_call(d, "CA800", kAgent, "in-progress", "0");
+  CHECK(field(d, "CA800", "from.value") == kAgent);  // nothing tells otherwise yet
+  customer_leg(d, "CA800", kCustomer, "completed", "1", "40");
+  agent_call(d, "CA800", kAgent, "completed", "1", "55");
+  agent_call(d, "CA801", kAgent, "in-progress", "0");
+  customer_leg(d, "CA801", kCustomer2, "completed", "1", "20");
+  agent_call(d, "CA801", kAgent, "completed", "1", "30");
+  // The leg reports first, then the call.
+  customer_leg(d, "CA802", kCustomer, "completed", "1", "10");
+  agent_call(d, "CA802", kAgent, "completed", "1", "15");
+
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 3; }));
+  CHECK(field(d, "CA800", "from.value") == kCustomer);
+  CHECK(field(d, "CA801", "from.value") == kCustomer2);
+  CHECK(field(d, "CA802", "from.value") == kCustomer);
+  auto agent_record =
+      d.text(std::string("SELECT customer_id FROM identities WHERE value = '") + kAgent + "'");
+  CHECK(d.rows("SELECT count(*) FROM interactions WHERE customer_id = '" + agent_record + "'") ==
+        0);
+  for (const auto& entry : d.redis.xrange("sb:q:general:normal")) {
+    auto payload = json::parse(entry.at("payload")).as_object();
+    CHECK(payload.at("from").at("value").as_string() != kAgent);
+  }
+}
+
+// A Voice SDK call whose TwiML <Dial>s the number in its own To is a call to that number.
+TEST_CASE("voice click-to-call: a leg to the call's own To changes nothing") {
+  VoiceDaemon d;
+  agent_call(d, "CA810", kCustomer, "in-progress", "0");
+  customer_leg(d, "CA810", kCustomer, "completed", "1", "40");
+  agent_call(d, "CA810", kCustomer, "completed", "1", "55");
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  CHECK(field(d, "CA810", "from.value") == kCustomer);
+  CHECK(d.rows("SELECT count(*) FROM customers") == 1);
+}
+
+// A number an inbound call was forwarded to (an on-call phone outside) is not one of our lines:
+// a REST call straight to it is a call to a customer, queued with them at once.
+TEST_CASE("voice click-to-call: a number an inbound call forwarded to stays a customer's") {
+  VoiceDaemon d;
+  constexpr const char* kForwarded = "+14155550777";
   auto post = [&](std::vector<std::pair<std::string, std::string>> p) {
     auto r = post_twilio(d, p);
     CAPTURE(r.body);
@@ -138,16 +180,33 @@ TEST_CASE("voice click-to-call: a call to an agent's phone names the customer it
         {"CallStatus", "completed"},
         {"Direction", "outbound-dial"},
         {"From", "+14155550123"},
-        {"To", kAgent},
+        {"To", kForwarded},
         {"SequenceNumber", "0"},
         {"CallDuration", "30"}});
 
-  agent_call(d, "CA800", kAgent, "in-progress", "0");
-  customer_leg(d, "CA800", kCustomer, "completed", "1", "40");
-  agent_call(d, "CA800", kAgent, "completed", "1", "55");
+  agent_call(d, "CA820", kForwarded, "completed", "0", "25");
   REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
-  CHECK(field(d, "CA800", "from.value") == kCustomer);
-  CHECK(d.rows(std::string("SELECT count(*) FROM identities WHERE value = '") + kAgent + "'") == 0);
+  CHECK(field(d, "CA820", "from.value") == kForwarded);
+  CHECK(d.text("SELECT held FROM interactions WHERE external_id = 'CA820'") == "0");
+  auto payload = json::parse(d.redis.xrange("sb:q:general:normal").at(0)["payload"]).as_object();
+  CHECK(payload.at("from").at("value").as_string() == kForwarded);
+}
+
+// A call queued with the customer its To named, corrected by its leg afterwards: the queue entry
+// keeps the customer it was queued with, and that record must still be there for the agent.
+TEST_CASE("voice click-to-call: a corrected call's queue entry still names a customer record") {
+  VoiceDaemon d;
+  agent_call(d, "CA830", kAgent, "completed", "0", "25");
+  REQUIRE(sb::test::eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  customer_leg(d, "CA830", kCustomer, "completed", "1", "20");
+  CHECK(field(d, "CA830", "from.value") == kCustomer);
+  auto payload = json::parse(d.redis.xrange("sb:q:general:normal").at(0)["payload"]).as_object();
+  std::string queued_customer(payload.at("customer").at("id").as_string());
+  REQUIRE(!queued_customer.empty());
+  auto r = d.http->request("GET", "/v1/customers/" + queued_customer, "",
+                           {{"Authorization", "Bearer carol-token"}});
+  CAPTURE(r.body);
+  CHECK(r.status == 200);
 }
 
 }  // namespace click_to_call_test
