@@ -273,7 +273,7 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
       "WHERE (e.planned_id != '' OR e.provider_id != '') AND e.interaction_id IN ("
       "SELECT json_extract(p.payload, '$.external_id') "
       "UNION SELECT json_extract(p.payload, '$.in_reply_to') "
-      "UNION SELECT value FROM json_each(p.payload, '$.references'))) END "
+      "UNION SELECT value FROM json_each(p.payload, '$.references'))) END, s.created_at "
       "FROM sends s JOIN interactions i ON i.id = s.interaction_id "
       "LEFT JOIN interactions p ON p.id = s.parent_id "
       "WHERE s.state = 'pending' AND s.next_attempt_at <= ?1 "
@@ -286,6 +286,7 @@ std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
   while (st.step()) {
     SendJob j{st.text(0),  st.text(1),       st.text(2),  st.text(3),   st.text(4),  "", st.text(6),
               st.int64(7), st.int64(8) != 0, st.int64(9), st.int64(10), st.text(11), {}};
+    j.created_at = st.int64(13);
     json::error_code ec;
     auto v = json::parse(st.text_view(5), ec);
     if (!ec && v.is_object()) {

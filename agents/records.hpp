@@ -74,6 +74,7 @@ struct SendJob {
   // the parent names with the ids they went out with (OutboundMessage::earlier_ids).
   std::string planned_id;
   std::map<std::string, std::string> earlier_ids;
+  std::int64_t created_at = 0;  // when the reply was stored (sends.created_at, Unix ms)
 };
 
 // The open interactions (queued or claimed) the database records in one queue.

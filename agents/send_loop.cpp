@@ -17,6 +17,12 @@ namespace {
 // apart.
 constexpr std::chrono::milliseconds kFirstRecordRetry{100};
 constexpr std::chrono::milliseconds kMaxRecordRetry{5000};
+// Meta's 24-hour messaging window: the longest a reply of its channels waits out a pause.
+constexpr std::chrono::milliseconds kMetaWindow = std::chrono::hours(24);
+
+bool is_meta_channel(std::string_view channel) {
+  return channel == "messenger" || channel == "instagram" || channel == "whatsapp";
+}
 }  // namespace
 
 struct SendLoop::Outcome {
@@ -364,6 +370,16 @@ std::chrono::milliseconds send_backoff(const SendPolicy& policy, std::int64_t at
 }
 
 void SendLoop::finished(const SendJob& job, SendResult r, std::function<void()> committed) {
+  // Meta takes a reply only within 24 hours of the customer's last message (its messaging
+  // window: Messenger's standard messaging, WhatsApp's customer service window). A pause of its
+  // app, Page or number (codes 4, 32, 130429) that goes on and on held the reply pending forever,
+  // and with it the later replies of its conversation (they wait behind it): once the reply is 24
+  // hours old, Meta would refuse it anyway, so it fails, saying why.
+  if (r.status == SendResult::Status::retry && r.account_paused && is_meta_channel(job.channel) &&
+      job.created_at > 0 && now_ms() - job.created_at >= kMetaWindow.count()) {
+    r = SendResult::failed(r.error +
+                           "; given up: the reply is 24 hours old, past Meta's messaging window");
+  }
   // A pause of the whole account (X's 24-hour posting limit) is no failure of this reply: it
   // keeps its attempts for failures of its own, however many pauses it waits through.
   const bool paused = r.status == SendResult::Status::retry && r.account_paused;

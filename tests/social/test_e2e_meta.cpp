@@ -793,3 +793,36 @@ TEST_CASE(
   CHECK(log.lines_with("rate limit of the Page PAGE_ID reached (code 32").size() == 1);
   CHECK(eventually([&] { return !log.lines_with("the rate limit is over").empty(); }));
 }
+
+// Meta's app limit (code 4) that never lifts: the reply no longer waits forever (holding the
+// later replies of its conversation) but fails once it is 24 hours old, past Meta's messaging
+// window, saying why.
+TEST_CASE("meta: a reply paused past Meta's 24-hour messaging window fails, saying why") {
+  MetaDaemon d;
+  REQUIRE(d.post(messenger("m_old1", "help")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  AgentClient alice(d.app->port(), "alice-token");
+  auto item = alice.claim("general");
+  d.graph.error_next(400, graph_error(4, "#4) Application request limit reached"),
+                     {{"Retry-After", "2"}});
+  std::string id = alice.reply(s(item.at("id")), "An answer.");
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM sends WHERE state='pending' AND account_paused=1") == 1;
+  }));
+  CHECK(d.graph.sent().empty());
+  {
+    // The reply was written 25 hours ago; Meta still answers code 4 when asked.
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec("UPDATE sends SET created_at = created_at - 25 * 3600 * 1000");
+  }
+  d.graph.error_next(400, graph_error(4, "#4) Application request limit reached"),
+                     {{"Retry-After", "2"}});
+  REQUIRE(eventually([&] { return d.rows("SELECT count(*) FROM sends WHERE state='failed'") == 1; },
+                     std::chrono::seconds(10)));
+  storage::Db db(d.dir.file("switchboard.db"), true);
+  auto error = db.prepare("SELECT last_error FROM sends");
+  REQUIRE(error.step());
+  CHECK_MESSAGE(error.text(0).find("past Meta's messaging window") != std::string::npos,
+                error.text(0));
+  CHECK(d.graph.sent().empty());
+}
