@@ -785,7 +785,7 @@ TEST_CASE("customers show: an identity whose customer is gone matches nobody (ex
                     write_file(dir, "c.csv", "external_id,email\nc-1,ann@example.com\n"))
               .status == 0);
   {
-    // What the voice path's drop_if_orphan leaves a reader that looked up the identity before.
+    // An identity left behind by a customer deleted under it (the voice path once did so).
     sb::storage::Db db(dir.file("sb.db"));
     db.exec(
         "INSERT INTO identities(type, value, customer_id) VALUES "

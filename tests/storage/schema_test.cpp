@@ -532,7 +532,7 @@ TEST_CASE(
   storage::Db db(path);
   for (const char* sql :
        {storage::kTimelineSql, storage::kTimelineAfterSql, storage::kTimelineBelowIdSql,
-        // drop_if_orphan (storage/store.cpp): whether a customer still has an interaction.
+        // Whether a customer still has an interaction (a lookup by customer_id alone).
         "SELECT 1 FROM interactions WHERE customer_id=?1 LIMIT 1"}) {
     auto plan = db.prepare(std::string("EXPLAIN QUERY PLAN ") + sql);
     std::string text;
