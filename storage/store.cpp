@@ -381,12 +381,14 @@ bool has_flag(const Inbound& in, std::string_view flag) {
   return std::find(in.flags.begin(), in.flags.end(), flag) != in.flags.end();
 }
 
-// Mail no person wrote (email's detect_flags): an out-of-office answer, a bounce, a newsletter.
-// A rule may send it to a queue of its own ("noise", override_sticky), but it does not become
-// its conversation's sticky queue, or the customer's real answer, days later, would follow it
-// there.
+// Mail no person wrote (email's detect_flags): an out-of-office answer, a bounce. A rule may
+// send it to a queue of its own ("noise", override_sticky), but it does not become its
+// conversation's sticky queue, or the customer's real answer, days later, would follow it
+// there. Not `bulk`: a Google Group adds Precedence: list, List-ID and List-Unsubscribe to
+// every mail it hands on, so for a team whose support address is a Group every customer mail
+// is bulk, and sticky routing would be off for all of them.
 bool machine_sent(const Inbound& in) {
-  return has_flag(in, "auto_reply") || has_flag(in, "bounce") || has_flag(in, "bulk");
+  return has_flag(in, "auto_reply") || has_flag(in, "bounce");
 }
 
 // Whether `in` may join a conversation by its subject. An auto-reply or a bounce never does:
