@@ -87,10 +87,11 @@ std::string no_sender_message(const std::string& channel, const std::string& acc
 }
 
 // Why an answer to `parent` would go to a mail system rather than a person, "" when it would
-// not: a bounce (flag `bounce`: a delivery report, or mail from MAILER-DAEMON or postmaster),
-// or a recipient whose local part is one of those (RFC 5321 4.5.1: postmaster is the mail
-// system's administrator, MAILER-DAEMON the sender of reports, which a reply reaches as a new
-// undeliverable message or not at all).
+// not: a bounce (flag `bounce`: a delivery report, or mail from MAILER-DAEMON), or a recipient
+// whose local part is MAILER-DAEMON, the sender of reports, which a reply reaches as a new
+// undeliverable message or not at all. Not postmaster: RFC 5321 4.5.1 makes it the mail
+// system's administrator, a person, who may write to us about a customer's mail and be
+// answered.
 std::string mail_system_recipient(const json::object& parent, const json::object* recipient) {
   if (auto* flags = parent.if_contains("flags"); flags && flags->is_array()) {
     for (const auto& f : flags->get_array()) {
@@ -109,7 +110,7 @@ std::string mail_system_recipient(const json::object& parent, const json::object
   std::string local = address.substr(0, address.find('@'));
   std::transform(local.begin(), local.end(), local.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (local == "mailer-daemon" || local == "postmaster") {
+  if (local == "mailer-daemon") {
     return "it would go to " + address + ", a mail system's address";
   }
   return {};

@@ -111,8 +111,14 @@ struct Inbound {
   // section 5). Empty for every other channel.
   std::vector<Identity> also_from;
   // Email: the Reply-To address when it differs from From; answers go there. In the payload as
-  // "reply_to" when set. Not used for matching: the customer is the sender.
+  // "reply_to" when set. Not used for matching: the customer is the sender (mail From us, flag
+  // `from_us`, is matched by customer_address instead).
   std::optional<Identity> reply_to;
+  // Email, flag `from_us` (From is one of our addresses, To or Cc too: a contact form mailing
+  // From support@ To support@, a colleague's handoff): From names no customer, so the customer
+  // is matched by this (the Reply-To when it names someone else), or none when unset. Not in
+  // the payload. Ignored without the flag.
+  std::optional<Identity> customer_address;
   std::vector<Identity> to;
   std::string subject;
   std::string text;

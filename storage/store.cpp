@@ -381,12 +381,14 @@ bool has_flag(const Inbound& in, std::string_view flag) {
   return std::find(in.flags.begin(), in.flags.end(), flag) != in.flags.end();
 }
 
-// Mail no person wrote (email's detect_flags): an out-of-office answer, a bounce, a newsletter.
-// A rule may send it to a queue of its own ("noise", override_sticky), but it does not become
-// its conversation's sticky queue, or the customer's real answer, days later, would follow it
-// there.
+// Mail no person wrote (email's detect_flags): an out-of-office answer, a bounce. A rule may
+// send it to a queue of its own ("noise", override_sticky), but it does not become its
+// conversation's sticky queue, or the customer's real answer, days later, would follow it
+// there. Not `bulk`: a Google Group adds Precedence: list, List-ID and List-Unsubscribe to
+// every mail it hands on, so for a team whose support address is a Group every customer mail
+// is bulk, and sticky routing would be off for all of them.
 bool machine_sent(const Inbound& in) {
-  return has_flag(in, "auto_reply") || has_flag(in, "bounce") || has_flag(in, "bulk");
+  return has_flag(in, "auto_reply") || has_flag(in, "bounce");
 }
 
 // Whether `in` may join a conversation by its subject. An auto-reply or a bounce never does:
@@ -501,8 +503,13 @@ Stored store_new(Store::Statements& st, const Rules& rules, const Inbound& in, b
                  std::int64_t order_key, std::int64_t now, bool match_from = true,
                  bool held = false) {
   CustomerMatch cust;
-  if (in.from && match_from) {
-    cust = match_customer(st, *in.from, now, in.also_from);
+  // Mail From our own address (flag `from_us`, BatchChain::set_aside_own_mail) is matched by
+  // the address the poller found for the customer, or to none, as a call from a withheld
+  // number is: every form submitter would otherwise be one customer, our support address.
+  const bool from_us = has_flag(in, "from_us");
+  const std::optional<Identity>& who = from_us ? in.customer_address : in.from;
+  if (who && match_from) {
+    cust = match_customer(st, *who, now, from_us ? std::vector<Identity>{} : in.also_from);
     if (!cust.held_elsewhere.empty()) {
       logger("storage")->info("[{}:{}] {}: {}", in.channel, in.account, in.external_id,
                               cust.held_elsewhere);
@@ -1074,15 +1081,44 @@ std::vector<std::string> Store::sent_here(const std::vector<std::string>& ids) {
   // sends_by_planned_id (schema 27), whose WHERE a bound parameter alone does not imply.
   auto st =
       reader().prepare("SELECT 1 FROM sends WHERE planned_id=?1 AND planned_id != '' LIMIT 1");
+  // A reply stored before schema 25 kept no planned_id; one sent names its Message-ID as its
+  // provider_id. sends_by_provider (channel, account, provider_id) needs the account, which
+  // the poller's imap account is not: the email accounts with sends are listed first, each
+  // found by one index seek (a loose index scan: SELECT DISTINCT would read every email send).
+  std::vector<std::string> accounts;
+  auto list = reader().prepare(
+      "WITH RECURSIVE a(name) AS ("
+      "  SELECT min(account) FROM sends WHERE channel='email'"
+      "  UNION ALL"
+      "  SELECT (SELECT min(account) FROM sends WHERE channel='email' AND account > a.name)"
+      "  FROM a WHERE a.name IS NOT NULL) "
+      "SELECT name FROM a WHERE name IS NOT NULL");
+  while (list.step()) {
+    accounts.push_back(list.text(0));
+  }
+  auto by_provider = reader().prepare(
+      "SELECT 1 FROM sends WHERE channel='email' AND account=?1 AND provider_id=?2 LIMIT 1");
+  auto sent_before_planned = [&](const std::string& id) {
+    for (const auto& account : accounts) {
+      by_provider.bind(1, account).bind(2, id);
+      const bool hit = by_provider.step();
+      by_provider.reset();
+      if (hit) {
+        return true;
+      }
+    }
+    return false;
+  };
   for (const auto& id : ids) {
     if (id.empty()) {
       continue;
     }
     st.bind(1, id);
-    if (st.step()) {
+    const bool planned = st.step();
+    st.reset();
+    if (planned || sent_before_planned(id)) {
       found.push_back(id);
     }
-    st.reset();
   }
   return found;
 }

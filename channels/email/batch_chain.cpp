@@ -93,15 +93,21 @@ void BatchChain::add(std::vector<imap::FetchedMessage> messages) {
 }
 
 // Our own mail read back from a mailbox we poll: the copy of a reply sent here that the server
-// files in Sent Items (or Gmail's All Mail, or a Bcc to the support address), or mail someone
-// sent from a mail client as the support address. Stored, it was a new inbound message from
-// us: queued as customer work, with a customer made for our own address, for every reply. Ours
-// is a message whose Message-ID a reply stored here went out with (sends.planned_id: a reply's
-// stored copy has its interaction id as external id, so the store finds no duplicate), or one
-// From one of our addresses whose Reply-To names no one else (a web form may send From our
-// address with Reply-To the customer: theirs). Set aside before the store, not stored: the
-// reply is recorded already as its outbound interaction. Its UID stays in the batch, so the
-// cursor moves past it and `after` applies to it as to the rest.
+// files in Sent Items (or Gmail's All Mail, or a Bcc to the customer), or mail someone sent
+// from a mail client as the support address to a customer. Stored, it was a new inbound
+// message from us: queued as customer work, with a customer made for our own address, for
+// every reply. Ours is a message whose Message-ID a reply stored here went out with
+// (Store::sent_here: a reply's stored copy has its interaction id as external id, so the store
+// finds no duplicate), or one From one of our addresses whose To and Cc name none of them and
+// whose Reply-To names no one else: the shape of a copy of outgoing mail. Mail From us and
+// addressed to us is someone's work for us: a contact form that mails From support@ To
+// support@ (the customer only in the body, or in Reply-To), billing@ (another account of this
+// daemon) handing a case over to support@, a colleague whose login is an account's username.
+// It is stored with the flag `from_us`, so rules can route it, and its customer is the
+// Reply-To when that names someone else, else none (From names us: Store's store_new). Set
+// aside before the store, not stored: the reply is recorded already as its outbound
+// interaction. Its UID stays in the batch, so the cursor moves past it and `after` applies to
+// it as to the rest.
 void BatchChain::set_aside_own_mail(Batch& b) const {
   auto log = logger("email");
   // Only ids of our form are looked up (make_message_id, reply_message_id: "<sb."): other mail
@@ -117,18 +123,33 @@ void BatchChain::set_aside_own_mail(Batch& b) const {
     try {
       sent = pipeline_.sent_here(ids);
     } catch (const std::exception& e) {
-      // Told by From alone this time; a copy with another From is stored, as it was before.
+      // Told by From and To alone this time; a copy with another From is stored, as it was
+      // before.
       log->warn("{} looking up our sent Message-IDs failed: {}", prefix_, e.what());
     }
   }
-  auto ours = [&](const Inbound& in) {
+  auto own = [this](const std::optional<Identity>& who) {
+    return who && own_addresses_.contains(who->value);
+  };
+  // Whether `in` is set aside; mail From us that is kept is marked `from_us` here.
+  auto ours = [&](Inbound& in) {
     if (std::find(sent.begin(), sent.end(), in.external_id) != sent.end()) {
       return true;
     }
-    auto own = [this](const std::optional<Identity>& who) {
-      return who && own_addresses_.contains(who->value);
-    };
-    return own(in.from) && (!in.reply_to || own(in.reply_to));
+    if (!own(in.from)) {
+      return false;
+    }
+    const bool to_us =
+        std::any_of(in.to.begin(), in.to.end(), [&](const Identity& t) { return own(t); });
+    const bool reply_to_other = in.reply_to && !own(in.reply_to);
+    if (!to_us && !reply_to_other) {
+      return true;
+    }
+    in.flags.emplace_back("from_us");
+    if (reply_to_other) {
+      in.customer_address = in.reply_to;
+    }
+    return false;
   };
   std::size_t kept = 0;
   for (std::size_t i = 0; i < b.items.size(); ++i) {

@@ -719,8 +719,12 @@ void detect_flags(GMimeObject* msg, ParsedEmail& out) {
   if (has_header(msg, "List-Id") || has_header(msg, "List-Unsubscribe")) {
     out.bulk = true;
   }
+  // MAILER-DAEMON sends reports (an old qmail's plain-text bounce among them). Not postmaster:
+  // that is the mail system's administrator, a person (RFC 5321 4.5.1), who writes like any
+  // customer; a report from postmaster@ is told by its multipart/report or
+  // message/delivery-status part (walk()).
   std::string local = lower(out.from.email.substr(0, out.from.email.find('@')));
-  if (local == "mailer-daemon" || local == "postmaster") {
+  if (local == "mailer-daemon") {
     out.bounce = true;
   }
 }

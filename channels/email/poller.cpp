@@ -229,16 +229,18 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
   // stored, and only its Message-ID tells it from what was, which comes back as duplicates and
   // is dropped. Older mail not stored is what `backfill` skipped at the first start (years of
   // an inbox under "none"): read whole, all of it would be stored and queued as new, and get
-  // `after`. With backfill "all" nothing was skipped, and the mailbox is read whole: what is
-  // not stored yet is mail the operator asked for. A duration reads at least as far back as a
-  // first start would now. The day of slack: a commit covers what was fetched before it, and
-  // INTERNALDATE is the server's clock.
+  // `after`. Under "all" too: nothing was skipped, and reading a box of 200k messages whole
+  // would download all of it only to find duplicates; old mail moved in during the downtime
+  // is not read (README). A duration reads at least as far back as a first start would now.
+  // The day of slack: a commit covers what was fetched before it, and INTERNALDATE is the
+  // server's clock.
   const bool reread = cur && cur->uidvalidity != status->uidvalidity;
-  const bool backfill = (!cur || reread) && a.backfill && (!reread || committed_at);
+  const bool backfill = reread ? committed_at.has_value() : !cur && a.backfill.has_value();
+  const bool back_duration = a.backfill && a.backfill->count() > 0;
   if (backfill) {
     const std::int64_t now = now_ms();
     std::optional<std::int64_t> since;  // INTERNALDATE from which mail is read; none: nothing
-    if (a.backfill->count() > 0) {
+    if (back_duration) {
       since = now - a.backfill->count();
     }
     if (reread) {
@@ -254,12 +256,13 @@ asio::awaitable<error_code> Poller::State::session(Mailbox& m) {
       log->info(
           "{} UIDVALIDITY changed: reading {} of {} messages, from the first received since {} "
           "(a day before the last commit{}); the {} before it are not read (stored already, or "
-          "skipped by backfill = {})",
+          "{})",
           m.prefix, from->reads, status->exists, format_rfc3339(*since),
-          a.backfill->count() > 0 ? ", or backfill " + duration_text(*a.backfill) + " if earlier"
-                                  : "",
+          back_duration ? ", or backfill " + duration_text(*a.backfill) + " if earlier" : "",
           status->exists - std::min<std::uint64_t>(status->exists, from->reads),
-          a.backfill->count() > 0 ? duration_text(*a.backfill) : "none");
+          !a.backfill ? "moved in with an older date: backfill = all"
+                      : "skipped by backfill = " +
+                            (back_duration ? duration_text(*a.backfill) : std::string("none")));
     } else {
       log->info("{} first sync reads back {}: {} of {} messages", m.prefix,
                 a.backfill->count() > 0 ? duration_text(*a.backfill) : "none", from->reads,

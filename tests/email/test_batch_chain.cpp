@@ -274,3 +274,83 @@ TEST_CASE("batch chain: a placeholder is stored in the transaction that moves th
   CHECK(f.count("SELECT count(*) FROM interactions WHERE payload LIKE "
                 "'%\"flags\":[\"malformed\",\"unfetchable\"]%'") == 1);
 }
+
+// Before: any mail From one of our addresses without a Reply-To naming someone else was set
+// aside as a copy of our own, so a contact form mailing From support@ To support@ (the
+// customer only in the body) and billing@ handing a case over to support@ were never stored;
+// and a form's mail From support@ with Reply-To the customer made support@ a customer,
+// "Support Team", for every submitter.
+TEST_CASE(
+    "batch chain: mail From us addressed to us is stored flagged from_us - a copy To a "
+    "customer is set aside") {
+  ChainFixture f;
+  f.chain = std::make_shared<email::BatchChain>(
+      f.io, f.parsers, f.recording, f.metrics, f.account, "INBOX",
+      "[email:support] INBOX:", email::Cursor{7},
+      std::set<std::string>{"support@example.com", "billing@example.com"});
+  // A reply sent by a build before schema 25: no planned_id, its Message-ID the provider_id.
+  std::promise<std::string> inserted;
+  f.writer.submit({[](storage::Db& db) {
+                     db.exec(
+                         "INSERT INTO sends(interaction_id, parent_id, channel, account, "
+                         "state, next_attempt_at, provider_id, created_at, updated_at) "
+                         "VALUES('out-1', 'in-1', 'email', 'outgoing', 'sent', 0, "
+                         "'<sb.conv.old1@example.com>', 0, 0)");
+                   },
+                   [&](const std::string& error) { inserted.set_value(error); }});
+  REQUIRE(inserted.get_future().get().empty());
+  std::vector<std::string> raws = {
+      // Its copy read back, From an address that is not ours (`from` changed since).
+      "From: Help <help@example.org>\r\nTo: ann@example.net\r\nSubject: Re: order\r\n"
+      "Message-ID: <sb.conv.old1@example.com>\r\n\r\nIt ships today.\r\n",
+      // A contact form: From and To our address, no Reply-To.
+      "From: Support Team <support@example.com>\r\nTo: support@example.com\r\n"
+      "Subject: Contact form\r\nMessage-ID: <form-1@shop.example.com>\r\n\r\n"
+      "Name: Dan\r\nEmail: dan@example.org\r\nPlease call me back.\r\n",
+      // Another account of the daemon handing over, Cc to us.
+      "From: Billing <billing@example.com>\r\nTo: Ann <ann@example.net>\r\n"
+      "Cc: support@example.com\r\nSubject: Fwd: refund\r\n"
+      "Message-ID: <handoff-1@example.com>\r\n\r\nSupport, please take this one.\r\n",
+      // A form with Reply-To the customer.
+      "From: Support Team <support@example.com>\r\nReply-To: Carol <carol@example.org>\r\n"
+      "To: support@example.com\r\nSubject: Contact form\r\n"
+      "Message-ID: <form-2@shop.example.com>\r\n\r\nWhere is my order?\r\n",
+      // A colleague's Bcc copy of mail to a customer: ours, set aside.
+      "From: Support Team <support@example.com>\r\nTo: bob@example.net\r\n"
+      "Subject: Your refund\r\nMessage-ID: <bcc-1@mail.example.com>\r\n\r\nDone today.\r\n",
+  };
+  std::vector<email::imap::FetchedMessage> batch;
+  std::uint64_t uid = 0;
+  for (const auto& raw : raws) {
+    batch.push_back({++uid, raw.size(), raw});
+  }
+  f.chain->add(std::move(batch));
+  f.run_until([&] { return f.chain->pending() == 0; });
+  REQUIRE(f.chain->pending() == 0);
+  CHECK(f.store.cursor("support", "INBOX") == "7:5");
+  auto stored = [&](const std::string& id) {
+    return f.count(
+        "SELECT count(*) FROM interactions i JOIN outbox o ON o.interaction_id = i.id "
+        "WHERE i.external_id = '" +
+        id + "' AND i.payload LIKE '%\"from_us\"%'");
+  };
+  CHECK(stored("<form-1@shop.example.com>") == 1);
+  CHECK(stored("<handoff-1@example.com>") == 1);
+  CHECK(stored("<form-2@shop.example.com>") == 1);
+  CHECK(
+      f.count("SELECT count(*) FROM interactions WHERE external_id = '<bcc-1@mail.example.com>'") ==
+      0);
+  CHECK(f.count("SELECT count(*) FROM interactions WHERE external_id = "
+                "'<sb.conv.old1@example.com>'") == 0);
+  CHECK(f.count("SELECT count(*) FROM interactions") == 3);
+  // No customer for our addresses: the form without Reply-To and the handoff have none, Carol
+  // is the second form's.
+  CHECK(f.count("SELECT count(*) FROM identities WHERE value IN ('support@example.com', "
+                "'billing@example.com')") == 0);
+  CHECK(
+      f.count("SELECT count(*) FROM interactions WHERE customer_id IS NULL OR customer_id = ''") ==
+      2);
+  CHECK(f.count("SELECT count(*) FROM interactions i JOIN identities d ON d.customer_id = "
+                "i.customer_id WHERE i.external_id = '<form-2@shop.example.com>' AND d.value = "
+                "'carol@example.org'") == 1);
+}

@@ -114,8 +114,24 @@ TEST_CASE("flags from headers") {
   CHECK(flags("Precedence: Bulk\r\n").bulk);
   CHECK(flags("List-Unsubscribe: <mailto:u@example.com>\r\n").bulk);
   CHECK_FALSE(flags("Precedence: normal\r\n").bulk);
-  CHECK(parse_email("From: postmaster@example.com\r\n\r\nx").bounce);
+  CHECK(parse_email("From: MAILER-DAEMON@example.com\r\n\r\nx").bounce);
   CHECK_FALSE(parse_email("From: a@example.com\r\n\r\nx").bounce);
+}
+
+// Before: mail From postmaster@ was a bounce whatever it said, and an agent's answer to the
+// person who runs a customer's mail system was refused (422 reply_to_bounce). Postmaster is a
+// person (RFC 5321 4.5.1); a report from that address is told by its report part.
+TEST_CASE("postmaster is a person - only a delivery report from that address is a bounce") {
+  CHECK_FALSE(parse_email("From: Postmaster <postmaster@customer.example>\r\n"
+                          "Subject: Your mail server\r\n\r\nPlease check SPF.\r\n")
+                  .bounce);
+  CHECK(parse_email("From: postmaster@mx.example.net\r\nMIME-Version: 1.0\r\n"
+                    "Content-Type: multipart/report; report-type=delivery-status; "
+                    "boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n"
+                    "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+                    "Final-Recipient: rfc822; a@example.org\r\nAction: failed\r\n"
+                    "Status: 5.1.1\r\n--b--\r\n")
+            .bounce);
 }
 
 TEST_CASE("text/plain with an invalid UTF-8 label still yields valid UTF-8") {

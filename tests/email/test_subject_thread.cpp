@@ -255,6 +255,24 @@ TEST_CASE("auto-reply: routed to noise, it leaves the conversation's sticky queu
   CHECK(f.queue_of(f.last_id) == "vip");
 }
 
+// Before: `bulk` kept a message from setting its conversation's sticky queue, and a Google
+// Group adds Precedence: list, List-ID and List-Unsubscribe to every mail it hands on: for a
+// team whose support address is a Group, a customer's follow-up never stayed in the queue of
+// the conversation.
+TEST_CASE("bulk: mail through a Google Group still makes its conversation's queue sticky") {
+  Fixture f(noise_rules());
+  const std::string group =
+      "Precedence: list\r\nList-ID: <support.example.com>\r\n"
+      "List-Unsubscribe: <mailto:support+unsubscribe@example.com>\r\n";
+  auto conv = f.store_mail("ann@example.com", "Where is order 42?", "<g1@example.com>",
+                           "Mon, 02 Nov 2026 10:00:00 +0000", "", "", group);
+  CHECK(f.last_payload.find("\"bulk\"") != std::string::npos);
+  CHECK(f.queue_of(f.last_id) == "vip");
+  CHECK(f.store_mail("ann@example.com", "one more thing", "<g2@example.com>",
+                     "Tue, 03 Nov 2026 10:00:00 +0000", "<g1@example.com>", "", group) == conv);
+  CHECK(f.queue_of(f.last_id) == "vip");
+}
+
 // Before: the subject fallback keyed on the "customer" MAILER-DAEMON@mx.example.net and the
 // MTA's fixed subject, so bounces about different customers' mail joined one conversation.
 TEST_CASE("bounce: two reports from one MTA join the conversations of the mail they return") {
