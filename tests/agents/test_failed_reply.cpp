@@ -9,6 +9,7 @@
 #include "core/sender.hpp"
 #include "storage/sqlite.hpp"
 #include "tests/agents/fixture.hpp"
+#include "tests/agents/reply_cutter.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -166,6 +167,74 @@ TEST_CASE("a reply given up on while its parent is held leaves it with its agent
   auto out = d.get("alice-token", "/v1/customers/" + parent_customer(d, r.id) + "/interactions");
   CHECK(out.body.find("\"error\":\"" + error + "\"") != std::string::npos);
   CHECK(d.act("alice-token", r.id, "ack").status == 200);
+}
+
+// Before: a refusal that came while the item was held (a Telegram 400 a second after the 202)
+// was told with back_to_work false, and the ack then left the item `done`, in no queue: the
+// customer unanswered and nobody told.
+TEST_CASE("a reply refused while its parent is held puts it back to work at the ack") {
+  auto sender = std::make_shared<HeldSender>();
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", sender); });
+  auto r = claim_and_reply(d, *sender, "sf-held-ack");
+  const std::string error = "400 Bad Request: chat not found";
+  sender->answer(SendResult::failed(error));
+  REQUIRE(eventually([&] { return send_failed_events(d, r, error, false) == 1; }));
+  REQUIRE(d.act("alice-token", r.id, "ack").status == 200);
+  HttpResponse again;
+  REQUIRE(eventually([&] {
+    again = d.claim("bob-token", "general");
+    return again.status == 200;
+  }));
+  CHECK(claimed_id(again) == r.id);
+  auto item = parse(again.body).at("interaction").as_object();
+  CHECK(item.at("send_failed").at("outbound_id").as_string() == r.out);
+  CHECK(item.at("send_failed").at("error").as_string() == error);
+  d.drained();
+  CHECK(send_failed_events(d, r, error, true) == 1);
+  CHECK(entries_of(d, r.id) == 1);
+  // bob acks it: the failure was handled (requeued, claimed anew), nothing goes back again.
+  REQUIRE(d.act("bob-token", r.id, "ack").status == 200);
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM interactions WHERE id='" + r.id + "' AND state='done'") ==
+           1;
+  }));
+  d.restart();
+  d.drained();
+  CHECK(entries_of(d, r.id) == 0);
+  CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
+  CHECK(d.rows("SELECT queue_round FROM interactions WHERE id='" + r.id + "'") == 1);
+  CHECK(send_failed_events(d, r, error, true) == 1);
+}
+
+TEST_CASE("a reply refused while held puts it back to work once at the ack retried after a 503") {
+  std::unique_ptr<ReplyCutter> cutter;
+  auto sender = std::make_shared<HeldSender>();
+  AgentDaemon d(through(cutter, std::chrono::minutes(5), 5),
+                [&](App& app) { app.senders().add("api", "web-form", sender); });
+  auto r = claim_and_reply(d, *sender, "sf-held-503");
+  const std::string error = "400 Bad Request: user is deactivated";
+  sender->answer(SendResult::failed(error));
+  REQUIRE(eventually([&] { return send_failed_events(d, r, error, false) == 1; }));
+  // Redis runs the ack, its answer is lost: 503, nothing recorded yet.
+  cutter->cut_reply_to("$3\r\nack\r\n");  // the mode argument of the finish script
+  auto lost = d.act("alice-token", r.id, "ack");
+  REQUIRE(cutter->cut());
+  CHECK(lost.status == 503);
+  // Her retry records the finish, and with it the item goes back to work.
+  REQUIRE(d.act("alice-token", r.id, "ack").status == 200);
+  HttpResponse again;
+  REQUIRE(eventually([&] {
+    again = d.claim("bob-token", "general");
+    return again.status == 200;
+  }));
+  CHECK(claimed_id(again) == r.id);
+  d.drained();
+  CHECK(send_failed_events(d, r, error, true) == 1);
+  CHECK(entries_of(d, r.id) == 1);
+  d.restart();
+  d.drained();
+  CHECK(entries_of(d, r.id) == 1);
+  CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
 }
 
 // Before: a retried ack answered 409 "agent alice finished it" while a retried transfer answered

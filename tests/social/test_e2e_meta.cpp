@@ -427,6 +427,59 @@ TEST_CASE(
   CHECK(str(ev[0].at("at")) == "2025-06-18T16:22:53.000Z");  // WhatsApp's time, not ours
 }
 
+// Before: a `failed` status for a reply already acked only added provider_status to the reply:
+// the item stayed `done`, in no queue, the customer unanswered and nobody told.
+TEST_CASE("meta: a WhatsApp failed status for an acked reply puts its parent back to work once") {
+  MetaDaemon d;
+  REQUIRE(d.post(whatsapp("16505551234", "wamid.F1", "Where is my parcel?")).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  std::string id = str(d.queued()[0].at("id"));
+  auto claim = d.http->post_json("/v1/agent/claim", R"({"queue":"general"})", "alice-token");
+  REQUIRE(claim.status == 200);
+  auto reply = d.http->post_json("/v1/agent/interactions/" + id + "/reply",
+                                 R"({"text":"It left today."})", "alice-token");
+  REQUIRE(reply.status == 202);
+  std::string out = str(boost::json::parse(reply.body).at("id"));
+  std::string wamid;
+  REQUIRE(eventually([&] {
+    storage::Db db(d.cfg.storage.path, true);
+    auto st = db.prepare("SELECT provider_id FROM sends WHERE state='sent' AND interaction_id=?1");
+    st.bind(1, out);
+    wamid = st.step() ? st.text(0) : "";
+    return !wamid.empty();
+  }));
+  REQUIRE(d.http->post_json("/v1/agent/interactions/" + id + "/ack", "{}", "alice-token").status ==
+          200);
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM interactions WHERE id='" + id + "' AND state='done'") == 1;
+  }));
+  const std::string failed = R"({"object":"whatsapp_business_account","entry":[{"id":"WABA",
+    "changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
+    "metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+    "statuses":[{"id":")" + wamid +
+                             R"(","status":"failed","timestamp":"1750263774",
+    "recipient_id":"16505551234","errors":[{"code":131047,"title":"Re-engagement message",
+    "message":"Re-engagement message"}]}]}}]}]})";
+  REQUIRE(d.post(failed).status == 200);
+  // Meta delivers at least once: the same report again requeues nothing.
+  REQUIRE(d.post(failed).status == 200);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE interaction_id='" + id +
+               "' AND type='send_failed' AND json_extract(detail, '$.back_to_work')=1 AND "
+               "json_extract(detail, '$.outbound_id')='" +
+               out + "'") == 1);
+  CHECK(d.rows("SELECT queue_round FROM interactions WHERE id='" + id + "'") == 1);
+  HttpResponse again;
+  REQUIRE(eventually([&] {
+    again = d.http->post_json("/v1/agent/claim", R"({"queue":"general"})", "alice-token");
+    return again.status == 200;
+  }));
+  auto item = boost::json::parse(again.body).at("interaction").as_object();
+  CHECK(str(item.at("id")) == id);
+  CHECK(str(item.at("send_failed").at("outbound_id")) == out);
+  CHECK(str(item.at("send_failed").at("error")).find("Re-engagement") != std::string::npos);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+}
+
 TEST_CASE(
     "meta: a forged signature is logged with the account and the consequence, without the "
     "signature, once however often it comes") {
