@@ -13,6 +13,7 @@
 #include "core/time.hpp"
 #include "storage/async_pipeline.hpp"
 #include "storage/reply_failure.hpp"
+#include "storage/reply_order.hpp"
 
 namespace sb::agents {
 namespace asio = boost::asio;
@@ -239,19 +240,7 @@ std::string json_list(const std::vector<std::string>& v) {
   return json::serialize(a);
 }
 
-// The condition that holds a reply back behind an earlier one of its conversation (SQL over
-// `s`, the send, and `i`, its outbound interaction). The customer must read the answers in the
-// order they were written: a reply that waits for a retry (a provider's throttle, a 5xx, a
-// pause of the whole account: attempts or account_paused) or whose attempt is out (marked:
-// Sender::marks_attempts, every social channel's) goes first, and the later ones of the
-// conversation wait until its result is recorded (sent, or failed for good). Earlier means
-// stored earlier (the outbound interaction's seq, in commit order). Replies none of which has
-// been tried yet go out together, as they were written together (and email's, whose attempts
-// are not marked, while the first is out). An interaction without a conversation holds nothing.
-constexpr const char* kHeldBehindEarlier =
-    "EXISTS (SELECT 1 FROM interactions ci JOIN sends e ON e.interaction_id = ci.id "
-    "WHERE ci.conversation_id = i.conversation_id AND ci.seq < i.seq AND e.state = 'pending' "
-    "AND (e.attempts > 0 OR e.account_paused != 0 OR e.attempt_started_at IS NOT NULL))";
+using storage::kHeldBehindEarlier;
 }  // namespace
 
 std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
