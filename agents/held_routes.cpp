@@ -12,6 +12,11 @@
 namespace sb::agents {
 namespace json = boost::json;
 
+namespace {
+// About this many bytes of payloads in one list of claims (as a timeline page, kPageBytes).
+constexpr std::size_t kClaimsBytes = 4 * 1024 * 1024;
+}  // namespace
+
 Service::Awaitable Service::extend(http::Request& r) {
   auto auth = agent_auth(r);
   if (!auth.agent) {
@@ -48,6 +53,8 @@ Service::Awaitable Service::claims(http::Request& r) {
   const auto& agent = *auth.agent;
   const auto timeout = ops_.claim_timeout().count();
   json::array out;
+  bool truncated = false;
+  std::size_t bytes = 0;
   // XPENDING of the agent's consumer in each of its queues' streams (scripts.cpp kHeldBy): what
   // Redis says it holds, most urgent first, oldest first within a priority. An item released is
   // held by `_released:<agent>`, not by the agent, and is not listed.
@@ -56,6 +63,7 @@ Service::Awaitable Service::claims(http::Request& r) {
     if (!held.error.empty()) {
       co_return redis_unavailable("cannot list the claims: " + held.error);
     }
+    truncated = truncated || held.truncated;
     for (const auto& e : held.entries) {
       json::object c{{"interaction_id", e.interaction_id},
                      {"queue", queue},
@@ -66,8 +74,15 @@ Service::Awaitable Service::claims(http::Request& r) {
                      // 0: its claim timed out; the next claim of the queue may hand it to
                      // someone else, an extend now keeps it.
                      {"expires_in_ms", std::max<std::int64_t>(0, timeout - e.idle_ms)}};
-      // The interaction as stored now (an entry added by another producer may name none).
-      if (auto payload = records_.payload(e.interaction_id)) {
+      // The interaction as stored now (an entry added by another producer may name none). Past
+      // about kClaimsBytes of payloads the rest of the list comes without them, "truncated"
+      // saying so (a payload holds up to a MiB of text, an email body; this runs on the io
+      // thread, as the timeline, whose pages stop at the same size).
+      if (bytes >= kClaimsBytes) {
+        truncated = true;
+        c["interaction"] = nullptr;
+      } else if (auto payload = records_.payload(e.interaction_id)) {
+        bytes += payload->size();
         json::error_code ec;
         auto v = json::parse(*payload, ec);
         c["interaction"] = ec ? json::value(*payload) : std::move(v);
@@ -77,7 +92,11 @@ Service::Awaitable Service::claims(http::Request& r) {
       out.push_back(std::move(c));
     }
   }
-  co_return http::json(200, json::serialize(json::object{{"claims", std::move(out)}}));
+  json::object body{{"claims", std::move(out)}};
+  if (truncated) {
+    body["truncated"] = true;
+  }
+  co_return http::json(200, json::serialize(body));
 }
 
 }  // namespace sb::agents

@@ -322,7 +322,8 @@ asio::awaitable<HeldList> QueueOps::held_by(const std::string& queue, const std:
     keys.push_back(stream(queue, p));
   }
   // An agent holds a handful at a time; more than this per priority is not a lost claim's doing.
-  std::vector<std::string> args{agent, "100"};
+  // One more is asked for, to tell a priority cut at the limit from one that holds exactly it.
+  std::vector<std::string> args{agent, std::to_string(kHeldListed + 1)};
   RValue v =
       co_await async_eval(redis_, kHeldBy, std::move(keys), std::move(args), asio::use_awaitable);
   HeldList out;
@@ -330,7 +331,15 @@ asio::awaitable<HeldList> QueueOps::held_by(const std::string& queue, const std:
     out.error = v.is_error() ? v.str : "unexpected reply from redis";
     co_return out;
   }
+  std::size_t in_stream = 0;
   for (const auto& e : v.elements) {
+    if (!out.entries.empty() && out.entries.back().stream != e.str_at(0)) {
+      in_stream = 0;
+    }
+    if (++in_stream > kHeldListed) {
+      out.truncated = true;
+      continue;
+    }
     out.entries.push_back({e.str_at(0), e.str_at(1), e.str_at(3), e.int_at(2), e.int_at(4)});
   }
   co_return out;

@@ -35,6 +35,9 @@ struct ClaimResult {
   std::string dead_refused;
 };
 
+// held_by lists at most this many entries per priority (GET /v1/agent/claims says "truncated").
+inline constexpr std::size_t kHeldListed = 100;
+
 // An entry one consumer holds (held_by).
 struct HeldEntry {
   std::string stream, entry_id, interaction_id;
@@ -44,6 +47,7 @@ struct HeldEntry {
 struct HeldList {
   std::string error;
   std::vector<HeldEntry> entries;  // most urgent first, oldest first within a priority
+  bool truncated = false;          // a priority held more than kHeldListed: the oldest are listed
 };
 
 // held: done; not_held: nobody holds it; other: `holder` holds it; repeated: a retried

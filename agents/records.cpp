@@ -12,6 +12,8 @@
 #include "core/log.hpp"
 #include "core/time.hpp"
 #include "storage/async_pipeline.hpp"
+#include "storage/reply_failure.hpp"
+#include "storage/reply_order.hpp"
 
 namespace sb::agents {
 namespace asio = boost::asio;
@@ -238,19 +240,7 @@ std::string json_list(const std::vector<std::string>& v) {
   return json::serialize(a);
 }
 
-// The condition that holds a reply back behind an earlier one of its conversation (SQL over
-// `s`, the send, and `i`, its outbound interaction). The customer must read the answers in the
-// order they were written: a reply that waits for a retry (a provider's throttle, a 5xx, a
-// pause of the whole account: attempts or account_paused) or whose attempt is out (marked:
-// Sender::marks_attempts, every social channel's) goes first, and the later ones of the
-// conversation wait until its result is recorded (sent, or failed for good). Earlier means
-// stored earlier (the outbound interaction's seq, in commit order). Replies none of which has
-// been tried yet go out together, as they were written together (and email's, whose attempts
-// are not marked, while the first is out). An interaction without a conversation holds nothing.
-constexpr const char* kHeldBehindEarlier =
-    "EXISTS (SELECT 1 FROM interactions ci JOIN sends e ON e.interaction_id = ci.id "
-    "WHERE ci.conversation_id = i.conversation_id AND ci.seq < i.seq AND e.state = 'pending' "
-    "AND (e.attempts > 0 OR e.account_paused != 0 OR e.attempt_started_at IS NOT NULL))";
+using storage::kHeldBehindEarlier;
 }  // namespace
 
 std::vector<SendJob> Records::due_sends(std::int64_t now, int limit,
@@ -441,6 +431,10 @@ void Records::submit_events(std::uint64_t n, std::vector<Pending> batch, bool re
             insert_event(db, e.iid, e.at, e.actor, e.type, e.detail);
             if (!e.state.empty()) {
               st.set_state.bind_static(1, e.iid).bind_static(2, e.state).run();
+            }
+            if (e.type == "finish") {
+              // A reply that failed while the item was held puts it back to work now.
+              storage::requeue_on_finish(db, e.iid, e.at);
             }
           }
         } catch (...) {
@@ -791,58 +785,6 @@ asio::awaitable<ReplyStored> Records::reply(const InteractionRow& parent, const 
   co_return r;
 }
 
-namespace {
-// A reply given up on (refused for good, or an unknown outcome not retried) tells its parent:
-// a `send_failed` event, and, when the parent was finished meanwhile (the agent acked after the
-// 202, as the API invites, and the send failed minutes of retries later), the parent goes back
-// to work. Otherwise the customer was left unanswered and nobody was told: the reply's failure
-// shows only on the reply, and reply, release and transfer on a finished item answer 409. It
-// enters its queue as it entered the first time, through the outbox (DESIGN-NOTES invariant
-// 3), in the transaction that records the failure: exactly once, a crash replaying neither or
-// both. queue_round gives the new projection its own once-only marker (schema 29,
-// relay/parts.hpp), and `send_failed` in its payload tells whoever claims it why it is back.
-// A parent still held (its agent sees the failure on the reply), waiting, or dead-lettered is
-// left where it is.
-void tell_parent_of_failure(storage::Db& db, const std::string& outbound_id,
-                            const std::string& error, std::int64_t at) {
-  auto send = db.prepare("SELECT state, parent_id FROM sends WHERE interaction_id=?1");
-  send.bind(1, outbound_id);
-  if (!send.step() || send.text(0) != "pending") {
-    return;  // given up on before: told then
-  }
-  const std::string parent = send.text(1);
-  send.reset();
-  auto row = db.prepare("SELECT state, queue, priority FROM interactions WHERE id=?1");
-  row.bind(1, parent);
-  if (!row.step()) {
-    return;
-  }
-  const bool requeue = row.text(0) == "done" && !row.text(1).empty();
-  const std::string queue = row.text(1), priority = row.text(2);
-  row.reset();
-  json::object d{{"outbound_id", outbound_id}, {"error", error}};
-  if (requeue) {
-    json::object why{{"outbound_id", outbound_id}, {"error", error}, {"at", format_ms(at)}};
-    auto up = db.prepare(
-        "UPDATE interactions SET state='queued', queue_round=queue_round+1, payload=CASE WHEN "
-        "json_valid(payload) THEN json_set(payload, '$.send_failed', json(?2)) ELSE payload END "
-        "WHERE id=?1");
-    up.bind(1, parent).bind(2, json::serialize(why)).run();
-    // The outbox row is the connection's last insert: queued_seq follows it (storage/store.cpp,
-    // enqueue), for a re-projection after Redis lost data.
-    auto out = db.prepare(
-        "INSERT INTO outbox(interaction_id, queue, priority, created_at) VALUES (?1, ?2, ?3, ?4)");
-    out.bind(1, parent).bind(2, queue).bind(3, priority).bind(4, at).run();
-    auto seq = db.prepare("UPDATE interactions SET queued_seq=last_insert_rowid() WHERE id=?1");
-    seq.bind(1, parent).run();
-    d["queue"] = queue;
-    d["priority"] = priority;
-  }
-  d["back_to_work"] = requeue;
-  insert_event(db, parent, at, "switchboard", "send_failed", json::serialize(d));
-}
-}  // namespace
-
 void Records::send_result(const std::string& iid, const std::string& state, std::int64_t attempts,
                           std::int64_t next_at, const std::string& error,
                           const std::string& provider_id, bool maybe_sent, bool account_paused,
@@ -857,7 +799,7 @@ void Records::send_result(const std::string& iid, const std::string& state, std:
   }
   std::function<void(storage::Db&)> job = [=](storage::Db& db) {
     if (given_up) {
-      tell_parent_of_failure(db, iid, error, at);
+      storage::tell_parent_of_failure(db, iid, error, at);
     }
     auto st = db.prepare(
         "UPDATE sends SET state=?2, attempts=?3, next_attempt_at=?4, last_error=?5, "

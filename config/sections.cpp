@@ -202,6 +202,14 @@ void read_agents(TableReader& root, const Api& api, std::vector<Agent>& out) {
                   "agent id \"" + agent.id +
                       "\" is reserved: names beginning with \"_released:\" are the Redis "
                       "consumers that hold released items");
+    } else if (has_id && agent.id.find('|') != std::string::npos) {
+      // A transfer's once-only marker in Redis is "<agent> <target>|<new id>|<dead entry id>",
+      // read back by splitting at the first '|' (agents/scripts.cpp, kTransferBody): a '|' in
+      // the agent's id would cut it there, and its lost transfer replies would not be known as
+      // its own.
+      r.ctx().add(r.line_of_key("id"), "agent id \"" + agent.id +
+                                           "\" contains '|', which the agents API uses as a "
+                                           "separator in Redis");
     }
     if (has_id) {
       auto [it, fresh] = ids.emplace(agent.id, Seen{agent.id, r.line_of_key("id")});

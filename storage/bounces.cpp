@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <boost/json.hpp>
 
+#include "storage/reply_failure.hpp"
+
 namespace sb::storage {
 
 std::string record_bounce(Db& db, const Inbound& in, const std::string& report_id,
@@ -36,9 +38,13 @@ std::string record_bounce(Db& db, const Inbound& in, const std::string& report_i
   // Only a report of failure fails the send: "delayed" (still trying), "delivered", "relayed"
   // and "expanded" are news about a message that may yet arrive (RFC 3464 2.3.3).
   if (r.action == "failed" && state == "sent") {
+    const std::string why = "bounced" + (error.empty() ? "" : ": " + error);
+    // The parent is told, and back to work when finished (a repeated report finds the send
+    // failed, this branch not taken).
+    tell_parent_of_failure(db, reply_id, why, now);
     auto fail = db.prepare(
         "UPDATE sends SET state='failed', last_error=?2, updated_at=?3 WHERE interaction_id=?1");
-    fail.bind(1, reply_id).bind(2, "bounced" + (error.empty() ? "" : ": " + error)).bind(3, now);
+    fail.bind(1, reply_id).bind(2, why).bind(3, now);
     fail.run();
   }
   boost::json::object detail{{"status", r.action.empty() ? "unknown" : r.action},

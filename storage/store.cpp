@@ -15,6 +15,7 @@
 #include "storage/call_payload.hpp"
 #include "storage/customers.hpp"
 #include "storage/interaction_json.hpp"
+#include "storage/reply_failure.hpp"
 
 namespace sb::storage {
 namespace json = boost::json;
@@ -1025,6 +1026,9 @@ void Store::submit_provider_statuses(std::vector<ProviderStatus> statuses, Done 
           find.reset();
           std::int64_t at = s.at_ms ? s.at_ms : now_ms();
           if (s.status == "failed") {
+            // Failed after it went out: the parent is told, and back to work when finished
+            // (a repeated report finds the send failed and tells nobody again).
+            tell_parent_of_failure(db, iid, s.error.empty() ? "failed" : s.error, at);
             fail.bind(1, iid).bind(2, s.error.empty() ? "failed" : s.error).bind(3, at).run();
           }
           json::object detail{{"status", s.status}};

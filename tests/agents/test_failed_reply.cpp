@@ -9,6 +9,7 @@
 #include "core/sender.hpp"
 #include "storage/sqlite.hpp"
 #include "tests/agents/fixture.hpp"
+#include "tests/agents/reply_cutter.hpp"
 
 using namespace sb;
 using namespace sb::test;
@@ -89,6 +90,25 @@ long long send_failed_events(AgentDaemon& d, const Replied& r, const std::string
                 r.out + "' AND json_extract(detail, '$.error')='" + error +
                 "' AND json_extract(detail, '$.back_to_work')=" + (back_to_work ? "1" : "0"));
 }
+
+// The item claimed by `token` once it is back in its queue (REQUIREd within eventually's wait).
+HttpResponse claim_when_back(AgentDaemon& d, const std::string& token) {
+  HttpResponse again;
+  REQUIRE(eventually([&] {
+    again = d.claim(token, "general");
+    return again.status == 200;
+  }));
+  return again;
+}
+
+// claim_and_reply, then the send refused with `error` while alice still holds the item.
+Replied refused_while_held(AgentDaemon& d, HeldSender& sender, const std::string& external_id,
+                           const std::string& error) {
+  auto r = claim_and_reply(d, sender, external_id);
+  sender.answer(SendResult::failed(error));
+  REQUIRE(eventually([&] { return send_failed_events(d, r, error, false) == 1; }));
+  return r;
+}
 }  // namespace
 
 // Before: reply, ack and then the send's failure left the item `done`, in no queue; reply,
@@ -114,11 +134,7 @@ TEST_CASE("a reply given up on after the ack puts its parent back in its queue o
     CHECK(send_failed_events(d, r, error, true) == 1);
     CHECK(entries_of(d, r.id) == 1);
     // Claimable again, by anyone of its queue, telling why it is back.
-    HttpResponse again;
-    REQUIRE(eventually([&] {
-      again = d.claim("bob-token", "general");
-      return again.status == 200;
-    }));
+    HttpResponse again = claim_when_back(d, "bob-token");
     CHECK(claimed_id(again) == r.id);
     auto item = parse(again.body).at("interaction").as_object();
     CHECK(item.at("send_failed").at("outbound_id").as_string() == r.out);
@@ -140,11 +156,7 @@ TEST_CASE("a reply given up on after the ack puts its parent back in its queue o
     REQUIRE(d.act("alice-token", r.id, "ack").status == 200);
     const std::string error = "outcome unknown: 502 Bad Gateway; not retried";
     sender->answer(SendResult::failed_unknown(error));
-    HttpResponse again;
-    REQUIRE(eventually([&] {
-      again = d.claim("alice-token", "general");
-      return again.status == 200;
-    }));
+    HttpResponse again = claim_when_back(d, "alice-token");
     CHECK(claimed_id(again) == r.id);
     CHECK(send_failed_events(d, r, error, true) == 1);
     CHECK(entries_of(d, r.id) == 1);
@@ -166,6 +178,62 @@ TEST_CASE("a reply given up on while its parent is held leaves it with its agent
   auto out = d.get("alice-token", "/v1/customers/" + parent_customer(d, r.id) + "/interactions");
   CHECK(out.body.find("\"error\":\"" + error + "\"") != std::string::npos);
   CHECK(d.act("alice-token", r.id, "ack").status == 200);
+}
+
+// Before: a refusal that came while the item was held (a Telegram 400 a second after the 202)
+// was told with back_to_work false, and the ack then left the item `done`, in no queue: the
+// customer unanswered and nobody told.
+TEST_CASE("a reply refused while its parent is held puts it back to work at the ack") {
+  auto sender = std::make_shared<HeldSender>();
+  AgentDaemon d(nullptr, [&](App& app) { app.senders().add("api", "web-form", sender); });
+  const std::string error = "400 Bad Request: chat not found";
+  auto r = refused_while_held(d, *sender, "sf-held-ack", error);
+  REQUIRE(d.act("alice-token", r.id, "ack").status == 200);
+  HttpResponse again = claim_when_back(d, "bob-token");
+  CHECK(claimed_id(again) == r.id);
+  auto item = parse(again.body).at("interaction").as_object();
+  CHECK(item.at("send_failed").at("outbound_id").as_string() == r.out);
+  CHECK(item.at("send_failed").at("error").as_string() == error);
+  d.drained();
+  CHECK(send_failed_events(d, r, error, true) == 1);
+  CHECK(entries_of(d, r.id) == 1);
+  // bob acks it: the failure was handled (requeued, claimed anew), nothing goes back again.
+  REQUIRE(d.act("bob-token", r.id, "ack").status == 200);
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM interactions WHERE id='" + r.id + "' AND state='done'") ==
+           1;
+  }));
+  d.restart();
+  d.drained();
+  CHECK(entries_of(d, r.id) == 0);
+  CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
+  CHECK(d.rows("SELECT queue_round FROM interactions WHERE id='" + r.id + "'") == 1);
+  CHECK(send_failed_events(d, r, error, true) == 1);
+}
+
+TEST_CASE("a reply refused while held puts it back to work once at the ack retried after a 503") {
+  std::unique_ptr<ReplyCutter> cutter;
+  auto sender = std::make_shared<HeldSender>();
+  AgentDaemon d(through(cutter, std::chrono::minutes(5), 5),
+                [&](App& app) { app.senders().add("api", "web-form", sender); });
+  const std::string error = "400 Bad Request: user is deactivated";
+  auto r = refused_while_held(d, *sender, "sf-held-503", error);
+  // Redis runs the ack, its answer is lost: 503, nothing recorded yet.
+  cutter->cut_reply_to("$3\r\nack\r\n");  // the mode argument of the finish script
+  auto lost = d.act("alice-token", r.id, "ack");
+  REQUIRE(cutter->cut());
+  CHECK(lost.status == 503);
+  // Her retry records the finish, and with it the item goes back to work.
+  REQUIRE(d.act("alice-token", r.id, "ack").status == 200);
+  HttpResponse again = claim_when_back(d, "bob-token");
+  CHECK(claimed_id(again) == r.id);
+  d.drained();
+  CHECK(send_failed_events(d, r, error, true) == 1);
+  CHECK(entries_of(d, r.id) == 1);
+  d.restart();
+  d.drained();
+  CHECK(entries_of(d, r.id) == 1);
+  CHECK(d.rows("SELECT count(*) FROM outbox") == 0);
 }
 
 // Before: a retried ack answered 409 "agent alice finished it" while a retried transfer answered

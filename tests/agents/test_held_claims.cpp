@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "storage/sqlite.hpp"
 #include "tests/agents/fixture.hpp"
 
 using namespace sb;
@@ -82,4 +83,54 @@ TEST_CASE("GET /v1/agent/claims lists what the agent holds, with each interactio
   CHECK(claims_of(d, "alice-token").empty());
   CHECK(d.get("", "/v1/agent/claims").status == 401);
   CHECK(d.get("test-token", "/v1/agent/claims").status == 401);  // an API token is not an agent's
+}
+
+// Before: past 100 entries of a priority the list was cut silently, and every payload was read
+// and sent, up to a MiB of text each, in one answer built on the io thread.
+TEST_CASE(
+    "GET /v1/agent/claims says truncated past 100 entries of a priority or 4 MiB of payloads") {
+  AgentDaemon d;
+  std::vector<std::string> ids;
+  for (int n = 0; n < 5; ++n) {
+    ids.push_back(d.ingest("big-" + std::to_string(n), "long mail " + std::to_string(n)));
+  }
+  d.drained();
+  for (const auto& id : ids) {
+    REQUIRE(claimed_id(d.claim("alice-token", "general")) == id);
+  }
+  auto whole = d.get("alice-token", "/v1/agent/claims");
+  REQUIRE(whole.status == 200);
+  CHECK_FALSE(parse(whole.body).contains("truncated"));
+  {
+    // Email bodies of 1.5 MB each: three pass the 4 MiB budget.
+    storage::Db db(d.dir.file("switchboard.db"));
+    db.exec(
+        "UPDATE interactions SET payload = json_set(payload, '$.text', "
+        "replace(hex(zeroblob(750000)), '0', 'x')) WHERE external_id LIKE 'big-%'");
+  }
+  auto r = d.get("alice-token", "/v1/agent/claims");
+  REQUIRE(r.status == 200);
+  auto body = parse(r.body);
+  CHECK(body.at("truncated").as_bool());
+  auto mine = body.at("claims").as_array();
+  REQUIRE(mine.size() == 5);
+  for (std::size_t n = 0; n < mine.size(); ++n) {
+    CHECK(mine[n].at("interaction_id").as_string() == ids[n]);
+    CHECK(mine[n].at("interaction").is_null() == (n >= 3));
+  }
+  CHECK(r.body.size() < 5u * 1024 * 1024);
+
+  // bob holds 101 entries of one priority (claimed in Redis at once): 100 are listed.
+  d.redis.cmd({"XGROUP", "CREATE", "sb:q:general:high", "agents", "0", "MKSTREAM"});  // or has
+  for (int n = 0; n < 101; ++n) {
+    d.redis.cmd({"XADD", "sb:q:general:high", "*", "interaction_id", "F" + std::to_string(n)});
+  }
+  d.redis.cmd({"XREADGROUP", "GROUP", "agents", "bob", "COUNT", "101", "STREAMS",
+               "sb:q:general:high", ">"});
+  auto bobs = parse(d.get("bob-token", "/v1/agent/claims").body);
+  CHECK(bobs.at("truncated").as_bool());
+  auto listed = bobs.at("claims").as_array();
+  REQUIRE(listed.size() == 100);
+  CHECK(listed[0].at("interaction_id").as_string() == "F0");
+  CHECK(listed[99].at("interaction_id").as_string() == "F99");
 }

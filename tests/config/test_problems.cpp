@@ -190,6 +190,20 @@ queues = ["general"]
        });
 }
 
+// Before: accepted, and a transfer's marker in Redis ("<agent> <target>|<new id>|<dead id>",
+// split at the first '|') was misread for that agent.
+TEST_CASE("agents: an id containing a pipe is refused") {
+  CHECK(problems_of(R"(
+[[agents]]
+id = "ann|support"
+token = "t1"
+queues = ["general"]
+)") == std::vector<std::string>{
+           "t.toml:2: agent id \"ann|support\" contains '|', which the agents API uses as a "
+           "separator in Redis",
+       });
+}
+
 TEST_CASE("agents: a token that is also an api token is refused with its line") {
   CHECK(problems_of(R"(
 [api]

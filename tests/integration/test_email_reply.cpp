@@ -499,7 +499,8 @@ std::vector<json::object> provider_events(const json::object& reply) {
 // "sent" for good, and an agent could answer the report, to MAILER-DAEMON.
 TEST_CASE(
     "email: two bounces of two replies - each joins its customer's conversation, the reply's "
-    "send becomes failed with a provider_status event, and a reply to a bounce is refused") {
+    "send becomes failed with a provider_status event, its acked item goes back to work once, "
+    "and a reply to a bounce is refused") {
   SmtpServer smtp(false);
   EmailDaemon d;
   send_through(d, smtp);
@@ -511,14 +512,23 @@ TEST_CASE(
       answer_customer(d, alice, smtp, "Bob Roe <bob@example.org>", "<b1@customer.example>", 2);
   REQUIRE(ann.conv != bob.conv);
 
+  // Each report is queued, and behind it (enqueued in the report's transaction) the item its
+  // reply answered, acked before: back to work, telling why.
   deliver_dsn(d, "<dsn-1@mx.example.net>", ann.sent, "ann@example.com", false);
   auto first = alice.claim("general");
   CHECK(s(first.at("external_id")) == "<dsn-1@mx.example.net>");
   CHECK(s(first.at("conversation_id")) == ann.conv);
+  auto ann_back = alice.claim("general");
+  CHECK(s(ann_back.at("id")) == ann.id);
+  CHECK(s(ann_back.at("send_failed").at("outbound_id")) == ann.out_id);
+  CHECK(s(ann_back.at("send_failed").at("error")).rfind("bounced: 5.1.1", 0) == 0);
   deliver_dsn(d, "<dsn-2@mx.example.net>", bob.sent, "bob@example.org", true);
   auto second = alice.claim("general");
   CHECK(s(second.at("external_id")) == "<dsn-2@mx.example.net>");
   CHECK(s(second.at("conversation_id")) == bob.conv);
+  auto bob_back = alice.claim("general");
+  CHECK(s(bob_back.at("id")) == bob.id);
+  CHECK(s(bob_back.at("send_failed").at("outbound_id")) == bob.out_id);
 
   for (auto [who, report] : {std::pair{&ann, &first}, std::pair{&bob, &second}}) {
     auto reply = alice.outbound_when(who->customer, who->out_id, "failed");
@@ -541,6 +551,18 @@ TEST_CASE(
   CHECK(d.rows("SELECT count(*) FROM sends") == 2);
   std::this_thread::sleep_for(300ms);
   CHECK_FALSE(smtp.has(3));
+
+  // A second report about Ann's reply (another MTA on the way) is stored and queued, and puts
+  // nothing back to work again: the send failed already.
+  CHECK(alice.act(ann.id, "ack").status == 200);
+  deliver_dsn(d, "<dsn-3@mx.example.net>", ann.sent, "ann@example.com", false);
+  CHECK(s(alice.claim("general").at("external_id")) == "<dsn-3@mx.example.net>");
+  CHECK(d.rows("SELECT count(*) FROM events WHERE interaction_id='" + ann.id +
+               "' AND type='send_failed'") == 1);
+  CHECK(eventually([&] {
+    return d.rows("SELECT count(*) FROM interactions WHERE id='" + ann.id +
+                  "' AND state='done' AND queue_round=1") == 1;
+  }));
 }
 
 // Before: mail From postmaster@ was flagged `bounce` and an answer to it refused (422

@@ -376,35 +376,55 @@ TEST_CASE("meta: WhatsApp statuses update the send state of our reply and show i
   CHECK(d.rows("SELECT count(*) FROM sends WHERE interaction_id='OUT2' AND state='failed'") == 1);
 }
 
+namespace {
+// A WhatsApp message from 16505551234 that alice claimed and answered with `text`, and the
+// wamid WhatsApp gave her reply.
+struct WhatsAppAnswer {
+  std::string id, customer, out, wamid;
+};
+WhatsAppAnswer answer_on_whatsapp(MetaDaemon& d, const std::string& wamid_in,
+                                  const std::string& question, const std::string& text) {
+  REQUIRE(d.post(whatsapp("16505551234", wamid_in, question)).status == 200);
+  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
+  WhatsAppAnswer a;
+  a.id = str(d.queued()[0].at("id"));
+  a.customer = str(d.queued()[0].at("customer").at("id"));
+  auto claim = d.http->post_json("/v1/agent/claim", R"({"queue":"general"})", "alice-token");
+  REQUIRE(claim.status == 200);
+  auto reply =
+      d.http->post_json("/v1/agent/interactions/" + a.id + "/reply",
+                        boost::json::serialize(boost::json::object{{"text", text}}), "alice-token");
+  REQUIRE(reply.status == 202);
+  a.out = str(boost::json::parse(reply.body).at("id"));
+  REQUIRE(eventually([&] {
+    storage::Db db(d.cfg.storage.path, true);
+    auto st = db.prepare("SELECT provider_id FROM sends WHERE state='sent' AND interaction_id=?1");
+    st.bind(1, a.out);
+    a.wamid = st.step() ? st.text(0) : "";
+    return !a.wamid.empty();
+  }));
+  return a;
+}
+
+// A webhook with one status of the message `wamid`: `fields` are the status's other members.
+std::string whatsapp_status(const std::string& wamid, const std::string& fields) {
+  return R"({"object":"whatsapp_business_account","entry":[{"id":"WABA",
+    "changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
+    "metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+    "statuses":[{"id":")" +
+         wamid + "\"," + fields + "}]}}]}]}";
+}
+}  // namespace
+
 // The same through the agents' read API: the status is an event of the reply (the outbound
 // interaction) on the customer's timeline, by the channel, with what WhatsApp said.
 TEST_CASE(
     "meta: a WhatsApp status is a provider_status event by whatsapp on the reply's timeline") {
   MetaDaemon d;
-  REQUIRE(d.post(whatsapp("16505551234", "wamid.T1", "Is it in stock?")).status == 200);
-  REQUIRE(eventually([&] { return d.redis.xlen("sb:q:general:normal") == 1; }));
-  std::string id = str(d.queued()[0].at("id"));
-  std::string customer = str(d.queued()[0].at("customer").at("id"));
-  auto claim = d.http->post_json("/v1/agent/claim", R"({"queue":"general"})", "alice-token");
-  REQUIRE(claim.status == 200);
-  auto reply = d.http->post_json("/v1/agent/interactions/" + id + "/reply",
-                                 R"({"text":"Yes, in blue too."})", "alice-token");
-  REQUIRE(reply.status == 202);
-  std::string out = str(boost::json::parse(reply.body).at("id"));
-  std::string wamid;
-  REQUIRE(eventually([&] {
-    storage::Db db(d.cfg.storage.path, true);
-    auto st = db.prepare("SELECT provider_id FROM sends WHERE state='sent' AND interaction_id=?1");
-    st.bind(1, out);
-    wamid = st.step() ? st.text(0) : "";
-    return !wamid.empty();
-  }));
-  const std::string status = R"({"object":"whatsapp_business_account","entry":[{"id":"WABA",
-    "changes":[{"field":"messages","value":{"messaging_product":"whatsapp",
-    "metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
-    "statuses":[{"id":")" + wamid +
-                             R"(","status":"delivered","timestamp":"1750263773",
-    "recipient_id":"16505551234"}]}}]}]})";
+  auto a = answer_on_whatsapp(d, "wamid.T1", "Is it in stock?", "Yes, in blue too.");
+  const std::string customer = a.customer, out = a.out;
+  const std::string status = whatsapp_status(
+      a.wamid, R"("status":"delivered","timestamp":"1750263773","recipient_id":"16505551234")");
   REQUIRE(d.post(status).status == 200);
 
   auto tl = boost::json::parse(d.http
@@ -425,6 +445,40 @@ TEST_CASE(
   CHECK(str(ev[0].at("actor")) == "whatsapp");
   CHECK(str(ev[0].at("detail").at("status")) == "delivered");
   CHECK(str(ev[0].at("at")) == "2025-06-18T16:22:53.000Z");  // WhatsApp's time, not ours
+}
+
+// Before: a `failed` status for a reply already acked only added provider_status to the reply:
+// the item stayed `done`, in no queue, the customer unanswered and nobody told.
+TEST_CASE("meta: a WhatsApp failed status for an acked reply puts its parent back to work once") {
+  MetaDaemon d;
+  auto a = answer_on_whatsapp(d, "wamid.F1", "Where is my parcel?", "It left today.");
+  const std::string id = a.id, out = a.out;
+  REQUIRE(d.http->post_json("/v1/agent/interactions/" + id + "/ack", "{}", "alice-token").status ==
+          200);
+  REQUIRE(eventually([&] {
+    return d.rows("SELECT count(*) FROM interactions WHERE id='" + id + "' AND state='done'") == 1;
+  }));
+  const std::string failed = whatsapp_status(
+      a.wamid, R"("status":"failed","timestamp":"1750263774","recipient_id":"16505551234",
+      "errors":[{"code":131047,"title":"Re-engagement message","message":"Re-engagement message"}])");
+  REQUIRE(d.post(failed).status == 200);
+  // Meta delivers at least once: the same report again requeues nothing.
+  REQUIRE(d.post(failed).status == 200);
+  CHECK(d.rows("SELECT count(*) FROM events WHERE interaction_id='" + id +
+               "' AND type='send_failed' AND json_extract(detail, '$.back_to_work')=1 AND "
+               "json_extract(detail, '$.outbound_id')='" +
+               out + "'") == 1);
+  CHECK(d.rows("SELECT queue_round FROM interactions WHERE id='" + id + "'") == 1);
+  HttpResponse again;
+  REQUIRE(eventually([&] {
+    again = d.http->post_json("/v1/agent/claim", R"({"queue":"general"})", "alice-token");
+    return again.status == 200;
+  }));
+  auto item = boost::json::parse(again.body).at("interaction").as_object();
+  CHECK(str(item.at("id")) == id);
+  CHECK(str(item.at("send_failed").at("outbound_id")) == out);
+  CHECK(str(item.at("send_failed").at("error")).find("Re-engagement") != std::string::npos);
+  CHECK(d.redis.xlen("sb:q:general:normal") == 1);
 }
 
 TEST_CASE(
