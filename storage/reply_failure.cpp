@@ -1,5 +1,7 @@
 #include "storage/reply_failure.hpp"
 
+#include <optional>
+
 #include <boost/json.hpp>
 
 namespace sb::storage {
@@ -78,14 +80,25 @@ void tell_parent_of_failure(Db& db, const std::string& outbound_id, const std::s
 // claim it is old news, after a new reply the agent answered it, and after a requeue
 // (back_to_work true) it was handled.
 void requeue_on_finish(Db& db, const std::string& iid, std::int64_t at) {
-  auto f = db.prepare(
-      "SELECT json_extract(e.detail, '$.outbound_id'), json_extract(e.detail, '$.error'), e.at, "
-      "i.queue, i.priority FROM events e JOIN interactions i ON i.id = e.interaction_id WHERE "
-      "e.seq = (SELECT max(seq) FROM events WHERE interaction_id=?1 AND type IN ('claim', "
-      "'reply', 'send_failed')) AND e.type='send_failed' AND "
-      "json_extract(e.detail, '$.back_to_work') = 0 AND i.state='done' AND i.queue != ''");
+  // Prepared once per connection: every ack's record runs it, thousands a second (as the
+  // writer's statements in agents/records.cpp).
+  static thread_local Db* prepared_for = nullptr;
+  static thread_local std::optional<Stmt> find;
+  if (prepared_for != &db) {
+    find.reset();
+    find.emplace(db.prepare(
+        "SELECT json_extract(e.detail, '$.outbound_id'), json_extract(e.detail, '$.error'), e.at, "
+        "i.queue, i.priority FROM events e JOIN interactions i ON i.id = e.interaction_id WHERE "
+        "e.seq = (SELECT max(seq) FROM events WHERE interaction_id=?1 AND type IN ('claim', "
+        "'reply', 'send_failed')) AND e.type='send_failed' AND "
+        "json_extract(e.detail, '$.back_to_work') = 0 AND i.state='done' AND i.queue != ''"));
+    prepared_for = &db;
+  }
+  Stmt& f = *find;
+  f.reset();
   f.bind(1, iid);
   if (!f.step()) {
+    f.reset();
     return;
   }
   const std::string outbound_id = f.text(0), error = f.text(1), queue = f.text(3),
