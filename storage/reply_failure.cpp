@@ -4,6 +4,8 @@
 
 #include <boost/json.hpp>
 
+#include "core/time.hpp"
+
 namespace sb::storage {
 namespace json = boost::json;
 
@@ -64,7 +66,9 @@ void tell_parent_of_failure(Db& db, const std::string& outbound_id, const std::s
   row.reset();
   json::object d{{"outbound_id", outbound_id}, {"error", error}};
   if (requeue) {
-    requeue_parent(db, parent, queue, priority, outbound_id, error, at, at);
+    // The outbox row's time is now, the commit's: `at` may be a provider's own time (a WhatsApp
+    // status retried for hours), and the relay takes an old row for a stall of its own.
+    requeue_parent(db, parent, queue, priority, outbound_id, error, at, now_ms());
     d["queue"] = queue;
     d["priority"] = priority;
   }

@@ -2,8 +2,10 @@
 #include <doctest/doctest.h>
 
 #include <functional>
+#include <thread>
 
 #include "channels/social/hmac.hpp"
+#include "core/stalls.hpp"
 #include "tests/integration/agent_api.hpp"
 #include "tests/social/e2e.hpp"
 #include "tests/social/fakes/fake_meta.hpp"
@@ -458,6 +460,11 @@ TEST_CASE("meta: a WhatsApp failed status for an acked reply puts its parent bac
   REQUIRE(eventually([&] {
     return d.rows("SELECT count(*) FROM interactions WHERE id='" + id + "' AND state='done'") == 1;
   }));
+  const auto relay_stalls = stalls(Stall::relay);
+  // The relay counts a row's age from its own start at most: let that be longer ago than a stall.
+  std::this_thread::sleep_for(kStallThreshold + std::chrono::milliseconds(100));
+  // A report made long before it came (Meta retries a status webhook for hours; this one's time
+  // is June 2025).
   const std::string failed = whatsapp_status(
       a.wamid, R"("status":"failed","timestamp":"1750263774","recipient_id":"16505551234",
       "errors":[{"code":131047,"title":"Re-engagement message","message":"Re-engagement message"}])");
@@ -479,6 +486,8 @@ TEST_CASE("meta: a WhatsApp failed status for an acked reply puts its parent bac
   CHECK(str(item.at("send_failed").at("outbound_id")) == out);
   CHECK(str(item.at("send_failed").at("error")).find("Re-engagement") != std::string::npos);
   CHECK(d.redis.xlen("sb:q:general:normal") == 1);
+  // Its requeue is a row of now for the relay, not one of June 2025 (a stall nobody waited for).
+  CHECK(stalls(Stall::relay) == relay_stalls);
 }
 
 TEST_CASE(
@@ -757,7 +766,8 @@ TEST_CASE(
   auto q = d.queued();
   int n = 0;
   auto reply = [&](int parent) {
-    return reply_to(q[parent], "01JMLIM" + std::to_string(++n), "Answer " + std::to_string(n));
+    ++n;
+    return reply_to(q[parent], "01JMLIM" + std::to_string(n), "Answer " + std::to_string(n));
   };
   auto held_for = [](const SendResult& r, std::chrono::milliseconds at_least,
                      std::chrono::milliseconds at_most) {
