@@ -188,7 +188,7 @@ class Relay {
   std::chrono::milliseconds eviction_every_ = std::chrono::minutes(1);
   std::chrono::steady_clock::time_point eviction_checked_;  // check_eviction's last look
   bool ahead_logged_ = false;  // Redis's mark found past every seq of the database (reconcile)
-  bool down_logged_ = false;           // this episode of Redis failing is logged (set_error)
+  bool down_logged_ = false;   // this episode of Redis failing is logged (set_error)
   std::uint64_t passes_ = 0;
   std::int64_t started_ms_ = 0;       // Unix ms: rows older than the relay wait from here
   bool behind_ = false;               // a relay stall is counted, and rows are still late

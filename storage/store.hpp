@@ -2,8 +2,8 @@
 // The Pipeline implementation: the whole data path of one interaction, in store.cpp, top to
 // bottom: dedupe -> customer match -> conversation -> rules -> interaction row + outbox row
 // (+ cursor) in the writer's group-committed transaction.
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
